@@ -1,0 +1,144 @@
+//! The CLI's view of the daemon: `CAPSTAN_URL` and `CAPSTAN_TOKEN`, errors to exit codes.
+
+use std::time::Duration;
+
+use capstan_model::ErrorBody;
+use serde::de::DeserializeOwned;
+
+use super::Failure;
+use crate::config;
+
+/// Default daemon address.
+const DEFAULT_URL: &str = "http://127.0.0.1:7878";
+
+/// A client for the daemon's API.
+#[derive(Debug)]
+pub struct Client {
+    http: reqwest::Client,
+    base: String,
+    token: Option<String>,
+}
+
+impl Client {
+    /// From `CAPSTAN_URL` (default `http://127.0.0.1:7878`) and `CAPSTAN_TOKEN` (default: the
+    /// admin token file in the default data dir).
+    pub fn from_env() -> Result<Self, Failure> {
+        let base = std::env::var("CAPSTAN_URL")
+            .ok()
+            .filter(|u| !u.is_empty())
+            .unwrap_or_else(|| DEFAULT_URL.to_owned())
+            .trim_end_matches('/')
+            .to_owned();
+        let token = std::env::var("CAPSTAN_TOKEN")
+            .ok()
+            .filter(|t| !t.is_empty())
+            .or_else(|| {
+                std::fs::read_to_string(config::default_data_dir().join("admin.token"))
+                    .ok()
+                    .map(|t| t.trim().to_owned())
+            });
+        let http = reqwest::Client::builder()
+            .connect_timeout(Duration::from_secs(5))
+            .build()
+            .map_err(|e| Failure::new(1, format!("cannot build an HTTP client: {e}")))?;
+        Ok(Self { http, base, token })
+    }
+
+    fn request(&self, path: &str, query: &[(&str, String)]) -> reqwest::RequestBuilder {
+        let mut req = self.http.get(format!("{}{path}", self.base)).query(query);
+        if let Some(token) = &self.token {
+            req = req.bearer_auth(token);
+        }
+        req
+    }
+
+    /// Sends a request and checks the status; API errors become failures with exit codes.
+    pub async fn send(
+        &self,
+        path: &str,
+        query: &[(&str, String)],
+    ) -> Result<reqwest::Response, Failure> {
+        let response = self.request(path, query).send().await.map_err(|e| {
+            if e.is_connect() || e.is_timeout() {
+                self.unreachable()
+            } else {
+                Failure::new(
+                    3,
+                    format!("capstan daemon at {} failed to answer: {e}", self.base),
+                )
+            }
+        })?;
+        if response.status().is_success() {
+            return Ok(response);
+        }
+        let status = response.status();
+        let body: Option<ErrorBody> = response.json().await.ok();
+        let (code, message) = body.map_or_else(
+            || ("".to_owned(), format!("the daemon answered {status}")),
+            |b| (b.error.code, b.error.message),
+        );
+        let exit = match code.as_str() {
+            "bad_request" | "not_found" | "unauthorized" => 2,
+            "engine_unavailable" => 3,
+            _ => 1,
+        };
+        let hint = if code == "unauthorized" && self.token.is_none() {
+            " (no token found: set CAPSTAN_TOKEN, or CAPSTAN_DATA to the daemon's data dir)"
+        } else {
+            ""
+        };
+        Err(Failure::new(exit, format!("capstan: {message}{hint}")))
+    }
+
+    /// GETs a JSON document.
+    pub async fn get<T: DeserializeOwned>(
+        &self,
+        path: &str,
+        query: &[(&str, String)],
+    ) -> Result<T, Failure> {
+        self.send(path, query).await?.json().await.map_err(|e| {
+            Failure::new(
+                1,
+                format!("capstan: unexpected answer from the daemon: {e}"),
+            )
+        })
+    }
+
+    /// The message for a daemon that does not answer.
+    pub fn unreachable(&self) -> Failure {
+        Failure::new(
+            3,
+            format!(
+                "capstan daemon not reachable at {} (start it with: capstan serve)",
+                self.base
+            ),
+        )
+    }
+}
+
+/// Reads a Server-Sent Events body and calls `on_data` with each event's `data`.
+pub async fn read_sse(
+    response: reqwest::Response,
+    mut on_data: impl FnMut(&str) -> Result<(), Failure>,
+) -> Result<(), Failure> {
+    use futures_util::StreamExt;
+    let mut body = response.bytes_stream();
+    let mut buf = String::new();
+    while let Some(chunk) = body.next().await {
+        let chunk =
+            chunk.map_err(|e| Failure::new(3, format!("capstan: event stream broke: {e}")))?;
+        buf.push_str(&String::from_utf8_lossy(&chunk));
+        while let Some(end) = buf.find("\n\n") {
+            let frame: String = buf.drain(..end + 2).collect();
+            let data: Vec<&str> = frame
+                .lines()
+                .filter_map(|l| l.strip_prefix("data:"))
+                .map(|d| d.strip_prefix(' ').unwrap_or(d))
+                .collect();
+            if !data.is_empty() {
+                on_data(&data.join("\n"))?;
+            }
+        }
+    }
+    Ok(())
+}

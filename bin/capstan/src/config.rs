@@ -1,0 +1,92 @@
+//! `capstan.toml` and the defaults of the design's contract (data dir, listen address).
+
+use std::net::SocketAddr;
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result};
+use serde::Deserialize;
+
+/// The daemon's configuration file. Strict: an unknown key is an error naming it.
+#[derive(Debug, Default, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// Address the API listens on; only loopback unless you mean otherwise.
+    #[serde(default)]
+    pub listen: Option<SocketAddr>,
+    /// Data directory (state database, admin token, lock).
+    #[serde(default)]
+    pub data: Option<PathBuf>,
+    /// The Docker engine.
+    #[serde(default)]
+    pub docker: Docker,
+}
+
+/// `[docker]`
+#[derive(Debug, Default, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct Docker {
+    /// `unix:///var/run/docker.sock` or `tcp://host:port`; default `DOCKER_HOST`, else the
+    /// local socket.
+    #[serde(default)]
+    pub host: Option<String>,
+}
+
+/// The API's default address.
+pub const DEFAULT_LISTEN: &str = "127.0.0.1:7878";
+
+impl Config {
+    /// Reads and checks a config file.
+    pub fn load(path: &Path) -> Result<Self> {
+        let text = std::fs::read_to_string(path)
+            .with_context(|| format!("cannot read config file {}", path.display()))?;
+        Self::parse(&text).with_context(|| format!("invalid config file {}", path.display()))
+    }
+
+    fn parse(text: &str) -> Result<Self> {
+        Ok(toml::from_str(text)?)
+    }
+}
+
+/// `$CAPSTAN_DATA`, else `/var/lib/capstan` as root, else `$XDG_DATA_HOME/capstan` or
+/// `~/.local/share/capstan`.
+pub fn default_data_dir() -> PathBuf {
+    if let Some(dir) = std::env::var_os("CAPSTAN_DATA").filter(|d| !d.is_empty()) {
+        return PathBuf::from(dir);
+    }
+    let is_root = std::fs::metadata("/proc/self").is_ok_and(|m| m.uid() == 0);
+    if is_root {
+        return PathBuf::from("/var/lib/capstan");
+    }
+    if let Some(xdg) = std::env::var_os("XDG_DATA_HOME").filter(|d| !d.is_empty()) {
+        return PathBuf::from(xdg).join("capstan");
+    }
+    let home = std::env::var_os("HOME").map_or_else(|| PathBuf::from("."), PathBuf::from);
+    home.join(".local/share/capstan")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_a_full_config() {
+        let c = Config::parse(
+            "listen = \"127.0.0.1:9999\"\ndata = \"/tmp/x\"\n[docker]\nhost = \"tcp://127.0.0.1:2375\"\n",
+        )
+        .unwrap();
+        assert_eq!(c.listen, Some("127.0.0.1:9999".parse().unwrap()));
+        assert_eq!(c.docker.host.as_deref(), Some("tcp://127.0.0.1:2375"));
+    }
+
+    /// quickwit's `wrongkey` fixture: a misspelt key is named in the error.
+    #[test]
+    fn misspelt_keys_are_named() {
+        let err = Config::parse("lisen = \"127.0.0.1:1\"\n").unwrap_err();
+        assert!(format!("{err:#}").contains("lisen"), "{err:#}");
+        let err = Config::parse("[docker]\nhots = \"x\"\n").unwrap_err();
+        assert!(format!("{err:#}").contains("hots"), "{err:#}");
+        let err = Config::parse("listen = 7878\n").unwrap_err();
+        assert!(format!("{err:#}").contains("listen"), "{err:#}");
+    }
+}

@@ -1,0 +1,121 @@
+//! The `capstan` binary: the daemon (`capstan serve`) and the CLI that talks to it.
+
+mod cli;
+mod config;
+mod serve;
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+/// capstan runs a fleet of containers by itself.
+#[derive(Debug, Parser)]
+#[command(name = "capstan", version, about, propagate_version = true)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run the daemon: journal the engine's events and serve the API.
+    Serve {
+        /// Config file (capstan.toml).
+        #[arg(long)]
+        config: Option<PathBuf>,
+        /// Data directory (default: $CAPSTAN_DATA, /var/lib/capstan as root, else ~/.local/share/capstan).
+        #[arg(long)]
+        data: Option<PathBuf>,
+        /// Address to serve the API on (default 127.0.0.1:7878).
+        #[arg(long)]
+        listen: Option<SocketAddr>,
+        /// Docker engine address (default: $DOCKER_HOST, else unix:///var/run/docker.sock).
+        #[arg(long)]
+        docker_host: Option<String>,
+    },
+    /// Show the journal of engine events.
+    Events(cli::events::EventsArgs),
+    /// List images in the inventory, or show one image's lifecycle.
+    Images(cli::images::ImagesArgs),
+    /// List containers.
+    Ps(cli::ps::PsArgs),
+    /// Show whether the daemon, the engine and the journal are healthy.
+    Health(OutputArgs),
+}
+
+/// How to print.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Default)]
+pub enum Output {
+    /// Aligned columns for people.
+    #[default]
+    Table,
+    /// One JSON document (one object per line when following).
+    Json,
+}
+
+/// `-o table|json`.
+#[derive(Debug, Clone, Copy, Args)]
+pub struct OutputArgs {
+    /// Output format.
+    #[arg(short = 'o', long = "output", value_enum, default_value_t = Output::Table)]
+    pub output: Output,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(err) => {
+            eprintln!("capstan: cannot start the async runtime: {err}");
+            return ExitCode::from(1);
+        }
+    };
+    match cli.command {
+        Command::Serve {
+            config,
+            data,
+            listen,
+            docker_host,
+        } => {
+            init_tracing();
+            let file = match config.as_deref().map(config::Config::load).transpose() {
+                Ok(file) => file.unwrap_or_default(),
+                Err(err) => {
+                    eprintln!("capstan: {err:#}");
+                    return ExitCode::from(2);
+                }
+            };
+            let opts = serve::ServeOptions {
+                file,
+                data,
+                listen,
+                docker_host,
+            };
+            match runtime.block_on(serve::run(opts)) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(err) => {
+                    eprintln!("capstan: {err:#}");
+                    ExitCode::from(1)
+                }
+            }
+        }
+        Command::Events(args) => cli::finish(runtime.block_on(cli::events::run(args))),
+        Command::Images(args) => cli::finish(runtime.block_on(cli::images::run(args))),
+        Command::Ps(args) => cli::finish(runtime.block_on(cli::ps::run(args))),
+        Command::Health(args) => cli::finish(runtime.block_on(cli::health::run(args))),
+    }
+}
+
+fn init_tracing() {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .init();
+}

@@ -1,0 +1,199 @@
+//! `capstan serve`: the daemon.
+
+use std::fs::{File, OpenOptions};
+use std::io::{Read, Write};
+use std::net::SocketAddr;
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{Context, Result, bail};
+use capstan_api::AppState;
+use capstan_engine::Engine;
+use capstan_images::Journal;
+use capstan_store::Store;
+use tokio::signal::unix::{SignalKind, signal};
+use tokio::sync::broadcast;
+use tokio_util::sync::CancellationToken;
+use tracing::{info, warn};
+
+use crate::config::{self, Config};
+
+/// Options of `capstan serve`; flags win over the config file.
+#[derive(Debug)]
+pub struct ServeOptions {
+    pub file: Config,
+    pub data: Option<PathBuf>,
+    pub listen: Option<SocketAddr>,
+    pub docker_host: Option<String>,
+}
+
+/// Live events buffered for slow stream clients before they fall back to the store.
+const LIVE_BUFFER: usize = 4096;
+
+/// How long shutdown waits for the journal to finish its current write.
+const DRAIN_TIMEOUT: Duration = Duration::from_secs(20);
+
+pub async fn run(opts: ServeOptions) -> Result<()> {
+    let file = opts.file;
+    let data = opts
+        .data
+        .or(file.data)
+        .unwrap_or_else(config::default_data_dir);
+    let listen = match opts.listen.or(file.listen) {
+        Some(a) => a,
+        None => config::DEFAULT_LISTEN.parse()?,
+    };
+    let host = opts.docker_host.or(file.docker.host);
+
+    prepare_data_dir(&data)?;
+    let _lock = lock_data_dir(&data)?;
+    let token_path = data.join("admin.token");
+    let token = ensure_token(&token_path)?;
+    let store = Store::open(&data.join("state.db"))?;
+    let engine = Engine::new(host.as_deref())?;
+
+    let shutdown = CancellationToken::new();
+    let (live, _) = broadcast::channel(LIVE_BUFFER);
+    let journal = Journal::new(engine.clone(), store.clone(), live.clone());
+    let status = journal.status();
+    let journal_task = tokio::spawn(journal.run(shutdown.clone()));
+
+    let state = AppState {
+        store,
+        engine: engine.clone(),
+        journal: status,
+        live,
+        admin_token: Arc::from(token.as_str()),
+        shutdown: shutdown.clone(),
+    };
+    let listener = tokio::net::TcpListener::bind(listen)
+        .await
+        .with_context(|| format!("cannot listen on {listen} (is another capstan or program using it? pick one with --listen)"))?;
+    let addr = listener.local_addr()?;
+    if !addr.ip().is_loopback() {
+        warn!(%addr, "the API listens beyond loopback; every route but health needs the token");
+    }
+    info!(%addr, data = %data.display(), engine = engine.host(), "capstan serving");
+    // one line on stdout for people and scripts
+    println!(
+        "capstan serving on http://{addr} (engine {}; admin token in {})",
+        engine.host(),
+        token_path.display()
+    );
+
+    tokio::spawn(watch_signals(shutdown.clone()));
+    axum::serve(listener, capstan_api::router(state))
+        .with_graceful_shutdown(shutdown.clone().cancelled_owned())
+        .await
+        .context("the API server failed")?;
+    shutdown.cancel();
+    if tokio::time::timeout(DRAIN_TIMEOUT, journal_task)
+        .await
+        .is_err()
+    {
+        warn!(
+            "the journal did not finish within {DRAIN_TIMEOUT:?}; its last batch will be replayed on next start"
+        );
+    }
+    info!("capstan stopped");
+    Ok(())
+}
+
+async fn watch_signals(shutdown: CancellationToken) {
+    let (Ok(mut term), Ok(mut int)) = (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+    ) else {
+        warn!("cannot install signal handlers; stop capstan with SIGKILL");
+        return;
+    };
+    tokio::select! {
+        _ = term.recv() => info!("SIGTERM: finishing writes and stopping"),
+        _ = int.recv() => info!("SIGINT: finishing writes and stopping"),
+    }
+    shutdown.cancel();
+}
+
+fn prepare_data_dir(data: &Path) -> Result<()> {
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(data)
+        .with_context(|| {
+            format!(
+                "cannot create data dir {} (pick another with --data or CAPSTAN_DATA)",
+                data.display()
+            )
+        })?;
+    Ok(())
+}
+
+/// Holds an exclusive lock on `<data>/capstan.lock` for the daemon's life.
+fn lock_data_dir(data: &Path) -> Result<File> {
+    let path = data.join("capstan.lock");
+    let mut file = OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .mode(0o600)
+        .open(&path)
+        .with_context(|| format!("cannot open {}", path.display()))?;
+    match file.try_lock() {
+        Ok(()) => {}
+        Err(std::fs::TryLockError::WouldBlock) => {
+            let mut holder = String::new();
+            let _ = file.read_to_string(&mut holder);
+            let holder = holder.trim();
+            bail!(
+                "another capstan{} is already using data dir {}; stop it first, or give this one its own with --data",
+                if holder.is_empty() {
+                    String::new()
+                } else {
+                    format!(" (pid {holder})")
+                },
+                data.display()
+            );
+        }
+        Err(std::fs::TryLockError::Error(e)) => {
+            return Err(e).with_context(|| format!("cannot lock {}", path.display()));
+        }
+    }
+    file.set_len(0)?;
+    write!(file, "{}", std::process::id())?;
+    file.flush()?;
+    Ok(file)
+}
+
+/// Reads the admin token, writing a new random one (mode 0600) on first start.
+fn ensure_token(path: &Path) -> Result<String> {
+    if let Ok(existing) = std::fs::read_to_string(path) {
+        let mode = std::fs::metadata(path)?.permissions().mode() & 0o777;
+        if mode & 0o077 != 0 {
+            std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))?;
+            warn!(path = %path.display(), "admin token was readable by others; set its mode to 0600");
+        }
+        let token = existing.trim().to_owned();
+        if !token.is_empty() {
+            return Ok(token);
+        }
+    }
+    let mut bytes = [0_u8; 32];
+    File::open("/dev/urandom")
+        .and_then(|mut f| f.read_exact(&mut bytes))
+        .context("cannot read /dev/urandom to make the admin token")?;
+    let token: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
+    let mut file = OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(path)
+        .with_context(|| format!("cannot write the admin token to {}", path.display()))?;
+    writeln!(file, "{token}")?;
+    file.sync_all()?;
+    info!(path = %path.display(), "wrote a new admin token");
+    Ok(token)
+}

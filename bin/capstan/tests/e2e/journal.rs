@@ -1,0 +1,428 @@
+//! Every image operation shows up once in the journal and in the image's lifecycle.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use capstan_engine::BuildContext;
+use capstan_model::{Event, ImageDetail, Lifecycle};
+use capstan_testkit::{BUSYBOX, Daemon, eventually, registry, rootfs_with_file, unique};
+
+use crate::bin;
+
+fn dockerfile_context(dockerfile: &str) -> BuildContext {
+    let mut builder = tar::Builder::new(Vec::new());
+    let mut header = tar::Header::new_gnu();
+    header.set_mode(0o644);
+    header.set_size(dockerfile.len() as u64);
+    builder
+        .append_data(&mut header, "Dockerfile", dockerfile.as_bytes())
+        .unwrap();
+    BuildContext {
+        tar: builder.into_inner().unwrap().into(),
+        dockerfile: "Dockerfile".into(),
+    }
+}
+
+/// Counts events by `(action, name attribute or actor)`.
+fn tally(events: &[Event]) -> BTreeMap<(String, String), usize> {
+    let mut out = BTreeMap::new();
+    for e in events.iter().filter(|e| !e.inferred) {
+        let who = match e.action.as_str() {
+            "tag" => e.attributes.get("name").cloned().unwrap_or_default(),
+            "pull" | "push" => e.actor.clone(),
+            _ => String::new(),
+        };
+        *out.entry((e.action.clone(), who)).or_insert(0) += 1;
+    }
+    out
+}
+
+fn steps(detail: &ImageDetail) -> Vec<(Lifecycle, Option<String>, bool)> {
+    detail
+        .history
+        .iter()
+        .map(|h| (h.action, h.reference.clone(), h.inferred))
+        .collect()
+}
+
+#[tokio::test]
+async fn every_image_operation_is_journaled_exactly_once() {
+    let engine = capstan_testkit::engine().await;
+    let daemon = Daemon::start(bin(), engine.host()).await;
+    eventually(Duration::from_secs(30), "journal connected", || async {
+        daemon.health().await.journal.connected.then_some(())
+    })
+    .await;
+
+    let name = unique("capt-journal");
+    let built = format!("{name}/built:1");
+    let remote = format!("{}/{name}/app:1", registry());
+    let imported = format!("{name}/imported:1");
+
+    // build FROM the test image (a unique label gives a new id)
+    engine
+        .build(
+            dockerfile_context(&format!("FROM {BUSYBOX}\nLABEL capstan.test=\"{name}\"\n")),
+            &built,
+        )
+        .await
+        .unwrap();
+    let id = engine.inspect_image(&built).await.unwrap().unwrap().id;
+    engine.tag(&built, &remote).await.unwrap(); // tag
+    engine.push(&remote).await.unwrap(); // push
+    engine.remove_image(&remote, false).await.unwrap(); // untag
+    engine.pull(&remote).await.unwrap(); // pull
+    let archive = engine.save(&[&built, &remote]).await.unwrap(); // save
+    engine.remove_image(&id, true).await.unwrap(); // untag x3 (two tags, one digest), delete
+    engine.load(archive).await.unwrap(); // load
+    engine
+        .import_rootfs(rootfs_with_file(Some(&name)), &imported)
+        .await
+        .unwrap(); // tag + import
+    let imported_id = engine.inspect_image(&imported).await.unwrap().unwrap().id;
+    engine.remove_image(&imported, false).await.unwrap(); // untag + delete
+
+    let want: BTreeMap<(String, String), usize> = [
+        (("tag", built.as_str()), 1),
+        (("tag", remote.as_str()), 1),
+        (("push", remote.as_str()), 1),
+        // rmi of the registry tag; then the image with both tags and its pulled digest
+        (("untag", ""), 4),
+        (("pull", remote.as_str()), 1),
+        (("save", ""), 1),
+        (("delete", ""), 1),
+        (("load", ""), 1),
+    ]
+    .into_iter()
+    .map(|((a, w), n)| ((a.to_owned(), w.to_owned()), n))
+    .collect();
+    let query = format!("type=image&image={id}");
+    let mut events = Vec::new();
+    for _ in 0..300 {
+        events = daemon.all_events(&query).await;
+        if tally(&events) == want {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(tally(&events), want, "journaled: {events:#?}");
+    // every journaled engine event is resolved to the image it is about
+    assert!(
+        events
+            .iter()
+            .all(|e| e.image_id.as_deref() == Some(id.as_str()))
+    );
+
+    // the lifecycle reads like what happened, once each
+    // the references the load brought back have no events: they are inferred once the stream
+    // is quiet
+    let detail: ImageDetail =
+        eventually(Duration::from_secs(30), "load's references settled", || {
+            let (daemon, id) = (&daemon, &id);
+            async move {
+                let d: ImageDetail = daemon.get(&format!("/api/v1/images/{id}")).await;
+                d.history
+                    .iter()
+                    .any(|h| h.action == Lifecycle::Tagged && h.inferred)
+                    .then_some(d)
+            }
+        })
+        .await;
+    let history = steps(&detail);
+    let count = |step: Lifecycle, reference: Option<&str>, inferred: bool| {
+        history
+            .iter()
+            .filter(|(s, r, i)| *s == step && r.as_deref() == reference && *i == inferred)
+            .count()
+    };
+    assert_eq!(
+        count(Lifecycle::Built, Some(&built), true),
+        1,
+        "{history:?}"
+    );
+    assert_eq!(
+        count(Lifecycle::Tagged, Some(&built), false),
+        1,
+        "{history:?}"
+    );
+    assert_eq!(
+        count(Lifecycle::Tagged, Some(&remote), false),
+        1,
+        "{history:?}"
+    );
+    assert_eq!(
+        count(Lifecycle::Pushed, Some(&remote), false),
+        1,
+        "{history:?}"
+    );
+    assert_eq!(
+        count(Lifecycle::Pulled, Some(&remote), false),
+        1,
+        "{history:?}"
+    );
+    assert_eq!(count(Lifecycle::Saved, None, false), 1, "{history:?}");
+    assert_eq!(count(Lifecycle::Loaded, None, false), 1, "{history:?}");
+    assert_eq!(count(Lifecycle::Deleted, None, false), 1, "{history:?}");
+    let untagged: Vec<_> = history
+        .iter()
+        .filter(|(s, _, i)| *s == Lifecycle::Untagged && !*i)
+        .collect();
+    assert_eq!(untagged.len(), 4, "{history:?}");
+    assert_eq!(
+        untagged
+            .iter()
+            .filter(|(_, r, _)| r.as_deref() == Some(remote.as_str()))
+            .count(),
+        2,
+        "the registry tag went twice (rmi, then with the image): {history:?}"
+    );
+    assert_eq!(
+        untagged
+            .iter()
+            .filter(|(_, r, _)| r.as_deref() == Some(built.as_str()))
+            .count(),
+        1,
+        "{history:?}"
+    );
+    // the load brought both references back without tag events: inferred, once each
+    assert_eq!(
+        count(Lifecycle::Tagged, Some(&built), true),
+        1,
+        "{history:?}"
+    );
+    assert_eq!(
+        count(Lifecycle::Tagged, Some(&remote), true),
+        1,
+        "{history:?}"
+    );
+    assert_eq!(detail.image.deleted, None);
+    let mut tags = detail.image.repo_tags.clone();
+    tags.sort();
+    assert_eq!(tags, {
+        let mut t = vec![built.clone(), remote.clone()];
+        t.sort();
+        t
+    });
+
+    // an import is an import, not a build; the deleted image stays with its history
+    let detail: ImageDetail = eventually(Duration::from_secs(30), "import deleted", || {
+        let (daemon, imported_id) = (&daemon, &imported_id);
+        async move {
+            let d: ImageDetail = daemon.get(&format!("/api/v1/images/{imported_id}")).await;
+            d.image.deleted.is_some().then_some(d)
+        }
+    })
+    .await;
+    assert_eq!(
+        steps(&detail),
+        vec![
+            (Lifecycle::Tagged, Some(imported.clone()), false),
+            (Lifecycle::Imported, None, false),
+            (Lifecycle::Untagged, Some(imported.clone()), false),
+            (Lifecycle::Deleted, None, false),
+        ]
+    );
+    assert_eq!(
+        detail.image.repo_tags,
+        vec![imported.clone()],
+        "last known tags kept"
+    );
+    // and is found by its former reference
+    let by_ref: ImageDetail = daemon.get(&format!("/api/v1/images/{imported}")).await;
+    assert_eq!(by_ref.image.id, imported_id);
+    let list: capstan_model::ImageList = daemon.get("/api/v1/images").await;
+    assert!(
+        !list.images.iter().any(|i| i.id == imported_id),
+        "deleted images only on request"
+    );
+    let list: capstan_model::ImageList = daemon.get("/api/v1/images?all=true").await;
+    assert!(list.images.iter().any(|i| i.id == imported_id));
+
+    // the CLI shows the same
+    let (code, out, err) = daemon.cli(&["images", "history", &built]).await;
+    assert_eq!(code, 0, "{err}");
+    for word in [
+        "built", "tagged", "pushed", "pulled", "untagged", "deleted", "loaded", "inferred",
+    ] {
+        assert!(out.contains(word), "{word} missing in:\n{out}");
+    }
+    let (code, out, err) = daemon
+        .cli(&[
+            "events", "--type", "image", "--action", "push", "--since", "10m", "-o", "json",
+        ])
+        .await;
+    assert_eq!(code, 0, "{err}");
+    let page: capstan_model::EventPage = serde_json::from_str(&out).unwrap();
+    assert_eq!(
+        page.events.iter().filter(|e| e.actor == remote).count(),
+        1,
+        "{out}"
+    );
+}
+
+#[tokio::test]
+async fn containers_are_listed_and_counted_on_their_image() {
+    let engine = capstan_testkit::engine().await;
+    let daemon = Daemon::start(bin(), engine.host()).await;
+    let name = unique("capt-ps");
+    let image = format!("{name}/img:1");
+    engine
+        .import_rootfs(rootfs_with_file(Some(&name)), &image)
+        .await
+        .unwrap();
+    let id = engine
+        .create_container(
+            &name,
+            &image,
+            &["sleep", "300"],
+            [("capstan.test".to_owned(), name.clone())].into(),
+        )
+        .await
+        .unwrap();
+    engine.start_container(&id).await.unwrap();
+
+    let (code, out, err) = daemon.cli(&["ps"]).await;
+    assert_eq!(code, 0, "{err}");
+    assert!(
+        out.lines()
+            .any(|l| l.contains(&name) && l.contains("running")),
+        "{out}"
+    );
+    let (code, out, _) = daemon.cli(&["ps", "-o", "json"]).await;
+    assert_eq!(code, 0);
+    let list: capstan_model::ContainerList = serde_json::from_str(&out).unwrap();
+    let c = list.containers.iter().find(|c| c.id == id).unwrap();
+    assert_eq!(c.labels.get("capstan.test"), Some(&name));
+
+    let counted = eventually(
+        Duration::from_secs(30),
+        "container counted on its image",
+        || {
+            let (daemon, image) = (&daemon, &image);
+            async move {
+                let (_, body) = daemon
+                    .get_raw(&format!("/api/v1/images/{image}"), Some(&daemon.token))
+                    .await;
+                let d: ImageDetail = serde_json::from_value(body).ok()?;
+                (d.image.containers == 1).then_some(d)
+            }
+        },
+    )
+    .await;
+    assert_eq!(counted.container_ids, vec![id.clone()]);
+    let (code, out, _) = daemon.cli(&["images", "-o", "json"]).await;
+    assert_eq!(code, 0);
+    let list: capstan_model::ImageList = serde_json::from_str(&out).unwrap();
+    let listed = list
+        .images
+        .iter()
+        .find(|i| i.repo_tags.contains(&image))
+        .unwrap();
+    assert_eq!(listed.containers, 1);
+
+    engine.remove_container(&id, true).await.unwrap();
+    eventually(
+        Duration::from_secs(30),
+        "container removal journaled",
+        || {
+            let (daemon, id) = (&daemon, &id);
+            async move {
+                let events = daemon
+                    .all_events(&format!("type=container&actor={id}"))
+                    .await;
+                let actions: Vec<&str> = events.iter().map(|e| e.action.as_str()).collect();
+                (actions.contains(&"destroy")
+                    && actions.contains(&"start")
+                    && actions.contains(&"create"))
+                .then_some(())
+            }
+        },
+    )
+    .await;
+    let d: ImageDetail = daemon.get(&format!("/api/v1/images/{image}")).await;
+    assert_eq!(d.image.containers, 0);
+    let (code, out, _) = daemon.cli(&["ps", "-a"]).await;
+    assert_eq!(code, 0);
+    assert!(
+        !out.contains(&name),
+        "removed container still listed:\n{out}"
+    );
+}
+
+#[tokio::test]
+async fn live_event_stream_delivers_matching_events() {
+    let engine = capstan_testkit::engine().await;
+    let daemon = Daemon::start(bin(), engine.host()).await;
+    eventually(Duration::from_secs(30), "journal connected", || async {
+        daemon.health().await.journal.connected.then_some(())
+    })
+    .await;
+    let name = unique("capt-sse");
+    let target = format!("{name}/x:1");
+    let mut follow = tokio::process::Command::new(bin())
+        .args([
+            "events", "--follow", "--type", "image", "--action", "tag", "-o", "json",
+        ])
+        .env("CAPSTAN_URL", &daemon.url)
+        .env("CAPSTAN_TOKEN", &daemon.token)
+        .stdout(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let stdout = follow.stdout.take().unwrap();
+    // give the stream a moment to subscribe; the --since variant below covers the gap anyway
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    engine.tag(BUSYBOX, &target).await.unwrap();
+    engine.remove_image(&target, false).await.unwrap();
+    let mut lines = tokio::io::AsyncBufReadExt::lines(tokio::io::BufReader::new(stdout));
+    let event: Event = loop {
+        let line = tokio::time::timeout(Duration::from_secs(30), lines.next_line())
+            .await
+            .expect("no event on the live stream")
+            .unwrap()
+            .unwrap();
+        let e: Event = serde_json::from_str(&line).unwrap();
+        assert_eq!(
+            (e.kind.as_str(), e.action.as_str()),
+            ("image", "tag"),
+            "filter ignored: {line}"
+        );
+        if e.attributes.get("name") == Some(&target) {
+            break e;
+        }
+    };
+    assert!(!event.inferred);
+
+    // with since, the stream starts with stored events: the untag is already there
+    let (status, _) = daemon
+        .get_raw("/api/v1/events/stream?since=later", Some(&daemon.token))
+        .await;
+    assert_eq!(status, 400);
+    let resp = reqwest::Client::new()
+        .get(format!(
+            "{}/api/v1/events/stream?since=10m&action=untag&image={}",
+            daemon.url, event.actor
+        ))
+        .bearer_auth(&daemon.token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    let mut body = resp.bytes_stream();
+    let mut text = String::new();
+    while !text.contains("\"untag\"") {
+        let chunk = tokio::time::timeout(
+            Duration::from_secs(30),
+            futures_util::StreamExt::next(&mut body),
+        )
+        .await
+        .expect("no backlog on the stream")
+        .unwrap()
+        .unwrap();
+        text.push_str(&String::from_utf8_lossy(&chunk));
+    }
+    assert!(
+        text.contains("event: event") && text.contains("id: "),
+        "{text}"
+    );
+}

@@ -1,0 +1,14 @@
+//! End-to-end tests of the capstan binary against the run's real Docker engine and registry
+//! (started by scripts/test). Tests whose names contain `own_engine` get an engine of their own
+//! and run one at a time (see .config/nextest.toml).
+
+mod api;
+mod journal;
+mod outage;
+
+use std::path::Path;
+
+/// The binary under test.
+pub fn bin() -> &'static Path {
+    Path::new(env!("CARGO_BIN_EXE_capstan"))
+}

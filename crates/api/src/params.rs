@@ -1,0 +1,203 @@
+//! Strict query-string parsing: unknown parameters and malformed values are rejected by name.
+
+use capstan_store::{Cursor, EventFilter};
+use chrono::Utc;
+
+use crate::ApiError;
+
+/// Query pairs as sent, in order.
+pub(crate) type Pairs = Vec<(String, String)>;
+
+/// Event types the engine reports.
+const EVENT_TYPES: &[&str] = &[
+    "builder",
+    "config",
+    "container",
+    "daemon",
+    "image",
+    "network",
+    "node",
+    "plugin",
+    "secret",
+    "service",
+    "volume",
+];
+
+/// Default and largest page sizes.
+const DEFAULT_LIMIT: usize = 100;
+const MAX_LIMIT: usize = 1000;
+
+/// Rejects any parameter not in `allowed`.
+pub(crate) fn only(pairs: &Pairs, allowed: &[&str]) -> Result<(), ApiError> {
+    for (k, _) in pairs {
+        if !allowed.contains(&k.as_str()) {
+            return Err(ApiError::bad_param(
+                k,
+                format!("unknown parameter (accepted: {})", allowed.join(", ")),
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// A boolean parameter (`true`/`false`/`1`/`0`); absent is `None`.
+pub(crate) fn flag(pairs: &Pairs, name: &str) -> Result<Option<bool>, ApiError> {
+    match last(pairs, name) {
+        None => Ok(None),
+        Some("true" | "1") => Ok(Some(true)),
+        Some("false" | "0") => Ok(Some(false)),
+        Some(v) => Err(ApiError::bad_param(
+            name,
+            format!("{v:?} is not true or false"),
+        )),
+    }
+}
+
+fn last<'a>(pairs: &'a Pairs, name: &str) -> Option<&'a str> {
+    pairs
+        .iter()
+        .rev()
+        .find(|(k, _)| k == name)
+        .map(|(_, v)| v.as_str())
+}
+
+/// Every value of a repeatable parameter; commas also separate values.
+fn all(pairs: &Pairs, name: &str) -> Vec<String> {
+    pairs
+        .iter()
+        .filter(|(k, _)| k == name)
+        .flat_map(|(_, v)| v.split(','))
+        .map(str::trim)
+        .filter(|v| !v.is_empty())
+        .map(str::to_owned)
+        .collect()
+}
+
+/// Parsed event filters; `image` keys still need resolving against the inventory.
+#[derive(Debug)]
+pub(crate) struct EventParams {
+    pub filter: EventFilter,
+    pub images: Vec<String>,
+    pub limit: usize,
+}
+
+pub(crate) const EVENT_LIST_PARAMS: &[&str] = &[
+    "type", "action", "image", "actor", "since", "until", "inferred", "cursor", "limit",
+];
+pub(crate) const EVENT_STREAM_PARAMS: &[&str] = &[
+    "type", "action", "image", "actor", "since", "until", "inferred",
+];
+
+pub(crate) fn events(pairs: &Pairs, allowed: &[&str]) -> Result<EventParams, ApiError> {
+    only(pairs, allowed)?;
+    let now = Utc::now();
+    let time = |name: &str| -> Result<Option<i64>, ApiError> {
+        last(pairs, name)
+            .map(|v| {
+                capstan_model::parse_time_or_ago(v, now).map_err(|e| ApiError::bad_param(name, e))
+            })
+            .transpose()
+    };
+    let kinds = all(pairs, "type");
+    if let Some(bad) = kinds.iter().find(|k| !EVENT_TYPES.contains(&k.as_str())) {
+        return Err(ApiError::bad_param(
+            "type",
+            format!(
+                "unknown event type {bad:?} (one of: {})",
+                EVENT_TYPES.join(", ")
+            ),
+        ));
+    }
+    let cursor = last(pairs, "cursor")
+        .map(|c| {
+            Cursor::decode(c).ok_or_else(|| {
+                ApiError::bad_param(
+                    "cursor",
+                    "not a cursor this server issued; start over without it",
+                )
+            })
+        })
+        .transpose()?;
+    let limit = match last(pairs, "limit") {
+        None => DEFAULT_LIMIT,
+        Some(v) => match v.parse::<usize>() {
+            Ok(n) if (1..=MAX_LIMIT).contains(&n) => n,
+            _ => {
+                return Err(ApiError::bad_param(
+                    "limit",
+                    format!("{v:?} is not a number from 1 to {MAX_LIMIT}"),
+                ));
+            }
+        },
+    };
+    let filter = EventFilter {
+        kinds,
+        actions: all(pairs, "action"),
+        image_ids: Vec::new(),
+        actor: last(pairs, "actor").map(str::to_owned),
+        since_nano: time("since")?,
+        until_nano: time("until")?,
+        after_seq: None,
+        cursor,
+        inferred: flag(pairs, "inferred")?,
+    };
+    if let (Some(s), Some(u)) = (filter.since_nano, filter.until_nano)
+        && s > u
+    {
+        return Err(ApiError::bad_param("until", "is before since"));
+    }
+    Ok(EventParams {
+        filter,
+        images: all(pairs, "image"),
+        limit,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn pairs(q: &[(&str, &str)]) -> Pairs {
+        q.iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect()
+    }
+
+    #[test]
+    fn parses_event_filters() {
+        let p = events(
+            &pairs(&[
+                ("type", "image,container"),
+                ("action", "pull"),
+                ("action", "tag"),
+                ("since", "1h"),
+                ("limit", "5"),
+            ]),
+            EVENT_LIST_PARAMS,
+        )
+        .unwrap();
+        assert_eq!(p.filter.kinds, ["image", "container"]);
+        assert_eq!(p.filter.actions, ["pull", "tag"]);
+        assert!(p.filter.since_nano.is_some());
+        assert_eq!(p.limit, 5);
+    }
+
+    #[test]
+    fn bad_parameters_are_named() {
+        let cases = [
+            (("colour", "red"), "\"colour\""),
+            (("since", "last tuesday"), "\"since\""),
+            (("until", "2026-99-01"), "\"until\""),
+            (("cursor", "zzz"), "\"cursor\""),
+            (("limit", "0"), "\"limit\""),
+            (("type", "spaceship"), "\"type\""),
+            (("inferred", "maybe"), "\"inferred\""),
+        ];
+        for ((k, v), name) in cases {
+            let err = events(&pairs(&[(k, v)]), EVENT_LIST_PARAMS).unwrap_err();
+            assert!(err.message().contains(name), "{k}={v}: {err:?}");
+        }
+        // a stream has no pages
+        assert!(events(&pairs(&[("cursor", "1.1")]), EVENT_STREAM_PARAMS).is_err());
+    }
+}

@@ -1,0 +1,53 @@
+use std::time::Duration;
+
+use axum::Json;
+use axum::extract::State;
+use capstan_model::{EngineHealth, Health, JournalHealth, nanos_to_datetime};
+
+use crate::{ApiError, AppState};
+
+/// How long health waits for the engine before calling it unreachable.
+const PING_TIMEOUT: Duration = Duration::from_secs(3);
+
+/// `GET /api/v1/health`: open to all; says whether the engine answers and how the journal is.
+pub(crate) async fn health(State(state): State<AppState>) -> Result<Json<Health>, ApiError> {
+    let host = state.engine.host().to_owned();
+    let engine = match tokio::time::timeout(PING_TIMEOUT, state.engine.version()).await {
+        Ok(Ok(v)) => EngineHealth {
+            host,
+            reachable: true,
+            version: Some(v.version),
+            api_version: Some(state.engine.api_version()),
+            error: None,
+        },
+        Ok(Err(err)) => EngineHealth {
+            host,
+            reachable: false,
+            version: None,
+            api_version: None,
+            error: Some(err.to_string()),
+        },
+        Err(_) => EngineHealth {
+            error: Some(format!(
+                "docker engine at {host} did not answer within {}s (is dockerd running?)",
+                PING_TIMEOUT.as_secs()
+            )),
+            host,
+            reachable: false,
+            version: None,
+            api_version: None,
+        },
+    };
+    let (last, events) = state.store.journal_position().await?;
+    Ok(Json(Health {
+        status: if engine.reachable { "ok" } else { "degraded" }.to_owned(),
+        version: env!("CARGO_PKG_VERSION").to_owned(),
+        engine,
+        journal: JournalHealth {
+            connected: state.journal.connected(),
+            events,
+            last_event: last.map(nanos_to_datetime),
+            reconnects: state.journal.reconnects(),
+        },
+    }))
+}

@@ -1,0 +1,13 @@
+//! One module per resource.
+
+pub(crate) mod containers;
+pub(crate) mod events;
+pub(crate) mod health;
+pub(crate) mod images;
+
+use crate::{ApiError, Code};
+
+/// Any path no route serves.
+pub(crate) async fn not_found() -> ApiError {
+    ApiError::new(Code::NotFound, "no such route; the API lives under /api/v1")
+}

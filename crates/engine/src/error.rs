@@ -1,0 +1,83 @@
+/// Everything that can go wrong talking to the engine.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// The address has a scheme capstan does not speak.
+    #[error("unsupported docker host {host:?}: use unix:///path/to/docker.sock or tcp://host:port")]
+    BadHost {
+        /// The address as given.
+        host: String,
+    },
+    /// bollard rejected the address.
+    #[error("invalid docker host {host:?}: {source}")]
+    BadHostAddress {
+        /// The address as given.
+        host: String,
+        /// bollard's reason.
+        source: bollard::errors::Error,
+    },
+    /// The engine did not answer (socket missing, refused, timed out, stream cut).
+    #[error(
+        "cannot reach docker engine at {host}: {reason} (is dockerd running? is DOCKER_HOST right? does this user have access to the socket?)"
+    )]
+    Unreachable {
+        /// The engine address.
+        host: String,
+        /// What the transport said.
+        reason: String,
+    },
+    /// The object does not exist on the engine.
+    #[error("not found on the engine: {message}")]
+    NotFound {
+        /// The engine's message.
+        message: String,
+    },
+    /// The engine answered with an error.
+    #[error("docker engine error (status {status}): {message}")]
+    Api {
+        /// HTTP status from the engine (0 when the error came inside a stream).
+        status: u16,
+        /// The engine's message.
+        message: String,
+    },
+}
+
+impl Error {
+    pub(crate) fn from_bollard(host: &str, err: bollard::errors::Error) -> Self {
+        use bollard::errors::Error as B;
+        match err {
+            B::DockerResponseServerError {
+                status_code: 404,
+                message,
+            } => Self::NotFound { message },
+            B::DockerResponseServerError {
+                status_code,
+                message,
+            } => Self::Api {
+                status: status_code,
+                message,
+            },
+            B::DockerStreamError { error } => Self::Api {
+                status: 0,
+                message: error,
+            },
+            B::JsonDataError { message, .. } => Self::Api {
+                status: 0,
+                message: format!("unexpected payload: {message}"),
+            },
+            other => Self::Unreachable {
+                host: host.to_owned(),
+                reason: other.to_string(),
+            },
+        }
+    }
+
+    /// True when the engine could not be reached at all (as opposed to answering with an error).
+    pub fn is_unreachable(&self) -> bool {
+        matches!(self, Self::Unreachable { .. })
+    }
+
+    /// True when the engine said the object does not exist.
+    pub fn is_not_found(&self) -> bool {
+        matches!(self, Self::NotFound { .. })
+    }
+}

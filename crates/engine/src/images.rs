@@ -1,0 +1,260 @@
+//! Image and container operations: what capstan's later jobs (build, release, deploy) and its
+//! test fixtures ask of the engine.
+
+use std::collections::HashMap;
+
+use bollard::auth::DockerCredentials;
+use bollard::models::ContainerCreateBody;
+use bollard::query_parameters::{
+    BuildImageOptions, CreateContainerOptions, CreateImageOptions, ImportImageOptions,
+    PushImageOptions, RemoveContainerOptions, RemoveImageOptions, TagImageOptions,
+};
+use bytes::Bytes;
+use futures_util::{StreamExt, TryStreamExt};
+
+use crate::{Engine, Error};
+
+/// A build context: a tar archive holding a `Dockerfile` and whatever it copies.
+#[derive(Debug, Clone)]
+pub struct BuildContext {
+    /// The tar archive.
+    pub tar: Bytes,
+    /// Path of the Dockerfile inside it.
+    pub dockerfile: String,
+}
+
+/// Splits `repo:tag` (a registry port is not a tag); the tag defaults to `latest`.
+fn split_reference(reference: &str) -> (&str, &str) {
+    match reference.rsplit_once(':') {
+        Some((repo, tag)) if !tag.contains('/') => (repo, tag),
+        _ => (reference, "latest"),
+    }
+}
+
+impl Engine {
+    /// Creates an image from a root filesystem tarball (`docker import`) as `repo:tag`.
+    ///
+    /// # Errors
+    /// [`Error::Api`] when the engine rejects the archive, [`Error::Unreachable`].
+    pub async fn import_rootfs(&self, rootfs: Bytes, reference: &str) -> Result<(), Error> {
+        let (repo, tag) = split_reference(reference);
+        let options = CreateImageOptions {
+            from_src: Some("-".to_owned()),
+            repo: Some(repo.to_owned()),
+            tag: Some(tag.to_owned()),
+            ..Default::default()
+        };
+        self.client()?
+            .create_image(Some(options), Some(bollard::body_full(rootfs)), None)
+            .try_collect::<Vec<_>>()
+            .await
+            .map(drop)
+            .map_err(|e| self.classify(e))
+    }
+
+    /// Pulls `reference` (`registry/repo:tag`).
+    ///
+    /// # Errors
+    /// [`Error::Api`] when the registry refuses, [`Error::Unreachable`].
+    pub async fn pull(&self, reference: &str) -> Result<(), Error> {
+        let (repo, tag) = split_reference(reference);
+        let options = CreateImageOptions {
+            from_image: Some(repo.to_owned()),
+            tag: Some(tag.to_owned()),
+            ..Default::default()
+        };
+        self.client()?
+            .create_image(Some(options), None, None)
+            .try_collect::<Vec<_>>()
+            .await
+            .map(drop)
+            .map_err(|e| self.classify(e))
+    }
+
+    /// Pushes `reference` to its registry.
+    ///
+    /// # Errors
+    /// [`Error::Api`] when the registry refuses, [`Error::Unreachable`].
+    pub async fn push(&self, reference: &str) -> Result<(), Error> {
+        let (repo, tag) = split_reference(reference);
+        let options = PushImageOptions {
+            tag: Some(tag.to_owned()),
+            ..Default::default()
+        };
+        let mut stream =
+            self.client()?
+                .push_image(repo, Some(options), Some(DockerCredentials::default()));
+        while let Some(item) = stream.next().await {
+            let info = item.map_err(|e| self.classify(e))?;
+            if let Some(error) = info.error_detail.and_then(|d| d.message) {
+                return Err(Error::Api {
+                    status: 0,
+                    message: error,
+                });
+            }
+        }
+        Ok(())
+    }
+
+    /// Points `target` (`repo:tag`) at the image `source` (id or reference).
+    ///
+    /// # Errors
+    /// [`Error::NotFound`] when `source` does not exist, [`Error::Unreachable`].
+    pub async fn tag(&self, source: &str, target: &str) -> Result<(), Error> {
+        let (repo, tag) = split_reference(target);
+        let options = TagImageOptions {
+            repo: Some(repo.to_owned()),
+            tag: Some(tag.to_owned()),
+        };
+        self.client()?
+            .tag_image(source, Some(options))
+            .await
+            .map_err(|e| self.classify(e))
+    }
+
+    /// Removes an image or one of its references (`docker rmi`).
+    ///
+    /// # Errors
+    /// [`Error::NotFound`], [`Error::Api`] (in use, ...), [`Error::Unreachable`].
+    pub async fn remove_image(&self, name: &str, force: bool) -> Result<(), Error> {
+        let options = RemoveImageOptions {
+            force,
+            ..Default::default()
+        };
+        self.client()?
+            .remove_image(name, Some(options), None)
+            .await
+            .map(drop)
+            .map_err(|e| self.classify(e))
+    }
+
+    /// Builds an image from a context with the classic builder and tags it `reference`.
+    ///
+    /// # Errors
+    /// [`Error::Api`] with the builder's message when the build fails.
+    pub async fn build(&self, context: BuildContext, reference: &str) -> Result<(), Error> {
+        let options = BuildImageOptions {
+            dockerfile: context.dockerfile,
+            t: Some(reference.to_owned()),
+            rm: true,
+            ..Default::default()
+        };
+        let mut stream =
+            self.client()?
+                .build_image(options, None, Some(bollard::body_full(context.tar)));
+        while let Some(item) = stream.next().await {
+            let info = item.map_err(|e| self.classify(e))?;
+            if let Some(error) = info.error_detail.and_then(|d| d.message) {
+                return Err(Error::Api {
+                    status: 0,
+                    message: error,
+                });
+            }
+        }
+        Ok(())
+    }
+
+    /// Exports images (by reference, so the archive keeps the tags) as a `docker save` archive.
+    ///
+    /// # Errors
+    /// [`Error::NotFound`], [`Error::Unreachable`].
+    pub async fn save(&self, names: &[&str]) -> Result<Bytes, Error> {
+        let chunks: Vec<Bytes> = self
+            .client()?
+            .export_images(names)
+            .try_collect()
+            .await
+            .map_err(|e| self.classify(e))?;
+        Ok(chunks.concat().into())
+    }
+
+    /// Loads a `docker save` archive (`docker load`).
+    ///
+    /// # Errors
+    /// [`Error::Api`] when the archive is not an image archive, [`Error::Unreachable`].
+    pub async fn load(&self, archive: Bytes) -> Result<(), Error> {
+        self.client()?
+            .import_image(
+                ImportImageOptions::default(),
+                bollard::body_full(archive),
+                None,
+            )
+            .try_collect::<Vec<_>>()
+            .await
+            .map(drop)
+            .map_err(|e| self.classify(e))
+    }
+
+    /// Creates a container named `name` from `image` running `cmd`, with `labels`.
+    ///
+    /// # Errors
+    /// [`Error::NotFound`] when the image is missing, [`Error::Api`], [`Error::Unreachable`].
+    pub async fn create_container(
+        &self,
+        name: &str,
+        image: &str,
+        cmd: &[&str],
+        labels: HashMap<String, String>,
+    ) -> Result<String, Error> {
+        let body = ContainerCreateBody {
+            image: Some(image.to_owned()),
+            cmd: Some(cmd.iter().map(|s| (*s).to_owned()).collect()),
+            labels: Some(labels),
+            ..Default::default()
+        };
+        let options = CreateContainerOptions {
+            name: Some(name.to_owned()),
+            ..Default::default()
+        };
+        self.client()?
+            .create_container(Some(options), body)
+            .await
+            .map(|r| r.id)
+            .map_err(|e| self.classify(e))
+    }
+
+    /// Starts a container.
+    ///
+    /// # Errors
+    /// [`Error::NotFound`], [`Error::Api`], [`Error::Unreachable`].
+    pub async fn start_container(&self, id: &str) -> Result<(), Error> {
+        self.client()?
+            .start_container(id, None)
+            .await
+            .map_err(|e| self.classify(e))
+    }
+
+    /// Removes a container, killing it first when `force`.
+    ///
+    /// # Errors
+    /// [`Error::NotFound`], [`Error::Api`], [`Error::Unreachable`].
+    pub async fn remove_container(&self, id: &str, force: bool) -> Result<(), Error> {
+        let options = RemoveContainerOptions {
+            force,
+            ..Default::default()
+        };
+        self.client()?
+            .remove_container(id, Some(options))
+            .await
+            .map_err(|e| self.classify(e))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::split_reference;
+
+    #[test]
+    fn splits_references_with_registry_ports() {
+        assert_eq!(split_reference("app:1"), ("app", "1"));
+        assert_eq!(split_reference("app"), ("app", "latest"));
+        assert_eq!(
+            split_reference("127.0.0.1:5000/app"),
+            ("127.0.0.1:5000/app", "latest")
+        );
+        assert_eq!(
+            split_reference("127.0.0.1:5000/app:v2"),
+            ("127.0.0.1:5000/app", "v2")
+        );
+    }
+}

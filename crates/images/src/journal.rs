@@ -1,0 +1,203 @@
+//! The watch loop: connect, catch up, reconcile, follow; reconnect with backoff.
+
+use std::collections::BTreeSet;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use capstan_engine::{Engine, RawEvent};
+use capstan_model::Event;
+use capstan_store::Store;
+use futures_util::{Stream, StreamExt};
+use tokio::sync::broadcast;
+use tokio_util::sync::CancellationToken;
+use tracing::{debug, info, warn};
+
+use crate::Error;
+use crate::backoff::Backoff;
+
+/// Most events read from the stream and written in one transaction.
+const BATCH_EVENTS: usize = 512;
+
+/// How long an image state no event explained waits before it is recorded as inferred (the
+/// explaining event may still be on its way).
+const SETTLE_AFTER: Duration = Duration::from_millis(500);
+
+/// Live state of the journal, shared with the API's health route.
+#[derive(Debug, Default)]
+pub struct JournalStatus {
+    connected: AtomicBool,
+    reconnects: AtomicU64,
+}
+
+impl JournalStatus {
+    /// Whether the live event stream is connected.
+    pub fn connected(&self) -> bool {
+        self.connected.load(Ordering::Relaxed)
+    }
+
+    /// How many times the stream was re-established after the first connection.
+    pub fn reconnects(&self) -> u64 {
+        self.reconnects.load(Ordering::Relaxed)
+    }
+}
+
+/// Journals every engine event into the store and keeps the inventory in step.
+#[derive(Debug, Clone)]
+pub struct Journal {
+    pub(crate) engine: Engine,
+    pub(crate) store: Store,
+    live: broadcast::Sender<Event>,
+    status: Arc<JournalStatus>,
+}
+
+impl Journal {
+    /// A journal over `engine` writing to `store`; every stored event is also sent to `live`.
+    pub fn new(engine: Engine, store: Store, live: broadcast::Sender<Event>) -> Self {
+        Self {
+            engine,
+            store,
+            live,
+            status: Arc::default(),
+        }
+    }
+
+    /// Shared live status.
+    pub fn status(&self) -> Arc<JournalStatus> {
+        Arc::clone(&self.status)
+    }
+
+    /// Watches the engine until `shutdown` is cancelled, reconnecting with backoff whenever the
+    /// engine goes away. A batch being written when shutdown comes is finished first.
+    pub async fn run(self, shutdown: CancellationToken) {
+        let mut backoff = Backoff::new(Duration::from_millis(200), Duration::from_secs(30));
+        let mut sessions = 0_u64;
+        loop {
+            let started = Instant::now();
+            let result = self.session(&shutdown, sessions).await;
+            self.status.connected.store(false, Ordering::Relaxed);
+            if shutdown.is_cancelled() {
+                return;
+            }
+            sessions += 1;
+            match result {
+                Ok(()) | Err(Error::StreamEnded) => {
+                    info!(
+                        host = self.engine.host(),
+                        "engine event stream ended; reconnecting"
+                    );
+                }
+                Err(err) => warn!(error = %err, "event journal lost the engine; reconnecting"),
+            }
+            if started.elapsed() > Duration::from_secs(30) {
+                backoff.reset();
+            }
+            let delay = backoff.next_delay();
+            debug!(
+                delay_ms = delay.as_millis() as u64,
+                "waiting before reconnecting"
+            );
+            tokio::select! {
+                () = tokio::time::sleep(delay) => {}
+                () = shutdown.cancelled() => return,
+            }
+        }
+    }
+
+    /// One connection: replay what the engine still holds since the last stored event, diff the
+    /// inventory, then follow live events.
+    async fn session(&self, shutdown: &CancellationToken, sessions: u64) -> Result<(), Error> {
+        self.engine.negotiate().await?;
+        let (resume, _) = self.store.journal_position().await?;
+        let snapshot_start = self.engine.now_nanos().await?;
+        let images = self.engine.list_images().await?;
+        let containers = self.engine.list_containers(true).await?;
+        let snapshot_end = self.engine.now_nanos().await?;
+        // Everything up to the snapshot's end first, so the diff below only reports what no
+        // event explains. Since 0 on the first start: keep what the engine still remembers.
+        let since = resume.unwrap_or(0);
+        debug!(since, until = snapshot_end, "replaying held engine events");
+        self.consume(
+            self.engine.events(Some(since), Some(snapshot_end)),
+            shutdown,
+        )
+        .await?;
+        if shutdown.is_cancelled() {
+            return Ok(());
+        }
+        self.reconcile(images, containers, snapshot_start, snapshot_end)
+            .await?;
+        self.status.connected.store(true, Ordering::Relaxed);
+        if sessions > 0 {
+            self.status.reconnects.fetch_add(1, Ordering::Relaxed);
+        }
+        info!(host = self.engine.host(), "following engine events");
+        self.consume(self.engine.events(Some(snapshot_end), None), shutdown)
+            .await?;
+        if shutdown.is_cancelled() {
+            Ok(())
+        } else {
+            Err(Error::StreamEnded)
+        }
+    }
+
+    /// Reads the stream in batches and journals them until it ends or shutdown is asked.
+    async fn consume(
+        &self,
+        stream: impl Stream<Item = Result<RawEvent, capstan_engine::Error>> + Send,
+        shutdown: &CancellationToken,
+    ) -> Result<(), Error> {
+        let mut chunks = std::pin::pin!(stream.ready_chunks(BATCH_EVENTS));
+        let mut unsettled = BTreeSet::new();
+        // when the oldest unsettled image became so; settling waits for it to age, not for a
+        // quiet stream, so a busy engine cannot starve it
+        let mut unsettled_since = tokio::time::Instant::now();
+        loop {
+            let items = tokio::select! {
+                biased;
+                () = shutdown.cancelled() => return Ok(()),
+                () = tokio::time::sleep_until(unsettled_since + SETTLE_AFTER), if !unsettled.is_empty() => {
+                    unsettled = self.settle(std::mem::take(&mut unsettled)).await?;
+                    unsettled_since = tokio::time::Instant::now();
+                    continue;
+                }
+                items = chunks.next() => items,
+            };
+            let Some(items) = items else {
+                if !unsettled.is_empty() {
+                    self.settle(unsettled).await?;
+                }
+                return Ok(());
+            };
+            let mut batch = Vec::with_capacity(items.len());
+            let mut failure = None;
+            for item in items {
+                match item {
+                    Ok(event) => batch.push(event),
+                    Err(err) => {
+                        failure = Some(err);
+                        break;
+                    }
+                }
+            }
+            if !batch.is_empty() {
+                let (stored, more) = self.ingest(batch).await?;
+                if unsettled.is_empty() {
+                    unsettled_since = tokio::time::Instant::now();
+                }
+                unsettled.extend(more);
+                self.publish(stored);
+            }
+            if let Some(err) = failure {
+                return Err(err.into());
+            }
+        }
+    }
+
+    /// Hands stored events to live subscribers (none listening is fine).
+    pub(crate) fn publish(&self, events: Vec<Event>) {
+        for event in events {
+            let _ = self.live.send(event);
+        }
+    }
+}

@@ -1,0 +1,16 @@
+//! The image job: a journal of every engine event and, derived from it, the image and container
+//! inventory with each image's lifecycle.
+//!
+//! It owns the meaning of engine events: which image an event is about, what lifecycle step it
+//! is, what changed while capstan could not watch (recorded as inferred events). It reads the
+//! engine only through `capstan-engine` and writes only through `capstan-store`; it must never
+//! serve HTTP or print.
+
+mod apply;
+mod backoff;
+mod error;
+mod journal;
+mod reconcile;
+
+pub use error::Error;
+pub use journal::{Journal, JournalStatus};

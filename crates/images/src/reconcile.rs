@@ -1,0 +1,307 @@
+//! What changed while capstan could not see it: the engine's inventory against the stored one,
+//! for everything after a (re)connect, and for single images whose state no event explained
+//! ("settling", once the stream is quiet).
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+
+use capstan_engine::ImageState;
+use capstan_model::{Container, Event, Lifecycle};
+use capstan_store::images::{self, ImageRow};
+use capstan_store::{ContainerRow, NewEvent, Transaction, containers, events};
+use tracing::info;
+
+use crate::apply::history;
+use crate::{Error, Journal};
+
+impl Journal {
+    /// Diffs an engine snapshot taken between `start` and `end` (engine clock) against the
+    /// store, after every event up to `end` was journaled. Rows an event touched at or after
+    /// `start` are left alone: the snapshot may predate that event. Each difference becomes an
+    /// inferred event and, for images, an inferred lifecycle entry.
+    pub(crate) async fn reconcile(
+        &self,
+        snapshot: Vec<ImageState>,
+        live_containers: Vec<Container>,
+        start: i64,
+        end: i64,
+    ) -> Result<(), Error> {
+        let ids: Vec<String> = snapshot.iter().map(|i| i.id.clone()).collect();
+        let stored: HashMap<String, ImageRow> = self
+            .store
+            .read(move |conn| {
+                let mut out = HashMap::new();
+                for id in ids {
+                    if let Some(row) = images::get(conn, &id)? {
+                        out.insert(id, row);
+                    }
+                }
+                Ok(out)
+            })
+            .await?;
+        // Layer counts need an inspect: only for images new to the store or changed.
+        let mut engine_images = Vec::with_capacity(snapshot.len());
+        for mut image in snapshot {
+            let known = stored.get(&image.id).filter(|r| r.deleted_nano.is_none());
+            if known.is_none_or(|r| {
+                r.repo_tags != image.repo_tags || r.repo_digests != image.repo_digests
+            }) && let Some(full) = self.engine.inspect_image(&image.id).await?
+            {
+                image = full;
+            } else if let Some(r) = known {
+                image.layers = Some(r.layers);
+            }
+            engine_images.push(image);
+        }
+        let inferred = self
+            .store
+            .write(move |tx| {
+                let mut out = Vec::new();
+                let mut on_engine = BTreeSet::new();
+                for image in &engine_images {
+                    on_engine.insert(image.id.clone());
+                    let row = images::get(tx, &image.id)?;
+                    if row.as_ref().is_none_or(|r| r.last_event_nano < start) {
+                        diff_image(tx, &image.id, Some(image), row, end, &mut out)?;
+                    }
+                }
+                for row in images::present(tx)? {
+                    if !on_engine.contains(&row.id) && row.last_event_nano < start {
+                        diff_image(tx, &row.id.clone(), None, Some(row), end, &mut out)?;
+                    }
+                }
+                diff_containers(tx, &live_containers, start, end, &mut out)?;
+                Ok(out)
+            })
+            .await?;
+        if !inferred.is_empty() {
+            info!(
+                changes = inferred.len(),
+                "recorded what changed while the engine was not watched"
+            );
+        }
+        self.publish(inferred);
+        Ok(())
+    }
+
+    /// Once the stream is quiet, records as inferred what no event explained for `ids` (a tag
+    /// moved by a pull, references brought by a load). Returns the ids an event touched
+    /// meanwhile: they stay pending.
+    pub(crate) async fn settle(&self, ids: BTreeSet<String>) -> Result<BTreeSet<String>, Error> {
+        let start = self.engine.now_nanos().await?;
+        let mut states = Vec::with_capacity(ids.len());
+        for id in ids {
+            let state = self.engine.inspect_image(&id).await?;
+            states.push((id, state));
+        }
+        let (inferred, still) = self
+            .store
+            .write(move |tx| {
+                let mut out = Vec::new();
+                let mut still = BTreeSet::new();
+                for (id, state) in &states {
+                    let row = images::get(tx, id)?;
+                    if row.as_ref().is_some_and(|r| r.last_event_nano >= start) {
+                        still.insert(id.clone());
+                        continue;
+                    }
+                    diff_image(tx, id, state.as_ref(), row, start, &mut out)?;
+                }
+                Ok((out, still))
+            })
+            .await?;
+        self.publish(inferred);
+        Ok(still)
+    }
+}
+
+fn inferred_event(
+    tx: &Transaction<'_>,
+    at: i64,
+    kind: &str,
+    action: &str,
+    actor: &str,
+    attributes: BTreeMap<String, String>,
+    image_id: Option<&str>,
+) -> Result<Event, capstan_store::Error> {
+    let event = events::insert(
+        tx,
+        &NewEvent {
+            time_nano: at,
+            identity: 0,
+            kind: kind.to_owned(),
+            action: action.to_owned(),
+            actor: actor.to_owned(),
+            attributes,
+            scope: Some("local".to_owned()),
+            image_id: image_id.map(str::to_owned),
+            inferred: true,
+        },
+    )?;
+    // inferred events are never deduplicated, so the insert always lands
+    event.ok_or_else(|| capstan_store::Error::Migration("inferred event was not stored".into()))
+}
+
+fn name(tag: &str) -> BTreeMap<String, String> {
+    BTreeMap::from([("name".to_owned(), tag.to_owned())])
+}
+
+/// Brings one stored image in line with the engine (`engine` is `None` when the engine no
+/// longer has it), recording each difference at `at` as an inferred event and lifecycle entry.
+fn diff_image(
+    tx: &Transaction<'_>,
+    id: &str,
+    engine: Option<&ImageState>,
+    row: Option<ImageRow>,
+    at: i64,
+    out: &mut Vec<Event>,
+) -> Result<(), capstan_store::Error> {
+    let present_row = row.filter(|r| r.deleted_nano.is_none());
+    let Some(image) = engine else {
+        if let Some(mut row) = present_row {
+            let attrs = row
+                .last_tags
+                .first()
+                .map_or_else(BTreeMap::new, |t| name(t));
+            let e = inferred_event(tx, at, "image", "delete", id, attrs, Some(id))?;
+            history(tx, id, at, Lifecycle::Deleted, None, true, Some(e.seq))?;
+            out.push(e);
+            row.deleted_nano = Some(at);
+            row.repo_tags.clear();
+            images::upsert(tx, &row)?;
+        }
+        return Ok(());
+    };
+    let (old_tags, first_seen) = match present_row {
+        Some(r) => (
+            r.repo_tags.into_iter().collect::<BTreeSet<_>>(),
+            r.first_seen,
+        ),
+        None => {
+            let attrs = image
+                .repo_tags
+                .first()
+                .map_or_else(BTreeMap::new, |t| name(t));
+            let e = inferred_event(tx, at, "image", "appear", id, attrs, Some(id))?;
+            let refs = image.repo_tags.join(", ");
+            history(
+                tx,
+                id,
+                at,
+                Lifecycle::Discovered,
+                (!refs.is_empty()).then_some(refs.as_str()),
+                true,
+                Some(e.seq),
+            )?;
+            out.push(e);
+            // a new image's tags are in its discovery entry
+            (image.repo_tags.iter().cloned().collect(), at)
+        }
+    };
+    let new_tags: BTreeSet<String> = image.repo_tags.iter().cloned().collect();
+    for tag in new_tags.difference(&old_tags) {
+        let e = inferred_event(tx, at, "image", "tag", id, name(tag), Some(id))?;
+        history(tx, id, at, Lifecycle::Tagged, Some(tag), true, Some(e.seq))?;
+        out.push(e);
+    }
+    for tag in old_tags.difference(&new_tags) {
+        let e = inferred_event(tx, at, "image", "untag", id, name(tag), Some(id))?;
+        history(
+            tx,
+            id,
+            at,
+            Lifecycle::Untagged,
+            Some(tag),
+            true,
+            Some(e.seq),
+        )?;
+        out.push(e);
+    }
+    images::upsert(
+        tx,
+        &ImageRow {
+            id: id.to_owned(),
+            repo_tags: image.repo_tags.clone(),
+            last_tags: image.repo_tags.clone(),
+            repo_digests: image.repo_digests.clone(),
+            size: image.size,
+            created_nano: image.created.and_then(|c| c.timestamp_nanos_opt()),
+            layers: image.layers.unwrap_or_default(),
+            first_seen,
+            last_seen: at,
+            deleted_nano: None,
+            last_event_nano: 0,
+        },
+    )
+}
+
+fn diff_containers(
+    tx: &Transaction<'_>,
+    live: &[Container],
+    start: i64,
+    end: i64,
+    out: &mut Vec<Event>,
+) -> Result<(), capstan_store::Error> {
+    let stored: HashMap<String, (String, i64)> = containers::present(tx)?
+        .into_iter()
+        .map(|(id, state, last)| (id, (state, last)))
+        .collect();
+    let mut live_ids = BTreeSet::new();
+    for c in live {
+        live_ids.insert(c.id.clone());
+        let known = containers::seen(tx, &c.id)?;
+        if known.is_some_and(|(_, last, _)| last >= start) {
+            continue;
+        }
+        let attrs = BTreeMap::from([
+            ("name".to_owned(), c.name.clone()),
+            ("image".to_owned(), c.image.clone()),
+        ]);
+        let action = match stored.get(&c.id) {
+            None => Some("create"),
+            Some((state, _)) if *state != c.state => Some(match c.state.as_str() {
+                "running" => "start",
+                "paused" => "pause",
+                "created" => "create",
+                _ => "die",
+            }),
+            Some(_) => None,
+        };
+        if let Some(action) = action {
+            out.push(inferred_event(
+                tx,
+                end,
+                "container",
+                action,
+                &c.id,
+                attrs,
+                None,
+            )?);
+        }
+        containers::upsert(
+            tx,
+            &ContainerRow {
+                container: c.clone(),
+                first_seen: known.map_or(end, |k| k.0),
+                last_seen: end,
+                removed_nano: None,
+                last_event_nano: 0,
+            },
+        )?;
+    }
+    for (id, (_, last)) in stored {
+        if live_ids.contains(&id) || last >= start {
+            continue;
+        }
+        out.push(inferred_event(
+            tx,
+            end,
+            "container",
+            "destroy",
+            &id,
+            BTreeMap::new(),
+            None,
+        )?);
+        containers::mark_removed(tx, &id, end, 0)?;
+    }
+    Ok(())
+}

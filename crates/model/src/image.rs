@@ -1,0 +1,174 @@
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+
+/// One image of the inventory (present, or deleted and kept with its history).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Image {
+    /// Full image id (`sha256:...`).
+    pub id: String,
+    /// `repo:tag` references pointing at it now (last known, for deleted images).
+    pub repo_tags: Vec<String>,
+    /// `repo@sha256:...` digests it is known by in registries.
+    pub repo_digests: Vec<String>,
+    /// Size in bytes.
+    pub size: i64,
+    /// When the image was created (from its config).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub created: Option<DateTime<Utc>>,
+    /// Number of layers in its root filesystem.
+    pub layers: i64,
+    /// Containers (existing, any state) using it.
+    pub containers: i64,
+    /// When capstan first saw it.
+    pub first_seen: DateTime<Utc>,
+    /// When capstan last saw it present.
+    pub last_seen: DateTime<Utc>,
+    /// When it was deleted, if it was.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub deleted: Option<DateTime<Utc>>,
+}
+
+/// `GET /api/v1/images`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ImageList {
+    /// Images, newest first-seen first.
+    pub images: Vec<Image>,
+}
+
+/// A step of an image's life.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Lifecycle {
+    /// Pulled from a registry.
+    Pulled,
+    /// Built here (inferred: a tag pointing at a new id that was not pulled, loaded or imported).
+    Built,
+    /// Committed from a container.
+    Committed,
+    /// A reference now points at it.
+    Tagged,
+    /// A reference stopped pointing at it.
+    Untagged,
+    /// Pushed to a registry.
+    Pushed,
+    /// Created from a filesystem tarball (`docker import`).
+    Imported,
+    /// Loaded from an image archive (`docker load`).
+    Loaded,
+    /// Saved to an image archive (`docker save`).
+    Saved,
+    /// Removed from the engine.
+    Deleted,
+    /// Found on the engine without an event explaining how it got there.
+    Discovered,
+}
+
+impl Lifecycle {
+    /// The lifecycle step for an engine image action, when there is one.
+    pub fn from_action(action: &str) -> Option<Self> {
+        Some(match action {
+            "pull" => Self::Pulled,
+            "tag" => Self::Tagged,
+            "untag" => Self::Untagged,
+            "push" => Self::Pushed,
+            "import" => Self::Imported,
+            "load" => Self::Loaded,
+            "save" => Self::Saved,
+            "delete" => Self::Deleted,
+            "appear" => Self::Discovered,
+            _ => return None,
+        })
+    }
+
+    /// Stable snake-case name, as on the wire.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Pulled => "pulled",
+            Self::Built => "built",
+            Self::Committed => "committed",
+            Self::Tagged => "tagged",
+            Self::Untagged => "untagged",
+            Self::Pushed => "pushed",
+            Self::Imported => "imported",
+            Self::Loaded => "loaded",
+            Self::Saved => "saved",
+            Self::Deleted => "deleted",
+            Self::Discovered => "discovered",
+        }
+    }
+
+    /// Parses the wire name.
+    pub fn parse(s: &str) -> Option<Self> {
+        [
+            Self::Pulled,
+            Self::Built,
+            Self::Committed,
+            Self::Tagged,
+            Self::Untagged,
+            Self::Pushed,
+            Self::Imported,
+            Self::Loaded,
+            Self::Saved,
+            Self::Deleted,
+            Self::Discovered,
+        ]
+        .into_iter()
+        .find(|l| l.as_str() == s)
+    }
+}
+
+/// One entry of an image's lifecycle history.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HistoryEntry {
+    /// When it happened (engine time; capstan's time of discovery when inferred).
+    pub time: DateTime<Utc>,
+    /// What happened.
+    pub action: Lifecycle,
+    /// The reference involved (`repo:tag`), when there is one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reference: Option<String>,
+    /// True when capstan inferred it rather than saw an engine event for it.
+    pub inferred: bool,
+    /// The journal event it comes from, when there is one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub event_seq: Option<i64>,
+}
+
+/// `GET /api/v1/images/{id-or-reference}`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ImageDetail {
+    /// The inventory record.
+    pub image: Image,
+    /// Its lifecycle, oldest first.
+    pub history: Vec<HistoryEntry>,
+    /// Ids of the containers using it now.
+    pub container_ids: Vec<String>,
+}
+
+/// One container known to the engine.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Container {
+    /// Full container id.
+    pub id: String,
+    /// Name without the leading slash.
+    pub name: String,
+    /// Image as the user asked for it.
+    pub image: String,
+    /// Resolved image id.
+    pub image_id: String,
+    /// `created`, `running`, `exited`, ...
+    pub state: String,
+    /// Human status from the engine (`Up 3 minutes (healthy)`).
+    pub status: String,
+    /// When it was created.
+    pub created: DateTime<Utc>,
+    /// Labels.
+    pub labels: std::collections::BTreeMap<String, String>,
+}
+
+/// `GET /api/v1/containers`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ContainerList {
+    /// Containers, newest first.
+    pub containers: Vec<Container>,
+}

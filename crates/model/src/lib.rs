@@ -1,0 +1,33 @@
+//! Plain data types shared by the daemon, the HTTP API and the CLI.
+//!
+//! This crate owns the wire shapes of `/api/v1` (events, images, containers, health, errors) and
+//! small pure helpers on them (time formatting, lifecycle naming). It must never do I/O: no
+//! sockets, no files, no clocks beyond what callers pass in.
+
+mod event;
+mod health;
+mod image;
+mod time;
+
+pub use event::{Event, EventPage, EventType};
+pub use health::{EngineHealth, Health, JournalHealth};
+pub use image::{Container, ContainerList, HistoryEntry, Image, ImageDetail, ImageList, Lifecycle};
+pub use time::{format_nanos, nanos_to_datetime, parse_time_or_ago};
+
+use serde::{Deserialize, Serialize};
+
+/// The body of every API error: `{"error": {"code": "...", "message": "..."}}`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ErrorBody {
+    /// The error itself.
+    pub error: ErrorDetail,
+}
+
+/// Machine-readable code plus a human message saying what to do next.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ErrorDetail {
+    /// Stable code, e.g. `bad_request`, `unauthorized`, `not_found`, `engine_unavailable`.
+    pub code: String,
+    /// Lowercase message naming the offending input and the next step.
+    pub message: String,
+}

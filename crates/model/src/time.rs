@@ -1,0 +1,88 @@
+use chrono::{DateTime, Duration, SecondsFormat, Utc};
+
+/// Converts nanoseconds since the epoch to a UTC time.
+pub fn nanos_to_datetime(nanos: i64) -> DateTime<Utc> {
+    DateTime::from_timestamp_nanos(nanos)
+}
+
+/// RFC 3339 UTC with nanoseconds, as on the wire.
+pub fn format_nanos(nanos: i64) -> String {
+    nanos_to_datetime(nanos).to_rfc3339_opts(SecondsFormat::Nanos, true)
+}
+
+/// Parses a point in time given either as RFC 3339 or as a duration ago (`10s`, `5m`, `1h`,
+/// `7d`), relative to `now`. Returns nanoseconds since the epoch.
+///
+/// # Errors
+/// Returns a message naming the accepted forms when `input` is neither.
+pub fn parse_time_or_ago(input: &str, now: DateTime<Utc>) -> Result<i64, String> {
+    if let Ok(t) = DateTime::parse_from_rfc3339(input) {
+        return t
+            .with_timezone(&Utc)
+            .timestamp_nanos_opt()
+            .ok_or_else(|| format!("time {input:?} is out of range"));
+    }
+    let ago = parse_duration(input).map_err(|()| {
+        format!(
+            "{input:?} is neither an RFC 3339 time (2026-01-02T15:04:05Z) nor a duration (10s, 5m, 1h, 7d)"
+        )
+    })?;
+    (now - ago)
+        .timestamp_nanos_opt()
+        .ok_or_else(|| format!("{input:?} reaches out of range"))
+}
+
+/// Strict duration: an integer followed by one unit of `ms`, `s`, `m`, `h`, `d`.
+fn parse_duration(input: &str) -> Result<Duration, ()> {
+    let split = input.find(|c: char| !c.is_ascii_digit()).ok_or(())?;
+    let (num, unit) = input.split_at(split);
+    let n: i64 = num.parse().map_err(|_| ())?;
+    match unit {
+        "ms" => Ok(Duration::milliseconds(n)),
+        "s" => Ok(Duration::seconds(n)),
+        "m" => Ok(Duration::minutes(n)),
+        "h" => Ok(Duration::hours(n)),
+        "d" => Ok(Duration::days(n)),
+        _ => Err(()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_rfc3339_and_durations() {
+        let now = DateTime::parse_from_rfc3339("2026-01-02T00:00:00Z")
+            .unwrap()
+            .with_timezone(&Utc);
+        let t = parse_time_or_ago("2026-01-01T23:00:00.5Z", now).unwrap();
+        assert_eq!(format_nanos(t), "2026-01-01T23:00:00.500000000Z");
+        let t = parse_time_or_ago("1h", now).unwrap();
+        assert_eq!(format_nanos(t), "2026-01-01T23:00:00.000000000Z");
+        assert_eq!(
+            parse_time_or_ago("7d", now).unwrap(),
+            parse_time_or_ago("2025-12-26T00:00:00Z", now).unwrap()
+        );
+    }
+
+    #[test]
+    fn rejects_malformed_times() {
+        let now = Utc::now();
+        for bad in [
+            "",
+            "yesterday",
+            "10",
+            "5 m",
+            "1h30m",
+            "2026-13-01T00:00:00Z",
+            "-5m",
+        ] {
+            let err = parse_time_or_ago(bad, now).unwrap_err();
+            assert!(
+                err.contains("RFC 3339") || err.contains("range"),
+                "{bad}: {err}"
+            );
+        }
+    }
+}

@@ -1,0 +1,89 @@
+//! Versioned schema migrations, applied in order; the version lives in `PRAGMA user_version`.
+
+use rusqlite::Connection;
+
+use crate::Error;
+
+/// Each entry moves the schema from version `i` to `i + 1`. Never edit a released entry; add one.
+const MIGRATIONS: &[&str] = &[
+    // 1: event journal, image inventory and lifecycle, container inventory
+    "CREATE TABLE events (
+        seq         INTEGER PRIMARY KEY,
+        time_nano   INTEGER NOT NULL,
+        identity    INTEGER NOT NULL,
+        type        TEXT NOT NULL,
+        action      TEXT NOT NULL,
+        actor       TEXT NOT NULL,
+        attributes  TEXT NOT NULL,
+        scope       TEXT,
+        image_id    TEXT,
+        inferred    INTEGER NOT NULL DEFAULT 0
+     );
+     CREATE UNIQUE INDEX events_seen_once ON events (time_nano, identity) WHERE inferred = 0;
+     CREATE INDEX events_by_time ON events (time_nano DESC, seq DESC);
+     CREATE INDEX events_by_image ON events (image_id, time_nano);
+     CREATE INDEX events_by_actor ON events (actor, time_nano);
+     CREATE TABLE images (
+        id              TEXT PRIMARY KEY,
+        repo_tags       TEXT NOT NULL,
+        last_tags       TEXT NOT NULL DEFAULT '[]',
+        repo_digests    TEXT NOT NULL,
+        size            INTEGER NOT NULL,
+        created_nano    INTEGER,
+        layers          INTEGER NOT NULL,
+        first_seen      INTEGER NOT NULL,
+        last_seen       INTEGER NOT NULL,
+        deleted_nano    INTEGER,
+        last_event_nano INTEGER NOT NULL
+     );
+     CREATE TABLE image_tags (
+        tag      TEXT NOT NULL,
+        image_id TEXT NOT NULL REFERENCES images (id) ON DELETE CASCADE,
+        PRIMARY KEY (tag, image_id)
+     );
+     CREATE TABLE image_history (
+        id          INTEGER PRIMARY KEY,
+        image_id    TEXT NOT NULL,
+        time_nano   INTEGER NOT NULL,
+        action      TEXT NOT NULL,
+        reference   TEXT,
+        inferred    INTEGER NOT NULL,
+        event_seq   INTEGER REFERENCES events (seq)
+     );
+     CREATE INDEX image_history_by_image ON image_history (image_id, time_nano);
+     CREATE TABLE containers (
+        id              TEXT PRIMARY KEY,
+        name            TEXT NOT NULL,
+        image           TEXT NOT NULL,
+        image_id        TEXT NOT NULL,
+        state           TEXT NOT NULL,
+        status          TEXT NOT NULL,
+        created_nano    INTEGER NOT NULL,
+        labels          TEXT NOT NULL,
+        first_seen      INTEGER NOT NULL,
+        last_seen       INTEGER NOT NULL,
+        removed_nano    INTEGER,
+        last_event_nano INTEGER NOT NULL
+     );
+     CREATE INDEX containers_by_image ON containers (image_id) WHERE removed_nano IS NULL;",
+];
+
+pub(crate) fn apply(conn: &mut Connection) -> Result<(), Error> {
+    let current: usize =
+        conn.query_row("PRAGMA user_version", [], |r| r.get::<_, i64>(0))? as usize;
+    if current > MIGRATIONS.len() {
+        return Err(Error::Migration(format!(
+            "the database is at schema version {current} but this capstan knows only {}; run the newer capstan that wrote it",
+            MIGRATIONS.len()
+        )));
+    }
+    for (i, sql) in MIGRATIONS.iter().enumerate().skip(current) {
+        let tx = conn.transaction()?;
+        tx.execute_batch(sql)
+            .map_err(|e| Error::Migration(format!("migration {} failed: {e}", i + 1)))?;
+        tx.pragma_update(None, "user_version", i as i64 + 1)?;
+        tx.commit()?;
+        tracing::debug!(version = i + 1, "applied schema migration");
+    }
+    Ok(())
+}

@@ -1,0 +1,204 @@
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::time::Duration;
+
+use serde::de::DeserializeOwned;
+use tokio::io::{AsyncBufReadExt, BufReader};
+use tokio::process::{Child, Command};
+
+/// A `capstan serve` under test, on a port of its own, with its own data dir.
+#[derive(Debug)]
+pub struct Daemon {
+    bin: PathBuf,
+    docker_host: String,
+    child: Option<Child>,
+    data: PathBuf,
+    _data_guard: Option<tempfile::TempDir>,
+    /// `http://127.0.0.1:PORT`.
+    pub url: String,
+    /// The admin token.
+    pub token: String,
+    http: reqwest::Client,
+}
+
+impl Daemon {
+    /// Starts the daemon `bin` (the test's `CARGO_BIN_EXE_capstan`) against `docker_host` with a
+    /// fresh data dir, and waits until it serves.
+    pub async fn start(bin: &Path, docker_host: &str) -> Self {
+        let guard = tempfile::Builder::new()
+            .prefix("capstan-test-data-")
+            .tempdir_in(std::env::temp_dir())
+            .unwrap();
+        let data = guard.path().to_owned();
+        let mut d = Self {
+            bin: bin.to_owned(),
+            docker_host: docker_host.to_owned(),
+            child: None,
+            data,
+            _data_guard: Some(guard),
+            url: String::new(),
+            token: String::new(),
+            http: reqwest::Client::new(),
+        };
+        d.spawn(None).await;
+        d
+    }
+
+    /// Starts (again) on the same data dir; `listen` keeps the old address when given.
+    async fn spawn(&mut self, listen: Option<String>) {
+        let listen = listen.unwrap_or_else(|| "127.0.0.1:0".to_owned());
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.log_path())
+            .unwrap();
+        let mut child = Command::new(&self.bin)
+            .args([
+                "serve",
+                "--listen",
+                &listen,
+                "--docker-host",
+                &self.docker_host,
+            ])
+            .arg("--data")
+            .arg(&self.data)
+            .env("RUST_LOG", "info,capstan_images=debug")
+            .stdout(Stdio::piped())
+            .stderr(log)
+            .kill_on_drop(true)
+            .spawn()
+            .unwrap();
+        let stdout = child.stdout.take().unwrap();
+        let mut lines = BufReader::new(stdout).lines();
+        let line = tokio::time::timeout(Duration::from_secs(30), lines.next_line())
+            .await
+            .unwrap_or_else(|_| panic!("capstan did not start; log: {}", self.log()))
+            .unwrap()
+            .unwrap_or_else(|| panic!("capstan exited at start; log: {}", self.log()));
+        // "capstan serving on http://ADDR (...)"
+        let url = line
+            .split_whitespace()
+            .find(|w| w.starts_with("http://"))
+            .unwrap_or_else(|| panic!("unexpected first line {line:?}"))
+            .to_owned();
+        self.url = url;
+        self.token = std::fs::read_to_string(self.data.join("admin.token"))
+            .unwrap()
+            .trim()
+            .to_owned();
+        self.child = Some(child);
+    }
+
+    /// The data dir.
+    pub fn data_dir(&self) -> &Path {
+        &self.data
+    }
+
+    fn log_path(&self) -> PathBuf {
+        let mut p = self.data.clone().into_os_string();
+        p.push(".log");
+        PathBuf::from(p)
+    }
+
+    /// The daemon's log so far (for failure messages).
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.log_path()).unwrap_or_default()
+    }
+
+    /// The listen address (`127.0.0.1:PORT`).
+    pub fn addr(&self) -> String {
+        self.url.trim_start_matches("http://").to_owned()
+    }
+
+    /// Sends SIGTERM and waits for the exit status.
+    pub async fn stop(&mut self) -> std::process::ExitStatus {
+        let mut child = self.child.take().expect("daemon not running");
+        let pid = child.id().unwrap().to_string();
+        Command::new("kill")
+            .args(["-TERM", &pid])
+            .status()
+            .await
+            .unwrap();
+        tokio::time::timeout(Duration::from_secs(30), child.wait())
+            .await
+            .expect("capstan did not exit within 30 s of SIGTERM")
+            .unwrap()
+    }
+
+    /// SIGKILL, no chance to finish anything.
+    pub async fn kill9(&mut self) {
+        let mut child = self.child.take().expect("daemon not running");
+        child.kill().await.unwrap();
+    }
+
+    /// Starts again on the same data dir and address.
+    pub async fn restart(&mut self) {
+        let addr = self.addr();
+        self.spawn(Some(addr)).await;
+    }
+
+    /// Runs the CLI against this daemon: `(exit code, stdout, stderr)`.
+    pub async fn cli(&self, args: &[&str]) -> (i32, String, String) {
+        let out = Command::new(&self.bin)
+            .args(args)
+            .env("CAPSTAN_URL", &self.url)
+            .env("CAPSTAN_TOKEN", &self.token)
+            .output()
+            .await
+            .unwrap();
+        (
+            out.status.code().unwrap_or(-1),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    }
+
+    /// GET with the admin token: `(status, body)`.
+    pub async fn get_raw(
+        &self,
+        path_and_query: &str,
+        token: Option<&str>,
+    ) -> (u16, serde_json::Value) {
+        let mut req = self.http.get(format!("{}{path_and_query}", self.url));
+        if let Some(t) = token {
+            req = req.bearer_auth(t);
+        }
+        let resp = req.send().await.unwrap();
+        let status = resp.status().as_u16();
+        let body = resp.json().await.unwrap_or(serde_json::Value::Null);
+        (status, body)
+    }
+
+    /// GET a JSON document with the admin token; fails the test on a non-2xx answer.
+    pub async fn get<T: DeserializeOwned>(&self, path_and_query: &str) -> T {
+        let (status, body) = self.get_raw(path_and_query, Some(&self.token)).await;
+        assert!(
+            (200..300).contains(&status),
+            "GET {path_and_query} answered {status}: {body}"
+        );
+        serde_json::from_value(body).unwrap()
+    }
+
+    /// Every event matching `query` (e.g. `type=image&inferred=false`), newest first, all pages.
+    pub async fn all_events(&self, query: &str) -> Vec<capstan_model::Event> {
+        let mut out = Vec::new();
+        let mut cursor: Option<String> = None;
+        loop {
+            let mut q = format!("/api/v1/events?limit=1000&{query}");
+            if let Some(c) = &cursor {
+                q.push_str(&format!("&cursor={c}"));
+            }
+            let page: capstan_model::EventPage = self.get(&q).await;
+            out.extend(page.events);
+            match page.next_cursor {
+                Some(c) => cursor = Some(c),
+                None => return out,
+            }
+        }
+    }
+
+    /// The health document.
+    pub async fn health(&self) -> capstan_model::Health {
+        self.get("/api/v1/health").await
+    }
+}

@@ -1,0 +1,90 @@
+//! The test harness shared by every capstan test and benchmark.
+//!
+//! The README's test command starts one private Docker engine and one real registry per run and
+//! exports their addresses (`CAPSTAN_TEST_DOCKER_HOST`, `CAPSTAN_TEST_REGISTRY`); this crate
+//! connects to them, builds the busybox test image through the engine's import API, starts a
+//! capstan daemon under test, and gives tests that must stop or restart an engine one of their
+//! own. It must never fall back to the host's engine or skip: a missing engine is a failure.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::missing_panics_doc)]
+
+mod daemon;
+mod image;
+mod own_engine;
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use capstan_engine::Engine;
+
+pub use daemon::Daemon;
+pub use image::{BUSYBOX, busybox_rootfs, ensure_busybox, rootfs_with_file};
+pub use own_engine::OwnEngine;
+
+/// The run's engine address, exported by the test command.
+pub fn docker_host() -> String {
+    std::env::var("CAPSTAN_TEST_DOCKER_HOST").unwrap_or_else(|_| {
+        panic!(
+            "CAPSTAN_TEST_DOCKER_HOST is not set: run the tests with scripts/test, which starts a private engine and registry"
+        )
+    })
+}
+
+/// The run's registry (`127.0.0.1:PORT`).
+pub fn registry() -> String {
+    std::env::var("CAPSTAN_TEST_REGISTRY").unwrap_or_else(|_| {
+        panic!("CAPSTAN_TEST_REGISTRY is not set: run the tests with scripts/test")
+    })
+}
+
+/// Where the harness keeps its files (own engines, daemon data dirs).
+pub fn run_dir() -> std::path::PathBuf {
+    std::env::var_os("CAPSTAN_TEST_RUN_DIR").map_or_else(
+        || std::path::PathBuf::from("/var/tmp/capstan-test"),
+        Into::into,
+    )
+}
+
+/// A connected engine handle on the run's engine, with the test image present.
+pub async fn engine() -> Engine {
+    let engine = Engine::new(Some(&docker_host())).unwrap();
+    engine
+        .negotiate()
+        .await
+        .unwrap_or_else(|e| panic!("the test engine does not answer: {e}"));
+    ensure_busybox(&engine).await;
+    engine
+}
+
+/// A name no other test (or earlier run) uses: lowercase, valid as an image repository.
+pub fn unique(prefix: &str) -> String {
+    static COUNTER: AtomicU64 = AtomicU64::new(0);
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .subsec_nanos();
+    format!(
+        "{prefix}-{}-{}-{nanos:x}",
+        std::process::id(),
+        COUNTER.fetch_add(1, Ordering::Relaxed)
+    )
+}
+
+/// Polls `check` until it returns `Some`, failing the test with `what` after `timeout`. A
+/// deadline, not a timing assertion: it only bounds how long a broken build hangs.
+pub async fn eventually<T, F, Fut>(timeout: Duration, what: &str, mut check: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    let deadline = tokio::time::Instant::now() + timeout;
+    loop {
+        if let Some(v) = check().await {
+            return v;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "timed out after {timeout:?} waiting for: {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}

@@ -1,0 +1,108 @@
+# Shared shell helpers of the README's commands: packages, a private Docker engine, a registry.
+# Everything the harness creates is named capt-* / capstan-test so stale leftovers of a run that
+# was cut off can be found and cleared.
+
+log() { printf '\033[1m==> %s\033[0m\n' "$*" >&2; }
+die() { printf 'error: %s\n' "$*" >&2; exit 2; }
+
+is_root() { [ "$(id -u)" = 0 ]; }
+
+# ensure_packages PKG...: installs the Debian packages that are missing (root only).
+ensure_packages() {
+  local missing=()
+  for p in "$@"; do
+    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+  done
+  [ ${#missing[@]} -eq 0 ] && return 0
+  is_root || die "missing packages: ${missing[*]} (install them, or run this as root to have it done)"
+  log "installing ${missing[*]}"
+  apt-get update -qq >/dev/null
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+}
+
+# wait_for_socket SOCK SECONDS: true once the engine at SOCK answers /_ping.
+wait_for_socket() {
+  local sock=$1 deadline=$((SECONDS + $2))
+  while [ $SECONDS -lt $deadline ]; do
+    curl -fsS --unix-socket "$sock" http://d/_ping >/dev/null 2>&1 && return 0
+    sleep 0.2
+  done
+  return 1
+}
+
+# stop_pidfile FILE: SIGTERM the process in FILE and wait up to 30 s for it to go.
+stop_pidfile() {
+  local f=$1 pid
+  [ -f "$f" ] || return 0
+  pid=$(cat "$f" 2>/dev/null || true)
+  if [ -n "$pid" ] && kill -0 "$pid" 2>/dev/null; then
+    kill -TERM "$pid" 2>/dev/null || true
+    for _ in $(seq 1 150); do kill -0 "$pid" 2>/dev/null || break; sleep 0.2; done
+    kill -KILL "$pid" 2>/dev/null || true
+  fi
+  rm -f "$f"
+}
+
+# clear_dir DIR: unmounts whatever an engine left mounted under DIR, then removes it.
+clear_dir() {
+  local dir=$1
+  [ -d "$dir" ] || return 0
+  awk -v d="$dir" '$2 ~ "^"d {print $2}' /proc/mounts | sort -r | while read -r m; do
+    umount -l "$m" 2>/dev/null || true
+  done
+  rm -rf "$dir" 2>/dev/null || true
+}
+
+# start_engine DIR BRIDGE GATEWAY/CIDR POOL: a private dockerd with its own bridge.
+# Never --bridge=none: it deletes the host's docker0 (see ../shared/environment.md).
+start_engine() {
+  local dir=$1 bridge=$2 cidr=$3 pool=$4
+  stop_engine "$dir" "$bridge"
+  mkdir -p "$dir"
+  ip link add "$bridge" type bridge
+  ip addr add "$cidr" dev "$bridge"
+  ip link set "$bridge" up
+  dockerd --data-root "$dir/data" --exec-root "$dir/exec" --pidfile "$dir/pid" \
+    -H "unix://$dir/docker.sock" --bridge="$bridge" \
+    --default-address-pool "base=$pool,size=24" >"$dir/dockerd.log" 2>&1 &
+  wait_for_socket "$dir/docker.sock" 60 || { tail -20 "$dir/dockerd.log" >&2; die "private engine did not start (log: $dir/dockerd.log)"; }
+}
+
+# stop_engine DIR BRIDGE: stops the engine of DIR, clears its files and its bridge.
+stop_engine() {
+  local dir=$1 bridge=$2
+  stop_pidfile "$dir/pid"
+  clear_dir "$dir"
+  ip link del "$bridge" 2>/dev/null || true
+}
+
+# free_port: an unused loopback TCP port.
+free_port() {
+  python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1]); s.close()'
+}
+
+# start_registry DIR PORT: Debian's docker-registry (CNCF distribution) on 127.0.0.1:PORT.
+start_registry() {
+  local dir=$1 port=$2
+  stop_pidfile "$dir/pid"
+  rm -rf "$dir"; mkdir -p "$dir/storage"
+  cat >"$dir/config.yml" <<YAML
+version: 0.1
+log:
+  level: warn
+storage:
+  filesystem:
+    rootdirectory: $dir/storage
+  delete:
+    enabled: true
+http:
+  addr: 127.0.0.1:$port
+YAML
+  docker-registry serve "$dir/config.yml" >"$dir/registry.log" 2>&1 &
+  echo $! >"$dir/pid"
+  local deadline=$((SECONDS + 30))
+  until curl -fsS "http://127.0.0.1:$port/v2/" >/dev/null 2>&1; do
+    [ $SECONDS -lt $deadline ] || { tail -20 "$dir/registry.log" >&2; die "registry did not start"; }
+    sleep 0.2
+  done
+}
