@@ -24,7 +24,7 @@ pub use inventory::ImageState;
 pub const DEFAULT_HOST: &str = "unix:///var/run/docker.sock";
 
 /// How long a single request may take before it is abandoned (streams are not limited).
-const REQUEST_TIMEOUT: Duration = Duration::from_secs(120);
+const REQUEST_TIMEOUT: Duration = Duration::from_mins(2);
 
 /// A handle on one Docker engine. Cheap to clone; clones share the negotiated API version.
 #[derive(Clone)]
@@ -37,7 +37,9 @@ pub struct Engine {
 
 impl std::fmt::Debug for Engine {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Engine").field("host", &self.host).finish()
+        f.debug_struct("Engine")
+            .field("host", &self.host)
+            .finish_non_exhaustive()
     }
 }
 

@@ -366,7 +366,7 @@ fn apply(
                 },
             )?,
             (None, Some(at)) if seen.is_some() => {
-                containers::mark_removed(tx, &id, at, event_nano)?
+                containers::mark_removed(tx, &id, at, event_nano)?;
             }
             (None, Some(at)) => {
                 // created and removed before capstan could look: keep what the events said

@@ -1,6 +1,7 @@
 //! The event journal table.
 
 use std::collections::BTreeMap;
+use std::fmt::Write as _;
 
 use capstan_model::{Event, nanos_to_datetime};
 use rusqlite::types::Value;
@@ -188,16 +189,14 @@ pub fn list(conn: &Connection, filter: &EventFilter, limit: usize) -> Result<Vec
             return;
         }
         let marks = vec!["?"; values.len()].join(", ");
-        sql.push_str(&format!(" AND {column} IN ({marks})"));
+        let _ = write!(sql, " AND {column} IN ({marks})");
         args.extend(values.iter().cloned().map(Value::Text));
     };
     any_of(&mut sql, "type", &filter.kinds);
     any_of(&mut sql, "action", &filter.actions);
     if !filter.image_ids.is_empty() {
         let marks = vec!["?"; filter.image_ids.len()].join(", ");
-        sql.push_str(&format!(
-            " AND (image_id IN ({marks}) OR actor IN ({marks}))"
-        ));
+        let _ = write!(sql, " AND (image_id IN ({marks}) OR actor IN ({marks}))");
         args.extend(filter.image_ids.iter().cloned().map(Value::Text));
         args.extend(filter.image_ids.iter().cloned().map(Value::Text));
     }

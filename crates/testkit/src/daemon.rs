@@ -82,10 +82,8 @@ impl Daemon {
             .unwrap_or_else(|| panic!("unexpected first line {line:?}"))
             .to_owned();
         self.url = url;
-        self.token = std::fs::read_to_string(self.data.join("admin.token"))
-            .unwrap()
-            .trim()
-            .to_owned();
+        let token = std::fs::read_to_string(self.data.join("admin.token")).unwrap();
+        token.trim().clone_into(&mut self.token);
         self.child = Some(child);
     }
 
@@ -186,7 +184,7 @@ impl Daemon {
         loop {
             let mut q = format!("/api/v1/events?limit=1000&{query}");
             if let Some(c) = &cursor {
-                q.push_str(&format!("&cursor={c}"));
+                q = format!("{q}&cursor={c}");
             }
             let page: capstan_model::EventPage = self.get(&q).await;
             out.extend(page.events);

@@ -80,7 +80,7 @@ impl OwnEngine {
             .expect("cannot start dockerd: install docker.io (scripts/test does)");
         self.running = true;
         let host = self.host();
-        crate::eventually(Duration::from_secs(60), "own engine answers /_ping", || {
+        crate::eventually(Duration::from_mins(1), "own engine answers /_ping", || {
             let host = host.clone();
             async move {
                 let engine = Engine::new(Some(&host)).ok()?;
@@ -95,7 +95,7 @@ impl OwnEngine {
         if let Ok(pid) = std::fs::read_to_string(self.dir.join("pid")) {
             let pid = pid.trim().to_owned();
             run("kill", &["-TERM", &pid]).await;
-            crate::eventually(Duration::from_secs(60), "own engine exits", || {
+            crate::eventually(Duration::from_mins(1), "own engine exits", || {
                 let pid = pid.clone();
                 async move { (!std::path::Path::new(&format!("/proc/{pid}")).exists()).then_some(()) }
             })

@@ -74,7 +74,7 @@ impl Client {
         let status = response.status();
         let body: Option<ErrorBody> = response.json().await.ok();
         let (code, message) = body.map_or_else(
-            || ("".to_owned(), format!("the daemon answered {status}")),
+            || (String::new(), format!("the daemon answered {status}")),
             |b| (b.error.code, b.error.message),
         );
         let exit = match code.as_str() {

@@ -2,6 +2,8 @@
 //! (started by scripts/test). Tests whose names contain `own_engine` get an engine of their own
 //! and run one at a time (see .config/nextest.toml).
 
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 mod api;
 mod journal;
 mod outage;

@@ -83,31 +83,32 @@ async fn assert_inventory_matches(daemon: &Daemon, engine: &Engine) {
     assert_eq!(stored, on_engine);
 }
 
+/// Makes the engine emit one more event and waits until the journal has it, then past the
+/// settle delay for tag changes no event explained.
 async fn wait_settled(daemon: &Daemon, engine: &Engine) {
-    let last = engine.now_nanos().await.unwrap();
+    let before = engine.now_nanos().await.unwrap();
+    mark(engine).await;
     eventually(
-        Duration::from_secs(60),
+        Duration::from_mins(1),
         "journal caught up with the engine",
         || async {
             let h = daemon.health().await;
-            let caught_up = h.journal.connected
-                && h.journal
-                    .last_event
-                    .and_then(|t| t.timestamp_nanos_opt())
-                    .unwrap_or(0)
-                    >= last - 1;
-            caught_up.then_some(())
+            let last = h
+                .journal
+                .last_event
+                .and_then(|t| t.timestamp_nanos_opt())
+                .unwrap_or(0);
+            (h.journal.connected && last >= before).then_some(())
         },
     )
     .await;
-    // past the settle delay for tag changes no event explained
     tokio::time::sleep(Duration::from_millis(1500)).await;
 }
 
-/// Makes the engine emit one more event, so "caught up" has a mark to reach.
-async fn mark(engine: &Engine, name: &str) {
+/// One more event on the engine.
+async fn mark(engine: &Engine) {
     engine
-        .tag(BUSYBOX, &format!("mark/{name}:1"))
+        .tag(BUSYBOX, &format!("mark/{}:1", capstan_testkit::unique("m")))
         .await
         .unwrap();
 }
@@ -127,7 +128,6 @@ async fn own_engine_outage_is_replayed_and_diffed() {
             .unwrap();
         before.push(engine.inspect_image(&r).await.unwrap().unwrap().id);
     }
-    mark(&engine, "pre").await;
     wait_settled(&daemon, &engine).await;
     assert!(daemon.stop().await.success());
 
@@ -156,7 +156,7 @@ async fn own_engine_outage_is_replayed_and_diffed() {
     engine.tag(&before[2], "before/img2:renamed").await.unwrap();
     engine.remove_image("before/img2:1", false).await.unwrap();
     engine.remove_image("before/img5:1", false).await.unwrap(); // deleted late: event still held
-    mark(&engine, "post").await;
+    mark(&engine).await;
 
     daemon.restart().await;
     wait_settled(&daemon, &engine).await;
@@ -213,7 +213,7 @@ async fn own_engine_restart_is_survived() {
     own.restart().await;
     let engine = own.engine().await;
     eventually(
-        Duration::from_secs(60),
+        Duration::from_mins(1),
         "journal reconnects by itself",
         || async {
             let h = daemon.health().await;
@@ -278,7 +278,7 @@ async fn own_engine_kill9_mid_burst_loses_and_duplicates_nothing() {
     };
     // kill capstan once it has journaled part of the burst, and start it again at once
     eventually(
-        Duration::from_secs(60),
+        Duration::from_mins(1),
         "part of the burst journaled",
         || async { (daemon.health().await.journal.events > 200).then_some(()) },
     )
@@ -286,7 +286,6 @@ async fn own_engine_kill9_mid_burst_loses_and_duplicates_nothing() {
     daemon.kill9().await;
     daemon.restart().await;
     burst.await.unwrap();
-    mark(&engine, "after-burst").await;
     wait_settled(&daemon, &engine).await;
 
     assert_journal_complete(&daemon, &engine).await;
