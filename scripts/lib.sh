@@ -53,17 +53,20 @@ clear_dir() {
   rm -rf "$dir" 2>/dev/null || true
 }
 
-# start_engine DIR BRIDGE GATEWAY/CIDR POOL: a private dockerd with its own bridge.
+# start_engine DIR BRIDGE GATEWAY/CIDR POOL [TCP_PORT]: a private dockerd with its own bridge,
+# on a unix socket and, with TCP_PORT, also on tcp://127.0.0.1:TCP_PORT (loopback only).
 # Never --bridge=none: it deletes the host's docker0 (see ../shared/environment.md).
 start_engine() {
-  local dir=$1 bridge=$2 cidr=$3 pool=$4
+  local dir=$1 bridge=$2 cidr=$3 pool=$4 tcp=${5:-}
+  local hosts=(-H "unix://$dir/docker.sock")
+  [ -n "$tcp" ] && hosts+=(-H "tcp://127.0.0.1:$tcp")
   stop_engine "$dir" "$bridge"
   mkdir -p "$dir"
   ip link add "$bridge" type bridge
   ip addr add "$cidr" dev "$bridge"
   ip link set "$bridge" up
   dockerd --data-root "$dir/data" --exec-root "$dir/exec" --pidfile "$dir/pid" \
-    -H "unix://$dir/docker.sock" --bridge="$bridge" \
+    "${hosts[@]}" --bridge="$bridge" \
     --default-address-pool "base=$pool,size=24" >"$dir/dockerd.log" 2>&1 &
   wait_for_socket "$dir/docker.sock" 60 || { tail -20 "$dir/dockerd.log" >&2; die "private engine did not start (log: $dir/dockerd.log)"; }
 }

@@ -69,3 +69,88 @@ pub fn router(state: AppState) -> Router {
         .fallback(routes::not_found)
         .with_state(state)
 }
+
+#[cfg(test)]
+mod tests {
+    use axum::body::Body;
+    use axum::http::{Request, StatusCode};
+    use http_body_util::BodyExt;
+    use tower::ServiceExt;
+
+    use super::*;
+
+    /// A router over a real store and an engine address with nothing behind it: enough for
+    /// everything that does not reach the engine.
+    fn app(dir: &tempfile::TempDir) -> Router {
+        let store = Store::open(&dir.path().join("state.db")).unwrap();
+        let engine = Engine::new(Some("unix:///nonexistent/docker.sock")).unwrap();
+        router(AppState {
+            store,
+            engine,
+            journal: Arc::default(),
+            live: broadcast::channel(8).0,
+            admin_token: Arc::from("secret"),
+            shutdown: CancellationToken::new(),
+        })
+    }
+
+    async fn call(app: Router, uri: &str, token: Option<&str>) -> (StatusCode, serde_json::Value) {
+        let mut req = Request::get(uri);
+        if let Some(t) = token {
+            req = req.header("authorization", format!("Bearer {t}"));
+        }
+        let resp = app.oneshot(req.body(Body::empty()).unwrap()).await.unwrap();
+        let status = resp.status();
+        let bytes = resp.into_body().collect().await.unwrap().to_bytes();
+        (
+            status,
+            serde_json::from_slice(&bytes).unwrap_or(serde_json::Value::Null),
+        )
+    }
+
+    #[tokio::test]
+    async fn routes_need_the_token_but_health() {
+        let dir = tempfile::tempdir().unwrap();
+        let (status, body) = call(app(&dir), "/api/v1/events", None).await;
+        assert_eq!(status, StatusCode::UNAUTHORIZED);
+        assert_eq!(body["error"]["code"], "unauthorized");
+        let (status, _) = call(app(&dir), "/api/v1/events", Some("wrong")).await;
+        assert_eq!(status, StatusCode::UNAUTHORIZED);
+        let (status, body) = call(app(&dir), "/api/v1/events", Some("secret")).await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+        assert_eq!(body["events"], serde_json::json!([]));
+        let (status, body) = call(app(&dir), "/api/v1/health", None).await;
+        assert_eq!(status, StatusCode::OK);
+        assert_eq!(body["status"], "degraded");
+        assert_eq!(body["engine"]["reachable"], false);
+    }
+
+    #[tokio::test]
+    async fn engine_routes_answer_503_when_it_is_gone() {
+        let dir = tempfile::tempdir().unwrap();
+        let (status, body) = call(app(&dir), "/api/v1/containers", Some("secret")).await;
+        assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(body["error"]["code"], "engine_unavailable");
+        assert!(
+            body["error"]["message"]
+                .as_str()
+                .unwrap()
+                .contains("is dockerd running?")
+        );
+    }
+
+    #[tokio::test]
+    async fn bad_queries_name_the_parameter() {
+        let dir = tempfile::tempdir().unwrap();
+        let (status, body) = call(app(&dir), "/api/v1/events?limit=abc", Some("secret")).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST);
+        assert!(
+            body["error"]["message"]
+                .as_str()
+                .unwrap()
+                .contains("\"limit\"")
+        );
+        let (status, _) = call(app(&dir), "/api/v1/images/sha256:ffff", Some("secret")).await;
+        assert_eq!(status, StatusCode::NOT_FOUND);
+    }
+}

@@ -144,3 +144,133 @@ fn open_reader(path: &Path) -> Result<Connection, Error> {
     conn.busy_timeout(std::time::Duration::from_secs(5))?;
     Ok(conn)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::events::{EventFilter, NewEvent};
+
+    fn event(time_nano: i64, action: &str) -> NewEvent {
+        NewEvent {
+            time_nano,
+            identity: 7,
+            kind: "image".into(),
+            action: action.into(),
+            actor: "sha256:aa".into(),
+            attributes: [("name".to_owned(), "x:1".to_owned())].into(),
+            scope: Some("local".into()),
+            image_id: Some("sha256:aa".into()),
+            inferred: false,
+        }
+    }
+
+    #[tokio::test]
+    async fn an_event_is_stored_once_and_survives_reopening() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("state.db");
+        let store = Store::open(&path).unwrap();
+        let first = store
+            .write(|tx| events::insert(tx, &event(10, "tag")))
+            .await
+            .unwrap();
+        assert!(first.is_some());
+        // the same delivery again (a replay) is ignored
+        let again = store
+            .write(|tx| events::insert(tx, &event(10, "tag")))
+            .await
+            .unwrap();
+        assert_eq!(again, None);
+        // inferred events are never deduplicated
+        for _ in 0..2 {
+            let mut e = event(10, "tag");
+            e.inferred = true;
+            assert!(
+                store
+                    .write(move |tx| events::insert(tx, &e))
+                    .await
+                    .unwrap()
+                    .is_some()
+            );
+        }
+        drop(store);
+        let store = Store::open(&path).unwrap();
+        let (last, count) = store.journal_position().await.unwrap();
+        assert_eq!((last, count), (Some(10), 3));
+        let seen = store
+            .events(
+                EventFilter {
+                    inferred: Some(false),
+                    ..EventFilter::default()
+                },
+                10,
+            )
+            .await
+            .unwrap();
+        assert_eq!(seen.len(), 1);
+        assert_eq!(
+            seen[0].attributes.get("name").map(String::as_str),
+            Some("x:1")
+        );
+    }
+
+    #[tokio::test]
+    async fn a_failed_write_leaves_nothing_behind() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&dir.path().join("state.db")).unwrap();
+        let result = store
+            .write(|tx| {
+                events::insert(tx, &event(1, "tag"))?;
+                Err::<(), _>(Error::Migration("boom".into()))
+            })
+            .await;
+        assert!(result.is_err());
+        assert_eq!(store.journal_position().await.unwrap(), (None, 0));
+    }
+
+    #[tokio::test]
+    async fn pages_follow_the_cursor_newest_first() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&dir.path().join("state.db")).unwrap();
+        store
+            .write(|tx| {
+                for t in 1..=5 {
+                    events::insert(tx, &event(t, "tag"))?;
+                }
+                Ok(())
+            })
+            .await
+            .unwrap();
+        let page = store.events(EventFilter::default(), 2).await.unwrap();
+        assert_eq!(page.iter().map(|e| e.time_nano).collect::<Vec<_>>(), [5, 4]);
+        let cursor = Cursor {
+            time_nano: 4,
+            seq: page[1].seq,
+        };
+        let next = store
+            .events(
+                EventFilter {
+                    cursor: Some(cursor),
+                    ..EventFilter::default()
+                },
+                10,
+            )
+            .await
+            .unwrap();
+        assert_eq!(
+            next.iter().map(|e| e.time_nano).collect::<Vec<_>>(),
+            [3, 2, 1]
+        );
+    }
+
+    #[test]
+    fn a_newer_schema_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("state.db");
+        drop(Store::open(&path).unwrap());
+        let conn = Connection::open(&path).unwrap();
+        conn.pragma_update(None, "user_version", 99).unwrap();
+        drop(conn);
+        let err = Store::open(&path).unwrap_err().to_string();
+        assert!(err.contains("newer capstan"), "{err}");
+    }
+}

@@ -29,6 +29,13 @@ pub fn docker_host() -> String {
     })
 }
 
+/// The run's engine over tcp (`tcp://127.0.0.1:PORT`, loopback only).
+pub fn docker_tcp() -> String {
+    std::env::var("CAPSTAN_TEST_DOCKER_TCP").unwrap_or_else(|_| {
+        panic!("CAPSTAN_TEST_DOCKER_TCP is not set: run the tests with scripts/test")
+    })
+}
+
 /// The run's registry (`127.0.0.1:PORT`).
 pub fn registry() -> String {
     std::env::var("CAPSTAN_TEST_REGISTRY").unwrap_or_else(|_| {

@@ -426,3 +426,40 @@ async fn live_event_stream_delivers_matching_events() {
         "{text}"
     );
 }
+
+#[tokio::test]
+async fn engine_over_tcp_is_journaled_too() {
+    let tcp = capstan_testkit::docker_tcp();
+    // the same engine as the unix socket, reached through DOCKER_HOST=tcp://...
+    let engine = capstan_engine::Engine::new(Some(&tcp)).unwrap();
+    engine.negotiate().await.unwrap();
+    capstan_testkit::ensure_busybox(&engine).await;
+    let daemon = Daemon::start(bin(), &tcp).await;
+    let health = eventually(
+        Duration::from_secs(30),
+        "journal connected over tcp",
+        || async {
+            let h = daemon.health().await;
+            h.journal.connected.then_some(h)
+        },
+    )
+    .await;
+    assert_eq!(health.engine.host, tcp);
+    assert_eq!(health.engine.api_version.as_deref(), Some("1.41"));
+    let target = format!("{}/over-tcp:1", unique("capt-tcp"));
+    engine.tag(BUSYBOX, &target).await.unwrap();
+    eventually(Duration::from_secs(30), "tag over tcp journaled", || {
+        let (daemon, target) = (&daemon, &target);
+        async move {
+            let events = daemon.all_events("type=image&action=tag").await;
+            (events
+                .iter()
+                .filter(|e| e.attributes.get("name") == Some(target))
+                .count()
+                == 1)
+                .then_some(())
+        }
+    })
+    .await;
+    engine.remove_image(&target, false).await.unwrap();
+}
