@@ -8,8 +8,9 @@ use std::time::{Duration, Instant};
 use capstan_engine::{Engine, RawEvent};
 use capstan_model::Event;
 use capstan_store::Store;
-use futures_util::{Stream, StreamExt};
-use tokio::sync::broadcast;
+use futures_util::StreamExt;
+use futures_util::stream::BoxStream;
+use tokio::sync::{broadcast, mpsc};
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 
@@ -18,6 +19,10 @@ use crate::backoff::Backoff;
 
 /// Most events read from the stream and written in one transaction.
 const BATCH_EVENTS: usize = 512;
+
+/// Events read ahead of the writer (about 300 bytes each): enough for bursts of tens of
+/// thousands without the engine dropping any for us.
+const READ_AHEAD: usize = 65_536;
 
 /// How long an image state no event explained waits before it is recorded as inferred (the
 /// explaining event may still be on its way).
@@ -141,37 +146,64 @@ impl Journal {
         }
     }
 
-    /// Reads the stream in batches and journals them until it ends or shutdown is asked.
+    /// Reads the stream and journals it in batches until it ends or shutdown is asked.
+    ///
+    /// A task of its own drains the stream into a deep queue: the engine drops events for a
+    /// subscriber that does not take them within 100 ms, so reading must never wait on writing.
     async fn consume(
         &self,
-        stream: impl Stream<Item = Result<RawEvent, capstan_engine::Error>> + Send,
+        stream: BoxStream<'static, Result<RawEvent, capstan_engine::Error>>,
         shutdown: &CancellationToken,
     ) -> Result<(), Error> {
-        let mut chunks = std::pin::pin!(stream.ready_chunks(BATCH_EVENTS));
+        let (tx, mut rx) = mpsc::channel(READ_AHEAD);
+        let reader = tokio::spawn(async move {
+            let mut stream = stream;
+            while let Some(item) = stream.next().await {
+                let failed = item.is_err();
+                if tx.send(item).await.is_err() || failed {
+                    break;
+                }
+            }
+        });
+        let result = self.drain(&mut rx, shutdown).await;
+        reader.abort();
+        result
+    }
+
+    async fn drain(
+        &self,
+        rx: &mut mpsc::Receiver<Result<RawEvent, capstan_engine::Error>>,
+        shutdown: &CancellationToken,
+    ) -> Result<(), Error> {
         let mut unsettled = BTreeSet::new();
         // when the oldest unsettled image became so; settling waits for it to age, not for a
         // quiet stream, so a busy engine cannot starve it
         let mut unsettled_since = tokio::time::Instant::now();
+        let mut items = Vec::with_capacity(BATCH_EVENTS);
         loop {
-            let items = tokio::select! {
+            items.clear();
+            let received = tokio::select! {
                 biased;
                 () = shutdown.cancelled() => return Ok(()),
                 () = tokio::time::sleep_until(unsettled_since + SETTLE_AFTER), if !unsettled.is_empty() => {
-                    unsettled = self.settle(std::mem::take(&mut unsettled)).await?;
+                    // only with nothing queued: a queued event may explain what we would infer
+                    if rx.is_empty() {
+                        unsettled = self.settle(std::mem::take(&mut unsettled), SETTLE_AFTER).await?;
+                    }
                     unsettled_since = tokio::time::Instant::now();
                     continue;
                 }
-                items = chunks.next() => items,
+                n = rx.recv_many(&mut items, BATCH_EVENTS) => n,
             };
-            let Some(items) = items else {
+            if received == 0 {
                 if !unsettled.is_empty() {
-                    self.settle(unsettled).await?;
+                    self.settle(unsettled, Duration::ZERO).await?;
                 }
                 return Ok(());
-            };
+            }
             let mut batch = Vec::with_capacity(items.len());
             let mut failure = None;
-            for item in items {
+            for item in items.drain(..) {
                 match item {
                     Ok(event) => batch.push(event),
                     Err(err) => {

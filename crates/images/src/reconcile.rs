@@ -83,11 +83,15 @@ impl Journal {
         Ok(())
     }
 
-    /// Once the stream is quiet, records as inferred what no event explained for `ids` (a tag
-    /// moved by a pull, references brought by a load). Returns the ids an event touched
-    /// meanwhile: they stay pending.
-    pub(crate) async fn settle(&self, ids: BTreeSet<String>) -> Result<BTreeSet<String>, Error> {
-        let start = self.engine.now_nanos().await?;
+    /// Records as inferred what no event explained for `ids` (a tag moved by a pull,
+    /// references brought by a load). Images an event touched within `quiet` (engine clock) are
+    /// still changing: they stay pending, and are returned.
+    pub(crate) async fn settle(
+        &self,
+        ids: BTreeSet<String>,
+        quiet: std::time::Duration,
+    ) -> Result<BTreeSet<String>, Error> {
+        let start = self.engine.now_nanos().await? - quiet.as_nanos() as i64;
         let mut states = Vec::with_capacity(ids.len());
         for id in ids {
             let state = self.engine.inspect_image(&id).await?;

@@ -51,6 +51,7 @@ const MIGRATIONS: &[&str] = &[
         event_seq   INTEGER REFERENCES events (seq)
      );
      CREATE INDEX image_history_by_image ON image_history (image_id, time_nano);
+     CREATE INDEX image_history_by_action ON image_history (image_id, action, time_nano);
      CREATE TABLE containers (
         id              TEXT PRIMARY KEY,
         name            TEXT NOT NULL,
