@@ -80,6 +80,16 @@ async fn burst(engine: &Engine, events: usize, workers: usize, tag: &str) -> Dur
     start.elapsed()
 }
 
+/// CPU time (user + system) a process used so far, in seconds.
+fn cpu_seconds(pid: u32) -> f64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
+    // fields after the command name, which is in parentheses and may hold spaces
+    let rest = &stat[stat.rfind(')').unwrap() + 2..];
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    let ticks: u64 = fields[11].parse::<u64>().unwrap() + fields[12].parse::<u64>().unwrap();
+    ticks as f64 / 100.0
+}
+
 async fn journal_events(daemon: &Daemon) -> i64 {
     daemon.health().await.journal.events
 }
@@ -107,6 +117,7 @@ async fn main() {
     tokio::time::sleep(Duration::from_millis(500)).await;
 
     let before = journal_events(&daemon).await;
+    let (cpu0, docker_cpu0) = (cpu_seconds(pid), cpu_seconds(docker_pid));
     let t0 = Instant::now();
     let made_in = burst(&engine, args.events, 8, "burst").await;
     let target = before + args.events as i64;
@@ -135,6 +146,8 @@ async fn main() {
         tokio::time::sleep(Duration::from_millis(20)).await;
     };
     let (_, docker_hwm) = rss(docker_pid);
+    let cpu = cpu_seconds(pid) - cpu0;
+    let docker_cpu = cpu_seconds(docker_pid) - docker_cpu0;
     docker_events.kill().await.unwrap();
     let (_, peak) = rss(pid);
     let made_rate = args.events as f64 / made_in.as_secs_f64();
@@ -167,6 +180,14 @@ async fn main() {
     println!(
         "  ratio capstan/baseline peak RSS: {:.2}",
         peak.max(peak_seen) as f64 / docker_hwm.max(1) as f64
+    );
+    let per_k = |cpu: f64| cpu * 1000.0 * 1000.0 / args.events as f64;
+    println!(
+        "  CPU per 1,000 events: capstan {:.0} ms (capacity ~{:.0} events/s on one core), baseline {:.0} ms; ratio {:.1}",
+        per_k(cpu),
+        args.events as f64 / cpu.max(0.001),
+        per_k(docker_cpu),
+        cpu / docker_cpu.max(0.001)
     );
 
     // idle with many containers and images known
