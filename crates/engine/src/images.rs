@@ -44,12 +44,7 @@ impl Engine {
             tag: Some(tag.to_owned()),
             ..Default::default()
         };
-        self.client()?
-            .create_image(Some(options), Some(bollard::body_full(rootfs)), None)
-            .try_collect::<Vec<_>>()
-            .await
-            .map(drop)
-            .map_err(|e| self.classify(e))
+        self.create_image(options, Some(rootfs)).await
     }
 
     /// Pulls `reference` (`registry/repo:tag`).
@@ -63,12 +58,36 @@ impl Engine {
             tag: Some(tag.to_owned()),
             ..Default::default()
         };
+        self.create_image(options, None).await
+    }
+
+    /// `POST /images/create` (pull or import) to the end of its progress stream.
+    async fn create_image(
+        &self,
+        options: CreateImageOptions,
+        body: Option<Bytes>,
+    ) -> Result<(), Error> {
         self.client()?
-            .create_image(Some(options), None, None)
+            .create_image(Some(options), body.map(bollard::body_full), None)
             .try_collect::<Vec<_>>()
             .await
             .map(drop)
             .map_err(|e| self.classify(e))
+    }
+
+    /// Reads a push or build progress stream to its end; an error inside it fails the call.
+    async fn finish<T>(
+        &self,
+        stream: impl futures_util::Stream<Item = Result<T, bollard::errors::Error>>,
+        error_of: impl Fn(T) -> Option<String>,
+    ) -> Result<(), Error> {
+        let mut stream = std::pin::pin!(stream);
+        while let Some(item) = stream.next().await {
+            if let Some(message) = error_of(item.map_err(|e| self.classify(e))?) {
+                return Err(Error::Api { status: 0, message });
+            }
+        }
+        Ok(())
     }
 
     /// Pushes `reference` to its registry.
@@ -81,19 +100,11 @@ impl Engine {
             tag: Some(tag.to_owned()),
             ..Default::default()
         };
-        let mut stream =
+        let stream =
             self.client()?
                 .push_image(repo, Some(options), Some(DockerCredentials::default()));
-        while let Some(item) = stream.next().await {
-            let info = item.map_err(|e| self.classify(e))?;
-            if let Some(error) = info.error_detail.and_then(|d| d.message) {
-                return Err(Error::Api {
-                    status: 0,
-                    message: error,
-                });
-            }
-        }
-        Ok(())
+        self.finish(stream, |i| i.error_detail.and_then(|d| d.message))
+            .await
     }
 
     /// Points `target` (`repo:tag`) at the image `source` (id or reference).
@@ -139,19 +150,11 @@ impl Engine {
             rm: true,
             ..Default::default()
         };
-        let mut stream =
+        let stream =
             self.client()?
                 .build_image(options, None, Some(bollard::body_full(context.tar)));
-        while let Some(item) = stream.next().await {
-            let info = item.map_err(|e| self.classify(e))?;
-            if let Some(error) = info.error_detail.and_then(|d| d.message) {
-                return Err(Error::Api {
-                    status: 0,
-                    message: error,
-                });
-            }
-        }
-        Ok(())
+        self.finish(stream, |i| i.error_detail.and_then(|d| d.message))
+            .await
     }
 
     /// Exports images (by reference, so the archive keeps the tags) as a `docker save` archive.

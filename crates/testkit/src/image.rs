@@ -13,6 +13,22 @@ pub fn busybox_rootfs() -> Bytes {
     rootfs_with_file(None)
 }
 
+/// A tar archive of regular files `(path, content)`, mode 0644 (a build context, say).
+pub fn tar_of(files: &[(&str, &[u8])]) -> Bytes {
+    let mut builder = tar::Builder::new(Vec::new());
+    for (path, content) in files {
+        append_file(&mut builder, path, content, 0o644);
+    }
+    Bytes::from(builder.into_inner().unwrap())
+}
+
+fn append_file(builder: &mut tar::Builder<Vec<u8>>, path: &str, content: &[u8], mode: u32) {
+    let mut header = tar::Header::new_gnu();
+    header.set_mode(mode);
+    header.set_size(content.len() as u64);
+    builder.append_data(&mut header, path, content).unwrap();
+}
+
 /// The busybox root filesystem plus `/marker` holding `content` (for distinct image ids).
 pub fn rootfs_with_file(content: Option<&str>) -> Bytes {
     let busybox = std::fs::read("/bin/busybox")
@@ -25,12 +41,7 @@ pub fn rootfs_with_file(content: Option<&str>) -> Bytes {
     builder
         .append_data(&mut dir, "bin", std::io::empty())
         .unwrap();
-    let mut file = tar::Header::new_gnu();
-    file.set_mode(0o755);
-    file.set_size(busybox.len() as u64);
-    builder
-        .append_data(&mut file, "bin/busybox", busybox.as_slice())
-        .unwrap();
+    append_file(&mut builder, "bin/busybox", &busybox, 0o755);
     for applet in APPLETS {
         let mut link = tar::Header::new_gnu();
         link.set_entry_type(tar::EntryType::Symlink);
@@ -41,12 +52,7 @@ pub fn rootfs_with_file(content: Option<&str>) -> Bytes {
             .unwrap();
     }
     if let Some(content) = content {
-        let mut marker = tar::Header::new_gnu();
-        marker.set_mode(0o644);
-        marker.set_size(content.len() as u64);
-        builder
-            .append_data(&mut marker, "marker", content.as_bytes())
-            .unwrap();
+        append_file(&mut builder, "marker", content.as_bytes(), 0o644);
     }
     Bytes::from(builder.into_inner().unwrap())
 }
@@ -59,12 +65,8 @@ pub async fn ensure_busybox(engine: &Engine) {
     }
     let dir = crate::run_dir();
     std::fs::create_dir_all(&dir).unwrap();
-    let name: String = engine
-        .host()
-        .chars()
-        .map(|c| if c.is_ascii_alphanumeric() { c } else { '_' })
-        .collect();
-    let lock = std::fs::File::create(dir.join(format!("busybox-{name}.lock"))).unwrap();
+    // one lock for every engine: the run's engine is reachable by unix socket and by tcp
+    let lock = std::fs::File::create(dir.join("busybox.lock")).unwrap();
     let lock = tokio::task::spawn_blocking(move || {
         lock.lock().unwrap();
         lock

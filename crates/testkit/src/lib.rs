@@ -17,7 +17,7 @@ use std::time::Duration;
 use capstan_engine::Engine;
 
 pub use daemon::Daemon;
-pub use image::{BUSYBOX, busybox_rootfs, ensure_busybox, rootfs_with_file};
+pub use image::{BUSYBOX, busybox_rootfs, ensure_busybox, rootfs_with_file, tar_of};
 pub use own_engine::OwnEngine;
 
 /// The run's engine address, exported by the test command.

@@ -5,20 +5,13 @@ use std::time::Duration;
 
 use capstan_engine::BuildContext;
 use capstan_model::{Event, ImageDetail, Lifecycle};
-use capstan_testkit::{BUSYBOX, Daemon, eventually, registry, rootfs_with_file, unique};
+use capstan_testkit::{BUSYBOX, Daemon, eventually, registry, rootfs_with_file, tar_of, unique};
 
 use crate::bin;
 
 fn dockerfile_context(dockerfile: &str) -> BuildContext {
-    let mut builder = tar::Builder::new(Vec::new());
-    let mut header = tar::Header::new_gnu();
-    header.set_mode(0o644);
-    header.set_size(dockerfile.len() as u64);
-    builder
-        .append_data(&mut header, "Dockerfile", dockerfile.as_bytes())
-        .unwrap();
     BuildContext {
-        tar: builder.into_inner().unwrap().into(),
+        tar: tar_of(&[("Dockerfile", dockerfile.as_bytes())]),
         dockerfile: "Dockerfile".into(),
     }
 }
