@@ -128,6 +128,13 @@ fn prepare_data_dir(data: &Path) -> Result<()> {
                 data.display()
             )
         })?;
+    // the journal and the token are capstan's alone, also in a dir someone made beforehand
+    std::fs::set_permissions(data, std::fs::Permissions::from_mode(0o700)).with_context(|| {
+        format!(
+            "cannot make data dir {} private (mode 0700)",
+            data.display()
+        )
+    })?;
     Ok(())
 }
 

@@ -29,6 +29,11 @@ async fn tokens_are_required_and_checked() {
         .permissions()
         .mode();
     assert_eq!(mode & 0o777, 0o600, "admin token must be private");
+    let dir_mode = std::fs::metadata(daemon.data_dir())
+        .unwrap()
+        .permissions()
+        .mode();
+    assert_eq!(dir_mode & 0o777, 0o700, "data dir must be private");
     assert_eq!(daemon.token.len(), 64);
 
     for path in [
