@@ -1,0 +1,22 @@
+//! Compose files, read and resolved on the caller's side: parse (with file, line and column for
+//! every value), interpolate from the environment and `.env`, merge several files in order,
+//! apply profiles, validate strictly against the Compose spec (unknown keys are errors, `x-`
+//! keys are ignored, valid keys capstan does not implement are warnings), and resolve what
+//! lives on the caller's disk (env files, secret and config files, build contexts, bind paths).
+//!
+//! It must never talk to the engine or the daemon: the result is a plain model the CLI posts.
+
+mod de;
+mod env;
+mod error;
+mod interpolate;
+mod load;
+mod merge;
+pub mod model;
+mod node;
+
+pub use error::{Error, Warning};
+pub use interpolate::interpolate;
+pub use load::{Loaded, Options, load};
+pub use model::Project;
+pub use node::Pos;

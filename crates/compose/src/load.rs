@@ -1,0 +1,728 @@
+//! From `-f` files to a resolved [`Project`].
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::{Path, PathBuf};
+
+use serde_path_to_error::Segment;
+
+use crate::error::{Error, Warning};
+use crate::interpolate::interpolate;
+use crate::merge::merge_files;
+use crate::model::{Command, Project};
+use crate::node::{Node, Pos, Value};
+
+/// What to load.
+#[derive(Debug, Clone, Default)]
+pub struct Options {
+    /// The files, in merge order; empty means `compose.yaml` (or `compose.yml`,
+    /// `docker-compose.yml`, `docker-compose.yaml`) in `working_dir`.
+    pub files: Vec<PathBuf>,
+    /// `-p`; else `COMPOSE_PROJECT_NAME`, else `name:`, else the project directory's name.
+    pub project_name: Option<String>,
+    /// `--profile`s to enable (plus `COMPOSE_PROFILES`).
+    pub profiles: Vec<String>,
+    /// The caller's environment; wins over `.env`.
+    pub environment: BTreeMap<String, String>,
+    /// `--env-file`; default `.env` in the project directory (if present).
+    pub env_file: Option<PathBuf>,
+    /// Where relative `-f` paths and the default file are looked up.
+    pub working_dir: PathBuf,
+}
+
+/// A loaded project.
+#[derive(Debug, Clone)]
+pub struct Loaded {
+    /// The resolved model (name set, profiles applied, env files read, paths absolute).
+    pub project: Project,
+    /// Keys accepted but not acted on.
+    pub warnings: Vec<Warning>,
+    /// The project directory (the first file's directory).
+    pub project_dir: PathBuf,
+}
+
+/// Service keys of the Compose spec that capstan accepts but does not act on yet.
+const UNSUPPORTED_SERVICE_KEYS: &[&str] = &[
+    "container_name",
+    "platform",
+    "pull_policy",
+    "devices",
+    "links",
+    "external_links",
+    "pid",
+    "ipc",
+    "network_mode",
+    "mem_limit",
+    "memswap_limit",
+    "cpus",
+    "cpu_shares",
+    "cpuset",
+    "mac_address",
+    "domainname",
+    "dns_search",
+    "dns_opt",
+    "stdin_open",
+    "tty",
+    "group_add",
+    "isolation",
+    "oom_score_adj",
+    "oom_kill_disable",
+    "userns_mode",
+    "volumes_from",
+    "scale",
+    "cgroup_parent",
+    "device_cgroup_rules",
+    "storage_opt",
+    "runtime",
+    "annotations",
+    "attach",
+    "develop",
+    "extends",
+    "uts",
+    "credential_spec",
+    "blkio_config",
+    "cpu_count",
+    "cpu_percent",
+    "cpu_period",
+    "cpu_quota",
+    "cpu_rt_period",
+    "cpu_rt_runtime",
+    "mem_reservation",
+    "mem_swappiness",
+    "label_file",
+    "post_start",
+    "pre_stop",
+    "use_api_socket",
+    "gpus",
+];
+
+const DEFAULT_FILES: &[&str] = &[
+    "compose.yaml",
+    "compose.yml",
+    "docker-compose.yml",
+    "docker-compose.yaml",
+];
+
+/// Loads a project; see the crate docs.
+pub fn load(opts: &Options) -> Result<Loaded, Error> {
+    let files = if opts.files.is_empty() {
+        let found = DEFAULT_FILES
+            .iter()
+            .map(|f| opts.working_dir.join(f))
+            .find(|p| p.is_file())
+            .ok_or_else(|| {
+                Error::Project(format!(
+                    "no compose.yaml (or compose.yml, docker-compose.yml) in {}; name one with -f",
+                    opts.working_dir.display()
+                ))
+            })?;
+        vec![found]
+    } else {
+        opts.files
+            .iter()
+            .map(|f| opts.working_dir.join(f))
+            .collect()
+    };
+    let project_dir = files[0]
+        .parent()
+        .map_or_else(|| opts.working_dir.clone(), Path::to_path_buf);
+
+    // the environment for interpolation: .env first, the caller's environment wins
+    let mut vars: BTreeMap<String, String> = BTreeMap::new();
+    let dotenv = opts
+        .env_file
+        .clone()
+        .map_or_else(|| project_dir.join(".env"), |f| opts.working_dir.join(f));
+    if dotenv.is_file() || opts.env_file.is_some() {
+        let text = read(&dotenv)?;
+        let parsed = crate::env::parse(&text).map_err(|(line, message)| Error::Invalid {
+            pos: Pos {
+                file: dotenv.display().to_string().into(),
+                line,
+                col: 1,
+            },
+            path: "env file".into(),
+            message,
+        })?;
+        vars.extend(parsed);
+    }
+    vars.extend(opts.environment.clone());
+    let lookup = |name: &str| vars.get(name).cloned();
+
+    let mut warnings = Vec::new();
+    let mut merged: Option<Node> = None;
+    for file in &files {
+        let text = read(file)?;
+        let mut node = Node::parse(&file.display().to_string(), &text)?;
+        interpolate_tree(&mut node, &lookup, &mut Vec::new())?;
+        strip(&mut node, &mut warnings);
+        merged = Some(match merged {
+            None => node,
+            Some(base) => merge_files(base, node),
+        });
+    }
+    let tree = merged.unwrap_or_else(|| Node::parse("", "").unwrap_or_else(|_| unreachable!()));
+    if !matches!(tree.value, Value::Map(_)) {
+        return Err(invalid(
+            &tree.pos,
+            "(top level)",
+            "a Compose file is a mapping with `services:`",
+        ));
+    }
+
+    let json = tree.to_json();
+    let mut project: Project =
+        serde_path_to_error::deserialize(json).map_err(|e| serde_error(&tree, &e))?;
+    if let Some(v) = tree.key("version") {
+        warnings.push(Warning {
+            pos: v.pos.clone(),
+            path: "version".into(),
+            message: "obsolete; ignored".into(),
+        });
+        project.version = None;
+    }
+
+    project.name = Some(project_name(opts, &vars, &project, &project_dir, &tree)?);
+    apply_profiles(opts, &vars, &mut project, &tree)?;
+    resolve_files(&mut project, &project_dir, &lookup, &tree)?;
+    validate(&project, &tree)?;
+    Ok(Loaded {
+        project,
+        warnings,
+        project_dir,
+    })
+}
+
+fn read(path: &Path) -> Result<String, Error> {
+    std::fs::read_to_string(path).map_err(|source| Error::Read {
+        path: path.to_owned(),
+        source,
+    })
+}
+
+fn invalid(pos: &Pos, path: &str, message: impl Into<String>) -> Error {
+    Error::Invalid {
+        pos: pos.clone(),
+        path: path.to_owned(),
+        message: message.into(),
+    }
+}
+
+/// Interpolates every string value (keys are left alone).
+fn interpolate_tree(
+    node: &mut Node,
+    lookup: &dyn Fn(&str) -> Option<String>,
+    path: &mut Vec<String>,
+) -> Result<(), Error> {
+    match &mut node.value {
+        Value::Str(s) => {
+            *s = interpolate(s, lookup).map_err(|m| invalid(&node.pos, &path.join("."), m))?;
+        }
+        Value::Seq(items) => {
+            for (i, item) in items.iter_mut().enumerate() {
+                path.push(format!("[{i}]"));
+                interpolate_tree(item, lookup, path)?;
+                path.pop();
+            }
+        }
+        Value::Map(entries) => {
+            for (k, v) in entries.iter_mut() {
+                path.push(k.name.clone());
+                interpolate_tree(v, lookup, path)?;
+                path.pop();
+            }
+        }
+        _ => {}
+    }
+    Ok(())
+}
+
+/// Drops `x-` extensions where the spec allows them, and keys capstan does not implement (with a
+/// warning each).
+fn strip(root: &mut Node, warnings: &mut Vec<Warning>) {
+    let Value::Map(entries) = &mut root.value else {
+        return;
+    };
+    entries.retain(|(k, _)| !k.name.starts_with("x-"));
+    for (section, items) in entries.iter_mut() {
+        let Value::Map(items) = &mut items.value else {
+            continue;
+        };
+        for (name, def) in items.iter_mut() {
+            let Value::Map(keys) = &mut def.value else {
+                continue;
+            };
+            keys.retain(|(k, _)| {
+                if k.name.starts_with("x-") {
+                    return false;
+                }
+                if section.name == "services" && UNSUPPORTED_SERVICE_KEYS.contains(&k.name.as_str())
+                {
+                    warnings.push(Warning {
+                        pos: k.pos.clone(),
+                        path: format!("services.{}.{}", name.name, k.name),
+                        message: "not supported by capstan yet; ignored".into(),
+                    });
+                    return false;
+                }
+                true
+            });
+        }
+    }
+}
+
+/// The nodes along a serde path (root first), with the path as text.
+fn locate<'a>(tree: &'a Node, path: &serde_path_to_error::Path) -> (Vec<&'a Node>, Vec<String>) {
+    let mut nodes = vec![tree];
+    let mut names = Vec::new();
+    for seg in path {
+        let node = nodes[nodes.len() - 1];
+        let next = match seg {
+            Segment::Map { key } => {
+                names.push(key.clone());
+                node.get(key)
+            }
+            Segment::Seq { index } => {
+                names.push(format!("[{index}]"));
+                match &node.value {
+                    Value::Seq(items) => items.get(*index),
+                    _ => None,
+                }
+            }
+            Segment::Enum { .. } | Segment::Unknown => continue,
+        };
+        match next {
+            Some(n) => nodes.push(n),
+            None => break,
+        }
+    }
+    (nodes, names)
+}
+
+fn path_text(names: &[String]) -> String {
+    let mut out = String::new();
+    for n in names {
+        if !out.is_empty() && !n.starts_with('[') {
+            out.push('.');
+        }
+        out.push_str(n);
+    }
+    if out.is_empty() {
+        "(top level)".into()
+    } else {
+        out
+    }
+}
+
+fn serde_error(tree: &Node, e: &serde_path_to_error::Error<serde_json::Error>) -> Error {
+    let (nodes, names) = locate(tree, e.path());
+    let message = e.inner().to_string();
+    let node = nodes[nodes.len() - 1];
+    // an unknown key: point at the key itself, and list the known ones
+    if let Some(name) = message
+        .strip_prefix("unknown field `")
+        .and_then(|m| m.split('`').next())
+    {
+        let holder = nodes.iter().rev().find(|n| n.key(name).is_some());
+        if let Some(key) = holder.and_then(|n| n.key(name)) {
+            let mut names = names.clone();
+            if names.last().map(String::as_str) != Some(name) {
+                names.push(name.to_owned());
+            }
+            let known = message.split("expected ").nth(1).unwrap_or_default();
+            return invalid(
+                &key.pos,
+                &path_text(&names),
+                format!("unknown key `{name}` (expected {known})"),
+            );
+        }
+    }
+    invalid(&node.pos, &path_text(&names), message)
+}
+
+fn project_name(
+    opts: &Options,
+    vars: &BTreeMap<String, String>,
+    project: &Project,
+    dir: &Path,
+    tree: &Node,
+) -> Result<String, Error> {
+    let (raw, from) = if let Some(p) = &opts.project_name {
+        (p.clone(), "-p")
+    } else if let Some(p) = vars.get("COMPOSE_PROJECT_NAME").filter(|p| !p.is_empty()) {
+        (p.clone(), "COMPOSE_PROJECT_NAME")
+    } else if let Some(p) = &project.name {
+        (p.clone(), "name")
+    } else {
+        let base = dir
+            .canonicalize()
+            .unwrap_or_else(|_| dir.to_path_buf())
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        // the directory name is normalised, an explicit name must already be valid
+        let normal: String = base
+            .to_lowercase()
+            .chars()
+            .filter(|c| c.is_ascii_alphanumeric() || *c == '_' || *c == '-')
+            .collect();
+        (normal, "the project directory")
+    };
+    let valid = raw
+        .chars()
+        .next()
+        .is_some_and(|c| c.is_ascii_lowercase() || c.is_ascii_digit())
+        && raw
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_' || c == '-');
+    if valid {
+        return Ok(raw);
+    }
+    let message = format!(
+        "project name {raw:?} (from {from}) must be lowercase letters, digits, `-` and `_`, starting with a letter or digit"
+    );
+    match (from, tree.get("name")) {
+        ("name", Some(n)) => Err(invalid(&n.pos, "name", message)),
+        _ => Err(Error::Project(message)),
+    }
+}
+
+fn apply_profiles(
+    opts: &Options,
+    vars: &BTreeMap<String, String>,
+    project: &mut Project,
+    tree: &Node,
+) -> Result<(), Error> {
+    let mut active: BTreeSet<String> = opts.profiles.iter().cloned().collect();
+    if let Some(env) = vars.get("COMPOSE_PROFILES") {
+        active.extend(
+            env.split(',')
+                .map(str::trim)
+                .filter(|p| !p.is_empty())
+                .map(str::to_owned),
+        );
+    }
+    let all = active.contains("*");
+    let disabled: BTreeSet<String> = project
+        .services
+        .iter()
+        .filter(|(_, s)| {
+            !s.profiles.is_empty() && !all && !s.profiles.iter().any(|p| active.contains(p))
+        })
+        .map(|(n, _)| n.clone())
+        .collect();
+    for (name, service) in &project.services {
+        if disabled.contains(name) {
+            continue;
+        }
+        for dep in service.depends_on.iter().flat_map(|d| d.0.keys()) {
+            if disabled.contains(dep) {
+                let pos = service_key_pos(tree, name, "depends_on");
+                return Err(invalid(
+                    &pos,
+                    &format!("services.{name}.depends_on"),
+                    format!(
+                        "depends on {dep:?}, whose profiles are not enabled (enable one with --profile)"
+                    ),
+                ));
+            }
+        }
+    }
+    project.services.retain(|n, _| !disabled.contains(n));
+    Ok(())
+}
+
+fn service_key_pos(tree: &Node, service: &str, key: &str) -> Pos {
+    let services = tree.get("services");
+    let svc = services.and_then(|s| s.get(service));
+    svc.and_then(|s| s.key(key))
+        .map(|k| k.pos.clone())
+        .or_else(|| services.and_then(|s| s.key(service)).map(|k| k.pos.clone()))
+        .unwrap_or_else(|| tree.pos.clone())
+}
+
+fn absolute(dir: &Path, p: &str) -> String {
+    let expanded = match p.strip_prefix("~/") {
+        Some(rest) => std::env::var_os("HOME")
+            .map_or_else(|| PathBuf::from(p), |h| PathBuf::from(h).join(rest)),
+        None => PathBuf::from(p),
+    };
+    let joined = if expanded.is_absolute() {
+        expanded
+    } else {
+        dir.join(expanded)
+    };
+    // lexical clean-up of ./ and ../ (the path may not exist yet)
+    let mut out = PathBuf::new();
+    for c in joined.components() {
+        match c {
+            std::path::Component::CurDir => {}
+            std::path::Component::ParentDir => {
+                out.pop();
+            }
+            other => out.push(other),
+        }
+    }
+    out.display().to_string()
+}
+
+/// Reads what lives on the caller's disk and makes paths absolute.
+fn resolve_files(
+    project: &mut Project,
+    dir: &Path,
+    lookup: &dyn Fn(&str) -> Option<String>,
+    tree: &Node,
+) -> Result<(), Error> {
+    for (name, service) in &mut project.services {
+        let mut env = BTreeMap::new();
+        for (i, file) in service.env_file.iter().enumerate() {
+            let path = PathBuf::from(absolute(dir, file));
+            let pos = tree
+                .get("services")
+                .and_then(|s| s.get(name))
+                .and_then(|s| s.get("env_file"))
+                .map_or_else(
+                    || service_key_pos(tree, name, "env_file"),
+                    |n| match &n.value {
+                        Value::Seq(items) => items
+                            .get(i)
+                            .map_or_else(|| n.pos.clone(), |x| x.pos.clone()),
+                        _ => n.pos.clone(),
+                    },
+                );
+            let text = std::fs::read_to_string(&path).map_err(|e| {
+                invalid(
+                    &pos,
+                    &format!("services.{name}.env_file"),
+                    format!("cannot read {}: {e}", path.display()),
+                )
+            })?;
+            let vars = crate::env::parse(&text).map_err(|(line, m)| {
+                invalid(
+                    &pos,
+                    &format!("services.{name}.env_file"),
+                    format!("{}:{line}: {m}", path.display()),
+                )
+            })?;
+            env.extend(vars.into_iter().map(|(k, v)| (k, Some(v))));
+        }
+        service.env_file.clear();
+        // `environment` wins over env files; a bare name takes the caller's value
+        for (k, v) in std::mem::take(&mut service.environment) {
+            env.insert(k.clone(), v.or_else(|| lookup(&k)));
+        }
+        env.retain(|_, v| v.is_some());
+        service.environment = env;
+        if let Some(build) = &mut service.build {
+            build.context = absolute(dir, &build.context);
+            for (k, v) in &mut build.args {
+                if v.is_none() {
+                    *v = lookup(k);
+                }
+            }
+        }
+        for v in &mut service.volumes {
+            if v.kind == "bind"
+                && let Some(src) = &v.source
+            {
+                v.source = Some(absolute(dir, src));
+            }
+        }
+        if let Some(Command::Shell(s)) = &service.command
+            && s.is_empty()
+        {
+            service.command = None;
+        }
+    }
+    for (kind, objects) in [
+        ("secrets", &mut project.secrets),
+        ("configs", &mut project.configs),
+    ] {
+        for (name, obj) in objects.iter_mut() {
+            let node = tree.get(kind).and_then(|s| s.get(name));
+            let pos = node.map_or_else(|| tree.pos.clone(), |n| n.pos.clone());
+            let path = format!("{kind}.{name}");
+            let sources = [
+                obj.file.is_some(),
+                obj.environment.is_some(),
+                obj.content.is_some(),
+                obj.external == Some(true),
+            ];
+            if sources.iter().filter(|s| **s).count() != 1 {
+                return Err(invalid(
+                    &pos,
+                    &path,
+                    "needs exactly one of file, environment, content or external: true",
+                ));
+            }
+            if let Some(file) = &obj.file {
+                let abs = absolute(dir, file);
+                if !Path::new(&abs).is_file() {
+                    let fpos = node
+                        .and_then(|n| n.get("file"))
+                        .map_or(pos.clone(), |n| n.pos.clone());
+                    return Err(invalid(
+                        &fpos,
+                        &format!("{path}.file"),
+                        format!("file {abs} does not exist"),
+                    ));
+                }
+                obj.file = Some(abs);
+            }
+            if let Some(var) = &obj.environment
+                && lookup(var).is_none()
+            {
+                let epos = node
+                    .and_then(|n| n.get("environment"))
+                    .map_or(pos.clone(), |n| n.pos.clone());
+                return Err(invalid(
+                    &epos,
+                    &format!("{path}.environment"),
+                    format!("variable {var} is not set"),
+                ));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Depth-first search for a `depends_on` cycle through `n`; returns it as a path.
+fn visit<'a>(
+    n: &'a str,
+    p: &'a Project,
+    state: &mut BTreeMap<&'a str, u8>,
+    stack: &mut Vec<&'a str>,
+) -> Option<Vec<String>> {
+    match state.get(n) {
+        Some(2) => return None,
+        Some(1) => {
+            let start = stack.iter().position(|s| *s == n).unwrap_or(0);
+            let mut cycle: Vec<String> = stack[start..].iter().map(|s| (*s).to_owned()).collect();
+            cycle.push(n.to_owned());
+            return Some(cycle);
+        }
+        _ => {}
+    }
+    state.insert(n, 1);
+    stack.push(n);
+    if let Some(s) = p.services.get(n) {
+        for dep in s.depends_on.iter().flat_map(|d| d.0.keys()) {
+            if let Some(c) = visit(dep, p, state, stack) {
+                return Some(c);
+            }
+        }
+    }
+    stack.pop();
+    state.insert(n, 2);
+    None
+}
+
+/// Cross-references: image or build, dependencies (and cycles), networks, volumes, secrets,
+/// configs, host ports.
+fn validate(project: &Project, tree: &Node) -> Result<(), Error> {
+    let mut host_ports: BTreeMap<(String, String, String), String> = BTreeMap::new();
+    for (name, s) in &project.services {
+        let at = |key: &str| service_key_pos(tree, name, key);
+        let path = |key: &str| format!("services.{name}.{key}");
+        if s.image.is_none() && s.build.is_none() {
+            return Err(invalid(
+                &at("image"),
+                &format!("services.{name}"),
+                "needs `image` or `build`",
+            ));
+        }
+        for dep in s.depends_on.iter().flat_map(|d| d.0.keys()) {
+            if !project.services.contains_key(dep) {
+                return Err(invalid(
+                    &at("depends_on"),
+                    &path("depends_on"),
+                    format!("no service named {dep:?}"),
+                ));
+            }
+        }
+        for net in s.networks.iter().flat_map(|n| n.0.keys()) {
+            if net != "default" && !project.networks.contains_key(net) {
+                return Err(invalid(
+                    &at("networks"),
+                    &path("networks"),
+                    format!("network {net:?} is not declared under top-level `networks:`"),
+                ));
+            }
+        }
+        for v in &s.volumes {
+            if v.kind == "volume"
+                && let Some(src) = &v.source
+                && !project.volumes.contains_key(src)
+            {
+                return Err(invalid(
+                    &at("volumes"),
+                    &path("volumes"),
+                    format!("volume {src:?} is not declared under top-level `volumes:`"),
+                ));
+            }
+        }
+        for (kind, refs, defs) in [
+            ("secrets", &s.secrets, &project.secrets),
+            ("configs", &s.configs, &project.configs),
+        ] {
+            for r in refs {
+                if !defs.contains_key(&r.source) {
+                    return Err(invalid(
+                        &at(kind),
+                        &path(kind),
+                        format!(
+                            "{kind} {:?} is not declared under top-level `{kind}:`",
+                            r.source
+                        ),
+                    ));
+                }
+            }
+        }
+        if let Some(restart) = &s.restart {
+            let ok = matches!(
+                restart.as_str(),
+                "no" | "always" | "unless-stopped" | "on-failure"
+            ) || restart
+                .strip_prefix("on-failure:")
+                .is_some_and(|n| n.parse::<u32>().is_ok());
+            if !ok {
+                return Err(invalid(
+                    &at("restart"),
+                    &path("restart"),
+                    format!("{restart:?} is not no, always, unless-stopped or on-failure[:N]"),
+                ));
+            }
+        }
+        for p in &s.ports {
+            if let Some(published) = &p.published {
+                let key = (
+                    p.host_ip.clone().unwrap_or_default(),
+                    published.clone(),
+                    p.protocol.clone(),
+                );
+                if let Some(other) = host_ports.insert(key, name.clone()) {
+                    return Err(invalid(
+                        &at("ports"),
+                        &path("ports"),
+                        format!(
+                            "host port {published}/{} is already published by service {other:?}",
+                            p.protocol
+                        ),
+                    ));
+                }
+            }
+        }
+    }
+    // dependency cycles
+    let mut state: BTreeMap<&str, u8> = BTreeMap::new();
+    for name in project.services.keys() {
+        if let Some(cycle) = visit(name, project, &mut state, &mut Vec::new()) {
+            let first = &cycle[0];
+            return Err(invalid(
+                &service_key_pos(tree, first, "depends_on"),
+                &format!("services.{first}.depends_on"),
+                format!("dependency cycle: {}", cycle.join(" -> ")),
+            ));
+        }
+    }
+    Ok(())
+}
