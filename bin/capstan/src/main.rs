@@ -43,6 +43,8 @@ enum Command {
     Ps(cli::ps::PsArgs),
     /// Show whether the daemon, the engine and the journal are healthy.
     Health(OutputArgs),
+    /// Check Compose files and print the resolved model (no daemon needed).
+    Config(cli::config::ConfigArgs),
 }
 
 /// How to print.
@@ -65,6 +67,9 @@ pub struct OutputArgs {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    if let Command::Config(args) = &cli.command {
+        return cli::finish(cli::config::run(args));
+    }
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -108,6 +113,7 @@ fn main() -> ExitCode {
         Command::Images(args) => cli::finish(runtime.block_on(cli::images::run(args))),
         Command::Ps(args) => cli::finish(runtime.block_on(cli::ps::run(args))),
         Command::Health(args) => cli::finish(runtime.block_on(cli::health::run(args))),
+        Command::Config(_) => ExitCode::SUCCESS,
     }
 }
 

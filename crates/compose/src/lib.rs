@@ -7,6 +7,7 @@
 //! It must never talk to the engine or the daemon: the result is a plain model the CLI posts.
 
 mod de;
+mod emit;
 mod env;
 mod error;
 mod interpolate;
@@ -15,8 +16,18 @@ mod merge;
 pub mod model;
 mod node;
 
+pub use emit::to_yaml;
 pub use error::{Error, Warning};
 pub use interpolate::interpolate;
 pub use load::{Loaded, Options, load};
 pub use model::Project;
 pub use node::Pos;
+
+/// Parses one YAML document (Compose's scalar rules, merge keys applied) into JSON, with errors
+/// that name `file`, line and column.
+///
+/// # Errors
+/// [`Error::Yaml`] when `text` is not valid YAML.
+pub fn parse_yaml(file: &str, text: &str) -> Result<serde_json::Value, Error> {
+    node::Node::parse(file, text).map(|n| n.to_json())
+}

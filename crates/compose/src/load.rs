@@ -122,6 +122,12 @@ pub fn load(opts: &Options) -> Result<Loaded, Error> {
             .map(|f| opts.working_dir.join(f))
             .collect()
     };
+    // errors name files as the user did
+    let shown: Vec<String> = if opts.files.is_empty() {
+        files.iter().map(|f| f.display().to_string()).collect()
+    } else {
+        opts.files.iter().map(|f| f.display().to_string()).collect()
+    };
     let project_dir = files[0]
         .parent()
         .map_or_else(|| opts.working_dir.clone(), Path::to_path_buf);
@@ -150,9 +156,9 @@ pub fn load(opts: &Options) -> Result<Loaded, Error> {
 
     let mut warnings = Vec::new();
     let mut merged: Option<Node> = None;
-    for file in &files {
+    for (file, name) in files.iter().zip(&shown) {
         let text = read(file)?;
-        let mut node = Node::parse(&file.display().to_string(), &text)?;
+        let mut node = Node::parse(name, &text)?;
         interpolate_tree(&mut node, &lookup, &mut Vec::new())?;
         strip(&mut node, &mut warnings);
         merged = Some(match merged {

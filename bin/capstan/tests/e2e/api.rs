@@ -241,3 +241,68 @@ async fn misspelt_config_keys_are_named() {
         "{err}"
     );
 }
+
+#[tokio::test]
+async fn config_resolves_compose_files_without_a_daemon() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join(".env"), "TAG=2\n").unwrap();
+    std::fs::write(
+        dir.path().join("compose.yaml"),
+        "services:\n  web:\n    image: \"app:${TAG}\"\n    ports: ['127.0.0.1:8080:80']\n    environment: [A=1]\n    platform: linux/amd64\n",
+    )
+    .unwrap();
+    let run = |args: &[&str]| {
+        let mut cmd = tokio::process::Command::new(bin());
+        cmd.args(args)
+            .current_dir(dir.path())
+            // no daemon anywhere near
+            .env("CAPSTAN_URL", "http://127.0.0.1:1");
+        cmd
+    };
+    let out = run(&["config", "-o", "json"]).output().await.unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let model: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let name = dir
+        .path()
+        .file_name()
+        .unwrap()
+        .to_string_lossy()
+        .to_lowercase();
+    assert_eq!(model["name"].as_str().unwrap(), name.replace('.', ""));
+    assert_eq!(model["services"]["web"]["image"], "app:2");
+    assert_eq!(model["services"]["web"]["ports"][0]["published"], "8080");
+    assert_eq!(model["services"]["web"]["environment"]["A"], "1");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("compose.yaml:6:5: services.web.platform: not supported by capstan yet"),
+        "{stderr}"
+    );
+    let out = run(&["config", "-p", "shop"]).output().await.unwrap();
+    assert_eq!(out.status.code(), Some(0));
+    let yaml = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        yaml.contains("name: shop") && yaml.contains("image: \"app:2\""),
+        "{yaml}"
+    );
+
+    std::fs::write(
+        dir.path().join("broken.yaml"),
+        "services:\n  web:\n    image: a\n    prots: ['80']\n",
+    )
+    .unwrap();
+    let out = run(&["config", "-f", "broken.yaml"])
+        .output()
+        .await
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2), "bad input");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("broken.yaml:4:5: services.web.prots: unknown key `prots`"),
+        "{err}"
+    );
+}
