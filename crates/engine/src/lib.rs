@@ -9,6 +9,7 @@ mod error;
 mod events;
 mod images;
 mod inventory;
+mod spec;
 
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
@@ -19,6 +20,7 @@ pub use error::Error;
 pub use events::RawEvent;
 pub use images::BuildContext;
 pub use inventory::ImageState;
+pub use spec::{ContainerSpec, Healthcheck, MountSpec};
 
 /// Default engine address when `DOCKER_HOST` is not set.
 pub const DEFAULT_HOST: &str = "unix:///var/run/docker.sock";

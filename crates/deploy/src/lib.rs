@@ -1,0 +1,17 @@
+//! The deploy job: turns a resolved Compose model into what the engine runs.
+//!
+//! This first part owns the translation of a service into a container specification (every
+//! Compose key capstan implements, checked on the created container by the tests) and the names
+//! and labels of everything an app owns. It must never read the caller's files (the CLI did) nor
+//! talk to bollard (the engine layer does).
+
+mod error;
+mod names;
+pub mod plan;
+mod spec;
+pub mod units;
+
+pub use error::Error;
+pub use names::{Names, labels};
+pub use plan::{Action, Desired, Plan, Replica, ServicePlan, plan, spec_hash, start_levels};
+pub use spec::{SecretPaths, container_spec};

@@ -1,0 +1,280 @@
+//! A Compose service → the container specification of one of its replicas.
+
+use std::path::PathBuf;
+
+use capstan_compose::Project;
+use capstan_compose::model::{Command, Service};
+use capstan_engine::{ContainerSpec, Healthcheck, MountSpec};
+
+use crate::units::{duration_nanos, nano_cpus, shell_split, size_bytes};
+use crate::{Error, Names, labels};
+
+/// Where the daemon materialised configs and secrets: `<dir>/configs/<name>`,
+/// `<dir>/secrets/<name>`.
+#[derive(Debug, Clone)]
+pub struct SecretPaths {
+    /// The app's directory under the data dir.
+    pub dir: PathBuf,
+}
+
+impl SecretPaths {
+    fn path(&self, kind: &str, name: &str) -> String {
+        self.dir.join(kind).join(name).display().to_string()
+    }
+}
+
+/// The specification of replica `replica` (from 1) of `service` in release `release`.
+///
+/// # Errors
+/// [`Error::Value`] naming the key whose value cannot be used; [`Error::NoService`].
+pub fn container_spec(
+    project: &Project,
+    service: &str,
+    replica: u32,
+    release: i64,
+    secrets: &SecretPaths,
+) -> Result<ContainerSpec, Error> {
+    let s = project
+        .services
+        .get(service)
+        .ok_or_else(|| Error::NoService(service.to_owned()))?;
+    let names = Names::of(project);
+    let bad = |key: &str, message: String| Error::Value {
+        service: service.to_owned(),
+        key: key.to_owned(),
+        message,
+    };
+    let command = |key: &str, c: &Option<Command>| -> Result<Option<Vec<String>>, Error> {
+        match c {
+            None => Ok(None),
+            Some(Command::Exec(v)) => Ok(Some(v.clone())),
+            Some(Command::Shell(line)) => shell_split(line).map(Some).map_err(|m| bad(key, m)),
+        }
+    };
+    let duration = |key: &str, v: &Option<String>| -> Result<Option<i64>, Error> {
+        v.as_deref()
+            .map(|d| duration_nanos(d).map_err(|m| bad(key, m)))
+            .transpose()
+    };
+    let size = |key: &str, v: &Option<String>| -> Result<Option<i64>, Error> {
+        v.as_deref()
+            .map(|d| size_bytes(d).map_err(|m| bad(key, m)))
+            .transpose()
+    };
+
+    let mut spec = ContainerSpec {
+        image: image_of(project, service, s),
+        cmd: command("command", &s.command)?,
+        entrypoint: command("entrypoint", &s.entrypoint)?,
+        env: s
+            .environment
+            .iter()
+            .filter_map(|(k, v)| v.as_ref().map(|v| format!("{k}={v}")))
+            .collect(),
+        user: s.user.clone(),
+        working_dir: s.working_dir.clone(),
+        hostname: s.hostname.clone(),
+        stop_signal: s.stop_signal.clone(),
+        stop_timeout_secs: duration("stop_grace_period", &s.stop_grace_period)?
+            .map(|ns| (ns + 999_999_999) / 1_000_000_000),
+        cap_add: s.cap_add.clone(),
+        cap_drop: s.cap_drop.clone(),
+        read_only: s.read_only.unwrap_or(false),
+        security_opt: s.security_opt.clone(),
+        privileged: s.privileged.unwrap_or(false),
+        init: s.init,
+        sysctls: s.sysctls.clone(),
+        extra_hosts: s
+            .extra_hosts
+            .iter()
+            .map(|(h, ip)| format!("{h}:{ip}"))
+            .collect(),
+        dns: s.dns.clone(),
+        shm_size_bytes: size("shm_size", &s.shm_size)?,
+        logging: s.logging.as_ref().map(|l| {
+            (
+                l.driver.clone().unwrap_or_else(|| "json-file".into()),
+                l.options.clone(),
+            )
+        }),
+        ..ContainerSpec::default()
+    };
+
+    // labels: the service's, the deploy section's, then capstan's and Compose's (which win)
+    spec.labels = s.labels.clone();
+    if let Some(d) = &s.deploy {
+        spec.labels.extend(d.labels.clone());
+    }
+    spec.labels.extend(labels(
+        &names.project,
+        Some(service),
+        &[
+            ("io.capstan.release", release.to_string()),
+            ("io.capstan.spec", crate::spec_hash(s)),
+            ("io.capstan.replica", replica.to_string()),
+            ("com.docker.compose.container-number", replica.to_string()),
+        ],
+    ));
+
+    // ports: the container only exposes them; capstan's proxy publishes them on the host
+    let mut exposed: Vec<String> = s
+        .ports
+        .iter()
+        .map(|p| format!("{}/{}", p.target, p.protocol))
+        .collect();
+    for e in &s.expose {
+        let e = if e.contains('/') {
+            e.clone()
+        } else {
+            format!("{e}/tcp")
+        };
+        if !exposed.contains(&e) {
+            exposed.push(e);
+        }
+    }
+    spec.exposed_ports = exposed;
+
+    if let Some(h) = &s.healthcheck {
+        spec.healthcheck = Some(if h.disable == Some(true) {
+            Healthcheck {
+                test: vec!["NONE".into()],
+                ..Healthcheck::default()
+            }
+        } else {
+            Healthcheck {
+                test: h.test.clone(),
+                interval_ns: duration("healthcheck.interval", &h.interval)?,
+                timeout_ns: duration("healthcheck.timeout", &h.timeout)?,
+                retries: h.retries,
+                start_period_ns: duration("healthcheck.start_period", &h.start_period)?,
+            }
+        });
+    }
+
+    for (i, v) in s.volumes.iter().enumerate() {
+        let key = format!("volumes[{i}]");
+        spec.mounts.push(match v.kind.as_str() {
+            "bind" => MountSpec::Bind {
+                source: v.source.clone().unwrap_or_default(),
+                target: v.target.clone(),
+                read_only: v.read_only,
+                propagation: v.bind.as_ref().and_then(|b| b.propagation.clone()),
+                create_host_path: v
+                    .bind
+                    .as_ref()
+                    .and_then(|b| b.create_host_path)
+                    .unwrap_or(true),
+            },
+            "tmpfs" => MountSpec::Tmpfs {
+                target: v.target.clone(),
+                size_bytes: size(
+                    &format!("{key}.tmpfs.size"),
+                    &v.tmpfs.as_ref().and_then(|t| t.size.clone()),
+                )?,
+                mode: v.tmpfs.as_ref().and_then(|t| t.mode),
+            },
+            _ => MountSpec::Volume {
+                source: v.source.as_deref().map(|src| names.volume(project, src)),
+                target: v.target.clone(),
+                read_only: v.read_only,
+                no_copy: v.volume.as_ref().and_then(|o| o.nocopy).unwrap_or(false),
+            },
+        });
+    }
+    for (kind, refs, default_dir) in [
+        ("configs", &s.configs, None),
+        ("secrets", &s.secrets, Some("/run/secrets")),
+    ] {
+        for r in refs {
+            let target = match (&r.target, default_dir) {
+                (Some(t), _) if t.starts_with('/') => t.clone(),
+                (Some(t), Some(dir)) => format!("{dir}/{t}"),
+                (Some(t), None) => format!("/{t}"),
+                (None, Some(dir)) => format!("{dir}/{}", r.source),
+                (None, None) => format!("/{}", r.source),
+            };
+            spec.mounts.push(MountSpec::Bind {
+                source: secrets.path(kind, &r.source),
+                target,
+                read_only: true,
+                propagation: None,
+                create_host_path: false,
+            });
+        }
+    }
+    for t in &s.tmpfs {
+        let (path, options) = t.split_once(':').unwrap_or((t, ""));
+        spec.tmpfs.insert(path.to_owned(), options.to_owned());
+    }
+    spec.ulimits = s
+        .ulimits
+        .iter()
+        .map(|(k, u)| (k.clone(), (u.soft, u.hard)))
+        .collect();
+
+    // networks: the default one unless the service names its own; aliases include the name
+    let networks: Vec<(String, Vec<String>)> = match &s.networks {
+        Some(n) if !n.0.is_empty() => {
+            n.0.iter()
+                .map(|(name, cfg)| (name.clone(), cfg.aliases.clone()))
+                .collect()
+        }
+        _ => vec![("default".to_owned(), Vec::new())],
+    };
+    spec.networks = networks
+        .into_iter()
+        .map(|(name, mut aliases)| {
+            aliases.insert(0, service.to_owned());
+            (names.network(project, &name), aliases)
+        })
+        .collect();
+
+    // restart: deploy.restart_policy wins over restart
+    let policy = s.deploy.as_ref().and_then(|d| d.restart_policy.as_ref());
+    spec.restart = match (policy, &s.restart) {
+        (Some(p), _) => {
+            let name = match p.condition.as_deref().unwrap_or("any") {
+                "none" => "no",
+                "on-failure" => "on-failure",
+                _ => "always",
+            };
+            Some((name.to_owned(), p.max_attempts.unwrap_or(0)))
+        }
+        (None, Some(r)) => Some(match r.split_once(':') {
+            Some((name, n)) => (name.to_owned(), n.parse().unwrap_or(0)),
+            None => (r.clone(), 0),
+        }),
+        (None, None) => None,
+    };
+    if let Some(res) = s.deploy.as_ref().and_then(|d| d.resources.as_ref()) {
+        if let Some(l) = &res.limits {
+            spec.nano_cpus = l
+                .cpus
+                .as_deref()
+                .map(nano_cpus)
+                .transpose()
+                .map_err(|m| bad("deploy.resources.limits.cpus", m))?;
+            spec.memory_bytes = size("deploy.resources.limits.memory", &l.memory)?;
+            spec.pids_limit = l.pids;
+        }
+        if let Some(r) = &res.reservations {
+            spec.memory_reservation_bytes =
+                size("deploy.resources.reservations.memory", &r.memory)?;
+            // plain Docker has no cpu reservation: a relative weight (1 cpu = 1024) stands in
+            spec.cpu_shares = r
+                .cpus
+                .as_deref()
+                .map(|c| nano_cpus(c).map(|n| (n * 1024 / 1_000_000_000).max(2)))
+                .transpose()
+                .map_err(|m| bad("deploy.resources.reservations.cpus", m))?;
+        }
+    }
+    Ok(spec)
+}
+
+/// The image a service runs: its `image`, or for a build without one, `<project>-<service>`.
+fn image_of(project: &Project, service: &str, s: &Service) -> String {
+    s.image
+        .clone()
+        .unwrap_or_else(|| format!("{}-{service}", project.name.as_deref().unwrap_or_default()))
+}

@@ -1,0 +1,379 @@
+//! What a container should be, in capstan's own terms, and its creation through the engine.
+//! Callers (the deploy job) never see bollard's types.
+
+use std::collections::{BTreeMap, HashMap};
+
+use bollard::models::{
+    ContainerCreateBody, EndpointSettings, HealthConfig, HostConfig, HostConfigLogConfig, Mount,
+    MountBindOptions, MountBindOptionsPropagationEnum, MountTmpfsOptions, MountType,
+    MountVolumeOptions, NetworkConnectRequest, NetworkCreateRequest, NetworkingConfig,
+    ResourcesUlimits, RestartPolicy, RestartPolicyNameEnum, VolumeCreateRequest,
+};
+use bollard::query_parameters::CreateContainerOptions;
+
+use crate::{Engine, Error};
+
+/// A container to create.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct ContainerSpec {
+    pub image: String,
+    pub cmd: Option<Vec<String>>,
+    pub entrypoint: Option<Vec<String>>,
+    pub env: Vec<String>,
+    pub labels: BTreeMap<String, String>,
+    /// `80/tcp`, ...
+    pub exposed_ports: Vec<String>,
+    pub user: Option<String>,
+    pub working_dir: Option<String>,
+    pub hostname: Option<String>,
+    pub healthcheck: Option<Healthcheck>,
+    pub stop_signal: Option<String>,
+    pub stop_timeout_secs: Option<i64>,
+    pub mounts: Vec<MountSpec>,
+    /// Networks with the aliases on each, the first one joined at creation.
+    pub networks: Vec<(String, Vec<String>)>,
+    pub restart: Option<(String, i64)>,
+    pub nano_cpus: Option<i64>,
+    pub cpu_shares: Option<i64>,
+    pub memory_bytes: Option<i64>,
+    pub memory_reservation_bytes: Option<i64>,
+    pub pids_limit: Option<i64>,
+    pub cap_add: Vec<String>,
+    pub cap_drop: Vec<String>,
+    pub read_only: bool,
+    pub security_opt: Vec<String>,
+    pub privileged: bool,
+    pub init: Option<bool>,
+    /// Path → mount options.
+    pub tmpfs: BTreeMap<String, String>,
+    /// Name → (soft, hard).
+    pub ulimits: BTreeMap<String, (i64, i64)>,
+    pub sysctls: BTreeMap<String, String>,
+    /// `host:ip`.
+    pub extra_hosts: Vec<String>,
+    pub dns: Vec<String>,
+    pub shm_size_bytes: Option<i64>,
+    /// Driver and options.
+    pub logging: Option<(String, BTreeMap<String, String>)>,
+}
+
+/// A healthcheck; durations in nanoseconds.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Healthcheck {
+    pub test: Vec<String>,
+    pub interval_ns: Option<i64>,
+    pub timeout_ns: Option<i64>,
+    pub retries: Option<i64>,
+    pub start_period_ns: Option<i64>,
+}
+
+/// A mount.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum MountSpec {
+    /// A named (or anonymous, with no source) volume.
+    Volume {
+        source: Option<String>,
+        target: String,
+        read_only: bool,
+        no_copy: bool,
+    },
+    /// A host path.
+    Bind {
+        source: String,
+        target: String,
+        read_only: bool,
+        propagation: Option<String>,
+        create_host_path: bool,
+    },
+    /// A tmpfs.
+    Tmpfs {
+        target: String,
+        size_bytes: Option<i64>,
+        mode: Option<i64>,
+    },
+}
+
+fn opt_vec<T>(v: Vec<T>) -> Option<Vec<T>> {
+    (!v.is_empty()).then_some(v)
+}
+
+fn opt_map<K: std::hash::Hash + Eq, V>(
+    m: impl IntoIterator<Item = (K, V)>,
+) -> Option<HashMap<K, V>> {
+    let m: HashMap<K, V> = m.into_iter().collect();
+    (!m.is_empty()).then_some(m)
+}
+
+fn mount(m: &MountSpec) -> Mount {
+    match m {
+        MountSpec::Volume {
+            source,
+            target,
+            read_only,
+            no_copy,
+        } => Mount {
+            typ: Some(MountType::VOLUME),
+            source: source.clone(),
+            target: Some(target.clone()),
+            read_only: Some(*read_only),
+            volume_options: no_copy.then(|| MountVolumeOptions {
+                no_copy: Some(true),
+                ..Default::default()
+            }),
+            ..Default::default()
+        },
+        MountSpec::Bind {
+            source,
+            target,
+            read_only,
+            propagation,
+            ..
+        } => Mount {
+            typ: Some(MountType::BIND),
+            source: Some(source.clone()),
+            target: Some(target.clone()),
+            read_only: Some(*read_only),
+            // create_host_path is the caller's job (API 1.41 has no create_mountpoint)
+            bind_options: propagation.as_deref().map(|p| MountBindOptions {
+                propagation: p.parse::<MountBindOptionsPropagationEnum>().ok(),
+                ..Default::default()
+            }),
+            ..Default::default()
+        },
+        MountSpec::Tmpfs {
+            target,
+            size_bytes,
+            mode,
+        } => Mount {
+            typ: Some(MountType::TMPFS),
+            target: Some(target.clone()),
+            tmpfs_options: Some(MountTmpfsOptions {
+                size_bytes: *size_bytes,
+                mode: *mode,
+                ..Default::default()
+            }),
+            ..Default::default()
+        },
+    }
+}
+
+impl ContainerSpec {
+    fn body(&self) -> ContainerCreateBody {
+        let first_network = self.networks.first().map(|(name, aliases)| {
+            HashMap::from([(
+                name.clone(),
+                EndpointSettings {
+                    aliases: opt_vec(aliases.clone()),
+                    ..Default::default()
+                },
+            )])
+        });
+        ContainerCreateBody {
+            image: Some(self.image.clone()),
+            cmd: self.cmd.clone(),
+            entrypoint: self.entrypoint.clone(),
+            env: opt_vec(self.env.clone()),
+            labels: opt_map(self.labels.clone()),
+            exposed_ports: opt_vec(self.exposed_ports.clone()),
+            user: self.user.clone(),
+            working_dir: self.working_dir.clone(),
+            hostname: self.hostname.clone(),
+            healthcheck: self.healthcheck.as_ref().map(|h| HealthConfig {
+                test: Some(h.test.clone()),
+                interval: h.interval_ns,
+                timeout: h.timeout_ns,
+                retries: h.retries,
+                start_period: h.start_period_ns,
+                start_interval: None,
+            }),
+            stop_signal: self.stop_signal.clone(),
+            stop_timeout: self.stop_timeout_secs,
+            networking_config: first_network.map(|endpoints| NetworkingConfig {
+                endpoints_config: Some(endpoints),
+            }),
+            host_config: Some(HostConfig {
+                mounts: opt_vec(self.mounts.iter().map(mount).collect()),
+                network_mode: self.networks.first().map(|(n, _)| n.clone()),
+                restart_policy: self.restart.as_ref().map(|(name, count)| RestartPolicy {
+                    name: name.parse::<RestartPolicyNameEnum>().ok(),
+                    maximum_retry_count: (*count > 0).then_some(*count),
+                }),
+                nano_cpus: self.nano_cpus,
+                cpu_shares: self.cpu_shares,
+                memory: self.memory_bytes,
+                memory_reservation: self.memory_reservation_bytes,
+                pids_limit: self.pids_limit,
+                cap_add: opt_vec(self.cap_add.clone()),
+                cap_drop: opt_vec(self.cap_drop.clone()),
+                readonly_rootfs: self.read_only.then_some(true),
+                security_opt: opt_vec(self.security_opt.clone()),
+                privileged: self.privileged.then_some(true),
+                init: self.init,
+                tmpfs: opt_map(self.tmpfs.clone()),
+                ulimits: opt_vec(
+                    self.ulimits
+                        .iter()
+                        .map(|(name, (soft, hard))| ResourcesUlimits {
+                            name: Some(name.clone()),
+                            soft: Some(*soft),
+                            hard: Some(*hard),
+                        })
+                        .collect(),
+                ),
+                sysctls: opt_map(self.sysctls.clone()),
+                extra_hosts: opt_vec(self.extra_hosts.clone()),
+                dns: opt_vec(self.dns.clone()),
+                shm_size: self.shm_size_bytes,
+                log_config: self
+                    .logging
+                    .as_ref()
+                    .map(|(driver, options)| HostConfigLogConfig {
+                        typ: Some(driver.clone()),
+                        config: opt_map(options.clone()),
+                    }),
+                ..Default::default()
+            }),
+            ..Default::default()
+        }
+    }
+}
+
+impl Engine {
+    /// Creates (does not start) a container from `spec` named `name`, joined to every network
+    /// of the spec (the engine takes one at creation; the others are connected right after).
+    /// Returns its id.
+    ///
+    /// # Errors
+    /// [`Error::NotFound`] when the image or a network is missing, [`Error::Api`] when the
+    /// engine rejects a setting (its message names it), [`Error::Unreachable`].
+    pub async fn create_from_spec(
+        &self,
+        name: &str,
+        spec: &ContainerSpec,
+    ) -> Result<String, Error> {
+        let options = CreateContainerOptions {
+            name: Some(name.to_owned()),
+            ..Default::default()
+        };
+        let id = self
+            .client()?
+            .create_container(Some(options), spec.body())
+            .await
+            .map_err(|e| self.classify(e))?
+            .id;
+        for (network, aliases) in spec.networks.iter().skip(1) {
+            let request = NetworkConnectRequest {
+                container: id.clone(),
+                endpoint_config: Some(EndpointSettings {
+                    aliases: opt_vec(aliases.clone()),
+                    ..Default::default()
+                }),
+            };
+            if let Err(e) = self.client()?.connect_network(network, request).await {
+                // half-made containers are not left behind
+                let _ = self.remove_container(&id, true).await;
+                return Err(self.classify(e));
+            }
+        }
+        Ok(id)
+    }
+
+    /// The engine's own inspect document of a container, as JSON (for checks and diffs).
+    ///
+    /// # Errors
+    /// [`Error::NotFound`], [`Error::Unreachable`].
+    pub async fn inspect_container_json(&self, id: &str) -> Result<serde_json::Value, Error> {
+        let c = self
+            .client()?
+            .inspect_container(id, None)
+            .await
+            .map_err(|e| self.classify(e))?;
+        serde_json::to_value(c).map_err(|e| Error::Api {
+            status: 0,
+            message: format!("cannot encode inspect document: {e}"),
+        })
+    }
+
+    /// Creates a network unless it exists (by name), with `labels`.
+    ///
+    /// # Errors
+    /// [`Error::Api`], [`Error::Unreachable`].
+    pub async fn ensure_network(
+        &self,
+        name: &str,
+        internal: bool,
+        labels: &BTreeMap<String, String>,
+    ) -> Result<(), Error> {
+        let docker = self.client()?;
+        match docker
+            .inspect_network(
+                name,
+                None::<bollard::query_parameters::InspectNetworkOptions>,
+            )
+            .await
+        {
+            Ok(_) => return Ok(()),
+            Err(e) => {
+                let e = self.classify(e);
+                if !e.is_not_found() {
+                    return Err(e);
+                }
+            }
+        }
+        let request = NetworkCreateRequest {
+            name: name.to_owned(),
+            internal: internal.then_some(true),
+            labels: opt_map(labels.clone()),
+            ..Default::default()
+        };
+        docker
+            .create_network(request)
+            .await
+            .map(drop)
+            .map_err(|e| self.classify(e))
+    }
+
+    /// Creates a named volume unless it exists, with `labels`.
+    ///
+    /// # Errors
+    /// [`Error::Api`], [`Error::Unreachable`].
+    pub async fn ensure_volume(
+        &self,
+        name: &str,
+        labels: &BTreeMap<String, String>,
+    ) -> Result<(), Error> {
+        let request = VolumeCreateRequest {
+            name: Some(name.to_owned()),
+            labels: opt_map(labels.clone()),
+            ..Default::default()
+        };
+        // creating an existing volume is a no-op for the engine
+        self.client()?
+            .create_volume(request)
+            .await
+            .map(drop)
+            .map_err(|e| self.classify(e))
+    }
+
+    /// Removes a network (test and `down` clean-up).
+    ///
+    /// # Errors
+    /// [`Error::NotFound`], [`Error::Api`], [`Error::Unreachable`].
+    pub async fn remove_network(&self, name: &str) -> Result<(), Error> {
+        self.client()?
+            .remove_network(name)
+            .await
+            .map_err(|e| self.classify(e))
+    }
+
+    /// Removes a volume.
+    ///
+    /// # Errors
+    /// [`Error::NotFound`], [`Error::Api`] (in use), [`Error::Unreachable`].
+    pub async fn remove_volume(&self, name: &str) -> Result<(), Error> {
+        self.client()?
+            .remove_volume(name, None::<bollard::query_parameters::RemoveVolumeOptions>)
+            .await
+            .map_err(|e| self.classify(e))
+    }
+}
