@@ -45,6 +45,8 @@ enum Command {
     Health(OutputArgs),
     /// Check Compose files and print the resolved model (no daemon needed).
     Config(cli::config::ConfigArgs),
+    /// Show what a deploy of Compose files would change, and why (changes nothing).
+    Plan(cli::plan::PlanArgs),
 }
 
 /// How to print.
@@ -113,6 +115,8 @@ fn main() -> ExitCode {
         Command::Images(args) => cli::finish(runtime.block_on(cli::images::run(args))),
         Command::Ps(args) => cli::finish(runtime.block_on(cli::ps::run(args))),
         Command::Health(args) => cli::finish(runtime.block_on(cli::health::run(args))),
+        Command::Plan(args) => cli::finish(runtime.block_on(cli::plan::run(args))),
+        // handled above: it needs no runtime and no daemon
         Command::Config(_) => ExitCode::SUCCESS,
     }
 }

@@ -12,7 +12,7 @@ mod routes;
 use std::sync::Arc;
 
 use axum::Router;
-use axum::routing::get;
+use axum::routing::{get, post};
 use capstan_engine::Engine;
 use capstan_images::JournalStatus;
 use capstan_model::Event;
@@ -55,6 +55,7 @@ fn protected() -> Router<AppState> {
         .route("/api/v1/images", get(routes::images::list))
         .route("/api/v1/images/{*key}", get(routes::images::detail))
         .route("/api/v1/containers", get(routes::containers::list))
+        .route("/api/v1/apps/{app}/plan", post(routes::apps::plan_app))
 }
 
 /// The whole API.

@@ -13,5 +13,7 @@ pub mod units;
 
 pub use error::Error;
 pub use names::{Names, labels};
-pub use plan::{Action, Desired, Plan, Replica, ServicePlan, plan, spec_hash, start_levels};
+pub use plan::{
+    Action, Desired, Plan, Replica, ServicePlan, plan, replicas_of_app, spec_hash, start_levels,
+};
 pub use spec::{SecretPaths, container_spec};

@@ -5,6 +5,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use capstan_compose::Project;
 use capstan_compose::model::Service;
+use serde::{Deserialize, Serialize};
 
 /// A managed container as the engine shows it (from its labels and state).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -24,7 +25,8 @@ pub struct Replica {
 }
 
 /// What to do with one service.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "action", rename_all = "snake_case")]
 pub enum Action {
     /// Nothing runs yet: create this many replicas.
     Create { replicas: u32 },
@@ -44,14 +46,15 @@ pub enum Action {
 }
 
 /// The plan for one service.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ServicePlan {
     pub service: String,
+    #[serde(flatten)]
     pub action: Action,
 }
 
 /// The plan for an app.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Plan {
     /// Per service, in name order.
     pub services: Vec<ServicePlan>,
@@ -292,6 +295,25 @@ pub fn start_levels(project: &Project) -> Vec<Vec<String>> {
         levels.push(level);
     }
     levels
+}
+
+/// Reads the managed replicas of `app` from container labels; containers without capstan's
+/// labels are not ours and are left out.
+pub fn replicas_of_app(app: &str, containers: &[capstan_model::Container]) -> Vec<Replica> {
+    containers
+        .iter()
+        .filter(|c| c.labels.get("io.capstan.app").map(String::as_str) == Some(app))
+        .filter_map(|c| {
+            Some(Replica {
+                id: c.id.clone(),
+                service: c.labels.get("io.capstan.service")?.clone(),
+                replica: c.labels.get("io.capstan.replica")?.parse().ok()?,
+                spec_hash: c.labels.get("io.capstan.spec").cloned().unwrap_or_default(),
+                image_id: c.image_id.clone(),
+                state: c.state.clone(),
+            })
+        })
+        .collect()
 }
 
 #[cfg(test)]

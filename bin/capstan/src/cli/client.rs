@@ -58,7 +58,30 @@ impl Client {
         path: &str,
         query: &[(&str, String)],
     ) -> Result<reqwest::Response, Failure> {
-        let response = self.request(path, query).send().await.map_err(|e| {
+        self.check(self.request(path, query)).await
+    }
+
+    /// POSTs a JSON body and reads a JSON answer.
+    pub async fn post<T: DeserializeOwned, B: serde::Serialize>(
+        &self,
+        path: &str,
+        body: &B,
+    ) -> Result<T, Failure> {
+        let mut req = self.http.post(format!("{}{path}", self.base)).json(body);
+        if let Some(token) = &self.token {
+            req = req.bearer_auth(token);
+        }
+        self.check(req).await?.json().await.map_err(|e| {
+            Failure::new(
+                1,
+                format!("capstan: unexpected answer from the daemon: {e}"),
+            )
+        })
+    }
+
+    /// Sends a request; API errors become failures with exit codes.
+    async fn check(&self, request: reqwest::RequestBuilder) -> Result<reqwest::Response, Failure> {
+        let response = request.send().await.map_err(|e| {
             if e.is_connect() || e.is_timeout() {
                 self.unreachable()
             } else {

@@ -5,6 +5,7 @@ pub mod config;
 pub mod events;
 pub mod health;
 pub mod images;
+pub mod plan;
 pub mod ps;
 pub mod table;
 

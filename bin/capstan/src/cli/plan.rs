@@ -1,0 +1,68 @@
+//! `capstan plan`: what `capstan deploy` would change, and why. Changes nothing.
+
+use capstan_deploy::{Action, Plan};
+use clap::Args;
+
+use super::client::Client;
+use super::config::ComposeArgs;
+use super::table::Table;
+use super::{Failure, print_json};
+use crate::{Output, OutputArgs};
+
+#[derive(Debug, Args)]
+pub struct PlanArgs {
+    #[command(flatten)]
+    compose: ComposeArgs,
+    #[command(flatten)]
+    out: OutputArgs,
+}
+
+pub async fn run(args: PlanArgs) -> Result<(), Failure> {
+    let loaded = args.compose.load()?;
+    let app = loaded.project.name.clone().unwrap_or_default();
+    let client = Client::from_env()?;
+    let plan: Plan = client
+        .post(&format!("/api/v1/apps/{app}/plan"), &loaded.project)
+        .await?;
+    if args.out.output == Output::Json {
+        return print_json(&plan);
+    }
+    if plan.is_empty() {
+        println!("app {app}: nothing to do, everything is up to date");
+        return Ok(());
+    }
+    let mut table = Table::new(&["SERVICE", "ACTION", "WHY"]);
+    for s in &plan.services {
+        let (action, why) = match &s.action {
+            Action::Create { replicas } => (format!("create {replicas}"), "not running".to_owned()),
+            Action::Recreate { reasons } => ("recreate".to_owned(), reasons.join("; ")),
+            Action::Scale { from, to } => (
+                format!("scale {from} -> {to}"),
+                "replicas changed".to_owned(),
+            ),
+            Action::Repair { replicas, reasons } => (
+                format!(
+                    "recreate replica{} {}",
+                    if replicas.len() == 1 { "" } else { "s" },
+                    replicas
+                        .iter()
+                        .map(u32::to_string)
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ),
+                reasons.join("; "),
+            ),
+            Action::Remove { replicas } => (
+                format!("remove {replicas}"),
+                "not in the Compose file".to_owned(),
+            ),
+            Action::Unchanged => ("-".to_owned(), "up to date".to_owned()),
+        };
+        table.row(vec![s.service.clone(), action, why]);
+    }
+    println!("app {app}");
+    table.print();
+    let order: Vec<String> = plan.levels.iter().map(|l| l.join(" + ")).collect();
+    println!("start order: {}", order.join(" -> "));
+    Ok(())
+}
