@@ -47,6 +47,14 @@ enum Command {
     Config(cli::config::ConfigArgs),
     /// Show what a deploy of Compose files would change, and why (changes nothing).
     Plan(cli::plan::PlanArgs),
+    /// Deploy Compose files as a new release (health-gated; rolls back by itself on failure).
+    Deploy(cli::apps::DeployArgs),
+    /// List deployed apps.
+    Apps(OutputArgs),
+    /// Show an app's release ledger.
+    Releases(cli::apps::ReleasesArgs),
+    /// Remove an app's containers and networks (and volumes with --volumes).
+    Down(cli::apps::DownArgs),
 }
 
 /// How to print.
@@ -116,6 +124,10 @@ fn main() -> ExitCode {
         Command::Ps(args) => cli::finish(runtime.block_on(cli::ps::run(args))),
         Command::Health(args) => cli::finish(runtime.block_on(cli::health::run(args))),
         Command::Plan(args) => cli::finish(runtime.block_on(cli::plan::run(args))),
+        Command::Deploy(args) => cli::finish(runtime.block_on(cli::apps::deploy(args))),
+        Command::Apps(args) => cli::finish(runtime.block_on(cli::apps::apps(args))),
+        Command::Releases(args) => cli::finish(runtime.block_on(cli::apps::releases(args))),
+        Command::Down(args) => cli::finish(runtime.block_on(cli::apps::down(args))),
         // handled above: it needs no runtime and no daemon
         Command::Config(_) => ExitCode::SUCCESS,
     }

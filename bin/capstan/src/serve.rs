@@ -68,6 +68,8 @@ pub async fn run(opts: ServeOptions) -> Result<()> {
         live,
         admin_token: Arc::from(token.as_str()),
         shutdown: shutdown.clone(),
+        apps_dir: data.join("apps"),
+        deploying: Arc::default(),
     };
     let listener = tokio::net::TcpListener::bind(listen)
         .await

@@ -12,6 +12,8 @@ pub enum Code {
     Unauthorized,
     /// 404: no such object or route.
     NotFound,
+    /// 409: the object is busy (a deploy of the app is running).
+    Conflict,
     /// 503: the Docker engine cannot be reached.
     EngineUnavailable,
     /// 500: a fault inside capstan (details are logged, not sent).
@@ -24,6 +26,7 @@ impl Code {
             Self::BadRequest => StatusCode::BAD_REQUEST,
             Self::Unauthorized => StatusCode::UNAUTHORIZED,
             Self::NotFound => StatusCode::NOT_FOUND,
+            Self::Conflict => StatusCode::CONFLICT,
             Self::EngineUnavailable => StatusCode::SERVICE_UNAVAILABLE,
             Self::Internal => StatusCode::INTERNAL_SERVER_ERROR,
         }
@@ -34,6 +37,7 @@ impl Code {
             Self::BadRequest => "bad_request",
             Self::Unauthorized => "unauthorized",
             Self::NotFound => "not_found",
+            Self::Conflict => "conflict",
             Self::EngineUnavailable => "engine_unavailable",
             Self::Internal => "internal",
         }

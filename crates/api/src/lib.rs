@@ -37,6 +37,10 @@ pub struct AppState {
     pub admin_token: Arc<str>,
     /// Cancelled when the daemon shuts down; long streams end then.
     pub shutdown: CancellationToken,
+    /// `<data>/apps`: configs and secrets of deployed apps.
+    pub apps_dir: std::path::PathBuf,
+    /// Apps with a deploy running (one at a time per app).
+    pub deploying: Arc<std::sync::Mutex<std::collections::BTreeSet<String>>>,
 }
 
 impl std::fmt::Debug for AppState {
@@ -55,7 +59,14 @@ fn protected() -> Router<AppState> {
         .route("/api/v1/images", get(routes::images::list))
         .route("/api/v1/images/{*key}", get(routes::images::detail))
         .route("/api/v1/containers", get(routes::containers::list))
+        .route("/api/v1/apps", get(routes::apps::list_apps))
         .route("/api/v1/apps/{app}/plan", post(routes::apps::plan_app))
+        .route("/api/v1/apps/{app}/deploy", post(routes::apps::deploy_app))
+        .route(
+            "/api/v1/apps/{app}/releases",
+            get(routes::apps::list_releases),
+        )
+        .route("/api/v1/apps/{app}/down", post(routes::apps::down_app))
 }
 
 /// The whole API.
@@ -92,6 +103,8 @@ mod tests {
             live: broadcast::channel(8).0,
             admin_token: Arc::from("secret"),
             shutdown: CancellationToken::new(),
+            apps_dir: dir.path().join("apps"),
+            deploying: Arc::default(),
         })
     }
 

@@ -5,15 +5,18 @@
 //! and labels of everything an app owns. It must never read the caller's files (the CLI did) nor
 //! talk to bollard (the engine layer does).
 
+mod apply;
 mod error;
 mod names;
 pub mod plan;
 mod spec;
 pub mod units;
 
+pub use apply::{DeployRequest, Deployer, Outcome, Report, ServiceReport, file_digests};
 pub use error::Error;
 pub use names::{Names, labels};
 pub use plan::{
-    Action, Desired, Plan, Replica, ServicePlan, plan, replicas_of_app, spec_hash, start_levels,
+    Action, Desired, Plan, Replica, ServicePlan, desired_hash, plan, replicas_of_app, spec_hash,
+    start_levels,
 };
 pub use spec::{SecretPaths, container_spec};

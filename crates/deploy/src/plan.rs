@@ -104,6 +104,33 @@ pub fn spec_hash(service: &Service) -> String {
     format!("{h:016x}")
 }
 
+/// The hash a replica of `service` carries: [`spec_hash`], plus the digests of the configs and
+/// secrets it uses, so that changing one rolls only the services that use it.
+pub fn desired_hash(service: &Service, file_digests: &BTreeMap<String, String>) -> String {
+    let base = spec_hash(service);
+    let used: Vec<String> = service
+        .configs
+        .iter()
+        .map(|r| format!("configs/{}", r.source))
+        .chain(
+            service
+                .secrets
+                .iter()
+                .map(|r| format!("secrets/{}", r.source)),
+        )
+        .filter_map(|k| file_digests.get(&k).map(|d| format!("{k}={d}")))
+        .collect();
+    if used.is_empty() {
+        return base;
+    }
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for b in used.join(",").bytes() {
+        h ^= u64::from(b);
+        h = h.wrapping_mul(0x0100_0000_01b3);
+    }
+    format!("{base}-{h:016x}")
+}
+
 /// The desired state of a deploy.
 #[derive(Debug, Clone, Copy)]
 pub struct Desired<'a> {
@@ -113,6 +140,8 @@ pub struct Desired<'a> {
     pub previous: Option<&'a Project>,
     /// Service → the image id its reference resolves to now.
     pub image_ids: &'a BTreeMap<String, String>,
+    /// Content digests of configs and secrets (`configs/NAME`, `secrets/NAME`).
+    pub file_digests: &'a BTreeMap<String, String>,
 }
 
 /// Compares the desired state with the running replicas.
@@ -169,7 +198,7 @@ fn plan_service(
             Action::Create { replicas: want }
         };
     }
-    let hash = spec_hash(service);
+    let hash = desired_hash(service, desired.file_digests);
     let image = desired.image_ids.get(name);
     let stale: Vec<&&Replica> = have.iter().filter(|r| r.spec_hash != hash).collect();
     let old_image: Vec<&&Replica> = have
@@ -363,6 +392,7 @@ mod tests {
                 project: &p,
                 previous: None,
                 image_ids: &images,
+                file_digests: &BTreeMap::new(),
             },
             &[],
         );
@@ -392,6 +422,7 @@ mod tests {
                 project: &p,
                 previous: Some(&p),
                 image_ids: &images,
+                file_digests: &BTreeMap::new(),
             },
             &running,
         );
@@ -416,6 +447,7 @@ mod tests {
                 project: &p2,
                 previous: Some(&p1),
                 image_ids: &images,
+                file_digests: &BTreeMap::new(),
             },
             &running,
         );
@@ -435,6 +467,7 @@ mod tests {
                 project: &p3,
                 previous: Some(&p1),
                 image_ids: &images,
+                file_digests: &BTreeMap::new(),
             },
             &running,
         );
@@ -447,6 +480,7 @@ mod tests {
                 project: &p1,
                 previous: Some(&p1),
                 image_ids: &newer,
+                file_digests: &BTreeMap::new(),
             },
             &running,
         );
@@ -481,6 +515,7 @@ mod tests {
                 project: &p,
                 previous: Some(&p),
                 image_ids: &images,
+                file_digests: &BTreeMap::new(),
             },
             &running,
         );

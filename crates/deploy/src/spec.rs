@@ -11,13 +11,24 @@ use crate::{Error, Names, labels};
 
 /// Where the daemon materialised configs and secrets: `<dir>/configs/<name>`,
 /// `<dir>/secrets/<name>`.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Default)]
 pub struct SecretPaths {
     /// The app's directory under the data dir.
     pub dir: PathBuf,
+    /// Content digests by `configs/NAME` / `secrets/NAME`: a changed file rolls the services
+    /// that use it.
+    pub digests: std::collections::BTreeMap<String, String>,
 }
 
 impl SecretPaths {
+    /// Files under `dir`, no digests known.
+    pub fn new(dir: impl Into<PathBuf>) -> Self {
+        Self {
+            dir: dir.into(),
+            digests: std::collections::BTreeMap::new(),
+        }
+    }
+
     fn path(&self, kind: &str, name: &str) -> String {
         self.dir.join(kind).join(name).display().to_string()
     }
@@ -110,7 +121,10 @@ pub fn container_spec(
         Some(service),
         &[
             ("io.capstan.release", release.to_string()),
-            ("io.capstan.spec", crate::spec_hash(s)),
+            (
+                "io.capstan.spec",
+                crate::plan::desired_hash(s, &secrets.digests),
+            ),
             ("io.capstan.replica", replica.to_string()),
             ("com.docker.compose.container-number", replica.to_string()),
         ],

@@ -129,9 +129,7 @@ async fn every_key_reaches_the_container() {
     .unwrap();
     let project = loaded.project;
     let names = Names::of(&project);
-    let secrets = SecretPaths {
-        dir: dir.path().join("materialised"),
-    };
+    let secrets = SecretPaths::new(dir.path().join("materialised"));
     for kind in ["configs", "secrets"] {
         std::fs::create_dir_all(dir.path().join("materialised").join(kind)).unwrap();
     }
@@ -395,16 +393,7 @@ fn unusable_values_name_the_key() {
     })
     .unwrap()
     .project;
-    let err = container_spec(
-        &project,
-        "web",
-        1,
-        1,
-        &SecretPaths {
-            dir: dir.path().into(),
-        },
-    )
-    .unwrap_err();
+    let err = container_spec(&project, "web", 1, 1, &SecretPaths::new(dir.path())).unwrap_err();
     assert!(
         err.to_string().starts_with("services.web.shm_size: "),
         "{err}"

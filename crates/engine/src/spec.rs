@@ -377,3 +377,141 @@ impl Engine {
             .map_err(|e| self.classify(e))
     }
 }
+
+/// A container's state as rollouts need it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ContainerStatus {
+    /// `created`, `running`, `exited`, ...
+    pub state: String,
+    /// `starting`, `healthy`, `unhealthy`; `None` without a healthcheck.
+    pub health: Option<String>,
+    /// Exit code once exited.
+    pub exit_code: i64,
+    /// The last healthcheck output, when there is one.
+    pub health_output: Option<String>,
+}
+
+impl Engine {
+    /// State, health and exit code of a container; `Ok(None)` when it is gone.
+    ///
+    /// # Errors
+    /// [`Error::Unreachable`], [`Error::Api`].
+    pub async fn container_status(&self, id: &str) -> Result<Option<ContainerStatus>, Error> {
+        let c = match self.client()?.inspect_container(id, None).await {
+            Ok(c) => c,
+            Err(e) => {
+                let e = self.classify(e);
+                return if e.is_not_found() { Ok(None) } else { Err(e) };
+            }
+        };
+        let state = c.state.unwrap_or_default();
+        let health = state.health.as_ref();
+        Ok(Some(ContainerStatus {
+            state: state.status.map(|s| s.to_string()).unwrap_or_default(),
+            health: health
+                .and_then(|h| h.status)
+                .map(|s| s.to_string())
+                .filter(|s| !s.is_empty() && s != "none"),
+            exit_code: state.exit_code.unwrap_or_default(),
+            health_output: health
+                .and_then(|h| h.log.as_ref())
+                .and_then(|log| log.last())
+                .and_then(|l| l.output.clone())
+                .map(|o| o.trim().to_owned()),
+        }))
+    }
+
+    /// Stops a container, waiting up to `grace_secs` before killing it.
+    ///
+    /// # Errors
+    /// [`Error::NotFound`], [`Error::Api`], [`Error::Unreachable`].
+    pub async fn stop_container(&self, id: &str, grace_secs: i64) -> Result<(), Error> {
+        let options = bollard::query_parameters::StopContainerOptions {
+            t: Some(grace_secs.clamp(0, i64::from(i32::MAX)) as i32),
+            ..Default::default()
+        };
+        match self.client()?.stop_container(id, Some(options)).await {
+            // 304: already stopped
+            Ok(())
+            | Err(bollard::errors::Error::DockerResponseServerError {
+                status_code: 304, ..
+            }) => Ok(()),
+            Err(e) => Err(self.classify(e)),
+        }
+    }
+
+    /// Renames a container.
+    ///
+    /// # Errors
+    /// [`Error::NotFound`], [`Error::Api`] (name taken), [`Error::Unreachable`].
+    pub async fn rename_container(&self, id: &str, name: &str) -> Result<(), Error> {
+        let options = bollard::query_parameters::RenameContainerOptions {
+            name: name.to_owned(),
+        };
+        self.client()?
+            .rename_container(id, options)
+            .await
+            .map_err(|e| self.classify(e))
+    }
+
+    /// The last `lines` lines of a container's output (stdout and stderr), for error reports.
+    ///
+    /// # Errors
+    /// [`Error::NotFound`], [`Error::Unreachable`].
+    pub async fn tail_logs(&self, id: &str, lines: usize) -> Result<String, Error> {
+        use futures_util::TryStreamExt;
+        let options = bollard::query_parameters::LogsOptions {
+            stdout: true,
+            stderr: true,
+            tail: lines.to_string(),
+            ..Default::default()
+        };
+        let chunks: Vec<bollard::container::LogOutput> = self
+            .client()?
+            .logs(id, Some(options))
+            .try_collect()
+            .await
+            .map_err(|e| self.classify(e))?;
+        Ok(chunks
+            .iter()
+            .map(ToString::to_string)
+            .collect::<String>()
+            .trim_end()
+            .to_owned())
+    }
+
+    /// Names of networks and volumes carrying `label=value`.
+    ///
+    /// # Errors
+    /// [`Error::Unreachable`], [`Error::Api`].
+    pub async fn labeled_networks_and_volumes(
+        &self,
+        label: &str,
+        value: &str,
+    ) -> Result<(Vec<String>, Vec<String>), Error> {
+        let filter = HashMap::from([("label".to_owned(), vec![format!("{label}={value}")])]);
+        let networks = self
+            .client()?
+            .list_networks(Some(bollard::query_parameters::ListNetworksOptions {
+                filters: Some(filter.clone()),
+            }))
+            .await
+            .map_err(|e| self.classify(e))?
+            .into_iter()
+            .filter_map(|n| n.name)
+            .collect();
+        let volumes = self
+            .client()?
+            .list_volumes(Some(bollard::query_parameters::ListVolumesOptions {
+                filters: Some(filter),
+            }))
+            .await
+            .map_err(|e| self.classify(e))?
+            .volumes
+            .unwrap_or_default()
+            .into_iter()
+            .map(|v| v.name)
+            .collect();
+        Ok((networks, volumes))
+    }
+}

@@ -4,11 +4,13 @@
 //! small pure helpers on them (time formatting, lifecycle naming). It must never do I/O: no
 //! sockets, no files, no clocks beyond what callers pass in.
 
+mod app;
 mod event;
 mod health;
 mod image;
 mod time;
 
+pub use app::{AppSummary, Release};
 pub use event::{Event, EventPage, EventType};
 pub use health::{EngineHealth, Health, JournalHealth};
 pub use image::{Container, ContainerList, HistoryEntry, Image, ImageDetail, ImageList, Lifecycle};

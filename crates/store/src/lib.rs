@@ -11,6 +11,7 @@ mod error;
 pub mod events;
 pub mod images;
 mod migrations;
+pub mod releases;
 
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
@@ -22,6 +23,7 @@ pub use containers::ContainerRow;
 pub use error::Error;
 pub use events::{Cursor, EventFilter, NewEvent};
 pub use images::{HistoryRow, ImageRow};
+pub use releases::ReleaseRow;
 
 /// Handle on the store. Cheap to clone.
 #[derive(Clone)]

@@ -67,6 +67,19 @@ const MIGRATIONS: &[&str] = &[
         last_event_nano INTEGER NOT NULL
      );
      CREATE INDEX containers_by_image ON containers (image_id) WHERE removed_nano IS NULL;",
+    // 2: the release ledger
+    "CREATE TABLE releases (
+        app          TEXT NOT NULL,
+        number       INTEGER NOT NULL,
+        created_nano INTEGER NOT NULL,
+        actor        TEXT NOT NULL,
+        source       TEXT NOT NULL,
+        model        TEXT NOT NULL,
+        images       TEXT NOT NULL DEFAULT '{}',
+        result       TEXT NOT NULL,
+        detail       TEXT NOT NULL DEFAULT '{}',
+        PRIMARY KEY (app, number)
+     );",
 ];
 
 pub(crate) fn apply(conn: &mut Connection) -> Result<(), Error> {

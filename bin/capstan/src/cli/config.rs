@@ -83,3 +83,63 @@ pub fn run(args: &ConfigArgs) -> Result<(), Failure> {
     }
     Ok(())
 }
+
+/// What `plan` and `deploy` post: the model, the contents of its configs and secrets (read
+/// here, on the caller's side) and where it came from.
+pub fn deploy_request(
+    args: &ComposeArgs,
+    loaded: capstan_compose::Loaded,
+) -> Result<capstan_deploy::DeployRequest, Failure> {
+    let mut files = std::collections::BTreeMap::new();
+    for (kind, objects) in [
+        ("configs", &loaded.project.configs),
+        ("secrets", &loaded.project.secrets),
+    ] {
+        for (name, obj) in objects {
+            let content = if let Some(path) = &obj.file {
+                std::fs::read_to_string(path).map_err(|e| {
+                    Failure::new(
+                        2,
+                        format!("capstan: {kind}.{name}: cannot read {path} as text: {e}"),
+                    )
+                })?
+            } else if let Some(var) = &obj.environment {
+                std::env::var(var).map_err(|_| {
+                    Failure::new(
+                        2,
+                        format!("capstan: {kind}.{name}: variable {var} is not set"),
+                    )
+                })?
+            } else if let Some(content) = &obj.content {
+                content.clone()
+            } else {
+                continue;
+            };
+            files.insert(format!("{kind}/{name}"), content);
+        }
+    }
+    let paths: Vec<String> = if args.files.is_empty() {
+        vec!["compose.yaml".to_owned()]
+    } else {
+        args.files.iter().map(|f| f.display().to_string()).collect()
+    };
+    let model = serde_json::to_string(&loaded.project).unwrap_or_default();
+    let git_commit = std::process::Command::new("git")
+        .args(["rev-parse", "HEAD"])
+        .current_dir(&loaded.project_dir)
+        .output()
+        .ok()
+        .filter(|o| o.status.success())
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_owned());
+    let source = serde_json::json!({
+        "files": paths,
+        "directory": loaded.project_dir.display().to_string(),
+        "model_hash": capstan_deploy::file_digests(&[("model".to_owned(), model)].into())["model"],
+        "git_commit": git_commit,
+    });
+    Ok(capstan_deploy::DeployRequest {
+        project: loaded.project,
+        files,
+        source,
+    })
+}

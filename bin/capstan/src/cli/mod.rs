@@ -1,5 +1,6 @@
 //! CLI commands: each talks to the daemon over the API and prints a table or JSON.
 
+pub mod apps;
 pub mod client;
 pub mod config;
 pub mod events;

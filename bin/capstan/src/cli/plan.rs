@@ -20,9 +20,10 @@ pub struct PlanArgs {
 pub async fn run(args: PlanArgs) -> Result<(), Failure> {
     let loaded = args.compose.load()?;
     let app = loaded.project.name.clone().unwrap_or_default();
+    let request = super::config::deploy_request(&args.compose, loaded)?;
     let client = Client::from_env()?;
     let plan: Plan = client
-        .post(&format!("/api/v1/apps/{app}/plan"), &loaded.project)
+        .post(&format!("/api/v1/apps/{app}/plan"), &request)
         .await?;
     if args.out.output == Output::Json {
         return print_json(&plan);

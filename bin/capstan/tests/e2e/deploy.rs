@@ -1,5 +1,7 @@
 //! Plans of Compose apps against what runs on the real engine.
 
+use std::os::unix::fs::PermissionsExt;
+
 use capstan_deploy::{Action, Names, Plan, SecretPaths, container_spec, labels};
 use capstan_testkit::{Daemon, unique};
 
@@ -67,16 +69,8 @@ async fn plan_shows_what_a_deploy_would_change_and_why() {
     let mut ids = Vec::new();
     for (service, replicas) in [("db", 1), ("web", 2), ("cache", 1)] {
         for r in 1..=replicas {
-            let spec = container_spec(
-                &project,
-                service,
-                r,
-                1,
-                &SecretPaths {
-                    dir: dir.path().into(),
-                },
-            )
-            .unwrap();
+            let spec =
+                container_spec(&project, service, r, 1, &SecretPaths::new(dir.path())).unwrap();
             let id = engine
                 .create_from_spec(&names.container(service, r), &spec)
                 .await
@@ -117,7 +111,7 @@ async fn plan_shows_what_a_deploy_would_change_and_why() {
     let resp = reqwest::Client::new()
         .post(format!("{}/api/v1/apps/other/plan", daemon.url))
         .bearer_auth(&daemon.token)
-        .json(&project)
+        .json(&serde_json::json!({ "project": project }))
         .send()
         .await
         .unwrap();
@@ -125,7 +119,7 @@ async fn plan_shows_what_a_deploy_would_change_and_why() {
     let resp = reqwest::Client::new()
         .post(format!("{}/api/v1/apps/{app}/plan", daemon.url))
         .bearer_auth(&daemon.token)
-        .json(&serde_json::json!({"name": app, "services": {"web": {"imagee": "x"}}}))
+        .json(&serde_json::json!({"project": {"name": app, "services": {"web": {"imagee": "x"}}}}))
         .send()
         .await
         .unwrap();
@@ -143,4 +137,247 @@ async fn plan_shows_what_a_deploy_would_change_and_why() {
         engine.remove_container(id, true).await.unwrap();
     }
     engine.remove_network(&network).await.unwrap();
+}
+
+const FULL: &str = r#"
+services:
+  db:
+    image: capstan-test/busybox:1
+    command: ["sh", "-c", "test -f /data/first || echo $$$$ > /data/first; exec sleep 3600"]
+    volumes: [data:/data]
+    init: true
+    healthcheck: {test: "test -f /data/first", interval: 1s, timeout: 2s, retries: 20}
+  web:
+    image: capstan-test/busybox:1
+    command: ["sh", "-c", "mkdir -p /tmp/www && echo $$MODE > /tmp/www/index.html && exec httpd -f -p 80 -h /tmp/www"]
+    environment: {MODE: one}
+    expose: ["80"]
+    init: true
+    healthcheck: {test: ["CMD", "wget", "-q", "-O", "/dev/null", "http://127.0.0.1:80/"], interval: 1s, timeout: 2s, retries: 5}
+    depends_on: {db: {condition: service_healthy}}
+    deploy: {replicas: 2, update_config: {parallelism: 1, order: start-first}}
+    secrets: [token]
+    configs: [{source: site, target: /etc/site.conf}]
+  cache:
+    image: capstan-test/busybox:1
+    command: sleep 3600
+    init: true
+secrets:
+  token: {file: ./token.txt}
+configs:
+  site: {content: hello}
+volumes:
+  data: {}
+"#;
+
+#[tokio::test]
+async fn deploy_redeploy_roll_back_and_down() {
+    let engine = capstan_testkit::engine().await;
+    let daemon = Daemon::start(bin(), engine.host()).await;
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("compose.yaml"), FULL).unwrap();
+    std::fs::write(dir.path().join("token.txt"), "s3cret").unwrap();
+    let app = unique("capt-deploy");
+    let cli = |args: &[&str]| {
+        let mut cmd = tokio::process::Command::new(bin());
+        cmd.args(args)
+            .current_dir(dir.path())
+            .env("CAPSTAN_URL", &daemon.url)
+            .env("CAPSTAN_TOKEN", &daemon.token);
+        cmd
+    };
+    let deploy = || cli(&["deploy", "-p", &app]);
+    let mine = |engine: capstan_engine::Engine, app: String| async move {
+        let mut m: Vec<(String, String, String)> = engine
+            .list_containers(true)
+            .await
+            .unwrap()
+            .into_iter()
+            .filter(|c| c.labels.get("io.capstan.app") == Some(&app))
+            .map(|c| (c.name, c.id, c.state))
+            .collect();
+        m.sort();
+        m
+    };
+
+    // first release: dependencies first, health-gated
+    let out = deploy().output().await.unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(stdout.contains("release 1 succeeded"), "{stdout}");
+    let first = mine(engine.clone(), app.clone()).await;
+    let names: Vec<&str> = first.iter().map(|(n, _, _)| n.as_str()).collect();
+    assert_eq!(
+        names,
+        [
+            format!("{app}-cache-1"),
+            format!("{app}-db-1"),
+            format!("{app}-web-1"),
+            format!("{app}-web-2")
+        ]
+    );
+    assert!(first.iter().all(|(_, _, s)| s == "running"), "{first:?}");
+
+    // the secret and the config are files with the right content and mode
+    let web = engine.inspect_container_json(&first[2].1).await.unwrap();
+    let mounts = web["HostConfig"]["Mounts"].as_array().unwrap();
+    let source = |target: &str| {
+        mounts
+            .iter()
+            .find(|m| m["Target"] == target)
+            .and_then(|m| m["Source"].as_str())
+            .unwrap()
+            .to_owned()
+    };
+    let secret = source("/run/secrets/token");
+    assert_eq!(std::fs::read_to_string(&secret).unwrap(), "s3cret");
+    assert_eq!(
+        std::fs::metadata(&secret).unwrap().permissions().mode() & 0o777,
+        0o400
+    );
+    assert!(
+        secret.starts_with(daemon.data_dir().to_str().unwrap()),
+        "kept under the data dir: {secret}"
+    );
+    assert_eq!(
+        std::fs::read_to_string(source("/etc/site.conf")).unwrap(),
+        "hello"
+    );
+    let db = engine.inspect_container_json(&first[1].1).await.unwrap();
+    let data_dir = db["Mounts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|m| m["Destination"] == "/data")
+        .and_then(|m| m["Source"].as_str())
+        .unwrap()
+        .to_owned();
+    let stamp = std::fs::read_to_string(format!("{data_dir}/first")).unwrap();
+
+    // nothing to do afterwards
+    let out = cli(&["plan", "-p", &app]).output().await.unwrap();
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("nothing to do"),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+
+    // a changed environment rolls web only, and the plan says why
+    std::fs::write(
+        dir.path().join("compose.yaml"),
+        FULL.replace("MODE: one", "MODE: two"),
+    )
+    .unwrap();
+    let out = cli(&["plan", "-p", &app]).output().await.unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.lines()
+            .any(|l| l.starts_with("web") && l.contains("environment changed")),
+        "{text}"
+    );
+    let out = deploy().output().await.unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let second = mine(engine.clone(), app.clone()).await;
+    assert_eq!(second[0].1, first[0].1, "cache untouched");
+    assert_eq!(second[1].1, first[1].1, "db untouched");
+    assert_ne!(second[2].1, first[2].1, "web replaced");
+    assert_eq!(
+        second.iter().map(|(n, _, _)| n.clone()).collect::<Vec<_>>(),
+        first.iter().map(|(n, _, _)| n.clone()).collect::<Vec<_>>()
+    );
+    assert_eq!(
+        std::fs::read_to_string(format!("{data_dir}/first")).unwrap(),
+        stamp,
+        "volume data survives"
+    );
+
+    // a release whose healthcheck never passes: rolled back, exit 1, the old replicas serve on
+    std::fs::write(
+        dir.path().join("compose.yaml"),
+        FULL.replace("MODE: one", "MODE: three")
+            .replace("http://127.0.0.1:80/", "http://127.0.0.1:81/")
+            .replace("retries: 5", "retries: 2"),
+    )
+    .unwrap();
+    let out = deploy().output().await.unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("rolled back") && err.contains("unhealthy"),
+        "{err}"
+    );
+    let third = mine(engine.clone(), app.clone()).await;
+    assert_eq!(
+        third
+            .iter()
+            .map(|(_, id, _)| id.clone())
+            .collect::<Vec<_>>(),
+        second
+            .iter()
+            .map(|(_, id, _)| id.clone())
+            .collect::<Vec<_>>(),
+        "nothing replaced"
+    );
+    let out = cli(&["releases", &app, "-o", "json"])
+        .output()
+        .await
+        .unwrap();
+    let releases: Vec<capstan_model::Release> = serde_json::from_slice(&out.stdout).unwrap();
+    let results: Vec<(i64, &str)> = releases
+        .iter()
+        .map(|r| (r.number, r.result.as_str()))
+        .collect();
+    assert_eq!(
+        results,
+        [(3, "rolled_back"), (2, "succeeded"), (1, "succeeded")]
+    );
+    assert!(
+        releases[0].images["web"]
+            .as_str()
+            .unwrap()
+            .starts_with("sha256:")
+    );
+    let out = cli(&["apps"]).output().await.unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.lines()
+            .any(|l| l.starts_with(&app) && l.contains("4/4 running")),
+        "{text}"
+    );
+
+    // bad input changes nothing: a published port needs the proxy
+    std::fs::write(
+        dir.path().join("compose.yaml"),
+        FULL.replace("expose: [\"80\"]", "ports: [\"127.0.0.1:18080:80\"]"),
+    )
+    .unwrap();
+    let out = deploy().output().await.unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("services.web.ports"));
+    assert_eq!(mine(engine.clone(), app.clone()).await.len(), 4);
+
+    // down removes containers, networks and (asked) volumes
+    let out = cli(&["down", &app, "--volumes"]).output().await.unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(mine(engine.clone(), app.clone()).await.is_empty());
+    let (nets, vols) = engine
+        .labeled_networks_and_volumes("io.capstan.app", &app)
+        .await
+        .unwrap();
+    assert!(nets.is_empty() && vols.is_empty(), "{nets:?} {vols:?}");
 }

@@ -2,45 +2,208 @@ use std::collections::BTreeMap;
 
 use axum::Json;
 use axum::extract::rejection::JsonRejection;
-use axum::extract::{Path, State};
+use axum::extract::{Path, Query, State};
 use capstan_compose::Project;
-use capstan_deploy::{Desired, Plan, plan, replicas_of_app};
+use capstan_deploy::{DeployRequest, Deployer, Outcome, Plan, Report};
+use capstan_model::{AppSummary, Release, nanos_to_datetime};
+use capstan_store::ReleaseRow;
 
-use crate::{ApiError, AppState};
+use crate::params::{self, Pairs};
+use crate::{ApiError, AppState, Code};
 
-/// `POST /api/v1/apps/{app}/plan` with the resolved Compose model: what a deploy would change
-/// and why. Changes nothing.
-pub(crate) async fn plan_app(
-    State(state): State<AppState>,
-    Path(app): Path<String>,
-    body: Result<Json<Project>, JsonRejection>,
-) -> Result<Json<Plan>, ApiError> {
-    let Json(project) = body.map_err(|e| ApiError::bad_param("body", e.body_text()))?;
-    if project.name.as_deref() != Some(app.as_str()) {
+fn request(
+    app: &str,
+    body: Result<Json<DeployRequest>, JsonRejection>,
+) -> Result<DeployRequest, ApiError> {
+    let Json(req) = body.map_err(|e| ApiError::bad_param("body", e.body_text()))?;
+    if req.project.name.as_deref() != Some(app) {
         return Err(ApiError::bad_param(
             "app",
             format!(
                 "the path names app {app:?} but the model is project {:?}",
-                project.name.as_deref().unwrap_or_default()
+                req.project.name.as_deref().unwrap_or_default()
             ),
         ));
     }
-    let containers = state.engine.list_containers(true).await?;
-    let running = replicas_of_app(&app, &containers);
-    let mut image_ids = BTreeMap::new();
-    for (name, service) in &project.services {
-        if let Some(image) = &service.image
-            && let Some(found) = state.engine.inspect_image(image).await?
-        {
-            image_ids.insert(name.clone(), found.id);
+    Ok(req)
+}
+
+/// The model of the release that runs now, if any.
+async fn running_model(state: &AppState, app: &str) -> Result<Option<Project>, ApiError> {
+    let Some(row) = state.store.current_release(app.to_owned()).await? else {
+        return Ok(None);
+    };
+    serde_json::from_str(&row.model).map(Some).map_err(|e| {
+        tracing::error!(app, error = %e, "stored release model does not parse");
+        ApiError::new(
+            Code::Internal,
+            "the stored release does not parse; see the daemon's log",
+        )
+    })
+}
+
+fn deployer(state: &AppState) -> Deployer {
+    Deployer {
+        engine: state.engine.clone(),
+        apps_dir: state.apps_dir.clone(),
+    }
+}
+
+/// `POST /api/v1/apps/{app}/plan`: what a deploy would change and why. Changes nothing.
+pub(crate) async fn plan_app(
+    State(state): State<AppState>,
+    Path(app): Path<String>,
+    body: Result<Json<DeployRequest>, JsonRejection>,
+) -> Result<Json<Plan>, ApiError> {
+    let req = request(&app, body)?;
+    let previous = running_model(&state, &app).await?;
+    Ok(Json(deployer(&state).plan(&req, previous.as_ref()).await?))
+}
+
+/// Releases the per-app deploy lock when dropped.
+struct Held(
+    std::sync::Arc<std::sync::Mutex<std::collections::BTreeSet<String>>>,
+    String,
+);
+
+impl Drop for Held {
+    fn drop(&mut self) {
+        if let Ok(mut held) = self.0.lock() {
+            held.remove(&self.1);
         }
     }
-    Ok(Json(plan(
-        Desired {
-            project: &project,
-            previous: None,
-            image_ids: &image_ids,
-        },
-        &running,
-    )))
+}
+
+/// `POST /api/v1/apps/{app}/deploy`: applies the model as a new release; the answer says how it
+/// ended (a rolled back or failed deploy is still a 200 with its report).
+pub(crate) async fn deploy_app(
+    State(state): State<AppState>,
+    Path(app): Path<String>,
+    body: Result<Json<DeployRequest>, JsonRejection>,
+) -> Result<Json<Report>, ApiError> {
+    let req = request(&app, body)?;
+    Deployer::check(&req).map_err(|m| ApiError::new(Code::BadRequest, m))?;
+    let _held = {
+        let mut held = state
+            .deploying
+            .lock()
+            .map_err(|_| ApiError::new(Code::Internal, "deploy lock poisoned"))?;
+        if !held.insert(app.clone()) {
+            return Err(ApiError::new(
+                Code::Conflict,
+                format!("a deploy of {app} is already running; wait for it to end"),
+            ));
+        }
+        Held(state.deploying.clone(), app.clone())
+    };
+    let previous = running_model(&state, &app).await?;
+    let model = serde_json::to_string(&req.project).unwrap_or_default();
+    let number = state
+        .store
+        .begin_release(ReleaseRow {
+            app: app.clone(),
+            number: 0,
+            created_nano: chrono::Utc::now().timestamp_nanos_opt().unwrap_or_default(),
+            actor: "admin".into(),
+            source: req.source.to_string(),
+            model,
+            images: "{}".into(),
+            result: "running".into(),
+            detail: "{}".into(),
+        })
+        .await?;
+    let report = deployer(&state)
+        .deploy(&req, previous.as_ref(), number)
+        .await;
+    let mut images = BTreeMap::new();
+    for (name, s) in &req.project.services {
+        if let Some(image) = &s.image
+            && let Ok(Some(found)) = state.engine.inspect_image(image).await
+        {
+            images.insert(name.clone(), found.id);
+        }
+    }
+    let result = match report.outcome {
+        Outcome::Succeeded => "succeeded",
+        Outcome::Failed => "failed",
+        Outcome::RolledBack => "rolled_back",
+    };
+    state
+        .store
+        .finish_release(
+            app,
+            number,
+            result.into(),
+            serde_json::to_string(&images).unwrap_or_default(),
+            serde_json::to_string(&report).unwrap_or_default(),
+        )
+        .await?;
+    Ok(Json(report))
+}
+
+/// `GET /api/v1/apps`.
+pub(crate) async fn list_apps(
+    State(state): State<AppState>,
+) -> Result<Json<Vec<AppSummary>>, ApiError> {
+    let rows = state.store.apps().await?;
+    let containers = state.engine.list_containers(true).await?;
+    Ok(Json(
+        rows.into_iter()
+            .map(|r| {
+                let mine: Vec<_> = containers
+                    .iter()
+                    .filter(|c| c.labels.get("io.capstan.app") == Some(&r.app))
+                    .collect();
+                AppSummary {
+                    containers: mine.len(),
+                    running: mine.iter().filter(|c| c.state == "running").count(),
+                    name: r.app,
+                    release: r.number,
+                    result: r.result,
+                    time: nanos_to_datetime(r.created_nano),
+                }
+            })
+            .collect(),
+    ))
+}
+
+fn release(r: ReleaseRow) -> Release {
+    let json = |s: &str| serde_json::from_str(s).unwrap_or(serde_json::Value::Null);
+    Release {
+        time: nanos_to_datetime(r.created_nano),
+        source: json(&r.source),
+        images: json(&r.images),
+        detail: json(&r.detail),
+        app: r.app,
+        number: r.number,
+        actor: r.actor,
+        result: r.result,
+    }
+}
+
+/// `GET /api/v1/apps/{app}/releases`: the ledger, newest first.
+pub(crate) async fn list_releases(
+    State(state): State<AppState>,
+    Path(app): Path<String>,
+) -> Result<Json<Vec<Release>>, ApiError> {
+    let rows = state.store.releases(app.clone()).await?;
+    if rows.is_empty() {
+        return Err(ApiError::new(
+            Code::NotFound,
+            format!("no releases of app {app:?} (deploy it with: capstan deploy)"),
+        ));
+    }
+    Ok(Json(rows.into_iter().map(release).collect()))
+}
+
+/// `POST /api/v1/apps/{app}/down[?volumes=true]`: removes the app's containers and networks
+/// (and volumes when asked). The ledger stays.
+pub(crate) async fn down_app(
+    State(state): State<AppState>,
+    Path(app): Path<String>,
+    Query(pairs): Query<Pairs>,
+) -> Result<Json<Vec<String>>, ApiError> {
+    params::only(&pairs, &["volumes"])?;
+    let volumes = params::flag(&pairs, "volumes")?.unwrap_or(false);
+    Ok(Json(deployer(&state).down(&app, volumes).await?))
 }

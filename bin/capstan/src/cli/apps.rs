@@ -1,0 +1,150 @@
+//! `capstan deploy`, `capstan apps`, `capstan releases`, `capstan down`.
+
+use capstan_deploy::{Outcome, Report};
+use capstan_model::{AppSummary, Release};
+use clap::Args;
+
+use super::client::Client;
+use super::config::{ComposeArgs, deploy_request};
+use super::table::Table;
+use super::{Failure, local_time, print_json};
+use crate::{Output, OutputArgs};
+
+#[derive(Debug, Args)]
+pub struct DeployArgs {
+    #[command(flatten)]
+    compose: ComposeArgs,
+    #[command(flatten)]
+    out: OutputArgs,
+}
+
+/// Deploys; exit 1 when the release failed or was rolled back.
+pub async fn deploy(args: DeployArgs) -> Result<(), Failure> {
+    let loaded = args.compose.load()?;
+    let app = loaded.project.name.clone().unwrap_or_default();
+    let request = deploy_request(&args.compose, loaded)?;
+    let client = Client::from_env()?;
+    let report: Report = client
+        .post(&format!("/api/v1/apps/{app}/deploy"), &request)
+        .await?;
+    if args.out.output == Output::Json {
+        print_json(&report)?;
+    } else {
+        for s in &report.services {
+            println!("{:<16} {:<10} {:>6.1}s", s.service, s.action, s.seconds);
+            for step in &s.steps {
+                println!("    {step}");
+            }
+        }
+    }
+    match report.outcome {
+        Outcome::Succeeded => {
+            if args.out.output == Output::Table {
+                println!("app {app}: release {} succeeded", report.release);
+            }
+            Ok(())
+        }
+        Outcome::RolledBack => Err(Failure::new(
+            1,
+            format!(
+                "capstan: app {app}: release {} failed and was rolled back: {}",
+                report.release,
+                report.error.unwrap_or_default()
+            ),
+        )),
+        Outcome::Failed => Err(Failure::new(
+            1,
+            format!(
+                "capstan: app {app}: release {} failed: {}",
+                report.release,
+                report.error.unwrap_or_default()
+            ),
+        )),
+    }
+}
+
+pub async fn apps(args: OutputArgs) -> Result<(), Failure> {
+    let client = Client::from_env()?;
+    let apps: Vec<AppSummary> = client.get("/api/v1/apps", &[]).await?;
+    if args.output == Output::Json {
+        return print_json(&apps);
+    }
+    let mut table = Table::new(&["APP", "RELEASE", "RESULT", "DEPLOYED", "CONTAINERS"]);
+    for a in &apps {
+        table.row(vec![
+            a.name.clone(),
+            a.release.to_string(),
+            a.result.clone(),
+            local_time(a.time),
+            format!("{}/{} running", a.running, a.containers),
+        ]);
+    }
+    table.print();
+    Ok(())
+}
+
+#[derive(Debug, Args)]
+pub struct ReleasesArgs {
+    /// The app.
+    app: String,
+    #[command(flatten)]
+    out: OutputArgs,
+}
+
+pub async fn releases(args: ReleasesArgs) -> Result<(), Failure> {
+    let client = Client::from_env()?;
+    let releases: Vec<Release> = client
+        .get(&format!("/api/v1/apps/{}/releases", args.app), &[])
+        .await?;
+    if args.out.output == Output::Json {
+        return print_json(&releases);
+    }
+    let mut table = Table::new(&["RELEASE", "DEPLOYED", "RESULT", "ACTOR", "SOURCE"]);
+    for r in &releases {
+        let source = r.source["files"]
+            .as_array()
+            .map(|f| {
+                f.iter()
+                    .filter_map(|x| x.as_str())
+                    .collect::<Vec<_>>()
+                    .join(",")
+            })
+            .unwrap_or_default();
+        let commit = r.source["git_commit"]
+            .as_str()
+            .map(|c| format!(" @{}", &c[..c.len().min(8)]))
+            .unwrap_or_default();
+        table.row(vec![
+            r.number.to_string(),
+            local_time(r.time),
+            r.result.clone(),
+            r.actor.clone(),
+            format!("{source}{commit}"),
+        ]);
+    }
+    table.print();
+    Ok(())
+}
+
+#[derive(Debug, Args)]
+pub struct DownArgs {
+    /// The app.
+    app: String,
+    /// Remove its named volumes too (their data is gone).
+    #[arg(long)]
+    volumes: bool,
+}
+
+pub async fn down(args: DownArgs) -> Result<(), Failure> {
+    let client = Client::from_env()?;
+    let mut path = format!("/api/v1/apps/{}/down", args.app);
+    if args.volumes {
+        path.push_str("?volumes=true");
+    }
+    let removed: Vec<String> = client.post(&path, &serde_json::json!({})).await?;
+    for r in &removed {
+        println!("removed {r}");
+    }
+    println!("app {}: down", args.app);
+    Ok(())
+}

@@ -1,0 +1,36 @@
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+
+/// One app in `GET /api/v1/apps`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AppSummary {
+    /// The app (Compose project) name.
+    pub name: String,
+    /// Its newest release number.
+    pub release: i64,
+    /// How that release ended: `running`, `succeeded`, `failed`, `rolled_back`.
+    pub result: String,
+    /// When it was deployed.
+    pub time: DateTime<Utc>,
+    /// Its containers now, and how many of them run.
+    pub containers: usize,
+    pub running: usize,
+}
+
+/// One entry of the release ledger.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Release {
+    pub app: String,
+    pub number: i64,
+    pub time: DateTime<Utc>,
+    /// Who deployed it.
+    pub actor: String,
+    /// `running`, `succeeded`, `failed`, `rolled_back`.
+    pub result: String,
+    /// Where the model came from (files, content hash, git commit).
+    pub source: serde_json::Value,
+    /// Service → image id each service ran.
+    pub images: serde_json::Value,
+    /// What the deploy did per service, and the error if any.
+    pub detail: serde_json::Value,
+}
