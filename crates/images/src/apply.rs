@@ -73,7 +73,8 @@ impl Journal {
         let mut image_ids = BTreeSet::new();
         let mut tags = BTreeSet::new();
         let mut container_ids = BTreeSet::new();
-        let mut resolved: HashMap<String, Option<String>> = HashMap::new();
+        // reference → image id, as the events of this batch assign them, in order
+        let mut assigned: HashMap<String, String> = HashMap::new();
         for e in fresh {
             let mut id = None;
             match e.kind.as_str() {
@@ -82,25 +83,18 @@ impl Journal {
                         id = Some(e.actor.clone());
                     } else {
                         // pull and push name a reference, not an id
-                        if !resolved.contains_key(&e.actor) {
-                            let mut found =
-                                self.engine.inspect_image(&e.actor).await?.map(|s| s.id);
-                            if found.is_none() {
-                                // replayed after the reference moved on: what did it point at?
-                                found = self
-                                    .holders([normalize_reference(&e.actor)].into())
-                                    .await?
-                                    .pop();
-                            }
-                            resolved.insert(e.actor.clone(), found);
+                        let reference = normalize_reference(&e.actor);
+                        id = self.resolve_reference(e, &reference, &assigned).await?;
+                        if let Some(found) = &id {
+                            assigned.insert(reference.clone(), found.clone());
                         }
-                        id = resolved.get(&e.actor).cloned().flatten();
                         tags.insert(normalize_reference(&e.actor));
                     }
                     if e.action == "tag"
                         && let Some(name) = e.attributes.get("name")
                     {
                         tags.insert(normalize_reference(name));
+                        assigned.insert(normalize_reference(name), e.actor.clone());
                     }
                 }
                 "container" => {
@@ -147,6 +141,40 @@ impl Journal {
             images,
             containers,
         })
+    }
+
+    /// The image a pull or push event is about. A push names a reference that a tag (or an
+    /// earlier pull) gave an id: the journal knows which, whatever happened since. A pull is
+    /// what the reference points at now; when the engine no longer has it (deleted since), the
+    /// journal's last assignment of that reference stands in.
+    async fn resolve_reference(
+        &self,
+        e: &RawEvent,
+        reference: &str,
+        assigned: &HashMap<String, String>,
+    ) -> Result<Option<String>, Error> {
+        let from_journal = || async {
+            if let Some(id) = assigned.get(reference) {
+                return Ok::<_, Error>(Some(id.clone()));
+            }
+            let (reference, before) = (reference.to_owned(), e.time_nano);
+            Ok(self
+                .store
+                .read(move |conn| events::last_assignment(conn, &reference, before))
+                .await?)
+        };
+        if e.action == "push"
+            && let Some(id) = from_journal().await?
+        {
+            return Ok(Some(id));
+        }
+        if let Some(state) = self.engine.inspect_image(&e.actor).await? {
+            return Ok(Some(state.id));
+        }
+        if let Some(id) = from_journal().await? {
+            return Ok(Some(id));
+        }
+        Ok(self.holders([reference.to_owned()].into()).await?.pop())
     }
 
     /// Present images that carry any of `tags`.

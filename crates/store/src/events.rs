@@ -238,6 +238,30 @@ pub fn list(conn: &Connection, filter: &EventFilter, limit: usize) -> Result<Vec
     Ok(out)
 }
 
+/// The image id a reference (`repo:tag`, normalised) was last given at or before `before`: by a
+/// `tag` event naming it, or a resolved `pull`/`push` of it.
+///
+/// # Errors
+/// [`Error::Sqlite`].
+pub fn last_assignment(
+    conn: &Connection,
+    reference: &str,
+    before: i64,
+) -> Result<Option<String>, Error> {
+    // references are stored as the engine wrote them; the `:latest` default is added here
+    let bare = reference.strip_suffix(":latest").unwrap_or(reference);
+    Ok(conn
+        .prepare_cached(
+            "SELECT image_id FROM events
+             WHERE type = 'image' AND image_id IS NOT NULL AND inferred = 0 AND time_nano <= ?1
+               AND ((action = 'tag' AND json_extract(attributes, '$.name') IN (?2, ?3))
+                 OR (action IN ('pull', 'push') AND actor IN (?2, ?3)))
+             ORDER BY time_nano DESC, seq DESC LIMIT 1",
+        )?
+        .query_row(params![before, reference, bare], |r| r.get(0))
+        .optional()?)
+}
+
 /// Number of journaled events.
 ///
 /// # Errors
