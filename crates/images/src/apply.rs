@@ -328,19 +328,22 @@ fn apply(
             }
             None => {
                 let Some(mut row) = row.or_else(|| {
-                    // never seen present: known only from its events
-                    change.deleted_at.map(|_| ImageRow {
-                        id: id.clone(),
-                        repo_tags: Vec::new(),
-                        last_tags: Vec::new(),
-                        repo_digests: Vec::new(),
-                        size: 0,
-                        created_nano: None,
-                        layers: 0,
-                        first_seen,
-                        last_seen: first_seen,
-                        deleted_nano: None,
-                        last_event_nano,
+                    // never seen present (gone before we could look): known from its events,
+                    // which must carry over to the batch that reads its delete
+                    (change.deleted_at.is_some() || change.first_event_nano.is_some()).then(|| {
+                        ImageRow {
+                            id: id.clone(),
+                            repo_tags: Vec::new(),
+                            last_tags: Vec::new(),
+                            repo_digests: Vec::new(),
+                            size: 0,
+                            created_nano: None,
+                            layers: 0,
+                            first_seen,
+                            last_seen: first_seen,
+                            deleted_nano: None,
+                            last_event_nano,
+                        }
                     })
                 }) else {
                     continue;
@@ -490,6 +493,14 @@ fn image_step(
         }
         "delete" => {
             change.deleted_at = Some(e.time_nano);
+            // an image goes with every reference it held: name the untags that could not
+            // be named when they were read (the engine may have changed again since)
+            let held: Vec<String> = std::mem::take(&mut change.held).into_iter().collect();
+            for t in held {
+                if images::claim_untag(tx, id, &t)? {
+                    change.popped.push(t);
+                }
+            }
             history(
                 tx,
                 id,
