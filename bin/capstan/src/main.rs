@@ -55,6 +55,8 @@ enum Command {
     Releases(cli::apps::ReleasesArgs),
     /// Remove an app's containers and networks (and volumes with --volumes).
     Down(cli::apps::DownArgs),
+    /// Deploy an earlier release again, with the image digests it ran.
+    Rollback(cli::apps::RollbackArgs),
 }
 
 /// How to print.
@@ -128,6 +130,7 @@ fn main() -> ExitCode {
         Command::Apps(args) => cli::finish(runtime.block_on(cli::apps::apps(args))),
         Command::Releases(args) => cli::finish(runtime.block_on(cli::apps::releases(args))),
         Command::Down(args) => cli::finish(runtime.block_on(cli::apps::down(args))),
+        Command::Rollback(args) => cli::finish(runtime.block_on(cli::apps::rollback(args))),
         // handled above: it needs no runtime and no daemon
         Command::Config(_) => ExitCode::SUCCESS,
     }

@@ -67,6 +67,10 @@ fn protected() -> Router<AppState> {
             get(routes::apps::list_releases),
         )
         .route("/api/v1/apps/{app}/down", post(routes::apps::down_app))
+        .route(
+            "/api/v1/apps/{app}/rollback",
+            post(routes::apps::rollback_app),
+        )
 }
 
 /// The whole API.

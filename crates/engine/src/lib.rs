@@ -88,25 +88,43 @@ impl Engine {
         if let Some(docker) = self.docker.get() {
             return Ok(docker);
         }
+        let docker = self.connect(bollard::API_DEFAULT_VERSION)?;
+        Ok(self.docker.get_or_init(|| docker))
+    }
+
+    fn connect(&self, version: &bollard::ClientVersion) -> Result<Docker, Error> {
         let timeout = REQUEST_TIMEOUT.as_secs();
         let host = &self.host;
-        let docker = if let Some(path) = host.strip_prefix("unix://") {
+        if let Some(path) = host.strip_prefix("unix://") {
             if !std::path::Path::new(path).exists() {
                 return Err(Error::Unreachable {
                     host: host.clone(),
                     reason: format!("socket {path} does not exist"),
                 });
             }
-            Docker::connect_with_unix(host, timeout, bollard::API_DEFAULT_VERSION)
+            Docker::connect_with_unix(host, timeout, version)
         } else {
             let url = host.replacen("tcp://", "http://", 1);
-            Docker::connect_with_http(&url, timeout, bollard::API_DEFAULT_VERSION)
+            Docker::connect_with_http(&url, timeout, version)
         }
         .map_err(|source| Error::BadHostAddress {
             host: host.clone(),
             source,
-        })?;
-        Ok(self.docker.get_or_init(|| docker))
+        })
+    }
+
+    /// A handle with connections of its own (same engine, same negotiated version): its I/O is
+    /// driven by whichever runtime uses it, so a long stream can live on a dedicated thread.
+    ///
+    /// # Errors
+    /// [`Error::Unreachable`] when the socket is missing.
+    pub fn detached(&self) -> Result<Self, Error> {
+        let version = self.client()?.client_version();
+        let docker = self.connect(&version)?;
+        Ok(Self {
+            docker: Arc::new(OnceLock::from(docker)),
+            host: self.host.clone(),
+        })
     }
 
     /// The engine address this handle talks to.

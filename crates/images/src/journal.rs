@@ -9,7 +9,6 @@ use capstan_engine::{Engine, RawEvent};
 use capstan_model::Event;
 use capstan_store::Store;
 use futures_util::StreamExt;
-use futures_util::stream::BoxStream;
 use tokio::sync::{broadcast, mpsc};
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
@@ -122,11 +121,8 @@ impl Journal {
         // event explains. Since 0 on the first start: keep what the engine still remembers.
         let since = resume.unwrap_or(0);
         debug!(since, until = snapshot_end, "replaying held engine events");
-        self.consume(
-            self.engine.events(Some(since), Some(snapshot_end)),
-            shutdown,
-        )
-        .await?;
+        self.consume(Some(since), Some(snapshot_end), shutdown)
+            .await?;
         if shutdown.is_cancelled() {
             return Ok(());
         }
@@ -137,8 +133,7 @@ impl Journal {
             self.status.reconnects.fetch_add(1, Ordering::Relaxed);
         }
         info!(host = self.engine.host(), "following engine events");
-        self.consume(self.engine.events(Some(snapshot_end), None), shutdown)
-            .await?;
+        self.consume(Some(snapshot_end), None, shutdown).await?;
         if shutdown.is_cancelled() {
             Ok(())
         } else {
@@ -146,27 +141,55 @@ impl Journal {
         }
     }
 
-    /// Reads the stream and journals it in batches until it ends or shutdown is asked.
+    /// Streams events (`since`/`until` as in [`Engine::events`]) and journals them in batches
+    /// until the stream ends or shutdown is asked.
     ///
-    /// A task of its own drains the stream into a deep queue: the engine drops events for a
-    /// subscriber that does not take them within 100 ms, so reading must never wait on writing.
+    /// A thread of its own, with its own runtime and connection, drains the stream into a deep
+    /// queue: the engine drops events for a subscriber that does not take them within 100 ms, so
+    /// reading must never wait on writing, nor on the API's work.
     async fn consume(
         &self,
-        stream: BoxStream<'static, Result<RawEvent, capstan_engine::Error>>,
+        since: Option<i64>,
+        until: Option<i64>,
         shutdown: &CancellationToken,
     ) -> Result<(), Error> {
+        // its own connection, driven by the reader's own runtime
+        let engine = self.engine.detached()?;
         let (tx, mut rx) = mpsc::channel(READ_AHEAD);
-        let reader = tokio::spawn(async move {
-            let mut stream = stream;
-            while let Some(item) = stream.next().await {
-                let failed = item.is_err();
-                if tx.send(item).await.is_err() || failed {
-                    break;
-                }
-            }
-        });
+        let stop = CancellationToken::new();
+        // On a thread and runtime of its own: API requests that serialise large pages on the
+        // main runtime's workers must never keep the reader from the socket.
+        let reader_stop = stop.clone();
+        let reader = std::thread::Builder::new()
+            .name("capstan-events".into())
+            .spawn(move || {
+                let Ok(runtime) = tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                else {
+                    return;
+                };
+                runtime.block_on(async move {
+                    let mut stream = engine.events(since, until);
+                    loop {
+                        let item = tokio::select! {
+                            () = reader_stop.cancelled() => break,
+                            item = stream.next() => item,
+                        };
+                        let Some(item) = item else { break };
+                        let failed = item.is_err();
+                        if tx.send(item).await.is_err() || failed {
+                            break;
+                        }
+                    }
+                });
+            });
+        if let Err(err) = reader {
+            warn!(error = %err, "cannot start the event reader thread");
+            return Err(Error::StreamEnded);
+        }
         let result = self.drain(&mut rx, shutdown).await;
-        reader.abort();
+        stop.cancel();
         result
     }
 

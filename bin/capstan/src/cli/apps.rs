@@ -27,8 +27,13 @@ pub async fn deploy(args: DeployArgs) -> Result<(), Failure> {
     let report: Report = client
         .post(&format!("/api/v1/apps/{app}/deploy"), &request)
         .await?;
-    if args.out.output == Output::Json {
-        print_json(&report)?;
+    show(&app, &report, args.out.output)
+}
+
+/// Prints a deploy's report; exit 1 unless it succeeded.
+fn show(app: &str, report: &Report, output: Output) -> Result<(), Failure> {
+    if output == Output::Json {
+        print_json(report)?;
     } else {
         for s in &report.services {
             println!("{:<16} {:<10} {:>6.1}s", s.service, s.action, s.seconds);
@@ -37,9 +42,10 @@ pub async fn deploy(args: DeployArgs) -> Result<(), Failure> {
             }
         }
     }
+    let error = report.error.clone().unwrap_or_default();
     match report.outcome {
         Outcome::Succeeded => {
-            if args.out.output == Output::Table {
+            if output == Output::Table {
                 println!("app {app}: release {} succeeded", report.release);
             }
             Ok(())
@@ -47,20 +53,40 @@ pub async fn deploy(args: DeployArgs) -> Result<(), Failure> {
         Outcome::RolledBack => Err(Failure::new(
             1,
             format!(
-                "capstan: app {app}: release {} failed and was rolled back: {}",
-                report.release,
-                report.error.unwrap_or_default()
+                "capstan: app {app}: release {} failed and was rolled back: {error}",
+                report.release
             ),
         )),
         Outcome::Failed => Err(Failure::new(
             1,
             format!(
-                "capstan: app {app}: release {} failed: {}",
-                report.release,
-                report.error.unwrap_or_default()
+                "capstan: app {app}: release {} failed: {error}",
+                report.release
             ),
         )),
     }
+}
+
+#[derive(Debug, Args)]
+pub struct RollbackArgs {
+    /// The app.
+    app: String,
+    /// The release to go back to (default: the last one that succeeded before the current).
+    #[arg(long)]
+    to: Option<i64>,
+    #[command(flatten)]
+    out: OutputArgs,
+}
+
+/// Deploys an earlier release again, with its image digests; exit 1 unless it succeeded.
+pub async fn rollback(args: RollbackArgs) -> Result<(), Failure> {
+    let client = Client::from_env()?;
+    let path = match args.to {
+        Some(n) => format!("/api/v1/apps/{}/rollback?to={n}", args.app),
+        None => format!("/api/v1/apps/{}/rollback", args.app),
+    };
+    let report: Report = client.post(&path, &serde_json::json!({})).await?;
+    show(&args.app, &report, args.out.output)
 }
 
 pub async fn apps(args: OutputArgs) -> Result<(), Failure> {

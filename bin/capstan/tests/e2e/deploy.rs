@@ -355,6 +355,43 @@ async fn deploy_redeploy_roll_back_and_down() {
         "{text}"
     );
 
+    // rollback to the first release: its definition, through the same rollout
+    let out = cli(&["rollback", &app, "--to", "1"])
+        .output()
+        .await
+        .unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let fourth = mine(engine.clone(), app.clone()).await;
+    let web = engine.inspect_container_json(&fourth[2].1).await.unwrap();
+    let env: Vec<&str> = web["Config"]["Env"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|v| v.as_str())
+        .collect();
+    assert!(env.contains(&"MODE=one"), "{env:?}");
+    let out = cli(&["releases", &app, "-o", "json"])
+        .output()
+        .await
+        .unwrap();
+    let releases: Vec<capstan_model::Release> = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(
+        (releases[0].number, releases[0].result.as_str()),
+        (4, "succeeded")
+    );
+    assert_eq!(releases[0].source["rollback_to"], 1);
+    let out = cli(&["rollback", &app, "--to", "99"])
+        .output()
+        .await
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+
     // bad input changes nothing: a published port needs the proxy
     std::fs::write(
         dir.path().join("compose.yaml"),

@@ -82,6 +82,90 @@ pub(crate) async fn deploy_app(
     body: Result<Json<DeployRequest>, JsonRejection>,
 ) -> Result<Json<Report>, ApiError> {
     let req = request(&app, body)?;
+    run_release(&state, app, req).await.map(Json)
+}
+
+/// `POST /api/v1/apps/{app}/rollback[?to=N]`: deploys release N again (default: the last one
+/// that succeeded before the one running), with the image digests it ran, through the same
+/// rollout.
+pub(crate) async fn rollback_app(
+    State(state): State<AppState>,
+    Path(app): Path<String>,
+    Query(pairs): Query<Pairs>,
+) -> Result<Json<Report>, ApiError> {
+    params::only(&pairs, &["to"])?;
+    let to = pairs
+        .iter()
+        .rev()
+        .find(|(k, _)| k == "to")
+        .map(|(_, v)| {
+            v.parse::<i64>()
+                .map_err(|_| ApiError::bad_param("to", format!("{v:?} is not a release number")))
+        })
+        .transpose()?;
+    let releases = state.store.releases(app.clone()).await?;
+    let target = match to {
+        Some(n) => releases.iter().find(|r| r.number == n).ok_or_else(|| {
+            ApiError::new(
+                Code::NotFound,
+                format!("app {app:?} has no release {n} (see: capstan releases {app})"),
+            )
+        })?,
+        None => releases
+            .iter()
+            .filter(|r| r.result == "succeeded")
+            .nth(1)
+            .ok_or_else(|| {
+                ApiError::new(
+                    Code::NotFound,
+                    format!("app {app:?} has no earlier successful release to roll back to"),
+                )
+            })?,
+    };
+    let mut project: Project = serde_json::from_str(&target.model)
+        .map_err(|_| ApiError::new(Code::Internal, "the stored release does not parse"))?;
+    // the exact digests it ran: pin an image whose tag has moved on since
+    let images: BTreeMap<String, String> = serde_json::from_str(&target.images).unwrap_or_default();
+    for (name, service) in &mut project.services {
+        if let (Some(image), Some(id)) = (service.image.clone(), images.get(name)) {
+            let now = state.engine.inspect_image(&image).await?.map(|i| i.id);
+            if now.as_deref() != Some(id.as_str()) {
+                service.image = Some(id.clone());
+            }
+        }
+    }
+    // configs and secrets: inline content, else what the daemon materialised for the app
+    let mut files = BTreeMap::new();
+    for (kind, objects) in [("configs", &project.configs), ("secrets", &project.secrets)] {
+        for (name, obj) in objects {
+            let content = match &obj.content {
+                Some(c) => c.clone(),
+                None => tokio::fs::read_to_string(state.apps_dir.join(&app).join(kind).join(name))
+                    .await
+                    .map_err(|e| {
+                        ApiError::new(
+                            Code::BadRequest,
+                            format!("{kind}.{name} of release {} is no longer on this host ({e}); deploy its Compose file instead", target.number),
+                        )
+                    })?,
+            };
+            files.insert(format!("{kind}/{name}"), content);
+        }
+    }
+    let req = DeployRequest {
+        project,
+        files,
+        source: serde_json::json!({ "rollback_to": target.number }),
+    };
+    run_release(&state, app, req).await.map(Json)
+}
+
+/// Records a release, deploys it, records how it ended.
+async fn run_release(
+    state: &AppState,
+    app: String,
+    req: DeployRequest,
+) -> Result<Report, ApiError> {
     Deployer::check(&req).map_err(|m| ApiError::new(Code::BadRequest, m))?;
     let _held = {
         let mut held = state
@@ -96,7 +180,7 @@ pub(crate) async fn deploy_app(
         }
         Held(state.deploying.clone(), app.clone())
     };
-    let previous = running_model(&state, &app).await?;
+    let previous = running_model(state, &app).await?;
     let model = serde_json::to_string(&req.project).unwrap_or_default();
     let number = state
         .store
@@ -112,7 +196,7 @@ pub(crate) async fn deploy_app(
             detail: "{}".into(),
         })
         .await?;
-    let report = deployer(&state)
+    let report = deployer(state)
         .deploy(&req, previous.as_ref(), number)
         .await;
     let mut images = BTreeMap::new();
@@ -138,7 +222,7 @@ pub(crate) async fn deploy_app(
             serde_json::to_string(&report).unwrap_or_default(),
         )
         .await?;
-    Ok(Json(report))
+    Ok(report)
 }
 
 /// `GET /api/v1/apps`.
