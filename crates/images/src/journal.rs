@@ -24,8 +24,8 @@ const BATCH_EVENTS: usize = 512;
 const READ_AHEAD: usize = 65_536;
 
 /// How long an image state no event explained waits before it is recorded as inferred (the
-/// explaining event may still be on its way).
-const SETTLE_AFTER: Duration = Duration::from_millis(500);
+/// explaining event may still be on its way: a busy engine delivers events late).
+const SETTLE_AFTER: Duration = Duration::from_secs(2);
 
 /// Live state of the journal, shared with the API's health route.
 #[derive(Debug, Default)]
@@ -202,6 +202,8 @@ impl Journal {
         // when the oldest unsettled image became so; settling waits for it to age, not for a
         // quiet stream, so a busy engine cannot starve it
         let mut unsettled_since = tokio::time::Instant::now();
+        // engine time of the newest event read so far
+        let mut last_read = 0_i64;
         let mut items = Vec::with_capacity(BATCH_EVENTS);
         loop {
             items.clear();
@@ -209,10 +211,10 @@ impl Journal {
                 biased;
                 () = shutdown.cancelled() => return Ok(()),
                 () = tokio::time::sleep_until(unsettled_since + SETTLE_AFTER), if !unsettled.is_empty() => {
-                    // only with nothing queued: a queued event may explain what we would infer
-                    if rx.is_empty() {
-                        unsettled = self.settle(std::mem::take(&mut unsettled), SETTLE_AFTER).await?;
-                    }
+                    // a queued event may explain what we would infer: settle only what no queued
+                    // event can touch (nothing queued, or everything read up to the quiet window)
+                    let caught_up = if rx.is_empty() { i64::MAX } else { last_read };
+                    unsettled = self.settle(std::mem::take(&mut unsettled), SETTLE_AFTER, caught_up).await?;
                     unsettled_since = tokio::time::Instant::now();
                     continue;
                 }
@@ -220,7 +222,7 @@ impl Journal {
             };
             if received == 0 {
                 if !unsettled.is_empty() {
-                    self.settle(unsettled, Duration::ZERO).await?;
+                    self.settle(unsettled, Duration::ZERO, i64::MAX).await?;
                 }
                 return Ok(());
             }
@@ -228,7 +230,10 @@ impl Journal {
             let mut failure = None;
             for item in items.drain(..) {
                 match item {
-                    Ok(event) => batch.push(event),
+                    Ok(event) => {
+                        last_read = last_read.max(event.time_nano);
+                        batch.push(event);
+                    }
                     Err(err) => {
                         failure = Some(err);
                         break;

@@ -11,6 +11,10 @@ use capstan_store::{ContainerRow, NewEvent, Transaction, containers, events};
 use tracing::info;
 
 use crate::apply::history;
+
+/// How long an image gone from the engine waits for its delete event before capstan infers the
+/// deletion while connected.
+const DELETE_GRACE: std::time::Duration = std::time::Duration::from_secs(30);
 use crate::{Error, Journal};
 
 impl Journal {
@@ -85,13 +89,20 @@ impl Journal {
 
     /// Records as inferred what no event explained for `ids` (a tag moved by a pull,
     /// references brought by a load). Images an event touched within `quiet` (engine clock) are
-    /// still changing: they stay pending, and are returned.
+    /// still changing: they stay pending, and are returned; so does everything when the events
+    /// read so far (up to `read_up_to`) do not reach that window yet.
     pub(crate) async fn settle(
         &self,
         ids: BTreeSet<String>,
         quiet: std::time::Duration,
+        read_up_to: i64,
     ) -> Result<BTreeSet<String>, Error> {
-        let start = self.engine.now_nanos().await? - quiet.as_nanos() as i64;
+        let now = self.engine.now_nanos().await?;
+        let start = now - quiet.as_nanos() as i64;
+        let delete_start = now - DELETE_GRACE.as_nanos().max(quiet.as_nanos()) as i64;
+        if read_up_to < start {
+            return Ok(ids);
+        }
         let mut states = Vec::with_capacity(ids.len());
         for id in ids {
             let state = self.engine.inspect_image(&id).await?;
@@ -104,7 +115,10 @@ impl Journal {
                 let mut still = BTreeSet::new();
                 for (id, state) in &states {
                     let row = images::get(tx, id)?;
-                    if row.as_ref().is_some_and(|r| r.last_event_nano >= start) {
+                    // the engine reports every deletion: wait much longer for that event before
+                    // inferring one (it may have been dropped by the engine)
+                    let window = if state.is_none() { delete_start } else { start };
+                    if row.as_ref().is_some_and(|r| r.last_event_nano >= window) {
                         still.insert(id.clone());
                         continue;
                     }

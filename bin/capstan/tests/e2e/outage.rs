@@ -102,7 +102,7 @@ async fn wait_settled(daemon: &Daemon, engine: &Engine) {
         },
     )
     .await;
-    tokio::time::sleep(Duration::from_millis(1500)).await;
+    tokio::time::sleep(Duration::from_secs(3)).await;
 }
 
 /// One more event on the engine.

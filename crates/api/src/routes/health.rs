@@ -17,7 +17,9 @@ pub(crate) async fn health(State(state): State<AppState>) -> Result<Json<Health>
             host,
             reachable: true,
             version: Some(v.version),
-            api_version: Some(state.engine.api_version()),
+            // capstan speaks every version up to bollard's, newer than any engine here: the
+            // negotiated version is the engine's own
+            api_version: Some(v.api_version),
             error: None,
         },
         Ok(Err(err)) => EngineHealth {
