@@ -70,17 +70,26 @@ async fn assert_journal_complete(daemon: &Daemon, engine: &Engine) -> usize {
 
 /// Asserts the present inventory equals the engine's images (ids and tags).
 async fn assert_inventory_matches(daemon: &Daemon, engine: &Engine) {
-    let mut on_engine: BTreeMap<String, Vec<String>> = BTreeMap::new();
-    for i in engine.list_images().await.unwrap() {
-        on_engine.insert(i.id, i.repo_tags);
+    // what no event explained is settled once the image is quiet: give that a bounded while
+    let mut seen = (BTreeMap::new(), BTreeMap::new());
+    for _ in 0..150 {
+        let mut on_engine: BTreeMap<String, Vec<String>> = BTreeMap::new();
+        for i in engine.list_images().await.unwrap() {
+            on_engine.insert(i.id, i.repo_tags);
+        }
+        let list: ImageList = daemon.get("/api/v1/images").await;
+        let mut stored: BTreeMap<String, Vec<String>> = BTreeMap::new();
+        for mut i in list.images {
+            i.repo_tags.sort();
+            stored.insert(i.id, i.repo_tags);
+        }
+        if stored == on_engine {
+            return;
+        }
+        seen = (stored, on_engine);
+        tokio::time::sleep(Duration::from_millis(200)).await;
     }
-    let list: ImageList = daemon.get("/api/v1/images").await;
-    let mut stored: BTreeMap<String, Vec<String>> = BTreeMap::new();
-    for mut i in list.images {
-        i.repo_tags.sort();
-        stored.insert(i.id, i.repo_tags);
-    }
-    assert_eq!(stored, on_engine);
+    assert_eq!(seen.0, seen.1, "the inventory never matched the engine");
 }
 
 /// Makes the engine emit one more event and waits until the journal has it, then past the
