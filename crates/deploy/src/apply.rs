@@ -12,7 +12,7 @@ use capstan_compose::model::Service;
 use capstan_engine::{ContainerSpec, Engine};
 use serde::{Deserialize, Serialize};
 
-use crate::plan::{Action, Desired, plan, replicas_of, replicas_of_app};
+use crate::plan::{Action, Desired, fnv_hex, plan, replicas_of, replicas_of_app};
 use crate::units::duration_nanos;
 use crate::{Names, SecretPaths, container_spec, labels};
 
@@ -68,21 +68,11 @@ pub struct Deployer {
     pub apps_dir: PathBuf,
 }
 
-/// FNV-1a over bytes, hex.
-fn digest(bytes: &[u8]) -> String {
-    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
-    for b in bytes {
-        h ^= u64::from(*b);
-        h = h.wrapping_mul(0x0100_0000_01b3);
-    }
-    format!("{h:016x}")
-}
-
 /// Content digests of the configs and secrets in a request (never the contents themselves).
 pub fn file_digests(files: &BTreeMap<String, String>) -> BTreeMap<String, String> {
     files
         .iter()
-        .map(|(k, v)| (k.clone(), digest(v.as_bytes())))
+        .map(|(k, v)| (k.clone(), fnv_hex(v.as_bytes())))
         .collect()
 }
 

@@ -95,10 +95,15 @@ fn spec_json(service: &Service) -> serde_json::Value {
 /// A stable hash of what shapes a service's containers (the `io.capstan.spec` label): FNV-1a
 /// over its canonical JSON (keys sorted), hex.
 pub fn spec_hash(service: &Service) -> String {
-    let text = spec_json(service).to_string();
+    fnv_hex(spec_json(service).to_string().as_bytes())
+}
+
+/// FNV-1a, 64 bit, as 16 hex digits: stable across releases (unlike `DefaultHasher`), which
+/// labels and ledgers need.
+pub(crate) fn fnv_hex(bytes: &[u8]) -> String {
     let mut h: u64 = 0xcbf2_9ce4_8422_2325;
-    for b in text.bytes() {
-        h ^= u64::from(b);
+    for b in bytes {
+        h ^= u64::from(*b);
         h = h.wrapping_mul(0x0100_0000_01b3);
     }
     format!("{h:016x}")
@@ -123,12 +128,7 @@ pub fn desired_hash(service: &Service, file_digests: &BTreeMap<String, String>) 
     if used.is_empty() {
         return base;
     }
-    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
-    for b in used.join(",").bytes() {
-        h ^= u64::from(b);
-        h = h.wrapping_mul(0x0100_0000_01b3);
-    }
-    format!("{base}-{h:016x}")
+    format!("{base}-{}", fnv_hex(used.join(",").as_bytes()))
 }
 
 /// The desired state of a deploy.
