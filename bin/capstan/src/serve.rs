@@ -61,6 +61,18 @@ pub async fn run(opts: ServeOptions) -> Result<()> {
     let status = journal.status();
     let journal_task = tokio::spawn(journal.run(shutdown.clone()));
 
+    let deploying = Arc::default();
+    let healer = capstan_deploy::Healer::new(
+        capstan_deploy::Deployer {
+            engine: engine.clone(),
+            apps_dir: data.join("apps"),
+        },
+        store.clone(),
+        Arc::clone(&deploying),
+        live.clone(),
+    );
+    tokio::spawn(healer.run(shutdown.clone()));
+
     let state = AppState {
         store,
         engine: engine.clone(),
@@ -69,7 +81,7 @@ pub async fn run(opts: ServeOptions) -> Result<()> {
         admin_token: Arc::from(token.as_str()),
         shutdown: shutdown.clone(),
         apps_dir: data.join("apps"),
-        deploying: Arc::default(),
+        deploying,
     };
     let listener = tokio::net::TcpListener::bind(listen)
         .await

@@ -11,6 +11,7 @@ pub(crate) type Pairs = Vec<(String, String)>;
 /// Event types the engine reports.
 const EVENT_TYPES: &[&str] = &[
     "builder",
+    "capstan",
     "config",
     "container",
     "daemon",

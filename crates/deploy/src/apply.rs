@@ -89,6 +89,59 @@ impl Deployer {
         }
     }
 
+    /// The contents of a model's configs and secrets from what was materialised for its app
+    /// (inline `content` as written), for deploys that come from the ledger, not the CLI.
+    ///
+    /// # Errors
+    /// Names the file that is no longer on this host.
+    pub async fn stored_files(
+        &self,
+        project: &Project,
+    ) -> Result<BTreeMap<String, String>, String> {
+        let app = project.name.clone().unwrap_or_default();
+        let mut files = BTreeMap::new();
+        for (kind, objects) in [("configs", &project.configs), ("secrets", &project.secrets)] {
+            for (name, obj) in objects {
+                let content = match &obj.content {
+                    Some(c) => c.clone(),
+                    None => {
+                        tokio::fs::read_to_string(self.apps_dir.join(&app).join(kind).join(name))
+                            .await
+                            .map_err(|e| format!("{kind}.{name} is no longer on this host ({e})"))?
+                    }
+                };
+                files.insert(format!("{kind}/{name}"), content);
+            }
+        }
+        Ok(files)
+    }
+
+    /// Replaces the given replicas of a service (missing, dead or stuck) with fresh ones of
+    /// `req`'s definition, gated on health like a deploy.
+    ///
+    /// # Errors
+    /// What failed, with the container's last log lines.
+    pub async fn repair(
+        &self,
+        req: &DeployRequest,
+        release: i64,
+        service: &str,
+        replicas: Vec<u32>,
+        have: BTreeMap<u32, String>,
+    ) -> Result<Vec<String>, String> {
+        let action = Action::Repair {
+            replicas,
+            reasons: Vec::new(),
+        };
+        let (report, failure) = self
+            .apply_service(req, None, release, service, action, have)
+            .await;
+        match failure {
+            None => Ok(report.steps),
+            Some(f) => Err(f.message),
+        }
+    }
+
     /// Checks what this version cannot do before anything changes.
     ///
     /// # Errors

@@ -7,6 +7,7 @@
 
 mod apply;
 mod error;
+mod heal;
 mod names;
 pub mod plan;
 mod spec;
@@ -14,6 +15,7 @@ pub mod units;
 
 pub use apply::{DeployRequest, Deployer, Outcome, Report, ServiceReport, file_digests};
 pub use error::Error;
+pub use heal::Healer;
 pub use names::{Names, labels};
 pub use plan::{
     Action, Desired, Plan, Replica, ServicePlan, desired_hash, plan, replicas_of_app, spec_hash,

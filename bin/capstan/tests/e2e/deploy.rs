@@ -1,5 +1,6 @@
 //! Plans of Compose apps against what runs on the real engine.
 
+use std::collections::BTreeSet;
 use std::os::unix::fs::PermissionsExt;
 
 use capstan_deploy::{Action, Names, Plan, SecretPaths, container_spec, labels};
@@ -417,4 +418,128 @@ async fn deploy_redeploy_roll_back_and_down() {
         .await
         .unwrap();
     assert!(nets.is_empty() && vols.is_empty(), "{nets:?} {vols:?}");
+}
+
+const HEALING: &str = r#"
+services:
+  svc:
+    image: capstan-test/busybox:1
+    command: sleep 3600
+    init: true
+    restart: always
+    deploy: {replicas: 2}
+  sick:
+    image: capstan-test/busybox:1
+    command: ["sh", "-c", "sleep 4; echo > /bad; exec sleep 3600"]
+    init: true
+    healthcheck: {test: "test ! -f /bad", interval: 1s, timeout: 1s, retries: 1}
+"#;
+
+#[tokio::test]
+async fn replicas_removed_stopped_or_unhealthy_are_healed() {
+    let engine = capstan_testkit::engine().await;
+    let daemon = Daemon::start(bin(), engine.host()).await;
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("compose.yaml"), HEALING).unwrap();
+    let app = unique("capt-heal");
+    let cli = |args: &[&str]| {
+        let mut cmd = tokio::process::Command::new(bin());
+        cmd.args(args)
+            .current_dir(dir.path())
+            .env("CAPSTAN_URL", &daemon.url)
+            .env("CAPSTAN_TOKEN", &daemon.token);
+        cmd
+    };
+    let out = cli(&["deploy", "-p", &app]).output().await.unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let find = |name: String| {
+        let engine = engine.clone();
+        async move {
+            engine
+                .list_containers(true)
+                .await
+                .unwrap()
+                .into_iter()
+                .find(|c| c.name == name)
+        }
+    };
+    let one = find(format!("{app}-svc-1")).await.unwrap();
+    let two = find(format!("{app}-svc-2")).await.unwrap();
+
+    // removed by hand: recreated
+    engine.remove_container(&one.id, true).await.unwrap();
+    // stopped by hand (the engine will not restart it): replaced
+    engine.stop_container(&two.id, 1).await.unwrap();
+    capstan_testkit::eventually(std::time::Duration::from_mins(1), "replicas healed", || {
+        let find = &find;
+        let (app, one, two) = (&app, &one, &two);
+        async move {
+            let a = find(format!("{app}-svc-1")).await?;
+            let b = find(format!("{app}-svc-2")).await?;
+            (a.id != one.id && a.state == "running" && b.id != two.id && b.state == "running")
+                .then_some(())
+        }
+    })
+    .await;
+    // an unhealthy replica is restarted, and every action is journaled for alert rules
+    let events = capstan_testkit::eventually(
+        std::time::Duration::from_mins(1),
+        "healing journaled",
+        || {
+            let (daemon, app) = (&daemon, &app);
+            async move {
+                let events = daemon.all_events("type=capstan&since=10m").await;
+                let ours: Vec<_> = events
+                    .into_iter()
+                    .filter(|e| e.attributes.get("app") == Some(app))
+                    .collect();
+                let seen: BTreeSet<String> = ours
+                    .iter()
+                    .map(|e| {
+                        format!(
+                            "{} {}",
+                            e.action,
+                            e.attributes["detail"].split(' ').next().unwrap_or_default()
+                        )
+                    })
+                    .collect();
+                (seen.contains("heal missing")
+                    && seen.contains("heal exited")
+                    && seen.contains("restart_unhealthy unhealthy:"))
+                .then_some(ours)
+            }
+        },
+    )
+    .await;
+    let heals: Vec<_> = events.iter().filter(|e| e.action == "heal").collect();
+    assert!(
+        heals.iter().any(|e| e.attributes["detail"] == "missing"),
+        "{heals:?}"
+    );
+    assert!(
+        heals
+            .iter()
+            .any(|e| e.attributes["detail"].starts_with("exited")),
+        "{heals:?}"
+    );
+    let restart = events
+        .iter()
+        .find(|e| e.action == "restart_unhealthy")
+        .unwrap();
+    assert_eq!(restart.attributes["service"], "sick");
+    assert!(
+        restart.attributes["detail"].contains("restart 1 of 5"),
+        "{restart:?}"
+    );
+
+    // down stays down: nothing is resurrected
+    let out = cli(&["down", &app]).output().await.unwrap();
+    assert_eq!(out.status.code(), Some(0));
+    tokio::time::sleep(std::time::Duration::from_secs(3)).await;
+    assert!(find(format!("{app}-svc-1")).await.is_none());
 }

@@ -134,24 +134,15 @@ pub(crate) async fn rollback_app(
             }
         }
     }
-    // configs and secrets: inline content, else what the daemon materialised for the app
-    let mut files = BTreeMap::new();
-    for (kind, objects) in [("configs", &project.configs), ("secrets", &project.secrets)] {
-        for (name, obj) in objects {
-            let content = match &obj.content {
-                Some(c) => c.clone(),
-                None => tokio::fs::read_to_string(state.apps_dir.join(&app).join(kind).join(name))
-                    .await
-                    .map_err(|e| {
-                        ApiError::new(
-                            Code::BadRequest,
-                            format!("{kind}.{name} of release {} is no longer on this host ({e}); deploy its Compose file instead", target.number),
-                        )
-                    })?,
-            };
-            files.insert(format!("{kind}/{name}"), content);
-        }
-    }
+    let files = deployer(&state).stored_files(&project).await.map_err(|e| {
+        ApiError::new(
+            Code::BadRequest,
+            format!(
+                "release {}: {e}; deploy its Compose file instead",
+                target.number
+            ),
+        )
+    })?;
     let req = DeployRequest {
         project,
         files,
@@ -289,5 +280,23 @@ pub(crate) async fn down_app(
 ) -> Result<Json<Vec<String>>, ApiError> {
     params::only(&pairs, &["volumes"])?;
     let volumes = params::flag(&pairs, "volumes")?.unwrap_or(false);
-    Ok(Json(deployer(&state).down(&app, volumes).await?))
+    let removed = deployer(&state).down(&app, volumes).await?;
+    // the ledger says the app is down, so self-healing leaves it down
+    if !state.store.releases(app.clone()).await?.is_empty() {
+        state
+            .store
+            .begin_release(ReleaseRow {
+                app: app.clone(),
+                number: 0,
+                created_nano: chrono::Utc::now().timestamp_nanos_opt().unwrap_or_default(),
+                actor: "admin".into(),
+                source: serde_json::json!({ "down": { "volumes": volumes } }).to_string(),
+                model: "{}".into(),
+                images: "{}".into(),
+                result: "down".into(),
+                detail: serde_json::to_string(&removed).unwrap_or_default(),
+            })
+            .await?;
+    }
+    Ok(Json(removed))
 }
