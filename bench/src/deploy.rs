@@ -1,0 +1,157 @@
+//! Deploy benchmark (issue 3): cold deploy and down of a 20-service Compose app whose
+//! healthchecks pass at once (interval 1s), capstan against Debian's docker-compose 1.29 in the
+//! same run, to the same end state: `capstan deploy` returning (it waits for health itself) vs
+//! `docker-compose up -d` plus waiting until every container reports healthy. Then a rolling
+//! update of a 10-replica service. Runs on an engine of its own. Prints figures; asserts nothing.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::print_stdout)]
+
+use std::fmt::Write as _;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use capstan_engine::Engine;
+use capstan_testkit::{Daemon, OwnEngine};
+
+fn app(services: usize) -> String {
+    let mut y = String::from("services:\n");
+    for i in 0..services {
+        let _ = write!(
+            y,
+            "  s{i}:\n    image: capstan-test/busybox:1\n    command: sleep 3600\n    init: true\n    healthcheck: {{test: [\"CMD\", \"true\"], interval: 1s, timeout: 1s, retries: 3}}\n"
+        );
+    }
+    y
+}
+
+async fn run(cmd: &mut tokio::process::Command) -> Duration {
+    let start = Instant::now();
+    let out = cmd.output().await.unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    start.elapsed()
+}
+
+async fn all_healthy(engine: &Engine, project: &str, count: usize) {
+    loop {
+        let cs: Vec<_> = engine
+            .list_containers(false)
+            .await
+            .unwrap()
+            .into_iter()
+            .filter(|c| {
+                c.labels
+                    .get("com.docker.compose.project")
+                    .map(String::as_str)
+                    == Some(project)
+            })
+            .collect();
+        if cs.len() == count && cs.iter().all(|c| c.status.contains("(healthy)")) {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[tokio::main]
+async fn main() {
+    let capstan = std::env::args()
+        .nth(1)
+        .map_or_else(|| PathBuf::from("target/release/capstan"), PathBuf::from);
+    let own = OwnEngine::start().await;
+    let engine = own.engine().await;
+    let daemon = Daemon::start(&capstan, &own.host()).await;
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("compose.yaml"), app(20)).unwrap();
+    let cli = |args: &[&str], dir: &Path| {
+        let mut c = tokio::process::Command::new(&capstan);
+        c.args(args)
+            .current_dir(dir)
+            .env("CAPSTAN_URL", &daemon.url)
+            .env("CAPSTAN_TOKEN", &daemon.token);
+        c
+    };
+
+    let mut rounds = Vec::new();
+    for round in 0..3 {
+        let c_up = run(&mut cli(
+            &["deploy", "-p", "benchc", "-o", "json"],
+            dir.path(),
+        ))
+        .await;
+        let c_down = run(&mut cli(&["down", "benchc"], dir.path())).await;
+        let start = Instant::now();
+        run(tokio::process::Command::new("docker-compose")
+            .args(["-p", "benchd", "up", "-d"])
+            .current_dir(dir.path())
+            .env("DOCKER_HOST", own.host()))
+        .await;
+        all_healthy(&engine, "benchd", 20).await;
+        let d_up = start.elapsed();
+        let d_down = run(tokio::process::Command::new("docker-compose")
+            .args(["-p", "benchd", "down"])
+            .current_dir(dir.path())
+            .env("DOCKER_HOST", own.host()))
+        .await;
+        println!(
+            "round {round}: capstan deploy {:.2}s down {:.2}s | docker-compose up -d + healthy {:.2}s down {:.2}s",
+            c_up.as_secs_f64(),
+            c_down.as_secs_f64(),
+            d_up.as_secs_f64(),
+            d_down.as_secs_f64()
+        );
+        rounds.push((c_up, c_down, d_up, d_down));
+    }
+    let median = |f: fn(&(Duration, Duration, Duration, Duration)) -> Duration| {
+        let mut v: Vec<Duration> = rounds.iter().map(f).collect();
+        v.sort();
+        v[v.len() / 2]
+    };
+    let (cu, cd, du, dd) = (
+        median(|r| r.0),
+        median(|r| r.1),
+        median(|r| r.2),
+        median(|r| r.3),
+    );
+    println!("cold deploy of 20 services with healthchecks (median of 3):");
+    println!("  capstan deploy            {:>6.2} s", cu.as_secs_f64());
+    println!("  docker-compose + healthy  {:>6.2} s", du.as_secs_f64());
+    println!(
+        "  ratio capstan/compose     {:>6.2}  (target <= 0.5)",
+        cu.as_secs_f64() / du.as_secs_f64()
+    );
+    println!(
+        "down: capstan {:.2} s, docker-compose {:.2} s, ratio {:.2}",
+        cd.as_secs_f64(),
+        dd.as_secs_f64(),
+        cd.as_secs_f64() / dd.as_secs_f64()
+    );
+
+    // a rolling update of 10 replicas, one at a time, start-first, health-gated
+    let rolling = "services:\n  web:\n    image: capstan-test/busybox:1\n    command: sleep 3600\n    init: true\n    environment: {V: '1'}\n    healthcheck: {test: [\"CMD\", \"true\"], interval: 1s, timeout: 1s, retries: 3}\n    deploy: {replicas: 10, update_config: {parallelism: 1, order: start-first}}\n";
+    std::fs::write(dir.path().join("compose.yaml"), rolling).unwrap();
+    run(&mut cli(
+        &["deploy", "-p", "benchr", "-o", "json"],
+        dir.path(),
+    ))
+    .await;
+    std::fs::write(
+        dir.path().join("compose.yaml"),
+        rolling.replace("V: '1'", "V: '2'"),
+    )
+    .unwrap();
+    let roll = run(&mut cli(
+        &["deploy", "-p", "benchr", "-o", "json"],
+        dir.path(),
+    ))
+    .await;
+    println!(
+        "rolling update of 10 replicas (parallelism 1, start-first, health-gated): {:.2} s",
+        roll.as_secs_f64()
+    );
+    run(&mut cli(&["down", "benchr"], dir.path())).await;
+    drop(daemon);
+    own.shutdown().await;
+}
