@@ -25,7 +25,10 @@ fn app(services: usize) -> String {
 
 async fn run(cmd: &mut tokio::process::Command) -> Duration {
     let start = Instant::now();
-    let out = cmd.output().await.unwrap();
+    let out = cmd
+        .output()
+        .await
+        .unwrap_or_else(|e| panic!("cannot run {:?}: {e}", cmd.as_std().get_program()));
     assert!(
         out.status.success(),
         "{}",
@@ -59,7 +62,9 @@ async fn all_healthy(engine: &Engine, project: &str, count: usize) {
 async fn main() {
     let capstan = std::env::args()
         .nth(1)
-        .map_or_else(|| PathBuf::from("target/release/capstan"), PathBuf::from);
+        .map_or_else(|| PathBuf::from("target/release/capstan"), PathBuf::from)
+        .canonicalize()
+        .expect("the capstan binary (build it with cargo build --release)");
     let own = OwnEngine::start().await;
     let engine = own.engine().await;
     let daemon = Daemon::start(&capstan, &own.host()).await;

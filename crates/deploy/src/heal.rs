@@ -209,6 +209,10 @@ impl Healer {
                     }
                 }
                 let Some(request) = &req else { continue };
+                // a deploy or down may have started since this pass began
+                if self.is_busy(&app) {
+                    break;
+                }
                 let numbers: Vec<u32> = broken.iter().map(|(r, _)| *r).collect();
                 let result = self
                     .deployer

@@ -60,6 +60,21 @@ pub(crate) async fn plan_app(
     Ok(Json(deployer(&state).plan(&req, previous.as_ref()).await?))
 }
 
+/// Takes the per-app lock (one deploy, rollback or down at a time; self-healing waits).
+fn hold(state: &AppState, app: &str) -> Result<Held, ApiError> {
+    let mut held = state
+        .deploying
+        .lock()
+        .map_err(|_| ApiError::new(Code::Internal, "deploy lock poisoned"))?;
+    if !held.insert(app.to_owned()) {
+        return Err(ApiError::new(
+            Code::Conflict,
+            format!("a deploy of {app} is already running; wait for it to end"),
+        ));
+    }
+    Ok(Held(state.deploying.clone(), app.to_owned()))
+}
+
 /// Releases the per-app deploy lock when dropped.
 struct Held(
     std::sync::Arc<std::sync::Mutex<std::collections::BTreeSet<String>>>,
@@ -158,19 +173,7 @@ async fn run_release(
     req: DeployRequest,
 ) -> Result<Report, ApiError> {
     Deployer::check(&req).map_err(|m| ApiError::new(Code::BadRequest, m))?;
-    let _held = {
-        let mut held = state
-            .deploying
-            .lock()
-            .map_err(|_| ApiError::new(Code::Internal, "deploy lock poisoned"))?;
-        if !held.insert(app.clone()) {
-            return Err(ApiError::new(
-                Code::Conflict,
-                format!("a deploy of {app} is already running; wait for it to end"),
-            ));
-        }
-        Held(state.deploying.clone(), app.clone())
-    };
+    let _held = hold(state, &app)?;
     let previous = running_model(state, &app).await?;
     let model = serde_json::to_string(&req.project).unwrap_or_default();
     let number = state
@@ -280,8 +283,9 @@ pub(crate) async fn down_app(
 ) -> Result<Json<Vec<String>>, ApiError> {
     params::only(&pairs, &["volumes"])?;
     let volumes = params::flag(&pairs, "volumes")?.unwrap_or(false);
-    let removed = deployer(&state).down(&app, volumes).await?;
-    // the ledger says the app is down, so self-healing leaves it down
+    // no deploy and no self-healing while the app goes down
+    let _held = hold(&state, &app)?;
+    // the ledger says the app is down first, so self-healing leaves it down
     if !state.store.releases(app.clone()).await?.is_empty() {
         state
             .store
@@ -294,9 +298,10 @@ pub(crate) async fn down_app(
                 model: "{}".into(),
                 images: "{}".into(),
                 result: "down".into(),
-                detail: serde_json::to_string(&removed).unwrap_or_default(),
+                detail: "{}".into(),
             })
             .await?;
     }
+    let removed = deployer(&state).down(&app, volumes).await?;
     Ok(Json(removed))
 }
