@@ -28,7 +28,7 @@ async fn run(cmd: &mut tokio::process::Command) -> Duration {
     let out = cmd
         .output()
         .await
-        .unwrap_or_else(|e| panic!("cannot run {:?}: {e}", cmd.as_std().get_program()));
+        .unwrap_or_else(|e| panic!("cannot run {}: {e}", cmd.as_std().get_program().display()));
     assert!(
         out.status.success(),
         "{}",
