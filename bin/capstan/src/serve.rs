@@ -66,6 +66,7 @@ pub async fn run(opts: ServeOptions) -> Result<()> {
         capstan_deploy::Deployer {
             engine: engine.clone(),
             apps_dir: data.join("apps"),
+            progress: None,
         },
         store.clone(),
         Arc::clone(&deploying),

@@ -66,6 +66,35 @@ pub struct Deployer {
     pub engine: Engine,
     /// `<data>/apps`: materialised configs and secrets live under `<apps>/<app>/`.
     pub apps_dir: PathBuf,
+    /// Where to send progress as it happens (best effort: a slow reader misses lines, never
+    /// the final report).
+    pub progress: Option<tokio::sync::mpsc::Sender<Progress>>,
+}
+
+/// One step of a deploy, as it happens.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Progress {
+    pub service: String,
+    pub message: String,
+}
+
+/// A service's steps: kept for the report and sent as progress.
+struct Steps {
+    service: String,
+    lines: Vec<String>,
+    progress: Option<tokio::sync::mpsc::Sender<Progress>>,
+}
+
+impl Steps {
+    fn push(&mut self, message: String) {
+        if let Some(tx) = &self.progress {
+            let _ = tx.try_send(Progress {
+                service: self.service.clone(),
+                message: message.clone(),
+            });
+        }
+        self.lines.push(message);
+    }
 }
 
 /// Content digests of the configs and secrets in a request (never the contents themselves).
@@ -467,6 +496,23 @@ impl Deployer {
             let _ = self.engine.remove_container(&id, true).await;
             return Err(format!("cannot start {name}: {e}\n{logs}"));
         }
+        if let Some(tx) = &self.progress {
+            let _ = tx.try_send(Progress {
+                service: spec
+                    .labels
+                    .get("io.capstan.service")
+                    .cloned()
+                    .unwrap_or_default(),
+                message: format!(
+                    "{name} started, waiting until it is {}",
+                    if spec.healthcheck.is_some() {
+                        "healthy"
+                    } else {
+                        "running steadily"
+                    }
+                ),
+            });
+        }
         if let Err(e) = self.wait_ready(&id, name, spec, service).await {
             let logs = self.engine.tail_logs(&id, 20).await.unwrap_or_default();
             let _ = self.engine.remove_container(&id, true).await;
@@ -568,13 +614,17 @@ impl Deployer {
         let start = Instant::now();
         let project = &req.project;
         let names = Names::of(project);
-        let mut steps = Vec::new();
+        let mut steps = Steps {
+            service: name.to_owned(),
+            lines: Vec::new(),
+            progress: self.progress.clone(),
+        };
         let Some(service) = project.services.get(name) else {
             return (
                 ServiceReport {
                     service: name.into(),
                     action: "none".into(),
-                    steps,
+                    steps: steps.lines,
                     seconds: 0.0,
                 },
                 None,
@@ -649,7 +699,7 @@ impl Deployer {
             ServiceReport {
                 service: name.into(),
                 action: label.into(),
-                steps,
+                steps: steps.lines,
                 seconds: start.elapsed().as_secs_f64(),
             },
             failure,
@@ -668,7 +718,7 @@ impl Deployer {
         service: &Service,
         have: &BTreeMap<u32, String>,
         grace: i64,
-        steps: &mut Vec<String>,
+        steps: &mut Steps,
     ) -> Result<(), Failure> {
         let names = Names::of(&req.project);
         let want = replicas_of(service);

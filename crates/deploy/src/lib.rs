@@ -13,7 +13,7 @@ pub mod plan;
 mod spec;
 pub mod units;
 
-pub use apply::{DeployRequest, Deployer, Outcome, Report, ServiceReport, file_digests};
+pub use apply::{DeployRequest, Deployer, Outcome, Progress, Report, ServiceReport, file_digests};
 pub use error::Error;
 pub use heal::Healer;
 pub use names::{Names, labels};

@@ -24,16 +24,67 @@ pub async fn deploy(args: DeployArgs) -> Result<(), Failure> {
     let app = loaded.project.name.clone().unwrap_or_default();
     let request = deploy_request(&args.compose, loaded)?;
     let client = Client::from_env()?;
-    let report: Report = client
-        .post(&format!("/api/v1/apps/{app}/deploy"), &request)
-        .await?;
+    let report = follow(
+        &client,
+        &format!("/api/v1/apps/{app}/deploy"),
+        &request,
+        args.out.output,
+    )
+    .await?;
     show(&app, &report, args.out.output)
+}
+
+/// Posts a deploy or rollback and prints its steps as they happen (JSON lines with `-o json`);
+/// returns the final report.
+async fn follow<B: serde::Serialize>(
+    client: &Client,
+    path: &str,
+    body: &B,
+    output: Output,
+) -> Result<Report, Failure> {
+    let mut report = None;
+    client
+        .post_lines(path, body, |line| {
+            let value: serde_json::Value = serde_json::from_str(line).map_err(|e| {
+                Failure::new(1, format!("capstan: unexpected line from the daemon: {e}"))
+            })?;
+            if let Some(r) = value.get("report") {
+                report = Some(serde_json::from_value::<Report>(r.clone()).map_err(|e| {
+                    Failure::new(
+                        1,
+                        format!("capstan: unexpected report from the daemon: {e}"),
+                    )
+                })?);
+                return Ok(());
+            }
+            if let Some(e) = value.get("error").and_then(|e| e.as_str()) {
+                return Err(Failure::new(1, format!("capstan: {e}")));
+            }
+            match output {
+                Output::Json => println!("{line}"),
+                Output::Table => println!(
+                    "{:<16} {}",
+                    value["service"].as_str().unwrap_or_default(),
+                    value["message"].as_str().unwrap_or_default()
+                ),
+            }
+            Ok(())
+        })
+        .await?;
+    report.ok_or_else(|| {
+        Failure::new(
+            1,
+            "capstan: the daemon ended the deploy without a report (see its log)",
+        )
+    })
 }
 
 /// Prints a deploy's report; exit 1 unless it succeeded.
 fn show(app: &str, report: &Report, output: Output) -> Result<(), Failure> {
     if output == Output::Json {
-        print_json(report)?;
+        let line = serde_json::to_string(&serde_json::json!({ "report": report }))
+            .map_err(|e| Failure::new(1, format!("capstan: cannot encode the report: {e}")))?;
+        println!("{line}");
     } else {
         for s in &report.services {
             println!("{:<16} {:<10} {:>6.1}s", s.service, s.action, s.seconds);
@@ -85,7 +136,7 @@ pub async fn rollback(args: RollbackArgs) -> Result<(), Failure> {
         Some(n) => format!("/api/v1/apps/{}/rollback?to={n}", args.app),
         None => format!("/api/v1/apps/{}/rollback", args.app),
     };
-    let report: Report = client.post(&path, &serde_json::json!({})).await?;
+    let report = follow(&client, &path, &serde_json::json!({}), args.out.output).await?;
     show(&args.app, &report, args.out.output)
 }
 

@@ -79,6 +79,44 @@ impl Client {
         })
     }
 
+    /// POSTs a JSON body asking for newline-delimited JSON, and calls `on_line` with each line
+    /// as it arrives.
+    pub async fn post_lines<B: serde::Serialize>(
+        &self,
+        path: &str,
+        body: &B,
+        mut on_line: impl FnMut(&str) -> Result<(), Failure>,
+    ) -> Result<(), Failure> {
+        use futures_util::StreamExt;
+        let mut req = self
+            .http
+            .post(format!("{}{path}", self.base))
+            .header(reqwest::header::ACCEPT, "application/x-ndjson")
+            .json(body);
+        if let Some(token) = &self.token {
+            req = req.bearer_auth(token);
+        }
+        let mut stream = self.check(req).await?.bytes_stream();
+        let mut buf = String::new();
+        while let Some(chunk) = stream.next().await {
+            let chunk = chunk.map_err(|e| {
+                Failure::new(3, format!("capstan: the daemon's answer broke off: {e}"))
+            })?;
+            buf.push_str(&String::from_utf8_lossy(&chunk));
+            while let Some(end) = buf.find('\n') {
+                let line: String = buf.drain(..=end).collect();
+                let line = line.trim();
+                if !line.is_empty() {
+                    on_line(line)?;
+                }
+            }
+        }
+        if !buf.trim().is_empty() {
+            on_line(buf.trim())?;
+        }
+        Ok(())
+    }
+
     /// Sends a request; API errors become failures with exit codes.
     async fn check(&self, request: reqwest::RequestBuilder) -> Result<reqwest::Response, Failure> {
         let response = request.send().await.map_err(|e| {

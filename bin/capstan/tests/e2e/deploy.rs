@@ -211,6 +211,14 @@ async fn deploy_redeploy_roll_back_and_down() {
         String::from_utf8_lossy(&out.stderr)
     );
     assert!(stdout.contains("release 1 succeeded"), "{stdout}");
+    // steps are shown as they happen, before the summary
+    let waiting = stdout
+        .find("db-1 started, waiting until it is healthy")
+        .expect(&stdout);
+    assert!(
+        waiting < stdout.find("release 1 succeeded").unwrap(),
+        "{stdout}"
+    );
     let first = mine(engine.clone(), app.clone()).await;
     let names: Vec<&str> = first.iter().map(|(n, _, _)| n.as_str()).collect();
     assert_eq!(
@@ -281,13 +289,23 @@ async fn deploy_redeploy_roll_back_and_down() {
             .any(|l| l.starts_with("web") && l.contains("environment changed")),
         "{text}"
     );
-    let out = deploy().output().await.unwrap();
+    let out = cli(&["deploy", "-p", &app, "-o", "json"])
+        .output()
+        .await
+        .unwrap();
     assert_eq!(
         out.status.code(),
         Some(0),
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
+    // JSON lines: the steps, then the report
+    let lines: Vec<serde_json::Value> = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert!(lines.iter().any(|l| l["service"] == "web"), "{lines:?}");
+    assert_eq!(lines.last().unwrap()["report"]["outcome"], "succeeded");
     let second = mine(engine.clone(), app.clone()).await;
     assert_eq!(second[0].1, first[0].1, "cache untouched");
     assert_eq!(second[1].1, first[1].1, "db untouched");

@@ -3,10 +3,14 @@ use std::collections::BTreeMap;
 use axum::Json;
 use axum::extract::rejection::JsonRejection;
 use axum::extract::{Path, Query, State};
+use axum::http::HeaderMap;
+use axum::http::header::{ACCEPT, CONTENT_TYPE};
+use axum::response::{IntoResponse, Response};
 use capstan_compose::Project;
 use capstan_deploy::{DeployRequest, Deployer, Outcome, Plan, Report};
 use capstan_model::{AppSummary, Release, nanos_to_datetime};
 use capstan_store::ReleaseRow;
+use futures_util::StreamExt;
 
 use crate::params::{self, Pairs};
 use crate::{ApiError, AppState, Code};
@@ -46,7 +50,62 @@ fn deployer(state: &AppState) -> Deployer {
     Deployer {
         engine: state.engine.clone(),
         apps_dir: state.apps_dir.clone(),
+        progress: None,
     }
+}
+
+/// Progress lines buffered for a slow client before they are dropped (the report is not).
+const PROGRESS_BUFFER: usize = 1024;
+
+/// Runs a release on a task of its own (it finishes and is recorded even if the client goes)
+/// and answers either the report as JSON, or, when the client accepts `application/x-ndjson`,
+/// one JSON line per step as it happens and the report as the last line (`{"report": ...}`).
+async fn respond(
+    state: AppState,
+    app: String,
+    req: DeployRequest,
+    headers: &HeaderMap,
+) -> Result<Response, ApiError> {
+    Deployer::check(&req).map_err(|m| ApiError::new(Code::BadRequest, m))?;
+    let held = hold(&state, &app)?;
+    let streaming = headers
+        .get(ACCEPT)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.contains("application/x-ndjson"));
+    let (tx, rx) = tokio::sync::mpsc::channel(PROGRESS_BUFFER);
+    let (done_tx, done_rx) = tokio::sync::oneshot::channel();
+    tokio::spawn(async move {
+        let _held = held;
+        let result = run_release(&state, app, req, Some(tx)).await;
+        let _ = done_tx.send(result);
+    });
+    if !streaming {
+        drop(rx);
+        let report = done_rx.await.map_err(|_| {
+            ApiError::new(
+                Code::Internal,
+                "the deploy task failed; see the daemon's log",
+            )
+        })??;
+        return Ok(Json(report).into_response());
+    }
+    let progress = tokio_stream::wrappers::ReceiverStream::new(rx).map(|p| {
+        let mut line = serde_json::to_string(&p).unwrap_or_default();
+        line.push('\n');
+        Ok::<_, std::convert::Infallible>(line)
+    });
+    let last = futures_util::stream::once(async move {
+        let line = match done_rx.await {
+            Ok(Ok(report)) => serde_json::json!({ "report": report }),
+            Ok(Err(e)) => serde_json::json!({ "error": e.message() }),
+            Err(_) => {
+                serde_json::json!({ "error": "the deploy task failed; see the daemon's log" })
+            }
+        };
+        Ok::<_, std::convert::Infallible>(format!("{line}\n"))
+    });
+    let body = axum::body::Body::from_stream(progress.chain(last));
+    Ok(([(CONTENT_TYPE, "application/x-ndjson")], body).into_response())
 }
 
 /// `POST /api/v1/apps/{app}/plan`: what a deploy would change and why. Changes nothing.
@@ -94,10 +153,11 @@ impl Drop for Held {
 pub(crate) async fn deploy_app(
     State(state): State<AppState>,
     Path(app): Path<String>,
+    headers: HeaderMap,
     body: Result<Json<DeployRequest>, JsonRejection>,
-) -> Result<Json<Report>, ApiError> {
+) -> Result<Response, ApiError> {
     let req = request(&app, body)?;
-    run_release(&state, app, req).await.map(Json)
+    respond(state, app, req, &headers).await
 }
 
 /// `POST /api/v1/apps/{app}/rollback[?to=N]`: deploys release N again (default: the last one
@@ -107,7 +167,8 @@ pub(crate) async fn rollback_app(
     State(state): State<AppState>,
     Path(app): Path<String>,
     Query(pairs): Query<Pairs>,
-) -> Result<Json<Report>, ApiError> {
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
     params::only(&pairs, &["to"])?;
     let to = pairs
         .iter()
@@ -163,17 +224,16 @@ pub(crate) async fn rollback_app(
         files,
         source: serde_json::json!({ "rollback_to": target.number }),
     };
-    run_release(&state, app, req).await.map(Json)
+    respond(state, app, req, &headers).await
 }
 
-/// Records a release, deploys it, records how it ended.
+/// Records a release, deploys it, records how it ended. The caller holds the app's lock.
 async fn run_release(
     state: &AppState,
     app: String,
     req: DeployRequest,
+    progress: Option<tokio::sync::mpsc::Sender<capstan_deploy::Progress>>,
 ) -> Result<Report, ApiError> {
-    Deployer::check(&req).map_err(|m| ApiError::new(Code::BadRequest, m))?;
-    let _held = hold(state, &app)?;
     let previous = running_model(state, &app).await?;
     let model = serde_json::to_string(&req.project).unwrap_or_default();
     let number = state
@@ -190,9 +250,12 @@ async fn run_release(
             detail: "{}".into(),
         })
         .await?;
-    let report = deployer(state)
-        .deploy(&req, previous.as_ref(), number)
-        .await;
+    let report = Deployer {
+        progress,
+        ..deployer(state)
+    }
+    .deploy(&req, previous.as_ref(), number)
+    .await;
     let mut images = BTreeMap::new();
     for (name, s) in &req.project.services {
         if let Some(image) = &s.image
