@@ -119,6 +119,22 @@ pub(crate) async fn plan_app(
     Ok(Json(deployer(&state).plan(&req, previous.as_ref()).await?))
 }
 
+/// A ledger row for a release starting now (the number is assigned when it is stored).
+fn new_release(app: &str, source: String, model: String, result: &str) -> ReleaseRow {
+    ReleaseRow {
+        app: app.to_owned(),
+        number: 0,
+        created_nano: chrono::Utc::now().timestamp_nanos_opt().unwrap_or_default(),
+        // one admin token for now; named tokens and users come with the dashboard issue
+        actor: "admin".into(),
+        source,
+        model,
+        images: "{}".into(),
+        result: result.to_owned(),
+        detail: "{}".into(),
+    }
+}
+
 /// Takes the per-app lock (one deploy, rollback or down at a time; self-healing waits).
 fn hold(state: &AppState, app: &str) -> Result<Held, ApiError> {
     let mut held = state
@@ -238,17 +254,7 @@ async fn run_release(
     let model = serde_json::to_string(&req.project).unwrap_or_default();
     let number = state
         .store
-        .begin_release(ReleaseRow {
-            app: app.clone(),
-            number: 0,
-            created_nano: chrono::Utc::now().timestamp_nanos_opt().unwrap_or_default(),
-            actor: "admin".into(),
-            source: req.source.to_string(),
-            model,
-            images: "{}".into(),
-            result: "running".into(),
-            detail: "{}".into(),
-        })
+        .begin_release(new_release(&app, req.source.to_string(), model, "running"))
         .await?;
     let report = Deployer {
         progress,
@@ -352,17 +358,12 @@ pub(crate) async fn down_app(
     if !state.store.releases(app.clone()).await?.is_empty() {
         state
             .store
-            .begin_release(ReleaseRow {
-                app: app.clone(),
-                number: 0,
-                created_nano: chrono::Utc::now().timestamp_nanos_opt().unwrap_or_default(),
-                actor: "admin".into(),
-                source: serde_json::json!({ "down": { "volumes": volumes } }).to_string(),
-                model: "{}".into(),
-                images: "{}".into(),
-                result: "down".into(),
-                detail: "{}".into(),
-            })
+            .begin_release(new_release(
+                &app,
+                serde_json::json!({ "down": { "volumes": volumes } }).to_string(),
+                "{}".into(),
+                "down",
+            ))
             .await?;
     }
     let removed = deployer(&state).down(&app, volumes).await?;
