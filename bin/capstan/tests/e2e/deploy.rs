@@ -545,8 +545,10 @@ async fn replicas_removed_stopped_or_unhealthy_are_healed() {
             .any(|e| e.attributes["detail"].starts_with("exited")),
         "{heals:?}"
     );
+    // events come newest first: the first restart is the last of them
     let restart = events
         .iter()
+        .rev()
         .find(|e| e.action == "restart_unhealthy")
         .unwrap();
     assert_eq!(restart.attributes["service"], "sick");
