@@ -114,10 +114,13 @@ async fn every_image_operation_is_journaled_exactly_once() {
             let (daemon, id) = (&daemon, &id);
             async move {
                 let d: ImageDetail = daemon.get(&format!("/api/v1/images/{id}")).await;
-                d.history
-                    .iter()
-                    .any(|h| h.action == Lifecycle::Tagged && h.inferred)
-                    .then_some(d)
+                // both references back in the inventory, at least one of them inferred (the
+                // other may have been read with a late event)
+                (d.image.repo_tags.len() == 2
+                    && d.history
+                        .iter()
+                        .any(|h| h.action == Lifecycle::Tagged && h.inferred))
+                .then_some(d)
             }
         })
         .await;
