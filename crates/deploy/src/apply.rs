@@ -635,7 +635,6 @@ impl Deployer {
             .as_deref()
             .and_then(|g| duration_nanos(g).ok())
             .map_or(10, |ns| (ns / 1_000_000_000).max(0));
-        let want = replicas_of(service);
         let label = match &action {
             Action::Create { .. } => "create",
             Action::Recreate { .. } => "recreate",
@@ -694,7 +693,6 @@ impl Deployer {
                 }
             }
         }
-        let _ = want;
         (
             ServiceReport {
                 service: name.into(),

@@ -161,14 +161,6 @@ impl Engine {
         })
     }
 
-    /// The API version in use after negotiation, e.g. `1.41`.
-    pub fn api_version(&self) -> String {
-        self.docker.get().map_or_else(String::new, |d| {
-            let v = d.client_version();
-            format!("{}.{}", v.major_version, v.minor_version)
-        })
-    }
-
     /// The engine's own clock, in nanoseconds since the epoch. Event times are stamped by this
     /// clock, so `since`/`until` bounds must come from it, not from ours.
     ///

@@ -8,6 +8,16 @@ use capstan_testkit::{Daemon, unique};
 
 use crate::bin;
 
+/// The CLI run in `dir` (where the Compose file is) against `daemon`.
+fn capstan_in(daemon: &Daemon, dir: &std::path::Path, args: &[&str]) -> tokio::process::Command {
+    let mut cmd = tokio::process::Command::new(bin());
+    cmd.args(args)
+        .current_dir(dir)
+        .env("CAPSTAN_URL", &daemon.url)
+        .env("CAPSTAN_TOKEN", &daemon.token);
+    cmd
+}
+
 const APP: &str = "services:\n  db:\n    image: capstan-test/busybox:1\n    command: sleep 3600\n  web:\n    image: capstan-test/busybox:1\n    command: sleep 3600\n    environment: {MODE: one}\n    depends_on:\n      db: {condition: service_healthy}\n    deploy: {replicas: 2}\n  cache:\n    image: capstan-test/busybox:1\n    command: sleep 3600\n";
 
 #[tokio::test]
@@ -18,12 +28,12 @@ async fn plan_shows_what_a_deploy_would_change_and_why() {
     std::fs::write(dir.path().join("compose.yaml"), APP).unwrap();
     let app = unique("capt-plan");
     let plan_cli = |extra: &[&str]| {
-        let mut cmd = tokio::process::Command::new(bin());
-        cmd.args(["plan", "-f", "compose.yaml", "-p", &app])
-            .args(extra)
-            .current_dir(dir.path())
-            .env("CAPSTAN_URL", &daemon.url)
-            .env("CAPSTAN_TOKEN", &daemon.token);
+        let mut cmd = capstan_in(
+            &daemon,
+            dir.path(),
+            &["plan", "-f", "compose.yaml", "-p", &app],
+        );
+        cmd.args(extra);
         cmd
     };
 
@@ -179,14 +189,7 @@ async fn deploy_redeploy_roll_back_and_down() {
     std::fs::write(dir.path().join("compose.yaml"), FULL).unwrap();
     std::fs::write(dir.path().join("token.txt"), "s3cret").unwrap();
     let app = unique("capt-deploy");
-    let cli = |args: &[&str]| {
-        let mut cmd = tokio::process::Command::new(bin());
-        cmd.args(args)
-            .current_dir(dir.path())
-            .env("CAPSTAN_URL", &daemon.url)
-            .env("CAPSTAN_TOKEN", &daemon.token);
-        cmd
-    };
+    let cli = |args: &[&str]| capstan_in(&daemon, dir.path(), args);
     let deploy = || cli(&["deploy", "-p", &app]);
     let mine = |engine: capstan_engine::Engine, app: String| async move {
         let mut m: Vec<(String, String, String)> = engine
@@ -460,14 +463,7 @@ async fn replicas_removed_stopped_or_unhealthy_are_healed() {
     let dir = tempfile::tempdir().unwrap();
     std::fs::write(dir.path().join("compose.yaml"), HEALING).unwrap();
     let app = unique("capt-heal");
-    let cli = |args: &[&str]| {
-        let mut cmd = tokio::process::Command::new(bin());
-        cmd.args(args)
-            .current_dir(dir.path())
-            .env("CAPSTAN_URL", &daemon.url)
-            .env("CAPSTAN_TOKEN", &daemon.token);
-        cmd
-    };
+    let cli = |args: &[&str]| capstan_in(&daemon, dir.path(), args);
     let out = cli(&["deploy", "-p", &app]).output().await.unwrap();
     assert_eq!(
         out.status.code(),
