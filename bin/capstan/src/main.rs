@@ -35,6 +35,13 @@ enum Command {
         #[arg(long)]
         docker_host: Option<String>,
     },
+    /// Run the proxy for published ports (the daemon starts it and re-adopts it; it outlives
+    /// the daemon so restarting the daemon drops no connection).
+    Proxy {
+        /// Data directory of the daemon it serves (same default as `serve`).
+        #[arg(long)]
+        data: Option<PathBuf>,
+    },
     /// Show the journal of engine events.
     Events(cli::events::EventsArgs),
     /// List images in the inventory, or show one image's lifecycle.
@@ -117,6 +124,17 @@ fn main() -> ExitCode {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(err) => {
                     eprintln!("capstan: {err:#}");
+                    ExitCode::from(1)
+                }
+            }
+        }
+        Command::Proxy { data } => {
+            init_tracing();
+            let data = data.unwrap_or_else(config::default_data_dir);
+            match runtime.block_on(capstan_proxy::run(&data)) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(err) => {
+                    eprintln!("capstan proxy: {err}");
                     ExitCode::from(1)
                 }
             }

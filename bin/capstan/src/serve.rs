@@ -62,11 +62,18 @@ pub async fn run(opts: ServeOptions) -> Result<()> {
     let journal_task = tokio::spawn(journal.run(shutdown.clone()));
 
     let deploying = Arc::default();
+    let router = capstan_deploy::Router::spawn(
+        engine.clone(),
+        capstan_proxy::ProxyClient::new(&data, Some(proxy_launch(&data)?)),
+        &live,
+        shutdown.clone(),
+    );
     let healer = capstan_deploy::Healer::new(
         capstan_deploy::Deployer {
             engine: engine.clone(),
             apps_dir: data.join("apps"),
             progress: None,
+            router: Some(router.clone()),
         },
         store.clone(),
         Arc::clone(&deploying),
@@ -83,6 +90,7 @@ pub async fn run(opts: ServeOptions) -> Result<()> {
         shutdown: shutdown.clone(),
         apps_dir: data.join("apps"),
         deploying,
+        router: Some(router),
     };
     let listener = tokio::net::TcpListener::bind(listen)
         .await
@@ -115,6 +123,16 @@ pub async fn run(opts: ServeOptions) -> Result<()> {
     }
     info!("capstan stopped");
     Ok(())
+}
+
+/// How the daemon starts its proxy: this same executable, `proxy --data DIR`.
+fn proxy_launch(data: &Path) -> Result<capstan_proxy::Launch> {
+    let program = std::env::current_exe()
+        .context("cannot find capstan's own executable to start the proxy")?;
+    Ok(capstan_proxy::Launch {
+        program,
+        args: vec!["proxy".into(), "--data".into(), data.as_os_str().to_owned()],
+    })
 }
 
 async fn watch_signals(shutdown: CancellationToken) {

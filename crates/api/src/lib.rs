@@ -41,6 +41,8 @@ pub struct AppState {
     pub apps_dir: std::path::PathBuf,
     /// Apps with a deploy running (one at a time per app).
     pub deploying: Arc<std::sync::Mutex<std::collections::BTreeSet<String>>>,
+    /// Keeps capstan's proxy in step with the replicas in rotation.
+    pub router: Option<capstan_deploy::Router>,
 }
 
 impl std::fmt::Debug for AppState {
@@ -60,6 +62,7 @@ fn protected() -> Router<AppState> {
         .route("/api/v1/images/{*key}", get(routes::images::detail))
         .route("/api/v1/containers", get(routes::containers::list))
         .route("/api/v1/apps", get(routes::apps::list_apps))
+        .route("/api/v1/proxy", get(routes::apps::proxy_status))
         .route("/api/v1/apps/{app}/plan", post(routes::apps::plan_app))
         .route("/api/v1/apps/{app}/deploy", post(routes::apps::deploy_app))
         .route(
@@ -109,6 +112,7 @@ mod tests {
             shutdown: CancellationToken::new(),
             apps_dir: dir.path().join("apps"),
             deploying: Arc::default(),
+            router: None,
         })
     }
 

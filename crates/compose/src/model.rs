@@ -278,6 +278,13 @@ pub struct Port {
     pub protocol: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub mode: Option<String>,
+    /// A name for the port (documentation only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    /// The application protocol; capstan's proxy forwards `http` request by request and any
+    /// other named protocol as raw TCP (unset: sniffed per connection).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub app_protocol: Option<String>,
 }
 
 enum PortInput {
@@ -311,6 +318,10 @@ struct PortLong {
     protocol: Option<String>,
     #[serde(default)]
     mode: Option<String>,
+    #[serde(default)]
+    name: Option<String>,
+    #[serde(default)]
+    app_protocol: Option<String>,
 }
 
 fn port_number(s: &str) -> Result<u16, String> {
@@ -348,6 +359,8 @@ impl TryFrom<PortInput> for Port {
                     host_ip: l.host_ip,
                     protocol,
                     mode: l.mode,
+                    name: l.name,
+                    app_protocol: l.app_protocol,
                 })
             }
             PortInput::Short(s) => parse_short_port(&s),
@@ -401,7 +414,7 @@ fn parse_short_port(s: &str) -> Result<Port, String> {
         published,
         host_ip: host_ip.filter(|h| !h.is_empty()),
         protocol,
-        mode: None,
+        ..Port::default()
     })
 }
 

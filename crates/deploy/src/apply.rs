@@ -13,6 +13,7 @@ use capstan_engine::{ContainerSpec, Engine};
 use serde::{Deserialize, Serialize};
 
 use crate::plan::{Action, Desired, fnv_hex, plan, replicas_of, replicas_of_app};
+use crate::route::{Router, claims};
 use crate::units::duration_nanos;
 use crate::{Names, SecretPaths, container_spec, labels};
 
@@ -69,6 +70,8 @@ pub struct Deployer {
     /// Where to send progress as it happens (best effort: a slow reader misses lines, never
     /// the final report).
     pub progress: Option<tokio::sync::mpsc::Sender<Progress>>,
+    /// The proxy's router: without one, published ports are refused.
+    pub router: Option<Router>,
 }
 
 /// One step of a deploy, as it happens.
@@ -177,11 +180,7 @@ impl Deployer {
     /// A message naming the service and key.
     pub fn check(req: &DeployRequest) -> Result<(), String> {
         for (name, s) in &req.project.services {
-            if s.ports.iter().any(|p| p.published.is_some()) {
-                return Err(format!(
-                    "services.{name}.ports: publishing host ports needs capstan's proxy, which is not in this version yet; use `expose` for now"
-                ));
-            }
+            claims(s).map_err(|e| format!("services.{name}.ports: {e}"))?;
             if s.image.is_none() {
                 return Err(format!(
                     "services.{name}.build: building images is not in this version yet; give the service an `image`"
@@ -234,6 +233,20 @@ impl Deployer {
 
     /// Deploys `req` as release `release`; `previous` is the model now running (for rollback).
     pub async fn deploy(
+        &self,
+        req: &DeployRequest,
+        previous: Option<&Project>,
+        release: i64,
+    ) -> Report {
+        let report = self.deploy_claimed(req, previous, release).await;
+        if let Some(router) = &self.router {
+            // from now on the app's containers alone say what is published
+            router.unclaim(&report.app).await;
+        }
+        report
+    }
+
+    async fn deploy_claimed(
         &self,
         req: &DeployRequest,
         previous: Option<&Project>,
@@ -327,6 +340,24 @@ impl Deployer {
         let project = &req.project;
         let app = project.name.clone().unwrap_or_default();
         let names = Names::of(project);
+        // the proxy listens before anything changes, so a taken port fails the deploy here
+        let mut published = BTreeMap::new();
+        for (name, s) in &project.services {
+            let c = claims(s).map_err(|e| format!("services.{name}.ports: {e}"))?;
+            if !c.is_empty() {
+                published.insert(name.clone(), c);
+            }
+        }
+        match &self.router {
+            Some(router) => router.claim(&app, &published).await?,
+            None if !published.is_empty() => {
+                return Err(
+                    "published ports need capstan's proxy, which only runs under `capstan serve`"
+                        .into(),
+                );
+            }
+            None => {}
+        }
         self.materialise(req).map_err(|e| {
             format!(
                 "cannot write configs and secrets under {}: {e}",
@@ -523,6 +554,11 @@ impl Deployer {
             };
             return Err(format!("{e}{logs}"));
         }
+        if let Some(router) = &self.router
+            && let Err(e) = router.sync().await
+        {
+            tracing::warn!(container = name, error = %e, "cannot put the replica in rotation yet; the router retries");
+        }
         Ok(id)
     }
 
@@ -598,6 +634,22 @@ impl Deployer {
     /// Stops (with the grace period) and removes a container; failures are ignored (it may be
     /// gone already).
     async fn retire(&self, id: &str, grace_secs: i64) {
+        if let Some(router) = &self.router {
+            // out of rotation first; its open requests get up to the grace period
+            let open = router
+                .drain(
+                    vec![id.to_owned()],
+                    Duration::from_secs(grace_secs.max(0) as u64),
+                )
+                .await;
+            if open > 0 {
+                tracing::warn!(
+                    container = id,
+                    open,
+                    "stopping a replica with requests still open after its grace period"
+                );
+            }
+        }
         let _ = self.engine.stop_container(id, grace_secs).await;
         let _ = self.engine.remove_container(id, true).await;
     }
@@ -896,6 +948,9 @@ impl Deployer {
         // in parallel: each may take its whole grace period
         futures_util::future::join_all(mine.iter().map(|c| self.retire(&c.id, 10))).await;
         removed.extend(mine.iter().map(|c| format!("container {}", c.name)));
+        if let Some(router) = &self.router {
+            let _ = router.sync().await;
+        }
         let (networks, vols) = self
             .engine
             .labeled_networks_and_volumes("io.capstan.app", app)

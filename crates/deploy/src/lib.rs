@@ -10,6 +10,7 @@ mod error;
 mod heal;
 mod names;
 pub mod plan;
+mod route;
 mod spec;
 pub mod units;
 
@@ -21,4 +22,5 @@ pub use plan::{
     Action, Desired, Plan, Replica, ServicePlan, desired_hash, plan, replicas_of_app, spec_hash,
     start_levels,
 };
+pub use route::{PORTS_LABEL, PortClaim, Router, claims};
 pub use spec::{SecretPaths, container_spec};

@@ -131,6 +131,17 @@ pub fn container_spec(
     ));
 
     // ports: the container only exposes them; capstan's proxy publishes them on the host
+    let published = crate::route::claims(s).map_err(|message| Error::Value {
+        service: service.to_owned(),
+        key: "ports".into(),
+        message,
+    })?;
+    if !published.is_empty() {
+        spec.labels.insert(
+            crate::route::PORTS_LABEL.into(),
+            serde_json::to_string(&published).unwrap_or_default(),
+        );
+    }
     let mut exposed: Vec<String> = s
         .ports
         .iter()

@@ -389,6 +389,8 @@ pub struct ContainerStatus {
     pub exit_code: i64,
     /// The last healthcheck output, when there is one.
     pub health_output: Option<String>,
+    /// Its IPv4 address on each network it is attached to, by network name.
+    pub addresses: BTreeMap<String, String>,
 }
 
 impl Engine {
@@ -404,9 +406,17 @@ impl Engine {
                 return if e.is_not_found() { Ok(None) } else { Err(e) };
             }
         };
+        let addresses = c
+            .network_settings
+            .and_then(|n| n.networks)
+            .unwrap_or_default()
+            .into_iter()
+            .filter_map(|(net, ep)| Some((net, ep.ip_address.filter(|ip| !ip.is_empty())?)))
+            .collect();
         let state = c.state.unwrap_or_default();
         let health = state.health.as_ref();
         Ok(Some(ContainerStatus {
+            addresses,
             state: state.status.map(|s| s.to_string()).unwrap_or_default(),
             health: health
                 .and_then(|h| h.status)

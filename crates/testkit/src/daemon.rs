@@ -199,4 +199,27 @@ impl Daemon {
     pub async fn health(&self) -> capstan_model::Health {
         self.get("/api/v1/health").await
     }
+
+    /// The pid of the proxy serving this data dir, while one runs (it holds a lock on
+    /// `proxy.pid`).
+    pub fn proxy_pid(&self) -> Option<u32> {
+        let mut file = std::fs::File::open(self.data.join("proxy.pid")).ok()?;
+        if file.try_lock_shared().is_ok() {
+            return None; // nobody holds it: the proxy is gone
+        }
+        let mut pid = String::new();
+        std::io::Read::read_to_string(&mut file, &mut pid).ok()?;
+        pid.trim().parse().ok()
+    }
+}
+
+impl Drop for Daemon {
+    /// The proxy outlives the daemon by design; a test's proxy goes with its test.
+    fn drop(&mut self) {
+        if let Some(pid) = self.proxy_pid() {
+            let _ = std::process::Command::new("kill")
+                .args(["-TERM", &pid.to_string()])
+                .status();
+        }
+    }
 }

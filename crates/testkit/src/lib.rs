@@ -9,6 +9,7 @@
 
 mod daemon;
 mod image;
+pub mod load;
 mod own_engine;
 
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -19,6 +20,15 @@ use capstan_engine::Engine;
 pub use daemon::Daemon;
 pub use image::{BUSYBOX, busybox_rootfs, ensure_busybox, rootfs_with_file, tar_of};
 pub use own_engine::OwnEngine;
+
+/// A free TCP port on 127.0.0.1 (free when asked; bind it soon).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
 
 /// The run's engine address, exported by the test command.
 pub fn docker_host() -> String {

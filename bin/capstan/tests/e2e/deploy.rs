@@ -414,16 +414,41 @@ async fn deploy_redeploy_roll_back_and_down() {
         .unwrap();
     assert_eq!(out.status.code(), Some(2));
 
-    // bad input changes nothing: a published port needs the proxy
+    // bad input changes nothing: UDP cannot go through the proxy
+    let before = mine(engine.clone(), app.clone()).await;
     std::fs::write(
         dir.path().join("compose.yaml"),
-        FULL.replace("expose: [\"80\"]", "ports: [\"127.0.0.1:18080:80\"]"),
+        FULL.replace("expose: [\"80\"]", "ports: [\"127.0.0.1:18080:80/udp\"]"),
     )
     .unwrap();
     let out = deploy().output().await.unwrap();
     assert_eq!(out.status.code(), Some(2));
-    assert!(String::from_utf8_lossy(&out.stderr).contains("services.web.ports"));
-    assert_eq!(mine(engine.clone(), app.clone()).await.len(), 4);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("services.web.ports") && stderr.contains("TCP only"),
+        "{stderr}"
+    );
+    assert_eq!(mine(engine.clone(), app.clone()).await, before);
+
+    // a host port another program holds fails the deploy before anything changes
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = taken.local_addr().unwrap().port();
+    std::fs::write(
+        dir.path().join("compose.yaml"),
+        FULL.replace("expose: [\"80\"]", &format!("ports: [\"{port}:80\"]"))
+            .replace("MODE: one", "MODE: taken"),
+    )
+    .unwrap();
+    let out = deploy().output().await.unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains(&format!("cannot listen on 127.0.0.1:{port}"))
+            && stderr.contains("another program"),
+        "{stderr}"
+    );
+    assert_eq!(mine(engine.clone(), app.clone()).await, before);
+    drop(taken);
 
     // down removes containers, networks and (asked) volumes
     let out = cli(&["down", &app, "--volumes"]).output().await.unwrap();

@@ -8,6 +8,7 @@ mod api;
 mod deploy;
 mod journal;
 mod outage;
+mod proxy;
 
 use std::path::Path;
 

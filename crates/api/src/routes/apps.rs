@@ -51,7 +51,25 @@ fn deployer(state: &AppState) -> Deployer {
         engine: state.engine.clone(),
         apps_dir: state.apps_dir.clone(),
         progress: None,
+        router: state.router.clone(),
     }
+}
+
+/// `GET /api/v1/proxy`: the published ports the proxy serves, their replicas and counters.
+pub async fn proxy_status(
+    State(state): State<AppState>,
+    Query(pairs): Query<Pairs>,
+) -> Result<Response, ApiError> {
+    params::only(&pairs, &[])?;
+    let status = match &state.router {
+        Some(router) => router.status().await,
+        None => None,
+    };
+    Ok(Json(serde_json::json!({
+        "running": status.is_some(),
+        "proxy": status,
+    }))
+    .into_response())
 }
 
 /// Progress lines buffered for a slow client before they are dropped (the report is not).

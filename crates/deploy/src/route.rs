@@ -1,0 +1,465 @@
+//! Published ports: what each service asks for (its claims, carried by its containers as a
+//! label), and the router that keeps capstan's proxy in step with which replicas are in
+//! rotation. A replica is in rotation while it runs and is healthy (or has no healthcheck) and
+//! is not being drained; the router recomputes the whole table from the engine whenever that
+//! may have changed (a rollout step, a container event, a timer) and sends it to the proxy.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::time::Duration;
+
+use capstan_compose::model::Service;
+use capstan_engine::Engine;
+use capstan_model::Event;
+use capstan_proxy::{Backend, Mode, ProxyClient, Route, Status};
+use serde::{Deserialize, Serialize};
+use tokio::sync::{broadcast, mpsc, oneshot};
+use tokio_util::sync::CancellationToken;
+use tracing::{debug, warn};
+
+/// The label that carries a replica's published ports.
+pub const PORTS_LABEL: &str = "io.capstan.ports";
+
+/// How often the table is recomputed without any event (and a dead proxy restarted).
+const PERIOD: Duration = Duration::from_secs(15);
+/// Container events are gathered this long before one recomputation.
+const DEBOUNCE: Duration = Duration::from_millis(100);
+
+/// One published port of a service.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PortClaim {
+    /// The host address (127.0.0.1 unless the Compose file names one).
+    pub ip: IpAddr,
+    /// The host port; 0 for any free one.
+    pub published: u16,
+    /// The container port.
+    pub target: u16,
+    #[serde(default)]
+    pub mode: Mode,
+}
+
+impl PortClaim {
+    fn bind(&self) -> SocketAddr {
+        SocketAddr::new(self.ip, self.published)
+    }
+
+    /// The route key: stable for as long as the service publishes this port the same way.
+    fn key(&self, app: &str, service: &str) -> String {
+        format!("{app}/{service}/{}/{}", self.target, self.bind())
+    }
+}
+
+/// The ports a service publishes.
+///
+/// # Errors
+/// What capstan's proxy cannot publish (UDP, port ranges, an address that is not an IP).
+pub fn claims(service: &Service) -> Result<Vec<PortClaim>, String> {
+    let mut out = Vec::new();
+    for p in &service.ports {
+        let at = || match &p.published {
+            Some(published) => format!("port {published}:{}", p.target),
+            None => format!("port {}", p.target),
+        };
+        if p.protocol != "tcp" {
+            return Err(format!(
+                "{}: capstan's proxy forwards TCP only; {} ports cannot be published yet (use `expose` and reach the service on its network)",
+                at(),
+                p.protocol
+            ));
+        }
+        let published = match p.published.as_deref() {
+            None => 0,
+            Some(s) if s.contains('-') => {
+                return Err(format!(
+                    "{}: a published port range cannot go through capstan's proxy; publish one port",
+                    at()
+                ));
+            }
+            Some(s) => s
+                .parse::<u16>()
+                .map_err(|_| format!("{}: {s:?} is not a port number", at()))?,
+        };
+        let ip = match p.host_ip.as_deref() {
+            None | Some("") => IpAddr::V4(Ipv4Addr::LOCALHOST),
+            Some(h) => h
+                .trim_matches(['[', ']'])
+                .parse()
+                .map_err(|_| format!("{}: host_ip {h:?} is not an IP address", at()))?,
+        };
+        let mode = match p.app_protocol.as_deref() {
+            None => Mode::Auto,
+            Some(p) if p.eq_ignore_ascii_case("http") => Mode::Http,
+            Some(_) => Mode::Tcp,
+        };
+        let claim = PortClaim {
+            ip,
+            published,
+            target: p.target,
+            mode,
+        };
+        if !out.contains(&claim) {
+            out.push(claim);
+        }
+    }
+    Ok(out)
+}
+
+/// `app X service Y` from a route key.
+fn owner(key: &str) -> String {
+    let mut parts = key.splitn(3, '/');
+    match (parts.next(), parts.next()) {
+        (Some(app), Some(service)) => format!("app {app} service {service}"),
+        _ => key.to_owned(),
+    }
+}
+
+/// What the router is asked to do.
+enum Command {
+    Sync(oneshot::Sender<Result<(), String>>),
+    Claim {
+        app: String,
+        routes: Vec<(String, PortClaim)>,
+        reply: oneshot::Sender<Result<(), String>>,
+    },
+    Unclaim(String),
+    Drain {
+        ids: Vec<String>,
+        timeout: Duration,
+        reply: oneshot::Sender<u64>,
+    },
+    Status(oneshot::Sender<Option<Status>>),
+}
+
+/// A handle on the router task: cheap to clone, shared by deploys and the self-healing loop.
+#[derive(Debug, Clone)]
+pub struct Router {
+    tx: mpsc::Sender<Command>,
+}
+
+impl Router {
+    /// Starts the router; it runs until `shutdown` (the proxy keeps running after that).
+    pub fn spawn(
+        engine: Engine,
+        proxy: ProxyClient,
+        live: &broadcast::Sender<Event>,
+        shutdown: CancellationToken,
+    ) -> Self {
+        let (tx, rx) = mpsc::channel(64);
+        let task = Task {
+            engine,
+            proxy,
+            claims: BTreeMap::new(),
+            draining: BTreeSet::new(),
+            started: false,
+        };
+        tokio::spawn(task.run(rx, live.subscribe(), shutdown));
+        Self { tx }
+    }
+
+    async fn ask<T>(&self, make: impl FnOnce(oneshot::Sender<T>) -> Command) -> Option<T> {
+        let (reply, answer) = oneshot::channel();
+        self.tx.send(make(reply)).await.ok()?;
+        answer.await.ok()
+    }
+
+    /// Recomputes the table now and sends it to the proxy.
+    ///
+    /// # Errors
+    /// Why the table could not be computed or sent.
+    pub async fn sync(&self) -> Result<(), String> {
+        self.ask(Command::Sync)
+            .await
+            .unwrap_or_else(|| Err("capstan is stopping".into()))
+    }
+
+    /// Makes the proxy listen for `app`'s ports before its deploy changes anything.
+    ///
+    /// # Errors
+    /// A port another app publishes, or one the proxy cannot listen on (in use by another
+    /// program): nothing is changed then.
+    pub async fn claim(
+        &self,
+        app: &str,
+        services: &BTreeMap<String, Vec<PortClaim>>,
+    ) -> Result<(), String> {
+        let routes = services
+            .iter()
+            .flat_map(|(s, cs)| cs.iter().map(move |c| (c.key(app, s), c.clone())))
+            .collect();
+        self.ask(|reply| Command::Claim {
+            app: app.to_owned(),
+            routes,
+            reply,
+        })
+        .await
+        .unwrap_or_else(|| Err("capstan is stopping".into()))
+    }
+
+    /// Ends a deploy's claim: from now on the app's containers alone say what is published.
+    pub async fn unclaim(&self, app: &str) {
+        let _ = self.tx.send(Command::Unclaim(app.to_owned())).await;
+    }
+
+    /// Takes containers out of rotation and waits until their open connections and requests
+    /// end, up to `timeout`; returns how many were still open.
+    pub async fn drain(&self, ids: Vec<String>, timeout: Duration) -> u64 {
+        self.ask(|reply| Command::Drain {
+            ids,
+            timeout,
+            reply,
+        })
+        .await
+        .unwrap_or(0)
+    }
+
+    /// What the proxy serves, when it runs.
+    pub async fn status(&self) -> Option<Status> {
+        self.ask(Command::Status).await.flatten()
+    }
+}
+
+struct Task {
+    engine: Engine,
+    proxy: ProxyClient,
+    /// Ports of deploys in progress, by app: held even while no container claims them yet.
+    claims: BTreeMap<String, Vec<(String, PortClaim)>>,
+    /// Containers being drained: out of rotation until they are gone.
+    draining: BTreeSet<String>,
+    /// Whether a proxy was needed once (before that, none is started for an empty table).
+    started: bool,
+}
+
+impl Task {
+    async fn run(
+        mut self,
+        mut rx: mpsc::Receiver<Command>,
+        mut events: broadcast::Receiver<Event>,
+        shutdown: CancellationToken,
+    ) {
+        // re-adopt a proxy left by an earlier daemon: give it the current table at once
+        if self.proxy.status().await.is_ok() {
+            self.started = true;
+        }
+        let mut due = Some(tokio::time::Instant::now());
+        loop {
+            let wake = due.unwrap_or_else(|| tokio::time::Instant::now() + PERIOD);
+            tokio::select! {
+                () = shutdown.cancelled() => return,
+                () = tokio::time::sleep_until(wake) => {
+                    due = None;
+                    if let Err(e) = self.sync().await {
+                        warn!(error = %e, "cannot update the proxy; trying again later");
+                    }
+                }
+                command = rx.recv() => match command {
+                    None => return,
+                    Some(c) => self.command(c).await,
+                },
+                event = events.recv() => {
+                    let relevant = match &event {
+                        Ok(e) => e.kind == "container"
+                            && e.attributes.contains_key("io.capstan.app")
+                            && (matches!(e.action.as_str(), "start" | "die" | "destroy" | "stop" | "pause" | "unpause" | "rename")
+                                || e.action.starts_with("health_status")),
+                        // missed some: recompute to be safe
+                        Err(_) => true,
+                    };
+                    if relevant && due.is_none() {
+                        due = Some(tokio::time::Instant::now() + DEBOUNCE);
+                    }
+                }
+            }
+        }
+    }
+
+    async fn command(&mut self, c: Command) {
+        match c {
+            Command::Sync(reply) => {
+                let _ = reply.send(self.sync().await);
+            }
+            Command::Claim { app, routes, reply } => {
+                let result = self.claim(&app, routes).await;
+                let _ = reply.send(result);
+            }
+            Command::Unclaim(app) => {
+                if self.claims.remove(&app).is_some()
+                    && let Err(e) = self.sync().await
+                {
+                    warn!(error = %e, "cannot update the proxy; trying again later");
+                }
+            }
+            Command::Drain {
+                ids,
+                timeout,
+                reply,
+            } => {
+                self.draining.extend(ids.iter().cloned());
+                if let Err(e) = self.sync().await {
+                    warn!(error = %e, "cannot take replicas out of rotation");
+                }
+                let proxy = self.proxy.clone();
+                tokio::spawn(async move {
+                    let open = proxy.wait_idle(ids, timeout).await.unwrap_or(0);
+                    let _ = reply.send(open);
+                });
+            }
+            Command::Status(reply) => {
+                let _ = reply.send(self.proxy.status().await.ok());
+            }
+        }
+    }
+
+    async fn claim(&mut self, app: &str, routes: Vec<(String, PortClaim)>) -> Result<(), String> {
+        if routes.is_empty() {
+            self.claims.remove(app);
+            return Ok(());
+        }
+        let table = self.table().await?;
+        for (key, claim) in &routes {
+            let bind = claim.bind();
+            if let Some(other) = table.iter().find(|r| {
+                !r.key.starts_with(&format!("{app}/"))
+                    && bind.port() != 0
+                    && r.bind.port() == bind.port()
+                    && (r.bind.ip() == bind.ip()
+                        || r.bind.ip().is_unspecified()
+                        || bind.ip().is_unspecified())
+            }) {
+                return Err(format!(
+                    "port {bind} ({key}) is already published by {}; pick another host port",
+                    owner(&other.key)
+                ));
+            }
+        }
+        let keys: Vec<String> = routes.iter().map(|(k, _)| k.clone()).collect();
+        self.claims.insert(app.to_owned(), routes);
+        match self.sync_reporting().await {
+            Ok(errors) => {
+                let mine: Vec<String> = keys
+                    .iter()
+                    .filter_map(|k| errors.get(k).map(|e| format!("{k}: {e}")))
+                    .collect();
+                if mine.is_empty() {
+                    return Ok(());
+                }
+                self.claims.remove(app);
+                let _ = self.sync().await;
+                Err(format!(
+                    "{} (another program listens there; stop it or pick another host port)",
+                    mine.join("; ")
+                ))
+            }
+            Err(e) => {
+                self.claims.remove(app);
+                Err(e)
+            }
+        }
+    }
+
+    async fn sync(&mut self) -> Result<(), String> {
+        self.sync_reporting().await.map(drop)
+    }
+
+    async fn sync_reporting(&mut self) -> Result<BTreeMap<String, String>, String> {
+        let table = self.table().await?;
+        if table.is_empty() && !self.started {
+            return Ok(BTreeMap::new());
+        }
+        self.started = true;
+        let (_, errors) = self.proxy.apply(table).await.map_err(|e| e.to_string())?;
+        for (key, e) in &errors {
+            warn!(route = %key, error = %e, "the proxy cannot publish this port");
+        }
+        Ok(errors)
+    }
+
+    /// The table from the engine: every claimed port, with the replicas in rotation.
+    async fn table(&mut self) -> Result<Vec<Route>, String> {
+        let containers = self
+            .engine
+            .list_containers(true)
+            .await
+            .map_err(|e| format!("cannot list containers: {e}"))?;
+        let mut routes: BTreeMap<String, Route> = BTreeMap::new();
+        let mut present = BTreeSet::new();
+        let mut mine: Vec<_> = containers
+            .iter()
+            .filter(|c| c.labels.contains_key(PORTS_LABEL))
+            .collect();
+        mine.sort_by(|a, b| a.name.cmp(&b.name));
+        for c in mine {
+            let (Some(app), Some(service)) = (
+                c.labels.get("io.capstan.app"),
+                c.labels.get("io.capstan.service"),
+            ) else {
+                continue;
+            };
+            let Ok(claims) = serde_json::from_str::<Vec<PortClaim>>(&c.labels[PORTS_LABEL]) else {
+                warn!(container = %c.name, "unreadable {PORTS_LABEL} label; its ports are not published");
+                continue;
+            };
+            let running = c.state == "running";
+            if running {
+                present.insert(c.id.clone());
+            }
+            let status = if running && !self.draining.contains(&c.id) {
+                self.engine
+                    .container_status(&c.id)
+                    .await
+                    .map_err(|e| format!("cannot inspect {}: {e}", c.name))?
+            } else {
+                None
+            };
+            let in_rotation = status.as_ref().filter(|s| {
+                s.state == "running" && s.health.as_deref().is_none_or(|h| h == "healthy")
+            });
+            for claim in claims {
+                let key = claim.key(app, service);
+                let route = routes.entry(key.clone()).or_insert_with(|| Route {
+                    key,
+                    bind: claim.bind(),
+                    mode: claim.mode,
+                    backends: Vec::new(),
+                });
+                if let Some(s) = in_rotation
+                    && let Some(ip) = s
+                        .addresses
+                        .values()
+                        .find_map(|ip| ip.parse::<IpAddr>().ok())
+                {
+                    route.backends.push(Backend {
+                        id: c.id.clone(),
+                        addr: SocketAddr::new(ip, claim.target),
+                    });
+                }
+            }
+        }
+        for claimed in self.claims.values() {
+            for (key, claim) in claimed {
+                routes.entry(key.clone()).or_insert_with(|| Route {
+                    key: key.clone(),
+                    bind: claim.bind(),
+                    mode: claim.mode,
+                    backends: Vec::new(),
+                });
+            }
+        }
+        // a container that stopped is drained for good
+        self.draining.retain(|id| present.contains(id));
+        // two apps on one address (made by hand): the first keeps it
+        let mut taken = BTreeSet::new();
+        let routes = routes
+            .into_values()
+            .filter(|r| {
+                if r.bind.port() == 0 || taken.insert(r.bind) {
+                    true
+                } else {
+                    warn!(route = %r.key, addr = %r.bind, "another route already publishes this address; skipping");
+                    false
+                }
+            })
+            .collect();
+        debug!(?routes, "proxy table");
+        Ok(routes)
+    }
+}

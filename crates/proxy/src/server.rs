@@ -1,0 +1,372 @@
+//! `capstan proxy`: binds the published ports, forwards them, and takes its table from the
+//! daemon over `<data>/proxy.sock`. It outlives the daemon, so restarting or upgrading the
+//! daemon drops no connection; the next daemon re-adopts it.
+
+use std::collections::BTreeMap;
+use std::fs::{File, OpenOptions};
+use std::io::{Read, Write};
+use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
+
+use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+use tokio::net::{TcpListener, UnixListener, UnixStream};
+use tokio::signal::unix::{SignalKind, signal};
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+use tracing::{info, warn};
+
+use crate::Error;
+use crate::protocol::{Request, Response, Route, Status};
+use crate::table::{Listening, RouteState, Table};
+
+/// How long open connections may take to finish when the proxy stops.
+const STOP_DRAIN: Duration = Duration::from_secs(30);
+
+/// The files of a proxy in a data dir.
+#[derive(Debug, Clone)]
+pub struct Paths {
+    pub socket: PathBuf,
+    pub pid: PathBuf,
+    pub log: PathBuf,
+}
+
+impl Paths {
+    pub fn in_dir(data: &Path) -> Self {
+        Self {
+            socket: data.join("proxy.sock"),
+            pid: data.join("proxy.pid"),
+            log: data.join("proxy.log"),
+        }
+    }
+}
+
+struct Proxy {
+    table: Mutex<Table>,
+    /// Cancelled when the proxy stops: HTTP connections finish their request and close.
+    stopping: CancellationToken,
+    connections: TaskTracker,
+    started: String,
+}
+
+/// Runs the proxy for `data` until SIGTERM, SIGINT or a `stop` request.
+///
+/// # Errors
+/// Another proxy serves this data dir, or the socket cannot be made.
+pub async fn run(data: &Path) -> Result<(), Error> {
+    let paths = Paths::in_dir(data);
+    let _lock = lock(&paths.pid)?;
+    // the lock is ours, so a socket file left here is stale
+    let _ = std::fs::remove_file(&paths.socket);
+    let control = UnixListener::bind(&paths.socket).map_err(|e| Error::Io {
+        what: format!("cannot listen on {}", paths.socket.display()),
+        source: e,
+    })?;
+    std::fs::set_permissions(&paths.socket, std::fs::Permissions::from_mode(0o600)).map_err(
+        |e| Error::Io {
+            what: format!("cannot make {} private", paths.socket.display()),
+            source: e,
+        },
+    )?;
+    let proxy = Arc::new(Proxy {
+        table: Mutex::new(Table::default()),
+        stopping: CancellationToken::new(),
+        connections: TaskTracker::new(),
+        started: chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+    });
+    info!(socket = %paths.socket.display(), pid = std::process::id(), "capstan proxy ready");
+    tokio::spawn(watch_signals(proxy.stopping.clone()));
+    loop {
+        tokio::select! {
+            () = proxy.stopping.cancelled() => break,
+            accepted = control.accept() => match accepted {
+                Ok((stream, _)) => {
+                    tokio::spawn(serve_control(Arc::clone(&proxy), stream));
+                }
+                Err(e) => {
+                    warn!(error = %e, "control socket accept failed");
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+            },
+        }
+    }
+    // stop listening, then let open connections finish
+    {
+        let mut table = proxy.table.lock().unwrap_or_else(PoisonError::into_inner);
+        for (_, l) in table.listening.drain() {
+            l.accept.abort();
+        }
+    }
+    let _ = std::fs::remove_file(&paths.socket);
+    proxy.connections.close();
+    let open = proxy.connections.len();
+    if open > 0 {
+        info!(open, "waiting for open connections to finish");
+    }
+    if tokio::time::timeout(STOP_DRAIN, proxy.connections.wait())
+        .await
+        .is_err()
+    {
+        warn!(
+            open = proxy.connections.len(),
+            "connections still open after {STOP_DRAIN:?}; closing them"
+        );
+    }
+    info!("capstan proxy stopped");
+    Ok(())
+}
+
+async fn watch_signals(stopping: CancellationToken) {
+    let (Ok(mut term), Ok(mut int)) = (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+    ) else {
+        warn!("cannot install signal handlers; stop the proxy with a stop request");
+        return;
+    };
+    tokio::select! {
+        _ = term.recv() => info!("SIGTERM: draining and stopping"),
+        _ = int.recv() => info!("SIGINT: draining and stopping"),
+        () = stopping.cancelled() => {}
+    }
+    stopping.cancel();
+}
+
+/// One proxy per data dir: an exclusive lock on `proxy.pid`, which holds our pid.
+fn lock(path: &Path) -> Result<File, Error> {
+    let mut file = OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .mode(0o600)
+        .open(path)
+        .map_err(|e| Error::Io {
+            what: format!("cannot open {}", path.display()),
+            source: e,
+        })?;
+    if let Err(e) = file.try_lock() {
+        let mut holder = String::new();
+        let _ = file.read_to_string(&mut holder);
+        return Err(match e {
+            std::fs::TryLockError::WouldBlock => Error::Running {
+                pid: holder.trim().to_owned(),
+            },
+            std::fs::TryLockError::Error(e) => Error::Io {
+                what: format!("cannot lock {}", path.display()),
+                source: e,
+            },
+        });
+    }
+    let write = |f: &mut File| -> std::io::Result<()> {
+        f.set_len(0)?;
+        write!(f, "{}", std::process::id())?;
+        f.flush()
+    };
+    write(&mut file).map_err(|e| Error::Io {
+        what: format!("cannot write {}", path.display()),
+        source: e,
+    })?;
+    Ok(file)
+}
+
+async fn serve_control(proxy: Arc<Proxy>, stream: UnixStream) {
+    let (read, mut write) = stream.into_split();
+    let mut lines = BufReader::new(read).lines();
+    while let Ok(Some(line)) = lines.next_line().await {
+        let response = match serde_json::from_str::<Request>(&line) {
+            Ok(req) => handle(&proxy, req).await,
+            Err(e) => Response {
+                error: Some(format!("not a proxy request: {e}")),
+                ..Response::default()
+            },
+        };
+        let mut out = serde_json::to_vec(&response).unwrap_or_default();
+        out.push(b'\n');
+        if write.write_all(&out).await.is_err() {
+            return;
+        }
+    }
+}
+
+async fn handle(proxy: &Arc<Proxy>, req: Request) -> Response {
+    match req {
+        Request::Apply { routes } => match apply(proxy, &routes) {
+            Ok(errors) => Response {
+                ok: true,
+                status: Some(status(proxy)),
+                errors,
+                ..Response::default()
+            },
+            Err(e) => Response {
+                error: Some(e),
+                ..Response::default()
+            },
+        },
+        Request::WaitIdle { ids, timeout_ms } => {
+            let deadline = tokio::time::Instant::now() + Duration::from_millis(timeout_ms);
+            let open = loop {
+                let open = proxy
+                    .table
+                    .lock()
+                    .unwrap_or_else(PoisonError::into_inner)
+                    .open(&ids);
+                if open == 0 || tokio::time::Instant::now() >= deadline {
+                    break open;
+                }
+                tokio::time::sleep(Duration::from_millis(25)).await;
+            };
+            proxy
+                .table
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .prune();
+            Response {
+                ok: true,
+                open: Some(open),
+                ..Response::default()
+            }
+        }
+        Request::Status => Response {
+            ok: true,
+            status: Some(status(proxy)),
+            ..Response::default()
+        },
+        Request::Stop => {
+            proxy.stopping.cancel();
+            Response {
+                ok: true,
+                ..Response::default()
+            }
+        }
+    }
+}
+
+fn status(proxy: &Proxy) -> Status {
+    Status {
+        pid: std::process::id(),
+        version: env!("CARGO_PKG_VERSION").to_owned(),
+        started: proxy.started.clone(),
+        routes: proxy
+            .table
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .status(),
+    }
+}
+
+/// Which socket a route uses: its address, or its key when it asked for any free port (so the
+/// port it got stays with it). A route renamed on the same address keeps the socket.
+fn identity(r: &Route) -> String {
+    if r.bind.port() == 0 {
+        format!("{}@{}", r.key, r.bind)
+    } else {
+        r.bind.to_string()
+    }
+}
+
+/// Replaces the table. A route whose new address cannot be bound is left out and reported
+/// (by key); every other route is served, so one bad port never stalls the rest.
+fn apply(proxy: &Arc<Proxy>, routes: &[Route]) -> Result<BTreeMap<String, String>, String> {
+    let mut wanted = std::collections::HashMap::new();
+    for r in routes {
+        if let Some(other) = wanted.insert(identity(r), &r.key) {
+            return Err(format!(
+                "routes {other} and {} both ask for {}",
+                r.key, r.bind
+            ));
+        }
+    }
+    let mut table = proxy.table.lock().unwrap_or_else(PoisonError::into_inner);
+    let mut bound = Vec::new();
+    let mut errors = BTreeMap::new();
+    for r in routes {
+        let id = identity(r);
+        if table.listening.contains_key(&id) {
+            continue;
+        }
+        match std::net::TcpListener::bind(r.bind).and_then(|l| l.set_nonblocking(true).map(|()| l))
+        {
+            Ok(l) => bound.push((id, r, l)),
+            Err(e) => {
+                warn!(route = %r.key, addr = %r.bind, error = %e, "cannot listen");
+                errors.insert(r.key.clone(), format!("cannot listen on {}: {e}", r.bind));
+            }
+        }
+    }
+    // commit
+    let leaving: Vec<String> = table
+        .listening
+        .keys()
+        .filter(|id| !wanted.contains_key(id.as_str()))
+        .cloned()
+        .collect();
+    for id in leaving {
+        if let Some(l) = table.listening.remove(&id) {
+            l.accept.abort();
+            info!(route = %l.route.key(), addr = %l.local, "stopped listening");
+        }
+    }
+    for r in routes {
+        let config = table.config_of(r);
+        if let Some(l) = table.listening.get(&identity(r)) {
+            l.route.config.send_replace(config);
+        }
+    }
+    for (id, r, listener) in bound {
+        let config = table.config_of(r);
+        let route = Arc::new(RouteState::new(config));
+        let local = listener.local_addr().unwrap_or(r.bind);
+        let accept = spawn_accept(proxy, listener, Arc::clone(&route));
+        info!(route = %r.key, addr = %local, "listening");
+        table.listening.insert(
+            id,
+            Listening {
+                local,
+                route,
+                accept,
+            },
+        );
+    }
+    table.prune();
+    Ok(errors)
+}
+
+fn spawn_accept(
+    proxy: &Arc<Proxy>,
+    listener: std::net::TcpListener,
+    route: Arc<RouteState>,
+) -> tokio::task::AbortHandle {
+    let proxy = Arc::clone(proxy);
+    tokio::spawn(async move {
+        let listener = match TcpListener::from_std(listener) {
+            Ok(l) => l,
+            Err(e) => {
+                warn!(route = %route.key(), error = %e, "cannot accept on the route's socket");
+                return;
+            }
+        };
+        loop {
+            match listener.accept().await {
+                Ok((stream, peer)) => {
+                    route
+                        .connections
+                        .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    proxy.connections.spawn(crate::forward::connection(
+                        Arc::clone(&route),
+                        stream,
+                        peer,
+                        proxy.stopping.clone(),
+                    ));
+                }
+                Err(e) => {
+                    // out of file descriptors and the like: back off, keep the socket
+                    warn!(route = %route.key(), error = %e, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+            }
+        }
+    })
+    .abort_handle()
+}
