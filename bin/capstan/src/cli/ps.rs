@@ -10,6 +10,9 @@ use crate::{Output, OutputArgs};
 
 #[derive(Debug, Args)]
 pub struct PsArgs {
+    /// Only this app's replicas, with their service, replica number, health and the ports the
+    /// proxy publishes for them.
+    app: Option<String>,
     /// Include stopped containers.
     #[arg(short = 'a', long)]
     all: bool,
@@ -19,12 +22,18 @@ pub struct PsArgs {
 
 pub async fn run(args: PsArgs) -> Result<(), Failure> {
     let client = Client::from_env()?;
-    let query = if args.all {
-        vec![("all", "true".to_owned())]
-    } else {
-        Vec::new()
-    };
+    let mut query = Vec::new();
+    if args.all {
+        query.push(("all", "true".to_owned()));
+    }
+    if let Some(app) = &args.app {
+        query.push(("app", app.clone()));
+    }
     let list: ContainerList = client.get("/api/v1/containers", &query).await?;
+    if let Some(app) = &args.app {
+        let proxy: serde_json::Value = client.get("/api/v1/proxy", &[]).await?;
+        return app_table(app, &list, &proxy, args.out.output);
+    }
     if args.out.output == Output::Json {
         return print_json(&list);
     }
@@ -44,6 +53,87 @@ pub async fn run(args: PsArgs) -> Result<(), Failure> {
             c.state.clone(),
             c.status.clone(),
             local_time(c.created),
+        ]);
+    }
+    table.print();
+    Ok(())
+}
+
+/// One app's replicas: service, replica, state and health, and where the proxy publishes them
+/// (`127.0.0.1:8080->80`; in brackets while the replica is out of rotation).
+fn app_table(
+    app: &str,
+    list: &ContainerList,
+    proxy: &serde_json::Value,
+    output: Output,
+) -> Result<(), Failure> {
+    let routes = proxy["proxy"]["routes"].as_array().cloned().unwrap_or_default();
+    let ports_of = |service: &str, id: &str| -> Vec<String> {
+        routes
+            .iter()
+            .filter(|r| {
+                r["key"]
+                    .as_str()
+                    .is_some_and(|k| k.starts_with(&format!("{app}/{service}/")))
+            })
+            .map(|r| {
+                let target = r["key"]
+                    .as_str()
+                    .and_then(|k| k.split('/').nth(2))
+                    .unwrap_or_default();
+                let published = format!("{}->{target}", r["local"].as_str().unwrap_or_default());
+                let in_rotation = r["backends"]
+                    .as_array()
+                    .is_some_and(|b| b.iter().any(|b| b["id"] == id));
+                if in_rotation {
+                    published
+                } else {
+                    format!("({published})")
+                }
+            })
+            .collect()
+    };
+    let mut rows: Vec<_> = list.containers.iter().collect();
+    let label = |c: &capstan_model::Container, k: &str| c.labels.get(k).cloned().unwrap_or_default();
+    rows.sort_by_key(|c| {
+        (
+            label(c, "io.capstan.service"),
+            label(c, "io.capstan.replica").parse::<u32>().unwrap_or(0),
+        )
+    });
+    if output == Output::Json {
+        let json: Vec<serde_json::Value> = rows
+            .iter()
+            .map(|c| {
+                let service = label(c, "io.capstan.service");
+                serde_json::json!({
+                    "id": c.id,
+                    "name": c.name,
+                    "service": service,
+                    "replica": label(c, "io.capstan.replica").parse::<u32>().ok(),
+                    "release": label(c, "io.capstan.release").parse::<i64>().ok(),
+                    "image": c.image,
+                    "state": c.state,
+                    "status": c.status,
+                    "ports": ports_of(&service, &c.id),
+                })
+            })
+            .collect();
+        return print_json(&json);
+    }
+    let mut table = Table::new(&[
+        "SERVICE", "REPLICA", "NAME", "RELEASE", "IMAGE", "STATUS", "PORTS",
+    ]);
+    for c in rows {
+        let service = label(c, "io.capstan.service");
+        table.row(vec![
+            service.clone(),
+            label(c, "io.capstan.replica"),
+            c.name.clone(),
+            label(c, "io.capstan.release"),
+            c.image.clone(),
+            c.status.clone(),
+            ports_of(&service, &c.id).join(", "),
         ]);
     }
     table.print();

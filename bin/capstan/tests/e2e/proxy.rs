@@ -198,6 +198,13 @@ async fn rollouts_failed_releases_and_daemon_restarts_drop_no_request() {
     let route = &status["proxy"]["routes"][0];
     assert_eq!(route["local"], addr.as_str(), "{status}");
     assert_eq!(route["backends"].as_array().unwrap().len(), 3, "{status}");
+    let (code, ps, err) = daemon.cli(&["ps", &name]).await;
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(
+        ps.matches(&format!("{addr}->80")).count(),
+        3,
+        "every replica in rotation:\n{ps}"
+    );
 
     // a release whose healthcheck never passes rolls back by itself, and nobody notices
     let load = Load::start(&addr, "/", 2);

@@ -5,14 +5,19 @@ use capstan_model::ContainerList;
 use crate::params::{self, Pairs};
 use crate::{ApiError, AppState};
 
-/// `GET /api/v1/containers[?all=true]`: what the engine runs now (503 when it cannot be reached).
+/// `GET /api/v1/containers[?all=true][&app=APP]`: what the engine runs now, or one app's
+/// replicas (503 when the engine cannot be reached).
 pub(crate) async fn list(
     State(state): State<AppState>,
     Query(pairs): Query<Pairs>,
 ) -> Result<Json<ContainerList>, ApiError> {
-    params::only(&pairs, &["all"])?;
+    params::only(&pairs, &["all", "app"])?;
     let all = params::flag(&pairs, "all")?.unwrap_or(false);
+    let app = pairs.iter().rev().find(|(k, _)| k == "app").map(|(_, v)| v);
     let mut containers = state.engine.list_containers(all).await?;
+    if let Some(app) = app {
+        containers.retain(|c| c.labels.get("io.capstan.app") == Some(app));
+    }
     containers.sort_by(|a, b| b.created.cmp(&a.created).then_with(|| a.name.cmp(&b.name)));
     Ok(Json(ContainerList { containers }))
 }
