@@ -14,6 +14,8 @@ pub enum Code {
     NotFound,
     /// 409: the object is busy (a deploy of the app is running).
     Conflict,
+    /// 422: the engine could not do what was asked (a build step failed).
+    Failed,
     /// 503: the Docker engine cannot be reached.
     EngineUnavailable,
     /// 500: a fault inside capstan (details are logged, not sent).
@@ -27,6 +29,7 @@ impl Code {
             Self::Unauthorized => StatusCode::UNAUTHORIZED,
             Self::NotFound => StatusCode::NOT_FOUND,
             Self::Conflict => StatusCode::CONFLICT,
+            Self::Failed => StatusCode::UNPROCESSABLE_ENTITY,
             Self::EngineUnavailable => StatusCode::SERVICE_UNAVAILABLE,
             Self::Internal => StatusCode::INTERNAL_SERVER_ERROR,
         }
@@ -38,6 +41,7 @@ impl Code {
             Self::Unauthorized => "unauthorized",
             Self::NotFound => "not_found",
             Self::Conflict => "conflict",
+            Self::Failed => "failed",
             Self::EngineUnavailable => "engine_unavailable",
             Self::Internal => "internal",
         }

@@ -66,6 +66,12 @@ fn protected() -> Router<AppState> {
         .route("/api/v1/apps/{app}/plan", post(routes::apps::plan_app))
         .route("/api/v1/apps/{app}/deploy", post(routes::apps::deploy_app))
         .route(
+            "/api/v1/apps/{app}/build/{service}",
+            post(routes::apps::build_service).layer(axum::extract::DefaultBodyLimit::max(
+                routes::apps::BUILD_CONTEXT_LIMIT,
+            )),
+        )
+        .route(
             "/api/v1/apps/{app}/releases",
             get(routes::apps::list_releases),
         )

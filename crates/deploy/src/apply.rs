@@ -183,7 +183,7 @@ impl Deployer {
             claims(s).map_err(|e| format!("services.{name}.ports: {e}"))?;
             if s.image.is_none() {
                 return Err(format!(
-                    "services.{name}.build: building images is not in this version yet; give the service an `image`"
+                    "services.{name}: no image to run; deploy with the capstan CLI, which builds `build:` services first, or give it an `image`"
                 ));
             }
             for (kind, refs) in [("configs", &s.configs), ("secrets", &s.secrets)] {

@@ -15,12 +15,18 @@ use futures_util::{StreamExt, TryStreamExt};
 use crate::{Engine, Error};
 
 /// A build context: a tar archive holding a `Dockerfile` and whatever it copies.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Default)]
 pub struct BuildContext {
     /// The tar archive.
     pub tar: Bytes,
     /// Path of the Dockerfile inside it.
     pub dockerfile: String,
+    /// `ARG` values.
+    pub args: std::collections::BTreeMap<String, String>,
+    /// The stage to build (multi-stage Dockerfiles); the last one when `None`.
+    pub target: Option<String>,
+    /// Labels on the image.
+    pub labels: std::collections::BTreeMap<String, String>,
 }
 
 /// Splits `repo:tag` (a registry port is not a tag); the tag defaults to `latest`.
@@ -148,6 +154,9 @@ impl Engine {
             dockerfile: context.dockerfile,
             t: Some(reference.to_owned()),
             rm: true,
+            buildargs: (!context.args.is_empty()).then(|| context.args.into_iter().collect()),
+            labels: (!context.labels.is_empty()).then(|| context.labels.into_iter().collect()),
+            target: context.target.unwrap_or_default(),
             ..Default::default()
         };
         let stream =

@@ -100,7 +100,7 @@ fn closed_port() -> SocketAddr {
 }
 
 struct Fixture {
-    _dir: tempfile::TempDir,
+    dir: tempfile::TempDir,
     client: ProxyClient,
     task: tokio::task::JoinHandle<Result<(), capstan_proxy::Error>>,
 }
@@ -112,11 +112,7 @@ async fn proxy() -> Fixture {
     let client = ProxyClient::new(dir.path(), None);
     for _ in 0..200 {
         if client.status().await.is_ok() {
-            return Fixture {
-                _dir: dir,
-                client,
-                task,
-            };
+            return Fixture { dir, client, task };
         }
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
@@ -455,7 +451,7 @@ async fn a_route_keeps_its_socket_across_updates_and_closes_when_removed() {
 #[tokio::test]
 async fn one_proxy_per_data_dir_and_stop_ends_it() {
     let p = proxy().await;
-    let err = capstan_proxy::run(p._dir.path()).await.unwrap_err();
+    let err = capstan_proxy::run(p.dir.path()).await.unwrap_err();
     assert!(
         err.to_string()
             .contains(&format!("(pid {})", std::process::id())),

@@ -14,16 +14,28 @@ use crate::{Output, OutputArgs};
 pub struct DeployArgs {
     #[command(flatten)]
     compose: ComposeArgs,
+    /// Do not build services with `build:`; use the images they already have.
+    #[arg(long)]
+    no_build: bool,
     #[command(flatten)]
     out: OutputArgs,
 }
 
 /// Deploys; exit 1 when the release failed or was rolled back.
 pub async fn deploy(args: DeployArgs) -> Result<(), Failure> {
-    let loaded = args.compose.load()?;
+    let mut loaded = args.compose.load()?;
     let app = loaded.project.name.clone().unwrap_or_default();
-    let request = deploy_request(&args.compose, loaded)?;
     let client = Client::from_env()?;
+    if args.no_build {
+        for (name, s) in &mut loaded.project.services {
+            if s.build.is_some() {
+                s.image = Some(super::build::image_name(&app, name, s.image.as_deref()));
+            }
+        }
+    } else {
+        super::build::build_all(&client, &mut loaded.project, args.out.output).await?;
+    }
+    let request = deploy_request(&args.compose, loaded)?;
     let report = follow(
         &client,
         &format!("/api/v1/apps/{app}/deploy"),

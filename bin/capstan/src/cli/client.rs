@@ -79,6 +79,30 @@ impl Client {
         })
     }
 
+    /// POSTs raw bytes (a build context) and reads a JSON answer.
+    pub async fn post_bytes<T: DeserializeOwned>(
+        &self,
+        path: &str,
+        query: &[(&str, String)],
+        body: Vec<u8>,
+    ) -> Result<T, Failure> {
+        let mut req = self
+            .http
+            .post(format!("{}{path}", self.base))
+            .query(query)
+            .header(reqwest::header::CONTENT_TYPE, "application/x-tar")
+            .body(body);
+        if let Some(token) = &self.token {
+            req = req.bearer_auth(token);
+        }
+        self.check(req).await?.json().await.map_err(|e| {
+            Failure::new(
+                1,
+                format!("capstan: unexpected answer from the daemon: {e}"),
+            )
+        })
+    }
+
     /// POSTs a JSON body asking for newline-delimited JSON, and calls `on_line` with each line
     /// as it arrives.
     pub async fn post_lines<B: serde::Serialize>(

@@ -1,6 +1,7 @@
 //! CLI commands: each talks to the daemon over the API and prints a table or JSON.
 
 pub mod apps;
+pub mod build;
 pub mod client;
 pub mod config;
 pub mod events;

@@ -18,8 +18,16 @@ pub struct PlanArgs {
 }
 
 pub async fn run(args: PlanArgs) -> Result<(), Failure> {
-    let loaded = args.compose.load()?;
+    let mut loaded = args.compose.load()?;
     let app = loaded.project.name.clone().unwrap_or_default();
+    // a plan builds nothing: it compares with the image the last build left
+    let mut built = Vec::new();
+    for (name, s) in &mut loaded.project.services {
+        if s.build.is_some() {
+            s.image = Some(super::build::image_name(&app, name, s.image.as_deref()));
+            built.push(name.clone());
+        }
+    }
     let request = super::config::deploy_request(&args.compose, loaded)?;
     let client = Client::from_env()?;
     let plan: Plan = client
@@ -27,6 +35,12 @@ pub async fn run(args: PlanArgs) -> Result<(), Failure> {
         .await?;
     if args.out.output == Output::Json {
         return print_json(&plan);
+    }
+    if !built.is_empty() {
+        println!(
+            "(built by `capstan deploy`, compared here with their last build: {})",
+            built.join(", ")
+        );
     }
     if plan.is_empty() {
         println!("app {app}: nothing to do, everything is up to date");

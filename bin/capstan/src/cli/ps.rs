@@ -67,7 +67,10 @@ fn app_table(
     proxy: &serde_json::Value,
     output: Output,
 ) -> Result<(), Failure> {
-    let routes = proxy["proxy"]["routes"].as_array().cloned().unwrap_or_default();
+    let routes = proxy["proxy"]["routes"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
     let ports_of = |service: &str, id: &str| -> Vec<String> {
         routes
             .iter()
@@ -94,7 +97,8 @@ fn app_table(
             .collect()
     };
     let mut rows: Vec<_> = list.containers.iter().collect();
-    let label = |c: &capstan_model::Container, k: &str| c.labels.get(k).cloned().unwrap_or_default();
+    let label =
+        |c: &capstan_model::Container, k: &str| c.labels.get(k).cloned().unwrap_or_default();
     rows.sort_by_key(|c| {
         (
             label(c, "io.capstan.service"),

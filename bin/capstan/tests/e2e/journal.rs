@@ -13,6 +13,7 @@ fn dockerfile_context(dockerfile: &str) -> BuildContext {
     BuildContext {
         tar: tar_of(&[("Dockerfile", dockerfile.as_bytes())]),
         dockerfile: "Dockerfile".into(),
+        ..BuildContext::default()
     }
 }
 

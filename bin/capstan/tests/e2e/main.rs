@@ -5,6 +5,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod api;
+mod build;
 mod deploy;
 mod journal;
 mod outage;

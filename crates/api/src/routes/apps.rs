@@ -55,6 +55,66 @@ fn deployer(state: &AppState) -> Deployer {
     }
 }
 
+/// The largest build context accepted (a tar archive, held in memory while the engine builds).
+pub const BUILD_CONTEXT_LIMIT: usize = 1 << 30;
+
+/// `POST /api/v1/apps/{app}/build/{service}?image=REF[&dockerfile=PATH][&target=STAGE][&arg=K=V...]`
+/// with the build context as a tar body: builds and tags the service's image, labelled with the
+/// app and service. Answers `{image, id}`; a failed build step is a 422 with the engine's message.
+pub async fn build_service(
+    State(state): State<AppState>,
+    Path((app, service)): Path<(String, String)>,
+    Query(pairs): Query<Pairs>,
+    context: axum::body::Bytes,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    params::only(&pairs, &["image", "dockerfile", "target", "arg"])?;
+    let one = |name: &str| {
+        pairs
+            .iter()
+            .rev()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.clone())
+    };
+    let image = one("image").ok_or_else(|| ApiError::bad_param("image", "missing"))?;
+    if context.is_empty() {
+        return Err(ApiError::bad_param(
+            "body",
+            "the build context (a tar archive) is empty",
+        ));
+    }
+    let mut args = BTreeMap::new();
+    for (k, v) in pairs.iter().filter(|(k, _)| k == "arg") {
+        let (name, value) = v
+            .split_once('=')
+            .ok_or_else(|| ApiError::bad_param(k, format!("{v:?} is not NAME=VALUE")))?;
+        args.insert(name.to_owned(), value.to_owned());
+    }
+    let build = capstan_engine::BuildContext {
+        tar: context,
+        dockerfile: one("dockerfile").unwrap_or_else(|| "Dockerfile".into()),
+        args,
+        target: one("target").filter(|t| !t.is_empty()),
+        labels: capstan_deploy::labels(&app, Some(&service), &[]),
+    };
+    state.engine.build(build, &image).await.map_err(|e| {
+        if e.is_unreachable() {
+            ApiError::from(e)
+        } else {
+            ApiError::new(
+                Code::Failed,
+                format!("services.{service}.build: building {image} failed: {e}"),
+            )
+        }
+    })?;
+    let id = state
+        .engine
+        .inspect_image(&image)
+        .await?
+        .map(|i| i.id)
+        .unwrap_or_default();
+    Ok(Json(serde_json::json!({ "image": image, "id": id })))
+}
+
 /// `GET /api/v1/proxy`: the published ports the proxy serves, their replicas and counters.
 pub async fn proxy_status(
     State(state): State<AppState>,
