@@ -1,5 +1,7 @@
 //! `capstan deploy`, `capstan apps`, `capstan releases`, `capstan down`.
 
+use std::io::IsTerminal as _;
+
 use capstan_deploy::{Outcome, Report};
 use capstan_model::{AppSummary, Release};
 use clap::Args;
@@ -55,6 +57,7 @@ async fn follow<B: serde::Serialize>(
     output: Output,
 ) -> Result<Report, Failure> {
     let mut report = None;
+    let mut live = (output == Output::Table && std::io::stdout().is_terminal()).then(Live::new);
     client
         .post_lines(path, body, |line| {
             let value: serde_json::Value = serde_json::from_str(line).map_err(|e| {
@@ -72,23 +75,101 @@ async fn follow<B: serde::Serialize>(
             if let Some(e) = value.get("error").and_then(|e| e.as_str()) {
                 return Err(Failure::new(1, format!("capstan: {e}")));
             }
-            match output {
-                Output::Json => println!("{line}"),
-                Output::Table => println!(
-                    "{:<16} {}",
-                    value["service"].as_str().unwrap_or_default(),
-                    value["message"].as_str().unwrap_or_default()
-                ),
+            let service = value["service"].as_str().unwrap_or_default();
+            let message = value["message"].as_str().unwrap_or_default();
+            match (output, &mut live) {
+                (Output::Json, _) => println!("{line}"),
+                (Output::Table, Some(live)) => live.update(service, message),
+                (Output::Table, None) => println!("{service:<16} {message}"),
             }
             Ok(())
         })
         .await?;
+    if let Some(live) = &mut live {
+        live.finish();
+    }
     report.ok_or_else(|| {
         Failure::new(
             1,
             "capstan: the daemon ended the deploy without a report (see its log)",
         )
     })
+}
+
+/// The progress display on a terminal: one line per service with its latest step and how long
+/// it has been going, redrawn in place as steps arrive.
+struct Live {
+    services: Vec<(String, String, std::time::Instant, bool)>,
+    drawn: usize,
+    width: usize,
+}
+
+impl Live {
+    fn new() -> Self {
+        let width = std::env::var("COLUMNS")
+            .ok()
+            .and_then(|c| c.parse().ok())
+            .unwrap_or(80_usize);
+        Self {
+            services: Vec::new(),
+            drawn: 0,
+            width: width.max(40),
+        }
+    }
+
+    fn update(&mut self, service: &str, message: &str) {
+        let done = message.contains("replaced")
+            || message.ends_with(" ready")
+            || message.contains("removed")
+            || message.contains("rolled back");
+        match self.services.iter_mut().find(|s| s.0 == service) {
+            Some(s) => {
+                message.clone_into(&mut s.1);
+                s.3 = done;
+            }
+            None => self.services.push((
+                service.to_owned(),
+                message.to_owned(),
+                std::time::Instant::now(),
+                done,
+            )),
+        }
+        self.draw();
+    }
+
+    fn draw(&mut self) {
+        use std::fmt::Write as _;
+        use std::io::Write as _;
+        let mut out = String::new();
+        if self.drawn > 0 {
+            // back to the first line of the previous drawing
+            let _ = write!(out, "\x1b[{}F", self.drawn);
+        }
+        for (service, message, since, done) in &self.services {
+            let mark = if *done { '+' } else { '~' };
+            let line = format!(
+                "{mark} {service:<16} {:>5.1}s  {message}",
+                since.elapsed().as_secs_f64()
+            );
+            // one screen line each, or the redraw would land in the wrong place
+            let line: String = line
+                .lines()
+                .next()
+                .unwrap_or_default()
+                .chars()
+                .take(self.width - 1)
+                .collect();
+            let _ = writeln!(out, "\x1b[2K{line}");
+        }
+        self.drawn = self.services.len();
+        let mut stdout = std::io::stdout().lock();
+        let _ = stdout.write_all(out.as_bytes());
+        let _ = stdout.flush();
+    }
+
+    fn finish(&mut self) {
+        self.draw();
+    }
 }
 
 /// Prints a deploy's report; exit 1 unless it succeeded.

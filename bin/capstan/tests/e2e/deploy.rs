@@ -584,3 +584,44 @@ async fn replicas_removed_stopped_or_unhealthy_are_healed() {
     tokio::time::sleep(std::time::Duration::from_secs(3)).await;
     assert!(find(format!("{app}-svc-1")).await.is_none());
 }
+
+#[tokio::test]
+async fn a_terminal_gets_a_progress_display_redrawn_in_place() {
+    let engine = capstan_testkit::engine().await;
+    let daemon = Daemon::start(bin(), engine.host()).await;
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("compose.yaml"),
+        "services:\n  a:\n    image: capstan-test/busybox:1\n    command: sleep 3600\n    init: true\n    deploy: {replicas: 2}\n  b:\n    image: capstan-test/busybox:1\n    command: sleep 3600\n    init: true\n",
+    )
+    .unwrap();
+    let app = unique("capt-tty");
+    // `script` runs the CLI on a pseudo-terminal
+    let command = format!("{} deploy -p {app}", bin().display());
+    let out = tokio::process::Command::new("script")
+        .args(["-qec", &command, "/dev/null"])
+        .current_dir(dir.path())
+        .env("CAPSTAN_URL", &daemon.url)
+        .env("CAPSTAN_TOKEN", &daemon.token)
+        .env("COLUMNS", "120")
+        .output()
+        .await
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(0), "{text}");
+    // one line per service, redrawn: cursor up and clear line, a mark for done
+    assert!(text.contains("\x1b[2F\x1b[2K"), "{text:?}");
+    assert!(text.contains("+ a "), "{text:?}");
+    assert!(text.contains("release 1 succeeded"), "{text:?}");
+    // not on a pipe: plain lines, no escape codes
+    let (code, plain, _) = daemon.cli(&["down", &app]).await;
+    assert_eq!(code, 0);
+    let out = capstan_in(&daemon, dir.path(), &["deploy", "-p", &app])
+        .output()
+        .await
+        .unwrap();
+    let plain_deploy = String::from_utf8_lossy(&out.stdout);
+    assert!(!plain_deploy.contains('\x1b'), "{plain_deploy:?} {plain}");
+    assert!(plain_deploy.contains("replica 2 ready"), "{plain_deploy}");
+    daemon.cli(&["down", &app]).await;
+}
