@@ -12,6 +12,7 @@ use capstan_compose::model::Service;
 use capstan_engine::{ContainerSpec, Engine};
 use serde::{Deserialize, Serialize};
 
+use crate::files::FileContent;
 use crate::plan::{Action, Desired, fnv_hex, plan, replicas_of, replicas_of_app};
 use crate::route::{Router, claims};
 use crate::units::duration_nanos;
@@ -25,7 +26,7 @@ pub struct DeployRequest {
     pub project: Project,
     /// Config and secret contents by `configs/NAME` / `secrets/NAME`.
     #[serde(default)]
-    pub files: BTreeMap<String, String>,
+    pub files: BTreeMap<String, FileContent>,
     /// Where the model came from: file paths, content hash, git commit (free-form JSON).
     #[serde(default)]
     pub source: serde_json::Value,
@@ -101,10 +102,10 @@ impl Steps {
 }
 
 /// Content digests of the configs and secrets in a request (never the contents themselves).
-pub fn file_digests(files: &BTreeMap<String, String>) -> BTreeMap<String, String> {
+pub fn file_digests(files: &BTreeMap<String, FileContent>) -> BTreeMap<String, String> {
     files
         .iter()
-        .map(|(k, v)| (k.clone(), fnv_hex(v.as_bytes())))
+        .map(|(k, v)| (k.clone(), fnv_hex(&v.bytes().unwrap_or_default())))
         .collect()
 }
 
@@ -114,7 +115,7 @@ struct Failure {
 }
 
 impl Deployer {
-    fn secret_paths(&self, app: &str, files: &BTreeMap<String, String>) -> SecretPaths {
+    fn secret_paths(&self, app: &str, files: &BTreeMap<String, FileContent>) -> SecretPaths {
         SecretPaths {
             dir: self.apps_dir.join(app),
             digests: file_digests(files),
@@ -129,18 +130,20 @@ impl Deployer {
     pub async fn stored_files(
         &self,
         project: &Project,
-    ) -> Result<BTreeMap<String, String>, String> {
+    ) -> Result<BTreeMap<String, FileContent>, String> {
         let app = project.name.clone().unwrap_or_default();
         let mut files = BTreeMap::new();
         for (kind, objects) in [("configs", &project.configs), ("secrets", &project.secrets)] {
             for (name, obj) in objects {
                 let content = match &obj.content {
-                    Some(c) => c.clone(),
-                    None => {
-                        tokio::fs::read_to_string(self.apps_dir.join(&app).join(kind).join(name))
+                    Some(c) => FileContent::Text(c.clone()),
+                    None => FileContent::from_bytes(
+                        tokio::fs::read(self.apps_dir.join(&app).join(kind).join(name))
                             .await
-                            .map_err(|e| format!("{kind}.{name} is no longer on this host ({e})"))?
-                    }
+                            .map_err(|e| {
+                                format!("{kind}.{name} is no longer on this host ({e})")
+                            })?,
+                    ),
                 };
                 files.insert(format!("{kind}/{name}"), content);
             }
@@ -179,6 +182,9 @@ impl Deployer {
     /// # Errors
     /// A message naming the service and key.
     pub fn check(req: &DeployRequest) -> Result<(), String> {
+        for (key, content) in &req.files {
+            content.bytes().map_err(|e| format!("files.{key}: {e}"))?;
+        }
         for (name, s) in &req.project.services {
             claims(s).map_err(|e| format!("services.{name}.ports: {e}"))?;
             if s.image.is_none() {
@@ -463,7 +469,7 @@ impl Deployer {
                     .truncate(true)
                     .mode(0o600)
                     .open(&tmp)?;
-                f.write_all(content.as_bytes())?;
+                f.write_all(&content.bytes().map_err(std::io::Error::other)?)?;
                 f.sync_all()?;
             }
             if let Some(r) = reference {

@@ -7,6 +7,7 @@
 
 mod apply;
 mod error;
+mod files;
 mod heal;
 mod names;
 pub mod plan;
@@ -16,6 +17,7 @@ pub mod units;
 
 pub use apply::{DeployRequest, Deployer, Outcome, Progress, Report, ServiceReport, file_digests};
 pub use error::Error;
+pub use files::FileContent;
 pub use heal::Healer;
 pub use names::{Names, labels};
 pub use plan::{

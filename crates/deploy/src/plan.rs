@@ -100,7 +100,7 @@ pub fn spec_hash(service: &Service) -> String {
 
 /// FNV-1a, 64 bit, as 16 hex digits: stable across releases (unlike `DefaultHasher`), which
 /// labels and ledgers need.
-pub(crate) fn fnv_hex(bytes: &[u8]) -> String {
+pub fn fnv_hex(bytes: &[u8]) -> String {
     let mut h: u64 = 0xcbf2_9ce4_8422_2325;
     for b in bytes {
         h ^= u64::from(*b);

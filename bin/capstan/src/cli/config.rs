@@ -97,21 +97,21 @@ pub fn deploy_request(
     ] {
         for (name, obj) in objects {
             let content = if let Some(path) = &obj.file {
-                std::fs::read_to_string(path).map_err(|e| {
+                capstan_deploy::FileContent::from_bytes(std::fs::read(path).map_err(|e| {
                     Failure::new(
                         2,
-                        format!("capstan: {kind}.{name}: cannot read {path} as text: {e}"),
+                        format!("capstan: {kind}.{name}: cannot read {path}: {e}"),
                     )
-                })?
+                })?)
             } else if let Some(var) = &obj.environment {
-                std::env::var(var).map_err(|_| {
+                capstan_deploy::FileContent::Text(std::env::var(var).map_err(|_| {
                     Failure::new(
                         2,
                         format!("capstan: {kind}.{name}: variable {var} is not set"),
                     )
-                })?
+                })?)
             } else if let Some(content) = &obj.content {
-                content.clone()
+                capstan_deploy::FileContent::Text(content.clone())
             } else {
                 continue;
             };
@@ -134,7 +134,7 @@ pub fn deploy_request(
     let source = serde_json::json!({
         "files": paths,
         "directory": loaded.project_dir.display().to_string(),
-        "model_hash": capstan_deploy::file_digests(&[("model".to_owned(), model)].into())["model"],
+        "model_hash": capstan_deploy::plan::fnv_hex(model.as_bytes()),
         "git_commit": git_commit,
     });
     Ok(capstan_deploy::DeployRequest {

@@ -167,7 +167,7 @@ services:
     healthcheck: {test: ["CMD", "wget", "-q", "-O", "/dev/null", "http://127.0.0.1:80/"], interval: 1s, timeout: 2s, retries: 5}
     depends_on: {db: {condition: service_healthy}}
     deploy: {replicas: 2, update_config: {parallelism: 1, order: start-first}}
-    secrets: [token]
+    secrets: [token, {source: keystore, mode: 0440}]
     configs: [{source: site, target: /etc/site.conf}]
   cache:
     image: capstan-test/busybox:1
@@ -175,6 +175,7 @@ services:
     init: true
 secrets:
   token: {file: ./token.txt}
+  keystore: {file: ./keystore.bin}
 configs:
   site: {content: hello}
 volumes:
@@ -188,6 +189,9 @@ async fn deploy_redeploy_roll_back_and_down() {
     let dir = tempfile::tempdir().unwrap();
     std::fs::write(dir.path().join("compose.yaml"), FULL).unwrap();
     std::fs::write(dir.path().join("token.txt"), "s3cret").unwrap();
+    // not UTF-8: travels as base64, lands byte for byte
+    let keystore: Vec<u8> = vec![0xfe, 0xed, 0xfe, 0xed, 0, 0, 0, 2, 0xff, 0x80];
+    std::fs::write(dir.path().join("keystore.bin"), &keystore).unwrap();
     let app = unique("capt-deploy");
     let cli = |args: &[&str]| capstan_in(&daemon, dir.path(), args);
     let deploy = || cli(&["deploy", "-p", &app]);
@@ -255,6 +259,12 @@ async fn deploy_redeploy_roll_back_and_down() {
     assert!(
         secret.starts_with(daemon.data_dir().to_str().unwrap()),
         "kept under the data dir: {secret}"
+    );
+    let binary = source("/run/secrets/keystore");
+    assert_eq!(std::fs::read(&binary).unwrap(), keystore);
+    assert_eq!(
+        std::fs::metadata(&binary).unwrap().permissions().mode() & 0o777,
+        0o440
     );
     assert_eq!(
         std::fs::read_to_string(source("/etc/site.conf")).unwrap(),
