@@ -58,6 +58,76 @@ async fn all_healthy(engine: &Engine, project: &str, count: usize) {
     }
 }
 
+/// Published ports: requests through capstan's proxy against the same requests sent straight to
+/// a replica's address, then a rolling update under that load (its failures are counted).
+async fn proxy(
+    engine: &Engine,
+    cli: &impl Fn(&[&str], &Path) -> tokio::process::Command,
+    dir: &Path,
+) {
+    let port = capstan_testkit::free_port();
+    let web = |version: &str| {
+        format!(
+            "services:\n  web:\n    image: capstan-test/busybox:1\n    init: true\n    command: [\"sh\", \"-c\", \"mkdir -p /www && echo {version} > /www/index.html && exec httpd -f -p 80 -h /www\"]\n    ports: [\"{port}:80\"]\n    healthcheck: {{test: [\"CMD\", \"wget\", \"-q\", \"-O\", \"/dev/null\", \"http://127.0.0.1/\"], interval: 1s, timeout: 1s, retries: 3}}\n    deploy: {{replicas: 3, update_config: {{parallelism: 1, order: start-first}}}}\n"
+        )
+    };
+    std::fs::write(dir.join("compose.yaml"), web("v1")).unwrap();
+    run(&mut cli(&["deploy", "-p", "benchp", "-o", "json"], dir)).await;
+    let replica = engine
+        .list_containers(false)
+        .await
+        .unwrap()
+        .into_iter()
+        .find(|c| c.name == "benchp-web-1")
+        .unwrap();
+    let ip = engine
+        .container_status(&replica.id)
+        .await
+        .unwrap()
+        .unwrap()
+        .addresses
+        .into_values()
+        .next()
+        .unwrap();
+    let measure = |addr: String| async move {
+        let load = capstan_testkit::load::Load::start(&addr, "/", 2);
+        tokio::time::sleep(Duration::from_secs(5)).await;
+        load.finish().await
+    };
+    let direct = measure(format!("{ip}:80")).await;
+    let proxied = measure(format!("127.0.0.1:{port}")).await;
+    println!(
+        "HTTP through the proxy (3 replicas) vs straight to one replica, 5 s each, one keep-alive + 2 new-connection clients:"
+    );
+    println!(
+        "  straight to a replica   {:>7.0} req/s ({} failed; busybox httpd closes every connection, so the keep-alive client reconnected {} times)",
+        direct.total() as f64 / 5.0,
+        direct.failures.len(),
+        direct.keepalive_connections - 1
+    );
+    println!(
+        "  through capstan proxy   {:>7.0} req/s ({} failed; the keep-alive client kept {} connection)",
+        proxied.total() as f64 / 5.0,
+        proxied.failures.len(),
+        proxied.keepalive_connections
+    );
+    println!(
+        "  ratio proxy/direct      {:>7.2}",
+        proxied.total() as f64 / direct.total().max(1) as f64
+    );
+    std::fs::write(dir.join("compose.yaml"), web("v2")).unwrap();
+    let load = capstan_testkit::load::Load::start(&format!("127.0.0.1:{port}"), "/", 2);
+    let roll = run(&mut cli(&["deploy", "-p", "benchp", "-o", "json"], dir)).await;
+    let tally = load.finish().await;
+    println!(
+        "rolling update of 3 replicas behind the proxy under load: {:.2} s, {} requests, {} failed",
+        roll.as_secs_f64(),
+        tally.total(),
+        tally.failures.len()
+    );
+    run(&mut cli(&["down", "benchp"], dir)).await;
+}
+
 #[tokio::main]
 async fn main() {
     let capstan = std::env::args()
@@ -157,6 +227,8 @@ async fn main() {
         roll.as_secs_f64()
     );
     run(&mut cli(&["down", "benchr"], dir.path())).await;
+
+    proxy(&engine, &cli, dir.path()).await;
     drop(daemon);
     own.shutdown().await;
 }

@@ -74,6 +74,7 @@ pub async fn run(opts: ServeOptions) -> Result<()> {
             apps_dir: data.join("apps"),
             progress: None,
             router: Some(router.clone()),
+            events: Some(live.clone()),
         },
         store.clone(),
         Arc::clone(&deploying),

@@ -73,6 +73,8 @@ pub struct Deployer {
     pub progress: Option<tokio::sync::mpsc::Sender<Progress>>,
     /// The proxy's router: without one, published ports are refused.
     pub router: Option<Router>,
+    /// The journal's live events: health waits wake on them instead of polling the engine.
+    pub events: Option<tokio::sync::broadcast::Sender<capstan_model::Event>>,
 }
 
 /// One step of a deploy, as it happens.
@@ -596,6 +598,11 @@ impl Deployer {
                 .min(Duration::from_mins(5))
             });
         let mut running_since: Option<Instant> = None;
+        // subscribed before the first look, so no event between the two is missed
+        let mut events = self
+            .events
+            .as_ref()
+            .map(tokio::sync::broadcast::Sender::subscribe);
         loop {
             let status = self
                 .engine
@@ -633,7 +640,18 @@ impl Deployer {
                     None => format!("{name} did not become ready in time"),
                 });
             }
-            tokio::time::sleep(Duration::from_millis(200)).await;
+            let mut pause = if events.is_some() {
+                // a fallback only: the container's events wake us
+                Duration::from_secs(1)
+            } else {
+                Duration::from_millis(200)
+            };
+            if check.is_none()
+                && let Some(since) = running_since
+            {
+                pause = pause.min(monitor.saturating_sub(since.elapsed()));
+            }
+            next_event(events.as_mut(), id, pause).await;
         }
     }
 
@@ -976,6 +994,31 @@ impl Deployer {
             let _ = std::fs::remove_dir_all(&dir);
         }
         Ok(removed)
+    }
+}
+
+/// Waits up to `pause` for an event of container `id` (without a subscription, just waits).
+async fn next_event(
+    events: Option<&mut tokio::sync::broadcast::Receiver<capstan_model::Event>>,
+    id: &str,
+    pause: Duration,
+) {
+    let Some(rx) = events else {
+        tokio::time::sleep(pause).await;
+        return;
+    };
+    let deadline = tokio::time::Instant::now() + pause;
+    loop {
+        match tokio::time::timeout_at(deadline, rx.recv()).await {
+            Ok(Ok(e)) if e.actor == id => return,
+            Ok(Ok(_)) => {}
+            // lagged: look now; closed: the daemon is stopping, fall back to the timer
+            Ok(Err(tokio::sync::broadcast::error::RecvError::Lagged(_))) | Err(_) => return,
+            Ok(Err(tokio::sync::broadcast::error::RecvError::Closed)) => {
+                tokio::time::sleep_until(deadline).await;
+                return;
+            }
+        }
     }
 }
 

@@ -151,6 +151,7 @@ impl Router {
             claims: BTreeMap::new(),
             draining: BTreeSet::new(),
             started: false,
+            rotating: BTreeSet::new(),
         };
         tokio::spawn(task.run(rx, live.subscribe(), shutdown));
         Self { tx }
@@ -227,6 +228,8 @@ struct Task {
     draining: BTreeSet<String>,
     /// Whether a proxy was needed once (before that, none is started for an empty table).
     started: bool,
+    /// Containers in rotation in the last table sent.
+    rotating: BTreeSet<String>,
 }
 
 impl Task {
@@ -294,6 +297,11 @@ impl Task {
                 reply,
             } => {
                 self.draining.extend(ids.iter().cloned());
+                if !ids.iter().any(|id| self.rotating.contains(id)) {
+                    // not behind the proxy (no published port, or already out): nothing to wait for
+                    let _ = reply.send(0);
+                    return;
+                }
                 if let Err(e) = self.sync().await {
                     warn!(error = %e, "cannot take replicas out of rotation");
                 }
@@ -448,7 +456,7 @@ impl Task {
         self.draining.retain(|id| present.contains(id));
         // two apps on one address (made by hand): the first keeps it
         let mut taken = BTreeSet::new();
-        let routes = routes
+        let routes: Vec<Route> = routes
             .into_values()
             .filter(|r| {
                 if r.bind.port() == 0 || taken.insert(r.bind) {
@@ -460,6 +468,58 @@ impl Task {
             })
             .collect();
         debug!(?routes, "proxy table");
+        self.rotating = routes
+            .iter()
+            .flat_map(|r| r.backends.iter().map(|b| b.id.clone()))
+            .collect();
         Ok(routes)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn service(yaml: &str) -> Service {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(
+            dir.path().join("compose.yaml"),
+            format!("services:\n  web:\n    image: x\n{yaml}"),
+        )
+        .unwrap();
+        let loaded = capstan_compose::load(&capstan_compose::Options {
+            project_name: Some("app".into()),
+            working_dir: dir.path().to_owned(),
+            ..Default::default()
+        })
+        .unwrap();
+        loaded.project.services["web"].clone()
+    }
+
+    #[test]
+    fn published_ports_become_claims() {
+        let s = service(
+            "    ports:\n      - \"8080:80\"\n      - \"0.0.0.0:8443:443\"\n      - \"9000\"\n      - {target: 81, published: \"8081\", app_protocol: http}\n      - {target: 25, published: \"2525\", app_protocol: smtp}\n",
+        );
+        let c = claims(&s).unwrap();
+        assert_eq!(c[0].bind(), "127.0.0.1:8080".parse().unwrap());
+        assert_eq!((c[0].target, c[0].mode), (80, Mode::Auto));
+        assert_eq!(c[1].bind(), "0.0.0.0:8443".parse().unwrap());
+        assert_eq!((c[2].published, c[2].target), (0, 9000));
+        assert_eq!(c[3].mode, Mode::Http);
+        assert_eq!(c[4].mode, Mode::Tcp);
+        assert_eq!(c[0].key("app", "web"), "app/web/80/127.0.0.1:8080");
+    }
+
+    #[test]
+    fn what_the_proxy_cannot_publish_is_refused_with_the_port() {
+        let udp = claims(&service("    ports: [\"5353:53/udp\"]\n")).unwrap_err();
+        assert!(
+            udp.contains("port 5353:53") && udp.contains("TCP only"),
+            "{udp}"
+        );
+        let range = claims(&service("    ports: [\"8080-8082:80\"]\n")).unwrap_err();
+        assert!(range.contains("range"), "{range}");
+        assert_eq!(owner("shop/web/80/127.0.0.1:80"), "app shop service web");
     }
 }

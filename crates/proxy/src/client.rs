@@ -58,18 +58,21 @@ impl ProxyClient {
     }
 
     /// Waits until none of `ids` has a connection or request open, up to `timeout`; returns how
-    /// many were still open.
+    /// many were still open. Never starts a proxy: with none running, nothing is open.
     ///
     /// # Errors
     /// A transport error.
     pub async fn wait_idle(&self, ids: Vec<String>, timeout: Duration) -> Result<u64, Error> {
         let timeout_ms = u64::try_from(timeout.as_millis()).unwrap_or(u64::MAX);
-        let resp = self
-            .call(
-                &Request::WaitIdle { ids, timeout_ms },
-                timeout + CALL_TIMEOUT,
-            )
-            .await?;
+        let Ok(stream) = UnixStream::connect(&self.paths.socket).await else {
+            return Ok(0);
+        };
+        let resp = exchange(
+            stream,
+            &Request::WaitIdle { ids, timeout_ms },
+            timeout + CALL_TIMEOUT,
+        )
+        .await?;
         Ok(resp.open.unwrap_or(0))
     }
 

@@ -52,6 +52,7 @@ fn deployer(state: &AppState) -> Deployer {
         apps_dir: state.apps_dir.clone(),
         progress: None,
         router: state.router.clone(),
+        events: Some(state.live.clone()),
     }
 }
 
