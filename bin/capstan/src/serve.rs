@@ -9,12 +9,11 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
-use anyhow::{Context, Result, bail};
+use anyhow::{Context, Result};
 use capstan_api::AppState;
 use capstan_engine::Engine;
 use capstan_images::Journal;
 use capstan_store::Store;
-use tokio::signal::unix::{SignalKind, signal};
 use tokio::sync::broadcast;
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
@@ -108,7 +107,10 @@ pub async fn run(opts: ServeOptions) -> Result<()> {
         token_path.display()
     );
 
-    tokio::spawn(watch_signals(shutdown.clone()));
+    tokio::spawn(capstan_process::stop_on_signals(
+        shutdown.clone(),
+        "finishing writes and stopping",
+    ));
     axum::serve(listener, capstan_api::router(state))
         .with_graceful_shutdown(shutdown.clone().cancelled_owned())
         .await
@@ -136,21 +138,6 @@ fn proxy_launch(data: &Path) -> Result<capstan_proxy::Launch> {
     })
 }
 
-async fn watch_signals(shutdown: CancellationToken) {
-    let (Ok(mut term), Ok(mut int)) = (
-        signal(SignalKind::terminate()),
-        signal(SignalKind::interrupt()),
-    ) else {
-        warn!("cannot install signal handlers; stop capstan with SIGKILL");
-        return;
-    };
-    tokio::select! {
-        _ = term.recv() => info!("SIGTERM: finishing writes and stopping"),
-        _ = int.recv() => info!("SIGINT: finishing writes and stopping"),
-    }
-    shutdown.cancel();
-}
-
 fn prepare_data_dir(data: &Path) -> Result<()> {
     std::fs::DirBuilder::new()
         .recursive(true)
@@ -174,39 +161,14 @@ fn prepare_data_dir(data: &Path) -> Result<()> {
 
 /// Holds an exclusive lock on `<data>/capstan.lock` for the daemon's life.
 fn lock_data_dir(data: &Path) -> Result<File> {
-    let path = data.join("capstan.lock");
-    let mut file = OpenOptions::new()
-        .read(true)
-        .write(true)
-        .create(true)
-        .truncate(false)
-        .mode(0o600)
-        .open(&path)
-        .with_context(|| format!("cannot open {}", path.display()))?;
-    match file.try_lock() {
-        Ok(()) => {}
-        Err(std::fs::TryLockError::WouldBlock) => {
-            let mut holder = String::new();
-            let _ = file.read_to_string(&mut holder);
-            let holder = holder.trim();
-            bail!(
-                "another capstan{} is already using data dir {}; stop it first, or give this one its own with --data",
-                if holder.is_empty() {
-                    String::new()
-                } else {
-                    format!(" (pid {holder})")
-                },
-                data.display()
-            );
-        }
-        Err(std::fs::TryLockError::Error(e)) => {
-            return Err(e).with_context(|| format!("cannot lock {}", path.display()));
-        }
-    }
-    file.set_len(0)?;
-    write!(file, "{}", std::process::id())?;
-    file.flush()?;
-    Ok(file)
+    capstan_process::lock_pid_file(&data.join("capstan.lock")).map_err(|e| match e {
+        capstan_process::LockError::Held { pid } => anyhow::anyhow!(
+            "another capstan{} is already using data dir {}; stop it first, or give this one its own with --data",
+            pid.map(|p| format!(" (pid {p})")).unwrap_or_default(),
+            data.display()
+        ),
+        e @ capstan_process::LockError::Io { .. } => anyhow::Error::new(e),
+    })
 }
 
 /// Reads the admin token, writing a new random one (mode 0600) on first start.

@@ -3,16 +3,13 @@
 //! daemon drops no connection; the next daemon re-adopts it.
 
 use std::collections::BTreeMap;
-use std::fs::{File, OpenOptions};
-use std::io::{Read, Write};
-use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::net::{TcpListener, UnixListener, UnixStream};
-use tokio::signal::unix::{SignalKind, signal};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::{info, warn};
@@ -56,7 +53,15 @@ struct Proxy {
 /// Another proxy serves this data dir, or the socket cannot be made.
 pub async fn run(data: &Path) -> Result<(), Error> {
     let paths = Paths::in_dir(data);
-    let _lock = lock(&paths.pid)?;
+    let _lock = capstan_process::lock_pid_file(&paths.pid).map_err(|e| match e {
+        capstan_process::LockError::Held { pid } => Error::Running {
+            pid: pid.unwrap_or_default(),
+        },
+        capstan_process::LockError::Io { path, source } => Error::Io {
+            what: format!("cannot lock {path}"),
+            source,
+        },
+    })?;
     // the lock is ours, so a socket file left here is stale
     let _ = std::fs::remove_file(&paths.socket);
     let control = UnixListener::bind(&paths.socket).map_err(|e| Error::Io {
@@ -76,7 +81,10 @@ pub async fn run(data: &Path) -> Result<(), Error> {
         started: chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
     });
     info!(socket = %paths.socket.display(), pid = std::process::id(), "capstan proxy ready");
-    tokio::spawn(watch_signals(proxy.stopping.clone()));
+    tokio::spawn(capstan_process::stop_on_signals(
+        proxy.stopping.clone(),
+        "draining and stopping",
+    ));
     loop {
         tokio::select! {
             () = proxy.stopping.cancelled() => break,
@@ -115,60 +123,6 @@ pub async fn run(data: &Path) -> Result<(), Error> {
     }
     info!("capstan proxy stopped");
     Ok(())
-}
-
-async fn watch_signals(stopping: CancellationToken) {
-    let (Ok(mut term), Ok(mut int)) = (
-        signal(SignalKind::terminate()),
-        signal(SignalKind::interrupt()),
-    ) else {
-        warn!("cannot install signal handlers; stop the proxy with a stop request");
-        return;
-    };
-    tokio::select! {
-        _ = term.recv() => info!("SIGTERM: draining and stopping"),
-        _ = int.recv() => info!("SIGINT: draining and stopping"),
-        () = stopping.cancelled() => {}
-    }
-    stopping.cancel();
-}
-
-/// One proxy per data dir: an exclusive lock on `proxy.pid`, which holds our pid.
-fn lock(path: &Path) -> Result<File, Error> {
-    let mut file = OpenOptions::new()
-        .read(true)
-        .write(true)
-        .create(true)
-        .truncate(false)
-        .mode(0o600)
-        .open(path)
-        .map_err(|e| Error::Io {
-            what: format!("cannot open {}", path.display()),
-            source: e,
-        })?;
-    if let Err(e) = file.try_lock() {
-        let mut holder = String::new();
-        let _ = file.read_to_string(&mut holder);
-        return Err(match e {
-            std::fs::TryLockError::WouldBlock => Error::Running {
-                pid: holder.trim().to_owned(),
-            },
-            std::fs::TryLockError::Error(e) => Error::Io {
-                what: format!("cannot lock {}", path.display()),
-                source: e,
-            },
-        });
-    }
-    let write = |f: &mut File| -> std::io::Result<()> {
-        f.set_len(0)?;
-        write!(f, "{}", std::process::id())?;
-        f.flush()
-    };
-    write(&mut file).map_err(|e| Error::Io {
-        what: format!("cannot write {}", path.display()),
-        source: e,
-    })?;
-    Ok(file)
 }
 
 async fn serve_control(proxy: Arc<Proxy>, stream: UnixStream) {
