@@ -137,10 +137,23 @@ impl Daemon {
 
     /// Runs the CLI against this daemon: `(exit code, stdout, stderr)`.
     pub async fn cli(&self, args: &[&str]) -> (i32, String, String) {
+        self.cli_in(Path::new("."), args, &[]).await
+    }
+
+    /// Runs the CLI against this daemon in `dir` (where a Compose file is) with extra
+    /// environment variables: `(exit code, stdout, stderr)`.
+    pub async fn cli_in(
+        &self,
+        dir: &Path,
+        args: &[&str],
+        env: &[(&str, &str)],
+    ) -> (i32, String, String) {
         let out = Command::new(&self.bin)
             .args(args)
+            .current_dir(dir)
             .env("CAPSTAN_URL", &self.url)
             .env("CAPSTAN_TOKEN", &self.token)
+            .envs(env.iter().copied())
             .output()
             .await
             .unwrap();

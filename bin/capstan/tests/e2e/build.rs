@@ -26,20 +26,9 @@ const COMPOSE: &str = r#"services:
 "#;
 
 async fn deploy(daemon: &Daemon, dir: &std::path::Path, app: &str) -> (i32, String, String) {
-    let out = tokio::process::Command::new(bin())
-        .args(["deploy", "-p", app])
-        .current_dir(dir)
-        .env("CAPSTAN_URL", &daemon.url)
-        .env("CAPSTAN_TOKEN", &daemon.token)
-        .env("FROM_ENV", "caller")
-        .output()
+    daemon
+        .cli_in(dir, &["deploy", "-p", app], &[("FROM_ENV", "caller")])
         .await
-        .unwrap();
-    (
-        out.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
 }
 
 #[tokio::test]

@@ -60,22 +60,8 @@ async fn deploy(
     compose: &str,
 ) -> (i32, String) {
     std::fs::write(dir.join("compose.yaml"), compose).unwrap();
-    let out = tokio::process::Command::new(bin())
-        .args(["deploy", "-p", app_name])
-        .current_dir(dir)
-        .env("CAPSTAN_URL", &daemon.url)
-        .env("CAPSTAN_TOKEN", &daemon.token)
-        .output()
-        .await
-        .unwrap();
-    (
-        out.status.code().unwrap_or(-1),
-        format!(
-            "{}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        ),
-    )
+    let (code, stdout, stderr) = daemon.cli_in(dir, &["deploy", "-p", app_name], &[]).await;
+    (code, format!("{stdout}{stderr}"))
 }
 
 /// GETs `path` on a fresh connection: (status, body).
