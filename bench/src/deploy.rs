@@ -10,6 +10,7 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use capstan_engine::Engine;
+use capstan_testkit::load::Load;
 use capstan_testkit::{Daemon, OwnEngine};
 
 fn app(services: usize) -> String {
@@ -89,34 +90,37 @@ async fn proxy(
         .into_values()
         .next()
         .unwrap();
-    let measure = |addr: String| async move {
-        let load = capstan_testkit::load::Load::start(&addr, "/", 2);
+    let measure = |load: Load| async move {
         tokio::time::sleep(Duration::from_secs(5)).await;
         load.finish().await
     };
-    let direct = measure(format!("{ip}:80")).await;
-    let proxied = measure(format!("127.0.0.1:{port}")).await;
+    // busybox httpd closes every connection, so the fair comparison opens one per request
+    let direct = measure(Load::fresh_only(&format!("{ip}:80"), "/", 3)).await;
+    let proxied = measure(Load::fresh_only(&format!("127.0.0.1:{port}"), "/", 3)).await;
+    let kept = measure(Load::start(&format!("127.0.0.1:{port}"), "/", 0)).await;
+    println!("HTTP, 5 s each, 3 clients opening a connection per request:");
     println!(
-        "HTTP through the proxy (3 replicas) vs straight to one replica, 5 s each, one keep-alive + 2 new-connection clients:"
-    );
-    println!(
-        "  straight to a replica   {:>7.0} req/s ({} failed; busybox httpd closes every connection, so the keep-alive client reconnected {} times)",
+        "  straight to one replica       {:>7.0} req/s ({} failed)",
         direct.total() as f64 / 5.0,
-        direct.failures.len(),
-        direct.keepalive_connections - 1
+        direct.failures.len()
     );
     println!(
-        "  through capstan proxy   {:>7.0} req/s ({} failed; the keep-alive client kept {} connection)",
+        "  through capstan proxy (3)     {:>7.0} req/s ({} failed)",
         proxied.total() as f64 / 5.0,
-        proxied.failures.len(),
-        proxied.keepalive_connections
+        proxied.failures.len()
     );
     println!(
-        "  ratio proxy/direct      {:>7.2}",
+        "  ratio proxy/direct            {:>7.2}",
         proxied.total() as f64 / direct.total().max(1) as f64
     );
+    println!(
+        "  one keep-alive client through the proxy: {:.0} req/s on {} connection ({} failed)",
+        kept.total() as f64 / 5.0,
+        kept.keepalive_connections,
+        kept.failures.len()
+    );
     std::fs::write(dir.join("compose.yaml"), web("v2")).unwrap();
-    let load = capstan_testkit::load::Load::start(&format!("127.0.0.1:{port}"), "/", 2);
+    let load = Load::start(&format!("127.0.0.1:{port}"), "/", 2);
     let roll = run(&mut cli(&["deploy", "-p", "benchp", "-o", "json"], dir)).await;
     let tally = load.finish().await;
     println!(

@@ -563,6 +563,7 @@ impl Deployer {
             return Err(format!("{e}{logs}"));
         }
         if let Some(router) = &self.router
+            && spec.labels.contains_key(crate::route::PORTS_LABEL)
             && let Err(e) = router.sync().await
         {
             tracing::warn!(container = name, error = %e, "cannot put the replica in rotation yet; the router retries");

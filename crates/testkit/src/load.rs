@@ -48,14 +48,22 @@ impl Load {
     /// One client on a single keep-alive connection plus `fresh` clients that open a new
     /// connection per request, all sending `GET path` to `addr` in a loop.
     pub fn start(addr: &str, path: &str, fresh: usize) -> Self {
-        let stop = CancellationToken::new();
-        let tally = Arc::new(Mutex::new(Tally::default()));
-        let mut tasks = vec![tokio::spawn(keepalive(
+        let mut load = Self::fresh_only(addr, path, fresh);
+        load.tasks.push(tokio::spawn(keepalive(
             addr.to_owned(),
             path.to_owned(),
-            stop.clone(),
-            Arc::clone(&tally),
-        ))];
+            load.stop.clone(),
+            Arc::clone(&load.tally),
+        )));
+        load
+    }
+
+    /// `fresh` clients that open a new connection per request, and no keep-alive one (for
+    /// servers that close every connection).
+    pub fn fresh_only(addr: &str, path: &str, fresh: usize) -> Self {
+        let stop = CancellationToken::new();
+        let tally = Arc::new(Mutex::new(Tally::default()));
+        let mut tasks = Vec::new();
         for _ in 0..fresh {
             tasks.push(tokio::spawn(per_request(
                 addr.to_owned(),
