@@ -20,6 +20,47 @@ pub struct Config {
     /// The Docker engine.
     #[serde(default)]
     pub docker: Docker,
+    /// Log collection and the embedded log store.
+    #[serde(default)]
+    pub logs: Logs,
+}
+
+/// `[logs]`
+#[derive(Debug, Clone, Default, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct Logs {
+    /// How long lines are kept (`7d` by default); whole hourly partitions are dropped.
+    #[serde(default)]
+    pub retention: Option<String>,
+    /// How much disk the store may use (`10GiB` by default); the oldest partitions go first.
+    #[serde(default)]
+    pub max_size: Option<String>,
+}
+
+impl Logs {
+    /// The retention in ns.
+    pub fn retention_ns(&self) -> Option<i64> {
+        capstan_deploy::units::duration_nanos(self.retention.as_deref().unwrap_or("7d")).ok()
+    }
+
+    /// The size bound in bytes.
+    pub fn max_bytes(&self) -> Option<u64> {
+        capstan_deploy::units::size_bytes(self.max_size.as_deref().unwrap_or("10GiB"))
+            .ok()
+            .map(|b| b.max(0) as u64)
+    }
+
+    fn check(&self) -> Result<()> {
+        if let Some(r) = &self.retention {
+            capstan_deploy::units::duration_nanos(r)
+                .map_err(|e| anyhow::anyhow!("logs.retention: {e}"))?;
+        }
+        if let Some(m) = &self.max_size {
+            capstan_deploy::units::size_bytes(m)
+                .map_err(|e| anyhow::anyhow!("logs.max_size: {e}"))?;
+        }
+        Ok(())
+    }
 }
 
 /// `[docker]`
@@ -44,7 +85,9 @@ impl Config {
     }
 
     fn parse(text: &str) -> Result<Self> {
-        Ok(toml::from_str(text)?)
+        let config: Self = toml::from_str(text)?;
+        config.logs.check()?;
+        Ok(config)
     }
 }
 

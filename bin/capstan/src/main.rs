@@ -46,6 +46,8 @@ enum Command {
     Events(cli::events::EventsArgs),
     /// List images in the inventory, or show one image's lifecycle.
     Images(cli::images::ImagesArgs),
+    /// Search every container's logs, follow them live (-f), or show the pipeline (--stats).
+    Logs(cli::logs::LogsArgs),
     /// List containers.
     Ps(cli::ps::PsArgs),
     /// Show whether the daemon, the engine and the journal are healthy.
@@ -142,6 +144,7 @@ fn main() -> ExitCode {
         Command::Events(args) => cli::finish(runtime.block_on(cli::events::run(args))),
         Command::Images(args) => cli::finish(runtime.block_on(cli::images::run(args))),
         Command::Ps(args) => cli::finish(runtime.block_on(cli::ps::run(args))),
+        Command::Logs(args) => cli::finish(runtime.block_on(cli::logs::run(args))),
         Command::Health(args) => cli::finish(runtime.block_on(cli::health::run(args))),
         Command::Plan(args) => cli::finish(runtime.block_on(cli::plan::run(args))),
         Command::Deploy(args) => cli::finish(runtime.block_on(cli::apps::deploy(args))),

@@ -60,6 +60,20 @@ pub async fn run(opts: ServeOptions) -> Result<()> {
     let status = journal.status();
     let journal_task = tokio::spawn(journal.run(shutdown.clone()));
 
+    // logs: every container's lines into the embedded store
+    let log_store = Arc::new(
+        capstan_logs::Store::open(&data.join("logs")).context("cannot open the log store")?,
+    );
+    let (committed, committed_rx) = tokio::sync::watch::channel(log_store.checkpoint().seq);
+    let collector = capstan_logs::Collector::new(engine.clone(), Arc::clone(&log_store), committed);
+    let log_stats = collector.stats();
+    tokio::spawn(collector.run(shutdown.clone()));
+    tokio::spawn(retain_logs(
+        Arc::clone(&log_store),
+        file.logs.clone(),
+        shutdown.clone(),
+    ));
+
     let deploying = Arc::default();
     let router = capstan_deploy::Router::spawn(
         engine.clone(),
@@ -91,6 +105,11 @@ pub async fn run(opts: ServeOptions) -> Result<()> {
         apps_dir: data.join("apps"),
         deploying,
         router: Some(router),
+        logs: Some(capstan_api::LogsState {
+            store: log_store,
+            stats: log_stats,
+            committed: committed_rx,
+        }),
     };
     let listener = tokio::net::TcpListener::bind(listen)
         .await
@@ -126,6 +145,31 @@ pub async fn run(opts: ServeOptions) -> Result<()> {
     }
     info!("capstan stopped");
     Ok(())
+}
+
+/// Drops log partitions past the configured age and size, every five minutes.
+async fn retain_logs(
+    store: Arc<capstan_logs::Store>,
+    config: config::Logs,
+    shutdown: CancellationToken,
+) {
+    loop {
+        let now = chrono::Utc::now().timestamp_nanos_opt().unwrap_or_default();
+        let older_than = config.retention_ns().map(|age| now - age);
+        let max_bytes = config.max_bytes();
+        let s = Arc::clone(&store);
+        match tokio::task::spawn_blocking(move || s.retain(older_than, max_bytes)).await {
+            Ok(Ok(dropped)) if !dropped.is_empty() => {
+                info!(?dropped, "log retention dropped partitions");
+            }
+            Ok(Err(e)) => warn!(error = %e, "log retention failed"),
+            _ => {}
+        }
+        tokio::select! {
+            () = shutdown.cancelled() => return,
+            () = tokio::time::sleep(Duration::from_mins(5)) => {}
+        }
+    }
 }
 
 /// How the daemon starts its proxy: this same executable, `proxy --data DIR`.

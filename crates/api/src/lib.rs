@@ -21,6 +21,7 @@ use tokio::sync::broadcast;
 use tokio_util::sync::CancellationToken;
 
 pub use error::{ApiError, Code};
+pub use routes::logs::LogsState;
 
 /// Everything the handlers need. Cheap to clone.
 #[derive(Clone)]
@@ -43,6 +44,8 @@ pub struct AppState {
     pub deploying: Arc<std::sync::Mutex<std::collections::BTreeSet<String>>>,
     /// Keeps capstan's proxy in step with the replicas in rotation.
     pub router: Option<capstan_deploy::Router>,
+    /// The log store and collector, when log collection runs.
+    pub logs: Option<routes::logs::LogsState>,
 }
 
 impl std::fmt::Debug for AppState {
@@ -63,6 +66,10 @@ fn protected() -> Router<AppState> {
         .route("/api/v1/containers", get(routes::containers::list))
         .route("/api/v1/apps", get(routes::apps::list_apps))
         .route("/api/v1/proxy", get(routes::apps::proxy_status))
+        .route("/api/v1/logs", get(routes::logs::search))
+        .route("/api/v1/logs/histogram", get(routes::logs::histogram))
+        .route("/api/v1/logs/stream", get(routes::logs::stream))
+        .route("/api/v1/logs/stats", get(routes::logs::stats))
         .route("/api/v1/apps/{app}/plan", post(routes::apps::plan_app))
         .route("/api/v1/apps/{app}/deploy", post(routes::apps::deploy_app))
         .route(
@@ -119,6 +126,7 @@ mod tests {
             apps_dir: dir.path().join("apps"),
             deploying: Arc::default(),
             router: None,
+            logs: None,
         })
     }
 

@@ -7,6 +7,7 @@ pub mod config;
 pub mod events;
 pub mod health;
 pub mod images;
+pub mod logs;
 pub mod plan;
 pub mod ps;
 pub mod table;

@@ -8,6 +8,7 @@ mod api;
 mod build;
 mod deploy;
 mod journal;
+mod logs;
 mod outage;
 mod proxy;
 

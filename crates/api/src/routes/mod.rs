@@ -5,6 +5,7 @@ pub(crate) mod containers;
 pub(crate) mod events;
 pub(crate) mod health;
 pub(crate) mod images;
+pub mod logs;
 
 use crate::{ApiError, Code};
 

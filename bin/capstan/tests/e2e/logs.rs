@@ -1,0 +1,175 @@
+//! Log collection against the real engine: every line of a container's json-file log lands in
+//! the store exactly once, also across a kill -9 of capstan in the middle of a flood; long
+//! lines are rejoined, streams kept apart, and queries return exactly the expected lines.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use capstan_model::LogPage;
+use capstan_testkit::{BUSYBOX, Daemon, unique};
+
+use crate::bin;
+
+async fn run_container(engine: &capstan_engine::Engine, name: &str, script: &str) -> String {
+    let id = engine
+        .create_container(name, BUSYBOX, &["sh", "-c", script], HashMap::new())
+        .await
+        .unwrap();
+    engine.start_container(&id).await.unwrap();
+    id
+}
+
+async fn page(daemon: &Daemon, q: &str, limit: usize) -> LogPage {
+    let q = q
+        .replace(' ', "%20")
+        .replace('"', "%22")
+        .replace(':', "%3A");
+    daemon
+        .get(&format!("/api/v1/logs?q={q}&limit={limit}"))
+        .await
+}
+
+/// Waits until `q` matches `n` lines (and fails when it matches more).
+async fn wait_for(daemon: &Daemon, q: &str, n: u64, timeout: Duration) {
+    capstan_testkit::eventually(timeout, &format!("{n} lines matching {q}"), || async {
+        let p = page(daemon, q, 1).await;
+        assert!(
+            p.total <= n,
+            "{q}: {} lines, more than the {n} written",
+            p.total
+        );
+        (p.total == n).then_some(())
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn lines_are_stored_once_rejoined_and_searchable() {
+    let engine = capstan_testkit::engine().await;
+    let daemon = Daemon::start(bin(), engine.host()).await;
+    let name = unique("capt-logs");
+    let long = "x".repeat(40 * 1024);
+    let script = format!(
+        "for i in 1 2 3 4 5; do echo \"out line $i\"; echo \"err line $i\" >&2; done; \
+         echo '{{\"level\":\"error\",\"msg\":\"payment failed\",\"status\":502}}'; \
+         echo 'connection refused by upstream'; \
+         echo start-{long}-end; sleep 3600"
+    );
+    let id = run_container(&engine, &name, &script).await;
+    let container = format!("container:{name}");
+    wait_for(&daemon, &container, 13, Duration::from_secs(30)).await;
+
+    // streams kept apart, order kept within each
+    let out = page(&daemon, &format!("{container} stream:stdout"), 100).await;
+    let texts: Vec<String> = out.lines.iter().rev().map(|l| l.raw.clone()).collect();
+    assert_eq!(
+        &texts[..5],
+        [
+            "out line 1",
+            "out line 2",
+            "out line 3",
+            "out line 4",
+            "out line 5"
+        ]
+    );
+    let err = page(&daemon, &format!("{container} stream:stderr"), 100).await;
+    assert_eq!(err.total, 5);
+    // the 40 KiB line the engine cut in three comes back whole
+    let long_line = page(&daemon, &format!("{container} start*"), 10).await;
+    assert_eq!(long_line.total, 1);
+    assert_eq!(long_line.lines[0].raw, format!("start-{long}-end"));
+    // enrichment
+    let l = &out.lines[0];
+    assert_eq!(
+        (l.container_id.as_str(), l.image.as_str()),
+        (id.as_str(), BUSYBOX)
+    );
+    assert!(!l.host.is_empty() && l.id.starts_with(&id[..12]));
+    // the query language
+    assert_eq!(
+        page(&daemon, &format!("{container} \"connection refused\""), 10)
+            .await
+            .total,
+        1
+    );
+    assert_eq!(
+        page(&daemon, &format!("{container} line -err"), 10)
+            .await
+            .total,
+        5
+    );
+    assert_eq!(
+        page(&daemon, &format!("{container} (payment OR upstream)"), 10)
+            .await
+            .total,
+        2
+    );
+    let (status, body) = daemon
+        .get_raw("/api/v1/logs?q=level%3Aerror%20AND", Some(&daemon.token))
+        .await;
+    assert_eq!(status, 400, "{body}");
+    let message = body["error"]["message"].as_str().unwrap();
+    assert!(message.contains("position 15"), "{message}");
+    // the CLI
+    let (code, stdout, stderr) = daemon.cli(&["logs", &container, "stream:stderr"]).await;
+    assert_eq!(code, 0, "{stderr}");
+    assert_eq!(stdout.lines().count(), 5, "{stdout}");
+    assert!(stdout.contains("err line 5"), "{stdout}");
+    let (code, _, stderr) = daemon.cli(&["logs", "(unclosed"]).await;
+    assert_eq!(code, 2, "{stderr}");
+    assert!(stderr.contains("position"), "{stderr}");
+
+    // a removed container's lines stay searchable
+    engine.remove_container(&id, true).await.unwrap();
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_eq!(page(&daemon, &container, 1).await.total, 13);
+}
+
+#[tokio::test]
+async fn a_flood_lands_exactly_once_across_kill_9() {
+    let engine = capstan_testkit::engine().await;
+    let mut daemon = Daemon::start(bin(), engine.host()).await;
+    let name = unique("capt-flood");
+    let id = run_container(
+        &engine,
+        &name,
+        "i=0; while [ $i -lt 200000 ]; do echo \"flood line $i\"; i=$((i+1)); done; sleep 3600",
+    )
+    .await;
+    let container = format!("container:{name}");
+    // kill -9 once a good part is stored, with more still coming
+    let before = capstan_testkit::eventually(
+        Duration::from_secs(120),
+        "part of the flood stored",
+        || async {
+            let total = page(&daemon, &container, 1).await.total;
+            (total >= 20_000).then_some(total)
+        },
+    )
+    .await;
+    daemon.kill9().await;
+    eprintln!("killed with {before} of 200000 lines stored");
+    assert!(
+        before < 200_000,
+        "the kill came after the whole flood was stored"
+    );
+    daemon.restart().await;
+    wait_for(&daemon, &container, 200_000, Duration::from_secs(300)).await;
+    for probe in [
+        "\"flood line 0\"",
+        "\"flood line 123456\"",
+        "\"flood line 199999\"",
+    ] {
+        assert_eq!(
+            page(&daemon, &format!("{container} {probe}"), 5)
+                .await
+                .total,
+            1,
+            "{probe}"
+        );
+    }
+    // nothing more arrives later either
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_eq!(page(&daemon, &container, 1).await.total, 200_000);
+    engine.remove_container(&id, true).await.unwrap();
+}

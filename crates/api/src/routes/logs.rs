@@ -1,0 +1,252 @@
+//! `/api/v1/logs`: search, histogram, live tail and pipeline counters over the embedded store.
+
+use std::convert::Infallible;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::Json;
+use axum::extract::{Query, State};
+use axum::response::sse::{Event as SseEvent, KeepAlive, Sse};
+use capstan_logs::Store;
+use capstan_model::{LogPage, parse_time_or_ago};
+use futures_util::Stream;
+use tokio::sync::{mpsc, watch};
+use tokio_stream::wrappers::ReceiverStream;
+
+use crate::params::{self, Pairs};
+use crate::{ApiError, AppState, Code};
+
+/// What the log routes need from the daemon.
+#[derive(Clone)]
+pub struct LogsState {
+    pub store: Arc<Store>,
+    pub stats: Arc<capstan_logs::Stats>,
+    /// The last sequence number committed.
+    pub committed: watch::Receiver<u64>,
+}
+
+impl std::fmt::Debug for LogsState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LogsState").finish_non_exhaustive()
+    }
+}
+
+fn logs(state: &AppState) -> Result<&LogsState, ApiError> {
+    state.logs.as_ref().ok_or_else(|| {
+        ApiError::new(
+            Code::Internal,
+            "log collection is not running in this daemon",
+        )
+    })
+}
+
+fn last<'a>(pairs: &'a Pairs, name: &str) -> Option<&'a str> {
+    pairs
+        .iter()
+        .rev()
+        .find(|(k, _)| k == name)
+        .map(|(_, v)| v.as_str())
+}
+
+fn time(pairs: &Pairs, name: &str) -> Result<Option<i64>, ApiError> {
+    last(pairs, name)
+        .map(|v| parse_time_or_ago(v, chrono::Utc::now()).map_err(|e| ApiError::bad_param(name, e)))
+        .transpose()
+}
+
+fn number(pairs: &Pairs, name: &str, default: usize, max: usize) -> Result<usize, ApiError> {
+    match last(pairs, name) {
+        None => Ok(default),
+        Some(v) => v
+            .parse::<usize>()
+            .ok()
+            .filter(|n| (1..=max).contains(n))
+            .ok_or_else(|| {
+                ApiError::bad_param(name, format!("{v:?} is not a number from 1 to {max}"))
+            }),
+    }
+}
+
+fn compile(store: &Store, pairs: &Pairs) -> Result<Box<dyn tantivy_query::Query>, ApiError> {
+    let q = last(pairs, "q").unwrap_or_default();
+    store.compile(q).map_err(|e| {
+        ApiError::bad_param(
+            "q",
+            format!("{} at position {} of {q:?}", e.message, e.position),
+        )
+    })
+}
+
+mod tantivy_query {
+    pub use capstan_logs::Query;
+}
+
+async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> Result<T, capstan_logs::store::Error> + Send + 'static,
+) -> Result<T, ApiError> {
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(|e| ApiError::new(Code::Internal, format!("log search failed: {e}")))?
+        .map_err(|e| {
+            tracing::error!(error = %e, "log store failed while serving a request");
+            ApiError::new(Code::Internal, "log store failed; see the daemon's log")
+        })
+}
+
+/// `GET /api/v1/logs?q=QUERY&since=&until=&limit=`: matching lines, newest first.
+pub(crate) async fn search(
+    State(state): State<AppState>,
+    Query(pairs): Query<Pairs>,
+) -> Result<Json<LogPage>, ApiError> {
+    params::only(&pairs, &["q", "since", "until", "limit"])?;
+    let logs = logs(&state)?;
+    let (since, until) = (time(&pairs, "since")?, time(&pairs, "until")?);
+    let limit = number(&pairs, "limit", 100, 10_000)?;
+    let query = compile(&logs.store, &pairs)?;
+    let store = Arc::clone(&logs.store);
+    let (lines, total) = blocking(move || store.search(&*query, since, until, limit)).await?;
+    Ok(Json(LogPage { lines, total }))
+}
+
+/// `GET /api/v1/logs/histogram?q=&since=&until=&buckets=`: counts per time bucket.
+pub(crate) async fn histogram(
+    State(state): State<AppState>,
+    Query(pairs): Query<Pairs>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    params::only(&pairs, &["q", "since", "until", "buckets"])?;
+    let logs = logs(&state)?;
+    let now = chrono::Utc::now().timestamp_nanos_opt().unwrap_or_default();
+    let until = time(&pairs, "until")?.unwrap_or(now);
+    let since = time(&pairs, "since")?.unwrap_or(until - 3_600_000_000_000);
+    if since >= until {
+        return Err(ApiError::bad_param("since", "must be before until"));
+    }
+    let buckets = number(&pairs, "buckets", 60, 1000)? as i64;
+    let width = ((until - since) / buckets).max(1);
+    let query = compile(&logs.store, &pairs)?;
+    let store = Arc::clone(&logs.store);
+    let counts = blocking(move || store.histogram(&*query, since, until, width)).await?;
+    let buckets: Vec<serde_json::Value> = counts
+        .iter()
+        .enumerate()
+        .map(|(i, c)| {
+            serde_json::json!({
+                "time": capstan_model::nanos_to_datetime(since + i as i64 * width),
+                "count": c,
+            })
+        })
+        .collect();
+    Ok(Json(serde_json::json!({
+        "width_seconds": width as f64 / 1e9,
+        "buckets": buckets,
+    })))
+}
+
+/// `GET /api/v1/logs/stats`: the pipeline's counters and the store's partitions.
+pub(crate) async fn stats(
+    State(state): State<AppState>,
+    Query(pairs): Query<Pairs>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    params::only(&pairs, &[])?;
+    let logs = logs(&state)?;
+    let last = *logs.committed.borrow();
+    let store = Arc::clone(&logs.store);
+    let partitions = blocking(move || Ok(store.partitions())).await?;
+    Ok(Json(serde_json::json!({
+        "pipeline": logs.stats.snapshot(last),
+        "partitions": partitions.iter().map(|(name, meta, bytes)| serde_json::json!({
+            "name": name,
+            "lines": meta.lines,
+            "first_seq": meta.first_seq,
+            "last_seq": meta.last_seq,
+            "oldest": capstan_model::nanos_to_datetime(meta.min_time),
+            "newest": capstan_model::nanos_to_datetime(meta.max_time),
+            "bytes": bytes,
+        })).collect::<Vec<_>>(),
+    })))
+}
+
+/// `GET /api/v1/logs/stream?q=&tail=N`: Server-Sent Events (`event: line`, `id: <seq>`), the
+/// last `tail` matching lines first (default 10), then every new matching line as it is
+/// stored: no gap and no repeat between the two.
+pub(crate) async fn stream(
+    State(state): State<AppState>,
+    Query(pairs): Query<Pairs>,
+) -> Result<Sse<impl Stream<Item = Result<SseEvent, Infallible>>>, ApiError> {
+    params::only(&pairs, &["q", "tail"])?;
+    let logs = logs(&state)?.clone();
+    let tail = match last(&pairs, "tail") {
+        Some("0") => 0,
+        _ => number(&pairs, "tail", 10, 10_000)?,
+    };
+    let query: Arc<dyn capstan_logs::Query> = Arc::from(compile(&logs.store, &pairs)?);
+    let (tx, rx) = mpsc::channel(1024);
+    let shutdown = state.shutdown.clone();
+    tokio::spawn(async move {
+        let mut committed = logs.committed.clone();
+        // where the backlog ends: lines after it come live
+        let mut last_seq = *committed.borrow_and_update();
+        if tail > 0 {
+            let store = Arc::clone(&logs.store);
+            let q = Arc::clone(&query);
+            let upto = last_seq;
+            let backlog = tokio::task::spawn_blocking(move || {
+                store.search(&*q, None, None, tail).map(|(mut lines, _)| {
+                    lines.retain(|l| l.seq <= upto);
+                    lines.reverse();
+                    lines
+                })
+            })
+            .await;
+            if let Ok(Ok(lines)) = backlog {
+                for l in lines {
+                    if send(&tx, &l).await.is_err() {
+                        return;
+                    }
+                }
+            }
+        }
+        loop {
+            tokio::select! {
+                () = shutdown.cancelled() => return,
+                () = tx.closed() => return,
+                changed = committed.changed() => if changed.is_err() { return },
+            }
+            let store = Arc::clone(&logs.store);
+            let q = Arc::clone(&query);
+            let after = last_seq;
+            let Ok(Ok(lines)) =
+                tokio::task::spawn_blocking(move || store.after(after, &*q, 10_000)).await
+            else {
+                continue;
+            };
+            for l in lines {
+                last_seq = last_seq.max(l.seq);
+                if send(&tx, &l).await.is_err() {
+                    return;
+                }
+            }
+            // a long burst: catch up before waiting again
+            let now = *committed.borrow();
+            if now > last_seq {
+                committed.mark_changed();
+            }
+        }
+    });
+    Ok(Sse::new(ReceiverStream::new(rx))
+        .keep_alive(KeepAlive::new().interval(Duration::from_secs(15))))
+}
+
+async fn send(
+    tx: &mpsc::Sender<Result<SseEvent, Infallible>>,
+    line: &capstan_model::LogLine,
+) -> Result<(), ()> {
+    let Ok(frame) = SseEvent::default()
+        .id(line.seq.to_string())
+        .event("line")
+        .json_data(line)
+    else {
+        return Ok(());
+    };
+    tx.send(Ok(frame)).await.map_err(drop)
+}

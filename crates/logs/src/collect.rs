@@ -1,0 +1,356 @@
+//! The collector: finds every container (managed by capstan or not), follows its `json-file`
+//! log from its first line, enriches each line with where it came from, and stores batches,
+//! each committed together with the read positions after it. A restart resumes from the last
+//! commit's positions, so every line lands exactly once.
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use capstan_engine::Engine;
+use capstan_model::LogLine;
+use serde::Serialize;
+use tokio::sync::watch;
+use tokio_util::sync::CancellationToken;
+use tracing::{debug, info, warn};
+
+use crate::store::Store;
+use crate::tail::{Position, Tailer};
+
+/// How often the container list is refreshed.
+const DISCOVER_EVERY: Duration = Duration::from_secs(1);
+/// How long the collector sleeps when no container wrote anything.
+const IDLE: Duration = Duration::from_millis(200);
+/// Bytes read per container per round: with the commit after each round, this bounds memory.
+const ROUND_BYTES_PER_CONTAINER: usize = 1024 * 1024;
+/// Bytes read per round in all.
+const ROUND_BYTES: usize = 8 * 1024 * 1024;
+
+/// The pipeline's counters (`capstan logs --stats`, `/metrics` later).
+#[derive(Debug, Default)]
+pub struct Stats {
+    pub lines_read: AtomicU64,
+    pub bytes_read: AtomicU64,
+    pub lines_stored: AtomicU64,
+    pub bad_records: AtomicU64,
+    pub rotated_away_files: AtomicU64,
+    pub commits: AtomicU64,
+    pub store_errors: AtomicU64,
+    pub containers: AtomicU64,
+    /// Engine time of the newest stored line, ns.
+    pub newest_ns: AtomicU64,
+}
+
+/// The counters as numbers.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct StatsSnapshot {
+    pub lines_read: u64,
+    pub bytes_read: u64,
+    pub lines_stored: u64,
+    pub bad_records: u64,
+    pub rotated_away_files: u64,
+    pub commits: u64,
+    pub store_errors: u64,
+    pub containers: u64,
+    pub last_seq: u64,
+    pub lag_seconds: f64,
+}
+
+impl Stats {
+    pub fn snapshot(&self, last_seq: u64) -> StatsSnapshot {
+        let newest = self.newest_ns.load(Ordering::Relaxed) as i64;
+        let now = chrono::Utc::now().timestamp_nanos_opt().unwrap_or_default();
+        StatsSnapshot {
+            lines_read: self.lines_read.load(Ordering::Relaxed),
+            bytes_read: self.bytes_read.load(Ordering::Relaxed),
+            lines_stored: self.lines_stored.load(Ordering::Relaxed),
+            bad_records: self.bad_records.load(Ordering::Relaxed),
+            rotated_away_files: self.rotated_away_files.load(Ordering::Relaxed),
+            commits: self.commits.load(Ordering::Relaxed),
+            store_errors: self.store_errors.load(Ordering::Relaxed),
+            containers: self.containers.load(Ordering::Relaxed),
+            last_seq,
+            lag_seconds: if newest > 0 {
+                (now - newest) as f64 / 1e9
+            } else {
+                0.0
+            },
+        }
+    }
+}
+
+/// Where a container's lines come from, stamped on each.
+#[derive(Debug, Clone, Default)]
+struct Source {
+    id: String,
+    name: String,
+    image: String,
+    image_id: String,
+    app: String,
+    service: String,
+    replica: Option<u32>,
+    project: String,
+}
+
+struct Followed {
+    source: Source,
+    tailer: Tailer,
+    /// The container is gone: drop it once everything is read.
+    gone: bool,
+}
+
+/// The collector task.
+pub struct Collector {
+    engine: Engine,
+    store: Arc<Store>,
+    host: String,
+    stats: Arc<Stats>,
+    committed: watch::Sender<u64>,
+}
+
+impl std::fmt::Debug for Collector {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Collector").finish_non_exhaustive()
+    }
+}
+
+impl Collector {
+    /// A collector storing into `store`; `committed` is told the last sequence number after
+    /// every commit (live tails wait on it).
+    pub fn new(engine: Engine, store: Arc<Store>, committed: watch::Sender<u64>) -> Self {
+        let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+            .map(|h| h.trim().to_owned())
+            .unwrap_or_default();
+        Self {
+            engine,
+            store,
+            host,
+            stats: Arc::default(),
+            committed,
+        }
+    }
+
+    /// Its counters.
+    pub fn stats(&self) -> Arc<Stats> {
+        Arc::clone(&self.stats)
+    }
+
+    /// Runs until `shutdown`; what was read but not committed is read again next time.
+    pub async fn run(self, shutdown: CancellationToken) {
+        let mut followed: HashMap<String, Followed> = HashMap::new();
+        let mut positions = self.store.checkpoint().positions;
+        let mut last_discovery: Option<Instant> = None;
+        info!(
+            containers = positions.len(),
+            "log collection resumes from the last commit"
+        );
+        loop {
+            if shutdown.is_cancelled() {
+                return;
+            }
+            if last_discovery.is_none_or(|t| t.elapsed() >= DISCOVER_EVERY) {
+                last_discovery = Some(Instant::now());
+                if let Err(e) = self.discover(&mut followed, &mut positions).await {
+                    debug!(error = %e, "cannot list containers; following the known ones");
+                }
+            }
+            // read a round (blocking file I/O)
+            let mut work: Vec<(String, Followed)> = followed.drain().collect();
+            let (work, lines, bad, lost, bytes) = tokio::task::spawn_blocking(move || {
+                let mut lines = Vec::new();
+                let (mut bad, mut lost, mut bytes) = (0, 0, 0);
+                let mut budget = ROUND_BYTES;
+                for (_, f) in &mut work {
+                    if budget == 0 {
+                        break;
+                    }
+                    match f.tailer.read(ROUND_BYTES_PER_CONTAINER.min(budget)) {
+                        Ok(mut batch) => {
+                            if f.gone && batch.lines.is_empty() {
+                                // everything the engine wrote is read: finish pieces left
+                                batch.lines = f.tailer.flush();
+                                batch.inodes = vec![f.tailer.position().inode; batch.lines.len()];
+                            }
+                            bad += batch.bad;
+                            lost += batch.lost_files;
+                            let n: usize = batch.lines.iter().map(|l| l.text.len()).sum();
+                            bytes += n;
+                            budget = budget.saturating_sub(n);
+                            for (line, inode) in batch.lines.into_iter().zip(batch.inodes) {
+                                lines.push((f.source.clone(), line, inode));
+                            }
+                        }
+                        Err(e) => {
+                            debug!(container = %f.source.name, error = %e, "cannot read the log")
+                        }
+                    }
+                }
+                (work, lines, bad, lost, bytes)
+            })
+            .await
+            .unwrap_or_default();
+            followed.extend(work);
+            self.stats.bad_records.fetch_add(bad, Ordering::Relaxed);
+            self.stats
+                .rotated_away_files
+                .fetch_add(lost, Ordering::Relaxed);
+            if lost > 0 {
+                warn!(
+                    files = lost,
+                    "log files were rotated away before capstan read them"
+                );
+            }
+            if lines.is_empty() {
+                // nothing new: forget containers that are gone and fully read
+                followed.retain(|_, f| !f.gone);
+                self.stats
+                    .containers
+                    .store(followed.len() as u64, Ordering::Relaxed);
+                tokio::select! {
+                    () = shutdown.cancelled() => return,
+                    () = tokio::time::sleep(IDLE) => {}
+                }
+                continue;
+            }
+            self.stats
+                .lines_read
+                .fetch_add(lines.len() as u64, Ordering::Relaxed);
+            self.stats
+                .bytes_read
+                .fetch_add(bytes as u64, Ordering::Relaxed);
+            let entries: Vec<LogLine> = lines
+                .into_iter()
+                .map(|(source, line, inode)| self.enrich(&source, line, inode))
+                .collect();
+            let positions_now: BTreeMap<String, Position> = followed
+                .iter()
+                .map(|(id, f)| (id.clone(), f.tailer.position().clone()))
+                .chain(positions.iter().map(|(k, v)| (k.clone(), v.clone())))
+                .collect();
+            let store = Arc::clone(&self.store);
+            let now = chrono::Utc::now().timestamp_nanos_opt().unwrap_or_default();
+            let newest = entries
+                .iter()
+                .map(|l| l.time_nano)
+                .max()
+                .unwrap_or_default();
+            let result =
+                tokio::task::spawn_blocking(move || store.append(entries, positions_now, now))
+                    .await;
+            match result {
+                Ok(Ok(stored)) => {
+                    self.stats.commits.fetch_add(1, Ordering::Relaxed);
+                    self.stats
+                        .lines_stored
+                        .fetch_add(stored.len() as u64, Ordering::Relaxed);
+                    self.stats
+                        .newest_ns
+                        .fetch_max(newest.max(0) as u64, Ordering::Relaxed);
+                    if let Some(last) = stored.last() {
+                        self.committed.send_replace(last.seq);
+                    }
+                }
+                Ok(Err(e)) => {
+                    self.stats.store_errors.fetch_add(1, Ordering::Relaxed);
+                    warn!(error = %e, "cannot store log lines; reading them again from the last commit");
+                    // positions advanced past lines that were not stored: rewind everything
+                    followed.clear();
+                    positions = self.store.checkpoint().positions;
+                    tokio::time::sleep(Duration::from_secs(1)).await;
+                }
+                Err(e) => warn!(error = %e, "the log store task failed"),
+            }
+        }
+    }
+
+    /// Follows new containers and marks removed ones.
+    async fn discover(
+        &self,
+        followed: &mut HashMap<String, Followed>,
+        positions: &mut BTreeMap<String, Position>,
+    ) -> Result<(), capstan_engine::Error> {
+        let list = self.engine.list_containers(true).await?;
+        let present: std::collections::HashSet<&str> = list.iter().map(|c| c.id.as_str()).collect();
+        for (id, f) in followed.iter_mut() {
+            if !present.contains(id.as_str()) {
+                f.gone = true;
+            }
+        }
+        // a container removed while capstan was down: its position goes with it
+        positions.retain(|id, _| present.contains(id.as_str()) || followed.contains_key(id));
+        for c in &list {
+            if followed.contains_key(&c.id) {
+                continue;
+            }
+            let Ok(json) = self.engine.inspect_container_json(&c.id).await else {
+                continue;
+            };
+            let driver = json["HostConfig"]["LogConfig"]["Type"]
+                .as_str()
+                .unwrap_or_default();
+            let path = json["LogPath"].as_str().unwrap_or_default();
+            if driver != "json-file" || path.is_empty() {
+                // other drivers and remote engines need the logs API (not in this version)
+                continue;
+            }
+            let label = |k: &str| c.labels.get(k).cloned().unwrap_or_default();
+            let source = Source {
+                id: c.id.clone(),
+                name: c.name.clone(),
+                image: c.image.clone(),
+                image_id: c.image_id.clone(),
+                app: label("io.capstan.app"),
+                service: c
+                    .labels
+                    .get("io.capstan.service")
+                    .or_else(|| c.labels.get("com.docker.compose.service"))
+                    .cloned()
+                    .unwrap_or_default(),
+                replica: c
+                    .labels
+                    .get("io.capstan.replica")
+                    .or_else(|| c.labels.get("com.docker.compose.container-number"))
+                    .and_then(|r| r.parse().ok()),
+                project: label("com.docker.compose.project"),
+            };
+            let pos = positions.remove(&c.id).unwrap_or_default();
+            debug!(container = %c.name, path, "following log");
+            followed.insert(
+                c.id.clone(),
+                Followed {
+                    source,
+                    tailer: Tailer::new(&PathBuf::from(path), pos),
+                    gone: false,
+                },
+            );
+        }
+        self.stats
+            .containers
+            .store(followed.len() as u64, Ordering::Relaxed);
+        Ok(())
+    }
+
+    fn enrich(&self, s: &Source, line: crate::jsonfile::Line, inode: u64) -> LogLine {
+        LogLine {
+            seq: 0,
+            id: format!("{}:{inode}:{}", &s.id[..s.id.len().min(12)], line.offset),
+            time: capstan_model::nanos_to_datetime(line.time_ns),
+            time_nano: line.time_ns,
+            stream: line.stream,
+            message: String::new(),
+            raw: line.text,
+            host: self.host.clone(),
+            container_id: s.id.clone(),
+            container: s.name.clone(),
+            image: s.image.clone(),
+            image_id: s.image_id.clone(),
+            app: s.app.clone(),
+            service: s.service.clone(),
+            replica: s.replica,
+            project: s.project.clone(),
+            ..LogLine::default()
+        }
+    }
+}

@@ -1,0 +1,147 @@
+//! The engine's `json-file` log format: one JSON object per line,
+//! `{"log":"text\n","stream":"stdout","time":"2026-11-22T08:00:00.123456789Z"}`. The engine cuts
+//! a line longer than 16 KiB into pieces that do not end in `\n`; they are joined back here, per
+//! stream, so stdout and stderr never mix.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+/// One record of the file.
+#[derive(Debug, Deserialize)]
+struct Record {
+    log: String,
+    stream: String,
+    time: String,
+}
+
+/// A whole line, joined from its pieces.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Line {
+    /// `stdout` or `stderr`.
+    pub stream: String,
+    /// The engine's time of the line's first piece, in ns since the epoch.
+    pub time_ns: i64,
+    /// The text, without the trailing newline.
+    pub text: String,
+    /// Offset of the line's first piece in its file (with the file's inode, a stable id).
+    pub offset: u64,
+}
+
+/// A line still waiting for its last piece.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Pending {
+    pub text: String,
+    pub time_ns: i64,
+    pub offset: u64,
+}
+
+/// Joins pieces per stream.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Joiner {
+    /// Pieces waiting for the end of their line, by stream.
+    pub pending: BTreeMap<String, Pending>,
+}
+
+/// Why a record could not be read.
+#[derive(Debug, thiserror::Error)]
+#[error("not a json-file record: {0}")]
+pub struct BadRecord(String);
+
+impl Joiner {
+    /// Feeds one record (one line of the file, without its `\n`) found at `offset`; returns
+    /// the line it completes, if any.
+    ///
+    /// # Errors
+    /// A record that is not the engine's JSON (the caller counts and skips it).
+    pub fn feed(&mut self, record: &[u8], offset: u64) -> Result<Option<Line>, BadRecord> {
+        let r: Record = serde_json::from_slice(record).map_err(|e| BadRecord(e.to_string()))?;
+        let time_ns = chrono::DateTime::parse_from_rfc3339(&r.time)
+            .ok()
+            .and_then(|t| t.timestamp_nanos_opt())
+            .ok_or_else(|| BadRecord(format!("time {:?} is not RFC 3339", r.time)))?;
+        let complete = r.log.ends_with('\n');
+        let piece = r.log.strip_suffix('\n').unwrap_or(&r.log);
+        let piece = piece.strip_suffix('\r').unwrap_or(piece);
+        let pending = self.pending.remove(&r.stream);
+        let mut line = match pending {
+            Some(p) => Line {
+                stream: r.stream.clone(),
+                time_ns: p.time_ns,
+                text: p.text + piece,
+                offset: p.offset,
+            },
+            None => Line {
+                stream: r.stream.clone(),
+                time_ns,
+                text: piece.to_owned(),
+                offset,
+            },
+        };
+        if complete {
+            return Ok(Some(line));
+        }
+        self.pending.insert(
+            r.stream,
+            Pending {
+                text: std::mem::take(&mut line.text),
+                time_ns: line.time_ns,
+                offset: line.offset,
+            },
+        );
+        Ok(None)
+    }
+
+    /// The lines still waiting, as they are (a process that exited without a final newline).
+    pub fn flush(&mut self) -> Vec<Line> {
+        std::mem::take(&mut self.pending)
+            .into_iter()
+            .map(|(stream, p)| Line {
+                stream,
+                time_ns: p.time_ns,
+                text: p.text,
+                offset: p.offset,
+            })
+            .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn rec(log: &str, stream: &str) -> Vec<u8> {
+        serde_json::to_vec(&serde_json::json!({
+            "log": log, "stream": stream, "time": "2026-11-22T08:00:00.000000001Z"
+        }))
+        .unwrap()
+    }
+
+    #[test]
+    fn pieces_are_joined_per_stream() {
+        let mut j = Joiner::default();
+        assert_eq!(j.feed(&rec("aaa", "stdout"), 0).unwrap(), None);
+        let err = j.feed(&rec("boom\n", "stderr"), 50).unwrap().unwrap();
+        assert_eq!((err.text.as_str(), err.offset), ("boom", 50));
+        let out = j.feed(&rec("bbb\n", "stdout"), 100).unwrap().unwrap();
+        assert_eq!(
+            (out.text.as_str(), out.offset, out.stream.as_str()),
+            ("aaabbb", 0, "stdout")
+        );
+        assert_eq!(out.time_ns, 1_795_334_400_000_000_001);
+        assert!(j.pending.is_empty());
+    }
+
+    #[test]
+    fn a_final_piece_without_newline_is_flushed_and_bad_records_are_errors() {
+        let mut j = Joiner::default();
+        assert_eq!(j.feed(&rec("tail", "stdout"), 7).unwrap(), None);
+        let flushed = j.flush();
+        assert_eq!(flushed[0].text, "tail");
+        assert!(j.feed(b"not json", 0).is_err());
+        assert!(
+            j.feed(br#"{"log":"x\n","stream":"stdout","time":"yesterday"}"#, 0)
+                .is_err()
+        );
+    }
+}

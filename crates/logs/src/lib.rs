@@ -1,0 +1,15 @@
+//! The log job: every line of every container, read from the engine's `json-file` logs,
+//! stored exactly once in an embedded, time-partitioned tantivy store, searchable with a small
+//! query language, and followed live.
+
+mod collect;
+pub mod jsonfile;
+pub mod query;
+pub mod store;
+pub mod tail;
+
+pub use tantivy::query::Query;
+
+pub use collect::{Collector, Stats, StatsSnapshot};
+pub use store::{Checkpoint, PartitionMeta, Store};
+pub use tail::{Position, Tailer};

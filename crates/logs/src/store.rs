@@ -1,0 +1,595 @@
+//! The embedded log store: tantivy indexes, one per hour of ingestion (a partition), so that
+//! retention drops whole directories. Every commit carries, as tantivy's commit payload, the
+//! read positions of every container it covers: lines and positions become durable together,
+//! which is what makes collection exactly-once across a kill -9.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::{Mutex, PoisonError};
+
+use capstan_model::LogLine;
+use serde::{Deserialize, Serialize};
+use tantivy::collector::{Count, HistogramCollector, TopDocs};
+use tantivy::query::{BooleanQuery, Occur, Query, RangeQuery};
+use tantivy::schema::{
+    FAST, Field, INDEXED, IndexRecordOption, JsonObjectOptions, STORED, STRING, Schema, TEXT,
+    TextFieldIndexing, Value,
+};
+use tantivy::{
+    DocAddress, Index, IndexReader, IndexWriter, Order, ReloadPolicy, TantivyDocument, Term,
+};
+
+use crate::tail::Position;
+
+/// Why the store failed.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("log store at {dir}: {source}")]
+    Tantivy {
+        dir: String,
+        #[source]
+        source: tantivy::TantivyError,
+    },
+    #[error("log store at {dir}: {source}")]
+    Io {
+        dir: String,
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+/// What a partition holds, kept in its commit payload.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PartitionMeta {
+    pub min_time: i64,
+    pub max_time: i64,
+    pub first_seq: u64,
+    pub last_seq: u64,
+    pub lines: u64,
+}
+
+/// What every commit records: the last sequence number given out, the read position of every
+/// container, and what the partition holds.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Checkpoint {
+    pub seq: u64,
+    pub positions: BTreeMap<String, Position>,
+    pub meta: PartitionMeta,
+}
+
+/// The fields of the schema.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Fields {
+    pub seq: Field,
+    pub time: Field,
+    pub raw: Field,
+    pub parsed: Field,
+    pub doc: Field,
+    pub replica: Field,
+    /// Exact-match fields, by query name.
+    pub keywords: [(&'static str, Field); 11],
+}
+
+fn schema() -> (Schema, Fields) {
+    let mut b = Schema::builder();
+    let seq = b.add_u64_field("seq", FAST | INDEXED);
+    let time = b.add_i64_field("time", FAST | INDEXED);
+    let raw = b.add_text_field("raw", TEXT);
+    let fields = b.add_json_field(
+        "fields",
+        JsonObjectOptions::default().set_indexing_options(
+            TextFieldIndexing::default()
+                .set_tokenizer("default")
+                .set_index_option(IndexRecordOption::WithFreqsAndPositions),
+        ),
+    );
+    let doc = b.add_text_field("doc", STORED);
+    let replica = b.add_u64_field("replica", INDEXED);
+    let mut kw = |name: &'static str| (name, b.add_text_field(name, STRING));
+    let keywords = [
+        kw("id"),
+        kw("stream"),
+        kw("container_id"),
+        kw("container"),
+        kw("image"),
+        kw("image_id"),
+        kw("app"),
+        kw("service"),
+        kw("project"),
+        kw("host"),
+        kw("level"),
+    ];
+    let schema = b.build();
+    (
+        schema,
+        Fields {
+            seq,
+            time,
+            raw,
+            parsed: fields,
+            doc,
+            replica,
+            keywords,
+        },
+    )
+}
+
+struct Partition {
+    name: String,
+    dir: PathBuf,
+    index: Index,
+    reader: IndexReader,
+    meta: PartitionMeta,
+}
+
+struct Inner {
+    /// Oldest first.
+    partitions: Vec<Partition>,
+    /// The partition being written and its writer.
+    writer: Option<(String, IndexWriter)>,
+    /// The last checkpoint committed.
+    checkpoint: Checkpoint,
+}
+
+/// The store. Its methods block (tantivy is synchronous): call them from a blocking task.
+pub struct Store {
+    dir: PathBuf,
+    schema: Schema,
+    pub(crate) f: Fields,
+    inner: Mutex<Inner>,
+}
+
+impl std::fmt::Debug for Store {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Store")
+            .field("dir", &self.dir)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The memory the writer may use before it flushes a segment.
+const WRITER_MEMORY: usize = 32 * 1024 * 1024;
+
+impl Store {
+    /// Opens (or creates) the store under `dir`, and returns the checkpoint of the last commit.
+    ///
+    /// # Errors
+    /// The directory cannot be made, or a partition cannot be opened.
+    pub fn open(dir: &Path) -> Result<Self, Error> {
+        let io = |source| Error::Io {
+            dir: dir.display().to_string(),
+            source,
+        };
+        std::fs::create_dir_all(dir).map_err(io)?;
+        let (schema, f) = schema();
+        let mut names: Vec<String> = std::fs::read_dir(dir)
+            .map_err(io)?
+            .filter_map(Result::ok)
+            .filter(|e| e.path().is_dir())
+            .filter_map(|e| e.file_name().into_string().ok())
+            .filter(|n| n.starts_with('p') && n[1..].chars().all(|c| c.is_ascii_digit()))
+            .collect();
+        names.sort();
+        let mut partitions = Vec::new();
+        let mut checkpoint = Checkpoint::default();
+        for name in names {
+            let pdir = dir.join(&name);
+            let p = open_partition(&pdir, &name)?;
+            let cp: Option<Checkpoint> = p
+                .index
+                .load_metas()
+                .ok()
+                .and_then(|m| m.payload)
+                .and_then(|s| serde_json::from_str(&s).ok());
+            match cp {
+                Some(cp) => {
+                    if cp.seq >= checkpoint.seq {
+                        checkpoint = cp.clone();
+                    }
+                    partitions.push(Partition { meta: cp.meta, ..p });
+                }
+                // made but never committed (killed at once): nothing in it
+                None => {
+                    drop(p);
+                    let _ = std::fs::remove_dir_all(&pdir);
+                }
+            }
+        }
+        Ok(Self {
+            dir: dir.to_owned(),
+            schema,
+            f,
+            inner: Mutex::new(Inner {
+                partitions,
+                writer: None,
+                checkpoint,
+            }),
+        })
+    }
+
+    /// Parses a query in the log query language (see [`crate::query`]) for this store.
+    ///
+    /// # Errors
+    /// Where the query stops making sense.
+    pub fn compile(&self, text: &str) -> Result<Box<dyn Query>, crate::query::QueryError> {
+        let node = crate::query::parse(text)?;
+        Ok(crate::query::Compiler::new(&self.f).compile(&node))
+    }
+
+    /// The last committed checkpoint.
+    pub fn checkpoint(&self) -> Checkpoint {
+        self.lock().checkpoint.clone()
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
+        self.inner.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn err(&self, source: tantivy::TantivyError) -> Error {
+        Error::Tantivy {
+            dir: self.dir.display().to_string(),
+            source,
+        }
+    }
+
+    /// Stores `lines` (their `seq` is given here) in the partition of `now_ns`'s hour and
+    /// commits them with `positions` (the read positions after them); returns the lines with
+    /// their sequence numbers.
+    ///
+    /// # Errors
+    /// The index cannot be written; nothing of the batch is then visible or checkpointed.
+    pub fn append(
+        &self,
+        mut lines: Vec<LogLine>,
+        positions: BTreeMap<String, Position>,
+        now_ns: i64,
+    ) -> Result<Vec<LogLine>, Error> {
+        let name = format!("p{}", now_ns.div_euclid(3_600_000_000_000));
+        let mut inner = self.lock();
+        if inner.writer.as_ref().is_none_or(|(n, _)| *n != name) {
+            // a new hour: the previous partition's last commit is already durable
+            inner.writer = None;
+            if !inner.partitions.iter().any(|p| p.name == name) {
+                let pdir = self.dir.join(&name);
+                std::fs::create_dir_all(&pdir).map_err(|source| Error::Io {
+                    dir: pdir.display().to_string(),
+                    source,
+                })?;
+                let index =
+                    Index::create_in_dir(&pdir, self.schema.clone()).map_err(|e| self.err(e))?;
+                drop(index);
+                let p = open_partition(&pdir, &name)?;
+                inner.partitions.push(p);
+            }
+            let p = inner
+                .partitions
+                .iter()
+                .find(|p| p.name == name)
+                .ok_or_else(|| {
+                    self.err(tantivy::TantivyError::InternalError(
+                        "partition vanished".into(),
+                    ))
+                })?;
+            let writer = p
+                .index
+                .writer_with_num_threads(1, WRITER_MEMORY)
+                .map_err(|e| self.err(e))?;
+            inner.writer = Some((name.clone(), writer));
+        }
+        let mut seq = inner.checkpoint.seq;
+        let mut meta = inner
+            .partitions
+            .iter()
+            .find(|p| p.name == name)
+            .map(|p| p.meta.clone())
+            .unwrap_or_default();
+        let f = self.f;
+        {
+            let Some((_, writer)) = inner.writer.as_mut() else {
+                return Err(self.err(tantivy::TantivyError::InternalError("no writer".into())));
+            };
+            for line in &mut lines {
+                seq += 1;
+                line.seq = seq;
+                if meta.lines == 0 {
+                    meta.first_seq = seq;
+                    meta.min_time = line.time_nano;
+                    meta.max_time = line.time_nano;
+                }
+                meta.lines += 1;
+                meta.last_seq = seq;
+                meta.min_time = meta.min_time.min(line.time_nano);
+                meta.max_time = meta.max_time.max(line.time_nano);
+                writer
+                    .add_document(to_doc(&f, line))
+                    .map_err(|e| self.err(e))?;
+            }
+            let checkpoint = Checkpoint {
+                seq,
+                positions: positions.clone(),
+                meta: meta.clone(),
+            };
+            let payload = serde_json::to_string(&checkpoint).unwrap_or_default();
+            let mut prepared = writer.prepare_commit().map_err(|e| self.err(e))?;
+            prepared.set_payload(&payload);
+            prepared.commit().map_err(|e| self.err(e))?;
+        }
+        inner.checkpoint = Checkpoint {
+            seq,
+            positions,
+            meta: meta.clone(),
+        };
+        if let Some(p) = inner.partitions.iter_mut().find(|p| p.name == name) {
+            p.meta = meta;
+            p.reader.reload().map_err(|e| Error::Tantivy {
+                dir: p.dir.display().to_string(),
+                source: e,
+            })?;
+        }
+        Ok(lines)
+    }
+
+    /// Lines matching `query` between `since` and `until` (ns, inclusive), newest first, up to
+    /// `limit`; and how many matched in all.
+    ///
+    /// # Errors
+    /// A failed search.
+    pub fn search(
+        &self,
+        query: &dyn Query,
+        since: Option<i64>,
+        until: Option<i64>,
+        limit: usize,
+    ) -> Result<(Vec<LogLine>, u64), Error> {
+        let inner = self.lock();
+        let q = self.with_time(query, since, until);
+        let mut out = Vec::new();
+        let mut total = 0;
+        for p in inner.partitions.iter().rev() {
+            if p.meta.lines == 0
+                || since.is_some_and(|s| p.meta.max_time < s)
+                || until.is_some_and(|u| p.meta.min_time > u)
+            {
+                continue;
+            }
+            let searcher = p.reader.searcher();
+            let want = limit.saturating_sub(out.len()).max(1);
+            let (top, count) = searcher
+                .search(
+                    &*q,
+                    &(
+                        TopDocs::with_limit(want).order_by_fast_field::<u64>("seq", Order::Desc),
+                        Count,
+                    ),
+                )
+                .map_err(|e| self.err(e))?;
+            total += count as u64;
+            if out.len() < limit {
+                for (_, addr) in top {
+                    out.push(self.line(&searcher, addr)?);
+                }
+            }
+        }
+        out.truncate(limit);
+        Ok((out, total))
+    }
+
+    /// Lines with a sequence number after `after`, oldest first, up to `limit` (for sinks and
+    /// live tails).
+    ///
+    /// # Errors
+    /// A failed search.
+    pub fn after(
+        &self,
+        after: u64,
+        query: &dyn Query,
+        limit: usize,
+    ) -> Result<Vec<LogLine>, Error> {
+        let inner = self.lock();
+        let range: Box<dyn Query> = Box::new(RangeQuery::new(
+            std::ops::Bound::Excluded(Term::from_field_u64(self.f.seq, after)),
+            std::ops::Bound::Unbounded,
+        ));
+        let q = BooleanQuery::new(vec![(Occur::Must, range), (Occur::Must, query.box_clone())]);
+        let mut out = Vec::new();
+        for p in &inner.partitions {
+            if p.meta.last_seq <= after {
+                continue;
+            }
+            let searcher = p.reader.searcher();
+            let want = limit.saturating_sub(out.len());
+            if want == 0 {
+                break;
+            }
+            let top = searcher
+                .search(
+                    &q,
+                    &TopDocs::with_limit(want).order_by_fast_field::<u64>("seq", Order::Asc),
+                )
+                .map_err(|e| self.err(e))?;
+            for (_, addr) in top {
+                out.push(self.line(&searcher, addr)?);
+            }
+        }
+        Ok(out)
+    }
+
+    /// Counts of matching lines per bucket of `width` ns from `since` to `until`.
+    ///
+    /// # Errors
+    /// A failed search.
+    pub fn histogram(
+        &self,
+        query: &dyn Query,
+        since: i64,
+        until: i64,
+        width: i64,
+    ) -> Result<Vec<u64>, Error> {
+        let inner = self.lock();
+        let width = width.max(1);
+        let buckets = ((until - since) / width + 1).clamp(1, 10_000) as usize;
+        let q = self.with_time(query, Some(since), Some(until));
+        let mut counts = vec![0_u64; buckets];
+        for p in &inner.partitions {
+            if p.meta.lines == 0 || p.meta.max_time < since || p.meta.min_time > until {
+                continue;
+            }
+            let searcher = p.reader.searcher();
+            let collector =
+                HistogramCollector::new::<i64>("time".to_owned(), since, width as u64, buckets);
+            let part = searcher.search(&*q, &collector).map_err(|e| self.err(e))?;
+            for (c, n) in counts.iter_mut().zip(part) {
+                *c += n;
+            }
+        }
+        Ok(counts)
+    }
+
+    /// Drops whole partitions (never the one being written) whose newest line is older than
+    /// `older_than` ns, then the oldest ones while the store is larger than `max_bytes`.
+    /// Returns the partitions dropped.
+    ///
+    /// # Errors
+    /// A partition directory that cannot be removed.
+    pub fn retain(
+        &self,
+        older_than: Option<i64>,
+        max_bytes: Option<u64>,
+    ) -> Result<Vec<String>, Error> {
+        let mut inner = self.lock();
+        let writing = inner.writer.as_ref().map(|(n, _)| n.clone());
+        let mut dropped = Vec::new();
+        loop {
+            let total: u64 = inner.partitions.iter().map(|p| dir_size(&p.dir)).sum();
+            let Some(oldest) = inner.partitions.first() else {
+                break;
+            };
+            if Some(&oldest.name) == writing.as_ref() {
+                break;
+            }
+            let too_old = older_than.is_some_and(|t| oldest.meta.max_time < t);
+            let too_big = max_bytes.is_some_and(|m| total > m);
+            if !(too_old || too_big) {
+                break;
+            }
+            let p = inner.partitions.remove(0);
+            let dir = p.dir.clone();
+            dropped.push(p.name.clone());
+            drop(p);
+            std::fs::remove_dir_all(&dir).map_err(|source| Error::Io {
+                dir: dir.display().to_string(),
+                source,
+            })?;
+        }
+        Ok(dropped)
+    }
+
+    /// Partitions: name, what they hold, bytes on disk.
+    pub fn partitions(&self) -> Vec<(String, PartitionMeta, u64)> {
+        self.lock()
+            .partitions
+            .iter()
+            .map(|p| (p.name.clone(), p.meta.clone(), dir_size(&p.dir)))
+            .collect()
+    }
+
+    fn with_time(
+        &self,
+        query: &dyn Query,
+        since: Option<i64>,
+        until: Option<i64>,
+    ) -> Box<dyn Query> {
+        if since.is_none() && until.is_none() {
+            return query.box_clone();
+        }
+        let bound = |v: Option<i64>| match v {
+            Some(v) => std::ops::Bound::Included(Term::from_field_i64(self.f.time, v)),
+            None => std::ops::Bound::Unbounded,
+        };
+        Box::new(BooleanQuery::new(vec![
+            (Occur::Must, query.box_clone()),
+            (
+                Occur::Must,
+                Box::new(RangeQuery::new(bound(since), bound(until))),
+            ),
+        ]))
+    }
+
+    fn line(&self, searcher: &tantivy::Searcher, addr: DocAddress) -> Result<LogLine, Error> {
+        let doc: TantivyDocument = searcher.doc(addr).map_err(|e| self.err(e))?;
+        let json = doc
+            .get_first(self.f.doc)
+            .and_then(|v| v.as_str().map(str::to_owned))
+            .unwrap_or_default();
+        Ok(serde_json::from_str(&json).unwrap_or_default())
+    }
+}
+
+fn open_partition(dir: &Path, name: &str) -> Result<Partition, Error> {
+    let err = |source| Error::Tantivy {
+        dir: dir.display().to_string(),
+        source,
+    };
+    let index = Index::open_in_dir(dir).map_err(err)?;
+    let reader = index
+        .reader_builder()
+        .reload_policy(ReloadPolicy::Manual)
+        .try_into()
+        .map_err(err)?;
+    Ok(Partition {
+        name: name.to_owned(),
+        dir: dir.to_owned(),
+        index,
+        reader,
+        meta: PartitionMeta::default(),
+    })
+}
+
+fn dir_size(dir: &Path) -> u64 {
+    std::fs::read_dir(dir).map_or(0, |rd| {
+        rd.filter_map(Result::ok)
+            .filter_map(|e| e.metadata().ok())
+            .filter(std::fs::Metadata::is_file)
+            .map(|m| m.len())
+            .sum()
+    })
+}
+
+fn to_doc(f: &Fields, line: &LogLine) -> TantivyDocument {
+    let mut doc = TantivyDocument::default();
+    doc.add_u64(f.seq, line.seq);
+    doc.add_i64(f.time, line.time_nano);
+    doc.add_text(f.raw, &line.raw);
+    if let Some(r) = line.replica {
+        doc.add_u64(f.replica, u64::from(r));
+    }
+    for (name, field) in f.keywords {
+        let value = match name {
+            "id" => line.id.as_str(),
+            "stream" => line.stream.as_str(),
+            "container_id" => line.container_id.as_str(),
+            "container" => line.container.as_str(),
+            "image" => line.image.as_str(),
+            "image_id" => line.image_id.as_str(),
+            "app" => line.app.as_str(),
+            "service" => line.service.as_str(),
+            "project" => line.project.as_str(),
+            "host" => line.host.as_str(),
+            "level" => line.level.as_deref().unwrap_or_default(),
+            _ => "",
+        };
+        if !value.is_empty() {
+            doc.add_text(field, value);
+        }
+    }
+    if !line.fields.is_empty() {
+        let object: BTreeMap<String, tantivy::schema::OwnedValue> = line
+            .fields
+            .iter()
+            .map(|(k, v)| (k.clone(), tantivy::schema::OwnedValue::from(v.clone())))
+            .collect();
+        doc.add_object(f.parsed, object);
+    }
+    doc.add_text(f.doc, serde_json::to_string(line).unwrap_or_default());
+    doc
+}

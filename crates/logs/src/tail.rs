@@ -1,0 +1,223 @@
+//! Following one container's `json-file` log: read what is new, and when the engine rotates the
+//! file (renames it to `.1`, `.2`, ... and starts a new one), finish the old file through the
+//! open descriptor, then go on with the next newer one, found by inode. A position (inode and
+//! offset after the last whole record) says where to resume after a restart.
+
+use std::fs::File;
+use std::io::{Read, Seek, SeekFrom};
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use crate::jsonfile::{Joiner, Line};
+
+/// Where reading resumes, saved with the lines it covers.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Position {
+    /// The file's inode.
+    pub inode: u64,
+    /// Bytes of whole records read from it.
+    pub offset: u64,
+    /// Pieces of lines not complete yet (their records are before `offset`).
+    #[serde(default, skip_serializing_if = "is_default")]
+    pub joiner: Joiner,
+}
+
+fn is_default(j: &Joiner) -> bool {
+    j.pending.is_empty()
+}
+
+/// What one read produced.
+#[derive(Debug, Default)]
+pub struct Batch {
+    /// Whole lines, in file order.
+    pub lines: Vec<Line>,
+    /// Inode of the file the lines come from, per line (rotation may cross files in a batch).
+    pub inodes: Vec<u64>,
+    /// Records that were not the engine's JSON.
+    pub bad: u64,
+    /// Files the engine rotated away (deleted) before they were read.
+    pub lost_files: u64,
+}
+
+/// Follows one log file and its rotations.
+#[derive(Debug)]
+pub struct Tailer {
+    path: PathBuf,
+    file: Option<File>,
+    pos: Position,
+    /// Bytes after the last whole record (a record being written).
+    partial: Vec<u8>,
+    /// Inodes of every file read so far, to tell a rotated sibling we finished from a new one.
+    done: Vec<u64>,
+}
+
+impl Tailer {
+    /// A tailer of `path` resuming at `pos` (a default position starts at the beginning of the
+    /// oldest file the engine still keeps).
+    pub fn new(path: &Path, pos: Position) -> Self {
+        Self {
+            path: path.to_owned(),
+            file: None,
+            pos,
+            partial: Vec::new(),
+            done: Vec::new(),
+        }
+    }
+
+    /// The position after everything returned so far.
+    pub fn position(&self) -> &Position {
+        &self.pos
+    }
+
+    /// Lines whose last piece never came (the container is gone), as they are.
+    pub fn flush(&mut self) -> Vec<Line> {
+        self.pos.joiner.flush()
+    }
+
+    /// `path`, `path.1`, `path.2`, ...: the files the engine keeps, newest first.
+    fn chain(&self) -> Vec<(PathBuf, u64)> {
+        let mut out = Vec::new();
+        for i in 0.. {
+            let p = if i == 0 {
+                self.path.clone()
+            } else {
+                let mut s = self.path.clone().into_os_string();
+                s.push(format!(".{i}"));
+                PathBuf::from(s)
+            };
+            match std::fs::metadata(&p) {
+                Ok(m) => out.push((p, m.ino())),
+                Err(_) if i == 0 => {}
+                Err(_) => break,
+            }
+            if i > 1000 {
+                break;
+            }
+        }
+        out
+    }
+
+    /// Opens the file to read next: the one at the position's inode, else the oldest kept.
+    fn open(&mut self, batch: &mut Batch) -> std::io::Result<bool> {
+        let chain = self.chain();
+        if chain.is_empty() {
+            return Ok(false);
+        }
+        let found = chain.iter().find(|(_, ino)| *ino == self.pos.inode);
+        let (path, inode, offset) = match found {
+            Some((p, ino)) => (p.clone(), *ino, self.pos.offset),
+            None => {
+                if self.pos.inode != 0 {
+                    // the file we were reading is gone with whatever was left in it
+                    batch.lost_files += 1;
+                    self.pos.joiner = Joiner::default();
+                }
+                let Some((p, ino)) = chain.last() else {
+                    return Ok(false);
+                };
+                (p.clone(), *ino, 0)
+            }
+        };
+        let mut file = File::open(&path)?;
+        file.seek(SeekFrom::Start(offset))?;
+        self.file = Some(file);
+        self.pos.inode = inode;
+        self.pos.offset = offset;
+        self.partial.clear();
+        Ok(true)
+    }
+
+    /// Reads up to about `max_bytes` of new records.
+    ///
+    /// # Errors
+    /// An I/O error other than a missing file (a container being removed is not an error).
+    pub fn read(&mut self, max_bytes: usize) -> std::io::Result<Batch> {
+        let mut batch = Batch::default();
+        if self.file.is_none() && !self.open(&mut batch)? {
+            return Ok(batch);
+        }
+        let mut read_total = 0;
+        let mut buf = vec![0_u8; 256 * 1024];
+        while let Some(file) = self.file.as_mut() {
+            let n = file.read(&mut buf)?;
+            if n == 0 {
+                // at the end: is there a newer file?
+                if !self.next_file(&mut batch)? {
+                    break;
+                }
+                continue;
+            }
+            read_total += n;
+            self.partial.extend_from_slice(&buf[..n]);
+            self.take_records(&mut batch);
+            if read_total >= max_bytes {
+                break;
+            }
+        }
+        Ok(batch)
+    }
+
+    /// Whole records out of `partial`, advancing the position past each.
+    fn take_records(&mut self, batch: &mut Batch) {
+        let mut start = 0;
+        while let Some(nl) = self.partial[start..].iter().position(|b| *b == b'\n') {
+            let record = &self.partial[start..start + nl];
+            let offset = self.pos.offset;
+            self.pos.offset += (nl + 1) as u64;
+            match self.pos.joiner.feed(record, offset) {
+                Ok(Some(line)) => {
+                    batch.lines.push(line);
+                    batch.inodes.push(self.pos.inode);
+                }
+                Ok(None) => {}
+                Err(_) => batch.bad += 1,
+            }
+            start += nl + 1;
+        }
+        self.partial.drain(..start);
+    }
+
+    /// At the end of the current file: moves to the next newer one when the engine rotated.
+    fn next_file(&mut self, batch: &mut Batch) -> std::io::Result<bool> {
+        let chain = self.chain();
+        let current = self.pos.inode;
+        if chain.first().is_some_and(|(_, ino)| *ino == current) || chain.is_empty() {
+            return Ok(false); // still the live file: wait for more
+        }
+        if !self.partial.is_empty() {
+            // a rotated file ends with a whole record; anything else is not the engine's
+            batch.bad += 1;
+            self.partial.clear();
+        }
+        self.done.push(current);
+        // the next newer file: the one just before ours in the chain, or (ours deleted) the
+        // oldest one we have not read
+        let next = match chain.iter().position(|(_, ino)| *ino == current) {
+            Some(0) => return Ok(false),
+            Some(i) => chain.get(i - 1).cloned(),
+            None => chain
+                .iter()
+                .rev()
+                .find(|(_, ino)| !self.done.contains(ino))
+                .cloned(),
+        };
+        let Some((path, inode)) = next else {
+            return Ok(false);
+        };
+        let file = match File::open(&path) {
+            Ok(f) => f,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(false),
+            Err(e) => return Err(e),
+        };
+        // a file must be opened by inode: the name may already point to a newer one
+        if file.metadata()?.ino() != inode {
+            return Ok(false);
+        }
+        self.file = Some(file);
+        self.pos.inode = inode;
+        self.pos.offset = 0;
+        Ok(true)
+    }
+}

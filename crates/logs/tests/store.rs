@@ -1,0 +1,181 @@
+//! The embedded store on disk: queries return exactly the expected lines, commits carry the
+//! read positions, reopening keeps both, retention drops whole partitions.
+#![allow(clippy::unwrap_used)]
+
+use std::collections::BTreeMap;
+
+use capstan_logs::{Position, Store};
+use capstan_model::LogLine;
+
+const HOUR: i64 = 3_600_000_000_000;
+
+fn line(n: i64, service: &str, level: &str, raw: &str, fields: serde_json::Value) -> LogLine {
+    LogLine {
+        id: format!("c:1:{n}"),
+        time_nano: n * 1_000_000_000,
+        stream: if level == "error" { "stderr" } else { "stdout" }.into(),
+        raw: raw.into(),
+        level: Some(level.into()),
+        service: service.into(),
+        container: format!("{service}-1"),
+        fields: serde_json::from_value(fields).unwrap(),
+        ..LogLine::default()
+    }
+}
+
+fn sample() -> Vec<LogLine> {
+    vec![
+        line(
+            1,
+            "api",
+            "info",
+            "GET /users 200 in 3ms",
+            serde_json::json!({"status": 200, "user": "alice"}),
+        ),
+        line(
+            2,
+            "api",
+            "error",
+            "connection refused by db:5432",
+            serde_json::json!({"status": 500}),
+        ),
+        line(
+            3,
+            "web",
+            "info",
+            "rendered page home",
+            serde_json::json!({}),
+        ),
+        line(
+            4,
+            "web",
+            "warn",
+            "slow request: connection took 900ms",
+            serde_json::json!({"user": "bob"}),
+        ),
+        line(
+            5,
+            "api",
+            "error",
+            "timeout talking to payments",
+            serde_json::json!({"status": 504}),
+        ),
+    ]
+}
+
+fn texts(store: &Store, q: &str) -> Vec<String> {
+    let query = store.compile(q).unwrap();
+    let (lines, total) = store.search(&*query, None, None, 100).unwrap();
+    assert_eq!(total as usize, lines.len(), "{q}");
+    lines.into_iter().map(|l| l.raw).collect()
+}
+
+#[test]
+fn queries_return_exactly_the_expected_lines() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path()).unwrap();
+    let stored = store.append(sample(), BTreeMap::new(), 10 * HOUR).unwrap();
+    assert_eq!(
+        stored.iter().map(|l| l.seq).collect::<Vec<_>>(),
+        [1, 2, 3, 4, 5]
+    );
+
+    assert_eq!(
+        texts(&store, "connection"),
+        [
+            "slow request: connection took 900ms",
+            "connection refused by db:5432"
+        ]
+    );
+    assert_eq!(
+        texts(&store, "\"connection refused\""),
+        ["connection refused by db:5432"]
+    );
+    assert_eq!(
+        texts(&store, "\"refused connection\""),
+        Vec::<String>::new()
+    );
+    assert_eq!(
+        texts(&store, "service:api level:error"),
+        [
+            "timeout talking to payments",
+            "connection refused by db:5432"
+        ]
+    );
+    assert_eq!(
+        texts(&store, "level:ERROR -timeout"),
+        ["connection refused by db:5432"]
+    );
+    assert_eq!(texts(&store, "service:web OR timeout").len(), 3);
+    assert_eq!(texts(&store, "(service:web OR timeout) NOT slow").len(), 2);
+    assert_eq!(
+        texts(&store, "NOT service:api"),
+        ["slow request: connection took 900ms", "rendered page home"]
+    );
+    assert_eq!(
+        texts(&store, "status:500"),
+        ["connection refused by db:5432"]
+    );
+    assert_eq!(texts(&store, "user:alice"), ["GET /users 200 in 3ms"]);
+    assert_eq!(texts(&store, "stream:stderr").len(), 2);
+    assert_eq!(texts(&store, "time*"), ["timeout talking to payments"]);
+    assert_eq!(texts(&store, "").len(), 5);
+    assert!(store.compile("level:error AND").is_err());
+
+    // time range (inclusive), newest first, limit
+    let all = store.compile("").unwrap();
+    let (lines, total) = store
+        .search(&*all, Some(2_000_000_000), Some(4_000_000_000), 2)
+        .unwrap();
+    assert_eq!(total, 3);
+    assert_eq!(lines.iter().map(|l| l.seq).collect::<Vec<_>>(), [4, 3]);
+    // after a sequence number, oldest first
+    let after = store.after(3, &*all, 10).unwrap();
+    assert_eq!(after.iter().map(|l| l.seq).collect::<Vec<_>>(), [4, 5]);
+    // per-second buckets
+    let errors = store.compile("level:error").unwrap();
+    let h = store
+        .histogram(&*errors, 1_000_000_000, 5_000_000_000, 1_000_000_000)
+        .unwrap();
+    assert_eq!(h, [0, 1, 0, 0, 1]);
+}
+
+#[test]
+fn commits_keep_positions_and_retention_drops_partitions() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let store = Store::open(dir.path()).unwrap();
+        let pos = |offset| {
+            BTreeMap::from([(
+                "c".to_owned(),
+                Position {
+                    inode: 7,
+                    offset,
+                    ..Position::default()
+                },
+            )])
+        };
+        store
+            .append(sample()[..2].to_vec(), pos(100), 10 * HOUR)
+            .unwrap();
+        store
+            .append(sample()[2..].to_vec(), pos(250), 12 * HOUR)
+            .unwrap();
+        assert_eq!(store.partitions().len(), 2);
+    }
+    let store = Store::open(dir.path()).unwrap();
+    let cp = store.checkpoint();
+    assert_eq!((cp.seq, cp.positions["c"].offset), (5, 250));
+    // the next line continues the sequence
+    let more = store
+        .append(vec![sample()[0].clone()], cp.positions.clone(), 12 * HOUR)
+        .unwrap();
+    assert_eq!(more[0].seq, 6);
+    // lines of the first partition are older than 2.5 s: it goes, whole
+    let dropped = store.retain(Some(2_500_000_000), None).unwrap();
+    assert_eq!(dropped, ["p10"]);
+    assert_eq!(texts(&store, "").len(), 4);
+    // by size: everything but the partition being written
+    let dropped = store.retain(None, Some(1)).unwrap();
+    assert!(dropped.is_empty(), "the partition being written stays");
+}
