@@ -183,7 +183,7 @@ impl Collector {
                             }
                         }
                         Err(e) => {
-                            debug!(container = %f.source.name, error = %e, "cannot read the log")
+                            debug!(container = %f.source.name, error = %e, "cannot read the log");
                         }
                     }
                 }
