@@ -139,7 +139,7 @@ async fn a_flood_lands_exactly_once_across_kill_9() {
     let container = format!("container:{name}");
     // kill -9 once a good part is stored, with more still coming
     let before = capstan_testkit::eventually(
-        Duration::from_secs(120),
+        Duration::from_mins(2),
         "part of the flood stored",
         || async {
             let total = page(&daemon, &container, 1).await.total;
@@ -154,7 +154,7 @@ async fn a_flood_lands_exactly_once_across_kill_9() {
         "the kill came after the whole flood was stored"
     );
     daemon.restart().await;
-    wait_for(&daemon, &container, 200_000, Duration::from_secs(300)).await;
+    wait_for(&daemon, &container, 200_000, Duration::from_mins(5)).await;
     for probe in [
         "\"flood line 0\"",
         "\"flood line 123456\"",
