@@ -113,6 +113,20 @@ mod tests {
     use super::*;
 
     #[test]
+    fn the_logs_section_is_checked() {
+        let c = Config::parse("[logs]\nretention = \"3d\"\nmax_size = \"512MiB\"\n").unwrap();
+        assert_eq!(c.logs.retention_ns(), Some(3 * 86_400_000_000_000));
+        assert_eq!(c.logs.max_bytes(), Some(512 * 1024 * 1024));
+        let err = Config::parse("[logs]\nretention = \"forever\"\n").unwrap_err();
+        assert!(format!("{err:#}").contains("logs.retention"), "{err:#}");
+        assert!(Config::parse("[logs]\nkeep = \"1d\"\n").is_err());
+        assert_eq!(
+            Config::default().logs.retention_ns(),
+            Some(7 * 86_400_000_000_000)
+        );
+    }
+
+    #[test]
     fn parses_a_full_config() {
         let c = Config::parse(
             "listen = \"127.0.0.1:9999\"\ndata = \"/tmp/x\"\n[docker]\nhost = \"tcp://127.0.0.1:2375\"\n",

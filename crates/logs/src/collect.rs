@@ -333,13 +333,16 @@ impl Collector {
     }
 
     fn enrich(&self, s: &Source, line: crate::jsonfile::Line, inode: u64) -> LogLine {
+        let parsed = crate::parse::auto(&line.text).unwrap_or_default();
         LogLine {
+            level: parsed.level,
+            message: parsed.message.unwrap_or_default(),
+            fields: parsed.fields,
             seq: 0,
             id: format!("{}:{inode}:{}", &s.id[..s.id.len().min(12)], line.offset),
             time: capstan_model::nanos_to_datetime(line.time_ns),
             time_nano: line.time_ns,
             stream: line.stream,
-            message: String::new(),
             raw: line.text,
             host: self.host.clone(),
             container_id: s.id.clone(),

@@ -4,6 +4,7 @@
 
 mod collect;
 pub mod jsonfile;
+pub mod parse;
 pub mod query;
 pub mod store;
 pub mod tail;
