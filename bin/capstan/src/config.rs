@@ -40,7 +40,7 @@ pub struct Logs {
 impl Logs {
     /// The retention in ns.
     pub fn retention_ns(&self) -> Option<i64> {
-        capstan_deploy::units::duration_nanos(self.retention.as_deref().unwrap_or("7d")).ok()
+        capstan_model::parse_duration_nanos(self.retention.as_deref().unwrap_or("7d")).ok()
     }
 
     /// The size bound in bytes.
@@ -52,7 +52,7 @@ impl Logs {
 
     fn check(&self) -> Result<()> {
         if let Some(r) = &self.retention {
-            capstan_deploy::units::duration_nanos(r)
+            capstan_model::parse_duration_nanos(r)
                 .map_err(|e| anyhow::anyhow!("logs.retention: {e}"))?;
         }
         if let Some(m) = &self.max_size {

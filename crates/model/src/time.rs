@@ -32,6 +32,17 @@ pub fn parse_time_or_ago(input: &str, now: DateTime<Utc>) -> Result<i64, String>
         .ok_or_else(|| format!("{input:?} reaches out of range"))
 }
 
+/// A duration of the design's contract (`10s`, `5m`, `1h`, `7d`, `500ms`) in ns.
+///
+/// # Errors
+/// A message naming the accepted forms.
+pub fn parse_duration_nanos(input: &str) -> Result<i64, String> {
+    parse_duration(input)
+        .ok()
+        .and_then(|d| d.num_nanoseconds())
+        .ok_or_else(|| format!("{input:?} is not a duration like 10s, 5m, 1h or 7d"))
+}
+
 /// Strict duration: an integer followed by one unit of `ms`, `s`, `m`, `h`, `d`.
 fn parse_duration(input: &str) -> Result<Duration, ()> {
     let split = input.find(|c: char| !c.is_ascii_digit()).ok_or(())?;
