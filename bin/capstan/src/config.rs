@@ -35,6 +35,31 @@ pub struct Logs {
     /// How much disk the store may use (`10GiB` by default); the oldest partitions go first.
     #[serde(default)]
     pub max_size: Option<String>,
+    /// Container labels copied onto every line.
+    #[serde(default)]
+    pub labels: Vec<String>,
+    /// Parsers and multiline joiners for containers whose labels do not choose one; the first
+    /// matching rule wins.
+    #[serde(default)]
+    pub rules: Vec<LogRule>,
+}
+
+/// `[[logs.rules]]`
+#[derive(Debug, Clone, Default, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct LogRule {
+    #[serde(default)]
+    pub app: Option<String>,
+    #[serde(default)]
+    pub service: Option<String>,
+    #[serde(default)]
+    pub container: Option<String>,
+    #[serde(default)]
+    pub image: Option<String>,
+    #[serde(default)]
+    pub parser: Option<String>,
+    #[serde(default)]
+    pub multiline: Option<String>,
 }
 
 impl Logs {
@@ -59,7 +84,36 @@ impl Logs {
             capstan_deploy::units::size_bytes(m)
                 .map_err(|e| anyhow::anyhow!("logs.max_size: {e}"))?;
         }
+        for (i, r) in self.rules.iter().enumerate() {
+            if let Some(p) = &r.parser {
+                capstan_logs::parse::Parser::from_spec(p)
+                    .map_err(|e| anyhow::anyhow!("logs.rules[{i}].parser: {e}"))?;
+            }
+            if let Some(m) = &r.multiline {
+                capstan_logs::multiline::Multiline::from_spec(m)
+                    .map_err(|e| anyhow::anyhow!("logs.rules[{i}].multiline: {e}"))?;
+            }
+        }
         Ok(())
+    }
+
+    /// What the collector needs from this section.
+    pub fn options(&self) -> capstan_logs::Options {
+        capstan_logs::Options {
+            labels: self.labels.clone(),
+            rules: self
+                .rules
+                .iter()
+                .map(|r| capstan_logs::Rule {
+                    app: r.app.clone(),
+                    service: r.service.clone(),
+                    container: r.container.clone(),
+                    image: r.image.clone(),
+                    parser: r.parser.clone(),
+                    multiline: r.multiline.clone(),
+                })
+                .collect(),
+        }
     }
 }
 
@@ -120,6 +174,16 @@ mod tests {
         let err = Config::parse("[logs]\nretention = \"forever\"\n").unwrap_err();
         assert!(format!("{err:#}").contains("logs.retention"), "{err:#}");
         assert!(Config::parse("[logs]\nkeep = \"1d\"\n").is_err());
+        let c = Config::parse(
+            "[logs]\nlabels = [\"team\"]\n[[logs.rules]]\nservice = \"api\"\nparser = \"logfmt\"\nmultiline = \"java\"\n",
+        )
+        .unwrap();
+        assert_eq!(c.logs.options().rules[0].parser.as_deref(), Some("logfmt"));
+        let err = Config::parse("[[logs.rules]]\nparser = \"grok:%{NOPE}\"\n").unwrap_err();
+        assert!(
+            format!("{err:#}").contains("logs.rules[0].parser"),
+            "{err:#}"
+        );
         assert_eq!(
             Config::default().logs.retention_ns(),
             Some(7 * 86_400_000_000_000)

@@ -65,7 +65,12 @@ pub async fn run(opts: ServeOptions) -> Result<()> {
         capstan_logs::Store::open(&data.join("logs")).context("cannot open the log store")?,
     );
     let (committed, committed_rx) = tokio::sync::watch::channel(log_store.checkpoint().seq);
-    let collector = capstan_logs::Collector::new(engine.clone(), Arc::clone(&log_store), committed);
+    let collector = capstan_logs::Collector::new(
+        engine.clone(),
+        Arc::clone(&log_store),
+        committed,
+        file.logs.options(),
+    );
     let log_stats = collector.stats();
     tokio::spawn(collector.run(shutdown.clone()));
     tokio::spawn(retain_logs(

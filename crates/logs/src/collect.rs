@@ -28,12 +28,47 @@ const ROUND_BYTES_PER_CONTAINER: usize = 1024 * 1024;
 /// Bytes read per round in all.
 const ROUND_BYTES: usize = 8 * 1024 * 1024;
 
+/// Which parser and multiline joiner a container gets when its labels do not say.
+#[derive(Debug, Clone, Default)]
+pub struct Rule {
+    /// Matches on these (a trailing `*` matches a prefix); unset ones match anything.
+    pub app: Option<String>,
+    pub service: Option<String>,
+    pub container: Option<String>,
+    pub image: Option<String>,
+    /// A parser spec (see [`crate::parse`]).
+    pub parser: Option<String>,
+    /// A multiline spec (see [`crate::multiline`]).
+    pub multiline: Option<String>,
+}
+
+/// How the collector treats lines.
+#[derive(Debug, Clone, Default)]
+pub struct Options {
+    /// Rules in order; the first match wins, container labels win over all.
+    pub rules: Vec<Rule>,
+    /// Container labels copied onto each line.
+    pub labels: Vec<String>,
+}
+
+fn glob(pattern: Option<&String>, value: &str) -> bool {
+    match pattern {
+        None => true,
+        Some(p) => match p.strip_suffix('*') {
+            Some(prefix) => value.starts_with(prefix),
+            None => p == value,
+        },
+    }
+}
+
 /// The pipeline's counters (`capstan logs --stats`, `/metrics` later).
 #[derive(Debug, Default)]
 pub struct Stats {
     pub lines_read: AtomicU64,
     pub bytes_read: AtomicU64,
     pub lines_stored: AtomicU64,
+    pub lines_parsed: AtomicU64,
+    pub parse_failures: AtomicU64,
     pub bad_records: AtomicU64,
     pub rotated_away_files: AtomicU64,
     pub commits: AtomicU64,
@@ -49,6 +84,8 @@ pub struct StatsSnapshot {
     pub lines_read: u64,
     pub bytes_read: u64,
     pub lines_stored: u64,
+    pub lines_parsed: u64,
+    pub parse_failures: u64,
     pub bad_records: u64,
     pub rotated_away_files: u64,
     pub commits: u64,
@@ -66,6 +103,8 @@ impl Stats {
             lines_read: self.lines_read.load(Ordering::Relaxed),
             bytes_read: self.bytes_read.load(Ordering::Relaxed),
             lines_stored: self.lines_stored.load(Ordering::Relaxed),
+            lines_parsed: self.lines_parsed.load(Ordering::Relaxed),
+            parse_failures: self.parse_failures.load(Ordering::Relaxed),
             bad_records: self.bad_records.load(Ordering::Relaxed),
             rotated_away_files: self.rotated_away_files.load(Ordering::Relaxed),
             commits: self.commits.load(Ordering::Relaxed),
@@ -92,10 +131,13 @@ struct Source {
     service: String,
     replica: Option<u32>,
     project: String,
+    labels: BTreeMap<String, String>,
 }
 
 struct Followed {
-    source: Source,
+    source: Arc<Source>,
+    parser: Arc<crate::parse::Parser>,
+    multiline: Option<Arc<crate::multiline::Multiline>>,
     tailer: Tailer,
     /// The container is gone: drop it once everything is read.
     gone: bool,
@@ -104,6 +146,7 @@ struct Followed {
 /// The collector task.
 pub struct Collector {
     engine: Engine,
+    options: Options,
     store: Arc<Store>,
     host: String,
     stats: Arc<Stats>,
@@ -119,12 +162,18 @@ impl std::fmt::Debug for Collector {
 impl Collector {
     /// A collector storing into `store`; `committed` is told the last sequence number after
     /// every commit (live tails wait on it).
-    pub fn new(engine: Engine, store: Arc<Store>, committed: watch::Sender<u64>) -> Self {
+    pub fn new(
+        engine: Engine,
+        store: Arc<Store>,
+        committed: watch::Sender<u64>,
+        options: Options,
+    ) -> Self {
         let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
             .map(|h| h.trim().to_owned())
             .unwrap_or_default();
         Self {
             engine,
+            options,
             store,
             host,
             stats: Arc::default(),
@@ -168,10 +217,27 @@ impl Collector {
                     }
                     match f.tailer.read(ROUND_BYTES_PER_CONTAINER.min(budget)) {
                         Ok(mut batch) => {
-                            if f.gone && batch.lines.is_empty() {
+                            let flush_all = f.gone && batch.lines.is_empty();
+                            if flush_all {
                                 // everything the engine wrote is read: finish pieces left
                                 batch.lines = f.tailer.flush();
                                 batch.inodes = vec![f.tailer.position().inode; batch.lines.len()];
+                            }
+                            if let Some(ml) = &f.multiline {
+                                let inode = f.tailer.position().inode;
+                                let mut joined = Vec::new();
+                                let groups = f.tailer.groups_mut();
+                                for (line, ino) in batch.lines.into_iter().zip(batch.inodes) {
+                                    joined.extend(ml.feed(groups, line).map(|l| (l, ino)));
+                                }
+                                let now =
+                                    chrono::Utc::now().timestamp_nanos_opt().unwrap_or_default();
+                                joined.extend(
+                                    crate::multiline::Multiline::due(groups, now, flush_all)
+                                        .into_iter()
+                                        .map(|l| (l, inode)),
+                                );
+                                (batch.lines, batch.inodes) = joined.into_iter().unzip();
                             }
                             bad += batch.bad;
                             lost += batch.lost_files;
@@ -179,7 +245,12 @@ impl Collector {
                             bytes += n;
                             budget = budget.saturating_sub(n);
                             for (line, inode) in batch.lines.into_iter().zip(batch.inodes) {
-                                lines.push((f.source.clone(), line, inode));
+                                lines.push((
+                                    Arc::clone(&f.source),
+                                    Arc::clone(&f.parser),
+                                    line,
+                                    inode,
+                                ));
                             }
                         }
                         Err(e) => {
@@ -222,7 +293,7 @@ impl Collector {
                 .fetch_add(bytes as u64, Ordering::Relaxed);
             let entries: Vec<LogLine> = lines
                 .into_iter()
-                .map(|(source, line, inode)| self.enrich(&source, line, inode))
+                .map(|(source, parser, line, inode)| self.enrich(&source, &parser, line, inode))
                 .collect();
             let positions_now: BTreeMap<String, Position> = followed
                 .iter()
@@ -314,13 +385,49 @@ impl Collector {
                     .or_else(|| c.labels.get("com.docker.compose.container-number"))
                     .and_then(|r| r.parse().ok()),
                 project: label("com.docker.compose.project"),
+                labels: self
+                    .options
+                    .labels
+                    .iter()
+                    .filter_map(|k| c.labels.get(k).map(|v| (k.clone(), v.clone())))
+                    .collect(),
             };
+            let rule = self.options.rules.iter().find(|r| {
+                glob(r.app.as_ref(), &source.app)
+                    && glob(r.service.as_ref(), &source.service)
+                    && glob(r.container.as_ref(), &source.name)
+                    && glob(r.image.as_ref(), &source.image)
+            });
+            let parser_spec = c
+                .labels
+                .get("io.capstan.logs.parser")
+                .cloned()
+                .or_else(|| rule.and_then(|r| r.parser.clone()))
+                .unwrap_or_default();
+            let parser = crate::parse::Parser::from_spec(&parser_spec).unwrap_or_else(|e| {
+                warn!(container = %c.name, error = %e, "bad parser; the container's lines stay raw and auto-parsed");
+                crate::parse::Parser::Auto
+            });
+            let multiline = c
+                .labels
+                .get("io.capstan.logs.multiline")
+                .cloned()
+                .or_else(|| rule.and_then(|r| r.multiline.clone()))
+                .and_then(|spec| match crate::multiline::Multiline::from_spec(&spec) {
+                    Ok(m) => Some(Arc::new(m)),
+                    Err(e) => {
+                        warn!(container = %c.name, error = %e, "bad multiline; lines are not joined");
+                        None
+                    }
+                });
             let pos = positions.remove(&c.id).unwrap_or_default();
-            debug!(container = %c.name, path, "following log");
+            debug!(container = %c.name, path, ?parser, "following log");
             followed.insert(
                 c.id.clone(),
                 Followed {
-                    source,
+                    source: Arc::new(source),
+                    parser: Arc::new(parser),
+                    multiline,
                     tailer: Tailer::new(&PathBuf::from(path), pos),
                     gone: false,
                 },
@@ -332,9 +439,22 @@ impl Collector {
         Ok(())
     }
 
-    fn enrich(&self, s: &Source, line: crate::jsonfile::Line, inode: u64) -> LogLine {
-        let parsed = crate::parse::auto(&line.text).unwrap_or_default();
+    fn enrich(
+        &self,
+        s: &Source,
+        parser: &crate::parse::Parser,
+        line: crate::jsonfile::Line,
+        inode: u64,
+    ) -> LogLine {
+        let parsed = parser.parse(&line.text);
+        if parsed.failed {
+            self.stats.parse_failures.fetch_add(1, Ordering::Relaxed);
+        } else if !parsed.fields.is_empty() {
+            self.stats.lines_parsed.fetch_add(1, Ordering::Relaxed);
+        }
         LogLine {
+            parse_error: parsed.failed,
+            labels: s.labels.clone(),
             level: parsed.level,
             message: parsed.message.unwrap_or_default(),
             fields: parsed.fields,
@@ -353,7 +473,6 @@ impl Collector {
             service: s.service.clone(),
             replica: s.replica,
             project: s.project.clone(),
-            ..LogLine::default()
         }
     }
 }

@@ -4,6 +4,7 @@
 
 mod collect;
 pub mod jsonfile;
+pub mod multiline;
 pub mod parse;
 pub mod query;
 pub mod store;
@@ -11,6 +12,6 @@ pub mod tail;
 
 pub use tantivy::query::Query;
 
-pub use collect::{Collector, Stats, StatsSnapshot};
+pub use collect::{Collector, Options, Rule, Stats, StatsSnapshot};
 pub use store::{Checkpoint, PartitionMeta, Store};
 pub use tail::{Position, Tailer};

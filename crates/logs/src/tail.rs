@@ -3,6 +3,7 @@
 //! open descriptor, then go on with the next newer one, found by inode. A position (inode and
 //! offset after the last whole record) says where to resume after a restart.
 
+use std::collections::BTreeMap;
 use std::fs::File;
 use std::io::{Read, Seek, SeekFrom};
 use std::os::unix::fs::MetadataExt;
@@ -22,6 +23,9 @@ pub struct Position {
     /// Pieces of lines not complete yet (their records are before `offset`).
     #[serde(default, skip_serializing_if = "is_default")]
     pub joiner: Joiner,
+    /// Multiline entries not complete yet, by stream.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub groups: BTreeMap<String, crate::multiline::Group>,
 }
 
 fn is_default(j: &Joiner) -> bool {
@@ -69,6 +73,11 @@ impl Tailer {
     /// The position after everything returned so far.
     pub fn position(&self) -> &Position {
         &self.pos
+    }
+
+    /// Multiline entries being joined (kept in the position).
+    pub fn groups_mut(&mut self) -> &mut BTreeMap<String, crate::multiline::Group> {
+        &mut self.pos.groups
     }
 
     /// Lines whose last piece never came (the container is gone), as they are.

@@ -227,3 +227,52 @@ async fn a_live_tail_starts_with_the_last_lines_then_follows_without_gap_or_repe
     assert!(seqs.windows(2).all(|w| w[1] > w[0]), "{seqs:?}");
     engine.remove_container(&id, true).await.unwrap();
 }
+
+#[tokio::test]
+async fn labels_choose_the_parser_and_the_multiline_joiner() {
+    let engine = capstan_testkit::engine().await;
+    let daemon = Daemon::start(bin(), engine.host()).await;
+    let name = unique("capt-parse");
+    let labels = HashMap::from([
+        (
+            "io.capstan.logs.parser".to_owned(),
+            "grok:%{LOGLEVEL:level} %{GREEDYDATA:msg}".to_owned(),
+        ),
+        ("io.capstan.logs.multiline".to_owned(), "java".to_owned()),
+    ]);
+    let script = "echo 'INFO starting up'; \
+        echo 'ERROR request failed'; \
+        echo -e 'java.lang.IllegalStateException: boom\\n\\tat com.example.App.run(App.java:42)\\n\\tat com.example.App.main(App.java:7)\\nCaused by: java.io.IOException: disk\\n\\t... 2 more'; \
+        echo 'INFO done'; sleep 3600";
+    let id = engine
+        .create_container(&name, BUSYBOX, &["sh", "-c", script], labels)
+        .await
+        .unwrap();
+    engine.start_container(&id).await.unwrap();
+    let container = format!("container:{name}");
+    // four entries: the trace's five lines are one
+    wait_for(&daemon, &container, 4, Duration::from_secs(30)).await;
+    let trace = page(&daemon, &format!("{container} IllegalStateException"), 10).await;
+    assert_eq!(trace.total, 1);
+    let text = &trace.lines[0].raw;
+    assert_eq!(text.lines().count(), 5, "{text}");
+    assert!(text.ends_with("\t... 2 more"), "{text}");
+    // the trace does not fit the grok pattern: kept raw, marked
+    assert!(trace.lines[0].parse_error);
+    // the grok pattern gave level and message
+    let errors = page(&daemon, &format!("{container} level:error"), 10).await;
+    assert_eq!(errors.total, 1);
+    assert_eq!(errors.lines[0].message, "request failed");
+    assert_eq!(
+        page(&daemon, &format!("{container} level:info"), 10)
+            .await
+            .total,
+        2
+    );
+    let stats: serde_json::Value = daemon.get("/api/v1/logs/stats").await;
+    assert!(
+        stats["pipeline"]["parse_failures"].as_u64().unwrap() >= 1,
+        "{stats}"
+    );
+    engine.remove_container(&id, true).await.unwrap();
+}
