@@ -276,3 +276,53 @@ async fn labels_choose_the_parser_and_the_multiline_joiner() {
     );
     engine.remove_container(&id, true).await.unwrap();
 }
+
+#[tokio::test]
+async fn rotation_and_container_restarts_lose_and_repeat_nothing() {
+    let engine = capstan_testkit::engine().await;
+    let daemon = Daemon::start(bin(), engine.host()).await;
+    let name = unique("capt-rotate");
+    // ~100 bytes a record, 40,000 a run, paced: the 1 MiB file rotates every couple of
+    // thousand lines while capstan keeps up
+    let script = "i=0; while [ $i -lt 40 ]; do j=0; while [ $j -lt 1000 ]; do \
+        echo \"rot $i $j padding-padding-padding-padding-padding\"; j=$((j+1)); done; \
+        i=$((i+1)); sleep 0.2; done";
+    let spec = capstan_engine::ContainerSpec {
+        image: BUSYBOX.to_owned(),
+        cmd: Some(vec!["sh".into(), "-c".into(), script.into()]),
+        logging: Some((
+            "json-file".into(),
+            std::collections::BTreeMap::from([
+                ("max-size".to_owned(), "1m".to_owned()),
+                ("max-file".to_owned(), "3".to_owned()),
+            ]),
+        )),
+        ..capstan_engine::ContainerSpec::default()
+    };
+    let id = engine.create_from_spec(&name, &spec).await.unwrap();
+    engine.start_container(&id).await.unwrap();
+    let container = format!("container:{name}");
+    wait_for(&daemon, &container, 40_000, Duration::from_mins(2)).await;
+    // the same container again: its log goes on in the same files
+    capstan_testkit::eventually(Duration::from_secs(30), "the first run to end", || async {
+        let s = engine.container_status(&id).await.unwrap().unwrap();
+        (s.state == "exited").then_some(())
+    })
+    .await;
+    engine.start_container(&id).await.unwrap();
+    wait_for(&daemon, &container, 80_000, Duration::from_mins(2)).await;
+    for probe in ["\"rot 0 0\"", "\"rot 39 999\"", "\"rot 20 500\""] {
+        assert_eq!(
+            page(&daemon, &format!("{container} {probe}"), 5)
+                .await
+                .total,
+            2,
+            "{probe}"
+        );
+    }
+    let stats: serde_json::Value = daemon.get("/api/v1/logs/stats").await;
+    assert_eq!(stats["pipeline"]["rotated_away_files"], 0, "{stats}");
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_eq!(page(&daemon, &container, 1).await.total, 80_000);
+    engine.remove_container(&id, true).await.unwrap();
+}
