@@ -29,6 +29,13 @@ pub struct Config {
 #[derive(Debug, Clone, Default, Deserialize, PartialEq, Eq)]
 #[serde(deny_unknown_fields)]
 pub struct Logs {
+    /// Whether to collect at all (default true).
+    #[serde(default)]
+    pub collect: Option<bool>,
+    /// Only containers whose name matches one of these (a trailing `*` matches a prefix);
+    /// empty: every container.
+    #[serde(default)]
+    pub containers: Vec<String>,
     /// How long lines are kept (`7d` by default); whole hourly partitions are dropped.
     #[serde(default)]
     pub retention: Option<String>,
@@ -100,6 +107,7 @@ impl Logs {
     /// What the collector needs from this section.
     pub fn options(&self) -> capstan_logs::Options {
         capstan_logs::Options {
+            containers: self.containers.clone(),
             labels: self.labels.clone(),
             rules: self
                 .rules

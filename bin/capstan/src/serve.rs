@@ -72,7 +72,11 @@ pub async fn run(opts: ServeOptions) -> Result<()> {
         file.logs.options(),
     );
     let log_stats = collector.stats();
-    tokio::spawn(collector.run(shutdown.clone()));
+    if file.logs.collect.unwrap_or(true) {
+        tokio::spawn(collector.run(shutdown.clone()));
+    } else {
+        info!("log collection is off ([logs] collect = false)");
+    }
     tokio::spawn(retain_logs(
         Arc::clone(&log_store),
         file.logs.clone(),

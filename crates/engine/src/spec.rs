@@ -326,11 +326,23 @@ impl Engine {
             labels: opt_map(labels.clone()),
             ..Default::default()
         };
-        docker
-            .create_network(request)
-            .await
-            .map(drop)
-            .map_err(|e| self.classify(e))
+        // another engine on the host starting up rebuilds the shared iptables chains; a create
+        // that lands in that moment fails with "Chain 'DOCKER' does not exist": try again
+        let mut attempt = 0;
+        loop {
+            match docker.create_network(request.clone()).await {
+                Ok(_) => return Ok(()),
+                Err(e) => {
+                    let e = self.classify(e);
+                    attempt += 1;
+                    if attempt >= 5 || !e.to_string().contains("iptables") {
+                        return Err(e);
+                    }
+                    tracing::warn!(network = name, error = %e, "the engine could not program iptables; trying again");
+                    tokio::time::sleep(std::time::Duration::from_millis(200 * attempt)).await;
+                }
+            }
+        }
     }
 
     /// Creates a named volume unless it exists, with `labels`.

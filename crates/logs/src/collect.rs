@@ -45,6 +45,9 @@ pub struct Rule {
 /// How the collector treats lines.
 #[derive(Debug, Clone, Default)]
 pub struct Options {
+    /// Only containers whose name matches one of these (a trailing `*` matches a prefix);
+    /// empty: every container.
+    pub containers: Vec<String>,
     /// Rules in order; the first match wins, container labels win over all.
     pub rules: Vec<Rule>,
     /// Container labels copied onto each line.
@@ -352,7 +355,14 @@ impl Collector {
         // a container removed while capstan was down: its position goes with it
         positions.retain(|id, _| present.contains(id.as_str()) || followed.contains_key(id));
         for c in &list {
-            if followed.contains_key(&c.id) {
+            if followed.contains_key(&c.id)
+                || !(self.options.containers.is_empty()
+                    || self
+                        .options
+                        .containers
+                        .iter()
+                        .any(|p| glob(Some(p), &c.name)))
+            {
                 continue;
             }
             let Ok(json) = self.engine.inspect_container_json(&c.id).await else {

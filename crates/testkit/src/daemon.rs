@@ -24,12 +24,22 @@ pub struct Daemon {
 impl Daemon {
     /// Starts the daemon `bin` (the test's `CARGO_BIN_EXE_capstan`) against `docker_host` with a
     /// fresh data dir, and waits until it serves.
+    /// Log collection is off (every daemon of a run shares one engine, and would read every
+    /// other test's containers); tests of logs use [`Daemon::start_with`].
     pub async fn start(bin: &Path, docker_host: &str) -> Self {
+        Self::start_with(bin, docker_host, "[logs]\ncollect = false\n").await
+    }
+
+    /// Starts with `config` as its capstan.toml.
+    pub async fn start_with(bin: &Path, docker_host: &str, config: &str) -> Self {
         let guard = tempfile::Builder::new()
             .prefix("capstan-test-data-")
             .tempdir_in(std::env::temp_dir())
             .unwrap();
         let data = guard.path().to_owned();
+        let mut config_path = data.clone().into_os_string();
+        config_path.push(".toml");
+        std::fs::write(&config_path, config).unwrap();
         let mut d = Self {
             bin: bin.to_owned(),
             docker_host: docker_host.to_owned(),
@@ -62,6 +72,8 @@ impl Daemon {
             ])
             .arg("--data")
             .arg(&self.data)
+            .arg("--config")
+            .arg(self.config_path())
             .env("RUST_LOG", "info,capstan_images=debug")
             .stdout(Stdio::piped())
             .stderr(log)
@@ -90,6 +102,17 @@ impl Daemon {
     /// The data dir.
     pub fn data_dir(&self) -> &Path {
         &self.data
+    }
+
+    fn config_path(&self) -> PathBuf {
+        let mut p = self.data.clone().into_os_string();
+        p.push(".toml");
+        PathBuf::from(p)
+    }
+
+    /// The daemon's pid while it runs.
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().and_then(Child::id)
     }
 
     fn log_path(&self) -> PathBuf {

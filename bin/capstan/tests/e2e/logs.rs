@@ -19,6 +19,17 @@ async fn run_container(engine: &capstan_engine::Engine, name: &str, script: &str
     id
 }
 
+/// A daemon collecting the logs of container `name` only (the run's other tests share the
+/// engine).
+async fn only_logs_of(engine: &capstan_engine::Engine, name: &str) -> Daemon {
+    Daemon::start_with(
+        bin(),
+        engine.host(),
+        &format!("[logs]\ncontainers = [\"{name}\"]\n"),
+    )
+    .await
+}
+
 async fn page(daemon: &Daemon, q: &str, limit: usize) -> LogPage {
     let q = q
         .replace(' ', "%20")
@@ -46,8 +57,8 @@ async fn wait_for(daemon: &Daemon, q: &str, n: u64, timeout: Duration) {
 #[tokio::test]
 async fn lines_are_stored_once_rejoined_and_searchable() {
     let engine = capstan_testkit::engine().await;
-    let daemon = Daemon::start(bin(), engine.host()).await;
     let name = unique("capt-logs");
+    let daemon = only_logs_of(&engine, &name).await;
     let long = "x".repeat(40 * 1024);
     let script = format!(
         "for i in 1 2 3 4 5; do echo \"out line $i\"; echo \"err line $i\" >&2; done; \
@@ -128,8 +139,8 @@ async fn lines_are_stored_once_rejoined_and_searchable() {
 #[tokio::test]
 async fn a_flood_lands_exactly_once_across_kill_9() {
     let engine = capstan_testkit::engine().await;
-    let mut daemon = Daemon::start(bin(), engine.host()).await;
     let name = unique("capt-flood");
+    let mut daemon = only_logs_of(&engine, &name).await;
     let id = run_container(
         &engine,
         &name,
@@ -178,8 +189,8 @@ async fn a_flood_lands_exactly_once_across_kill_9() {
 async fn a_live_tail_starts_with_the_last_lines_then_follows_without_gap_or_repeat() {
     use futures_util::StreamExt;
     let engine = capstan_testkit::engine().await;
-    let daemon = Daemon::start(bin(), engine.host()).await;
     let name = unique("capt-tail");
+    let daemon = only_logs_of(&engine, &name).await;
     let id = run_container(
         &engine,
         &name,
@@ -231,8 +242,8 @@ async fn a_live_tail_starts_with_the_last_lines_then_follows_without_gap_or_repe
 #[tokio::test]
 async fn labels_choose_the_parser_and_the_multiline_joiner() {
     let engine = capstan_testkit::engine().await;
-    let daemon = Daemon::start(bin(), engine.host()).await;
     let name = unique("capt-parse");
+    let daemon = only_logs_of(&engine, &name).await;
     let labels = HashMap::from([
         (
             "io.capstan.logs.parser".to_owned(),
@@ -280,8 +291,8 @@ async fn labels_choose_the_parser_and_the_multiline_joiner() {
 #[tokio::test]
 async fn rotation_and_container_restarts_lose_and_repeat_nothing() {
     let engine = capstan_testkit::engine().await;
-    let daemon = Daemon::start(bin(), engine.host()).await;
     let name = unique("capt-rotate");
+    let daemon = only_logs_of(&engine, &name).await;
     // ~100 bytes a record, 40,000 a run, paced: the 1 MiB file rotates every couple of
     // thousand lines while capstan keeps up
     let script = "i=0; while [ $i -lt 40 ]; do j=0; while [ $j -lt 1000 ]; do \
