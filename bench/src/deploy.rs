@@ -141,7 +141,8 @@ async fn main() {
         .expect("the capstan binary (build it with cargo build --release)");
     let own = OwnEngine::start().await;
     let engine = own.engine().await;
-    let daemon = Daemon::start(&capstan, &own.host()).await;
+    // the daemon as users run it: log collection on
+    let daemon = Daemon::start_with(&capstan, &own.host(), "").await;
     let dir = tempfile::tempdir().unwrap();
     std::fs::write(dir.path().join("compose.yaml"), app(20)).unwrap();
     let cli = |args: &[&str], dir: &Path| {

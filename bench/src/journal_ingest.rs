@@ -14,6 +14,7 @@ use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use capstan_engine::Engine;
+use capstan_testkit::procfs::{cpu_seconds, rss_kib as rss};
 use capstan_testkit::{BUSYBOX, Daemon, OwnEngine, rootfs_with_file};
 
 struct Args {
@@ -44,20 +45,6 @@ fn args() -> Args {
     a
 }
 
-/// `VmRSS` and `VmHWM` of a process, in KiB.
-fn rss(pid: u32) -> (u64, u64) {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
-    let field = |name: &str| {
-        status
-            .lines()
-            .find(|l| l.starts_with(name))
-            .and_then(|l| l.split_whitespace().nth(1))
-            .and_then(|v| v.parse().ok())
-            .unwrap_or(0)
-    };
-    (field("VmRSS:"), field("VmHWM:"))
-}
-
 /// Tags and untags until `events` events were made, from `workers` tasks.
 async fn burst(engine: &Engine, events: usize, workers: usize, tag: &str) -> Duration {
     let start = Instant::now();
@@ -80,16 +67,6 @@ async fn burst(engine: &Engine, events: usize, workers: usize, tag: &str) -> Dur
     start.elapsed()
 }
 
-/// CPU time (user + system) a process used so far, in seconds.
-fn cpu_seconds(pid: u32) -> f64 {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
-    // fields after the command name, which is in parentheses and may hold spaces
-    let rest = &stat[stat.rfind(')').unwrap() + 2..];
-    let fields: Vec<&str> = rest.split_whitespace().collect();
-    let ticks: u64 = fields[11].parse::<u64>().unwrap() + fields[12].parse::<u64>().unwrap();
-    ticks as f64 / 100.0
-}
-
 async fn journal_events(daemon: &Daemon) -> i64 {
     daemon.health().await.journal.events
 }
@@ -99,8 +76,9 @@ async fn main() {
     let args = args();
     let own = OwnEngine::start().await;
     let engine = own.engine().await;
-    let mut daemon = Daemon::start(&args.capstan, &own.host()).await;
-    let pid = daemon_pid(&daemon);
+    // the daemon as users run it: log collection on
+    let mut daemon = Daemon::start_with(&args.capstan, &own.host(), "").await;
+    let pid = daemon.pid().unwrap();
     tokio::time::sleep(Duration::from_secs(1)).await;
     let (rss_start, _) = rss(pid);
 
@@ -224,7 +202,7 @@ async fn main() {
     // a fresh start: the startup diff learns everything, then the daemon idles
     assert!(daemon.stop().await.success());
     daemon.restart().await;
-    let pid = daemon_pid(&daemon);
+    let pid = daemon.pid().unwrap();
     let images: capstan_model::ImageList = daemon.get("/api/v1/images").await;
     tokio::time::sleep(Duration::from_secs(5)).await;
     let (idle, hwm) = rss(pid);
@@ -245,12 +223,4 @@ async fn main() {
 
 fn kib_mb(kib: u64) -> f64 {
     kib as f64 / 1024.0
-}
-
-fn daemon_pid(daemon: &Daemon) -> u32 {
-    std::fs::read_to_string(daemon.data_dir().join("capstan.lock"))
-        .unwrap()
-        .trim()
-        .parse()
-        .unwrap()
 }

@@ -11,6 +11,7 @@ mod daemon;
 mod image;
 pub mod load;
 mod own_engine;
+pub mod procfs;
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
