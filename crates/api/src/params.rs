@@ -54,7 +54,8 @@ pub(crate) fn flag(pairs: &Pairs, name: &str) -> Result<Option<bool>, ApiError> 
     }
 }
 
-fn last<'a>(pairs: &'a Pairs, name: &str) -> Option<&'a str> {
+/// The last value given for `name`.
+pub(crate) fn last<'a>(pairs: &'a Pairs, name: &str) -> Option<&'a str> {
     pairs
         .iter()
         .rev()

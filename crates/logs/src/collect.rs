@@ -27,6 +27,8 @@ const IDLE: Duration = Duration::from_millis(200);
 const ROUND_BYTES_PER_CONTAINER: usize = 1024 * 1024;
 /// Bytes read per round in all.
 const ROUND_BYTES: usize = 8 * 1024 * 1024;
+/// How often a flood is committed (each commit makes what it covers durable and visible).
+const COMMIT_EVERY: Duration = Duration::from_secs(1);
 
 /// Which parser and multiline joiner a container gets when its labels do not say.
 #[derive(Debug, Clone, Default)]
@@ -194,6 +196,9 @@ impl Collector {
         let mut followed: HashMap<String, Followed> = HashMap::new();
         let mut positions = self.store.checkpoint().positions;
         let mut last_discovery: Option<Instant> = None;
+        let mut last_commit = Instant::now();
+        // lines added to the store and not committed yet
+        let mut uncommitted: u64 = 0;
         info!(
             containers = positions.len(),
             "log collection resumes from the last commit"
@@ -277,6 +282,26 @@ impl Collector {
                 );
             }
             if lines.is_empty() {
+                if uncommitted > 0 {
+                    let store = Arc::clone(&self.store);
+                    match tokio::task::spawn_blocking(move || store.commit()).await {
+                        Ok(Ok(Some(seq))) => {
+                            self.committed(seq, &mut uncommitted);
+                            last_commit = Instant::now();
+                        }
+                        Ok(Ok(None)) => uncommitted = 0,
+                        _ => {
+                            self.stats.store_errors.fetch_add(1, Ordering::Relaxed);
+                            warn!(
+                                "cannot commit log lines; reading them again from the last commit"
+                            );
+                            uncommitted = 0;
+                            followed.clear();
+                            positions = self.store.checkpoint().positions;
+                            continue;
+                        }
+                    }
+                }
                 // nothing new: forget containers that are gone and fully read
                 followed.retain(|_, f| !f.gone);
                 self.stats
@@ -310,26 +335,31 @@ impl Collector {
                 .map(|l| l.time_nano)
                 .max()
                 .unwrap_or_default();
-            let result =
-                tokio::task::spawn_blocking(move || store.append(entries, positions_now, now))
-                    .await;
+            // under a flood, rounds are full and commits come once a second; when caught up,
+            // at once (a live tail sees the line right away)
+            let due = bytes < ROUND_BYTES / 2 || last_commit.elapsed() >= COMMIT_EVERY;
+            let count = entries.len() as u64;
+            let result = tokio::task::spawn_blocking(move || {
+                store.add(entries, positions_now, now)?;
+                if due { store.commit() } else { Ok(None) }
+            })
+            .await;
             match result {
-                Ok(Ok(stored)) => {
-                    self.stats.commits.fetch_add(1, Ordering::Relaxed);
-                    self.stats
-                        .lines_stored
-                        .fetch_add(stored.len() as u64, Ordering::Relaxed);
+                Ok(Ok(committed)) => {
+                    uncommitted += count;
                     self.stats
                         .newest_ns
                         .fetch_max(newest.max(0) as u64, Ordering::Relaxed);
-                    if let Some(last) = stored.last() {
-                        self.committed.send_replace(last.seq);
+                    if let Some(seq) = committed {
+                        self.committed(seq, &mut uncommitted);
+                        last_commit = Instant::now();
                     }
                 }
                 Ok(Err(e)) => {
                     self.stats.store_errors.fetch_add(1, Ordering::Relaxed);
                     warn!(error = %e, "cannot store log lines; reading them again from the last commit");
                     // positions advanced past lines that were not stored: rewind everything
+                    uncommitted = 0;
                     followed.clear();
                     positions = self.store.checkpoint().positions;
                     tokio::time::sleep(Duration::from_secs(1)).await;
@@ -337,6 +367,15 @@ impl Collector {
                 Err(e) => warn!(error = %e, "the log store task failed"),
             }
         }
+    }
+
+    /// Counts a commit and tells live tails.
+    fn committed(&self, seq: u64, uncommitted: &mut u64) {
+        self.stats.commits.fetch_add(1, Ordering::Relaxed);
+        self.stats
+            .lines_stored
+            .fetch_add(std::mem::take(uncommitted), Ordering::Relaxed);
+        self.committed.send_replace(seq);
     }
 
     /// Follows new containers and marks removed ones.

@@ -129,6 +129,8 @@ struct Inner {
     writer: Option<(String, IndexWriter)>,
     /// The last checkpoint committed.
     checkpoint: Checkpoint,
+    /// What was added since: its checkpoint, committed at the next commit.
+    pending: Option<Checkpoint>,
 }
 
 /// The store. Its methods block (tantivy is synchronous): call them from a blocking task.
@@ -203,6 +205,7 @@ impl Store {
                 partitions,
                 writer: None,
                 checkpoint,
+                pending: None,
             }),
         })
     }
@@ -232,13 +235,30 @@ impl Store {
         }
     }
 
-    /// Stores `lines` (their `seq` is given here) in the partition of `now_ns`'s hour and
-    /// commits them with `positions` (the read positions after them); returns the lines with
-    /// their sequence numbers.
+    /// Stores `lines` and commits them with `positions` (the read positions after them);
+    /// returns the lines with their sequence numbers.
     ///
     /// # Errors
     /// The index cannot be written; nothing of the batch is then visible or checkpointed.
     pub fn append(
+        &self,
+        lines: Vec<LogLine>,
+        positions: BTreeMap<String, Position>,
+        now_ns: i64,
+    ) -> Result<Vec<LogLine>, Error> {
+        let lines = self.add(lines, positions, now_ns)?;
+        self.commit()?;
+        Ok(lines)
+    }
+
+    /// Adds `lines` (their `seq` is given here) to the partition of `now_ns`'s hour, without
+    /// committing: they become visible and durable, together with `positions` (the read
+    /// positions after them), at the next [`Store::commit`].
+    ///
+    /// # Errors
+    /// The index cannot be written; everything added since the last commit is then dropped
+    /// (read it again from the last checkpoint).
+    pub fn add(
         &self,
         mut lines: Vec<LogLine>,
         positions: BTreeMap<String, Position>,
@@ -246,11 +266,26 @@ impl Store {
     ) -> Result<Vec<LogLine>, Error> {
         let name = format!("p{}", now_ns.div_euclid(3_600_000_000_000));
         let mut inner = self.lock();
-        if inner.writer.as_ref().is_none_or(|(n, _)| *n != name) {
-            // a new hour: the previous partition's last commit is already durable
+        let result = self.add_locked(&mut inner, &name, &mut lines, positions);
+        if result.is_err() {
+            Self::rollback(&mut inner);
+        }
+        result.map(|()| lines)
+    }
+
+    fn add_locked(
+        &self,
+        inner: &mut Inner,
+        name: &str,
+        lines: &mut [LogLine],
+        positions: BTreeMap<String, Position>,
+    ) -> Result<(), Error> {
+        if inner.writer.as_ref().is_none_or(|(n, _)| n != name) {
+            // a new hour: what the old partition holds is committed first
+            self.commit_locked(inner)?;
             inner.writer = None;
             if !inner.partitions.iter().any(|p| p.name == name) {
-                let pdir = self.dir.join(&name);
+                let pdir = self.dir.join(name);
                 std::fs::create_dir_all(&pdir).map_err(|source| Error::Io {
                     dir: pdir.display().to_string(),
                     source,
@@ -258,7 +293,7 @@ impl Store {
                 let index =
                     Index::create_in_dir(&pdir, self.schema.clone()).map_err(|e| self.err(e))?;
                 drop(index);
-                let p = open_partition(&pdir, &name)?;
+                let p = open_partition(&pdir, name)?;
                 inner.partitions.push(p);
             }
             let p = inner
@@ -274,59 +309,92 @@ impl Store {
                 .index
                 .writer_with_num_threads(1, WRITER_MEMORY)
                 .map_err(|e| self.err(e))?;
-            inner.writer = Some((name.clone(), writer));
+            inner.writer = Some((name.to_owned(), writer));
         }
-        let mut seq = inner.checkpoint.seq;
-        let mut meta = inner
-            .partitions
-            .iter()
-            .find(|p| p.name == name)
-            .map(|p| p.meta.clone())
-            .unwrap_or_default();
+        let (mut seq, mut meta) = match &inner.pending {
+            Some(p) => (p.seq, p.meta.clone()),
+            None => (
+                inner.checkpoint.seq,
+                inner
+                    .partitions
+                    .iter()
+                    .find(|p| p.name == name)
+                    .map(|p| p.meta.clone())
+                    .unwrap_or_default(),
+            ),
+        };
         let f = self.f;
-        {
-            let Some((_, writer)) = inner.writer.as_mut() else {
-                return Err(self.err(tantivy::TantivyError::InternalError("no writer".into())));
-            };
-            for line in &mut lines {
-                seq += 1;
-                line.seq = seq;
-                if meta.lines == 0 {
-                    meta.first_seq = seq;
-                    meta.min_time = line.time_nano;
-                    meta.max_time = line.time_nano;
-                }
-                meta.lines += 1;
-                meta.last_seq = seq;
-                meta.min_time = meta.min_time.min(line.time_nano);
-                meta.max_time = meta.max_time.max(line.time_nano);
-                writer
-                    .add_document(to_doc(&f, line))
-                    .map_err(|e| self.err(e))?;
+        let Some((_, writer)) = inner.writer.as_mut() else {
+            return Err(self.err(tantivy::TantivyError::InternalError("no writer".into())));
+        };
+        for line in lines.iter_mut() {
+            seq += 1;
+            line.seq = seq;
+            if meta.lines == 0 {
+                meta.first_seq = seq;
+                meta.min_time = line.time_nano;
+                meta.max_time = line.time_nano;
             }
-            let checkpoint = Checkpoint {
-                seq,
-                positions: positions.clone(),
-                meta: meta.clone(),
-            };
-            let payload = serde_json::to_string(&checkpoint).unwrap_or_default();
-            let mut prepared = writer.prepare_commit().map_err(|e| self.err(e))?;
-            prepared.set_payload(&payload);
-            prepared.commit().map_err(|e| self.err(e))?;
+            meta.lines += 1;
+            meta.last_seq = seq;
+            meta.min_time = meta.min_time.min(line.time_nano);
+            meta.max_time = meta.max_time.max(line.time_nano);
+            writer
+                .add_document(to_doc(&f, line))
+                .map_err(|e| self.err(e))?;
         }
-        inner.checkpoint = Checkpoint {
+        inner.pending = Some(Checkpoint {
             seq,
             positions,
-            meta: meta.clone(),
+            meta,
+        });
+        Ok(())
+    }
+
+    /// Commits what was added since the last commit, with the positions given last; returns
+    /// the last sequence number committed (`None` with nothing to commit).
+    ///
+    /// # Errors
+    /// The index cannot be committed; what was added is then dropped.
+    pub fn commit(&self) -> Result<Option<u64>, Error> {
+        let mut inner = self.lock();
+        let seq = inner.pending.as_ref().map(|p| p.seq);
+        let result = self.commit_locked(&mut inner);
+        if result.is_err() {
+            Self::rollback(&mut inner);
+        }
+        result.map(|()| seq)
+    }
+
+    fn commit_locked(&self, inner: &mut Inner) -> Result<(), Error> {
+        let Some(pending) = inner.pending.take() else {
+            return Ok(());
         };
+        let Some((name, writer)) = inner.writer.as_mut() else {
+            return Ok(());
+        };
+        let name = name.clone();
+        let payload = serde_json::to_string(&pending).unwrap_or_default();
+        let mut prepared = writer.prepare_commit().map_err(|e| self.err(e))?;
+        prepared.set_payload(&payload);
+        prepared.commit().map_err(|e| self.err(e))?;
         if let Some(p) = inner.partitions.iter_mut().find(|p| p.name == name) {
-            p.meta = meta;
+            p.meta = pending.meta.clone();
             p.reader.reload().map_err(|e| Error::Tantivy {
                 dir: p.dir.display().to_string(),
                 source: e,
             })?;
         }
-        Ok(lines)
+        inner.checkpoint = pending;
+        Ok(())
+    }
+
+    /// Drops what was added since the last commit.
+    fn rollback(inner: &mut Inner) {
+        inner.pending = None;
+        if let Some((_, writer)) = inner.writer.as_mut() {
+            let _ = writer.rollback();
+        }
     }
 
     /// Lines matching `query` between `since` and `until` (ns, inclusive), newest first, up to

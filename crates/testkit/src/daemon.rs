@@ -187,6 +187,19 @@ impl Daemon {
         )
     }
 
+    /// GET with the admin token, the answer unread (a stream).
+    pub async fn get_stream(&self, path_and_query: &str) -> reqwest::Response {
+        let resp = self
+            .http
+            .get(format!("{}{path_and_query}", self.url))
+            .bearer_auth(&self.token)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), 200, "GET {path_and_query}");
+        resp
+    }
+
     /// GET with the admin token: `(status, body)`.
     pub async fn get_raw(
         &self,

@@ -390,17 +390,13 @@ async fn live_event_stream_delivers_matching_events() {
         .get_raw("/api/v1/events/stream?since=later", Some(&daemon.token))
         .await;
     assert_eq!(status, 400);
-    let resp = reqwest::Client::new()
-        .get(format!(
-            "{}/api/v1/events/stream?since=10m&action=untag&image={}",
-            daemon.url, event.actor
+    let mut body = daemon
+        .get_stream(&format!(
+            "/api/v1/events/stream?since=10m&action=untag&image={}",
+            event.actor
         ))
-        .bearer_auth(&daemon.token)
-        .send()
         .await
-        .unwrap();
-    assert_eq!(resp.status(), 200);
-    let mut body = resp.bytes_stream();
+        .bytes_stream();
     let mut text = String::new();
     while !text.contains("\"untag\"") {
         let chunk = tokio::time::timeout(

@@ -202,17 +202,10 @@ async fn a_live_tail_starts_with_the_last_lines_then_follows_without_gap_or_repe
         (page(&daemon, &container, 1).await.total >= 5).then_some(())
     })
     .await;
-    let resp = reqwest::Client::new()
-        .get(format!(
-            "{}/api/v1/logs/stream?q=container%3A{name}&tail=3",
-            daemon.url
-        ))
-        .bearer_auth(&daemon.token)
-        .send()
+    let mut body = daemon
+        .get_stream(&format!("/api/v1/logs/stream?q=container%3A{name}&tail=3"))
         .await
-        .unwrap();
-    assert_eq!(resp.status(), 200);
-    let mut body = resp.bytes_stream();
+        .bytes_stream();
     let mut buf = String::new();
     let mut ticks: Vec<u32> = Vec::new();
     let mut seqs: Vec<u64> = Vec::new();

@@ -69,13 +69,7 @@ pub async fn build_service(
     context: axum::body::Bytes,
 ) -> Result<Json<serde_json::Value>, ApiError> {
     params::only(&pairs, &["image", "dockerfile", "target", "arg"])?;
-    let one = |name: &str| {
-        pairs
-            .iter()
-            .rev()
-            .find(|(k, _)| k == name)
-            .map(|(_, v)| v.clone())
-    };
+    let one = |name: &str| params::last(&pairs, name).map(str::to_owned);
     let image = one("image").ok_or_else(|| ApiError::bad_param("image", "missing"))?;
     if context.is_empty() {
         return Err(ApiError::bad_param(

@@ -13,10 +13,10 @@ pub(crate) async fn list(
 ) -> Result<Json<ContainerList>, ApiError> {
     params::only(&pairs, &["all", "app"])?;
     let all = params::flag(&pairs, "all")?.unwrap_or(false);
-    let app = pairs.iter().rev().find(|(k, _)| k == "app").map(|(_, v)| v);
+    let app = params::last(&pairs, "app");
     let mut containers = state.engine.list_containers(all).await?;
     if let Some(app) = app {
-        containers.retain(|c| c.labels.get("io.capstan.app") == Some(app));
+        containers.retain(|c| c.labels.get("io.capstan.app").map(String::as_str) == Some(app));
     }
     containers.sort_by(|a, b| b.created.cmp(&a.created).then_with(|| a.name.cmp(&b.name)));
     Ok(Json(ContainerList { containers }))

@@ -13,7 +13,7 @@ use futures_util::Stream;
 use tokio::sync::{mpsc, watch};
 use tokio_stream::wrappers::ReceiverStream;
 
-use crate::params::{self, Pairs};
+use crate::params::{self, Pairs, last};
 use crate::{ApiError, AppState, Code};
 
 /// What the log routes need from the daemon.
@@ -38,14 +38,6 @@ fn logs(state: &AppState) -> Result<&LogsState, ApiError> {
             "log collection is not running in this daemon",
         )
     })
-}
-
-fn last<'a>(pairs: &'a Pairs, name: &str) -> Option<&'a str> {
-    pairs
-        .iter()
-        .rev()
-        .find(|(k, _)| k == name)
-        .map(|(_, v)| v.as_str())
 }
 
 fn time(pairs: &Pairs, name: &str) -> Result<Option<i64>, ApiError> {
