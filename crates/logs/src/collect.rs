@@ -28,7 +28,7 @@ const ROUND_BYTES_PER_CONTAINER: usize = 1024 * 1024;
 /// Bytes read per round in all.
 const ROUND_BYTES: usize = 8 * 1024 * 1024;
 /// How often a flood is committed (each commit makes what it covers durable and visible).
-const COMMIT_EVERY: Duration = Duration::from_secs(1);
+const COMMIT_EVERY: Duration = Duration::from_secs(2);
 
 /// Which parser and multiline joiner a container gets when its labels do not say.
 #[derive(Debug, Clone, Default)]

@@ -4,7 +4,7 @@
 //! error timeout                  both words (AND is implied)
 //! "connection refused"           a phrase
 //! service:api level:error        fields: service container image level stream app host
-//!                                project container_id image_id id replica; any other name is a
+//!                                project container_id image_id replica; any other name is a
 //!                                field a parser found (status:500, user:alice)
 //! a OR b, NOT a, -a, (a OR b) c  boolean logic; AND binds tighter than OR
 //! timeout*                       a prefix
@@ -297,8 +297,7 @@ pub fn parse(input: &str) -> Result<Node, QueryError> {
     Ok(node)
 }
 
-const KEYWORDS: [&str; 11] = [
-    "id",
+const KEYWORDS: [&str; 10] = [
     "stream",
     "container_id",
     "container",

@@ -67,7 +67,7 @@ pub(crate) struct Fields {
     pub doc: Field,
     pub replica: Field,
     /// Exact-match fields, by query name.
-    pub keywords: [(&'static str, Field); 11],
+    pub keywords: [(&'static str, Field); 10],
 }
 
 fn schema() -> (Schema, Fields) {
@@ -86,8 +86,8 @@ fn schema() -> (Schema, Fields) {
     let doc = b.add_text_field("doc", STORED);
     let replica = b.add_u64_field("replica", INDEXED);
     let mut kw = |name: &'static str| (name, b.add_text_field(name, STRING));
+    // not `id`: a term per line would make the term dictionary as big as the data
     let keywords = [
-        kw("id"),
         kw("stream"),
         kw("container_id"),
         kw("container"),
@@ -151,6 +151,8 @@ impl std::fmt::Debug for Store {
 
 /// The memory the writer may use before it flushes a segment.
 const WRITER_MEMORY: usize = 32 * 1024 * 1024;
+/// How many segments of a size are merged at once.
+const MERGE_WIDTH: usize = 16;
 
 impl Store {
     /// Opens (or creates) the store under `dir`, and returns the checkpoint of the last commit.
@@ -305,10 +307,16 @@ impl Store {
                         "partition vanished".into(),
                     ))
                 })?;
-            let writer = p
+            let writer: IndexWriter = p
                 .index
                 .writer_with_num_threads(1, WRITER_MEMORY)
                 .map_err(|e| self.err(e))?;
+            // log data is written once and never deleted line by line: merge in wider steps,
+            // so a flood is not rewritten over and over
+            let mut policy = tantivy::merge_policy::LogMergePolicy::default();
+            policy.set_min_num_segments(MERGE_WIDTH);
+            policy.set_level_log_size(1.0);
+            writer.set_merge_policy(Box::new(policy));
             inner.writer = Some((name.to_owned(), writer));
         }
         let (mut seq, mut meta) = match &inner.pending {
@@ -633,7 +641,6 @@ fn to_doc(f: &Fields, line: &LogLine) -> TantivyDocument {
     }
     for (name, field) in f.keywords {
         let value = match name {
-            "id" => line.id.as_str(),
             "stream" => line.stream.as_str(),
             "container_id" => line.container_id.as_str(),
             "container" => line.container.as_str(),
