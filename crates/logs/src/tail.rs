@@ -55,6 +55,8 @@ pub struct Tailer {
     partial: Vec<u8>,
     /// Inodes of every file read so far, to tell a rotated sibling we finished from a new one.
     done: Vec<u64>,
+    /// The read buffer, kept between reads.
+    buf: Vec<u8>,
 }
 
 impl Tailer {
@@ -67,6 +69,7 @@ impl Tailer {
             pos,
             partial: Vec::new(),
             done: Vec::new(),
+            buf: Vec::new(),
         }
     }
 
@@ -148,24 +151,38 @@ impl Tailer {
             return Ok(batch);
         }
         let mut read_total = 0;
-        let mut buf = vec![0_u8; 256 * 1024];
+        // one buffer per container for its life, not one per read
+        let mut buf = std::mem::take(&mut self.buf);
+        buf.resize(256 * 1024, 0);
+        let result = self.read_into(&mut buf, max_bytes, &mut batch, &mut read_total);
+        self.buf = buf;
+        result.map(|()| batch)
+    }
+
+    fn read_into(
+        &mut self,
+        buf: &mut [u8],
+        max_bytes: usize,
+        batch: &mut Batch,
+        read_total: &mut usize,
+    ) -> std::io::Result<()> {
         while let Some(file) = self.file.as_mut() {
-            let n = file.read(&mut buf)?;
+            let n = file.read(buf)?;
             if n == 0 {
                 // at the end: is there a newer file?
-                if !self.next_file(&mut batch)? {
+                if !self.next_file(batch)? {
                     break;
                 }
                 continue;
             }
-            read_total += n;
+            *read_total += n;
             self.partial.extend_from_slice(&buf[..n]);
-            self.take_records(&mut batch);
-            if read_total >= max_bytes {
+            self.take_records(batch);
+            if *read_total >= max_bytes {
                 break;
             }
         }
-        Ok(batch)
+        Ok(())
     }
 
     /// Whole records out of `partial`, advancing the position past each.

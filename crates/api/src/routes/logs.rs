@@ -59,7 +59,7 @@ fn number(pairs: &Pairs, name: &str, default: usize, max: usize) -> Result<usize
     }
 }
 
-fn compile(store: &Store, pairs: &Pairs) -> Result<Box<dyn tantivy_query::Query>, ApiError> {
+fn compile(store: &Store, pairs: &Pairs) -> Result<Box<dyn capstan_logs::Query>, ApiError> {
     let q = last(pairs, "q").unwrap_or_default();
     store.compile(q).map_err(|e| {
         ApiError::bad_param(
@@ -67,10 +67,6 @@ fn compile(store: &Store, pairs: &Pairs) -> Result<Box<dyn tantivy_query::Query>
             format!("{} at position {} of {q:?}", e.message, e.position),
         )
     })
-}
-
-mod tantivy_query {
-    pub use capstan_logs::Query;
 }
 
 async fn blocking<T: Send + 'static>(
