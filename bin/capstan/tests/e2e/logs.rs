@@ -330,3 +330,66 @@ async fn rotation_and_container_restarts_lose_and_repeat_nothing() {
     assert_eq!(page(&daemon, &container, 1).await.total, 80_000);
     engine.remove_container(&id, true).await.unwrap();
 }
+
+#[tokio::test]
+async fn own_engine_restart_loses_and_repeats_no_line() {
+    let mut own = capstan_testkit::OwnEngine::start().await;
+    let engine = own.engine().await;
+    let name = unique("capt-englog");
+    let daemon = Daemon::start_with(
+        bin(),
+        &own.host(),
+        &format!("[logs]\ncontainers = [\"{name}\"]\n"),
+    )
+    .await;
+    // paced, restarted with the engine: the second run writes into the same log file
+    let spec = capstan_engine::ContainerSpec {
+        image: BUSYBOX.to_owned(),
+        cmd: Some(vec![
+            "sh".into(),
+            "-c".into(),
+            "i=0; while [ $i -lt 1500 ]; do echo \"eng $i\"; i=$((i+1)); sleep 0.01; done; sleep 3600"
+                .into(),
+        ]),
+        restart: Some(("always".into(), 0)),
+        init: Some(true),
+        ..capstan_engine::ContainerSpec::default()
+    };
+    let id = engine.create_from_spec(&name, &spec).await.unwrap();
+    engine.start_container(&id).await.unwrap();
+    let container = format!("container:{name}");
+    capstan_testkit::eventually(Duration::from_mins(1), "some lines stored", || async {
+        (page(&daemon, &container, 1).await.total >= 200).then_some(())
+    })
+    .await;
+    let log_path = engine.inspect_container_json(&id).await.unwrap()["LogPath"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    own.restart().await;
+    let engine = own.engine().await;
+    // the second run ends; then every record in the file must be stored once
+    capstan_testkit::eventually(
+        Duration::from_mins(2),
+        "the second run to finish",
+        || async {
+            let text = std::fs::read_to_string(&log_path).unwrap_or_default();
+            text.contains("eng 1499").then_some(())
+        },
+    )
+    .await;
+    let written = std::fs::read_to_string(&log_path).unwrap().lines().count() as u64;
+    assert!(written > 1500, "two runs wrote {written} lines");
+    wait_for(&daemon, &container, written, Duration::from_mins(1)).await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_eq!(page(&daemon, &container, 1).await.total, written);
+    assert_eq!(
+        page(&daemon, &format!("{container} \"eng 1499\""), 5)
+            .await
+            .total,
+        1
+    );
+    engine.remove_container(&id, true).await.unwrap();
+    drop(daemon);
+    own.shutdown().await;
+}
