@@ -49,6 +49,26 @@ pub struct Logs {
     /// matching rule wins.
     #[serde(default)]
     pub rules: Vec<LogRule>,
+    /// Where lines are shipped, each sink with its own cursor.
+    #[serde(default)]
+    pub sinks: Vec<LogSink>,
+}
+
+/// `[[logs.sinks]]`
+#[derive(Debug, Clone, Default, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct LogSink {
+    /// Names its cursor; letters, digits, `-` and `_`.
+    pub name: String,
+    /// `file` (an NDJSON file).
+    #[serde(rename = "type")]
+    pub kind: String,
+    /// For `file`: where to append.
+    #[serde(default)]
+    pub path: Option<PathBuf>,
+    /// Only lines matching this log query.
+    #[serde(default)]
+    pub query: Option<String>,
 }
 
 /// `[[logs.rules]]`
@@ -91,6 +111,34 @@ impl Logs {
             capstan_deploy::units::size_bytes(m)
                 .map_err(|e| anyhow::anyhow!("logs.max_size: {e}"))?;
         }
+        let mut names = std::collections::BTreeSet::new();
+        for (i, sink) in self.sinks.iter().enumerate() {
+            let at = format!("logs.sinks[{i}]");
+            if sink.name.is_empty()
+                || !sink
+                    .name
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+            {
+                anyhow::bail!(
+                    "{at}.name: {:?} must be letters, digits, - and _",
+                    sink.name
+                );
+            }
+            if !names.insert(sink.name.clone()) {
+                anyhow::bail!("{at}.name: {:?} is used twice", sink.name);
+            }
+            match sink.kind.as_str() {
+                "file" if sink.path.is_some() => {}
+                "file" => anyhow::bail!("{at}.path: a file sink needs a path"),
+                other => {
+                    anyhow::bail!("{at}.type: {other:?} is not a sink this version ships to (file)")
+                }
+            }
+            if let Some(q) = &sink.query {
+                capstan_logs::query::parse(q).map_err(|e| anyhow::anyhow!("{at}.query: {e}"))?;
+            }
+        }
         for (i, r) in self.rules.iter().enumerate() {
             if let Some(p) = &r.parser {
                 capstan_logs::parse::Parser::from_spec(p)
@@ -102,6 +150,22 @@ impl Logs {
             }
         }
         Ok(())
+    }
+
+    /// The sinks, checked.
+    pub fn sinks(&self) -> Vec<capstan_logs::sink::SinkConfig> {
+        self.sinks
+            .iter()
+            .filter_map(|s| {
+                Some(capstan_logs::sink::SinkConfig {
+                    name: s.name.clone(),
+                    target: capstan_logs::sink::Target::File {
+                        path: s.path.clone()?,
+                    },
+                    query: s.query.clone().unwrap_or_default(),
+                })
+            })
+            .collect()
     }
 
     /// What the collector needs from this section.
@@ -187,6 +251,26 @@ mod tests {
         )
         .unwrap();
         assert_eq!(c.logs.options().rules[0].parser.as_deref(), Some("logfmt"));
+        let c = Config::parse(
+            "[[logs.sinks]]\nname = \"archive\"\ntype = \"file\"\npath = \"/tmp/x.ndjson\"\nquery = \"level:error\"\n",
+        )
+        .unwrap();
+        assert_eq!(c.logs.sinks()[0].name, "archive");
+        for (bad, key) in [
+            ("name = \"a b\"\ntype = \"file\"\npath = \"/x\"", "name"),
+            ("name = \"a\"\ntype = \"kafka\"", "type"),
+            ("name = \"a\"\ntype = \"file\"", "path"),
+            (
+                "name = \"a\"\ntype = \"file\"\npath = \"/x\"\nquery = \"(\"",
+                "query",
+            ),
+        ] {
+            let err = Config::parse(&format!("[[logs.sinks]]\n{bad}\n")).unwrap_err();
+            assert!(
+                format!("{err:#}").contains(&format!("logs.sinks[0].{key}")),
+                "{err:#}"
+            );
+        }
         let err = Config::parse("[[logs.rules]]\nparser = \"grok:%{NOPE}\"\n").unwrap_err();
         assert!(
             format!("{err:#}").contains("logs.rules[0].parser"),

@@ -77,6 +77,19 @@ pub async fn run(opts: ServeOptions) -> Result<()> {
     } else {
         info!("log collection is off ([logs] collect = false)");
     }
+    let mut sinks = Vec::new();
+    for sink in file.logs.sinks() {
+        let stats = Arc::new(capstan_logs::sink::SinkStats::default());
+        sinks.push((sink.name.clone(), Arc::clone(&stats)));
+        tokio::spawn(capstan_logs::sink::run(
+            sink,
+            Arc::clone(&log_store),
+            data.join("logs").join("sinks"),
+            committed_rx.clone(),
+            stats,
+            shutdown.clone(),
+        ));
+    }
     tokio::spawn(retain_logs(
         Arc::clone(&log_store),
         file.logs.clone(),
@@ -118,6 +131,7 @@ pub async fn run(opts: ServeOptions) -> Result<()> {
             store: log_store,
             stats: log_stats,
             committed: committed_rx,
+            sinks,
         }),
     };
     let listener = tokio::net::TcpListener::bind(listen)

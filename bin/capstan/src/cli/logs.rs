@@ -57,6 +57,16 @@ pub async fn run(args: LogsArgs) -> Result<(), Failure> {
         ] {
             println!("{key:<20} {}", p[key]);
         }
+        for sink in stats["sinks"].as_array().into_iter().flatten() {
+            println!(
+                "sink {}  shipped {}  batches {}  failures {}  cursor {}",
+                sink["name"].as_str().unwrap_or_default(),
+                sink["shipped"],
+                sink["batches"],
+                sink["failures"],
+                sink["cursor"]
+            );
+        }
         for part in stats["partitions"].as_array().into_iter().flatten() {
             println!(
                 "partition {}  {} lines  {} bytes  {} .. {}",

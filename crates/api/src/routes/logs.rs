@@ -23,6 +23,8 @@ pub struct LogsState {
     pub stats: Arc<capstan_logs::Stats>,
     /// The last sequence number committed.
     pub committed: watch::Receiver<u64>,
+    /// The sinks and their counters.
+    pub sinks: Vec<(String, Arc<capstan_logs::sink::SinkStats>)>,
 }
 
 impl std::fmt::Debug for LogsState {
@@ -142,6 +144,7 @@ pub(crate) async fn stats(
     let partitions = blocking(move || Ok(store.partitions())).await?;
     Ok(Json(serde_json::json!({
         "pipeline": logs.stats.snapshot(last),
+        "sinks": logs.sinks.iter().map(|(name, s)| s.snapshot(name)).collect::<Vec<_>>(),
         "partitions": partitions.iter().map(|(name, meta, bytes)| serde_json::json!({
             "name": name,
             "lines": meta.lines,
