@@ -79,14 +79,14 @@ pub async fn run(opts: ServeOptions) -> Result<()> {
     }
     let mut sinks = Vec::new();
     for sink in file.logs.sinks() {
-        let stats = Arc::new(capstan_logs::sink::SinkStats::default());
-        sinks.push((sink.name.clone(), Arc::clone(&stats)));
+        let counters = Arc::new(capstan_logs::sink::SinkStats::default());
+        sinks.push((sink.name.clone(), Arc::clone(&counters)));
         tokio::spawn(capstan_logs::sink::run(
             sink,
             Arc::clone(&log_store),
             data.join("logs").join("sinks"),
             committed_rx.clone(),
-            stats,
+            counters,
             shutdown.clone(),
         ));
     }
