@@ -158,12 +158,49 @@ fn deliver(target: &Target, lines: &[LogLine]) -> std::io::Result<()> {
             }
             let mut f = std::fs::OpenOptions::new()
                 .create(true)
+                .read(true)
                 .append(true)
                 .open(path)?;
+            drop_torn_tail(&mut f)?;
             f.write_all(&out)?;
             f.sync_data()
         }
     }
+}
+
+/// A crash in the middle of a write leaves a last line without its newline; that batch was not
+/// delivered (the cursor did not move) and comes again whole, so the torn part goes.
+fn drop_torn_tail(f: &mut std::fs::File) -> std::io::Result<()> {
+    use std::io::{Read, Seek, SeekFrom};
+    let len = f.metadata()?.len();
+    if len == 0 {
+        return Ok(());
+    }
+    let mut keep = len;
+    let mut chunk = vec![0_u8; 64 * 1024];
+    loop {
+        let start = keep.saturating_sub(chunk.len() as u64);
+        let n = (keep - start) as usize;
+        f.seek(SeekFrom::Start(start))?;
+        f.read_exact(&mut chunk[..n])?;
+        if let Some(pos) = chunk[..n].iter().rposition(|b| *b == b'\n') {
+            keep = start + pos as u64 + 1;
+            break;
+        }
+        if start == 0 {
+            keep = 0;
+            break;
+        }
+        keep = start;
+    }
+    if keep < len {
+        warn!(
+            dropped = len - keep,
+            "a file sink's last line was torn by a crash; it is written again"
+        );
+        f.set_len(keep)?;
+    }
+    Ok(())
 }
 
 fn read_cursor(path: &Path) -> u64 {
@@ -185,4 +222,31 @@ fn write_cursor(path: &Path, cursor: u64) -> std::io::Result<()> {
         f.sync_all()?;
     }
     std::fs::rename(&tmp, path)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_torn_last_line_is_dropped_before_the_batch_comes_again() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("x.ndjson");
+        std::fs::write(&path, "{\"a\":1}\n{\"a\":2}\n{\"a\":").unwrap();
+        let line = LogLine {
+            seq: 3,
+            raw: "three".into(),
+            ..LogLine::default()
+        };
+        deliver(&Target::File { path: path.clone() }, &[line]).unwrap();
+        let text = std::fs::read_to_string(&path).unwrap();
+        let lines: Vec<&str> = text.lines().collect();
+        assert_eq!(lines.len(), 3, "{text}");
+        assert!(lines[2].contains("\"three\""));
+        assert!(text.ends_with('\n'));
+        // a cursor survives a reopen
+        write_cursor(&dir.path().join("s.cursor"), 42).unwrap();
+        assert_eq!(read_cursor(&dir.path().join("s.cursor")), 42);
+        assert_eq!(read_cursor(&dir.path().join("missing.cursor")), 0);
+    }
 }
