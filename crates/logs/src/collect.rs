@@ -291,13 +291,7 @@ impl Collector {
                         }
                         Ok(Ok(None)) => uncommitted = 0,
                         _ => {
-                            self.stats.store_errors.fetch_add(1, Ordering::Relaxed);
-                            warn!(
-                                "cannot commit log lines; reading them again from the last commit"
-                            );
-                            uncommitted = 0;
-                            followed.clear();
-                            positions = self.store.checkpoint().positions;
+                            self.rewind(&mut followed, &mut positions, &mut uncommitted);
                             continue;
                         }
                     }
@@ -356,17 +350,28 @@ impl Collector {
                     }
                 }
                 Ok(Err(e)) => {
-                    self.stats.store_errors.fetch_add(1, Ordering::Relaxed);
-                    warn!(error = %e, "cannot store log lines; reading them again from the last commit");
-                    // positions advanced past lines that were not stored: rewind everything
-                    uncommitted = 0;
-                    followed.clear();
-                    positions = self.store.checkpoint().positions;
+                    warn!(error = %e, "cannot store log lines");
+                    self.rewind(&mut followed, &mut positions, &mut uncommitted);
                     tokio::time::sleep(Duration::from_secs(1)).await;
                 }
                 Err(e) => warn!(error = %e, "the log store task failed"),
             }
         }
+    }
+
+    /// After a failed add or commit: positions advanced past lines that were not stored, so
+    /// every container is read again from the last commit.
+    fn rewind(
+        &self,
+        followed: &mut HashMap<String, Followed>,
+        positions: &mut BTreeMap<String, Position>,
+        uncommitted: &mut u64,
+    ) {
+        self.stats.store_errors.fetch_add(1, Ordering::Relaxed);
+        warn!("reading every container again from the last commit");
+        *uncommitted = 0;
+        followed.clear();
+        *positions = self.store.checkpoint().positions;
     }
 
     /// Counts a commit and tells live tails.
