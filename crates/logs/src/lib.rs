@@ -7,7 +7,7 @@ pub mod jsonfile;
 pub mod multiline;
 pub mod parse;
 pub mod query;
-pub mod sink;
+pub mod sinks;
 pub mod store;
 pub mod tail;
 

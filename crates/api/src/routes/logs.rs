@@ -24,7 +24,7 @@ pub struct LogsState {
     /// The last sequence number committed.
     pub committed: watch::Receiver<u64>,
     /// The sinks and their counters.
-    pub sinks: Vec<(String, Arc<capstan_logs::sink::SinkStats>)>,
+    pub sinks: Vec<(String, Arc<capstan_logs::sinks::SinkStats>)>,
 }
 
 impl std::fmt::Debug for LogsState {

@@ -1,0 +1,230 @@
+//! What the network sinks share: one HTTP client with timeouts, authentication, and the
+//! reading of an answer into a body or an [`Error`] (status, `Retry-After`, permanence).
+
+use std::path::Path;
+use std::time::Duration;
+
+use bytes::Bytes;
+use reqwest::header::{HeaderMap, RETRY_AFTER};
+
+use super::Error;
+use super::config::Secret;
+
+/// A request that takes longer than this is a failed try.
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+/// The longest `Retry-After` honoured; a longer one is cut to this.
+const MAX_RETRY_AFTER: Duration = Duration::from_secs(300);
+/// How much of an error body is kept for the operator.
+const BODY_SNIPPET: usize = 512;
+
+/// How a sink proves who it is.
+#[derive(Debug, Clone)]
+pub(super) enum Auth {
+    None,
+    Basic { user: String, password: Secret },
+    Bearer(Secret),
+    /// A header of the caller's choice (`Authorization: ApiKey ...`).
+    Header { name: String, value: Secret },
+}
+
+impl Auth {
+    /// Basic auth from `user` and a password given inline or in a file.
+    pub(super) fn basic(
+        user: Option<&String>,
+        password: Option<&Secret>,
+        password_file: Option<&Path>,
+    ) -> Result<Self, Error> {
+        let password = match (password, password_file) {
+            (Some(p), _) => Some(p.clone()),
+            (None, Some(path)) => Some(Secret::from_file(path)?),
+            (None, None) => None,
+        };
+        Ok(match (user, password) {
+            (Some(user), password) => Self::Basic {
+                user: user.clone(),
+                password: password.unwrap_or_default(),
+            },
+            (None, Some(_)) => {
+                return Err(Error::Config(
+                    "a password needs a user (set user = \"...\")".into(),
+                ));
+            }
+            (None, None) => Self::None,
+        })
+    }
+
+    pub(super) fn apply(&self, req: reqwest::RequestBuilder) -> reqwest::RequestBuilder {
+        match self {
+            Self::None => req,
+            Self::Basic { user, password } => req.basic_auth(user, Some(password.expose())),
+            Self::Bearer(token) => req.bearer_auth(token.expose()),
+            Self::Header { name, value } => req.header(name.as_str(), value.expose()),
+        }
+    }
+}
+
+/// The client every network sink uses: timeouts, no proxy from the environment (a sink talks
+/// to the endpoint it was given), no redirects across hosts.
+pub(super) fn client() -> Result<reqwest::Client, Error> {
+    reqwest::Client::builder()
+        .timeout(REQUEST_TIMEOUT)
+        .connect_timeout(CONNECT_TIMEOUT)
+        .no_proxy()
+        .redirect(reqwest::redirect::Policy::limited(3))
+        .user_agent(concat!("capstan/", env!("CARGO_PKG_VERSION")))
+        .build()
+        .map_err(|e| Error::Config(format!("cannot set up an HTTP client: {e}")))
+}
+
+/// `base` with `path` appended (keeping any path prefix of `base`, as a reverse proxy needs).
+pub(super) fn join(base: &str, path: &str) -> Result<reqwest::Url, Error> {
+    let url = endpoint(base)?;
+    let mut s = url.as_str().trim_end_matches('/').to_owned();
+    s.push_str(path);
+    reqwest::Url::parse(&s).map_err(|e| Error::Config(format!("{base:?} + {path:?}: {e}")))
+}
+
+/// Checks an endpoint URL: absolute, http, with a host.
+pub(super) fn endpoint(text: &str) -> Result<reqwest::Url, Error> {
+    let url = reqwest::Url::parse(text).map_err(|e| {
+        Error::Config(format!(
+            "{text:?} is not a URL ({e}); write it like http://127.0.0.1:8123"
+        ))
+    })?;
+    match url.scheme() {
+        "http" => {}
+        "https" => {
+            return Err(Error::Config(format!(
+                "{text:?}: this build of capstan ships over plain http only; put a TLS-terminating proxy in front of the server, or use http:// on a trusted network"
+            )));
+        }
+        other => {
+            return Err(Error::Config(format!(
+                "{text:?}: the scheme {other:?} is not http"
+            )));
+        }
+    }
+    if url.host_str().is_none_or(str::is_empty) {
+        return Err(Error::Config(format!("{text:?} has no host")));
+    }
+    Ok(url)
+}
+
+/// Sends `req` and reads the whole answer: the body of a 2xx, or an [`Error::Status`] that is
+/// permanent when `permanent` says so of its status.
+pub(super) async fn send(
+    req: reqwest::RequestBuilder,
+    url: &reqwest::Url,
+    permanent: impl Fn(u16) -> bool,
+) -> Result<Bytes, Error> {
+    let resp = req.send().await.map_err(|source| Error::Request {
+        url: redact(url),
+        source: source.without_url(),
+    })?;
+    let status = resp.status();
+    let retry_after = retry_after(resp.headers(), chrono::Utc::now());
+    let body = resp.bytes().await.map_err(|source| Error::Request {
+        url: redact(url),
+        source: source.without_url(),
+    })?;
+    if status.is_success() {
+        return Ok(body);
+    }
+    let code = status.as_u16();
+    Err(Error::Status {
+        url: redact(url),
+        status: code,
+        body: snippet(&body),
+        retry_after,
+        permanent: permanent(code),
+    })
+}
+
+/// 400 and 422 say the data itself is wrong; everything else (auth, 404 of a missing index
+/// route, 408, 429, 5xx) may pass later and is retried.
+pub(super) fn data_rejected(status: u16) -> bool {
+    matches!(status, 400 | 422)
+}
+
+/// The URL without credentials or query (which may carry them), for messages.
+fn redact(url: &reqwest::Url) -> String {
+    let mut u = url.clone();
+    let _ = u.set_username("");
+    let _ = u.set_password(None);
+    u.set_query(None);
+    u.to_string()
+}
+
+fn snippet(body: &[u8]) -> String {
+    let text = String::from_utf8_lossy(body);
+    let text = text.trim();
+    match text.char_indices().nth(BODY_SNIPPET) {
+        Some((at, _)) => format!("{}…", &text[..at]),
+        None => text.to_owned(),
+    }
+}
+
+/// `Retry-After` as seconds or as an HTTP date, capped.
+fn retry_after(headers: &HeaderMap, now: chrono::DateTime<chrono::Utc>) -> Option<Duration> {
+    let value = headers.get(RETRY_AFTER)?.to_str().ok()?.trim();
+    let wait = if let Ok(secs) = value.parse::<u64>() {
+        Duration::from_secs(secs)
+    } else {
+        let at = chrono::DateTime::parse_from_rfc2822(value).ok()?;
+        (at.with_timezone(&chrono::Utc) - now)
+            .to_std()
+            .unwrap_or_default()
+    };
+    Some(wait.min(MAX_RETRY_AFTER))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn retry_after_reads_seconds_and_dates_and_is_capped() {
+        let now = chrono::DateTime::parse_from_rfc3339("2015-10-21T07:28:00Z")
+            .unwrap()
+            .with_timezone(&chrono::Utc);
+        let mut h = HeaderMap::new();
+        assert_eq!(retry_after(&h, now), None);
+        h.insert(RETRY_AFTER, "7".parse().unwrap());
+        assert_eq!(retry_after(&h, now), Some(Duration::from_secs(7)));
+        h.insert(RETRY_AFTER, "Wed, 21 Oct 2015 07:28:42 GMT".parse().unwrap());
+        assert_eq!(retry_after(&h, now), Some(Duration::from_secs(42)));
+        h.insert(RETRY_AFTER, "Wed, 21 Oct 2015 07:27:00 GMT".parse().unwrap());
+        assert_eq!(retry_after(&h, now), Some(Duration::ZERO));
+        h.insert(RETRY_AFTER, "86400".parse().unwrap());
+        assert_eq!(retry_after(&h, now), Some(MAX_RETRY_AFTER));
+        h.insert(RETRY_AFTER, "soon".parse().unwrap());
+        assert_eq!(retry_after(&h, now), None);
+    }
+
+    #[test]
+    fn endpoints_are_checked_and_joined() {
+        assert_eq!(
+            join("http://127.0.0.1:9200/", "/_bulk").unwrap().as_str(),
+            "http://127.0.0.1:9200/_bulk"
+        );
+        assert_eq!(
+            join("http://h:1/es", "/_bulk").unwrap().as_str(),
+            "http://h:1/es/_bulk"
+        );
+        for bad in ["127.0.0.1:9200", "ftp://h/", "https://h/", "nonsense"] {
+            assert!(matches!(endpoint(bad), Err(Error::Config(_))), "{bad}");
+        }
+        let u = reqwest::Url::parse("http://u:p@h:1/x?password=s").unwrap();
+        assert_eq!(redact(&u), "http://h:1/x");
+    }
+
+    #[test]
+    fn a_password_without_a_user_is_refused() {
+        assert!(matches!(
+            Auth::basic(None, Some(&Secret::from("x".to_owned())), None),
+            Err(Error::Config(_))
+        ));
+        assert!(matches!(Auth::basic(None, None, None), Ok(Auth::None)));
+    }
+}
