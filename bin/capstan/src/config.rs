@@ -207,17 +207,27 @@ mod tests {
         for (bad, key) in [
             ("name = \"a b\"\ntype = \"file\"\npath = \"/x\"", "name"),
             ("name = \"a\"\ntype = \"kafka\"", "kafka"),
-            ("name = \"a\"\ntype = \"file\"\npath = \"/x\"\nwrong = 1", "wrong"),
-            ("name = \"a\"\ntype = \"clickhouse\"\nendpoint = \"localhost:8123\"", "endpoint"),
+            (
+                "name = \"a\"\ntype = \"file\"\npath = \"/x\"\nwrong = 1",
+                "wrong",
+            ),
+            (
+                "name = \"a\"\ntype = \"clickhouse\"\nendpoint = \"localhost:8123\"",
+                "endpoint",
+            ),
             ("name = \"a\"\ntype = \"file\"", "path"),
             (
                 "name = \"a\"\ntype = \"file\"\npath = \"/x\"\nquery = \"(\"",
                 "query",
             ),
         ] {
-            let err = format!("{:#}", Config::parse(&format!("[[logs.sinks]]\n{bad}\n")).unwrap_err());
+            let err = format!(
+                "{:#}",
+                Config::parse(&format!("[[logs.sinks]]\n{bad}\n")).unwrap_err()
+            );
             assert!(
-                err.contains(&format!("logs.sinks[0].{key}")) || (err.contains("logs.sinks") && err.contains(key)),
+                err.contains(&format!("logs.sinks[0].{key}"))
+                    || (err.contains("logs.sinks") && err.contains(key)),
                 "{err}"
             );
         }

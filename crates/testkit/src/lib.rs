@@ -7,6 +7,7 @@
 //! own. It must never fall back to the host's engine or skip: a missing engine is a failure.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::missing_panics_doc)]
 
+mod clickhouse;
 mod daemon;
 mod image;
 pub mod load;
@@ -18,6 +19,7 @@ use std::time::Duration;
 
 use capstan_engine::Engine;
 
+pub use clickhouse::ClickHouse;
 pub use daemon::Daemon;
 pub use image::{BUSYBOX, busybox_rootfs, ensure_busybox, rootfs_with_file, tar_of};
 pub use own_engine::OwnEngine;

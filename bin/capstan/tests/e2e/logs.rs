@@ -10,7 +10,11 @@ use capstan_testkit::{BUSYBOX, Daemon, unique};
 
 use crate::bin;
 
-async fn run_container(engine: &capstan_engine::Engine, name: &str, script: &str) -> String {
+pub(crate) async fn run_container(
+    engine: &capstan_engine::Engine,
+    name: &str,
+    script: &str,
+) -> String {
     let id = engine
         .create_container(name, BUSYBOX, &["sh", "-c", script], HashMap::new())
         .await
@@ -392,64 +396,4 @@ async fn own_engine_restart_loses_and_repeats_no_line() {
     engine.remove_container(&id, true).await.unwrap();
     drop(daemon);
     own.shutdown().await;
-}
-
-#[tokio::test]
-async fn a_file_sink_gets_every_line_at_least_once_across_kill_9() {
-    let engine = capstan_testkit::engine().await;
-    let name = unique("capt-sink");
-    let out = tempfile::tempdir().unwrap();
-    let file = out.path().join("lines.ndjson");
-    let mut daemon = Daemon::start_with(
-        bin(),
-        engine.host(),
-        &format!(
-            "[logs]\ncontainers = [\"{name}\"]\n[[logs.sinks]]\nname = \"archive\"\ntype = \"file\"\npath = \"{}\"\nquery = \"stream:stdout\"\n",
-            file.display()
-        ),
-    )
-    .await;
-    let id = run_container(
-        &engine,
-        &name,
-        "i=0; while [ $i -lt 20000 ]; do echo \"sink line $i\"; echo \"noise $i\" >&2; i=$((i+1)); done; sleep 3600",
-    )
-    .await;
-    let ids_in_file = |file: std::path::PathBuf| {
-        let text = std::fs::read_to_string(file).unwrap_or_default();
-        // whole lines only: the sink may be writing the last one right now
-        let whole = &text[..text.rfind('\n').map_or(0, |i| i + 1)];
-        let lines: Vec<capstan_model::LogLine> = whole
-            .lines()
-            .map(|l| serde_json::from_str(l).unwrap())
-            .collect();
-        assert!(
-            lines.iter().all(|l| l.stream == "stdout"),
-            "the sink's query holds"
-        );
-        lines
-            .into_iter()
-            .map(|l| l.id)
-            .collect::<std::collections::HashSet<_>>()
-            .len()
-    };
-    capstan_testkit::eventually(Duration::from_mins(1), "the sink to start shipping", || {
-        let f = file.clone();
-        async move { (ids_in_file(f) > 0).then_some(()) }
-    })
-    .await;
-    daemon.kill9().await;
-    daemon.restart().await;
-    capstan_testkit::eventually(
-        Duration::from_mins(2),
-        "every stdout line in the file",
-        || {
-            let f = file.clone();
-            async move { (ids_in_file(f) == 20_000).then_some(()) }
-        },
-    )
-    .await;
-    let stats: serde_json::Value = daemon.get("/api/v1/logs/stats").await;
-    assert_eq!(stats["sinks"][0]["name"], "archive", "{stats}");
-    engine.remove_container(&id, true).await.unwrap();
 }

@@ -11,6 +11,7 @@ mod journal;
 mod logs;
 mod outage;
 mod proxy;
+mod sinks;
 
 use std::path::Path;
 

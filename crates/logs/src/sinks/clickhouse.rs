@@ -131,11 +131,15 @@ impl Sink {
         )
     }
 
-    async fn post(&self, query: &str, body: Vec<u8>) -> Result<(), Error> {
+    /// POSTs `body`, after `query` when one is given (an insert's rows follow its statement;
+    /// a statement of its own is the whole body).
+    async fn post(&self, query: Option<&str>, body: Vec<u8>) -> Result<(), Error> {
         let mut url = self.url.clone();
-        url.query_pairs_mut()
-            .append_pair("query", query)
-            .append_pair("input_format_skip_unknown_fields", "1");
+        if let Some(query) = query {
+            url.query_pairs_mut()
+                .append_pair("query", query)
+                .append_pair("input_format_skip_unknown_fields", "1");
+        }
         let req = self.auth.apply(self.client.post(url.clone()).body(body));
         // every ClickHouse error is worth another try: a missing table is created again, a
         // wrong schema or password is the operator's to fix, and nothing is lost meanwhile
@@ -144,12 +148,13 @@ impl Sink {
 
     pub(super) async fn deliver(&mut self, lines: &[LogLine]) -> Result<Delivery, Error> {
         if !self.ready {
-            self.post(&self.create_statement(), Vec::new()).await?;
+            self.post(None, self.create_statement().into_bytes())
+                .await?;
             self.ready = true;
         }
         let body = rows(lines)?;
         let insert = format!("INSERT INTO {} FORMAT JSONEachRow", self.table);
-        match self.post(&insert, body).await {
+        match self.post(Some(&insert), body).await {
             Ok(()) => Ok(Delivery::all()),
             Err(e) => {
                 // code 60, "table doesn't exist": someone dropped it; make it again next try
@@ -189,18 +194,14 @@ fn rows(lines: &[LogLine]) -> Result<Vec<u8>, Error> {
             fields: json_text(&l.fields)?,
             labels: json_text(&l.labels)?,
         };
-        serde_json::to_writer(&mut out, &row).map_err(encode)?;
+        serde_json::to_writer(&mut out, &row)?;
         out.push(b'\n');
     }
     Ok(out)
 }
 
 fn json_text(value: &impl Serialize) -> Result<String, Error> {
-    serde_json::to_string(value).map_err(encode)
-}
-
-fn encode(e: serde_json::Error) -> Error {
-    Error::Config(format!("cannot encode a line as JSON: {e}"))
+    Ok(serde_json::to_string(value)?)
 }
 
 #[cfg(test)]

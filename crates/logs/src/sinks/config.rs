@@ -100,7 +100,10 @@ impl SinkConfig {
     }
 
     pub(super) fn batch_timeout(&self) -> Duration {
-        let text = self.batch_timeout.as_deref().unwrap_or(DEFAULT_BATCH_TIMEOUT);
+        let text = self
+            .batch_timeout
+            .as_deref()
+            .unwrap_or(DEFAULT_BATCH_TIMEOUT);
         let ns = capstan_model::parse_duration_nanos(text).unwrap_or(1_000_000_000);
         Duration::from_nanos(ns.max(0) as u64)
     }
@@ -167,18 +170,45 @@ mod tests {
         assert_eq!(s.batch_max_lines(), 100);
         assert_eq!(s.batch_timeout(), Duration::from_secs(5));
         for (bad, named) in [
-            (r#"{"name":"x","type":"file","path":"/x","endpoint":"http://h"}"#, "endpoint"),
+            (
+                r#"{"name":"x","type":"file","path":"/x","endpoint":"http://h"}"#,
+                "endpoint",
+            ),
             (r#"{"name":"x","type":"kafka"}"#, "kafka"),
             (r#"{"name":"x","type":"loki"}"#, "endpoint"),
             (r#"{"name":"x y","type":"file","path":"/x"}"#, "name"),
-            (r#"{"name":"x","type":"file","path":"/x","query":"("}"#, "query"),
-            (r#"{"name":"x","type":"file","path":"/x","batch_timeout":"soon"}"#, "batch_timeout"),
-            (r#"{"name":"x","type":"file","path":"/x","batch_max_lines":0}"#, "batch_max_lines"),
-            (r#"{"name":"x","type":"loki","endpoint":"localhost:3100"}"#, "endpoint"),
-            (r#"{"name":"x","type":"loki","endpoint":"http://h:3100","labels":["raw"]}"#, "labels"),
-            (r#"{"name":"x","type":"clickhouse","endpoint":"http://h","table":"a;drop"}"#, "table"),
-            (r#"{"name":"x","type":"elasticsearch","endpoint":"http://h","index":"Logs-%Y"}"#, "index"),
-            (r#"{"name":"x","type":"http","url":"http://h","encoding":"xml"}"#, "xml"),
+            (
+                r#"{"name":"x","type":"file","path":"/x","query":"("}"#,
+                "query",
+            ),
+            (
+                r#"{"name":"x","type":"file","path":"/x","batch_timeout":"soon"}"#,
+                "batch_timeout",
+            ),
+            (
+                r#"{"name":"x","type":"file","path":"/x","batch_max_lines":0}"#,
+                "batch_max_lines",
+            ),
+            (
+                r#"{"name":"x","type":"loki","endpoint":"localhost:3100"}"#,
+                "endpoint",
+            ),
+            (
+                r#"{"name":"x","type":"loki","endpoint":"http://h:3100","labels":["raw"]}"#,
+                "labels",
+            ),
+            (
+                r#"{"name":"x","type":"clickhouse","endpoint":"http://h","table":"a;drop"}"#,
+                "table",
+            ),
+            (
+                r#"{"name":"x","type":"elasticsearch","endpoint":"http://h","index":"Logs-%Y"}"#,
+                "index",
+            ),
+            (
+                r#"{"name":"x","type":"http","url":"http://h","encoding":"xml"}"#,
+                "xml",
+            ),
         ] {
             let err = parse(bad).unwrap_err();
             assert!(err.contains(named), "{bad}: {err}");

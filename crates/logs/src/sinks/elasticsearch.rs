@@ -81,7 +81,11 @@ fn index_name(pattern: &str, time_nano: i64) -> Result<String, String> {
     if out.is_empty()
         || out.starts_with(['-', '_', '+'])
         || out.chars().any(|c| {
-            c.is_ascii_uppercase() || matches!(c, '\\' | '/' | '*' | '?' | '"' | '<' | '>' | '|' | ',' | '#' | ' ' | ':')
+            c.is_ascii_uppercase()
+                || matches!(
+                    c,
+                    '\\' | '/' | '*' | '?' | '"' | '<' | '>' | '|' | ',' | '#' | ' ' | ':'
+                )
         })
     {
         return Err(format!(
@@ -143,22 +147,17 @@ impl Sink {
                 .body(body),
         );
         let answer = http::send(req, &self.url, http::data_rejected).await?;
-        let resp: BulkResponse =
-            serde_json::from_slice(&answer).map_err(|e| Error::Response {
-                url: self.url.to_string(),
-                message: format!("not a _bulk answer: {e}"),
-            })?;
+        let resp: BulkResponse = serde_json::from_slice(&answer).map_err(|e| Error::Response {
+            url: self.url.to_string(),
+            message: format!("not a _bulk answer: {e}"),
+        })?;
         if !resp.errors {
             return Ok(Delivery::all());
         }
         if resp.items.len() != lines.len() {
             return Err(Error::Response {
                 url: self.url.to_string(),
-                message: format!(
-                    "{} items for {} documents",
-                    resp.items.len(),
-                    lines.len()
-                ),
+                message: format!("{} items for {} documents", resp.items.len(), lines.len()),
             });
         }
         let mut delivery = Delivery::all();
@@ -190,27 +189,22 @@ impl Sink {
         for l in lines {
             let index = index_name(&self.index, l.time_nano).map_err(Error::Config)?;
             let action = serde_json::json!({"create": {"_index": index, "_id": l.id}});
-            serde_json::to_writer(&mut out, &action).map_err(encode)?;
+            serde_json::to_writer(&mut out, &action)?;
             out.push(b'\n');
-            let mut doc = serde_json::to_value(l).map_err(encode)?;
+            let mut doc = serde_json::to_value(l)?;
             if let Some(map) = doc.as_object_mut() {
                 map.insert(
                     "@timestamp".into(),
                     serde_json::Value::String(
-                        l.time
-                            .to_rfc3339_opts(chrono::SecondsFormat::AutoSi, true),
+                        l.time.to_rfc3339_opts(chrono::SecondsFormat::AutoSi, true),
                     ),
                 );
             }
-            serde_json::to_writer(&mut out, &doc).map_err(encode)?;
+            serde_json::to_writer(&mut out, &doc)?;
             out.push(b'\n');
         }
         Ok(out)
     }
-}
-
-fn encode(e: serde_json::Error) -> Error {
-    Error::Config(format!("cannot encode a line as JSON: {e}"))
 }
 
 #[cfg(test)]

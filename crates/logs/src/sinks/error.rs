@@ -11,8 +11,12 @@ pub enum Error {
         source: std::io::Error,
     },
     /// The server cannot be reached, or the request did not complete in time.
-    #[error("cannot reach {url}: {source} (is the server up and the endpoint right?)")]
-    Request { url: String, source: reqwest::Error },
+    #[error("cannot reach {url}: {message} (is the server up and the endpoint right?)")]
+    Request {
+        url: String,
+        /// The error and its causes (`connection refused`), one after the other.
+        message: String,
+    },
     /// The server answered with an error status.
     #[error("{url} answered {status}: {body}")]
     Status {
@@ -29,6 +33,9 @@ pub enum Error {
     /// The server said yes with a body its protocol does not allow.
     #[error("{url} answered with a body capstan cannot read: {message}")]
     Response { url: String, message: String },
+    /// A line cannot be encoded for the wire.
+    #[error("cannot encode a line as JSON: {0}")]
+    Encode(#[from] serde_json::Error),
     /// The sink cannot be set up as configured.
     #[error("{0}")]
     Config(String),
@@ -37,7 +44,13 @@ pub enum Error {
 impl Error {
     /// The batch is rejected for good: count it, say so, go on with the next one.
     pub fn is_permanent(&self) -> bool {
-        matches!(self, Self::Status { permanent: true, .. })
+        matches!(
+            self,
+            Self::Status {
+                permanent: true,
+                ..
+            }
+        )
     }
 
     /// The server takes smaller batches only (`413 Payload Too Large`).

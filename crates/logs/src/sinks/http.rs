@@ -14,7 +14,7 @@ use super::config::Secret;
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 /// The longest `Retry-After` honoured; a longer one is cut to this.
-const MAX_RETRY_AFTER: Duration = Duration::from_secs(300);
+const MAX_RETRY_AFTER: Duration = Duration::from_mins(5);
 /// How much of an error body is kept for the operator.
 const BODY_SNIPPET: usize = 512;
 
@@ -22,10 +22,16 @@ const BODY_SNIPPET: usize = 512;
 #[derive(Debug, Clone)]
 pub(super) enum Auth {
     None,
-    Basic { user: String, password: Secret },
+    Basic {
+        user: String,
+        password: Secret,
+    },
     Bearer(Secret),
     /// A header of the caller's choice (`Authorization: ApiKey ...`).
-    Header { name: String, value: Secret },
+    Header {
+        name: String,
+        value: Secret,
+    },
 }
 
 impl Auth {
@@ -118,16 +124,10 @@ pub(super) async fn send(
     url: &reqwest::Url,
     permanent: impl Fn(u16) -> bool,
 ) -> Result<Bytes, Error> {
-    let resp = req.send().await.map_err(|source| Error::Request {
-        url: redact(url),
-        source: source.without_url(),
-    })?;
+    let resp = req.send().await.map_err(|e| request_error(url, e))?;
     let status = resp.status();
     let retry_after = retry_after(resp.headers(), chrono::Utc::now());
-    let body = resp.bytes().await.map_err(|source| Error::Request {
-        url: redact(url),
-        source: source.without_url(),
-    })?;
+    let body = resp.bytes().await.map_err(|e| request_error(url, e))?;
     if status.is_success() {
         return Ok(body);
     }
@@ -139,6 +139,25 @@ pub(super) async fn send(
         retry_after,
         permanent: permanent(code),
     })
+}
+
+/// reqwest's error with its causes, which say what went wrong (`connection refused`).
+fn request_error(url: &reqwest::Url, e: reqwest::Error) -> Error {
+    let e = e.without_url();
+    let mut message = e.to_string();
+    let mut cause = std::error::Error::source(&e);
+    while let Some(c) = cause {
+        let text = c.to_string();
+        if !message.contains(&text) {
+            message.push_str(": ");
+            message.push_str(&text);
+        }
+        cause = c.source();
+    }
+    Error::Request {
+        url: redact(url),
+        message,
+    }
 }
 
 /// 400 and 422 say the data itself is wrong; everything else (auth, 404 of a missing index
@@ -192,9 +211,15 @@ mod tests {
         assert_eq!(retry_after(&h, now), None);
         h.insert(RETRY_AFTER, "7".parse().unwrap());
         assert_eq!(retry_after(&h, now), Some(Duration::from_secs(7)));
-        h.insert(RETRY_AFTER, "Wed, 21 Oct 2015 07:28:42 GMT".parse().unwrap());
+        h.insert(
+            RETRY_AFTER,
+            "Wed, 21 Oct 2015 07:28:42 GMT".parse().unwrap(),
+        );
         assert_eq!(retry_after(&h, now), Some(Duration::from_secs(42)));
-        h.insert(RETRY_AFTER, "Wed, 21 Oct 2015 07:27:00 GMT".parse().unwrap());
+        h.insert(
+            RETRY_AFTER,
+            "Wed, 21 Oct 2015 07:27:00 GMT".parse().unwrap(),
+        );
         assert_eq!(retry_after(&h, now), Some(Duration::ZERO));
         h.insert(RETRY_AFTER, "86400".parse().unwrap());
         assert_eq!(retry_after(&h, now), Some(MAX_RETRY_AFTER));

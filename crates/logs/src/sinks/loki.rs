@@ -149,7 +149,9 @@ fn push_body(labels: &[String], lines: &[LogLine]) -> Vec<u8> {
             })
         })
         .collect();
-    serde_json::json!({ "streams": streams }).to_string().into_bytes()
+    serde_json::json!({ "streams": streams })
+        .to_string()
+        .into_bytes()
 }
 
 #[cfg(test)]
@@ -187,6 +189,9 @@ mod tests {
         );
         let body = push_body(&["app".to_owned()], &[l(4, 1, "x", "stdout")]);
         let v: serde_json::Value = serde_json::from_slice(&body).unwrap();
-        assert_eq!(v["streams"][0]["stream"], serde_json::json!({"job": "capstan"}));
+        assert_eq!(
+            v["streams"][0]["stream"],
+            serde_json::json!({"job": "capstan"})
+        );
     }
 }

@@ -185,6 +185,7 @@ pub async fn run(
         let full = lines.len() >= limit;
         let mut pending = lines;
         let mut last = pending.last().map_or(cursor, |l| l.seq);
+        let mut refused = false;
         loop {
             match sink.deliver(&pending).await {
                 Ok(d) => {
@@ -199,15 +200,22 @@ pub async fn run(
                         break;
                     }
                     stats.retried.fetch_add(retry, Ordering::Relaxed);
-                    pending = d.retry.iter().filter_map(|&i| pending.get(i).cloned()).collect();
+                    pending = d
+                        .retry
+                        .iter()
+                        .filter_map(|&i| pending.get(i).cloned())
+                        .collect();
                     if !backoff.wait(&shutdown, None).await {
                         return;
                     }
                 }
                 Err(e) if e.is_permanent() => {
-                    stats.rejected.fetch_add(pending.len() as u64, Ordering::Relaxed);
+                    stats
+                        .rejected
+                        .fetch_add(pending.len() as u64, Ordering::Relaxed);
                     stats.set_error(Some(e.to_string()));
                     error!(sink = %name, lines = pending.len(), error = %e, "the server refused a batch for good; it is skipped");
+                    refused = true;
                     break;
                 }
                 Err(e) if e.is_too_large() && pending.len() > 1 => {
@@ -232,7 +240,9 @@ pub async fn run(
         cursor = last;
         backoff.reset();
         limit = (limit * 2).min(max_lines);
-        stats.set_error(None);
+        if !refused {
+            stats.set_error(None);
+        }
         stats.cursor.store(cursor, Ordering::Relaxed);
         stats.batches.fetch_add(1, Ordering::Relaxed);
         if !full && !linger.is_zero() && !sleep(&shutdown, linger).await {
@@ -326,7 +336,10 @@ mod tests {
         let t = tokio::time::Instant::now();
         assert!(b.wait(&token, None).await);
         let first = t.elapsed();
-        assert!(first >= MIN_BACKOFF / 2 && first <= MIN_BACKOFF, "{first:?}");
+        assert!(
+            first >= MIN_BACKOFF / 2 && first <= MIN_BACKOFF,
+            "{first:?}"
+        );
         assert_eq!(b.current, MIN_BACKOFF * 2);
         for _ in 0..20 {
             b.current = (b.current * 2).min(MAX_BACKOFF);

@@ -73,8 +73,7 @@ impl Sink {
             Encoding::Json => ("application/json", serde_json::to_vec(lines)),
             Encoding::Ndjson => ("application/x-ndjson", ndjson(lines)),
         };
-        let body =
-            body.map_err(|e| Error::Config(format!("cannot encode a line as JSON: {e}")))?;
+        let body = body.map_err(|e| Error::Config(format!("cannot encode a line as JSON: {e}")))?;
         let mut req = self
             .client
             .post(self.url.clone())
