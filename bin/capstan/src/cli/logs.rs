@@ -59,13 +59,18 @@ pub async fn run(args: LogsArgs) -> Result<(), Failure> {
         }
         for sink in stats["sinks"].as_array().into_iter().flatten() {
             println!(
-                "sink {}  shipped {}  batches {}  failures {}  cursor {}",
+                "sink {}  shipped {}  batches {}  failures {}  retried {}  rejected {}  cursor {}",
                 sink["name"].as_str().unwrap_or_default(),
                 sink["shipped"],
                 sink["batches"],
                 sink["failures"],
+                sink["retried"],
+                sink["rejected"],
                 sink["cursor"]
             );
+            if let Some(e) = sink["last_error"].as_str() {
+                println!("  last error: {e}");
+            }
         }
         for part in stats["partitions"].as_array().into_iter().flatten() {
             println!(
