@@ -45,6 +45,10 @@ pub struct Logs {
     /// Container labels copied onto every line.
     #[serde(default)]
     pub labels: Vec<String>,
+    /// `auto` (the default: a container's json-file when capstan can open it, else the
+    /// engine's logs API) or `api` (always the logs API).
+    #[serde(default)]
+    pub source: Option<String>,
     /// Parsers and multiline joiners for containers whose labels do not choose one; the first
     /// matching rule wins.
     #[serde(default)]
@@ -95,6 +99,10 @@ impl Logs {
             capstan_deploy::units::size_bytes(m)
                 .map_err(|e| anyhow::anyhow!("logs.max_size: {e}"))?;
         }
+        match self.source.as_deref() {
+            None | Some("auto" | "api") => {}
+            Some(other) => anyhow::bail!("logs.source: {other:?} is not auto or api"),
+        }
         let mut names = std::collections::BTreeSet::new();
         for (i, sink) in self.sinks.iter().enumerate() {
             sink.check()
@@ -121,6 +129,7 @@ impl Logs {
         capstan_logs::Options {
             containers: self.containers.clone(),
             labels: self.labels.clone(),
+            api_only: self.source.as_deref() == Some("api"),
             rules: self
                 .rules
                 .iter()

@@ -9,6 +9,7 @@ mod error;
 mod events;
 mod images;
 mod inventory;
+mod logs;
 mod spec;
 
 use std::sync::{Arc, OnceLock};
@@ -20,6 +21,7 @@ pub use error::Error;
 pub use events::RawEvent;
 pub use images::BuildContext;
 pub use inventory::ImageState;
+pub use logs::LogChunk;
 pub use spec::{ContainerSpec, Healthcheck, MountSpec};
 
 /// Default engine address when `DOCKER_HOST` is not set.

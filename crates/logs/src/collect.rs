@@ -54,6 +54,9 @@ pub struct Options {
     pub rules: Vec<Rule>,
     /// Container labels copied onto each line.
     pub labels: Vec<String>,
+    /// Read every container through the engine's logs API, even when its json-file could be
+    /// opened (`[logs] source = "api"`).
+    pub api_only: bool,
 }
 
 fn glob(pattern: Option<&String>, value: &str) -> bool {
@@ -143,7 +146,7 @@ struct Followed {
     source: Arc<Source>,
     parser: Arc<crate::parse::Parser>,
     multiline: Option<Arc<crate::multiline::Multiline>>,
-    tailer: Tailer,
+    reader: crate::reader::Reader,
     /// The container is gone: drop it once everything is read.
     gone: bool,
 }
@@ -223,18 +226,18 @@ impl Collector {
                     if budget == 0 {
                         break;
                     }
-                    match f.tailer.read(ROUND_BYTES_PER_CONTAINER.min(budget)) {
+                    match f.reader.read(ROUND_BYTES_PER_CONTAINER.min(budget)) {
                         Ok(mut batch) => {
                             let flush_all = f.gone && batch.lines.is_empty();
                             if flush_all {
                                 // everything the engine wrote is read: finish pieces left
-                                batch.lines = f.tailer.flush();
-                                batch.inodes = vec![f.tailer.position().inode; batch.lines.len()];
+                                batch.lines = f.reader.flush();
+                                batch.inodes = vec![f.reader.position().inode; batch.lines.len()];
                             }
                             if let Some(ml) = &f.multiline {
-                                let inode = f.tailer.position().inode;
+                                let inode = f.reader.position().inode;
                                 let mut joined = Vec::new();
-                                let groups = f.tailer.groups_mut();
+                                let groups = f.reader.groups_mut();
                                 for (line, ino) in batch.lines.into_iter().zip(batch.inodes) {
                                     joined.extend(ml.feed(groups, line).map(|l| (l, ino)));
                                 }
@@ -319,7 +322,7 @@ impl Collector {
                 .collect();
             let positions_now: BTreeMap<String, Position> = followed
                 .iter()
-                .map(|(id, f)| (id.clone(), f.tailer.position().clone()))
+                .map(|(id, f)| (id.clone(), f.reader.position().clone()))
                 .chain(positions.iter().map(|(k, v)| (k.clone(), v.clone())))
                 .collect();
             let store = Arc::clone(&self.store);
@@ -416,10 +419,15 @@ impl Collector {
                 .as_str()
                 .unwrap_or_default();
             let path = json["LogPath"].as_str().unwrap_or_default();
-            if driver != "json-file" || path.is_empty() {
-                // other drivers and remote engines need the logs API (not in this version)
+            if driver == "none" {
                 continue;
             }
+            // the file when capstan can open it; else (another driver, a remote engine) the
+            // logs API, which the engine serves for every driver but `none` (dual logging)
+            let by_file = driver == "json-file"
+                && !path.is_empty()
+                && !self.options.api_only
+                && std::fs::File::open(path).is_ok();
             let label = |k: &str| c.labels.get(k).cloned().unwrap_or_default();
             let source = Source {
                 id: c.id.clone(),
@@ -475,14 +483,24 @@ impl Collector {
                     }
                 });
             let pos = positions.remove(&c.id).unwrap_or_default();
-            debug!(container = %c.name, path, ?parser, "following log");
+            debug!(container = %c.name, path, driver, by_file, ?parser, "following log");
+            let reader = if by_file {
+                crate::reader::Reader::File(Tailer::new(&PathBuf::from(path), pos))
+            } else {
+                crate::reader::Reader::Api(crate::api::ApiFollower::new(
+                    self.engine.clone(),
+                    &c.id,
+                    &c.name,
+                    pos,
+                ))
+            };
             followed.insert(
                 c.id.clone(),
                 Followed {
                     source: Arc::new(source),
                     parser: Arc::new(parser),
                     multiline,
-                    tailer: Tailer::new(&PathBuf::from(path), pos),
+                    reader,
                     gone: false,
                 },
             );

@@ -60,36 +60,43 @@ impl Joiner {
             .ok()
             .and_then(|t| t.timestamp_nanos_opt())
             .ok_or_else(|| BadRecord(format!("time {:?} is not RFC 3339", r.time)))?;
-        let complete = r.log.ends_with('\n');
-        let piece = r.log.strip_suffix('\n').unwrap_or(&r.log);
+        Ok(self.piece(&r.stream, time_ns, &r.log, offset))
+    }
+
+    /// Feeds one piece of output (`text` ends with `\n` when it ends its line) of `stream`,
+    /// written at `time_ns`, whose id within its source is `offset`; returns the line it
+    /// completes, if any. A line's time and offset are those of its first piece.
+    pub fn piece(&mut self, stream: &str, time_ns: i64, text: &str, offset: u64) -> Option<Line> {
+        let complete = text.ends_with('\n');
+        let piece = text.strip_suffix('\n').unwrap_or(text);
         let piece = piece.strip_suffix('\r').unwrap_or(piece);
-        let pending = self.pending.remove(&r.stream);
+        let pending = self.pending.remove(stream);
         let mut line = match pending {
             Some(p) => Line {
-                stream: r.stream.clone(),
+                stream: stream.to_owned(),
                 time_ns: p.time_ns,
                 text: p.text + piece,
                 offset: p.offset,
             },
             None => Line {
-                stream: r.stream.clone(),
+                stream: stream.to_owned(),
                 time_ns,
                 text: piece.to_owned(),
                 offset,
             },
         };
         if complete {
-            return Ok(Some(line));
+            return Some(line);
         }
         self.pending.insert(
-            r.stream,
+            stream.to_owned(),
             Pending {
                 text: std::mem::take(&mut line.text),
                 time_ns: line.time_ns,
                 offset: line.offset,
             },
         );
-        Ok(None)
+        None
     }
 
     /// The lines still waiting, as they are (a process that exited without a final newline).

@@ -2,11 +2,13 @@
 //! stored exactly once in an embedded, time-partitioned tantivy store, searchable with a small
 //! query language, and followed live.
 
+pub mod api;
 mod collect;
 pub mod jsonfile;
 pub mod multiline;
 pub mod parse;
 pub mod query;
+mod reader;
 pub mod sinks;
 pub mod store;
 pub mod tail;

@@ -26,6 +26,18 @@ pub struct Position {
     /// Multiline entries not complete yet, by stream.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub groups: BTreeMap<String, crate::multiline::Group>,
+    /// Read through the logs API (`inode` is then 0 and `offset` counts the pieces read): the
+    /// whole second (unix) a resumed stream starts from.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub api_since: i64,
+    /// How many pieces stamped at or after `api_since` were read: a stream resumed there
+    /// repeats them first.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub api_seen: u64,
+}
+
+fn is_zero<T: Default + PartialEq>(v: &T) -> bool {
+    *v == T::default()
 }
 
 fn is_default(j: &Joiner) -> bool {

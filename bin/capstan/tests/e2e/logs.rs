@@ -397,3 +397,74 @@ async fn own_engine_restart_loses_and_repeats_no_line() {
     drop(daemon);
     own.shutdown().await;
 }
+
+/// The `local` log driver keeps no json-file: capstan reads such containers through the logs
+/// API, resumes it by `since` after a kill -9 and skips the repeat, across a container restart.
+#[tokio::test]
+async fn another_log_driver_is_read_through_the_api_exactly_once() {
+    let engine = capstan_testkit::engine().await;
+    let name = unique("capt-local");
+    let mut daemon = only_logs_of(&engine, &name).await;
+    // 3 runs of 10,000 stdout lines, 1,000 stderr lines and one 40 KiB line, paced
+    let script = "i=0; while [ $i -lt 20 ]; do j=0; while [ $j -lt 500 ]; do \
+        echo \"api $i $j\"; j=$((j+1)); done; echo \"err $i\" >&2; echo \"err2 $i\" >&2; \
+        i=$((i+1)); sleep 0.1; done; \
+        head -c 40000 /dev/zero | tr '\\0' 'x'; echo; \
+        k=0; while [ $k -lt 960 ]; do echo \"late $k\" >&2; k=$((k+1)); done";
+    let spec = capstan_engine::ContainerSpec {
+        image: BUSYBOX.to_owned(),
+        cmd: Some(vec!["sh".into(), "-c".into(), script.into()]),
+        logging: Some(("local".into(), std::collections::BTreeMap::new())),
+        ..capstan_engine::ContainerSpec::default()
+    };
+    let id = engine.create_from_spec(&name, &spec).await.unwrap();
+    engine.start_container(&id).await.unwrap();
+    let container = format!("container:{name}");
+    let before = capstan_testkit::eventually(
+        Duration::from_mins(1),
+        "part of the first run stored",
+        || async {
+            let total = page(&daemon, &container, 1).await.total;
+            (total >= 1_000).then_some(total)
+        },
+    )
+    .await;
+    daemon.kill9().await;
+    eprintln!("killed with {before} of 11001 lines stored");
+    daemon.restart().await;
+    wait_for(&daemon, &container, 11_001, Duration::from_mins(2)).await;
+    // run it again twice: its log goes on
+    for run in 2..=3_u64 {
+        capstan_testkit::eventually(Duration::from_mins(1), "the run to end", || async {
+            let s = engine.container_status(&id).await.unwrap().unwrap();
+            (s.state == "exited").then_some(())
+        })
+        .await;
+        engine.start_container(&id).await.unwrap();
+        wait_for(&daemon, &container, 11_001 * run, Duration::from_mins(2)).await;
+    }
+    for (probe, n) in [
+        ("\"api 0 0\" stream:stdout", 3),
+        ("\"api 19 499\"", 3),
+        ("\"err 7\" stream:stderr", 3),
+        ("\"late 959\" stream:stderr", 3),
+        ("stream:stderr", 3 * 1_000),
+    ] {
+        assert_eq!(
+            page(&daemon, &format!("{container} {probe}"), 5)
+                .await
+                .total,
+            n,
+            "{probe}"
+        );
+    }
+    let long = page(&daemon, &format!("{container} stream:stdout -api"), 5).await;
+    assert_eq!(long.total, 3, "the long line, once a run");
+    assert!(
+        long.lines.iter().all(|l| l.raw.len() == 40_000),
+        "rejoined whole"
+    );
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_eq!(page(&daemon, &container, 1).await.total, 33_003);
+    engine.remove_container(&id, true).await.unwrap();
+}
