@@ -70,6 +70,7 @@ fn protected() -> Router<AppState> {
         .route("/api/v1/logs/histogram", get(routes::logs::histogram))
         .route("/api/v1/logs/stream", get(routes::logs::stream))
         .route("/api/v1/logs/stats", get(routes::logs::stats))
+        .route("/metrics", get(routes::metrics::metrics))
         .route("/api/v1/apps/{app}/plan", post(routes::apps::plan_app))
         .route("/api/v1/apps/{app}/deploy", post(routes::apps::deploy_app))
         .route(
@@ -155,6 +156,14 @@ mod tests {
         let (status, body) = call(app(&dir), "/api/v1/events", Some("secret")).await;
         assert_eq!(status, StatusCode::OK, "{body}");
         assert_eq!(body["events"], serde_json::json!([]));
+        let (status, _) = call(app(&dir), "/metrics", None).await;
+        assert_eq!(
+            status,
+            StatusCode::UNAUTHORIZED,
+            "metrics need the token too"
+        );
+        let (status, _) = call(app(&dir), "/metrics", Some("secret")).await;
+        assert_eq!(status, StatusCode::OK);
         let (status, body) = call(app(&dir), "/api/v1/health", None).await;
         assert_eq!(status, StatusCode::OK);
         assert_eq!(body["status"], "degraded");

@@ -66,6 +66,18 @@ async fn a_file_sink_gets_every_line_at_least_once_across_kill_9() {
     .await;
     let stats: serde_json::Value = daemon.get("/api/v1/logs/stats").await;
     assert_eq!(stats["sinks"][0]["name"], "archive", "{stats}");
+    // the same counters for Prometheus
+    let metrics = daemon.get_stream("/metrics").await.text().await.unwrap();
+    let sample = |name: &str| {
+        metrics
+            .lines()
+            .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.parse::<f64>().ok())
+            .unwrap_or_else(|| panic!("{name} missing from /metrics:\n{metrics}"))
+    };
+    assert!(sample("capstan_logs_last_seq") >= 40_000.0);
+    assert!(sample("capstan_logs_sink_shipped_total{sink=\"archive\"}") >= 0.0);
+    assert!(sample("capstan_logs_sink_rejected_total{sink=\"archive\"}") < 0.5);
+    assert!(metrics.contains("# TYPE capstan_logs_sink_shipped_total counter"));
     engine.remove_container(&id, true).await.unwrap();
 }
 

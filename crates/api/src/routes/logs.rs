@@ -33,7 +33,7 @@ impl std::fmt::Debug for LogsState {
     }
 }
 
-fn logs(state: &AppState) -> Result<&LogsState, ApiError> {
+pub(crate) fn logs(state: &AppState) -> Result<&LogsState, ApiError> {
     state.logs.as_ref().ok_or_else(|| {
         ApiError::new(
             Code::Internal,
@@ -71,7 +71,7 @@ fn compile(store: &Store, pairs: &Pairs) -> Result<Box<dyn capstan_logs::Query>,
     })
 }
 
-async fn blocking<T: Send + 'static>(
+pub(crate) async fn blocking<T: Send + 'static>(
     f: impl FnOnce() -> Result<T, capstan_logs::store::Error> + Send + 'static,
 ) -> Result<T, ApiError> {
     tokio::task::spawn_blocking(f)

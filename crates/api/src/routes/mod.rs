@@ -6,6 +6,7 @@ pub(crate) mod events;
 pub(crate) mod health;
 pub(crate) mod images;
 pub mod logs;
+pub(crate) mod metrics;
 
 use crate::{ApiError, Code};
 

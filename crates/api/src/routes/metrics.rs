@@ -1,0 +1,201 @@
+//! `GET /metrics`: capstan's own counters in the Prometheus text format (0.0.4). This version
+//! exposes the log pipeline and its sinks; container metrics join them with the metrics job.
+
+use std::fmt::Write;
+use std::sync::Arc;
+
+use axum::extract::{Query, State};
+use axum::http::header::CONTENT_TYPE;
+use axum::response::IntoResponse;
+
+use crate::params::{self, Pairs};
+use crate::routes::logs::{blocking, logs};
+use crate::{ApiError, AppState};
+
+const CONTENT: &str = "text/plain; version=0.0.4; charset=utf-8";
+
+/// A text exposition being written: each family's `# HELP` and `# TYPE`, then its samples.
+#[derive(Default)]
+pub(crate) struct Exposition(String);
+
+impl Exposition {
+    pub(crate) fn family(&mut self, name: &str, kind: &str, help: &str) {
+        let _ = writeln!(self.0, "# HELP {name} {help}");
+        let _ = writeln!(self.0, "# TYPE {name} {kind}");
+    }
+
+    pub(crate) fn sample(&mut self, name: &str, labels: &[(&str, &str)], value: f64) {
+        self.0.push_str(name);
+        if !labels.is_empty() {
+            self.0.push('{');
+            for (i, (k, v)) in labels.iter().enumerate() {
+                if i > 0 {
+                    self.0.push(',');
+                }
+                let _ = write!(self.0, "{k}=\"");
+                for c in v.chars() {
+                    match c {
+                        '\\' => self.0.push_str("\\\\"),
+                        '"' => self.0.push_str("\\\""),
+                        '\n' => self.0.push_str("\\n"),
+                        c => self.0.push(c),
+                    }
+                }
+                self.0.push('"');
+            }
+            self.0.push('}');
+        }
+        let _ = writeln!(self.0, " {value}");
+    }
+
+    /// A family with one sample and no labels.
+    pub(crate) fn single(&mut self, name: &str, kind: &str, help: &str, value: f64) {
+        self.family(name, kind, help);
+        self.sample(name, &[], value);
+    }
+}
+
+pub(crate) async fn metrics(
+    State(state): State<AppState>,
+    Query(pairs): Query<Pairs>,
+) -> Result<impl IntoResponse, ApiError> {
+    params::only(&pairs, &[])?;
+    let mut out = Exposition::default();
+    if let Ok(logs) = logs(&state) {
+        let last = *logs.committed.borrow();
+        let p = logs.stats.snapshot(last);
+        for (name, help, value) in [
+            (
+                "lines_read",
+                "Lines read from containers' logs.",
+                p.lines_read,
+            ),
+            ("bytes_read", "Bytes of log text read.", p.bytes_read),
+            (
+                "lines_parsed",
+                "Lines a parser found fields in.",
+                p.lines_parsed,
+            ),
+            (
+                "parse_failures",
+                "Lines the configured parser could not read (kept raw).",
+                p.parse_failures,
+            ),
+            (
+                "lines_stored",
+                "Lines committed to the embedded store.",
+                p.lines_stored,
+            ),
+            (
+                "bad_records",
+                "Records of a log file that were not the engine's JSON.",
+                p.bad_records,
+            ),
+            (
+                "rotated_away_files",
+                "Log files the engine deleted before capstan read them.",
+                p.rotated_away_files,
+            ),
+            ("commits", "Commits of the embedded store.", p.commits),
+            (
+                "store_errors",
+                "Failed writes to the embedded store (read again from the last commit).",
+                p.store_errors,
+            ),
+        ] {
+            out.single(
+                &format!("capstan_logs_{name}_total"),
+                "counter",
+                help,
+                value as f64,
+            );
+        }
+        out.single(
+            "capstan_logs_containers",
+            "gauge",
+            "Containers whose logs are followed.",
+            p.containers as f64,
+        );
+        out.single(
+            "capstan_logs_last_seq",
+            "gauge",
+            "Sequence number of the newest stored line.",
+            p.last_seq as f64,
+        );
+        out.single(
+            "capstan_logs_lag_seconds",
+            "gauge",
+            "Age of the newest stored line.",
+            p.lag_seconds,
+        );
+        let sinks: Vec<_> = logs.sinks.iter().map(|(n, s)| s.snapshot(n)).collect();
+        for (name, help, pick) in [
+            (
+                "shipped",
+                "Lines delivered by the sink.",
+                (|s| s.shipped) as fn(&capstan_logs::sinks::SinkSnapshot) -> u64,
+            ),
+            ("batches", "Batches delivered by the sink.", |s| s.batches),
+            ("failures", "Failed deliveries (each tried again).", |s| {
+                s.failures
+            }),
+            (
+                "retried",
+                "Lines sent again after the rest of their batch was taken.",
+                |s| s.retried,
+            ),
+            ("rejected", "Lines the server refused for good.", |s| {
+                s.rejected
+            }),
+        ] {
+            let metric = format!("capstan_logs_sink_{name}_total");
+            out.family(&metric, "counter", help);
+            for s in &sinks {
+                out.sample(&metric, &[("sink", &s.name)], pick(s) as f64);
+            }
+        }
+        out.family(
+            "capstan_logs_sink_behind",
+            "gauge",
+            "Store sequence numbers between the sink's cursor and the newest line.",
+        );
+        for s in &sinks {
+            out.sample(
+                "capstan_logs_sink_behind",
+                &[("sink", &s.name)],
+                last.saturating_sub(s.cursor) as f64,
+            );
+        }
+        let store = Arc::clone(&logs.store);
+        let partitions = blocking(move || Ok(store.partitions())).await?;
+        out.single(
+            "capstan_logs_store_partitions",
+            "gauge",
+            "Hourly partitions of the embedded store.",
+            partitions.len() as f64,
+        );
+        out.single(
+            "capstan_logs_store_bytes",
+            "gauge",
+            "Disk used by the embedded store.",
+            partitions.iter().map(|(_, _, b)| *b as f64).sum(),
+        );
+    }
+    Ok(([(CONTENT_TYPE, CONTENT)], out.0))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn label_values_are_escaped() {
+        let mut e = Exposition::default();
+        e.family("x_total", "counter", "An x.");
+        e.sample("x_total", &[("sink", "a\"b\\c\nd"), ("k", "v")], 3.0);
+        assert_eq!(
+            e.0,
+            "# HELP x_total An x.\n# TYPE x_total counter\nx_total{sink=\"a\\\"b\\\\c\\nd\",k=\"v\"} 3\n"
+        );
+    }
+}
