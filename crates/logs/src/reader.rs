@@ -27,17 +27,20 @@ impl Reader {
         }
     }
 
-    pub(crate) fn groups_mut(&mut self) -> &mut BTreeMap<String, crate::multiline::Group> {
+    fn position_mut(&mut self) -> &mut Position {
         match self {
-            Self::File(t) => t.groups_mut(),
-            Self::Api(a) => a.groups_mut(),
+            Self::File(t) => t.position_mut(),
+            Self::Api(a) => a.position_mut(),
         }
     }
 
+    /// Multiline entries being joined (kept in the position).
+    pub(crate) fn groups_mut(&mut self) -> &mut BTreeMap<String, crate::multiline::Group> {
+        &mut self.position_mut().groups
+    }
+
+    /// Lines whose last piece never came (the container is gone), as they are.
     pub(crate) fn flush(&mut self) -> Vec<Line> {
-        match self {
-            Self::File(t) => t.flush(),
-            Self::Api(a) => a.flush(),
-        }
+        self.position_mut().joiner.flush()
     }
 }

@@ -90,14 +90,10 @@ impl Tailer {
         &self.pos
     }
 
-    /// Multiline entries being joined (kept in the position).
-    pub fn groups_mut(&mut self) -> &mut BTreeMap<String, crate::multiline::Group> {
-        &mut self.pos.groups
-    }
-
-    /// Lines whose last piece never came (the container is gone), as they are.
-    pub fn flush(&mut self) -> Vec<Line> {
-        self.pos.joiner.flush()
+    /// The position, to change the parts of it that joining keeps (multiline groups,
+    /// waiting pieces).
+    pub fn position_mut(&mut self) -> &mut Position {
+        &mut self.pos
     }
 
     /// `path`, `path.1`, `path.2`, ...: the files the engine keeps, newest first.

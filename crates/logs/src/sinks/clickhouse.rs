@@ -7,13 +7,11 @@
 //! Works with ClickHouse 18.16 and later: no `DateTime64` (the ns time is its own column), no
 //! `LowCardinality`, no `async_insert` (capstan batches itself, 20,000 rows by default).
 
-use std::path::PathBuf;
-
 use capstan_model::LogLine;
 use serde::{Deserialize, Serialize};
 
-use super::http::{self, Auth};
-use super::{Delivery, Error, Secret};
+use super::http::{self, Auth, BasicAuth};
+use super::{Delivery, Error};
 
 /// `[[logs.sinks]]` with `type = "clickhouse"`.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
@@ -27,15 +25,9 @@ pub struct Config {
     /// The table (`capstan_logs`), created when missing.
     #[serde(default = "default_table")]
     pub table: String,
-    /// The user, when the server needs one.
+    /// Basic auth: `auth = { user = "...", password_file = "..." }`.
     #[serde(default)]
-    pub user: Option<String>,
-    /// Its password.
-    #[serde(default)]
-    pub password: Option<Secret>,
-    /// Or a file whose first line is the password.
-    #[serde(default)]
-    pub password_file: Option<PathBuf>,
+    pub auth: Option<BasicAuth>,
 }
 
 fn default_database() -> String {
@@ -108,11 +100,7 @@ impl Sink {
         Ok(Self {
             client: http::client()?,
             url: http::join(&config.endpoint, "/")?,
-            auth: Auth::basic(
-                config.user.as_ref(),
-                config.password.as_ref(),
-                config.password_file.as_deref(),
-            )?,
+            auth: Auth::basic(config.auth.as_ref())?,
             table: format!("`{}`.`{}`", config.database, config.table),
             ready: false,
         })

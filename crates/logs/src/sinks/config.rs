@@ -217,7 +217,7 @@ mod tests {
 
     #[test]
     fn secrets_stay_out_of_debug_output() {
-        let s = parse(r#"{"name":"es","type":"elasticsearch","endpoint":"http://h:9200","user":"elastic","password":"hunter2"}"#).unwrap();
+        let s = parse(r#"{"name":"es","type":"elasticsearch","endpoint":"http://h:9200","auth":{"user":"elastic","password":"hunter2"}}"#).unwrap();
         let shown = format!("{s:?}");
         assert!(!shown.contains("hunter2"), "{shown}");
         assert!(shown.contains("elastic"));

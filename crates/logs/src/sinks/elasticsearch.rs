@@ -5,13 +5,11 @@
 //! items that failed with 429 or 5xx are sent again; an item refused for good (a mapping
 //! conflict, 400) is counted as rejected and named in capstan's log.
 
-use std::path::PathBuf;
-
 use capstan_model::LogLine;
 use serde::Deserialize;
 use tracing::warn;
 
-use super::http::{self, Auth};
+use super::http::{self, Auth, BasicAuth};
 use super::{Delivery, Error, Secret};
 
 /// `[[logs.sinks]]` with `type = "elasticsearch"`.
@@ -24,16 +22,10 @@ pub struct Config {
     /// (`capstan-logs-%Y.%m.%d`).
     #[serde(default = "default_index")]
     pub index: String,
-    /// Basic auth user.
+    /// Basic auth: `auth = { user = "...", password_file = "..." }`.
     #[serde(default)]
-    pub user: Option<String>,
-    /// Its password.
-    #[serde(default)]
-    pub password: Option<Secret>,
-    /// Or a file whose first line is the password.
-    #[serde(default)]
-    pub password_file: Option<PathBuf>,
-    /// An API key (sent as `Authorization: ApiKey ...`) instead of a user.
+    pub auth: Option<BasicAuth>,
+    /// An API key (sent as `Authorization: ApiKey ...`) instead of `auth`.
     #[serde(default)]
     pub api_key: Option<Secret>,
 }
@@ -46,8 +38,8 @@ impl Config {
     pub(super) fn check(&self) -> Result<(), String> {
         http::endpoint(&self.endpoint).map_err(|e| format!("endpoint: {e}"))?;
         index_name(&self.index, 0).map_err(|e| format!("index: {e}"))?;
-        if self.api_key.is_some() && self.user.is_some() {
-            return Err("api_key: give either an api_key or a user, not both".into());
+        if self.api_key.is_some() && self.auth.is_some() {
+            return Err("api_key: give either an api_key or auth, not both".into());
         }
         Ok(())
     }
@@ -124,11 +116,7 @@ impl Sink {
                 name: "authorization".into(),
                 value: Secret::from(format!("ApiKey {}", key.expose())),
             },
-            None => Auth::basic(
-                config.user.as_ref(),
-                config.password.as_ref(),
-                config.password_file.as_deref(),
-            )?,
+            None => Auth::basic(config.auth.as_ref())?,
         };
         Ok(Self {
             client: http::client()?,

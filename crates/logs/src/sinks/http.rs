@@ -1,11 +1,12 @@
 //! What the network sinks share: one HTTP client with timeouts, authentication, and the
 //! reading of an answer into a body or an [`Error`] (status, `Retry-After`, permanence).
 
-use std::path::Path;
+use std::path::PathBuf;
 use std::time::Duration;
 
 use bytes::Bytes;
 use reqwest::header::{HeaderMap, RETRY_AFTER};
+use serde::Deserialize;
 
 use super::Error;
 use super::config::Secret;
@@ -34,29 +35,40 @@ pub(super) enum Auth {
     },
 }
 
+/// `auth = { user = "...", password = "..." }` (or `password_file`, whose first line is the
+/// password: keep it readable by capstan only).
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BasicAuth {
+    /// The user.
+    pub user: String,
+    /// Its password.
+    #[serde(default)]
+    pub password: Option<Secret>,
+    /// Or a file whose first line is the password.
+    #[serde(default)]
+    pub password_file: Option<PathBuf>,
+}
+
 impl Auth {
-    /// Basic auth from `user` and a password given inline or in a file.
-    pub(super) fn basic(
-        user: Option<&String>,
-        password: Option<&Secret>,
-        password_file: Option<&Path>,
-    ) -> Result<Self, Error> {
-        let password = match (password, password_file) {
-            (Some(p), _) => Some(p.clone()),
-            (None, Some(path)) => Some(Secret::from_file(path)?),
-            (None, None) => None,
+    /// Basic auth as configured, its password read from its file if need be.
+    pub(super) fn basic(config: Option<&BasicAuth>) -> Result<Self, Error> {
+        let Some(c) = config else {
+            return Ok(Self::None);
         };
-        Ok(match (user, password) {
-            (Some(user), password) => Self::Basic {
-                user: user.clone(),
-                password: password.unwrap_or_default(),
-            },
-            (None, Some(_)) => {
+        let password = match (&c.password, &c.password_file) {
+            (Some(_), Some(_)) => {
                 return Err(Error::Config(
-                    "a password needs a user (set user = \"...\")".into(),
+                    "auth: give password or password_file, not both".into(),
                 ));
             }
-            (None, None) => Self::None,
+            (Some(p), None) => p.clone(),
+            (None, Some(path)) => Secret::from_file(path)?,
+            (None, None) => Secret::default(),
+        };
+        Ok(Self::Basic {
+            user: c.user.clone(),
+            password,
         })
     }
 
@@ -245,11 +257,26 @@ mod tests {
     }
 
     #[test]
-    fn a_password_without_a_user_is_refused() {
-        assert!(matches!(
-            Auth::basic(None, Some(&Secret::from("x".to_owned())), None),
-            Err(Error::Config(_))
-        ));
-        assert!(matches!(Auth::basic(None, None, None), Ok(Auth::None)));
+    fn basic_auth_reads_its_password_file_and_refuses_two_passwords() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("pw");
+        std::fs::write(&file, "s3cret\nignored\n").unwrap();
+        let mut c = BasicAuth {
+            user: "u".into(),
+            password: None,
+            password_file: Some(file),
+        };
+        match Auth::basic(Some(&c)).unwrap() {
+            Auth::Basic { user, password } => {
+                assert_eq!((user.as_str(), password.expose()), ("u", "s3cret"));
+            }
+            other => panic!("{other:?}"),
+        }
+        c.password = Some(Secret::from("x".to_owned()));
+        assert!(matches!(Auth::basic(Some(&c)), Err(Error::Config(_))));
+        c.password_file = Some(dir.path().join("missing"));
+        c.password = None;
+        assert!(matches!(Auth::basic(Some(&c)), Err(Error::Config(_))));
+        assert!(matches!(Auth::basic(None), Ok(Auth::None)));
     }
 }

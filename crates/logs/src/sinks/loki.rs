@@ -2,14 +2,12 @@
 //! streams by a small set of low-cardinality labels (host, app, service, project, stream by
 //! default; never ids), each stream's values `[unix-ns string, raw line]` in time order.
 
-use std::collections::BTreeMap;
-use std::path::PathBuf;
-
 use capstan_model::LogLine;
 use serde::Deserialize;
+use std::collections::BTreeMap;
 
-use super::http::{self, Auth};
-use super::{Delivery, Error, Secret};
+use super::http::{self, Auth, BasicAuth};
+use super::{Delivery, Error};
 
 /// The labels a Loki stream may carry: each takes few values on a host. Container ids, line
 /// ids and parsed fields are not among them, for Loki's index would grow with each.
@@ -37,15 +35,9 @@ pub struct Config {
     /// The tenant (`X-Scope-OrgID`), for a multi-tenant Loki.
     #[serde(default)]
     pub tenant: Option<String>,
-    /// Basic auth user.
+    /// Basic auth: `auth = { user = "...", password_file = "..." }`.
     #[serde(default)]
-    pub user: Option<String>,
-    /// Its password.
-    #[serde(default)]
-    pub password: Option<Secret>,
-    /// Or a file whose first line is the password.
-    #[serde(default)]
-    pub password_file: Option<PathBuf>,
+    pub auth: Option<BasicAuth>,
 }
 
 fn default_labels() -> Vec<String> {
@@ -82,11 +74,7 @@ impl Sink {
         Ok(Self {
             client: http::client()?,
             url: http::join(&config.endpoint, "/loki/api/v1/push")?,
-            auth: Auth::basic(
-                config.user.as_ref(),
-                config.password.as_ref(),
-                config.password_file.as_deref(),
-            )?,
+            auth: Auth::basic(config.auth.as_ref())?,
             labels: config.labels.clone(),
             tenant: config.tenant.clone(),
         })

@@ -22,4 +22,5 @@ mod webhook;
 
 pub use config::{Kind, Secret, SinkConfig};
 pub use error::Error;
+pub use http::BasicAuth;
 pub use runner::{Delivery, SinkSnapshot, SinkStats, run};
