@@ -65,12 +65,15 @@ pub async fn run(opts: ServeOptions) -> Result<()> {
         capstan_logs::Store::open(&data.join("logs")).context("cannot open the log store")?,
     );
     let (committed, committed_rx) = tokio::sync::watch::channel(log_store.checkpoint().seq);
+    let (losses, lost_rx) = tokio::sync::mpsc::channel(64);
+    tokio::spawn(journal_losses(store.clone(), live.clone(), lost_rx));
     let collector = capstan_logs::Collector::new(
         engine.clone(),
         Arc::clone(&log_store),
         committed,
         file.logs.options(),
-    );
+    )
+    .with_losses(losses);
     let log_stats = collector.stats();
     if file.logs.collect.unwrap_or(true) {
         tokio::spawn(collector.run(shutdown.clone()));
@@ -270,4 +273,37 @@ fn ensure_token(path: &Path) -> Result<String> {
     file.sync_all()?;
     info!(path = %path.display(), "wrote a new admin token");
     Ok(token)
+}
+
+/// Journals each loss of log lines to rotation as a `capstan` event (`logs_rotated_away`).
+async fn journal_losses(
+    store: Store,
+    live: broadcast::Sender<capstan_model::Event>,
+    mut lost: tokio::sync::mpsc::Receiver<capstan_logs::RotatedAway>,
+) {
+    while let Some(loss) = lost.recv().await {
+        let attributes = std::collections::BTreeMap::from([
+            ("container".to_owned(), loss.container.clone()),
+            ("files".to_owned(), loss.files.to_string()),
+            (
+                "lines_estimated".to_owned(),
+                loss.lines_estimated.to_string(),
+            ),
+        ]);
+        let event = capstan_store::NewEvent::capstan(
+            "logs_rotated_away",
+            loss.container_id.clone(),
+            attributes,
+        );
+        match store
+            .write(move |tx| capstan_store::events::insert(tx, &event))
+            .await
+        {
+            Ok(Some(e)) => {
+                let _ = live.send(e);
+            }
+            Ok(None) => {}
+            Err(err) => warn!(error = %err, "cannot journal a loss of log lines"),
+        }
+    }
 }

@@ -277,25 +277,13 @@ impl Healer {
 
     /// Journals what the healer did as a `capstan` event (alert rules can use it).
     async fn record(&self, app: &str, service: &str, replica: u32, action: &str, detail: &str) {
-        let now = chrono::Utc::now().timestamp_nanos_opt().unwrap_or_default();
         let attributes = BTreeMap::from([
             ("app".to_owned(), app.to_owned()),
             ("service".to_owned(), service.to_owned()),
             ("replica".to_owned(), replica.to_string()),
             ("detail".to_owned(), detail.to_owned()),
         ]);
-        let event = NewEvent {
-            time_nano: now,
-            identity: 0,
-            kind: "capstan".into(),
-            action: action.into(),
-            actor: format!("{app}/{service}/{replica}"),
-            attributes,
-            scope: Some("local".into()),
-            image_id: None,
-            // not seen on the engine: capstan's own doing
-            inferred: true,
-        };
+        let event = NewEvent::capstan(action, format!("{app}/{service}/{replica}"), attributes);
         match self.store.write(move |tx| events::insert(tx, &event)).await {
             Ok(Some(e)) => {
                 let _ = self.live.send(e);

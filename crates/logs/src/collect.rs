@@ -79,6 +79,10 @@ pub struct Stats {
     pub parse_failures: AtomicU64,
     pub bad_records: AtomicU64,
     pub rotated_away_files: AtomicU64,
+    /// Lines in those files, estimated.
+    pub rotated_away_lines: AtomicU64,
+    /// Both, per container name.
+    pub rotated_away: std::sync::Mutex<BTreeMap<String, (u64, u64)>>,
     pub commits: AtomicU64,
     pub store_errors: AtomicU64,
     pub containers: AtomicU64,
@@ -96,6 +100,7 @@ pub struct StatsSnapshot {
     pub parse_failures: u64,
     pub bad_records: u64,
     pub rotated_away_files: u64,
+    pub rotated_away_lines: u64,
     pub commits: u64,
     pub store_errors: u64,
     pub containers: u64,
@@ -115,6 +120,7 @@ impl Stats {
             parse_failures: self.parse_failures.load(Ordering::Relaxed),
             bad_records: self.bad_records.load(Ordering::Relaxed),
             rotated_away_files: self.rotated_away_files.load(Ordering::Relaxed),
+            rotated_away_lines: self.rotated_away_lines.load(Ordering::Relaxed),
             commits: self.commits.load(Ordering::Relaxed),
             store_errors: self.store_errors.load(Ordering::Relaxed),
             containers: self.containers.load(Ordering::Relaxed),
@@ -126,6 +132,17 @@ impl Stats {
             },
         }
     }
+}
+
+/// Lines the engine rotated away from one container before capstan read them.
+#[derive(Debug, Clone, Serialize)]
+pub struct RotatedAway {
+    pub container_id: String,
+    pub container: String,
+    pub files: u64,
+    /// Estimated from the gap in engine time and the pace of the file after it (json-file
+    /// records carry no sequence numbers).
+    pub lines_estimated: u64,
 }
 
 /// Where a container's lines come from, stamped on each.
@@ -159,6 +176,7 @@ pub struct Collector {
     host: String,
     stats: Arc<Stats>,
     committed: watch::Sender<u64>,
+    losses: Option<tokio::sync::mpsc::Sender<RotatedAway>>,
 }
 
 impl std::fmt::Debug for Collector {
@@ -186,7 +204,15 @@ impl Collector {
             host,
             stats: Arc::default(),
             committed,
+            losses: None,
         }
+    }
+
+    /// Tells `tx` of every loss to rotation (the daemon journals each as an event).
+    #[must_use]
+    pub fn with_losses(mut self, tx: tokio::sync::mpsc::Sender<RotatedAway>) -> Self {
+        self.losses = Some(tx);
+        self
     }
 
     /// Its counters.
@@ -220,7 +246,8 @@ impl Collector {
             let mut work: Vec<(String, Followed)> = followed.drain().collect();
             let (work, lines, bad, lost, bytes) = tokio::task::spawn_blocking(move || {
                 let mut lines = Vec::new();
-                let (mut bad, mut lost, mut bytes) = (0, 0, 0);
+                let (mut bad, mut bytes) = (0, 0);
+                let mut lost: Vec<RotatedAway> = Vec::new();
                 let mut budget = ROUND_BYTES;
                 for (_, f) in &mut work {
                     if budget == 0 {
@@ -251,7 +278,14 @@ impl Collector {
                                 (batch.lines, batch.inodes) = joined.into_iter().unzip();
                             }
                             bad += batch.bad;
-                            lost += batch.lost_files;
+                            if batch.lost_files > 0 {
+                                lost.push(RotatedAway {
+                                    container_id: f.source.id.clone(),
+                                    container: f.source.name.clone(),
+                                    files: batch.lost_files,
+                                    lines_estimated: batch.lost_lines,
+                                });
+                            }
                             let n: usize = batch.lines.iter().map(|l| l.text.len()).sum();
                             bytes += n;
                             budget = budget.saturating_sub(n);
@@ -275,14 +309,8 @@ impl Collector {
             .unwrap_or_default();
             followed.extend(work);
             self.stats.bad_records.fetch_add(bad, Ordering::Relaxed);
-            self.stats
-                .rotated_away_files
-                .fetch_add(lost, Ordering::Relaxed);
-            if lost > 0 {
-                warn!(
-                    files = lost,
-                    "log files were rotated away before capstan read them"
-                );
+            for loss in lost {
+                self.rotated_away(loss);
             }
             if lines.is_empty() {
                 if uncommitted > 0 {
@@ -375,6 +403,32 @@ impl Collector {
         *uncommitted = 0;
         followed.clear();
         *positions = self.store.checkpoint().positions;
+    }
+
+    /// Counts a loss to rotation, says so, and passes it on.
+    fn rotated_away(&self, loss: RotatedAway) {
+        self.stats
+            .rotated_away_files
+            .fetch_add(loss.files, Ordering::Relaxed);
+        self.stats
+            .rotated_away_lines
+            .fetch_add(loss.lines_estimated, Ordering::Relaxed);
+        if let Ok(mut per) = self.stats.rotated_away.lock() {
+            let e = per.entry(loss.container.clone()).or_default();
+            e.0 += loss.files;
+            e.1 += loss.lines_estimated;
+        }
+        warn!(
+            container = %loss.container,
+            files = loss.files,
+            lines_estimated = loss.lines_estimated,
+            "the engine rotated log files away before capstan read them"
+        );
+        if let Some(tx) = &self.losses
+            && tx.try_send(loss).is_err()
+        {
+            debug!("the loss is counted but not journaled: the journal's queue is full");
+        }
     }
 
     /// Counts a commit and tells live tails.

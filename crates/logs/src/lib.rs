@@ -15,6 +15,6 @@ pub mod tail;
 
 pub use tantivy::query::Query;
 
-pub use collect::{Collector, Options, Rule, Stats, StatsSnapshot};
+pub use collect::{Collector, Options, RotatedAway, Rule, Stats, StatsSnapshot};
 pub use store::{Checkpoint, PartitionMeta, Store};
 pub use tail::{Position, Tailer};

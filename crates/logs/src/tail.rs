@@ -26,6 +26,9 @@ pub struct Position {
     /// Multiline entries not complete yet, by stream.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub groups: BTreeMap<String, crate::multiline::Group>,
+    /// The engine time of the last record read (ns), to tell how much a rotation took away.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub last_time_ns: i64,
     /// Read through the logs API (`inode` is then 0 and `offset` counts the pieces read): the
     /// whole second (unix) a resumed stream starts from.
     #[serde(default, skip_serializing_if = "is_zero")]
@@ -55,6 +58,8 @@ pub struct Batch {
     pub bad: u64,
     /// Files the engine rotated away (deleted) before they were read.
     pub lost_files: u64,
+    /// The lines those files held, estimated (see [`estimate_lost`]).
+    pub lost_lines: u64,
 }
 
 /// Follows one log file and its rotations.
@@ -129,14 +134,17 @@ impl Tailer {
         let (path, inode, offset) = match found {
             Some((p, ino)) => (p.clone(), *ino, self.pos.offset),
             None => {
-                if self.pos.inode != 0 {
-                    // the file we were reading is gone with whatever was left in it
-                    batch.lost_files += 1;
-                    self.pos.joiner = Joiner::default();
-                }
                 let Some((p, ino)) = chain.last() else {
                     return Ok(false);
                 };
+                if self.pos.inode != 0 {
+                    // the file we were reading is gone with whatever was left in it, and
+                    // maybe more files after it
+                    let (files, lines) = self.estimate_before(p);
+                    batch.lost_files += files.max(1);
+                    batch.lost_lines += lines;
+                    self.pos.joiner = Joiner::default();
+                }
                 (p.clone(), *ino, 0)
             }
         };
@@ -202,6 +210,7 @@ impl Tailer {
             self.pos.offset += (nl + 1) as u64;
             match self.pos.joiner.feed(record, offset) {
                 Ok(Some(line)) => {
+                    self.pos.last_time_ns = line.time_ns;
                     batch.lines.push(line);
                     batch.inodes.push(self.pos.inode);
                 }
@@ -228,7 +237,8 @@ impl Tailer {
         self.done.push(current);
         // the next newer file: the one just before ours in the chain, or (ours deleted) the
         // oldest one we have not read
-        let next = match chain.iter().position(|(_, ino)| *ino == current) {
+        let in_chain = chain.iter().position(|(_, ino)| *ino == current);
+        let next = match in_chain {
             Some(0) => return Ok(false),
             Some(i) => chain.get(i - 1).cloned(),
             None => chain
@@ -240,6 +250,13 @@ impl Tailer {
         let Some((path, inode)) = next else {
             return Ok(false);
         };
+        if in_chain.is_none() {
+            // ours was deleted while we read it: files between it and the oldest one kept
+            // may have gone unread
+            let (files, lines) = self.estimate_before(&path);
+            batch.lost_files += files;
+            batch.lost_lines += lines;
+        }
         let file = match File::open(&path) {
             Ok(f) => f,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(false),
@@ -253,5 +270,93 @@ impl Tailer {
         self.pos.inode = inode;
         self.pos.offset = 0;
         Ok(true)
+    }
+}
+
+impl Tailer {
+    /// What went between the last record read and the start of `next` (a whole rotated file,
+    /// or the live one), by `next`'s own pace.
+    fn estimate_before(&self, next: &Path) -> (u64, u64) {
+        if self.pos.last_time_ns == 0 {
+            return (0, 0);
+        }
+        std::fs::read(next).map_or((0, 0), |bytes| estimate_lost(self.pos.last_time_ns, &bytes))
+    }
+}
+
+/// The engine time of a json-file record, read without decoding the whole record.
+fn record_time(record: &[u8]) -> Option<i64> {
+    const KEY: &[u8] = b"\"time\":\"";
+    let at = record.windows(KEY.len()).rposition(|w| w == KEY)? + KEY.len();
+    let end = record[at..].iter().position(|b| *b == b'"')? + at;
+    chrono::DateTime::parse_from_rfc3339(std::str::from_utf8(&record[at..end]).ok()?)
+        .ok()?
+        .timestamp_nanos_opt()
+}
+
+/// How many files and lines were rotated away unread between a record at `last_ns` and the
+/// file `next` (its bytes), which came after them.
+///
+/// json-file records carry no sequence numbers, so this is an estimate: the gap in engine time
+/// between the two, at the pace `next` itself was written (lines per second, lines per file).
+/// A gap shorter than half of `next`'s own span is no loss (0, 0): the engine simply rotated
+/// between the two. A steady writer is estimated within a few percent; a bursty one less well.
+pub fn estimate_lost(last_ns: i64, next: &[u8]) -> (u64, u64) {
+    let mut times = next
+        .split(|b| *b == b'\n')
+        .filter(|r| !r.is_empty())
+        .filter_map(record_time);
+    let Some(first) = times.next() else {
+        return (0, 0);
+    };
+    let (count, newest) = times.fold((1_u64, first), |(n, _), t| (n + 1, t));
+    let gap = first - last_ns;
+    let span = newest - first;
+    if count < 2 || span <= 0 || gap <= 0 {
+        return (0, 0);
+    }
+    // the lines in the gap, less the one interval any two neighbouring lines have
+    let per_ns = (count - 1) as f64 / span as f64;
+    let lost = (gap as f64 * per_ns - 1.0).max(0.0);
+    if lost < count as f64 / 2.0 {
+        return (0, 0);
+    }
+    let files = (lost / count as f64).round().max(1.0);
+    (files as u64, lost.round() as u64)
+}
+
+#[cfg(test)]
+mod estimate_tests {
+    use super::*;
+
+    fn file(from_s: f64, lines: u64, per_s: f64) -> Vec<u8> {
+        let mut out = Vec::new();
+        for i in 0..lines {
+            let t = 1_796_000_000_000_000_000_i64 + ((from_s + i as f64 / per_s) * 1e9) as i64;
+            let time = capstan_model::nanos_to_datetime(t)
+                .to_rfc3339_opts(chrono::SecondsFormat::Nanos, true);
+            out.extend_from_slice(
+                format!("{{\"log\":\"line {i}\\n\",\"stream\":\"stdout\",\"time\":\"{time}\"}}\n")
+                    .as_bytes(),
+            );
+        }
+        out
+    }
+
+    #[test]
+    fn the_gap_before_the_next_file_is_counted_at_its_pace() {
+        let base = 1_796_000_000_000_000_000_i64;
+        // 1000 lines a second, 2000 a file: the last line read at 10 s, the next file from
+        // 16 s: 6 s, 6000 lines, 3 files gone
+        let next = file(16.0, 2000, 1000.0);
+        let (files, lines) = estimate_lost(base + 10_000_000_000, &next);
+        assert_eq!(files, 3);
+        assert!((5990..=6000).contains(&lines), "{lines}");
+        // the next file starts right after: nothing lost
+        let next = file(10.001, 2000, 1000.0);
+        assert_eq!(estimate_lost(base + 10_000_000_000, &next), (0, 0));
+        // nothing to judge by
+        assert_eq!(estimate_lost(base, b""), (0, 0));
+        assert_eq!(estimate_lost(base, &file(20.0, 1, 1.0)), (0, 0));
     }
 }

@@ -32,6 +32,26 @@ pub struct NewEvent {
     pub inferred: bool,
 }
 
+impl NewEvent {
+    /// An event of capstan's own doing (type `capstan`, now, not seen on the engine), which
+    /// alert rules can match like any other.
+    pub fn capstan(action: &str, actor: String, attributes: BTreeMap<String, String>) -> Self {
+        Self {
+            time_nano: std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_nanos() as i64),
+            identity: 0,
+            kind: "capstan".into(),
+            action: action.into(),
+            actor,
+            attributes,
+            scope: Some("local".into()),
+            image_id: None,
+            inferred: true,
+        }
+    }
+}
+
 /// Position in the newest-first order: `(time_nano, seq)` of the last event returned.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Cursor {

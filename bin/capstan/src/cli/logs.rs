@@ -51,6 +51,7 @@ pub async fn run(args: LogsArgs) -> Result<(), Failure> {
             "commits",
             "bad_records",
             "rotated_away_files",
+            "rotated_away_lines",
             "store_errors",
             "last_seq",
             "lag_seconds",

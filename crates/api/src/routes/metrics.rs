@@ -96,6 +96,11 @@ pub(crate) async fn metrics(
                 "Log files the engine deleted before capstan read them.",
                 p.rotated_away_files,
             ),
+            (
+                "rotated_away_lines",
+                "Lines in those files (estimated: json-file records carry no sequence numbers).",
+                p.rotated_away_lines,
+            ),
             ("commits", "Commits of the embedded store.", p.commits),
             (
                 "store_errors",
@@ -109,6 +114,21 @@ pub(crate) async fn metrics(
                 help,
                 value as f64,
             );
+        }
+        let per: Vec<(String, u64)> = logs
+            .stats
+            .rotated_away
+            .lock()
+            .map(|m| m.iter().map(|(k, v)| (k.clone(), v.1)).collect())
+            .unwrap_or_default();
+        let family = "capstan_logs_container_rotated_away_lines_total";
+        out.family(
+            family,
+            "counter",
+            "Lines the engine rotated away from a container before capstan read them (estimated).",
+        );
+        for (container, lines) in &per {
+            out.sample(family, &[("container", container)], *lines as f64);
         }
         out.single(
             "capstan_logs_containers",
