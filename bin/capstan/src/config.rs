@@ -45,6 +45,10 @@ pub struct Logs {
     /// Container labels copied onto every line.
     #[serde(default)]
     pub labels: Vec<String>,
+    /// What the log pipeline may hold in memory under a flood (`128MiB`, at least `64MiB`);
+    /// beyond it, reading slows down and the engine's log file holds the rest.
+    #[serde(default)]
+    pub memory: Option<String>,
     /// `auto` (the default: a container's json-file when capstan can open it, else the
     /// engine's logs API) or `api` (always the logs API).
     #[serde(default)]
@@ -99,6 +103,13 @@ impl Logs {
             capstan_deploy::units::size_bytes(m)
                 .map_err(|e| anyhow::anyhow!("logs.max_size: {e}"))?;
         }
+        if let Some(m) = &self.memory {
+            let bytes = capstan_deploy::units::size_bytes(m)
+                .map_err(|e| anyhow::anyhow!("logs.memory: {e}"))?;
+            if bytes < 64 * 1024 * 1024 {
+                anyhow::bail!("logs.memory: {m:?} is below the least the pipeline needs (64MiB)");
+            }
+        }
         match self.source.as_deref() {
             None | Some("auto" | "api") => {}
             Some(other) => anyhow::bail!("logs.source: {other:?} is not auto or api"),
@@ -130,6 +141,11 @@ impl Logs {
             containers: self.containers.clone(),
             labels: self.labels.clone(),
             api_only: self.source.as_deref() == Some("api"),
+            memory: self
+                .memory
+                .as_deref()
+                .and_then(|m| capstan_deploy::units::size_bytes(m).ok())
+                .map_or(0, |b| b.max(0) as usize),
             rules: self
                 .rules
                 .iter()
@@ -200,6 +216,26 @@ mod tests {
         let c = Config::parse("[logs]\nretention = \"3d\"\nmax_size = \"512MiB\"\n").unwrap();
         assert_eq!(c.logs.retention_ns(), Some(3 * 86_400_000_000_000));
         assert_eq!(c.logs.max_bytes(), Some(512 * 1024 * 1024));
+        for bad in [
+            "memory = \"16MiB\"",
+            "memory = \"lots\"",
+            "source = \"socket\"",
+        ] {
+            let err = format!(
+                "{:#}",
+                Config::parse(&format!("[logs]\n{bad}\n")).unwrap_err()
+            );
+            let key = bad.split(' ').next().unwrap();
+            assert!(err.contains(&format!("logs.{key}")), "{err}");
+        }
+        assert_eq!(
+            Config::parse("[logs]\nmemory = \"256MiB\"\n")
+                .unwrap()
+                .logs
+                .options()
+                .writer_memory(),
+            64 * 1024 * 1024
+        );
         let err = Config::parse("[logs]\nretention = \"forever\"\n").unwrap_err();
         assert!(format!("{err:#}").contains("logs.retention"), "{err:#}");
         assert!(Config::parse("[logs]\nkeep = \"1d\"\n").is_err());

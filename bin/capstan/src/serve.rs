@@ -65,13 +65,15 @@ pub async fn run(opts: ServeOptions) -> Result<()> {
         capstan_logs::Store::open(&data.join("logs")).context("cannot open the log store")?,
     );
     let (committed, committed_rx) = tokio::sync::watch::channel(log_store.checkpoint().seq);
+    let log_options = file.logs.options();
+    log_store.set_writer_memory(log_options.writer_memory());
     let (losses, lost_rx) = tokio::sync::mpsc::channel(64);
     tokio::spawn(journal_losses(store.clone(), live.clone(), lost_rx));
     let collector = capstan_logs::Collector::new(
         engine.clone(),
         Arc::clone(&log_store),
         committed,
-        file.logs.options(),
+        log_options,
     )
     .with_losses(losses);
     let log_stats = collector.stats();

@@ -24,9 +24,11 @@ const DISCOVER_EVERY: Duration = Duration::from_secs(1);
 /// How long the collector sleeps when no container wrote anything.
 const IDLE: Duration = Duration::from_millis(200);
 /// Bytes read per container per round: with the commit after each round, this bounds memory.
-const ROUND_BYTES_PER_CONTAINER: usize = 1024 * 1024;
+const MAX_ROUND_BYTES_PER_CONTAINER: usize = 1024 * 1024;
 /// Bytes read per round in all.
-const ROUND_BYTES: usize = 8 * 1024 * 1024;
+const MAX_ROUND_BYTES: usize = 8 * 1024 * 1024;
+/// The memory the log pipeline may use by default (`[logs] memory`).
+pub const DEFAULT_MEMORY: usize = 128 * 1024 * 1024;
 /// How often a flood is committed (each commit makes what it covers durable and visible).
 const COMMIT_EVERY: Duration = Duration::from_secs(2);
 
@@ -57,6 +59,31 @@ pub struct Options {
     /// Read every container through the engine's logs API, even when its json-file could be
     /// opened (`[logs] source = "api"`).
     pub api_only: bool,
+    /// What the pipeline may hold in memory (`[logs] memory`; [`DEFAULT_MEMORY`] when 0): a
+    /// quarter for the index writer's heap, a thirty-second for each read round (its lines grow
+    /// several times over on their way into the store), the rest for merges and the
+    /// allocator's slack.
+    pub memory: usize,
+}
+
+impl Options {
+    fn memory(&self) -> usize {
+        if self.memory == 0 {
+            DEFAULT_MEMORY
+        } else {
+            self.memory
+        }
+    }
+
+    /// Bytes of log text read per round, in all.
+    fn round_bytes(&self) -> usize {
+        (self.memory() / 32).clamp(256 * 1024, MAX_ROUND_BYTES)
+    }
+
+    /// The index writer's heap.
+    pub fn writer_memory(&self) -> usize {
+        self.memory() / 4
+    }
 }
 
 fn glob(pattern: Option<&String>, value: &str) -> bool {
@@ -244,16 +271,18 @@ impl Collector {
             }
             // read a round (blocking file I/O)
             let mut work: Vec<(String, Followed)> = followed.drain().collect();
+            let round_bytes = self.options.round_bytes();
+            let per_container = MAX_ROUND_BYTES_PER_CONTAINER.min(round_bytes / 4);
             let (work, lines, bad, lost, bytes) = tokio::task::spawn_blocking(move || {
                 let mut lines = Vec::new();
                 let (mut bad, mut bytes) = (0, 0);
                 let mut lost: Vec<RotatedAway> = Vec::new();
-                let mut budget = ROUND_BYTES;
+                let mut budget = round_bytes;
                 for (_, f) in &mut work {
                     if budget == 0 {
                         break;
                     }
-                    match f.reader.read(ROUND_BYTES_PER_CONTAINER.min(budget)) {
+                    match f.reader.read(per_container.min(budget)) {
                         Ok(mut batch) => {
                             let flush_all = f.gone && batch.lines.is_empty();
                             if flush_all {
@@ -362,7 +391,7 @@ impl Collector {
                 .unwrap_or_default();
             // under a flood, rounds are full and commits come once a second; when caught up,
             // at once (a live tail sees the line right away)
-            let due = bytes < ROUND_BYTES / 2 || last_commit.elapsed() >= COMMIT_EVERY;
+            let due = bytes < round_bytes / 2 || last_commit.elapsed() >= COMMIT_EVERY;
             let count = entries.len() as u64;
             let result = tokio::task::spawn_blocking(move || {
                 store.add(entries, positions_now, now)?;

@@ -139,6 +139,7 @@ pub struct Store {
     schema: Schema,
     pub(crate) f: Fields,
     inner: Mutex<Inner>,
+    writer_memory: std::sync::atomic::AtomicUsize,
 }
 
 impl std::fmt::Debug for Store {
@@ -149,8 +150,10 @@ impl std::fmt::Debug for Store {
     }
 }
 
-/// The memory the writer may use before it flushes a segment.
+/// The memory the writer may use before it flushes a segment, unless told otherwise.
 const WRITER_MEMORY: usize = 32 * 1024 * 1024;
+/// tantivy's least heap for a writer thread.
+const MIN_WRITER_MEMORY: usize = 15_000_000;
 /// How many segments of a size are merged at once.
 const MERGE_WIDTH: usize = 16;
 
@@ -209,7 +212,15 @@ impl Store {
                 checkpoint,
                 pending: None,
             }),
+            writer_memory: std::sync::atomic::AtomicUsize::new(WRITER_MEMORY),
         })
+    }
+
+    /// The heap of the index writer made next (at least tantivy's 15 MB); a bound on the
+    /// store's memory under a flood.
+    pub fn set_writer_memory(&self, bytes: usize) {
+        self.writer_memory
+            .store(bytes, std::sync::atomic::Ordering::Relaxed);
     }
 
     /// Parses a query in the log query language (see [`crate::query`]) for this store.
@@ -309,7 +320,12 @@ impl Store {
                 })?;
             let writer: IndexWriter = p
                 .index
-                .writer_with_num_threads(1, WRITER_MEMORY)
+                .writer_with_num_threads(
+                    1,
+                    self.writer_memory
+                        .load(std::sync::atomic::Ordering::Relaxed)
+                        .max(MIN_WRITER_MEMORY),
+                )
                 .map_err(|e| self.err(e))?;
             // log data is written once and never deleted line by line: merge in wider steps,
             // so a flood is not rewritten over and over

@@ -589,3 +589,54 @@ async fn lines_rotated_away_while_capstan_is_stopped_are_counted() {
     );
     engine.remove_container(&id, true).await.unwrap();
 }
+
+/// A container writing as fast as it can does not push capstan's memory past `[logs] memory`:
+/// reading slows down and the json-file holds the rest. Measured as `RssAnon` (heap, not the
+/// index files capstan maps), sampled through the whole flood.
+#[tokio::test]
+async fn a_flood_stays_within_the_configured_memory() {
+    const MIB: u64 = 1024;
+    let engine = capstan_testkit::engine().await;
+    let name = unique("capt-mem");
+    let daemon = Daemon::start_with(
+        bin(),
+        engine.host(),
+        &format!("[logs]\ncontainers = [\"{name}\"]\nmemory = \"64MiB\"\n"),
+    )
+    .await;
+    let pid = daemon.pid().unwrap();
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let before = capstan_testkit::procfs::rss_anon_kib(pid);
+    // ~300-byte lines, as fast as the shell goes
+    let id = run_container(
+        &engine,
+        &name,
+        "i=0; while [ $i -lt 150000 ]; do echo \"mem $i aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa\"; i=$((i+1)); done; sleep 3600",
+    )
+    .await;
+    let container = format!("container:{name}");
+    let mut peak = before;
+    let deadline = tokio::time::Instant::now() + Duration::from_mins(4);
+    loop {
+        peak = peak.max(capstan_testkit::procfs::rss_anon_kib(pid));
+        if page(&daemon, &container, 1).await.total == 150_000 {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the flood was not stored in time"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    eprintln!(
+        "RssAnon before {} MiB, peak {} MiB",
+        before / MIB,
+        peak / MIB
+    );
+    assert!(
+        peak - before <= 64 * MIB,
+        "the pipeline grew by {} MiB, more than its 64 MiB",
+        (peak - before) / MIB
+    );
+    engine.remove_container(&id, true).await.unwrap();
+}
