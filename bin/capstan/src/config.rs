@@ -45,7 +45,7 @@ pub struct Logs {
     /// Container labels copied onto every line.
     #[serde(default)]
     pub labels: Vec<String>,
-    /// What the log pipeline may hold in memory under a flood (`128MiB`, at least `64MiB`);
+    /// What the log pipeline may hold in memory under a flood (`128MiB`, at least `96MiB`);
     /// beyond it, reading slows down and the engine's log file holds the rest.
     #[serde(default)]
     pub memory: Option<String>,
@@ -106,8 +106,8 @@ impl Logs {
         if let Some(m) = &self.memory {
             let bytes = capstan_deploy::units::size_bytes(m)
                 .map_err(|e| anyhow::anyhow!("logs.memory: {e}"))?;
-            if bytes < 64 * 1024 * 1024 {
-                anyhow::bail!("logs.memory: {m:?} is below the least the pipeline needs (64MiB)");
+            if bytes < 96 * 1024 * 1024 {
+                anyhow::bail!("logs.memory: {m:?} is below the least the pipeline needs (96MiB)");
             }
         }
         match self.source.as_deref() {

@@ -61,7 +61,8 @@ pub struct Options {
     pub api_only: bool,
     /// What the pipeline may hold in memory (`[logs] memory`; [`DEFAULT_MEMORY`] when 0): a
     /// quarter for the index writer's heap, a thirty-second for each read round (its lines grow
-    /// several times over on their way into the store), the rest for merges and the
+    /// several times over on their way into the store), the rest for the writer's queue (up to
+    /// 10,000 lines waiting to be indexed, a fixed size in tantivy), merges and the
     /// allocator's slack.
     pub memory: usize,
 }

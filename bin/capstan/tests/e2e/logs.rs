@@ -475,14 +475,16 @@ async fn another_log_driver_is_read_through_the_api_exactly_once() {
 /// steady writer is estimated within 10% here. Nothing read is lost or repeated.
 #[tokio::test]
 async fn lines_rotated_away_while_capstan_is_stopped_are_counted() {
-    const RUNS: u64 = 80;
+    const RUNS: u64 = 200;
     let engine = capstan_testkit::engine().await;
     let name = unique("capt-lost");
     let daemon = only_logs_of(&engine, &name).await;
-    // ~110 bytes a record, 1,000 records a run, steady: a 1 MiB file every ~10 runs
+    // ~300 bytes a record, 100 records a run, the pace set by the sleeps (steady also when
+    // the machine is busy): a 1 MiB file every ~35 runs, ~6 in all
+    let pad = "p".repeat(200);
     let script = format!(
-        "i=0; while [ $i -lt {RUNS} ]; do j=0; while [ $j -lt 1000 ]; do \
-        echo \"lost $i $j padding-padding-padding-padding-padding\"; j=$((j+1)); done; \
+        "i=0; while [ $i -lt {RUNS} ]; do j=0; while [ $j -lt 100 ]; do \
+        echo \"lost $i $j {pad}\"; j=$((j+1)); done; \
         i=$((i+1)); sleep 0.05; done; echo written-all; sleep 3600"
     );
     let spec = capstan_engine::ContainerSpec {
@@ -506,7 +508,7 @@ async fn lines_rotated_away_while_capstan_is_stopped_are_counted() {
         .to_owned();
     let container = format!("container:{name}");
     capstan_testkit::eventually(Duration::from_mins(1), "the first lines", || async {
-        (page(&daemon, &container, 1).await.total >= 2_000).then_some(())
+        (page(&daemon, &container, 1).await.total >= 500).then_some(())
     })
     .await;
     let pid = daemon.pid().unwrap().to_string();
@@ -533,7 +535,7 @@ async fn lines_rotated_away_while_capstan_is_stopped_are_counted() {
     )
     .await;
     signal("-CONT").await;
-    let written = RUNS * 1_000 + 1;
+    let written = RUNS * 100 + 1;
     capstan_testkit::eventually(Duration::from_mins(1), "the last line stored", || async {
         (page(&daemon, &format!("{container} written-all"), 1)
             .await
@@ -551,14 +553,14 @@ async fn lines_rotated_away_while_capstan_is_stopped_are_counted() {
     eprintln!(
         "written {written}, stored {stored}, lost {lost}; estimated {estimated} in {files} files"
     );
-    assert!(lost > 10_000, "the pause was meant to lose files: {lost}");
+    assert!(lost > 3_000, "the pause was meant to lose files: {lost}");
     assert!(files >= 1);
     assert!(
         estimated.abs_diff(lost) * 10 <= lost,
         "estimated {estimated} for {lost} lost"
     );
     // what was read is there once: the first lines and the last ones
-    for probe in ["\"lost 0 0 \"", "\"lost 79 999 \""] {
+    for probe in ["\"lost 0 0 \"", "\"lost 199 99 \""] {
         assert_eq!(
             page(&daemon, &format!("{container} {probe}"), 5)
                 .await
@@ -601,7 +603,7 @@ async fn a_flood_stays_within_the_configured_memory() {
     let daemon = Daemon::start_with(
         bin(),
         engine.host(),
-        &format!("[logs]\ncontainers = [\"{name}\"]\nmemory = \"64MiB\"\n"),
+        &format!("[logs]\ncontainers = [\"{name}\"]\nmemory = \"96MiB\"\n"),
     )
     .await;
     let pid = daemon.pid().unwrap();
@@ -634,8 +636,8 @@ async fn a_flood_stays_within_the_configured_memory() {
         peak / MIB
     );
     assert!(
-        peak - before <= 64 * MIB,
-        "the pipeline grew by {} MiB, more than its 64 MiB",
+        peak - before <= 96 * MIB,
+        "the pipeline grew by {} MiB, more than its 96 MiB",
         (peak - before) / MIB
     );
     engine.remove_container(&id, true).await.unwrap();
