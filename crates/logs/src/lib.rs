@@ -1,6 +1,8 @@
-//! The log job: every line of every container, read from the engine's `json-file` logs,
-//! stored exactly once in an embedded, time-partitioned tantivy store, searchable with a small
-//! query language, and followed live.
+//! The log job: every line of every container, read from the engine's `json-file` logs (or
+//! its logs API for other drivers and remote engines), stored exactly once in an embedded,
+//! time-partitioned tantivy store, searchable with a small query language, followed live, and
+//! shipped at-least-once by sinks with cursors of their own. It never saves a read position
+//! before the lines it covers are durable, and never serves HTTP itself.
 
 pub mod api;
 mod collect;
