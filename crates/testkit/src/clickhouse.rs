@@ -107,31 +107,31 @@ impl ClickHouse {
 
     /// Runs `sql` and returns the answer's text; panics with the server's message on error.
     pub async fn query(&self, sql: &str) -> String {
-        let resp = self
-            .http
-            .post(format!("{}/", self.endpoint()))
-            .body(sql.to_owned())
-            .send()
-            .await
-            .unwrap();
-        let status = resp.status();
-        let text = resp.text().await.unwrap();
-        assert!(status.is_success(), "clickhouse: {sql}: {status}: {text}");
-        text
+        match self.run(sql).await {
+            Ok(text) => text,
+            Err(e) => panic!("clickhouse: {sql}: {e}"),
+        }
     }
 
     /// Runs `sql`; `None` when the server says no (a table not there yet, say).
     pub async fn query_lenient(&self, sql: &str) -> Option<String> {
+        self.run(sql).await.ok()
+    }
+
+    async fn run(&self, sql: &str) -> Result<String, String> {
         let resp = self
             .http
             .post(format!("{}/", self.endpoint()))
             .body(sql.to_owned())
             .send()
             .await
-            .ok()?;
-        if !resp.status().is_success() {
-            return None;
+            .map_err(|e| e.to_string())?;
+        let status = resp.status();
+        let text = resp.text().await.map_err(|e| e.to_string())?;
+        if status.is_success() {
+            Ok(text)
+        } else {
+            Err(format!("{status}: {text}"))
         }
-        resp.text().await.ok()
     }
 }

@@ -58,6 +58,12 @@ async fn wait_for(daemon: &Daemon, q: &str, n: u64, timeout: Duration) {
     .await;
 }
 
+/// Nothing more arrives later either: `q` still matches `n` lines a while after.
+async fn stays_at(daemon: &Daemon, q: &str, n: u64) {
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_eq!(page(daemon, q, 1).await.total, n, "{q}");
+}
+
 #[tokio::test]
 async fn lines_are_stored_once_rejoined_and_searchable() {
     let engine = capstan_testkit::engine().await;
@@ -136,8 +142,7 @@ async fn lines_are_stored_once_rejoined_and_searchable() {
 
     // a removed container's lines stay searchable
     engine.remove_container(&id, true).await.unwrap();
-    tokio::time::sleep(Duration::from_secs(2)).await;
-    assert_eq!(page(&daemon, &container, 1).await.total, 13);
+    stays_at(&daemon, &container, 13).await;
 }
 
 #[tokio::test]
@@ -183,9 +188,7 @@ async fn a_flood_lands_exactly_once_across_kill_9() {
             "{probe}"
         );
     }
-    // nothing more arrives later either
-    tokio::time::sleep(Duration::from_secs(2)).await;
-    assert_eq!(page(&daemon, &container, 1).await.total, 200_000);
+    stays_at(&daemon, &container, 200_000).await;
     engine.remove_container(&id, true).await.unwrap();
 }
 
@@ -330,8 +333,7 @@ async fn rotation_and_container_restarts_lose_and_repeat_nothing() {
     }
     let stats: serde_json::Value = daemon.get("/api/v1/logs/stats").await;
     assert_eq!(stats["pipeline"]["rotated_away_files"], 0, "{stats}");
-    tokio::time::sleep(Duration::from_secs(2)).await;
-    assert_eq!(page(&daemon, &container, 1).await.total, 80_000);
+    stays_at(&daemon, &container, 80_000).await;
     engine.remove_container(&id, true).await.unwrap();
 }
 
@@ -385,8 +387,7 @@ async fn own_engine_restart_loses_and_repeats_no_line() {
     let written = std::fs::read_to_string(&log_path).unwrap().lines().count() as u64;
     assert!(written > 1500, "two runs wrote {written} lines");
     wait_for(&daemon, &container, written, Duration::from_mins(1)).await;
-    tokio::time::sleep(Duration::from_secs(2)).await;
-    assert_eq!(page(&daemon, &container, 1).await.total, written);
+    stays_at(&daemon, &container, written).await;
     assert_eq!(
         page(&daemon, &format!("{container} \"eng 1499\""), 5)
             .await
@@ -464,8 +465,7 @@ async fn another_log_driver_is_read_through_the_api_exactly_once() {
         long.lines.iter().all(|l| l.raw.len() == 40_000),
         "rejoined whole"
     );
-    tokio::time::sleep(Duration::from_secs(2)).await;
-    assert_eq!(page(&daemon, &container, 1).await.total, 33_003);
+    stays_at(&daemon, &container, 33_003).await;
     engine.remove_container(&id, true).await.unwrap();
 }
 
