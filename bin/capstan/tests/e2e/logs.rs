@@ -58,6 +58,23 @@ async fn wait_for(daemon: &Daemon, q: &str, n: u64, timeout: Duration) {
     .await;
 }
 
+/// A container running `script` whose json-file rotates at 1 MiB, keeping 3 files.
+async fn create_rotating(engine: &capstan_engine::Engine, name: &str, script: &str) -> String {
+    let spec = capstan_engine::ContainerSpec {
+        image: BUSYBOX.to_owned(),
+        cmd: Some(vec!["sh".into(), "-c".into(), script.into()]),
+        logging: Some((
+            "json-file".into(),
+            std::collections::BTreeMap::from([
+                ("max-size".to_owned(), "1m".to_owned()),
+                ("max-file".to_owned(), "3".to_owned()),
+            ]),
+        )),
+        ..capstan_engine::ContainerSpec::default()
+    };
+    engine.create_from_spec(name, &spec).await.unwrap()
+}
+
 /// Nothing more arrives later either: `q` still matches `n` lines a while after.
 async fn stays_at(daemon: &Daemon, q: &str, n: u64) {
     tokio::time::sleep(Duration::from_secs(2)).await;
@@ -298,19 +315,7 @@ async fn rotation_and_container_restarts_lose_and_repeat_nothing() {
     let script = "i=0; while [ $i -lt 40 ]; do j=0; while [ $j -lt 1000 ]; do \
         echo \"rot $i $j padding-padding-padding-padding-padding\"; j=$((j+1)); done; \
         i=$((i+1)); sleep 0.2; done";
-    let spec = capstan_engine::ContainerSpec {
-        image: BUSYBOX.to_owned(),
-        cmd: Some(vec!["sh".into(), "-c".into(), script.into()]),
-        logging: Some((
-            "json-file".into(),
-            std::collections::BTreeMap::from([
-                ("max-size".to_owned(), "1m".to_owned()),
-                ("max-file".to_owned(), "3".to_owned()),
-            ]),
-        )),
-        ..capstan_engine::ContainerSpec::default()
-    };
-    let id = engine.create_from_spec(&name, &spec).await.unwrap();
+    let id = create_rotating(&engine, &name, script).await;
     engine.start_container(&id).await.unwrap();
     let container = format!("container:{name}");
     wait_for(&daemon, &container, 40_000, Duration::from_mins(2)).await;
@@ -487,19 +492,7 @@ async fn lines_rotated_away_while_capstan_is_stopped_are_counted() {
         echo \"lost $i $j {pad}\"; j=$((j+1)); done; \
         i=$((i+1)); sleep 0.05; done; echo written-all; sleep 3600"
     );
-    let spec = capstan_engine::ContainerSpec {
-        image: BUSYBOX.to_owned(),
-        cmd: Some(vec!["sh".into(), "-c".into(), script]),
-        logging: Some((
-            "json-file".into(),
-            std::collections::BTreeMap::from([
-                ("max-size".to_owned(), "1m".to_owned()),
-                ("max-file".to_owned(), "3".to_owned()),
-            ]),
-        )),
-        ..capstan_engine::ContainerSpec::default()
-    };
-    let id = engine.create_from_spec(&name, &spec).await.unwrap();
+    let id = create_rotating(&engine, &name, &script).await;
     engine.start_container(&id).await.unwrap();
     // (known once the container runs)
     let log_path = engine.inspect_container_json(&id).await.unwrap()["LogPath"]
