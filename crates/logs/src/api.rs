@@ -127,6 +127,7 @@ impl ApiFollower {
                 Item::Ended => {}
             }
         }
+        batch.more = bytes >= max_bytes;
         batch
     }
 

@@ -10,13 +10,13 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use capstan_engine::Engine;
-use capstan_model::LogLine;
 use serde::Serialize;
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 
-use crate::store::Store;
+use crate::origin::Origin;
+use crate::store::{Entry, Store};
 use crate::tail::{Position, Tailer};
 
 /// How often the container list is refreshed.
@@ -173,27 +173,43 @@ pub struct RotatedAway {
     pub lines_estimated: u64,
 }
 
-/// Where a container's lines come from, stamped on each.
-#[derive(Debug, Clone, Default)]
-struct Source {
-    id: String,
-    name: String,
-    image: String,
-    image_id: String,
-    app: String,
-    service: String,
-    replica: Option<u32>,
-    project: String,
-    labels: BTreeMap<String, String>,
-}
-
 struct Followed {
-    source: Arc<Source>,
-    parser: Arc<crate::parse::Parser>,
-    multiline: Option<Arc<crate::multiline::Multiline>>,
+    /// Where its lines come from, per stream (the store keeps each once).
+    stdout: Arc<Origin>,
+    stderr: Arc<Origin>,
+    parser: crate::parse::Parser,
+    multiline: Option<crate::multiline::Multiline>,
     reader: crate::reader::Reader,
     /// The container is gone: drop it once everything is read.
     gone: bool,
+}
+
+impl Followed {
+    /// `line` of this container, parsed and ready for the store.
+    fn entry(&mut self, line: crate::jsonfile::Line, inode: u64, stats: &Stats) -> Entry {
+        let parsed = self.parser.parse(&line.text);
+        if parsed.failed {
+            stats.parse_failures.fetch_add(1, Ordering::Relaxed);
+        } else if !parsed.fields.is_empty() {
+            stats.lines_parsed.fetch_add(1, Ordering::Relaxed);
+        }
+        let origin = match line.stream.as_str() {
+            "stdout" => Arc::clone(&self.stdout),
+            "stderr" => Arc::clone(&self.stderr),
+            other => Arc::new(self.stdout.with_stream(other)),
+        };
+        let cid = &origin.container_id;
+        Entry {
+            id: format!("{}:{inode}:{}", &cid[..cid.len().min(12)], line.offset),
+            origin,
+            time_nano: line.time_ns,
+            raw: line.text,
+            message: parsed.message.unwrap_or_default(),
+            level: parsed.level,
+            fields: parsed.fields,
+            parse_error: parsed.failed,
+        }
+    }
 }
 
 /// The collector task.
@@ -274,17 +290,22 @@ impl Collector {
             let mut work: Vec<(String, Followed)> = followed.drain().collect();
             let round_bytes = self.options.round_bytes();
             let per_container = MAX_ROUND_BYTES_PER_CONTAINER.min(round_bytes / 4);
-            let (work, lines, bad, lost, bytes) = tokio::task::spawn_blocking(move || {
-                let mut lines = Vec::new();
+            let stats = Arc::clone(&self.stats);
+            let (work, entries, bad, lost, bytes, more) = tokio::task::spawn_blocking(move || {
+                let mut entries: Vec<Entry> = Vec::new();
                 let (mut bad, mut bytes) = (0, 0);
                 let mut lost: Vec<RotatedAway> = Vec::new();
                 let mut budget = round_bytes;
+                // some container has more written than this round took
+                let mut more = false;
                 for (_, f) in &mut work {
                     if budget == 0 {
+                        more = true;
                         break;
                     }
                     match f.reader.read(per_container.min(budget)) {
                         Ok(mut batch) => {
+                            more |= batch.more;
                             let flush_all = f.gone && batch.lines.is_empty();
                             if flush_all {
                                 // everything the engine wrote is read: finish pieces left
@@ -310,8 +331,8 @@ impl Collector {
                             bad += batch.bad;
                             if batch.lost_files > 0 {
                                 lost.push(RotatedAway {
-                                    container_id: f.source.id.clone(),
-                                    container: f.source.name.clone(),
+                                    container_id: f.stdout.container_id.clone(),
+                                    container: f.stdout.container.clone(),
                                     files: batch.lost_files,
                                     lines_estimated: batch.lost_lines,
                                 });
@@ -319,21 +340,17 @@ impl Collector {
                             let n: usize = batch.lines.iter().map(|l| l.text.len()).sum();
                             bytes += n;
                             budget = budget.saturating_sub(n);
+                            entries.reserve(batch.lines.len());
                             for (line, inode) in batch.lines.into_iter().zip(batch.inodes) {
-                                lines.push((
-                                    Arc::clone(&f.source),
-                                    Arc::clone(&f.parser),
-                                    line,
-                                    inode,
-                                ));
+                                entries.push(f.entry(line, inode, &stats));
                             }
                         }
                         Err(e) => {
-                            debug!(container = %f.source.name, error = %e, "cannot read the log");
+                            debug!(container = %f.stdout.container, error = %e, "cannot read the log");
                         }
                     }
                 }
-                (work, lines, bad, lost, bytes)
+                (work, entries, bad, lost, bytes, more)
             })
             .await
             .unwrap_or_default();
@@ -342,7 +359,7 @@ impl Collector {
             for loss in lost {
                 self.rotated_away(loss);
             }
-            if lines.is_empty() {
+            if entries.is_empty() {
                 if uncommitted > 0 {
                     let store = Arc::clone(&self.store);
                     match tokio::task::spawn_blocking(move || store.commit()).await {
@@ -370,14 +387,10 @@ impl Collector {
             }
             self.stats
                 .lines_read
-                .fetch_add(lines.len() as u64, Ordering::Relaxed);
+                .fetch_add(entries.len() as u64, Ordering::Relaxed);
             self.stats
                 .bytes_read
                 .fetch_add(bytes as u64, Ordering::Relaxed);
-            let entries: Vec<LogLine> = lines
-                .into_iter()
-                .map(|(source, parser, line, inode)| self.enrich(&source, &parser, line, inode))
-                .collect();
             let positions_now: BTreeMap<String, Position> = followed
                 .iter()
                 .map(|(id, f)| (id.clone(), f.reader.position().clone()))
@@ -390,9 +403,10 @@ impl Collector {
                 .map(|l| l.time_nano)
                 .max()
                 .unwrap_or_default();
-            // under a flood, rounds are full and commits come once a second; when caught up,
-            // at once (a live tail sees the line right away)
-            let due = bytes < round_bytes / 2 || last_commit.elapsed() >= COMMIT_EVERY;
+            // when every container is read to its end, at once (a live tail sees the line right
+            // away); under a flood, every COMMIT_EVERY: each commit ends a segment, and
+            // segments are what the index writer and its merges pay for
+            let due = !more || last_commit.elapsed() >= COMMIT_EVERY;
             let count = entries.len() as u64;
             let result = tokio::task::spawn_blocking(move || {
                 store.add(entries, positions_now, now)?;
@@ -513,9 +527,10 @@ impl Collector {
                 && !self.options.api_only
                 && std::fs::File::open(path).is_ok();
             let label = |k: &str| c.labels.get(k).cloned().unwrap_or_default();
-            let source = Source {
-                id: c.id.clone(),
-                name: c.name.clone(),
+            let source = Origin {
+                host: self.host.clone(),
+                container_id: c.id.clone(),
+                container: c.name.clone(),
                 image: c.image.clone(),
                 image_id: c.image_id.clone(),
                 app: label("io.capstan.app"),
@@ -537,11 +552,12 @@ impl Collector {
                     .iter()
                     .filter_map(|k| c.labels.get(k).map(|v| (k.clone(), v.clone())))
                     .collect(),
+                stream: String::new(),
             };
             let rule = self.options.rules.iter().find(|r| {
                 glob(r.app.as_ref(), &source.app)
                     && glob(r.service.as_ref(), &source.service)
-                    && glob(r.container.as_ref(), &source.name)
+                    && glob(r.container.as_ref(), &source.container)
                     && glob(r.image.as_ref(), &source.image)
             });
             let parser_spec = c
@@ -560,7 +576,7 @@ impl Collector {
                 .cloned()
                 .or_else(|| rule.and_then(|r| r.multiline.clone()))
                 .and_then(|spec| match crate::multiline::Multiline::from_spec(&spec) {
-                    Ok(m) => Some(Arc::new(m)),
+                    Ok(m) => Some(m),
                     Err(e) => {
                         warn!(container = %c.name, error = %e, "bad multiline; lines are not joined");
                         None
@@ -581,8 +597,9 @@ impl Collector {
             followed.insert(
                 c.id.clone(),
                 Followed {
-                    source: Arc::new(source),
-                    parser: Arc::new(parser),
+                    stdout: Arc::new(source.with_stream("stdout")),
+                    stderr: Arc::new(source.with_stream("stderr")),
+                    parser,
                     multiline,
                     reader,
                     gone: false,
@@ -593,42 +610,5 @@ impl Collector {
             .containers
             .store(followed.len() as u64, Ordering::Relaxed);
         Ok(())
-    }
-
-    fn enrich(
-        &self,
-        s: &Source,
-        parser: &crate::parse::Parser,
-        line: crate::jsonfile::Line,
-        inode: u64,
-    ) -> LogLine {
-        let parsed = parser.parse(&line.text);
-        if parsed.failed {
-            self.stats.parse_failures.fetch_add(1, Ordering::Relaxed);
-        } else if !parsed.fields.is_empty() {
-            self.stats.lines_parsed.fetch_add(1, Ordering::Relaxed);
-        }
-        LogLine {
-            parse_error: parsed.failed,
-            labels: s.labels.clone(),
-            level: parsed.level,
-            message: parsed.message.unwrap_or_default(),
-            fields: parsed.fields,
-            seq: 0,
-            id: format!("{}:{inode}:{}", &s.id[..s.id.len().min(12)], line.offset),
-            time: capstan_model::nanos_to_datetime(line.time_ns),
-            time_nano: line.time_ns,
-            stream: line.stream,
-            raw: line.text,
-            host: self.host.clone(),
-            container_id: s.id.clone(),
-            container: s.name.clone(),
-            image: s.image.clone(),
-            image_id: s.image_id.clone(),
-            app: s.app.clone(),
-            service: s.service.clone(),
-            replica: s.replica,
-            project: s.project.clone(),
-        }
     }
 }

@@ -8,6 +8,7 @@ pub mod api;
 mod collect;
 pub mod jsonfile;
 pub mod multiline;
+pub mod origin;
 pub mod parse;
 pub mod query;
 mod reader;
@@ -15,8 +16,8 @@ pub mod sinks;
 pub mod store;
 pub mod tail;
 
-pub use tantivy::query::Query;
-
 pub use collect::{Collector, Options, RotatedAway, Rule, Stats, StatsSnapshot};
-pub use store::{Checkpoint, PartitionMeta, Store};
+pub use origin::Origin;
+pub use query::LogQuery;
+pub use store::{Checkpoint, Entry, PartitionMeta, Store};
 pub use tail::{Position, Tailer};

@@ -14,7 +14,8 @@
 //! line's level, and one named like a message (`msg`, `message`, ...) its message. A line that
 //! fails keeps its raw text and is marked (`parse_error`).
 
-use std::collections::BTreeMap;
+/// Parsed fields by name.
+pub type Fields = serde_json::Map<String, serde_json::Value>;
 
 /// Names a level goes by, in order of preference.
 const LEVEL_KEYS: [&str; 7] = [
@@ -34,7 +35,7 @@ const MESSAGE_KEYS: [&str; 5] = ["msg", "message", "text", "log", "event"];
 pub struct Parsed {
     pub level: Option<String>,
     pub message: Option<String>,
-    pub fields: BTreeMap<String, serde_json::Value>,
+    pub fields: Fields,
     /// The parser could not read the line.
     pub failed: bool,
 }
@@ -100,7 +101,7 @@ impl Parser {
 
     /// Parses one line.
     pub fn parse(&self, raw: &str) -> Parsed {
-        let fields: Option<BTreeMap<String, serde_json::Value>> = match self {
+        let fields: Option<Fields> = match self {
             Parser::None => return Parsed::default(),
             Parser::Auto => match json(raw) {
                 Some(f) => Some(f),
@@ -142,20 +143,20 @@ impl Parser {
 }
 
 /// A JSON object line's fields.
-fn json(raw: &str) -> Option<BTreeMap<String, serde_json::Value>> {
+fn json(raw: &str) -> Option<Fields> {
     let trimmed = raw.trim();
     if !trimmed.starts_with('{') {
         return None;
     }
     match serde_json::from_str(trimmed).ok()? {
-        serde_json::Value::Object(map) => Some(map.into_iter().collect()),
+        serde_json::Value::Object(map) => Some(map),
         _ => None,
     }
 }
 
 /// `key=value key="quoted \" value" flag`: a line with no `key=` pair at all is not logfmt.
-fn logfmt(raw: &str) -> Option<BTreeMap<String, serde_json::Value>> {
-    let mut out = BTreeMap::new();
+fn logfmt(raw: &str) -> Option<Fields> {
+    let mut out = Fields::new();
     let chars: Vec<char> = raw.chars().collect();
     let mut i = 0;
     let mut pairs = 0;

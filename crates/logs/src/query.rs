@@ -4,8 +4,9 @@
 //! error timeout                  both words (AND is implied)
 //! "connection refused"           a phrase
 //! service:api level:error        fields: service container image level stream app host
-//!                                project container_id image_id replica; any other name is a
-//!                                field a parser found (status:500, user:alice)
+//!                                project container_id image_id replica label.NAME (an
+//!                                allowed container label); any other name is a field a
+//!                                parser found (status:500, user:alice)
 //! a OR b, NOT a, -a, (a OR b) c  boolean logic; AND binds tighter than OR
 //! timeout*                       a prefix
 //! ```
@@ -13,10 +14,12 @@
 use tantivy::Term;
 use tantivy::query::{
     AllQuery, BooleanQuery, EmptyQuery, Occur, PhraseQuery, Query, RegexQuery, TermQuery,
+    TermSetQuery,
 };
 use tantivy::schema::{Field, IndexRecordOption};
 use tantivy::tokenizer::{TextAnalyzer, TokenizerManager};
 
+use crate::origin::{ORIGIN_FIELDS, Origin, Origins};
 use crate::store::Fields;
 
 /// A query that does not parse, with the character position of the problem.
@@ -297,31 +300,23 @@ pub fn parse(input: &str) -> Result<Node, QueryError> {
     Ok(node)
 }
 
-const KEYWORDS: [&str; 10] = [
-    "stream",
-    "container_id",
-    "container",
-    "image",
-    "image_id",
-    "app",
-    "service",
-    "project",
-    "host",
-    "level",
-];
-
 /// Turns a parsed query into a tantivy query over the store's schema.
-pub(crate) struct Compiler {
+pub(crate) struct Compiler<'a> {
     f: Fields,
+    origins: &'a Origins,
     analyzer: TextAnalyzer,
 }
 
-impl Compiler {
-    pub fn new(f: &Fields) -> Self {
+impl<'a> Compiler<'a> {
+    pub fn new(f: &Fields, origins: &'a Origins) -> Self {
         let analyzer = TokenizerManager::default()
             .get("default")
             .unwrap_or_else(|| TextAnalyzer::from(tantivy::tokenizer::SimpleTokenizer::default()));
-        Self { f: *f, analyzer }
+        Self {
+            f: *f,
+            origins,
+            analyzer,
+        }
     }
 
     fn tokens(&mut self, text: &str) -> Vec<String> {
@@ -398,34 +393,43 @@ impl Compiler {
             Node::Word { text, .. } | Node::Phrase(text) => text.clone(),
             _ => String::new(),
         };
-        if let Some((_, field)) = self.f.keywords.iter().find(|(n, _)| *n == name) {
-            let v = if name == "level" {
-                text.to_lowercase()
-            } else {
-                text
-            };
-            return match value {
-                Node::Word { prefix: true, .. } => {
-                    match RegexQuery::from_pattern(&format!("{}.*", regex_escape(&v)), *field) {
-                        Ok(q) => Box::new(q),
-                        Err(_) => Box::new(EmptyQuery),
-                    }
+        let prefix = matches!(value, Node::Word { prefix: true, .. });
+        if name == "level" {
+            let v = text.to_lowercase();
+            return if prefix {
+                match RegexQuery::from_pattern(&format!("{}.*", regex_escape(&v)), self.f.level) {
+                    Ok(q) => Box::new(q),
+                    Err(_) => Box::new(EmptyQuery),
                 }
-                _ => Box::new(TermQuery::new(
-                    Term::from_field_text(*field, &v),
+            } else {
+                Box::new(TermQuery::new(
+                    Term::from_field_text(self.f.level, &v),
                     IndexRecordOption::Basic,
-                )),
+                ))
             };
+        }
+        if Origin::is_field(name) {
+            // the origins that match, now: a query is compiled again for every search, so
+            // containers that start later are found too
+            let ids = self.origins.matching(|o| {
+                o.field(name).is_some_and(|v| {
+                    if prefix {
+                        v.starts_with(&text)
+                    } else {
+                        v == text
+                    }
+                })
+            });
+            if ids.is_empty() {
+                return Box::new(EmptyQuery);
+            }
+            return Box::new(TermSetQuery::new(
+                ids.into_iter()
+                    .map(|id| Term::from_field_u64(self.f.origin, id)),
+            ));
         }
         match name {
             "raw" | "message" | "text" => self.text(self.f.raw, value, None),
-            "replica" => match text.parse::<u64>() {
-                Ok(n) => Box::new(TermQuery::new(
-                    Term::from_field_u64(self.f.replica, n),
-                    IndexRecordOption::Basic,
-                )),
-                Err(_) => Box::new(EmptyQuery),
-            },
             _ => {
                 let as_text = self.text(self.f.parsed, value, Some(name));
                 let number = |term: Option<Term>| -> Option<Box<dyn Query>> {
@@ -474,9 +478,24 @@ fn regex_escape(s: &str) -> String {
 
 /// Field names the language knows besides parsed fields (for help texts).
 pub fn known_fields() -> Vec<&'static str> {
-    let mut v: Vec<&str> = KEYWORDS.to_vec();
-    v.extend(["replica", "raw", "message"]);
+    let mut v: Vec<&str> = ORIGIN_FIELDS.to_vec();
+    v.extend(["level", "label.NAME", "raw", "message"]);
     v
+}
+
+/// A query in the log query language, parsed; turned into a tantivy query at each search,
+/// against the origins known then.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LogQuery(pub(crate) Node);
+
+impl LogQuery {
+    /// Parses `text`.
+    ///
+    /// # Errors
+    /// Where the query stops making sense.
+    pub fn parse(text: &str) -> Result<Self, QueryError> {
+        parse(text).map(Self)
+    }
 }
 
 #[cfg(test)]

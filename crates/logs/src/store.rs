@@ -2,10 +2,15 @@
 //! retention drops whole directories. Every commit carries, as tantivy's commit payload, the
 //! read positions of every container it covers: lines and positions become durable together,
 //! which is what makes collection exactly-once across a kill -9.
+//!
+//! A line is indexed and stored lean: its text (indexed with positions and stored), its level
+//! and parsed fields, its sequence number and time (fast fields), and the number of its
+//! [`Origin`] (container, image, labels, stream), which is kept once per store rather than
+//! once per line.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::sync::{Mutex, PoisonError};
+use std::sync::{Arc, Mutex, PoisonError};
 
 use capstan_model::LogLine;
 use serde::{Deserialize, Serialize};
@@ -15,6 +20,9 @@ use tantivy::schema::{
     FAST, Field, INDEXED, IndexRecordOption, JsonObjectOptions, STORED, STRING, Schema, TEXT,
     TextFieldIndexing, Value,
 };
+
+use crate::origin::{Origin, Origins};
+use crate::query::{Compiler, LogQuery};
 use tantivy::{
     DocAddress, Index, IndexReader, IndexWriter, Order, ReloadPolicy, TantivyDocument, Term,
 };
@@ -57,25 +65,33 @@ pub struct Checkpoint {
     pub meta: PartitionMeta,
 }
 
+/// The version of the store's layout, in `<dir>/FORMAT`. A store of an older layout (no
+/// such file) is moved aside whole into `<dir>/format-1/`.
+const FORMAT: &str = "2";
+
 /// The fields of the schema.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct Fields {
     pub seq: Field,
     pub time: Field,
+    pub origin: Field,
     pub raw: Field,
+    pub level: Field,
     pub parsed: Field,
-    pub doc: Field,
-    pub replica: Field,
-    /// Exact-match fields, by query name.
-    pub keywords: [(&'static str, Field); 10],
+    /// What is stored besides the text: [`StoredLine`] as JSON.
+    pub line: Field,
 }
 
 fn schema() -> (Schema, Fields) {
     let mut b = Schema::builder();
-    let seq = b.add_u64_field("seq", FAST | INDEXED);
-    let time = b.add_i64_field("time", FAST | INDEXED);
-    let raw = b.add_text_field("raw", TEXT);
-    let fields = b.add_json_field(
+    // fast fields only: a range query reads the column; indexing them would add a term per
+    // line to the term dictionary
+    let seq = b.add_u64_field("seq", FAST);
+    let time = b.add_i64_field("time", FAST);
+    let origin = b.add_u64_field("origin", INDEXED | FAST);
+    let raw = b.add_text_field("raw", TEXT | STORED);
+    let level = b.add_text_field("level", STRING);
+    let parsed = b.add_json_field(
         "fields",
         JsonObjectOptions::default().set_indexing_options(
             TextFieldIndexing::default()
@@ -83,35 +99,87 @@ fn schema() -> (Schema, Fields) {
                 .set_index_option(IndexRecordOption::WithFreqsAndPositions),
         ),
     );
-    let doc = b.add_text_field("doc", STORED);
-    let replica = b.add_u64_field("replica", INDEXED);
-    let mut kw = |name: &'static str| (name, b.add_text_field(name, STRING));
-    // not `id`: a term per line would make the term dictionary as big as the data
-    let keywords = [
-        kw("stream"),
-        kw("container_id"),
-        kw("container"),
-        kw("image"),
-        kw("image_id"),
-        kw("app"),
-        kw("service"),
-        kw("project"),
-        kw("host"),
-        kw("level"),
-    ];
+    let line = b.add_text_field("line", STORED);
     let schema = b.build();
     (
         schema,
         Fields {
             seq,
             time,
+            origin,
             raw,
-            parsed: fields,
-            doc,
-            replica,
-            keywords,
+            level,
+            parsed,
+            line,
         },
     )
+}
+
+/// A line on its way into the store.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Entry {
+    /// Where it comes from (share one `Arc` per container and stream: the store numbers it
+    /// once).
+    pub origin: Arc<Origin>,
+    /// A stable id (see [`LogLine::id`]).
+    pub id: String,
+    /// The engine's time, ns since the epoch.
+    pub time_nano: i64,
+    pub raw: String,
+    /// The message a parser found (empty: the raw line is the message).
+    pub message: String,
+    pub level: Option<String>,
+    pub fields: serde_json::Map<String, serde_json::Value>,
+    pub parse_error: bool,
+}
+
+impl From<LogLine> for Entry {
+    fn from(line: LogLine) -> Self {
+        Self {
+            origin: Arc::new(Origin::of(&line)),
+            id: line.id,
+            time_nano: line.time_nano,
+            raw: line.raw,
+            message: line.message,
+            level: line.level,
+            fields: line.fields.into_iter().collect(),
+            parse_error: line.parse_error,
+        }
+    }
+}
+
+/// What a line stores besides its text.
+#[derive(Serialize)]
+struct StoredRef<'a> {
+    seq: u64,
+    time: i64,
+    origin: u64,
+    id: &'a str,
+    #[serde(skip_serializing_if = "str::is_empty")]
+    message: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    level: Option<&'a str>,
+    #[serde(skip_serializing_if = "serde_json::Map::is_empty")]
+    fields: &'a serde_json::Map<String, serde_json::Value>,
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    parse_error: bool,
+}
+
+/// [`StoredRef`] read back.
+#[derive(Deserialize)]
+struct StoredLine {
+    seq: u64,
+    time: i64,
+    origin: u64,
+    id: String,
+    #[serde(default)]
+    message: String,
+    #[serde(default)]
+    level: Option<String>,
+    #[serde(default)]
+    fields: BTreeMap<String, serde_json::Value>,
+    #[serde(default)]
+    parse_error: bool,
 }
 
 struct Partition {
@@ -131,6 +199,8 @@ struct Inner {
     checkpoint: Checkpoint,
     /// What was added since: its checkpoint, committed at the next commit.
     pending: Option<Checkpoint>,
+    /// Every origin of every line stored.
+    origins: Origins,
 }
 
 /// The store. Its methods block (tantivy is synchronous): call them from a blocking task.
@@ -168,6 +238,8 @@ impl Store {
             source,
         };
         std::fs::create_dir_all(dir).map_err(io)?;
+        upgrade_layout(dir).map_err(io)?;
+        let origins = Origins::open(&dir.join("origins.jsonl")).map_err(io)?;
         let (schema, f) = schema();
         let mut names: Vec<String> = std::fs::read_dir(dir)
             .map_err(io)?
@@ -211,6 +283,7 @@ impl Store {
                 writer: None,
                 checkpoint,
                 pending: None,
+                origins,
             }),
             writer_memory: std::sync::atomic::AtomicUsize::new(WRITER_MEMORY),
         })
@@ -223,13 +296,17 @@ impl Store {
             .store(bytes, std::sync::atomic::Ordering::Relaxed);
     }
 
-    /// Parses a query in the log query language (see [`crate::query`]) for this store.
+    /// Parses a query in the log query language (see [`crate::query`]).
     ///
     /// # Errors
     /// Where the query stops making sense.
-    pub fn compile(&self, text: &str) -> Result<Box<dyn Query>, crate::query::QueryError> {
-        let node = crate::query::parse(text)?;
-        Ok(crate::query::Compiler::new(&self.f).compile(&node))
+    pub fn compile(&self, text: &str) -> Result<LogQuery, crate::query::QueryError> {
+        LogQuery::parse(text)
+    }
+
+    /// The tantivy query for `query`, against the origins known now.
+    fn tantivy_query(&self, inner: &Inner, query: &LogQuery) -> Box<dyn Query> {
+        Compiler::new(&self.f, &inner.origins).compile(&query.0)
     }
 
     /// The last committed checkpoint.
@@ -249,50 +326,51 @@ impl Store {
     }
 
     /// Stores `lines` and commits them with `positions` (the read positions after them);
-    /// returns the lines with their sequence numbers.
+    /// returns the sequence number of the last line.
     ///
     /// # Errors
     /// The index cannot be written; nothing of the batch is then visible or checkpointed.
     pub fn append(
         &self,
-        lines: Vec<LogLine>,
+        lines: Vec<Entry>,
         positions: BTreeMap<String, Position>,
         now_ns: i64,
-    ) -> Result<Vec<LogLine>, Error> {
-        let lines = self.add(lines, positions, now_ns)?;
+    ) -> Result<u64, Error> {
+        let last = self.add(lines, positions, now_ns)?;
         self.commit()?;
-        Ok(lines)
+        Ok(last)
     }
 
-    /// Adds `lines` (their `seq` is given here) to the partition of `now_ns`'s hour, without
+    /// Adds `lines` (numbered here, in order) to the partition of `now_ns`'s hour, without
     /// committing: they become visible and durable, together with `positions` (the read
-    /// positions after them), at the next [`Store::commit`].
+    /// positions after them), at the next [`Store::commit`]. Returns the sequence number of
+    /// the last line.
     ///
     /// # Errors
     /// The index cannot be written; everything added since the last commit is then dropped
     /// (read it again from the last checkpoint).
     pub fn add(
         &self,
-        mut lines: Vec<LogLine>,
+        lines: Vec<Entry>,
         positions: BTreeMap<String, Position>,
         now_ns: i64,
-    ) -> Result<Vec<LogLine>, Error> {
+    ) -> Result<u64, Error> {
         let name = format!("p{}", now_ns.div_euclid(3_600_000_000_000));
         let mut inner = self.lock();
-        let result = self.add_locked(&mut inner, &name, &mut lines, positions);
+        let result = self.add_locked(&mut inner, &name, lines, positions);
         if result.is_err() {
             Self::rollback(&mut inner);
         }
-        result.map(|()| lines)
+        result
     }
 
     fn add_locked(
         &self,
         inner: &mut Inner,
         name: &str,
-        lines: &mut [LogLine],
+        lines: Vec<Entry>,
         positions: BTreeMap<String, Position>,
-    ) -> Result<(), Error> {
+    ) -> Result<u64, Error> {
         if inner.writer.as_ref().is_none_or(|(n, _)| n != name) {
             // a new hour: what the old partition holds is committed first
             self.commit_locked(inner)?;
@@ -348,12 +426,27 @@ impl Store {
             ),
         };
         let f = self.f;
-        let Some((_, writer)) = inner.writer.as_mut() else {
-            return Err(self.err(tantivy::TantivyError::InternalError("no writer".into())));
-        };
-        for line in lines.iter_mut() {
+        // lines of one container and stream share their origin: look it up once a run
+        let mut last_origin: Option<(Arc<Origin>, u64)> = None;
+        for line in lines {
+            let origin = match &last_origin {
+                Some((o, id)) if Arc::ptr_eq(o, &line.origin) => *id,
+                _ => {
+                    let id = inner
+                        .origins
+                        .intern(&line.origin)
+                        .map_err(|source| Error::Io {
+                            dir: self.dir.display().to_string(),
+                            source,
+                        })?;
+                    last_origin = Some((Arc::clone(&line.origin), id));
+                    id
+                }
+            };
+            let Some((_, writer)) = inner.writer.as_mut() else {
+                return Err(self.err(tantivy::TantivyError::InternalError("no writer".into())));
+            };
             seq += 1;
-            line.seq = seq;
             if meta.lines == 0 {
                 meta.first_seq = seq;
                 meta.min_time = line.time_nano;
@@ -364,7 +457,7 @@ impl Store {
             meta.min_time = meta.min_time.min(line.time_nano);
             meta.max_time = meta.max_time.max(line.time_nano);
             writer
-                .add_document(to_doc(&f, line))
+                .add_document(to_doc(&f, seq, origin, line))
                 .map_err(|e| self.err(e))?;
         }
         inner.pending = Some(Checkpoint {
@@ -372,7 +465,7 @@ impl Store {
             positions,
             meta,
         });
-        Ok(())
+        Ok(seq)
     }
 
     /// Commits what was added since the last commit, with the positions given last; returns
@@ -428,13 +521,13 @@ impl Store {
     /// A failed search.
     pub fn search(
         &self,
-        query: &dyn Query,
+        query: &LogQuery,
         since: Option<i64>,
         until: Option<i64>,
         limit: usize,
     ) -> Result<(Vec<LogLine>, u64), Error> {
         let inner = self.lock();
-        let q = self.with_time(query, since, until);
+        let q = self.with_time(&*self.tantivy_query(&inner, query), since, until);
         let mut out = Vec::new();
         let mut total = 0;
         for p in inner.partitions.iter().rev() {
@@ -458,7 +551,7 @@ impl Store {
             total += count as u64;
             if out.len() < limit {
                 for (_, addr) in top {
-                    out.push(self.line(&searcher, addr)?);
+                    out.push(self.line(&inner, &searcher, addr)?);
                 }
             }
         }
@@ -471,13 +564,9 @@ impl Store {
     ///
     /// # Errors
     /// A failed search.
-    pub fn after(
-        &self,
-        after: u64,
-        query: &dyn Query,
-        limit: usize,
-    ) -> Result<Vec<LogLine>, Error> {
+    pub fn after(&self, after: u64, query: &LogQuery, limit: usize) -> Result<Vec<LogLine>, Error> {
         let inner = self.lock();
+        let query = self.tantivy_query(&inner, query);
         let range: Box<dyn Query> = Box::new(RangeQuery::new(
             std::ops::Bound::Excluded(Term::from_field_u64(self.f.seq, after)),
             std::ops::Bound::Unbounded,
@@ -500,7 +589,7 @@ impl Store {
                 )
                 .map_err(|e| self.err(e))?;
             for (_, addr) in top {
-                out.push(self.line(&searcher, addr)?);
+                out.push(self.line(&inner, &searcher, addr)?);
             }
         }
         Ok(out)
@@ -512,7 +601,7 @@ impl Store {
     /// A failed search.
     pub fn histogram(
         &self,
-        query: &dyn Query,
+        query: &LogQuery,
         since: i64,
         until: i64,
         width: i64,
@@ -520,7 +609,11 @@ impl Store {
         let inner = self.lock();
         let width = width.max(1);
         let buckets = ((until - since) / width + 1).clamp(1, 10_000) as usize;
-        let q = self.with_time(query, Some(since), Some(until));
+        let q = self.with_time(
+            &*self.tantivy_query(&inner, query),
+            Some(since),
+            Some(until),
+        );
         let mut counts = vec![0_u64; buckets];
         for p in &inner.partitions {
             if p.meta.lines == 0 || p.meta.max_time < since || p.meta.min_time > until {
@@ -607,14 +700,80 @@ impl Store {
         ]))
     }
 
-    fn line(&self, searcher: &tantivy::Searcher, addr: DocAddress) -> Result<LogLine, Error> {
+    fn line(
+        &self,
+        inner: &Inner,
+        searcher: &tantivy::Searcher,
+        addr: DocAddress,
+    ) -> Result<LogLine, Error> {
         let doc: TantivyDocument = searcher.doc(addr).map_err(|e| self.err(e))?;
-        let json = doc
-            .get_first(self.f.doc)
-            .and_then(|v| v.as_str().map(str::to_owned))
-            .unwrap_or_default();
-        Ok(serde_json::from_str(&json).unwrap_or_default())
+        let text = |field| {
+            doc.get_first(field)
+                .and_then(|v| v.as_str().map(str::to_owned))
+                .unwrap_or_default()
+        };
+        let stored: StoredLine = serde_json::from_str(&text(self.f.line)).map_err(|e| {
+            self.err(tantivy::TantivyError::InternalError(format!(
+                "a stored line cannot be read: {e}"
+            )))
+        })?;
+        let mut line = LogLine {
+            seq: stored.seq,
+            id: stored.id,
+            time: capstan_model::nanos_to_datetime(stored.time),
+            time_nano: stored.time,
+            raw: text(self.f.raw),
+            message: stored.message,
+            level: stored.level,
+            fields: stored.fields,
+            parse_error: stored.parse_error,
+            ..LogLine::default()
+        };
+        if let Some(origin) = inner.origins.get(stored.origin) {
+            origin.stamp(&mut line);
+        }
+        Ok(line)
     }
+}
+
+/// Moves a store of an older layout aside (into `format-1/`, where it stays on disk) and
+/// marks `dir` with the current one.
+fn upgrade_layout(dir: &Path) -> std::io::Result<()> {
+    let marker = dir.join("FORMAT");
+    if let Ok(v) = std::fs::read_to_string(&marker) {
+        if v.trim() == FORMAT {
+            return Ok(());
+        }
+        return Err(std::io::Error::other(format!(
+            "the log store has layout {} and this capstan reads layout {FORMAT}: use a newer capstan, or move the directory away to start a new store",
+            v.trim()
+        )));
+    }
+    let old: Vec<PathBuf> = std::fs::read_dir(dir)?
+        .filter_map(Result::ok)
+        .map(|e| e.path())
+        .filter(|p| {
+            p.file_name()
+                .and_then(|n| n.to_str())
+                .is_some_and(|n| n.starts_with('p') && n[1..].chars().all(|c| c.is_ascii_digit()))
+        })
+        .collect();
+    if !old.is_empty() {
+        let aside = dir.join("format-1");
+        std::fs::create_dir_all(&aside)?;
+        for p in &old {
+            if let Some(name) = p.file_name() {
+                std::fs::rename(p, aside.join(name))?;
+            }
+        }
+        tracing::warn!(
+            dir = %aside.display(),
+            partitions = old.len(),
+            "the log store had an older layout: its partitions are kept there but no longer searched; containers are read again from their first kept line"
+        );
+    }
+    std::fs::write(&marker, format!("{FORMAT}\n"))?;
+    Ok(())
 }
 
 fn open_partition(dir: &Path, name: &str) -> Result<Partition, Error> {
@@ -647,40 +806,29 @@ fn dir_size(dir: &Path) -> u64 {
     })
 }
 
-fn to_doc(f: &Fields, line: &LogLine) -> TantivyDocument {
+fn to_doc(f: &Fields, seq: u64, origin: u64, line: Entry) -> TantivyDocument {
     let mut doc = TantivyDocument::default();
-    doc.add_u64(f.seq, line.seq);
+    doc.add_u64(f.seq, seq);
     doc.add_i64(f.time, line.time_nano);
+    doc.add_u64(f.origin, origin);
     doc.add_text(f.raw, &line.raw);
-    if let Some(r) = line.replica {
-        doc.add_u64(f.replica, u64::from(r));
+    if let Some(level) = &line.level {
+        doc.add_text(f.level, level);
     }
-    for (name, field) in f.keywords {
-        let value = match name {
-            "stream" => line.stream.as_str(),
-            "container_id" => line.container_id.as_str(),
-            "container" => line.container.as_str(),
-            "image" => line.image.as_str(),
-            "image_id" => line.image_id.as_str(),
-            "app" => line.app.as_str(),
-            "service" => line.service.as_str(),
-            "project" => line.project.as_str(),
-            "host" => line.host.as_str(),
-            "level" => line.level.as_deref().unwrap_or_default(),
-            _ => "",
-        };
-        if !value.is_empty() {
-            doc.add_text(field, value);
-        }
-    }
+    let stored = serde_json::to_string(&StoredRef {
+        seq,
+        time: line.time_nano,
+        origin,
+        id: &line.id,
+        message: &line.message,
+        level: line.level.as_deref(),
+        fields: &line.fields,
+        parse_error: line.parse_error,
+    })
+    .unwrap_or_default();
+    doc.add_text(f.line, stored);
     if !line.fields.is_empty() {
-        let object: BTreeMap<String, tantivy::schema::OwnedValue> = line
-            .fields
-            .iter()
-            .map(|(k, v)| (k.clone(), tantivy::schema::OwnedValue::from(v.clone())))
-            .collect();
-        doc.add_object(f.parsed, object);
+        doc.add_field_value(f.parsed, &serde_json::Value::Object(line.fields));
     }
-    doc.add_text(f.doc, serde_json::to_string(line).unwrap_or_default());
     doc
 }

@@ -60,6 +60,8 @@ pub struct Batch {
     pub lost_files: u64,
     /// The lines those files held, estimated (see [`estimate_lost`]).
     pub lost_lines: u64,
+    /// The read stopped at its byte limit, not at the end of what is written: more is waiting.
+    pub more: bool,
 }
 
 /// Follows one log file and its rotations.
@@ -195,6 +197,7 @@ impl Tailer {
             self.partial.extend_from_slice(&buf[..n]);
             self.take_records(batch);
             if *read_total >= max_bytes {
+                batch.more = true;
                 break;
             }
         }

@@ -11,8 +11,8 @@ use std::time::{Duration, Instant};
 use axum::body::Bytes;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::IntoResponse;
-use capstan_logs::Store;
 use capstan_logs::sinks::{SinkConfig, SinkStats};
+use capstan_logs::{Entry, Store};
 use capstan_model::LogLine;
 use tokio_util::sync::CancellationToken;
 
@@ -59,7 +59,13 @@ impl Running {
 fn start(config: serde_json::Value, n: usize) -> Running {
     let dir = tempfile::tempdir().unwrap();
     let store = Arc::new(Store::open(&dir.path().join("logs")).unwrap());
-    store.append(lines(n), BTreeMap::new(), DEC_1).unwrap();
+    store
+        .append(
+            lines(n).into_iter().map(Entry::from).collect(),
+            BTreeMap::new(),
+            DEC_1,
+        )
+        .unwrap();
     let config: SinkConfig = serde_json::from_value(config).unwrap();
     config.check().unwrap();
     let (committed, rx) = tokio::sync::watch::channel(store.checkpoint().seq);

@@ -4,7 +4,7 @@
 
 use std::collections::BTreeMap;
 
-use capstan_logs::{Position, Store};
+use capstan_logs::{Entry, Position, Store};
 use capstan_model::LogLine;
 
 const HOUR: i64 = 3_600_000_000_000;
@@ -23,8 +23,8 @@ fn line(n: i64, service: &str, level: &str, raw: &str, fields: serde_json::Value
     }
 }
 
-fn sample() -> Vec<LogLine> {
-    vec![
+fn sample() -> Vec<Entry> {
+    let lines = vec![
         line(
             1,
             "api",
@@ -60,12 +60,13 @@ fn sample() -> Vec<LogLine> {
             "timeout talking to payments",
             serde_json::json!({"status": 504}),
         ),
-    ]
+    ];
+    lines.into_iter().map(Entry::from).collect()
 }
 
 fn texts(store: &Store, q: &str) -> Vec<String> {
     let query = store.compile(q).unwrap();
-    let (lines, total) = store.search(&*query, None, None, 100).unwrap();
+    let (lines, total) = store.search(&query, None, None, 100).unwrap();
     assert_eq!(total as usize, lines.len(), "{q}");
     lines.into_iter().map(|l| l.raw).collect()
 }
@@ -74,10 +75,9 @@ fn texts(store: &Store, q: &str) -> Vec<String> {
 fn queries_return_exactly_the_expected_lines() {
     let dir = tempfile::tempdir().unwrap();
     let store = Store::open(dir.path()).unwrap();
-    let stored = store.append(sample(), BTreeMap::new(), 10 * HOUR).unwrap();
     assert_eq!(
-        stored.iter().map(|l| l.seq).collect::<Vec<_>>(),
-        [1, 2, 3, 4, 5]
+        store.append(sample(), BTreeMap::new(), 10 * HOUR).unwrap(),
+        5
     );
 
     assert_eq!(
@@ -125,17 +125,17 @@ fn queries_return_exactly_the_expected_lines() {
     // time range (inclusive), newest first, limit
     let all = store.compile("").unwrap();
     let (lines, total) = store
-        .search(&*all, Some(2_000_000_000), Some(4_000_000_000), 2)
+        .search(&all, Some(2_000_000_000), Some(4_000_000_000), 2)
         .unwrap();
     assert_eq!(total, 3);
     assert_eq!(lines.iter().map(|l| l.seq).collect::<Vec<_>>(), [4, 3]);
     // after a sequence number, oldest first
-    let after = store.after(3, &*all, 10).unwrap();
+    let after = store.after(3, &all, 10).unwrap();
     assert_eq!(after.iter().map(|l| l.seq).collect::<Vec<_>>(), [4, 5]);
     // per-second buckets
     let errors = store.compile("level:error").unwrap();
     let h = store
-        .histogram(&*errors, 1_000_000_000, 5_000_000_000, 1_000_000_000)
+        .histogram(&errors, 1_000_000_000, 5_000_000_000, 1_000_000_000)
         .unwrap();
     assert_eq!(h, [0, 1, 0, 0, 1]);
 }
@@ -170,7 +170,7 @@ fn commits_keep_positions_and_retention_drops_partitions() {
     let more = store
         .append(vec![sample()[0].clone()], cp.positions.clone(), 12 * HOUR)
         .unwrap();
-    assert_eq!(more[0].seq, 6);
+    assert_eq!(more, 6);
     // lines of the first partition are older than 2.5 s: it goes, whole
     let dropped = store.retain(Some(2_500_000_000), None).unwrap();
     assert_eq!(dropped, ["p10"]);
@@ -178,4 +178,79 @@ fn commits_keep_positions_and_retention_drops_partitions() {
     // by size: everything but the partition being written
     let dropped = store.retain(None, Some(1)).unwrap();
     assert!(dropped.is_empty(), "the partition being written stays");
+}
+
+#[test]
+fn a_line_comes_back_whole_and_origin_fields_match_containers_that_came_later() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path()).unwrap();
+    let full = LogLine {
+        id: "abc:7:100".into(),
+        time_nano: 1_700_000_000_123_456_789,
+        time: capstan_model::nanos_to_datetime(1_700_000_000_123_456_789),
+        stream: "stderr".into(),
+        raw: r#"{"level":"error","msg":"boom","code":7}"#.into(),
+        message: "boom".into(),
+        level: Some("error".into()),
+        fields: serde_json::from_value(serde_json::json!({"level":"error","msg":"boom","code":7}))
+            .unwrap(),
+        host: "h1".into(),
+        container_id: "f".repeat(64),
+        container: "shop-api-2".into(),
+        image: "shop/api:1.2".into(),
+        image_id: format!("sha256:{}", "e".repeat(64)),
+        app: "shop".into(),
+        service: "api".into(),
+        replica: Some(2),
+        project: "shop".into(),
+        labels: BTreeMap::from([("team".into(), "payments".into())]),
+        ..LogLine::default()
+    };
+    // a query compiled before the container's first line still finds it (sinks and live
+    // tails keep their query for their whole life)
+    let by_service = store
+        .compile("service:api replica:2 label.team:payments")
+        .unwrap();
+    let prefix = store.compile("container:shop-a* stream:stderr").unwrap();
+    store
+        .append(vec![full.clone().into()], BTreeMap::new(), 10 * HOUR)
+        .unwrap();
+    for q in [&by_service, &prefix] {
+        let (lines, total) = store.search(q, None, None, 10).unwrap();
+        assert_eq!(total, 1);
+        assert_eq!(
+            lines[0],
+            LogLine {
+                seq: 1,
+                ..full.clone()
+            }
+        );
+    }
+    assert_eq!(texts(&store, "service:ap"), Vec::<String>::new());
+    assert_eq!(texts(&store, "label.team:core"), Vec::<String>::new());
+    assert_eq!(texts(&store, "code:7").len(), 1);
+    // and after a restart, from the origins kept on disk
+    drop(store);
+    let store = Store::open(dir.path()).unwrap();
+    let (lines, _) = store.search(&by_service, None, None, 10).unwrap();
+    assert_eq!(lines, [LogLine { seq: 1, ..full }]);
+}
+
+#[test]
+fn a_store_of_the_older_layout_is_moved_aside_not_deleted() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(dir.path().join("p490000")).unwrap();
+    std::fs::write(dir.path().join("p490000/meta.json"), "{}").unwrap();
+    let store = Store::open(dir.path()).unwrap();
+    assert!(store.partitions().is_empty());
+    assert!(dir.path().join("format-1/p490000/meta.json").exists());
+    assert_eq!(
+        std::fs::read_to_string(dir.path().join("FORMAT")).unwrap(),
+        "2\n"
+    );
+    // a layout from the future is refused, not moved
+    drop(store);
+    std::fs::write(dir.path().join("FORMAT"), "3\n").unwrap();
+    let err = Store::open(dir.path()).unwrap_err().to_string();
+    assert!(err.contains("layout 3"), "{err}");
 }

@@ -61,7 +61,7 @@ fn number(pairs: &Pairs, name: &str, default: usize, max: usize) -> Result<usize
     }
 }
 
-fn compile(store: &Store, pairs: &Pairs) -> Result<Box<dyn capstan_logs::Query>, ApiError> {
+fn compile(store: &Store, pairs: &Pairs) -> Result<capstan_logs::LogQuery, ApiError> {
     let q = last(pairs, "q").unwrap_or_default();
     store.compile(q).map_err(|e| {
         ApiError::bad_param(
@@ -94,7 +94,7 @@ pub(crate) async fn search(
     let limit = number(&pairs, "limit", 100, 10_000)?;
     let query = compile(&logs.store, &pairs)?;
     let store = Arc::clone(&logs.store);
-    let (lines, total) = blocking(move || store.search(&*query, since, until, limit)).await?;
+    let (lines, total) = blocking(move || store.search(&query, since, until, limit)).await?;
     Ok(Json(LogPage { lines, total }))
 }
 
@@ -115,7 +115,7 @@ pub(crate) async fn histogram(
     let width = ((until - since) / buckets).max(1);
     let query = compile(&logs.store, &pairs)?;
     let store = Arc::clone(&logs.store);
-    let counts = blocking(move || store.histogram(&*query, since, until, width)).await?;
+    let counts = blocking(move || store.histogram(&query, since, until, width)).await?;
     let buckets: Vec<serde_json::Value> = counts
         .iter()
         .enumerate()
@@ -170,7 +170,7 @@ pub(crate) async fn stream(
         Some("0") => 0,
         _ => number(&pairs, "tail", 10, 10_000)?,
     };
-    let query: Arc<dyn capstan_logs::Query> = Arc::from(compile(&logs.store, &pairs)?);
+    let query = Arc::new(compile(&logs.store, &pairs)?);
     let (tx, rx) = mpsc::channel(1024);
     let shutdown = state.shutdown.clone();
     tokio::spawn(async move {
@@ -182,7 +182,7 @@ pub(crate) async fn stream(
             let q = Arc::clone(&query);
             let upto = last_seq;
             let backlog = tokio::task::spawn_blocking(move || {
-                store.search(&*q, None, None, tail).map(|(mut lines, _)| {
+                store.search(&q, None, None, tail).map(|(mut lines, _)| {
                     lines.retain(|l| l.seq <= upto);
                     lines.reverse();
                     lines
@@ -207,7 +207,7 @@ pub(crate) async fn stream(
             let q = Arc::clone(&query);
             let after = last_seq;
             let Ok(Ok(lines)) =
-                tokio::task::spawn_blocking(move || store.after(after, &*q, 10_000)).await
+                tokio::task::spawn_blocking(move || store.after(after, &q, 10_000)).await
             else {
                 continue;
             };

@@ -129,8 +129,8 @@ pub async fn run(
     shutdown: CancellationToken,
 ) {
     let name = config.name.clone();
-    let query: Arc<dyn tantivy::query::Query> = match store.compile(&config.query) {
-        Ok(q) => Arc::from(q),
+    let query = match store.compile(&config.query) {
+        Ok(q) => Arc::new(q),
         Err(e) => {
             error!(sink = %name, error = %e, "the sink's query does not parse; the sink is off");
             stats.set_error(Some(format!("query: {e}")));
@@ -161,7 +161,7 @@ pub async fn run(
         let s = Arc::clone(&store);
         let q = Arc::clone(&query);
         let after = cursor;
-        let lines = match tokio::task::spawn_blocking(move || s.after(after, &*q, limit)).await {
+        let lines = match tokio::task::spawn_blocking(move || s.after(after, &q, limit)).await {
             Ok(Ok(lines)) => lines,
             Ok(Err(e)) => {
                 warn!(sink = %name, error = %e, "cannot read the store for the sink");
