@@ -3,16 +3,64 @@
 //! a line longer than 16 KiB into pieces that do not end in `\n`; they are joined back here, per
 //! stream, so stdout and stderr never mix.
 
+use std::borrow::Cow;
 use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
-/// One record of the file.
+/// One record of the file, borrowed from it where no escape forces a copy.
 #[derive(Debug, Deserialize)]
-struct Record {
-    log: String,
-    stream: String,
-    time: String,
+struct Record<'a> {
+    #[serde(borrow)]
+    log: Cow<'a, str>,
+    #[serde(borrow)]
+    stream: Cow<'a, str>,
+    #[serde(borrow)]
+    time: Cow<'a, str>,
+}
+
+/// `2026-11-22T08:00:00.123456789Z` (the engine's RFC 3339 in UTC, its fraction cut after the
+/// last non-zero digit) in ns since the epoch, read without a general parser; `None` for any
+/// other shape.
+fn engine_time(s: &str) -> Option<i64> {
+    let b = s.as_bytes();
+    if b.len() < 20 || b[4] != b'-' || b[7] != b'-' || b[10] != b'T' || b[13] != b':' {
+        return None;
+    }
+    if b[16] != b':' || *b.last()? != b'Z' {
+        return None;
+    }
+    let num = |from: usize, to: usize| -> Option<i64> {
+        b[from..to].iter().try_fold(0_i64, |n, d| {
+            d.is_ascii_digit().then(|| n * 10 + i64::from(d - b'0'))
+        })
+    };
+    let (year, month, day) = (num(0, 4)?, num(5, 7)?, num(8, 10)?);
+    let (hour, minute, second) = (num(11, 13)?, num(14, 16)?, num(17, 19)?);
+    if !(1..=12).contains(&month) || !(1..=31).contains(&day) || hour > 23 || minute > 59 {
+        return None;
+    }
+    if second > 60 {
+        return None;
+    }
+    let fraction = &b[19..b.len() - 1];
+    let nanos = match fraction {
+        [] => 0,
+        [b'.', digits @ ..] if (1..=9).contains(&digits.len()) => {
+            num(20, 20 + digits.len())? * 10_i64.pow(9 - digits.len() as u32)
+        }
+        _ => return None,
+    };
+    // days from the civil date (Howard Hinnant's algorithm)
+    let y = if month <= 2 { year - 1 } else { year };
+    let era = y.div_euclid(400);
+    let yoe = y - era * 400;
+    let mp = (month + 9) % 12;
+    let doy = (153 * mp + 2) / 5 + day - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    let days = era * 146_097 + doe - 719_468;
+    let secs = days * 86_400 + hour * 3_600 + minute * 60 + second;
+    secs.checked_mul(1_000_000_000)?.checked_add(nanos)
 }
 
 /// A whole line, joined from its pieces.
@@ -56,9 +104,12 @@ impl Joiner {
     /// A record that is not the engine's JSON (the caller counts and skips it).
     pub fn feed(&mut self, record: &[u8], offset: u64) -> Result<Option<Line>, BadRecord> {
         let r: Record = serde_json::from_slice(record).map_err(|e| BadRecord(e.to_string()))?;
-        let time_ns = chrono::DateTime::parse_from_rfc3339(&r.time)
-            .ok()
-            .and_then(|t| t.timestamp_nanos_opt())
+        let time_ns = engine_time(&r.time)
+            .or_else(|| {
+                chrono::DateTime::parse_from_rfc3339(&r.time)
+                    .ok()
+                    .and_then(|t| t.timestamp_nanos_opt())
+            })
             .ok_or_else(|| BadRecord(format!("time {:?} is not RFC 3339", r.time)))?;
         Ok(self.piece(&r.stream, time_ns, &r.log, offset))
     }
@@ -137,6 +188,42 @@ mod tests {
         );
         assert_eq!(out.time_ns, 1_795_334_400_000_000_001);
         assert!(j.pending.is_empty());
+    }
+
+    #[test]
+    fn engine_times_read_like_rfc_3339() {
+        for t in [
+            "2026-11-22T08:00:00.123456789Z",
+            "2026-11-22T08:00:00.1234Z",
+            "2026-11-22T08:00:00Z",
+            "2024-02-29T23:59:59.999999999Z",
+            "2000-03-01T00:00:00.5Z",
+            "1970-01-01T00:00:00.000000001Z",
+            "2100-12-31T12:34:56.7Z",
+        ] {
+            let expected = chrono::DateTime::parse_from_rfc3339(t)
+                .unwrap()
+                .timestamp_nanos_opt()
+                .unwrap();
+            assert_eq!(engine_time(t), Some(expected), "{t}");
+        }
+        // other shapes go to the general parser
+        for t in [
+            "2026-11-22T08:00:00+01:00",
+            "2026-11-22 08:00:00Z",
+            "2026-13-22T08:00:00Z",
+            "2026-11-22T08:00:00.Z",
+            "2026-11-22T08:00:00.1234567890Z",
+            "yesterday",
+        ] {
+            assert_eq!(engine_time(t), None, "{t}");
+        }
+        let mut j = Joiner::default();
+        let rec = br#"{"log":"x\n","stream":"stdout","time":"2026-11-22T09:00:00+01:00"}"#;
+        assert_eq!(
+            j.feed(rec, 0).unwrap().unwrap().time_ns,
+            1_795_334_400_000_000_000
+        );
     }
 
     #[test]

@@ -381,8 +381,17 @@ impl Store {
                     dir: pdir.display().to_string(),
                     source,
                 })?;
-                let index =
-                    Index::create_in_dir(&pdir, self.schema.clone()).map_err(|e| self.err(e))?;
+                let index = Index::builder()
+                    .schema(self.schema.clone())
+                    .settings(tantivy::IndexSettings {
+                        // compressed on the writer's thread: a thread of its own costs a wake-up
+                        // per block; larger blocks compress better and are woken for less often
+                        docstore_compress_dedicated_thread: false,
+                        docstore_blocksize: 64 * 1024,
+                        ..tantivy::IndexSettings::default()
+                    })
+                    .create_in_dir(&pdir)
+                    .map_err(|e| self.err(e))?;
                 drop(index);
                 let p = open_partition(&pdir, name)?;
                 inner.partitions.push(p);
@@ -538,21 +547,15 @@ impl Store {
                 continue;
             }
             let searcher = p.reader.searcher();
-            let want = limit.saturating_sub(out.len()).max(1);
-            let (top, count) = searcher
-                .search(
-                    &*q,
-                    &(
-                        TopDocs::with_limit(want).order_by_fast_field::<u64>("seq", Order::Desc),
-                        Count,
-                    ),
-                )
-                .map_err(|e| self.err(e))?;
+            // counted apart: a term query is then counted from its document frequency
+            let count = searcher.search(&*q, &Count).map_err(|e| self.err(e))?;
             total += count as u64;
-            if out.len() < limit {
-                for (_, addr) in top {
-                    out.push(self.line(&inner, &searcher, addr)?);
-                }
+            let want = limit.saturating_sub(out.len());
+            if want == 0 || count == 0 {
+                continue;
+            }
+            for addr in newest(&searcher, &*q, want).map_err(|e| self.err(e))? {
+                out.push(self.line(&inner, &searcher, addr)?);
             }
         }
         out.truncate(limit);
@@ -774,6 +777,51 @@ fn upgrade_layout(dir: &Path) -> std::io::Result<()> {
     }
     std::fs::write(&marker, format!("{FORMAT}\n"))?;
     Ok(())
+}
+
+/// The `want` matches of `query` with the highest sequence numbers, highest first. Segments
+/// are searched newest first, and the search stops at a segment whose lines are all older than
+/// the ones found: the newest lines of a flood cost one segment's matches, not the partition's.
+fn newest(
+    searcher: &tantivy::Searcher,
+    query: &dyn Query,
+    want: usize,
+) -> tantivy::Result<Vec<DocAddress>> {
+    use tantivy::collector::Collector;
+    let weight = query.weight(tantivy::query::EnableScoring::disabled_from_searcher(
+        searcher,
+    ))?;
+    let collector = TopDocs::with_limit(want).order_by_fast_field::<u64>("seq", Order::Desc);
+    let mut segments: Vec<(u64, u32)> = searcher
+        .segment_readers()
+        .iter()
+        .enumerate()
+        .map(|(ord, r)| {
+            let max = r
+                .fast_fields()
+                .u64("seq")
+                .map_or(u64::MAX, |c| c.max_value());
+            (max, ord as u32)
+        })
+        .collect();
+    segments.sort_unstable_by(|a, b| b.cmp(a));
+    let mut best: Vec<(u64, DocAddress)> = Vec::new();
+    for (max, ord) in segments {
+        if best.len() >= want && best.last().is_some_and(|(seq, _)| *seq >= max) {
+            break;
+        }
+        let reader = searcher.segment_reader(ord);
+        let fruit = collector.collect_segment(&*weight, ord, reader)?;
+        let fruit = collector.merge_fruits(vec![fruit])?;
+        best.extend(
+            fruit
+                .into_iter()
+                .map(|(seq, addr)| (seq.unwrap_or(0), addr)),
+        );
+        best.sort_unstable_by(|a, b| b.0.cmp(&a.0));
+        best.truncate(want);
+    }
+    Ok(best.into_iter().map(|(_, addr)| addr).collect())
 }
 
 fn open_partition(dir: &Path, name: &str) -> Result<Partition, Error> {

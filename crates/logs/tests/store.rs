@@ -254,3 +254,25 @@ fn a_store_of_the_older_layout_is_moved_aside_not_deleted() {
     let err = Store::open(dir.path()).unwrap_err().to_string();
     assert!(err.contains("layout 3"), "{err}");
 }
+
+#[test]
+fn the_newest_lines_come_first_across_segments() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path()).unwrap();
+    // one commit each: three segments
+    for _ in 0..3 {
+        store.append(sample(), BTreeMap::new(), 10 * HOUR).unwrap();
+    }
+    let q = store.compile("service:api").unwrap();
+    let (lines, total) = store.search(&q, None, None, 4).unwrap();
+    assert_eq!(total, 9);
+    assert_eq!(
+        lines.iter().map(|l| l.seq).collect::<Vec<_>>(),
+        [15, 12, 11, 10]
+    );
+    let (lines, _) = store.search(&q, None, None, 100).unwrap();
+    assert_eq!(
+        lines.iter().map(|l| l.seq).collect::<Vec<_>>(),
+        [15, 12, 11, 10, 7, 6, 5, 2, 1]
+    );
+}
