@@ -818,7 +818,7 @@ fn newest(
                 .into_iter()
                 .map(|(seq, addr)| (seq.unwrap_or(0), addr)),
         );
-        best.sort_unstable_by(|a, b| b.0.cmp(&a.0));
+        best.sort_unstable_by_key(|(seq, _)| std::cmp::Reverse(*seq));
         best.truncate(want);
     }
     Ok(best.into_iter().map(|(_, addr)| addr).collect())
