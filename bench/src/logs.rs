@@ -78,7 +78,7 @@ async fn main() {
 
     // ~200 bytes a line; every other line JSON
     let half = total / 2;
-    let pad = "p".repeat(110);
+    let pad = "p".repeat(145);
     let script = format!(
         "i=0; while [ $i -lt {half} ]; do \
          echo \"{{\\\"level\\\":\\\"info\\\",\\\"msg\\\":\\\"request handled\\\",\\\"i\\\":$i,\\\"pad\\\":\\\"{pad}\\\"}}\"; \

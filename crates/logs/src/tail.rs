@@ -76,6 +76,10 @@ pub struct Tailer {
     done: Vec<u64>,
     /// The read buffer, kept between reads.
     buf: Vec<u8>,
+    /// Lines read from the current file since its start, and the engine time of its first:
+    /// the writer's pace before a gap, to estimate what rotation took away.
+    file_lines: u64,
+    file_first_ns: i64,
 }
 
 impl Tailer {
@@ -89,6 +93,8 @@ impl Tailer {
             partial: Vec::new(),
             done: Vec::new(),
             buf: Vec::new(),
+            file_lines: 0,
+            file_first_ns: 0,
         }
     }
 
@@ -155,6 +161,7 @@ impl Tailer {
         self.file = Some(file);
         self.pos.inode = inode;
         self.pos.offset = offset;
+        self.file_lines = 0;
         self.partial.clear();
         Ok(true)
     }
@@ -213,6 +220,10 @@ impl Tailer {
             self.pos.offset += (nl + 1) as u64;
             match self.pos.joiner.feed(record, offset) {
                 Ok(Some(line)) => {
+                    if self.file_lines == 0 {
+                        self.file_first_ns = line.time_ns;
+                    }
+                    self.file_lines += 1;
                     self.pos.last_time_ns = line.time_ns;
                     batch.lines.push(line);
                     batch.inodes.push(self.pos.inode);
@@ -272,18 +283,27 @@ impl Tailer {
         self.file = Some(file);
         self.pos.inode = inode;
         self.pos.offset = 0;
+        self.file_lines = 0;
         Ok(true)
     }
 }
 
 impl Tailer {
     /// What went between the last record read and the start of `next` (a whole rotated file,
-    /// or the live one), by `next`'s own pace.
+    /// or the live one), by the pace of the file read last and of `next`.
     fn estimate_before(&self, next: &Path) -> (u64, u64) {
         if self.pos.last_time_ns == 0 {
             return (0, 0);
         }
-        std::fs::read(next).map_or((0, 0), |bytes| estimate_lost(self.pos.last_time_ns, &bytes))
+        let before = (self.file_lines >= 2).then(|| {
+            (
+                self.file_lines - 1,
+                self.pos.last_time_ns - self.file_first_ns,
+            )
+        });
+        std::fs::read(next).map_or((0, 0), |bytes| {
+            estimate_lost(self.pos.last_time_ns, before, &bytes)
+        })
     }
 }
 
@@ -301,10 +321,11 @@ fn record_time(record: &[u8]) -> Option<i64> {
 /// file `next` (its bytes), which came after them.
 ///
 /// json-file records carry no sequence numbers, so this is an estimate: the gap in engine time
-/// between the two, at the pace `next` itself was written (lines per second, lines per file).
+/// between the two, at the pace the writer kept on both sides of it: in `next` and, when
+/// known, `before` (intervals between lines, and their span in ns, of the file read last).
 /// A gap shorter than half of `next`'s own span is no loss (0, 0): the engine simply rotated
 /// between the two. A steady writer is estimated within a few percent; a bursty one less well.
-pub fn estimate_lost(last_ns: i64, next: &[u8]) -> (u64, u64) {
+pub fn estimate_lost(last_ns: i64, before: Option<(u64, i64)>, next: &[u8]) -> (u64, u64) {
     let mut times = next
         .split(|b| *b == b'\n')
         .filter(|r| !r.is_empty())
@@ -319,7 +340,11 @@ pub fn estimate_lost(last_ns: i64, next: &[u8]) -> (u64, u64) {
         return (0, 0);
     }
     // the lines in the gap, less the one interval any two neighbouring lines have
-    let per_ns = (count - 1) as f64 / span as f64;
+    let (intervals, ns) = match before {
+        Some((n, ns)) if ns > 0 => (count - 1 + n, span + ns),
+        _ => (count - 1, span),
+    };
+    let per_ns = intervals as f64 / ns as f64;
     let lost = (gap as f64 * per_ns - 1.0).max(0.0);
     if lost < count as f64 / 2.0 {
         return (0, 0);
@@ -352,14 +377,22 @@ mod estimate_tests {
         // 1000 lines a second, 2000 a file: the last line read at 10 s, the next file from
         // 16 s: 6 s, 6000 lines, 3 files gone
         let next = file(16.0, 2000, 1000.0);
-        let (files, lines) = estimate_lost(base + 10_000_000_000, &next);
+        let (files, lines) = estimate_lost(base + 10_000_000_000, None, &next);
         assert_eq!(files, 3);
         assert!((5990..=6000).contains(&lines), "{lines}");
+        // the writer slowed down after the gap (a busy machine): the pace before it counts
+        // too. 1000 a second before, 500 in the next file: the 6 s gap at 750 a second,
+        // between what either side alone would say (6000 and 3000)
+        let slow = file(16.0, 1000, 500.0);
+        let (_, lines) = estimate_lost(base + 10_000_000_000, Some((1999, 1_999_000_000)), &slow);
+        assert!((4400..=4600).contains(&lines), "{lines}");
+        let (_, alone) = estimate_lost(base + 10_000_000_000, None, &slow);
+        assert!((2900..=3000).contains(&alone), "{alone}");
         // the next file starts right after: nothing lost
         let next = file(10.001, 2000, 1000.0);
-        assert_eq!(estimate_lost(base + 10_000_000_000, &next), (0, 0));
+        assert_eq!(estimate_lost(base + 10_000_000_000, None, &next), (0, 0));
         // nothing to judge by
-        assert_eq!(estimate_lost(base, b""), (0, 0));
-        assert_eq!(estimate_lost(base, &file(20.0, 1, 1.0)), (0, 0));
+        assert_eq!(estimate_lost(base, None, b""), (0, 0));
+        assert_eq!(estimate_lost(base, None, &file(20.0, 1, 1.0)), (0, 0));
     }
 }
