@@ -476,8 +476,10 @@ async fn another_log_driver_is_read_through_the_api_exactly_once() {
 
 /// Lines the engine rotates away while capstan cannot read (SIGSTOP) are counted, per
 /// container, in the stats, the metrics and the journal. json-file records carry no sequence
-/// numbers, so the count is estimated from the gap in engine time at the writer's pace; a
-/// steady writer is estimated within 10% here. Nothing read is lost or repeated.
+/// numbers, so the count is estimated: the gap in engine time at the writer's pace says how
+/// many rotated files went (a busy machine bends the pace, not the count of whole files), and
+/// the files kept say how many lines each held: within 3% here. Nothing read is lost or
+/// repeated.
 #[tokio::test]
 async fn lines_rotated_away_while_capstan_is_stopped_are_counted() {
     const RUNS: u64 = 200;
@@ -549,7 +551,7 @@ async fn lines_rotated_away_while_capstan_is_stopped_are_counted() {
     assert!(lost > 3_000, "the pause was meant to lose files: {lost}");
     assert!(files >= 1);
     assert!(
-        estimated.abs_diff(lost) * 10 <= lost,
+        estimated.abs_diff(lost) * 100 <= lost * 3,
         "estimated {estimated} for {lost} lost"
     );
     // what was read is there once: the first lines and the last ones
