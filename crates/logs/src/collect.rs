@@ -207,6 +207,7 @@ impl Followed {
             message: parsed.message.unwrap_or_default(),
             level: parsed.level,
             fields: parsed.fields,
+            fields_are_raw: parsed.fields_are_raw,
             parse_error: parsed.failed,
         }
     }

@@ -36,6 +36,9 @@ pub struct Parsed {
     pub level: Option<String>,
     pub message: Option<String>,
     pub fields: Fields,
+    /// `fields` is the line's own JSON object, as it is: the store keeps it once, as the
+    /// line's text, and reads it back from there.
+    pub fields_are_raw: bool,
     /// The parser could not read the line.
     pub failed: bool,
 }
@@ -101,6 +104,7 @@ impl Parser {
 
     /// Parses one line.
     pub fn parse(&self, raw: &str) -> Parsed {
+        let fields_are_raw = matches!(self, Parser::Auto | Parser::Json);
         let fields: Option<Fields> = match self {
             Parser::None => return Parsed::default(),
             Parser::Auto => match json(raw) {
@@ -137,13 +141,15 @@ impl Parser {
             level: pick(&LEVEL_KEYS).map(|l| normalise_level(&l)),
             message: pick(&MESSAGE_KEYS),
             fields,
+            fields_are_raw,
             failed: false,
         }
     }
 }
 
 /// A JSON object line's fields.
-fn json(raw: &str) -> Option<Fields> {
+/// The fields of a line that is a JSON object (what the `auto` and `json` parsers take).
+pub(crate) fn json(raw: &str) -> Option<Fields> {
     let trimmed = raw.trim();
     if !trimmed.starts_with('{') {
         return None;

@@ -130,6 +130,8 @@ pub struct Entry {
     pub message: String,
     pub level: Option<String>,
     pub fields: serde_json::Map<String, serde_json::Value>,
+    /// `fields` is `raw`'s JSON object as it is: stored once, as the text.
+    pub fields_are_raw: bool,
     pub parse_error: bool,
 }
 
@@ -143,6 +145,7 @@ impl From<LogLine> for Entry {
             message: line.message,
             level: line.level,
             fields: line.fields.into_iter().collect(),
+            fields_are_raw: false,
             parse_error: line.parse_error,
         }
     }
@@ -159,8 +162,11 @@ struct StoredRef<'a> {
     message: &'a str,
     #[serde(skip_serializing_if = "Option::is_none")]
     level: Option<&'a str>,
-    #[serde(skip_serializing_if = "serde_json::Map::is_empty")]
-    fields: &'a serde_json::Map<String, serde_json::Value>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    fields: Option<&'a serde_json::Map<String, serde_json::Value>>,
+    /// The fields are the text's own JSON object (half the stored bytes of a JSON line).
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    fields_in_text: bool,
     #[serde(skip_serializing_if = "std::ops::Not::not")]
     parse_error: bool,
 }
@@ -178,6 +184,8 @@ struct StoredLine {
     level: Option<String>,
     #[serde(default)]
     fields: BTreeMap<String, serde_json::Value>,
+    #[serde(default)]
+    fields_in_text: bool,
     #[serde(default)]
     parse_error: bool,
 }
@@ -720,15 +728,23 @@ impl Store {
                 "a stored line cannot be read: {e}"
             )))
         })?;
+        let raw = text(self.f.raw);
+        let fields = if stored.fields_in_text {
+            crate::parse::json(&raw)
+                .map(|f| f.into_iter().collect())
+                .unwrap_or_default()
+        } else {
+            stored.fields
+        };
         let mut line = LogLine {
             seq: stored.seq,
             id: stored.id,
             time: capstan_model::nanos_to_datetime(stored.time),
             time_nano: stored.time,
-            raw: text(self.f.raw),
+            raw,
             message: stored.message,
             level: stored.level,
-            fields: stored.fields,
+            fields,
             parse_error: stored.parse_error,
             ..LogLine::default()
         };
@@ -870,7 +886,8 @@ fn to_doc(f: &Fields, seq: u64, origin: u64, line: Entry) -> TantivyDocument {
         id: &line.id,
         message: &line.message,
         level: line.level.as_deref(),
-        fields: &line.fields,
+        fields: (!line.fields.is_empty() && !line.fields_are_raw).then_some(&line.fields),
+        fields_in_text: line.fields_are_raw && !line.fields.is_empty(),
         parse_error: line.parse_error,
     })
     .unwrap_or_default();

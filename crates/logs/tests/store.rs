@@ -233,7 +233,30 @@ fn a_line_comes_back_whole_and_origin_fields_match_containers_that_came_later() 
     drop(store);
     let store = Store::open(dir.path()).unwrap();
     let (lines, _) = store.search(&by_service, None, None, 10).unwrap();
-    assert_eq!(lines, [LogLine { seq: 1, ..full }]);
+    assert_eq!(
+        lines,
+        [LogLine {
+            seq: 1,
+            ..full.clone()
+        }]
+    );
+    // a JSON line's fields, kept once as its text, come back the same
+    let json = LogLine {
+        id: "abc:7:200".into(),
+        ..full.clone()
+    };
+    let entry = Entry {
+        fields_are_raw: true,
+        ..json.clone().into()
+    };
+    store
+        .append(vec![entry], BTreeMap::new(), 10 * HOUR)
+        .unwrap();
+    let (lines, total) = store
+        .search(&store.compile("code:7").unwrap(), None, None, 10)
+        .unwrap();
+    assert_eq!(total, 2);
+    assert_eq!(lines[0], LogLine { seq: 2, ..json });
 }
 
 #[test]
