@@ -493,3 +493,242 @@ async fn an_http_sink_sends_a_failed_batch_again_whole_and_skips_a_refused_one()
     assert_eq!((counters.shipped, counters.rejected), (0, 10));
     assert!(counters.last_error.unwrap().contains("schema mismatch"));
 }
+
+/// A CA, and certificates it signed for a server on 127.0.0.1 and for a client, in PEM files.
+struct Pki {
+    dir: tempfile::TempDir,
+    server: (Vec<rustls::pki_types::CertificateDer<'static>>, String),
+    ca_der: rustls::pki_types::CertificateDer<'static>,
+}
+
+use tokio_rustls::rustls;
+
+impl Pki {
+    fn new() -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let mut ca = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+        ca.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+        ca.distinguished_name
+            .push(rcgen::DnType::CommonName, "capstan test CA");
+        let ca =
+            rcgen::CertifiedIssuer::self_signed(ca, rcgen::KeyPair::generate().unwrap()).unwrap();
+        let leaf = |names: Vec<String>, usage| {
+            let mut p = rcgen::CertificateParams::new(names).unwrap();
+            p.extended_key_usages = vec![usage];
+            let key = rcgen::KeyPair::generate().unwrap();
+            let cert = p.signed_by(&key, &ca).unwrap();
+            (cert, key)
+        };
+        let (server, server_key) = leaf(
+            vec!["127.0.0.1".into()],
+            rcgen::ExtendedKeyUsagePurpose::ServerAuth,
+        );
+        let (client, client_key) = leaf(
+            vec!["capstan".into()],
+            rcgen::ExtendedKeyUsagePurpose::ClientAuth,
+        );
+        let write = |name: &str, text: String| std::fs::write(dir.path().join(name), text).unwrap();
+        write("ca.pem", ca.pem());
+        write("client.pem", client.pem());
+        write("client.key", client_key.serialize_pem());
+        Self {
+            server: (vec![server.der().clone()], server_key.serialize_pem()),
+            ca_der: ca.der().clone(),
+            dir,
+        }
+    }
+
+    fn path(&self, name: &str) -> String {
+        self.dir.path().join(name).display().to_string()
+    }
+
+    /// Serves `router` over TLS with the server certificate; with `client_auth`, only to a
+    /// client whose certificate the CA signed.
+    async fn serve(&self, router: axum::Router, client_auth: bool) -> String {
+        use rustls::pki_types::pem::PemObject;
+        let key =
+            rustls::pki_types::PrivateKeyDer::from_pem_slice(self.server.1.as_bytes()).unwrap();
+        let builder = rustls::ServerConfig::builder();
+        let builder = if client_auth {
+            let mut roots = rustls::RootCertStore::empty();
+            roots.add(self.ca_der.clone()).unwrap();
+            let verifier = rustls::server::WebPkiClientVerifier::builder(Arc::new(roots))
+                .build()
+                .unwrap();
+            builder.with_client_cert_verifier(verifier)
+        } else {
+            builder.with_no_client_auth()
+        };
+        let config = builder
+            .with_single_cert(self.server.0.clone(), key)
+            .unwrap();
+        let listener = TlsListener {
+            tcp: tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap(),
+            tls: tokio_rustls::TlsAcceptor::from(Arc::new(config)),
+            refused: Arc::default(),
+        };
+        let addr = listener.tcp.local_addr().unwrap();
+        tokio::spawn(async move { axum::serve(listener, router).await.unwrap() });
+        format!("https://{addr}")
+    }
+}
+
+/// Accepts TLS connections; a failed handshake is dropped (and counted), not served.
+struct TlsListener {
+    tcp: tokio::net::TcpListener,
+    tls: tokio_rustls::TlsAcceptor,
+    refused: Arc<std::sync::atomic::AtomicU64>,
+}
+
+impl axum::serve::Listener for TlsListener {
+    type Io = tokio_rustls::server::TlsStream<tokio::net::TcpStream>;
+    type Addr = std::net::SocketAddr;
+
+    async fn accept(&mut self) -> (Self::Io, Self::Addr) {
+        loop {
+            let Ok((tcp, addr)) = self.tcp.accept().await else {
+                continue;
+            };
+            match self.tls.accept(tcp).await {
+                Ok(tls) => return (tls, addr),
+                Err(_) => {
+                    self.refused
+                        .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                }
+            }
+        }
+    }
+
+    fn local_addr(&self) -> std::io::Result<Self::Addr> {
+        self.tcp.local_addr()
+    }
+}
+
+/// An `https://` endpoint: its certificate is checked against the system's CAs and
+/// `tls.ca_file`; a server that asks for a client certificate gets `tls.crt_file`. A sink
+/// that cannot verify the server sends nothing, says why, and delivers once it can.
+#[tokio::test]
+async fn an_https_endpoint_is_verified_and_can_ask_for_a_client_certificate() {
+    let pki = Pki::new();
+    let received = Arc::new(Mutex::new(0_usize));
+    let r = Arc::clone(&received);
+    let router = axum::Router::new().route(
+        "/in",
+        axum::routing::post(move |body: Bytes| {
+            let r = Arc::clone(&r);
+            async move {
+                let lines: Vec<LogLine> = serde_json::from_slice(&body).unwrap();
+                *r.lock().unwrap() += lines.len();
+                StatusCode::OK
+            }
+        }),
+    );
+    let endpoint = pki.serve(router.clone(), false).await;
+    let url = format!("{endpoint}/in");
+
+    // the system's CAs do not know the test CA: nothing is sent, the error says so
+    let sink = start(
+        serde_json::json!({"name": "tls", "type": "http", "url": url}),
+        10,
+    );
+    let live = Arc::clone(&sink.stats);
+    until("a failed try", || live.snapshot("tls").failures >= 1).await;
+    let counters = sink.stop().await.snapshot("tls");
+    assert_eq!(counters.shipped, 0);
+    assert_eq!(*received.lock().unwrap(), 0);
+    let error = counters.last_error.unwrap_or_default();
+    eprintln!("without the CA: {error}");
+    assert!(
+        error.contains("certificate") && error.contains("tls.ca_file"),
+        "{error}"
+    );
+
+    // trusting the CA: delivered
+    let sink = start(
+        serde_json::json!({"name": "tls", "type": "http", "url": url,
+            "tls": {"ca_file": pki.path("ca.pem")}}),
+        10,
+    );
+    let live = Arc::clone(&sink.stats);
+    until("every line over TLS", || live.snapshot("tls").cursor == 10).await;
+    assert_eq!(sink.stop().await.snapshot("tls").shipped, 10);
+    assert_eq!(*received.lock().unwrap(), 10);
+
+    // a server that wants a client certificate: refused without one, served with one
+    *received.lock().unwrap() = 0;
+    let endpoint = pki.serve(router, true).await;
+    let url = format!("{endpoint}/in");
+    let sink = start(
+        serde_json::json!({"name": "tls", "type": "http", "url": url,
+            "tls": {"ca_file": pki.path("ca.pem")}}),
+        10,
+    );
+    let live = Arc::clone(&sink.stats);
+    until("a refused try", || live.snapshot("tls").failures >= 1).await;
+    assert_eq!(sink.stop().await.snapshot("tls").shipped, 0);
+    let sink = start(
+        serde_json::json!({"name": "tls", "type": "http", "url": url,
+            "tls": {"ca_file": pki.path("ca.pem"), "crt_file": pki.path("client.pem"),
+                    "key_file": pki.path("client.key")}}),
+        10,
+    );
+    let live = Arc::clone(&sink.stats);
+    until("every line over mutual TLS", || {
+        live.snapshot("tls").cursor == 10
+    })
+    .await;
+    assert_eq!(sink.stop().await.snapshot("tls").shipped, 10);
+    assert_eq!(*received.lock().unwrap(), 10);
+}
+
+/// Bad `tls` settings are refused when the config is checked, naming the key and the file.
+#[test]
+fn bad_tls_settings_name_the_key() {
+    let pki = Pki::new();
+    let check = |tls: serde_json::Value, kind: &str| {
+        let mut config = serde_json::json!({"name": "s", "type": kind, "tls": tls});
+        if kind == "file" {
+            config["path"] = "/tmp/capstan-x.ndjson".into();
+        } else {
+            config["url"] = "https://127.0.0.1:1/in".into();
+        }
+        let config: SinkConfig = serde_json::from_value(config).unwrap();
+        config.check().unwrap_err()
+    };
+    let e = check(
+        serde_json::json!({"ca_file": "/nonexistent/ca.pem"}),
+        "http",
+    );
+    assert!(
+        e.starts_with("tls.ca_file: cannot read /nonexistent/ca.pem"),
+        "{e}"
+    );
+    let e = check(
+        serde_json::json!({"ca_file": pki.path("client.key")}),
+        "http",
+    );
+    assert!(
+        e.contains("tls.ca_file") && e.contains("no PEM certificate"),
+        "{e}"
+    );
+    let e = check(
+        serde_json::json!({"crt_file": pki.path("client.pem")}),
+        "http",
+    );
+    assert!(e.starts_with("tls.crt_file: give key_file"), "{e}");
+    let e = check(
+        serde_json::json!({"crt_file": pki.path("client.pem"), "key_file": pki.path("ca.pem")}),
+        "http",
+    );
+    assert!(
+        e.contains("not a PEM certificate and its private key"),
+        "{e}"
+    );
+    let e = check(serde_json::json!({"ca_file": pki.path("ca.pem")}), "file");
+    assert!(e.starts_with("tls: a file sink has no TLS"), "{e}");
+    // and a misspelt key inside tls
+    let bad: Result<SinkConfig, _> = serde_json::from_value(serde_json::json!({
+        "name": "s", "type": "http", "url": "https://h/in", "tls": {"ca": "x"},
+    }));
+    assert!(bad.unwrap_err().to_string().contains("unknown field `ca`"));
+}

@@ -96,9 +96,9 @@ struct Row<'a> {
 }
 
 impl Sink {
-    pub(super) fn new(config: &Config) -> Result<Self, Error> {
+    pub(super) fn new(config: &Config, tls: Option<&http::TlsConfig>) -> Result<Self, Error> {
         Ok(Self {
-            client: http::client()?,
+            client: http::client(tls)?,
             url: http::join(&config.endpoint, "/")?,
             auth: Auth::basic(config.auth.as_ref())?,
             table: format!("`{}`.`{}`", config.database, config.table),

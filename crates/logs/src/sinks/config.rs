@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
+use super::http::TlsConfig;
 use super::{Error, clickhouse, elasticsearch, file, loki, webhook};
 
 /// Lines read from the store per batch when the sink does not say.
@@ -29,6 +30,9 @@ pub struct SinkConfig {
     /// After a batch shorter than `batch_max_lines`, wait this long for more lines (`1s`).
     #[serde(default)]
     pub batch_timeout: Option<String>,
+    /// Certificates for an `https://` endpoint (network sinks only).
+    #[serde(default)]
+    pub tls: Option<TlsConfig>,
     /// Where the lines go, with its own keys.
     #[serde(flatten)]
     pub kind: Kind,
@@ -71,6 +75,12 @@ impl SinkConfig {
         }
         if let Some(t) = &self.batch_timeout {
             capstan_model::parse_duration_nanos(t).map_err(|e| format!("batch_timeout: {e}"))?;
+        }
+        if let Some(tls) = &self.tls {
+            if matches!(self.kind, Kind::File(_)) {
+                return Err("tls: a file sink has no TLS; take the key out".into());
+            }
+            tls.load().map_err(|e| e.to_string())?;
         }
         match &self.kind {
             Kind::File(c) => c.check(),

@@ -110,7 +110,7 @@ struct BulkItem {
 }
 
 impl Sink {
-    pub(super) fn new(config: &Config) -> Result<Self, Error> {
+    pub(super) fn new(config: &Config, tls: Option<&http::TlsConfig>) -> Result<Self, Error> {
         let auth = match &config.api_key {
             Some(key) => Auth::Header {
                 name: "authorization".into(),
@@ -119,7 +119,7 @@ impl Sink {
             None => Auth::basic(config.auth.as_ref())?,
         };
         Ok(Self {
-            client: http::client()?,
+            client: http::client(tls)?,
             url: http::join(&config.endpoint, "/_bulk")?,
             auth,
             index: config.index.clone(),

@@ -11,11 +11,13 @@ pub enum Error {
         source: std::io::Error,
     },
     /// The server cannot be reached, or the request did not complete in time.
-    #[error("cannot reach {url}: {message} (is the server up and the endpoint right?)")]
+    #[error("cannot reach {url}: {message} ({hint})")]
     Request {
         url: String,
         /// The error and its causes (`connection refused`), one after the other.
         message: String,
+        /// What to check next.
+        hint: &'static str,
     },
     /// The server answered with an error status.
     #[error("{url} answered {status}: {body}")]

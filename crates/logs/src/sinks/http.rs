@@ -82,10 +82,94 @@ impl Auth {
     }
 }
 
+/// `tls = { ca_file = "...", crt_file = "...", key_file = "..." }`, for an `https://`
+/// endpoint. Without it the system's CAs are trusted (`/etc/ssl/certs` on Debian).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TlsConfig {
+    /// PEM certificates of CAs trusted besides the system's: a private CA, or a server's own
+    /// self-signed certificate.
+    #[serde(default)]
+    pub ca_file: Option<PathBuf>,
+    /// A client certificate (PEM, its chain after it) for a server that asks for one; with
+    /// `key_file`.
+    #[serde(default)]
+    pub crt_file: Option<PathBuf>,
+    /// The client certificate's private key (PEM); keep it readable by capstan only.
+    #[serde(default)]
+    pub key_file: Option<PathBuf>,
+}
+
+/// What a [`TlsConfig`] names, read and parsed.
+pub(super) struct Tls {
+    roots: Vec<reqwest::Certificate>,
+    identity: Option<reqwest::Identity>,
+}
+
+impl TlsConfig {
+    /// Reads and parses the files: an error names the key and the file.
+    pub(super) fn load(&self) -> Result<Tls, Error> {
+        let read = |key: &str, path: &std::path::Path| {
+            std::fs::read(path).map_err(|e| {
+                Error::Config(format!("tls.{key}: cannot read {}: {e}", path.display()))
+            })
+        };
+        let roots = match &self.ca_file {
+            None => Vec::new(),
+            Some(path) => {
+                let certs = reqwest::Certificate::from_pem_bundle(&read("ca_file", path)?)
+                    .map_err(|e| {
+                        Error::Config(format!(
+                            "tls.ca_file: {} holds no PEM certificate ({e})",
+                            path.display()
+                        ))
+                    })?;
+                if certs.is_empty() {
+                    return Err(Error::Config(format!(
+                        "tls.ca_file: {} holds no PEM certificate",
+                        path.display()
+                    )));
+                }
+                certs
+            }
+        };
+        let identity = match (&self.crt_file, &self.key_file) {
+            (None, None) => None,
+            (Some(crt), Some(key)) => {
+                let mut pem = read("crt_file", crt)?;
+                pem.push(b'\n');
+                pem.extend_from_slice(&read("key_file", key)?);
+                Some(reqwest::Identity::from_pem(&pem).map_err(|e| {
+                    Error::Config(format!(
+                        "tls: {} and {} are not a PEM certificate and its private key ({e})",
+                        crt.display(),
+                        key.display()
+                    ))
+                })?)
+            }
+            (Some(_), None) => {
+                return Err(Error::Config("tls.crt_file: give key_file with it".into()));
+            }
+            (None, Some(_)) => {
+                return Err(Error::Config("tls.key_file: give crt_file with it".into()));
+            }
+        };
+        Ok(Tls { roots, identity })
+    }
+}
+
 /// The client every network sink uses: timeouts, no proxy from the environment (a sink talks
-/// to the endpoint it was given), no redirects across hosts.
-pub(super) fn client() -> Result<reqwest::Client, Error> {
-    reqwest::Client::builder()
+/// to the endpoint it was given), no redirects across hosts, and `tls` for https endpoints.
+pub(super) fn client(tls: Option<&TlsConfig>) -> Result<reqwest::Client, Error> {
+    let mut builder = reqwest::Client::builder();
+    if let Some(tls) = tls {
+        let Tls { roots, identity } = tls.load()?;
+        builder = builder.tls_certs_merge(roots);
+        if let Some(identity) = identity {
+            builder = builder.identity(identity);
+        }
+    }
+    builder
         .timeout(REQUEST_TIMEOUT)
         .connect_timeout(CONNECT_TIMEOUT)
         .no_proxy()
@@ -103,7 +187,7 @@ pub(super) fn join(base: &str, path: &str) -> Result<reqwest::Url, Error> {
     reqwest::Url::parse(&s).map_err(|e| Error::Config(format!("{base:?} + {path:?}: {e}")))
 }
 
-/// Checks an endpoint URL: absolute, http, with a host.
+/// Checks an endpoint URL: absolute, http or https, with a host.
 pub(super) fn endpoint(text: &str) -> Result<reqwest::Url, Error> {
     let url = reqwest::Url::parse(text).map_err(|e| {
         Error::Config(format!(
@@ -111,15 +195,10 @@ pub(super) fn endpoint(text: &str) -> Result<reqwest::Url, Error> {
         ))
     })?;
     match url.scheme() {
-        "http" => {}
-        "https" => {
-            return Err(Error::Config(format!(
-                "{text:?}: this build of capstan ships over plain http only; put a TLS-terminating proxy in front of the server, or use http:// on a trusted network"
-            )));
-        }
+        "http" | "https" => {}
         other => {
             return Err(Error::Config(format!(
-                "{text:?}: the scheme {other:?} is not http"
+                "{text:?}: the scheme {other:?} is not http or https"
             )));
         }
     }
@@ -166,9 +245,16 @@ fn request_error(url: &reqwest::Url, e: reqwest::Error) -> Error {
         }
         cause = c.source();
     }
+    let hint = if message.contains("certificate") || message.contains("Certificate") {
+        "the server's certificate is not trusted: give its CA in tls.ca_file, and check that \
+         it names the host in the URL"
+    } else {
+        "is the server up and the endpoint right?"
+    };
     Error::Request {
         url: redact(url),
         message,
+        hint,
     }
 }
 
@@ -249,7 +335,7 @@ mod tests {
             join("http://h:1/es", "/_bulk").unwrap().as_str(),
             "http://h:1/es/_bulk"
         );
-        for bad in ["127.0.0.1:9200", "ftp://h/", "https://h/", "nonsense"] {
+        for bad in ["127.0.0.1:9200", "ftp://h/", "https://", "nonsense"] {
             assert!(matches!(endpoint(bad), Err(Error::Config(_))), "{bad}");
         }
         let u = reqwest::Url::parse("http://u:p@h:1/x?password=s").unwrap();

@@ -70,9 +70,9 @@ pub(super) struct Sink {
 }
 
 impl Sink {
-    pub(super) fn new(config: &Config) -> Result<Self, Error> {
+    pub(super) fn new(config: &Config, tls: Option<&http::TlsConfig>) -> Result<Self, Error> {
         Ok(Self {
-            client: http::client()?,
+            client: http::client(tls)?,
             url: http::join(&config.endpoint, "/loki/api/v1/push")?,
             auth: Auth::basic(config.auth.as_ref())?,
             labels: config.labels.clone(),

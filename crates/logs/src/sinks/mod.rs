@@ -22,5 +22,5 @@ mod webhook;
 
 pub use config::{Kind, Secret, SinkConfig};
 pub use error::Error;
-pub use http::BasicAuth;
+pub use http::{BasicAuth, TlsConfig};
 pub use runner::{Delivery, SinkSnapshot, SinkStats, run};

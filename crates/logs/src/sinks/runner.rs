@@ -98,13 +98,14 @@ enum Sink {
 }
 
 impl Sink {
-    fn new(kind: &Kind) -> Result<Self, Error> {
-        Ok(match kind {
+    fn new(config: &SinkConfig) -> Result<Self, Error> {
+        let tls = config.tls.as_ref();
+        Ok(match &config.kind {
             Kind::File(c) => Self::File(file::Sink::new(c)),
-            Kind::Clickhouse(c) => Self::Clickhouse(clickhouse::Sink::new(c)?),
-            Kind::Elasticsearch(c) => Self::Elasticsearch(elasticsearch::Sink::new(c)?),
-            Kind::Loki(c) => Self::Loki(loki::Sink::new(c)?),
-            Kind::Http(c) => Self::Http(webhook::Sink::new(c)?),
+            Kind::Clickhouse(c) => Self::Clickhouse(clickhouse::Sink::new(c, tls)?),
+            Kind::Elasticsearch(c) => Self::Elasticsearch(elasticsearch::Sink::new(c, tls)?),
+            Kind::Loki(c) => Self::Loki(loki::Sink::new(c, tls)?),
+            Kind::Http(c) => Self::Http(webhook::Sink::new(c, tls)?),
         })
     }
 
@@ -137,7 +138,7 @@ pub async fn run(
             return;
         }
     };
-    let mut sink = match Sink::new(&config.kind) {
+    let mut sink = match Sink::new(&config) {
         Ok(s) => s,
         Err(e) => {
             error!(sink = %name, error = %e, "the sink cannot start; it is off");

@@ -58,9 +58,9 @@ pub(super) struct Sink {
 }
 
 impl Sink {
-    pub(super) fn new(config: &Config) -> Result<Self, Error> {
+    pub(super) fn new(config: &Config, tls: Option<&http::TlsConfig>) -> Result<Self, Error> {
         Ok(Self {
-            client: http::client()?,
+            client: http::client(tls)?,
             url: http::endpoint(&config.url)?,
             auth: config.token.clone().map_or(Auth::None, Auth::Bearer),
             headers: config.headers.clone(),
