@@ -4,124 +4,14 @@
 //! its origin's number; a query on `service:api` becomes a query on the numbers of the origins
 //! whose service is `api`.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 use std::io::{BufRead, Write};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use capstan_model::LogLine;
 use serde::{Deserialize, Serialize};
 
-/// The fields a query can match on an origin (besides `label.NAME`).
-pub const ORIGIN_FIELDS: [&str; 10] = [
-    "stream",
-    "container_id",
-    "container",
-    "image",
-    "image_id",
-    "app",
-    "service",
-    "project",
-    "host",
-    "replica",
-];
-
-/// Where a line comes from.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
-pub struct Origin {
-    #[serde(default, skip_serializing_if = "String::is_empty")]
-    pub host: String,
-    #[serde(default, skip_serializing_if = "String::is_empty")]
-    pub container_id: String,
-    #[serde(default, skip_serializing_if = "String::is_empty")]
-    pub container: String,
-    #[serde(default, skip_serializing_if = "String::is_empty")]
-    pub image: String,
-    #[serde(default, skip_serializing_if = "String::is_empty")]
-    pub image_id: String,
-    #[serde(default, skip_serializing_if = "String::is_empty")]
-    pub app: String,
-    #[serde(default, skip_serializing_if = "String::is_empty")]
-    pub service: String,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub replica: Option<u32>,
-    #[serde(default, skip_serializing_if = "String::is_empty")]
-    pub project: String,
-    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
-    pub labels: BTreeMap<String, String>,
-    /// `stdout` or `stderr`.
-    pub stream: String,
-}
-
-impl Origin {
-    /// The origin of `line`.
-    pub fn of(line: &LogLine) -> Self {
-        Self {
-            host: line.host.clone(),
-            container_id: line.container_id.clone(),
-            container: line.container.clone(),
-            image: line.image.clone(),
-            image_id: line.image_id.clone(),
-            app: line.app.clone(),
-            service: line.service.clone(),
-            replica: line.replica,
-            project: line.project.clone(),
-            labels: line.labels.clone(),
-            stream: line.stream.clone(),
-        }
-    }
-
-    /// The same origin for another stream.
-    #[must_use]
-    pub fn with_stream(&self, stream: &str) -> Self {
-        Self {
-            stream: stream.to_owned(),
-            ..self.clone()
-        }
-    }
-
-    /// Writes the origin's fields onto `line`.
-    pub fn stamp(&self, line: &mut LogLine) {
-        line.host.clone_from(&self.host);
-        line.container_id.clone_from(&self.container_id);
-        line.container.clone_from(&self.container);
-        line.image.clone_from(&self.image);
-        line.image_id.clone_from(&self.image_id);
-        line.app.clone_from(&self.app);
-        line.service.clone_from(&self.service);
-        line.replica = self.replica;
-        line.project.clone_from(&self.project);
-        line.labels.clone_from(&self.labels);
-        line.stream.clone_from(&self.stream);
-    }
-
-    /// The value a query field names (one of [`ORIGIN_FIELDS`] or `label.NAME`); `None` when
-    /// the name is not an origin field.
-    pub fn field(&self, name: &str) -> Option<String> {
-        let v = match name {
-            "stream" => &self.stream,
-            "container_id" => &self.container_id,
-            "container" => &self.container,
-            "image" => &self.image,
-            "image_id" => &self.image_id,
-            "app" => &self.app,
-            "service" => &self.service,
-            "project" => &self.project,
-            "host" => &self.host,
-            "replica" => return Some(self.replica.map(|r| r.to_string()).unwrap_or_default()),
-            _ => {
-                let label = name.strip_prefix("label.")?;
-                return Some(self.labels.get(label).cloned().unwrap_or_default());
-            }
-        };
-        Some(v.clone())
-    }
-
-    /// Whether `name` is a field of origins.
-    pub fn is_field(name: &str) -> bool {
-        ORIGIN_FIELDS.contains(&name) || name.starts_with("label.")
-    }
-}
+pub use capstan_model::{ORIGIN_FIELDS, Origin};
 
 #[derive(Serialize, Deserialize)]
 struct Record {
@@ -218,6 +108,8 @@ impl Origins {
 
 #[cfg(test)]
 mod tests {
+    use std::collections::BTreeMap;
+
     use super::*;
 
     fn origin(container: &str, stream: &str) -> Arc<Origin> {

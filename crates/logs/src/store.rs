@@ -138,7 +138,7 @@ pub struct Entry {
 impl From<LogLine> for Entry {
     fn from(line: LogLine) -> Self {
         Self {
-            origin: Arc::new(Origin::of(&line)),
+            origin: Arc::new(line.origin),
             id: line.id,
             time_nano: line.time_nano,
             raw: line.raw,
@@ -736,7 +736,7 @@ impl Store {
         } else {
             stored.fields
         };
-        let mut line = LogLine {
+        Ok(LogLine {
             seq: stored.seq,
             id: stored.id,
             time: capstan_model::nanos_to_datetime(stored.time),
@@ -746,12 +746,12 @@ impl Store {
             level: stored.level,
             fields,
             parse_error: stored.parse_error,
-            ..LogLine::default()
-        };
-        if let Some(origin) = inner.origins.get(stored.origin) {
-            origin.stamp(&mut line);
-        }
-        Ok(line)
+            origin: inner
+                .origins
+                .get(stored.origin)
+                .map(|o| Origin::clone(o))
+                .unwrap_or_default(),
+        })
     }
 }
 

@@ -13,7 +13,7 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::response::IntoResponse;
 use capstan_logs::sinks::{SinkConfig, SinkStats};
 use capstan_logs::{Entry, Store};
-use capstan_model::LogLine;
+use capstan_model::{LogLine, Origin};
 use tokio_util::sync::CancellationToken;
 
 const DAY: i64 = 86_400_000_000_000;
@@ -26,14 +26,17 @@ fn lines(n: usize) -> Vec<LogLine> {
             id: format!("c1:0:{i}"),
             // the first half on Dec 1, the rest on Dec 2
             time_nano: DEC_1 + (i * 2 / n) as i64 * DAY + i as i64 * 1_000,
-            stream: if i % 3 == 0 { "stderr" } else { "stdout" }.into(),
             raw: format!("line {i}"),
             message: format!("line {i}"),
-            host: "h1".into(),
-            container_id: format!("{:064}", i % 2),
-            container: format!("web-{}", i % 2),
-            service: "web".into(),
-            app: "shop".into(),
+            origin: Origin {
+                stream: if i % 3 == 0 { "stderr" } else { "stdout" }.into(),
+                host: "h1".into(),
+                container_id: format!("{:064}", i % 2),
+                container: format!("web-{}", i % 2),
+                service: "web".into(),
+                app: "shop".into(),
+                ..Origin::default()
+            },
             ..LogLine::default()
         })
         .collect()

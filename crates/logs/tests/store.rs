@@ -5,7 +5,7 @@
 use std::collections::BTreeMap;
 
 use capstan_logs::{Entry, Position, Store};
-use capstan_model::LogLine;
+use capstan_model::{LogLine, Origin};
 
 const HOUR: i64 = 3_600_000_000_000;
 
@@ -13,12 +13,15 @@ fn line(n: i64, service: &str, level: &str, raw: &str, fields: serde_json::Value
     LogLine {
         id: format!("c:1:{n}"),
         time_nano: n * 1_000_000_000,
-        stream: if level == "error" { "stderr" } else { "stdout" }.into(),
         raw: raw.into(),
         level: Some(level.into()),
-        service: service.into(),
-        container: format!("{service}-1"),
         fields: serde_json::from_value(fields).unwrap(),
+        origin: Origin {
+            stream: if level == "error" { "stderr" } else { "stdout" }.into(),
+            service: service.into(),
+            container: format!("{service}-1"),
+            ..Origin::default()
+        },
         ..LogLine::default()
     }
 }
@@ -188,22 +191,24 @@ fn a_line_comes_back_whole_and_origin_fields_match_containers_that_came_later() 
         id: "abc:7:100".into(),
         time_nano: 1_700_000_000_123_456_789,
         time: capstan_model::nanos_to_datetime(1_700_000_000_123_456_789),
-        stream: "stderr".into(),
         raw: r#"{"level":"error","msg":"boom","code":7}"#.into(),
         message: "boom".into(),
         level: Some("error".into()),
         fields: serde_json::from_value(serde_json::json!({"level":"error","msg":"boom","code":7}))
             .unwrap(),
-        host: "h1".into(),
-        container_id: "f".repeat(64),
-        container: "shop-api-2".into(),
-        image: "shop/api:1.2".into(),
-        image_id: format!("sha256:{}", "e".repeat(64)),
-        app: "shop".into(),
-        service: "api".into(),
-        replica: Some(2),
-        project: "shop".into(),
-        labels: BTreeMap::from([("team".into(), "payments".into())]),
+        origin: Origin {
+            stream: "stderr".into(),
+            host: "h1".into(),
+            container_id: "f".repeat(64),
+            container: "shop-api-2".into(),
+            image: "shop/api:1.2".into(),
+            image_id: format!("sha256:{}", "e".repeat(64)),
+            app: "shop".into(),
+            service: "api".into(),
+            replica: Some(2),
+            project: "shop".into(),
+            labels: BTreeMap::from([("team".into(), "payments".into())]),
+        },
         ..LogLine::default()
     };
     // a query compiled before the container's first line still finds it (sinks and live

@@ -17,8 +17,6 @@ pub struct LogLine {
     pub time: DateTime<Utc>,
     /// The same, in ns since the epoch.
     pub time_nano: i64,
-    /// `stdout` or `stderr`.
-    pub stream: String,
     /// The line as the container wrote it (pieces of a long line joined).
     pub raw: String,
     /// The message: the raw line, or the message field a parser found.
@@ -33,10 +31,38 @@ pub struct LogLine {
     /// The parser configured for the line could not read it (the raw text is kept).
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub parse_error: bool,
+    /// Where it came from (its keys sit beside the line's own in JSON).
+    #[serde(flatten)]
+    pub origin: Origin,
+}
+
+/// The fields a query can match on an origin (besides `label.NAME`).
+pub const ORIGIN_FIELDS: [&str; 10] = [
+    "stream",
+    "container_id",
+    "container",
+    "image",
+    "image_id",
+    "app",
+    "service",
+    "project",
+    "host",
+    "replica",
+];
+
+/// Where a line comes from: host, container, image, Compose and capstan labels, the allowed
+/// labels and the stream.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct Origin {
+    #[serde(default, skip_serializing_if = "String::is_empty")]
     pub host: String,
+    #[serde(default, skip_serializing_if = "String::is_empty")]
     pub container_id: String,
+    #[serde(default, skip_serializing_if = "String::is_empty")]
     pub container: String,
+    #[serde(default, skip_serializing_if = "String::is_empty")]
     pub image: String,
+    #[serde(default, skip_serializing_if = "String::is_empty")]
     pub image_id: String,
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub app: String,
@@ -46,9 +72,48 @@ pub struct LogLine {
     pub replica: Option<u32>,
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub project: String,
-    /// Allowed labels of the container.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub labels: BTreeMap<String, String>,
+    /// `stdout` or `stderr`.
+    pub stream: String,
+}
+
+impl Origin {
+    /// The same origin for another stream.
+    #[must_use]
+    pub fn with_stream(&self, stream: &str) -> Self {
+        Self {
+            stream: stream.to_owned(),
+            ..self.clone()
+        }
+    }
+
+    /// The value a query field names (one of [`ORIGIN_FIELDS`] or `label.NAME`); `None` when
+    /// the name is not an origin field.
+    pub fn field(&self, name: &str) -> Option<String> {
+        let v = match name {
+            "stream" => &self.stream,
+            "container_id" => &self.container_id,
+            "container" => &self.container,
+            "image" => &self.image,
+            "image_id" => &self.image_id,
+            "app" => &self.app,
+            "service" => &self.service,
+            "project" => &self.project,
+            "host" => &self.host,
+            "replica" => return Some(self.replica.map(|r| r.to_string()).unwrap_or_default()),
+            _ => {
+                let label = name.strip_prefix("label.")?;
+                return Some(self.labels.get(label).cloned().unwrap_or_default());
+            }
+        };
+        Some(v.clone())
+    }
+
+    /// Whether `name` is a field of origins.
+    pub fn is_field(name: &str) -> bool {
+        ORIGIN_FIELDS.contains(&name) || name.starts_with("label.")
+    }
 }
 
 /// `GET /api/v1/logs`.

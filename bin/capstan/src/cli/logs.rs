@@ -127,6 +127,10 @@ fn show(line: &LogLine) -> String {
         .time
         .with_timezone(&chrono::Local)
         .format("%Y-%m-%d %H:%M:%S%.3f");
-    let stream = if line.stream == "stderr" { " !" } else { "" };
-    format!("{time}  {}{stream}  {}", line.container, line.raw)
+    let stream = if line.origin.stream == "stderr" {
+        " !"
+    } else {
+        ""
+    };
+    format!("{time}  {}{stream}  {}", line.origin.container, line.raw)
 }

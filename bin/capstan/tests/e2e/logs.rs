@@ -119,10 +119,10 @@ async fn lines_are_stored_once_rejoined_and_searchable() {
     // enrichment
     let l = &out.lines[0];
     assert_eq!(
-        (l.container_id.as_str(), l.image.as_str()),
+        (l.origin.container_id.as_str(), l.origin.image.as_str()),
         (id.as_str(), BUSYBOX)
     );
-    assert!(!l.host.is_empty() && l.id.starts_with(&id[..12]));
+    assert!(!l.origin.host.is_empty() && l.id.starts_with(&id[..12]));
     // the query language
     assert_eq!(
         page(&daemon, &format!("{container} \"connection refused\""), 10)

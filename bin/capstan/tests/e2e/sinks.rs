@@ -39,7 +39,7 @@ async fn a_file_sink_gets_every_line_at_least_once_across_kill_9() {
             .map(|l| serde_json::from_str(l).unwrap())
             .collect();
         assert!(
-            lines.iter().all(|l| l.stream == "stdout"),
+            lines.iter().all(|l| l.origin.stream == "stdout"),
             "the sink's query holds"
         );
         lines

@@ -97,13 +97,13 @@ impl Sink {
 
 fn label<'a>(line: &'a LogLine, name: &str) -> &'a str {
     match name {
-        "host" => &line.host,
-        "app" => &line.app,
-        "service" => &line.service,
-        "project" => &line.project,
-        "container" => &line.container,
-        "image" => &line.image,
-        "stream" => &line.stream,
+        "host" => &line.origin.host,
+        "app" => &line.origin.app,
+        "service" => &line.origin.service,
+        "project" => &line.origin.project,
+        "container" => &line.origin.container,
+        "image" => &line.origin.image,
+        "stream" => &line.origin.stream,
         "level" => line.level.as_deref().unwrap_or_default(),
         _ => "",
     }
@@ -144,6 +144,8 @@ fn push_body(labels: &[String], lines: &[LogLine]) -> Vec<u8> {
 
 #[cfg(test)]
 mod tests {
+    use capstan_model::Origin;
+
     use super::*;
 
     #[test]
@@ -151,9 +153,12 @@ mod tests {
         let l = |seq, t, service: &str, stream: &str| LogLine {
             seq,
             time_nano: t,
-            service: service.into(),
-            stream: stream.into(),
             raw: format!("line {seq}"),
+            origin: Origin {
+                service: service.into(),
+                stream: stream.into(),
+                ..Origin::default()
+            },
             ..LogLine::default()
         };
         let body = push_body(
