@@ -4,7 +4,7 @@
 //! its origin's number; a query on `service:api` becomes a query on the numbers of the origins
 //! whose service is `api`.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::io::{BufRead, Write};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -87,6 +87,51 @@ impl Origins {
         file.sync_data()?;
         self.insert(id, Arc::clone(origin));
         Ok(id)
+    }
+
+    /// Keeps only the origins numbered in `used`: the file is written anew beside the old one
+    /// and renamed over it, so a crash leaves one or the other whole. Numbers never change.
+    pub(crate) fn keep_only(&mut self, used: &HashSet<u64>) -> std::io::Result<()> {
+        if self.by_id.keys().all(|id| used.contains(id)) {
+            return Ok(());
+        }
+        let mut kept: Vec<(u64, Arc<Origin>)> = self
+            .by_id
+            .iter()
+            .filter(|(id, _)| used.contains(id))
+            .map(|(id, o)| (*id, Arc::clone(o)))
+            .collect();
+        kept.sort_unstable_by_key(|(id, _)| *id);
+        let mut text = Vec::new();
+        for (id, origin) in &kept {
+            serde_json::to_writer(
+                &mut text,
+                &Record {
+                    id: *id,
+                    origin: (**origin).clone(),
+                },
+            )
+            .map_err(std::io::Error::other)?;
+            text.push(b'\n');
+        }
+        let mut tmp = self.path.clone().into_os_string();
+        tmp.push(".new");
+        let tmp = PathBuf::from(tmp);
+        let mut file = std::fs::File::create(&tmp)?;
+        file.write_all(&text)?;
+        file.sync_all()?;
+        std::fs::rename(&tmp, &self.path)?;
+        if let Some(dir) = self.path.parent() {
+            std::fs::File::open(dir)?.sync_all()?;
+        }
+        self.by_id.retain(|id, _| used.contains(id));
+        self.by_origin.retain(|_, id| used.contains(id));
+        Ok(())
+    }
+
+    /// How many origins are known.
+    pub(crate) fn count(&self) -> usize {
+        self.by_id.len()
     }
 
     pub(crate) fn get(&self, id: u64) -> Option<&Arc<Origin>> {

@@ -209,6 +209,8 @@ struct Inner {
     pending: Option<Checkpoint>,
     /// Every origin of every line stored.
     origins: Origins,
+    /// The origins of the lines added since the last commit (no segment shows them yet).
+    pending_origins: std::collections::HashSet<u64>,
 }
 
 /// The store. Its methods block (tantivy is synchronous): call them from a blocking task.
@@ -292,6 +294,7 @@ impl Store {
                 checkpoint,
                 pending: None,
                 origins,
+                pending_origins: std::collections::HashSet::new(),
             }),
             writer_memory: std::sync::atomic::AtomicUsize::new(WRITER_MEMORY),
         })
@@ -457,6 +460,7 @@ impl Store {
                             source,
                         })?;
                     last_origin = Some((Arc::clone(&line.origin), id));
+                    inner.pending_origins.insert(id);
                     id
                 }
             };
@@ -520,12 +524,14 @@ impl Store {
             })?;
         }
         inner.checkpoint = pending;
+        inner.pending_origins.clear();
         Ok(())
     }
 
     /// Drops what was added since the last commit.
     fn rollback(inner: &mut Inner) {
         inner.pending = None;
+        inner.pending_origins.clear();
         if let Some((_, writer)) = inner.writer.as_mut() {
             let _ = writer.rollback();
         }
@@ -677,7 +683,40 @@ impl Store {
                 source,
             })?;
         }
+        if !dropped.is_empty() {
+            self.forget_unused_origins(&mut inner)?;
+        }
         Ok(dropped)
+    }
+
+    /// Drops the origins no line left in the store names (a host whose containers come and
+    /// go would otherwise keep every one it ever ran, in memory and in `origins.jsonl`).
+    fn forget_unused_origins(&self, inner: &mut Inner) -> Result<(), Error> {
+        let mut used = inner.pending_origins.clone();
+        for p in &inner.partitions {
+            for segment in p.reader.searcher().segment_readers() {
+                let index = segment
+                    .inverted_index(self.f.origin)
+                    .map_err(|e| self.err(e))?;
+                let mut terms = index.terms().stream().map_err(|e| self.err(e.into()))?;
+                while terms.advance() {
+                    // a u64 term is its 8 bytes, big-endian
+                    if let Ok(bytes) = <[u8; 8]>::try_from(terms.key()) {
+                        used.insert(u64::from_be_bytes(bytes));
+                    }
+                }
+            }
+        }
+        inner.origins.keep_only(&used).map_err(|source| Error::Io {
+            dir: self.dir.display().to_string(),
+            source,
+        })
+    }
+
+    /// How many origins (container and stream) the store knows: those of its lines, and of
+    /// the lines added since the last commit.
+    pub fn origin_count(&self) -> usize {
+        self.lock().origins.count()
     }
 
     /// Partitions: name, what they hold, bytes on disk.

@@ -264,6 +264,70 @@ fn a_line_comes_back_whole_and_origin_fields_match_containers_that_came_later() 
     assert_eq!(lines[0], LogLine { seq: 2, ..json });
 }
 
+/// Retention forgets the origins no line left names (a host whose containers come and go
+/// would keep them all otherwise), but never one that a line added and not yet committed names.
+#[test]
+fn retention_forgets_origins_no_line_names() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path()).unwrap();
+    let of = |n: i64, container: &str| -> Entry {
+        LogLine {
+            id: format!("{container}:1:{n}"),
+            time_nano: n * HOUR,
+            raw: format!("line {n} of {container}"),
+            origin: Origin {
+                container: container.into(),
+                image: "shop/api:1".into(),
+                stream: "stdout".into(),
+                ..Origin::default()
+            },
+            ..LogLine::default()
+        }
+        .into()
+    };
+    let none = BTreeMap::new;
+    store
+        .append(vec![of(10, "gone"), of(10, "parked")], none(), 10 * HOUR)
+        .unwrap();
+    store
+        .append(vec![of(12, "stays")], none(), 12 * HOUR)
+        .unwrap();
+    // a line of `parked` is added, not committed, when its partition goes
+    store
+        .add(vec![of(12, "parked")], none(), 12 * HOUR)
+        .unwrap();
+    assert_eq!(store.origin_count(), 3);
+    assert_eq!(store.retain(Some(11 * HOUR), None).unwrap(), ["p10"]);
+    assert_eq!(store.origin_count(), 2);
+    store.commit().unwrap();
+    let origins = std::fs::read_to_string(dir.path().join("origins.jsonl")).unwrap();
+    assert_eq!(origins.lines().count(), 2, "{origins}");
+    assert!(!origins.contains("\"gone\""), "{origins}");
+    let check = |store: &Store| {
+        for (container, lines) in [("gone", 0), ("parked", 1), ("stays", 1)] {
+            let q = store.compile(&format!("container:{container}")).unwrap();
+            let (found, total) = store.search(&q, None, None, 10).unwrap();
+            assert_eq!(total, lines, "{container}");
+            for line in found {
+                assert_eq!(line.origin.container, container);
+                assert_eq!(line.origin.image, "shop/api:1");
+            }
+        }
+    };
+    check(&store);
+    // after a restart too; and `gone` coming back gets an origin again
+    drop(store);
+    let store = Store::open(dir.path()).unwrap();
+    check(&store);
+    store
+        .append(vec![of(13, "gone")], none(), 13 * HOUR)
+        .unwrap();
+    let q = store.compile("container:gone").unwrap();
+    let (found, total) = store.search(&q, None, None, 10).unwrap();
+    assert_eq!(total, 1);
+    assert_eq!(found[0].origin.image, "shop/api:1");
+}
+
 #[test]
 fn a_store_of_the_older_layout_is_moved_aside_not_deleted() {
     let dir = tempfile::tempdir().unwrap();
