@@ -10,6 +10,17 @@ pub fn format_nanos(nanos: i64) -> String {
     nanos_to_datetime(nanos).to_rfc3339_opts(SecondsFormat::Nanos, true)
 }
 
+/// An HTTP `Retry-After` value: seconds, or an HTTP date (then the time left until it from
+/// `now`, zero when past). `None` when it is neither.
+pub fn parse_retry_after(value: &str, now: DateTime<Utc>) -> Option<std::time::Duration> {
+    let value = value.trim();
+    if let Ok(secs) = value.parse::<u64>() {
+        return Some(std::time::Duration::from_secs(secs));
+    }
+    let at = DateTime::parse_from_rfc2822(value).ok()?;
+    Some((at.with_timezone(&Utc) - now).to_std().unwrap_or_default())
+}
+
 /// Parses a point in time given either as RFC 3339 or as a duration ago (`10s`, `5m`, `1h`,
 /// `7d`), relative to `now`. Returns nanoseconds since the epoch.
 ///

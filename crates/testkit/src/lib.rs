@@ -13,6 +13,7 @@ mod image;
 pub mod load;
 mod own_engine;
 pub mod procfs;
+mod registry;
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
@@ -23,6 +24,9 @@ pub use clickhouse::ClickHouse;
 pub use daemon::Daemon;
 pub use image::{BUSYBOX, busybox_rootfs, ensure_busybox, rootfs_with_file, tar_of};
 pub use own_engine::OwnEngine;
+pub use registry::{
+    OCI_INDEX, OCI_MANIFEST, Registry, RegistryOptions, Request as RegistryRequest, sha256,
+};
 
 /// A free TCP port on 127.0.0.1 (free when asked; bind it soon).
 pub fn free_port() -> u16 {

@@ -284,16 +284,8 @@ fn snippet(body: &[u8]) -> String {
 
 /// `Retry-After` as seconds or as an HTTP date, capped.
 fn retry_after(headers: &HeaderMap, now: chrono::DateTime<chrono::Utc>) -> Option<Duration> {
-    let value = headers.get(RETRY_AFTER)?.to_str().ok()?.trim();
-    let wait = if let Ok(secs) = value.parse::<u64>() {
-        Duration::from_secs(secs)
-    } else {
-        let at = chrono::DateTime::parse_from_rfc2822(value).ok()?;
-        (at.with_timezone(&chrono::Utc) - now)
-            .to_std()
-            .unwrap_or_default()
-    };
-    Some(wait.min(MAX_RETRY_AFTER))
+    let value = headers.get(RETRY_AFTER)?.to_str().ok()?;
+    capstan_model::parse_retry_after(value, now).map(|wait| wait.min(MAX_RETRY_AFTER))
 }
 
 #[cfg(test)]

@@ -1,0 +1,20 @@
+//! capstan's registry client (the OCI distribution API): image references, token and basic auth
+//! with Docker's credential stores, manifest HEADs with every manifest media type, paginated
+//! tag listings, and the host platform's child of a multi-arch index.
+//!
+//! Checking for an update costs one HEAD per tag and, for tag policies, one paginated tag
+//! listing per repository; a manifest is fetched (GET) only to look inside an index whose
+//! digest changed. Every request is counted ([`Client::counts`]).
+
+mod auth;
+mod client;
+mod error;
+mod reference;
+
+pub use auth::{Challenge, CredentialSource, Credentials, parse_challenge};
+pub use client::{
+    Child, Client, Head, MANIFEST_MEDIA_TYPES, Manifest, Options, Platform, RateLimit,
+    RequestCounts,
+};
+pub use error::Error;
+pub use reference::{BadReference, DOCKER_HUB, DOCKER_HUB_API, Reference};
