@@ -10,6 +10,7 @@ mod auth;
 mod client;
 mod error;
 mod reference;
+mod version;
 
 pub use auth::{Challenge, CredentialSource, Credentials, parse_challenge};
 pub use client::{
@@ -18,3 +19,4 @@ pub use client::{
 };
 pub use error::Error;
 pub use reference::{BadReference, DOCKER_HUB, DOCKER_HUB_API, Reference};
+pub use version::{Choice, Policy, TagVersion, looks_like_git_sha};
