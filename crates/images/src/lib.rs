@@ -11,6 +11,7 @@ mod backoff;
 mod error;
 mod journal;
 mod reconcile;
+pub mod watch;
 
 pub use error::Error;
 pub use journal::{Journal, JournalStatus};

@@ -1,0 +1,195 @@
+//! Checking one watched image against its registry: has the content under its tag changed for
+//! this host's platform, and, for a tag policy, is there a newer tag it allows?
+//!
+//! A check costs one HEAD on the tag, plus one tag listing and one HEAD on the candidate when
+//! the policy compares tags. A manifest is fetched (GET) only when the tag's digest is one not
+//! judged before and it, or the running image, is a multi-arch index: then the host platform's
+//! child decides, so a change to another platform or to an attestation is not an update.
+
+use capstan_registry::{Client, Error, Platform, Policy, RateLimit, Reference};
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+
+/// An image to watch and what runs now.
+#[derive(Debug, Clone)]
+pub struct Target {
+    /// The reference the container asked for (`shop/api:v1.0.1`).
+    pub reference: Reference,
+    pub policy: Policy,
+    /// The digest the running image was pulled as (its `RepoDigests` entry for this
+    /// repository): a manifest or an index. `None` for an image built or loaded here.
+    pub running: Option<String>,
+}
+
+/// A newer tag a policy allows.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Candidate {
+    pub tag: String,
+    pub digest: String,
+}
+
+/// What a check found.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Check {
+    pub reference: String,
+    pub policy: String,
+    /// The digest the running image was pulled as.
+    pub running: Option<String>,
+    /// What the tag names now.
+    pub tag_digest: Option<String>,
+    /// The host platform's image under the running digest and under the tag, once read.
+    pub running_child: Option<String>,
+    pub tag_child: Option<String>,
+    /// The same tag holds new content for this platform.
+    pub content_changed: bool,
+    /// A newer tag the policy allows.
+    pub candidate: Option<Candidate>,
+    /// Why there is an update, or why not.
+    pub reason: String,
+    pub checked_at: DateTime<Utc>,
+    /// The check failed (the rest is from the last check that did not).
+    pub error: Option<String>,
+    /// Docker Hub's pull budget, as the HEAD reported it.
+    pub rate_limit: Option<RateLimit>,
+}
+
+impl Check {
+    /// Whether there is something to update to.
+    pub fn has_update(&self) -> bool {
+        self.content_changed || self.candidate.is_some()
+    }
+}
+
+/// The digest of the image for `platform` under `digest`: the child of an index, or the
+/// manifest itself.
+async fn host_image(
+    client: &Client,
+    reference: &Reference,
+    digest: &str,
+    platform: &Platform,
+) -> Result<String, Error> {
+    let manifest = client.manifest(reference, digest).await?;
+    if manifest.children.is_empty() {
+        return Ok(digest.to_owned());
+    }
+    manifest
+        .child_for(platform)
+        .map(|c| c.digest.clone())
+        .ok_or_else(|| Error::Response {
+            url: reference.to_string(),
+            message: format!(
+                "the index {digest} has no image for {}/{}",
+                platform.os, platform.architecture
+            ),
+        })
+}
+
+/// Checks `target` once. `previous` is the last check of the same target: a tag digest judged
+/// then is not fetched again.
+pub async fn check(
+    client: &Client,
+    target: &Target,
+    previous: Option<&Check>,
+    platform: &Platform,
+) -> Check {
+    let mut out = Check {
+        reference: target.reference.to_string(),
+        policy: target.policy.to_string(),
+        running: target.running.clone(),
+        tag_digest: None,
+        running_child: None,
+        tag_child: None,
+        content_changed: false,
+        candidate: None,
+        reason: String::new(),
+        checked_at: Utc::now(),
+        error: None,
+        rate_limit: None,
+    };
+    if matches!(target.policy, Policy::None) {
+        out.reason = "policy none: not watched".into();
+        return out;
+    }
+    if let Err(e) = check_into(client, target, previous, platform, &mut out).await {
+        let mut failed = previous.cloned().unwrap_or(out);
+        failed.checked_at = Utc::now();
+        failed.error = Some(e.to_string());
+        return failed;
+    }
+    out
+}
+
+async fn check_into(
+    client: &Client,
+    target: &Target,
+    previous: Option<&Check>,
+    platform: &Platform,
+    out: &mut Check,
+) -> Result<(), Error> {
+    let head = client.head(&target.reference).await?;
+    out.rate_limit = head.rate_limit;
+    out.tag_digest = Some(head.digest.clone());
+    let tag = target.reference.tag.as_deref().unwrap_or("latest");
+    // a tag digest judged for the same running image last time is not fetched again
+    let judged = previous.filter(|p| {
+        p.running == target.running
+            && p.error.is_none()
+            && p.tag_digest.as_deref() == Some(head.digest.as_str())
+    });
+    out.reason = match (&target.running, judged) {
+        (None, _) => format!(
+            "the running image has no digest from {} (built or loaded here): only newer tags can be found",
+            target.reference.registry
+        ),
+        (Some(running), _) if *running == head.digest => format!("{tag} is what runs"),
+        (Some(_), Some(p)) => {
+            out.running_child.clone_from(&p.running_child);
+            out.tag_child.clone_from(&p.tag_child);
+            out.content_changed = p.content_changed;
+            // the content part of the last reason (a tag policy's part is found again below)
+            p.reason.split("; ").next().unwrap_or_default().to_owned()
+        }
+        (Some(running), None) => {
+            let known = previous
+                .filter(|p| p.running == target.running)
+                .and_then(|p| p.running_child.clone());
+            let running_child = match known {
+                Some(c) => c,
+                None => host_image(client, &target.reference, running, platform).await?,
+            };
+            let tag_child = if head.is_index() {
+                host_image(client, &target.reference, &head.digest, platform).await?
+            } else {
+                head.digest.clone()
+            };
+            out.content_changed = running_child != tag_child;
+            let reason = if out.content_changed {
+                format!(
+                    "{tag} holds a new {}/{} image ({tag_child})",
+                    platform.os, platform.architecture
+                )
+            } else {
+                format!(
+                    "{tag}'s index changed, but not its {}/{} image (another platform or an attestation did)",
+                    platform.os, platform.architecture
+                )
+            };
+            out.running_child = Some(running_child);
+            out.tag_child = Some(tag_child);
+            reason
+        }
+    };
+    if target.policy.compares_tags() {
+        let tags = client.tags(&target.reference).await?;
+        let choice = target.policy.choose(tag, &tags);
+        if let Some(candidate) = choice.candidate {
+            let head = client.head(&target.reference.with_tag(&candidate)).await?;
+            out.candidate = Some(Candidate {
+                tag: candidate,
+                digest: head.digest,
+            });
+        }
+        out.reason = format!("{}; {}", out.reason, choice.reason);
+    }
+    Ok(())
+}

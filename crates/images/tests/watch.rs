@@ -1,0 +1,179 @@
+//! Checks against a real registry (Debian's `docker-registry`) of each test's own: what counts
+//! as an update, and what it costs, counted at the registry's access log.
+#![allow(clippy::unwrap_used)]
+
+use capstan_images::watch::{Check, Target, check};
+use capstan_registry::{Client, Options, Platform, Reference};
+use capstan_testkit::{Registry, RegistryOptions};
+
+fn amd64() -> Platform {
+    Platform {
+        os: "linux".into(),
+        architecture: "amd64".into(),
+        variant: None,
+    }
+}
+
+/// capstan's requests to the registry since the last call, as `METHOD kind`.
+fn asked_since(registry: &Registry, seen: &mut usize) -> Vec<String> {
+    let all: Vec<String> = registry
+        .requests()
+        .into_iter()
+        .filter(|r| r.user_agent.starts_with("capstan/"))
+        .map(|r| {
+            format!(
+                "{} {}",
+                r.method,
+                r.path.split('/').nth(4).unwrap_or_default()
+            )
+        })
+        .collect();
+    let new = all[*seen..].to_vec();
+    *seen = all.len();
+    new
+}
+
+/// A multi-arch tag whose other platform or attestation changes is not an update; a change
+/// of the host platform's image is. An index digest judged once is not fetched again.
+#[tokio::test]
+async fn only_the_host_platforms_image_decides_a_multi_arch_update() {
+    let registry = Registry::start(RegistryOptions::default()).await;
+    let client = Client::new(Options::default()).unwrap();
+    let (running, _) = registry
+        .push_index(
+            "shop/web",
+            "1.4",
+            &[("amd64", "a1"), ("arm64", "b1")],
+            "att1",
+        )
+        .await;
+    let target = Target {
+        reference: Reference::parse(&format!("{}/shop/web:1.4", registry.host())).unwrap(),
+        policy: "digest".parse().unwrap(),
+        running: Some(running),
+    };
+    let mut seen = 0;
+    let c1 = check(&client, &target, None, &amd64()).await;
+    assert_eq!(
+        (c1.error.as_deref(), c1.has_update()),
+        (None, false),
+        "{c1:?}"
+    );
+    assert_eq!(c1.reason, "1.4 is what runs");
+    assert_eq!(asked_since(&registry, &mut seen), ["HEAD manifests"]);
+
+    // arm64 and the attestation change under the same tag
+    registry
+        .push_index(
+            "shop/web",
+            "1.4",
+            &[("amd64", "a1"), ("arm64", "b2")],
+            "att2",
+        )
+        .await;
+    let c2 = check(&client, &target, Some(&c1), &amd64()).await;
+    assert!(!c2.has_update(), "{c2:?}");
+    assert!(
+        c2.reason.contains("not its linux/amd64 image"),
+        "{}",
+        c2.reason
+    );
+    assert_eq!(c2.running_child, c2.tag_child);
+    // the running index and the new one, once each
+    assert_eq!(
+        asked_since(&registry, &mut seen),
+        ["HEAD manifests", "GET manifests", "GET manifests"]
+    );
+    // nothing changed since: one HEAD, no GET
+    let c3 = check(&client, &target, Some(&c2), &amd64()).await;
+    assert_eq!((c3.has_update(), &c3.reason), (false, &c2.reason));
+    assert_eq!(asked_since(&registry, &mut seen), ["HEAD manifests"]);
+
+    // now the amd64 image changes: an update, and the running index is not read again
+    let (_, children) = registry
+        .push_index(
+            "shop/web",
+            "1.4",
+            &[("amd64", "a2"), ("arm64", "b2")],
+            "att2",
+        )
+        .await;
+    let c4 = check(&client, &target, Some(&c3), &amd64()).await;
+    assert!(c4.content_changed, "{c4:?}");
+    assert_eq!(c4.tag_child.as_deref(), Some(children[0].as_str()));
+    assert!(
+        c4.reason.contains("holds a new linux/amd64 image"),
+        "{}",
+        c4.reason
+    );
+    assert_eq!(
+        asked_since(&registry, &mut seen),
+        ["HEAD manifests", "GET manifests"]
+    );
+}
+
+/// A same-tag re-push is found by digest; a tag policy finds the newest tag it allows, with
+/// one tag listing and one HEAD on the candidate.
+#[tokio::test]
+async fn a_repush_and_newer_tags_are_found_with_the_fewest_requests() {
+    let registry = Registry::start(RegistryOptions::default()).await;
+    let client = Client::new(Options::default()).unwrap();
+    let mut digests = std::collections::HashMap::new();
+    for tag in [
+        "v1.0.0",
+        "v1.0.1",
+        "v1.1.0",
+        "v2.0.0",
+        "1.0.1-alpine",
+        "1.0.2-alpine",
+    ] {
+        digests.insert(tag, registry.push("shop/api", tag, tag).await);
+    }
+    let at = |tag: &str, policy: &str| Target {
+        reference: Reference::parse(&format!("{}/shop/api:{tag}", registry.host())).unwrap(),
+        policy: policy.parse().unwrap(),
+        running: Some(digests[tag].clone()),
+    };
+    let mut seen = 0;
+    let pick = |c: &Check| c.candidate.as_ref().map(|c| c.tag.clone());
+
+    let c = check(&client, &at("v1.0.1", "minor"), None, &amd64()).await;
+    assert_eq!(pick(&c).as_deref(), Some("v1.1.0"), "{c:?}");
+    assert_eq!(c.candidate.as_ref().unwrap().digest, digests["v1.1.0"]);
+    assert!(!c.content_changed);
+    assert_eq!(
+        asked_since(&registry, &mut seen),
+        ["HEAD manifests", "GET tags", "HEAD manifests"]
+    );
+    let c = check(&client, &at("v1.0.1", "patch"), None, &amd64()).await;
+    assert_eq!(pick(&c), None, "{c:?}");
+    assert!(c.reason.contains("does not allow"), "{}", c.reason);
+    let c = check(&client, &at("v1.0.1", "major"), None, &amd64()).await;
+    assert_eq!(pick(&c).as_deref(), Some("v2.0.0"));
+    let c = check(&client, &at("1.0.1-alpine", "major"), None, &amd64()).await;
+    assert_eq!(pick(&c).as_deref(), Some("1.0.2-alpine"));
+    let c = check(&client, &at("v1.0.1", "semver:~1.0"), None, &amd64()).await;
+    assert_eq!(pick(&c), None);
+    asked_since(&registry, &mut seen);
+
+    // the same tag pushed again with other content: found by digest (the running manifest is
+    // read once to know it is not an index)
+    let target = at("v1.0.0", "digest");
+    let before = check(&client, &target, None, &amd64()).await;
+    assert!(!before.has_update());
+    let new = registry.push("shop/api", "v1.0.0", "rebuilt").await;
+    let after = check(&client, &target, Some(&before), &amd64()).await;
+    assert!(after.content_changed, "{after:?}");
+    assert_eq!(after.tag_digest.as_deref(), Some(new.as_str()));
+    let asked = asked_since(&registry, &mut seen);
+    assert_eq!(asked, ["HEAD manifests", "HEAD manifests", "GET manifests"]);
+
+    // a registry that is down: the error is kept with what was known
+    drop(registry);
+    let failed = check(&client, &target, Some(&after), &amd64()).await;
+    assert!(
+        failed.error.as_deref().unwrap().contains("cannot reach"),
+        "{failed:?}"
+    );
+    assert!(failed.content_changed, "what was known stays");
+}
