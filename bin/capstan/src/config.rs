@@ -23,6 +23,116 @@ pub struct Config {
     /// Log collection and the embedded log store.
     #[serde(default)]
     pub logs: Logs,
+    /// Registry watching for image updates.
+    #[serde(default)]
+    pub images: Images,
+}
+
+/// `[images]`
+#[derive(Debug, Clone, Default, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct Images {
+    /// Whether to check registries for updates at all (default true).
+    #[serde(default)]
+    pub watch: Option<bool>,
+    /// Between check cycles (`1h` by default; each starts up to a tenth later).
+    #[serde(default)]
+    pub check_every: Option<String>,
+    /// The first cycle after start (`30s` by default).
+    #[serde(default)]
+    pub first_check_after: Option<String>,
+    /// References watched besides the running containers' images, as `ref` or
+    /// `ref policy` (`ghcr.io/acme/api:1.4 minor`).
+    #[serde(default)]
+    pub refs: Vec<String>,
+    /// Registries spoken to over plain HTTP besides loopback ones (`host:port`).
+    #[serde(default)]
+    pub insecure: Vec<String>,
+    /// Credentials per registry (else Docker's config: `docker login`).
+    #[serde(default)]
+    pub registries: Vec<RegistryAuth>,
+}
+
+/// `[[images.registries]]`
+#[derive(Debug, Clone, Default, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct RegistryAuth {
+    /// `docker.io`, `ghcr.io`, `127.0.0.1:5000`.
+    pub registry: String,
+    pub user: String,
+    /// A file whose first line is the password or token (keep it readable by capstan only).
+    pub password_file: PathBuf,
+}
+
+impl Images {
+    fn duration(value: Option<&String>, default: &str, key: &str) -> Result<std::time::Duration> {
+        let text = value.map_or(default, String::as_str);
+        let ns = capstan_model::parse_duration_nanos(text)
+            .map_err(|e| anyhow::anyhow!("images.{key}: {e}"))?;
+        Ok(std::time::Duration::from_nanos(ns.max(0) as u64))
+    }
+
+    /// The watcher's settings; `data` holds its state.
+    pub fn watch_config(&self, data: &Path) -> Result<capstan_images::WatchConfig> {
+        let every = Self::duration(self.check_every.as_ref(), "1h", "check_every")?;
+        if every < std::time::Duration::from_mins(1) {
+            anyhow::bail!(
+                "images.check_every: at least 1m (registries limit how often they may be asked)"
+            );
+        }
+        let mut refs = Vec::new();
+        for (i, r) in self.refs.iter().enumerate() {
+            let (reference, policy) = r.trim().split_once(' ').unwrap_or((r.trim(), "digest"));
+            capstan_registry::Reference::parse(reference)
+                .map_err(|e| anyhow::anyhow!("images.refs[{i}]: {e}"))?;
+            let policy = policy
+                .trim()
+                .parse()
+                .map_err(|e| anyhow::anyhow!("images.refs[{i}]: {e}"))?;
+            refs.push((reference.to_owned(), policy));
+        }
+        Ok(capstan_images::WatchConfig {
+            every,
+            first_after: Self::duration(
+                self.first_check_after.as_ref(),
+                "30s",
+                "first_check_after",
+            )?,
+            refs,
+            state_file: data.join("images").join("updates.json"),
+            platform: capstan_registry::Platform::host(),
+        })
+    }
+
+    /// The registry client's settings, passwords read from their files.
+    pub fn registry_options(&self) -> Result<capstan_registry::Options> {
+        let mut configured = std::collections::HashMap::new();
+        for (i, r) in self.registries.iter().enumerate() {
+            let text = std::fs::read_to_string(&r.password_file).with_context(|| {
+                format!(
+                    "images.registries[{i}].password_file: cannot read {}",
+                    r.password_file.display()
+                )
+            })?;
+            let password = text.lines().next().unwrap_or_default().to_owned();
+            let registry = capstan_registry::Reference::parse(&format!("{}/x", r.registry))
+                .map(|p| p.registry)
+                .map_err(|e| anyhow::anyhow!("images.registries[{i}].registry: {e}"))?;
+            configured.insert(
+                registry,
+                capstan_registry::Credentials::new(r.user.clone(), password),
+            );
+        }
+        Ok(capstan_registry::Options {
+            insecure: self.insecure.clone(),
+            credentials: capstan_registry::CredentialSource {
+                configured,
+                docker_config: capstan_registry::CredentialSource::default_docker_config(),
+                helper_dirs: None,
+            },
+            page_size: None,
+        })
+    }
 }
 
 /// `[logs]`
@@ -186,6 +296,7 @@ impl Config {
     fn parse(text: &str) -> Result<Self> {
         let config: Self = toml::from_str(text)?;
         config.logs.check()?;
+        config.images.watch_config(Path::new("/"))?;
         Ok(config)
     }
 }

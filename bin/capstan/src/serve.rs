@@ -101,6 +101,25 @@ pub async fn run(opts: ServeOptions) -> Result<()> {
         shutdown.clone(),
     ));
 
+    // registries: every running image checked for updates
+    let updates = if file.images.watch.unwrap_or(true) {
+        let client = capstan_registry::Client::new(file.images.registry_options()?)
+            .context("cannot set up the registry client")?;
+        let watcher = capstan_images::Watcher::new(
+            engine.clone(),
+            store.clone(),
+            live.clone(),
+            client,
+            file.images.watch_config(&data)?,
+        );
+        let state = watcher.state();
+        tokio::spawn(watcher.run(shutdown.clone()));
+        Some(state)
+    } else {
+        info!("registry watching is off ([images] watch = false)");
+        None
+    };
+
     let deploying = Arc::default();
     let router = capstan_deploy::Router::spawn(
         engine.clone(),
@@ -138,6 +157,7 @@ pub async fn run(opts: ServeOptions) -> Result<()> {
             committed: committed_rx,
             sinks,
         }),
+        updates,
     };
     let listener = tokio::net::TcpListener::bind(listen)
         .await

@@ -46,6 +46,8 @@ pub struct AppState {
     pub router: Option<capstan_deploy::Router>,
     /// The log store and collector, when log collection runs.
     pub logs: Option<routes::logs::LogsState>,
+    /// The image watcher, when registries are watched.
+    pub updates: Option<Arc<capstan_images::WatchState>>,
 }
 
 impl std::fmt::Debug for AppState {
@@ -62,6 +64,11 @@ fn protected() -> Router<AppState> {
         .route("/api/v1/events", get(routes::events::list))
         .route("/api/v1/events/stream", get(routes::events::stream))
         .route("/api/v1/images", get(routes::images::list))
+        .route("/api/v1/images/updates", get(routes::images::updates))
+        .route(
+            "/api/v1/images/updates/check",
+            post(routes::images::check_updates),
+        )
         .route("/api/v1/images/{*key}", get(routes::images::detail))
         .route("/api/v1/containers", get(routes::containers::list))
         .route("/api/v1/apps", get(routes::apps::list_apps))
@@ -128,6 +135,7 @@ mod tests {
             deploying: Arc::default(),
             router: None,
             logs: None,
+            updates: None,
         })
     }
 

@@ -12,6 +12,8 @@ mod error;
 mod journal;
 mod reconcile;
 pub mod watch;
+mod watcher;
 
 pub use error::Error;
 pub use journal::{Journal, JournalStatus};
+pub use watcher::{POLICY_LABEL, WatchConfig, WatchState, Watcher};

@@ -6,9 +6,9 @@
 //! judged before and it, or the running image, is a multi-arch index: then the host platform's
 //! child decides, so a change to another platform or to an attestation is not an update.
 
-use capstan_registry::{Client, Error, Platform, Policy, RateLimit, Reference};
-use chrono::{DateTime, Utc};
-use serde::{Deserialize, Serialize};
+use capstan_model::{ImageUpdate, UpdateCandidate};
+use capstan_registry::{Client, Error, Platform, Policy, Reference};
+use chrono::Utc;
 
 /// An image to watch and what runs now.
 #[derive(Debug, Clone)]
@@ -21,44 +21,8 @@ pub struct Target {
     pub running: Option<String>,
 }
 
-/// A newer tag a policy allows.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Candidate {
-    pub tag: String,
-    pub digest: String,
-}
-
-/// What a check found.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Check {
-    pub reference: String,
-    pub policy: String,
-    /// The digest the running image was pulled as.
-    pub running: Option<String>,
-    /// What the tag names now.
-    pub tag_digest: Option<String>,
-    /// The host platform's image under the running digest and under the tag, once read.
-    pub running_child: Option<String>,
-    pub tag_child: Option<String>,
-    /// The same tag holds new content for this platform.
-    pub content_changed: bool,
-    /// A newer tag the policy allows.
-    pub candidate: Option<Candidate>,
-    /// Why there is an update, or why not.
-    pub reason: String,
-    pub checked_at: DateTime<Utc>,
-    /// The check failed (the rest is from the last check that did not).
-    pub error: Option<String>,
-    /// Docker Hub's pull budget, as the HEAD reported it.
-    pub rate_limit: Option<RateLimit>,
-}
-
-impl Check {
-    /// Whether there is something to update to.
-    pub fn has_update(&self) -> bool {
-        self.content_changed || self.candidate.is_some()
-    }
-}
+/// What a check found (the API's [`ImageUpdate`]).
+pub type Check = ImageUpdate;
 
 /// The digest of the image for `platform` under `digest`: the child of an index, or the
 /// manifest itself.
@@ -104,7 +68,8 @@ pub async fn check(
         reason: String::new(),
         checked_at: Utc::now(),
         error: None,
-        rate_limit: None,
+        rate_limit_remaining: None,
+        containers: Vec::new(),
     };
     if matches!(target.policy, Policy::None) {
         out.reason = "policy none: not watched".into();
@@ -127,7 +92,7 @@ async fn check_into(
     out: &mut Check,
 ) -> Result<(), Error> {
     let head = client.head(&target.reference).await?;
-    out.rate_limit = head.rate_limit;
+    out.rate_limit_remaining = head.rate_limit.map(|r| r.remaining);
     out.tag_digest = Some(head.digest.clone());
     let tag = target.reference.tag.as_deref().unwrap_or("latest");
     // a tag digest judged for the same running image last time is not fetched again
@@ -184,7 +149,7 @@ async fn check_into(
         let choice = target.policy.choose(tag, &tags);
         if let Some(candidate) = choice.candidate {
             let head = client.head(&target.reference.with_tag(&candidate)).await?;
-            out.candidate = Some(Candidate {
+            out.candidate = Some(UpdateCandidate {
                 tag: candidate,
                 digest: head.digest,
             });

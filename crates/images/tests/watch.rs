@@ -14,25 +14,6 @@ fn amd64() -> Platform {
     }
 }
 
-/// capstan's requests to the registry since the last call, as `METHOD kind`.
-fn asked_since(registry: &Registry, seen: &mut usize) -> Vec<String> {
-    let all: Vec<String> = registry
-        .requests()
-        .into_iter()
-        .filter(|r| r.user_agent.starts_with("capstan/"))
-        .map(|r| {
-            format!(
-                "{} {}",
-                r.method,
-                r.path.split('/').nth(4).unwrap_or_default()
-            )
-        })
-        .collect();
-    let new = all[*seen..].to_vec();
-    *seen = all.len();
-    new
-}
-
 /// A multi-arch tag whose other platform or attestation changes is not an update; a change
 /// of the host platform's image is. An index digest judged once is not fetched again.
 #[tokio::test]
@@ -60,7 +41,7 @@ async fn only_the_host_platforms_image_decides_a_multi_arch_update() {
         "{c1:?}"
     );
     assert_eq!(c1.reason, "1.4 is what runs");
-    assert_eq!(asked_since(&registry, &mut seen), ["HEAD manifests"]);
+    assert_eq!(registry.asked_since(&mut seen), ["HEAD manifests"]);
 
     // arm64 and the attestation change under the same tag
     registry
@@ -81,13 +62,13 @@ async fn only_the_host_platforms_image_decides_a_multi_arch_update() {
     assert_eq!(c2.running_child, c2.tag_child);
     // the running index and the new one, once each
     assert_eq!(
-        asked_since(&registry, &mut seen),
+        registry.asked_since(&mut seen),
         ["HEAD manifests", "GET manifests", "GET manifests"]
     );
     // nothing changed since: one HEAD, no GET
     let c3 = check(&client, &target, Some(&c2), &amd64()).await;
     assert_eq!((c3.has_update(), &c3.reason), (false, &c2.reason));
-    assert_eq!(asked_since(&registry, &mut seen), ["HEAD manifests"]);
+    assert_eq!(registry.asked_since(&mut seen), ["HEAD manifests"]);
 
     // now the amd64 image changes: an update, and the running index is not read again
     let (_, children) = registry
@@ -107,7 +88,7 @@ async fn only_the_host_platforms_image_decides_a_multi_arch_update() {
         c4.reason
     );
     assert_eq!(
-        asked_since(&registry, &mut seen),
+        registry.asked_since(&mut seen),
         ["HEAD manifests", "GET manifests"]
     );
 }
@@ -142,7 +123,7 @@ async fn a_repush_and_newer_tags_are_found_with_the_fewest_requests() {
     assert_eq!(c.candidate.as_ref().unwrap().digest, digests["v1.1.0"]);
     assert!(!c.content_changed);
     assert_eq!(
-        asked_since(&registry, &mut seen),
+        registry.asked_since(&mut seen),
         ["HEAD manifests", "GET tags", "HEAD manifests"]
     );
     let c = check(&client, &at("v1.0.1", "patch"), None, &amd64()).await;
@@ -154,7 +135,7 @@ async fn a_repush_and_newer_tags_are_found_with_the_fewest_requests() {
     assert_eq!(pick(&c).as_deref(), Some("1.0.2-alpine"));
     let c = check(&client, &at("v1.0.1", "semver:~1.0"), None, &amd64()).await;
     assert_eq!(pick(&c), None);
-    asked_since(&registry, &mut seen);
+    registry.asked_since(&mut seen);
 
     // the same tag pushed again with other content: found by digest (the running manifest is
     // read once to know it is not an index)
@@ -165,7 +146,7 @@ async fn a_repush_and_newer_tags_are_found_with_the_fewest_requests() {
     let after = check(&client, &target, Some(&before), &amd64()).await;
     assert!(after.content_changed, "{after:?}");
     assert_eq!(after.tag_digest.as_deref(), Some(new.as_str()));
-    let asked = asked_since(&registry, &mut seen);
+    let asked = registry.asked_since(&mut seen);
     assert_eq!(asked, ["HEAD manifests", "HEAD manifests", "GET manifests"]);
 
     // a registry that is down: the error is kept with what was known

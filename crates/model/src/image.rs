@@ -172,3 +172,62 @@ pub struct ContainerList {
     /// Containers, newest first.
     pub containers: Vec<Container>,
 }
+
+/// A newer tag an update policy allows.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UpdateCandidate {
+    pub tag: String,
+    /// What an update would pull.
+    pub digest: String,
+}
+
+/// The last check of one watched image against its registry.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ImageUpdate {
+    /// The reference the containers run (`127.0.0.1:5000/shop/api:v1.0.1`).
+    pub reference: String,
+    /// `digest`, `patch`, `minor`, `major`, `semver:<range>`, `regex:<pattern>`, `none`.
+    pub policy: String,
+    /// The digest the running image was pulled as (a manifest or an index).
+    pub running: Option<String>,
+    /// What the tag names now.
+    pub tag_digest: Option<String>,
+    /// The host platform's image under the running digest and under the tag, once read.
+    pub running_child: Option<String>,
+    pub tag_child: Option<String>,
+    /// The same tag holds new content for this platform.
+    pub content_changed: bool,
+    /// A newer tag the policy allows.
+    pub candidate: Option<UpdateCandidate>,
+    /// Why there is an update, or why not.
+    pub reason: String,
+    pub checked_at: DateTime<Utc>,
+    /// The last check failed (the rest is from the last one that did not).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+    /// Docker Hub's pull budget left, as its HEAD said.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rate_limit_remaining: Option<u64>,
+    /// Names of the containers running it.
+    #[serde(default)]
+    pub containers: Vec<String>,
+}
+
+impl ImageUpdate {
+    /// Whether there is something to update to.
+    pub fn has_update(&self) -> bool {
+        self.content_changed || self.candidate.is_some()
+    }
+}
+
+/// `GET /api/v1/images/updates`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ImageUpdates {
+    pub updates: Vec<ImageUpdate>,
+    /// When the last check cycle ended.
+    pub last_cycle: Option<DateTime<Utc>>,
+    /// Registry requests made since start, by kind (`manifest_heads`, `manifest_gets`,
+    /// `tag_pages`, `tokens`, `auth_retries`).
+    #[serde(default)]
+    pub requests: std::collections::BTreeMap<String, u64>,
+}

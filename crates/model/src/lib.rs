@@ -14,7 +14,10 @@ mod time;
 pub use app::{AppSummary, Release};
 pub use event::{Event, EventPage, EventType};
 pub use health::{EngineHealth, Health, JournalHealth};
-pub use image::{Container, ContainerList, HistoryEntry, Image, ImageDetail, ImageList, Lifecycle};
+pub use image::{
+    Container, ContainerList, HistoryEntry, Image, ImageDetail, ImageList, ImageUpdate,
+    ImageUpdates, Lifecycle, UpdateCandidate,
+};
 pub use logs::{LogLine, LogPage, ORIGIN_FIELDS, Origin};
 pub use time::{
     format_nanos, nanos_to_datetime, parse_duration_nanos, parse_retry_after, parse_time_or_ago,

@@ -14,19 +14,6 @@ fn reference(registry: &Registry, name: &str) -> Reference {
     Reference::parse(&format!("{}/{name}", registry.host())).unwrap()
 }
 
-/// What capstan asked the registry for, as `METHOD kind` (`HEAD manifests`, `GET tags`).
-fn asked(registry: &Registry) -> Vec<String> {
-    registry
-        .requests()
-        .into_iter()
-        .filter(|r| r.user_agent.starts_with("capstan/"))
-        .map(|r| {
-            let kind = r.path.split('/').nth(4).unwrap_or_default().to_owned();
-            format!("{} {kind}", r.method)
-        })
-        .collect()
-}
-
 #[tokio::test]
 async fn heads_tag_pages_and_platform_children_from_a_real_registry() {
     let registry = Registry::start(RegistryOptions::default()).await;
@@ -116,7 +103,7 @@ async fn heads_tag_pages_and_platform_children_from_a_real_registry() {
     assert!(e.to_string().contains("shop/api:nope"), "{e}");
 
     // what the registry saw is exactly what the client counted, and never a blob
-    let seen = asked(&registry);
+    let seen = registry.asked();
     let counts = client.counts();
     let n = |what: &str| seen.iter().filter(|s| *s == what).count() as u64;
     assert_eq!(n("HEAD manifests"), counts.manifest_heads, "{seen:?}");

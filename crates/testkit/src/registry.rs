@@ -143,6 +143,30 @@ impl Registry {
             .collect()
     }
 
+    /// capstan's requests (its user agent) as `METHOD kind`: `HEAD manifests`, `GET tags`,
+    /// `GET blobs`, in order.
+    pub fn asked(&self) -> Vec<String> {
+        self.requests()
+            .into_iter()
+            .filter(|r| r.user_agent.starts_with("capstan/"))
+            .map(|r| {
+                let kind = ["manifests", "tags", "blobs"]
+                    .into_iter()
+                    .find(|k| r.path.contains(&format!("/{k}/")))
+                    .unwrap_or("other");
+                format!("{} {kind}", r.method)
+            })
+            .collect()
+    }
+
+    /// [`Registry::asked`] since the last call that passed the same `seen`.
+    pub fn asked_since(&self, seen: &mut usize) -> Vec<String> {
+        let all = self.asked();
+        let new = all[(*seen).min(all.len())..].to_vec();
+        *seen = all.len();
+        new
+    }
+
     fn with_auth(&self, req: reqwest::RequestBuilder) -> reqwest::RequestBuilder {
         match &self.auth {
             Some(a) => req.header("authorization", a),

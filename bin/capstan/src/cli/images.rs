@@ -1,6 +1,6 @@
 //! `capstan images` and `capstan images history IMAGE`.
 
-use capstan_model::{ImageDetail, ImageList};
+use capstan_model::{ImageDetail, ImageList, ImageUpdates};
 use clap::{Args, Subcommand};
 
 use super::client::Client;
@@ -29,12 +29,24 @@ enum ImagesCommand {
         #[command(flatten)]
         out: OutputArgs,
     },
+    /// Show each watched image: what runs, the newest candidate, the policy, the last check,
+    /// and why a candidate was or was not chosen.
+    Updates {
+        /// Check every registry now and show the result.
+        #[arg(long)]
+        check_now: bool,
+        #[command(flatten)]
+        out: OutputArgs,
+    },
 }
 
 pub async fn run(args: ImagesArgs) -> Result<(), Failure> {
     let client = Client::from_env()?;
     match args.command {
         Some(ImagesCommand::History { image, out }) => history(&client, &image, out.output).await,
+        Some(ImagesCommand::Updates { check_now, out }) => {
+            updates(&client, check_now, out.output).await
+        }
         None => list(&client, args.all, args.out.output).await,
     }
 }
@@ -110,6 +122,52 @@ async fn history(client: &Client, image: &str, output: Output) -> Result<(), Fai
         ]);
     }
     table.print();
+    Ok(())
+}
+
+async fn updates(client: &Client, check_now: bool, output: Output) -> Result<(), Failure> {
+    let list: ImageUpdates = if check_now {
+        client
+            .post("/api/v1/images/updates/check", &serde_json::json!({}))
+            .await?
+    } else {
+        client.get("/api/v1/images/updates", &[]).await?
+    };
+    if output == Output::Json {
+        return print_json(&list);
+    }
+    let short = |d: &Option<String>| {
+        d.as_deref().map_or_else(
+            || "-".to_owned(),
+            |d| d.trim_start_matches("sha256:").chars().take(12).collect(),
+        )
+    };
+    let mut table = Table::new(&["IMAGE", "POLICY", "RUNNING", "UPDATE", "CHECKED", "WHY"]);
+    for u in &list.updates {
+        let update = match (&u.candidate, u.content_changed) {
+            (Some(c), _) => format!("{} ({})", c.tag, short(&Some(c.digest.clone()))),
+            (None, true) => format!("new content ({})", short(&u.tag_child)),
+            (None, false) => "-".to_owned(),
+        };
+        let why = match &u.error {
+            Some(e) => format!("check failed: {e}"),
+            None => u.reason.clone(),
+        };
+        table.row(vec![
+            u.reference.clone(),
+            u.policy.clone(),
+            short(&u.running),
+            update,
+            local_time(u.checked_at),
+            why,
+        ]);
+    }
+    table.print();
+    if list.updates.is_empty() {
+        println!(
+            "no image is watched yet (the first check runs shortly after start; --check-now runs one)"
+        );
+    }
     Ok(())
 }
 

@@ -12,6 +12,7 @@ mod logs;
 mod outage;
 mod proxy;
 mod sinks;
+mod updates;
 
 use std::path::Path;
 

@@ -1,6 +1,6 @@
 use axum::Json;
 use axum::extract::{Path, Query, State};
-use capstan_model::{ImageDetail, ImageList};
+use capstan_model::{ImageDetail, ImageList, ImageUpdates};
 
 use crate::params::{self, Pairs};
 use crate::{ApiError, AppState, Code};
@@ -44,4 +44,28 @@ pub(crate) async fn detail(
             format!("no image {key:?} in the inventory (list them with: capstan images --all)"),
         )),
     }
+}
+
+fn watcher(state: &AppState) -> Result<&std::sync::Arc<capstan_images::WatchState>, ApiError> {
+    state.updates.as_ref().ok_or_else(|| {
+        ApiError::new(
+            Code::NotFound,
+            "registries are not watched ([images] watch = false in capstan.toml)",
+        )
+    })
+}
+
+/// `GET /api/v1/images/updates`: the last check of every watched image.
+pub(crate) async fn updates(State(state): State<AppState>) -> Result<Json<ImageUpdates>, ApiError> {
+    Ok(Json(watcher(&state)?.snapshot()))
+}
+
+/// `POST /api/v1/images/updates/check`: a check cycle now; answers when it is done.
+pub(crate) async fn check_updates(
+    State(state): State<AppState>,
+) -> Result<Json<ImageUpdates>, ApiError> {
+    let watcher = watcher(&state)?;
+    Ok(Json(
+        watcher.check_now(std::time::Duration::from_mins(5)).await,
+    ))
 }

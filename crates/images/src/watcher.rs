@@ -1,0 +1,332 @@
+//! The watch loop: every running container's image (and the refs config lists) checked
+//! shortly after start, then on a schedule with jitter, and at once when asked. The last check
+//! of each is kept in `<data>/images/updates.json`, so a restart neither forgets what was
+//! judged nor announces it again. A new update (a candidate or new content not offered
+//! before) is journaled once as a `capstan` event `update_available`.
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use capstan_engine::Engine;
+use capstan_model::{Event, ImageUpdate, ImageUpdates};
+use capstan_registry::{Client, Platform, Policy, Reference};
+use capstan_store::Store;
+use chrono::{DateTime, Utc};
+use tokio::sync::{Notify, broadcast, watch};
+use tokio_util::sync::CancellationToken;
+use tracing::{info, warn};
+
+use crate::watch::{Target, check};
+
+/// The label that sets a container's update policy.
+pub const POLICY_LABEL: &str = "io.capstan.update";
+
+/// How the watcher runs.
+#[derive(Debug, Clone)]
+pub struct WatchConfig {
+    /// Between check cycles (default 1 h); each cycle starts up to a tenth later (jitter).
+    pub every: Duration,
+    /// The first cycle after start.
+    pub first_after: Duration,
+    /// References watched besides those running, with their policies.
+    pub refs: Vec<(String, Policy)>,
+    /// Where the last checks are kept.
+    pub state_file: PathBuf,
+    /// The platform whose image decides a multi-arch update.
+    pub platform: Platform,
+}
+
+/// What the API reads and asks of the watcher.
+#[derive(Debug)]
+pub struct WatchState {
+    checks: Mutex<BTreeMap<String, ImageUpdate>>,
+    last_cycle: Mutex<Option<DateTime<Utc>>>,
+    wake: Notify,
+    cycles: watch::Sender<u64>,
+    client: Arc<Client>,
+}
+
+impl WatchState {
+    /// The last check of every watched image.
+    pub fn snapshot(&self) -> ImageUpdates {
+        let checks = self
+            .checks
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .values()
+            .cloned()
+            .collect();
+        let last_cycle = *self
+            .last_cycle
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let c = self.client.counts();
+        ImageUpdates {
+            updates: checks,
+            last_cycle,
+            requests: BTreeMap::from([
+                ("manifest_heads".into(), c.manifest_heads),
+                ("manifest_gets".into(), c.manifest_gets),
+                ("tag_pages".into(), c.tag_pages),
+                ("tokens".into(), c.tokens),
+                ("auth_retries".into(), c.auth_retries),
+            ]),
+        }
+    }
+
+    /// Runs a cycle now and waits for it (at most `timeout`).
+    pub async fn check_now(&self, timeout: Duration) -> ImageUpdates {
+        let mut rx = self.cycles.subscribe();
+        let start = *rx.borrow_and_update();
+        self.wake.notify_one();
+        let _ = tokio::time::timeout(timeout, rx.wait_for(|n| *n > start)).await;
+        self.snapshot()
+    }
+}
+
+/// Watches images for updates.
+#[derive(Debug)]
+pub struct Watcher {
+    engine: Engine,
+    store: Store,
+    live: broadcast::Sender<Event>,
+    config: WatchConfig,
+    state: Arc<WatchState>,
+}
+
+/// What an update offers: a newer tag's digest and the tag's new content, either or both.
+fn offer(c: &ImageUpdate) -> Option<(Option<&str>, Option<&str>)> {
+    let candidate = c.candidate.as_ref().map(|x| x.digest.as_str());
+    let content = c
+        .content_changed
+        .then_some(c.tag_digest.as_deref())
+        .flatten();
+    (candidate.is_some() || content.is_some()).then_some((candidate, content))
+}
+
+impl Watcher {
+    pub fn new(
+        engine: Engine,
+        store: Store,
+        live: broadcast::Sender<Event>,
+        client: Client,
+        config: WatchConfig,
+    ) -> Self {
+        let checks = std::fs::read(&config.state_file)
+            .ok()
+            .and_then(|b| serde_json::from_slice::<Vec<ImageUpdate>>(&b).ok())
+            .unwrap_or_default()
+            .into_iter()
+            .map(|c| (key(&c.reference, c.running.as_deref()), c))
+            .collect();
+        let state = Arc::new(WatchState {
+            checks: Mutex::new(checks),
+            last_cycle: Mutex::new(None),
+            wake: Notify::new(),
+            cycles: watch::channel(0).0,
+            client: Arc::new(client),
+        });
+        Self {
+            engine,
+            store,
+            live,
+            config,
+            state,
+        }
+    }
+
+    pub fn state(&self) -> Arc<WatchState> {
+        Arc::clone(&self.state)
+    }
+
+    /// Runs until `shutdown`.
+    pub async fn run(self, shutdown: CancellationToken) {
+        let mut wait = self.config.first_after;
+        loop {
+            tokio::select! {
+                () = shutdown.cancelled() => return,
+                () = tokio::time::sleep(wait) => {}
+                () = self.state.wake.notified() => {}
+            }
+            self.cycle().await;
+            let jitter = self.config.every.mul_f64(rand_fraction() / 10.0);
+            wait = self.config.every + jitter;
+        }
+    }
+
+    /// The running containers' images and the configured refs.
+    async fn targets(&self) -> Vec<(Target, Vec<String>)> {
+        let mut out: HashMap<String, (Target, Vec<String>)> = HashMap::new();
+        let containers = match self.engine.list_containers(false).await {
+            Ok(c) => c,
+            Err(e) => {
+                warn!(error = %e, "cannot list containers to watch their images");
+                Vec::new()
+            }
+        };
+        let mut digests: HashMap<String, Vec<String>> = HashMap::new();
+        for c in containers {
+            if c.image.starts_with("sha256:") {
+                continue;
+            }
+            let Ok(reference) = Reference::parse(&c.image) else {
+                continue;
+            };
+            let policy = match c.labels.get(POLICY_LABEL).map(|p| p.parse::<Policy>()) {
+                None => Policy::Digest,
+                Some(Ok(p)) => p,
+                Some(Err(e)) => {
+                    warn!(container = %c.name, error = %e, "label {POLICY_LABEL} does not parse; watching by digest");
+                    Policy::Digest
+                }
+            };
+            if !digests.contains_key(&c.image_id) {
+                let found = match self.engine.inspect_image(&c.image_id).await {
+                    Ok(Some(i)) => i.repo_digests,
+                    _ => Vec::new(),
+                };
+                digests.insert(c.image_id.clone(), found);
+            }
+            let running = digests[&c.image_id].iter().find_map(|d| {
+                let r = Reference::parse(d).ok()?;
+                (r.registry == reference.registry && r.repository == reference.repository)
+                    .then_some(r.digest)
+                    .flatten()
+            });
+            // built or loaded here, never pulled: no registry has its digest, so only a tag
+            // policy asked for by label has anything to check (and nothing is sent for it)
+            if running.is_none() && !policy.compares_tags() {
+                continue;
+            }
+            let k = key(&reference.to_string(), running.as_deref());
+            out.entry(k)
+                .or_insert_with(|| {
+                    (
+                        Target {
+                            reference,
+                            policy,
+                            running,
+                        },
+                        Vec::new(),
+                    )
+                })
+                .1
+                .push(c.name);
+        }
+        for (text, policy) in &self.config.refs {
+            let Ok(reference) = Reference::parse(text) else {
+                continue;
+            };
+            let k = key(&reference.to_string(), None);
+            out.entry(k).or_insert_with(|| {
+                (
+                    Target {
+                        reference,
+                        policy: policy.clone(),
+                        running: None,
+                    },
+                    Vec::new(),
+                )
+            });
+        }
+        out.into_values().collect()
+    }
+
+    async fn cycle(&self) {
+        let targets = self.targets().await;
+        let mut fresh = BTreeMap::new();
+        for (target, containers) in targets {
+            let k = key(&target.reference.to_string(), target.running.as_deref());
+            let previous = self
+                .state
+                .checks
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .get(&k)
+                .cloned();
+            let mut c = check(
+                &self.state.client,
+                &target,
+                previous.as_ref(),
+                &self.config.platform,
+            )
+            .await;
+            c.containers = containers;
+            if let Some(e) = &c.error {
+                warn!(image = %c.reference, error = %e, "image update check failed");
+            }
+            let new_offer = offer(&c).filter(|o| previous.as_ref().and_then(offer) != Some(*o));
+            if c.error.is_none() && new_offer.is_some() {
+                info!(image = %c.reference, reason = %c.reason, "image update available");
+                self.journal(&c).await;
+            }
+            fresh.insert(k, c);
+        }
+        let list: Vec<ImageUpdate> = fresh.values().cloned().collect();
+        *self
+            .state
+            .checks
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = fresh;
+        *self
+            .state
+            .last_cycle
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(Utc::now());
+        if let Err(e) = save(&self.config.state_file, &list).await {
+            warn!(error = %e, file = %self.config.state_file.display(), "cannot keep the update checks");
+        }
+        self.state.cycles.send_modify(|n| *n += 1);
+    }
+
+    async fn journal(&self, c: &ImageUpdate) {
+        let mut attributes = BTreeMap::from([
+            ("reference".to_owned(), c.reference.clone()),
+            ("policy".to_owned(), c.policy.clone()),
+            ("reason".to_owned(), c.reason.clone()),
+        ]);
+        if let Some(candidate) = &c.candidate {
+            attributes.insert("tag".into(), candidate.tag.clone());
+            attributes.insert("digest".into(), candidate.digest.clone());
+        } else if let Some(d) = &c.tag_digest {
+            attributes.insert("digest".into(), d.clone());
+        }
+        let event =
+            capstan_store::NewEvent::capstan("update_available", c.reference.clone(), attributes);
+        match self
+            .store
+            .write(move |tx| capstan_store::events::insert(tx, &event))
+            .await
+        {
+            Ok(Some(e)) => {
+                let _ = self.live.send(e);
+            }
+            Ok(None) => {}
+            Err(e) => warn!(error = %e, "cannot journal an available update"),
+        }
+    }
+}
+
+fn key(reference: &str, running: Option<&str>) -> String {
+    format!("{reference} {}", running.unwrap_or("-"))
+}
+
+/// A fraction in [0, 1) from the clock: jitter needs no better randomness.
+fn rand_fraction() -> f64 {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.subsec_nanos());
+    f64::from(nanos % 1000) / 1000.0
+}
+
+async fn save(path: &std::path::Path, list: &[ImageUpdate]) -> std::io::Result<()> {
+    if let Some(dir) = path.parent() {
+        tokio::fs::create_dir_all(dir).await?;
+    }
+    let text = serde_json::to_vec_pretty(list).map_err(std::io::Error::other)?;
+    let tmp = path.with_extension("json.new");
+    tokio::fs::write(&tmp, text).await?;
+    tokio::fs::rename(&tmp, path).await
+}
