@@ -418,4 +418,32 @@ mod tests {
         let err = Config::parse("listen = 7878\n").unwrap_err();
         assert!(format!("{err:#}").contains("listen"), "{err:#}");
     }
+
+    #[test]
+    fn the_images_section_is_checked() {
+        let ok = Config::parse(
+            "[images]\ncheck_every = \"2h\"\nrefs = [\"ghcr.io/acme/api:1.4 minor\", \"nginx\"]\ninsecure = [\"r.lan:5000\"]\n",
+        )
+        .unwrap();
+        let w = ok.images.watch_config(Path::new("/d")).unwrap();
+        assert_eq!(w.every, std::time::Duration::from_hours(2));
+        assert_eq!(w.refs.len(), 2);
+        assert_eq!(w.refs[0].1.to_string(), "minor");
+        for (text, says) in [
+            (
+                "[images]\ncheck_every = \"10s\"\n",
+                "images.check_every: at least 1m",
+            ),
+            ("[images]\ncheck_every = \"soon\"\n", "images.check_every"),
+            (
+                "[images]\nrefs = [\"nginx weekly\"]\n",
+                "images.refs[0]: \"weekly\" is not an update policy",
+            ),
+            ("[images]\nrefs = [\"Nginx\"]\n", "images.refs[0]"),
+            ("[images]\nwatcher = true\n", "watcher"),
+        ] {
+            let err = format!("{:#}", Config::parse(text).unwrap_err());
+            assert!(err.contains(says), "{text}: {err}");
+        }
+    }
 }
