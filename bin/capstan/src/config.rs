@@ -41,6 +41,10 @@ pub struct Images {
     /// The first cycle after start (`30s` by default).
     #[serde(default)]
     pub first_check_after: Option<String>,
+    /// Only containers whose name matches one of these (a trailing `*` matches a prefix);
+    /// empty: every running container.
+    #[serde(default)]
+    pub containers: Vec<String>,
     /// References watched besides the running containers' images, as `ref` or
     /// `ref policy` (`ghcr.io/acme/api:1.4 minor`).
     #[serde(default)]
@@ -99,6 +103,7 @@ impl Images {
                 "first_check_after",
             )?,
             refs,
+            containers: self.containers.clone(),
             state_file: data.join("images").join("updates.json"),
             platform: capstan_registry::Platform::host(),
         })

@@ -50,7 +50,7 @@ pub async fn run(opts: ServeOptions) -> Result<()> {
     prepare_data_dir(&data)?;
     let _lock = lock_data_dir(&data)?;
     let token_path = data.join("admin.token");
-    let token = ensure_token(&token_path)?;
+    let token = ensure_secret(&token_path, "admin token")?;
     let store = Store::open(&data.join("state.db"))?;
     let engine = Engine::new(host.as_deref())?;
 
@@ -102,7 +102,7 @@ pub async fn run(opts: ServeOptions) -> Result<()> {
     ));
 
     // registries: every running image checked for updates
-    let updates = if file.images.watch.unwrap_or(true) {
+    let (updates, hook_secret) = if file.images.watch.unwrap_or(true) {
         let client = capstan_registry::Client::new(file.images.registry_options()?)
             .context("cannot set up the registry client")?;
         let watcher = capstan_images::Watcher::new(
@@ -114,10 +114,11 @@ pub async fn run(opts: ServeOptions) -> Result<()> {
         );
         let state = watcher.state();
         tokio::spawn(watcher.run(shutdown.clone()));
-        Some(state)
+        let secret = ensure_secret(&data.join("registry-hook.secret"), "registry hook secret")?;
+        (Some(state), Some(Arc::from(secret.as_str())))
     } else {
         info!("registry watching is off ([images] watch = false)");
-        None
+        (None, None)
     };
 
     let deploying = Arc::default();
@@ -158,6 +159,7 @@ pub async fn run(opts: ServeOptions) -> Result<()> {
             sinks,
         }),
         updates,
+        hook_secret,
     };
     let listener = tokio::net::TcpListener::bind(listen)
         .await
@@ -263,13 +265,14 @@ fn lock_data_dir(data: &Path) -> Result<File> {
     })
 }
 
-/// Reads the admin token, writing a new random one (mode 0600) on first start.
-fn ensure_token(path: &Path) -> Result<String> {
+/// Reads a secret (the admin token, the registry hook's secret), writing a new random one
+/// (mode 0600) on first start; `what` names it in messages.
+fn ensure_secret(path: &Path, what: &str) -> Result<String> {
     if let Ok(existing) = std::fs::read_to_string(path) {
         let mode = std::fs::metadata(path)?.permissions().mode() & 0o777;
         if mode & 0o077 != 0 {
             std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))?;
-            warn!(path = %path.display(), "admin token was readable by others; set its mode to 0600");
+            warn!(path = %path.display(), "the {what} was readable by others; set its mode to 0600");
         }
         let token = existing.trim().to_owned();
         if !token.is_empty() {
@@ -279,7 +282,7 @@ fn ensure_token(path: &Path) -> Result<String> {
     let mut bytes = [0_u8; 32];
     File::open("/dev/urandom")
         .and_then(|mut f| f.read_exact(&mut bytes))
-        .context("cannot read /dev/urandom to make the admin token")?;
+        .with_context(|| format!("cannot read /dev/urandom to make the {what}"))?;
     let token = bytes.iter().fold(String::with_capacity(64), |mut s, b| {
         let _ = write!(s, "{b:02x}");
         s
@@ -290,10 +293,10 @@ fn ensure_token(path: &Path) -> Result<String> {
         .truncate(true)
         .mode(0o600)
         .open(path)
-        .with_context(|| format!("cannot write the admin token to {}", path.display()))?;
+        .with_context(|| format!("cannot write the {what} to {}", path.display()))?;
     writeln!(file, "{token}")?;
     file.sync_all()?;
-    info!(path = %path.display(), "wrote a new admin token");
+    info!(path = %path.display(), "wrote a new {what}");
     Ok(token)
 }
 

@@ -48,6 +48,8 @@ pub struct AppState {
     pub logs: Option<routes::logs::LogsState>,
     /// The image watcher, when registries are watched.
     pub updates: Option<Arc<capstan_images::WatchState>>,
+    /// The secret registry webhooks prove they know (`<data>/registry-hook.secret`).
+    pub hook_secret: Option<Arc<str>>,
 }
 
 impl std::fmt::Debug for AppState {
@@ -105,6 +107,10 @@ pub fn router(state: AppState) -> Router {
     ));
     Router::new()
         .route("/api/v1/health", get(routes::health::health))
+        .route(
+            "/api/v1/hooks/registry",
+            post(routes::images::registry_hook),
+        )
         .merge(protected)
         .fallback(routes::not_found)
         .with_state(state)
@@ -136,6 +142,7 @@ mod tests {
             router: None,
             logs: None,
             updates: None,
+            hook_secret: None,
         })
     }
 

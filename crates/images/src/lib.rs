@@ -9,11 +9,13 @@
 mod apply;
 mod backoff;
 mod error;
+mod hooks;
 mod journal;
 mod reconcile;
 pub mod watch;
 mod watcher;
 
 pub use error::Error;
+pub use hooks::pushed_repositories;
 pub use journal::{Journal, JournalStatus};
 pub use watcher::{POLICY_LABEL, WatchConfig, WatchState, Watcher};

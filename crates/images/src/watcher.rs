@@ -32,6 +32,9 @@ pub struct WatchConfig {
     pub first_after: Duration,
     /// References watched besides those running, with their policies.
     pub refs: Vec<(String, Policy)>,
+    /// Only containers whose name matches one of these (a trailing `*` matches a prefix);
+    /// empty: every container.
+    pub containers: Vec<String>,
     /// Where the last checks are kept.
     pub state_file: PathBuf,
     /// The platform whose image decides a multi-arch update.
@@ -46,6 +49,8 @@ pub struct WatchState {
     wake: Notify,
     cycles: watch::Sender<u64>,
     client: Arc<Client>,
+    /// Repositories a registry said were pushed to: the next cycle checks only these.
+    pushed: Mutex<Option<Vec<String>>>,
 }
 
 impl WatchState {
@@ -76,8 +81,26 @@ impl WatchState {
         }
     }
 
+    /// A registry says `repositories` were pushed to: checks the images of those at once
+    /// (and only those), without waiting.
+    pub fn pushed(&self, repositories: Vec<String>) {
+        {
+            let mut pushed = self
+                .pushed
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            pushed.get_or_insert_with(Vec::new).extend(repositories);
+        }
+        self.wake.notify_one();
+    }
+
     /// Runs a cycle now and waits for it (at most `timeout`).
     pub async fn check_now(&self, timeout: Duration) -> ImageUpdates {
+        // a full cycle, not only pushed repositories
+        *self
+            .pushed
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = None;
         let mut rx = self.cycles.subscribe();
         let start = *rx.borrow_and_update();
         self.wake.notify_one();
@@ -127,6 +150,7 @@ impl Watcher {
             wake: Notify::new(),
             cycles: watch::channel(0).0,
             client: Arc::new(client),
+            pushed: Mutex::new(None),
         });
         Self {
             engine,
@@ -167,8 +191,19 @@ impl Watcher {
             }
         };
         let mut digests: HashMap<String, Vec<String>> = HashMap::new();
+        let wanted = |name: &str| {
+            self.config.containers.is_empty()
+                || self
+                    .config
+                    .containers
+                    .iter()
+                    .any(|p| match p.strip_suffix('*') {
+                        Some(prefix) => name.starts_with(prefix),
+                        None => p == name,
+                    })
+        };
         for c in containers {
-            if c.image.starts_with("sha256:") {
+            if c.image.starts_with("sha256:") || !wanted(&c.name) {
                 continue;
             }
             let Ok(reference) = Reference::parse(&c.image) else {
@@ -235,8 +270,26 @@ impl Watcher {
     }
 
     async fn cycle(&self) {
-        let targets = self.targets().await;
-        let mut fresh = BTreeMap::new();
+        let mut targets = self.targets().await;
+        let only = self
+            .state
+            .pushed
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .take();
+        // after a push notification, only the images of the pushed repositories; the other
+        // checks stay as they are
+        let mut fresh = match &only {
+            Some(repositories) => {
+                targets.retain(|(t, _)| repositories.contains(&t.reference.repository));
+                self.state
+                    .checks
+                    .lock()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner)
+                    .clone()
+            }
+            None => BTreeMap::new(),
+        };
         for (target, containers) in targets {
             let k = key(&target.reference.to_string(), target.running.as_deref());
             let previous = self

@@ -30,8 +30,15 @@ impl Daemon {
         Self::start_with(bin, docker_host, "[logs]\ncollect = false\n").await
     }
 
-    /// Starts with `config` as its capstan.toml.
+    /// Starts with `config` as its capstan.toml. Unless `config` has an `[images]` section,
+    /// registry watching is off: daemons of parallel tests share the engine, and one must not
+    /// send requests to another test's registry.
     pub async fn start_with(bin: &Path, docker_host: &str, config: &str) -> Self {
+        let config = if config.contains("[images]") {
+            config.to_owned()
+        } else {
+            format!("{config}\n[images]\nwatch = false\n")
+        };
         let guard = tempfile::Builder::new()
             .prefix("capstan-test-data-")
             .tempdir_in(std::env::temp_dir())
@@ -39,7 +46,7 @@ impl Daemon {
         let data = guard.path().to_owned();
         let mut config_path = data.clone().into_os_string();
         config_path.push(".toml");
-        std::fs::write(&config_path, config).unwrap();
+        std::fs::write(&config_path, &config).unwrap();
         let mut d = Self {
             bin: bin.to_owned(),
             docker_host: docker_host.to_owned(),

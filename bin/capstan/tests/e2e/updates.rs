@@ -40,10 +40,13 @@ async fn a_running_images_updates_are_found_journaled_once_and_kept() {
         .await
         .unwrap();
     engine.start_container(&id).await.unwrap();
+    // (other tests' daemons share the engine: each watches only its own container)
     let mut daemon = Daemon::start_with(
         bin(),
         engine.host(),
-        "[logs]\ncollect = false\n[images]\nfirst_check_after = \"1h\"\n",
+        &format!(
+            "[logs]\ncollect = false\n[images]\nfirst_check_after = \"1h\"\ncontainers = [\"{name}\"]\n"
+        ),
     )
     .await;
     let mut seen = 0;
@@ -124,6 +127,93 @@ async fn a_running_images_updates_are_found_journaled_once_and_kept() {
         .all_events("type=capstan&action=update_available")
         .await;
     assert_eq!(journaled(events), 2);
+    engine.remove_container(&id, true).await.unwrap();
+    let _ = engine.remove_image(&image, true).await;
+}
+
+/// A registry's push notification makes capstan check the pushed repository's images at once;
+/// the hook takes the distribution registry's envelope and Docker Hub's payload, and only with
+/// its secret.
+#[tokio::test]
+async fn a_registry_notification_checks_at_once_and_needs_the_hook_secret() {
+    let engine = capstan_testkit::engine().await;
+    capstan_testkit::ensure_busybox(&engine).await;
+    let name = unique("capt-hook");
+    let daemon = Daemon::start_with(
+        bin(),
+        engine.host(),
+        &format!(
+            "[logs]\ncollect = false\n[images]\nfirst_check_after = \"1h\"\ncontainers = [\"{name}\"]\n"
+        ),
+    )
+    .await;
+    let secret = std::fs::read_to_string(daemon.data_dir().join("registry-hook.secret"))
+        .unwrap()
+        .trim()
+        .to_owned();
+    let hook = format!("http://{}/api/v1/hooks/registry", daemon.addr());
+    let registry = Registry::start(RegistryOptions {
+        notify: Some(format!("{hook}?secret={secret}")),
+        ..RegistryOptions::default()
+    })
+    .await;
+    let repo = format!("shop/{}", unique("capt-hook"));
+    let image = format!("{}/{repo}:1", registry.host());
+    engine.tag(BUSYBOX, &image).await.unwrap();
+    engine.push(&image).await.unwrap();
+    let id = engine
+        .create_container(&name, &image, &["sleep", "3600"], HashMap::new())
+        .await
+        .unwrap();
+    engine.start_container(&id).await.unwrap();
+    let ours = |list: &ImageUpdates| list.updates.iter().find(|u| u.reference == image).cloned();
+    let first = ours(&check_now(&daemon).await).unwrap();
+    assert!(!first.has_update(), "{first:?}");
+
+    // a push to the repository: the registry tells capstan, which checks without being asked
+    registry.push(&repo, "1", "rebuilt").await;
+    capstan_testkit::eventually(
+        std::time::Duration::from_secs(30),
+        "the notified check",
+        || async {
+            let list: ImageUpdates = daemon.get("/api/v1/images/updates").await;
+            ours(&list).filter(|u| u.content_changed)
+        },
+    )
+    .await;
+
+    // the hook wants its secret, and says how to give it
+    let http = reqwest::Client::new();
+    let hub =
+        serde_json::json!({"push_data": {"tag": "1.4"}, "repository": {"repo_name": "acme/api"}});
+    let resp = http.post(&hook).json(&hub).send().await.unwrap();
+    assert_eq!(resp.status(), 401);
+    assert!(resp.text().await.unwrap().contains("registry-hook.secret"));
+    let resp = http
+        .post(format!("{hook}?secret=wrong"))
+        .json(&hub)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 401);
+    // Docker Hub's payload, authenticated by the URL's secret
+    let resp = http
+        .post(format!("{hook}?secret={secret}"))
+        .json(&hub)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 202);
+    let body: serde_json::Value = resp.json().await.unwrap();
+    assert_eq!(body["repositories"], serde_json::json!(["acme/api"]));
+    // a body that is neither payload is refused
+    let resp = http
+        .post(format!("{hook}?secret={secret}"))
+        .body("{\"hello\": 1}")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 400);
     engine.remove_container(&id, true).await.unwrap();
     let _ = engine.remove_image(&image, true).await;
 }

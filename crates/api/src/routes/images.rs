@@ -69,3 +69,39 @@ pub(crate) async fn check_updates(
         watcher.check_now(std::time::Duration::from_mins(5)).await,
     ))
 }
+
+/// `POST /api/v1/hooks/registry[?secret=...]`: a registry says something was pushed; the
+/// images of the pushed repositories are checked at once. Authenticated by the hook secret
+/// (in the URL or an HMAC of the body), not by the admin token: registries send none.
+pub(crate) async fn registry_hook(
+    State(state): State<AppState>,
+    Query(pairs): Query<Pairs>,
+    headers: axum::http::HeaderMap,
+    body: axum::body::Bytes,
+) -> Result<(axum::http::StatusCode, Json<serde_json::Value>), ApiError> {
+    let Some(secret) = state.hook_secret.clone() else {
+        return Err(ApiError::new(
+            Code::NotFound,
+            "registry hooks are off ([images] watch = false in capstan.toml)",
+        ));
+    };
+    let query_secret = pairs
+        .iter()
+        .find(|(k, _)| k == "secret")
+        .map(|(_, v)| v.as_str());
+    if !crate::auth::hook_authorized(&secret, query_secret, &headers, &body) {
+        return Err(ApiError::new(
+            Code::Unauthorized,
+            "a registry hook must prove its secret: ?secret=<the secret in <data>/registry-hook.secret> in the URL, or an X-Capstan-Signature: sha256=<HMAC-SHA256 of the body>",
+        ));
+    }
+    let repositories =
+        capstan_images::pushed_repositories(&body).map_err(|e| ApiError::bad_param("body", &e))?;
+    if !repositories.is_empty() {
+        watcher(&state)?.pushed(repositories.clone());
+    }
+    Ok((
+        axum::http::StatusCode::ACCEPTED,
+        Json(serde_json::json!({ "repositories": repositories })),
+    ))
+}
