@@ -102,10 +102,19 @@ async fn check_into(
             && p.tag_digest.as_deref() == Some(head.digest.as_str())
     });
     out.reason = match (&target.running, judged) {
-        (None, _) => format!(
-            "the running image has no digest from {} (built or loaded here): only newer tags can be found",
-            target.reference.registry
-        ),
+        // no running digest (a ref from config, an image built here): what counts is whether
+        // the tag moved since the last check
+        (None, _) => {
+            let last = previous
+                .filter(|p| p.running.is_none() && p.error.is_none())
+                .and_then(|p| p.tag_digest.clone());
+            out.content_changed = last.as_ref().is_some_and(|d| *d != head.digest);
+            match last {
+                None => format!("{tag} first seen as {}", head.digest),
+                Some(d) if d == head.digest => format!("{tag} has not moved since the last check"),
+                Some(_) => format!("{tag} moved to {} since the last check", head.digest),
+            }
+        }
         (Some(running), _) if *running == head.digest => format!("{tag} is what runs"),
         (Some(_), Some(p)) => {
             out.running_child.clone_from(&p.running_child);

@@ -158,3 +158,35 @@ async fn a_repush_and_newer_tags_are_found_with_the_fewest_requests() {
     );
     assert!(failed.content_changed, "what was known stays");
 }
+
+/// A reference no container runs (from config) counts as updated once when its tag moves.
+#[tokio::test]
+async fn a_configured_ref_is_updated_once_when_its_tag_moves() {
+    let registry = Registry::start(RegistryOptions::default()).await;
+    let client = Client::new(Options::default()).unwrap();
+    registry.push("shop/db", "16", "one").await;
+    let target = Target {
+        reference: Reference::parse(&format!("{}/shop/db:16", registry.host())).unwrap(),
+        policy: "digest".parse().unwrap(),
+        running: None,
+    };
+    let c1 = check(&client, &target, None, &amd64()).await;
+    assert!(
+        !c1.has_update() && c1.reason.starts_with("16 first seen as"),
+        "{c1:?}"
+    );
+    let c2 = check(&client, &target, Some(&c1), &amd64()).await;
+    assert_eq!(
+        (c2.has_update(), c2.reason.as_str()),
+        (false, "16 has not moved since the last check")
+    );
+    let moved = registry.push("shop/db", "16", "two").await;
+    let c3 = check(&client, &target, Some(&c2), &amd64()).await;
+    assert!(c3.content_changed, "{c3:?}");
+    assert_eq!(
+        c3.reason,
+        format!("16 moved to {moved} since the last check")
+    );
+    let c4 = check(&client, &target, Some(&c3), &amd64()).await;
+    assert!(!c4.has_update());
+}
