@@ -6,7 +6,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::print_stdout)]
 
 use std::fmt::Write as _;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::{Duration, Instant};
 
 use capstan_engine::Engine;
@@ -134,11 +134,7 @@ async fn proxy(
 
 #[tokio::main]
 async fn main() {
-    let capstan = std::env::args()
-        .nth(1)
-        .map_or_else(|| PathBuf::from("target/release/capstan"), PathBuf::from)
-        .canonicalize()
-        .expect("the capstan binary (build it with cargo build --release)");
+    let (capstan, _) = capstan_bench::args("none", 0);
     let own = OwnEngine::start().await;
     let engine = own.engine().await;
     // the daemon as users run it: log collection on

@@ -8,7 +8,6 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::print_stdout)]
 
 use std::collections::BTreeMap;
-use std::path::PathBuf;
 use std::time::Instant;
 
 use capstan_model::ImageUpdates;
@@ -58,18 +57,8 @@ fn report(
 
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() {
-    let mut args = std::env::args().skip(1);
-    let capstan = args
-        .next()
-        .map_or_else(|| PathBuf::from("target/release/capstan"), PathBuf::from)
-        .canonicalize()
-        .expect("the capstan binary (build it with cargo build --release)");
-    let mut refs: usize = 200;
-    while let Some(flag) = args.next() {
-        if flag == "--refs" {
-            refs = args.next().unwrap().parse().unwrap();
-        }
-    }
+    let (capstan, refs) = capstan_bench::args("refs", 200);
+    let refs = usize::try_from(refs).unwrap();
     let own = OwnEngine::start().await;
     let registry = Registry::start(RegistryOptions::default()).await;
     let started = Instant::now();

@@ -51,18 +51,7 @@ fn percentile(v: &mut [Duration], p: f64) -> Duration {
 
 #[tokio::main]
 async fn main() {
-    let mut args = std::env::args().skip(1);
-    let capstan = args
-        .next()
-        .map_or_else(|| PathBuf::from("target/release/capstan"), PathBuf::from)
-        .canonicalize()
-        .expect("the capstan binary (build it with cargo build --release)");
-    let mut total: u64 = 2_000_000;
-    while let Some(flag) = args.next() {
-        if flag == "--lines" {
-            total = args.next().unwrap().parse().unwrap();
-        }
-    }
+    let (capstan, total) = capstan_bench::args("lines", 2_000_000);
     let own = OwnEngine::start().await;
     let engine = own.engine().await;
     let name = "bench-logs-writer";
