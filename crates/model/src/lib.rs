@@ -40,3 +40,20 @@ pub struct ErrorDetail {
     /// Lowercase message naming the offending input and the next step.
     pub message: String,
 }
+
+/// An error and its causes on one line (`error sending request: client error (Connect):
+/// invalid peer certificate: UnknownIssuer`), each cause once: the outer message of an HTTP
+/// client rarely says what went wrong, its causes do.
+pub fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut message = e.to_string();
+    let mut cause = e.source();
+    while let Some(c) = cause {
+        let text = c.to_string();
+        if !message.contains(&text) {
+            message.push_str(": ");
+            message.push_str(&text);
+        }
+        cause = c.source();
+    }
+    message
+}

@@ -579,13 +579,7 @@ async fn ok(r: &Reference, url: &Url, resp: reqwest::Response) -> Result<reqwest
 }
 
 fn request_error(url: &Url, e: &reqwest::Error) -> Error {
-    let mut message = e.to_string();
-    let mut cause = std::error::Error::source(e);
-    while let Some(c) = cause {
-        message.push_str(": ");
-        message.push_str(&c.to_string());
-        cause = c.source();
-    }
+    let message = capstan_model::error_chain(e);
     let hint = if message.contains("certificate") {
         "its certificate is not trusted: add its CA to the system's, or list it as insecure if it speaks plain HTTP"
     } else {

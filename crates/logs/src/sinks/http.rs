@@ -234,17 +234,7 @@ pub(super) async fn send(
 
 /// reqwest's error with its causes, which say what went wrong (`connection refused`).
 fn request_error(url: &reqwest::Url, e: reqwest::Error) -> Error {
-    let e = e.without_url();
-    let mut message = e.to_string();
-    let mut cause = std::error::Error::source(&e);
-    while let Some(c) = cause {
-        let text = c.to_string();
-        if !message.contains(&text) {
-            message.push_str(": ");
-            message.push_str(&text);
-        }
-        cause = c.source();
-    }
+    let message = capstan_model::error_chain(&e.without_url());
     let hint = if message.contains("certificate") || message.contains("Certificate") {
         "the server's certificate is not trusted: give its CA in tls.ca_file, and check that \
          it names the host in the URL"
