@@ -24,6 +24,22 @@ pub struct Target {
 /// What a check found (the API's [`ImageUpdate`]).
 pub type Check = ImageUpdate;
 
+/// The tag lists read in one cycle, by registry and repository: a repository is listed once
+/// per cycle however many of its tags are watched.
+#[derive(Debug, Default)]
+pub struct TagLists(std::collections::HashMap<(String, String), Vec<String>>);
+
+impl TagLists {
+    async fn of(&mut self, client: &Client, reference: &Reference) -> Result<&[String], Error> {
+        let key = (reference.registry.clone(), reference.repository.clone());
+        if !self.0.contains_key(&key) {
+            let tags = client.tags(reference).await?;
+            self.0.insert(key.clone(), tags);
+        }
+        Ok(self.0.get(&key).map_or(&[], Vec::as_slice))
+    }
+}
+
 /// The digest of the image for `platform` under `digest`: the child of an index, or the
 /// manifest itself.
 async fn host_image(
@@ -49,12 +65,13 @@ async fn host_image(
 }
 
 /// Checks `target` once. `previous` is the last check of the same target: a tag digest judged
-/// then is not fetched again.
+/// then is not fetched again. `tags` holds the tag lists this cycle has read.
 pub async fn check(
     client: &Client,
     target: &Target,
     previous: Option<&Check>,
     platform: &Platform,
+    tags: &mut TagLists,
 ) -> Check {
     let mut out = Check {
         reference: target.reference.to_string(),
@@ -75,7 +92,7 @@ pub async fn check(
         out.reason = "policy none: not watched".into();
         return out;
     }
-    if let Err(e) = check_into(client, target, previous, platform, &mut out).await {
+    if let Err(e) = check_into(client, target, previous, platform, tags, &mut out).await {
         let mut failed = previous.cloned().unwrap_or(out);
         failed.checked_at = Utc::now();
         failed.error = Some(e.to_string());
@@ -89,6 +106,7 @@ async fn check_into(
     target: &Target,
     previous: Option<&Check>,
     platform: &Platform,
+    tags: &mut TagLists,
     out: &mut Check,
 ) -> Result<(), Error> {
     let head = client.head(&target.reference).await?;
@@ -154,8 +172,8 @@ async fn check_into(
         }
     };
     if target.policy.compares_tags() {
-        let tags = client.tags(&target.reference).await?;
-        let choice = target.policy.choose(tag, &tags);
+        let listed = tags.of(client, &target.reference).await?;
+        let choice = target.policy.choose(tag, listed);
         if let Some(candidate) = choice.candidate {
             let head = client.head(&target.reference.with_tag(&candidate)).await?;
             out.candidate = Some(UpdateCandidate {

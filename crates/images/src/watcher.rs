@@ -18,7 +18,7 @@ use tokio::sync::{Notify, broadcast, watch};
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
-use crate::watch::{Target, check};
+use crate::watch::{TagLists, Target, check};
 
 /// The label that sets a container's update policy.
 pub const POLICY_LABEL: &str = "io.capstan.update";
@@ -290,6 +290,7 @@ impl Watcher {
             }
             None => BTreeMap::new(),
         };
+        let mut tags = TagLists::default();
         for (target, containers) in targets {
             let k = key(&target.reference.to_string(), target.running.as_deref());
             let previous = self
@@ -304,6 +305,7 @@ impl Watcher {
                 &target,
                 previous.as_ref(),
                 &self.config.platform,
+                &mut tags,
             )
             .await;
             c.containers = containers;

@@ -2,9 +2,19 @@
 //! as an update, and what it costs, counted at the registry's access log.
 #![allow(clippy::unwrap_used)]
 
-use capstan_images::watch::{Check, Target, check};
+use capstan_images::watch::{Check, TagLists, Target};
 use capstan_registry::{Client, Options, Platform, Reference};
 use capstan_testkit::{Registry, RegistryOptions};
+
+/// One check in a cycle of its own.
+async fn check(
+    client: &Client,
+    target: &Target,
+    previous: Option<&Check>,
+    platform: &Platform,
+) -> Check {
+    capstan_images::watch::check(client, target, previous, platform, &mut TagLists::default()).await
+}
 
 fn amd64() -> Platform {
     Platform {
@@ -136,6 +146,22 @@ async fn a_repush_and_newer_tags_are_found_with_the_fewest_requests() {
     let c = check(&client, &at("v1.0.1", "semver:~1.0"), None, &amd64()).await;
     assert_eq!(pick(&c), None);
     registry.asked_since(&mut seen);
+
+    // two tags of one repository in one cycle: the repository is listed once
+    let mut cycle = TagLists::default();
+    for tag in ["v1.0.1", "1.0.1-alpine"] {
+        capstan_images::watch::check(&client, &at(tag, "major"), None, &amd64(), &mut cycle).await;
+    }
+    assert_eq!(
+        registry.asked_since(&mut seen),
+        [
+            "HEAD manifests",
+            "GET tags",
+            "HEAD manifests",
+            "HEAD manifests",
+            "HEAD manifests"
+        ]
+    );
 
     // the same tag pushed again with other content: found by digest (the running manifest is
     // read once to know it is not an index)
