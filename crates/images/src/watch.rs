@@ -19,6 +19,23 @@ pub struct Target {
     /// The digest the running image was pulled as (its `RepoDigests` entry for this
     /// repository): a manifest or an index. `None` for an image built or loaded here.
     pub running: Option<String>,
+    /// Which tags a tag policy may consider.
+    pub filter: TagFilter,
+}
+
+/// Tags a tag policy may consider: those `include` matches (all when unset) and `exclude`
+/// does not (labels `io.capstan.update.include` and `io.capstan.update.exclude`).
+#[derive(Debug, Clone, Default)]
+pub struct TagFilter {
+    pub include: Option<regex::Regex>,
+    pub exclude: Option<regex::Regex>,
+}
+
+impl TagFilter {
+    pub fn allows(&self, tag: &str) -> bool {
+        self.include.as_ref().is_none_or(|r| r.is_match(tag))
+            && self.exclude.as_ref().is_none_or(|r| !r.is_match(tag))
+    }
 }
 
 /// What a check found (the API's [`ImageUpdate`]).
@@ -172,8 +189,14 @@ async fn check_into(
         }
     };
     if target.policy.compares_tags() {
-        let listed = tags.of(client, &target.reference).await?;
-        let choice = target.policy.choose(tag, listed);
+        let listed: Vec<String> = tags
+            .of(client, &target.reference)
+            .await?
+            .iter()
+            .filter(|t| target.filter.allows(t))
+            .cloned()
+            .collect();
+        let choice = target.policy.choose(tag, &listed);
         if let Some(candidate) = choice.candidate {
             let head = client.head(&target.reference.with_tag(&candidate)).await?;
             out.candidate = Some(UpdateCandidate {

@@ -18,10 +18,14 @@ use tokio::sync::{Notify, broadcast, watch};
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
-use crate::watch::{TagLists, Target, check};
+use crate::watch::{TagFilter, TagLists, Target, check};
 
 /// The label that sets a container's update policy.
 pub const POLICY_LABEL: &str = "io.capstan.update";
+/// Only tags this pattern matches are candidates.
+pub const INCLUDE_LABEL: &str = "io.capstan.update.include";
+/// Tags this pattern matches are never candidates.
+pub const EXCLUDE_LABEL: &str = "io.capstan.update.exclude";
 
 /// How the watcher runs.
 #[derive(Debug, Clone)]
@@ -243,6 +247,7 @@ impl Watcher {
                             reference,
                             policy,
                             running,
+                            filter: filter(&c.labels, &c.name),
                         },
                         Vec::new(),
                     )
@@ -261,6 +266,7 @@ impl Watcher {
                         reference,
                         policy: policy.clone(),
                         running: None,
+                        filter: TagFilter::default(),
                     },
                     Vec::new(),
                 )
@@ -361,6 +367,21 @@ impl Watcher {
             Ok(None) => {}
             Err(e) => warn!(error = %e, "cannot journal an available update"),
         }
+    }
+}
+
+/// The tag filter a container's labels set; a pattern that does not parse is left out, with
+/// a warning naming the label.
+fn filter(labels: &BTreeMap<String, String>, container: &str) -> TagFilter {
+    let pattern = |label: &str| {
+        let text = labels.get(label)?;
+        regex::Regex::new(text)
+            .map_err(|e| warn!(container, label, error = %e, "the pattern does not parse; it is left out"))
+            .ok()
+    };
+    TagFilter {
+        include: pattern(INCLUDE_LABEL),
+        exclude: pattern(EXCLUDE_LABEL),
     }
 }
 

@@ -2,7 +2,7 @@
 //! as an update, and what it costs, counted at the registry's access log.
 #![allow(clippy::unwrap_used)]
 
-use capstan_images::watch::{Check, TagLists, Target};
+use capstan_images::watch::{Check, TagFilter, TagLists, Target};
 use capstan_registry::{Client, Options, Platform, Reference};
 use capstan_testkit::{Registry, RegistryOptions};
 
@@ -42,6 +42,7 @@ async fn only_the_host_platforms_image_decides_a_multi_arch_update() {
         reference: Reference::parse(&format!("{}/shop/web:1.4", registry.host())).unwrap(),
         policy: "digest".parse().unwrap(),
         running: Some(running),
+        filter: TagFilter::default(),
     };
     let mut seen = 0;
     let c1 = check(&client, &target, None, &amd64()).await;
@@ -124,6 +125,7 @@ async fn a_repush_and_newer_tags_are_found_with_the_fewest_requests() {
         reference: Reference::parse(&format!("{}/shop/api:{tag}", registry.host())).unwrap(),
         policy: policy.parse().unwrap(),
         running: Some(digests[tag].clone()),
+        filter: TagFilter::default(),
     };
     let mut seen = 0;
     let pick = |c: &Check| c.candidate.as_ref().map(|c| c.tag.clone());
@@ -145,6 +147,20 @@ async fn a_repush_and_newer_tags_are_found_with_the_fewest_requests() {
     assert_eq!(pick(&c).as_deref(), Some("1.0.2-alpine"));
     let c = check(&client, &at("v1.0.1", "semver:~1.0"), None, &amd64()).await;
     assert_eq!(pick(&c), None);
+    registry.asked_since(&mut seen);
+
+    // include and exclude patterns narrow the tags a policy may take
+    let filtered = |include: Option<&str>, exclude: Option<&str>| Target {
+        filter: TagFilter {
+            include: include.map(|p| regex::Regex::new(p).unwrap()),
+            exclude: exclude.map(|p| regex::Regex::new(p).unwrap()),
+        },
+        ..at("v1.0.1", "major")
+    };
+    let c = check(&client, &filtered(None, Some("^v2")), None, &amd64()).await;
+    assert_eq!(pick(&c).as_deref(), Some("v1.1.0"), "{c:?}");
+    let c = check(&client, &filtered(Some(r"^v1\.0\."), None), None, &amd64()).await;
+    assert_eq!(pick(&c), None, "{c:?}");
     registry.asked_since(&mut seen);
 
     // two tags of one repository in one cycle: the repository is listed once
@@ -195,6 +211,7 @@ async fn a_configured_ref_is_updated_once_when_its_tag_moves() {
         reference: Reference::parse(&format!("{}/shop/db:16", registry.host())).unwrap(),
         policy: "digest".parse().unwrap(),
         running: None,
+        filter: TagFilter::default(),
     };
     let c1 = check(&client, &target, None, &amd64()).await;
     assert!(
