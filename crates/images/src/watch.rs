@@ -23,12 +23,14 @@ pub struct Target {
     pub filter: TagFilter,
 }
 
-/// Tags a tag policy may consider: those `include` matches (all when unset) and `exclude`
-/// does not (labels `io.capstan.update.include` and `io.capstan.update.exclude`).
+/// Which tags a tag policy may take: those `include` matches (all when unset) and `exclude`
+/// does not (labels `io.capstan.update.include` and `io.capstan.update.exclude`), once capstan
+/// has known them for `min_age` (`io.capstan.update.min_age`).
 #[derive(Debug, Clone, Default)]
 pub struct TagFilter {
     pub include: Option<regex::Regex>,
     pub exclude: Option<regex::Regex>,
+    pub min_age: Option<std::time::Duration>,
 }
 
 impl TagFilter {
@@ -99,6 +101,8 @@ pub async fn check(
         tag_child: None,
         content_changed: false,
         candidate: None,
+        waiting: None,
+        candidate_seen: None,
         reason: String::new(),
         checked_at: Utc::now(),
         error: None,
@@ -199,10 +203,33 @@ async fn check_into(
         let choice = target.policy.choose(tag, &listed);
         if let Some(candidate) = choice.candidate {
             let head = client.head(&target.reference.with_tag(&candidate)).await?;
-            out.candidate = Some(UpdateCandidate {
+            let offered = UpdateCandidate {
                 tag: candidate,
                 digest: head.digest,
+            };
+            // known since the check that first saw the same tag and digest
+            let seen = previous
+                .filter(|p| p.candidate.as_ref().or(p.waiting.as_ref()) == Some(&offered))
+                .and_then(|p| p.candidate_seen)
+                .unwrap_or(out.checked_at);
+            out.candidate_seen = Some(seen);
+            let ready = target.filter.min_age.is_none_or(|age| {
+                chrono::Duration::from_std(age).is_ok_and(|age| out.checked_at - seen >= age)
             });
+            if ready {
+                out.candidate = Some(offered);
+            } else {
+                let age = target.filter.min_age.unwrap_or_default();
+                let until = seen + chrono::Duration::from_std(age).unwrap_or_default();
+                out.reason = format!(
+                    "{}; {} is younger than the minimum age ({} s): offered from {}",
+                    out.reason,
+                    offered.tag,
+                    age.as_secs(),
+                    until.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+                );
+                out.waiting = Some(offered);
+            }
         }
         out.reason = format!("{}; {}", out.reason, choice.reason);
     }

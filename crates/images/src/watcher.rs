@@ -26,6 +26,8 @@ pub const POLICY_LABEL: &str = "io.capstan.update";
 pub const INCLUDE_LABEL: &str = "io.capstan.update.include";
 /// Tags this pattern matches are never candidates.
 pub const EXCLUDE_LABEL: &str = "io.capstan.update.exclude";
+/// A candidate is offered once capstan has known it this long (`3d`).
+pub const MIN_AGE_LABEL: &str = "io.capstan.update.min_age";
 
 /// How the watcher runs.
 #[derive(Debug, Clone)]
@@ -379,9 +381,16 @@ fn filter(labels: &BTreeMap<String, String>, container: &str) -> TagFilter {
             .map_err(|e| warn!(container, label, error = %e, "the pattern does not parse; it is left out"))
             .ok()
     };
+    let min_age = labels.get(MIN_AGE_LABEL).and_then(|text| {
+        capstan_model::parse_duration_nanos(text)
+            .map_err(|e| warn!(container, label = MIN_AGE_LABEL, error = %e, "the minimum age does not parse; it is left out"))
+            .ok()
+            .map(|ns| Duration::from_nanos(ns.max(0) as u64))
+    });
     TagFilter {
         include: pattern(INCLUDE_LABEL),
         exclude: pattern(EXCLUDE_LABEL),
+        min_age,
     }
 }
 

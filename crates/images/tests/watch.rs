@@ -154,6 +154,7 @@ async fn a_repush_and_newer_tags_are_found_with_the_fewest_requests() {
         filter: TagFilter {
             include: include.map(|p| regex::Regex::new(p).unwrap()),
             exclude: exclude.map(|p| regex::Regex::new(p).unwrap()),
+            min_age: None,
         },
         ..at("v1.0.1", "major")
     };
@@ -161,6 +162,40 @@ async fn a_repush_and_newer_tags_are_found_with_the_fewest_requests() {
     assert_eq!(pick(&c).as_deref(), Some("v1.1.0"), "{c:?}");
     let c = check(&client, &filtered(Some(r"^v1\.0\."), None), None, &amd64()).await;
     assert_eq!(pick(&c), None, "{c:?}");
+    registry.asked_since(&mut seen);
+
+    // a minimum age: the candidate waits, then is offered once known long enough
+    let young = Target {
+        filter: TagFilter {
+            min_age: Some(std::time::Duration::from_hours(1)),
+            ..TagFilter::default()
+        },
+        ..at("v1.0.1", "minor")
+    };
+    let w1 = check(&client, &young, None, &amd64()).await;
+    assert_eq!(w1.candidate, None, "{w1:?}");
+    assert_eq!(w1.waiting.as_ref().map(|c| c.tag.as_str()), Some("v1.1.0"));
+    assert!(
+        w1.reason.contains("younger than the minimum age"),
+        "{}",
+        w1.reason
+    );
+    let w2 = check(&client, &young, Some(&w1), &amd64()).await;
+    assert_eq!(
+        (w2.candidate_seen, w2.waiting.is_some()),
+        (w1.candidate_seen, true)
+    );
+    let an_hour_ago = Check {
+        candidate_seen: w1.candidate_seen.map(|t| t - chrono::Duration::hours(2)),
+        ..w1
+    };
+    let w3 = check(&client, &young, Some(&an_hour_ago), &amd64()).await;
+    assert_eq!(
+        w3.candidate.as_ref().map(|c| c.tag.as_str()),
+        Some("v1.1.0"),
+        "{w3:?}"
+    );
+    assert_eq!(w3.waiting, None);
     registry.asked_since(&mut seen);
 
     // two tags of one repository in one cycle: the repository is listed once

@@ -199,6 +199,12 @@ pub struct ImageUpdate {
     pub content_changed: bool,
     /// A newer tag the policy allows.
     pub candidate: Option<UpdateCandidate>,
+    /// A newer tag the policy allows that is younger than the minimum age: not offered yet.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub waiting: Option<UpdateCandidate>,
+    /// When capstan first saw the candidate (or the waiting one).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub candidate_seen: Option<DateTime<Utc>>,
     /// Why there is an update, or why not.
     pub reason: String,
     pub checked_at: DateTime<Utc>,

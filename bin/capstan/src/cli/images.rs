@@ -144,10 +144,11 @@ async fn updates(client: &Client, check_now: bool, output: Output) -> Result<(),
     };
     let mut table = Table::new(&["IMAGE", "POLICY", "RUNNING", "UPDATE", "CHECKED", "WHY"]);
     for u in &list.updates {
-        let update = match (&u.candidate, u.content_changed) {
-            (Some(c), _) => format!("{} ({})", c.tag, short(&Some(c.digest.clone()))),
-            (None, true) => format!("new content ({})", short(&u.tag_child)),
-            (None, false) => "-".to_owned(),
+        let update = match (&u.candidate, u.content_changed, &u.waiting) {
+            (Some(c), _, _) => format!("{} ({})", c.tag, short(&Some(c.digest.clone()))),
+            (None, true, _) => format!("new content ({})", short(&u.tag_child)),
+            (None, false, Some(w)) => format!("{} (waits for its minimum age)", w.tag),
+            (None, false, None) => "-".to_owned(),
         };
         let why = match &u.error {
             Some(e) => format!("check failed: {e}"),
