@@ -25,7 +25,10 @@ struct Target {
 
 #[derive(Deserialize)]
 struct DockerHub {
-    push_data: serde_json::Value,
+    /// Present in every Docker Hub webhook: what tells it from other JSON (its content is
+    /// not needed).
+    #[serde(rename = "push_data")]
+    _push_data: serde::de::IgnoredAny,
     repository: HubRepository,
 }
 
@@ -48,7 +51,6 @@ pub fn pushed_repositories(body: &[u8]) -> Result<Vec<String>, String> {
             .filter(|r| !r.is_empty())
             .collect()
     } else if let Ok(h) = serde_json::from_slice::<DockerHub>(body) {
-        let _ = h.push_data;
         let name = h.repository.repo_name;
         vec![if name.contains('/') {
             name

@@ -276,17 +276,9 @@ impl Client {
     /// # Errors
     /// Unreachable, unauthorized, not found, rate-limited, or an answer with no digest.
     pub async fn head(&self, r: &Reference) -> Result<Head, Error> {
-        let url = self.url(r, &format!("manifests/{}", r.manifest_ref()))?;
-        let resp = self
-            .send(
-                r,
-                Method::HEAD,
-                url.clone(),
-                Some(&MANIFEST_MEDIA_TYPES.join(", ")),
-                Kind::ManifestHead,
-            )
+        let (url, resp) = self
+            .manifest_request(r, r.manifest_ref(), Method::HEAD, Kind::ManifestHead)
             .await?;
-        let resp = ok(r, &url, resp).await?;
         let headers = resp.headers();
         let text = |name: &str| {
             headers
@@ -306,22 +298,32 @@ impl Client {
         })
     }
 
+    /// A HEAD or GET of `/v2/<name>/manifests/<reference>` asking for every manifest media
+    /// type; a 2xx answer, or the error its status means.
+    async fn manifest_request(
+        &self,
+        r: &Reference,
+        reference: &str,
+        method: Method,
+        kind: Kind,
+    ) -> Result<(Url, reqwest::Response), Error> {
+        let url = self.url(r, &format!("manifests/{reference}"))?;
+        let accept = MANIFEST_MEDIA_TYPES.join(", ");
+        let resp = self
+            .send(r, method, url.clone(), Some(&accept), kind)
+            .await?;
+        let resp = ok(r, &url, resp).await?;
+        Ok((url, resp))
+    }
+
     /// GETs the manifest `digest` of `r`'s repository (to look inside an index).
     ///
     /// # Errors
     /// As [`Client::head`], or a body that is not a manifest.
     pub async fn manifest(&self, r: &Reference, digest: &str) -> Result<Manifest, Error> {
-        let url = self.url(r, &format!("manifests/{digest}"))?;
-        let resp = self
-            .send(
-                r,
-                Method::GET,
-                url.clone(),
-                Some(&MANIFEST_MEDIA_TYPES.join(", ")),
-                Kind::ManifestGet,
-            )
+        let (url, resp) = self
+            .manifest_request(r, digest, Method::GET, Kind::ManifestGet)
             .await?;
-        let resp = ok(r, &url, resp).await?;
         let header_type = resp
             .headers()
             .get(CONTENT_TYPE)
