@@ -89,6 +89,9 @@ fn engine_timestamp(nanos: i64) -> String {
     )
 }
 
+/// How many past events the engine keeps for replay (dockerd's `eventsLimit`).
+pub const EVENT_BUFFER: usize = 256;
+
 impl Engine {
     /// Streams engine events of all types. With `since`, the engine first replays what it still
     /// holds (its last 256 events) from that time on, inclusive; with `until`, the stream ends
@@ -114,6 +117,23 @@ impl Engine {
                 .boxed(),
             Err(err) => futures_util::stream::once(async { Err(err) }).boxed(),
         }
+    }
+
+    /// The events the engine still holds (its last [`EVENT_BUFFER`] events) from `since` to
+    /// `until`, both inclusive and in the past: a bounded question, answered at once. Fewer than
+    /// [`EVENT_BUFFER`] events back means the answer covers the whole window.
+    pub async fn events_between(&self, since: i64, until: i64) -> Result<Vec<RawEvent>, Error> {
+        let options = EventsOptions {
+            since: Some(engine_timestamp(since)),
+            until: Some(engine_timestamp(until)),
+            filters: Some(HashMap::new()),
+        };
+        let mut stream = self.client()?.events(Some(options));
+        let mut out = Vec::new();
+        while let Some(item) = stream.next().await {
+            out.push(RawEvent::from_message(item.map_err(|e| self.classify(e))?));
+        }
+        Ok(out)
     }
 }
 

@@ -18,7 +18,7 @@ use std::time::Duration;
 use bollard::Docker;
 
 pub use error::Error;
-pub use events::RawEvent;
+pub use events::{EVENT_BUFFER, RawEvent};
 pub use images::BuildContext;
 pub use inventory::ImageState;
 pub use logs::LogChunk;

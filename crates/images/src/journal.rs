@@ -211,10 +211,9 @@ impl Journal {
                 biased;
                 () = shutdown.cancelled() => return Ok(()),
                 () = tokio::time::sleep_until(unsettled_since + SETTLE_AFTER), if !unsettled.is_empty() => {
-                    // a queued event may explain what we would infer: settle only what no queued
-                    // event can touch (nothing queued, or everything read up to the quiet window)
-                    let caught_up = if rx.is_empty() { i64::MAX } else { last_read };
-                    unsettled = self.settle(std::mem::take(&mut unsettled), SETTLE_AFTER, caught_up).await?;
+                    // an event not yet read may explain what we would infer: settle checks with
+                    // the engine that nothing after `last_read` is pending
+                    unsettled = self.settle(std::mem::take(&mut unsettled), SETTLE_AFTER, Some(last_read)).await?;
                     unsettled_since = tokio::time::Instant::now();
                     continue;
                 }
@@ -222,7 +221,7 @@ impl Journal {
             };
             if received == 0 {
                 if !unsettled.is_empty() {
-                    self.settle(unsettled, Duration::ZERO, i64::MAX).await?;
+                    self.settle(unsettled, Duration::ZERO, None).await?;
                 }
                 return Ok(());
             }

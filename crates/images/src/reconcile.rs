@@ -8,7 +8,7 @@ use capstan_engine::ImageState;
 use capstan_model::{Container, Event, Lifecycle};
 use capstan_store::images::{self, ImageRow};
 use capstan_store::{ContainerRow, NewEvent, Transaction, containers, events};
-use tracing::info;
+use tracing::{debug, info};
 
 use crate::apply::history;
 
@@ -89,25 +89,39 @@ impl Journal {
 
     /// Records as inferred what no event explained for `ids` (a tag moved by a pull,
     /// references brought by a load). Images an event touched within `quiet` (engine clock) are
-    /// still changing: they stay pending, and are returned; so does everything when the events
-    /// read so far (up to `read_up_to`) do not reach that window yet.
+    /// still changing: they stay pending, and are returned.
+    ///
+    /// `read` is the engine time of the newest event the live stream has read and journaled, or
+    /// `None` once the stream has ended with everything read. While the stream is live, nothing
+    /// is inferred unless the engine confirms it has no image event newer than `read` up to the
+    /// inspection: a busy engine or a starved reader delivers events seconds late, and a state
+    /// seen before its event is read is not unexplained. Everything then stays pending.
     pub(crate) async fn settle(
         &self,
         ids: BTreeSet<String>,
         quiet: std::time::Duration,
-        read_up_to: i64,
+        read: Option<i64>,
     ) -> Result<BTreeSet<String>, Error> {
+        let mut states = Vec::with_capacity(ids.len());
+        for id in &ids {
+            let state = self.engine.inspect_image(id).await?;
+            states.push((id.clone(), state));
+        }
         let now = self.engine.now_nanos().await?;
+        if let Some(read) = read {
+            let unread = self.engine.events_between(read + 1, now).await?;
+            if unread.len() >= capstan_engine::EVENT_BUFFER
+                || unread.iter().any(|e| e.kind == "image")
+            {
+                debug!(
+                    unread = unread.len(),
+                    "the event stream is behind the engine: inferring nothing yet"
+                );
+                return Ok(ids);
+            }
+        }
         let start = now - quiet.as_nanos() as i64;
         let delete_start = now - DELETE_GRACE.as_nanos().max(quiet.as_nanos()) as i64;
-        if read_up_to < start {
-            return Ok(ids);
-        }
-        let mut states = Vec::with_capacity(ids.len());
-        for id in ids {
-            let state = self.engine.inspect_image(&id).await?;
-            states.push((id, state));
-        }
         let (inferred, still) = self
             .store
             .write(move |tx| {
