@@ -26,6 +26,9 @@ pub struct Config {
     /// Registry watching for image updates.
     #[serde(default)]
     pub images: Images,
+    /// Notification channels (`[[notify]]`).
+    #[serde(default)]
+    pub notify: Vec<capstan_notify::ChannelConfig>,
 }
 
 /// `[images]`
@@ -302,6 +305,15 @@ impl Config {
         let config: Self = toml::from_str(text)?;
         config.logs.check()?;
         config.images.watch_config(Path::new("/"))?;
+        let mut names = std::collections::BTreeSet::new();
+        for (i, channel) in config.notify.iter().enumerate() {
+            channel
+                .check()
+                .map_err(|e| anyhow::anyhow!("notify[{i}].{e}"))?;
+            if !names.insert(&channel.name) {
+                anyhow::bail!("notify[{i}].name: {:?} is used twice", channel.name);
+            }
+        }
         Ok(config)
     }
 }

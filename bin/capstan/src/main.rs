@@ -50,6 +50,8 @@ enum Command {
     Logs(cli::logs::LogsArgs),
     /// List containers.
     Ps(cli::ps::PsArgs),
+    /// Show the notification channels and how their deliveries went.
+    Notify(OutputArgs),
     /// Show whether the daemon, the engine and the journal are healthy.
     Health(OutputArgs),
     /// Check Compose files and print the resolved model (no daemon needed).
@@ -154,6 +156,7 @@ fn main() -> ExitCode {
         Command::Ps(args) => cli::finish(runtime.block_on(cli::ps::run(args))),
         Command::Logs(args) => cli::finish(runtime.block_on(cli::logs::run(args))),
         Command::Health(args) => cli::finish(runtime.block_on(cli::health::run(args))),
+        Command::Notify(args) => cli::finish(runtime.block_on(cli::notify::run(args))),
         Command::Plan(args) => cli::finish(runtime.block_on(cli::plan::run(args))),
         Command::Deploy(args) => cli::finish(runtime.block_on(cli::apps::deploy(args))),
         Command::Apps(args) => cli::finish(runtime.block_on(cli::apps::apps(args))),

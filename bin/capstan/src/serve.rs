@@ -121,6 +121,20 @@ pub async fn run(opts: ServeOptions) -> Result<()> {
         (None, None)
     };
 
+    // notifications: each channel sends what the journal gained, a message per check cycle
+    let notifier = capstan_notify::Notifier::new(
+        store.clone(),
+        &file.notify,
+        data.join("notify"),
+        capstan_model::host_name(),
+    )
+    .map_err(|e| anyhow::anyhow!("{e}"))?;
+    let notify_status = notifier.status();
+    let batches = updates
+        .as_ref()
+        .map_or_else(|| tokio::sync::watch::channel(0).1, |u| u.cycles());
+    tokio::spawn(notifier.run(batches, shutdown.clone()));
+
     let deploying = Arc::default();
     let router = capstan_deploy::Router::spawn(
         engine.clone(),
@@ -160,6 +174,7 @@ pub async fn run(opts: ServeOptions) -> Result<()> {
         }),
         updates,
         hook_secret,
+        notify: notify_status,
     };
     let listener = tokio::net::TcpListener::bind(listen)
         .await

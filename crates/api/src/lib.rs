@@ -50,6 +50,9 @@ pub struct AppState {
     pub updates: Option<Arc<capstan_images::WatchState>>,
     /// The secret registry webhooks prove they know (`<data>/registry-hook.secret`).
     pub hook_secret: Option<Arc<str>>,
+    /// The notification channels' statuses.
+    pub notify:
+        Arc<std::sync::Mutex<std::collections::BTreeMap<String, capstan_model::NotifyChannel>>>,
 }
 
 impl std::fmt::Debug for AppState {
@@ -67,6 +70,7 @@ fn protected() -> Router<AppState> {
         .route("/api/v1/events/stream", get(routes::events::stream))
         .route("/api/v1/images", get(routes::images::list))
         .route("/api/v1/images/updates", get(routes::images::updates))
+        .route("/api/v1/notify", get(routes::images::notify))
         .route(
             "/api/v1/images/updates/check",
             post(routes::images::check_updates),
@@ -143,6 +147,7 @@ mod tests {
             logs: None,
             updates: None,
             hook_secret: None,
+            notify: Arc::default(),
         })
     }
 

@@ -100,6 +100,11 @@ impl WatchState {
         self.wake.notify_one();
     }
 
+    /// Changes each time a check cycle ends: what it journaled is complete.
+    pub fn cycles(&self) -> watch::Receiver<u64> {
+        self.cycles.subscribe()
+    }
+
     /// Runs a cycle now and waits for it (at most `timeout`).
     pub async fn check_now(&self, timeout: Duration) -> ImageUpdates {
         // a full cycle, not only pushed repositories

@@ -239,9 +239,7 @@ impl Collector {
         committed: watch::Sender<u64>,
         options: Options,
     ) -> Self {
-        let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
-            .map(|h| h.trim().to_owned())
-            .unwrap_or_default();
+        let host = capstan_model::host_name();
         Self {
             engine,
             options,

@@ -9,6 +9,7 @@ mod event;
 mod health;
 mod image;
 mod logs;
+mod notify;
 mod time;
 
 pub use app::{AppSummary, Release};
@@ -19,6 +20,7 @@ pub use image::{
     ImageUpdates, Lifecycle, UpdateCandidate,
 };
 pub use logs::{LogLine, LogPage, ORIGIN_FIELDS, Origin};
+pub use notify::{NotifyChannel, NotifyChannels};
 pub use time::{
     format_nanos, nanos_to_datetime, parse_duration_nanos, parse_retry_after, parse_time_or_ago,
 };
@@ -56,4 +58,12 @@ pub fn error_chain(e: &dyn std::error::Error) -> String {
         cause = c.source();
     }
     message
+}
+
+/// This machine's host name (the kernel's), as logs and notifications name it; empty when it
+/// cannot be read.
+pub fn host_name() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|h| h.trim().to_owned())
+        .unwrap_or_default()
 }

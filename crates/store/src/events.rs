@@ -142,6 +142,19 @@ fn event_from_row(row: &Row<'_>) -> rusqlite::Result<(Event, String)> {
     ))
 }
 
+/// Runs an events `SELECT {COLUMNS}` with its arguments.
+fn query(conn: &Connection, sql: &str, args: Vec<Value>) -> Result<Vec<Event>, Error> {
+    let mut stmt = conn.prepare_cached(sql)?;
+    let rows = stmt.query_map(rusqlite::params_from_iter(args), event_from_row)?;
+    let mut out = Vec::new();
+    for row in rows {
+        let (mut event, attributes) = row?;
+        event.attributes = serde_json::from_str(&attributes)?;
+        out.push(event);
+    }
+    Ok(out)
+}
+
 /// Inserts an event; `Ok(None)` when it is already journaled (same time and identity).
 ///
 /// # Errors
@@ -247,15 +260,7 @@ pub fn list(conn: &Connection, filter: &EventFilter, limit: usize) -> Result<Vec
     }
     sql.push_str(" ORDER BY time_nano DESC, seq DESC LIMIT ?");
     args.push(Value::Integer(limit as i64));
-    let mut stmt = conn.prepare_cached(&sql)?;
-    let rows = stmt.query_map(rusqlite::params_from_iter(args), event_from_row)?;
-    let mut out = Vec::new();
-    for row in rows {
-        let (mut event, attributes) = row?;
-        event.attributes = serde_json::from_str(&attributes)?;
-        out.push(event);
-    }
-    Ok(out)
+    query(conn, &sql, args)
 }
 
 /// The image id a reference (`repo:tag`, normalised) was last given at or before `before`: by a
@@ -280,6 +285,40 @@ pub fn last_assignment(
         )?
         .query_row(params![before, reference, bare], |r| r.get(0))
         .optional()?)
+}
+
+/// Events of `kind` with one of `actions` after sequence number `seq`, in journal order (oldest
+/// first), at most `limit`: what a consumer with its own cursor reads next.
+///
+/// # Errors
+/// [`Error::Sqlite`], [`Error::Json`].
+pub fn after_seq(
+    conn: &Connection,
+    seq: i64,
+    kind: &str,
+    actions: &[String],
+    limit: usize,
+) -> Result<Vec<Event>, Error> {
+    let marks = vec!["?"; actions.len().max(1)].join(", ");
+    let sql = format!(
+        "SELECT {COLUMNS} FROM events WHERE seq > ? AND type = ? AND action IN ({marks})
+         ORDER BY seq LIMIT ?"
+    );
+    let mut args = vec![Value::Integer(seq), Value::Text(kind.to_owned())];
+    if actions.is_empty() {
+        args.push(Value::Null);
+    }
+    args.extend(actions.iter().cloned().map(Value::Text));
+    args.push(Value::Integer(limit as i64));
+    query(conn, &sql, args)
+}
+
+/// The newest sequence number (0 for an empty journal).
+///
+/// # Errors
+/// [`Error::Sqlite`].
+pub fn max_seq(conn: &Connection) -> Result<i64, Error> {
+    Ok(conn.query_row("SELECT coalesce(max(seq), 0) FROM events", [], |r| r.get(0))?)
 }
 
 /// Number of journaled events.

@@ -14,6 +14,7 @@ pub mod load;
 mod own_engine;
 pub mod procfs;
 mod registry;
+mod smtp;
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
@@ -27,6 +28,7 @@ pub use own_engine::OwnEngine;
 pub use registry::{
     OCI_INDEX, OCI_MANIFEST, Registry, RegistryOptions, Request as RegistryRequest, sha256,
 };
+pub use smtp::Smtp;
 
 /// A free TCP port on 127.0.0.1 (free when asked; bind it soon).
 pub fn free_port() -> u16 {

@@ -8,6 +8,7 @@ pub mod events;
 pub mod health;
 pub mod images;
 pub mod logs;
+pub mod notify;
 pub mod plan;
 pub mod ps;
 pub mod table;

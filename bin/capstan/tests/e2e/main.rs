@@ -9,6 +9,7 @@ mod build;
 mod deploy;
 mod journal;
 mod logs;
+mod notify;
 mod outage;
 mod proxy;
 mod sinks;

@@ -60,6 +60,18 @@ pub(crate) async fn updates(State(state): State<AppState>) -> Result<Json<ImageU
     Ok(Json(watcher(&state)?.snapshot()))
 }
 
+/// `GET /api/v1/notify`: each notification channel, what it sends and how its deliveries went.
+pub(crate) async fn notify(State(state): State<AppState>) -> Json<capstan_model::NotifyChannels> {
+    let channels = state
+        .notify
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+        .values()
+        .cloned()
+        .collect();
+    Json(capstan_model::NotifyChannels { channels })
+}
+
 /// `POST /api/v1/images/updates/check`: a check cycle now; answers when it is done.
 pub(crate) async fn check_updates(
     State(state): State<AppState>,

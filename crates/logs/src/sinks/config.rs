@@ -1,13 +1,13 @@
 //! The `[[logs.sinks]]` entries of `capstan.toml`. Keys common to every sink sit beside
 //! `type`; the rest belong to the kind, and a key the kind does not know is an error naming it.
 
-use std::path::Path;
 use std::time::Duration;
 
 use serde::Deserialize;
 
-use super::http::TlsConfig;
-use super::{Error, clickhouse, elasticsearch, file, loki, webhook};
+use capstan_outbound::TlsConfig;
+
+use super::{clickhouse, elasticsearch, file, loki, webhook};
 
 /// Lines read from the store per batch when the sink does not say.
 const DEFAULT_BATCH_MAX_LINES: usize = 5_000;
@@ -116,40 +116,6 @@ impl SinkConfig {
             .unwrap_or(DEFAULT_BATCH_TIMEOUT);
         let ns = capstan_model::parse_duration_nanos(text).unwrap_or(1_000_000_000);
         Duration::from_nanos(ns.max(0) as u64)
-    }
-}
-
-/// A password or token: never printed, not even in debug output.
-#[derive(Clone, Default, PartialEq, Eq, Deserialize)]
-#[serde(transparent)]
-pub struct Secret(String);
-
-impl std::fmt::Debug for Secret {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("Secret(***)")
-    }
-}
-
-impl From<String> for Secret {
-    fn from(s: String) -> Self {
-        Self(s)
-    }
-}
-
-impl Secret {
-    pub fn expose(&self) -> &str {
-        &self.0
-    }
-
-    /// The first line of a file (as `docker secret`s and Kubernetes mount them).
-    pub fn from_file(path: &Path) -> Result<Self, Error> {
-        let text = std::fs::read_to_string(path).map_err(|e| {
-            Error::Config(format!(
-                "cannot read the password file {}: {e}",
-                path.display()
-            ))
-        })?;
-        Ok(Self(text.lines().next().unwrap_or_default().to_owned()))
     }
 }
 

@@ -13,14 +13,14 @@
 mod clickhouse;
 mod config;
 mod elasticsearch;
-mod error;
 mod file;
-mod http;
 mod loki;
 mod runner;
 mod webhook;
 
-pub use config::{Kind, Secret, SinkConfig};
-pub use error::Error;
-pub use http::{BasicAuth, TlsConfig};
+pub use capstan_outbound::{BasicAuth, Error, Secret, TlsConfig};
+pub use config::{Kind, SinkConfig};
+
+/// What every delivery over HTTP shares, under the name the sinks use for it.
+use capstan_outbound as http;
 pub use runner::{Delivery, SinkSnapshot, SinkStats, run};

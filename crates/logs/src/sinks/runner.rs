@@ -1,7 +1,7 @@
 //! The loop every sink runs: read the next batch after its cursor, deliver it (again and
 //! again, only what still fails), move the cursor, repeat.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -11,6 +11,8 @@ use serde::Serialize;
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 use tracing::{error, info, warn};
+
+use capstan_outbound::{Backoff, read_cursor, sleep, write_cursor};
 
 use super::config::{Kind, SinkConfig};
 use super::{Error, clickhouse, elasticsearch, file, loki, webhook};
@@ -147,14 +149,14 @@ pub async fn run(
         }
     };
     let cursor_path = cursors.join(format!("{name}.cursor"));
-    let mut cursor = read_cursor(&cursor_path);
+    let mut cursor = read_cursor(&cursor_path).unwrap_or(0);
     stats.cursor.store(cursor, Ordering::Relaxed);
     info!(sink = %name, kind = config.kind_name(), cursor, "sink resumes");
     let max_lines = config.batch_max_lines();
     let linger = config.batch_timeout();
     // shrinks when the server says 413, grows back after each delivered batch
     let mut limit = max_lines;
-    let mut backoff = Backoff::new(&name);
+    let mut backoff = Backoff::new(&name, MIN_BACKOFF, MAX_BACKOFF);
     loop {
         if shutdown.is_cancelled() {
             return;
@@ -228,7 +230,7 @@ pub async fn run(
                 Err(e) => {
                     stats.failures.fetch_add(1, Ordering::Relaxed);
                     stats.set_error(Some(e.to_string()));
-                    warn!(sink = %name, error = %e, retry_in = ?backoff.current, "sink delivery failed");
+                    warn!(sink = %name, error = %e, retry_in = ?backoff.current(), "sink delivery failed");
                     if !backoff.wait(&shutdown, e.retry_after()).await {
                         return;
                     }
@@ -249,108 +251,5 @@ pub async fn run(
         if !full && !linger.is_zero() && !sleep(&shutdown, linger).await {
             return;
         }
-    }
-}
-
-/// Exponential backoff with jitter: each wait is drawn from the upper half of the current
-/// step, so that sinks failing together do not retry together.
-struct Backoff {
-    current: Duration,
-    seed: u64,
-}
-
-impl Backoff {
-    fn new(name: &str) -> Self {
-        let seed = name.bytes().fold(u64::from(std::process::id()), |h, b| {
-            (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
-        });
-        Self {
-            current: MIN_BACKOFF,
-            seed,
-        }
-    }
-
-    fn reset(&mut self) {
-        self.current = MIN_BACKOFF;
-    }
-
-    /// Waits (at least `at_least`, as a server's `Retry-After` asks); false on shutdown.
-    async fn wait(&mut self, shutdown: &CancellationToken, at_least: Option<Duration>) -> bool {
-        // xorshift: enough randomness for jitter, no dependency
-        self.seed ^= self.seed << 13;
-        self.seed ^= self.seed >> 7;
-        self.seed ^= self.seed << 17;
-        let half = self.current / 2;
-        let jitter = half.mul_f64((self.seed % 1000) as f64 / 1000.0);
-        let wait = (half + jitter).max(at_least.unwrap_or_default());
-        self.current = (self.current * 2).min(MAX_BACKOFF);
-        sleep(shutdown, wait).await
-    }
-}
-
-/// Sleeps; false when shutdown came first.
-async fn sleep(shutdown: &CancellationToken, d: Duration) -> bool {
-    tokio::select! {
-        () = shutdown.cancelled() => false,
-        () = tokio::time::sleep(d) => true,
-    }
-}
-
-fn read_cursor(path: &Path) -> u64 {
-    std::fs::read_to_string(path)
-        .ok()
-        .and_then(|s| s.trim().parse().ok())
-        .unwrap_or(0)
-}
-
-/// Replaces the cursor file atomically (write, sync, rename).
-fn write_cursor(path: &Path, cursor: u64) -> std::io::Result<()> {
-    use std::io::Write;
-    if let Some(dir) = path.parent() {
-        std::fs::create_dir_all(dir)?;
-    }
-    let tmp = path.with_extension("cursor.tmp");
-    {
-        let mut f = std::fs::File::create(&tmp)?;
-        write!(f, "{cursor}")?;
-        f.sync_all()?;
-    }
-    std::fs::rename(&tmp, path)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn a_cursor_survives_a_reopen() {
-        let dir = tempfile::tempdir().unwrap();
-        write_cursor(&dir.path().join("s.cursor"), 42).unwrap();
-        assert_eq!(read_cursor(&dir.path().join("s.cursor")), 42);
-        assert_eq!(read_cursor(&dir.path().join("missing.cursor")), 0);
-    }
-
-    #[tokio::test(start_paused = true)]
-    async fn backoff_grows_with_jitter_and_honours_retry_after() {
-        let mut b = Backoff::new("x");
-        let token = CancellationToken::new();
-        let t = tokio::time::Instant::now();
-        assert!(b.wait(&token, None).await);
-        let first = t.elapsed();
-        assert!(
-            first >= MIN_BACKOFF / 2 && first <= MIN_BACKOFF,
-            "{first:?}"
-        );
-        assert_eq!(b.current, MIN_BACKOFF * 2);
-        for _ in 0..20 {
-            b.current = (b.current * 2).min(MAX_BACKOFF);
-        }
-        assert_eq!(b.current, MAX_BACKOFF);
-        b.reset();
-        let t = tokio::time::Instant::now();
-        assert!(b.wait(&token, Some(Duration::from_secs(7))).await);
-        assert_eq!(t.elapsed(), Duration::from_secs(7));
-        token.cancel();
-        assert!(!b.wait(&token, None).await);
     }
 }

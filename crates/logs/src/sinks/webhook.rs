@@ -39,13 +39,7 @@ pub enum Encoding {
 impl Config {
     pub(super) fn check(&self) -> Result<(), String> {
         http::endpoint(&self.url).map_err(|e| format!("url: {e}"))?;
-        for (name, value) in &self.headers {
-            reqwest::header::HeaderName::from_bytes(name.as_bytes())
-                .map_err(|_| format!("headers: {name:?} is not a header name"))?;
-            reqwest::header::HeaderValue::from_str(value.expose())
-                .map_err(|_| format!("headers: the value of {name:?} is not a header value"))?;
-        }
-        Ok(())
+        http::check_headers(&self.headers)
     }
 }
 

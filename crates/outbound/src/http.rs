@@ -1,4 +1,4 @@
-//! What the network sinks share: one HTTP client with timeouts, authentication, and the
+//! What every delivery over HTTP shares (log sinks, notifiers): one HTTP client with timeouts, authentication, and the
 //! reading of an answer into a body or an [`Error`] (status, `Retry-After`, permanence).
 
 use std::path::PathBuf;
@@ -8,8 +8,7 @@ use bytes::Bytes;
 use reqwest::header::{HeaderMap, RETRY_AFTER};
 use serde::Deserialize;
 
-use super::Error;
-use super::config::Secret;
+use crate::{Error, Secret};
 
 /// A request that takes longer than this is a failed try.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
@@ -21,7 +20,7 @@ const BODY_SNIPPET: usize = 512;
 
 /// How a sink proves who it is.
 #[derive(Debug, Clone)]
-pub(super) enum Auth {
+pub enum Auth {
     None,
     Basic {
         user: String,
@@ -52,7 +51,7 @@ pub struct BasicAuth {
 
 impl Auth {
     /// Basic auth as configured, its password read from its file if need be.
-    pub(super) fn basic(config: Option<&BasicAuth>) -> Result<Self, Error> {
+    pub fn basic(config: Option<&BasicAuth>) -> Result<Self, Error> {
         let Some(c) = config else {
             return Ok(Self::None);
         };
@@ -72,7 +71,7 @@ impl Auth {
         })
     }
 
-    pub(super) fn apply(&self, req: reqwest::RequestBuilder) -> reqwest::RequestBuilder {
+    pub fn apply(&self, req: reqwest::RequestBuilder) -> reqwest::RequestBuilder {
         match self {
             Self::None => req,
             Self::Basic { user, password } => req.basic_auth(user, Some(password.expose())),
@@ -101,14 +100,14 @@ pub struct TlsConfig {
 }
 
 /// What a [`TlsConfig`] names, read and parsed.
-pub(super) struct Tls {
+pub struct Tls {
     roots: Vec<reqwest::Certificate>,
     identity: Option<reqwest::Identity>,
 }
 
 impl TlsConfig {
     /// Reads and parses the files: an error names the key and the file.
-    pub(super) fn load(&self) -> Result<Tls, Error> {
+    pub fn load(&self) -> Result<Tls, Error> {
         let read = |key: &str, path: &std::path::Path| {
             std::fs::read(path).map_err(|e| {
                 Error::Config(format!("tls.{key}: cannot read {}: {e}", path.display()))
@@ -160,7 +159,7 @@ impl TlsConfig {
 
 /// The client every network sink uses: timeouts, no proxy from the environment (a sink talks
 /// to the endpoint it was given), no redirects across hosts, and `tls` for https endpoints.
-pub(super) fn client(tls: Option<&TlsConfig>) -> Result<reqwest::Client, Error> {
+pub fn client(tls: Option<&TlsConfig>) -> Result<reqwest::Client, Error> {
     let mut builder = reqwest::Client::builder();
     if let Some(tls) = tls {
         let Tls { roots, identity } = tls.load()?;
@@ -179,8 +178,20 @@ pub(super) fn client(tls: Option<&TlsConfig>) -> Result<reqwest::Client, Error> 
         .map_err(|e| Error::Config(format!("cannot set up an HTTP client: {e}")))
 }
 
+/// Checks configured extra headers: each name a header name, each value a header value (the
+/// value is not repeated in the error: it may be a credential).
+pub fn check_headers(headers: &std::collections::BTreeMap<String, Secret>) -> Result<(), String> {
+    for (name, value) in headers {
+        reqwest::header::HeaderName::from_bytes(name.as_bytes())
+            .map_err(|_| format!("headers: {name:?} is not a header name"))?;
+        reqwest::header::HeaderValue::from_str(value.expose())
+            .map_err(|_| format!("headers: the value of {name:?} is not a header value"))?;
+    }
+    Ok(())
+}
+
 /// `base` with `path` appended (keeping any path prefix of `base`, as a reverse proxy needs).
-pub(super) fn join(base: &str, path: &str) -> Result<reqwest::Url, Error> {
+pub fn join(base: &str, path: &str) -> Result<reqwest::Url, Error> {
     let url = endpoint(base)?;
     let mut s = url.as_str().trim_end_matches('/').to_owned();
     s.push_str(path);
@@ -188,7 +199,7 @@ pub(super) fn join(base: &str, path: &str) -> Result<reqwest::Url, Error> {
 }
 
 /// Checks an endpoint URL: absolute, http or https, with a host.
-pub(super) fn endpoint(text: &str) -> Result<reqwest::Url, Error> {
+pub fn endpoint(text: &str) -> Result<reqwest::Url, Error> {
     let url = reqwest::Url::parse(text).map_err(|e| {
         Error::Config(format!(
             "{text:?} is not a URL ({e}); write it like http://127.0.0.1:8123"
@@ -210,7 +221,7 @@ pub(super) fn endpoint(text: &str) -> Result<reqwest::Url, Error> {
 
 /// Sends `req` and reads the whole answer: the body of a 2xx, or an [`Error::Status`] that is
 /// permanent when `permanent` says so of its status.
-pub(super) async fn send(
+pub async fn send(
     req: reqwest::RequestBuilder,
     url: &reqwest::Url,
     permanent: impl Fn(u16) -> bool,
@@ -250,7 +261,7 @@ fn request_error(url: &reqwest::Url, e: reqwest::Error) -> Error {
 
 /// 400 and 422 say the data itself is wrong; everything else (auth, 404 of a missing index
 /// route, 408, 429, 5xx) may pass later and is retried.
-pub(super) fn data_rejected(status: u16) -> bool {
+pub fn data_rejected(status: u16) -> bool {
     matches!(status, 400 | 422)
 }
 

@@ -1,0 +1,192 @@
+//! One notification: the events of one batch, put in words for people (a subject and a line per
+//! event) and kept whole for programs (the webhook's `events`).
+
+use std::collections::BTreeMap;
+
+use capstan_model::Event;
+use serde::Serialize;
+
+/// A notification.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Message {
+    /// Always `capstan`: lets a receiver shared with other tools tell the payloads apart.
+    pub source: &'static str,
+    /// The host capstan runs on.
+    pub host: String,
+    /// One line that says it all (`2 image updates available on web-1`).
+    pub subject: String,
+    /// One line per event.
+    pub lines: Vec<String>,
+    /// The events themselves, as the API lists them.
+    pub events: Vec<Event>,
+}
+
+impl Message {
+    /// The message for `events` (journal order), sent from `host`.
+    pub fn new(host: &str, events: Vec<Event>) -> Self {
+        Self {
+            source: "capstan",
+            host: host.to_owned(),
+            subject: subject(host, &events),
+            lines: events.iter().map(line).collect(),
+            events,
+        }
+    }
+
+    /// The plain-text body: the lines, then where they come from.
+    pub fn text(&self) -> String {
+        let mut out = String::new();
+        for l in &self.lines {
+            out.push_str("- ");
+            out.push_str(l);
+            out.push('\n');
+        }
+        out.push_str("\n-- \ncapstan on ");
+        out.push_str(&self.host);
+        out.push('\n');
+        out
+    }
+
+    /// Slack's incoming-webhook payload: `text` in its markup, `&`, `<` and `>` escaped.
+    pub fn slack(&self) -> serde_json::Value {
+        let mut text = format!("*{}*", slack_escape(&self.subject));
+        for l in &self.lines {
+            text.push_str("\n• ");
+            text.push_str(&slack_escape(l));
+        }
+        serde_json::json!({ "text": text })
+    }
+}
+
+fn subject(host: &str, events: &[Event]) -> String {
+    let mut counts: BTreeMap<&str, usize> = BTreeMap::new();
+    for e in events {
+        *counts.entry(e.action.as_str()).or_default() += 1;
+    }
+    let parts: Vec<String> = counts
+        .iter()
+        .map(|(action, n)| {
+            let plural = *n != 1;
+            match *action {
+                "update_available" if plural => format!("{n} image updates available"),
+                "update_available" => "1 image update available".to_owned(),
+                "update_applied" if plural => format!("{n} image updates applied"),
+                "update_applied" => "1 image update applied".to_owned(),
+                "update_failed" if plural => format!("{n} image updates failed"),
+                "update_failed" => "1 image update failed".to_owned(),
+                other => format!("{n} × {other}"),
+            }
+        })
+        .collect();
+    format!("{} on {host}", parts.join(", "))
+}
+
+/// The first 12 hex digits of a digest, as `docker images` shows ids.
+fn short(digest: &str) -> &str {
+    let hex = digest.strip_prefix("sha256:").unwrap_or(digest);
+    hex.get(..12).unwrap_or(hex)
+}
+
+fn line(e: &Event) -> String {
+    let a = |key: &str| e.attributes.get(key).map(String::as_str);
+    let reference = a("reference").unwrap_or(&e.actor);
+    let why = match (a("policy"), a("reason")) {
+        (Some(p), Some(r)) => format!(" (policy {p}: {r})"),
+        (None, Some(r)) => format!(" ({r})"),
+        _ => String::new(),
+    };
+    let what = match (a("tag"), a("digest")) {
+        (Some(tag), Some(d)) => format!("{tag} ({})", short(d)),
+        (Some(tag), None) => tag.to_owned(),
+        (None, Some(d)) => format!("new content ({})", short(d)),
+        (None, None) => String::new(),
+    };
+    match e.action.as_str() {
+        "update_available" => format!("{reference}: {what} is available{why}"),
+        "update_applied" => format!("{reference}: updated to {what}{why}"),
+        "update_failed" => format!("{reference}: the update to {what} failed{why}"),
+        _ => {
+            let attrs: Vec<String> = e
+                .attributes
+                .iter()
+                .map(|(k, v)| format!("{k}={v}"))
+                .collect();
+            format!("{} {}: {}", e.action, e.actor, attrs.join(" "))
+        }
+    }
+}
+
+fn slack_escape(s: &str) -> String {
+    s.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn event(action: &str, attrs: &[(&str, &str)]) -> Event {
+        Event {
+            seq: 1,
+            time: chrono::DateTime::UNIX_EPOCH,
+            time_nano: 0,
+            kind: "capstan".into(),
+            action: action.into(),
+            actor: "reg.example/app:v1.0.0".into(),
+            image_id: None,
+            attributes: attrs
+                .iter()
+                .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+                .collect(),
+            scope: None,
+            inferred: true,
+        }
+    }
+
+    #[test]
+    fn a_batch_reads_as_one_message() {
+        let m = Message::new(
+            "web-1",
+            vec![
+                event(
+                    "update_available",
+                    &[
+                        ("reference", "reg.example/app:v1.0.0"),
+                        ("policy", "minor"),
+                        ("reason", "v1.1.0 is the newest tag above v1.0.0"),
+                        ("tag", "v1.1.0"),
+                        ("digest", "sha256:0123456789abcdef0123"),
+                    ],
+                ),
+                event(
+                    "update_available",
+                    &[
+                        ("reference", "reg.example/db:16"),
+                        ("policy", "digest"),
+                        ("digest", "sha256:fedcba9876543210"),
+                    ],
+                ),
+            ],
+        );
+        assert_eq!(m.subject, "2 image updates available on web-1");
+        assert_eq!(
+            m.lines,
+            [
+                "reg.example/app:v1.0.0: v1.1.0 (0123456789ab) is available (policy minor: v1.1.0 \
+                 is the newest tag above v1.0.0)",
+                "reg.example/db:16: new content (fedcba987654) is available"
+            ]
+        );
+        assert!(m.text().ends_with("\n-- \ncapstan on web-1\n"));
+        let slack = m.slack();
+        let text = slack["text"].as_str().unwrap();
+        assert!(text.starts_with("*2 image updates available on web-1*\n• reg.example/app"));
+        let odd = Message::new("h", vec![event("alert<x>", &[("a", "b&c")])]);
+        assert_eq!(odd.subject, "1 × alert<x> on h");
+        assert_eq!(
+            odd.slack()["text"],
+            "*1 × alert&lt;x&gt; on h*\n• alert&lt;x&gt; reg.example/app:v1.0.0: a=b&amp;c"
+        );
+    }
+}

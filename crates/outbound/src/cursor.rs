@@ -1,0 +1,41 @@
+//! A consumer's cursor file: the last sequence number it delivered, replaced atomically.
+
+use std::io::Write;
+use std::path::Path;
+
+/// The cursor kept in `path`; `None` when there is none yet (or it does not parse).
+pub fn read_cursor(path: &Path) -> Option<u64> {
+    std::fs::read_to_string(path)
+        .ok()
+        .and_then(|s| s.trim().parse().ok())
+}
+
+/// Replaces the cursor file atomically (write, sync, rename), creating its directory.
+///
+/// # Errors
+/// The file cannot be written.
+pub fn write_cursor(path: &Path, cursor: u64) -> std::io::Result<()> {
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir)?;
+    }
+    let tmp = path.with_extension("cursor.tmp");
+    {
+        let mut f = std::fs::File::create(&tmp)?;
+        write!(f, "{cursor}")?;
+        f.sync_all()?;
+    }
+    std::fs::rename(&tmp, path)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_cursor_survives_a_reopen() {
+        let dir = tempfile::tempdir().unwrap();
+        write_cursor(&dir.path().join("s.cursor"), 42).unwrap();
+        assert_eq!(read_cursor(&dir.path().join("s.cursor")), Some(42));
+        assert_eq!(read_cursor(&dir.path().join("missing.cursor")), None);
+    }
+}
