@@ -34,6 +34,9 @@ const LIVE_BUFFER: usize = 4096;
 
 /// How long shutdown waits for the journal to finish its current write.
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(20);
+/// Updates handed from the watcher to the auto-updater and not yet applied; a full queue
+/// leaves the rest for the next cycle.
+const AUTO_UPDATES_QUEUE: usize = 64;
 
 pub async fn run(opts: ServeOptions) -> Result<()> {
     let file = opts.file;
@@ -101,6 +104,9 @@ pub async fn run(opts: ServeOptions) -> Result<()> {
         shutdown.clone(),
     ));
 
+    let deploying: capstan_deploy::AppLocks = Arc::default();
+    let (auto_tx, auto_rx) = tokio::sync::mpsc::channel(AUTO_UPDATES_QUEUE);
+
     // registries: every running image checked for updates
     let (updates, hook_secret) = if file.images.watch.unwrap_or(true) {
         let client = capstan_registry::Client::new(file.images.registry_options()?)
@@ -111,7 +117,8 @@ pub async fn run(opts: ServeOptions) -> Result<()> {
             live.clone(),
             client,
             file.images.watch_config(&data)?,
-        );
+        )
+        .with_auto_updates(auto_tx);
         let state = watcher.state();
         tokio::spawn(watcher.run(shutdown.clone()));
         let secret = ensure_secret(&data.join("registry-hook.secret"), "registry hook secret")?;
@@ -135,26 +142,34 @@ pub async fn run(opts: ServeOptions) -> Result<()> {
         .map_or_else(|| tokio::sync::watch::channel(0).1, |u| u.cycles());
     tokio::spawn(notifier.run(batches, shutdown.clone()));
 
-    let deploying = Arc::default();
     let router = capstan_deploy::Router::spawn(
         engine.clone(),
         capstan_proxy::ProxyClient::new(&data, Some(proxy_launch(&data)?)),
         &live,
         shutdown.clone(),
     );
+    // what self-healing and automatic updates deploy with (the API makes its own per request)
+    let deployer = capstan_deploy::Deployer {
+        engine: engine.clone(),
+        apps_dir: data.join("apps"),
+        progress: None,
+        router: Some(router.clone()),
+        events: Some(live.clone()),
+    };
     let healer = capstan_deploy::Healer::new(
-        capstan_deploy::Deployer {
-            engine: engine.clone(),
-            apps_dir: data.join("apps"),
-            progress: None,
-            router: Some(router.clone()),
-            events: Some(live.clone()),
-        },
+        deployer.clone(),
         store.clone(),
         Arc::clone(&deploying),
         live.clone(),
     );
     tokio::spawn(healer.run(shutdown.clone()));
+    let auto_updater = capstan_deploy::AutoUpdater::new(
+        deployer,
+        store.clone(),
+        Arc::clone(&deploying),
+        live.clone(),
+    );
+    tokio::spawn(auto_updater.run(auto_rx, shutdown.clone()));
 
     let state = AppState {
         store,

@@ -85,6 +85,15 @@ impl From<capstan_store::Error> for ApiError {
     }
 }
 
+impl From<capstan_deploy::ReleaseError> for ApiError {
+    fn from(err: capstan_deploy::ReleaseError) -> Self {
+        match err {
+            capstan_deploy::ReleaseError::Store(e) => e.into(),
+            e @ capstan_deploy::ReleaseError::Model(_) => Self::new(Code::Internal, e.to_string()),
+        }
+    }
+}
+
 impl From<capstan_engine::Error> for ApiError {
     fn from(err: capstan_engine::Error) -> Self {
         if err.is_unreachable() {

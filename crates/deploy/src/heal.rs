@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use capstan_compose::Project;
 use capstan_compose::model::Service;
 use capstan_model::Event;
-use capstan_store::{NewEvent, Store, events};
+use capstan_store::Store;
 use tokio::sync::broadcast;
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
@@ -283,8 +283,11 @@ impl Healer {
             ("replica".to_owned(), replica.to_string()),
             ("detail".to_owned(), detail.to_owned()),
         ]);
-        let event = NewEvent::capstan(action, format!("{app}/{service}/{replica}"), attributes);
-        match self.store.write(move |tx| events::insert(tx, &event)).await {
+        match self
+            .store
+            .record(action, format!("{app}/{service}/{replica}"), attributes)
+            .await
+        {
             Ok(Some(e)) => {
                 let _ = self.live.send(e);
             }

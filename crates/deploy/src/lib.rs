@@ -6,16 +6,19 @@
 //! talk to bollard (the engine layer does).
 
 mod apply;
+mod autoupdate;
 mod error;
 mod files;
 mod heal;
 mod names;
 pub mod plan;
+mod release;
 mod route;
 mod spec;
 pub mod units;
 
 pub use apply::{DeployRequest, Deployer, Outcome, Progress, Report, ServiceReport, file_digests};
+pub use autoupdate::AutoUpdater;
 pub use error::Error;
 pub use files::FileContent;
 pub use heal::Healer;
@@ -24,5 +27,6 @@ pub use plan::{
     Action, Desired, Plan, Replica, ServicePlan, desired_hash, plan, replicas_of_app, spec_hash,
     start_levels,
 };
+pub use release::{AppLock, AppLocks, ReleaseError, hold, new_release, running_model};
 pub use route::{PORTS_LABEL, PortClaim, Router, claims};
 pub use spec::{SecretPaths, container_spec};

@@ -31,6 +31,14 @@ pub struct BuildContext {
 
 /// Splits `repo:tag` (a registry port is not a tag); the tag defaults to `latest`.
 fn split_reference(reference: &str) -> (&str, &str) {
+    // by digest (the API takes it in `tag`); a tag beside the digest is dropped, as Docker does
+    if let Some((name, digest)) = reference.split_once('@') {
+        let name = match name.rsplit_once(':') {
+            Some((repo, tag)) if !tag.contains('/') => repo,
+            _ => name,
+        };
+        return (name, digest);
+    }
     match reference.rsplit_once(':') {
         Some((repo, tag)) if !tag.contains('/') => (repo, tag),
         _ => (reference, "latest"),
@@ -53,7 +61,8 @@ impl Engine {
         self.create_image(options, Some(rootfs)).await
     }
 
-    /// Pulls `reference` (`registry/repo:tag`).
+    /// Pulls `reference` (`registry/repo:tag`, or by digest: `repo@sha256:...`, where a tag
+    /// beside the digest is ignored).
     ///
     /// # Errors
     /// [`Error::Api`] when the registry refuses, [`Error::Unreachable`].
@@ -267,6 +276,15 @@ mod tests {
         assert_eq!(
             split_reference("127.0.0.1:5000/app:v2"),
             ("127.0.0.1:5000/app", "v2")
+        );
+        // by digest, with or without a tag beside it
+        assert_eq!(
+            split_reference("127.0.0.1:5000/app@sha256:ab"),
+            ("127.0.0.1:5000/app", "sha256:ab")
+        );
+        assert_eq!(
+            split_reference("127.0.0.1:5000/app:v2@sha256:ab"),
+            ("127.0.0.1:5000/app", "sha256:ab")
         );
     }
 }

@@ -14,8 +14,9 @@ mod journal;
 mod reconcile;
 pub mod watch;
 mod watcher;
+pub mod window;
 
 pub use error::Error;
 pub use hooks::pushed_repositories;
 pub use journal::{Journal, JournalStatus};
-pub use watcher::{POLICY_LABEL, WatchConfig, WatchState, Watcher};
+pub use watcher::{AUTO_LABEL, POLICY_LABEL, WINDOW_LABEL, WatchConfig, WatchState, Watcher};

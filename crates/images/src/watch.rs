@@ -108,6 +108,7 @@ pub async fn check(
         error: None,
         rate_limit_remaining: None,
         containers: Vec::new(),
+        auto: None,
     };
     if matches!(target.policy, Policy::None) {
         out.reason = "policy none: not watched".into();

@@ -10,15 +10,16 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use capstan_engine::Engine;
-use capstan_model::{Event, ImageUpdate, ImageUpdates};
+use capstan_model::{AutoUpdate, Event, ImageUpdate, ImageUpdates};
 use capstan_registry::{Client, Platform, Policy, Reference};
 use capstan_store::Store;
 use chrono::{DateTime, Utc};
-use tokio::sync::{Notify, broadcast, watch};
+use tokio::sync::{Notify, broadcast, mpsc, watch};
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
 use crate::watch::{TagFilter, TagLists, Target, check};
+use crate::window::Window;
 
 /// The label that sets a container's update policy.
 pub const POLICY_LABEL: &str = "io.capstan.update";
@@ -28,6 +29,26 @@ pub const INCLUDE_LABEL: &str = "io.capstan.update.include";
 pub const EXCLUDE_LABEL: &str = "io.capstan.update.exclude";
 /// A candidate is offered once capstan has known it this long (`3d`).
 pub const MIN_AGE_LABEL: &str = "io.capstan.update.min_age";
+/// `true`: a capstan-deployed service applies its updates itself, through a rollout.
+pub const AUTO_LABEL: &str = "io.capstan.update.auto";
+/// When automatic updates may run: `MIN HOUR DAY MONTH WEEKDAY DURATION` (see [`Window`]).
+pub const WINDOW_LABEL: &str = "io.capstan.update.window";
+
+/// What a watched image's containers ask of automatic updating.
+#[derive(Debug, Clone)]
+struct Auto {
+    /// The capstan app and service, when capstan deployed them.
+    service: Option<(String, String)>,
+    /// The maintenance window, or why its label does not parse.
+    window: Option<Result<Window, String>>,
+}
+
+/// One watched image: the check to make, the containers running it, automatic updating.
+struct Watched {
+    target: Target,
+    containers: Vec<String>,
+    auto: Option<Auto>,
+}
 
 /// How the watcher runs.
 #[derive(Debug, Clone)]
@@ -128,6 +149,8 @@ pub struct Watcher {
     live: broadcast::Sender<Event>,
     config: WatchConfig,
     state: Arc<WatchState>,
+    /// Where updates of services that apply them themselves go (the deploy engine).
+    auto: Option<mpsc::Sender<AutoUpdate>>,
 }
 
 /// What an update offers: a newer tag's digest and the tag's new content, either or both.
@@ -169,7 +192,15 @@ impl Watcher {
             live,
             config,
             state,
+            auto: None,
         }
+    }
+
+    /// Hands the updates of services labelled `io.capstan.update.auto=true` to `to`.
+    #[must_use]
+    pub fn with_auto_updates(mut self, to: mpsc::Sender<AutoUpdate>) -> Self {
+        self.auto = Some(to);
+        self
     }
 
     pub fn state(&self) -> Arc<WatchState> {
@@ -192,8 +223,8 @@ impl Watcher {
     }
 
     /// The running containers' images and the configured refs.
-    async fn targets(&self) -> Vec<(Target, Vec<String>)> {
-        let mut out: HashMap<String, (Target, Vec<String>)> = HashMap::new();
+    async fn targets(&self) -> Vec<Watched> {
+        let mut out: HashMap<String, Watched> = HashMap::new();
         let containers = match self.engine.list_containers(false).await {
             Ok(c) => c,
             Err(e) => {
@@ -217,9 +248,16 @@ impl Watcher {
             if c.image.starts_with("sha256:") || !wanted(&c.name) {
                 continue;
             }
-            let Ok(reference) = Reference::parse(&c.image) else {
+            let Ok(mut reference) = Reference::parse(&c.image) else {
                 continue;
             };
+            // `repo:tag@digest` (how an automatic update pins what it deployed): the tag is
+            // what is followed, the digest what runs
+            let pinned = reference
+                .tag
+                .is_some()
+                .then(|| reference.digest.take())
+                .flatten();
             let policy = match c.labels.get(POLICY_LABEL).map(|p| p.parse::<Policy>()) {
                 None => Policy::Digest,
                 Some(Ok(p)) => p,
@@ -235,11 +273,13 @@ impl Watcher {
                 };
                 digests.insert(c.image_id.clone(), found);
             }
-            let running = digests[&c.image_id].iter().find_map(|d| {
-                let r = Reference::parse(d).ok()?;
-                (r.registry == reference.registry && r.repository == reference.repository)
-                    .then_some(r.digest)
-                    .flatten()
+            let running = pinned.or_else(|| {
+                digests[&c.image_id].iter().find_map(|d| {
+                    let r = Reference::parse(d).ok()?;
+                    (r.registry == reference.registry && r.repository == reference.repository)
+                        .then_some(r.digest)
+                        .flatten()
+                })
             });
             // built or loaded here, never pulled: no registry has its digest, so only a tag
             // policy asked for by label has anything to check (and nothing is sent for it)
@@ -247,36 +287,47 @@ impl Watcher {
                 continue;
             }
             let k = key(&reference.to_string(), running.as_deref());
-            out.entry(k)
-                .or_insert_with(|| {
-                    (
-                        Target {
-                            reference,
-                            policy,
-                            running,
-                            filter: filter(&c.labels, &c.name),
-                        },
-                        Vec::new(),
-                    )
-                })
-                .1
-                .push(c.name);
+            let auto = c
+                .labels
+                .get(AUTO_LABEL)
+                .is_some_and(|v| v == "true")
+                .then(|| Auto {
+                    service: c
+                        .labels
+                        .get("io.capstan.app")
+                        .zip(c.labels.get("io.capstan.service"))
+                        .map(|(a, s)| (a.clone(), s.clone())),
+                    window: c.labels.get(WINDOW_LABEL).map(|w| Window::parse(w)),
+                });
+            let watched = out.entry(k).or_insert_with(|| Watched {
+                target: Target {
+                    reference,
+                    policy,
+                    running,
+                    filter: filter(&c.labels, &c.name),
+                },
+                containers: Vec::new(),
+                auto: None,
+            });
+            watched.containers.push(c.name);
+            if watched.auto.is_none() {
+                watched.auto = auto;
+            }
         }
         for (text, policy) in &self.config.refs {
             let Ok(reference) = Reference::parse(text) else {
                 continue;
             };
             let k = key(&reference.to_string(), None);
-            out.entry(k).or_insert_with(|| {
-                (
-                    Target {
-                        reference,
-                        policy: policy.clone(),
-                        running: None,
-                        filter: TagFilter::default(),
-                    },
-                    Vec::new(),
-                )
+            out.entry(k).or_insert_with(|| Watched {
+                target: Target {
+                    reference,
+                    policy: policy.clone(),
+                    running: None,
+                    filter: TagFilter::default(),
+                },
+                containers: Vec::new(),
+                auto: None,
             });
         }
         out.into_values().collect()
@@ -294,7 +345,7 @@ impl Watcher {
         // checks stay as they are
         let mut fresh = match &only {
             Some(repositories) => {
-                targets.retain(|(t, _)| repositories.contains(&t.reference.repository));
+                targets.retain(|w| repositories.contains(&w.target.reference.repository));
                 self.state
                     .checks
                     .lock()
@@ -304,7 +355,17 @@ impl Watcher {
             None => BTreeMap::new(),
         };
         let mut tags = TagLists::default();
-        for (target, containers) in targets {
+        let failed = if targets.iter().any(|w| w.auto.is_some()) {
+            self.failed_updates().await
+        } else {
+            Ok(HashMap::new())
+        };
+        for Watched {
+            target,
+            containers,
+            auto,
+        } in targets
+        {
             let k = key(&target.reference.to_string(), target.running.as_deref());
             let previous = self
                 .state
@@ -330,6 +391,9 @@ impl Watcher {
                 info!(image = %c.reference, reason = %c.reason, "image update available");
                 self.journal(&c).await;
             }
+            if let Some(auto) = &auto {
+                c.auto = self.auto_update(&target, &c, auto, &failed);
+            }
             fresh.insert(k, c);
         }
         let list: Vec<ImageUpdate> = fresh.values().cloned().collect();
@@ -349,6 +413,99 @@ impl Watcher {
         self.state.cycles.send_modify(|n| *n += 1);
     }
 
+    /// Digests whose automatic update failed and was rolled back, with when: they are not
+    /// tried again (a newer candidate is).
+    async fn failed_updates(&self) -> Result<HashMap<String, DateTime<Utc>>, String> {
+        let filter = capstan_store::EventFilter {
+            kinds: vec!["capstan".into()],
+            actions: vec!["update_failed".into()],
+            ..capstan_store::EventFilter::default()
+        };
+        match self.store.events(filter, 10_000).await {
+            Ok(events) => Ok(events
+                .into_iter()
+                .filter_map(|e| Some((e.attributes.get("digest")?.clone(), e.time)))
+                .collect()),
+            Err(e) => {
+                warn!(error = %e, "cannot read which automatic updates failed; none is tried this cycle");
+                Err(e.to_string())
+            }
+        }
+    }
+
+    /// Hands an update to the deploy engine when the service asked for that, and says what
+    /// became of it (or why nothing did).
+    fn auto_update(
+        &self,
+        target: &Target,
+        c: &ImageUpdate,
+        auto: &Auto,
+        failed: &Result<HashMap<String, DateTime<Utc>>, String>,
+    ) -> Option<String> {
+        if c.error.is_some() {
+            return None;
+        }
+        let (tag, digest) = match (&c.candidate, c.content_changed, &c.tag_digest) {
+            (Some(x), _, _) => (x.tag.clone(), x.digest.clone()),
+            (None, true, Some(d)) => (target.reference.tag.clone()?, d.clone()),
+            _ => return None,
+        };
+        let short: String = digest
+            .trim_start_matches("sha256:")
+            .chars()
+            .take(12)
+            .collect();
+        let Some((app, service)) = &auto.service else {
+            return Some(
+                "not applied: automatic updates need a service capstan deployed (labels \
+                 io.capstan.app and io.capstan.service)"
+                    .into(),
+            );
+        };
+        let failed = match failed {
+            Ok(f) => f,
+            Err(e) => return Some(format!("not applied: cannot read the journal ({e})")),
+        };
+        if let Some(at) = failed.get(&digest) {
+            return Some(format!(
+                "not applied: {tag} ({short}) failed on {} and was rolled back; waiting for a \
+                 newer one",
+                at.format("%Y-%m-%d %H:%M:%S UTC")
+            ));
+        }
+        match &auto.window {
+            Some(Err(e)) => return Some(format!("not applied: {WINDOW_LABEL}: {e}")),
+            Some(Ok(w)) if !w.is_open(&chrono::Local::now()) => {
+                return Some(format!("waits for the maintenance window ({w})"));
+            }
+            _ => {}
+        }
+        let Some(to) = &self.auto else {
+            return Some("not applied: automatic updates are off".into());
+        };
+        let image = Reference {
+            tag: Some(tag.clone()),
+            digest: Some(digest.clone()),
+            ..target.reference.clone()
+        }
+        .to_string();
+        let request = AutoUpdate {
+            app: app.clone(),
+            service: service.clone(),
+            reference: c.reference.clone(),
+            image,
+            tag: tag.clone(),
+            digest,
+            reason: c.reason.clone(),
+        };
+        match to.try_send(request) {
+            Ok(()) => Some(format!(
+                "{tag} ({short}) handed to the deploy engine for {app}/{service}"
+            )),
+            Err(_) => Some("the deploy engine is busy; tried again next cycle".into()),
+        }
+    }
+
     async fn journal(&self, c: &ImageUpdate) {
         let mut attributes = BTreeMap::from([
             ("reference".to_owned(), c.reference.clone()),
@@ -361,11 +518,9 @@ impl Watcher {
         } else if let Some(d) = &c.tag_digest {
             attributes.insert("digest".into(), d.clone());
         }
-        let event =
-            capstan_store::NewEvent::capstan("update_available", c.reference.clone(), attributes);
         match self
             .store
-            .write(move |tx| capstan_store::events::insert(tx, &event))
+            .record("update_available", c.reference.clone(), attributes)
             .await
         {
             Ok(Some(e)) => {

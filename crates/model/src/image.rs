@@ -217,6 +217,26 @@ pub struct ImageUpdate {
     /// Names of the containers running it.
     #[serde(default)]
     pub containers: Vec<String>,
+    /// What automatic updating (label `io.capstan.update.auto=true`) does with the update, or
+    /// why it does not.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub auto: Option<String>,
+}
+
+/// An update the watcher hands to the deploy engine for a service that asked for automatic
+/// updates.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AutoUpdate {
+    pub app: String,
+    pub service: String,
+    /// The watched reference (`127.0.0.1:5000/shop/api:v1.0.0`).
+    pub reference: String,
+    /// What the service is to run, pinned: `127.0.0.1:5000/shop/api:v1.1.0@sha256:...`.
+    pub image: String,
+    pub tag: String,
+    pub digest: String,
+    /// Why the watcher offers it.
+    pub reason: String,
 }
 
 impl ImageUpdate {

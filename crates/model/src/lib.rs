@@ -16,7 +16,7 @@ pub use app::{AppSummary, Release};
 pub use event::{Event, EventPage, EventType};
 pub use health::{EngineHealth, Health, JournalHealth};
 pub use image::{
-    Container, ContainerList, HistoryEntry, Image, ImageDetail, ImageList, ImageUpdate,
+    AutoUpdate, Container, ContainerList, HistoryEntry, Image, ImageDetail, ImageList, ImageUpdate,
     ImageUpdates, Lifecycle, UpdateCandidate,
 };
 pub use logs::{LogLine, LogPage, ORIGIN_FIELDS, Origin};

@@ -330,6 +330,21 @@ pub fn count(conn: &Connection) -> Result<i64, Error> {
 }
 
 impl Store {
+    /// Journals an event of capstan's own doing ([`NewEvent::capstan`]): what the healer, the
+    /// update watcher and the auto-updater did. Returns it as stored.
+    ///
+    /// # Errors
+    /// [`Error::Sqlite`].
+    pub async fn record(
+        &self,
+        action: &str,
+        actor: String,
+        attributes: BTreeMap<String, String>,
+    ) -> Result<Option<Event>, Error> {
+        let event = NewEvent::capstan(action, actor, attributes);
+        self.write(move |tx| insert(tx, &event)).await
+    }
+
     /// See [`list`].
     ///
     /// # Errors

@@ -150,9 +150,10 @@ async fn updates(client: &Client, check_now: bool, output: Output) -> Result<(),
             (None, false, Some(w)) => format!("{} (waits for its minimum age)", w.tag),
             (None, false, None) => "-".to_owned(),
         };
-        let why = match &u.error {
-            Some(e) => format!("check failed: {e}"),
-            None => u.reason.clone(),
+        let why = match (&u.error, &u.auto) {
+            (Some(e), _) => format!("check failed: {e}"),
+            (None, Some(auto)) => format!("{}; auto-update: {auto}", u.reason),
+            (None, None) => u.reason.clone(),
         };
         table.row(vec![
             u.reference.clone(),

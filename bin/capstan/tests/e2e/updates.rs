@@ -4,9 +4,10 @@
 //! requests are exactly those a check needs, counted at the registry's access log.
 
 use std::collections::HashMap;
+use std::time::Duration;
 
 use capstan_model::ImageUpdates;
-use capstan_testkit::{BUSYBOX, Daemon, Registry, RegistryOptions, unique};
+use capstan_testkit::{BUSYBOX, Daemon, Registry, RegistryOptions, eventually, unique};
 
 use crate::bin;
 
@@ -216,4 +217,235 @@ async fn a_registry_notification_checks_at_once_and_needs_the_hook_secret() {
     assert_eq!(resp.status(), 400);
     engine.remove_container(&id, true).await.unwrap();
     let _ = engine.remove_image(&image, true).await;
+}
+
+/// Builds `FROM busybox` with a label of its own (a new image per `version`), plus a `/bad`
+/// file when `broken` (the test service's healthcheck fails on it), and pushes it.
+async fn push_version(engine: &capstan_engine::Engine, image: &str, version: &str, broken: bool) {
+    let dockerfile = format!(
+        "FROM {BUSYBOX}\nLABEL capstan.test.version=\"{version}\"\n{}",
+        if broken { "COPY bad /bad\n" } else { "" }
+    );
+    let context = capstan_engine::BuildContext {
+        tar: capstan_testkit::tar_of(&[("Dockerfile", dockerfile.as_bytes()), ("bad", b"x")]),
+        dockerfile: "Dockerfile".into(),
+        ..capstan_engine::BuildContext::default()
+    };
+    engine.build(context, image).await.unwrap();
+    engine.push(image).await.unwrap();
+}
+
+async fn releases(daemon: &Daemon, app: &str) -> Vec<capstan_model::Release> {
+    let (code, out, err) = daemon.cli(&["releases", app, "-o", "json"]).await;
+    assert_eq!(code, 0, "{err}");
+    serde_json::from_str(&out).unwrap()
+}
+
+/// The image id the service's one replica runs.
+async fn running_image(engine: &capstan_engine::Engine, container: &str) -> String {
+    engine
+        .list_containers(false)
+        .await
+        .unwrap()
+        .into_iter()
+        .find(|c| c.name == container)
+        .unwrap_or_else(|| panic!("{container} is not running"))
+        .image_id
+}
+
+/// A service deployed by capstan with `io.capstan.update.auto=true` updates itself through a
+/// rollout; a candidate whose healthcheck fails is rolled back, the service keeps its image,
+/// and that candidate is never tried again, while a newer one is. A service whose maintenance
+/// window is closed waits.
+#[tokio::test]
+async fn a_deployed_service_updates_itself_and_a_broken_candidate_is_rolled_back_once() {
+    let engine = capstan_testkit::engine().await;
+    capstan_testkit::ensure_busybox(&engine).await;
+    let registry = Registry::start(RegistryOptions::default()).await;
+    let (repo, later_repo) = (unique("capt-auto"), unique("capt-auto-later"));
+    let base = format!("{}/{repo}", registry.host());
+    let later = format!("{}/{later_repo}", registry.host());
+    for (image, version) in [
+        (format!("{base}:v1.0.0"), "1.0.0"),
+        (format!("{base}:v1.1.0"), "1.1.0"),
+        (format!("{later}:v1.0.0"), "1.0.0"),
+        (format!("{later}:v1.1.0"), "1.1.0"),
+    ] {
+        push_version(&engine, &image, version, false).await;
+    }
+    let v110 = engine
+        .inspect_image(&format!("{base}:v1.1.0"))
+        .await
+        .unwrap()
+        .unwrap()
+        .id;
+    let app = unique("capt-auto");
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("compose.yaml"),
+        format!(
+            r#"
+services:
+  web:
+    image: {base}:v1.0.0
+    command: sleep 3600
+    init: true
+    healthcheck: {{test: "test ! -f /bad", interval: 1s, timeout: 1s, retries: 1}}
+    labels:
+      io.capstan.update: minor
+      io.capstan.update.auto: "true"
+  later:
+    image: {later}:v1.0.0
+    command: sleep 3600
+    init: true
+    labels:
+      io.capstan.update: minor
+      io.capstan.update.auto: "true"
+      io.capstan.update.window: "0 0 1 1 * 1m"
+"#
+        ),
+    )
+    .unwrap();
+    let daemon = Daemon::start_with(
+        bin(),
+        engine.host(),
+        &format!("[logs]\ncollect = false\n[images]\nfirst_check_after = \"1h\"\ncontainers = [\"{app}-*\"]\n"),
+    )
+    .await;
+    let (code, _, err) = daemon
+        .cli_in(dir.path(), &["deploy", "-p", &app], &[])
+        .await;
+    assert_eq!(code, 0, "{err}");
+    let web = format!("{app}-web-1");
+    let ours = |list: &ImageUpdates, image: &str| {
+        list.updates
+            .iter()
+            .find(|u| u.reference == image)
+            .cloned()
+            .unwrap_or_else(|| panic!("{image} is not watched: {list:?}"))
+    };
+
+    // the candidate is found, pulled by digest and rolled out as a release of its own
+    let list = check_now(&daemon).await;
+    let u = ours(&list, &format!("{base}:v1.0.0"));
+    assert_eq!(u.candidate.as_ref().map(|c| c.tag.as_str()), Some("v1.1.0"));
+    assert!(
+        u.auto
+            .as_deref()
+            .is_some_and(|a| a.contains("handed to the deploy engine")),
+        "{u:?}"
+    );
+    // the other service's window is closed (1 January, midnight, one minute)
+    let l = ours(&list, &format!("{later}:v1.0.0"));
+    assert_eq!(
+        l.auto.as_deref(),
+        Some("waits for the maintenance window (0 0 1 1 * 1m)")
+    );
+    let applied = eventually(Duration::from_mins(2), "the update applied", || async {
+        let r = releases(&daemon, &app).await;
+        (r.len() == 2 && r[0].result == "succeeded").then_some(r)
+    })
+    .await;
+    assert_eq!(applied[0].actor, "auto-update");
+    assert_eq!(
+        applied[0].source["auto_update"]["from"],
+        format!("{base}:v1.0.0")
+    );
+    assert_eq!(running_image(&engine, &web).await, v110);
+    let journaled = daemon
+        .all_events("type=capstan&action=update_applied")
+        .await;
+    assert_eq!(journaled.len(), 1, "{journaled:?}");
+    assert_eq!(journaled[0].attributes["tag"], "v1.1.0");
+    assert_eq!(journaled[0].attributes["release"], "2");
+
+    // what runs now is watched by its tag, pinned digest and all: nothing newer, nothing to do
+    let list = check_now(&daemon).await;
+    let now = ours(&list, &format!("{base}:v1.1.0"));
+    assert_eq!(
+        (&now.candidate, now.content_changed, &now.auto),
+        (&None, false, &None)
+    );
+
+    // a broken candidate: rolled back, the service keeps v1.1.0, the candidate is marked bad
+    push_version(&engine, &format!("{base}:v1.2.0"), "1.2.0", true).await;
+    check_now(&daemon).await;
+    let rolled = eventually(
+        Duration::from_mins(2),
+        "the broken update rolled back",
+        || async {
+            let r = releases(&daemon, &app).await;
+            (r.len() == 3 && r[0].result != "running").then_some(r)
+        },
+    )
+    .await;
+    assert_eq!(rolled[0].result, "rolled_back", "{:?}", rolled[0]);
+    assert_eq!(running_image(&engine, &web).await, v110);
+    let failed = eventually(
+        Duration::from_secs(30),
+        "update_failed journaled",
+        || async {
+            let e = daemon.all_events("type=capstan&action=update_failed").await;
+            (!e.is_empty()).then_some(e)
+        },
+    )
+    .await;
+    assert_eq!(failed[0].attributes["tag"], "v1.2.0");
+    assert!(
+        failed[0].attributes["reason"].contains("release 3 rolled back"),
+        "{:?}",
+        failed[0].attributes
+    );
+    // ... and not tried again
+    let list = check_now(&daemon).await;
+    let now = ours(&list, &format!("{base}:v1.1.0"));
+    assert_eq!(
+        now.candidate.as_ref().map(|c| c.tag.as_str()),
+        Some("v1.2.0")
+    );
+    assert!(
+        now.auto
+            .as_deref()
+            .is_some_and(|a| a.contains("failed on") && a.contains("waiting for a newer one")),
+        "{now:?}"
+    );
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_eq!(
+        releases(&daemon, &app).await.len(),
+        3,
+        "no retry of a bad candidate"
+    );
+
+    // a newer candidate is
+    push_version(&engine, &format!("{base}:v1.2.1"), "1.2.1", false).await;
+    check_now(&daemon).await;
+    let r = eventually(
+        Duration::from_mins(2),
+        "the newer update applied",
+        || async {
+            let r = releases(&daemon, &app).await;
+            (r.len() == 4 && r[0].result == "succeeded").then_some(r)
+        },
+    )
+    .await;
+    assert!(
+        r[0].source["auto_update"]["to"]
+            .as_str()
+            .unwrap()
+            .starts_with(&format!("{base}:v1.2.1@sha256:")),
+        "{:?}",
+        r[0].source
+    );
+    // the windowed service never moved
+    assert_eq!(
+        running_image(&engine, &format!("{app}-later-1")).await,
+        engine
+            .inspect_image(&format!("{later}:v1.0.0"))
+            .await
+            .unwrap()
+            .unwrap()
+            .id
+    );
+    let (code, _, err) = daemon.cli(&["down", &app]).await;
+    assert_eq!(code, 0, "{err}");
 }

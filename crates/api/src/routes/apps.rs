@@ -7,7 +7,7 @@ use axum::http::HeaderMap;
 use axum::http::header::{ACCEPT, CONTENT_TYPE};
 use axum::response::{IntoResponse, Response};
 use capstan_compose::Project;
-use capstan_deploy::{DeployRequest, Deployer, Outcome, Plan, Report};
+use capstan_deploy::{DeployRequest, Deployer, Plan, Report};
 use capstan_model::{AppSummary, Release, nanos_to_datetime};
 use capstan_store::ReleaseRow;
 use futures_util::StreamExt;
@@ -34,16 +34,7 @@ fn request(
 
 /// The model of the release that runs now, if any.
 async fn running_model(state: &AppState, app: &str) -> Result<Option<Project>, ApiError> {
-    let Some(row) = state.store.current_release(app.to_owned()).await? else {
-        return Ok(None);
-    };
-    serde_json::from_str(&row.model).map(Some).map_err(|e| {
-        tracing::error!(app, error = %e, "stored release model does not parse");
-        ApiError::new(
-            Code::Internal,
-            "the stored release does not parse; see the daemon's log",
-        )
-    })
+    Ok(capstan_deploy::running_model(&state.store, app).await?)
 }
 
 fn deployer(state: &AppState) -> Deployer {
@@ -149,7 +140,7 @@ async fn respond(
     let (done_tx, done_rx) = tokio::sync::oneshot::channel();
     tokio::spawn(async move {
         let _held = held;
-        let result = run_release(&state, app, req, Some(tx)).await;
+        let result = run_release(&state, req, Some(tx)).await;
         let _ = done_tx.send(result);
     });
     if !streaming {
@@ -192,49 +183,18 @@ pub(crate) async fn plan_app(
     Ok(Json(deployer(&state).plan(&req, previous.as_ref()).await?))
 }
 
-/// A ledger row for a release starting now (the number is assigned when it is stored).
-fn new_release(app: &str, source: String, model: String, result: &str) -> ReleaseRow {
-    ReleaseRow {
-        app: app.to_owned(),
-        number: 0,
-        created_nano: chrono::Utc::now().timestamp_nanos_opt().unwrap_or_default(),
-        // one admin token for now; named tokens and users come with the dashboard issue
-        actor: "admin".into(),
-        source,
-        model,
-        images: "{}".into(),
-        result: result.to_owned(),
-        detail: "{}".into(),
-    }
-}
+/// The ledger's actor: one admin token for now; named tokens and users come with the
+/// dashboard issue.
+const ACTOR: &str = "admin";
 
 /// Takes the per-app lock (one deploy, rollback or down at a time; self-healing waits).
-fn hold(state: &AppState, app: &str) -> Result<Held, ApiError> {
-    let mut held = state
-        .deploying
-        .lock()
-        .map_err(|_| ApiError::new(Code::Internal, "deploy lock poisoned"))?;
-    if !held.insert(app.to_owned()) {
-        return Err(ApiError::new(
+fn hold(state: &AppState, app: &str) -> Result<capstan_deploy::AppLock, ApiError> {
+    capstan_deploy::hold(&state.deploying, app).ok_or_else(|| {
+        ApiError::new(
             Code::Conflict,
             format!("a deploy of {app} is already running; wait for it to end"),
-        ));
-    }
-    Ok(Held(state.deploying.clone(), app.to_owned()))
-}
-
-/// Releases the per-app deploy lock when dropped.
-struct Held(
-    std::sync::Arc<std::sync::Mutex<std::collections::BTreeSet<String>>>,
-    String,
-);
-
-impl Drop for Held {
-    fn drop(&mut self) {
-        if let Ok(mut held) = self.0.lock() {
-            held.remove(&self.1);
-        }
-    }
+        )
+    })
 }
 
 /// `POST /api/v1/apps/{app}/deploy`: applies the model as a new release; the answer says how it
@@ -319,46 +279,12 @@ pub(crate) async fn rollback_app(
 /// Records a release, deploys it, records how it ended. The caller holds the app's lock.
 async fn run_release(
     state: &AppState,
-    app: String,
     req: DeployRequest,
     progress: Option<tokio::sync::mpsc::Sender<capstan_deploy::Progress>>,
 ) -> Result<Report, ApiError> {
-    let previous = running_model(state, &app).await?;
-    let model = serde_json::to_string(&req.project).unwrap_or_default();
-    let number = state
-        .store
-        .begin_release(new_release(&app, req.source.to_string(), model, "running"))
-        .await?;
-    let report = Deployer {
-        progress,
-        ..deployer(state)
-    }
-    .deploy(&req, previous.as_ref(), number)
-    .await;
-    let mut images = BTreeMap::new();
-    for (name, s) in &req.project.services {
-        if let Some(image) = &s.image
-            && let Ok(Some(found)) = state.engine.inspect_image(image).await
-        {
-            images.insert(name.clone(), found.id);
-        }
-    }
-    let result = match report.outcome {
-        Outcome::Succeeded => "succeeded",
-        Outcome::Failed => "failed",
-        Outcome::RolledBack => "rolled_back",
-    };
-    state
-        .store
-        .finish_release(
-            app,
-            number,
-            result.into(),
-            serde_json::to_string(&images).unwrap_or_default(),
-            serde_json::to_string(&report).unwrap_or_default(),
-        )
-        .await?;
-    Ok(report)
+    Ok(deployer(state)
+        .release(&state.store, ACTOR, &req, progress)
+        .await?)
 }
 
 /// `GET /api/v1/apps`.
@@ -431,8 +357,9 @@ pub(crate) async fn down_app(
     if !state.store.releases(app.clone()).await?.is_empty() {
         state
             .store
-            .begin_release(new_release(
+            .begin_release(capstan_deploy::new_release(
                 &app,
+                ACTOR,
                 serde_json::json!({ "down": { "volumes": volumes } }).to_string(),
                 "{}".into(),
                 "down",

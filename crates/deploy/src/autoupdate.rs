@@ -1,0 +1,162 @@
+//! Automatic updates (label `io.capstan.update.auto=true`): the watcher hands over an update it
+//! found; the service's image is pulled by digest and the app's running release is deployed
+//! again with only that service's image changed, pinned (`repo:tag@digest`), through the same
+//! health-gated rollout as any deploy. A rollout that fails rolls back by itself: the service
+//! keeps its previous digest, and the journal's `update_failed` event marks the candidate bad,
+//! so the watcher does not offer it again (a newer one it does). Success is journaled as
+//! `update_applied`. Both reach the notification channels.
+
+use std::collections::BTreeMap;
+
+use capstan_model::{AutoUpdate, Event};
+use capstan_store::Store;
+use tokio::sync::{broadcast, mpsc};
+use tokio_util::sync::CancellationToken;
+use tracing::{info, warn};
+
+use crate::{AppLocks, DeployRequest, Deployer, Outcome, hold, running_model};
+
+/// The ledger's actor for releases made by automatic updates.
+pub const ACTOR: &str = "auto-update";
+
+/// Applies the updates the watcher hands over, one at a time.
+pub struct AutoUpdater {
+    deployer: Deployer,
+    store: Store,
+    locks: AppLocks,
+    live: broadcast::Sender<Event>,
+}
+
+impl std::fmt::Debug for AutoUpdater {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AutoUpdater").finish_non_exhaustive()
+    }
+}
+
+impl AutoUpdater {
+    pub fn new(
+        deployer: Deployer,
+        store: Store,
+        locks: AppLocks,
+        live: broadcast::Sender<Event>,
+    ) -> Self {
+        Self {
+            deployer,
+            store,
+            locks,
+            live,
+        }
+    }
+
+    /// Applies what arrives on `updates` until `shutdown`.
+    pub async fn run(self, mut updates: mpsc::Receiver<AutoUpdate>, shutdown: CancellationToken) {
+        loop {
+            let update = tokio::select! {
+                () = shutdown.cancelled() => return,
+                u = updates.recv() => match u {
+                    Some(u) => u,
+                    None => return,
+                },
+            };
+            self.apply(update).await;
+        }
+    }
+
+    async fn apply(&self, u: AutoUpdate) {
+        let Some(_lock) = hold(&self.locks, &u.app) else {
+            info!(app = %u.app, "a deploy of the app is running; the update is tried next cycle");
+            return;
+        };
+        let mut project = match running_model(&self.store, &u.app).await {
+            Ok(Some(p)) => p,
+            Ok(None) => {
+                warn!(app = %u.app, "no release of the app to update (deployed by capstan?)");
+                return;
+            }
+            Err(e) => {
+                warn!(app = %u.app, error = %e, "cannot read the app's release");
+                return;
+            }
+        };
+        let Some(service) = project.services.get_mut(&u.service) else {
+            warn!(app = %u.app, service = %u.service, "the running release has no such service");
+            return;
+        };
+        if service.image.as_deref() == Some(u.image.as_str()) {
+            return;
+        }
+        let was = service.image.clone().unwrap_or_default();
+        service.image = Some(u.image.clone());
+        info!(app = %u.app, service = %u.service, from = %was, to = %u.image, "applying an image update");
+        if let Err(e) = self.deployer.engine.pull(&u.image).await {
+            // the registry or the network, not the candidate: tried again next cycle
+            warn!(image = %u.image, error = %e, "cannot pull the update; tried again next cycle");
+            return;
+        }
+        let files = match self.deployer.stored_files(&project).await {
+            Ok(f) => f,
+            Err(e) => {
+                warn!(app = %u.app, error = %e, "cannot redeploy the app by itself");
+                return;
+            }
+        };
+        let req = DeployRequest {
+            project,
+            files,
+            source: serde_json::json!({ "auto_update": {
+                "service": u.service,
+                "reference": u.reference,
+                "from": was,
+                "to": u.image,
+                "reason": u.reason,
+            }}),
+        };
+        let report = match self.deployer.release(&self.store, ACTOR, &req, None).await {
+            Ok(r) => r,
+            Err(e) => {
+                warn!(app = %u.app, error = %e, "cannot record the update's release");
+                return;
+            }
+        };
+        let mut attributes = BTreeMap::from([
+            ("reference".to_owned(), u.reference.clone()),
+            ("tag".to_owned(), u.tag.clone()),
+            ("digest".to_owned(), u.digest.clone()),
+            ("app".to_owned(), u.app.clone()),
+            ("service".to_owned(), u.service.clone()),
+            ("release".to_owned(), report.release.to_string()),
+        ]);
+        let action = if report.outcome == Outcome::Succeeded {
+            info!(app = %u.app, service = %u.service, release = report.release, "image update applied");
+            attributes.insert(
+                "reason".into(),
+                format!("release {} runs {}", report.release, u.image),
+            );
+            "update_applied"
+        } else {
+            let error = report.error.clone().unwrap_or_default();
+            warn!(app = %u.app, service = %u.service, release = report.release, error = %error, "image update failed; the service keeps its previous image");
+            let rolled = if report.outcome == Outcome::RolledBack {
+                "rolled back"
+            } else {
+                "failed"
+            };
+            attributes.insert(
+                "reason".into(),
+                format!("release {} {rolled}: {error}", report.release),
+            );
+            "update_failed"
+        };
+        match self
+            .store
+            .record(action, format!("{}/{}", u.app, u.service), attributes)
+            .await
+        {
+            Ok(Some(e)) => {
+                let _ = self.live.send(e);
+            }
+            Ok(None) => {}
+            Err(e) => warn!(error = %e, "cannot journal the update's outcome"),
+        }
+    }
+}
