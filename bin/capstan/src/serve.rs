@@ -171,6 +171,13 @@ pub async fn run(opts: ServeOptions) -> Result<()> {
     );
     tokio::spawn(auto_updater.run(auto_rx, shutdown.clone()));
 
+    // vulnerability scans: the advisory database and the per-layer cache, in one file
+    let scanner = capstan_scan::Scanner::new(
+        engine.clone(),
+        capstan_scan::VulnDb::open(&data.join("vulndb.db")).map_err(|e| anyhow::anyhow!("{e}"))?,
+        data.join("scan"),
+    );
+
     let state = AppState {
         store,
         engine: engine.clone(),
@@ -190,6 +197,7 @@ pub async fn run(opts: ServeOptions) -> Result<()> {
         updates,
         hook_secret,
         notify: notify_status,
+        scanner,
     };
     let listener = tokio::net::TcpListener::bind(listen)
         .await

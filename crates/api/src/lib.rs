@@ -50,6 +50,8 @@ pub struct AppState {
     pub updates: Option<Arc<capstan_images::WatchState>>,
     /// The secret registry webhooks prove they know (`<data>/registry-hook.secret`).
     pub hook_secret: Option<Arc<str>>,
+    /// Vulnerability scans and the advisory database.
+    pub scanner: capstan_scan::Scanner,
     /// The notification channels' statuses.
     pub notify:
         Arc<std::sync::Mutex<std::collections::BTreeMap<String, capstan_model::NotifyChannel>>>,
@@ -74,6 +76,14 @@ fn protected() -> Router<AppState> {
         .route(
             "/api/v1/images/updates/check",
             post(routes::images::check_updates),
+        )
+        .route("/api/v1/images/scan", post(routes::scan::scan))
+        .route("/api/v1/images/findings", get(routes::scan::findings))
+        .route(
+            "/api/v1/vulndb",
+            get(routes::scan::status).post(routes::scan::import).layer(
+                axum::extract::DefaultBodyLimit::max(routes::scan::IMPORT_LIMIT),
+            ),
         )
         .route("/api/v1/images/{*key}", get(routes::images::detail))
         .route("/api/v1/containers", get(routes::containers::list))
@@ -148,6 +158,11 @@ mod tests {
             updates: None,
             hook_secret: None,
             notify: Arc::default(),
+            scanner: capstan_scan::Scanner::new(
+                Engine::new(Some("unix:///nonexistent/docker.sock")).unwrap(),
+                capstan_scan::VulnDb::open(&dir.path().join("vulndb.db")).unwrap(),
+                dir.path().join("scan"),
+            ),
         })
     }
 

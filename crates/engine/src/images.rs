@@ -189,6 +189,29 @@ impl Engine {
         Ok(chunks.concat().into())
     }
 
+    /// Streams a `docker save` archive of `name` into `file` (not held in memory: an image
+    /// may be gigabytes).
+    ///
+    /// # Errors
+    /// [`Error::Api`] when the engine has no such image, [`Error::Unreachable`], or the file
+    /// cannot be written.
+    pub async fn save_to(&self, name: &str, file: tokio::fs::File) -> Result<(), Error> {
+        use tokio::io::AsyncWriteExt;
+        let mut out = tokio::io::BufWriter::new(file);
+        let mut stream = self.client()?.export_image(name);
+        while let Some(chunk) = stream.next().await {
+            let chunk = chunk.map_err(|e| self.classify(e))?;
+            out.write_all(&chunk).await.map_err(|e| Error::Api {
+                status: 0,
+                message: format!("cannot write the saved image: {e}"),
+            })?;
+        }
+        out.flush().await.map_err(|e| Error::Api {
+            status: 0,
+            message: format!("cannot write the saved image: {e}"),
+        })
+    }
+
     /// Loads a `docker save` archive (`docker load`).
     ///
     /// # Errors

@@ -61,6 +61,24 @@ impl Engine {
             .collect())
     }
 
+    /// An image's id and its layers' diff ids, lowest first; `Ok(None)` when the engine does
+    /// not have it.
+    ///
+    /// # Errors
+    /// [`Error::Unreachable`] or [`Error::Api`].
+    pub async fn image_layers(&self, name: &str) -> Result<Option<(String, Vec<String>)>, Error> {
+        match self.client()?.inspect_image(name).await {
+            Ok(i) => Ok(Some((
+                i.id.unwrap_or_default(),
+                i.root_fs.and_then(|r| r.layers).unwrap_or_default(),
+            ))),
+            Err(e) => match self.classify(e) {
+                e if e.is_not_found() => Ok(None),
+                e => Err(e),
+            },
+        }
+    }
+
     /// Inspects one image by id or reference; `Ok(None)` when the engine does not have it.
     ///
     /// # Errors

@@ -10,6 +10,7 @@ mod health;
 mod image;
 mod logs;
 mod notify;
+mod scan;
 mod time;
 
 pub use app::{AppSummary, Release};
@@ -21,6 +22,7 @@ pub use image::{
 };
 pub use logs::{LogLine, LogPage, ORIGIN_FIELDS, Origin};
 pub use notify::{NotifyChannel, NotifyChannels};
+pub use scan::{ContainerFindings, Finding, ScanReport, Severity, VulnDbStatus};
 pub use time::{
     format_nanos, nanos_to_datetime, parse_duration_nanos, parse_retry_after, parse_time_or_ago,
 };

@@ -9,6 +9,7 @@
 
 mod clickhouse;
 mod daemon;
+mod debian;
 mod image;
 pub mod load;
 mod own_engine;
@@ -23,6 +24,7 @@ use capstan_engine::Engine;
 
 pub use clickhouse::ClickHouse;
 pub use daemon::Daemon;
+pub use debian::{DEBIAN, DebianImage, debian_image};
 pub use image::{BUSYBOX, busybox_rootfs, ensure_busybox, rootfs_with_file, tar_of};
 pub use own_engine::OwnEngine;
 pub use registry::{

@@ -1,6 +1,8 @@
 //! `capstan images` and `capstan images history IMAGE`.
 
-use capstan_model::{ImageDetail, ImageList, ImageUpdates};
+use capstan_model::{
+    ContainerFindings, ImageDetail, ImageList, ImageUpdates, ScanReport, Severity,
+};
 use clap::{Args, Subcommand};
 
 use super::client::Client;
@@ -38,6 +40,25 @@ enum ImagesCommand {
         #[command(flatten)]
         out: OutputArgs,
     },
+    /// Scan an image's OS packages against the advisory database (`capstan vulndb import`);
+    /// with --running, every running container's image.
+    Scan {
+        /// Image reference or id.
+        #[arg(required_unless_present = "running", conflicts_with = "running")]
+        image: Option<String>,
+        /// Every running container, with its findings by severity.
+        #[arg(long)]
+        running: bool,
+        /// Exit 1 when a finding is at or above this severity (unknown, low, medium, high,
+        /// critical).
+        #[arg(long, value_name = "SEVERITY")]
+        fail_on: Option<capstan_model::Severity>,
+        /// Read the image's layers again instead of from the cache.
+        #[arg(long)]
+        refresh: bool,
+        #[command(flatten)]
+        out: OutputArgs,
+    },
 }
 
 pub async fn run(args: ImagesArgs) -> Result<(), Failure> {
@@ -47,6 +68,16 @@ pub async fn run(args: ImagesArgs) -> Result<(), Failure> {
         Some(ImagesCommand::Updates { check_now, out }) => {
             updates(&client, check_now, out.output).await
         }
+        Some(ImagesCommand::Scan {
+            image,
+            running,
+            fail_on,
+            refresh,
+            out,
+        }) => match image {
+            Some(image) if !running => scan(&client, &image, refresh, fail_on, out.output).await,
+            _ => scan_running(&client, fail_on, out.output).await,
+        },
         None => list(&client, args.all, args.out.output).await,
     }
 }
@@ -190,4 +221,133 @@ fn encode_path(s: &str) -> String {
             _ => format!("%{b:02X}"),
         })
         .collect()
+}
+
+/// Exit 1 (after printing) when something is at or above `level`.
+fn verdict(worst: Option<Severity>, level: Option<Severity>) -> Result<(), Failure> {
+    match (worst, level) {
+        (Some(w), Some(l)) if w >= l => Err(Failure::new(
+            1,
+            format!("capstan: findings at or above {l} (the worst is {w})"),
+        )),
+        _ => Ok(()),
+    }
+}
+
+async fn scan(
+    client: &Client,
+    image: &str,
+    refresh: bool,
+    fail_on: Option<Severity>,
+    output: Output,
+) -> Result<(), Failure> {
+    let mut query = vec![("image", image.to_owned())];
+    if refresh {
+        query.push(("refresh", "true".to_owned()));
+    }
+    let path = format!(
+        "/api/v1/images/scan?{}",
+        query
+            .iter()
+            .map(|(k, v)| format!("{k}={}", encode_path(v).replace('/', "%2F")))
+            .collect::<Vec<_>>()
+            .join("&")
+    );
+    let report: ScanReport = client.post(&path, &serde_json::json!({})).await?;
+    if output == Output::Json {
+        print_json(&report)?;
+        return verdict(report.worst(), fail_on);
+    }
+    let mut table = Table::new(&[
+        "SEVERITY",
+        "PACKAGE",
+        "INSTALLED",
+        "FIXED",
+        "ADVISORY",
+        "SUMMARY",
+    ]);
+    for f in &report.findings {
+        let package = if f.source == f.package {
+            f.package.clone()
+        } else {
+            format!("{} ({})", f.package, f.source)
+        };
+        let advisory = match f.aliases.first() {
+            Some(alias) => format!("{} ({alias})", f.advisory),
+            None => f.advisory.clone(),
+        };
+        table.row(vec![
+            f.severity.to_string(),
+            package,
+            f.installed.clone(),
+            f.fixed.clone().unwrap_or_else(|| "no fix yet".to_owned()),
+            advisory,
+            f.summary.chars().take(60).collect(),
+        ]);
+    }
+    if !report.findings.is_empty() {
+        table.print();
+    }
+    println!(
+        "{} ({}): {} packages, {} findings; os {}, {} advisories for it; {} of {} layers read (the rest cached)",
+        report.image,
+        short_id(&report.id),
+        report.packages,
+        report.findings.len(),
+        report.os.as_deref().unwrap_or("not recognised"),
+        report.advisories,
+        report.layers_read,
+        report.layers
+    );
+    if report.advisories == 0 {
+        println!(
+            "the database has no advisories for this image's OS: import some with capstan vulndb import"
+        );
+    }
+    verdict(report.worst(), fail_on)
+}
+
+async fn scan_running(
+    client: &Client,
+    fail_on: Option<Severity>,
+    output: Output,
+) -> Result<(), Failure> {
+    let list: Vec<ContainerFindings> = client.get("/api/v1/images/findings", &[]).await?;
+    let worst = list.iter().flat_map(|c| c.counts.keys().copied()).max();
+    if output == Output::Json {
+        print_json(&list)?;
+        return verdict(worst, fail_on);
+    }
+    let mut table = Table::new(&[
+        "CONTAINER",
+        "IMAGE",
+        "CRITICAL",
+        "HIGH",
+        "MEDIUM",
+        "LOW",
+        "UNKNOWN",
+    ]);
+    for c in &list {
+        let n = |s: Severity| c.counts.get(&s).copied().unwrap_or(0).to_string();
+        let mut row = vec![c.container.clone(), c.image.clone()];
+        match &c.error {
+            Some(e) => row.extend([
+                format!("scan failed: {e}"),
+                String::new(),
+                String::new(),
+                String::new(),
+                String::new(),
+            ]),
+            None => row.extend([
+                n(Severity::Critical),
+                n(Severity::High),
+                n(Severity::Medium),
+                n(Severity::Low),
+                n(Severity::Unknown),
+            ]),
+        }
+        table.row(row);
+    }
+    table.print();
+    verdict(worst, fail_on)
 }

@@ -12,6 +12,7 @@ mod logs;
 mod notify;
 mod outage;
 mod proxy;
+mod scan;
 mod sinks;
 mod updates;
 

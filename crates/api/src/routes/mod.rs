@@ -7,6 +7,7 @@ pub(crate) mod health;
 pub(crate) mod images;
 pub mod logs;
 pub(crate) mod metrics;
+pub(crate) mod scan;
 
 use crate::{ApiError, Code};
 

@@ -1,0 +1,114 @@
+//! Vulnerability scans: of one image, of every running container's image, and the advisory
+//! database they match against.
+
+use std::collections::BTreeMap;
+
+use axum::Json;
+use axum::body::Bytes;
+use axum::extract::{Query, State};
+use capstan_model::{ContainerFindings, ScanReport, VulnDbStatus};
+
+use crate::params::{self, Pairs};
+use crate::{ApiError, AppState, Code};
+
+/// The largest advisory import accepted (Debian's whole OSV export is a few hundred MiB).
+pub const IMPORT_LIMIT: usize = 1 << 30;
+
+fn scan_error(e: capstan_scan::Error) -> ApiError {
+    match e {
+        capstan_scan::Error::NoImage(_) => ApiError::new(Code::NotFound, e.to_string()),
+        capstan_scan::Error::Engine(e) => e.into(),
+        capstan_scan::Error::Other(m) => ApiError::new(Code::Internal, m),
+    }
+}
+
+/// `POST /api/v1/images/scan?image=REF[&refresh=true]`: the image's OS packages matched against
+/// the advisory database (layers read once, then cached; `refresh` reads them again).
+pub(crate) async fn scan(
+    State(state): State<AppState>,
+    Query(pairs): Query<Pairs>,
+) -> Result<Json<ScanReport>, ApiError> {
+    params::only(&pairs, &["image", "refresh"])?;
+    let image = pairs
+        .iter()
+        .rev()
+        .find(|(k, _)| k == "image")
+        .map(|(_, v)| v.clone())
+        .filter(|v| !v.is_empty())
+        .ok_or_else(|| {
+            ApiError::bad_param("image", "give the image to scan (a reference or an id)")
+        })?;
+    let refresh = params::flag(&pairs, "refresh")?.unwrap_or(false);
+    let report = state
+        .scanner
+        .scan(&image, refresh)
+        .await
+        .map_err(scan_error)?;
+    Ok(Json(report))
+}
+
+/// `GET /api/v1/images/findings`: every running container with what its image's scan found
+/// (images scanned once each, layers from the cache).
+pub(crate) async fn findings(
+    State(state): State<AppState>,
+) -> Result<Json<Vec<ContainerFindings>>, ApiError> {
+    let containers = state.engine.list_containers(false).await?;
+    let mut reports: BTreeMap<String, Result<ScanReport, String>> = BTreeMap::new();
+    let mut out = Vec::new();
+    for c in containers {
+        if !reports.contains_key(&c.image_id) {
+            let r = state
+                .scanner
+                .scan(&c.image_id, false)
+                .await
+                .map_err(|e| e.to_string());
+            reports.insert(c.image_id.clone(), r);
+        }
+        let (counts, error) = match &reports[&c.image_id] {
+            Ok(r) => {
+                let mut counts = BTreeMap::new();
+                for f in &r.findings {
+                    *counts.entry(f.severity).or_insert(0) += 1;
+                }
+                (counts, None)
+            }
+            Err(e) => (BTreeMap::new(), Some(e.clone())),
+        };
+        out.push(ContainerFindings {
+            container: c.name,
+            image: c.image,
+            id: c.image_id,
+            counts,
+            error,
+        });
+    }
+    Ok(Json(out))
+}
+
+/// `GET /api/v1/vulndb`: what the advisory database holds.
+pub(crate) async fn status(State(state): State<AppState>) -> Result<Json<VulnDbStatus>, ApiError> {
+    let db = state.scanner.db().clone();
+    let status = tokio::task::spawn_blocking(move || db.status())
+        .await
+        .map_err(|e| ApiError::new(Code::Internal, e.to_string()))?
+        .map_err(|e| ApiError::new(Code::Internal, e))?;
+    Ok(Json(status))
+}
+
+/// `POST /api/v1/vulndb`: imports OSV advisories (a JSON array, or one advisory). All or
+/// nothing: one that does not parse rejects the whole body.
+pub(crate) async fn import(
+    State(state): State<AppState>,
+    body: Bytes,
+) -> Result<Json<VulnDbStatus>, ApiError> {
+    let db = state.scanner.db().clone();
+    let status = tokio::task::spawn_blocking(move || {
+        let advisories = capstan_scan::osv::parse("the request body", &body)
+            .map_err(|m| ApiError::new(Code::BadRequest, m))?;
+        db.import(&advisories)
+            .map_err(|m| ApiError::new(Code::Internal, m))
+    })
+    .await
+    .map_err(|e| ApiError::new(Code::Internal, e.to_string()))??;
+    Ok(Json(status))
+}

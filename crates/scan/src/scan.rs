@@ -1,0 +1,300 @@
+//! A scan: the image's layers (cached ones from the database, the others read from a `docker
+//! save` of it), its packages, and the advisories that apply to their versions.
+
+use std::cmp::Ordering;
+use std::collections::BTreeSet;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering as AtomicOrdering};
+
+use capstan_engine::Engine;
+use capstan_model::{Finding, ScanReport, Severity};
+use tracing::info;
+
+use crate::VulnDb;
+use crate::db::Match;
+use crate::layers::{LayerFiles, index_saved, read_saved_layer, stack};
+use crate::osv::Range;
+use crate::packages::{Manager, Package, ecosystem, parse_apk, parse_dpkg};
+use crate::version::{compare_apk, compare_deb};
+
+/// Why a scan could not be made.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("no image {0:?} on the engine (pull it first)")]
+    NoImage(String),
+    #[error(transparent)]
+    Engine(#[from] capstan_engine::Error),
+    #[error("{0}")]
+    Other(String),
+}
+
+/// Scans images of one engine against one database.
+#[derive(Debug, Clone)]
+pub struct Scanner {
+    engine: Engine,
+    db: VulnDb,
+    /// Where saved images are written while their layers are read (then removed).
+    tmp: PathBuf,
+}
+
+static SAVES: AtomicU64 = AtomicU64::new(0);
+
+impl Scanner {
+    pub fn new(engine: Engine, db: VulnDb, tmp: PathBuf) -> Self {
+        Self { engine, db, tmp }
+    }
+
+    pub fn db(&self) -> &VulnDb {
+        &self.db
+    }
+
+    /// Scans `image` (a reference or an id). With `refresh`, cached layers are read again.
+    ///
+    /// # Errors
+    /// [`Error::NoImage`], the engine's, or the database's.
+    pub async fn scan(&self, image: &str, refresh: bool) -> Result<ScanReport, Error> {
+        let (id, diff_ids) = self
+            .engine
+            .image_layers(image)
+            .await?
+            .ok_or_else(|| Error::NoImage(image.to_owned()))?;
+        let mut layers: Vec<Option<LayerFiles>> = Vec::with_capacity(diff_ids.len());
+        for d in &diff_ids {
+            let cached = if refresh {
+                None
+            } else {
+                let (db, d) = (self.db.clone(), d.clone());
+                blocking(move || db.layer(&d)).await?
+            };
+            layers.push(cached);
+        }
+        let missing = layers.iter().filter(|l| l.is_none()).count();
+        if missing > 0 {
+            let read = self.read_layers(&id, &diff_ids, &layers).await?;
+            for (slot, files) in layers.iter_mut().zip(read) {
+                if slot.is_none() {
+                    *slot = files;
+                }
+            }
+        }
+        let layers: Vec<LayerFiles> = layers.into_iter().map(Option::unwrap_or_default).collect();
+        let db = self.db.clone();
+        let image_name = image.to_owned();
+        let layer_count = diff_ids.len();
+        blocking(move || {
+            let fs = stack(&layers);
+            let os = fs
+                .get("etc/os-release")
+                .or_else(|| fs.get("usr/lib/os-release"))
+                .and_then(|t| ecosystem(t));
+            let mut packages = Vec::new();
+            for (path, text) in &fs {
+                if path == "var/lib/dpkg/status" || path.starts_with("var/lib/dpkg/status.d/") {
+                    packages.extend(parse_dpkg(text));
+                } else if path == "lib/apk/db/installed" {
+                    packages.extend(parse_apk(text));
+                }
+            }
+            let ecosystems: Vec<String> = os
+                .iter()
+                .flat_map(|e| {
+                    let family = e.split(':').next().unwrap_or_default().to_owned();
+                    [e.clone(), family]
+                })
+                .collect();
+            let findings = findings(&db, &ecosystems, &packages)?;
+            Ok(ScanReport {
+                image: image_name,
+                id,
+                os,
+                packages: packages.len(),
+                findings,
+                layers: layer_count,
+                layers_read: missing,
+                advisories: db.count_for(&ecosystems)?,
+                scanned_at: chrono::Utc::now(),
+            })
+        })
+        .await
+    }
+
+    /// Saves the image to a file and reads the layers not cached, caching them.
+    async fn read_layers(
+        &self,
+        id: &str,
+        diff_ids: &[String],
+        have: &[Option<LayerFiles>],
+    ) -> Result<Vec<Option<LayerFiles>>, Error> {
+        let io = |e: std::io::Error| {
+            Error::Other(format!("cannot write under {}: {e}", self.tmp.display()))
+        };
+        tokio::fs::create_dir_all(&self.tmp).await.map_err(io)?;
+        let path = self.tmp.join(format!(
+            "save-{}-{}.tar",
+            std::process::id(),
+            SAVES.fetch_add(1, AtomicOrdering::Relaxed)
+        ));
+        let file = tokio::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(&path)
+            .await
+            .map_err(io)?;
+        let saved = self.engine.save_to(id, file).await;
+        let result = match saved {
+            Err(e) => Err(e.into()),
+            Ok(()) => {
+                let (db, path2) = (self.db.clone(), path.clone());
+                let wanted: Vec<(usize, String)> = diff_ids
+                    .iter()
+                    .enumerate()
+                    .filter(|(i, _)| have[*i].is_none())
+                    .map(|(i, d)| (i, d.clone()))
+                    .collect();
+                let total = diff_ids.len();
+                blocking(move || {
+                    let index = index_saved(&path2)?;
+                    let mut out = vec![None; total];
+                    for (i, d) in wanted {
+                        let place = *index
+                            .get(&d)
+                            .ok_or_else(|| format!("the saved image has no layer {d}"))?;
+                        let files = read_saved_layer(&path2, place)?;
+                        db.keep_layer(&d, &files)?;
+                        out[i] = Some(files);
+                    }
+                    Ok(out)
+                })
+                .await
+            }
+        };
+        let _ = tokio::fs::remove_file(&path).await;
+        if result.is_ok() {
+            info!(image = %id, layers = diff_ids.len(), "image layers read for scanning");
+        }
+        result
+    }
+}
+
+async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> Result<T, String> + Send + 'static,
+) -> Result<T, Error> {
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(|e| Error::Other(format!("a scan task failed: {e}")))?
+        .map_err(Error::Other)
+}
+
+/// Whether `version` lies in `range` under `cmp`.
+fn in_range(version: &str, range: &Range, cmp: fn(&str, &str) -> Ordering) -> bool {
+    range
+        .introduced
+        .as_deref()
+        .is_none_or(|i| cmp(version, i) != Ordering::Less)
+        && range
+            .fixed
+            .as_deref()
+            .is_none_or(|f| cmp(version, f) == Ordering::Less)
+        && range
+            .last_affected
+            .as_deref()
+            .is_none_or(|l| cmp(version, l) != Ordering::Greater)
+}
+
+fn findings(
+    db: &VulnDb,
+    ecosystems: &[String],
+    packages: &[Package],
+) -> Result<Vec<Finding>, String> {
+    let mut out = Vec::new();
+    let mut seen = BTreeSet::new();
+    if ecosystems.is_empty() {
+        return Ok(out);
+    }
+    for p in packages {
+        let names: Vec<&str> = if p.source == p.name {
+            vec![p.name.as_str()]
+        } else {
+            vec![p.source.as_str(), p.name.as_str()]
+        };
+        let cmp: fn(&str, &str) -> Ordering = match p.manager {
+            Manager::Dpkg => compare_deb,
+            Manager::Apk => compare_apk,
+        };
+        for Match {
+            id,
+            summary,
+            aliases,
+            severity,
+            affected,
+        } in db.matches(ecosystems, &names)?
+        {
+            // an advisory keyed by the source package speaks of the source's version
+            let version = if affected.package == p.source {
+                &p.source_version
+            } else {
+                &p.version
+            };
+            let listed = affected
+                .versions
+                .iter()
+                .any(|v| cmp(v, version) == Ordering::Equal);
+            let range = affected.ranges.iter().find(|r| in_range(version, r, cmp));
+            if !listed && range.is_none() {
+                continue;
+            }
+            if !seen.insert((id.clone(), p.name.clone())) {
+                continue;
+            }
+            out.push(Finding {
+                package: p.name.clone(),
+                source: affected.package.clone(),
+                installed: p.version.clone(),
+                fixed: range.and_then(|r| r.fixed.clone()),
+                advisory: id,
+                aliases,
+                severity: affected.severity.unwrap_or(severity),
+                summary,
+            });
+        }
+    }
+    out.sort_by(|a, b| {
+        b.severity
+            .cmp(&a.severity)
+            .then_with(|| a.package.cmp(&b.package))
+            .then_with(|| a.advisory.cmp(&b.advisory))
+    });
+    Ok(out)
+}
+
+/// Whether a report has a finding at or above `level`.
+pub fn fails(report: &capstan_model::ScanReport, level: Severity) -> bool {
+    report.findings.iter().any(|f| f.severity >= level)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ranges_decide_with_the_managers_order() {
+        let r = Range {
+            introduced: None,
+            fixed: Some("3.0.13-1~deb12u1".into()),
+            last_affected: None,
+        };
+        assert!(in_range("3.0.11-1~deb12u2", &r, compare_deb));
+        assert!(!in_range("3.0.13-1~deb12u1", &r, compare_deb));
+        assert!(!in_range("3.0.13-1", &r, compare_deb));
+        let r = Range {
+            introduced: Some("1.2".into()),
+            fixed: None,
+            last_affected: Some("1.4_p1".into()),
+        };
+        assert!(!in_range("1.1-r3", &r, compare_apk));
+        assert!(in_range("1.4_p1-r0", &r, compare_apk));
+        assert!(in_range("1.4-r9", &r, compare_apk));
+        assert!(!in_range("1.4_p2", &r, compare_apk));
+    }
+}
