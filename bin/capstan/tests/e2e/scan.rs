@@ -289,11 +289,11 @@ async fn a_debian_image_is_scanned_against_imported_advisories() {
         ours.counts.get(&Severity::Low).copied(),
         Some(glibc.len() as u64)
     );
-    // a missing image is a clear error
+    // a missing image is bad input, said clearly
     let (code, _, err) = daemon
         .cli(&["images", "scan", "capstan-test/no-such:1"])
         .await;
-    assert_eq!(code, 1, "{err}");
+    assert_eq!(code, 2, "{err}");
     assert!(err.contains("no image"), "{err}");
     engine.remove_container(&id, true).await.unwrap();
     engine.remove_image(&derived, true).await.unwrap();
