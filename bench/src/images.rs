@@ -3,8 +3,12 @@
 //! the 200 refs and runs check cycles on demand. Printed per cycle: the requests the registry
 //! served (counted at its access log) per kind and per ref, and the wall time, against the
 //! target: one HEAD per ref per cycle and no manifest or blob GET when nothing changed.
-//! Image scanning (the second figure) is not built yet. Prints figures; asserts
-//! nothing. Usage: `bench/run` or `images CAPSTAN [--refs N]`.
+//! Then image scanning: a debootstrap'd Debian image scanned cold (its layer read through
+//! `docker save`) and cached (the layer's package databases from the cache), against a
+//! database of 20,000 advisories that name every one of its source packages; the baseline is
+//! the `docker save` of the same image in the same run, the floor of any scan that reads
+//! layers through the engine. Prints figures; asserts nothing. Usage: `bench/run` or
+//! `images CAPSTAN [--refs N]`.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::print_stdout)]
 
 use std::collections::BTreeMap;
@@ -114,5 +118,117 @@ async fn main() {
     println!(
         "  target: 1 HEAD per ref per cycle and no manifest or blob GET when nothing changed (a tag policy adds one tag listing per repository and a HEAD per candidate)"
     );
-    println!("  image scan (cold and cached): not built yet");
+    scan(&capstan, &own).await;
+}
+
+/// Times `capstan images scan` of the Debian image, cold and cached, against `docker save`.
+async fn scan(capstan: &std::path::Path, own: &OwnEngine) {
+    let engine = own.engine().await;
+    let debian = capstan_testkit::debian_image(&engine).await;
+    let daemon = Daemon::start(capstan, &own.host()).await;
+    // an advisory fixed above the installed version for every source package, and padding
+    let mut advisories = Vec::new();
+    let mut sources = std::collections::BTreeSet::new();
+    for p in debian.dpkg_status.split("\n\n") {
+        let field = |k: &str| {
+            p.lines()
+                .find_map(|l| l.strip_prefix(k)?.strip_prefix(": ").map(str::to_owned))
+        };
+        let (Some(name), Some(version)) = (field("Package"), field("Version")) else {
+            continue;
+        };
+        let source =
+            field("Source").map_or(name, |s| s.split(' ').next().unwrap_or_default().to_owned());
+        if sources.insert(source.clone()) {
+            advisories.push(serde_json::json!({
+                "id": format!("BENCH-{source}"),
+                "affected": [{"package": {"ecosystem": "Debian:12", "name": source},
+                  "ranges": [{"type": "ECOSYSTEM", "events": [{"introduced": "0"}, {"fixed": format!("{version}+bench1")}]}]}],
+            }));
+        }
+    }
+    let matching = advisories.len();
+    for i in advisories.len()..20_000 {
+        advisories.push(serde_json::json!({
+            "id": format!("BENCH-PAD-{i}"),
+            "affected": [{"package": {"ecosystem": "Debian:12", "name": format!("pad{}", i % 4000)},
+              "ranges": [{"type": "ECOSYSTEM", "events": [{"introduced": "0"}, {"fixed": "1.0-1"}]}]}],
+        }));
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("osv.json");
+    std::fs::write(&file, serde_json::to_vec(&advisories).unwrap()).unwrap();
+    let started = Instant::now();
+    let (code, _, err) = daemon
+        .cli(&["vulndb", "import", file.to_str().unwrap()])
+        .await;
+    assert_eq!(code, 0, "{err}");
+    let import = started.elapsed().as_secs_f64();
+    let timed = |refresh: bool| {
+        let daemon = &daemon;
+        let reference = debian.reference.clone();
+        async move {
+            let mut args = vec!["images", "scan", reference.as_str(), "-o", "json"];
+            if refresh {
+                args.push("--refresh");
+            }
+            let started = Instant::now();
+            let (code, out, err) = daemon.cli(&args).await;
+            let secs = started.elapsed().as_secs_f64();
+            assert_eq!(code, 0, "{err}");
+            let report: capstan_model::ScanReport = serde_json::from_str(&out).unwrap();
+            (secs, report)
+        }
+    };
+    let save_file = dir.path().join("saved.tar");
+    let started = Instant::now();
+    engine
+        .save_to(
+            &debian.reference,
+            tokio::fs::File::create(&save_file).await.unwrap(),
+        )
+        .await
+        .unwrap();
+    let save = started.elapsed().as_secs_f64();
+    let size = std::fs::metadata(&save_file).map_or(0, |m| m.len());
+    let mut cold = Vec::new();
+    let mut cached = Vec::new();
+    let mut last = None;
+    for _ in 0..3 {
+        let (secs, report) = timed(true).await;
+        cold.push(secs);
+        let (secs, report2) = timed(false).await;
+        cached.push(secs);
+        last = Some((report, report2));
+    }
+    let (report, report2) = last.unwrap();
+    let median = |v: &mut Vec<f64>| {
+        v.sort_by(f64::total_cmp);
+        v[v.len() / 2]
+    };
+    let (cold, cached) = (median(&mut cold), median(&mut cached));
+    println!(
+        "image scan of {} ({} packages, {:.0} MiB saved), {} advisories ({matching} naming its packages), imported in {import:.2} s:",
+        debian.reference,
+        report.packages,
+        size as f64 / 1_048_576.0,
+        advisories.len(),
+    );
+    println!(
+        "  cold   {cold:>6.3} s  ({} of {} layers read, {} findings)",
+        report.layers_read,
+        report.layers,
+        report.findings.len()
+    );
+    println!(
+        "  cached {cached:>6.3} s  ({} of {} layers read, {} findings)",
+        report2.layers_read,
+        report2.layers,
+        report2.findings.len()
+    );
+    println!(
+        "  baseline docker save alone {save:.3} s | cold/save {:.2}x | cached/cold {:.3}x (median of 3, each through the CLI)",
+        cold / save,
+        cached / cold
+    );
 }
