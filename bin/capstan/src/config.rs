@@ -58,6 +58,9 @@ pub struct Images {
     /// Credentials per registry (else Docker's config: `docker login`).
     #[serde(default)]
     pub registries: Vec<RegistryAuth>,
+    /// Scan every image the engine pulls against the advisory database (default false).
+    #[serde(default)]
+    pub scan_on_pull: Option<bool>,
 }
 
 /// `[[images.registries]]`

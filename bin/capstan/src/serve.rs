@@ -177,6 +177,14 @@ pub async fn run(opts: ServeOptions) -> Result<()> {
         capstan_scan::VulnDb::open(&data.join("vulndb.db")).map_err(|e| anyhow::anyhow!("{e}"))?,
         data.join("scan"),
     );
+    if file.images.scan_on_pull.unwrap_or(false) {
+        tokio::spawn(capstan_scan::scan_pulls(
+            scanner.clone(),
+            store.clone(),
+            live.clone(),
+            shutdown.clone(),
+        ));
+    }
 
     let state = AppState {
         store,

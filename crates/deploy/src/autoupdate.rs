@@ -147,16 +147,13 @@ impl AutoUpdater {
             );
             "update_failed"
         };
-        match self
-            .store
-            .record(action, format!("{}/{}", u.app, u.service), attributes)
-            .await
-        {
-            Ok(Some(e)) => {
-                let _ = self.live.send(e);
-            }
-            Ok(None) => {}
-            Err(e) => warn!(error = %e, "cannot journal the update's outcome"),
-        }
+        self.store
+            .record(
+                &self.live,
+                action,
+                format!("{}/{}", u.app, u.service),
+                attributes,
+            )
+            .await;
     }
 }

@@ -283,17 +283,14 @@ impl Healer {
             ("replica".to_owned(), replica.to_string()),
             ("detail".to_owned(), detail.to_owned()),
         ]);
-        match self
-            .store
-            .record(action, format!("{app}/{service}/{replica}"), attributes)
-            .await
-        {
-            Ok(Some(e)) => {
-                let _ = self.live.send(e);
-            }
-            Ok(None) => {}
-            Err(err) => warn!(error = %err, "cannot journal a self-healing event"),
-        }
+        self.store
+            .record(
+                &self.live,
+                action,
+                format!("{app}/{service}/{replica}"),
+                attributes,
+            )
+            .await;
     }
 }
 

@@ -518,17 +518,14 @@ impl Watcher {
         } else if let Some(d) = &c.tag_digest {
             attributes.insert("digest".into(), d.clone());
         }
-        match self
-            .store
-            .record("update_available", c.reference.clone(), attributes)
-            .await
-        {
-            Ok(Some(e)) => {
-                let _ = self.live.send(e);
-            }
-            Ok(None) => {}
-            Err(e) => warn!(error = %e, "cannot journal an available update"),
-        }
+        self.store
+            .record(
+                &self.live,
+                "update_available",
+                c.reference.clone(),
+                attributes,
+            )
+            .await;
     }
 }
 

@@ -9,8 +9,10 @@ mod db;
 mod layers;
 pub mod osv;
 pub mod packages;
+mod pulls;
 mod scan;
 pub mod version;
 
 pub use db::VulnDb;
-pub use scan::{Error, Scanner, fails};
+pub use pulls::scan_pulls;
+pub use scan::{Error, Scanner};

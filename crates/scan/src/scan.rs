@@ -7,7 +7,7 @@ use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering as AtomicOrdering};
 
 use capstan_engine::Engine;
-use capstan_model::{Finding, ScanReport, Severity};
+use capstan_model::{Finding, ScanReport};
 use tracing::info;
 
 use crate::VulnDb;
@@ -266,11 +266,6 @@ fn findings(
             .then_with(|| a.advisory.cmp(&b.advisory))
     });
     Ok(out)
-}
-
-/// Whether a report has a finding at or above `level`.
-pub fn fails(report: &capstan_model::ScanReport, level: Severity) -> bool {
-    report.findings.iter().any(|f| f.severity >= level)
 }
 
 #[cfg(test)]

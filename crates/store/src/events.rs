@@ -331,18 +331,23 @@ pub fn count(conn: &Connection) -> Result<i64, Error> {
 
 impl Store {
     /// Journals an event of capstan's own doing ([`NewEvent::capstan`]): what the healer, the
-    /// update watcher and the auto-updater did. Returns it as stored.
-    ///
-    /// # Errors
-    /// [`Error::Sqlite`].
+    /// update watcher, the auto-updater and the scanner did; and hands it to `live`
+    /// subscribers. A failure is logged (the caller's work is done either way).
     pub async fn record(
         &self,
+        live: &tokio::sync::broadcast::Sender<Event>,
         action: &str,
         actor: String,
         attributes: BTreeMap<String, String>,
-    ) -> Result<Option<Event>, Error> {
+    ) {
         let event = NewEvent::capstan(action, actor, attributes);
-        self.write(move |tx| insert(tx, &event)).await
+        match self.write(move |tx| insert(tx, &event)).await {
+            Ok(Some(e)) => {
+                let _ = live.send(e);
+            }
+            Ok(None) => {}
+            Err(e) => tracing::warn!(action, error = %e, "cannot journal an event of capstan's"),
+        }
     }
 
     /// See [`list`].

@@ -5,9 +5,10 @@
 //! each binary), listed by exact version (reported, no fix), for another ecosystem (not).
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::time::Duration;
 
 use capstan_model::{ContainerFindings, ScanReport, Severity, VulnDbStatus};
-use capstan_testkit::{Daemon, debian_image, tar_of, unique};
+use capstan_testkit::{Daemon, debian_image, eventually, registry, tar_of, unique};
 
 use crate::bin;
 
@@ -147,7 +148,12 @@ async fn a_debian_image_is_scanned_against_imported_advisories() {
     .unwrap();
     std::fs::write(dir.path().join("broken.json"), b"[{\"id\": \"X\"}]").unwrap();
 
-    let daemon = Daemon::start(bin(), engine.host()).await;
+    let daemon = Daemon::start_with(
+        bin(),
+        engine.host(),
+        "[logs]\ncollect = false\n[images]\nwatch = false\nscan_on_pull = true\n",
+    )
+    .await;
     // a bad file changes nothing, and says which file
     let (code, _, err) = daemon
         .cli(&["vulndb", "import", dir.path().to_str().unwrap()])
@@ -261,6 +267,32 @@ async fn a_debian_image_is_scanned_against_imported_advisories() {
     assert!(!found(&report).iter().any(|(_, p)| p == "bash"));
     let (code, _, _) = scan(&daemon, &[&derived, "--fail-on", "high"]).await;
     assert_eq!(code, 1);
+
+    // scan on pull: the pulled image is scanned and what it carries journaled
+    let remote = format!("{}/{derived}", registry());
+    engine.tag(&derived, &remote).await.unwrap();
+    engine.push(&remote).await.unwrap();
+    engine.remove_image(&remote, false).await.unwrap();
+    engine.pull(&remote).await.unwrap();
+    let scanned = eventually(
+        Duration::from_mins(1),
+        "the pulled image scanned",
+        || async {
+            daemon
+                .all_events("type=capstan&action=image_scanned")
+                .await
+                .into_iter()
+                .find(|e| e.actor == remote)
+        },
+    )
+    .await;
+    assert_eq!(scanned.attributes["worst"], "high", "{scanned:?}");
+    assert_eq!(
+        scanned.attributes["high"],
+        built_from("apt").len().to_string()
+    );
+    assert_eq!(scanned.attributes["os"], "Debian:12");
+    engine.remove_image(&remote, false).await.unwrap();
 
     // which running containers carry what
     let name = unique("capt-scan");
