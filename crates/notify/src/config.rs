@@ -101,17 +101,7 @@ impl ChannelConfig {
     /// Checks what serde cannot: the name, the events, URLs, addresses, files. The error
     /// starts with the key it is about (`url: ...`).
     pub fn check(&self) -> Result<(), String> {
-        if self.name.is_empty()
-            || !self
-                .name
-                .chars()
-                .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
-        {
-            return Err(format!(
-                "name: {:?} must be letters, digits, - and _",
-                self.name
-            ));
-        }
+        capstan_outbound::check_name(&self.name)?;
         if let Some(bad) = self.events.iter().find(|e| e.trim().is_empty()) {
             return Err(format!("events: {bad:?} is not an event name"));
         }

@@ -3,6 +3,22 @@
 use std::io::Write;
 use std::path::Path;
 
+/// Checks the name of a consumer (a sink, a channel), which names its cursor file too:
+/// letters, digits, `-` and `_`.
+///
+/// # Errors
+/// Says so, starting with the key (`name: ...`).
+pub fn check_name(name: &str) -> Result<(), String> {
+    if name.is_empty()
+        || !name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+    {
+        return Err(format!("name: {name:?} must be letters, digits, - and _"));
+    }
+    Ok(())
+}
+
 /// The cursor kept in `path`; `None` when there is none yet (or it does not parse).
 pub fn read_cursor(path: &Path) -> Option<u64> {
     std::fs::read_to_string(path)

@@ -11,7 +11,7 @@ mod http;
 mod secret;
 
 pub use backoff::{Backoff, sleep};
-pub use cursor::{read_cursor, write_cursor};
+pub use cursor::{check_name, read_cursor, write_cursor};
 pub use error::Error;
 pub use http::{
     Auth, BasicAuth, TlsConfig, check_headers, client, data_rejected, endpoint, join, send,

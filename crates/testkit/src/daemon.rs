@@ -279,3 +279,22 @@ impl Drop for Daemon {
         }
     }
 }
+
+/// Runs `capstan serve` with `config` as its capstan.toml, expecting it to refuse to start
+/// (exit 2, bad input); returns what it printed on stderr.
+pub async fn serve_refused(bin: &Path, config: &str) -> String {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("capstan.toml");
+    std::fs::write(&path, config).unwrap();
+    let out = Command::new(bin)
+        .args(["serve", "--config"])
+        .arg(&path)
+        .arg("--data")
+        .arg(dir.path().join("data"))
+        .output()
+        .await
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert_eq!(out.status.code(), Some(2), "bad input: {err}");
+    err
+}

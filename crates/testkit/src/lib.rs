@@ -23,7 +23,7 @@ use std::time::Duration;
 use capstan_engine::Engine;
 
 pub use clickhouse::ClickHouse;
-pub use daemon::Daemon;
+pub use daemon::{Daemon, serve_refused};
 pub use debian::{DEBIAN, DebianImage, debian_image};
 pub use image::{BUSYBOX, busybox_rootfs, ensure_busybox, rootfs_with_file, tar_of};
 pub use own_engine::OwnEngine;

@@ -4,7 +4,7 @@
 use std::os::unix::fs::PermissionsExt;
 use std::time::Duration;
 
-use capstan_testkit::{Daemon, docker_host, eventually};
+use capstan_testkit::{Daemon, docker_host, eventually, serve_refused};
 
 use crate::bin;
 
@@ -219,23 +219,11 @@ async fn second_daemon_on_the_same_data_dir_is_refused_and_sigterm_exits_cleanly
 
 #[tokio::test]
 async fn misspelt_config_keys_are_named() {
-    let dir = tempfile::tempdir().unwrap();
-    let config = dir.path().join("capstan.toml");
-    std::fs::write(
-        &config,
+    let err = serve_refused(
+        bin(),
         "listen = \"127.0.0.1:0\"\n[docker]\nhots = \"unix:///x\"\n",
     )
-    .unwrap();
-    let out = tokio::process::Command::new(bin())
-        .args(["serve", "--config"])
-        .arg(&config)
-        .arg("--data")
-        .arg(dir.path().join("data"))
-        .output()
-        .await
-        .unwrap();
-    assert_eq!(out.status.code(), Some(2), "bad input");
-    let err = String::from_utf8_lossy(&out.stderr);
+    .await;
     assert!(
         err.contains("hots") && err.contains("capstan.toml"),
         "{err}"

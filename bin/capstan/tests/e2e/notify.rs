@@ -13,7 +13,7 @@ use axum::body::Bytes;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::IntoResponse;
 use capstan_model::NotifyChannels;
-use capstan_testkit::{Daemon, Registry, RegistryOptions, Smtp, eventually, unique};
+use capstan_testkit::{Daemon, Registry, RegistryOptions, Smtp, eventually, serve_refused, unique};
 
 use crate::bin;
 
@@ -316,7 +316,6 @@ password_file = "{password_file}"
 
 #[tokio::test]
 async fn a_bad_channel_is_refused_at_start_naming_it() {
-    let dir = tempfile::tempdir().unwrap();
     for (channel, says) in [
         (
             "name = \"mail\"\ntype = \"email\"\nsmtp = \"smtp://127.0.0.1:25\"\nfrom = \"a@h\"\nto = [\"b@h\"]\nuser = \"u\"\n",
@@ -328,18 +327,7 @@ async fn a_bad_channel_is_refused_at_start_naming_it() {
         ),
         ("name = \"x\"\ntype = \"pager\"\n", "pager"),
     ] {
-        let config = dir.path().join("capstan.toml");
-        std::fs::write(&config, format!("[[notify]]\n{channel}")).unwrap();
-        let out = tokio::process::Command::new(bin())
-            .args(["serve", "--config"])
-            .arg(&config)
-            .arg("--data")
-            .arg(dir.path().join("data"))
-            .output()
-            .await
-            .unwrap();
-        assert_eq!(out.status.code(), Some(2), "bad input");
-        let err = String::from_utf8_lossy(&out.stderr);
+        let err = serve_refused(bin(), &format!("[[notify]]\n{channel}")).await;
         assert!(err.contains(says), "{says}: {err}");
         assert!(!err.contains("s3cret"), "{err}");
     }

@@ -58,17 +58,7 @@ impl SinkConfig {
     /// Checks what serde cannot: the name, the query, durations, endpoints, files. The error
     /// starts with the key it is about (`query: ...`).
     pub fn check(&self) -> Result<(), String> {
-        if self.name.is_empty()
-            || !self
-                .name
-                .chars()
-                .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
-        {
-            return Err(format!(
-                "name: {:?} must be letters, digits, - and _",
-                self.name
-            ));
-        }
+        capstan_outbound::check_name(&self.name)?;
         crate::query::parse(&self.query).map_err(|e| format!("query: {e}"))?;
         if self.batch_max_lines == Some(0) {
             return Err("batch_max_lines: must be at least 1".into());
