@@ -26,9 +26,41 @@ pub struct Config {
     /// Registry watching for image updates.
     #[serde(default)]
     pub images: Images,
+    /// Container metrics.
+    #[serde(default)]
+    pub metrics: MetricsConfig,
     /// Notification channels (`[[notify]]`).
     #[serde(default)]
     pub notify: Vec<capstan_notify::ChannelConfig>,
+}
+
+/// `[metrics]`
+#[derive(Debug, Clone, Default, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct MetricsConfig {
+    /// Whether to collect container metrics at all (default true).
+    #[serde(default)]
+    pub collect: Option<bool>,
+    /// Between readings (`5s` by default, at least `1s`).
+    #[serde(default)]
+    pub interval: Option<String>,
+}
+
+impl MetricsConfig {
+    /// The collector's settings.
+    pub fn collector(&self) -> Result<capstan_metrics::CollectorConfig> {
+        let text = self.interval.as_deref().unwrap_or("5s");
+        let ns = capstan_model::parse_duration_nanos(text)
+            .map_err(|e| anyhow::anyhow!("metrics.interval: {e}"))?;
+        let interval = std::time::Duration::from_nanos(ns.max(0) as u64);
+        if interval < std::time::Duration::from_secs(1) {
+            anyhow::bail!("metrics.interval: at least 1s");
+        }
+        Ok(capstan_metrics::CollectorConfig {
+            interval,
+            ..capstan_metrics::CollectorConfig::default()
+        })
+    }
 }
 
 /// `[images]`
@@ -308,6 +340,7 @@ impl Config {
         let config: Self = toml::from_str(text)?;
         config.logs.check()?;
         config.images.watch_config(Path::new("/"))?;
+        config.metrics.collector()?;
         let mut names = std::collections::BTreeSet::new();
         for (i, channel) in config.notify.iter().enumerate() {
             channel

@@ -186,6 +186,19 @@ pub async fn run(opts: ServeOptions) -> Result<()> {
         ));
     }
 
+    // container metrics from cgroups
+    let metrics = if file.metrics.collect.unwrap_or(true) {
+        let metrics = Arc::new(capstan_metrics::Metrics::default());
+        tokio::spawn(Arc::clone(&metrics).run(
+            engine.clone(),
+            file.metrics.collector()?,
+            shutdown.clone(),
+        ));
+        Some(metrics)
+    } else {
+        None
+    };
+
     let state = AppState {
         store,
         engine: engine.clone(),
@@ -205,6 +218,7 @@ pub async fn run(opts: ServeOptions) -> Result<()> {
         updates,
         hook_secret,
         notify: notify_status,
+        metrics,
         scanner,
     };
     let listener = tokio::net::TcpListener::bind(listen)

@@ -50,6 +50,8 @@ pub struct AppState {
     pub updates: Option<Arc<capstan_images::WatchState>>,
     /// The secret registry webhooks prove they know (`<data>/registry-hook.secret`).
     pub hook_secret: Option<Arc<str>>,
+    /// Container metrics, when collected.
+    pub metrics: Option<Arc<capstan_metrics::Metrics>>,
     /// Vulnerability scans and the advisory database.
     pub scanner: capstan_scan::Scanner,
     /// The notification channels' statuses.
@@ -158,6 +160,7 @@ mod tests {
             updates: None,
             hook_secret: None,
             notify: Arc::default(),
+            metrics: None,
             scanner: capstan_scan::Scanner::new(
                 Engine::new(Some("unix:///nonexistent/docker.sock")).unwrap(),
                 capstan_scan::VulnDb::open(&dir.path().join("vulndb.db")).unwrap(),

@@ -148,6 +148,25 @@ impl Engine {
             .collect())
     }
 
+    /// The host pid of a running container's main process; `Ok(None)` when it is not running
+    /// or no longer exists.
+    ///
+    /// # Errors
+    /// [`Error::Unreachable`] or [`Error::Api`].
+    pub async fn container_pid(&self, id: &str) -> Result<Option<u32>, Error> {
+        match self.client()?.inspect_container(id, None).await {
+            Ok(c) => Ok(c
+                .state
+                .and_then(|s| s.pid)
+                .and_then(|p| u32::try_from(p).ok())
+                .filter(|p| *p > 0)),
+            Err(e) => match self.classify(e) {
+                e if e.is_not_found() => Ok(None),
+                e => Err(e),
+            },
+        }
+    }
+
     /// Inspects one container; `Ok(None)` when it no longer exists.
     ///
     /// # Errors

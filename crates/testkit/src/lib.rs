@@ -14,6 +14,7 @@ mod image;
 pub mod load;
 mod own_engine;
 pub mod procfs;
+mod prometheus;
 mod registry;
 mod smtp;
 
@@ -27,6 +28,7 @@ pub use daemon::{Daemon, serve_refused};
 pub use debian::{DEBIAN, DebianImage, debian_image};
 pub use image::{BUSYBOX, busybox_rootfs, ensure_busybox, rootfs_with_file, tar_of};
 pub use own_engine::OwnEngine;
+pub use prometheus::Prometheus;
 pub use registry::{
     OCI_INDEX, OCI_MANIFEST, Registry, RegistryOptions, Request as RegistryRequest, sha256,
 };

@@ -9,6 +9,7 @@ mod build;
 mod deploy;
 mod journal;
 mod logs;
+mod metrics;
 mod notify;
 mod outage;
 mod proxy;

@@ -1,7 +1,6 @@
-//! `GET /metrics`: capstan's own counters in the Prometheus text format (0.0.4). This version
-//! exposes the log pipeline and its sinks; container metrics join them with the metrics job.
+//! `GET /metrics` in the Prometheus text format (0.0.4): every container's counters under
+//! cAdvisor's names, then capstan's own (the log pipeline and its sinks).
 
-use std::fmt::Write;
 use std::sync::Arc;
 
 use axum::extract::{Query, State};
@@ -11,49 +10,9 @@ use axum::response::IntoResponse;
 use crate::params::{self, Pairs};
 use crate::routes::logs::{blocking, logs};
 use crate::{ApiError, AppState};
+use capstan_metrics::Exposition;
 
 const CONTENT: &str = "text/plain; version=0.0.4; charset=utf-8";
-
-/// A text exposition being written: each family's `# HELP` and `# TYPE`, then its samples.
-#[derive(Default)]
-pub(crate) struct Exposition(String);
-
-impl Exposition {
-    pub(crate) fn family(&mut self, name: &str, kind: &str, help: &str) {
-        let _ = writeln!(self.0, "# HELP {name} {help}");
-        let _ = writeln!(self.0, "# TYPE {name} {kind}");
-    }
-
-    pub(crate) fn sample(&mut self, name: &str, labels: &[(&str, &str)], value: f64) {
-        self.0.push_str(name);
-        if !labels.is_empty() {
-            self.0.push('{');
-            for (i, (k, v)) in labels.iter().enumerate() {
-                if i > 0 {
-                    self.0.push(',');
-                }
-                let _ = write!(self.0, "{k}=\"");
-                for c in v.chars() {
-                    match c {
-                        '\\' => self.0.push_str("\\\\"),
-                        '"' => self.0.push_str("\\\""),
-                        '\n' => self.0.push_str("\\n"),
-                        c => self.0.push(c),
-                    }
-                }
-                self.0.push('"');
-            }
-            self.0.push('}');
-        }
-        let _ = writeln!(self.0, " {value}");
-    }
-
-    /// A family with one sample and no labels.
-    pub(crate) fn single(&mut self, name: &str, kind: &str, help: &str, value: f64) {
-        self.family(name, kind, help);
-        self.sample(name, &[], value);
-    }
-}
 
 pub(crate) async fn metrics(
     State(state): State<AppState>,
@@ -201,21 +160,8 @@ pub(crate) async fn metrics(
             partitions.iter().map(|(_, _, b)| *b as f64).sum(),
         );
     }
-    Ok(([(CONTENT_TYPE, CONTENT)], out.0))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn label_values_are_escaped() {
-        let mut e = Exposition::default();
-        e.family("x_total", "counter", "An x.");
-        e.sample("x_total", &[("sink", "a\"b\\c\nd"), ("k", "v")], 3.0);
-        assert_eq!(
-            e.0,
-            "# HELP x_total An x.\n# TYPE x_total counter\nx_total{sink=\"a\\\"b\\\\c\\nd\",k=\"v\"} 3\n"
-        );
+    if let Some(metrics) = &state.metrics {
+        metrics.render(&mut out);
     }
+    Ok(([(CONTENT_TYPE, CONTENT)], out.into_text()))
 }
