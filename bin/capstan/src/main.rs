@@ -52,6 +52,8 @@ enum Command {
     Ps(cli::ps::PsArgs),
     /// Show the notification channels and how their deliveries went.
     Notify(OutputArgs),
+    /// Show every running container's CPU, memory, network and block IO (like docker stats).
+    Top(cli::top::TopArgs),
     /// Show the advisory database image scans match against, or import OSV advisories.
     Vulndb(cli::vulndb::VulnDbArgs),
     /// Show whether the daemon, the engine and the journal are healthy.
@@ -159,6 +161,7 @@ fn main() -> ExitCode {
         Command::Logs(args) => cli::finish(runtime.block_on(cli::logs::run(args))),
         Command::Health(args) => cli::finish(runtime.block_on(cli::health::run(args))),
         Command::Notify(args) => cli::finish(runtime.block_on(cli::notify::run(args))),
+        Command::Top(args) => cli::finish(runtime.block_on(cli::top::run(args))),
         Command::Vulndb(args) => cli::finish(runtime.block_on(cli::vulndb::run(args))),
         Command::Plan(args) => cli::finish(runtime.block_on(cli::plan::run(args))),
         Command::Deploy(args) => cli::finish(runtime.block_on(cli::apps::deploy(args))),

@@ -96,6 +96,10 @@ fn protected() -> Router<AppState> {
         .route("/api/v1/logs/stream", get(routes::logs::stream))
         .route("/api/v1/logs/stats", get(routes::logs::stats))
         .route("/metrics", get(routes::metrics::metrics))
+        .route(
+            "/api/v1/metrics/containers",
+            get(routes::metrics::containers),
+        )
         .route("/api/v1/apps/{app}/plan", post(routes::apps::plan_app))
         .route("/api/v1/apps/{app}/deploy", post(routes::apps::deploy_app))
         .route(

@@ -1,7 +1,7 @@
 //! The collection loop: every interval, each running container's cgroup files and network
 //! counters, kept as the latest sample per container for `/metrics`.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::path::PathBuf;
 use std::sync::{Arc, PoisonError, RwLock};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -12,6 +12,7 @@ use tracing::{info, warn};
 
 use crate::cgroup::{CgroupSample, Cgroups, NetSample, net_dev};
 use crate::exposition::Exposition;
+use capstan_model::ContainerStats;
 
 /// One container's latest reading.
 #[derive(Debug, Clone)]
@@ -25,10 +26,13 @@ pub struct ContainerSample {
     pub at: f64,
 }
 
-/// The latest readings, shared with `/metrics`.
+/// Readings kept per container in memory: enough for rates over the last few minutes.
+const KEEP: Duration = Duration::from_mins(5);
+
+/// The recent readings of every running container, shared with the API.
 #[derive(Debug, Default)]
 pub struct Metrics {
-    latest: RwLock<Vec<ContainerSample>>,
+    recent: RwLock<HashMap<String, VecDeque<ContainerSample>>>,
 }
 
 /// How the collector runs.
@@ -59,12 +63,35 @@ fn now() -> f64 {
 }
 
 impl Metrics {
-    /// The latest reading of every running container.
+    /// The latest reading of every running container, by name.
     pub fn latest(&self) -> Vec<ContainerSample> {
-        self.latest
-            .read()
-            .unwrap_or_else(PoisonError::into_inner)
-            .clone()
+        let recent = self.recent.read().unwrap_or_else(PoisonError::into_inner);
+        let mut out: Vec<ContainerSample> =
+            recent.values().filter_map(|q| q.back().cloned()).collect();
+        out.sort_by(|a, b| a.name.cmp(&b.name));
+        out
+    }
+
+    /// Every running container's use over the last `window`: rates between the oldest
+    /// reading within it and the newest; without a window, between the last two readings.
+    pub fn stats(&self, window: Option<Duration>) -> Vec<ContainerStats> {
+        let recent = self.recent.read().unwrap_or_else(PoisonError::into_inner);
+        let mut out: Vec<ContainerStats> = recent
+            .values()
+            .filter_map(|q| {
+                let last = q.back()?;
+                let first = match window {
+                    Some(w) => q
+                        .iter()
+                        .find(|s| s.at >= last.at - w.as_secs_f64() - 1e-3)
+                        .unwrap_or(last),
+                    None => q.iter().rev().nth(1).unwrap_or(last),
+                };
+                Some(stats_between(first, last))
+            })
+            .collect();
+        out.sort_by(|a, b| a.name.cmp(&b.name));
+        out
     }
 
     /// Collects until `shutdown`.
@@ -134,7 +161,16 @@ impl Metrics {
                     at: now(),
                 });
             }
-            *self.latest.write().unwrap_or_else(PoisonError::into_inner) = samples;
+            let keep = (KEEP.as_secs_f64() / config.interval.as_secs_f64()).ceil() as usize + 1;
+            let mut recent = self.recent.write().unwrap_or_else(PoisonError::into_inner);
+            recent.retain(|id, _| samples.iter().any(|s| &s.id == id));
+            for s in samples {
+                let q = recent.entry(s.id.clone()).or_default();
+                q.push_back(s);
+                while q.len() > keep {
+                    q.pop_front();
+                }
+            }
         }
     }
 
@@ -309,5 +345,55 @@ impl Metrics {
                 }
             }
         }
+    }
+}
+
+fn time(at: f64) -> chrono::DateTime<chrono::Utc> {
+    chrono::DateTime::from_timestamp_micros((at * 1e6) as i64).unwrap_or_default()
+}
+
+/// Use between two readings of one container (the same reading: no rates).
+fn stats_between(first: &ContainerSample, last: &ContainerSample) -> ContainerStats {
+    let secs = last.at - first.at;
+    let rate = |a: Option<f64>, b: Option<f64>| match (a, b) {
+        (Some(a), Some(b)) if secs > 0.0 && b >= a => Some((b - a) / secs),
+        _ => None,
+    };
+    let f = |v: Option<u64>| v.map(|v| v as f64);
+    let (c0, c1) = (&first.cgroup, &last.cgroup);
+    let throttled = match (
+        c0.cpu_periods,
+        c1.cpu_periods,
+        c0.cpu_throttled_periods,
+        c1.cpu_throttled_periods,
+    ) {
+        (Some(p0), Some(p1), Some(t0), Some(t1)) if p1 > p0 => {
+            Some(t1.saturating_sub(t0) as f64 / (p1 - p0) as f64)
+        }
+        _ => None,
+    };
+    ContainerStats {
+        id: last.id.clone(),
+        name: last.name.clone(),
+        image: last.image.clone(),
+        cpu_cores: rate(c0.cpu_usage_seconds, c1.cpu_usage_seconds),
+        cpu_throttled: throttled,
+        memory_usage_bytes: c1.memory_usage_bytes,
+        memory_working_set_bytes: c1.memory_working_set_bytes,
+        memory_limit_bytes: c1.memory_limit_bytes,
+        network_rx_bytes_per_second: rate(
+            first.net.map(|n| n.rx_bytes as f64),
+            last.net.map(|n| n.rx_bytes as f64),
+        ),
+        network_tx_bytes_per_second: rate(
+            first.net.map(|n| n.tx_bytes as f64),
+            last.net.map(|n| n.tx_bytes as f64),
+        ),
+        block_read_bytes_per_second: rate(f(c0.io_read_bytes), f(c1.io_read_bytes)),
+        block_write_bytes_per_second: rate(f(c0.io_write_bytes), f(c1.io_write_bytes)),
+        threads: c1.pids,
+        oom_events: c1.oom_events,
+        from: time(first.at),
+        to: time(last.at),
     }
 }

@@ -9,6 +9,7 @@ mod event;
 mod health;
 mod image;
 mod logs;
+mod metrics;
 mod notify;
 mod scan;
 mod time;
@@ -21,6 +22,7 @@ pub use image::{
     ImageUpdates, Lifecycle, UpdateCandidate,
 };
 pub use logs::{LogLine, LogPage, ORIGIN_FIELDS, Origin};
+pub use metrics::ContainerStats;
 pub use notify::{NotifyChannel, NotifyChannels};
 pub use scan::{ContainerFindings, Finding, ScanReport, Severity, VulnDbStatus};
 pub use time::{

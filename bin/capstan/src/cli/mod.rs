@@ -12,6 +12,7 @@ pub mod notify;
 pub mod plan;
 pub mod ps;
 pub mod table;
+pub mod top;
 pub mod vulndb;
 
 use std::process::ExitCode;

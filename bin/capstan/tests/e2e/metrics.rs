@@ -142,3 +142,107 @@ async fn container_metrics_are_exported_with_cadvisors_names_and_scraped_by_prom
     assert!(cpu > 0.0);
     engine.remove_container(&id, true).await.unwrap();
 }
+
+/// The container's `cpuacct.usage` (ns) as this machine's cgroup v1 tree has it, and when.
+fn cpu_usage(id: &str) -> (f64, std::time::Instant) {
+    let paths = [
+        format!("/sys/fs/cgroup/cpuacct/docker/{id}/cpuacct.usage"),
+        format!("/sys/fs/cgroup/cpu,cpuacct/docker/{id}/cpuacct.usage"),
+        format!("/sys/fs/cgroup/cpuacct/system.slice/docker-{id}.scope/cpuacct.usage"),
+    ];
+    let text = paths
+        .iter()
+        .find_map(|p| std::fs::read_to_string(p).ok())
+        .unwrap_or_else(|| panic!("no cpuacct.usage for {id}"));
+    (text.trim().parse().unwrap(), std::time::Instant::now())
+}
+
+async fn stats_of(
+    daemon: &Daemon,
+    name: &str,
+    window: Option<&str>,
+) -> Option<capstan_model::ContainerStats> {
+    let path = match window {
+        Some(w) => format!("/api/v1/metrics/containers?window={w}"),
+        None => "/api/v1/metrics/containers".to_owned(),
+    };
+    let list: Vec<capstan_model::ContainerStats> = daemon.get(&path).await;
+    list.into_iter().find(|s| s.name == name)
+}
+
+/// Waits for the collector's next reading of `name` after `seen`, and returns its time.
+async fn next_reading(
+    daemon: &Daemon,
+    name: &str,
+    seen: chrono::DateTime<chrono::Utc>,
+) -> chrono::DateTime<chrono::Utc> {
+    loop {
+        if let Some(s) = stats_of(daemon, name, None).await
+            && s.to > seen
+        {
+            return s.to;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// A container held to half a core by `cpus: 0.5` burns all it may: the rate capstan reports
+/// over a window agrees within 10% with the rate computed here from the same container's
+/// cgroup counter over the same window (read right after capstan's readings at its ends).
+#[tokio::test]
+async fn a_cpu_limited_burner_is_reported_at_its_real_rate() {
+    let engine = capstan_testkit::engine().await;
+    let daemon = Daemon::start_with(
+        bin(),
+        engine.host(),
+        "[logs]\ncollect = false\n[metrics]\ninterval = \"1s\"\n",
+    )
+    .await;
+    let name = unique("capt-burn");
+    let spec = ContainerSpec {
+        image: BUSYBOX.to_owned(),
+        cmd: Some(vec!["sh".into(), "-c".into(), "while :; do :; done".into()]),
+        nano_cpus: Some(500_000_000),
+        ..ContainerSpec::default()
+    };
+    let id = engine.create_from_spec(&name, &spec).await.unwrap();
+    engine.start_container(&id).await.unwrap();
+    let first = eventually(Duration::from_secs(30), "a reading with a rate", || async {
+        stats_of(&daemon, &name, None)
+            .await
+            .filter(|s| s.cpu_cores.is_some())
+    })
+    .await;
+    let mut last = first.to;
+    let mut compared = None;
+    for _ in 0..5 {
+        let a = next_reading(&daemon, &name, last).await;
+        let (u0, t0) = cpu_usage(&id);
+        tokio::time::sleep(Duration::from_secs(5)).await;
+        let b = next_reading(&daemon, &name, a).await;
+        let (u1, t1) = cpu_usage(&id);
+        last = b;
+        let window = format!("{}ms", (b - a).num_milliseconds());
+        let Some(s) = stats_of(&daemon, &name, Some(&window)).await else {
+            continue;
+        };
+        if (s.from, s.to) != (a, b) {
+            // a reading came in between: measure again
+            continue;
+        }
+        let ours = (u1 - u0) / 1e9 / (t1 - t0).as_secs_f64();
+        compared = Some((s.cpu_cores.unwrap(), ours, s.cpu_throttled));
+        break;
+    }
+    let (reported, measured, throttled) = compared.expect("no window without a reading in between");
+    assert!(
+        (reported - measured).abs() <= 0.1 * measured,
+        "capstan says {reported:.3} cores, the cgroup counter {measured:.3}"
+    );
+    assert!(
+        measured > 0.2 && measured < 0.6,
+        "the burner is held near half a core: {measured:.3}"
+    );
+    assert!(throttled.is_some_and(|t| t > 0.0), "{throttled:?}");
+    engine.remove_container(&id, true).await.unwrap();
+}

@@ -165,3 +165,28 @@ pub(crate) async fn metrics(
     }
     Ok(([(CONTENT_TYPE, CONTENT)], out.into_text()))
 }
+
+/// `GET /api/v1/metrics/containers[?window=5s]`: every running container's use over the
+/// window (default: the last two readings), like `docker stats` but from what was already
+/// read.
+pub(crate) async fn containers(
+    State(state): State<AppState>,
+    Query(pairs): Query<Pairs>,
+) -> Result<axum::Json<Vec<capstan_model::ContainerStats>>, ApiError> {
+    params::only(&pairs, &["window"])?;
+    let metrics = state.metrics.as_ref().ok_or_else(|| {
+        ApiError::new(
+            crate::Code::NotFound,
+            "container metrics are not collected ([metrics] collect = false in capstan.toml)",
+        )
+    })?;
+    let window = match pairs.iter().rev().find(|(k, _)| k == "window") {
+        None => None,
+        Some((_, v)) => {
+            let ns = capstan_model::parse_duration_nanos(v)
+                .map_err(|e| ApiError::bad_param("window", e))?;
+            Some(std::time::Duration::from_nanos(ns.max(0) as u64))
+        }
+    };
+    Ok(axum::Json(metrics.stats(window)))
+}
