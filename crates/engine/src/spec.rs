@@ -278,6 +278,33 @@ impl Engine {
         Ok(id)
     }
 
+    /// One reading of the engine's stats API for a container (`stream=false&one-shot=true`),
+    /// as JSON: what tools without cgroup access poll, and the baseline capstan's collector is
+    /// measured against.
+    ///
+    /// # Errors
+    /// [`Error::NotFound`], [`Error::Unreachable`].
+    pub async fn stats_once(&self, id: &str) -> Result<serde_json::Value, Error> {
+        use futures_util::StreamExt;
+        let options = bollard::query_parameters::StatsOptions {
+            stream: false,
+            one_shot: true,
+        };
+        let mut stream = self.client()?.stats(id, Some(options));
+        let first = stream
+            .next()
+            .await
+            .ok_or_else(|| Error::Api {
+                status: 0,
+                message: format!("the engine sent no stats for {id}"),
+            })?
+            .map_err(|e| self.classify(e))?;
+        serde_json::to_value(first).map_err(|e| Error::Api {
+            status: 0,
+            message: format!("cannot encode stats: {e}"),
+        })
+    }
+
     /// The engine's own inspect document of a container, as JSON (for checks and diffs).
     ///
     /// # Errors
