@@ -192,6 +192,7 @@ pub async fn run(opts: ServeOptions) -> Result<()> {
         tokio::spawn(Arc::clone(&metrics).run(
             engine.clone(),
             file.metrics.collector()?,
+            live.subscribe(),
             shutdown.clone(),
         ));
         Some(metrics)

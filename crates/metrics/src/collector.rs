@@ -4,9 +4,11 @@
 use std::collections::{HashMap, VecDeque};
 use std::path::PathBuf;
 use std::sync::{Arc, PoisonError, RwLock};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use capstan_engine::Engine;
+use capstan_model::Event;
+use tokio::sync::broadcast;
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
@@ -25,6 +27,9 @@ pub struct ContainerSample {
     /// Unix seconds of the reading.
     pub at: f64,
 }
+
+/// The container list is asked of the engine at least this often, events or not.
+const RELIST: Duration = Duration::from_secs(30);
 
 /// Readings kept per container in memory: enough for rates over the last few minutes.
 const KEEP: Duration = Duration::from_mins(5);
@@ -94,11 +99,14 @@ impl Metrics {
         out
     }
 
-    /// Collects until `shutdown`.
+    /// Collects until `shutdown`. The running containers are listed at start, again when
+    /// `events` (the journal's live events) says a container started, stopped or went away,
+    /// and at least every [`RELIST`]; between those, a sweep asks the engine nothing.
     pub async fn run(
         self: Arc<Self>,
         engine: Engine,
         config: CollectorConfig,
+        mut events: broadcast::Receiver<Event>,
         shutdown: CancellationToken,
     ) {
         let Some(cgroups) = Cgroups::detect(&config.cgroup_root) else {
@@ -106,61 +114,70 @@ impl Metrics {
             return;
         };
         info!(version = ?cgroups.version(), every = ?config.interval, "collecting container metrics from cgroups");
-        let mut pids: HashMap<String, u32> = HashMap::new();
+        // (id, name, image, pid) of each running container
+        let mut running: Vec<(String, String, String, Option<u32>)> = Vec::new();
+        let mut listed: Option<Instant> = None;
         let mut tick = tokio::time::interval(config.interval);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
         loop {
             tokio::select! {
                 () = shutdown.cancelled() => return,
                 _ = tick.tick() => {}
-            }
-            let containers = match engine.list_containers(false).await {
-                Ok(c) => c,
-                Err(e) => {
-                    warn!(error = %e, "cannot list containers to collect their metrics");
+                event = events.recv() => {
+                    match event {
+                        Ok(e) if e.kind == "container" && !e.action.starts_with("exec_")
+                            && !e.action.starts_with("health_status") && e.action != "top" => {
+                            listed = None;
+                        }
+                        Err(broadcast::error::RecvError::Lagged(_)) => listed = None,
+                        _ => {}
+                    }
                     continue;
                 }
-            };
-            pids.retain(|id, _| containers.iter().any(|c| &c.id == id));
-            let mut samples = Vec::with_capacity(containers.len());
-            for c in containers {
-                if !pids.contains_key(&c.id)
-                    && let Ok(Some(pid)) = engine.container_pid(&c.id).await
-                {
-                    pids.insert(c.id.clone(), pid);
-                }
-                let (cgroups, proc_root, pid) = (
-                    cgroups.clone(),
-                    config.proc_root.clone(),
-                    pids.get(&c.id).copied(),
-                );
-                let id = c.id.clone();
-                let read = tokio::task::spawn_blocking(move || {
-                    let cgroup = cgroups.sample(&id)?;
-                    let net = pid.and_then(|p| {
-                        std::fs::read_to_string(proc_root.join(p.to_string()).join("net/dev"))
-                            .ok()
-                            .map(|t| net_dev(&t))
-                    });
-                    Some((cgroup, net))
-                })
-                .await
-                .ok()
-                .flatten();
-                let Some((cgroup, net)) = read else {
-                    // not (or no longer) in this host's cgroups: a remote engine's, or gone
-                    pids.remove(&c.id);
-                    continue;
-                };
-                samples.push(ContainerSample {
-                    id: c.id,
-                    name: c.name,
-                    image: c.image,
-                    cgroup,
-                    net,
-                    at: now(),
-                });
             }
+            if listed.is_none_or(|t| t.elapsed() >= RELIST) {
+                match engine.list_containers(false).await {
+                    Ok(containers) => {
+                        let mut fresh = Vec::with_capacity(containers.len());
+                        for c in containers {
+                            let pid = engine.container_pid(&c.id).await.ok().flatten();
+                            fresh.push((c.id, c.name, c.image, pid));
+                        }
+                        running = fresh;
+                        listed = Some(Instant::now());
+                    }
+                    Err(e) => {
+                        warn!(error = %e, "cannot list containers to collect their metrics");
+                        continue;
+                    }
+                }
+            }
+            // one blocking task reads every container's files
+            let (cgroups, proc_root, list) =
+                (cgroups.clone(), config.proc_root.clone(), running.clone());
+            let samples = tokio::task::spawn_blocking(move || {
+                list.into_iter()
+                    .filter_map(|(id, name, image, pid)| {
+                        // not (or no longer) in this host's cgroups: a remote engine's, or gone
+                        let cgroup = cgroups.sample(&id)?;
+                        let net = pid.and_then(|p| {
+                            std::fs::read_to_string(proc_root.join(p.to_string()).join("net/dev"))
+                                .ok()
+                                .map(|t| net_dev(&t))
+                        });
+                        Some(ContainerSample {
+                            id,
+                            name,
+                            image,
+                            cgroup,
+                            net,
+                            at: now(),
+                        })
+                    })
+                    .collect::<Vec<_>>()
+            })
+            .await
+            .unwrap_or_default();
             let keep = (KEEP.as_secs_f64() / config.interval.as_secs_f64()).ceil() as usize + 1;
             let mut recent = self.recent.write().unwrap_or_else(PoisonError::into_inner);
             recent.retain(|id, _| samples.iter().any(|s| &s.id == id));
