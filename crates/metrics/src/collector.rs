@@ -1,7 +1,7 @@
 //! The collection loop: every interval, each running container's cgroup files and network
 //! counters, kept as the latest sample per container for `/metrics`.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::path::PathBuf;
 use std::sync::{Arc, PoisonError, RwLock};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -117,6 +117,8 @@ impl Metrics {
         // (id, name, image, pid) of each running container
         let mut running: Vec<(String, String, String, Option<u32>)> = Vec::new();
         let mut listed: Option<Instant> = None;
+        // containers that started since the last listing: their pid is new
+        let mut restarted: HashSet<String> = HashSet::new();
         let mut tick = tokio::time::interval(config.interval);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
         loop {
@@ -127,6 +129,9 @@ impl Metrics {
                     match event {
                         Ok(e) if e.kind == "container" && !e.action.starts_with("exec_")
                             && !e.action.starts_with("health_status") && e.action != "top" => {
+                            if e.action == "start" {
+                                restarted.insert(e.actor.clone());
+                            }
                             listed = None;
                         }
                         Err(broadcast::error::RecvError::Lagged(_)) => listed = None,
@@ -140,9 +145,18 @@ impl Metrics {
                     Ok(containers) => {
                         let mut fresh = Vec::with_capacity(containers.len());
                         for c in containers {
-                            let pid = engine.container_pid(&c.id).await.ok().flatten();
+                            // a container seen before keeps its pid unless it started again
+                            let known = running
+                                .iter()
+                                .find(|r| r.0 == c.id && !restarted.contains(&c.id))
+                                .and_then(|r| r.3);
+                            let pid = match known {
+                                Some(pid) => Some(pid),
+                                None => engine.container_pid(&c.id).await.ok().flatten(),
+                            };
                             fresh.push((c.id, c.name, c.image, pid));
                         }
+                        restarted.clear();
                         running = fresh;
                         listed = Some(Instant::now());
                     }

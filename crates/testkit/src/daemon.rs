@@ -32,13 +32,19 @@ impl Daemon {
 
     /// Starts with `config` as its capstan.toml. Unless `config` has an `[images]` section,
     /// registry watching is off: daemons of parallel tests share the engine, and one must not
-    /// send requests to another test's registry.
+    /// send requests to another test's registry. Unless it has a `[metrics]` section, metrics
+    /// are not collected.
     pub async fn start_with(bin: &Path, docker_host: &str, config: &str) -> Self {
-        let config = if config.contains("[images]") {
+        let mut config = if config.contains("[images]") {
             config.to_owned()
         } else {
             format!("{config}\n[images]\nwatch = false\n")
         };
+        // the same for metrics: every daemon collecting every container of the shared engine
+        // would load it for all the others
+        if !config.contains("[metrics]") {
+            config.push_str("\n[metrics]\ncollect = false\n");
+        }
         let guard = tempfile::Builder::new()
             .prefix("capstan-test-data-")
             .tempdir_in(std::env::temp_dir())
