@@ -17,6 +17,16 @@ fn value(text: &str, metric: &str, name: &str) -> Option<f64> {
         .find_map(|l| l.rsplit_once(' ')?.1.parse().ok())
 }
 
+/// A daemon reading every container's metrics each second.
+async fn collecting_every_second(engine: &capstan_engine::Engine) -> Daemon {
+    Daemon::start_with(
+        bin(),
+        engine.host(),
+        "[logs]\ncollect = false\n[metrics]\ninterval = \"1s\"\n",
+    )
+    .await
+}
+
 async fn scrape(daemon: &Daemon) -> String {
     let resp = reqwest::Client::new()
         .get(format!("{}/metrics", daemon.url))
@@ -31,12 +41,7 @@ async fn scrape(daemon: &Daemon) -> String {
 #[tokio::test]
 async fn container_metrics_are_exported_with_cadvisors_names_and_scraped_by_prometheus() {
     let engine = capstan_testkit::engine().await;
-    let daemon = Daemon::start_with(
-        bin(),
-        engine.host(),
-        "[logs]\ncollect = false\n[metrics]\ninterval = \"1s\"\n",
-    )
-    .await;
+    let daemon = collecting_every_second(&engine).await;
     let name = unique("capt-metrics");
     let limit: i64 = 64 << 20;
     let spec = ContainerSpec {
@@ -192,12 +197,7 @@ async fn next_reading(
 #[tokio::test]
 async fn a_cpu_limited_burner_is_reported_at_its_real_rate() {
     let engine = capstan_testkit::engine().await;
-    let daemon = Daemon::start_with(
-        bin(),
-        engine.host(),
-        "[logs]\ncollect = false\n[metrics]\ninterval = \"1s\"\n",
-    )
-    .await;
+    let daemon = collecting_every_second(&engine).await;
     let name = unique("capt-burn");
     let spec = ContainerSpec {
         image: BUSYBOX.to_owned(),
