@@ -94,6 +94,25 @@ async fn container_metrics_are_exported_with_cadvisors_names_and_scraped_by_prom
         "labels"
     );
     assert!(text.contains("# TYPE container_cpu_usage_seconds_total counter"));
+    // the host's own, under node_exporter's names
+    let meminfo = std::fs::read_to_string("/proc/meminfo").unwrap();
+    let total_kb: u64 = meminfo
+        .lines()
+        .find_map(|l| l.strip_prefix("MemTotal:"))
+        .and_then(|v| v.split_whitespace().next()?.parse().ok())
+        .unwrap();
+    assert!(
+        text.contains(&format!("node_memory_MemTotal_bytes {}\n", total_kb * 1024)),
+        "MemTotal"
+    );
+    for family in [
+        "node_load1 ",
+        "node_cpu_seconds_total{cpu=\"0\",mode=\"idle\"}",
+        "node_filesystem_avail_bytes{",
+        "node_disk_read_bytes_total{",
+    ] {
+        assert!(text.contains(family), "{family} missing");
+    }
 
     // network counters move when traffic flows
     let inspect = engine.inspect_container_json(&id).await.unwrap();

@@ -162,6 +162,7 @@ pub(crate) async fn metrics(
     }
     if let Some(metrics) = &state.metrics {
         metrics.render(&mut out);
+        capstan_metrics::render_host(&mut out, std::path::Path::new("/proc"));
     }
     Ok(([(CONTENT_TYPE, CONTENT)], out.into_text()))
 }
