@@ -44,6 +44,10 @@ pub struct MetricsConfig {
     /// Between readings (`5s` by default, at least `1s`).
     #[serde(default)]
     pub interval: Option<String>,
+    /// `auto` (default: cgroup files when the engine is on this host), `cgroups`, or `engine`
+    /// (its stats API, for a remote engine).
+    #[serde(default)]
+    pub source: Option<String>,
 }
 
 impl MetricsConfig {
@@ -56,7 +60,14 @@ impl MetricsConfig {
         if interval < std::time::Duration::from_secs(1) {
             anyhow::bail!("metrics.interval: at least 1s");
         }
+        let source = match self.source.as_deref().unwrap_or("auto") {
+            "auto" => capstan_metrics::Source::Auto,
+            "cgroups" => capstan_metrics::Source::Cgroups,
+            "engine" => capstan_metrics::Source::Engine,
+            other => anyhow::bail!("metrics.source: {other:?} is not auto, cgroups or engine"),
+        };
         Ok(capstan_metrics::CollectorConfig {
+            source,
             interval,
             ..capstan_metrics::CollectorConfig::default()
         })

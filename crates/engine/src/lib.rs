@@ -163,6 +163,15 @@ impl Engine {
         })
     }
 
+    /// The engine host's memory, as `/info` reports it.
+    ///
+    /// # Errors
+    /// [`Error::Unreachable`] when the engine does not answer.
+    pub async fn memory_total(&self) -> Result<Option<u64>, Error> {
+        let info = self.client()?.info().await.map_err(|e| self.classify(e))?;
+        Ok(info.mem_total.and_then(|m| u64::try_from(m).ok()))
+    }
+
     /// The engine's own clock, in nanoseconds since the epoch. Event times are stamped by this
     /// clock, so `since`/`until` bounds must come from it, not from ours.
     ///

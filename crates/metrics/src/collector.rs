@@ -40,9 +40,22 @@ pub struct Metrics {
     recent: RwLock<HashMap<String, VecDeque<ContainerSample>>>,
 }
 
+/// Where readings come from.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum Source {
+    /// cgroup files when the engine is on this host and they are there, else the stats API.
+    #[default]
+    Auto,
+    /// cgroup files only.
+    Cgroups,
+    /// The engine's stats API (a remote engine): a request per container per reading.
+    Engine,
+}
+
 /// How the collector runs.
 #[derive(Debug, Clone)]
 pub struct CollectorConfig {
+    pub source: Source,
     /// Between readings (default 5 s, at least 1 s).
     pub interval: Duration,
     /// Where the cgroup hierarchy is mounted (`/sys/fs/cgroup`).
@@ -54,6 +67,7 @@ pub struct CollectorConfig {
 impl Default for CollectorConfig {
     fn default() -> Self {
         Self {
+            source: Source::Auto,
             interval: Duration::from_secs(5),
             cgroup_root: PathBuf::from("/sys/fs/cgroup"),
             proc_root: PathBuf::from("/proc"),
@@ -109,11 +123,23 @@ impl Metrics {
         mut events: broadcast::Receiver<Event>,
         shutdown: CancellationToken,
     ) {
-        let Some(cgroups) = Cgroups::detect(&config.cgroup_root) else {
+        let local = is_local(engine.host());
+        let cgroups = match config.source {
+            Source::Engine => None,
+            Source::Auto if !local => None,
+            _ => Cgroups::detect(&config.cgroup_root),
+        };
+        if cgroups.is_none() && config.source == Source::Cgroups {
             warn!(root = %config.cgroup_root.display(), "no cgroup hierarchy found: container metrics are not collected");
             return;
+        }
+        let host_memory = if cgroups.is_none() {
+            info!(every = ?config.interval, "collecting container metrics through the engine's stats API (its cgroups are not on this host)");
+            engine.memory_total().await.ok().flatten()
+        } else {
+            info!(every = ?config.interval, "collecting container metrics from cgroups");
+            None
         };
-        info!(version = ?cgroups.version(), every = ?config.interval, "collecting container metrics from cgroups");
         // (id, name, image, pid) of each running container
         let mut running: Vec<(String, String, String, Option<u32>)> = Vec::new();
         let mut listed: Option<Instant> = None;
@@ -150,9 +176,13 @@ impl Metrics {
                                 .iter()
                                 .find(|r| r.0 == c.id && !restarted.contains(&c.id))
                                 .and_then(|r| r.3);
+                            // the pid is for net/dev, which only the cgroup source reads
                             let pid = match known {
                                 Some(pid) => Some(pid),
-                                None => engine.container_pid(&c.id).await.ok().flatten(),
+                                None if cgroups.is_some() => {
+                                    engine.container_pid(&c.id).await.ok().flatten()
+                                }
+                                None => None,
                             };
                             fresh.push((c.id, c.name, c.image, pid));
                         }
@@ -166,32 +196,10 @@ impl Metrics {
                     }
                 }
             }
-            // one blocking task reads every container's files
-            let (cgroups, proc_root, list) =
-                (cgroups.clone(), config.proc_root.clone(), running.clone());
-            let samples = tokio::task::spawn_blocking(move || {
-                list.into_iter()
-                    .filter_map(|(id, name, image, pid)| {
-                        // not (or no longer) in this host's cgroups: a remote engine's, or gone
-                        let cgroup = cgroups.sample(&id)?;
-                        let net = pid.and_then(|p| {
-                            std::fs::read_to_string(proc_root.join(p.to_string()).join("net/dev"))
-                                .ok()
-                                .map(|t| net_dev(&t))
-                        });
-                        Some(ContainerSample {
-                            id,
-                            name,
-                            image,
-                            cgroup,
-                            net,
-                            at: now(),
-                        })
-                    })
-                    .collect::<Vec<_>>()
-            })
-            .await
-            .unwrap_or_default();
+            let samples = match &cgroups {
+                Some(cgroups) => read_cgroups(cgroups, &config.proc_root, &running).await,
+                None => read_stats_api(&engine, &running, host_memory).await,
+            };
             let keep = (KEEP.as_secs_f64() / config.interval.as_secs_f64()).ceil() as usize + 1;
             let mut recent = self.recent.write().unwrap_or_else(PoisonError::into_inner);
             recent.retain(|id, _| samples.iter().any(|s| &s.id == id));
@@ -427,4 +435,80 @@ fn stats_between(first: &ContainerSample, last: &ContainerSample) -> ContainerSt
         from: time(first.at),
         to: time(last.at),
     }
+}
+
+/// The engine is on this host: a unix socket, or TCP to loopback.
+fn is_local(host: &str) -> bool {
+    host.starts_with("unix://")
+        || host.starts_with("npipe://")
+        || [
+            "tcp://127.",
+            "tcp://localhost",
+            "tcp://[::1]",
+            "http://127.",
+            "http://localhost",
+        ]
+        .iter()
+        .any(|p| host.starts_with(p))
+}
+
+/// Each container's cgroup files and `net/dev`, in one blocking task.
+async fn read_cgroups(
+    cgroups: &Cgroups,
+    proc_root: &std::path::Path,
+    running: &[(String, String, String, Option<u32>)],
+) -> Vec<ContainerSample> {
+    let (cgroups, proc_root, list) = (cgroups.clone(), proc_root.to_owned(), running.to_vec());
+    tokio::task::spawn_blocking(move || {
+        list.into_iter()
+            .filter_map(|(id, name, image, pid)| {
+                // not (or no longer) in this host's cgroups: gone, or another host's
+                let cgroup = cgroups.sample(&id)?;
+                let net = pid.and_then(|p| {
+                    std::fs::read_to_string(proc_root.join(p.to_string()).join("net/dev"))
+                        .ok()
+                        .map(|t| net_dev(&t))
+                });
+                Some(ContainerSample {
+                    id,
+                    name,
+                    image,
+                    cgroup,
+                    net,
+                    at: now(),
+                })
+            })
+            .collect()
+    })
+    .await
+    .unwrap_or_default()
+}
+
+/// Stats-API requests in flight at once.
+const STATS_IN_FLIGHT: usize = 16;
+
+/// Each container's reading from the engine's stats API.
+async fn read_stats_api(
+    engine: &Engine,
+    running: &[(String, String, String, Option<u32>)],
+    host_memory: Option<u64>,
+) -> Vec<ContainerSample> {
+    use futures_util::StreamExt;
+    futures_util::stream::iter(running.iter().cloned())
+        .map(|(id, name, image, _)| async move {
+            let stats = engine.stats_once(&id).await.ok()?;
+            let (cgroup, net) = crate::stats_api::from_stats(&stats, host_memory);
+            Some(ContainerSample {
+                id,
+                name,
+                image,
+                cgroup,
+                net,
+                at: now(),
+            })
+        })
+        .buffer_unordered(STATS_IN_FLIGHT)
+        .filter_map(|s| async move { s })
+        .collect()
+        .await
 }

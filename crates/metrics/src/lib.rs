@@ -8,7 +8,8 @@ pub mod cgroup;
 mod collector;
 mod exposition;
 mod host;
+mod stats_api;
 
-pub use collector::{CollectorConfig, ContainerSample, Metrics};
+pub use collector::{CollectorConfig, ContainerSample, Metrics, Source};
 pub use exposition::Exposition;
 pub use host::render_host;

@@ -265,3 +265,53 @@ async fn a_cpu_limited_burner_is_reported_at_its_real_rate() {
     assert!(throttled.is_some_and(|t| t > 0.0), "{throttled:?}");
     engine.remove_container(&id, true).await.unwrap();
 }
+
+/// A remote engine's containers have no cgroups here: the engine's stats API is the source
+/// (forced here with `source = "engine"` on the local engine), with the same names and values.
+#[tokio::test]
+async fn the_stats_api_stands_in_for_cgroups_of_a_remote_engine() {
+    let engine = capstan_testkit::engine().await;
+    let daemon = Daemon::start_with(
+        bin(),
+        engine.host(),
+        "[logs]\ncollect = false\n[metrics]\ninterval = \"1s\"\nsource = \"engine\"\n",
+    )
+    .await;
+    let name = unique("capt-remote");
+    let limit: i64 = 48 << 20;
+    let spec = ContainerSpec {
+        image: BUSYBOX.to_owned(),
+        cmd: Some(vec!["sh".into(), "-c".into(), "while :; do :; done".into()]),
+        memory_bytes: Some(limit),
+        nano_cpus: Some(200_000_000),
+        ..ContainerSpec::default()
+    };
+    let id = engine.create_from_spec(&name, &spec).await.unwrap();
+    engine.start_container(&id).await.unwrap();
+    let text = eventually(
+        Duration::from_secs(30),
+        "the container's metrics",
+        || async {
+            let text = scrape(&daemon).await;
+            value(&text, "container_cpu_usage_seconds_total", &name)
+                .filter(|cpu| *cpu > 0.0)
+                .map(|_| text)
+        },
+    )
+    .await;
+    assert_eq!(
+        value(&text, "container_spec_memory_limit_bytes", &name),
+        Some(limit as f64)
+    );
+    assert!(value(&text, "container_memory_working_set_bytes", &name).is_some());
+    assert!(value(&text, "container_network_receive_bytes_total", &name).is_some());
+    let stats = eventually(Duration::from_secs(30), "a cpu rate", || async {
+        stats_of(&daemon, &name, None)
+            .await
+            .filter(|s| s.cpu_cores.is_some_and(|c| c > 0.0))
+    })
+    .await;
+    assert!(stats.cpu_cores.unwrap() < 0.5, "{stats:?}");
+    assert!(daemon.log().contains("through the engine's stats API"));
+    engine.remove_container(&id, true).await.unwrap();
+}
