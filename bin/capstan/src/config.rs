@@ -510,4 +510,35 @@ mod tests {
             assert!(err.contains(says), "{text}: {err}");
         }
     }
+
+    #[test]
+    fn the_metrics_section_is_checked() {
+        let ok = Config::parse("[metrics]\ninterval = \"2s\"\nsource = \"engine\"\n").unwrap();
+        let c = ok.metrics.collector().unwrap();
+        assert_eq!(c.interval, std::time::Duration::from_secs(2));
+        assert_eq!(c.source, capstan_metrics::Source::Engine);
+        let default = Config::parse("").unwrap().metrics.collector().unwrap();
+        assert_eq!(
+            (default.interval, default.source),
+            (
+                std::time::Duration::from_secs(5),
+                capstan_metrics::Source::Auto
+            )
+        );
+        for (text, says) in [
+            (
+                "[metrics]\ninterval = \"500ms\"\n",
+                "metrics.interval: at least 1s",
+            ),
+            ("[metrics]\ninterval = \"often\"\n", "metrics.interval"),
+            (
+                "[metrics]\nsource = \"cadvisor\"\n",
+                "metrics.source: \"cadvisor\" is not auto, cgroups or engine",
+            ),
+            ("[metrics]\nevery = \"1s\"\n", "every"),
+        ] {
+            let err = format!("{:#}", Config::parse(text).unwrap_err());
+            assert!(err.contains(says), "{text}: {err}");
+        }
+    }
 }
