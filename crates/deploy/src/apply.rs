@@ -963,16 +963,27 @@ impl Deployer {
         volumes: bool,
     ) -> Result<Vec<String>, capstan_engine::Error> {
         let mut removed = Vec::new();
-        let mine: Vec<_> = self
-            .engine
-            .list_containers(true)
-            .await?
-            .into_iter()
-            .filter(|c| c.labels.get("io.capstan.app").map(String::as_str) == Some(app))
-            .collect();
-        // in parallel: each may take its whole grace period
-        futures_util::future::join_all(mine.iter().map(|c| self.retire(&c.id, 10))).await;
-        removed.extend(mine.iter().map(|c| format!("container {}", c.name)));
+        // a busy engine may leave one behind (a removal that timed out): look again, a few times
+        for _ in 0..3 {
+            let mine: Vec<_> = self
+                .engine
+                .list_containers(true)
+                .await?
+                .into_iter()
+                .filter(|c| c.labels.get("io.capstan.app").map(String::as_str) == Some(app))
+                .collect();
+            if mine.is_empty() {
+                break;
+            }
+            // in parallel: each may take its whole grace period
+            futures_util::future::join_all(mine.iter().map(|c| self.retire(&c.id, 10))).await;
+            removed.extend(
+                mine.iter()
+                    .map(|c| format!("container {}", c.name))
+                    .filter(|c| !removed.contains(c))
+                    .collect::<Vec<_>>(),
+            );
+        }
         if let Some(router) = &self.router {
             let _ = router.sync().await;
         }
@@ -981,7 +992,17 @@ impl Deployer {
             .labeled_networks_and_volumes("io.capstan.app", app)
             .await?;
         for n in networks {
-            self.engine.remove_network(&n).await?;
+            // the engine releases a removed container's endpoint a moment after the removal
+            let mut tries = 0;
+            loop {
+                match self.engine.remove_network(&n).await {
+                    Err(e) if tries < 10 && e.to_string().contains("active endpoints") => {
+                        tries += 1;
+                        tokio::time::sleep(Duration::from_millis(300)).await;
+                    }
+                    result => break result?,
+                }
+            }
             removed.push(format!("network {n}"));
         }
         if volumes {
