@@ -137,7 +137,27 @@ pub fn apps(conn: &Connection) -> Result<Vec<ReleaseRow>, Error> {
     Ok(rows.collect::<Result<_, _>>()?)
 }
 
+/// How many releases ended each way (`succeeded`, `rolled_back`, `failed`, `down`, `running`),
+/// over every app.
+///
+/// # Errors
+/// [`Error::Sqlite`].
+pub fn results(conn: &Connection) -> Result<Vec<(String, i64)>, Error> {
+    let mut stmt = conn
+        .prepare_cached("SELECT result, count(*) FROM releases GROUP BY result ORDER BY result")?;
+    let rows = stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?;
+    Ok(rows.collect::<Result<_, _>>()?)
+}
+
 impl Store {
+    /// See [`results`].
+    ///
+    /// # Errors
+    /// [`Error::Sqlite`].
+    pub async fn release_results(&self) -> Result<Vec<(String, i64)>, Error> {
+        self.read(results).await
+    }
+
     /// See [`list`].
     ///
     /// # Errors

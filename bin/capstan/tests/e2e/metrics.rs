@@ -106,6 +106,8 @@ async fn container_metrics_are_exported_with_cadvisors_names_and_scraped_by_prom
         text.contains(&format!("node_memory_MemTotal_bytes {}\n", total_kb * 1024)),
         "MemTotal"
     );
+    // capstan's own: rollouts by how they ended
+    assert!(text.contains("# TYPE capstan_releases_total counter"));
     for family in [
         "node_load1 ",
         "node_cpu_seconds_total{cpu=\"0\",mode=\"idle\"}",

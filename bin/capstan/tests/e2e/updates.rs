@@ -105,6 +105,24 @@ async fn a_running_images_updates_are_found_journaled_once_and_kept() {
         ["HEAD manifests", "GET tags", "HEAD manifests"]
     );
 
+    // the registry checks' cost at /metrics, as the API counts it
+    let text = reqwest::Client::new()
+        .get(format!("{}/metrics", daemon.url))
+        .bearer_auth(&daemon.token)
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let heads: f64 = text
+        .lines()
+        .find_map(|l| l.strip_prefix("capstan_registry_requests_total{kind=\"manifest_heads\"} "))
+        .and_then(|v| v.parse().ok())
+        .unwrap_or_else(|| panic!("no manifest_heads count:\n{text}"));
+    assert!(heads >= 6.0, "{heads}");
+    assert!(text.contains("capstan_images_watched 1\n"), "{text}");
+
     // journaled once per new offer, not once per cycle
     let journaled = |events: Vec<capstan_model::Event>| {
         events

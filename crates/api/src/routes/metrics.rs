@@ -160,6 +160,54 @@ pub(crate) async fn metrics(
             partitions.iter().map(|(_, _, b)| *b as f64).sum(),
         );
     }
+    // rollouts: every release in the ledger by how it ended
+    let results = state.store.release_results().await?;
+    out.family(
+        "capstan_releases_total",
+        "counter",
+        "Releases in the ledger (deploys, rollbacks, automatic updates, downs) by how they ended.",
+    );
+    for (result, n) in &results {
+        out.sample("capstan_releases_total", &[("result", result)], *n as f64);
+    }
+    // registry checks
+    if let Some(updates) = &state.updates {
+        let snapshot = updates.snapshot();
+        out.family(
+            "capstan_registry_requests_total",
+            "counter",
+            "Requests made to registries to check for updates, by kind.",
+        );
+        for (kind, n) in &snapshot.requests {
+            out.sample(
+                "capstan_registry_requests_total",
+                &[("kind", kind)],
+                *n as f64,
+            );
+        }
+        out.single(
+            "capstan_images_watched",
+            "gauge",
+            "Images watched for updates.",
+            snapshot.updates.len() as f64,
+        );
+        out.single(
+            "capstan_image_updates_available",
+            "gauge",
+            "Watched images with an update on offer.",
+            snapshot.updates.iter().filter(|u| u.has_update()).count() as f64,
+        );
+        out.single(
+            "capstan_image_checks_failed",
+            "gauge",
+            "Watched images whose last check failed.",
+            snapshot
+                .updates
+                .iter()
+                .filter(|u| u.error.is_some())
+                .count() as f64,
+        );
+    }
     if let Some(metrics) = &state.metrics {
         metrics.render(&mut out);
         capstan_metrics::render_host(&mut out, std::path::Path::new("/proc"));
