@@ -89,20 +89,11 @@ async fn main() {
         (host1 - host0) / secs * 100.0,
     );
     // /metrics rendering
-    let http = reqwest::Client::new();
     let mut times = Vec::new();
     let mut size = 0;
     for _ in 0..10 {
         let t = Instant::now();
-        let body = http
-            .get(format!("{}/metrics", daemon.url))
-            .bearer_auth(&daemon.token)
-            .send()
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap();
+        let body = daemon.metrics_text().await;
         times.push(t.elapsed().as_secs_f64() * 1000.0);
         size = body.len();
     }

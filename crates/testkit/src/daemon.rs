@@ -200,6 +200,19 @@ impl Daemon {
         )
     }
 
+    /// `GET /metrics` with the admin token: the Prometheus text.
+    pub async fn metrics_text(&self) -> String {
+        let resp = self
+            .http
+            .get(format!("{}/metrics", self.url))
+            .bearer_auth(&self.token)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), 200, "GET /metrics");
+        resp.text().await.unwrap()
+    }
+
     /// GET with the admin token, the answer unread (a stream).
     pub async fn get_stream(&self, path_and_query: &str) -> reqwest::Response {
         let resp = self

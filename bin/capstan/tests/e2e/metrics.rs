@@ -28,14 +28,7 @@ async fn collecting_every_second(engine: &capstan_engine::Engine) -> Daemon {
 }
 
 async fn scrape(daemon: &Daemon) -> String {
-    let resp = reqwest::Client::new()
-        .get(format!("{}/metrics", daemon.url))
-        .bearer_auth(&daemon.token)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(resp.status(), 200);
-    resp.text().await.unwrap()
+    daemon.metrics_text().await
 }
 
 #[tokio::test]

@@ -106,15 +106,7 @@ async fn a_running_images_updates_are_found_journaled_once_and_kept() {
     );
 
     // the registry checks' cost at /metrics, as the API counts it
-    let text = reqwest::Client::new()
-        .get(format!("{}/metrics", daemon.url))
-        .bearer_auth(&daemon.token)
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let text = daemon.metrics_text().await;
     let heads: f64 = text
         .lines()
         .find_map(|l| l.strip_prefix("capstan_registry_requests_total{kind=\"manifest_heads\"} "))
