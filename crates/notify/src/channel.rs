@@ -34,6 +34,11 @@ pub(crate) enum Channel {
         to: Vec<Mailbox>,
         server: String,
     },
+    Alertmanager {
+        client: reqwest::Client,
+        url: reqwest::Url,
+        active_for: chrono::Duration,
+    },
 }
 
 impl Channel {
@@ -53,6 +58,12 @@ impl Channel {
                 url: url(c.url.as_ref(), c.url_file.as_ref())?,
             },
             Kind::Email(c) => email(c, tls.and_then(|t| t.ca_file.as_deref()))?,
+            Kind::Alertmanager(c) => Self::Alertmanager {
+                client: http()?,
+                url: capstan_outbound::join(&c.url, "/api/v2/alerts")
+                    .map_err(|e| format!("url: {e}"))?,
+                active_for: c.active_for()?,
+            },
         })
     }
 
@@ -75,6 +86,16 @@ impl Channel {
             }
             Self::Slack { client, url } => {
                 let req = client.post(url.clone()).json(&message.slack());
+                capstan_outbound::send(req, url, capstan_outbound::data_rejected)
+                    .await
+                    .map(drop)
+            }
+            Self::Alertmanager {
+                client,
+                url,
+                active_for,
+            } => {
+                let req = client.post(url.clone()).json(&message.alerts(*active_for));
                 capstan_outbound::send(req, url, capstan_outbound::data_rejected)
                     .await
                     .map(drop)

@@ -37,6 +37,20 @@ pub enum Kind {
     Slack(SlackConfig),
     /// Email over SMTP.
     Email(EmailConfig),
+    /// Prometheus Alertmanager's v2 API: each event becomes an alert.
+    Alertmanager(AlertmanagerConfig),
+}
+
+/// `type = "alertmanager"`.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AlertmanagerConfig {
+    /// Alertmanager's base URL (`http://127.0.0.1:9093`); alerts go to `/api/v2/alerts`.
+    pub url: String,
+    /// How long an event's alert stays active (`1h` by default): events have no end of their
+    /// own, so Alertmanager is told when to resolve it.
+    #[serde(default)]
+    pub active_for: Option<String>,
 }
 
 /// `type = "webhook"`.
@@ -122,6 +136,12 @@ impl ChannelConfig {
             }
             Kind::Slack(c) => url(c.url.as_ref(), c.url_file.as_ref()).map(drop),
             Kind::Email(c) => c.check(),
+            Kind::Alertmanager(c) => {
+                capstan_outbound::join(&c.url, "/api/v2/alerts")
+                    .map_err(|e| format!("url: {e}"))?;
+                c.active_for()?;
+                Ok(())
+            }
         }
     }
 
@@ -140,6 +160,7 @@ impl ChannelConfig {
             Kind::Webhook(_) => "webhook",
             Kind::Slack(_) => "slack",
             Kind::Email(_) => "email",
+            Kind::Alertmanager(_) => "alertmanager",
         }
     }
 }
@@ -157,6 +178,19 @@ pub(crate) fn url(inline: Option<&Secret>, file: Option<&PathBuf>) -> Result<req
         "url: not an http:// or https:// URL with a host (the value is not repeated here)"
             .to_owned()
     })
+}
+
+impl AlertmanagerConfig {
+    /// How long an event's alert stays active.
+    pub(crate) fn active_for(&self) -> Result<chrono::Duration, String> {
+        let text = self.active_for.as_deref().unwrap_or("1h");
+        let ns =
+            capstan_model::parse_duration_nanos(text).map_err(|e| format!("active_for: {e}"))?;
+        if ns <= 0 {
+            return Err("active_for: must be more than 0".into());
+        }
+        Ok(chrono::Duration::nanoseconds(ns))
+    }
 }
 
 impl EmailConfig {

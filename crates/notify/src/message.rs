@@ -58,6 +58,40 @@ impl Message {
     }
 }
 
+impl Message {
+    /// Alertmanager's v2 alerts, one per event: `alertname` is the event's action, its
+    /// attributes are labels (those whose names Prometheus allows), the line is the summary;
+    /// the alert starts when the event happened and ends `active_for` later.
+    pub fn alerts(&self, active_for: chrono::Duration) -> serde_json::Value {
+        let alerts: Vec<serde_json::Value> = self
+            .events
+            .iter()
+            .zip(&self.lines)
+            .map(|(e, line)| {
+                let mut labels = serde_json::Map::new();
+                for (k, v) in &e.attributes {
+                    let ok = k.starts_with(|c: char| c.is_ascii_alphabetic() || c == '_')
+                        && k.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
+                    if ok && !k.starts_with("__") && k != "reason" {
+                        labels.insert(k.clone(), v.clone().into());
+                    }
+                }
+                labels.insert("alertname".into(), e.action.clone().into());
+                labels.insert("source".into(), "capstan".into());
+                labels.insert("host".into(), self.host.clone().into());
+                labels.insert("actor".into(), e.actor.clone().into());
+                serde_json::json!({
+                    "labels": labels,
+                    "annotations": {"summary": line, "description": self.subject},
+                    "startsAt": e.time.to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
+                    "endsAt": (e.time + active_for).to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
+                })
+            })
+            .collect();
+        serde_json::Value::Array(alerts)
+    }
+}
+
 fn subject(host: &str, events: &[Event]) -> String {
     let mut counts: BTreeMap<&str, usize> = BTreeMap::new();
     for e in events {
@@ -182,6 +216,17 @@ mod tests {
         let slack = m.slack();
         let text = slack["text"].as_str().unwrap();
         assert!(text.starts_with("*2 image updates available on web-1*\n• reg.example/app"));
+        let alerts = m.alerts(chrono::Duration::hours(1));
+        assert_eq!(alerts[0]["labels"]["alertname"], "update_available");
+        assert_eq!(alerts[0]["labels"]["tag"], "v1.1.0");
+        assert_eq!(alerts[0]["labels"]["host"], "web-1");
+        assert!(
+            alerts[0]["labels"].get("reason").is_none(),
+            "free text is no label"
+        );
+        assert_eq!(alerts[0]["annotations"]["summary"], m.lines[0]);
+        assert_eq!(alerts[0]["startsAt"], "1970-01-01T00:00:00.000Z");
+        assert_eq!(alerts[0]["endsAt"], "1970-01-01T01:00:00.000Z");
         let odd = Message::new("h", vec![event("alert<x>", &[("a", "b&c")])]);
         assert_eq!(odd.subject, "1 × alert<x> on h");
         assert_eq!(

@@ -7,6 +7,7 @@
 //! own. It must never fall back to the host's engine or skip: a missing engine is a failure.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::missing_panics_doc)]
 
+mod alertmanager;
 mod clickhouse;
 mod daemon;
 mod debian;
@@ -23,6 +24,7 @@ use std::time::Duration;
 
 use capstan_engine::Engine;
 
+pub use alertmanager::Alertmanager;
 pub use clickhouse::ClickHouse;
 pub use daemon::{Daemon, serve_refused};
 pub use debian::{DEBIAN, DebianImage, debian_image};

@@ -13,7 +13,9 @@ use axum::body::Bytes;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::IntoResponse;
 use capstan_model::NotifyChannels;
-use capstan_testkit::{Daemon, Registry, RegistryOptions, Smtp, eventually, serve_refused, unique};
+use capstan_testkit::{
+    Alertmanager, Daemon, Registry, RegistryOptions, Smtp, eventually, serve_refused, unique,
+};
 
 use crate::bin;
 
@@ -118,6 +120,7 @@ async fn updates_are_notified_once_per_candidate_in_one_message_per_cycle() {
         .unwrap()
         .push((StatusCode::SERVICE_UNAVAILABLE, Some("1")));
     let smtp = Smtp::start("capstan", "mail-s3cret").await;
+    let alertmanager = Alertmanager::start().await;
     let secrets = tempfile::tempdir().unwrap();
     let secret = |name: &str, text: &str| {
         let path = secrets.path().join(name);
@@ -154,9 +157,15 @@ from = "capstan <capstan@test.invalid>"
 to = ["ops@test.invalid", "oncall@test.invalid"]
 user = "capstan"
 password_file = "{password_file}"
+
+[[notify]]
+name = "am"
+type = "alertmanager"
+url = "{am}"
 "#,
         none = unique("no-such-container"),
         smtp = smtp.url(),
+        am = alertmanager.url(),
     );
     let mut daemon = Daemon::start_with(bin(), engine.host(), &config).await;
 
@@ -225,6 +234,49 @@ password_file = "{password_file}"
     assert!(mail.contains(&format!("Subject: {subject}")), "{mail}");
     assert!(mail.contains(&format!("- {ref_b}: v1.2.0 (")), "{mail}");
     assert!(!mail.contains("mail-s3cret"), "{mail}");
+    // Alertmanager holds an alert per update, labelled from the event
+    let alerts = eventually(
+        Duration::from_secs(30),
+        "the alerts in Alertmanager",
+        || async {
+            let alerts = alertmanager.alerts().await;
+            (alerts.len() == 2).then_some(alerts)
+        },
+    )
+    .await;
+    let mut named: Vec<(String, String, String)> = alerts
+        .iter()
+        .map(|a| {
+            let l = &a["labels"];
+            (
+                l["alertname"].as_str().unwrap().to_owned(),
+                l["reference"].as_str().unwrap().to_owned(),
+                l["tag"].as_str().unwrap().to_owned(),
+            )
+        })
+        .collect();
+    named.sort();
+    let mut want_alerts = vec![
+        (
+            "update_available".to_owned(),
+            ref_a.clone(),
+            "v1.1.0".to_owned(),
+        ),
+        (
+            "update_available".to_owned(),
+            ref_b.clone(),
+            "v1.2.0".to_owned(),
+        ),
+    ];
+    want_alerts.sort();
+    assert_eq!(named, want_alerts);
+    assert_eq!(alerts[0]["status"]["state"], "active");
+    assert!(
+        alerts[0]["annotations"]["summary"]
+            .as_str()
+            .unwrap()
+            .contains("is available")
+    );
 
     // a cycle with nothing new sends nothing; the next new candidate goes out alone
     check_now(&daemon).await;
