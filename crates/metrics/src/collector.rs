@@ -145,6 +145,7 @@ impl Metrics {
         let mut listed: Option<Instant> = None;
         // containers that started since the last listing: their pid is new
         let mut restarted: HashSet<String> = HashSet::new();
+        let mut failing = false;
         let mut tick = tokio::time::interval(config.interval);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
         loop {
@@ -189,9 +190,17 @@ impl Metrics {
                         restarted.clear();
                         running = fresh;
                         listed = Some(Instant::now());
+                        if failing {
+                            info!("containers listed again: collecting their metrics");
+                            failing = false;
+                        }
                     }
                     Err(e) => {
-                        warn!(error = %e, "cannot list containers to collect their metrics");
+                        // once per outage, not once per interval
+                        if !failing {
+                            warn!(error = %e, "cannot list containers to collect their metrics; trying again every interval");
+                        }
+                        failing = true;
                         continue;
                     }
                 }
