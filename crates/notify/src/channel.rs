@@ -80,25 +80,18 @@ impl Channel {
                 for (name, value) in headers {
                     req = req.header(name.as_str(), value.expose());
                 }
-                capstan_outbound::send(auth.apply(req), url, capstan_outbound::data_rejected)
-                    .await
-                    .map(drop)
+                post(auth.apply(req), url).await
             }
             Self::Slack { client, url } => {
-                let req = client.post(url.clone()).json(&message.slack());
-                capstan_outbound::send(req, url, capstan_outbound::data_rejected)
-                    .await
-                    .map(drop)
+                post(client.post(url.clone()).json(&message.slack()), url).await
             }
             Self::Alertmanager {
                 client,
                 url,
                 active_for,
             } => {
-                let req = client.post(url.clone()).json(&message.alerts(*active_for));
-                capstan_outbound::send(req, url, capstan_outbound::data_rejected)
-                    .await
-                    .map(drop)
+                let alerts = message.alerts(*active_for);
+                post(client.post(url.clone()).json(&alerts), url).await
             }
             Self::Email {
                 transport,
@@ -139,6 +132,14 @@ impl Channel {
             }
         }
     }
+}
+
+/// Sends a JSON POST: 2xx is delivered, 400 and 422 are refused for good, the rest is tried
+/// again.
+async fn post(req: reqwest::RequestBuilder, url: &reqwest::Url) -> Result<(), Error> {
+    capstan_outbound::send(req, url, capstan_outbound::data_rejected)
+        .await
+        .map(drop)
 }
 
 fn email(c: &EmailConfig, ca_file: Option<&std::path::Path>) -> Result<Channel, String> {

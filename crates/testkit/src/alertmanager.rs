@@ -2,7 +2,6 @@
 //! random port of 127.0.0.1, clustering off.
 
 use std::process::Stdio;
-use std::time::Duration;
 
 use tokio::process::{Child, Command};
 
@@ -52,23 +51,13 @@ impl Alertmanager {
             _child: child,
             http: reqwest::Client::new(),
         };
-        let ready = format!("{}/-/ready", am.url());
-        for _ in 0..300 {
-            if am
-                .http
-                .get(&ready)
-                .send()
-                .await
-                .is_ok_and(|r| r.status().is_success())
-            {
-                return am;
-            }
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-        panic!(
-            "alertmanager did not become ready: {}",
-            std::fs::read_to_string(am.dir.path().join("alertmanager.log")).unwrap_or_default()
-        );
+        crate::wait_ready(
+            &format!("{}/-/ready", am.url()),
+            "alertmanager",
+            &am.dir.path().join("alertmanager.log"),
+        )
+        .await;
+        am
     }
 
     /// `http://127.0.0.1:PORT`

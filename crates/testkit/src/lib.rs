@@ -120,3 +120,24 @@ where
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
+
+/// Waits until `url` answers 2xx (a server of the test's own starting), at most 30 s; panics
+/// with the server's log otherwise.
+pub(crate) async fn wait_ready(url: &str, what: &str, log: &std::path::Path) {
+    let http = reqwest::Client::new();
+    for _ in 0..300 {
+        if http
+            .get(url)
+            .send()
+            .await
+            .is_ok_and(|r| r.status().is_success())
+        {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!(
+        "{what} did not become ready: {}",
+        std::fs::read_to_string(log).unwrap_or_default()
+    );
+}

@@ -2,7 +2,6 @@
 //! second with a bearer token, on a random port of 127.0.0.1.
 
 use std::process::Stdio;
-use std::time::Duration;
 
 use tokio::process::{Child, Command};
 
@@ -62,22 +61,13 @@ impl Prometheus {
             _child: child,
             http: reqwest::Client::new(),
         };
-        let ready = format!("http://127.0.0.1:{port}/-/ready");
-        for _ in 0..300 {
-            if p.http
-                .get(&ready)
-                .send()
-                .await
-                .is_ok_and(|r| r.status().is_success())
-            {
-                return p;
-            }
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-        panic!(
-            "prometheus did not become ready: {}",
-            std::fs::read_to_string(p.dir.path().join("prometheus.log")).unwrap_or_default()
-        );
+        crate::wait_ready(
+            &format!("http://127.0.0.1:{port}/-/ready"),
+            "prometheus",
+            &p.dir.path().join("prometheus.log"),
+        )
+        .await;
+        p
     }
 
     /// The values of an instant PromQL query (empty when nothing matches yet).
