@@ -206,6 +206,12 @@ struct TagChanges {
     held: BTreeSet<String>,
     /// Tags tag and pull events gave.
     explained_added: BTreeSet<String>,
+    /// Tags events gave in this batch, in order, that the engine no longer shows after it: a
+    /// tag made and removed within one batch is not in `removed`, its untag is one of these.
+    /// Empty when the engine no longer has the image (its delete event names what went).
+    added_then_gone: Vec<String>,
+    /// The image's tags on the engine after the batch, when it still has the image.
+    now: Option<BTreeSet<String>>,
     last_event_nano: i64,
     first_event_nano: Option<i64>,
     deleted_at: Option<i64>,
@@ -231,6 +237,9 @@ fn apply(
             TagChanges {
                 removed: old.difference(&new).map(|t| (*t).clone()).collect(),
                 held: old.iter().map(|t| (*t).clone()).collect(),
+                now: state
+                    .as_ref()
+                    .map(|s| s.repo_tags.iter().cloned().collect()),
                 ..TagChanges::default()
             },
         );
@@ -449,6 +458,11 @@ fn image_step(
         && matches!(e.action.as_str(), "pull" | "tag")
     {
         change.explained_added.insert(r.clone());
+        if change.now.as_ref().is_some_and(|now| !now.contains(r))
+            && !change.added_then_gone.contains(r)
+        {
+            change.added_then_gone.push(r.clone());
+        }
         if !change.held.insert(r.clone()) {
             // it held this reference already: an untag we could not name took it in between
             images::claim_untag(tx, id, r)?;
@@ -467,8 +481,22 @@ fn image_step(
     }
     match e.action.as_str() {
         "untag" => {
-            // the engine does not say which reference went: take it from the inventory diff
-            let tag = (!change.removed.is_empty()).then(|| change.removed.remove(0));
+            // the engine does not say which reference went: take it from the inventory diff, or
+            // else it is one this batch tagged and the engine no longer shows (oldest first)
+            let tag = if change.removed.is_empty() {
+                let next = change
+                    .added_then_gone
+                    .iter()
+                    .position(|t| change.held.contains(t));
+                next.map(|i| {
+                    let t = change.added_then_gone.remove(i);
+                    // made and gone within the batch: the row never holds it
+                    change.explained_added.remove(&t);
+                    t
+                })
+            } else {
+                Some(change.removed.remove(0))
+            };
             if let Some(t) = &tag {
                 change.held.remove(t);
             }

@@ -516,3 +516,94 @@ async fn a_sustained_burst_is_journaled_without_loss() {
         "inferred although the engine reported them: {ours:?}"
     );
 }
+
+/// Regression: the engine's untag event does not say which reference went. A tag made and
+/// removed within one batch (a replay after downtime, or a reader behind a busy engine) was not
+/// in the inventory diff, so its untag went unnamed and the reference was later "inferred" gone
+/// although the engine had reported it.
+#[tokio::test]
+async fn tags_made_and_removed_while_capstan_was_down_are_named_on_replay() {
+    let engine = capstan_testkit::engine().await;
+    capstan_testkit::ensure_busybox(&engine).await;
+    let name = unique("capt-replay");
+    let base = format!("{name}/base:1");
+    engine
+        .build(
+            dockerfile_context(&format!("FROM {BUSYBOX}\nLABEL capstan.test=\"{name}\"\n")),
+            &base,
+        )
+        .await
+        .unwrap();
+    let mut daemon = Daemon::start(bin(), engine.host()).await;
+    eventually(Duration::from_secs(30), "journal connected", || async {
+        daemon.health().await.journal.connected.then_some(())
+    })
+    .await;
+    let id = eventually(Duration::from_secs(30), "base image journaled", || {
+        let (daemon, base) = (&daemon, &base);
+        async move {
+            let events = daemon.all_events("type=image&action=tag").await;
+            events
+                .iter()
+                .find(|e| e.attributes.get("name") == Some(base))
+                .and_then(|e| e.image_id.clone())
+        }
+    })
+    .await;
+    daemon.stop().await;
+    let (gone_a, gone_b, kept) = (
+        format!("{name}/gone:a"),
+        format!("{name}/gone:b"),
+        format!("{name}/kept:1"),
+    );
+    for r in [&gone_a, &gone_b, &kept] {
+        engine.tag(&base, r).await.unwrap();
+    }
+    engine.remove_image(&gone_a, false).await.unwrap();
+    engine.remove_image(&gone_b, false).await.unwrap();
+    daemon.restart().await;
+
+    let detail: ImageDetail = eventually(Duration::from_secs(30), "replay journaled", || {
+        let (daemon, id, kept) = (&daemon, &id, &kept);
+        async move {
+            let d: ImageDetail = daemon.get(&format!("/api/v1/images/{id}")).await;
+            (d.image.repo_tags.contains(kept)
+                && d.history
+                    .iter()
+                    .filter(|h| h.action == Lifecycle::Untagged)
+                    .count()
+                    == 2)
+                .then_some(d)
+        }
+    })
+    .await;
+    let mut tags = detail.image.repo_tags.clone();
+    tags.sort();
+    assert_eq!(tags, vec![base.clone(), kept.clone()]);
+    let history = steps(&detail);
+    for r in [&gone_a, &gone_b] {
+        assert_eq!(
+            history
+                .iter()
+                .filter(|(s, reference, inferred)| *s == Lifecycle::Untagged
+                    && reference.as_deref() == Some(r.as_str())
+                    && !inferred)
+                .count(),
+            1,
+            "untag of {r} named from its event: {history:?}"
+        );
+    }
+    // settling ran once the replay ended: nothing was inferred for this image
+    let inferred = daemon
+        .all_events("type=image&since=10m&inferred=true")
+        .await;
+    assert!(
+        inferred
+            .iter()
+            .all(|e| e.image_id.as_deref() != Some(id.as_str())),
+        "inferred although the engine reported it: {inferred:?}"
+    );
+    for r in [&kept, &base] {
+        engine.remove_image(r, false).await.unwrap();
+    }
+}
