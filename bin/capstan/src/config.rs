@@ -32,6 +32,9 @@ pub struct Config {
     /// Notification channels (`[[notify]]`).
     #[serde(default)]
     pub notify: Vec<capstan_notify::ChannelConfig>,
+    /// Alert rules (`[alerts]`, `[[alerts.rules]]`).
+    #[serde(default)]
+    pub alerts: capstan_alerts::AlertsConfig,
 }
 
 /// `[metrics]`
@@ -48,6 +51,10 @@ pub struct MetricsConfig {
     /// (its stats API, for a remote engine).
     #[serde(default)]
     pub source: Option<String>,
+    /// Keep recent history in `<data>/metrics.db` (default true): every reading for an hour,
+    /// per-minute figures for a week.
+    #[serde(default)]
+    pub history: Option<bool>,
 }
 
 impl MetricsConfig {
@@ -352,6 +359,11 @@ impl Config {
         config.logs.check()?;
         config.images.watch_config(Path::new("/"))?;
         config.metrics.collector()?;
+        config.alerts.rules().map_err(|e| anyhow::anyhow!("{e}"))?;
+        config
+            .alerts
+            .evaluate_every()
+            .map_err(|e| anyhow::anyhow!("{e}"))?;
         let mut names = std::collections::BTreeSet::new();
         for (i, channel) in config.notify.iter().enumerate() {
             channel

@@ -54,6 +54,10 @@ enum Command {
     Notify(OutputArgs),
     /// Show every running container's CPU, memory, network and block IO (like docker stats).
     Top(cli::top::TopArgs),
+    /// Query the metrics history (`capstan metrics 'rate(container_cpu_usage_seconds_total[1m])' --since 1h`).
+    Metrics(cli::metrics::MetricsArgs),
+    /// Show firing and pending alerts, their history, the rules; test a rule.
+    Alerts(cli::alerts::AlertsArgs),
     /// Show the advisory database image scans match against, or import OSV advisories.
     Vulndb(cli::vulndb::VulnDbArgs),
     /// Show whether the daemon, the engine and the journal are healthy.
@@ -162,6 +166,8 @@ fn main() -> ExitCode {
         Command::Health(args) => cli::finish(runtime.block_on(cli::health::run(args))),
         Command::Notify(args) => cli::finish(runtime.block_on(cli::notify::run(args))),
         Command::Top(args) => cli::finish(runtime.block_on(cli::top::run(args))),
+        Command::Metrics(args) => cli::finish(runtime.block_on(cli::metrics::run(args))),
+        Command::Alerts(args) => cli::finish(runtime.block_on(cli::alerts::run(args))),
         Command::Vulndb(args) => cli::finish(runtime.block_on(cli::vulndb::run(args))),
         Command::Plan(args) => cli::finish(runtime.block_on(cli::plan::run(args))),
         Command::Deploy(args) => cli::finish(runtime.block_on(cli::apps::deploy(args))),

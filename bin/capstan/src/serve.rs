@@ -128,20 +128,6 @@ pub async fn run(opts: ServeOptions) -> Result<()> {
         (None, None)
     };
 
-    // notifications: each channel sends what the journal gained, a message per check cycle
-    let notifier = capstan_notify::Notifier::new(
-        store.clone(),
-        &file.notify,
-        data.join("notify"),
-        capstan_model::host_name(),
-    )
-    .map_err(|e| anyhow::anyhow!("{e}"))?;
-    let notify_status = notifier.status();
-    let batches = updates
-        .as_ref()
-        .map_or_else(|| tokio::sync::watch::channel(0).1, |u| u.cycles());
-    tokio::spawn(notifier.run(batches, shutdown.clone()));
-
     let router = capstan_deploy::Router::spawn(
         engine.clone(),
         capstan_proxy::ProxyClient::new(&data, Some(proxy_launch(&data)?)),
@@ -186,12 +172,20 @@ pub async fn run(opts: ServeOptions) -> Result<()> {
         ));
     }
 
-    // container metrics from cgroups
+    // container metrics from cgroups, and their history
+    let mut history = None;
     let metrics = if file.metrics.collect.unwrap_or(true) {
         let metrics = Arc::new(capstan_metrics::Metrics::default());
+        let mut collector = file.metrics.collector()?;
+        if file.metrics.history.unwrap_or(true) {
+            let kept = capstan_metrics::History::open(&data.join("metrics.db"), collector.interval)
+                .map_err(|e| anyhow::anyhow!("{e}"))?;
+            history = Some(Arc::new(kept));
+            collector.history.clone_from(&history);
+        }
         tokio::spawn(Arc::clone(&metrics).run(
             engine.clone(),
-            file.metrics.collector()?,
+            collector,
             live.subscribe(),
             shutdown.clone(),
         ));
@@ -199,6 +193,54 @@ pub async fn run(opts: ServeOptions) -> Result<()> {
     } else {
         None
     };
+
+    // alert rules over metrics, logs and events
+    let alerts = Arc::new(
+        capstan_alerts::Alerts::new(
+            file.alerts.rules().map_err(|e| anyhow::anyhow!("{e}"))?,
+            capstan_alerts::Sources {
+                store: store.clone(),
+                live: live.clone(),
+                history: history.clone(),
+                logs: file
+                    .logs
+                    .collect
+                    .unwrap_or(true)
+                    .then(|| Arc::clone(&log_store)),
+                rollouts: Arc::clone(&deploying),
+            },
+            file.alerts
+                .evaluate_every()
+                .map_err(|e| anyhow::anyhow!("{e}"))?,
+            data.join("alert-rules.json"),
+        )
+        .map_err(|e| anyhow::anyhow!("{e}"))?,
+    );
+    tokio::spawn(Arc::clone(&alerts).run(shutdown.clone()));
+
+    // notifications: each channel sends what the journal gained, a message per check cycle
+    let notifier = capstan_notify::Notifier::new(
+        store.clone(),
+        &file.notify,
+        data.join("notify"),
+        capstan_model::host_name(),
+    )
+    .map_err(|e| anyhow::anyhow!("{e}"))?;
+    let notify_status = notifier.status();
+    // a batch ends with a check cycle or with an alert evaluation that moved alerts
+    let (batch_tx, batches) = tokio::sync::watch::channel(0_u64);
+    let batch_tx = Arc::new(batch_tx);
+    let mut sources = vec![alerts.evaluations()];
+    sources.extend(updates.as_ref().map(|u| u.cycles()));
+    for mut source in sources {
+        let batch_tx = Arc::clone(&batch_tx);
+        tokio::spawn(async move {
+            while source.changed().await.is_ok() {
+                batch_tx.send_modify(|n| *n += 1);
+            }
+        });
+    }
+    tokio::spawn(notifier.run(batches, alerts.firing(), shutdown.clone()));
 
     let state = AppState {
         store,
@@ -220,6 +262,8 @@ pub async fn run(opts: ServeOptions) -> Result<()> {
         hook_secret,
         notify: notify_status,
         metrics,
+        history,
+        alerts: Some(alerts),
         scanner,
     };
     let listener = tokio::net::TcpListener::bind(listen)

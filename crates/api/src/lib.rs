@@ -52,6 +52,10 @@ pub struct AppState {
     pub hook_secret: Option<Arc<str>>,
     /// Container metrics, when collected.
     pub metrics: Option<Arc<capstan_metrics::Metrics>>,
+    /// Their recent history, when kept.
+    pub history: Option<Arc<capstan_metrics::History>>,
+    /// The alert engine.
+    pub alerts: Option<Arc<capstan_alerts::Alerts>>,
     /// Vulnerability scans and the advisory database.
     pub scanner: capstan_scan::Scanner,
     /// The notification channels' statuses.
@@ -99,6 +103,21 @@ fn protected() -> Router<AppState> {
         .route(
             "/api/v1/metrics/containers",
             get(routes::metrics::containers),
+        )
+        .route("/api/v1/metrics/query", get(routes::metrics::query))
+        .route("/api/v1/alerts", get(routes::alerts::list))
+        .route("/api/v1/alerts/history", get(routes::alerts::history))
+        .route(
+            "/api/v1/alerts/rules",
+            get(routes::alerts::rules).post(routes::alerts::add_rule),
+        )
+        .route(
+            "/api/v1/alerts/rules/{name}",
+            axum::routing::delete(routes::alerts::remove_rule),
+        )
+        .route(
+            "/api/v1/alerts/rules/{name}/test",
+            post(routes::alerts::test_rule),
         )
         .route("/api/v1/apps/{app}/plan", post(routes::apps::plan_app))
         .route("/api/v1/apps/{app}/deploy", post(routes::apps::deploy_app))
@@ -165,6 +184,8 @@ mod tests {
             hook_secret: None,
             notify: Arc::default(),
             metrics: None,
+            history: None,
+            alerts: None,
             scanner: capstan_scan::Scanner::new(
                 Engine::new(Some("unix:///nonexistent/docker.sock")).unwrap(),
                 capstan_scan::VulnDb::open(&dir.path().join("vulndb.db")).unwrap(),

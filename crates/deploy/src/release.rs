@@ -121,6 +121,22 @@ impl Deployer {
             Outcome::Failed => "failed",
             Outcome::RolledBack => "rolled_back",
         };
+        if let (Outcome::RolledBack | Outcome::Failed, Some(live)) = (&report.outcome, &self.events)
+        {
+            // alert rules (`event = "rolled_back"`) and notification channels hear of it
+            let attributes = BTreeMap::from([
+                ("app".to_owned(), app.clone()),
+                ("release".to_owned(), number.to_string()),
+                ("actor".to_owned(), actor.to_owned()),
+                ("result".to_owned(), result.to_owned()),
+            ]);
+            let action = if result == "rolled_back" {
+                "release_rolled_back"
+            } else {
+                "release_failed"
+            };
+            store.record(live, action, app.clone(), attributes).await;
+        }
         store
             .finish_release(
                 app,

@@ -22,10 +22,41 @@ pub struct ContainerSample {
     pub id: String,
     pub name: String,
     pub image: String,
+    /// The labels that say what the container is part of (app, service, Compose project),
+    /// as cAdvisor names them: `container_label_<key with . and - as _>`.
+    pub labels: Vec<(String, String)>,
     pub cgroup: CgroupSample,
     pub net: Option<NetSample>,
     /// Unix seconds of the reading.
     pub at: f64,
+}
+
+/// Container labels exported (and kept in the history) with every series.
+const EXPORTED_LABELS: [&str; 4] = [
+    "io.capstan.app",
+    "io.capstan.service",
+    "com.docker.compose.project",
+    "com.docker.compose.service",
+];
+
+/// A container label as cAdvisor exports it: `container_label_` and the key, `.`/`-` as `_`.
+pub fn label_name(key: &str) -> String {
+    let mut out = String::from("container_label_");
+    out.extend(
+        key.chars()
+            .map(|c| if c.is_ascii_alphanumeric() { c } else { '_' }),
+    );
+    out
+}
+
+/// A running container, as the collector reads it.
+#[derive(Debug, Clone)]
+struct Running {
+    id: String,
+    name: String,
+    image: String,
+    labels: Vec<(String, String)>,
+    pid: Option<u32>,
 }
 
 /// The container list is asked of the engine at least this often, events or not.
@@ -62,6 +93,8 @@ pub struct CollectorConfig {
     pub cgroup_root: PathBuf,
     /// Where processes are seen (`/proc`).
     pub proc_root: PathBuf,
+    /// Where each sweep (and the host's figures) is kept, when history is on.
+    pub history: Option<Arc<crate::History>>,
 }
 
 impl Default for CollectorConfig {
@@ -71,6 +104,7 @@ impl Default for CollectorConfig {
             interval: Duration::from_secs(5),
             cgroup_root: PathBuf::from("/sys/fs/cgroup"),
             proc_root: PathBuf::from("/proc"),
+            history: None,
         }
     }
 }
@@ -140,8 +174,7 @@ impl Metrics {
             info!(every = ?config.interval, "collecting container metrics from cgroups");
             None
         };
-        // (id, name, image, pid) of each running container
-        let mut running: Vec<(String, String, String, Option<u32>)> = Vec::new();
+        let mut running: Vec<Running> = Vec::new();
         let mut listed: Option<Instant> = None;
         // containers that started since the last listing: their pid is new
         let mut restarted: HashSet<String> = HashSet::new();
@@ -175,8 +208,8 @@ impl Metrics {
                             // a container seen before keeps its pid unless it started again
                             let known = running
                                 .iter()
-                                .find(|r| r.0 == c.id && !restarted.contains(&c.id))
-                                .and_then(|r| r.3);
+                                .find(|r| r.id == c.id && !restarted.contains(&c.id))
+                                .and_then(|r| r.pid);
                             // the pid is for net/dev, which only the cgroup source reads
                             let pid = match known {
                                 Some(pid) => Some(pid),
@@ -185,7 +218,19 @@ impl Metrics {
                                 }
                                 None => None,
                             };
-                            fresh.push((c.id, c.name, c.image, pid));
+                            let labels = EXPORTED_LABELS
+                                .iter()
+                                .filter_map(|k| {
+                                    c.labels.get(*k).map(|v| (label_name(k), v.clone()))
+                                })
+                                .collect();
+                            fresh.push(Running {
+                                id: c.id,
+                                name: c.name,
+                                image: c.image,
+                                labels,
+                                pid,
+                            });
                         }
                         restarted.clear();
                         running = fresh;
@@ -210,15 +255,43 @@ impl Metrics {
                 None => read_stats_api(&engine, &running, host_memory).await,
             };
             let keep = (KEEP.as_secs_f64() / config.interval.as_secs_f64()).ceil() as usize + 1;
-            let mut recent = self.recent.write().unwrap_or_else(PoisonError::into_inner);
-            recent.retain(|id, _| samples.iter().any(|s| &s.id == id));
-            for s in samples {
-                let q = recent.entry(s.id.clone()).or_default();
-                q.push_back(s);
-                while q.len() > keep {
-                    q.pop_front();
+            {
+                let mut recent = self.recent.write().unwrap_or_else(PoisonError::into_inner);
+                recent.retain(|id, _| samples.iter().any(|s| &s.id == id));
+                for s in samples {
+                    let q = recent.entry(s.id.clone()).or_default();
+                    q.push_back(s);
+                    while q.len() > keep {
+                        q.pop_front();
+                    }
                 }
             }
+            if let Some(history) = &config.history {
+                self.keep_sweep(history, &config.proc_root).await;
+            }
+        }
+    }
+
+    /// Adds the latest sweep and the host's figures now to the history.
+    async fn keep_sweep(
+        self: &Arc<Self>,
+        history: &Arc<crate::History>,
+        proc_root: &std::path::Path,
+    ) {
+        let (me, history, proc_root) =
+            (Arc::clone(self), Arc::clone(history), proc_root.to_owned());
+        let kept = tokio::task::spawn_blocking(move || {
+            let mut capture = Exposition::capture();
+            me.render(&mut capture);
+            crate::render_host(&mut capture, &proc_root);
+            let t = (now() * 1000.0) as i64;
+            history.record(t, &capture.into_samples())
+        })
+        .await;
+        match kept {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => warn!(error = %e, "cannot keep this sweep in the metrics history"),
+            Err(e) => warn!(error = %e, "the metrics history writer failed"),
         }
     }
 
@@ -381,15 +454,17 @@ impl Metrics {
             ),
         ];
         for (name, kind, help, pick) in families {
+            if name == "container_last_seen" && out.capturing() {
+                continue;
+            }
             out.family(name, kind, help);
             for s in &latest {
                 if let Some(v) = pick(s) {
                     let id = format!("/docker/{}", s.id);
-                    out.sample(
-                        name,
-                        &[("id", &id), ("name", &s.name), ("image", &s.image)],
-                        v,
-                    );
+                    let mut labels =
+                        vec![("id", id.as_str()), ("name", &s.name), ("image", &s.image)];
+                    labels.extend(s.labels.iter().map(|(k, v)| (k.as_str(), v.as_str())));
+                    out.sample(name, &labels, v);
                 }
             }
         }
@@ -465,23 +540,24 @@ fn is_local(host: &str) -> bool {
 async fn read_cgroups(
     cgroups: &Cgroups,
     proc_root: &std::path::Path,
-    running: &[(String, String, String, Option<u32>)],
+    running: &[Running],
 ) -> Vec<ContainerSample> {
     let (cgroups, proc_root, list) = (cgroups.clone(), proc_root.to_owned(), running.to_vec());
     tokio::task::spawn_blocking(move || {
         list.into_iter()
-            .filter_map(|(id, name, image, pid)| {
+            .filter_map(|r| {
                 // not (or no longer) in this host's cgroups: gone, or another host's
-                let cgroup = cgroups.sample(&id)?;
-                let net = pid.and_then(|p| {
+                let cgroup = cgroups.sample(&r.id)?;
+                let net = r.pid.and_then(|p| {
                     std::fs::read_to_string(proc_root.join(p.to_string()).join("net/dev"))
                         .ok()
                         .map(|t| net_dev(&t))
                 });
                 Some(ContainerSample {
-                    id,
-                    name,
-                    image,
+                    id: r.id,
+                    name: r.name,
+                    image: r.image,
+                    labels: r.labels,
                     cgroup,
                     net,
                     at: now(),
@@ -499,18 +575,19 @@ const STATS_IN_FLIGHT: usize = 16;
 /// Each container's reading from the engine's stats API.
 async fn read_stats_api(
     engine: &Engine,
-    running: &[(String, String, String, Option<u32>)],
+    running: &[Running],
     host_memory: Option<u64>,
 ) -> Vec<ContainerSample> {
     use futures_util::StreamExt;
     futures_util::stream::iter(running.iter().cloned())
-        .map(|(id, name, image, _)| async move {
-            let stats = engine.stats_once(&id).await.ok()?;
+        .map(|r| async move {
+            let stats = engine.stats_once(&r.id).await.ok()?;
             let (cgroup, net) = crate::stats_api::from_stats(&stats, host_memory);
             Some(ContainerSample {
-                id,
-                name,
-                image,
+                id: r.id,
+                name: r.name,
+                image: r.image,
+                labels: r.labels,
                 cgroup,
                 net,
                 at: now(),

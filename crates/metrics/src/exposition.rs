@@ -1,16 +1,56 @@
 use std::fmt::Write;
 
 /// A text exposition being written: each family's `# HELP` and `# TYPE`, then its samples.
+/// The same writers also fill a list of samples, for the history ([`Exposition::capture`]).
 #[derive(Default)]
-pub struct Exposition(String);
+pub struct Exposition(String, Option<Vec<Sample>>);
+
+/// One sample, as the history keeps it: labels sorted by name.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Sample {
+    pub name: String,
+    pub labels: Vec<(String, String)>,
+    pub value: f64,
+}
 
 impl Exposition {
+    /// Collects samples instead of writing text.
+    pub fn capture() -> Self {
+        Self(String::new(), Some(Vec::new()))
+    }
+
+    /// Whether samples are collected rather than written.
+    pub fn capturing(&self) -> bool {
+        self.1.is_some()
+    }
+
+    /// The samples collected by a [`Exposition::capture`].
+    pub fn into_samples(self) -> Vec<Sample> {
+        self.1.unwrap_or_default()
+    }
+
     pub fn family(&mut self, name: &str, kind: &str, help: &str) {
+        if self.1.is_some() {
+            return;
+        }
         let _ = writeln!(self.0, "# HELP {name} {help}");
         let _ = writeln!(self.0, "# TYPE {name} {kind}");
     }
 
     pub fn sample(&mut self, name: &str, labels: &[(&str, &str)], value: f64) {
+        if let Some(samples) = &mut self.1 {
+            let mut labels: Vec<(String, String)> = labels
+                .iter()
+                .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+                .collect();
+            labels.sort();
+            samples.push(Sample {
+                name: name.to_owned(),
+                labels,
+                value,
+            });
+            return;
+        }
         self.0.push_str(name);
         if !labels.is_empty() {
             self.0.push('{');

@@ -7,9 +7,13 @@
 pub mod cgroup;
 mod collector;
 mod exposition;
+pub mod history;
 mod host;
+pub mod query;
 mod stats_api;
 
-pub use collector::{CollectorConfig, ContainerSample, Metrics, Source};
-pub use exposition::Exposition;
+pub use collector::{CollectorConfig, ContainerSample, Metrics, Source, label_name};
+pub use exposition::{Exposition, Sample};
+pub use history::History;
 pub use host::render_host;
+pub use query::Query;

@@ -4,6 +4,7 @@
 //! small pure helpers on them (time formatting, lifecycle naming). It must never do I/O: no
 //! sockets, no files, no clocks beyond what callers pass in.
 
+mod alerts;
 mod app;
 mod event;
 mod health;
@@ -14,6 +15,9 @@ mod notify;
 mod scan;
 mod time;
 
+pub use alerts::{
+    Alert, AlertList, AlertRuleInfo, AlertRules, AlertState, RuleTest, RuleTestInstance,
+};
 pub use app::{AppSummary, Release};
 pub use event::{Event, EventPage, EventType};
 pub use health::{EngineHealth, Health, JournalHealth};
@@ -22,11 +26,12 @@ pub use image::{
     ImageUpdates, Lifecycle, UpdateCandidate,
 };
 pub use logs::{LogLine, LogPage, ORIGIN_FIELDS, Origin};
-pub use metrics::ContainerStats;
+pub use metrics::{ContainerStats, MetricSeries, MetricsResult};
 pub use notify::{NotifyChannel, NotifyChannels};
 pub use scan::{ContainerFindings, Finding, ScanReport, Severity, VulnDbStatus};
 pub use time::{
-    format_nanos, nanos_to_datetime, parse_duration_nanos, parse_retry_after, parse_time_or_ago,
+    format_duration, format_nanos, nanos_to_datetime, parse_duration_nanos, parse_retry_after,
+    parse_time_or_ago,
 };
 
 use serde::{Deserialize, Serialize};

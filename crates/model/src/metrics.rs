@@ -26,3 +26,23 @@ pub struct ContainerStats {
     pub from: DateTime<Utc>,
     pub to: DateTime<Utc>,
 }
+
+/// `GET /api/v1/metrics/query`: a query evaluated over a range.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct MetricsResult {
+    pub query: String,
+    /// `raw` (every sweep, the last hour) or `minute` (per-minute figures, the last week).
+    pub resolution: String,
+    pub start: chrono::DateTime<chrono::Utc>,
+    pub end: chrono::DateTime<chrono::Utc>,
+    pub step_seconds: f64,
+    pub series: Vec<MetricSeries>,
+}
+
+/// One series of a [`MetricsResult`].
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct MetricSeries {
+    pub labels: std::collections::BTreeMap<String, String>,
+    /// `(time, value)`, oldest first.
+    pub points: Vec<(chrono::DateTime<chrono::Utc>, f64)>,
+}

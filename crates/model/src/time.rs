@@ -69,6 +69,20 @@ fn parse_duration(input: &str) -> Result<Duration, ()> {
     }
 }
 
+/// A duration as config writes it: the largest whole unit (`90s`, `5m`, `2h`, `7d`).
+pub fn format_duration(d: std::time::Duration) -> String {
+    let s = d.as_secs();
+    if s == 0 {
+        return format!("{}ms", d.as_millis());
+    }
+    for (unit, n) in [("d", 86_400), ("h", 3_600), ("m", 60)] {
+        if s.is_multiple_of(n) {
+            return format!("{}{unit}", s / n);
+        }
+    }
+    format!("{s}s")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

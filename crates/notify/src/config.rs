@@ -8,7 +8,14 @@ use capstan_outbound::{Secret, TlsConfig};
 use serde::Deserialize;
 
 /// The journal events a channel sends when its `events` key is left out.
-pub const DEFAULT_EVENTS: &[&str] = &["update_available", "update_applied", "update_failed"];
+pub const DEFAULT_EVENTS: &[&str] = &[
+    "update_available",
+    "update_applied",
+    "update_failed",
+    "alert_firing",
+    "alert_resolved",
+    "alert_flapping",
+];
 
 /// One channel.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
@@ -21,6 +28,10 @@ pub struct ChannelConfig {
     /// Certificates for an `https://` webhook or an SMTP server's TLS (`ca_file` only there).
     #[serde(default)]
     pub tls: Option<TlsConfig>,
+    /// Alerts still firing are sent again this often (`4h` by default; `1m` to Alertmanager,
+    /// which forgets an alert not sent again before its end).
+    #[serde(default)]
+    pub repeat_every: Option<String>,
     /// Where the notifications go, with its own keys.
     #[serde(flatten)]
     pub kind: Kind,
@@ -152,6 +163,22 @@ impl ChannelConfig {
         } else {
             self.events.clone()
         }
+    }
+
+    /// How often alerts still firing are sent again.
+    pub fn repeat_every(&self) -> Result<std::time::Duration, String> {
+        let default = if matches!(self.kind, Kind::Alertmanager(_)) {
+            "1m"
+        } else {
+            "4h"
+        };
+        let text = self.repeat_every.as_deref().unwrap_or(default);
+        let ns =
+            capstan_model::parse_duration_nanos(text).map_err(|e| format!("repeat_every: {e}"))?;
+        if ns < 1_000_000_000 {
+            return Err("repeat_every: at least 1s".into());
+        }
+        Ok(std::time::Duration::from_nanos(ns as u64))
     }
 
     /// The kind's name, as written after `type =`.

@@ -68,6 +68,9 @@ impl Message {
             .iter()
             .zip(&self.lines)
             .map(|(e, line)| {
+                if e.action.starts_with("alert_") {
+                    return alert(e, line, &self.host, active_for);
+                }
                 let mut labels = serde_json::Map::new();
                 for (k, v) in &e.attributes {
                     let ok = k.starts_with(|c: char| c.is_ascii_alphabetic() || c == '_')
@@ -92,6 +95,51 @@ impl Message {
     }
 }
 
+/// Attributes of an alert's event that are no labels.
+const ALERT_FIELDS: &[&str] = &["rule", "state", "fingerprint", "active_since", "value"];
+
+fn label_name_ok(k: &str) -> bool {
+    k.starts_with(|c: char| c.is_ascii_alphabetic() || c == '_')
+        && k.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
+        && !k.starts_with("__")
+}
+
+/// An alert of capstan's rules as Alertmanager takes it: its labels (`alertname` is the
+/// rule's name), its annotations, when it became active, and its end: resolved now, or
+/// `active_for` from now while it fires (it is sent again before then).
+fn alert(e: &Event, line: &str, host: &str, active_for: chrono::Duration) -> serde_json::Value {
+    let mut labels = serde_json::Map::new();
+    let mut annotations = serde_json::Map::new();
+    for (k, v) in &e.attributes {
+        if let Some(a) = k.strip_prefix("annotation.") {
+            annotations.insert(a.to_owned(), v.clone().into());
+        } else if !ALERT_FIELDS.contains(&k.as_str()) && label_name_ok(k) {
+            labels.insert(k.clone(), v.clone().into());
+        }
+    }
+    labels.insert("source".into(), "capstan".into());
+    labels.insert("host".into(), host.to_owned().into());
+    annotations
+        .entry("summary")
+        .or_insert_with(|| line.to_owned().into());
+    let starts = e
+        .attributes
+        .get("active_since")
+        .cloned()
+        .unwrap_or_else(|| e.time.to_rfc3339_opts(chrono::SecondsFormat::Millis, true));
+    let ends = if e.action == "alert_resolved" {
+        e.time
+    } else {
+        chrono::Utc::now() + active_for
+    };
+    serde_json::json!({
+        "labels": labels,
+        "annotations": annotations,
+        "startsAt": starts,
+        "endsAt": ends.to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
+    })
+}
+
 fn subject(host: &str, events: &[Event]) -> String {
     let mut counts: BTreeMap<&str, usize> = BTreeMap::new();
     for e in events {
@@ -108,6 +156,12 @@ fn subject(host: &str, events: &[Event]) -> String {
                 "update_applied" => "1 image update applied".to_owned(),
                 "update_failed" if plural => format!("{n} image updates failed"),
                 "update_failed" => "1 image update failed".to_owned(),
+                "alert_firing" if plural => format!("{n} alerts firing"),
+                "alert_firing" => "1 alert firing".to_owned(),
+                "alert_resolved" if plural => format!("{n} alerts resolved"),
+                "alert_resolved" => "1 alert resolved".to_owned(),
+                "alert_flapping" if plural => format!("{n} alerts flapping"),
+                "alert_flapping" => "1 alert flapping".to_owned(),
                 other => format!("{n} × {other}"),
             }
         })
@@ -139,6 +193,28 @@ fn line(e: &Event) -> String {
         "update_available" => format!("{reference}: {what} is available{why}"),
         "update_applied" => format!("{reference}: updated to {what}{why}"),
         "update_failed" => format!("{reference}: the update to {what} failed{why}"),
+        "alert_firing" | "alert_resolved" | "alert_flapping" => {
+            let state = match e.action.as_str() {
+                "alert_firing" => "FIRING",
+                "alert_resolved" => "RESOLVED",
+                _ => "FLAPPING (further changes not sent until it settles)",
+            };
+            let summary = a("annotation.summary").unwrap_or_default();
+            let who: Vec<String> = e
+                .attributes
+                .iter()
+                .filter(|(k, _)| {
+                    ["name", "app", "service", "mountpoint", "reference"].contains(&k.as_str())
+                })
+                .map(|(k, v)| format!("{k}={v}"))
+                .collect();
+            let who = if who.is_empty() {
+                String::new()
+            } else {
+                format!(" [{}]", who.join(" "))
+            };
+            format!("{state} {}: {summary}{who}", e.actor)
+        }
         _ => {
             let attrs: Vec<String> = e
                 .attributes

@@ -27,7 +27,7 @@ const MAX_BACKOFF: Duration = Duration::from_mins(5);
 /// The configured channels, ready to run.
 pub struct Notifier {
     store: Store,
-    channels: Vec<(String, Vec<String>, Channel)>,
+    channels: Vec<(String, Vec<String>, Duration, Channel)>,
     dir: PathBuf,
     host: String,
     status: Arc<Mutex<BTreeMap<String, NotifyChannel>>>,
@@ -46,8 +46,8 @@ impl Notifier {
         let mut status = BTreeMap::new();
         for (i, c) in configs.iter().enumerate() {
             c.check()
-                .and_then(|()| Channel::new(c))
-                .map(|ch| channels.push((c.name.clone(), c.events(), ch)))
+                .and_then(|()| Ok((c.repeat_every()?, Channel::new(c)?)))
+                .map(|(repeat, ch)| channels.push((c.name.clone(), c.events(), repeat, ch)))
                 .map_err(|e| format!("notify[{i}] ({}): {e}", c.name))?;
             if status.contains_key(&c.name) {
                 return Err(format!(
@@ -81,10 +81,17 @@ impl Notifier {
     }
 
     /// Runs every channel until `shutdown`. `batches` changes each time a batch of events is
-    /// complete (a check cycle ended): the channels send then.
-    pub async fn run(self, batches: watch::Receiver<u64>, shutdown: CancellationToken) {
+    /// complete (a check cycle ended, an alert evaluation moved alerts): the channels send
+    /// then. `firing` holds the `alert_firing` events of the alerts firing now: each channel
+    /// sends them again every `repeat_every`.
+    pub async fn run(
+        self,
+        batches: watch::Receiver<u64>,
+        firing: watch::Receiver<Vec<capstan_model::Event>>,
+        shutdown: CancellationToken,
+    ) {
         let mut tasks = tokio::task::JoinSet::new();
-        for (name, events, channel) in self.channels {
+        for (name, events, repeat_every, channel) in self.channels {
             let ctx = Context {
                 store: self.store.clone(),
                 cursor_path: self.dir.join(format!("{name}.cursor")),
@@ -92,6 +99,8 @@ impl Notifier {
                 events,
                 host: self.host.clone(),
                 status: Arc::clone(&self.status),
+                repeat_every,
+                firing: firing.clone(),
             };
             tasks.spawn(ctx.run(channel, batches.clone(), shutdown.clone()));
         }
@@ -106,9 +115,40 @@ struct Context {
     cursor_path: PathBuf,
     host: String,
     status: Arc<Mutex<BTreeMap<String, NotifyChannel>>>,
+    repeat_every: Duration,
+    firing: watch::Receiver<Vec<capstan_model::Event>>,
 }
 
 impl Context {
+    /// Sends the alerts still firing once more (a failure waits for the next round).
+    async fn repeat(&self, channel: &Channel) {
+        let events: Vec<capstan_model::Event> = self
+            .firing
+            .borrow()
+            .iter()
+            .filter(|e| self.events.contains(&e.action))
+            .cloned()
+            .collect();
+        if events.is_empty() {
+            return;
+        }
+        let mut message = Message::new(&self.host, events);
+        message.subject = format!("still firing: {}", message.subject);
+        match channel.send(&message).await {
+            Ok(()) => self.update(|s| {
+                s.sent += 1;
+                s.last_sent = Some(Utc::now());
+            }),
+            Err(e) => {
+                warn!(channel = %self.name, error = %e, "sending the firing alerts again failed; trying at the next round");
+                self.update(|s| {
+                    s.failed += 1;
+                    s.last_error = Some(e.to_string());
+                });
+            }
+        }
+    }
+
     fn update(&self, f: impl FnOnce(&mut NotifyChannel)) {
         let mut all = self.status.lock().unwrap_or_else(PoisonError::into_inner);
         if let Some(s) = all.get_mut(&self.name) {
@@ -146,6 +186,7 @@ impl Context {
         self.update(|s| s.cursor = cursor);
         let mut backoff = Backoff::new(&self.name, MIN_BACKOFF, MAX_BACKOFF);
         let mut signals = true;
+        let mut repeat_at = tokio::time::Instant::now() + self.repeat_every;
         loop {
             // everything pending, a message per MAX_EVENTS
             loop {
@@ -205,6 +246,10 @@ impl Context {
             tokio::select! {
                 () = shutdown.cancelled() => return,
                 changed = batches.changed(), if signals => signals = changed.is_ok(),
+                () = tokio::time::sleep_until(repeat_at) => {
+                    repeat_at = tokio::time::Instant::now() + self.repeat_every;
+                    self.repeat(&channel).await;
+                }
                 () = tokio::time::sleep(SWEEP) => {}
             }
         }

@@ -332,21 +332,25 @@ pub fn count(conn: &Connection) -> Result<i64, Error> {
 impl Store {
     /// Journals an event of capstan's own doing ([`NewEvent::capstan`]): what the healer, the
     /// update watcher, the auto-updater and the scanner did; and hands it to `live`
-    /// subscribers. A failure is logged (the caller's work is done either way).
+    /// subscribers; returns it. A failure is logged (the caller's work is done either way).
     pub async fn record(
         &self,
         live: &tokio::sync::broadcast::Sender<Event>,
         action: &str,
         actor: String,
         attributes: BTreeMap<String, String>,
-    ) {
+    ) -> Option<Event> {
         let event = NewEvent::capstan(action, actor, attributes);
         match self.write(move |tx| insert(tx, &event)).await {
             Ok(Some(e)) => {
-                let _ = live.send(e);
+                let _ = live.send(e.clone());
+                Some(e)
             }
-            Ok(None) => {}
-            Err(e) => tracing::warn!(action, error = %e, "cannot journal an event of capstan's"),
+            Ok(None) => None,
+            Err(e) => {
+                tracing::warn!(action, error = %e, "cannot journal an event of capstan's");
+                None
+            }
         }
     }
 

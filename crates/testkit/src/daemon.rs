@@ -33,7 +33,7 @@ impl Daemon {
     /// Starts with `config` as its capstan.toml. Unless `config` has an `[images]` section,
     /// registry watching is off: daemons of parallel tests share the engine, and one must not
     /// send requests to another test's registry. Unless it has a `[metrics]` section, metrics
-    /// are not collected.
+    /// are not collected; unless it has `[alerts]`, the built-in alert rules are off.
     pub async fn start_with(bin: &Path, docker_host: &str, config: &str) -> Self {
         let mut config = if config.contains("[images]") {
             config.to_owned()
@@ -44,6 +44,10 @@ impl Daemon {
         // would load it for all the others
         if !config.contains("[metrics]") {
             config.push_str("\n[metrics]\ncollect = false\n");
+        }
+        // and for the built-in alert rules: another test's OOM or restart loop is not this one's
+        if !config.contains("[alerts") {
+            config.push_str("\n[alerts]\ndefaults = false\n");
         }
         let guard = tempfile::Builder::new()
             .prefix("capstan-test-data-")

@@ -1,5 +1,6 @@
 //! CLI commands: each talks to the daemon over the API and prints a table or JSON.
 
+pub mod alerts;
 pub mod apps;
 pub mod build;
 pub mod client;
@@ -8,6 +9,7 @@ pub mod events;
 pub mod health;
 pub mod images;
 pub mod logs;
+pub mod metrics;
 pub mod notify;
 pub mod plan;
 pub mod ps;

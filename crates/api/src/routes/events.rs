@@ -35,6 +35,11 @@ pub(crate) async fn list(
     Query(pairs): Query<Pairs>,
 ) -> Result<Json<EventPage>, ApiError> {
     let p = params::events(&pairs, EVENT_LIST_PARAMS)?;
+    page(&state, p).await.map(Json)
+}
+
+/// One page of the events `p` picks, newest first.
+pub(crate) async fn page(state: &AppState, p: params::EventParams) -> Result<EventPage, ApiError> {
     let mut filter = p.filter;
     filter.image_ids = resolve_images(&state.store, p.images).await?;
     // one more than asked tells whether another page exists
@@ -51,10 +56,10 @@ pub(crate) async fn list(
     } else {
         None
     };
-    Ok(Json(EventPage {
+    Ok(EventPage {
         events,
         next_cursor,
-    }))
+    })
 }
 
 /// `GET /api/v1/events/stream`: Server-Sent Events, one `event` per journaled event (oldest

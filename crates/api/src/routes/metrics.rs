@@ -239,3 +239,79 @@ pub(crate) async fn containers(
     };
     Ok(axum::Json(metrics.stats(window)))
 }
+
+/// Points a range query returns per series, at most.
+const MAX_POINTS: i64 = 11_000;
+
+/// `GET /api/v1/metrics/query?query=...&since=1h[&until=][&step=]`: the history's query
+/// language over a range (default the last hour, about 240 points per series).
+pub(crate) async fn query(
+    State(state): State<AppState>,
+    Query(pairs): Query<Pairs>,
+) -> Result<axum::Json<capstan_model::MetricsResult>, ApiError> {
+    params::only(&pairs, &["query", "since", "until", "step"])?;
+    let history = state.history.clone().ok_or_else(|| {
+        ApiError::new(
+            crate::Code::NotFound,
+            "no metrics history is kept ([metrics] collect or history is false in capstan.toml)",
+        )
+    })?;
+    let text = params::last(&pairs, "query").ok_or_else(|| {
+        ApiError::bad_param(
+            "query",
+            "give a query, like container_memory_working_set_bytes{name=\"web-1\"}",
+        )
+    })?;
+    let query = capstan_metrics::Query::parse(text).map_err(|e| ApiError::bad_param("query", e))?;
+    let now = chrono::Utc::now();
+    let time = |name: &str, default: i64| -> Result<i64, ApiError> {
+        params::last(&pairs, name).map_or(Ok(default), |v| {
+            capstan_model::parse_time_or_ago(v, now)
+                .map(|ns| ns / 1_000_000)
+                .map_err(|e| ApiError::bad_param(name, e))
+        })
+    };
+    let end = time("until", now.timestamp_millis())?;
+    let start = time("since", end - 3_600_000)?;
+    if start > end {
+        return Err(ApiError::bad_param("since", "is after until"));
+    }
+    let step = match params::last(&pairs, "step") {
+        Some(v) => {
+            let ns = capstan_model::parse_duration_nanos(v)
+                .map_err(|e| ApiError::bad_param("step", e))?;
+            (ns / 1_000_000).max(1)
+        }
+        None => ((end - start) / 240).max(1_000),
+    };
+    if (end - start) / step > MAX_POINTS {
+        return Err(ApiError::bad_param(
+            "step",
+            format!("gives more than {MAX_POINTS} points; take a longer step or a shorter range"),
+        ));
+    }
+    let q = query.clone();
+    let (resolution, series) =
+        tokio::task::spawn_blocking(move || q.range(&history, start, end, step))
+            .await
+            .map_err(|e| ApiError::new(crate::Code::Internal, format!("the query failed: {e}")))?
+            .map_err(|e| ApiError::new(crate::Code::Internal, e.to_string()))?;
+    let time = |ms: i64| chrono::DateTime::from_timestamp_millis(ms).unwrap_or_default();
+    Ok(axum::Json(capstan_model::MetricsResult {
+        query: query.to_string(),
+        resolution: match resolution {
+            capstan_metrics::history::Resolution::Raw => "raw".into(),
+            capstan_metrics::history::Resolution::Minute => "minute".into(),
+        },
+        start: time(start),
+        end: time(end),
+        step_seconds: step as f64 / 1000.0,
+        series: series
+            .into_iter()
+            .map(|s| capstan_model::MetricSeries {
+                labels: s.labels,
+                points: s.points.into_iter().map(|(t, v)| (time(t), v)).collect(),
+            })
+            .collect(),
+    }))
+}

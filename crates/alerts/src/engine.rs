@@ -1,0 +1,806 @@
+//! The evaluation loop: every `evaluate_every`, each rule's condition now, per set of labels;
+//! each alert moved along pending → firing → resolved, every move journaled as a `capstan`
+//! event (`alert_pending`, `alert_firing`, `alert_resolved`) that the notification channels
+//! send.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex, PoisonError, RwLock};
+use std::time::Duration;
+
+use capstan_model::{Alert, AlertRuleInfo, AlertState, Event, RuleTest, RuleTestInstance};
+use capstan_store::{EventFilter, Store};
+use chrono::{DateTime, Utc};
+use tokio::sync::{broadcast, watch};
+use tokio_util::sync::CancellationToken;
+use tracing::{info, warn};
+
+use crate::rule::{Condition, EventKind, Rule, RuleConfig, Source, format_value, render};
+
+/// Apps being deployed, rolled back or taken down now (the deploy engine's locks).
+pub type Rollouts = Arc<Mutex<BTreeSet<String>>>;
+
+/// Event history kept for event rules: the longest window a rule may use.
+const EVENT_KEEP_MS: i64 = 24 * 3_600_000;
+/// An exit this soon after capstan or someone asked the engine to stop or kill the container
+/// was planned, not a crash.
+const PLANNED_EXIT_MS: i64 = 60_000;
+/// An alert firing this many times within [`FLAP_WINDOW_MS`] is flapping: its further moves
+/// are not notified until it settles.
+const FLAP_FIRES: usize = 3;
+const FLAP_WINDOW_MS: i64 = 15 * 60_000;
+
+/// Where the engine reads what rules look at.
+pub struct Sources {
+    pub store: Store,
+    pub live: broadcast::Sender<Event>,
+    pub history: Option<Arc<capstan_metrics::History>>,
+    pub logs: Option<Arc<capstan_logs::Store>>,
+    pub rollouts: Rollouts,
+}
+
+#[derive(Debug, Clone)]
+struct Instance {
+    labels: BTreeMap<String, String>,
+    value: Option<f64>,
+    state: AlertState,
+    active_since: i64,
+    last_active: i64,
+    fired_at: Option<i64>,
+    held: bool,
+    /// The event that made it fire (what Alertmanager is sent again while it fires).
+    fired_event: Option<Event>,
+    flapping: bool,
+}
+
+/// What happened to containers, as event rules need it.
+#[derive(Debug, Default)]
+struct Seen {
+    /// `(ms, labels)` of OOM kills.
+    ooms: VecDeque<(i64, BTreeMap<String, String>)>,
+    /// `(ms, group labels)` of exits no one asked for.
+    exits: VecDeque<(i64, BTreeMap<String, String>)>,
+    /// The last time the engine was asked to stop or kill each container.
+    asked: HashMap<String, i64>,
+    /// Unhealthy containers: since when, and their labels.
+    unhealthy: HashMap<String, (i64, BTreeMap<String, String>)>,
+    /// `(ms, labels)` of failed automatic updates.
+    update_failed: VecDeque<(i64, BTreeMap<String, String>)>,
+    /// `(ms, labels)` of deploys that rolled back.
+    rolled_back: VecDeque<(i64, BTreeMap<String, String>)>,
+    /// Fire times per alert, for flap detection.
+    fires: HashMap<String, VecDeque<i64>>,
+}
+
+/// The alert engine, shared with the API.
+pub struct Alerts {
+    rules: RwLock<Vec<Arc<Rule>>>,
+    instances: Mutex<BTreeMap<(String, String), Instance>>,
+    seen: Mutex<Seen>,
+    sources: Sources,
+    evaluate_every: Duration,
+    /// Where rules posted to the API are kept.
+    api_rules: PathBuf,
+    firing: watch::Sender<Vec<Event>>,
+    evaluations: watch::Sender<u64>,
+}
+
+fn now_ms() -> i64 {
+    Utc::now().timestamp_millis()
+}
+
+fn time(ms: i64) -> DateTime<Utc> {
+    DateTime::from_timestamp_millis(ms).unwrap_or_default()
+}
+
+/// An alert's identity within its rule: its labels, in order.
+fn fingerprint(labels: &BTreeMap<String, String>) -> String {
+    labels
+        .iter()
+        .map(|(k, v)| format!("{k}={v}"))
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
+/// What a container event says the container is part of.
+fn container_labels(e: &Event) -> BTreeMap<String, String> {
+    let a = |k: &str| e.attributes.get(k).cloned();
+    let mut out = BTreeMap::new();
+    if let Some(n) = a("name") {
+        out.insert("name".into(), n);
+    }
+    if let Some(i) = a("image") {
+        out.insert("image".into(), i);
+    }
+    if let Some(app) = a("io.capstan.app").or_else(|| a("com.docker.compose.project")) {
+        out.insert("app".into(), app);
+    }
+    if let Some(s) = a("io.capstan.service").or_else(|| a("com.docker.compose.service")) {
+        out.insert("service".into(), s);
+    }
+    out
+}
+
+impl Seen {
+    fn take(&mut self, e: &Event) {
+        let t = e.time_nano / 1_000_000;
+        match (e.kind.as_str(), e.action.as_str()) {
+            ("container", "oom") => self.ooms.push_back((t, container_labels(e))),
+            ("container", "kill" | "stop") => {
+                self.asked.insert(e.actor.clone(), t);
+            }
+            ("container", "die") => {
+                self.unhealthy.remove(&e.actor);
+                let planned = self
+                    .asked
+                    .get(&e.actor)
+                    .is_some_and(|asked| t - asked <= PLANNED_EXIT_MS);
+                if !planned {
+                    // a service's replicas count together; a lone container by its name
+                    let mut labels = container_labels(e);
+                    if labels.contains_key("service") {
+                        labels.remove("name");
+                    }
+                    labels.remove("image");
+                    self.exits.push_back((t, labels));
+                }
+            }
+            ("container", "destroy") => {
+                self.unhealthy.remove(&e.actor);
+                self.asked.remove(&e.actor);
+            }
+            ("container", a) if a.starts_with("health_status") => {
+                if a.ends_with("unhealthy") {
+                    self.unhealthy
+                        .entry(e.actor.clone())
+                        .or_insert_with(|| (t, container_labels(e)));
+                } else {
+                    self.unhealthy.remove(&e.actor);
+                }
+            }
+            ("capstan", "update_failed") => {
+                let mut labels = BTreeMap::new();
+                for k in ["reference", "app", "service"] {
+                    if let Some(v) = e.attributes.get(k) {
+                        labels.insert(k.to_owned(), v.clone());
+                    }
+                }
+                self.update_failed.push_back((t, labels));
+            }
+            ("capstan", "release_rolled_back") => {
+                let app = e.attributes.get("app").cloned().unwrap_or_default();
+                self.rolled_back
+                    .push_back((t, BTreeMap::from([("app".to_owned(), app)])));
+            }
+            _ => {}
+        }
+    }
+
+    fn prune(&mut self, now: i64) {
+        let cutoff = now - EVENT_KEEP_MS;
+        for q in [
+            &mut self.ooms,
+            &mut self.exits,
+            &mut self.update_failed,
+            &mut self.rolled_back,
+        ] {
+            while q.front().is_some_and(|(t, _)| *t < cutoff) {
+                q.pop_front();
+            }
+        }
+        self.asked.retain(|_, t| now - *t <= PLANNED_EXIT_MS);
+        for fires in self.fires.values_mut() {
+            while fires.front().is_some_and(|t| now - t > FLAP_WINDOW_MS) {
+                fires.pop_front();
+            }
+        }
+        self.fires.retain(|_, f| !f.is_empty());
+    }
+
+    /// `(labels, count, since)` of events in `window` (per distinct labels).
+    fn counted(q: &VecDeque<(i64, BTreeMap<String, String>)>, from: i64) -> Vec<Holding> {
+        let mut by: BTreeMap<&BTreeMap<String, String>, (usize, i64)> = BTreeMap::new();
+        for (t, labels) in q.iter().filter(|(t, _)| *t >= from) {
+            let e = by.entry(labels).or_insert((0, *t));
+            e.0 += 1;
+        }
+        by.into_iter()
+            .map(|(l, (n, first))| (l.clone(), Some(n as f64), Some(first)))
+            .collect()
+    }
+}
+
+/// One set of labels a condition holds for: labels, figure, since when (when known).
+type Holding = (BTreeMap<String, String>, Option<f64>, Option<i64>);
+
+impl Alerts {
+    /// The engine with `rules` (built-ins, config, and those posted to the API earlier, kept in
+    /// `api_rules`).
+    pub fn new(
+        rules: Vec<Rule>,
+        sources: Sources,
+        evaluate_every: Duration,
+        api_rules: PathBuf,
+    ) -> Result<Self, String> {
+        let mut all: Vec<Arc<Rule>> = rules.into_iter().map(Arc::new).collect();
+        if let Ok(text) = std::fs::read_to_string(&api_rules) {
+            let posted: Vec<RuleConfig> = serde_json::from_str(&text)
+                .map_err(|e| format!("{}: {e}; fix or remove the file", api_rules.display()))?;
+            for (i, c) in posted.iter().enumerate() {
+                let rule = c.check(&format!("{}[{i}]", api_rules.display()), Source::Api)?;
+                all.retain(|r| r.name != rule.name);
+                all.push(Arc::new(rule));
+            }
+        }
+        Ok(Self {
+            rules: RwLock::new(all),
+            instances: Mutex::new(BTreeMap::new()),
+            seen: Mutex::new(Seen::default()),
+            sources,
+            evaluate_every,
+            api_rules,
+            firing: watch::channel(Vec::new()).0,
+            evaluations: watch::channel(0).0,
+        })
+    }
+
+    /// The `alert_firing` events of the alerts firing now (Alertmanager gets them again).
+    pub fn firing(&self) -> watch::Receiver<Vec<Event>> {
+        self.firing.subscribe()
+    }
+
+    /// Changes after each evaluation that moved an alert (notification channels send then).
+    pub fn evaluations(&self) -> watch::Receiver<u64> {
+        self.evaluations.subscribe()
+    }
+
+    fn rules(&self) -> Vec<Arc<Rule>> {
+        self.rules
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
+    }
+
+    /// The rules, with how many alerts each has firing.
+    pub fn rule_list(&self) -> Vec<AlertRuleInfo> {
+        let instances = self
+            .instances
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        self.rules()
+            .iter()
+            .map(|r| AlertRuleInfo {
+                name: r.name.clone(),
+                kind: r.kind().into(),
+                condition: r.describe(),
+                for_: capstan_model::format_duration(r.for_),
+                keep_firing_for: capstan_model::format_duration(r.keep_firing_for),
+                labels: r.labels.clone(),
+                annotations: r.annotations.clone(),
+                source: r.source.as_str().into(),
+                firing: instances
+                    .iter()
+                    .filter(|((rule, _), i)| rule == &r.name && i.state == AlertState::Firing)
+                    .count(),
+            })
+            .collect()
+    }
+
+    /// Adds (or replaces) a rule from the API; kept across restarts. Built-in and configured
+    /// rules are not replaced this way.
+    pub fn add_rule(&self, config: &RuleConfig) -> Result<(), String> {
+        let rule = config.check("rule", Source::Api)?;
+        let mut rules = self.rules.write().unwrap_or_else(PoisonError::into_inner);
+        if let Some(other) = rules
+            .iter()
+            .find(|r| r.name == rule.name && r.source != Source::Api)
+        {
+            return Err(format!(
+                "rule.name: {:?} is a {} rule; change it in capstan.toml (or pick another name)",
+                rule.name,
+                other.source.as_str()
+            ));
+        }
+        let mut next: Vec<Arc<Rule>> = rules
+            .iter()
+            .filter(|r| r.name != rule.name)
+            .cloned()
+            .collect();
+        next.push(Arc::new(rule));
+        self.save_api_rules(&next)?;
+        *rules = next;
+        Ok(())
+    }
+
+    /// Removes a rule added through the API; `Ok(false)` when there is none by that name.
+    pub fn remove_rule(&self, name: &str) -> Result<bool, String> {
+        let mut rules = self.rules.write().unwrap_or_else(PoisonError::into_inner);
+        match rules.iter().find(|r| r.name == name) {
+            None => return Ok(false),
+            Some(r) if r.source != Source::Api => {
+                return Err(format!(
+                    "{name:?} is a {} rule; change it in capstan.toml",
+                    r.source.as_str()
+                ));
+            }
+            Some(_) => {}
+        }
+        let next: Vec<Arc<Rule>> = rules.iter().filter(|r| r.name != name).cloned().collect();
+        self.save_api_rules(&next)?;
+        *rules = next;
+        Ok(true)
+    }
+
+    fn save_api_rules(&self, rules: &[Arc<Rule>]) -> Result<(), String> {
+        let posted: Vec<&RuleConfig> = rules
+            .iter()
+            .filter(|r| r.source == Source::Api)
+            .map(|r| &r.config)
+            .collect();
+        let text = serde_json::to_string_pretty(&posted).map_err(|e| e.to_string())?;
+        let tmp = self.api_rules.with_extension("tmp");
+        std::fs::write(&tmp, text)
+            .and_then(|()| std::fs::rename(&tmp, &self.api_rules))
+            .map_err(|e| format!("cannot keep the rule in {}: {e}", self.api_rules.display()))
+    }
+
+    /// Firing and pending alerts, firing first.
+    pub fn alerts(&self) -> Vec<Alert> {
+        let rules = self.rules();
+        let instances = self
+            .instances
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        let mut out: Vec<Alert> = instances
+            .iter()
+            .map(|((rule, _), i)| {
+                let annotations = rules
+                    .iter()
+                    .find(|r| &r.name == rule)
+                    .map(|r| {
+                        r.annotations
+                            .iter()
+                            .map(|(k, v)| (k.clone(), render(v, &i.labels, i.value)))
+                            .collect()
+                    })
+                    .unwrap_or_default();
+                Alert {
+                    rule: rule.clone(),
+                    state: i.state,
+                    labels: i.labels.clone(),
+                    annotations,
+                    value: i.value,
+                    active_since: time(i.active_since),
+                    fired_at: i.fired_at.map(time),
+                    held: i.held,
+                }
+            })
+            .collect();
+        out.sort_by(|a, b| {
+            b.state
+                .cmp(&a.state)
+                .reverse()
+                .then_with(|| a.rule.cmp(&b.rule))
+        });
+        out
+    }
+
+    /// Evaluates `name` now and says why it would or would not fire.
+    pub async fn test(&self, name: &str) -> Result<Option<RuleTest>, String> {
+        let Some(rule) = self.rules().into_iter().find(|r| r.name == name) else {
+            return Ok(None);
+        };
+        let now = now_ms();
+        let holding = self.holding(&rule, now).await?;
+        let instances = self
+            .instances
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone();
+        let rollouts = self.rollouts();
+        let mut would_fire = false;
+        let mut out = Vec::new();
+        let mut reasons = Vec::new();
+        for (labels, value, since) in &holding {
+            let tracked = instances.get(&(rule.name.clone(), fingerprint(labels)));
+            let since = tracked.map(|i| i.active_since).or(*since).unwrap_or(now);
+            let held = rule.held_during_rollouts()
+                && labels.get("app").is_some_and(|a| rollouts.contains(a));
+            let long_enough = now - since >= rule.for_.as_millis() as i64;
+            if long_enough && !held {
+                would_fire = true;
+            } else if held {
+                reasons.push(format!(
+                    "{} is held: its app is rolling out",
+                    fingerprint(labels)
+                ));
+            } else {
+                reasons.push(format!(
+                    "{} holds for {}s of the {} `for` asks",
+                    fingerprint(labels),
+                    (now - since) / 1000,
+                    capstan_model::format_duration(rule.for_)
+                ));
+            }
+            out.push(RuleTestInstance {
+                labels: labels.clone(),
+                value: *value,
+                state: tracked.map_or("none", |i| i.state.as_str()).into(),
+            });
+        }
+        let reason = if holding.is_empty() {
+            format!("the condition does not hold now: {}", rule.describe())
+        } else if would_fire {
+            format!(
+                "the condition holds for {} set(s) of labels: {}",
+                holding.len(),
+                rule.describe()
+            )
+        } else {
+            reasons.join("; ")
+        };
+        Ok(Some(RuleTest {
+            rule: rule.name.clone(),
+            holds: !holding.is_empty(),
+            would_fire,
+            reason,
+            instances: out,
+        }))
+    }
+
+    fn rollouts(&self) -> BTreeSet<String> {
+        self.sources
+            .rollouts
+            .lock()
+            .map(|r| r.clone())
+            .unwrap_or_default()
+    }
+
+    /// Where `rule`'s condition holds at `now`.
+    async fn holding(&self, rule: &Rule, now: i64) -> Result<Vec<Holding>, String> {
+        let window = rule.window.as_millis() as i64;
+        match &rule.condition {
+            Condition::Metric(query) => {
+                let Some(history) = self.sources.history.clone() else {
+                    return Err("metric rules need the metrics history ([metrics] collect)".into());
+                };
+                let query = query.clone();
+                let found = tokio::task::spawn_blocking(move || query.instant(&history, now))
+                    .await
+                    .map_err(|e| e.to_string())?
+                    .map_err(|e| e.to_string())?;
+                Ok(found
+                    .into_iter()
+                    .map(|(mut labels, v)| {
+                        labels.remove("__name__");
+                        (labels, Some(v), None)
+                    })
+                    .collect())
+            }
+            Condition::Logs { query, above, .. } => {
+                let Some(logs) = self.sources.logs.clone() else {
+                    return Err("log rules need log collection ([logs] collect)".into());
+                };
+                let query = query.clone();
+                let (since, until) = ((now - window) * 1_000_000, now * 1_000_000);
+                let (_, count) = tokio::task::spawn_blocking(move || {
+                    logs.search(&query, Some(since), Some(until), 0)
+                })
+                .await
+                .map_err(|e| e.to_string())?
+                .map_err(|e| e.to_string())?;
+                Ok(if count > *above {
+                    vec![(BTreeMap::new(), Some(count as f64), None)]
+                } else {
+                    Vec::new()
+                })
+            }
+            Condition::Event(kind) => {
+                let seen = self.seen.lock().unwrap_or_else(PoisonError::into_inner);
+                let from = now - window;
+                Ok(match kind {
+                    EventKind::Oom => Seen::counted(&seen.ooms, from),
+                    EventKind::RestartLoop { restarts } => Seen::counted(&seen.exits, from)
+                        .into_iter()
+                        .filter(|(_, n, _)| n.is_some_and(|n| n >= f64::from(*restarts)))
+                        .collect(),
+                    EventKind::Unhealthy => seen
+                        .unhealthy
+                        .values()
+                        .map(|(since, labels)| (labels.clone(), None, Some(*since)))
+                        .collect(),
+                    EventKind::UpdateFailed => Seen::counted(&seen.update_failed, from),
+                    EventKind::RolledBack => Seen::counted(&seen.rolled_back, from),
+                })
+            }
+        }
+    }
+
+    /// Evaluates every rule at `now` and journals each move.
+    async fn evaluate(&self, now: i64) {
+        let rules = self.rules();
+        let rollouts = self.rollouts();
+        let mut moves: Vec<(String, String, AlertState)> = Vec::new();
+        for rule in &rules {
+            let holding = match self.holding(rule, now).await {
+                Ok(h) => h,
+                Err(e) => {
+                    warn!(rule = %rule.name, error = %e, "cannot evaluate the alert rule");
+                    continue;
+                }
+            };
+            let mut instances = self
+                .instances
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner);
+            let mut active = BTreeSet::new();
+            for (labels, value, since) in holding {
+                let mut all = rule.labels.clone();
+                all.extend(labels.clone());
+                let fp = fingerprint(&labels);
+                active.insert(fp.clone());
+                let key = (rule.name.clone(), fp.clone());
+                let held = rule.held_during_rollouts()
+                    && labels.get("app").is_some_and(|a| rollouts.contains(a));
+                let i = instances.entry(key).or_insert_with(|| {
+                    moves.push((rule.name.clone(), fp.clone(), AlertState::Pending));
+                    Instance {
+                        labels: all,
+                        value,
+                        state: AlertState::Pending,
+                        active_since: since.unwrap_or(now).min(now),
+                        last_active: now,
+                        fired_at: None,
+                        held,
+                        fired_event: None,
+                        flapping: false,
+                    }
+                });
+                i.value = value;
+                i.last_active = now;
+                i.held = held;
+                if i.state == AlertState::Pending
+                    && !held
+                    && now - i.active_since >= rule.for_.as_millis() as i64
+                {
+                    i.state = AlertState::Firing;
+                    i.fired_at = Some(now);
+                    moves.push((rule.name.clone(), fp, AlertState::Firing));
+                }
+            }
+            let keep = rule.keep_firing_for.as_millis() as i64;
+            let gone: Vec<(String, String)> = instances
+                .iter()
+                .filter(|((r, fp), i)| {
+                    r == &rule.name
+                        && !active.contains(fp)
+                        && (i.state == AlertState::Pending || now - i.last_active >= keep)
+                })
+                .map(|(k, _)| k.clone())
+                .collect();
+            for key in gone {
+                if instances
+                    .get(&key)
+                    .is_some_and(|i| i.state == AlertState::Firing)
+                {
+                    moves.push((key.0.clone(), key.1.clone(), AlertState::Resolved));
+                } else {
+                    instances.remove(&key);
+                }
+            }
+        }
+        // a pending alert that fires in the same evaluation is journaled once, as firing
+        let firing_now: BTreeSet<(String, String)> = moves
+            .iter()
+            .filter(|(_, _, s)| *s == AlertState::Firing)
+            .map(|(r, f, _)| (r.clone(), f.clone()))
+            .collect();
+        let mut journaled = false;
+        for (rule_name, fp, state) in moves {
+            if state == AlertState::Pending && firing_now.contains(&(rule_name.clone(), fp.clone()))
+            {
+                continue;
+            }
+            let Some(rule) = rules.iter().find(|r| r.name == rule_name) else {
+                continue;
+            };
+            let key = (rule_name.clone(), fp.clone());
+            let Some(instance) = self
+                .instances
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .get(&key)
+                .cloned()
+            else {
+                continue;
+            };
+            let flap_key = format!("{rule_name}/{fp}");
+            let (action, quiet) = match state {
+                AlertState::Pending => ("alert_pending", false),
+                AlertState::Firing => {
+                    let mut seen = self.seen.lock().unwrap_or_else(PoisonError::into_inner);
+                    let fires = seen.fires.entry(flap_key.clone()).or_default();
+                    fires.push_back(now);
+                    match fires.len().cmp(&FLAP_FIRES) {
+                        std::cmp::Ordering::Greater => ("alert_firing", true),
+                        std::cmp::Ordering::Equal => ("alert_flapping", false),
+                        std::cmp::Ordering::Less => ("alert_firing", false),
+                    }
+                }
+                AlertState::Resolved => ("alert_resolved", instance.flapping),
+            };
+            let flapping = action == "alert_flapping" || quiet;
+            if quiet {
+                // flapping: the list shows it, the channels hear of it again once it settles
+                self.update(&key, state, None, true);
+                continue;
+            }
+            let mut attributes = instance.labels.clone();
+            attributes.insert("rule".into(), rule_name.clone());
+            attributes.insert("state".into(), state.as_str().into());
+            attributes.insert("fingerprint".into(), fp.clone());
+            attributes.insert(
+                "active_since".into(),
+                time(instance.active_since).to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
+            );
+            if let Some(v) = instance.value {
+                attributes.insert("value".into(), format_value(v));
+            }
+            for (k, v) in &rule.annotations {
+                attributes.insert(
+                    format!("annotation.{k}"),
+                    render(v, &instance.labels, instance.value),
+                );
+            }
+            attributes
+                .entry("annotation.summary".into())
+                .or_insert_with(|| rule.describe());
+            info!(rule = %rule_name, alert = %fp, action, "alert");
+            let event = self
+                .sources
+                .store
+                .record(&self.sources.live, action, rule_name.clone(), attributes)
+                .await;
+            journaled = true;
+            self.update(&key, state, event, flapping);
+        }
+        if journaled {
+            self.evaluations.send_modify(|n| *n += 1);
+        }
+        let firing: Vec<Event> = self
+            .instances
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .values()
+            .filter(|i| i.state == AlertState::Firing)
+            .filter_map(|i| i.fired_event.clone())
+            .collect();
+        self.firing.send_if_modified(|old| {
+            let changed = old.iter().map(|e| e.seq).ne(firing.iter().map(|e| e.seq));
+            if changed {
+                *old = firing;
+            }
+            changed
+        });
+    }
+
+    fn update(
+        &self,
+        key: &(String, String),
+        state: AlertState,
+        event: Option<Event>,
+        flapping: bool,
+    ) {
+        let mut instances = self
+            .instances
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        match state {
+            AlertState::Resolved => {
+                instances.remove(key);
+            }
+            AlertState::Firing => {
+                if let Some(i) = instances.get_mut(key) {
+                    i.flapping = flapping;
+                    if event.is_some() {
+                        i.fired_event = event;
+                    }
+                }
+            }
+            AlertState::Pending => {}
+        }
+    }
+
+    /// Reads back what the journal holds: the events event rules look at, and the alerts that
+    /// were pending or firing when capstan stopped.
+    async fn restore(&self, now: i64) {
+        let since = (now - EVENT_KEEP_MS) * 1_000_000;
+        let filter = EventFilter {
+            kinds: vec!["container".into(), "capstan".into()],
+            since_nano: Some(since),
+            ..EventFilter::default()
+        };
+        let events = match self.sources.store.events(filter, 1_000_000).await {
+            Ok(events) => events,
+            Err(e) => {
+                warn!(error = %e, "cannot read the journal back for alert rules");
+                return;
+            }
+        };
+        let mut seen = self.seen.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut last: BTreeMap<(String, String), Event> = BTreeMap::new();
+        // the journal lists newest first
+        for e in events.iter().rev() {
+            seen.take(e);
+            if e.kind == "capstan"
+                && e.action.starts_with("alert_")
+                && let Some(fp) = e.attributes.get("fingerprint")
+            {
+                last.insert((e.actor.clone(), fp.clone()), e.clone());
+            }
+        }
+        drop(seen);
+        let mut instances = self
+            .instances
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        for (key, e) in last {
+            let state = match e.action.as_str() {
+                "alert_firing" | "alert_flapping" => AlertState::Firing,
+                "alert_pending" => AlertState::Pending,
+                _ => continue,
+            };
+            let since = e
+                .attributes
+                .get("active_since")
+                .and_then(|s| DateTime::parse_from_rfc3339(s).ok())
+                .map_or(now, |t| t.timestamp_millis());
+            let reserved = ["rule", "state", "fingerprint", "active_since", "value"];
+            let labels = e
+                .attributes
+                .iter()
+                .filter(|(k, _)| !reserved.contains(&k.as_str()) && !k.starts_with("annotation."))
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect();
+            instances.insert(
+                key,
+                Instance {
+                    labels,
+                    value: e.attributes.get("value").and_then(|v| v.parse().ok()),
+                    state,
+                    active_since: since,
+                    last_active: now,
+                    fired_at: (state == AlertState::Firing).then_some(e.time_nano / 1_000_000),
+                    held: false,
+                    fired_event: (state == AlertState::Firing).then_some(e),
+                    flapping: false,
+                },
+            );
+        }
+    }
+
+    /// Evaluates until `shutdown`.
+    pub async fn run(self: Arc<Self>, shutdown: CancellationToken) {
+        let mut live = self.sources.live.subscribe();
+        self.restore(now_ms()).await;
+        let mut tick = tokio::time::interval(self.evaluate_every);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                () = shutdown.cancelled() => return,
+                _ = tick.tick() => {
+                    let now = now_ms();
+                    self.seen.lock().unwrap_or_else(PoisonError::into_inner).prune(now);
+                    self.evaluate(now).await;
+                }
+                e = live.recv() => match e {
+                    Ok(e) => self.seen.lock().unwrap_or_else(PoisonError::into_inner).take(&e),
+                    Err(broadcast::error::RecvError::Lagged(n)) => {
+                        warn!(missed = n, "the alert engine fell behind the live events");
+                    }
+                    Err(broadcast::error::RecvError::Closed) => return,
+                },
+            }
+        }
+    }
+}

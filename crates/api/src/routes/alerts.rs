@@ -1,0 +1,113 @@
+//! Alerts: `GET /api/v1/alerts` (firing and pending), `GET /api/v1/alerts/history` (their
+//! moves, from the journal), the rules (`GET`/`POST /api/v1/alerts/rules`, `DELETE
+//! /api/v1/alerts/rules/{name}`) and `POST /api/v1/alerts/rules/{name}/test`.
+
+use std::sync::Arc;
+
+use axum::Json;
+use axum::extract::{Path, Query, State};
+use axum::http::StatusCode;
+
+use crate::params::{self, Pairs};
+use crate::{ApiError, AppState, Code};
+use capstan_model::{AlertList, AlertRules, EventPage, RuleTest};
+
+fn alerts(state: &AppState) -> Result<Arc<capstan_alerts::Alerts>, ApiError> {
+    state
+        .alerts
+        .clone()
+        .ok_or_else(|| ApiError::new(Code::NotFound, "alerts are not evaluated by this daemon"))
+}
+
+pub(crate) async fn list(
+    State(state): State<AppState>,
+    Query(pairs): Query<Pairs>,
+) -> Result<Json<AlertList>, ApiError> {
+    params::only(&pairs, &[])?;
+    Ok(Json(AlertList {
+        alerts: alerts(&state)?.alerts(),
+    }))
+}
+
+/// The journal's `alert_*` events, newest first (`since`, `until`, `limit`, `cursor` as for
+/// events).
+pub(crate) async fn history(
+    State(state): State<AppState>,
+    Query(pairs): Query<Pairs>,
+) -> Result<Json<EventPage>, ApiError> {
+    let mut p = params::events(&pairs, &["since", "until", "limit", "cursor"])?;
+    p.filter.kinds = vec!["capstan".into()];
+    p.filter.actions = [
+        "alert_pending",
+        "alert_firing",
+        "alert_resolved",
+        "alert_flapping",
+    ]
+    .iter()
+    .map(|a| (*a).to_owned())
+    .collect();
+    crate::routes::events::page(&state, p).await.map(Json)
+}
+
+pub(crate) async fn rules(
+    State(state): State<AppState>,
+    Query(pairs): Query<Pairs>,
+) -> Result<Json<AlertRules>, ApiError> {
+    params::only(&pairs, &[])?;
+    Ok(Json(AlertRules {
+        rules: alerts(&state)?.rule_list(),
+    }))
+}
+
+/// Adds or replaces a rule (the body is one `[[alerts.rules]]` entry as JSON).
+pub(crate) async fn add_rule(
+    State(state): State<AppState>,
+    body: axum::body::Bytes,
+) -> Result<(StatusCode, Json<AlertRules>), ApiError> {
+    let config: capstan_alerts::RuleConfig = serde_json::from_slice(&body)
+        .map_err(|e| ApiError::new(Code::BadRequest, format!("rule: {e}")))?;
+    let engine = alerts(&state)?;
+    engine
+        .add_rule(&config)
+        .map_err(|e| ApiError::new(Code::BadRequest, e))?;
+    Ok((
+        StatusCode::CREATED,
+        Json(AlertRules {
+            rules: engine.rule_list(),
+        }),
+    ))
+}
+
+pub(crate) async fn remove_rule(
+    State(state): State<AppState>,
+    Path(name): Path<String>,
+) -> Result<StatusCode, ApiError> {
+    let removed = alerts(&state)?
+        .remove_rule(&name)
+        .map_err(|e| ApiError::new(Code::Conflict, e))?;
+    if removed {
+        Ok(StatusCode::NO_CONTENT)
+    } else {
+        Err(ApiError::new(
+            Code::NotFound,
+            format!("no rule {name:?}; `capstan alerts rules` lists them"),
+        ))
+    }
+}
+
+pub(crate) async fn test_rule(
+    State(state): State<AppState>,
+    Path(name): Path<String>,
+) -> Result<Json<RuleTest>, ApiError> {
+    alerts(&state)?
+        .test(&name)
+        .await
+        .map_err(|e| ApiError::new(Code::Failed, e))?
+        .map(Json)
+        .ok_or_else(|| {
+            ApiError::new(
+                Code::NotFound,
+                format!("no rule {name:?}; `capstan alerts rules` lists them"),
+            )
+        })
+}

@@ -1,0 +1,508 @@
+//! Recent history, embedded: every sweep's samples at full resolution for an hour, and per
+//! minute (average and maximum) for a week, in one SQLite file (`<data>/metrics.db`) so that a
+//! restart keeps them.
+//!
+//! A sweep is one row (its time and a blob of `(series id, value)` pairs), not one row per
+//! sample: 100 containers at 1 s cost one insert a second. Series (a name and its labels) are
+//! numbered once, in their own table.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::{Mutex, PoisonError};
+use std::time::Duration;
+
+use rusqlite::{Connection, OptionalExtension, params};
+
+use crate::exposition::Sample;
+
+/// Full resolution is kept this long.
+pub const RAW_KEEP: Duration = Duration::from_hours(1);
+/// Minute averages and maxima are kept this long.
+pub const MINUTE_KEEP: Duration = Duration::from_hours(24 * 7);
+
+const MINUTE_MS: i64 = 60_000;
+const SCHEMA: i64 = 1;
+
+/// Why the history could not be read or written.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("metrics history {path}: {source}; move the file away to start a new history")]
+    Db {
+        path: PathBuf,
+        #[source]
+        source: rusqlite::Error,
+    },
+    #[error(
+        "metrics history {path} was written by a newer capstan (schema {found}); upgrade capstan or move the file away"
+    )]
+    Newer { path: PathBuf, found: i64 },
+}
+
+/// A numbered series: its name and labels (sorted by name).
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct SeriesKey {
+    pub name: String,
+    pub labels: Vec<(String, String)>,
+}
+
+/// One series' points in a range, oldest first: `(unix ms, value)`.
+#[derive(Debug, Clone)]
+pub struct Points {
+    pub key: SeriesKey,
+    pub points: Vec<(i64, f64)>,
+}
+
+/// Which table a read uses.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Resolution {
+    /// Every sweep.
+    Raw,
+    /// Per minute: the average, or for counters the maximum (their last value).
+    Minute,
+}
+
+struct Inner {
+    conn: Connection,
+    ids: HashMap<SeriesKey, u32>,
+    keys: HashMap<u32, SeriesKey>,
+    /// Start of the newest minute already rolled up.
+    rolled: i64,
+    /// When old rows were last dropped.
+    pruned: i64,
+}
+
+/// The history file, shared by the collector (writes) and the API (reads).
+pub struct History {
+    path: PathBuf,
+    inner: Mutex<Inner>,
+    /// Between sweeps, as the collector was configured: how far back an instant looks.
+    interval: Duration,
+}
+
+impl std::fmt::Debug for History {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("History")
+            .field("path", &self.path)
+            .field("interval", &self.interval)
+            .finish_non_exhaustive()
+    }
+}
+
+impl History {
+    /// Opens (or creates) the history at `path`; `interval` is the collector's.
+    pub fn open(path: &Path, interval: Duration) -> Result<Self, Error> {
+        let db = |source| Error::Db {
+            path: path.to_owned(),
+            source,
+        };
+        let conn = Connection::open(path).map_err(db)?;
+        conn.execute_batch(
+            "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;
+             CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value INTEGER NOT NULL);
+             CREATE TABLE IF NOT EXISTS series (
+                 id INTEGER PRIMARY KEY, name TEXT NOT NULL, labels TEXT NOT NULL,
+                 last_seen INTEGER NOT NULL, UNIQUE (name, labels));
+             CREATE TABLE IF NOT EXISTS raw (t INTEGER PRIMARY KEY, data BLOB NOT NULL);
+             CREATE TABLE IF NOT EXISTS minute (t INTEGER PRIMARY KEY, data BLOB NOT NULL);",
+        )
+        .map_err(db)?;
+        let found: Option<i64> = conn
+            .query_row("SELECT value FROM meta WHERE key = 'schema'", [], |r| {
+                r.get(0)
+            })
+            .optional()
+            .map_err(db)?;
+        match found {
+            Some(v) if v > SCHEMA => {
+                return Err(Error::Newer {
+                    path: path.to_owned(),
+                    found: v,
+                });
+            }
+            Some(_) => {}
+            None => {
+                conn.execute("INSERT INTO meta VALUES ('schema', ?1)", [SCHEMA])
+                    .map_err(db)?;
+            }
+        }
+        let mut ids = HashMap::new();
+        let mut keys = HashMap::new();
+        {
+            let mut stmt = conn
+                .prepare("SELECT id, name, labels FROM series")
+                .map_err(db)?;
+            let rows = stmt
+                .query_map([], |r| {
+                    Ok((
+                        r.get::<_, u32>(0)?,
+                        r.get::<_, String>(1)?,
+                        r.get::<_, String>(2)?,
+                    ))
+                })
+                .map_err(db)?;
+            for row in rows {
+                let (id, name, labels) = row.map_err(db)?;
+                let key = SeriesKey {
+                    name,
+                    labels: serde_json::from_str(&labels).unwrap_or_default(),
+                };
+                ids.insert(key.clone(), id);
+                keys.insert(id, key);
+            }
+        }
+        let rolled: i64 = conn
+            .query_row("SELECT COALESCE(MAX(t), 0) FROM minute", [], |r| r.get(0))
+            .map_err(db)?;
+        Ok(Self {
+            path: path.to_owned(),
+            inner: Mutex::new(Inner {
+                conn,
+                ids,
+                keys,
+                rolled,
+                pruned: 0,
+            }),
+            interval,
+        })
+    }
+
+    fn db(&self) -> impl Fn(rusqlite::Error) -> Error + '_ {
+        |source| Error::Db {
+            path: self.path.clone(),
+            source,
+        }
+    }
+
+    /// Stores one sweep taken at `t` (unix ms); rolls up the minutes it completes and drops
+    /// what is past its keep.
+    pub fn record(&self, t: i64, samples: &[Sample]) -> Result<(), Error> {
+        let db = self.db();
+        let mut inner = self.inner.lock().unwrap_or_else(PoisonError::into_inner);
+        let inner = &mut *inner;
+        let tx = inner.conn.transaction().map_err(&db)?;
+        let mut data = Vec::with_capacity(samples.len() * 10);
+        for s in samples {
+            if !s.value.is_finite() {
+                continue;
+            }
+            let key = SeriesKey {
+                name: s.name.clone(),
+                labels: s.labels.clone(),
+            };
+            let id = match inner.ids.get(&key) {
+                Some(id) => *id,
+                None => {
+                    let labels = serde_json::to_string(&key.labels).unwrap_or_default();
+                    tx.execute(
+                        "INSERT INTO series (name, labels, last_seen) VALUES (?1, ?2, ?3)
+                         ON CONFLICT (name, labels) DO UPDATE SET last_seen = excluded.last_seen",
+                        params![key.name, labels, t],
+                    )
+                    .map_err(&db)?;
+                    let id: u32 = tx
+                        .query_row(
+                            "SELECT id FROM series WHERE name = ?1 AND labels = ?2",
+                            params![key.name, labels],
+                            |r| r.get(0),
+                        )
+                        .map_err(&db)?;
+                    inner.ids.insert(key.clone(), id);
+                    inner.keys.insert(id, key);
+                    id
+                }
+            };
+            put_varint(&mut data, id);
+            data.extend_from_slice(&s.value.to_le_bytes());
+        }
+        tx.execute(
+            "INSERT OR REPLACE INTO raw (t, data) VALUES (?1, ?2)",
+            params![t, data],
+        )
+        .map_err(&db)?;
+        // every minute before this sweep's is complete
+        let current = t - t.rem_euclid(MINUTE_MS);
+        if inner.rolled < current - MINUTE_MS {
+            let first: Option<i64> = tx
+                .query_row(
+                    "SELECT MIN(t) FROM raw WHERE t >= ?1",
+                    [inner.rolled + MINUTE_MS],
+                    |r| r.get(0),
+                )
+                .map_err(&db)?;
+            if let Some(first) = first {
+                let mut minute = first - first.rem_euclid(MINUTE_MS);
+                while minute < current {
+                    roll_up(&tx, minute, &inner.keys).map_err(&db)?;
+                    minute += MINUTE_MS;
+                }
+            }
+            inner.rolled = current - MINUTE_MS;
+        }
+        if t - inner.pruned >= MINUTE_MS {
+            tx.execute(
+                "DELETE FROM raw WHERE t < ?1",
+                [t - RAW_KEEP.as_millis() as i64],
+            )
+            .map_err(&db)?;
+            tx.execute(
+                "DELETE FROM minute WHERE t < ?1",
+                [t - MINUTE_KEEP.as_millis() as i64],
+            )
+            .map_err(&db)?;
+            // series seen this sweep are fresh; the others age out with the minute table
+            let seen: Vec<u32> = {
+                let mut ids = Vec::new();
+                let mut rest = data.as_slice();
+                while let Some((id, tail)) = get_varint(rest) {
+                    ids.push(id);
+                    rest = tail.get(8..).unwrap_or_default();
+                }
+                ids
+            };
+            {
+                let mut stmt = tx
+                    .prepare_cached("UPDATE series SET last_seen = ?1 WHERE id = ?2")
+                    .map_err(&db)?;
+                for id in seen {
+                    stmt.execute(params![t, id]).map_err(&db)?;
+                }
+            }
+            let cutoff = t - MINUTE_KEEP.as_millis() as i64;
+            let gone: Vec<u32> = {
+                let mut stmt = tx
+                    .prepare("SELECT id FROM series WHERE last_seen < ?1")
+                    .map_err(&db)?;
+                stmt.query_map([cutoff], |r| r.get(0))
+                    .map_err(&db)?
+                    .collect::<Result<_, _>>()
+                    .map_err(&db)?
+            };
+            tx.execute("DELETE FROM series WHERE last_seen < ?1", [cutoff])
+                .map_err(&db)?;
+            for id in gone {
+                if let Some(key) = inner.keys.remove(&id) {
+                    inner.ids.remove(&key);
+                }
+            }
+            inner.pruned = t;
+        }
+        tx.commit().map_err(&db)?;
+        Ok(())
+    }
+
+    /// The series `wanted` picks, with their points in `[from, to]` (unix ms) at `resolution`.
+    pub fn read(
+        &self,
+        from: i64,
+        to: i64,
+        resolution: Resolution,
+        wanted: &dyn Fn(&SeriesKey) -> bool,
+    ) -> Result<Vec<Points>, Error> {
+        let db = self.db();
+        let inner = self.inner.lock().unwrap_or_else(PoisonError::into_inner);
+        let picked: HashMap<u32, &SeriesKey> = inner
+            .keys
+            .iter()
+            .filter(|(_, k)| wanted(k))
+            .map(|(id, k)| (*id, k))
+            .collect();
+        let mut out: HashMap<u32, Vec<(i64, f64)>> = HashMap::new();
+        if picked.is_empty() {
+            return Ok(Vec::new());
+        }
+        let sql = match resolution {
+            Resolution::Raw => "SELECT t, data FROM raw WHERE t BETWEEN ?1 AND ?2 ORDER BY t",
+            Resolution::Minute => "SELECT t, data FROM minute WHERE t BETWEEN ?1 AND ?2 ORDER BY t",
+        };
+        let mut stmt = inner.conn.prepare_cached(sql).map_err(&db)?;
+        let mut rows = stmt.query(params![from, to]).map_err(&db)?;
+        while let Some(row) = rows.next().map_err(&db)? {
+            let t: i64 = row.get(0).map_err(&db)?;
+            let data = row.get_ref(1).map_err(&db)?.as_blob().unwrap_or_default();
+            let mut rest = data;
+            while let Some((id, tail)) = get_varint(rest) {
+                let (value, tail) = match resolution {
+                    Resolution::Raw => (f64_at(tail, 0), tail.get(8..)),
+                    Resolution::Minute => {
+                        // (avg, max): counters take their max, their last value
+                        let counter = picked.get(&id).is_some_and(|k| is_counter(&k.name));
+                        (f64_at(tail, if counter { 8 } else { 0 }), tail.get(16..))
+                    }
+                };
+                if picked.contains_key(&id)
+                    && let Some(v) = value
+                {
+                    out.entry(id).or_default().push((t, v));
+                }
+                rest = tail.unwrap_or_default();
+            }
+        }
+        Ok(out
+            .into_iter()
+            .filter_map(|(id, points)| {
+                Some(Points {
+                    key: (*picked.get(&id)?).clone(),
+                    points,
+                })
+            })
+            .collect())
+    }
+
+    /// The oldest sweep still at full resolution (unix ms).
+    pub fn raw_since(&self) -> Result<Option<i64>, Error> {
+        let inner = self.inner.lock().unwrap_or_else(PoisonError::into_inner);
+        inner
+            .conn
+            .query_row("SELECT MIN(t) FROM raw", [], |r| r.get(0))
+            .map_err(self.db())
+    }
+
+    /// Between sweeps.
+    pub fn interval(&self) -> Duration {
+        self.interval
+    }
+}
+
+/// A counter's name, by Prometheus' convention.
+pub fn is_counter(name: &str) -> bool {
+    name.ends_with("_total")
+}
+
+/// Writes the minute starting at `minute` as `(id, avg, max)` per series, from its sweeps.
+fn roll_up(
+    tx: &rusqlite::Transaction<'_>,
+    minute: i64,
+    keys: &HashMap<u32, SeriesKey>,
+) -> Result<(), rusqlite::Error> {
+    let mut acc: HashMap<u32, (f64, f64, u32)> = HashMap::new();
+    {
+        let mut stmt = tx.prepare_cached("SELECT data FROM raw WHERE t >= ?1 AND t < ?2")?;
+        let mut rows = stmt.query([minute, minute + MINUTE_MS])?;
+        while let Some(row) = rows.next()? {
+            let data = row.get_ref(0)?.as_blob().unwrap_or_default();
+            let mut rest = data;
+            while let Some((id, tail)) = get_varint(rest) {
+                if let Some(v) = f64_at(tail, 0) {
+                    let e = acc.entry(id).or_insert((0.0, f64::MIN, 0));
+                    e.0 += v;
+                    e.1 = e.1.max(v);
+                    e.2 += 1;
+                }
+                rest = tail.get(8..).unwrap_or_default();
+            }
+        }
+    }
+    if acc.is_empty() {
+        return Ok(());
+    }
+    let mut ids: Vec<&u32> = acc.keys().filter(|id| keys.contains_key(id)).collect();
+    ids.sort();
+    let mut data = Vec::with_capacity(ids.len() * 18);
+    for id in ids {
+        let (sum, max, n) = acc[id];
+        put_varint(&mut data, *id);
+        data.extend_from_slice(&(sum / f64::from(n)).to_le_bytes());
+        data.extend_from_slice(&max.to_le_bytes());
+    }
+    tx.execute(
+        "INSERT OR REPLACE INTO minute (t, data) VALUES (?1, ?2)",
+        params![minute, data],
+    )?;
+    Ok(())
+}
+
+fn put_varint(out: &mut Vec<u8>, mut v: u32) {
+    while v >= 0x80 {
+        out.push((v as u8) | 0x80);
+        v >>= 7;
+    }
+    out.push(v as u8);
+}
+
+fn get_varint(data: &[u8]) -> Option<(u32, &[u8])> {
+    let mut v: u32 = 0;
+    for (i, b) in data.iter().enumerate().take(5) {
+        v |= u32::from(b & 0x7f) << (7 * i);
+        if b & 0x80 == 0 {
+            return Some((v, &data[i + 1..]));
+        }
+    }
+    None
+}
+
+fn f64_at(data: &[u8], at: usize) -> Option<f64> {
+    let bytes: [u8; 8] = data.get(at..at + 8)?.try_into().ok()?;
+    Some(f64::from_le_bytes(bytes))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sample(name: &str, c: &str, v: f64) -> Sample {
+        Sample {
+            name: name.into(),
+            labels: vec![("name".into(), c.into())],
+            value: v,
+        }
+    }
+
+    #[test]
+    fn sweeps_survive_reopening_and_roll_up_per_minute() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("metrics.db");
+        let t0 = 1_800_000_000_000_i64 - 1_800_000_000_000_i64.rem_euclid(MINUTE_MS);
+        {
+            let h = History::open(&path, Duration::from_secs(10)).unwrap();
+            for i in 0..12 {
+                let t = t0 + i * 10_000;
+                h.record(
+                    t,
+                    &[
+                        sample("mem", "a", (i % 6) as f64),
+                        sample("cpu_total", "a", i as f64),
+                    ],
+                )
+                .unwrap();
+            }
+        }
+        let h = History::open(&path, Duration::from_secs(10)).unwrap();
+        // the next sweep completes the second minute
+        h.record(t0 + 120_000, &[sample("mem", "a", 0.0)]).unwrap();
+        let all = |_: &SeriesKey| true;
+        let raw = h.read(t0, t0 + 200_000, Resolution::Raw, &all).unwrap();
+        let mem = raw.iter().find(|p| p.key.name == "mem").unwrap();
+        assert_eq!(mem.points.len(), 13);
+        let minutes = h.read(t0, t0 + 200_000, Resolution::Minute, &all).unwrap();
+        let mem = minutes.iter().find(|p| p.key.name == "mem").unwrap();
+        assert_eq!(mem.points, vec![(t0, 2.5), (t0 + MINUTE_MS, 2.5)]);
+        let cpu = minutes.iter().find(|p| p.key.name == "cpu_total").unwrap();
+        assert_eq!(
+            cpu.points,
+            vec![(t0, 5.0), (t0 + MINUTE_MS, 11.0)],
+            "a counter's minute is its last value"
+        );
+    }
+
+    #[test]
+    fn a_newer_schema_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("metrics.db");
+        drop(History::open(&path, Duration::from_secs(5)).unwrap());
+        let conn = Connection::open(&path).unwrap();
+        conn.execute("UPDATE meta SET value = 99 WHERE key = 'schema'", [])
+            .unwrap();
+        drop(conn);
+        let err = History::open(&path, Duration::from_secs(5)).unwrap_err();
+        assert!(err.to_string().contains("newer capstan"), "{err}");
+    }
+
+    #[test]
+    fn varints_round_trip() {
+        for v in [0, 1, 127, 128, 300, 70_000, u32::MAX] {
+            let mut buf = Vec::new();
+            put_varint(&mut buf, v);
+            assert_eq!(get_varint(&buf), Some((v, &[][..])));
+        }
+    }
+}
