@@ -16,6 +16,7 @@ pub mod load;
 mod own_engine;
 pub mod procfs;
 mod prometheus;
+mod receiver;
 mod registry;
 mod smtp;
 
@@ -31,6 +32,7 @@ pub use debian::{DEBIAN, DebianImage, debian_image};
 pub use image::{BUSYBOX, busybox_rootfs, ensure_busybox, rootfs_with_file, tar_of};
 pub use own_engine::OwnEngine;
 pub use prometheus::Prometheus;
+pub use receiver::{Received, Receiver, receiver};
 pub use registry::{
     OCI_INDEX, OCI_MANIFEST, Registry, RegistryOptions, Request as RegistryRequest, sha256,
 };

@@ -6,79 +6,16 @@
 //! retried, across a restart too.
 
 use std::os::unix::fs::PermissionsExt;
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use axum::body::Bytes;
-use axum::http::{HeaderMap, StatusCode};
-use axum::response::IntoResponse;
+use axum::http::StatusCode;
 use capstan_model::NotifyChannels;
 use capstan_testkit::{
-    Alertmanager, Daemon, Registry, RegistryOptions, Smtp, eventually, serve_refused, unique,
+    Alertmanager, Daemon, Received, Registry, RegistryOptions, Smtp, eventually, receiver,
+    serve_refused, unique,
 };
 
 use crate::bin;
-
-/// What a receiver was sent, and whether it said yes.
-#[derive(Debug, Clone)]
-struct Received {
-    headers: HeaderMap,
-    body: serde_json::Value,
-    accepted: bool,
-}
-
-#[derive(Default)]
-struct Receiver {
-    seen: Mutex<Vec<Received>>,
-    /// Answers to give before saying yes again (status, Retry-After).
-    refuse: Mutex<Vec<(StatusCode, Option<&'static str>)>>,
-}
-
-impl Receiver {
-    fn accepted(&self) -> Vec<Received> {
-        let seen = self.seen.lock().unwrap();
-        seen.iter().filter(|r| r.accepted).cloned().collect()
-    }
-
-    fn tries(&self) -> usize {
-        self.seen.lock().unwrap().len()
-    }
-}
-
-async fn receiver() -> (String, Arc<Receiver>) {
-    let state = Arc::new(Receiver::default());
-    let shared = Arc::clone(&state);
-    let router = axum::Router::new().route(
-        "/hook",
-        axum::routing::post(move |headers: HeaderMap, body: Bytes| {
-            let state = Arc::clone(&shared);
-            async move {
-                let body: serde_json::Value =
-                    serde_json::from_slice(&body).unwrap_or(serde_json::Value::Null);
-                let refusal = {
-                    let mut refuse = state.refuse.lock().unwrap();
-                    (!refuse.is_empty()).then(|| refuse.remove(0))
-                };
-                state.seen.lock().unwrap().push(Received {
-                    headers,
-                    body,
-                    accepted: refusal.is_none(),
-                });
-                match refusal {
-                    Some((status, Some(retry))) => {
-                        (status, [("retry-after", retry)], "later").into_response()
-                    }
-                    Some((status, None)) => (status, "no").into_response(),
-                    None => (StatusCode::OK, "ok").into_response(),
-                }
-            }
-        }),
-    );
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let url = format!("http://{}/hook", listener.local_addr().unwrap());
-    tokio::spawn(async move { axum::serve(listener, router).await.unwrap() });
-    (url, state)
-}
 
 async fn check_now(daemon: &Daemon) {
     let (code, _, err) = daemon
