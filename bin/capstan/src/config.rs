@@ -355,7 +355,18 @@ impl Config {
     }
 
     fn parse(text: &str) -> Result<Self> {
-        let config: Self = toml::from_str(text)?;
+        let config: Self = toml::from_str(text).map_err(|e| {
+            // toml says the line; the path says where in the document's structure
+            let path = toml::Deserializer::parse(text).ok().and_then(|de| {
+                serde_path_to_error::deserialize::<_, Self>(de)
+                    .err()
+                    .map(|p| p.path().to_string())
+            });
+            match path {
+                Some(path) if path != "." => anyhow::anyhow!("{path}: {e}"),
+                _ => anyhow::Error::new(e),
+            }
+        })?;
         config.logs.check()?;
         config.images.watch_config(Path::new("/"))?;
         config.metrics.collector()?;

@@ -581,7 +581,10 @@ async fn bad_rules_are_refused_naming_the_field() {
             "name = \"l\"\nlogs = \"level:error AND\"\n",
             "alerts.rules[0].logs",
         ),
-        ("name = \"t\"\nevent = \"oom\"\ntreshold = 3\n", "treshold"),
+        (
+            "name = \"t\"\nevent = \"oom\"\ntreshold = 3\n",
+            "alerts.rules[0].treshold",
+        ),
     ] {
         let config = format!("[alerts]\n[[alerts.rules]]\n{rule}");
         let err = serve_refused(bin(), &config).await;
