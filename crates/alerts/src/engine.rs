@@ -70,6 +70,8 @@ struct Seen {
     rolled_back: VecDeque<(i64, BTreeMap<String, String>)>,
     /// Fire times per alert, for flap detection.
     fires: HashMap<String, VecDeque<i64>>,
+    /// Why each rule could not be evaluated last time (said once, not every evaluation).
+    failing: HashMap<String, String>,
 }
 
 /// The alert engine, shared with the API.
@@ -522,11 +524,23 @@ impl Alerts {
         let rollouts = self.rollouts();
         let mut moves: Vec<(String, String, AlertState)> = Vec::new();
         for rule in &rules {
-            let holding = match self.holding(rule, now).await {
-                Ok(h) => h,
-                Err(e) => {
-                    warn!(rule = %rule.name, error = %e, "cannot evaluate the alert rule");
-                    continue;
+            let result = self.holding(rule, now).await;
+            let holding = {
+                let mut seen = self.seen.lock().unwrap_or_else(PoisonError::into_inner);
+                match result {
+                    Ok(h) => {
+                        if seen.failing.remove(&rule.name).is_some() {
+                            info!(rule = %rule.name, "the alert rule is evaluated again");
+                        }
+                        h
+                    }
+                    Err(e) => {
+                        if seen.failing.get(&rule.name) != Some(&e) {
+                            warn!(rule = %rule.name, error = %e, "cannot evaluate the alert rule; its alerts stay as they are");
+                            seen.failing.insert(rule.name.clone(), e);
+                        }
+                        continue;
+                    }
                 }
             };
             let mut instances = self
@@ -715,8 +729,24 @@ impl Alerts {
     /// were pending or firing when capstan stopped.
     async fn restore(&self, now: i64) {
         let since = (now - EVENT_KEEP_MS) * 1_000_000;
+        let actions = [
+            "oom",
+            "kill",
+            "stop",
+            "die",
+            "destroy",
+            "health_status: healthy",
+            "health_status: unhealthy",
+            "update_failed",
+            "release_rolled_back",
+            "alert_pending",
+            "alert_firing",
+            "alert_resolved",
+            "alert_flapping",
+        ];
         let filter = EventFilter {
             kinds: vec!["container".into(), "capstan".into()],
+            actions: actions.iter().map(|a| (*a).to_owned()).collect(),
             since_nano: Some(since),
             ..EventFilter::default()
         };
@@ -802,5 +832,139 @@ impl Alerts {
                 },
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn health(id: &str, action: &str, at_ms: i64, app: &str) -> Event {
+        Event {
+            seq: 0,
+            time: time(at_ms),
+            time_nano: at_ms * 1_000_000,
+            kind: "container".into(),
+            action: action.into(),
+            actor: id.into(),
+            image_id: None,
+            attributes: BTreeMap::from([
+                ("name".to_owned(), format!("{id}-name")),
+                ("com.docker.compose.project".to_owned(), app.to_owned()),
+            ]),
+            scope: None,
+            inferred: false,
+        }
+    }
+
+    fn engine(dir: &std::path::Path) -> (Alerts, Rollouts) {
+        let store = Store::open(&dir.join("state.db")).unwrap();
+        let rollouts: Rollouts = Arc::default();
+        let rule = RuleConfig {
+            name: "sick".into(),
+            event: Some("unhealthy".into()),
+            ..RuleConfig::default()
+        }
+        .check("test", Source::Config)
+        .unwrap();
+        let alerts = Alerts::new(
+            vec![rule],
+            Sources {
+                store,
+                live: broadcast::channel(16).0,
+                history: None,
+                logs: None,
+                rollouts: Arc::clone(&rollouts),
+            },
+            Duration::from_secs(1),
+            dir.join("alert-rules.json"),
+        )
+        .unwrap();
+        (alerts, rollouts)
+    }
+
+    async fn journaled(alerts: &Alerts) -> Vec<String> {
+        let filter = EventFilter {
+            kinds: vec!["capstan".into()],
+            ..EventFilter::default()
+        };
+        let mut events = alerts.sources.store.events(filter, 100).await.unwrap();
+        events.reverse();
+        events.into_iter().map(|e| e.action).collect()
+    }
+
+    fn see(alerts: &Alerts, e: &Event) {
+        alerts.seen.lock().unwrap().take(e);
+    }
+
+    #[tokio::test]
+    async fn a_flapping_alert_is_said_once_then_kept_quiet() {
+        let dir = tempfile::tempdir().unwrap();
+        let (alerts, _) = engine(dir.path());
+        let t0 = now_ms();
+        for i in 0..5 {
+            let t = t0 + i * 2_000;
+            see(
+                &alerts,
+                &health("c1", "health_status: unhealthy", t, "shop"),
+            );
+            alerts.evaluate(t).await;
+            see(
+                &alerts,
+                &health("c1", "health_status: healthy", t + 1_000, "shop"),
+            );
+            alerts.evaluate(t + 1_000).await;
+        }
+        assert_eq!(
+            journaled(&alerts).await,
+            [
+                "alert_firing",
+                "alert_resolved",
+                "alert_firing",
+                "alert_resolved",
+                "alert_flapping",
+            ],
+            "the third firing says flapping; later moves are not sent"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_rollout_holds_an_alert_until_it_ends() {
+        let dir = tempfile::tempdir().unwrap();
+        let (alerts, rollouts) = engine(dir.path());
+        let t0 = now_ms();
+        rollouts.lock().unwrap().insert("shop".into());
+        see(
+            &alerts,
+            &health("c1", "health_status: unhealthy", t0, "shop"),
+        );
+        see(
+            &alerts,
+            &health("c2", "health_status: unhealthy", t0, "other"),
+        );
+        alerts.evaluate(t0).await;
+        let list = alerts.alerts();
+        let held: Vec<_> = list.iter().filter(|a| a.held).collect();
+        assert_eq!(held.len(), 1);
+        assert_eq!(held[0].state, AlertState::Pending);
+        assert_eq!(held[0].labels.get("app").map(String::as_str), Some("shop"));
+        let mut moved = journaled(&alerts).await;
+        moved.sort();
+        assert_eq!(
+            moved,
+            ["alert_firing", "alert_pending"],
+            "one fired, one held"
+        );
+        // the rollout ends with the condition still there: it fires
+        rollouts.lock().unwrap().clear();
+        alerts.evaluate(t0 + 1_000).await;
+        assert!(
+            alerts
+                .alerts()
+                .iter()
+                .all(|a| a.state == AlertState::Firing)
+        );
+        let test = alerts.test("sick").await.unwrap().unwrap();
+        assert!(test.would_fire && test.instances.len() == 2, "{test:?}");
     }
 }
