@@ -58,7 +58,8 @@ async fn main() {
     let daemon = Daemon::start_with(
         &capstan,
         &own.host(),
-        "[logs]\ncollect = false\n[images]\nwatch = false\n[metrics]\ninterval = \"1s\"\n",
+        // the built-in alert rules on, as a user runs it
+        "[logs]\ncollect = false\n[images]\nwatch = false\n[metrics]\ninterval = \"1s\"\n[alerts]\n",
     )
     .await;
     let pid = daemon.pid().unwrap();
@@ -103,6 +104,29 @@ async fn main() {
         times[times.len() / 2],
         times[times.len() - 1],
         size / 1000
+    );
+    // the history: what a minute of every sweep costs on disk, and a query over it
+    let db = std::fs::metadata(daemon.data_dir().join("metrics.db"))
+        .map(|m| m.len())
+        .unwrap_or(0)
+        + std::fs::metadata(daemon.data_dir().join("metrics.db-wal"))
+            .map(|m| m.len())
+            .unwrap_or(0);
+    let mut times = Vec::new();
+    let mut series = 0;
+    for _ in 0..5 {
+        let t = Instant::now();
+        let r: capstan_model::MetricsResult = daemon
+            .get("/api/v1/metrics/query?query=rate%28container_cpu_usage_seconds_total%5B10s%5D%29&since=1m&step=1s")
+            .await;
+        times.push(t.elapsed().as_secs_f64() * 1000.0);
+        series = r.series.len();
+    }
+    times.sort_by(f64::total_cmp);
+    println!(
+        "  history: {:.1} MB on disk after {secs:.0} s of 1 s sweeps; rate() of {series} series over the last minute at 1 s steps: {:.1} ms median",
+        db as f64 / 1e6,
+        times[times.len() / 2],
     );
     drop(daemon);
     // baseline: one sweep of the stats API, one container after another

@@ -63,6 +63,7 @@ async fn an_oom_kill_fires_and_reaches_alertmanager_and_a_webhook() {
 collect = false
 [metrics]
 interval = "2s"
+history = false
 [alerts]
 evaluate_every = "1s"
 disable = ["restart_loop", "unhealthy", "disk_almost_full"]

@@ -111,7 +111,7 @@ async fn every_image_operation_is_journaled_exactly_once() {
     // the references the load brought back have no events: they are inferred once the stream
     // is quiet
     let detail: ImageDetail =
-        eventually(Duration::from_secs(30), "load's references settled", || {
+        eventually(Duration::from_mins(1), "load's references settled", || {
             let (daemon, id) = (&daemon, &id);
             async move {
                 let d: ImageDetail = daemon.get(&format!("/api/v1/images/{id}")).await;

@@ -22,7 +22,8 @@ async fn collecting_every_second(engine: &capstan_engine::Engine) -> Daemon {
     Daemon::start_with(
         bin(),
         engine.host(),
-        "[logs]\ncollect = false\n[metrics]\ninterval = \"1s\"\n",
+        // no history: these tests read the live figures
+        "[logs]\ncollect = false\n[metrics]\ninterval = \"1s\"\nhistory = false\n",
     )
     .await
 }
@@ -270,7 +271,7 @@ async fn the_stats_api_stands_in_for_cgroups_of_a_remote_engine() {
     let daemon = Daemon::start_with(
         bin(),
         engine.host(),
-        "[logs]\ncollect = false\n[metrics]\ninterval = \"2s\"\nsource = \"engine\"\n",
+        "[logs]\ncollect = false\n[metrics]\ninterval = \"2s\"\nsource = \"engine\"\nhistory = false\n",
     )
     .await;
     let name = unique("capt-remote");
