@@ -106,12 +106,8 @@ async fn main() {
         size / 1000
     );
     // the history: what a minute of every sweep costs on disk, and a query over it
-    let db = std::fs::metadata(daemon.data_dir().join("metrics.db"))
-        .map(|m| m.len())
-        .unwrap_or(0)
-        + std::fs::metadata(daemon.data_dir().join("metrics.db-wal"))
-            .map(|m| m.len())
-            .unwrap_or(0);
+    let size = |file: &str| std::fs::metadata(daemon.data_dir().join(file)).map_or(0, |m| m.len());
+    let db = size("metrics.db") + size("metrics.db-wal");
     let mut times = Vec::new();
     let mut series = 0;
     for _ in 0..5 {

@@ -373,6 +373,15 @@ async fn deploy_redeploy_roll_back_and_down() {
         results,
         [(3, "rolled_back"), (2, "succeeded"), (1, "succeeded")]
     );
+    // journaled for alert rules (`event = "rolled_back"`) and notification channels
+    let rolled = daemon
+        .all_events("type=capstan&action=release_rolled_back")
+        .await;
+    assert!(
+        rolled.iter().any(|e| e.actor == app
+            && e.attributes.get("release").map(String::as_str) == Some("3")),
+        "{rolled:?}"
+    );
     assert!(
         releases[0].images["web"]
             .as_str()
