@@ -227,9 +227,7 @@ impl RuleConfig {
         )?;
         let mut labels = BTreeMap::new();
         for (k, v) in &self.labels {
-            let ok = k.starts_with(|c: char| c.is_ascii_alphabetic() || c == '_')
-                && k.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
-            if !ok || k.starts_with("__") {
+            if !capstan_model::is_label_name(k) {
                 return Err(format!(
                     "{path}.labels.{k}: a label name is letters, digits and `_`, not starting with a digit or `__`"
                 ));

@@ -17,6 +17,7 @@ mod time;
 
 pub use alerts::{
     Alert, AlertList, AlertRuleInfo, AlertRules, AlertState, RuleTest, RuleTestInstance,
+    is_label_name,
 };
 pub use app::{AppSummary, Release};
 pub use event::{Event, EventPage, EventType};

@@ -3,7 +3,7 @@
 
 use std::collections::BTreeMap;
 
-use capstan_model::Event;
+use capstan_model::{Event, is_label_name};
 use serde::Serialize;
 
 /// A notification.
@@ -73,9 +73,7 @@ impl Message {
                 }
                 let mut labels = serde_json::Map::new();
                 for (k, v) in &e.attributes {
-                    let ok = k.starts_with(|c: char| c.is_ascii_alphabetic() || c == '_')
-                        && k.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
-                    if ok && !k.starts_with("__") && k != "reason" {
+                    if is_label_name(k) && k != "reason" {
                         labels.insert(k.clone(), v.clone().into());
                     }
                 }
@@ -98,12 +96,6 @@ impl Message {
 /// Attributes of an alert's event that are no labels.
 const ALERT_FIELDS: &[&str] = &["rule", "state", "fingerprint", "active_since", "value"];
 
-fn label_name_ok(k: &str) -> bool {
-    k.starts_with(|c: char| c.is_ascii_alphabetic() || c == '_')
-        && k.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
-        && !k.starts_with("__")
-}
-
 /// An alert of capstan's rules as Alertmanager takes it: its labels (`alertname` is the
 /// rule's name), its annotations, when it became active, and its end: resolved now, or
 /// `active_for` from now while it fires (it is sent again before then).
@@ -113,7 +105,7 @@ fn alert(e: &Event, line: &str, host: &str, active_for: chrono::Duration) -> ser
     for (k, v) in &e.attributes {
         if let Some(a) = k.strip_prefix("annotation.") {
             annotations.insert(a.to_owned(), v.clone().into());
-        } else if !ALERT_FIELDS.contains(&k.as_str()) && label_name_ok(k) {
+        } else if !ALERT_FIELDS.contains(&k.as_str()) && is_label_name(k) {
             labels.insert(k.clone(), v.clone().into());
         }
     }

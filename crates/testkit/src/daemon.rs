@@ -246,6 +246,21 @@ impl Daemon {
         (status, body)
     }
 
+    /// POST a JSON body with the admin token: `(status, body)`.
+    pub async fn post_raw(&self, path: &str, body: &serde_json::Value) -> (u16, serde_json::Value) {
+        let resp = self
+            .http
+            .post(format!("{}{path}", self.url))
+            .bearer_auth(&self.token)
+            .json(body)
+            .send()
+            .await
+            .unwrap();
+        let status = resp.status().as_u16();
+        let body = resp.json().await.unwrap_or(serde_json::Value::Null);
+        (status, body)
+    }
+
     /// GET a JSON document with the admin token; fails the test on a non-2xx answer.
     pub async fn get<T: DeserializeOwned>(&self, path_and_query: &str) -> T {
         let (status, body) = self.get_raw(path_and_query, Some(&self.token)).await;

@@ -597,19 +597,13 @@ async fn bad_rules_are_refused_naming_the_field() {
     }
     // through the API: the same checks, nothing added
     let daemon = Daemon::start(bin(), engine.host()).await;
-    let client = reqwest::Client::new();
-    let post = |body: serde_json::Value| {
-        client
-            .post(format!("{}/api/v1/alerts/rules", daemon.url))
-            .bearer_auth(&daemon.token)
-            .json(&body)
-            .send()
-    };
-    let resp = post(serde_json::json!({"name": "x", "expr": "up >"}))
-        .await
-        .unwrap();
-    assert_eq!(resp.status(), 400);
-    let body: serde_json::Value = resp.json().await.unwrap();
+    let (status, body) = daemon
+        .post_raw(
+            "/api/v1/alerts/rules",
+            &serde_json::json!({"name": "x", "expr": "up >"}),
+        )
+        .await;
+    assert_eq!(status, 400);
     assert!(
         body["error"]["message"]
             .as_str()
@@ -620,11 +614,13 @@ async fn bad_rules_are_refused_naming_the_field() {
     let rules: capstan_model::AlertRules = daemon.get("/api/v1/alerts/rules").await;
     assert!(rules.rules.is_empty(), "{rules:?}");
     // a good one is kept across a restart, and can be removed
-    let resp =
-        post(serde_json::json!({"name": "api-oom", "event": "oom", "labels": {"team": "api"}}))
-            .await
-            .unwrap();
-    assert_eq!(resp.status(), 201);
+    let (status, _) = daemon
+        .post_raw(
+            "/api/v1/alerts/rules",
+            &serde_json::json!({"name": "api-oom", "event": "oom", "labels": {"team": "api"}}),
+        )
+        .await;
+    assert_eq!(status, 201);
     let mut daemon = daemon;
     daemon.stop().await;
     daemon.restart().await;

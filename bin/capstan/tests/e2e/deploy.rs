@@ -119,23 +119,20 @@ async fn plan_shows_what_a_deploy_would_change_and_why() {
     );
 
     // bad input: the path and the model disagree, a malformed model
-    let resp = reqwest::Client::new()
-        .post(format!("{}/api/v1/apps/other/plan", daemon.url))
-        .bearer_auth(&daemon.token)
-        .json(&serde_json::json!({ "project": project }))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(resp.status(), 400);
-    let resp = reqwest::Client::new()
-        .post(format!("{}/api/v1/apps/{app}/plan", daemon.url))
-        .bearer_auth(&daemon.token)
-        .json(&serde_json::json!({"project": {"name": app, "services": {"web": {"imagee": "x"}}}}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(resp.status(), 400);
-    let body: serde_json::Value = resp.json().await.unwrap();
+    let (status, _) = daemon
+        .post_raw(
+            "/api/v1/apps/other/plan",
+            &serde_json::json!({ "project": project }),
+        )
+        .await;
+    assert_eq!(status, 400);
+    let (status, body) = daemon
+        .post_raw(
+            &format!("/api/v1/apps/{app}/plan"),
+            &serde_json::json!({"project": {"name": app, "services": {"web": {"imagee": "x"}}}}),
+        )
+        .await;
+    assert_eq!(status, 400);
     assert!(
         body["error"]["message"]
             .as_str()
