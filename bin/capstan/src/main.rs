@@ -58,6 +58,10 @@ enum Command {
     Metrics(cli::metrics::MetricsArgs),
     /// Show firing and pending alerts, their history, the rules; test a rule.
     Alerts(cli::alerts::AlertsArgs),
+    /// List, create and revoke API tokens with roles (viewer, operator, admin).
+    Tokens(cli::tokens::TokensArgs),
+    /// Show the audit log: every request that changed something, who, when, from where.
+    Audit(cli::tokens::AuditArgs),
     /// Show the advisory database image scans match against, or import OSV advisories.
     Vulndb(cli::vulndb::VulnDbArgs),
     /// Show whether the daemon, the engine and the journal are healthy.
@@ -168,6 +172,8 @@ fn main() -> ExitCode {
         Command::Top(args) => cli::finish(runtime.block_on(cli::top::run(args))),
         Command::Metrics(args) => cli::finish(runtime.block_on(cli::metrics::run(args))),
         Command::Alerts(args) => cli::finish(runtime.block_on(cli::alerts::run(args))),
+        Command::Tokens(args) => cli::finish(runtime.block_on(cli::tokens::run(args))),
+        Command::Audit(args) => cli::finish(runtime.block_on(cli::tokens::audit(args))),
         Command::Vulndb(args) => cli::finish(runtime.block_on(cli::vulndb::run(args))),
         Command::Plan(args) => cli::finish(runtime.block_on(cli::plan::run(args))),
         Command::Deploy(args) => cli::finish(runtime.block_on(cli::apps::deploy(args))),

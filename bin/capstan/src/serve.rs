@@ -285,10 +285,14 @@ pub async fn run(opts: ServeOptions) -> Result<()> {
         shutdown.clone(),
         "finishing writes and stopping",
     ));
-    axum::serve(listener, capstan_api::router(state))
-        .with_graceful_shutdown(shutdown.clone().cancelled_owned())
-        .await
-        .context("the API server failed")?;
+    // the client's address goes into the audit log
+    axum::serve(
+        listener,
+        capstan_api::router(state).into_make_service_with_connect_info::<std::net::SocketAddr>(),
+    )
+    .with_graceful_shutdown(shutdown.clone().cancelled_owned())
+    .await
+    .context("the API server failed")?;
     shutdown.cancel();
     if tokio::time::timeout(DRAIN_TIMEOUT, journal_task)
         .await

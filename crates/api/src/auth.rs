@@ -1,14 +1,122 @@
 use axum::extract::{Request, State};
+use axum::http::Method;
 use axum::http::header::AUTHORIZATION;
 use axum::middleware::Next;
 use axum::response::Response;
+use capstan_model::Role;
 
 use crate::{ApiError, AppState, Code};
 
-/// Lets the request through only with `Authorization: Bearer <admin token>`.
+/// Who a request comes from: the admin token, or a named token and its role. Routes find it in
+/// the request's extensions (the release ledger's actor is its name).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Principal {
+    pub name: String,
+    pub role: Role,
+}
+
+/// The role a request needs: reading is a viewer's, changing an operator's, and tokens, the
+/// audit log, alert rules and the advisory database an admin's. Planning a deploy and testing an
+/// alert rule change nothing.
+pub(crate) fn required_role(method: &Method, path: &str) -> Role {
+    if path.starts_with("/api/v1/tokens") || path.starts_with("/api/v1/audit") {
+        return Role::Admin;
+    }
+    if method == Method::GET || method == Method::HEAD {
+        return Role::Viewer;
+    }
+    if path.starts_with("/api/v1/alerts/rules") {
+        return if path.ends_with("/test") {
+            Role::Viewer
+        } else {
+            Role::Admin
+        };
+    }
+    if path == "/api/v1/vulndb" {
+        return Role::Admin;
+    }
+    if path.ends_with("/plan") {
+        return Role::Viewer;
+    }
+    Role::Operator
+}
+
+/// Lower-case hex.
+pub(crate) fn hex(bytes: &[u8]) -> String {
+    use std::fmt::Write as _;
+    bytes
+        .iter()
+        .fold(String::with_capacity(bytes.len() * 2), |mut out, b| {
+            let _ = write!(out, "{b:02x}");
+            out
+        })
+}
+
+/// The hex SHA-256 of a token: all that is kept of it.
+pub(crate) fn token_hash(token: &str) -> String {
+    use sha2::Digest as _;
+    hex(&sha2::Sha256::digest(token.as_bytes()))
+}
+
+/// `cap_<id>_<secret>`: the id finds the row.
+fn token_id(token: &str) -> Option<&str> {
+    let rest = token.strip_prefix("cap_")?;
+    let (id, secret) = rest.split_once('_')?;
+    (!id.is_empty() && !secret.is_empty()).then_some(id)
+}
+
+/// Who presents `token`, or why no one.
+async fn identify(state: &AppState, token: &str) -> Result<Principal, ApiError> {
+    if constant_time_eq(token.as_bytes(), state.admin_token.as_bytes()) {
+        return Ok(Principal {
+            name: "admin".into(),
+            role: Role::Admin,
+        });
+    }
+    let invalid = || {
+        ApiError::new(
+            Code::Unauthorized,
+            "invalid token: check CAPSTAN_TOKEN or <data>/admin.token",
+        )
+    };
+    let id = token_id(token).ok_or_else(invalid)?.to_owned();
+    let lookup = id.clone();
+    let row = state
+        .store
+        .read(move |c| capstan_store::access::token_by_id(c, &lookup))
+        .await?
+        .ok_or_else(invalid)?;
+    if !constant_time_eq(token_hash(token).as_bytes(), row.hash.as_bytes()) {
+        return Err(invalid());
+    }
+    if row.revoked_nano.is_some() {
+        return Err(ApiError::new(
+            Code::Unauthorized,
+            format!(
+                "token {:?} was revoked; ask an admin for a new one",
+                row.name
+            ),
+        ));
+    }
+    let role = Role::parse(&row.role).ok_or_else(invalid)?;
+    let now = chrono::Utc::now().timestamp_nanos_opt().unwrap_or_default();
+    if row.last_used_nano.is_none_or(|t| now - t > 60_000_000_000) {
+        let _ = state
+            .store
+            .write(move |tx| capstan_store::access::touch_token(tx, &id, now))
+            .await;
+    }
+    Ok(Principal {
+        name: row.name,
+        role,
+    })
+}
+
+/// Lets the request through only with `Authorization: Bearer <token>` of a role that may do
+/// what it asks; records every request that is not a read in the audit log.
 pub(crate) async fn require_token(
     State(state): State<AppState>,
-    request: Request,
+    mut request: Request,
     next: Next,
 ) -> Result<Response, ApiError> {
     let presented = request
@@ -19,20 +127,65 @@ pub(crate) async fn require_token(
             v.strip_prefix("Bearer ")
                 .or_else(|| v.strip_prefix("bearer "))
         })
-        .map(str::trim);
-    match presented {
-        None => Err(ApiError::new(
+        .map(str::trim)
+        .map(str::to_owned);
+    let Some(presented) = presented else {
+        return Err(ApiError::new(
             Code::Unauthorized,
             "missing token: send Authorization: Bearer <token> (the admin token is in <data>/admin.token)",
-        )),
-        Some(t) if constant_time_eq(t.as_bytes(), state.admin_token.as_bytes()) => {
-            Ok(next.run(request).await)
+        ));
+    };
+    let principal = identify(&state, &presented).await?;
+    let method = request.method().clone();
+    let path = request.uri().path().to_owned();
+    let asked = request
+        .uri()
+        .path_and_query()
+        .map_or_else(|| path.clone(), |p| p.as_str().to_owned());
+    let remote = request
+        .extensions()
+        .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
+        .map_or_else(|| "-".to_owned(), |c| c.0.to_string());
+    let needed = required_role(&method, &path);
+    let audited = !(method == Method::GET || method == Method::HEAD || method == Method::OPTIONS);
+    let response = if principal.role < needed {
+        Err(ApiError::new(
+            Code::Forbidden,
+            format!(
+                "this needs the {} role; token {:?} is {}",
+                needed.as_str(),
+                principal.name,
+                principal.role.as_str()
+            ),
+        ))
+    } else {
+        request.extensions_mut().insert(principal.clone());
+        Ok(next.run(request).await)
+    };
+    if audited {
+        let status = match &response {
+            Ok(r) => r.status().as_u16(),
+            Err(e) => e.status().as_u16(),
+        };
+        let row = capstan_store::AuditRow {
+            seq: 0,
+            time_nano: chrono::Utc::now().timestamp_nanos_opt().unwrap_or_default(),
+            who: principal.name,
+            role: principal.role.as_str().to_owned(),
+            method: method.to_string(),
+            path: asked,
+            status,
+            remote,
+        };
+        if let Err(e) = state
+            .store
+            .write(move |tx| capstan_store::access::audit(tx, &row))
+            .await
+        {
+            tracing::error!(error = %e, "cannot write the audit log");
         }
-        Some(_) => Err(ApiError::new(
-            Code::Unauthorized,
-            "invalid token: check CAPSTAN_TOKEN or <data>/admin.token",
-        )),
     }
+    response
 }
 
 /// Whether a webhook request proves it knows `secret`: `?secret=<secret>` in the URL (registries

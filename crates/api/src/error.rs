@@ -10,6 +10,8 @@ pub enum Code {
     BadRequest,
     /// 401: missing or wrong token.
     Unauthorized,
+    /// 403: the token's role may not do this.
+    Forbidden,
     /// 404: no such object or route.
     NotFound,
     /// 409: the object is busy (a deploy of the app is running).
@@ -27,6 +29,7 @@ impl Code {
         match self {
             Self::BadRequest => StatusCode::BAD_REQUEST,
             Self::Unauthorized => StatusCode::UNAUTHORIZED,
+            Self::Forbidden => StatusCode::FORBIDDEN,
             Self::NotFound => StatusCode::NOT_FOUND,
             Self::Conflict => StatusCode::CONFLICT,
             Self::Failed => StatusCode::UNPROCESSABLE_ENTITY,
@@ -39,6 +42,7 @@ impl Code {
         match self {
             Self::BadRequest => "bad_request",
             Self::Unauthorized => "unauthorized",
+            Self::Forbidden => "forbidden",
             Self::NotFound => "not_found",
             Self::Conflict => "conflict",
             Self::Failed => "failed",
@@ -62,6 +66,11 @@ impl ApiError {
             code,
             message: message.into(),
         }
+    }
+
+    /// The HTTP status it answers with.
+    pub fn status(&self) -> axum::http::StatusCode {
+        self.code.status()
     }
 
     /// The message for the client.

@@ -4,7 +4,7 @@
 //! It owns the wire contract (paths, parameters, status codes). It must never talk to the
 //! engine except through `capstan-engine`, nor change state except through the job crates.
 
-mod auth;
+pub mod auth;
 mod error;
 mod params;
 mod routes;
@@ -106,6 +106,15 @@ fn protected() -> Router<AppState> {
         )
         .route("/api/v1/metrics/query", get(routes::metrics::query))
         .route("/api/v1/alerts", get(routes::alerts::list))
+        .route(
+            "/api/v1/tokens",
+            get(routes::access::list).post(routes::access::create),
+        )
+        .route(
+            "/api/v1/tokens/{name}",
+            axum::routing::delete(routes::access::revoke),
+        )
+        .route("/api/v1/audit", get(routes::access::audit))
         .route("/api/v1/alerts/history", get(routes::alerts::history))
         .route(
             "/api/v1/alerts/rules",

@@ -318,12 +318,18 @@ fn apply(
                 if engine_tags != tags.iter().collect() {
                     unsettled.insert(id.clone());
                 }
+                // references gone by the end of the batch are what it was last known as
+                let last_tags = if tags.is_empty() {
+                    change.popped.clone()
+                } else {
+                    Vec::new()
+                };
                 images::upsert(
                     tx,
                     &ImageRow {
                         id: s.id,
                         repo_tags: tags.into_iter().collect(),
-                        last_tags: Vec::new(),
+                        last_tags,
                         repo_digests: s.repo_digests,
                         size: s.size,
                         created_nano: s.created.and_then(|c| c.timestamp_nanos_opt()),

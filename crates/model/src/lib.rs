@@ -4,6 +4,7 @@
 //! small pure helpers on them (time formatting, lifecycle naming). It must never do I/O: no
 //! sockets, no files, no clocks beyond what callers pass in.
 
+mod access;
 mod alerts;
 mod app;
 mod event;
@@ -15,6 +16,7 @@ mod notify;
 mod scan;
 mod time;
 
+pub use access::{AuditEntry, AuditLog, CreatedToken, NewToken, Role, TokenInfo, TokenList};
 pub use alerts::{
     Alert, AlertList, AlertRuleInfo, AlertRules, AlertState, RuleTest, RuleTestInstance,
     is_label_name,

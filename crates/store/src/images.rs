@@ -12,7 +12,9 @@ pub struct ImageRow {
     pub id: String,
     /// References pointing at it now (as far as events explain; see the journal's settling).
     pub repo_tags: Vec<String>,
-    /// The last non-empty set of references it had (what a deleted image was known as).
+    /// The last non-empty set of references it had (what a deleted image was known as). Kept
+    /// by [`upsert`] from the last non-empty `repo_tags`; a row written with no tags and these
+    /// set (references made and removed before the row saw them) takes them instead.
     pub last_tags: Vec<String>,
     /// Registry digests.
     pub repo_digests: Vec<String>,
@@ -129,10 +131,11 @@ pub fn upsert(tx: &Transaction<'_>, image: &ImageRow) -> Result<(), Error> {
     tx.prepare_cached(
         "INSERT INTO images (id, repo_tags, repo_digests, size, created_nano, layers, first_seen,
                              last_seen, deleted_nano, last_event_nano, last_tags)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?2)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, CASE WHEN ?2 = '[]' THEN ?11 ELSE ?2 END)
          ON CONFLICT (id) DO UPDATE SET
             repo_tags = excluded.repo_tags, repo_digests = excluded.repo_digests,
-            last_tags = CASE WHEN excluded.repo_tags = '[]' THEN last_tags ELSE excluded.repo_tags END,
+            last_tags = CASE WHEN excluded.repo_tags != '[]' THEN excluded.repo_tags
+                             WHEN ?11 != '[]' THEN ?11 ELSE last_tags END,
             size = excluded.size, created_nano = excluded.created_nano, layers = excluded.layers,
             first_seen = min(first_seen, excluded.first_seen), last_seen = excluded.last_seen,
             deleted_nano = excluded.deleted_nano,
@@ -149,6 +152,7 @@ pub fn upsert(tx: &Transaction<'_>, image: &ImageRow) -> Result<(), Error> {
         image.last_seen,
         image.deleted_nano,
         image.last_event_nano,
+        serde_json::to_string(&image.last_tags)?,
     ])?;
     tx.prepare_cached("DELETE FROM image_tags WHERE image_id = ?1")?
         .execute([&image.id])?;

@@ -6,6 +6,7 @@
 //! the engine or decide what an event means; that belongs to the job crates. Every call runs
 //! on tokio's blocking pool, never on the async threads.
 
+pub mod access;
 pub mod containers;
 mod error;
 pub mod events;
@@ -19,6 +20,7 @@ use std::sync::{Arc, Mutex};
 use rusqlite::OpenFlags;
 pub use rusqlite::{Connection, Transaction};
 
+pub use access::{AuditRow, TokenRow};
 pub use containers::ContainerRow;
 pub use error::Error;
 pub use events::{Cursor, EventFilter, NewEvent};

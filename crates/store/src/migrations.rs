@@ -80,6 +80,28 @@ const MIGRATIONS: &[&str] = &[
         detail       TEXT NOT NULL DEFAULT '{}',
         PRIMARY KEY (app, number)
      );",
+    // 3: API tokens with roles (only their SHA-256 is kept) and the audit log
+    "CREATE TABLE tokens (
+        id           TEXT PRIMARY KEY,
+        name         TEXT NOT NULL UNIQUE,
+        role         TEXT NOT NULL,
+        hash         TEXT NOT NULL,
+        created_nano INTEGER NOT NULL,
+        created_by   TEXT NOT NULL,
+        last_used_nano INTEGER,
+        revoked_nano INTEGER
+     );
+     CREATE TABLE audit (
+        seq       INTEGER PRIMARY KEY,
+        time_nano INTEGER NOT NULL,
+        who       TEXT NOT NULL,
+        role      TEXT NOT NULL,
+        method    TEXT NOT NULL,
+        path      TEXT NOT NULL,
+        status    INTEGER NOT NULL,
+        remote    TEXT NOT NULL
+     );
+     CREATE INDEX audit_by_time ON audit (time_nano DESC);",
 ];
 
 pub(crate) fn apply(conn: &mut Connection) -> Result<(), Error> {

@@ -79,6 +79,15 @@ impl Client {
         })
     }
 
+    /// DELETEs; the answer's body is not read.
+    pub async fn delete(&self, path: &str) -> Result<(), Failure> {
+        let mut req = self.http.delete(format!("{}{path}", self.base));
+        if let Some(token) = &self.token {
+            req = req.bearer_auth(token);
+        }
+        self.check(req).await.map(drop)
+    }
+
     /// POSTs raw bytes (a build context) and reads a JSON answer.
     pub async fn post_bytes<T: DeserializeOwned>(
         &self,
@@ -163,7 +172,7 @@ impl Client {
             |b| (b.error.code, b.error.message),
         );
         let exit = match code.as_str() {
-            "bad_request" | "not_found" | "unauthorized" => 2,
+            "bad_request" | "not_found" | "unauthorized" | "forbidden" => 2,
             "engine_unavailable" => 3,
             _ => 1,
         };

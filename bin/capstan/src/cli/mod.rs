@@ -14,6 +14,7 @@ pub mod notify;
 pub mod plan;
 pub mod ps;
 pub mod table;
+pub mod tokens;
 pub mod top;
 pub mod vulndb;
 

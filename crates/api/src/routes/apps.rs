@@ -1,17 +1,18 @@
 use std::collections::BTreeMap;
 
-use axum::Json;
 use axum::extract::rejection::JsonRejection;
 use axum::extract::{Path, Query, State};
 use axum::http::HeaderMap;
 use axum::http::header::{ACCEPT, CONTENT_TYPE};
 use axum::response::{IntoResponse, Response};
+use axum::{Extension, Json};
 use capstan_compose::Project;
 use capstan_deploy::{DeployRequest, Deployer, Plan, Report};
 use capstan_model::{AppSummary, Release, nanos_to_datetime};
 use capstan_store::ReleaseRow;
 use futures_util::StreamExt;
 
+use crate::auth::Principal;
 use crate::params::{self, Pairs};
 use crate::{ApiError, AppState, Code};
 
@@ -129,6 +130,7 @@ async fn respond(
     app: String,
     req: DeployRequest,
     headers: &HeaderMap,
+    actor: String,
 ) -> Result<Response, ApiError> {
     Deployer::check(&req).map_err(|m| ApiError::new(Code::BadRequest, m))?;
     let held = hold(&state, &app)?;
@@ -140,7 +142,7 @@ async fn respond(
     let (done_tx, done_rx) = tokio::sync::oneshot::channel();
     tokio::spawn(async move {
         let _held = held;
-        let result = run_release(&state, req, Some(tx)).await;
+        let result = run_release(&state, &actor, req, Some(tx)).await;
         let _ = done_tx.send(result);
     });
     if !streaming {
@@ -183,9 +185,10 @@ pub(crate) async fn plan_app(
     Ok(Json(deployer(&state).plan(&req, previous.as_ref()).await?))
 }
 
-/// The ledger's actor: one admin token for now; named tokens and users come with the
-/// dashboard issue.
-const ACTOR: &str = "admin";
+/// The ledger's actor: the name of the token that asked.
+fn actor(who: Option<Extension<Principal>>) -> String {
+    who.map_or_else(|| "admin".to_owned(), |w| w.0.name)
+}
 
 /// Takes the per-app lock (one deploy, rollback or down at a time; self-healing waits).
 fn hold(state: &AppState, app: &str) -> Result<capstan_deploy::AppLock, ApiError> {
@@ -202,11 +205,12 @@ fn hold(state: &AppState, app: &str) -> Result<capstan_deploy::AppLock, ApiError
 pub(crate) async fn deploy_app(
     State(state): State<AppState>,
     Path(app): Path<String>,
+    who: Option<Extension<Principal>>,
     headers: HeaderMap,
     body: Result<Json<DeployRequest>, JsonRejection>,
 ) -> Result<Response, ApiError> {
     let req = request(&app, body)?;
-    respond(state, app, req, &headers).await
+    respond(state, app, req, &headers, actor(who)).await
 }
 
 /// `POST /api/v1/apps/{app}/rollback[?to=N]`: deploys release N again (default: the last one
@@ -216,6 +220,7 @@ pub(crate) async fn rollback_app(
     State(state): State<AppState>,
     Path(app): Path<String>,
     Query(pairs): Query<Pairs>,
+    who: Option<Extension<Principal>>,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
     params::only(&pairs, &["to"])?;
@@ -273,17 +278,18 @@ pub(crate) async fn rollback_app(
         files,
         source: serde_json::json!({ "rollback_to": target.number }),
     };
-    respond(state, app, req, &headers).await
+    respond(state, app, req, &headers, actor(who)).await
 }
 
 /// Records a release, deploys it, records how it ended. The caller holds the app's lock.
 async fn run_release(
     state: &AppState,
+    actor: &str,
     req: DeployRequest,
     progress: Option<tokio::sync::mpsc::Sender<capstan_deploy::Progress>>,
 ) -> Result<Report, ApiError> {
     Ok(deployer(state)
-        .release(&state.store, ACTOR, &req, progress)
+        .release(&state.store, actor, &req, progress)
         .await?)
 }
 
@@ -348,6 +354,7 @@ pub(crate) async fn down_app(
     State(state): State<AppState>,
     Path(app): Path<String>,
     Query(pairs): Query<Pairs>,
+    who: Option<Extension<Principal>>,
 ) -> Result<Json<Vec<String>>, ApiError> {
     params::only(&pairs, &["volumes"])?;
     let volumes = params::flag(&pairs, "volumes")?.unwrap_or(false);
@@ -359,7 +366,7 @@ pub(crate) async fn down_app(
             .store
             .begin_release(capstan_deploy::new_release(
                 &app,
-                ACTOR,
+                &actor(who),
                 serde_json::json!({ "down": { "volumes": volumes } }).to_string(),
                 "{}".into(),
                 "down",

@@ -1,5 +1,6 @@
 //! One module per resource.
 
+pub(crate) mod access;
 pub(crate) mod alerts;
 pub(crate) mod apps;
 pub(crate) mod containers;
