@@ -952,18 +952,13 @@ impl Deployer {
             .map(drop)
     }
 
-    /// Removes everything an app made: containers, networks, and with `volumes` its volumes;
-    /// and its materialised configs and secrets. Returns what was removed.
-    ///
-    /// # Errors
-    /// The engine's error.
-    pub async fn down(
+    /// Stops and removes every container of `app`, looking again until none is left (a busy
+    /// engine may leave one behind: a removal that timed out), a few times at most.
+    async fn retire_all(
         &self,
         app: &str,
-        volumes: bool,
-    ) -> Result<Vec<String>, capstan_engine::Error> {
-        let mut removed = Vec::new();
-        // a busy engine may leave one behind (a removal that timed out): look again, a few times
+        removed: &mut Vec<String>,
+    ) -> Result<(), capstan_engine::Error> {
         for _ in 0..3 {
             let mine: Vec<_> = self
                 .engine
@@ -977,13 +972,28 @@ impl Deployer {
             }
             // in parallel: each may take its whole grace period
             futures_util::future::join_all(mine.iter().map(|c| self.retire(&c.id, 10))).await;
-            removed.extend(
-                mine.iter()
-                    .map(|c| format!("container {}", c.name))
-                    .filter(|c| !removed.contains(c))
-                    .collect::<Vec<_>>(),
-            );
+            for c in &mine {
+                let entry = format!("container {}", c.name);
+                if !removed.contains(&entry) {
+                    removed.push(entry);
+                }
+            }
         }
+        Ok(())
+    }
+
+    /// Removes everything an app made: containers, networks, and with `volumes` its volumes;
+    /// and its materialised configs and secrets. Returns what was removed.
+    ///
+    /// # Errors
+    /// The engine's error.
+    pub async fn down(
+        &self,
+        app: &str,
+        volumes: bool,
+    ) -> Result<Vec<String>, capstan_engine::Error> {
+        let mut removed = Vec::new();
+        self.retire_all(app, &mut removed).await?;
         if let Some(router) = &self.router {
             let _ = router.sync().await;
         }
@@ -992,13 +1002,17 @@ impl Deployer {
             .labeled_networks_and_volumes("io.capstan.app", app)
             .await?;
         for n in networks {
-            // the engine releases a removed container's endpoint a moment after the removal
+            // the engine releases a removed container's endpoint a moment after the removal,
+            // longer when it is busy; a container it had not listed yet is retired too
             let mut tries = 0;
             loop {
                 match self.engine.remove_network(&n).await {
-                    Err(e) if tries < 10 && e.to_string().contains("active endpoints") => {
+                    Err(e) if tries < 40 && e.to_string().contains("active endpoints") => {
                         tries += 1;
-                        tokio::time::sleep(Duration::from_millis(300)).await;
+                        tokio::time::sleep(Duration::from_millis(500)).await;
+                        if tries % 4 == 0 {
+                            self.retire_all(app, &mut removed).await?;
+                        }
                     }
                     result => break result?,
                 }
