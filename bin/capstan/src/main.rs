@@ -62,6 +62,8 @@ enum Command {
     Tokens(cli::tokens::TokensArgs),
     /// Show the audit log: every request that changed something, who, when, from where.
     Audit(cli::tokens::AuditArgs),
+    /// List, add and remove the users who sign in to the dashboard.
+    Users(cli::tokens::UsersArgs),
     /// Show the advisory database image scans match against, or import OSV advisories.
     Vulndb(cli::vulndb::VulnDbArgs),
     /// Show whether the daemon, the engine and the journal are healthy.
@@ -174,6 +176,7 @@ fn main() -> ExitCode {
         Command::Alerts(args) => cli::finish(runtime.block_on(cli::alerts::run(args))),
         Command::Tokens(args) => cli::finish(runtime.block_on(cli::tokens::run(args))),
         Command::Audit(args) => cli::finish(runtime.block_on(cli::tokens::audit(args))),
+        Command::Users(args) => cli::finish(runtime.block_on(cli::tokens::users(args))),
         Command::Vulndb(args) => cli::finish(runtime.block_on(cli::vulndb::run(args))),
         Command::Plan(args) => cli::finish(runtime.block_on(cli::plan::run(args))),
         Command::Deploy(args) => cli::finish(runtime.block_on(cli::apps::deploy(args))),

@@ -248,6 +248,7 @@ pub async fn run(opts: ServeOptions) -> Result<()> {
         journal: status,
         live,
         admin_token: Arc::from(token.as_str()),
+        secure_cookies: false,
         shutdown: shutdown.clone(),
         apps_dir: data.join("apps"),
         deploying,

@@ -19,8 +19,15 @@ pub struct Principal {
 /// audit log, alert rules and the advisory database an admin's. Planning a deploy and testing an
 /// alert rule change nothing.
 pub(crate) fn required_role(method: &Method, path: &str) -> Role {
-    if path.starts_with("/api/v1/tokens") || path.starts_with("/api/v1/audit") {
+    if path.starts_with("/api/v1/tokens")
+        || path.starts_with("/api/v1/audit")
+        || path.starts_with("/api/v1/users")
+    {
         return Role::Admin;
+    }
+    if path == "/api/v1/session" {
+        // anyone signed in may see and end their own session
+        return Role::Viewer;
     }
     if method == Method::GET || method == Method::HEAD {
         return Role::Viewer;
@@ -52,6 +59,41 @@ pub(crate) fn hex(bytes: &[u8]) -> String {
         })
 }
 
+/// `bytes` random bytes from the kernel, in hex.
+pub(crate) fn random_hex(bytes: usize) -> Result<String, ApiError> {
+    use std::io::Read as _;
+    let mut buf = vec![0_u8; bytes];
+    std::fs::File::open("/dev/urandom")
+        .and_then(|mut f| f.read_exact(&mut buf))
+        .map_err(|e| ApiError::new(Code::Internal, format!("cannot read /dev/urandom: {e}")))?;
+    Ok(hex(&buf))
+}
+
+/// The browser session's cookie.
+pub(crate) const SESSION_COOKIE: &str = "capstan_session";
+
+/// A `Set-Cookie` value for the session: HttpOnly, SameSite=Strict, for the whole site,
+/// `Secure` when capstan serves TLS; `max_age` 0 clears it.
+pub(crate) fn session_cookie(value: &str, max_age: i64, secure: bool) -> String {
+    format!(
+        "{SESSION_COOKIE}={value}; Path=/; HttpOnly; SameSite=Strict; Max-Age={max_age}{}",
+        if secure { "; Secure" } else { "" }
+    )
+}
+
+/// A cookie's value from the request's `Cookie` headers.
+pub(crate) fn cookie<'a>(headers: &'a axum::http::HeaderMap, name: &str) -> Option<&'a str> {
+    headers
+        .get_all(axum::http::header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .filter_map(|kv| kv.trim().split_once('='))
+        .find(|(k, _)| *k == name)
+        .map(|(_, v)| v)
+        .filter(|v| !v.is_empty())
+}
+
 /// The hex SHA-256 of a token: all that is kept of it.
 pub(crate) fn token_hash(token: &str) -> String {
     use sha2::Digest as _;
@@ -66,7 +108,7 @@ fn token_id(token: &str) -> Option<&str> {
 }
 
 /// Who presents `token`, or why no one.
-async fn identify(state: &AppState, token: &str) -> Result<Principal, ApiError> {
+pub(crate) async fn identify(state: &AppState, token: &str) -> Result<Principal, ApiError> {
     if constant_time_eq(token.as_bytes(), state.admin_token.as_bytes()) {
         return Ok(Principal {
             name: "admin".into(),
@@ -112,6 +154,77 @@ async fn identify(state: &AppState, token: &str) -> Result<Principal, ApiError> 
     })
 }
 
+/// Writes one entry of the audit log (a failure to is logged: the request is answered).
+pub(crate) async fn audit(
+    state: &AppState,
+    who: &Principal,
+    method: &str,
+    path: String,
+    status: u16,
+    remote: String,
+) {
+    let row = capstan_store::AuditRow {
+        seq: 0,
+        time_nano: chrono::Utc::now().timestamp_nanos_opt().unwrap_or_default(),
+        who: who.name.clone(),
+        role: who.role.as_str().to_owned(),
+        method: method.to_owned(),
+        path,
+        status,
+        remote,
+    };
+    if let Err(e) = state
+        .store
+        .write(move |tx| capstan_store::access::audit(tx, &row))
+        .await
+    {
+        tracing::error!(error = %e, "cannot write the audit log");
+    }
+}
+
+/// The client's address, when the server knows it.
+pub(crate) fn remote_of(extensions: &axum::http::Extensions) -> String {
+    extensions
+        .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
+        .map_or_else(|| "-".to_owned(), |c| c.0.to_string())
+}
+
+/// Who a session cookie belongs to; a changing request must carry the session's CSRF token in
+/// `X-CSRF-Token` (a cross-site form cannot read it).
+async fn from_session(
+    state: &AppState,
+    cookie: &str,
+    headers: &axum::http::HeaderMap,
+    reads: bool,
+) -> Result<(Principal, bool), ApiError> {
+    let (hash, now) = (
+        token_hash(cookie),
+        chrono::Utc::now().timestamp_nanos_opt().unwrap_or_default(),
+    );
+    let session = state
+        .store
+        .read(move |c| capstan_store::access::session(c, &hash, now))
+        .await?
+        .ok_or_else(|| {
+            ApiError::new(
+                Code::Unauthorized,
+                "the session has ended or is unknown; sign in again",
+            )
+        })?;
+    let sent = headers
+        .get("x-csrf-token")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default();
+    let csrf_ok = reads || constant_time_eq(sent.as_bytes(), session.csrf.as_bytes());
+    Ok((
+        Principal {
+            name: session.who,
+            role: Role::parse(&session.role).unwrap_or(Role::Viewer),
+        },
+        csrf_ok,
+    ))
+}
+
 /// Lets the request through only with `Authorization: Bearer <token>` of a role that may do
 /// what it asks; records every request that is not a read in the audit log.
 pub(crate) async fn require_token(
@@ -129,26 +242,34 @@ pub(crate) async fn require_token(
         })
         .map(str::trim)
         .map(str::to_owned);
-    let Some(presented) = presented else {
-        return Err(ApiError::new(
-            Code::Unauthorized,
-            "missing token: send Authorization: Bearer <token> (the admin token is in <data>/admin.token)",
-        ));
-    };
-    let principal = identify(&state, &presented).await?;
     let method = request.method().clone();
+    let reads = method == Method::GET || method == Method::HEAD || method == Method::OPTIONS;
+    let (principal, csrf_ok) = match presented {
+        Some(token) => (identify(&state, &token).await?, true),
+        None => match cookie(request.headers(), SESSION_COOKIE) {
+            Some(c) => from_session(&state, c, request.headers(), reads).await?,
+            None => {
+                return Err(ApiError::new(
+                    Code::Unauthorized,
+                    "missing token: send Authorization: Bearer <token> (the admin token is in <data>/admin.token), or sign in",
+                ));
+            }
+        },
+    };
     let path = request.uri().path().to_owned();
     let asked = request
         .uri()
         .path_and_query()
         .map_or_else(|| path.clone(), |p| p.as_str().to_owned());
-    let remote = request
-        .extensions()
-        .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
-        .map_or_else(|| "-".to_owned(), |c| c.0.to_string());
+    let remote = remote_of(request.extensions());
     let needed = required_role(&method, &path);
-    let audited = !(method == Method::GET || method == Method::HEAD || method == Method::OPTIONS);
-    let response = if principal.role < needed {
+    let audited = !reads;
+    let response = if !csrf_ok {
+        Err(ApiError::new(
+            Code::Forbidden,
+            "missing or wrong X-CSRF-Token: a signed-in change must carry the session's CSRF token",
+        ))
+    } else if principal.role < needed {
         Err(ApiError::new(
             Code::Forbidden,
             format!(
@@ -167,23 +288,7 @@ pub(crate) async fn require_token(
             Ok(r) => r.status().as_u16(),
             Err(e) => e.status().as_u16(),
         };
-        let row = capstan_store::AuditRow {
-            seq: 0,
-            time_nano: chrono::Utc::now().timestamp_nanos_opt().unwrap_or_default(),
-            who: principal.name,
-            role: principal.role.as_str().to_owned(),
-            method: method.to_string(),
-            path: asked,
-            status,
-            remote,
-        };
-        if let Err(e) = state
-            .store
-            .write(move |tx| capstan_store::access::audit(tx, &row))
-            .await
-        {
-            tracing::error!(error = %e, "cannot write the audit log");
-        }
+        audit(&state, &principal, method.as_str(), asked, status, remote).await;
     }
     response
 }

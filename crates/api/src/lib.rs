@@ -36,6 +36,8 @@ pub struct AppState {
     pub live: broadcast::Sender<Event>,
     /// The admin token every protected route requires.
     pub admin_token: Arc<str>,
+    /// Session cookies get `Secure` (capstan serves TLS).
+    pub secure_cookies: bool,
     /// Cancelled when the daemon shuts down; long streams end then.
     pub shutdown: CancellationToken,
     /// `<data>/apps`: configs and secrets of deployed apps.
@@ -115,6 +117,18 @@ fn protected() -> Router<AppState> {
             axum::routing::delete(routes::access::revoke),
         )
         .route("/api/v1/audit", get(routes::access::audit))
+        .route(
+            "/api/v1/session",
+            get(routes::session::current).delete(routes::session::sign_out),
+        )
+        .route(
+            "/api/v1/users",
+            get(routes::session::list_users).post(routes::session::put_user),
+        )
+        .route(
+            "/api/v1/users/{name}",
+            axum::routing::delete(routes::session::remove_user),
+        )
         .route("/api/v1/alerts/history", get(routes::alerts::history))
         .route(
             "/api/v1/alerts/rules",
@@ -155,6 +169,7 @@ pub fn router(state: AppState) -> Router {
     ));
     Router::new()
         .route("/api/v1/health", get(routes::health::health))
+        .route("/api/v1/session", post(routes::session::sign_in))
         .route(
             "/api/v1/hooks/registry",
             post(routes::images::registry_hook),
@@ -184,6 +199,7 @@ mod tests {
             journal: Arc::default(),
             live: broadcast::channel(8).0,
             admin_token: Arc::from("secret"),
+            secure_cookies: false,
             shutdown: CancellationToken::new(),
             apps_dir: dir.path().join("apps"),
             deploying: Arc::default(),

@@ -88,3 +88,47 @@ pub struct AuditEntry {
 pub struct AuditLog {
     pub entries: Vec<AuditEntry>,
 }
+
+/// A user as listed (never the password or its hash).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct User {
+    pub name: String,
+    pub role: Role,
+    pub created: DateTime<Utc>,
+    pub created_by: String,
+}
+
+/// `GET /api/v1/users`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UserList {
+    pub users: Vec<User>,
+}
+
+/// `POST /api/v1/users`: a new user, or a new role and password for one.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NewUser {
+    pub name: String,
+    pub role: Role,
+    pub password: String,
+}
+
+/// `POST /api/v1/session`: sign in with a user name and password, or with a token.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SignIn {
+    #[serde(default)]
+    pub username: Option<String>,
+    #[serde(default)]
+    pub password: Option<String>,
+    #[serde(default)]
+    pub token: Option<String>,
+}
+
+/// A signed-in session: who, the role, and the token every changing request must carry in
+/// `X-CSRF-Token`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Session {
+    pub who: String,
+    pub role: Role,
+    pub csrf_token: String,
+    pub expires: DateTime<Utc>,
+}

@@ -16,7 +16,10 @@ mod notify;
 mod scan;
 mod time;
 
-pub use access::{AuditEntry, AuditLog, CreatedToken, NewToken, Role, TokenInfo, TokenList};
+pub use access::{
+    AuditEntry, AuditLog, CreatedToken, NewToken, NewUser, Role, Session, SignIn, TokenInfo,
+    TokenList, User, UserList,
+};
 pub use alerts::{
     Alert, AlertList, AlertRuleInfo, AlertRules, AlertState, RuleTest, RuleTestInstance,
     is_label_name,

@@ -173,3 +173,159 @@ pub fn audit_log(conn: &Connection, since: i64, limit: usize) -> Result<Vec<Audi
     })?;
     Ok(rows.collect::<Result<_, _>>()?)
 }
+
+/// A user as stored: the argon2 hash (PHC string) of the password, never the password.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UserRow {
+    pub name: String,
+    pub role: String,
+    pub hash: String,
+    pub created_nano: i64,
+    pub created_by: String,
+}
+
+/// Adds a user or replaces one's role and password; `Ok(true)` when it is new.
+///
+/// # Errors
+/// [`Error::Sqlite`].
+pub fn put_user(tx: &Transaction<'_>, row: &UserRow) -> Result<bool, Error> {
+    let existed = tx
+        .query_row("SELECT 1 FROM users WHERE name = ?1", [&row.name], |_| {
+            Ok(())
+        })
+        .optional()?
+        .is_some();
+    tx.execute(
+        "INSERT INTO users (name, role, hash, created_nano, created_by) VALUES (?1, ?2, ?3, ?4, ?5)
+         ON CONFLICT (name) DO UPDATE SET role = excluded.role, hash = excluded.hash",
+        params![
+            row.name,
+            row.role,
+            row.hash,
+            row.created_nano,
+            row.created_by
+        ],
+    )?;
+    // a new password or role ends the user's sessions
+    tx.execute("DELETE FROM sessions WHERE who = ?1", [&row.name])?;
+    Ok(!existed)
+}
+
+/// The user named `name`.
+///
+/// # Errors
+/// [`Error::Sqlite`].
+pub fn user(conn: &Connection, name: &str) -> Result<Option<UserRow>, Error> {
+    Ok(conn
+        .query_row(
+            "SELECT name, role, hash, created_nano, created_by FROM users WHERE name = ?1",
+            [name],
+            |r| {
+                Ok(UserRow {
+                    name: r.get(0)?,
+                    role: r.get(1)?,
+                    hash: r.get(2)?,
+                    created_nano: r.get(3)?,
+                    created_by: r.get(4)?,
+                })
+            },
+        )
+        .optional()?)
+}
+
+/// Every user, by name.
+///
+/// # Errors
+/// [`Error::Sqlite`].
+pub fn users(conn: &Connection) -> Result<Vec<UserRow>, Error> {
+    let mut stmt =
+        conn.prepare("SELECT name, role, hash, created_nano, created_by FROM users ORDER BY name")?;
+    let rows = stmt.query_map([], |r| {
+        Ok(UserRow {
+            name: r.get(0)?,
+            role: r.get(1)?,
+            hash: r.get(2)?,
+            created_nano: r.get(3)?,
+            created_by: r.get(4)?,
+        })
+    })?;
+    Ok(rows.collect::<Result<_, _>>()?)
+}
+
+/// Removes a user and ends their sessions; `Ok(false)` when there is none.
+///
+/// # Errors
+/// [`Error::Sqlite`].
+pub fn remove_user(tx: &Transaction<'_>, name: &str) -> Result<bool, Error> {
+    tx.execute("DELETE FROM sessions WHERE who = ?1", [name])?;
+    Ok(tx.execute("DELETE FROM users WHERE name = ?1", [name])? == 1)
+}
+
+/// A browser session: who, with which role, its CSRF token, until when.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SessionRow {
+    /// Hex SHA-256 of the cookie's value.
+    pub id_hash: String,
+    pub who: String,
+    pub role: String,
+    pub csrf: String,
+    pub created_nano: i64,
+    pub expires_nano: i64,
+}
+
+/// Starts a session (and drops expired ones).
+///
+/// # Errors
+/// [`Error::Sqlite`].
+pub fn add_session(tx: &Transaction<'_>, row: &SessionRow) -> Result<(), Error> {
+    tx.execute(
+        "DELETE FROM sessions WHERE expires_nano < ?1",
+        [row.created_nano],
+    )?;
+    tx.execute(
+        "INSERT INTO sessions (id_hash, who, role, csrf, created_nano, expires_nano)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+        params![
+            row.id_hash,
+            row.who,
+            row.role,
+            row.csrf,
+            row.created_nano,
+            row.expires_nano
+        ],
+    )?;
+    Ok(())
+}
+
+/// The live session whose cookie hashes to `id_hash` at `now`.
+///
+/// # Errors
+/// [`Error::Sqlite`].
+pub fn session(conn: &Connection, id_hash: &str, now: i64) -> Result<Option<SessionRow>, Error> {
+    Ok(conn
+        .query_row(
+            "SELECT id_hash, who, role, csrf, created_nano, expires_nano FROM sessions
+             WHERE id_hash = ?1 AND expires_nano > ?2",
+            params![id_hash, now],
+            |r| {
+                Ok(SessionRow {
+                    id_hash: r.get(0)?,
+                    who: r.get(1)?,
+                    role: r.get(2)?,
+                    csrf: r.get(3)?,
+                    created_nano: r.get(4)?,
+                    expires_nano: r.get(5)?,
+                })
+            },
+        )
+        .optional()?)
+}
+
+/// Ends a session.
+///
+/// # Errors
+/// [`Error::Sqlite`].
+pub fn end_session(tx: &Transaction<'_>, id_hash: &str) -> Result<(), Error> {
+    tx.execute("DELETE FROM sessions WHERE id_hash = ?1", [id_hash])?;
+    Ok(())
+}

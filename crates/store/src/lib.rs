@@ -20,7 +20,7 @@ use std::sync::{Arc, Mutex};
 use rusqlite::OpenFlags;
 pub use rusqlite::{Connection, Transaction};
 
-pub use access::{AuditRow, TokenRow};
+pub use access::{AuditRow, SessionRow, TokenRow, UserRow};
 pub use containers::ContainerRow;
 pub use error::Error;
 pub use events::{Cursor, EventFilter, NewEvent};

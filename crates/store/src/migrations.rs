@@ -102,6 +102,23 @@ const MIGRATIONS: &[&str] = &[
         remote    TEXT NOT NULL
      );
      CREATE INDEX audit_by_time ON audit (time_nano DESC);",
+    // 4: users (argon2 hashes of their passwords) and browser sessions (only a hash of the
+    // cookie is kept)
+    "CREATE TABLE users (
+        name          TEXT PRIMARY KEY,
+        role          TEXT NOT NULL,
+        hash          TEXT NOT NULL,
+        created_nano  INTEGER NOT NULL,
+        created_by    TEXT NOT NULL
+     );
+     CREATE TABLE sessions (
+        id_hash      TEXT PRIMARY KEY,
+        who          TEXT NOT NULL,
+        role         TEXT NOT NULL,
+        csrf         TEXT NOT NULL,
+        created_nano INTEGER NOT NULL,
+        expires_nano INTEGER NOT NULL
+     );",
 ];
 
 pub(crate) fn apply(conn: &mut Connection) -> Result<(), Error> {

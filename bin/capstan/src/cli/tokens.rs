@@ -46,11 +46,7 @@ pub async fn run(args: TokensArgs) -> Result<(), Failure> {
     let client = Client::from_env()?;
     match args.command {
         Some(TokensCommand::Create { name, role, output }) => {
-            let role = match role {
-                RoleArg::Viewer => Role::Viewer,
-                RoleArg::Operator => Role::Operator,
-                RoleArg::Admin => Role::Admin,
-            };
+            let role = role_of(role);
             let made: CreatedToken = client
                 .post("/api/v1/tokens", &NewToken { name, role })
                 .await?;
@@ -139,4 +135,82 @@ pub async fn audit(args: AuditArgs) -> Result<(), Failure> {
     }
     table.print();
     Ok(())
+}
+
+#[derive(Debug, Args)]
+pub struct UsersArgs {
+    #[command(subcommand)]
+    pub command: Option<UsersCommand>,
+    /// Output format.
+    #[arg(short, long, value_enum, default_value_t = Output::Table)]
+    pub output: Output,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum UsersCommand {
+    /// Add a user who signs in to the dashboard, or give one a new role and password (their
+    /// sessions end). The password is read from the first line of stdin (12 characters or
+    /// more); capstan keeps its argon2 hash.
+    Add {
+        name: String,
+        #[arg(long, value_enum)]
+        role: RoleArg,
+    },
+    /// Remove a user; their sessions end.
+    Remove { name: String },
+}
+
+fn role_of(r: RoleArg) -> Role {
+    match r {
+        RoleArg::Viewer => Role::Viewer,
+        RoleArg::Operator => Role::Operator,
+        RoleArg::Admin => Role::Admin,
+    }
+}
+
+pub async fn users(args: UsersArgs) -> Result<(), Failure> {
+    let client = Client::from_env()?;
+    match args.command {
+        Some(UsersCommand::Add { name, role }) => {
+            let mut password = String::new();
+            std::io::stdin().read_line(&mut password).map_err(|e| {
+                Failure::new(2, format!("cannot read the password from stdin: {e}"))
+            })?;
+            let password = password.trim_end_matches(['\n', '\r']).to_owned();
+            let user: capstan_model::User = client
+                .post(
+                    "/api/v1/users",
+                    &capstan_model::NewUser {
+                        name,
+                        role: role_of(role),
+                        password,
+                    },
+                )
+                .await?;
+            println!("user {:?} ({})", user.name, user.role.as_str());
+            Ok(())
+        }
+        Some(UsersCommand::Remove { name }) => {
+            client.delete(&format!("/api/v1/users/{name}")).await?;
+            println!("user {name:?} removed");
+            Ok(())
+        }
+        None => {
+            let list: capstan_model::UserList = client.get("/api/v1/users", &[]).await?;
+            if args.output == Output::Json {
+                return print_json(&list);
+            }
+            let mut table = Table::new(&["NAME", "ROLE", "CREATED", "BY"]);
+            for u in &list.users {
+                table.row(vec![
+                    u.name.clone(),
+                    u.role.as_str().to_owned(),
+                    local_time(u.created),
+                    u.created_by.clone(),
+                ]);
+            }
+            table.print();
+            Ok(())
+        }
+    }
 }

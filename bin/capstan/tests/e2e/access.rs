@@ -27,6 +27,26 @@ async fn call(
     (status, resp.json().await.unwrap_or(serde_json::Value::Null))
 }
 
+/// Everything the state database holds on disk, its write-ahead log included.
+fn stored_bytes(daemon: &Daemon) -> Vec<u8> {
+    let mut out = Vec::new();
+    for file in ["state.db", "state.db-wal"] {
+        out.extend(std::fs::read(daemon.data_dir().join(file)).unwrap_or_default());
+    }
+    out
+}
+
+fn sha256_hex(text: &str) -> String {
+    use sha2::Digest as _;
+    sha2::Sha256::digest(text.as_bytes())
+        .iter()
+        .fold(String::new(), |mut out, b| {
+            use std::fmt::Write as _;
+            let _ = write!(out, "{b:02x}");
+            out
+        })
+}
+
 async fn create(daemon: &Daemon, name: &str, role: &str) -> CreatedToken {
     let (code, out, err) = daemon
         .cli(&["tokens", "create", name, "--role", role, "-o", "json"])
@@ -143,8 +163,13 @@ async fn roles_decide_what_a_token_may_do_and_every_change_is_audited() {
     assert_eq!(list.tokens.len(), 2, "{out}");
     let listed = list.tokens.iter().find(|t| t.name == viewer_name).unwrap();
     assert!(listed.last_used.is_some(), "{listed:?}");
-    let db = std::fs::read(daemon.data_dir().join("state.db")).unwrap();
+    let db = stored_bytes(&daemon);
     let secret = viewer.token.rsplit('_').next().unwrap();
+    assert!(
+        db.windows(64)
+            .any(|w| w == sha256_hex(&viewer.token).as_bytes()),
+        "its hash is stored"
+    );
     assert!(
         !db.windows(secret.len()).any(|w| w == secret.as_bytes()),
         "the token's secret is not stored"
@@ -221,5 +246,254 @@ async fn roles_decide_what_a_token_may_do_and_every_change_is_audited() {
     let (code, _, err) = daemon
         .cli_in(dir.path(), &["down", &app], &as_operator)
         .await;
+    assert_eq!(code, 0, "{err}");
+}
+
+/// A browser's requests: no bearer token, only the cookie it was given, and headers it adds.
+async fn browser(
+    daemon: &Daemon,
+    method: reqwest::Method,
+    path: &str,
+    cookie: Option<&str>,
+    csrf: Option<&str>,
+    body: Option<serde_json::Value>,
+) -> reqwest::Response {
+    let mut req = reqwest::Client::new().request(method, format!("{}{path}", daemon.url));
+    if let Some(c) = cookie {
+        req = req.header("cookie", format!("capstan_session={c}"));
+    }
+    if let Some(t) = csrf {
+        req = req.header("x-csrf-token", t);
+    }
+    if let Some(b) = body {
+        req = req.json(&b);
+    }
+    req.send().await.unwrap()
+}
+
+#[tokio::test]
+async fn users_sign_in_to_a_session_whose_changes_need_its_csrf_token() {
+    let engine = capstan_testkit::engine().await;
+    let daemon = Daemon::start(bin(), engine.host()).await;
+    let (alice, bob) = (unique("alice"), unique("bob"));
+    let add = |name: &str, role: &str, password: &str| {
+        let (bin, url, token, name, role, password) = (
+            bin().to_owned(),
+            daemon.url.clone(),
+            daemon.token.clone(),
+            name.to_owned(),
+            role.to_owned(),
+            password.to_owned(),
+        );
+        async move {
+            use tokio::io::AsyncWriteExt as _;
+            let mut child = tokio::process::Command::new(bin)
+                .args(["users", "add", &name, "--role", &role])
+                .env("CAPSTAN_URL", url)
+                .env("CAPSTAN_TOKEN", token)
+                .stdin(std::process::Stdio::piped())
+                .stdout(std::process::Stdio::piped())
+                .stderr(std::process::Stdio::piped())
+                .spawn()
+                .unwrap();
+            let mut stdin = child.stdin.take().unwrap();
+            stdin
+                .write_all(format!("{password}\n").as_bytes())
+                .await
+                .unwrap();
+            drop(stdin);
+            child.wait_with_output().await.unwrap()
+        }
+    };
+    let out = add(&alice, "operator", "correct horse battery").await;
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let out = add(&bob, "viewer", "another long password").await;
+    assert!(out.status.success());
+    let out = add("carol", "viewer", "short").await;
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("user.password: at least 12 characters"));
+
+    // a wrong password is refused without saying which part was wrong
+    let resp = browser(
+        &daemon,
+        reqwest::Method::POST,
+        "/api/v1/session",
+        None,
+        None,
+        Some(serde_json::json!({"username": alice, "password": "wrong password!"})),
+    )
+    .await;
+    assert_eq!(resp.status(), 401);
+    let resp = browser(
+        &daemon,
+        reqwest::Method::POST,
+        "/api/v1/session",
+        None,
+        None,
+        Some(serde_json::json!({"username": "nobody", "password": "wrong password!"})),
+    )
+    .await;
+    assert_eq!(resp.status(), 401);
+
+    // signed in: a cookie the page's scripts cannot read, and a CSRF token in the answer
+    let resp = browser(
+        &daemon,
+        reqwest::Method::POST,
+        "/api/v1/session",
+        None,
+        None,
+        Some(serde_json::json!({"username": alice, "password": "correct horse battery"})),
+    )
+    .await;
+    assert_eq!(resp.status(), 200);
+    let set = resp.headers()["set-cookie"].to_str().unwrap().to_owned();
+    for attribute in ["HttpOnly", "SameSite=Strict", "Path=/"] {
+        assert!(set.contains(attribute), "{set}");
+    }
+    let cookie = set
+        .split(';')
+        .next()
+        .unwrap()
+        .strip_prefix("capstan_session=")
+        .unwrap()
+        .to_owned();
+    let session: capstan_model::Session = resp.json().await.unwrap();
+    assert_eq!(session.who, alice);
+    assert_eq!(session.role, Role::Operator);
+
+    let app = unique("capt-session");
+    let down = format!("/api/v1/apps/{app}/down");
+    // reads need only the cookie
+    let resp = browser(
+        &daemon,
+        reqwest::Method::GET,
+        "/api/v1/apps",
+        Some(&cookie),
+        None,
+        None,
+    )
+    .await;
+    assert_eq!(resp.status(), 200);
+    // a change without the CSRF token (a forged cross-site request) is refused
+    let resp = browser(
+        &daemon,
+        reqwest::Method::POST,
+        &down,
+        Some(&cookie),
+        None,
+        None,
+    )
+    .await;
+    assert_eq!(resp.status(), 403);
+    let body: serde_json::Value = resp.json().await.unwrap();
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("X-CSRF-Token"),
+        "{body}"
+    );
+    let resp = browser(
+        &daemon,
+        reqwest::Method::POST,
+        &down,
+        Some(&cookie),
+        Some("forged"),
+        None,
+    )
+    .await;
+    assert_eq!(resp.status(), 403);
+    let resp = browser(
+        &daemon,
+        reqwest::Method::POST,
+        &down,
+        Some(&cookie),
+        Some(&session.csrf_token),
+        None,
+    )
+    .await;
+    assert_eq!(resp.status(), 200, "{:?}", resp.text().await);
+    // an operator manages no users
+    let resp = browser(
+        &daemon,
+        reqwest::Method::GET,
+        "/api/v1/users",
+        Some(&cookie),
+        None,
+        None,
+    )
+    .await;
+    assert_eq!(resp.status(), 403);
+
+    // a token signs in too, with its role
+    let viewer = create(&daemon, &unique("view"), "viewer").await;
+    let resp = browser(
+        &daemon,
+        reqwest::Method::POST,
+        "/api/v1/session",
+        None,
+        None,
+        Some(serde_json::json!({"token": viewer.token})),
+    )
+    .await;
+    assert_eq!(resp.status(), 200);
+    let as_token: capstan_model::Session = resp.json().await.unwrap();
+    assert_eq!(as_token.role, Role::Viewer);
+
+    // signed out: the cookie is worth nothing
+    let resp = browser(
+        &daemon,
+        reqwest::Method::DELETE,
+        "/api/v1/session",
+        Some(&cookie),
+        Some(&session.csrf_token),
+        None,
+    )
+    .await;
+    assert_eq!(resp.status(), 204);
+    assert!(
+        resp.headers()["set-cookie"]
+            .to_str()
+            .unwrap()
+            .contains("Max-Age=0")
+    );
+    let resp = browser(
+        &daemon,
+        reqwest::Method::GET,
+        "/api/v1/apps",
+        Some(&cookie),
+        None,
+        None,
+    )
+    .await;
+    assert_eq!(resp.status(), 401);
+
+    // only argon2 hashes are stored; users are listed without them
+    let db = stored_bytes(&daemon);
+    let has = |needle: &str| db.windows(needle.len()).any(|w| w == needle.as_bytes());
+    assert!(!has("correct horse battery"));
+    assert!(has("$argon2id$"));
+    let (code, out, _) = daemon.cli(&["users", "-o", "json"]).await;
+    assert_eq!(code, 0);
+    assert!(!out.contains("argon2"), "{out}");
+    let users: capstan_model::UserList = serde_json::from_str(&out).unwrap();
+    assert_eq!(users.users.len(), 2);
+
+    // the audit log has the sign-ins, refused ones too, and the signed-in change
+    let log: AuditLog = daemon.get("/api/v1/audit?limit=1000").await;
+    let seen = |who: &str, path: &str, status: u16| {
+        log.entries
+            .iter()
+            .any(|e| e.who == who && e.path.starts_with(path) && e.status == status)
+    };
+    assert!(seen(&alice, "/api/v1/session", 401));
+    assert!(seen(&alice, "/api/v1/session", 200));
+    assert!(seen(&alice, &down, 403));
+    assert!(seen(&alice, &down, 200));
+    let (code, _, err) = daemon.cli(&["users", "remove", &bob]).await;
     assert_eq!(code, 0, "{err}");
 }

@@ -1,8 +1,6 @@
 //! Tokens (`GET`/`POST /api/v1/tokens`, `DELETE /api/v1/tokens/{name}`) and the audit log
 //! (`GET /api/v1/audit`); an admin's.
 
-use std::io::Read as _;
-
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::{Extension, Json};
@@ -11,7 +9,7 @@ use capstan_model::{
 };
 use capstan_store::TokenRow;
 
-use crate::auth::{Principal, hex, token_hash};
+use crate::auth::{Principal, random_hex, token_hash};
 use crate::params::{self, Pairs};
 use crate::{ApiError, AppState, Code};
 
@@ -24,14 +22,6 @@ fn info(row: TokenRow) -> TokenInfo {
         last_used: row.last_used_nano.map(nanos_to_datetime),
         revoked: row.revoked_nano.map(nanos_to_datetime),
     }
-}
-
-fn random_hex(bytes: usize) -> Result<String, ApiError> {
-    let mut buf = vec![0_u8; bytes];
-    std::fs::File::open("/dev/urandom")
-        .and_then(|mut f| f.read_exact(&mut buf))
-        .map_err(|e| ApiError::new(Code::Internal, format!("cannot read /dev/urandom: {e}")))?;
-    Ok(hex(&buf))
 }
 
 pub(crate) async fn list(

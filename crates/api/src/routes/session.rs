@@ -1,0 +1,300 @@
+//! Signing in from a browser (`POST /api/v1/session` with a user name and password, or a
+//! token; `GET` and `DELETE /api/v1/session`) and the users who may (`GET`/`POST
+//! /api/v1/users`, `DELETE /api/v1/users/{name}`; an admin's).
+//!
+//! A session is a cookie (`capstan_session`: HttpOnly, SameSite=Strict, Secure under TLS) of
+//! which capstan keeps a hash; every changing request it authenticates must also carry the
+//! session's `X-CSRF-Token`.
+
+use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
+use axum::extract::{Path, Query, State};
+use axum::http::header::SET_COOKIE;
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::{Extension, Json};
+use capstan_model::{NewUser, Role, Session, SignIn, User, UserList, nanos_to_datetime};
+use capstan_store::{SessionRow, UserRow};
+
+use crate::auth::{Principal, SESSION_COOKIE, random_hex, session_cookie, token_hash};
+use crate::params::{self, Pairs};
+use crate::{ApiError, AppState, Code};
+
+/// How long a session lasts.
+const SESSION_HOURS: i64 = 12;
+
+fn now_nanos() -> i64 {
+    chrono::Utc::now().timestamp_nanos_opt().unwrap_or_default()
+}
+
+/// A refused sign-in: audited (as a viewer, the least role), and said without telling which
+/// part was wrong.
+async fn refused(state: &AppState, who: &str, remote: String) -> ApiError {
+    let principal = Principal {
+        name: who.to_owned(),
+        role: Role::Viewer,
+    };
+    crate::auth::audit(
+        state,
+        &principal,
+        "POST",
+        "/api/v1/session".into(),
+        401,
+        remote,
+    )
+    .await;
+    ApiError::new(Code::Unauthorized, "wrong user name, password or token")
+}
+
+/// Signs in: a user name and password, or a token. Sets the session cookie and answers the
+/// session with its CSRF token.
+pub(crate) async fn sign_in(
+    State(state): State<AppState>,
+    request: axum::extract::Request,
+) -> Result<Response, ApiError> {
+    let remote = crate::auth::remote_of(request.extensions());
+    let body = axum::body::to_bytes(request.into_body(), 64 * 1024)
+        .await
+        .map_err(|e| ApiError::new(Code::BadRequest, format!("sign-in: {e}")))?;
+    let asked: SignIn = serde_json::from_slice(&body).map_err(|e| {
+        ApiError::new(
+            Code::BadRequest,
+            format!("sign-in: {e} (send {{\"username\", \"password\"}} or {{\"token\"}})"),
+        )
+    })?;
+    let (who, role) = match (&asked.username, &asked.password, &asked.token) {
+        (Some(name), Some(password), None) => {
+            let lookup = name.clone();
+            let user = state
+                .store
+                .read(move |c| capstan_store::access::user(c, &lookup))
+                .await?;
+            // a missing user costs the same as a wrong password
+            let (hash, role) = match &user {
+                Some(u) => (u.hash.clone(), Role::parse(&u.role)),
+                None => (DUMMY_HASH.to_owned(), None),
+            };
+            let password = password.clone();
+            let ok = tokio::task::spawn_blocking(move || {
+                PasswordHash::new(&hash).is_ok_and(|parsed| {
+                    argon2::Argon2::default()
+                        .verify_password(password.as_bytes(), &parsed)
+                        .is_ok()
+                })
+            })
+            .await
+            .unwrap_or(false);
+            match (ok, role) {
+                (true, Some(role)) => (name.clone(), role),
+                _ => return Err(refused(&state, name, remote).await),
+            }
+        }
+        (None, None, Some(token)) => match crate::auth::identify(&state, token).await {
+            Ok(p) => (p.name, p.role),
+            Err(_) => return Err(refused(&state, "(a token)", remote).await),
+        },
+        _ => {
+            return Err(ApiError::new(
+                Code::BadRequest,
+                "sign-in: send a username and password, or a token",
+            ));
+        }
+    };
+    let cookie = random_hex(32)?;
+    let csrf = random_hex(32)?;
+    let now = now_nanos();
+    let row = SessionRow {
+        id_hash: token_hash(&cookie),
+        who: who.clone(),
+        role: role.as_str().to_owned(),
+        csrf: csrf.clone(),
+        created_nano: now,
+        expires_nano: now + SESSION_HOURS * 3_600_000_000_000,
+    };
+    let expires = nanos_to_datetime(row.expires_nano);
+    state
+        .store
+        .write(move |tx| capstan_store::access::add_session(tx, &row))
+        .await?;
+    let principal = Principal {
+        name: who.clone(),
+        role,
+    };
+    crate::auth::audit(
+        &state,
+        &principal,
+        "POST",
+        "/api/v1/session".into(),
+        200,
+        remote,
+    )
+    .await;
+    let mut response = Json(Session {
+        who,
+        role,
+        csrf_token: csrf,
+        expires,
+    })
+    .into_response();
+    if let Ok(v) = session_cookie(&cookie, SESSION_HOURS * 3600, state.secure_cookies).parse() {
+        response.headers_mut().insert(SET_COOKIE, v);
+    }
+    Ok(response)
+}
+
+/// An argon2 hash of nothing anyone types, verified against when the user does not exist.
+const DUMMY_HASH: &str =
+    "$argon2id$v=19$m=19456,t=2,p=1$c2FsdHNhbHRzYWx0$2Cx3Y3h8Qm3iDUqGZmS5fY0jLBOSmNf4vGLB5xh7CxU";
+
+/// The session of the request's cookie (or, with a bearer token, who that is, no CSRF token).
+pub(crate) async fn current(
+    State(state): State<AppState>,
+    Extension(who): Extension<Principal>,
+    headers: HeaderMap,
+) -> Result<Json<Session>, ApiError> {
+    let found = match crate::auth::cookie(&headers, SESSION_COOKIE) {
+        Some(c) => {
+            let (hash, now) = (token_hash(c), now_nanos());
+            state
+                .store
+                .read(move |conn| capstan_store::access::session(conn, &hash, now))
+                .await?
+        }
+        None => None,
+    };
+    Ok(Json(match found {
+        Some(s) => Session {
+            who: s.who,
+            role: Role::parse(&s.role).unwrap_or(Role::Viewer),
+            csrf_token: s.csrf,
+            expires: nanos_to_datetime(s.expires_nano),
+        },
+        None => Session {
+            who: who.name,
+            role: who.role,
+            csrf_token: String::new(),
+            expires: nanos_to_datetime(i64::MAX),
+        },
+    }))
+}
+
+/// Signs out: the session ends and the cookie is cleared.
+pub(crate) async fn sign_out(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    if let Some(c) = crate::auth::cookie(&headers, SESSION_COOKIE) {
+        let hash = token_hash(c);
+        state
+            .store
+            .write(move |tx| capstan_store::access::end_session(tx, &hash))
+            .await?;
+    }
+    let mut response = StatusCode::NO_CONTENT.into_response();
+    if let Ok(v) = session_cookie("", 0, state.secure_cookies).parse() {
+        response.headers_mut().insert(SET_COOKIE, v);
+    }
+    Ok(response)
+}
+
+fn user(row: UserRow) -> User {
+    User {
+        role: Role::parse(&row.role).unwrap_or(Role::Viewer),
+        name: row.name,
+        created: nanos_to_datetime(row.created_nano),
+        created_by: row.created_by,
+    }
+}
+
+pub(crate) async fn list_users(
+    State(state): State<AppState>,
+    Query(pairs): Query<Pairs>,
+) -> Result<Json<UserList>, ApiError> {
+    params::only(&pairs, &[])?;
+    let rows = state.store.read(capstan_store::access::users).await?;
+    Ok(Json(UserList {
+        users: rows.into_iter().map(user).collect(),
+    }))
+}
+
+/// Adds a user, or gives one a new role and password (their sessions end).
+pub(crate) async fn put_user(
+    State(state): State<AppState>,
+    Extension(by): Extension<Principal>,
+    body: axum::body::Bytes,
+) -> Result<(StatusCode, Json<User>), ApiError> {
+    let new: NewUser = serde_json::from_slice(&body).map_err(|e| {
+        ApiError::new(
+            Code::BadRequest,
+            format!("user: {e} (send {{\"name\", \"role\", \"password\"}})"),
+        )
+    })?;
+    if new.name.is_empty()
+        || new.name.len() > 64
+        || !new
+            .name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_' || c == '.' || c == '@')
+    {
+        return Err(ApiError::new(
+            Code::BadRequest,
+            format!(
+                "user.name: {:?} must be 1 to 64 letters, digits, `-`, `_`, `.` or `@`",
+                new.name
+            ),
+        ));
+    }
+    if new.password.chars().count() < 12 {
+        return Err(ApiError::new(
+            Code::BadRequest,
+            "user.password: at least 12 characters",
+        ));
+    }
+    let salt = SaltString::encode_b64(random_hex(16)?.as_bytes())
+        .map_err(|e| ApiError::new(Code::Internal, format!("cannot make a salt: {e}")))?;
+    let password = new.password.clone();
+    let hash = tokio::task::spawn_blocking(move || {
+        argon2::Argon2::default()
+            .hash_password(password.as_bytes(), &salt)
+            .map(|h| h.to_string())
+    })
+    .await
+    .map_err(|e| ApiError::new(Code::Internal, e.to_string()))?
+    .map_err(|e| ApiError::new(Code::Internal, format!("cannot hash the password: {e}")))?;
+    let row = UserRow {
+        name: new.name,
+        role: new.role.as_str().to_owned(),
+        hash,
+        created_nano: now_nanos(),
+        created_by: by.name,
+    };
+    let stored = row.clone();
+    let created = state
+        .store
+        .write(move |tx| capstan_store::access::put_user(tx, &stored))
+        .await?;
+    let status = if created {
+        StatusCode::CREATED
+    } else {
+        StatusCode::OK
+    };
+    Ok((status, Json(user(row))))
+}
+
+pub(crate) async fn remove_user(
+    State(state): State<AppState>,
+    Path(name): Path<String>,
+) -> Result<StatusCode, ApiError> {
+    let lookup = name.clone();
+    let removed = state
+        .store
+        .write(move |tx| capstan_store::access::remove_user(tx, &lookup))
+        .await?;
+    if removed {
+        Ok(StatusCode::NO_CONTENT)
+    } else {
+        Err(ApiError::new(
+            Code::NotFound,
+            format!("no user {name:?}; `capstan users` lists them"),
+        ))
+    }
+}
