@@ -35,6 +35,18 @@ pub struct Config {
     /// Alert rules (`[alerts]`, `[[alerts.rules]]`).
     #[serde(default)]
     pub alerts: capstan_alerts::AlertsConfig,
+    /// Serve the API and dashboard over TLS (`[tls] cert`, `key`).
+    #[serde(default)]
+    pub tls: Option<Tls>,
+}
+
+/// `[tls]`: PEM files (the certificate chain, leaf first; the private key, PKCS#8, PKCS#1 or
+/// SEC1). Session cookies are `Secure` then.
+#[derive(Debug, Clone, Default, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct Tls {
+    pub cert: PathBuf,
+    pub key: PathBuf,
 }
 
 /// `[metrics]`
@@ -351,7 +363,14 @@ impl Config {
     pub fn load(path: &Path) -> Result<Self> {
         let text = std::fs::read_to_string(path)
             .with_context(|| format!("cannot read config file {}", path.display()))?;
-        Self::parse(&text).with_context(|| format!("invalid config file {}", path.display()))
+        let config = Self::parse(&text)
+            .with_context(|| format!("invalid config file {}", path.display()))?;
+        // the certificate and key are read now, so a bad one is bad input, before anything runs
+        if let Some(tls) = &config.tls {
+            capstan_api::tls::server_config(&tls.cert, &tls.key)
+                .map_err(|e| anyhow::anyhow!("invalid config file {}: {e}", path.display()))?;
+        }
+        Ok(config)
     }
 
     fn parse(text: &str) -> Result<Self> {

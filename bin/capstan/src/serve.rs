@@ -40,6 +40,13 @@ const AUTO_UPDATES_QUEUE: usize = 64;
 
 pub async fn run(opts: ServeOptions) -> Result<()> {
     let file = opts.file;
+    // a bad certificate or key stops capstan before it starts anything
+    let tls = file
+        .tls
+        .as_ref()
+        .map(|t| capstan_api::tls::server_config(&t.cert, &t.key))
+        .transpose()
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
     let data = opts
         .data
         .or(file.data)
@@ -248,7 +255,7 @@ pub async fn run(opts: ServeOptions) -> Result<()> {
         journal: status,
         live,
         admin_token: Arc::from(token.as_str()),
-        secure_cookies: false,
+        secure_cookies: tls.is_some(),
         shutdown: shutdown.clone(),
         apps_dir: data.join("apps"),
         deploying,
@@ -276,8 +283,9 @@ pub async fn run(opts: ServeOptions) -> Result<()> {
     }
     info!(%addr, data = %data.display(), engine = engine.host(), "capstan serving");
     // one line on stdout for people and scripts
+    let scheme = if tls.is_some() { "https" } else { "http" };
     println!(
-        "capstan serving on http://{addr} (engine {}; admin token in {})",
+        "capstan serving on {scheme}://{addr} (engine {}; admin token in {})",
         engine.host(),
         token_path.display()
     );
@@ -287,12 +295,20 @@ pub async fn run(opts: ServeOptions) -> Result<()> {
         "finishing writes and stopping",
     ));
     // the client's address goes into the audit log
-    axum::serve(
-        listener,
-        capstan_api::router(state).into_make_service_with_connect_info::<std::net::SocketAddr>(),
-    )
-    .with_graceful_shutdown(shutdown.clone().cancelled_owned())
-    .await
+    let app = capstan_api::router(state).into_make_service_with_connect_info::<capstan_api::Peer>();
+    match tls {
+        Some(config) => {
+            let listener = capstan_api::tls::TlsListener::new(listener, config, shutdown.clone())?;
+            axum::serve(listener, app)
+                .with_graceful_shutdown(shutdown.clone().cancelled_owned())
+                .await
+        }
+        None => {
+            axum::serve(listener, app)
+                .with_graceful_shutdown(shutdown.clone().cancelled_owned())
+                .await
+        }
+    }
     .context("the API server failed")?;
     shutdown.cancel();
     if tokio::time::timeout(DRAIN_TIMEOUT, journal_task)

@@ -182,11 +182,25 @@ pub(crate) async fn audit(
     }
 }
 
+/// The client's address, as the server gives it to every request (serve the router with
+/// `into_make_service_with_connect_info::<Peer>()`, over TCP or TLS alike).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Peer(pub std::net::SocketAddr);
+
+impl
+    axum::extract::connect_info::Connected<axum::serve::IncomingStream<'_, tokio::net::TcpListener>>
+    for Peer
+{
+    fn connect_info(stream: axum::serve::IncomingStream<'_, tokio::net::TcpListener>) -> Self {
+        Self(*stream.remote_addr())
+    }
+}
+
 /// The client's address, when the server knows it.
 pub(crate) fn remote_of(extensions: &axum::http::Extensions) -> String {
     extensions
-        .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
-        .map_or_else(|| "-".to_owned(), |c| c.0.to_string())
+        .get::<axum::extract::ConnectInfo<Peer>>()
+        .map_or_else(|| "-".to_owned(), |c| c.0.0.to_string())
 }
 
 /// Who a session cookie belongs to; a changing request must carry the session's CSRF token in

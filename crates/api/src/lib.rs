@@ -4,10 +4,11 @@
 //! It owns the wire contract (paths, parameters, status codes). It must never talk to the
 //! engine except through `capstan-engine`, nor change state except through the job crates.
 
-pub mod auth;
+mod auth;
 mod error;
 mod params;
 mod routes;
+pub mod tls;
 
 use std::sync::Arc;
 
@@ -20,6 +21,7 @@ use capstan_store::Store;
 use tokio::sync::broadcast;
 use tokio_util::sync::CancellationToken;
 
+pub use auth::Peer;
 pub use error::{ApiError, Code};
 pub use routes::logs::LogsState;
 

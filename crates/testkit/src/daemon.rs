@@ -104,10 +104,10 @@ impl Daemon {
             .unwrap_or_else(|_| panic!("capstan did not start; log: {}", self.log()))
             .unwrap()
             .unwrap_or_else(|| panic!("capstan exited at start; log: {}", self.log()));
-        // "capstan serving on http://ADDR (...)"
+        // "capstan serving on http://ADDR (...)", or https:// under TLS
         let url = line
             .split_whitespace()
-            .find(|w| w.starts_with("http://"))
+            .find(|w| w.starts_with("http://") || w.starts_with("https://"))
             .unwrap_or_else(|| panic!("unexpected first line {line:?}"))
             .to_owned();
         self.url = url;

@@ -497,3 +497,80 @@ async fn users_sign_in_to_a_session_whose_changes_need_its_csrf_token() {
     let (code, _, err) = daemon.cli(&["users", "remove", &bob]).await;
     assert_eq!(code, 0, "{err}");
 }
+
+#[tokio::test]
+async fn tls_from_certificate_files_serves_https_with_secure_cookies() {
+    let engine = capstan_testkit::engine().await;
+    let certified =
+        rcgen::generate_simple_self_signed(vec!["127.0.0.1".to_owned(), "localhost".to_owned()])
+            .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let (cert, key) = (dir.path().join("cert.pem"), dir.path().join("key.pem"));
+    std::fs::write(&cert, certified.cert.pem()).unwrap();
+    std::fs::write(&key, certified.key_pair.serialize_pem()).unwrap();
+    let tls = format!(
+        "[tls]\ncert = \"{}\"\nkey = \"{}\"\n",
+        cert.display(),
+        key.display()
+    );
+    let mut daemon = Daemon::start_with(bin(), engine.host(), &tls).await;
+    assert!(
+        daemon.url.starts_with("https://127.0.0.1:"),
+        "{}",
+        daemon.url
+    );
+    let client = reqwest::Client::builder()
+        .add_root_certificate(
+            reqwest::Certificate::from_pem(certified.cert.pem().as_bytes()).unwrap(),
+        )
+        .build()
+        .unwrap();
+    let resp = client
+        .get(format!("{}/api/v1/health", daemon.url))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    let resp = client
+        .post(format!("{}/api/v1/session", daemon.url))
+        .json(&serde_json::json!({"token": daemon.token}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    let set = resp.headers()["set-cookie"].to_str().unwrap().to_owned();
+    assert!(set.contains("; Secure"), "{set}");
+    // the audit log has the client's address over TLS too
+    let log: AuditLog = client
+        .get(format!("{}/api/v1/audit", daemon.url))
+        .bearer_auth(&daemon.token)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert!(log.entries[0].remote.starts_with("127.0.0.1:"), "{log:?}");
+    // plain HTTP on the same port gets no answer it can read
+    let plain = daemon.url.replace("https://", "http://");
+    assert!(
+        reqwest::get(format!("{plain}/api/v1/health"))
+            .await
+            .is_err_and(|e| !e.is_status())
+    );
+    // a client that does not trust the certificate is refused the handshake
+    assert!(
+        reqwest::get(format!("{}/api/v1/health", daemon.url))
+            .await
+            .is_err()
+    );
+    daemon.stop().await;
+
+    // a bad key or certificate stops capstan at start, naming the key
+    std::fs::write(&key, "not a key\n").unwrap();
+    let err = capstan_testkit::serve_refused(bin(), &tls).await;
+    assert!(err.contains("tls.key: cannot read a private key"), "{err}");
+    let missing = tls.replace("cert.pem", "missing.pem");
+    let err = capstan_testkit::serve_refused(bin(), &missing).await;
+    assert!(err.contains("tls.cert"), "{err}");
+}
