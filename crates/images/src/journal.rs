@@ -53,6 +53,9 @@ pub struct Journal {
     pub(crate) store: Store,
     live: broadcast::Sender<Event>,
     status: Arc<JournalStatus>,
+    /// Differences settling saw once while the stream was live, not yet inferred: per image,
+    /// the row's newest event and the engine's tags then (see `settle`).
+    pub(crate) sightings: Arc<std::sync::Mutex<crate::reconcile::Sightings>>,
 }
 
 impl Journal {
@@ -63,6 +66,7 @@ impl Journal {
             store,
             live,
             status: Arc::default(),
+            sightings: Arc::default(),
         }
     }
 

@@ -96,6 +96,11 @@ impl Journal {
     /// is inferred unless the engine confirms it has no image event newer than `read` up to the
     /// inspection: a busy engine or a starved reader delivers events seconds late, and a state
     /// seen before its event is read is not unexplained. Everything then stays pending.
+    ///
+    /// And while it is live, a difference is inferred only when the next settling sees it again
+    /// unchanged with no event for the image in between: a starved engine changes an image's
+    /// references a moment before it stamps and sends their event, and a change seen in that
+    /// moment is not unexplained either.
     pub(crate) async fn settle(
         &self,
         ids: BTreeSet<String>,
@@ -122,11 +127,21 @@ impl Journal {
         }
         let start = now - quiet.as_nanos() as i64;
         let delete_start = now - DELETE_GRACE.as_nanos().max(quiet.as_nanos()) as i64;
-        let (inferred, still) = self
+        let confirm = read.is_some();
+        let before = if confirm {
+            self.sightings
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .clone()
+        } else {
+            Sightings::new()
+        };
+        let (inferred, still, seen) = self
             .store
             .write(move |tx| {
                 let mut out = Vec::new();
                 let mut still = BTreeSet::new();
+                let mut seen = Sightings::new();
                 for (id, state) in &states {
                     let row = images::get(tx, id)?;
                     // the engine reports every deletion: wait much longer for that event before
@@ -136,13 +151,51 @@ impl Journal {
                         still.insert(id.clone());
                         continue;
                     }
+                    if confirm && differs(row.as_ref(), state.as_ref()) {
+                        let sighting = (
+                            row.as_ref().map_or(0, |r| r.last_event_nano),
+                            state
+                                .as_ref()
+                                .map(|s| s.repo_tags.iter().cloned().collect::<BTreeSet<String>>()),
+                        );
+                        if before.get(id) != Some(&sighting) {
+                            // first seen: inferred only if the next settling sees it again
+                            seen.insert(id.clone(), sighting);
+                            still.insert(id.clone());
+                            continue;
+                        }
+                    }
                     diff_image(tx, id, state.as_ref(), row, start, &mut out)?;
                 }
-                Ok((out, still))
+                Ok((out, still, seen))
             })
             .await?;
+        if confirm {
+            *self
+                .sightings
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner) = seen;
+        }
         self.publish(inferred);
         Ok(still)
+    }
+}
+
+/// Per image: the newest event its row had and the engine's references (none: gone) when
+/// settling saw a difference.
+pub(crate) type Sightings = HashMap<String, (i64, Option<BTreeSet<String>>)>;
+
+/// Whether the engine's state of an image differs from its row: there or not, or other
+/// references.
+fn differs(row: Option<&ImageRow>, state: Option<&ImageState>) -> bool {
+    let present = row.filter(|r| r.deleted_nano.is_none());
+    match (present, state) {
+        (None, None) => false,
+        (Some(_), None) | (None, Some(_)) => true,
+        (Some(r), Some(s)) => {
+            r.repo_tags.iter().collect::<BTreeSet<_>>()
+                != s.repo_tags.iter().collect::<BTreeSet<_>>()
+        }
     }
 }
 

@@ -286,22 +286,30 @@ async fn containers_are_listed_and_counted_on_their_image() {
     let c = list.containers.iter().find(|c| c.id == id).unwrap();
     assert_eq!(c.labels.get("capstan.test"), Some(&name));
 
-    // a busy shared engine (other tests' daemons) can delay the container's events a while
-    let counted = eventually(
-        Duration::from_mins(1),
-        "container counted on its image",
-        || {
-            let (daemon, image) = (&daemon, &image);
-            async move {
-                let (_, body) = daemon
-                    .get_raw(&format!("/api/v1/images/{image}"), Some(&daemon.token))
-                    .await;
-                let d: ImageDetail = serde_json::from_value(body).ok()?;
-                (d.image.containers == 1).then_some(d)
-            }
-        },
-    )
-    .await;
+    // a busy shared engine (other tests' daemons) can delay the container's events a while;
+    // what was last seen, and the daemon's log, say why when it never comes
+    let mut answer = (0, serde_json::Value::Null);
+    let mut counted = None;
+    for _ in 0..600 {
+        answer = daemon
+            .get_raw(&format!("/api/v1/images/{image}"), Some(&daemon.token))
+            .await;
+        if let Ok(d) = serde_json::from_value::<ImageDetail>(answer.1.clone())
+            && d.image.containers == 1
+        {
+            counted = Some(d);
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let counted = counted.unwrap_or_else(|| {
+        panic!(
+            "container not counted on its image within 60 s; last answer {} {}\ndaemon log:\n{}",
+            answer.0,
+            answer.1,
+            daemon.log()
+        )
+    });
     assert_eq!(counted.container_ids, vec![id.clone()]);
     let (code, out, _) = daemon.cli(&["images", "-o", "json"]).await;
     assert_eq!(code, 0);
