@@ -172,6 +172,9 @@ pub fn router(state: AppState) -> Router {
     Router::new()
         .route("/api/v1/health", get(routes::health::health))
         .route("/api/v1/session", post(routes::session::sign_in))
+        .route("/", get(routes::ui::index))
+        .route("/ui/app.js", get(routes::ui::app_js))
+        .route("/ui/style.css", get(routes::ui::style))
         .route(
             "/api/v1/hooks/registry",
             post(routes::images::registry_hook),

@@ -8,6 +8,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::missing_panics_doc)]
 
 mod alertmanager;
+mod browser;
 mod clickhouse;
 mod daemon;
 mod debian;
@@ -26,6 +27,7 @@ use std::time::Duration;
 use capstan_engine::Engine;
 
 pub use alertmanager::Alertmanager;
+pub use browser::Browser;
 pub use clickhouse::ClickHouse;
 pub use daemon::{Daemon, serve_refused};
 pub use debian::{DEBIAN, DebianImage, debian_image};

@@ -8,6 +8,7 @@ mod access;
 mod alerts;
 mod api;
 mod build;
+mod dashboard;
 mod deploy;
 mod journal;
 mod logs;

@@ -11,6 +11,7 @@ pub mod logs;
 pub(crate) mod metrics;
 pub(crate) mod scan;
 pub(crate) mod session;
+pub(crate) mod ui;
 
 use crate::{ApiError, Code};
 

@@ -1,0 +1,162 @@
+//! The dashboard in a real headless Chromium (Debian's `chromium`, driven through Debian's
+//! `chromedriver`): signing in by keyboard alone, the overview with live data, new events
+//! arriving without a reload, signing out; screenshots at 1280 and 375 px wide are saved under
+//! the target directory for review.
+
+use std::time::Duration;
+
+use capstan_testkit::{Browser, Daemon, eventually, unique};
+use fantoccini::key::Key;
+use fantoccini::{Client, ClientBuilder, Locator};
+
+use crate::bin;
+
+/// Where screenshots go: `<target>/screenshots` (the binary under test is `<target>/debug/…`).
+fn screenshots() -> std::path::PathBuf {
+    let dir = bin()
+        .parent()
+        .and_then(std::path::Path::parent)
+        .unwrap()
+        .join("screenshots");
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+async fn text_of(client: &Client, css: &str) -> String {
+    match client.find(Locator::Css(css)).await {
+        Ok(e) => e.text().await.unwrap_or_default(),
+        Err(_) => String::new(),
+    }
+}
+
+async fn wait_text(client: &Client, css: &str, want: &str) -> String {
+    eventually(
+        Duration::from_secs(30),
+        &format!("{css} to show {want:?}"),
+        || async {
+            let t = text_of(client, css).await;
+            t.contains(want).then_some(t)
+        },
+    )
+    .await
+}
+
+#[tokio::test]
+async fn sign_in_by_keyboard_see_the_overview_live_and_sign_out() {
+    let engine = capstan_testkit::engine().await;
+    capstan_testkit::ensure_busybox(&engine).await;
+    let daemon = Daemon::start(bin(), engine.host()).await;
+    // an app for the overview to list
+    let app = unique("capt-ui");
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("compose.yaml"),
+        "services:\n  web:\n    image: capstan-test/busybox:1\n    command: sleep 3600\n    init: true\n",
+    )
+    .unwrap();
+    let (code, _, err) = daemon
+        .cli_in(dir.path(), &["deploy", "-p", &app], &[])
+        .await;
+    assert_eq!(code, 0, "{err}");
+
+    // the page and its assets come with a policy that runs only their own script
+    let resp = reqwest::get(format!("{}/", daemon.url)).await.unwrap();
+    assert_eq!(resp.status(), 200);
+    let csp = resp.headers()["content-security-policy"]
+        .to_str()
+        .unwrap()
+        .to_owned();
+    assert!(csp.contains("script-src 'self'"), "{csp}");
+    assert!(resp.text().await.unwrap().contains("/ui/app.js"));
+
+    let browser = Browser::start().await;
+    let client = ClientBuilder::rustls()
+        .unwrap()
+        .capabilities(Browser::capabilities(1280, 900))
+        .connect(&browser.url())
+        .await
+        .unwrap_or_else(|e| panic!("cannot start Chromium: {e}\n{}", browser.log()));
+    client.goto(&daemon.url).await.unwrap();
+    // not signed in: the form, its first field focused
+    client
+        .wait()
+        .for_element(Locator::Css("#signin"))
+        .await
+        .unwrap();
+    let shot = client.screenshot().await.unwrap();
+    std::fs::write(screenshots().join("signin-1280.png"), shot).unwrap();
+    let focused = client
+        .execute("return document.activeElement.id", vec![])
+        .await
+        .unwrap();
+    assert_eq!(focused, "username");
+    // keyboard only: Tab past the password to the token, type it, Enter
+    let active = client.active_element().await.unwrap();
+    active.send_keys(&format!("{}", Key::Tab)).await.unwrap();
+    let active = client.active_element().await.unwrap();
+    active.send_keys(&format!("{}", Key::Tab)).await.unwrap();
+    let active = client.active_element().await.unwrap();
+    assert_eq!(active.attr("id").await.unwrap().as_deref(), Some("token"));
+    active
+        .send_keys(&format!("{}{}", daemon.token, Key::Enter))
+        .await
+        .unwrap();
+
+    // the overview: the host, the deployed app, who is signed in
+    client
+        .wait()
+        .for_element(Locator::Css("#overview"))
+        .await
+        .unwrap();
+    wait_text(&client, "#engine-state", "reachable").await;
+    wait_text(&client, "#apps", &app).await;
+    wait_text(&client, "#who", "admin (admin)").await;
+    // times in the browser's zone, from the API's UTC
+    let events = wait_text(&client, "#events", "container").await;
+    assert!(!events.contains('Z'), "times are local: {events}");
+
+    // live: an image tagged now shows up without a reload
+    let tag = format!("{}/live:1", unique("capt-ui"));
+    engine.tag(capstan_testkit::BUSYBOX, &tag).await.unwrap();
+    wait_text(&client, "#events", &tag).await;
+
+    client.set_window_size(1280, 900).await.unwrap();
+    let shot = client.screenshot().await.unwrap();
+    std::fs::write(screenshots().join("overview-1280.png"), shot).unwrap();
+    // a phone's width: still one readable column
+    client.set_window_size(375, 812).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let overflow = client
+        .execute(
+            "return document.documentElement.scrollWidth - document.documentElement.clientWidth",
+            vec![],
+        )
+        .await
+        .unwrap();
+    assert!(
+        overflow.as_i64().is_some_and(|px| px <= 1),
+        "the page scrolls sideways at 375 px: {overflow}"
+    );
+    let shot = client.screenshot().await.unwrap();
+    std::fs::write(screenshots().join("overview-375.png"), shot).unwrap();
+
+    // signing out ends the session: back to the form, and the cookie is worth nothing
+    client
+        .find(Locator::Css("#signout"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    client
+        .wait()
+        .for_element(Locator::Css("#signin"))
+        .await
+        .unwrap();
+    wait_text(&client, "#signin-error", "Signed out").await;
+    client.close().await.unwrap();
+
+    engine.remove_image(&tag, false).await.unwrap();
+    let (code, _, err) = daemon.cli_in(dir.path(), &["down", &app], &[]).await;
+    assert_eq!(code, 0, "{err}");
+}

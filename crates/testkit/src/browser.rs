@@ -1,0 +1,84 @@
+//! A real headless Chromium (Debian's `chromium`), driven over WebDriver through Debian's
+//! `chromedriver` on a random port of 127.0.0.1.
+
+use std::process::Stdio;
+
+use tokio::process::{Child, Command};
+
+const DRIVER: &str = "/usr/bin/chromedriver";
+const CHROMIUM: &str = "/usr/bin/chromium";
+
+/// A running chromedriver, and the log it writes.
+pub struct Browser {
+    dir: tempfile::TempDir,
+    port: u16,
+    _child: Child,
+}
+
+impl Browser {
+    /// Starts chromedriver and waits until it answers.
+    pub async fn start() -> Self {
+        for binary in [DRIVER, CHROMIUM] {
+            assert!(
+                std::path::Path::new(binary).exists(),
+                "{binary} is missing: run the tests with scripts/test, which installs chromium and chromium-driver"
+            );
+        }
+        let dir = tempfile::Builder::new()
+            .prefix("capt-chromedriver-")
+            .tempdir()
+            .unwrap();
+        let port = crate::free_port();
+        let log = dir.path().join("chromedriver.log");
+        let child = Command::new(DRIVER)
+            .arg(format!("--port={port}"))
+            .arg(format!("--log-path={}", log.display()))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .kill_on_drop(true)
+            .spawn()
+            .unwrap();
+        crate::wait_ready(
+            &format!("http://127.0.0.1:{port}/status"),
+            "chromedriver",
+            &log,
+        )
+        .await;
+        Self {
+            dir,
+            port,
+            _child: child,
+        }
+    }
+
+    /// The WebDriver endpoint.
+    pub fn url(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+
+    /// What chromedriver logged (for a failing test's message).
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("chromedriver.log")).unwrap_or_default()
+    }
+
+    /// The capabilities of a headless Chromium `width` × `height` CSS pixels large.
+    pub fn capabilities(width: u32, height: u32) -> serde_json::Map<String, serde_json::Value> {
+        let caps = serde_json::json!({
+            "browserName": "chrome",
+            "goog:chromeOptions": {
+                "binary": CHROMIUM,
+                "args": [
+                    "--headless=new",
+                    "--no-sandbox",
+                    "--disable-gpu",
+                    "--disable-dev-shm-usage",
+                    format!("--window-size={width},{height}"),
+                ],
+            },
+        });
+        match caps {
+            serde_json::Value::Object(m) => m,
+            _ => serde_json::Map::new(),
+        }
+    }
+}
