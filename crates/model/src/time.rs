@@ -72,6 +72,9 @@ fn parse_duration(input: &str) -> Result<Duration, ()> {
 /// A duration as config writes it: the largest whole unit (`90s`, `5m`, `2h`, `7d`).
 pub fn format_duration(d: std::time::Duration) -> String {
     let s = d.as_secs();
+    if d.is_zero() {
+        return "0s".to_owned();
+    }
     if s == 0 {
         return format!("{}ms", d.as_millis());
     }

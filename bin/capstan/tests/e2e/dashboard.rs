@@ -140,6 +140,58 @@ async fn sign_in_by_keyboard_see_the_overview_live_and_sign_out() {
     let shot = client.screenshot().await.unwrap();
     std::fs::write(screenshots().join("overview-375.png"), shot).unwrap();
 
+    client.set_window_size(1280, 900).await.unwrap();
+
+    // the alerts page: the rules, and a rule tested from its button (a change: CSRF token sent)
+    let (status, _) = daemon
+        .post_raw(
+            "/api/v1/alerts/rules",
+            &serde_json::json!({"name": "ui-oom", "event": "oom"}),
+        )
+        .await;
+    assert_eq!(status, 201);
+    client
+        .find(Locator::LinkText("Alerts"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    wait_text(&client, "#rules", "ui-oom").await;
+    client
+        .find(Locator::Css("button[data-test='ui-oom']"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    wait_text(&client, "#rule-test", "ui-oom: would not fire").await;
+    for (width, height) in [(1280, 900), (375, 812)] {
+        client.set_window_size(width, height).await.unwrap();
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        let shot = client.screenshot().await.unwrap();
+        std::fs::write(screenshots().join(format!("alerts-{width}.png")), shot).unwrap();
+    }
+    client.set_window_size(1280, 900).await.unwrap();
+
+    // the events page, filtered to images, following new ones live
+    client
+        .goto(&format!("{}/#/events?type=image", daemon.url))
+        .await
+        .unwrap();
+    wait_text(&client, "#events", &tag).await;
+    let later = format!("{}/live:2", unique("capt-ui"));
+    engine.tag(capstan_testkit::BUSYBOX, &later).await.unwrap();
+    let listed = wait_text(&client, "#events", &later).await;
+    assert!(!listed.contains(&app), "only image events: {listed}");
+    for (width, height) in [(1280, 900), (375, 812)] {
+        client.set_window_size(width, height).await.unwrap();
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        let shot = client.screenshot().await.unwrap();
+        std::fs::write(screenshots().join(format!("events-{width}.png")), shot).unwrap();
+    }
+    engine.remove_image(&later, false).await.unwrap();
+
     // signing out ends the session: back to the form, and the cookie is worth nothing
     client
         .find(Locator::Css("#signout"))

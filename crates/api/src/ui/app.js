@@ -140,29 +140,123 @@ async function overview() {
   follow();
 }
 
-function renderEvents(list) {
-  state.recent = list.slice(0, 15);
+function renderEvents(list, keep = 15) {
+  state.recent = list.slice(0, keep);
   $("#events").innerHTML = table(["Time", "Type", "Action", "Actor", "Detail"],
     state.recent.map(eventRow), "No events yet.");
 }
 
 /** New events as they happen (Server-Sent Events; the cookie authenticates). */
-function follow() {
+function follow(url = "/api/v1/events/stream", keep = 15) {
   if (state.events) state.events.close();
-  const source = new EventSource("/api/v1/events/stream");
+  const source = new EventSource(url);
   source.addEventListener("event", (m) => {
     try {
       const e = JSON.parse(m.data);
-      if ($("#events")) renderEvents([e, ...(state.recent || [])]);
+      if ($("#events")) renderEvents([e, ...(state.recent || [])], keep);
     } catch (_) { /* a keep-alive */ }
   });
   state.events = source;
 }
 
+async function alertsPage() {
+  const main = $("#main");
+  main.innerHTML = `<h1>Alerts</h1><div class="grid">
+    <section class="card" aria-labelledby="h-now" style="grid-column: 1 / -1"><h2 id="h-now">Firing and pending</h2><div id="alerts-now">…</div></section>
+    <section class="card" aria-labelledby="h-rules" style="grid-column: 1 / -1"><h2 id="h-rules">Rules</h2><div id="rules">…</div>
+      <p id="rule-test" class="muted" role="status" aria-live="polite"></p></section>
+    <section class="card" aria-labelledby="h-history" style="grid-column: 1 / -1"><h2 id="h-history">History</h2><div id="history">…</div></section>
+  </div>`;
+  const [now, rules, history] = await Promise.all([
+    api("GET", "/api/v1/alerts"),
+    api("GET", "/api/v1/alerts/rules"),
+    api("GET", "/api/v1/alerts/history?limit=100"),
+  ]);
+  const labels = (l) => Object.entries(l || {}).filter(([k]) => !["alertname", "severity"].includes(k))
+    .map(([k, v]) => `${k}=${v}`).join(" ");
+  $("#alerts-now").innerHTML = table(["State", "Rule", "Severity", "Labels", "Value", "Since", "Summary"],
+    now.alerts.map((a) => [
+      `<span class="pill ${a.state === "firing" ? "bad" : "warn"}">${esc(a.state)}${a.held ? " (held: rollout)" : ""}</span>`,
+      esc(a.rule), esc(a.labels.severity), esc(labels(a.labels)), esc(a.value ?? "-"),
+      esc(when(a.active_since)), esc(a.annotations.summary || ""),
+    ]), "Nothing firing or pending.");
+  $("#rules").innerHTML = table(["Rule", "Kind", "Source", "For", "Firing", "Condition", ""],
+    rules.rules.map((r) => [
+      esc(r.name), esc(r.kind), esc(r.source), esc(r.for), esc(r.firing), esc(r.condition),
+      `<button type="button" data-test="${esc(r.name)}">Test</button>`,
+    ]), "No rules.");
+  for (const b of document.querySelectorAll("button[data-test]")) {
+    b.addEventListener("click", async () => {
+      const name = b.dataset.test;
+      const out = $("#rule-test");
+      out.textContent = `Testing ${name}…`;
+      try {
+        const t = await api("POST", `/api/v1/alerts/rules/${encodeURIComponent(name)}/test`);
+        const verdict = t.would_fire ? "would fire" : t.holds ? "holds, but would not fire yet" : "would not fire";
+        out.textContent = `${t.rule}: ${verdict}. ${t.reason}`;
+      } catch (e) {
+        out.textContent = `${name}: ${e.message}`;
+      }
+    });
+  }
+  $("#history").innerHTML = table(["Time", "State", "Rule", "Labels", "Value", "Summary"],
+    history.events.map((e) => {
+      const a = e.attributes || {};
+      const l = Object.fromEntries(Object.entries(a).filter(([k]) =>
+        !k.startsWith("annotation.") && !["rule", "state", "fingerprint", "active_since", "value"].includes(k)));
+      return [esc(when(e.time)), esc(e.action.replace("alert_", "")), esc(e.actor), esc(labels(l)),
+        esc(a.value ?? "-"), esc(a["annotation.summary"] || "")];
+    }), "No alert has moved yet.");
+}
+
+async function eventsPage() {
+  const main = $("#main");
+  const params = new URLSearchParams(location.hash.split("?")[1] || "");
+  main.innerHTML = `<h1>Events</h1>
+    <form id="event-filter" class="card" style="display:flex;flex-wrap:wrap;gap:.75rem;align-items:end">
+      <label>Type <select name="type" id="f-type">
+        ${["", "image", "container", "network", "volume", "capstan"].map((t) =>
+          `<option value="${t}" ${params.get("type") === t ? "selected" : ""}>${t || "any"}</option>`).join("")}
+      </select></label>
+      <label>Action <input name="action" id="f-action" value="${esc(params.get("action") || "")}" placeholder="tag, die, alert_firing…"></label>
+      <label>Since <select name="since" id="f-since">
+        ${["15m", "1h", "6h", "1d", "7d"].map((d) =>
+          `<option ${(params.get("since") || "1h") === d ? "selected" : ""}>${d}</option>`).join("")}
+      </select></label>
+      <button type="submit">Show</button>
+    </form>
+    <section class="card" aria-labelledby="h-list"><h2 id="h-list">Newest first</h2><div id="events">…</div></section>`;
+  const query = new URLSearchParams({ limit: "200", since: params.get("since") || "1h" });
+  if (params.get("type")) query.set("type", params.get("type"));
+  if (params.get("action")) query.set("action", params.get("action"));
+  $("#event-filter").addEventListener("submit", (ev) => {
+    ev.preventDefault();
+    const f = ev.target;
+    const next = new URLSearchParams();
+    for (const k of ["type", "action", "since"]) if (f[k].value) next.set(k, f[k].value.trim());
+    location.hash = `#/events?${next}`;
+  });
+  const page = await api("GET", `/api/v1/events?${query}`);
+  renderEvents(page.events || [], 200);
+  const live = new URLSearchParams();
+  if (params.get("type")) live.set("type", params.get("type"));
+  if (params.get("action")) live.set("action", params.get("action"));
+  follow(`/api/v1/events/stream?${live}`, 200);
+}
+
 async function route() {
   if (!state.session) return;
+  if (state.events) { state.events.close(); state.events = null; }
+  const page = location.hash.split("?")[0];
+  for (const a of document.querySelectorAll("#nav a")) {
+    if (a.getAttribute("href") === (page || "#/")) a.setAttribute("aria-current", "page");
+    else a.removeAttribute("aria-current");
+  }
   try {
-    await overview();
+    if (page === "#/alerts") await alertsPage();
+    else if (page === "#/events") await eventsPage();
+    else await overview();
+    $("#main").focus({ preventScroll: true });
   } catch (e) {
     if (e.status === 401) showSignIn("Your session has ended; sign in again.");
     else $("#main").innerHTML = `<p class="error" role="alert">${esc(e.message)}</p>`;
