@@ -20,6 +20,10 @@ use crate::rule::{Condition, EventKind, Rule, RuleConfig, Source, format_value, 
 /// Apps being deployed, rolled back or taken down now (the deploy engine's locks).
 pub type Rollouts = Arc<Mutex<BTreeSet<String>>>;
 
+/// A held alert waits this long after its app's rollout ends before it may fire: the events of
+/// what the rollout removed may still be on their way.
+const HOLD_AFTER_MS: i64 = 10_000;
+
 /// Event history kept for event rules: the longest window a rule may use.
 const EVENT_KEEP_MS: i64 = 24 * 3_600_000;
 /// An exit this soon after capstan or someone asked the engine to stop or kill the container
@@ -85,6 +89,8 @@ pub struct Alerts {
     api_rules: PathBuf,
     firing: watch::Sender<Vec<Event>>,
     evaluations: watch::Sender<u64>,
+    /// When each app was last seen rolling out.
+    rolled: Mutex<HashMap<String, i64>>,
 }
 
 fn now_ms() -> i64 {
@@ -243,6 +249,7 @@ impl Alerts {
             api_rules,
             firing: watch::channel(Vec::new()).0,
             evaluations: watch::channel(0).0,
+            rolled: Mutex::new(HashMap::new()),
         })
     }
 
@@ -399,7 +406,7 @@ impl Alerts {
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
             .clone();
-        let rollouts = self.rollouts();
+        let rollouts = self.rollouts(now);
         let mut would_fire = false;
         let mut out = Vec::new();
         let mut reasons = Vec::new();
@@ -450,12 +457,20 @@ impl Alerts {
         }))
     }
 
-    fn rollouts(&self) -> BTreeSet<String> {
-        self.sources
+    /// Apps rolling out now, or that ended a rollout less than [`HOLD_AFTER_MS`] ago.
+    fn rollouts(&self, now: i64) -> BTreeSet<String> {
+        let rolling = self
+            .sources
             .rollouts
             .lock()
             .map(|r| r.clone())
-            .unwrap_or_default()
+            .unwrap_or_default();
+        let mut rolled = self.rolled.lock().unwrap_or_else(PoisonError::into_inner);
+        for app in &rolling {
+            rolled.insert(app.clone(), now);
+        }
+        rolled.retain(|_, t| now - *t < HOLD_AFTER_MS);
+        rolled.keys().cloned().collect()
     }
 
     /// Where `rule`'s condition holds at `now`.
@@ -521,7 +536,7 @@ impl Alerts {
     /// Evaluates every rule at `now` and journals each move.
     async fn evaluate(&self, now: i64) {
         let rules = self.rules();
-        let rollouts = self.rollouts();
+        let rollouts = self.rollouts(now);
         let mut moves: Vec<(String, String, AlertState)> = Vec::new();
         for rule in &rules {
             let result = self.holding(rule, now).await;
@@ -955,9 +970,12 @@ mod tests {
             ["alert_firing", "alert_pending"],
             "one fired, one held"
         );
-        // the rollout ends with the condition still there: it fires
+        // the rollout ends with the condition still there: held a little longer (the events of
+        // what the rollout removed may be on their way), then it fires
         rollouts.lock().unwrap().clear();
         alerts.evaluate(t0 + 1_000).await;
+        assert!(alerts.alerts().iter().any(|a| a.held));
+        alerts.evaluate(t0 + 1_000 + HOLD_AFTER_MS).await;
         assert!(
             alerts
                 .alerts()

@@ -45,13 +45,14 @@ async fn wait_text(client: &Client, css: &str, want: &str) -> String {
 async fn sign_in_by_keyboard_see_the_overview_live_and_sign_out() {
     let engine = capstan_testkit::engine().await;
     capstan_testkit::ensure_busybox(&engine).await;
-    let daemon = Daemon::start(bin(), engine.host()).await;
+    // collecting logs, for the logs page
+    let daemon = Daemon::start_with(bin(), engine.host(), "").await;
     // an app for the overview to list
     let app = unique("capt-ui");
     let dir = tempfile::tempdir().unwrap();
     std::fs::write(
         dir.path().join("compose.yaml"),
-        "services:\n  web:\n    image: capstan-test/busybox:1\n    command: sleep 3600\n    init: true\n",
+        "services:\n  web:\n    image: capstan-test/busybox:1\n    command: [\"sh\", \"-c\", \"echo '{\\\"level\\\":\\\"error\\\",\\\"msg\\\":\\\"ui-boom\\\"}'; exec sleep 3600\"]\n    init: true\n",
     )
     .unwrap();
     let (code, _, err) = daemon
@@ -191,6 +192,50 @@ async fn sign_in_by_keyboard_see_the_overview_live_and_sign_out() {
         std::fs::write(screenshots().join(format!("events-{width}.png")), shot).unwrap();
     }
     engine.remove_image(&later, false).await.unwrap();
+
+    // the logs page: a query, its histogram and lines; then a live tail
+    client
+        .goto(&format!("{}/#/logs?q=ui-boom&since=1h", daemon.url))
+        .await
+        .unwrap();
+    let lines = eventually(Duration::from_secs(30), "the app's line found", || async {
+        // the collector may not have stored it yet: search again
+        client.refresh().await.ok()?;
+        let t = text_of(&client, "#lines").await;
+        t.contains("ui-boom").then_some(t)
+    })
+    .await;
+    assert!(lines.contains("error"), "its level: {lines}");
+    client
+        .find(Locator::Css("#histogram svg rect"))
+        .await
+        .unwrap();
+    let marker = unique("ui-tail");
+    client
+        .goto(&format!("{}/#/logs?q={marker}&since=1h&tail=1", daemon.url))
+        .await
+        .unwrap();
+    wait_text(&client, "#lines", "No line matches").await;
+    let talker = unique("capt-ui-talker");
+    let talker_id = engine
+        .create_container(
+            &talker,
+            capstan_testkit::BUSYBOX,
+            &["sh", "-c", &format!("echo {marker}; exec sleep 3600")],
+            std::collections::HashMap::new(),
+        )
+        .await
+        .unwrap();
+    engine.start_container(&talker_id).await.unwrap();
+    wait_text(&client, "#lines", &marker).await;
+    for (width, height) in [(1280, 900), (375, 812)] {
+        client.set_window_size(width, height).await.unwrap();
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        let shot = client.screenshot().await.unwrap();
+        std::fs::write(screenshots().join(format!("logs-{width}.png")), shot).unwrap();
+    }
+    client.set_window_size(1280, 900).await.unwrap();
+    engine.remove_container(&talker_id, true).await.unwrap();
 
     // signing out ends the session: back to the form, and the cookie is worth nothing
     client

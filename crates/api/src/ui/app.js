@@ -104,6 +104,7 @@ async function overview() {
     <section class="card" aria-labelledby="h-updates"><h2 id="h-updates">Image updates</h2><div id="updates">…</div></section>
     <section class="card" aria-labelledby="h-events" style="grid-column: 1 / -1"><h2 id="h-events">Recent events</h2><div id="events">…</div></section>
   </div>`;
+  const asked = new Date().toISOString();
   const [health, apps, alerts, events, updates] = await Promise.all([
     api("GET", "/api/v1/health").catch((e) => ({ error: e.message })),
     api("GET", "/api/v1/apps").catch(() => []),
@@ -137,7 +138,7 @@ async function overview() {
       "Every watched image is up to date.")
     : `<p class="muted">Registry watching is off.</p>`;
   renderEvents(events.events || []);
-  follow();
+  follow("/api/v1/events/stream", 15, asked);
 }
 
 function renderEvents(list, keep = 15) {
@@ -146,14 +147,24 @@ function renderEvents(list, keep = 15) {
     state.recent.map(eventRow), "No events yet.");
 }
 
-/** New events as they happen (Server-Sent Events; the cookie authenticates). */
-function follow(url = "/api/v1/events/stream", keep = 15) {
+/**
+ * New events as they happen (Server-Sent Events; the cookie authenticates). The stream starts
+ * at the newest event shown (or when the page asked for them), so nothing that happened in
+ * between is missed; an event already shown is not shown twice.
+ */
+function follow(path = "/api/v1/events/stream", keep = 15, from = null) {
   if (state.events) state.events.close();
-  const source = new EventSource(url);
+  const newest = (state.recent || [])[0];
+  const since = newest ? newest.time : from;
+  const url = new URL(path, location.origin);
+  if (since) url.searchParams.set("since", since);
+  const source = new EventSource(url.pathname + url.search);
   source.addEventListener("event", (m) => {
     try {
       const e = JSON.parse(m.data);
-      if ($("#events")) renderEvents([e, ...(state.recent || [])], keep);
+      const shown = state.recent || [];
+      if (shown.some((x) => x.seq === e.seq)) return;
+      if ($("#events")) renderEvents([e, ...shown], keep);
     } catch (_) { /* a keep-alive */ }
   });
   state.events = source;
@@ -236,12 +247,92 @@ async function eventsPage() {
     for (const k of ["type", "action", "since"]) if (f[k].value) next.set(k, f[k].value.trim());
     location.hash = `#/events?${next}`;
   });
+  const asked = new Date().toISOString();
   const page = await api("GET", `/api/v1/events?${query}`);
   renderEvents(page.events || [], 200);
   const live = new URLSearchParams();
   if (params.get("type")) live.set("type", params.get("type"));
   if (params.get("action")) live.set("action", params.get("action"));
-  follow(`/api/v1/events/stream?${live}`, 200);
+  follow(`/api/v1/events/stream?${live}`, 200, asked);
+}
+
+/** An SVG bar chart of counts per bucket, with its own text alternative. */
+function bars(buckets) {
+  const max = Math.max(1, ...buckets.map((b) => b.count));
+  const w = 100 / Math.max(1, buckets.length);
+  const total = buckets.reduce((n, b) => n + b.count, 0);
+  const rects = buckets.map((b, i) => {
+    const h = (b.count / max) * 100;
+    return `<rect x="${i * w}" y="${100 - h}" width="${Math.max(w - 0.3, 0.2)}" height="${h}"><title>${esc(when(b.time))}: ${b.count}</title></rect>`;
+  }).join("");
+  return `<svg class="chart" viewBox="0 0 100 100" preserveAspectRatio="none" role="img"
+    aria-label="${total} matching lines over the range">${rects}</svg>`;
+}
+
+function logRow(l) {
+  const level = l.level ? `<span class="pill ${l.level === "error" ? "bad" : l.level.startsWith("warn") ? "warn" : "muted"}">${esc(l.level)}</span>` : "";
+  return [esc(when(l.time)), `${esc(l.container)} <span class="muted">${esc(l.stream)}</span>`, level,
+    `<code>${esc(l.message || l.raw)}</code>`];
+}
+
+async function logsPage() {
+  const main = $("#main");
+  const params = new URLSearchParams(location.hash.split("?")[1] || "");
+  const q = params.get("q") || "";
+  const since = params.get("since") || "1h";
+  main.innerHTML = `<h1>Logs</h1>
+    <form id="log-query" class="card" style="display:flex;flex-wrap:wrap;gap:.75rem;align-items:end">
+      <label style="flex:1 1 18rem">Query <input name="q" id="q" value="${esc(q)}"
+        placeholder='level:error service:api "connection refused"'></label>
+      <label>Since <select name="since" id="l-since">
+        ${["5m", "15m", "1h", "6h", "1d", "7d"].map((d) => `<option ${since === d ? "selected" : ""}>${d}</option>`).join("")}
+      </select></label>
+      <label style="flex-direction:row;display:flex;gap:.4rem;align-items:center">
+        <input type="checkbox" id="tail" ${params.get("tail") === "1" ? "checked" : ""}> Live tail</label>
+      <button type="submit">Search</button>
+    </form>
+    <p class="error" id="log-error" role="alert"></p>
+    <section class="card" aria-labelledby="h-hist"><h2 id="h-hist">Matching lines over time</h2><div id="histogram">…</div></section>
+    <section class="card" aria-labelledby="h-lines"><h2 id="h-lines">Lines, newest first <span id="log-total" class="muted"></span></h2><div id="lines">…</div></section>`;
+  $("#log-query").addEventListener("submit", (ev) => {
+    ev.preventDefault();
+    const next = new URLSearchParams({ q: $("#q").value.trim(), since: $("#l-since").value });
+    if ($("#tail").checked) next.set("tail", "1");
+    location.hash = `#/logs?${next}`;
+  });
+  const query = new URLSearchParams({ q, since, limit: "200" });
+  let page, hist;
+  try {
+    [page, hist] = await Promise.all([
+      api("GET", `/api/v1/logs?${query}`),
+      api("GET", `/api/v1/logs/histogram?${new URLSearchParams({ q, since, buckets: "60" })}`),
+    ]);
+  } catch (e) {
+    $("#log-error").textContent = e.message;
+    $("#lines").innerHTML = "";
+    $("#histogram").innerHTML = "";
+    return;
+  }
+  $("#histogram").innerHTML = bars(hist.buckets || []);
+  state.lines = page.lines || [];
+  const render = () => {
+    $("#log-total").textContent = `(${page.total} in all)`;
+    $("#lines").innerHTML = table(["Time", "Container", "Level", "Message"], state.lines.map(logRow),
+      "No line matches.");
+  };
+  render();
+  if (params.get("tail") === "1") {
+    if (state.events) state.events.close();
+    const source = new EventSource(`/api/v1/logs/stream?${new URLSearchParams({ q, tail: "0" })}`);
+    source.addEventListener("line", (m) => {
+      try {
+        state.lines = [JSON.parse(m.data), ...state.lines].slice(0, 500);
+        page.total += 1;
+        if ($("#lines")) render();
+      } catch (_) { /* a keep-alive */ }
+    });
+    state.events = source;
+  }
 }
 
 async function route() {
@@ -255,6 +346,7 @@ async function route() {
   try {
     if (page === "#/alerts") await alertsPage();
     else if (page === "#/events") await eventsPage();
+    else if (page === "#/logs") await logsPage();
     else await overview();
     $("#main").focus({ preventScroll: true });
   } catch (e) {
