@@ -230,6 +230,7 @@ async function eventsPage() {
           `<option value="${t}" ${params.get("type") === t ? "selected" : ""}>${t || "any"}</option>`).join("")}
       </select></label>
       <label>Action <input name="action" id="f-action" value="${esc(params.get("action") || "")}" placeholder="tag, die, alert_firing…"></label>
+      <label>Image <input name="image" id="f-image" value="${esc(params.get("image") || "")}" placeholder="id, reference or digest"></label>
       <label>Since <select name="since" id="f-since">
         ${["15m", "1h", "6h", "1d", "7d"].map((d) =>
           `<option ${(params.get("since") || "1h") === d ? "selected" : ""}>${d}</option>`).join("")}
@@ -238,21 +239,19 @@ async function eventsPage() {
     </form>
     <section class="card" aria-labelledby="h-list"><h2 id="h-list">Newest first</h2><div id="events">…</div></section>`;
   const query = new URLSearchParams({ limit: "200", since: params.get("since") || "1h" });
-  if (params.get("type")) query.set("type", params.get("type"));
-  if (params.get("action")) query.set("action", params.get("action"));
+  for (const k of ["type", "action", "image"]) if (params.get(k)) query.set(k, params.get(k));
   $("#event-filter").addEventListener("submit", (ev) => {
     ev.preventDefault();
     const f = ev.target;
     const next = new URLSearchParams();
-    for (const k of ["type", "action", "since"]) if (f[k].value) next.set(k, f[k].value.trim());
+    for (const k of ["type", "action", "image", "since"]) if (f[k].value) next.set(k, f[k].value.trim());
     location.hash = `#/events?${next}`;
   });
   const asked = new Date().toISOString();
   const page = await api("GET", `/api/v1/events?${query}`);
   renderEvents(page.events || [], 200);
   const live = new URLSearchParams();
-  if (params.get("type")) live.set("type", params.get("type"));
-  if (params.get("action")) live.set("action", params.get("action"));
+  for (const k of ["type", "action", "image"]) if (params.get(k)) live.set(k, params.get(k));
   follow(`/api/v1/events/stream?${live}`, 200, asked);
 }
 
