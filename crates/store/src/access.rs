@@ -184,6 +184,18 @@ pub struct UserRow {
     pub created_by: String,
 }
 
+const USER_COLUMNS: &str = "name, role, hash, created_nano, created_by";
+
+fn user_row(r: &Row<'_>) -> rusqlite::Result<UserRow> {
+    Ok(UserRow {
+        name: r.get(0)?,
+        role: r.get(1)?,
+        hash: r.get(2)?,
+        created_nano: r.get(3)?,
+        created_by: r.get(4)?,
+    })
+}
+
 /// Adds a user or replaces one's role and password; `Ok(true)` when it is new.
 ///
 /// # Errors
@@ -218,17 +230,9 @@ pub fn put_user(tx: &Transaction<'_>, row: &UserRow) -> Result<bool, Error> {
 pub fn user(conn: &Connection, name: &str) -> Result<Option<UserRow>, Error> {
     Ok(conn
         .query_row(
-            "SELECT name, role, hash, created_nano, created_by FROM users WHERE name = ?1",
+            &format!("SELECT {USER_COLUMNS} FROM users WHERE name = ?1"),
             [name],
-            |r| {
-                Ok(UserRow {
-                    name: r.get(0)?,
-                    role: r.get(1)?,
-                    hash: r.get(2)?,
-                    created_nano: r.get(3)?,
-                    created_by: r.get(4)?,
-                })
-            },
+            user_row,
         )
         .optional()?)
 }
@@ -238,17 +242,8 @@ pub fn user(conn: &Connection, name: &str) -> Result<Option<UserRow>, Error> {
 /// # Errors
 /// [`Error::Sqlite`].
 pub fn users(conn: &Connection) -> Result<Vec<UserRow>, Error> {
-    let mut stmt =
-        conn.prepare("SELECT name, role, hash, created_nano, created_by FROM users ORDER BY name")?;
-    let rows = stmt.query_map([], |r| {
-        Ok(UserRow {
-            name: r.get(0)?,
-            role: r.get(1)?,
-            hash: r.get(2)?,
-            created_nano: r.get(3)?,
-            created_by: r.get(4)?,
-        })
-    })?;
+    let mut stmt = conn.prepare(&format!("SELECT {USER_COLUMNS} FROM users ORDER BY name"))?;
+    let rows = stmt.query_map([], user_row)?;
     Ok(rows.collect::<Result<_, _>>()?)
 }
 

@@ -271,6 +271,19 @@ async fn browser(
     req.send().await.unwrap()
 }
 
+/// `POST /api/v1/session` as a browser does it.
+async fn sign_in(daemon: &Daemon, body: serde_json::Value) -> reqwest::Response {
+    browser(
+        daemon,
+        reqwest::Method::POST,
+        "/api/v1/session",
+        None,
+        None,
+        Some(body),
+    )
+    .await
+}
+
 #[tokio::test]
 async fn users_sign_in_to_a_session_whose_changes_need_its_csrf_token() {
     let engine = capstan_testkit::engine().await;
@@ -318,35 +331,23 @@ async fn users_sign_in_to_a_session_whose_changes_need_its_csrf_token() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("user.password: at least 12 characters"));
 
     // a wrong password is refused without saying which part was wrong
-    let resp = browser(
+    let resp = sign_in(
         &daemon,
-        reqwest::Method::POST,
-        "/api/v1/session",
-        None,
-        None,
-        Some(serde_json::json!({"username": alice, "password": "wrong password!"})),
+        serde_json::json!({"username": alice, "password": "wrong password!"}),
     )
     .await;
     assert_eq!(resp.status(), 401);
-    let resp = browser(
+    let resp = sign_in(
         &daemon,
-        reqwest::Method::POST,
-        "/api/v1/session",
-        None,
-        None,
-        Some(serde_json::json!({"username": "nobody", "password": "wrong password!"})),
+        serde_json::json!({"username": "nobody", "password": "wrong password!"}),
     )
     .await;
     assert_eq!(resp.status(), 401);
 
     // signed in: a cookie the page's scripts cannot read, and a CSRF token in the answer
-    let resp = browser(
+    let resp = sign_in(
         &daemon,
-        reqwest::Method::POST,
-        "/api/v1/session",
-        None,
-        None,
-        Some(serde_json::json!({"username": alice, "password": "correct horse battery"})),
+        serde_json::json!({"username": alice, "password": "correct horse battery"}),
     )
     .await;
     assert_eq!(resp.status(), 200);
@@ -431,15 +432,7 @@ async fn users_sign_in_to_a_session_whose_changes_need_its_csrf_token() {
 
     // a token signs in too, with its role
     let viewer = create(&daemon, &unique("view"), "viewer").await;
-    let resp = browser(
-        &daemon,
-        reqwest::Method::POST,
-        "/api/v1/session",
-        None,
-        None,
-        Some(serde_json::json!({"token": viewer.token})),
-    )
-    .await;
+    let resp = sign_in(&daemon, serde_json::json!({"token": viewer.token})).await;
     assert_eq!(resp.status(), 200);
     let as_token: capstan_model::Session = resp.json().await.unwrap();
     assert_eq!(as_token.role, Role::Viewer);

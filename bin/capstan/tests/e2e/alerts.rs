@@ -347,7 +347,9 @@ async fn a_burst_of_error_lines_fires_a_log_rule_and_a_metric_rule_goes_pending_
     let engine = capstan_testkit::engine().await;
     let name = unique("capt-errs");
     let config = format!(
-        r#"[metrics]
+        r#"[logs]
+containers = ["{name}"]
+[metrics]
 interval = "2s"
 [alerts]
 defaults = false

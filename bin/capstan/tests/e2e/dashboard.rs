@@ -45,8 +45,13 @@ async fn wait_text(client: &Client, css: &str, want: &str) -> String {
 async fn sign_in_by_keyboard_see_the_overview_live_and_sign_out() {
     let engine = capstan_testkit::engine().await;
     capstan_testkit::ensure_busybox(&engine).await;
-    // collecting logs, for the logs page
-    let daemon = Daemon::start_with(bin(), engine.host(), "").await;
+    // collecting the logs of this test's containers (all start with capt-ui), for the logs page
+    let daemon = Daemon::start_with(
+        bin(),
+        engine.host(),
+        "[logs]\ncontainers = [\"capt-ui*\"]\n",
+    )
+    .await;
     // an app for the overview to list
     let app = unique("capt-ui");
     let dir = tempfile::tempdir().unwrap();

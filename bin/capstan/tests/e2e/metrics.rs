@@ -255,9 +255,11 @@ async fn a_cpu_limited_burner_is_reported_at_its_real_rate() {
         (reported - measured).abs() <= 0.1 * measured,
         "capstan says {reported:.3} cores, the cgroup counter {measured:.3}"
     );
+    // it burns, and no faster than its half core (how much of it a loaded host gives it is
+    // the host's affair: the agreement above is what capstan answers for)
     assert!(
-        measured > 0.2 && measured < 0.6,
-        "the burner is held near half a core: {measured:.3}"
+        measured > 0.02 && measured < 0.6,
+        "the burner runs, held to at most half a core: {measured:.3}"
     );
     assert!(throttled.is_some_and(|t| t > 0.0), "{throttled:?}");
     engine.remove_container(&id, true).await.unwrap();

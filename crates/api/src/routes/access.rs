@@ -24,6 +24,31 @@ fn info(row: TokenRow) -> TokenInfo {
     }
 }
 
+/// A token's or user's name: 1 to 64 letters, digits, `-`, `_`, `.` and the characters in
+/// `also`; `field` names it in the error.
+pub(crate) fn check_name(field: &str, name: &str, also: &str) -> Result<(), ApiError> {
+    let ok = !name.is_empty()
+        && name.len() <= 64
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c) || also.contains(c));
+    if ok {
+        Ok(())
+    } else {
+        Err(ApiError::new(
+            Code::BadRequest,
+            format!(
+                "{field}: {name:?} must be 1 to 64 letters, digits, `-`, `_`, `.`{}",
+                if also.is_empty() {
+                    String::new()
+                } else {
+                    format!(" or `{also}`")
+                }
+            ),
+        ))
+    }
+}
+
 pub(crate) async fn list(
     State(state): State<AppState>,
     Query(pairs): Query<Pairs>,
@@ -47,20 +72,11 @@ pub(crate) async fn create(
             format!("token: {e} (send {{\"name\": \"ci\", \"role\": \"viewer|operator|admin\"}})"),
         )
     })?;
-    if new.name.is_empty()
-        || new.name.len() > 64
-        || !new
-            .name
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_' || c == '.')
-        || new.name == "admin"
-    {
+    check_name("token.name", &new.name, "")?;
+    if new.name == "admin" {
         return Err(ApiError::new(
             Code::BadRequest,
-            format!(
-                "token.name: {:?} must be 1 to 64 letters, digits, `-`, `_` or `.` (and not `admin`)",
-                new.name
-            ),
+            "token.name: `admin` is the admin token's; pick another",
         ));
     }
     let token = format!("cap_{}_{}", random_hex(8)?, random_hex(32)?);

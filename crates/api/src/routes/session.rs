@@ -228,21 +228,7 @@ pub(crate) async fn put_user(
             format!("user: {e} (send {{\"name\", \"role\", \"password\"}})"),
         )
     })?;
-    if new.name.is_empty()
-        || new.name.len() > 64
-        || !new
-            .name
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_' || c == '.' || c == '@')
-    {
-        return Err(ApiError::new(
-            Code::BadRequest,
-            format!(
-                "user.name: {:?} must be 1 to 64 letters, digits, `-`, `_`, `.` or `@`",
-                new.name
-            ),
-        ));
-    }
+    crate::routes::access::check_name("user.name", &new.name, "@")?;
     if new.password.chars().count() < 12 {
         return Err(ApiError::new(
             Code::BadRequest,
