@@ -59,6 +59,21 @@ struct Running {
     pid: Option<u32>,
 }
 
+impl Running {
+    /// This container's reading, taken now.
+    fn reading(self, cgroup: CgroupSample, net: Option<NetSample>) -> ContainerSample {
+        ContainerSample {
+            id: self.id,
+            name: self.name,
+            image: self.image,
+            labels: self.labels,
+            cgroup,
+            net,
+            at: now(),
+        }
+    }
+}
+
 /// The container list is asked of the engine at least this often, events or not.
 const RELIST: Duration = Duration::from_secs(30);
 
@@ -553,15 +568,7 @@ async fn read_cgroups(
                         .ok()
                         .map(|t| net_dev(&t))
                 });
-                Some(ContainerSample {
-                    id: r.id,
-                    name: r.name,
-                    image: r.image,
-                    labels: r.labels,
-                    cgroup,
-                    net,
-                    at: now(),
-                })
+                Some(r.reading(cgroup, net))
             })
             .collect()
     })
@@ -583,15 +590,7 @@ async fn read_stats_api(
         .map(|r| async move {
             let stats = engine.stats_once(&r.id).await.ok()?;
             let (cgroup, net) = crate::stats_api::from_stats(&stats, host_memory);
-            Some(ContainerSample {
-                id: r.id,
-                name: r.name,
-                image: r.image,
-                labels: r.labels,
-                cgroup,
-                net,
-                at: now(),
-            })
+            Some(r.reading(cgroup, net))
         })
         .buffer_unordered(STATS_IN_FLIGHT)
         .filter_map(|s| async move { s })
