@@ -5,10 +5,10 @@
 //! Prints figures; asserts nothing. Usage: `bench/run` or `dashboard CAPSTAN [--containers N]`.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::print_stdout)]
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use capstan_testkit::{BUSYBOX, Browser, Daemon, OwnEngine};
-use fantoccini::{ClientBuilder, Locator};
+use capstan_testkit::{Browser, Daemon, OwnEngine};
+use fantoccini::Locator;
 
 /// The pages, and what shows each one's data is drawn.
 const PAGES: [(&str, &str); 4] = [
@@ -24,24 +24,16 @@ async fn main() {
     let own = OwnEngine::start().await;
     let engine = own.engine().await;
     capstan_testkit::ensure_busybox(&engine).await;
-    let started = Instant::now();
-    let mut ids = Vec::new();
-    for i in 0..n {
-        let id = engine
-            .create_container(
-                &format!("capt-bench-ui{i}"),
-                BUSYBOX,
-                &["sh", "-c", "echo started; exec sleep 3600"],
-                std::collections::HashMap::new(),
-            )
-            .await
-            .unwrap();
-        engine.start_container(&id).await.unwrap();
-        ids.push(id);
-    }
+    let (ids, took) = capstan_bench::start_busybox(
+        &engine,
+        n,
+        "capt-bench-ui",
+        &["sh", "-c", "echo started; exec sleep 3600"],
+    )
+    .await;
     println!(
         "dashboard with {n} running containers (started in {:.1} s), metrics, logs and the built-in alert rules on:",
-        started.elapsed().as_secs_f64()
+        took.as_secs_f64()
     );
     let daemon = Daemon::start_with(
         &capstan,
@@ -52,12 +44,7 @@ async fn main() {
     // the journal and the log store have the containers' events and lines
     tokio::time::sleep(Duration::from_secs(10)).await;
     let browser = Browser::start().await;
-    let client = ClientBuilder::rustls()
-        .unwrap()
-        .capabilities(Browser::capabilities(1280, 900))
-        .connect(&browser.url())
-        .await
-        .unwrap();
+    let client = browser.client(1280, 900).await;
     client.goto(&daemon.url).await.unwrap();
     client
         .wait()

@@ -1,4 +1,4 @@
-//! What the benchmarks share: reading their command line.
+//! What the benchmarks share: reading their command line, starting their containers.
 
 use std::path::PathBuf;
 
@@ -26,4 +26,34 @@ pub fn args(name: &str, default: u64) -> (PathBuf, u64) {
         }
     }
     (capstan, value)
+}
+
+/// Starts `n` busybox containers named `PREFIX0`, `PREFIX1`, ... running `cmd`; returns their
+/// ids and how long that took.
+///
+/// # Panics
+/// The engine refuses: a benchmark has no one to report to but its runner.
+#[allow(clippy::expect_used)]
+pub async fn start_busybox(
+    engine: &capstan_engine::Engine,
+    n: u64,
+    prefix: &str,
+    cmd: &[&str],
+) -> (Vec<String>, std::time::Duration) {
+    let started = std::time::Instant::now();
+    let mut ids = Vec::new();
+    for i in 0..n {
+        let id = engine
+            .create_container(
+                &format!("{prefix}{i}"),
+                capstan_testkit::BUSYBOX,
+                cmd,
+                std::collections::HashMap::new(),
+            )
+            .await
+            .expect("create a busybox container");
+        engine.start_container(&id).await.expect("start it");
+        ids.push(id);
+    }
+    (ids, started.elapsed())
 }

@@ -11,7 +11,7 @@
 use std::time::{Duration, Instant};
 
 use capstan_testkit::procfs::{cpu_seconds, rss_kib};
-use capstan_testkit::{BUSYBOX, Daemon, OwnEngine};
+use capstan_testkit::{Daemon, OwnEngine};
 
 /// Busy CPU-seconds of the whole host so far (every CPU, idle and iowait excluded).
 fn host_busy_seconds() -> f64 {
@@ -36,24 +36,11 @@ async fn main() {
     let own = OwnEngine::start().await;
     let engine = own.engine().await;
     capstan_testkit::ensure_busybox(&engine).await;
-    let started = Instant::now();
-    let mut ids = Vec::new();
-    for i in 0..n {
-        let id = engine
-            .create_container(
-                &format!("capt-bench-m{i}"),
-                BUSYBOX,
-                &["sleep", "3600"],
-                std::collections::HashMap::new(),
-            )
-            .await
-            .unwrap();
-        engine.start_container(&id).await.unwrap();
-        ids.push(id);
-    }
+    let (ids, took) =
+        capstan_bench::start_busybox(&engine, n, "capt-bench-m", &["sleep", "3600"]).await;
     println!(
         "container metrics with {n} running containers (started in {:.1} s):",
-        started.elapsed().as_secs_f64()
+        took.as_secs_f64()
     );
     let daemon = Daemon::start_with(
         &capstan,

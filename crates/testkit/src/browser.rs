@@ -61,6 +61,16 @@ impl Browser {
         std::fs::read_to_string(self.dir.path().join("chromedriver.log")).unwrap_or_default()
     }
 
+    /// A headless Chromium `width` × `height` CSS pixels large, driven through this driver.
+    pub async fn client(&self, width: u32, height: u32) -> fantoccini::Client {
+        fantoccini::ClientBuilder::rustls()
+            .unwrap()
+            .capabilities(Self::capabilities(width, height))
+            .connect(&self.url())
+            .await
+            .unwrap_or_else(|e| panic!("cannot start Chromium: {e}\n{}", self.log()))
+    }
+
     /// The capabilities of a headless Chromium `width` × `height` CSS pixels large.
     pub fn capabilities(width: u32, height: u32) -> serde_json::Map<String, serde_json::Value> {
         let caps = serde_json::json!({

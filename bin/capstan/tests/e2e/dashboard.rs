@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use capstan_testkit::{Browser, Daemon, eventually, unique};
 use fantoccini::key::Key;
-use fantoccini::{Client, ClientBuilder, Locator};
+use fantoccini::{Client, Locator};
 
 use crate::bin;
 
@@ -20,6 +20,17 @@ fn screenshots() -> std::path::PathBuf {
         .join("screenshots");
     std::fs::create_dir_all(&dir).unwrap();
     dir
+}
+
+/// Screenshots of the page at 1280 and 375 px wide, then back to 1280.
+async fn shoot(client: &Client, page: &str) {
+    for (width, height) in [(1280, 900), (375, 812)] {
+        client.set_window_size(width, height).await.unwrap();
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        let shot = client.screenshot().await.unwrap();
+        std::fs::write(screenshots().join(format!("{page}-{width}.png")), shot).unwrap();
+    }
+    client.set_window_size(1280, 900).await.unwrap();
 }
 
 async fn text_of(client: &Client, css: &str) -> String {
@@ -76,12 +87,7 @@ async fn sign_in_by_keyboard_see_the_overview_live_and_sign_out() {
     assert!(resp.text().await.unwrap().contains("/ui/app.js"));
 
     let browser = Browser::start().await;
-    let client = ClientBuilder::rustls()
-        .unwrap()
-        .capabilities(Browser::capabilities(1280, 900))
-        .connect(&browser.url())
-        .await
-        .unwrap_or_else(|e| panic!("cannot start Chromium: {e}\n{}", browser.log()));
+    let client = browser.client(1280, 900).await;
     client.goto(&daemon.url).await.unwrap();
     // not signed in: the form, its first field focused
     client
@@ -173,13 +179,7 @@ async fn sign_in_by_keyboard_see_the_overview_live_and_sign_out() {
         .await
         .unwrap();
     wait_text(&client, "#rule-test", "ui-oom: would not fire").await;
-    for (width, height) in [(1280, 900), (375, 812)] {
-        client.set_window_size(width, height).await.unwrap();
-        tokio::time::sleep(Duration::from_millis(200)).await;
-        let shot = client.screenshot().await.unwrap();
-        std::fs::write(screenshots().join(format!("alerts-{width}.png")), shot).unwrap();
-    }
-    client.set_window_size(1280, 900).await.unwrap();
+    shoot(&client, "alerts").await;
 
     // the events page, filtered to one image of the test's own (other tests flood the shared
     // engine with events of theirs), following new ones live
@@ -204,12 +204,7 @@ async fn sign_in_by_keyboard_see_the_overview_live_and_sign_out() {
     engine.tag(&image, &later).await.unwrap();
     let listed = wait_text(&client, "#events", &later).await;
     assert!(!listed.contains(&app), "only the image's events: {listed}");
-    for (width, height) in [(1280, 900), (375, 812)] {
-        client.set_window_size(width, height).await.unwrap();
-        tokio::time::sleep(Duration::from_millis(200)).await;
-        let shot = client.screenshot().await.unwrap();
-        std::fs::write(screenshots().join(format!("events-{width}.png")), shot).unwrap();
-    }
+    shoot(&client, "events").await;
     engine.remove_image(&later, false).await.unwrap();
     engine.remove_image(&image, false).await.unwrap();
 
@@ -248,13 +243,7 @@ async fn sign_in_by_keyboard_see_the_overview_live_and_sign_out() {
         .unwrap();
     engine.start_container(&talker_id).await.unwrap();
     wait_text(&client, "#lines", &marker).await;
-    for (width, height) in [(1280, 900), (375, 812)] {
-        client.set_window_size(width, height).await.unwrap();
-        tokio::time::sleep(Duration::from_millis(200)).await;
-        let shot = client.screenshot().await.unwrap();
-        std::fs::write(screenshots().join(format!("logs-{width}.png")), shot).unwrap();
-    }
-    client.set_window_size(1280, 900).await.unwrap();
+    shoot(&client, "logs").await;
     engine.remove_container(&talker_id, true).await.unwrap();
 
     // signing out ends the session: back to the form, and the cookie is worth nothing
