@@ -4,7 +4,7 @@
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
-use capstan_engine::ImageState;
+use capstan_engine::{ImageState, RawEvent};
 use capstan_model::{Container, Event, Lifecycle};
 use capstan_store::images::{self, ImageRow};
 use capstan_store::{ContainerRow, NewEvent, Transaction, containers, events};
@@ -115,9 +115,15 @@ impl Journal {
         let now = self.engine.now_nanos().await?;
         if let Some(read) = read {
             let unread = self.engine.events_between(read + 1, now).await?;
-            if unread.len() >= capstan_engine::EVENT_BUFFER
-                || unread.iter().any(|e| e.kind == "image")
-            {
+            let pending = unread.len() >= capstan_engine::EVENT_BUFFER || {
+                // only events about these images hold them back: on a shared engine other
+                // images change all the time, and waiting for a quiet engine would never end
+                let known = self.known_references(&ids, &states).await?;
+                unread
+                    .iter()
+                    .any(|e| e.kind == "image" && concerns(e, &ids, &known))
+            };
+            if pending {
                 debug!(
                     unread = unread.len(),
                     "the event stream is behind the engine: inferring nothing yet"
@@ -179,6 +185,51 @@ impl Journal {
         self.publish(inferred);
         Ok(still)
     }
+}
+
+impl Journal {
+    /// Every reference the engine or the store knows `ids` by: an unread pull or push names its
+    /// image only by reference.
+    async fn known_references(
+        &self,
+        ids: &BTreeSet<String>,
+        states: &[(String, Option<ImageState>)],
+    ) -> Result<BTreeSet<String>, Error> {
+        let mut known: BTreeSet<String> = states
+            .iter()
+            .filter_map(|(_, s)| s.as_ref())
+            .flat_map(|s| s.repo_tags.iter().chain(&s.repo_digests).cloned())
+            .collect();
+        let ids: Vec<String> = ids.iter().cloned().collect();
+        let stored = self
+            .store
+            .read(move |conn| {
+                let mut out = Vec::new();
+                for id in &ids {
+                    if let Some(row) = images::get(conn, id)? {
+                        out.extend(row.repo_tags);
+                        out.extend(row.last_tags);
+                        out.extend(row.repo_digests);
+                    }
+                }
+                Ok(out)
+            })
+            .await?;
+        known.extend(stored);
+        Ok(known
+            .iter()
+            .map(|r| images::normalize_reference(r))
+            .collect())
+    }
+}
+
+/// Whether an image event is about one of `ids`: by id, or by one of their references (pull and
+/// push name the reference, and may leave out a default `:latest`).
+fn concerns(event: &RawEvent, ids: &BTreeSet<String>, known: &BTreeSet<String>) -> bool {
+    ids.contains(&event.actor)
+        || std::iter::once(&event.actor)
+            .chain(event.attributes.get("name"))
+            .any(|n| known.contains(&images::normalize_reference(n)))
 }
 
 /// Per image: the newest event its row had and the engine's references (none: gone) when
@@ -389,4 +440,49 @@ fn diff_containers(
         containers::mark_removed(tx, &id, end, 0)?;
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn event(actor: &str, name: Option<&str>) -> RawEvent {
+        RawEvent {
+            time_nano: 1,
+            kind: "image".into(),
+            action: "pull".into(),
+            actor: actor.into(),
+            attributes: name
+                .map(|n| BTreeMap::from([("name".to_owned(), n.to_owned())]))
+                .unwrap_or_default(),
+            scope: Some("local".into()),
+        }
+    }
+
+    #[test]
+    fn only_events_about_the_settled_images_hold_them_back() {
+        let ids = BTreeSet::from(["sha256:aa".to_owned()]);
+        let known = BTreeSet::from([
+            "localhost:5000/app:1".to_owned(),
+            "busybox:latest".to_owned(),
+        ]);
+        assert!(concerns(&event("sha256:aa", None), &ids, &known));
+        assert!(concerns(&event("localhost:5000/app:1", None), &ids, &known));
+        assert!(concerns(
+            &event("sha256:bb", Some("localhost:5000/app:1")),
+            &ids,
+            &known
+        ));
+        assert!(concerns(&event("busybox", None), &ids, &known));
+        assert!(!concerns(
+            &event("sha256:bb", Some("other:1")),
+            &ids,
+            &known
+        ));
+        assert!(!concerns(
+            &event("localhost:5000/app:2", None),
+            &ids,
+            &known
+        ));
+    }
 }
