@@ -6,6 +6,7 @@
 
 mod auth;
 mod error;
+pub mod openapi;
 mod params;
 mod routes;
 pub mod tls;
@@ -13,7 +14,10 @@ pub mod tls;
 use std::sync::Arc;
 
 use axum::Router;
-use axum::routing::{get, post};
+use axum::extract::DefaultBodyLimit;
+use axum::handler::Handler;
+use axum::http::Method;
+use axum::routing::{MethodFilter, on};
 use capstan_engine::Engine;
 use capstan_images::JournalStatus;
 use capstan_model::Event;
@@ -75,110 +79,128 @@ impl std::fmt::Debug for AppState {
     }
 }
 
+/// A router that records each method and path as it registers them: the OpenAPI test compares
+/// this list, what is actually routed, with the document.
+struct Routes {
+    router: Router<AppState>,
+    table: Vec<(Method, &'static str)>,
+}
+
+impl Routes {
+    fn new() -> Self {
+        Self {
+            router: Router::new(),
+            table: Vec::new(),
+        }
+    }
+
+    fn add<H, T>(mut self, method: Method, path: &'static str, handler: H) -> Self
+    where
+        H: Handler<T, AppState>,
+        T: 'static,
+    {
+        let filter = MethodFilter::try_from(method.clone()).unwrap_or(MethodFilter::GET);
+        self.router = self.router.route(path, on(filter, handler));
+        self.table.push((method, path));
+        self
+    }
+
+    fn get<H: Handler<T, AppState>, T: 'static>(self, path: &'static str, handler: H) -> Self {
+        self.add(Method::GET, path, handler)
+    }
+
+    fn post<H: Handler<T, AppState>, T: 'static>(self, path: &'static str, handler: H) -> Self {
+        self.add(Method::POST, path, handler)
+    }
+
+    fn delete<H: Handler<T, AppState>, T: 'static>(self, path: &'static str, handler: H) -> Self {
+        self.add(Method::DELETE, path, handler)
+    }
+}
+
 /// The routes that need a token.
-fn protected() -> Router<AppState> {
-    Router::new()
-        .route("/api/v1/events", get(routes::events::list))
-        .route("/api/v1/events/stream", get(routes::events::stream))
-        .route("/api/v1/images", get(routes::images::list))
-        .route("/api/v1/images/updates", get(routes::images::updates))
-        .route("/api/v1/notify", get(routes::images::notify))
-        .route(
-            "/api/v1/images/updates/check",
-            post(routes::images::check_updates),
-        )
-        .route("/api/v1/images/scan", post(routes::scan::scan))
-        .route("/api/v1/images/findings", get(routes::scan::findings))
-        .route(
-            "/api/v1/vulndb",
-            get(routes::scan::status).post(routes::scan::import).layer(
-                axum::extract::DefaultBodyLimit::max(routes::scan::IMPORT_LIMIT),
-            ),
-        )
-        .route("/api/v1/images/{*key}", get(routes::images::detail))
-        .route("/api/v1/containers", get(routes::containers::list))
-        .route("/api/v1/apps", get(routes::apps::list_apps))
-        .route("/api/v1/proxy", get(routes::apps::proxy_status))
-        .route("/api/v1/logs", get(routes::logs::search))
-        .route("/api/v1/logs/histogram", get(routes::logs::histogram))
-        .route("/api/v1/logs/stream", get(routes::logs::stream))
-        .route("/api/v1/logs/stats", get(routes::logs::stats))
-        .route("/metrics", get(routes::metrics::metrics))
-        .route(
-            "/api/v1/metrics/containers",
-            get(routes::metrics::containers),
-        )
-        .route("/api/v1/metrics/query", get(routes::metrics::query))
-        .route("/api/v1/alerts", get(routes::alerts::list))
-        .route(
-            "/api/v1/tokens",
-            get(routes::access::list).post(routes::access::create),
-        )
-        .route(
-            "/api/v1/tokens/{name}",
-            axum::routing::delete(routes::access::revoke),
-        )
-        .route("/api/v1/audit", get(routes::access::audit))
-        .route(
-            "/api/v1/session",
-            get(routes::session::current).delete(routes::session::sign_out),
-        )
-        .route(
-            "/api/v1/users",
-            get(routes::session::list_users).post(routes::session::put_user),
-        )
-        .route(
-            "/api/v1/users/{name}",
-            axum::routing::delete(routes::session::remove_user),
-        )
-        .route("/api/v1/alerts/history", get(routes::alerts::history))
-        .route(
-            "/api/v1/alerts/rules",
-            get(routes::alerts::rules).post(routes::alerts::add_rule),
-        )
-        .route(
-            "/api/v1/alerts/rules/{name}",
-            axum::routing::delete(routes::alerts::remove_rule),
-        )
-        .route(
-            "/api/v1/alerts/rules/{name}/test",
-            post(routes::alerts::test_rule),
-        )
-        .route("/api/v1/apps/{app}/plan", post(routes::apps::plan_app))
-        .route("/api/v1/apps/{app}/deploy", post(routes::apps::deploy_app))
-        .route(
+fn protected() -> Routes {
+    use routes::{access, alerts, apps, containers, events, images, logs, metrics, scan, session};
+    let import_limit = DefaultBodyLimit::max(scan::IMPORT_LIMIT);
+    let build_limit = DefaultBodyLimit::max(apps::BUILD_CONTEXT_LIMIT);
+    Routes::new()
+        .get("/api/v1/events", events::list)
+        .get("/api/v1/events/stream", events::stream)
+        .get("/api/v1/images", images::list)
+        .get("/api/v1/images/updates", images::updates)
+        .get("/api/v1/notify", images::notify)
+        .post("/api/v1/images/updates/check", images::check_updates)
+        .post("/api/v1/images/scan", scan::scan)
+        .get("/api/v1/images/findings", scan::findings)
+        .get("/api/v1/vulndb", scan::status)
+        .post("/api/v1/vulndb", scan::import.layer(import_limit))
+        .get("/api/v1/images/{*key}", images::detail)
+        .get("/api/v1/containers", containers::list)
+        .get("/api/v1/apps", apps::list_apps)
+        .get("/api/v1/proxy", apps::proxy_status)
+        .get("/api/v1/logs", logs::search)
+        .get("/api/v1/logs/histogram", logs::histogram)
+        .get("/api/v1/logs/stream", logs::stream)
+        .get("/api/v1/logs/stats", logs::stats)
+        .get("/metrics", metrics::metrics)
+        .get("/api/v1/metrics/containers", metrics::containers)
+        .get("/api/v1/metrics/query", metrics::query)
+        .get("/api/v1/alerts", alerts::list)
+        .get("/api/v1/tokens", access::list)
+        .post("/api/v1/tokens", access::create)
+        .delete("/api/v1/tokens/{name}", access::revoke)
+        .get("/api/v1/audit", access::audit)
+        .get("/api/v1/session", session::current)
+        .delete("/api/v1/session", session::sign_out)
+        .get("/api/v1/users", session::list_users)
+        .post("/api/v1/users", session::put_user)
+        .delete("/api/v1/users/{name}", session::remove_user)
+        .get("/api/v1/alerts/history", alerts::history)
+        .get("/api/v1/alerts/rules", alerts::rules)
+        .post("/api/v1/alerts/rules", alerts::add_rule)
+        .delete("/api/v1/alerts/rules/{name}", alerts::remove_rule)
+        .post("/api/v1/alerts/rules/{name}/test", alerts::test_rule)
+        .post("/api/v1/apps/{app}/plan", apps::plan_app)
+        .post("/api/v1/apps/{app}/deploy", apps::deploy_app)
+        .post(
             "/api/v1/apps/{app}/build/{service}",
-            post(routes::apps::build_service).layer(axum::extract::DefaultBodyLimit::max(
-                routes::apps::BUILD_CONTEXT_LIMIT,
-            )),
+            apps::build_service.layer(build_limit),
         )
-        .route(
-            "/api/v1/apps/{app}/releases",
-            get(routes::apps::list_releases),
-        )
-        .route("/api/v1/apps/{app}/down", post(routes::apps::down_app))
-        .route(
-            "/api/v1/apps/{app}/rollback",
-            post(routes::apps::rollback_app),
-        )
+        .get("/api/v1/apps/{app}/releases", apps::list_releases)
+        .post("/api/v1/apps/{app}/down", apps::down_app)
+        .post("/api/v1/apps/{app}/rollback", apps::rollback_app)
+}
+
+/// The routes open to all: health, sign-in, the dashboard's assets, the OpenAPI document and the
+/// registry hook (which checks its own secret).
+fn open() -> Routes {
+    Routes::new()
+        .get("/api/v1/health", routes::health::health)
+        .post("/api/v1/session", routes::session::sign_in)
+        .get("/api/v1/openapi.json", openapi::openapi_json)
+        .get("/", routes::ui::index)
+        .get("/ui/app.js", routes::ui::app_js)
+        .get("/ui/style.css", routes::ui::style)
+        .post("/api/v1/hooks/registry", routes::images::registry_hook)
+}
+
+/// Every method and path the router serves, as registered.
+pub fn route_table() -> Vec<(Method, &'static str)> {
+    let mut table = open().table;
+    table.extend(protected().table);
+    table
 }
 
 /// The whole API.
 pub fn router(state: AppState) -> Router {
-    let protected = protected().route_layer(axum::middleware::from_fn_with_state(
-        state.clone(),
-        auth::require_token,
-    ));
-    Router::new()
-        .route("/api/v1/health", get(routes::health::health))
-        .route("/api/v1/session", post(routes::session::sign_in))
-        .route("/", get(routes::ui::index))
-        .route("/ui/app.js", get(routes::ui::app_js))
-        .route("/ui/style.css", get(routes::ui::style))
-        .route(
-            "/api/v1/hooks/registry",
-            post(routes::images::registry_hook),
-        )
+    let protected = protected()
+        .router
+        .route_layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            auth::require_token,
+        ));
+    open()
+        .router
         .merge(protected)
         .fallback(routes::not_found)
         .with_state(state)
@@ -290,5 +312,154 @@ mod tests {
         );
         let (status, _) = call(app(&dir), "/api/v1/images/sha256:ffff", Some("secret")).await;
         assert_eq!(status, StatusCode::NOT_FOUND);
+    }
+
+    /// What the router serves under `/api/v1` (and `/metrics`), as `METHOD /path/{param}`.
+    fn routed() -> std::collections::BTreeSet<String> {
+        route_table()
+            .into_iter()
+            .filter(|(_, p)| p.starts_with("/api/v1/") || *p == "/metrics")
+            .map(|(m, p)| format!("{m} {}", p.replace("{*", "{")))
+            .collect()
+    }
+
+    fn documented() -> std::collections::BTreeMap<String, Vec<String>> {
+        let mut doc = openapi::document();
+        let mut out = std::collections::BTreeMap::new();
+        for (path, item) in &mut doc.paths.paths {
+            for (method, op) in openapi::operations(item) {
+                let query = op
+                    .parameters
+                    .iter()
+                    .flatten()
+                    .filter(|p| p.parameter_in == utoipa::openapi::path::ParameterIn::Query)
+                    .map(|p| p.name.clone())
+                    .collect();
+                out.insert(format!("{method} {path}"), query);
+            }
+        }
+        out
+    }
+
+    async fn send(app: Router, method: &str, uri: &str) -> (StatusCode, serde_json::Value) {
+        let req = Request::builder()
+            .method(method)
+            .uri(uri)
+            .header("authorization", "Bearer secret")
+            .body(Body::empty())
+            .unwrap();
+        let resp = app.oneshot(req).await.unwrap();
+        let status = resp.status();
+        if resp
+            .headers()
+            .get("content-type")
+            .is_some_and(|v| v.as_bytes().starts_with(b"text/event-stream"))
+        {
+            // a live stream never ends; its status is the answer
+            return (status, serde_json::Value::Null);
+        }
+        let bytes = resp.into_body().collect().await.unwrap().to_bytes();
+        (
+            status,
+            serde_json::from_slice(&bytes).unwrap_or(serde_json::Value::Null),
+        )
+    }
+
+    fn concrete(path: &str) -> String {
+        let mut out = String::new();
+        let mut rest = path;
+        while let Some(open) = rest.find('{') {
+            out.push_str(&rest[..open]);
+            out.push_str("probe");
+            rest = rest[open..].split_once('}').map_or("", |(_, r)| r);
+        }
+        out.push_str(rest);
+        out
+    }
+
+    #[tokio::test]
+    async fn the_openapi_document_lists_exactly_the_routed_operations() {
+        let routed = routed();
+        let documented: std::collections::BTreeSet<String> = documented().into_keys().collect();
+        let missing: Vec<_> = routed.difference(&documented).collect();
+        let unrouted: Vec<_> = documented.difference(&routed).collect();
+        assert!(
+            missing.is_empty() && unrouted.is_empty(),
+            "routed but not documented: {missing:?}; documented but not routed: {unrouted:?}"
+        );
+        assert!(routed.len() > 40, "{routed:?}");
+
+        // and each recorded route is really served: the router's fallback never answers it
+        let dir = tempfile::tempdir().unwrap();
+        for op in &routed {
+            let (method, path) = op.split_once(' ').unwrap();
+            let (status, body) = send(app(&dir), method, &concrete(path)).await;
+            assert_ne!(status, StatusCode::METHOD_NOT_ALLOWED, "{op}");
+            assert!(
+                !body["error"]["message"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .starts_with("no such route"),
+                "{op} fell through to the fallback"
+            );
+        }
+        // a method the document does not list is not served
+        let (status, _) = send(app(&dir), "PUT", "/api/v1/apps").await;
+        assert_eq!(status, StatusCode::METHOD_NOT_ALLOWED);
+    }
+
+    #[tokio::test]
+    async fn each_operation_documents_the_query_parameters_it_accepts() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut checked = 0;
+        for (op, query) in documented() {
+            let (method, path) = op.split_once(' ').unwrap();
+            let uri = format!("{}?zz_probe=1", concrete(path));
+            let (status, body) = send(app(&dir), method, &uri).await;
+            let message = body["error"]["message"].as_str().unwrap_or_default();
+            let Some(accepted) = message
+                .split_once("unknown parameter (accepted: ")
+                .map(|(_, m)| m)
+                .and_then(|m| m.strip_suffix(')'))
+            else {
+                // the handler takes no query parameters (or checks something else first): then
+                // it documents none that it would reject
+                assert!(
+                    query.is_empty() || status != StatusCode::BAD_REQUEST,
+                    "{op}: {status} {body}"
+                );
+                continue;
+            };
+            assert_eq!(status, StatusCode::BAD_REQUEST);
+            let mut accepted: Vec<&str> = accepted.split(", ").filter(|a| !a.is_empty()).collect();
+            accepted.sort_unstable();
+            let mut query: Vec<&str> = query.iter().map(String::as_str).collect();
+            query.sort_unstable();
+            assert_eq!(query, accepted, "{op}: documented vs accepted");
+            checked += 1;
+        }
+        assert!(checked > 20, "only {checked} operations checked");
+    }
+
+    #[tokio::test]
+    async fn the_openapi_document_is_served_to_anyone_with_roles() {
+        let dir = tempfile::tempdir().unwrap();
+        let (status, doc) = call(app(&dir), "/api/v1/openapi.json", None).await;
+        assert_eq!(status, StatusCode::OK);
+        assert!(doc["openapi"].as_str().unwrap().starts_with("3."));
+        let deploy = &doc["paths"]["/api/v1/apps/{app}/deploy"]["post"];
+        assert_eq!(deploy["x-capstan-role"], "operator");
+        assert!(deploy["responses"]["403"].is_object());
+        assert_eq!(
+            doc["paths"]["/api/v1/tokens"]["post"]["x-capstan-role"],
+            "admin"
+        );
+        assert_eq!(
+            doc["paths"]["/api/v1/events"]["get"]["x-capstan-role"],
+            "viewer"
+        );
+        assert!(doc["paths"]["/api/v1/health"]["get"]["x-capstan-role"].is_null());
+        assert!(doc["components"]["schemas"]["EventPage"].is_object());
+        assert!(doc["components"]["securitySchemes"]["token"].is_object());
     }
 }

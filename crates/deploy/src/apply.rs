@@ -8,7 +8,7 @@ use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use capstan_compose::Project;
-use capstan_compose::model::Service;
+use capstan_compose::model::{FileObject, Service};
 use capstan_engine::{ContainerSpec, Engine};
 use serde::{Deserialize, Serialize};
 
@@ -20,9 +20,10 @@ use crate::{Names, SecretPaths, container_spec, labels};
 
 /// What the CLI posts to plan or deploy: the resolved model and the contents of the configs and
 /// secrets it uses (`configs/NAME`, `secrets/NAME`), read on the caller's side.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct DeployRequest {
     /// The resolved Compose model.
+    #[schema(value_type = Object)]
     pub project: Project,
     /// Config and secret contents by `configs/NAME` / `secrets/NAME`.
     #[serde(default)]
@@ -32,8 +33,42 @@ pub struct DeployRequest {
     pub source: serde_json::Value,
 }
 
+impl DeployRequest {
+    /// The request for a loaded project: `read` gives each config's and secret's content
+    /// (`kind` is `configs` or `secrets`; `None` for one that needs none, like an external
+    /// secret), and `source` says where the model came from (its hash is added as `model_hash`).
+    ///
+    /// # Errors
+    /// The first message `read` returns, naming the object.
+    pub fn from_project(
+        project: Project,
+        mut read: impl FnMut(&str, &str, &FileObject) -> Result<Option<FileContent>, String>,
+        mut source: serde_json::Value,
+    ) -> Result<Self, String> {
+        let mut files = BTreeMap::new();
+        for (kind, objects) in [("configs", &project.configs), ("secrets", &project.secrets)] {
+            for (name, obj) in objects {
+                if let Some(content) =
+                    read(kind, name, obj).map_err(|e| format!("{kind}.{name}: {e}"))?
+                {
+                    files.insert(format!("{kind}/{name}"), content);
+                }
+            }
+        }
+        let model = serde_json::to_string(&project).unwrap_or_default();
+        if let Some(map) = source.as_object_mut() {
+            map.insert("model_hash".into(), fnv_hex(model.as_bytes()).into());
+        }
+        Ok(Self {
+            project,
+            files,
+            source,
+        })
+    }
+}
+
 /// How a deploy ended.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum Outcome {
     Succeeded,
@@ -42,7 +77,7 @@ pub enum Outcome {
 }
 
 /// What a deploy did.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Report {
     pub app: String,
     pub release: i64,
@@ -54,7 +89,7 @@ pub struct Report {
 }
 
 /// What happened to one service.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct ServiceReport {
     pub service: String,
     pub action: String,
@@ -78,7 +113,7 @@ pub struct Deployer {
 }
 
 /// One step of a deploy, as it happens.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Progress {
     pub service: String,
     pub message: String,

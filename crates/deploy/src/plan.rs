@@ -25,7 +25,7 @@ pub struct Replica {
 }
 
 /// What to do with one service.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(tag = "action", rename_all = "snake_case")]
 pub enum Action {
     /// Nothing runs yet: create this many replicas.
@@ -46,7 +46,7 @@ pub enum Action {
 }
 
 /// The plan for one service.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct ServicePlan {
     pub service: String,
     #[serde(flatten)]
@@ -54,7 +54,7 @@ pub struct ServicePlan {
 }
 
 /// The plan for an app.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Plan {
     /// Per service, in name order.
     pub services: Vec<ServicePlan>,

@@ -14,7 +14,9 @@ pub fn is_label_name(name: &str) -> bool {
 }
 
 /// Where an alert is in its life.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize, utoipa::ToSchema,
+)]
 #[serde(rename_all = "snake_case")]
 pub enum AlertState {
     /// The condition holds, not yet for the rule's `for`.
@@ -36,7 +38,7 @@ impl AlertState {
 }
 
 /// One alert: a rule's condition holding for one set of labels.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Alert {
     pub rule: String,
     pub state: AlertState,
@@ -55,13 +57,13 @@ pub struct Alert {
 }
 
 /// `GET /api/v1/alerts`.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct AlertList {
     pub alerts: Vec<Alert>,
 }
 
 /// A rule as the API and `capstan alerts rules` show it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct AlertRuleInfo {
     pub name: String,
     /// `metric`, `logs` or `event`.
@@ -80,13 +82,13 @@ pub struct AlertRuleInfo {
 }
 
 /// `GET /api/v1/alerts/rules`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct AlertRules {
     pub rules: Vec<AlertRuleInfo>,
 }
 
 /// `POST /api/v1/alerts/rules/{name}/test`: the rule evaluated now.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct RuleTest {
     pub rule: String,
     /// The condition holds now for at least one set of labels.
@@ -100,7 +102,7 @@ pub struct RuleTest {
 }
 
 /// One set of labels a tested rule holds for.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct RuleTestInstance {
     pub labels: BTreeMap<String, String>,
     pub value: Option<f64>,

@@ -7,7 +7,7 @@ use serde::{Deserialize, Serialize};
 pub type EventType = String;
 
 /// One journaled engine event, as stored and served.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Event {
     /// Journal sequence number (unique, increasing in insertion order).
     pub seq: i64,
@@ -36,7 +36,7 @@ pub struct Event {
 }
 
 /// One page of events, newest first.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct EventPage {
     /// The events of this page.
     pub events: Vec<Event>,

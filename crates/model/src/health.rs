@@ -2,7 +2,7 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
 /// `GET /api/v1/health`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Health {
     /// `ok` when the engine is reachable, `degraded` otherwise.
     pub status: String,
@@ -15,7 +15,7 @@ pub struct Health {
 }
 
 /// Reachability of the Docker engine.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct EngineHealth {
     /// The engine address capstan uses (`unix:///var/run/docker.sock`, `tcp://...`).
     pub host: String,
@@ -33,7 +33,7 @@ pub struct EngineHealth {
 }
 
 /// State of the event journal.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct JournalHealth {
     /// Whether the event stream is connected now.
     pub connected: bool,

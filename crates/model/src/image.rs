@@ -2,7 +2,7 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
 /// One image of the inventory (present, or deleted and kept with its history).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Image {
     /// Full image id (`sha256:...`).
     pub id: String,
@@ -29,14 +29,14 @@ pub struct Image {
 }
 
 /// `GET /api/v1/images`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct ImageList {
     /// Images, newest first-seen first.
     pub images: Vec<Image>,
 }
 
 /// A step of an image's life.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum Lifecycle {
     /// Pulled from a registry.
@@ -118,7 +118,7 @@ impl Lifecycle {
 }
 
 /// One entry of an image's lifecycle history.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct HistoryEntry {
     /// When it happened (engine time; capstan's time of discovery when inferred).
     pub time: DateTime<Utc>,
@@ -135,7 +135,7 @@ pub struct HistoryEntry {
 }
 
 /// `GET /api/v1/images/{id-or-reference}`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct ImageDetail {
     /// The inventory record.
     pub image: Image,
@@ -146,7 +146,7 @@ pub struct ImageDetail {
 }
 
 /// One container known to the engine.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Container {
     /// Full container id.
     pub id: String,
@@ -167,14 +167,14 @@ pub struct Container {
 }
 
 /// `GET /api/v1/containers`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct ContainerList {
     /// Containers, newest first.
     pub containers: Vec<Container>,
 }
 
 /// A newer tag an update policy allows.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct UpdateCandidate {
     pub tag: String,
     /// What an update would pull.
@@ -182,7 +182,7 @@ pub struct UpdateCandidate {
 }
 
 /// The last check of one watched image against its registry.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct ImageUpdate {
     /// The reference the containers run (`127.0.0.1:5000/shop/api:v1.0.1`).
     pub reference: String,
@@ -225,7 +225,7 @@ pub struct ImageUpdate {
 
 /// An update the watcher hands to the deploy engine for a service that asked for automatic
 /// updates.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct AutoUpdate {
     pub app: String,
     pub service: String,
@@ -247,7 +247,7 @@ impl ImageUpdate {
 }
 
 /// `GET /api/v1/images/updates`.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct ImageUpdates {
     pub updates: Vec<ImageUpdate>,
     /// When the last check cycle ended.

@@ -6,7 +6,7 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
 /// One stored log line with where it came from.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct LogLine {
     /// Position in capstan's store: increases with every line stored (sinks and tails resume
     /// from it).
@@ -52,7 +52,7 @@ pub const ORIGIN_FIELDS: [&str; 10] = [
 
 /// Where a line comes from: host, container, image, Compose and capstan labels, the allowed
 /// labels and the stream.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Origin {
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub host: String,
@@ -117,7 +117,7 @@ impl Origin {
 }
 
 /// `GET /api/v1/logs`.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct LogPage {
     /// Matching lines, newest first.
     pub lines: Vec<LogLine>,

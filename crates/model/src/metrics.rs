@@ -3,7 +3,7 @@ use serde::{Deserialize, Serialize};
 
 /// One container's resource use over a recent window (`capstan top`,
 /// `GET /api/v1/metrics/containers`). Rates are `None` until two readings exist.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct ContainerStats {
     pub id: String,
     pub name: String,
@@ -28,7 +28,7 @@ pub struct ContainerStats {
 }
 
 /// `GET /api/v1/metrics/query`: a query evaluated over a range.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct MetricsResult {
     pub query: String,
     /// `raw` (every sweep, the last hour) or `minute` (per-minute figures, the last week).
@@ -40,7 +40,7 @@ pub struct MetricsResult {
 }
 
 /// One series of a [`MetricsResult`].
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct MetricSeries {
     pub labels: std::collections::BTreeMap<String, String>,
     /// `(time, value)`, oldest first.

@@ -2,7 +2,7 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
 /// A notification channel and how its deliveries went.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct NotifyChannel {
     pub name: String,
     /// `webhook`, `slack` or `email`.
@@ -23,7 +23,7 @@ pub struct NotifyChannel {
 }
 
 /// `GET /api/v1/notify`.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct NotifyChannels {
     pub channels: Vec<NotifyChannel>,
 }

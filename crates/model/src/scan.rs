@@ -5,7 +5,19 @@ use serde::{Deserialize, Serialize};
 
 /// How bad a finding is. `Unknown` is what an advisory without a usable severity gets; it
 /// ranks lowest, so `--fail-on unknown` fails on any finding.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    PartialOrd,
+    Ord,
+    Hash,
+    Serialize,
+    Deserialize,
+    utoipa::ToSchema,
+)]
 #[serde(rename_all = "lowercase")]
 pub enum Severity {
     Unknown,
@@ -67,7 +79,7 @@ impl std::fmt::Display for Severity {
 }
 
 /// One advisory that applies to one installed package.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Finding {
     /// The installed (binary) package.
     pub package: String,
@@ -84,7 +96,7 @@ pub struct Finding {
 }
 
 /// `POST /api/v1/images/scan`: what an image carries.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct ScanReport {
     /// What was asked for (`debian:12`, an id).
     pub image: String,
@@ -112,7 +124,7 @@ impl ScanReport {
 }
 
 /// `POST /api/v1/vulndb`: what an import did; `GET /api/v1/vulndb`: what the database holds.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct VulnDbStatus {
     /// Advisories added or replaced by this import (0 for a status).
     pub imported: u64,
@@ -123,7 +135,7 @@ pub struct VulnDbStatus {
 }
 
 /// One running container's image and what its scan found.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct ContainerFindings {
     pub container: String,
     pub image: String,

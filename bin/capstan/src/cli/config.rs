@@ -90,40 +90,11 @@ pub fn deploy_request(
     args: &ComposeArgs,
     loaded: capstan_compose::Loaded,
 ) -> Result<capstan_deploy::DeployRequest, Failure> {
-    let mut files = std::collections::BTreeMap::new();
-    for (kind, objects) in [
-        ("configs", &loaded.project.configs),
-        ("secrets", &loaded.project.secrets),
-    ] {
-        for (name, obj) in objects {
-            let content = if let Some(path) = &obj.file {
-                capstan_deploy::FileContent::from_bytes(std::fs::read(path).map_err(|e| {
-                    Failure::new(
-                        2,
-                        format!("capstan: {kind}.{name}: cannot read {path}: {e}"),
-                    )
-                })?)
-            } else if let Some(var) = &obj.environment {
-                capstan_deploy::FileContent::Text(std::env::var(var).map_err(|_| {
-                    Failure::new(
-                        2,
-                        format!("capstan: {kind}.{name}: variable {var} is not set"),
-                    )
-                })?)
-            } else if let Some(content) = &obj.content {
-                capstan_deploy::FileContent::Text(content.clone())
-            } else {
-                continue;
-            };
-            files.insert(format!("{kind}/{name}"), content);
-        }
-    }
     let paths: Vec<String> = if args.files.is_empty() {
         vec!["compose.yaml".to_owned()]
     } else {
         args.files.iter().map(|f| f.display().to_string()).collect()
     };
-    let model = serde_json::to_string(&loaded.project).unwrap_or_default();
     let git_commit = std::process::Command::new("git")
         .args(["rev-parse", "HEAD"])
         .current_dir(&loaded.project_dir)
@@ -134,12 +105,24 @@ pub fn deploy_request(
     let source = serde_json::json!({
         "files": paths,
         "directory": loaded.project_dir.display().to_string(),
-        "model_hash": capstan_deploy::plan::fnv_hex(model.as_bytes()),
         "git_commit": git_commit,
     });
-    Ok(capstan_deploy::DeployRequest {
-        project: loaded.project,
-        files,
+    capstan_deploy::DeployRequest::from_project(
+        loaded.project,
+        |_, _, obj| {
+            Ok(if let Some(path) = &obj.file {
+                Some(capstan_deploy::FileContent::from_bytes(
+                    std::fs::read(path).map_err(|e| format!("cannot read {path}: {e}"))?,
+                ))
+            } else if let Some(var) = &obj.environment {
+                Some(capstan_deploy::FileContent::Text(
+                    std::env::var(var).map_err(|_| format!("variable {var} is not set"))?,
+                ))
+            } else {
+                obj.content.clone().map(capstan_deploy::FileContent::Text)
+            })
+        },
         source,
-    })
+    )
+    .map_err(|e| Failure::new(2, format!("capstan: {e}")))
 }

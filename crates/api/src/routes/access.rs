@@ -49,6 +49,14 @@ pub(crate) fn check_name(field: &str, name: &str, also: &str) -> Result<(), ApiE
     }
 }
 
+#[utoipa::path(
+    get,
+    path = "/api/v1/tokens",
+    tag = "access",
+    responses(
+        (status = 200, description = "every token, revoked ones too; never a secret", body = TokenList)
+    )
+)]
 pub(crate) async fn list(
     State(state): State<AppState>,
     Query(pairs): Query<Pairs>,
@@ -61,6 +69,16 @@ pub(crate) async fn list(
 }
 
 /// Makes a token; its secret is in this answer only (capstan keeps its SHA-256).
+#[utoipa::path(
+    post,
+    path = "/api/v1/tokens",
+    tag = "access",
+    request_body = NewToken,
+    responses(
+        (status = 201, description = "the token; its secret is shown only here", body = CreatedToken),
+        (status = 409, description = "a token of that name exists", body = capstan_model::ErrorBody)
+    )
+)]
 pub(crate) async fn create(
     State(state): State<AppState>,
     Extension(who): Extension<Principal>,
@@ -114,6 +132,18 @@ pub(crate) async fn create(
     ))
 }
 
+#[utoipa::path(
+    delete,
+    path = "/api/v1/tokens/{name}",
+    tag = "access",
+    params(
+        ("name" = String, Path, description = "the token's name")
+    ),
+    responses(
+        (status = 204, description = "revoked"),
+        (status = 404, description = "no such token", body = capstan_model::ErrorBody)
+    )
+)]
 pub(crate) async fn revoke(
     State(state): State<AppState>,
     Path(name): Path<String>,
@@ -135,6 +165,18 @@ pub(crate) async fn revoke(
 }
 
 /// `GET /api/v1/audit?since=1d&limit=100`: newest first.
+#[utoipa::path(
+    get,
+    path = "/api/v1/audit",
+    tag = "access",
+    params(
+        ("since" = Option<String>, Query, description = "RFC 3339 time or an age such as 1d"),
+        ("limit" = Option<u32>, Query, description = "most entries (default 100)")
+    ),
+    responses(
+        (status = 200, description = "every mutating call: who, what, when, from where, newest first", body = AuditLog)
+    )
+)]
 pub(crate) async fn audit(
     State(state): State<AppState>,
     Query(pairs): Query<Pairs>,

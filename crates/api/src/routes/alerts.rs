@@ -19,6 +19,14 @@ fn alerts(state: &AppState) -> Result<Arc<capstan_alerts::Alerts>, ApiError> {
         .ok_or_else(|| ApiError::new(Code::NotFound, "alerts are not evaluated by this daemon"))
 }
 
+#[utoipa::path(
+    get,
+    path = "/api/v1/alerts",
+    tag = "alerts",
+    responses(
+        (status = 200, description = "pending and firing alerts", body = AlertList)
+    )
+)]
 pub(crate) async fn list(
     State(state): State<AppState>,
     Query(pairs): Query<Pairs>,
@@ -31,6 +39,20 @@ pub(crate) async fn list(
 
 /// The journal's `alert_*` events, newest first (`since`, `until`, `limit`, `cursor` as for
 /// events).
+#[utoipa::path(
+    get,
+    path = "/api/v1/alerts/history",
+    tag = "alerts",
+    params(
+        ("since" = Option<String>, Query, description = "RFC 3339 time or an age such as 15m, 2h, 1d"),
+        ("until" = Option<String>, Query, description = "RFC 3339 time or an age"),
+        ("cursor" = Option<String>, Query, description = "the next_cursor of the previous page"),
+        ("limit" = Option<u32>, Query, description = "page size, 1 to 1000 (default 100)")
+    ),
+    responses(
+        (status = 200, description = "OK", body = EventPage)
+    )
+)]
 pub(crate) async fn history(
     State(state): State<AppState>,
     Query(pairs): Query<Pairs>,
@@ -49,6 +71,14 @@ pub(crate) async fn history(
     crate::routes::events::page(&state, p).await.map(Json)
 }
 
+#[utoipa::path(
+    get,
+    path = "/api/v1/alerts/rules",
+    tag = "alerts",
+    responses(
+        (status = 200, description = "every rule, built-in, from the config or added through the API", body = AlertRules)
+    )
+)]
 pub(crate) async fn rules(
     State(state): State<AppState>,
     Query(pairs): Query<Pairs>,
@@ -60,6 +90,16 @@ pub(crate) async fn rules(
 }
 
 /// Adds or replaces a rule (the body is one `[[alerts.rules]]` entry as JSON).
+#[utoipa::path(
+    post,
+    path = "/api/v1/alerts/rules",
+    tag = "alerts",
+    request_body = Object,
+    responses(
+        (status = 201, description = "the rules after the change", body = AlertRules),
+        (status = 400, description = "the rule is not valid; the message names the field", body = capstan_model::ErrorBody)
+    )
+)]
 pub(crate) async fn add_rule(
     State(state): State<AppState>,
     body: axum::body::Bytes,
@@ -78,6 +118,19 @@ pub(crate) async fn add_rule(
     ))
 }
 
+#[utoipa::path(
+    delete,
+    path = "/api/v1/alerts/rules/{name}",
+    tag = "alerts",
+    params(
+        ("name" = String, Path, description = "the rule's name")
+    ),
+    responses(
+        (status = 204, description = "removed"),
+        (status = 404, description = "no such rule", body = capstan_model::ErrorBody),
+        (status = 409, description = "the rule comes from the config file", body = capstan_model::ErrorBody)
+    )
+)]
 pub(crate) async fn remove_rule(
     State(state): State<AppState>,
     Path(name): Path<String>,
@@ -95,6 +148,17 @@ pub(crate) async fn remove_rule(
     }
 }
 
+#[utoipa::path(
+    post,
+    path = "/api/v1/alerts/rules/{name}/test",
+    tag = "alerts",
+    params(
+        ("name" = String, Path, description = "the rule's name")
+    ),
+    responses(
+        (status = 200, description = "the rule evaluated now, and why it would or would not fire", body = RuleTest)
+    )
+)]
 pub(crate) async fn test_rule(
     State(state): State<AppState>,
     Path(name): Path<String>,

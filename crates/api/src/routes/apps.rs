@@ -1,6 +1,5 @@
 use std::collections::BTreeMap;
 
-use axum::extract::rejection::JsonRejection;
 use axum::extract::{Path, Query, State};
 use axum::http::HeaderMap;
 use axum::http::header::{ACCEPT, CONTENT_TYPE};
@@ -16,11 +15,31 @@ use crate::auth::Principal;
 use crate::params::{self, Pairs};
 use crate::{ApiError, AppState, Code};
 
-fn request(
+/// The deploy request a plan or deploy posts: the resolved model as JSON (what the CLI sends),
+/// or a Compose file (`Content-Type: application/yaml`, what the dashboard sends), resolved
+/// here with no environment and no files beside it.
+async fn request(
+    state: &AppState,
     app: &str,
-    body: Result<Json<DeployRequest>, JsonRejection>,
+    headers: &HeaderMap,
+    body: axum::body::Bytes,
 ) -> Result<DeployRequest, ApiError> {
-    let Json(req) = body.map_err(|e| ApiError::bad_param("body", e.body_text()))?;
+    let yaml = headers
+        .get(CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.contains("yaml"));
+    let req: DeployRequest = if yaml {
+        compose_request(state, app, body).await?
+    } else {
+        serde_json::from_slice(&body).map_err(|e| {
+            ApiError::bad_param(
+                "body",
+                format!(
+                    "not a deploy request ({e}); send JSON, or a Compose file as application/yaml"
+                ),
+            )
+        })?
+    };
     if req.project.name.as_deref() != Some(app) {
         return Err(ApiError::bad_param(
             "app",
@@ -31,6 +50,81 @@ fn request(
         ));
     }
     Ok(req)
+}
+
+/// Resolves an uploaded Compose file in a private scratch directory. Nothing of the daemon's
+/// environment is interpolated, and configs and secrets must be inline (`content:`): files
+/// beside a Compose file exist only on the uploader's side, where the CLI reads them.
+async fn compose_request(
+    state: &AppState,
+    app: &str,
+    body: axum::body::Bytes,
+) -> Result<DeployRequest, ApiError> {
+    let text = String::from_utf8(body.to_vec())
+        .map_err(|_| ApiError::bad_param("body", "the Compose file is not UTF-8 text"))?;
+    if text.trim().is_empty() {
+        return Err(ApiError::bad_param("body", "the Compose file is empty"));
+    }
+    let scratch = state
+        .apps_dir
+        .join(".uploads")
+        .join(crate::auth::random_hex(8)?);
+    let app = app.to_owned();
+    tokio::task::spawn_blocking(move || {
+        let resolved = resolve_upload(&scratch, &app, &text);
+        let _ = std::fs::remove_dir_all(&scratch);
+        resolved
+    })
+    .await
+    .map_err(|e| ApiError::new(Code::Internal, format!("resolving the Compose file: {e}")))?
+}
+
+fn resolve_upload(
+    scratch: &std::path::Path,
+    app: &str,
+    text: &str,
+) -> Result<DeployRequest, ApiError> {
+    use std::os::unix::fs::DirBuilderExt;
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(scratch)
+        .and_then(|()| std::fs::write(scratch.join("compose.yaml"), text))
+        .map_err(|e| {
+            ApiError::new(
+                Code::Internal,
+                format!("cannot write {}: {e}", scratch.display()),
+            )
+        })?;
+    let loaded = capstan_compose::load(&capstan_compose::Options {
+        files: Vec::new(),
+        project_name: Some(app.to_owned()),
+        profiles: Vec::new(),
+        environment: BTreeMap::new(),
+        env_file: None,
+        working_dir: scratch.to_path_buf(),
+    })
+    .map_err(|e| {
+        // the scratch path means nothing to the uploader
+        let message = e.to_string().replace(&scratch.display().to_string(), ".");
+        ApiError::bad_param("body", message)
+    })?;
+    let source = serde_json::json!({ "files": ["(uploaded)"] });
+    DeployRequest::from_project(
+        loaded.project,
+        |_, _, obj| {
+            if obj.file.is_some() || obj.environment.is_some() {
+                return Err(
+                    "an uploaded Compose file can only carry inline content (content:); deploy \
+                     with the CLI to read files or variables"
+                        .to_owned(),
+                );
+            }
+            Ok(obj.content.clone().map(capstan_deploy::FileContent::Text))
+        },
+        source,
+    )
+    .map_err(|e| ApiError::bad_param("body", e))
 }
 
 /// The model of the release that runs now, if any.
@@ -54,6 +148,24 @@ pub const BUILD_CONTEXT_LIMIT: usize = 1 << 30;
 /// `POST /api/v1/apps/{app}/build/{service}?image=REF[&dockerfile=PATH][&target=STAGE][&arg=K=V...]`
 /// with the build context as a tar body: builds and tags the service's image, labelled with the
 /// app and service. Answers `{image, id}`; a failed build step is a 422 with the engine's message.
+#[utoipa::path(
+    post,
+    path = "/api/v1/apps/{app}/build/{service}",
+    tag = "apps",
+    params(
+        ("app" = String, Path, description = "the app (Compose project)"),
+        ("service" = String, Path, description = "the service"),
+        ("image" = String, Query, description = "the reference to tag the result with"),
+        ("dockerfile" = Option<String>, Query, description = "the Dockerfile inside the context (default Dockerfile)"),
+        ("target" = Option<String>, Query, description = "the build stage"),
+        ("arg" = Option<String>, Query, description = "a build argument NAME=VALUE; repeatable")
+    ),
+    request_body(content = Vec<u8>, content_type = "application/x-tar", description = "the build context"),
+    responses(
+        (status = 200, description = "{image, id}", body = Object),
+        (status = 422, description = "a build step failed", body = capstan_model::ErrorBody)
+    )
+)]
 pub async fn build_service(
     State(state): State<AppState>,
     Path((app, service)): Path<(String, String)>,
@@ -103,6 +215,14 @@ pub async fn build_service(
 }
 
 /// `GET /api/v1/proxy`: the published ports the proxy serves, their replicas and counters.
+#[utoipa::path(
+    get,
+    path = "/api/v1/proxy",
+    tag = "apps",
+    responses(
+        (status = 200, description = "the published ports the proxy serves, their replicas and counters", body = Object)
+    )
+)]
 pub async fn proxy_status(
     State(state): State<AppState>,
     Query(pairs): Query<Pairs>,
@@ -175,12 +295,25 @@ async fn respond(
 }
 
 /// `POST /api/v1/apps/{app}/plan`: what a deploy would change and why. Changes nothing.
+#[utoipa::path(
+    post,
+    path = "/api/v1/apps/{app}/plan",
+    tag = "apps",
+    params(
+        ("app" = String, Path, description = "the app (Compose project)")
+    ),
+    request_body(description = "the resolved model as JSON, or a Compose file", content((DeployRequest = "application/json"), (String = "application/yaml"))),
+    responses(
+        (status = 200, description = "what a deploy would change and why", body = capstan_deploy::Plan)
+    )
+)]
 pub(crate) async fn plan_app(
     State(state): State<AppState>,
     Path(app): Path<String>,
-    body: Result<Json<DeployRequest>, JsonRejection>,
+    headers: HeaderMap,
+    body: axum::body::Bytes,
 ) -> Result<Json<Plan>, ApiError> {
-    let req = request(&app, body)?;
+    let req = request(&state, &app, &headers, body).await?;
     let previous = running_model(&state, &app).await?;
     Ok(Json(deployer(&state).plan(&req, previous.as_ref()).await?))
 }
@@ -202,20 +335,45 @@ fn hold(state: &AppState, app: &str) -> Result<capstan_deploy::AppLock, ApiError
 
 /// `POST /api/v1/apps/{app}/deploy`: applies the model as a new release; the answer says how it
 /// ended (a rolled back or failed deploy is still a 200 with its report).
+#[utoipa::path(
+    post,
+    path = "/api/v1/apps/{app}/deploy",
+    tag = "apps",
+    params(
+        ("app" = String, Path, description = "the app (Compose project)")
+    ),
+    request_body(description = "the resolved model as JSON, or a Compose file", content((DeployRequest = "application/json"), (String = "application/yaml"))),
+    responses(
+        (status = 200, description = "the release's report; with Accept: application/x-ndjson one progress line per step, then {\"report\": ...}", content((capstan_deploy::Report = "application/json"), (capstan_deploy::Progress = "application/x-ndjson"))),
+        (status = 409, description = "a deploy of this app is under way", body = capstan_model::ErrorBody)
+    )
+)]
 pub(crate) async fn deploy_app(
     State(state): State<AppState>,
     Path(app): Path<String>,
     who: Option<Extension<Principal>>,
     headers: HeaderMap,
-    body: Result<Json<DeployRequest>, JsonRejection>,
+    body: axum::body::Bytes,
 ) -> Result<Response, ApiError> {
-    let req = request(&app, body)?;
+    let req = request(&state, &app, &headers, body).await?;
     respond(state, app, req, &headers, actor(who)).await
 }
 
 /// `POST /api/v1/apps/{app}/rollback[?to=N]`: deploys release N again (default: the last one
 /// that succeeded before the one running), with the image digests it ran, through the same
 /// rollout.
+#[utoipa::path(
+    post,
+    path = "/api/v1/apps/{app}/rollback",
+    tag = "apps",
+    params(
+        ("app" = String, Path, description = "the app"),
+        ("to" = Option<i64>, Query, description = "the release to run again (default: the one before the running one)")
+    ),
+    responses(
+        (status = 200, description = "the report (or NDJSON progress, as for deploy)", body = capstan_deploy::Report)
+    )
+)]
 pub(crate) async fn rollback_app(
     State(state): State<AppState>,
     Path(app): Path<String>,
@@ -294,6 +452,14 @@ async fn run_release(
 }
 
 /// `GET /api/v1/apps`.
+#[utoipa::path(
+    get,
+    path = "/api/v1/apps",
+    tag = "apps",
+    responses(
+        (status = 200, description = "every app with its running release", body = Vec<AppSummary>)
+    )
+)]
 pub(crate) async fn list_apps(
     State(state): State<AppState>,
 ) -> Result<Json<Vec<AppSummary>>, ApiError> {
@@ -334,6 +500,17 @@ fn release(r: ReleaseRow) -> Release {
 }
 
 /// `GET /api/v1/apps/{app}/releases`: the ledger, newest first.
+#[utoipa::path(
+    get,
+    path = "/api/v1/apps/{app}/releases",
+    tag = "apps",
+    params(
+        ("app" = String, Path, description = "the app")
+    ),
+    responses(
+        (status = 200, description = "the ledger, newest first, with each release's model", body = Vec<Release>)
+    )
+)]
 pub(crate) async fn list_releases(
     State(state): State<AppState>,
     Path(app): Path<String>,
@@ -350,6 +527,18 @@ pub(crate) async fn list_releases(
 
 /// `POST /api/v1/apps/{app}/down[?volumes=true]`: removes the app's containers and networks
 /// (and volumes when asked). The ledger stays.
+#[utoipa::path(
+    post,
+    path = "/api/v1/apps/{app}/down",
+    tag = "apps",
+    params(
+        ("app" = String, Path, description = "the app"),
+        ("volumes" = Option<bool>, Query, description = "also remove the app's named volumes")
+    ),
+    responses(
+        (status = 200, description = "what was removed", body = Vec<String>)
+    )
+)]
 pub(crate) async fn down_app(
     State(state): State<AppState>,
     Path(app): Path<String>,

@@ -7,6 +7,19 @@ use crate::{ApiError, AppState};
 
 /// `GET /api/v1/containers[?all=true][&app=APP]`: what the engine runs now, or one app's
 /// replicas (503 when the engine cannot be reached).
+#[utoipa::path(
+    get,
+    path = "/api/v1/containers",
+    tag = "containers",
+    params(
+        ("all" = Option<bool>, Query, description = "also stopped containers"),
+        ("app" = Option<String>, Query, description = "only this app's replicas")
+    ),
+    responses(
+        (status = 200, description = "OK", body = ContainerList),
+        (status = 503, description = "the engine cannot be reached", body = capstan_model::ErrorBody)
+    )
+)]
 pub(crate) async fn list(
     State(state): State<AppState>,
     Query(pairs): Query<Pairs>,

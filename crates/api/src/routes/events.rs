@@ -30,6 +30,25 @@ async fn resolve_images(store: &Store, keys: Vec<String>) -> Result<Vec<String>,
 }
 
 /// `GET /api/v1/events`: newest first, one page at a time.
+#[utoipa::path(
+    get,
+    path = "/api/v1/events",
+    tag = "events",
+    params(
+        ("type" = Option<String>, Query, description = "event type (image, container, capstan, ...); repeatable, comma-separated"),
+        ("action" = Option<String>, Query, description = "action (pull, tag, start, alert_firing, ...); repeatable"),
+        ("image" = Option<String>, Query, description = "an image id, id prefix or reference; repeatable"),
+        ("actor" = Option<String>, Query, description = "the actor (container name or id, reference); repeatable"),
+        ("since" = Option<String>, Query, description = "RFC 3339 time or an age such as 15m, 2h, 1d"),
+        ("until" = Option<String>, Query, description = "RFC 3339 time or an age"),
+        ("inferred" = Option<bool>, Query, description = "only inferred (true) or only reported (false) events"),
+        ("cursor" = Option<String>, Query, description = "the next_cursor of the previous page"),
+        ("limit" = Option<u32>, Query, description = "page size, 1 to 1000 (default 100)")
+    ),
+    responses(
+        (status = 200, description = "newest first", body = EventPage)
+    )
+)]
 pub(crate) async fn list(
     State(state): State<AppState>,
     Query(pairs): Query<Pairs>,
@@ -64,6 +83,23 @@ pub(crate) async fn page(state: &AppState, p: params::EventParams) -> Result<Eve
 
 /// `GET /api/v1/events/stream`: Server-Sent Events, one `event` per journaled event (oldest
 /// first), with the same filters; with `since`, stored events from then on come first.
+#[utoipa::path(
+    get,
+    path = "/api/v1/events/stream",
+    tag = "events",
+    params(
+        ("type" = Option<String>, Query, description = "event type (image, container, capstan, ...); repeatable, comma-separated"),
+        ("action" = Option<String>, Query, description = "action (pull, tag, start, alert_firing, ...); repeatable"),
+        ("image" = Option<String>, Query, description = "an image id, id prefix or reference; repeatable"),
+        ("actor" = Option<String>, Query, description = "the actor (container name or id, reference); repeatable"),
+        ("since" = Option<String>, Query, description = "RFC 3339 time or an age such as 15m, 2h, 1d"),
+        ("until" = Option<String>, Query, description = "RFC 3339 time or an age"),
+        ("inferred" = Option<bool>, Query, description = "only inferred (true) or only reported (false) events")
+    ),
+    responses(
+        (status = 200, description = "Server-Sent Events: `event: event`, `id: <seq>`, data an Event; stored events from since first", content_type = "text/event-stream", body = Event)
+    )
+)]
 pub(crate) async fn stream(
     State(state): State<AppState>,
     Query(pairs): Query<Pairs>,

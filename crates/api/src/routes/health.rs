@@ -10,6 +10,15 @@ use crate::{ApiError, AppState};
 const PING_TIMEOUT: Duration = Duration::from_secs(3);
 
 /// `GET /api/v1/health`: open to all; says whether the engine answers and how the journal is.
+#[utoipa::path(
+    get,
+    path = "/api/v1/health",
+    tag = "health",
+    responses(
+        (status = 200, description = "open to all: whether the engine answers and how the journal is", body = Health)
+    ),
+    security(()),
+)]
 pub(crate) async fn health(State(state): State<AppState>) -> Result<Json<Health>, ApiError> {
     let host = state.engine.host().to_owned();
     let engine = match tokio::time::timeout(PING_TIMEOUT, state.engine.version()).await {

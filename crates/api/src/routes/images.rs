@@ -6,6 +6,19 @@ use crate::params::{self, Pairs};
 use crate::{ApiError, AppState, Code};
 
 /// `GET /api/v1/images[?all=true][&reference=SUBSTRING][&dangling=true|false]`.
+#[utoipa::path(
+    get,
+    path = "/api/v1/images",
+    tag = "images",
+    params(
+        ("all" = Option<bool>, Query, description = "also deleted images"),
+        ("reference" = Option<String>, Query, description = "a substring of a reference"),
+        ("dangling" = Option<bool>, Query, description = "only images without (or with) a tag")
+    ),
+    responses(
+        (status = 200, description = "OK", body = ImageList)
+    )
+)]
 pub(crate) async fn list(
     State(state): State<AppState>,
     Query(pairs): Query<Pairs>,
@@ -29,6 +42,18 @@ pub(crate) async fn list(
 }
 
 /// `GET /api/v1/images/{id-or-reference}`: one image with its lifecycle, also when deleted.
+#[utoipa::path(
+    get,
+    path = "/api/v1/images/{key}",
+    tag = "images",
+    params(
+        ("key" = String, Path, description = "an id, id prefix (12+ hex digits) or reference; may contain /")
+    ),
+    responses(
+        (status = 200, description = "the image with its lifecycle, also when deleted", body = ImageDetail),
+        (status = 404, description = "no such image", body = capstan_model::ErrorBody)
+    )
+)]
 pub(crate) async fn detail(
     State(state): State<AppState>,
     Path(key): Path<String>,
@@ -56,11 +81,27 @@ fn watcher(state: &AppState) -> Result<&std::sync::Arc<capstan_images::WatchStat
 }
 
 /// `GET /api/v1/images/updates`: the last check of every watched image.
+#[utoipa::path(
+    get,
+    path = "/api/v1/images/updates",
+    tag = "images",
+    responses(
+        (status = 200, description = "the last check of every watched image", body = ImageUpdates)
+    )
+)]
 pub(crate) async fn updates(State(state): State<AppState>) -> Result<Json<ImageUpdates>, ApiError> {
     Ok(Json(watcher(&state)?.snapshot()))
 }
 
 /// `GET /api/v1/notify`: each notification channel, what it sends and how its deliveries went.
+#[utoipa::path(
+    get,
+    path = "/api/v1/notify",
+    tag = "images",
+    responses(
+        (status = 200, description = "OK", body = capstan_model::NotifyChannels)
+    )
+)]
 pub(crate) async fn notify(State(state): State<AppState>) -> Json<capstan_model::NotifyChannels> {
     let channels = state
         .notify
@@ -73,6 +114,14 @@ pub(crate) async fn notify(State(state): State<AppState>) -> Json<capstan_model:
 }
 
 /// `POST /api/v1/images/updates/check`: a check cycle now; answers when it is done.
+#[utoipa::path(
+    post,
+    path = "/api/v1/images/updates/check",
+    tag = "images",
+    responses(
+        (status = 200, description = "after a check cycle run now", body = ImageUpdates)
+    )
+)]
 pub(crate) async fn check_updates(
     State(state): State<AppState>,
 ) -> Result<Json<ImageUpdates>, ApiError> {
@@ -85,6 +134,20 @@ pub(crate) async fn check_updates(
 /// `POST /api/v1/hooks/registry[?secret=...]`: a registry says something was pushed; the
 /// images of the pushed repositories are checked at once. Authenticated by the hook secret
 /// (in the URL or an HMAC of the body), not by the admin token: registries send none.
+#[utoipa::path(
+    post,
+    path = "/api/v1/hooks/registry",
+    tag = "images",
+    params(
+        ("secret" = Option<String>, Query, description = "the hook secret, unless the body is signed (X-Hub-Signature-256 or X-Capstan-Signature)")
+    ),
+    request_body = Object,
+    responses(
+        (status = 202, description = "accepted; the pushed repositories are checked at once", body = Object),
+        (status = 401, description = "no or a wrong secret or signature", body = capstan_model::ErrorBody)
+    ),
+    security(()),
+)]
 pub(crate) async fn registry_hook(
     State(state): State<AppState>,
     Query(pairs): Query<Pairs>,

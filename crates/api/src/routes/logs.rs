@@ -84,6 +84,21 @@ pub(crate) async fn blocking<T: Send + 'static>(
 }
 
 /// `GET /api/v1/logs?q=QUERY&since=&until=&limit=`: matching lines, newest first.
+#[utoipa::path(
+    get,
+    path = "/api/v1/logs",
+    tag = "logs",
+    params(
+        ("q" = Option<String>, Query, description = "the log query: terms, quoted phrases, field:value, AND/OR/NOT"),
+        ("since" = Option<String>, Query, description = "RFC 3339 time or an age"),
+        ("until" = Option<String>, Query, description = "RFC 3339 time or an age"),
+        ("limit" = Option<u32>, Query, description = "most lines (default 100)")
+    ),
+    responses(
+        (status = 200, description = "matching lines, newest first", body = LogPage),
+        (status = 400, description = "a bad query; the message gives the position", body = capstan_model::ErrorBody)
+    )
+)]
 pub(crate) async fn search(
     State(state): State<AppState>,
     Query(pairs): Query<Pairs>,
@@ -99,6 +114,20 @@ pub(crate) async fn search(
 }
 
 /// `GET /api/v1/logs/histogram?q=&since=&until=&buckets=`: counts per time bucket.
+#[utoipa::path(
+    get,
+    path = "/api/v1/logs/histogram",
+    tag = "logs",
+    params(
+        ("q" = Option<String>, Query, description = "the log query"),
+        ("since" = Option<String>, Query, description = "RFC 3339 time or an age"),
+        ("until" = Option<String>, Query, description = "RFC 3339 time or an age"),
+        ("buckets" = Option<u32>, Query, description = "how many buckets (default 60)")
+    ),
+    responses(
+        (status = 200, description = "{buckets: [{start, count}], ...}", body = Object)
+    )
+)]
 pub(crate) async fn histogram(
     State(state): State<AppState>,
     Query(pairs): Query<Pairs>,
@@ -133,6 +162,14 @@ pub(crate) async fn histogram(
 }
 
 /// `GET /api/v1/logs/stats`: the pipeline's counters and the store's partitions.
+#[utoipa::path(
+    get,
+    path = "/api/v1/logs/stats",
+    tag = "logs",
+    responses(
+        (status = 200, description = "the pipeline counters and the store partitions", body = Object)
+    )
+)]
 pub(crate) async fn stats(
     State(state): State<AppState>,
     Query(pairs): Query<Pairs>,
@@ -160,6 +197,18 @@ pub(crate) async fn stats(
 /// `GET /api/v1/logs/stream?q=&tail=N`: Server-Sent Events (`event: line`, `id: <seq>`), the
 /// last `tail` matching lines first (default 10), then every new matching line as it is
 /// stored: no gap and no repeat between the two.
+#[utoipa::path(
+    get,
+    path = "/api/v1/logs/stream",
+    tag = "logs",
+    params(
+        ("q" = Option<String>, Query, description = "the log query"),
+        ("tail" = Option<u32>, Query, description = "start from the last N matching lines")
+    ),
+    responses(
+        (status = 200, description = "Server-Sent Events: `event: line`, `id: <seq>`, data a LogLine", content_type = "text/event-stream", body = capstan_model::LogLine)
+    )
+)]
 pub(crate) async fn stream(
     State(state): State<AppState>,
     Query(pairs): Query<Pairs>,

@@ -14,6 +14,14 @@ use capstan_metrics::Exposition;
 
 const CONTENT: &str = "text/plain; version=0.0.4; charset=utf-8";
 
+#[utoipa::path(
+    get,
+    path = "/metrics",
+    tag = "metrics",
+    responses(
+        (status = 200, description = "the Prometheus text exposition (cAdvisor names)", content_type = "text/plain; version=0.0.4", body = String)
+    )
+)]
 pub(crate) async fn metrics(
     State(state): State<AppState>,
     Query(pairs): Query<Pairs>,
@@ -218,6 +226,17 @@ pub(crate) async fn metrics(
 /// `GET /api/v1/metrics/containers[?window=5s]`: every running container's use over the
 /// window (default: the last two readings), like `docker stats` but from what was already
 /// read.
+#[utoipa::path(
+    get,
+    path = "/api/v1/metrics/containers",
+    tag = "metrics",
+    params(
+        ("window" = Option<String>, Query, description = "a duration such as 5s (default: the last two readings)")
+    ),
+    responses(
+        (status = 200, description = "OK", body = Vec<capstan_model::ContainerStats>)
+    )
+)]
 pub(crate) async fn containers(
     State(state): State<AppState>,
     Query(pairs): Query<Pairs>,
@@ -245,6 +264,20 @@ const MAX_POINTS: i64 = 11_000;
 
 /// `GET /api/v1/metrics/query?query=...&since=1h[&until=][&step=]`: the history's query
 /// language over a range (default the last hour, about 240 points per series).
+#[utoipa::path(
+    get,
+    path = "/api/v1/metrics/query",
+    tag = "metrics",
+    params(
+        ("query" = String, Query, description = "a PromQL-like query: selector, rate/increase/*_over_time, sum/avg/max/min/count by"),
+        ("since" = Option<String>, Query, description = "range start (default 1h)"),
+        ("until" = Option<String>, Query, description = "range end (default now)"),
+        ("step" = Option<String>, Query, description = "resolution, e.g. 15s")
+    ),
+    responses(
+        (status = 200, description = "OK", body = capstan_model::MetricsResult)
+    )
+)]
 pub(crate) async fn query(
     State(state): State<AppState>,
     Query(pairs): Query<Pairs>,

@@ -24,6 +24,18 @@ fn scan_error(e: capstan_scan::Error) -> ApiError {
 
 /// `POST /api/v1/images/scan?image=REF[&refresh=true]`: the image's OS packages matched against
 /// the advisory database (layers read once, then cached; `refresh` reads them again).
+#[utoipa::path(
+    post,
+    path = "/api/v1/images/scan",
+    tag = "images",
+    params(
+        ("image" = String, Query, description = "an image reference or id"),
+        ("refresh" = Option<bool>, Query, description = "read the layers again instead of using the cache")
+    ),
+    responses(
+        (status = 200, description = "OK", body = ScanReport)
+    )
+)]
 pub(crate) async fn scan(
     State(state): State<AppState>,
     Query(pairs): Query<Pairs>,
@@ -49,6 +61,14 @@ pub(crate) async fn scan(
 
 /// `GET /api/v1/images/findings`: every running container with what its image's scan found
 /// (images scanned once each, layers from the cache).
+#[utoipa::path(
+    get,
+    path = "/api/v1/images/findings",
+    tag = "images",
+    responses(
+        (status = 200, description = "every running container with what its image's scan found", body = Vec<ContainerFindings>)
+    )
+)]
 pub(crate) async fn findings(
     State(state): State<AppState>,
 ) -> Result<Json<Vec<ContainerFindings>>, ApiError> {
@@ -86,6 +106,14 @@ pub(crate) async fn findings(
 }
 
 /// `GET /api/v1/vulndb`: what the advisory database holds.
+#[utoipa::path(
+    get,
+    path = "/api/v1/vulndb",
+    tag = "images",
+    responses(
+        (status = 200, description = "OK", body = VulnDbStatus)
+    )
+)]
 pub(crate) async fn status(State(state): State<AppState>) -> Result<Json<VulnDbStatus>, ApiError> {
     let db = state.scanner.db().clone();
     let status = tokio::task::spawn_blocking(move || db.status())
@@ -97,6 +125,15 @@ pub(crate) async fn status(State(state): State<AppState>) -> Result<Json<VulnDbS
 
 /// `POST /api/v1/vulndb`: imports OSV advisories (a JSON array, or one advisory). All or
 /// nothing: one that does not parse rejects the whole body.
+#[utoipa::path(
+    post,
+    path = "/api/v1/vulndb",
+    tag = "images",
+    request_body(content = Object, description = "OSV advisories: an array, or one advisory"),
+    responses(
+        (status = 200, description = "after the import; all or nothing", body = VulnDbStatus)
+    )
+)]
 pub(crate) async fn import(
     State(state): State<AppState>,
     body: Bytes,

@@ -47,6 +47,17 @@ async fn refused(state: &AppState, who: &str, remote: String) -> ApiError {
 
 /// Signs in: a user name and password, or a token. Sets the session cookie and answers the
 /// session with its CSRF token.
+#[utoipa::path(
+    post,
+    path = "/api/v1/session",
+    tag = "access",
+    request_body = SignIn,
+    responses(
+        (status = 200, description = "the session and its CSRF token; sets the capstan_session cookie", body = Session),
+        (status = 401, description = "wrong name, password or token", body = capstan_model::ErrorBody)
+    ),
+    security(()),
+)]
 pub(crate) async fn sign_in(
     State(state): State<AppState>,
     request: axum::extract::Request,
@@ -146,6 +157,14 @@ const DUMMY_HASH: &str =
     "$argon2id$v=19$m=19456,t=2,p=1$c2FsdHNhbHRzYWx0$2Cx3Y3h8Qm3iDUqGZmS5fY0jLBOSmNf4vGLB5xh7CxU";
 
 /// The session of the request's cookie (or, with a bearer token, who that is, no CSRF token).
+#[utoipa::path(
+    get,
+    path = "/api/v1/session",
+    tag = "access",
+    responses(
+        (status = 200, description = "who is signed in", body = Session)
+    )
+)]
 pub(crate) async fn current(
     State(state): State<AppState>,
     Extension(who): Extension<Principal>,
@@ -178,6 +197,14 @@ pub(crate) async fn current(
 }
 
 /// Signs out: the session ends and the cookie is cleared.
+#[utoipa::path(
+    delete,
+    path = "/api/v1/session",
+    tag = "access",
+    responses(
+        (status = 204, description = "signed out; the cookie is cleared")
+    )
+)]
 pub(crate) async fn sign_out(
     State(state): State<AppState>,
     headers: HeaderMap,
@@ -205,6 +232,14 @@ fn user(row: UserRow) -> User {
     }
 }
 
+#[utoipa::path(
+    get,
+    path = "/api/v1/users",
+    tag = "access",
+    responses(
+        (status = 200, description = "OK", body = UserList)
+    )
+)]
 pub(crate) async fn list_users(
     State(state): State<AppState>,
     Query(pairs): Query<Pairs>,
@@ -217,6 +252,15 @@ pub(crate) async fn list_users(
 }
 
 /// Adds a user, or gives one a new role and password (their sessions end).
+#[utoipa::path(
+    post,
+    path = "/api/v1/users",
+    tag = "access",
+    request_body = NewUser,
+    responses(
+        (status = 201, description = "the user", body = User)
+    )
+)]
 pub(crate) async fn put_user(
     State(state): State<AppState>,
     Extension(by): Extension<Principal>,
@@ -266,6 +310,18 @@ pub(crate) async fn put_user(
     Ok((status, Json(user(row))))
 }
 
+#[utoipa::path(
+    delete,
+    path = "/api/v1/users/{name}",
+    tag = "access",
+    params(
+        ("name" = String, Path, description = "the user's name")
+    ),
+    responses(
+        (status = 204, description = "removed; their sessions end"),
+        (status = 404, description = "no such user", body = capstan_model::ErrorBody)
+    )
+)]
 pub(crate) async fn remove_user(
     State(state): State<AppState>,
     Path(name): Path<String>,

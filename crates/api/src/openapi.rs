@@ -1,0 +1,185 @@
+//! The OpenAPI 3.1 document of the API (`GET /api/v1/openapi.json`), generated from the
+//! handlers' own annotations. The role each operation needs comes from the function that
+//! enforces it ([`crate::auth::required_role`]), so the document cannot claim another.
+
+use axum::http::Method;
+use utoipa::openapi::extensions::ExtensionsBuilder;
+use utoipa::openapi::security::{ApiKey, ApiKeyValue, HttpAuthScheme, HttpBuilder, SecurityScheme};
+use utoipa::openapi::{OpenApi as Document, RefOr, ResponseBuilder};
+use utoipa::{Modify, OpenApi};
+
+use crate::routes;
+
+#[derive(OpenApi)]
+#[openapi(
+    info(
+        title = "capstan",
+        description = "Deploys Compose apps, journals images, watches registries, collects logs \
+                       and metrics, raises alerts. Every route but health, sign-in and the \
+                       registry hook needs a bearer token (`capstan tokens create`) or a session \
+                       cookie with its `X-CSRF-Token` on changes. Errors are \
+                       `{\"error\": {\"code\", \"message\"}}`.",
+        license(name = "Apache-2.0")
+    ),
+    paths(
+        routes::health::health,
+        routes::session::sign_in,
+        routes::session::current,
+        routes::session::sign_out,
+        routes::session::list_users,
+        routes::session::put_user,
+        routes::session::remove_user,
+        routes::access::list,
+        routes::access::create,
+        routes::access::revoke,
+        routes::access::audit,
+        routes::events::list,
+        routes::events::stream,
+        routes::images::list,
+        routes::images::detail,
+        routes::images::updates,
+        routes::images::check_updates,
+        routes::images::notify,
+        routes::images::registry_hook,
+        routes::scan::scan,
+        routes::scan::findings,
+        routes::scan::status,
+        routes::scan::import,
+        routes::containers::list,
+        routes::apps::list_apps,
+        routes::apps::proxy_status,
+        routes::apps::plan_app,
+        routes::apps::deploy_app,
+        routes::apps::build_service,
+        routes::apps::list_releases,
+        routes::apps::down_app,
+        routes::apps::rollback_app,
+        routes::logs::search,
+        routes::logs::histogram,
+        routes::logs::stream,
+        routes::logs::stats,
+        routes::metrics::metrics,
+        routes::metrics::containers,
+        routes::metrics::query,
+        routes::alerts::list,
+        routes::alerts::history,
+        routes::alerts::rules,
+        routes::alerts::add_rule,
+        routes::alerts::remove_rule,
+        routes::alerts::test_rule,
+        openapi_json,
+    ),
+    modifiers(&Access),
+    tags(
+        (name = "health"), (name = "access", description = "sessions, users, tokens, audit log"),
+        (name = "events"), (name = "images", description = "inventory, lifecycle, updates, scans"),
+        (name = "containers"), (name = "apps", description = "plan, deploy, rollback, releases"),
+        (name = "logs"), (name = "metrics"), (name = "alerts"), (name = "meta"),
+    )
+)]
+struct ApiDoc;
+
+/// The document itself.
+#[utoipa::path(
+    get,
+    path = "/api/v1/openapi.json",
+    tag = "meta",
+    responses((status = 200, description = "this document", body = Object)),
+    security(())
+)]
+pub(crate) async fn openapi_json() -> axum::Json<Document> {
+    axum::Json(document())
+}
+
+/// The document, with its security schemes and each operation's role.
+pub fn document() -> Document {
+    let mut doc = ApiDoc::openapi();
+    doc.info.version = env!("CARGO_PKG_VERSION").to_owned();
+    doc
+}
+
+/// Adds the two ways to authenticate, and per operation the role it needs
+/// (`x-capstan-role`) and its 401/403 answers.
+struct Access;
+
+impl Modify for Access {
+    fn modify(&self, doc: &mut Document) {
+        let components = doc.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            "token",
+            SecurityScheme::Http(
+                HttpBuilder::new()
+                    .scheme(HttpAuthScheme::Bearer)
+                    .description(Some("a capstan token: cap_<id>_<secret>"))
+                    .build(),
+            ),
+        );
+        components.add_security_scheme(
+            "session",
+            SecurityScheme::ApiKey(ApiKey::Cookie(ApiKeyValue::with_description(
+                "capstan_session",
+                "from POST /api/v1/session; changes also need the X-CSRF-Token header",
+            ))),
+        );
+        doc.security = Some(vec![
+            utoipa::openapi::security::SecurityRequirement::new("token", Vec::<String>::new()),
+            utoipa::openapi::security::SecurityRequirement::new("session", Vec::<String>::new()),
+        ]);
+        for (path, item) in &mut doc.paths.paths {
+            for (method, op) in operations(item) {
+                // operations open to all say so with an empty security requirement
+                let open = op.security.as_ref().is_some_and(|s| !s.is_empty());
+                if open {
+                    continue;
+                }
+                let role = crate::auth::required_role(&method, path);
+                let ext = ExtensionsBuilder::new()
+                    .add("x-capstan-role", role.as_str())
+                    .build();
+                match &mut op.extensions {
+                    Some(e) => e.merge(ext),
+                    None => op.extensions = Some(ext),
+                }
+                let responses = &mut op.responses.responses;
+                responses.entry("401".into()).or_insert_with(|| {
+                    error("no or a bad token or session; sign in or pass a token")
+                });
+                responses
+                    .entry("403".into())
+                    .or_insert_with(|| error(&format!("this needs the {} role", role.as_str())));
+            }
+        }
+    }
+}
+
+fn error(description: &str) -> RefOr<utoipa::openapi::Response> {
+    RefOr::T(
+        ResponseBuilder::new()
+            .description(description)
+            .content(
+                "application/json",
+                utoipa::openapi::ContentBuilder::new()
+                    .schema(Some(utoipa::openapi::Ref::from_schema_name("ErrorBody")))
+                    .build(),
+            )
+            .build(),
+    )
+}
+
+/// Each operation of a path with its method.
+pub(crate) fn operations(
+    item: &mut utoipa::openapi::PathItem,
+) -> Vec<(Method, &mut utoipa::openapi::path::Operation)> {
+    [
+        (Method::GET, &mut item.get),
+        (Method::POST, &mut item.post),
+        (Method::PUT, &mut item.put),
+        (Method::PATCH, &mut item.patch),
+        (Method::DELETE, &mut item.delete),
+        (Method::HEAD, &mut item.head),
+        (Method::OPTIONS, &mut item.options),
+    ]
+    .into_iter()
+    .filter_map(|(m, op)| op.as_mut().map(|op| (m, op)))
+    .collect()
+}
