@@ -33,4 +33,8 @@ pub struct Release {
     pub images: serde_json::Value,
     /// What the deploy did per service, and the error if any.
     pub detail: serde_json::Value,
+    /// The resolved Compose model it ran (what `capstan releases diff` and the dashboard
+    /// compare).
+    #[serde(default)]
+    pub model: serde_json::Value,
 }

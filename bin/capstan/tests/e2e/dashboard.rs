@@ -265,3 +265,369 @@ async fn sign_in_by_keyboard_see_the_overview_live_and_sign_out() {
     let (code, _, err) = daemon.cli_in(dir.path(), &["down", &app], &[]).await;
     assert_eq!(code, 0, "{err}");
 }
+
+async fn click(client: &Client, css: &str) {
+    client
+        .wait()
+        .for_element(Locator::Css(css))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+}
+
+async fn goto(client: &Client, daemon: &Daemon, hash: &str) {
+    client
+        .goto(&format!("{}/{hash}", daemon.url))
+        .await
+        .unwrap();
+}
+
+/// The `id` of the element with the focus.
+async fn focused(client: &Client) -> String {
+    client
+        .execute("return document.activeElement.id", vec![])
+        .await
+        .unwrap()
+        .as_str()
+        .unwrap_or_default()
+        .to_owned()
+}
+
+/// A key pressed on the keyboard itself (not typed into an element: a file input would take it
+/// for a path).
+async fn press(client: &Client, key: Key) {
+    use fantoccini::actions::{InputSource, KeyAction, KeyActions};
+    let value: char = key.into();
+    let keys = KeyActions::new("keyboard".to_owned())
+        .then(KeyAction::Down { value })
+        .then(KeyAction::Up { value });
+    client.perform_actions(keys).await.unwrap();
+}
+
+/// Waits for the last deploy or rollback on the app page to end, and says how.
+async fn release_outcome(client: &Client) -> String {
+    eventually(Duration::from_mins(2), "the rollout to end", || async {
+        let outcome = client
+            .execute(
+                "return document.querySelector('#release-status')?.dataset.outcome || ''",
+                vec![],
+            )
+            .await
+            .ok()?;
+        outcome
+            .as_str()
+            .filter(|o| !o.is_empty())
+            .map(str::to_owned)
+    })
+    .await
+}
+
+async fn sign_in_with_password(client: &Client, daemon: &Daemon, user: &str, password: &str) {
+    goto(client, daemon, "").await;
+    client
+        .wait()
+        .for_element(Locator::Css("#signin"))
+        .await
+        .unwrap();
+    let field = client.find(Locator::Css("#username")).await.unwrap();
+    field.send_keys(user).await.unwrap();
+    let field = client.find(Locator::Css("#password")).await.unwrap();
+    field
+        .send_keys(&format!("{password}{}", Key::Enter))
+        .await
+        .unwrap();
+    wait_text(client, "#who", user).await;
+}
+
+async fn sign_out(client: &Client) {
+    click(client, "#signout").await;
+    client
+        .wait()
+        .for_element(Locator::Css("#signin"))
+        .await
+        .unwrap();
+}
+
+#[tokio::test]
+async fn deploy_from_the_ui_follow_it_roll_back_and_find_it_audited() {
+    let engine = capstan_testkit::engine().await;
+    capstan_testkit::ensure_busybox(&engine).await;
+    let app = unique("capt-uiapp");
+    let daemon = Daemon::start_with(
+        bin(),
+        engine.host(),
+        "[logs]\ncontainers = [\"capt-uiapp*\"]\n\n[metrics]\ninterval = \"1s\"\n",
+    )
+    .await;
+    let operator = format!("op{}", &app[app.len() - 6..]);
+    let password = "correct horse battery";
+    let (status, body) = daemon
+        .post_raw(
+            "/api/v1/users",
+            &serde_json::json!({"name": operator, "role": "operator", "password": password}),
+        )
+        .await;
+    assert_eq!(status, 201, "{body}");
+
+    let browser = Browser::start().await;
+    let client = browser.client(1280, 900).await;
+    sign_in_with_password(&client, &daemon, &operator, password).await;
+    wait_text(&client, "#who", "(operator)").await;
+    // an operator deploys, but the admin's page is not offered
+    let hidden = client
+        .execute(
+            "return document.querySelector('#nav-access').hidden",
+            vec![],
+        )
+        .await
+        .unwrap();
+    assert_eq!(hidden, serde_json::Value::Bool(true));
+
+    // a new app, from the apps page: its Compose file typed into the page
+    click(&client, "a[href='#/apps']").await;
+    let name_field = client
+        .wait()
+        .for_element(Locator::Css("#new-name"))
+        .await
+        .unwrap();
+    name_field
+        .send_keys(&format!("{app}{}", Key::Enter))
+        .await
+        .unwrap();
+    let compose = client
+        .wait()
+        .for_element(Locator::Css("#compose"))
+        .await
+        .unwrap();
+    compose.clear().await.unwrap();
+    let v1 = format!(
+        "services:\n  web:\n    image: {}\n    command: [\"sh\", \"-c\", \"echo {app}-v1-ready; exec sleep 3600\"]\n    init: true\n",
+        capstan_testkit::BUSYBOX
+    );
+    compose.send_keys(&v1).await.unwrap();
+    click(&client, "#deploy").await;
+    assert_eq!(release_outcome(&client).await, "succeeded");
+    let steps = text_of(&client, "#progress").await;
+    assert!(steps.contains("web:"), "live progress per service: {steps}");
+    wait_text(&client, "#release-status", "Release 1: succeeded").await;
+    wait_text(&client, "table", &format!("{app}-web-1")).await;
+
+    // release 2 from an uploaded file
+    let dir = tempfile::tempdir().unwrap();
+    let v2 = dir.path().join("compose.yaml");
+    std::fs::write(&v2, v1.replace("-v1-", "-v2-")).unwrap();
+    client
+        .find(Locator::Css("#compose-file"))
+        .await
+        .unwrap()
+        .send_keys(v2.to_str().unwrap())
+        .await
+        .unwrap();
+    eventually(
+        Duration::from_secs(10),
+        "the file read into the page",
+        || async {
+            let v = client
+                .execute("return document.querySelector('#compose').value", vec![])
+                .await
+                .ok()?;
+            v.as_str().is_some_and(|v| v.contains("-v2-")).then_some(())
+        },
+    )
+    .await;
+    click(&client, "#deploy").await;
+    assert_eq!(release_outcome(&client).await, "succeeded");
+    wait_text(&client, "#release-status", "Release 2: succeeded").await;
+
+    // the diff of the two releases shows the changed command
+    client
+        .wait()
+        .for_element(Locator::Css("#diff-form"))
+        .await
+        .unwrap();
+    click(&client, "#diff-show").await;
+    let diff = wait_text(&client, "#diff", "1 → 2").await;
+    assert!(diff.contains("-v1-") && diff.contains("-v2-"), "{diff}");
+    shoot(&client, "app").await;
+
+    // keyboard: from the page's top, Tab reaches every action in reading order, and Enter
+    // works them (a rollback asks first, and Cancel hands the focus back)
+    client
+        .execute(
+            "document.activeElement.blur(); window.scrollTo(0, 0)",
+            vec![],
+        )
+        .await
+        .unwrap();
+    client
+        .execute("document.querySelector('#main').focus()", vec![])
+        .await
+        .unwrap();
+    let mut order = Vec::new();
+    for _ in 0..40 {
+        press(&client, Key::Tab).await;
+        let id = focused(&client).await;
+        if !id.is_empty() && !order.contains(&id) {
+            order.push(id.clone());
+        }
+        if id == "rollback" {
+            break;
+        }
+    }
+    let want = [
+        "diff-from",
+        "diff-to",
+        "diff-show",
+        "compose",
+        "compose-file",
+        "deploy",
+        "rollback-to",
+        "rollback",
+    ];
+    let seen: Vec<&str> = order
+        .iter()
+        .map(String::as_str)
+        .filter(|id| want.contains(id))
+        .collect();
+    assert_eq!(seen, want, "tab order: {order:?}");
+    press(&client, Key::Enter).await;
+    wait_text(&client, "#confirm-text", "goes back to release 1").await;
+    assert_eq!(focused(&client).await, "confirm-cancel");
+    press(&client, Key::Enter).await;
+    eventually(Duration::from_secs(5), "the dialog closed", || async {
+        (focused(&client).await == "rollback").then_some(())
+    })
+    .await;
+    assert_eq!(
+        text_of(&client, "#release-status").await,
+        "Release 2: succeeded"
+    );
+
+    // the rollback, confirmed by keyboard
+    press(&client, Key::Enter).await;
+    wait_text(&client, "#confirm-text", "goes back to release 1").await;
+    press(&client, Key::Tab).await;
+    assert_eq!(focused(&client).await, "confirm-ok");
+    press(&client, Key::Enter).await;
+    assert_eq!(release_outcome(&client).await, "succeeded");
+    wait_text(&client, "#release-status", "Release 3: succeeded").await;
+    let releases: Vec<capstan_model::Release> =
+        daemon.get(&format!("/api/v1/apps/{app}/releases")).await;
+    assert_eq!(releases[0].actor, operator, "the ledger names the user");
+    assert_eq!(
+        releases[0].model, releases[2].model,
+        "release 1's model again"
+    );
+
+    // the logs of the rolled-back replica, and from a line to its container
+    let marker = format!("{app}-v1-ready");
+    goto(&client, &daemon, &format!("#/logs?q={marker}&since=1h")).await;
+    eventually(
+        Duration::from_secs(30),
+        "the replica's line found",
+        || async {
+            client.refresh().await.ok()?;
+            let t = text_of(&client, "#lines").await;
+            t.contains(&marker).then_some(())
+        },
+    )
+    .await;
+    wait_text(&client, "#facets", "web").await;
+    click(&client, "#lines a.to-container").await;
+    wait_text(&client, "h1", &format!("Container {app}-web-1")).await;
+    wait_text(&client, "#c-state", "running").await;
+    wait_text(&client, "#lines", &marker).await;
+    // a chart with data: the collector reads every second
+    eventually(Duration::from_mins(1), "the memory chart drawn", || async {
+        client.refresh().await.ok()?;
+        client
+            .wait()
+            .at_most(Duration::from_secs(10))
+            .for_element(Locator::Css("#chart-mem svg polyline"))
+            .await
+            .ok()
+    })
+    .await;
+    shoot(&client, "container").await;
+
+    // the other pages render, at both widths
+    goto(&client, &daemon, "#/apps").await;
+    wait_text(&client, "#main", &app).await;
+    shoot(&client, "apps").await;
+    goto(&client, &daemon, "#/images").await;
+    wait_text(&client, "#main", "capstan-test/busybox").await;
+    shoot(&client, "images").await;
+    client
+        .find(Locator::Css("#main table a"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    client
+        .wait()
+        .for_element(Locator::Css("#timeline"))
+        .await
+        .unwrap();
+    shoot(&client, "image").await;
+    goto(
+        &client,
+        &daemon,
+        "#/metrics?query=container_memory_working_set_bytes&since=15m",
+    )
+    .await;
+    client
+        .wait()
+        .for_element(Locator::Css("#chart svg polyline"))
+        .await
+        .unwrap();
+    shoot(&client, "metrics").await;
+    sign_out(&client).await;
+
+    // the admin finds the rollback in the audit log, with who did it
+    let field = client.find(Locator::Css("#token")).await.unwrap();
+    field
+        .send_keys(&format!("{}{}", daemon.token, Key::Enter))
+        .await
+        .unwrap();
+    wait_text(&client, "#who", "admin").await;
+    click(&client, "#nav-access").await;
+    let audit = wait_text(&client, "#audit", &format!("/api/v1/apps/{app}/rollback")).await;
+    assert!(audit.contains(&operator), "{audit}");
+    shoot(&client, "access").await;
+    // a viewer token made in the page
+    let name_field = client.find(Locator::Css("#token-name")).await.unwrap();
+    name_field.send_keys("ui-viewer").await.unwrap();
+    click(&client, "#token-form button[type=submit]").await;
+    let viewer = wait_text(&client, "#new-token", "cap_").await;
+    sign_out(&client).await;
+
+    // a viewer: the page offers no deploy nor rollback, and the API refuses them
+    let field = client.find(Locator::Css("#token")).await.unwrap();
+    field
+        .send_keys(&format!("{viewer}{}", Key::Enter))
+        .await
+        .unwrap();
+    wait_text(&client, "#who", "(viewer)").await;
+    goto(&client, &daemon, &format!("#/apps/{app}")).await;
+    wait_text(&client, "#main", "Releases").await;
+    for css in ["#deploy", "#rollback", "#compose"] {
+        assert!(
+            client.find(Locator::Css(css)).await.is_err(),
+            "{css} shown to a viewer"
+        );
+    }
+    let resp = reqwest::Client::new()
+        .post(format!("{}/api/v1/apps/{app}/rollback", daemon.url))
+        .bearer_auth(&viewer)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 403);
+    client.close().await.unwrap();
+
+    let (code, _, err) = daemon.cli_in(dir.path(), &["down", &app], &[]).await;
+    assert_eq!(code, 0, "{err}");
+}

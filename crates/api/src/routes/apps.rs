@@ -492,6 +492,7 @@ fn release(r: ReleaseRow) -> Release {
         source: json(&r.source),
         images: json(&r.images),
         detail: json(&r.detail),
+        model: json(&r.model),
         app: r.app,
         number: r.number,
         actor: r.actor,

@@ -44,6 +44,8 @@ function signedIn(session) {
   $("#who").textContent = session ? `${session.who} (${session.role})` : "";
   $("#nav").hidden = !session;
   $("#signout").hidden = !session;
+  // what a role cannot do is not offered (the API refuses it anyway)
+  $("#nav-access").hidden = !can("admin");
 }
 
 function showSignIn(message) {
@@ -128,7 +130,7 @@ async function overview() {
     ]), "Nothing firing or pending.");
   $("#apps").innerHTML = table(["App", "Release", "Result", "Running"],
     apps.map((a) => [
-      esc(a.name), esc(a.release),
+      `<a href="#/apps/${encodeURIComponent(a.name)}">${esc(a.name)}</a>`, esc(a.release),
       `<span class="${resultClass(a.result)}">${esc(a.result)}</span>`,
       `${esc(a.running)} / ${esc(a.containers)}`,
     ]), "No app deployed yet (capstan deploy -f compose.yaml).");
@@ -268,22 +270,57 @@ function bars(buckets) {
     aria-label="${total} matching lines over the range">${rects}</svg>`;
 }
 
+/** A query term for a field's value (quoted when it has spaces). */
+function term(field, value) {
+  return /[\s()"]/.test(value) ? `${field}:"${String(value).replace(/"/g, "")}"` : `${field}:${value}`;
+}
+
 function logRow(l) {
   const level = l.level ? `<span class="pill ${l.level === "error" ? "bad" : l.level.startsWith("warn") ? "warn" : "muted"}">${esc(l.level)}</span>` : "";
-  return [esc(when(l.time)), `${esc(l.container)} <span class="muted">${esc(l.stream)}</span>`, level,
-    `<code>${esc(l.message || l.raw)}</code>`];
+  const t = new Date(l.time).getTime();
+  const around = new URLSearchParams({
+    q: term("container_id", l.container_id),
+    from: new Date(t - 30000).toISOString(),
+    to: new Date(t + 30000).toISOString(),
+  });
+  return [esc(when(l.time)),
+    `<a href="#/containers/${encodeURIComponent(l.container_id)}" class="to-container">${esc(l.container)}</a> <span class="muted">${esc(l.stream)}</span>`,
+    level,
+    `<code>${esc(l.message || l.raw)}</code> <a href="#/logs?${around}" class="context" title="the lines around it">context</a>`];
+}
+
+const FACETS = ["service", "container", "level", "stream", "image"];
+
+/** Counts per value of the main fields over the lines shown; each adds its term to the query. */
+function facets(lines, q) {
+  const groups = FACETS.map((f) => {
+    const counts = new Map();
+    for (const l of lines) {
+      const v = l[f];
+      if (v) counts.set(v, (counts.get(v) || 0) + 1);
+    }
+    const top = [...counts].sort((a, b) => b[1] - a[1]).slice(0, 8);
+    if (!top.length) return "";
+    return `<div class="facet"><h3>${esc(f)}</h3><ul>${top.map(([v, n]) =>
+      `<li><button type="button" class="link" data-facet="${esc(term(f, v))}">${esc(v)}</button> <span class="muted">${n}</span></li>`).join("")}</ul></div>`;
+  }).join("");
+  return groups || `<p class="muted">No fields to show.</p>`;
 }
 
 async function logsPage() {
   const main = $("#main");
   const params = new URLSearchParams(location.hash.split("?")[1] || "");
   const q = params.get("q") || "";
-  const since = params.get("since") || "1h";
+  // a line's context link gives an absolute range
+  const from = params.get("from");
+  const to = params.get("to");
+  const since = from || params.get("since") || "1h";
   main.innerHTML = `<h1>Logs</h1>
     <form id="log-query" class="card" style="display:flex;flex-wrap:wrap;gap:.75rem;align-items:end">
       <label style="flex:1 1 18rem">Query <input name="q" id="q" value="${esc(q)}"
         placeholder='level:error service:api "connection refused"'></label>
       <label>Since <select name="since" id="l-since">
+        ${from ? `<option value="custom" selected>${esc(when(from))} – ${esc(when(to))}</option>` : ""}
         ${["5m", "15m", "1h", "6h", "1d", "7d"].map((d) => `<option ${since === d ? "selected" : ""}>${d}</option>`).join("")}
       </select></label>
       <label style="flex-direction:row;display:flex;gap:.4rem;align-items:center">
@@ -292,19 +329,25 @@ async function logsPage() {
     </form>
     <p class="error" id="log-error" role="alert"></p>
     <section class="card" aria-labelledby="h-hist"><h2 id="h-hist">Matching lines over time</h2><div id="histogram">…</div></section>
-    <section class="card" aria-labelledby="h-lines"><h2 id="h-lines">Lines, newest first <span id="log-total" class="muted"></span></h2><div id="lines">…</div></section>`;
+    <div class="logs-body">
+    <section class="card facets" aria-labelledby="h-facets"><h2 id="h-facets">Fields</h2><div id="facets">…</div></section>
+    <section class="card" aria-labelledby="h-lines"><h2 id="h-lines">Lines, newest first <span id="log-total" class="muted"></span></h2><div id="lines">…</div></section>
+    </div>`;
   $("#log-query").addEventListener("submit", (ev) => {
     ev.preventDefault();
-    const next = new URLSearchParams({ q: $("#q").value.trim(), since: $("#l-since").value });
+    const next = new URLSearchParams({ q: $("#q").value.trim() });
+    if ($("#l-since").value === "custom") { next.set("from", from); next.set("to", to); }
+    else next.set("since", $("#l-since").value);
     if ($("#tail").checked) next.set("tail", "1");
     location.hash = `#/logs?${next}`;
   });
-  const query = new URLSearchParams({ q, since, limit: "200" });
+  const range = from ? { since: from, until: to } : { since };
+  const query = new URLSearchParams({ q, ...range, limit: "200" });
   let page, hist;
   try {
     [page, hist] = await Promise.all([
       api("GET", `/api/v1/logs?${query}`),
-      api("GET", `/api/v1/logs/histogram?${new URLSearchParams({ q, since, buckets: "60" })}`),
+      api("GET", `/api/v1/logs/histogram?${new URLSearchParams({ q, ...range, buckets: "60" })}`),
     ]);
   } catch (e) {
     $("#log-error").textContent = e.message;
@@ -318,6 +361,13 @@ async function logsPage() {
     $("#log-total").textContent = `(${page.total} in all)`;
     $("#lines").innerHTML = table(["Time", "Container", "Level", "Message"], state.lines.map(logRow),
       "No line matches.");
+    $("#facets").innerHTML = facets(state.lines, q);
+    for (const b of document.querySelectorAll("button[data-facet]")) {
+      b.addEventListener("click", () => {
+        $("#q").value = [q, b.dataset.facet].filter(Boolean).join(" ");
+        $("#log-query").requestSubmit();
+      });
+    }
   };
   render();
   if (params.get("tail") === "1") {
@@ -334,18 +384,491 @@ async function logsPage() {
   }
 }
 
+/** Whether the signed-in role includes `role`. */
+function can(role) {
+  const rank = { viewer: 0, operator: 1, admin: 2 };
+  return (rank[state.session?.role] ?? -1) >= rank[role];
+}
+
+function bytes(n) {
+  if (n === null || n === undefined) return "-";
+  const units = ["B", "KiB", "MiB", "GiB", "TiB"];
+  let i = 0;
+  let v = Number(n);
+  while (v >= 1024 && i < units.length - 1) { v /= 1024; i += 1; }
+  return `${v.toFixed(v >= 10 || i === 0 ? 0 : 1)} ${units[i]}`;
+}
+
+function short(id) {
+  return String(id || "").replace("sha256:", "").slice(0, 12);
+}
+
+/** The hash's parameters (`#/page?k=v`). */
+function hashParams() {
+  return new URLSearchParams(location.hash.split("?")[1] || "");
+}
+
+const PALETTE = ["var(--accent)", "var(--ok)", "var(--warn)", "var(--bad)", "#8250df", "#bf3989"];
+
+/**
+ * An SVG line chart of a metrics query's series over its range, with a legend and a text
+ * alternative; `format` renders a value.
+ */
+function lineChart(result, format = (v) => v.toPrecision(3)) {
+  const series = result.series || [];
+  const points = series.flatMap((s) => s.points);
+  if (!points.length) return `<p class="muted">No data in this range yet.</p>`;
+  const t0 = new Date(result.start).getTime();
+  const t1 = Math.max(new Date(result.end).getTime(), t0 + 1);
+  const max = Math.max(...points.map((p) => p[1]), 1e-9);
+  const label = (s) => Object.entries(s.labels).map(([k, v]) => `${k}=${v}`).join(" ") || result.query;
+  const lines = series.map((s, i) => {
+    const d = s.points.map((p) => {
+      const x = ((new Date(p[0]).getTime() - t0) / (t1 - t0)) * 100;
+      const y = 100 - (p[1] / max) * 95;
+      return `${x.toFixed(2)},${y.toFixed(2)}`;
+    }).join(" ");
+    return `<polyline points="${d}" fill="none" stroke="${PALETTE[i % PALETTE.length]}"
+      stroke-width="1.5" vector-effect="non-scaling-stroke"><title>${esc(label(s))}</title></polyline>`;
+  }).join("");
+  const last = series.map((s, i) => `<li><span class="swatch" style="background:${PALETTE[i % PALETTE.length]}"></span>
+    ${esc(label(s))}: <strong>${esc(format(s.points.at(-1)?.[1] ?? 0))}</strong></li>`).join("");
+  return `<svg class="chart line" viewBox="0 0 100 100" preserveAspectRatio="none" role="img"
+      aria-label="${esc(result.query)}: ${series.length} series, highest ${esc(format(max))}">${lines}</svg>
+    <div class="axis muted"><span>${esc(when(result.start))}</span><span>max ${esc(format(max))}</span><span>${esc(when(result.end))}</span></div>
+    <ul class="legend">${last}</ul>`;
+}
+
+async function chartInto(el, query, since, format) {
+  try {
+    const r = await api("GET", `/api/v1/metrics/query?${new URLSearchParams({ query, since })}`);
+    el.innerHTML = lineChart(r, format);
+  } catch (e) {
+    el.innerHTML = `<p class="error">${esc(e.message)}</p>`;
+  }
+}
+
+const perSecond = (v) => `${bytes(v)}/s`;
+const cores = (v) => `${(v * 100).toFixed(1)}% of a core`;
+
+async function appsPage() {
+  const apps = await api("GET", "/api/v1/apps");
+  $("#main").innerHTML = `<h1>Apps</h1>
+    <section class="card" aria-labelledby="h-apps"><h2 id="h-apps">Deployed</h2>
+      ${table(["App", "Release", "Result", "Running", "Deployed"], apps.map((a) => [
+        `<a href="#/apps/${encodeURIComponent(a.name)}">${esc(a.name)}</a>`, esc(a.release),
+        `<span class="${resultClass(a.result)}">${esc(a.result)}</span>`,
+        `${esc(a.running)} / ${esc(a.containers)}`, esc(when(a.time)),
+      ]), "No app deployed yet.")}</section>
+    ${can("operator") ? `<section class="card" aria-labelledby="h-new"><h2 id="h-new">Deploy a new app</h2>
+      <form id="new-app" class="row">
+        <label>Name <input id="new-name" required pattern="[a-z0-9][a-z0-9_-]*" placeholder="my-app"></label>
+        <button type="submit">Continue</button>
+      </form></section>` : ""}`;
+  $("#new-app")?.addEventListener("submit", (ev) => {
+    ev.preventDefault();
+    location.hash = `#/apps/${encodeURIComponent($("#new-name").value.trim())}`;
+  });
+}
+
+/** A line diff (longest common subsequence) of two texts as `[kind, line]`, kind ' ', '+' or '-'. */
+function diffLines(a, b) {
+  const x = a.split("\n");
+  const y = b.split("\n");
+  const n = x.length;
+  const m = y.length;
+  const lcs = Array.from({ length: n + 1 }, () => new Uint32Array(m + 1));
+  for (let i = n - 1; i >= 0; i -= 1) {
+    for (let j = m - 1; j >= 0; j -= 1) {
+      lcs[i][j] = x[i] === y[j] ? lcs[i + 1][j + 1] + 1 : Math.max(lcs[i + 1][j], lcs[i][j + 1]);
+    }
+  }
+  const out = [];
+  let i = 0;
+  let j = 0;
+  while (i < n || j < m) {
+    if (i < n && j < m && x[i] === y[j]) { out.push([" ", x[i]]); i += 1; j += 1; }
+    else if (j < m && (i === n || lcs[i][j + 1] >= lcs[i + 1][j])) { out.push(["+", y[j]]); j += 1; }
+    else { out.push(["-", x[i]]); i += 1; }
+  }
+  return out;
+}
+
+function releaseText(r) {
+  return JSON.stringify({ model: r.model, images: r.images }, null, 2);
+}
+
+function renderDiff(from, to) {
+  const lines = diffLines(releaseText(from), releaseText(to));
+  const changed = lines.filter(([k]) => k !== " ").length;
+  // unchanged runs are folded to three lines of context
+  const keep = lines.map(([k], i) => k !== " " || lines.slice(Math.max(0, i - 3), i + 4).some(([c]) => c !== " "));
+  let html = "";
+  let folded = false;
+  lines.forEach(([k, line], i) => {
+    if (!keep[i]) {
+      if (!folded) html += `<span class="fold">…</span>\n`;
+      folded = true;
+      return;
+    }
+    folded = false;
+    const cls = k === "+" ? "add" : k === "-" ? "del" : "";
+    html += `<span class="${cls}">${esc(k)} ${esc(line)}</span>\n`;
+  });
+  return `<p id="diff-summary">Release ${esc(from.number)} → ${esc(to.number)}: ${changed} changed line${changed === 1 ? "" : "s"}.</p>
+    ${changed ? `<pre class="diff" tabindex="0" aria-label="differences">${html}</pre>` : ""}`;
+}
+
+/** Posts a deploy or rollback asking for NDJSON progress, and shows each step as it comes. */
+async function streamRelease(path, body, contentType) {
+  const out = $("#progress");
+  const status = $("#release-status");
+  out.innerHTML = "";
+  status.textContent = "Working…";
+  status.className = "warn";
+  const headers = { accept: "application/x-ndjson", "x-csrf-token": state.session.csrf_token };
+  if (contentType) headers["content-type"] = contentType;
+  const resp = await fetch(path, { method: "POST", headers, body, credentials: "same-origin" });
+  if (!resp.ok) {
+    const data = await resp.json().catch(() => null);
+    status.textContent = data?.error?.message || `${resp.status} ${resp.statusText}`;
+    status.className = "error";
+    return;
+  }
+  const reader = resp.body.getReader();
+  const decoder = new TextDecoder();
+  let buffered = "";
+  let report = null;
+  for (;;) {
+    const { value, done } = await reader.read();
+    if (done) break;
+    buffered += decoder.decode(value, { stream: true });
+    let nl;
+    while ((nl = buffered.indexOf("\n")) >= 0) {
+      const line = buffered.slice(0, nl);
+      buffered = buffered.slice(nl + 1);
+      if (!line.trim()) continue;
+      const item = JSON.parse(line);
+      if (item.report) report = item.report;
+      else if (item.error) { status.textContent = item.error; status.className = "error"; }
+      else {
+        const li = document.createElement("li");
+        li.textContent = `${item.service}: ${item.message}`;
+        out.append(li);
+      }
+    }
+  }
+  if (report) {
+    status.textContent = `Release ${report.release}: ${report.outcome}${report.error ? ` (${report.error})` : ""}`;
+    status.className = report.outcome === "succeeded" ? "ok" : "error";
+    status.dataset.outcome = report.outcome;
+  }
+}
+
+async function appPage(name) {
+  const [releases, containers] = await Promise.all([
+    api("GET", `/api/v1/apps/${encodeURIComponent(name)}/releases`).catch((e) => (e.status === 404 ? [] : Promise.reject(e))),
+    api("GET", `/api/v1/containers?all=true&app=${encodeURIComponent(name)}`).catch(() => ({ containers: [] })),
+  ]);
+  const current = releases.find((r) => r.result === "succeeded" || r.result === "running") || releases[0];
+  const operator = can("operator");
+  const options = (sel) => releases.map((r) => `<option value="${r.number}" ${r.number === sel ? "selected" : ""}>${r.number} · ${esc(r.result)} · ${esc(when(r.time))}</option>`).join("");
+  $("#main").innerHTML = `<h1>App ${esc(name)}</h1>
+    <div class="grid">
+    <section class="card" aria-labelledby="h-replicas" style="grid-column: 1 / -1"><h2 id="h-replicas">Services and replicas</h2>
+      ${table(["Service", "Container", "State", "Status", "Image"], containers.containers
+        .sort((a, b) => a.name.localeCompare(b.name))
+        .map((c) => [esc(c.labels["io.capstan.service"] || "-"),
+          `<a href="#/containers/${encodeURIComponent(c.id)}">${esc(c.name)}</a>`,
+          `<span class="${c.state === "running" ? "ok" : "bad"}">${esc(c.state)}</span>`,
+          `<span class="${/unhealthy/.test(c.status) ? "bad" : /healthy/.test(c.status) ? "ok" : ""}">${esc(c.status)}</span>`,
+          esc(c.image)]), "No containers.")}</section>
+    <section class="card" aria-labelledby="h-releases" style="grid-column: 1 / -1"><h2 id="h-releases">Releases</h2>
+      ${table(["#", "Time", "By", "Result", "Images"], releases.map((r) => [esc(r.number), esc(when(r.time)), esc(r.actor),
+        `<span class="${resultClass(r.result)}">${esc(r.result)}</span>`,
+        esc(Object.entries(r.images || {}).map(([s, i]) => `${s}=${short(i)}`).join(" "))]), "Never deployed.")}
+      ${releases.length > 1 ? `<form id="diff-form" class="row">
+        <label>From <select id="diff-from">${options(releases[1].number)}</select></label>
+        <label>To <select id="diff-to">${options(releases[0].number)}</select></label>
+        <button type="submit" id="diff-show">Compare</button></form><div id="diff"></div>` : ""}
+    </section>
+    ${operator ? `<section class="card" aria-labelledby="h-deploy" style="grid-column: 1 / -1"><h2 id="h-deploy">Deploy</h2>
+      <form id="deploy-form">
+        <label for="compose">Compose file (YAML; JSON is YAML too)</label>
+        <textarea id="compose" rows="14" spellcheck="false" required>${esc(current ? JSON.stringify(current.model, null, 2) : "services:\n  web:\n    image: \n")}</textarea>
+        <div class="row">
+          <label>or upload <input type="file" id="compose-file" accept=".yaml,.yml,.json"></label>
+          <button type="submit" id="deploy">Deploy</button>
+        </div>
+      </form>
+      ${releases.length > 1 ? `<form id="rollback-form" class="row">
+        <label>Roll back to <select id="rollback-to">${options(releases.find((r) => r.number !== current?.number)?.number)}</select></label>
+        <button type="submit" id="rollback">Roll back…</button></form>` : ""}
+      <p id="release-status" role="status" aria-live="polite"></p>
+      <ol id="progress" class="progress" aria-label="rollout progress"></ol>
+    </section>` : ""}
+    </div>
+    <dialog id="confirm" aria-labelledby="confirm-title">
+      <form method="dialog">
+        <h2 id="confirm-title">Roll back?</h2>
+        <p id="confirm-text"></p>
+        <div class="row"><button value="cancel" type="submit" id="confirm-cancel" class="secondary">Cancel</button>
+          <button value="ok" type="submit" id="confirm-ok">Roll back</button></div>
+      </form>
+    </dialog>`;
+  $("#diff-form")?.addEventListener("submit", (ev) => {
+    ev.preventDefault();
+    const pick = (id) => releases.find((r) => String(r.number) === $(id).value);
+    $("#diff").innerHTML = renderDiff(pick("#diff-from"), pick("#diff-to"));
+  });
+  $("#compose-file")?.addEventListener("change", async (ev) => {
+    const file = ev.target.files[0];
+    if (file) $("#compose").value = await file.text();
+  });
+  $("#deploy-form")?.addEventListener("submit", async (ev) => {
+    ev.preventDefault();
+    await streamRelease(`/api/v1/apps/${encodeURIComponent(name)}/deploy`, $("#compose").value, "application/yaml");
+    await refreshReplicas(name);
+  });
+  $("#rollback-form")?.addEventListener("submit", (ev) => {
+    ev.preventDefault();
+    const to = $("#rollback-to").value;
+    const dialog = $("#confirm");
+    $("#confirm-text").textContent = `${name} goes back to release ${to}: its services are replaced, health-gated, one replica at a time.`;
+    dialog.returnValue = "";
+    dialog.showModal();
+    $("#confirm-cancel").focus();
+    dialog.addEventListener("close", async () => {
+      if (dialog.returnValue !== "ok") { $("#rollback").focus(); return; }
+      await streamRelease(`/api/v1/apps/${encodeURIComponent(name)}/rollback?to=${encodeURIComponent(to)}`, undefined);
+      await refreshReplicas(name);
+    }, { once: true });
+  });
+}
+
+/** After a release: the replicas table again, in place. */
+async function refreshReplicas(name) {
+  if (!location.hash.startsWith(`#/apps/${encodeURIComponent(name)}`)) return;
+  const status = $("#release-status");
+  const keep = status ? [status.textContent, status.className, status.dataset.outcome] : null;
+  const items = $("#progress")?.innerHTML;
+  const focused = document.activeElement?.id;
+  await appPage(name);
+  if (keep) {
+    $("#release-status").textContent = keep[0];
+    $("#release-status").className = keep[1];
+    if (keep[2]) $("#release-status").dataset.outcome = keep[2];
+    $("#progress").innerHTML = items;
+  }
+  if (focused && document.getElementById(focused)) document.getElementById(focused).focus();
+}
+
+async function containerPage(id) {
+  const list = await api("GET", "/api/v1/containers?all=true");
+  const c = list.containers.find((x) => x.id === id || x.id.startsWith(id) || x.name === id);
+  if (!c) {
+    $("#main").innerHTML = `<h1>Container</h1><p class="error" role="alert">No container ${esc(id)} (it may have been removed; its logs stay searchable).</p>
+      <p><a href="#/logs?${new URLSearchParams({ q: `container_id:${id}`, since: "7d" })}">Search its logs</a></p>`;
+    return;
+  }
+  const sel = `{name="${c.name}"}`;
+  const app = c.labels["io.capstan.app"];
+  $("#main").innerHTML = `<h1>Container ${esc(c.name)}</h1>
+    <div class="grid">
+    <section class="card" aria-labelledby="h-summary"><h2 id="h-summary">Summary</h2>
+      <dl class="facts">
+        <dt>State</dt><dd id="c-state" class="${c.state === "running" ? "ok" : "bad"}">${esc(c.state)} · ${esc(c.status)}</dd>
+        <dt>Id</dt><dd><code>${esc(short(c.id))}</code></dd>
+        <dt>Image</dt><dd><a href="#/images/${encodeURIComponent(c.image_id)}">${esc(c.image)}</a></dd>
+        <dt>Created</dt><dd>${esc(when(c.created))}</dd>
+        ${app ? `<dt>App</dt><dd><a href="#/apps/${encodeURIComponent(app)}">${esc(app)}</a> / ${esc(c.labels["io.capstan.service"] || "")}</dd>` : ""}
+      </dl></section>
+    <section class="card" aria-labelledby="h-cpu"><h2 id="h-cpu">CPU</h2><div id="chart-cpu">…</div></section>
+    <section class="card" aria-labelledby="h-mem"><h2 id="h-mem">Memory (working set)</h2><div id="chart-mem">…</div></section>
+    <section class="card" aria-labelledby="h-net"><h2 id="h-net">Network received</h2><div id="chart-net">…</div></section>
+    <section class="card" aria-labelledby="h-clogs" style="grid-column: 1 / -1"><h2 id="h-clogs">Logs (live)</h2><div id="lines">…</div></section>
+    <section class="card" aria-labelledby="h-cevents" style="grid-column: 1 / -1"><h2 id="h-cevents">Events</h2><div id="events">…</div></section>
+    </div>`;
+  const q = `container_id:${c.id}`;
+  const [page, events] = await Promise.all([
+    api("GET", `/api/v1/logs?${new URLSearchParams({ q, since: "7d", limit: "100" })}`).catch(() => ({ lines: [] })),
+    api("GET", `/api/v1/events?${new URLSearchParams({ actor: c.id, limit: "50", since: "7d" })}`).catch(() => ({ events: [] })),
+    chartInto($("#chart-cpu"), `rate(container_cpu_usage_seconds_total${sel}[1m])`, "1h", cores),
+    chartInto($("#chart-mem"), `container_memory_working_set_bytes${sel}`, "1h", bytes),
+    chartInto($("#chart-net"), `rate(container_network_receive_bytes_total${sel}[1m])`, "1h", perSecond),
+  ]);
+  state.lines = page.lines || [];
+  const render = () => {
+    $("#lines").innerHTML = table(["Time", "Stream", "Level", "Message"],
+      state.lines.map((l) => { const r = logRow(l); r[1] = esc(l.stream); return r; }), "No lines yet.");
+  };
+  render();
+  state.recent = events.events || [];
+  $("#events").innerHTML = table(["Time", "Type", "Action", "Actor", "Detail"], state.recent.map(eventRow), "No events.");
+  const source = new EventSource(`/api/v1/logs/stream?${new URLSearchParams({ q, tail: "0" })}`);
+  source.addEventListener("line", (m) => {
+    try {
+      state.lines = [JSON.parse(m.data), ...state.lines].slice(0, 300);
+      if ($("#lines")) render();
+    } catch (_) { /* a keep-alive */ }
+  });
+  state.events = source;
+}
+
+async function imagesPage() {
+  const [list, updates, findings] = await Promise.all([
+    api("GET", "/api/v1/images"),
+    api("GET", "/api/v1/images/updates").catch(() => null),
+    api("GET", "/api/v1/images/findings").catch(() => null),
+  ]);
+  $("#main").innerHTML = `<h1>Images</h1>
+    <section class="card" aria-labelledby="h-inv"><h2 id="h-inv">Inventory</h2>
+      ${table(["Image", "Id", "Size", "Containers", "Created", "Last seen"], list.images.map((i) => [
+        `<a href="#/images/${encodeURIComponent(i.id)}">${esc(i.repo_tags[0] || "<none>")}</a>${i.repo_tags.length > 1 ? ` <span class="muted">+${i.repo_tags.length - 1}</span>` : ""}`,
+        `<code>${esc(short(i.id))}</code>`, esc(bytes(i.size)), esc(i.containers), esc(when(i.created)), esc(when(i.last_seen))]),
+        "No images.")}</section>
+    <section class="card" aria-labelledby="h-upd"><h2 id="h-upd">Updates</h2>
+      ${updates ? table(["Reference", "Policy", "Candidate", "Checked", "Why"], (updates.updates || []).map((u) => [
+        esc(u.reference), esc(u.policy),
+        u.candidate ? `<span class="warn">${esc(u.candidate.tag || short(u.candidate.digest))}</span>` : `<span class="ok">up to date</span>`,
+        esc(when(u.checked_at)), esc(u.error || u.reason)]), "Nothing watched yet.")
+        : `<p class="muted">Registry watching is off.</p>`}</section>
+    <section class="card" aria-labelledby="h-vuln"><h2 id="h-vuln">Vulnerabilities of running containers</h2>
+      ${findings ? table(["Container", "Image", "Critical", "High", "Medium", "Low", ""], findings.map((f) => [
+        esc(f.container), esc(f.image), ...["critical", "high", "medium", "low"].map((s) => esc(f.counts?.[s] ?? 0)),
+        esc(f.error || "")]), "No running containers.") : `<p class="muted">No advisory database (capstan vulndb import).</p>`}</section>`;
+}
+
+async function imagePage(key) {
+  const d = await api("GET", `/api/v1/images/${encodeURIComponent(key)}`);
+  const i = d.image;
+  $("#main").innerHTML = `<h1>Image ${esc(i.repo_tags[0] || short(i.id))}</h1>
+    <section class="card" aria-labelledby="h-img"><h2 id="h-img">Summary</h2>
+      <dl class="facts"><dt>Id</dt><dd><code>${esc(i.id)}</code></dd>
+        <dt>References</dt><dd>${esc(i.repo_tags.join(", ") || "-")}</dd>
+        <dt>Digests</dt><dd>${esc(i.repo_digests.join(", ") || "-")}</dd>
+        <dt>Size</dt><dd>${esc(bytes(i.size))}, ${esc(i.layers)} layers</dd>
+        <dt>State</dt><dd>${i.deleted ? `<span class="bad">deleted ${esc(when(i.deleted))}</span>` : "present"}</dd></dl></section>
+    <section class="card" aria-labelledby="h-life"><h2 id="h-life">Lifecycle</h2>
+      <ol class="timeline" id="timeline">${d.history.map((h) => `<li><time>${esc(when(h.time))}</time>
+        <strong>${esc(h.action)}</strong> ${esc(h.reference || "")}${h.inferred ? ` <span class="muted">(inferred)</span>` : ""}</li>`).join("")}</ol></section>
+    <section class="card" aria-labelledby="h-ic"><h2 id="h-ic">Containers</h2>
+      ${d.container_ids.length ? `<ul>${d.container_ids.map((c) => `<li><a href="#/containers/${encodeURIComponent(c)}">${esc(short(c))}</a></li>`).join("")}</ul>` : `<p class="muted">None.</p>`}</section>`;
+}
+
+const METRIC_PRESETS = [
+  ["CPU per container", "rate(container_cpu_usage_seconds_total[1m])"],
+  ["CPU per service", "sum by (service) (rate(container_cpu_usage_seconds_total[1m]))"],
+  ["Memory per container", "container_memory_working_set_bytes"],
+  ["Network in per container", "rate(container_network_receive_bytes_total[1m])"],
+  ["Host load", "node_load1"],
+];
+
+async function metricsPage() {
+  const params = hashParams();
+  const query = params.get("query") || METRIC_PRESETS[0][1];
+  const since = params.get("since") || "1h";
+  $("#main").innerHTML = `<h1>Metrics</h1>
+    <form id="metrics-form" class="card row">
+      <label style="flex:1 1 22rem">Query <input id="m-query" value="${esc(query)}" list="m-presets"></label>
+      <datalist id="m-presets">${METRIC_PRESETS.map(([n, q]) => `<option value="${esc(q)}">${esc(n)}</option>`).join("")}</datalist>
+      <label>Range <select id="m-since">${["15m", "1h", "6h", "1d", "7d"].map((d) => `<option ${since === d ? "selected" : ""}>${d}</option>`).join("")}</select></label>
+      <button type="submit">Show</button>
+    </form>
+    <p class="muted">Presets: ${METRIC_PRESETS.map(([n, q]) => `<a href="#/metrics?${new URLSearchParams({ query: q, since })}">${esc(n)}</a>`).join(" · ")}</p>
+    <section class="card" aria-labelledby="h-chart"><h2 id="h-chart">${esc(query)}</h2><div id="chart">…</div></section>`;
+  $("#metrics-form").addEventListener("submit", (ev) => {
+    ev.preventDefault();
+    location.hash = `#/metrics?${new URLSearchParams({ query: $("#m-query").value.trim(), since: $("#m-since").value })}`;
+  });
+  const format = /bytes/.test(query) ? (/rate|increase/.test(query) ? perSecond : bytes) : (/cpu/.test(query) && /rate/.test(query) ? cores : undefined);
+  await chartInto($("#chart"), query, since, format);
+}
+
+async function accessPage() {
+  const [tokens, users, audit] = await Promise.all([
+    api("GET", "/api/v1/tokens"),
+    api("GET", "/api/v1/users"),
+    api("GET", "/api/v1/audit?limit=100"),
+  ]);
+  const roles = ["viewer", "operator", "admin"].map((r) => `<option>${r}</option>`).join("");
+  $("#main").innerHTML = `<h1>Access</h1>
+    <section class="card" aria-labelledby="h-tokens"><h2 id="h-tokens">Tokens</h2>
+      ${table(["Name", "Role", "Created", "By", "Last used", ""], tokens.tokens.map((t) => [
+        esc(t.name), esc(t.role), esc(when(t.created)), esc(t.created_by), esc(when(t.last_used)),
+        t.revoked ? `<span class="muted">revoked ${esc(when(t.revoked))}</span>` : `<button type="button" data-revoke="${esc(t.name)}">Revoke</button>`]),
+        "No tokens.")}
+      <form id="token-form" class="row">
+        <label>Name <input id="token-name" required></label>
+        <label>Role <select id="token-role">${roles}</select></label>
+        <button type="submit">Create token</button>
+      </form>
+      <p id="token-secret" role="status" aria-live="polite"></p></section>
+    <section class="card" aria-labelledby="h-users"><h2 id="h-users">Users</h2>
+      ${table(["Name", "Role", "Created", ""], users.users.map((u) => [esc(u.name), esc(u.role), esc(when(u.created)),
+        `<button type="button" data-remove-user="${esc(u.name)}">Remove</button>`]), "No users.")}
+      <form id="user-form" class="row">
+        <label>Name <input id="user-name" required autocomplete="off"></label>
+        <label>Password <input id="user-password" type="password" required minlength="8" autocomplete="new-password"></label>
+        <label>Role <select id="user-role">${roles}</select></label>
+        <button type="submit">Add user</button>
+      </form>
+      <p id="access-error" class="error" role="alert"></p></section>
+    <section class="card" aria-labelledby="h-audit"><h2 id="h-audit">Audit log</h2>
+      <div id="audit">${table(["Time", "Who", "Role", "Request", "Status", "From"], audit.entries.map((a) => [
+        esc(when(a.time)), esc(a.who), esc(a.role), `<code>${esc(a.method)} ${esc(a.path)}</code>`,
+        `<span class="${a.status < 400 ? "ok" : "bad"}">${esc(a.status)}</span>`, esc(a.remote)]), "Nothing recorded yet.")}</div></section>`;
+  const fail = (e) => { $("#access-error").textContent = e.message; };
+  $("#token-form").addEventListener("submit", async (ev) => {
+    ev.preventDefault();
+    try {
+      const made = await api("POST", "/api/v1/tokens", { name: $("#token-name").value.trim(), role: $("#token-role").value });
+      await accessPage();
+      $("#token-secret").innerHTML = `Token ${esc(made.info.name)}: <code id="new-token">${esc(made.token)}</code> (shown once; copy it now)`;
+    } catch (e) { fail(e); }
+  });
+  $("#user-form").addEventListener("submit", async (ev) => {
+    ev.preventDefault();
+    try {
+      await api("POST", "/api/v1/users", { name: $("#user-name").value.trim(), password: $("#user-password").value, role: $("#user-role").value });
+      await accessPage();
+    } catch (e) { fail(e); }
+  });
+  for (const b of document.querySelectorAll("button[data-revoke]")) {
+    b.addEventListener("click", async () => {
+      if (!confirm(`Revoke token ${b.dataset.revoke}? Clients using it are refused at once.`)) return;
+      try { await api("DELETE", `/api/v1/tokens/${encodeURIComponent(b.dataset.revoke)}`); await accessPage(); } catch (e) { fail(e); }
+    });
+  }
+  for (const b of document.querySelectorAll("button[data-remove-user]")) {
+    b.addEventListener("click", async () => {
+      if (!confirm(`Remove user ${b.dataset.removeUser}? Their sessions end.`)) return;
+      try { await api("DELETE", `/api/v1/users/${encodeURIComponent(b.dataset.removeUser)}`); await accessPage(); } catch (e) { fail(e); }
+    });
+  }
+}
+
 async function route() {
   if (!state.session) return;
   if (state.events) { state.events.close(); state.events = null; }
   const page = location.hash.split("?")[0];
   for (const a of document.querySelectorAll("#nav a")) {
-    if (a.getAttribute("href") === (page || "#/")) a.setAttribute("aria-current", "page");
+    const href = a.getAttribute("href");
+    if (href === (page || "#/") || (href !== "#/" && page.startsWith(`${href}/`))) a.setAttribute("aria-current", "page");
     else a.removeAttribute("aria-current");
   }
   try {
+    const [, section, key] = page.split("/").map(decodeURIComponent);
     if (page === "#/alerts") await alertsPage();
     else if (page === "#/events") await eventsPage();
     else if (page === "#/logs") await logsPage();
+    else if (page === "#/apps") await appsPage();
+    else if (section === "apps" && key) await appPage(key);
+    else if (section === "containers" && key) await containerPage(key);
+    else if (page === "#/images") await imagesPage();
+    else if (section === "images" && key) await imagePage(page.slice("#/images/".length).split("/").map(decodeURIComponent).join("/"));
+    else if (page === "#/metrics") await metricsPage();
+    else if (page === "#/access" && can("admin")) await accessPage();
     else await overview();
     $("#main").focus({ preventScroll: true });
   } catch (e) {
