@@ -418,24 +418,29 @@ function lineChart(result, format = (v) => v.toPrecision(3)) {
   const series = result.series || [];
   const points = series.flatMap((s) => s.points);
   if (!points.length) return `<p class="muted">No data in this range yet.</p>`;
-  const t0 = new Date(result.start).getTime();
+  // from the first point when the data starts later than the range (a new container)
+  const first = Math.min(...points.map((p) => new Date(p[0]).getTime()));
+  const t0 = Math.max(new Date(result.start).getTime(), first);
   const t1 = Math.max(new Date(result.end).getTime(), t0 + 1);
   const max = Math.max(...points.map((p) => p[1]), 1e-9);
-  const label = (s) => Object.entries(s.labels).map(([k, v]) => `${k}=${v}`).join(" ") || result.query;
+  // a series is named by the labels that tell it from the others (the name alone if one)
+  const keys = new Set(series.flatMap((s) => Object.keys(s.labels)));
+  const telling = [...keys].filter((k) => k !== "__name__" && new Set(series.map((s) => s.labels[k])).size > 1);
+  const label = (s) => (telling.length ? telling : ["name", "service", "app"].filter((k) => s.labels[k]).slice(0, 1))
+    .map((k) => `${k}=${s.labels[k] ?? ""}`).join(" ") || result.query;
   const lines = series.map((s, i) => {
-    const d = s.points.map((p) => {
-      const x = ((new Date(p[0]).getTime() - t0) / (t1 - t0)) * 100;
-      const y = 100 - (p[1] / max) * 95;
-      return `${x.toFixed(2)},${y.toFixed(2)}`;
-    }).join(" ");
-    return `<polyline points="${d}" fill="none" stroke="${PALETTE[i % PALETTE.length]}"
+    const xy = s.points.map((p) => [((new Date(p[0]).getTime() - t0) / (t1 - t0)) * 100, 100 - (p[1] / max) * 95]);
+    // one reading is a short dash at its time, so that it shows
+    if (xy.length === 1) xy.unshift([Math.max(0, xy[0][0] - 2), xy[0][1]]);
+    const d = xy.map(([x, y]) => `${x.toFixed(2)},${y.toFixed(2)}`).join(" ");
+    return `<polyline points="${d}" style="fill: none; stroke: ${PALETTE[i % PALETTE.length]}"
       stroke-width="1.5" vector-effect="non-scaling-stroke"><title>${esc(label(s))}</title></polyline>`;
   }).join("");
   const last = series.map((s, i) => `<li><span class="swatch" style="background:${PALETTE[i % PALETTE.length]}"></span>
     ${esc(label(s))}: <strong>${esc(format(s.points.at(-1)?.[1] ?? 0))}</strong></li>`).join("");
   return `<svg class="chart line" viewBox="0 0 100 100" preserveAspectRatio="none" role="img"
       aria-label="${esc(result.query)}: ${series.length} series, highest ${esc(format(max))}">${lines}</svg>
-    <div class="axis muted"><span>${esc(when(result.start))}</span><span>max ${esc(format(max))}</span><span>${esc(when(result.end))}</span></div>
+    <div class="axis muted"><span>${esc(when(new Date(t0).toISOString()))}</span><span>max ${esc(format(max))}</span><span>${esc(when(result.end))}</span></div>
     <ul class="legend">${last}</ul>`;
 }
 
@@ -671,7 +676,8 @@ async function containerPage(id) {
       <p><a href="#/logs?${new URLSearchParams({ q: `container_id:${id}`, since: "7d" })}">Search its logs</a></p>`;
     return;
   }
-  const sel = `{name="${c.name}"}`;
+  // by id: a name is reused by the replicas of later releases
+  const sel = `{id=~".*${c.id}.*"}`;
   const app = c.labels["io.capstan.app"];
   $("#main").innerHTML = `<h1>Container ${esc(c.name)}</h1>
     <div class="grid">
