@@ -462,4 +462,63 @@ mod tests {
         assert!(doc["components"]["schemas"]["EventPage"].is_object());
         assert!(doc["components"]["securitySchemes"]["token"].is_object());
     }
+
+    async fn post_yaml(app: Router, uri: &str, yaml: &str) -> (StatusCode, serde_json::Value) {
+        let req = Request::post(uri)
+            .header("authorization", "Bearer secret")
+            .header("content-type", "application/yaml")
+            .body(Body::from(yaml.to_owned()))
+            .unwrap();
+        let resp = app.oneshot(req).await.unwrap();
+        let status = resp.status();
+        let bytes = resp.into_body().collect().await.unwrap().to_bytes();
+        (
+            status,
+            serde_json::from_slice(&bytes).unwrap_or(serde_json::Value::Null),
+        )
+    }
+
+    #[tokio::test]
+    async fn a_bad_uploaded_compose_file_is_refused_before_anything_changes() {
+        let dir = tempfile::tempdir().unwrap();
+        let cases = [
+            ("", "empty"),
+            ("services: [unclosed\n", "compose.yaml"),
+            (
+                "services:\n  web:\n    image: busybox\n    configs: [site]\nconfigs:\n  site:\n    file: ./site.conf\n",
+                "configs.site",
+            ),
+            (
+                "services:\n  web:\n    image: busybox\n    secrets: [key]\nsecrets:\n  key:\n    environment: API_KEY\n",
+                "secrets.key",
+            ),
+        ];
+        for (yaml, names) in cases {
+            for route in ["plan", "deploy"] {
+                let (status, body) =
+                    post_yaml(app(&dir), &format!("/api/v1/apps/web1/{route}"), yaml).await;
+                assert_eq!(status, StatusCode::BAD_REQUEST, "{yaml:?}: {body}");
+                let message = body["error"]["message"].as_str().unwrap();
+                assert!(message.contains(names), "{yaml:?}: {message}");
+                assert!(
+                    !message.contains(".uploads"),
+                    "the scratch path leaked: {message}"
+                );
+            }
+        }
+        // nothing recorded, nothing left behind
+        let (status, _) = call(app(&dir), "/api/v1/apps/web1/releases", Some("secret")).await;
+        assert_eq!(status, StatusCode::NOT_FOUND);
+        let uploads = dir.path().join("apps").join(".uploads");
+        let left = std::fs::read_dir(&uploads).map_or(0, Iterator::count);
+        assert_eq!(left, 0, "scratch directories left in {}", uploads.display());
+        // a JSON body that is no deploy request says what to send
+        let req = Request::post("/api/v1/apps/web1/plan")
+            .header("authorization", "Bearer secret")
+            .header("content-type", "application/json")
+            .body(Body::from("{}"))
+            .unwrap();
+        let resp = app(&dir).oneshot(req).await.unwrap();
+        assert_eq!(resp.status(), StatusCode::BAD_REQUEST);
+    }
 }

@@ -538,7 +538,7 @@ async function streamRelease(path, body, contentType) {
     const data = await resp.json().catch(() => null);
     status.textContent = data?.error?.message || `${resp.status} ${resp.statusText}`;
     status.className = "error";
-    return;
+    return "refused";
   }
   const reader = resp.body.getReader();
   const decoder = new TextDecoder();
@@ -566,8 +566,8 @@ async function streamRelease(path, body, contentType) {
   if (report) {
     status.textContent = `Release ${report.release}: ${report.outcome}${report.error ? ` (${report.error})` : ""}`;
     status.className = report.outcome === "succeeded" ? "ok" : "error";
-    status.dataset.outcome = report.outcome;
   }
+  return report?.outcome;
 }
 
 async function appPage(name) {
@@ -632,8 +632,8 @@ async function appPage(name) {
   });
   $("#deploy-form")?.addEventListener("submit", async (ev) => {
     ev.preventDefault();
-    await streamRelease(`/api/v1/apps/${encodeURIComponent(name)}/deploy`, $("#compose").value, "application/yaml");
-    await refreshReplicas(name);
+    const outcome = await streamRelease(`/api/v1/apps/${encodeURIComponent(name)}/deploy`, $("#compose").value, "application/yaml");
+    await refreshReplicas(name, outcome);
   });
   $("#rollback-form")?.addEventListener("submit", (ev) => {
     ev.preventDefault();
@@ -645,25 +645,28 @@ async function appPage(name) {
     $("#confirm-cancel").focus();
     dialog.addEventListener("close", async () => {
       if (dialog.returnValue !== "ok") { $("#rollback").focus(); return; }
-      await streamRelease(`/api/v1/apps/${encodeURIComponent(name)}/rollback?to=${encodeURIComponent(to)}`, undefined);
-      await refreshReplicas(name);
+      const outcome = await streamRelease(`/api/v1/apps/${encodeURIComponent(name)}/rollback?to=${encodeURIComponent(to)}`, undefined);
+      await refreshReplicas(name, outcome);
     }, { once: true });
   });
 }
 
-/** After a release: the replicas table again, in place. */
-async function refreshReplicas(name) {
+/**
+ * After a release: the page drawn again (replicas, releases), keeping the release's steps and
+ * status; the outcome is marked last, once the page is stable.
+ */
+async function refreshReplicas(name, outcome) {
   if (!location.hash.startsWith(`#/apps/${encodeURIComponent(name)}`)) return;
   const status = $("#release-status");
-  const keep = status ? [status.textContent, status.className, status.dataset.outcome] : null;
+  const keep = status ? [status.textContent, status.className] : null;
   const items = $("#progress")?.innerHTML;
   const focused = document.activeElement?.id;
   await appPage(name);
   if (keep) {
     $("#release-status").textContent = keep[0];
     $("#release-status").className = keep[1];
-    if (keep[2]) $("#release-status").dataset.outcome = keep[2];
     $("#progress").innerHTML = items;
+    if (outcome) $("#release-status").dataset.outcome = outcome;
   }
   if (focused && document.getElementById(focused)) document.getElementById(focused).focus();
 }
