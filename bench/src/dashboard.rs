@@ -21,7 +21,7 @@ fn pages(app: &str, container: &str) -> Vec<(&'static str, String, &'static str)
             format!("containers/{container}"),
             "#events table, #events p",
         ),
-        ("images", "images".into(), "#h-vuln"),
+        ("images", "images".into(), "#inventory table, #inventory p"),
         (
             "metrics",
             "metrics?query=rate(container_cpu_usage_seconds_total%5B1m%5D)&since=15m".into(),

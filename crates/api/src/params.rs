@@ -90,6 +90,39 @@ pub(crate) const EVENT_STREAM_PARAMS: &[&str] = &[
     "type", "action", "image", "actor", "since", "until", "inferred",
 ];
 
+/// The event filters as the OpenAPI document lists them (handlers read the raw pairs
+/// strictly, with [`events`]).
+#[derive(utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+#[allow(dead_code)]
+pub(crate) struct EventFilterDoc {
+    /// event type (image, container, capstan, ...); repeatable, comma-separated
+    r#type: Option<String>,
+    /// action (pull, tag, start, alert_firing, ...); repeatable
+    action: Option<String>,
+    /// an image id, id prefix or reference; repeatable
+    image: Option<String>,
+    /// the actor (container name or id, reference); repeatable
+    actor: Option<String>,
+    /// RFC 3339 time or an age such as 15m, 2h, 1d
+    since: Option<String>,
+    /// RFC 3339 time or an age
+    until: Option<String>,
+    /// only inferred (true) or only reported (false) events
+    inferred: Option<bool>,
+}
+
+/// Paging, as the OpenAPI document lists it.
+#[derive(utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+#[allow(dead_code)]
+pub(crate) struct PageDoc {
+    /// the next_cursor of the previous page
+    cursor: Option<String>,
+    /// page size, 1 to 1000 (default 100)
+    limit: Option<u32>,
+}
+
 pub(crate) fn events(pairs: &Pairs, allowed: &[&str]) -> Result<EventParams, ApiError> {
     only(pairs, allowed)?;
     let now = Utc::now();

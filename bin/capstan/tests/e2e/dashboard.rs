@@ -90,13 +90,8 @@ async fn sign_in_by_keyboard_see_the_overview_live_and_sign_out() {
     let client = browser.client(1280, 900).await;
     client.goto(&daemon.url).await.unwrap();
     // not signed in: the form, its first field focused
-    client
-        .wait()
-        .for_element(Locator::Css("#signin"))
-        .await
-        .unwrap();
-    let shot = client.screenshot().await.unwrap();
-    std::fs::write(screenshots().join("signin-1280.png"), shot).unwrap();
+    present(&client, "#signin").await;
+    shoot(&client, "signin").await;
     let focused = client
         .execute("return document.activeElement.id", vec![])
         .await
@@ -115,21 +110,13 @@ async fn sign_in_by_keyboard_see_the_overview_live_and_sign_out() {
         .unwrap();
 
     // the overview: the host, the deployed app, who is signed in
-    client
-        .wait()
-        .for_element(Locator::Css("#overview"))
-        .await
-        .unwrap();
+    present(&client, "#overview").await;
     wait_text(&client, "#engine-state", "reachable").await;
     wait_text(&client, "#apps", &app).await;
     wait_text(&client, "#who", "admin (admin)").await;
     // times in the browser's zone, from the API's UTC
     // (whatever the shared engine did last: other tests flood it with events of theirs)
-    client
-        .wait()
-        .for_element(Locator::Css("#events table"))
-        .await
-        .unwrap();
+    present(&client, "#events table").await;
     let events = text_of(&client, "#events").await;
     assert!(!events.contains('Z'), "times are local: {events}");
 
@@ -171,13 +158,7 @@ async fn sign_in_by_keyboard_see_the_overview_live_and_sign_out() {
         .await
         .unwrap();
     wait_text(&client, "#rules", "ui-oom").await;
-    client
-        .find(Locator::Css("button[data-test='ui-oom']"))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
+    click(&client, "button[data-test='ui-oom']").await;
     wait_text(&client, "#rule-test", "ui-oom: would not fire").await;
     shoot(&client, "alerts").await;
 
@@ -247,23 +228,18 @@ async fn sign_in_by_keyboard_see_the_overview_live_and_sign_out() {
     engine.remove_container(&talker_id, true).await.unwrap();
 
     // signing out ends the session: back to the form, and the cookie is worth nothing
-    client
-        .find(Locator::Css("#signout"))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
-    client
-        .wait()
-        .for_element(Locator::Css("#signin"))
-        .await
-        .unwrap();
+    click(&client, "#signout").await;
+    present(&client, "#signin").await;
     wait_text(&client, "#signin-error", "Signed out").await;
     client.close().await.unwrap();
 
     let (code, _, err) = daemon.cli_in(dir.path(), &["down", &app], &[]).await;
     assert_eq!(code, 0, "{err}");
+}
+
+/// Waits for an element to be on the page.
+async fn present(client: &Client, css: &str) {
+    client.wait().for_element(Locator::Css(css)).await.unwrap();
 }
 
 async fn click(client: &Client, css: &str) {
@@ -326,11 +302,7 @@ async fn release_outcome(client: &Client) -> String {
 
 async fn sign_in_with_password(client: &Client, daemon: &Daemon, user: &str, password: &str) {
     goto(client, daemon, "").await;
-    client
-        .wait()
-        .for_element(Locator::Css("#signin"))
-        .await
-        .unwrap();
+    present(client, "#signin").await;
     let field = client.find(Locator::Css("#username")).await.unwrap();
     field.send_keys(user).await.unwrap();
     let field = client.find(Locator::Css("#password")).await.unwrap();
@@ -343,11 +315,7 @@ async fn sign_in_with_password(client: &Client, daemon: &Daemon, user: &str, pas
 
 async fn sign_out(client: &Client) {
     click(client, "#signout").await;
-    client
-        .wait()
-        .for_element(Locator::Css("#signin"))
-        .await
-        .unwrap();
+    present(client, "#signin").await;
 }
 
 #[tokio::test]
@@ -442,11 +410,7 @@ async fn deploy_from_the_ui_follow_it_roll_back_and_find_it_audited() {
     wait_text(&client, "#release-status", "Release 2: succeeded").await;
 
     // the diff of the two releases shows the changed command
-    client
-        .wait()
-        .for_element(Locator::Css("#diff-form"))
-        .await
-        .unwrap();
+    present(&client, "#diff-form").await;
     click(&client, "#diff-show").await;
     let diff = wait_text(&client, "#diff", "1 → 2").await;
     assert!(diff.contains("-v1-") && diff.contains("-v2-"), "{diff}");
@@ -552,6 +516,34 @@ async fn deploy_from_the_ui_follow_it_roll_back_and_find_it_audited() {
     .await;
     shoot(&client, "container").await;
 
+    // a container's page follows its state live: one of the test's own stops, no reload
+    let solo = format!("{app}-solo");
+    let solo_id = engine
+        .create_container(
+            &solo,
+            capstan_testkit::BUSYBOX,
+            &["sleep", "3600"],
+            std::collections::HashMap::new(),
+        )
+        .await
+        .unwrap();
+    engine.start_container(&solo_id).await.unwrap();
+    goto(&client, &daemon, &format!("#/containers/{solo_id}")).await;
+    wait_text(&client, "#c-state", "running").await;
+    client
+        .execute("window.notReloaded = true", vec![])
+        .await
+        .unwrap();
+    engine.stop_container(&solo_id, 0).await.unwrap();
+    wait_text(&client, "#c-state", "exited").await;
+    wait_text(&client, "#events", "die").await;
+    let same = client
+        .execute("return window.notReloaded === true", vec![])
+        .await
+        .unwrap();
+    assert_eq!(same, serde_json::Value::Bool(true), "the page was reloaded");
+    engine.remove_container(&solo_id, true).await.unwrap();
+
     // the other pages render, at both widths
     goto(&client, &daemon, "#/apps").await;
     wait_text(&client, "#main", &app).await;
@@ -559,18 +551,8 @@ async fn deploy_from_the_ui_follow_it_roll_back_and_find_it_audited() {
     goto(&client, &daemon, "#/images").await;
     wait_text(&client, "#main", "capstan-test/busybox").await;
     shoot(&client, "images").await;
-    client
-        .find(Locator::Css("#main table a"))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
-    client
-        .wait()
-        .for_element(Locator::Css("#timeline"))
-        .await
-        .unwrap();
+    click(&client, "#main table a").await;
+    present(&client, "#timeline").await;
     shoot(&client, "image").await;
     goto(
         &client,
@@ -578,11 +560,7 @@ async fn deploy_from_the_ui_follow_it_roll_back_and_find_it_audited() {
         "#/metrics?query=container_memory_working_set_bytes&since=15m",
     )
     .await;
-    client
-        .wait()
-        .for_element(Locator::Css("#chart svg polyline"))
-        .await
-        .unwrap();
+    present(&client, "#chart svg polyline").await;
     shoot(&client, "metrics").await;
     sign_out(&client).await;
 

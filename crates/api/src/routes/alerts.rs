@@ -46,8 +46,7 @@ pub(crate) async fn list(
     params(
         ("since" = Option<String>, Query, description = "RFC 3339 time or an age such as 15m, 2h, 1d"),
         ("until" = Option<String>, Query, description = "RFC 3339 time or an age"),
-        ("cursor" = Option<String>, Query, description = "the next_cursor of the previous page"),
-        ("limit" = Option<u32>, Query, description = "page size, 1 to 1000 (default 100)")
+        params::PageDoc
     ),
     responses(
         (status = 200, description = "OK", body = EventPage)

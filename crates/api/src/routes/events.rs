@@ -34,17 +34,7 @@ async fn resolve_images(store: &Store, keys: Vec<String>) -> Result<Vec<String>,
     get,
     path = "/api/v1/events",
     tag = "events",
-    params(
-        ("type" = Option<String>, Query, description = "event type (image, container, capstan, ...); repeatable, comma-separated"),
-        ("action" = Option<String>, Query, description = "action (pull, tag, start, alert_firing, ...); repeatable"),
-        ("image" = Option<String>, Query, description = "an image id, id prefix or reference; repeatable"),
-        ("actor" = Option<String>, Query, description = "the actor (container name or id, reference); repeatable"),
-        ("since" = Option<String>, Query, description = "RFC 3339 time or an age such as 15m, 2h, 1d"),
-        ("until" = Option<String>, Query, description = "RFC 3339 time or an age"),
-        ("inferred" = Option<bool>, Query, description = "only inferred (true) or only reported (false) events"),
-        ("cursor" = Option<String>, Query, description = "the next_cursor of the previous page"),
-        ("limit" = Option<u32>, Query, description = "page size, 1 to 1000 (default 100)")
-    ),
+    params(params::EventFilterDoc, params::PageDoc),
     responses(
         (status = 200, description = "newest first", body = EventPage)
     )
@@ -87,15 +77,7 @@ pub(crate) async fn page(state: &AppState, p: params::EventParams) -> Result<Eve
     get,
     path = "/api/v1/events/stream",
     tag = "events",
-    params(
-        ("type" = Option<String>, Query, description = "event type (image, container, capstan, ...); repeatable, comma-separated"),
-        ("action" = Option<String>, Query, description = "action (pull, tag, start, alert_firing, ...); repeatable"),
-        ("image" = Option<String>, Query, description = "an image id, id prefix or reference; repeatable"),
-        ("actor" = Option<String>, Query, description = "the actor (container name or id, reference); repeatable"),
-        ("since" = Option<String>, Query, description = "RFC 3339 time or an age such as 15m, 2h, 1d"),
-        ("until" = Option<String>, Query, description = "RFC 3339 time or an age"),
-        ("inferred" = Option<bool>, Query, description = "only inferred (true) or only reported (false) events")
-    ),
+    params(params::EventFilterDoc),
     responses(
         (status = 200, description = "Server-Sent Events: `event: event`, `id: <seq>`, data an Event; stored events from since first", content_type = "text/event-stream", body = Event)
     )

@@ -2,7 +2,7 @@
 // The session cookie authenticates every request; changing ones carry the session's CSRF token.
 "use strict";
 
-const state = { session: null, events: null };
+const state = { session: null, streams: [] };
 
 const $ = (sel) => document.querySelector(sel);
 
@@ -50,7 +50,7 @@ function signedIn(session) {
 
 function showSignIn(message) {
   signedIn(null);
-  if (state.events) { state.events.close(); state.events = null; }
+  closeStreams();
   $("#main").innerHTML = `
     <form class="signin" id="signin" aria-labelledby="signin-title">
       <h1 id="signin-title">Sign in to capstan</h1>
@@ -97,6 +97,17 @@ function eventRow(e) {
   return [esc(when(e.time)), esc(e.type), esc(e.action), esc(e.actor.slice(0, 40)), esc(detail)];
 }
 
+/** The overview's alerts card. */
+function drawOverviewAlerts(firing) {
+  $("#alerts").innerHTML = table(["State", "Rule", "Labels", "Since"],
+    firing.map((a) => [
+      `<span class="pill ${a.state === "firing" ? "bad" : "warn"}">${esc(a.state)}${a.held ? " (held)" : ""}</span>`,
+      esc(a.rule),
+      esc(Object.entries(a.labels).filter(([k]) => !["alertname", "severity"].includes(k)).map(([k, v]) => `${k}=${v}`).join(" ")),
+      esc(when(a.active_since)),
+    ]), "Nothing firing or pending.");
+}
+
 async function overview() {
   const main = $("#main");
   main.innerHTML = `<h1>Overview</h1><div class="grid" id="overview">
@@ -120,14 +131,7 @@ async function overview() {
     <p>Engine ${esc(engine.host)}: <span id="engine-state" class="${engine.reachable ? "ok" : "bad"}">${engine.reachable ? "reachable" : "unreachable"}</span>
       ${engine.version ? `(docker ${esc(engine.version)}, api ${esc(engine.api_version)})` : ""}</p>
     <p>Journal: ${health.journal?.connected ? "following" : "not connected"}, ${esc(health.journal?.events)} events</p>`;
-  const firing = alerts.alerts || [];
-  $("#alerts").innerHTML = table(["State", "Rule", "Labels", "Since"],
-    firing.map((a) => [
-      `<span class="pill ${a.state === "firing" ? "bad" : "warn"}">${esc(a.state)}${a.held ? " (held)" : ""}</span>`,
-      esc(a.rule),
-      esc(Object.entries(a.labels).filter(([k]) => !["alertname", "severity"].includes(k)).map(([k, v]) => `${k}=${v}`).join(" ")),
-      esc(when(a.active_since)),
-    ]), "Nothing firing or pending.");
+  drawOverviewAlerts(alerts.alerts || []);
   $("#apps").innerHTML = table(["App", "Release", "Result", "Running"],
     apps.map((a) => [
       `<a href="#/apps/${encodeURIComponent(a.name)}">${esc(a.name)}</a>`, esc(a.release),
@@ -140,7 +144,12 @@ async function overview() {
       "Every watched image is up to date.")
     : `<p class="muted">Registry watching is off.</p>`;
   renderEvents(events.events || []);
-  follow("/api/v1/events/stream", 15, asked);
+  // alerts move live too
+  const redraw = debounce(async () => {
+    const now = await api("GET", "/api/v1/alerts").catch(() => null);
+    if (now && $("#alerts")) drawOverviewAlerts(now.alerts);
+  });
+  follow("/api/v1/events/stream", 15, asked, (e) => { if (e.action.startsWith("alert_")) redraw(); });
 }
 
 function renderEvents(list, keep = 15) {
@@ -149,27 +158,46 @@ function renderEvents(list, keep = 15) {
     state.recent.map(eventRow), "No events yet.");
 }
 
+/** A Server-Sent Events stream for the page shown (the cookie authenticates); a route change
+ * closes it. `onData` gets each `type` message's JSON. */
+function stream(url, type, onData) {
+  const source = new EventSource(url);
+  source.addEventListener(type, (m) => {
+    let data;
+    try { data = JSON.parse(m.data); } catch (_) { return; /* a keep-alive */ }
+    onData(data);
+  });
+  state.streams.push(source);
+  return source;
+}
+
+function closeStreams() {
+  for (const s of state.streams) s.close();
+  state.streams = [];
+}
+
+/** `f` at most once per `ms`, after the last call (a burst of events redraws once). */
+function debounce(f, ms = 300) {
+  let timer = null;
+  return () => { clearTimeout(timer); timer = setTimeout(f, ms); };
+}
+
 /**
- * New events as they happen (Server-Sent Events; the cookie authenticates). The stream starts
- * at the newest event shown (or when the page asked for them), so nothing that happened in
- * between is missed; an event already shown is not shown twice.
+ * New events as they happen. The stream starts at the newest event shown (or when the page
+ * asked for them), so nothing that happened in between is missed; an event already shown is
+ * not shown twice. `also` sees every new event too.
  */
-function follow(path = "/api/v1/events/stream", keep = 15, from = null) {
-  if (state.events) state.events.close();
+function follow(path = "/api/v1/events/stream", keep = 15, from = null, also = null) {
   const newest = (state.recent || [])[0];
   const since = newest ? newest.time : from;
   const url = new URL(path, location.origin);
   if (since) url.searchParams.set("since", since);
-  const source = new EventSource(url.pathname + url.search);
-  source.addEventListener("event", (m) => {
-    try {
-      const e = JSON.parse(m.data);
-      const shown = state.recent || [];
-      if (shown.some((x) => x.seq === e.seq)) return;
-      if ($("#events")) renderEvents([e, ...shown], keep);
-    } catch (_) { /* a keep-alive */ }
+  stream(url.pathname + url.search, "event", (e) => {
+    const shown = state.recent || [];
+    if (shown.some((x) => x.seq === e.seq)) return;
+    if ($("#events")) renderEvents([e, ...shown], keep);
+    if (also) also(e);
   });
-  state.events = source;
 }
 
 async function alertsPage() {
@@ -180,6 +208,7 @@ async function alertsPage() {
       <p id="rule-test" class="muted" role="status" aria-live="polite"></p></section>
     <section class="card" aria-labelledby="h-history" style="grid-column: 1 / -1"><h2 id="h-history">History</h2><div id="history">…</div></section>
   </div>`;
+  const asked = new Date().toISOString();
   const [now, rules, history] = await Promise.all([
     api("GET", "/api/v1/alerts"),
     api("GET", "/api/v1/alerts/rules"),
@@ -187,12 +216,23 @@ async function alertsPage() {
   ]);
   const labels = (l) => Object.entries(l || {}).filter(([k]) => !["alertname", "severity"].includes(k))
     .map(([k, v]) => `${k}=${v}`).join(" ");
-  $("#alerts-now").innerHTML = table(["State", "Rule", "Severity", "Labels", "Value", "Since", "Summary"],
-    now.alerts.map((a) => [
-      `<span class="pill ${a.state === "firing" ? "bad" : "warn"}">${esc(a.state)}${a.held ? " (held: rollout)" : ""}</span>`,
-      esc(a.rule), esc(a.labels.severity), esc(labels(a.labels)), esc(a.value ?? "-"),
-      esc(when(a.active_since)), esc(a.annotations.summary || ""),
-    ]), "Nothing firing or pending.");
+  const drawNow = (alerts) => {
+    $("#alerts-now").innerHTML = table(["State", "Rule", "Severity", "Labels", "Value", "Since", "Summary"],
+      alerts.map((a) => [
+        `<span class="pill ${a.state === "firing" ? "bad" : "warn"}">${esc(a.state)}${a.held ? " (held: rollout)" : ""}</span>`,
+        esc(a.rule), esc(a.labels.severity), esc(labels(a.labels)), esc(a.value ?? "-"),
+        esc(when(a.active_since)), esc(a.annotations.summary || ""),
+      ]), "Nothing firing or pending.");
+  };
+  drawNow(now.alerts);
+  // alerts move live: every pending, firing or resolved step is a journaled event
+  const redraw = debounce(async () => {
+    const fresh = await api("GET", "/api/v1/alerts").catch(() => null);
+    if (fresh && $("#alerts-now")) drawNow(fresh.alerts);
+  });
+  stream(`/api/v1/events/stream?${new URLSearchParams({ type: "capstan", since: asked })}`, "event", (e) => {
+    if (e.action.startsWith("alert_")) redraw();
+  });
   $("#rules").innerHTML = table(["Rule", "Kind", "Source", "For", "Firing", "Condition", ""],
     rules.rules.map((r) => [
       esc(r.name), esc(r.kind), esc(r.source), esc(r.for), esc(r.firing), esc(r.condition),
@@ -371,16 +411,11 @@ async function logsPage() {
   };
   render();
   if (params.get("tail") === "1") {
-    if (state.events) state.events.close();
-    const source = new EventSource(`/api/v1/logs/stream?${new URLSearchParams({ q, tail: "0" })}`);
-    source.addEventListener("line", (m) => {
-      try {
-        state.lines = [JSON.parse(m.data), ...state.lines].slice(0, 500);
-        page.total += 1;
-        if ($("#lines")) render();
-      } catch (_) { /* a keep-alive */ }
+    stream(`/api/v1/logs/stream?${new URLSearchParams({ q, tail: "0" })}`, "line", (line) => {
+      state.lines = [line, ...state.lines].slice(0, 500);
+      page.total += 1;
+      if ($("#lines")) render();
     });
-    state.events = source;
   }
 }
 
@@ -570,7 +605,19 @@ async function streamRelease(path, body, contentType) {
   return report?.outcome;
 }
 
+/** An app's containers, by name, linked to their pages, with state and health. */
+function replicasTable(containers) {
+  return table(["Service", "Container", "State", "Status", "Image"], containers
+    .sort((a, b) => a.name.localeCompare(b.name))
+    .map((c) => [esc(c.labels["io.capstan.service"] || "-"),
+      `<a href="#/containers/${encodeURIComponent(c.id)}">${esc(c.name)}</a>`,
+      `<span class="${c.state === "running" ? "ok" : "bad"}">${esc(c.state)}</span>`,
+      `<span class="${/unhealthy/.test(c.status) ? "bad" : /healthy/.test(c.status) ? "ok" : ""}">${esc(c.status)}</span>`,
+      esc(c.image)]), "No containers.");
+}
+
 async function appPage(name) {
+  const asked = new Date().toISOString();
   const [releases, containers] = await Promise.all([
     api("GET", `/api/v1/apps/${encodeURIComponent(name)}/releases`).catch((e) => (e.status === 404 ? [] : Promise.reject(e))),
     api("GET", `/api/v1/containers?all=true&app=${encodeURIComponent(name)}`).catch(() => ({ containers: [] })),
@@ -581,13 +628,7 @@ async function appPage(name) {
   $("#main").innerHTML = `<h1>App ${esc(name)}</h1>
     <div class="grid">
     <section class="card" aria-labelledby="h-replicas" style="grid-column: 1 / -1"><h2 id="h-replicas">Services and replicas</h2>
-      ${table(["Service", "Container", "State", "Status", "Image"], containers.containers
-        .sort((a, b) => a.name.localeCompare(b.name))
-        .map((c) => [esc(c.labels["io.capstan.service"] || "-"),
-          `<a href="#/containers/${encodeURIComponent(c.id)}">${esc(c.name)}</a>`,
-          `<span class="${c.state === "running" ? "ok" : "bad"}">${esc(c.state)}</span>`,
-          `<span class="${/unhealthy/.test(c.status) ? "bad" : /healthy/.test(c.status) ? "ok" : ""}">${esc(c.status)}</span>`,
-          esc(c.image)]), "No containers.")}</section>
+      <div id="replicas">${replicasTable(containers.containers)}</div></section>
     <section class="card" aria-labelledby="h-releases" style="grid-column: 1 / -1"><h2 id="h-releases">Releases</h2>
       ${table(["#", "Time", "By", "Result", "Images"], releases.map((r) => [esc(r.number), esc(when(r.time)), esc(r.actor),
         `<span class="${resultClass(r.result)}">${esc(r.result)}</span>`,
@@ -621,6 +662,14 @@ async function appPage(name) {
           <button value="ok" type="submit" id="confirm-ok">Roll back</button></div>
       </form>
     </dialog>`;
+  // replicas follow their containers' events: created, started, died, health changed
+  const redraw = debounce(async () => {
+    const now = await api("GET", `/api/v1/containers?all=true&app=${encodeURIComponent(name)}`).catch(() => null);
+    if (now && $("#replicas")) $("#replicas").innerHTML = replicasTable(now.containers);
+  });
+  stream(`/api/v1/events/stream?${new URLSearchParams({ type: "container", since: asked })}`, "event", (e) => {
+    if (e.attributes?.["io.capstan.app"] === name) redraw();
+  });
   $("#diff-form")?.addEventListener("submit", (ev) => {
     ev.preventDefault();
     const pick = (id) => releases.find((r) => String(r.number) === $(id).value);
@@ -699,6 +748,7 @@ async function containerPage(id) {
     <section class="card" aria-labelledby="h-cevents" style="grid-column: 1 / -1"><h2 id="h-cevents">Events</h2><div id="events">…</div></section>
     </div>`;
   const q = `container_id:${c.id}`;
+  const asked = new Date().toISOString();
   const [page, events] = await Promise.all([
     api("GET", `/api/v1/logs?${new URLSearchParams({ q, since: "7d", limit: "100" })}`).catch(() => ({ lines: [] })),
     api("GET", `/api/v1/events?${new URLSearchParams({ actor: c.id, limit: "50", since: "7d" })}`).catch(() => ({ events: [] })),
@@ -712,40 +762,50 @@ async function containerPage(id) {
       state.lines.map((l) => { const r = logRow(l); r[1] = esc(l.stream); return r; }), "No lines yet.");
   };
   render();
-  state.recent = events.events || [];
-  $("#events").innerHTML = table(["Time", "Type", "Action", "Actor", "Detail"], state.recent.map(eventRow), "No events.");
-  const source = new EventSource(`/api/v1/logs/stream?${new URLSearchParams({ q, tail: "0" })}`);
-  source.addEventListener("line", (m) => {
-    try {
-      state.lines = [JSON.parse(m.data), ...state.lines].slice(0, 300);
-      if ($("#lines")) render();
-    } catch (_) { /* a keep-alive */ }
+  renderEvents(events.events || [], 50);
+  stream(`/api/v1/logs/stream?${new URLSearchParams({ q, tail: "0" })}`, "line", (line) => {
+    state.lines = [line, ...state.lines].slice(0, 300);
+    if ($("#lines")) render();
   });
-  state.events = source;
+  // its state follows its events: started, died, health changed
+  const redraw = debounce(async () => {
+    const now = await api("GET", "/api/v1/containers?all=true").catch(() => null);
+    const fresh = now?.containers.find((x) => x.id === c.id);
+    const el = $("#c-state");
+    if (!el) return;
+    el.textContent = fresh ? `${fresh.state} · ${fresh.status}` : "removed";
+    el.className = fresh?.state === "running" ? "ok" : "bad";
+  });
+  follow(`/api/v1/events/stream?${new URLSearchParams({ actor: c.id })}`, 50, asked, (e) => {
+    if (e.type === "container") redraw();
+  });
 }
 
 async function imagesPage() {
-  const [list, updates, findings] = await Promise.all([
-    api("GET", "/api/v1/images"),
-    api("GET", "/api/v1/images/updates").catch(() => null),
-    api("GET", "/api/v1/images/findings").catch(() => null),
-  ]);
   $("#main").innerHTML = `<h1>Images</h1>
-    <section class="card" aria-labelledby="h-inv"><h2 id="h-inv">Inventory</h2>
-      ${table(["Image", "Id", "Size", "Containers", "Created", "Last seen"], list.images.map((i) => [
+    <section class="card" aria-labelledby="h-inv"><h2 id="h-inv">Inventory</h2><div id="inventory">…</div></section>
+    <section class="card" aria-labelledby="h-upd"><h2 id="h-upd">Updates</h2><div id="image-updates">…</div></section>
+    <section class="card" aria-labelledby="h-vuln"><h2 id="h-vuln">Vulnerabilities of running containers</h2><div id="findings">…</div></section>`;
+  // each part as soon as it is known: a first scan of a new image takes a while
+  const fill = (id, html) => { if ($(id)) $(id).innerHTML = html; };
+  await Promise.all([
+    api("GET", "/api/v1/images").then((list) => fill("#inventory", table(
+      ["Image", "Id", "Size", "Containers", "Created", "Last seen"], list.images.map((i) => [
         `<a href="#/images/${encodeURIComponent(i.id)}">${esc(i.repo_tags[0] || "<none>")}</a>${i.repo_tags.length > 1 ? ` <span class="muted">+${i.repo_tags.length - 1}</span>` : ""}`,
         `<code>${esc(short(i.id))}</code>`, esc(bytes(i.size)), esc(i.containers), esc(when(i.created)), esc(when(i.last_seen))]),
-        "No images.")}</section>
-    <section class="card" aria-labelledby="h-upd"><h2 id="h-upd">Updates</h2>
-      ${updates ? table(["Reference", "Policy", "Candidate", "Checked", "Why"], (updates.updates || []).map((u) => [
+      "No images."))),
+    api("GET", "/api/v1/images/updates").then((updates) => fill("#image-updates", table(
+      ["Reference", "Policy", "Candidate", "Checked", "Why"], (updates.updates || []).map((u) => [
         esc(u.reference), esc(u.policy),
         u.candidate ? `<span class="warn">${esc(u.candidate.tag || short(u.candidate.digest))}</span>` : `<span class="ok">up to date</span>`,
-        esc(when(u.checked_at)), esc(u.error || u.reason)]), "Nothing watched yet.")
-        : `<p class="muted">Registry watching is off.</p>`}</section>
-    <section class="card" aria-labelledby="h-vuln"><h2 id="h-vuln">Vulnerabilities of running containers</h2>
-      ${findings ? table(["Container", "Image", "Critical", "High", "Medium", "Low", ""], findings.map((f) => [
-        esc(f.container), esc(f.image), ...["critical", "high", "medium", "low"].map((s) => esc(f.counts?.[s] ?? 0)),
-        esc(f.error || "")]), "No running containers.") : `<p class="muted">No advisory database (capstan vulndb import).</p>`}</section>`;
+        esc(when(u.checked_at)), esc(u.error || u.reason)]), "Nothing watched yet.")))
+      .catch(() => fill("#image-updates", `<p class="muted">Registry watching is off.</p>`)),
+    api("GET", "/api/v1/images/findings").then((findings) => fill("#findings", table(
+      ["Container", "Image", "Critical", "High", "Medium", "Low", ""], findings.map((f) => [
+        esc(f.container), esc(f.image), ...["critical", "high", "medium", "low"].map((sev) => esc(f.counts?.[sev] ?? 0)),
+        esc(f.error || "")]), "No running containers.")))
+      .catch((e) => fill("#findings", `<p class="muted">${esc(e.message)} (capstan vulndb import loads advisories)</p>`)),
+  ]);
 }
 
 async function imagePage(key) {
@@ -859,7 +919,7 @@ async function accessPage() {
 
 async function route() {
   if (!state.session) return;
-  if (state.events) { state.events.close(); state.events = null; }
+  closeStreams();
   const page = location.hash.split("?")[0];
   for (const a of document.querySelectorAll("#nav a")) {
     const href = a.getAttribute("href");
