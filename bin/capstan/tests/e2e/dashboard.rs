@@ -22,13 +22,25 @@ fn screenshots() -> std::path::PathBuf {
     dir
 }
 
-/// Screenshots of the page at 1280 and 375 px wide, then back to 1280.
+/// Screenshots of the page at 1280 and 375 px wide, then back to 1280. At a phone's width the
+/// page must not scroll sideways (wide tables scroll inside their card).
 async fn shoot(client: &Client, page: &str) {
     for (width, height) in [(1280, 900), (375, 812)] {
         client.set_window_size(width, height).await.unwrap();
         tokio::time::sleep(Duration::from_millis(200)).await;
         let shot = client.screenshot().await.unwrap();
         std::fs::write(screenshots().join(format!("{page}-{width}.png")), shot).unwrap();
+        let overflow = client
+            .execute(
+                "return document.documentElement.scrollWidth - document.documentElement.clientWidth",
+                vec![],
+            )
+            .await
+            .unwrap();
+        assert!(
+            overflow.as_i64().is_some_and(|px| px <= 1),
+            "the {page} page scrolls sideways at {width} px: {overflow}"
+        );
     }
     client.set_window_size(1280, 900).await.unwrap();
 }

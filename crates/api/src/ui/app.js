@@ -446,6 +446,30 @@ function hashParams() {
 const PALETTE = ["var(--accent)", "var(--ok)", "var(--warn)", "var(--bad)", "#8250df", "#bf3989"];
 
 /**
+ * Short names for a chart's series: the fewest of the usual labels (container name, service,
+ * app, ...) that tell them apart, and a container's short id where replicas of different
+ * releases share a name.
+ */
+function seriesNames(series, query) {
+  const prefer = ["name", "service", "app", "image", "device", "interface", "mode", "cpu"];
+  const present = (k) => series.some((s) => s.labels[k] !== undefined);
+  const distinct = (keys) => new Set(series.map((s) => keys.map((k) => s.labels[k]).join("\u0000"))).size;
+  const shown = [];
+  for (const k of prefer) {
+    if (!present(k) || (series.length > 1 && distinct([...shown, k]) <= (shown.length ? distinct(shown) : 1))) continue;
+    shown.push(k);
+    if (distinct(shown) === series.length) break;
+  }
+  if (!shown.length) shown.push(...prefer.filter(present).slice(0, 1));
+  const names = series.map((s) => shown.map((k) => s.labels[k]).filter(Boolean).join(" "));
+  return series.map((s, i) => {
+    const shared = names.filter((n) => n === names[i]).length > 1;
+    const id = (s.labels.id || "").split("/").pop().replace(/^docker-|\.scope$/g, "").slice(0, 12);
+    return `${names[i]}${shared && id ? ` (${id})` : ""}` || query;
+  });
+}
+
+/**
  * An SVG line chart of a metrics query's series over its range, with a legend and a text
  * alternative; `format` renders a value.
  */
@@ -458,11 +482,8 @@ function lineChart(result, format = (v) => v.toPrecision(3)) {
   const t0 = Math.max(new Date(result.start).getTime(), first);
   const t1 = Math.max(new Date(result.end).getTime(), t0 + 1);
   const max = Math.max(...points.map((p) => p[1]), 1e-9);
-  // a series is named by the labels that tell it from the others (the name alone if one)
-  const keys = new Set(series.flatMap((s) => Object.keys(s.labels)));
-  const telling = [...keys].filter((k) => k !== "__name__" && new Set(series.map((s) => s.labels[k])).size > 1);
-  const label = (s) => (telling.length ? telling : ["name", "service", "app"].filter((k) => s.labels[k]).slice(0, 1))
-    .map((k) => `${k}=${s.labels[k] ?? ""}`).join(" ") || result.query;
+  const names = seriesNames(series, result.query);
+  const label = (s) => names[series.indexOf(s)];
   const lines = series.map((s, i) => {
     const xy = s.points.map((p) => [((new Date(p[0]).getTime() - t0) / (t1 - t0)) * 100, 100 - (p[1] / max) * 95]);
     // one reading is a short dash at its time, so that it shows
