@@ -94,27 +94,31 @@ impl Routes {
         }
     }
 
-    fn add<H, T>(mut self, method: Method, path: &'static str, handler: H) -> Self
+    fn add<H, T>(
+        mut self,
+        (method, filter): (Method, MethodFilter),
+        path: &'static str,
+        handler: H,
+    ) -> Self
     where
         H: Handler<T, AppState>,
         T: 'static,
     {
-        let filter = MethodFilter::try_from(method.clone()).unwrap_or(MethodFilter::GET);
         self.router = self.router.route(path, on(filter, handler));
         self.table.push((method, path));
         self
     }
 
     fn get<H: Handler<T, AppState>, T: 'static>(self, path: &'static str, handler: H) -> Self {
-        self.add(Method::GET, path, handler)
+        self.add((Method::GET, MethodFilter::GET), path, handler)
     }
 
     fn post<H: Handler<T, AppState>, T: 'static>(self, path: &'static str, handler: H) -> Self {
-        self.add(Method::POST, path, handler)
+        self.add((Method::POST, MethodFilter::POST), path, handler)
     }
 
     fn delete<H: Handler<T, AppState>, T: 'static>(self, path: &'static str, handler: H) -> Self {
-        self.add(Method::DELETE, path, handler)
+        self.add((Method::DELETE, MethodFilter::DELETE), path, handler)
     }
 }
 

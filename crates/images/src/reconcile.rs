@@ -12,6 +12,11 @@ use tracing::{debug, info};
 
 use crate::apply::history;
 
+/// How long a difference must stay unchanged, with no event for the image, before capstan infers
+/// it while connected: under load the engine changes an image's references seconds before it
+/// stamps their event (it reads the image's labels for the event first, behind the same lock).
+const UNEXPLAINED_FOR: std::time::Duration = std::time::Duration::from_secs(10);
+
 /// How long an image gone from the engine waits for its delete event before capstan infers the
 /// deletion while connected.
 const DELETE_GRACE: std::time::Duration = std::time::Duration::from_secs(30);
@@ -97,10 +102,11 @@ impl Journal {
     /// inspection: a busy engine or a starved reader delivers events seconds late, and a state
     /// seen before its event is read is not unexplained. Everything then stays pending.
     ///
-    /// And while it is live, a difference is inferred only when the next settling sees it again
-    /// unchanged with no event for the image in between: a starved engine changes an image's
-    /// references a moment before it stamps and sends their event, and a change seen in that
-    /// moment is not unexplained either.
+    /// And while it is live, a difference is inferred only once settling has seen it unchanged,
+    /// with no event for the image, for [`UNEXPLAINED_FOR`]: a starved engine changes an image's
+    /// references before it stamps and sends their event, and a change seen in that gap is not
+    /// unexplained either. Only events about the images being settled hold them back: on a
+    /// shared engine other images change all the time.
     pub(crate) async fn settle(
         &self,
         ids: BTreeSet<String>,
@@ -158,15 +164,25 @@ impl Journal {
                         continue;
                     }
                     if confirm && differs(row.as_ref(), state.as_ref()) {
-                        let sighting = (
+                        let key = (
                             row.as_ref().map_or(0, |r| r.last_event_nano),
                             state
                                 .as_ref()
                                 .map(|s| s.repo_tags.iter().cloned().collect::<BTreeSet<String>>()),
                         );
-                        if before.get(id) != Some(&sighting) {
-                            // first seen: inferred only if the next settling sees it again
-                            seen.insert(id.clone(), sighting);
+                        let since = match before.get(id) {
+                            Some(s) if s.key == key => s.since_nano,
+                            // first seen (or changed since): the clock starts again
+                            _ => now,
+                        };
+                        if now - since < UNEXPLAINED_FOR.as_nanos() as i64 {
+                            seen.insert(
+                                id.clone(),
+                                Sighting {
+                                    key,
+                                    since_nano: since,
+                                },
+                            );
                             still.insert(id.clone());
                             continue;
                         }
@@ -232,9 +248,17 @@ fn concerns(event: &RawEvent, ids: &BTreeSet<String>, known: &BTreeSet<String>) 
             .any(|n| known.contains(&images::normalize_reference(n)))
 }
 
-/// Per image: the newest event its row had and the engine's references (none: gone) when
-/// settling saw a difference.
-pub(crate) type Sightings = HashMap<String, (i64, Option<BTreeSet<String>>)>;
+/// Per image, a difference settling saw and has not inferred yet.
+pub(crate) type Sightings = HashMap<String, Sighting>;
+
+/// A difference between an image's row and the engine, as first seen.
+#[derive(Debug, Clone)]
+pub(crate) struct Sighting {
+    /// The newest event the row had, and the engine's references (none: gone).
+    key: (i64, Option<BTreeSet<String>>),
+    /// Engine time settling first saw it so.
+    since_nano: i64,
+}
 
 /// Whether the engine's state of an image differs from its row: there or not, or other
 /// references.

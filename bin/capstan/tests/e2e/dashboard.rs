@@ -236,6 +236,16 @@ async fn sign_in_by_keyboard_see_the_overview_live_and_sign_out() {
         .unwrap();
     engine.start_container(&talker_id).await.unwrap();
     wait_text(&client, "#lines", &marker).await;
+    // the histogram counts the live line too
+    let counted = client
+        .execute(
+            "return [...document.querySelectorAll('#histogram rect title')]
+               .reduce((n, t) => n + Number(t.textContent.split(': ').pop()), 0)",
+            vec![],
+        )
+        .await
+        .unwrap();
+    assert_eq!(counted, serde_json::json!(1), "live lines in the histogram");
     shoot(&client, "logs").await;
     engine.remove_container(&talker_id, true).await.unwrap();
 
@@ -555,6 +565,26 @@ async fn deploy_from_the_ui_follow_it_roll_back_and_find_it_audited() {
         .unwrap();
     assert_eq!(same, serde_json::Value::Bool(true), "the page was reloaded");
     engine.remove_container(&solo_id, true).await.unwrap();
+
+    // the app page draws its services' use too
+    goto(&client, &daemon, &format!("#/apps/{app}")).await;
+    eventually(
+        Duration::from_mins(1),
+        "the app's memory chart drawn",
+        || async {
+            client.refresh().await.ok()?;
+            client
+                .wait()
+                .at_most(Duration::from_secs(10))
+                .for_element(Locator::Css("#app-mem svg polyline"))
+                .await
+                .ok()
+        },
+    )
+    .await;
+    let legend = text_of(&client, "#app-mem").await;
+    assert!(legend.contains("web"), "series named by service: {legend}");
+    shoot(&client, "app").await;
 
     // the other pages render, at both widths
     goto(&client, &daemon, "#/apps").await;

@@ -411,10 +411,25 @@ async function logsPage() {
   };
   render();
   if (params.get("tail") === "1") {
+    const buckets = hist.buckets || [];
+    const width = buckets.length > 1 ? new Date(buckets[1].time) - new Date(buckets[0].time) : 0;
     stream(`/api/v1/logs/stream?${new URLSearchParams({ q, tail: "0" })}`, "line", (line) => {
       state.lines = [line, ...state.lines].slice(0, 500);
       page.total += 1;
-      if ($("#lines")) render();
+      if (!$("#lines")) return;
+      render();
+      // the histogram counts it too; past its last bucket the window slides on
+      if (width > 0) {
+        let at = Math.floor((new Date(line.time) - new Date(buckets[0].time)) / width);
+        while (at >= buckets.length) {
+          const last = new Date(buckets.at(-1).time).getTime();
+          buckets.shift();
+          buckets.push({ time: new Date(last + width).toISOString(), count: 0 });
+          at -= 1;
+        }
+        if (at >= 0) buckets[at].count += 1;
+        $("#histogram").innerHTML = bars(buckets);
+      }
     });
   }
 }
@@ -650,6 +665,8 @@ async function appPage(name) {
     <div class="grid">
     <section class="card" aria-labelledby="h-replicas" style="grid-column: 1 / -1"><h2 id="h-replicas">Services and replicas</h2>
       <div id="replicas">${replicasTable(containers.containers)}</div></section>
+    <section class="card" aria-labelledby="h-app-cpu"><h2 id="h-app-cpu">CPU by service</h2><div id="app-cpu">…</div></section>
+    <section class="card" aria-labelledby="h-app-mem"><h2 id="h-app-mem">Memory by service</h2><div id="app-mem">…</div></section>
     <section class="card" aria-labelledby="h-releases" style="grid-column: 1 / -1"><h2 id="h-releases">Releases</h2>
       ${table(["#", "Time", "By", "Result", "Images"], releases.map((r) => [esc(r.number), esc(when(r.time)), esc(r.actor),
         `<span class="${resultClass(r.result)}">${esc(r.result)}</span>`,
@@ -683,6 +700,10 @@ async function appPage(name) {
           <button value="ok" type="submit" id="confirm-ok">Roll back</button></div>
       </form>
     </dialog>`;
+  // the services' use of the last hour, drawn when it comes (not holding the page)
+  const app = `{app="${name.replace(/["\\]/g, "")}"}`;
+  chartInto($("#app-cpu"), `sum by (service) (rate(container_cpu_usage_seconds_total${app}[1m]))`, "1h", cores);
+  chartInto($("#app-mem"), `sum by (service) (container_memory_working_set_bytes${app})`, "1h", bytes);
   // replicas follow their containers' events: created, started, died, health changed
   const redraw = debounce(async () => {
     const now = await api("GET", `/api/v1/containers?all=true&app=${encodeURIComponent(name)}`).catch(() => null);
