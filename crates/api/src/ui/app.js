@@ -525,7 +525,7 @@ async function chartInto(el, query, since, format) {
 }
 
 const perSecond = (v) => `${bytes(v)}/s`;
-const cores = (v) => `${(v * 100).toFixed(1)}% of a core`;
+const cores = (v) => `${(v * 100).toFixed(v < 0.1 ? 2 : 1)}% of a core`;
 
 async function appsPage() {
   const apps = await api("GET", "/api/v1/apps");
