@@ -132,27 +132,8 @@ async fn sign_in_by_keyboard_see_the_overview_live_and_sign_out() {
     let events = text_of(&client, "#events").await;
     assert!(!events.contains('Z'), "times are local: {events}");
 
-    client.set_window_size(1280, 900).await.unwrap();
-    let shot = client.screenshot().await.unwrap();
-    std::fs::write(screenshots().join("overview-1280.png"), shot).unwrap();
-    // a phone's width: still one readable column
-    client.set_window_size(375, 812).await.unwrap();
-    tokio::time::sleep(Duration::from_millis(300)).await;
-    let overflow = client
-        .execute(
-            "return document.documentElement.scrollWidth - document.documentElement.clientWidth",
-            vec![],
-        )
-        .await
-        .unwrap();
-    assert!(
-        overflow.as_i64().is_some_and(|px| px <= 1),
-        "the page scrolls sideways at 375 px: {overflow}"
-    );
-    let shot = client.screenshot().await.unwrap();
-    std::fs::write(screenshots().join("overview-375.png"), shot).unwrap();
-
-    client.set_window_size(1280, 900).await.unwrap();
+    // at a laptop's and a phone's width (one readable column, no sideways scrolling)
+    shoot(&client, "overview").await;
 
     // the alerts page: the rules, and a rule tested from its button (a change: CSRF token sent)
     let (status, _) = daemon
