@@ -87,8 +87,18 @@ struct ApiDoc;
     responses((status = 200, description = "this document", body = Object)),
     security(())
 )]
-pub(crate) async fn openapi_json() -> axum::Json<Document> {
-    axum::Json(document())
+pub(crate) async fn openapi_json() -> impl axum::response::IntoResponse {
+    // built once: it only changes with the binary
+    static JSON: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    let body = JSON.get_or_init(|| {
+        serde_json::to_string(&document()).unwrap_or_else(|e| {
+            serde_json::json!({"error": {"code": "internal", "message": e.to_string()}}).to_string()
+        })
+    });
+    (
+        [(axum::http::header::CONTENT_TYPE, "application/json")],
+        body.as_str(),
+    )
 }
 
 /// The document, with its security schemes and each operation's role.
