@@ -1038,7 +1038,8 @@ impl Deployer {
             .await?;
         for n in networks {
             // the engine releases a removed container's endpoint a moment after the removal,
-            // longer when it is busy; a container it had not listed yet is retired too
+            // longer when it is busy, and a loaded engine may keep it for good: a container it
+            // had not listed yet is retired, and after that what is left is disconnected by force
             let mut tries = 0;
             loop {
                 match self.engine.remove_network(&n).await {
@@ -1047,6 +1048,15 @@ impl Deployer {
                         tokio::time::sleep(Duration::from_millis(500)).await;
                         if tries % 4 == 0 {
                             self.retire_all(app, &mut removed).await?;
+                            if tries >= 8 {
+                                let forced = self.engine.disconnect_all(&n).await?;
+                                tracing::warn!(
+                                    app,
+                                    endpoints = forced,
+                                    "endpoints left on the app's network after its containers \
+                                     were removed: disconnected by force"
+                                );
+                            }
                         }
                     }
                     result => break result?,

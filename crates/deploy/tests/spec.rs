@@ -399,3 +399,39 @@ fn unusable_values_name_the_key() {
         "{err}"
     );
 }
+
+/// What `down` does when a network keeps endpoints: every endpoint is disconnected by force,
+/// after which the network can be removed (a running container stays, off the network).
+#[tokio::test]
+async fn endpoints_left_on_a_network_are_disconnected_by_force() {
+    let engine = capstan_testkit::engine().await;
+    capstan_testkit::ensure_busybox(&engine).await;
+    let name = unique("capt-netforce");
+    engine
+        .ensure_network(&name, false, &BTreeMap::new())
+        .await
+        .unwrap();
+    let spec = capstan_engine::ContainerSpec {
+        image: capstan_testkit::BUSYBOX.to_owned(),
+        cmd: Some(vec!["sleep".into(), "3600".into()]),
+        networks: vec![(name.clone(), Vec::new())],
+        ..Default::default()
+    };
+    let id = engine.create_from_spec(&name, &spec).await.unwrap();
+    engine.start_container(&id).await.unwrap();
+    let busy = engine.remove_network(&name).await.unwrap_err();
+    assert!(busy.to_string().contains("active endpoints"), "{busy}");
+
+    assert_eq!(engine.disconnect_all(&name).await.unwrap(), 1);
+    engine.remove_network(&name).await.unwrap();
+    let json = engine.inspect_container_json(&id).await.unwrap();
+    assert_eq!(
+        json["State"]["Running"], true,
+        "the container is left running"
+    );
+    assert!(json["NetworkSettings"]["Networks"].get(&name).is_none());
+    // a network that is gone is an error that says so
+    let gone = engine.disconnect_all(&name).await.unwrap_err();
+    assert!(gone.is_not_found(), "{gone}");
+    engine.remove_container(&id, true).await.unwrap();
+}

@@ -405,6 +405,45 @@ impl Engine {
             .map_err(|e| self.classify(e))
     }
 
+    /// Force-disconnects every endpoint still attached to a network (`docker network disconnect
+    /// -f`): a busy engine keeps a removed container's endpoint for a while, sometimes for good.
+    /// Answers how many it disconnected.
+    ///
+    /// # Errors
+    /// [`Error::NotFound`], [`Error::Api`], [`Error::Unreachable`].
+    pub async fn disconnect_all(&self, network: &str) -> Result<usize, Error> {
+        let docker = self.client()?;
+        let inspected = docker
+            .inspect_network(
+                network,
+                None::<bollard::query_parameters::InspectNetworkOptions>,
+            )
+            .await
+            .map_err(|e| self.classify(e))?;
+        let endpoints: Vec<String> = inspected
+            .containers
+            .unwrap_or_default()
+            .into_keys()
+            .collect();
+        let mut done = 0;
+        for container in endpoints {
+            let request = bollard::models::NetworkDisconnectRequest {
+                container,
+                force: Some(true),
+            };
+            match docker.disconnect_network(network, request).await {
+                Ok(()) => done += 1,
+                Err(e) => {
+                    let e = self.classify(e);
+                    if !e.is_not_found() {
+                        return Err(e);
+                    }
+                }
+            }
+        }
+        Ok(done)
+    }
+
     /// Removes a volume.
     ///
     /// # Errors

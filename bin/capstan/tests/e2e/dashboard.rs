@@ -285,22 +285,35 @@ async fn press(client: &Client, key: Key) {
     client.perform_actions(keys).await.unwrap();
 }
 
-/// Waits for the last deploy or rollback on the app page to end, and says how.
+/// Waits for the last deploy or rollback on the app page to end, and says how; on a timeout,
+/// what the page shows.
 async fn release_outcome(client: &Client) -> String {
-    eventually(Duration::from_mins(2), "the rollout to end", || async {
+    let started = std::time::Instant::now();
+    loop {
         let outcome = client
             .execute(
                 "return document.querySelector('#release-status')?.dataset.outcome || ''",
                 vec![],
             )
             .await
-            .ok()?;
-        outcome
-            .as_str()
+            .ok();
+        if let Some(o) = outcome
+            .as_ref()
+            .and_then(|o| o.as_str())
             .filter(|o| !o.is_empty())
-            .map(str::to_owned)
-    })
-    .await
+        {
+            return o.to_owned();
+        }
+        if started.elapsed() > Duration::from_mins(2) {
+            let status = text_of(client, "#release-status").await;
+            let steps = text_of(client, "#progress").await;
+            let url = client.current_url().await.map(|u| u.to_string());
+            panic!(
+                "the rollout did not end in 2 min: status {status:?}, steps {steps:?}, at {url:?}"
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
 }
 
 async fn sign_in_with_password(client: &Client, daemon: &Daemon, user: &str, password: &str) {

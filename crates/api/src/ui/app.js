@@ -595,8 +595,24 @@ function renderDiff(from, to) {
     ${changed ? `<pre class="diff" tabindex="0" aria-label="differences">${html}</pre>` : ""}`;
 }
 
-/** Posts a deploy or rollback asking for NDJSON progress, and shows each step as it comes. */
+/**
+ * Posts a deploy or rollback asking for NDJSON progress, and shows each step as it comes.
+ * Answers the release's outcome, `refused`, or `error` when the answer broke off.
+ */
 async function streamRelease(path, body, contentType) {
+  try {
+    return await postRelease(path, body, contentType);
+  } catch (e) {
+    const status = $("#release-status");
+    if (status) {
+      status.textContent = `The answer broke off: ${e.message}. The release goes on in capstan; its result shows below once the page is drawn again.`;
+      status.className = "error";
+    }
+    return "error";
+  }
+}
+
+async function postRelease(path, body, contentType) {
   const out = $("#progress");
   const status = $("#release-status");
   out.innerHTML = "";
