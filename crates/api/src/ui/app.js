@@ -669,6 +669,8 @@ function replicasTable(containers) {
 }
 
 async function appPage(name) {
+  // drawn again after a release: the streams of the drawing before go
+  closeStreams();
   const asked = new Date().toISOString();
   const [releases, containers] = await Promise.all([
     api("GET", `/api/v1/apps/${encodeURIComponent(name)}/releases`).catch((e) => (e.status === 404 ? [] : Promise.reject(e))),
@@ -768,8 +770,13 @@ async function refreshReplicas(name, outcome) {
   const keep = status ? [status.textContent, status.className] : null;
   const items = $("#progress")?.innerHTML;
   const focused = document.activeElement?.id;
-  await appPage(name);
-  if (keep) {
+  try {
+    await appPage(name);
+  } catch (e) {
+    // the page stays as it was; the outcome is still marked
+    if (keep) keep[0] += ` (the page could not be drawn again: ${e.message})`;
+  }
+  if (keep && $("#release-status")) {
     $("#release-status").textContent = keep[0];
     $("#release-status").className = keep[1];
     $("#progress").innerHTML = items;
