@@ -496,6 +496,10 @@ mod tests {
                 "services:\n  web:\n    image: busybox\n    secrets: [key]\nsecrets:\n  key:\n    environment: API_KEY\n",
                 "secrets.key",
             ),
+            (
+                "services:\n  web:\n    image: busybox\n    env_file: /etc/shadow\n",
+                "services.web.env_file",
+            ),
         ];
         for (yaml, names) in cases {
             for route in ["plan", "deploy"] {

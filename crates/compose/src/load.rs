@@ -27,6 +27,10 @@ pub struct Options {
     pub env_file: Option<PathBuf>,
     /// Where relative `-f` paths and the default file are looked up.
     pub working_dir: PathBuf,
+    /// The Compose file itself, sent rather than read (an upload to the API): it stands as
+    /// `compose.yaml` in `working_dir`, and nothing beside it is read: no `.env`, and an
+    /// `env_file` or a config or secret `file` is refused.
+    pub text: Option<String>,
 }
 
 /// A loaded project.
@@ -104,7 +108,9 @@ const DEFAULT_FILES: &[&str] = &[
 
 /// Loads a project; see the crate docs.
 pub fn load(opts: &Options) -> Result<Loaded, Error> {
-    let files = if opts.files.is_empty() {
+    let files = if opts.text.is_some() {
+        vec![opts.working_dir.join("compose.yaml")]
+    } else if opts.files.is_empty() {
         let found = DEFAULT_FILES
             .iter()
             .map(|f| opts.working_dir.join(f))
@@ -123,7 +129,9 @@ pub fn load(opts: &Options) -> Result<Loaded, Error> {
             .collect()
     };
     // errors name files as the user did
-    let shown: Vec<String> = if opts.files.is_empty() {
+    let shown: Vec<String> = if opts.text.is_some() {
+        vec!["compose.yaml".to_owned()]
+    } else if opts.files.is_empty() {
         files.iter().map(|f| f.display().to_string()).collect()
     } else {
         opts.files.iter().map(|f| f.display().to_string()).collect()
@@ -138,7 +146,7 @@ pub fn load(opts: &Options) -> Result<Loaded, Error> {
         .env_file
         .clone()
         .map_or_else(|| project_dir.join(".env"), |f| opts.working_dir.join(f));
-    if dotenv.is_file() || opts.env_file.is_some() {
+    if opts.text.is_none() && (dotenv.is_file() || opts.env_file.is_some()) {
         let text = read(&dotenv)?;
         let parsed = crate::env::parse(&text).map_err(|(line, message)| Error::Invalid {
             pos: Pos {
@@ -157,7 +165,10 @@ pub fn load(opts: &Options) -> Result<Loaded, Error> {
     let mut warnings = Vec::new();
     let mut merged: Option<Node> = None;
     for (file, name) in files.iter().zip(&shown) {
-        let text = read(file)?;
+        let text = match &opts.text {
+            Some(text) => text.clone(),
+            None => read(file)?,
+        };
         let mut node = Node::parse(name, &text)?;
         interpolate_tree(&mut node, &lookup, &mut Vec::new())?;
         strip(&mut node, &mut warnings);
@@ -189,7 +200,13 @@ pub fn load(opts: &Options) -> Result<Loaded, Error> {
 
     project.name = Some(project_name(opts, &vars, &project, &project_dir, &tree)?);
     apply_profiles(opts, &vars, &mut project, &tree)?;
-    resolve_files(&mut project, &project_dir, &lookup, &tree)?;
+    resolve_files(
+        &mut project,
+        &project_dir,
+        &lookup,
+        &tree,
+        opts.text.is_none(),
+    )?;
     validate(&project, &tree)?;
     Ok(Loaded {
         project,
@@ -472,13 +489,26 @@ fn absolute(dir: &Path, p: &str) -> String {
 }
 
 /// Reads what lives on the caller's disk and makes paths absolute.
+/// What an uploaded file may not name (see [`Options::text`]).
+const NOT_BESIDE_AN_UPLOAD: &str = "an uploaded Compose file cannot name files beside it (they \
+                                    are on the uploader's side); inline them, or deploy with the CLI";
+
+/// `local`: whether files beside the Compose file may be read (not for an upload).
 fn resolve_files(
     project: &mut Project,
     dir: &Path,
     lookup: &dyn Fn(&str) -> Option<String>,
     tree: &Node,
+    local: bool,
 ) -> Result<(), Error> {
     for (name, service) in &mut project.services {
+        if !local && !service.env_file.is_empty() {
+            return Err(invalid(
+                &service_key_pos(tree, name, "env_file"),
+                &format!("services.{name}.env_file"),
+                NOT_BESIDE_AN_UPLOAD,
+            ));
+        }
         let mut env = BTreeMap::new();
         for (i, file) in service.env_file.iter().enumerate() {
             let path = PathBuf::from(absolute(dir, file));
@@ -561,6 +591,9 @@ fn resolve_files(
                 ));
             }
             if let Some(file) = &obj.file {
+                if !local {
+                    return Err(invalid(&pos, &format!("{path}.file"), NOT_BESIDE_AN_UPLOAD));
+                }
                 let abs = absolute(dir, file);
                 if !Path::new(&abs).is_file() {
                     let fpos = node

@@ -217,6 +217,7 @@ fn capstan_agrees_with_docker_compose_config() {
                 .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
                 .collect(),
             working_dir: corpus(),
+            text: None,
             ..Default::default()
         };
         // 1.29's `config` ignores profiles; enable them all to compare the same services

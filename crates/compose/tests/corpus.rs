@@ -27,6 +27,7 @@ fn options(file: &str, env: &[(&str, &str)]) -> Options {
             .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
             .collect(),
         working_dir: corpus(),
+        text: None,
         ..Options::default()
     }
 }
@@ -215,6 +216,7 @@ fn later_files_override_earlier_ones() {
     let loaded = load(&Options {
         files: vec!["compose.yaml".into(), "override.yaml".into()],
         working_dir: dir.path().to_owned(),
+        text: None,
         ..Options::default()
     })
     .unwrap();

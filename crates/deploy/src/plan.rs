@@ -355,6 +355,7 @@ mod tests {
         capstan_compose::load(&capstan_compose::Options {
             project_name: Some("app".into()),
             working_dir: dir.path().to_owned(),
+            text: None,
             ..Default::default()
         })
         .unwrap()

@@ -124,6 +124,7 @@ async fn every_key_reaches_the_container() {
     let loaded = load(&Options {
         project_name: Some(project_name.clone()),
         working_dir: dir.path().to_owned(),
+        text: None,
         ..Options::default()
     })
     .unwrap();
@@ -389,6 +390,7 @@ fn unusable_values_name_the_key() {
     .unwrap();
     let project = load(&Options {
         working_dir: dir.path().to_owned(),
+        text: None,
         ..Options::default()
     })
     .unwrap()

@@ -49,6 +49,7 @@ impl ComposeArgs {
             environment: std::env::vars().collect(),
             env_file: self.env_file.clone(),
             working_dir,
+            text: None,
         })
         .map_err(|e| Failure::new(2, format!("capstan: {e}")))?;
         for w in &loaded.warnings {

@@ -67,6 +67,7 @@ async fn plan_shows_what_a_deploy_would_change_and_why() {
     let project = capstan_compose::load(&capstan_compose::Options {
         project_name: Some(app.clone()),
         working_dir: dir.path().to_owned(),
+        text: None,
         ..Default::default()
     })
     .unwrap()

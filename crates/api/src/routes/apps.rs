@@ -18,20 +18,20 @@ use crate::{ApiError, AppState, Code};
 /// The deploy request a plan or deploy posts: the resolved model as JSON (what the CLI sends),
 /// or a Compose file (`Content-Type: application/yaml`, what the dashboard sends), resolved
 /// here with no environment and no files beside it.
-async fn request(
+fn request(
     state: &AppState,
     app: &str,
     headers: &HeaderMap,
-    body: axum::body::Bytes,
+    body: &axum::body::Bytes,
 ) -> Result<DeployRequest, ApiError> {
     let yaml = headers
         .get(CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
         .is_some_and(|v| v.contains("yaml"));
     let req: DeployRequest = if yaml {
-        compose_request(state, app, body).await?
+        compose_request(state, app, body)?
     } else {
-        serde_json::from_slice(&body).map_err(|e| {
+        serde_json::from_slice(body).map_err(|e| {
             ApiError::bad_param(
                 "body",
                 format!(
@@ -52,71 +52,35 @@ async fn request(
     Ok(req)
 }
 
-/// Resolves an uploaded Compose file in a private scratch directory. Nothing of the daemon's
-/// environment is interpolated, and configs and secrets must be inline (`content:`): files
-/// beside a Compose file exist only on the uploader's side, where the CLI reads them.
-async fn compose_request(
+/// Resolves an uploaded Compose file as the project `app` whose directory is the app's own. The
+/// loader reads nothing beside it; nothing of the daemon's environment is interpolated, and
+/// configs and secrets must be inline (`content:`): files and variables beside a Compose file
+/// exist only on the uploader's side, where the CLI reads them.
+fn compose_request(
     state: &AppState,
     app: &str,
-    body: axum::body::Bytes,
+    body: &axum::body::Bytes,
 ) -> Result<DeployRequest, ApiError> {
-    let text = String::from_utf8(body.to_vec())
+    let text = std::str::from_utf8(body)
         .map_err(|_| ApiError::bad_param("body", "the Compose file is not UTF-8 text"))?;
     if text.trim().is_empty() {
         return Err(ApiError::bad_param("body", "the Compose file is empty"));
     }
-    let scratch = state
-        .apps_dir
-        .join(".uploads")
-        .join(crate::auth::random_hex(8)?);
-    let app = app.to_owned();
-    tokio::task::spawn_blocking(move || {
-        let resolved = resolve_upload(&scratch, &app, &text);
-        let _ = std::fs::remove_dir_all(&scratch);
-        resolved
-    })
-    .await
-    .map_err(|e| ApiError::new(Code::Internal, format!("resolving the Compose file: {e}")))?
-}
-
-fn resolve_upload(
-    scratch: &std::path::Path,
-    app: &str,
-    text: &str,
-) -> Result<DeployRequest, ApiError> {
-    use std::os::unix::fs::DirBuilderExt;
-    std::fs::DirBuilder::new()
-        .recursive(true)
-        .mode(0o700)
-        .create(scratch)
-        .and_then(|()| std::fs::write(scratch.join("compose.yaml"), text))
-        .map_err(|e| {
-            ApiError::new(
-                Code::Internal,
-                format!("cannot write {}: {e}", scratch.display()),
-            )
-        })?;
     let loaded = capstan_compose::load(&capstan_compose::Options {
-        files: Vec::new(),
         project_name: Some(app.to_owned()),
-        profiles: Vec::new(),
-        environment: BTreeMap::new(),
-        env_file: None,
-        working_dir: scratch.to_path_buf(),
+        working_dir: state.apps_dir.join(app),
+        text: Some(text.to_owned()),
+        ..Default::default()
     })
-    .map_err(|e| {
-        // the scratch path means nothing to the uploader
-        let message = e.to_string().replace(&scratch.display().to_string(), ".");
-        ApiError::bad_param("body", message)
-    })?;
+    .map_err(|e| ApiError::bad_param("body", e.to_string()))?;
     let source = serde_json::json!({ "files": ["(uploaded)"] });
     DeployRequest::from_project(
         loaded.project,
         |_, _, obj| {
-            if obj.file.is_some() || obj.environment.is_some() {
+            if obj.environment.is_some() {
                 return Err(
-                    "an uploaded Compose file can only carry inline content (content:); deploy \
-                     with the CLI to read files or variables"
+                    "an uploaded Compose file cannot take variables from the daemon's \
+                     environment; inline the content, or deploy with the CLI"
                         .to_owned(),
                 );
             }
@@ -313,7 +277,7 @@ pub(crate) async fn plan_app(
     headers: HeaderMap,
     body: axum::body::Bytes,
 ) -> Result<Json<Plan>, ApiError> {
-    let req = request(&state, &app, &headers, body).await?;
+    let req = request(&state, &app, &headers, &body)?;
     let previous = running_model(&state, &app).await?;
     Ok(Json(deployer(&state).plan(&req, previous.as_ref()).await?))
 }
@@ -355,7 +319,7 @@ pub(crate) async fn deploy_app(
     headers: HeaderMap,
     body: axum::body::Bytes,
 ) -> Result<Response, ApiError> {
-    let req = request(&state, &app, &headers, body).await?;
+    let req = request(&state, &app, &headers, &body)?;
     respond(state, app, req, &headers, actor(who)).await
 }
 
