@@ -121,14 +121,14 @@ impl Journal {
         let now = self.engine.now_nanos().await?;
         if let Some(read) = read {
             let unread = self.engine.events_between(read + 1, now).await?;
-            let pending = unread.len() >= capstan_engine::EVENT_BUFFER || {
-                // only events about these images hold them back: on a shared engine other
-                // images change all the time, and waiting for a quiet engine would never end
-                let known = self.known_references(&ids, &states).await?;
-                unread
-                    .iter()
-                    .any(|e| e.kind == "image" && concerns(e, &ids, &known))
-            };
+            let images: Vec<&RawEvent> = unread.iter().filter(|e| e.kind == "image").collect();
+            let pending = unread.len() >= capstan_engine::EVENT_BUFFER
+                || (!images.is_empty() && {
+                    // only events about these images hold them back: on a shared engine other
+                    // images change all the time, and waiting for a quiet engine would never end
+                    let known = self.known_references(&ids, &states).await?;
+                    images.iter().any(|e| concerns(e, &ids, &known))
+                });
             if pending {
                 debug!(
                     unread = unread.len(),
