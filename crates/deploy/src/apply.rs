@@ -1049,7 +1049,12 @@ impl Deployer {
                         if tries % 4 == 0 {
                             self.retire_all(app, &mut removed).await?;
                             if tries >= 8 {
-                                let forced = self.engine.disconnect_all(&n).await?;
+                                let names: Vec<String> = removed
+                                    .iter()
+                                    .filter_map(|r| r.strip_prefix("container "))
+                                    .map(str::to_owned)
+                                    .collect();
+                                let forced = self.engine.disconnect_all(&n, &names).await?;
                                 tracing::warn!(
                                     app,
                                     endpoints = forced,

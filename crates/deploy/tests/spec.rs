@@ -424,7 +424,9 @@ async fn endpoints_left_on_a_network_are_disconnected_by_force() {
     let busy = engine.remove_network(&name).await.unwrap_err();
     assert!(busy.to_string().contains("active endpoints"), "{busy}");
 
-    assert_eq!(engine.disconnect_all(&name).await.unwrap(), 1);
+    // a name with no endpoint on the network is passed over
+    let never = vec![format!("{name}-never-attached")];
+    assert_eq!(engine.disconnect_all(&name, &never).await.unwrap(), 1);
     engine.remove_network(&name).await.unwrap();
     let json = engine.inspect_container_json(&id).await.unwrap();
     assert_eq!(
@@ -433,7 +435,7 @@ async fn endpoints_left_on_a_network_are_disconnected_by_force() {
     );
     assert!(json["NetworkSettings"]["Networks"].get(&name).is_none());
     // a network that is gone is an error that says so
-    let gone = engine.disconnect_all(&name).await.unwrap_err();
+    let gone = engine.disconnect_all(&name, &[]).await.unwrap_err();
     assert!(gone.is_not_found(), "{gone}");
     engine.remove_container(&id, true).await.unwrap();
 }

@@ -407,11 +407,12 @@ impl Engine {
 
     /// Force-disconnects every endpoint still attached to a network (`docker network disconnect
     /// -f`): a busy engine keeps a removed container's endpoint for a while, sometimes for good.
-    /// Answers how many it disconnected.
+    /// Such a stale endpoint may no longer be listed on the network: `also` names containers
+    /// (removed ones included) to disconnect by name too. Answers how many it disconnected.
     ///
     /// # Errors
     /// [`Error::NotFound`], [`Error::Api`], [`Error::Unreachable`].
-    pub async fn disconnect_all(&self, network: &str) -> Result<usize, Error> {
+    pub async fn disconnect_all(&self, network: &str, also: &[String]) -> Result<usize, Error> {
         let docker = self.client()?;
         let inspected = docker
             .inspect_network(
@@ -420,11 +421,12 @@ impl Engine {
             )
             .await
             .map_err(|e| self.classify(e))?;
-        let endpoints: Vec<String> = inspected
+        let mut endpoints: Vec<String> = inspected
             .containers
             .unwrap_or_default()
             .into_keys()
             .collect();
+        endpoints.extend(also.iter().cloned());
         let mut done = 0;
         for container in endpoints {
             let request = bollard::models::NetworkDisconnectRequest {
@@ -434,8 +436,9 @@ impl Engine {
             match docker.disconnect_network(network, request).await {
                 Ok(()) => done += 1,
                 Err(e) => {
+                    // a name with no endpoint left is refused: nothing to do for it
                     let e = self.classify(e);
-                    if !e.is_not_found() {
+                    if e.is_unreachable() {
                         return Err(e);
                     }
                 }
