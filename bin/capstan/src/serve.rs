@@ -437,6 +437,15 @@ async fn journal_losses(
             ("container".to_owned(), loss.container.clone()),
             ("files".to_owned(), loss.files.to_string()),
             (
+                "files_counted".to_owned(),
+                if loss.files_exact {
+                    "exactly"
+                } else {
+                    "estimated"
+                }
+                .to_owned(),
+            ),
+            (
                 "lines_estimated".to_owned(),
                 loss.lines_estimated.to_string(),
             ),

@@ -168,8 +168,12 @@ pub struct RotatedAway {
     pub container_id: String,
     pub container: String,
     pub files: u64,
-    /// Estimated from the gap in engine time and the pace of the file after it (json-file
-    /// records carry no sequence numbers).
+    /// `files` is the kernel's count of the rotations (capstan kept the log open across
+    /// them); otherwise it is estimated, like the lines always are.
+    pub files_exact: bool,
+    /// Estimated from the size of the files lost and the weight of the records around them,
+    /// or, when not even their number is known, from the gap in engine time and the
+    /// writer's pace (json-file records carry no sequence numbers).
     pub lines_estimated: u64,
 }
 
@@ -222,6 +226,8 @@ pub struct Collector {
     stats: Arc<Stats>,
     committed: watch::Sender<u64>,
     losses: Option<tokio::sync::mpsc::Sender<RotatedAway>>,
+    /// Counts every followed log's rotations (one inotify instance for all).
+    rotations: Option<Arc<crate::rotations::Rotations>>,
 }
 
 impl std::fmt::Debug for Collector {
@@ -248,6 +254,7 @@ impl Collector {
             stats: Arc::default(),
             committed,
             losses: None,
+            rotations: crate::rotations::Rotations::new(),
         }
     }
 
@@ -333,6 +340,7 @@ impl Collector {
                                     container_id: f.stdout.container_id.clone(),
                                     container: f.stdout.container.clone(),
                                     files: batch.lost_files,
+                                    files_exact: batch.lost_files_exact,
                                     lines_estimated: batch.lost_lines,
                                 });
                             }
@@ -584,7 +592,9 @@ impl Collector {
             let pos = positions.remove(&c.id).unwrap_or_default();
             debug!(container = %c.name, path, driver, by_file, ?parser, "following log");
             let reader = if by_file {
-                crate::reader::Reader::File(Tailer::new(&PathBuf::from(path), pos))
+                crate::reader::Reader::File(
+                    Tailer::new(&PathBuf::from(path), pos).with_rotations(self.rotations.as_ref()),
+                )
             } else {
                 crate::reader::Reader::Api(crate::api::ApiFollower::new(
                     self.engine.clone(),

@@ -12,6 +12,7 @@ pub mod origin;
 pub mod parse;
 pub mod query;
 mod reader;
+pub mod rotations;
 pub mod sinks;
 pub mod store;
 pub mod tail;

@@ -58,8 +58,10 @@ pub struct Batch {
     pub bad: u64,
     /// Files the engine rotated away (deleted) before they were read.
     pub lost_files: u64,
-    /// The lines those files held, estimated (see [`estimate_lost`]).
+    /// The lines those files held, estimated (see [`lines_in_lost_files`], [`estimate_lost`]).
     pub lost_lines: u64,
+    /// `lost_files` is the kernel's count of rotations, not an estimate.
+    pub lost_files_exact: bool,
     /// The read stopped at its byte limit, not at the end of what is written: more is waiting.
     pub more: bool,
 }
@@ -80,6 +82,15 @@ pub struct Tailer {
     /// the writer's pace before a gap, to estimate what rotation took away.
     file_lines: u64,
     file_first_ns: i64,
+    /// Records (and their bytes) read from the current file since it was opened: what a
+    /// record weighs, to tell how many a rotated-away file held.
+    file_records: u64,
+    file_record_bytes: u64,
+    /// Counts the log file's creations (one per rotation), when the kernel lets it.
+    watch: Option<crate::rotations::Watch>,
+    /// The current file's generation: how many creations of the log file the watch counted
+    /// before it (relative to the watch's start).
+    generation: Option<i64>,
 }
 
 impl Tailer {
@@ -95,7 +106,22 @@ impl Tailer {
             buf: Vec::new(),
             file_lines: 0,
             file_first_ns: 0,
+            file_records: 0,
+            file_record_bytes: 0,
+            watch: None,
+            generation: None,
         }
+    }
+
+    /// Counts the engine's rotations through `rotations` (see [`crate::rotations`]), so files
+    /// rotated away while capstan keeps the log open are counted exactly.
+    #[must_use]
+    pub fn with_rotations(
+        mut self,
+        rotations: Option<&std::sync::Arc<crate::rotations::Rotations>>,
+    ) -> Self {
+        self.watch = rotations.and_then(|r| r.watch(&self.path));
+        self
     }
 
     /// The position after everything returned so far.
@@ -132,14 +158,47 @@ impl Tailer {
         out
     }
 
+    /// The chain and the generation of its first (newest) file, when the watch counted every
+    /// creation and none happened while the names were listed.
+    fn chain_with_generation(&self) -> (Vec<(PathBuf, u64)>, Option<i64>) {
+        let Some(watch) = &self.watch else {
+            return (self.chain(), None);
+        };
+        for _ in 0..3 {
+            let before = watch.created();
+            let chain = self.chain();
+            match (before, watch.created()) {
+                (Some(b), Some(a)) if a == b => {
+                    return (chain, i64::try_from(b).ok());
+                }
+                (Some(_), Some(_)) => {} // rotated meanwhile: list again
+                _ => return (chain, None),
+            }
+        }
+        (self.chain(), None)
+    }
+
+    /// Makes `file` (at `inode`, `offset`) the one being read, of generation `generation`.
+    fn start_file(&mut self, file: File, inode: u64, offset: u64, generation: Option<i64>) {
+        self.file = Some(file);
+        self.pos.inode = inode;
+        self.pos.offset = offset;
+        self.file_lines = 0;
+        self.file_records = 0;
+        self.file_record_bytes = 0;
+        self.generation = generation;
+    }
+
     /// Opens the file to read next: the one at the position's inode, else the oldest kept.
     fn open(&mut self, batch: &mut Batch) -> std::io::Result<bool> {
-        let chain = self.chain();
+        let (chain, newest) = self.chain_with_generation();
         if chain.is_empty() {
             return Ok(false);
         }
-        let found = chain.iter().find(|(_, ino)| *ino == self.pos.inode);
-        let (path, inode, offset) = match found {
+        let found = chain.iter().position(|(_, ino)| *ino == self.pos.inode);
+        let at = found.unwrap_or(chain.len() - 1);
+        let generation = newest.map(|g| g - at as i64);
+        let (path, inode, offset) = match found.and_then(|i| chain.get(i)) {
             Some((p, ino)) => (p.clone(), *ino, self.pos.offset),
             None => {
                 let Some((p, ino)) = chain.last() else {
@@ -158,10 +217,7 @@ impl Tailer {
         };
         let mut file = File::open(&path)?;
         file.seek(SeekFrom::Start(offset))?;
-        self.file = Some(file);
-        self.pos.inode = inode;
-        self.pos.offset = offset;
-        self.file_lines = 0;
+        self.start_file(file, inode, offset, generation);
         self.partial.clear();
         Ok(true)
     }
@@ -218,6 +274,8 @@ impl Tailer {
             let record = &self.partial[start..start + nl];
             let offset = self.pos.offset;
             self.pos.offset += (nl + 1) as u64;
+            self.file_records += 1;
+            self.file_record_bytes += (nl + 1) as u64;
             match self.pos.joiner.feed(record, offset) {
                 Ok(Some(line)) => {
                     if self.file_lines == 0 {
@@ -238,7 +296,7 @@ impl Tailer {
 
     /// At the end of the current file: moves to the next newer one when the engine rotated.
     fn next_file(&mut self, batch: &mut Batch) -> std::io::Result<bool> {
-        let chain = self.chain();
+        let (chain, newest) = self.chain_with_generation();
         let current = self.pos.inode;
         if chain.first().is_some_and(|(_, ino)| *ino == current) || chain.is_empty() {
             return Ok(false); // still the live file: wait for more
@@ -252,24 +310,41 @@ impl Tailer {
         // the next newer file: the one just before ours in the chain, or (ours deleted) the
         // oldest one we have not read
         let in_chain = chain.iter().position(|(_, ino)| *ino == current);
-        let next = match in_chain {
+        let at = match in_chain {
             Some(0) => return Ok(false),
-            Some(i) => chain.get(i - 1).cloned(),
-            None => chain
-                .iter()
-                .rev()
-                .find(|(_, ino)| !self.done.contains(ino))
-                .cloned(),
+            Some(i) => Some(i - 1),
+            None => chain.iter().rposition(|(_, ino)| !self.done.contains(ino)),
         };
-        let Some((path, inode)) = next else {
+        let Some((path, inode)) = at.and_then(|i| chain.get(i)).cloned() else {
             return Ok(false);
         };
+        let generation = newest.zip(at).map(|(g, i)| g - i as i64);
         if in_chain.is_none() {
             // ours was deleted while we read it: files between it and the oldest one kept
             // may have gone unread
-            let (files, lines) = self.estimate_before(&path);
-            batch.lost_files += files;
-            batch.lost_lines += lines;
+            match self.generation.zip(generation) {
+                Some((ours, next)) => {
+                    // the kernel counted the files created between ours and the next one
+                    let files = u64::try_from(next - ours - 1).unwrap_or(0);
+                    if files > 0 {
+                        let bytes = std::fs::read(&path).unwrap_or_default();
+                        let gone = ReadToEnd {
+                            records: self.file_records,
+                            bytes: self.file_record_bytes,
+                            size: self.pos.offset,
+                        };
+                        batch.lost_files += files;
+                        batch.lost_lines +=
+                            lines_in_lost_files(files, &gone, &bytes, path != self.path);
+                        batch.lost_files_exact = true;
+                    }
+                }
+                None => {
+                    let (files, lines) = self.estimate_before(&path);
+                    batch.lost_files += files;
+                    batch.lost_lines += lines;
+                }
+            }
         }
         let file = match File::open(&path) {
             Ok(f) => f,
@@ -280,10 +355,7 @@ impl Tailer {
         if file.metadata()?.ino() != inode {
             return Ok(false);
         }
-        self.file = Some(file);
-        self.pos.inode = inode;
-        self.pos.offset = 0;
-        self.file_lines = 0;
+        self.start_file(file, inode, 0, generation);
         Ok(true)
     }
 }
@@ -309,6 +381,46 @@ impl Tailer {
         let whole = next != self.path;
         std::fs::read(next).map_or((0, 0), |bytes| estimate_lost(&gone, &bytes, whole))
     }
+}
+
+/// What was read of a file the engine deleted after capstan had read it to its end (through
+/// the descriptor it kept open).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct ReadToEnd {
+    /// Records read from it (since it was opened), and their bytes.
+    pub records: u64,
+    pub bytes: u64,
+    /// Its whole size when it was rotated.
+    pub size: u64,
+}
+
+/// The lines `files` whole files held, rotated away (their number known) between `gone` and
+/// `next` (its bytes; `next_whole` when it is a rotated file, not the live one).
+///
+/// The engine rotates a file once it reaches one size (`max-size`), so every rotated file is
+/// that size to within a record: the files lost weighed what `gone` and a whole `next` weigh,
+/// and held as many records as records of the neighbours' mean weight fill. Off by a few
+/// lines per file at most, where record lengths drift.
+pub fn lines_in_lost_files(files: u64, gone: &ReadToEnd, next: &[u8], next_whole: bool) -> u64 {
+    let next_records = next
+        .split(|b| *b == b'\n')
+        .filter(|r| !r.is_empty())
+        .count() as u64;
+    let next_bytes = next.len() as u64;
+    let records = gone.records + next_records;
+    let bytes = gone.bytes + next_bytes;
+    if records == 0 || bytes == 0 {
+        return 0;
+    }
+    let (sizes, whole) = match (gone.size > 0, next_whole && next_records > 0) {
+        (true, true) => (gone.size + next_bytes, 2),
+        (true, false) => (gone.size, 1),
+        (false, true) => (next_bytes, 1),
+        (false, false) => return 0,
+    };
+    let file_size = sizes as f64 / f64::from(whole);
+    let record = bytes as f64 / records as f64;
+    (files as f64 * file_size / record).round() as u64
 }
 
 /// The engine time of a json-file record, read without decoding the whole record.
@@ -468,5 +580,143 @@ mod estimate_tests {
             estimate_lost(&gone(next.len() as u64, None), &next, true),
             (0, 0)
         );
+    }
+}
+
+#[cfg(test)]
+mod rotation_tests {
+    use super::*;
+    use std::io::Write;
+
+    /// Writes json-file records the way the engine does, rotating at `max_size` and keeping
+    /// `max_files` files.
+    struct Engine {
+        path: PathBuf,
+        file: File,
+        max_size: u64,
+        max_files: usize,
+        written: u64,
+        rotations: u64,
+    }
+
+    impl Engine {
+        fn new(dir: &Path, max_size: u64, max_files: usize) -> Self {
+            let path = dir.join("c0ffee-json.log");
+            let file = File::create(&path).unwrap();
+            Self {
+                path,
+                file,
+                max_size,
+                max_files,
+                written: 0,
+                rotations: 0,
+            }
+        }
+
+        fn name(&self, i: usize) -> PathBuf {
+            let mut s = self.path.clone().into_os_string();
+            s.push(format!(".{i}"));
+            PathBuf::from(s)
+        }
+
+        fn rotate(&mut self) {
+            for i in (2..self.max_files).rev() {
+                let _ = std::fs::rename(self.name(i - 1), self.name(i));
+            }
+            std::fs::rename(&self.path, self.name(1)).unwrap();
+            self.file = File::create(&self.path).unwrap();
+            self.rotations += 1;
+        }
+
+        /// One record; its length drifts with the line number, as a real writer's does.
+        fn line(&mut self) {
+            if self.file.metadata().unwrap().len() >= self.max_size {
+                self.rotate();
+            }
+            let n = self.written;
+            let t = 1_796_000_000_000_000_000_i64 + n as i64 * 1_000_000;
+            let time = capstan_model::nanos_to_datetime(t)
+                .to_rfc3339_opts(chrono::SecondsFormat::Nanos, true);
+            let pad = "x".repeat(40 + (n % 7) as usize);
+            writeln!(
+                self.file,
+                "{{\"log\":\"line {n} {pad}\\n\",\"stream\":\"stdout\",\"time\":\"{time}\"}}"
+            )
+            .unwrap();
+            self.written += 1;
+        }
+    }
+
+    fn read_all(tailer: &mut Tailer) -> (u64, u64, u64, bool) {
+        let (mut lines, mut lost_files, mut lost_lines, mut exact) = (0, 0, 0, false);
+        loop {
+            let batch = tailer.read(1 << 20).unwrap();
+            let got = batch.lines.len() as u64;
+            lines += got;
+            lost_files += batch.lost_files;
+            lost_lines += batch.lost_lines;
+            exact |= batch.lost_files_exact;
+            if got == 0 && batch.lost_files == 0 {
+                return (lines, lost_files, lost_lines, exact);
+            }
+        }
+    }
+
+    #[test]
+    fn files_rotated_away_while_the_log_was_open_are_counted_exactly() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut engine = Engine::new(dir.path(), 64 * 1024, 3);
+        let rotations = crate::rotations::Rotations::new().unwrap();
+        let mut tailer =
+            Tailer::new(&engine.path, Position::default()).with_rotations(Some(&rotations));
+        // the first file, part written
+        for _ in 0..300 {
+            engine.line();
+        }
+        let (read, lost, _, _) = read_all(&mut tailer);
+        assert_eq!((read, lost), (300, 0));
+        // the reader stops (capstan stopped by a signal) while the engine writes ~10 files
+        // past its rotation: the file it holds open is read to its end, the two newest
+        // rotated ones and the live one are kept, the rest is gone
+        let rotations_before = engine.rotations;
+        for _ in 0..12_000 {
+            engine.line();
+        }
+        let rotated = engine.rotations - rotations_before;
+        assert!(rotated >= 8, "{rotated}");
+        let (read_after, lost_files, lost_lines, exact) = read_all(&mut tailer);
+        assert!(exact);
+        // the open file and the three kept ones are read: what rotated beyond is lost
+        assert_eq!(lost_files, rotated - 3, "rotated {rotated}");
+        let lost = 12_000 - read_after;
+        eprintln!("rotated {rotated}, lost {lost} in {lost_files} files, estimated {lost_lines}");
+        assert!(
+            lost_lines.abs_diff(lost) * 200 <= lost,
+            "estimated {lost_lines} for {lost} lost"
+        );
+        // nothing more: the counts are not repeated
+        engine.line();
+        assert_eq!(read_all(&mut tailer), (1, 0, 0, false));
+    }
+
+    #[test]
+    fn the_kernel_counts_only_the_log_files_creations() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut engine = Engine::new(dir.path(), 1, 3);
+        let rotations = crate::rotations::Rotations::new().unwrap();
+        let watch = rotations.watch(&engine.path).unwrap();
+        // a second follower of the same log shares the kernel's watch
+        let other = rotations.watch(&engine.path).unwrap();
+        assert_eq!(watch.created(), Some(0));
+        std::fs::write(dir.path().join("unrelated.log"), b"x").unwrap();
+        for _ in 0..5 {
+            engine.line();
+        }
+        // the first line creates nothing; each of the next four rotates first
+        assert_eq!(engine.rotations, 4);
+        assert_eq!(watch.created(), Some(4));
+        drop(other);
+        engine.line();
+        assert_eq!(watch.created(), Some(5));
     }
 }

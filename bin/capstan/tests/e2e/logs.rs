@@ -550,8 +550,10 @@ async fn lines_rotated_away_while_capstan_is_stopped_are_counted() {
     );
     assert!(lost > 3_000, "the pause was meant to lose files: {lost}");
     assert!(files >= 1);
+    // the files are counted by the kernel (capstan held the log open), the lines they held
+    // estimated from their size: off by a few lines a file at most
     assert!(
-        estimated.abs_diff(lost) * 100 <= lost * 3,
+        estimated.abs_diff(lost) * 100 <= lost,
         "estimated {estimated} for {lost} lost"
     );
     // what was read is there once: the first lines and the last ones
@@ -572,6 +574,11 @@ async fn lines_rotated_away_while_capstan_is_stopped_are_counted() {
         .filter(|e| e.attributes.get("container") == Some(&name))
         .collect();
     assert!(!ours.is_empty(), "journaled: {events:?}");
+    assert!(
+        ours.iter()
+            .all(|e| e.attributes.get("files_counted").map(String::as_str) == Some("exactly")),
+        "{ours:?}"
+    );
     let journaled: u64 = ours
         .iter()
         .map(|e| e.attributes["lines_estimated"].parse::<u64>().unwrap())

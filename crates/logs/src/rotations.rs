@@ -1,0 +1,200 @@
+//! Counting the engine's rotations of each followed json-file log as they happen.
+//!
+//! json-file records carry no sequence numbers, so once the engine deletes a rotated file
+//! nothing in the files left says how many went. The kernel does: every rotation creates the
+//! log file anew, and an inotify watch on the container's directory queues one `IN_CREATE` for
+//! it, also while capstan is busy or stopped by a signal (the queue is the kernel's). Each file
+//! then gets a *generation* (how many creations came before it), and the files between two
+//! generations are exactly the ones rotated away unread.
+//!
+//! One inotify instance serves every followed container (the kernel allows few instances per
+//! user, and many watches). When the kernel's queue overflowed, or a watch could not be added,
+//! the generations are unknown and the tailer falls back to estimating from engine times.
+
+use std::collections::HashMap;
+use std::ffi::OsString;
+use std::path::Path;
+use std::sync::{Arc, Mutex, PoisonError};
+
+use inotify::{EventMask, Inotify, WatchDescriptor, WatchMask};
+use tracing::debug;
+
+/// The shared inotify instance and what each watch counted.
+#[derive(Debug)]
+pub struct Rotations {
+    inner: Mutex<Inner>,
+}
+
+#[derive(Debug)]
+struct Inner {
+    inotify: Inotify,
+    watched: HashMap<WatchDescriptor, Watched>,
+    buf: Vec<u8>,
+}
+
+#[derive(Debug)]
+struct Watched {
+    /// The log file's name in the directory.
+    file: OsString,
+    /// Times it was created since the watch began.
+    created: u64,
+    /// Events may have been dropped (queue overflow): the count no longer says anything.
+    lost: bool,
+    /// Handles sharing the watch (the kernel gives one per directory).
+    users: usize,
+}
+
+impl Rotations {
+    /// A new inotify instance, or `None` when the kernel refuses one (the tailers then
+    /// estimate what rotation took away).
+    pub fn new() -> Option<Arc<Self>> {
+        match Inotify::init() {
+            Ok(inotify) => Some(Arc::new(Self {
+                inner: Mutex::new(Inner {
+                    inotify,
+                    watched: HashMap::new(),
+                    buf: vec![0; 64 * 1024],
+                }),
+            })),
+            Err(e) => {
+                debug!(error = %e, "no inotify instance: rotated-away files are estimated");
+                None
+            }
+        }
+    }
+
+    /// Starts counting the creations of `log` (a container's json-file log).
+    pub fn watch(self: &Arc<Self>, log: &Path) -> Option<Watch> {
+        let (dir, file) = (log.parent()?, log.file_name()?);
+        let mut inner = self.inner.lock().unwrap_or_else(PoisonError::into_inner);
+        // what was queued before belongs to earlier watches
+        inner.drain();
+        match inner
+            .inotify
+            .watches()
+            .add(dir, WatchMask::CREATE | WatchMask::MOVED_TO)
+        {
+            Ok(wd) => {
+                inner
+                    .watched
+                    .entry(wd.clone())
+                    .and_modify(|w| w.users += 1)
+                    .or_insert_with(|| Watched {
+                        file: file.to_owned(),
+                        created: 0,
+                        lost: false,
+                        users: 1,
+                    });
+                Some(Watch {
+                    rotations: Arc::clone(self),
+                    wd,
+                })
+            }
+            Err(e) => {
+                debug!(dir = %dir.display(), error = %e, "cannot watch a log directory: rotated-away files are estimated");
+                None
+            }
+        }
+    }
+}
+
+impl Inner {
+    /// Counts every queued event.
+    fn drain(&mut self) {
+        loop {
+            let events = match self.inotify.read_events(&mut self.buf) {
+                Ok(events) => events,
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => return,
+                Err(e) => {
+                    debug!(error = %e, "cannot read inotify events: counts are unknown from here");
+                    for w in self.watched.values_mut() {
+                        w.lost = true;
+                    }
+                    return;
+                }
+            };
+            let mut overflow = false;
+            let mut created: Vec<WatchDescriptor> = Vec::new();
+            for event in events {
+                if event.mask.contains(EventMask::Q_OVERFLOW) {
+                    overflow = true;
+                } else if event
+                    .mask
+                    .intersects(EventMask::CREATE | EventMask::MOVED_TO)
+                {
+                    if let Some(name) = event.name
+                        && self
+                            .watched
+                            .get(&event.wd)
+                            .is_some_and(|w| w.file.as_os_str() == name)
+                    {
+                        created.push(event.wd.clone());
+                    }
+                } else if event.mask.contains(EventMask::IGNORED) {
+                    // the directory is gone (the container was removed)
+                    if let Some(w) = self.watched.get_mut(&event.wd) {
+                        w.lost = true;
+                    }
+                }
+            }
+            for wd in created {
+                if let Some(w) = self.watched.get_mut(&wd) {
+                    w.created += 1;
+                }
+            }
+            if overflow {
+                debug!("the inotify queue overflowed: rotated-away files are estimated");
+                for w in self.watched.values_mut() {
+                    w.lost = true;
+                }
+            }
+        }
+    }
+}
+
+/// One followed log's watch; removed when dropped.
+#[derive(Debug)]
+pub struct Watch {
+    rotations: Arc<Rotations>,
+    wd: WatchDescriptor,
+}
+
+impl Watch {
+    /// How many times the log file was created since the watch began, with everything the
+    /// kernel queued until now counted; `None` once that is unknown.
+    pub fn created(&self) -> Option<u64> {
+        let mut inner = self
+            .rotations
+            .inner
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        inner.drain();
+        inner
+            .watched
+            .get(&self.wd)
+            .and_then(|w| (!w.lost).then_some(w.created))
+    }
+}
+
+impl Drop for Watch {
+    fn drop(&mut self) {
+        let mut inner = self
+            .rotations
+            .inner
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        inner.drain();
+        let last = match inner.watched.get_mut(&self.wd) {
+            Some(w) => {
+                w.users = w.users.saturating_sub(1);
+                w.users == 0
+            }
+            None => false,
+        };
+        if last {
+            inner.watched.remove(&self.wd);
+            // fails when the kernel already dropped it (directory removed): nothing to do
+            let _ = inner.inotify.watches().remove(self.wd.clone());
+        }
+    }
+}
