@@ -30,6 +30,8 @@ struct Inner {
     inotify: Inotify,
     watched: HashMap<WatchDescriptor, Watched>,
     buf: Vec<u8>,
+    /// Tells a watch from a later one the kernel gave the same descriptor.
+    next_key: u64,
 }
 
 #[derive(Debug)]
@@ -42,6 +44,7 @@ struct Watched {
     lost: bool,
     /// Handles sharing the watch (the kernel gives one per directory).
     users: usize,
+    key: u64,
 }
 
 impl Rotations {
@@ -54,6 +57,7 @@ impl Rotations {
                     inotify,
                     watched: HashMap::new(),
                     buf: vec![0; 64 * 1024],
+                    next_key: 0,
                 }),
             })),
             Err(e) => {
@@ -69,13 +73,18 @@ impl Rotations {
         let mut inner = self.inner.lock().unwrap_or_else(PoisonError::into_inner);
         // what was queued before belongs to earlier watches
         inner.drain();
+        // renames are watched too, though not counted: the kernel merges an event into the
+        // one queued last when they are alike, and the engine's rename of the log to `.1`
+        // keeps two creations apart
         match inner
             .inotify
             .watches()
             .add(dir, WatchMask::CREATE | WatchMask::MOVED_TO)
         {
             Ok(wd) => {
-                inner
+                inner.next_key += 1;
+                let next_key = inner.next_key;
+                let key = inner
                     .watched
                     .entry(wd.clone())
                     .and_modify(|w| w.users += 1)
@@ -84,10 +93,13 @@ impl Rotations {
                         created: 0,
                         lost: false,
                         users: 1,
-                    });
+                        key: next_key,
+                    })
+                    .key;
                 Some(Watch {
                     rotations: Arc::clone(self),
                     wd,
+                    key,
                 })
             }
             Err(e) => {
@@ -131,10 +143,8 @@ impl Inner {
                         created.push(event.wd.clone());
                     }
                 } else if event.mask.contains(EventMask::IGNORED) {
-                    // the directory is gone (the container was removed)
-                    if let Some(w) = self.watched.get_mut(&event.wd) {
-                        w.lost = true;
-                    }
+                    // the directory is gone (the container was removed): so is the watch
+                    self.watched.remove(&event.wd);
                 }
             }
             for wd in created {
@@ -157,6 +167,7 @@ impl Inner {
 pub struct Watch {
     rotations: Arc<Rotations>,
     wd: WatchDescriptor,
+    key: u64,
 }
 
 impl Watch {
@@ -172,7 +183,8 @@ impl Watch {
         inner
             .watched
             .get(&self.wd)
-            .and_then(|w| (!w.lost).then_some(w.created))
+            .filter(|w| w.key == self.key && !w.lost)
+            .map(|w| w.created)
     }
 }
 
@@ -185,11 +197,11 @@ impl Drop for Watch {
             .unwrap_or_else(PoisonError::into_inner);
         inner.drain();
         let last = match inner.watched.get_mut(&self.wd) {
-            Some(w) => {
+            Some(w) if w.key == self.key => {
                 w.users = w.users.saturating_sub(1);
                 w.users == 0
             }
-            None => false,
+            _ => false,
         };
         if last {
             inner.watched.remove(&self.wd);

@@ -719,4 +719,34 @@ mod rotation_tests {
         engine.line();
         assert_eq!(watch.created(), Some(5));
     }
+
+    #[test]
+    fn a_count_the_kernel_could_not_keep_is_unknown() {
+        let dir = tempfile::tempdir().unwrap();
+        let rotations = crate::rotations::Rotations::new().unwrap();
+        // more creations than the kernel queues before the watch is read again
+        let queued: u64 = std::fs::read_to_string("/proc/sys/fs/inotify/max_queued_events")
+            .unwrap()
+            .trim()
+            .parse()
+            .unwrap();
+        let sub = dir.path().join("c");
+        std::fs::create_dir(&sub).unwrap();
+        let log = sub.join("c-json.log");
+        let watch = rotations.watch(&log).unwrap();
+        // (as the engine rotates: the kernel merges a creation into the one queued right
+        // before it, so a rename comes between)
+        for _ in 0..=queued / 2 {
+            File::create(&log).unwrap();
+            std::fs::rename(&log, sub.join("c-json.log.1")).unwrap();
+        }
+        assert_eq!(watch.created(), None);
+        // a removed container's directory ends its watch
+        let other = dir.path().join("d");
+        std::fs::create_dir(&other).unwrap();
+        let gone = rotations.watch(&other.join("d-json.log")).unwrap();
+        assert_eq!(gone.created(), Some(0));
+        std::fs::remove_dir(&other).unwrap();
+        assert_eq!(gone.created(), None);
+    }
 }
