@@ -8,8 +8,9 @@
 //! generations are exactly the ones rotated away unread.
 //!
 //! One inotify instance serves every followed container (the kernel allows few instances per
-//! user, and many watches). When the kernel's queue overflowed, or a watch could not be added,
-//! the generations are unknown and the tailer falls back to estimating from engine times.
+//! user, and many watches). When the kernel's queue overflowed, counting begins anew (a new
+//! epoch): a loss spanning the overflow, like one with no watch at all, is estimated from
+//! engine times by the tailer.
 
 use std::collections::HashMap;
 use std::ffi::OsString;
@@ -38,10 +39,11 @@ struct Inner {
 struct Watched {
     /// The log file's name in the directory.
     file: OsString,
-    /// Times it was created since the watch began.
+    /// Times it was created since the epoch began.
     created: u64,
-    /// Events may have been dropped (queue overflow): the count no longer says anything.
-    lost: bool,
+    /// Begins anew, counting from 0, each time the kernel dropped events (its queue
+    /// overflowed): counts of two epochs say nothing of what came between.
+    epoch: u64,
     /// Handles sharing the watch (the kernel gives one per directory).
     users: usize,
     key: u64,
@@ -91,7 +93,7 @@ impl Rotations {
                     .or_insert_with(|| Watched {
                         file: file.to_owned(),
                         created: 0,
-                        lost: false,
+                        epoch: 0,
                         users: 1,
                         key: next_key,
                     })
@@ -118,10 +120,8 @@ impl Inner {
                 Ok(events) => events,
                 Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => return,
                 Err(e) => {
-                    debug!(error = %e, "cannot read inotify events: counts are unknown from here");
-                    for w in self.watched.values_mut() {
-                        w.lost = true;
-                    }
+                    debug!(error = %e, "cannot read inotify events: counting begins anew");
+                    self.new_epoch();
                     return;
                 }
             };
@@ -153,12 +153,46 @@ impl Inner {
                 }
             }
             if overflow {
-                debug!("the inotify queue overflowed: rotated-away files are estimated");
-                for w in self.watched.values_mut() {
-                    w.lost = true;
-                }
+                debug!("the inotify queue overflowed: counting begins anew");
+                self.new_epoch();
             }
         }
+    }
+}
+
+impl Inner {
+    /// Every count begins anew.
+    fn new_epoch(&mut self) {
+        for w in self.watched.values_mut() {
+            w.epoch += 1;
+            w.created = 0;
+        }
+    }
+}
+
+/// A log file's place in the order of its creations, as a watch counted them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Generation {
+    /// Generations of different epochs cannot be compared.
+    pub epoch: u64,
+    /// Creations counted before it (relative: may be negative for files older than the watch).
+    pub n: i64,
+}
+
+impl Generation {
+    /// The generation `back` files older.
+    #[must_use]
+    pub fn older(self, back: usize) -> Self {
+        Self {
+            epoch: self.epoch,
+            n: self.n - i64::try_from(back).unwrap_or(i64::MAX),
+        }
+    }
+
+    /// How many files were created after `self` and before `later`, when the two can be
+    /// compared.
+    pub fn between(self, later: Self) -> Option<u64> {
+        (self.epoch == later.epoch).then(|| u64::try_from(later.n - self.n - 1).unwrap_or(0))
     }
 }
 
@@ -171,9 +205,10 @@ pub struct Watch {
 }
 
 impl Watch {
-    /// How many times the log file was created since the watch began, with everything the
-    /// kernel queued until now counted; `None` once that is unknown.
-    pub fn created(&self) -> Option<u64> {
+    /// The generation of the newest log file (the live one, or the one just renamed to `.1`
+    /// before the engine creates the next), with everything the kernel queued until now
+    /// counted; `None` once the watch is gone (its directory removed).
+    pub fn newest(&self) -> Option<Generation> {
         let mut inner = self
             .rotations
             .inner
@@ -183,8 +218,11 @@ impl Watch {
         inner
             .watched
             .get(&self.wd)
-            .filter(|w| w.key == self.key && !w.lost)
-            .map(|w| w.created)
+            .filter(|w| w.key == self.key)
+            .map(|w| Generation {
+                epoch: w.epoch,
+                n: i64::try_from(w.created).unwrap_or(i64::MAX),
+            })
     }
 }
 

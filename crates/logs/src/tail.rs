@@ -90,7 +90,7 @@ pub struct Tailer {
     watch: Option<crate::rotations::Watch>,
     /// The current file's generation: how many creations of the log file the watch counted
     /// before it (relative to the watch's start).
-    generation: Option<i64>,
+    generation: Option<crate::rotations::Generation>,
 }
 
 impl Tailer {
@@ -160,17 +160,15 @@ impl Tailer {
 
     /// The chain and the generation of its first (newest) file, when the watch counted every
     /// creation and none happened while the names were listed.
-    fn chain_with_generation(&self) -> (Vec<(PathBuf, u64)>, Option<i64>) {
+    fn chain_with_generation(&self) -> (Vec<(PathBuf, u64)>, Option<crate::rotations::Generation>) {
         let Some(watch) = &self.watch else {
             return (self.chain(), None);
         };
         for _ in 0..3 {
-            let before = watch.created();
+            let before = watch.newest();
             let chain = self.chain();
-            match (before, watch.created()) {
-                (Some(b), Some(a)) if a == b => {
-                    return (chain, i64::try_from(b).ok());
-                }
+            match (before, watch.newest()) {
+                (Some(b), Some(a)) if a == b => return (chain, Some(b)),
                 (Some(_), Some(_)) => {} // rotated meanwhile: list again
                 _ => return (chain, None),
             }
@@ -179,7 +177,13 @@ impl Tailer {
     }
 
     /// Makes `file` (at `inode`, `offset`) the one being read, of generation `generation`.
-    fn start_file(&mut self, file: File, inode: u64, offset: u64, generation: Option<i64>) {
+    fn start_file(
+        &mut self,
+        file: File,
+        inode: u64,
+        offset: u64,
+        generation: Option<crate::rotations::Generation>,
+    ) {
         self.file = Some(file);
         self.pos.inode = inode;
         self.pos.offset = offset;
@@ -197,7 +201,7 @@ impl Tailer {
         }
         let found = chain.iter().position(|(_, ino)| *ino == self.pos.inode);
         let at = found.unwrap_or(chain.len() - 1);
-        let generation = newest.map(|g| g - at as i64);
+        let generation = newest.map(|g| g.older(at));
         let (path, inode, offset) = match found.and_then(|i| chain.get(i)) {
             Some((p, ino)) => (p.clone(), *ino, self.pos.offset),
             None => {
@@ -318,14 +322,17 @@ impl Tailer {
         let Some((path, inode)) = at.and_then(|i| chain.get(i)).cloned() else {
             return Ok(false);
         };
-        let generation = newest.zip(at).map(|(g, i)| g - i as i64);
+        let generation = newest.zip(at).map(|(g, i)| g.older(i));
         if in_chain.is_none() {
             // ours was deleted while we read it: files between it and the oldest one kept
             // may have gone unread
-            match self.generation.zip(generation) {
-                Some((ours, next)) => {
-                    // the kernel counted the files created between ours and the next one
-                    let files = u64::try_from(next - ours - 1).unwrap_or(0);
+            // the kernel counted the files created between ours and the next one
+            match self
+                .generation
+                .zip(generation)
+                .and_then(|(ours, next)| ours.between(next))
+            {
+                Some(files) => {
                     if files > 0 {
                         let bytes = std::fs::read(&path).unwrap_or_default();
                         let gone = ReadToEnd {
@@ -707,21 +714,21 @@ mod rotation_tests {
         let watch = rotations.watch(&engine.path).unwrap();
         // a second follower of the same log shares the kernel's watch
         let other = rotations.watch(&engine.path).unwrap();
-        assert_eq!(watch.created(), Some(0));
+        assert_eq!(watch.newest().map(|g| g.n), Some(0));
         std::fs::write(dir.path().join("unrelated.log"), b"x").unwrap();
         for _ in 0..5 {
             engine.line();
         }
         // the first line creates nothing; each of the next four rotates first
         assert_eq!(engine.rotations, 4);
-        assert_eq!(watch.created(), Some(4));
+        assert_eq!(watch.newest().map(|g| g.n), Some(4));
         drop(other);
         engine.line();
-        assert_eq!(watch.created(), Some(5));
+        assert_eq!(watch.newest().map(|g| g.n), Some(5));
     }
 
     #[test]
-    fn a_count_the_kernel_could_not_keep_is_unknown() {
+    fn counting_begins_anew_after_the_kernel_dropped_events() {
         let dir = tempfile::tempdir().unwrap();
         let rotations = crate::rotations::Rotations::new().unwrap();
         // more creations than the kernel queues before the watch is read again
@@ -734,19 +741,27 @@ mod rotation_tests {
         std::fs::create_dir(&sub).unwrap();
         let log = sub.join("c-json.log");
         let watch = rotations.watch(&log).unwrap();
+        let before = watch.newest().unwrap();
         // (as the engine rotates: the kernel merges a creation into the one queued right
         // before it, so a rename comes between)
         for _ in 0..=queued / 2 {
             File::create(&log).unwrap();
             std::fs::rename(&log, sub.join("c-json.log.1")).unwrap();
         }
-        assert_eq!(watch.created(), None);
+        // counting begins anew, and nothing is said across the gap
+        let after = watch.newest().unwrap();
+        assert_ne!(after.epoch, before.epoch);
+        assert_eq!(before.between(after), None);
+        File::create(&log).unwrap();
+        let next = watch.newest().unwrap();
+        assert_eq!((next.epoch, next.n), (after.epoch, after.n + 1));
+        assert_eq!(after.between(next), Some(0));
         // a removed container's directory ends its watch
         let other = dir.path().join("d");
         std::fs::create_dir(&other).unwrap();
         let gone = rotations.watch(&other.join("d-json.log")).unwrap();
-        assert_eq!(gone.created(), Some(0));
+        assert_eq!(gone.newest().map(|g| g.n), Some(0));
         std::fs::remove_dir(&other).unwrap();
-        assert_eq!(gone.created(), None);
+        assert_eq!(gone.newest(), None);
     }
 }
