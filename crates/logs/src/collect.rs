@@ -134,6 +134,15 @@ pub struct StatsSnapshot {
     pub containers: u64,
     pub last_seq: u64,
     pub lag_seconds: f64,
+    /// Files and lines rotated away, per container name (only those that lost any).
+    pub rotated_away_by_container: BTreeMap<String, ContainerLoss>,
+}
+
+/// What one container lost to rotation since capstan started.
+#[derive(Debug, Clone, Copy, Default, Serialize)]
+pub struct ContainerLoss {
+    pub files: u64,
+    pub lines_estimated: u64,
 }
 
 impl Stats {
@@ -158,6 +167,23 @@ impl Stats {
             } else {
                 0.0
             },
+            rotated_away_by_container: self
+                .rotated_away
+                .lock()
+                .map(|per| {
+                    per.iter()
+                        .map(|(name, (files, lines))| {
+                            (
+                                name.clone(),
+                                ContainerLoss {
+                                    files: *files,
+                                    lines_estimated: *lines,
+                                },
+                            )
+                        })
+                        .collect()
+                })
+                .unwrap_or_default(),
         }
     }
 }

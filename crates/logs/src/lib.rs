@@ -17,7 +17,7 @@ pub mod sinks;
 pub mod store;
 pub mod tail;
 
-pub use collect::{Collector, Options, RotatedAway, Rule, Stats, StatsSnapshot};
+pub use collect::{Collector, ContainerLoss, Options, RotatedAway, Rule, Stats, StatsSnapshot};
 pub use origin::Origin;
 pub use query::LogQuery;
 pub use store::{Checkpoint, Entry, PartitionMeta, Store};

@@ -48,6 +48,8 @@ pub async fn run(args: LogsArgs) -> Result<(), Failure> {
             "lines_read",
             "bytes_read",
             "lines_stored",
+            "lines_parsed",
+            "parse_failures",
             "commits",
             "bad_records",
             "rotated_away_files",
@@ -57,6 +59,14 @@ pub async fn run(args: LogsArgs) -> Result<(), Failure> {
             "lag_seconds",
         ] {
             println!("{key:<20} {}", p[key]);
+        }
+        if let Some(per) = p["rotated_away_by_container"].as_object() {
+            for (name, loss) in per {
+                println!(
+                    "rotated away from {name}: {} files, ~{} lines",
+                    loss["files"], loss["lines_estimated"]
+                );
+            }
         }
         for sink in stats["sinks"].as_array().into_iter().flatten() {
             println!(

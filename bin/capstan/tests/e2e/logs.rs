@@ -584,6 +584,19 @@ async fn lines_rotated_away_while_capstan_is_stopped_are_counted() {
         .map(|e| e.attributes["lines_estimated"].parse::<u64>().unwrap())
         .sum();
     assert_eq!(journaled, estimated);
+    // per container in the API and in `capstan logs --stats`
+    assert_eq!(
+        stats["pipeline"]["rotated_away_by_container"][&name]["lines_estimated"].as_u64(),
+        Some(estimated)
+    );
+    let (code, out, err) = daemon.cli(&["logs", "--stats"]).await;
+    assert_eq!(code, 0, "{err}");
+    assert!(
+        out.contains(&format!(
+            "rotated away from {name}: {files} files, ~{estimated} lines"
+        )),
+        "{out}"
+    );
     let metrics = daemon.get_stream("/metrics").await.text().await.unwrap();
     assert!(
         metrics.contains(&format!(

@@ -82,20 +82,18 @@ pub(crate) async fn metrics(
                 value as f64,
             );
         }
-        let per: Vec<(String, u64)> = logs
-            .stats
-            .rotated_away
-            .lock()
-            .map(|m| m.iter().map(|(k, v)| (k.clone(), v.1)).collect())
-            .unwrap_or_default();
         let family = "capstan_logs_container_rotated_away_lines_total";
         out.family(
             family,
             "counter",
             "Lines the engine rotated away from a container before capstan read them (estimated).",
         );
-        for (container, lines) in &per {
-            out.sample(family, &[("container", container)], *lines as f64);
+        for (container, loss) in &p.rotated_away_by_container {
+            out.sample(
+                family,
+                &[("container", container)],
+                loss.lines_estimated as f64,
+            );
         }
         out.single(
             "capstan_logs_containers",
