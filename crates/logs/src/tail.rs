@@ -302,8 +302,12 @@ impl Tailer {
     fn next_file(&mut self, batch: &mut Batch) -> std::io::Result<bool> {
         let (chain, newest) = self.chain_with_generation();
         let current = self.pos.inode;
-        if chain.first().is_some_and(|(_, ino)| *ino == current) || chain.is_empty() {
-            return Ok(false); // still the live file: wait for more
+        if chain.first().is_some_and(|(_, ino)| *ino == current) {
+            // still the live file: wait for more, unless it was cut short under us
+            return self.truncated(batch);
+        }
+        if chain.is_empty() {
+            return Ok(false);
         }
         if !self.partial.is_empty() {
             // a rotated file ends with a whole record; anything else is not the engine's
@@ -368,6 +372,29 @@ impl Tailer {
 }
 
 impl Tailer {
+    /// The live file is shorter than what was read of it: truncated in place (a logging
+    /// engine that rotates by truncating, or a hand). Reading starts again at its top, and
+    /// what the truncation took unread is estimated like a rotation's loss.
+    fn truncated(&mut self, batch: &mut Batch) -> std::io::Result<bool> {
+        let Some(file) = self.file.as_mut() else {
+            return Ok(false);
+        };
+        if file.metadata()?.len() >= self.pos.offset {
+            return Ok(false);
+        }
+        file.seek(SeekFrom::Start(0))?;
+        let (files, lines) = self.estimate_before(&self.path.clone());
+        batch.lost_files += files;
+        batch.lost_lines += lines;
+        self.partial.clear();
+        self.pos.joiner = Joiner::default();
+        self.pos.offset = 0;
+        self.file_lines = 0;
+        self.file_records = 0;
+        self.file_record_bytes = 0;
+        Ok(true)
+    }
+
     /// What went between the last record read and the start of `next` (a whole rotated file,
     /// or the live one), by the pace of the file read last and of `next`.
     fn estimate_before(&self, next: &Path) -> (u64, u64) {
@@ -704,6 +731,32 @@ mod rotation_tests {
         // nothing more: the counts are not repeated
         engine.line();
         assert_eq!(read_all(&mut tailer), (1, 0, 0, false));
+    }
+
+    #[test]
+    fn a_file_truncated_in_place_is_read_again_from_its_top() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut engine = Engine::new(dir.path(), u64::MAX, 1);
+        let mut tailer = Tailer::new(&engine.path, Position::default());
+        for _ in 0..200 {
+            engine.line();
+        }
+        assert_eq!(read_all(&mut tailer).0, 200);
+        // cut to nothing and written again, less than before
+        engine.file.set_len(0).unwrap();
+        engine.file.seek(SeekFrom::Start(0)).unwrap();
+        for _ in 0..50 {
+            engine.line();
+        }
+        let batch = tailer.read(1 << 20).unwrap();
+        assert_eq!(batch.bad, 0);
+        let texts: Vec<_> = batch.lines.iter().map(|l| l.text.clone()).collect();
+        assert_eq!(texts.len(), 50, "{texts:?}");
+        assert!(texts[0].starts_with("line 200 "), "{}", texts[0]);
+        assert_eq!(
+            tailer.position().offset,
+            engine.file.metadata().unwrap().len()
+        );
     }
 
     #[test]
