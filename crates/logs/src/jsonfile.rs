@@ -103,6 +103,19 @@ impl Joiner {
     /// # Errors
     /// A record that is not the engine's JSON (the caller counts and skips it).
     pub fn feed(&mut self, record: &[u8], offset: u64) -> Result<Option<Line>, BadRecord> {
+        self.feed_timed(record, offset).map(|(_, line)| line)
+    }
+
+    /// [`Joiner::feed`], also saying the record's own engine time (a joined line carries its
+    /// first piece's).
+    ///
+    /// # Errors
+    /// A record that is not the engine's JSON (the caller counts and skips it).
+    pub fn feed_timed(
+        &mut self,
+        record: &[u8],
+        offset: u64,
+    ) -> Result<(i64, Option<Line>), BadRecord> {
         let r: Record = serde_json::from_slice(record).map_err(|e| BadRecord(e.to_string()))?;
         let time_ns = engine_time(&r.time)
             .or_else(|| {
@@ -111,7 +124,7 @@ impl Joiner {
                     .and_then(|t| t.timestamp_nanos_opt())
             })
             .ok_or_else(|| BadRecord(format!("time {:?} is not RFC 3339", r.time)))?;
-        Ok(self.piece(&r.stream, time_ns, &r.log, offset))
+        Ok((time_ns, self.piece(&r.stream, time_ns, &r.log, offset)))
     }
 
     /// Feeds one piece of output (`text` ends with `\n` when it ends its line) of `stream`,

@@ -29,6 +29,10 @@ pub struct Position {
     /// The engine time of the last record read (ns), to tell how much a rotation took away.
     #[serde(default, skip_serializing_if = "is_zero")]
     pub last_time_ns: i64,
+    /// The engine time of the record that ends at `offset` (0: unknown), to tell the file
+    /// read from another that got its inode, or find it again once the engine compressed it.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub record_ns: i64,
     /// Read through the logs API (`inode` is then 0 and `offset` counts the pieces read): the
     /// whole second (unix) a resumed stream starts from.
     #[serde(default, skip_serializing_if = "is_zero")]
@@ -70,14 +74,15 @@ pub struct Batch {
 #[derive(Debug)]
 pub struct Tailer {
     path: PathBuf,
-    file: Option<File>,
+    file: Option<Source>,
     pos: Position,
     /// Bytes after the last whole record (a record being written).
     partial: Vec<u8>,
-    /// Inodes of every file read so far, to tell a rotated sibling we finished from a new one.
-    done: Vec<u64>,
     /// The read buffer, kept between reads.
     buf: Vec<u8>,
+    /// The engine time of the last record in each compressed file seen, by inode and size
+    /// (the filesystem gives a deleted file's inode to a new one).
+    gz_last: BTreeMap<(u64, u64), Option<i64>>,
     /// Lines read from the current file since its start, and the engine time of its first:
     /// the writer's pace before a gap, to estimate what rotation took away.
     file_lines: u64,
@@ -102,8 +107,8 @@ impl Tailer {
             file: None,
             pos,
             partial: Vec::new(),
-            done: Vec::new(),
             buf: Vec::new(),
+            gz_last: BTreeMap::new(),
             file_lines: 0,
             file_first_ns: 0,
             file_records: 0,
@@ -135,7 +140,9 @@ impl Tailer {
         &mut self.pos
     }
 
-    /// `path`, `path.1`, `path.2`, ...: the files the engine keeps, newest first.
+    /// `path`, `path.1`, `path.2`, ...: the files the engine keeps, newest first. With
+    /// `compress`, the engine gzips rotated files to `path.1.gz`, ...: the plain file is
+    /// taken while both are there (it is removed once its copy is whole).
     fn chain(&self) -> Vec<(PathBuf, u64)> {
         let mut out = Vec::new();
         for i in 0.. {
@@ -146,8 +153,19 @@ impl Tailer {
                 s.push(format!(".{i}"));
                 PathBuf::from(s)
             };
-            match std::fs::metadata(&p) {
-                Ok(m) => out.push((p, m.ino())),
+            let found = std::fs::metadata(&p)
+                .map(|m| (p.clone(), m.ino()))
+                .or_else(|e| {
+                    if i == 0 {
+                        return Err(e);
+                    }
+                    let mut gz = p.into_os_string();
+                    gz.push(".gz");
+                    let gz = PathBuf::from(gz);
+                    std::fs::metadata(&gz).map(|m| (gz, m.ino()))
+                });
+            match found {
+                Ok(link) => out.push(link),
                 Err(_) if i == 0 => {}
                 Err(_) => break,
             }
@@ -179,7 +197,7 @@ impl Tailer {
     /// Makes `file` (at `inode`, `offset`) the one being read, of generation `generation`.
     fn start_file(
         &mut self,
-        file: File,
+        file: Source,
         inode: u64,
         offset: u64,
         generation: Option<crate::rotations::Generation>,
@@ -199,28 +217,35 @@ impl Tailer {
         if chain.is_empty() {
             return Ok(false);
         }
-        let found = chain.iter().position(|(_, ino)| *ino == self.pos.inode);
-        let at = found.unwrap_or(chain.len() - 1);
-        let generation = newest.map(|g| g.older(at));
-        let (path, inode, offset) = match found.and_then(|i| chain.get(i)) {
-            Some((p, ino)) => (p.clone(), *ino, self.pos.offset),
-            None => {
-                let Some((p, ino)) = chain.last() else {
-                    return Ok(false);
-                };
-                if self.pos.inode != 0 {
-                    // the file we were reading is gone with whatever was left in it, and
-                    // maybe more files after it
-                    let (files, lines) = self.estimate_before(p);
-                    batch.lost_files += files.max(1);
-                    batch.lost_lines += lines;
-                    self.pos.joiner = Joiner::default();
-                }
-                (p.clone(), *ino, 0)
-            }
+        // the file of the position, unless its inode went to another file (the record that
+        // ends at the position is not the last one read)
+        let found = chain
+            .iter()
+            .position(|(_, ino)| *ino == self.pos.inode)
+            .filter(|i| chain.get(*i).is_some_and(|(p, _)| self.continues_in(p)));
+        // not found: the oldest file kept that holds a record not read yet
+        let at = found.or_else(|| self.oldest_unread(&chain));
+        let Some((path, inode)) = at.and_then(|i| chain.get(i)).cloned() else {
+            return Ok(false);
         };
-        let mut file = File::open(&path)?;
-        file.seek(SeekFrom::Start(offset))?;
+        let generation = newest.zip(at).map(|(g, i)| g.older(i));
+        let mut offset = 0;
+        if found.is_some() {
+            offset = self.pos.offset;
+        } else if self.pos.inode != 0 {
+            if is_gz(&path) && self.continues_in(&path) {
+                // the engine compressed the file being read: go on in its copy
+                offset = self.pos.offset;
+            } else {
+                // the file we were reading is gone with whatever was left in it, and maybe
+                // more files after it
+                let (files, lines) = self.estimate_before(&path);
+                batch.lost_files += files.max(1);
+                batch.lost_lines += lines;
+                self.pos.joiner = Joiner::default();
+            }
+        }
+        let file = Source::open(&path, offset)?;
         self.start_file(file, inode, offset, generation);
         self.partial.clear();
         Ok(true)
@@ -280,7 +305,9 @@ impl Tailer {
             self.pos.offset += (nl + 1) as u64;
             self.file_records += 1;
             self.file_record_bytes += (nl + 1) as u64;
-            match self.pos.joiner.feed(record, offset) {
+            let fed = self.pos.joiner.feed_timed(record, offset);
+            self.pos.record_ns = fed.as_ref().map_or(0, |(t, _)| *t);
+            match fed.map(|(_, line)| line) {
                 Ok(Some(line)) => {
                     if self.file_lines == 0 {
                         self.file_first_ns = line.time_ns;
@@ -314,14 +341,13 @@ impl Tailer {
             batch.bad += 1;
             self.partial.clear();
         }
-        self.done.push(current);
         // the next newer file: the one just before ours in the chain, or (ours deleted) the
         // oldest one we have not read
         let in_chain = chain.iter().position(|(_, ino)| *ino == current);
         let at = match in_chain {
             Some(0) => return Ok(false),
             Some(i) => Some(i - 1),
-            None => chain.iter().rposition(|(_, ino)| !self.done.contains(ino)),
+            None => self.oldest_unread(&chain),
         };
         let Some((path, inode)) = at.and_then(|i| chain.get(i)).cloned() else {
             return Ok(false);
@@ -338,7 +364,7 @@ impl Tailer {
             {
                 Some(files) => {
                     if files > 0 {
-                        let bytes = std::fs::read(&path).unwrap_or_default();
+                        let bytes = read_whole(&path).unwrap_or_default();
                         let gone = ReadToEnd {
                             records: self.file_records,
                             bytes: self.file_record_bytes,
@@ -366,17 +392,67 @@ impl Tailer {
         if file.metadata()?.ino() != inode {
             return Ok(false);
         }
-        self.start_file(file, inode, 0, generation);
+        self.start_file(Source::from_file(file, &path), inode, 0, generation);
         Ok(true)
     }
 }
 
 impl Tailer {
+    /// The index in `chain` of the oldest file not read yet (the one being read is gone): the
+    /// live file, or a rotated one whose last record is newer than the last one read. Files
+    /// are told apart by their records, not their inodes: the filesystem gives a deleted
+    /// file's inode to a new one, and a compressed copy of a file read has an inode of its own.
+    fn oldest_unread(&mut self, chain: &[(PathBuf, u64)]) -> Option<usize> {
+        let read_up_to = self.pos.last_time_ns;
+        chain.iter().rposition(|(path, ino)| {
+            if read_up_to == 0 || *path == self.path {
+                return true;
+            }
+            let last = if is_gz(path) {
+                let size = std::fs::metadata(path).map_or(0, |m| m.len());
+                *self
+                    .gz_last
+                    .entry((*ino, size))
+                    .or_insert_with(|| gz_last_time(path))
+            } else {
+                plain_last_time(path)
+            };
+            last.is_none_or(|t| t > read_up_to)
+        })
+    }
+
+    /// Whether `path` holds what was being read: the record that ends at the position is
+    /// there, with the engine time it had (a position that does not know it is taken on
+    /// trust).
+    fn continues_in(&self, path: &Path) -> bool {
+        if self.pos.record_ns == 0 {
+            return !is_gz(path);
+        }
+        if self.pos.offset == 0 {
+            return false;
+        }
+        // the record before the position: at most the 16 KiB piece and its JSON around it
+        let from = self.pos.offset.saturating_sub(64 * 1024);
+        let want = self.pos.offset - from;
+        let mut before = Vec::new();
+        let read = Source::open(path, from)
+            .and_then(|mut source| (&mut source).take(want).read_to_end(&mut before));
+        if read.is_err() || before.len() as u64 != want || before.last() != Some(&b'\n') {
+            return false;
+        }
+        let body = &before[..before.len() - 1];
+        let record = body
+            .iter()
+            .rposition(|b| *b == b'\n')
+            .map_or(body, |nl| &body[nl + 1..]);
+        record_time(record) == Some(self.pos.record_ns)
+    }
+
     /// The live file is shorter than what was read of it: truncated in place (a logging
     /// engine that rotates by truncating, or a hand). Reading starts again at its top, and
     /// what the truncation took unread is estimated like a rotation's loss.
     fn truncated(&mut self, batch: &mut Batch) -> std::io::Result<bool> {
-        let Some(file) = self.file.as_mut() else {
+        let Some(Source::Plain(file)) = self.file.as_mut() else {
             return Ok(false);
         };
         if file.metadata()?.len() >= self.pos.offset {
@@ -413,7 +489,7 @@ impl Tailer {
         };
         // every name but the live one is a rotated file, written to its end
         let whole = next != self.path;
-        std::fs::read(next).map_or((0, 0), |bytes| estimate_lost(&gone, &bytes, whole))
+        read_whole(next).map_or((0, 0), |bytes| estimate_lost(&gone, &bytes, whole))
     }
 }
 
@@ -455,6 +531,113 @@ pub fn lines_in_lost_files(files: u64, gone: &ReadToEnd, next: &[u8], next_whole
     let file_size = sizes as f64 / f64::from(whole);
     let record = bytes as f64 / records as f64;
     (files as f64 * file_size / record).round() as u64
+}
+
+/// What is being read: a plain log file, or a rotated one the engine compressed.
+enum Source {
+    Plain(File),
+    Gz(Box<flate2::read::MultiGzDecoder<std::io::BufReader<File>>>),
+}
+
+impl std::fmt::Debug for Source {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Self::Plain(_) => "Plain",
+            Self::Gz(_) => "Gz",
+        })
+    }
+}
+
+impl Source {
+    fn from_file(file: File, path: &Path) -> Self {
+        if is_gz(path) {
+            Self::Gz(Box::new(flate2::read::MultiGzDecoder::new(
+                std::io::BufReader::new(file),
+            )))
+        } else {
+            Self::Plain(file)
+        }
+    }
+
+    /// `path` opened at `offset` (of its uncompressed bytes).
+    fn open(path: &Path, offset: u64) -> std::io::Result<Self> {
+        let mut source = Self::from_file(File::open(path)?, path);
+        match &mut source {
+            Self::Plain(file) => {
+                file.seek(SeekFrom::Start(offset))?;
+            }
+            Self::Gz(gz) => {
+                let skipped = std::io::copy(&mut gz.as_mut().take(offset), &mut std::io::sink())?;
+                if skipped != offset {
+                    return Err(std::io::Error::new(
+                        std::io::ErrorKind::UnexpectedEof,
+                        format!("{} ends before the position", path.display()),
+                    ));
+                }
+            }
+        }
+        Ok(source)
+    }
+}
+
+impl Read for Source {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        match self {
+            Self::Plain(file) => file.read(buf),
+            Self::Gz(gz) => gz.read(buf),
+        }
+    }
+}
+
+/// A whole log file's records (uncompressed).
+fn read_whole(path: &Path) -> std::io::Result<Vec<u8>> {
+    let mut out = Vec::new();
+    Source::open(path, 0)?.read_to_end(&mut out)?;
+    Ok(out)
+}
+
+fn is_gz(path: &Path) -> bool {
+    path.extension().is_some_and(|e| e == "gz")
+}
+
+/// The engine time of the last record in a plain log file (read from its end).
+fn plain_last_time(path: &Path) -> Option<i64> {
+    let mut file = File::open(path).ok()?;
+    let len = file.metadata().ok()?.len();
+    let from = len.saturating_sub(64 * 1024);
+    file.seek(SeekFrom::Start(from)).ok()?;
+    let mut tail = Vec::new();
+    file.read_to_end(&mut tail).ok()?;
+    tail.split(|b| *b == b'\n')
+        .rev()
+        .filter(|r| !r.is_empty())
+        .find_map(record_time)
+}
+
+/// The engine time of the last record in a compressed log file: from its gzip header, where
+/// the engine writes it (`{"lastTime": ...}`), else from its records.
+fn gz_last_time(path: &Path) -> Option<i64> {
+    let file = File::open(path).ok()?;
+    let mut gz = flate2::read::MultiGzDecoder::new(std::io::BufReader::new(file));
+    let from_header = gz
+        .header()
+        .and_then(|h| h.extra())
+        .and_then(|extra| serde_json::from_slice::<serde_json::Value>(extra).ok())
+        .and_then(|v| {
+            let t = v.get("lastTime")?.as_str()?;
+            chrono::DateTime::parse_from_rfc3339(t)
+                .ok()?
+                .timestamp_nanos_opt()
+        });
+    if from_header.is_some() {
+        return from_header;
+    }
+    let mut all = Vec::new();
+    gz.read_to_end(&mut all).ok()?;
+    all.split(|b| *b == b'\n')
+        .rev()
+        .find(|r| !r.is_empty())
+        .and_then(record_time)
 }
 
 /// The engine time of a json-file record, read without decoding the whole record.
@@ -631,6 +814,9 @@ mod rotation_tests {
         max_files: usize,
         written: u64,
         rotations: u64,
+        /// gzip rotated files (`compress`), with the last record's time in the header.
+        compress: bool,
+        last_time: String,
     }
 
     impl Engine {
@@ -644,6 +830,15 @@ mod rotation_tests {
                 max_files,
                 written: 0,
                 rotations: 0,
+                compress: false,
+                last_time: String::new(),
+            }
+        }
+
+        fn compressed(dir: &Path, max_size: u64, max_files: usize) -> Self {
+            Self {
+                compress: true,
+                ..Self::new(dir, max_size, max_files)
             }
         }
 
@@ -653,11 +848,37 @@ mod rotation_tests {
             PathBuf::from(s)
         }
 
+        fn gz(&self, i: usize) -> PathBuf {
+            let mut s = self.name(i).into_os_string();
+            s.push(".gz");
+            PathBuf::from(s)
+        }
+
         fn rotate(&mut self) {
+            let kept = |i| {
+                if self.compress {
+                    self.gz(i)
+                } else {
+                    self.name(i)
+                }
+            };
             for i in (2..self.max_files).rev() {
-                let _ = std::fs::rename(self.name(i - 1), self.name(i));
+                let _ = std::fs::rename(kept(i - 1), kept(i));
             }
             std::fs::rename(&self.path, self.name(1)).unwrap();
+            if self.compress {
+                // as the engine does: a gzip copy whose header names the last record's time,
+                // then the plain file removed
+                let plain = std::fs::read(self.name(1)).unwrap();
+                let extra = format!("{{\"lastTime\":\"{}\"}}", self.last_time);
+                let mut gz = flate2::GzBuilder::new().extra(extra.into_bytes()).write(
+                    File::create(self.gz(1)).unwrap(),
+                    flate2::Compression::fast(),
+                );
+                gz.write_all(&plain).unwrap();
+                gz.finish().unwrap();
+                std::fs::remove_file(self.name(1)).unwrap();
+            }
             self.file = File::create(&self.path).unwrap();
             self.rotations += 1;
         }
@@ -672,6 +893,7 @@ mod rotation_tests {
             let time = capstan_model::nanos_to_datetime(t)
                 .to_rfc3339_opts(chrono::SecondsFormat::Nanos, true);
             let pad = "x".repeat(40 + (n % 7) as usize);
+            self.last_time.clone_from(&time);
             writeln!(
                 self.file,
                 "{{\"log\":\"line {n} {pad}\\n\",\"stream\":\"stdout\",\"time\":\"{time}\"}}"
@@ -679,6 +901,92 @@ mod rotation_tests {
             .unwrap();
             self.written += 1;
         }
+    }
+
+    /// The line numbers of everything `tailer` reads now.
+    fn numbers(tailer: &mut Tailer) -> Vec<u64> {
+        let mut out = Vec::new();
+        loop {
+            let batch = tailer.read(1 << 20).unwrap();
+            assert_eq!(batch.bad, 0);
+            assert_eq!(batch.lost_files, 0, "lost after {out:?}");
+            if batch.lines.is_empty() {
+                return out;
+            }
+            out.extend(
+                batch
+                    .lines
+                    .iter()
+                    .map(|l| l.text.split(' ').nth(1).unwrap().parse::<u64>().unwrap()),
+            );
+        }
+    }
+
+    #[test]
+    fn compressed_rotated_files_are_read_once_in_order() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut engine = Engine::compressed(dir.path(), 8 * 1024, 4);
+        // history: three compressed files and the live one, before the tailer starts
+        for _ in 0..1_000 {
+            engine.line();
+        }
+        let gz = std::fs::read_dir(dir.path())
+            .unwrap()
+            .filter(|e| {
+                e.as_ref()
+                    .unwrap()
+                    .path()
+                    .extension()
+                    .is_some_and(|x| x == "gz")
+            })
+            .count();
+        assert_eq!(gz, 3);
+        let mut tailer = Tailer::new(&engine.path, Position::default());
+        let first = numbers(&mut tailer);
+        let oldest = first[0];
+        assert!(oldest > 0, "the engine dropped the oldest files");
+        assert_eq!(first, (oldest..1_000).collect::<Vec<_>>());
+        // followed: rotations and compression between reads, each line once
+        let mut all = first;
+        for _ in 0..40 {
+            for _ in 0..37 {
+                engine.line();
+            }
+            all.extend(numbers(&mut tailer));
+        }
+        assert_eq!(all, (oldest..engine.written).collect::<Vec<_>>());
+    }
+
+    #[test]
+    fn a_position_in_a_file_compressed_meanwhile_resumes_in_its_copy() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut engine = Engine::compressed(dir.path(), 8 * 1024, 4);
+        let mut tailer = Tailer::new(&engine.path, Position::default());
+        for _ in 0..30 {
+            engine.line();
+        }
+        let mut read = numbers(&mut tailer);
+        // capstan stops; the file it was in is rotated and compressed, more follows
+        let saved = tailer.position().clone();
+        drop(tailer);
+        for _ in 0..80 {
+            engine.line();
+        }
+        assert!(engine.rotations >= 1);
+        let mut tailer = Tailer::new(&engine.path, saved);
+        read.extend(numbers(&mut tailer));
+        assert_eq!(read, (0..engine.written).collect::<Vec<_>>());
+        // a compressed copy without the engine's header is judged by its records
+        let last = gz_last_time(&engine.gz(1)).unwrap();
+        let plain = read_whole(&engine.gz(1)).unwrap();
+        let bare = dir.path().join("bare.gz");
+        let mut gz = flate2::write::GzEncoder::new(
+            File::create(&bare).unwrap(),
+            flate2::Compression::fast(),
+        );
+        gz.write_all(&plain).unwrap();
+        gz.finish().unwrap();
+        assert_eq!(gz_last_time(&bare), Some(last));
     }
 
     fn read_all(tailer: &mut Tailer) -> (u64, u64, u64, bool) {

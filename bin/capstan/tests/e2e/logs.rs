@@ -174,21 +174,23 @@ async fn a_flood_lands_exactly_once_across_kill_9() {
     )
     .await;
     let container = format!("container:{name}");
-    // kill -9 once a good part is stored, with more still coming
-    let before = capstan_testkit::eventually(
-        Duration::from_mins(2),
-        "part of the flood stored",
-        || async {
-            let total = page(&daemon, &container, 1).await.total;
-            (total >= 20_000).then_some(total)
-        },
-    )
-    .await;
+    // kill -9 once the first part is stored (committed every 2 s under a flood), with more
+    // read and not committed, and more still coming; or, should reading outrun the first
+    // commit, once most is read and none stored
+    let (read, stored) =
+        capstan_testkit::eventually(Duration::from_mins(2), "part of the flood read", || async {
+            let stats: serde_json::Value = daemon.get("/api/v1/logs/stats").await;
+            let p = &stats["pipeline"];
+            let read = p["lines_read"].as_u64().unwrap_or_default();
+            let stored = p["lines_stored"].as_u64().unwrap_or_default();
+            (stored > 0 || read >= 150_000).then_some((read, stored))
+        })
+        .await;
     daemon.kill9().await;
-    eprintln!("killed with {before} of 200000 lines stored");
+    eprintln!("killed with {read} of 200000 lines read, {stored} stored");
     assert!(
-        before < 200_000,
-        "the kill came after the whole flood was stored"
+        read < 200_000,
+        "the kill came after the whole flood was read"
     );
     daemon.restart().await;
     wait_for(&daemon, &container, 200_000, Duration::from_mins(5)).await;
@@ -688,6 +690,82 @@ async fn a_log_rotated_with_one_file_kept_is_followed_line_by_line() {
         );
         assert!(seen.insert(text.to_owned()), "twice: {text}");
     }
+    engine.remove_container(&id, true).await.unwrap();
+}
+
+/// `compress: "true"`: the engine gzips each rotated file (`.1.gz`, ...). Compressed history
+/// written before capstan started is read, and a kill -9 while the file being read is
+/// compressed resumes in its copy: every line once, none torn, none counted lost.
+#[tokio::test]
+async fn compressed_rotations_are_read_once_across_kill_9() {
+    let engine = capstan_testkit::engine().await;
+    let name = unique("capt-gz");
+    // history first (two rotations), then paced: a rotation every ~2 s, four files kept
+    let script = "i=0; while [ $i -lt 600 ]; do echo \"gz history $i\"; i=$((i+1)); done; \
+        sleep 6; i=0; while [ $i -lt 30 ]; do j=0; while [ $j -lt 50 ]; do \
+        echo \"gz paced $i $j\"; j=$((j+1)); done; i=$((i+1)); sleep 0.4; done; \
+        echo written-all; sleep 3600";
+    let spec = capstan_engine::ContainerSpec {
+        image: BUSYBOX.to_owned(),
+        cmd: Some(vec!["sh".into(), "-c".into(), script.into()]),
+        logging: Some((
+            "json-file".into(),
+            std::collections::BTreeMap::from([
+                ("max-size".to_owned(), "20k".to_owned()),
+                ("max-file".to_owned(), "4".to_owned()),
+                ("compress".to_owned(), "true".to_owned()),
+            ]),
+        )),
+        ..capstan_engine::ContainerSpec::default()
+    };
+    let id = engine.create_from_spec(&name, &spec).await.unwrap();
+    engine.start_container(&id).await.unwrap();
+    let log_path = engine.inspect_container_json(&id).await.unwrap()["LogPath"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let dir = std::path::Path::new(&log_path).parent().unwrap().to_owned();
+    capstan_testkit::eventually(Duration::from_secs(30), "a compressed file", || async {
+        std::fs::read_dir(&dir)
+            .unwrap()
+            .any(|e| e.unwrap().file_name().to_string_lossy().ends_with(".gz"))
+            .then_some(())
+    })
+    .await;
+    let mut daemon = only_logs_of(&engine, &name).await;
+    let container = format!("container:{name}");
+    capstan_testkit::eventually(Duration::from_mins(1), "the history and more", || async {
+        (page(&daemon, &container, 1).await.total >= 900).then_some(())
+    })
+    .await;
+    daemon.kill9().await;
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    daemon.restart().await;
+    capstan_testkit::eventually(Duration::from_mins(1), "the last line stored", || async {
+        (page(&daemon, &format!("{container} written-all"), 1)
+            .await
+            .total
+            == 1)
+            .then_some(())
+    })
+    .await;
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let written = 600 + 30 * 50 + 1;
+    let lines = page(&daemon, &container, 5_000).await.lines;
+    let stats: serde_json::Value = daemon.get("/api/v1/logs/stats").await;
+    let p = &stats["pipeline"];
+    let mut seen = std::collections::BTreeSet::new();
+    for line in &lines {
+        let text = line.raw.trim_end();
+        assert!(
+            text == "written-all" || text.starts_with("gz "),
+            "a torn line: {text:?}"
+        );
+        assert!(seen.insert(text.to_owned()), "twice: {text}");
+    }
+    assert_eq!(p["bad_records"].as_u64(), Some(0), "{p}");
+    assert_eq!(p["rotated_away_files"].as_u64(), Some(0), "{p}");
+    assert_eq!(lines.len(), written, "{p}");
     engine.remove_container(&id, true).await.unwrap();
 }
 
