@@ -230,7 +230,15 @@ impl Followed {
         };
         let cid = &origin.container_id;
         Entry {
-            id: format!("{}:{inode}:{}", &cid[..cid.len().min(12)], line.offset),
+            // the engine time too: the filesystem gives a deleted file's inode to a new file,
+            // whose records then sit at the same offsets (an Elasticsearch sink would refuse
+            // the second as a repeat)
+            id: format!(
+                "{}:{inode}:{}:{:x}",
+                &cid[..cid.len().min(12)],
+                line.offset,
+                line.time_ns
+            ),
             origin,
             time_nano: line.time_ns,
             raw: line.text,
