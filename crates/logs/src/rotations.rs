@@ -72,7 +72,7 @@ impl Rotations {
     /// Starts counting the creations of `log` (a container's json-file log).
     pub fn watch(self: &Arc<Self>, log: &Path) -> Option<Watch> {
         let (dir, file) = (log.parent()?, log.file_name()?);
-        let mut inner = self.inner.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut inner = self.lock();
         // what was queued before belongs to earlier watches
         inner.drain();
         // renames are watched too, though not counted: the kernel merges an event into the
@@ -109,6 +109,12 @@ impl Rotations {
                 None
             }
         }
+    }
+}
+
+impl Rotations {
+    fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
+        self.inner.lock().unwrap_or_else(PoisonError::into_inner)
     }
 }
 
@@ -209,11 +215,7 @@ impl Watch {
     /// before the engine creates the next), with everything the kernel queued until now
     /// counted; `None` once the watch is gone (its directory removed).
     pub fn newest(&self) -> Option<Generation> {
-        let mut inner = self
-            .rotations
-            .inner
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner);
+        let mut inner = self.rotations.lock();
         inner.drain();
         inner
             .watched
@@ -228,11 +230,7 @@ impl Watch {
 
 impl Drop for Watch {
     fn drop(&mut self) {
-        let mut inner = self
-            .rotations
-            .inner
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner);
+        let mut inner = self.rotations.lock();
         inner.drain();
         let last = match inner.watched.get_mut(&self.wd) {
             Some(w) if w.key == self.key => {

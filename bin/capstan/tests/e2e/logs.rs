@@ -60,19 +60,47 @@ async fn wait_for(daemon: &Daemon, q: &str, n: u64, timeout: Duration) {
 
 /// A container running `script` whose json-file rotates at 1 MiB, keeping 3 files.
 async fn create_rotating(engine: &capstan_engine::Engine, name: &str, script: &str) -> String {
+    create_logging(
+        engine,
+        name,
+        script,
+        &[("max-size", "1m"), ("max-file", "3")],
+    )
+    .await
+}
+
+/// A container running `script` with these json-file options.
+async fn create_logging(
+    engine: &capstan_engine::Engine,
+    name: &str,
+    script: &str,
+    options: &[(&str, &str)],
+) -> String {
     let spec = capstan_engine::ContainerSpec {
         image: BUSYBOX.to_owned(),
         cmd: Some(vec!["sh".into(), "-c".into(), script.into()]),
         logging: Some((
             "json-file".into(),
-            std::collections::BTreeMap::from([
-                ("max-size".to_owned(), "1m".to_owned()),
-                ("max-file".to_owned(), "3".to_owned()),
-            ]),
+            options
+                .iter()
+                .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+                .collect(),
         )),
         ..capstan_engine::ContainerSpec::default()
     };
     engine.create_from_spec(name, &spec).await.unwrap()
+}
+
+/// Waits until the container's line `written-all` (its last) is stored.
+async fn last_line_stored(daemon: &Daemon, container: &str) {
+    capstan_testkit::eventually(Duration::from_mins(1), "the last line stored", || async {
+        (page(daemon, &format!("{container} written-all"), 1)
+            .await
+            .total
+            == 1)
+            .then_some(())
+    })
+    .await;
 }
 
 /// Nothing more arrives later either: `q` still matches `n` lines a while after.
@@ -555,14 +583,7 @@ async fn lines_rotated_away_while_capstan_is_stopped_are_counted() {
     .await;
     signal("-CONT").await;
     let written = RUNS * 100 + 1;
-    capstan_testkit::eventually(Duration::from_mins(1), "the last line stored", || async {
-        (page(&daemon, &format!("{container} written-all"), 1)
-            .await
-            .total
-            == 1)
-            .then_some(())
-    })
-    .await;
+    last_line_stored(&daemon, &container).await;
     tokio::time::sleep(Duration::from_secs(2)).await;
     let stored = page(&daemon, &container, 1).await.total;
     let lost = written - stored;
@@ -644,29 +665,16 @@ async fn a_log_rotated_with_one_file_kept_is_followed_line_by_line() {
     let script = "i=0; while [ $i -lt 40 ]; do j=0; while [ $j -lt 50 ]; do \
         echo \"trunc $i $j\"; j=$((j+1)); done; i=$((i+1)); sleep 0.3; done; \
         echo written-all; sleep 3600";
-    let spec = capstan_engine::ContainerSpec {
-        image: BUSYBOX.to_owned(),
-        cmd: Some(vec!["sh".into(), "-c".into(), script.into()]),
-        logging: Some((
-            "json-file".into(),
-            std::collections::BTreeMap::from([
-                ("max-size".to_owned(), "40k".to_owned()),
-                ("max-file".to_owned(), "1".to_owned()),
-            ]),
-        )),
-        ..capstan_engine::ContainerSpec::default()
-    };
-    let id = engine.create_from_spec(&name, &spec).await.unwrap();
+    let id = create_logging(
+        &engine,
+        &name,
+        script,
+        &[("max-size", "40k"), ("max-file", "1")],
+    )
+    .await;
     engine.start_container(&id).await.unwrap();
     let container = format!("container:{name}");
-    capstan_testkit::eventually(Duration::from_mins(1), "the last line stored", || async {
-        (page(&daemon, &format!("{container} written-all"), 1)
-            .await
-            .total
-            == 1)
-            .then_some(())
-    })
-    .await;
+    last_line_stored(&daemon, &container).await;
     tokio::time::sleep(Duration::from_secs(1)).await;
     let written = 40 * 50 + 1;
     let stored = page(&daemon, &container, 1).await.total;
@@ -711,20 +719,13 @@ async fn compressed_rotations_are_read_once_across_kill_9() {
         sleep 6; i=0; while [ $i -lt 30 ]; do j=0; while [ $j -lt 50 ]; do \
         echo \"gz paced $i $j\"; j=$((j+1)); done; i=$((i+1)); sleep 0.4; done; \
         echo written-all; sleep 3600";
-    let spec = capstan_engine::ContainerSpec {
-        image: BUSYBOX.to_owned(),
-        cmd: Some(vec!["sh".into(), "-c".into(), script.into()]),
-        logging: Some((
-            "json-file".into(),
-            std::collections::BTreeMap::from([
-                ("max-size".to_owned(), "20k".to_owned()),
-                ("max-file".to_owned(), "4".to_owned()),
-                ("compress".to_owned(), "true".to_owned()),
-            ]),
-        )),
-        ..capstan_engine::ContainerSpec::default()
-    };
-    let id = engine.create_from_spec(&name, &spec).await.unwrap();
+    let id = create_logging(
+        &engine,
+        &name,
+        script,
+        &[("max-size", "20k"), ("max-file", "4"), ("compress", "true")],
+    )
+    .await;
     engine.start_container(&id).await.unwrap();
     let log_path = engine.inspect_container_json(&id).await.unwrap()["LogPath"]
         .as_str()
@@ -747,14 +748,7 @@ async fn compressed_rotations_are_read_once_across_kill_9() {
     daemon.kill9().await;
     tokio::time::sleep(Duration::from_secs(3)).await;
     daemon.restart().await;
-    capstan_testkit::eventually(Duration::from_mins(1), "the last line stored", || async {
-        (page(&daemon, &format!("{container} written-all"), 1)
-            .await
-            .total
-            == 1)
-            .then_some(())
-    })
-    .await;
+    last_line_stored(&daemon, &container).await;
     tokio::time::sleep(Duration::from_secs(1)).await;
     let written = 600 + 30 * 50 + 1;
     let lines = page(&daemon, &container, 5_000).await.lines;
