@@ -205,6 +205,10 @@ impl Tailer {
         self.file = Some(file);
         self.pos.inode = inode;
         self.pos.offset = offset;
+        if offset == 0 {
+            // no record ends at the top of a file
+            self.pos.record_ns = 0;
+        }
         self.file_lines = 0;
         self.file_records = 0;
         self.file_record_bytes = 0;
@@ -425,11 +429,8 @@ impl Tailer {
     /// there, with the engine time it had (a position that does not know it is taken on
     /// trust).
     fn continues_in(&self, path: &Path) -> bool {
-        if self.pos.record_ns == 0 {
+        if self.pos.record_ns == 0 || self.pos.offset == 0 {
             return !is_gz(path);
-        }
-        if self.pos.offset == 0 {
-            return false;
         }
         // the record before the position: at most the 16 KiB piece and its JSON around it
         let from = self.pos.offset.saturating_sub(64 * 1024);
@@ -465,6 +466,7 @@ impl Tailer {
         self.partial.clear();
         self.pos.joiner = Joiner::default();
         self.pos.offset = 0;
+        self.pos.record_ns = 0;
         self.file_lines = 0;
         self.file_records = 0;
         self.file_record_bytes = 0;
@@ -1039,6 +1041,27 @@ mod rotation_tests {
         // nothing more: the counts are not repeated
         engine.line();
         assert_eq!(read_all(&mut tailer), (1, 0, 0, false));
+    }
+
+    #[test]
+    fn a_position_at_the_top_of_a_new_file_resumes_there() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut engine = Engine::new(dir.path(), 4 * 1024, 3);
+        let mut tailer = Tailer::new(&engine.path, Position::default());
+        for _ in 0..20 {
+            engine.line();
+        }
+        engine.rotate();
+        // all read, and on to the new (empty) live file
+        assert_eq!(numbers(&mut tailer).len(), 20);
+        let saved = tailer.position().clone();
+        assert_eq!(saved.offset, 0);
+        drop(tailer);
+        for _ in 0..5 {
+            engine.line();
+        }
+        let mut tailer = Tailer::new(&engine.path, saved);
+        assert_eq!(numbers(&mut tailer), (20..25).collect::<Vec<_>>());
     }
 
     #[test]
