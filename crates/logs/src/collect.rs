@@ -212,6 +212,8 @@ struct Followed {
     reader: crate::reader::Reader,
     /// The container is gone: drop it once everything is read.
     gone: bool,
+    /// The last error reading its log, said once (not every round it repeats).
+    read_error: Option<String>,
 }
 
 impl Followed {
@@ -345,6 +347,7 @@ impl Collector {
                     }
                     match f.reader.read(per_container.min(budget)) {
                         Ok(mut batch) => {
+                            f.read_error = None;
                             more |= batch.more;
                             let flush_all = f.gone && batch.lines.is_empty();
                             if flush_all {
@@ -387,7 +390,11 @@ impl Collector {
                             }
                         }
                         Err(e) => {
-                            debug!(container = %f.stdout.container, error = %e, "cannot read the log");
+                            let error = e.to_string();
+                            if f.read_error.as_ref() != Some(&error) {
+                                warn!(container = %f.stdout.container, %error, "cannot read the log; trying again each round");
+                                f.read_error = Some(error);
+                            }
                         }
                     }
                 }
@@ -646,6 +653,7 @@ impl Collector {
                     multiline,
                     reader,
                     gone: false,
+                    read_error: None,
                 },
             );
         }

@@ -495,7 +495,7 @@ services:
     image: capstan-test/busybox:1
     command: ["sh", "-c", "sleep 4; echo > /bad; exec sleep 3600"]
     init: true
-    healthcheck: {test: "test ! -f /bad", interval: 1s, timeout: 1s, retries: 1}
+    healthcheck: {test: "test ! -f /bad", interval: 1s, timeout: 10s, retries: 1}
 "#;
 
 #[tokio::test]

@@ -46,16 +46,32 @@ async fn page(daemon: &Daemon, q: &str, limit: usize) -> LogPage {
 
 /// Waits until `q` matches `n` lines (and fails when it matches more).
 async fn wait_for(daemon: &Daemon, q: &str, n: u64, timeout: Duration) {
-    capstan_testkit::eventually(timeout, &format!("{n} lines matching {q}"), || async {
+    let deadline = tokio::time::Instant::now() + timeout;
+    loop {
         let p = page(daemon, q, 1).await;
         assert!(
             p.total <= n,
             "{q}: {} lines, more than the {n} written",
             p.total
         );
-        (p.total == n).then_some(())
-    })
-    .await;
+        if p.total == n {
+            return;
+        }
+        if tokio::time::Instant::now() >= deadline {
+            // what the pipeline and the daemon say, to tell a stuck reader from a slow one
+            let stats: serde_json::Value = daemon.get("/api/v1/logs/stats").await;
+            let log = daemon.log();
+            let tail: Vec<&str> = log.lines().rev().take(30).collect();
+            panic!(
+                "timed out after {timeout:?} waiting for {n} lines matching {q}: {} stored\n\
+                 pipeline: {}\ndaemon log, newest first:\n{}",
+                p.total,
+                stats["pipeline"],
+                tail.join("\n")
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
 }
 
 /// A container running `script` whose json-file rotates at 1 MiB, keeping 3 files.

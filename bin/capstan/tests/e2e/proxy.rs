@@ -33,7 +33,7 @@ fn app(port: u16, version: &str, healthy: bool) -> String {
     healthcheck:
       test: {check}
       interval: 1s
-      timeout: 2s
+      timeout: 10s
       retries: 2
     stop_grace_period: 15s
     deploy:
