@@ -356,11 +356,12 @@ async fn rotation_and_container_restarts_lose_and_repeat_nothing() {
     let engine = capstan_testkit::engine().await;
     let name = unique("capt-rotate");
     let daemon = only_logs_of(&engine, &name).await;
-    // ~100 bytes a record, 40,000 a run, paced: the 1 MiB file rotates every couple of
-    // thousand lines while capstan keeps up
+    // ~100 bytes a record, 40,000 a run, paced: the 1 MiB file rotates every ~10,000 lines,
+    // ~5 s, so the three files kept hold ~10 s (a commit slowed by a disk the whole suite
+    // shares has stalled reading for several seconds)
     let script = "i=0; while [ $i -lt 40 ]; do j=0; while [ $j -lt 1000 ]; do \
         echo \"rot $i $j padding-padding-padding-padding-padding\"; j=$((j+1)); done; \
-        i=$((i+1)); sleep 0.2; done";
+        i=$((i+1)); sleep 0.5; done";
     let id = create_rotating(&engine, &name, script).await;
     engine.start_container(&id).await.unwrap();
     let container = format!("container:{name}");
