@@ -110,7 +110,7 @@ pub struct Stats {
     /// Lines in those files, estimated.
     pub rotated_away_lines: AtomicU64,
     /// Both, per container name.
-    pub rotated_away: std::sync::Mutex<BTreeMap<String, (u64, u64)>>,
+    pub rotated_away: std::sync::Mutex<BTreeMap<String, ContainerLoss>>,
     pub commits: AtomicU64,
     pub store_errors: AtomicU64,
     pub containers: AtomicU64,
@@ -170,19 +170,7 @@ impl Stats {
             rotated_away_by_container: self
                 .rotated_away
                 .lock()
-                .map(|per| {
-                    per.iter()
-                        .map(|(name, (files, lines))| {
-                            (
-                                name.clone(),
-                                ContainerLoss {
-                                    files: *files,
-                                    lines_estimated: *lines,
-                                },
-                            )
-                        })
-                        .collect()
-                })
+                .map(|per| per.clone())
                 .unwrap_or_default(),
         }
     }
@@ -507,8 +495,8 @@ impl Collector {
             .fetch_add(loss.lines_estimated, Ordering::Relaxed);
         if let Ok(mut per) = self.stats.rotated_away.lock() {
             let e = per.entry(loss.container.clone()).or_default();
-            e.0 += loss.files;
-            e.1 += loss.lines_estimated;
+            e.files += loss.files;
+            e.lines_estimated += loss.lines_estimated;
         }
         warn!(
             container = %loss.container,
