@@ -331,11 +331,16 @@ impl Tailer {
 
     /// At the end of the current file: moves to the next newer one when the engine rotated.
     fn next_file(&mut self, batch: &mut Batch) -> std::io::Result<bool> {
-        let (chain, newest) = self.chain_with_generation();
         let current = self.pos.inode;
-        if chain.first().is_some_and(|(_, ino)| *ino == current) {
-            // still the live file: wait for more, unless it was cut short under us
+        // the common case, every round for every idle container: still the live file (the
+        // kernel's count is asked only when moving on)
+        if self.chain().first().is_some_and(|(_, ino)| *ino == current) {
+            // wait for more, unless it was cut short under us
             return self.truncated(batch);
+        }
+        let (chain, newest) = self.chain_with_generation();
+        if chain.first().is_some_and(|(_, ino)| *ino == current) {
+            return Ok(false); // the engine was mid-rotation: next round
         }
         if chain.is_empty() {
             return Ok(false);
@@ -460,7 +465,7 @@ impl Tailer {
             return Ok(false);
         }
         file.seek(SeekFrom::Start(0))?;
-        let (files, lines) = self.estimate_before(&self.path.clone());
+        let (files, lines) = self.estimate_before(&self.path);
         batch.lost_files += files;
         batch.lost_lines += lines;
         self.partial.clear();
@@ -610,7 +615,14 @@ fn plain_last_time(path: &Path) -> Option<i64> {
     file.seek(SeekFrom::Start(from)).ok()?;
     let mut tail = Vec::new();
     file.read_to_end(&mut tail).ok()?;
-    tail.split(|b| *b == b'\n')
+    last_record_time(&tail)
+}
+
+/// The engine time of the last record in `records` (whole json-file records, or the end of
+/// them).
+fn last_record_time(records: &[u8]) -> Option<i64> {
+    records
+        .split(|b| *b == b'\n')
         .rev()
         .filter(|r| !r.is_empty())
         .find_map(record_time)
@@ -636,10 +648,7 @@ fn gz_last_time(path: &Path) -> Option<i64> {
     }
     let mut all = Vec::new();
     gz.read_to_end(&mut all).ok()?;
-    all.split(|b| *b == b'\n')
-        .rev()
-        .find(|r| !r.is_empty())
-        .and_then(record_time)
+    last_record_time(&all)
 }
 
 /// The engine time of a json-file record, read without decoding the whole record.

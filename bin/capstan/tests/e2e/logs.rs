@@ -107,6 +107,20 @@ async fn create_logging(
     engine.create_from_spec(name, &spec).await.unwrap()
 }
 
+/// Every line is one the script wrote whole (starting with `prefix`, or its last,
+/// `written-all`), and none is there twice.
+fn each_whole_and_once(lines: &[capstan_model::LogLine], prefix: &str) {
+    let mut seen = std::collections::BTreeSet::new();
+    for line in lines {
+        let text = line.raw.trim_end();
+        assert!(
+            text == "written-all" || text.starts_with(prefix),
+            "a torn line: {text:?}"
+        );
+        assert!(seen.insert(text.to_owned()), "twice: {text}");
+    }
+}
+
 /// Waits until the container's line `written-all` (its last) is stored.
 async fn last_line_stored(daemon: &Daemon, container: &str) {
     capstan_testkit::eventually(Duration::from_mins(1), "the last line stored", || async {
@@ -708,15 +722,7 @@ async fn a_log_rotated_with_one_file_kept_is_followed_line_by_line() {
         (page.lines.len() as u64 == stored).then_some(page.lines)
     })
     .await;
-    let mut seen = std::collections::BTreeSet::new();
-    for line in &lines {
-        let text = line.raw.trim_end();
-        assert!(
-            text == "written-all" || text.starts_with("trunc "),
-            "a torn line: {text:?}"
-        );
-        assert!(seen.insert(text.to_owned()), "twice: {text}");
-    }
+    each_whole_and_once(&lines, "trunc ");
     // each rotation frees an inode the next file is likely to get: ids stay apart (a sink
     // that keys on them, like Elasticsearch's `create`, would drop a line sharing one)
     let ids: std::collections::BTreeSet<_> = lines.iter().map(|l| l.id.clone()).collect();
@@ -771,15 +777,7 @@ async fn compressed_rotations_are_read_once_across_kill_9() {
     let lines = page(&daemon, &container, 5_000).await.lines;
     let stats: serde_json::Value = daemon.get("/api/v1/logs/stats").await;
     let p = &stats["pipeline"];
-    let mut seen = std::collections::BTreeSet::new();
-    for line in &lines {
-        let text = line.raw.trim_end();
-        assert!(
-            text == "written-all" || text.starts_with("gz "),
-            "a torn line: {text:?}"
-        );
-        assert!(seen.insert(text.to_owned()), "twice: {text}");
-    }
+    each_whole_and_once(&lines, "gz ");
     assert_eq!(p["bad_records"].as_u64(), Some(0), "{p}");
     assert_eq!(p["rotated_away_files"].as_u64(), Some(0), "{p}");
     assert_eq!(lines.len(), written, "{p}");
