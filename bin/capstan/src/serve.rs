@@ -111,7 +111,7 @@ pub async fn run(opts: ServeOptions) -> Result<()> {
         shutdown.clone(),
     ));
 
-    let deploying: capstan_deploy::AppLocks = Arc::default();
+    let deploying = capstan_model::RolloutLocks::default();
     let (auto_tx, auto_rx) = tokio::sync::mpsc::channel(AUTO_UPDATES_QUEUE);
 
     // registries: every running image checked for updates
@@ -141,25 +141,26 @@ pub async fn run(opts: ServeOptions) -> Result<()> {
         &live,
         shutdown.clone(),
     );
-    // what self-healing and automatic updates deploy with (the API makes its own per request)
-    let deployer = capstan_deploy::Deployer {
+    // what the API, self-healing and automatic updates deploy with: the local engine
+    let target = capstan_deploy::DockerTarget {
         engine: engine.clone(),
         apps_dir: data.join("apps"),
-        progress: None,
         router: Some(router.clone()),
         events: Some(live.clone()),
     };
+    let deployer =
+        capstan_deploy::Deployer::new(Arc::new(target), data.join("apps"), Some(live.clone()));
     let healer = capstan_deploy::Healer::new(
         deployer.clone(),
         store.clone(),
-        Arc::clone(&deploying),
+        deploying.clone(),
         live.clone(),
     );
     tokio::spawn(healer.run(shutdown.clone()));
     let auto_updater = capstan_deploy::AutoUpdater::new(
-        deployer,
+        deployer.clone(),
         store.clone(),
-        Arc::clone(&deploying),
+        deploying.clone(),
         live.clone(),
     );
     tokio::spawn(auto_updater.run(auto_rx, shutdown.clone()));
@@ -214,7 +215,7 @@ pub async fn run(opts: ServeOptions) -> Result<()> {
                     .collect
                     .unwrap_or(true)
                     .then(|| Arc::clone(&log_store)),
-                rollouts: Arc::clone(&deploying),
+                rollouts: deploying.clone(),
             },
             file.alerts
                 .evaluate_every()
@@ -259,6 +260,7 @@ pub async fn run(opts: ServeOptions) -> Result<()> {
         shutdown: shutdown.clone(),
         apps_dir: data.join("apps"),
         deploying,
+        deployer,
         router: Some(router),
         logs: Some(capstan_api::LogsState {
             store: log_store,

@@ -8,7 +8,9 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex, PoisonError, RwLock};
 use std::time::Duration;
 
-use capstan_model::{Alert, AlertRuleInfo, AlertState, Event, RuleTest, RuleTestInstance};
+use capstan_model::{
+    Alert, AlertRuleInfo, AlertState, Event, RolloutLocks, RuleTest, RuleTestInstance,
+};
 use capstan_store::{EventFilter, Store};
 use chrono::{DateTime, Utc};
 use tokio::sync::{broadcast, watch};
@@ -16,9 +18,6 @@ use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
 use crate::rule::{Condition, EventKind, Rule, RuleConfig, Source, format_value, render};
-
-/// Apps being deployed, rolled back or taken down now (the deploy engine's locks).
-pub type Rollouts = Arc<Mutex<BTreeSet<String>>>;
 
 /// A held alert waits this long after its app's rollout ends before it may fire: the events of
 /// what the rollout removed may still be on their way.
@@ -40,7 +39,8 @@ pub struct Sources {
     pub live: broadcast::Sender<Event>,
     pub history: Option<Arc<capstan_metrics::History>>,
     pub logs: Option<Arc<capstan_logs::Store>>,
-    pub rollouts: Rollouts,
+    /// Apps being deployed, rolled back or taken down now (the deploy job's locks).
+    pub rollouts: RolloutLocks,
 }
 
 #[derive(Debug, Clone)]
@@ -459,12 +459,7 @@ impl Alerts {
 
     /// Apps rolling out now, or that ended a rollout less than [`HOLD_AFTER_MS`] ago.
     fn rollouts(&self, now: i64) -> BTreeSet<String> {
-        let rolling = self
-            .sources
-            .rollouts
-            .lock()
-            .map(|r| r.clone())
-            .unwrap_or_default();
+        let rolling = self.sources.rollouts.held();
         let mut rolled = self.rolled.lock().unwrap_or_else(PoisonError::into_inner);
         for app in &rolling {
             rolled.insert(app.clone(), now);
@@ -872,9 +867,9 @@ mod tests {
         }
     }
 
-    fn engine(dir: &std::path::Path) -> (Alerts, Rollouts) {
+    fn engine(dir: &std::path::Path) -> (Alerts, RolloutLocks) {
         let store = Store::open(&dir.join("state.db")).unwrap();
-        let rollouts: Rollouts = Arc::default();
+        let rollouts = RolloutLocks::default();
         let rule = RuleConfig {
             name: "sick".into(),
             event: Some("unhealthy".into()),
@@ -889,7 +884,7 @@ mod tests {
                 live: broadcast::channel(16).0,
                 history: None,
                 logs: None,
-                rollouts: Arc::clone(&rollouts),
+                rollouts: rollouts.clone(),
             },
             Duration::from_secs(1),
             dir.join("alert-rules.json"),
@@ -948,7 +943,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let (alerts, rollouts) = engine(dir.path());
         let t0 = now_ms();
-        rollouts.lock().unwrap().insert("shop".into());
+        let lock = rollouts.hold("shop").unwrap();
         see(
             &alerts,
             &health("c1", "health_status: unhealthy", t0, "shop"),
@@ -972,7 +967,7 @@ mod tests {
         );
         // the rollout ends with the condition still there: held a little longer (the events of
         // what the rollout removed may be on their way), then it fires
-        rollouts.lock().unwrap().clear();
+        drop(lock);
         alerts.evaluate(t0 + 1_000).await;
         assert!(alerts.alerts().iter().any(|a| a.held));
         alerts.evaluate(t0 + 1_000 + HOLD_AFTER_MS).await;

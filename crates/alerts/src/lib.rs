@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
-pub use engine::{Alerts, Rollouts, Sources};
+pub use engine::{Alerts, Sources};
 pub use rule::{Condition, EventKind, Rule, RuleConfig, Source, builtin, render};
 
 /// `[alerts]` in capstan.toml.

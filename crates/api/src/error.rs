@@ -96,9 +96,29 @@ impl From<capstan_store::Error> for ApiError {
 
 impl From<capstan_deploy::ReleaseError> for ApiError {
     fn from(err: capstan_deploy::ReleaseError) -> Self {
+        use capstan_deploy::ReleaseError;
         match err {
-            capstan_deploy::ReleaseError::Store(e) => e.into(),
-            e @ capstan_deploy::ReleaseError::Model(_) => Self::new(Code::Internal, e.to_string()),
+            ReleaseError::Store(e) => e.into(),
+            ReleaseError::Target(e) => e.into(),
+            ReleaseError::NotFound(m) => Self::new(Code::NotFound, m),
+            ReleaseError::Unusable(m) => Self::new(Code::BadRequest, m),
+            e @ ReleaseError::Model(_) => Self::new(Code::Internal, e.to_string()),
+        }
+    }
+}
+
+impl From<capstan_deploy::TargetError> for ApiError {
+    fn from(err: capstan_deploy::TargetError) -> Self {
+        use capstan_deploy::TargetError;
+        match err {
+            e @ TargetError::Unreachable { .. } => {
+                Self::new(Code::EngineUnavailable, e.to_string())
+            }
+            TargetError::Refused(m) => Self::new(Code::BadRequest, m),
+            e @ TargetError::Failed { .. } => {
+                tracing::warn!(error = %e, "engine request failed");
+                Self::new(Code::Internal, format!("engine request failed: {e}"))
+            }
         }
     }
 }

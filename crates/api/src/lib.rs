@@ -48,8 +48,10 @@ pub struct AppState {
     pub shutdown: CancellationToken,
     /// `<data>/apps`: configs and secrets of deployed apps.
     pub apps_dir: std::path::PathBuf,
-    /// Apps with a deploy running (one at a time per app).
-    pub deploying: Arc<std::sync::Mutex<std::collections::BTreeSet<String>>>,
+    /// Apps with a rollout running (one at a time per app).
+    pub deploying: capstan_model::RolloutLocks,
+    /// Runs releases, rollbacks and downs against the target.
+    pub deployer: capstan_deploy::Deployer,
     /// Keeps capstan's proxy in step with the replicas in rotation.
     pub router: Option<capstan_deploy::Router>,
     /// The log store and collector, when log collection runs.
@@ -226,14 +228,24 @@ mod tests {
         let engine = Engine::new(Some("unix:///nonexistent/docker.sock")).unwrap();
         router(AppState {
             store,
-            engine,
+            engine: engine.clone(),
             journal: Arc::default(),
             live: broadcast::channel(8).0,
             admin_token: Arc::from("secret"),
             secure_cookies: false,
             shutdown: CancellationToken::new(),
             apps_dir: dir.path().join("apps"),
-            deploying: Arc::default(),
+            deploying: capstan_model::RolloutLocks::default(),
+            deployer: capstan_deploy::Deployer::new(
+                Arc::new(capstan_deploy::DockerTarget {
+                    engine: engine.clone(),
+                    apps_dir: dir.path().join("apps"),
+                    router: None,
+                    events: None,
+                }),
+                dir.path().join("apps"),
+                None,
+            ),
             router: None,
             logs: None,
             updates: None,

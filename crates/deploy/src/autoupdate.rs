@@ -8,13 +8,13 @@
 
 use std::collections::BTreeMap;
 
-use capstan_model::{AutoUpdate, Event};
+use capstan_model::{AutoUpdate, Event, Outcome, RolloutLocks};
 use capstan_store::Store;
 use tokio::sync::{broadcast, mpsc};
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
-use crate::{AppLocks, DeployRequest, Deployer, Outcome, hold, running_model};
+use crate::{DeployRequest, Deployer, running_model};
 
 /// The ledger's actor for releases made by automatic updates.
 pub const ACTOR: &str = "auto-update";
@@ -23,7 +23,7 @@ pub const ACTOR: &str = "auto-update";
 pub struct AutoUpdater {
     deployer: Deployer,
     store: Store,
-    locks: AppLocks,
+    locks: RolloutLocks,
     live: broadcast::Sender<Event>,
 }
 
@@ -37,7 +37,7 @@ impl AutoUpdater {
     pub fn new(
         deployer: Deployer,
         store: Store,
-        locks: AppLocks,
+        locks: RolloutLocks,
         live: broadcast::Sender<Event>,
     ) -> Self {
         Self {
@@ -63,7 +63,7 @@ impl AutoUpdater {
     }
 
     async fn apply(&self, u: AutoUpdate) {
-        let Some(_lock) = hold(&self.locks, &u.app) else {
+        let Some(_lock) = self.locks.hold(&u.app) else {
             info!(app = %u.app, "a deploy of the app is running; the update is tried next cycle");
             return;
         };
@@ -88,7 +88,7 @@ impl AutoUpdater {
         let was = service.image.clone().unwrap_or_default();
         service.image = Some(u.image.clone());
         info!(app = %u.app, service = %u.service, from = %was, to = %u.image, "applying an image update");
-        if let Err(e) = self.deployer.engine.pull(&u.image).await {
+        if let Err(e) = self.deployer.target.pull(&u.image).await {
             // the registry or the network, not the candidate: tried again next cycle
             warn!(image = %u.image, error = %e, "cannot pull the update; tried again next cycle");
             return;

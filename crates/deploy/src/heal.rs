@@ -4,21 +4,19 @@
 //! after a few attempts, left alone with an event saying so. Drift (a container changed by
 //! hand) is not touched here: `capstan plan` shows it and `capstan deploy` fixes it.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
-use std::sync::{Arc, Mutex};
+use std::collections::{BTreeMap, HashMap};
 use std::time::{Duration, Instant};
 
 use capstan_compose::Project;
 use capstan_compose::model::Service;
-use capstan_model::Event;
+use capstan_model::{Event, ReleaseResult, RolloutLocks};
 use capstan_store::Store;
 use tokio::sync::broadcast;
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
-use crate::Deployer;
-use crate::apply::DeployRequest;
-use crate::plan::{replicas_of, replicas_of_app};
+use crate::plan::replicas_of;
+use crate::{DeployRequest, Deployer};
 
 /// How often the loop looks even without events.
 const PERIOD: Duration = Duration::from_secs(10);
@@ -29,13 +27,15 @@ const EXITED_GRACE: Duration = Duration::from_secs(5);
 const MAX_RESTARTS: u32 = 5;
 /// First wait between restarts; doubled each time.
 const FIRST_BACKOFF: Duration = Duration::from_secs(5);
+/// The grace period an unhealthy replica gets when it is restarted.
+const RESTART_GRACE: Duration = Duration::from_secs(10);
 
 /// The self-healing loop.
 pub struct Healer {
     deployer: Deployer,
     store: Store,
     /// Apps being deployed right now (shared with the API): left alone meanwhile.
-    busy: Arc<Mutex<BTreeSet<String>>>,
+    busy: RolloutLocks,
     live: broadcast::Sender<Event>,
     exited_since: HashMap<String, Instant>,
     restarts: HashMap<String, (u32, Instant)>,
@@ -68,20 +68,11 @@ fn should_run(service: &Service, code: i64) -> bool {
     }
 }
 
-/// The exit code in a status like `Exited (137) 5 seconds ago`.
-fn exit_code(status: &str) -> i64 {
-    status
-        .split_once('(')
-        .and_then(|(_, rest)| rest.split_once(')'))
-        .and_then(|(code, _)| code.parse().ok())
-        .unwrap_or(0)
-}
-
 impl Healer {
     pub fn new(
         deployer: Deployer,
         store: Store,
-        busy: Arc<Mutex<BTreeSet<String>>>,
+        busy: RolloutLocks,
         live: broadcast::Sender<Event>,
     ) -> Self {
         Self {
@@ -102,10 +93,8 @@ impl Healer {
                 () = shutdown.cancelled() => return,
                 () = tokio::time::sleep(PERIOD) => {}
                 event = wake.recv() => {
-                    let relevant = matches!(&event, Ok(e) if e.kind == "container"
-                        && e.attributes.contains_key("io.capstan.app")
-                        && (matches!(e.action.as_str(), "die" | "destroy" | "stop" | "kill")
-                            || e.action.starts_with("health_status")));
+                    let relevant = matches!(&event,
+                        Ok(e) if self.deployer.target.is_replica_trouble(e));
                     if !relevant {
                         continue;
                     }
@@ -120,21 +109,15 @@ impl Healer {
     }
 
     fn is_busy(&self, app: &str) -> bool {
-        self.busy.lock().map_or(true, |b| b.contains(app))
+        self.busy.is_held(app)
     }
 
     /// One look at every app.
     pub async fn pass(&mut self) -> Result<(), String> {
         let apps = self.store.apps().await.map_err(|e| e.to_string())?;
-        let containers = self
-            .deployer
-            .engine
-            .list_containers(true)
-            .await
-            .map_err(|e| e.to_string())?;
         for newest in apps {
             // an app taken down stays down; a deploy in progress is left to finish
-            if newest.result == "down" || self.is_busy(&newest.app) {
+            if newest.result == ReleaseResult::Down.as_str() || self.is_busy(&newest.app) {
                 continue;
             }
             let Some(current) = self
@@ -149,11 +132,12 @@ impl Healer {
                 continue;
             };
             let app = newest.app.clone();
-            let mine: Vec<_> = containers
-                .iter()
-                .filter(|c| c.labels.get("io.capstan.app") == Some(&app))
-                .collect();
-            let replicas = replicas_of_app(&app, &containers);
+            let replicas = self
+                .deployer
+                .target
+                .observe(&app)
+                .await
+                .map_err(|e| e.to_string())?;
             let mut req: Option<DeployRequest> = None;
             for (name, service) in &project.services {
                 let want = replicas_of(service);
@@ -164,13 +148,13 @@ impl Healer {
                     .collect();
                 let mut broken = Vec::new();
                 for r in 1..=want {
-                    let container = have
+                    let replica = have
                         .get(&r)
-                        .and_then(|id| mine.iter().find(|c| &c.id == id));
-                    match container {
+                        .and_then(|id| replicas.iter().find(|c| &c.id == id));
+                    match replica {
                         None => broken.push((r, "missing".to_owned())),
                         Some(c) if matches!(c.state.as_str(), "exited" | "dead" | "created") => {
-                            let code = exit_code(&c.status);
+                            let code = c.exit_code;
                             if !should_run(service, code) {
                                 continue;
                             }
@@ -182,7 +166,7 @@ impl Healer {
                                 broken.push((r, format!("exited with code {code}")));
                             }
                         }
-                        Some(c) if c.status.contains("(unhealthy)") => {
+                        Some(c) if c.health.as_deref() == Some("unhealthy") => {
                             self.restart_unhealthy(&app, name, r, &c.id, &c.name).await;
                         }
                         Some(c) => {
@@ -258,8 +242,7 @@ impl Healer {
             )
             .await;
         }
-        let _ = self.deployer.engine.stop_container(id, 10).await;
-        let restarted = self.deployer.engine.start_container(id).await;
+        let restarted = self.deployer.target.restart(id, RESTART_GRACE).await;
         let backoff = FIRST_BACKOFF * 2_u32.pow(attempts);
         self.restarts
             .insert(id.to_owned(), (attempts + 1, Instant::now() + backoff));
@@ -314,7 +297,5 @@ mod tests {
             ..Default::default()
         });
         assert!(!should_run(&s, 2), "deploy.restart_policy wins");
-        assert_eq!(exit_code("Exited (137) 5 seconds ago"), 137);
-        assert_eq!(exit_code("Created"), 0);
     }
 }

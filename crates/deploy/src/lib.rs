@@ -1,32 +1,36 @@
-//! The deploy job: turns a resolved Compose model into what the engine runs.
+//! The deploy job: turns a resolved Compose model into what runs, and keeps it running.
 //!
-//! This first part owns the translation of a service into a container specification (every
-//! Compose key capstan implements, checked on the created container by the tests) and the names
-//! and labels of everything an app owns. It must never read the caller's files (the CLI did) nor
-//! talk to bollard (the engine layer does).
+//! It owns the release logic, written once for every target: the plan (what changes and why),
+//! the rollout engine (start order, batches, health gates, draining, automatic rollback,
+//! NDJSON progress), the ledger of releases and rollbacks, self-healing and automatic updates.
+//! Where replicas run is behind the [`Target`] seam; the plain Docker engine is its first
+//! backend ([`docker`]), which alone translates a service into a container specification and
+//! keeps capstan's proxy in step. It must never read the caller's files (the CLI did) nor talk
+//! to bollard (the engine layer does).
 
-mod apply;
 mod autoupdate;
+pub mod docker;
 mod error;
 mod files;
 mod heal;
-mod names;
 pub mod plan;
 mod release;
-mod route;
-mod spec;
+mod request;
+mod rollout;
+pub mod target;
 pub mod units;
 
-pub use apply::{DeployRequest, Deployer, Outcome, Progress, Report, ServiceReport, file_digests};
 pub use autoupdate::AutoUpdater;
-pub use error::Error;
+pub use capstan_model::{Action, Outcome, Plan, Progress, Report, ServicePlan, ServiceReport};
+pub use docker::{
+    DockerTarget, Names, PORTS_LABEL, PortClaim, Router, SecretPaths, claims, container_spec,
+    labels,
+};
+pub use error::{Error, ReleaseError, TargetError};
 pub use files::FileContent;
 pub use heal::Healer;
-pub use names::{Names, labels};
-pub use plan::{
-    Action, Desired, Plan, Replica, ServicePlan, desired_hash, plan, replicas_of_app, spec_hash,
-    start_levels,
-};
-pub use release::{AppLock, AppLocks, ReleaseError, hold, new_release, running_model};
-pub use route::{PORTS_LABEL, PortClaim, Router, claims};
-pub use spec::{SecretPaths, container_spec};
+pub use plan::{Desired, desired_hash, plan, spec_hash, start_levels};
+pub use release::{new_release, running_model};
+pub use request::{DeployRequest, file_digests};
+pub use rollout::Deployer;
+pub use target::{Replica, Target};

@@ -5,70 +5,9 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use capstan_compose::Project;
 use capstan_compose::model::Service;
-use serde::{Deserialize, Serialize};
+pub use capstan_model::{Action, Plan, ServicePlan};
 
-/// A managed container as the engine shows it (from its labels and state).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Replica {
-    /// Container id.
-    pub id: String,
-    /// `io.capstan.service`.
-    pub service: String,
-    /// `io.capstan.replica`.
-    pub replica: u32,
-    /// `io.capstan.spec`: the [`spec_hash`] it was made from.
-    pub spec_hash: String,
-    /// The image id it runs.
-    pub image_id: String,
-    /// `running`, `exited`, ...
-    pub state: String,
-}
-
-/// What to do with one service.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
-#[serde(tag = "action", rename_all = "snake_case")]
-pub enum Action {
-    /// Nothing runs yet: create this many replicas.
-    Create { replicas: u32 },
-    /// Replace every replica (a rolling update), for these reasons.
-    Recreate { reasons: Vec<String> },
-    /// Same definition, another replica count.
-    Scale { from: u32, to: u32 },
-    /// Replace only these replicas (stopped, or changed by hand), for these reasons.
-    Repair {
-        replicas: Vec<u32>,
-        reasons: Vec<String>,
-    },
-    /// Not in the Compose file any more (or never was): remove its containers.
-    Remove { replicas: u32 },
-    /// Up to date.
-    Unchanged,
-}
-
-/// The plan for one service.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
-pub struct ServicePlan {
-    pub service: String,
-    #[serde(flatten)]
-    pub action: Action,
-}
-
-/// The plan for an app.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
-pub struct Plan {
-    /// Per service, in name order.
-    pub services: Vec<ServicePlan>,
-    /// Services in start order: each level only depends on earlier levels; the services of a
-    /// level proceed in parallel.
-    pub levels: Vec<Vec<String>>,
-}
-
-impl Plan {
-    /// True when nothing would change.
-    pub fn is_empty(&self) -> bool {
-        self.services.iter().all(|s| s.action == Action::Unchanged)
-    }
-}
+use crate::target::Replica;
 
 /// Keys that change how a service is rolled out or scaled, not what its containers are.
 const NOT_IN_SPEC: &[&str] = &["replicas", "update_config", "rollback_config"];
@@ -326,25 +265,6 @@ pub fn start_levels(project: &Project) -> Vec<Vec<String>> {
     levels
 }
 
-/// Reads the managed replicas of `app` from container labels; containers without capstan's
-/// labels are not ours and are left out.
-pub fn replicas_of_app(app: &str, containers: &[capstan_model::Container]) -> Vec<Replica> {
-    containers
-        .iter()
-        .filter(|c| c.labels.get("io.capstan.app").map(String::as_str) == Some(app))
-        .filter_map(|c| {
-            Some(Replica {
-                id: c.id.clone(),
-                service: c.labels.get("io.capstan.service")?.clone(),
-                replica: c.labels.get("io.capstan.replica")?.parse().ok()?,
-                spec_hash: c.labels.get("io.capstan.spec").cloned().unwrap_or_default(),
-                image_id: c.image_id.clone(),
-                state: c.state.clone(),
-            })
-        })
-        .collect()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -365,11 +285,14 @@ mod tests {
     fn replica(p: &Project, service: &str, n: u32, image: &str) -> Replica {
         Replica {
             id: format!("{service}-{n}"),
+            name: format!("app-{service}-{n}"),
             service: service.into(),
             replica: n,
             spec_hash: spec_hash(&p.services[service]),
             image_id: image.into(),
             state: "running".into(),
+            exit_code: 0,
+            health: None,
         }
     }
 

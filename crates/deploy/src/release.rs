@@ -1,46 +1,17 @@
-//! Releases: the ledger row written before a deploy and finished after it, and the per-app lock
-//! that lets one deploy, rollback, down or automatic update run at a time. The API's routes and
-//! the auto-updater go through here alike.
+//! Releases: the ledger row written before a deploy and finished after it, which release a
+//! rollback runs again, and taking an app down. The API's routes, the auto-updater and
+//! self-healing go through here alike; the caller holds the app's
+//! [`capstan_model::RolloutLock`].
 
-use std::collections::{BTreeMap, BTreeSet};
-use std::sync::{Arc, Mutex};
+use std::collections::BTreeMap;
 
 use capstan_compose::Project;
+use capstan_model::{Outcome, Progress, ReleaseResult, Report};
 use capstan_store::{ReleaseRow, Store};
+use tokio::sync::mpsc;
 
-use crate::{DeployRequest, Deployer, Outcome, Progress, Report};
-
-/// Apps being deployed, rolled back or taken down right now (self-healing leaves them alone).
-pub type AppLocks = Arc<Mutex<BTreeSet<String>>>;
-
-/// One app's lock, released when dropped.
-#[derive(Debug)]
-pub struct AppLock(AppLocks, String);
-
-impl Drop for AppLock {
-    fn drop(&mut self) {
-        if let Ok(mut held) = self.0.lock() {
-            held.remove(&self.1);
-        }
-    }
-}
-
-/// Takes `app`'s lock; `None` while someone else holds it.
-pub fn hold(locks: &AppLocks, app: &str) -> Option<AppLock> {
-    let mut held = locks.lock().ok()?;
-    held.insert(app.to_owned())
-        .then(|| AppLock(Arc::clone(locks), app.to_owned()))
-}
-
-/// Why a release could not be run (its deploy's own failure is in the [`Report`]).
-#[derive(Debug, thiserror::Error)]
-pub enum ReleaseError {
-    #[error(transparent)]
-    Store(#[from] capstan_store::Error),
-    /// The stored model of the running release does not parse.
-    #[error("the stored release of {0} does not parse; see the daemon's log")]
-    Model(String),
-}
+use crate::error::ReleaseError;
+use crate::{DeployRequest, Deployer};
 
 /// A ledger row for a release starting now (the number is assigned when it is stored).
 pub fn new_release(
@@ -48,7 +19,7 @@ pub fn new_release(
     actor: &str,
     source: String,
     model: String,
-    result: &str,
+    result: ReleaseResult,
 ) -> ReleaseRow {
     ReleaseRow {
         app: app.to_owned(),
@@ -58,7 +29,7 @@ pub fn new_release(
         source,
         model,
         images: "{}".into(),
-        result: result.to_owned(),
+        result: result.as_str().to_owned(),
         detail: "{}".into(),
     }
 }
@@ -71,9 +42,13 @@ pub async fn running_model(store: &Store, app: &str) -> Result<Option<Project>, 
     let Some(row) = store.current_release(app.to_owned()).await? else {
         return Ok(None);
     };
-    serde_json::from_str(&row.model).map(Some).map_err(|e| {
-        tracing::error!(app, error = %e, "stored release model does not parse");
-        ReleaseError::Model(app.to_owned())
+    parse_model(&row).map(Some)
+}
+
+fn parse_model(row: &ReleaseRow) -> Result<Project, ReleaseError> {
+    serde_json::from_str(&row.model).map_err(|e| {
+        tracing::error!(app = %row.app, release = row.number, error = %e, "stored release model does not parse");
+        ReleaseError::Model(row.app.clone())
     })
 }
 
@@ -88,9 +63,9 @@ impl Deployer {
         store: &Store,
         actor: &str,
         req: &DeployRequest,
-        progress: Option<tokio::sync::mpsc::Sender<Progress>>,
+        progress: Option<mpsc::Sender<Progress>>,
     ) -> Result<Report, ReleaseError> {
-        let app = req.project.name.clone().unwrap_or_default();
+        let app = req.app();
         let previous = running_model(store, &app).await?;
         let model = serde_json::to_string(&req.project).unwrap_or_default();
         let number = store
@@ -99,38 +74,29 @@ impl Deployer {
                 actor,
                 req.source.to_string(),
                 model,
-                "running",
+                ReleaseResult::Running,
             ))
             .await?;
-        let report = Deployer {
-            progress,
-            ..self.clone()
-        }
-        .deploy(req, previous.as_ref(), number)
-        .await;
-        let mut images = BTreeMap::new();
-        for (name, s) in &req.project.services {
-            if let Some(image) = &s.image
-                && let Ok(Some(found)) = self.engine.inspect_image(image).await
-            {
-                images.insert(name.clone(), found.id);
-            }
-        }
-        let result = match report.outcome {
-            Outcome::Succeeded => "succeeded",
-            Outcome::Failed => "failed",
-            Outcome::RolledBack => "rolled_back",
-        };
-        if let (Outcome::RolledBack | Outcome::Failed, Some(live)) = (&report.outcome, &self.events)
-        {
+        let report = self
+            .with_progress(progress)
+            .deploy(req, previous.as_ref(), number)
+            .await;
+        // what each service ran; a target that stopped answering leaves it empty
+        let images = self
+            .target
+            .image_ids(&req.project)
+            .await
+            .unwrap_or_default();
+        let result = report.outcome.result();
+        if let (Outcome::RolledBack | Outcome::Failed, Some(live)) = (&report.outcome, &self.live) {
             // alert rules (`event = "rolled_back"`) and notification channels hear of it
             let attributes = BTreeMap::from([
                 ("app".to_owned(), app.clone()),
                 ("release".to_owned(), number.to_string()),
                 ("actor".to_owned(), actor.to_owned()),
-                ("result".to_owned(), result.to_owned()),
+                ("result".to_owned(), result.as_str().to_owned()),
             ]);
-            let action = if result == "rolled_back" {
+            let action = if result == ReleaseResult::RolledBack {
                 "release_rolled_back"
             } else {
                 "release_failed"
@@ -141,11 +107,93 @@ impl Deployer {
             .finish_release(
                 app,
                 number,
-                result.into(),
+                result.as_str().into(),
                 serde_json::to_string(&images).unwrap_or_default(),
                 serde_json::to_string(&report).unwrap_or_default(),
             )
             .await?;
         Ok(report)
+    }
+
+    /// The request that runs release `to` of `app` again (default: the last one that succeeded
+    /// before the one running), with the image ids it ran where its tags have moved on since,
+    /// and the configs and secrets kept for it.
+    ///
+    /// # Errors
+    /// [`ReleaseError::NotFound`] without such a release, [`ReleaseError::Unusable`] when a
+    /// file it used is gone, and the store's and the target's.
+    pub async fn rollback_request(
+        &self,
+        store: &Store,
+        app: &str,
+        to: Option<i64>,
+    ) -> Result<DeployRequest, ReleaseError> {
+        let releases = store.releases(app.to_owned()).await?;
+        let target = match to {
+            Some(n) => releases.iter().find(|r| r.number == n).ok_or_else(|| {
+                ReleaseError::NotFound(format!(
+                    "app {app:?} has no release {n} (see: capstan releases {app})"
+                ))
+            })?,
+            None => releases
+                .iter()
+                .filter(|r| r.result == ReleaseResult::Succeeded.as_str())
+                .nth(1)
+                .ok_or_else(|| {
+                    ReleaseError::NotFound(format!(
+                        "app {app:?} has no earlier successful release to roll back to"
+                    ))
+                })?,
+        };
+        let mut project = parse_model(target)?;
+        // the exact images it ran: pin one whose tag has moved on since
+        let ran: BTreeMap<String, String> =
+            serde_json::from_str(&target.images).unwrap_or_default();
+        let now = self.target.image_ids(&project).await?;
+        for (name, service) in &mut project.services {
+            if let (Some(_), Some(id)) = (&service.image, ran.get(name))
+                && now.get(name) != Some(id)
+            {
+                service.image = Some(id.clone());
+            }
+        }
+        let files = self.stored_files(&project).await.map_err(|e| {
+            ReleaseError::Unusable(format!(
+                "release {}: {e}; deploy its Compose file instead",
+                target.number
+            ))
+        })?;
+        Ok(DeployRequest {
+            project,
+            files,
+            source: serde_json::json!({ "rollback_to": target.number }),
+        })
+    }
+
+    /// Records that `app` is down (so self-healing leaves it down) and removes what it made.
+    /// The caller holds the app's lock.
+    ///
+    /// # Errors
+    /// The store's and the target's.
+    pub async fn take_down(
+        &self,
+        store: &Store,
+        actor: &str,
+        app: &str,
+        volumes: bool,
+    ) -> Result<Vec<String>, ReleaseError> {
+        // the ledger says the app is down first, so self-healing leaves it down
+        if !store.releases(app.to_owned()).await?.is_empty() {
+            store
+                .begin_release(new_release(
+                    app,
+                    actor,
+                    serde_json::json!({ "down": { "volumes": volumes } }).to_string(),
+                    "{}".into(),
+                    ReleaseResult::Down,
+                ))
+                .await?;
+        }
+        Ok(self.down(app, volumes).await?)
     }
 }

@@ -1,12 +1,14 @@
 //! Plain data types shared by the daemon, the HTTP API and the CLI.
 //!
-//! This crate owns the wire shapes of `/api/v1` (events, images, containers, health, errors) and
-//! small pure helpers on them (time formatting, lifecycle naming). It must never do I/O: no
-//! sockets, no files, no clocks beyond what callers pass in.
+//! This crate owns the wire shapes of `/api/v1` (events, images, containers, health, errors,
+//! deploy plans, progress and reports), the vocabulary the crates share (rollout steps, release
+//! results, the per-app rollout lock) and small pure helpers on them (time formatting, lifecycle
+//! naming). It must never do I/O: no sockets, no files, no clocks beyond what callers pass in.
 
 mod access;
 mod alerts;
 mod app;
+mod deploy;
 mod event;
 mod health;
 mod image;
@@ -25,6 +27,10 @@ pub use alerts::{
     is_label_name,
 };
 pub use app::{AppSummary, Release};
+pub use deploy::{
+    Action, Outcome, Plan, Progress, ReleaseResult, Report, RolloutLock, RolloutLocks, ServicePlan,
+    ServiceReport, Step,
+};
 pub use event::{Event, EventPage, EventType};
 pub use health::{EngineHealth, Health, JournalHealth};
 pub use image::{

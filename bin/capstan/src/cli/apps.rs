@@ -2,8 +2,7 @@
 
 use std::io::IsTerminal as _;
 
-use capstan_deploy::{Outcome, Report};
-use capstan_model::{AppSummary, Release};
+use capstan_model::{AppSummary, Outcome, Progress, Release, Report};
 use clap::Args;
 
 use super::client::Client;
@@ -75,12 +74,16 @@ async fn follow<B: serde::Serialize>(
             if let Some(e) = value.get("error").and_then(|e| e.as_str()) {
                 return Err(Failure::new(1, format!("capstan: {e}")));
             }
-            let service = value["service"].as_str().unwrap_or_default();
-            let message = value["message"].as_str().unwrap_or_default();
+            let step: Progress = serde_json::from_value(value).map_err(|e| {
+                Failure::new(
+                    1,
+                    format!("capstan: unexpected progress from the daemon: {e}"),
+                )
+            })?;
             match (output, &mut live) {
                 (Output::Json, _) => println!("{line}"),
-                (Output::Table, Some(live)) => live.update(service, message),
-                (Output::Table, None) => println!("{service:<16} {message}"),
+                (Output::Table, Some(live)) => live.update(&step),
+                (Output::Table, None) => println!("{:<16} {}", step.service, step.message),
             }
             Ok(())
         })
@@ -117,19 +120,16 @@ impl Live {
         }
     }
 
-    fn update(&mut self, service: &str, message: &str) {
-        let done = message.contains("replaced")
-            || message.ends_with(" ready")
-            || message.contains("removed")
-            || message.contains("rolled back");
-        match self.services.iter_mut().find(|s| s.0 == service) {
+    fn update(&mut self, progress: &Progress) {
+        let done = progress.step.is_done();
+        match self.services.iter_mut().find(|s| s.0 == progress.service) {
             Some(s) => {
-                message.clone_into(&mut s.1);
+                progress.message.clone_into(&mut s.1);
                 s.3 = done;
             }
             None => self.services.push((
-                service.to_owned(),
-                message.to_owned(),
+                progress.service.clone(),
+                progress.message.clone(),
                 std::time::Instant::now(),
                 done,
             )),

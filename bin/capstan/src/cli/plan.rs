@@ -1,6 +1,6 @@
 //! `capstan plan`: what `capstan deploy` would change, and why. Changes nothing.
 
-use capstan_deploy::{Action, Plan};
+use capstan_model::{Action, Plan};
 use clap::Args;
 
 use super::client::Client;

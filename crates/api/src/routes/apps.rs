@@ -5,9 +5,9 @@ use axum::http::HeaderMap;
 use axum::http::header::{ACCEPT, CONTENT_TYPE};
 use axum::response::{IntoResponse, Response};
 use axum::{Extension, Json};
-use capstan_compose::Project;
-use capstan_deploy::{DeployRequest, Deployer, Plan, Report};
+use capstan_deploy::DeployRequest;
 use capstan_model::{AppSummary, Release, nanos_to_datetime};
+use capstan_model::{Plan, Progress, Report};
 use capstan_store::ReleaseRow;
 use futures_util::StreamExt;
 
@@ -89,21 +89,6 @@ fn compose_request(
         source,
     )
     .map_err(|e| ApiError::bad_param("body", e))
-}
-
-/// The model of the release that runs now, if any.
-async fn running_model(state: &AppState, app: &str) -> Result<Option<Project>, ApiError> {
-    Ok(capstan_deploy::running_model(&state.store, app).await?)
-}
-
-fn deployer(state: &AppState) -> Deployer {
-    Deployer {
-        engine: state.engine.clone(),
-        apps_dir: state.apps_dir.clone(),
-        progress: None,
-        router: state.router.clone(),
-        events: Some(state.live.clone()),
-    }
 }
 
 /// The largest build context accepted (a tar archive, held in memory while the engine builds).
@@ -216,7 +201,10 @@ async fn respond(
     headers: &HeaderMap,
     actor: String,
 ) -> Result<Response, ApiError> {
-    Deployer::check(&req).map_err(|m| ApiError::new(Code::BadRequest, m))?;
+    state
+        .deployer
+        .check(&req)
+        .map_err(|m| ApiError::new(Code::BadRequest, m))?;
     let held = hold(&state, &app)?;
     let streaming = headers
         .get(ACCEPT)
@@ -268,7 +256,7 @@ async fn respond(
     ),
     request_body(description = "the resolved model as JSON, or a Compose file", content((DeployRequest = "application/json"), (String = "application/yaml"))),
     responses(
-        (status = 200, description = "what a deploy would change and why", body = capstan_deploy::Plan)
+        (status = 200, description = "what a deploy would change and why", body = capstan_model::Plan)
     )
 )]
 pub(crate) async fn plan_app(
@@ -278,8 +266,8 @@ pub(crate) async fn plan_app(
     body: axum::body::Bytes,
 ) -> Result<Json<Plan>, ApiError> {
     let req = request(&state, &app, &headers, &body)?;
-    let previous = running_model(&state, &app).await?;
-    Ok(Json(deployer(&state).plan(&req, previous.as_ref()).await?))
+    let previous = capstan_deploy::running_model(&state.store, &app).await?;
+    Ok(Json(state.deployer.plan(&req, previous.as_ref()).await?))
 }
 
 /// The ledger's actor: the name of the token that asked.
@@ -288,8 +276,8 @@ fn actor(who: Option<Extension<Principal>>) -> String {
 }
 
 /// Takes the per-app lock (one deploy, rollback or down at a time; self-healing waits).
-fn hold(state: &AppState, app: &str) -> Result<capstan_deploy::AppLock, ApiError> {
-    capstan_deploy::hold(&state.deploying, app).ok_or_else(|| {
+fn hold(state: &AppState, app: &str) -> Result<capstan_model::RolloutLock, ApiError> {
+    state.deploying.hold(app).ok_or_else(|| {
         ApiError::new(
             Code::Conflict,
             format!("a deploy of {app} is already running; wait for it to end"),
@@ -308,7 +296,7 @@ fn hold(state: &AppState, app: &str) -> Result<capstan_deploy::AppLock, ApiError
     ),
     request_body(description = "the resolved model as JSON, or a Compose file", content((DeployRequest = "application/json"), (String = "application/yaml"))),
     responses(
-        (status = 200, description = "the release's report; with Accept: application/x-ndjson one progress line per step, then {\"report\": ...}", content((capstan_deploy::Report = "application/json"), (capstan_deploy::Progress = "application/x-ndjson"))),
+        (status = 200, description = "the release's report; with Accept: application/x-ndjson one progress line per step, then {\"report\": ...}", content((capstan_model::Report = "application/json"), (capstan_model::Progress = "application/x-ndjson"))),
         (status = 409, description = "a deploy of this app is under way", body = capstan_model::ErrorBody)
     )
 )]
@@ -335,7 +323,7 @@ pub(crate) async fn deploy_app(
         ("to" = Option<i64>, Query, description = "the release to run again (default: the one before the running one)")
     ),
     responses(
-        (status = 200, description = "the report (or NDJSON progress, as for deploy)", body = capstan_deploy::Report)
+        (status = 200, description = "the report (or NDJSON progress, as for deploy)", body = capstan_model::Report)
     )
 )]
 pub(crate) async fn rollback_app(
@@ -355,51 +343,10 @@ pub(crate) async fn rollback_app(
                 .map_err(|_| ApiError::bad_param("to", format!("{v:?} is not a release number")))
         })
         .transpose()?;
-    let releases = state.store.releases(app.clone()).await?;
-    let target = match to {
-        Some(n) => releases.iter().find(|r| r.number == n).ok_or_else(|| {
-            ApiError::new(
-                Code::NotFound,
-                format!("app {app:?} has no release {n} (see: capstan releases {app})"),
-            )
-        })?,
-        None => releases
-            .iter()
-            .filter(|r| r.result == "succeeded")
-            .nth(1)
-            .ok_or_else(|| {
-                ApiError::new(
-                    Code::NotFound,
-                    format!("app {app:?} has no earlier successful release to roll back to"),
-                )
-            })?,
-    };
-    let mut project: Project = serde_json::from_str(&target.model)
-        .map_err(|_| ApiError::new(Code::Internal, "the stored release does not parse"))?;
-    // the exact digests it ran: pin an image whose tag has moved on since
-    let images: BTreeMap<String, String> = serde_json::from_str(&target.images).unwrap_or_default();
-    for (name, service) in &mut project.services {
-        if let (Some(image), Some(id)) = (service.image.clone(), images.get(name)) {
-            let now = state.engine.inspect_image(&image).await?.map(|i| i.id);
-            if now.as_deref() != Some(id.as_str()) {
-                service.image = Some(id.clone());
-            }
-        }
-    }
-    let files = deployer(&state).stored_files(&project).await.map_err(|e| {
-        ApiError::new(
-            Code::BadRequest,
-            format!(
-                "release {}: {e}; deploy its Compose file instead",
-                target.number
-            ),
-        )
-    })?;
-    let req = DeployRequest {
-        project,
-        files,
-        source: serde_json::json!({ "rollback_to": target.number }),
-    };
+    let req = state
+        .deployer
+        .rollback_request(&state.store, &app, to)
+        .await?;
     respond(state, app, req, &headers, actor(who)).await
 }
 
@@ -408,9 +355,10 @@ async fn run_release(
     state: &AppState,
     actor: &str,
     req: DeployRequest,
-    progress: Option<tokio::sync::mpsc::Sender<capstan_deploy::Progress>>,
+    progress: Option<tokio::sync::mpsc::Sender<Progress>>,
 ) -> Result<Report, ApiError> {
-    Ok(deployer(state)
+    Ok(state
+        .deployer
         .release(&state.store, actor, &req, progress)
         .await?)
 }
@@ -514,19 +462,9 @@ pub(crate) async fn down_app(
     let volumes = params::flag(&pairs, "volumes")?.unwrap_or(false);
     // no deploy and no self-healing while the app goes down
     let _held = hold(&state, &app)?;
-    // the ledger says the app is down first, so self-healing leaves it down
-    if !state.store.releases(app.clone()).await?.is_empty() {
-        state
-            .store
-            .begin_release(capstan_deploy::new_release(
-                &app,
-                &actor(who),
-                serde_json::json!({ "down": { "volumes": volumes } }).to_string(),
-                "{}".into(),
-                "down",
-            ))
-            .await?;
-    }
-    let removed = deployer(&state).down(&app, volumes).await?;
+    let removed = state
+        .deployer
+        .take_down(&state.store, &actor(who), &app, volumes)
+        .await?;
     Ok(Json(removed))
 }

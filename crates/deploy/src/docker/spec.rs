@@ -6,8 +6,9 @@ use capstan_compose::Project;
 use capstan_compose::model::{Command, Service};
 use capstan_engine::{ContainerSpec, Healthcheck, MountSpec};
 
+use super::names::{Names, labels};
+use crate::Error;
 use crate::units::{duration_nanos, nano_cpus, shell_split, size_bytes};
-use crate::{Error, Names, labels};
 
 /// Where the daemon materialised configs and secrets: `<dir>/configs/<name>`,
 /// `<dir>/secrets/<name>`.
@@ -131,14 +132,14 @@ pub fn container_spec(
     ));
 
     // ports: the container only exposes them; capstan's proxy publishes them on the host
-    let published = crate::route::claims(s).map_err(|message| Error::Value {
+    let published = super::route::claims(s).map_err(|message| Error::Value {
         service: service.to_owned(),
         key: "ports".into(),
         message,
     })?;
     if !published.is_empty() {
         spec.labels.insert(
-            crate::route::PORTS_LABEL.into(),
+            super::route::PORTS_LABEL.into(),
             serde_json::to_string(&published).unwrap_or_default(),
         );
     }

@@ -1,0 +1,16 @@
+//! The plain Docker backend: one engine, containers named and labelled as Compose names them,
+//! published ports through capstan's proxy, configs and secrets as files under the data dir.
+//! The only part of the deploy job that names the engine's types.
+
+mod down;
+mod names;
+mod prepare;
+mod replicas;
+mod route;
+mod spec;
+mod target;
+
+pub use names::{Names, labels};
+pub use route::{PORTS_LABEL, PortClaim, Router, claims};
+pub use spec::{SecretPaths, container_spec};
+pub use target::DockerTarget;

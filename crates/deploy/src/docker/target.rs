@@ -1,0 +1,251 @@
+//! [`DockerTarget`]: the [`Target`] seam over one Docker engine.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use capstan_compose::Project;
+use capstan_engine::Engine;
+use capstan_model::Event;
+use tokio::sync::broadcast;
+
+use super::names::Names;
+use super::route::{PORTS_LABEL, Router, claims};
+use super::spec::{SecretPaths, container_spec};
+use crate::DeployRequest;
+use crate::error::TargetError;
+use crate::request::file_digests;
+use crate::target::{Created, Replica, Status, Target, Unit};
+
+/// Replicas as containers of one engine.
+#[derive(Debug, Clone)]
+pub struct DockerTarget {
+    /// The engine.
+    pub engine: Engine,
+    /// `<data>/apps`: materialised configs and secrets live under `<apps>/<app>/`.
+    pub apps_dir: PathBuf,
+    /// The proxy's router: without one, published ports are refused.
+    pub router: Option<Router>,
+    /// The journal's live events: health gates wake on them instead of polling the engine.
+    pub events: Option<broadcast::Sender<Event>>,
+}
+
+/// Maps an engine error to the seam's, with what was being done.
+pub(super) fn engine_error(
+    context: impl Into<Option<String>>,
+) -> impl FnOnce(capstan_engine::Error) -> TargetError {
+    let context = context.into();
+    move |e| {
+        if e.is_unreachable() {
+            TargetError::Unreachable {
+                context,
+                source: Box::new(e),
+            }
+        } else {
+            TargetError::Failed {
+                context,
+                source: Box::new(e),
+            }
+        }
+    }
+}
+
+/// Whole seconds of a grace period, as the engine takes them.
+pub(super) fn seconds(grace: Duration) -> i64 {
+    i64::try_from(grace.as_secs()).unwrap_or(i64::MAX)
+}
+
+impl DockerTarget {
+    pub(super) fn secret_paths(&self, app: &str, request: &DeployRequest) -> SecretPaths {
+        SecretPaths {
+            dir: self.apps_dir.join(app),
+            digests: file_digests(&request.files),
+        }
+    }
+}
+
+#[async_trait::async_trait]
+impl Target for DockerTarget {
+    fn kind(&self) -> &'static str {
+        "docker"
+    }
+
+    fn check(&self, request: &DeployRequest) -> Result<(), TargetError> {
+        for (name, s) in &request.project.services {
+            claims(s).map_err(|e| TargetError::Refused(format!("services.{name}.ports: {e}")))?;
+        }
+        Ok(())
+    }
+
+    async fn prepare(&self, request: &DeployRequest) -> Result<(), TargetError> {
+        self.prepare_app(request).await
+    }
+
+    async fn finish(&self, app: &str) {
+        if let Some(router) = &self.router {
+            router.unclaim(app).await;
+        }
+    }
+
+    async fn observe(&self, app: &str) -> Result<Vec<Replica>, TargetError> {
+        let containers = self
+            .engine
+            .list_containers(true)
+            .await
+            .map_err(engine_error(None))?;
+        Ok(super::replicas::of_app(app, &containers))
+    }
+
+    async fn image_ids(&self, project: &Project) -> Result<BTreeMap<String, String>, TargetError> {
+        let mut ids = BTreeMap::new();
+        for (name, s) in &project.services {
+            if let Some(image) = &s.image
+                && let Some(found) = self
+                    .engine
+                    .inspect_image(image)
+                    .await
+                    .map_err(engine_error(None))?
+            {
+                ids.insert(name.clone(), found.id);
+            }
+        }
+        Ok(ids)
+    }
+
+    async fn pull(&self, image: &str) -> Result<(), TargetError> {
+        self.engine.pull(image).await.map_err(engine_error(None))
+    }
+
+    async fn create(&self, unit: Unit<'_>) -> Result<Created, TargetError> {
+        let names = Names::of(unit.project);
+        let app = &names.project;
+        let spec = container_spec(
+            unit.project,
+            unit.service,
+            unit.replica,
+            unit.release,
+            &self.secret_paths(app, unit.request),
+        )
+        .map_err(|e| TargetError::Refused(e.to_string()))?;
+        let canonical = names.container(unit.service, unit.replica);
+        let name = if unit.beside {
+            // a `-next` left by a rollout that was cut off
+            let next = format!("{canonical}-next");
+            let _ = self.engine.remove_container(&next, true).await;
+            next
+        } else {
+            canonical
+        };
+        for m in &spec.mounts {
+            if let capstan_engine::MountSpec::Bind {
+                source,
+                create_host_path: true,
+                ..
+            } = m
+                && !std::path::Path::new(source).exists()
+            {
+                std::fs::create_dir_all(source).map_err(|e| {
+                    TargetError::Refused(format!("cannot create bind source {source}: {e}"))
+                })?;
+            }
+        }
+        let id = self
+            .engine
+            .create_from_spec(&name, &spec)
+            .await
+            .map_err(engine_error(format!("cannot create {name}")))?;
+        Ok(Created { id, name })
+    }
+
+    async fn start(&self, id: &str) -> Result<(), TargetError> {
+        self.engine
+            .start_container(id)
+            .await
+            .map_err(engine_error(None))
+    }
+
+    async fn status(&self, id: &str) -> Result<Option<Status>, TargetError> {
+        let status = self
+            .engine
+            .container_status(id)
+            .await
+            .map_err(engine_error(None))?;
+        Ok(status.map(|s| Status {
+            state: s.state,
+            exit_code: s.exit_code,
+            health: s.health,
+            health_output: s.health_output,
+        }))
+    }
+
+    fn subscribe(&self) -> Option<broadcast::Receiver<Event>> {
+        self.events.as_ref().map(broadcast::Sender::subscribe)
+    }
+
+    fn is_replica_trouble(&self, e: &Event) -> bool {
+        e.kind == "container"
+            && e.attributes.contains_key("io.capstan.app")
+            && (matches!(e.action.as_str(), "die" | "destroy" | "stop" | "kill")
+                || e.action.starts_with("health_status"))
+    }
+
+    async fn last_logs(&self, id: &str, lines: usize) -> String {
+        self.engine.tail_logs(id, lines).await.unwrap_or_default()
+    }
+
+    async fn admit(&self, id: &str, unit: Unit<'_>) {
+        let publishes = unit
+            .project
+            .services
+            .get(unit.service)
+            .is_some_and(|s| claims(s).is_ok_and(|c| !c.is_empty()));
+        if let Some(router) = &self.router
+            && publishes
+            && let Err(e) = router.sync().await
+        {
+            tracing::warn!(container = id, label = PORTS_LABEL, error = %e, "cannot put the replica in rotation yet; the router retries");
+        }
+    }
+
+    async fn promote(&self, id: &str, unit: Unit<'_>) -> Result<(), TargetError> {
+        let canonical = Names::of(unit.project).container(unit.service, unit.replica);
+        self.engine
+            .rename_container(id, &canonical)
+            .await
+            .map_err(engine_error(format!(
+                "cannot rename {canonical}-next to {canonical}"
+            )))
+    }
+
+    async fn drain(&self, id: &str, grace: Duration) -> usize {
+        match &self.router {
+            // out of rotation first; its open requests get up to the grace period
+            Some(router) => router.drain(vec![id.to_owned()], grace).await as usize,
+            None => 0,
+        }
+    }
+
+    async fn remove(&self, id: &str, grace: Duration) {
+        // failures are ignored: it may be gone already
+        let _ = self.engine.stop_container(id, seconds(grace)).await;
+        let _ = self.engine.remove_container(id, true).await;
+    }
+
+    async fn discard(&self, id: &str) {
+        let _ = self.engine.remove_container(id, true).await;
+    }
+
+    async fn restart(&self, id: &str, grace: Duration) -> Result<(), TargetError> {
+        let _ = self.engine.stop_container(id, seconds(grace)).await;
+        self.engine
+            .start_container(id)
+            .await
+            .map_err(engine_error(None))
+    }
+
+    async fn down(&self, app: &str, volumes: bool) -> Result<Vec<String>, TargetError> {
+        self.take_down(app, volumes)
+            .await
+            .map_err(engine_error(None))
+    }
+}

@@ -1,0 +1,102 @@
+//! What the CLI (or the dashboard, or the ledger) hands the deploy job: the resolved model and
+//! the contents of the configs and secrets it uses; and what every target requires of it.
+
+use std::collections::BTreeMap;
+
+use capstan_compose::Project;
+use capstan_compose::model::FileObject;
+use serde::{Deserialize, Serialize};
+
+use crate::files::FileContent;
+use crate::plan::fnv_hex;
+
+/// What the CLI posts to plan or deploy: the resolved model and the contents of the configs and
+/// secrets it uses (`configs/NAME`, `secrets/NAME`), read on the caller's side.
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct DeployRequest {
+    /// The resolved Compose model.
+    #[schema(value_type = Object)]
+    pub project: Project,
+    /// Config and secret contents by `configs/NAME` / `secrets/NAME`.
+    #[serde(default)]
+    pub files: BTreeMap<String, FileContent>,
+    /// Where the model came from: file paths, content hash, git commit (free-form JSON).
+    #[serde(default)]
+    pub source: serde_json::Value,
+}
+
+impl DeployRequest {
+    /// The request for a loaded project: `read` gives each config's and secret's content
+    /// (`kind` is `configs` or `secrets`; `None` for one that needs none, like an external
+    /// secret), and `source` says where the model came from (its hash is added as `model_hash`).
+    ///
+    /// # Errors
+    /// The first message `read` returns, naming the object.
+    pub fn from_project(
+        project: Project,
+        mut read: impl FnMut(&str, &str, &FileObject) -> Result<Option<FileContent>, String>,
+        mut source: serde_json::Value,
+    ) -> Result<Self, String> {
+        let mut files = BTreeMap::new();
+        for (kind, objects) in [("configs", &project.configs), ("secrets", &project.secrets)] {
+            for (name, obj) in objects {
+                if let Some(content) =
+                    read(kind, name, obj).map_err(|e| format!("{kind}.{name}: {e}"))?
+                {
+                    files.insert(format!("{kind}/{name}"), content);
+                }
+            }
+        }
+        let model = serde_json::to_string(&project).unwrap_or_default();
+        if let Some(map) = source.as_object_mut() {
+            map.insert("model_hash".into(), fnv_hex(model.as_bytes()).into());
+        }
+        Ok(Self {
+            project,
+            files,
+            source,
+        })
+    }
+
+    /// The app (Compose project) it deploys.
+    pub fn app(&self) -> String {
+        self.project.name.clone().unwrap_or_default()
+    }
+
+    /// What every target requires: file contents that decode, an image per service, the
+    /// content of every config and secret a service uses.
+    ///
+    /// # Errors
+    /// A message naming the service and key.
+    pub fn check(&self) -> Result<(), String> {
+        for (key, content) in &self.files {
+            content.bytes().map_err(|e| format!("files.{key}: {e}"))?;
+        }
+        for (name, s) in &self.project.services {
+            if s.image.is_none() {
+                return Err(format!(
+                    "services.{name}: no image to run; deploy with the capstan CLI, which builds `build:` services first, or give it an `image`"
+                ));
+            }
+            for (kind, refs) in [("configs", &s.configs), ("secrets", &s.secrets)] {
+                for r in refs {
+                    if !self.files.contains_key(&format!("{kind}/{}", r.source)) {
+                        return Err(format!(
+                            "services.{name}.{kind}: the content of {kind}.{} was not sent",
+                            r.source
+                        ));
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Content digests of the configs and secrets in a request (never the contents themselves).
+pub fn file_digests(files: &BTreeMap<String, FileContent>) -> BTreeMap<String, String> {
+    files
+        .iter()
+        .map(|(k, v)| (k.clone(), fnv_hex(&v.bytes().unwrap_or_default())))
+        .collect()
+}

@@ -1,0 +1,176 @@
+//! The seam between the rollout engine and where replicas run.
+//!
+//! The engine ([`crate::Deployer`]) owns every decision of a release: the plan, the order of
+//! services, the batches, the health gates, draining, rollback, the ledger and the progress
+//! stream. A [`Target`] only realises what the engine decides: it prepares what an app needs
+//! (files, networks, volumes, images, published ports), creates, starts, inspects, renames and
+//! removes single replicas, and says what runs. The plain Docker engine is the first backend
+//! ([`crate::docker::DockerTarget`]); a Swarm cluster, a Kubernetes namespace and a fleet host
+//! are further ones. Nothing here names a Docker type: a backend keeps its engine's types to
+//! itself and answers in these.
+//!
+//! How to add a backend is in `docs/ARCHITECTURE.md` (section "Adding a target").
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use capstan_compose::Project;
+use capstan_model::Event;
+use tokio::sync::broadcast;
+
+use crate::DeployRequest;
+use crate::error::TargetError;
+
+/// A replica as the target shows it: which app, service and slot it fills, what it was made
+/// from and how it is doing.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Replica {
+    /// The target's id for it (a container id on Docker).
+    pub id: String,
+    /// Its name, as messages show it.
+    pub name: String,
+    /// The service it belongs to.
+    pub service: String,
+    /// Its slot, from 1.
+    pub replica: u32,
+    /// The [`crate::desired_hash`] it was made from.
+    pub spec_hash: String,
+    /// The image id it runs.
+    pub image_id: String,
+    /// `running`, `exited`, `dead`, `created`, ...
+    pub state: String,
+    /// The exit code it stopped with (0 while it runs).
+    pub exit_code: i64,
+    /// `healthy`, `unhealthy` or `starting` when it has a healthcheck.
+    pub health: Option<String>,
+}
+
+/// One replica to create: which release's definition of which service, in which slot.
+#[derive(Debug, Clone, Copy)]
+pub struct Unit<'a> {
+    /// The rollout's request (its configs' and secrets' contents and digests).
+    pub request: &'a DeployRequest,
+    /// The model whose definition to use (a rollback uses the previous release's).
+    pub project: &'a Project,
+    /// The service.
+    pub service: &'a str,
+    /// The slot, from 1.
+    pub replica: u32,
+    /// The release it belongs to.
+    pub release: i64,
+    /// Created beside the replica it replaces (start-first) until [`Target::promote`] puts it
+    /// in that replica's place.
+    pub beside: bool,
+}
+
+/// A replica a target created.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Created {
+    /// The target's id for it.
+    pub id: String,
+    /// Its name, as messages show it.
+    pub name: String,
+}
+
+/// A replica's state as its health gate reads it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Status {
+    /// `running`, `exited`, `dead`, `created`, ...
+    pub state: String,
+    /// The exit code it stopped with.
+    pub exit_code: i64,
+    /// `healthy`, `unhealthy` or `starting` when it has a healthcheck.
+    pub health: Option<String>,
+    /// The last healthcheck's output.
+    pub health_output: Option<String>,
+}
+
+/// Where an app's replicas run. Every method is one step the engine asked for; none decides
+/// what happens next. Methods that only clean up are best effort and say nothing.
+#[async_trait::async_trait]
+pub trait Target: Send + Sync + std::fmt::Debug {
+    /// The kind of target (`docker`), for messages.
+    fn kind(&self) -> &'static str;
+
+    /// Checks what this target cannot run in `request`, before anything changes (a published
+    /// port the target cannot serve, say); the message names the key.
+    fn check(&self, request: &DeployRequest) -> Result<(), TargetError>;
+
+    /// Makes ready everything a release of `request` needs before its replicas start: checks
+    /// what this target cannot run, reserves published ports, delivers configs and secrets,
+    /// makes networks and volumes, fetches images that are missing. Nothing has changed when it
+    /// fails on what the model asks.
+    async fn prepare(&self, request: &DeployRequest) -> Result<(), TargetError>;
+
+    /// A release of `app` ended, however it ended: what [`Target::prepare`] reserved for it is
+    /// released (from now on its replicas alone say what runs).
+    async fn finish(&self, app: &str);
+
+    /// The replicas of `app` as they are now.
+    async fn observe(&self, app: &str) -> Result<Vec<Replica>, TargetError>;
+
+    /// Service → the image id its reference resolves to on the target now; a service whose
+    /// image is not there is left out.
+    async fn image_ids(&self, project: &Project) -> Result<BTreeMap<String, String>, TargetError>;
+
+    /// Fetches `image` from its registry.
+    async fn pull(&self, image: &str) -> Result<(), TargetError>;
+
+    /// Creates (not starts) the replica `unit` describes.
+    async fn create(&self, unit: Unit<'_>) -> Result<Created, TargetError>;
+
+    /// Starts a created replica.
+    async fn start(&self, id: &str) -> Result<(), TargetError>;
+
+    /// A replica's state; `None` when it is gone.
+    async fn status(&self, id: &str) -> Result<Option<Status>, TargetError>;
+
+    /// A stream of the target's events (an [`Event`]'s `actor` is a replica id): health gates
+    /// wake on them instead of polling. `None` when the target has none.
+    fn subscribe(&self) -> Option<broadcast::Receiver<Event>>;
+
+    /// Whether `event` may mean a replica of an app died, vanished or turned unhealthy
+    /// (self-healing looks again).
+    fn is_replica_trouble(&self, event: &Event) -> bool;
+
+    /// The replica's last log lines, for a failure's message; empty when there are none.
+    async fn last_logs(&self, id: &str, lines: usize) -> String;
+
+    /// Puts a replica of `unit` that passed its health gate in rotation (where it serves
+    /// published ports). A failure is logged: the target keeps trying by itself.
+    async fn admit(&self, id: &str, unit: Unit<'_>);
+
+    /// Puts a replica created [`Unit::beside`] in its slot's place (the replica it replaced is
+    /// gone by now).
+    async fn promote(&self, id: &str, unit: Unit<'_>) -> Result<(), TargetError>;
+
+    /// Takes a replica out of rotation and waits up to `grace` for its open requests; returns
+    /// how many were still open.
+    async fn drain(&self, id: &str, grace: Duration) -> usize;
+
+    /// Stops a replica (with `grace` before it is killed) and removes it.
+    async fn remove(&self, id: &str, grace: Duration);
+
+    /// Removes a new replica that failed at once, without waiting.
+    async fn discard(&self, id: &str);
+
+    /// Restarts a replica in place.
+    async fn restart(&self, id: &str, grace: Duration) -> Result<(), TargetError>;
+
+    /// Removes everything `app` made on the target (with `volumes`, its data too) and returns
+    /// what was removed.
+    async fn down(&self, app: &str, volumes: bool) -> Result<Vec<String>, TargetError>;
+
+    /// Drains and removes a replica: what retiring one means on every target.
+    async fn retire(&self, id: &str, grace: Duration) {
+        let open = self.drain(id, grace).await;
+        if open > 0 {
+            tracing::warn!(
+                replica = id,
+                open,
+                "stopping a replica with requests still open after its grace period"
+            );
+        }
+        self.remove(id, grace).await;
+    }
+}
