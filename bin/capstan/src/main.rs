@@ -197,3 +197,32 @@ fn init_tracing() {
         .with_writer(std::io::stderr)
         .init();
 }
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+
+    /// docs/ARCHITECTURE.md's table has a row for every crate of the workspace: a crate added
+    /// without saying what it owns and what it must never do fails here.
+    #[test]
+    fn architecture_names_every_crate() {
+        let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+        let doc = std::fs::read_to_string(root.join("docs/ARCHITECTURE.md")).unwrap();
+        let mut crates = vec!["bin/capstan".to_owned()];
+        for entry in std::fs::read_dir(root.join("crates")).unwrap() {
+            let entry = entry.unwrap();
+            if entry.path().join("Cargo.toml").exists() {
+                crates.push(format!("crates/{}", entry.file_name().to_string_lossy()));
+            }
+        }
+        assert!(crates.len() > 10, "found only {crates:?}");
+        let missing: Vec<&String> = crates
+            .iter()
+            .filter(|c| !doc.contains(&format!("| `{c}` |")))
+            .collect();
+        assert!(
+            missing.is_empty(),
+            "docs/ARCHITECTURE.md has no row for {missing:?}"
+        );
+    }
+}

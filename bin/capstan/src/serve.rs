@@ -453,7 +453,7 @@ async fn journal_losses(
             ),
         ]);
         let event = capstan_store::NewEvent::capstan(
-            "logs_rotated_away",
+            capstan_model::CapstanAction::LogsRotatedAway,
             loss.container_id.clone(),
             attributes,
         );

@@ -9,7 +9,8 @@ use std::sync::{Arc, Mutex, PoisonError, RwLock};
 use std::time::Duration;
 
 use capstan_model::{
-    Alert, AlertRuleInfo, AlertState, Event, RolloutLocks, RuleTest, RuleTestInstance,
+    Alert, AlertRuleInfo, AlertState, CapstanAction, Event, RolloutLocks, RuleTest,
+    RuleTestInstance,
 };
 use capstan_store::{EventFilter, Store};
 use chrono::{DateTime, Utc};
@@ -640,20 +641,20 @@ impl Alerts {
             };
             let flap_key = format!("{rule_name}/{fp}");
             let (action, quiet) = match state {
-                AlertState::Pending => ("alert_pending", false),
+                AlertState::Pending => (CapstanAction::AlertPending, false),
                 AlertState::Firing => {
                     let mut seen = self.seen.lock().unwrap_or_else(PoisonError::into_inner);
                     let fires = seen.fires.entry(flap_key.clone()).or_default();
                     fires.push_back(now);
                     match fires.len().cmp(&FLAP_FIRES) {
-                        std::cmp::Ordering::Greater => ("alert_firing", true),
-                        std::cmp::Ordering::Equal => ("alert_flapping", false),
-                        std::cmp::Ordering::Less => ("alert_firing", false),
+                        std::cmp::Ordering::Greater => (CapstanAction::AlertFiring, true),
+                        std::cmp::Ordering::Equal => (CapstanAction::AlertFlapping, false),
+                        std::cmp::Ordering::Less => (CapstanAction::AlertFiring, false),
                     }
                 }
-                AlertState::Resolved => ("alert_resolved", instance.flapping),
+                AlertState::Resolved => (CapstanAction::AlertResolved, instance.flapping),
             };
-            let flapping = action == "alert_flapping" || quiet;
+            let flapping = action == CapstanAction::AlertFlapping || quiet;
             if quiet {
                 // flapping: the list shows it, the channels hear of it again once it settles
                 self.update(&key, state, None, true);
@@ -679,7 +680,7 @@ impl Alerts {
             attributes
                 .entry("annotation.summary".into())
                 .or_insert_with(|| rule.describe());
-            info!(rule = %rule_name, alert = %fp, action, "alert");
+            info!(rule = %rule_name, alert = %fp, action = %action, "alert");
             let event = self
                 .sources
                 .store

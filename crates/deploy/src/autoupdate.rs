@@ -8,7 +8,7 @@
 
 use std::collections::BTreeMap;
 
-use capstan_model::{AutoUpdate, Event, Outcome, RolloutLocks};
+use capstan_model::{AutoUpdate, CapstanAction, Event, Outcome, RolloutLocks};
 use capstan_store::Store;
 use tokio::sync::{broadcast, mpsc};
 use tokio_util::sync::CancellationToken;
@@ -132,7 +132,7 @@ impl AutoUpdater {
                 "reason".into(),
                 format!("release {} runs {}", report.release, u.image),
             );
-            "update_applied"
+            CapstanAction::UpdateApplied
         } else {
             let error = report.error.clone().unwrap_or_default();
             warn!(app = %u.app, service = %u.service, release = report.release, error = %error, "image update failed; the service keeps its previous image");
@@ -145,7 +145,7 @@ impl AutoUpdater {
                 "reason".into(),
                 format!("release {} {rolled}: {error}", report.release),
             );
-            "update_failed"
+            CapstanAction::UpdateFailed
         };
         self.store
             .record(

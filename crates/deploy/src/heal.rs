@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use capstan_compose::Project;
 use capstan_compose::model::Service;
-use capstan_model::{Event, ReleaseResult, RolloutLocks};
+use capstan_model::{CapstanAction, Event, ReleaseResult, RolloutLocks};
 use capstan_store::Store;
 use tokio::sync::broadcast;
 use tokio_util::sync::CancellationToken;
@@ -204,10 +204,10 @@ impl Healer {
                     .await;
                 for (r, reason) in broken {
                     let (action, detail) = match &result {
-                        Ok(_) => ("heal", reason.clone()),
-                        Err(e) => ("heal_failed", format!("{reason}: {e}")),
+                        Ok(_) => (CapstanAction::Heal, reason.clone()),
+                        Err(e) => (CapstanAction::HealFailed, format!("{reason}: {e}")),
                     };
-                    info!(app, service = %name, replica = r, reason, action, "self-healing");
+                    info!(app, service = %name, replica = r, reason, action = %action, "self-healing");
                     self.record(&app, name, r, action, &detail).await;
                 }
             }
@@ -237,7 +237,7 @@ impl Healer {
                 app,
                 service,
                 replica,
-                "heal_gave_up",
+                CapstanAction::HealGaveUp,
                 &format!("{name} stayed unhealthy after {MAX_RESTARTS} restarts"),
             )
             .await;
@@ -254,12 +254,25 @@ impl Healer {
             ),
             Err(e) => format!("unhealthy: restart failed: {e}"),
         };
-        self.record(app, service, replica, "restart_unhealthy", &detail)
-            .await;
+        self.record(
+            app,
+            service,
+            replica,
+            CapstanAction::RestartUnhealthy,
+            &detail,
+        )
+        .await;
     }
 
     /// Journals what the healer did as a `capstan` event (alert rules can use it).
-    async fn record(&self, app: &str, service: &str, replica: u32, action: &str, detail: &str) {
+    async fn record(
+        &self,
+        app: &str,
+        service: &str,
+        replica: u32,
+        action: CapstanAction,
+        detail: &str,
+    ) {
         let attributes = BTreeMap::from([
             ("app".to_owned(), app.to_owned()),
             ("service".to_owned(), service.to_owned()),

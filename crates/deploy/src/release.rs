@@ -6,7 +6,7 @@
 use std::collections::BTreeMap;
 
 use capstan_compose::Project;
-use capstan_model::{Outcome, Progress, ReleaseResult, Report};
+use capstan_model::{CapstanAction, Outcome, Progress, ReleaseResult, Report};
 use capstan_store::{ReleaseRow, Store};
 use tokio::sync::mpsc;
 
@@ -97,9 +97,9 @@ impl Deployer {
                 ("result".to_owned(), result.as_str().to_owned()),
             ]);
             let action = if result == ReleaseResult::RolledBack {
-                "release_rolled_back"
+                CapstanAction::ReleaseRolledBack
             } else {
-                "release_failed"
+                CapstanAction::ReleaseFailed
             };
             store.record(live, action, app.clone(), attributes).await;
         }

@@ -521,7 +521,7 @@ impl Watcher {
         self.store
             .record(
                 &self.live,
-                "update_available",
+                capstan_model::CapstanAction::UpdateAvailable,
                 c.reference.clone(),
                 attributes,
             )

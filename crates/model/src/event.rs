@@ -44,3 +44,126 @@ pub struct EventPage {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub next_cursor: Option<String>,
 }
+
+/// The actions of the journal's `capstan` events: what capstan did or found by itself. Alert
+/// rules, notification channels and the dashboard read them back by these names.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum CapstanAction {
+    /// The watcher found a newer image a service's update policy allows.
+    UpdateAvailable,
+    /// An automatic update's release succeeded.
+    UpdateApplied,
+    /// An automatic update's release failed (the candidate is not offered again).
+    UpdateFailed,
+    /// A release failed without rolling back.
+    ReleaseFailed,
+    /// A release failed and rolled back by itself.
+    ReleaseRolledBack,
+    /// Self-healing replaced a missing or exited replica.
+    Heal,
+    /// Self-healing could not replace a replica.
+    HealFailed,
+    /// Self-healing restarted an unhealthy replica.
+    RestartUnhealthy,
+    /// Self-healing stopped restarting a replica that stays unhealthy.
+    HealGaveUp,
+    /// An alert's condition holds, for less than its `for` yet.
+    AlertPending,
+    /// An alert fires.
+    AlertFiring,
+    /// A firing alert's condition ended.
+    AlertResolved,
+    /// An alert fires too often: its further moves are not notified until it settles.
+    AlertFlapping,
+    /// The engine rotated log lines away before capstan could read them (counted, estimated).
+    LogsRotatedAway,
+    /// An image was scanned for vulnerabilities as it was pulled.
+    ImageScanned,
+}
+
+impl CapstanAction {
+    /// Every action.
+    pub const ALL: [Self; 15] = [
+        Self::UpdateAvailable,
+        Self::UpdateApplied,
+        Self::UpdateFailed,
+        Self::ReleaseFailed,
+        Self::ReleaseRolledBack,
+        Self::Heal,
+        Self::HealFailed,
+        Self::RestartUnhealthy,
+        Self::HealGaveUp,
+        Self::AlertPending,
+        Self::AlertFiring,
+        Self::AlertResolved,
+        Self::AlertFlapping,
+        Self::LogsRotatedAway,
+        Self::ImageScanned,
+    ];
+
+    /// The alert actions, in the order an alert moves through them.
+    pub const ALERTS: [Self; 4] = [
+        Self::AlertPending,
+        Self::AlertFiring,
+        Self::AlertResolved,
+        Self::AlertFlapping,
+    ];
+
+    /// The name the journal keeps.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::UpdateAvailable => "update_available",
+            Self::UpdateApplied => "update_applied",
+            Self::UpdateFailed => "update_failed",
+            Self::ReleaseFailed => "release_failed",
+            Self::ReleaseRolledBack => "release_rolled_back",
+            Self::Heal => "heal",
+            Self::HealFailed => "heal_failed",
+            Self::RestartUnhealthy => "restart_unhealthy",
+            Self::HealGaveUp => "heal_gave_up",
+            Self::AlertPending => "alert_pending",
+            Self::AlertFiring => "alert_firing",
+            Self::AlertResolved => "alert_resolved",
+            Self::AlertFlapping => "alert_flapping",
+            Self::LogsRotatedAway => "logs_rotated_away",
+            Self::ImageScanned => "image_scanned",
+        }
+    }
+
+    /// The action a journaled name stands for; `None` for an engine action or a name no
+    /// version wrote.
+    pub fn parse(name: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|a| a.as_str() == name)
+    }
+}
+
+impl std::fmt::Display for CapstanAction {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl Event {
+    /// The `capstan` action this event is, if it is one.
+    pub fn capstan_action(&self) -> Option<CapstanAction> {
+        (self.kind == "capstan")
+            .then(|| CapstanAction::parse(&self.action))
+            .flatten()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn capstan_actions_keep_their_journal_names() {
+        for a in CapstanAction::ALL {
+            assert_eq!(CapstanAction::parse(a.as_str()), Some(a));
+        }
+        let names: std::collections::BTreeSet<_> =
+            CapstanAction::ALL.iter().map(|a| a.as_str()).collect();
+        assert_eq!(names.len(), CapstanAction::ALL.len(), "names are unique");
+        assert_eq!(CapstanAction::parse("die"), None);
+    }
+}

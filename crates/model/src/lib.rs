@@ -31,7 +31,7 @@ pub use deploy::{
     Action, Outcome, Plan, Progress, ReleaseResult, Report, RolloutLock, RolloutLocks, ServicePlan,
     ServiceReport, Step,
 };
-pub use event::{Event, EventPage, EventType};
+pub use event::{CapstanAction, Event, EventPage, EventType};
 pub use health::{EngineHealth, Health, JournalHealth};
 pub use image::{
     AutoUpdate, Container, ContainerList, HistoryEntry, Image, ImageDetail, ImageList, ImageUpdate,

@@ -4,17 +4,18 @@
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 
+use capstan_model::CapstanAction;
 use capstan_outbound::{Secret, TlsConfig};
 use serde::Deserialize;
 
 /// The journal events a channel sends when its `events` key is left out.
-pub const DEFAULT_EVENTS: &[&str] = &[
-    "update_available",
-    "update_applied",
-    "update_failed",
-    "alert_firing",
-    "alert_resolved",
-    "alert_flapping",
+pub const DEFAULT_EVENTS: [CapstanAction; 6] = [
+    CapstanAction::UpdateAvailable,
+    CapstanAction::UpdateApplied,
+    CapstanAction::UpdateFailed,
+    CapstanAction::AlertFiring,
+    CapstanAction::AlertResolved,
+    CapstanAction::AlertFlapping,
 ];
 
 /// One channel.
@@ -159,7 +160,10 @@ impl ChannelConfig {
     /// The events it sends.
     pub fn events(&self) -> Vec<String> {
         if self.events.is_empty() {
-            DEFAULT_EVENTS.iter().map(|e| (*e).to_owned()).collect()
+            DEFAULT_EVENTS
+                .iter()
+                .map(|e| e.as_str().to_owned())
+                .collect()
         } else {
             self.events.clone()
         }
@@ -304,7 +308,10 @@ mod tests {
         let c = parse(r#"{"name":"ops","type":"slack","url":"https://hooks.example.com/T/B/x"}"#)
             .unwrap();
         assert_eq!(c.kind_name(), "slack");
-        assert_eq!(c.events(), DEFAULT_EVENTS);
+        assert_eq!(
+            c.events(),
+            DEFAULT_EVENTS.map(CapstanAction::as_str).to_vec()
+        );
         let c = parse(
             r#"{"name":"mail","type":"email","smtp":"smtp://127.0.0.1:2525","from":"capstan@h.example","to":["ops@h.example"],"events":["update_failed"]}"#,
         )

@@ -5,7 +5,7 @@
 
 use std::collections::BTreeMap;
 
-use capstan_model::{Event, Severity};
+use capstan_model::{CapstanAction, Event, Severity};
 use capstan_store::Store;
 use tokio::sync::broadcast;
 use tokio_util::sync::CancellationToken;
@@ -62,7 +62,7 @@ pub async fn scan_pulls(
                 }
                 info!(%image, findings = report.findings.len(), "pulled image scanned");
                 store
-                    .record(&live, "image_scanned", image, attributes)
+                    .record(&live, CapstanAction::ImageScanned, image, attributes)
                     .await;
             }
             Err(e) => warn!(%image, error = %e, "cannot scan a pulled image"),

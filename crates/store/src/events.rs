@@ -35,14 +35,18 @@ pub struct NewEvent {
 impl NewEvent {
     /// An event of capstan's own doing (type `capstan`, now, not seen on the engine), which
     /// alert rules can match like any other.
-    pub fn capstan(action: &str, actor: String, attributes: BTreeMap<String, String>) -> Self {
+    pub fn capstan(
+        action: capstan_model::CapstanAction,
+        actor: String,
+        attributes: BTreeMap<String, String>,
+    ) -> Self {
         Self {
             time_nano: std::time::SystemTime::now()
                 .duration_since(std::time::UNIX_EPOCH)
                 .map_or(0, |d| d.as_nanos() as i64),
             identity: 0,
             kind: "capstan".into(),
-            action: action.into(),
+            action: action.as_str().into(),
             actor,
             attributes,
             scope: Some("local".into()),
@@ -336,7 +340,7 @@ impl Store {
     pub async fn record(
         &self,
         live: &tokio::sync::broadcast::Sender<Event>,
-        action: &str,
+        action: capstan_model::CapstanAction,
         actor: String,
         attributes: BTreeMap<String, String>,
     ) -> Option<Event> {
@@ -348,7 +352,7 @@ impl Store {
             }
             Ok(None) => None,
             Err(e) => {
-                tracing::warn!(action, error = %e, "cannot journal an event of capstan's");
+                tracing::warn!(action = action.as_str(), error = %e, "cannot journal an event of capstan's");
                 None
             }
         }

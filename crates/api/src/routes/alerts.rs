@@ -58,15 +58,10 @@ pub(crate) async fn history(
 ) -> Result<Json<EventPage>, ApiError> {
     let mut p = params::events(&pairs, &["since", "until", "limit", "cursor"])?;
     p.filter.kinds = vec!["capstan".into()];
-    p.filter.actions = [
-        "alert_pending",
-        "alert_firing",
-        "alert_resolved",
-        "alert_flapping",
-    ]
-    .iter()
-    .map(|a| (*a).to_owned())
-    .collect();
+    p.filter.actions = capstan_model::CapstanAction::ALERTS
+        .iter()
+        .map(|a| a.as_str().to_owned())
+        .collect();
     crate::routes::events::page(&state, p).await.map(Json)
 }
 
