@@ -8,6 +8,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
+use capstan_model::ExitStatus;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
 /// capstan runs a fleet of containers by itself.
@@ -122,7 +123,7 @@ fn main() -> ExitCode {
         Ok(rt) => rt,
         Err(err) => {
             eprintln!("capstan: cannot start the async runtime: {err}");
-            return ExitCode::from(1);
+            return ExitCode::from(ExitStatus::Failure.code());
         }
     };
     match cli.command {
@@ -137,7 +138,7 @@ fn main() -> ExitCode {
                 Ok(file) => file.unwrap_or_default(),
                 Err(err) => {
                     eprintln!("capstan: {err:#}");
-                    return ExitCode::from(2);
+                    return ExitCode::from(ExitStatus::Usage.code());
                 }
             };
             let opts = serve::ServeOptions {
@@ -150,7 +151,7 @@ fn main() -> ExitCode {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(err) => {
                     eprintln!("capstan: {err:#}");
-                    ExitCode::from(1)
+                    ExitCode::from(ExitStatus::Failure.code())
                 }
             }
         }
@@ -161,7 +162,7 @@ fn main() -> ExitCode {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(err) => {
                     eprintln!("capstan proxy: {err}");
-                    ExitCode::from(1)
+                    ExitCode::from(ExitStatus::Failure.code())
                 }
             }
         }

@@ -3,52 +3,20 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use capstan_model::{ErrorBody, ErrorDetail};
 
-/// The kinds of API failure, each with its HTTP status.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Code {
-    /// 400: a parameter or body is wrong.
-    BadRequest,
-    /// 401: missing or wrong token.
-    Unauthorized,
-    /// 403: the token's role may not do this.
-    Forbidden,
-    /// 404: no such object or route.
-    NotFound,
-    /// 409: the object is busy (a deploy of the app is running).
-    Conflict,
-    /// 422: the engine could not do what was asked (a build step failed).
-    Failed,
-    /// 503: the Docker engine cannot be reached.
-    EngineUnavailable,
-    /// 500: a fault inside capstan (details are logged, not sent).
-    Internal,
-}
+/// The kinds of API failure (capstan-model's, shared with the CLI).
+pub use capstan_model::ErrorCode as Code;
 
-impl Code {
-    fn status(self) -> StatusCode {
-        match self {
-            Self::BadRequest => StatusCode::BAD_REQUEST,
-            Self::Unauthorized => StatusCode::UNAUTHORIZED,
-            Self::Forbidden => StatusCode::FORBIDDEN,
-            Self::NotFound => StatusCode::NOT_FOUND,
-            Self::Conflict => StatusCode::CONFLICT,
-            Self::Failed => StatusCode::UNPROCESSABLE_ENTITY,
-            Self::EngineUnavailable => StatusCode::SERVICE_UNAVAILABLE,
-            Self::Internal => StatusCode::INTERNAL_SERVER_ERROR,
-        }
-    }
-
-    fn as_str(self) -> &'static str {
-        match self {
-            Self::BadRequest => "bad_request",
-            Self::Unauthorized => "unauthorized",
-            Self::Forbidden => "forbidden",
-            Self::NotFound => "not_found",
-            Self::Conflict => "conflict",
-            Self::Failed => "failed",
-            Self::EngineUnavailable => "engine_unavailable",
-            Self::Internal => "internal",
-        }
+/// The HTTP status each kind of failure answers with.
+fn status(code: Code) -> StatusCode {
+    match code {
+        Code::BadRequest => StatusCode::BAD_REQUEST,
+        Code::Unauthorized => StatusCode::UNAUTHORIZED,
+        Code::Forbidden => StatusCode::FORBIDDEN,
+        Code::NotFound => StatusCode::NOT_FOUND,
+        Code::Conflict => StatusCode::CONFLICT,
+        Code::Failed => StatusCode::UNPROCESSABLE_ENTITY,
+        Code::EngineUnavailable => StatusCode::SERVICE_UNAVAILABLE,
+        Code::Internal | Code::Unknown => StatusCode::INTERNAL_SERVER_ERROR,
     }
 }
 
@@ -70,7 +38,7 @@ impl ApiError {
 
     /// The HTTP status it answers with.
     pub fn status(&self) -> axum::http::StatusCode {
-        self.code.status()
+        status(self.code)
     }
 
     /// The message for the client.
@@ -138,10 +106,10 @@ impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let body = ErrorBody {
             error: ErrorDetail {
-                code: self.code.as_str().to_owned(),
+                code: self.code,
                 message: self.message,
             },
         };
-        (self.code.status(), Json(body)).into_response()
+        (status(self.code), Json(body)).into_response()
     }
 }

@@ -59,9 +59,88 @@ pub struct ErrorBody {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct ErrorDetail {
     /// Stable code, e.g. `bad_request`, `unauthorized`, `not_found`, `engine_unavailable`.
-    pub code: String,
+    pub code: ErrorCode,
     /// Lowercase message naming the offending input and the next step.
     pub message: String,
+}
+
+/// The kinds of API failure: each answers with its own HTTP status, and the CLI exits with its
+/// [`ErrorCode::exit_status`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum ErrorCode {
+    /// 400: a parameter or body is wrong.
+    BadRequest,
+    /// 401: missing or wrong token.
+    Unauthorized,
+    /// 403: the token's role may not do this.
+    Forbidden,
+    /// 404: no such object or route.
+    NotFound,
+    /// 409: the object is busy (a deploy of the app is running).
+    Conflict,
+    /// 422: the engine could not do what was asked (a build step failed).
+    Failed,
+    /// 503: the Docker engine cannot be reached.
+    EngineUnavailable,
+    /// 500: a fault inside capstan (details are logged, not sent).
+    Internal,
+    /// A code a newer daemon sent that this client does not know.
+    #[serde(other)]
+    Unknown,
+}
+
+impl ErrorCode {
+    /// The code as the wire spells it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::BadRequest => "bad_request",
+            Self::Unauthorized => "unauthorized",
+            Self::Forbidden => "forbidden",
+            Self::NotFound => "not_found",
+            Self::Conflict => "conflict",
+            Self::Failed => "failed",
+            Self::EngineUnavailable => "engine_unavailable",
+            Self::Internal => "internal",
+            Self::Unknown => "unknown",
+        }
+    }
+
+    /// How the CLI exits when the daemon answers with this code.
+    pub fn exit_status(self) -> ExitStatus {
+        match self {
+            Self::BadRequest | Self::NotFound | Self::Unauthorized | Self::Forbidden => {
+                ExitStatus::Usage
+            }
+            Self::EngineUnavailable => ExitStatus::Unreachable,
+            Self::Conflict | Self::Failed | Self::Internal | Self::Unknown => ExitStatus::Failure,
+        }
+    }
+}
+
+/// The CLI's exit statuses (the design's contract).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum ExitStatus {
+    /// 0: it worked.
+    Success,
+    /// 1: the operation failed (a deploy rolled back, a scan found findings at `--fail-on`).
+    Failure,
+    /// 2: bad usage or bad input.
+    Usage,
+    /// 3: the daemon or the engine cannot be reached.
+    Unreachable,
+}
+
+impl ExitStatus {
+    /// The process exit code.
+    pub fn code(self) -> u8 {
+        match self {
+            Self::Success => 0,
+            Self::Failure => 1,
+            Self::Usage => 2,
+            Self::Unreachable => 3,
+        }
+    }
 }
 
 /// An error and its causes on one line (`error sending request: client error (Connect):
@@ -87,4 +166,31 @@ pub fn host_name() -> String {
     std::fs::read_to_string("/proc/sys/kernel/hostname")
         .map(|h| h.trim().to_owned())
         .unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn error_codes_keep_their_wire_names_and_exit_statuses() {
+        let body: ErrorBody =
+            serde_json::from_str(r#"{"error": {"code": "engine_unavailable", "message": "m"}}"#)
+                .unwrap();
+        assert_eq!(body.error.code, ErrorCode::EngineUnavailable);
+        assert_eq!(body.error.code.exit_status().code(), 3);
+        assert_eq!(ErrorCode::NotFound.exit_status(), ExitStatus::Usage);
+        assert_eq!(ErrorCode::Conflict.exit_status(), ExitStatus::Failure);
+        assert_eq!(
+            serde_json::to_string(&ErrorCode::BadRequest).unwrap(),
+            format!("\"{}\"", ErrorCode::BadRequest.as_str())
+        );
+        let newer: ErrorBody =
+            serde_json::from_str(r#"{"error": {"code": "teapot", "message": "m"}}"#).unwrap();
+        assert_eq!(
+            newer.error.code,
+            ErrorCode::Unknown,
+            "a newer code still decodes"
+        );
+    }
 }

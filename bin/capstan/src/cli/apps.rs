@@ -2,7 +2,7 @@
 
 use std::io::IsTerminal as _;
 
-use capstan_model::{AppSummary, Outcome, Progress, Release, Report};
+use capstan_model::{AppSummary, ExitStatus, Outcome, Progress, Release, Report};
 use clap::Args;
 
 use super::client::Client;
@@ -60,23 +60,26 @@ async fn follow<B: serde::Serialize>(
     client
         .post_lines(path, body, |line| {
             let value: serde_json::Value = serde_json::from_str(line).map_err(|e| {
-                Failure::new(1, format!("capstan: unexpected line from the daemon: {e}"))
+                Failure::new(
+                    ExitStatus::Failure,
+                    format!("capstan: unexpected line from the daemon: {e}"),
+                )
             })?;
             if let Some(r) = value.get("report") {
                 report = Some(serde_json::from_value::<Report>(r.clone()).map_err(|e| {
                     Failure::new(
-                        1,
+                        ExitStatus::Failure,
                         format!("capstan: unexpected report from the daemon: {e}"),
                     )
                 })?);
                 return Ok(());
             }
             if let Some(e) = value.get("error").and_then(|e| e.as_str()) {
-                return Err(Failure::new(1, format!("capstan: {e}")));
+                return Err(Failure::new(ExitStatus::Failure, format!("capstan: {e}")));
             }
             let step: Progress = serde_json::from_value(value).map_err(|e| {
                 Failure::new(
-                    1,
+                    ExitStatus::Failure,
                     format!("capstan: unexpected progress from the daemon: {e}"),
                 )
             })?;
@@ -93,7 +96,7 @@ async fn follow<B: serde::Serialize>(
     }
     report.ok_or_else(|| {
         Failure::new(
-            1,
+            ExitStatus::Failure,
             "capstan: the daemon ended the deploy without a report (see its log)",
         )
     })
@@ -175,8 +178,13 @@ impl Live {
 /// Prints a deploy's report; exit 1 unless it succeeded.
 fn show(app: &str, report: &Report, output: Output) -> Result<(), Failure> {
     if output == Output::Json {
-        let line = serde_json::to_string(&serde_json::json!({ "report": report }))
-            .map_err(|e| Failure::new(1, format!("capstan: cannot encode the report: {e}")))?;
+        let line =
+            serde_json::to_string(&serde_json::json!({ "report": report })).map_err(|e| {
+                Failure::new(
+                    ExitStatus::Failure,
+                    format!("capstan: cannot encode the report: {e}"),
+                )
+            })?;
         println!("{line}");
     } else {
         for s in &report.services {
@@ -195,14 +203,14 @@ fn show(app: &str, report: &Report, output: Output) -> Result<(), Failure> {
             Ok(())
         }
         Outcome::RolledBack => Err(Failure::new(
-            1,
+            ExitStatus::Failure,
             format!(
                 "capstan: app {app}: release {} failed and was rolled back: {error}",
                 report.release
             ),
         )),
         Outcome::Failed => Err(Failure::new(
-            1,
+            ExitStatus::Failure,
             format!(
                 "capstan: app {app}: release {} failed: {error}",
                 report.release

@@ -5,6 +5,7 @@
 use std::path::{Path, PathBuf};
 
 use capstan_compose::Project;
+use capstan_model::ExitStatus;
 
 use super::Failure;
 use super::client::Client;
@@ -34,7 +35,7 @@ pub async fn build_all(
         let context = PathBuf::from(&build.context);
         let tar = pack(&context, &dockerfile).map_err(|e| {
             Failure::new(
-                2,
+                ExitStatus::Usage,
                 format!(
                     "capstan: services.{name}.build: cannot pack {}: {e}",
                     context.display()

@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use capstan_model::ErrorBody;
+use capstan_model::{ErrorBody, ErrorCode, ExitStatus};
 use serde::de::DeserializeOwned;
 
 use super::Failure;
@@ -40,7 +40,12 @@ impl Client {
         let http = reqwest::Client::builder()
             .connect_timeout(Duration::from_secs(5))
             .build()
-            .map_err(|e| Failure::new(1, format!("cannot build an HTTP client: {e}")))?;
+            .map_err(|e| {
+                Failure::new(
+                    ExitStatus::Failure,
+                    format!("cannot build an HTTP client: {e}"),
+                )
+            })?;
         Ok(Self { http, base, token })
     }
 
@@ -73,7 +78,7 @@ impl Client {
         }
         self.check(req).await?.json().await.map_err(|e| {
             Failure::new(
-                1,
+                ExitStatus::Failure,
                 format!("capstan: unexpected answer from the daemon: {e}"),
             )
         })
@@ -106,7 +111,7 @@ impl Client {
         }
         self.check(req).await?.json().await.map_err(|e| {
             Failure::new(
-                1,
+                ExitStatus::Failure,
                 format!("capstan: unexpected answer from the daemon: {e}"),
             )
         })
@@ -133,7 +138,10 @@ impl Client {
         let mut buf = String::new();
         while let Some(chunk) = stream.next().await {
             let chunk = chunk.map_err(|e| {
-                Failure::new(3, format!("capstan: the daemon's answer broke off: {e}"))
+                Failure::new(
+                    ExitStatus::Unreachable,
+                    format!("capstan: the daemon's answer broke off: {e}"),
+                )
             })?;
             buf.push_str(&String::from_utf8_lossy(&chunk));
             while let Some(end) = buf.find('\n') {
@@ -157,7 +165,7 @@ impl Client {
                 self.unreachable()
             } else {
                 Failure::new(
-                    3,
+                    ExitStatus::Unreachable,
                     format!("capstan daemon at {} failed to answer: {e}", self.base),
                 )
             }
@@ -168,20 +176,18 @@ impl Client {
         let status = response.status();
         let body: Option<ErrorBody> = response.json().await.ok();
         let (code, message) = body.map_or_else(
-            || (String::new(), format!("the daemon answered {status}")),
+            || (ErrorCode::Unknown, format!("the daemon answered {status}")),
             |b| (b.error.code, b.error.message),
         );
-        let exit = match code.as_str() {
-            "bad_request" | "not_found" | "unauthorized" | "forbidden" => 2,
-            "engine_unavailable" => 3,
-            _ => 1,
-        };
-        let hint = if code == "unauthorized" && self.token.is_none() {
+        let hint = if code == ErrorCode::Unauthorized && self.token.is_none() {
             " (no token found: set CAPSTAN_TOKEN, or CAPSTAN_DATA to the daemon's data dir)"
         } else {
             ""
         };
-        Err(Failure::new(exit, format!("capstan: {message}{hint}")))
+        Err(Failure::new(
+            code.exit_status(),
+            format!("capstan: {message}{hint}"),
+        ))
     }
 
     /// GETs a JSON document.
@@ -192,7 +198,7 @@ impl Client {
     ) -> Result<T, Failure> {
         self.send(path, query).await?.json().await.map_err(|e| {
             Failure::new(
-                1,
+                ExitStatus::Failure,
                 format!("capstan: unexpected answer from the daemon: {e}"),
             )
         })
@@ -201,7 +207,7 @@ impl Client {
     /// The message for a daemon that does not answer.
     pub fn unreachable(&self) -> Failure {
         Failure::new(
-            3,
+            ExitStatus::Unreachable,
             format!(
                 "capstan daemon not reachable at {} (start it with: capstan serve)",
                 self.base
@@ -219,8 +225,12 @@ pub async fn read_sse(
     let mut body = response.bytes_stream();
     let mut buf = String::new();
     while let Some(chunk) = body.next().await {
-        let chunk =
-            chunk.map_err(|e| Failure::new(3, format!("capstan: event stream broke: {e}")))?;
+        let chunk = chunk.map_err(|e| {
+            Failure::new(
+                ExitStatus::Unreachable,
+                format!("capstan: event stream broke: {e}"),
+            )
+        })?;
         buf.push_str(&String::from_utf8_lossy(&chunk));
         while let Some(end) = buf.find("\n\n") {
             let frame: String = buf.drain(..end + 2).collect();

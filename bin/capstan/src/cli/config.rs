@@ -4,6 +4,7 @@
 use std::path::PathBuf;
 
 use capstan_compose::{Options, load, to_yaml};
+use capstan_model::ExitStatus;
 use clap::{Args, ValueEnum};
 
 use super::Failure;
@@ -38,7 +39,7 @@ impl ComposeArgs {
     pub fn load(&self) -> Result<capstan_compose::Loaded, Failure> {
         let working_dir = std::env::current_dir().map_err(|e| {
             Failure::new(
-                1,
+                ExitStatus::Failure,
                 format!("capstan: cannot read the current directory: {e}"),
             )
         })?;
@@ -51,7 +52,7 @@ impl ComposeArgs {
             working_dir,
             text: None,
         })
-        .map_err(|e| Failure::new(2, format!("capstan: {e}")))?;
+        .map_err(|e| Failure::new(ExitStatus::Usage, format!("capstan: {e}")))?;
         for w in &loaded.warnings {
             eprintln!("warning: {w}");
         }
@@ -76,8 +77,12 @@ pub fn run(args: &ConfigArgs) -> Result<(), Failure> {
     if args.quiet {
         return Ok(());
     }
-    let value = serde_json::to_value(&loaded.project)
-        .map_err(|e| Failure::new(1, format!("capstan: cannot encode the model: {e}")))?;
+    let value = serde_json::to_value(&loaded.project).map_err(|e| {
+        Failure::new(
+            ExitStatus::Failure,
+            format!("capstan: cannot encode the model: {e}"),
+        )
+    })?;
     match args.output {
         ConfigOutput::Json => super::print_json(&value)?,
         ConfigOutput::Yaml => print!("{}", to_yaml(&value)),
@@ -125,5 +130,5 @@ pub fn deploy_request(
         },
         source,
     )
-    .map_err(|e| Failure::new(2, format!("capstan: {e}")))
+    .map_err(|e| Failure::new(ExitStatus::Usage, format!("capstan: {e}")))
 }

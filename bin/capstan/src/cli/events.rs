@@ -1,6 +1,6 @@
 //! `capstan events`.
 
-use capstan_model::{Event, EventPage};
+use capstan_model::{Event, EventPage, ExitStatus};
 use clap::Args;
 
 use super::client::{Client, read_sse};
@@ -104,8 +104,12 @@ async fn follow(
 ) -> Result<(), Failure> {
     let response = client.send("/api/v1/events/stream", &query).await?;
     read_sse(response, |data| {
-        let event: Event = serde_json::from_str(data)
-            .map_err(|e| Failure::new(1, format!("capstan: bad event from the daemon: {e}")))?;
+        let event: Event = serde_json::from_str(data).map_err(|e| {
+            Failure::new(
+                ExitStatus::Failure,
+                format!("capstan: bad event from the daemon: {e}"),
+            )
+        })?;
         match output {
             Output::Json => println!("{data}"),
             Output::Table => println!("{}", row(&event).join("  ")),

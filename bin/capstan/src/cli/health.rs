@@ -1,6 +1,6 @@
 //! `capstan health`.
 
-use capstan_model::Health;
+use capstan_model::{ExitStatus, Health};
 
 use super::client::Client;
 use super::{Failure, local_time, print_json};
@@ -42,7 +42,10 @@ pub async fn run(args: OutputArgs) -> Result<(), Failure> {
         );
     }
     match health.engine.error {
-        Some(err) if !health.engine.reachable => Err(Failure::new(3, format!("capstan: {err}"))),
+        Some(err) if !health.engine.reachable => Err(Failure::new(
+            ExitStatus::Unreachable,
+            format!("capstan: {err}"),
+        )),
         _ => Ok(()),
     }
 }

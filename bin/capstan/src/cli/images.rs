@@ -1,7 +1,7 @@
 //! `capstan images` and `capstan images history IMAGE`.
 
 use capstan_model::{
-    ContainerFindings, ImageDetail, ImageList, ImageUpdates, ScanReport, Severity,
+    ContainerFindings, ExitStatus, ImageDetail, ImageList, ImageUpdates, ScanReport, Severity,
 };
 use clap::{Args, Subcommand};
 
@@ -227,7 +227,7 @@ fn encode_path(s: &str) -> String {
 fn verdict(worst: Option<Severity>, level: Option<Severity>) -> Result<(), Failure> {
     match (worst, level) {
         (Some(w), Some(l)) if w >= l => Err(Failure::new(
-            1,
+            ExitStatus::Failure,
             format!("capstan: findings at or above {l} (the worst is {w})"),
         )),
         _ => Ok(()),

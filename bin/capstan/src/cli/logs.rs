@@ -1,6 +1,6 @@
 //! `capstan logs`: search the embedded log store, follow it live, or show the pipeline.
 
-use capstan_model::{LogLine, LogPage};
+use capstan_model::{ExitStatus, LogLine, LogPage};
 use clap::Args;
 
 use super::client::{Client, read_sse};
@@ -101,7 +101,10 @@ pub async fn run(args: LogsArgs) -> Result<(), Failure> {
         let response = client.send("/api/v1/logs/stream", &query).await?;
         return read_sse(response, |data| {
             let line: LogLine = serde_json::from_str(data).map_err(|e| {
-                Failure::new(1, format!("capstan: bad log line from the daemon: {e}"))
+                Failure::new(
+                    ExitStatus::Failure,
+                    format!("capstan: bad log line from the daemon: {e}"),
+                )
             })?;
             match args.out.output {
                 Output::Json => println!("{data}"),

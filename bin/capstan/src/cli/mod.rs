@@ -20,17 +20,19 @@ pub mod vulndb;
 
 use std::process::ExitCode;
 
-/// A CLI failure with its exit code (see the design's contract).
+use capstan_model::ExitStatus;
+
+/// A CLI failure with its exit status (see the design's contract).
 #[derive(Debug)]
 pub struct Failure {
-    /// 1 failed, 2 bad usage or input, 3 daemon or engine unreachable.
-    pub code: u8,
+    /// Failed, bad usage or input, daemon or engine unreachable.
+    pub code: ExitStatus,
     /// What to tell the user.
     pub message: String,
 }
 
 impl Failure {
-    pub fn new(code: u8, message: impl Into<String>) -> Self {
+    pub fn new(code: ExitStatus, message: impl Into<String>) -> Self {
         Self {
             code,
             message: message.into(),
@@ -44,7 +46,7 @@ pub fn finish(result: Result<(), Failure>) -> ExitCode {
         Ok(()) => ExitCode::SUCCESS,
         Err(f) => {
             eprintln!("{}", f.message);
-            ExitCode::from(f.code)
+            ExitCode::from(f.code.code())
         }
     }
 }
@@ -76,7 +78,7 @@ pub fn human_size(bytes: i64) -> String {
 /// Prints a value as pretty JSON.
 pub fn print_json<T: serde::Serialize>(value: &T) -> Result<(), Failure> {
     let text = serde_json::to_string_pretty(value)
-        .map_err(|e| Failure::new(1, format!("cannot encode output: {e}")))?;
+        .map_err(|e| Failure::new(ExitStatus::Failure, format!("cannot encode output: {e}")))?;
     println!("{text}");
     Ok(())
 }

@@ -1,7 +1,7 @@
 //! `capstan tokens`: API tokens with roles (list, create, revoke), and `capstan audit`: every
 //! request that changed something.
 
-use capstan_model::{AuditLog, CreatedToken, NewToken, Role, TokenList};
+use capstan_model::{AuditLog, CreatedToken, ExitStatus, NewToken, Role, TokenList};
 use clap::{Args, Subcommand, ValueEnum};
 
 use super::client::Client;
@@ -174,7 +174,10 @@ pub async fn users(args: UsersArgs) -> Result<(), Failure> {
         Some(UsersCommand::Add { name, role }) => {
             let mut password = String::new();
             std::io::stdin().read_line(&mut password).map_err(|e| {
-                Failure::new(2, format!("cannot read the password from stdin: {e}"))
+                Failure::new(
+                    ExitStatus::Usage,
+                    format!("cannot read the password from stdin: {e}"),
+                )
             })?;
             let password = password.trim_end_matches(['\n', '\r']).to_owned();
             let user: capstan_model::User = client

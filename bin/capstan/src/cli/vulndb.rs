@@ -2,7 +2,7 @@
 
 use std::path::{Path, PathBuf};
 
-use capstan_model::VulnDbStatus;
+use capstan_model::{ExitStatus, VulnDbStatus};
 use clap::{Args, Subcommand};
 
 use super::client::Client;
@@ -68,20 +68,28 @@ fn read_advisories(paths: &[PathBuf]) -> Result<Vec<serde_json::Value>, Failure>
     let mut out = Vec::new();
     for file in files {
         let bytes = std::fs::read(&file).map_err(|e| {
-            Failure::new(2, format!("capstan: cannot read {}: {e}", file.display()))
+            Failure::new(
+                ExitStatus::Usage,
+                format!("capstan: cannot read {}: {e}", file.display()),
+            )
         })?;
         let origin = file.display().to_string();
         capstan_scan::osv::parse(&origin, &bytes)
-            .map_err(|e| Failure::new(2, format!("capstan: {e}")))?;
+            .map_err(|e| Failure::new(ExitStatus::Usage, format!("capstan: {e}")))?;
         match serde_json::from_slice(&bytes) {
             Ok(serde_json::Value::Array(items)) => out.extend(items),
             Ok(one) => out.push(one),
-            Err(e) => return Err(Failure::new(2, format!("capstan: {origin}: {e}"))),
+            Err(e) => {
+                return Err(Failure::new(
+                    ExitStatus::Usage,
+                    format!("capstan: {origin}: {e}"),
+                ));
+            }
         }
     }
     if out.is_empty() {
         return Err(Failure::new(
-            2,
+            ExitStatus::Usage,
             "capstan: no advisory found (give OSV .json files or directories of them)",
         ));
     }
@@ -89,14 +97,23 @@ fn read_advisories(paths: &[PathBuf]) -> Result<Vec<serde_json::Value>, Failure>
 }
 
 fn collect(path: &Path, files: &mut Vec<PathBuf>) -> Result<(), Failure> {
-    let meta = std::fs::metadata(path)
-        .map_err(|e| Failure::new(2, format!("capstan: cannot read {}: {e}", path.display())))?;
+    let meta = std::fs::metadata(path).map_err(|e| {
+        Failure::new(
+            ExitStatus::Usage,
+            format!("capstan: cannot read {}: {e}", path.display()),
+        )
+    })?;
     if meta.is_file() {
         files.push(path.to_owned());
         return Ok(());
     }
     let mut entries: Vec<PathBuf> = std::fs::read_dir(path)
-        .map_err(|e| Failure::new(2, format!("capstan: cannot read {}: {e}", path.display())))?
+        .map_err(|e| {
+            Failure::new(
+                ExitStatus::Usage,
+                format!("capstan: cannot read {}: {e}", path.display()),
+            )
+        })?
         .filter_map(|e| e.ok().map(|e| e.path()))
         .collect();
     entries.sort();
