@@ -69,7 +69,7 @@ impl From<capstan_deploy::ReleaseError> for ApiError {
             ReleaseError::Store(e) => e.into(),
             ReleaseError::Target(e) => e.into(),
             ReleaseError::NotFound(m) => Self::new(Code::NotFound, m),
-            ReleaseError::Unusable(m) => Self::new(Code::BadRequest, m),
+            e @ ReleaseError::Unusable { .. } => Self::new(Code::BadRequest, e.to_string()),
             e @ ReleaseError::Model(_) => Self::new(Code::Internal, e.to_string()),
         }
     }

@@ -29,12 +29,10 @@ impl FileContent {
     ///
     /// # Errors
     /// Base64 that does not decode.
-    pub fn bytes(&self) -> Result<Vec<u8>, String> {
+    pub fn bytes(&self) -> Result<Vec<u8>, base64::DecodeError> {
         match self {
             Self::Text(t) => Ok(t.as_bytes().to_vec()),
-            Self::Binary { base64 } => base64::engine::general_purpose::STANDARD
-                .decode(base64)
-                .map_err(|e| format!("not valid base64: {e}")),
+            Self::Binary { base64 } => base64::engine::general_purpose::STANDARD.decode(base64),
         }
     }
 }

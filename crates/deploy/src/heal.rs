@@ -15,6 +15,7 @@ use tokio::sync::broadcast;
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
+use crate::error::HealError;
 use crate::plan::replicas_of;
 use crate::{DeployRequest, Deployer};
 
@@ -113,31 +114,24 @@ impl Healer {
     }
 
     /// One look at every app.
-    pub async fn pass(&mut self) -> Result<(), String> {
-        let apps = self.store.apps().await.map_err(|e| e.to_string())?;
+    ///
+    /// # Errors
+    /// The ledger or the target could not be read; the next pass tries again.
+    pub async fn pass(&mut self) -> Result<(), HealError> {
+        let apps = self.store.apps().await?;
         for newest in apps {
             // an app taken down stays down; a deploy in progress is left to finish
             if newest.result == ReleaseResult::Down.as_str() || self.is_busy(&newest.app) {
                 continue;
             }
-            let Some(current) = self
-                .store
-                .current_release(newest.app.clone())
-                .await
-                .map_err(|e| e.to_string())?
-            else {
+            let Some(current) = self.store.current_release(newest.app.clone()).await? else {
                 continue;
             };
             let Ok(project) = serde_json::from_str::<Project>(&current.model) else {
                 continue;
             };
             let app = newest.app.clone();
-            let replicas = self
-                .deployer
-                .target
-                .observe(&app)
-                .await
-                .map_err(|e| e.to_string())?;
+            let replicas = self.deployer.target.observe(&app).await?;
             let mut req: Option<DeployRequest> = None;
             for (name, service) in &project.services {
                 let want = replicas_of(service);

@@ -26,7 +26,10 @@ pub use docker::{
     DockerTarget, Names, PORTS_LABEL, PortClaim, Router, SecretPaths, claims, container_spec,
     labels,
 };
-pub use error::{Error, ReleaseError, TargetError};
+pub use error::{
+    CheckError, Error, FileGone, GateError, HealError, LaunchError, ReleaseError, RequestError,
+    TargetError,
+};
 pub use files::FileContent;
 pub use heal::Healer;
 pub use plan::{Desired, desired_hash, plan, spec_hash, start_levels};

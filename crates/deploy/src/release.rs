@@ -157,12 +157,13 @@ impl Deployer {
                 service.image = Some(id.clone());
             }
         }
-        let files = self.stored_files(&project).await.map_err(|e| {
-            ReleaseError::Unusable(format!(
-                "release {}: {e}; deploy its Compose file instead",
-                target.number
-            ))
-        })?;
+        let files = self
+            .stored_files(&project)
+            .await
+            .map_err(|source| ReleaseError::Unusable {
+                release: target.number,
+                source,
+            })?;
         Ok(DeployRequest {
             project,
             files,

@@ -7,6 +7,7 @@ use capstan_compose::Project;
 use capstan_compose::model::FileObject;
 use serde::{Deserialize, Serialize};
 
+use crate::error::RequestError;
 use crate::files::FileContent;
 use crate::plan::fnv_hex;
 
@@ -67,24 +68,28 @@ impl DeployRequest {
     /// content of every config and secret a service uses.
     ///
     /// # Errors
-    /// A message naming the service and key.
-    pub fn check(&self) -> Result<(), String> {
+    /// The first problem, naming the service and key.
+    pub fn check(&self) -> Result<(), RequestError> {
         for (key, content) in &self.files {
-            content.bytes().map_err(|e| format!("files.{key}: {e}"))?;
+            content.bytes().map_err(|source| RequestError::BadFile {
+                key: key.clone(),
+                source,
+            })?;
         }
         for (name, s) in &self.project.services {
             if s.image.is_none() {
-                return Err(format!(
-                    "services.{name}: no image to run; deploy with the capstan CLI, which builds `build:` services first, or give it an `image`"
-                ));
+                return Err(RequestError::NoImage {
+                    service: name.clone(),
+                });
             }
             for (kind, refs) in [("configs", &s.configs), ("secrets", &s.secrets)] {
                 for r in refs {
                     if !self.files.contains_key(&format!("{kind}/{}", r.source)) {
-                        return Err(format!(
-                            "services.{name}.{kind}: the content of {kind}.{} was not sent",
-                            r.source
-                        ));
+                        return Err(RequestError::FileNotSent {
+                            service: name.clone(),
+                            kind,
+                            name: r.source.clone(),
+                        });
                     }
                 }
             }

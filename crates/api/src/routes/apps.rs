@@ -204,7 +204,7 @@ async fn respond(
     state
         .deployer
         .check(&req)
-        .map_err(|m| ApiError::new(Code::BadRequest, m))?;
+        .map_err(|e| ApiError::new(Code::BadRequest, e.to_string()))?;
     let held = hold(&state, &app)?;
     let streaming = headers
         .get(ACCEPT)

@@ -11,6 +11,6 @@ mod spec;
 mod target;
 
 pub use names::{Names, labels};
-pub use route::{PORTS_LABEL, PortClaim, Router, claims};
+pub use route::{PORTS_LABEL, PortClaim, PortError, RouteError, Router, claims};
 pub use spec::{SecretPaths, container_spec};
 pub use target::DockerTarget;

@@ -30,7 +30,7 @@ impl DockerTarget {
             Some(router) => router
                 .claim(&app, &published)
                 .await
-                .map_err(TargetError::Refused)?,
+                .map_err(|e| TargetError::Refused(e.to_string()))?,
             None if !published.is_empty() => {
                 return Err(TargetError::Refused(
                     "published ports need capstan's proxy, which only runs under `capstan serve`"

@@ -53,7 +53,7 @@ impl PortClaim {
 ///
 /// # Errors
 /// What capstan's proxy cannot publish (UDP, port ranges, an address that is not an IP).
-pub fn claims(service: &Service) -> Result<Vec<PortClaim>, String> {
+pub fn claims(service: &Service) -> Result<Vec<PortClaim>, PortError> {
     let mut out = Vec::new();
     for p in &service.ports {
         let at = || match &p.published {
@@ -61,30 +61,28 @@ pub fn claims(service: &Service) -> Result<Vec<PortClaim>, String> {
             None => format!("port {}", p.target),
         };
         if p.protocol != "tcp" {
-            return Err(format!(
-                "{}: capstan's proxy forwards TCP only; {} ports cannot be published yet (use `expose` and reach the service on its network)",
-                at(),
-                p.protocol
-            ));
+            return Err(PortError::NotTcp {
+                at: at(),
+                protocol: p.protocol.clone(),
+            });
         }
         let published = match p.published.as_deref() {
             None => 0,
-            Some(s) if s.contains('-') => {
-                return Err(format!(
-                    "{}: a published port range cannot go through capstan's proxy; publish one port",
-                    at()
-                ));
-            }
-            Some(s) => s
-                .parse::<u16>()
-                .map_err(|_| format!("{}: {s:?} is not a port number", at()))?,
+            Some(s) if s.contains('-') => return Err(PortError::Range { at: at() }),
+            Some(s) => s.parse::<u16>().map_err(|_| PortError::NotANumber {
+                at: at(),
+                value: s.to_owned(),
+            })?,
         };
         let ip = match p.host_ip.as_deref() {
             None | Some("") => IpAddr::V4(Ipv4Addr::LOCALHOST),
             Some(h) => h
                 .trim_matches(['[', ']'])
                 .parse()
-                .map_err(|_| format!("{}: host_ip {h:?} is not an IP address", at()))?,
+                .map_err(|_| PortError::NotAnAddress {
+                    at: at(),
+                    value: h.to_owned(),
+                })?,
         };
         let mode = match p.app_protocol.as_deref() {
             None => Mode::Auto,
@@ -113,13 +111,67 @@ fn owner(key: &str) -> String {
     }
 }
 
+/// A port a service cannot publish through capstan's proxy; `at` names it as the Compose
+/// file writes it (`port 8080:80`).
+#[derive(Debug, thiserror::Error)]
+pub enum PortError {
+    /// Not TCP.
+    #[error(
+        "{at}: capstan's proxy forwards TCP only; {protocol} ports cannot be published yet (use `expose` and reach the service on its network)"
+    )]
+    NotTcp { at: String, protocol: String },
+    /// A range of host ports.
+    #[error("{at}: a published port range cannot go through capstan's proxy; publish one port")]
+    Range { at: String },
+    /// A host port that is not a number.
+    #[error("{at}: {value:?} is not a port number")]
+    NotANumber { at: String, value: String },
+    /// A `host_ip` that is not an address.
+    #[error("{at}: host_ip {value:?} is not an IP address")]
+    NotAnAddress { at: String, value: String },
+}
+
+/// Why the router could not do what it was asked.
+#[derive(Debug, thiserror::Error)]
+pub enum RouteError {
+    /// The daemon is shutting down.
+    #[error("capstan is stopping")]
+    Stopping,
+    /// The engine did not list its containers.
+    #[error("cannot list containers: {0}")]
+    List(#[source] capstan_engine::Error),
+    /// The engine did not show a container.
+    #[error("cannot inspect {name}: {source}")]
+    Inspect {
+        name: String,
+        #[source]
+        source: capstan_engine::Error,
+    },
+    /// The proxy did not take the table.
+    #[error(transparent)]
+    Proxy(#[from] capstan_proxy::Error),
+    /// Another app publishes the port.
+    #[error("port {bind} ({key}) is already published by {owner}; pick another host port")]
+    Taken {
+        bind: SocketAddr,
+        key: String,
+        owner: String,
+    },
+    /// The proxy cannot listen on these ports (`route: reason` each).
+    #[error(
+        "{} (another program listens there; stop it or pick another host port)",
+        .0.join("; ")
+    )]
+    Busy(Vec<String>),
+}
+
 /// What the router is asked to do.
 enum Command {
-    Sync(oneshot::Sender<Result<(), String>>),
+    Sync(oneshot::Sender<Result<(), RouteError>>),
     Claim {
         app: String,
         routes: Vec<(String, PortClaim)>,
-        reply: oneshot::Sender<Result<(), String>>,
+        reply: oneshot::Sender<Result<(), RouteError>>,
     },
     Unclaim(String),
     Drain {
@@ -167,10 +219,10 @@ impl Router {
     ///
     /// # Errors
     /// Why the table could not be computed or sent.
-    pub async fn sync(&self) -> Result<(), String> {
+    pub async fn sync(&self) -> Result<(), RouteError> {
         self.ask(Command::Sync)
             .await
-            .unwrap_or_else(|| Err("capstan is stopping".into()))
+            .unwrap_or(Err(RouteError::Stopping))
     }
 
     /// Makes the proxy listen for `app`'s ports before its deploy changes anything.
@@ -182,7 +234,7 @@ impl Router {
         &self,
         app: &str,
         services: &BTreeMap<String, Vec<PortClaim>>,
-    ) -> Result<(), String> {
+    ) -> Result<(), RouteError> {
         let routes = services
             .iter()
             .flat_map(|(s, cs)| cs.iter().map(move |c| (c.key(app, s), c.clone())))
@@ -193,7 +245,7 @@ impl Router {
             reply,
         })
         .await
-        .unwrap_or_else(|| Err("capstan is stopping".into()))
+        .unwrap_or(Err(RouteError::Stopping))
     }
 
     /// Ends a deploy's claim: from now on the app's containers alone say what is published.
@@ -317,7 +369,11 @@ impl Task {
         }
     }
 
-    async fn claim(&mut self, app: &str, routes: Vec<(String, PortClaim)>) -> Result<(), String> {
+    async fn claim(
+        &mut self,
+        app: &str,
+        routes: Vec<(String, PortClaim)>,
+    ) -> Result<(), RouteError> {
         if routes.is_empty() {
             self.claims.remove(app);
             return Ok(());
@@ -333,10 +389,11 @@ impl Task {
                         || r.bind.ip().is_unspecified()
                         || bind.ip().is_unspecified())
             }) {
-                return Err(format!(
-                    "port {bind} ({key}) is already published by {}; pick another host port",
-                    owner(&other.key)
-                ));
+                return Err(RouteError::Taken {
+                    bind,
+                    key: key.clone(),
+                    owner: owner(&other.key),
+                });
             }
         }
         let keys: Vec<String> = routes.iter().map(|(k, _)| k.clone()).collect();
@@ -352,10 +409,7 @@ impl Task {
                 }
                 self.claims.remove(app);
                 let _ = self.sync().await;
-                Err(format!(
-                    "{} (another program listens there; stop it or pick another host port)",
-                    mine.join("; ")
-                ))
+                Err(RouteError::Busy(mine))
             }
             Err(e) => {
                 self.claims.remove(app);
@@ -364,17 +418,17 @@ impl Task {
         }
     }
 
-    async fn sync(&mut self) -> Result<(), String> {
+    async fn sync(&mut self) -> Result<(), RouteError> {
         self.sync_reporting().await.map(drop)
     }
 
-    async fn sync_reporting(&mut self) -> Result<BTreeMap<String, String>, String> {
+    async fn sync_reporting(&mut self) -> Result<BTreeMap<String, String>, RouteError> {
         let table = self.table().await?;
         if table.is_empty() && !self.started {
             return Ok(BTreeMap::new());
         }
         self.started = true;
-        let (_, errors) = self.proxy.apply(table).await.map_err(|e| e.to_string())?;
+        let (_, errors) = self.proxy.apply(table).await?;
         for (key, e) in &errors {
             warn!(route = %key, error = %e, "the proxy cannot publish this port");
         }
@@ -382,12 +436,12 @@ impl Task {
     }
 
     /// The table from the engine: every claimed port, with the replicas in rotation.
-    async fn table(&mut self) -> Result<Vec<Route>, String> {
+    async fn table(&mut self) -> Result<Vec<Route>, RouteError> {
         let containers = self
             .engine
             .list_containers(true)
             .await
-            .map_err(|e| format!("cannot list containers: {e}"))?;
+            .map_err(RouteError::List)?;
         let mut routes: BTreeMap<String, Route> = BTreeMap::new();
         let mut present = BTreeSet::new();
         let mut mine: Vec<_> = containers
@@ -414,7 +468,10 @@ impl Task {
                 self.engine
                     .container_status(&c.id)
                     .await
-                    .map_err(|e| format!("cannot inspect {}: {e}", c.name))?
+                    .map_err(|source| RouteError::Inspect {
+                        name: c.name.clone(),
+                        source,
+                    })?
             } else {
                 None
             };
@@ -514,12 +571,16 @@ mod tests {
 
     #[test]
     fn what_the_proxy_cannot_publish_is_refused_with_the_port() {
-        let udp = claims(&service("    ports: [\"5353:53/udp\"]\n")).unwrap_err();
+        let udp = claims(&service("    ports: [\"5353:53/udp\"]\n"))
+            .unwrap_err()
+            .to_string();
         assert!(
             udp.contains("port 5353:53") && udp.contains("TCP only"),
             "{udp}"
         );
-        let range = claims(&service("    ports: [\"8080-8082:80\"]\n")).unwrap_err();
+        let range = claims(&service("    ports: [\"8080-8082:80\"]\n"))
+            .unwrap_err()
+            .to_string();
         assert!(range.contains("range"), "{range}");
         assert_eq!(owner("shop/web/80/127.0.0.1:80"), "app shop service web");
     }

@@ -132,10 +132,10 @@ pub fn container_spec(
     ));
 
     // ports: the container only exposes them; capstan's proxy publishes them on the host
-    let published = super::route::claims(s).map_err(|message| Error::Value {
+    let published = super::route::claims(s).map_err(|e| Error::Value {
         service: service.to_owned(),
         key: "ports".into(),
-        message,
+        message: e.to_string(),
     })?;
     if !published.is_empty() {
         spec.labels.insert(

@@ -10,6 +10,7 @@ use tokio::sync::broadcast;
 
 use super::service::{Rollout, update_setting};
 use super::steps;
+use crate::error::{GateError, LaunchError};
 use crate::target::{Target, Unit};
 use crate::units::duration_nanos;
 
@@ -69,7 +70,7 @@ impl Gate {
     ///
     /// # Errors
     /// Why it did not: it exited, turned unhealthy, vanished or took too long.
-    async fn wait(&self, target: &dyn Target, id: &str, name: &str) -> Result<(), String> {
+    async fn wait(&self, target: &dyn Target, id: &str, name: &str) -> Result<(), GateError> {
         let deadline = Instant::now() + self.limit;
         let mut running_since: Option<Instant> = None;
         // subscribed before the first look, so no event between the two is missed
@@ -77,24 +78,28 @@ impl Gate {
         loop {
             let status = target
                 .status(id)
-                .await
-                .map_err(|e| e.to_string())?
-                .ok_or_else(|| format!("{name} disappeared while starting"))?;
+                .await?
+                .ok_or_else(|| GateError::Vanished {
+                    name: name.to_owned(),
+                })?;
             match status.state.as_str() {
                 "exited" | "dead" => {
-                    return Err(format!("{name} exited with code {}", status.exit_code));
+                    return Err(GateError::Exited {
+                        name: name.to_owned(),
+                        code: status.exit_code,
+                    });
                 }
                 "running" => {
                     let since = *running_since.get_or_insert_with(Instant::now);
                     match (self.healthcheck, status.health.as_deref()) {
                         (true, Some("healthy")) => return Ok(()),
                         (true, Some("unhealthy")) => {
-                            return Err(format!(
-                                "{name} is unhealthy: {}",
-                                status
+                            return Err(GateError::Unhealthy {
+                                name: name.to_owned(),
+                                output: status
                                     .health_output
-                                    .unwrap_or_else(|| "no healthcheck output".into())
-                            ));
+                                    .unwrap_or_else(|| "no healthcheck output".into()),
+                            });
                         }
                         (false, _) if since.elapsed() >= self.monitor => return Ok(()),
                         _ => {}
@@ -103,11 +108,10 @@ impl Gate {
                 _ => {}
             }
             if Instant::now() > deadline {
+                let name = name.to_owned();
                 return Err(match status.health_output {
-                    Some(out) => {
-                        format!("{name} did not become healthy in time; last healthcheck: {out}")
-                    }
-                    None => format!("{name} did not become ready in time"),
+                    Some(output) => GateError::NotHealthyInTime { name, output },
+                    None => GateError::NotReadyInTime { name },
                 });
             }
             let mut pause = if events.is_some() {
@@ -133,14 +137,22 @@ fn nanos(ns: i64) -> Duration {
 impl Rollout<'_> {
     /// Creates and starts one replica, waits for its gate and puts it in rotation; returns its
     /// id. A replica that fails is removed, and the error carries its last log lines.
-    pub(super) async fn launch(&self, unit: Unit<'_>, service: &Service) -> Result<String, String> {
+    pub(super) async fn launch(
+        &self,
+        unit: Unit<'_>,
+        service: &Service,
+    ) -> Result<String, LaunchError> {
         let target = &*self.deployer.target;
-        let created = target.create(unit).await.map_err(|e| e.to_string())?;
+        let created = target.create(unit).await.map_err(LaunchError::Create)?;
         let (id, name) = (&created.id, &created.name);
-        if let Err(e) = target.start(id).await {
+        if let Err(source) = target.start(id).await {
             let logs = target.last_logs(id, 20).await;
             target.discard(id).await;
-            return Err(format!("cannot start {name}: {e}\n{logs}"));
+            return Err(LaunchError::Start {
+                name: name.clone(),
+                source,
+                logs,
+            });
         }
         let gate = Gate::of(service);
         steps::send(
@@ -156,15 +168,14 @@ impl Rollout<'_> {
                 }
             ),
         );
-        if let Err(e) = gate.wait(target, id, name).await {
+        if let Err(source) = gate.wait(target, id, name).await {
             let logs = target.last_logs(id, 20).await;
             target.discard(id).await;
-            let logs = if logs.is_empty() {
-                String::new()
-            } else {
-                format!("\nlast log lines of {name}:\n{logs}")
-            };
-            return Err(format!("{e}{logs}"));
+            return Err(LaunchError::Gate {
+                name: name.clone(),
+                source,
+                logs,
+            });
         }
         target.admit(id, unit).await;
         Ok(created.id)

@@ -19,7 +19,7 @@ use capstan_model::{Action, Event, Outcome, Plan, Progress, Report};
 use tokio::sync::{broadcast, mpsc};
 
 use crate::DeployRequest;
-use crate::error::TargetError;
+use crate::error::{CheckError, FileGone, TargetError};
 use crate::files::FileContent;
 use crate::plan::{Desired, plan};
 use crate::request::file_digests;
@@ -69,21 +69,21 @@ impl Deployer {
     /// then what this one cannot do.
     ///
     /// # Errors
-    /// A message naming the service and key.
-    pub fn check(&self, req: &DeployRequest) -> Result<(), String> {
+    /// The first problem, naming the service and key.
+    pub fn check(&self, req: &DeployRequest) -> Result<(), CheckError> {
         req.check()?;
-        self.target.check(req).map_err(|e| e.to_string())
+        Ok(self.target.check(req)?)
     }
 
     /// The contents of a model's configs and secrets from what was kept for its app (inline
     /// `content` as written), for deploys that come from the ledger, not the CLI.
     ///
     /// # Errors
-    /// Names the file that is no longer on this host.
+    /// [`FileGone`] naming the file that is no longer on this host.
     pub async fn stored_files(
         &self,
         project: &Project,
-    ) -> Result<BTreeMap<String, FileContent>, String> {
+    ) -> Result<BTreeMap<String, FileContent>, FileGone> {
         let app = project.name.clone().unwrap_or_default();
         let mut files = BTreeMap::new();
         for (kind, objects) in [("configs", &project.configs), ("secrets", &project.secrets)] {
@@ -93,8 +93,10 @@ impl Deployer {
                     None => FileContent::from_bytes(
                         tokio::fs::read(self.apps_dir.join(&app).join(kind).join(name))
                             .await
-                            .map_err(|e| {
-                                format!("{kind}.{name} is no longer on this host ({e})")
+                            .map_err(|source| FileGone {
+                                kind,
+                                name: name.clone(),
+                                source,
                             })?,
                     ),
                 };
@@ -155,7 +157,7 @@ impl Deployer {
         };
         let prepared = match self.check(req) {
             Ok(()) => self.target.prepare(req).await.map_err(|e| e.to_string()),
-            Err(e) => Err(e),
+            Err(e) => Err(e.to_string()),
         };
         let planned = match prepared {
             Ok(()) => self.plan(req, previous).await.map_err(|e| e.to_string()),

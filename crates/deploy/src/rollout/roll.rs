@@ -12,6 +12,7 @@ use capstan_model::Step;
 
 use super::service::{Rollout, update_setting};
 use super::steps::{Failure, Steps, join};
+use crate::error::LaunchError;
 use crate::plan::replicas_of;
 use crate::units::duration_nanos;
 
@@ -137,7 +138,7 @@ impl<'a> Rollout<'a> {
         name: &'a str,
         done: &[u32],
         grace: Duration,
-        message: String,
+        message: LaunchError,
         steps: &mut Steps,
     ) -> Failure {
         let Some(prev) = self.previous.filter(|p| p.services.contains_key(name)) else {
@@ -199,7 +200,7 @@ impl<'a> Rollout<'a> {
         have: &BTreeMap<u32, String>,
         grace: Duration,
         stop_first: bool,
-    ) -> Result<(), String> {
+    ) -> Result<(), LaunchError> {
         let target = &*self.deployer.target;
         let runs = batch.iter().map(|r| async move {
             let r = *r;
@@ -217,12 +218,15 @@ impl<'a> Rollout<'a> {
             if let Some(old) = &old {
                 self.retire(old, grace).await;
             }
-            target.promote(&id, unit).await.map_err(|e| e.to_string())
+            target
+                .promote(&id, unit)
+                .await
+                .map_err(LaunchError::Promote)
         });
         let results = futures_util::future::join_all(runs).await;
         results
             .into_iter()
-            .collect::<Result<Vec<()>, String>>()
+            .collect::<Result<Vec<()>, LaunchError>>()
             .map(drop)
     }
 }
