@@ -272,9 +272,7 @@ impl Logs {
 
     /// The size bound in bytes.
     pub fn max_bytes(&self) -> Option<u64> {
-        capstan_deploy::units::size_bytes(self.max_size.as_deref().unwrap_or("10GiB"))
-            .ok()
-            .map(|b| b.max(0) as u64)
+        capstan_model::parse_size(self.max_size.as_deref().unwrap_or("10GiB")).ok()
     }
 
     fn check(&self) -> Result<()> {
@@ -283,12 +281,11 @@ impl Logs {
                 .map_err(|e| anyhow::anyhow!("logs.retention: {e}"))?;
         }
         if let Some(m) = &self.max_size {
-            capstan_deploy::units::size_bytes(m)
-                .map_err(|e| anyhow::anyhow!("logs.max_size: {e}"))?;
+            capstan_model::parse_size(m).map_err(|e| anyhow::anyhow!("logs.max_size: {e}"))?;
         }
         if let Some(m) = &self.memory {
-            let bytes = capstan_deploy::units::size_bytes(m)
-                .map_err(|e| anyhow::anyhow!("logs.memory: {e}"))?;
+            let bytes =
+                capstan_model::parse_size(m).map_err(|e| anyhow::anyhow!("logs.memory: {e}"))?;
             if bytes < 96 * 1024 * 1024 {
                 anyhow::bail!("logs.memory: {m:?} is below the least the pipeline needs (96MiB)");
             }
@@ -327,8 +324,8 @@ impl Logs {
             memory: self
                 .memory
                 .as_deref()
-                .and_then(|m| capstan_deploy::units::size_bytes(m).ok())
-                .map_or(0, |b| b.max(0) as usize),
+                .and_then(|m| capstan_model::parse_size(m).ok())
+                .map_or(0, |b| usize::try_from(b).unwrap_or(usize::MAX)),
             rules: self
                 .rules
                 .iter()

@@ -17,6 +17,7 @@ mod metrics;
 mod notify;
 mod scan;
 mod time;
+mod units;
 
 pub use access::{
     AuditEntry, AuditLog, CreatedToken, NewToken, NewUser, Role, Session, SignIn, TokenInfo,
@@ -42,9 +43,9 @@ pub use metrics::{ContainerStats, MetricSeries, MetricsResult};
 pub use notify::{NotifyChannel, NotifyChannels};
 pub use scan::{ContainerFindings, Finding, ScanReport, Severity, VulnDbStatus};
 pub use time::{
-    format_duration, format_nanos, nanos_to_datetime, parse_duration_nanos, parse_retry_after,
-    parse_time_or_ago,
+    format_duration, format_nanos, nanos_to_datetime, parse_retry_after, parse_time_or_ago,
 };
+pub use units::{UnitError, parse_duration, parse_duration_nanos, parse_size};
 
 use serde::{Deserialize, Serialize};
 

@@ -22,7 +22,8 @@ pub fn parse_retry_after(value: &str, now: DateTime<Utc>) -> Option<std::time::D
 }
 
 /// Parses a point in time given either as RFC 3339 or as a duration ago (`10s`, `5m`, `1h`,
-/// `7d`), relative to `now`. Returns nanoseconds since the epoch.
+/// `7d`, `1h30m`: the grammar of [`crate::parse_duration`]), relative to `now`. Returns
+/// nanoseconds since the epoch.
 ///
 /// # Errors
 /// Returns a message naming the accepted forms when `input` is neither.
@@ -33,40 +34,17 @@ pub fn parse_time_or_ago(input: &str, now: DateTime<Utc>) -> Result<i64, String>
             .timestamp_nanos_opt()
             .ok_or_else(|| format!("time {input:?} is out of range"));
     }
-    let ago = parse_duration(input).map_err(|()| {
-        format!(
-            "{input:?} is neither an RFC 3339 time (2026-01-02T15:04:05Z) nor a duration (10s, 5m, 1h, 7d)"
-        )
-    })?;
+    let ago = crate::parse_duration(input)
+        .ok()
+        .and_then(|d| Duration::from_std(d).ok())
+        .ok_or_else(|| {
+            format!(
+                "{input:?} is neither an RFC 3339 time (2026-01-02T15:04:05Z) nor a duration (10s, 5m, 1h, 7d)"
+            )
+        })?;
     (now - ago)
         .timestamp_nanos_opt()
         .ok_or_else(|| format!("{input:?} reaches out of range"))
-}
-
-/// A duration of the design's contract (`10s`, `5m`, `1h`, `7d`, `500ms`) in ns.
-///
-/// # Errors
-/// A message naming the accepted forms.
-pub fn parse_duration_nanos(input: &str) -> Result<i64, String> {
-    parse_duration(input)
-        .ok()
-        .and_then(|d| d.num_nanoseconds())
-        .ok_or_else(|| format!("{input:?} is not a duration like 10s, 5m, 1h or 7d"))
-}
-
-/// Strict duration: an integer followed by one unit of `ms`, `s`, `m`, `h`, `d`.
-fn parse_duration(input: &str) -> Result<Duration, ()> {
-    let split = input.find(|c: char| !c.is_ascii_digit()).ok_or(())?;
-    let (num, unit) = input.split_at(split);
-    let n: i64 = num.parse().map_err(|_| ())?;
-    match unit {
-        "ms" => Ok(Duration::milliseconds(n)),
-        "s" => Ok(Duration::seconds(n)),
-        "m" => Ok(Duration::minutes(n)),
-        "h" => Ok(Duration::hours(n)),
-        "d" => Ok(Duration::days(n)),
-        _ => Err(()),
-    }
 }
 
 /// A duration as config writes it: the largest whole unit (`90s`, `5m`, `2h`, `7d`).
@@ -103,6 +81,11 @@ mod tests {
             parse_time_or_ago("7d", now).unwrap(),
             parse_time_or_ago("2025-12-26T00:00:00Z", now).unwrap()
         );
+        // the one grammar of config and Compose: compound durations too
+        assert_eq!(
+            parse_time_or_ago("1h30m", now).unwrap(),
+            parse_time_or_ago("2026-01-01T22:30:00Z", now).unwrap()
+        );
     }
 
     #[test]
@@ -113,7 +96,7 @@ mod tests {
             "yesterday",
             "10",
             "5 m",
-            "1h30m",
+            "1h 30m",
             "2026-13-01T00:00:00Z",
             "-5m",
         ] {

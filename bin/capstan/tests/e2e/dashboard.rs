@@ -52,16 +52,27 @@ async fn text_of(client: &Client, css: &str) -> String {
     }
 }
 
+/// Waits for `css` to show `want`; when it does not, the failure says what the page showed
+/// instead (a page drawn over, an error, a list still loading).
 async fn wait_text(client: &Client, css: &str, want: &str) -> String {
-    eventually(
-        Duration::from_secs(30),
-        &format!("{css} to show {want:?}"),
-        || async {
-            let t = text_of(client, css).await;
-            t.contains(want).then_some(t)
-        },
-    )
-    .await
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let t = text_of(client, css).await;
+        if t.contains(want) {
+            return t;
+        }
+        if tokio::time::Instant::now() >= deadline {
+            let page = text_of(client, "#main").await;
+            let hash = client
+                .execute("return location.hash", vec![])
+                .await
+                .unwrap_or_default();
+            panic!(
+                "timed out after 30s waiting for {css} to show {want:?}; it shows {t:?}; the page ({hash}) shows:\n{page}"
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
 }
 
 #[tokio::test]

@@ -2,7 +2,17 @@
 // The session cookie authenticates every request; changing ones carry the session's CSRF token.
 "use strict";
 
-const state = { session: null, streams: [] };
+// `route` counts the pages drawn: an answer that arrives after its page was left is stale and
+// must not draw over the page shown now (under load, a slow answer of the page before did)
+const state = { session: null, streams: [], route: 0 };
+
+/** Thrown in place of an answer that came after the page that asked for it was left. */
+class Stale extends Error {}
+
+/** Throws `Stale` when the page drawn as `route` is no longer the one shown. */
+function still(route) {
+  if (route !== state.route) throw new Stale("the page was left");
+}
 
 const $ = (sel) => document.querySelector(sel);
 
@@ -20,6 +30,7 @@ function when(rfc3339) {
 }
 
 async function api(method, path, body) {
+  const route = state.route;
   const headers = { accept: "application/json" };
   if (body !== undefined) headers["content-type"] = "application/json";
   if (method !== "GET" && state.session?.csrf_token) {
@@ -31,6 +42,7 @@ async function api(method, path, body) {
   });
   if (resp.status === 204) return null;
   const data = await resp.json().catch(() => null);
+  still(route);
   if (!resp.ok) {
     const err = new Error(data?.error?.message || `${resp.status} ${resp.statusText}`);
     err.status = resp.status;
@@ -109,6 +121,7 @@ function drawOverviewAlerts(firing) {
 }
 
 async function overview() {
+  const route = state.route;
   const main = $("#main");
   main.innerHTML = `<h1>Overview</h1><div class="grid" id="overview">
     <section class="card" aria-labelledby="h-host"><h2 id="h-host">Host</h2><div id="host">…</div></section>
@@ -125,6 +138,7 @@ async function overview() {
     api("GET", "/api/v1/events?limit=15").catch(() => ({ events: [] })),
     api("GET", "/api/v1/images/updates").catch(() => null),
   ]);
+  still(route);
   const engine = health.engine || {};
   $("#host").innerHTML = `
     <p>Status <span class="pill ${health.status === "ok" ? "ok" : "warn"}" id="host-status">${esc(health.status)}</span></p>
@@ -390,6 +404,7 @@ async function logsPage() {
       api("GET", `/api/v1/logs/histogram?${new URLSearchParams({ q, ...range, buckets: "60" })}`),
     ]);
   } catch (e) {
+    if (e instanceof Stale) throw e;
     $("#log-error").textContent = e.message;
     $("#lines").innerHTML = "";
     $("#histogram").innerHTML = "";
@@ -669,6 +684,7 @@ function replicasTable(containers) {
 }
 
 async function appPage(name) {
+  const route = state.route;
   // drawn again after a release: the streams of the drawing before go
   closeStreams();
   const asked = new Date().toISOString();
@@ -676,6 +692,7 @@ async function appPage(name) {
     api("GET", `/api/v1/apps/${encodeURIComponent(name)}/releases`).catch((e) => (e.status === 404 ? [] : Promise.reject(e))),
     api("GET", `/api/v1/containers?all=true&app=${encodeURIComponent(name)}`).catch(() => ({ containers: [] })),
   ]);
+  still(route);
   const current = releases.find((r) => r.result === "succeeded" || r.result === "running") || releases[0];
   const operator = can("operator");
   const options = (sel) => releases.map((r) => `<option value="${r.number}" ${r.number === sel ? "selected" : ""}>${r.number} · ${esc(r.result)} · ${esc(when(r.time))}</option>`).join("");
@@ -786,6 +803,7 @@ async function refreshReplicas(name, outcome) {
 }
 
 async function containerPage(id) {
+  const route = state.route;
   const list = await api("GET", "/api/v1/containers?all=true");
   const c = list.containers.find((x) => x.id === id || x.id.startsWith(id) || x.name === id);
   if (!c) {
@@ -821,6 +839,7 @@ async function containerPage(id) {
     chartInto($("#chart-mem"), `container_memory_working_set_bytes${sel}`, "1h", bytes),
     chartInto($("#chart-net"), `rate(container_network_receive_bytes_total${sel}[1m])`, "1h", perSecond),
   ]);
+  still(route);
   state.lines = page.lines || [];
   const render = () => {
     $("#lines").innerHTML = table(["Time", "Stream", "Level", "Message"],
@@ -952,7 +971,7 @@ async function accessPage() {
       <div id="audit">${table(["Time", "Who", "Role", "Request", "Status", "From"], audit.entries.map((a) => [
         esc(when(a.time)), esc(a.who), esc(a.role), `<code>${esc(a.method)} ${esc(a.path)}</code>`,
         `<span class="${a.status < 400 ? "ok" : "bad"}">${esc(a.status)}</span>`, esc(a.remote)]), "Nothing recorded yet.")}</div></section>`;
-  const fail = (e) => { $("#access-error").textContent = e.message; };
+  const fail = (e) => { if (!(e instanceof Stale) && $("#access-error")) $("#access-error").textContent = e.message; };
   $("#token-form").addEventListener("submit", async (ev) => {
     ev.preventDefault();
     try {
@@ -984,6 +1003,7 @@ async function accessPage() {
 
 async function route() {
   if (!state.session) return;
+  const mine = ++state.route;
   closeStreams();
   const page = location.hash.split("?")[0];
   for (const a of document.querySelectorAll("#nav a")) {
@@ -1006,6 +1026,8 @@ async function route() {
     else await overview();
     $("#main").focus({ preventScroll: true });
   } catch (e) {
+    // a page left while it was drawn: the page shown now is not touched
+    if (e instanceof Stale || mine !== state.route) return;
     if (e.status === 401) showSignIn("Your session has ended; sign in again.");
     else $("#main").innerHTML = `<p class="error" role="alert">${esc(e.message)}</p>`;
   }

@@ -8,7 +8,7 @@ use capstan_engine::{ContainerSpec, Healthcheck, MountSpec};
 
 use super::names::{Names, labels};
 use crate::Error;
-use crate::units::{duration_nanos, nano_cpus, shell_split, size_bytes};
+use crate::units::{nano_cpus, shell_split};
 
 /// Where the daemon materialised configs and secrets: `<dir>/configs/<name>`,
 /// `<dir>/secrets/<name>`.
@@ -65,12 +65,17 @@ pub fn container_spec(
     };
     let duration = |key: &str, v: &Option<String>| -> Result<Option<i64>, Error> {
         v.as_deref()
-            .map(|d| duration_nanos(d).map_err(|m| bad(key, m)))
+            .map(|d| capstan_model::parse_duration_nanos(d).map_err(|e| bad(key, e.to_string())))
             .transpose()
     };
     let size = |key: &str, v: &Option<String>| -> Result<Option<i64>, Error> {
         v.as_deref()
-            .map(|d| size_bytes(d).map_err(|m| bad(key, m)))
+            .map(|d| {
+                capstan_model::parse_size(d)
+                    .map_err(|e| e.to_string())
+                    .and_then(|b| i64::try_from(b).map_err(|_| format!("{d:?} is out of range")))
+                    .map_err(|m| bad(key, m))
+            })
             .transpose()
     };
 

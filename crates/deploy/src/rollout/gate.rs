@@ -12,7 +12,6 @@ use super::service::{Rollout, update_setting};
 use super::steps;
 use crate::error::{GateError, LaunchError};
 use crate::target::{Target, Unit};
-use crate::units::duration_nanos;
 
 /// How long a replica without a healthcheck must run to count as started, by default.
 const DEFAULT_MONITOR: Duration = Duration::from_secs(2);
@@ -35,7 +34,7 @@ impl Gate {
     /// the start period) or `update_config.monitor`.
     pub(super) fn of(service: &Service) -> Self {
         let monitor = update_setting(service, |u| u.monitor.clone())
-            .and_then(|m| duration_nanos(&m).ok())
+            .and_then(|m| capstan_model::parse_duration_nanos(&m).ok())
             .map_or(DEFAULT_MONITOR, nanos);
         let check = service.healthcheck.as_ref().filter(|h| {
             h.disable != Some(true) && h.test.first().map(String::as_str) != Some("NONE")
@@ -49,7 +48,7 @@ impl Gate {
         };
         let timing = |v: &Option<String>, default: Duration| {
             v.as_deref()
-                .and_then(|d| duration_nanos(d).ok())
+                .and_then(|d| capstan_model::parse_duration_nanos(d).ok())
                 .map_or(default, nanos)
         };
         let round = timing(&h.interval, Duration::from_secs(30))

@@ -14,7 +14,6 @@ use super::service::{Rollout, update_setting};
 use super::steps::{Failure, Steps, join};
 use crate::error::LaunchError;
 use crate::plan::replicas_of;
-use crate::units::duration_nanos;
 
 /// What a rollout does when a batch fails (`update_config.failure_action`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -45,7 +44,7 @@ impl Policy {
             stop_first: update_setting(service, |u| u.order.clone()).as_deref()
                 == Some("stop-first"),
             delay: update_setting(service, |u| u.delay.clone())
-                .and_then(|d| duration_nanos(&d).ok())
+                .and_then(|d| capstan_model::parse_duration_nanos(&d).ok())
                 .map_or(Duration::ZERO, |ns| {
                     Duration::from_nanos(u64::try_from(ns).unwrap_or(0))
                 }),

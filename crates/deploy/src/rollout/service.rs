@@ -11,7 +11,6 @@ use super::Deployer;
 use super::steps::{Failure, Steps};
 use crate::DeployRequest;
 use crate::target::{Replica, Unit};
-use crate::units::duration_nanos;
 
 /// The grace period of a service without `stop_grace_period` (Compose's default).
 const DEFAULT_GRACE: Duration = Duration::from_secs(10);
@@ -38,7 +37,7 @@ pub(super) fn grace_of(service: &Service) -> Duration {
     service
         .stop_grace_period
         .as_deref()
-        .and_then(|g| duration_nanos(g).ok())
+        .and_then(|g| capstan_model::parse_duration_nanos(g).ok())
         .map_or(DEFAULT_GRACE, |ns| {
             Duration::from_secs(u64::try_from(ns / 1_000_000_000).unwrap_or(0))
         })
