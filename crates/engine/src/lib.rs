@@ -27,6 +27,16 @@ pub use spec::{ContainerSpec, Healthcheck, MountSpec};
 /// Default engine address when `DOCKER_HOST` is not set.
 pub const DEFAULT_HOST: &str = "unix:///var/run/docker.sock";
 
+/// `[docker]` of capstan.toml: which engine.
+#[derive(Debug, Clone, Default, serde::Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct EngineConfig {
+    /// `unix:///var/run/docker.sock` or `tcp://host:port`; default `DOCKER_HOST`, else the
+    /// local socket.
+    #[serde(default)]
+    pub host: Option<String>,
+}
+
 /// How long a single request may take before it is abandoned (streams are not limited).
 const REQUEST_TIMEOUT: Duration = Duration::from_mins(2);
 

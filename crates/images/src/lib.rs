@@ -8,6 +8,7 @@
 
 mod apply;
 mod backoff;
+mod config;
 mod error;
 mod hooks;
 mod journal;
@@ -16,6 +17,7 @@ pub mod watch;
 mod watcher;
 pub mod window;
 
+pub use config::{ImagesConfig, RegistryAuth};
 pub use error::Error;
 pub use hooks::pushed_repositories;
 pub use journal::{Journal, JournalStatus};

@@ -6,6 +6,7 @@
 
 pub mod api;
 mod collect;
+pub mod config;
 pub mod jsonfile;
 pub mod multiline;
 pub mod origin;
@@ -16,8 +17,10 @@ pub mod rotations;
 pub mod sinks;
 pub mod store;
 pub mod tail;
+pub mod upkeep;
 
 pub use collect::{Collector, ContainerLoss, Options, RotatedAway, Rule, Stats, StatsSnapshot};
+pub use config::{LogRule, LogsConfig};
 pub use origin::Origin;
 pub use query::LogQuery;
 pub use store::{Checkpoint, Entry, PartitionMeta, Store};

@@ -6,6 +6,7 @@
 
 pub mod cgroup;
 mod collector;
+mod config;
 mod exposition;
 pub mod history;
 mod host;
@@ -13,6 +14,7 @@ pub mod query;
 mod stats_api;
 
 pub use collector::{CollectorConfig, ContainerSample, Metrics, Source, label_name};
+pub use config::MetricsConfig;
 pub use exposition::{Exposition, Sample};
 pub use history::History;
 pub use host::render_host;

@@ -45,7 +45,10 @@ pub use scan::{ContainerFindings, Finding, ScanReport, Severity, VulnDbStatus};
 pub use time::{
     format_duration, format_nanos, nanos_to_datetime, parse_retry_after, parse_time_or_ago,
 };
-pub use units::{UnitError, parse_duration, parse_duration_nanos, parse_size};
+pub use units::{
+    ConfigDuration, ConfigError, ConfigSize, UnitError, parse_duration, parse_duration_nanos,
+    parse_size,
+};
 
 use serde::{Deserialize, Serialize};
 

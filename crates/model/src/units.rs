@@ -160,3 +160,97 @@ mod tests {
         }
     }
 }
+
+/// A value of capstan.toml that cannot work; `key` is its full name (`logs.memory`,
+/// `images.refs[0]`). Each crate that owns a section says which of its values are refused.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigError {
+    /// The key, from the section's name.
+    pub key: String,
+    /// What is wrong, and what would do.
+    pub message: String,
+}
+
+impl ConfigError {
+    /// The error for `key`.
+    pub fn new(key: impl Into<String>, message: impl std::fmt::Display) -> Self {
+        Self {
+            key: key.into(),
+            message: message.to_string(),
+        }
+    }
+}
+
+impl std::fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}: {}", self.key, self.message)
+    }
+}
+
+impl std::error::Error for ConfigError {}
+
+/// A duration of this grammar as a config value (`interval = "10s"`): parsed once, when the
+/// file is read, so a bad one is refused with its key's name before anything starts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
+pub struct ConfigDuration(pub Duration);
+
+impl<'de> serde::Deserialize<'de> for ConfigDuration {
+    fn deserialize<D: serde::Deserializer<'de>>(de: D) -> Result<Self, D::Error> {
+        let text = String::deserialize(de)?;
+        parse_duration(&text)
+            .map(Self)
+            .map_err(serde::de::Error::custom)
+    }
+}
+
+impl serde::Serialize for ConfigDuration {
+    fn serialize<S: serde::Serializer>(&self, se: S) -> Result<S::Ok, S::Error> {
+        se.serialize_str(&crate::format_duration(self.0))
+    }
+}
+
+/// A size of this grammar as a config value (`max_size = "10GiB"`), parsed when the file is
+/// read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
+pub struct ConfigSize(pub u64);
+
+impl<'de> serde::Deserialize<'de> for ConfigSize {
+    fn deserialize<D: serde::Deserializer<'de>>(de: D) -> Result<Self, D::Error> {
+        let text = String::deserialize(de)?;
+        parse_size(&text)
+            .map(Self)
+            .map_err(serde::de::Error::custom)
+    }
+}
+
+impl serde::Serialize for ConfigSize {
+    fn serialize<S: serde::Serializer>(&self, se: S) -> Result<S::Ok, S::Error> {
+        se.serialize_str(&format!("{}B", self.0))
+    }
+}
+
+#[cfg(test)]
+mod config_tests {
+    use super::*;
+
+    #[test]
+    fn config_values_are_parsed_when_read() {
+        #[derive(serde::Deserialize)]
+        struct Section {
+            every: ConfigDuration,
+            max: ConfigSize,
+        }
+        let s: Section = serde_json::from_str(r#"{"every": "1h30m", "max": "2GiB"}"#).unwrap();
+        assert_eq!(s.every.0, Duration::from_mins(90));
+        assert_eq!(s.max.0, 2 << 30);
+        let err = serde_json::from_str::<Section>(r#"{"every": "soon", "max": "1g"}"#)
+            .err()
+            .unwrap()
+            .to_string();
+        assert!(err.contains("\"soon\" is not a duration"), "{err}");
+        assert_eq!(
+            serde_json::to_string(&ConfigDuration(Duration::from_hours(168))).unwrap(),
+            "\"7d\""
+        );
+    }
+}

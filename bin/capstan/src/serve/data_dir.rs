@@ -1,0 +1,89 @@
+//! The data directory of `capstan serve`: made private, locked for one daemon, and the
+//! secrets written in it on first start.
+
+use std::fmt::Write as _;
+use std::fs::{File, OpenOptions};
+use std::io::{Read, Write as _};
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
+use std::path::Path;
+
+use anyhow::{Context, Result};
+use tracing::{info, warn};
+
+/// How the daemon starts its proxy: this same executable, `proxy --data DIR`.
+pub(super) fn proxy_launch(data: &Path) -> Result<capstan_proxy::Launch> {
+    let program = std::env::current_exe()
+        .context("cannot find capstan's own executable to start the proxy")?;
+    Ok(capstan_proxy::Launch {
+        program,
+        args: vec!["proxy".into(), "--data".into(), data.as_os_str().to_owned()],
+    })
+}
+
+pub(super) fn prepare_data_dir(data: &Path) -> Result<()> {
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(data)
+        .with_context(|| {
+            format!(
+                "cannot create data dir {} (pick another with --data or CAPSTAN_DATA)",
+                data.display()
+            )
+        })?;
+    // the journal and the token are capstan's alone, also in a dir someone made beforehand
+    std::fs::set_permissions(data, std::fs::Permissions::from_mode(0o700)).with_context(|| {
+        format!(
+            "cannot make data dir {} private (mode 0700)",
+            data.display()
+        )
+    })?;
+    Ok(())
+}
+
+/// Holds an exclusive lock on `<data>/capstan.lock` for the daemon's life.
+pub(super) fn lock_data_dir(data: &Path) -> Result<File> {
+    capstan_process::lock_pid_file(&data.join("capstan.lock")).map_err(|e| match e {
+        capstan_process::LockError::Held { pid } => anyhow::anyhow!(
+            "another capstan{} is already using data dir {}; stop it first, or give this one its own with --data",
+            pid.map(|p| format!(" (pid {p})")).unwrap_or_default(),
+            data.display()
+        ),
+        e @ capstan_process::LockError::Io { .. } => anyhow::Error::new(e),
+    })
+}
+
+/// Reads a secret (the admin token, the registry hook's secret), writing a new random one
+/// (mode 0600) on first start; `what` names it in messages.
+pub(super) fn ensure_secret(path: &Path, what: &str) -> Result<String> {
+    if let Ok(existing) = std::fs::read_to_string(path) {
+        let mode = std::fs::metadata(path)?.permissions().mode() & 0o777;
+        if mode & 0o077 != 0 {
+            std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))?;
+            warn!(path = %path.display(), "the {what} was readable by others; set its mode to 0600");
+        }
+        let token = existing.trim().to_owned();
+        if !token.is_empty() {
+            return Ok(token);
+        }
+    }
+    let mut bytes = [0_u8; 32];
+    File::open("/dev/urandom")
+        .and_then(|mut f| f.read_exact(&mut bytes))
+        .with_context(|| format!("cannot read /dev/urandom to make the {what}"))?;
+    let token = bytes.iter().fold(String::with_capacity(64), |mut s, b| {
+        let _ = write!(s, "{b:02x}");
+        s
+    });
+    let mut file = OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(path)
+        .with_context(|| format!("cannot write the {what} to {}", path.display()))?;
+    writeln!(file, "{token}")?;
+    file.sync_all()?;
+    info!(path = %path.display(), "wrote a new {what}");
+    Ok(token)
+}

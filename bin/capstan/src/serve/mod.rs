@@ -1,0 +1,195 @@
+//! `capstan serve`: the daemon's composition root. It opens what every subsystem shares (the
+//! data dir, the state store, the engine, the journal's live events, the shutdown signal),
+//! starts each subsystem with its own config section (`subsystems.rs`: one start function each,
+//! returning its handles), and serves the API over them. It decides nothing itself.
+
+mod data_dir;
+mod subsystems;
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{Context, Result};
+use capstan_api::AppState;
+use capstan_engine::Engine;
+use capstan_model::Event;
+use capstan_store::Store;
+use tokio::sync::broadcast;
+use tokio_util::sync::CancellationToken;
+use tracing::{info, warn};
+
+use crate::config::{self, Config};
+
+/// Options of `capstan serve`; flags win over the config file.
+#[derive(Debug)]
+pub struct ServeOptions {
+    pub file: Config,
+    pub data: Option<PathBuf>,
+    pub listen: Option<SocketAddr>,
+    pub docker_host: Option<String>,
+}
+
+/// Live events buffered for slow stream clients before they fall back to the store.
+const LIVE_BUFFER: usize = 4096;
+
+/// What every subsystem is started with.
+struct Base {
+    /// The data directory.
+    data: PathBuf,
+    /// The state store.
+    store: Store,
+    /// The engine.
+    engine: Engine,
+    /// The journal's live events (everything stored, as it is stored).
+    live: broadcast::Sender<Event>,
+    /// Cancelled when the daemon stops.
+    shutdown: CancellationToken,
+}
+
+pub async fn run(opts: ServeOptions) -> Result<()> {
+    let file = opts.file;
+    // a bad certificate or key stops capstan before it starts anything
+    let tls = file
+        .tls
+        .as_ref()
+        .map(|t| capstan_api::tls::server_config(&t.cert, &t.key))
+        .transpose()
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
+    let data = opts
+        .data
+        .or(file.data.clone())
+        .unwrap_or_else(config::default_data_dir);
+    let listen = match opts.listen.or(file.listen) {
+        Some(a) => a,
+        None => config::DEFAULT_LISTEN.parse()?,
+    };
+    let host = opts.docker_host.or(file.docker.host.clone());
+
+    data_dir::prepare_data_dir(&data)?;
+    let _lock = data_dir::lock_data_dir(&data)?;
+    let token_path = data.join("admin.token");
+    let token = data_dir::ensure_secret(&token_path, "admin token")?;
+    let base = Base {
+        store: Store::open(&data.join("state.db"))?,
+        engine: Engine::new(host.as_deref())?,
+        live: broadcast::channel(LIVE_BUFFER).0,
+        shutdown: CancellationToken::new(),
+        data,
+    };
+
+    let journal = subsystems::start_journal(&base);
+    let logs = subsystems::start_logs(&base, &file.logs)?;
+    let rollouts = capstan_model::RolloutLocks::default();
+    let (auto_tx, auto_rx) = tokio::sync::mpsc::channel(subsystems::AUTO_UPDATES_QUEUE);
+    let images = subsystems::start_images(&base, &file.images, auto_tx)?;
+    let deploy = subsystems::start_deploy(&base, &rollouts, auto_rx)?;
+    let scanner = subsystems::start_scan(&base, &file.images)?;
+    let metrics = subsystems::start_metrics(&base, &file.metrics)?;
+    let alerts = subsystems::start_alerts(
+        &base,
+        &file.alerts,
+        metrics.history.clone(),
+        logs.collecting.then(|| Arc::clone(&logs.api.store)),
+        &rollouts,
+    )?;
+    let notify = subsystems::start_notify(&base, &file.notify, &alerts, images.updates.as_ref())?;
+
+    let state = AppState {
+        store: base.store.clone(),
+        engine: base.engine.clone(),
+        journal: Arc::clone(&journal.status),
+        live: base.live.clone(),
+        admin_token: Arc::from(token.as_str()),
+        secure_cookies: tls.is_some(),
+        shutdown: base.shutdown.clone(),
+        apps_dir: base.data.join("apps"),
+        deploying: rollouts,
+        deployer: deploy.deployer,
+        router: Some(deploy.router),
+        logs: Some(logs.api),
+        updates: images.updates,
+        hook_secret: images.hook_secret,
+        notify,
+        metrics: metrics.metrics,
+        history: metrics.history,
+        alerts: Some(alerts),
+        scanner,
+    };
+    serve_api(&base, state, listen, tls, &token_path).await?;
+    base.shutdown.cancel();
+    journal.stopped().await;
+    info!("capstan stopped");
+    Ok(())
+}
+
+/// Serves the API until SIGTERM or SIGINT.
+async fn serve_api(
+    base: &Base,
+    state: AppState,
+    listen: SocketAddr,
+    tls: Option<capstan_api::tls::ServerConfig>,
+    token_path: &std::path::Path,
+) -> Result<()> {
+    let listener = tokio::net::TcpListener::bind(listen)
+        .await
+        .with_context(|| format!("cannot listen on {listen} (is another capstan or program using it? pick one with --listen)"))?;
+    let addr = listener.local_addr()?;
+    if !addr.ip().is_loopback() {
+        warn!(%addr, "the API listens beyond loopback; every route but health needs the token");
+    }
+    let engine = base.engine.host();
+    info!(%addr, data = %base.data.display(), engine, "capstan serving");
+    // one line on stdout for people and scripts
+    let scheme = if tls.is_some() { "https" } else { "http" };
+    println!(
+        "capstan serving on {scheme}://{addr} (engine {engine}; admin token in {})",
+        token_path.display()
+    );
+
+    let shutdown = base.shutdown.clone();
+    tokio::spawn(capstan_process::stop_on_signals(
+        shutdown.clone(),
+        "finishing writes and stopping",
+    ));
+    // the client's address goes into the audit log
+    let app = capstan_api::router(state).into_make_service_with_connect_info::<capstan_api::Peer>();
+    match tls {
+        Some(config) => {
+            let listener = capstan_api::tls::TlsListener::new(listener, config, shutdown.clone())?;
+            axum::serve(listener, app)
+                .with_graceful_shutdown(shutdown.cancelled_owned())
+                .await
+        }
+        None => {
+            axum::serve(listener, app)
+                .with_graceful_shutdown(shutdown.cancelled_owned())
+                .await
+        }
+    }
+    .context("the API server failed")
+}
+
+/// How long shutdown waits for the journal to finish its current write.
+const DRAIN_TIMEOUT: Duration = Duration::from_secs(20);
+
+/// The journal's task: the one subsystem shutdown waits for (its last batch is written).
+struct JournalHandle {
+    status: Arc<capstan_images::JournalStatus>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl JournalHandle {
+    /// Waits for the journal to finish its batch after shutdown, for a while.
+    async fn stopped(self) {
+        if tokio::time::timeout(DRAIN_TIMEOUT, self.task)
+            .await
+            .is_err()
+        {
+            warn!(
+                "the journal did not finish within {DRAIN_TIMEOUT:?}; its last batch will be replayed on next start"
+            );
+        }
+    }
+}

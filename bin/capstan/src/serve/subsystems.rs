@@ -1,0 +1,308 @@
+//! One start function per subsystem: each takes what every subsystem shares ([`Base`]) and its
+//! own config section, spawns its tasks (they stop with `Base::shutdown`), and returns the
+//! handles the API and the other subsystems use.
+
+use std::sync::Arc;
+
+use anyhow::{Context, Result};
+use capstan_model::{AutoUpdate, RolloutLocks};
+use tokio::sync::mpsc;
+use tracing::info;
+
+use super::{Base, JournalHandle, data_dir};
+
+/// Updates handed from the watcher to the auto-updater and not yet applied; a full queue
+/// leaves the rest for the next cycle.
+pub(super) const AUTO_UPDATES_QUEUE: usize = 64;
+/// Losses of log lines waiting to be journaled.
+const LOSSES_QUEUE: usize = 64;
+
+/// The journal of the engine's events (and everything derived from them).
+pub(super) fn start_journal(base: &Base) -> JournalHandle {
+    let journal =
+        capstan_images::Journal::new(base.engine.clone(), base.store.clone(), base.live.clone());
+    let status = journal.status();
+    let task = tokio::spawn(journal.run(base.shutdown.clone()));
+    JournalHandle { status, task }
+}
+
+/// The log job, as the API and the alert rules see it.
+pub(super) struct Logs {
+    /// The store, statistics and sinks the API serves.
+    pub api: capstan_api::LogsState,
+    /// Whether lines are collected at all (`[logs] collect`).
+    pub collecting: bool,
+}
+
+/// Logs: every container's lines into the embedded store, its sinks, its retention, and the
+/// journaling of what the engine rotated away before it was read.
+pub(super) fn start_logs(base: &Base, config: &capstan_logs::LogsConfig) -> Result<Logs> {
+    let store = Arc::new(
+        capstan_logs::Store::open(&base.data.join("logs")).context("cannot open the log store")?,
+    );
+    let (committed, committed_rx) = tokio::sync::watch::channel(store.checkpoint().seq);
+    let options = config.options();
+    store.set_writer_memory(options.writer_memory());
+    let (losses, lost_rx) = mpsc::channel(LOSSES_QUEUE);
+    tokio::spawn(capstan_logs::upkeep::journal_losses(
+        base.store.clone(),
+        base.live.clone(),
+        lost_rx,
+    ));
+    let collector =
+        capstan_logs::Collector::new(base.engine.clone(), Arc::clone(&store), committed, options)
+            .with_losses(losses);
+    let stats = collector.stats();
+    let collecting = config.collect.unwrap_or(true);
+    if collecting {
+        tokio::spawn(collector.run(base.shutdown.clone()));
+    } else {
+        info!("log collection is off ([logs] collect = false)");
+    }
+    let mut sinks = Vec::new();
+    for sink in config.sinks.clone() {
+        let counters = Arc::new(capstan_logs::sinks::SinkStats::default());
+        sinks.push((sink.name.clone(), Arc::clone(&counters)));
+        tokio::spawn(capstan_logs::sinks::run(
+            sink,
+            Arc::clone(&store),
+            base.data.join("logs").join("sinks"),
+            committed_rx.clone(),
+            counters,
+            base.shutdown.clone(),
+        ));
+    }
+    tokio::spawn(capstan_logs::upkeep::retain(
+        Arc::clone(&store),
+        config.retention(),
+        config.max_bytes(),
+        base.shutdown.clone(),
+    ));
+    Ok(Logs {
+        api: capstan_api::LogsState {
+            store,
+            stats,
+            committed: committed_rx,
+            sinks,
+        },
+        collecting,
+    })
+}
+
+/// Registry watching, as the API sees it.
+pub(super) struct Images {
+    /// The watcher's checks, when it runs.
+    pub updates: Option<Arc<capstan_images::WatchState>>,
+    /// The secret registry webhooks prove they know.
+    pub hook_secret: Option<Arc<str>>,
+}
+
+/// Registries: every running image checked for updates; the allowed ones handed to `auto`.
+pub(super) fn start_images(
+    base: &Base,
+    config: &capstan_images::ImagesConfig,
+    auto: mpsc::Sender<AutoUpdate>,
+) -> Result<Images> {
+    if !config.watch.unwrap_or(true) {
+        info!("registry watching is off ([images] watch = false)");
+        return Ok(Images {
+            updates: None,
+            hook_secret: None,
+        });
+    }
+    let client = capstan_registry::Client::new(config.registry_options()?)
+        .context("cannot set up the registry client")?;
+    let watcher = capstan_images::Watcher::new(
+        base.engine.clone(),
+        base.store.clone(),
+        base.live.clone(),
+        client,
+        config.watch_config(&base.data)?,
+    )
+    .with_auto_updates(auto);
+    let updates = watcher.state();
+    tokio::spawn(watcher.run(base.shutdown.clone()));
+    let secret = data_dir::ensure_secret(
+        &base.data.join("registry-hook.secret"),
+        "registry hook secret",
+    )?;
+    Ok(Images {
+        updates: Some(updates),
+        hook_secret: Some(Arc::from(secret.as_str())),
+    })
+}
+
+/// The deploy job, as the API sees it.
+pub(super) struct Deploy {
+    /// Runs releases, rollbacks and downs.
+    pub deployer: capstan_deploy::Deployer,
+    /// Keeps capstan's proxy in step with the replicas in rotation.
+    pub router: capstan_deploy::Router,
+}
+
+/// Deploys on the local engine through capstan's proxy; self-healing and automatic updates
+/// (from `auto`) go through the same deployer and the same rollout locks as the API.
+pub(super) fn start_deploy(
+    base: &Base,
+    rollouts: &RolloutLocks,
+    auto: mpsc::Receiver<AutoUpdate>,
+) -> Result<Deploy> {
+    let router = capstan_deploy::Router::spawn(
+        base.engine.clone(),
+        capstan_proxy::ProxyClient::new(&base.data, Some(data_dir::proxy_launch(&base.data)?)),
+        &base.live,
+        base.shutdown.clone(),
+    );
+    let apps = base.data.join("apps");
+    let target = capstan_deploy::DockerTarget {
+        engine: base.engine.clone(),
+        apps_dir: apps.clone(),
+        router: Some(router.clone()),
+        events: Some(base.live.clone()),
+    };
+    let deployer = capstan_deploy::Deployer::new(Arc::new(target), apps, Some(base.live.clone()));
+    let healer = capstan_deploy::Healer::new(
+        deployer.clone(),
+        base.store.clone(),
+        rollouts.clone(),
+        base.live.clone(),
+    );
+    tokio::spawn(healer.run(base.shutdown.clone()));
+    let auto_updater = capstan_deploy::AutoUpdater::new(
+        deployer.clone(),
+        base.store.clone(),
+        rollouts.clone(),
+        base.live.clone(),
+    );
+    tokio::spawn(auto_updater.run(auto, base.shutdown.clone()));
+    Ok(Deploy { deployer, router })
+}
+
+/// Vulnerability scans: the advisory database and the per-layer cache, in one file; with
+/// `[images] scan_on_pull`, every pulled image scanned.
+pub(super) fn start_scan(
+    base: &Base,
+    config: &capstan_images::ImagesConfig,
+) -> Result<capstan_scan::Scanner> {
+    let scanner = capstan_scan::Scanner::new(
+        base.engine.clone(),
+        capstan_scan::VulnDb::open(&base.data.join("vulndb.db"))
+            .map_err(|e| anyhow::anyhow!("{e}"))?,
+        base.data.join("scan"),
+    );
+    if config.scan_on_pull.unwrap_or(false) {
+        tokio::spawn(capstan_scan::scan_pulls(
+            scanner.clone(),
+            base.store.clone(),
+            base.live.clone(),
+            base.shutdown.clone(),
+        ));
+    }
+    Ok(scanner)
+}
+
+/// Container metrics, as the API and the alert rules see them.
+pub(super) struct Metrics {
+    /// The last readings, when collected.
+    pub metrics: Option<Arc<capstan_metrics::Metrics>>,
+    /// Their recent history, when kept.
+    pub history: Option<Arc<capstan_metrics::History>>,
+}
+
+/// Container metrics from cgroups (or the engine's stats), and their history.
+pub(super) fn start_metrics(
+    base: &Base,
+    config: &capstan_metrics::MetricsConfig,
+) -> Result<Metrics> {
+    if !config.collect.unwrap_or(true) {
+        return Ok(Metrics {
+            metrics: None,
+            history: None,
+        });
+    }
+    let metrics = Arc::new(capstan_metrics::Metrics::default());
+    let mut collector = config.collector()?;
+    let mut history = None;
+    if config.history.unwrap_or(true) {
+        let kept =
+            capstan_metrics::History::open(&base.data.join("metrics.db"), collector.interval)
+                .map_err(|e| anyhow::anyhow!("{e}"))?;
+        history = Some(Arc::new(kept));
+        collector.history.clone_from(&history);
+    }
+    tokio::spawn(Arc::clone(&metrics).run(
+        base.engine.clone(),
+        collector,
+        base.live.subscribe(),
+        base.shutdown.clone(),
+    ));
+    Ok(Metrics {
+        metrics: Some(metrics),
+        history,
+    })
+}
+
+/// Alert rules over metrics (`history`), logs (`logs`) and events, held during rollouts.
+pub(super) fn start_alerts(
+    base: &Base,
+    config: &capstan_alerts::AlertsConfig,
+    history: Option<Arc<capstan_metrics::History>>,
+    logs: Option<Arc<capstan_logs::Store>>,
+    rollouts: &RolloutLocks,
+) -> Result<Arc<capstan_alerts::Alerts>> {
+    let alerts = Arc::new(
+        capstan_alerts::Alerts::new(
+            config.rules().map_err(|e| anyhow::anyhow!("{e}"))?,
+            capstan_alerts::Sources {
+                store: base.store.clone(),
+                live: base.live.clone(),
+                history,
+                logs,
+                rollouts: rollouts.clone(),
+            },
+            config
+                .evaluate_every()
+                .map_err(|e| anyhow::anyhow!("{e}"))?,
+            base.data.join("alert-rules.json"),
+        )
+        .map_err(|e| anyhow::anyhow!("{e}"))?,
+    );
+    tokio::spawn(Arc::clone(&alerts).run(base.shutdown.clone()));
+    Ok(alerts)
+}
+
+/// What the notification channels report, by name.
+type NotifyStatus =
+    Arc<std::sync::Mutex<std::collections::BTreeMap<String, capstan_model::NotifyChannel>>>;
+
+/// Notifications: each channel sends what the journal gained, one message per batch; a batch
+/// ends with a check cycle (`updates`) or an alert evaluation that moved alerts.
+pub(super) fn start_notify(
+    base: &Base,
+    config: &[capstan_notify::ChannelConfig],
+    alerts: &capstan_alerts::Alerts,
+    updates: Option<&Arc<capstan_images::WatchState>>,
+) -> Result<NotifyStatus> {
+    let notifier = capstan_notify::Notifier::new(
+        base.store.clone(),
+        config,
+        base.data.join("notify"),
+        capstan_model::host_name(),
+    )
+    .map_err(|e| anyhow::anyhow!("{e}"))?;
+    let status = notifier.status();
+    let (batch_tx, batches) = tokio::sync::watch::channel(0_u64);
+    let batch_tx = Arc::new(batch_tx);
+    let mut sources = vec![alerts.evaluations()];
+    sources.extend(updates.map(|u| u.cycles()));
+    for mut source in sources {
+        let batch_tx = Arc::clone(&batch_tx);
+        tokio::spawn(async move {
+            while source.changed().await.is_ok() {
+                batch_tx.send_modify(|n| *n += 1);
+            }
+        });
+    }
+    tokio::spawn(notifier.run(batches, alerts.firing(), base.shutdown.clone()));
+    Ok(status)
+}

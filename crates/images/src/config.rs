@@ -1,0 +1,129 @@
+//! `[images]` of capstan.toml: registry watching (how often, which images beside the running
+//! ones, which registries over plain HTTP, credentials) and scans on pull. Durations are parsed
+//! when the file is read.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use capstan_model::{ConfigDuration, ConfigError};
+use serde::Deserialize;
+
+use crate::WatchConfig;
+
+/// Between check cycles by default.
+const DEFAULT_EVERY: Duration = Duration::from_hours(1);
+/// The shortest time between check cycles (registries limit how often they may be asked).
+const SHORTEST_EVERY: Duration = Duration::from_mins(1);
+/// The first cycle after start, by default.
+const DEFAULT_FIRST_AFTER: Duration = Duration::from_secs(30);
+
+/// `[images]`
+#[derive(Debug, Clone, Default, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct ImagesConfig {
+    /// Whether to check registries for updates at all (default true).
+    #[serde(default)]
+    pub watch: Option<bool>,
+    /// Between check cycles (`1h` by default; each starts up to a tenth later).
+    #[serde(default)]
+    pub check_every: Option<ConfigDuration>,
+    /// The first cycle after start (`30s` by default).
+    #[serde(default)]
+    pub first_check_after: Option<ConfigDuration>,
+    /// Only containers whose name matches one of these (a trailing `*` matches a prefix);
+    /// empty: every running container.
+    #[serde(default)]
+    pub containers: Vec<String>,
+    /// References watched besides the running containers' images, as `ref` or
+    /// `ref policy` (`ghcr.io/acme/api:1.4 minor`).
+    #[serde(default)]
+    pub refs: Vec<String>,
+    /// Registries spoken to over plain HTTP besides loopback ones (`host:port`).
+    #[serde(default)]
+    pub insecure: Vec<String>,
+    /// Credentials per registry (else Docker's config: `docker login`).
+    #[serde(default)]
+    pub registries: Vec<RegistryAuth>,
+    /// Scan every image the engine pulls against the advisory database (default false).
+    #[serde(default)]
+    pub scan_on_pull: Option<bool>,
+}
+
+/// `[[images.registries]]`
+#[derive(Debug, Clone, Default, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct RegistryAuth {
+    /// `docker.io`, `ghcr.io`, `127.0.0.1:5000`.
+    pub registry: String,
+    pub user: String,
+    /// A file whose first line is the password or token (keep it readable by capstan only).
+    pub password_file: PathBuf,
+}
+
+impl ImagesConfig {
+    /// The watcher's settings; `data` holds its state.
+    ///
+    /// # Errors
+    /// A [`ConfigError`] naming the key.
+    pub fn watch_config(&self, data: &Path) -> Result<WatchConfig, ConfigError> {
+        let every = self.check_every.map_or(DEFAULT_EVERY, |d| d.0);
+        if every < SHORTEST_EVERY {
+            return Err(ConfigError::new(
+                "images.check_every",
+                "at least 1m (registries limit how often they may be asked)",
+            ));
+        }
+        let mut refs = Vec::new();
+        for (i, r) in self.refs.iter().enumerate() {
+            let (reference, policy) = r.trim().split_once(' ').unwrap_or((r.trim(), "digest"));
+            capstan_registry::Reference::parse(reference)
+                .map_err(|e| ConfigError::new(format!("images.refs[{i}]"), e))?;
+            let policy = policy
+                .trim()
+                .parse()
+                .map_err(|e| ConfigError::new(format!("images.refs[{i}]"), e))?;
+            refs.push((reference.to_owned(), policy));
+        }
+        Ok(WatchConfig {
+            every,
+            first_after: self.first_check_after.map_or(DEFAULT_FIRST_AFTER, |d| d.0),
+            refs,
+            containers: self.containers.clone(),
+            state_file: data.join("images").join("updates.json"),
+            platform: capstan_registry::Platform::host(),
+        })
+    }
+
+    /// The registry client's settings, passwords read from their files.
+    ///
+    /// # Errors
+    /// A [`ConfigError`] naming the key.
+    pub fn registry_options(&self) -> Result<capstan_registry::Options, ConfigError> {
+        let mut configured = std::collections::HashMap::new();
+        for (i, r) in self.registries.iter().enumerate() {
+            let text = std::fs::read_to_string(&r.password_file).map_err(|e| {
+                ConfigError::new(
+                    format!("images.registries[{i}].password_file"),
+                    format!("cannot read {}: {e}", r.password_file.display()),
+                )
+            })?;
+            let password = text.lines().next().unwrap_or_default().to_owned();
+            let registry = capstan_registry::Reference::parse(&format!("{}/x", r.registry))
+                .map(|p| p.registry)
+                .map_err(|e| ConfigError::new(format!("images.registries[{i}].registry"), e))?;
+            configured.insert(
+                registry,
+                capstan_registry::Credentials::new(r.user.clone(), password),
+            );
+        }
+        Ok(capstan_registry::Options {
+            insecure: self.insecure.clone(),
+            credentials: capstan_registry::CredentialSource {
+                configured,
+                docker_config: capstan_registry::CredentialSource::default_docker_config(),
+                helper_dirs: None,
+            },
+            page_size: None,
+        })
+    }
+}
