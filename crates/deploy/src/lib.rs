@@ -18,6 +18,7 @@ mod release;
 mod request;
 mod rollout;
 pub mod target;
+pub mod telemetry;
 pub mod units;
 
 pub use autoupdate::AutoUpdater;

@@ -13,6 +13,7 @@ mod error;
 mod hooks;
 mod journal;
 mod reconcile;
+mod telemetry;
 pub mod watch;
 mod watcher;
 pub mod window;

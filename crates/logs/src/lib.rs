@@ -17,6 +17,7 @@ pub mod rotations;
 pub mod sinks;
 pub mod store;
 pub mod tail;
+pub mod telemetry;
 pub mod upkeep;
 
 pub use collect::{Collector, ContainerLoss, Options, RotatedAway, Rule, Stats, StatsSnapshot};

@@ -13,8 +13,8 @@ use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
 use crate::cgroup::{CgroupSample, Cgroups, NetSample, net_dev};
-use crate::exposition::Exposition;
 use capstan_model::ContainerStats;
+use capstan_model::Exposition;
 
 /// One container's latest reading.
 #[derive(Debug, Clone)]

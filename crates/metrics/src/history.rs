@@ -13,7 +13,7 @@ use std::time::Duration;
 
 use rusqlite::{Connection, OptionalExtension, params};
 
-use crate::exposition::Sample;
+use capstan_model::Sample;
 
 /// Full resolution is kept this long.
 pub const RAW_KEEP: Duration = Duration::from_hours(1);

@@ -7,15 +7,14 @@
 pub mod cgroup;
 mod collector;
 mod config;
-mod exposition;
 pub mod history;
 mod host;
 pub mod query;
 mod stats_api;
 
+pub use capstan_model::{Exposition, Sample};
 pub use collector::{CollectorConfig, ContainerSample, Metrics, Source, label_name};
 pub use config::MetricsConfig;
-pub use exposition::{Exposition, Sample};
 pub use history::History;
 pub use host::render_host;
 pub use query::Query;

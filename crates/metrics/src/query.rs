@@ -780,7 +780,7 @@ fn parse_duration_ms(text: &str) -> Option<i64> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::exposition::Sample;
+    use capstan_model::Sample;
     use std::time::Duration;
 
     fn sample(name: &str, labels: &[(&str, &str)], v: f64) -> Sample {

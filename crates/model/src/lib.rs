@@ -10,6 +10,7 @@ mod alerts;
 mod app;
 mod deploy;
 mod event;
+mod exposition;
 mod health;
 mod image;
 mod logs;
@@ -33,6 +34,7 @@ pub use deploy::{
     ServiceReport, Step,
 };
 pub use event::{CapstanAction, Event, EventPage, EventType};
+pub use exposition::{Exposition, Sample};
 pub use health::{EngineHealth, Health, JournalHealth};
 pub use image::{
     AutoUpdate, Container, ContainerList, HistoryEntry, Image, ImageDetail, ImageList, ImageUpdate,

@@ -1,5 +1,6 @@
-//! `GET /metrics` in the Prometheus text format (0.0.4): every container's counters under
-//! cAdvisor's names, then capstan's own (the log pipeline and its sinks).
+//! `GET /metrics` in the Prometheus text format (0.0.4): capstan's own figures, each crate
+//! writing its part (the log pipeline and its sinks, the ledger, the watcher), then every
+//! container's counters under cAdvisor's names and the host's under node_exporter's.
 
 use std::sync::Arc;
 
@@ -27,192 +28,20 @@ pub(crate) async fn metrics(
     Query(pairs): Query<Pairs>,
 ) -> Result<impl IntoResponse, ApiError> {
     params::only(&pairs, &[])?;
+    // each crate writes its own figures
     let mut out = Exposition::default();
     if let Ok(logs) = logs(&state) {
-        let last = *logs.committed.borrow();
-        let p = logs.stats.snapshot(last);
-        for (name, help, value) in [
-            (
-                "lines_read",
-                "Lines read from containers' logs.",
-                p.lines_read,
-            ),
-            ("bytes_read", "Bytes of log text read.", p.bytes_read),
-            (
-                "lines_parsed",
-                "Lines a parser found fields in.",
-                p.lines_parsed,
-            ),
-            (
-                "parse_failures",
-                "Lines the configured parser could not read (kept raw).",
-                p.parse_failures,
-            ),
-            (
-                "lines_stored",
-                "Lines committed to the embedded store.",
-                p.lines_stored,
-            ),
-            (
-                "bad_records",
-                "Records of a log file that were not the engine's JSON.",
-                p.bad_records,
-            ),
-            (
-                "rotated_away_files",
-                "Log files the engine deleted before capstan read them.",
-                p.rotated_away_files,
-            ),
-            (
-                "rotated_away_lines",
-                "Lines in those files (estimated: json-file records carry no sequence numbers).",
-                p.rotated_away_lines,
-            ),
-            ("commits", "Commits of the embedded store.", p.commits),
-            (
-                "store_errors",
-                "Failed writes to the embedded store (read again from the last commit).",
-                p.store_errors,
-            ),
-        ] {
-            out.single(
-                &format!("capstan_logs_{name}_total"),
-                "counter",
-                help,
-                value as f64,
-            );
-        }
-        let family = "capstan_logs_container_rotated_away_lines_total";
-        out.family(
-            family,
-            "counter",
-            "Lines the engine rotated away from a container before capstan read them (estimated).",
-        );
-        for (container, loss) in &p.rotated_away_by_container {
-            out.sample(
-                family,
-                &[("container", container)],
-                loss.lines_estimated as f64,
-            );
-        }
-        out.single(
-            "capstan_logs_containers",
-            "gauge",
-            "Containers whose logs are followed.",
-            p.containers as f64,
-        );
-        out.single(
-            "capstan_logs_last_seq",
-            "gauge",
-            "Sequence number of the newest stored line.",
-            p.last_seq as f64,
-        );
-        out.single(
-            "capstan_logs_lag_seconds",
-            "gauge",
-            "Age of the newest stored line.",
-            p.lag_seconds,
-        );
+        let pipeline = logs.stats.snapshot(*logs.committed.borrow());
         let sinks: Vec<_> = logs.sinks.iter().map(|(n, s)| s.snapshot(n)).collect();
-        for (name, help, pick) in [
-            (
-                "shipped",
-                "Lines delivered by the sink.",
-                (|s| s.shipped) as fn(&capstan_logs::sinks::SinkSnapshot) -> u64,
-            ),
-            ("batches", "Batches delivered by the sink.", |s| s.batches),
-            ("failures", "Failed deliveries (each tried again).", |s| {
-                s.failures
-            }),
-            (
-                "retried",
-                "Lines sent again after the rest of their batch was taken.",
-                |s| s.retried,
-            ),
-            ("rejected", "Lines the server refused for good.", |s| {
-                s.rejected
-            }),
-        ] {
-            let metric = format!("capstan_logs_sink_{name}_total");
-            out.family(&metric, "counter", help);
-            for s in &sinks {
-                out.sample(&metric, &[("sink", &s.name)], pick(s) as f64);
-            }
-        }
-        out.family(
-            "capstan_logs_sink_behind",
-            "gauge",
-            "Store sequence numbers between the sink's cursor and the newest line.",
-        );
-        for s in &sinks {
-            out.sample(
-                "capstan_logs_sink_behind",
-                &[("sink", &s.name)],
-                last.saturating_sub(s.cursor) as f64,
-            );
-        }
         let store = Arc::clone(&logs.store);
         let partitions = blocking(move || Ok(store.partitions())).await?;
-        out.single(
-            "capstan_logs_store_partitions",
-            "gauge",
-            "Hourly partitions of the embedded store.",
-            partitions.len() as f64,
-        );
-        out.single(
-            "capstan_logs_store_bytes",
-            "gauge",
-            "Disk used by the embedded store.",
-            partitions.iter().map(|(_, _, b)| *b as f64).sum(),
-        );
+        let bytes = partitions.iter().map(|(_, _, b)| *b).sum();
+        capstan_logs::telemetry::render(&mut out, &pipeline, &sinks, partitions.len(), bytes);
     }
-    // rollouts: every release in the ledger by how it ended
     let results = state.store.release_results().await?;
-    out.family(
-        "capstan_releases_total",
-        "counter",
-        "Releases in the ledger (deploys, rollbacks, automatic updates, downs) by how they ended.",
-    );
-    for (result, n) in &results {
-        out.sample("capstan_releases_total", &[("result", result)], *n as f64);
-    }
-    // registry checks
+    capstan_deploy::telemetry::render(&mut out, &results);
     if let Some(updates) = &state.updates {
-        let snapshot = updates.snapshot();
-        out.family(
-            "capstan_registry_requests_total",
-            "counter",
-            "Requests made to registries to check for updates, by kind.",
-        );
-        for (kind, n) in &snapshot.requests {
-            out.sample(
-                "capstan_registry_requests_total",
-                &[("kind", kind)],
-                *n as f64,
-            );
-        }
-        out.single(
-            "capstan_images_watched",
-            "gauge",
-            "Images watched for updates.",
-            snapshot.updates.len() as f64,
-        );
-        out.single(
-            "capstan_image_updates_available",
-            "gauge",
-            "Watched images with an update on offer.",
-            snapshot.updates.iter().filter(|u| u.has_update()).count() as f64,
-        );
-        out.single(
-            "capstan_image_checks_failed",
-            "gauge",
-            "Watched images whose last check failed.",
-            snapshot
-                .updates
-                .iter()
-                .filter(|u| u.error.is_some())
-                .count() as f64,
-        );
+        updates.render(&mut out);
     }
     if let Some(metrics) = &state.metrics {
         metrics.render(&mut out);

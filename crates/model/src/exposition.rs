@@ -1,3 +1,6 @@
+//! The Prometheus text exposition format (0.0.4), written by every crate that has figures of
+//! its own: capstan's `/metrics` is each crate's part, written into one [`Exposition`].
+
 use std::fmt::Write;
 
 /// A text exposition being written: each family's `# HELP` and `# TYPE`, then its samples.
