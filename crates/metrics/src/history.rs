@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 use std::sync::{Mutex, PoisonError};
 use std::time::Duration;
 
-use rusqlite::{Connection, OptionalExtension, params};
+use rusqlite::{Connection, params};
 
 use capstan_model::Sample;
 
@@ -21,7 +21,19 @@ pub const RAW_KEEP: Duration = Duration::from_hours(1);
 pub const MINUTE_KEEP: Duration = Duration::from_hours(24 * 7);
 
 const MINUTE_MS: i64 = 60_000;
-const SCHEMA: i64 = 1;
+
+/// The history's schema, opened and migrated as every capstan database is
+/// ([`capstan_store::migrations::open`]). Files of the first release, versioned in a `meta`
+/// row instead, take the first entry as a no-op.
+const MIGRATIONS: &[&str] = &[
+    // 1: series and the two resolutions
+    "CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value INTEGER NOT NULL);
+     CREATE TABLE IF NOT EXISTS series (
+         id INTEGER PRIMARY KEY, name TEXT NOT NULL, labels TEXT NOT NULL,
+         last_seen INTEGER NOT NULL, UNIQUE (name, labels));
+     CREATE TABLE IF NOT EXISTS raw (t INTEGER PRIMARY KEY, data BLOB NOT NULL);
+     CREATE TABLE IF NOT EXISTS minute (t INTEGER PRIMARY KEY, data BLOB NOT NULL);",
+];
 
 /// Why the history could not be read or written.
 #[derive(Debug, thiserror::Error)]
@@ -32,10 +44,8 @@ pub enum Error {
         #[source]
         source: rusqlite::Error,
     },
-    #[error(
-        "metrics history {path} was written by a newer capstan (schema {found}); upgrade capstan or move the file away"
-    )]
-    Newer { path: PathBuf, found: i64 },
+    #[error("metrics history: {0}; upgrade capstan or move the file away")]
+    Open(#[from] capstan_store::Error),
 }
 
 /// A numbered series: its name and labels (sorted by name).
@@ -95,36 +105,7 @@ impl History {
             path: path.to_owned(),
             source,
         };
-        let conn = Connection::open(path).map_err(db)?;
-        conn.execute_batch(
-            "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;
-             CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value INTEGER NOT NULL);
-             CREATE TABLE IF NOT EXISTS series (
-                 id INTEGER PRIMARY KEY, name TEXT NOT NULL, labels TEXT NOT NULL,
-                 last_seen INTEGER NOT NULL, UNIQUE (name, labels));
-             CREATE TABLE IF NOT EXISTS raw (t INTEGER PRIMARY KEY, data BLOB NOT NULL);
-             CREATE TABLE IF NOT EXISTS minute (t INTEGER PRIMARY KEY, data BLOB NOT NULL);",
-        )
-        .map_err(db)?;
-        let found: Option<i64> = conn
-            .query_row("SELECT value FROM meta WHERE key = 'schema'", [], |r| {
-                r.get(0)
-            })
-            .optional()
-            .map_err(db)?;
-        match found {
-            Some(v) if v > SCHEMA => {
-                return Err(Error::Newer {
-                    path: path.to_owned(),
-                    found: v,
-                });
-            }
-            Some(_) => {}
-            None => {
-                conn.execute("INSERT INTO meta VALUES ('schema', ?1)", [SCHEMA])
-                    .map_err(db)?;
-            }
-        }
+        let conn = capstan_store::migrations::open(path, MIGRATIONS)?;
         let mut ids = HashMap::new();
         let mut keys = HashMap::new();
         {
@@ -490,8 +471,7 @@ mod tests {
         let path = dir.path().join("metrics.db");
         drop(History::open(&path, Duration::from_secs(5)).unwrap());
         let conn = Connection::open(&path).unwrap();
-        conn.execute("UPDATE meta SET value = 99 WHERE key = 'schema'", [])
-            .unwrap();
+        conn.pragma_update(None, "user_version", 99).unwrap();
         drop(conn);
         let err = History::open(&path, Duration::from_secs(5)).unwrap_err();
         assert!(err.to_string().contains("newer capstan"), "{err}");

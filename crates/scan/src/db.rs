@@ -62,16 +62,12 @@ impl VulnDb {
     /// # Errors
     /// The file cannot be opened or is not capstan's.
     pub fn open(path: &Path) -> Result<Self, String> {
-        let conn =
-            Connection::open(path).map_err(|e| format!("cannot open {}: {e}", path.display()))?;
-        conn.execute_batch("PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL;")
-            .and_then(|()| conn.execute_batch(SCHEMA))
-            .map_err(|e| {
-                format!(
-                    "{} is not a capstan vulnerability database: {e}",
-                    path.display()
-                )
-            })?;
+        let conn = capstan_store::migrations::open(path, &[SCHEMA]).map_err(|e| {
+            format!(
+                "{} is not a capstan vulnerability database: {e}",
+                path.display()
+            )
+        })?;
         Ok(Self {
             conn: Arc::new(Mutex::new(conn)),
         })

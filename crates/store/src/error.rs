@@ -5,7 +5,7 @@ use std::path::PathBuf;
 pub enum Error {
     /// The database file could not be opened.
     #[error(
-        "cannot open state database {path}: {source} (check the data dir's permissions and free space)"
+        "cannot open database {path}: {source} (check the data dir's permissions and free space)"
     )]
     Open {
         /// The database file.
@@ -14,7 +14,7 @@ pub enum Error {
         source: rusqlite::Error,
     },
     /// The schema could not be brought up to date.
-    #[error("cannot migrate state database: {0}")]
+    #[error("cannot migrate database {0}")]
     Migration(String),
     /// A query failed.
     #[error("state database error: {0}")]

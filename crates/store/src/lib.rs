@@ -11,7 +11,7 @@ pub mod containers;
 mod error;
 pub mod events;
 pub mod images;
-mod migrations;
+pub mod migrations;
 pub mod releases;
 
 use std::path::{Path, PathBuf};
@@ -57,22 +57,7 @@ impl Store {
     /// [`Error::Open`] when the file cannot be opened, [`Error::Migration`] when the schema is
     /// newer than this binary or a migration fails.
     pub fn open(path: &Path) -> Result<Self, Error> {
-        let mut writer = Connection::open(path).map_err(|source| Error::Open {
-            path: path.to_owned(),
-            source,
-        })?;
-        writer
-            .execute_batch(
-                "PRAGMA journal_mode = WAL;
-                 PRAGMA synchronous = NORMAL;
-                 PRAGMA foreign_keys = ON;
-                 PRAGMA busy_timeout = 5000;",
-            )
-            .map_err(|source| Error::Open {
-                path: path.to_owned(),
-                source,
-            })?;
-        migrations::apply(&mut writer)?;
+        let writer = migrations::open(path, migrations::MIGRATIONS)?;
         Ok(Self {
             inner: Arc::new(Inner {
                 path: path.to_owned(),

@@ -1,11 +1,14 @@
-//! Versioned schema migrations, applied in order; the version lives in `PRAGMA user_version`.
+//! The state database's schema migrations, and how every capstan database is opened and
+//! brought up to date (the state store, the metrics history, the vulnerability database):
+//! WAL journaling, migrations applied in order with the version in `PRAGMA user_version`, a
+//! database newer than the binary refused.
 
 use rusqlite::Connection;
 
 use crate::Error;
 
 /// Each entry moves the schema from version `i` to `i + 1`. Never edit a released entry; add one.
-const MIGRATIONS: &[&str] = &[
+pub(crate) const MIGRATIONS: &[&str] = &[
     // 1: event journal, image inventory and lifecycle, container inventory
     "CREATE TABLE events (
         seq         INTEGER PRIMARY KEY,
@@ -121,16 +124,44 @@ const MIGRATIONS: &[&str] = &[
      );",
 ];
 
-pub(crate) fn apply(conn: &mut Connection) -> Result<(), Error> {
+/// Opens (creating) the SQLite database at `path` as every capstan database is opened (WAL
+/// journaling, normal sync, foreign keys, a busy timeout) and applies `migrations` it has not
+/// had yet, each in its own transaction. Each entry moves the schema from version `i` to
+/// `i + 1`; never edit a released entry, add one.
+///
+/// # Errors
+/// [`Error::Open`] when the file cannot be opened, [`Error::Migration`] when it is newer than
+/// `migrations` or one fails.
+pub fn open(path: &std::path::Path, migrations: &[&str]) -> Result<Connection, Error> {
+    let open_error = |source| Error::Open {
+        path: path.to_owned(),
+        source,
+    };
+    let mut conn = Connection::open(path).map_err(open_error)?;
+    conn.execute_batch(
+        "PRAGMA journal_mode = WAL;
+         PRAGMA synchronous = NORMAL;
+         PRAGMA foreign_keys = ON;
+         PRAGMA busy_timeout = 5000;",
+    )
+    .map_err(open_error)?;
+    apply(&mut conn, migrations).map_err(|e| match e {
+        Error::Migration(m) => Error::Migration(format!("{}: {m}", path.display())),
+        e => e,
+    })?;
+    Ok(conn)
+}
+
+fn apply(conn: &mut Connection, migrations: &[&str]) -> Result<(), Error> {
     let current: usize =
         conn.query_row("PRAGMA user_version", [], |r| r.get::<_, i64>(0))? as usize;
-    if current > MIGRATIONS.len() {
+    if current > migrations.len() {
         return Err(Error::Migration(format!(
             "the database is at schema version {current} but this capstan knows only {}; run the newer capstan that wrote it",
-            MIGRATIONS.len()
+            migrations.len()
         )));
     }
-    for (i, sql) in MIGRATIONS.iter().enumerate().skip(current) {
+    for (i, sql) in migrations.iter().enumerate().skip(current) {
         let tx = conn.transaction()?;
         tx.execute_batch(sql)
             .map_err(|e| Error::Migration(format!("migration {} failed: {e}", i + 1)))?;
