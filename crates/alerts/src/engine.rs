@@ -3,7 +3,7 @@
 //! event (`alert_pending`, `alert_firing`, `alert_resolved`) that the notification channels
 //! send.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex, PoisonError, RwLock};
 use std::time::Duration;
@@ -18,21 +18,13 @@ use tokio::sync::{broadcast, watch};
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
-use crate::rule::{Condition, EventKind, Rule, RuleConfig, Source, format_value, render};
+use crate::rule::{Condition, EventKind, Rule, RuleConfig, Source, render};
+use crate::seen::{EVENT_KEEP_MS, Seen};
+use crate::transitions::{self, Holding, Instance, Key, Move, fingerprint, time};
 
 /// A held alert waits this long after its app's rollout ends before it may fire: the events of
 /// what the rollout removed may still be on their way.
 const HOLD_AFTER_MS: i64 = 10_000;
-
-/// Event history kept for event rules: the longest window a rule may use.
-const EVENT_KEEP_MS: i64 = 24 * 3_600_000;
-/// An exit this soon after capstan or someone asked the engine to stop or kill the container
-/// was planned, not a crash.
-const PLANNED_EXIT_MS: i64 = 60_000;
-/// An alert firing this many times within [`FLAP_WINDOW_MS`] is flapping: its further moves
-/// are not notified until it settles.
-const FLAP_FIRES: usize = 3;
-const FLAP_WINDOW_MS: i64 = 15 * 60_000;
 
 /// Where the engine reads what rules look at.
 pub struct Sources {
@@ -44,45 +36,10 @@ pub struct Sources {
     pub rollouts: RolloutLocks,
 }
 
-#[derive(Debug, Clone)]
-struct Instance {
-    labels: BTreeMap<String, String>,
-    value: Option<f64>,
-    state: AlertState,
-    active_since: i64,
-    last_active: i64,
-    fired_at: Option<i64>,
-    held: bool,
-    /// The event that made it fire (what Alertmanager is sent again while it fires).
-    fired_event: Option<Event>,
-    flapping: bool,
-}
-
-/// What happened to containers, as event rules need it.
-#[derive(Debug, Default)]
-struct Seen {
-    /// `(ms, labels)` of OOM kills.
-    ooms: VecDeque<(i64, BTreeMap<String, String>)>,
-    /// `(ms, group labels)` of exits no one asked for.
-    exits: VecDeque<(i64, BTreeMap<String, String>)>,
-    /// The last time the engine was asked to stop or kill each container.
-    asked: HashMap<String, i64>,
-    /// Unhealthy containers: since when, and their labels.
-    unhealthy: HashMap<String, (i64, BTreeMap<String, String>)>,
-    /// `(ms, labels)` of failed automatic updates.
-    update_failed: VecDeque<(i64, BTreeMap<String, String>)>,
-    /// `(ms, labels)` of deploys that rolled back.
-    rolled_back: VecDeque<(i64, BTreeMap<String, String>)>,
-    /// Fire times per alert, for flap detection.
-    fires: HashMap<String, VecDeque<i64>>,
-    /// Why each rule could not be evaluated last time (said once, not every evaluation).
-    failing: HashMap<String, String>,
-}
-
 /// The alert engine, shared with the API.
 pub struct Alerts {
     rules: RwLock<Vec<Arc<Rule>>>,
-    instances: Mutex<BTreeMap<(String, String), Instance>>,
+    instances: Mutex<BTreeMap<Key, Instance>>,
     seen: Mutex<Seen>,
     sources: Sources,
     evaluate_every: Duration,
@@ -97,130 +54,6 @@ pub struct Alerts {
 fn now_ms() -> i64 {
     Utc::now().timestamp_millis()
 }
-
-fn time(ms: i64) -> DateTime<Utc> {
-    DateTime::from_timestamp_millis(ms).unwrap_or_default()
-}
-
-/// An alert's identity within its rule: its labels, in order.
-fn fingerprint(labels: &BTreeMap<String, String>) -> String {
-    labels
-        .iter()
-        .map(|(k, v)| format!("{k}={v}"))
-        .collect::<Vec<_>>()
-        .join(",")
-}
-
-/// What a container event says the container is part of.
-fn container_labels(e: &Event) -> BTreeMap<String, String> {
-    let a = |k: &str| e.attributes.get(k).cloned();
-    let mut out = BTreeMap::new();
-    if let Some(n) = a("name") {
-        out.insert("name".into(), n);
-    }
-    if let Some(i) = a("image") {
-        out.insert("image".into(), i);
-    }
-    if let Some(app) = a("io.capstan.app").or_else(|| a("com.docker.compose.project")) {
-        out.insert("app".into(), app);
-    }
-    if let Some(s) = a("io.capstan.service").or_else(|| a("com.docker.compose.service")) {
-        out.insert("service".into(), s);
-    }
-    out
-}
-
-impl Seen {
-    fn take(&mut self, e: &Event) {
-        let t = e.time_nano / 1_000_000;
-        match (e.kind.as_str(), e.action.as_str()) {
-            ("container", "oom") => self.ooms.push_back((t, container_labels(e))),
-            ("container", "kill" | "stop") => {
-                self.asked.insert(e.actor.clone(), t);
-            }
-            ("container", "die") => {
-                self.unhealthy.remove(&e.actor);
-                let planned = self
-                    .asked
-                    .get(&e.actor)
-                    .is_some_and(|asked| t - asked <= PLANNED_EXIT_MS);
-                if !planned {
-                    // a service's replicas count together; a lone container by its name
-                    let mut labels = container_labels(e);
-                    if labels.contains_key("service") {
-                        labels.remove("name");
-                    }
-                    labels.remove("image");
-                    self.exits.push_back((t, labels));
-                }
-            }
-            ("container", "destroy") => {
-                self.unhealthy.remove(&e.actor);
-                self.asked.remove(&e.actor);
-            }
-            ("container", a) if a.starts_with("health_status") => {
-                if a.ends_with("unhealthy") {
-                    self.unhealthy
-                        .entry(e.actor.clone())
-                        .or_insert_with(|| (t, container_labels(e)));
-                } else {
-                    self.unhealthy.remove(&e.actor);
-                }
-            }
-            ("capstan", "update_failed") => {
-                let mut labels = BTreeMap::new();
-                for k in ["reference", "app", "service"] {
-                    if let Some(v) = e.attributes.get(k) {
-                        labels.insert(k.to_owned(), v.clone());
-                    }
-                }
-                self.update_failed.push_back((t, labels));
-            }
-            ("capstan", "release_rolled_back") => {
-                let app = e.attributes.get("app").cloned().unwrap_or_default();
-                self.rolled_back
-                    .push_back((t, BTreeMap::from([("app".to_owned(), app)])));
-            }
-            _ => {}
-        }
-    }
-
-    fn prune(&mut self, now: i64) {
-        let cutoff = now - EVENT_KEEP_MS;
-        for q in [
-            &mut self.ooms,
-            &mut self.exits,
-            &mut self.update_failed,
-            &mut self.rolled_back,
-        ] {
-            while q.front().is_some_and(|(t, _)| *t < cutoff) {
-                q.pop_front();
-            }
-        }
-        self.asked.retain(|_, t| now - *t <= PLANNED_EXIT_MS);
-        for fires in self.fires.values_mut() {
-            while fires.front().is_some_and(|t| now - t > FLAP_WINDOW_MS) {
-                fires.pop_front();
-            }
-        }
-        self.fires.retain(|_, f| !f.is_empty());
-    }
-
-    /// `(labels, count, since)` of events in `window` (per distinct labels).
-    fn counted(q: &VecDeque<(i64, BTreeMap<String, String>)>, from: i64) -> Vec<Holding> {
-        let mut by: BTreeMap<&BTreeMap<String, String>, (usize, i64)> = BTreeMap::new();
-        for (t, labels) in q.iter().filter(|(t, _)| *t >= from) {
-            let e = by.entry(labels).or_insert((0, *t));
-            e.0 += 1;
-        }
-        by.into_iter()
-            .map(|(l, (n, first))| (l.clone(), Some(n as f64), Some(first)))
-            .collect()
-    }
-}
-
-/// One set of labels a condition holds for: labels, figure, since when (when known).
-type Holding = (BTreeMap<String, String>, Option<f64>, Option<i64>);
 
 impl Alerts {
     /// The engine with `rules` (built-ins, config, and those posted to the API earlier, kept in
@@ -529,177 +362,43 @@ impl Alerts {
         }
     }
 
-    /// Evaluates every rule at `now` and journals each move.
+    /// Evaluates every rule at `now` and journals each move: the sources are read, the alerts
+    /// moved ([`transitions::step`], pure), the moves journaled.
     async fn evaluate(&self, now: i64) {
         let rules = self.rules();
         let rollouts = self.rollouts(now);
-        let mut moves: Vec<(String, String, AlertState)> = Vec::new();
+        let mut moves = Vec::new();
         for rule in &rules {
-            let result = self.holding(rule, now).await;
-            let holding = {
-                let mut seen = self.seen.lock().unwrap_or_else(PoisonError::into_inner);
-                match result {
-                    Ok(h) => {
-                        if seen.failing.remove(&rule.name).is_some() {
-                            info!(rule = %rule.name, "the alert rule is evaluated again");
-                        }
-                        h
-                    }
-                    Err(e) => {
-                        if seen.failing.get(&rule.name) != Some(&e) {
-                            warn!(rule = %rule.name, error = %e, "cannot evaluate the alert rule; its alerts stay as they are");
-                            seen.failing.insert(rule.name.clone(), e);
-                        }
-                        continue;
-                    }
-                }
+            let Some(holding) = self.read_holding(rule, now).await else {
+                continue;
             };
             let mut instances = self
                 .instances
                 .lock()
                 .unwrap_or_else(PoisonError::into_inner);
-            let mut active = BTreeSet::new();
-            for (labels, value, since) in holding {
-                let mut all = rule.labels.clone();
-                all.extend(labels.clone());
-                let fp = fingerprint(&labels);
-                active.insert(fp.clone());
-                let key = (rule.name.clone(), fp.clone());
-                let held = rule.held_during_rollouts()
-                    && labels.get("app").is_some_and(|a| rollouts.contains(a));
-                let i = instances.entry(key).or_insert_with(|| {
-                    moves.push((rule.name.clone(), fp.clone(), AlertState::Pending));
-                    Instance {
-                        labels: all,
-                        value,
-                        state: AlertState::Pending,
-                        active_since: since.unwrap_or(now).min(now),
-                        last_active: now,
-                        fired_at: None,
-                        held,
-                        fired_event: None,
-                        flapping: false,
-                    }
-                });
-                i.value = value;
-                i.last_active = now;
-                i.held = held;
-                if i.state == AlertState::Pending
-                    && !held
-                    && now - i.active_since >= rule.for_.as_millis() as i64
-                {
-                    i.state = AlertState::Firing;
-                    i.fired_at = Some(now);
-                    moves.push((rule.name.clone(), fp, AlertState::Firing));
-                }
-            }
-            let keep = rule.keep_firing_for.as_millis() as i64;
-            let gone: Vec<(String, String)> = instances
-                .iter()
-                .filter(|((r, fp), i)| {
-                    r == &rule.name
-                        && !active.contains(fp)
-                        && (i.state == AlertState::Pending || now - i.last_active >= keep)
-                })
-                .map(|(k, _)| k.clone())
-                .collect();
-            for key in gone {
-                if instances
-                    .get(&key)
-                    .is_some_and(|i| i.state == AlertState::Firing)
-                {
-                    moves.push((key.0.clone(), key.1.clone(), AlertState::Resolved));
-                } else {
-                    instances.remove(&key);
-                }
-            }
+            moves.extend(transitions::step(
+                &mut instances,
+                rule,
+                holding,
+                &rollouts,
+                now,
+            ));
         }
-        // a pending alert that fires in the same evaluation is journaled once, as firing
-        let firing_now: BTreeSet<(String, String)> = moves
-            .iter()
-            .filter(|(_, _, s)| *s == AlertState::Firing)
-            .map(|(r, f, _)| (r.clone(), f.clone()))
-            .collect();
         let mut journaled = false;
-        for (rule_name, fp, state) in moves {
-            if state == AlertState::Pending && firing_now.contains(&(rule_name.clone(), fp.clone()))
-            {
-                continue;
+        for m in transitions::coalesce(moves) {
+            if let Some(rule) = rules.iter().find(|r| r.name == m.rule) {
+                journaled |= self.journal(rule, &m, now).await;
             }
-            let Some(rule) = rules.iter().find(|r| r.name == rule_name) else {
-                continue;
-            };
-            let key = (rule_name.clone(), fp.clone());
-            let Some(instance) = self
-                .instances
-                .lock()
-                .unwrap_or_else(PoisonError::into_inner)
-                .get(&key)
-                .cloned()
-            else {
-                continue;
-            };
-            let flap_key = format!("{rule_name}/{fp}");
-            let (action, quiet) = match state {
-                AlertState::Pending => (CapstanAction::AlertPending, false),
-                AlertState::Firing => {
-                    let mut seen = self.seen.lock().unwrap_or_else(PoisonError::into_inner);
-                    let fires = seen.fires.entry(flap_key.clone()).or_default();
-                    fires.push_back(now);
-                    match fires.len().cmp(&FLAP_FIRES) {
-                        std::cmp::Ordering::Greater => (CapstanAction::AlertFiring, true),
-                        std::cmp::Ordering::Equal => (CapstanAction::AlertFlapping, false),
-                        std::cmp::Ordering::Less => (CapstanAction::AlertFiring, false),
-                    }
-                }
-                AlertState::Resolved => (CapstanAction::AlertResolved, instance.flapping),
-            };
-            let flapping = action == CapstanAction::AlertFlapping || quiet;
-            if quiet {
-                // flapping: the list shows it, the channels hear of it again once it settles
-                self.update(&key, state, None, true);
-                continue;
-            }
-            let mut attributes = instance.labels.clone();
-            attributes.insert("rule".into(), rule_name.clone());
-            attributes.insert("state".into(), state.as_str().into());
-            attributes.insert("fingerprint".into(), fp.clone());
-            attributes.insert(
-                "active_since".into(),
-                time(instance.active_since).to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
-            );
-            if let Some(v) = instance.value {
-                attributes.insert("value".into(), format_value(v));
-            }
-            for (k, v) in &rule.annotations {
-                attributes.insert(
-                    format!("annotation.{k}"),
-                    render(v, &instance.labels, instance.value),
-                );
-            }
-            attributes
-                .entry("annotation.summary".into())
-                .or_insert_with(|| rule.describe());
-            info!(rule = %rule_name, alert = %fp, action = %action, "alert");
-            let event = self
-                .sources
-                .store
-                .record(&self.sources.live, action, rule_name.clone(), attributes)
-                .await;
-            journaled = true;
-            self.update(&key, state, event, flapping);
         }
         if journaled {
             self.evaluations.send_modify(|n| *n += 1);
         }
-        let firing: Vec<Event> = self
-            .instances
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .values()
-            .filter(|i| i.state == AlertState::Firing)
-            .filter_map(|i| i.fired_event.clone())
-            .collect();
+        let firing = transitions::fired_events(
+            self.instances
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .values(),
+        );
         self.firing.send_if_modified(|old| {
             let changed = old.iter().map(|e| e.seq).ne(firing.iter().map(|e| e.seq));
             if changed {
@@ -707,6 +406,65 @@ impl Alerts {
             }
             changed
         });
+    }
+
+    /// What holds for `rule` now; `None` when its sources cannot be read (said once, until it
+    /// can be evaluated again; its alerts stay as they are meanwhile).
+    async fn read_holding(&self, rule: &Rule, now: i64) -> Option<Vec<Holding>> {
+        let result = self.holding(rule, now).await;
+        let mut seen = self.seen.lock().unwrap_or_else(PoisonError::into_inner);
+        match result {
+            Ok(h) => {
+                if seen.failing.remove(&rule.name).is_some() {
+                    info!(rule = %rule.name, "the alert rule is evaluated again");
+                }
+                Some(h)
+            }
+            Err(e) => {
+                if seen.failing.get(&rule.name) != Some(&e) {
+                    warn!(rule = %rule.name, error = %e, "cannot evaluate the alert rule; its alerts stay as they are");
+                    seen.failing.insert(rule.name.clone(), e);
+                }
+                None
+            }
+        }
+    }
+
+    /// Journals one move (unless the alert flaps and is kept quiet); true when it was.
+    async fn journal(&self, rule: &Rule, m: &Move, now: i64) -> bool {
+        let key = (m.rule.clone(), m.fingerprint.clone());
+        let Some(instance) = self
+            .instances
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .get(&key)
+            .cloned()
+        else {
+            return false;
+        };
+        let (action, quiet) = {
+            let mut seen = self.seen.lock().unwrap_or_else(PoisonError::into_inner);
+            let fires = seen
+                .fires
+                .entry(format!("{}/{}", m.rule, m.fingerprint))
+                .or_default();
+            transitions::announcement(m.state, fires, instance.flapping, now)
+        };
+        let flapping = action == CapstanAction::AlertFlapping || quiet;
+        if quiet {
+            // flapping: the list shows it, the channels hear of it again once it settles
+            self.update(&key, m.state, None, true);
+            return false;
+        }
+        let attributes = transitions::attributes(rule, &instance, &m.fingerprint, m.state);
+        info!(rule = %m.rule, alert = %m.fingerprint, action = %action, "alert");
+        let event = self
+            .sources
+            .store
+            .record(&self.sources.live, action, m.rule.clone(), attributes)
+            .await;
+        self.update(&key, m.state, event, flapping);
+        true
     }
 
     fn update(

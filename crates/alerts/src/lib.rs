@@ -6,6 +6,8 @@
 
 mod engine;
 mod rule;
+mod seen;
+mod transitions;
 
 use std::time::Duration;
 

@@ -1,0 +1,148 @@
+//! What happened to containers and to capstan's own releases, as event rules need it: OOM
+//! kills, exits no one asked for, unhealthy containers, failed updates and rolled-back
+//! releases, each kept for the longest window a rule may use. Pure: the engine feeds it the
+//! journal's events.
+
+use std::collections::{BTreeMap, HashMap, VecDeque};
+
+use capstan_model::Event;
+
+use crate::transitions::{FLAP_WINDOW_MS, Holding};
+
+/// Event history kept for event rules: the longest window a rule may use.
+pub(crate) const EVENT_KEEP_MS: i64 = 24 * 3_600_000;
+/// An exit this soon after capstan or someone asked the engine to stop or kill the container
+/// was planned, not a crash.
+const PLANNED_EXIT_MS: i64 = 60_000;
+
+/// What happened to containers, as event rules need it.
+#[derive(Debug, Default)]
+pub(crate) struct Seen {
+    /// `(ms, labels)` of OOM kills.
+    pub(crate) ooms: VecDeque<(i64, BTreeMap<String, String>)>,
+    /// `(ms, group labels)` of exits no one asked for.
+    pub(crate) exits: VecDeque<(i64, BTreeMap<String, String>)>,
+    /// The last time the engine was asked to stop or kill each container.
+    pub(crate) asked: HashMap<String, i64>,
+    /// Unhealthy containers: since when, and their labels.
+    pub(crate) unhealthy: HashMap<String, (i64, BTreeMap<String, String>)>,
+    /// `(ms, labels)` of failed automatic updates.
+    pub(crate) update_failed: VecDeque<(i64, BTreeMap<String, String>)>,
+    /// `(ms, labels)` of deploys that rolled back.
+    pub(crate) rolled_back: VecDeque<(i64, BTreeMap<String, String>)>,
+    /// Fire times per alert, for flap detection.
+    pub(crate) fires: HashMap<String, VecDeque<i64>>,
+    /// Why each rule could not be evaluated last time (said once, not every evaluation).
+    pub(crate) failing: HashMap<String, String>,
+}
+
+/// What a container event says the container is part of.
+pub(crate) fn container_labels(e: &Event) -> BTreeMap<String, String> {
+    let a = |k: &str| e.attributes.get(k).cloned();
+    let mut out = BTreeMap::new();
+    if let Some(n) = a("name") {
+        out.insert("name".into(), n);
+    }
+    if let Some(i) = a("image") {
+        out.insert("image".into(), i);
+    }
+    if let Some(app) = a("io.capstan.app").or_else(|| a("com.docker.compose.project")) {
+        out.insert("app".into(), app);
+    }
+    if let Some(s) = a("io.capstan.service").or_else(|| a("com.docker.compose.service")) {
+        out.insert("service".into(), s);
+    }
+    out
+}
+
+impl Seen {
+    pub(crate) fn take(&mut self, e: &Event) {
+        let t = e.time_nano / 1_000_000;
+        match (e.kind.as_str(), e.action.as_str()) {
+            ("container", "oom") => self.ooms.push_back((t, container_labels(e))),
+            ("container", "kill" | "stop") => {
+                self.asked.insert(e.actor.clone(), t);
+            }
+            ("container", "die") => {
+                self.unhealthy.remove(&e.actor);
+                let planned = self
+                    .asked
+                    .get(&e.actor)
+                    .is_some_and(|asked| t - asked <= PLANNED_EXIT_MS);
+                if !planned {
+                    // a service's replicas count together; a lone container by its name
+                    let mut labels = container_labels(e);
+                    if labels.contains_key("service") {
+                        labels.remove("name");
+                    }
+                    labels.remove("image");
+                    self.exits.push_back((t, labels));
+                }
+            }
+            ("container", "destroy") => {
+                self.unhealthy.remove(&e.actor);
+                self.asked.remove(&e.actor);
+            }
+            ("container", a) if a.starts_with("health_status") => {
+                if a.ends_with("unhealthy") {
+                    self.unhealthy
+                        .entry(e.actor.clone())
+                        .or_insert_with(|| (t, container_labels(e)));
+                } else {
+                    self.unhealthy.remove(&e.actor);
+                }
+            }
+            ("capstan", "update_failed") => {
+                let mut labels = BTreeMap::new();
+                for k in ["reference", "app", "service"] {
+                    if let Some(v) = e.attributes.get(k) {
+                        labels.insert(k.to_owned(), v.clone());
+                    }
+                }
+                self.update_failed.push_back((t, labels));
+            }
+            ("capstan", "release_rolled_back") => {
+                let app = e.attributes.get("app").cloned().unwrap_or_default();
+                self.rolled_back
+                    .push_back((t, BTreeMap::from([("app".to_owned(), app)])));
+            }
+            _ => {}
+        }
+    }
+
+    pub(crate) fn prune(&mut self, now: i64) {
+        let cutoff = now - EVENT_KEEP_MS;
+        for q in [
+            &mut self.ooms,
+            &mut self.exits,
+            &mut self.update_failed,
+            &mut self.rolled_back,
+        ] {
+            while q.front().is_some_and(|(t, _)| *t < cutoff) {
+                q.pop_front();
+            }
+        }
+        self.asked.retain(|_, t| now - *t <= PLANNED_EXIT_MS);
+        for fires in self.fires.values_mut() {
+            while fires.front().is_some_and(|t| now - t > FLAP_WINDOW_MS) {
+                fires.pop_front();
+            }
+        }
+        self.fires.retain(|_, f| !f.is_empty());
+    }
+
+    /// `(labels, count, since)` of events in `window` (per distinct labels).
+    pub(crate) fn counted(
+        q: &VecDeque<(i64, BTreeMap<String, String>)>,
+        from: i64,
+    ) -> Vec<Holding> {
+        let mut by: BTreeMap<&BTreeMap<String, String>, (usize, i64)> = BTreeMap::new();
+        for (t, labels) in q.iter().filter(|(t, _)| *t >= from) {
+            let e = by.entry(labels).or_insert((0, *t));
+            e.0 += 1;
+        }
+        by.into_iter()
+            .map(|(l, (n, first))| (l.clone(), Some(n as f64), Some(first)))
+            .collect()
+    }
+}
