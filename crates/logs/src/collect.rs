@@ -317,79 +317,19 @@ impl Collector {
                 }
             }
             // read a round (blocking file I/O)
-            let mut work: Vec<(String, Followed)> = followed.drain().collect();
+            let work: Vec<(String, Followed)> = followed.drain().collect();
             let round_bytes = self.options.round_bytes();
-            let per_container = MAX_ROUND_BYTES_PER_CONTAINER.min(round_bytes / 4);
             let stats = Arc::clone(&self.stats);
-            let (work, entries, bad, lost, bytes, more) = tokio::task::spawn_blocking(move || {
-                let mut entries: Vec<Entry> = Vec::new();
-                let (mut bad, mut bytes) = (0, 0);
-                let mut lost: Vec<RotatedAway> = Vec::new();
-                let mut budget = round_bytes;
-                // some container has more written than this round took
-                let mut more = false;
-                for (_, f) in &mut work {
-                    if budget == 0 {
-                        more = true;
-                        break;
-                    }
-                    match f.reader.read(per_container.min(budget)) {
-                        Ok(mut batch) => {
-                            f.read_error = None;
-                            more |= batch.more;
-                            let flush_all = f.gone && batch.lines.is_empty();
-                            if flush_all {
-                                // everything the engine wrote is read: finish pieces left
-                                batch.lines = f.reader.flush();
-                                batch.inodes = vec![f.reader.position().inode; batch.lines.len()];
-                            }
-                            if let Some(ml) = &f.multiline {
-                                let inode = f.reader.position().inode;
-                                let mut joined = Vec::new();
-                                let groups = f.reader.groups_mut();
-                                for (line, ino) in batch.lines.into_iter().zip(batch.inodes) {
-                                    joined.extend(ml.feed(groups, line).map(|l| (l, ino)));
-                                }
-                                let now =
-                                    chrono::Utc::now().timestamp_nanos_opt().unwrap_or_default();
-                                joined.extend(
-                                    crate::multiline::Multiline::due(groups, now, flush_all)
-                                        .into_iter()
-                                        .map(|l| (l, inode)),
-                                );
-                                (batch.lines, batch.inodes) = joined.into_iter().unzip();
-                            }
-                            bad += batch.bad;
-                            if batch.lost_files > 0 {
-                                lost.push(RotatedAway {
-                                    container_id: f.stdout.container_id.clone(),
-                                    container: f.stdout.container.clone(),
-                                    files: batch.lost_files,
-                                    files_exact: batch.lost_files_exact,
-                                    lines_estimated: batch.lost_lines,
-                                });
-                            }
-                            let n: usize = batch.lines.iter().map(|l| l.text.len()).sum();
-                            bytes += n;
-                            budget = budget.saturating_sub(n);
-                            entries.reserve(batch.lines.len());
-                            for (line, inode) in batch.lines.into_iter().zip(batch.inodes) {
-                                entries.push(f.entry(line, inode, &stats));
-                            }
-                        }
-                        Err(e) => {
-                            let error = e.to_string();
-                            if f.read_error.as_ref() != Some(&error) {
-                                warn!(container = %f.stdout.container, %error, "cannot read the log; trying again each round");
-                                f.read_error = Some(error);
-                            }
-                        }
-                    }
-                }
-                (work, entries, bad, lost, bytes, more)
-            })
-            .await
-            .unwrap_or_default();
+            let Round {
+                work,
+                entries,
+                bad,
+                lost,
+                bytes,
+                more,
+            } = tokio::task::spawn_blocking(move || read_round(work, round_bytes, &stats))
+                .await
+                .unwrap_or_default();
             followed.extend(work);
             self.stats.bad_records.fetch_add(bad, Ordering::Relaxed);
             for loss in lost {
@@ -650,4 +590,96 @@ impl Collector {
             .store(followed.len() as u64, Ordering::Relaxed);
         Ok(())
     }
+}
+
+/// What one round read from every followed container.
+#[derive(Default)]
+struct Round {
+    /// The containers, handed back.
+    work: Vec<(String, Followed)>,
+    /// The lines read, parsed and enriched.
+    entries: Vec<Entry>,
+    /// Records that were not the engine's JSON.
+    bad: u64,
+    /// What the engine rotated away before it was read.
+    lost: Vec<RotatedAway>,
+    /// Bytes of log text read.
+    bytes: usize,
+    /// Some container has more written than this round took.
+    more: bool,
+}
+
+/// Reads up to `round_bytes` in all (and [`MAX_ROUND_BYTES_PER_CONTAINER`] or a quarter of it
+/// from each container), joining multiline groups; blocking file I/O, run off the async
+/// threads.
+fn read_round(mut work: Vec<(String, Followed)>, round_bytes: usize, stats: &Stats) -> Round {
+    let per_container = MAX_ROUND_BYTES_PER_CONTAINER.min(round_bytes / 4);
+    let mut round = Round::default();
+    let mut budget = round_bytes;
+    for (_, f) in &mut work {
+        if budget == 0 {
+            round.more = true;
+            break;
+        }
+        let n = read_container(f, per_container.min(budget), stats, &mut round);
+        budget = budget.saturating_sub(n);
+    }
+    round.work = work;
+    round
+}
+
+/// Reads up to `limit` bytes of one container into `round`; returns the bytes read. A read
+/// error is said once until it changes, and tried again next round.
+fn read_container(f: &mut Followed, limit: usize, stats: &Stats, round: &mut Round) -> usize {
+    let mut batch = match f.reader.read(limit) {
+        Ok(batch) => batch,
+        Err(e) => {
+            let error = e.to_string();
+            if f.read_error.as_ref() != Some(&error) {
+                warn!(container = %f.stdout.container, %error, "cannot read the log; trying again each round");
+                f.read_error = Some(error);
+            }
+            return 0;
+        }
+    };
+    f.read_error = None;
+    round.more |= batch.more;
+    let flush_all = f.gone && batch.lines.is_empty();
+    if flush_all {
+        // everything the engine wrote is read: finish pieces left
+        batch.lines = f.reader.flush();
+        batch.inodes = vec![f.reader.position().inode; batch.lines.len()];
+    }
+    if let Some(ml) = &f.multiline {
+        let inode = f.reader.position().inode;
+        let mut joined = Vec::new();
+        let groups = f.reader.groups_mut();
+        for (line, ino) in batch.lines.into_iter().zip(batch.inodes) {
+            joined.extend(ml.feed(groups, line).map(|l| (l, ino)));
+        }
+        let now = chrono::Utc::now().timestamp_nanos_opt().unwrap_or_default();
+        joined.extend(
+            crate::multiline::Multiline::due(groups, now, flush_all)
+                .into_iter()
+                .map(|l| (l, inode)),
+        );
+        (batch.lines, batch.inodes) = joined.into_iter().unzip();
+    }
+    round.bad += batch.bad;
+    if batch.lost_files > 0 {
+        round.lost.push(RotatedAway {
+            container_id: f.stdout.container_id.clone(),
+            container: f.stdout.container.clone(),
+            files: batch.lost_files,
+            files_exact: batch.lost_files_exact,
+            lines_estimated: batch.lost_lines,
+        });
+    }
+    let n: usize = batch.lines.iter().map(|l| l.text.len()).sum();
+    round.bytes += n;
+    round.entries.reserve(batch.lines.len());
+    for (line, inode) in batch.lines.into_iter().zip(batch.inodes) {
+        round.entries.push(f.entry(line, inode, stats));
+    }
+    n
 }
