@@ -15,7 +15,12 @@ use crate::apply::history;
 /// How long a difference must stay unchanged, with no event for the image, before capstan infers
 /// it while connected: under load the engine changes an image's references seconds before it
 /// stamps their event (it reads the image's labels for the event first, behind the same lock).
-const UNEXPLAINED_FOR: std::time::Duration = std::time::Duration::from_secs(10);
+/// Measured on the 2-core CI machine under the full suite (eight writers tagging one image while
+/// other tests load the same engine): events stamped more than 10 s after their change, so the
+/// burst test saw 5 to 12 steps inferred and then reported (also on the last commit that had
+/// landed). 30 s, as for deletions. An inference a late event contradicts is not yet replaced by
+/// that event (see docs/journal.md).
+const UNEXPLAINED_FOR: std::time::Duration = std::time::Duration::from_secs(30);
 
 /// How long an image gone from the engine waits for its delete event before capstan infers the
 /// deletion while connected.
