@@ -9,7 +9,7 @@ use std::sync::{Arc, Mutex, PoisonError, RwLock};
 use std::time::Duration;
 
 use capstan_model::{
-    Alert, AlertRuleInfo, AlertState, CapstanAction, Event, RolloutLocks, RuleTest,
+    Alert, AlertRuleInfo, AlertState, CapstanAction, ConfigError, Event, RolloutLocks, RuleTest,
     RuleTestInstance,
 };
 use capstan_store::{EventFilter, Store};
@@ -18,6 +18,7 @@ use tokio::sync::{broadcast, watch};
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
+use crate::Error;
 use crate::rule::{Condition, EventKind, Rule, RuleConfig, Source, render};
 use crate::seen::{EVENT_KEEP_MS, Seen};
 use crate::transitions::{self, Holding, Instance, Key, Move, fingerprint, time};
@@ -63,11 +64,14 @@ impl Alerts {
         sources: Sources,
         evaluate_every: Duration,
         api_rules: PathBuf,
-    ) -> Result<Self, String> {
+    ) -> Result<Self, Error> {
         let mut all: Vec<Arc<Rule>> = rules.into_iter().map(Arc::new).collect();
         if let Ok(text) = std::fs::read_to_string(&api_rules) {
-            let posted: Vec<RuleConfig> = serde_json::from_str(&text)
-                .map_err(|e| format!("{}: {e}; fix or remove the file", api_rules.display()))?;
+            let posted: Vec<RuleConfig> =
+                serde_json::from_str(&text).map_err(|source| Error::Unreadable {
+                    path: api_rules.clone(),
+                    source,
+                })?;
             for (i, c) in posted.iter().enumerate() {
                 let rule = c.check(&format!("{}[{i}]", api_rules.display()), Source::Api)?;
                 all.retain(|r| r.name != rule.name);
@@ -131,18 +135,25 @@ impl Alerts {
 
     /// Adds (or replaces) a rule from the API; kept across restarts. Built-in and configured
     /// rules are not replaced this way.
-    pub fn add_rule(&self, config: &RuleConfig) -> Result<(), String> {
+    ///
+    /// # Errors
+    /// [`Error::Invalid`] (a bad rule, or one named like a built-in or configured rule),
+    /// [`Error::Keep`].
+    pub fn add_rule(&self, config: &RuleConfig) -> Result<(), Error> {
         let rule = config.check("rule", Source::Api)?;
         let mut rules = self.rules.write().unwrap_or_else(PoisonError::into_inner);
         if let Some(other) = rules
             .iter()
             .find(|r| r.name == rule.name && r.source != Source::Api)
         {
-            return Err(format!(
-                "rule.name: {:?} is a {} rule; change it in capstan.toml (or pick another name)",
-                rule.name,
-                other.source.as_str()
-            ));
+            return Err(Error::Invalid(ConfigError::new(
+                "rule.name",
+                format!(
+                    "{:?} is a {} rule; change it in capstan.toml (or pick another name)",
+                    rule.name,
+                    other.source.as_str()
+                ),
+            )));
         }
         let mut next: Vec<Arc<Rule>> = rules
             .iter()
@@ -156,15 +167,18 @@ impl Alerts {
     }
 
     /// Removes a rule added through the API; `Ok(false)` when there is none by that name.
-    pub fn remove_rule(&self, name: &str) -> Result<bool, String> {
+    ///
+    /// # Errors
+    /// [`Error::NotPosted`] for a built-in or configured rule, [`Error::Keep`].
+    pub fn remove_rule(&self, name: &str) -> Result<bool, Error> {
         let mut rules = self.rules.write().unwrap_or_else(PoisonError::into_inner);
         match rules.iter().find(|r| r.name == name) {
             None => return Ok(false),
             Some(r) if r.source != Source::Api => {
-                return Err(format!(
-                    "{name:?} is a {} rule; change it in capstan.toml",
-                    r.source.as_str()
-                ));
+                return Err(Error::NotPosted {
+                    name: name.to_owned(),
+                    origin: r.source.as_str(),
+                });
             }
             Some(_) => {}
         }
@@ -174,17 +188,21 @@ impl Alerts {
         Ok(true)
     }
 
-    fn save_api_rules(&self, rules: &[Arc<Rule>]) -> Result<(), String> {
+    fn save_api_rules(&self, rules: &[Arc<Rule>]) -> Result<(), Error> {
         let posted: Vec<&RuleConfig> = rules
             .iter()
             .filter(|r| r.source == Source::Api)
             .map(|r| &r.config)
             .collect();
-        let text = serde_json::to_string_pretty(&posted).map_err(|e| e.to_string())?;
         let tmp = self.api_rules.with_extension("tmp");
-        std::fs::write(&tmp, text)
+        serde_json::to_string_pretty(&posted)
+            .map_err(std::io::Error::other)
+            .and_then(|text| std::fs::write(&tmp, text))
             .and_then(|()| std::fs::rename(&tmp, &self.api_rules))
-            .map_err(|e| format!("cannot keep the rule in {}: {e}", self.api_rules.display()))
+            .map_err(|source| Error::Keep {
+                path: self.api_rules.clone(),
+                source,
+            })
     }
 
     /// Firing and pending alerts, firing first.

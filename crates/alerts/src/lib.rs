@@ -5,15 +5,18 @@
 //! alerts wait while its app rolls out and fire only if the condition outlives the rollout.
 
 mod engine;
+mod error;
 mod rule;
 mod seen;
 mod transitions;
 
 use std::time::Duration;
 
+use capstan_model::ConfigError;
 use serde::Deserialize;
 
 pub use engine::{Alerts, Sources};
+pub use error::Error;
 pub use rule::{Condition, EventKind, Rule, RuleConfig, Source, builtin, render};
 
 /// `[alerts]` in capstan.toml.
@@ -38,13 +41,16 @@ pub struct AlertsConfig {
 impl AlertsConfig {
     /// The rules to run: built-ins (unless off or replaced by a configured rule of the same
     /// name), then the configured ones. An error names the field (`alerts.rules[2].for`).
-    pub fn rules(&self) -> Result<Vec<Rule>, String> {
+    pub fn rules(&self) -> Result<Vec<Rule>, ConfigError> {
         let builtin_names: Vec<String> = builtin().into_iter().map(|r| r.name).collect();
         for (i, name) in self.disable.iter().enumerate() {
             if !builtin_names.contains(name) {
-                return Err(format!(
-                    "alerts.disable[{i}]: {name:?} is not a built-in rule ({})",
-                    builtin_names.join(", ")
+                return Err(ConfigError::new(
+                    format!("alerts.disable[{i}]"),
+                    format!(
+                        "{name:?} is not a built-in rule ({})",
+                        builtin_names.join(", ")
+                    ),
                 ));
             }
         }
@@ -53,9 +59,9 @@ impl AlertsConfig {
         for (i, c) in self.rules.iter().enumerate() {
             let rule = c.check(&format!("alerts.rules[{i}]"), Source::Config)?;
             if !names.insert(rule.name.clone()) {
-                return Err(format!(
-                    "alerts.rules[{i}].name: {:?} is already the name of another rule",
-                    rule.name
+                return Err(ConfigError::new(
+                    format!("alerts.rules[{i}].name"),
+                    format!("{:?} is already the name of another rule", rule.name),
                 ));
             }
             out.push(rule);
@@ -71,13 +77,12 @@ impl AlertsConfig {
     }
 
     /// Between evaluations.
-    pub fn evaluate_every(&self) -> Result<Duration, String> {
+    pub fn evaluate_every(&self) -> Result<Duration, ConfigError> {
         let text = self.evaluate_every.as_deref().unwrap_or("15s");
-        let ns = capstan_model::parse_duration_nanos(text)
-            .map_err(|e| format!("alerts.evaluate_every: {e}"))?;
-        let d = Duration::from_nanos(ns.max(0) as u64);
+        let d = capstan_model::parse_duration(text)
+            .map_err(|e| ConfigError::new("alerts.evaluate_every", e))?;
         if d < Duration::from_secs(1) {
-            return Err("alerts.evaluate_every: at least 1s".into());
+            return Err(ConfigError::new("alerts.evaluate_every", "at least 1s"));
         }
         Ok(d)
     }

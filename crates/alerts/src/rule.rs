@@ -5,6 +5,7 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use capstan_metrics::Query;
+use capstan_model::ConfigError;
 use serde::{Deserialize, Serialize};
 
 /// One rule as written. Exactly one of `expr`, `logs` and `event` says what it watches.
@@ -134,25 +135,25 @@ fn duration(
     field: &str,
     text: Option<&str>,
     default: &str,
-) -> Result<Duration, String> {
+) -> Result<Duration, ConfigError> {
     let text = text.unwrap_or(default);
-    let ns =
-        capstan_model::parse_duration_nanos(text).map_err(|e| format!("{path}.{field}: {e}"))?;
+    let ns = capstan_model::parse_duration_nanos(text)
+        .map_err(|e| ConfigError::new(format!("{path}.{field}"), e))?;
     Ok(Duration::from_nanos(ns.max(0) as u64))
 }
 
 impl RuleConfig {
     /// Checks the rule; `path` names it in errors (`alerts.rules[2]`).
-    pub fn check(&self, path: &str, source: Source) -> Result<Rule, String> {
+    pub fn check(&self, path: &str, source: Source) -> Result<Rule, ConfigError> {
         if self.name.is_empty()
             || !self
                 .name
                 .chars()
                 .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
         {
-            return Err(format!(
-                "{path}.name: {:?} must be letters, digits, `-` and `_`",
-                self.name
+            return Err(ConfigError::new(
+                format!("{path}.name"),
+                format!("{:?} must be letters, digits, `-` and `_`", self.name),
             ));
         }
         let given = [
@@ -164,15 +165,21 @@ impl RuleConfig {
         .filter(|g| **g)
         .count();
         if given != 1 {
-            return Err(format!(
-                "{path}: give exactly one of `expr` (a metric query), `logs` (a log query) or `event` ({})",
-                EventKind::NAMES
+            return Err(ConfigError::new(
+                path,
+                format!(
+                    "give exactly one of `expr` (a metric query), `logs` (a log query) or `event` ({})",
+                    EventKind::NAMES
+                ),
             ));
         }
         let default_window = if self.logs.is_some() { "5m" } else { "10m" };
         let window = duration(path, "window", self.window.as_deref(), default_window)?;
         if window.is_zero() {
-            return Err(format!("{path}.window: must be longer than 0s"));
+            return Err(ConfigError::new(
+                format!("{path}.window"),
+                "must be longer than 0s",
+            ));
         }
         let condition = if let Some(expr) = &self.expr {
             for (field, set) in [
@@ -181,20 +188,24 @@ impl RuleConfig {
                 ("restarts", self.restarts.is_some()),
             ] {
                 if set {
-                    return Err(format!(
-                        "{path}.{field}: only for log or event rules; put the threshold in `expr`"
+                    return Err(ConfigError::new(
+                        format!("{path}.{field}"),
+                        "only for log or event rules; put the threshold in `expr`",
                     ));
                 }
             }
-            Condition::Metric(Query::parse(expr).map_err(|e| format!("{path}.expr: {e}"))?)
+            Condition::Metric(
+                Query::parse(expr).map_err(|e| ConfigError::new(format!("{path}.expr"), e))?,
+            )
         } else if let Some(text) = &self.logs {
             if self.restarts.is_some() {
-                return Err(format!(
-                    "{path}.restarts: only for `event = \"restart_loop\"`"
+                return Err(ConfigError::new(
+                    format!("{path}.restarts"),
+                    "only for `event = \"restart_loop\"`",
                 ));
             }
-            let query =
-                capstan_logs::LogQuery::parse(text).map_err(|e| format!("{path}.logs: {e}"))?;
+            let query = capstan_logs::LogQuery::parse(text)
+                .map_err(|e| ConfigError::new(format!("{path}.logs"), e))?;
             Condition::Logs {
                 query,
                 text: text.clone(),
@@ -203,18 +214,25 @@ impl RuleConfig {
         } else {
             let name = self.event.as_deref().unwrap_or_default();
             let kind = EventKind::parse(name, self.restarts).ok_or_else(|| {
-                format!("{path}.event: {name:?} is not one of {}", EventKind::NAMES)
+                ConfigError::new(
+                    format!("{path}.event"),
+                    format!("{name:?} is not one of {}", EventKind::NAMES),
+                )
             })?;
             if self.above.is_some() {
-                return Err(format!("{path}.above: only for log rules"));
+                return Err(ConfigError::new(
+                    format!("{path}.above"),
+                    "only for log rules",
+                ));
             }
             if self.restarts.is_some() && !matches!(kind, EventKind::RestartLoop { .. }) {
-                return Err(format!(
-                    "{path}.restarts: only for `event = \"restart_loop\"`"
+                return Err(ConfigError::new(
+                    format!("{path}.restarts"),
+                    "only for `event = \"restart_loop\"`",
                 ));
             }
             if self.restarts == Some(0) {
-                return Err(format!("{path}.restarts: at least 1"));
+                return Err(ConfigError::new(format!("{path}.restarts"), "at least 1"));
             }
             Condition::Event(kind)
         };
@@ -228,22 +246,25 @@ impl RuleConfig {
         let mut labels = BTreeMap::new();
         for (k, v) in &self.labels {
             if !capstan_model::is_label_name(k) {
-                return Err(format!(
-                    "{path}.labels.{k}: a label name is letters, digits and `_`, not starting with a digit or `__`"
+                return Err(ConfigError::new(
+                    format!("{path}.labels.{k}"),
+                    "a label name is letters, digits and `_`, not starting with a digit or `__`",
                 ));
             }
             labels.insert(k.clone(), v.clone());
         }
         let severity = self.severity.clone().unwrap_or_else(|| "warning".into());
         if !matches!(severity.as_str(), "info" | "warning" | "critical") {
-            return Err(format!(
-                "{path}.severity: {severity:?} is not info, warning or critical"
+            return Err(ConfigError::new(
+                format!("{path}.severity"),
+                format!("{severity:?} is not info, warning or critical"),
             ));
         }
         labels.insert("severity".into(), severity);
         labels.insert("alertname".into(), self.name.clone());
         for (k, v) in &self.annotations {
-            check_template(v).map_err(|e| format!("{path}.annotations.{k}: {e}"))?;
+            check_template(v)
+                .map_err(|e| ConfigError::new(format!("{path}.annotations.{k}"), e))?;
         }
         Ok(Rule {
             name: self.name.clone(),
@@ -404,8 +425,10 @@ pub fn format_value(v: f64) -> String {
 mod tests {
     use super::*;
 
+    /// The rule, or its error as the operator reads it.
     fn check(c: &RuleConfig) -> Result<Rule, String> {
         c.check("alerts.rules[0]", Source::Config)
+            .map_err(|e| e.to_string())
     }
 
     #[test]

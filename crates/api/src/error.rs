@@ -91,6 +91,22 @@ impl From<capstan_deploy::TargetError> for ApiError {
     }
 }
 
+impl From<capstan_alerts::Error> for ApiError {
+    /// A rule change refused (400 for a bad rule, 409 for one the API may not change) or not
+    /// kept (500).
+    fn from(e: capstan_alerts::Error) -> Self {
+        let code = match &e {
+            capstan_alerts::Error::Invalid(_) => Code::BadRequest,
+            capstan_alerts::Error::NotPosted { .. } => Code::Conflict,
+            capstan_alerts::Error::Unreadable { .. } | capstan_alerts::Error::Keep { .. } => {
+                tracing::error!(error = %e, "cannot keep the alert rules");
+                Code::Internal
+            }
+        };
+        Self::new(code, e.to_string())
+    }
+}
+
 impl From<capstan_engine::Error> for ApiError {
     fn from(err: capstan_engine::Error) -> Self {
         if err.is_unreachable() {

@@ -101,9 +101,7 @@ pub(crate) async fn add_rule(
     let config: capstan_alerts::RuleConfig = serde_json::from_slice(&body)
         .map_err(|e| ApiError::new(Code::BadRequest, format!("rule: {e}")))?;
     let engine = alerts(&state)?;
-    engine
-        .add_rule(&config)
-        .map_err(|e| ApiError::new(Code::BadRequest, e))?;
+    engine.add_rule(&config)?;
     Ok((
         StatusCode::CREATED,
         Json(AlertRules {
@@ -129,9 +127,7 @@ pub(crate) async fn remove_rule(
     State(state): State<AppState>,
     Path(name): Path<String>,
 ) -> Result<StatusCode, ApiError> {
-    let removed = alerts(&state)?
-        .remove_rule(&name)
-        .map_err(|e| ApiError::new(Code::Conflict, e))?;
+    let removed = alerts(&state)?.remove_rule(&name)?;
     if removed {
         Ok(StatusCode::NO_CONTENT)
     } else {
