@@ -1,0 +1,335 @@
+//! The Compose model: what a file may say (strictly: unknown keys are errors) and, after
+//! normalisation, the resolved form capstan deploys and `capstan config` prints. Short and long
+//! syntaxes are read; the long one is kept.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+use crate::de;
+
+/// Deserializes a short-or-long input enum by the JSON kind of the value, so that errors say
+/// what the long form got wrong instead of "did not match any variant".
+macro_rules! by_kind {
+    ($ty:ident { $($pat:pat => $body:expr),* $(,)? }) => {
+        impl<'de> Deserialize<'de> for $ty {
+            fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+                use serde_json::Value as J;
+                let v = J::deserialize(d)?;
+                let r: Result<Self, String> = match v { $($pat => $body),* };
+                r.map_err(serde::de::Error::custom)
+            }
+        }
+    };
+}
+
+fn long<T: serde::de::DeserializeOwned>(v: serde_json::Value) -> Result<T, String> {
+    serde_json::from_value(v).map_err(|e| e.to_string())
+}
+
+// after `by_kind!`, which they use
+mod links;
+mod objects;
+mod ports;
+mod runtime;
+mod volumes;
+
+pub use links::{Dependency, DependsOn, ServiceNetwork, ServiceNetworks};
+pub use objects::{FileObject, FileRef, Network, Volume};
+pub use ports::Port;
+pub use runtime::{
+    Deploy, Healthcheck, Logging, ResourceSet, Resources, RestartPolicy, Ulimit, UpdateConfig,
+};
+pub use volumes::{BindOptions, ServiceVolume, TmpfsOptions, VolumeOptions};
+
+/// A whole project after loading.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Project {
+    /// Obsolete; accepted and ignored (with a warning).
+    #[serde(default, skip_serializing)]
+    pub version: Option<serde_json::Value>,
+    /// Project name.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    /// Services by name.
+    #[serde(default)]
+    pub services: BTreeMap<String, Service>,
+    /// Networks by name.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub networks: BTreeMap<String, Option<Network>>,
+    /// Named volumes by name.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub volumes: BTreeMap<String, Option<Volume>>,
+    /// Configs by name.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub configs: BTreeMap<String, FileObject>,
+    /// Secrets by name.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub secrets: BTreeMap<String, FileObject>,
+}
+
+/// One service.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Service {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub image: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub build: Option<Build>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub command: Option<Command>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub entrypoint: Option<Command>,
+    #[serde(
+        default,
+        deserialize_with = "de::kv",
+        skip_serializing_if = "BTreeMap::is_empty"
+    )]
+    pub environment: BTreeMap<String, Option<String>>,
+    /// Read by the CLI into `environment`; empty in the resolved model.
+    #[serde(
+        default,
+        deserialize_with = "de::list",
+        skip_serializing_if = "Vec::is_empty"
+    )]
+    pub env_file: Vec<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub ports: Vec<Port>,
+    #[serde(
+        default,
+        deserialize_with = "de::list",
+        skip_serializing_if = "Vec::is_empty"
+    )]
+    pub expose: Vec<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub volumes: Vec<ServiceVolume>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub networks: Option<ServiceNetworks>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub depends_on: Option<DependsOn>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub healthcheck: Option<Healthcheck>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub restart: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub deploy: Option<Deploy>,
+    #[serde(
+        default,
+        deserialize_with = "de::kv_strict",
+        skip_serializing_if = "BTreeMap::is_empty"
+    )]
+    pub labels: BTreeMap<String, String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub user: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub working_dir: Option<String>,
+    #[serde(
+        default,
+        deserialize_with = "de::list",
+        skip_serializing_if = "Vec::is_empty"
+    )]
+    pub cap_add: Vec<String>,
+    #[serde(
+        default,
+        deserialize_with = "de::list",
+        skip_serializing_if = "Vec::is_empty"
+    )]
+    pub cap_drop: Vec<String>,
+    #[serde(
+        default,
+        deserialize_with = "de::bool_opt",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub read_only: Option<bool>,
+    #[serde(
+        default,
+        deserialize_with = "de::list",
+        skip_serializing_if = "Vec::is_empty"
+    )]
+    pub security_opt: Vec<String>,
+    #[serde(
+        default,
+        deserialize_with = "de::bool_opt",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub privileged: Option<bool>,
+    #[serde(
+        default,
+        deserialize_with = "de::bool_opt",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub init: Option<bool>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stop_signal: Option<String>,
+    #[serde(
+        default,
+        deserialize_with = "de::text_opt",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub stop_grace_period: Option<String>,
+    #[serde(
+        default,
+        deserialize_with = "de::list",
+        skip_serializing_if = "Vec::is_empty"
+    )]
+    pub tmpfs: Vec<String>,
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub ulimits: BTreeMap<String, Ulimit>,
+    #[serde(
+        default,
+        deserialize_with = "de::kv_strict",
+        skip_serializing_if = "BTreeMap::is_empty"
+    )]
+    pub sysctls: BTreeMap<String, String>,
+    #[serde(
+        default,
+        deserialize_with = "de::hosts",
+        skip_serializing_if = "BTreeMap::is_empty"
+    )]
+    pub extra_hosts: BTreeMap<String, String>,
+    #[serde(
+        default,
+        deserialize_with = "de::list",
+        skip_serializing_if = "Vec::is_empty"
+    )]
+    pub dns: Vec<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hostname: Option<String>,
+    #[serde(
+        default,
+        deserialize_with = "de::text_opt",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub shm_size: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub logging: Option<Logging>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub configs: Vec<FileRef>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub secrets: Vec<FileRef>,
+    #[serde(
+        default,
+        deserialize_with = "de::list",
+        skip_serializing_if = "Vec::is_empty"
+    )]
+    pub profiles: Vec<String>,
+}
+
+/// `build:` (a context path, or the long form).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, try_from = "BuildInput")]
+pub struct Build {
+    pub context: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dockerfile: Option<String>,
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub args: BTreeMap<String, Option<String>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub target: Option<String>,
+}
+
+enum BuildInput {
+    Context(String),
+    Long(BuildLong),
+}
+
+by_kind!(BuildInput {
+    J::String(s) => Ok(BuildInput::Context(s)),
+    v @ J::Object(_) => long(v).map(BuildInput::Long),
+    other => Err(format!("expected a build context path or a mapping, found {other}")),
+});
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct BuildLong {
+    #[serde(default)]
+    context: Option<String>,
+    #[serde(default)]
+    dockerfile: Option<String>,
+    #[serde(default, deserialize_with = "de::kv")]
+    args: BTreeMap<String, Option<String>>,
+    #[serde(default)]
+    target: Option<String>,
+}
+
+impl TryFrom<BuildInput> for Build {
+    type Error = String;
+    fn try_from(b: BuildInput) -> Result<Self, String> {
+        Ok(match b {
+            BuildInput::Context(context) => Build {
+                context,
+                ..Build::default()
+            },
+            BuildInput::Long(l) => Build {
+                context: l.context.unwrap_or_else(|| ".".to_owned()),
+                dockerfile: l.dockerfile,
+                args: l.args,
+                target: l.target,
+            },
+        })
+    }
+}
+
+/// `command:` / `entrypoint:`: a shell string or an exec list.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum Command {
+    /// Split like a shell would when the container is created.
+    Shell(String),
+    /// Passed as is.
+    Exec(Vec<String>),
+}
+
+#[cfg(test)]
+mod tests {
+    use super::ports::PortInput;
+    use super::volumes::VolumeInput;
+    use super::*;
+
+    fn port(s: &str) -> Result<Port, String> {
+        Port::try_from(PortInput::Short(s.to_owned()))
+    }
+
+    #[test]
+    fn short_ports() {
+        let p = port("8080:80").unwrap();
+        assert_eq!(
+            (p.target, p.published.as_deref(), p.host_ip.as_deref()),
+            (80, Some("8080"), None)
+        );
+        let p = port("127.0.0.1:8080:80/udp").unwrap();
+        assert_eq!(
+            (p.host_ip.as_deref(), p.protocol.as_str()),
+            (Some("127.0.0.1"), "udp")
+        );
+        let p = port("[::1]:8080:80").unwrap();
+        assert_eq!(p.host_ip.as_deref(), Some("::1"));
+        assert_eq!(port("80").unwrap().published, None);
+        assert_eq!(port("127.0.0.1::80").unwrap().published, None);
+        for bad in [
+            "80/sctp",
+            "0",
+            "99999:80",
+            "a:b",
+            "1:2:3:4",
+            "8000-8001:80-81",
+        ] {
+            assert!(port(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn short_volumes() {
+        let v = |s: &str| ServiceVolume::try_from(VolumeInput::Short(s.to_owned()));
+        let x = v("data:/var/lib/x:ro").unwrap();
+        assert_eq!(
+            (x.kind.as_str(), x.source.as_deref(), x.read_only),
+            ("volume", Some("data"), true)
+        );
+        assert_eq!(v("./conf:/etc/conf").unwrap().kind, "bind");
+        assert_eq!(v("/anon").unwrap().source, None);
+        assert!(v("relative").is_err());
+        assert!(v("a:/b:rx").is_err());
+    }
+}
