@@ -70,9 +70,11 @@ async fn assert_journal_complete(daemon: &Daemon, engine: &Engine) -> usize {
 
 /// Asserts the present inventory equals the engine's images (ids and tags).
 async fn assert_inventory_matches(daemon: &Daemon, engine: &Engine) {
-    // what no event explained is settled once the image is quiet: give that a bounded while
+    // what no event explained is inferred once it has stayed unchanged for 30 s with no event
+    // about the image (`UNEXPLAINED_FOR` in crates/images/src/reconcile.rs), looked at every
+    // 2 s: a minute bounds it (an untag the engine does not name is such a change)
     let mut seen = (BTreeMap::new(), BTreeMap::new());
-    for _ in 0..150 {
+    for _ in 0..300 {
         let mut on_engine: BTreeMap<String, Vec<String>> = BTreeMap::new();
         for i in engine.list_images().await.unwrap() {
             on_engine.insert(i.id, i.repo_tags);
