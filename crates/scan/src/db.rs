@@ -51,9 +51,33 @@ pub struct VulnDb {
     conn: Arc<Mutex<Connection>>,
 }
 
-#[allow(clippy::needless_pass_by_value)] // used as `map_err(sql)`
-fn sql(e: rusqlite::Error) -> String {
-    format!("the vulnerability database failed: {e}")
+/// Why the vulnerability database cannot be opened, read or written.
+#[derive(Debug, thiserror::Error)]
+pub enum DbError {
+    /// The file cannot be opened, or is not capstan's.
+    #[error("{} is not a capstan vulnerability database: {source}", path.display())]
+    Open {
+        path: std::path::PathBuf,
+        #[source]
+        source: capstan_store::Error,
+    },
+    /// A query failed.
+    #[error("the vulnerability database failed: {0}")]
+    Sql(#[from] rusqlite::Error),
+    /// An advisory or a layer's files cannot be encoded for storing.
+    #[error("{0}")]
+    Encode(#[source] serde_json::Error),
+    /// A stored advisory does not parse (written by another version?).
+    #[error("a stored advisory ({id}) does not parse: {source}")]
+    Stored {
+        id: String,
+        #[source]
+        source: serde_json::Error,
+    },
+}
+
+fn sql(e: rusqlite::Error) -> DbError {
+    DbError::Sql(e)
 }
 
 impl VulnDb {
@@ -61,19 +85,18 @@ impl VulnDb {
     ///
     /// # Errors
     /// The file cannot be opened or is not capstan's.
-    pub fn open(path: &Path) -> Result<Self, String> {
-        let conn = capstan_store::migrations::open(path, &[SCHEMA]).map_err(|e| {
-            format!(
-                "{} is not a capstan vulnerability database: {e}",
-                path.display()
-            )
-        })?;
+    pub fn open(path: &Path) -> Result<Self, DbError> {
+        let conn =
+            capstan_store::migrations::open(path, &[SCHEMA]).map_err(|source| DbError::Open {
+                path: path.to_owned(),
+                source,
+            })?;
         Ok(Self {
             conn: Arc::new(Mutex::new(conn)),
         })
     }
 
-    fn with<T>(&self, f: impl FnOnce(&mut Connection) -> Result<T, String>) -> Result<T, String> {
+    fn with<T>(&self, f: impl FnOnce(&mut Connection) -> Result<T, DbError>) -> Result<T, DbError> {
         let mut conn = self.conn.lock().unwrap_or_else(PoisonError::into_inner);
         f(&mut conn)
     }
@@ -82,7 +105,7 @@ impl VulnDb {
     ///
     /// # Errors
     /// The database cannot be written; nothing changed then.
-    pub fn import(&self, advisories: &[Advisory]) -> Result<VulnDbStatus, String> {
+    pub fn import(&self, advisories: &[Advisory]) -> Result<VulnDbStatus, DbError> {
         self.with(|conn| {
             let tx = conn.transaction().map_err(sql)?;
             for a in advisories {
@@ -95,7 +118,7 @@ impl VulnDb {
                         a.id,
                         a.modified,
                         a.summary,
-                        serde_json::to_string(&a.aliases).map_err(|e| e.to_string())?,
+                        serde_json::to_string(&a.aliases).map_err(DbError::Encode)?,
                         a.severity.as_str()
                     ],
                 )
@@ -107,7 +130,7 @@ impl VulnDb {
                             a.id,
                             affected.ecosystem,
                             affected.package,
-                            serde_json::to_string(affected).map_err(|e| e.to_string())?
+                            serde_json::to_string(affected).map_err(DbError::Encode)?
                         ],
                     )
                     .map_err(sql)?;
@@ -130,7 +153,7 @@ impl VulnDb {
     ///
     /// # Errors
     /// The database cannot be read.
-    pub fn status(&self) -> Result<VulnDbStatus, String> {
+    pub fn status(&self) -> Result<VulnDbStatus, DbError> {
         self.with(|conn| {
             let advisories: i64 = conn
                 .query_row("SELECT count(*) FROM advisories", [], |r| r.get(0))
@@ -171,7 +194,7 @@ impl VulnDb {
         &self,
         ecosystems: &[String],
         packages: &[&str],
-    ) -> Result<Vec<Match>, String> {
+    ) -> Result<Vec<Match>, DbError> {
         self.with(|conn| {
             let mut stmt = conn
                 .prepare_cached(
@@ -199,8 +222,11 @@ impl VulnDb {
                     if !ecosystems.contains(&ecosystem) {
                         continue;
                     }
-                    let affected: Affected = serde_json::from_str(&body)
-                        .map_err(|e| format!("a stored advisory ({id}) does not parse: {e}"))?;
+                    let affected: Affected =
+                        serde_json::from_str(&body).map_err(|source| DbError::Stored {
+                            id: id.clone(),
+                            source,
+                        })?;
                     out.push(Match {
                         id,
                         summary,
@@ -215,7 +241,7 @@ impl VulnDb {
     }
 
     /// Advisories held for `ecosystems`.
-    pub(crate) fn count_for(&self, ecosystems: &[String]) -> Result<u64, String> {
+    pub(crate) fn count_for(&self, ecosystems: &[String]) -> Result<u64, DbError> {
         self.with(|conn| {
             let mut n = 0;
             for e in ecosystems {
@@ -233,7 +259,7 @@ impl VulnDb {
     }
 
     /// The package-database files a layer holds, when it was read before.
-    pub(crate) fn layer(&self, diff_id: &str) -> Result<Option<LayerFiles>, String> {
+    pub(crate) fn layer(&self, diff_id: &str) -> Result<Option<LayerFiles>, DbError> {
         self.with(|conn| {
             let text: Option<String> = conn
                 .query_row(
@@ -247,8 +273,8 @@ impl VulnDb {
         })
     }
 
-    pub(crate) fn keep_layer(&self, diff_id: &str, files: &LayerFiles) -> Result<(), String> {
-        let text = serde_json::to_string(files).map_err(|e| e.to_string())?;
+    pub(crate) fn keep_layer(&self, diff_id: &str, files: &LayerFiles) -> Result<(), DbError> {
+        let text = serde_json::to_string(files).map_err(DbError::Encode)?;
         self.with(|conn| {
             conn.execute(
                 "INSERT OR REPLACE INTO layers (diff_id, files) VALUES (?1, ?2)",
@@ -263,7 +289,7 @@ impl VulnDb {
     ///
     /// # Errors
     /// The database cannot be written.
-    pub fn forget_layers(&self) -> Result<(), String> {
+    pub fn forget_layers(&self) -> Result<(), DbError> {
         self.with(|conn| {
             conn.execute("DELETE FROM layers", [])
                 .map(drop)

@@ -119,10 +119,41 @@ struct RootFs {
     diff_ids: Vec<String>,
 }
 
+/// Why a saved image (`docker save`) cannot be read.
+#[derive(Debug, thiserror::Error)]
+pub enum SavedError {
+    /// The archive cannot be read.
+    #[error("cannot read the saved image {}: {source}", path.display())]
+    Read {
+        path: std::path::PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    /// A part the manifest names is not in the archive.
+    #[error("the saved image has no {0}")]
+    Missing(String),
+    /// Its manifest or config does not parse.
+    #[error("the saved image's {what} does not parse: {source}")]
+    Parse {
+        what: &'static str,
+        #[source]
+        source: serde_json::Error,
+    },
+    /// Its manifest lists no image.
+    #[error("the saved image's manifest.json lists no image")]
+    Empty,
+    /// A layer cannot be read.
+    #[error("cannot read a layer of the saved image: {0}")]
+    Layer(#[source] std::io::Error),
+}
+
 /// Where a `docker save` archive keeps each layer, by diff id (the digest of the layer's
 /// uncompressed tar, as the image config lists them).
-pub(crate) fn index_saved(path: &Path) -> Result<HashMap<String, (u64, u64)>, String> {
-    let io = |e: std::io::Error| format!("cannot read the saved image {}: {e}", path.display());
+pub(crate) fn index_saved(path: &Path) -> Result<HashMap<String, (u64, u64)>, SavedError> {
+    let io = |source: std::io::Error| SavedError::Read {
+        path: path.to_owned(),
+        source,
+    };
     let file = std::fs::File::open(path).map_err(io)?;
     let mut at: HashMap<String, (u64, u64)> = HashMap::new();
     let mut archive = tar::Archive::new(file);
@@ -131,40 +162,43 @@ pub(crate) fn index_saved(path: &Path) -> Result<HashMap<String, (u64, u64)>, St
         let name = entry.path().map_err(io)?.to_string_lossy().into_owned();
         at.insert(name, (entry.raw_file_position(), entry.size()));
     }
-    let read = |name: &str| -> Result<Vec<u8>, String> {
+    let read = |name: &str| -> Result<Vec<u8>, SavedError> {
         let (offset, size) = at
             .get(name)
-            .ok_or_else(|| format!("the saved image has no {name}"))?;
+            .ok_or_else(|| SavedError::Missing(name.to_owned()))?;
         let mut f = std::fs::File::open(path).map_err(io)?;
         f.seek(SeekFrom::Start(*offset)).map_err(io)?;
         let mut bytes = Vec::with_capacity(*size as usize);
         f.take(*size).read_to_end(&mut bytes).map_err(io)?;
         Ok(bytes)
     };
-    let manifest: Vec<Entry> = serde_json::from_slice(&read("manifest.json")?)
-        .map_err(|e| format!("the saved image's manifest.json does not parse: {e}"))?;
-    let entry = manifest
-        .into_iter()
-        .next()
-        .ok_or("the saved image's manifest.json lists no image")?;
-    let config: Config = serde_json::from_slice(&read(&entry.config)?)
-        .map_err(|e| format!("the saved image's config does not parse: {e}"))?;
+    let manifest: Vec<Entry> =
+        serde_json::from_slice(&read("manifest.json")?).map_err(|source| SavedError::Parse {
+            what: "manifest.json",
+            source,
+        })?;
+    let entry = manifest.into_iter().next().ok_or(SavedError::Empty)?;
+    let config: Config =
+        serde_json::from_slice(&read(&entry.config)?).map_err(|source| SavedError::Parse {
+            what: "config",
+            source,
+        })?;
     let mut out = HashMap::new();
     for (diff_id, layer) in config.rootfs.diff_ids.into_iter().zip(entry.layers) {
         let place = *at
             .get(&layer)
-            .ok_or_else(|| format!("the saved image has no {layer}"))?;
+            .ok_or_else(|| SavedError::Missing(layer.clone()))?;
         out.insert(diff_id, place);
     }
     Ok(out)
 }
 
 /// Reads the layer at `place` of the saved archive at `path`.
-pub(crate) fn read_saved_layer(path: &Path, place: (u64, u64)) -> Result<LayerFiles, String> {
-    let io = |e: std::io::Error| format!("cannot read a layer of the saved image: {e}");
-    let mut f = std::fs::File::open(path).map_err(io)?;
-    f.seek(SeekFrom::Start(place.0)).map_err(io)?;
-    read_layer(f.take(place.1)).map_err(io)
+pub(crate) fn read_saved_layer(path: &Path, place: (u64, u64)) -> Result<LayerFiles, SavedError> {
+    let mut f = std::fs::File::open(path).map_err(SavedError::Layer)?;
+    f.seek(SeekFrom::Start(place.0))
+        .map_err(SavedError::Layer)?;
+    read_layer(f.take(place.1)).map_err(SavedError::Layer)
 }
 
 #[cfg(test)]

@@ -13,6 +13,7 @@ mod pulls;
 mod scan;
 pub mod version;
 
-pub use db::VulnDb;
+pub use db::{DbError, VulnDb};
+pub use layers::SavedError;
 pub use pulls::scan_pulls;
 pub use scan::{Error, Scanner};

@@ -11,8 +11,8 @@ use capstan_model::{Finding, ScanReport};
 use tracing::info;
 
 use crate::VulnDb;
-use crate::db::Match;
-use crate::layers::{LayerFiles, index_saved, read_saved_layer, stack};
+use crate::db::{DbError, Match};
+use crate::layers::{LayerFiles, SavedError, index_saved, read_saved_layer, stack};
 use crate::osv::Range;
 use crate::packages::{Manager, Package, ecosystem, parse_apk, parse_dpkg};
 use crate::version::{compare_apk, compare_deb};
@@ -24,8 +24,22 @@ pub enum Error {
     NoImage(String),
     #[error(transparent)]
     Engine(#[from] capstan_engine::Error),
-    #[error("{0}")]
-    Other(String),
+    /// The vulnerability database failed.
+    #[error(transparent)]
+    Db(#[from] crate::db::DbError),
+    /// The saved image cannot be read.
+    #[error(transparent)]
+    Saved(#[from] crate::layers::SavedError),
+    /// The scratch directory cannot be written.
+    #[error("cannot write under {}: {source}", dir.display())]
+    Scratch {
+        dir: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    /// A blocking task of the scan did not finish.
+    #[error("a scan task failed: {0}")]
+    Task(#[from] tokio::task::JoinError),
 }
 
 /// Scans images of one engine against one database.
@@ -103,7 +117,7 @@ impl Scanner {
                 })
                 .collect();
             let findings = findings(&db, &ecosystems, &packages)?;
-            Ok(ScanReport {
+            Ok::<_, DbError>(ScanReport {
                 image: image_name,
                 id,
                 os,
@@ -125,8 +139,9 @@ impl Scanner {
         diff_ids: &[String],
         have: &[Option<LayerFiles>],
     ) -> Result<Vec<Option<LayerFiles>>, Error> {
-        let io = |e: std::io::Error| {
-            Error::Other(format!("cannot write under {}: {e}", self.tmp.display()))
+        let io = |source: std::io::Error| Error::Scratch {
+            dir: self.tmp.clone(),
+            source,
         };
         tokio::fs::create_dir_all(&self.tmp).await.map_err(io)?;
         let path = self.tmp.join(format!(
@@ -159,12 +174,12 @@ impl Scanner {
                     for (i, d) in wanted {
                         let place = *index
                             .get(&d)
-                            .ok_or_else(|| format!("the saved image has no layer {d}"))?;
+                            .ok_or_else(|| SavedError::Missing(format!("layer {d}")))?;
                         let files = read_saved_layer(&path2, place)?;
                         db.keep_layer(&d, &files)?;
                         out[i] = Some(files);
                     }
-                    Ok(out)
+                    Ok::<_, Error>(out)
                 })
                 .await
             }
@@ -177,13 +192,10 @@ impl Scanner {
     }
 }
 
-async fn blocking<T: Send + 'static>(
-    f: impl FnOnce() -> Result<T, String> + Send + 'static,
+async fn blocking<T: Send + 'static, E: Into<Error> + Send + 'static>(
+    f: impl FnOnce() -> Result<T, E> + Send + 'static,
 ) -> Result<T, Error> {
-    tokio::task::spawn_blocking(f)
-        .await
-        .map_err(|e| Error::Other(format!("a scan task failed: {e}")))?
-        .map_err(Error::Other)
+    tokio::task::spawn_blocking(f).await?.map_err(Into::into)
 }
 
 /// Whether `version` lies in `range` under `cmp`.
@@ -206,7 +218,7 @@ fn findings(
     db: &VulnDb,
     ecosystems: &[String],
     packages: &[Package],
-) -> Result<Vec<Finding>, String> {
+) -> Result<Vec<Finding>, DbError> {
     let mut out = Vec::new();
     let mut seen = BTreeSet::new();
     if ecosystems.is_empty() {

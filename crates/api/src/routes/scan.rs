@@ -18,7 +18,10 @@ fn scan_error(e: capstan_scan::Error) -> ApiError {
     match e {
         capstan_scan::Error::NoImage(_) => ApiError::new(Code::NotFound, e.to_string()),
         capstan_scan::Error::Engine(e) => e.into(),
-        capstan_scan::Error::Other(m) => ApiError::new(Code::Internal, m),
+        e @ (capstan_scan::Error::Db(_)
+        | capstan_scan::Error::Saved(_)
+        | capstan_scan::Error::Scratch { .. }
+        | capstan_scan::Error::Task(_)) => ApiError::new(Code::Internal, e.to_string()),
     }
 }
 
@@ -119,7 +122,7 @@ pub(crate) async fn status(State(state): State<AppState>) -> Result<Json<VulnDbS
     let status = tokio::task::spawn_blocking(move || db.status())
         .await
         .map_err(|e| ApiError::new(Code::Internal, e.to_string()))?
-        .map_err(|e| ApiError::new(Code::Internal, e))?;
+        .map_err(|e| ApiError::new(Code::Internal, e.to_string()))?;
     Ok(Json(status))
 }
 
@@ -143,7 +146,7 @@ pub(crate) async fn import(
         let advisories = capstan_scan::osv::parse("the request body", &body)
             .map_err(|m| ApiError::new(Code::BadRequest, m))?;
         db.import(&advisories)
-            .map_err(|m| ApiError::new(Code::Internal, m))
+            .map_err(|e| ApiError::new(Code::Internal, e.to_string()))
     })
     .await
     .map_err(|e| ApiError::new(Code::Internal, e.to_string()))??;
