@@ -5,7 +5,7 @@
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
 
-use capstan_model::Event;
+use capstan_model::{CapstanAction, Event};
 
 use crate::transitions::{FLAP_WINDOW_MS, Holding};
 
@@ -92,20 +92,23 @@ impl Seen {
                     self.unhealthy.remove(&e.actor);
                 }
             }
-            ("capstan", "update_failed") => {
-                let mut labels = BTreeMap::new();
-                for k in ["reference", "app", "service"] {
-                    if let Some(v) = e.attributes.get(k) {
-                        labels.insert(k.to_owned(), v.clone());
+            ("capstan", a) => match CapstanAction::parse(a) {
+                Some(CapstanAction::UpdateFailed) => {
+                    let mut labels = BTreeMap::new();
+                    for k in ["reference", "app", "service"] {
+                        if let Some(v) = e.attributes.get(k) {
+                            labels.insert(k.to_owned(), v.clone());
+                        }
                     }
+                    self.update_failed.push_back((t, labels));
                 }
-                self.update_failed.push_back((t, labels));
-            }
-            ("capstan", "release_rolled_back") => {
-                let app = e.attributes.get("app").cloned().unwrap_or_default();
-                self.rolled_back
-                    .push_back((t, BTreeMap::from([("app".to_owned(), app)])));
-            }
+                Some(CapstanAction::ReleaseRolledBack) => {
+                    let app = e.attributes.get("app").cloned().unwrap_or_default();
+                    self.rolled_back
+                        .push_back((t, BTreeMap::from([("app".to_owned(), app)])));
+                }
+                _ => {}
+            },
             _ => {}
         }
     }

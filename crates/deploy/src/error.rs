@@ -48,13 +48,6 @@ pub enum TargetError {
     Refused(String),
 }
 
-impl TargetError {
-    /// Whether the target did not answer at all.
-    pub fn is_unreachable(&self) -> bool {
-        matches!(self, Self::Unreachable { .. })
-    }
-}
-
 /// Why a release could not be run (its deploy's own failure is in the report).
 #[derive(Debug, thiserror::Error)]
 pub enum ReleaseError {

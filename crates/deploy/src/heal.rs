@@ -119,6 +119,8 @@ impl Healer {
     /// The ledger or the target could not be read; the next pass tries again.
     pub async fn pass(&mut self) -> Result<(), HealError> {
         let apps = self.store.apps().await?;
+        // one look at the target for every app, as often as the pass runs
+        let mut observed = self.deployer.target.observe_all().await?;
         for newest in apps {
             // an app taken down stays down; a deploy in progress is left to finish
             if newest.result == ReleaseResult::Down.as_str() || self.is_busy(&newest.app) {
@@ -131,7 +133,7 @@ impl Healer {
                 continue;
             };
             let app = newest.app.clone();
-            let replicas = self.deployer.target.observe(&app).await?;
+            let replicas = observed.remove(&app).unwrap_or_default();
             let mut req: Option<DeployRequest> = None;
             for (name, service) in &project.services {
                 let want = replicas_of(service);

@@ -89,9 +89,6 @@ pub struct Status {
 /// what happens next. Methods that only clean up are best effort and say nothing.
 #[async_trait::async_trait]
 pub trait Target: Send + Sync + std::fmt::Debug {
-    /// The kind of target (`docker`), for messages.
-    fn kind(&self) -> &'static str;
-
     /// Checks what this target cannot run in `request`, before anything changes (a published
     /// port the target cannot serve, say); the message names the key.
     fn check(&self, request: &DeployRequest) -> Result<(), TargetError>;
@@ -108,6 +105,9 @@ pub trait Target: Send + Sync + std::fmt::Debug {
 
     /// The replicas of `app` as they are now.
     async fn observe(&self, app: &str) -> Result<Vec<Replica>, TargetError>;
+
+    /// Every app's replicas as they are now, by app, in one look (self-healing's pass).
+    async fn observe_all(&self) -> Result<BTreeMap<String, Vec<Replica>>, TargetError>;
 
     /// Service → the image id its reference resolves to on the target now; a service whose
     /// image is not there is left out.

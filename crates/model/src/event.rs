@@ -143,15 +143,6 @@ impl std::fmt::Display for CapstanAction {
     }
 }
 
-impl Event {
-    /// The `capstan` action this event is, if it is one.
-    pub fn capstan_action(&self) -> Option<CapstanAction> {
-        (self.kind == "capstan")
-            .then(|| CapstanAction::parse(&self.action))
-            .flatten()
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

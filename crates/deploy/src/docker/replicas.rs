@@ -1,5 +1,7 @@
 //! An app's replicas read from its containers' labels and the engine's status line.
 
+use std::collections::{BTreeMap, BTreeSet};
+
 use capstan_model::Container;
 
 use crate::target::Replica;
@@ -23,6 +25,17 @@ pub(crate) fn of_app(app: &str, containers: &[Container]) -> Vec<Replica> {
                 health: health(&c.status).map(str::to_owned),
             })
         })
+        .collect()
+}
+
+/// Every app's managed replicas, by app.
+pub(crate) fn by_app(containers: &[Container]) -> BTreeMap<String, Vec<Replica>> {
+    let apps: BTreeSet<&String> = containers
+        .iter()
+        .filter_map(|c| c.labels.get("io.capstan.app"))
+        .collect();
+    apps.into_iter()
+        .map(|app| (app.clone(), of_app(app, containers)))
         .collect()
 }
 

@@ -66,10 +66,6 @@ impl DockerTarget {
 
 #[async_trait::async_trait]
 impl Target for DockerTarget {
-    fn kind(&self) -> &'static str {
-        "docker"
-    }
-
     fn check(&self, request: &DeployRequest) -> Result<(), TargetError> {
         for (name, s) in &request.project.services {
             claims(s).map_err(|e| TargetError::Refused(format!("services.{name}.ports: {e}")))?;
@@ -94,6 +90,15 @@ impl Target for DockerTarget {
             .await
             .map_err(engine_error(None))?;
         Ok(super::replicas::of_app(app, &containers))
+    }
+
+    async fn observe_all(&self) -> Result<BTreeMap<String, Vec<Replica>>, TargetError> {
+        let containers = self
+            .engine
+            .list_containers(true)
+            .await
+            .map_err(engine_error(None))?;
+        Ok(super::replicas::by_app(&containers))
     }
 
     async fn image_ids(&self, project: &Project) -> Result<BTreeMap<String, String>, TargetError> {

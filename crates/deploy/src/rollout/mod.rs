@@ -23,7 +23,7 @@ use crate::error::{CheckError, FileGone, TargetError};
 use crate::files::FileContent;
 use crate::plan::{Desired, plan};
 use crate::request::file_digests;
-use crate::target::Target;
+use crate::target::{Replica, Target};
 
 /// Runs releases against one target.
 #[derive(Debug, Clone)]
@@ -115,10 +115,19 @@ impl Deployer {
         req: &DeployRequest,
         previous: Option<&Project>,
     ) -> Result<Plan, TargetError> {
+        Ok(self.plan_observed(req, previous).await?.0)
+    }
+
+    /// The plan, and the replicas it was made against (one look at the target for both).
+    async fn plan_observed(
+        &self,
+        req: &DeployRequest,
+        previous: Option<&Project>,
+    ) -> Result<(Plan, Vec<Replica>), TargetError> {
         let running = self.target.observe(&req.app()).await?;
         let image_ids = self.target.image_ids(&req.project).await?;
         let digests = file_digests(&req.files);
-        Ok(plan(
+        let plan = plan(
             Desired {
                 project: &req.project,
                 previous,
@@ -126,7 +135,8 @@ impl Deployer {
                 file_digests: &digests,
             },
             &running,
-        ))
+        );
+        Ok((plan, running))
     }
 
     /// Deploys `req` as release `release`; `previous` is the model now running (for rollback).
@@ -160,19 +170,13 @@ impl Deployer {
             Err(e) => Err(e.to_string()),
         };
         let planned = match prepared {
-            Ok(()) => self.plan(req, previous).await.map_err(|e| e.to_string()),
-            Err(e) => Err(e),
-        };
-        let running = match planned {
-            Ok(plan) => self
-                .target
-                .observe(&app)
+            Ok(()) => self
+                .plan_observed(req, previous)
                 .await
-                .map(|r| (plan, r))
                 .map_err(|e| e.to_string()),
             Err(e) => Err(e),
         };
-        let (plan, running) = match running {
+        let (plan, running) = match planned {
             Ok(both) => both,
             Err(e) => {
                 report.outcome = Outcome::Failed;
