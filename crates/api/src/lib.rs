@@ -185,8 +185,7 @@ fn open() -> Routes {
         .post("/api/v1/session", routes::session::sign_in)
         .get("/api/v1/openapi.json", openapi::openapi_json)
         .get("/", routes::ui::index)
-        .get("/ui/app.js", routes::ui::app_js)
-        .get("/ui/style.css", routes::ui::style)
+        .get("/ui/{*path}", routes::ui::file)
         .post("/api/v1/hooks/registry", routes::images::registry_hook)
 }
 

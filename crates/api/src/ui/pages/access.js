@@ -1,0 +1,75 @@
+// Access (admins only): tokens, users and the audit log.
+
+import { $, api, Stale } from "../core.js";
+import { when } from "../format.js";
+import { html, put } from "../html.js";
+import { table } from "../widgets.js";
+
+const ROLES = ["viewer", "operator", "admin"];
+
+function draw(tokens, users, audit) {
+  const roles = ROLES.map((r) => html`<option>${r}</option>`);
+  put($("#main"), html`<h1>Access</h1>
+    <section class="card" aria-labelledby="h-tokens"><h2 id="h-tokens">Tokens</h2>
+      ${table(["Name", "Role", "Created", "By", "Last used", ""], tokens.tokens.map((t) => [
+        t.name, t.role, when(t.created), t.created_by, when(t.last_used),
+        t.revoked ? html`<span class="muted">revoked ${when(t.revoked)}</span>` : html`<button type="button" data-revoke="${t.name}">Revoke</button>`]),
+        "No tokens.")}
+      <form id="token-form" class="row">
+        <label>Name <input id="token-name" required></label>
+        <label>Role <select id="token-role">${roles}</select></label>
+        <button type="submit">Create token</button>
+      </form>
+      <p id="token-secret" role="status" aria-live="polite"></p></section>
+    <section class="card" aria-labelledby="h-users"><h2 id="h-users">Users</h2>
+      ${table(["Name", "Role", "Created", ""], users.users.map((u) => [u.name, u.role, when(u.created),
+        html`<button type="button" data-remove-user="${u.name}">Remove</button>`]), "No users.")}
+      <form id="user-form" class="row">
+        <label>Name <input id="user-name" required autocomplete="off"></label>
+        <label>Password <input id="user-password" type="password" required minlength="8" autocomplete="new-password"></label>
+        <label>Role <select id="user-role">${roles}</select></label>
+        <button type="submit">Add user</button>
+      </form>
+      <p id="access-error" class="error" role="alert"></p></section>
+    <section class="card" aria-labelledby="h-audit"><h2 id="h-audit">Audit log</h2>
+      <div id="audit">${table(["Time", "Who", "Role", "Request", "Status", "From"], audit.entries.map((a) => [
+        when(a.time), a.who, a.role, html`<code>${a.method} ${a.path}</code>`,
+        html`<span class="${a.status < 400 ? "ok" : "bad"}">${a.status}</span>`, a.remote]), "Nothing recorded yet.")}</div></section>`);
+}
+
+export async function accessPage() {
+  const [tokens, users, audit] = await Promise.all([
+    api("GET", "/api/v1/tokens"),
+    api("GET", "/api/v1/users"),
+    api("GET", "/api/v1/audit?limit=100"),
+  ]);
+  draw(tokens, users, audit);
+  const fail = (e) => { if (!(e instanceof Stale) && $("#access-error")) $("#access-error").textContent = e.message; };
+  $("#token-form").addEventListener("submit", async (ev) => {
+    ev.preventDefault();
+    try {
+      const made = await api("POST", "/api/v1/tokens", { name: $("#token-name").value.trim(), role: $("#token-role").value });
+      await accessPage();
+      put($("#token-secret"), html`Token ${made.info.name}: <code id="new-token">${made.token}</code> (shown once; copy it now)`);
+    } catch (e) { fail(e); }
+  });
+  $("#user-form").addEventListener("submit", async (ev) => {
+    ev.preventDefault();
+    try {
+      await api("POST", "/api/v1/users", { name: $("#user-name").value.trim(), password: $("#user-password").value, role: $("#user-role").value });
+      await accessPage();
+    } catch (e) { fail(e); }
+  });
+  for (const b of document.querySelectorAll("button[data-revoke]")) {
+    b.addEventListener("click", async () => {
+      if (!confirm(`Revoke token ${b.dataset.revoke}? Clients using it are refused at once.`)) return;
+      try { await api("DELETE", `/api/v1/tokens/${encodeURIComponent(b.dataset.revoke)}`); await accessPage(); } catch (e) { fail(e); }
+    });
+  }
+  for (const b of document.querySelectorAll("button[data-remove-user]")) {
+    b.addEventListener("click", async () => {
+      if (!confirm(`Remove user ${b.dataset.removeUser}? Their sessions end.`)) return;
+      try { await api("DELETE", `/api/v1/users/${encodeURIComponent(b.dataset.removeUser)}`); await accessPage(); } catch (e) { fail(e); }
+    });
+  }
+}
