@@ -129,7 +129,7 @@ mod tests {
             ];
             if *name == "html.js" {
                 assert_eq!(
-                    body.matches("innerHTML").count(),
+                    body.matches(".innerHTML =").count(),
                     1,
                     "html.js sets innerHTML once"
                 );
