@@ -79,15 +79,7 @@ impl Config {
             .alerts
             .evaluate_every()
             .map_err(|e| anyhow::anyhow!("{e}"))?;
-        let mut names = std::collections::BTreeSet::new();
-        for (i, channel) in config.notify.iter().enumerate() {
-            channel
-                .check()
-                .map_err(|e| anyhow::anyhow!("notify[{i}].{e}"))?;
-            if !names.insert(&channel.name) {
-                anyhow::bail!("notify[{i}].name: {:?} is used twice", channel.name);
-            }
-        }
+        capstan_notify::check_all(&config.notify)?;
         Ok(config)
     }
 }

@@ -116,9 +116,8 @@ impl LogsConfig {
         }
         let mut names = std::collections::BTreeSet::new();
         for (i, sink) in self.sinks.iter().enumerate() {
-            // the sink's own message starts with its key (`name: ...`)
             sink.check()
-                .map_err(|e| joined(bad(format!("logs.sinks[{i}]"), e)))?;
+                .map_err(|e| e.under(&format!("logs.sinks[{i}]")))?;
             if !names.insert(sink.name.clone()) {
                 return Err(bad(
                     format!("logs.sinks[{i}].name"),
@@ -161,15 +160,5 @@ impl LogsConfig {
                 })
                 .collect(),
         }
-    }
-}
-
-/// `logs.sinks[0]` + `name: ...` read as `logs.sinks[0].name: ...`.
-fn joined(e: ConfigError) -> ConfigError {
-    match e.message.split_once(": ") {
-        Some((sub, rest)) if !sub.contains(' ') => {
-            ConfigError::new(format!("{}.{sub}", e.key), rest)
-        }
-        _ => e,
     }
 }

@@ -696,7 +696,7 @@ fn bad_tls_settings_name_the_key() {
             config["url"] = "https://127.0.0.1:1/in".into();
         }
         let config: SinkConfig = serde_json::from_value(config).unwrap();
-        config.check().unwrap_err()
+        config.check().unwrap_err().to_string()
     };
     let e = check(
         serde_json::json!({"ca_file": "/nonexistent/ca.pem"}),

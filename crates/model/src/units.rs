@@ -179,6 +179,15 @@ impl ConfigError {
             message: message.to_string(),
         }
     }
+
+    /// The same error one level down: `url` under `notify[0]` reads `notify[0].url`.
+    #[must_use]
+    pub fn under(self, section: &str) -> Self {
+        Self {
+            key: format!("{section}.{}", self.key),
+            message: self.message,
+        }
+    }
 }
 
 impl std::fmt::Display for ConfigError {

@@ -3,6 +3,7 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
+use capstan_model::ConfigError;
 use capstan_outbound::{Auth, Error, Secret};
 use lettre::message::header::ContentType;
 use lettre::message::{Mailbox, Message as Email};
@@ -43,9 +44,9 @@ pub(crate) enum Channel {
 
 impl Channel {
     /// Sets a checked channel up; an error names the key.
-    pub(crate) fn new(config: &ChannelConfig) -> Result<Self, String> {
+    pub(crate) fn new(config: &ChannelConfig) -> Result<Self, ConfigError> {
         let tls = config.tls.as_ref();
-        let http = || capstan_outbound::client(tls).map_err(|e| e.to_string());
+        let http = || capstan_outbound::client(tls).map_err(|e| ConfigError::new("tls", e));
         Ok(match &config.kind {
             Kind::Webhook(c) => Self::Webhook {
                 client: http()?,
@@ -60,8 +61,7 @@ impl Channel {
             Kind::Email(c) => email(c, tls.and_then(|t| t.ca_file.as_deref()))?,
             Kind::Alertmanager(c) => Self::Alertmanager {
                 client: http()?,
-                url: capstan_outbound::join(&c.url, "/api/v2/alerts")
-                    .map_err(|e| format!("url: {e}"))?,
+                url: c.endpoint()?,
                 active_for: c.active_for()?,
             },
         })
@@ -142,7 +142,7 @@ async fn post(req: reqwest::RequestBuilder, url: &reqwest::Url) -> Result<(), Er
         .map(drop)
 }
 
-fn email(c: &EmailConfig, ca_file: Option<&std::path::Path>) -> Result<Channel, String> {
+fn email(c: &EmailConfig, ca_file: Option<&std::path::Path>) -> Result<Channel, ConfigError> {
     let SmtpServer {
         host,
         port,
@@ -151,19 +151,16 @@ fn email(c: &EmailConfig, ca_file: Option<&std::path::Path>) -> Result<Channel, 
     } = c.server()?;
     let mut params = TlsParameters::builder(host.clone());
     if let Some(path) = ca_file {
-        let pem = std::fs::read(path)
-            .map_err(|e| format!("tls.ca_file: cannot read {}: {e}", path.display()))?;
-        let cert = Certificate::from_pem(&pem).map_err(|e| {
-            format!(
-                "tls.ca_file: {} is no PEM certificate ({e})",
-                path.display()
-            )
-        })?;
+        let bad = |message: String| ConfigError::new("tls.ca_file", message);
+        let pem =
+            std::fs::read(path).map_err(|e| bad(format!("cannot read {}: {e}", path.display())))?;
+        let cert = Certificate::from_pem(&pem)
+            .map_err(|e| bad(format!("{} is no PEM certificate ({e})", path.display())))?;
         params = params.add_root_certificate(cert);
     }
     let params = params
         .build_rustls()
-        .map_err(|e| format!("tls: cannot set TLS up for {host}: {e}"))?;
+        .map_err(|e| ConfigError::new("tls", format!("cannot set TLS up for {host}: {e}")))?;
     let tls = if wrapped {
         Tls::Wrapper(params)
     } else if loopback {
@@ -176,22 +173,13 @@ fn email(c: &EmailConfig, ca_file: Option<&std::path::Path>) -> Result<Channel, 
         .port(port)
         .tls(tls)
         .timeout(Some(SMTP_TIMEOUT));
-    if let (Some(user), Some(path)) = (&c.user, &c.password_file) {
-        let password = Secret::from_file(path).map_err(|e| format!("password_file: {e}"))?;
-        builder = builder.credentials(Credentials::new(user.clone(), password.expose().to_owned()));
+    if let Some((user, password)) = c.password()? {
+        builder = builder.credentials(Credentials::new(user, password.expose().to_owned()));
     }
-    let mailbox = |key: &str, text: &str| {
-        text.parse::<Mailbox>()
-            .map_err(|e| format!("{key}: {text:?} is not an address ({e})"))
-    };
     Ok(Channel::Email {
         transport: builder.build(),
-        from: mailbox("from", &c.from)?,
-        to: c
-            .to
-            .iter()
-            .map(|t| mailbox("to", t))
-            .collect::<Result<_, _>>()?,
+        from: c.sender()?,
+        to: c.recipients()?,
         server: format!("{}://{host}:{port}", if wrapped { "smtps" } else { "smtp" }),
     })
 }

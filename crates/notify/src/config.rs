@@ -4,8 +4,9 @@
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 
-use capstan_model::CapstanAction;
+use capstan_model::{CapstanAction, ConfigError};
 use capstan_outbound::{Secret, TlsConfig};
+use lettre::message::Mailbox;
 use serde::Deserialize;
 
 /// The journal events a channel sends when its `events` key is left out.
@@ -124,22 +125,28 @@ pub(crate) struct SmtpServer {
 }
 
 impl ChannelConfig {
-    /// Checks what serde cannot: the name, the events, URLs, addresses, files. The error
-    /// starts with the key it is about (`url: ...`).
-    pub fn check(&self) -> Result<(), String> {
+    /// Checks what serde cannot: the name, the events, URLs, addresses, files.
+    ///
+    /// # Errors
+    /// The first problem, under the key it is about (`url`).
+    pub fn check(&self) -> Result<(), ConfigError> {
         capstan_outbound::check_name(&self.name)?;
         if let Some(bad) = self.events.iter().find(|e| e.trim().is_empty()) {
-            return Err(format!("events: {bad:?} is not an event name"));
+            return Err(ConfigError::new(
+                "events",
+                format!("{bad:?} is not an event name"),
+            ));
         }
         if let Some(tls) = &self.tls {
             if matches!(self.kind, Kind::Email(_))
                 && (tls.crt_file.is_some() || tls.key_file.is_some())
             {
-                return Err(
-                    "tls: email takes ca_file only; a client certificate is not supported".into(),
-                );
+                return Err(ConfigError::new(
+                    "tls",
+                    "email takes ca_file only; a client certificate is not supported",
+                ));
             }
-            tls.load().map_err(|e| e.to_string())?;
+            tls.load()?;
         }
         match &self.kind {
             Kind::Webhook(c) => {
@@ -149,8 +156,7 @@ impl ChannelConfig {
             Kind::Slack(c) => url(c.url.as_ref(), c.url_file.as_ref()).map(drop),
             Kind::Email(c) => c.check(),
             Kind::Alertmanager(c) => {
-                capstan_outbound::join(&c.url, "/api/v2/alerts")
-                    .map_err(|e| format!("url: {e}"))?;
+                c.endpoint()?;
                 c.active_for()?;
                 Ok(())
             }
@@ -170,17 +176,20 @@ impl ChannelConfig {
     }
 
     /// How often alerts still firing are sent again.
-    pub fn repeat_every(&self) -> Result<std::time::Duration, String> {
+    ///
+    /// # Errors
+    /// `repeat_every` is not a duration of at least 1s.
+    pub fn repeat_every(&self) -> Result<std::time::Duration, ConfigError> {
         let default = if matches!(self.kind, Kind::Alertmanager(_)) {
             "1m"
         } else {
             "4h"
         };
         let text = self.repeat_every.as_deref().unwrap_or(default);
-        let ns =
-            capstan_model::parse_duration_nanos(text).map_err(|e| format!("repeat_every: {e}"))?;
+        let ns = capstan_model::parse_duration_nanos(text)
+            .map_err(|e| ConfigError::new("repeat_every", e))?;
         if ns < 1_000_000_000 {
-            return Err("repeat_every: at least 1s".into());
+            return Err(ConfigError::new("repeat_every", "at least 1s"));
         }
         Ok(std::time::Duration::from_nanos(ns as u64))
     }
@@ -196,82 +205,132 @@ impl ChannelConfig {
     }
 }
 
+/// An address, under `key`.
+fn mailbox(key: &str, text: &str) -> Result<Mailbox, ConfigError> {
+    text.parse::<Mailbox>()
+        .map_err(|e| ConfigError::new(key, format!("{text:?} is not an address ({e})")))
+}
+
+/// Checks every channel, and that no two share a name (which names their cursors).
+///
+/// # Errors
+/// The first problem, under `notify[i]`.
+pub fn check_all(channels: &[ChannelConfig]) -> Result<(), ConfigError> {
+    let mut names = std::collections::BTreeSet::new();
+    for (i, channel) in channels.iter().enumerate() {
+        let section = format!("notify[{i}]");
+        channel.check().map_err(|e| e.under(&section))?;
+        channel.repeat_every().map_err(|e| e.under(&section))?;
+        if !names.insert(&channel.name) {
+            return Err(ConfigError::new(
+                format!("{section}.name"),
+                format!("{:?} is used twice", channel.name),
+            ));
+        }
+    }
+    Ok(())
+}
+
 /// The URL, given inline or in a file, checked.
-pub(crate) fn url(inline: Option<&Secret>, file: Option<&PathBuf>) -> Result<reqwest::Url, String> {
+pub(crate) fn url(
+    inline: Option<&Secret>,
+    file: Option<&PathBuf>,
+) -> Result<reqwest::Url, ConfigError> {
     let text = match (inline, file) {
         (Some(u), None) => u.clone(),
-        (None, Some(path)) => Secret::from_file(path).map_err(|e| format!("url_file: {e}"))?,
-        (Some(_), Some(_)) => return Err("url: give url or url_file, not both".into()),
-        (None, None) => return Err("url: missing (or give url_file)".into()),
+        (None, Some(path)) => Secret::from_file("url_file", path)?,
+        (Some(_), Some(_)) => {
+            return Err(ConfigError::new("url", "give url or url_file, not both"));
+        }
+        (None, None) => return Err(ConfigError::new("url", "missing (or give url_file)")),
     };
     // the URL may carry a token: say what is wrong without repeating it
     capstan_outbound::endpoint(text.expose()).map_err(|_| {
-        "url: not an http:// or https:// URL with a host (the value is not repeated here)"
-            .to_owned()
+        ConfigError::new(
+            "url",
+            "not an http:// or https:// URL with a host (the value is not repeated here)",
+        )
     })
 }
 
 impl AlertmanagerConfig {
+    /// Where alerts are posted.
+    pub(crate) fn endpoint(&self) -> Result<reqwest::Url, ConfigError> {
+        capstan_outbound::join(&self.url, "/api/v2/alerts").map_err(|e| ConfigError::new("url", e))
+    }
+
     /// How long an event's alert stays active.
-    pub(crate) fn active_for(&self) -> Result<chrono::Duration, String> {
+    pub(crate) fn active_for(&self) -> Result<chrono::Duration, ConfigError> {
         let text = self.active_for.as_deref().unwrap_or("1h");
-        let ns =
-            capstan_model::parse_duration_nanos(text).map_err(|e| format!("active_for: {e}"))?;
+        let ns = capstan_model::parse_duration_nanos(text)
+            .map_err(|e| ConfigError::new("active_for", e))?;
         if ns <= 0 {
-            return Err("active_for: must be more than 0".into());
+            return Err(ConfigError::new("active_for", "must be more than 0"));
         }
         Ok(chrono::Duration::nanoseconds(ns))
     }
 }
 
 impl EmailConfig {
-    fn check(&self) -> Result<(), String> {
+    fn check(&self) -> Result<(), ConfigError> {
         self.server()?;
-        self.from
-            .parse::<lettre::message::Mailbox>()
-            .map_err(|e| format!("from: {:?} is not an address ({e})", self.from))?;
-        if self.to.is_empty() {
-            return Err("to: give at least one recipient".into());
-        }
-        for to in &self.to {
-            to.parse::<lettre::message::Mailbox>()
-                .map_err(|e| format!("to: {to:?} is not an address ({e})"))?;
-        }
-        match (&self.user, &self.password_file) {
-            (Some(_), Some(path)) => {
-                Secret::from_file(path).map_err(|e| format!("password_file: {e}"))?;
-            }
-            (Some(_), None) => return Err("password_file: give it with user".into()),
-            (None, Some(_)) => return Err("user: give it with password_file".into()),
-            (None, None) => {}
-        }
+        self.sender()?;
+        self.recipients()?;
+        self.password()?;
         Ok(())
     }
 
-    pub(crate) fn server(&self) -> Result<SmtpServer, String> {
+    /// `from`, parsed.
+    pub(crate) fn sender(&self) -> Result<Mailbox, ConfigError> {
+        mailbox("from", &self.from)
+    }
+
+    /// `to`, parsed; at least one.
+    pub(crate) fn recipients(&self) -> Result<Vec<Mailbox>, ConfigError> {
+        if self.to.is_empty() {
+            return Err(ConfigError::new("to", "give at least one recipient"));
+        }
+        self.to.iter().map(|to| mailbox("to", to)).collect()
+    }
+
+    /// The user and the password read from `password_file`, when the server wants a login.
+    pub(crate) fn password(&self) -> Result<Option<(String, Secret)>, ConfigError> {
+        match (&self.user, &self.password_file) {
+            (Some(user), Some(path)) => Ok(Some((
+                user.clone(),
+                Secret::from_file("password_file", path)?,
+            ))),
+            (Some(_), None) => Err(ConfigError::new("password_file", "give it with user")),
+            (None, Some(_)) => Err(ConfigError::new("user", "give it with password_file")),
+            (None, None) => Ok(None),
+        }
+    }
+
+    pub(crate) fn server(&self) -> Result<SmtpServer, ConfigError> {
+        let bad = |message: String| ConfigError::new("smtp", message);
         let url = reqwest::Url::parse(&self.smtp).map_err(|e| {
-            format!(
-                "smtp: {:?} is not a URL ({e}); write it like smtp://mail.example.com:587",
+            bad(format!(
+                "{:?} is not a URL ({e}); write it like smtp://mail.example.com:587",
                 self.smtp
-            )
+            ))
         })?;
         let wrapped = match url.scheme() {
             "smtp" => false,
             "smtps" => true,
-            other => return Err(format!("smtp: the scheme {other:?} is not smtp or smtps")),
+            other => return Err(bad(format!("the scheme {other:?} is not smtp or smtps"))),
         };
         let host = url
             .host_str()
             .filter(|h| !h.is_empty())
-            .ok_or_else(|| format!("smtp: {:?} has no host", self.smtp))?
+            .ok_or_else(|| bad(format!("{:?} has no host", self.smtp)))?
             .trim_matches(['[', ']'])
             .to_owned();
         if url.path().len() > 1 || url.query().is_some() || !url.username().is_empty() {
-            return Err(format!(
-                "smtp: {:?}: give only scheme, host and port (user and password_file are keys \
-                 of their own)",
+            return Err(bad(format!(
+                "{:?}: give only scheme, host and port (user and password_file are keys of \
+                 their own)",
                 self.smtp
-            ));
+            )));
         }
         let loopback = host == "localhost"
             || host
@@ -299,7 +358,7 @@ mod tests {
         let doc: Doc =
             serde_json::from_str(&format!("{{\"notify\":[{text}]}}")).map_err(|e| e.to_string())?;
         let channel = doc.notify.into_iter().next().ok_or("no channel")?;
-        channel.check()?;
+        channel.check().map_err(|e| e.to_string())?;
         Ok(channel)
     }
 

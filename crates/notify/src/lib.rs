@@ -14,6 +14,6 @@ mod config;
 mod message;
 mod runner;
 
-pub use config::{ChannelConfig, DEFAULT_EVENTS, Kind};
+pub use config::{ChannelConfig, DEFAULT_EVENTS, Kind, check_all};
 pub use message::Message;
 pub use runner::Notifier;

@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
-use capstan_model::NotifyChannel;
+use capstan_model::{ConfigError, NotifyChannel};
 use capstan_outbound::{Backoff, read_cursor, write_cursor};
 use capstan_store::Store;
 use chrono::Utc;
@@ -35,26 +35,25 @@ pub struct Notifier {
 
 impl Notifier {
     /// Sets the channels up (clients built, secrets read); `dir` keeps their cursors, `host`
-    /// names this machine in the messages. An error names the channel and the key.
+    /// names this machine in the messages.
+    ///
+    /// # Errors
+    /// The first problem, under `notify[i]` and the key.
     pub fn new(
         store: Store,
         configs: &[ChannelConfig],
         dir: PathBuf,
         host: String,
-    ) -> Result<Self, String> {
+    ) -> Result<Self, ConfigError> {
+        crate::check_all(configs)?;
         let mut channels = Vec::new();
         let mut status = BTreeMap::new();
         for (i, c) in configs.iter().enumerate() {
-            c.check()
-                .and_then(|()| Ok((c.repeat_every()?, Channel::new(c)?)))
-                .map(|(repeat, ch)| channels.push((c.name.clone(), c.events(), repeat, ch)))
-                .map_err(|e| format!("notify[{i}] ({}): {e}", c.name))?;
-            if status.contains_key(&c.name) {
-                return Err(format!(
-                    "notify[{i}]: the name {:?} is taken by another channel",
-                    c.name
-                ));
-            }
+            let channel = Channel::new(c).map_err(|e| e.under(&format!("notify[{i}]")))?;
+            let repeat = c
+                .repeat_every()
+                .map_err(|e| e.under(&format!("notify[{i}]")))?;
+            channels.push((c.name.clone(), c.events(), repeat, channel));
             status.insert(
                 c.name.clone(),
                 NotifyChannel {

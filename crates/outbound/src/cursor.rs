@@ -3,18 +3,23 @@
 use std::io::Write;
 use std::path::Path;
 
+use capstan_model::ConfigError;
+
 /// Checks the name of a consumer (a sink, a channel), which names its cursor file too:
 /// letters, digits, `-` and `_`.
 ///
 /// # Errors
-/// Says so, starting with the key (`name: ...`).
-pub fn check_name(name: &str) -> Result<(), String> {
+/// Says so, under the key `name`.
+pub fn check_name(name: &str) -> Result<(), ConfigError> {
     if name.is_empty()
         || !name
             .chars()
             .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
     {
-        return Err(format!("name: {name:?} must be letters, digits, - and _"));
+        return Err(ConfigError::new(
+            "name",
+            format!("{name:?} must be letters, digits, - and _"),
+        ));
     }
     Ok(())
 }

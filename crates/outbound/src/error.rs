@@ -43,6 +43,12 @@ pub enum Error {
     Config(String),
 }
 
+impl From<capstan_model::ConfigError> for Error {
+    fn from(e: capstan_model::ConfigError) -> Self {
+        Self::Config(e.to_string())
+    }
+}
+
 impl Error {
     /// The batch is rejected for good: count it, say so, go on with the next one.
     pub fn is_permanent(&self) -> bool {

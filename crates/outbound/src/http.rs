@@ -8,6 +8,8 @@ use bytes::Bytes;
 use reqwest::header::{HeaderMap, RETRY_AFTER};
 use serde::Deserialize;
 
+use capstan_model::ConfigError;
+
 use crate::{Error, Secret};
 
 /// A request that takes longer than this is a failed try.
@@ -57,12 +59,12 @@ impl Auth {
         };
         let password = match (&c.password, &c.password_file) {
             (Some(_), Some(_)) => {
-                return Err(Error::Config(
-                    "auth: give password or password_file, not both".into(),
-                ));
+                return Err(
+                    ConfigError::new("auth", "give password or password_file, not both").into(),
+                );
             }
             (Some(p), None) => p.clone(),
-            (None, Some(path)) => Secret::from_file(path)?,
+            (None, Some(path)) => Secret::from_file("auth.password_file", path)?,
             (None, None) => Secret::default(),
         };
         Ok(Self::Basic {
@@ -107,27 +109,32 @@ pub struct Tls {
 
 impl TlsConfig {
     /// Reads and parses the files: an error names the key and the file.
-    pub fn load(&self) -> Result<Tls, Error> {
+    ///
+    /// # Errors
+    /// A file cannot be read or holds no PEM of its kind, or `crt_file` and `key_file` are
+    /// not given together.
+    pub fn load(&self) -> Result<Tls, ConfigError> {
         let read = |key: &str, path: &std::path::Path| {
             std::fs::read(path).map_err(|e| {
-                Error::Config(format!("tls.{key}: cannot read {}: {e}", path.display()))
+                ConfigError::new(
+                    format!("tls.{key}"),
+                    format!("cannot read {}: {e}", path.display()),
+                )
             })
+        };
+        let no_pem = |path: &std::path::Path, why: String| {
+            ConfigError::new(
+                "tls.ca_file",
+                format!("{} holds no PEM certificate{why}", path.display()),
+            )
         };
         let roots = match &self.ca_file {
             None => Vec::new(),
             Some(path) => {
                 let certs = reqwest::Certificate::from_pem_bundle(&read("ca_file", path)?)
-                    .map_err(|e| {
-                        Error::Config(format!(
-                            "tls.ca_file: {} holds no PEM certificate ({e})",
-                            path.display()
-                        ))
-                    })?;
+                    .map_err(|e| no_pem(path, format!(" ({e})")))?;
                 if certs.is_empty() {
-                    return Err(Error::Config(format!(
-                        "tls.ca_file: {} holds no PEM certificate",
-                        path.display()
-                    )));
+                    return Err(no_pem(path, String::new()));
                 }
                 certs
             }
@@ -139,18 +146,21 @@ impl TlsConfig {
                 pem.push(b'\n');
                 pem.extend_from_slice(&read("key_file", key)?);
                 Some(reqwest::Identity::from_pem(&pem).map_err(|e| {
-                    Error::Config(format!(
-                        "tls: {} and {} are not a PEM certificate and its private key ({e})",
-                        crt.display(),
-                        key.display()
-                    ))
+                    ConfigError::new(
+                        "tls",
+                        format!(
+                            "{} and {} are not a PEM certificate and its private key ({e})",
+                            crt.display(),
+                            key.display()
+                        ),
+                    )
                 })?)
             }
             (Some(_), None) => {
-                return Err(Error::Config("tls.crt_file: give key_file with it".into()));
+                return Err(ConfigError::new("tls.crt_file", "give key_file with it"));
             }
             (None, Some(_)) => {
-                return Err(Error::Config("tls.key_file: give crt_file with it".into()));
+                return Err(ConfigError::new("tls.key_file", "give crt_file with it"));
             }
         };
         Ok(Tls { roots, identity })
@@ -180,12 +190,21 @@ pub fn client(tls: Option<&TlsConfig>) -> Result<reqwest::Client, Error> {
 
 /// Checks configured extra headers: each name a header name, each value a header value (the
 /// value is not repeated in the error: it may be a credential).
-pub fn check_headers(headers: &std::collections::BTreeMap<String, Secret>) -> Result<(), String> {
+///
+/// # Errors
+/// The first bad header, under the key `headers`.
+pub fn check_headers(
+    headers: &std::collections::BTreeMap<String, Secret>,
+) -> Result<(), ConfigError> {
     for (name, value) in headers {
         reqwest::header::HeaderName::from_bytes(name.as_bytes())
-            .map_err(|_| format!("headers: {name:?} is not a header name"))?;
-        reqwest::header::HeaderValue::from_str(value.expose())
-            .map_err(|_| format!("headers: the value of {name:?} is not a header value"))?;
+            .map_err(|_| ConfigError::new("headers", format!("{name:?} is not a header name")))?;
+        reqwest::header::HeaderValue::from_str(value.expose()).map_err(|_| {
+            ConfigError::new(
+                "headers",
+                format!("the value of {name:?} is not a header value"),
+            )
+        })?;
     }
     Ok(())
 }

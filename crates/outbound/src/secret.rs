@@ -1,8 +1,7 @@
 use std::path::Path;
 
+use capstan_model::ConfigError;
 use serde::Deserialize;
-
-use crate::Error;
 
 /// A password or token: never printed, not even in debug output.
 #[derive(Clone, Default, PartialEq, Eq, Deserialize)]
@@ -26,13 +25,20 @@ impl Secret {
         &self.0
     }
 
-    /// The first line of a file (as `docker secret`s and Kubernetes mount them).
-    pub fn from_file(path: &Path) -> Result<Self, Error> {
+    /// The first line of a file (as `docker secret`s and Kubernetes mount them); `key` is the
+    /// config key that names the file.
+    ///
+    /// # Errors
+    /// The file cannot be read, under `key`.
+    pub fn from_file(key: &str, path: &Path) -> Result<Self, ConfigError> {
         let text = std::fs::read_to_string(path).map_err(|e| {
-            Error::Config(format!(
-                "cannot read the password file {}: {e}",
-                path.display()
-            ))
+            ConfigError::new(
+                key,
+                format!(
+                    "cannot read {}: {e} (is it there, and readable by capstan?)",
+                    path.display()
+                ),
+            )
         })?;
         Ok(Self(text.lines().next().unwrap_or_default().to_owned()))
     }

@@ -117,13 +117,34 @@ fn from_list(list: &[RawSeverity]) -> Option<Severity> {
         .max()
 }
 
+/// Why an input is not OSV advisories; each names the input (`origin`).
+#[derive(Debug, thiserror::Error)]
+pub enum OsvError {
+    /// The input is not JSON at all.
+    #[error("{origin}: not JSON ({source})")]
+    NotJson {
+        origin: String,
+        source: serde_json::Error,
+    },
+    /// The advisory at `index` (0 for a single one) is JSON but not an OSV advisory.
+    #[error("{origin}: advisory {index}: not an OSV advisory ({source})")]
+    NotAdvisory {
+        origin: String,
+        index: usize,
+        source: serde_json::Error,
+    },
+}
+
 /// Reads OSV JSON: one advisory or an array of them. `origin` names the input in errors.
 ///
 /// # Errors
-/// The JSON is not OSV; the message names `origin` and the advisory's position.
-pub fn parse(origin: &str, bytes: &[u8]) -> Result<Vec<Advisory>, String> {
+/// The JSON is not OSV; the error names `origin` and the advisory's position.
+pub fn parse(origin: &str, bytes: &[u8]) -> Result<Vec<Advisory>, OsvError> {
     let value: serde_json::Value =
-        serde_json::from_slice(bytes).map_err(|e| format!("{origin}: not JSON ({e})"))?;
+        serde_json::from_slice(bytes).map_err(|source| OsvError::NotJson {
+            origin: origin.to_owned(),
+            source,
+        })?;
     let items = match value {
         serde_json::Value::Array(items) => items,
         one => vec![one],
@@ -131,9 +152,13 @@ pub fn parse(origin: &str, bytes: &[u8]) -> Result<Vec<Advisory>, String> {
     items
         .into_iter()
         .enumerate()
-        .map(|(i, item)| {
-            let raw: RawAdvisory = serde_json::from_value(item)
-                .map_err(|e| format!("{origin}: advisory {i}: not an OSV advisory ({e})"))?;
+        .map(|(index, item)| {
+            let raw: RawAdvisory =
+                serde_json::from_value(item).map_err(|source| OsvError::NotAdvisory {
+                    origin: origin.to_owned(),
+                    index,
+                    source,
+                })?;
             Ok(convert(raw))
         })
         .collect()
@@ -348,10 +373,12 @@ mod tests {
             br#"[{"id": "A", "affected": []}, {"affected": []}]"#,
         )
         .unwrap_err();
-        assert!(err.contains("bad.json: advisory 1"), "{err}");
+        assert!(matches!(err, OsvError::NotAdvisory { index: 1, .. }));
+        assert!(err.to_string().contains("bad.json: advisory 1"), "{err}");
         assert!(
             parse("x.json", b"{nope")
                 .unwrap_err()
+                .to_string()
                 .starts_with("x.json: not JSON")
         );
     }

@@ -288,8 +288,7 @@ pub(super) fn start_notify(
         config,
         base.data.join("notify"),
         capstan_model::host_name(),
-    )
-    .map_err(|e| anyhow::anyhow!("{e}"))?;
+    )?;
     let status = notifier.status();
     let (batch_tx, batches) = tokio::sync::watch::channel(0_u64);
     let batch_tx = Arc::new(batch_tx);

@@ -144,7 +144,7 @@ pub(crate) async fn import(
     let db = state.scanner.db().clone();
     let status = tokio::task::spawn_blocking(move || {
         let advisories = capstan_scan::osv::parse("the request body", &body)
-            .map_err(|m| ApiError::new(Code::BadRequest, m))?;
+            .map_err(|e| ApiError::new(Code::BadRequest, e.to_string()))?;
         db.import(&advisories)
             .map_err(|e| ApiError::new(Code::Internal, e.to_string()))
     })

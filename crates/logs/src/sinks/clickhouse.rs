@@ -7,7 +7,7 @@
 //! Works with ClickHouse 18.16 and later: no `DateTime64` (the ns time is its own column), no
 //! `LowCardinality`, no `async_insert` (capstan batches itself, 20,000 rows by default).
 
-use capstan_model::LogLine;
+use capstan_model::{ConfigError, LogLine};
 use serde::{Deserialize, Serialize};
 
 use super::http::{self, Auth, BasicAuth};
@@ -39,12 +39,13 @@ fn default_table() -> String {
 }
 
 impl Config {
-    pub(super) fn check(&self) -> Result<(), String> {
-        http::endpoint(&self.endpoint).map_err(|e| format!("endpoint: {e}"))?;
+    pub(super) fn check(&self) -> Result<(), ConfigError> {
+        http::endpoint(&self.endpoint).map_err(|e| ConfigError::new("endpoint", e))?;
         for (key, value) in [("database", &self.database), ("table", &self.table)] {
             if !is_identifier(value) {
-                return Err(format!(
-                    "{key}: {value:?} must be letters, digits and _, not starting with a digit"
+                return Err(ConfigError::new(
+                    key,
+                    format!("{value:?} must be letters, digits and _, not starting with a digit"),
                 ));
             }
         }

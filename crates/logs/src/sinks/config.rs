@@ -5,6 +5,7 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
+use capstan_model::ConfigError;
 use capstan_outbound::TlsConfig;
 
 use super::{clickhouse, elasticsearch, file, loki, webhook};
@@ -55,22 +56,28 @@ pub enum Kind {
 }
 
 impl SinkConfig {
-    /// Checks what serde cannot: the name, the query, durations, endpoints, files. The error
-    /// starts with the key it is about (`query: ...`).
-    pub fn check(&self) -> Result<(), String> {
+    /// Checks what serde cannot: the name, the query, durations, endpoints, files.
+    ///
+    /// # Errors
+    /// The first problem, under the key it is about (`query`).
+    pub fn check(&self) -> Result<(), ConfigError> {
         capstan_outbound::check_name(&self.name)?;
-        crate::query::parse(&self.query).map_err(|e| format!("query: {e}"))?;
+        crate::query::parse(&self.query).map_err(|e| ConfigError::new("query", e))?;
         if self.batch_max_lines == Some(0) {
-            return Err("batch_max_lines: must be at least 1".into());
+            return Err(ConfigError::new("batch_max_lines", "must be at least 1"));
         }
         if let Some(t) = &self.batch_timeout {
-            capstan_model::parse_duration_nanos(t).map_err(|e| format!("batch_timeout: {e}"))?;
+            capstan_model::parse_duration_nanos(t)
+                .map_err(|e| ConfigError::new("batch_timeout", e))?;
         }
         if let Some(tls) = &self.tls {
             if matches!(self.kind, Kind::File(_)) {
-                return Err("tls: a file sink has no TLS; take the key out".into());
+                return Err(ConfigError::new(
+                    "tls",
+                    "a file sink has no TLS; take the key out",
+                ));
             }
-            tls.load().map_err(|e| e.to_string())?;
+            tls.load()?;
         }
         match &self.kind {
             Kind::File(c) => c.check(),
@@ -122,7 +129,7 @@ mod tests {
         let doc: Doc =
             serde_json::from_str(&format!("{{\"sinks\":[{text}]}}")).map_err(|e| e.to_string())?;
         let sink = doc.sinks.into_iter().next().ok_or("no sink")?;
-        sink.check()?;
+        sink.check().map_err(|e| e.to_string())?;
         Ok(sink)
     }
 

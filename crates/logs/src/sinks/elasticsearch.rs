@@ -5,7 +5,7 @@
 //! items that failed with 429 or 5xx are sent again; an item refused for good (a mapping
 //! conflict, 400) is counted as rejected and named in capstan's log.
 
-use capstan_model::LogLine;
+use capstan_model::{ConfigError, LogLine};
 use serde::Deserialize;
 use tracing::warn;
 
@@ -35,11 +35,14 @@ fn default_index() -> String {
 }
 
 impl Config {
-    pub(super) fn check(&self) -> Result<(), String> {
-        http::endpoint(&self.endpoint).map_err(|e| format!("endpoint: {e}"))?;
-        index_name(&self.index, 0).map_err(|e| format!("index: {e}"))?;
+    pub(super) fn check(&self) -> Result<(), ConfigError> {
+        http::endpoint(&self.endpoint).map_err(|e| ConfigError::new("endpoint", e))?;
+        index_name(&self.index, 0).map_err(|e| ConfigError::new("index", e))?;
         if self.api_key.is_some() && self.auth.is_some() {
-            return Err("api_key: give either an api_key or auth, not both".into());
+            return Err(ConfigError::new(
+                "api_key",
+                "give either an api_key or auth, not both",
+            ));
         }
         Ok(())
     }

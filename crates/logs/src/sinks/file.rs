@@ -4,7 +4,7 @@
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
-use capstan_model::LogLine;
+use capstan_model::{ConfigError, LogLine};
 use serde::Deserialize;
 use tracing::warn;
 
@@ -19,9 +19,9 @@ pub struct Config {
 }
 
 impl Config {
-    pub(super) fn check(&self) -> Result<(), String> {
+    pub(super) fn check(&self) -> Result<(), ConfigError> {
         if self.path.as_os_str().is_empty() {
-            return Err("path: must not be empty".into());
+            return Err(ConfigError::new("path", "must not be empty"));
         }
         Ok(())
     }

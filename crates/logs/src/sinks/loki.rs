@@ -2,7 +2,7 @@
 //! streams by a small set of low-cardinality labels (host, app, service, project, stream by
 //! default; never ids), each stream's values `[unix-ns string, raw line]` in time order.
 
-use capstan_model::LogLine;
+use capstan_model::{ConfigError, LogLine};
 use serde::Deserialize;
 use std::collections::BTreeMap;
 
@@ -47,13 +47,16 @@ fn default_labels() -> Vec<String> {
 }
 
 impl Config {
-    pub(super) fn check(&self) -> Result<(), String> {
-        http::endpoint(&self.endpoint).map_err(|e| format!("endpoint: {e}"))?;
+    pub(super) fn check(&self) -> Result<(), ConfigError> {
+        http::endpoint(&self.endpoint).map_err(|e| ConfigError::new("endpoint", e))?;
         for l in &self.labels {
             if !ALLOWED_LABELS.contains(&l.as_str()) {
-                return Err(format!(
-                    "labels: {l:?} is not one of {} (Loki labels must take few values)",
-                    ALLOWED_LABELS.join(", ")
+                return Err(ConfigError::new(
+                    "labels",
+                    format!(
+                        "{l:?} is not one of {} (Loki labels must take few values)",
+                        ALLOWED_LABELS.join(", ")
+                    ),
                 ));
             }
         }

@@ -4,7 +4,7 @@
 
 use std::collections::BTreeMap;
 
-use capstan_model::LogLine;
+use capstan_model::{ConfigError, LogLine};
 use serde::Deserialize;
 
 use super::http::{self, Auth};
@@ -37,8 +37,8 @@ pub enum Encoding {
 }
 
 impl Config {
-    pub(super) fn check(&self) -> Result<(), String> {
-        http::endpoint(&self.url).map_err(|e| format!("url: {e}"))?;
+    pub(super) fn check(&self) -> Result<(), ConfigError> {
+        http::endpoint(&self.url).map_err(|e| ConfigError::new("url", e))?;
         http::check_headers(&self.headers)
     }
 }
