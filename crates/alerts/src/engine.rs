@@ -550,7 +550,7 @@ impl Alerts {
         for e in events.iter().rev() {
             seen.take(e);
             if e.kind == "capstan"
-                && e.action.starts_with("alert_")
+                && CapstanAction::parse(&e.action).is_some_and(CapstanAction::is_alert)
                 && let Some(fp) = e.attributes.get("fingerprint")
             {
                 last.insert((e.actor.clone(), fp.clone()), e.clone());

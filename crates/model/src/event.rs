@@ -130,6 +130,11 @@ impl CapstanAction {
         }
     }
 
+    /// One of an alert's moves ([`Self::ALERTS`]).
+    pub fn is_alert(self) -> bool {
+        Self::ALERTS.contains(&self)
+    }
+
     /// The action a journaled name stands for; `None` for an engine action or a name no
     /// version wrote.
     pub fn parse(name: &str) -> Option<Self> {

@@ -3,7 +3,7 @@
 
 use std::collections::BTreeMap;
 
-use capstan_model::{Event, is_label_name};
+use capstan_model::{CapstanAction, Event, is_label_name};
 use serde::Serialize;
 
 /// A notification.
@@ -68,7 +68,7 @@ impl Message {
             .iter()
             .zip(&self.lines)
             .map(|(e, line)| {
-                if e.action.starts_with("alert_") {
+                if CapstanAction::parse(&e.action).is_some_and(CapstanAction::is_alert) {
                     return alert(e, line, &self.host, active_for);
                 }
                 let mut labels = serde_json::Map::new();
@@ -119,7 +119,7 @@ fn alert(e: &Event, line: &str, host: &str, active_for: chrono::Duration) -> ser
         .get("active_since")
         .cloned()
         .unwrap_or_else(|| e.time.to_rfc3339_opts(chrono::SecondsFormat::Millis, true));
-    let ends = if e.action == "alert_resolved" {
+    let ends = if CapstanAction::parse(&e.action) == Some(CapstanAction::AlertResolved) {
         e.time
     } else {
         chrono::Utc::now() + active_for
@@ -140,22 +140,18 @@ fn subject(host: &str, events: &[Event]) -> String {
     let parts: Vec<String> = counts
         .iter()
         .map(|(action, n)| {
-            let plural = *n != 1;
-            match *action {
-                "update_available" if plural => format!("{n} image updates available"),
-                "update_available" => "1 image update available".to_owned(),
-                "update_applied" if plural => format!("{n} image updates applied"),
-                "update_applied" => "1 image update applied".to_owned(),
-                "update_failed" if plural => format!("{n} image updates failed"),
-                "update_failed" => "1 image update failed".to_owned(),
-                "alert_firing" if plural => format!("{n} alerts firing"),
-                "alert_firing" => "1 alert firing".to_owned(),
-                "alert_resolved" if plural => format!("{n} alerts resolved"),
-                "alert_resolved" => "1 alert resolved".to_owned(),
-                "alert_flapping" if plural => format!("{n} alerts flapping"),
-                "alert_flapping" => "1 alert flapping".to_owned(),
-                other => format!("{n} × {other}"),
-            }
+            let (one, many, what) = match CapstanAction::parse(action) {
+                Some(CapstanAction::UpdateAvailable) => {
+                    ("image update", "image updates", "available")
+                }
+                Some(CapstanAction::UpdateApplied) => ("image update", "image updates", "applied"),
+                Some(CapstanAction::UpdateFailed) => ("image update", "image updates", "failed"),
+                Some(CapstanAction::AlertFiring) => ("alert", "alerts", "firing"),
+                Some(CapstanAction::AlertResolved) => ("alert", "alerts", "resolved"),
+                Some(CapstanAction::AlertFlapping) => ("alert", "alerts", "flapping"),
+                _ => return format!("{n} × {action}"),
+            };
+            format!("{n} {} {what}", if *n == 1 { one } else { many })
         })
         .collect();
     format!("{} on {host}", parts.join(", "))
@@ -181,16 +177,25 @@ fn line(e: &Event) -> String {
         (None, Some(d)) => format!("new content ({})", short(d)),
         (None, None) => String::new(),
     };
-    match e.action.as_str() {
-        "update_available" => format!("{reference}: {what} is available{why}"),
-        "update_applied" => format!("{reference}: updated to {what}{why}"),
-        "update_failed" => format!("{reference}: the update to {what} failed{why}"),
-        "alert_firing" | "alert_resolved" | "alert_flapping" => {
-            let state = match e.action.as_str() {
-                "alert_firing" => "FIRING",
-                "alert_resolved" => "RESOLVED",
-                _ => "FLAPPING (further changes not sent until it settles)",
-            };
+    let state = match CapstanAction::parse(&e.action) {
+        Some(CapstanAction::UpdateAvailable) => {
+            return format!("{reference}: {what} is available{why}");
+        }
+        Some(CapstanAction::UpdateApplied) => {
+            return format!("{reference}: updated to {what}{why}");
+        }
+        Some(CapstanAction::UpdateFailed) => {
+            return format!("{reference}: the update to {what} failed{why}");
+        }
+        Some(CapstanAction::AlertFiring) => Some("FIRING"),
+        Some(CapstanAction::AlertResolved) => Some("RESOLVED"),
+        Some(CapstanAction::AlertFlapping) => {
+            Some("FLAPPING (further changes not sent until it settles)")
+        }
+        _ => None,
+    };
+    match state {
+        Some(state) => {
             let summary = a("annotation.summary").unwrap_or_default();
             let who: Vec<String> = e
                 .attributes
