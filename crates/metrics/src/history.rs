@@ -11,9 +11,9 @@ use std::path::{Path, PathBuf};
 use std::sync::{Mutex, PoisonError};
 use std::time::Duration;
 
-use rusqlite::{Connection, params};
-
 use capstan_model::Sample;
+use capstan_store::Db;
+use rusqlite::{Connection, Transaction, params};
 
 /// Full resolution is kept this long.
 pub const RAW_KEEP: Duration = Duration::from_hours(1);
@@ -71,8 +71,8 @@ pub enum Resolution {
     Minute,
 }
 
-struct Inner {
-    conn: Connection,
+/// What the file says, kept in memory: series numbers, and how far roll-up and pruning got.
+struct Cache {
     ids: HashMap<SeriesKey, u32>,
     keys: HashMap<u32, SeriesKey>,
     /// Start of the newest minute already rolled up.
@@ -83,8 +83,9 @@ struct Inner {
 
 /// The history file, shared by the collector (writes) and the API (reads).
 pub struct History {
-    path: PathBuf,
-    inner: Mutex<Inner>,
+    db: Db,
+    /// Taken before the database, always.
+    cache: Mutex<Cache>,
     /// Between sweeps, as the collector was configured: how far back an instant looks.
     interval: Duration,
 }
@@ -92,75 +93,51 @@ pub struct History {
 impl std::fmt::Debug for History {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("History")
-            .field("path", &self.path)
+            .field("path", &self.db.path())
             .field("interval", &self.interval)
             .finish_non_exhaustive()
     }
 }
 
-impl History {
-    /// Opens (or creates) the history at `path`; `interval` is the collector's.
-    pub fn open(path: &Path, interval: Duration) -> Result<Self, Error> {
-        let db = |source| Error::Db {
-            path: path.to_owned(),
-            source,
-        };
-        let conn = capstan_store::migrations::open(path, MIGRATIONS)?;
+impl Cache {
+    /// The series numbers and the roll-up's progress, as the file has them.
+    fn load(conn: &Connection) -> Result<Self, rusqlite::Error> {
         let mut ids = HashMap::new();
         let mut keys = HashMap::new();
-        {
-            let mut stmt = conn
-                .prepare("SELECT id, name, labels FROM series")
-                .map_err(db)?;
-            let rows = stmt
-                .query_map([], |r| {
-                    Ok((
-                        r.get::<_, u32>(0)?,
-                        r.get::<_, String>(1)?,
-                        r.get::<_, String>(2)?,
-                    ))
-                })
-                .map_err(db)?;
-            for row in rows {
-                let (id, name, labels) = row.map_err(db)?;
-                let key = SeriesKey {
-                    name,
-                    labels: serde_json::from_str(&labels).unwrap_or_default(),
-                };
-                ids.insert(key.clone(), id);
-                keys.insert(id, key);
-            }
+        let mut stmt = conn.prepare("SELECT id, name, labels FROM series")?;
+        let rows = stmt.query_map([], |r| {
+            Ok((
+                r.get::<_, u32>(0)?,
+                r.get::<_, String>(1)?,
+                r.get::<_, String>(2)?,
+            ))
+        })?;
+        for row in rows {
+            let (id, name, labels) = row?;
+            let key = SeriesKey {
+                name,
+                labels: serde_json::from_str(&labels).unwrap_or_default(),
+            };
+            ids.insert(key.clone(), id);
+            keys.insert(id, key);
         }
-        let rolled: i64 = conn
-            .query_row("SELECT COALESCE(MAX(t), 0) FROM minute", [], |r| r.get(0))
-            .map_err(db)?;
+        let rolled = conn.query_row("SELECT COALESCE(MAX(t), 0) FROM minute", [], |r| r.get(0))?;
         Ok(Self {
-            path: path.to_owned(),
-            inner: Mutex::new(Inner {
-                conn,
-                ids,
-                keys,
-                rolled,
-                pruned: 0,
-            }),
-            interval,
+            ids,
+            keys,
+            rolled,
+            pruned: 0,
         })
     }
 
-    fn db(&self) -> impl Fn(rusqlite::Error) -> Error + '_ {
-        |source| Error::Db {
-            path: self.path.clone(),
-            source,
-        }
-    }
-
-    /// Stores one sweep taken at `t` (unix ms); rolls up the minutes it completes and drops
-    /// what is past its keep.
-    pub fn record(&self, t: i64, samples: &[Sample]) -> Result<(), Error> {
-        let db = self.db();
-        let mut inner = self.inner.lock().unwrap_or_else(PoisonError::into_inner);
-        let inner = &mut *inner;
-        let tx = inner.conn.transaction().map_err(&db)?;
+    /// One sweep written in `tx`; the cache follows what the transaction wrote (numbers of
+    /// series it added, minutes it rolled up).
+    fn record(
+        &mut self,
+        tx: &Transaction<'_>,
+        t: i64,
+        samples: &[Sample],
+    ) -> Result<(), rusqlite::Error> {
         let mut data = Vec::with_capacity(samples.len() * 10);
         for s in samples {
             if !s.value.is_finite() {
@@ -170,7 +147,7 @@ impl History {
                 name: s.name.clone(),
                 labels: s.labels.clone(),
             };
-            let id = match inner.ids.get(&key) {
+            let id = match self.ids.get(&key) {
                 Some(id) => *id,
                 None => {
                     let labels = serde_json::to_string(&key.labels).unwrap_or_default();
@@ -178,17 +155,14 @@ impl History {
                         "INSERT INTO series (name, labels, last_seen) VALUES (?1, ?2, ?3)
                          ON CONFLICT (name, labels) DO UPDATE SET last_seen = excluded.last_seen",
                         params![key.name, labels, t],
-                    )
-                    .map_err(&db)?;
-                    let id: u32 = tx
-                        .query_row(
-                            "SELECT id FROM series WHERE name = ?1 AND labels = ?2",
-                            params![key.name, labels],
-                            |r| r.get(0),
-                        )
-                        .map_err(&db)?;
-                    inner.ids.insert(key.clone(), id);
-                    inner.keys.insert(id, key);
+                    )?;
+                    let id: u32 = tx.query_row(
+                        "SELECT id FROM series WHERE name = ?1 AND labels = ?2",
+                        params![key.name, labels],
+                        |r| r.get(0),
+                    )?;
+                    self.ids.insert(key.clone(), id);
+                    self.keys.insert(id, key);
                     id
                 }
             };
@@ -198,38 +172,33 @@ impl History {
         tx.execute(
             "INSERT OR REPLACE INTO raw (t, data) VALUES (?1, ?2)",
             params![t, data],
-        )
-        .map_err(&db)?;
+        )?;
         // every minute before this sweep's is complete
         let current = t - t.rem_euclid(MINUTE_MS);
-        if inner.rolled < current - MINUTE_MS {
-            let first: Option<i64> = tx
-                .query_row(
-                    "SELECT MIN(t) FROM raw WHERE t >= ?1",
-                    [inner.rolled + MINUTE_MS],
-                    |r| r.get(0),
-                )
-                .map_err(&db)?;
+        if self.rolled < current - MINUTE_MS {
+            let first: Option<i64> = tx.query_row(
+                "SELECT MIN(t) FROM raw WHERE t >= ?1",
+                [self.rolled + MINUTE_MS],
+                |r| r.get(0),
+            )?;
             if let Some(first) = first {
                 let mut minute = first - first.rem_euclid(MINUTE_MS);
                 while minute < current {
-                    roll_up(&tx, minute, &inner.keys).map_err(&db)?;
+                    roll_up(tx, minute, &self.keys)?;
                     minute += MINUTE_MS;
                 }
             }
-            inner.rolled = current - MINUTE_MS;
+            self.rolled = current - MINUTE_MS;
         }
-        if t - inner.pruned >= MINUTE_MS {
+        if t - self.pruned >= MINUTE_MS {
             tx.execute(
                 "DELETE FROM raw WHERE t < ?1",
                 [t - RAW_KEEP.as_millis() as i64],
-            )
-            .map_err(&db)?;
+            )?;
             tx.execute(
                 "DELETE FROM minute WHERE t < ?1",
                 [t - MINUTE_KEEP.as_millis() as i64],
-            )
-            .map_err(&db)?;
+            )?;
             // series seen this sweep are fresh; the others age out with the minute table
             let seen: Vec<u32> = {
                 let mut ids = Vec::new();
@@ -241,34 +210,64 @@ impl History {
                 ids
             };
             {
-                let mut stmt = tx
-                    .prepare_cached("UPDATE series SET last_seen = ?1 WHERE id = ?2")
-                    .map_err(&db)?;
+                let mut stmt =
+                    tx.prepare_cached("UPDATE series SET last_seen = ?1 WHERE id = ?2")?;
                 for id in seen {
-                    stmt.execute(params![t, id]).map_err(&db)?;
+                    stmt.execute(params![t, id])?;
                 }
             }
             let cutoff = t - MINUTE_KEEP.as_millis() as i64;
             let gone: Vec<u32> = {
-                let mut stmt = tx
-                    .prepare("SELECT id FROM series WHERE last_seen < ?1")
-                    .map_err(&db)?;
-                stmt.query_map([cutoff], |r| r.get(0))
-                    .map_err(&db)?
-                    .collect::<Result<_, _>>()
-                    .map_err(&db)?
+                let mut stmt = tx.prepare("SELECT id FROM series WHERE last_seen < ?1")?;
+                stmt.query_map([cutoff], |r| r.get(0))?
+                    .collect::<Result<_, _>>()?
             };
-            tx.execute("DELETE FROM series WHERE last_seen < ?1", [cutoff])
-                .map_err(&db)?;
+            tx.execute("DELETE FROM series WHERE last_seen < ?1", [cutoff])?;
             for id in gone {
-                if let Some(key) = inner.keys.remove(&id) {
-                    inner.ids.remove(&key);
+                if let Some(key) = self.keys.remove(&id) {
+                    self.ids.remove(&key);
                 }
             }
-            inner.pruned = t;
+            self.pruned = t;
         }
-        tx.commit().map_err(&db)?;
         Ok(())
+    }
+}
+
+impl History {
+    /// Opens (or creates) the history at `path`; `interval` is the collector's.
+    pub fn open(path: &Path, interval: Duration) -> Result<Self, Error> {
+        let db = Db::open(path, MIGRATIONS)?;
+        let cache = db.read(Cache::load).map_err(|source| Error::Db {
+            path: path.to_owned(),
+            source,
+        })?;
+        Ok(Self {
+            db,
+            cache: Mutex::new(cache),
+            interval,
+        })
+    }
+
+    fn db(&self) -> impl Fn(rusqlite::Error) -> Error + '_ {
+        |source| Error::Db {
+            path: self.db.path().to_owned(),
+            source,
+        }
+    }
+
+    /// Stores one sweep taken at `t` (unix ms); rolls up the minutes it completes and drops
+    /// what is past its keep.
+    pub fn record(&self, t: i64, samples: &[Sample]) -> Result<(), Error> {
+        let mut cache = self.cache.lock().unwrap_or_else(PoisonError::into_inner);
+        let written = self.db.write(|tx| cache.record(tx, t, samples));
+        if written.is_err() {
+            // the transaction rolled back: what the cache learnt in it is not in the file
+            if let Ok(fresh) = self.db.read(Cache::load) {
+                *cache = fresh;
+            }
+        }
+        written.map_err(self.db())
     }
 
     /// The series `wanted` picks, with their points in `[from, to]` (unix ms) at `resolution`.
@@ -279,15 +278,13 @@ impl History {
         resolution: Resolution,
         wanted: &dyn Fn(&SeriesKey) -> bool,
     ) -> Result<Vec<Points>, Error> {
-        let db = self.db();
-        let inner = self.inner.lock().unwrap_or_else(PoisonError::into_inner);
-        let picked: HashMap<u32, &SeriesKey> = inner
+        let cache = self.cache.lock().unwrap_or_else(PoisonError::into_inner);
+        let picked: HashMap<u32, &SeriesKey> = cache
             .keys
             .iter()
             .filter(|(_, k)| wanted(k))
             .map(|(id, k)| (*id, k))
             .collect();
-        let mut out: HashMap<u32, Vec<(i64, f64)>> = HashMap::new();
         if picked.is_empty() {
             return Ok(Vec::new());
         }
@@ -295,11 +292,50 @@ impl History {
             Resolution::Raw => "SELECT t, data FROM raw WHERE t BETWEEN ?1 AND ?2 ORDER BY t",
             Resolution::Minute => "SELECT t, data FROM minute WHERE t BETWEEN ?1 AND ?2 ORDER BY t",
         };
-        let mut stmt = inner.conn.prepare_cached(sql).map_err(&db)?;
-        let mut rows = stmt.query(params![from, to]).map_err(&db)?;
-        while let Some(row) = rows.next().map_err(&db)? {
-            let t: i64 = row.get(0).map_err(&db)?;
-            let data = row.get_ref(1).map_err(&db)?.as_blob().unwrap_or_default();
+        let out = self
+            .db
+            .read(|conn| points(conn, sql, from, to, resolution, &picked))
+            .map_err(self.db())?;
+        Ok(out
+            .into_iter()
+            .filter_map(|(id, points)| {
+                Some(Points {
+                    key: (*picked.get(&id)?).clone(),
+                    points,
+                })
+            })
+            .collect())
+    }
+
+    /// The oldest sweep still at full resolution (unix ms).
+    pub fn raw_since(&self) -> Result<Option<i64>, Error> {
+        self.db
+            .read(|conn| conn.query_row("SELECT MIN(t) FROM raw", [], |r| r.get(0)))
+            .map_err(self.db())
+    }
+
+    /// Between sweeps.
+    pub fn interval(&self) -> Duration {
+        self.interval
+    }
+}
+
+/// The points of the `picked` series that `sql` reads from one table in `[from, to]`.
+fn points(
+    conn: &Connection,
+    sql: &str,
+    from: i64,
+    to: i64,
+    resolution: Resolution,
+    picked: &HashMap<u32, &SeriesKey>,
+) -> Result<HashMap<u32, Vec<(i64, f64)>>, rusqlite::Error> {
+    let mut out: HashMap<u32, Vec<(i64, f64)>> = HashMap::new();
+    {
+        let mut stmt = conn.prepare_cached(sql)?;
+        let mut rows = stmt.query(params![from, to])?;
+        while let Some(row) = rows.next()? {
+            let t: i64 = row.get(0)?;
+            let data = row.get_ref(1)?.as_blob().unwrap_or_default();
             let mut rest = data;
             while let Some((id, tail)) = get_varint(rest) {
                 let (value, tail) = match resolution {
@@ -318,30 +354,8 @@ impl History {
                 rest = tail.unwrap_or_default();
             }
         }
-        Ok(out
-            .into_iter()
-            .filter_map(|(id, points)| {
-                Some(Points {
-                    key: (*picked.get(&id)?).clone(),
-                    points,
-                })
-            })
-            .collect())
     }
-
-    /// The oldest sweep still at full resolution (unix ms).
-    pub fn raw_since(&self) -> Result<Option<i64>, Error> {
-        let inner = self.inner.lock().unwrap_or_else(PoisonError::into_inner);
-        inner
-            .conn
-            .query_row("SELECT MIN(t) FROM raw", [], |r| r.get(0))
-            .map_err(self.db())
-    }
-
-    /// Between sweeps.
-    pub fn interval(&self) -> Duration {
-        self.interval
-    }
+    Ok(out)
 }
 
 /// A counter's name, by Prometheus' convention.

@@ -4,10 +4,11 @@
 
 use std::collections::BTreeMap;
 use std::path::Path;
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::Arc;
 
 use capstan_model::{Severity, VulnDbStatus};
-use rusqlite::{Connection, OptionalExtension, params};
+use capstan_store::Db;
+use rusqlite::{OptionalExtension, params};
 
 use crate::layers::LayerFiles;
 use crate::osv::{Advisory, Affected};
@@ -48,7 +49,7 @@ pub(crate) struct Match {
 /// The database. Calls block (SQLite): callers run them on the blocking pool.
 #[derive(Debug, Clone)]
 pub struct VulnDb {
-    conn: Arc<Mutex<Connection>>,
+    db: Arc<Db>,
 }
 
 /// Why the vulnerability database cannot be opened, read or written.
@@ -86,19 +87,11 @@ impl VulnDb {
     /// # Errors
     /// The file cannot be opened or is not capstan's.
     pub fn open(path: &Path) -> Result<Self, DbError> {
-        let conn =
-            capstan_store::migrations::open(path, &[SCHEMA]).map_err(|source| DbError::Open {
-                path: path.to_owned(),
-                source,
-            })?;
-        Ok(Self {
-            conn: Arc::new(Mutex::new(conn)),
-        })
-    }
-
-    fn with<T>(&self, f: impl FnOnce(&mut Connection) -> Result<T, DbError>) -> Result<T, DbError> {
-        let mut conn = self.conn.lock().unwrap_or_else(PoisonError::into_inner);
-        f(&mut conn)
+        let db = Db::open(path, &[SCHEMA]).map_err(|source| DbError::Open {
+            path: path.to_owned(),
+            source,
+        })?;
+        Ok(Self { db: Arc::new(db) })
     }
 
     /// Adds or replaces `advisories` (by id) in one transaction.
@@ -106,8 +99,7 @@ impl VulnDb {
     /// # Errors
     /// The database cannot be written; nothing changed then.
     pub fn import(&self, advisories: &[Advisory]) -> Result<VulnDbStatus, DbError> {
-        self.with(|conn| {
-            let tx = conn.transaction().map_err(sql)?;
+        self.db.write(|tx| {
             for a in advisories {
                 tx.execute("DELETE FROM affected WHERE advisory = ?1", params![a.id])
                     .map_err(sql)?;
@@ -141,8 +133,7 @@ impl VulnDb {
                 params![chrono::Utc::now().to_rfc3339()],
             )
             .map_err(sql)?;
-            tx.commit().map_err(sql)?;
-            Ok(())
+            Ok::<_, DbError>(())
         })?;
         let mut status = self.status()?;
         status.imported = advisories.len() as u64;
@@ -154,7 +145,7 @@ impl VulnDb {
     /// # Errors
     /// The database cannot be read.
     pub fn status(&self) -> Result<VulnDbStatus, DbError> {
-        self.with(|conn| {
+        self.db.read(|conn| {
             let advisories: i64 = conn
                 .query_row("SELECT count(*) FROM advisories", [], |r| r.get(0))
                 .map_err(sql)?;
@@ -195,7 +186,7 @@ impl VulnDb {
         ecosystems: &[String],
         packages: &[&str],
     ) -> Result<Vec<Match>, DbError> {
-        self.with(|conn| {
+        self.db.read(|conn| {
             let mut stmt = conn
                 .prepare_cached(
                     "SELECT a.id, a.summary, a.aliases, a.severity, f.ecosystem, f.body
@@ -242,7 +233,7 @@ impl VulnDb {
 
     /// Advisories held for `ecosystems`.
     pub(crate) fn count_for(&self, ecosystems: &[String]) -> Result<u64, DbError> {
-        self.with(|conn| {
+        self.db.read(|conn| {
             let mut n = 0;
             for e in ecosystems {
                 let c: i64 = conn
@@ -260,7 +251,7 @@ impl VulnDb {
 
     /// The package-database files a layer holds, when it was read before.
     pub(crate) fn layer(&self, diff_id: &str) -> Result<Option<LayerFiles>, DbError> {
-        self.with(|conn| {
+        self.db.read(|conn| {
             let text: Option<String> = conn
                 .query_row(
                     "SELECT files FROM layers WHERE diff_id = ?1",
@@ -275,7 +266,7 @@ impl VulnDb {
 
     pub(crate) fn keep_layer(&self, diff_id: &str, files: &LayerFiles) -> Result<(), DbError> {
         let text = serde_json::to_string(files).map_err(DbError::Encode)?;
-        self.with(|conn| {
+        self.db.write(|conn| {
             conn.execute(
                 "INSERT OR REPLACE INTO layers (diff_id, files) VALUES (?1, ?2)",
                 params![diff_id, text],
@@ -290,7 +281,7 @@ impl VulnDb {
     /// # Errors
     /// The database cannot be written.
     pub fn forget_layers(&self) -> Result<(), DbError> {
-        self.with(|conn| {
+        self.db.write(|conn| {
             conn.execute("DELETE FROM layers", [])
                 .map(drop)
                 .map_err(sql)

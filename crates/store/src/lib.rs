@@ -8,13 +8,14 @@
 
 pub mod access;
 pub mod containers;
+mod db;
 mod error;
 pub mod events;
 pub mod images;
 pub mod migrations;
 pub mod releases;
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::{Arc, Mutex};
 
 use rusqlite::OpenFlags;
@@ -22,6 +23,7 @@ pub use rusqlite::{Connection, Transaction};
 
 pub use access::{AuditRow, SessionRow, TokenRow, UserRow};
 pub use containers::ContainerRow;
+pub use db::Db;
 pub use error::Error;
 pub use events::{Cursor, EventFilter, NewEvent};
 pub use images::{HistoryRow, ImageRow};
@@ -34,15 +36,14 @@ pub struct Store {
 }
 
 struct Inner {
-    path: PathBuf,
-    writer: Mutex<Connection>,
+    writer: Db,
     readers: Mutex<Vec<Connection>>,
 }
 
 impl std::fmt::Debug for Store {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Store")
-            .field("path", &self.inner.path)
+            .field("path", &self.inner.writer.path())
             .finish()
     }
 }
@@ -57,11 +58,9 @@ impl Store {
     /// [`Error::Open`] when the file cannot be opened, [`Error::Migration`] when the schema is
     /// newer than this binary or a migration fails.
     pub fn open(path: &Path) -> Result<Self, Error> {
-        let writer = migrations::open(path, migrations::MIGRATIONS)?;
         Ok(Self {
             inner: Arc::new(Inner {
-                path: path.to_owned(),
-                writer: Mutex::new(writer),
+                writer: Db::open(path, migrations::MIGRATIONS)?,
                 readers: Mutex::new(Vec::new()),
             }),
         })
@@ -78,15 +77,9 @@ impl Store {
         F: FnOnce(&Transaction<'_>) -> Result<T, Error> + Send + 'static,
     {
         let inner = Arc::clone(&self.inner);
-        tokio::task::spawn_blocking(move || {
-            let mut conn = inner.writer.lock().map_err(|_| Error::Poisoned)?;
-            let tx = conn.transaction()?;
-            let out = f(&tx)?;
-            tx.commit()?;
-            Ok(out)
-        })
-        .await
-        .map_err(|e| Error::Task(e.to_string()))?
+        tokio::task::spawn_blocking(move || inner.writer.write(f))
+            .await
+            .map_err(|e| Error::Task(e.to_string()))?
     }
 
     /// Runs `f` on a read-only connection (WAL readers never block the writer).
@@ -102,7 +95,7 @@ impl Store {
         tokio::task::spawn_blocking(move || {
             let conn = match inner.readers.lock().map_err(|_| Error::Poisoned)?.pop() {
                 Some(conn) => conn,
-                None => open_reader(&inner.path)?,
+                None => open_reader(inner.writer.path())?,
             };
             let out = f(&conn);
             let mut idle = inner.readers.lock().map_err(|_| Error::Poisoned)?;
@@ -117,7 +110,7 @@ impl Store {
 
     /// Where the database file is.
     pub fn path(&self) -> &Path {
-        &self.inner.path
+        self.inner.writer.path()
     }
 }
 
