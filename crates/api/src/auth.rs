@@ -1,4 +1,4 @@
-use axum::extract::{Request, State};
+use axum::extract::{MatchedPath, Request, State};
 use axum::http::Method;
 use axum::http::header::AUTHORIZATION;
 use axum::middleware::Next;
@@ -13,39 +13,6 @@ use crate::{ApiError, AppState, Code};
 pub struct Principal {
     pub name: String,
     pub role: Role,
-}
-
-/// The role a request needs: reading is a viewer's, changing an operator's, and tokens, the
-/// audit log, alert rules and the advisory database an admin's. Planning a deploy and testing an
-/// alert rule change nothing.
-pub(crate) fn required_role(method: &Method, path: &str) -> Role {
-    if path.starts_with("/api/v1/tokens")
-        || path.starts_with("/api/v1/audit")
-        || path.starts_with("/api/v1/users")
-    {
-        return Role::Admin;
-    }
-    if path == "/api/v1/session" {
-        // anyone signed in may see and end their own session
-        return Role::Viewer;
-    }
-    if method == Method::GET || method == Method::HEAD {
-        return Role::Viewer;
-    }
-    if path.starts_with("/api/v1/alerts/rules") {
-        return if path.ends_with("/test") {
-            Role::Viewer
-        } else {
-            Role::Admin
-        };
-    }
-    if path == "/api/v1/vulndb" {
-        return Role::Admin;
-    }
-    if path.ends_with("/plan") {
-        return Role::Viewer;
-    }
-    Role::Operator
 }
 
 /// Lower-case hex.
@@ -276,7 +243,12 @@ pub(crate) async fn require_token(
         .path_and_query()
         .map_or_else(|| path.clone(), |p| p.as_str().to_owned());
     let remote = remote_of(request.extensions());
-    let needed = required_role(&method, &path);
+    // the role registered for the route the request matched; none registered: admins only
+    let needed = request
+        .extensions()
+        .get::<MatchedPath>()
+        .and_then(|t| crate::route_role(&method, t.as_str()))
+        .unwrap_or(Role::Admin);
     let audited = !reads;
     let response = if !csrf_ok {
         Err(ApiError::new(

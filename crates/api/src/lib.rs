@@ -20,7 +20,7 @@ use axum::http::Method;
 use axum::routing::{MethodFilter, on};
 use capstan_engine::Engine;
 use capstan_images::JournalStatus;
-use capstan_model::Event;
+use capstan_model::{Event, Role};
 use capstan_store::Store;
 use tokio::sync::broadcast;
 use tokio_util::sync::CancellationToken;
@@ -81,11 +81,27 @@ impl std::fmt::Debug for AppState {
     }
 }
 
-/// A router that records each method and path as it registers them: the OpenAPI test compares
-/// this list, what is actually routed, with the document.
+/// Who may call a route: anyone (it checks what it needs itself), or a role and those above it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Access {
+    Open,
+    Needs(Role),
+}
+
+const OPEN: Access = Access::Open;
+/// Reading.
+const VIEWER: Access = Access::Needs(Role::Viewer);
+/// Changing what runs.
+const OPERATOR: Access = Access::Needs(Role::Operator);
+/// Tokens, users, the audit log, alert rules, the advisory database.
+const ADMIN: Access = Access::Needs(Role::Admin);
+
+/// A router that records each method, path template and role as it registers them: the
+/// authorization middleware enforces the role of the template a request matched, and the
+/// OpenAPI document is checked against (and documents) the same table.
 struct Routes {
     router: Router<AppState>,
-    table: Vec<(Method, &'static str)>,
+    table: Vec<(Method, &'static str, Access)>,
 }
 
 impl Routes {
@@ -100,6 +116,7 @@ impl Routes {
         mut self,
         (method, filter): (Method, MethodFilter),
         path: &'static str,
+        access: Access,
         handler: H,
     ) -> Self
     where
@@ -107,93 +124,145 @@ impl Routes {
         T: 'static,
     {
         self.router = self.router.route(path, on(filter, handler));
-        self.table.push((method, path));
+        self.table.push((method, path, access));
         self
     }
 
-    fn get<H: Handler<T, AppState>, T: 'static>(self, path: &'static str, handler: H) -> Self {
-        self.add((Method::GET, MethodFilter::GET), path, handler)
+    fn get<H: Handler<T, AppState>, T: 'static>(
+        self,
+        path: &'static str,
+        access: Access,
+        handler: H,
+    ) -> Self {
+        self.add((Method::GET, MethodFilter::GET), path, access, handler)
     }
 
-    fn post<H: Handler<T, AppState>, T: 'static>(self, path: &'static str, handler: H) -> Self {
-        self.add((Method::POST, MethodFilter::POST), path, handler)
+    fn post<H: Handler<T, AppState>, T: 'static>(
+        self,
+        path: &'static str,
+        access: Access,
+        handler: H,
+    ) -> Self {
+        self.add((Method::POST, MethodFilter::POST), path, access, handler)
     }
 
-    fn delete<H: Handler<T, AppState>, T: 'static>(self, path: &'static str, handler: H) -> Self {
-        self.add((Method::DELETE, MethodFilter::DELETE), path, handler)
+    fn delete<H: Handler<T, AppState>, T: 'static>(
+        self,
+        path: &'static str,
+        access: Access,
+        handler: H,
+    ) -> Self {
+        self.add(
+            (Method::DELETE, MethodFilter::DELETE),
+            path,
+            access,
+            handler,
+        )
     }
 }
 
-/// The routes that need a token.
+/// The routes that need a token or a session, each with the role it needs. Planning a deploy
+/// and testing an alert rule change nothing: a viewer's.
 fn protected() -> Routes {
     use routes::{access, alerts, apps, containers, events, images, logs, metrics, scan, session};
     let import_limit = DefaultBodyLimit::max(scan::IMPORT_LIMIT);
     let build_limit = DefaultBodyLimit::max(apps::BUILD_CONTEXT_LIMIT);
     Routes::new()
-        .get("/api/v1/events", events::list)
-        .get("/api/v1/events/stream", events::stream)
-        .get("/api/v1/images", images::list)
-        .get("/api/v1/images/updates", images::updates)
-        .get("/api/v1/notify", images::notify)
-        .post("/api/v1/images/updates/check", images::check_updates)
-        .post("/api/v1/images/scan", scan::scan)
-        .get("/api/v1/images/findings", scan::findings)
-        .get("/api/v1/vulndb", scan::status)
-        .post("/api/v1/vulndb", scan::import.layer(import_limit))
-        .get("/api/v1/images/{*key}", images::detail)
-        .get("/api/v1/containers", containers::list)
-        .get("/api/v1/apps", apps::list_apps)
-        .get("/api/v1/proxy", apps::proxy_status)
-        .get("/api/v1/logs", logs::search)
-        .get("/api/v1/logs/histogram", logs::histogram)
-        .get("/api/v1/logs/stream", logs::stream)
-        .get("/api/v1/logs/stats", logs::stats)
-        .get("/metrics", metrics::metrics)
-        .get("/api/v1/metrics/containers", metrics::containers)
-        .get("/api/v1/metrics/query", metrics::query)
-        .get("/api/v1/alerts", alerts::list)
-        .get("/api/v1/tokens", access::list)
-        .post("/api/v1/tokens", access::create)
-        .delete("/api/v1/tokens/{name}", access::revoke)
-        .get("/api/v1/audit", access::audit)
-        .get("/api/v1/session", session::current)
-        .delete("/api/v1/session", session::sign_out)
-        .get("/api/v1/users", session::list_users)
-        .post("/api/v1/users", session::put_user)
-        .delete("/api/v1/users/{name}", session::remove_user)
-        .get("/api/v1/alerts/history", alerts::history)
-        .get("/api/v1/alerts/rules", alerts::rules)
-        .post("/api/v1/alerts/rules", alerts::add_rule)
-        .delete("/api/v1/alerts/rules/{name}", alerts::remove_rule)
-        .post("/api/v1/alerts/rules/{name}/test", alerts::test_rule)
-        .post("/api/v1/apps/{app}/plan", apps::plan_app)
-        .post("/api/v1/apps/{app}/deploy", apps::deploy_app)
+        .get("/api/v1/events", VIEWER, events::list)
+        .get("/api/v1/events/stream", VIEWER, events::stream)
+        .get("/api/v1/images", VIEWER, images::list)
+        .get("/api/v1/images/updates", VIEWER, images::updates)
+        .get("/api/v1/notify", VIEWER, images::notify)
+        .post(
+            "/api/v1/images/updates/check",
+            OPERATOR,
+            images::check_updates,
+        )
+        .post("/api/v1/images/scan", OPERATOR, scan::scan)
+        .get("/api/v1/images/findings", VIEWER, scan::findings)
+        .get("/api/v1/vulndb", VIEWER, scan::status)
+        .post("/api/v1/vulndb", ADMIN, scan::import.layer(import_limit))
+        .get("/api/v1/images/{*key}", VIEWER, images::detail)
+        .get("/api/v1/containers", VIEWER, containers::list)
+        .get("/api/v1/apps", VIEWER, apps::list_apps)
+        .get("/api/v1/proxy", VIEWER, apps::proxy_status)
+        .get("/api/v1/logs", VIEWER, logs::search)
+        .get("/api/v1/logs/histogram", VIEWER, logs::histogram)
+        .get("/api/v1/logs/stream", VIEWER, logs::stream)
+        .get("/api/v1/logs/stats", VIEWER, logs::stats)
+        .get("/metrics", VIEWER, metrics::metrics)
+        .get("/api/v1/metrics/containers", VIEWER, metrics::containers)
+        .get("/api/v1/metrics/query", VIEWER, metrics::query)
+        .get("/api/v1/alerts", VIEWER, alerts::list)
+        .get("/api/v1/tokens", ADMIN, access::list)
+        .post("/api/v1/tokens", ADMIN, access::create)
+        .delete("/api/v1/tokens/{name}", ADMIN, access::revoke)
+        .get("/api/v1/audit", ADMIN, access::audit)
+        .get("/api/v1/session", VIEWER, session::current)
+        .delete("/api/v1/session", VIEWER, session::sign_out)
+        .get("/api/v1/users", ADMIN, session::list_users)
+        .post("/api/v1/users", ADMIN, session::put_user)
+        .delete("/api/v1/users/{name}", ADMIN, session::remove_user)
+        .get("/api/v1/alerts/history", VIEWER, alerts::history)
+        .get("/api/v1/alerts/rules", VIEWER, alerts::rules)
+        .post("/api/v1/alerts/rules", ADMIN, alerts::add_rule)
+        .delete("/api/v1/alerts/rules/{name}", ADMIN, alerts::remove_rule)
+        .post(
+            "/api/v1/alerts/rules/{name}/test",
+            VIEWER,
+            alerts::test_rule,
+        )
+        .post("/api/v1/apps/{app}/plan", VIEWER, apps::plan_app)
+        .post("/api/v1/apps/{app}/deploy", OPERATOR, apps::deploy_app)
         .post(
             "/api/v1/apps/{app}/build/{service}",
+            OPERATOR,
             apps::build_service.layer(build_limit),
         )
-        .get("/api/v1/apps/{app}/releases", apps::list_releases)
-        .post("/api/v1/apps/{app}/down", apps::down_app)
-        .post("/api/v1/apps/{app}/rollback", apps::rollback_app)
+        .get("/api/v1/apps/{app}/releases", VIEWER, apps::list_releases)
+        .post("/api/v1/apps/{app}/down", OPERATOR, apps::down_app)
+        .post("/api/v1/apps/{app}/rollback", OPERATOR, apps::rollback_app)
 }
 
 /// The routes open to all: health, sign-in, the dashboard's assets, the OpenAPI document and the
 /// registry hook (which checks its own secret).
 fn open() -> Routes {
     Routes::new()
-        .get("/api/v1/health", routes::health::health)
-        .post("/api/v1/session", routes::session::sign_in)
-        .get("/api/v1/openapi.json", openapi::openapi_json)
-        .get("/", routes::ui::index)
-        .get("/ui/{*path}", routes::ui::file)
-        .post("/api/v1/hooks/registry", routes::images::registry_hook)
+        .get("/api/v1/health", OPEN, routes::health::health)
+        .post("/api/v1/session", OPEN, routes::session::sign_in)
+        .get("/api/v1/openapi.json", OPEN, openapi::openapi_json)
+        .get("/", OPEN, routes::ui::index)
+        .get("/ui/{*path}", OPEN, routes::ui::file)
+        .post(
+            "/api/v1/hooks/registry",
+            OPEN,
+            routes::images::registry_hook,
+        )
 }
 
 /// Every method and path the router serves, as registered.
 pub fn route_table() -> Vec<(Method, &'static str)> {
-    let mut table = open().table;
-    table.extend(protected().table);
-    table
+    open()
+        .table
+        .into_iter()
+        .chain(protected().table)
+        .map(|(method, path, _)| (method, path))
+        .collect()
+}
+
+/// The role a protected route's template needs, as registered (a wildcard `{*key}` may be
+/// written `{key}`, as OpenAPI does); `None` for a template not registered as protected.
+pub(crate) fn route_role(method: &Method, template: &str) -> Option<Role> {
+    static ROLES: std::sync::OnceLock<Vec<(Method, &'static str, Access)>> =
+        std::sync::OnceLock::new();
+    ROLES
+        .get_or_init(|| protected().table)
+        .iter()
+        .find(|(m, p, _)| m == method && (*p == template || p.replace("{*", "{") == template))
+        .and_then(|(_, _, access)| match access {
+            Access::Needs(role) => Some(*role),
+            Access::Open => None,
+        })
 }
 
 /// The whole API.
@@ -357,10 +426,19 @@ mod tests {
     }
 
     async fn send(app: Router, method: &str, uri: &str) -> (StatusCode, serde_json::Value) {
+        send_as(app, method, uri, "secret").await
+    }
+
+    async fn send_as(
+        app: Router,
+        method: &str,
+        uri: &str,
+        token: &str,
+    ) -> (StatusCode, serde_json::Value) {
         let req = Request::builder()
             .method(method)
             .uri(uri)
-            .header("authorization", "Bearer secret")
+            .header("authorization", format!("Bearer {token}"))
             .body(Body::empty())
             .unwrap();
         let resp = app.oneshot(req).await.unwrap();
@@ -390,6 +468,86 @@ mod tests {
         }
         out.push_str(rest);
         out
+    }
+
+    /// A token of `role`, made through the API by the admin token.
+    async fn token_of(dir: &tempfile::TempDir, role: Role) -> String {
+        let req = Request::post("/api/v1/tokens")
+            .header("authorization", "Bearer secret")
+            .header("content-type", "application/json")
+            .body(Body::from(
+                serde_json::json!({"name": format!("t-{}", role.as_str()), "role": role.as_str()})
+                    .to_string(),
+            ))
+            .unwrap();
+        let resp = app(dir).oneshot(req).await.unwrap();
+        assert_eq!(resp.status(), StatusCode::CREATED);
+        let bytes = resp.into_body().collect().await.unwrap().to_bytes();
+        let made: serde_json::Value = serde_json::from_slice(&bytes).unwrap();
+        made["token"].as_str().unwrap().to_owned()
+    }
+
+    /// For every documented operation and every role: refused with 403 exactly when the role is
+    /// below the operation's `x-capstan-role`. Roles follow the route a request matched, not how
+    /// its path ends: a build for a service named `plan` or a rule named `test` needs what a
+    /// build or a rule removal needs.
+    #[tokio::test]
+    async fn every_operation_enforces_the_role_it_documents() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut tokens = Vec::new();
+        for role in [Role::Viewer, Role::Operator] {
+            tokens.push((role, token_of(&dir, role).await));
+        }
+        tokens.push((Role::Admin, "secret".to_owned()));
+        let doc = serde_json::to_value(openapi::document()).unwrap();
+        let refused = |status: StatusCode, body: &serde_json::Value| {
+            status == StatusCode::FORBIDDEN
+                && body["error"]["message"]
+                    .as_str()
+                    .is_some_and(|m| m.contains("this needs the"))
+        };
+        let mut checked = 0;
+        for (path, item) in doc["paths"].as_object().unwrap() {
+            for (method, op) in item.as_object().unwrap() {
+                let Some(documented) = op["x-capstan-role"].as_str() else {
+                    continue;
+                };
+                let documented = Role::parse(documented).unwrap();
+                let method = method.to_uppercase();
+                for (role, token) in &tokens {
+                    let (status, body) = send_as(app(&dir), &method, &concrete(path), token).await;
+                    assert_eq!(
+                        refused(status, &body),
+                        *role < documented,
+                        "{method} {path} as {}: {status} {body}",
+                        role.as_str()
+                    );
+                }
+                checked += 1;
+            }
+        }
+        assert!(checked > 40, "only {checked} operations checked");
+        // what deciding by a path's end let a viewer do (a build, a rule's removal)
+        let viewer = &tokens[0].1;
+        for (method, uri) in [
+            ("POST", "/api/v1/apps/x/build/plan?image=postgres:16"),
+            ("DELETE", "/api/v1/alerts/rules/test"),
+            ("POST", "/api/v1/apps/x/deploy/plan"),
+        ] {
+            let (status, body) = send_as(app(&dir), method, uri, viewer).await;
+            assert!(
+                refused(status, &body) || status == StatusCode::NOT_FOUND,
+                "a viewer's {method} {uri}: {status} {body}"
+            );
+        }
+        let (status, body) = send_as(
+            app(&dir),
+            "POST",
+            "/api/v1/apps/x/build/plan?image=postgres:16",
+            viewer,
+        )
+        .await;
+        assert!(refused(status, &body), "{status} {body}");
     }
 
     #[tokio::test]
