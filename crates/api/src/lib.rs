@@ -651,6 +651,49 @@ mod tests {
         )
     }
 
+    /// Names become paths under `<data>/apps/<app>`: one that could climb out is refused before
+    /// anything is written or removed.
+    #[tokio::test]
+    async fn names_that_would_leave_the_apps_directory_are_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let canary = dir.path().join("admin.token");
+        std::fs::write(&canary, "keep me").unwrap();
+        for (method, uri) in [
+            ("POST", "/api/v1/apps/..%2F..%2Fx/deploy"),
+            ("POST", "/api/v1/apps/..%2F..%2Fx/plan"),
+            ("POST", "/api/v1/apps/../down"),
+            ("POST", "/api/v1/apps/..%2F../down"),
+            ("POST", "/api/v1/apps/..%2F../rollback"),
+            ("GET", "/api/v1/apps/..%2F../releases"),
+            ("POST", "/api/v1/apps/web/build/..%2F..%2Fx?image=x"),
+        ] {
+            let (status, body) = send(app(&dir), method, uri).await;
+            assert!(
+                status == StatusCode::BAD_REQUEST || status == StatusCode::NOT_FOUND,
+                "{method} {uri}: {status} {body}"
+            );
+            if status == StatusCode::BAD_REQUEST {
+                let message = body["error"]["message"].as_str().unwrap();
+                assert!(message.contains(" name "), "{method} {uri}: {message}");
+            }
+        }
+        let yaml = "services:\n  web:\n    image: busybox\n    secrets: [\"../../../admin.token\"]\nsecrets:\n  \"../../../admin.token\":\n    content: x\n";
+        for route in ["plan", "deploy"] {
+            let (status, body) =
+                post_yaml(app(&dir), &format!("/api/v1/apps/web1/{route}"), yaml).await;
+            assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+            let message = body["error"]["message"].as_str().unwrap();
+            assert!(message.contains("secret name"), "{message}");
+        }
+        assert_eq!(std::fs::read_to_string(&canary).unwrap(), "keep me");
+        assert!(
+            dir.path().join("state.db").exists(),
+            "the data dir is whole"
+        );
+        let (status, _) = call(app(&dir), "/api/v1/apps/web1/releases", Some("secret")).await;
+        assert_eq!(status, StatusCode::NOT_FOUND, "nothing recorded");
+    }
+
     #[tokio::test]
     async fn a_bad_uploaded_compose_file_is_refused_before_anything_changes() {
         let dir = tempfile::tempdir().unwrap();

@@ -76,6 +76,14 @@ pub enum ReleaseError {
 /// Why a request cannot be deployed on any target; nothing has changed.
 #[derive(Debug, thiserror::Error)]
 pub enum RequestError {
+    /// A name capstan would make a path or a container name of is not allowed.
+    #[error("{key}: {source}")]
+    BadName {
+        /// Where the name is (`name`, `services.web`, `secrets.key`).
+        key: String,
+        #[source]
+        source: capstan_model::NameError,
+    },
     /// A config's or secret's content does not decode.
     #[error("files.{key}: not valid base64: {source}")]
     BadFile {

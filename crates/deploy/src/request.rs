@@ -70,6 +70,7 @@ impl DeployRequest {
     /// # Errors
     /// The first problem, naming the service and key.
     pub fn check(&self) -> Result<(), RequestError> {
+        self.check_names()?;
         for (key, content) in &self.files {
             content.bytes().map_err(|source| RequestError::BadFile {
                 key: key.clone(),
@@ -91,6 +92,51 @@ impl DeployRequest {
                             name: r.source.clone(),
                         });
                     }
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+impl DeployRequest {
+    /// Every name that becomes a path, a container's name or a label: the app's, its
+    /// services', its configs' and secrets' (declared, referenced and sent).
+    fn check_names(&self) -> Result<(), RequestError> {
+        let bad = |key: String| move |source| RequestError::BadName { key, source };
+        capstan_model::check_app_name(self.project.name.as_deref().unwrap_or_default())
+            .map_err(bad("name".into()))?;
+        let object = |kind: &'static str, key: String, name: &str| {
+            capstan_model::check_object_name(kind, name).map_err(bad(key))
+        };
+        for (name, s) in &self.project.services {
+            object("service", format!("services.{name}"), name)?;
+            for r in &s.configs {
+                object("config", format!("services.{name}.configs"), &r.source)?;
+            }
+            for r in &s.secrets {
+                object("secret", format!("services.{name}.secrets"), &r.source)?;
+            }
+        }
+        for name in self.project.configs.keys() {
+            object("config", format!("configs.{name}"), name)?;
+        }
+        for name in self.project.secrets.keys() {
+            object("secret", format!("secrets.{name}"), name)?;
+        }
+        for key in self.files.keys() {
+            match key.split_once('/') {
+                Some(("configs", name)) => object("config", format!("files.{key}"), name)?,
+                Some(("secrets", name)) => object("secret", format!("files.{key}"), name)?,
+                _ => {
+                    return Err(RequestError::BadName {
+                        key: format!("files.{key}"),
+                        source: capstan_model::NameError {
+                            kind: "file",
+                            name: key.clone(),
+                            why: "must be configs/NAME or secrets/NAME",
+                        },
+                    });
                 }
             }
         }

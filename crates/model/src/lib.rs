@@ -15,6 +15,7 @@ mod health;
 mod image;
 mod logs;
 mod metrics;
+mod names;
 mod notify;
 mod scan;
 mod time;
@@ -42,6 +43,7 @@ pub use image::{
 };
 pub use logs::{LogLine, LogPage, ORIGIN_FIELDS, Origin};
 pub use metrics::{ContainerStats, MetricSeries, MetricsResult};
+pub use names::{NameError, check_app_name, check_object_name};
 pub use notify::{NotifyChannel, NotifyChannels};
 pub use scan::{ContainerFindings, Finding, ScanReport, Severity, VulnDbStatus};
 pub use time::{

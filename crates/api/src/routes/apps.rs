@@ -49,7 +49,17 @@ fn request(
             ),
         ));
     }
+    // a plan refuses what a deploy would
+    state
+        .deployer
+        .check(&req)
+        .map_err(|e| ApiError::new(Code::BadRequest, e.to_string()))?;
     Ok(req)
+}
+
+/// Refuses an app name that could not be deployed (and could climb out of `<data>/apps`).
+fn check_app(app: &str) -> Result<(), ApiError> {
+    capstan_model::check_app_name(app).map_err(|e| ApiError::bad_param("app", e.to_string()))
 }
 
 /// Resolves an uploaded Compose file as the project `app` whose directory is the app's own. The
@@ -121,6 +131,9 @@ pub async fn build_service(
     Query(pairs): Query<Pairs>,
     context: axum::body::Bytes,
 ) -> Result<Json<serde_json::Value>, ApiError> {
+    check_app(&app)?;
+    capstan_model::check_object_name("service", &service)
+        .map_err(|e| ApiError::bad_param("service", e.to_string()))?;
     params::only(&pairs, &["image", "dockerfile", "target", "arg"])?;
     let one = |name: &str| params::last(&pairs, name).map(str::to_owned);
     let image = one("image").ok_or_else(|| ApiError::bad_param("image", "missing"))?;
@@ -265,6 +278,7 @@ pub(crate) async fn plan_app(
     headers: HeaderMap,
     body: axum::body::Bytes,
 ) -> Result<Json<Plan>, ApiError> {
+    check_app(&app)?;
     let req = request(&state, &app, &headers, &body)?;
     let previous = capstan_deploy::running_model(&state.store, &app).await?;
     Ok(Json(state.deployer.plan(&req, previous.as_ref()).await?))
@@ -307,6 +321,7 @@ pub(crate) async fn deploy_app(
     headers: HeaderMap,
     body: axum::body::Bytes,
 ) -> Result<Response, ApiError> {
+    check_app(&app)?;
     let req = request(&state, &app, &headers, &body)?;
     respond(state, app, req, &headers, actor(who)).await
 }
@@ -333,6 +348,7 @@ pub(crate) async fn rollback_app(
     who: Option<Extension<Principal>>,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
+    check_app(&app)?;
     params::only(&pairs, &["to"])?;
     let to = pairs
         .iter()
@@ -428,6 +444,7 @@ pub(crate) async fn list_releases(
     State(state): State<AppState>,
     Path(app): Path<String>,
 ) -> Result<Json<Vec<Release>>, ApiError> {
+    check_app(&app)?;
     let rows = state.store.releases(app.clone()).await?;
     if rows.is_empty() {
         return Err(ApiError::new(
@@ -458,6 +475,7 @@ pub(crate) async fn down_app(
     Query(pairs): Query<Pairs>,
     who: Option<Extension<Principal>>,
 ) -> Result<Json<Vec<String>>, ApiError> {
+    check_app(&app)?;
     params::only(&pairs, &["volumes"])?;
     let volumes = params::flag(&pairs, "volumes")?.unwrap_or(false);
     // no deploy and no self-healing while the app goes down

@@ -97,7 +97,8 @@ impl DockerTarget {
             }
         }
         let dir = self.apps_dir.join(app);
-        if dir.exists() && !app.is_empty() && !app.contains('/') {
+        // never a name that leaves the apps directory (`..` would be the data dir itself)
+        if dir.exists() && capstan_model::check_app_name(app).is_ok() {
             let _ = std::fs::remove_dir_all(&dir);
         }
         Ok(removed)
