@@ -74,6 +74,14 @@ fn token_id(token: &str) -> Option<&str> {
     (!id.is_empty() && !secret.is_empty()).then_some(id)
 }
 
+/// What a session signed in with `token` is made from (see [`capstan_store::SessionRow`]).
+pub(crate) fn token_source(state: &AppState, token: &str) -> String {
+    if constant_time_eq(token.as_bytes(), state.admin_token.as_bytes()) {
+        return "admin".into();
+    }
+    format!("token:{}", token_id(token).unwrap_or_default())
+}
+
 /// Who presents `token`, or why no one.
 pub(crate) async fn identify(state: &AppState, token: &str) -> Result<Principal, ApiError> {
     if constant_time_eq(token.as_bytes(), state.admin_token.as_bytes()) {
@@ -192,6 +200,22 @@ async fn from_session(
                 "the session has ended or is unknown; sign in again",
             )
         })?;
+    // a session lives no longer than the token it was signed in with (revoking a token ends
+    // its sessions too; this holds should one be left)
+    if let Some(id) = session.source.strip_prefix("token:") {
+        let lookup = id.to_owned();
+        let live = state
+            .store
+            .read(move |c| capstan_store::access::token_by_id(c, &lookup))
+            .await?
+            .is_some_and(|t| t.revoked_nano.is_none());
+        if !live {
+            return Err(ApiError::new(
+                Code::Unauthorized,
+                "the token this session was signed in with was revoked; sign in again",
+            ));
+        }
+    }
     let sent = headers
         .get("x-csrf-token")
         .and_then(|v| v.to_str().ok())

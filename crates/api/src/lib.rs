@@ -203,6 +203,7 @@ fn protected() -> Routes {
         .get("/api/v1/users", ADMIN, session::list_users)
         .post("/api/v1/users", ADMIN, session::put_user)
         .delete("/api/v1/users/{name}", ADMIN, session::remove_user)
+        .delete("/api/v1/sessions", ADMIN, session::end_sessions)
         .get("/api/v1/alerts/history", VIEWER, alerts::history)
         .get("/api/v1/alerts/rules", VIEWER, alerts::rules)
         .post("/api/v1/alerts/rules", ADMIN, alerts::add_rule)
@@ -485,6 +486,56 @@ mod tests {
         let bytes = resp.into_body().collect().await.unwrap().to_bytes();
         let made: serde_json::Value = serde_json::from_slice(&bytes).unwrap();
         made["token"].as_str().unwrap().to_owned()
+    }
+
+    /// Signs in with `token`; the session's cookie (`capstan_session=...`).
+    async fn sign_in_with(dir: &tempfile::TempDir, token: &str) -> String {
+        let req = Request::post("/api/v1/session")
+            .header("content-type", "application/json")
+            .body(Body::from(
+                serde_json::json!({ "token": token }).to_string(),
+            ))
+            .unwrap();
+        let resp = app(dir).oneshot(req).await.unwrap();
+        assert_eq!(resp.status(), StatusCode::OK);
+        let cookie = resp.headers()["set-cookie"].to_str().unwrap();
+        cookie.split(';').next().unwrap().to_owned()
+    }
+
+    async fn session_status(dir: &tempfile::TempDir, cookie: &str) -> StatusCode {
+        let req = Request::get("/api/v1/session")
+            .header("cookie", cookie)
+            .body(Body::empty())
+            .unwrap();
+        app(dir).oneshot(req).await.unwrap().status()
+    }
+
+    /// A session lives no longer than the token it was signed in with, and an admin can end
+    /// sessions at once.
+    #[tokio::test]
+    async fn revoking_a_token_ends_its_sessions_and_admins_can_end_any() {
+        let dir = tempfile::tempdir().unwrap();
+        let token = token_of(&dir, Role::Operator).await;
+        let cookie = sign_in_with(&dir, &token).await;
+        assert_eq!(session_status(&dir, &cookie).await, StatusCode::OK);
+        let (status, _) = send(app(&dir), "DELETE", "/api/v1/tokens/t-operator").await;
+        assert_eq!(status, StatusCode::NO_CONTENT);
+        assert_eq!(
+            session_status(&dir, &cookie).await,
+            StatusCode::UNAUTHORIZED,
+            "a revoked token's session still works"
+        );
+        let admin = sign_in_with(&dir, "secret").await;
+        let other = sign_in_with(&dir, "secret").await;
+        assert_eq!(session_status(&dir, &admin).await, StatusCode::OK);
+        let (status, body) = send(app(&dir), "DELETE", "/api/v1/sessions?who=admin").await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+        assert_eq!(body["ended"], 2);
+        for c in [&admin, &other] {
+            assert_eq!(session_status(&dir, c).await, StatusCode::UNAUTHORIZED);
+        }
+        let (status, _) = send(app(&dir), "DELETE", "/api/v1/sessions?whom=x").await;
+        assert_eq!(status, StatusCode::BAD_REQUEST);
     }
 
     /// For every documented operation and every role: refused with 403 exactly when the role is

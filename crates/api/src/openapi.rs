@@ -29,6 +29,7 @@ use crate::routes;
         routes::session::list_users,
         routes::session::put_user,
         routes::session::remove_user,
+        routes::session::end_sessions,
         routes::access::list,
         routes::access::create,
         routes::access::revoke,

@@ -92,6 +92,12 @@ pub fn token_by_id(conn: &Connection, id: &str) -> Result<Option<TokenRow>, Erro
 /// # Errors
 /// [`Error::Sqlite`].
 pub fn revoke_token(tx: &Transaction<'_>, name: &str, at: i64) -> Result<bool, Error> {
+    // the sessions signed in with it end with it
+    tx.execute(
+        "DELETE FROM sessions WHERE source IN
+           (SELECT 'token:' || id FROM tokens WHERE name = ?1 AND revoked_nano IS NULL)",
+        [name],
+    )?;
     let n = tx.execute(
         "UPDATE tokens SET revoked_nano = ?2 WHERE name = ?1 AND revoked_nano IS NULL",
         params![name, at],
@@ -266,6 +272,8 @@ pub struct SessionRow {
     pub csrf: String,
     pub created_nano: i64,
     pub expires_nano: i64,
+    /// What it was made from: `user:<name>`, `token:<id>` or `admin` (the admin token).
+    pub source: String,
 }
 
 /// Starts a session (and drops expired ones).
@@ -278,15 +286,16 @@ pub fn add_session(tx: &Transaction<'_>, row: &SessionRow) -> Result<(), Error> 
         [row.created_nano],
     )?;
     tx.execute(
-        "INSERT INTO sessions (id_hash, who, role, csrf, created_nano, expires_nano)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+        "INSERT INTO sessions (id_hash, who, role, csrf, created_nano, expires_nano, source)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
         params![
             row.id_hash,
             row.who,
             row.role,
             row.csrf,
             row.created_nano,
-            row.expires_nano
+            row.expires_nano,
+            row.source
         ],
     )?;
     Ok(())
@@ -299,7 +308,7 @@ pub fn add_session(tx: &Transaction<'_>, row: &SessionRow) -> Result<(), Error> 
 pub fn session(conn: &Connection, id_hash: &str, now: i64) -> Result<Option<SessionRow>, Error> {
     Ok(conn
         .query_row(
-            "SELECT id_hash, who, role, csrf, created_nano, expires_nano FROM sessions
+            "SELECT id_hash, who, role, csrf, created_nano, expires_nano, source FROM sessions
              WHERE id_hash = ?1 AND expires_nano > ?2",
             params![id_hash, now],
             |r| {
@@ -310,10 +319,22 @@ pub fn session(conn: &Connection, id_hash: &str, now: i64) -> Result<Option<Sess
                     csrf: r.get(3)?,
                     created_nano: r.get(4)?,
                     expires_nano: r.get(5)?,
+                    source: r.get(6)?,
                 })
             },
         )
         .optional()?)
+}
+
+/// Ends every session, or those of `who` (a user's or a token's name); how many ended.
+///
+/// # Errors
+/// [`Error::Sqlite`].
+pub fn end_sessions(tx: &Transaction<'_>, who: Option<&str>) -> Result<usize, Error> {
+    Ok(match who {
+        Some(who) => tx.execute("DELETE FROM sessions WHERE who = ?1", [who])?,
+        None => tx.execute("DELETE FROM sessions", [])?,
+    })
 }
 
 /// Ends a session.

@@ -122,6 +122,11 @@ pub(crate) const MIGRATIONS: &[&str] = &[
         created_nano INTEGER NOT NULL,
         expires_nano INTEGER NOT NULL
      );",
+    // 5: what a session was made from (`user:<name>`, `token:<id>`, `admin`), so that revoking a
+    // token ends its sessions; sessions from before cannot say, and end
+    "ALTER TABLE sessions ADD COLUMN source TEXT NOT NULL DEFAULT '';
+     DELETE FROM sessions;
+     CREATE INDEX sessions_by_source ON sessions (source);",
 ];
 
 /// Opens (creating) the SQLite database at `path` as every capstan database is opened (WAL

@@ -72,7 +72,7 @@ pub(crate) async fn sign_in(
             format!("sign-in: {e} (send {{\"username\", \"password\"}} or {{\"token\"}})"),
         )
     })?;
-    let (who, role) = match (&asked.username, &asked.password, &asked.token) {
+    let (who, role, source) = match (&asked.username, &asked.password, &asked.token) {
         (Some(name), Some(password), None) => {
             let lookup = name.clone();
             let user = state
@@ -95,12 +95,12 @@ pub(crate) async fn sign_in(
             .await
             .unwrap_or(false);
             match (ok, role) {
-                (true, Some(role)) => (name.clone(), role),
+                (true, Some(role)) => (name.clone(), role, format!("user:{name}")),
                 _ => return Err(refused(&state, name, remote).await),
             }
         }
         (None, None, Some(token)) => match crate::auth::identify(&state, token).await {
-            Ok(p) => (p.name, p.role),
+            Ok(p) => (p.name, p.role, crate::auth::token_source(&state, token)),
             Err(_) => return Err(refused(&state, "(a token)", remote).await),
         },
         _ => {
@@ -120,6 +120,7 @@ pub(crate) async fn sign_in(
         csrf: csrf.clone(),
         created_nano: now,
         expires_nano: now + SESSION_HOURS * 3_600_000_000_000,
+        source,
     };
     let expires = nanos_to_datetime(row.expires_nano);
     state
@@ -339,4 +340,37 @@ pub(crate) async fn remove_user(
             format!("no user {name:?}; `capstan users` lists them"),
         ))
     }
+}
+
+/// What `DELETE /api/v1/sessions` ended.
+#[derive(Debug, serde::Serialize, utoipa::ToSchema)]
+pub(crate) struct Ended {
+    /// How many sessions ended.
+    pub ended: usize,
+}
+
+/// `DELETE /api/v1/sessions[?who=NAME]`: ends every browser session, or those of one user or
+/// token (by name). Tokens themselves stay valid: revoke one to end its use too.
+#[utoipa::path(
+    delete,
+    path = "/api/v1/sessions",
+    tag = "access",
+    params(
+        ("who" = Option<String>, Query, description = "a user's or token's name (default: everyone)")
+    ),
+    responses(
+        (status = 200, description = "how many sessions ended", body = Ended)
+    )
+)]
+pub(crate) async fn end_sessions(
+    State(state): State<AppState>,
+    Query(pairs): Query<Pairs>,
+) -> Result<Json<Ended>, ApiError> {
+    params::only(&pairs, &["who"])?;
+    let who = params::last(&pairs, "who").map(str::to_owned);
+    let ended = state
+        .store
+        .write(move |tx| capstan_store::access::end_sessions(tx, who.as_deref()))
+        .await?;
+    Ok(Json(Ended { ended }))
 }
