@@ -8,6 +8,7 @@ mod auth;
 mod error;
 pub mod openapi;
 mod params;
+mod redact;
 mod routes;
 pub mod tls;
 
@@ -743,6 +744,21 @@ mod tests {
         );
         let (status, _) = call(app(&dir), "/api/v1/apps/web1/releases", Some("secret")).await;
         assert_eq!(status, StatusCode::NOT_FOUND, "nothing recorded");
+    }
+
+    /// A model edited from what the API showed carries placeholders: with no running release
+    /// to take the values from, it is refused, naming the key.
+    #[tokio::test]
+    async fn a_placeholder_without_a_running_value_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let yaml = "services:\n  web:\n    image: busybox\n    environment:\n      DB_PASSWORD: \"<redacted:0123456789ab>\"\n";
+        let (status, body) = post_yaml(app(&dir), "/api/v1/apps/web1/plan", yaml).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+        let message = body["error"]["message"].as_str().unwrap();
+        assert!(
+            message.starts_with("services.web.environment.DB_PASSWORD: <redacted:"),
+            "{message}"
+        );
     }
 
     #[tokio::test]

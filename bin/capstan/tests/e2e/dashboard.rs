@@ -398,7 +398,7 @@ async fn deploy_from_the_ui_follow_it_roll_back_and_find_it_audited() {
         .unwrap();
     compose.clear().await.unwrap();
     let v1 = format!(
-        "services:\n  web:\n    image: {}\n    command: [\"sh\", \"-c\", \"echo {app}-v1-ready; exec sleep 3600\"]\n    init: true\n",
+        "services:\n  web:\n    image: {}\n    command: [\"sh\", \"-c\", \"echo {app}-v1-ready; exec sleep 3600\"]\n    init: true\n    environment:\n      API_KEY: hunter2-{app}\n",
         capstan_testkit::BUSYBOX
     );
     compose.send_keys(&v1).await.unwrap();
@@ -441,6 +441,19 @@ async fn deploy_from_the_ui_follow_it_roll_back_and_find_it_audited() {
     click(&client, "#diff-show").await;
     let diff = wait_text(&client, "#diff", "1 → 2").await;
     assert!(diff.contains("-v1-") && diff.contains("-v2-"), "{diff}");
+    // an environment value is never on the page: not in the releases, the diff or the form
+    let page = client
+        .execute(
+            "return document.body.innerHTML + document.querySelector('#compose').value",
+            vec![],
+        )
+        .await
+        .unwrap();
+    let page = page.as_str().unwrap_or_default();
+    assert!(
+        !page.contains("hunter2") && page.contains("<redacted:"),
+        "an environment value is shown: {page}"
+    );
     shoot(&client, "app").await;
 
     // keyboard: from the page's top, Tab reaches every action in reading order, and Enter

@@ -18,7 +18,7 @@ use crate::{ApiError, AppState, Code};
 /// The deploy request a plan or deploy posts: the resolved model as JSON (what the CLI sends),
 /// or a Compose file (`Content-Type: application/yaml`, what the dashboard sends), resolved
 /// here with no environment and no files beside it.
-fn request(
+async fn request(
     state: &AppState,
     app: &str,
     headers: &HeaderMap,
@@ -28,8 +28,10 @@ fn request(
         .get(CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
         .is_some_and(|v| v.contains("yaml"));
-    let req: DeployRequest = if yaml {
-        compose_request(state, app, body)?
+    // a model edited from what the API showed carries placeholders of the running values
+    let running = capstan_deploy::running_model(&state.store, app).await?;
+    let mut req: DeployRequest = if yaml {
+        compose_request(state, app, body, running.as_ref())?
     } else {
         serde_json::from_slice(body).map_err(|e| {
             ApiError::bad_param(
@@ -40,6 +42,9 @@ fn request(
             )
         })?
     };
+    if !yaml {
+        crate::redact::restore(&mut req.project, running.as_ref())?;
+    }
     if req.project.name.as_deref() != Some(app) {
         return Err(ApiError::bad_param(
             "app",
@@ -70,6 +75,7 @@ fn compose_request(
     state: &AppState,
     app: &str,
     body: &axum::body::Bytes,
+    running: Option<&capstan_compose::Project>,
 ) -> Result<DeployRequest, ApiError> {
     let text = std::str::from_utf8(body)
         .map_err(|_| ApiError::bad_param("body", "the Compose file is not UTF-8 text"))?;
@@ -83,9 +89,11 @@ fn compose_request(
         ..Default::default()
     })
     .map_err(|e| ApiError::bad_param("body", e.to_string()))?;
+    let mut project = loaded.project;
+    crate::redact::restore(&mut project, running)?;
     let source = serde_json::json!({ "files": ["(uploaded)"] });
     DeployRequest::from_project(
-        loaded.project,
+        project,
         |_, _, obj| {
             if obj.environment.is_some() {
                 return Err(
@@ -279,7 +287,7 @@ pub(crate) async fn plan_app(
     body: axum::body::Bytes,
 ) -> Result<Json<Plan>, ApiError> {
     check_app(&app)?;
-    let req = request(&state, &app, &headers, &body)?;
+    let req = request(&state, &app, &headers, &body).await?;
     let previous = capstan_deploy::running_model(&state.store, &app).await?;
     Ok(Json(state.deployer.plan(&req, previous.as_ref()).await?))
 }
@@ -322,7 +330,7 @@ pub(crate) async fn deploy_app(
     body: axum::body::Bytes,
 ) -> Result<Response, ApiError> {
     check_app(&app)?;
-    let req = request(&state, &app, &headers, &body)?;
+    let req = request(&state, &app, &headers, &body).await?;
     respond(state, app, req, &headers, actor(who)).await
 }
 
@@ -420,7 +428,8 @@ fn release(r: ReleaseRow) -> Release {
         source: json(&r.source),
         images: json(&r.images),
         detail: json(&r.detail),
-        model: json(&r.model),
+        // environment values and inline contents are never shown, to any role
+        model: crate::redact::redacted(&json(&r.model)),
         app: r.app,
         number: r.number,
         actor: r.actor,
