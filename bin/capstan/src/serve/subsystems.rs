@@ -149,6 +149,7 @@ pub(super) fn start_deploy(
 ) -> Result<Deploy> {
     let router = capstan_deploy::Router::spawn(
         base.engine.clone(),
+        base.store.clone(),
         capstan_proxy::ProxyClient::new(&base.data, Some(data_dir::proxy_launch(&base.data)?)),
         &base.live,
         base.shutdown.clone(),

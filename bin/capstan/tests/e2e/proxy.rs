@@ -214,3 +214,67 @@ async fn rollouts_failed_releases_and_daemon_restarts_drop_no_request() {
     })
     .await;
 }
+
+/// A Compose file cannot wear capstan's labels: another app's labels and a port claim of its
+/// own making take no port. The proxy reads what each release publishes from the ledger.
+#[tokio::test]
+async fn an_app_cannot_take_another_apps_port_with_labels() {
+    let engine = capstan_testkit::engine().await;
+    let daemon = Daemon::start(bin(), engine.host()).await;
+    let dir = tempfile::tempdir().unwrap();
+    let owner = unique("capt-owner");
+    let thief = unique("capt-thief");
+    let port = free_port();
+    let addr = format!("127.0.0.1:{port}");
+    let httpd = |body: &str, extra: &str| {
+        format!(
+            r#"services:
+  web:
+    image: capstan-test/busybox:1
+    init: true
+    command: ["sh", "-c", "mkdir -p /www && echo {body} > /www/index.html && exec httpd -f -p 80 -h /www"]
+    healthcheck:
+      test: ["CMD", "wget", "-q", "-O", "/dev/null", "http://127.0.0.1/"]
+      interval: 1s
+      retries: 5
+{extra}"#
+        )
+    };
+    let honest = httpd("owner", &format!("    ports:\n      - \"{port}:80\"\n"));
+    let (code, out) = deploy(&daemon, dir.path(), &owner, &honest).await;
+    assert_eq!(code, 0, "{out}");
+    let claim = format!(r#"[{{"ip":"127.0.0.1","published":{port},"target":80}}]"#);
+    let forged = httpd(
+        "thief",
+        &format!(
+            "    labels:\n      io.capstan.ports: '{claim}'\n      io.capstan.app: {owner}\n      io.capstan.release: \"1\"\n      com.example.kept: \"yes\"\n"
+        ),
+    );
+    let other = tempfile::tempdir().unwrap();
+    let (code, out) = deploy(&daemon, other.path(), &thief, &forged).await;
+    assert_eq!(code, 0, "{out}");
+    for _ in 0..20 {
+        let (status, body) = get(&addr, "/").await;
+        assert_eq!(
+            (status, body.as_str()),
+            (200, "owner"),
+            "the port was taken"
+        );
+    }
+    let mine: Vec<_> = engine
+        .list_containers(false)
+        .await
+        .unwrap()
+        .into_iter()
+        .filter(|c| c.name.starts_with(&format!("{thief}-")))
+        .collect();
+    assert_eq!(mine.len(), 1, "{mine:?}");
+    let labels = &mine[0].labels;
+    assert_eq!(labels["io.capstan.app"], thief, "{labels:?}");
+    assert!(!labels.contains_key("io.capstan.ports"), "{labels:?}");
+    assert_eq!(labels["com.example.kept"], "yes", "other labels stay");
+    for app in [&owner, &thief] {
+        let (code, _, err) = daemon.cli(&["down", app]).await;
+        assert_eq!(code, 0, "{err}");
+    }
+}

@@ -8,10 +8,12 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::time::Duration;
 
+use capstan_compose::Project;
 use capstan_compose::model::Service;
 use capstan_engine::Engine;
 use capstan_model::Event;
 use capstan_proxy::{Backend, Mode, ProxyClient, Route, Status};
+use capstan_store::Store;
 use serde::{Deserialize, Serialize};
 use tokio::sync::{broadcast, mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
@@ -150,6 +152,9 @@ pub enum RouteError {
     /// The proxy did not take the table.
     #[error(transparent)]
     Proxy(#[from] capstan_proxy::Error),
+    /// The release ledger, where the ports of each release are read, cannot be read.
+    #[error("cannot read the release ledger: {0}")]
+    Ledger(#[source] capstan_store::Error),
     /// Another app publishes the port.
     #[error("port {bind} ({key}) is already published by {owner}; pick another host port")]
     Taken {
@@ -192,6 +197,7 @@ impl Router {
     /// Starts the router; it runs until `shutdown` (the proxy keeps running after that).
     pub fn spawn(
         engine: Engine,
+        store: Store,
         proxy: ProxyClient,
         live: &broadcast::Sender<Event>,
         shutdown: CancellationToken,
@@ -199,6 +205,8 @@ impl Router {
         let (tx, rx) = mpsc::channel(64);
         let task = Task {
             engine,
+            store,
+            ledger: BTreeMap::new(),
             proxy,
             claims: BTreeMap::new(),
             draining: BTreeSet::new(),
@@ -273,6 +281,11 @@ impl Router {
 
 struct Task {
     engine: Engine,
+    /// Where the ports each release publishes are read: a container's labels say which app,
+    /// service and release it belongs to, never which ports it may take.
+    store: Store,
+    /// Ports per service of each release read from the ledger (a release never changes).
+    ledger: BTreeMap<(String, i64), BTreeMap<String, Vec<PortClaim>>>,
     proxy: ProxyClient,
     /// Ports of deploys in progress, by app: held even while no container claims them yet.
     claims: BTreeMap<String, Vec<(String, PortClaim)>>,
@@ -435,6 +448,42 @@ impl Task {
         Ok(errors)
     }
 
+    /// The ports `service` of `app`'s release `number` publishes, as the ledger recorded the
+    /// release (none for a release the ledger does not have: a container made outside capstan
+    /// that wears its labels takes no port).
+    async fn released_claims(
+        &mut self,
+        app: &str,
+        number: i64,
+        service: &str,
+    ) -> Result<Vec<PortClaim>, RouteError> {
+        let key = (app.to_owned(), number);
+        if !self.ledger.contains_key(&key) {
+            let row = self
+                .store
+                .release(app.to_owned(), number)
+                .await
+                .map_err(RouteError::Ledger)?;
+            // a release not (yet) in the ledger publishes nothing, and is looked up again
+            let Some(model) = row.and_then(|r| serde_json::from_str::<Project>(&r.model).ok())
+            else {
+                return Ok(Vec::new());
+            };
+            let per_service = model
+                .services
+                .iter()
+                .filter_map(|(name, s)| Some((name.clone(), claims(s).ok()?)))
+                .collect();
+            self.ledger.insert(key.clone(), per_service);
+        }
+        Ok(self
+            .ledger
+            .get(&key)
+            .and_then(|m| m.get(service))
+            .cloned()
+            .unwrap_or_default())
+    }
+
     /// The table from the engine: every claimed port, with the replicas in rotation.
     async fn table(&mut self) -> Result<Vec<Route>, RouteError> {
         let containers = self
@@ -450,16 +499,19 @@ impl Task {
             .collect();
         mine.sort_by(|a, b| a.name.cmp(&b.name));
         for c in mine {
-            let (Some(app), Some(service)) = (
+            let (Some(app), Some(service), Some(release)) = (
                 c.labels.get("io.capstan.app"),
                 c.labels.get("io.capstan.service"),
+                c.labels
+                    .get("io.capstan.release")
+                    .and_then(|r| r.parse::<i64>().ok()),
             ) else {
                 continue;
             };
-            let Ok(claims) = serde_json::from_str::<Vec<PortClaim>>(&c.labels[PORTS_LABEL]) else {
-                warn!(container = %c.name, "unreadable {PORTS_LABEL} label; its ports are not published");
+            let claims = self.released_claims(app, release, service).await?;
+            if claims.is_empty() {
                 continue;
-            };
+            }
             let running = c.state == "running";
             if running {
                 present.insert(c.id.clone());

@@ -10,6 +10,9 @@ use super::names::{Names, labels};
 use crate::Error;
 use crate::units::{nano_cpus, shell_split};
 
+/// The prefix of the labels capstan sets and reads; a Compose file's own are dropped.
+const CAPSTAN_LABELS: &str = "io.capstan.";
+
 /// Where the daemon materialised configs and secrets: `<dir>/configs/<name>`,
 /// `<dir>/secrets/<name>`.
 #[derive(Debug, Clone, Default)]
@@ -117,11 +120,13 @@ pub fn container_spec(
         ..ContainerSpec::default()
     };
 
-    // labels: the service's, the deploy section's, then capstan's and Compose's (which win)
+    // labels: the service's, the deploy section's, then capstan's and Compose's (which win);
+    // none of capstan's own may come from the file (they say which app a replica belongs to)
     spec.labels = s.labels.clone();
     if let Some(d) = &s.deploy {
         spec.labels.extend(d.labels.clone());
     }
+    spec.labels.retain(|k, _| !k.starts_with(CAPSTAN_LABELS));
     spec.labels.extend(labels(
         &names.project,
         Some(service),
