@@ -645,6 +645,11 @@ async fn an_https_endpoint_is_verified_and_can_ask_for_a_client_certificate() {
         error.contains("certificate") && error.contains("tls.ca_file"),
         "{error}"
     );
+    // the status shows where the sink sends, never the path (a webhook's path is its secret)
+    assert!(
+        error.contains(&endpoint) && !error.contains("/in"),
+        "{error}"
+    );
 
     // trusting the CA: delivered
     let sink = start(

@@ -284,13 +284,15 @@ pub fn data_rejected(status: u16) -> bool {
     matches!(status, 400 | 422)
 }
 
-/// The URL without credentials or query (which may carry them), for messages.
+/// The URL as messages show it: scheme, host and port only. Credentials, the path (a Slack
+/// or Discord webhook's path is its secret) and the query (which may carry a token) stay out
+/// of every error, and so of the statuses the API shows to viewers.
 fn redact(url: &reqwest::Url) -> String {
-    let mut u = url.clone();
-    let _ = u.set_username("");
-    let _ = u.set_password(None);
-    u.set_query(None);
-    u.to_string()
+    let host = url.host_str().unwrap_or_default();
+    match url.port() {
+        Some(port) => format!("{}://{host}:{port}", url.scheme()),
+        None => format!("{}://{host}", url.scheme()),
+    }
 }
 
 fn snippet(body: &[u8]) -> String {
@@ -351,7 +353,9 @@ mod tests {
             assert!(matches!(endpoint(bad), Err(Error::Config(_))), "{bad}");
         }
         let u = reqwest::Url::parse("http://u:p@h:1/x?password=s").unwrap();
-        assert_eq!(redact(&u), "http://h:1/x");
+        assert_eq!(redact(&u), "http://h:1");
+        let slack = reqwest::Url::parse("https://hooks.slack.com/services/T0/B0/s3cret").unwrap();
+        assert_eq!(redact(&slack), "https://hooks.slack.com");
     }
 
     #[test]
