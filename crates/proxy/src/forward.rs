@@ -324,21 +324,25 @@ fn strip_hop_by_hop(headers: &mut HeaderMap, upgrade: bool) {
     }
 }
 
+/// Says who the client is. capstan's proxy is the edge: what a client sends in these headers is
+/// its own claim (a forged `X-Forwarded-For: 10.0.0.1` would pass an app's allow-list), so each
+/// is replaced by what the proxy saw, never appended to.
 fn add_forwarded(headers: &mut HeaderMap, peer: SocketAddr) {
-    let ip = peer.ip().to_string();
-    let chain = match headers.get("x-forwarded-for").and_then(|v| v.to_str().ok()) {
-        Some(prior) => format!("{prior}, {ip}"),
-        None => ip,
-    };
-    if let Ok(v) = HeaderValue::from_str(&chain) {
-        headers.insert("x-forwarded-for", v);
+    for forged in [
+        "forwarded",
+        "x-forwarded-for",
+        "x-forwarded-proto",
+        "x-forwarded-host",
+        "x-real-ip",
+    ] {
+        headers.remove(forged);
     }
-    if !headers.contains_key("x-forwarded-proto") {
-        headers.insert("x-forwarded-proto", HeaderValue::from_static("http"));
+    if let Ok(ip) = HeaderValue::from_str(&peer.ip().to_string()) {
+        headers.insert("x-forwarded-for", ip.clone());
+        headers.insert("x-real-ip", ip);
     }
-    if !headers.contains_key("x-forwarded-host")
-        && let Some(host) = headers.get(header::HOST).cloned()
-    {
+    headers.insert("x-forwarded-proto", HeaderValue::from_static("http"));
+    if let Some(host) = headers.get(header::HOST).cloned() {
         headers.insert("x-forwarded-host", host);
     }
 }
@@ -456,16 +460,26 @@ mod tests {
     }
 
     #[test]
-    fn forwarded_for_appends_the_peer() {
+    fn forwarded_headers_say_what_the_proxy_saw_not_what_the_client_claims() {
         let mut h = HeaderMap::new();
-        h.insert("x-forwarded-for", HeaderValue::from_static("10.0.0.9"));
+        for (name, forged) in [
+            ("x-forwarded-for", "10.0.0.9"),
+            ("x-forwarded-proto", "https"),
+            ("x-forwarded-host", "admin.internal"),
+            ("x-real-ip", "10.0.0.9"),
+            ("forwarded", "for=10.0.0.9"),
+        ] {
+            h.insert(name, HeaderValue::from_static(forged));
+        }
         h.insert(header::HOST, HeaderValue::from_static("example.test"));
         add_forwarded(
             &mut h,
             "127.0.0.1:4000".parse().unwrap_or_else(|_| unreachable!()),
         );
-        assert_eq!(h["x-forwarded-for"], "10.0.0.9, 127.0.0.1");
+        assert_eq!(h["x-forwarded-for"], "127.0.0.1");
+        assert_eq!(h["x-real-ip"], "127.0.0.1");
         assert_eq!(h["x-forwarded-host"], "example.test");
         assert_eq!(h["x-forwarded-proto"], "http");
+        assert!(!h.contains_key("forwarded"));
     }
 }
