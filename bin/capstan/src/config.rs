@@ -14,6 +14,11 @@ pub struct Config {
     /// Address the API listens on; only loopback unless you mean otherwise.
     #[serde(default)]
     pub listen: Option<SocketAddr>,
+    /// Host names the API answers to besides IP addresses and `localhost` (the names a browser
+    /// reaches it by, say behind a DNS name); another name is refused, so that a DNS-rebinding
+    /// page cannot reach a daemon on loopback.
+    #[serde(default)]
+    pub allowed_hosts: Vec<String>,
     /// Data directory (state database, admin token, lock).
     #[serde(default)]
     pub data: Option<PathBuf>,

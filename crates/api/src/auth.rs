@@ -303,6 +303,55 @@ pub(crate) async fn require_token(
     response
 }
 
+/// Answers only requests addressed to a name capstan is known by: an IP address, `localhost`,
+/// or one of `allowed_hosts`. A page on another site whose name an attacker points at
+/// 127.0.0.1 (DNS rebinding) sends its own name as `Host`, and is refused before any route.
+pub(crate) async fn known_host(
+    State(state): State<AppState>,
+    request: Request,
+    next: Next,
+) -> Result<Response, ApiError> {
+    let host = request
+        .headers()
+        .get(axum::http::header::HOST)
+        .and_then(|v| v.to_str().ok())
+        .or_else(|| request.uri().host());
+    if let Some(host) = host
+        && !host_allowed(host, &state.allowed_hosts)
+    {
+        return Err(ApiError::new(
+            Code::Forbidden,
+            format!(
+                "capstan does not answer to the host name {host:?}; add it to allowed_hosts in \
+                 capstan.toml if that is how you reach it"
+            ),
+        ));
+    }
+    Ok(next.run(request).await)
+}
+
+/// Whether `host` (as in a `Host` header, with or without a port) names this daemon.
+pub(crate) fn host_allowed(host: &str, allowed: &[String]) -> bool {
+    let name = match host.strip_prefix('[') {
+        // [::1]:7878
+        Some(rest) => rest.split(']').next().unwrap_or_default(),
+        None => host.rsplit_once(':').map_or(host, |(name, port)| {
+            if port.chars().all(|c| c.is_ascii_digit()) {
+                name
+            } else {
+                host
+            }
+        }),
+    };
+    let name = name.trim_end_matches('.').to_ascii_lowercase();
+    name.parse::<std::net::IpAddr>().is_ok()
+        || name == "localhost"
+        || name.ends_with(".localhost")
+        || allowed
+            .iter()
+            .any(|a| a == "*" || a.trim_end_matches('.').eq_ignore_ascii_case(&name))
+}
+
 /// Whether a webhook request proves it knows `secret`: `?secret=<secret>` in the URL (registries
 /// that cannot sign, such as Docker Hub and the distribution registry), or an
 /// `X-Capstan-Signature: sha256=<hex>` (or `X-Hub-Signature-256`) HMAC-SHA256 of the body.
@@ -346,7 +395,34 @@ fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
 
 #[cfg(test)]
 mod tests {
-    use super::{constant_time_eq, hook_authorized};
+    use super::{constant_time_eq, hook_authorized, host_allowed};
+
+    #[test]
+    fn only_addresses_localhost_and_allowed_names_are_answered() {
+        let allowed = ["capstan.example.com".to_owned()];
+        for ok in [
+            "127.0.0.1:7878",
+            "127.0.0.1",
+            "[::1]:7878",
+            "10.1.2.3:80",
+            "localhost:7878",
+            "LOCALHOST",
+            "app.localhost",
+            "capstan.example.com",
+            "Capstan.Example.com.:443",
+        ] {
+            assert!(host_allowed(ok, &allowed), "{ok}");
+        }
+        for refused in [
+            "evil.example:7878",
+            "127.0.0.1.evil.example",
+            "example.com",
+            "",
+        ] {
+            assert!(!host_allowed(refused, &allowed), "{refused}");
+        }
+        assert!(host_allowed("anything.example", &["*".to_owned()]));
+    }
 
     #[test]
     fn compares_tokens() {

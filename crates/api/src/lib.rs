@@ -45,6 +45,8 @@ pub struct AppState {
     pub admin_token: Arc<str>,
     /// Session cookies get `Secure` (capstan serves TLS).
     pub secure_cookies: bool,
+    /// Host names answered besides IP addresses and `localhost` (`allowed_hosts`).
+    pub allowed_hosts: Arc<[String]>,
     /// Cancelled when the daemon shuts down; long streams end then.
     pub shutdown: CancellationToken,
     /// `<data>/apps`: configs and secrets of deployed apps.
@@ -279,6 +281,10 @@ pub fn router(state: AppState) -> Router {
         .router
         .merge(protected)
         .fallback(routes::not_found)
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            auth::known_host,
+        ))
         .with_state(state)
 }
 
@@ -303,6 +309,7 @@ mod tests {
             live: broadcast::channel(8).0,
             admin_token: Arc::from("secret"),
             secure_cookies: false,
+            allowed_hosts: Arc::from(vec!["capstan.example.com".to_owned()]),
             shutdown: CancellationToken::new(),
             apps_dir: dir.path().join("apps"),
             deploying: capstan_model::RolloutLocks::default(),
@@ -487,6 +494,67 @@ mod tests {
         let bytes = resp.into_body().collect().await.unwrap().to_bytes();
         let made: serde_json::Value = serde_json::from_slice(&bytes).unwrap();
         made["token"].as_str().unwrap().to_owned()
+    }
+
+    /// DNS rebinding and login CSRF: a request for another site's name is refused before any
+    /// route, and a sign-in must be JSON from this origin.
+    #[tokio::test]
+    async fn other_host_names_and_cross_site_sign_ins_are_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let ask = |host: &'static str| {
+            Request::get("/api/v1/health")
+                .header("host", host)
+                .body(Body::empty())
+                .unwrap()
+        };
+        for (host, want) in [
+            ("evil.example:7878", StatusCode::FORBIDDEN),
+            ("127.0.0.1:7878", StatusCode::OK),
+            ("localhost:7878", StatusCode::OK),
+            ("capstan.example.com", StatusCode::OK),
+        ] {
+            let resp = app(&dir).oneshot(ask(host)).await.unwrap();
+            assert_eq!(resp.status(), want, "{host}");
+        }
+        let sign_in = |content_type: &'static str, origin: Option<&'static str>| {
+            let mut req = Request::post("/api/v1/session")
+                .header("host", "127.0.0.1:7878")
+                .header("content-type", content_type);
+            if let Some(o) = origin {
+                req = req.header("origin", o);
+            }
+            req.body(Body::from(r#"{"token":"secret"}"#)).unwrap()
+        };
+        for (content_type, origin, want) in [
+            ("text/plain", None, StatusCode::BAD_REQUEST),
+            (
+                "application/x-www-form-urlencoded",
+                None,
+                StatusCode::BAD_REQUEST,
+            ),
+            (
+                "application/json",
+                Some("http://evil.example"),
+                StatusCode::FORBIDDEN,
+            ),
+            (
+                "application/json",
+                Some("http://127.0.0.1:7878"),
+                StatusCode::OK,
+            ),
+            ("application/json", None, StatusCode::OK),
+        ] {
+            let resp = app(&dir)
+                .oneshot(sign_in(content_type, origin))
+                .await
+                .unwrap();
+            assert_eq!(resp.status(), want, "{content_type} from {origin:?}");
+            assert_eq!(
+                resp.headers().contains_key("set-cookie"),
+                want == StatusCode::OK,
+                "a session only for a same-origin JSON sign-in"
+            );
+        }
     }
 
     /// Signs in with `token`; the session's cookie (`capstan_session=...`).

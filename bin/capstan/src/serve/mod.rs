@@ -103,6 +103,7 @@ pub async fn run(opts: ServeOptions) -> Result<()> {
         live: base.live.clone(),
         admin_token: Arc::from(token.as_str()),
         secure_cookies: tls.is_some(),
+        allowed_hosts: file.allowed_hosts.clone().into(),
         shutdown: base.shutdown.clone(),
         apps_dir: base.data.join("apps"),
         deploying: rollouts,

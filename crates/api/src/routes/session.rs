@@ -63,6 +63,7 @@ pub(crate) async fn sign_in(
     request: axum::extract::Request,
 ) -> Result<Response, ApiError> {
     let remote = crate::auth::remote_of(request.extensions());
+    same_origin_json(request.headers())?;
     let body = axum::body::to_bytes(request.into_body(), 64 * 1024)
         .await
         .map_err(|e| ApiError::new(Code::BadRequest, format!("sign-in: {e}")))?;
@@ -151,6 +152,38 @@ pub(crate) async fn sign_in(
         response.headers_mut().insert(SET_COOKIE, v);
     }
     Ok(response)
+}
+
+/// A sign-in must come from the dashboard's own page or a program, never from a form on
+/// another site (login CSRF: signing the victim's browser in as the attacker): it is JSON (a
+/// cross-site form cannot send that without the browser asking first), and an `Origin`, when
+/// the browser sends one, is this host's.
+fn same_origin_json(headers: &HeaderMap) -> Result<(), ApiError> {
+    let json = headers
+        .get(axum::http::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.trim_start().starts_with("application/json"));
+    if !json {
+        return Err(ApiError::new(
+            Code::BadRequest,
+            "sign-in: send the body as application/json",
+        ));
+    }
+    let text = |name| {
+        headers
+            .get(name)
+            .and_then(|v: &axum::http::HeaderValue| v.to_str().ok())
+    };
+    if let Some(origin) = text(axum::http::header::ORIGIN) {
+        let origin_host = origin.split_once("://").map_or(origin, |(_, rest)| rest);
+        if Some(origin_host) != text(axum::http::header::HOST) {
+            return Err(ApiError::new(
+                Code::Forbidden,
+                format!("sign-in: a page of {origin} may not sign in here"),
+            ));
+        }
+    }
+    Ok(())
 }
 
 /// An argon2 hash of nothing anyone types, verified against when the user does not exist.
