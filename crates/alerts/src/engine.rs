@@ -194,11 +194,9 @@ impl Alerts {
             .filter(|r| r.source == Source::Api)
             .map(|r| &r.config)
             .collect();
-        let tmp = self.api_rules.with_extension("tmp");
         serde_json::to_string_pretty(&posted)
             .map_err(std::io::Error::other)
-            .and_then(|text| std::fs::write(&tmp, text))
-            .and_then(|()| std::fs::rename(&tmp, &self.api_rules))
+            .and_then(|text| capstan_store::files::replace(&self.api_rules, text.as_bytes()))
             .map_err(|source| Error::Keep {
                 path: self.api_rules.clone(),
                 source,

@@ -564,11 +564,9 @@ fn rand_fraction() -> f64 {
 }
 
 async fn save(path: &std::path::Path, list: &[ImageUpdate]) -> std::io::Result<()> {
-    if let Some(dir) = path.parent() {
-        tokio::fs::create_dir_all(dir).await?;
-    }
     let text = serde_json::to_vec_pretty(list).map_err(std::io::Error::other)?;
-    let tmp = path.with_extension("json.new");
-    tokio::fs::write(&tmp, text).await?;
-    tokio::fs::rename(&tmp, path).await
+    let path = path.to_owned();
+    tokio::task::spawn_blocking(move || capstan_store::files::replace(&path, &text))
+        .await
+        .map_err(std::io::Error::other)?
 }

@@ -114,16 +114,7 @@ impl Origins {
             .map_err(std::io::Error::other)?;
             text.push(b'\n');
         }
-        let mut tmp = self.path.clone().into_os_string();
-        tmp.push(".new");
-        let tmp = PathBuf::from(tmp);
-        let mut file = std::fs::File::create(&tmp)?;
-        file.write_all(&text)?;
-        file.sync_all()?;
-        std::fs::rename(&tmp, &self.path)?;
-        if let Some(dir) = self.path.parent() {
-            std::fs::File::open(dir)?.sync_all()?;
-        }
+        capstan_store::files::replace(&self.path, &text)?;
         self.by_id.retain(|id, _| used.contains(id));
         self.by_origin.retain(|_, id| used.contains(id));
         Ok(())

@@ -31,7 +31,8 @@ pub fn read_cursor(path: &Path) -> Option<u64> {
         .and_then(|s| s.trim().parse().ok())
 }
 
-/// Replaces the cursor file atomically (write, sync, rename), creating its directory.
+/// Replaces the cursor file atomically and durably (write, sync, rename, sync the directory),
+/// creating its directory.
 ///
 /// # Errors
 /// The file cannot be written.
@@ -45,7 +46,12 @@ pub fn write_cursor(path: &Path, cursor: u64) -> std::io::Result<()> {
         write!(f, "{cursor}")?;
         f.sync_all()?;
     }
-    std::fs::rename(&tmp, path)
+    std::fs::rename(&tmp, path)?;
+    // the rename itself is on disk only once the directory is
+    match path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        Some(dir) => std::fs::File::open(dir)?.sync_all(),
+        None => Ok(()),
+    }
 }
 
 #[cfg(test)]

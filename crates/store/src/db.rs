@@ -58,6 +58,27 @@ impl Db {
         Ok(out)
     }
 
+    /// As [`Db::write`], and on disk when it returns, even across a power cut: for what must
+    /// never come back once done (a revoked token, a removed user, an ended session). Other
+    /// writes are synced with the WAL's checkpoints, which a crash of capstan alone never loses.
+    ///
+    /// # Errors
+    /// As [`Db::write`].
+    pub fn write_synced<T, E>(
+        &self,
+        f: impl FnOnce(&Transaction<'_>) -> Result<T, E>,
+    ) -> Result<T, E>
+    where
+        E: From<rusqlite::Error>,
+    {
+        let mut conn = self.conn.lock().unwrap_or_else(PoisonError::into_inner);
+        conn.pragma_update(None, "synchronous", "FULL")?;
+        let tx = conn.transaction()?;
+        let out = f(&tx).and_then(|out| tx.commit().map(|()| out).map_err(E::from));
+        conn.pragma_update(None, "synchronous", "NORMAL")?;
+        out
+    }
+
     /// Runs `f` on the writing connection outside a transaction: a read that must see the
     /// writes before it, or a single statement.
     pub fn read<T>(&self, f: impl FnOnce(&Connection) -> T) -> T {
@@ -88,6 +109,16 @@ mod tests {
         });
         assert!(matches!(failed, Err(Error::Sqlite(_))), "{failed:?}");
         assert_eq!(count(&db), 0);
+        let synced: Result<(), Error> = db.write_synced(|tx| {
+            tx.execute("INSERT INTO t (v) VALUES (NULL)", [])?;
+            Ok(())
+        });
+        assert!(synced.is_err());
+        assert_eq!(count(&db), 0, "a failed synced write changes nothing");
+        let mode: i64 = db
+            .read(|c| c.query_row("PRAGMA synchronous", [], |r| r.get(0)))
+            .unwrap();
+        assert_eq!(mode, 1, "back to NORMAL after a synced write");
         let panicked = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
             let _: Result<(), Error> = db.write(|tx| {
                 tx.execute("INSERT INTO t (v) VALUES (1)", [])?;

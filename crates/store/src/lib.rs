@@ -11,6 +11,7 @@ pub mod containers;
 mod db;
 mod error;
 pub mod events;
+pub mod files;
 pub mod images;
 pub mod migrations;
 pub mod releases;
@@ -78,6 +79,21 @@ impl Store {
     {
         let inner = Arc::clone(&self.inner);
         tokio::task::spawn_blocking(move || inner.writer.write(f))
+            .await
+            .map_err(|e| Error::Task(e.to_string()))?
+    }
+
+    /// As [`Store::write`], synced to disk before it returns ([`Db::write_synced`]).
+    ///
+    /// # Errors
+    /// What `f` returns, or [`Error::Sqlite`] when the commit fails.
+    pub async fn write_synced<T, F>(&self, f: F) -> Result<T, Error>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Transaction<'_>) -> Result<T, Error> + Send + 'static,
+    {
+        let inner = Arc::clone(&self.inner);
+        tokio::task::spawn_blocking(move || inner.writer.write_synced(f))
             .await
             .map_err(|e| Error::Task(e.to_string()))?
     }

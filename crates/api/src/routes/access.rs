@@ -152,7 +152,7 @@ pub(crate) async fn revoke(
     let lookup = name.clone();
     let revoked = state
         .store
-        .write(move |tx| capstan_store::access::revoke_token(tx, &lookup, now))
+        .write_synced(move |tx| capstan_store::access::revoke_token(tx, &lookup, now))
         .await?;
     if revoked {
         Ok(StatusCode::NO_CONTENT)

@@ -247,7 +247,7 @@ pub(crate) async fn sign_out(
         let hash = token_hash(c);
         state
             .store
-            .write(move |tx| capstan_store::access::end_session(tx, &hash))
+            .write_synced(move |tx| capstan_store::access::end_session(tx, &hash))
             .await?;
     }
     let mut response = StatusCode::NO_CONTENT.into_response();
@@ -334,7 +334,7 @@ pub(crate) async fn put_user(
     let stored = row.clone();
     let created = state
         .store
-        .write(move |tx| capstan_store::access::put_user(tx, &stored))
+        .write_synced(move |tx| capstan_store::access::put_user(tx, &stored))
         .await?;
     let status = if created {
         StatusCode::CREATED
@@ -363,7 +363,7 @@ pub(crate) async fn remove_user(
     let lookup = name.clone();
     let removed = state
         .store
-        .write(move |tx| capstan_store::access::remove_user(tx, &lookup))
+        .write_synced(move |tx| capstan_store::access::remove_user(tx, &lookup))
         .await?;
     if removed {
         Ok(StatusCode::NO_CONTENT)
@@ -403,7 +403,7 @@ pub(crate) async fn end_sessions(
     let who = params::last(&pairs, "who").map(str::to_owned);
     let ended = state
         .store
-        .write(move |tx| capstan_store::access::end_sessions(tx, who.as_deref()))
+        .write_synced(move |tx| capstan_store::access::end_sessions(tx, who.as_deref()))
         .await?;
     Ok(Json(Ended { ended }))
 }

@@ -156,6 +156,9 @@ impl DockerTarget {
             std::fs::set_permissions(&tmp, std::fs::Permissions::from_mode(mode))?;
             std::fs::rename(&tmp, &path)?;
         }
+        for kind in ["configs", "secrets"] {
+            capstan_store::files::sync_dir(&dir.join(kind))?;
+        }
         Ok(())
     }
 }
