@@ -108,6 +108,23 @@ impl Engine {
         }
     }
 
+    /// The labels of image `name`; `None` when the engine has no such image.
+    ///
+    /// # Errors
+    /// [`Error::Unreachable`] or [`Error::Api`].
+    pub async fn image_labels(
+        &self,
+        name: &str,
+    ) -> Result<Option<std::collections::HashMap<String, String>>, Error> {
+        match self.client()?.inspect_image(name).await {
+            Ok(i) => Ok(Some(i.config.and_then(|c| c.labels).unwrap_or_default())),
+            Err(e) => match self.classify(e) {
+                e if e.is_not_found() => Ok(None),
+                e => Err(e),
+            },
+        }
+    }
+
     /// Lists containers; `all` includes stopped ones.
     ///
     /// # Errors

@@ -118,4 +118,26 @@ async fn build_services_are_built_from_the_callers_context() {
     let (code, _, stderr) = deploy(&daemon, dir.path(), &app).await;
     assert_eq!(code, 2, "{stderr}");
     assert!(stderr.contains("services.web.build"), "{stderr}");
+
+    // a build may not replace an image it did not make (the shared base image here): it would
+    // land in whatever runs that name next
+    let base = engine
+        .inspect_image("capstan-test/busybox:1")
+        .await
+        .unwrap()
+        .unwrap();
+    std::fs::write(
+        dir.path().join("compose.yaml"),
+        COMPOSE.replace("  web:\n", "  web:\n    image: capstan-test/busybox:1\n"),
+    )
+    .unwrap();
+    let (code, _, stderr) = deploy(&daemon, dir.path(), &app).await;
+    assert_eq!(code, 2, "{stderr}");
+    assert!(stderr.contains("was not built by capstan"), "{stderr}");
+    let after = engine
+        .inspect_image("capstan-test/busybox:1")
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(after.id, base.id, "the base image was replaced");
 }

@@ -158,6 +158,7 @@ pub async fn build_service(
             .ok_or_else(|| ApiError::bad_param(k, format!("{v:?} is not NAME=VALUE")))?;
         args.insert(name.to_owned(), value.to_owned());
     }
+    owns_image(&state, &app, &service, &image).await?;
     let build = capstan_engine::BuildContext {
         tar: context,
         dockerfile: one("dockerfile").unwrap_or_else(|| "Dockerfile".into()),
@@ -182,6 +183,32 @@ pub async fn build_service(
         .map(|i| i.id)
         .unwrap_or_default();
     Ok(Json(serde_json::json!({ "image": image, "id": id })))
+}
+
+/// A build may tag only a new name, or an image capstan built for this very service: tagging
+/// another's (`postgres:16`, an image another app runs) would plant the build in whatever
+/// runs that name next (a heal, a rollout, another app's deploy).
+async fn owns_image(
+    state: &AppState,
+    app: &str,
+    service: &str,
+    image: &str,
+) -> Result<(), ApiError> {
+    let Some(labels) = state.engine.image_labels(image).await? else {
+        return Ok(());
+    };
+    let label = |k: &str| labels.get(k).map(String::as_str);
+    if label("io.capstan.app") == Some(app) && label("io.capstan.service") == Some(service) {
+        return Ok(());
+    }
+    Err(ApiError::new(
+        Code::Forbidden,
+        format!(
+            "services.{service}.build: {image} exists and was not built by capstan for \
+             {app}/{service}; a build may not replace it. Name the built image after the \
+             service (the default is {app}-{service})"
+        ),
+    ))
 }
 
 /// `GET /api/v1/proxy`: the published ports the proxy serves, their replicas and counters.
