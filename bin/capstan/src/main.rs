@@ -61,6 +61,9 @@ enum Command {
     Alerts(cli::alerts::AlertsArgs),
     /// List, create and revoke API tokens with roles (viewer, operator, admin).
     Tokens(cli::tokens::TokensArgs),
+    /// Show and change the deploy policy: host-level features (bind mounts, privileged,
+    /// capabilities) allowed per app.
+    Policy(cli::policy::PolicyArgs),
     /// Show the audit log: every request that changed something, who, when, from where.
     Audit(cli::tokens::AuditArgs),
     /// List, add and remove the users who sign in to the dashboard.
@@ -176,6 +179,7 @@ fn main() -> ExitCode {
         Command::Metrics(args) => cli::finish(runtime.block_on(cli::metrics::run(args))),
         Command::Alerts(args) => cli::finish(runtime.block_on(cli::alerts::run(args))),
         Command::Tokens(args) => cli::finish(runtime.block_on(cli::tokens::run(args))),
+        Command::Policy(args) => cli::finish(runtime.block_on(cli::policy::run(args))),
         Command::Audit(args) => cli::finish(runtime.block_on(cli::tokens::audit(args))),
         Command::Users(args) => cli::finish(runtime.block_on(cli::tokens::users(args))),
         Command::Vulndb(args) => cli::finish(runtime.block_on(cli::vulndb::run(args))),

@@ -167,7 +167,9 @@ impl Routes {
 /// The routes that need a token or a session, each with the role it needs. Planning a deploy
 /// and testing an alert rule change nothing: a viewer's.
 fn protected() -> Routes {
-    use routes::{access, alerts, apps, containers, events, images, logs, metrics, scan, session};
+    use routes::{
+        access, alerts, apps, containers, events, images, logs, metrics, policy, scan, session,
+    };
     let import_limit = DefaultBodyLimit::max(scan::IMPORT_LIMIT);
     let build_limit = DefaultBodyLimit::max(apps::BUILD_CONTEXT_LIMIT);
     Routes::new()
@@ -207,6 +209,9 @@ fn protected() -> Routes {
         .post("/api/v1/users", ADMIN, session::put_user)
         .delete("/api/v1/users/{name}", ADMIN, session::remove_user)
         .delete("/api/v1/sessions", ADMIN, session::end_sessions)
+        .get("/api/v1/policy", ADMIN, policy::list)
+        .post("/api/v1/policy/{app}", ADMIN, policy::allow)
+        .delete("/api/v1/policy/{app}", ADMIN, policy::disallow)
         .get("/api/v1/alerts/history", VIEWER, alerts::history)
         .get("/api/v1/alerts/rules", VIEWER, alerts::rules)
         .post("/api/v1/alerts/rules", ADMIN, alerts::add_rule)

@@ -111,6 +111,25 @@ impl AutoUpdater {
                 "reason": u.reason,
             }}),
         };
+        // the policy as it stands now: an allowance taken back stops the app's updates too
+        let data_dir = self
+            .deployer
+            .apps_dir
+            .parent()
+            .unwrap_or(&self.deployer.apps_dir);
+        match crate::policy::check(&self.store, data_dir, &req, crate::policy::Deployer::Admin)
+            .await
+        {
+            Ok(found) if found.is_empty() => {}
+            Ok(found) => {
+                warn!(app = %u.app, refusal = %crate::policy::refusal(&u.app, &found), "image update not applied");
+                return;
+            }
+            Err(e) => {
+                warn!(app = %u.app, error = %e, "cannot read the deploy policy; image update not applied");
+                return;
+            }
+        }
         let report = match self.deployer.release(&self.store, ACTOR, &req, None).await {
             Ok(r) => r,
             Err(e) => {

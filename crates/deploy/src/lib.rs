@@ -14,6 +14,7 @@ mod error;
 mod files;
 mod heal;
 pub mod plan;
+pub mod policy;
 mod release;
 mod request;
 mod rollout;

@@ -111,6 +111,7 @@ pub fn plan(desired: Desired<'_>, running: &[Replica]) -> Plan {
     Plan {
         services,
         levels: start_levels(desired.project),
+        violations: Vec::new(),
     }
 }
 

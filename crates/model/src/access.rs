@@ -134,3 +134,27 @@ pub struct Session {
     pub csrf_token: String,
     pub expires: DateTime<Utc>,
 }
+
+/// A host-level feature an admin allowed for one app (the deploy policy).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct Allowance {
+    pub app: String,
+    /// As written to allow it: `privileged`, `bind=/srv/www`, `cap_add=NET_ADMIN`,
+    /// `security_opt=seccomp:unconfined`, `sysctl=NAME`, `low_port=80`.
+    pub feature: String,
+    /// Who allowed it.
+    pub allowed_by: String,
+    pub time: chrono::DateTime<chrono::Utc>,
+}
+
+/// `GET /api/v1/policy`: every allowance, by app.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct PolicyList {
+    pub allowances: Vec<Allowance>,
+}
+
+/// `POST /api/v1/policy/{app}`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct NewAllowance {
+    pub feature: String,
+}

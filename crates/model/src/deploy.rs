@@ -50,6 +50,23 @@ pub struct ServicePlan {
     pub action: Action,
 }
 
+/// One use of a host-level feature (a bind mount, `privileged`, a capability, ...) that the
+/// deploy policy does not let this deploy make.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct Violation {
+    /// The Compose key (`services.web.privileged`).
+    pub key: String,
+    /// Where it is written (`compose.yaml:7:5`), when the file is known.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub at: Option<String>,
+    /// What it does, for people.
+    pub message: String,
+    /// What an admin allows to permit it (`capstan policy allow APP FEATURE`); absent when
+    /// nothing can (a bind source that does not exist).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub allow: Option<String>,
+}
+
 /// The plan for an app.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Plan {
@@ -58,6 +75,9 @@ pub struct Plan {
     /// Services in start order: each level only depends on earlier levels; the services of a
     /// level proceed in parallel.
     pub levels: Vec<Vec<String>>,
+    /// What the deploy policy would refuse, for whoever asked for the plan.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub violations: Vec<Violation>,
 }
 
 impl Plan {

@@ -22,8 +22,8 @@ mod time;
 mod units;
 
 pub use access::{
-    AuditEntry, AuditLog, CreatedToken, NewToken, NewUser, Role, Session, SignIn, TokenInfo,
-    TokenList, User, UserList,
+    Allowance, AuditEntry, AuditLog, CreatedToken, NewAllowance, NewToken, NewUser, PolicyList,
+    Role, Session, SignIn, TokenInfo, TokenList, User, UserList,
 };
 pub use alerts::{
     Alert, AlertList, AlertRuleInfo, AlertRules, AlertState, RuleTest, RuleTestInstance,
@@ -32,7 +32,7 @@ pub use alerts::{
 pub use app::{AppSummary, Release};
 pub use deploy::{
     Action, Outcome, Plan, Progress, ReleaseResult, Report, RolloutLock, RolloutLocks, ServicePlan,
-    ServiceReport, Step,
+    ServiceReport, Step, Violation,
 };
 pub use event::{CapstanAction, Event, EventPage, EventType};
 pub use exposition::{Exposition, Sample};

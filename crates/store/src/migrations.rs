@@ -127,6 +127,14 @@ pub(crate) const MIGRATIONS: &[&str] = &[
     "ALTER TABLE sessions ADD COLUMN source TEXT NOT NULL DEFAULT '';
      DELETE FROM sessions;
      CREATE INDEX sessions_by_source ON sessions (source);",
+    // 6: the deploy policy: host-level features an admin allowed per app
+    "CREATE TABLE policy (
+        app          TEXT NOT NULL,
+        feature      TEXT NOT NULL,
+        allowed_by   TEXT NOT NULL,
+        time_nano    INTEGER NOT NULL,
+        PRIMARY KEY (app, feature)
+     );",
 ];
 
 /// Opens (creating) the SQLite database at `path` as every capstan database is opened (WAL

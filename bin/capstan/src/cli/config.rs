@@ -112,6 +112,7 @@ pub fn deploy_request(
         "files": paths,
         "directory": loaded.project_dir.display().to_string(),
         "git_commit": git_commit,
+        "positions": loaded.positions,
     });
     capstan_deploy::DeployRequest::from_project(
         loaded.project,

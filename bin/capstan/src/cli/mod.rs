@@ -12,6 +12,7 @@ pub mod logs;
 pub mod metrics;
 pub mod notify;
 pub mod plan;
+pub mod policy;
 pub mod ps;
 pub mod table;
 pub mod tokens;

@@ -42,6 +42,16 @@ pub async fn run(args: PlanArgs) -> Result<(), Failure> {
             built.join(", ")
         );
     }
+    if !plan.violations.is_empty() {
+        println!(
+            "{}",
+            capstan_deploy::policy::refusal(&app, &plan.violations).replacen(
+                "refuses",
+                "would refuse",
+                1
+            )
+        );
+    }
     if plan.is_empty() {
         println!("app {app}: nothing to do, everything is up to date");
         return Ok(());

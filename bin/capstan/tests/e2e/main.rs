@@ -15,6 +15,7 @@ mod logs;
 mod metrics;
 mod notify;
 mod outage;
+mod policy;
 mod proxy;
 mod scan;
 mod sinks;

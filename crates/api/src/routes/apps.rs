@@ -5,7 +5,7 @@ use axum::http::HeaderMap;
 use axum::http::header::{ACCEPT, CONTENT_TYPE};
 use axum::response::{IntoResponse, Response};
 use axum::{Extension, Json};
-use capstan_deploy::DeployRequest;
+use capstan_deploy::{DeployRequest, policy};
 use capstan_model::{AppSummary, Release, nanos_to_datetime};
 use capstan_model::{Plan, Progress, Report};
 use capstan_store::ReleaseRow;
@@ -91,7 +91,7 @@ fn compose_request(
     .map_err(|e| ApiError::bad_param("body", e.to_string()))?;
     let mut project = loaded.project;
     crate::redact::restore(&mut project, running)?;
-    let source = serde_json::json!({ "files": ["(uploaded)"] });
+    let source = serde_json::json!({ "files": ["(uploaded)"], "positions": loaded.positions });
     DeployRequest::from_project(
         project,
         |_, _, obj| {
@@ -310,13 +310,17 @@ async fn respond(
 pub(crate) async fn plan_app(
     State(state): State<AppState>,
     Path(app): Path<String>,
+    who: Option<Extension<Principal>>,
     headers: HeaderMap,
     body: axum::body::Bytes,
 ) -> Result<Json<Plan>, ApiError> {
     check_app(&app)?;
     let req = request(&state, &app, &headers, &body).await?;
     let previous = capstan_deploy::running_model(&state.store, &app).await?;
-    Ok(Json(state.deployer.plan(&req, previous.as_ref()).await?))
+    let mut plan = state.deployer.plan(&req, previous.as_ref()).await?;
+    // what the policy would refuse of the one who asks for the plan
+    plan.violations = policy_violations(&state, &req, who.as_ref()).await?;
+    Ok(Json(plan))
 }
 
 /// The ledger's actor: the name of the token that asked.
@@ -358,6 +362,7 @@ pub(crate) async fn deploy_app(
 ) -> Result<Response, ApiError> {
     check_app(&app)?;
     let req = request(&state, &app, &headers, &body).await?;
+    authorize(&state, &app, &req, who.as_ref()).await?;
     respond(state, app, req, &headers, actor(who)).await
 }
 
@@ -398,7 +403,43 @@ pub(crate) async fn rollback_app(
         .deployer
         .rollback_request(&state.store, &app, to)
         .await?;
+    // the release rolled back to passes the policy as it stands now, for who asks
+    authorize(&state, &app, &req, who.as_ref()).await?;
     respond(state, app, req, &headers, actor(who)).await
+}
+
+/// How the deploy policy sees the caller: an admin, or anyone else.
+fn policy_role(who: Option<&Extension<Principal>>) -> policy::Deployer {
+    // no principal: the admin token through a test router without the middleware
+    if who.is_none_or(|w| w.role >= capstan_model::Role::Admin) {
+        policy::Deployer::Admin
+    } else {
+        policy::Deployer::Restricted
+    }
+}
+
+/// What the deploy policy finds in `req` for the caller.
+async fn policy_violations(
+    state: &AppState,
+    req: &DeployRequest,
+    who: Option<&Extension<Principal>>,
+) -> Result<Vec<capstan_model::Violation>, ApiError> {
+    let data_dir = state.apps_dir.parent().unwrap_or(&state.apps_dir);
+    Ok(policy::check(&state.store, data_dir, req, policy_role(who)).await?)
+}
+
+/// Refuses, with 403 and every violation, a deploy the policy does not let the caller make.
+async fn authorize(
+    state: &AppState,
+    app: &str,
+    req: &DeployRequest,
+    who: Option<&Extension<Principal>>,
+) -> Result<(), ApiError> {
+    let found = policy_violations(state, req, who).await?;
+    if found.is_empty() {
+        return Ok(());
+    }
+    Err(ApiError::new(Code::Forbidden, policy::refusal(app, &found)))
 }
 
 /// Records a release, deploys it, records how it ended. The caller holds the app's lock.

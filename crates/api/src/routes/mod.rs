@@ -9,6 +9,7 @@ pub(crate) mod health;
 pub(crate) mod images;
 pub mod logs;
 pub(crate) mod metrics;
+pub(crate) mod policy;
 pub(crate) mod scan;
 pub(crate) mod session;
 pub(crate) mod ui;

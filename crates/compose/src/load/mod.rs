@@ -48,6 +48,10 @@ pub struct Loaded {
     pub warnings: Vec<Warning>,
     /// The project directory (the first file's directory).
     pub project_dir: PathBuf,
+    /// Where each service's keys are written (`services.web.privileged` →
+    /// `compose.yaml:7:5`), for messages about a key after the files are gone (the deploy
+    /// policy's refusals).
+    pub positions: BTreeMap<String, String>,
 }
 
 /// Service keys of the Compose spec that capstan accepts but does not act on yet.
@@ -101,6 +105,22 @@ const UNSUPPORTED_SERVICE_KEYS: &[&str] = &[
     "label_file",
     "post_start",
     "pre_stop",
+    "use_api_socket",
+    "gpus",
+];
+
+/// Keys among [`UNSUPPORTED_SERVICE_KEYS`] that reach into the host: refused, never dropped.
+const HOST_LEVEL_KEYS: &[&str] = &[
+    "devices",
+    "pid",
+    "ipc",
+    "network_mode",
+    "userns_mode",
+    "uts",
+    "volumes_from",
+    "cgroup_parent",
+    "device_cgroup_rules",
+    "runtime",
     "use_api_socket",
     "gpus",
 ];
@@ -177,7 +197,7 @@ pub fn load(opts: &Options) -> Result<Loaded, Error> {
         };
         let mut node = Node::parse(name, &text)?;
         interpolate_tree(&mut node, &lookup, &mut Vec::new())?;
-        strip(&mut node, &mut warnings);
+        strip(&mut node, &mut warnings)?;
         merged = Some(match merged {
             None => node,
             Some(base) => merge_files(base, node),
@@ -218,6 +238,7 @@ pub fn load(opts: &Options) -> Result<Loaded, Error> {
         project,
         warnings,
         project_dir,
+        positions: positions(&tree),
     })
 }
 
@@ -267,9 +288,12 @@ fn interpolate_tree(
 
 /// Drops `x-` extensions where the spec allows them, and keys capstan does not implement (with a
 /// warning each).
-fn strip(root: &mut Node, warnings: &mut Vec<Warning>) {
+/// Drops `x-` extensions and the service keys capstan does not act on yet (with a warning).
+/// A host-level one among them is refused instead: dropped, the service would run otherwise
+/// than written, and the deploy policy could not be asked about it.
+fn strip(root: &mut Node, warnings: &mut Vec<Warning>) -> Result<(), Error> {
     let Value::Map(entries) = &mut root.value else {
-        return;
+        return Ok(());
     };
     entries.retain(|(k, _)| !k.name.starts_with("x-"));
     for (section, items) in entries.iter_mut() {
@@ -280,6 +304,18 @@ fn strip(root: &mut Node, warnings: &mut Vec<Warning>) {
             let Value::Map(keys) = &mut def.value else {
                 continue;
             };
+            if section.name == "services"
+                && let Some((k, _)) = keys
+                    .iter()
+                    .find(|(k, _)| HOST_LEVEL_KEYS.contains(&k.name.as_str()))
+            {
+                return Err(invalid(
+                    &k.pos,
+                    &format!("services.{}.{}", name.name, k.name),
+                    "reaches into the host and is not applied by capstan yet: refused rather \
+                     than ignored (take it out, or run this service another way)",
+                ));
+            }
             keys.retain(|(k, _)| {
                 if k.name.starts_with("x-") {
                     return false;
@@ -297,6 +333,7 @@ fn strip(root: &mut Node, warnings: &mut Vec<Warning>) {
             });
         }
     }
+    Ok(())
 }
 
 /// The nodes along a serde path (root first), with the path as text.
@@ -460,6 +497,25 @@ fn apply_profiles(
     Ok(())
 }
 
+/// Where every `services.<name>.<key>` is written.
+fn positions(tree: &Node) -> BTreeMap<String, String> {
+    let mut out = BTreeMap::new();
+    let Some(Value::Map(services)) = tree.get("services").map(|s| &s.value) else {
+        return out;
+    };
+    for (name, def) in services {
+        if let Value::Map(keys) = &def.value {
+            for (key, _) in keys {
+                out.insert(
+                    format!("services.{}.{}", name.name, key.name),
+                    key.pos.to_string(),
+                );
+            }
+        }
+    }
+    out
+}
+
 fn service_key_pos(tree: &Node, service: &str, key: &str) -> Pos {
     let services = tree.get("services");
     let svc = services.and_then(|s| s.get(service));
@@ -467,4 +523,40 @@ fn service_key_pos(tree: &Node, service: &str, key: &str) -> Pos {
         .map(|k| k.pos.clone())
         .or_else(|| services.and_then(|s| s.key(service)).map(|k| k.pos.clone()))
         .unwrap_or_else(|| tree.pos.clone())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn load_text(text: &str) -> Result<Loaded, Error> {
+        load(&Options {
+            project_name: Some("shop".into()),
+            working_dir: std::env::temp_dir(),
+            text: Some(text.into()),
+            ..Options::default()
+        })
+    }
+
+    #[test]
+    fn host_level_keys_capstan_does_not_apply_are_refused_not_dropped() {
+        for key in [
+            "network_mode: host",
+            "pid: host",
+            "devices: [\"/dev/sda:/dev/sda\"]",
+        ] {
+            let text = format!("services:\n  web:\n    image: busybox\n    {key}\n");
+            let e = load_text(&text).unwrap_err().to_string();
+            let name = key.split(':').next().unwrap();
+            assert!(
+                e.contains(&format!("compose.yaml:4:5: services.web.{name}")),
+                "{e}"
+            );
+            assert!(e.contains("refused rather than ignored"), "{e}");
+        }
+        // other keys not applied yet are still warned about and dropped
+        let loaded = load_text("services:\n  web:\n    image: busybox\n    tty: true\n").unwrap();
+        assert_eq!(loaded.warnings.len(), 1);
+        assert_eq!(loaded.positions["services.web.image"], "compose.yaml:3:5");
+    }
 }
