@@ -635,6 +635,16 @@ async fn deploy_from_the_ui_follow_it_roll_back_and_find_it_audited() {
     let audit = wait_text(&client, "#audit", &format!("/api/v1/apps/{app}/rollback")).await;
     assert!(audit.contains(&operator), "{audit}");
     shoot(&client, "access").await;
+    // the deploy policy: an allowance made in the page is listed, then taken back
+    let field = client.find(Locator::Css("#policy-app")).await.unwrap();
+    field.send_keys(&app).await.unwrap();
+    let field = client.find(Locator::Css("#policy-feature")).await.unwrap();
+    field.send_keys("cap_add=net_admin").await.unwrap();
+    click(&client, "#policy-form button[type=submit]").await;
+    wait_text(&client, "#main", "cap_add=NET_ADMIN").await;
+    let allowed: capstan_model::PolicyList = daemon.get("/api/v1/policy").await;
+    assert_eq!(allowed.allowances.len(), 1, "{allowed:?}");
+    assert_eq!(allowed.allowances[0].app, app);
     // a viewer token made in the page
     let name_field = client.find(Locator::Css("#token-name")).await.unwrap();
     name_field.send_keys("ui-viewer").await.unwrap();

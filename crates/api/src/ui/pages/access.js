@@ -6,8 +6,10 @@ import { html, put } from "../html.js";
 import { table } from "../widgets.js";
 
 const ROLES = ["viewer", "operator", "admin"];
+const FEATURES = ["privileged", "bind=/srv/", "cap_add=NET_ADMIN", "security_opt=seccomp:unconfined",
+  "sysctl=", "low_port=80"];
 
-function draw(tokens, users, audit) {
+function draw(tokens, users, audit, policy) {
   const roles = ROLES.map((r) => html`<option>${r}</option>`);
   put($("#main"), html`<h1>Access</h1>
     <section class="card" aria-labelledby="h-tokens"><h2 id="h-tokens">Tokens</h2>
@@ -31,6 +33,21 @@ function draw(tokens, users, audit) {
         <button type="submit">Add user</button>
       </form>
       <p id="access-error" class="error" role="alert"></p></section>
+    <section class="card" aria-labelledby="h-policy"><h2 id="h-policy">Deploy policy</h2>
+      <p class="muted">Host-level features an operator's deploy of an app may use. Admins deploy them
+        all, but for binds of the host's root, the Docker socket or capstan's data, which need an
+        allowance here too.</p>
+      ${table(["App", "Feature", "Allowed by", "Since", ""], policy.allowances.map((a) => [
+        a.app, html`<code>${a.feature}</code>`, a.allowed_by, when(a.time),
+        html`<button type="button" data-disallow="${a.feature}" data-app="${a.app}">Remove</button>`]),
+        "Nothing allowed: only admins deploy host-level features.")}
+      <form id="policy-form" class="row">
+        <label>App <input id="policy-app" required pattern="[a-z0-9][a-z0-9_-]*" autocomplete="off"></label>
+        <label>Feature <input id="policy-feature" required list="policy-features" autocomplete="off"
+          placeholder="privileged, bind=/srv/www, cap_add=NET_ADMIN"></label>
+        <datalist id="policy-features">${FEATURES.map((f) => html`<option value="${f}"></option>`)}</datalist>
+        <button type="submit">Allow</button>
+      </form></section>
     <section class="card" aria-labelledby="h-audit"><h2 id="h-audit">Audit log</h2>
       <div id="audit">${table(["Time", "Who", "Role", "Request", "Status", "From"], audit.entries.map((a) => [
         when(a.time), a.who, a.role, html`<code>${a.method} ${a.path}</code>`,
@@ -38,12 +55,13 @@ function draw(tokens, users, audit) {
 }
 
 export async function accessPage() {
-  const [tokens, users, audit] = await Promise.all([
+  const [tokens, users, audit, policy] = await Promise.all([
     api("GET", "/api/v1/tokens"),
     api("GET", "/api/v1/users"),
     api("GET", "/api/v1/audit?limit=100"),
+    api("GET", "/api/v1/policy"),
   ]);
-  draw(tokens, users, audit);
+  draw(tokens, users, audit, policy);
   const fail = (e) => { if (!(e instanceof Stale) && $("#access-error")) $("#access-error").textContent = e.message; };
   $("#token-form").addEventListener("submit", async (ev) => {
     ev.preventDefault();
@@ -60,6 +78,24 @@ export async function accessPage() {
       await accessPage();
     } catch (e) { fail(e); }
   });
+  $("#policy-form").addEventListener("submit", async (ev) => {
+    ev.preventDefault();
+    try {
+      const app = $("#policy-app").value.trim();
+      await api("POST", `/api/v1/policy/${encodeURIComponent(app)}`, { feature: $("#policy-feature").value.trim() });
+      await accessPage();
+    } catch (e) { fail(e); }
+  });
+  for (const b of document.querySelectorAll("button[data-disallow]")) {
+    b.addEventListener("click", async () => {
+      const { app, disallow } = b.dataset;
+      if (!confirm(`No longer allow ${disallow} for ${app}? Its next deploy is checked without it.`)) return;
+      try {
+        await api("DELETE", `/api/v1/policy/${encodeURIComponent(app)}?${new URLSearchParams({ feature: disallow })}`);
+        await accessPage();
+      } catch (e) { fail(e); }
+    });
+  }
   for (const b of document.querySelectorAll("button[data-revoke]")) {
     b.addEventListener("click", async () => {
       if (!confirm(`Revoke token ${b.dataset.revoke}? Clients using it are refused at once.`)) return;
