@@ -251,9 +251,13 @@ async fn sign_in_by_keyboard_see_the_overview_live_and_sign_out() {
     assert_eq!(code, 0, "{err}");
 }
 
-/// Waits for an element to be on the page.
+/// Waits for an element to be on the page; when it does not come, the failure shows the page
+/// (still loading, an error, another page).
 async fn present(client: &Client, css: &str) {
-    client.wait().for_element(Locator::Css(css)).await.unwrap();
+    if client.wait().for_element(Locator::Css(css)).await.is_err() {
+        let page = client.source().await.unwrap_or_default();
+        panic!("{css} is not on the page after 30 s; the page: {page}");
+    }
 }
 
 async fn click(client: &Client, css: &str) {

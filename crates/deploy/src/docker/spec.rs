@@ -10,8 +10,20 @@ use super::names::{Names, labels};
 use crate::Error;
 use crate::units::{nano_cpus, shell_split};
 
-/// The prefix of the labels capstan sets and reads; a Compose file's own are dropped.
-const CAPSTAN_LABELS: &str = "io.capstan.";
+/// The labels that say which app, service, release and replica a container is, and what it
+/// publishes: capstan's alone, so a Compose file's own are dropped. (Labels that configure
+/// capstan, `io.capstan.update*` and `io.capstan.logs.*`, are the file's to set.)
+const IDENTITY_LABELS: &[&str] = &[
+    "io.capstan.app",
+    "io.capstan.service",
+    "io.capstan.release",
+    "io.capstan.replica",
+    "io.capstan.spec",
+    "io.capstan.ports",
+    "com.docker.compose.project",
+    "com.docker.compose.service",
+    "com.docker.compose.container-number",
+];
 
 /// Where the daemon materialised configs and secrets: `<dir>/configs/<name>`,
 /// `<dir>/secrets/<name>`.
@@ -121,12 +133,13 @@ pub fn container_spec(
     };
 
     // labels: the service's, the deploy section's, then capstan's and Compose's (which win);
-    // none of capstan's own may come from the file (they say which app a replica belongs to)
+    // none that says which app a replica belongs to may come from the file
     spec.labels = s.labels.clone();
     if let Some(d) = &s.deploy {
         spec.labels.extend(d.labels.clone());
     }
-    spec.labels.retain(|k, _| !k.starts_with(CAPSTAN_LABELS));
+    spec.labels
+        .retain(|k, _| !IDENTITY_LABELS.contains(&k.as_str()));
     spec.labels.extend(labels(
         &names.project,
         Some(service),
