@@ -433,19 +433,11 @@ fn project_name(
             .collect();
         (normal, "the project directory")
     };
-    let valid = raw
-        .chars()
-        .next()
-        .is_some_and(|c| c.is_ascii_lowercase() || c.is_ascii_digit())
-        && raw
-            .chars()
-            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_' || c == '-');
-    if valid {
+    // the app's name: the one rule capstan keeps for what becomes a path and a label
+    let Err(e) = capstan_model::check_app_name(&raw) else {
         return Ok(raw);
-    }
-    let message = format!(
-        "project name {raw:?} (from {from}) must be lowercase letters, digits, `-` and `_`, starting with a letter or digit"
-    );
+    };
+    let message = format!("project name {raw:?} (from {from}) {}", e.why);
     match (from, tree.get("name")) {
         ("name", Some(n)) => Err(invalid(&n.pos, "name", message)),
         _ => Err(Error::Project(message)),
