@@ -324,6 +324,7 @@ mod tests {
                     apps_dir: dir.path().join("apps"),
                     router: None,
                     events: None,
+                    secrets: None,
                 }),
                 dir.path().join("apps"),
                 None,

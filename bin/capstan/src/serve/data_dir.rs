@@ -87,3 +87,64 @@ pub(super) fn ensure_secret(path: &Path, what: &str) -> Result<String> {
     info!(path = %path.display(), "wrote a new {what}");
     Ok(token)
 }
+
+/// The daemon's directory on tmpfs, where secrets are placed in plain text for containers to
+/// mount: `/run/capstan/<a hash of the data dir>` (one per data dir, so two daemons on one
+/// host keep apart; `$CAPSTAN_RUN_DIR` instead of `/run/capstan`, as the test suite sets). When that is not on a tmpfs already (Debian's `/run` is one under
+/// systemd), a tmpfs is mounted there, private to root.
+pub(super) fn secrets_run_dir(data: &Path) -> Result<std::path::PathBuf> {
+    let data = data.canonicalize().unwrap_or_else(|_| data.to_owned());
+    let id = data
+        .as_os_str()
+        .as_encoded_bytes()
+        .iter()
+        .fold(0xcbf2_9ce4_8422_2325_u64, |h, b| {
+            (h ^ u64::from(*b)).wrapping_mul(0x0100_0000_01b3)
+        });
+    let root = std::env::var_os("CAPSTAN_RUN_DIR")
+        .filter(|d| !d.is_empty())
+        .map_or_else(|| std::path::PathBuf::from("/run/capstan"), Into::into);
+    let dir = root.join(format!("{id:016x}"));
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(&dir)
+        .with_context(|| format!("cannot create {} for secrets", dir.display()))?;
+    if !on_tmpfs(&dir) {
+        let status = std::process::Command::new("mount")
+            .args([
+                "-t",
+                "tmpfs",
+                "-o",
+                "mode=0700,size=64m,nosuid,nodev,noexec",
+                "capstan-secrets",
+            ])
+            .arg(&dir)
+            .status()
+            .with_context(|| format!("cannot run mount for a tmpfs at {}", dir.display()))?;
+        anyhow::ensure!(
+            status.success() && on_tmpfs(&dir),
+            "secrets are placed on a tmpfs, and none could be mounted at {} (run capstan as \
+             root, or mount a tmpfs there)",
+            dir.display()
+        );
+    }
+    Ok(dir)
+}
+
+/// Whether `dir` is on a tmpfs: the longest mount point of `/proc/mounts` that holds it.
+fn on_tmpfs(dir: &Path) -> bool {
+    let Ok(mounts) = std::fs::read_to_string("/proc/mounts") else {
+        return false;
+    };
+    mounts
+        .lines()
+        .filter_map(|l| {
+            let mut f = l.split_whitespace();
+            let (_, point, kind) = (f.next()?, f.next()?, f.next()?);
+            Some((point.replace("\\040", " "), kind.to_owned()))
+        })
+        .filter(|(point, _)| dir.starts_with(point))
+        .max_by_key(|(point, _)| point.len())
+        .is_some_and(|(_, kind)| kind == "tmpfs")
+}

@@ -155,13 +155,22 @@ pub(super) fn start_deploy(
         base.shutdown.clone(),
     );
     let apps = base.data.join("apps");
+    // a key that does not open the data key stops the start: nothing is deployed half-blind
+    let vault = capstan_vault::Vault::open(&base.data)?;
+    let secrets = capstan_deploy::SecretStore {
+        vault: Arc::new(vault),
+        run_dir: data_dir::secrets_run_dir(&base.data)?,
+    };
     let target = capstan_deploy::DockerTarget {
         engine: base.engine.clone(),
         apps_dir: apps.clone(),
         router: Some(router.clone()),
         events: Some(base.live.clone()),
+        secrets: Some(secrets.clone()),
     };
-    let deployer = capstan_deploy::Deployer::new(Arc::new(target), apps, Some(base.live.clone()));
+    let mut deployer =
+        capstan_deploy::Deployer::new(Arc::new(target), apps, Some(base.live.clone()));
+    deployer.secrets = Some(secrets);
     let healer = capstan_deploy::Healer::new(
         deployer.clone(),
         base.store.clone(),

@@ -254,9 +254,22 @@ async fn deploy_redeploy_roll_back_and_down() {
         std::fs::metadata(&secret).unwrap().permissions().mode() & 0o777,
         0o400
     );
+    // in plain text only on the daemon's tmpfs; under the data dir, sealed (secrets.rs tests
+    // that no file there holds the value)
     assert!(
-        secret.starts_with(daemon.data_dir().to_str().unwrap()),
-        "kept under the data dir: {secret}"
+        !secret.starts_with(daemon.data_dir().to_str().unwrap()),
+        "a secret in plain text under the data dir: {secret}"
+    );
+    let sealed = daemon
+        .data_dir()
+        .join("apps")
+        .join(&app)
+        .join("secrets/token.sealed");
+    let kept = std::fs::read(&sealed).unwrap();
+    assert!(
+        !kept.windows(6).any(|w| w == b"s3cret"),
+        "{}",
+        sealed.display()
     );
     let binary = source("/run/secrets/keystore");
     assert_eq!(std::fs::read(&binary).unwrap(), keystore);

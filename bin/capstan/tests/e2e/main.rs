@@ -18,6 +18,7 @@ mod outage;
 mod policy;
 mod proxy;
 mod scan;
+mod secrets;
 mod sinks;
 mod updates;
 

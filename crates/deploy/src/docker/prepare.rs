@@ -2,13 +2,14 @@
 //! published ports, configs and secrets written as files, networks, volumes and images.
 
 use std::collections::BTreeMap;
-use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
+use std::os::unix::fs::DirBuilderExt;
 
 use super::names::{Names, labels};
 use super::route::claims;
 use super::target::{DockerTarget, engine_error};
 use crate::DeployRequest;
 use crate::error::TargetError;
+use crate::secrets::{FileMode, place};
 
 impl DockerTarget {
     /// Ports, files, networks, volumes, images, in that order: a taken port or a file that
@@ -99,8 +100,9 @@ impl DockerTarget {
         Ok(())
     }
 
-    /// Writes configs (0444) and secrets (0400 unless a reference sets `mode`) under the app's
-    /// private directory, owned by the `uid`/`gid` a reference asks for.
+    /// Writes configs (0444) under the app's private directory, and keeps secrets sealed
+    /// there while placing them in plain text only on the daemon's tmpfs (0400), each as a
+    /// reference's `mode`, `uid` and `gid` ask.
     fn materialise(&self, req: &DeployRequest) -> std::io::Result<()> {
         let app = req.project.name.clone().unwrap_or_default();
         let dir = self.apps_dir.join(&app);
@@ -118,47 +120,66 @@ impl DockerTarget {
             {
                 continue;
             }
-            let reference = req
-                .project
-                .services
-                .values()
-                .flat_map(|s| {
-                    if kind == "configs" {
-                        &s.configs
-                    } else {
-                        &s.secrets
-                    }
-                })
-                .find(|r| r.source == name && (r.mode.is_some() || r.uid.is_some()));
-            let mode = reference
-                .and_then(|r| r.mode)
-                .unwrap_or(if kind == "secrets" { 0o400 } else { 0o444 });
-            let path = dir.join(kind).join(name);
-            let tmp = dir.join(kind).join(format!(".{name}.tmp"));
-            {
-                use std::io::Write;
-                let mut f = std::fs::OpenOptions::new()
-                    .write(true)
-                    .create(true)
-                    .truncate(true)
-                    .mode(0o600)
-                    .open(&tmp)?;
-                f.write_all(&content.bytes().map_err(std::io::Error::other)?)?;
-                f.sync_all()?;
-            }
-            if let Some(r) = reference {
-                let uid = r.uid.as_deref().and_then(|u| u.parse().ok());
-                let gid = r.gid.as_deref().and_then(|g| g.parse().ok());
-                if uid.is_some() || gid.is_some() {
-                    std::os::unix::fs::chown(&tmp, uid, gid)?;
+            let bytes = content.bytes().map_err(std::io::Error::other)?;
+            let how = file_mode(&req.project, kind, name);
+            match (kind, &self.secrets) {
+                ("secrets", Some(store)) => {
+                    store.keep(&self.apps_dir, &app, name, &bytes)?;
+                    place(&store.mount_path(&app, name), &bytes, how)?;
                 }
+                _ => place(&dir.join(kind).join(name), &bytes, how)?,
             }
-            std::fs::set_permissions(&tmp, std::fs::Permissions::from_mode(mode))?;
-            std::fs::rename(&tmp, &path)?;
-        }
-        for kind in ["configs", "secrets"] {
-            capstan_store::files::sync_dir(&dir.join(kind))?;
         }
         Ok(())
+    }
+
+    /// Puts back on the tmpfs the secrets a replica of `service` mounts that a reboot took
+    /// away (a heal or an update made after one), from the request's contents.
+    pub(super) fn ensure_secrets(&self, req: &DeployRequest, service: &str) -> std::io::Result<()> {
+        let Some(store) = &self.secrets else {
+            return Ok(());
+        };
+        let app = req.project.name.clone().unwrap_or_default();
+        let Some(s) = req.project.services.get(service) else {
+            return Ok(());
+        };
+        for r in &s.secrets {
+            let path = store.mount_path(&app, &r.source);
+            if path.exists() {
+                continue;
+            }
+            if let Some(content) = req.files.get(&format!("secrets/{}", r.source)) {
+                let bytes = content.bytes().map_err(std::io::Error::other)?;
+                place(&path, &bytes, file_mode(&req.project, "secrets", &r.source))?;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// How `kind`/`name` is written: the mode, uid and gid a service's reference to it asks for,
+/// else 0400 for a secret and 0444 for a config.
+fn file_mode(project: &capstan_compose::Project, kind: &str, name: &str) -> FileMode {
+    let reference = project
+        .services
+        .values()
+        .flat_map(|s| {
+            if kind == "configs" {
+                &s.configs
+            } else {
+                &s.secrets
+            }
+        })
+        .find(|r| r.source == name && (r.mode.is_some() || r.uid.is_some()));
+    FileMode {
+        mode: reference
+            .and_then(|r| r.mode)
+            .unwrap_or(if kind == "secrets" { 0o400 } else { 0o444 }),
+        uid: reference
+            .and_then(|r| r.uid.as_deref())
+            .and_then(|u| u.parse().ok()),
+        gid: reference
+            .and_then(|r| r.gid.as_deref())
+            .and_then(|g| g.parse().ok()),
     }
 }

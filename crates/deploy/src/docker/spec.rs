@@ -31,6 +31,9 @@ const IDENTITY_LABELS: &[&str] = &[
 pub struct SecretPaths {
     /// The app's directory under the data dir.
     pub dir: PathBuf,
+    /// The app's directory on the daemon's tmpfs, where secrets are placed (none: under
+    /// `dir` as configs are).
+    pub run: Option<PathBuf>,
     /// Content digests by `configs/NAME` / `secrets/NAME`: a changed file rolls the services
     /// that use it.
     pub digests: std::collections::BTreeMap<String, String>,
@@ -41,12 +44,17 @@ impl SecretPaths {
     pub fn new(dir: impl Into<PathBuf>) -> Self {
         Self {
             dir: dir.into(),
+            run: None,
             digests: std::collections::BTreeMap::new(),
         }
     }
 
     fn path(&self, kind: &str, name: &str) -> String {
-        self.dir.join(kind).join(name).display().to_string()
+        let base = match (&self.run, kind) {
+            (Some(run), "secrets") => run,
+            _ => &self.dir,
+        };
+        base.join(kind).join(name).display().to_string()
     }
 }
 

@@ -28,6 +28,9 @@ pub struct DockerTarget {
     pub router: Option<Router>,
     /// The journal's live events: health gates wake on them instead of polling the engine.
     pub events: Option<broadcast::Sender<Event>>,
+    /// Where secrets are kept sealed and placed on tmpfs; without it (a target for tests of
+    /// the API alone) they are written under `apps_dir` as configs are.
+    pub secrets: Option<crate::SecretStore>,
 }
 
 /// Maps an engine error to the seam's, with what was being done.
@@ -59,6 +62,7 @@ impl DockerTarget {
     pub(super) fn secret_paths(&self, app: &str, request: &DeployRequest) -> SecretPaths {
         SecretPaths {
             dir: self.apps_dir.join(app),
+            run: self.secrets.as_ref().map(|s| s.run_dir.join(app)),
             digests: file_digests(&request.files),
         }
     }
@@ -124,6 +128,8 @@ impl Target for DockerTarget {
     async fn create(&self, unit: Unit<'_>) -> Result<Created, TargetError> {
         let names = Names::of(unit.project);
         let app = &names.project;
+        self.ensure_secrets(unit.request, unit.service)
+            .map_err(|e| TargetError::Refused(format!("services.{}.secrets: {e}", unit.service)))?;
         let spec = container_spec(
             unit.project,
             unit.service,

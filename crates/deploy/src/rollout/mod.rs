@@ -38,6 +38,8 @@ pub struct Deployer {
     pub progress: Option<mpsc::Sender<Progress>>,
     /// The journal's live events, where failed and rolled back releases are announced.
     pub live: Option<broadcast::Sender<Event>>,
+    /// Where secrets are kept sealed (none: as plain files under `apps_dir`).
+    pub secrets: Option<crate::SecretStore>,
 }
 
 impl Deployer {
@@ -53,6 +55,7 @@ impl Deployer {
             apps_dir,
             progress: None,
             live,
+            secrets: None,
         }
     }
 
@@ -88,16 +91,32 @@ impl Deployer {
         let mut files = BTreeMap::new();
         for (kind, objects) in [("configs", &project.configs), ("secrets", &project.secrets)] {
             for (name, obj) in objects {
-                let content = match &obj.content {
-                    Some(c) => FileContent::Text(c.clone()),
-                    None => FileContent::from_bytes(
+                let gone = |source| FileGone {
+                    kind,
+                    name: name.clone(),
+                    source,
+                };
+                let content = match (&obj.content, kind, &self.secrets) {
+                    (Some(c), _, _) => FileContent::Text(c.clone()),
+                    (None, "secrets", Some(store)) => {
+                        let (store, apps, app, name) = (
+                            store.clone(),
+                            self.apps_dir.clone(),
+                            app.clone(),
+                            name.clone(),
+                        );
+                        FileContent::from_bytes(
+                            tokio::task::spawn_blocking(move || store.read(&apps, &app, &name))
+                                .await
+                                .map_err(std::io::Error::other)
+                                .and_then(|r| r)
+                                .map_err(gone)?,
+                        )
+                    }
+                    (None, _, _) => FileContent::from_bytes(
                         tokio::fs::read(self.apps_dir.join(&app).join(kind).join(name))
                             .await
-                            .map_err(|source| FileGone {
-                                kind,
-                                name: name.clone(),
-                                source,
-                            })?,
+                            .map_err(gone)?,
                     ),
                 };
                 files.insert(format!("{kind}/{name}"), content);

@@ -1,0 +1,173 @@
+//! Secrets at rest against the real engine: sealed in the data dir, in plain text only on a
+//! tmpfs the container mounts, put back from the sealed copy when the tmpfs is gone, and a
+//! daemon whose key file was replaced refuses to start.
+
+use std::path::Path;
+use std::time::Duration;
+
+use capstan_testkit::{Daemon, eventually, unique};
+use tokio::process::Command;
+
+use crate::bin;
+
+/// Whether a file under `dir` holds `needle`.
+fn found_under(dir: &Path, needle: &[u8]) -> Option<std::path::PathBuf> {
+    for entry in std::fs::read_dir(dir).ok()?.flatten() {
+        let path = entry.path();
+        let kind = entry.file_type().ok()?;
+        if kind.is_dir() {
+            if let Some(hit) = found_under(&path, needle) {
+                return Some(hit);
+            }
+        } else if kind.is_file()
+            && std::fs::read(&path).is_ok_and(|b| b.windows(needle.len()).any(|w| w == needle))
+        {
+            return Some(path);
+        }
+    }
+    None
+}
+
+/// The file system type of the mount that holds `path` (the longest mount point above it).
+fn fs_type(path: &Path) -> String {
+    let mounts = std::fs::read_to_string("/proc/mounts").unwrap();
+    mounts
+        .lines()
+        .filter_map(|l| {
+            let mut f = l.split_whitespace();
+            let (_, point, kind) = (f.next()?, f.next()?, f.next()?);
+            Some((point.to_owned(), kind.to_owned()))
+        })
+        .filter(|(point, _)| path.starts_with(point))
+        .max_by_key(|(point, _)| point.len())
+        .map(|(_, kind)| kind)
+        .unwrap_or_default()
+}
+
+/// The SHA-256 a replica printed of its secret file, once it has.
+async fn printed_digest(engine: &capstan_engine::Engine, app: &str) -> String {
+    eventually(
+        Duration::from_mins(1),
+        "a replica's digest of its secret",
+        || async {
+            let c = engine
+                .list_containers(false)
+                .await
+                .ok()?
+                .into_iter()
+                .find(|c| c.labels.get("io.capstan.app").map(String::as_str) == Some(app))?;
+            let logs = engine.tail_logs(&c.id, 5).await.ok()?;
+            logs.split_whitespace()
+                .find(|w| w.len() == 64 && w.chars().all(|c| c.is_ascii_hexdigit()))
+                .map(str::to_owned)
+        },
+    )
+    .await
+}
+
+#[tokio::test]
+async fn secrets_are_sealed_at_rest_and_in_plain_text_only_on_tmpfs() {
+    let engine = capstan_testkit::engine().await;
+    let mut daemon = Daemon::start(bin(), engine.host()).await;
+    let app = unique("capt-secret");
+    let value = format!("s3cr3t-{app}");
+    let digest = {
+        use sha2::Digest as _;
+        sha2::Sha256::digest(value.as_bytes())
+            .iter()
+            .fold(String::new(), |mut s, b| {
+                use std::fmt::Write as _;
+                let _ = write!(s, "{b:02x}");
+                s
+            })
+    };
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("api_key.txt"), &value).unwrap();
+    std::fs::write(
+        dir.path().join("compose.yaml"),
+        "services:\n  web:\n    image: capstan-test/busybox:1\n    init: true\n    command: [\"sh\", \"-c\", \"sha256sum /run/secrets/api_key; exec sleep 3600\"]\n    secrets: [api_key]\nsecrets:\n  api_key:\n    file: ./api_key.txt\n",
+    )
+    .unwrap();
+    let (code, out, err) = daemon
+        .cli_in(dir.path(), &["deploy", "-p", &app], &[])
+        .await;
+    assert_eq!(code, 0, "{out}{err}");
+    assert_eq!(
+        printed_digest(&engine, &app).await,
+        digest,
+        "the replica read another value"
+    );
+
+    // nowhere in the data dir in plain text; the container mounts it from a tmpfs
+    assert_eq!(found_under(daemon.data_dir(), value.as_bytes()), None);
+    let id = engine
+        .list_containers(false)
+        .await
+        .unwrap()
+        .into_iter()
+        .find(|c| c.labels.get("io.capstan.app") == Some(&app))
+        .unwrap()
+        .id;
+    let inspect = engine.inspect_container_json(&id).await.unwrap();
+    let source = inspect["Mounts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|m| m["Destination"] == "/run/secrets/api_key")
+        .and_then(|m| m["Source"].as_str())
+        .unwrap()
+        .to_owned();
+    assert_eq!(fs_type(Path::new(&source)), "tmpfs", "{source}");
+    assert!(!Path::new(&source).starts_with(daemon.data_dir()));
+
+    // the tmpfs gone (as after a reboot): the daemon mounts a new one, and a replica made
+    // anew gets its secret from the sealed copy
+    daemon.stop().await;
+    let tmpfs = Path::new(&source).ancestors().nth(3).unwrap().to_owned();
+    let status = Command::new("umount")
+        .arg("-l")
+        .arg(&tmpfs)
+        .status()
+        .await
+        .unwrap();
+    assert!(status.success(), "umount {}", tmpfs.display());
+    daemon.restart().await;
+    engine.remove_container(&id, true).await.unwrap();
+    let healed = eventually(Duration::from_secs(90), "the replica healed", || async {
+        engine
+            .list_containers(false)
+            .await
+            .ok()?
+            .into_iter()
+            .find(|c| c.labels.get("io.capstan.app") == Some(&app) && c.id != id)
+    })
+    .await;
+    assert_eq!(printed_digest(&engine, &app).await, digest);
+    assert_eq!(fs_type(&tmpfs), "tmpfs", "no tmpfs after the restart");
+    let (code, _, err) = daemon.cli(&["down", &app]).await;
+    assert_eq!(code, 0, "{err}");
+    drop(healed);
+
+    // a replaced key file: the daemon refuses to start, and says what to do
+    daemon.stop().await;
+    std::fs::write(daemon.data_dir().join("vault.key"), [7_u8; 32]).unwrap();
+    let out = Command::new(bin())
+        .args([
+            "serve",
+            "--listen",
+            "127.0.0.1:0",
+            "--docker-host",
+            engine.host(),
+        ])
+        .arg("--data")
+        .arg(daemon.data_dir())
+        .output()
+        .await
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{err}");
+    assert!(
+        err.contains("does not open") && err.contains("put back the key file"),
+        "{err}"
+    );
+}
