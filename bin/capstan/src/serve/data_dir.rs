@@ -90,7 +90,8 @@ pub(super) fn ensure_secret(path: &Path, what: &str) -> Result<String> {
 
 /// The daemon's directory on tmpfs, where secrets are placed in plain text for containers to
 /// mount: `/run/capstan/<a hash of the data dir>` (one per data dir, so two daemons on one
-/// host keep apart; `$CAPSTAN_RUN_DIR` instead of `/run/capstan`, as the test suite sets). When that is not on a tmpfs already (Debian's `/run` is one under
+/// host keep apart; `$XDG_RUNTIME_DIR/capstan` for a user's daemon; `$CAPSTAN_RUN_DIR` instead
+/// of either, as the test suite sets). When that is not on a tmpfs already (Debian's `/run` is one under
 /// systemd), a tmpfs is mounted there, private to root.
 pub(super) fn secrets_run_dir(data: &Path) -> Result<std::path::PathBuf> {
     let data = data.canonicalize().unwrap_or_else(|_| data.to_owned());
@@ -101,9 +102,17 @@ pub(super) fn secrets_run_dir(data: &Path) -> Result<std::path::PathBuf> {
         .fold(0xcbf2_9ce4_8422_2325_u64, |h, b| {
             (h ^ u64::from(*b)).wrapping_mul(0x0100_0000_01b3)
         });
-    let root = std::env::var_os("CAPSTAN_RUN_DIR")
-        .filter(|d| !d.is_empty())
-        .map_or_else(|| std::path::PathBuf::from("/run/capstan"), Into::into);
+    let var = |name| std::env::var_os(name).filter(|d: &std::ffi::OsString| !d.is_empty());
+    let is_root = std::fs::metadata("/proc/self").is_ok_and(|m| {
+        use std::os::unix::fs::MetadataExt as _;
+        m.uid() == 0
+    });
+    // a user's daemon: the user's runtime dir (a tmpfs of their own under systemd)
+    let root = match (var("CAPSTAN_RUN_DIR"), var("XDG_RUNTIME_DIR")) {
+        (Some(dir), _) => std::path::PathBuf::from(dir),
+        (None, Some(xdg)) if !is_root => std::path::PathBuf::from(xdg).join("capstan"),
+        _ => std::path::PathBuf::from("/run/capstan"),
+    };
     let dir = root.join(format!("{id:016x}"));
     std::fs::DirBuilder::new()
         .recursive(true)
