@@ -4,7 +4,7 @@
 //! mounts read-only and which a reboot empties: the next replica made puts it back from the
 //! sealed copy.
 
-use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
+use std::os::unix::fs::DirBuilderExt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -90,40 +90,24 @@ pub struct FileMode {
     pub gid: Option<u32>,
 }
 
-/// Replaces `path` with `bytes` as `how` says (written aside, synced, renamed over it).
+/// Replaces `path` with `bytes` as `how` says, in a private directory made when needed.
 ///
 /// # Errors
 /// The file cannot be written, owned or renamed.
 pub fn place(path: &Path, bytes: &[u8], how: FileMode) -> std::io::Result<()> {
-    use std::io::Write as _;
-    let dir = path.parent().unwrap_or(Path::new("."));
-    std::fs::DirBuilder::new()
-        .recursive(true)
-        .mode(0o700)
-        .create(dir)?;
-    let mut tmp = path.as_os_str().to_owned();
-    tmp.push(".tmp");
-    let tmp = PathBuf::from(tmp);
-    {
-        let mut f = std::fs::OpenOptions::new()
-            .write(true)
-            .create(true)
-            .truncate(true)
-            .mode(0o600)
-            .open(&tmp)?;
-        f.write_all(bytes)?;
-        f.sync_all()?;
+    if let Some(dir) = path.parent() {
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(dir)?;
     }
-    if how.uid.is_some() || how.gid.is_some() {
-        std::os::unix::fs::chown(&tmp, how.uid, how.gid)?;
-    }
-    std::fs::set_permissions(&tmp, std::fs::Permissions::from_mode(how.mode))?;
-    std::fs::rename(&tmp, path)?;
-    capstan_store::files::sync_dir(dir)
+    capstan_store::files::replace_as(path, bytes, how.mode, how.uid, how.gid)
 }
 
 #[cfg(test)]
 mod tests {
+    use std::os::unix::fs::PermissionsExt as _;
+
     use super::*;
 
     #[test]

@@ -14,6 +14,22 @@ use std::path::{Path, PathBuf};
 /// # Errors
 /// The file or its directory cannot be written.
 pub fn replace(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    replace_as(path, bytes, 0o600, None, None)
+}
+
+/// [`replace`], the file left with `mode` and owned by `uid`/`gid` when given (set on the
+/// temporary file, so that the file never shows with another mode or owner).
+///
+/// # Errors
+/// The file or its directory cannot be written, or owned.
+pub fn replace_as(
+    path: &Path,
+    bytes: &[u8],
+    mode: u32,
+    uid: Option<u32>,
+    gid: Option<u32>,
+) -> std::io::Result<()> {
+    use std::os::unix::fs::PermissionsExt as _;
     let dir = path
         .parent()
         .filter(|d| !d.as_os_str().is_empty())
@@ -31,6 +47,12 @@ pub fn replace(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
             .open(&tmp)?;
         f.write_all(bytes)?;
         f.sync_all()?;
+    }
+    if uid.is_some() || gid.is_some() {
+        std::os::unix::fs::chown(&tmp, uid, gid)?;
+    }
+    if mode != 0o600 {
+        std::fs::set_permissions(&tmp, std::fs::Permissions::from_mode(mode))?;
     }
     std::fs::rename(&tmp, path)?;
     sync_dir(dir)
