@@ -28,6 +28,7 @@ const STYLE: &[(&str, &str, &str)] = assets![CSS: "style.css"];
 /// The page's modules.
 const MODULES: &[(&str, &str, &str)] = assets![
     JS:
+    "boot.js",
     "app.js",
     "core.js",
     "format.js",

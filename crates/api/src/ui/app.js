@@ -60,6 +60,8 @@ async function route() {
 }
 
 async function start() {
+  // the modules loaded: a reload boot.js made is done with
+  sessionStorage.removeItem("capstan-dashboard-reloaded");
   $("#signout").addEventListener("click", async () => {
     await api("DELETE", "/api/v1/session").catch(() => null);
     showSignIn("Signed out.", route);
