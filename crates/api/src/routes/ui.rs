@@ -117,6 +117,19 @@ mod tests {
         );
     }
 
+    /// `boot.js` reports what each module answers when the page cannot load them: its list is
+    /// every module served but itself.
+    #[test]
+    fn the_boot_script_knows_every_module() {
+        let (_, _, boot) = MODULES.iter().find(|(n, _, _)| *n == "boot.js").unwrap();
+        for (name, _, _) in MODULES.iter().filter(|(n, _, _)| *n != "boot.js") {
+            assert!(
+                boot.contains(&format!("\"{name}\"")),
+                "boot.js does not list {name}"
+            );
+        }
+    }
+
     /// Escape-by-default holds only while no module writes markup but `html.js`: every other
     /// draws through its `put`, which escapes what is not made by the `html` tag.
     #[test]

@@ -1,12 +1,28 @@
 // The page's one classic script, run before its modules: a module that could not be fetched
 // (a connection dropped while the page loaded) fails the whole page silently, leaving
-// "Loading…". Then the page is loaded once more, and if that fails too, it says why.
+// "Loading…". Then the page is loaded once more, and if that fails too, it says why: what
+// each of its modules answers now.
 "use strict";
 
 const RETRIED = "capstan-dashboard-reloaded";
 
+/** Every module of the page (a test holds this list to the files served). */
+const MODULES = [
+  "app.js", "core.js", "format.js", "html.js", "release.js", "widgets.js",
+  "pages/access.js", "pages/alerts.js", "pages/apps.js", "pages/containers.js",
+  "pages/events.js", "pages/images.js", "pages/logs.js", "pages/metrics.js",
+  "pages/overview.js", "pages/signin.js",
+];
+
+/** What fetching each module answers, for the message. */
+async function answers() {
+  const each = await Promise.all(MODULES.map((m) => fetch(`/ui/${m}`, { cache: "no-store" })
+    .then((r) => `${m} ${r.status}`, (e) => `${m} ${e.message}`)));
+  return each.filter((a) => !a.endsWith(" 200")).join(", ") || "every module answers 200 now";
+}
+
 // script elements' errors do not bubble: caught on their way down
-document.addEventListener("error", (ev) => {
+document.addEventListener("error", async (ev) => {
   const el = ev.target;
   if (!(el instanceof HTMLScriptElement) || el.type !== "module") return;
   if (!sessionStorage.getItem(RETRIED)) {
@@ -18,6 +34,6 @@ document.addEventListener("error", (ev) => {
   const p = document.createElement("p");
   p.className = "error";
   p.setAttribute("role", "alert");
-  p.textContent = `The dashboard could not load its scripts (${el.src}); reload the page.`;
+  p.textContent = `The dashboard could not load its scripts; reload the page. (${await answers()})`;
   document.getElementById("main")?.replaceChildren(p);
 }, true);
