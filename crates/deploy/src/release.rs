@@ -68,11 +68,19 @@ impl Deployer {
         let app = req.app();
         let previous = running_model(store, &app).await?;
         let model = serde_json::to_string(&req.project).unwrap_or_default();
+        // the digest of each config and secret it ran: a rollback to it reads those versions
+        let mut source = req.source.clone();
+        if let Some(map) = source.as_object_mut() {
+            map.insert(
+                "digests".into(),
+                serde_json::json!(crate::file_digests(&req.files)),
+            );
+        }
         let number = store
             .begin_release(new_release(
                 &app,
                 actor,
-                req.source.to_string(),
+                source.to_string(),
                 model,
                 ReleaseResult::Running,
             ))
@@ -157,8 +165,13 @@ impl Deployer {
                 service.image = Some(id.clone());
             }
         }
+        let ran_files: BTreeMap<String, String> =
+            serde_json::from_str::<serde_json::Value>(&target.source)
+                .ok()
+                .and_then(|s| serde_json::from_value(s["digests"].clone()).ok())
+                .unwrap_or_default();
         let files = self
-            .stored_files(&project)
+            .stored_files_at(&project, &ran_files)
             .await
             .map_err(|source| ReleaseError::Unusable {
                 release: target.number,

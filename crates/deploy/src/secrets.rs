@@ -37,11 +37,12 @@ impl SecretStore {
         self.run_dir.join(app).join("secrets").join(name)
     }
 
-    /// Keeps `bytes` as `app`'s secret `name`, sealed; a plain copy an older capstan left in
-    /// the data dir goes.
+    /// Keeps `bytes` as `app`'s secret `name`, sealed: as its latest value, and as the version
+    /// of its digest (what the ledger records per release), which a rollback reads back. A plain
+    /// copy an older capstan left in the data dir goes.
     ///
     /// # Errors
-    /// The sealed copy cannot be written.
+    /// The sealed copies cannot be written.
     pub fn keep(
         &self,
         apps_dir: &Path,
@@ -49,15 +50,42 @@ impl SecretStore {
         name: &str,
         bytes: &[u8],
     ) -> std::io::Result<()> {
-        let sealed = self
-            .vault
-            .seal(&what(app, name), bytes)
-            .map_err(std::io::Error::other)?;
-        capstan_store::files::replace(&Self::sealed(apps_dir, app, name), &sealed)?;
+        let seal = |what: String| self.vault.seal(&what, bytes).map_err(std::io::Error::other);
+        let version = format!("{name}@{}", crate::plan::fnv_hex(bytes));
+        capstan_store::files::replace(
+            &Self::sealed(apps_dir, app, &version),
+            &seal(what(app, &version))?,
+        )?;
+        capstan_store::files::replace(&Self::sealed(apps_dir, app, name), &seal(what(app, name))?)?;
         let plain = apps_dir.join(app).join("secrets").join(name);
         match std::fs::remove_file(&plain) {
             Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(e),
             _ => Ok(()),
+        }
+    }
+
+    /// The version of `app`'s secret `name` whose digest is `digest` (as the ledger recorded
+    /// it for a release); `None` when that version was not kept (a release from before
+    /// versions were).
+    ///
+    /// # Errors
+    /// The sealed version does not open.
+    pub fn read_version(
+        &self,
+        apps_dir: &Path,
+        app: &str,
+        name: &str,
+        digest: &str,
+    ) -> std::io::Result<Option<Vec<u8>>> {
+        let version = format!("{name}@{digest}");
+        match std::fs::read(Self::sealed(apps_dir, app, &version)) {
+            Ok(sealed) => self
+                .vault
+                .open_sealed(&what(app, &version), &sealed)
+                .map(Some)
+                .map_err(std::io::Error::other),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(e),
         }
     }
 
@@ -134,6 +162,22 @@ mod tests {
         assert!(!apps.join("shop/secrets/db").exists());
         store.keep(&apps, "shop", "db", b"s3cret-value").unwrap();
         assert_eq!(store.read(&apps, "shop", "db").unwrap(), b"s3cret-value");
+        // each version stays readable by its digest after a newer one is kept
+        let first = crate::plan::fnv_hex(b"s3cret-value");
+        store.keep(&apps, "shop", "db", b"rotated").unwrap();
+        assert_eq!(store.read(&apps, "shop", "db").unwrap(), b"rotated");
+        assert_eq!(
+            store
+                .read_version(&apps, "shop", "db", &first)
+                .unwrap()
+                .unwrap(),
+            b"s3cret-value"
+        );
+        assert_eq!(
+            store.read_version(&apps, "shop", "db", "0000").unwrap(),
+            None
+        );
+        store.keep(&apps, "shop", "db", b"s3cret-value").unwrap();
         let sealed = std::fs::read(apps.join("shop/secrets/db.sealed")).unwrap();
         assert!(!sealed.windows(12).any(|w| w == b"s3cret-value"));
         // sealed for shop's db, it is not blog's

@@ -144,9 +144,27 @@ async fn secrets_are_sealed_at_rest_and_in_plain_text_only_on_tmpfs() {
     .await;
     assert_eq!(printed_digest(&engine, &app).await, digest);
     assert_eq!(fs_type(&tmpfs), "tmpfs", "no tmpfs after the restart");
+    drop(healed);
+
+    // a new value in release 2; a rollback to release 1 brings back release 1's value, read
+    // from its sealed version (never shown: the releases carry no digest of it either)
+    std::fs::write(dir.path().join("api_key.txt"), format!("{value}-2")).unwrap();
+    let (code, out, err) = daemon
+        .cli_in(dir.path(), &["deploy", "-p", &app], &[])
+        .await;
+    assert_eq!(code, 0, "{out}{err}");
+    let (code, out, err) = daemon.cli(&["rollback", &app, "--to", "1"]).await;
+    assert_eq!(code, 0, "{out}{err}");
+    assert_eq!(
+        printed_digest(&engine, &app).await,
+        digest,
+        "release 1's secret is back"
+    );
+    let (code, releases, _) = daemon.cli(&["releases", &app, "-o", "json"]).await;
+    assert_eq!(code, 0);
+    assert!(!releases.contains("digests"), "{releases}");
     let (code, _, err) = daemon.cli(&["down", &app]).await;
     assert_eq!(code, 0, "{err}");
-    drop(healed);
 
     // a replaced key file: the daemon refuses to start, and says what to do
     daemon.stop().await;

@@ -491,9 +491,15 @@ pub(crate) async fn list_apps(
 
 fn release(r: ReleaseRow) -> Release {
     let json = |s: &str| serde_json::from_str(s).unwrap_or(serde_json::Value::Null);
+    let mut source = json(&r.source);
+    // the content digests of configs and secrets (what a rollback reads back) are the ledger's
+    // own: a short secret's digest could be guessed back
+    if let Some(map) = source.as_object_mut() {
+        map.remove("digests");
+    }
     Release {
         time: nanos_to_datetime(r.created_nano),
-        source: json(&r.source),
+        source,
         images: json(&r.images),
         detail: json(&r.detail),
         // environment values and inline contents are never shown, to any role

@@ -87,6 +87,19 @@ impl Deployer {
         &self,
         project: &Project,
     ) -> Result<BTreeMap<String, FileContent>, FileGone> {
+        self.stored_files_at(project, &BTreeMap::new()).await
+    }
+
+    /// [`Self::stored_files`], a secret read at the version of its digest in `digests`
+    /// (`secrets/NAME` → digest, as the ledger recorded a release's), else its latest.
+    ///
+    /// # Errors
+    /// [`FileGone`] naming the file that is no longer on this host.
+    pub async fn stored_files_at(
+        &self,
+        project: &Project,
+        digests: &BTreeMap<String, String>,
+    ) -> Result<BTreeMap<String, FileContent>, FileGone> {
         let app = project.name.clone().unwrap_or_default();
         let mut files = BTreeMap::new();
         for (kind, objects) in [("configs", &project.configs), ("secrets", &project.secrets)] {
@@ -105,12 +118,19 @@ impl Deployer {
                             app.clone(),
                             name.clone(),
                         );
+                        let digest = digests.get(&format!("secrets/{name}")).cloned();
                         FileContent::from_bytes(
-                            tokio::task::spawn_blocking(move || store.read(&apps, &app, &name))
-                                .await
-                                .map_err(std::io::Error::other)
-                                .and_then(|r| r)
-                                .map_err(gone)?,
+                            tokio::task::spawn_blocking(move || {
+                                let version = match &digest {
+                                    Some(d) => store.read_version(&apps, &app, &name, d)?,
+                                    None => None,
+                                };
+                                version.map_or_else(|| store.read(&apps, &app, &name), Ok)
+                            })
+                            .await
+                            .map_err(std::io::Error::other)
+                            .and_then(|r| r)
+                            .map_err(gone)?,
                         )
                     }
                     (None, _, _) => FileContent::from_bytes(
