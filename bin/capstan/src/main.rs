@@ -64,6 +64,8 @@ enum Command {
     /// Show and change the deploy policy: host-level features (bind mounts, privileged,
     /// capabilities) allowed per app.
     Policy(cli::policy::PolicyArgs),
+    /// Seal the kept secrets again under new keys (`capstan secrets rotate-key`, capstan stopped).
+    Secrets(cli::secrets::SecretsArgs),
     /// Show the audit log: every request that changed something, who, when, from where.
     Audit(cli::tokens::AuditArgs),
     /// List, add and remove the users who sign in to the dashboard.
@@ -180,6 +182,7 @@ fn main() -> ExitCode {
         Command::Alerts(args) => cli::finish(runtime.block_on(cli::alerts::run(args))),
         Command::Tokens(args) => cli::finish(runtime.block_on(cli::tokens::run(args))),
         Command::Policy(args) => cli::finish(runtime.block_on(cli::policy::run(args))),
+        Command::Secrets(args) => cli::finish(cli::secrets::run(args)),
         Command::Audit(args) => cli::finish(runtime.block_on(cli::tokens::audit(args))),
         Command::Users(args) => cli::finish(runtime.block_on(cli::tokens::users(args))),
         Command::Vulndb(args) => cli::finish(runtime.block_on(cli::vulndb::run(args))),

@@ -39,5 +39,5 @@ pub use plan::{Desired, desired_hash, plan, spec_hash, start_levels};
 pub use release::{new_release, running_model};
 pub use request::{DeployRequest, file_digests};
 pub use rollout::Deployer;
-pub use secrets::SecretStore;
+pub use secrets::{SecretStore, sealed_items};
 pub use target::{Replica, Target};

@@ -109,6 +109,42 @@ impl SecretStore {
     }
 }
 
+/// Every sealed secret under `apps_dir`, with what it was sealed as: what a key rotation
+/// seals again.
+///
+/// # Errors
+/// A directory cannot be read.
+pub fn sealed_items(apps_dir: &Path) -> std::io::Result<Vec<(PathBuf, String)>> {
+    let mut out = Vec::new();
+    let apps = match std::fs::read_dir(apps_dir) {
+        Ok(apps) => apps,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(out),
+        Err(e) => return Err(e),
+    };
+    for app in apps {
+        let app = app?;
+        let Some(app_name) = app.file_name().to_str().map(str::to_owned) else {
+            continue;
+        };
+        let Ok(files) = std::fs::read_dir(app.path().join("secrets")) else {
+            continue;
+        };
+        for file in files {
+            let path = file?.path();
+            let stem = path
+                .file_name()
+                .and_then(|n| n.to_str())
+                .and_then(|n| n.strip_suffix(".sealed"))
+                .map(str::to_owned);
+            if let Some(stem) = stem {
+                out.push((path, what(&app_name, &stem)));
+            }
+        }
+    }
+    out.sort();
+    Ok(out)
+}
+
 /// How a config or secret file is written for containers: its mode, and its owner when a
 /// reference asks for one.
 #[derive(Debug, Clone, Copy)]

@@ -97,11 +97,13 @@ impl Vault {
         data.join("vault.key")
     }
 
-    /// Opens the vault of `data`, making its key files on first use.
+    /// Opens the vault of `data`, making its key files on first use (and finishing a key
+    /// rotation a crash cut off).
     ///
     /// # Errors
     /// A key file cannot be read or written, or the key does not open the data key.
     pub fn open(data: &Path) -> Result<Self, Error> {
+        finish_rotation(data)?;
         let key_path = Self::key_path(data);
         let data_key_path = data.join("vault.datakey");
         let io = |path: &Path| {
@@ -164,6 +166,96 @@ impl Vault {
     }
 }
 
+/// The list of files a rotation replaces, written once every new file is in place beside
+/// its old one: from then on the rotation is finished, by [`Vault::open`] if need be.
+fn rotation_marker(data: &Path) -> PathBuf {
+    data.join("vault.rotating")
+}
+
+/// `path` with `.rekey` added: a file's new version during a rotation.
+fn rekeyed(path: &Path) -> PathBuf {
+    let mut p = path.as_os_str().to_owned();
+    p.push(".rekey");
+    PathBuf::from(p)
+}
+
+/// Moves every new file a rotation wrote over its old one, then forgets the rotation.
+fn finish_rotation(data: &Path) -> Result<(), Error> {
+    let marker = rotation_marker(data);
+    let io = |path: &Path| {
+        let path = path.to_owned();
+        move |source| Error::Io { path, source }
+    };
+    let list = match std::fs::read_to_string(&marker) {
+        Ok(list) => list,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+        Err(e) => return Err(io(&marker)(e)),
+    };
+    for path in list.lines().map(PathBuf::from) {
+        let new = rekeyed(&path);
+        if new.exists() {
+            std::fs::rename(&new, &path).map_err(io(&path))?;
+            if let Some(dir) = path.parent() {
+                capstan_store::files::sync_dir(dir).map_err(io(dir))?;
+            }
+        }
+    }
+    std::fs::remove_file(&marker).map_err(io(&marker))?;
+    capstan_store::files::sync_dir(data).map_err(io(data))
+}
+
+impl Vault {
+    /// Rotates the keys of `data`: every value of `sealed` (a sealed file and what it was
+    /// sealed as) is sealed again under a new data key, which a new master key wraps. Crash-safe:
+    /// the new files are written beside the old, then a list of them, then they replace the old
+    /// ones; a rotation cut off before the list leaves the old keys in force, one cut off after
+    /// it is finished by the next [`Vault::open`]. Returns how many values were sealed again.
+    ///
+    /// # Errors
+    /// The old key does not open the data key or a value, or a file cannot be written.
+    pub fn rotate(data: &Path, sealed: &[(PathBuf, String)]) -> Result<usize, Error> {
+        let old = Self::open(data)?;
+        let io = |path: &Path| {
+            let path = path.to_owned();
+            move |source| Error::Io { path, source }
+        };
+        let master: [u8; KEY_LEN] = random().map_err(io(Path::new("/dev/urandom")))?;
+        let data_key: [u8; KEY_LEN] = random().map_err(io(Path::new("/dev/urandom")))?;
+        let new = Self {
+            cipher: XChaCha20Poly1305::new(&data_key.into()),
+        };
+        let mut replaced = Vec::new();
+        for (path, what) in sealed {
+            let value = old.open_sealed(what, &std::fs::read(path).map_err(io(path))?)?;
+            capstan_store::files::replace(&rekeyed(path), &new.seal(what, &value)?)
+                .map_err(io(path))?;
+            replaced.push(path.clone());
+        }
+        let data_key_path = data.join("vault.datakey");
+        let wrapped = seal_with(
+            &XChaCha20Poly1305::new(&master.into()),
+            DATA_KEY_AAD,
+            &data_key,
+        )
+        .map_err(io(&data_key_path))?;
+        capstan_store::files::replace(&rekeyed(&data_key_path), &wrapped)
+            .map_err(io(&data_key_path))?;
+        let key_path = Self::key_path(data);
+        capstan_store::files::replace(&rekeyed(&key_path), &master).map_err(io(&key_path))?;
+        replaced.push(data_key_path);
+        replaced.push(key_path);
+        let list = replaced.iter().fold(String::new(), |mut list, p| {
+            list.push_str(&p.display().to_string());
+            list.push('\n');
+            list
+        });
+        let marker = rotation_marker(data);
+        capstan_store::files::replace(&marker, list.as_bytes()).map_err(io(&marker))?;
+        finish_rotation(data)?;
+        Ok(sealed.len())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use std::os::unix::fs::PermissionsExt as _;
@@ -199,6 +291,58 @@ mod tests {
             again.open_sealed("shop/secrets/db@1", &sealed).unwrap(),
             b"s3cret"
         );
+    }
+
+    #[test]
+    fn a_rotation_seals_everything_again_and_a_cut_off_one_is_finished() {
+        let dir = tempfile::tempdir().unwrap();
+        let vault = Vault::open(dir.path()).unwrap();
+        let items: Vec<(PathBuf, String)> = (0..3)
+            .map(|i| {
+                let path = dir.path().join(format!("s{i}.sealed"));
+                std::fs::write(
+                    &path,
+                    vault.seal(&format!("shop/secrets/s{i}"), b"v").unwrap(),
+                )
+                .unwrap();
+                (path, format!("shop/secrets/s{i}"))
+            })
+            .collect();
+        let old_key = std::fs::read(Vault::key_path(dir.path())).unwrap();
+        let old_value = std::fs::read(&items[0].0).unwrap();
+        assert_eq!(Vault::rotate(dir.path(), &items).unwrap(), 3);
+        assert_ne!(std::fs::read(Vault::key_path(dir.path())).unwrap(), old_key);
+        assert_ne!(std::fs::read(&items[0].0).unwrap(), old_value);
+        let rotated = Vault::open(dir.path()).unwrap();
+        for (path, what) in &items {
+            assert_eq!(
+                rotated
+                    .open_sealed(what, &std::fs::read(path).unwrap())
+                    .unwrap(),
+                b"v"
+            );
+        }
+        // the old vault's seal does not open under the new keys
+        assert!(rotated.open_sealed(&items[0].1, &old_value).is_err());
+        // cut off after the list of new files was written: the next open finishes it
+        std::fs::write(
+            rekeyed(&items[1].0),
+            rotated.seal(&items[1].1, b"w").unwrap(),
+        )
+        .unwrap();
+        std::fs::write(
+            rotation_marker(dir.path()),
+            format!("{}\n", items[1].0.display()),
+        )
+        .unwrap();
+        let again = Vault::open(dir.path()).unwrap();
+        assert_eq!(
+            again
+                .open_sealed(&items[1].1, &std::fs::read(&items[1].0).unwrap())
+                .unwrap(),
+            b"w"
+        );
+        assert!(!rotation_marker(dir.path()).exists());
     }
 
     #[test]

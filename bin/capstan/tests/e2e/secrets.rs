@@ -163,6 +163,57 @@ async fn secrets_are_sealed_at_rest_and_in_plain_text_only_on_tmpfs() {
     let (code, releases, _) = daemon.cli(&["releases", &app, "-o", "json"]).await;
     assert_eq!(code, 0);
     assert!(!releases.contains("digests"), "{releases}");
+
+    // new keys: refused under the running daemon; once it is stopped, every value (each
+    // version too) is sealed again, and release 2's comes back under the new keys
+    let data = daemon.data_dir().to_owned();
+    let rotate = || async {
+        Command::new(bin())
+            .args(["secrets", "rotate-key", "--data"])
+            .arg(&data)
+            .output()
+            .await
+            .unwrap()
+    };
+    let out = rotate().await;
+    assert_eq!(
+        out.status.code(),
+        Some(2),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    daemon.stop().await;
+    let old_key = std::fs::read(daemon.data_dir().join("vault.key")).unwrap();
+    let out = rotate().await;
+    let said = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{said}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(said.contains("sealed again under new keys"), "{said}");
+    assert_ne!(
+        std::fs::read(daemon.data_dir().join("vault.key")).unwrap(),
+        old_key
+    );
+    daemon.restart().await;
+    let second = {
+        use sha2::Digest as _;
+        sha2::Sha256::digest(format!("{value}-2").as_bytes())
+            .iter()
+            .fold(String::new(), |mut s, b| {
+                use std::fmt::Write as _;
+                let _ = write!(s, "{b:02x}");
+                s
+            })
+    };
+    let (code, out, err) = daemon.cli(&["rollback", &app, "--to", "2"]).await;
+    assert_eq!(code, 0, "{out}{err}");
+    assert_eq!(
+        printed_digest(&engine, &app).await,
+        second,
+        "release 2's secret"
+    );
     let (code, _, err) = daemon.cli(&["down", &app]).await;
     assert_eq!(code, 0, "{err}");
 
