@@ -116,7 +116,7 @@ pub(crate) async fn identify(state: &AppState, token: &str) -> Result<Principal,
         ));
     }
     let role = Role::parse(&row.role).ok_or_else(invalid)?;
-    let now = chrono::Utc::now().timestamp_nanos_opt().unwrap_or_default();
+    let now = crate::routes::now_nanos();
     if row.last_used_nano.is_none_or(|t| now - t > 60_000_000_000) {
         let _ = state
             .store
@@ -140,7 +140,7 @@ pub(crate) async fn audit(
 ) {
     let row = capstan_store::AuditRow {
         seq: 0,
-        time_nano: chrono::Utc::now().timestamp_nanos_opt().unwrap_or_default(),
+        time_nano: crate::routes::now_nanos(),
         who: who.name.clone(),
         role: who.role.as_str().to_owned(),
         method: method.to_owned(),
@@ -186,10 +186,7 @@ async fn from_session(
     headers: &axum::http::HeaderMap,
     reads: bool,
 ) -> Result<(Principal, bool), ApiError> {
-    let (hash, now) = (
-        token_hash(cookie),
-        chrono::Utc::now().timestamp_nanos_opt().unwrap_or_default(),
-    );
+    let (hash, now) = (token_hash(cookie), crate::routes::now_nanos());
     let session = state
         .store
         .read(move |c| capstan_store::access::session(c, &hash, now))

@@ -71,6 +71,8 @@ impl Deployer {
         // the digest of each config and secret it ran: a rollback to it reads those versions
         let mut source = req.source.clone();
         if let Some(map) = source.as_object_mut() {
+            // where keys were written served the policy's refusals; the ledger keeps no copy
+            map.remove("positions");
             map.insert(
                 "digests".into(),
                 serde_json::json!(crate::file_digests(&req.files)),

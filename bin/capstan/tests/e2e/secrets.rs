@@ -44,6 +44,18 @@ fn fs_type(path: &Path) -> String {
         .unwrap_or_default()
 }
 
+/// The SHA-256 of `text` in hex, as `sha256sum` prints it.
+fn sha256_hex(text: &str) -> String {
+    use sha2::Digest as _;
+    sha2::Sha256::digest(text.as_bytes())
+        .iter()
+        .fold(String::new(), |mut s, b| {
+            use std::fmt::Write as _;
+            let _ = write!(s, "{b:02x}");
+            s
+        })
+}
+
 /// The SHA-256 a replica printed of its secret file, once it has.
 async fn printed_digest(engine: &capstan_engine::Engine, app: &str) -> String {
     eventually(
@@ -71,16 +83,7 @@ async fn secrets_are_sealed_at_rest_and_in_plain_text_only_on_tmpfs() {
     let mut daemon = Daemon::start(bin(), engine.host()).await;
     let app = unique("capt-secret");
     let value = format!("s3cr3t-{app}");
-    let digest = {
-        use sha2::Digest as _;
-        sha2::Sha256::digest(value.as_bytes())
-            .iter()
-            .fold(String::new(), |mut s, b| {
-                use std::fmt::Write as _;
-                let _ = write!(s, "{b:02x}");
-                s
-            })
-    };
+    let digest = sha256_hex(&value);
     let dir = tempfile::tempdir().unwrap();
     std::fs::write(dir.path().join("api_key.txt"), &value).unwrap();
     std::fs::write(
@@ -197,16 +200,7 @@ async fn secrets_are_sealed_at_rest_and_in_plain_text_only_on_tmpfs() {
         old_key
     );
     daemon.restart().await;
-    let second = {
-        use sha2::Digest as _;
-        sha2::Sha256::digest(format!("{value}-2").as_bytes())
-            .iter()
-            .fold(String::new(), |mut s, b| {
-                use std::fmt::Write as _;
-                let _ = write!(s, "{b:02x}");
-                s
-            })
-    };
+    let second = sha256_hex(&format!("{value}-2"));
     let (code, out, err) = daemon.cli(&["rollback", &app, "--to", "2"]).await;
     assert_eq!(code, 0, "{out}{err}");
     assert_eq!(

@@ -104,7 +104,7 @@ pub(crate) async fn create(
         name: new.name.clone(),
         role: new.role.as_str().to_owned(),
         hash: token_hash(&token),
-        created_nano: chrono::Utc::now().timestamp_nanos_opt().unwrap_or_default(),
+        created_nano: crate::routes::now_nanos(),
         created_by: who.name,
         last_used_nano: None,
         revoked_nano: None,
@@ -148,7 +148,7 @@ pub(crate) async fn revoke(
     State(state): State<AppState>,
     Path(name): Path<String>,
 ) -> Result<StatusCode, ApiError> {
-    let now = chrono::Utc::now().timestamp_nanos_opt().unwrap_or_default();
+    let now = crate::routes::now_nanos();
     let lookup = name.clone();
     let revoked = state
         .store

@@ -134,7 +134,7 @@ pub(crate) async fn histogram(
 ) -> Result<Json<serde_json::Value>, ApiError> {
     params::only(&pairs, &["q", "since", "until", "buckets"])?;
     let logs = logs(&state)?;
-    let now = chrono::Utc::now().timestamp_nanos_opt().unwrap_or_default();
+    let now = crate::routes::now_nanos();
     let until = time(&pairs, "until")?.unwrap_or(now);
     let since = time(&pairs, "since")?.unwrap_or(until - 3_600_000_000_000);
     if since >= until {

@@ -20,3 +20,17 @@ use crate::{ApiError, Code};
 pub(crate) async fn not_found() -> ApiError {
     ApiError::new(Code::NotFound, "no such route; the API lives under /api/v1")
 }
+
+/// Now, in ns since the epoch (as the store keeps times).
+pub(crate) fn now_nanos() -> i64 {
+    chrono::Utc::now().timestamp_nanos_opt().unwrap_or_default()
+}
+
+/// 201 for something new, 200 for something that already was (a put that changed it).
+pub(crate) fn created_or_ok(new: bool) -> axum::http::StatusCode {
+    if new {
+        axum::http::StatusCode::CREATED
+    } else {
+        axum::http::StatusCode::OK
+    }
+}

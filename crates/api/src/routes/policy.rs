@@ -78,19 +78,14 @@ pub(crate) async fn allow(
         app,
         feature: feature(&asked.feature)?,
         allowed_by: who.name,
-        time_nano: chrono::Utc::now().timestamp_nanos_opt().unwrap_or_default(),
+        time_nano: super::now_nanos(),
     };
     let kept = row.clone();
     let new = state
         .store
         .write_synced(move |tx| capstan_store::policy::allow(tx, &kept))
         .await?;
-    let status = if new {
-        StatusCode::CREATED
-    } else {
-        StatusCode::OK
-    };
-    Ok((status, Json(allowance(row))))
+    Ok((super::created_or_ok(new), Json(allowance(row))))
 }
 
 /// `DELETE /api/v1/policy/{app}?feature=F`: takes an allowance back; the app's next deploy,

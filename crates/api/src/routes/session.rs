@@ -15,16 +15,13 @@ use axum::{Extension, Json};
 use capstan_model::{NewUser, Role, Session, SignIn, User, UserList, nanos_to_datetime};
 use capstan_store::{SessionRow, UserRow};
 
+use super::now_nanos;
 use crate::auth::{Principal, SESSION_COOKIE, random_hex, session_cookie, token_hash};
 use crate::params::{self, Pairs};
 use crate::{ApiError, AppState, Code};
 
 /// How long a session lasts.
 const SESSION_HOURS: i64 = 12;
-
-fn now_nanos() -> i64 {
-    chrono::Utc::now().timestamp_nanos_opt().unwrap_or_default()
-}
 
 /// A refused sign-in: audited (as a viewer, the least role), and said without telling which
 /// part was wrong.
@@ -336,12 +333,7 @@ pub(crate) async fn put_user(
         .store
         .write_synced(move |tx| capstan_store::access::put_user(tx, &stored))
         .await?;
-    let status = if created {
-        StatusCode::CREATED
-    } else {
-        StatusCode::OK
-    };
-    Ok((status, Json(user(row))))
+    Ok((super::created_or_ok(created), Json(user(row))))
 }
 
 #[utoipa::path(
