@@ -49,22 +49,23 @@ pub struct Config {
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:7878";
 
 impl Config {
-    /// Reads and checks a config file.
-    pub fn load(path: &Path) -> Result<Self> {
+    /// Reads a config file: its structure, not yet what [`Self::check`] looks at (files and
+    /// credentials it names, which `capstan serve` reads once its vault is open).
+    pub fn read(path: &Path) -> Result<Self> {
         let text = std::fs::read_to_string(path)
             .with_context(|| format!("cannot read config file {}", path.display()))?;
-        let config = Self::parse(&text)
-            .with_context(|| format!("invalid config file {}", path.display()))?;
-        // the certificate and key are read now, so a bad one is bad input, before anything runs
-        if let Some(tls) = &config.tls {
-            capstan_api::tls::server_config(&tls.cert, &tls.key)
-                .map_err(|e| anyhow::anyhow!("invalid config file {}: {e}", path.display()))?;
-        }
+        Self::structure(&text).with_context(|| format!("invalid config file {}", path.display()))
+    }
+
+    #[cfg(test)]
+    fn parse(text: &str) -> Result<Self> {
+        let config = Self::structure(text)?;
+        config.check()?;
         Ok(config)
     }
 
-    fn parse(text: &str) -> Result<Self> {
-        let config: Self = toml::from_str(text).map_err(|e| {
+    fn structure(text: &str) -> Result<Self> {
+        toml::from_str(text).map_err(|e| {
             // toml says the line; the path says where in the document's structure
             let path = toml::Deserializer::parse(text).ok().and_then(|de| {
                 serde_path_to_error::deserialize::<_, Self>(de)
@@ -75,17 +76,27 @@ impl Config {
                 Some(path) if path != "." => anyhow::anyhow!("{path}: {e}"),
                 _ => anyhow::Error::new(e),
             }
-        })?;
-        config.logs.check()?;
-        config.images.watch_config(Path::new("/"))?;
-        config.metrics.collector()?;
-        config.alerts.rules().map_err(|e| anyhow::anyhow!("{e}"))?;
-        config
-            .alerts
+        })
+    }
+
+    /// Checks every section, reading the files and credentials it names (`vault:NAME` from
+    /// the installed keyring): bad input before anything runs.
+    pub fn check(&self) -> Result<()> {
+        // the certificate and key are read now, so a bad one is bad input, before anything runs
+        if let Some(tls) = &self.tls {
+            capstan_api::tls::server_config(&tls.cert, &tls.key)
+                .map_err(|e| anyhow::anyhow!("{e}"))?;
+        }
+        self.logs.check()?;
+        self.images.watch_config(Path::new("/"))?;
+        self.images.registry_options()?;
+        self.metrics.collector()?;
+        self.alerts.rules().map_err(|e| anyhow::anyhow!("{e}"))?;
+        self.alerts
             .evaluate_every()
             .map_err(|e| anyhow::anyhow!("{e}"))?;
-        capstan_notify::check_all(&config.notify)?;
-        Ok(config)
+        capstan_notify::check_all(&self.notify)?;
+        Ok(())
     }
 }
 

@@ -139,16 +139,35 @@ fn main() -> ExitCode {
             docker_host,
         } => {
             init_tracing();
-            let file = match config.as_deref().map(config::Config::load).transpose() {
+            let usage = |err: anyhow::Error| {
+                eprintln!("capstan: {err:#}");
+                ExitCode::from(ExitStatus::Usage.code())
+            };
+            let file = match config.as_deref().map(config::Config::read).transpose() {
                 Ok(file) => file.unwrap_or_default(),
+                Err(err) => return usage(err),
+            };
+            // the vault opens before the config is checked: it may name credentials kept there
+            let data = data
+                .or(file.data.clone())
+                .unwrap_or_else(config::default_data_dir);
+            let opened = match serve::open(&data) {
+                Ok(opened) => opened,
                 Err(err) => {
                     eprintln!("capstan: {err:#}");
-                    return ExitCode::from(ExitStatus::Usage.code());
+                    return ExitCode::from(ExitStatus::Failure.code());
                 }
             };
+            if let Err(err) = file.check() {
+                let place = config
+                    .as_deref()
+                    .map(|p| format!("invalid config file {}: ", p.display()))
+                    .unwrap_or_default();
+                return usage(anyhow::anyhow!("{place}{err:#}"));
+            }
             let opts = serve::ServeOptions {
                 file,
-                data,
+                data: opened,
                 listen,
                 docker_host,
             };

@@ -70,7 +70,9 @@ impl From<capstan_deploy::ReleaseError> for ApiError {
             ReleaseError::Target(e) => e.into(),
             ReleaseError::NotFound(m) => Self::new(Code::NotFound, m),
             e @ ReleaseError::Unusable { .. } => Self::new(Code::BadRequest, e.to_string()),
-            e @ ReleaseError::Model(_) => Self::new(Code::Internal, e.to_string()),
+            e @ (ReleaseError::Model(_) | ReleaseError::Keep(_)) => {
+                Self::new(Code::Internal, e.to_string())
+            }
         }
     }
 }

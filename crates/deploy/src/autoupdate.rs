@@ -14,7 +14,7 @@ use tokio::sync::{broadcast, mpsc};
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
-use crate::{DeployRequest, Deployer, running_model};
+use crate::{DeployRequest, Deployer, running_release};
 
 /// The ledger's actor for releases made by automatic updates.
 pub const ACTOR: &str = "auto-update";
@@ -67,7 +67,7 @@ impl AutoUpdater {
             info!(app = %u.app, "a deploy of the app is running; the update is tried next cycle");
             return;
         };
-        let mut project = match running_model(&self.store, &u.app).await {
+        let (mut project, ran) = match running_release(&self.store, &u.app).await {
             Ok(Some(p)) => p,
             Ok(None) => {
                 warn!(app = %u.app, "no release of the app to update (deployed by capstan?)");
@@ -93,7 +93,7 @@ impl AutoUpdater {
             warn!(image = %u.image, error = %e, "cannot pull the update; tried again next cycle");
             return;
         }
-        let files = match self.deployer.stored_files(&project).await {
+        let files = match self.deployer.stored_files_at(&project, &ran).await {
             Ok(f) => f,
             Err(e) => {
                 warn!(app = %u.app, error = %e, "cannot redeploy the app by itself");

@@ -71,6 +71,9 @@ pub enum ReleaseError {
     /// The target cannot be asked (a rollback pins image digests it looks up there).
     #[error(transparent)]
     Target(#[from] TargetError),
+    /// A secret cannot be kept sealed in the vault.
+    #[error("cannot keep the sealed {0}")]
+    Keep(String),
 }
 
 /// Why a request cannot be deployed on any target; nothing has changed.

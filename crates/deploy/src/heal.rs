@@ -174,7 +174,11 @@ impl Healer {
                     continue;
                 }
                 if req.is_none() {
-                    match self.deployer.stored_files(&project).await {
+                    match self
+                        .deployer
+                        .stored_files_at(&project, &crate::ran_files(&current))
+                        .await
+                    {
                         Ok(files) => {
                             req = Some(DeployRequest {
                                 project: project.clone(),

@@ -36,7 +36,7 @@ pub use error::{
 pub use files::FileContent;
 pub use heal::Healer;
 pub use plan::{Desired, desired_hash, plan, spec_hash, start_levels};
-pub use release::{new_release, running_model};
+pub use release::{new_release, ran_files, running_model, running_release};
 pub use request::{DeployRequest, file_digests};
 pub use rollout::Deployer;
 pub use secrets::{SecretStore, sealed_items};

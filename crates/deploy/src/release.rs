@@ -45,6 +45,30 @@ pub async fn running_model(store: &Store, app: &str) -> Result<Option<Project>, 
     parse_model(&row).map(Some)
 }
 
+/// The model of the release that runs now, with the digest of each config and secret it ran
+/// (see [`ran_files`]).
+///
+/// # Errors
+/// The store's, or [`ReleaseError::Model`].
+pub async fn running_release(
+    store: &Store,
+    app: &str,
+) -> Result<Option<(Project, BTreeMap<String, String>)>, ReleaseError> {
+    let Some(row) = store.current_release(app.to_owned()).await? else {
+        return Ok(None);
+    };
+    Ok(Some((parse_model(&row)?, ran_files(&row))))
+}
+
+/// The digest of each config and secret release `row` ran (`secrets/NAME` → digest), as its
+/// source recorded them: a secret kept sealed is read back at that version.
+pub fn ran_files(row: &ReleaseRow) -> BTreeMap<String, String> {
+    serde_json::from_str::<serde_json::Value>(&row.source)
+        .ok()
+        .and_then(|s| serde_json::from_value(s["digests"].clone()).ok())
+        .unwrap_or_default()
+}
+
 fn parse_model(row: &ReleaseRow) -> Result<Project, ReleaseError> {
     serde_json::from_str(&row.model).map_err(|e| {
         tracing::error!(app = %row.app, release = row.number, error = %e, "stored release model does not parse");
@@ -53,6 +77,85 @@ fn parse_model(row: &ReleaseRow) -> Result<Project, ReleaseError> {
 }
 
 impl Deployer {
+    /// `project` as the ledger keeps it: with a vault, a secret's inline `content` is not
+    /// kept there (the vault keeps it sealed, at the version of the digest the release's
+    /// source records), so the ledger holds only its name and digest.
+    fn ledger_model(&self, project: &Project) -> String {
+        if self.secrets.is_none() {
+            return serde_json::to_string(project).unwrap_or_default();
+        }
+        let mut kept = project.clone();
+        for secret in kept.secrets.values_mut() {
+            secret.content = None;
+        }
+        serde_json::to_string(&kept).unwrap_or_default()
+    }
+
+    /// Seals the inline secret contents that releases recorded by an older capstan keep in
+    /// the ledger in plain text: each becomes a sealed version in the vault, and the release
+    /// keeps only its name and digest (what a rollback reads back). Returns how many releases
+    /// were rewritten; a second run finds none.
+    ///
+    /// # Errors
+    /// The ledger cannot be read or written, or a version cannot be kept.
+    pub async fn seal_ledger_secrets(&self, store: &Store) -> Result<usize, ReleaseError> {
+        let Some(secrets) = self.secrets.clone() else {
+            return Ok(0);
+        };
+        let mut rewritten = 0;
+        for app in store.apps().await? {
+            for row in store.releases(app.app.clone()).await? {
+                let Ok(mut project) = serde_json::from_str::<Project>(&row.model) else {
+                    continue;
+                };
+                let inline: Vec<(String, String)> = project
+                    .secrets
+                    .iter_mut()
+                    .filter_map(|(name, o)| Some((name.clone(), o.content.take()?)))
+                    .collect();
+                if inline.is_empty() {
+                    continue;
+                }
+                let mut source: serde_json::Value =
+                    serde_json::from_str(&row.source).unwrap_or_else(|_| serde_json::json!({}));
+                let mut digests = ran_files(&row);
+                for (name, content) in inline {
+                    let digest = crate::plan::fnv_hex(content.as_bytes());
+                    let (secrets, apps, app, key) = (
+                        secrets.clone(),
+                        self.apps_dir.clone(),
+                        row.app.clone(),
+                        name.clone(),
+                    );
+                    let d = digest.clone();
+                    tokio::task::spawn_blocking(move || {
+                        secrets.keep_version(&apps, &app, &key, &d, content.as_bytes())
+                    })
+                    .await
+                    .map_err(std::io::Error::other)
+                    .and_then(|r| r)
+                    .map_err(|e| {
+                        ReleaseError::Keep(format!("secret {name} of {}: {e}", row.app))
+                    })?;
+                    digests.insert(format!("secrets/{name}"), digest);
+                }
+                if let Some(map) = source.as_object_mut() {
+                    map.insert("digests".into(), serde_json::json!(digests));
+                }
+                store
+                    .rewrite_release(
+                        row.app.clone(),
+                        row.number,
+                        serde_json::to_string(&project).unwrap_or_default(),
+                        source.to_string(),
+                    )
+                    .await?;
+                rewritten += 1;
+            }
+        }
+        Ok(rewritten)
+    }
+
     /// Records a release by `actor`, deploys it, records how it ended (and the image ids each
     /// service ran). The caller holds the app's lock.
     ///
@@ -67,7 +170,7 @@ impl Deployer {
     ) -> Result<Report, ReleaseError> {
         let app = req.app();
         let previous = running_model(store, &app).await?;
-        let model = serde_json::to_string(&req.project).unwrap_or_default();
+        let model = self.ledger_model(&req.project);
         // the digest of each config and secret it ran: a rollback to it reads those versions
         let mut source = req.source.clone();
         if let Some(map) = source.as_object_mut() {
@@ -167,13 +270,8 @@ impl Deployer {
                 service.image = Some(id.clone());
             }
         }
-        let ran_files: BTreeMap<String, String> =
-            serde_json::from_str::<serde_json::Value>(&target.source)
-                .ok()
-                .and_then(|s| serde_json::from_value(s["digests"].clone()).ok())
-                .unwrap_or_default();
         let files = self
-            .stored_files_at(&project, &ran_files)
+            .stored_files_at(&project, &ran_files(target))
             .await
             .map_err(|source| ReleaseError::Unusable {
                 release: target.number,

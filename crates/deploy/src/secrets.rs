@@ -64,6 +64,31 @@ impl SecretStore {
         }
     }
 
+    /// Keeps `bytes` sealed as the version of `app`'s secret `name` whose digest is `digest`
+    /// (not as its latest value): what a release recorded before secrets were versioned.
+    ///
+    /// # Errors
+    /// The sealed copy cannot be written.
+    pub fn keep_version(
+        &self,
+        apps_dir: &Path,
+        app: &str,
+        name: &str,
+        digest: &str,
+        bytes: &[u8],
+    ) -> std::io::Result<()> {
+        let version = format!("{name}@{digest}");
+        let sealed = self
+            .vault
+            .seal(&what(app, &version), bytes)
+            .map_err(std::io::Error::other)?;
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(apps_dir.join(app).join("secrets"))?;
+        capstan_store::files::replace(&Self::sealed(apps_dir, app, &version), &sealed)
+    }
+
     /// The version of `app`'s secret `name` whose digest is `digest` (as the ledger recorded
     /// it for a release); `None` when that version was not kept (a release from before
     /// versions were).

@@ -56,7 +56,8 @@ pub struct RegistryAuth {
     /// `docker.io`, `ghcr.io`, `127.0.0.1:5000`.
     pub registry: String,
     pub user: String,
-    /// A file whose first line is the password or token (keep it readable by capstan only).
+    /// A file whose first line is the password or token (keep it readable by capstan only),
+    /// or `vault:NAME` for a credential kept sealed by `capstan secrets set NAME`.
     pub password_file: PathBuf,
 }
 
@@ -101,13 +102,12 @@ impl ImagesConfig {
     pub fn registry_options(&self) -> Result<capstan_registry::Options, ConfigError> {
         let mut configured = std::collections::HashMap::new();
         for (i, r) in self.registries.iter().enumerate() {
-            let text = std::fs::read_to_string(&r.password_file).map_err(|e| {
-                ConfigError::new(
-                    format!("images.registries[{i}].password_file"),
-                    format!("cannot read {}: {e}", r.password_file.display()),
-                )
-            })?;
-            let password = text.lines().next().unwrap_or_default().to_owned();
+            let password = capstan_outbound::Secret::from_file(
+                &format!("images.registries[{i}].password_file"),
+                &r.password_file,
+            )?
+            .expose()
+            .to_owned();
             let registry = capstan_registry::Reference::parse(&format!("{}/x", r.registry))
                 .map(|p| p.registry)
                 .map_err(|e| ConfigError::new(format!("images.registries[{i}].registry"), e))?;

@@ -25,21 +25,34 @@ impl Secret {
         &self.0
     }
 
-    /// The first line of a file (as `docker secret`s and Kubernetes mount them); `key` is the
-    /// config key that names the file.
+    /// The first line of a file (as `docker secret`s and Kubernetes mount them), or of the
+    /// credential a path `vault:NAME` names (kept sealed by `capstan secrets set NAME`); `key`
+    /// is the config key that names it.
     ///
     /// # Errors
-    /// The file cannot be read, under `key`.
+    /// The file or the credential cannot be read, under `key`.
     pub fn from_file(key: &str, path: &Path) -> Result<Self, ConfigError> {
-        let text = std::fs::read_to_string(path).map_err(|e| {
-            ConfigError::new(
-                key,
-                format!(
-                    "cannot read {}: {e} (is it there, and readable by capstan?)",
-                    path.display()
-                ),
-            )
-        })?;
+        let text = match path
+            .to_str()
+            .and_then(|p| p.strip_prefix(capstan_vault::keyring::SCHEME))
+        {
+            Some(name) => capstan_vault::keyring::credential(name)
+                .map_err(|e| ConfigError::new(key, e.to_string()))
+                .and_then(|bytes| {
+                    String::from_utf8(bytes).map_err(|_| {
+                        ConfigError::new(key, format!("the credential {name:?} is not UTF-8 text"))
+                    })
+                })?,
+            None => std::fs::read_to_string(path).map_err(|e| {
+                ConfigError::new(
+                    key,
+                    format!(
+                        "cannot read {}: {e} (is it there, and readable by capstan?)",
+                        path.display()
+                    ),
+                )
+            })?,
+        };
         Ok(Self(text.lines().next().unwrap_or_default().to_owned()))
     }
 }

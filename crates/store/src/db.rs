@@ -79,6 +79,31 @@ impl Db {
         out
     }
 
+    /// As [`Db::write`], for a change that removes what must not stay readable in the files (a
+    /// secret an older capstan kept in plain text): the space the old values took is zeroed
+    /// (`secure_delete`), and the write-ahead log is then checkpointed into the database and
+    /// truncated, so the old text is in neither file. A reader still on the old pages holds
+    /// the checkpoint back for up to the busy timeout; the next checkpoint finishes it then.
+    ///
+    /// # Errors
+    /// As [`Db::write`].
+    pub fn write_scrubbed<T, E>(
+        &self,
+        f: impl FnOnce(&Transaction<'_>) -> Result<T, E>,
+    ) -> Result<T, E>
+    where
+        E: From<rusqlite::Error>,
+    {
+        let mut conn = self.conn.lock().unwrap_or_else(PoisonError::into_inner);
+        conn.pragma_update(None, "secure_delete", true)?;
+        let tx = conn.transaction()?;
+        let out = f(&tx).and_then(|out| tx.commit().map(|()| out).map_err(E::from));
+        conn.pragma_update(None, "secure_delete", false)?;
+        let out = out?;
+        conn.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()))?;
+        Ok(out)
+    }
+
     /// Runs `f` on the writing connection outside a transaction: a read that must see the
     /// writes before it, or a single statement.
     pub fn read<T>(&self, f: impl FnOnce(&Connection) -> T) -> T {

@@ -99,6 +99,21 @@ impl Store {
             .map_err(|e| Error::Task(e.to_string()))?
     }
 
+    /// As [`Store::write`], the old values scrubbed from the files ([`Db::write_scrubbed`]).
+    ///
+    /// # Errors
+    /// What `f` returns, or [`Error::Sqlite`] when the commit fails.
+    pub async fn write_scrubbed<T, F>(&self, f: F) -> Result<T, Error>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Transaction<'_>) -> Result<T, Error> + Send + 'static,
+    {
+        let inner = Arc::clone(&self.inner);
+        tokio::task::spawn_blocking(move || inner.writer.write_scrubbed(f))
+            .await
+            .map_err(|e| Error::Task(e.to_string()))?
+    }
+
     /// Runs `f` on a read-only connection (WAL readers never block the writer).
     ///
     /// # Errors

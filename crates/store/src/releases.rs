@@ -87,6 +87,25 @@ pub fn finish(
     Ok(())
 }
 
+/// Replaces what a release records of its model and source (sealing what an older capstan
+/// kept in plain text in them).
+///
+/// # Errors
+/// [`Error::Sqlite`].
+pub fn rewrite(
+    tx: &Transaction<'_>,
+    app: &str,
+    number: i64,
+    model: &str,
+    source: &str,
+) -> Result<(), Error> {
+    tx.execute(
+        "UPDATE releases SET model = ?3, source = ?4 WHERE app = ?1 AND number = ?2",
+        params![app, number, model, source],
+    )?;
+    Ok(())
+}
+
 /// An app's releases, newest first.
 ///
 /// # Errors
@@ -196,6 +215,21 @@ impl Store {
     /// [`Error::Sqlite`].
     pub async fn begin_release(&self, release: ReleaseRow) -> Result<i64, Error> {
         self.write(move |tx| begin(tx, release)).await
+    }
+
+    /// See [`rewrite`]; the old text is scrubbed from the files ([`Store::write_scrubbed`]).
+    ///
+    /// # Errors
+    /// [`Error::Sqlite`].
+    pub async fn rewrite_release(
+        &self,
+        app: String,
+        number: i64,
+        model: String,
+        source: String,
+    ) -> Result<(), Error> {
+        self.write_scrubbed(move |tx| rewrite(tx, &app, number, &model, &source))
+            .await
     }
 
     /// See [`finish`].

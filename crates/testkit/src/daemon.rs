@@ -35,6 +35,17 @@ impl Daemon {
     /// send requests to another test's registry. Unless it has a `[metrics]` section, metrics
     /// are not collected; unless it has `[alerts]`, the built-in alert rules are off.
     pub async fn start_with(bin: &Path, docker_host: &str, config: &str) -> Self {
+        Self::start_prepared(bin, docker_host, config, |_| {}).await
+    }
+
+    /// [`Self::start_with`], `prepare` run on the fresh data dir before the daemon starts (to
+    /// keep credentials its config names, as an installer would).
+    pub async fn start_prepared(
+        bin: &Path,
+        docker_host: &str,
+        config: &str,
+        prepare: impl FnOnce(&Path),
+    ) -> Self {
         let mut config = if config.contains("[images]") {
             config.to_owned()
         } else {
@@ -57,6 +68,7 @@ impl Daemon {
         let mut config_path = data.clone().into_os_string();
         config_path.push(".toml");
         std::fs::write(&config_path, &config).unwrap();
+        prepare(&data);
         let mut d = Self {
             bin: bin.to_owned(),
             docker_host: docker_host.to_owned(),

@@ -8,6 +8,8 @@
 //! It owns the keys and the sealing. It must never decide what is secret, nor where a secret
 //! goes: the deploy crate does.
 
+pub mod keyring;
+
 use std::path::{Path, PathBuf};
 
 use chacha20poly1305::aead::{Aead, KeyInit, Payload};

@@ -20,7 +20,7 @@ pub(super) fn proxy_launch(data: &Path) -> Result<capstan_proxy::Launch> {
     })
 }
 
-pub(super) fn prepare_data_dir(data: &Path) -> Result<()> {
+fn prepare_data_dir(data: &Path) -> Result<()> {
     std::fs::DirBuilder::new()
         .recursive(true)
         .mode(0o700)
@@ -42,7 +42,7 @@ pub(super) fn prepare_data_dir(data: &Path) -> Result<()> {
 }
 
 /// Holds an exclusive lock on `<data>/capstan.lock` for the daemon's life.
-pub(super) fn lock_data_dir(data: &Path) -> Result<File> {
+fn lock_data_dir(data: &Path) -> Result<File> {
     capstan_process::lock_pid_file(&data.join("capstan.lock")).map_err(|e| match e {
         capstan_process::LockError::Held { pid } => anyhow::anyhow!(
             "another capstan{} is already using data dir {}; stop it first, or give this one its own with --data",
@@ -53,8 +53,79 @@ pub(super) fn lock_data_dir(data: &Path) -> Result<File> {
     })
 }
 
-/// Reads a secret (the admin token, the registry hook's secret), writing a new random one
-/// (mode 0600) on first start; `what` names it in messages.
+/// The data dir of a daemon about to start: made private, locked for it alone, its vault
+/// open and its keyring installed (so the config's `vault:NAME` credentials can be read).
+pub struct Opened {
+    pub data: std::path::PathBuf,
+    pub vault: std::sync::Arc<capstan_vault::Vault>,
+    pub keyring: capstan_vault::keyring::Keyring,
+    /// Held for the daemon's life.
+    _lock: File,
+}
+
+/// Opens `data` for a daemon: see [`Opened`]. A key that does not open the data key stops the
+/// start here, saying so: nothing is deployed half-blind.
+///
+/// # Errors
+/// The dir cannot be made or locked, or the vault does not open.
+pub fn open(data: &Path) -> Result<Opened> {
+    prepare_data_dir(data)?;
+    let lock = lock_data_dir(data)?;
+    let vault = std::sync::Arc::new(capstan_vault::Vault::open(data)?);
+    let keyring = capstan_vault::keyring::Keyring::new(vault.clone(), data);
+    capstan_vault::keyring::install(keyring.clone());
+    Ok(Opened {
+        data: data.to_owned(),
+        vault,
+        keyring,
+        _lock: lock,
+    })
+}
+
+/// A new random token: 32 bytes from the kernel, in hex.
+fn random_token(what: &str) -> Result<String> {
+    let mut bytes = [0_u8; 32];
+    File::open("/dev/urandom")
+        .and_then(|mut f| f.read_exact(&mut bytes))
+        .with_context(|| format!("cannot read /dev/urandom to make the {what}"))?;
+    Ok(bytes.iter().fold(String::with_capacity(64), |mut s, b| {
+        let _ = write!(s, "{b:02x}");
+        s
+    }))
+}
+
+/// Reads credential `name` (the registry hook's secret), keeping a new random one sealed on
+/// first start. A plain copy an older capstan wrote at `legacy` is sealed and removed.
+pub(super) fn ensure_credential(
+    keyring: &capstan_vault::keyring::Keyring,
+    name: &str,
+    legacy: &Path,
+    what: &str,
+) -> Result<String> {
+    let kept = |e: capstan_vault::keyring::KeyringError| {
+        anyhow::anyhow!("cannot keep the {what} in the vault: {e}")
+    };
+    if let Ok(old) = std::fs::read_to_string(legacy) {
+        let old = old.trim();
+        if !old.is_empty() {
+            keyring.set(name, old.as_bytes()).map_err(kept)?;
+        }
+        std::fs::remove_file(legacy)
+            .with_context(|| format!("cannot remove the plain {what} {}", legacy.display()))?;
+        info!(path = %legacy.display(), "the {what} is now kept sealed (capstan secrets show {name})");
+    }
+    if let Some(value) = keyring.get(name).map_err(kept)? {
+        return String::from_utf8(value)
+            .with_context(|| format!("the {what} kept in the vault is not text"));
+    }
+    let token = random_token(what)?;
+    keyring.set(name, token.as_bytes()).map_err(kept)?;
+    info!("made a new {what}, kept sealed (capstan secrets show {name})");
+    Ok(token)
+}
+
+/// Reads a secret (the admin token), writing a new random one (mode 0600) on first start;
+/// `what` names it in messages.
 pub(super) fn ensure_secret(path: &Path, what: &str) -> Result<String> {
     if let Ok(existing) = std::fs::read_to_string(path) {
         let mode = std::fs::metadata(path)?.permissions().mode() & 0o777;
@@ -67,14 +138,7 @@ pub(super) fn ensure_secret(path: &Path, what: &str) -> Result<String> {
             return Ok(token);
         }
     }
-    let mut bytes = [0_u8; 32];
-    File::open("/dev/urandom")
-        .and_then(|mut f| f.read_exact(&mut bytes))
-        .with_context(|| format!("cannot read /dev/urandom to make the {what}"))?;
-    let token = bytes.iter().fold(String::with_capacity(64), |mut s, b| {
-        let _ = write!(s, "{b:02x}");
-        s
-    });
+    let token = random_token(what)?;
     let mut file = OpenOptions::new()
         .write(true)
         .create(true)

@@ -22,11 +22,14 @@ use tracing::{info, warn};
 
 use crate::config::{self, Config};
 
+pub use data_dir::{Opened, open};
+
 /// Options of `capstan serve`; flags win over the config file.
-#[derive(Debug)]
 pub struct ServeOptions {
+    /// The config, checked.
     pub file: Config,
-    pub data: Option<PathBuf>,
+    /// The data dir, opened ([`open`]).
+    pub data: Opened,
     pub listen: Option<SocketAddr>,
     pub docker_host: Option<String>,
 }
@@ -46,29 +49,28 @@ struct Base {
     live: broadcast::Sender<Event>,
     /// Cancelled when the daemon stops.
     shutdown: CancellationToken,
+    /// The data dir's vault (secrets) and keyring (credentials).
+    vault: Arc<capstan_vault::Vault>,
+    keyring: capstan_vault::keyring::Keyring,
 }
 
 pub async fn run(opts: ServeOptions) -> Result<()> {
     let file = opts.file;
-    // a bad certificate or key stops capstan before it starts anything
+    // a bad certificate or key stopped capstan before it started anything (`Config::check`)
     let tls = file
         .tls
         .as_ref()
         .map(|t| capstan_api::tls::server_config(&t.cert, &t.key))
         .transpose()
         .map_err(|e| anyhow::anyhow!("{e}"))?;
-    let data = opts
-        .data
-        .or(file.data.clone())
-        .unwrap_or_else(config::default_data_dir);
+    let opened = opts.data;
+    let data = opened.data.clone();
     let listen = match opts.listen.or(file.listen) {
         Some(a) => a,
         None => config::DEFAULT_LISTEN.parse()?,
     };
     let host = opts.docker_host.or(file.docker.host.clone());
 
-    data_dir::prepare_data_dir(&data)?;
-    let _lock = data_dir::lock_data_dir(&data)?;
     let token_path = data.join("admin.token");
     let token = data_dir::ensure_secret(&token_path, "admin token")?;
     let base = Base {
@@ -77,6 +79,8 @@ pub async fn run(opts: ServeOptions) -> Result<()> {
         live: broadcast::channel(LIVE_BUFFER).0,
         shutdown: CancellationToken::new(),
         data,
+        vault: opened.vault.clone(),
+        keyring: opened.keyring.clone(),
     };
 
     let journal = subsystems::start_journal(&base);

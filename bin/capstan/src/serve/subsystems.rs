@@ -7,7 +7,7 @@ use std::sync::Arc;
 use anyhow::{Context, Result};
 use capstan_model::{AutoUpdate, RolloutLocks};
 use tokio::sync::mpsc;
-use tracing::info;
+use tracing::{info, warn};
 
 use super::{Base, JournalHandle, data_dir};
 
@@ -122,7 +122,9 @@ pub(super) fn start_images(
     .with_auto_updates(auto);
     let updates = watcher.state();
     tokio::spawn(watcher.run(base.shutdown.clone()));
-    let secret = data_dir::ensure_secret(
+    let secret = data_dir::ensure_credential(
+        &base.keyring,
+        "registry-hook",
         &base.data.join("registry-hook.secret"),
         "registry hook secret",
     )?;
@@ -155,10 +157,8 @@ pub(super) fn start_deploy(
         base.shutdown.clone(),
     );
     let apps = base.data.join("apps");
-    // a key that does not open the data key stops the start: nothing is deployed half-blind
-    let vault = capstan_vault::Vault::open(&base.data)?;
     let secrets = capstan_deploy::SecretStore {
-        vault: Arc::new(vault),
+        vault: base.vault.clone(),
         run_dir: data_dir::secrets_run_dir(&base.data)?,
     };
     let target = capstan_deploy::DockerTarget {
@@ -171,6 +171,22 @@ pub(super) fn start_deploy(
     let mut deployer =
         capstan_deploy::Deployer::new(Arc::new(target), apps, Some(base.live.clone()));
     deployer.secrets = Some(secrets);
+    // what an older capstan kept of inline secrets in the ledger, sealed (until then, a release
+    // that still holds one is read as it is)
+    let sealing = deployer.clone();
+    let store = base.store.clone();
+    tokio::spawn(async move {
+        match sealing.seal_ledger_secrets(&store).await {
+            Ok(0) => {}
+            Ok(n) => info!(
+                releases = n,
+                "sealed the inline secrets the ledger kept in plain text"
+            ),
+            Err(e) => {
+                warn!(error = %e, "cannot seal the inline secrets the ledger keeps; tried again at the next start");
+            }
+        }
+    });
     let healer = capstan_deploy::Healer::new(
         deployer.clone(),
         base.store.clone(),

@@ -66,7 +66,6 @@ async fn updates_are_notified_once_per_candidate_in_one_message_per_cycle() {
         path.display().to_string()
     };
     let slack_file = secret("slack-url", &format!("{slack_url}\n"));
-    let password_file = secret("smtp-password", "mail-s3cret\n");
     let config = format!(
         r#"[logs]
 collect = false
@@ -93,7 +92,7 @@ smtp = "{smtp}"
 from = "capstan <capstan@test.invalid>"
 to = ["ops@test.invalid", "oncall@test.invalid"]
 user = "capstan"
-password_file = "{password_file}"
+password_file = "vault:smtp"
 
 [[notify]]
 name = "am"
@@ -104,7 +103,24 @@ url = "{am}"
         smtp = smtp.url(),
         am = alertmanager.url(),
     );
-    let mut daemon = Daemon::start_with(bin(), engine.host(), &config).await;
+    // the SMTP password is kept sealed in the vault, as an installer would keep it
+    let mut daemon = Daemon::start_prepared(bin(), engine.host(), &config, |data| {
+        use std::io::Write as _;
+        let mut set = std::process::Command::new(bin())
+            .args(["secrets", "set", "smtp", "--data"])
+            .arg(data)
+            .stdin(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        set.stdin
+            .take()
+            .unwrap()
+            .write_all(b"mail-s3cret\n")
+            .unwrap();
+        assert!(set.wait().unwrap().success());
+        assert!(data.join("credentials/smtp.sealed").exists());
+    })
+    .await;
 
     // a cycle with two new candidates: one message on each channel, naming both
     registry.push(&a, "v1.1.0", "a2").await;
@@ -301,6 +317,7 @@ url = "{am}"
         daemon.log()
     );
     assert!(!daemon.log().contains("hook-t0ken"));
+    assert!(!daemon.log().contains("mail-s3cret"));
 }
 
 #[tokio::test]
@@ -315,6 +332,11 @@ async fn a_bad_channel_is_refused_at_start_naming_it() {
             "notify[0].url",
         ),
         ("name = \"x\"\ntype = \"pager\"\n", "pager"),
+        // a credential the vault does not keep: said how to keep it
+        (
+            "name = \"mail\"\ntype = \"email\"\nsmtp = \"smtp://127.0.0.1:25\"\nfrom = \"a@h\"\nto = [\"b@h\"]\nuser = \"u\"\npassword_file = \"vault:smtp\"\n",
+            "notify[0].password_file: no credential \"smtp\" is kept; put it there with: capstan secrets set smtp",
+        ),
     ] {
         let err = serve_refused(bin(), &format!("[[notify]]\n{channel}")).await;
         assert!(err.contains(says), "{says}: {err}");

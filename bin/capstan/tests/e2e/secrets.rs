@@ -234,3 +234,113 @@ async fn secrets_are_sealed_at_rest_and_in_plain_text_only_on_tmpfs() {
         "{err}"
     );
 }
+
+#[tokio::test]
+async fn an_inline_secret_is_kept_by_name_and_digest_and_comes_back_from_the_vault() {
+    let engine = capstan_testkit::engine().await;
+    let mut daemon = Daemon::start(bin(), engine.host()).await;
+    let app = unique("capt-inline");
+    let value = format!("inl1ne-{app}");
+    let dir = tempfile::tempdir().unwrap();
+    let compose = |marker: &str| {
+        format!(
+            "services:\n  web:\n    image: capstan-test/busybox:1\n    init: true\n    environment:\n      MARK: \"{marker}\"\n    command: [\"sh\", \"-c\", \"sha256sum /run/secrets/key; exec sleep 3600\"]\n    secrets: [key]\nsecrets:\n  key:\n    content: \"{value}\"\n"
+        )
+    };
+    std::fs::write(dir.path().join("compose.yaml"), compose("1")).unwrap();
+    let (code, out, err) = daemon
+        .cli_in(dir.path(), &["deploy", "-p", &app], &[])
+        .await;
+    assert_eq!(code, 0, "{out}{err}");
+    assert_eq!(printed_digest(&engine, &app).await, sha256_hex(&value));
+
+    // the API shows a placeholder where the value was written
+    let releases: serde_json::Value = daemon.get(&format!("/api/v1/apps/{app}/releases")).await;
+    let shown = releases[0]["model"].clone();
+    let placeholder = shown["secrets"]["key"]["content"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert!(placeholder.starts_with("<redacted:"), "{shown}");
+    assert!(!releases.to_string().contains(&value));
+
+    // the dashboard's edit: the shown model, one value changed, posted back as it is; the
+    // secret comes from the vault at the version the running release ran
+    let mut edited = shown.clone();
+    edited["services"]["web"]["environment"]["MARK"] = "2".into();
+    let token = std::fs::read_to_string(daemon.data_dir().join("admin.token")).unwrap();
+    let resp = reqwest::Client::new()
+        .post(format!("http://{}/api/v1/apps/{app}/deploy", daemon.addr()))
+        .bearer_auth(token.trim())
+        .header("content-type", "application/yaml")
+        .body(edited.to_string())
+        .send()
+        .await
+        .unwrap();
+    let status = resp.status();
+    let report: serde_json::Value = resp.json().await.unwrap();
+    assert_eq!(status, 200, "{report}");
+    assert_eq!(report["outcome"], "succeeded", "{report}");
+    let second: serde_json::Value = daemon.get(&format!("/api/v1/apps/{app}/releases")).await;
+    assert_eq!(second[0]["number"], 2, "{second}");
+    assert_eq!(
+        second[0]["model"]["secrets"]["key"]["content"],
+        placeholder.as_str()
+    );
+
+    // a rollback to release 1 reads it back from the vault too
+    let (code, out, err) = daemon.cli(&["rollback", &app, "--to", "1"]).await;
+    assert_eq!(code, 0, "{out}{err}");
+    assert_eq!(printed_digest(&engine, &app).await, sha256_hex(&value));
+
+    // a placeholder of a value the running release does not have is refused, naming the key
+    let mut forged = shown;
+    forged["secrets"]["key"]["content"] = "<redacted:000000000000>".into();
+    let (status, body) = {
+        let resp = reqwest::Client::new()
+            .post(format!("http://{}/api/v1/apps/{app}/plan", daemon.addr()))
+            .bearer_auth(token.trim())
+            .header("content-type", "application/yaml")
+            .body(forged.to_string())
+            .send()
+            .await
+            .unwrap();
+        (resp.status(), resp.text().await.unwrap())
+    };
+    assert_eq!(status, 400, "{body}");
+    assert!(body.contains("secrets.key.content"), "{body}");
+
+    // a ledger an older capstan wrote, release 1 holding the value in plain text and no
+    // digest: the next start seals it, and a rollback to it still brings the value back
+    daemon.stop().await;
+    let store = capstan_store::Store::open(&daemon.data_dir().join("state.db")).unwrap();
+    let row = store.release(app.clone(), 1).await.unwrap().unwrap();
+    let mut model: serde_json::Value = serde_json::from_str(&row.model).unwrap();
+    model["secrets"]["key"]["content"] = value.clone().into();
+    let mut source: serde_json::Value = serde_json::from_str(&row.source).unwrap();
+    source.as_object_mut().unwrap().remove("digests");
+    store
+        .rewrite_release(app.clone(), 1, model.to_string(), source.to_string())
+        .await
+        .unwrap();
+    daemon.restart().await;
+    eventually(
+        Duration::from_secs(30),
+        "release 1 sealed again",
+        || async {
+            let row = store.release(app.clone(), 1).await.ok()??;
+            (!row.model.contains(&value) && row.source.contains("secrets/key")).then_some(())
+        },
+    )
+    .await;
+    drop(store);
+    let (code, out, err) = daemon.cli(&["rollback", &app, "--to", "1"]).await;
+    assert_eq!(code, 0, "{out}{err}");
+
+    // in plain text nowhere in the data dir (the ledger's database and its log included), nor
+    // in the daemon's log
+    assert_eq!(found_under(daemon.data_dir(), value.as_bytes()), None);
+    assert!(!daemon.log().contains(&value));
+    let (code, _, err) = daemon.cli(&["down", &app]).await;
+    assert_eq!(code, 0, "{err}");
+}

@@ -158,10 +158,21 @@ async fn a_registry_notification_checks_at_once_and_needs_the_hook_secret() {
         ),
     )
     .await;
-    let secret = std::fs::read_to_string(daemon.data_dir().join("registry-hook.secret"))
-        .unwrap()
-        .trim()
-        .to_owned();
+    // the hook's secret is kept sealed, never in a plain file; its owner reads it back
+    assert!(!daemon.data_dir().join("registry-hook.secret").exists());
+    let shown = std::process::Command::new(bin())
+        .args(["secrets", "show", "registry-hook", "--data"])
+        .arg(daemon.data_dir())
+        .output()
+        .unwrap();
+    assert!(shown.status.success(), "{shown:?}");
+    let secret = String::from_utf8(shown.stdout).unwrap().trim().to_owned();
+    assert_eq!(secret.len(), 64, "{secret}");
+    let credentials = std::fs::read_dir(daemon.data_dir().join("credentials")).unwrap();
+    for f in credentials {
+        let sealed = std::fs::read(f.unwrap().path()).unwrap();
+        assert!(!sealed.windows(secret.len()).any(|w| w == secret.as_bytes()));
+    }
     let hook = format!("http://{}/api/v1/hooks/registry", daemon.addr());
     let registry = Registry::start(RegistryOptions {
         notify: Some(format!("{hook}?secret={secret}")),
@@ -199,7 +210,12 @@ async fn a_registry_notification_checks_at_once_and_needs_the_hook_secret() {
         serde_json::json!({"push_data": {"tag": "1.4"}, "repository": {"repo_name": "acme/api"}});
     let resp = http.post(&hook).json(&hub).send().await.unwrap();
     assert_eq!(resp.status(), 401);
-    assert!(resp.text().await.unwrap().contains("registry-hook.secret"));
+    assert!(
+        resp.text()
+            .await
+            .unwrap()
+            .contains("capstan secrets show registry-hook")
+    );
     let resp = http
         .post(format!("{hook}?secret=wrong"))
         .json(&hub)

@@ -29,21 +29,57 @@ async fn request(
         .and_then(|v| v.to_str().ok())
         .is_some_and(|v| v.contains("yaml"));
     // a model edited from what the API showed carries placeholders of the running values
-    let running = capstan_deploy::running_model(&state.store, app).await?;
-    let mut req: DeployRequest = if yaml {
+    let running = capstan_deploy::running_release(&state.store, app).await?;
+    let (mut req, sealed) = if yaml {
         compose_request(state, app, body, running.as_ref())?
     } else {
-        serde_json::from_slice(body).map_err(|e| {
+        let mut req: DeployRequest = serde_json::from_slice(body).map_err(|e| {
             ApiError::bad_param(
                 "body",
                 format!(
                     "not a deploy request ({e}); send JSON, or a Compose file as application/yaml"
                 ),
             )
-        })?
+        })?;
+        let sealed = crate::redact::restore(&mut req.project, running.as_ref())?;
+        for (key, o) in req
+            .project
+            .configs
+            .iter()
+            .map(|(n, o)| (format!("configs/{n}"), o))
+            .chain(
+                req.project
+                    .secrets
+                    .iter()
+                    .map(|(n, o)| (format!("secrets/{n}"), o)),
+            )
+        {
+            if let Some(content) = &o.content {
+                req.files
+                    .insert(key, capstan_deploy::FileContent::Text(content.clone()));
+            }
+        }
+        (req, sealed)
     };
-    if !yaml {
-        crate::redact::restore(&mut req.project, running.as_ref())?;
+    // secrets shown by placeholder that the ledger keeps only sealed: read from the vault, at
+    // the version the running release ran
+    if let Some((project, digests)) = running.as_ref().filter(|_| !sealed.is_empty()) {
+        let only = capstan_compose::Project {
+            name: project.name.clone(),
+            secrets: project
+                .secrets
+                .iter()
+                .filter(|(name, _)| sealed.contains(name))
+                .map(|(n, o)| (n.clone(), o.clone()))
+                .collect(),
+            ..Default::default()
+        };
+        let files = state
+            .deployer
+            .stored_files_at(&only, digests)
+            .await
+            .map_err(|e| ApiError::new(Code::Conflict, e.to_string()))?;
+        req.files.extend(files);
     }
     if req.project.name.as_deref() != Some(app) {
         return Err(ApiError::bad_param(
@@ -75,8 +111,8 @@ fn compose_request(
     state: &AppState,
     app: &str,
     body: &axum::body::Bytes,
-    running: Option<&capstan_compose::Project>,
-) -> Result<DeployRequest, ApiError> {
+    running: Option<&(capstan_compose::Project, BTreeMap<String, String>)>,
+) -> Result<(DeployRequest, Vec<String>), ApiError> {
     let text = std::str::from_utf8(body)
         .map_err(|_| ApiError::bad_param("body", "the Compose file is not UTF-8 text"))?;
     if text.trim().is_empty() {
@@ -90,9 +126,9 @@ fn compose_request(
     })
     .map_err(|e| ApiError::bad_param("body", e.to_string()))?;
     let mut project = loaded.project;
-    crate::redact::restore(&mut project, running)?;
+    let sealed = crate::redact::restore(&mut project, running)?;
     let source = serde_json::json!({ "files": ["(uploaded)"], "positions": loaded.positions });
-    DeployRequest::from_project(
+    let req = DeployRequest::from_project(
         project,
         |_, _, obj| {
             if obj.environment.is_some() {
@@ -106,7 +142,8 @@ fn compose_request(
         },
         source,
     )
-    .map_err(|e| ApiError::bad_param("body", e))
+    .map_err(|e| ApiError::bad_param("body", e))?;
+    Ok((req, sealed))
 }
 
 /// The largest build context accepted (a tar archive, held in memory while the engine builds).
@@ -494,8 +531,11 @@ fn release(r: ReleaseRow) -> Release {
     let mut source = json(&r.source);
     // the content digests of configs and secrets (what a rollback reads back) are the ledger's
     // own: a short secret's digest could be guessed back
+    // (and the model's whole hash, which with the shown model could do the same)
+    let digests = capstan_deploy::ran_files(&r);
     if let Some(map) = source.as_object_mut() {
         map.remove("digests");
+        map.remove("model_hash");
     }
     Release {
         time: nanos_to_datetime(r.created_nano),
@@ -503,7 +543,7 @@ fn release(r: ReleaseRow) -> Release {
         images: json(&r.images),
         detail: json(&r.detail),
         // environment values and inline contents are never shown, to any role
-        model: crate::redact::redacted(&json(&r.model)),
+        model: crate::redact::redacted(&json(&r.model), &digests),
         app: r.app,
         number: r.number,
         actor: r.actor,

@@ -167,7 +167,7 @@ pub(crate) async fn registry_hook(
     if !crate::auth::hook_authorized(&secret, query_secret, &headers, &body) {
         return Err(ApiError::new(
             Code::Unauthorized,
-            "a registry hook must prove its secret: ?secret=<the secret in <data>/registry-hook.secret> in the URL, or an X-Capstan-Signature: sha256=<HMAC-SHA256 of the body>",
+            "a registry hook must prove its secret: ?secret=<what `capstan secrets show registry-hook` prints on capstan's host> in the URL, or an X-Capstan-Signature: sha256=<HMAC-SHA256 of the body>",
         ));
     }
     let repositories =

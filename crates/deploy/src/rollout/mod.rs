@@ -78,20 +78,10 @@ impl Deployer {
         Ok(self.target.check(req)?)
     }
 
-    /// The contents of a model's configs and secrets from what was kept for its app (inline
-    /// `content` as written), for deploys that come from the ledger, not the CLI.
-    ///
-    /// # Errors
-    /// [`FileGone`] naming the file that is no longer on this host.
-    pub async fn stored_files(
-        &self,
-        project: &Project,
-    ) -> Result<BTreeMap<String, FileContent>, FileGone> {
-        self.stored_files_at(project, &BTreeMap::new()).await
-    }
-
-    /// [`Self::stored_files`], a secret read at the version of its digest in `digests`
-    /// (`secrets/NAME` → digest, as the ledger recorded a release's), else its latest.
+    /// The contents of a model's configs and secrets from what was kept for its app, for
+    /// deploys that come from the ledger, not the CLI: inline `content` as written, a secret
+    /// at the version of its digest in `digests` (`secrets/NAME` → digest, as the ledger
+    /// recorded a release's; see [`crate::ran_files`]), else its latest.
     ///
     /// # Errors
     /// [`FileGone`] naming the file that is no longer on this host.
