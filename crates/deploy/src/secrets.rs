@@ -151,19 +151,8 @@ pub fn sealed_items(apps_dir: &Path) -> std::io::Result<Vec<(PathBuf, String)>> 
         let Some(app_name) = app.file_name().to_str().map(str::to_owned) else {
             continue;
         };
-        let Ok(files) = std::fs::read_dir(app.path().join("secrets")) else {
-            continue;
-        };
-        for file in files {
-            let path = file?.path();
-            let stem = path
-                .file_name()
-                .and_then(|n| n.to_str())
-                .and_then(|n| n.strip_suffix(".sealed"))
-                .map(str::to_owned);
-            if let Some(stem) = stem {
-                out.push((path, what(&app_name, &stem)));
-            }
+        for (path, stem) in capstan_vault::sealed_files(&app.path().join("secrets"))? {
+            out.push((path, what(&app_name, &stem)));
         }
     }
     out.sort();

@@ -72,11 +72,7 @@ impl Db {
         E: From<rusqlite::Error>,
     {
         let mut conn = self.conn.lock().unwrap_or_else(PoisonError::into_inner);
-        conn.pragma_update(None, "synchronous", "FULL")?;
-        let tx = conn.transaction()?;
-        let out = f(&tx).and_then(|out| tx.commit().map(|()| out).map_err(E::from));
-        conn.pragma_update(None, "synchronous", "NORMAL")?;
-        out
+        write_with(&mut conn, ("synchronous", "FULL", "NORMAL"), f)
     }
 
     /// As [`Db::write`], for a change that removes what must not stay readable in the files (a
@@ -95,11 +91,7 @@ impl Db {
         E: From<rusqlite::Error>,
     {
         let mut conn = self.conn.lock().unwrap_or_else(PoisonError::into_inner);
-        conn.pragma_update(None, "secure_delete", true)?;
-        let tx = conn.transaction()?;
-        let out = f(&tx).and_then(|out| tx.commit().map(|()| out).map_err(E::from));
-        conn.pragma_update(None, "secure_delete", false)?;
-        let out = out?;
+        let out = write_with(&mut conn, ("secure_delete", "ON", "OFF"), f)?;
         conn.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()))?;
         Ok(out)
     }
@@ -110,6 +102,22 @@ impl Db {
         let conn = self.conn.lock().unwrap_or_else(PoisonError::into_inner);
         f(&conn)
     }
+}
+
+/// One write transaction with pragma `name` set to `during` for it, and back to `after`.
+fn write_with<T, E>(
+    conn: &mut Connection,
+    (name, during, after): (&str, &str, &str),
+    f: impl FnOnce(&Transaction<'_>) -> Result<T, E>,
+) -> Result<T, E>
+where
+    E: From<rusqlite::Error>,
+{
+    conn.pragma_update(None, name, during)?;
+    let tx = conn.transaction()?;
+    let out = f(&tx).and_then(|out| tx.commit().map(|()| out).map_err(E::from));
+    conn.pragma_update(None, name, after)?;
+    out
 }
 
 #[cfg(test)]

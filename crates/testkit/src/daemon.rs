@@ -273,6 +273,23 @@ impl Daemon {
         (status, body)
     }
 
+    /// POST `body` as `content_type` with the admin token; the status and the answer's text.
+    pub async fn post_text(&self, path: &str, content_type: &str, body: String) -> (u16, String) {
+        let resp = self
+            .http
+            .post(format!("{}{path}", self.url))
+            .bearer_auth(&self.token)
+            .header("content-type", content_type)
+            .body(body)
+            .send()
+            .await
+            .unwrap();
+        (
+            resp.status().as_u16(),
+            resp.text().await.unwrap_or_default(),
+        )
+    }
+
     /// GET a JSON document with the admin token; fails the test on a non-2xx answer.
     pub async fn get<T: DeserializeOwned>(&self, path_and_query: &str) -> T {
         let (status, body) = self.get_raw(path_and_query, Some(&self.token)).await;

@@ -128,42 +128,15 @@ impl Keyring {
     /// # Errors
     /// The directory cannot be read.
     pub fn names(&self) -> Result<Vec<String>, KeyringError> {
-        Ok(self
-            .sealed_items()?
+        let files = crate::sealed_files(&self.dir).map_err(|source| Error::Io {
+            path: self.dir.clone(),
+            source,
+        })?;
+        Ok(files
             .into_iter()
             .map(|(_, name)| name)
+            .filter(|name| check_name(name).is_ok())
             .collect())
-    }
-
-    /// Every sealed credential, with its name: what a key rotation seals again (with
-    /// [`what`] of the name).
-    fn sealed_items(&self) -> Result<Vec<(PathBuf, String)>, KeyringError> {
-        let entries = match std::fs::read_dir(&self.dir) {
-            Ok(entries) => entries,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
-            Err(source) => {
-                return Err(Error::Io {
-                    path: self.dir.clone(),
-                    source,
-                }
-                .into());
-            }
-        };
-        let mut out: Vec<_> = entries
-            .filter_map(Result::ok)
-            .filter_map(|e| {
-                let path = e.path();
-                let name = path
-                    .file_name()?
-                    .to_str()?
-                    .strip_suffix(".sealed")?
-                    .to_owned();
-                check_name(&name).ok()?;
-                Some((path, name))
-            })
-            .collect();
-        out.sort();
-        Ok(out)
     }
 }
 
@@ -178,27 +151,11 @@ fn what(name: &str) -> String {
 /// # Errors
 /// The directory cannot be read.
 pub fn sealed_credentials(data: &Path) -> std::io::Result<Vec<(PathBuf, String)>> {
-    let dir = data.join("credentials");
-    let entries = match std::fs::read_dir(&dir) {
-        Ok(entries) => entries,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
-        Err(e) => return Err(e),
-    };
-    let mut out = Vec::new();
-    for entry in entries {
-        let path = entry?.path();
-        let name = path
-            .file_name()
-            .and_then(|n| n.to_str())
-            .and_then(|n| n.strip_suffix(".sealed"))
-            .filter(|n| check_name(n).is_ok())
-            .map(what);
-        if let Some(what) = name {
-            out.push((path, what));
-        }
-    }
-    out.sort();
-    Ok(out)
+    Ok(crate::sealed_files(&data.join("credentials"))?
+        .into_iter()
+        .filter(|(_, name)| check_name(name).is_ok())
+        .map(|(path, name)| (path, what(&name)))
+        .collect())
 }
 
 static INSTALLED: OnceLock<Keyring> = OnceLock::new();

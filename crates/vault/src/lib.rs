@@ -168,6 +168,33 @@ impl Vault {
     }
 }
 
+/// The sealed files of `dir` (`NAME.sealed`), each with its `NAME`, sorted; none when `dir`
+/// is not there.
+///
+/// # Errors
+/// The directory cannot be read.
+pub fn sealed_files(dir: &Path) -> std::io::Result<Vec<(PathBuf, String)>> {
+    let entries = match std::fs::read_dir(dir) {
+        Ok(entries) => entries,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) => return Err(e),
+    };
+    let mut out = Vec::new();
+    for entry in entries {
+        let path = entry?.path();
+        let stem = path
+            .file_name()
+            .and_then(|n| n.to_str())
+            .and_then(|n| n.strip_suffix(".sealed"))
+            .map(str::to_owned);
+        if let Some(stem) = stem {
+            out.push((path, stem));
+        }
+    }
+    out.sort();
+    Ok(out)
+}
+
 /// The list of files a rotation replaces, written once every new file is in place beside
 /// its old one: from then on the rotation is finished, by [`Vault::open`] if need be.
 fn rotation_marker(data: &Path) -> PathBuf {

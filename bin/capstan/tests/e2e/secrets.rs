@@ -268,18 +268,15 @@ async fn an_inline_secret_is_kept_by_name_and_digest_and_comes_back_from_the_vau
     // secret comes from the vault at the version the running release ran
     let mut edited = shown.clone();
     edited["services"]["web"]["environment"]["MARK"] = "2".into();
-    let token = std::fs::read_to_string(daemon.data_dir().join("admin.token")).unwrap();
-    let resp = reqwest::Client::new()
-        .post(format!("http://{}/api/v1/apps/{app}/deploy", daemon.addr()))
-        .bearer_auth(token.trim())
-        .header("content-type", "application/yaml")
-        .body(edited.to_string())
-        .send()
-        .await
-        .unwrap();
-    let status = resp.status();
-    let report: serde_json::Value = resp.json().await.unwrap();
+    let (status, report) = daemon
+        .post_text(
+            &format!("/api/v1/apps/{app}/deploy"),
+            "application/yaml",
+            edited.to_string(),
+        )
+        .await;
     assert_eq!(status, 200, "{report}");
+    let report: serde_json::Value = serde_json::from_str(&report).unwrap();
     assert_eq!(report["outcome"], "succeeded", "{report}");
     let second: serde_json::Value = daemon.get(&format!("/api/v1/apps/{app}/releases")).await;
     assert_eq!(second[0]["number"], 2, "{second}");
@@ -296,17 +293,13 @@ async fn an_inline_secret_is_kept_by_name_and_digest_and_comes_back_from_the_vau
     // a placeholder of a value the running release does not have is refused, naming the key
     let mut forged = shown;
     forged["secrets"]["key"]["content"] = "<redacted:000000000000>".into();
-    let (status, body) = {
-        let resp = reqwest::Client::new()
-            .post(format!("http://{}/api/v1/apps/{app}/plan", daemon.addr()))
-            .bearer_auth(token.trim())
-            .header("content-type", "application/yaml")
-            .body(forged.to_string())
-            .send()
-            .await
-            .unwrap();
-        (resp.status(), resp.text().await.unwrap())
-    };
+    let (status, body) = daemon
+        .post_text(
+            &format!("/api/v1/apps/{app}/plan"),
+            "application/yaml",
+            forged.to_string(),
+        )
+        .await;
     assert_eq!(status, 400, "{body}");
     assert!(body.contains("secrets.key.content"), "{body}");
 
