@@ -27,13 +27,23 @@ pub struct ApiError {
     message: String,
 }
 
+/// The longest error message answered, in bytes: one that quotes a 100 KB input is cut.
+const MAX_MESSAGE: usize = 2048;
+
 impl ApiError {
     /// An error with a message for the client.
     pub fn new(code: Code, message: impl Into<String>) -> Self {
-        Self {
-            code,
-            message: message.into(),
+        let mut message = message.into();
+        // a message that quotes what was sent quotes a bounded part of it
+        if message.len() > MAX_MESSAGE {
+            let mut end = MAX_MESSAGE;
+            while !message.is_char_boundary(end) {
+                end -= 1;
+            }
+            message.truncate(end);
+            message.push_str("… (cut)");
         }
+        Self { code, message }
     }
 
     /// The HTTP status it answers with.

@@ -4,8 +4,25 @@
 
 use crate::env::is_name;
 
+/// How deep defaults and alternatives may hold interpolations (`${A:-${B:-...}}`).
+pub const MAX_DEPTH: usize = 32;
+
 /// Replaces every interpolation in `text`. `lookup` answers a variable's value (`None`: unset).
 pub fn interpolate(text: &str, lookup: &dyn Fn(&str) -> Option<String>) -> Result<String, String> {
+    interpolate_at(text, lookup, 0)
+}
+
+/// [`interpolate`], `depth` levels inside defaults and alternatives.
+fn interpolate_at(
+    text: &str,
+    lookup: &dyn Fn(&str) -> Option<String>,
+    depth: usize,
+) -> Result<String, String> {
+    if depth > MAX_DEPTH {
+        return Err(format!(
+            "invalid interpolation: defaults hold interpolations deeper than {MAX_DEPTH} levels"
+        ));
+    }
     let mut out = String::with_capacity(text.len());
     let mut rest = text;
     while let Some(i) = rest.find('$') {
@@ -20,7 +37,7 @@ pub fn interpolate(text: &str, lookup: &dyn Fn(&str) -> Option<String>) -> Resul
                     "invalid interpolation in {text:?}: unclosed `${{` (write $$ for a literal $)"
                 )
             })?;
-            out.push_str(&expand(&braced[..end], text, lookup)?);
+            out.push_str(&expand(&braced[..end], text, lookup, depth)?);
             rest = &braced[end + 1..];
         } else {
             let len = rest
@@ -66,6 +83,7 @@ fn expand(
     inner: &str,
     whole: &str,
     lookup: &dyn Fn(&str) -> Option<String>,
+    depth: usize,
 ) -> Result<String, String> {
     let name_len = inner
         .find(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
@@ -97,7 +115,7 @@ fn expand(
             "invalid interpolation in {whole:?}: unknown operator in ${{{inner}}}"
         ));
     };
-    let arg = || interpolate(arg, lookup);
+    let arg = || interpolate_at(arg, lookup, depth + 1);
     match kind {
         "default-if-empty" if !set_nonempty => arg(),
         "default-if-unset" if value.is_none() => arg(),
@@ -173,5 +191,19 @@ mod tests {
         assert!(i("cost: $5").unwrap_err().contains("$$"));
         assert!(i("${1BAD}").unwrap_err().contains("not a variable name"));
         assert!(i("${SET/x/y}").unwrap_err().contains("unknown operator"));
+    }
+
+    #[test]
+    fn deep_defaults_are_refused_not_overflowed() {
+        // 100,000 defaults inside defaults overflowed the stack before depths were counted
+        let n = 100_000;
+        let deep = format!("{}x{}", "${UNSET:-".repeat(n), "}".repeat(n));
+        assert!(i(&deep).unwrap_err().contains("deeper than 32"));
+        let ok = format!(
+            "{}x{}",
+            "${UNSET:-".repeat(MAX_DEPTH),
+            "}".repeat(MAX_DEPTH)
+        );
+        assert_eq!(i(&ok).unwrap(), "x");
     }
 }

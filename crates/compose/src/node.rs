@@ -52,6 +52,78 @@ pub struct Key {
     pub pos: Pos,
 }
 
+/// How deep mappings and sequences may nest in a Compose file (real ones stay under 10): the
+/// tree is built, converted and dropped recursively, which deeper input would overflow.
+pub const MAX_DEPTH: usize = 64;
+
+/// How many nodes a file may hold once its aliases are expanded: a few aliases of aliases
+/// ("billion laughs") would otherwise expand to more than memory holds.
+pub const MAX_NODES: u64 = 1_000_000;
+
+/// Refuses, from the parser's events alone and before any tree is built, a document nested
+/// deeper than [`MAX_DEPTH`] or expanding to more than [`MAX_NODES`] nodes. A scan error is
+/// left for the load to report.
+fn bounded(file: &Arc<str>, text: &str) -> Result<(), Error> {
+    use saphyr_parser::Event;
+    let refuse = |mark: saphyr_parser::Marker, message: String| Error::Yaml {
+        pos: Pos {
+            file: Arc::clone(file),
+            line: mark.line(),
+            col: mark.col() + 1,
+        },
+        message,
+    };
+    // nodes so far; the nodes each anchor stands for; the collections open (with their anchor
+    // and the count where they started)
+    let mut nodes: u64 = 0;
+    let mut anchored: std::collections::HashMap<usize, u64> = std::collections::HashMap::new();
+    let mut open: Vec<(usize, u64)> = Vec::new();
+    for event in saphyr_parser::Parser::new_from_str(text) {
+        let Ok((event, span)) = event else {
+            return Ok(());
+        };
+        match event {
+            Event::SequenceStart(anchor, _) | Event::MappingStart(anchor, _) => {
+                if open.len() >= MAX_DEPTH {
+                    return Err(refuse(
+                        span.start,
+                        format!("mappings and sequences nest deeper than {MAX_DEPTH} here"),
+                    ));
+                }
+                open.push((anchor, nodes));
+                nodes += 1;
+            }
+            Event::SequenceEnd | Event::MappingEnd => {
+                if let Some((anchor, start)) = open.pop()
+                    && anchor != 0
+                {
+                    anchored.insert(anchor, nodes - start);
+                }
+            }
+            Event::Scalar(_, _, anchor, _) => {
+                nodes += 1;
+                if anchor != 0 {
+                    anchored.insert(anchor, 1);
+                }
+            }
+            Event::Alias(anchor) => {
+                nodes = nodes.saturating_add(anchored.get(&anchor).copied().unwrap_or(1));
+            }
+            _ => {}
+        }
+        if nodes > MAX_NODES {
+            return Err(refuse(
+                span.start,
+                format!(
+                    "the document expands to more than {MAX_NODES} values here (aliases of \
+                     aliases?)"
+                ),
+            ));
+        }
+    }
+    Ok(())
+}
+
 impl Node {
     /// Parses one YAML document.
     pub fn parse(file: &str, text: &str) -> Result<Self, Error> {
@@ -64,6 +136,7 @@ impl Node {
             },
             message: e.info().to_owned(),
         };
+        bounded(&file, text)?;
         // scalars are resolved here, not by saphyr: Compose reads `0440` as octal (YAML 1.1)
         let mut loader = YamlLoader::<MarkedYamlOwned>::default();
         loader.early_parse(false);
@@ -299,6 +372,47 @@ fn convert(file: &Arc<str>, node: MarkedYamlOwned) -> Result<Node, Error> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn deep_or_exploding_documents_are_refused_before_a_tree_is_built() {
+        use std::fmt::Write as _;
+        // 100,000 deep, in flow style and in block style: each overflowed the stack before
+        let n = 100_000;
+        let flow = |n| format!("x: {}1{}\n", "[".repeat(n), "]".repeat(n));
+        let Err(Error::Yaml { message, .. }) = Node::parse("deep.yaml", &flow(n)) else {
+            panic!("a document {n} deep was loaded");
+        };
+        assert!(message.contains("recursion limit"), "{message}");
+        for (text, col) in [
+            (flow(200), 4 + MAX_DEPTH - 1),
+            (format!("{}1\n", "- ".repeat(n)), 1 + 2 * MAX_DEPTH),
+        ] {
+            let Err(Error::Yaml { pos, message }) = Node::parse("deep.yaml", &text) else {
+                panic!("a document {n} deep was loaded");
+            };
+            assert!(message.contains("nest deeper than 64"), "{message}");
+            assert_eq!((pos.line, pos.col), (1, col), "{message}");
+        }
+        // "billion laughs": nine aliases of aliases expand to 10^9 values
+        let mut text = "a0: &a0 [x, x, x, x, x, x, x, x, x, x]\n".to_owned();
+        for i in 1..10 {
+            let refs = vec![format!("*a{}", i - 1); 10].join(", ");
+            let _ = writeln!(text, "a{i}: &a{i} [{refs}]");
+        }
+        let Err(Error::Yaml { pos, message }) = Node::parse("laughs.yaml", &text) else {
+            panic!("the aliases were expanded");
+        };
+        assert!(message.contains("more than 1000000 values"), "{message}");
+        assert_eq!(pos.line, 6, "{message}");
+        // as deep as allowed, and a few honest aliases, still load
+        let ok = format!(
+            "x: {}1{}\n",
+            "[".repeat(MAX_DEPTH - 1),
+            "]".repeat(MAX_DEPTH - 1)
+        );
+        assert!(Node::parse("ok.yaml", &ok).is_ok());
+        assert!(Node::parse("ok.yaml", "a: &a [1, 2]\nb: [*a, *a]\n").is_ok());
+    }
 
     #[test]
     fn positions_are_one_based_and_merge_keys_apply() {

@@ -156,10 +156,19 @@ fn lex(input: &str) -> Result<Vec<(usize, Tok)>, QueryError> {
     Ok(out)
 }
 
+/// How deep groups and negations may nest: far beyond what anyone writes, and shallow enough
+/// that parsing, compiling and dropping a query never run out of stack.
+pub const MAX_DEPTH: usize = 64;
+
+/// The longest query accepted, in characters.
+pub const MAX_LEN: usize = 16 * 1024;
+
 struct Parser {
     toks: Vec<(usize, Tok)>,
     i: usize,
     end: usize,
+    /// Groups and negations open around the token at `i`.
+    depth: usize,
 }
 
 impl Parser {
@@ -210,10 +219,28 @@ impl Parser {
         })
     }
 
+    /// Runs `f` one level deeper, refusing to go past [`MAX_DEPTH`].
+    fn nested<T>(
+        &mut self,
+        f: impl FnOnce(&mut Self) -> Result<T, QueryError>,
+    ) -> Result<T, QueryError> {
+        if self.depth >= MAX_DEPTH {
+            return self.err(format!(
+                "groups and negations nest deeper than {MAX_DEPTH} here; write the query flatter"
+            ));
+        }
+        self.depth += 1;
+        let out = f(self);
+        self.depth -= 1;
+        out
+    }
+
     fn unary(&mut self) -> Result<Node, QueryError> {
         if self.peek() == Some(&Tok::Not) {
-            self.i += 1;
-            return Ok(Node::Not(Box::new(self.unary()?)));
+            return self.nested(|p| {
+                p.i += 1;
+                Ok(Node::Not(Box::new(p.unary()?)))
+            });
         }
         self.primary()
     }
@@ -223,15 +250,15 @@ impl Parser {
             return self.err("the query ends where a term was expected");
         };
         match tok {
-            Tok::Open => {
-                self.i += 1;
-                let inner = self.or()?;
-                if self.peek() != Some(&Tok::Close) {
-                    return self.err("expected ) to close the group");
+            Tok::Open => self.nested(|p| {
+                p.i += 1;
+                let inner = p.or()?;
+                if p.peek() != Some(&Tok::Close) {
+                    return p.err("expected ) to close the group");
                 }
-                self.i += 1;
+                p.i += 1;
                 Ok(inner)
-            }
+            }),
             Tok::Close => self.err("unexpected ) with no group open"),
             Tok::And | Tok::Or => self.err("AND/OR needs a term on both sides"),
             Tok::Not => self.err("NOT needs a term after it"),
@@ -284,6 +311,12 @@ fn word(w: String) -> Node {
 /// # Errors
 /// Where the query stops making sense.
 pub fn parse(input: &str) -> Result<Node, QueryError> {
+    if let Some((at, _)) = input.char_indices().nth(MAX_LEN) {
+        return Err(QueryError {
+            position: input[..at].chars().count(),
+            message: format!("the query is longer than {MAX_LEN} characters"),
+        });
+    }
     let toks = lex(input)?;
     if toks.is_empty() {
         return Ok(Node::All);
@@ -292,6 +325,7 @@ pub fn parse(input: &str) -> Result<Node, QueryError> {
         toks,
         i: 0,
         end: input.chars().count(),
+        depth: 0,
     };
     let node = p.or()?;
     if p.i < p.toks.len() {
@@ -566,5 +600,30 @@ mod tests {
         let e = parse("a ) b").unwrap_err();
         assert_eq!(e.position, 2);
         assert!(parse("OR a").is_err());
+    }
+
+    #[test]
+    fn deep_and_long_queries_are_refused_not_overflowed() {
+        // each of these overflowed the stack (and killed the daemon) before depths were counted
+        let cases = [
+            format!("{}error", "-".repeat(10_000)),
+            format!("{}a{}", "(".repeat(8_000), ")".repeat(8_000)),
+            format!("{}a", "NOT ".repeat(4_000)),
+            format!("{}a", "-(".repeat(5_000)),
+        ];
+        for q in &cases {
+            let e = parse(q).unwrap_err();
+            assert!(e.message.contains("nest deeper than 64"), "{}", e.message);
+        }
+        // where the 65th level starts
+        assert_eq!(parse(&cases[0]).unwrap_err().position, MAX_DEPTH);
+        // 100,000 deep: refused for its length, before any of it is parsed
+        let e = parse(&format!("{}error", "-".repeat(100_000))).unwrap_err();
+        assert!(e.message.contains("longer than"), "{}", e.message);
+        assert_eq!(e.position, MAX_LEN);
+        // as deep as allowed still parses
+        let ok = format!("{}a{}", "(".repeat(MAX_DEPTH), ")".repeat(MAX_DEPTH));
+        assert!(parse(&ok).is_ok());
+        assert!(parse(&format!("{}a", "-".repeat(MAX_DEPTH))).is_ok());
     }
 }

@@ -66,7 +66,12 @@ fn compile(store: &Store, pairs: &Pairs) -> Result<capstan_logs::LogQuery, ApiEr
     store.compile(q).map_err(|e| {
         ApiError::bad_param(
             "q",
-            format!("{} at position {} of {q:?}", e.message, e.position),
+            format!(
+                "{} at position {} of {:?}",
+                e.message,
+                e.position,
+                capstan_model::excerpt(q, e.position)
+            ),
         )
     })
 }

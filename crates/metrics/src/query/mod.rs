@@ -311,6 +311,32 @@ mod tests {
     }
 
     #[test]
+    fn deep_and_long_queries_are_refused_not_overflowed() {
+        // each of these overflowed the stack before depths were counted
+        for q in [
+            format!("{}x{}", "(".repeat(8_000), ")".repeat(8_000)),
+            format!("{}x{}", "sum(".repeat(3_000), ")".repeat(3_000)),
+            format!("{}x{}", "sum by (a) (".repeat(1_000), ")".repeat(1_000)),
+        ] {
+            let err = Query::parse(&q).unwrap_err();
+            assert!(err.message.contains("nest deeper than 64"), "{err}");
+        }
+        // where the 65th level opens
+        let deep = format!("{}x{}", "(".repeat(8_000), ")".repeat(8_000));
+        assert_eq!(Query::parse(&deep).unwrap_err().at, parse::MAX_DEPTH + 1);
+        // 100,000 deep: refused for its length
+        let err = Query::parse(&"(".repeat(100_000)).unwrap_err();
+        assert!(err.message.contains("longer than"), "{err}");
+        // as deep as allowed still parses
+        let ok = format!(
+            "{}x{}",
+            "(".repeat(parse::MAX_DEPTH),
+            ")".repeat(parse::MAX_DEPTH)
+        );
+        assert!(Query::parse(&ok).is_ok());
+    }
+
+    #[test]
     fn rates_aggregations_and_comparisons() {
         let dir = tempfile::tempdir().unwrap();
         let h = History::open(&dir.path().join("m.db"), Duration::from_secs(1)).unwrap();

@@ -4,13 +4,27 @@ use regex::Regex;
 
 use super::{Agg, BinOp, Expr, Func, MatchOp, Matcher, ParseError, Selector};
 
+/// How deep parentheses and aggregations may nest: far beyond what anyone writes, and shallow
+/// enough that parsing, evaluating and dropping a query never run out of stack.
+pub const MAX_DEPTH: usize = 64;
+
+/// The longest query accepted, in bytes.
+pub const MAX_LEN: usize = 16 * 1024;
+
 /// Parses a whole query: its expression, the selectors it reads and its longest range.
 pub(super) fn parse(text: &str) -> Result<(Expr, Vec<Selector>, i64), ParseError> {
+    if text.len() > MAX_LEN {
+        return Err(ParseError {
+            at: MAX_LEN + 1,
+            message: format!("the query is longer than {MAX_LEN} bytes"),
+        });
+    }
     let mut p = Parser {
         src: text,
         pos: 0,
         selectors: Vec::new(),
         longest: 0,
+        depth: 0,
     };
     let expr = p.expr(0)?;
     p.skip_ws();
@@ -25,6 +39,8 @@ struct Parser<'a> {
     pos: usize,
     selectors: Vec<Selector>,
     longest: i64,
+    /// Parentheses and aggregations open around `pos`.
+    depth: usize,
 }
 
 fn precedence(op: BinOp) -> u8 {
@@ -140,12 +156,31 @@ impl Parser<'_> {
         Some(v)
     }
 
+    /// Runs `f` one level deeper, refusing to go past [`MAX_DEPTH`].
+    fn nested<T>(
+        &mut self,
+        f: impl FnOnce(&mut Self) -> Result<T, ParseError>,
+    ) -> Result<T, ParseError> {
+        if self.depth >= MAX_DEPTH {
+            return Err(self.error(&format!(
+                "parentheses and aggregations nest deeper than {MAX_DEPTH} here; write the query flatter"
+            )));
+        }
+        self.depth += 1;
+        let out = f(self);
+        self.depth -= 1;
+        out
+    }
+
     fn term(&mut self) -> Result<Expr, ParseError> {
         self.skip_ws();
-        if self.eat("(") {
-            let e = self.expr(0)?;
-            self.expect(")")?;
-            return Ok(e);
+        if self.rest().starts_with('(') {
+            return self.nested(|p| {
+                p.expect("(")?;
+                let e = p.expr(0)?;
+                p.expect(")")?;
+                Ok(e)
+            });
         }
         if self
             .rest()
@@ -200,9 +235,12 @@ impl Parser<'_> {
                 || self.rest().starts_with("without"))
         {
             let mut grouping = self.grouping()?;
-            self.expect("(")?;
-            let expr = self.expr(0)?;
-            self.expect(")")?;
+            let expr = self.nested(|p| {
+                p.expect("(")?;
+                let expr = p.expr(0)?;
+                p.expect(")")?;
+                Ok(expr)
+            })?;
             if grouping.is_none() {
                 grouping = self.grouping()?;
             }
