@@ -42,8 +42,9 @@ pub fn parse_time_or_ago(input: &str, now: DateTime<Utc>) -> Result<i64, String>
                 "{input:?} is neither an RFC 3339 time (2026-01-02T15:04:05Z) nor a duration (10s, 5m, 1h, 7d)"
             )
         })?;
-    (now - ago)
-        .timestamp_nanos_opt()
+    // `since=9999999d` reaches before any time a clock can say: refused, not a panic
+    now.checked_sub_signed(ago)
+        .and_then(|t| t.timestamp_nanos_opt())
         .ok_or_else(|| format!("{input:?} reaches out of range"))
 }
 
@@ -67,6 +68,15 @@ pub fn format_duration(d: std::time::Duration) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_time_too_far_back_is_refused_not_a_panic() {
+        let now = Utc::now();
+        for input in ["9999999999999d", "1000000000d", "300000000w"] {
+            let e = parse_time_or_ago(input, now).unwrap_err();
+            assert!(e.contains(input), "{e}");
+        }
+    }
 
     #[test]
     fn parses_rfc3339_and_durations() {

@@ -539,11 +539,7 @@ impl Client {
                             url: url.to_string(),
                             message: "the token answer has neither token nor access_token".into(),
                         })?;
-                let life = Duration::from_secs(answer.expires_in.unwrap_or(60).max(1));
-                let until = Instant::now()
-                    + life
-                        .saturating_sub(TOKEN_MARGIN)
-                        .max(Duration::from_secs(1));
+                let until = token_until(Instant::now(), answer.expires_in);
                 Ok((format!("Bearer {token}"), until))
             }
             None => Err(unauthorized(
@@ -627,6 +623,19 @@ fn rate_limit(headers: &reqwest::header::HeaderMap) -> Option<RateLimit> {
     })
 }
 
+/// Until when a token that lives `expires_in` seconds (the registry's word; 60 s when it says
+/// nothing) is used, from `now`: a margin early, at least a second, and at most a day (a
+/// registry's `expires_in: 18446744073709551615` once overflowed the clock and killed the
+/// watcher).
+fn token_until(now: Instant, expires_in: Option<u64>) -> Instant {
+    const LONGEST: Duration = Duration::from_secs(24 * 3600);
+    let life = Duration::from_secs(expires_in.unwrap_or(60).max(1))
+        .min(LONGEST)
+        .saturating_sub(TOKEN_MARGIN)
+        .max(Duration::from_secs(1));
+    now.checked_add(life).unwrap_or(now)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -705,5 +714,18 @@ mod tests {
             ..amd64
         };
         assert!(index.child_for(&arm_v7).is_none());
+    }
+
+    #[test]
+    fn a_token_lives_what_the_registry_says_within_bounds() {
+        let now = Instant::now();
+        // the answer that once overflowed the clock
+        let until = token_until(now, Some(u64::MAX));
+        assert_eq!(until - now, Duration::from_secs(24 * 3600) - TOKEN_MARGIN);
+        assert!(token_until(now, Some(0)) - now >= Duration::from_secs(1));
+        assert_eq!(
+            token_until(now, None) - now,
+            Duration::from_secs(60).saturating_sub(TOKEN_MARGIN)
+        );
     }
 }

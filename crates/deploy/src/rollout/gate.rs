@@ -17,6 +17,8 @@ use crate::target::{Target, Unit};
 const DEFAULT_MONITOR: Duration = Duration::from_secs(2);
 /// The longest a health gate waits, whatever the healthcheck's timings.
 const LONGEST_GATE: Duration = Duration::from_mins(5);
+/// The longest `update_config.monitor` honoured: a replica that ran a day is running.
+const LONGEST_MONITOR: Duration = Duration::from_hours(24);
 
 /// A service's health gate.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -35,7 +37,8 @@ impl Gate {
     pub(super) fn of(service: &Service) -> Self {
         let monitor = update_setting(service, |u| u.monitor.clone())
             .and_then(|m| capstan_model::parse_duration_nanos(&m).ok())
-            .map_or(DEFAULT_MONITOR, nanos);
+            .map_or(DEFAULT_MONITOR, nanos)
+            .min(LONGEST_MONITOR);
         let check = service.healthcheck.as_ref().filter(|h| {
             h.disable != Some(true) && h.test.first().map(String::as_str) != Some("NONE")
         });
@@ -51,13 +54,14 @@ impl Gate {
                 .and_then(|d| capstan_model::parse_duration_nanos(d).ok())
                 .map_or(default, nanos)
         };
+        // saturating: `retries` and the timings are the Compose file's word, any size
         let round = timing(&h.interval, Duration::from_secs(30))
-            + timing(&h.timeout, Duration::from_secs(30));
+            .saturating_add(timing(&h.timeout, Duration::from_secs(30)));
         let tries = u32::try_from(h.retries.unwrap_or(3).max(1)).unwrap_or(u32::MAX);
-        let limit = (timing(&h.start_period, Duration::ZERO)
-            + round.saturating_mul(tries.saturating_add(1))
-            + Duration::from_secs(10))
-        .min(LONGEST_GATE);
+        let limit = timing(&h.start_period, Duration::ZERO)
+            .saturating_add(round.saturating_mul(tries.saturating_add(1)))
+            .saturating_add(Duration::from_secs(10))
+            .min(LONGEST_GATE);
         Self {
             healthcheck: true,
             monitor,
@@ -242,5 +246,13 @@ mod tests {
             r#"{"image": "x", "healthcheck": {"test": ["CMD", "true"], "interval": "10m"}}"#,
         ));
         assert_eq!(slow.limit, LONGEST_GATE);
+
+        // timings and retries of any size: bounded, not an overflow (which once left a release
+        // `running` for good)
+        let huge = Gate::of(&service(
+            r#"{"image": "x", "healthcheck": {"test": ["CMD", "true"], "interval": "100000d", "timeout": "100000d", "start_period": "100000d", "retries": 9223372036854775807}, "deploy": {"update_config": {"monitor": "100000d"}}}"#,
+        ));
+        assert_eq!(huge.limit, LONGEST_GATE);
+        assert_eq!(huge.monitor, LONGEST_MONITOR);
     }
 }
