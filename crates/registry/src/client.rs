@@ -628,7 +628,7 @@ fn rate_limit(headers: &reqwest::header::HeaderMap) -> Option<RateLimit> {
 /// registry's `expires_in: 18446744073709551615` once overflowed the clock and killed the
 /// watcher).
 fn token_until(now: Instant, expires_in: Option<u64>) -> Instant {
-    const LONGEST: Duration = Duration::from_secs(24 * 3600);
+    const LONGEST: Duration = Duration::from_hours(24);
     let life = Duration::from_secs(expires_in.unwrap_or(60).max(1))
         .min(LONGEST)
         .saturating_sub(TOKEN_MARGIN)
@@ -721,11 +721,14 @@ mod tests {
         let now = Instant::now();
         // the answer that once overflowed the clock
         let until = token_until(now, Some(u64::MAX));
-        assert_eq!(until - now, Duration::from_secs(24 * 3600) - TOKEN_MARGIN);
+        assert_eq!(
+            until - now,
+            Duration::from_hours(24).saturating_sub(TOKEN_MARGIN)
+        );
         assert!(token_until(now, Some(0)) - now >= Duration::from_secs(1));
         assert_eq!(
             token_until(now, None) - now,
-            Duration::from_secs(60).saturating_sub(TOKEN_MARGIN)
+            Duration::from_mins(1).saturating_sub(TOKEN_MARGIN)
         );
     }
 }
