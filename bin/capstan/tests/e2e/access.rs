@@ -343,6 +343,19 @@ async fn users_sign_in_to_a_session_whose_changes_need_its_csrf_token() {
     )
     .await;
     assert_eq!(resp.status(), 401);
+    // a 60 KB name: refused like any wrong one, with no hashing, and the audit log keeps none
+    // of it
+    let huge_name = "x".repeat(60_000);
+    let resp = sign_in(
+        &daemon,
+        serde_json::json!({"username": huge_name, "password": "wrong password!"}),
+    )
+    .await;
+    assert_eq!(resp.status(), 401);
+    let (code, audit, err) = daemon.cli(&["audit", "-o", "json"]).await;
+    assert_eq!(code, 0, "{err}");
+    assert!(audit.contains("(not a user name)"), "{audit}");
+    assert!(!audit.contains(&huge_name[..200]));
 
     // signed in: a cookie the page's scripts cannot read, and a CSRF token in the answer
     let resp = sign_in(

@@ -25,6 +25,10 @@ const SESSION_HOURS: i64 = 12;
 
 /// A refused sign-in: audited (as a viewer, the least role), and said without telling which
 /// part was wrong.
+/// The longest password a user may have, in bytes: hashing a 64 KiB one costs the blocking
+/// pool for nothing.
+const MAX_PASSWORD: usize = 1024;
+
 async fn refused(state: &AppState, who: &str, remote: String) -> ApiError {
     let principal = Principal {
         name: who.to_owned(),
@@ -72,6 +76,13 @@ pub(crate) async fn sign_in(
     })?;
     let (who, role, source) = match (&asked.username, &asked.password, &asked.token) {
         (Some(name), Some(password), None) => {
+            // a name no user can have, or a password longer than any user's, costs no hashing
+            // and leaves no attacker-chosen text in the audit log
+            if crate::routes::access::check_name("username", name, "@").is_err()
+                || password.len() > MAX_PASSWORD
+            {
+                return Err(refused(&state, "(not a user name)", remote).await);
+            }
             let lookup = name.clone();
             let user = state
                 .store
@@ -304,6 +315,12 @@ pub(crate) async fn put_user(
         )
     })?;
     crate::routes::access::check_name("user.name", &new.name, "@")?;
+    if new.password.len() > MAX_PASSWORD {
+        return Err(ApiError::new(
+            Code::BadRequest,
+            format!("user.password: at most {MAX_PASSWORD} bytes"),
+        ));
+    }
     if new.password.chars().count() < 12 {
         return Err(ApiError::new(
             Code::BadRequest,
