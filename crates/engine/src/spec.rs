@@ -447,6 +447,46 @@ impl Engine {
         Ok(done)
     }
 
+    /// Removes container `id` (stopped or not) after disconnecting it from each of its
+    /// networks. The engine drops a removed container's endpoints a moment later, on its own,
+    /// and a busy 20.10 engine sometimes never does: the network then has an endpoint of a
+    /// container that is gone, and cannot be removed. A disconnect drops the endpoint before
+    /// the answer. A container already gone is no error.
+    ///
+    /// # Errors
+    /// [`Error::Api`], [`Error::Unreachable`].
+    pub async fn remove_container_detached(&self, id: &str) -> Result<(), Error> {
+        let docker = self.client()?;
+        let networks = match docker.inspect_container(id, None).await {
+            Ok(c) => c
+                .network_settings
+                .and_then(|n| n.networks)
+                .map(|n| n.into_keys().collect::<Vec<_>>())
+                .unwrap_or_default(),
+            Err(e) => match self.classify(e) {
+                Error::NotFound { .. } => return Ok(()),
+                e => return Err(e),
+            },
+        };
+        for network in networks {
+            let request = bollard::models::NetworkDisconnectRequest {
+                container: id.to_owned(),
+                force: Some(true),
+            };
+            // a network removed meanwhile, or an endpoint gone already: nothing left to drop
+            if let Err(e) = docker.disconnect_network(&network, request).await {
+                let e = self.classify(e);
+                if e.is_unreachable() {
+                    return Err(e);
+                }
+            }
+        }
+        match self.remove_container(id, true).await {
+            Err(Error::NotFound { .. }) | Ok(()) => Ok(()),
+            Err(e) => Err(e),
+        }
+    }
+
     /// Removes a volume.
     ///
     /// # Errors

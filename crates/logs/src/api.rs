@@ -19,7 +19,6 @@ use futures_util::StreamExt;
 use tokio::sync::mpsc;
 use tracing::{debug, warn};
 
-use crate::jsonfile::Line;
 use crate::tail::{Batch, Position};
 
 /// Pieces queued per container (each up to 16 KiB: at most 4 MiB waiting).
@@ -172,14 +171,9 @@ impl ApiFollower {
             .pending
             .get(chunk.stream)
             .is_some_and(|p| p.time_ns != time_ns)
-            && let Some(p) = pos.joiner.pending.remove(chunk.stream)
+            && let Some(line) = pos.joiner.take(chunk.stream)
         {
-            batch.lines.push(Line {
-                stream: chunk.stream.to_owned(),
-                time_ns: p.time_ns,
-                text: p.text,
-                offset: p.offset,
-            });
+            batch.lines.push(line);
             batch.inodes.push(0);
         }
         if let Some(line) = pos.joiner.piece(chunk.stream, time_ns, piece, offset) {

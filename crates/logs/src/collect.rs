@@ -65,6 +65,11 @@ pub struct Options {
     /// 10,000 lines waiting to be indexed, a fixed size in tantivy), merges and the
     /// allocator's slack.
     pub memory: usize,
+    /// The longest line kept whole, in bytes (`[logs] max_line`; 0: the default); the cap of
+    /// a multiline entry too.
+    pub max_line: usize,
+    /// The most lines a multiline entry joins (`[logs] max_group_lines`; 0: the default).
+    pub max_group_lines: usize,
 }
 
 impl Options {
@@ -237,6 +242,7 @@ impl Followed {
             fields: parsed.fields,
             fields_are_raw: parsed.fields_are_raw,
             parse_error: parsed.failed,
+            truncated: line.truncated,
         }
     }
 }
@@ -552,13 +558,16 @@ impl Collector {
                 .cloned()
                 .or_else(|| rule.and_then(|r| r.multiline.clone()))
                 .and_then(|spec| match crate::multiline::Multiline::from_spec(&spec) {
-                    Ok(m) => Some(m),
+                    Ok(m) => Some(
+                        m.with_limits(self.options.max_line, self.options.max_group_lines),
+                    ),
                     Err(e) => {
                         warn!(container = %c.name, error = %e, "bad multiline; lines are not joined");
                         None
                     }
                 });
-            let pos = positions.remove(&c.id).unwrap_or_default();
+            let mut pos = positions.remove(&c.id).unwrap_or_default();
+            pos.joiner.max_line = self.options.max_line;
             debug!(container = %c.name, path, driver, by_file, ?parser, "following log");
             let reader = if by_file {
                 crate::reader::Reader::File(

@@ -40,6 +40,15 @@ pub struct LogsConfig {
     /// beyond it, reading slows down and the engine's log file holds the rest.
     #[serde(default)]
     pub memory: Option<ConfigSize>,
+    /// The longest line kept whole (`1MiB` by default, 16KiB to 64MiB): the first part of a
+    /// longer one is stored marked `truncated` and the rest dropped. A multiline entry holds
+    /// at most this much too.
+    #[serde(default)]
+    pub max_line: Option<ConfigSize>,
+    /// The most lines a multiline entry joins (1,000 by default): a full entry ends there and
+    /// the next line starts another.
+    #[serde(default)]
+    pub max_group_lines: Option<usize>,
     /// `auto` (the default: a container's json-file when capstan can open it, else the
     /// engine's logs API) or `api` (always the logs API).
     #[serde(default)]
@@ -110,6 +119,17 @@ impl LogsConfig {
                 ),
             ));
         }
+        if let Some(m) = self.max_line
+            && !(16 * 1024..=64 * 1024 * 1024).contains(&m.0)
+        {
+            return Err(bad(
+                "logs.max_line",
+                "give 16KiB (one piece of the engine's) to 64MiB",
+            ));
+        }
+        if self.max_group_lines == Some(0) {
+            return Err(bad("logs.max_group_lines", "give at least 1"));
+        }
         match self.source.as_deref() {
             None | Some("auto" | "api") => {}
             Some(other) => return Err(bad("logs.source", format!("{other:?} is not auto or api"))),
@@ -147,6 +167,10 @@ impl LogsConfig {
             memory: self
                 .memory
                 .map_or(0, |m| usize::try_from(m.0).unwrap_or(usize::MAX)),
+            max_line: self
+                .max_line
+                .map_or(0, |m| usize::try_from(m.0).unwrap_or(usize::MAX)),
+            max_group_lines: self.max_group_lines.unwrap_or(0),
             rules: self
                 .rules
                 .iter()

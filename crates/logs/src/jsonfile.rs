@@ -74,7 +74,13 @@ pub struct Line {
     pub text: String,
     /// Offset of the line's first piece in its file (with the file's inode, a stable id).
     pub offset: u64,
+    /// The line was longer than the cap: `text` is its first part, the rest was dropped.
+    pub truncated: bool,
 }
+
+/// The longest line kept whole by default (`[logs] max_line`): the first part of a longer one
+/// is kept, marked truncated, and the rest dropped.
+pub const DEFAULT_MAX_LINE: usize = 1024 * 1024;
 
 /// A line still waiting for its last piece.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -82,13 +88,21 @@ pub struct Pending {
     pub text: String,
     pub time_ns: i64,
     pub offset: u64,
+    /// The line passed the cap and its first part went out: its other pieces are dropped
+    /// until it ends.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub dropping: bool,
 }
 
 /// Joins pieces per stream.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Joiner {
-    /// Pieces waiting for the end of their line, by stream.
+    /// Pieces waiting for the end of their line, by stream (never more than the cap each).
     pub pending: BTreeMap<String, Pending>,
+    /// The longest line kept whole, in bytes (0: [`DEFAULT_MAX_LINE`]); configuration, not
+    /// state, so it is not saved with the position.
+    #[serde(skip)]
+    pub max_line: usize,
 }
 
 /// Why a record could not be read.
@@ -136,19 +150,46 @@ impl Joiner {
         let piece = piece.strip_suffix('\r').unwrap_or(piece);
         let pending = self.pending.remove(stream);
         let mut line = match pending {
+            Some(p) if p.dropping => {
+                // the rest of a line whose first part went out: dropped to its end
+                if !complete {
+                    self.pending.insert(stream.to_owned(), p);
+                }
+                return None;
+            }
             Some(p) => Line {
                 stream: stream.to_owned(),
                 time_ns: p.time_ns,
                 text: p.text + piece,
                 offset: p.offset,
+                truncated: false,
             },
             None => Line {
                 stream: stream.to_owned(),
                 time_ns,
                 text: piece.to_owned(),
                 offset,
+                truncated: false,
             },
         };
+        let max = self.max_line();
+        if line.text.len() > max {
+            // an endless line: its first part goes out marked, never more than the cap waits
+            truncate(&mut line.text, max);
+            line.truncated = true;
+            if !complete {
+                self.pending.insert(
+                    stream.to_owned(),
+                    Pending {
+                        text: String::new(),
+                        time_ns: line.time_ns,
+                        offset: line.offset,
+                        dropping: true,
+                    },
+                );
+            }
+            return Some(line);
+        }
         if complete {
             return Some(line);
         }
@@ -158,23 +199,53 @@ impl Joiner {
                 text: std::mem::take(&mut line.text),
                 time_ns: line.time_ns,
                 offset: line.offset,
+                dropping: false,
             },
         );
         None
     }
 
+    /// The longest line kept whole.
+    pub fn max_line(&self) -> usize {
+        if self.max_line == 0 {
+            DEFAULT_MAX_LINE
+        } else {
+            self.max_line
+        }
+    }
+
+    /// Forgets the pieces waiting (the file they came from is gone), keeping the cap.
+    pub fn reset(&mut self) {
+        self.pending.clear();
+    }
+
+    /// The line waiting on `stream`, as it is (its next piece starts another line); none for
+    /// a line whose first part already went out.
+    pub fn take(&mut self, stream: &str) -> Option<Line> {
+        let p = self.pending.remove(stream)?;
+        (!p.dropping).then(|| Line {
+            stream: stream.to_owned(),
+            time_ns: p.time_ns,
+            text: p.text,
+            offset: p.offset,
+            truncated: false,
+        })
+    }
+
     /// The lines still waiting, as they are (a process that exited without a final newline).
     pub fn flush(&mut self) -> Vec<Line> {
-        std::mem::take(&mut self.pending)
-            .into_iter()
-            .map(|(stream, p)| Line {
-                stream,
-                time_ns: p.time_ns,
-                text: p.text,
-                offset: p.offset,
-            })
-            .collect()
+        let streams: Vec<String> = self.pending.keys().cloned().collect();
+        streams.iter().filter_map(|s| self.take(s)).collect()
     }
+}
+
+/// Cuts `text` to at most `max` bytes, at a character's boundary.
+pub(crate) fn truncate(text: &mut String, max: usize) {
+    let mut end = max.min(text.len());
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    text.truncate(end);
 }
 
 #[cfg(test)]
@@ -250,5 +321,48 @@ mod tests {
             j.feed(br#"{"log":"x\n","stream":"stdout","time":"yesterday"}"#, 0)
                 .is_err()
         );
+    }
+
+    #[test]
+    fn an_endless_line_goes_out_cut_at_the_cap_and_never_waits_longer() {
+        let mut j = Joiner {
+            max_line: 64 * 1024,
+            ..Joiner::default()
+        };
+        let piece = "x".repeat(16 * 1024);
+        let mut out = Vec::new();
+        // 50 MiB in the engine's 16 KiB pieces, then the newline, then another line
+        for i in 0..3200_u64 {
+            out.extend(j.piece("stdout", 1, &piece, i));
+            // what waits (and would be saved with the position) stays under the cap
+            let waiting: usize = j.pending.values().map(|p| p.text.len()).sum();
+            assert!(waiting <= 64 * 1024, "{waiting} bytes waiting");
+        }
+        out.extend(j.piece("stdout", 1, "end\n", 3200));
+        out.extend(j.piece("stdout", 2, "after\n", 3201));
+        assert_eq!(
+            out.len(),
+            2,
+            "{:?}",
+            out.iter().map(|l| l.text.len()).collect::<Vec<_>>()
+        );
+        assert!(out[0].truncated);
+        assert_eq!(out[0].text.len(), 64 * 1024);
+        assert_eq!(out[0].offset, 0, "the line keeps its first piece's id");
+        assert_eq!((out[1].text.as_str(), out[1].truncated), ("after", false));
+        // a multibyte character is never cut in half
+        let mut j = Joiner {
+            max_line: 5,
+            ..Joiner::default()
+        };
+        let cut = j.piece("stdout", 1, "ab\u{e9}\u{e9}\u{e9}\n", 0).unwrap();
+        assert_eq!(cut.text, "ab\u{e9}");
+        // a line cut mid-way by a flush is not sent again
+        let mut j = Joiner {
+            max_line: 4,
+            ..Joiner::default()
+        };
+        assert!(j.piece("stdout", 1, "abcdef", 0).is_some());
+        assert!(j.flush().is_empty());
     }
 }

@@ -29,7 +29,17 @@ pub struct Group {
     pub last: String,
     /// Engine time of the last line joined.
     pub last_ns: i64,
+    /// Lines joined so far.
+    #[serde(default)]
+    pub lines: usize,
+    /// A line in it was cut at the line cap.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub truncated: bool,
 }
+
+/// The most lines one entry joins by default (`[logs] max_group_lines`): a rule that never
+/// starts a new entry ends one there, and the next line starts another, so nothing is lost.
+pub const DEFAULT_MAX_GROUP_LINES: usize = 1000;
 
 enum Rule {
     Java,
@@ -42,6 +52,10 @@ enum Rule {
 /// A configured joiner.
 pub struct Multiline {
     rule: Rule,
+    /// The most bytes one entry holds (the line cap).
+    max_bytes: usize,
+    /// The most lines one entry joins.
+    max_lines: usize,
 }
 
 impl std::fmt::Debug for Multiline {
@@ -96,7 +110,23 @@ impl Multiline {
                 }
             }
         };
-        Ok(Self { rule })
+        Ok(Self {
+            rule,
+            max_bytes: crate::jsonfile::DEFAULT_MAX_LINE,
+            max_lines: DEFAULT_MAX_GROUP_LINES,
+        })
+    }
+
+    /// The same joiner, an entry ending at `max_bytes` or `max_lines` (0: the default).
+    #[must_use]
+    pub fn with_limits(mut self, max_bytes: usize, max_lines: usize) -> Self {
+        if max_bytes > 0 {
+            self.max_bytes = max_bytes;
+        }
+        if max_lines > 0 {
+            self.max_lines = max_lines;
+        }
+        self
     }
 
     fn continues(&self, group: &Group, line: &str) -> bool {
@@ -118,12 +148,18 @@ impl Multiline {
     }
 
     /// Feeds a line; returns the entry it completes (the previous one of its stream), if any.
+    /// An entry holds at most the line cap in bytes and the group limit in lines: a full one
+    /// ends there, and the line starts the next.
     pub fn feed(&self, groups: &mut BTreeMap<String, Group>, line: Line) -> Option<Line> {
         if let Some(g) = groups.get_mut(&line.stream)
             && self.continues(g, &line.text)
+            && g.lines < self.max_lines
+            && g.text.len() + 1 + line.text.len() <= self.max_bytes
         {
             g.text.push('\n');
             g.text.push_str(&line.text);
+            g.lines += 1;
+            g.truncated |= line.truncated;
             g.last = line.text;
             g.last_ns = line.time_ns;
             return None;
@@ -139,6 +175,8 @@ impl Multiline {
                 offset: line.offset,
                 last: line.text,
                 last_ns: line.time_ns,
+                lines: 1,
+                truncated: line.truncated,
             },
         );
         done
@@ -164,6 +202,7 @@ fn finish(stream: String, g: Group) -> Line {
         time_ns: g.time_ns,
         text: g.text,
         offset: g.offset,
+        truncated: g.truncated,
     }
 }
 
@@ -181,6 +220,7 @@ mod tests {
                 time_ns: i as i64,
                 text: (*l).into(),
                 offset: i as u64,
+                truncated: false,
             };
             out.extend(m.feed(&mut groups, line).map(|l| l.text));
         }
@@ -265,12 +305,47 @@ mod tests {
                     stream: "stderr".into(),
                     time_ns: 0,
                     text: "x".into(),
-                    offset: 0
+                    offset: 0,
+                    truncated: false,
                 }
             )
             .is_none()
         );
         assert!(Multiline::due(&mut groups, 500_000_000, false).is_empty());
         assert_eq!(Multiline::due(&mut groups, 1_000_000_000, false).len(), 1);
+    }
+
+    #[test]
+    fn a_group_that_never_ends_is_cut_into_entries_and_loses_nothing() {
+        let m = Multiline::from_spec(r"continue:^\s")
+            .unwrap()
+            .with_limits(64, 3);
+        let mut groups = BTreeMap::new();
+        let mut out = Vec::new();
+        let line = |i: usize, text: &str| Line {
+            stream: "stdout".into(),
+            time_ns: i as i64,
+            text: text.into(),
+            offset: i as u64,
+            truncated: false,
+        };
+        out.extend(m.feed(&mut groups, line(0, "start")));
+        for i in 1..8 {
+            out.extend(m.feed(&mut groups, line(i, &format!("  {i}"))));
+        }
+        out.extend(Multiline::due(&mut groups, 0, true));
+        let texts: Vec<&str> = out.iter().map(|l| l.text.as_str()).collect();
+        // three lines an entry at most; every line is kept
+        assert_eq!(texts, ["start\n  1\n  2", "  3\n  4\n  5", "  6\n  7"]);
+        // the byte cap ends an entry too
+        let m = Multiline::from_spec(r"continue:^\s")
+            .unwrap()
+            .with_limits(10, 100);
+        let mut groups = BTreeMap::new();
+        let mut out = Vec::new();
+        out.extend(m.feed(&mut groups, line(0, "start")));
+        out.extend(m.feed(&mut groups, line(1, " abcdefgh")));
+        out.extend(Multiline::due(&mut groups, 0, true));
+        assert_eq!(out.len(), 2);
     }
 }

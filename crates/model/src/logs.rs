@@ -31,6 +31,10 @@ pub struct LogLine {
     /// The parser configured for the line could not read it (the raw text is kept).
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub parse_error: bool,
+    /// The line (or a line of a multiline entry) was longer than `[logs] max_line`: `raw` holds
+    /// its first part, the rest was dropped.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub truncated: bool,
     /// Where it came from (its keys sit beside the line's own in JSON).
     #[serde(flatten)]
     pub origin: Origin,

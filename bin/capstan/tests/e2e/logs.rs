@@ -834,3 +834,54 @@ async fn a_flood_stays_within_the_configured_memory() {
     );
     engine.remove_container(&id, true).await.unwrap();
 }
+
+#[tokio::test]
+async fn an_endless_line_is_stored_cut_at_the_cap_within_the_pipelines_memory() {
+    const MIB: u64 = 1024;
+    let engine = capstan_testkit::engine().await;
+    let name = unique("capt-endless");
+    let daemon = Daemon::start_with(
+        bin(),
+        engine.host(),
+        &format!("[logs]\ncontainers = [\"{name}\"]\nmax_line = \"256KiB\"\nmemory = \"96MiB\"\n"),
+    )
+    .await;
+    let pid = daemon.pid().unwrap();
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let before = capstan_testkit::procfs::rss_anon_kib(pid);
+    // 50 MiB with no newline (the engine writes it as 3,200 pieces), then one, then a line
+    let id = run_container(
+        &engine,
+        &name,
+        "echo before; head -c 52428800 /dev/zero | tr '\\0' x; echo; echo after; sleep 3600",
+    )
+    .await;
+    let container = format!("container:{name}");
+    let mut peak = before;
+    let deadline = tokio::time::Instant::now() + Duration::from_mins(3);
+    while page(&daemon, &container, 1).await.total < 3 {
+        peak = peak.max(capstan_testkit::procfs::rss_anon_kib(pid));
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the three lines were not stored in time"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let lines = page(&daemon, &container, 10).await.lines;
+    let stored: Vec<(usize, bool)> = lines.iter().map(|l| (l.raw.len(), l.truncated)).collect();
+    assert_eq!(stored, [(5, false), (256 * 1024, true), (6, false)]);
+    assert!(lines[1].raw.bytes().all(|b| b == b'x'));
+    // the 50 MiB never sat in the daemon's memory (nor in a saved position): the pipeline
+    // stayed within its own budget
+    eprintln!(
+        "RssAnon before {} MiB, peak {} MiB",
+        before / MIB,
+        peak / MIB
+    );
+    assert!(
+        peak - before <= 96 * MIB,
+        "the pipeline grew by {} MiB, more than its 96 MiB",
+        (peak - before) / MIB
+    );
+    engine.remove_container(&id, true).await.unwrap();
+}

@@ -142,7 +142,7 @@ impl Target for DockerTarget {
         let name = if unit.beside {
             // a `-next` left by a rollout that was cut off
             let next = format!("{canonical}-next");
-            let _ = self.engine.remove_container(&next, true).await;
+            let _ = self.engine.remove_container_detached(&next).await;
             next
         } else {
             canonical
@@ -239,11 +239,11 @@ impl Target for DockerTarget {
     async fn remove(&self, id: &str, grace: Duration) {
         // failures are ignored: it may be gone already
         let _ = self.engine.stop_container(id, seconds(grace)).await;
-        let _ = self.engine.remove_container(id, true).await;
+        let _ = self.engine.remove_container_detached(id).await;
     }
 
     async fn discard(&self, id: &str) {
-        let _ = self.engine.remove_container(id, true).await;
+        let _ = self.engine.remove_container_detached(id).await;
     }
 
     async fn restart(&self, id: &str, grace: Duration) -> Result<(), TargetError> {

@@ -79,6 +79,8 @@ pub struct Entry {
     /// `fields` is `raw`'s JSON object as it is: stored once, as the text.
     pub fields_are_raw: bool,
     pub parse_error: bool,
+    /// `raw` is the first part of a longer line (see [`LogLine::truncated`]).
+    pub truncated: bool,
 }
 
 impl From<LogLine> for Entry {
@@ -93,6 +95,7 @@ impl From<LogLine> for Entry {
             fields: line.fields.into_iter().collect(),
             fields_are_raw: false,
             parse_error: line.parse_error,
+            truncated: line.truncated,
         }
     }
 }
@@ -115,6 +118,8 @@ struct StoredRef<'a> {
     fields_in_text: bool,
     #[serde(skip_serializing_if = "std::ops::Not::not")]
     parse_error: bool,
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    truncated: bool,
 }
 
 /// [`StoredRef`] read back.
@@ -134,6 +139,8 @@ struct StoredLine {
     fields_in_text: bool,
     #[serde(default)]
     parse_error: bool,
+    #[serde(default)]
+    truncated: bool,
 }
 
 pub(super) fn to_doc(f: &Fields, seq: u64, origin: u64, line: Entry) -> TantivyDocument {
@@ -155,6 +162,7 @@ pub(super) fn to_doc(f: &Fields, seq: u64, origin: u64, line: Entry) -> TantivyD
         fields: (!line.fields.is_empty() && !line.fields_are_raw).then_some(&line.fields),
         fields_in_text: line.fields_are_raw && !line.fields.is_empty(),
         parse_error: line.parse_error,
+        truncated: line.truncated,
     })
     .unwrap_or_default();
     doc.add_text(f.line, stored);
@@ -200,6 +208,7 @@ impl Store {
             level: stored.level,
             fields,
             parse_error: stored.parse_error,
+            truncated: stored.truncated,
             origin: inner
                 .origins
                 .get(stored.origin)

@@ -252,7 +252,7 @@ impl Tailer {
                 let (files, lines) = self.estimate_before(&path);
                 batch.lost_files += files.max(1);
                 batch.lost_lines += lines;
-                self.pos.joiner = Joiner::default();
+                self.pos.joiner.reset();
             }
         }
         let file = Source::open(&path, offset)?;
@@ -475,7 +475,7 @@ impl Tailer {
         batch.lost_files += files;
         batch.lost_lines += lines;
         self.partial.clear();
-        self.pos.joiner = Joiner::default();
+        self.pos.joiner.reset();
         self.pos.offset = 0;
         self.pos.record_ns = 0;
         self.file_lines = 0;
