@@ -157,19 +157,10 @@ pub(crate) async fn audit(
     }
 }
 
-/// The client's address, as the server gives it to every request (serve the router with
-/// `into_make_service_with_connect_info::<Peer>()`, over TCP or TLS alike).
+/// The client's address, as [`crate::server::serve`] gives it to every request (over TCP or
+/// TLS alike).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Peer(pub std::net::SocketAddr);
-
-impl
-    axum::extract::connect_info::Connected<axum::serve::IncomingStream<'_, tokio::net::TcpListener>>
-    for Peer
-{
-    fn connect_info(stream: axum::serve::IncomingStream<'_, tokio::net::TcpListener>) -> Self {
-        Self(*stream.remote_addr())
-    }
-}
 
 /// The client's address, when the server knows it.
 pub(crate) fn remote_of(extensions: &axum::http::Extensions) -> String {

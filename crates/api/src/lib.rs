@@ -10,6 +10,7 @@ pub mod openapi;
 mod params;
 mod redact;
 mod routes;
+pub mod server;
 pub mod tls;
 
 use std::sync::Arc;

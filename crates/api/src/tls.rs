@@ -131,11 +131,3 @@ impl axum::serve::Listener for TlsListener {
         Ok(self.local)
     }
 }
-
-impl axum::extract::connect_info::Connected<axum::serve::IncomingStream<'_, TlsListener>>
-    for crate::Peer
-{
-    fn connect_info(stream: axum::serve::IncomingStream<'_, TlsListener>) -> Self {
-        Self(*stream.remote_addr())
-    }
-}

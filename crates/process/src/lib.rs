@@ -1,6 +1,9 @@
 //! What capstan's long-running processes (`capstan serve`, `capstan proxy`) share: one process
 //! per data dir, held by an exclusive lock on a file that names the holder's pid, and a clean
-//! stop on SIGTERM or SIGINT.
+//! stop on SIGTERM or SIGINT; and limits that keep one client from taking every connection
+//! ([`limits`]).
+
+pub mod limits;
 
 use std::fs::{File, OpenOptions};
 use std::io::{Read, Write};

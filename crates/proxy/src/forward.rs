@@ -26,6 +26,9 @@ use crate::table::{Active, BackendState, ProxyBody, RouteState};
 /// How long `auto` waits for the client's first bytes before treating the connection as TCP
 /// (protocols where the server speaks first).
 const SNIFF_WAIT: Duration = Duration::from_millis(300);
+/// How long an HTTP client may take to send a request's head, and may stay idle between two
+/// requests on a kept-alive connection.
+const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(30);
 /// How long a TCP connection to a replica may take.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
 /// Request bodies up to this size are kept so the request can go to another replica when the
@@ -126,7 +129,11 @@ async fn http(
         let route = Arc::clone(&route);
         async move { Ok::<_, Infallible>(forward(&route, req, peer).await) }
     });
+    // a client that sends no whole request head within the timeout, the first or the next on
+    // a kept-alive connection, is disconnected: an idle connection is not held for ever
     let conn = hyper::server::conn::http1::Builder::new()
+        .timer(hyper_util::rt::TokioTimer::new())
+        .header_read_timeout(HEADER_READ_TIMEOUT)
         .keep_alive(true)
         .serve_connection(TokioIo::new(stream), service)
         .with_upgrades();

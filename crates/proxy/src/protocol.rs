@@ -94,6 +94,13 @@ pub struct RouteStatus {
     pub mode: Mode,
     /// Connections accepted since the route was bound.
     pub connections: u64,
+    /// Connections open now.
+    #[serde(default)]
+    pub open: u64,
+    /// Connections closed at once since the route was bound, a cap being reached (in all, or
+    /// from their client's address).
+    #[serde(default)]
+    pub refused: u64,
     pub backends: Vec<BackendStatus>,
 }
 

@@ -74,13 +74,14 @@ pub async fn run(data: &Path) -> Result<(), Error> {
             source: e,
         },
     )?;
+    let fds = capstan_process::limits::raise_fd_limit();
     let proxy = Arc::new(Proxy {
         table: Mutex::new(Table::default()),
         stopping: CancellationToken::new(),
         connections: TaskTracker::new(),
         started: chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
     });
-    info!(socket = %paths.socket.display(), pid = std::process::id(), "capstan proxy ready");
+    info!(socket = %paths.socket.display(), pid = std::process::id(), open_files = fds, "capstan proxy ready");
     tokio::spawn(capstan_process::stop_on_signals(
         proxy.stopping.clone(),
         "draining and stopping",
@@ -307,12 +308,28 @@ fn spawn_accept(
                     route
                         .connections
                         .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                    proxy.connections.spawn(crate::forward::connection(
-                        Arc::clone(&route),
-                        stream,
-                        peer,
-                        proxy.stopping.clone(),
-                    ));
+                    // one client, or a flood of them, holds only so many: beyond, a new
+                    // connection is closed at once and the others keep being served
+                    let caps = capstan_process::limits::ConnCaps::from_fd_limit();
+                    let admitted = match route.open.admit_under(peer.ip(), caps) {
+                        Ok(admitted) => admitted,
+                        Err(why) => {
+                            let n = route
+                                .refused
+                                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                            if n.is_power_of_two() {
+                                warn!(route = %route.key(), peer = %peer.ip(), ?why, ?caps, refused = n + 1, "connection cap reached; closing new connections");
+                            }
+                            drop(stream);
+                            continue;
+                        }
+                    };
+                    let route = Arc::clone(&route);
+                    let stopping = proxy.stopping.clone();
+                    proxy.connections.spawn(async move {
+                        let _admitted = admitted;
+                        crate::forward::connection(route, stream, peer, stopping).await;
+                    });
                 }
                 Err(e) => {
                     // out of file descriptors and the like: back off, keep the socket

@@ -121,6 +121,10 @@ pub(crate) struct RouteState {
     pub config: watch::Sender<RouteConfig>,
     next: AtomicUsize,
     pub connections: AtomicU64,
+    /// The connections it holds open, in all and by client address.
+    pub open: capstan_process::limits::ConnLimiter,
+    /// Connections closed at once because a cap was reached.
+    pub refused: AtomicU64,
 }
 
 impl RouteState {
@@ -129,6 +133,10 @@ impl RouteState {
             config: watch::Sender::new(config),
             next: AtomicUsize::new(0),
             connections: AtomicU64::new(0),
+            open: capstan_process::limits::ConnLimiter::new(
+                capstan_process::limits::ConnCaps::from_fd_limit(),
+            ),
+            refused: AtomicU64::new(0),
         }
     }
 
@@ -241,6 +249,8 @@ impl Table {
                     local: l.local,
                     mode: config.mode,
                     connections: l.route.connections.load(Ordering::Relaxed),
+                    open: l.route.open.open() as u64,
+                    refused: l.route.refused.load(Ordering::Relaxed),
                     backends: config.backends.iter().map(|b| b.status()).collect(),
                 }
             })

@@ -63,6 +63,9 @@ pub async fn run(opts: ServeOptions) -> Result<()> {
         .map(|t| capstan_api::tls::server_config(&t.cert, &t.key))
         .transpose()
         .map_err(|e| anyhow::anyhow!("{e}"))?;
+    // each API connection, log file and index segment is a descriptor: as many as allowed
+    let open_files = capstan_process::limits::raise_fd_limit();
+    info!(open_files, "open-file limit");
     let opened = opts.data;
     let data = opened.data.clone();
     let listen = match opts.listen.or(file.listen) {
@@ -158,22 +161,16 @@ async fn serve_api(
         shutdown.clone(),
         "finishing writes and stopping",
     ));
-    // the client's address goes into the audit log
-    let app = capstan_api::router(state).into_make_service_with_connect_info::<capstan_api::Peer>();
+    // the client's address goes into the audit log; caps and timeouts: capstan_api::server
+    let app = capstan_api::router(state);
     match tls {
         Some(config) => {
             let listener = capstan_api::tls::TlsListener::new(listener, config, shutdown.clone())?;
-            axum::serve(listener, app)
-                .with_graceful_shutdown(shutdown.cancelled_owned())
-                .await
+            capstan_api::server::serve(listener, app, shutdown).await;
         }
-        None => {
-            axum::serve(listener, app)
-                .with_graceful_shutdown(shutdown.cancelled_owned())
-                .await
-        }
+        None => capstan_api::server::serve(listener, app, shutdown).await,
     }
-    .context("the API server failed")
+    Ok(())
 }
 
 /// How long shutdown waits for the journal to finish its current write.

@@ -1,8 +1,10 @@
 //! Hostile input against a running daemon, as a viewer would send it: what once killed the
 //! daemon (a stack overflowed by a deep query or document) is a 400 naming the parameter, and
-//! the daemon, its journal and its log pipeline live on.
+//! the daemon, its journal and its log pipeline live on. Idle connections by the thousand leave
+//! a new client served, by the published ports and by the API.
 
 use std::fmt::Write as _;
+use std::time::Duration;
 
 use capstan_testkit::{Daemon, unique};
 
@@ -98,4 +100,109 @@ async fn deep_queries_and_documents_are_refused_and_the_daemon_lives() {
     assert_eq!(health.status, "ok", "{health:?}");
     let (status, body) = daemon.get_raw("/api/v1/logs?q=error", Some(&viewer)).await;
     assert_eq!(status, 200, "{body}");
+}
+
+/// Opens `n` connections to `addr` from the loopback address `from`, and keeps them open.
+async fn idle_connections(
+    from: &str,
+    addr: std::net::SocketAddr,
+    n: usize,
+) -> Vec<tokio::net::TcpStream> {
+    let mut held = Vec::with_capacity(n);
+    for _ in 0..n {
+        let socket = tokio::net::TcpSocket::new_v4().unwrap();
+        socket.bind(format!("{from}:0").parse().unwrap()).unwrap();
+        // a connection the server closes at once still counts as tried
+        if let Ok(stream) = socket.connect(addr).await {
+            held.push(stream);
+        }
+    }
+    held
+}
+
+/// Lowers process `pid`'s open-file limit, as a small default (1,024) would be.
+fn lower_fd_limit(pid: u32, limit: u32) {
+    let status = std::process::Command::new("prlimit")
+        .args([
+            "--pid",
+            &pid.to_string(),
+            &format!("--nofile={limit}:{limit}"),
+        ])
+        .status()
+        .unwrap();
+    assert!(status.success());
+}
+
+/// A process's open file descriptors and resident memory (KiB).
+fn fds_and_rss(pid: u32) -> (usize, u64) {
+    let fds = std::fs::read_dir(format!("/proc/{pid}/fd"))
+        .unwrap()
+        .count();
+    (fds, capstan_testkit::procfs::rss_kib(pid).0)
+}
+
+#[tokio::test]
+async fn a_thousand_idle_connections_leave_a_new_client_served() {
+    let engine = capstan_testkit::engine().await;
+    let daemon = Daemon::start(bin(), engine.host()).await;
+    let app = unique("capt-idle");
+    let port = capstan_testkit::free_port();
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("compose.yaml"),
+        format!(
+            "services:\n  web:\n    image: capstan-test/busybox:1\n    init: true\n    command: [\"sh\", \"-c\", \"mkdir -p /www && echo up > /www/index.html && exec httpd -f -p 80 -h /www\"]\n    ports: [\"{port}:80\"]\n"
+        ),
+    )
+    .unwrap();
+    let (code, out, err) = daemon
+        .cli_in(dir.path(), &["deploy", "-p", &app], &[])
+        .await;
+    assert_eq!(code, 0, "{out}{err}");
+    let get = |url: String| async move {
+        reqwest::Client::new()
+            .get(url)
+            .timeout(Duration::from_secs(10))
+            .send()
+            .await
+            .map(|r| r.status().as_u16())
+    };
+    let site = format!("http://127.0.0.1:{port}/");
+    assert_eq!(get(site.clone()).await.unwrap(), 200);
+
+    // both processes with the small open-file limit many hosts default to; before the caps,
+    // 1,000 idle connections from one address took every descriptor the proxy had (two each)
+    let proxy = daemon.proxy_pid().unwrap();
+    let serve = daemon.pid().unwrap();
+    lower_fd_limit(proxy, 1024);
+    lower_fd_limit(serve, 1024);
+    let published: std::net::SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+    let api: std::net::SocketAddr = daemon.addr().parse().unwrap();
+    let held_proxy = idle_connections("127.0.0.2", published, 1000).await;
+    let held_api = idle_connections("127.0.0.3", api, 1000).await;
+    // past the sniffing wait, when an idle connection is forwarded as TCP
+    tokio::time::sleep(Duration::from_secs(1)).await;
+
+    // a new client is served, by the app and by the API
+    assert_eq!(get(site).await.unwrap(), 200);
+    let health = get(format!("http://{}/api/v1/health", daemon.addr()))
+        .await
+        .unwrap();
+    assert_eq!(health, 200);
+    let (proxy_fds, proxy_rss) = fds_and_rss(proxy);
+    let (serve_fds, serve_rss) = fds_and_rss(serve);
+    eprintln!(
+        "with 1,000 idle connections each ({} and {} still open on the client side): proxy {proxy_fds} fds, {} MiB; daemon {serve_fds} fds, {} MiB",
+        held_proxy.len(),
+        held_api.len(),
+        proxy_rss / 1024,
+        serve_rss / 1024
+    );
+    assert!(proxy_fds < 1024 && serve_fds < 1024);
+    let log = std::fs::read_to_string(daemon.data_dir().join("proxy.log")).unwrap();
+    assert!(log.contains("connection cap reached"), "{log}");
+    assert!(daemon.log().contains("API connection cap reached"));
+    drop((held_proxy, held_api));
+    let (code, _, err) = daemon.cli(&["down", &app]).await;
+    assert_eq!(code, 0, "{err}");
 }
