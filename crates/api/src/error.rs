@@ -15,6 +15,7 @@ fn status(code: Code) -> StatusCode {
         Code::NotFound => StatusCode::NOT_FOUND,
         Code::Conflict => StatusCode::CONFLICT,
         Code::Failed => StatusCode::UNPROCESSABLE_ENTITY,
+        Code::TooManyRequests => StatusCode::TOO_MANY_REQUESTS,
         Code::EngineUnavailable => StatusCode::SERVICE_UNAVAILABLE,
         Code::Internal | Code::Unknown => StatusCode::INTERNAL_SERVER_ERROR,
     }
@@ -25,6 +26,8 @@ fn status(code: Code) -> StatusCode {
 pub struct ApiError {
     code: Code,
     message: String,
+    /// Seconds to wait before trying again (`Retry-After`).
+    retry_after: Option<u64>,
 }
 
 /// The longest error message answered, in bytes: one that quotes a 100 KB input is cut.
@@ -43,7 +46,18 @@ impl ApiError {
             message.truncate(end);
             message.push_str("… (cut)");
         }
-        Self { code, message }
+        Self {
+            code,
+            message,
+            retry_after: None,
+        }
+    }
+
+    /// The same error, telling the client to try again in `seconds` (`Retry-After`).
+    #[must_use]
+    pub fn retry_after(mut self, seconds: u64) -> Self {
+        self.retry_after = Some(seconds);
+        self
     }
 
     /// The HTTP status it answers with.
@@ -138,6 +152,12 @@ impl IntoResponse for ApiError {
                 message: self.message,
             },
         };
-        (status(self.code), Json(body)).into_response()
+        let mut response = (status(self.code), Json(body)).into_response();
+        if let Some(seconds) = self.retry_after {
+            response
+                .headers_mut()
+                .insert(axum::http::header::RETRY_AFTER, seconds.into());
+        }
+        response
     }
 }

@@ -11,6 +11,7 @@ mod params;
 mod redact;
 mod routes;
 pub mod server;
+mod signin;
 pub mod tls;
 
 use std::sync::Arc;
@@ -75,7 +76,13 @@ pub struct AppState {
     /// The notification channels' statuses.
     pub notify:
         Arc<std::sync::Mutex<std::collections::BTreeMap<String, capstan_model::NotifyChannel>>>,
+    /// Failed sign-ins remembered, and the bound on passwords hashed at once.
+    pub sign_ins: Arc<SignIns>,
 }
+
+/// Failed sign-ins remembered, and the bound on passwords hashed at once (see `signin.rs`).
+#[derive(Debug, Default)]
+pub struct SignIns(pub(crate) signin::SignIns);
 
 impl std::fmt::Debug for AppState {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -335,6 +342,7 @@ mod tests {
             updates: None,
             hook_secret: None,
             notify: Arc::default(),
+            sign_ins: Arc::default(),
             metrics: None,
             history: None,
             alerts: None,

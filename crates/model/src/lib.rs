@@ -91,6 +91,8 @@ pub enum ErrorCode {
     Conflict,
     /// 422: the engine could not do what was asked (a build step failed).
     Failed,
+    /// 429: too many attempts (failed sign-ins); `Retry-After` says when to try again.
+    TooManyRequests,
     /// 503: the Docker engine cannot be reached.
     EngineUnavailable,
     /// 500: a fault inside capstan (details are logged, not sent).
@@ -110,6 +112,7 @@ impl ErrorCode {
             Self::NotFound => "not_found",
             Self::Conflict => "conflict",
             Self::Failed => "failed",
+            Self::TooManyRequests => "too_many_requests",
             Self::EngineUnavailable => "engine_unavailable",
             Self::Internal => "internal",
             Self::Unknown => "unknown",
@@ -123,7 +126,11 @@ impl ErrorCode {
                 ExitStatus::Usage
             }
             Self::EngineUnavailable => ExitStatus::Unreachable,
-            Self::Conflict | Self::Failed | Self::Internal | Self::Unknown => ExitStatus::Failure,
+            Self::Conflict
+            | Self::Failed
+            | Self::TooManyRequests
+            | Self::Internal
+            | Self::Unknown => ExitStatus::Failure,
         }
     }
 }

@@ -124,6 +124,7 @@ pub async fn run(opts: ServeOptions) -> Result<()> {
         history: metrics.history,
         alerts: Some(alerts),
         scanner,
+        sign_ins: Arc::default(),
     };
     serve_api(&base, state, listen, tls, &token_path).await?;
     base.shutdown.cancel();

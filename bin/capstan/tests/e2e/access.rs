@@ -580,3 +580,52 @@ async fn tls_from_certificate_files_serves_https_with_secure_cookies() {
     let err = capstan_testkit::serve_refused(bin(), &missing).await;
     assert!(err.contains("tls.cert"), "{err}");
 }
+
+#[tokio::test]
+async fn a_hundred_wrong_sign_ins_from_one_address_are_slowed_and_answered_429() {
+    let engine = capstan_testkit::engine().await;
+    let daemon = Daemon::start(bin(), engine.host()).await;
+    let dana = unique("dana");
+    let (status, body) = daemon
+        .post_raw(
+            "/api/v1/users",
+            &serde_json::json!({"name": dana, "role": "viewer", "password": "a long right password"}),
+        )
+        .await;
+    assert_eq!(status, 201, "{body}");
+    let mut statuses = std::collections::BTreeMap::<u16, usize>::new();
+    let mut waits = Vec::new();
+    for _ in 0..100 {
+        let resp = sign_in(
+            &daemon,
+            serde_json::json!({"username": dana, "password": "a wrong guess"}),
+        )
+        .await;
+        *statuses.entry(resp.status().as_u16()).or_default() += 1;
+        if let Some(wait) = resp.headers().get("retry-after") {
+            waits.push(wait.to_str().unwrap().parse::<u64>().unwrap());
+        }
+    }
+    // five tries, then each one waits: the guesses after that were never checked
+    assert_eq!(statuses, [(401, 5), (429, 95)].into_iter().collect());
+    assert!(waits.iter().all(|w| (1..=900).contains(w)), "{waits:?}");
+    // the right password too, while the wait lasts (from this address, or for this name)
+    let resp = sign_in(
+        &daemon,
+        serde_json::json!({"username": dana, "password": "a long right password"}),
+    )
+    .await;
+    assert_eq!(resp.status(), 429);
+    let error: serde_json::Value = resp.json().await.unwrap();
+    assert_eq!(error["error"]["code"], "too_many_requests", "{error}");
+    // a token still works: the wait is for sign-ins, not for the API
+    let (status, _) = daemon.get_raw("/api/v1/apps", Some(&daemon.token)).await;
+    assert_eq!(status, 200);
+    let log: AuditLog = daemon.get("/api/v1/audit?limit=1000").await;
+    let refused = log
+        .entries
+        .iter()
+        .filter(|e| e.path == "/api/v1/session" && e.status == 429)
+        .count();
+    assert_eq!(refused, 96, "every refusal is audited");
+}

@@ -64,6 +64,10 @@ pub(crate) async fn sign_in(
     request: axum::extract::Request,
 ) -> Result<Response, ApiError> {
     let remote = crate::auth::remote_of(request.extensions());
+    let address = request
+        .extensions()
+        .get::<axum::extract::ConnectInfo<crate::Peer>>()
+        .map(|c| c.0.0.ip());
     same_origin_json(request.headers())?;
     let body = axum::body::to_bytes(request.into_body(), 64 * 1024)
         .await
@@ -74,16 +78,46 @@ pub(crate) async fn sign_in(
             format!("sign-in: {e} (send {{\"username\", \"password\"}} or {{\"token\"}})"),
         )
     })?;
+    // a name no user can have, or a password longer than any user's, costs no hashing and
+    // leaves no attacker-chosen text in the audit log
+    let name = asked.username.as_deref().filter(|name| {
+        crate::routes::access::check_name("username", name, "@").is_ok()
+            && asked
+                .password
+                .as_ref()
+                .is_some_and(|p| p.len() <= MAX_PASSWORD)
+    });
+    let guard = &state.sign_ins.0;
+    // an address or a name that failed too often waits, whatever it sends now
+    if let Some(wait) = guard.wait(address, name) {
+        let seconds = wait.as_secs().max(1);
+        crate::auth::audit(
+            &state,
+            &Principal {
+                name: name.unwrap_or("(not a user name)").to_owned(),
+                role: Role::Viewer,
+            },
+            "POST",
+            "/api/v1/session".into(),
+            429,
+            remote,
+        )
+        .await;
+        return Err(ApiError::new(
+            Code::TooManyRequests,
+            format!(
+                "too many failed sign-ins from this address or for this user; try again in {seconds} s"
+            ),
+        )
+        .retry_after(seconds));
+    }
     let (who, role, source) = match (&asked.username, &asked.password, &asked.token) {
-        (Some(name), Some(password), None) => {
-            // a name no user can have, or a password longer than any user's, costs no hashing
-            // and leaves no attacker-chosen text in the audit log
-            if crate::routes::access::check_name("username", name, "@").is_err()
-                || password.len() > MAX_PASSWORD
-            {
+        (Some(_), Some(password), None) => {
+            let Some(name) = name else {
+                guard.failed(address, None);
                 return Err(refused(&state, "(not a user name)", remote).await);
-            }
-            let lookup = name.clone();
+            };
+            let lookup = name.to_owned();
             let user = state
                 .store
                 .read(move |c| capstan_store::access::user(c, &lookup))
@@ -94,6 +128,12 @@ pub(crate) async fn sign_in(
                 None => (DUMMY_HASH.to_owned(), None),
             };
             let password = password.clone();
+            // a few hashes at once: the blocking pool is SQLite's too
+            let _hashing = guard
+                .hashing
+                .acquire()
+                .await
+                .map_err(|_| ApiError::new(Code::Internal, "sign-in is shutting down"))?;
             let ok = tokio::task::spawn_blocking(move || {
                 PasswordHash::new(&hash).is_ok_and(|parsed| {
                     argon2::Argon2::default()
@@ -104,13 +144,19 @@ pub(crate) async fn sign_in(
             .await
             .unwrap_or(false);
             match (ok, role) {
-                (true, Some(role)) => (name.clone(), role, format!("user:{name}")),
-                _ => return Err(refused(&state, name, remote).await),
+                (true, Some(role)) => (name.to_owned(), role, format!("user:{name}")),
+                _ => {
+                    guard.failed(address, Some(name));
+                    return Err(refused(&state, name, remote).await);
+                }
             }
         }
         (None, None, Some(token)) => match crate::auth::identify(&state, token).await {
             Ok(p) => (p.name, p.role, crate::auth::token_source(&state, token)),
-            Err(_) => return Err(refused(&state, "(a token)", remote).await),
+            Err(_) => {
+                guard.failed(address, None);
+                return Err(refused(&state, "(a token)", remote).await);
+            }
         },
         _ => {
             return Err(ApiError::new(
@@ -119,6 +165,7 @@ pub(crate) async fn sign_in(
             ));
         }
     };
+    guard.succeeded(address, name);
     let cookie = random_hex(32)?;
     let csrf = random_hex(32)?;
     let now = now_nanos();
