@@ -20,6 +20,22 @@ const FILES: [&str; 4] = [
 const DIRS: [&str; 1] = ["var/lib/dpkg/status.d/"];
 /// A package database larger than this is not a package database.
 const MAX_FILE: u64 = 64 << 20;
+/// What one layer may hold of wanted files, in all: a layer past it is refused, not read on.
+const MAX_LAYER_BYTES: u64 = 64 << 20;
+/// How many wanted files one layer may hold (a distroless image has a few dozen records).
+const MAX_LAYER_FILES: usize = 10_000;
+/// What the layers of one image may hold of wanted files, in all.
+pub(crate) const MAX_IMAGE_BYTES: u64 = 256 << 20;
+
+impl LayerFiles {
+    /// The bytes of the files it keeps.
+    pub(crate) fn bytes(&self) -> u64 {
+        self.files
+            .values()
+            .map(|c| c.as_ref().map_or(0, |t| t.len() as u64))
+            .sum()
+    }
+}
 
 /// What one layer holds of the files that matter.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -48,6 +64,7 @@ fn touches(path: &str) -> bool {
 /// Keeps the wanted files of one layer's tar.
 pub(crate) fn read_layer(reader: impl Read) -> std::io::Result<LayerFiles> {
     let mut out = LayerFiles::default();
+    let mut kept_bytes: u64 = 0;
     let mut archive = tar::Archive::new(reader);
     for entry in archive.entries()? {
         let mut entry = entry?;
@@ -71,6 +88,18 @@ pub(crate) fn read_layer(reader: impl Read) -> std::io::Result<LayerFiles> {
             }
         } else if wanted(&path) && entry.header().entry_type().is_file() && entry.size() <= MAX_FILE
         {
+            // a layer stuffed with package records is refused whole, before it fills memory
+            kept_bytes += entry.size();
+            if kept_bytes > MAX_LAYER_BYTES || out.files.len() >= MAX_LAYER_FILES {
+                return Err(std::io::Error::new(
+                    std::io::ErrorKind::InvalidData,
+                    format!(
+                        "the layer holds more package records than any image does (over \
+                         {MAX_LAYER_FILES} files or {} MiB); not scanned",
+                        MAX_LAYER_BYTES >> 20
+                    ),
+                ));
+            }
             let mut bytes = Vec::with_capacity(entry.size() as usize);
             entry.read_to_end(&mut bytes)?;
             out.files
@@ -252,5 +281,24 @@ mod tests {
         let fs = stack(&[base, opaque]);
         assert!(!fs.contains_key("var/lib/dpkg/status.d/b"));
         assert!(fs.contains_key("var/lib/dpkg/status"));
+    }
+
+    #[test]
+    fn a_layer_stuffed_with_package_records_is_refused() {
+        let many: Vec<(String, String)> = (0..=MAX_LAYER_FILES)
+            .map(|i| {
+                (
+                    format!("var/lib/dpkg/status.d/p{i}"),
+                    "Package: p\n".to_owned(),
+                )
+            })
+            .collect();
+        let refs: Vec<(&str, &str)> = many.iter().map(|(p, c)| (p.as_str(), c.as_str())).collect();
+        let e = read_layer(&layer(&refs)[..]).unwrap_err();
+        assert!(e.to_string().contains("more package records"), "{e}");
+        // the same just under the count is read
+        let fewer = read_layer(&layer(&refs[..100])[..]).unwrap();
+        assert_eq!(fewer.files.len(), 100);
+        assert!(fewer.bytes() > 0);
     }
 }

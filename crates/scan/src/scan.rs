@@ -4,6 +4,7 @@
 use std::cmp::Ordering;
 use std::collections::BTreeSet;
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering as AtomicOrdering};
 
 use capstan_engine::Engine;
@@ -37,6 +38,12 @@ pub enum Error {
         #[source]
         source: std::io::Error,
     },
+    /// The image's layers hold more package records than any image does.
+    #[error(
+        "the layers of {image} hold over {mib} MiB of package records; not scanned",
+        mib = crate::layers::MAX_IMAGE_BYTES >> 20
+    )]
+    TooLarge { image: String },
     /// A blocking task of the scan did not finish.
     #[error("a scan task failed: {0}")]
     Task(#[from] tokio::task::JoinError),
@@ -49,13 +56,23 @@ pub struct Scanner {
     db: VulnDb,
     /// Where saved images are written while their layers are read (then removed).
     tmp: PathBuf,
+    /// One image saved at a time.
+    saving: Arc<tokio::sync::Semaphore>,
 }
 
 static SAVES: AtomicU64 = AtomicU64::new(0);
 
 impl Scanner {
+    /// A scanner whose saved images go under `tmp` (what an interrupted scan left there is
+    /// removed now).
     pub fn new(engine: Engine, db: VulnDb, tmp: PathBuf) -> Self {
-        Self { engine, db, tmp }
+        clear_scratch(&tmp);
+        Self {
+            engine,
+            db,
+            tmp,
+            saving: Arc::new(tokio::sync::Semaphore::new(1)),
+        }
     }
 
     pub fn db(&self) -> &VulnDb {
@@ -92,6 +109,11 @@ impl Scanner {
             }
         }
         let layers: Vec<LayerFiles> = layers.into_iter().map(Option::unwrap_or_default).collect();
+        if layers.iter().map(LayerFiles::bytes).sum::<u64>() > crate::layers::MAX_IMAGE_BYTES {
+            return Err(Error::TooLarge {
+                image: image.to_owned(),
+            });
+        }
         let db = self.db.clone();
         let image_name = image.to_owned();
         let layer_count = diff_ids.len();
@@ -143,12 +165,20 @@ impl Scanner {
             dir: self.tmp.clone(),
             source,
         };
+        // one image saved at a time, however many scans are asked for
+        let _saving = self
+            .saving
+            .acquire()
+            .await
+            .map_err(|_| io(std::io::Error::other("the scanner is shutting down")))?;
         tokio::fs::create_dir_all(&self.tmp).await.map_err(io)?;
         let path = self.tmp.join(format!(
-            "save-{}-{}.tar",
+            "{SAVE_PREFIX}{}-{}.tar",
             std::process::id(),
             SAVES.fetch_add(1, AtomicOrdering::Relaxed)
         ));
+        // removed however the scan ends, a cancelled request's too
+        let _scratch = Scratch(path.clone());
         let file = tokio::fs::OpenOptions::new()
             .write(true)
             .create_new(true)
@@ -184,11 +214,34 @@ impl Scanner {
                 .await
             }
         };
-        let _ = tokio::fs::remove_file(&path).await;
         if result.is_ok() {
             info!(image = %id, layers = diff_ids.len(), "image layers read for scanning");
         }
         result
+    }
+}
+
+/// How saved images are named in the scratch directory.
+const SAVE_PREFIX: &str = "save-";
+
+/// A saved image's file, removed when dropped.
+struct Scratch(PathBuf);
+
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.0);
+    }
+}
+
+/// Removes the saved images a scan left in `dir` when capstan stopped in the middle of it.
+fn clear_scratch(dir: &std::path::Path) {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
+    for e in entries.flatten() {
+        if e.file_name().to_string_lossy().starts_with(SAVE_PREFIX) {
+            let _ = std::fs::remove_file(e.path());
+        }
     }
 }
 
@@ -283,6 +336,20 @@ fn findings(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn what_an_interrupted_scan_left_is_cleared_and_a_dropped_scratch_goes() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("save-1-0.tar"), b"half an image").unwrap();
+        std::fs::write(dir.path().join("keep.txt"), b"not ours").unwrap();
+        clear_scratch(dir.path());
+        assert!(!dir.path().join("save-1-0.tar").exists());
+        assert!(dir.path().join("keep.txt").exists());
+        let path = dir.path().join("save-2-0.tar");
+        std::fs::write(&path, b"x").unwrap();
+        drop(Scratch(path.clone()));
+        assert!(!path.exists());
+    }
 
     #[test]
     fn ranges_decide_with_the_managers_order() {

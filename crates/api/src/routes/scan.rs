@@ -18,6 +18,7 @@ fn scan_error(e: capstan_scan::Error) -> ApiError {
     match e {
         capstan_scan::Error::NoImage(_) => ApiError::new(Code::NotFound, e.to_string()),
         capstan_scan::Error::Engine(e) => e.into(),
+        e @ capstan_scan::Error::TooLarge { .. } => ApiError::new(Code::Failed, e.to_string()),
         e @ (capstan_scan::Error::Db(_)
         | capstan_scan::Error::Saved(_)
         | capstan_scan::Error::Scratch { .. }
