@@ -11,6 +11,8 @@ use std::time::{Duration, Instant};
 const FREE_FAILURES: u32 = 5;
 /// How long failures are remembered.
 const WINDOW: Duration = Duration::from_mins(15);
+/// The first wait, after the free failures.
+const FIRST_WAIT: Duration = Duration::from_secs(30);
 /// The longest wait asked.
 const LONGEST_WAIT: Duration = Duration::from_mins(15);
 /// Addresses and names remembered at most (the oldest are forgotten first).
@@ -30,7 +32,9 @@ impl Failures {
     /// doubles with each failure.
     fn next_allowed(&self) -> Option<Instant> {
         let over = self.count.checked_sub(FREE_FAILURES)?;
-        let wait = Duration::from_secs(1_u64 << over.min(10)).min(LONGEST_WAIT);
+        let wait = FIRST_WAIT
+            .saturating_mul(1 << over.min(10))
+            .min(LONGEST_WAIT);
         Some(self.last + wait)
     }
 }
@@ -130,7 +134,7 @@ mod tests {
         }
         guard.failed(Some(a), Some("dana"));
         let first = guard.wait(Some(a), None).unwrap();
-        assert!(first <= Duration::from_secs(1), "{first:?}");
+        assert!(first <= FIRST_WAIT && first > FIRST_WAIT / 2, "{first:?}");
         // the name waits from any address; another name from another address does not
         let b: IpAddr = "192.0.2.2".parse().unwrap();
         assert!(guard.wait(Some(b), Some("dana")).is_some());

@@ -155,7 +155,12 @@ pub(crate) async fn query(
         tokio::task::spawn_blocking(move || q.range(&history, start, end, step))
             .await
             .map_err(|e| ApiError::new(crate::Code::Internal, format!("the query failed: {e}")))?
-            .map_err(|e| ApiError::new(crate::Code::Internal, e.to_string()))?;
+            .map_err(|e| match e {
+                e @ capstan_metrics::query::QueryError::Deadline => ApiError::bad_param("query", e),
+                e @ capstan_metrics::query::QueryError::History(_) => {
+                    ApiError::new(crate::Code::Internal, e.to_string())
+                }
+            })?;
     let time = |ms: i64| chrono::DateTime::from_timestamp_millis(ms).unwrap_or_default();
     Ok(axum::Json(capstan_model::MetricsResult {
         query: query.to_string(),

@@ -25,6 +25,23 @@ mod parse;
 
 use eval::Eval;
 
+/// How long one evaluation may run (the blocking pool is shared; a request that went away
+/// does not stop it, this does).
+pub const DEADLINE: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// Why a query was not answered.
+#[derive(Debug, thiserror::Error)]
+pub enum QueryError {
+    #[error(transparent)]
+    History(#[from] crate::history::Error),
+    /// It ran past [`DEADLINE`].
+    #[error(
+        "the query ran longer than {}s; ask for fewer series, a shorter range or a longer step",
+        DEADLINE.as_secs()
+    )]
+    Deadline,
+}
+
 /// A series' labels.
 pub type Labels = BTreeMap<String, String>;
 
@@ -210,14 +227,31 @@ impl Query {
 
     /// The query evaluated at every `step` from `start` to `end` (unix ms). Full resolution
     /// when the range is within the last hour and the step under a minute; per-minute
-    /// figures otherwise.
+    /// figures otherwise. An evaluation that runs past [`DEADLINE`] is stopped.
+    ///
+    /// # Errors
+    /// The history cannot be read, or [`QueryError::Deadline`].
     pub fn range(
         &self,
         history: &History,
         start: i64,
         end: i64,
         step: i64,
-    ) -> Result<(Resolution, Vec<ResultSeries>), crate::history::Error> {
+    ) -> Result<(Resolution, Vec<ResultSeries>), QueryError> {
+        self.range_until(
+            history,
+            (start, end, step),
+            std::time::Instant::now() + DEADLINE,
+        )
+    }
+
+    /// [`Self::range`], stopped at `deadline`.
+    fn range_until(
+        &self,
+        history: &History,
+        (start, end, step): (i64, i64, i64),
+        deadline: std::time::Instant,
+    ) -> Result<(Resolution, Vec<ResultSeries>), QueryError> {
         let step = step.max(1);
         let now = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
@@ -243,6 +277,9 @@ impl Query {
         let mut out: BTreeMap<Labels, Vec<(i64, f64)>> = BTreeMap::new();
         let mut t = start;
         while t <= end {
+            if std::time::Instant::now() > deadline {
+                return Err(QueryError::Deadline);
+            }
             let ctx = Eval {
                 data: &per_selector,
                 t,
@@ -262,11 +299,10 @@ impl Query {
     }
 
     /// The query now: each series' value at `at` (unix ms).
-    pub fn instant(
-        &self,
-        history: &History,
-        at: i64,
-    ) -> Result<Vec<(Labels, f64)>, crate::history::Error> {
+    ///
+    /// # Errors
+    /// As [`Self::range`].
+    pub fn instant(&self, history: &History, at: i64) -> Result<Vec<(Labels, f64)>, QueryError> {
         let (_, series) = self.range(history, at, at, 1)?;
         Ok(series
             .into_iter()
@@ -308,6 +344,32 @@ mod tests {
             let err = Query::parse(q).unwrap_err();
             assert_eq!(err.at, at, "{q}: {err}");
         }
+    }
+
+    #[test]
+    fn an_evaluation_past_its_deadline_is_stopped() {
+        let dir = tempfile::tempdir().unwrap();
+        let h = History::open(&dir.path().join("m.db"), Duration::from_secs(1)).unwrap();
+        let t0 = 1_800_000_000_000_i64;
+        h.record(t0, &[sample("mem", &[("name", "a")], 1.0)])
+            .unwrap();
+        let q = Query::parse("mem").unwrap();
+        let passed = std::time::Instant::now();
+        let e = q
+            .range_until(&h, (t0, t0 + 60_000, 1000), passed)
+            .unwrap_err();
+        assert!(matches!(e, QueryError::Deadline), "{e}");
+        assert!(e.to_string().contains("longer step"), "{e}");
+        let far = passed + Duration::from_hours(1);
+        assert!(q.range_until(&h, (t0, t0 + 60_000, 1000), far).is_ok());
+    }
+
+    #[test]
+    fn a_query_reads_at_most_32_selectors() {
+        let many = vec!["x"; parse::MAX_SELECTORS + 1].join(" + ");
+        let err = Query::parse(&many).unwrap_err();
+        assert!(err.message.contains("more than 32 selectors"), "{err}");
+        assert!(Query::parse(&vec!["x"; parse::MAX_SELECTORS].join(" + ")).is_ok());
     }
 
     #[test]

@@ -11,6 +11,9 @@ pub const MAX_DEPTH: usize = 64;
 /// The longest query accepted, in bytes.
 pub const MAX_LEN: usize = 16 * 1024;
 
+/// The most selectors one query reads (`x + x + x ...` costs one evaluation each, per step).
+pub const MAX_SELECTORS: usize = 32;
+
 /// Parses a whole query: its expression, the selectors it reads and its longest range.
 pub(super) fn parse(text: &str) -> Result<(Expr, Vec<Selector>, i64), ParseError> {
     if text.len() > MAX_LEN {
@@ -337,6 +340,11 @@ impl Parser<'_> {
         }
         if name.is_none() && matchers.iter().all(|m| m.label != "__name__") && matchers.is_empty() {
             return Err(self.error("a selector needs a metric name or a matcher"));
+        }
+        if self.selectors.len() >= MAX_SELECTORS {
+            return Err(self.error(&format!(
+                "more than {MAX_SELECTORS} selectors in one query; each is read at every step"
+            )));
         }
         self.selectors.push(Selector { name, matchers });
         Ok(Expr::Select(self.selectors.len() - 1))
