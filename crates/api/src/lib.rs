@@ -30,7 +30,7 @@ use tokio_util::sync::CancellationToken;
 
 pub use auth::Peer;
 pub use error::{ApiError, Code};
-pub use routes::logs::LogsState;
+pub use routes::logs::{LogsState, MAX_TAILS};
 
 /// Everything the handlers need. Cheap to clone.
 #[derive(Clone)]

@@ -84,6 +84,7 @@ pub(super) fn start_logs(base: &Base, config: &capstan_logs::LogsConfig) -> Resu
             stats,
             committed: committed_rx,
             sinks,
+            tails: Arc::new(tokio::sync::Semaphore::new(capstan_api::MAX_TAILS)),
         },
         collecting,
     })

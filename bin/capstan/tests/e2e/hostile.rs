@@ -95,6 +95,43 @@ async fn deep_queries_and_documents_are_refused_and_the_daemon_lives() {
         assert!(body.contains(says), "{body}");
     }
 
+    // live tails: 64 open at once, every client together; the next one waits
+    let client = reqwest::Client::new();
+    let mut tails = Vec::new();
+    for _ in 0..capstan_api::MAX_TAILS {
+        let resp = client
+            .get(format!(
+                "http://{}/api/v1/logs/stream?tail=0",
+                daemon.addr()
+            ))
+            .bearer_auth(&viewer)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), 200);
+        tails.push(resp);
+    }
+    let (status, body) = daemon
+        .get_raw("/api/v1/logs/stream?tail=0", Some(&viewer))
+        .await;
+    assert_eq!(status, 429, "{body}");
+    assert_eq!(body["error"]["code"], "too_many_requests", "{body}");
+    // a closed one frees its place
+    drop(tails.pop());
+    capstan_testkit::eventually(Duration::from_secs(10), "a freed tail", || async {
+        let resp = client
+            .get(format!(
+                "http://{}/api/v1/logs/stream?tail=0",
+                daemon.addr()
+            ))
+            .bearer_auth(&viewer)
+            .send()
+            .await
+            .ok()?;
+        (resp.status() == 200).then_some(resp)
+    })
+    .await;
+
     // still there: the API, the journal and the log pipeline answer
     let health = daemon.health().await;
     assert_eq!(health.status, "ok", "{health:?}");

@@ -25,7 +25,12 @@ pub struct LogsState {
     pub committed: watch::Receiver<u64>,
     /// The sinks and their counters.
     pub sinks: Vec<(String, Arc<capstan_logs::sinks::SinkStats>)>,
+    /// Live tails open at once (each searches the store at every commit): [`MAX_TAILS`].
+    pub tails: Arc<tokio::sync::Semaphore>,
 }
+
+/// Live tails open at once, every client together.
+pub const MAX_TAILS: usize = 64;
 
 impl std::fmt::Debug for LogsState {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -225,9 +230,17 @@ pub(crate) async fn stream(
         _ => number(&pairs, "tail", 10, 10_000)?,
     };
     let query = Arc::new(compile(&logs.store, &pairs)?);
+    let tail_slot = Arc::clone(&logs.tails).try_acquire_owned().map_err(|_| {
+        ApiError::new(
+            Code::TooManyRequests,
+            format!("{MAX_TAILS} live tails are open; close one, or search instead of following"),
+        )
+        .retry_after(5)
+    })?;
     let (tx, rx) = mpsc::channel(1024);
     let shutdown = state.shutdown.clone();
     tokio::spawn(async move {
+        let _tail_slot = tail_slot;
         let mut committed = logs.committed.clone();
         // where the backlog ends: lines after it come live
         let mut last_seq = *committed.borrow_and_update();

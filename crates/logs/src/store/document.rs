@@ -12,7 +12,7 @@ use tantivy::schema::{
 };
 use tantivy::{DocAddress, TantivyDocument};
 
-use super::{Error, Inner, Store};
+use super::{Error, Store};
 use crate::origin::Origin;
 
 /// The fields of the schema.
@@ -173,12 +173,27 @@ pub(super) fn to_doc(f: &Fields, seq: u64, origin: u64, line: Entry) -> TantivyD
 }
 
 impl Store {
+    /// Lines read by [`Store::line`], each with its origin, under the lock for a moment.
+    pub(super) fn with_origins(&self, lines: Vec<(LogLine, u64)>) -> Vec<LogLine> {
+        let inner = self.lock();
+        lines
+            .into_iter()
+            .map(|(mut line, origin)| {
+                if let Some(o) = inner.origins.get(origin) {
+                    line.origin = Origin::clone(o);
+                }
+                line
+            })
+            .collect()
+    }
+
+    /// The line at `addr`, and the number of its origin (filled in by [`Store::with_origins`]:
+    /// reading documents needs no lock, the origins do).
     pub(super) fn line(
         &self,
-        inner: &Inner,
         searcher: &tantivy::Searcher,
         addr: DocAddress,
-    ) -> Result<LogLine, Error> {
+    ) -> Result<(LogLine, u64), Error> {
         let doc: TantivyDocument = searcher.doc(addr).map_err(|e| self.err(e))?;
         let text = |field| {
             doc.get_first(field)
@@ -198,7 +213,7 @@ impl Store {
         } else {
             stored.fields
         };
-        Ok(LogLine {
+        let line = LogLine {
             seq: stored.seq,
             id: stored.id,
             time: capstan_model::nanos_to_datetime(stored.time),
@@ -209,11 +224,8 @@ impl Store {
             fields,
             parse_error: stored.parse_error,
             truncated: stored.truncated,
-            origin: inner
-                .origins
-                .get(stored.origin)
-                .map(|o| Origin::clone(o))
-                .unwrap_or_default(),
-        })
+            origin: Origin::default(),
+        };
+        Ok((line, stored.origin))
     }
 }

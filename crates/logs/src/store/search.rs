@@ -23,18 +23,27 @@ impl Store {
         until: Option<i64>,
         limit: usize,
     ) -> Result<(Vec<LogLine>, u64), Error> {
-        let inner = self.lock();
-        let q = self.with_time(&*self.tantivy_query(&inner, query), since, until);
+        // the query and the partitions' searchers under the lock, the search without it: a
+        // long search never holds up the commits ingestion needs
+        let (q, searchers) = {
+            let inner = self.lock();
+            let q = self.with_time(&*self.tantivy_query(&inner, query), since, until);
+            let searchers: Vec<_> = inner
+                .partitions
+                .iter()
+                .rev()
+                .filter(|p| {
+                    p.meta.lines > 0
+                        && since.is_none_or(|s| p.meta.max_time >= s)
+                        && until.is_none_or(|u| p.meta.min_time <= u)
+                })
+                .map(|p| p.reader.searcher())
+                .collect();
+            (q, searchers)
+        };
         let mut out = Vec::new();
         let mut total = 0;
-        for p in inner.partitions.iter().rev() {
-            if p.meta.lines == 0
-                || since.is_some_and(|s| p.meta.max_time < s)
-                || until.is_some_and(|u| p.meta.min_time > u)
-            {
-                continue;
-            }
-            let searcher = p.reader.searcher();
+        for searcher in searchers {
             // counted apart: a term query is then counted from its document frequency
             let count = searcher.search(&*q, &Count).map_err(|e| self.err(e))?;
             total += count as u64;
@@ -43,11 +52,11 @@ impl Store {
                 continue;
             }
             for addr in newest(&searcher, &*q, want).map_err(|e| self.err(e))? {
-                out.push(self.line(&inner, &searcher, addr)?);
+                out.push(self.line(&searcher, addr)?);
             }
         }
         out.truncate(limit);
-        Ok((out, total))
+        Ok((self.with_origins(out), total))
     }
 
     /// Lines with a sequence number after `after`, oldest first, up to `limit` (for sinks and
@@ -56,19 +65,23 @@ impl Store {
     /// # Errors
     /// A failed search.
     pub fn after(&self, after: u64, query: &LogQuery, limit: usize) -> Result<Vec<LogLine>, Error> {
-        let inner = self.lock();
-        let query = self.tantivy_query(&inner, query);
+        let (query, searchers) = {
+            let inner = self.lock();
+            let searchers: Vec<_> = inner
+                .partitions
+                .iter()
+                .filter(|p| p.meta.last_seq > after)
+                .map(|p| p.reader.searcher())
+                .collect();
+            (self.tantivy_query(&inner, query), searchers)
+        };
         let range: Box<dyn Query> = Box::new(RangeQuery::new(
             std::ops::Bound::Excluded(Term::from_field_u64(self.f.seq, after)),
             std::ops::Bound::Unbounded,
         ));
         let q = BooleanQuery::new(vec![(Occur::Must, range), (Occur::Must, query.box_clone())]);
         let mut out = Vec::new();
-        for p in &inner.partitions {
-            if p.meta.last_seq <= after {
-                continue;
-            }
-            let searcher = p.reader.searcher();
+        for searcher in searchers {
             let want = limit.saturating_sub(out.len());
             if want == 0 {
                 break;
@@ -80,10 +93,10 @@ impl Store {
                 )
                 .map_err(|e| self.err(e))?;
             for (_, addr) in top {
-                out.push(self.line(&inner, &searcher, addr)?);
+                out.push(self.line(&searcher, addr)?);
             }
         }
-        Ok(out)
+        Ok(self.with_origins(out))
     }
 
     /// Counts of matching lines per bucket of `width` ns from `since` to `until`.
@@ -97,20 +110,27 @@ impl Store {
         until: i64,
         width: i64,
     ) -> Result<Vec<u64>, Error> {
-        let inner = self.lock();
         let width = width.max(1);
         let buckets = ((until - since) / width + 1).clamp(1, 10_000) as usize;
-        let q = self.with_time(
-            &*self.tantivy_query(&inner, query),
-            Some(since),
-            Some(until),
-        );
+        let (q, searchers) = {
+            let inner = self.lock();
+            let q = self.with_time(
+                &*self.tantivy_query(&inner, query),
+                Some(since),
+                Some(until),
+            );
+            let searchers: Vec<_> = inner
+                .partitions
+                .iter()
+                .filter(|p| {
+                    p.meta.lines > 0 && p.meta.max_time >= since && p.meta.min_time <= until
+                })
+                .map(|p| p.reader.searcher())
+                .collect();
+            (q, searchers)
+        };
         let mut counts = vec![0_u64; buckets];
-        for p in &inner.partitions {
-            if p.meta.lines == 0 || p.meta.max_time < since || p.meta.min_time > until {
-                continue;
-            }
-            let searcher = p.reader.searcher();
+        for searcher in searchers {
             let collector =
                 HistogramCollector::new::<i64>("time".to_owned(), since, width as u64, buckets);
             let part = searcher.search(&*q, &collector).map_err(|e| self.err(e))?;
