@@ -43,6 +43,47 @@ pub struct Config {
     /// Serve the API and dashboard over TLS (`[tls] cert`, `key`).
     #[serde(default)]
     pub tls: Option<capstan_api::tls::TlsConfig>,
+    /// How long the journal's events and the audit log are kept (`[retention]`).
+    #[serde(default)]
+    pub retention: RetentionConfig,
+}
+
+/// `[retention]`: how long the journal's events and the audit log are kept.
+#[derive(Debug, Clone, Default, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct RetentionConfig {
+    /// Journal events (`90d` by default, at least `1d`).
+    #[serde(default)]
+    pub journal: Option<capstan_model::ConfigDuration>,
+    /// The audit log (`365d` by default, at least `1d`).
+    #[serde(default)]
+    pub audit: Option<capstan_model::ConfigDuration>,
+}
+
+impl RetentionConfig {
+    /// How long journal events are kept.
+    pub fn journal(&self) -> std::time::Duration {
+        self.journal
+            .map_or(capstan_store::retention::DEFAULT_JOURNAL, |d| d.0)
+    }
+
+    /// How long the audit log is kept.
+    pub fn audit(&self) -> std::time::Duration {
+        self.audit
+            .map_or(capstan_store::retention::DEFAULT_AUDIT, |d| d.0)
+    }
+
+    fn check(&self) -> Result<()> {
+        for (key, kept) in [
+            ("retention.journal", self.journal()),
+            ("retention.audit", self.audit()),
+        ] {
+            if kept < std::time::Duration::from_hours(24) {
+                anyhow::bail!("{key}: keep at least 1d");
+            }
+        }
+        Ok(())
+    }
 }
 
 /// The API's default address.
@@ -96,6 +137,7 @@ impl Config {
             .evaluate_every()
             .map_err(|e| anyhow::anyhow!("{e}"))?;
         capstan_notify::check_all(&self.notify)?;
+        self.retention.check()?;
         Ok(())
     }
 }

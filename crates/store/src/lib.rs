@@ -16,6 +16,7 @@ pub mod images;
 pub mod migrations;
 pub mod policy;
 pub mod releases;
+pub mod retention;
 
 use std::path::Path;
 use std::sync::{Arc, Mutex};

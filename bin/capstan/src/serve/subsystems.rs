@@ -332,3 +332,38 @@ pub(super) fn start_notify(
     tokio::spawn(notifier.run(batches, alerts.firing(), base.shutdown.clone()));
     Ok(status)
 }
+
+/// Retention: at start and every hour, the journal's events and the audit log's rows older
+/// than `[retention]` keeps are removed (in batches, each a short write).
+pub(super) fn start_retention(base: &Base, config: &crate::config::RetentionConfig) {
+    use capstan_store::retention::Kept;
+    let (store, shutdown) = (base.store.clone(), base.shutdown.clone());
+    let kept = [
+        (Kept::Events, config.journal()),
+        (Kept::Audit, config.audit()),
+    ];
+    tokio::spawn(async move {
+        let mut every = tokio::time::interval(std::time::Duration::from_hours(1));
+        loop {
+            tokio::select! {
+                () = shutdown.cancelled() => return,
+                _ = every.tick() => {}
+            }
+            let now = chrono::Utc::now().timestamp_nanos_opt().unwrap_or_default();
+            for (table, keep) in kept {
+                let before = now.saturating_sub(i64::try_from(keep.as_nanos()).unwrap_or(i64::MAX));
+                match store.prune(table, before).await {
+                    Ok(0) => {}
+                    Ok(n) => info!(
+                        ?table,
+                        removed = n,
+                        "retention: removed rows older than kept"
+                    ),
+                    Err(e) => {
+                        warn!(?table, error = %e, "retention: cannot remove old rows; tried again in an hour");
+                    }
+                }
+            }
+        }
+    });
+}
