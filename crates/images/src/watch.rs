@@ -9,6 +9,7 @@
 use capstan_model::{ImageUpdate, UpdateCandidate};
 use capstan_registry::{Client, Error, Platform, Policy, Reference};
 use chrono::Utc;
+use futures_util::FutureExt as _;
 
 /// An image to watch and what runs now.
 #[derive(Debug, Clone)]
@@ -114,13 +115,24 @@ pub async fn check(
         out.reason = "policy none: not watched".into();
         return out;
     }
-    if let Err(e) = check_into(client, target, previous, platform, tags, &mut out).await {
-        let mut failed = previous.cloned().unwrap_or(out);
-        failed.checked_at = Utc::now();
-        failed.error = Some(e.to_string());
-        return failed;
-    }
-    out
+    // one image's check that panics (a registry's answer capstan did not foresee) fails that
+    // check alone: the watcher and the other images' checks go on
+    let outcome = std::panic::AssertUnwindSafe(check_into(
+        client, target, previous, platform, tags, &mut out,
+    ))
+    .catch_unwind()
+    .await;
+    let error = match outcome {
+        Ok(Ok(())) => return out,
+        Ok(Err(e)) => e.to_string(),
+        Err(_) => "the check failed unexpectedly (a bug in capstan: see its log); the other \
+                   images are still checked"
+            .to_owned(),
+    };
+    let mut failed = previous.cloned().unwrap_or(out);
+    failed.checked_at = Utc::now();
+    failed.error = Some(error);
+    failed
 }
 
 async fn check_into(
