@@ -338,11 +338,17 @@ impl Daemon {
 
 impl Drop for Daemon {
     /// The proxy outlives the daemon by design; a test's proxy goes with its test.
+    /// Its config goes with it, and its log too unless the test failed (the log is where to
+    /// look then); the data dir goes with its guard.
     fn drop(&mut self) {
         if let Some(pid) = self.proxy_pid() {
             let _ = std::process::Command::new("kill")
                 .args(["-TERM", &pid.to_string()])
                 .status();
+        }
+        let _ = std::fs::remove_file(self.config_path());
+        if !std::thread::panicking() {
+            let _ = std::fs::remove_file(self.log_path());
         }
     }
 }
