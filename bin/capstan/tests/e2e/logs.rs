@@ -784,41 +784,36 @@ async fn compressed_rotations_are_read_once_across_kill_9() {
     engine.remove_container(&id, true).await.unwrap();
 }
 
-/// A container writing as fast as it can does not push capstan's memory past `[logs] memory`:
-/// reading slows down and the json-file holds the rest. Measured as `RssAnon` (heap, not the
-/// index files capstan maps), sampled through the whole flood.
-#[tokio::test]
-async fn a_flood_stays_within_the_configured_memory() {
+/// A daemon collecting only container `name`'s logs within `[logs] memory = "96MiB"` (and
+/// `extra` config), the container started with `script`, and how much capstan's heap
+/// (`RssAnon`: not the index files it maps) grows, sampled until `n` lines are stored, is
+/// checked against that budget. Answers the daemon and the container's id.
+async fn stored_within_memory(
+    engine: &capstan_engine::Engine,
+    name: &str,
+    extra: &str,
+    script: &str,
+    n: u64,
+) -> (Daemon, String) {
     const MIB: u64 = 1024;
-    let engine = capstan_testkit::engine().await;
-    let name = unique("capt-mem");
     let daemon = Daemon::start_with(
         bin(),
         engine.host(),
-        &format!("[logs]\ncontainers = [\"{name}\"]\nmemory = \"96MiB\"\n"),
+        &format!("[logs]\ncontainers = [\"{name}\"]\nmemory = \"96MiB\"\n{extra}"),
     )
     .await;
     let pid = daemon.pid().unwrap();
     tokio::time::sleep(Duration::from_secs(1)).await;
     let before = capstan_testkit::procfs::rss_anon_kib(pid);
-    // ~300-byte lines, as fast as the shell goes
-    let id = run_container(
-        &engine,
-        &name,
-        "i=0; while [ $i -lt 150000 ]; do echo \"mem $i aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa\"; i=$((i+1)); done; sleep 3600",
-    )
-    .await;
+    let id = run_container(engine, name, script).await;
     let container = format!("container:{name}");
     let mut peak = before;
     let deadline = tokio::time::Instant::now() + Duration::from_mins(4);
-    loop {
+    while page(&daemon, &container, 1).await.total < n {
         peak = peak.max(capstan_testkit::procfs::rss_anon_kib(pid));
-        if page(&daemon, &container, 1).await.total == 150_000 {
-            break;
-        }
         assert!(
             tokio::time::Instant::now() < deadline,
-            "the flood was not stored in time"
+            "{n} lines were not stored in time"
         );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
@@ -831,57 +826,50 @@ async fn a_flood_stays_within_the_configured_memory() {
         peak - before <= 96 * MIB,
         "the pipeline grew by {} MiB, more than its 96 MiB",
         (peak - before) / MIB
+    );
+    (daemon, id)
+}
+
+/// A container writing as fast as it can does not push capstan's memory past `[logs] memory`:
+/// reading slows down and the json-file holds the rest. Sampled through the whole flood.
+#[tokio::test]
+async fn a_flood_stays_within_the_configured_memory() {
+    let engine = capstan_testkit::engine().await;
+    let name = unique("capt-mem");
+    // ~300-byte lines, as fast as the shell goes
+    let (daemon, id) = stored_within_memory(
+        &engine,
+        &name,
+        "",
+        "i=0; while [ $i -lt 150000 ]; do echo \"mem $i aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa\"; i=$((i+1)); done; sleep 3600",
+        150_000,
+    )
+    .await;
+    assert_eq!(
+        page(&daemon, &format!("container:{name}"), 1).await.total,
+        150_000
     );
     engine.remove_container(&id, true).await.unwrap();
 }
 
+/// A 50 MiB line is stored cut at `[logs] max_line`, marked, the lines around it intact, and
+/// the 50 MiB never sit in the daemon's memory (nor in a saved read position).
 #[tokio::test]
 async fn an_endless_line_is_stored_cut_at_the_cap_within_the_pipelines_memory() {
-    const MIB: u64 = 1024;
     let engine = capstan_testkit::engine().await;
     let name = unique("capt-endless");
-    let daemon = Daemon::start_with(
-        bin(),
-        engine.host(),
-        &format!("[logs]\ncontainers = [\"{name}\"]\nmax_line = \"256KiB\"\nmemory = \"96MiB\"\n"),
-    )
-    .await;
-    let pid = daemon.pid().unwrap();
-    tokio::time::sleep(Duration::from_secs(1)).await;
-    let before = capstan_testkit::procfs::rss_anon_kib(pid);
     // 50 MiB with no newline (the engine writes it as 3,200 pieces), then one, then a line
-    let id = run_container(
+    let (daemon, id) = stored_within_memory(
         &engine,
         &name,
+        "max_line = \"256KiB\"\n",
         "echo before; head -c 52428800 /dev/zero | tr '\\0' x; echo; echo after; sleep 3600",
+        3,
     )
     .await;
-    let container = format!("container:{name}");
-    let mut peak = before;
-    let deadline = tokio::time::Instant::now() + Duration::from_mins(3);
-    while page(&daemon, &container, 1).await.total < 3 {
-        peak = peak.max(capstan_testkit::procfs::rss_anon_kib(pid));
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "the three lines were not stored in time"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    let lines = page(&daemon, &container, 10).await.lines;
+    let lines = page(&daemon, &format!("container:{name}"), 10).await.lines;
     let stored: Vec<(usize, bool)> = lines.iter().map(|l| (l.raw.len(), l.truncated)).collect();
     assert_eq!(stored, [(5, false), (256 * 1024, true), (6, false)]);
     assert!(lines[1].raw.bytes().all(|b| b == b'x'));
-    // the 50 MiB never sat in the daemon's memory (nor in a saved position): the pipeline
-    // stayed within its own budget
-    eprintln!(
-        "RssAnon before {} MiB, peak {} MiB",
-        before / MIB,
-        peak / MIB
-    );
-    assert!(
-        peak - before <= 96 * MIB,
-        "the pipeline grew by {} MiB, more than its 96 MiB",
-        (peak - before) / MIB
-    );
     engine.remove_container(&id, true).await.unwrap();
 }
