@@ -256,7 +256,21 @@ async fn sign_in_by_keyboard_see_the_overview_live_and_sign_out() {
 async fn present(client: &Client, css: &str) {
     if client.wait().for_element(Locator::Css(css)).await.is_err() {
         let page = client.source().await.unwrap_or_default();
-        panic!("{css} is not on the page after 30 s; the page: {page}");
+        // what the browser fetched for this page load, and how each fetch ended (a status of
+        // 0 is a fetch that failed): what a page stuck on its scripts needs looked at
+        let fetched = client
+            .execute(
+                "return performance.getEntriesByType('resource').map(e => \
+                 `${e.name} status=${e.responseStatus} ${Math.round(e.duration)}ms \
+                 ${e.transferSize}B`).join('\\n')",
+                vec![],
+            )
+            .await
+            .unwrap_or_default();
+        panic!(
+            "{css} is not on the page after 30 s; the page: {page}\nwhat it fetched:\n{}",
+            fetched.as_str().unwrap_or_default()
+        );
     }
 }
 
