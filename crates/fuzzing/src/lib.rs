@@ -77,12 +77,18 @@ pub fn log_parsers(data: &[u8]) {
 
 /// Lines through each multiline joiner.
 pub fn multiline(data: &[u8]) {
+    use capstan_logs::multiline::Multiline;
+    // made once, as the log parsers are
+    static JOINERS: std::sync::OnceLock<Vec<Multiline>> = std::sync::OnceLock::new();
+    let joiners = JOINERS.get_or_init(|| {
+        ["java", "python", "go", r"start:^\d", r"continue:^\s"]
+            .into_iter()
+            .filter_map(|spec| Multiline::from_spec(spec).ok())
+            .map(|m| m.with_limits(4096, 50))
+            .collect()
+    });
     let text = text(data);
-    for spec in ["java", "python", "go", r"start:^\d", r"continue:^\s"] {
-        let Ok(m) = capstan_logs::multiline::Multiline::from_spec(spec) else {
-            continue;
-        };
-        let m = m.with_limits(4096, 50);
+    for m in joiners {
         let mut groups = std::collections::BTreeMap::new();
         for (i, l) in text.lines().enumerate() {
             let line = capstan_logs::jsonfile::Line {
@@ -94,7 +100,7 @@ pub fn multiline(data: &[u8]) {
             };
             let _ = m.feed(&mut groups, line);
         }
-        let _ = capstan_logs::multiline::Multiline::due(&mut groups, i64::MAX, true);
+        let _ = Multiline::due(&mut groups, i64::MAX, true);
     }
 }
 
