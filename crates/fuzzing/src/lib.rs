@@ -8,7 +8,7 @@
 pub type Target = fn(&[u8]);
 
 /// Every target by name: the name of its corpus directory under `fuzz/corpus/`.
-pub const TARGETS: [(&str, Target); 11] = [
+pub const TARGETS: [(&str, Target); 13] = [
     ("compose", compose),
     ("interpolate", interpolate),
     ("log_query", log_query),
@@ -20,6 +20,8 @@ pub const TARGETS: [(&str, Target); 11] = [
     ("registry_hook", registry_hook),
     ("reference", reference),
     ("challenge", challenge),
+    ("manifest", manifest),
+    ("tag_page", tag_page),
 ];
 
 fn text(data: &[u8]) -> &str {
@@ -134,4 +136,19 @@ pub fn reference(data: &[u8]) {
 /// A registry's `WWW-Authenticate` challenge.
 pub fn challenge(data: &[u8]) {
     let _ = capstan_registry::parse_challenge(text(data));
+}
+
+/// A manifest or index a registry answers; the first line of the input is its
+/// `Content-Type`.
+pub fn manifest(data: &[u8]) {
+    let (header, body) = match data.iter().position(|b| *b == b'\n') {
+        Some(i) => (&data[..i], &data[i + 1..]),
+        None => (&[][..], data),
+    };
+    let _ = capstan_registry::parse_manifest("sha256:fuzz", text(header), body);
+}
+
+/// One page of a registry's tag list.
+pub fn tag_page(data: &[u8]) {
+    let _ = capstan_registry::parse_tag_page(data);
 }

@@ -216,6 +216,36 @@ struct IndexBody {
     manifests: Vec<Child>,
 }
 
+/// Manifest `digest` from a registry's answer: its media type (the body's own, else
+/// `header_type`, the answer's `Content-Type`) and, for an index, the manifests it lists.
+///
+/// # Errors
+/// The body is not a manifest's JSON, said for the user.
+pub fn parse_manifest(digest: &str, header_type: &str, body: &[u8]) -> Result<Manifest, String> {
+    let parsed: IndexBody =
+        serde_json::from_slice(body).map_err(|e| format!("the manifest is not JSON: {e}"))?;
+    let media_type = parsed.media_type.unwrap_or_else(|| header_type.to_owned());
+    Ok(Manifest {
+        digest: digest.to_owned(),
+        children: if is_index(&media_type) {
+            parsed.manifests
+        } else {
+            Vec::new()
+        },
+        media_type,
+    })
+}
+
+/// The tags of one page of a registry's tag list.
+///
+/// # Errors
+/// The body is not a tag list's JSON, said for the user.
+pub fn parse_tag_page(body: &[u8]) -> Result<Vec<String>, String> {
+    let page: TagPage =
+        serde_json::from_slice(body).map_err(|e| format!("the tag list is not JSON: {e}"))?;
+    Ok(page.tags.unwrap_or_default())
+}
+
 impl Client {
     /// # Errors
     /// The TLS setup failed.
@@ -331,19 +361,9 @@ impl Client {
             .unwrap_or_default()
             .to_owned();
         let body = resp.bytes().await.map_err(|e| request_error(&url, &e))?;
-        let parsed: IndexBody = serde_json::from_slice(&body).map_err(|e| Error::Response {
+        parse_manifest(digest, &header_type, &body).map_err(|message| Error::Response {
             url: url.to_string(),
-            message: format!("the manifest is not JSON: {e}"),
-        })?;
-        let media_type = parsed.media_type.unwrap_or(header_type);
-        Ok(Manifest {
-            digest: digest.to_owned(),
-            children: if is_index(&media_type) {
-                parsed.manifests
-            } else {
-                Vec::new()
-            },
-            media_type,
+            message,
         })
     }
 
@@ -362,11 +382,10 @@ impl Client {
             let resp = ok(r, &url, resp).await?;
             let next = next_link(resp.headers()).and_then(|l| url.join(&l).ok());
             let body = resp.bytes().await.map_err(|e| request_error(&url, &e))?;
-            let page: TagPage = serde_json::from_slice(&body).map_err(|e| Error::Response {
+            out.extend(parse_tag_page(&body).map_err(|message| Error::Response {
                 url: url.to_string(),
-                message: format!("the tag list is not JSON: {e}"),
-            })?;
-            out.extend(page.tags.unwrap_or_default());
+                message,
+            })?);
             match next {
                 Some(u) => url = u,
                 None => return Ok(out),

@@ -15,7 +15,7 @@ mod version;
 pub use auth::{Challenge, CredentialSource, Credentials, parse_challenge};
 pub use client::{
     Child, Client, Head, MANIFEST_MEDIA_TYPES, Manifest, Options, Platform, RateLimit,
-    RequestCounts,
+    RequestCounts, parse_manifest, parse_tag_page,
 };
 pub use error::Error;
 pub use reference::{BadReference, DOCKER_HUB, DOCKER_HUB_API, Reference};
