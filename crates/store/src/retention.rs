@@ -35,6 +35,11 @@ impl Kept {
 
 /// Removes up to [`BATCH`] rows of `kept` older than `before_nano`, oldest first; how many.
 ///
+/// Only rows stored before the first one of the kept window go: an event's time is when it
+/// happened, and the journal also stores events it infers after the fact with an old time (an
+/// image made long ago, seen when capstan starts). Those are recent rows, and removing them
+/// would only have the next start infer them again.
+///
 /// # Errors
 /// [`Error::Sqlite`].
 pub fn prune_batch(tx: &Transaction<'_>, kept: Kept, before_nano: i64) -> Result<usize, Error> {
@@ -42,7 +47,9 @@ pub fn prune_batch(tx: &Transaction<'_>, kept: Kept, before_nano: i64) -> Result
     Ok(tx.execute(
         &format!(
             "DELETE FROM {table} WHERE seq IN \
-             (SELECT seq FROM {table} WHERE time_nano < ?1 ORDER BY time_nano LIMIT ?2)"
+             (SELECT seq FROM {table} WHERE time_nano < ?1 \
+                AND seq < (SELECT min(seq) FROM {table} WHERE time_nano >= ?1) \
+              ORDER BY seq LIMIT ?2)"
         ),
         params![before_nano, BATCH],
     )?)
@@ -80,8 +87,13 @@ mod tests {
         // 25,000 old events (three batches) and one new; an old and a new audit row
         store
             .write(|tx| {
-                for i in 0..25_001_i64 {
-                    let time_nano = if i == 25_000 { 2_000_000 } else { i };
+                // then one in the kept window, then one stored later with an old time (inferred)
+                for i in 0..25_002_i64 {
+                    let time_nano = match i {
+                        25_000 => 2_000_000,
+                        25_001 => 5,
+                        _ => i,
+                    };
                     insert(
                         tx,
                         &NewEvent {
@@ -118,8 +130,9 @@ mod tests {
             .unwrap();
         assert_eq!(store.prune(Kept::Events, 1_000_000).await.unwrap(), 25_000);
         assert_eq!(store.prune(Kept::Audit, 1_000_000).await.unwrap(), 1);
+        // the backdated one, stored after the window began, stays
         let left = store.read(crate::events::count).await.unwrap();
-        assert_eq!(left, 1);
+        assert_eq!(left, 2);
         let audit_left = store
             .read(|c| crate::access::audit_log(c, 0, 10))
             .await
