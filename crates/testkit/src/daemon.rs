@@ -103,7 +103,12 @@ impl Daemon {
             .arg(&self.data)
             .arg("--config")
             .arg(self.config_path())
-            .env("RUST_LOG", "info,capstan_images=debug")
+            // the API server's view of each connection that ended in an error: what to look at
+            // when a browser test sees a fetch fail
+            .env(
+                "RUST_LOG",
+                "info,capstan_images=debug,capstan_api::server=debug",
+            )
             .stdout(Stdio::piped())
             .stderr(log)
             .kill_on_drop(true)
