@@ -5,6 +5,7 @@
 //! [`Error`] variants that say what to do next. It must never decide policy: what to record,
 //! retry or alert on belongs to the callers.
 
+mod documents;
 mod error;
 mod events;
 mod images;

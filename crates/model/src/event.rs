@@ -79,11 +79,15 @@ pub enum CapstanAction {
     LogsRotatedAway,
     /// An image was scanned for vulnerabilities as it was pulled.
     ImageScanned,
+    /// A host security check found something new (`check`, `severity`, `object`).
+    SecurityFinding,
+    /// A host security check's finding is gone.
+    SecurityResolved,
 }
 
 impl CapstanAction {
     /// Every action.
-    pub const ALL: [Self; 15] = [
+    pub const ALL: [Self; 17] = [
         Self::UpdateAvailable,
         Self::UpdateApplied,
         Self::UpdateFailed,
@@ -99,6 +103,8 @@ impl CapstanAction {
         Self::AlertFlapping,
         Self::LogsRotatedAway,
         Self::ImageScanned,
+        Self::SecurityFinding,
+        Self::SecurityResolved,
     ];
 
     /// The alert actions, in the order an alert moves through them.
@@ -127,6 +133,8 @@ impl CapstanAction {
             Self::AlertFlapping => "alert_flapping",
             Self::LogsRotatedAway => "logs_rotated_away",
             Self::ImageScanned => "image_scanned",
+            Self::SecurityFinding => "security_finding",
+            Self::SecurityResolved => "security_resolved",
         }
     }
 

@@ -18,6 +18,7 @@ mod metrics;
 mod names;
 mod notify;
 mod scan;
+mod security;
 mod text;
 mod time;
 mod units;
@@ -47,6 +48,9 @@ pub use metrics::{ContainerStats, MetricSeries, MetricsResult};
 pub use names::{NameError, check_app_name, check_object_name};
 pub use notify::{NotifyChannel, NotifyChannels};
 pub use scan::{ContainerFindings, Finding, ScanReport, Severity, VulnDbStatus};
+pub use security::{
+    CheckStatus, ObjectKind, SecurityCheck, SecurityFinding, SecurityObject, SecurityReport,
+};
 pub use text::excerpt;
 pub use time::{
     format_duration, format_nanos, nanos_to_datetime, parse_retry_after, parse_time_or_ago,

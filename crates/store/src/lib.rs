@@ -17,6 +17,7 @@ pub mod migrations;
 pub mod policy;
 pub mod releases;
 pub mod retention;
+pub mod security;
 
 use std::path::Path;
 use std::sync::{Arc, Mutex};

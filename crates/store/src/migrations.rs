@@ -135,6 +135,15 @@ pub(crate) const MIGRATIONS: &[&str] = &[
         time_nano    INTEGER NOT NULL,
         PRIMARY KEY (app, feature)
      );",
+    // 7: the host security checks' open findings (`capstan-security`), so that one still open
+    // after a restart keeps its first time and is not journaled again
+    "CREATE TABLE security_findings (
+        check_id     TEXT NOT NULL,
+        object       TEXT NOT NULL,
+        since_nano   INTEGER NOT NULL,
+        finding      TEXT NOT NULL,
+        PRIMARY KEY (check_id, object)
+     );",
 ];
 
 /// Opens (creating) the SQLite database at `path` as every capstan database is opened (WAL
