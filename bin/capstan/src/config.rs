@@ -46,6 +46,9 @@ pub struct Config {
     /// How long the journal's events and the audit log are kept (`[retention]`).
     #[serde(default)]
     pub retention: RetentionConfig,
+    /// The host security checks (`[security] every`, `skip`).
+    #[serde(default)]
+    pub security: capstan_security::SecurityConfig,
 }
 
 /// `[retention]`: how long the journal's events and the audit log are kept.
@@ -138,6 +141,7 @@ impl Config {
             .map_err(|e| anyhow::anyhow!("{e}"))?;
         capstan_notify::check_all(&self.notify)?;
         self.retention.check()?;
+        self.security.check()?;
         Ok(())
     }
 }

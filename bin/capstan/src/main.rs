@@ -72,6 +72,8 @@ enum Command {
     Users(cli::tokens::UsersArgs),
     /// Show the advisory database image scans match against, or import OSV advisories.
     Vulndb(cli::vulndb::VulnDbArgs),
+    /// Check how safely the host's containers run (CIS Docker Benchmark ids) and how to fix it.
+    Security(cli::security::SecurityArgs),
     /// Show whether the daemon, the engine and the journal are healthy.
     Health(OutputArgs),
     /// Check Compose files and print the resolved model (no daemon needed).
@@ -205,6 +207,7 @@ fn main() -> ExitCode {
         Command::Audit(args) => cli::finish(runtime.block_on(cli::tokens::audit(args))),
         Command::Users(args) => cli::finish(runtime.block_on(cli::tokens::users(args))),
         Command::Vulndb(args) => cli::finish(runtime.block_on(cli::vulndb::run(args))),
+        Command::Security(args) => cli::finish(runtime.block_on(cli::security::run(args))),
         Command::Plan(args) => cli::finish(runtime.block_on(cli::plan::run(args))),
         Command::Deploy(args) => cli::finish(runtime.block_on(cli::apps::deploy(args))),
         Command::Apps(args) => cli::finish(runtime.block_on(cli::apps::apps(args))),

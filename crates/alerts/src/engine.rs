@@ -35,6 +35,8 @@ pub struct Sources {
     pub logs: Option<Arc<capstan_logs::Store>>,
     /// Apps being deployed, rolled back or taken down now (the deploy job's locks).
     pub rollouts: RolloutLocks,
+    /// The host security checks' open findings, when they run.
+    pub security: Option<watch::Receiver<Vec<capstan_model::SecurityFinding>>>,
 }
 
 /// The alert engine, shared with the API.
@@ -357,6 +359,25 @@ impl Alerts {
                     Vec::new()
                 })
             }
+            Condition::Security(at_least) => {
+                let Some(findings) = &self.sources.security else {
+                    return Err("security rules need the host security checks".into());
+                };
+                let findings = findings.borrow();
+                Ok(findings
+                    .iter()
+                    .filter(|f| f.severity >= *at_least)
+                    .map(|f| {
+                        let labels = BTreeMap::from([
+                            ("check".to_owned(), f.check.clone()),
+                            ("object".to_owned(), f.object.name.clone()),
+                            ("object_kind".to_owned(), f.object.kind.as_str().to_owned()),
+                            ("finding_severity".to_owned(), f.severity.as_str().to_owned()),
+                        ]);
+                        (labels, None, Some(f.since.timestamp_millis()))
+                    })
+                    .collect())
+            }
             Condition::Event(kind) => {
                 let seen = self.seen.lock().unwrap_or_else(PoisonError::into_inner);
                 let from = now - window;
@@ -660,6 +681,7 @@ mod tests {
                 history: None,
                 logs: None,
                 rollouts: rollouts.clone(),
+                security: None,
             },
             Duration::from_secs(1),
             dir.join("alert-rules.json"),
@@ -680,6 +702,52 @@ mod tests {
 
     fn see(alerts: &Alerts, e: &Event) {
         alerts.seen.lock().unwrap().take(e);
+    }
+
+    #[tokio::test]
+    async fn a_security_rule_fires_per_open_finding_at_its_severity_and_resolves_with_it() {
+        use capstan_model::{ObjectKind, SecurityFinding, SecurityObject, Severity};
+        let dir = tempfile::tempdir().unwrap();
+        let (mut alerts, _) = engine(dir.path());
+        let finding = |check: &str, name: &str, severity| SecurityFinding {
+            check: check.into(),
+            title: "t".into(),
+            severity,
+            object: SecurityObject {
+                kind: ObjectKind::Container,
+                id: name.into(),
+                name: name.into(),
+            },
+            detail: "d".into(),
+            fix: "f".into(),
+            since: chrono::Utc::now(),
+        };
+        let (tx, rx) = watch::channel(vec![
+            finding("5.4", "root-shell", Severity::Critical),
+            finding("5.12", "root-shell", Severity::Low),
+        ]);
+        alerts.sources.security = Some(rx);
+        alerts
+            .add_rule(&RuleConfig {
+                name: "host-risk".into(),
+                security: Some("high".into()),
+                ..RuleConfig::default()
+            })
+            .unwrap();
+        let t0 = now_ms();
+        alerts.evaluate(t0).await;
+        let firing: Vec<_> = alerts
+            .alerts()
+            .into_iter()
+            .filter(|a| a.labels.get("alertname").map(String::as_str) == Some("host-risk"))
+            .collect();
+        assert_eq!(firing.len(), 1, "the low finding is below the rule: {firing:?}");
+        assert_eq!(firing[0].state, AlertState::Firing);
+        assert_eq!(firing[0].labels["check"], "5.4");
+        assert_eq!(firing[0].labels["object"], "root-shell");
+        tx.send_replace(vec![finding("5.12", "root-shell", Severity::Low)]);
+        alerts.evaluate(t0 + 1_000).await;
+        assert_eq!(journaled(&alerts).await, ["alert_firing", "alert_resolved"]);
     }
 
     #[tokio::test]

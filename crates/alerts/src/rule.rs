@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use capstan_metrics::Query;
-use capstan_model::ConfigError;
+use capstan_model::{ConfigError, Severity};
 use serde::{Deserialize, Serialize};
 
 /// One rule as written. Exactly one of `expr`, `logs` and `event` says what it watches.
@@ -23,6 +23,10 @@ pub struct RuleConfig {
     /// An event condition: `oom`, `restart_loop`, `unhealthy`, `update_failed`, `rolled_back`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub event: Option<String>,
+    /// A host security condition: holds for each open finding of the host checks at or above
+    /// this severity (`low`, `medium`, `high`, `critical`), one alert per check and object.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub security: Option<String>,
     /// The window a log count, a restart count or an event looks back over.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub window: Option<String>,
@@ -96,6 +100,8 @@ pub enum Condition {
         above: u64,
     },
     Event(EventKind),
+    /// Open host security findings at or above a severity.
+    Security(Severity),
 }
 
 /// Where a rule comes from.
@@ -160,6 +166,7 @@ impl RuleConfig {
             self.expr.is_some(),
             self.logs.is_some(),
             self.event.is_some(),
+            self.security.is_some(),
         ]
         .iter()
         .filter(|g| **g)
@@ -168,7 +175,8 @@ impl RuleConfig {
             return Err(ConfigError::new(
                 path,
                 format!(
-                    "give exactly one of `expr` (a metric query), `logs` (a log query) or `event` ({})",
+                    "give exactly one of `expr` (a metric query), `logs` (a log query), `event` \
+                     ({}) or `security` (a severity)",
                     EventKind::NAMES
                 ),
             ));
@@ -211,6 +219,30 @@ impl RuleConfig {
                 text: text.clone(),
                 above: self.above.unwrap_or(0),
             }
+        } else if let Some(word) = &self.security {
+            for (field, set) in [
+                ("window", self.window.is_some()),
+                ("above", self.above.is_some()),
+                ("restarts", self.restarts.is_some()),
+            ] {
+                if set {
+                    return Err(ConfigError::new(
+                        format!("{path}.{field}"),
+                        "not for security rules: each open finding is an alert",
+                    ));
+                }
+            }
+            let at_least = word
+                .parse::<Severity>()
+                .ok()
+                .filter(|s| *s > Severity::Unknown)
+                .ok_or_else(|| {
+                    ConfigError::new(
+                        format!("{path}.security"),
+                        format!("{word:?} is not low, medium, high or critical"),
+                    )
+                })?;
+            Condition::Security(at_least)
         } else {
             let name = self.event.as_deref().unwrap_or_default();
             let kind = EventKind::parse(name, self.restarts).ok_or_else(|| {
@@ -287,6 +319,7 @@ impl Rule {
             Condition::Metric(_) => "metric",
             Condition::Logs { .. } => "logs",
             Condition::Event(_) => "event",
+            Condition::Security(_) => "security",
         }
     }
 
@@ -309,6 +342,9 @@ impl Rule {
                 format!("an automatic update failed (within {w})")
             }
             Condition::Event(EventKind::RolledBack) => format!("a deploy rolled back (within {w})"),
+            Condition::Security(at_least) => {
+                format!("a host security check finds something {at_least} or worse")
+            }
         }
     }
 

@@ -78,6 +78,8 @@ pub struct AppState {
         Arc<std::sync::Mutex<std::collections::BTreeMap<String, capstan_model::NotifyChannel>>>,
     /// Failed sign-ins remembered, and the bound on passwords hashed at once.
     pub sign_ins: Arc<SignIns>,
+    /// The host security checks, when they run.
+    pub security: Option<capstan_security::Security>,
 }
 
 /// Failed sign-ins remembered, and the bound on passwords hashed at once (see `signin.rs`).
@@ -176,7 +178,7 @@ impl Routes {
 /// and testing an alert rule change nothing: a viewer's.
 fn protected() -> Routes {
     use routes::{
-        access, alerts, apps, containers, events, images, logs, metrics, policy, scan, session,
+        access, alerts, apps, containers, events, images, logs, metrics, policy, scan, security, session,
     };
     let import_limit = DefaultBodyLimit::max(scan::IMPORT_LIMIT);
     let build_limit = DefaultBodyLimit::max(apps::BUILD_CONTEXT_LIMIT);
@@ -194,6 +196,7 @@ fn protected() -> Routes {
         .post("/api/v1/images/scan", OPERATOR, scan::scan)
         .get("/api/v1/images/findings", VIEWER, scan::findings)
         .get("/api/v1/vulndb", VIEWER, scan::status)
+        .get("/api/v1/security", VIEWER, security::report)
         .post("/api/v1/vulndb", ADMIN, scan::import.layer(import_limit))
         .get("/api/v1/images/{*key}", VIEWER, images::detail)
         .get("/api/v1/containers", VIEWER, containers::list)
@@ -346,6 +349,7 @@ mod tests {
             metrics: None,
             history: None,
             alerts: None,
+            security: None,
             scanner: capstan_scan::Scanner::new(
                 Engine::new(Some("unix:///nonexistent/docker.sock")).unwrap(),
                 capstan_scan::VulnDb::open(&dir.path().join("vulndb.db")).unwrap(),

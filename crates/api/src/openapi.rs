@@ -71,6 +71,7 @@ use crate::routes;
         routes::alerts::add_rule,
         routes::alerts::remove_rule,
         routes::alerts::test_rule,
+        routes::security::report,
         openapi_json,
     ),
     modifiers(&Access),
@@ -78,7 +79,9 @@ use crate::routes;
         (name = "health"), (name = "access", description = "sessions, users, tokens, audit log"),
         (name = "events"), (name = "images", description = "inventory, lifecycle, updates, scans"),
         (name = "containers"), (name = "apps", description = "plan, deploy, rollback, releases"),
-        (name = "logs"), (name = "metrics"), (name = "alerts"), (name = "meta"),
+        (name = "logs"), (name = "metrics"), (name = "alerts"),
+        (name = "security", description = "host checks with CIS Docker Benchmark ids"),
+        (name = "meta"),
     )
 )]
 struct ApiDoc;

@@ -205,12 +205,13 @@ pub static CHECKS: &[Check] = &[
         fix: "put the engine's data root (`docker info -f '{{.DockerRootDir}}'`) on a \
               partition of its own, so that images and logs cannot fill the host's root",
         run: |s| {
-            with_daemon(s, |d| match d.data_mount.as_deref() {
-                Some("/") => Some(format!(
-                    "the engine's data root {} is on the host's root partition",
-                    s.info.docker_root_dir
-                )),
-                _ => None,
+            with_daemon(s, |d| {
+                (d.data_on_root_fs == Some(true)).then(|| {
+                    format!(
+                        "the engine's data root {} is on the host's root filesystem",
+                        s.info.docker_root_dir
+                    )
+                })
             })
         },
     },

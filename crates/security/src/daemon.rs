@@ -44,8 +44,9 @@ pub struct DaemonSetup {
     pub socket: Option<FileFacts>,
     /// The `docker` group's id, when the host has one.
     pub docker_gid: Option<u32>,
-    /// The mount point that holds the engine's data (`/` when it has no partition of its own).
-    pub data_mount: Option<String>,
+    /// The engine's data root is on the same filesystem as the host's root (no partition of
+    /// its own); `None` when that could not be read.
+    pub data_on_root_fs: Option<bool>,
 }
 
 impl DaemonSetup {
@@ -134,18 +135,6 @@ fn serves(args: &[String], socket: &Path) -> bool {
     unix.iter().any(|p| same(p, socket))
 }
 
-/// The mount point that holds `path`: the longest mount point in `mountinfo` (the text of
-/// `/proc/self/mountinfo`) that contains it.
-pub fn mount_point_of(mountinfo: &str, path: &str) -> Option<String> {
-    let path = Path::new(path);
-    mountinfo
-        .lines()
-        .filter_map(|line| line.split(' ').nth(4))
-        .map(|m| m.replace("\\040", " "))
-        .filter(|m| path.starts_with(m))
-        .max_by_key(String::len)
-}
-
 /// The `docker` group's id in `group` (the text of `/etc/group`).
 pub fn docker_gid(group: &str) -> Option<u32> {
     group.lines().find_map(|line| {
@@ -198,9 +187,12 @@ pub fn read_local(host: &str, data_root: &str) -> Option<DaemonSetup> {
     setup.docker_gid = std::fs::read_to_string("/etc/group")
         .ok()
         .and_then(|g| docker_gid(&g));
-    setup.data_mount = std::fs::read_to_string("/proc/self/mountinfo")
-        .ok()
-        .and_then(|m| mount_point_of(&m, data_root));
+    // a bind mount of a directory onto itself (as dockerd makes of its data root) keeps the
+    // device: the device, not the mount table, tells a partition of its own
+    setup.data_on_root_fs = match (std::fs::metadata(data_root), std::fs::metadata("/")) {
+        (Ok(data), Ok(root)) => Some(data.dev() == root.dev()),
+        _ => None,
+    };
     Some(setup)
 }
 
@@ -239,15 +231,6 @@ mod tests {
             s.hosts(),
             ["unix:///a.sock", "tcp://0.0.0.0:2375", "tcp://127.0.0.1:1", "fd://"]
         );
-    }
-
-    #[test]
-    fn the_data_mount_is_the_longest_mount_point_holding_it() {
-        let mountinfo = "22 1 8:1 / / rw - ext4 /dev/vda1 rw\n\
-                         23 22 8:2 / /var/lib rw - ext4 /dev/vdb rw\n\
-                         24 22 8:3 / /var/lib/docker2 rw - ext4 /dev/vdc rw\n";
-        assert_eq!(mount_point_of(mountinfo, "/var/lib/docker").as_deref(), Some("/var/lib"));
-        assert_eq!(mount_point_of(mountinfo, "/srv/docker").as_deref(), Some("/"));
     }
 
     #[test]

@@ -50,7 +50,7 @@ fn recorded() -> Snapshot {
                 mode: 0o660,
             }),
             docker_gid: Some(998),
-            data_mount: Some("/".into()),
+            data_on_root_fs: Some(true),
             ..DaemonSetup::default()
         }),
     }

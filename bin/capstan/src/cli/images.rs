@@ -224,7 +224,7 @@ fn encode_path(s: &str) -> String {
 }
 
 /// Exit 1 (after printing) when something is at or above `level`.
-fn verdict(worst: Option<Severity>, level: Option<Severity>) -> Result<(), Failure> {
+pub(crate) fn verdict(worst: Option<Severity>, level: Option<Severity>) -> Result<(), Failure> {
     match (worst, level) {
         (Some(w), Some(l)) if w >= l => Err(Failure::new(
             ExitStatus::Failure,

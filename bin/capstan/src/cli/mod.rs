@@ -15,6 +15,7 @@ pub mod plan;
 pub mod policy;
 pub mod ps;
 pub mod secrets;
+pub mod security;
 pub mod table;
 pub mod tokens;
 pub mod top;

@@ -95,12 +95,14 @@ pub async fn run(opts: ServeOptions) -> Result<()> {
     let deploy = subsystems::start_deploy(&base, &rollouts, auto_rx)?;
     let scanner = subsystems::start_scan(&base, &file.images)?;
     let metrics = subsystems::start_metrics(&base, &file.metrics)?;
+    let security = subsystems::start_security(&base, &file.security).await;
     let alerts = subsystems::start_alerts(
         &base,
         &file.alerts,
         metrics.history.clone(),
         logs.collecting.then(|| Arc::clone(&logs.api.store)),
         &rollouts,
+        Some(&security),
     )?;
     let notify = subsystems::start_notify(&base, &file.notify, &alerts, images.updates.as_ref())?;
 
@@ -126,6 +128,7 @@ pub async fn run(opts: ServeOptions) -> Result<()> {
         alerts: Some(alerts),
         scanner,
         sign_ins: Arc::default(),
+        security: Some(security),
     };
     serve_api(&base, state, listen, tls, &token_path).await?;
     base.shutdown.cancel();

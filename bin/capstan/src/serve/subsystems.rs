@@ -276,6 +276,7 @@ pub(super) fn start_alerts(
     history: Option<Arc<capstan_metrics::History>>,
     logs: Option<Arc<capstan_logs::Store>>,
     rollouts: &RolloutLocks,
+    security: Option<&capstan_security::Security>,
 ) -> Result<Arc<capstan_alerts::Alerts>> {
     let alerts = Arc::new(
         capstan_alerts::Alerts::new(
@@ -286,6 +287,7 @@ pub(super) fn start_alerts(
                 history,
                 logs,
                 rollouts: rollouts.clone(),
+                security: security.map(capstan_security::Security::findings),
             },
             config
                 .evaluate_every()
@@ -366,4 +368,20 @@ pub(super) fn start_retention(base: &Base, config: &crate::config::RetentionConf
             }
         }
     });
+}
+
+/// The host security checks: at start, every `[security] every`, soon after containers change
+/// and when the API asks; their open findings kept in the store and journaled as they change.
+pub(super) async fn start_security(
+    base: &Base,
+    config: &capstan_security::SecurityConfig,
+) -> capstan_security::Security {
+    capstan_security::monitor::start(
+        base.engine.clone(),
+        base.store.clone(),
+        base.live.clone(),
+        config,
+        base.shutdown.clone(),
+    )
+    .await
 }

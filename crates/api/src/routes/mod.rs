@@ -11,6 +11,7 @@ pub mod logs;
 pub(crate) mod metrics;
 pub(crate) mod policy;
 pub(crate) mod scan;
+pub(crate) mod security;
 pub(crate) mod session;
 pub(crate) mod ui;
 
