@@ -372,7 +372,10 @@ impl Alerts {
                             ("check".to_owned(), f.check.clone()),
                             ("object".to_owned(), f.object.name.clone()),
                             ("object_kind".to_owned(), f.object.kind.as_str().to_owned()),
-                            ("finding_severity".to_owned(), f.severity.as_str().to_owned()),
+                            (
+                                "finding_severity".to_owned(),
+                                f.severity.as_str().to_owned(),
+                            ),
                         ]);
                         (labels, None, Some(f.since.timestamp_millis()))
                     })
@@ -741,7 +744,11 @@ mod tests {
             .into_iter()
             .filter(|a| a.labels.get("alertname").map(String::as_str) == Some("host-risk"))
             .collect();
-        assert_eq!(firing.len(), 1, "the low finding is below the rule: {firing:?}");
+        assert_eq!(
+            firing.len(),
+            1,
+            "the low finding is below the rule: {firing:?}"
+        );
         assert_eq!(firing[0].state, AlertState::Firing);
         assert_eq!(firing[0].labels["check"], "5.4");
         assert_eq!(firing[0].labels["object"], "root-shell");

@@ -178,7 +178,8 @@ impl Routes {
 /// and testing an alert rule change nothing: a viewer's.
 fn protected() -> Routes {
     use routes::{
-        access, alerts, apps, containers, events, images, logs, metrics, policy, scan, security, session,
+        access, alerts, apps, containers, events, images, logs, metrics, policy, scan, security,
+        session,
     };
     let import_limit = DefaultBodyLimit::max(scan::IMPORT_LIMIT);
     let build_limit = DefaultBodyLimit::max(apps::BUILD_CONTEXT_LIMIT);

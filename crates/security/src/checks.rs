@@ -76,10 +76,7 @@ fn on_engine(s: &Snapshot, found: Option<String>) -> Outcome {
 }
 
 /// A check that needs the daemon's own setup (a local engine).
-fn with_daemon(
-    s: &Snapshot,
-    f: impl FnOnce(&crate::DaemonSetup) -> Option<String>,
-) -> Outcome {
+fn with_daemon(s: &Snapshot, f: impl FnOnce(&crate::DaemonSetup) -> Option<String>) -> Outcome {
     match &s.daemon {
         Some(d) => on_engine(s, f(d)),
         None => Outcome::NotApplicable(NO_DAEMON.into()),
@@ -102,7 +99,10 @@ fn container_object(c: &Container) -> SecurityObject {
 }
 
 /// A per-container check: `f` says what is wrong with one, and how bad when worse than usual.
-fn each_container(s: &Snapshot, f: impl Fn(&Container) -> Option<(String, Option<Severity>)>) -> Outcome {
+fn each_container(
+    s: &Snapshot,
+    f: impl Fn(&Container) -> Option<(String, Option<Severity>)>,
+) -> Outcome {
     Outcome::Checked(
         s.containers
             .iter()
@@ -137,18 +137,38 @@ fn security_opt<'a>(c: &'a Container, key: &str) -> Option<&'a str> {
 
 /// Capabilities a container gets by default: adding these changes nothing.
 const DEFAULT_CAPS: [&str; 14] = [
-    "AUDIT_WRITE", "CHOWN", "DAC_OVERRIDE", "FOWNER", "FSETID", "KILL", "MKNOD",
-    "NET_BIND_SERVICE", "NET_RAW", "SETFCAP", "SETGID", "SETPCAP", "SETUID", "SYS_CHROOT",
+    "AUDIT_WRITE",
+    "CHOWN",
+    "DAC_OVERRIDE",
+    "FOWNER",
+    "FSETID",
+    "KILL",
+    "MKNOD",
+    "NET_BIND_SERVICE",
+    "NET_RAW",
+    "SETFCAP",
+    "SETGID",
+    "SETPCAP",
+    "SETUID",
+    "SYS_CHROOT",
 ];
 
 /// Capabilities that amount to the host's root, or close.
 const ROOT_CAPS: [&str; 8] = [
-    "ALL", "SYS_ADMIN", "SYS_MODULE", "SYS_PTRACE", "SYS_RAWIO", "DAC_READ_SEARCH", "BPF",
+    "ALL",
+    "SYS_ADMIN",
+    "SYS_MODULE",
+    "SYS_PTRACE",
+    "SYS_RAWIO",
+    "DAC_READ_SEARCH",
+    "BPF",
     "SYS_BOOT",
 ];
 
 /// Host directories a container must not see (CIS 5.5): the root and what the system runs from.
-const SENSITIVE: [&str; 8] = ["/", "/boot", "/dev", "/etc", "/lib", "/proc", "/sys", "/usr"];
+const SENSITIVE: [&str; 8] = [
+    "/", "/boot", "/dev", "/etc", "/lib", "/proc", "/sys", "/usr",
+];
 
 /// Sockets that hand out control of the host's containers.
 const ENGINE_SOCKETS: [&str; 4] = [
@@ -251,10 +271,10 @@ pub static CHECKS: &[Check] = &[
         severity: Low,
         fix: "remove `\"debug\": true` / `--debug` and set `\"log-level\": \"info\"` in daemon.json",
         run: |s| {
-            let level = s
-                .daemon
-                .as_ref()
-                .and_then(|d| d.setting("--log-level", "log-level").or(d.setting("-l", "")));
+            let level = s.daemon.as_ref().and_then(|d| {
+                d.setting("--log-level", "log-level")
+                    .or(d.setting("-l", ""))
+            });
             on_engine(
                 s,
                 if s.info.debug {
@@ -302,7 +322,10 @@ pub static CHECKS: &[Check] = &[
             on_engine(
                 s,
                 (!insecure.is_empty()).then(|| {
-                    format!("the engine talks to {} without TLS checks", insecure.join(", "))
+                    format!(
+                        "the engine talks to {} without TLS checks",
+                        insecure.join(", ")
+                    )
                 }),
             )
         },
@@ -333,13 +356,20 @@ pub static CHECKS: &[Check] = &[
                 plain.extend(d.hosts().into_iter().filter(|h| h.starts_with("tcp://")));
             }
             if (s.engine.starts_with("tcp://") || s.engine.starts_with("http://"))
-                && !plain.iter().any(|p| p.replacen("tcp://", "", 1) == s.engine.replacen("tcp://", "", 1).replacen("http://", "", 1))
+                && !plain.iter().any(|p| {
+                    p.replacen("tcp://", "", 1)
+                        == s.engine
+                            .replacen("tcp://", "", 1)
+                            .replacen("http://", "", 1)
+                })
             {
                 plain.push(s.engine.clone());
             }
             let loopback = |h: &str| {
                 let addr = h.trim_start_matches("tcp://").trim_start_matches("http://");
-                addr.starts_with("127.") || addr.starts_with("localhost") || addr.starts_with("[::1]")
+                addr.starts_with("127.")
+                    || addr.starts_with("localhost")
+                    || addr.starts_with("[::1]")
             };
             let severity = plain.iter().any(|h| !loopback(h)).then_some(Critical);
             Outcome::Checked(
@@ -536,7 +566,9 @@ pub static CHECKS: &[Check] = &[
         fix: "drop `security_opt: [apparmor=unconfined]` (the engine's default profile applies)",
         run: |s| {
             if !s.info.has_security_option("apparmor") {
-                return Outcome::NotApplicable("AppArmor is not enabled on the engine's host".into());
+                return Outcome::NotApplicable(
+                    "AppArmor is not enabled on the engine's host".into(),
+                );
             }
             containers(s, |c| {
                 (matches!(c.app_armor_profile.as_str(), "" | "unconfined")
@@ -573,7 +605,11 @@ pub static CHECKS: &[Check] = &[
                     .host_config
                     .cap_add
                     .iter()
-                    .map(|cap| cap.to_ascii_uppercase().trim_start_matches("CAP_").to_owned())
+                    .map(|cap| {
+                        cap.to_ascii_uppercase()
+                            .trim_start_matches("CAP_")
+                            .to_owned()
+                    })
                     .filter(|cap| !DEFAULT_CAPS.contains(&cap.as_str()))
                     .collect();
                 if added.is_empty() {
@@ -614,7 +650,11 @@ pub static CHECKS: &[Check] = &[
                 for m in c.mounts.iter().filter(|m| m.r#type == "bind") {
                     let source = std::path::Path::new(&m.source);
                     let Some(dir) = SENSITIVE.iter().find(|d| {
-                        if **d == "/" { m.source == "/" } else { source.starts_with(d) }
+                        if **d == "/" {
+                            m.source == "/"
+                        } else {
+                            source.starts_with(d)
+                        }
                     }) else {
                         continue;
                     };
@@ -628,7 +668,10 @@ pub static CHECKS: &[Check] = &[
                     ));
                 }
                 (!found.is_empty()).then(|| {
-                    (format!("mounts {}", found.join(", ")), worst.filter(|w| *w > High))
+                    (
+                        format!("mounts {}", found.join(", ")),
+                        worst.filter(|w| *w > High),
+                    )
                 })
             })
         },
@@ -962,12 +1005,8 @@ pub static CHECKS: &[Check] = &[
             let stopped = s.containers.iter().filter(|c| c.is_stopped()).count();
             on_engine(
                 s,
-                (stopped > STOPPED_CONTAINERS_MAX).then(|| {
-                    format!(
-                        "{stopped} of {} containers are stopped",
-                        s.containers.len()
-                    )
-                }),
+                (stopped > STOPPED_CONTAINERS_MAX)
+                    .then(|| format!("{stopped} of {} containers are stopped", s.containers.len())),
             )
         },
     },

@@ -78,7 +78,10 @@ impl DaemonSetup {
             if arg == flag {
                 found = Some(true);
             } else if let Some(value) = arg.strip_prefix(flag).and_then(|r| r.strip_prefix('=')) {
-                found = Some(!matches!(value, "false" | "0" | "f" | "F" | "FALSE" | "False"));
+                found = Some(!matches!(
+                    value,
+                    "false" | "0" | "f" | "F" | "FALSE" | "False"
+                ));
             }
         }
         found
@@ -93,7 +96,10 @@ impl DaemonSetup {
         while let Some(arg) = args.next() {
             if arg == "-H" || arg == "--host" {
                 out.extend(args.next().cloned());
-            } else if let Some(v) = arg.strip_prefix("--host=").or_else(|| arg.strip_prefix("-H=")) {
+            } else if let Some(v) = arg
+                .strip_prefix("--host=")
+                .or_else(|| arg.strip_prefix("-H="))
+            {
                 out.push(v.to_owned());
             } else if let Some(v) = arg.strip_prefix("-H").filter(|v| !v.is_empty()) {
                 out.push(v.to_owned());
@@ -155,7 +161,12 @@ pub fn read_local(host: &str, data_root: &str) -> Option<DaemonSetup> {
     let args = std::fs::read_dir("/proc")
         .ok()?
         .filter_map(Result::ok)
-        .filter(|e| e.file_name().to_string_lossy().bytes().all(|b| b.is_ascii_digit()))
+        .filter(|e| {
+            e.file_name()
+                .to_string_lossy()
+                .bytes()
+                .all(|b| b.is_ascii_digit())
+        })
         .filter_map(|e| std::fs::read(e.path().join("cmdline")).ok())
         .map(|raw| {
             raw.split(|b| *b == 0)
@@ -211,10 +222,18 @@ mod tests {
     #[test]
     fn flags_win_over_the_config_file_and_read_in_every_spelling() {
         let s = setup(
-            &["--log-level", "debug", "--userland-proxy=false", "--iptables"],
+            &[
+                "--log-level",
+                "debug",
+                "--userland-proxy=false",
+                "--iptables",
+            ],
             r#"{"log-level": "info", "no-new-privileges": true, "iptables": false}"#,
         );
-        assert_eq!(s.setting("--log-level", "log-level").as_deref(), Some("debug"));
+        assert_eq!(
+            s.setting("--log-level", "log-level").as_deref(),
+            Some("debug")
+        );
         assert!(!s.switch("--userland-proxy", "userland-proxy", true));
         assert!(s.switch("--iptables", "iptables", true));
         assert!(s.switch("--no-new-privileges", "no-new-privileges", false));
@@ -224,18 +243,31 @@ mod tests {
     #[test]
     fn hosts_come_from_every_spelling_and_the_config_file() {
         let s = setup(
-            &["-H", "unix:///a.sock", "--host=tcp://0.0.0.0:2375", "-Htcp://127.0.0.1:1"],
+            &[
+                "-H",
+                "unix:///a.sock",
+                "--host=tcp://0.0.0.0:2375",
+                "-Htcp://127.0.0.1:1",
+            ],
             r#"{"hosts": ["fd://"]}"#,
         );
         assert_eq!(
             s.hosts(),
-            ["unix:///a.sock", "tcp://0.0.0.0:2375", "tcp://127.0.0.1:1", "fd://"]
+            [
+                "unix:///a.sock",
+                "tcp://0.0.0.0:2375",
+                "tcp://127.0.0.1:1",
+                "fd://"
+            ]
         );
     }
 
     #[test]
     fn the_docker_group_is_found_by_name() {
-        assert_eq!(docker_gid("root:x:0:\ndockerx:x:7:\ndocker:x:998:alice\n"), Some(998));
+        assert_eq!(
+            docker_gid("root:x:0:\ndockerx:x:7:\ndocker:x:998:alice\n"),
+            Some(998)
+        );
         assert_eq!(docker_gid("root:x:0:\n"), None);
     }
 }

@@ -54,7 +54,11 @@ impl Info {
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(rename_all = "PascalCase")]
 pub struct RegistryConfig {
-    #[serde(rename = "InsecureRegistryCIDRs", default, deserialize_with = "nullable")]
+    #[serde(
+        rename = "InsecureRegistryCIDRs",
+        default,
+        deserialize_with = "nullable"
+    )]
     pub insecure_registry_cidrs: Vec<String>,
     #[serde(default, deserialize_with = "nullable")]
     pub index_configs: BTreeMap<String, IndexConfig>,

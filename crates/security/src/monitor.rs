@@ -36,6 +36,9 @@ pub struct SecurityConfig {
 const DEFAULT_EVERY: Duration = Duration::from_mins(10);
 /// After a container changes, the checks wait this long for more changes before running.
 const SETTLE: Duration = Duration::from_secs(2);
+/// Runs that changes start are this far apart at least: a busy engine (a deploy, a crash loop)
+/// does not have every container inspected again every few seconds.
+const MIN_GAP: Duration = Duration::from_secs(15);
 /// API requests waiting for a run.
 const QUEUE: usize = 32;
 
@@ -81,10 +84,9 @@ impl Security {
     /// Why the checks could not run (the engine did not answer), said for a person.
     pub async fn report(&self) -> Result<SecurityReport, String> {
         let (tx, rx) = oneshot::channel();
-        self.requests
-            .send(tx)
-            .await
-            .map_err(|_| "the security checks have stopped (capstan is shutting down)".to_owned())?;
+        self.requests.send(tx).await.map_err(|_| {
+            "the security checks have stopped (capstan is shutting down)".to_owned()
+        })?;
         rx.await
             .map_err(|_| "the security checks have stopped (capstan is shutting down)".to_owned())?
     }
@@ -119,7 +121,9 @@ struct Runner {
 
 impl Runner {
     async fn run(&mut self) -> Result<SecurityReport, String> {
-        let snapshot = Snapshot::take(&self.engine).await.map_err(|e| e.to_string());
+        let snapshot = Snapshot::take(&self.engine)
+            .await
+            .map_err(|e| e.to_string());
         let snapshot = match snapshot {
             Ok(s) => {
                 if self.failing.take().is_some() {
@@ -172,7 +176,11 @@ impl Runner {
             self.journal(CapstanAction::SecurityResolved, f).await;
         }
         if !new.is_empty() {
-            info!(new = new.len(), open = report.findings.len(), "security checks found more");
+            info!(
+                new = new.len(),
+                open = report.findings.len(),
+                "security checks found more"
+            );
         }
         self.findings.send_replace(report.findings.clone());
         Ok(report)
@@ -221,11 +229,13 @@ pub async fn start(
         let mut tick = tokio::time::interval(every);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut settle: Option<Instant> = None;
+        let mut last_run = Instant::now();
         loop {
-            let due = settle.unwrap_or_else(|| Instant::now() + every);
+            let due = settle.map_or_else(|| Instant::now() + every, |s| s.max(last_run + MIN_GAP));
             tokio::select! {
                 () = shutdown.cancelled() => return,
                 _ = tick.tick() => {
+                    last_run = Instant::now();
                     let _ = runner.run().await;
                 }
                 Some(first) = rx.recv() => {
@@ -235,6 +245,7 @@ pub async fn start(
                         waiting.push(more);
                     }
                     settle = None;
+                    last_run = Instant::now();
                     let report = runner.run().await;
                     for w in waiting {
                         let _ = w.send(report.clone());
@@ -252,6 +263,7 @@ pub async fn start(
                 },
                 () = tokio::time::sleep_until(due), if settle.is_some() => {
                     settle = None;
+                    last_run = Instant::now();
                     let _ = runner.run().await;
                 }
             }

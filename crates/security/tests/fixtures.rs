@@ -2,6 +2,8 @@
 //! `scripts/record-security-fixtures`): containers made to trip the checks, one that trips none,
 //! the engine's /info and networks, alone and as a Swarm manager.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 
@@ -12,7 +14,9 @@ use capstan_security::{CHECKS, DaemonSetup, Snapshot, assess, docs, read};
 const ENGINE: &str = "unix:///var/tmp/capstan-rec/docker.sock";
 
 fn fixture(name: &str) -> serde_json::Value {
-    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures").join(name);
+    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures")
+        .join(name);
     serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap()
 }
 
@@ -64,7 +68,9 @@ fn report(s: &Snapshot) -> SecurityReport {
 fn found(r: &SecurityReport, kind: ObjectKind) -> BTreeMap<String, BTreeSet<String>> {
     let mut out: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
     for f in r.findings.iter().filter(|f| f.object.kind == kind) {
-        out.entry(f.object.name.clone()).or_default().insert(f.check.clone());
+        out.entry(f.object.name.clone())
+            .or_default()
+            .insert(f.check.clone());
     }
     out
 }
@@ -74,7 +80,9 @@ fn set(ids: &[&str]) -> BTreeSet<String> {
 }
 
 /// What every container started with the engine's defaults trips.
-const DEFAULTS: [&str; 8] = ["4.1", "5.10", "5.11", "5.12", "5.25", "5.26", "5.28", "5.29"];
+const DEFAULTS: [&str; 8] = [
+    "4.1", "5.10", "5.11", "5.12", "5.25", "5.26", "5.28", "5.29",
+];
 
 fn defaults_and(more: &[&str]) -> BTreeSet<String> {
     let mut s = set(&DEFAULTS);
@@ -135,12 +143,27 @@ fn findings_say_what_was_found_and_rate_the_worst_higher() {
     };
     let mounts = get("5.5", "rec-mounts");
     assert_eq!(mounts.severity, Severity::Critical);
-    assert!(mounts.detail.contains("/ at /host (read-only)"), "{}", mounts.detail);
-    assert!(mounts.detail.contains("/etc at /host-etc (read-write)"), "{}", mounts.detail);
+    assert!(
+        mounts.detail.contains("/ at /host (read-only)"),
+        "{}",
+        mounts.detail
+    );
+    assert!(
+        mounts.detail.contains("/etc at /host-etc (read-write)"),
+        "{}",
+        mounts.detail
+    );
     let socket = get("5.31", "rec-mounts");
-    assert!(socket.detail.contains("/var/tmp/capstan-rec/docker.sock at /var/run/docker.sock"));
+    assert!(
+        socket
+            .detail
+            .contains("/var/tmp/capstan-rec/docker.sock at /var/run/docker.sock")
+    );
     let caps = get("5.3", "rec-caps");
-    assert_eq!(caps.detail, "adds NET_ADMIN, SYS_ADMIN", "CHOWN is a default one");
+    assert_eq!(
+        caps.detail, "adds NET_ADMIN, SYS_ADMIN",
+        "CHOWN is a default one"
+    );
     assert_eq!(caps.severity, Severity::Critical);
     let ports = get("5.13", "rec-ports");
     assert_eq!(ports.detail, "publishes 80 → 8080/tcp on every interface");
@@ -156,24 +179,35 @@ fn findings_say_what_was_found_and_rate_the_worst_higher() {
 fn the_recorded_engine_trips_its_own_checks_and_not_the_others() {
     let s = recorded();
     let r = report(&s);
-    let engine = found(&r, ObjectKind::Engine).remove(ENGINE).unwrap_or_default();
+    let engine = found(&r, ObjectKind::Engine)
+        .remove(ENGINE)
+        .unwrap_or_default();
     assert_eq!(
         engine,
         set(&["1.1.1", "2.7", "2.9", "2.12", "2.14", "2.15", "2.16"])
     );
     let plain = r.findings.iter().find(|f| f.check == "2.7").unwrap();
-    assert!(plain.detail.contains("tcp://127.0.0.1:58671"), "{}", plain.detail);
+    assert!(
+        plain.detail.contains("tcp://127.0.0.1:58671"),
+        "{}",
+        plain.detail
+    );
     assert_eq!(plain.severity, Severity::High, "loopback only");
     assert_eq!(
         found(&r, ObjectKind::Network).remove("bridge"),
         Some(set(&["2.2"]))
     );
-    assert_eq!(found(&r, ObjectKind::Image).remove("rec/busybox:1"), Some(set(&["4.6"])));
+    assert_eq!(
+        found(&r, ObjectKind::Image).remove("rec/busybox:1"),
+        Some(set(&["4.6"]))
+    );
     let status = |id: &str| r.checks.iter().find(|c| c.id == id).unwrap().status;
     for id in ["5.1", "5.2", "3.17", "3.18", "7.2", "7.4", "7.6", "7.8"] {
         assert_eq!(status(id), CheckStatus::NotApplicable, "{id}");
     }
-    for id in ["2.3", "2.4", "2.5", "2.6", "2.18", "3.15", "3.16", "6.1", "6.2"] {
+    for id in [
+        "2.3", "2.4", "2.5", "2.6", "2.18", "3.15", "3.16", "6.1", "6.2",
+    ] {
         assert_eq!(status(id), CheckStatus::Pass, "{id}");
     }
     assert_eq!(
@@ -187,14 +221,27 @@ fn engine_settings_trip_their_checks() {
     type Change = fn(&mut Snapshot);
     let cases: [(&str, Change); 12] = [
         ("2.3", |s| s.info.debug = true),
-        ("2.4", |s| s.daemon.as_mut().unwrap().args.push("--iptables=false".into())),
+        ("2.4", |s| {
+            s.daemon
+                .as_mut()
+                .unwrap()
+                .args
+                .push("--iptables=false".into());
+        }),
         ("2.5", |s| {
-            s.info.registry_config.insecure_registry_cidrs.push("10.0.0.0/8".into());
+            s.info
+                .registry_config
+                .insecure_registry_cidrs
+                .push("10.0.0.0/8".into());
         }),
         ("2.6", |s| s.info.driver = "aufs".into()),
         ("2.18", |s| s.info.experimental_build = true),
-        ("3.15", |s| s.daemon.as_mut().unwrap().socket.as_mut().unwrap().gid = 1000),
-        ("3.16", |s| s.daemon.as_mut().unwrap().socket.as_mut().unwrap().mode = 0o666),
+        ("3.15", |s| {
+            s.daemon.as_mut().unwrap().socket.as_mut().unwrap().gid = 1000;
+        }),
+        ("3.16", |s| {
+            s.daemon.as_mut().unwrap().socket.as_mut().unwrap().mode = 0o666;
+        }),
         ("3.17", |s| {
             s.daemon.as_mut().unwrap().config_file = Some(FileFacts {
                 path: "/etc/docker/daemon.json".into(),
@@ -221,14 +268,21 @@ fn engine_settings_trip_their_checks() {
             }
         }),
         ("6.2", |s| {
-            let stopped = s.containers.iter().find(|c| c.is_stopped()).unwrap().clone();
+            let stopped = s
+                .containers
+                .iter()
+                .find(|c| c.is_stopped())
+                .unwrap()
+                .clone();
             for i in 0..capstan_security::checks::STOPPED_CONTAINERS_MAX {
                 let mut c = stopped.clone();
                 c.name = format!("/more-{i}");
                 s.containers.push(c);
             }
         }),
-        ("5.1", |s| s.info.security_options.push("name=apparmor".into())),
+        ("5.1", |s| {
+            s.info.security_options.push("name=apparmor".into());
+        }),
     ];
     let before = report(&recorded());
     for (id, change) in cases {
@@ -241,9 +295,17 @@ fn engine_settings_trip_their_checks() {
     }
     // a daemon-wide no-new-privileges covers every container
     let mut s = recorded();
-    s.daemon.as_mut().unwrap().args.push("--no-new-privileges".into());
+    s.daemon
+        .as_mut()
+        .unwrap()
+        .args
+        .push("--no-new-privileges".into());
     let r = report(&s);
-    assert!(!r.findings.iter().any(|f| f.check == "5.25" || f.check == "2.14"));
+    assert!(
+        !r.findings
+            .iter()
+            .any(|f| f.check == "5.25" || f.check == "2.14")
+    );
     // a remote engine's setup-only checks do not apply
     let mut s = recorded();
     s.daemon = None;
@@ -268,7 +330,11 @@ fn a_swarm_manager_is_checked_for_autolock_and_overlay_encryption() {
     assert_eq!(networks.get("ingress"), Some(&set(&["7.4"])));
     assert_eq!(networks.get("rec-overlay-enc"), None, "encrypted");
     let swarm = found(&r, ObjectKind::Swarm);
-    assert_eq!(swarm.get("swarm"), Some(&set(&["7.6"])), "one manager, 90-day certificates");
+    assert_eq!(
+        swarm.get("swarm"),
+        Some(&set(&["7.6"])),
+        "one manager, 90-day certificates"
+    );
     let status = |id: &str| r.checks.iter().find(|c| c.id == id).unwrap().status;
     assert_eq!(status("2.15"), CheckStatus::NotApplicable);
     assert_eq!(status("7.2"), CheckStatus::Pass);
@@ -277,9 +343,20 @@ fn a_swarm_manager_is_checked_for_autolock_and_overlay_encryption() {
 #[test]
 fn skipped_checks_do_not_run_and_replicas_of_a_service_are_one_object() {
     let mut s = recorded();
-    let mut replica = s.containers.iter().find(|c| c.short_name() == "rec-ports").unwrap().clone();
-    replica.config.labels.insert("io.capstan.app".into(), "shop".into());
-    replica.config.labels.insert("io.capstan.service".into(), "web".into());
+    let mut replica = s
+        .containers
+        .iter()
+        .find(|c| c.short_name() == "rec-ports")
+        .unwrap()
+        .clone();
+    replica
+        .config
+        .labels
+        .insert("io.capstan.app".into(), "shop".into());
+    replica
+        .config
+        .labels
+        .insert("io.capstan.service".into(), "web".into());
     let mut second = replica.clone();
     second.name = "/shop-web-2".into();
     s.containers.extend([replica, second]);

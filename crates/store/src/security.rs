@@ -88,9 +88,15 @@ mod tests {
         db.write(|tx| replace_findings(tx, &[finding("5.4", "b", 20), finding("5.3", "a", 10)]))
             .unwrap();
         let open = db.read(open_findings).unwrap();
-        assert_eq!(open.iter().map(|f| f.check.as_str()).collect::<Vec<_>>(), ["5.3", "5.4"]);
+        assert_eq!(
+            open.iter().map(|f| f.check.as_str()).collect::<Vec<_>>(),
+            ["5.3", "5.4"]
+        );
         db.write(|tx| replace_findings(tx, &[finding("5.4", "b", 20)]))
             .unwrap();
-        assert_eq!(db.read(open_findings).unwrap(), vec![finding("5.4", "b", 20)]);
+        assert_eq!(
+            db.read(open_findings).unwrap(),
+            vec![finding("5.4", "b", 20)]
+        );
     }
 }

@@ -65,14 +65,25 @@ impl Browser {
     pub async fn client(&self, width: u32, height: u32) -> fantoccini::Client {
         fantoccini::ClientBuilder::rustls()
             .unwrap()
-            .capabilities(Self::capabilities(width, height))
+            .capabilities(Self::capabilities(width, height, &self.net_log()))
             .connect(&self.url())
             .await
             .unwrap_or_else(|e| panic!("cannot start Chromium: {e}\n{}", self.log()))
     }
 
-    /// The capabilities of a headless Chromium `width` × `height` CSS pixels large.
-    pub fn capabilities(width: u32, height: u32) -> serde_json::Map<String, serde_json::Value> {
+    /// Where Chromium writes its network log: every socket, request and the error that ended
+    /// one (what "Failed to fetch" was, when a page says only that).
+    fn net_log(&self) -> std::path::PathBuf {
+        self.dir.path().join("netlog.json")
+    }
+
+    /// The capabilities of a headless Chromium `width` × `height` CSS pixels large, writing its
+    /// network log to `net_log`.
+    pub fn capabilities(
+        width: u32,
+        height: u32,
+        net_log: &std::path::Path,
+    ) -> serde_json::Map<String, serde_json::Value> {
         let caps = serde_json::json!({
             "browserName": "chrome",
             "goog:chromeOptions": {
@@ -83,12 +94,34 @@ impl Browser {
                     "--disable-gpu",
                     "--disable-dev-shm-usage",
                     format!("--window-size={width},{height}"),
+                    format!("--log-net-log={}", net_log.display()),
                 ],
             },
         });
         match caps {
             serde_json::Value::Object(m) => m,
             _ => serde_json::Map::new(),
+        }
+    }
+}
+
+impl Drop for Browser {
+    /// A failing test keeps chromedriver's log and Chromium's network log, and says where.
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            let dir = tempfile::Builder::new()
+                .prefix("capt-chromedriver-kept-")
+                .tempdir()
+                .map(tempfile::TempDir::keep);
+            if let Ok(kept) = dir {
+                for name in ["chromedriver.log", "netlog.json"] {
+                    let _ = std::fs::copy(self.dir.path().join(name), kept.join(name));
+                }
+                eprintln!(
+                    "the browser's logs are kept in {} (netlog.json: grep net_error)",
+                    kept.display()
+                );
+            }
         }
     }
 }

@@ -166,6 +166,29 @@ async fn sign_in_by_keyboard_see_the_overview_live_and_sign_out() {
     wait_text(&client, "#rule-test", "ui-oom: would not fire").await;
     shoot(&client, "alerts").await;
 
+    // the security page: the checks run as it opens; the app's service is one object, its
+    // container runs as root, with its fix; every check listed
+    client
+        .find(Locator::LinkText("Security"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    let findings = wait_text(&client, "#sec-findings", &format!("{app}/web")).await;
+    assert!(findings.contains("runs as root"), "{findings}");
+    assert!(
+        findings.contains("user: \"1000:1000\""),
+        "the fix: {findings}"
+    );
+    assert!(
+        findings.contains(&format!("service {app}/web")),
+        "{findings}"
+    );
+    wait_text(&client, "#sec-checks", "5.31").await;
+    wait_text(&client, "#sec-summary", "50 checks").await;
+    shoot(&client, "security").await;
+
     // the events page, filtered to one image of the test's own (other tests flood the shared
     // engine with events of theirs), following new ones live
     let name = unique("capt-ui-img");

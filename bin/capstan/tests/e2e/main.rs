@@ -20,6 +20,7 @@ mod policy;
 mod proxy;
 mod scan;
 mod secrets;
+mod security;
 mod sinks;
 mod updates;
 

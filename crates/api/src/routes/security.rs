@@ -34,7 +34,10 @@ pub(crate) async fn report(
         None => None,
     };
     let security = state.security.as_ref().ok_or_else(|| {
-        ApiError::new(Code::NotFound, "the security checks do not run in this daemon")
+        ApiError::new(
+            Code::NotFound,
+            "the security checks do not run in this daemon",
+        )
     })?;
     let mut report = security
         .report()

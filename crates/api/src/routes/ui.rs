@@ -44,6 +44,7 @@ const MODULES: &[(&str, &str, &str)] = assets![
     "pages/logs.js",
     "pages/metrics.js",
     "pages/overview.js",
+    "pages/security.js",
     "pages/signin.js",
 ];
 

@@ -13,6 +13,7 @@ import { imagePage, imagesPage } from "./pages/images.js";
 import { logsPage } from "./pages/logs.js";
 import { metricsPage } from "./pages/metrics.js";
 import { overview } from "./pages/overview.js";
+import { securityPage } from "./pages/security.js";
 import { showSignIn, signedIn } from "./pages/signin.js";
 
 /** Marks the navigation link of the page shown. */
@@ -38,6 +39,7 @@ function pageOf(page) {
     return () => imagePage(page.slice("#/images/".length).split("/").map(decodeURIComponent).join("/"));
   }
   if (page === "#/metrics") return metricsPage;
+  if (page === "#/security") return securityPage;
   if (page === "#/access" && can("admin")) return accessPage;
   return overview;
 }

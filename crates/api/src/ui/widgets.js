@@ -13,7 +13,7 @@ export function table(headers, rows, empty) {
 
 function eventRow(e) {
   const detail = Object.entries(e.attributes || {})
-    .filter(([k]) => ["name", "image", "app", "service", "rule", "reference"].includes(k))
+    .filter(([k]) => ["name", "image", "app", "service", "rule", "reference", "check", "severity"].includes(k))
     .map(([k, v]) => `${k}=${v}`).join(" ");
   return [when(e.time), e.type, e.action, e.actor.slice(0, 40), detail];
 }
