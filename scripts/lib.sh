@@ -20,6 +20,23 @@ ensure_packages() {
   DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 }
 
+# The schemathesis release the API property tests run (PyPI).
+SCHEMATHESIS_VERSION=4.32.5
+
+# ensure_schemathesis DIR: schemathesis $SCHEMATHESIS_VERSION in a virtualenv of its own at DIR
+# (installed from PyPI once; kept outside the clone, like the build directory).
+ensure_schemathesis() {
+  local dir=$1
+  if "$dir/bin/schemathesis" --version 2>/dev/null | grep -q " $SCHEMATHESIS_VERSION\$"; then
+    return 0
+  fi
+  log "installing schemathesis $SCHEMATHESIS_VERSION into $dir"
+  rm -rf "$dir"
+  python3 -m venv "$dir"
+  "$dir/bin/pip" install -q --disable-pip-version-check "schemathesis==$SCHEMATHESIS_VERSION" \
+    || die "cannot install schemathesis from PyPI (the API property tests need it)"
+}
+
 # wait_for_socket SOCK SECONDS: true once the engine at SOCK answers /_ping.
 wait_for_socket() {
   local sock=$1 deadline=$((SECONDS + $2))

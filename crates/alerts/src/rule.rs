@@ -9,7 +9,7 @@ use capstan_model::{ConfigError, Severity};
 use serde::{Deserialize, Serialize};
 
 /// One rule as written. Exactly one of `expr`, `logs` and `event` says what it watches.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RuleConfig {
     /// Names the rule (and its alerts' `alertname`): letters, digits, `-` and `_`.

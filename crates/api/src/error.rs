@@ -137,6 +137,21 @@ impl From<capstan_engine::Error> for ApiError {
     fn from(err: capstan_engine::Error) -> Self {
         if err.is_unreachable() {
             Self::new(Code::EngineUnavailable, err.to_string())
+        } else if let capstan_engine::Error::Api {
+            status: status @ (400 | 404 | 409),
+            message,
+        } = &err
+        {
+            // what the engine refused was the caller's to fix (a malformed reference, a
+            // missing object, a name in use), not capstan's
+            let code = match status {
+                400 => Code::BadRequest,
+                404 => Code::NotFound,
+                _ => Code::Conflict,
+            };
+            Self::new(code, format!("the engine refused: {message}"))
+        } else if err.is_not_found() {
+            Self::new(Code::NotFound, err.to_string())
         } else {
             tracing::warn!(error = %err, "engine request failed");
             Self::new(Code::Internal, format!("engine request failed: {err}"))

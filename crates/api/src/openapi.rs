@@ -86,12 +86,24 @@ use crate::routes;
 )]
 struct ApiDoc;
 
+/// An OpenAPI 3.1 document (<https://spec.openapis.org/oas/v3.1.0>), the fields it always has.
+/// Documentation only: the answer is [`document`].
+#[derive(utoipa::ToSchema)]
+#[expect(dead_code, reason = "the answer is utoipa's document, serialized")]
+struct ApiDocument {
+    /// `3.1.0`.
+    openapi: String,
+    info: serde_json::Value,
+    paths: serde_json::Value,
+    components: serde_json::Value,
+}
+
 /// The document itself.
 #[utoipa::path(
     get,
     path = "/api/v1/openapi.json",
     tag = "meta",
-    responses((status = 200, description = "this document", body = Object)),
+    responses((status = 200, description = "this document", body = ApiDocument)),
     security(())
 )]
 pub(crate) async fn openapi_json() -> impl axum::response::IntoResponse {
@@ -143,6 +155,7 @@ impl Modify for Access {
         ]);
         for (path, item) in &mut doc.paths.paths {
             for (method, op) in operations(item) {
+                document_errors(path, op);
                 // operations open to all say so with an empty security requirement
                 let open = op.security.as_ref().is_some_and(|s| !s.is_empty());
                 if open {
@@ -165,6 +178,69 @@ impl Modify for Access {
                     .entry("403".into())
                     .or_insert_with(|| error(&format!("this needs the {} role", role.as_str())));
             }
+        }
+    }
+}
+
+/// Paths served by a part of capstan that its config can turn off: they answer 404, saying so.
+const SWITCHABLE: [(&str, &str); 7] = [
+    (
+        "/api/v1/logs",
+        "log collection is off ([logs] collect = false)",
+    ),
+    (
+        "/api/v1/metrics",
+        "metrics are off ([metrics] collect or history = false)",
+    ),
+    ("/metrics", "metrics are off ([metrics] collect = false)"),
+    ("/api/v1/alerts", "alerts are not evaluated by this daemon"),
+    (
+        "/api/v1/images/updates",
+        "registries are not watched ([images] watch = false)",
+    ),
+    (
+        "/api/v1/hooks/registry",
+        "registry hooks are off ([images] watch = false)",
+    ),
+    (
+        "/api/v1/security",
+        "the security checks do not run in this daemon",
+    ),
+];
+
+/// The error answers every operation of a kind can give, said once here rather than on each:
+/// 400 where it takes parameters or a body (each is checked, an unknown one refused), 404
+/// where its path names something; and every error answer's body is an [`ErrorBody`].
+///
+/// [`ErrorBody`]: capstan_model::ErrorBody
+fn document_errors(path: &str, op: &mut utoipa::openapi::path::Operation) {
+    use utoipa::openapi::path::ParameterIn;
+    let params = op.parameters.as_deref().unwrap_or_default();
+    let has_path = params
+        .iter()
+        .any(|p| matches!(p.parameter_in, ParameterIn::Path));
+    let takes_input = !params.is_empty() || op.request_body.is_some();
+    let responses = &mut op.responses.responses;
+    if takes_input {
+        responses.entry("400".into()).or_insert_with(|| {
+            error("a parameter or the body is not valid, or not known; the message names it")
+        });
+    }
+    if has_path {
+        responses
+            .entry("404".into())
+            .or_insert_with(|| error("nothing of that name"));
+    }
+    if let Some((_, why)) = SWITCHABLE.iter().find(|(p, _)| path.starts_with(p)) {
+        responses.entry("404".into()).or_insert_with(|| error(why));
+    }
+    for (status, response) in responses.iter_mut() {
+        if let RefOr::T(r) = response
+            && status.parse::<u16>().is_ok_and(|s| s >= 400)
+            && r.content.is_empty()
+        {
+            let described = r.description.clone();
+            *response = error(&described);
         }
     }
 }
@@ -199,4 +275,86 @@ pub(crate) fn operations(
     .into_iter()
     .filter_map(|(m, op)| op.as_mut().map(|op| (m, op)))
     .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::Value;
+
+    /// Whether `schema` says nothing a client or a property test could check: absent, `{}`, a
+    /// bare `object`, or a reference to such a component.
+    fn says_nothing(schema: Option<&Value>, components: &Value) -> bool {
+        let Some(schema) = schema else { return true };
+        if let Some(name) = schema["$ref"].as_str() {
+            let name = name.trim_start_matches("#/components/schemas/");
+            return says_nothing(components.get(name), components);
+        }
+        let Some(map) = schema.as_object() else {
+            return true;
+        };
+        let keys: Vec<&str> = map
+            .keys()
+            .map(String::as_str)
+            .filter(|k| !matches!(*k, "description" | "title"))
+            .collect();
+        keys.is_empty() || keys == ["type"] && schema["type"] == "object"
+    }
+
+    #[test]
+    fn every_operation_documents_what_it_takes_and_answers_and_its_errors() {
+        let doc = serde_json::to_value(super::document()).unwrap();
+        let components = &doc["components"]["schemas"];
+        let mut bare = Vec::new();
+        for (path, item) in doc["paths"].as_object().unwrap() {
+            for (method, op) in item.as_object().unwrap() {
+                let at = format!("{} {path}", method.to_uppercase());
+                if let Some(body) = op.get("requestBody") {
+                    for (kind, content) in body["content"].as_object().unwrap() {
+                        // a build context is a tar archive: bytes are what it takes
+                        if kind != "application/x-tar"
+                            && says_nothing(content.get("schema"), components)
+                        {
+                            bare.push(format!("{at}: its {kind} body"));
+                        }
+                    }
+                }
+                for (status, response) in op["responses"].as_object().unwrap() {
+                    let content = response["content"].as_object();
+                    if status == "204" {
+                        assert!(
+                            content.is_none_or(serde_json::Map::is_empty),
+                            "{at} {status}"
+                        );
+                        continue;
+                    }
+                    let Some(content) = content.filter(|c| !c.is_empty()) else {
+                        bare.push(format!("{at}: its {status} answer has no body"));
+                        continue;
+                    };
+                    for (kind, c) in content {
+                        // a stream's events are documented in its description
+                        if kind != "text/event-stream" && says_nothing(c.get("schema"), components)
+                        {
+                            bare.push(format!("{at}: its {status} {kind} answer"));
+                        }
+                        if status.as_str() >= "400" {
+                            assert_eq!(
+                                c["schema"]["$ref"], "#/components/schemas/ErrorBody",
+                                "{at} {status}: errors are ErrorBody"
+                            );
+                        }
+                    }
+                }
+                let params = op["parameters"].as_array().map_or(0, Vec::len);
+                if params > 0 || op.get("requestBody").is_some() {
+                    assert!(op["responses"].get("400").is_some(), "{at}: its 400");
+                }
+            }
+        }
+        assert!(
+            bare.is_empty(),
+            "schemas that say nothing:\n{}",
+            bare.join("\n")
+        );
+    }
 }

@@ -124,7 +124,7 @@ pub struct Stats {
 }
 
 /// The counters as numbers.
-#[derive(Debug, Clone, Default, Serialize)]
+#[derive(Debug, Clone, Default, Serialize, utoipa::ToSchema)]
 pub struct StatsSnapshot {
     pub lines_read: u64,
     pub bytes_read: u64,
@@ -144,7 +144,7 @@ pub struct StatsSnapshot {
 }
 
 /// What one container lost to rotation since capstan started.
-#[derive(Debug, Clone, Copy, Default, Serialize)]
+#[derive(Debug, Clone, Copy, Default, Serialize, utoipa::ToSchema)]
 pub struct ContainerLoss {
     pub files: u64,
     pub lines_estimated: u64,

@@ -38,3 +38,12 @@ pub struct Release {
     #[serde(default)]
     pub model: serde_json::Value,
 }
+
+/// `POST /api/v1/apps/{app}/build/{service}`: the image a build made.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct BuiltImage {
+    /// The reference it was tagged with.
+    pub image: String,
+    /// Its id (`sha256:...`).
+    pub id: String,
+}

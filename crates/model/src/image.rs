@@ -257,3 +257,9 @@ pub struct ImageUpdates {
     #[serde(default)]
     pub requests: std::collections::BTreeMap<String, u64>,
 }
+
+/// `POST /api/v1/hooks/registry`: the repositories a registry said were pushed, checked now.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct HookAccepted {
+    pub repositories: Vec<String>,
+}

@@ -31,7 +31,7 @@ pub use alerts::{
     Alert, AlertList, AlertRuleInfo, AlertRules, AlertState, RuleTest, RuleTestInstance,
     is_label_name,
 };
-pub use app::{AppSummary, Release};
+pub use app::{AppSummary, BuiltImage, Release};
 pub use deploy::{
     Action, Outcome, Plan, Progress, ReleaseResult, Report, RolloutLock, RolloutLocks, ServicePlan,
     ServiceReport, Step, Violation,
@@ -40,10 +40,12 @@ pub use event::{CapstanAction, Event, EventPage, EventType};
 pub use exposition::{Exposition, Sample};
 pub use health::{EngineHealth, Health, JournalHealth};
 pub use image::{
-    AutoUpdate, Container, ContainerList, HistoryEntry, Image, ImageDetail, ImageList, ImageUpdate,
-    ImageUpdates, Lifecycle, UpdateCandidate,
+    AutoUpdate, Container, ContainerList, HistoryEntry, HookAccepted, Image, ImageDetail,
+    ImageList, ImageUpdate, ImageUpdates, Lifecycle, UpdateCandidate,
 };
-pub use logs::{LogLine, LogPage, ORIGIN_FIELDS, Origin};
+pub use logs::{
+    HistogramBucket, LogHistogram, LogLine, LogPage, LogPartition, ORIGIN_FIELDS, Origin,
+};
 pub use metrics::{ContainerStats, MetricSeries, MetricsResult};
 pub use names::{NameError, check_app_name, check_object_name};
 pub use notify::{NotifyChannel, NotifyChannels};

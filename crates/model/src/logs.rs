@@ -128,3 +128,33 @@ pub struct LogPage {
     /// How many lines matched in all (within the time range).
     pub total: u64,
 }
+
+/// `GET /api/v1/logs/histogram`: matching lines counted per time bucket.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct LogHistogram {
+    /// How long each bucket is.
+    pub width_seconds: f64,
+    /// Oldest first.
+    pub buckets: Vec<HistogramBucket>,
+}
+
+/// One bucket of a [`LogHistogram`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct HistogramBucket {
+    /// Where the bucket begins.
+    pub time: chrono::DateTime<chrono::Utc>,
+    pub count: u64,
+}
+
+/// One partition of the log store, as `GET /api/v1/logs/stats` lists it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct LogPartition {
+    pub name: String,
+    pub lines: u64,
+    pub first_seq: u64,
+    pub last_seq: u64,
+    pub oldest: chrono::DateTime<chrono::Utc>,
+    pub newest: chrono::DateTime<chrono::Utc>,
+    /// Its size on disk.
+    pub bytes: u64,
+}

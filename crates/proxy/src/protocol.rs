@@ -7,7 +7,7 @@ use std::net::SocketAddr;
 use serde::{Deserialize, Serialize};
 
 /// How a published port's connections are forwarded.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum Mode {
     /// HTTP/1 when the client's first bytes are an HTTP request line, raw TCP otherwise
@@ -76,7 +76,7 @@ pub struct Response {
 }
 
 /// What the proxy is doing.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Status {
     pub pid: u32,
     pub version: String,
@@ -86,10 +86,11 @@ pub struct Status {
 }
 
 /// One route as the proxy serves it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct RouteStatus {
     pub key: String,
     /// The address it listens on (the actual port when `bind` asked for any).
+    #[schema(value_type = String)]
     pub local: SocketAddr,
     pub mode: Mode,
     /// Connections accepted since the route was bound.
@@ -105,9 +106,10 @@ pub struct RouteStatus {
 }
 
 /// One replica's counters.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct BackendStatus {
     pub id: String,
+    #[schema(value_type = String)]
     pub addr: SocketAddr,
     /// Connections (TCP) and requests (HTTP) open right now.
     pub active: u64,

@@ -63,6 +63,22 @@ async fn deep_queries_and_documents_are_refused_and_the_daemon_lives() {
         assert!(message.len() < 400, "{message}");
     }
 
+    // an image name the engine would read as a URL path (found by schemathesis: a 500)
+    for image in ["%2Fetc", "a%0Ab", "UPPER%3A1"] {
+        let (status, body) = daemon
+            .post_raw(
+                &format!("/api/v1/images/scan?image={image}"),
+                &serde_json::json!({}),
+            )
+            .await;
+        assert_eq!(status, 400, "{image}: {body}");
+        let message = body["error"]["message"].as_str().unwrap_or_default();
+        assert!(
+            message.contains("neither an image id nor a reference"),
+            "{message}"
+        );
+    }
+
     // a plan of a Compose file 100,000 deep, as a viewer may ask for one
     let deep = format!(
         "services:\n  web:\n    image: busybox\nx-deep:\n  {}1\n",

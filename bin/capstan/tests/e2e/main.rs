@@ -17,6 +17,7 @@ mod metrics;
 mod notify;
 mod outage;
 mod policy;
+mod properties;
 mod proxy;
 mod scan;
 mod secrets;

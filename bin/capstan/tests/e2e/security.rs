@@ -26,14 +26,14 @@ fn docker(host: &str, args: &[&str]) -> Result<String, String> {
     }
 }
 
-/// Runs a container; where this machine cannot grant what it asks for (a privileged container
-/// inside an unprivileged machine), creates it without starting it: the checks read what it
-/// was configured with either way.
-fn container(host: &str, name: &str, flags: &[&str]) {
+/// Runs a container (`start`), or only creates it: the checks read what it was configured
+/// with either way. Where this machine cannot grant what it asks for (a privileged container
+/// inside an unprivileged machine), it is only created.
+fn container(host: &str, name: &str, start: bool, flags: &[&str]) {
     let mut run = vec!["run", "-d", "--name", name];
     run.extend_from_slice(flags);
     run.extend([BUSYBOX, "sleep", "600"]);
-    if docker(host, &run).is_err() {
+    if !start || docker(host, &run).is_err() {
         let _ = docker(host, &["rm", "-f", name]);
         let mut create = vec!["create", "--name", name];
         create.extend_from_slice(flags);
@@ -88,17 +88,17 @@ security = "critical"
         format!("{prefix}-wide"),
         format!("{prefix}-clean"),
     );
-    let net = format!("{prefix}-net");
-    docker(&host, &["network", "create", &net]).unwrap();
     let bind = tempfile::tempdir().unwrap();
     let shared = format!(
         "type=bind,src={},dst=/shared,bind-propagation=rshared",
         bind.path().display()
     );
     let socket_mount = format!("{socket}:/var/run/docker.sock");
+    // created, never started: it would publish a port on every interface
     container(
         &host,
         &loud,
+        false,
         &[
             "--privileged",
             "--pid",
@@ -122,6 +122,7 @@ security = "critical"
     container(
         &host,
         &wide,
+        true,
         &[
             "--network",
             "host",
@@ -139,9 +140,12 @@ security = "critical"
             &shared,
         ],
     );
+    // on no network at all: a network made now could meet an own-engine test's dockerd
+    // starting, which clears the host's DOCKER nat chain for a moment
     container(
         &host,
         &clean,
+        true,
         &[
             "--user",
             "1000:1000",
@@ -157,7 +161,7 @@ security = "critical"
             "--pids-limit",
             "64",
             "--network",
-            &net,
+            "none",
             "--restart",
             "on-failure:3",
         ],
@@ -276,7 +280,6 @@ security = "critical"
     for name in [&loud, &clean] {
         docker(&host, &["rm", "-f", name]).unwrap();
     }
-    docker(&host, &["network", "rm", &net]).unwrap();
 }
 
 #[tokio::test]

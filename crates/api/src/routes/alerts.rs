@@ -88,7 +88,7 @@ pub(crate) async fn rules(
     post,
     path = "/api/v1/alerts/rules",
     tag = "alerts",
-    request_body = Object,
+    request_body = capstan_alerts::RuleConfig,
     responses(
         (status = 201, description = "the rules after the change", body = AlertRules),
         (status = 400, description = "the rule is not valid; the message names the field", body = capstan_model::ErrorBody)

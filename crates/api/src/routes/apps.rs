@@ -15,6 +15,19 @@ use crate::auth::Principal;
 use crate::params::{self, Pairs};
 use crate::{ApiError, AppState, Code};
 
+/// A Compose file (<https://compose-spec.io>), as the dashboard posts it. Documentation only:
+/// it is read by `capstan_compose`, which checks every key.
+#[derive(utoipa::ToSchema)]
+#[expect(dead_code, reason = "the body is read by capstan_compose")]
+pub(crate) struct ComposeFile {
+    /// At least one service, by name.
+    services: BTreeMap<String, serde_json::Value>,
+    networks: Option<BTreeMap<String, serde_json::Value>>,
+    volumes: Option<BTreeMap<String, serde_json::Value>>,
+    configs: Option<BTreeMap<String, serde_json::Value>>,
+    secrets: Option<BTreeMap<String, serde_json::Value>>,
+}
+
 /// The deploy request a plan or deploy posts: the resolved model as JSON (what the CLI sends),
 /// or a Compose file (`Content-Type: application/yaml`, what the dashboard sends), resolved
 /// here with no environment and no files beside it.
@@ -88,6 +101,13 @@ async fn request(
                 "the path names app {app:?} but the model is project {:?}",
                 req.project.name.as_deref().unwrap_or_default()
             ),
+        ));
+    }
+    if req.project.services.is_empty() {
+        // a deploy of nothing would remove every service the app runs
+        return Err(ApiError::bad_param(
+            "body",
+            "the model defines no services; to remove an app and its containers, use `capstan down APP`",
         ));
     }
     // a plan refuses what a deploy would
@@ -166,7 +186,7 @@ pub const BUILD_CONTEXT_LIMIT: usize = 1 << 30;
     ),
     request_body(content = Vec<u8>, content_type = "application/x-tar", description = "the build context"),
     responses(
-        (status = 200, description = "{image, id}", body = Object),
+        (status = 200, description = "the image built", body = capstan_model::BuiltImage),
         (status = 422, description = "a build step failed", body = capstan_model::ErrorBody)
     )
 )]
@@ -175,7 +195,7 @@ pub async fn build_service(
     Path((app, service)): Path<(String, String)>,
     Query(pairs): Query<Pairs>,
     context: axum::body::Bytes,
-) -> Result<Json<serde_json::Value>, ApiError> {
+) -> Result<Json<capstan_model::BuiltImage>, ApiError> {
     check_app(&app)?;
     capstan_model::check_object_name("service", &service)
         .map_err(|e| ApiError::bad_param("service", e.to_string()))?;
@@ -219,7 +239,7 @@ pub async fn build_service(
         .await?
         .map(|i| i.id)
         .unwrap_or_default();
-    Ok(Json(serde_json::json!({ "image": image, "id": id })))
+    Ok(Json(capstan_model::BuiltImage { image, id }))
 }
 
 /// A build may tag only a new name, or an image capstan built for this very service: tagging
@@ -248,13 +268,21 @@ async fn owns_image(
     ))
 }
 
+/// `GET /api/v1/proxy`: whether capstan's proxy runs, and what it serves.
+#[derive(Debug, serde::Serialize, utoipa::ToSchema)]
+pub(crate) struct ProxyState {
+    running: bool,
+    /// Its routes (published ports), their replicas and counters.
+    proxy: Option<capstan_proxy::Status>,
+}
+
 /// `GET /api/v1/proxy`: the published ports the proxy serves, their replicas and counters.
 #[utoipa::path(
     get,
     path = "/api/v1/proxy",
     tag = "apps",
     responses(
-        (status = 200, description = "the published ports the proxy serves, their replicas and counters", body = Object)
+        (status = 200, description = "the published ports the proxy serves, their replicas and counters", body = ProxyState)
     )
 )]
 pub async fn proxy_status(
@@ -266,10 +294,10 @@ pub async fn proxy_status(
         Some(router) => router.status().await,
         None => None,
     };
-    Ok(Json(serde_json::json!({
-        "running": status.is_some(),
-        "proxy": status,
-    }))
+    Ok(Json(ProxyState {
+        running: status.is_some(),
+        proxy: status,
+    })
     .into_response())
 }
 
@@ -339,7 +367,7 @@ async fn respond(
     params(
         ("app" = String, Path, description = "the app (Compose project)")
     ),
-    request_body(description = "the resolved model as JSON, or a Compose file", content((DeployRequest = "application/json"), (String = "application/yaml"))),
+    request_body(description = "the resolved model as JSON, or a Compose file", content((DeployRequest = "application/json"), (ComposeFile = "application/yaml"))),
     responses(
         (status = 200, description = "what a deploy would change and why", body = capstan_model::Plan)
     )
@@ -384,7 +412,7 @@ fn hold(state: &AppState, app: &str) -> Result<capstan_model::RolloutLock, ApiEr
     params(
         ("app" = String, Path, description = "the app (Compose project)")
     ),
-    request_body(description = "the resolved model as JSON, or a Compose file", content((DeployRequest = "application/json"), (String = "application/yaml"))),
+    request_body(description = "the resolved model as JSON, or a Compose file", content((DeployRequest = "application/json"), (ComposeFile = "application/yaml"))),
     responses(
         (status = 200, description = "the release's report; with Accept: application/x-ndjson one progress line per step, then {\"report\": ...}", content((capstan_model::Report = "application/json"), (capstan_model::Progress = "application/x-ndjson"))),
         (status = 409, description = "a deploy of this app is under way", body = capstan_model::ErrorBody)

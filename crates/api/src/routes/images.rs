@@ -131,6 +131,38 @@ pub(crate) async fn check_updates(
     ))
 }
 
+/// What a registry posts: the CNCF distribution's notification envelope (Docker Hub's and
+/// Harbor's are read too; see `capstan_images::pushed_repositories`). Documentation only: the
+/// body is read raw, for its signature.
+#[derive(utoipa::ToSchema)]
+#[expect(
+    dead_code,
+    reason = "the body is read raw (its signature covers the bytes)"
+)]
+pub(crate) struct RegistryNotification {
+    events: Vec<RegistryEvent>,
+}
+
+/// One event of a [`RegistryNotification`].
+#[derive(utoipa::ToSchema)]
+#[expect(dead_code, reason = "documentation of what registries send")]
+pub(crate) struct RegistryEvent {
+    /// `push` (others are ignored).
+    action: String,
+    target: RegistryTarget,
+}
+
+/// What a [`RegistryEvent`] is about.
+#[derive(utoipa::ToSchema)]
+#[expect(dead_code, reason = "documentation of what registries send")]
+pub(crate) struct RegistryTarget {
+    repository: String,
+    tag: Option<String>,
+    digest: Option<String>,
+    #[schema(rename = "mediaType")]
+    media_type: Option<String>,
+}
+
 /// `POST /api/v1/hooks/registry[?secret=...]`: a registry says something was pushed; the
 /// images of the pushed repositories are checked at once. Authenticated by the hook secret
 /// (in the URL or an HMAC of the body), not by the admin token: registries send none.
@@ -141,10 +173,11 @@ pub(crate) async fn check_updates(
     params(
         ("secret" = Option<String>, Query, description = "the hook secret, unless the body is signed (X-Hub-Signature-256 or X-Capstan-Signature)")
     ),
-    request_body = Object,
+    request_body = RegistryNotification,
     responses(
-        (status = 202, description = "accepted; the pushed repositories are checked at once", body = Object),
-        (status = 401, description = "no or a wrong secret or signature", body = capstan_model::ErrorBody)
+        (status = 202, description = "accepted; the pushed repositories are checked at once", body = capstan_model::HookAccepted),
+        (status = 401, description = "no or a wrong secret or signature", body = capstan_model::ErrorBody),
+        (status = 404, description = "registry hooks are off ([images] watch = false)", body = capstan_model::ErrorBody)
     ),
     security(()),
 )]
@@ -153,7 +186,7 @@ pub(crate) async fn registry_hook(
     Query(pairs): Query<Pairs>,
     headers: axum::http::HeaderMap,
     body: axum::body::Bytes,
-) -> Result<(axum::http::StatusCode, Json<serde_json::Value>), ApiError> {
+) -> Result<(axum::http::StatusCode, Json<capstan_model::HookAccepted>), ApiError> {
     let Some(secret) = state.hook_secret.clone() else {
         return Err(ApiError::new(
             Code::NotFound,
@@ -177,6 +210,6 @@ pub(crate) async fn registry_hook(
     }
     Ok((
         axum::http::StatusCode::ACCEPTED,
-        Json(serde_json::json!({ "repositories": repositories })),
+        Json(capstan_model::HookAccepted { repositories }),
     ))
 }

@@ -41,8 +41,8 @@ impl std::fmt::Debug for LogsState {
 pub(crate) fn logs(state: &AppState) -> Result<&LogsState, ApiError> {
     state.logs.as_ref().ok_or_else(|| {
         ApiError::new(
-            Code::Internal,
-            "log collection is not running in this daemon",
+            Code::NotFound,
+            "log collection is off in this daemon ([logs] collect = false in capstan.toml)",
         )
     })
 }
@@ -135,13 +135,13 @@ pub(crate) async fn search(
         ("buckets" = Option<u32>, Query, description = "how many buckets (default 60)")
     ),
     responses(
-        (status = 200, description = "{buckets: [{start, count}], ...}", body = Object)
+        (status = 200, description = "matching lines per time bucket, oldest first", body = capstan_model::LogHistogram)
     )
 )]
 pub(crate) async fn histogram(
     State(state): State<AppState>,
     Query(pairs): Query<Pairs>,
-) -> Result<Json<serde_json::Value>, ApiError> {
+) -> Result<Json<capstan_model::LogHistogram>, ApiError> {
     params::only(&pairs, &["q", "since", "until", "buckets"])?;
     let logs = logs(&state)?;
     let now = crate::routes::now_nanos();
@@ -155,20 +155,18 @@ pub(crate) async fn histogram(
     let query = compile(&logs.store, &pairs)?;
     let store = Arc::clone(&logs.store);
     let counts = blocking(move || store.histogram(&query, since, until, width)).await?;
-    let buckets: Vec<serde_json::Value> = counts
+    let buckets = counts
         .iter()
         .enumerate()
-        .map(|(i, c)| {
-            serde_json::json!({
-                "time": capstan_model::nanos_to_datetime(since + i as i64 * width),
-                "count": c,
-            })
+        .map(|(i, c)| capstan_model::HistogramBucket {
+            time: capstan_model::nanos_to_datetime(since + i as i64 * width),
+            count: *c,
         })
         .collect();
-    Ok(Json(serde_json::json!({
-        "width_seconds": width as f64 / 1e9,
-        "buckets": buckets,
-    })))
+    Ok(Json(capstan_model::LogHistogram {
+        width_seconds: width as f64 / 1e9,
+        buckets,
+    }))
 }
 
 /// `GET /api/v1/logs/stats`: the pipeline's counters and the store's partitions.
@@ -177,31 +175,46 @@ pub(crate) async fn histogram(
     path = "/api/v1/logs/stats",
     tag = "logs",
     responses(
-        (status = 200, description = "the pipeline counters and the store partitions", body = Object)
+        (status = 200, description = "the pipeline counters and the store partitions", body = LogStats)
     )
 )]
 pub(crate) async fn stats(
     State(state): State<AppState>,
     Query(pairs): Query<Pairs>,
-) -> Result<Json<serde_json::Value>, ApiError> {
+) -> Result<Json<LogStats>, ApiError> {
     params::only(&pairs, &[])?;
     let logs = logs(&state)?;
     let last = *logs.committed.borrow();
     let store = Arc::clone(&logs.store);
     let partitions = blocking(move || Ok(store.partitions())).await?;
-    Ok(Json(serde_json::json!({
-        "pipeline": logs.stats.snapshot(last),
-        "sinks": logs.sinks.iter().map(|(name, s)| s.snapshot(name)).collect::<Vec<_>>(),
-        "partitions": partitions.iter().map(|(name, meta, bytes)| serde_json::json!({
-            "name": name,
-            "lines": meta.lines,
-            "first_seq": meta.first_seq,
-            "last_seq": meta.last_seq,
-            "oldest": capstan_model::nanos_to_datetime(meta.min_time),
-            "newest": capstan_model::nanos_to_datetime(meta.max_time),
-            "bytes": bytes,
-        })).collect::<Vec<_>>(),
-    })))
+    Ok(Json(LogStats {
+        pipeline: logs.stats.snapshot(last),
+        sinks: logs
+            .sinks
+            .iter()
+            .map(|(name, s)| s.snapshot(name))
+            .collect(),
+        partitions: partitions
+            .iter()
+            .map(|(name, meta, bytes)| capstan_model::LogPartition {
+                name: name.clone(),
+                lines: meta.lines,
+                first_seq: meta.first_seq,
+                last_seq: meta.last_seq,
+                oldest: capstan_model::nanos_to_datetime(meta.min_time),
+                newest: capstan_model::nanos_to_datetime(meta.max_time),
+                bytes: *bytes,
+            })
+            .collect(),
+    }))
+}
+
+/// `GET /api/v1/logs/stats`: the collector's counters, each sink's, and the store's partitions.
+#[derive(Debug, serde::Serialize, utoipa::ToSchema)]
+pub(crate) struct LogStats {
+    pipeline: capstan_logs::StatsSnapshot,
+    sinks: Vec<capstan_logs::sinks::SinkSnapshot>,
+    partitions: Vec<capstan_model::LogPartition>,
 }
 
 /// `GET /api/v1/logs/stream?q=&tail=N`: Server-Sent Events (`event: line`, `id: <seq>`), the

@@ -26,6 +26,27 @@ fn scan_error(e: capstan_scan::Error) -> ApiError {
     }
 }
 
+/// An image id (`sha256:` and 64 hex digits, or a prefix of 12 or more) or a reference Docker
+/// would take: checked here, because the engine reads what it is given as part of a URL path
+/// (`/etc` would be a redirect, not a missing image).
+fn check_image(text: &str) -> Result<(), ApiError> {
+    let hex = text.strip_prefix("sha256:").unwrap_or(text);
+    if (12..=64).contains(&hex.len()) && hex.bytes().all(|b| b.is_ascii_hexdigit()) {
+        return Ok(());
+    }
+    capstan_registry::Reference::parse(text)
+        .map(drop)
+        .map_err(|e| {
+            ApiError::bad_param(
+                "image",
+                format!(
+                    "{:?} is neither an image id nor a reference: {}",
+                    e.reference, e.reason
+                ),
+            )
+        })
+}
+
 /// `POST /api/v1/images/scan?image=REF[&refresh=true]`: the image's OS packages matched against
 /// the advisory database (layers read once, then cached; `refresh` reads them again).
 #[utoipa::path(
@@ -37,7 +58,8 @@ fn scan_error(e: capstan_scan::Error) -> ApiError {
         ("refresh" = Option<bool>, Query, description = "read the layers again instead of using the cache")
     ),
     responses(
-        (status = 200, description = "OK", body = ScanReport)
+        (status = 200, description = "OK", body = ScanReport),
+        (status = 404, description = "the engine has no such image", body = capstan_model::ErrorBody)
     )
 )]
 pub(crate) async fn scan(
@@ -54,6 +76,7 @@ pub(crate) async fn scan(
         .ok_or_else(|| {
             ApiError::bad_param("image", "give the image to scan (a reference or an id)")
         })?;
+    check_image(&image)?;
     let refresh = params::flag(&pairs, "refresh")?.unwrap_or(false);
     let report = state
         .scanner
@@ -109,6 +132,21 @@ pub(crate) async fn findings(
     Ok(Json(out))
 }
 
+/// One OSV advisory (<https://ossf.github.io/osv-schema/>), the fields an import reads.
+/// Documentation only: the body is checked by `capstan_scan::osv`.
+#[derive(utoipa::ToSchema)]
+#[expect(dead_code, reason = "the body is read by capstan_scan::osv")]
+pub(crate) struct OsvAdvisory {
+    id: String,
+    modified: String,
+    summary: Option<String>,
+    aliases: Option<Vec<String>>,
+    /// `{package: {ecosystem, name}, ranges, versions, ecosystem_specific}` each.
+    affected: Vec<serde_json::Value>,
+    /// `{type, score}` each.
+    severity: Option<Vec<serde_json::Value>>,
+}
+
 /// `GET /api/v1/vulndb`: what the advisory database holds.
 #[utoipa::path(
     get,
@@ -133,7 +171,7 @@ pub(crate) async fn status(State(state): State<AppState>) -> Result<Json<VulnDbS
     post,
     path = "/api/v1/vulndb",
     tag = "images",
-    request_body(content = Object, description = "OSV advisories: an array, or one advisory"),
+    request_body(content = Vec<OsvAdvisory>, description = "OSV advisories: an array, or one advisory"),
     responses(
         (status = 200, description = "after the import; all or nothing", body = VulnDbStatus)
     )

@@ -55,7 +55,9 @@ async fn refused(state: &AppState, who: &str, remote: String) -> ApiError {
     request_body = SignIn,
     responses(
         (status = 200, description = "the session and its CSRF token; sets the capstan_session cookie", body = Session),
-        (status = 401, description = "wrong name, password or token", body = capstan_model::ErrorBody)
+        (status = 401, description = "wrong name, password or token", body = capstan_model::ErrorBody),
+        (status = 429, description = "too many failed sign-ins from this address or for this name", body = capstan_model::ErrorBody,
+            headers(("Retry-After" = u64, description = "seconds to wait before the next attempt")))
     ),
     security(()),
 )]

@@ -53,7 +53,7 @@ pub struct SinkStats {
 }
 
 /// The counters as numbers.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct SinkSnapshot {
     pub name: String,
     pub shipped: u64,

@@ -1,0 +1,94 @@
+//! API property tests: schemathesis (PyPI, installed by scripts/test) generates requests for
+//! every operation of the daemon's own OpenAPI document (positive and negative data, each
+//! documented status aimed at) and checks every answer: no 5xx, no status the document does
+//! not list, no body or header off its documented schema, no content type it does not name,
+//! and no request that breaks the schema accepted. As an admin, an operator and a viewer, on
+//! an engine of the test's own (what it deploys and removes touches nothing else).
+
+use std::time::Duration;
+
+use capstan_model::CreatedToken;
+use capstan_testkit::{Daemon, OwnEngine};
+
+use crate::bin;
+
+/// Streams never end (a request waits on them until its timeout) and a build takes a tar
+/// archive schemathesis cannot make; both have tests of their own.
+const EXCLUDED: &str = "/stream$|/build/";
+
+const CHECKS: &str = "not_a_server_error,status_code_conformance,content_type_conformance,\
+                      response_schema_conformance,response_headers_conformance,\
+                      negative_data_rejection";
+
+/// Runs schemathesis as `role` for `seconds`: its exit status and output.
+async fn schemathesis(daemon: &Daemon, role: &str, token: &str, seconds: u32) -> (bool, String) {
+    let exe = std::env::var("CAPSTAN_TEST_SCHEMATHESIS").unwrap_or_else(|_| {
+        panic!("CAPSTAN_TEST_SCHEMATHESIS is not set: run the tests with scripts/test, which installs schemathesis")
+    });
+    let report = tempfile::tempdir().unwrap();
+    let out = tokio::process::Command::new(&exe)
+        .current_dir(report.path())
+        .args(["run", &format!("{}/api/v1/openapi.json", daemon.url)])
+        .args(["-H", &format!("Authorization: Bearer {token}")])
+        .args(["--checks", CHECKS])
+        .args(["--exclude-path-regex", EXCLUDED])
+        .args(["--max-examples", "25", "--seed", "7", "--workers", "1"])
+        .args(["--max-time", &seconds.to_string()])
+        .args(["--request-timeout", "20", "--output-truncate", "true"])
+        .output()
+        .await
+        .unwrap_or_else(|e| panic!("cannot run {exe}: {e}"));
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    eprintln!("schemathesis as {role}: {}", cases(&text));
+    (out.status.success(), text)
+}
+
+/// The run's "N generated" figure.
+fn cases(output: &str) -> String {
+    output
+        .lines()
+        .skip_while(|l| !l.starts_with("Test cases:"))
+        .nth(1)
+        .map_or_else(|| "no count printed".to_owned(), |l| l.trim().to_owned())
+}
+
+#[tokio::test]
+async fn schemathesis_finds_no_server_error_and_no_answer_off_the_document_own_engine() {
+    let mut own = OwnEngine::start().await;
+    let _engine = own.engine().await;
+    let daemon = Daemon::start_with(bin(), &own.host(), "[images]\nwatch = true\n").await;
+    let mut tokens = vec![("admin".to_owned(), daemon.token.clone(), 60)];
+    for role in ["operator", "viewer"] {
+        // names no generated request will guess, so that no run revokes another's token
+        let name = capstan_testkit::unique(&format!("st-{role}"));
+        let (status, body) = daemon
+            .post_raw(
+                "/api/v1/tokens",
+                &serde_json::json!({"name": name, "role": role}),
+            )
+            .await;
+        assert_eq!(status, 201, "{body}");
+        let created: CreatedToken = serde_json::from_value(body).unwrap();
+        tokens.push((role.to_owned(), created.token, 40));
+    }
+    let mut failed = Vec::new();
+    for (role, token, seconds) in &tokens {
+        let (ok, output) = schemathesis(&daemon, role, token, *seconds).await;
+        if !ok {
+            failed.push(format!("=== as {role}:\n{output}"));
+        }
+    }
+    // the daemon is still whole after all of it
+    assert!(
+        tokio::time::timeout(Duration::from_secs(10), daemon.health())
+            .await
+            .is_ok(),
+        "the daemon stopped answering"
+    );
+    assert!(failed.is_empty(), "{}", failed.join("\n"));
+    own.stop().await;
+}
