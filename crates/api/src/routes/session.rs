@@ -349,7 +349,8 @@ pub(crate) async fn list_users(
     tag = "access",
     request_body = NewUser,
     responses(
-        (status = 201, description = "the user", body = User)
+        (status = 201, description = "a new user", body = User),
+        (status = 200, description = "an existing user, with the new role and password (their sessions ended)", body = User)
     )
 )]
 pub(crate) async fn put_user(
