@@ -149,6 +149,20 @@ fn duration(
 }
 
 impl RuleConfig {
+    /// Refuses a `window`, `above` or `restarts` on a rule that has no use for one, saying `why`.
+    fn refuse_thresholds(&self, path: &str, why: &str) -> Result<(), ConfigError> {
+        for (field, set) in [
+            ("window", self.window.is_some()),
+            ("above", self.above.is_some()),
+            ("restarts", self.restarts.is_some()),
+        ] {
+            if set {
+                return Err(ConfigError::new(format!("{path}.{field}"), why));
+            }
+        }
+        Ok(())
+    }
+
     /// Checks the rule; `path` names it in errors (`alerts.rules[2]`).
     pub fn check(&self, path: &str, source: Source) -> Result<Rule, ConfigError> {
         if self.name.is_empty()
@@ -190,18 +204,10 @@ impl RuleConfig {
             ));
         }
         let condition = if let Some(expr) = &self.expr {
-            for (field, set) in [
-                ("window", self.window.is_some()),
-                ("above", self.above.is_some()),
-                ("restarts", self.restarts.is_some()),
-            ] {
-                if set {
-                    return Err(ConfigError::new(
-                        format!("{path}.{field}"),
-                        "only for log or event rules; put the threshold in `expr`",
-                    ));
-                }
-            }
+            self.refuse_thresholds(
+                path,
+                "only for log or event rules; put the threshold in `expr`",
+            )?;
             Condition::Metric(
                 Query::parse(expr).map_err(|e| ConfigError::new(format!("{path}.expr"), e))?,
             )
@@ -220,18 +226,10 @@ impl RuleConfig {
                 above: self.above.unwrap_or(0),
             }
         } else if let Some(word) = &self.security {
-            for (field, set) in [
-                ("window", self.window.is_some()),
-                ("above", self.above.is_some()),
-                ("restarts", self.restarts.is_some()),
-            ] {
-                if set {
-                    return Err(ConfigError::new(
-                        format!("{path}.{field}"),
-                        "not for security rules: each open finding is an alert",
-                    ));
-                }
-            }
+            self.refuse_thresholds(
+                path,
+                "not for security rules: each open finding is an alert",
+            )?;
             let at_least = word
                 .parse::<Severity>()
                 .ok()
@@ -524,6 +522,30 @@ mod tests {
                     ..base.clone()
                 },
                 "alerts.rules[0].name:",
+            ),
+            (
+                RuleConfig {
+                    security: Some("severe".into()),
+                    event: None,
+                    ..base.clone()
+                },
+                "alerts.rules[0].security: \"severe\" is not low, medium, high or critical",
+            ),
+            (
+                RuleConfig {
+                    security: Some("high".into()),
+                    event: None,
+                    window: Some("5m".into()),
+                    ..base.clone()
+                },
+                "alerts.rules[0].window: not for security rules",
+            ),
+            (
+                RuleConfig {
+                    security: Some("high".into()),
+                    ..base.clone()
+                },
+                "alerts.rules[0]: give exactly one",
             ),
         ] {
             let err = check(&bad).unwrap_err();

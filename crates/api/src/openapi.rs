@@ -174,26 +174,28 @@ impl Modify for Access {
                 responses.entry("401".into()).or_insert_with(|| {
                     error("no or a bad token or session; sign in or pass a token")
                 });
-                responses
-                    .entry("403".into())
-                    .or_insert_with(|| error(&format!("this needs the {} role", role.as_str())));
+                // a viewer may read everything: a read is refused only to a role below it
+                if role != capstan_model::Role::Viewer {
+                    responses.entry("403".into()).or_insert_with(|| {
+                        error(&format!("this needs the {} role", role.as_str()))
+                    });
+                } else if method != Method::GET {
+                    responses.entry("403".into()).or_insert_with(|| {
+                        error("a signed-in change needs the session's X-CSRF-Token")
+                    });
+                }
             }
         }
     }
 }
 
 /// Paths served by a part of capstan that its config can turn off: they answer 404, saying so.
-const SWITCHABLE: [(&str, &str); 7] = [
-    (
-        "/api/v1/logs",
-        "log collection is off ([logs] collect = false)",
-    ),
+/// (Logs, alerts and the security checks always run in `capstan serve`.)
+const SWITCHABLE: [(&str, &str); 3] = [
     (
         "/api/v1/metrics",
         "metrics are off ([metrics] collect or history = false)",
     ),
-    ("/metrics", "metrics are off ([metrics] collect = false)"),
-    ("/api/v1/alerts", "alerts are not evaluated by this daemon"),
     (
         "/api/v1/images/updates",
         "registries are not watched ([images] watch = false)",
@@ -201,10 +203,6 @@ const SWITCHABLE: [(&str, &str); 7] = [
     (
         "/api/v1/hooks/registry",
         "registry hooks are off ([images] watch = false)",
-    ),
-    (
-        "/api/v1/security",
-        "the security checks do not run in this daemon",
     ),
 ];
 

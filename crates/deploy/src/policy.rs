@@ -18,24 +18,6 @@ use capstan_compose::Project;
 pub use capstan_model::Violation;
 use serde::{Deserialize, Serialize};
 
-/// Capabilities Docker grants every container anyway: adding them changes nothing.
-const DEFAULT_CAPS: &[&str] = &[
-    "AUDIT_WRITE",
-    "CHOWN",
-    "DAC_OVERRIDE",
-    "FOWNER",
-    "FSETID",
-    "KILL",
-    "MKNOD",
-    "NET_BIND_SERVICE",
-    "NET_RAW",
-    "SETFCAP",
-    "SETGID",
-    "SETPCAP",
-    "SETUID",
-    "SYS_CHROOT",
-];
-
 /// Sysctls that live in a container's own namespaces (network, IPC): safe to set.
 const NAMESPACED_SYSCTLS: &[&str] = &[
     "net.",
@@ -230,7 +212,7 @@ pub fn violations(
         }
         for cap in &s.cap_add {
             let cap = cap_name(cap);
-            if !DEFAULT_CAPS.contains(&cap.as_str()) {
+            if !capstan_model::DEFAULT_CAPABILITIES.contains(&cap.as_str()) {
                 check(
                     key("cap_add"),
                     Feature::CapAdd(cap.clone()),

@@ -51,7 +51,8 @@ pub use names::{NameError, check_app_name, check_object_name};
 pub use notify::{NotifyChannel, NotifyChannels};
 pub use scan::{ContainerFindings, Finding, ScanReport, Severity, VulnDbStatus};
 pub use security::{
-    CheckStatus, ObjectKind, SecurityCheck, SecurityFinding, SecurityObject, SecurityReport,
+    CheckStatus, DEFAULT_CAPABILITIES, ObjectKind, SecurityCheck, SecurityFinding, SecurityObject,
+    SecurityReport,
 };
 pub use text::excerpt;
 pub use time::{

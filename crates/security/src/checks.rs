@@ -135,24 +135,6 @@ fn security_opt<'a>(c: &'a Container, key: &str) -> Option<&'a str> {
     })
 }
 
-/// Capabilities a container gets by default: adding these changes nothing.
-const DEFAULT_CAPS: [&str; 14] = [
-    "AUDIT_WRITE",
-    "CHOWN",
-    "DAC_OVERRIDE",
-    "FOWNER",
-    "FSETID",
-    "KILL",
-    "MKNOD",
-    "NET_BIND_SERVICE",
-    "NET_RAW",
-    "SETFCAP",
-    "SETGID",
-    "SETPCAP",
-    "SETUID",
-    "SYS_CHROOT",
-];
-
 /// Capabilities that amount to the host's root, or close.
 const ROOT_CAPS: [&str; 8] = [
     "ALL",
@@ -610,7 +592,7 @@ pub static CHECKS: &[Check] = &[
                             .trim_start_matches("CAP_")
                             .to_owned()
                     })
-                    .filter(|cap| !DEFAULT_CAPS.contains(&cap.as_str()))
+                    .filter(|cap| !capstan_model::DEFAULT_CAPABILITIES.contains(&cap.as_str()))
                     .collect();
                 if added.is_empty() {
                     return None;
