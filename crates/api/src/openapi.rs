@@ -207,24 +207,29 @@ const SWITCHABLE: [(&str, &str); 3] = [
 ];
 
 /// The error answers every operation of a kind can give, said once here rather than on each:
-/// 400 where it takes parameters or a body (each is checked, an unknown one refused), 404
-/// where its path names something; and every error answer's body is an [`ErrorBody`].
+/// 400 where it takes query parameters or a body (each is checked, an unknown one refused) or
+/// an app's name (checked as a name); 404 where its path names an object that may not exist
+/// (an app's routes say their own: a deploy makes one); and every error answer's body is an
+/// [`ErrorBody`].
 ///
 /// [`ErrorBody`]: capstan_model::ErrorBody
 fn document_errors(path: &str, op: &mut utoipa::openapi::path::Operation) {
     use utoipa::openapi::path::ParameterIn;
     let params = op.parameters.as_deref().unwrap_or_default();
-    let has_path = params
+    let names_object = params
         .iter()
-        .any(|p| matches!(p.parameter_in, ParameterIn::Path));
-    let takes_input = !params.is_empty() || op.request_body.is_some();
+        .any(|p| matches!(p.parameter_in, ParameterIn::Path) && p.name != "app");
+    let takes_input = op.request_body.is_some()
+        || params
+            .iter()
+            .any(|p| !matches!(p.parameter_in, ParameterIn::Path) || p.name == "app");
     let responses = &mut op.responses.responses;
     if takes_input {
         responses.entry("400".into()).or_insert_with(|| {
             error("a parameter or the body is not valid, or not known; the message names it")
         });
     }
-    if has_path {
+    if names_object {
         responses
             .entry("404".into())
             .or_insert_with(|| error("nothing of that name"));
@@ -343,8 +348,11 @@ mod tests {
                         }
                     }
                 }
-                let params = op["parameters"].as_array().map_or(0, Vec::len);
-                if params > 0 || op.get("requestBody").is_some() {
+                // what takes a query, a body or an app's name checks it: a 400
+                let checked = op["parameters"]
+                    .as_array()
+                    .is_some_and(|ps| ps.iter().any(|p| p["in"] != "path" || p["name"] == "app"));
+                if checked || op.get("requestBody").is_some() {
                     assert!(op["responses"].get("400").is_some(), "{at}: its 400");
                 }
             }

@@ -278,6 +278,20 @@ impl Daemon {
         (status, body)
     }
 
+    /// DELETE with the admin token: `(status, body)`.
+    pub async fn delete_raw(&self, path: &str) -> (u16, serde_json::Value) {
+        let resp = self
+            .http
+            .delete(format!("{}{path}", self.url))
+            .bearer_auth(&self.token)
+            .send()
+            .await
+            .unwrap();
+        let status = resp.status().as_u16();
+        let body = resp.json().await.unwrap_or(serde_json::Value::Null);
+        (status, body)
+    }
+
     /// POST `body` as `content_type` with the admin token; the status and the answer's text.
     pub async fn post_text(&self, path: &str, content_type: &str, body: String) -> (u16, String) {
         let resp = self

@@ -94,7 +94,13 @@ fn cases(output: &str) -> String {
 async fn schemathesis_finds_no_server_error_and_no_answer_off_the_document_own_engine() {
     let mut own = OwnEngine::start().await;
     let _engine = own.engine().await;
-    let daemon = Daemon::start_with(bin(), &own.host(), "[images]\nwatch = true\n").await;
+    // the built-in alert rules on (a test daemon has them off unless it says `[alerts]`)
+    let daemon = Daemon::start_with(
+        bin(),
+        &own.host(),
+        "[images]\nwatch = true\n[alerts]\ndefaults = true\n",
+    )
+    .await;
     // the admin runs last: its stateful phase lists the tokens and revokes them (as it may)
     let mut tokens = Vec::new();
     for role in ["viewer", "operator"] {
@@ -138,8 +144,19 @@ async fn schemathesis_finds_no_server_error_and_no_answer_off_the_document_own_e
         failed.push(format!("=== with parts off:\n{output}"));
     }
     seen.insert("off".to_owned(), statuses);
-    // every operation above a role answered that role 403; and how much of what the document
-    // lists was seen at all
+    // the daemon is still whole after all of it
+    assert!(
+        tokio::time::timeout(Duration::from_secs(10), daemon.health())
+            .await
+            .is_ok(),
+        "the daemon stopped answering"
+    );
+    seen.insert(
+        "made".to_owned(),
+        made_on_purpose(&daemon, &off, &mut own).await,
+    );
+    // every operation above a role answered that role 403; every documented error answer was
+    // seen; and how much of what the document lists was seen at all
     let document: serde_json::Value = daemon.get("/api/v1/openapi.json").await;
     let (mut documented, mut reached) = (0, 0);
     let mut not_refused = Vec::new();
@@ -178,14 +195,152 @@ async fn schemathesis_finds_no_server_error_and_no_answer_off_the_document_own_e
          (401 for each is checked separately, by ignored_auth); error answers not seen: {}",
         errors_unseen.join(", ")
     );
-    assert!(not_refused.is_empty(), "not answered 403: {not_refused:?}");
-    // the daemon is still whole after all of it
-    assert!(
-        tokio::time::timeout(Duration::from_secs(10), daemon.health())
-            .await
-            .is_ok(),
-        "the daemon stopped answering"
-    );
     assert!(failed.is_empty(), "{}", failed.join("\n"));
+    assert!(not_refused.is_empty(), "not answered 403: {not_refused:?}");
+    assert!(
+        errors_unseen.is_empty(),
+        "documented error answers never seen: {errors_unseen:?}"
+    );
+}
+
+/// The error answers generated requests cannot reach, each made on purpose: a signed-in
+/// change without its CSRF token, a built-in rule's removal, an allowance that is not there, a
+/// registry hook's bad body (with its secret), a deploy while the app rolls out, a test of a
+/// rule whose source is off (on `off`, the daemon with metrics off), and what the daemon
+/// answers once its engine has stopped (the engine is stopped at the end).
+async fn made_on_purpose(daemon: &Daemon, off: &Daemon, own: &mut OwnEngine) -> Seen {
+    let mut made = Seen::new();
+    let mut note = |method: &str, path: &str, status: u16| {
+        eprintln!("made on purpose: {method} {path} {status}");
+        made.insert((method.to_owned(), path.to_owned(), status));
+    };
+    let http = reqwest::Client::new();
+    let url = |path: &str| format!("{}{path}", daemon.url);
+    // a session, signed in with a fresh viewer token; its changes without X-CSRF-Token
+    let (_, body) = daemon
+        .post_raw(
+            "/api/v1/tokens",
+            &serde_json::json!({"name": capstan_testkit::unique("st-session"), "role": "viewer"}),
+        )
+        .await;
+    let viewer: CreatedToken = serde_json::from_value(body).unwrap();
+    let signed = http
+        .post(url("/api/v1/session"))
+        .json(&serde_json::json!({"token": viewer.token}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(signed.status(), 200);
+    let cookie = signed
+        .headers()
+        .get_all("set-cookie")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .find_map(|v| {
+            v.split(';')
+                .next()
+                .filter(|c| c.starts_with("capstan_session="))
+        })
+        .unwrap()
+        .to_owned();
+    for (method, path, template) in [
+        (
+            "POST",
+            "/api/v1/apps/st-app/plan",
+            "/api/v1/apps/{app}/plan",
+        ),
+        (
+            "POST",
+            "/api/v1/alerts/rules/oom/test",
+            "/api/v1/alerts/rules/{name}/test",
+        ),
+        ("DELETE", "/api/v1/session", "/api/v1/session"),
+    ] {
+        let status = http
+            .request(method.parse().unwrap(), url(path))
+            .header("cookie", &cookie)
+            .header("content-type", "application/json")
+            .body("{}")
+            .send()
+            .await
+            .unwrap()
+            .status()
+            .as_u16();
+        note(method, template, status);
+    }
+    // a built-in rule is the daemon's, not the API's
+    let (status, _) = daemon.delete_raw("/api/v1/alerts/rules/oom").await;
+    note("DELETE", "/api/v1/alerts/rules/{name}", status);
+    // a metric rule where no metrics are kept cannot be tested
+    let (status, body) = off
+        .post_raw(
+            "/api/v1/alerts/rules",
+            &serde_json::json!({"name": "st-cpu", "expr": "container_cpu_usage_seconds_total > 1"}),
+        )
+        .await;
+    assert_eq!(status, 201, "{body}");
+    let (status, _) = off
+        .post_raw("/api/v1/alerts/rules/st-cpu/test", &serde_json::json!({}))
+        .await;
+    note("POST", "/api/v1/alerts/rules/{name}/test", status);
+    // an allowance never given
+    let (status, _) = daemon
+        .delete_raw("/api/v1/policy/st-app?feature=privileged")
+        .await;
+    note("DELETE", "/api/v1/policy/{app}", status);
+    // the registry hook's secret, with a body that is no notification
+    let shown = tokio::process::Command::new(bin())
+        .args(["secrets", "show", "registry-hook", "--data"])
+        .arg(daemon.data_dir())
+        .output()
+        .await
+        .unwrap();
+    let secret = String::from_utf8(shown.stdout).unwrap().trim().to_owned();
+    let status = http
+        .post(url(&format!("/api/v1/hooks/registry?secret={secret}")))
+        .body("not a notification")
+        .send()
+        .await
+        .unwrap()
+        .status()
+        .as_u16();
+    note("POST", "/api/v1/hooks/registry", status);
+    // a deploy while the app's first one waits on a slow health check
+    let compose = "services:\n  web:\n    image: capstan-test/busybox:1\n    command: [\"sleep\", \"600\"]\n    healthcheck:\n      test: [\"CMD\", \"sh\", \"-c\", \"sleep 3\"]\n      interval: 1s\n      timeout: 10s\n";
+    let first = {
+        let (url, token) = (url("/api/v1/apps/st-slow/deploy"), daemon.token.clone());
+        tokio::spawn(async move {
+            reqwest::Client::new()
+                .post(url)
+                .bearer_auth(token)
+                .header("content-type", "application/yaml")
+                .body(compose)
+                .send()
+                .await
+                .map(|r| r.status().as_u16())
+        })
+    };
+    // its replica made, the first deploy holds the app while the check takes its 3 s
+    capstan_testkit::eventually(Duration::from_secs(30), "the app's replica", || async {
+        let list: capstan_model::ContainerList =
+            daemon.get("/api/v1/containers?all=true&app=st-slow").await;
+        (!list.containers.is_empty()).then_some(())
+    })
+    .await;
+    let (second, _) = daemon
+        .post_text(
+            "/api/v1/apps/st-slow/deploy",
+            "application/yaml",
+            compose.to_owned(),
+        )
+        .await;
+    note("POST", "/api/v1/apps/{app}/deploy", second);
+    assert_eq!(first.await.unwrap().ok(), Some(200), "the first deploy");
+    // the engine gone: what needs it says so
     own.stop().await;
+    for path in ["/api/v1/containers", "/api/v1/security"] {
+        let (status, _) = daemon.get_raw(path, Some(&daemon.token)).await;
+        note("GET", path, status);
+    }
+    made
 }

@@ -146,7 +146,8 @@ pub(crate) async fn remove_rule(
         ("name" = String, Path, description = "the rule's name")
     ),
     responses(
-        (status = 200, description = "the rule evaluated now, and why it would or would not fire", body = RuleTest)
+        (status = 200, description = "the rule evaluated now, and why it would or would not fire", body = RuleTest),
+        (status = 422, description = "the rule cannot be evaluated now (what it reads is off)", body = capstan_model::ErrorBody)
     )
 )]
 pub(crate) async fn test_rule(

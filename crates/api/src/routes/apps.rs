@@ -443,7 +443,8 @@ pub(crate) async fn deploy_app(
         ("to" = Option<i64>, Query, description = "the release to run again (default: the one before the running one)")
     ),
     responses(
-        (status = 200, description = "the report (or NDJSON progress, as for deploy)", body = capstan_model::Report)
+        (status = 200, description = "the report (or NDJSON progress, as for deploy)", body = capstan_model::Report),
+        (status = 404, description = "no such app, or no such release of it", body = capstan_model::ErrorBody)
     )
 )]
 pub(crate) async fn rollback_app(
@@ -588,7 +589,8 @@ fn release(r: ReleaseRow) -> Release {
         ("app" = String, Path, description = "the app")
     ),
     responses(
-        (status = 200, description = "the ledger, newest first, with each release's model", body = Vec<Release>)
+        (status = 200, description = "the ledger, newest first, with each release's model", body = Vec<Release>),
+        (status = 404, description = "no such app", body = capstan_model::ErrorBody)
     )
 )]
 pub(crate) async fn list_releases(
