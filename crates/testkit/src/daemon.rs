@@ -257,39 +257,19 @@ impl Daemon {
         if let Some(t) = token {
             req = req.bearer_auth(t);
         }
-        let resp = req.send().await.unwrap();
-        let status = resp.status().as_u16();
-        let body = resp.json().await.unwrap_or(serde_json::Value::Null);
-        (status, body)
+        status_and_json(req).await
     }
 
     /// POST a JSON body with the admin token: `(status, body)`.
     pub async fn post_raw(&self, path: &str, body: &serde_json::Value) -> (u16, serde_json::Value) {
-        let resp = self
-            .http
-            .post(format!("{}{path}", self.url))
-            .bearer_auth(&self.token)
-            .json(body)
-            .send()
-            .await
-            .unwrap();
-        let status = resp.status().as_u16();
-        let body = resp.json().await.unwrap_or(serde_json::Value::Null);
-        (status, body)
+        let req = self.http.post(format!("{}{path}", self.url)).json(body);
+        status_and_json(req.bearer_auth(&self.token)).await
     }
 
     /// DELETE with the admin token: `(status, body)`.
     pub async fn delete_raw(&self, path: &str) -> (u16, serde_json::Value) {
-        let resp = self
-            .http
-            .delete(format!("{}{path}", self.url))
-            .bearer_auth(&self.token)
-            .send()
-            .await
-            .unwrap();
-        let status = resp.status().as_u16();
-        let body = resp.json().await.unwrap_or(serde_json::Value::Null);
-        (status, body)
+        let req = self.http.delete(format!("{}{path}", self.url));
+        status_and_json(req.bearer_auth(&self.token)).await
     }
 
     /// POST `body` as `content_type` with the admin token; the status and the answer's text.
@@ -370,6 +350,13 @@ impl Drop for Daemon {
             let _ = std::fs::remove_file(self.log_path());
         }
     }
+}
+
+/// Sends `req`: its status, and its body as JSON (`null` when it is none).
+async fn status_and_json(req: reqwest::RequestBuilder) -> (u16, serde_json::Value) {
+    let resp = req.send().await.unwrap();
+    let status = resp.status().as_u16();
+    (status, resp.json().await.unwrap_or(serde_json::Value::Null))
 }
 
 /// Runs `capstan serve` with `config` as its capstan.toml, expecting it to refuse to start
