@@ -133,7 +133,7 @@ impl Config {
         }
         self.logs.check()?;
         self.images.watch_config(Path::new("/"))?;
-        self.images.registry_options()?;
+        self.images.credential_source(None)?;
         self.metrics.collector()?;
         self.alerts.rules().map_err(|e| anyhow::anyhow!("{e}"))?;
         self.alerts

@@ -64,6 +64,8 @@ enum Command {
     /// Show and change the deploy policy: host-level features (bind mounts, privileged,
     /// capabilities) allowed per app.
     Policy(cli::policy::PolicyArgs),
+    /// List registry credentials, log in to a registry (checked, kept sealed), log out.
+    Registries(cli::registries::RegistriesArgs),
     /// Seal the kept secrets again under new keys (`capstan secrets rotate-key`, capstan stopped).
     Secrets(cli::secrets::SecretsArgs),
     /// Show the audit log: every request that changed something, who, when, from where.
@@ -203,6 +205,7 @@ fn main() -> ExitCode {
         Command::Alerts(args) => cli::finish(runtime.block_on(cli::alerts::run(args))),
         Command::Tokens(args) => cli::finish(runtime.block_on(cli::tokens::run(args))),
         Command::Policy(args) => cli::finish(runtime.block_on(cli::policy::run(args))),
+        Command::Registries(args) => cli::finish(runtime.block_on(cli::registries::run(args))),
         Command::Secrets(args) => cli::finish(cli::secrets::run(args)),
         Command::Audit(args) => cli::finish(runtime.block_on(cli::tokens::audit(args))),
         Command::Users(args) => cli::finish(runtime.block_on(cli::tokens::users(args))),

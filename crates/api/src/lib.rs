@@ -80,6 +80,10 @@ pub struct AppState {
     pub sign_ins: Arc<SignIns>,
     /// The host security checks, when they run.
     pub security: Option<capstan_security::Security>,
+    /// Where registry credentials come from (every pull, build and scan, and the watcher).
+    pub registries: Arc<capstan_registry::CredentialSource>,
+    /// A registry client, for checking logins.
+    pub registry: Arc<capstan_registry::Client>,
 }
 
 /// Failed sign-ins remembered, and the bound on passwords hashed at once (see `signin.rs`).
@@ -178,8 +182,8 @@ impl Routes {
 /// and testing an alert rule change nothing: a viewer's.
 fn protected() -> Routes {
     use routes::{
-        access, alerts, apps, containers, events, images, logs, metrics, policy, scan, security,
-        session,
+        access, alerts, apps, containers, events, images, logs, metrics, policy, registries, scan,
+        security, session,
     };
     let import_limit = DefaultBodyLimit::max(scan::IMPORT_LIMIT);
     let build_limit = DefaultBodyLimit::max(apps::BUILD_CONTEXT_LIMIT);
@@ -221,6 +225,9 @@ fn protected() -> Routes {
         .post("/api/v1/users", ADMIN, session::put_user)
         .delete("/api/v1/users/{name}", ADMIN, session::remove_user)
         .delete("/api/v1/sessions", ADMIN, session::end_sessions)
+        .get("/api/v1/registries", ADMIN, registries::list)
+        .post("/api/v1/registries/{registry}", ADMIN, registries::login)
+        .delete("/api/v1/registries/{registry}", ADMIN, registries::logout)
         .get("/api/v1/policy", ADMIN, policy::list)
         .post("/api/v1/policy/{app}", ADMIN, policy::allow)
         .delete("/api/v1/policy/{app}", ADMIN, policy::disallow)
@@ -337,6 +344,7 @@ mod tests {
                     router: None,
                     events: None,
                     secrets: None,
+                    credentials: None,
                 }),
                 dir.path().join("apps"),
                 None,
@@ -351,6 +359,10 @@ mod tests {
             history: None,
             alerts: None,
             security: None,
+            registries: Arc::default(),
+            registry: Arc::new(
+                capstan_registry::Client::new(capstan_registry::Options::default()).unwrap(),
+            ),
             scanner: capstan_scan::Scanner::new(
                 Engine::new(Some("unix:///nonexistent/docker.sock")).unwrap(),
                 capstan_scan::VulnDb::open(&dir.path().join("vulndb.db")).unwrap(),

@@ -33,6 +33,9 @@ use crate::routes;
         routes::policy::list,
         routes::policy::allow,
         routes::policy::disallow,
+        routes::registries::list,
+        routes::registries::login,
+        routes::registries::logout,
         routes::access::list,
         routes::access::create,
         routes::access::revoke,
@@ -77,7 +80,7 @@ use crate::routes;
     modifiers(&Access),
     tags(
         (name = "health"), (name = "access", description = "sessions, users, tokens, audit log"),
-        (name = "events"), (name = "images", description = "inventory, lifecycle, updates, scans"),
+        (name = "events"), (name = "images", description = "inventory, lifecycle, updates, scans, registry credentials"),
         (name = "containers"), (name = "apps", description = "plan, deploy, rollback, releases"),
         (name = "logs"), (name = "metrics"), (name = "alerts"),
         (name = "security", description = "host checks with CIS Docker Benchmark ids"),
@@ -208,21 +211,25 @@ const SWITCHABLE: [(&str, &str); 3] = [
 
 /// The error answers every operation of a kind can give, said once here rather than on each:
 /// 400 where it takes query parameters or a body (each is checked, an unknown one refused) or
-/// an app's name (checked as a name); 404 where its path names an object that may not exist
-/// (an app's routes say their own: a deploy makes one); and every error answer's body is an
+/// an app's or a registry's name (checked as a name); 404 where its path names an object that
+/// may not exist (an app's and a registry's routes say their own: a deploy or a login makes
+/// one); and every error answer's body is an
 /// [`ErrorBody`].
 ///
 /// [`ErrorBody`]: capstan_model::ErrorBody
 fn document_errors(path: &str, op: &mut utoipa::openapi::path::Operation) {
     use utoipa::openapi::path::ParameterIn;
     let params = op.parameters.as_deref().unwrap_or_default();
+    // an app or a registry is named by what a change makes (a deploy, a login): checked as
+    // a name (400); a route that finds one missing says its own 404
+    let made = |name: &str| matches!(name, "app" | "registry");
     let names_object = params
         .iter()
-        .any(|p| matches!(p.parameter_in, ParameterIn::Path) && p.name != "app");
+        .any(|p| matches!(p.parameter_in, ParameterIn::Path) && !made(&p.name));
     let takes_input = op.request_body.is_some()
         || params
             .iter()
-            .any(|p| !matches!(p.parameter_in, ParameterIn::Path) || p.name == "app");
+            .any(|p| !matches!(p.parameter_in, ParameterIn::Path) || made(&p.name));
     let responses = &mut op.responses.responses;
     if takes_input {
         responses.entry("400".into()).or_insert_with(|| {

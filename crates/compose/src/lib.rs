@@ -20,7 +20,7 @@ pub use emit::to_yaml;
 pub use error::{Error, Warning};
 pub use interpolate::interpolate;
 pub use load::{Loaded, Options, load};
-pub use model::Project;
+pub use model::{Project, PullPolicy};
 pub use node::Pos;
 
 /// Parses one YAML document (Compose's scalar rules, merge keys applied) into JSON, with errors

@@ -110,6 +110,7 @@ impl AutoUpdater {
                 "to": u.image,
                 "reason": u.reason,
             }}),
+            pull: false,
         };
         // the policy as it stands now: an allowance taken back stops the app's updates too
         let data_dir = self

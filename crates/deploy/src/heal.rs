@@ -184,6 +184,7 @@ impl Healer {
                                 project: project.clone(),
                                 files,
                                 source: serde_json::Value::Null,
+                                pull: false,
                             });
                         }
                         Err(e) => {

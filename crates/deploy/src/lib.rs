@@ -27,7 +27,7 @@ pub use autoupdate::AutoUpdater;
 pub use capstan_model::{Action, Outcome, Plan, Progress, Report, ServicePlan, ServiceReport};
 pub use docker::{
     DockerTarget, Names, PORTS_LABEL, PortClaim, Router, SecretPaths, claims, container_spec,
-    labels,
+    labels, must_pull, pull_image,
 };
 pub use error::{
     CheckError, Error, FileGone, GateError, HealError, LaunchError, ReleaseError, RequestError,

@@ -97,6 +97,7 @@ pub fn plan(desired: Desired<'_>, running: &[Replica]) -> Plan {
         services.push(ServicePlan {
             service: name.clone(),
             action,
+            registry: None,
         });
     }
     for (name, have) in by_service {
@@ -105,6 +106,7 @@ pub fn plan(desired: Desired<'_>, running: &[Replica]) -> Plan {
             action: Action::Remove {
                 replicas: have.len() as u32,
             },
+            registry: None,
         });
     }
     services.sort_by(|a, b| a.service.cmp(&b.service));

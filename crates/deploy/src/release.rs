@@ -281,6 +281,7 @@ impl Deployer {
             project,
             files,
             source: serde_json::json!({ "rollback_to": target.number }),
+            pull: false,
         })
     }
 

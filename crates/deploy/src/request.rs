@@ -24,6 +24,10 @@ pub struct DeployRequest {
     /// Where the model came from: file paths, content hash, git commit (free-form JSON).
     #[serde(default)]
     pub source: serde_json::Value,
+    /// Pull every image before the release (`capstan deploy --pull`, `?pull=true`), as
+    /// `pull_policy: always` does for one service. Asked per deploy, never kept in the ledger.
+    #[serde(skip)]
+    pub pull: bool,
 }
 
 impl DeployRequest {
@@ -56,6 +60,7 @@ impl DeployRequest {
             project,
             files,
             source,
+            pull: false,
         })
     }
 

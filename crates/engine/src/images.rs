@@ -27,6 +27,18 @@ pub struct BuildContext {
     pub target: Option<String>,
     /// Labels on the image.
     pub labels: std::collections::BTreeMap<String, String>,
+    /// Credentials for the registries its `FROM` lines pull from.
+    pub credentials: Vec<capstan_model::RegistryAuth>,
+}
+
+/// The engine's form of registry credentials.
+fn docker_credentials(auth: &capstan_model::RegistryAuth) -> DockerCredentials {
+    DockerCredentials {
+        username: Some(auth.username.clone()),
+        password: Some(auth.password.clone()),
+        serveraddress: Some(auth.server_address()),
+        ..Default::default()
+    }
 }
 
 /// Splits `repo:tag` (a registry port is not a tag); the tag defaults to `latest`.
@@ -58,22 +70,27 @@ impl Engine {
             tag: Some(tag.to_owned()),
             ..Default::default()
         };
-        self.create_image(options, Some(rootfs)).await
+        self.create_image(options, Some(rootfs), None).await
     }
 
     /// Pulls `reference` (`registry/repo:tag`, or by digest: `repo@sha256:...`, where a tag
-    /// beside the digest is ignored).
+    /// beside the digest is ignored), sending `auth` to its registry when given.
     ///
     /// # Errors
     /// [`Error::Api`] when the registry refuses, [`Error::Unreachable`].
-    pub async fn pull(&self, reference: &str) -> Result<(), Error> {
+    pub async fn pull(
+        &self,
+        reference: &str,
+        auth: Option<&capstan_model::RegistryAuth>,
+    ) -> Result<(), Error> {
         let (repo, tag) = split_reference(reference);
         let options = CreateImageOptions {
             from_image: Some(repo.to_owned()),
             tag: Some(tag.to_owned()),
             ..Default::default()
         };
-        self.create_image(options, None).await
+        self.create_image(options, None, auth.map(docker_credentials))
+            .await
     }
 
     /// `POST /images/create` (pull or import) to the end of its progress stream.
@@ -81,9 +98,10 @@ impl Engine {
         &self,
         options: CreateImageOptions,
         body: Option<Bytes>,
+        credentials: Option<DockerCredentials>,
     ) -> Result<(), Error> {
         self.client()?
-            .create_image(Some(options), body.map(bollard::body_full), None)
+            .create_image(Some(options), body.map(bollard::body_full), credentials)
             .try_collect::<Vec<_>>()
             .await
             .map(drop)
@@ -105,19 +123,24 @@ impl Engine {
         Ok(())
     }
 
-    /// Pushes `reference` to its registry.
+    /// Pushes `reference` to its registry, sending `auth` when given.
     ///
     /// # Errors
     /// [`Error::Api`] when the registry refuses, [`Error::Unreachable`].
-    pub async fn push(&self, reference: &str) -> Result<(), Error> {
+    pub async fn push(
+        &self,
+        reference: &str,
+        auth: Option<&capstan_model::RegistryAuth>,
+    ) -> Result<(), Error> {
         let (repo, tag) = split_reference(reference);
         let options = PushImageOptions {
             tag: Some(tag.to_owned()),
             ..Default::default()
         };
-        let stream =
-            self.client()?
-                .push_image(repo, Some(options), Some(DockerCredentials::default()));
+        let credentials = auth.map_or_else(DockerCredentials::default, docker_credentials);
+        let stream = self
+            .client()?
+            .push_image(repo, Some(options), Some(credentials));
         self.finish(stream, |i| i.error_detail.and_then(|d| d.message))
             .await
     }
@@ -168,9 +191,16 @@ impl Engine {
             target: context.target.unwrap_or_default(),
             ..Default::default()
         };
+        let credentials = (!context.credentials.is_empty()).then(|| {
+            context
+                .credentials
+                .iter()
+                .map(|a| (a.server_address(), docker_credentials(a)))
+                .collect()
+        });
         let stream =
             self.client()?
-                .build_image(options, None, Some(bollard::body_full(context.tar)));
+                .build_image(options, credentials, Some(bollard::body_full(context.tar)));
         self.finish(stream, |i| i.error_detail.and_then(|d| d.message))
             .await
     }

@@ -21,6 +21,9 @@ pub struct ImageState {
     pub created: Option<DateTime<Utc>>,
     /// Layer count; `None` when only listed, not inspected.
     pub layers: Option<i64>,
+    /// When the engine last pulled or tagged it (`Metadata.LastTagTime`); `None` when only
+    /// listed, or never tagged.
+    pub last_tagged: Option<DateTime<Utc>>,
 }
 
 fn real_refs(refs: Vec<String>) -> Vec<String> {
@@ -57,6 +60,7 @@ impl Engine {
                 size: i.size,
                 created: DateTime::from_timestamp(i.created, 0),
                 layers: None,
+                last_tagged: None,
             })
             .collect())
     }
@@ -100,6 +104,13 @@ impl Engine {
                         .and_then(|r| r.layers)
                         .map_or(0, |l| l.len() as i64),
                 ),
+                last_tagged: i
+                    .metadata
+                    .and_then(|m| m.last_tag_time)
+                    .and_then(|t| DateTime::parse_from_rfc3339(&t).ok())
+                    .map(|t| t.with_timezone(&Utc))
+                    // the engine's zero time for "never"
+                    .filter(|t| t.timestamp() > 0),
             })),
             Err(e) => match self.classify(e) {
                 e if e.is_not_found() => Ok(None),

@@ -95,11 +95,16 @@ impl ImagesConfig {
         })
     }
 
-    /// The registry client's settings, passwords read from their files.
+    /// Where registry credentials come from (every pull, build, scan and check uses it):
+    /// `logins` (`capstan registries login`), then `[[images.registries]]` (passwords read from
+    /// their files), then Docker's config.
     ///
     /// # Errors
     /// A [`ConfigError`] naming the key.
-    pub fn registry_options(&self) -> Result<capstan_registry::Options, ConfigError> {
+    pub fn credential_source(
+        &self,
+        logins: Option<std::sync::Arc<capstan_registry::Logins>>,
+    ) -> Result<capstan_registry::CredentialSource, ConfigError> {
         let mut configured = std::collections::HashMap::new();
         for (i, r) in self.registries.iter().enumerate() {
             let password = capstan_outbound::Secret::from_file(
@@ -108,22 +113,30 @@ impl ImagesConfig {
             )?
             .expose()
             .to_owned();
-            let registry = capstan_registry::Reference::parse(&format!("{}/x", r.registry))
-                .map(|p| p.registry)
+            let registry = capstan_registry::registry_name(&r.registry)
                 .map_err(|e| ConfigError::new(format!("images.registries[{i}].registry"), e))?;
             configured.insert(
                 registry,
                 capstan_registry::Credentials::new(r.user.clone(), password),
             );
         }
-        Ok(capstan_registry::Options {
-            insecure: self.insecure.clone(),
-            credentials: capstan_registry::CredentialSource {
-                configured,
-                docker_config: capstan_registry::CredentialSource::default_docker_config(),
-                helper_dirs: None,
-            },
-            page_size: None,
+        Ok(capstan_registry::CredentialSource {
+            logins,
+            configured,
+            docker_config: capstan_registry::CredentialSource::default_docker_config(),
+            helper_dirs: None,
         })
+    }
+
+    /// The registry client's settings.
+    pub fn registry_options(
+        &self,
+        credentials: std::sync::Arc<capstan_registry::CredentialSource>,
+    ) -> capstan_registry::Options {
+        capstan_registry::Options {
+            insecure: self.insecure.clone(),
+            credentials,
+            page_size: None,
+        }
     }
 }

@@ -105,6 +105,8 @@ impl WatchState {
                 ("tokens".into(), c.tokens),
                 ("auth_retries".into(), c.auth_retries),
             ]),
+            // found on the engine at each request (`capstan_images::stale_images`)
+            stale: Vec::new(),
         }
     }
 
@@ -168,7 +170,7 @@ impl Watcher {
         engine: Engine,
         store: Store,
         live: broadcast::Sender<Event>,
-        client: Client,
+        client: Arc<Client>,
         config: WatchConfig,
     ) -> Self {
         let checks = std::fs::read(&config.state_file)
@@ -183,7 +185,7 @@ impl Watcher {
             last_cycle: Mutex::new(None),
             wake: Notify::new(),
             cycles: watch::channel(0).0,
-            client: Arc::new(client),
+            client,
             pushed: Mutex::new(None),
         });
         Self {

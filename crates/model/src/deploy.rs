@@ -48,6 +48,27 @@ pub struct ServicePlan {
     pub service: String,
     #[serde(flatten)]
     pub action: Action,
+    /// What the registry names for the service's tag, when it is not what the engine has (or
+    /// the registry could not say).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub registry: Option<RegistryCheck>,
+}
+
+/// A service's tag in its registry against the engine's copy (`capstan plan`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct RegistryCheck {
+    /// The image reference (`ghcr.io/acme/api:main`).
+    pub image: String,
+    /// The digest the engine's copy was pulled as; `None` when it has none from this
+    /// repository (built here, or not on the engine).
+    pub local_digest: Option<String>,
+    /// The digest the registry names for the tag now.
+    pub registry_digest: Option<String>,
+    /// The deploy pulls it (`pull_policy: always`, an elapsed `every_<duration>`, `--pull`).
+    pub pulled: bool,
+    /// Why the registry could not be asked.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
 }
 
 /// One use of a host-level feature (a bind mount, `privileged`, a capability, ...) that the

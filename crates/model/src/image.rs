@@ -256,6 +256,27 @@ pub struct ImageUpdates {
     /// `tag_pages`, `tokens`, `auth_retries`).
     #[serde(default)]
     pub requests: std::collections::BTreeMap<String, u64>,
+    /// Containers still running an image their tag no longer names on this host (the new
+    /// image was pulled, or built, and not applied): found on the engine at each request.
+    #[serde(default)]
+    pub stale: Vec<StaleImage>,
+}
+
+/// A tag that moved on this host while containers still run what it named before.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct StaleImage {
+    /// The reference the containers were made from (`ghcr.io/acme/api:main`).
+    pub reference: String,
+    /// The containers running the older image.
+    pub containers: Vec<String>,
+    /// The image id they run.
+    pub running_id: String,
+    /// The digest it was pulled as from the reference's repository, when it was.
+    pub running_digest: Option<String>,
+    /// The image id the tag names on this host now.
+    pub tag_id: String,
+    /// The digest that image was pulled as, when it was.
+    pub tag_digest: Option<String>,
 }
 
 /// `POST /api/v1/hooks/registry`: the repositories a registry said were pushed, checked now.

@@ -17,6 +17,7 @@ mod logs;
 mod metrics;
 mod names;
 mod notify;
+mod registry;
 mod scan;
 mod security;
 mod text;
@@ -33,15 +34,15 @@ pub use alerts::{
 };
 pub use app::{AppSummary, BuiltImage, Release};
 pub use deploy::{
-    Action, Outcome, Plan, Progress, ReleaseResult, Report, RolloutLock, RolloutLocks, ServicePlan,
-    ServiceReport, Step, Violation,
+    Action, Outcome, Plan, Progress, RegistryCheck, ReleaseResult, Report, RolloutLock,
+    RolloutLocks, ServicePlan, ServiceReport, Step, Violation,
 };
 pub use event::{CapstanAction, Event, EventPage, EventType};
 pub use exposition::{Exposition, Sample};
 pub use health::{EngineHealth, Health, JournalHealth};
 pub use image::{
     AutoUpdate, Container, ContainerList, HistoryEntry, HookAccepted, Image, ImageDetail,
-    ImageList, ImageUpdate, ImageUpdates, Lifecycle, UpdateCandidate,
+    ImageList, ImageUpdate, ImageUpdates, Lifecycle, StaleImage, UpdateCandidate,
 };
 pub use logs::{
     HistogramBucket, LogHistogram, LogLine, LogPage, LogPartition, ORIGIN_FIELDS, Origin,
@@ -49,6 +50,9 @@ pub use logs::{
 pub use metrics::{ContainerStats, MetricSeries, MetricsResult};
 pub use names::{NameError, check_app_name, check_object_name};
 pub use notify::{NotifyChannel, NotifyChannels};
+pub use registry::{
+    CredentialOrigin, RegistryAuth, RegistryLogin, RegistryLoginRequest, RegistryLogins,
+};
 pub use scan::{ContainerFindings, Finding, ScanReport, Severity, VulnDbStatus};
 pub use security::{
     CheckStatus, DEFAULT_CAPABILITIES, ObjectKind, SecurityCheck, SecurityFinding, SecurityObject,

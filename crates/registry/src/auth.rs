@@ -4,12 +4,16 @@
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use capstan_model::{CredentialOrigin, RegistryAuth, RegistryLogin};
 
 use base64::Engine as _;
 use serde::Deserialize;
 
 use crate::Error;
-use crate::reference::DOCKER_HUB;
+use crate::logins::Logins;
+use crate::reference::{DOCKER_HUB, Reference};
 
 /// A user name and its password or token. Never printed.
 #[derive(Clone, PartialEq, Eq)]
@@ -123,10 +127,32 @@ struct HelperAnswer {
     secret: String,
 }
 
-/// Where credentials for a registry come from, in order: capstan's config, then Docker's
-/// config file (its `credHelpers` entry for the registry, its `credsStore`, its `auths`).
+/// Credentials found for a registry, and where they came from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Found {
+    pub credentials: Credentials,
+    pub origin: CredentialOrigin,
+    /// The helper's name, or the config file's path.
+    pub detail: Option<String>,
+}
+
+impl Found {
+    /// Where they came from, as messages say it.
+    pub fn describe(&self) -> String {
+        match &self.detail {
+            Some(d) => format!("{} ({d})", self.origin.describe()),
+            None => self.origin.describe().to_owned(),
+        }
+    }
+}
+
+/// Where credentials for a registry come from, in order: `capstan registries login`, capstan's
+/// config, then Docker's config file (its `credHelpers` entry for the registry, its
+/// `credsStore`, its `auths`). One source serves every pull, build, scan and registry check.
 #[derive(Debug, Default)]
 pub struct CredentialSource {
+    /// What `capstan registries login` kept.
+    pub logins: Option<Arc<Logins>>,
     /// From capstan's config, by registry (`docker.io`, `127.0.0.1:5000`).
     pub configured: HashMap<String, Credentials>,
     /// Docker's config file (`$DOCKER_CONFIG/config.json`, else `~/.docker/config.json`).
@@ -153,13 +179,14 @@ fn registry_key(key: &str) -> String {
 }
 
 impl CredentialSource {
-    /// Docker's default config file, when there is one.
+    /// Where Docker's config file is (`$DOCKER_CONFIG/config.json`, else
+    /// `~/.docker/config.json`); read at each lookup, so a `docker login` after capstan started
+    /// counts.
     pub fn default_docker_config() -> Option<PathBuf> {
         let dir = std::env::var_os("DOCKER_CONFIG")
             .map(PathBuf::from)
             .or_else(|| std::env::var_os("HOME").map(|h| Path::new(&h).join(".docker")))?;
-        let path = dir.join("config.json");
-        path.exists().then_some(path)
+        Some(dir.join("config.json"))
     }
 
     /// Credentials for `registry` (`docker.io`, `host:port`), if any are known.
@@ -167,9 +194,93 @@ impl CredentialSource {
     /// # Errors
     /// Docker's config is unreadable, or its helper failed (not: has nothing for the registry).
     pub async fn lookup(&self, registry: &str) -> Result<Option<Credentials>, Error> {
-        if let Some(c) = self.configured.get(registry) {
-            return Ok(Some(c.clone()));
+        Ok(self.find(registry).await?.map(|f| f.credentials))
+    }
+
+    /// Credentials for `registry` and where they came from, if any are known.
+    ///
+    /// # Errors
+    /// As [`CredentialSource::lookup`].
+    pub async fn find(&self, registry: &str) -> Result<Option<Found>, Error> {
+        if let Some(logins) = &self.logins
+            && let Some(c) = logins.get(registry)?
+        {
+            return Ok(Some(Found {
+                credentials: c,
+                origin: CredentialOrigin::Capstan,
+                detail: None,
+            }));
         }
+        if let Some(c) = self.configured.get(registry) {
+            return Ok(Some(Found {
+                credentials: c.clone(),
+                origin: CredentialOrigin::Config,
+                detail: None,
+            }));
+        }
+        let Some((path, file)) = self.docker_config_file().await? else {
+            return Ok(None);
+        };
+        let helper = file
+            .cred_helpers
+            .iter()
+            .find(|(k, _)| registry_key(k) == registry)
+            .map(|(_, h)| h.clone())
+            .or(file.creds_store.clone());
+        if let Some(helper) = helper
+            && let Some(c) = self.run_helper(&helper, registry).await?
+        {
+            return Ok(Some(Found {
+                credentials: c,
+                origin: CredentialOrigin::Helper,
+                detail: Some(format!("docker-credential-{helper}")),
+            }));
+        }
+        for (key, entry) in &file.auths {
+            if registry_key(key) != registry {
+                continue;
+            }
+            if let Some(c) = entry.credentials(&path, key)? {
+                return Ok(Some(Found {
+                    credentials: c,
+                    origin: CredentialOrigin::DockerConfig,
+                    detail: Some(path.display().to_string()),
+                }));
+            }
+        }
+        Ok(None)
+    }
+
+    /// What the engine should send to pull `image` (by reference): the credentials for its
+    /// registry, if any are known, and where they came from.
+    ///
+    /// # Errors
+    /// `image` is not a reference, or as [`CredentialSource::lookup`].
+    pub async fn for_image(&self, image: &str) -> Result<Option<(RegistryAuth, Found)>, Error> {
+        self.for_registry(&Reference::parse(image)?.registry).await
+    }
+
+    /// What the engine should send to `registry`, if anything is known, and where it came from.
+    ///
+    /// # Errors
+    /// As [`CredentialSource::lookup`].
+    pub async fn for_registry(
+        &self,
+        registry: &str,
+    ) -> Result<Option<(RegistryAuth, Found)>, Error> {
+        let registry = registry.to_owned();
+        Ok(self.find(&registry).await?.map(|found| {
+            let auth = RegistryAuth {
+                registry,
+                username: found.credentials.username.clone(),
+                password: found.credentials.secret().to_owned(),
+            };
+            (auth, found)
+        }))
+    }
+
+    /// Docker's config file and its path, when there is one.
+    async fn docker_config_file(&self) -> Result<Option<(PathBuf, DockerConfigFile)>, Error> {
         let Some(path) = &self.docker_config else {
             return Ok(None);
         };
@@ -189,91 +300,111 @@ impl CredentialSource {
                 path.display()
             ))
         })?;
-        let helper = file
-            .cred_helpers
-            .iter()
-            .find(|(k, _)| registry_key(k) == registry)
-            .map(|(_, h)| h.clone())
-            .or(file.creds_store.clone());
-        if let Some(helper) = helper
-            && let Some(c) = self.run_helper(&helper, registry).await?
-        {
-            return Ok(Some(c));
-        }
-        for (key, entry) in &file.auths {
-            if registry_key(key) != registry {
-                continue;
-            }
-            if let Some(auth) = entry.auth.as_deref().filter(|a| !a.is_empty()) {
-                let decoded = base64::engine::general_purpose::STANDARD
-                    .decode(auth.trim())
-                    .ok()
-                    .and_then(|b| String::from_utf8(b).ok())
-                    .ok_or_else(|| {
-                        Error::Credentials(format!(
-                            "{}: auths.{key}.auth is not base64 of user:password",
-                            path.display()
-                        ))
-                    })?;
-                let (user, password) = decoded.split_once(':').ok_or_else(|| {
-                    Error::Credentials(format!(
-                        "{}: auths.{key}.auth is not base64 of user:password",
-                        path.display()
-                    ))
-                })?;
-                return Ok(Some(Credentials::new(user, password)));
-            }
-            if let (Some(u), Some(p)) = (&entry.username, &entry.password) {
-                return Ok(Some(Credentials::new(u.clone(), p.clone())));
+        Ok(Some((path.clone(), file)))
+    }
+
+    /// Every registry with credentials from every origin (never a secret), the one used for
+    /// each registry marked in effect. A `credsStore` helper is asked what it keeps (`list`);
+    /// one that cannot answer is left out with a warning.
+    ///
+    /// # Errors
+    /// What capstan keeps, or Docker's config, cannot be read.
+    pub async fn list(&self) -> Result<Vec<RegistryLogin>, Error> {
+        let mut out = Vec::new();
+        if let Some(logins) = &self.logins {
+            for l in logins.list()? {
+                out.push(RegistryLogin {
+                    registry: l.registry,
+                    username: Some(l.username),
+                    origin: CredentialOrigin::Capstan,
+                    detail: None,
+                    in_effect: false,
+                    saved_at: Some(l.saved_at),
+                });
             }
         }
-        Ok(None)
+        for (registry, c) in &self.configured {
+            out.push(listed(
+                registry,
+                Some(&c.username),
+                CredentialOrigin::Config,
+                None,
+            ));
+        }
+        if let Some((path, file)) = self.docker_config_file().await? {
+            for (key, helper) in &file.cred_helpers {
+                let detail = format!("docker-credential-{helper}");
+                out.push(listed(
+                    &registry_key(key),
+                    None,
+                    CredentialOrigin::Helper,
+                    Some(detail),
+                ));
+            }
+            if let Some(helper) = &file.creds_store {
+                match self.list_helper(helper).await {
+                    Ok(kept) => {
+                        for (server, user) in kept {
+                            let detail = format!("docker-credential-{helper}");
+                            out.push(listed(
+                                &registry_key(&server),
+                                Some(&user),
+                                CredentialOrigin::Helper,
+                                Some(detail),
+                            ));
+                        }
+                    }
+                    Err(e) => {
+                        tracing::warn!(error = %e, "cannot list what the credential store keeps");
+                    }
+                }
+            }
+            for (key, entry) in &file.auths {
+                if let Some(c) = entry.credentials(&path, key).ok().flatten() {
+                    let detail = path.display().to_string();
+                    out.push(listed(
+                        &registry_key(key),
+                        Some(&c.username),
+                        CredentialOrigin::DockerConfig,
+                        Some(detail),
+                    ));
+                }
+            }
+        }
+        out.sort_by(|a, b| (&a.registry, a.origin).cmp(&(&b.registry, b.origin)));
+        let mut seen = std::collections::HashSet::new();
+        for l in &mut out {
+            l.in_effect = seen.insert(l.registry.clone());
+        }
+        Ok(out)
+    }
+
+    /// `docker-credential-<helper> list`: server → user name.
+    async fn list_helper(&self, helper: &str) -> Result<HashMap<String, String>, Error> {
+        let program = format!("docker-credential-{helper}");
+        let out = self.helper_call(helper, "list", "").await?;
+        if !out.status.success() {
+            return Err(Error::Credentials(format!(
+                "{program} list failed: {}",
+                String::from_utf8_lossy(&out.stdout).trim()
+            )));
+        }
+        serde_json::from_slice(&out.stdout).map_err(|e| {
+            Error::Credentials(format!(
+                "{program} list answered something that is not its JSON: {e}"
+            ))
+        })
     }
 
     /// `docker-credential-<helper> get`, the server on stdin; "not found" is no credentials.
     async fn run_helper(&self, helper: &str, registry: &str) -> Result<Option<Credentials>, Error> {
-        use tokio::io::AsyncWriteExt as _;
         let program = format!("docker-credential-{helper}");
-        let path = match &self.helper_dirs {
-            Some(dirs) => dirs
-                .iter()
-                .map(|d| d.join(&program))
-                .find(|p| p.exists())
-                .ok_or_else(|| {
-                    Error::Credentials(format!(
-                        "Docker's config names the credential helper {helper:?}, but {program} is not installed"
-                    ))
-                })?,
-            None => PathBuf::from(&program),
-        };
         let server = if registry == DOCKER_HUB {
             "https://index.docker.io/v1/".to_owned()
         } else {
             registry.to_owned()
         };
-        let mut child = tokio::process::Command::new(&path)
-            .arg("get")
-            .stdin(std::process::Stdio::piped())
-            .stdout(std::process::Stdio::piped())
-            .stderr(std::process::Stdio::piped())
-            .kill_on_drop(true)
-            .spawn()
-            .map_err(|e| {
-                Error::Credentials(format!(
-                    "cannot run the credential helper {program}: {e} (is it installed and on PATH?)"
-                ))
-            })?;
-        if let Some(mut stdin) = child.stdin.take() {
-            stdin
-                .write_all(server.as_bytes())
-                .await
-                .map_err(|e| Error::Credentials(format!("{program}: {e}")))?;
-        }
-        let out =
-            tokio::time::timeout(std::time::Duration::from_secs(30), child.wait_with_output())
-                .await
-                .map_err(|_| Error::Credentials(format!("{program} get took over 30 s")))?
-                .map_err(|e| Error::Credentials(format!("{program}: {e}")))?;
+        let out = self.helper_call(helper, "get", &server).await?;
         if !out.status.success() {
             let said = String::from_utf8_lossy(&out.stdout).trim().to_owned();
             if said.contains("credentials not found") {
@@ -289,6 +420,94 @@ impl CredentialSource {
             ))
         })?;
         Ok(Some(Credentials::new(answer.username, answer.secret)))
+    }
+
+    /// Runs `docker-credential-<helper> <verb>` with `input` on stdin, for at most 30 s.
+    async fn helper_call(
+        &self,
+        helper: &str,
+        verb: &str,
+        input: &str,
+    ) -> Result<std::process::Output, Error> {
+        use tokio::io::AsyncWriteExt as _;
+        let program = format!("docker-credential-{helper}");
+        let path = match &self.helper_dirs {
+            Some(dirs) => dirs
+                .iter()
+                .map(|d| d.join(&program))
+                .find(|p| p.exists())
+                .ok_or_else(|| {
+                    Error::Credentials(format!(
+                        "Docker's config names the credential helper {helper:?}, but {program} is not installed"
+                    ))
+                })?,
+            None => PathBuf::from(&program),
+        };
+        let mut child = tokio::process::Command::new(&path)
+            .arg(verb)
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .kill_on_drop(true)
+            .spawn()
+            .map_err(|e| {
+                Error::Credentials(format!(
+                    "cannot run the credential helper {program}: {e} (is it installed and on PATH?)"
+                ))
+            })?;
+        if let Some(mut stdin) = child.stdin.take() {
+            stdin
+                .write_all(input.as_bytes())
+                .await
+                .map_err(|e| Error::Credentials(format!("{program}: {e}")))?;
+        }
+        tokio::time::timeout(std::time::Duration::from_secs(30), child.wait_with_output())
+            .await
+            .map_err(|_| Error::Credentials(format!("{program} {verb} took over 30 s")))?
+            .map_err(|e| Error::Credentials(format!("{program}: {e}")))
+    }
+}
+
+/// A registry in a listing, not yet said to be in effect.
+fn listed(
+    registry: &str,
+    username: Option<&str>,
+    origin: CredentialOrigin,
+    detail: Option<String>,
+) -> RegistryLogin {
+    RegistryLogin {
+        registry: registry.to_owned(),
+        username: username.map(str::to_owned),
+        origin,
+        detail,
+        in_effect: false,
+        saved_at: None,
+    }
+}
+
+impl AuthEntry {
+    /// The user and password an `auths` entry holds (`auth`, base64 of `user:password`, or
+    /// both written out); `None` when it holds neither (an identity token alone).
+    fn credentials(&self, path: &Path, key: &str) -> Result<Option<Credentials>, Error> {
+        if let Some(auth) = self.auth.as_deref().filter(|a| !a.is_empty()) {
+            let bad = || {
+                Error::Credentials(format!(
+                    "{}: auths.{key}.auth is not base64 of user:password",
+                    path.display()
+                ))
+            };
+            let decoded = base64::engine::general_purpose::STANDARD
+                .decode(auth.trim())
+                .ok()
+                .and_then(|b| String::from_utf8(b).ok())
+                .ok_or_else(bad)?;
+            let (user, password) = decoded.split_once(':').ok_or_else(bad)?;
+            return Ok(Some(Credentials::new(user, password)));
+        }
+        Ok(match (&self.username, &self.password) {
+            (Some(u), Some(p)) => Some(Credentials::new(u.clone(), p.clone())),
+            _ => None,
+        })
     }
 }
 

@@ -39,8 +39,8 @@ const TOKEN_MARGIN: Duration = Duration::from_secs(5);
 pub struct Options {
     /// Registries spoken to over plain HTTP besides loopback ones (`host:port`).
     pub insecure: Vec<String>,
-    /// Where credentials come from.
-    pub credentials: CredentialSource,
+    /// Where credentials come from (shared with the engine's pulls and builds).
+    pub credentials: std::sync::Arc<CredentialSource>,
     /// Tags asked for per page of a listing (default 1000).
     pub page_size: Option<u32>,
 }
@@ -463,8 +463,8 @@ impl Client {
                         repository: r.repository.clone(),
                         had_credentials: true,
                         detail: format!(
-                            "check the user and password given for {} in capstan.toml's [registries] or in Docker's config (docker login)",
-                            r.registry
+                            "check the credentials for {}: capstan registries login {} replaces them",
+                            r.registry, r.registry
                         ),
                     });
                 }
@@ -490,6 +490,112 @@ impl Client {
         })
     }
 
+    /// Checks `credentials` against `registry` as `docker login` does: `GET /v2/`, and on a
+    /// `401` the same request with Basic credentials, or a token asked for with them.
+    ///
+    /// # Errors
+    /// [`Error::Unauthorized`] when the registry refuses them; unreachable; another answer.
+    pub async fn check_login(
+        &self,
+        registry: &str,
+        credentials: &Credentials,
+    ) -> Result<(), Error> {
+        let r = Reference::parse(&format!("{registry}/capstan-login-check"))?;
+        let text = format!("{}/v2/", self.base(&r));
+        let url = Url::parse(&text).map_err(|e| Error::Response {
+            url: text.clone(),
+            message: format!("not a URL: {e}"),
+        })?;
+        let resp = self
+            .http
+            .get(url.clone())
+            .send()
+            .await
+            .map_err(|e| request_error(&url, &e))?;
+        if resp.status() != StatusCode::UNAUTHORIZED {
+            return ok(&r, &url, resp).await.map(drop);
+        }
+        let challenge = resp
+            .headers()
+            .get(WWW_AUTHENTICATE)
+            .and_then(|v| v.to_str().ok())
+            .and_then(parse_challenge);
+        let refused = |detail: String| Error::Unauthorized {
+            registry: registry.to_owned(),
+            repository: "/v2/".to_owned(),
+            had_credentials: true,
+            detail,
+        };
+        let authorization = match challenge {
+            Some(Challenge::Basic) => basic(credentials),
+            Some(Challenge::Bearer { realm, service, .. }) => {
+                let mut token_url = Url::parse(&realm).map_err(|e| Error::Response {
+                    url: realm.clone(),
+                    message: format!("the token realm is not a URL: {e}"),
+                })?;
+                {
+                    let mut q = token_url.query_pairs_mut();
+                    if let Some(s) = &service {
+                        q.append_pair("service", s);
+                    }
+                    q.append_pair("account", &credentials.username);
+                }
+                let resp = self
+                    .http
+                    .get(token_url.clone())
+                    .header(AUTHORIZATION, basic(credentials))
+                    .send()
+                    .await
+                    .map_err(|e| request_error(&token_url, &e))?;
+                if matches!(
+                    resp.status(),
+                    StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN
+                ) {
+                    return Err(refused(format!(
+                        "its token service said {}: the user name or password is wrong",
+                        resp.status()
+                    )));
+                }
+                let resp = ok(&r, &token_url, resp).await?;
+                let body = resp
+                    .bytes()
+                    .await
+                    .map_err(|e| request_error(&token_url, &e))?;
+                let answer: TokenAnswer =
+                    serde_json::from_slice(&body).map_err(|e| Error::Response {
+                        url: token_url.to_string(),
+                        message: format!("the token answer is not JSON: {e}"),
+                    })?;
+                let token =
+                    answer
+                        .token
+                        .or(answer.access_token)
+                        .ok_or_else(|| Error::Response {
+                            url: token_url.to_string(),
+                            message: "the token answer has neither token nor access_token".into(),
+                        })?;
+                format!("Bearer {token}")
+            }
+            None => {
+                return Err(refused(
+                    "it answered 401 without a challenge capstan understands (Basic or Bearer)"
+                        .into(),
+                ));
+            }
+        };
+        let resp = self
+            .http
+            .get(url.clone())
+            .header(AUTHORIZATION, authorization)
+            .send()
+            .await
+            .map_err(|e| request_error(&url, &e))?;
+        if resp.status() == StatusCode::UNAUTHORIZED {
+            return Err(refused("the user name or password is wrong".into()));
+        }
+        ok(&r, &url, resp).await.map(drop)
+    }
+
     /// An `Authorization` value answering `challenge`, and until when it holds.
     async fn authorize(
         &self,
@@ -507,7 +613,7 @@ impl Client {
             Some(Challenge::Basic) => {
                 let Some(c) = &creds else {
                     return Err(unauthorized(format!(
-                        "it wants a user and password: give them for {} in capstan.toml's [registries], or run docker login {}",
+                        "it wants a user and password: capstan registries login {} keeps them (or docker login {} in Docker's config)",
                         r.registry, r.registry
                     )));
                 };

@@ -8,15 +8,19 @@
 
 mod auth;
 mod client;
+mod dockerfile;
 mod error;
+pub mod logins;
 mod reference;
 mod version;
 
-pub use auth::{Challenge, CredentialSource, Credentials, parse_challenge};
+pub use auth::{Challenge, CredentialSource, Credentials, Found, parse_challenge};
 pub use client::{
     Child, Client, Head, MANIFEST_MEDIA_TYPES, Manifest, Options, Platform, RateLimit,
     RequestCounts, parse_manifest, parse_tag_page,
 };
+pub use dockerfile::dockerfile_bases;
 pub use error::Error;
+pub use logins::{Login, Logins, registry_name};
 pub use reference::{BadReference, DOCKER_HUB, DOCKER_HUB_API, Reference};
 pub use version::{Choice, Policy, TagVersion, looks_like_git_sha};

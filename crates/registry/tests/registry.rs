@@ -5,6 +5,7 @@
 use std::collections::{BTreeSet, HashMap};
 use std::os::unix::fs::PermissionsExt as _;
 
+use capstan_model::CredentialOrigin;
 use capstan_registry::{
     Client, CredentialSource, Credentials, Error, Options, Platform, Reference,
 };
@@ -127,7 +128,7 @@ async fn basic_auth_takes_credentials_from_config_docker_config_or_a_helper() {
     let app = reference(&registry, "app:1");
     let client = |credentials: CredentialSource| {
         Client::new(Options {
-            credentials,
+            credentials: std::sync::Arc::new(credentials),
             ..Options::default()
         })
         .unwrap()
@@ -213,6 +214,108 @@ async fn basic_auth_takes_credentials_from_config_docker_config_or_a_helper() {
         ..CredentialSource::default()
     });
     assert_eq!(from_helper.head(&app).await.unwrap().digest, digest);
+
+    // a login is checked as docker login checks it: right, wrong, and a registry that wants
+    // none takes any
+    let checker = client(CredentialSource::default());
+    checker
+        .check_login(&registry.host(), &Credentials::new("capstan", "s3cret"))
+        .await
+        .unwrap();
+    let e = checker
+        .check_login(&registry.host(), &Credentials::new("capstan", "nope"))
+        .await
+        .unwrap_err();
+    assert!(
+        e.to_string().contains(&registry.host()) && e.to_string().contains("wrong"),
+        "{e}"
+    );
+    let open = Registry::start(RegistryOptions::default()).await;
+    checker
+        .check_login(&open.host(), &Credentials::new("any", "thing"))
+        .await
+        .unwrap();
+
+    // every origin listed, the first one for a registry in effect, never a secret; a
+    // credsStore is asked what it keeps
+    let store = dir.path().join("docker-credential-capstanstore");
+    std::fs::write(
+        &store,
+        format!(
+            "#!/bin/sh
+cat >/dev/null
+[ \"$1\" = list ] || exit 1\nprintf '{{\"https://index.docker.io/v1/\":\"hubuser\",\"{}\":\"storeuser\"}}'\n",
+            registry.host()
+        ),
+    )
+    .unwrap();
+    std::fs::set_permissions(&store, std::fs::Permissions::from_mode(0o700)).unwrap();
+    std::fs::write(
+        &config,
+        serde_json::json!({
+            "credsStore": "capstanstore",
+            "credHelpers": {"ghcr.io": "capstantest"},
+            "auths": {"https://index.docker.io/v1/": {"auth": "aHViOnB3"}}
+        })
+        .to_string(),
+    )
+    .unwrap();
+    let listing = CredentialSource {
+        configured: HashMap::from([(registry.host(), Credentials::new("capstan", "s3cret"))]),
+        docker_config: Some(config.clone()),
+        helper_dirs: Some(vec![dir.path().to_owned()]),
+        ..CredentialSource::default()
+    }
+    .list()
+    .await
+    .unwrap();
+    let rows: Vec<(
+        String,
+        Option<String>,
+        capstan_model::CredentialOrigin,
+        bool,
+    )> = listing
+        .iter()
+        .map(|l| {
+            (
+                l.registry.clone(),
+                l.username.clone(),
+                l.origin,
+                l.in_effect,
+            )
+        })
+        .collect();
+    assert_eq!(
+        rows,
+        [
+            (
+                registry.host(),
+                Some("capstan".into()),
+                CredentialOrigin::Config,
+                true
+            ),
+            (
+                registry.host(),
+                Some("storeuser".into()),
+                CredentialOrigin::Helper,
+                false
+            ),
+            (
+                "docker.io".into(),
+                Some("hubuser".into()),
+                CredentialOrigin::Helper,
+                true
+            ),
+            (
+                "docker.io".into(),
+                Some("hub".into()),
+                CredentialOrigin::DockerConfig,
+                false
+            ),
+            ("ghcr.io".into(), None, CredentialOrigin::Helper, true),
+        ]
+    );
+    assert!(!serde_json::to_string(&listing).unwrap().contains("s3cret"));
 
     // a helper that is not installed is named
     std::fs::write(&config, r#"{"credsStore": "nowhere"}"#).unwrap();
@@ -350,10 +453,10 @@ async fn bearer_tokens_rate_limit_headers_and_429_as_docker_hub_sends_them() {
         );
     tokio::spawn(async move { axum::serve(listener, router).await.unwrap() });
     let client = Client::new(Options {
-        credentials: CredentialSource {
+        credentials: std::sync::Arc::new(CredentialSource {
             configured: HashMap::from([(addr.to_string(), Credentials::new("me", "pw"))]),
             ..CredentialSource::default()
-        },
+        }),
         ..Options::default()
     })
     .unwrap();

@@ -14,6 +14,9 @@ pub struct Daemon {
     child: Option<Child>,
     data: PathBuf,
     _data_guard: Option<tempfile::TempDir>,
+    /// Set in the daemon's environment (over `DOCKER_CONFIG`, which points at nothing unless
+    /// a test says: the machine's own Docker credentials are not the test's).
+    env: Vec<(String, String)>,
     /// `http://127.0.0.1:PORT`.
     pub url: String,
     /// The admin token.
@@ -46,6 +49,27 @@ impl Daemon {
         config: &str,
         prepare: impl FnOnce(&Path),
     ) -> Self {
+        Self::start_full(bin, docker_host, config, prepare, &[]).await
+    }
+
+    /// [`Self::start_with`], with `env` set in the daemon's environment (`DOCKER_CONFIG`,
+    /// `PATH` for a credential helper), at every start.
+    pub async fn start_with_env(
+        bin: &Path,
+        docker_host: &str,
+        config: &str,
+        env: &[(&str, &str)],
+    ) -> Self {
+        Self::start_full(bin, docker_host, config, |_| {}, env).await
+    }
+
+    async fn start_full(
+        bin: &Path,
+        docker_host: &str,
+        config: &str,
+        prepare: impl FnOnce(&Path),
+        env: &[(&str, &str)],
+    ) -> Self {
         let mut config = if config.contains("[images]") {
             config.to_owned()
         } else {
@@ -75,6 +99,10 @@ impl Daemon {
             child: None,
             data,
             _data_guard: Some(guard),
+            env: env
+                .iter()
+                .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+                .collect(),
             url: String::new(),
             token: String::new(),
             http: reqwest::Client::new(),
@@ -109,6 +137,11 @@ impl Daemon {
                 "RUST_LOG",
                 "info,capstan_images=debug,capstan_api::server=debug",
             )
+            .env(
+                "DOCKER_CONFIG",
+                self.data.with_extension("no-docker-config"),
+            )
+            .envs(self.env.iter().map(|(k, v)| (k, v)))
             .stdout(Stdio::piped())
             .stderr(log)
             .kill_on_drop(true)
@@ -214,6 +247,29 @@ impl Daemon {
             .output()
             .await
             .unwrap();
+        (
+            out.status.code().unwrap_or(-1),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    }
+
+    /// Runs the CLI against this daemon with `input` on its standard input.
+    pub async fn cli_with_input(&self, args: &[&str], input: &str) -> (i32, String, String) {
+        use tokio::io::AsyncWriteExt as _;
+        let mut child = Command::new(&self.bin)
+            .args(args)
+            .env("CAPSTAN_URL", &self.url)
+            .env("CAPSTAN_TOKEN", &self.token)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut stdin = child.stdin.take().unwrap();
+        stdin.write_all(input.as_bytes()).await.unwrap();
+        drop(stdin);
+        let out = child.wait_with_output().await.unwrap();
         (
             out.status.code().unwrap_or(-1),
             String::from_utf8_lossy(&out.stdout).into_owned(),

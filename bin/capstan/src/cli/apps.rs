@@ -18,6 +18,10 @@ pub struct DeployArgs {
     /// Do not build services with `build:`; use the images they already have.
     #[arg(long)]
     no_build: bool,
+    /// Pull every image first, as `pull_policy: always` does (a tag pushed again is deployed;
+    /// `never` and `build` services are not pulled).
+    #[arg(long)]
+    pull: bool,
     #[command(flatten)]
     out: OutputArgs,
 }
@@ -39,7 +43,10 @@ pub async fn deploy(args: DeployArgs) -> Result<(), Failure> {
     let request = deploy_request(&args.compose, loaded)?;
     let report = follow(
         &client,
-        &format!("/api/v1/apps/{app}/deploy"),
+        &format!(
+            "/api/v1/apps/{app}/deploy{}",
+            if args.pull { "?pull=true" } else { "" }
+        ),
         &request,
         args.out.output,
     )

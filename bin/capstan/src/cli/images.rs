@@ -201,6 +201,24 @@ async fn updates(client: &Client, check_now: bool, output: Output) -> Result<(),
             "no image is watched yet (the first check runs shortly after start; --check-now runs one)"
         );
     }
+    if !list.stale.is_empty() {
+        println!("\nstale: the tag names another image on this host than these containers run");
+        let mut table = Table::new(&["IMAGE", "CONTAINERS", "RUNNING", "TAG NOW"]);
+        let digest_or_id = |digest: &Option<String>, id: &str| match digest {
+            Some(d) => format!("{} (id {})", short(&Some(d.clone())), short_id(id)),
+            None => format!("id {}", short_id(id)),
+        };
+        for s in &list.stale {
+            table.row(vec![
+                s.reference.clone(),
+                s.containers.join(", "),
+                digest_or_id(&s.running_digest, &s.running_id),
+                digest_or_id(&s.tag_digest, &s.tag_id),
+            ]);
+        }
+        table.print();
+        println!("(capstan deploy applies what the tag names now)");
+    }
     Ok(())
 }
 

@@ -14,6 +14,7 @@ pub mod notify;
 pub mod plan;
 pub mod policy;
 pub mod ps;
+pub mod registries;
 pub mod secrets;
 pub mod security;
 pub mod table;

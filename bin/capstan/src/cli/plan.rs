@@ -13,6 +13,9 @@ use crate::{Output, OutputArgs};
 pub struct PlanArgs {
     #[command(flatten)]
     compose: ComposeArgs,
+    /// Plan as `capstan deploy --pull` would deploy: every image pulled first.
+    #[arg(long)]
+    pull: bool,
     #[command(flatten)]
     out: OutputArgs,
 }
@@ -31,7 +34,13 @@ pub async fn run(args: PlanArgs) -> Result<(), Failure> {
     let request = super::config::deploy_request(&args.compose, loaded)?;
     let client = Client::from_env()?;
     let plan: Plan = client
-        .post(&format!("/api/v1/apps/{app}/plan"), &request)
+        .post(
+            &format!(
+                "/api/v1/apps/{app}/plan{}",
+                if args.pull { "?pull=true" } else { "" }
+            ),
+            &request,
+        )
         .await?;
     if args.out.output == Output::Json {
         return print_json(&plan);
@@ -51,6 +60,41 @@ pub async fn run(args: PlanArgs) -> Result<(), Failure> {
                 1
             )
         );
+    }
+    for s in &plan.services {
+        let Some(r) = &s.registry else { continue };
+        let short = |d: &Option<String>| {
+            d.as_deref().map_or_else(
+                || "-".to_owned(),
+                |d| {
+                    d.split_once(':')
+                        .map_or(d, |(_, h)| h)
+                        .chars()
+                        .take(12)
+                        .collect()
+                },
+            )
+        };
+        match (&r.error, r.pulled) {
+            (Some(e), _) => println!(
+                "{}: cannot ask the registry whether {} moved: {e}",
+                s.service, r.image
+            ),
+            (None, true) => println!(
+                "{}: {} moved in its registry ({} here, {} there); the deploy pulls it",
+                s.service,
+                r.image,
+                short(&r.local_digest),
+                short(&r.registry_digest)
+            ),
+            (None, false) => println!(
+                "{}: {} moved in its registry ({} here, {} there); capstan deploy --pull takes it (or pull_policy: always)",
+                s.service,
+                r.image,
+                short(&r.local_digest),
+                short(&r.registry_digest)
+            ),
+        }
     }
     if plan.is_empty() {
         println!("app {app}: nothing to do, everything is up to date");

@@ -52,6 +52,10 @@ struct Base {
     /// The data dir's vault (secrets) and keyring (credentials).
     vault: Arc<capstan_vault::Vault>,
     keyring: capstan_vault::keyring::Keyring,
+    /// Where registry credentials come from: every pull, build, scan and update check.
+    registries: Arc<capstan_registry::CredentialSource>,
+    /// The registry client (update checks, login checks).
+    registry: Arc<capstan_registry::Client>,
 }
 
 pub async fn run(opts: ServeOptions) -> Result<()> {
@@ -76,7 +80,15 @@ pub async fn run(opts: ServeOptions) -> Result<()> {
 
     let token_path = data.join("admin.token");
     let token = data_dir::ensure_secret(&token_path, "admin token")?;
+    let logins = capstan_registry::Logins::new(opened.keyring.clone());
+    let registries = Arc::new(file.images.credential_source(Some(Arc::new(logins)))?);
+    let registry = Arc::new(
+        capstan_registry::Client::new(file.images.registry_options(Arc::clone(&registries)))
+            .context("cannot set up the registry client")?,
+    );
     let base = Base {
+        registries,
+        registry,
         store: Store::open(&data.join("state.db"))?,
         engine: Engine::new(host.as_deref())?,
         live: broadcast::channel(LIVE_BUFFER).0,
@@ -129,6 +141,8 @@ pub async fn run(opts: ServeOptions) -> Result<()> {
         scanner,
         sign_ins: Arc::default(),
         security: Some(security),
+        registries: Arc::clone(&base.registries),
+        registry: Arc::clone(&base.registry),
     };
     serve_api(&base, state, listen, tls, &token_path).await?;
     base.shutdown.cancel();

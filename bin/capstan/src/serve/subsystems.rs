@@ -111,13 +111,11 @@ pub(super) fn start_images(
             hook_secret: None,
         });
     }
-    let client = capstan_registry::Client::new(config.registry_options()?)
-        .context("cannot set up the registry client")?;
     let watcher = capstan_images::Watcher::new(
         base.engine.clone(),
         base.store.clone(),
         base.live.clone(),
-        client,
+        Arc::clone(&base.registry),
         config.watch_config(&base.data)?,
     )
     .with_auto_updates(auto);
@@ -168,6 +166,7 @@ pub(super) fn start_deploy(
         router: Some(router.clone()),
         events: Some(base.live.clone()),
         secrets: Some(secrets.clone()),
+        credentials: Some(Arc::clone(&base.registries)),
     };
     let mut deployer =
         capstan_deploy::Deployer::new(Arc::new(target), apps, Some(base.live.clone()));

@@ -63,9 +63,9 @@ async fn every_image_operation_is_journaled_exactly_once() {
         .unwrap();
     let id = engine.inspect_image(&built).await.unwrap().unwrap().id;
     engine.tag(&built, &remote).await.unwrap(); // tag
-    engine.push(&remote).await.unwrap(); // push
+    engine.push(&remote, None).await.unwrap(); // push
     engine.remove_image(&remote, false).await.unwrap(); // untag
-    engine.pull(&remote).await.unwrap(); // pull
+    engine.pull(&remote, None).await.unwrap(); // pull
     let archive = engine.save(&[&built, &remote]).await.unwrap(); // save
     engine.remove_image(&id, true).await.unwrap(); // untag x3 (two tags, one digest), delete
     engine.load(archive).await.unwrap(); // load

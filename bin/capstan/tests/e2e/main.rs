@@ -19,6 +19,8 @@ mod outage;
 mod policy;
 mod properties;
 mod proxy;
+mod pulls;
+mod registries;
 mod scan;
 mod secrets;
 mod security;

@@ -271,9 +271,9 @@ async fn a_debian_image_is_scanned_against_imported_advisories() {
     // scan on pull: the pulled image is scanned and what it carries journaled
     let remote = format!("{}/{derived}", registry());
     engine.tag(&derived, &remote).await.unwrap();
-    engine.push(&remote).await.unwrap();
+    engine.push(&remote, None).await.unwrap();
     engine.remove_image(&remote, false).await.unwrap();
-    engine.pull(&remote).await.unwrap();
+    engine.pull(&remote, None).await.unwrap();
     let scanned = eventually(
         Duration::from_mins(1),
         "the pulled image scanned",

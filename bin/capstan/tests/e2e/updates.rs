@@ -27,7 +27,7 @@ async fn a_running_images_updates_are_found_journaled_once_and_kept() {
     let repo = unique("capt-upd");
     let image = format!("{}/{repo}:v1.0.0", registry.host());
     engine.tag(BUSYBOX, &image).await.unwrap();
-    engine.push(&image).await.unwrap();
+    engine.push(&image, None).await.unwrap();
     registry.push(&repo, "v1.1.0", "newer").await;
     registry.push(&repo, "v2.0.0", "major").await;
     let name = unique("capt-upd");
@@ -182,7 +182,7 @@ async fn a_registry_notification_checks_at_once_and_needs_the_hook_secret() {
     let repo = format!("shop/{}", unique("capt-hook"));
     let image = format!("{}/{repo}:1", registry.host());
     engine.tag(BUSYBOX, &image).await.unwrap();
-    engine.push(&image).await.unwrap();
+    engine.push(&image, None).await.unwrap();
     let id = engine
         .create_container(&name, &image, &["sleep", "3600"], HashMap::new())
         .await
@@ -248,6 +248,17 @@ async fn a_registry_notification_checks_at_once_and_needs_the_hook_secret() {
 /// Builds `FROM busybox` with a label of its own (a new image per `version`), plus a `/bad`
 /// file when `broken` (the test service's healthcheck fails on it), and pushes it.
 async fn push_version(engine: &capstan_engine::Engine, image: &str, version: &str, broken: bool) {
+    push_version_as(engine, image, version, broken, None).await;
+}
+
+/// [`push_version`] to a registry that wants `auth`.
+pub(crate) async fn push_version_as(
+    engine: &capstan_engine::Engine,
+    image: &str,
+    version: &str,
+    broken: bool,
+    auth: Option<&capstan_model::RegistryAuth>,
+) {
     let dockerfile = format!(
         "FROM {BUSYBOX}\nLABEL capstan.test.version=\"{version}\"\n{}",
         if broken { "COPY bad /bad\n" } else { "" }
@@ -258,7 +269,7 @@ async fn push_version(engine: &capstan_engine::Engine, image: &str, version: &st
         ..capstan_engine::BuildContext::default()
     };
     engine.build(context, image).await.unwrap();
-    engine.push(image).await.unwrap();
+    engine.push(image, auth).await.unwrap();
 }
 
 async fn releases(daemon: &Daemon, app: &str) -> Vec<capstan_model::Release> {

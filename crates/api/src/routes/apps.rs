@@ -216,12 +216,15 @@ pub async fn build_service(
         args.insert(name.to_owned(), value.to_owned());
     }
     owns_image(&state, &app, &service, &image).await?;
+    let dockerfile = one("dockerfile").unwrap_or_else(|| "Dockerfile".into());
+    let credentials = base_credentials(&state, &context, &dockerfile, &args).await?;
     let build = capstan_engine::BuildContext {
         tar: context,
-        dockerfile: one("dockerfile").unwrap_or_else(|| "Dockerfile".into()),
+        dockerfile,
         args,
         target: one("target").filter(|t| !t.is_empty()),
         labels: capstan_deploy::labels(&app, Some(&service), &[]),
+        credentials,
     };
     state.engine.build(build, &image).await.map_err(|e| {
         if e.is_unreachable() {
@@ -240,6 +243,69 @@ pub async fn build_service(
         .map(|i| i.id)
         .unwrap_or_default();
     Ok(Json(capstan_model::BuiltImage { image, id }))
+}
+
+/// The credentials of the registries the context's Dockerfile pulls its `FROM` images from
+/// (those alone: the builder is not handed every credential capstan knows).
+async fn base_credentials(
+    state: &AppState,
+    context: &axum::body::Bytes,
+    dockerfile: &str,
+    args: &BTreeMap<String, String>,
+) -> Result<Vec<capstan_model::RegistryAuth>, ApiError> {
+    let (tar, wanted) = (
+        context.clone(),
+        dockerfile.trim_start_matches("./").to_owned(),
+    );
+    let text = tokio::task::spawn_blocking(move || dockerfile_text(&tar, &wanted))
+        .await
+        .map_err(|e| ApiError::new(Code::Internal, e.to_string()))?;
+    // a context without it fails in the builder, which says so
+    let Some(text) = text else {
+        return Ok(Vec::new());
+    };
+    let mut registries: Vec<String> = capstan_registry::dockerfile_bases(&text, args)
+        .into_iter()
+        .map(|r| r.registry)
+        .collect();
+    registries.sort();
+    registries.dedup();
+    let mut out = Vec::new();
+    for registry in registries {
+        let found = state
+            .registries
+            .for_registry(&registry)
+            .await
+            .map_err(|e| {
+                ApiError::new(
+                    Code::Failed,
+                    format!("cannot read the credentials for {registry}: {e}"),
+                )
+            })?;
+        out.extend(found.map(|(auth, _)| auth));
+    }
+    Ok(out)
+}
+
+/// The Dockerfile at `path` inside a context archive, when it is there and is text.
+fn dockerfile_text(tar: &[u8], path: &str) -> Option<String> {
+    use std::io::Read as _;
+    let mut archive = tar::Archive::new(tar);
+    for entry in archive.entries().ok()? {
+        let entry = entry.ok()?;
+        let name = entry
+            .path()
+            .ok()?
+            .to_string_lossy()
+            .trim_start_matches("./")
+            .to_owned();
+        if name == path {
+            let mut text = String::new();
+            entry.take(1 << 20).read_to_string(&mut text).ok()?;
+            return Some(text);
+        }
+    }
+    None
 }
 
 /// A build may tag only a new name, or an image capstan built for this very service: tagging
@@ -365,7 +431,8 @@ async fn respond(
     path = "/api/v1/apps/{app}/plan",
     tag = "apps",
     params(
-        ("app" = String, Path, description = "the app (Compose project)")
+        ("app" = String, Path, description = "the app (Compose project)"),
+        ("pull" = Option<bool>, Query, description = "plan as `capstan deploy --pull` would deploy: every image pulled first")
     ),
     request_body(description = "the resolved model as JSON, or a Compose file", content((DeployRequest = "application/json"), (ComposeFile = "application/yaml"))),
     responses(
@@ -375,17 +442,101 @@ async fn respond(
 pub(crate) async fn plan_app(
     State(state): State<AppState>,
     Path(app): Path<String>,
+    Query(pairs): Query<Pairs>,
     who: Option<Extension<Principal>>,
     headers: HeaderMap,
     body: axum::body::Bytes,
 ) -> Result<Json<Plan>, ApiError> {
     check_app(&app)?;
-    let req = request(&state, &app, &headers, &body).await?;
+    let pull = pull_flag(&pairs)?;
+    let mut req = request(&state, &app, &headers, &body).await?;
+    req.pull = pull;
     let previous = capstan_deploy::running_model(&state.store, &app).await?;
     let mut plan = state.deployer.plan(&req, previous.as_ref()).await?;
+    registry_checks(&state, &req, &mut plan).await?;
     // what the policy would refuse of the one who asks for the plan
     plan.violations = policy_violations(&state, &req, who.as_ref()).await?;
     Ok(Json(plan))
+}
+
+/// `?pull=true`, the one query parameter a deploy and a plan take.
+fn pull_flag(pairs: &Pairs) -> Result<bool, ApiError> {
+    params::only(pairs, &["pull"])?;
+    Ok(params::flag(pairs, "pull")?.unwrap_or(false))
+}
+
+/// For each service run from a registry's tag, what the registry names for the tag now
+/// against the digest the engine's copy was pulled as: shown when they differ (or the registry
+/// could not say). A service whose deploy pulls (`pull_policy: always`, an elapsed
+/// `every_<duration>`, `?pull=true`) a digest it does not run is planned as recreated. Images
+/// built or loaded here (no digest from their registry), pinned by digest, or that the engine
+/// lacks are not asked about.
+async fn registry_checks(
+    state: &AppState,
+    req: &DeployRequest,
+    plan: &mut Plan,
+) -> Result<(), ApiError> {
+    for sp in &mut plan.services {
+        let Some(s) = req.project.services.get(&sp.service) else {
+            continue;
+        };
+        let Some(image) = s.image.as_deref().filter(|i| !i.contains('@')) else {
+            continue;
+        };
+        if s.build.is_some() {
+            continue;
+        }
+        let Ok(reference) = capstan_registry::Reference::parse(image) else {
+            continue;
+        };
+        let Some(local) = state.engine.inspect_image(image).await? else {
+            continue;
+        };
+        let Some(local_digest) = local.repo_digests.iter().find_map(|d| {
+            let (name, digest) = d.split_once('@')?;
+            let r = capstan_registry::Reference::parse(name).ok()?;
+            (r.registry == reference.registry && r.repository == reference.repository)
+                .then(|| digest.to_owned())
+        }) else {
+            continue;
+        };
+        let Ok(pulled) =
+            capstan_deploy::must_pull(s, image, Some(&local), req.pull, chrono::Utc::now())
+        else {
+            continue;
+        };
+        let (registry_digest, error) = match state.registry.head(&reference).await {
+            Ok(head) if head.digest == local_digest => continue,
+            Ok(head) => (Some(head.digest), None),
+            Err(e) => (None, Some(e.to_string())),
+        };
+        if pulled
+            && sp.action == capstan_model::Action::Unchanged
+            && let Some(new) = &registry_digest
+        {
+            sp.action = capstan_model::Action::Recreate {
+                reasons: vec![format!(
+                    "{image} moved in its registry ({} -> {}); the deploy pulls it",
+                    short_digest(&local_digest),
+                    short_digest(new)
+                )],
+            };
+        }
+        sp.registry = Some(capstan_model::RegistryCheck {
+            image: image.to_owned(),
+            local_digest: Some(local_digest),
+            registry_digest,
+            pulled,
+            error,
+        });
+    }
+    Ok(())
+}
+
+/// The first 12 hex digits of a digest.
+fn short_digest(digest: &str) -> &str {
+    let hex = digest.split_once(':').map_or(digest, |(_, h)| h);
+    &hex[..hex.len().min(12)]
 }
 
 /// The ledger's actor: the name of the token that asked.
@@ -410,7 +561,8 @@ fn hold(state: &AppState, app: &str) -> Result<capstan_model::RolloutLock, ApiEr
     path = "/api/v1/apps/{app}/deploy",
     tag = "apps",
     params(
-        ("app" = String, Path, description = "the app (Compose project)")
+        ("app" = String, Path, description = "the app (Compose project)"),
+        ("pull" = Option<bool>, Query, description = "pull every image first, as pull_policy: always does (a tag pushed again is deployed)")
     ),
     request_body(description = "the resolved model as JSON, or a Compose file", content((DeployRequest = "application/json"), (ComposeFile = "application/yaml"))),
     responses(
@@ -421,12 +573,15 @@ fn hold(state: &AppState, app: &str) -> Result<capstan_model::RolloutLock, ApiEr
 pub(crate) async fn deploy_app(
     State(state): State<AppState>,
     Path(app): Path<String>,
+    Query(pairs): Query<Pairs>,
     who: Option<Extension<Principal>>,
     headers: HeaderMap,
     body: axum::body::Bytes,
 ) -> Result<Response, ApiError> {
     check_app(&app)?;
-    let req = request(&state, &app, &headers, &body).await?;
+    let pull = pull_flag(&pairs)?;
+    let mut req = request(&state, &app, &headers, &body).await?;
+    req.pull = pull;
     authorize(&state, &app, &req, who.as_ref()).await?;
     respond(state, app, req, &headers, actor(who)).await
 }

@@ -90,7 +90,9 @@ fn watcher(state: &AppState) -> Result<&std::sync::Arc<capstan_images::WatchStat
     )
 )]
 pub(crate) async fn updates(State(state): State<AppState>) -> Result<Json<ImageUpdates>, ApiError> {
-    Ok(Json(watcher(&state)?.snapshot()))
+    let mut list = watcher(&state)?.snapshot();
+    list.stale = capstan_images::stale_images(&state.engine).await?;
+    Ok(Json(list))
 }
 
 /// `GET /api/v1/notify`: each notification channel, what it sends and how its deliveries went.
@@ -126,9 +128,9 @@ pub(crate) async fn check_updates(
     State(state): State<AppState>,
 ) -> Result<Json<ImageUpdates>, ApiError> {
     let watcher = watcher(&state)?;
-    Ok(Json(
-        watcher.check_now(std::time::Duration::from_mins(5)).await,
-    ))
+    let mut list = watcher.check_now(std::time::Duration::from_mins(5)).await;
+    list.stale = capstan_images::stale_images(&state.engine).await?;
+    Ok(Json(list))
 }
 
 /// What a registry posts: the CNCF distribution's notification envelope (Docker Hub's and

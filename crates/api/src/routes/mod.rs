@@ -10,6 +10,7 @@ pub(crate) mod images;
 pub mod logs;
 pub(crate) mod metrics;
 pub(crate) mod policy;
+pub(crate) mod registries;
 pub(crate) mod scan;
 pub(crate) mod security;
 pub(crate) mod session;

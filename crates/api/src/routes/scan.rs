@@ -26,12 +26,17 @@ fn scan_error(e: capstan_scan::Error) -> ApiError {
     }
 }
 
+/// Whether `text` is an image id (`sha256:` and hex, or a prefix of 12 or more hex digits).
+fn is_id(text: &str) -> bool {
+    let hex = text.strip_prefix("sha256:").unwrap_or(text);
+    (12..=64).contains(&hex.len()) && hex.bytes().all(|b| b.is_ascii_hexdigit())
+}
+
 /// An image id (`sha256:` and 64 hex digits, or a prefix of 12 or more) or a reference Docker
 /// would take: checked here, because the engine reads what it is given as part of a URL path
 /// (`/etc` would be a redirect, not a missing image).
 fn check_image(text: &str) -> Result<(), ApiError> {
-    let hex = text.strip_prefix("sha256:").unwrap_or(text);
-    if (12..=64).contains(&hex.len()) && hex.bytes().all(|b| b.is_ascii_hexdigit()) {
+    if is_id(text) {
         return Ok(());
     }
     capstan_registry::Reference::parse(text)
@@ -48,7 +53,8 @@ fn check_image(text: &str) -> Result<(), ApiError> {
 }
 
 /// `POST /api/v1/images/scan?image=REF[&refresh=true]`: the image's OS packages matched against
-/// the advisory database (layers read once, then cached; `refresh` reads them again).
+/// the advisory database (layers read once, then cached; `refresh` reads them again). A
+/// reference the engine lacks is pulled first, with its registry's credentials.
 #[utoipa::path(
     post,
     path = "/api/v1/images/scan",
@@ -59,7 +65,7 @@ fn check_image(text: &str) -> Result<(), ApiError> {
     ),
     responses(
         (status = 200, description = "OK", body = ScanReport),
-        (status = 404, description = "the engine has no such image", body = capstan_model::ErrorBody)
+        (status = 404, description = "the engine has no such image, and it cannot be pulled", body = capstan_model::ErrorBody)
     )
 )]
 pub(crate) async fn scan(
@@ -78,11 +84,22 @@ pub(crate) async fn scan(
         })?;
     check_image(&image)?;
     let refresh = params::flag(&pairs, "refresh")?.unwrap_or(false);
-    let report = state
-        .scanner
-        .scan(&image, refresh)
-        .await
-        .map_err(scan_error)?;
+    let report = match state.scanner.scan(&image, refresh).await {
+        // a reference the engine lacks is pulled (with its registry's credentials) first
+        Err(capstan_scan::Error::NoImage(_)) if !is_id(&image) => {
+            capstan_deploy::pull_image(&state.engine, Some(&state.registries), &image)
+                .await
+                .map_err(|e| match e {
+                    capstan_deploy::TargetError::Failed { .. } => {
+                        ApiError::new(Code::NotFound, e.to_string())
+                    }
+                    e => e.into(),
+                })?;
+            state.scanner.scan(&image, refresh).await
+        }
+        other => other,
+    }
+    .map_err(scan_error)?;
     Ok(Json(report))
 }
 

@@ -58,7 +58,6 @@ pub struct Loaded {
 const UNSUPPORTED_SERVICE_KEYS: &[&str] = &[
     "container_name",
     "platform",
-    "pull_policy",
     "devices",
     "links",
     "external_links",

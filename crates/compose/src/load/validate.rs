@@ -100,6 +100,17 @@ pub(super) fn validate(project: &Project, tree: &Node) -> Result<(), Error> {
                 }
             }
         }
+        if let Some(policy) = &s.pull_policy {
+            let parsed = crate::model::PullPolicy::parse(policy)
+                .map_err(|e| invalid(&at("pull_policy"), &path("pull_policy"), e))?;
+            if parsed == crate::model::PullPolicy::Build && s.build.is_none() {
+                return Err(invalid(
+                    &at("pull_policy"),
+                    &path("pull_policy"),
+                    "build needs the service's `build:` section (its context)".to_owned(),
+                ));
+            }
+        }
         if let Some(restart) = &s.restart {
             let ok = matches!(
                 restart.as_str(),

@@ -77,6 +77,9 @@ pub struct Service {
     pub image: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub build: Option<Build>,
+    /// When a deploy pulls the image: see [`PullPolicy`].
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pull_policy: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub command: Option<Command>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -214,6 +217,64 @@ pub struct Service {
         skip_serializing_if = "Vec::is_empty"
     )]
     pub profiles: Vec<String>,
+}
+
+/// `pull_policy`: when a deploy pulls a service's image.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PullPolicy {
+    /// When the engine lacks it (the default; also written `if_not_present`).
+    Missing,
+    /// At every deploy: a tag pushed again is deployed.
+    Always,
+    /// Never: the image must be on the engine.
+    Never,
+    /// Built from `build:` by the CLI, never pulled.
+    Build,
+    /// When the engine's copy was last pulled longer ago than this (`daily`, `weekly`,
+    /// `every_<duration>`), or it lacks one.
+    Every(std::time::Duration),
+}
+
+impl PullPolicy {
+    /// Reads a policy as the Compose specification writes it.
+    ///
+    /// # Errors
+    /// What is accepted, for a value that is none of it.
+    pub fn parse(text: &str) -> Result<Self, String> {
+        const DAY: u64 = 24 * 60 * 60;
+        Ok(match text {
+            "missing" | "if_not_present" => Self::Missing,
+            "always" => Self::Always,
+            "never" => Self::Never,
+            "build" => Self::Build,
+            "daily" => Self::Every(std::time::Duration::from_secs(DAY)),
+            "weekly" => Self::Every(std::time::Duration::from_secs(7 * DAY)),
+            other => {
+                let every = other
+                    .strip_prefix("every_")
+                    .and_then(|d| capstan_model::parse_duration(d).ok())
+                    .filter(|d| !d.is_zero());
+                match every {
+                    Some(d) => Self::Every(d),
+                    None => {
+                        return Err(format!(
+                            "{other:?} is not always, missing, never, build, daily, weekly or every_<duration> (every_12h)"
+                        ));
+                    }
+                }
+            }
+        })
+    }
+}
+
+impl Service {
+    /// The service's pull policy (`missing` when it names none; the loader refused bad ones).
+    pub fn pull_policy(&self) -> PullPolicy {
+        self.pull_policy
+            .as_deref()
+            .and_then(|p| PullPolicy::parse(p).ok())
+            .unwrap_or(PullPolicy::Missing)
+    }
 }
 
 /// `build:` (a context path, or the long form).

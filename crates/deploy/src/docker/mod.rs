@@ -11,6 +11,7 @@ mod spec;
 mod target;
 
 pub use names::{Names, labels};
+pub use prepare::must_pull;
 pub use route::{PORTS_LABEL, PortClaim, PortError, RouteError, Router, claims};
 pub use spec::{SecretPaths, container_spec};
-pub use target::DockerTarget;
+pub use target::{DockerTarget, pull_image};

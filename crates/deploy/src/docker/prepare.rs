@@ -11,9 +11,55 @@ use crate::DeployRequest;
 use crate::error::TargetError;
 use crate::secrets::{FileMode, place};
 
+/// Whether a release pulls `image` for service `s`, as its `pull_policy` (or `--pull`,
+/// `forced`) says, given what the engine has (`present`); an error when the policy forbids a
+/// pull and the engine lacks the image. An image pinned by digest that the engine has is never
+/// pulled again (its content cannot have changed).
+///
+/// # Errors
+/// `never` or `build`, and the engine lacks the image: what to do, for the user.
+pub fn must_pull(
+    s: &capstan_compose::model::Service,
+    image: &str,
+    present: Option<&capstan_engine::ImageState>,
+    forced: bool,
+    now: chrono::DateTime<chrono::Utc>,
+) -> Result<bool, String> {
+    use capstan_compose::PullPolicy;
+    let policy = s.pull_policy();
+    if matches!(policy, PullPolicy::Never | PullPolicy::Build) {
+        return match present {
+            Some(_) => Ok(false),
+            None => Err(format!(
+                "{}, and the engine has no {image}: {}",
+                s.pull_policy.as_deref().unwrap_or_default(),
+                if policy == PullPolicy::Build {
+                    "deploy with the capstan CLI, which builds it"
+                } else {
+                    "pull or load it first, or let capstan pull it (pull_policy: missing)"
+                }
+            )),
+        };
+    }
+    let Some(present) = present else {
+        return Ok(true);
+    };
+    if image.contains('@') {
+        return Ok(false);
+    }
+    Ok(match policy {
+        _ if forced => true,
+        PullPolicy::Always => true,
+        PullPolicy::Every(every) => present
+            .last_tagged
+            .is_none_or(|t| (now - t).to_std().is_ok_and(|age| age >= every)),
+        PullPolicy::Missing | PullPolicy::Never | PullPolicy::Build => false,
+    })
+}
+
 impl DockerTarget {
-    /// Ports, files, networks, volumes, images, in that order: a taken port or a file that
-    /// cannot be written fails before the engine changes.
+    /// Ports, images, files, networks, volumes, in that order: a taken port, an image that
+    /// cannot be pulled or a file that cannot be written fails before the engine changes.
     pub(super) async fn prepare_app(&self, req: &DeployRequest) -> Result<(), TargetError> {
         let project = &req.project;
         let app = project.name.clone().unwrap_or_default();
@@ -39,6 +85,20 @@ impl DockerTarget {
                 ));
             }
             None => {}
+        }
+        // images next: a pull the registry refuses fails before any file, network or volume
+        for (name, s) in &project.services {
+            let Some(image) = &s.image else { continue };
+            let present = self
+                .engine
+                .inspect_image(image)
+                .await
+                .map_err(engine_error(None))?;
+            if must_pull(s, image, present.as_ref(), req.pull, chrono::Utc::now()).map_err(
+                |why| TargetError::Refused(format!("services.{name}.pull_policy: {why}")),
+            )? {
+                self.pull_image(image).await?;
+            }
         }
         self.materialise(req).map_err(|e| {
             TargetError::Refused(format!(
@@ -83,19 +143,6 @@ impl DockerTarget {
                 .ensure_volume(&names.volume(project, vol), &l)
                 .await
                 .map_err(engine_error(format!("volumes.{vol}")))?;
-        }
-        for (name, s) in &project.services {
-            let Some(image) = &s.image else { continue };
-            let present = self
-                .engine
-                .inspect_image(image)
-                .await
-                .map_err(engine_error(None))?;
-            if present.is_none() {
-                self.engine.pull(image).await.map_err(engine_error(format!(
-                    "services.{name}.image: cannot pull {image}"
-                )))?;
-            }
         }
         Ok(())
     }
@@ -181,5 +228,68 @@ fn file_mode(project: &capstan_compose::Project, kind: &str, name: &str) -> File
         gid: reference
             .and_then(|r| r.gid.as_deref())
             .and_then(|g| g.parse().ok()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn service(policy: Option<&str>) -> capstan_compose::model::Service {
+        capstan_compose::model::Service {
+            pull_policy: policy.map(str::to_owned),
+            ..Default::default()
+        }
+    }
+
+    fn tagged(ago: Option<chrono::Duration>) -> capstan_engine::ImageState {
+        capstan_engine::ImageState {
+            id: "sha256:1".into(),
+            repo_tags: Vec::new(),
+            repo_digests: Vec::new(),
+            size: 0,
+            created: None,
+            layers: None,
+            last_tagged: ago.map(|a| chrono::Utc::now() - a),
+        }
+    }
+
+    #[test]
+    fn each_pull_policy_pulls_when_the_specification_says() {
+        let now = chrono::Utc::now();
+        let fresh = tagged(Some(chrono::Duration::minutes(5)));
+        let old = tagged(Some(chrono::Duration::hours(30)));
+        let never_tagged = tagged(None);
+        let image = "reg.example:5000/app:main";
+        let pull = |policy: Option<&str>, present: Option<&capstan_engine::ImageState>, forced| {
+            must_pull(&service(policy), image, present, forced, now)
+        };
+        // missing (the default): only what the engine lacks; --pull: everything
+        assert_eq!(pull(None, None, false), Ok(true));
+        assert_eq!(pull(None, Some(&fresh), false), Ok(false));
+        assert_eq!(pull(Some("if_not_present"), Some(&fresh), false), Ok(false));
+        assert_eq!(pull(None, Some(&fresh), true), Ok(true));
+        // always: at every deploy
+        assert_eq!(pull(Some("always"), Some(&fresh), false), Ok(true));
+        // daily / every_<duration>: by the age of the engine's last pull or tag
+        assert_eq!(pull(Some("daily"), Some(&fresh), false), Ok(false));
+        assert_eq!(pull(Some("daily"), Some(&old), false), Ok(true));
+        assert_eq!(pull(Some("every_1m"), Some(&fresh), false), Ok(true));
+        assert_eq!(pull(Some("weekly"), Some(&never_tagged), false), Ok(true));
+        // never and build: never pulled, not even with --pull; refused when missing
+        assert_eq!(pull(Some("never"), Some(&fresh), true), Ok(false));
+        let e = pull(Some("never"), None, false).unwrap_err();
+        assert!(e.contains("never, and the engine has no"), "{e}");
+        assert!(
+            pull(Some("build"), None, false)
+                .unwrap_err()
+                .contains("CLI")
+        );
+        // pinned by digest and present: its content cannot have changed
+        let pinned = format!("{image}@sha256:{}", "a".repeat(64));
+        assert_eq!(
+            must_pull(&service(Some("always")), &pinned, Some(&fresh), true, now),
+            Ok(false)
+        );
     }
 }

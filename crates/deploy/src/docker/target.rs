@@ -31,6 +31,9 @@ pub struct DockerTarget {
     /// Where secrets are kept sealed and placed on tmpfs; without it (a target for tests of
     /// the API alone) they are written under `apps_dir` as configs are.
     pub secrets: Option<crate::SecretStore>,
+    /// Where registry credentials come from for pulls; without it, images are pulled
+    /// anonymously.
+    pub credentials: Option<std::sync::Arc<capstan_registry::CredentialSource>>,
 }
 
 /// Maps an engine error to the seam's, with what was being done.
@@ -53,12 +56,74 @@ pub(super) fn engine_error(
     }
 }
 
+/// Pulls `image` on `engine` with the credentials `credentials` knows for its registry. A
+/// failure names the image, its registry and where the credentials came from, or says none
+/// are known and how to give them.
+///
+/// # Errors
+/// [`TargetError::Refused`] when the credentials cannot be read, [`TargetError::Failed`] when
+/// the pull fails, [`TargetError::Unreachable`] when the engine is.
+pub async fn pull_image(
+    engine: &Engine,
+    credentials: Option<&capstan_registry::CredentialSource>,
+    image: &str,
+) -> Result<(), TargetError> {
+    let found = match credentials {
+        Some(source) => source
+            .for_image(image)
+            .await
+            .map_err(|e| TargetError::Refused(format!("cannot pull {image}: {e}")))?,
+        None => None,
+    };
+    let result = engine
+        .pull(image, found.as_ref().map(|(auth, _)| auth))
+        .await;
+    let Err(e) = result else {
+        return Ok(());
+    };
+    if e.is_unreachable() {
+        return Err(engine_error(format!("cannot pull {image}"))(e));
+    }
+    let registry = capstan_registry::Reference::parse(image)
+        .map(|r| r.registry)
+        .unwrap_or_default();
+    let said = e.to_string().to_ascii_lowercase();
+    let refused = [
+        "unauthorized",
+        "authentication required",
+        "denied",
+        "no basic auth",
+    ]
+    .iter()
+    .any(|w| said.contains(w));
+    let hint = match (&found, refused) {
+        (Some((_, f)), true) => format!(
+            "; {registry} refused the credentials from {}: check them, or replace them with capstan registries login {registry}",
+            f.describe()
+        ),
+        (None, true) => format!(
+            "; {registry} wants credentials and capstan has none for it: capstan registries login {registry}"
+        ),
+        (Some((_, f)), false) => format!(" (with the credentials from {})", f.describe()),
+        (None, false) => String::new(),
+    };
+    Err(TargetError::Failed {
+        context: Some(format!("cannot pull {image} from {registry}{hint}")),
+        source: Box::new(e),
+    })
+}
+
 /// Whole seconds of a grace period, as the engine takes them.
 pub(super) fn seconds(grace: Duration) -> i64 {
     i64::try_from(grace.as_secs()).unwrap_or(i64::MAX)
 }
 
 impl DockerTarget {
+    /// Pulls `image` with the credentials known for its registry.
+    pub(super) async fn pull_image(&self, image: &str) -> Result<(), TargetError> {
+        pull_image(&self.engine, self.credentials.as_deref(), image).await
+    }
+
     pub(super) fn secret_paths(&self, app: &str, request: &DeployRequest) -> SecretPaths {
         SecretPaths {
             dir: self.apps_dir.join(app),
@@ -122,7 +187,7 @@ impl Target for DockerTarget {
     }
 
     async fn pull(&self, image: &str) -> Result<(), TargetError> {
-        self.engine.pull(image).await.map_err(engine_error(None))
+        self.pull_image(image).await
     }
 
     async fn create(&self, unit: Unit<'_>) -> Result<Created, TargetError> {
