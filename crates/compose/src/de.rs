@@ -46,6 +46,16 @@ pub fn int_opt<'de, D: Deserializer<'de>>(d: D) -> Result<Option<i64>, D::Error>
     }
 }
 
+/// [`int_opt`], required.
+pub fn int<'de, D: Deserializer<'de>>(d: D) -> Result<i64, D::Error> {
+    int_opt(d)?.ok_or_else(|| de::Error::custom("expected an integer, found null"))
+}
+
+/// [`text_opt`], required.
+pub fn text<'de, D: Deserializer<'de>>(d: D) -> Result<String, D::Error> {
+    text_opt(d)?.ok_or_else(|| de::Error::custom("expected a string or number, found null"))
+}
+
 /// Accepts a number (kept as text) or a string: sizes, cpus, durations.
 pub fn text_opt<'de, D: Deserializer<'de>>(d: D) -> Result<Option<String>, D::Error> {
     let v = serde_json::Value::deserialize(d)?;

@@ -136,6 +136,18 @@ fn normal(path: &[&str], v: &Value) -> Value {
         ("size", Value::String(s)) => {
             size(s).map_or_else(|| v.clone(), |n| Value::String(n.to_string()))
         }
+        // a throttle in bytes is a size; 1.29 prints bytes
+        ("rate", Value::String(s))
+            if matches!(
+                path.get(path.len().wrapping_sub(3)),
+                Some(&("device_read_bps" | "device_write_bps"))
+            ) =>
+        {
+            size(s).map_or_else(|| v.clone(), |n| Value::String(n.to_string()))
+        }
+        // real-time microseconds may be written as a duration; 1.29 prints microseconds
+        ("cpu_rt_period" | "cpu_rt_runtime", Value::String(s)) => capstan_compose::model::micros(s)
+            .map_or_else(|_| v.clone(), |n| Value::String(n.to_string())),
         // a bare environment name that is unset: 1.29 prints null, capstan leaves it out
         ("environment", Value::Object(m)) => Value::Object(
             m.iter()

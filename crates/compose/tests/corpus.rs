@@ -212,25 +212,32 @@ fn the_full_file_resolves_every_key() {
 fn later_files_override_earlier_ones() {
     let dir = tempfile::tempdir().unwrap();
     std::fs::write(dir.path().join("compose.yaml"), "name: base\nservices:\n  web:\n    image: a:1\n    environment: [A=1]\n    ports: ['8080:80']\n").unwrap();
-    std::fs::write(dir.path().join("override.yaml"), "services:\n  web:\n    image: a:2\n    environment: {B: '2'}\n    ports: ['8081:81']\n    platform: linux/amd64\n").unwrap();
-    let loaded = load(&Options {
+    std::fs::write(dir.path().join("override.yaml"), "services:\n  web:\n    image: a:2\n    environment: {B: '2'}\n    ports: ['8081:81']\n    mem_limit: 64m\n").unwrap();
+    let mut opts = Options {
         files: vec!["compose.yaml".into(), "override.yaml".into()],
         working_dir: dir.path().to_owned(),
         text: None,
         ..Options::default()
-    })
-    .unwrap();
+    };
+    let loaded = load(&opts).unwrap();
     let web = &loaded.project.services["web"];
     assert_eq!(web.image.as_deref(), Some("a:2"));
     assert_eq!(web.environment.len(), 2);
     assert_eq!(web.ports.len(), 2);
+    assert_eq!(web.mem_limit.as_deref(), Some("64m"));
     assert_eq!(loaded.project.name.as_deref(), Some("base"));
-    // a valid key capstan does not implement is a warning naming it, never silently dropped
-    assert_eq!(loaded.warnings.len(), 1);
-    let w = loaded.warnings[0].to_string();
+    assert!(loaded.warnings.is_empty(), "{:?}", loaded.warnings);
+    // a valid key capstan does not apply is refused naming file, line and key, never dropped
+    std::fs::write(
+        dir.path().join("later.yaml"),
+        "services:\n  web:\n    platform: linux/amd64\n",
+    )
+    .unwrap();
+    opts.files.push("later.yaml".into());
+    let e = load(&opts).unwrap_err().to_string();
     assert!(
-        w.contains("override.yaml:6:5: services.web.platform: not supported"),
-        "{w}"
+        e.contains("later.yaml:3:5: services.web.platform: is not applied by capstan yet"),
+        "{e}"
     );
 }
 

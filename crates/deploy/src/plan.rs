@@ -24,9 +24,10 @@ fn spec_json(service: &Service) -> serde_json::Value {
         }
     }
     if let Some(obj) = v.as_object_mut() {
-        // start order, not container shape
-        obj.remove("depends_on");
-        obj.remove("profiles");
+        // start order, replica count, when to pull and what `up` prints: not container shape
+        for k in ["depends_on", "profiles", "scale", "pull_policy", "attach"] {
+            obj.remove(k);
+        }
     }
     v
 }
@@ -123,6 +124,7 @@ pub fn replicas_of(service: &Service) -> u32 {
         .deploy
         .as_ref()
         .and_then(|d| d.replicas)
+        .or(service.scale)
         .map_or(1, |n| n.clamp(0, i64::from(u32::MAX)) as u32)
 }
 

@@ -46,6 +46,12 @@ pub enum Feature {
     Sysctl(String),
     /// A host port below 1024 published on every interface.
     LowPort(u16),
+    /// `oom_kill_disable: true`: the kernel kills host processes instead.
+    OomKillDisable,
+    /// A negative `oom_score_adj`: the container outlives host processes under memory pressure.
+    OomScoreAdj,
+    /// `cpu_rt_runtime`: real-time CPU time, which can starve the host.
+    CpuRtRuntime,
 }
 
 impl std::fmt::Display for Feature {
@@ -57,6 +63,9 @@ impl std::fmt::Display for Feature {
             Self::SecurityOpt(o) => write!(f, "security_opt={o}"),
             Self::Sysctl(s) => write!(f, "sysctl={s}"),
             Self::LowPort(p) => write!(f, "low_port={p}"),
+            Self::OomKillDisable => f.write_str("oom_kill_disable"),
+            Self::OomScoreAdj => f.write_str("oom_score_adj"),
+            Self::CpuRtRuntime => f.write_str("cpu_rt_runtime"),
         }
     }
 }
@@ -76,6 +85,9 @@ impl std::str::FromStr for Feature {
         };
         Ok(match kind.trim() {
             "privileged" if value.is_empty() => Self::Privileged,
+            "oom_kill_disable" if value.is_empty() => Self::OomKillDisable,
+            "oom_score_adj" if value.is_empty() => Self::OomScoreAdj,
+            "cpu_rt_runtime" if value.is_empty() => Self::CpuRtRuntime,
             "bind" => {
                 let path = need("an absolute host path")?;
                 if !path.starts_with('/') {
@@ -94,7 +106,8 @@ impl std::str::FromStr for Feature {
             _ => {
                 return Err(format!(
                     "{text:?} is not a feature: give privileged, bind=PATH, cap_add=CAP, \
-                     security_opt=OPT, sysctl=NAME or low_port=PORT"
+                     security_opt=OPT, sysctl=NAME, low_port=PORT, oom_kill_disable, \
+                     oom_score_adj or cpu_rt_runtime"
                 ));
             }
         })
@@ -238,6 +251,30 @@ pub fn violations(
                     format!("the sysctl {name} is the host's, not the container's"),
                 );
             }
+        }
+        if s.oom_kill_disable == Some(true) {
+            check(
+                key("oom_kill_disable"),
+                Feature::OomKillDisable,
+                "with the OOM killer off for the container, the kernel kills host processes \
+                 instead"
+                    .into(),
+            );
+        }
+        if s.oom_score_adj.is_some_and(|n| n < 0) {
+            check(
+                key("oom_score_adj"),
+                Feature::OomScoreAdj,
+                "a negative OOM score makes the kernel kill host processes before the container"
+                    .into(),
+            );
+        }
+        if s.cpu_rt_runtime.is_some() {
+            check(
+                key("cpu_rt_runtime"),
+                Feature::CpuRtRuntime,
+                "real-time CPU time can starve the host's own processes".into(),
+            );
         }
         for p in &s.ports {
             let every = p
@@ -426,6 +463,21 @@ mod tests {
                 "low_port=80",
                 "services.web.ports",
             ),
+            (
+                serde_json::json!({"image": "x", "oom_kill_disable": true}),
+                "oom_kill_disable",
+                "services.web.oom_kill_disable",
+            ),
+            (
+                serde_json::json!({"image": "x", "oom_score_adj": -500}),
+                "oom_score_adj",
+                "services.web.oom_score_adj",
+            ),
+            (
+                serde_json::json!({"image": "x", "cpu_rt_runtime": "400ms"}),
+                "cpu_rt_runtime",
+                "services.web.cpu_rt_runtime",
+            ),
         ];
         for (service, feature, key) in cases {
             let refused = check(&service, Deployer::Restricted, &[]);
@@ -445,6 +497,10 @@ mod tests {
             "cap_add": ["NET_BIND_SERVICE", "CAP_CHOWN"],
             "sysctls": {"net.core.somaxconn": "1024", "kernel.shmmax": "1"},
             "security_opt": ["no-new-privileges:true"],
+            "oom_score_adj": 500,
+            "oom_kill_disable": false,
+            "mem_limit": "64m",
+            "cpus": "0.5",
             "ports": [
                 {"target": 80, "published": "80", "protocol": "tcp"},
                 {"target": 80, "published": "8080", "host_ip": "0.0.0.0", "protocol": "tcp"},
@@ -522,6 +578,9 @@ mod tests {
             "security_opt=apparmor=unconfined",
             "sysctl=vm.swappiness",
             "low_port=443",
+            "oom_kill_disable",
+            "oom_score_adj",
+            "cpu_rt_runtime",
         ] {
             assert_eq!(text.parse::<Feature>().unwrap().to_string(), text);
         }

@@ -93,6 +93,48 @@ services:
       restart_policy: {condition: on-failure, max_attempts: 4}
     healthcheck:
       disable: true
+  tuned:
+    image: capstan-test/busybox:1
+    command: sleep 3600
+    mem_limit: 64m
+    memswap_limit: 128m
+    mem_reservation: 32m
+    mem_swappiness: 10
+    cpu_shares: 512
+    cpuset: "0"
+    cpu_period: 100000
+    cpu_quota: 50000
+    cpu_rt_period: 1400us
+    cpu_rt_runtime: 400
+    pids_limit: 64
+    oom_score_adj: 100
+    oom_kill_disable: true
+    dns_search: example.com
+    dns_opt: [ndots:2]
+    group_add: ["12", mail]
+    domainname: example.com
+    stdin_open: true
+    tty: true
+    scale: 2
+    attach: false
+    blkio_config:
+      weight: 300
+      weight_device: [{path: /dev/null, weight: 400}]
+      device_read_bps: [{path: /dev/null, rate: 12mb}]
+      device_write_bps: [{path: /dev/null, rate: 1024}]
+      device_read_iops: [{path: /dev/null, rate: 20}]
+      device_write_iops: [{path: /dev/null, rate: 30}]
+    deploy:
+      resources:
+        limits: {memory: 64m}
+  capped:
+    image: capstan-test/busybox:1
+    command: sleep 3600
+    cpus: 0.75
+  stored:
+    image: capstan-test/busybox:1
+    command: sleep 3600
+    storage_opt: {size: 1G}
 networks:
   front:
   back:
@@ -167,7 +209,7 @@ async fn every_key_reaches_the_container() {
 
     let mut created = Vec::new();
     let mut inspect = BTreeMap::new();
-    for service in ["web", "worker"] {
+    for service in ["web", "worker", "tuned", "capped"] {
         let spec = container_spec(&project, service, 1, 7, &secrets).unwrap();
         let id = engine
             .create_from_spec(&names.container(service, 1), &spec)
@@ -362,6 +404,75 @@ async fn every_key_reaches_the_container() {
             .get(format!("{project_name}_default"))
             .is_some()
     );
+
+    // resources and process settings given as service keys
+    let tuned = &inspect["tuned"];
+    let (config, host) = (&tuned["Config"], &tuned["HostConfig"]);
+    for (key, want) in [
+        ("Memory", json!(64 << 20)),
+        ("MemorySwap", json!(128 << 20)),
+        ("MemoryReservation", json!(32 << 20)),
+        ("MemorySwappiness", json!(10)),
+        ("CpuShares", json!(512)),
+        ("CpusetCpus", json!("0")),
+        ("CpuPeriod", json!(100_000)),
+        ("CpuQuota", json!(50_000)),
+        ("CpuRealtimePeriod", json!(1400)),
+        ("CpuRealtimeRuntime", json!(400)),
+        ("PidsLimit", json!(64)),
+        ("OomScoreAdj", json!(100)),
+        ("OomKillDisable", json!(true)),
+        ("DnsSearch", json!(["example.com"])),
+        ("DnsOptions", json!(["ndots:2"])),
+        ("GroupAdd", json!(["12", "mail"])),
+        (
+            "BlkioDeviceReadBps",
+            json!([{"Path": "/dev/null", "Rate": 12 << 20}]),
+        ),
+        (
+            "BlkioDeviceWriteBps",
+            json!([{"Path": "/dev/null", "Rate": 1024}]),
+        ),
+        (
+            "BlkioDeviceReadIOps",
+            json!([{"Path": "/dev/null", "Rate": 20}]),
+        ),
+        (
+            "BlkioDeviceWriteIOps",
+            json!([{"Path": "/dev/null", "Rate": 30}]),
+        ),
+    ] {
+        assert_eq!(host[key], want, "HostConfig.{key}");
+    }
+    assert_eq!(
+        (&config["Domainname"], &config["OpenStdin"], &config["Tty"]),
+        (&json!("example.com"), &json!(true), &json!(true))
+    );
+    assert_eq!(inspect["capped"]["HostConfig"]["NanoCpus"], 750_000_000);
+    // weights are sent; an engine whose kernel has no IO scheduler weights discards them
+    // (with a warning capstan logs), so they are checked as sent
+    let spec = container_spec(&project, "tuned", 1, 7, &secrets).unwrap();
+    assert_eq!(spec.blkio.weight, Some(300));
+    assert_eq!(spec.blkio.weight_device, [("/dev/null".to_owned(), 400)]);
+    // scale is the replica count, and neither it nor attach shapes the container
+    assert_eq!(
+        capstan_deploy::plan::replicas_of(&project.services["tuned"]),
+        2
+    );
+    let mut unscaled = project.services["tuned"].clone();
+    unscaled.scale = None;
+    unscaled.attach = None;
+    assert_eq!(
+        capstan_deploy::spec_hash(&unscaled),
+        capstan_deploy::spec_hash(&project.services["tuned"])
+    );
+    // what this engine cannot do is its refusal, naming the setting (overlay on ext4)
+    let spec = container_spec(&project, "stored", 1, 7, &secrets).unwrap();
+    let e = engine
+        .create_from_spec(&names.container("stored", 1), &spec)
+        .await
+        .unwrap_err();
+    assert!(e.to_string().contains("storage-opt"), "{e}");
 
     for id in created {
         engine.remove_container(&id, true).await.unwrap();

@@ -55,6 +55,51 @@ pub struct ContainerSpec {
     pub shm_size_bytes: Option<i64>,
     /// Driver and options.
     pub logging: Option<(String, BTreeMap<String, String>)>,
+    /// Memory plus swap; -1 for unlimited swap.
+    pub memory_swap_bytes: Option<i64>,
+    pub memory_swappiness: Option<i64>,
+    /// `0-3`, `0,2`.
+    pub cpuset_cpus: Option<String>,
+    /// CFS period and quota, and the real-time ones, in microseconds.
+    pub cpu_period: Option<i64>,
+    pub cpu_quota: Option<i64>,
+    pub cpu_realtime_period: Option<i64>,
+    pub cpu_realtime_runtime: Option<i64>,
+    pub oom_score_adj: Option<i64>,
+    pub oom_kill_disable: Option<bool>,
+    pub dns_search: Vec<String>,
+    pub dns_options: Vec<String>,
+    pub group_add: Vec<String>,
+    pub domainname: Option<String>,
+    pub open_stdin: Option<bool>,
+    pub tty: Option<bool>,
+    pub storage_opt: BTreeMap<String, String>,
+    pub blkio: Blkio,
+}
+
+/// Block IO weight and throttles.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Blkio {
+    pub weight: Option<u16>,
+    /// Device path → weight.
+    pub weight_device: Vec<(String, u16)>,
+    /// Device path → bytes per second.
+    pub read_bps: Vec<(String, i64)>,
+    pub write_bps: Vec<(String, i64)>,
+    /// Device path → operations per second.
+    pub read_iops: Vec<(String, i64)>,
+    pub write_iops: Vec<(String, i64)>,
+}
+
+fn throttles(t: &[(String, i64)]) -> Option<Vec<bollard::models::ThrottleDevice>> {
+    opt_vec(
+        t.iter()
+            .map(|(path, rate)| bollard::models::ThrottleDevice {
+                path: Some(path.clone()),
+                rate: Some(*rate),
+            })
+            .collect(),
+    )
 }
 
 /// A healthcheck; durations in nanoseconds.
@@ -188,6 +233,9 @@ impl ContainerSpec {
             }),
             stop_signal: self.stop_signal.clone(),
             stop_timeout: self.stop_timeout_secs,
+            domainname: self.domainname.clone(),
+            open_stdin: self.open_stdin,
+            tty: self.tty,
             networking_config: first_network.map(|endpoints| NetworkingConfig {
                 endpoints_config: Some(endpoints),
             }),
@@ -224,6 +272,34 @@ impl ContainerSpec {
                 extra_hosts: opt_vec(self.extra_hosts.clone()),
                 dns: opt_vec(self.dns.clone()),
                 shm_size: self.shm_size_bytes,
+                memory_swap: self.memory_swap_bytes,
+                memory_swappiness: self.memory_swappiness,
+                cpuset_cpus: self.cpuset_cpus.clone(),
+                cpu_period: self.cpu_period,
+                cpu_quota: self.cpu_quota,
+                cpu_realtime_period: self.cpu_realtime_period,
+                cpu_realtime_runtime: self.cpu_realtime_runtime,
+                oom_score_adj: self.oom_score_adj,
+                oom_kill_disable: self.oom_kill_disable,
+                dns_search: opt_vec(self.dns_search.clone()),
+                dns_options: opt_vec(self.dns_options.clone()),
+                group_add: opt_vec(self.group_add.clone()),
+                storage_opt: opt_map(self.storage_opt.clone()),
+                blkio_weight: self.blkio.weight,
+                blkio_weight_device: opt_vec(
+                    self.blkio
+                        .weight_device
+                        .iter()
+                        .map(|(path, w)| bollard::models::ResourcesBlkioWeightDevice {
+                            path: Some(path.clone()),
+                            weight: Some(usize::from(*w)),
+                        })
+                        .collect(),
+                ),
+                blkio_device_read_bps: throttles(&self.blkio.read_bps),
+                blkio_device_write_bps: throttles(&self.blkio.write_bps),
+                blkio_device_read_iops: throttles(&self.blkio.read_iops),
+                blkio_device_write_iops: throttles(&self.blkio.write_iops),
                 log_config: self
                     .logging
                     .as_ref()
@@ -255,12 +331,16 @@ impl Engine {
             name: Some(name.to_owned()),
             ..Default::default()
         };
-        let id = self
+        let created = self
             .client()?
             .create_container(Some(options), spec.body())
             .await
-            .map_err(|e| self.classify(e))?
-            .id;
+            .map_err(|e| self.classify(e))?;
+        // settings this engine's kernel cannot honour are discarded with a warning: said
+        for warning in &created.warnings {
+            tracing::warn!(container = name, engine_said = %warning, "the engine discarded a setting");
+        }
+        let id = created.id;
         for (network, aliases) in spec.networks.iter().skip(1) {
             let request = NetworkConnectRequest {
                 container: id.clone(),

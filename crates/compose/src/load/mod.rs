@@ -54,75 +54,64 @@ pub struct Loaded {
     pub positions: BTreeMap<String, String>,
 }
 
-/// Service keys of the Compose spec that capstan accepts but does not act on yet.
-const UNSUPPORTED_SERVICE_KEYS: &[&str] = &[
-    "container_name",
-    "platform",
-    "devices",
-    "links",
-    "external_links",
-    "pid",
-    "ipc",
-    "network_mode",
-    "mem_limit",
-    "memswap_limit",
-    "cpus",
-    "cpu_shares",
-    "cpuset",
-    "mac_address",
-    "domainname",
-    "dns_search",
-    "dns_opt",
-    "stdin_open",
-    "tty",
-    "group_add",
-    "isolation",
-    "oom_score_adj",
-    "oom_kill_disable",
-    "userns_mode",
-    "volumes_from",
-    "scale",
-    "cgroup_parent",
-    "device_cgroup_rules",
-    "storage_opt",
-    "runtime",
-    "annotations",
-    "attach",
-    "develop",
-    "extends",
-    "uts",
-    "credential_spec",
-    "blkio_config",
-    "cpu_count",
-    "cpu_percent",
-    "cpu_period",
-    "cpu_quota",
-    "cpu_rt_period",
-    "cpu_rt_runtime",
-    "mem_reservation",
-    "mem_swappiness",
-    "label_file",
-    "post_start",
-    "pre_stop",
-    "use_api_socket",
-    "gpus",
+/// Service keys of the Compose spec that capstan does not apply yet, each with why: refused
+/// with file and line, never accepted and dropped (each would change what runs).
+const NOT_APPLIED: &[(&str, Why)] = &[
+    ("container_name", Why::NotYet),
+    ("platform", Why::NotYet),
+    ("links", Why::NotYet),
+    ("external_links", Why::NotYet),
+    ("annotations", Why::NotYet),
+    ("develop", Why::NotYet),
+    ("extends", Why::NotYet),
+    ("label_file", Why::NotYet),
+    ("post_start", Why::NotYet),
+    ("pre_stop", Why::NotYet),
+    ("mac_address", Why::NotYet),
+    ("devices", Why::Host),
+    ("pid", Why::Host),
+    ("ipc", Why::Host),
+    ("network_mode", Why::Host),
+    ("userns_mode", Why::Host),
+    ("uts", Why::Host),
+    ("volumes_from", Why::Host),
+    ("cgroup_parent", Why::Host),
+    ("device_cgroup_rules", Why::Host),
+    ("runtime", Why::Host),
+    ("use_api_socket", Why::Host),
+    ("gpus", Why::Host),
+    ("isolation", Why::Windows),
+    ("credential_spec", Why::Windows),
+    ("cpu_count", Why::Windows),
+    ("cpu_percent", Why::Windows),
 ];
 
-/// Keys among [`UNSUPPORTED_SERVICE_KEYS`] that reach into the host: refused, never dropped.
-const HOST_LEVEL_KEYS: &[&str] = &[
-    "devices",
-    "pid",
-    "ipc",
-    "network_mode",
-    "userns_mode",
-    "uts",
-    "volumes_from",
-    "cgroup_parent",
-    "device_cgroup_rules",
-    "runtime",
-    "use_api_socket",
-    "gpus",
-];
+/// Why a key in [`NOT_APPLIED`] is refused.
+#[derive(Debug, Clone, Copy)]
+enum Why {
+    NotYet,
+    Host,
+    Windows,
+}
+
+impl Why {
+    fn message(self) -> &'static str {
+        match self {
+            Self::NotYet => {
+                "is not applied by capstan yet: refused rather than ignored, as it would change \
+                 what runs (take it out, or run this service another way)"
+            }
+            Self::Host => {
+                "reaches into the host and is not applied by capstan yet: refused rather than \
+                 ignored (take it out, or run this service another way)"
+            }
+            Self::Windows => {
+                "applies to Windows containers only, and this engine runs Linux containers: \
+                 take it out"
+            }
+        }
+    }
+}
 
 const DEFAULT_FILES: &[&str] = &[
     "compose.yaml",
@@ -196,7 +185,7 @@ pub fn load(opts: &Options) -> Result<Loaded, Error> {
         };
         let mut node = Node::parse(name, &text)?;
         interpolate_tree(&mut node, &lookup, &mut Vec::new())?;
-        strip(&mut node, &mut warnings)?;
+        strip(&mut node)?;
         merged = Some(match merged {
             None => node,
             Some(base) => merge_files(base, node),
@@ -285,12 +274,10 @@ fn interpolate_tree(
     Ok(())
 }
 
-/// Drops `x-` extensions where the spec allows them, and keys capstan does not implement (with a
-/// warning each).
-/// Drops `x-` extensions and the service keys capstan does not act on yet (with a warning).
-/// A host-level one among them is refused instead: dropped, the service would run otherwise
-/// than written, and the deploy policy could not be asked about it.
-fn strip(root: &mut Node, warnings: &mut Vec<Warning>) -> Result<(), Error> {
+/// Drops `x-` extensions where the spec allows them, and refuses a service key capstan does not
+/// apply yet ([`NOT_APPLIED`]): dropped, the service would run otherwise than written, and the
+/// deploy policy could not be asked about it.
+fn strip(root: &mut Node) -> Result<(), Error> {
     let Value::Map(entries) = &mut root.value else {
         return Ok(());
     };
@@ -304,32 +291,20 @@ fn strip(root: &mut Node, warnings: &mut Vec<Warning>) -> Result<(), Error> {
                 continue;
             };
             if section.name == "services"
-                && let Some((k, _)) = keys
-                    .iter()
-                    .find(|(k, _)| HOST_LEVEL_KEYS.contains(&k.name.as_str()))
+                && let Some((k, why)) = keys.iter().find_map(|(k, _)| {
+                    NOT_APPLIED
+                        .iter()
+                        .find(|(name, _)| *name == k.name)
+                        .map(|(_, why)| (k, *why))
+                })
             {
                 return Err(invalid(
                     &k.pos,
                     &format!("services.{}.{}", name.name, k.name),
-                    "reaches into the host and is not applied by capstan yet: refused rather \
-                     than ignored (take it out, or run this service another way)",
+                    why.message(),
                 ));
             }
-            keys.retain(|(k, _)| {
-                if k.name.starts_with("x-") {
-                    return false;
-                }
-                if section.name == "services" && UNSUPPORTED_SERVICE_KEYS.contains(&k.name.as_str())
-                {
-                    warnings.push(Warning {
-                        pos: k.pos.clone(),
-                        path: format!("services.{}.{}", name.name, k.name),
-                        message: "not supported by capstan yet; ignored".into(),
-                    });
-                    return false;
-                }
-                true
-            });
+            keys.retain(|(k, _)| !k.name.starts_with("x-"));
         }
     }
     Ok(())
@@ -545,9 +520,24 @@ mod tests {
             );
             assert!(e.contains("refused rather than ignored"), "{e}");
         }
-        // other keys not applied yet are still warned about and dropped
-        let loaded = load_text("services:\n  web:\n    image: busybox\n    tty: true\n").unwrap();
-        assert_eq!(loaded.warnings.len(), 1);
+        // so is every other key not applied yet, each with why; Windows' own say so
+        for (key, why) in [
+            ("container_name: web", "not applied by capstan yet"),
+            ("extends: {service: base}", "not applied by capstan yet"),
+            ("isolation: process", "Windows containers only"),
+            ("cpu_count: 2", "Windows containers only"),
+        ] {
+            let text = format!("services:\n  web:\n    image: busybox\n    {key}\n");
+            let e = load_text(&text).unwrap_err().to_string();
+            let name = key.split(':').next().unwrap();
+            assert!(
+                e.contains(&format!("compose.yaml:4:5: services.web.{name}: ")) && e.contains(why),
+                "{e}"
+            );
+        }
+        // the keys capstan applies load without a warning
+        let loaded = load_text("services:\n  web:\n    image: busybox\n    tty: true\n    mem_limit: 64m\n    attach: false\n").unwrap();
+        assert!(loaded.warnings.is_empty(), "{:?}", loaded.warnings);
         assert_eq!(loaded.positions["services.web.image"], "compose.yaml:3:5");
     }
 }

@@ -39,6 +39,183 @@ fn visit<'a>(
     None
 }
 
+/// A size as Docker reads it, in bytes.
+fn bytes(text: &str) -> Result<i64, String> {
+    capstan_model::parse_size(text)
+        .map_err(|e| e.to_string())
+        .and_then(|b| i64::try_from(b).map_err(|_| format!("{text:?} is out of range")))
+}
+
+/// The values of a service's resource and process keys: each parses and is in range, and a
+/// key given twice (`mem_limit` and `deploy.resources.limits.memory`, `scale` and
+/// `deploy.replicas`) says the same both times. The failing key and why.
+fn values(s: &crate::model::Service) -> Result<(), (&'static str, String)> {
+    let size =
+        |key: &'static str, v: &Option<String>| -> Result<Option<i64>, (&'static str, String)> {
+            v.as_deref()
+                .map(|t| bytes(t).map_err(|m| (key, m)))
+                .transpose()
+        };
+    let range = |key: &'static str, v: Option<i64>, lo: i64, hi: i64| match v {
+        Some(n) if !(lo..=hi).contains(&n) => Err((key, format!("{n} is not {lo} to {hi}"))),
+        _ => Ok(()),
+    };
+    let limits = s
+        .deploy
+        .as_ref()
+        .and_then(|d| d.resources.as_ref())
+        .and_then(|r| r.limits.as_ref());
+    let reservations = s
+        .deploy
+        .as_ref()
+        .and_then(|d| d.resources.as_ref())
+        .and_then(|r| r.reservations.as_ref());
+    let same = |key: &'static str, other: &str, a: Option<i64>, b: Option<i64>| match (a, b) {
+        (Some(x), Some(y)) if x != y => Err((
+            key,
+            format!("says {x}, {other} says {y}: give one of them, or the same value to both"),
+        )),
+        _ => Ok(()),
+    };
+    let memory = size("mem_limit", &s.mem_limit)?;
+    same(
+        "mem_limit",
+        "deploy.resources.limits.memory",
+        memory,
+        limits
+            .and_then(|l| l.memory.as_deref())
+            .and_then(|m| bytes(m).ok()),
+    )?;
+    let reservation = size("mem_reservation", &s.mem_reservation)?;
+    same(
+        "mem_reservation",
+        "deploy.resources.reservations.memory",
+        reservation,
+        reservations
+            .and_then(|r| r.memory.as_deref())
+            .and_then(|m| bytes(m).ok()),
+    )?;
+    match s.memswap_limit.as_deref() {
+        None | Some("-1") => {}
+        Some(t) => {
+            let swap = bytes(t).map_err(|m| ("memswap_limit", m))?;
+            let limit = memory.or_else(|| {
+                limits
+                    .and_then(|l| l.memory.as_deref())
+                    .and_then(|m| bytes(m).ok())
+            });
+            match limit {
+                None => {
+                    return Err((
+                        "memswap_limit",
+                        "needs mem_limit (the engine sets swap only beside a memory limit)".into(),
+                    ));
+                }
+                Some(l) if swap < l => {
+                    return Err((
+                        "memswap_limit",
+                        format!(
+                            "{t} is below mem_limit: it is memory plus swap, so at least the memory limit (-1: unlimited swap)"
+                        ),
+                    ));
+                }
+                Some(_) => {}
+            }
+        }
+    }
+    range("mem_swappiness", s.mem_swappiness, 0, 100)?;
+    let cpus = s
+        .cpus
+        .as_deref()
+        .map(|c| match c.trim().parse::<f64>() {
+            Ok(n) if n > 0.0 && n.is_finite() => Ok((n * 1e9).round() as i64),
+            _ => Err((
+                "cpus",
+                format!("{c:?} is not a number of CPUs above 0 (0.5, 2)"),
+            )),
+        })
+        .transpose()?;
+    same(
+        "cpus",
+        "deploy.resources.limits.cpus",
+        cpus,
+        limits
+            .and_then(|l| l.cpus.as_deref())
+            .and_then(|c| c.trim().parse::<f64>().ok())
+            .map(|n| (n * 1e9).round() as i64),
+    )?;
+    let any_cpus = cpus.is_some() || limits.is_some_and(|l| l.cpus.is_some());
+    if any_cpus && (s.cpu_period.is_some() || s.cpu_quota.is_some()) {
+        let key = if s.cpu_quota.is_some() {
+            "cpu_quota"
+        } else {
+            "cpu_period"
+        };
+        return Err((
+            key,
+            "cannot be given with cpus (the engine refuses both): cpus is the quota over \
+             the period, so give one or the other"
+                .into(),
+        ));
+    }
+    range("cpu_shares", s.cpu_shares, 2, 262_144)?;
+    if let Some(set) = &s.cpuset {
+        let ok = !set.is_empty()
+            && set.split(',').all(|part| {
+                let mut ends = part.splitn(2, '-');
+                ends.all(|n| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()))
+            });
+        if !ok {
+            return Err(("cpuset", format!("{set:?} is not a CPU list (0-3, 0,2)")));
+        }
+    }
+    range("cpu_period", s.cpu_period, 1000, 1_000_000)?;
+    range("cpu_quota", s.cpu_quota, -1, i64::MAX)?;
+    for (key, v) in [
+        ("cpu_rt_period", &s.cpu_rt_period),
+        ("cpu_rt_runtime", &s.cpu_rt_runtime),
+    ] {
+        if let Some(t) = v {
+            crate::model::micros(t).map_err(|m| (key, m))?;
+        }
+    }
+    same(
+        "pids_limit",
+        "deploy.resources.limits.pids",
+        s.pids_limit,
+        limits.and_then(|l| l.pids),
+    )?;
+    range("oom_score_adj", s.oom_score_adj, -1000, 1000)?;
+    range("scale", s.scale, 0, i64::from(u32::MAX))?;
+    same(
+        "scale",
+        "deploy.replicas",
+        s.scale,
+        s.deploy.as_ref().and_then(|d| d.replicas),
+    )?;
+    if let Some(b) = &s.blkio_config {
+        range("blkio_config", b.weight, 10, 1000)?;
+        for w in &b.weight_device {
+            range("blkio_config", Some(w.weight), 10, 1000)?;
+        }
+        for r in b.device_read_bps.iter().chain(&b.device_write_bps) {
+            bytes(&r.rate).map_err(|m| ("blkio_config", format!("{}: {m}", r.path)))?;
+        }
+        for r in b.device_read_iops.iter().chain(&b.device_write_iops) {
+            r.rate.trim().parse::<u64>().map_err(|_| {
+                (
+                    "blkio_config",
+                    format!(
+                        "{}: {:?} is not a number of operations per second",
+                        r.path, r.rate
+                    ),
+                )
+            })?;
+        }
+    }
+    Ok(())
+}
+
 /// Cross-references: image or build, dependencies (and cycles), networks, volumes, secrets,
 /// configs, host ports.
 pub(super) fn validate(project: &Project, tree: &Node) -> Result<(), Error> {
@@ -99,6 +276,9 @@ pub(super) fn validate(project: &Project, tree: &Node) -> Result<(), Error> {
                     ));
                 }
             }
+        }
+        if let Err((key, message)) = values(s) {
+            return Err(invalid(&at(key), &path(key), message));
         }
         if let Some(policy) = &s.pull_policy {
             let parsed = crate::model::PullPolicy::parse(policy)

@@ -38,7 +38,8 @@ pub use links::{Dependency, DependsOn, ServiceNetwork, ServiceNetworks};
 pub use objects::{FileObject, FileRef, Network, Volume};
 pub use ports::Port;
 pub use runtime::{
-    Deploy, Healthcheck, Logging, ResourceSet, Resources, RestartPolicy, Ulimit, UpdateConfig,
+    Blkio, BlkioRate, BlkioWeight, Deploy, Healthcheck, Logging, ResourceSet, Resources,
+    RestartPolicy, Ulimit, UpdateConfig, micros,
 };
 pub use volumes::{BindOptions, ServiceVolume, TmpfsOptions, VolumeOptions};
 
@@ -207,6 +208,156 @@ pub struct Service {
     pub shm_size: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub logging: Option<Logging>,
+    /// `mem_limit`: a size; the same as `deploy.resources.limits.memory` (both given, they
+    /// must agree).
+    #[serde(
+        default,
+        deserialize_with = "de::text_opt",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub mem_limit: Option<String>,
+    /// Memory plus swap, a size; `-1` for unlimited swap.
+    #[serde(
+        default,
+        deserialize_with = "de::text_opt",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub memswap_limit: Option<String>,
+    #[serde(
+        default,
+        deserialize_with = "de::text_opt",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub mem_reservation: Option<String>,
+    /// 0 to 100.
+    #[serde(
+        default,
+        deserialize_with = "de::int_opt",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub mem_swappiness: Option<i64>,
+    /// CPUs (`0.5`); the same as `deploy.resources.limits.cpus`.
+    #[serde(
+        default,
+        deserialize_with = "de::text_opt",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub cpus: Option<String>,
+    #[serde(
+        default,
+        deserialize_with = "de::int_opt",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub cpu_shares: Option<i64>,
+    /// CPUs allowed (`0-3`, `0,1`).
+    #[serde(
+        default,
+        deserialize_with = "de::text_opt",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub cpuset: Option<String>,
+    /// CFS period and quota, in microseconds.
+    #[serde(
+        default,
+        deserialize_with = "de::int_opt",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub cpu_period: Option<i64>,
+    #[serde(
+        default,
+        deserialize_with = "de::int_opt",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub cpu_quota: Option<i64>,
+    /// Real-time period and runtime: microseconds, or a duration (`400ms`).
+    #[serde(
+        default,
+        deserialize_with = "de::text_opt",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub cpu_rt_period: Option<String>,
+    #[serde(
+        default,
+        deserialize_with = "de::text_opt",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub cpu_rt_runtime: Option<String>,
+    /// The same as `deploy.resources.limits.pids`.
+    #[serde(
+        default,
+        deserialize_with = "de::int_opt",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub pids_limit: Option<i64>,
+    /// -1000 to 1000.
+    #[serde(
+        default,
+        deserialize_with = "de::int_opt",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub oom_score_adj: Option<i64>,
+    #[serde(
+        default,
+        deserialize_with = "de::bool_opt",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub oom_kill_disable: Option<bool>,
+    #[serde(
+        default,
+        deserialize_with = "de::list",
+        skip_serializing_if = "Vec::is_empty"
+    )]
+    pub dns_search: Vec<String>,
+    #[serde(
+        default,
+        deserialize_with = "de::list",
+        skip_serializing_if = "Vec::is_empty"
+    )]
+    pub dns_opt: Vec<String>,
+    /// Supplementary groups, by name or id.
+    #[serde(
+        default,
+        deserialize_with = "de::list",
+        skip_serializing_if = "Vec::is_empty"
+    )]
+    pub group_add: Vec<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub domainname: Option<String>,
+    #[serde(
+        default,
+        deserialize_with = "de::bool_opt",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub stdin_open: Option<bool>,
+    #[serde(
+        default,
+        deserialize_with = "de::bool_opt",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub tty: Option<bool>,
+    /// Storage driver options (`size: 1G`).
+    #[serde(
+        default,
+        deserialize_with = "de::kv_strict",
+        skip_serializing_if = "BTreeMap::is_empty"
+    )]
+    pub storage_opt: BTreeMap<String, String>,
+    /// Replicas, as `deploy.replicas` (both given, they must agree).
+    #[serde(
+        default,
+        deserialize_with = "de::int_opt",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub scale: Option<i64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub blkio_config: Option<runtime::Blkio>,
+    /// Whether `docker compose up` attaches to its output: nothing to a daemon's deploy.
+    #[serde(
+        default,
+        deserialize_with = "de::bool_opt",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub attach: Option<bool>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub configs: Vec<FileRef>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]

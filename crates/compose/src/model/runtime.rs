@@ -198,3 +198,58 @@ pub struct Logging {
     )]
     pub options: BTreeMap<String, String>,
 }
+
+/// `blkio_config`: block IO weight and throttles, per device.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Blkio {
+    /// 10 to 1000.
+    #[serde(
+        default,
+        deserialize_with = "de::int_opt",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub weight: Option<i64>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub weight_device: Vec<BlkioWeight>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub device_read_bps: Vec<BlkioRate>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub device_write_bps: Vec<BlkioRate>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub device_read_iops: Vec<BlkioRate>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub device_write_iops: Vec<BlkioRate>,
+}
+
+/// A device's relative block IO weight.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BlkioWeight {
+    pub path: String,
+    #[serde(deserialize_with = "de::int")]
+    pub weight: i64,
+}
+
+/// A device's throttle: bytes (a size, `12mb`) or operations per second.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BlkioRate {
+    pub path: String,
+    #[serde(deserialize_with = "de::text")]
+    pub rate: String,
+}
+
+/// Microseconds, as `cpu_rt_period` and `cpu_rt_runtime` take them: an integer, or a
+/// duration (`400ms`).
+///
+/// # Errors
+/// Neither, said for the user.
+pub fn micros(text: &str) -> Result<i64, String> {
+    if let Ok(n) = text.trim().parse::<i64>() {
+        return Ok(n);
+    }
+    capstan_model::parse_duration(text)
+        .map_err(|e| e.to_string())
+        .and_then(|d| i64::try_from(d.as_micros()).map_err(|_| format!("{text:?} is out of range")))
+}

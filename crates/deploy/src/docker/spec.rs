@@ -303,27 +303,106 @@ pub fn container_spec(
         }),
         (None, None) => None,
     };
+    // the service's own resource keys (the loader checked that a key given in both places
+    // says the same); deploy.resources fills what they leave out, below
+    spec.memory_bytes = size("mem_limit", &s.mem_limit)?;
+    spec.memory_reservation_bytes = size("mem_reservation", &s.mem_reservation)?;
+    spec.memory_swap_bytes = match s.memswap_limit.as_deref() {
+        Some("-1") => Some(-1),
+        other => size("memswap_limit", &other.map(str::to_owned))?,
+    };
+    spec.memory_swappiness = s.mem_swappiness;
+    spec.nano_cpus = s
+        .cpus
+        .as_deref()
+        .map(nano_cpus)
+        .transpose()
+        .map_err(|m| bad("cpus", m))?;
+    spec.cpu_shares = s.cpu_shares;
+    spec.cpuset_cpus.clone_from(&s.cpuset);
+    spec.cpu_period = s.cpu_period;
+    spec.cpu_quota = s.cpu_quota;
+    let micros = |key: &str, v: &Option<String>| {
+        v.as_deref()
+            .map(|t| capstan_compose::model::micros(t).map_err(|m| bad(key, m)))
+            .transpose()
+    };
+    spec.cpu_realtime_period = micros("cpu_rt_period", &s.cpu_rt_period)?;
+    spec.cpu_realtime_runtime = micros("cpu_rt_runtime", &s.cpu_rt_runtime)?;
+    spec.pids_limit = s.pids_limit;
+    spec.oom_score_adj = s.oom_score_adj;
+    spec.oom_kill_disable = s.oom_kill_disable;
+    spec.dns_search.clone_from(&s.dns_search);
+    spec.dns_options.clone_from(&s.dns_opt);
+    spec.group_add.clone_from(&s.group_add);
+    spec.domainname.clone_from(&s.domainname);
+    spec.open_stdin = s.stdin_open;
+    spec.tty = s.tty;
+    spec.storage_opt.clone_from(&s.storage_opt);
+    if let Some(b) = &s.blkio_config {
+        let weight = |w: i64| {
+            u16::try_from(w).map_err(|_| bad("blkio_config", format!("{w} is not 10 to 1000")))
+        };
+        let rates = |list: &[capstan_compose::model::BlkioRate], sized: bool| {
+            list.iter()
+                .map(|r| {
+                    let rate = if sized {
+                        size("blkio_config", &Some(r.rate.clone()))?.unwrap_or_default()
+                    } else {
+                        r.rate.trim().parse::<i64>().map_err(|_| {
+                            bad(
+                                "blkio_config",
+                                format!("{}: {:?} is not a number", r.path, r.rate),
+                            )
+                        })?
+                    };
+                    Ok((r.path.clone(), rate))
+                })
+                .collect::<Result<Vec<_>, Error>>()
+        };
+        spec.blkio = capstan_engine::Blkio {
+            weight: b.weight.map(weight).transpose()?,
+            weight_device: b
+                .weight_device
+                .iter()
+                .map(|w| Ok((w.path.clone(), weight(w.weight)?)))
+                .collect::<Result<_, Error>>()?,
+            read_bps: rates(&b.device_read_bps, true)?,
+            write_bps: rates(&b.device_write_bps, true)?,
+            read_iops: rates(&b.device_read_iops, false)?,
+            write_iops: rates(&b.device_write_iops, false)?,
+        };
+    }
     if let Some(res) = s.deploy.as_ref().and_then(|d| d.resources.as_ref()) {
         if let Some(l) = &res.limits {
-            spec.nano_cpus = l
-                .cpus
-                .as_deref()
-                .map(nano_cpus)
-                .transpose()
-                .map_err(|m| bad("deploy.resources.limits.cpus", m))?;
-            spec.memory_bytes = size("deploy.resources.limits.memory", &l.memory)?;
-            spec.pids_limit = l.pids;
+            if spec.nano_cpus.is_none() {
+                spec.nano_cpus = l
+                    .cpus
+                    .as_deref()
+                    .map(nano_cpus)
+                    .transpose()
+                    .map_err(|m| bad("deploy.resources.limits.cpus", m))?;
+            }
+            if spec.memory_bytes.is_none() {
+                spec.memory_bytes = size("deploy.resources.limits.memory", &l.memory)?;
+            }
+            spec.pids_limit = spec.pids_limit.or(l.pids);
         }
         if let Some(r) = &res.reservations {
-            spec.memory_reservation_bytes =
-                size("deploy.resources.reservations.memory", &r.memory)?;
-            // plain Docker has no cpu reservation: a relative weight (1 cpu = 1024) stands in
-            spec.cpu_shares = r
-                .cpus
-                .as_deref()
-                .map(|c| nano_cpus(c).map(|n| (n * 1024 / 1_000_000_000).max(2)))
-                .transpose()
-                .map_err(|m| bad("deploy.resources.reservations.cpus", m))?;
+            if spec.memory_reservation_bytes.is_none() {
+                spec.memory_reservation_bytes =
+                    size("deploy.resources.reservations.memory", &r.memory)?;
+            }
+            // plain Docker has no cpu reservation: a relative weight (1 cpu = 1024) stands in,
+            // unless cpu_shares says its own
+            if spec.cpu_shares.is_none() {
+                spec.cpu_shares = r
+                    .cpus
+                    .as_deref()
+                    .map(|c| nano_cpus(c).map(|n| (n * 1024 / 1_000_000_000).max(2)))
+                    .transpose()
+                    .map_err(|m| bad("deploy.resources.reservations.cpus", m))?;
+            }
         }
     }
     Ok(spec)
