@@ -110,6 +110,8 @@ pub struct Healthcheck {
     pub timeout_ns: Option<i64>,
     pub retries: Option<i64>,
     pub start_period_ns: Option<i64>,
+    /// Engine API 1.44 and later; an older engine ignores it (the caller refuses it there).
+    pub start_interval_ns: Option<i64>,
 }
 
 /// A mount.
@@ -229,7 +231,7 @@ impl ContainerSpec {
                 timeout: h.timeout_ns,
                 retries: h.retries,
                 start_period: h.start_period_ns,
-                start_interval: None,
+                start_interval: h.start_interval_ns,
             }),
             stop_signal: self.stop_signal.clone(),
             stop_timeout: self.stop_timeout_secs,

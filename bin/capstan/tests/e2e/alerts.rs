@@ -501,7 +501,7 @@ url = "{hook_url}"
             interval_ns: Some(500_000_000),
             timeout_ns: Some(1_000_000_000),
             retries: Some(1),
-            start_period_ns: None,
+            ..Healthcheck::default()
         }),
         ..ContainerSpec::default()
     };

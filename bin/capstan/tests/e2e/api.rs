@@ -236,7 +236,7 @@ async fn config_resolves_compose_files_without_a_daemon() {
     std::fs::write(dir.path().join(".env"), "TAG=2\n").unwrap();
     std::fs::write(
         dir.path().join("compose.yaml"),
-        "services:\n  web:\n    image: \"app:${TAG}\"\n    ports: ['127.0.0.1:8080:80']\n    environment: [A=1]\n    platform: linux/amd64\n",
+        "version: '3.8'\nservices:\n  web:\n    image: \"app:${TAG}\"\n    ports: ['127.0.0.1:8080:80']\n    environment: [A=1]\n",
     )
     .unwrap();
     let run = |args: &[&str]| {
@@ -267,7 +267,7 @@ async fn config_resolves_compose_files_without_a_daemon() {
     assert_eq!(model["services"]["web"]["environment"]["A"], "1");
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(
-        stderr.contains("compose.yaml:6:5: services.web.platform: not supported by capstan yet"),
+        stderr.contains("compose.yaml:1:1: version: obsolete; ignored"),
         "{stderr}"
     );
     let out = run(&["config", "-p", "shop"]).output().await.unwrap();
@@ -278,6 +278,22 @@ async fn config_resolves_compose_files_without_a_daemon() {
         "{yaml}"
     );
 
+    // a valid key capstan does not apply yet: refused with where, never warned and dropped
+    std::fs::write(
+        dir.path().join("platform.yaml"),
+        "services:\n  web:\n    image: a\n    platform: linux/amd64\n",
+    )
+    .unwrap();
+    let out = run(&["config", "-f", "platform.yaml"])
+        .output()
+        .await
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2), "bad input");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("platform.yaml:4:5: services.web.platform: is not applied by capstan yet"),
+        "{err}"
+    );
     std::fs::write(
         dir.path().join("broken.yaml"),
         "services:\n  web:\n    image: a\n    prots: ['80']\n",

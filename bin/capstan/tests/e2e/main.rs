@@ -16,6 +16,7 @@ mod logs;
 mod metrics;
 mod notify;
 mod outage;
+mod parity;
 mod policy;
 mod properties;
 mod proxy;

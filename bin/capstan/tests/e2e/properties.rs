@@ -205,7 +205,7 @@ async fn schemathesis_finds_no_server_error_and_no_answer_off_the_document_own_e
 
 /// The error answers generated requests cannot reach, each made on purpose: a signed-in
 /// change without its CSRF token, a built-in rule's removal, an allowance that is not there, a
-/// registry never logged in to, a
+/// registry never logged in to and one that cannot be reached, a
 /// registry hook's bad body (with its secret), a deploy while the app rolls out, a test of a
 /// rule whose source is off (on `off`, the daemon with metrics off), and what the daemon
 /// answers once its engine has stopped (the engine is stopped at the end).
@@ -289,9 +289,17 @@ async fn made_on_purpose(daemon: &Daemon, off: &Daemon, own: &mut OwnEngine) -> 
         .delete_raw("/api/v1/policy/st-app?feature=privileged")
         .await;
     note("DELETE", "/api/v1/policy/{app}", status);
-    // a logout of a registry never logged in to (generated names are rarely registries)
+    // a logout of a registry never logged in to, and a login to one that cannot be reached
+    // (generated names are rarely registries, and are sent to a loopback port by the hook)
     let (status, _) = daemon.delete_raw("/api/v1/registries/127.0.0.1:9").await;
     note("DELETE", "/api/v1/registries/{registry}", status);
+    let (status, _) = daemon
+        .post_raw(
+            "/api/v1/registries/127.0.0.1:9",
+            &serde_json::json!({"username": "u", "password": "p"}),
+        )
+        .await;
+    note("POST", "/api/v1/registries/{registry}", status);
     // the registry hook's secret, with a body that is no notification
     let shown = tokio::process::Command::new(bin())
         .args(["secrets", "show", "registry-hook", "--data"])

@@ -20,8 +20,10 @@ use validate::validate;
 /// What to load.
 #[derive(Debug, Clone, Default)]
 pub struct Options {
-    /// The files, in merge order; empty means `compose.yaml` (or `compose.yml`,
-    /// `docker-compose.yml`, `docker-compose.yaml`) in `working_dir`.
+    /// The files, in merge order; empty means the files `COMPOSE_FILE` names, else
+    /// `compose.yaml` (or `compose.yml`, `docker-compose.yml`, `docker-compose.yaml`) in
+    /// `working_dir` with its `compose.override.yaml` (or `.yml`, `docker-compose.override.*`)
+    /// merged over it when there is one.
     pub files: Vec<PathBuf>,
     /// `-p`; else `COMPOSE_PROJECT_NAME`, else `name:`, else the project directory's name.
     pub project_name: Option<String>,
@@ -120,11 +122,65 @@ const DEFAULT_FILES: &[&str] = &[
     "docker-compose.yaml",
 ];
 
+/// The override file merged over the default one when no file is named.
+const OVERRIDE_FILES: &[&str] = &[
+    "compose.override.yaml",
+    "compose.override.yml",
+    "docker-compose.override.yml",
+    "docker-compose.override.yaml",
+];
+
+/// `COMPOSE_FILE` from the caller's environment, else from the `.env` of the working
+/// directory: files separated by `COMPOSE_PATH_SEPARATOR` (default `:`). Empty when unset.
+fn compose_file(opts: &Options) -> Result<Vec<PathBuf>, Error> {
+    if opts.text.is_some() {
+        return Ok(Vec::new());
+    }
+    let mut vars = BTreeMap::new();
+    let dotenv = opts.env_file.as_ref().map_or_else(
+        || opts.working_dir.join(".env"),
+        |f| opts.working_dir.join(f),
+    );
+    if let Ok(text) = std::fs::read_to_string(&dotenv)
+        && let Ok(parsed) = crate::env::parse(&text)
+    {
+        vars.extend(parsed);
+    }
+    vars.extend(opts.environment.clone());
+    let Some(list) = vars.get("COMPOSE_FILE").filter(|l| !l.is_empty()) else {
+        return Ok(Vec::new());
+    };
+    let separator = vars
+        .get("COMPOSE_PATH_SEPARATOR")
+        .filter(|s| !s.is_empty())
+        .map_or(":", String::as_str);
+    let files: Vec<PathBuf> = list
+        .split(separator)
+        .filter(|f| !f.is_empty())
+        .map(PathBuf::from)
+        .collect();
+    for f in &files {
+        if !opts.working_dir.join(f).is_file() {
+            return Err(Error::Project(format!(
+                "COMPOSE_FILE names {}, which is not a file in {}",
+                f.display(),
+                opts.working_dir.display()
+            )));
+        }
+    }
+    Ok(files)
+}
+
 /// Loads a project; see the crate docs.
 pub fn load(opts: &Options) -> Result<Loaded, Error> {
+    let named = if opts.files.is_empty() {
+        compose_file(opts)?
+    } else {
+        opts.files.clone()
+    };
     let files = if opts.text.is_some() {
         vec![opts.working_dir.join("compose.yaml")]
-    } else if opts.files.is_empty() {
+    } else if named.is_empty() {
         let found = DEFAULT_FILES
             .iter()
             .map(|f| opts.working_dir.join(f))
@@ -135,20 +191,25 @@ pub fn load(opts: &Options) -> Result<Loaded, Error> {
                     opts.working_dir.display()
                 ))
             })?;
-        vec![found]
+        // its override beside it, merged over it, as docker compose does
+        let mut files = vec![found];
+        files.extend(
+            OVERRIDE_FILES
+                .iter()
+                .map(|f| opts.working_dir.join(f))
+                .find(|p| p.is_file()),
+        );
+        files
     } else {
-        opts.files
-            .iter()
-            .map(|f| opts.working_dir.join(f))
-            .collect()
+        named.iter().map(|f| opts.working_dir.join(f)).collect()
     };
     // errors name files as the user did
     let shown: Vec<String> = if opts.text.is_some() {
         vec!["compose.yaml".to_owned()]
-    } else if opts.files.is_empty() {
+    } else if named.is_empty() {
         files.iter().map(|f| f.display().to_string()).collect()
     } else {
-        opts.files.iter().map(|f| f.display().to_string()).collect()
+        named.iter().map(|f| f.display().to_string()).collect()
     };
     let project_dir = files[0]
         .parent()
@@ -502,6 +563,65 @@ mod tests {
             text: Some(text.into()),
             ..Options::default()
         })
+    }
+
+    #[test]
+    fn the_override_file_and_compose_file_choose_the_files_as_docker_compose_does() {
+        let dir = tempfile::tempdir().unwrap();
+        let write = |name: &str, text: &str| std::fs::write(dir.path().join(name), text).unwrap();
+        write("compose.yaml", "services:\n  web:\n    image: a:1\n");
+        write(
+            "compose.override.yaml",
+            "services:\n  web:\n    image: a:2\n",
+        );
+        write("prod.yaml", "services:\n  web:\n    image: a:3\n");
+        write("extra.yaml", "services:\n  cache:\n    image: c:1\n");
+        let load_in = |environment: &[(&str, &str)]| {
+            load(&Options {
+                project_name: Some("shop".into()),
+                working_dir: dir.path().to_owned(),
+                environment: environment
+                    .iter()
+                    .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+                    .collect(),
+                ..Options::default()
+            })
+        };
+        // the override beside the default file is merged over it
+        let loaded = load_in(&[]).unwrap();
+        assert_eq!(loaded.project.services["web"].image.as_deref(), Some("a:2"));
+        // COMPOSE_FILE names the files instead (the override is not added), in order
+        let loaded = load_in(&[("COMPOSE_FILE", "compose.yaml:prod.yaml:extra.yaml")]).unwrap();
+        assert_eq!(loaded.project.services["web"].image.as_deref(), Some("a:3"));
+        assert!(loaded.project.services.contains_key("cache"));
+        let loaded = load_in(&[
+            ("COMPOSE_FILE", "prod.yaml;compose.yaml"),
+            ("COMPOSE_PATH_SEPARATOR", ";"),
+        ])
+        .unwrap();
+        assert_eq!(loaded.project.services["web"].image.as_deref(), Some("a:1"));
+        // from the .env of the working directory too; the caller's environment wins
+        write(".env", "COMPOSE_FILE=prod.yaml\n");
+        assert_eq!(
+            load_in(&[]).unwrap().project.services["web"]
+                .image
+                .as_deref(),
+            Some("a:3")
+        );
+        assert_eq!(
+            load_in(&[("COMPOSE_FILE", "compose.yaml")])
+                .unwrap()
+                .project
+                .services["web"]
+                .image
+                .as_deref(),
+            Some("a:1")
+        );
+        // a file it names that is not there is said
+        let e = load_in(&[("COMPOSE_FILE", "nope.yaml")])
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("COMPOSE_FILE names nope.yaml"), "{e}");
     }
 
     #[test]

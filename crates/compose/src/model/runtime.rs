@@ -30,6 +30,9 @@ pub struct Healthcheck {
     pub retries: Option<i64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub start_period: Option<String>,
+    /// How often to check during `start_period` (engine API 1.44 and later).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub start_interval: Option<String>,
     #[serde(
         default,
         deserialize_with = "de::bool_opt",

@@ -11,6 +11,13 @@ use crate::DeployRequest;
 use crate::error::TargetError;
 use crate::secrets::{FileMode, place};
 
+/// Whether an engine API version (`1.41`) is `major.minor` or later.
+fn api_at_least(version: &str, major: u32, minor: u32) -> bool {
+    let mut parts = version.split('.').map(|p| p.parse::<u32>().unwrap_or(0));
+    let have = (parts.next().unwrap_or(0), parts.next().unwrap_or(0));
+    have >= (major, minor)
+}
+
 /// Whether a release pulls `image` for service `s`, as its `pull_policy` (or `--pull`,
 /// `forced`) says, given what the engine has (`present`); an error when the policy forbids a
 /// pull and the engine lacks the image. An image pinned by digest that the engine has is never
@@ -85,6 +92,21 @@ impl DockerTarget {
                 ));
             }
             None => {}
+        }
+        // what this engine's API cannot take would be dropped by it without a word: refused
+        if let Some(name) = project.services.iter().find_map(|(name, s)| {
+            s.healthcheck
+                .as_ref()
+                .and_then(|h| h.start_interval.as_ref())
+                .map(|_| name)
+        }) {
+            let version = self.engine.version().await.map_err(engine_error(None))?;
+            if !api_at_least(&version.api_version, 1, 44) {
+                return Err(TargetError::Refused(format!(
+                    "services.{name}.healthcheck.start_interval: this engine speaks API {} (Docker {}), and start_interval needs API 1.44 (Docker 25) or later; take it out, or upgrade the engine",
+                    version.api_version, version.version
+                )));
+            }
         }
         // images next: a pull the registry refuses fails before any file, network or volume
         for (name, s) in &project.services {
@@ -252,6 +274,16 @@ mod tests {
             layers: None,
             last_tagged: ago.map(|a| chrono::Utc::now() - a),
         }
+    }
+
+    #[test]
+    fn api_versions_compare_as_numbers() {
+        assert!(api_at_least("1.44", 1, 44));
+        assert!(api_at_least("1.45", 1, 44));
+        assert!(api_at_least("2.0", 1, 44));
+        assert!(!api_at_least("1.41", 1, 44));
+        assert!(!api_at_least("1.9", 1, 44));
+        assert!(!api_at_least("", 1, 44));
     }
 
     #[test]

@@ -204,6 +204,7 @@ pub fn container_spec(
                 timeout_ns: duration("healthcheck.timeout", &h.timeout)?,
                 retries: h.retries,
                 start_period_ns: duration("healthcheck.start_period", &h.start_period)?,
+                start_interval_ns: duration("healthcheck.start_interval", &h.start_interval)?,
             }
         });
     }

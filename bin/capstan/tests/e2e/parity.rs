@@ -1,0 +1,80 @@
+//! Compose parity through a whole deploy: the keys capstan applies reach every replica it
+//! makes, and what this engine cannot take is refused naming the key and the engine's
+//! version, nothing created.
+
+use capstan_testkit::{BUSYBOX, Daemon, unique};
+
+use crate::bin;
+
+async fn deploy(daemon: &Daemon, dir: &std::path::Path, app: &str, compose: &str) -> (i32, String) {
+    std::fs::write(dir.join("compose.yaml"), compose).unwrap();
+    let (code, out, err) = daemon.cli_in(dir, &["deploy", "-p", app], &[]).await;
+    (code, format!("{out}{err}"))
+}
+
+async fn replicas(engine: &capstan_engine::Engine, app: &str) -> Vec<serde_json::Value> {
+    let mut out = Vec::new();
+    for c in engine.list_containers(true).await.unwrap() {
+        if c.labels.get("io.capstan.app").map(String::as_str) == Some(app) {
+            out.push(engine.inspect_container_json(&c.id).await.unwrap());
+        }
+    }
+    out
+}
+
+#[tokio::test]
+async fn resource_keys_reach_every_replica_and_what_the_engine_cannot_take_is_refused() {
+    let engine = capstan_testkit::engine().await;
+    capstan_testkit::ensure_busybox(&engine).await;
+    let daemon = Daemon::start(bin(), engine.host()).await;
+    let dir = tempfile::tempdir().unwrap();
+    let app = unique("capt-parity");
+
+    // scale, memory, cpus and a terminal, through a rollout, on each replica
+    let compose = format!(
+        "services:\n  web:\n    image: {BUSYBOX}\n    command: sleep 3600\n    init: true\n    scale: 2\n    mem_limit: 48m\n    memswap_limit: -1\n    cpus: 0.25\n    tty: true\n    pids_limit: 50\n"
+    );
+    let (code, said) = deploy(&daemon, dir.path(), &app, &compose).await;
+    assert_eq!(code, 0, "{said}");
+    let made = replicas(&engine, &app).await;
+    assert_eq!(made.len(), 2, "scale: 2");
+    for r in &made {
+        let host = &r["HostConfig"];
+        assert_eq!(
+            (
+                host["Memory"].as_i64(),
+                host["MemorySwap"].as_i64(),
+                host["NanoCpus"].as_i64(),
+                host["PidsLimit"].as_i64(),
+                r["Config"]["Tty"].as_bool()
+            ),
+            (
+                Some(48 << 20),
+                Some(-1),
+                Some(250_000_000),
+                Some(50),
+                Some(true)
+            )
+        );
+    }
+
+    // start_interval needs engine API 1.44; this engine (Docker 20.10) speaks 1.41
+    let other = unique("capt-parity-si");
+    let compose = format!(
+        "services:\n  web:\n    image: {BUSYBOX}\n    command: sleep 3600\n    healthcheck:\n      test: [\"CMD\", \"true\"]\n      start_period: 10s\n      start_interval: 1s\n"
+    );
+    let (code, said) = deploy(&daemon, dir.path(), &other, &compose).await;
+    assert_eq!(code, 1, "{said}");
+    assert!(
+        said.contains("services.web.healthcheck.start_interval: this engine speaks API 1.41")
+            && said.contains("1.44"),
+        "{said}"
+    );
+    assert!(
+        replicas(&engine, &other).await.is_empty(),
+        "nothing is made"
+    );
+
+    let (code, _, err) = daemon.cli(&["down", &app]).await;
+    assert_eq!(code, 0, "{err}");
+}
