@@ -5,7 +5,7 @@
 use std::collections::BTreeMap;
 
 use capstan_compose::{Options, load};
-use capstan_deploy::{Names, SecretPaths, container_spec, labels};
+use capstan_deploy::{Names, SecretPaths, container_spec, network_spec, volume_spec};
 use capstan_testkit::unique;
 use serde_json::{Value, json};
 
@@ -131,6 +131,11 @@ services:
     image: capstan-test/busybox:1
     command: sleep 3600
     cpus: 0.75
+    networks:
+      fixed:
+        ipv4_address: 10.231.7.200
+    deploy:
+      update_config: {order: stop-first}
   stored:
     image: capstan-test/busybox:1
     command: sleep 3600
@@ -139,9 +144,22 @@ networks:
   front:
   back:
     internal: true
+  fixed:
+    attachable: true
+    driver_opts: {com.docker.network.bridge.enable_icc: "false"}
+    labels: {zone: dmz}
+    ipam:
+      config:
+        - subnet: 10.231.7.0/24
+          ip_range: 10.231.7.128/25
+          gateway: 10.231.7.1
+          aux_addresses: {printer: 10.231.7.5}
 volumes:
   data:
   logs:
+    driver: local
+    driver_opts: {type: tmpfs, device: tmpfs, o: "size=1m"}
+    labels: {kept: "no"}
 configs:
   site:
     content: "server {}"
@@ -178,31 +196,15 @@ async fn every_key_reaches_the_container() {
     }
     std::fs::write(dir.path().join("materialised/configs/site"), "server {}").unwrap();
     std::fs::write(dir.path().join("materialised/secrets/token"), "s3cret").unwrap();
-    for (net, def) in &project.networks {
-        let internal = def.as_ref().and_then(|d| d.internal).unwrap_or(false);
+    for net in project.networks.keys().chain(&["default".to_owned()]) {
         engine
-            .ensure_network(
-                &names.network(&project, net),
-                internal,
-                &labels(&project_name, None, &[]),
-            )
+            .ensure_network(&network_spec(&project, net))
             .await
             .unwrap();
     }
-    engine
-        .ensure_network(
-            &names.network(&project, "default"),
-            false,
-            &labels(&project_name, None, &[]),
-        )
-        .await
-        .unwrap();
     for vol in project.volumes.keys() {
         engine
-            .ensure_volume(
-                &names.volume(&project, vol),
-                &labels(&project_name, None, &[]),
-            )
+            .ensure_volume(&volume_spec(&project, vol))
             .await
             .unwrap();
     }
@@ -449,6 +451,54 @@ async fn every_key_reaches_the_container() {
         (&json!("example.com"), &json!(true), &json!(true))
     );
     assert_eq!(inspect["capped"]["HostConfig"]["NanoCpus"], 750_000_000);
+    // a fixed address on a network with its own pool, options and labels; a volume with its
+    // driver's options and the file's labels
+    let fixed = format!("{project_name}_fixed");
+    assert_eq!(
+        inspect["capped"]["NetworkSettings"]["Networks"][&fixed]["IPAMConfig"]["IPv4Address"],
+        "10.231.7.200"
+    );
+    let net = engine
+        .networks_json()
+        .await
+        .unwrap()
+        .into_iter()
+        .find(|n| n["Name"] == fixed)
+        .unwrap();
+    assert_eq!(net["Attachable"], true);
+    assert_eq!(
+        net["Options"]["com.docker.network.bridge.enable_icc"],
+        "false"
+    );
+    assert_eq!(net["Labels"]["zone"], "dmz");
+    assert_eq!(net["Labels"]["io.capstan.app"], project_name.as_str());
+    assert_eq!(
+        net["IPAM"]["Config"],
+        json!([{"Subnet": "10.231.7.0/24", "IPRange": "10.231.7.128/25", "Gateway": "10.231.7.1", "AuxiliaryAddresses": {"printer": "10.231.7.5"}}])
+    );
+    // the same spec again is a no-op; one asking otherwise is refused, saying what differs
+    engine
+        .ensure_network(&network_spec(&project, "fixed"))
+        .await
+        .unwrap();
+    let mut other = network_spec(&project, "fixed");
+    other.internal = true;
+    other.ipam.as_mut().unwrap().pools[0].subnet = Some("10.231.8.0/24".into());
+    let e = engine.ensure_network(&other).await.unwrap_err().to_string();
+    assert!(
+        e.contains("internal false (wants true)")
+            && e.contains("subnets 10.231.7.0/24 (wants 10.231.8.0/24)"),
+        "{e}"
+    );
+    let logs = engine
+        .volumes_json()
+        .await
+        .unwrap()
+        .into_iter()
+        .find(|v| v["Name"] == format!("{project_name}_logs"))
+        .unwrap();
+    assert_eq!(logs["Options"]["type"], "tmpfs");
+    assert_eq!(logs["Labels"]["kept"], "no");
     // weights are sent; an engine whose kernel has no IO scheduler weights discards them
     // (with a warning capstan logs), so they are checked as sent
     let spec = container_spec(&project, "tuned", 1, 7, &secrets).unwrap();
@@ -477,7 +527,7 @@ async fn every_key_reaches_the_container() {
     for id in created {
         engine.remove_container(&id, true).await.unwrap();
     }
-    for net in ["front", "back", "default"] {
+    for net in ["front", "back", "fixed", "default"] {
         engine
             .remove_network(&names.network(&project, net))
             .await
@@ -521,13 +571,19 @@ async fn endpoints_left_on_a_network_are_disconnected_by_force() {
     capstan_testkit::ensure_busybox(&engine).await;
     let name = unique("capt-netforce");
     engine
-        .ensure_network(&name, false, &BTreeMap::new())
+        .ensure_network(&capstan_engine::NetworkSpec {
+            name: name.clone(),
+            ..Default::default()
+        })
         .await
         .unwrap();
     let spec = capstan_engine::ContainerSpec {
         image: capstan_testkit::BUSYBOX.to_owned(),
         cmd: Some(vec!["sleep".into(), "3600".into()]),
-        networks: vec![(name.clone(), Vec::new())],
+        networks: vec![capstan_engine::Attachment {
+            network: name.clone(),
+            ..Default::default()
+        }],
         ..Default::default()
     };
     let id = engine.create_from_spec(&name, &spec).await.unwrap();

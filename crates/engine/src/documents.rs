@@ -34,6 +34,23 @@ impl Engine {
         }
     }
 
+    /// Every volume, as the engine lists them (JSON).
+    ///
+    /// # Errors
+    /// [`Error::Unreachable`] or [`Error::Api`].
+    pub async fn volumes_json(&self) -> Result<Vec<serde_json::Value>, Error> {
+        let list = self
+            .client()?
+            .list_volumes(None::<bollard::query_parameters::ListVolumesOptions>)
+            .await
+            .map_err(|e| self.classify(e))?;
+        list.volumes
+            .unwrap_or_default()
+            .into_iter()
+            .map(|v| encode("volume list", v))
+            .collect()
+    }
+
     /// Every network, as the engine lists them (JSON).
     ///
     /// # Errors

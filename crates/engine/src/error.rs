@@ -31,6 +31,16 @@ pub enum Error {
         /// The engine's message.
         message: String,
     },
+    /// An object exists with other settings than asked for; it is left as it is.
+    #[error(
+        "{what} exists with other settings: {differences}; remove it to have it made again as asked"
+    )]
+    Differs {
+        /// `network shop_front`.
+        what: String,
+        /// What differs, for people.
+        differences: String,
+    },
     /// The engine answered with an error.
     #[error("docker engine error (status {status}): {message}")]
     Api {

@@ -23,7 +23,10 @@ pub use events::{EVENT_BUFFER, RawEvent};
 pub use images::BuildContext;
 pub use inventory::ImageState;
 pub use logs::LogChunk;
-pub use spec::{Blkio, ContainerSpec, Healthcheck, MountSpec};
+pub use spec::{
+    Attachment, Blkio, ContainerSpec, Healthcheck, IpamPoolSpec, IpamSpec, MountSpec, NetworkSpec,
+    VolumeSpec,
+};
 
 /// Default engine address when `DOCKER_HOST` is not set.
 pub const DEFAULT_HOST: &str = "unix:///var/run/docker.sock";

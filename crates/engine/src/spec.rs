@@ -30,8 +30,8 @@ pub struct ContainerSpec {
     pub stop_signal: Option<String>,
     pub stop_timeout_secs: Option<i64>,
     pub mounts: Vec<MountSpec>,
-    /// Networks with the aliases on each, the first one joined at creation.
-    pub networks: Vec<(String, Vec<String>)>,
+    /// Networks joined, the first one at creation.
+    pub networks: Vec<Attachment>,
     pub restart: Option<(String, i64)>,
     pub nano_cpus: Option<i64>,
     pub cpu_shares: Option<i64>,
@@ -100,6 +100,176 @@ fn throttles(t: &[(String, i64)]) -> Option<Vec<bollard::models::ThrottleDevice>
             })
             .collect(),
     )
+}
+
+/// A container's place on a network: its aliases there, and a fixed address if it has one.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Attachment {
+    pub network: String,
+    pub aliases: Vec<String>,
+    pub ipv4_address: Option<String>,
+    pub ipv6_address: Option<String>,
+}
+
+impl Attachment {
+    fn endpoint(&self) -> EndpointSettings {
+        let fixed = self.ipv4_address.is_some() || self.ipv6_address.is_some();
+        EndpointSettings {
+            aliases: opt_vec(self.aliases.clone()),
+            ipam_config: fixed.then(|| bollard::models::EndpointIpamConfig {
+                ipv4_address: self.ipv4_address.clone(),
+                ipv6_address: self.ipv6_address.clone(),
+                ..Default::default()
+            }),
+            ..Default::default()
+        }
+    }
+}
+
+/// A network to create.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct NetworkSpec {
+    pub name: String,
+    /// `bridge` when `None`.
+    pub driver: Option<String>,
+    pub driver_opts: BTreeMap<String, String>,
+    pub internal: bool,
+    pub attachable: bool,
+    pub enable_ipv6: bool,
+    /// Address management; the engine's own pools when `None`.
+    pub ipam: Option<IpamSpec>,
+    pub labels: BTreeMap<String, String>,
+}
+
+/// A network's address management.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct IpamSpec {
+    pub driver: Option<String>,
+    pub pools: Vec<IpamPoolSpec>,
+    pub options: BTreeMap<String, String>,
+}
+
+/// One address pool.
+#[derive(Debug, Clone, Default, PartialEq, Eq, PartialOrd, Ord)]
+pub struct IpamPoolSpec {
+    pub subnet: Option<String>,
+    pub ip_range: Option<String>,
+    pub gateway: Option<String>,
+    pub aux_addresses: BTreeMap<String, String>,
+}
+
+/// A named volume to create.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct VolumeSpec {
+    pub name: String,
+    /// `local` when `None`.
+    pub driver: Option<String>,
+    pub driver_opts: BTreeMap<String, String>,
+    pub labels: BTreeMap<String, String>,
+}
+
+impl NetworkSpec {
+    fn request(&self) -> NetworkCreateRequest {
+        NetworkCreateRequest {
+            name: self.name.clone(),
+            driver: self.driver.clone(),
+            internal: self.internal.then_some(true),
+            attachable: self.attachable.then_some(true),
+            enable_ipv6: self.enable_ipv6.then_some(true),
+            options: opt_map(self.driver_opts.clone()),
+            labels: opt_map(self.labels.clone()),
+            ipam: self.ipam.as_ref().map(|i| bollard::models::Ipam {
+                driver: i.driver.clone(),
+                config: opt_vec(
+                    i.pools
+                        .iter()
+                        .map(|p| bollard::models::IpamConfig {
+                            subnet: p.subnet.clone(),
+                            ip_range: p.ip_range.clone(),
+                            gateway: p.gateway.clone(),
+                            auxiliary_addresses: opt_map(p.aux_addresses.clone()),
+                        })
+                        .collect(),
+                ),
+                options: opt_map(i.options.clone()),
+            }),
+            ..Default::default()
+        }
+    }
+
+    /// What an existing network has otherwise than this spec asks, for people.
+    fn differences(&self, have: &bollard::models::NetworkInspect) -> Vec<String> {
+        let mut out = Vec::new();
+        let want_driver = self.driver.as_deref().unwrap_or("bridge");
+        let have_driver = have.driver.as_deref().unwrap_or("bridge");
+        if want_driver != have_driver {
+            out.push(format!("driver {have_driver} (wants {want_driver})"));
+        }
+        for (name, want, got) in [
+            ("internal", self.internal, have.internal.unwrap_or(false)),
+            (
+                "attachable",
+                self.attachable,
+                have.attachable.unwrap_or(false),
+            ),
+            (
+                "enable_ipv6",
+                self.enable_ipv6,
+                have.enable_ipv6.unwrap_or(false),
+            ),
+        ] {
+            if want != got {
+                out.push(format!("{name} {got} (wants {want})"));
+            }
+        }
+        for (k, v) in &self.driver_opts {
+            let got = have.options.as_ref().and_then(|o| o.get(k));
+            if got != Some(v) {
+                out.push(format!(
+                    "driver option {k} {} (wants {v})",
+                    got.map_or("unset", String::as_str)
+                ));
+            }
+        }
+        if let Some(ipam) = self.ipam.as_ref().filter(|i| !i.pools.is_empty()) {
+            let pools = |list: Vec<(Option<String>, Option<String>, Option<String>)>| {
+                let mut list = list;
+                list.sort();
+                list
+            };
+            let want = pools(
+                ipam.pools
+                    .iter()
+                    .map(|p| (p.subnet.clone(), p.ip_range.clone(), p.gateway.clone()))
+                    .collect(),
+            );
+            let got = pools(
+                have.ipam
+                    .as_ref()
+                    .and_then(|i| i.config.clone())
+                    .unwrap_or_default()
+                    .into_iter()
+                    .map(|c| (c.subnet, c.ip_range.filter(|r| !r.is_empty()), c.gateway))
+                    .collect(),
+            );
+            // a gateway the spec leaves to the engine is whatever the engine chose
+            let matches = want.len() == got.len()
+                && want
+                    .iter()
+                    .zip(&got)
+                    .all(|(w, g)| w.0 == g.0 && w.1 == g.1 && (w.2.is_none() || w.2 == g.2));
+            if !matches {
+                let show = |l: &[(Option<String>, Option<String>, Option<String>)]| {
+                    l.iter()
+                        .map(|(s, _, _)| s.clone().unwrap_or_else(|| "-".into()))
+                        .collect::<Vec<_>>()
+                        .join(" ")
+                };
+                out.push(format!("subnets {} (wants {})", show(&got), show(&want)));
+            }
+        }
+        out
+    }
 }
 
 /// A healthcheck; durations in nanoseconds.
@@ -206,15 +376,10 @@ fn mount(m: &MountSpec) -> Mount {
 
 impl ContainerSpec {
     fn body(&self) -> ContainerCreateBody {
-        let first_network = self.networks.first().map(|(name, aliases)| {
-            HashMap::from([(
-                name.clone(),
-                EndpointSettings {
-                    aliases: opt_vec(aliases.clone()),
-                    ..Default::default()
-                },
-            )])
-        });
+        let first_network = self
+            .networks
+            .first()
+            .map(|a| HashMap::from([(a.network.clone(), a.endpoint())]));
         ContainerCreateBody {
             image: Some(self.image.clone()),
             cmd: self.cmd.clone(),
@@ -243,7 +408,7 @@ impl ContainerSpec {
             }),
             host_config: Some(HostConfig {
                 mounts: opt_vec(self.mounts.iter().map(mount).collect()),
-                network_mode: self.networks.first().map(|(n, _)| n.clone()),
+                network_mode: self.networks.first().map(|a| a.network.clone()),
                 restart_policy: self.restart.as_ref().map(|(name, count)| RestartPolicy {
                     name: name.parse::<RestartPolicyNameEnum>().ok(),
                     maximum_retry_count: (*count > 0).then_some(*count),
@@ -343,15 +508,12 @@ impl Engine {
             tracing::warn!(container = name, engine_said = %warning, "the engine discarded a setting");
         }
         let id = created.id;
-        for (network, aliases) in spec.networks.iter().skip(1) {
+        for a in spec.networks.iter().skip(1) {
             let request = NetworkConnectRequest {
                 container: id.clone(),
-                endpoint_config: Some(EndpointSettings {
-                    aliases: opt_vec(aliases.clone()),
-                    ..Default::default()
-                }),
+                endpoint_config: Some(a.endpoint()),
             };
-            if let Err(e) = self.client()?.connect_network(network, request).await {
+            if let Err(e) = self.client()?.connect_network(&a.network, request).await {
                 // half-made containers are not left behind
                 let _ = self.remove_container(&id, true).await;
                 return Err(self.classify(e));
@@ -403,25 +565,32 @@ impl Engine {
         })
     }
 
-    /// Creates a network unless it exists (by name), with `labels`.
+    /// Creates the network `spec` describes unless it exists. An existing one whose
+    /// settings differ from the spec's (driver, internal, attachable, IPv6, address pools,
+    /// driver options) is not changed: [`Error::Differs`] says what differs.
     ///
     /// # Errors
-    /// [`Error::Api`], [`Error::Unreachable`].
-    pub async fn ensure_network(
-        &self,
-        name: &str,
-        internal: bool,
-        labels: &BTreeMap<String, String>,
-    ) -> Result<(), Error> {
+    /// [`Error::Differs`], [`Error::Api`] (a subnet that overlaps another network, ...),
+    /// [`Error::Unreachable`].
+    pub async fn ensure_network(&self, spec: &NetworkSpec) -> Result<(), Error> {
         let docker = self.client()?;
         match docker
             .inspect_network(
-                name,
+                &spec.name,
                 None::<bollard::query_parameters::InspectNetworkOptions>,
             )
             .await
         {
-            Ok(_) => return Ok(()),
+            Ok(existing) => {
+                let differs = spec.differences(&existing);
+                if differs.is_empty() {
+                    return Ok(());
+                }
+                return Err(Error::Differs {
+                    what: format!("network {}", spec.name),
+                    differences: differs.join(", "),
+                });
+            }
             Err(e) => {
                 let e = self.classify(e);
                 if !e.is_not_found() {
@@ -429,12 +598,7 @@ impl Engine {
                 }
             }
         }
-        let request = NetworkCreateRequest {
-            name: name.to_owned(),
-            internal: internal.then_some(true),
-            labels: opt_map(labels.clone()),
-            ..Default::default()
-        };
+        let request = spec.request();
         // another engine on the host starting up rebuilds the shared iptables chains; a create
         // that lands in that moment fails with "Chain 'DOCKER' does not exist": try again
         let mut attempt = 0;
@@ -447,25 +611,24 @@ impl Engine {
                     if attempt >= 5 || !e.to_string().contains("iptables") {
                         return Err(e);
                     }
-                    tracing::warn!(network = name, error = %e, "the engine could not program iptables; trying again");
+                    tracing::warn!(network = %spec.name, error = %e, "the engine could not program iptables; trying again");
                     tokio::time::sleep(std::time::Duration::from_millis(200 * attempt)).await;
                 }
             }
         }
     }
 
-    /// Creates a named volume unless it exists, with `labels`.
+    /// Creates the named volume `spec` describes unless it exists (the engine refuses one that
+    /// exists with another driver).
     ///
     /// # Errors
     /// [`Error::Api`], [`Error::Unreachable`].
-    pub async fn ensure_volume(
-        &self,
-        name: &str,
-        labels: &BTreeMap<String, String>,
-    ) -> Result<(), Error> {
+    pub async fn ensure_volume(&self, spec: &VolumeSpec) -> Result<(), Error> {
         let request = VolumeCreateRequest {
-            name: Some(name.to_owned()),
-            labels: opt_map(labels.clone()),
+            name: Some(spec.name.clone()),
+            driver: spec.driver.clone(),
+            driver_opts: opt_map(spec.driver_opts.clone()),
+            labels: opt_map(spec.labels.clone()),
             ..Default::default()
         };
         // creating an existing volume is a no-op for the engine

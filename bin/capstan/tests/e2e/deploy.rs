@@ -3,7 +3,7 @@
 use std::collections::BTreeSet;
 use std::os::unix::fs::PermissionsExt;
 
-use capstan_deploy::{Action, Names, Plan, SecretPaths, container_spec, labels};
+use capstan_deploy::{Action, Names, Plan, SecretPaths, container_spec};
 use capstan_testkit::{Daemon, unique};
 
 use crate::bin;
@@ -73,11 +73,8 @@ async fn plan_shows_what_a_deploy_would_change_and_why() {
     .unwrap()
     .project;
     let names = Names::of(&project);
-    let network = names.network(&project, "default");
-    engine
-        .ensure_network(&network, false, &labels(&app, None, &[]))
-        .await
-        .unwrap();
+    let network = capstan_deploy::network_spec(&project, "default");
+    engine.ensure_network(&network).await.unwrap();
     let mut ids = Vec::new();
     for (service, replicas) in [("db", 1), ("web", 2), ("cache", 1)] {
         for r in 1..=replicas {
@@ -145,7 +142,7 @@ async fn plan_shows_what_a_deploy_would_change_and_why() {
     for id in &ids[1..] {
         engine.remove_container(id, true).await.unwrap();
     }
-    engine.remove_network(&network).await.unwrap();
+    engine.remove_network(&network.name).await.unwrap();
 }
 
 const FULL: &str = r#"

@@ -216,9 +216,65 @@ fn values(s: &crate::model::Service) -> Result<(), (&'static str, String)> {
     Ok(())
 }
 
+/// `address/prefix`, IPv4 or IPv6.
+fn is_cidr(text: &str) -> bool {
+    text.split_once('/')
+        .is_some_and(|(addr, prefix)| match addr.parse::<std::net::IpAddr>() {
+            Ok(std::net::IpAddr::V4(_)) => prefix.parse::<u8>().is_ok_and(|p| p <= 32),
+            Ok(std::net::IpAddr::V6(_)) => prefix.parse::<u8>().is_ok_and(|p| p <= 128),
+            Err(_) => false,
+        })
+}
+
+/// A top-level network's address pools: subnets and ranges in CIDR form, addresses that are
+/// addresses. The failing field and why.
+fn network_values(n: &crate::model::Network) -> Result<(), String> {
+    for (i, pool) in n.ipam.iter().flat_map(|i| &i.config).enumerate() {
+        for (field, v) in [("subnet", &pool.subnet), ("ip_range", &pool.ip_range)] {
+            if let Some(v) = v
+                && !is_cidr(v)
+            {
+                return Err(format!(
+                    "ipam.config[{i}].{field}: {v:?} is not an address/prefix (10.5.0.0/16)"
+                ));
+            }
+        }
+        for (what, v) in pool
+            .gateway
+            .iter()
+            .map(|g| ("gateway".to_owned(), g))
+            .chain(
+                pool.aux_addresses
+                    .iter()
+                    .map(|(k, v)| (format!("aux_addresses.{k}"), v)),
+            )
+        {
+            if v.parse::<std::net::IpAddr>().is_err() {
+                return Err(format!(
+                    "ipam.config[{i}].{what}: {v:?} is not an IP address"
+                ));
+            }
+        }
+    }
+    Ok(())
+}
+
 /// Cross-references: image or build, dependencies (and cycles), networks, volumes, secrets,
 /// configs, host ports.
 pub(super) fn validate(project: &Project, tree: &Node) -> Result<(), Error> {
+    for (name, n) in &project.networks {
+        if let Some(n) = n
+            && let Err(message) = network_values(n)
+        {
+            let networks = tree.get("networks");
+            let pos = networks
+                .and_then(|ns| ns.get(name))
+                .and_then(|net| net.key("ipam"))
+                .or_else(|| networks.and_then(|ns| ns.key(name)))
+                .map_or_else(|| tree.pos.clone(), |k| k.pos.clone());
+            return Err(invalid(&pos, &format!("networks.{name}"), message));
+        }
+    }
     let mut host_ports: BTreeMap<(String, String, String), String> = BTreeMap::new();
     for (name, s) in &project.services {
         let at = |key: &str| service_key_pos(tree, name, key);
@@ -239,13 +295,47 @@ pub(super) fn validate(project: &Project, tree: &Node) -> Result<(), Error> {
                 ));
             }
         }
-        for net in s.networks.iter().flat_map(|n| n.0.keys()) {
+        for (net, cfg) in s.networks.iter().flat_map(|n| &n.0) {
             if net != "default" && !project.networks.contains_key(net) {
                 return Err(invalid(
                     &at("networks"),
                     &path("networks"),
                     format!("network {net:?} is not declared under top-level `networks:`"),
                 ));
+            }
+            let fixed = [&cfg.ipv4_address, &cfg.ipv6_address];
+            for a in fixed.iter().copied().flatten() {
+                if a.parse::<std::net::IpAddr>().is_err() {
+                    return Err(invalid(
+                        &at("networks"),
+                        &path(&format!("networks.{net}")),
+                        format!("{a:?} is not an IP address"),
+                    ));
+                }
+            }
+            if fixed.iter().any(|a| a.is_some()) {
+                let replicas = s
+                    .deploy
+                    .as_ref()
+                    .and_then(|d| d.replicas)
+                    .or(s.scale)
+                    .unwrap_or(1);
+                let stop_first = s
+                    .deploy
+                    .as_ref()
+                    .and_then(|d| d.update_config.as_ref())
+                    .and_then(|u| u.order.as_deref())
+                    == Some("stop-first");
+                if replicas > 1 || !stop_first {
+                    return Err(invalid(
+                        &at("networks"),
+                        &path(&format!("networks.{net}")),
+                        "a fixed address is held by one container at a time: give the service \
+                         one replica and deploy.update_config.order: stop-first (its rollouts \
+                         then stop the old container before starting the new one)"
+                            .to_owned(),
+                    ));
+                }
             }
         }
         for v in &s.volumes {

@@ -17,8 +17,11 @@ pub struct ServiceNetworks(pub BTreeMap<String, ServiceNetwork>);
 pub struct ServiceNetwork {
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub aliases: Vec<String>,
+    /// A fixed address on the network: held by one container at a time.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ipv4_address: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ipv6_address: Option<String>,
 }
 
 enum NetworksInput {

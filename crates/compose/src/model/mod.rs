@@ -35,7 +35,7 @@ mod runtime;
 mod volumes;
 
 pub use links::{Dependency, DependsOn, ServiceNetwork, ServiceNetworks};
-pub use objects::{FileObject, FileRef, Network, Volume};
+pub use objects::{FileObject, FileRef, Ipam, IpamPool, Network, Volume};
 pub use ports::Port;
 pub use runtime::{
     Blkio, BlkioRate, BlkioWeight, Deploy, Healthcheck, Logging, ResourceSet, Resources,

@@ -100,6 +100,64 @@ pub struct Network {
         skip_serializing_if = "BTreeMap::is_empty"
     )]
     pub labels: BTreeMap<String, String>,
+    #[serde(
+        default,
+        deserialize_with = "de::kv_strict",
+        skip_serializing_if = "BTreeMap::is_empty"
+    )]
+    pub driver_opts: BTreeMap<String, String>,
+    /// Containers other than the app's may join it.
+    #[serde(
+        default,
+        deserialize_with = "de::bool_opt",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub attachable: Option<bool>,
+    #[serde(
+        default,
+        deserialize_with = "de::bool_opt",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub enable_ipv6: Option<bool>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ipam: Option<Ipam>,
+}
+
+/// A network's address management: its driver, address pools and driver options.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Ipam {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub driver: Option<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub config: Vec<IpamPool>,
+    #[serde(
+        default,
+        deserialize_with = "de::kv_strict",
+        skip_serializing_if = "BTreeMap::is_empty"
+    )]
+    pub options: BTreeMap<String, String>,
+}
+
+/// One address pool of a network.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct IpamPool {
+    /// `10.5.0.0/16`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub subnet: Option<String>,
+    /// Where container addresses are taken from, within the subnet.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ip_range: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub gateway: Option<String>,
+    /// Addresses the driver must not hand out, by name.
+    #[serde(
+        default,
+        deserialize_with = "de::kv_strict",
+        skip_serializing_if = "BTreeMap::is_empty"
+    )]
+    pub aux_addresses: BTreeMap<String, String>,
 }
 
 /// A top-level named volume.

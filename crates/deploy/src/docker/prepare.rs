@@ -4,8 +4,8 @@
 use std::collections::BTreeMap;
 use std::os::unix::fs::DirBuilderExt;
 
-use super::names::{Names, labels};
 use super::route::claims;
+use super::spec::{network_spec, volume_spec};
 use super::target::{DockerTarget, engine_error};
 use crate::DeployRequest;
 use crate::error::TargetError;
@@ -70,7 +70,6 @@ impl DockerTarget {
     pub(super) async fn prepare_app(&self, req: &DeployRequest) -> Result<(), TargetError> {
         let project = &req.project;
         let app = project.name.clone().unwrap_or_default();
-        let names = Names::of(project);
         // the proxy listens before anything changes, so a taken port fails the deploy here
         let mut published = BTreeMap::new();
         for (name, s) in &project.services {
@@ -128,28 +127,23 @@ impl DockerTarget {
                 self.apps_dir.display()
             ))
         })?;
-        let mut networks: Vec<(String, bool)> = project
+        let mut networks: Vec<String> = project
             .networks
             .iter()
             .filter(|(_, d)| d.as_ref().and_then(|d| d.external) != Some(true))
-            .map(|(n, d)| {
-                (
-                    n.clone(),
-                    d.as_ref().and_then(|d| d.internal).unwrap_or(false),
-                )
-            })
+            .map(|(n, _)| n.clone())
             .collect();
-        if project
-            .services
-            .values()
-            .any(|s| s.networks.as_ref().is_none_or(|n| n.0.is_empty()))
+        if !project.networks.contains_key("default")
+            && project
+                .services
+                .values()
+                .any(|s| s.networks.as_ref().is_none_or(|n| n.0.is_empty()))
         {
-            networks.push(("default".into(), false));
+            networks.push("default".into());
         }
-        for (net, internal) in networks {
-            let l = labels(&app, None, &[("com.docker.compose.network", net.clone())]);
+        for net in networks {
             self.engine
-                .ensure_network(&names.network(project, &net), internal, &l)
+                .ensure_network(&network_spec(project, &net))
                 .await
                 .map_err(engine_error(format!("networks.{net}")))?;
         }
@@ -157,12 +151,8 @@ impl DockerTarget {
             if def.as_ref().and_then(|d| d.external) == Some(true) {
                 continue;
             }
-            let mut l = labels(&app, None, &[("com.docker.compose.volume", vol.clone())]);
-            if let Some(d) = def {
-                l.extend(d.labels.clone());
-            }
             self.engine
-                .ensure_volume(&names.volume(project, vol), &l)
+                .ensure_volume(&volume_spec(project, vol))
                 .await
                 .map_err(engine_error(format!("volumes.{vol}")))?;
         }

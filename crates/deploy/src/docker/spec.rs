@@ -271,19 +271,28 @@ pub fn container_spec(
         .collect();
 
     // networks: the default one unless the service names its own; aliases include the name
-    let networks: Vec<(String, Vec<String>)> = match &s.networks {
+    let networks: Vec<(String, capstan_compose::model::ServiceNetwork)> = match &s.networks {
         Some(n) if !n.0.is_empty() => {
             n.0.iter()
-                .map(|(name, cfg)| (name.clone(), cfg.aliases.clone()))
+                .map(|(name, cfg)| (name.clone(), cfg.clone()))
                 .collect()
         }
-        _ => vec![("default".to_owned(), Vec::new())],
+        _ => vec![(
+            "default".to_owned(),
+            capstan_compose::model::ServiceNetwork::default(),
+        )],
     };
     spec.networks = networks
         .into_iter()
-        .map(|(name, mut aliases)| {
+        .map(|(name, cfg)| {
+            let mut aliases = cfg.aliases;
             aliases.insert(0, service.to_owned());
-            (names.network(project, &name), aliases)
+            capstan_engine::Attachment {
+                network: names.network(project, &name),
+                aliases,
+                ipv4_address: cfg.ipv4_address,
+                ipv6_address: cfg.ipv6_address,
+            }
         })
         .collect();
 
@@ -407,6 +416,72 @@ pub fn container_spec(
         }
     }
     Ok(spec)
+}
+
+/// The engine's network for Compose network `network` of `project` (declared or the implicit
+/// `default`): its name, driver and options, internal, attachable, IPv6, address pools, and
+/// the file's labels under capstan's and Compose's.
+pub fn network_spec(project: &Project, network: &str) -> capstan_engine::NetworkSpec {
+    let names = Names::of(project);
+    let def = project
+        .networks
+        .get(network)
+        .cloned()
+        .flatten()
+        .unwrap_or_default();
+    let mut l = def.labels.clone();
+    l.extend(labels(
+        &names.project,
+        None,
+        &[("com.docker.compose.network", network.to_owned())],
+    ));
+    capstan_engine::NetworkSpec {
+        name: names.network(project, network),
+        driver: def.driver.clone(),
+        driver_opts: def.driver_opts.clone(),
+        internal: def.internal.unwrap_or(false),
+        attachable: def.attachable.unwrap_or(false),
+        enable_ipv6: def.enable_ipv6.unwrap_or(false),
+        ipam: def.ipam.as_ref().map(|i| capstan_engine::IpamSpec {
+            driver: i.driver.clone(),
+            pools: i
+                .config
+                .iter()
+                .map(|p| capstan_engine::IpamPoolSpec {
+                    subnet: p.subnet.clone(),
+                    ip_range: p.ip_range.clone(),
+                    gateway: p.gateway.clone(),
+                    aux_addresses: p.aux_addresses.clone(),
+                })
+                .collect(),
+            options: i.options.clone(),
+        }),
+        labels: l,
+    }
+}
+
+/// The engine's volume for Compose volume `volume` of `project`: its name, driver and
+/// options, and the file's labels under capstan's and Compose's.
+pub fn volume_spec(project: &Project, volume: &str) -> capstan_engine::VolumeSpec {
+    let names = Names::of(project);
+    let def = project
+        .volumes
+        .get(volume)
+        .cloned()
+        .flatten()
+        .unwrap_or_default();
+    let mut l = def.labels.clone();
+    l.extend(labels(
+        &names.project,
+        None,
+        &[("com.docker.compose.volume", volume.to_owned())],
+    ));
+    capstan_engine::VolumeSpec {
+        name: names.volume(project, volume),
+        driver: def.driver.clone(),
+        driver_opts: def.driver_opts.clone(),
+        labels: l,
+    }
 }
 
 /// The image a service runs: its `image`, or for a build without one, `<project>-<service>`.
