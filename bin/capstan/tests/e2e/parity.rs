@@ -78,3 +78,49 @@ async fn resource_keys_reach_every_replica_and_what_the_engine_cannot_take_is_re
     let (code, _, err) = daemon.cli(&["down", &app]).await;
     assert_eq!(code, 0, "{err}");
 }
+
+/// `container_name` names the one replica, through a start-first rollout (the new container
+/// made beside the old one takes the name once the old one is gone).
+#[tokio::test]
+async fn container_name_names_the_replica_through_a_rolling_update() {
+    let engine = capstan_testkit::engine().await;
+    capstan_testkit::ensure_busybox(&engine).await;
+    let daemon = Daemon::start(bin(), engine.host()).await;
+    let dir = tempfile::tempdir().unwrap();
+    let app = unique("capt-named");
+    let fixed = unique("capt-fixed-name");
+    let compose = |version: &str| {
+        format!(
+            "services:\n  web:\n    image: {BUSYBOX}\n    command: sleep 3600\n    init: true\n    container_name: {fixed}\n    environment: [VERSION={version}]\n"
+        )
+    };
+    let (code, said) = deploy(&daemon, dir.path(), &app, &compose("1")).await;
+    assert_eq!(code, 0, "{said}");
+    let named = |made: &[serde_json::Value]| {
+        made.iter()
+            .map(|r| {
+                r["Name"]
+                    .as_str()
+                    .unwrap()
+                    .trim_start_matches('/')
+                    .to_owned()
+            })
+            .collect::<Vec<_>>()
+    };
+    let first = replicas(&engine, &app).await;
+    assert_eq!(named(&first), std::slice::from_ref(&fixed));
+    let (code, said) = deploy(&daemon, dir.path(), &app, &compose("2")).await;
+    assert_eq!(code, 0, "{said}");
+    let second = replicas(&engine, &app).await;
+    assert_eq!(named(&second), std::slice::from_ref(&fixed));
+    assert_ne!(first[0]["Id"], second[0]["Id"], "a new container");
+    assert!(
+        second[0]["Config"]["Env"]
+            .as_array()
+            .unwrap()
+            .contains(&serde_json::json!("VERSION=2"))
+    );
+    let (code, _, err) = daemon.cli(&["down", &app]).await;
+    assert_eq!(code, 0, "{err}");
+    assert!(replicas(&engine, &app).await.is_empty());
+}

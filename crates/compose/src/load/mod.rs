@@ -59,7 +59,6 @@ pub struct Loaded {
 /// Service keys of the Compose spec that capstan does not apply yet, each with why: refused
 /// with file and line, never accepted and dropped (each would change what runs).
 const NOT_APPLIED: &[(&str, Why)] = &[
-    ("container_name", Why::NotYet),
     ("platform", Why::NotYet),
     ("links", Why::NotYet),
     ("external_links", Why::NotYet),
@@ -642,7 +641,7 @@ mod tests {
         }
         // so is every other key not applied yet, each with why; Windows' own say so
         for (key, why) in [
-            ("container_name: web", "not applied by capstan yet"),
+            ("label_file: ./labels", "not applied by capstan yet"),
             ("extends: {service: base}", "not applied by capstan yet"),
             ("isolation: process", "Windows containers only"),
             ("cpu_count: 2", "Windows containers only"),

@@ -367,6 +367,41 @@ pub(super) fn validate(project: &Project, tree: &Node) -> Result<(), Error> {
                 }
             }
         }
+        if let Some(c) = &s.container_name {
+            let replicas = s
+                .deploy
+                .as_ref()
+                .and_then(|d| d.replicas)
+                .or(s.scale)
+                .unwrap_or(1);
+            let ok = c.len() >= 2
+                && c.len() <= 128
+                && c.starts_with(|ch: char| ch.is_ascii_alphanumeric())
+                && c.bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b"_.-".contains(&b));
+            let problem = if !ok {
+                Some(format!(
+                    "{c:?} is not a container name: letters, digits, _ . - (a letter or digit first)"
+                ))
+            } else if replicas != 1 {
+                Some(format!(
+                    "names one container, and the service has {replicas} replicas: give it one, or take container_name out"
+                ))
+            } else {
+                project
+                    .services
+                    .iter()
+                    .find(|(other, o)| *other != name && o.container_name.as_deref() == Some(c))
+                    .map(|(other, _)| format!("{c:?} is service {other}'s container_name too"))
+            };
+            if let Some(message) = problem {
+                return Err(invalid(
+                    &at("container_name"),
+                    &path("container_name"),
+                    message,
+                ));
+            }
+        }
         if let Err((key, message)) = values(s) {
             return Err(invalid(&at(key), &path(key), message));
         }

@@ -78,6 +78,9 @@ pub struct Service {
     pub image: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub build: Option<Build>,
+    /// The one replica's container name (instead of `<project>-<service>-1`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub container_name: Option<String>,
     /// When a deploy pulls the image: see [`PullPolicy`].
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub pull_policy: Option<String>,

@@ -24,6 +24,16 @@ impl Names {
         format!("{}-{service}-{replica}", self.project)
     }
 
+    /// The container of replica `replica` of `service`: its `container_name` when it has
+    /// one (the loader allows it one replica only), else [`Names::container`].
+    pub fn replica(&self, project: &Project, service: &str, replica: u32) -> String {
+        project
+            .services
+            .get(service)
+            .and_then(|s| s.container_name.clone())
+            .unwrap_or_else(|| self.container(service, replica))
+    }
+
     /// The engine name of a Compose network (`name:` when set, else `<project>_<network>`).
     pub fn network(&self, project: &Project, network: &str) -> String {
         project

@@ -203,7 +203,7 @@ impl Target for DockerTarget {
             &self.secret_paths(app, unit.request),
         )
         .map_err(|e| TargetError::Refused(e.to_string()))?;
-        let canonical = names.container(unit.service, unit.replica);
+        let canonical = names.replica(unit.project, unit.service, unit.replica);
         let name = if unit.beside {
             // a `-next` left by a rollout that was cut off
             let next = format!("{canonical}-next");
@@ -284,7 +284,7 @@ impl Target for DockerTarget {
     }
 
     async fn promote(&self, id: &str, unit: Unit<'_>) -> Result<(), TargetError> {
-        let canonical = Names::of(unit.project).container(unit.service, unit.replica);
+        let canonical = Names::of(unit.project).replica(unit.project, unit.service, unit.replica);
         self.engine
             .rename_container(id, &canonical)
             .await
