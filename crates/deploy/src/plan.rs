@@ -110,6 +110,29 @@ pub fn plan(desired: Desired<'_>, running: &[Replica]) -> Plan {
             registry: None,
         });
     }
+    // a service in another's network namespace is made again when that one is replaced: the
+    // namespace it joined goes with the container it was made with
+    let replaced: BTreeSet<String> = services
+        .iter()
+        .filter(|p| matches!(p.action, Action::Recreate { .. } | Action::Repair { .. }))
+        .map(|p| p.service.clone())
+        .collect();
+    for p in &mut services {
+        let joined = desired
+            .project
+            .services
+            .get(&p.service)
+            .and_then(Service::network_service);
+        if let (Some(other), Action::Unchanged) = (joined, &p.action)
+            && replaced.contains(other)
+        {
+            p.action = Action::Recreate {
+                reasons: vec![format!(
+                    "network_mode: service:{other}, and {other} is replaced"
+                )],
+            };
+        }
+    }
     services.sort_by(|a, b| a.service.cmp(&b.service));
     Plan {
         services,
@@ -238,10 +261,12 @@ pub fn start_levels(project: &Project) -> Vec<Vec<String>> {
             .iter()
             .filter(|(n, _)| !placed.contains(n.as_str()))
             .filter(|(_, s)| {
+                // a service in another's network namespace starts after it, as if it said so
                 s.depends_on
                     .iter()
-                    .flat_map(|d| d.0.keys())
-                    .all(|d| placed.contains(d.as_str()) || !project.services.contains_key(d))
+                    .flat_map(|d| d.0.keys().map(String::as_str))
+                    .chain(s.network_service())
+                    .all(|d| placed.contains(d) || !project.services.contains_key(d))
             })
             .map(|(n, _)| n.clone())
             .collect();

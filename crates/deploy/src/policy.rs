@@ -52,6 +52,9 @@ pub enum Feature {
     OomScoreAdj,
     /// `cpu_rt_runtime`: real-time CPU time, which can starve the host.
     CpuRtRuntime,
+    /// `network_mode: host` (the host's network stack) or `container:NAME` (another
+    /// container's, outside the app).
+    NetworkMode(String),
 }
 
 impl std::fmt::Display for Feature {
@@ -66,6 +69,7 @@ impl std::fmt::Display for Feature {
             Self::OomKillDisable => f.write_str("oom_kill_disable"),
             Self::OomScoreAdj => f.write_str("oom_score_adj"),
             Self::CpuRtRuntime => f.write_str("cpu_rt_runtime"),
+            Self::NetworkMode(m) => write!(f, "network_mode={m}"),
         }
     }
 }
@@ -88,6 +92,14 @@ impl std::str::FromStr for Feature {
             "oom_kill_disable" if value.is_empty() => Self::OomKillDisable,
             "oom_score_adj" if value.is_empty() => Self::OomScoreAdj,
             "cpu_rt_runtime" if value.is_empty() => Self::CpuRtRuntime,
+            "network_mode" => match need("host or container")?.as_str() {
+                m @ ("host" | "container") => Self::NetworkMode(m.to_owned()),
+                m => {
+                    return Err(format!(
+                        "network_mode={m}: give host, or container (joining a container outside the app)"
+                    ));
+                }
+            },
             "bind" => {
                 let path = need("an absolute host path")?;
                 if !path.starts_with('/') {
@@ -107,7 +119,7 @@ impl std::str::FromStr for Feature {
                 return Err(format!(
                     "{text:?} is not a feature: give privileged, bind=PATH, cap_add=CAP, \
                      security_opt=OPT, sysctl=NAME, low_port=PORT, oom_kill_disable, \
-                     oom_score_adj or cpu_rt_runtime"
+                     oom_score_adj, cpu_rt_runtime or network_mode=host|container"
                 ));
             }
         })
@@ -268,6 +280,19 @@ pub fn violations(
                 "a negative OOM score makes the kernel kill host processes before the container"
                     .into(),
             );
+        }
+        match s.network_mode.as_deref() {
+            Some("host") => check(
+                key("network_mode"),
+                Feature::NetworkMode("host".into()),
+                "network_mode: host gives the container the host's network stack".into(),
+            ),
+            Some(m) if m.starts_with("container:") => check(
+                key("network_mode"),
+                Feature::NetworkMode("container".into()),
+                format!("network_mode: {m} joins a container outside the app"),
+            ),
+            _ => {}
         }
         if s.cpu_rt_runtime.is_some() {
             check(
@@ -478,6 +503,16 @@ mod tests {
                 "cpu_rt_runtime",
                 "services.web.cpu_rt_runtime",
             ),
+            (
+                serde_json::json!({"image": "x", "network_mode": "host"}),
+                "network_mode=host",
+                "services.web.network_mode",
+            ),
+            (
+                serde_json::json!({"image": "x", "network_mode": "container:other-app-db-1"}),
+                "network_mode=container",
+                "services.web.network_mode",
+            ),
         ];
         for (service, feature, key) in cases {
             let refused = check(&service, Deployer::Restricted, &[]);
@@ -581,6 +616,8 @@ mod tests {
             "oom_kill_disable",
             "oom_score_adj",
             "cpu_rt_runtime",
+            "network_mode=host",
+            "network_mode=container",
         ] {
             assert_eq!(text.parse::<Feature>().unwrap().to_string(), text);
         }

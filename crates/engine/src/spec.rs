@@ -32,6 +32,8 @@ pub struct ContainerSpec {
     pub mounts: Vec<MountSpec>,
     /// Networks joined, the first one at creation.
     pub networks: Vec<Attachment>,
+    /// `host`, `none`, `bridge` or `container:NAME` instead of `networks`.
+    pub network_mode: Option<String>,
     pub restart: Option<(String, i64)>,
     pub nano_cpus: Option<i64>,
     pub cpu_shares: Option<i64>,
@@ -408,7 +410,10 @@ impl ContainerSpec {
             }),
             host_config: Some(HostConfig {
                 mounts: opt_vec(self.mounts.iter().map(mount).collect()),
-                network_mode: self.networks.first().map(|a| a.network.clone()),
+                network_mode: self
+                    .network_mode
+                    .clone()
+                    .or_else(|| self.networks.first().map(|a| a.network.clone())),
                 restart_policy: self.restart.as_ref().map(|(name, count)| RestartPolicy {
                     name: name.parse::<RestartPolicyNameEnum>().ok(),
                     maximum_retry_count: (*count > 0).then_some(*count),

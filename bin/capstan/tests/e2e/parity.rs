@@ -124,3 +124,65 @@ async fn container_name_names_the_replica_through_a_rolling_update() {
     assert_eq!(code, 0, "{err}");
     assert!(replicas(&engine, &app).await.is_empty());
 }
+
+/// `network_mode`: none and host as the engine has them, `service:NAME` in the first replica
+/// of another service's namespace (started after it, and made again when it is replaced).
+#[tokio::test]
+async fn network_modes_reach_the_containers_and_follow_the_service_they_join() {
+    let engine = capstan_testkit::engine().await;
+    capstan_testkit::ensure_busybox(&engine).await;
+    let daemon = Daemon::start(bin(), engine.host()).await;
+    let dir = tempfile::tempdir().unwrap();
+    let app = unique("capt-netmode");
+    let compose = |version: &str| {
+        format!(
+            "services:\n  db:\n    image: {BUSYBOX}\n    command: sleep 3600\n    init: true\n    environment: [VERSION={version}]\n  sidecar:\n    image: {BUSYBOX}\n    command: sleep 3600\n    init: true\n    network_mode: service:db\n  isolated:\n    image: {BUSYBOX}\n    command: sleep 3600\n    init: true\n    network_mode: none\n  hosted:\n    image: {BUSYBOX}\n    command: sleep 3600\n    init: true\n    network_mode: host\n"
+        )
+    };
+    let (code, said) = deploy(&daemon, dir.path(), &app, &compose("1")).await;
+    assert_eq!(code, 0, "{said}");
+    let by_service = |made: Vec<serde_json::Value>| {
+        made.into_iter()
+            .map(|r| {
+                (
+                    r["Config"]["Labels"]["io.capstan.service"]
+                        .as_str()
+                        .unwrap()
+                        .to_owned(),
+                    r,
+                )
+            })
+            .collect::<std::collections::BTreeMap<_, _>>()
+    };
+    let made = by_service(replicas(&engine, &app).await);
+    let network_of = |m: &std::collections::BTreeMap<String, serde_json::Value>, s: &str| {
+        m[s]["HostConfig"]["NetworkMode"]
+            .as_str()
+            .unwrap()
+            .to_owned()
+    };
+    assert_eq!(network_of(&made, "isolated"), "none");
+    assert_eq!(network_of(&made, "hosted"), "host");
+    let db = made["db"]["Id"].as_str().unwrap().to_owned();
+    assert_eq!(network_of(&made, "sidecar"), format!("container:{db}"));
+
+    // db replaced: the sidecar is made again, in the new db's namespace
+    let (code, out, err) = daemon.cli_in(dir.path(), &["plan", "-p", &app], &[]).await;
+    assert_eq!(code, 0, "{err}");
+    std::fs::write(dir.path().join("compose.yaml"), compose("2")).unwrap();
+    let (_, planned, _) = daemon.cli_in(dir.path(), &["plan", "-p", &app], &[]).await;
+    assert!(
+        planned.contains("network_mode: service:db, and db is replaced"),
+        "{out}{planned}"
+    );
+    let (code, said) = deploy(&daemon, dir.path(), &app, &compose("2")).await;
+    assert_eq!(code, 0, "{said}");
+    let again = by_service(replicas(&engine, &app).await);
+    let new_db = again["db"]["Id"].as_str().unwrap().to_owned();
+    assert_ne!(new_db, db);
+    assert_eq!(network_of(&again, "sidecar"), format!("container:{new_db}"));
+    assert_eq!(again["sidecar"]["State"]["Running"], true);
+
+    let (code, _, err) = daemon.cli(&["down", &app]).await;
+    assert_eq!(code, 0, "{err}");
+}

@@ -72,7 +72,6 @@ const NOT_APPLIED: &[(&str, Why)] = &[
     ("devices", Why::Host),
     ("pid", Why::Host),
     ("ipc", Why::Host),
-    ("network_mode", Why::Host),
     ("userns_mode", Why::Host),
     ("uts", Why::Host),
     ("volumes_from", Why::Host),
@@ -625,11 +624,7 @@ mod tests {
 
     #[test]
     fn host_level_keys_capstan_does_not_apply_are_refused_not_dropped() {
-        for key in [
-            "network_mode: host",
-            "pid: host",
-            "devices: [\"/dev/sda:/dev/sda\"]",
-        ] {
+        for key in ["ipc: host", "pid: host", "devices: [\"/dev/sda:/dev/sda\"]"] {
             let text = format!("services:\n  web:\n    image: busybox\n    {key}\n");
             let e = load_text(&text).unwrap_err().to_string();
             let name = key.split(':').next().unwrap();

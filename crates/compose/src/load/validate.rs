@@ -367,6 +367,37 @@ pub(super) fn validate(project: &Project, tree: &Node) -> Result<(), Error> {
                 }
             }
         }
+        if let Some(mode) = &s.network_mode {
+            let problem = match mode.split_once(':') {
+                None if matches!(mode.as_str(), "host" | "none" | "bridge") => None,
+                Some(("service", other)) => match project.services.get(other) {
+                    None => Some(format!("no service named {other:?}")),
+                    Some(_) if other == name => Some("a service cannot join itself".to_owned()),
+                    Some(o) if o.network_service() == Some(name.as_str()) => Some(format!(
+                        "{other} joins this service's network namespace in turn: one of them must have its own"
+                    )),
+                    Some(_) => None,
+                },
+                Some(("container", c)) if !c.is_empty() => None,
+                _ => Some(format!(
+                    "{mode:?} is not host, none, bridge, service:NAME or container:NAME"
+                )),
+            };
+            let problem = problem.or_else(|| {
+                if s.networks.as_ref().is_some_and(|n| !n.0.is_empty()) {
+                    Some("cannot be given with networks: the service joins one or the other".to_owned())
+                } else if !s.ports.is_empty() {
+                    Some(format!(
+                        "network_mode: {mode} gives the service no address on the app's networks, so capstan's proxy cannot publish its ports: take ports out (with host, the service binds the host's ports itself)"
+                    ))
+                } else {
+                    None
+                }
+            });
+            if let Some(message) = problem {
+                return Err(invalid(&at("network_mode"), &path("network_mode"), message));
+            }
+        }
         if let Some(c) = &s.container_name {
             let replicas = s
                 .deploy

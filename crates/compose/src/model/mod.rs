@@ -78,6 +78,10 @@ pub struct Service {
     pub image: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub build: Option<Build>,
+    /// `host`, `none`, `bridge`, `service:NAME` (replica 1 of that service's network
+    /// namespace) or `container:NAME`, instead of the app's networks.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub network_mode: Option<String>,
     /// The one replica's container name (instead of `<project>-<service>-1`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub container_name: Option<String>,
@@ -422,6 +426,11 @@ impl PullPolicy {
 }
 
 impl Service {
+    /// The service whose network namespace this one joins (`network_mode: service:NAME`).
+    pub fn network_service(&self) -> Option<&str> {
+        self.network_mode.as_deref()?.strip_prefix("service:")
+    }
+
     /// The service's pull policy (`missing` when it names none; the loader refused bad ones).
     pub fn pull_policy(&self) -> PullPolicy {
         self.pull_policy

@@ -134,10 +134,9 @@ impl DockerTarget {
             .map(|(n, _)| n.clone())
             .collect();
         if !project.networks.contains_key("default")
-            && project
-                .services
-                .values()
-                .any(|s| s.networks.as_ref().is_none_or(|n| n.0.is_empty()))
+            && project.services.values().any(|s| {
+                s.network_mode.is_none() && s.networks.as_ref().is_none_or(|n| n.0.is_empty())
+            })
         {
             networks.push("default".into());
         }

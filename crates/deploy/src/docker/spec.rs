@@ -282,19 +282,30 @@ pub fn container_spec(
             capstan_compose::model::ServiceNetwork::default(),
         )],
     };
-    spec.networks = networks
-        .into_iter()
-        .map(|(name, cfg)| {
-            let mut aliases = cfg.aliases;
-            aliases.insert(0, service.to_owned());
-            capstan_engine::Attachment {
-                network: names.network(project, &name),
-                aliases,
-                ipv4_address: cfg.ipv4_address,
-                ipv6_address: cfg.ipv6_address,
-            }
-        })
-        .collect();
+    match &s.network_mode {
+        // another service's namespace is its first replica's; no network of the app's
+        Some(mode) => {
+            spec.network_mode = Some(match s.network_service() {
+                Some(other) => format!("container:{}", names.replica(project, other, 1)),
+                None => mode.clone(),
+            });
+        }
+        None => {
+            spec.networks = networks
+                .into_iter()
+                .map(|(name, cfg)| {
+                    let mut aliases = cfg.aliases;
+                    aliases.insert(0, service.to_owned());
+                    capstan_engine::Attachment {
+                        network: names.network(project, &name),
+                        aliases,
+                        ipv4_address: cfg.ipv4_address,
+                        ipv6_address: cfg.ipv6_address,
+                    }
+                })
+                .collect();
+        }
+    }
 
     // restart: deploy.restart_policy wins over restart
     let policy = s.deploy.as_ref().and_then(|d| d.restart_policy.as_ref());
