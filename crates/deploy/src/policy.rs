@@ -55,6 +55,10 @@ pub enum Feature {
     /// `network_mode: host` (the host's network stack) or `container:NAME` (another
     /// container's, outside the app).
     NetworkMode(String),
+    /// A host device (`devices`).
+    Device(PathBuf),
+    /// Devices from the engine's drivers (`gpus`, device reservations).
+    Gpus,
 }
 
 impl std::fmt::Display for Feature {
@@ -70,6 +74,8 @@ impl std::fmt::Display for Feature {
             Self::OomScoreAdj => f.write_str("oom_score_adj"),
             Self::CpuRtRuntime => f.write_str("cpu_rt_runtime"),
             Self::NetworkMode(m) => write!(f, "network_mode={m}"),
+            Self::Device(p) => write!(f, "device={}", p.display()),
+            Self::Gpus => f.write_str("gpus"),
         }
     }
 }
@@ -92,6 +98,14 @@ impl std::str::FromStr for Feature {
             "oom_kill_disable" if value.is_empty() => Self::OomKillDisable,
             "oom_score_adj" if value.is_empty() => Self::OomScoreAdj,
             "cpu_rt_runtime" if value.is_empty() => Self::CpuRtRuntime,
+            "gpus" if value.is_empty() => Self::Gpus,
+            "device" => {
+                let path = need("a host device path")?;
+                if !path.starts_with('/') {
+                    return Err(format!("device={path}: give the host path (/dev/...)"));
+                }
+                Self::Device(clean(Path::new(&path)))
+            }
             "network_mode" => match need("host or container")?.as_str() {
                 m @ ("host" | "container") => Self::NetworkMode(m.to_owned()),
                 m => {
@@ -119,7 +133,8 @@ impl std::str::FromStr for Feature {
                 return Err(format!(
                     "{text:?} is not a feature: give privileged, bind=PATH, cap_add=CAP, \
                      security_opt=OPT, sysctl=NAME, low_port=PORT, oom_kill_disable, \
-                     oom_score_adj, cpu_rt_runtime or network_mode=host|container"
+                     oom_score_adj, cpu_rt_runtime, network_mode=host|container, \
+                     device=PATH or gpus"
                 ));
             }
         })
@@ -279,6 +294,27 @@ pub fn violations(
                 Feature::OomScoreAdj,
                 "a negative OOM score makes the kernel kill host processes before the container"
                     .into(),
+            );
+        }
+        for d in &s.devices {
+            let path = clean(Path::new(&d.source));
+            check(
+                key("devices"),
+                Feature::Device(path.clone()),
+                format!("the host device {} given to the container", path.display()),
+            );
+        }
+        let reserves = s
+            .deploy
+            .as_ref()
+            .and_then(|d| d.resources.as_ref())
+            .and_then(|r| r.reservations.as_ref())
+            .is_some_and(|r| !r.devices.is_empty());
+        if s.gpus.as_ref().is_some_and(|g| !g.0.is_empty()) || reserves {
+            check(
+                key(if reserves { "deploy" } else { "gpus" }),
+                Feature::Gpus,
+                "devices from the engine's drivers (GPUs) given to the container".into(),
             );
         }
         match s.network_mode.as_deref() {
@@ -504,6 +540,16 @@ mod tests {
                 "services.web.cpu_rt_runtime",
             ),
             (
+                serde_json::json!({"image": "x", "devices": ["/dev/ttyUSB0:/dev/ttyUSB0:rw"]}),
+                "device=/dev/ttyUSB0",
+                "services.web.devices",
+            ),
+            (
+                serde_json::json!({"image": "x", "gpus": "all"}),
+                "gpus",
+                "services.web.gpus",
+            ),
+            (
                 serde_json::json!({"image": "x", "network_mode": "host"}),
                 "network_mode=host",
                 "services.web.network_mode",
@@ -618,6 +664,8 @@ mod tests {
             "cpu_rt_runtime",
             "network_mode=host",
             "network_mode=container",
+            "device=/dev/ttyUSB0",
+            "gpus",
         ] {
             assert_eq!(text.parse::<Feature>().unwrap().to_string(), text);
         }

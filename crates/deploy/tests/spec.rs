@@ -131,6 +131,8 @@ services:
     image: capstan-test/busybox:1
     command: sleep 3600
     cpus: 0.75
+    devices: ["/dev/null:/dev/mynull:rw", {source: /dev/zero, permissions: r}]
+    gpus: all
     networks:
       fixed:
         ipv4_address: 10.231.7.200
@@ -451,6 +453,17 @@ async fn every_key_reaches_the_container() {
         (&json!("example.com"), &json!(true), &json!(true))
     );
     assert_eq!(inspect["capped"]["HostConfig"]["NanoCpus"], 750_000_000);
+    assert_eq!(
+        inspect["capped"]["HostConfig"]["Devices"],
+        json!([
+            {"PathOnHost": "/dev/null", "PathInContainer": "/dev/mynull", "CgroupPermissions": "rw"},
+            {"PathOnHost": "/dev/zero", "PathInContainer": "/dev/zero", "CgroupPermissions": "r"}
+        ])
+    );
+    assert_eq!(
+        inspect["capped"]["HostConfig"]["DeviceRequests"],
+        json!([{"Driver": "", "Count": -1, "Capabilities": [["gpu"]]}])
+    );
     // a fixed address on a network with its own pool, options and labels; a volume with its
     // driver's options and the file's labels
     let fixed = format!("{project_name}_fixed");

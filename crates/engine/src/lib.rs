@@ -24,8 +24,8 @@ pub use images::BuildContext;
 pub use inventory::ImageState;
 pub use logs::LogChunk;
 pub use spec::{
-    Attachment, Blkio, ContainerSpec, Healthcheck, IpamPoolSpec, IpamSpec, MountSpec, NetworkSpec,
-    VolumeSpec,
+    Attachment, Blkio, ContainerSpec, DeviceRequestSpec, Healthcheck, IpamPoolSpec, IpamSpec,
+    MountSpec, NetworkSpec, VolumeSpec,
 };
 
 /// Default engine address when `DOCKER_HOST` is not set.

@@ -77,6 +77,20 @@ pub struct ContainerSpec {
     pub tty: Option<bool>,
     pub storage_opt: BTreeMap<String, String>,
     pub blkio: Blkio,
+    /// Host device, path in the container, cgroup permissions.
+    pub devices: Vec<(String, String, String)>,
+    pub device_requests: Vec<DeviceRequestSpec>,
+}
+
+/// Devices from the engine's drivers (GPUs).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct DeviceRequestSpec {
+    pub driver: Option<String>,
+    /// -1 for all.
+    pub count: Option<i64>,
+    pub device_ids: Vec<String>,
+    pub capabilities: Vec<String>,
+    pub options: BTreeMap<String, String>,
 }
 
 /// Block IO weight and throttles.
@@ -465,6 +479,28 @@ impl ContainerSpec {
                         .map(|(path, w)| bollard::models::ResourcesBlkioWeightDevice {
                             path: Some(path.clone()),
                             weight: Some(usize::from(*w)),
+                        })
+                        .collect(),
+                ),
+                devices: opt_vec(
+                    self.devices
+                        .iter()
+                        .map(|(host, container, perms)| bollard::models::DeviceMapping {
+                            path_on_host: Some(host.clone()),
+                            path_in_container: Some(container.clone()),
+                            cgroup_permissions: Some(perms.clone()),
+                        })
+                        .collect(),
+                ),
+                device_requests: opt_vec(
+                    self.device_requests
+                        .iter()
+                        .map(|r| bollard::models::DeviceRequest {
+                            driver: r.driver.clone(),
+                            count: r.count,
+                            device_ids: opt_vec(r.device_ids.clone()),
+                            capabilities: Some(vec![r.capabilities.clone()]),
+                            options: opt_map(r.options.clone()),
                         })
                         .collect(),
                 ),

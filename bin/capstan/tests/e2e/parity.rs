@@ -75,6 +75,17 @@ async fn resource_keys_reach_every_replica_and_what_the_engine_cannot_take_is_re
         "nothing is made"
     );
 
+    // GPUs are asked of the engine's drivers; this engine has none, and says so
+    let gpu = unique("capt-parity-gpu");
+    let compose = format!(
+        "services:\n  web:\n    image: {BUSYBOX}\n    command: sleep 3600\n    gpus: all\n"
+    );
+    let (code, said) = deploy(&daemon, dir.path(), &gpu, &compose).await;
+    assert_eq!(code, 1, "{said}");
+    assert!(said.contains("could not select device driver"), "{said}");
+    let (code, _, err) = daemon.cli(&["down", &gpu]).await;
+    assert_eq!(code, 0, "{err}");
+
     let (code, _, err) = daemon.cli(&["down", &app]).await;
     assert_eq!(code, 0, "{err}");
 }

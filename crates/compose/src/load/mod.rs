@@ -69,7 +69,6 @@ const NOT_APPLIED: &[(&str, Why)] = &[
     ("post_start", Why::NotYet),
     ("pre_stop", Why::NotYet),
     ("mac_address", Why::NotYet),
-    ("devices", Why::Host),
     ("pid", Why::Host),
     ("ipc", Why::Host),
     ("userns_mode", Why::Host),
@@ -79,7 +78,6 @@ const NOT_APPLIED: &[(&str, Why)] = &[
     ("device_cgroup_rules", Why::Host),
     ("runtime", Why::Host),
     ("use_api_socket", Why::Host),
-    ("gpus", Why::Host),
     ("isolation", Why::Windows),
     ("credential_spec", Why::Windows),
     ("cpu_count", Why::Windows),
@@ -624,7 +622,7 @@ mod tests {
 
     #[test]
     fn host_level_keys_capstan_does_not_apply_are_refused_not_dropped() {
-        for key in ["ipc: host", "pid: host", "devices: [\"/dev/sda:/dev/sda\"]"] {
+        for key in ["ipc: host", "pid: host", "uts: host"] {
             let text = format!("services:\n  web:\n    image: busybox\n    {key}\n");
             let e = load_text(&text).unwrap_err().to_string();
             let name = key.split(':').next().unwrap();

@@ -193,6 +193,61 @@ fn values(s: &crate::model::Service) -> Result<(), (&'static str, String)> {
         s.scale,
         s.deploy.as_ref().and_then(|d| d.replicas),
     )?;
+    for d in &s.devices {
+        if d.source.contains('=') {
+            return Err((
+                "devices",
+                format!(
+                    "{:?} is a CDI device name, which this engine's API does not take: give the host path (/dev/...)",
+                    d.source
+                ),
+            ));
+        }
+        if !d.source.starts_with('/') || d.target.as_deref().is_some_and(|t| !t.starts_with('/')) {
+            return Err((
+                "devices",
+                format!(
+                    "{:?}: give absolute paths, HOST[:CONTAINER[:PERMISSIONS]]",
+                    d.source
+                ),
+            ));
+        }
+        if let Some(p) = &d.permissions
+            && (p.is_empty() || !p.chars().all(|c| "rwm".contains(c)))
+        {
+            return Err(("devices", format!("{p:?}: permissions are some of r, w, m")));
+        }
+    }
+    let reserved = s
+        .deploy
+        .as_ref()
+        .and_then(|d| d.resources.as_ref())
+        .and_then(|r| r.reservations.as_ref())
+        .map(|r| r.devices.as_slice())
+        .unwrap_or_default();
+    for (key, r) in s
+        .gpus
+        .iter()
+        .flat_map(|g| &g.0)
+        .map(|r| ("gpus", r))
+        .chain(reserved.iter().map(|r| ("deploy", r)))
+    {
+        if let Some(c) = &r.count
+            && c != "all"
+            && c.parse::<u32>().map_or(true, |n| n == 0)
+        {
+            return Err((key, format!("count {c:?} is not a number above 0 or all")));
+        }
+        if r.count.is_some() && !r.device_ids.is_empty() {
+            return Err((key, "give count or device_ids, not both".into()));
+        }
+        if r.capabilities.is_empty() {
+            return Err((
+                key,
+                "a device request names its capabilities ([gpu])".into(),
+            ));
+        }
+    }
     if let Some(b) = &s.blkio_config {
         range("blkio_config", b.weight, 10, 1000)?;
         for w in &b.weight_device {

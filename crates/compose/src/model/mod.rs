@@ -38,8 +38,8 @@ pub use links::{Dependency, DependsOn, ServiceNetwork, ServiceNetworks};
 pub use objects::{FileObject, FileRef, Ipam, IpamPool, Network, Volume};
 pub use ports::Port;
 pub use runtime::{
-    Blkio, BlkioRate, BlkioWeight, Deploy, Healthcheck, Logging, ResourceSet, Resources,
-    RestartPolicy, Ulimit, UpdateConfig, micros,
+    Blkio, BlkioRate, BlkioWeight, Deploy, Device, DeviceRequest, Gpus, Healthcheck, Logging,
+    ResourceSet, Resources, RestartPolicy, Ulimit, UpdateConfig, micros,
 };
 pub use volumes::{BindOptions, ServiceVolume, TmpfsOptions, VolumeOptions};
 
@@ -82,6 +82,12 @@ pub struct Service {
     /// namespace) or `container:NAME`, instead of the app's networks.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub network_mode: Option<String>,
+    /// Host devices given to the container.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub devices: Vec<runtime::Device>,
+    /// GPUs from the engine's drivers.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub gpus: Option<runtime::Gpus>,
     /// The one replica's container name (instead of `<project>-<service>-1`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub container_name: Option<String>,

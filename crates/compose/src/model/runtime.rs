@@ -131,7 +131,114 @@ pub struct ResourceSet {
         skip_serializing_if = "Option::is_none"
     )]
     pub pids: Option<i64>,
+    /// Reservations only: devices from the engine's drivers (GPUs).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub devices: Vec<DeviceRequest>,
 }
+
+/// A host device given to a container: `/dev/ttyUSB0`, `/dev/sda:/dev/xvda:r`, or the long
+/// form with `source`, `target` and `permissions`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Device {
+    pub source: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub target: Option<String>,
+    /// Some of `r`, `w`, `m` (default `rwm`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub permissions: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct DeviceLong {
+    source: String,
+    #[serde(default)]
+    target: Option<String>,
+    #[serde(default)]
+    permissions: Option<String>,
+}
+
+by_kind!(Device {
+    J::String(s) => {
+        let mut parts = s.splitn(3, ':');
+        let source = parts.next().unwrap_or_default().to_owned();
+        Ok(Device {
+            source,
+            target: parts.next().map(str::to_owned),
+            permissions: parts.next().map(str::to_owned),
+        })
+    },
+    v @ J::Object(_) => long::<DeviceLong>(v).map(|d| Device {
+        source: d.source,
+        target: d.target,
+        permissions: d.permissions,
+    }),
+    other => Err(format!("expected HOST[:CONTAINER[:PERMISSIONS]] or a mapping, found {other}")),
+});
+
+/// A device the engine's drivers give a container (`gpus`,
+/// `deploy.resources.reservations.devices`).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DeviceRequest {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub driver: Option<String>,
+    /// A number of devices, or `all`.
+    #[serde(
+        default,
+        deserialize_with = "de::text_opt",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub count: Option<String>,
+    #[serde(
+        default,
+        deserialize_with = "de::list",
+        skip_serializing_if = "Vec::is_empty"
+    )]
+    pub device_ids: Vec<String>,
+    #[serde(
+        default,
+        deserialize_with = "de::list",
+        skip_serializing_if = "Vec::is_empty"
+    )]
+    pub capabilities: Vec<String>,
+    #[serde(
+        default,
+        deserialize_with = "de::kv_strict",
+        skip_serializing_if = "BTreeMap::is_empty"
+    )]
+    pub options: BTreeMap<String, String>,
+}
+
+/// `gpus:`: `all`, or a list of requests (each for the `gpu` capability).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+#[serde(transparent)]
+pub struct Gpus(pub Vec<DeviceRequest>);
+
+by_kind!(Gpus {
+    J::String(s) => if s == "all" {
+        Ok(Gpus(vec![DeviceRequest {
+            count: Some("all".into()),
+            capabilities: vec!["gpu".into()],
+            ..DeviceRequest::default()
+        }]))
+    } else {
+        Err(format!("expected all or a list of device requests, found {s:?}"))
+    },
+    v @ J::Array(_) => long::<Vec<DeviceRequest>>(v).map(|list| {
+        Gpus(
+            list.into_iter()
+                .map(|mut r| {
+                    if r.capabilities.is_empty() {
+                        r.capabilities = vec!["gpu".into()];
+                    }
+                    r
+                })
+                .collect(),
+        )
+    }),
+    other => Err(format!("expected all or a list of device requests, found {other}")),
+});
 
 /// `restart_policy:`.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]

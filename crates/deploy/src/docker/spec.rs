@@ -360,6 +360,43 @@ pub fn container_spec(
     spec.open_stdin = s.stdin_open;
     spec.tty = s.tty;
     spec.storage_opt.clone_from(&s.storage_opt);
+    spec.devices = s
+        .devices
+        .iter()
+        .map(|d| {
+            (
+                d.source.clone(),
+                d.target.clone().unwrap_or_else(|| d.source.clone()),
+                d.permissions.clone().unwrap_or_else(|| "rwm".into()),
+            )
+        })
+        .collect();
+    let reserved = s
+        .deploy
+        .as_ref()
+        .and_then(|d| d.resources.as_ref())
+        .and_then(|r| r.reservations.as_ref())
+        .map(|r| r.devices.as_slice())
+        .unwrap_or_default();
+    spec.device_requests = s
+        .gpus
+        .iter()
+        .flat_map(|g| &g.0)
+        .chain(reserved)
+        .map(|r| capstan_engine::DeviceRequestSpec {
+            driver: r.driver.clone(),
+            count: r.count.as_deref().map(|c| {
+                if c == "all" {
+                    -1
+                } else {
+                    c.parse().unwrap_or(1)
+                }
+            }),
+            device_ids: r.device_ids.clone(),
+            capabilities: r.capabilities.clone(),
+            options: r.options.clone(),
+        })
+        .collect();
     if let Some(b) = &s.blkio_config {
         let weight = |w: i64| {
             u16::try_from(w).map_err(|_| bad("blkio_config", format!("{w} is not 10 to 1000")))
