@@ -11,6 +11,7 @@ use crate::merge::merge_files;
 use crate::model::Project;
 use crate::node::{Node, Pos, Value};
 
+mod extends;
 mod files;
 mod validate;
 
@@ -64,7 +65,6 @@ const NOT_APPLIED: &[(&str, Why)] = &[
     ("external_links", Why::NotYet),
     ("annotations", Why::NotYet),
     ("develop", Why::NotYet),
-    ("extends", Why::NotYet),
     ("label_file", Why::NotYet),
     ("post_start", Why::NotYet),
     ("pre_stop", Why::NotYet),
@@ -248,7 +248,21 @@ pub fn load(opts: &Options) -> Result<Loaded, Error> {
             Some(base) => merge_files(base, node),
         });
     }
-    let tree = merged.unwrap_or_else(|| Node::parse("", "").unwrap_or_else(|_| unreachable!()));
+    let mut tree = merged.unwrap_or_else(|| Node::parse("", "").unwrap_or_else(|_| unreachable!()));
+    let load_other = |path: &Path| -> Result<Node, Error> {
+        let shown = path.display().to_string();
+        let mut node = Node::parse(&shown, &read(path)?)?;
+        interpolate_tree(&mut node, &lookup, &mut Vec::new())?;
+        strip(&mut node)?;
+        Ok(node)
+    };
+    extends::resolve(
+        &mut tree,
+        &project_dir,
+        opts.text
+            .is_none()
+            .then_some(&load_other as &extends::LoadFile<'_>),
+    )?;
     if !matches!(tree.value, Value::Map(_)) {
         return Err(invalid(
             &tree.pos,
@@ -621,6 +635,68 @@ mod tests {
     }
 
     #[test]
+    fn extends_builds_a_service_on_another_of_the_same_file_or_one_beside_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let write = |name: &str, text: &str| std::fs::write(dir.path().join(name), text).unwrap();
+        write(
+            "compose.yaml",
+            "services:\n  base:\n    image: a:1\n    environment: {A: '1', B: '1'}\n    expose: ['3000']\n  web:\n    extends: base\n    environment: {B: '2'}\n    expose: ['3001']\n  worker:\n    extends: {file: common.yaml, service: job}\n    command: run\n",
+        );
+        write(
+            "common.yaml",
+            "services:\n  job:\n    extends: root\n    image: j:1\n  root:\n    image: r:1\n    init: true\n",
+        );
+        let load_in = || {
+            load(&Options {
+                project_name: Some("shop".into()),
+                working_dir: dir.path().to_owned(),
+                ..Options::default()
+            })
+        };
+        let loaded = load_in().unwrap();
+        let web = &loaded.project.services["web"];
+        assert_eq!(web.image.as_deref(), Some("a:1"));
+        assert_eq!(web.environment["A"].as_deref(), Some("1"));
+        assert_eq!(web.environment["B"].as_deref(), Some("2"));
+        assert_eq!(web.expose, ["3000", "3001"], "lists add up");
+        let worker = &loaded.project.services["worker"];
+        assert_eq!(worker.image.as_deref(), Some("j:1"));
+        assert_eq!(worker.init, Some(true), "extends of extends");
+        assert!(
+            !loaded.project.services.contains_key("job"),
+            "only what is named"
+        );
+        // what cannot be extended, or is not there, or goes round: said with where
+        for (text, said) in [
+            (
+                "services:\n  a:\n    image: x\n    depends_on: [b]\n  b:\n    image: x\n  c:\n    extends: a\n",
+                "compose.yaml:8:5: services.c.extends: a has depends_on, which ties it to other services",
+            ),
+            (
+                "services:\n  c:\n    extends: nope\n    image: x\n",
+                "compose.yaml:3:5: services.c.extends: no service \"nope\" in these files",
+            ),
+            (
+                "services:\n  a:\n    extends: b\n  b:\n    extends: a\n",
+                "extends goes round",
+            ),
+            (
+                "services:\n  c:\n    extends: {file: ../elsewhere.yaml, service: x}\n",
+                "is not beside the project's files",
+            ),
+        ] {
+            write("compose.yaml", text);
+            let e = load_in().unwrap_err().to_string();
+            assert!(e.contains(said), "{e}");
+        }
+        // an upload reads no other file
+        let e = load_text("services:\n  c:\n    extends: {file: common.yaml, service: job}\n")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("an upload carries one file"), "{e}");
+    }
+
+    #[test]
     fn host_level_keys_capstan_does_not_apply_are_refused_not_dropped() {
         for key in ["ipc: host", "pid: host", "uts: host"] {
             let text = format!("services:\n  web:\n    image: busybox\n    {key}\n");
@@ -635,7 +711,6 @@ mod tests {
         // so is every other key not applied yet, each with why; Windows' own say so
         for (key, why) in [
             ("label_file: ./labels", "not applied by capstan yet"),
-            ("extends: {service: base}", "not applied by capstan yet"),
             ("isolation: process", "Windows containers only"),
             ("cpu_count: 2", "Windows containers only"),
         ] {
