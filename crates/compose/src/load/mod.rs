@@ -167,8 +167,114 @@ fn compose_file(opts: &Options) -> Result<Vec<PathBuf>, Error> {
     Ok(files)
 }
 
+/// How deep `include:` may nest (a file including itself, even through others, is stopped).
+const MAX_INCLUDE_DEPTH: usize = 8;
+
 /// Loads a project; see the crate docs.
 pub fn load(opts: &Options) -> Result<Loaded, Error> {
+    load_at(opts, 0)
+}
+
+/// Merges the projects `include:` names into `project`, each loaded from its own directory
+/// (its relative paths resolved there, its `.env` read there). A name defined both here and
+/// there, otherwise, is refused.
+fn include(
+    project: &mut Project,
+    opts: &Options,
+    project_dir: &Path,
+    tree: &Node,
+    depth: usize,
+    warnings: &mut Vec<Warning>,
+    positions: &mut BTreeMap<String, String>,
+) -> Result<(), Error> {
+    let pos = tree
+        .key("include")
+        .map_or_else(|| tree.pos.clone(), |k| k.pos.clone());
+    if opts.text.is_some() {
+        return Err(invalid(
+            &pos,
+            "include",
+            "an upload carries one file: deploy it with the capstan CLI, which reads the files it includes",
+        ));
+    }
+    if depth >= MAX_INCLUDE_DEPTH {
+        return Err(invalid(
+            &pos,
+            "include",
+            format!("includes nest deeper than {MAX_INCLUDE_DEPTH}: does a file include itself?"),
+        ));
+    }
+    for entry in std::mem::take(&mut project.include) {
+        let files: Vec<PathBuf> = entry.path.iter().map(|f| project_dir.join(f)).collect();
+        let Some(first) = files.first() else {
+            return Err(invalid(&pos, "include", "an entry names no file"));
+        };
+        let dir = entry.project_directory.as_ref().map_or_else(
+            || {
+                first
+                    .parent()
+                    .map_or_else(|| project_dir.to_owned(), Path::to_path_buf)
+            },
+            |d| project_dir.join(d),
+        );
+        let sub = Options {
+            files: files.clone(),
+            project_name: project.name.clone(),
+            profiles: opts.profiles.clone(),
+            environment: opts.environment.clone(),
+            env_file: entry.env_file.first().map(|f| project_dir.join(f)),
+            working_dir: dir,
+            text: None,
+        };
+        let included = load_at(&sub, depth + 1)?;
+        let shown = entry.path.join(", ");
+        let clash = |kind: &str, name: &str| {
+            invalid(
+                &pos,
+                "include",
+                format!(
+                    "{kind}.{name} is defined by {shown} and by this project otherwise: one of them must go, or say the same"
+                ),
+            )
+        };
+        for (name, s) in included.project.services {
+            if project.services.get(&name).is_some_and(|mine| *mine != s) {
+                return Err(clash("services", &name));
+            }
+            project.services.insert(name, s);
+        }
+        for (name, n) in included.project.networks {
+            if project.networks.get(&name).is_some_and(|mine| *mine != n) {
+                return Err(clash("networks", &name));
+            }
+            project.networks.insert(name, n);
+        }
+        for (name, v) in included.project.volumes {
+            if project.volumes.get(&name).is_some_and(|mine| *mine != v) {
+                return Err(clash("volumes", &name));
+            }
+            project.volumes.insert(name, v);
+        }
+        for (kind, mine, theirs) in [
+            ("configs", &mut project.configs, included.project.configs),
+            ("secrets", &mut project.secrets, included.project.secrets),
+        ] {
+            for (name, f) in theirs {
+                if mine.get(&name).is_some_and(|m| *m != f) {
+                    return Err(clash(kind, &name));
+                }
+                mine.insert(name, f);
+            }
+        }
+        warnings.extend(included.warnings);
+        for (k, v) in included.positions {
+            positions.entry(k).or_insert(v);
+        }
+    }
+    Ok(())
+}
+
+fn load_at(opts: &Options, depth: usize) -> Result<Loaded, Error> {
     let named = if opts.files.is_empty() {
         compose_file(opts)?
     } else {
@@ -284,6 +390,18 @@ pub fn load(opts: &Options) -> Result<Loaded, Error> {
     }
 
     project.name = Some(project_name(opts, &vars, &project, &project_dir, &tree)?);
+    let mut included_positions = BTreeMap::new();
+    if !project.include.is_empty() {
+        include(
+            &mut project,
+            opts,
+            &project_dir,
+            &tree,
+            depth,
+            &mut warnings,
+            &mut included_positions,
+        )?;
+    }
     apply_profiles(opts, &vars, &mut project, &tree)?;
     resolve_files(
         &mut project,
@@ -293,11 +411,15 @@ pub fn load(opts: &Options) -> Result<Loaded, Error> {
         opts.text.is_none(),
     )?;
     validate(&project, &tree)?;
+    let mut positions = positions(&tree);
+    for (k, v) in included_positions {
+        positions.entry(k).or_insert(v);
+    }
     Ok(Loaded {
         project,
         warnings,
         project_dir,
-        positions: positions(&tree),
+        positions,
     })
 }
 
@@ -691,6 +813,58 @@ mod tests {
         }
         // an upload reads no other file
         let e = load_text("services:\n  c:\n    extends: {file: common.yaml, service: job}\n")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("an upload carries one file"), "{e}");
+    }
+
+    #[test]
+    fn include_brings_in_another_files_services_with_their_own_paths() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir(dir.path().join("db")).unwrap();
+        let write = |name: &str, text: &str| std::fs::write(dir.path().join(name), text).unwrap();
+        write(
+            "compose.yaml",
+            "include:\n  - db/compose.yaml\nservices:\n  web:\n    image: w:1\n    depends_on: [db]\n",
+        );
+        write(
+            "db/compose.yaml",
+            "services:\n  db:\n    image: \"postgres:${PG:-15}\"\n    volumes: ['./data:/var/lib/postgresql/data']\nvolumes:\n  cache:\n",
+        );
+        write("db/.env", "PG=16\n");
+        let load_in = || {
+            load(&Options {
+                project_name: Some("shop".into()),
+                working_dir: dir.path().to_owned(),
+                ..Options::default()
+            })
+        };
+        let loaded = load_in().unwrap();
+        let db = &loaded.project.services["db"];
+        // its own .env, and its relative paths from its own directory
+        assert_eq!(db.image.as_deref(), Some("postgres:16"));
+        assert_eq!(
+            db.volumes[0].source.as_deref(),
+            Some(dir.path().join("db/data").display().to_string().as_str())
+        );
+        assert!(loaded.project.volumes.contains_key("cache"));
+        assert!(loaded.project.services.contains_key("web"));
+        // the same name defined otherwise on both sides is refused
+        write(
+            "compose.yaml",
+            "include:\n  - db/compose.yaml\nservices:\n  db:\n    image: other\n",
+        );
+        let e = load_in().unwrap_err().to_string();
+        assert!(
+            e.contains("compose.yaml:1:1: include: services.db is defined by db/compose.yaml and by this project otherwise"),
+            "{e}"
+        );
+        // a file that includes itself stops
+        write("compose.yaml", "include: [compose.yaml]\nservices: {}\n");
+        let e = load_in().unwrap_err().to_string();
+        assert!(e.contains("includes nest deeper than"), "{e}");
+        // an upload reads no other file
+        let e = load_text("include: [db/compose.yaml]\nservices: {}\n")
             .unwrap_err()
             .to_string();
         assert!(e.contains("an upload carries one file"), "{e}");

@@ -50,6 +50,10 @@ pub struct Project {
     /// Obsolete; accepted and ignored (with a warning).
     #[serde(default, skip_serializing)]
     pub version: Option<serde_json::Value>,
+    /// Other Compose files whose services, networks, volumes, configs and secrets join this
+    /// project (each loaded from its own directory); resolved away by the loader.
+    #[serde(default, skip_serializing)]
+    pub include: Vec<Include>,
     /// Project name.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub name: Option<String>,
@@ -69,6 +73,38 @@ pub struct Project {
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub secrets: BTreeMap<String, FileObject>,
 }
+
+/// One entry of top-level `include:`: a path, or `{path, env_file, project_directory}`.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Include {
+    /// The files, merged in order.
+    pub path: Vec<String>,
+    /// Its `.env` files instead of the one in its directory.
+    pub env_file: Vec<String>,
+    /// Where its relative paths start (default: the first file's directory).
+    pub project_directory: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct IncludeLong {
+    #[serde(deserialize_with = "de::list")]
+    path: Vec<String>,
+    #[serde(default, deserialize_with = "de::list")]
+    env_file: Vec<String>,
+    #[serde(default)]
+    project_directory: Option<String>,
+}
+
+by_kind!(Include {
+    J::String(s) => Ok(Include { path: vec![s], ..Include::default() }),
+    v @ J::Object(_) => long::<IncludeLong>(v).map(|l| Include {
+        path: l.path,
+        env_file: l.env_file,
+        project_directory: l.project_directory,
+    }),
+    other => Err(format!("expected a file path or {{path, env_file, project_directory}}, found {other}")),
+});
 
 /// One service.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
