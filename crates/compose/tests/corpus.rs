@@ -91,7 +91,7 @@ fn the_full_file_resolves_every_key() {
         ports,
         [
             (Some("127.0.0.1"), Some("8080"), 80, "tcp"),
-            (None, Some("9090"), 90, "udp"),
+            (None, None, 90, "udp"),
             (Some("127.0.0.1"), Some("8443"), 443, "tcp")
         ]
     );

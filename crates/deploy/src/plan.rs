@@ -138,6 +138,7 @@ pub fn plan(desired: Desired<'_>, running: &[Replica]) -> Plan {
         services,
         levels: start_levels(desired.project),
         violations: Vec::new(),
+        notes: Vec::new(),
     }
 }
 

@@ -113,6 +113,13 @@ pub trait Target: Send + Sync + std::fmt::Debug {
     /// image is not there is left out.
     async fn image_ids(&self, project: &Project) -> Result<BTreeMap<String, String>, TargetError>;
 
+    /// Why `service`'s rollouts on this target must stop an old replica before starting its
+    /// replacement whatever `order` says (a host port held by one container), if they must.
+    fn stops_first(&self, service: &capstan_compose::model::Service) -> Option<String> {
+        let _ = service;
+        None
+    }
+
     /// Fetches `image` from its registry.
     async fn pull(&self, image: &str) -> Result<(), TargetError>;
 

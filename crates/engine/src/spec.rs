@@ -77,6 +77,8 @@ pub struct ContainerSpec {
     pub tty: Option<bool>,
     pub storage_opt: BTreeMap<String, String>,
     pub blkio: Blkio,
+    /// Ports the engine publishes itself: `53/udp` → (host address, host port).
+    pub port_bindings: BTreeMap<String, (String, String)>,
     /// Host device, path in the container, cgroup permissions.
     pub devices: Vec<(String, String, String)>,
     pub device_requests: Vec<DeviceRequestSpec>,
@@ -424,6 +426,15 @@ impl ContainerSpec {
             }),
             host_config: Some(HostConfig {
                 mounts: opt_vec(self.mounts.iter().map(mount).collect()),
+                port_bindings: opt_map(self.port_bindings.iter().map(|(port, (ip, host))| {
+                    (
+                        port.clone(),
+                        Some(vec![bollard::models::PortBinding {
+                            host_ip: Some(ip.clone()),
+                            host_port: Some(host.clone()),
+                        }]),
+                    )
+                })),
                 network_mode: self
                     .network_mode
                     .clone()

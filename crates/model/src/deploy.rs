@@ -99,6 +99,10 @@ pub struct Plan {
     /// What the deploy policy would refuse, for whoever asked for the plan.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub violations: Vec<Violation>,
+    /// What the deploy does otherwise than one might expect, and why (`web: rolls
+    /// stop-first: ...`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub notes: Vec<String>,
 }
 
 impl Plan {

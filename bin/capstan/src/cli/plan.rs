@@ -96,6 +96,9 @@ pub async fn run(args: PlanArgs) -> Result<(), Failure> {
             ),
         }
     }
+    for note in &plan.notes {
+        println!("{note}");
+    }
     if plan.is_empty() {
         println!("app {app}: nothing to do, everything is up to date");
         return Ok(());

@@ -197,3 +197,45 @@ async fn network_modes_reach_the_containers_and_follow_the_service_they_join() {
     let (code, _, err) = daemon.cli(&["down", &app]).await;
     assert_eq!(code, 0, "{err}");
 }
+
+/// A UDP port is published by the engine itself (capstan's proxy carries TCP): the host port
+/// is held while the replica runs, the plan says the service rolls stop-first, and a rolling
+/// update goes through with the port held again by the new replica.
+#[tokio::test]
+async fn udp_ports_are_published_by_the_engine_and_roll_stop_first() {
+    let engine = capstan_testkit::engine().await;
+    capstan_testkit::ensure_busybox(&engine).await;
+    let daemon = Daemon::start(bin(), engine.host()).await;
+    let dir = tempfile::tempdir().unwrap();
+    let app = unique("capt-udp");
+    let port = capstan_testkit::free_port();
+    let compose = |version: &str| {
+        format!(
+            "services:\n  dns:\n    image: {BUSYBOX}\n    command: sleep 3600\n    init: true\n    environment: [VERSION={version}]\n    ports: ['{port}:53/udp']\n"
+        )
+    };
+    let held = || std::net::UdpSocket::bind(("127.0.0.1", port)).is_err();
+    let (code, said) = deploy(&daemon, dir.path(), &app, &compose("1")).await;
+    assert_eq!(code, 0, "{said}");
+    let made = replicas(&engine, &app).await;
+    assert_eq!(
+        made[0]["HostConfig"]["PortBindings"]["53/udp"],
+        serde_json::json!([{"HostIp": "127.0.0.1", "HostPort": port.to_string()}])
+    );
+    assert!(held(), "the engine holds 127.0.0.1:{port}/udp");
+    std::fs::write(dir.path().join("compose.yaml"), compose("2")).unwrap();
+    let (_, planned, _) = daemon.cli_in(dir.path(), &["plan", "-p", &app], &[]).await;
+    assert!(
+        planned.contains("dns rolls stop-first: its UDP ports") && planned.contains("a short gap"),
+        "{planned}"
+    );
+    let (code, said) = deploy(&daemon, dir.path(), &app, &compose("2")).await;
+    assert_eq!(code, 0, "{said}");
+    let again = replicas(&engine, &app).await;
+    assert_eq!(again.len(), 1);
+    assert_ne!(again[0]["Id"], made[0]["Id"]);
+    assert!(held(), "held again by the new replica");
+    let (code, _, err) = daemon.cli(&["down", &app]).await;
+    assert_eq!(code, 0, "{err}");
+    assert!(!held(), "given back");
+}

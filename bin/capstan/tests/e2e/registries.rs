@@ -7,7 +7,7 @@
 use std::time::Duration;
 
 use capstan_model::{ImageUpdates, RegistryAuth, RegistryLogins};
-use capstan_testkit::{Daemon, Registry, RegistryOptions, eventually, unique};
+use capstan_testkit::{Daemon, Registry, RegistryOptions, unique};
 
 use crate::bin;
 use crate::updates::push_version_as;
@@ -169,12 +169,33 @@ async fn a_private_image_deploys_updates_scans_and_builds_with_a_capstan_login()
         Some("v1.1.0"),
         "{u:?}"
     );
-    eventually(Duration::from_mins(2), "the update applied", || async {
+    assert!(
+        u.auto
+            .as_deref()
+            .is_some_and(|a| a.contains("handed to the deploy engine")),
+        "{u:?}"
+    );
+    let releases = || async {
         let (_, out, _) = daemon.cli(&["releases", &app, "-o", "json"]).await;
-        let r: Vec<capstan_model::Release> = serde_json::from_str(&out).ok()?;
-        (r.len() == 2 && r[0].result == "succeeded").then_some(())
-    })
-    .await;
+        serde_json::from_str::<Vec<capstan_model::Release>>(&out).unwrap_or_default()
+    };
+    let deadline = tokio::time::Instant::now() + Duration::from_mins(2);
+    loop {
+        let r = releases().await;
+        if r.len() == 2 && r[0].result == "succeeded" {
+            break;
+        }
+        if tokio::time::Instant::now() > deadline {
+            let events = daemon.all_events("type=capstan").await;
+            let log = daemon.log();
+            let tail: Vec<&str> = log.lines().rev().take(60).collect();
+            panic!(
+                "the update was not applied in 2 min: releases {r:?}\nevents {events:?}\nlog (newest first):\n{}",
+                tail.join("\n")
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
 
     // a scan of an image the engine lacks pulls it with the credentials first
     let _ = engine.remove_image(&format!("{repo}:v1.0.0"), true).await;

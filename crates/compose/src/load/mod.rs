@@ -871,6 +871,64 @@ mod tests {
     }
 
     #[test]
+    fn port_ranges_are_one_port_per_target() {
+        let ports = |spec: &str| {
+            load_text(&format!(
+                "services:\n  web:\n    image: a\n    ports: [\"{spec}\"]\n"
+            ))
+            .map(|l| {
+                l.project.services["web"]
+                    .ports
+                    .iter()
+                    .map(|p| {
+                        format!(
+                            "{}{}:{}/{}",
+                            p.host_ip
+                                .as_deref()
+                                .map(|h| format!("{h}:"))
+                                .unwrap_or_default(),
+                            p.published.as_deref().unwrap_or("-"),
+                            p.target,
+                            p.protocol
+                        )
+                    })
+                    .collect::<Vec<_>>()
+            })
+        };
+        assert_eq!(
+            ports("8000-8002:9000-9002").unwrap(),
+            ["8000:9000/tcp", "8001:9001/tcp", "8002:9002/tcp"]
+        );
+        assert_eq!(
+            ports("127.0.0.1:5000-5001:6000-6001/udp").unwrap(),
+            ["127.0.0.1:5000:6000/udp", "127.0.0.1:5001:6001/udp"]
+        );
+        assert_eq!(ports("3000-3001").unwrap(), ["-:3000/tcp", "-:3001/tcp"]);
+        // a range of host ports for one target stays one port (the proxy refuses it)
+        assert_eq!(ports("8000-8010:80").unwrap(), ["8000-8010:80/tcp"]);
+        for (bad, said) in [
+            ("8000-8001:9000-9002", "differ in length"),
+            ("9002-9000", "runs backwards"),
+            ("8000-8001:0-1", "not a port number"),
+        ] {
+            let e = ports(bad).unwrap_err().to_string();
+            assert!(e.contains(said), "{bad}: {e}");
+        }
+        // UDP published by the engine: one replica, one host port per target
+        let e = load_text(
+            "services:\n  dns:\n    image: a\n    scale: 2\n    ports: ['5353:53/udp']\n",
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            e.contains(
+                "compose.yaml:5:5: services.dns.ports: 5353:53/udp is published by the engine"
+            ),
+            "{e}"
+        );
+    }
+
+    #[test]
     fn host_level_keys_capstan_does_not_apply_are_refused_not_dropped() {
         for key in ["ipc: host", "pid: host", "uts: host"] {
             let text = format!("services:\n  web:\n    image: busybox\n    {key}\n");

@@ -453,6 +453,35 @@ pub(super) fn validate(project: &Project, tree: &Node) -> Result<(), Error> {
                 return Err(invalid(&at("network_mode"), &path("network_mode"), message));
             }
         }
+        if let Some(p) = s
+            .ports
+            .iter()
+            .find(|p| p.protocol == "udp" && p.published.is_some())
+        {
+            let replicas = s
+                .deploy
+                .as_ref()
+                .and_then(|d| d.replicas)
+                .or(s.scale)
+                .unwrap_or(1);
+            let published = p.published.as_deref().unwrap_or_default();
+            let problem = if published.contains('-') {
+                Some(format!(
+                    "{published}:{}/udp: a range of host ports for one target is not published: give one host port per target (8000-8002:9000-9002)",
+                    p.target
+                ))
+            } else if replicas > 1 {
+                Some(format!(
+                    "{published}:{}/udp is published by the engine, which gives a host port to one container: give the service one replica",
+                    p.target
+                ))
+            } else {
+                None
+            };
+            if let Some(message) = problem {
+                return Err(invalid(&at("ports"), &path("ports"), message));
+            }
+        }
         if let Some(c) = &s.container_name {
             let replicas = s
                 .deploy

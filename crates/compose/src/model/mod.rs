@@ -147,7 +147,11 @@ pub struct Service {
         skip_serializing_if = "Vec::is_empty"
     )]
     pub env_file: Vec<String>,
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[serde(
+        default,
+        deserialize_with = "ports::list",
+        skip_serializing_if = "Vec::is_empty"
+    )]
     pub ports: Vec<Port>,
     #[serde(
         default,

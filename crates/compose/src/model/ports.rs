@@ -141,7 +141,7 @@ fn parse_short_port(s: &str) -> Result<Port, String> {
     };
     if target.contains('-') {
         return Err(format!(
-            "port {s:?}: port ranges are not supported by capstan yet; list the ports one by one"
+            "port {s:?}: a range of target ports is expanded by the list reader; this is a bug"
         ));
     }
     let target = port_number(target).map_err(|e| format!("port {s:?}: {e}"))?;
@@ -155,4 +155,106 @@ fn parse_short_port(s: &str) -> Result<Port, String> {
         protocol,
         ..Port::default()
     })
+}
+
+/// `START-END` as numbers, or one port as `(p, p)`.
+fn range(text: &str, whole: &str) -> Result<(u16, u16), String> {
+    match text.split_once('-') {
+        Some((a, b)) => {
+            let (a, b) = (port_number(a), port_number(b));
+            match (a, b) {
+                (Ok(a), Ok(b)) if a <= b => Ok((a, b)),
+                (Ok(_), Ok(_)) => Err(format!("port {whole:?}: the range runs backwards")),
+                (Err(e), _) | (_, Err(e)) => Err(format!("port {whole:?}: {e}")),
+            }
+        }
+        None => port_number(text)
+            .map(|p| (p, p))
+            .map_err(|e| format!("port {whole:?}: {e}")),
+    }
+}
+
+/// A short-syntax port with a range of targets (`9000-9002`, `8000-8002:9000-9002/udp`)
+/// as one port per target, each published on the matching host port; a range of host ports
+/// for one target (`8000-8010:80`) stays one port. Anything else is itself.
+fn expand(s: &str) -> Result<Vec<PortInput>, String> {
+    let (spec, protocol) = s.rsplit_once('/').unwrap_or((s, ""));
+    let (head, target) = match spec.rsplit_once(':') {
+        Some((h, t)) => (Some(h), t),
+        None => (None, spec),
+    };
+    if !target.contains('-') {
+        return Ok(vec![PortInput::Short(s.to_owned())]);
+    }
+    let (t0, t1) = range(target, s)?;
+    // the published part is what follows an optional host address
+    let (host, published) = match head {
+        None => (None, None),
+        Some(h) => match h.rsplit_once(':') {
+            Some((ip, p)) => (Some(ip), Some(p)),
+            None if h.starts_with('[') => (Some(h), None),
+            None => (None, Some(h)),
+        },
+    };
+    let published = published
+        .filter(|p| !p.is_empty())
+        .map(|p| range(p, s))
+        .transpose()?;
+    if let Some((p0, p1)) = published
+        && p1 - p0 != t1 - t0
+    {
+        return Err(format!(
+            "port {s:?}: the published range and the target range differ in length"
+        ));
+    }
+    let suffix = if protocol.is_empty() {
+        String::new()
+    } else {
+        format!("/{protocol}")
+    };
+    Ok((0..=(t1 - t0))
+        .map(|i| {
+            let mut one = String::new();
+            if let Some(h) = host {
+                one.push_str(h);
+                one.push(':');
+            }
+            if let Some((p0, _)) = published {
+                one.push_str(&(p0 + i).to_string());
+                one.push(':');
+            } else if head.is_some() {
+                one.push(':');
+            }
+            one.push_str(&(t0 + i).to_string());
+            one.push_str(&suffix);
+            PortInput::Short(one)
+        })
+        .collect())
+}
+
+/// One entry of `ports:`: the ports it stands for (several for a range of targets).
+struct Entry(Vec<Port>);
+
+impl<'de> Deserialize<'de> for Entry {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let item = serde_json::Value::deserialize(d)?;
+        let inputs = match &item {
+            serde_json::Value::String(s) => expand(s).map_err(serde::de::Error::custom)?,
+            _ => vec![PortInput::deserialize(item).map_err(serde::de::Error::custom)?],
+        };
+        inputs
+            .into_iter()
+            .map(|i| Port::try_from(i).map_err(serde::de::Error::custom))
+            .collect::<Result<_, _>>()
+            .map(Entry)
+    }
+}
+
+/// `ports:`: each entry as [`Port`], a short-syntax range of targets expanded to one port
+/// each (an error names the entry by its index).
+pub(super) fn list<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<Port>, D::Error> {
+    Ok(Vec::<Entry>::deserialize(d)?
+        .into_iter()
+        .flat_map(|e| e.0)
+        .collect())
 }

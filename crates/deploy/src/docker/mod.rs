@@ -13,5 +13,5 @@ mod target;
 pub use names::{Names, labels};
 pub use prepare::must_pull;
 pub use route::{PORTS_LABEL, PortClaim, PortError, RouteError, Router, claims};
-pub use spec::{SecretPaths, container_spec, network_spec, volume_spec};
+pub use spec::{SecretPaths, container_spec, network_spec, stops_first, udp_bindings, volume_spec};
 pub use target::{DockerTarget, pull_image};

@@ -62,6 +62,10 @@ pub fn claims(service: &Service) -> Result<Vec<PortClaim>, PortError> {
             Some(published) => format!("port {published}:{}", p.target),
             None => format!("port {}", p.target),
         };
+        // UDP is published by the engine itself (see `spec::udp_bindings`)
+        if p.protocol == "udp" {
+            continue;
+        }
         if p.protocol != "tcp" {
             return Err(PortError::NotTcp {
                 at: at(),
@@ -623,12 +627,10 @@ mod tests {
 
     #[test]
     fn what_the_proxy_cannot_publish_is_refused_with_the_port() {
-        let udp = claims(&service("    ports: [\"5353:53/udp\"]\n"))
-            .unwrap_err()
-            .to_string();
-        assert!(
-            udp.contains("port 5353:53") && udp.contains("TCP only"),
-            "{udp}"
+        // UDP is the engine's to publish, not the proxy's
+        assert_eq!(
+            claims(&service("    ports: [\"5353:53/udp\"]\n")).unwrap(),
+            []
         );
         let range = claims(&service("    ports: [\"8080-8082:80\"]\n"))
             .unwrap_err()

@@ -190,6 +190,7 @@ pub fn container_spec(
         }
     }
     spec.exposed_ports = exposed;
+    spec.port_bindings = udp_bindings(s);
 
     if let Some(h) = &s.healthcheck {
         spec.healthcheck = Some(if h.disable == Some(true) {
@@ -464,6 +465,40 @@ pub fn container_spec(
         }
     }
     Ok(spec)
+}
+
+/// The UDP ports of `s` the engine publishes itself (capstan's proxy carries TCP): container
+/// port → (host address, host port), loopback unless the file names an address. A container
+/// holds such a host port alone, so the service rolls stop-first ([`stops_first`]).
+pub fn udp_bindings(s: &Service) -> std::collections::BTreeMap<String, (String, String)> {
+    s.ports
+        .iter()
+        .filter(|p| p.protocol == "udp")
+        .filter_map(|p| {
+            let host = p.published.clone()?;
+            let ip = p
+                .host_ip
+                .clone()
+                .filter(|h| !h.is_empty())
+                .unwrap_or_else(|| "127.0.0.1".to_owned());
+            Some((format!("{}/udp", p.target), (ip, host)))
+        })
+        .collect()
+}
+
+/// Why a rollout of `s` on one engine must stop an old replica before starting its
+/// replacement, if it must: a host port the engine publishes is held by one container.
+pub fn stops_first(s: &Service) -> Option<String> {
+    let udp: Vec<String> = udp_bindings(s)
+        .into_iter()
+        .map(|(port, (_, host))| format!("{host}:{port}"))
+        .collect();
+    (!udp.is_empty()).then(|| {
+        format!(
+            "its UDP ports ({}) are published by the engine, which holds a host port for one container at a time: each replica is stopped before its replacement starts (a short gap)",
+            udp.join(", ")
+        )
+    })
 }
 
 /// The engine's network for Compose network `network` of `project` (declared or the implicit

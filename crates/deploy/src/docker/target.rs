@@ -190,6 +190,10 @@ impl Target for DockerTarget {
         self.pull_image(image).await
     }
 
+    fn stops_first(&self, service: &capstan_compose::model::Service) -> Option<String> {
+        super::spec::stops_first(service)
+    }
+
     async fn create(&self, unit: Unit<'_>) -> Result<Created, TargetError> {
         let names = Names::of(unit.project);
         let app = &names.project;

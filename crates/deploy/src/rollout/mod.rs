@@ -156,7 +156,7 @@ impl Deployer {
         let running = self.target.observe(&req.app()).await?;
         let image_ids = self.target.image_ids(&req.project).await?;
         let digests = file_digests(&req.files);
-        let plan = plan(
+        let mut plan = plan(
             Desired {
                 project: &req.project,
                 previous,
@@ -165,6 +165,11 @@ impl Deployer {
             },
             &running,
         );
+        for (name, s) in &req.project.services {
+            if let Some(why) = self.target.stops_first(s) {
+                plan.notes.push(format!("{name} rolls stop-first: {why}"));
+            }
+        }
         Ok((plan, running))
     }
 

@@ -67,7 +67,8 @@ impl<'a> Rollout<'a> {
         grace: Duration,
         steps: &mut Steps,
     ) -> Result<(), Failure> {
-        let policy = Policy::of(service);
+        let mut policy = Policy::of(service);
+        policy.stop_first |= self.deployer.target.stops_first(service).is_some();
         let want = replicas_of(service);
         let replicas: Vec<u32> = (1..=want).collect();
         let mut done: Vec<u32> = Vec::new();
