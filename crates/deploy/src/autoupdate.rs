@@ -8,13 +8,18 @@
 
 use std::collections::BTreeMap;
 
-use capstan_model::{AutoUpdate, CapstanAction, Event, Outcome, RolloutLocks};
+use capstan_model::{AutoUpdate, CapstanAction, Event, Outcome, RolloutLock, RolloutLocks};
 use capstan_store::Store;
 use tokio::sync::{broadcast, mpsc};
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
 use crate::{DeployRequest, Deployer, running_release};
+
+/// How long an update waits for its app's rollout lock.
+const LOCK_WAIT: std::time::Duration = std::time::Duration::from_mins(10);
+/// How often it looks again.
+const LOCK_POLL: std::time::Duration = std::time::Duration::from_millis(250);
 
 /// The ledger's actor for releases made by automatic updates.
 pub const ACTOR: &str = "auto-update";
@@ -58,13 +63,43 @@ impl AutoUpdater {
                     None => return,
                 },
             };
-            self.apply(update).await;
+            self.apply(update, &shutdown).await;
         }
     }
 
-    async fn apply(&self, u: AutoUpdate) {
-        let Some(_lock) = self.locks.hold(&u.app) else {
-            info!(app = %u.app, "a deploy of the app is running; the update is tried next cycle");
+    /// The app's rollout lock, once whoever holds it (a deploy, a rollback, a pass of
+    /// self-healing) lets go: an update found meanwhile is applied after it, not an hour
+    /// later at the next check. `None` at shutdown, or after [`LOCK_WAIT`].
+    async fn lock(&self, app: &str, shutdown: &CancellationToken) -> Option<RolloutLock> {
+        let deadline = tokio::time::Instant::now() + LOCK_WAIT;
+        let mut said = false;
+        loop {
+            if let Some(lock) = self.locks.hold(app) {
+                return Some(lock);
+            }
+            if !said {
+                info!(
+                    app,
+                    "the app is being deployed or healed; the update waits for it"
+                );
+                said = true;
+            }
+            if tokio::time::Instant::now() >= deadline {
+                warn!(
+                    app,
+                    "the app stayed busy; the update is tried at the next check"
+                );
+                return None;
+            }
+            tokio::select! {
+                () = shutdown.cancelled() => return None,
+                () = tokio::time::sleep(LOCK_POLL) => {}
+            }
+        }
+    }
+
+    async fn apply(&self, u: AutoUpdate, shutdown: &CancellationToken) {
+        let Some(_lock) = self.lock(&u.app, shutdown).await else {
             return;
         };
         let (mut project, ran) = match running_release(&self.store, &u.app).await {

@@ -441,7 +441,7 @@ async fn deploy_redeploy_roll_back_and_down() {
         .unwrap();
     assert_eq!(out.status.code(), Some(2));
 
-    // bad input changes nothing: UDP cannot go through the proxy
+    // bad input changes nothing: a UDP port the engine publishes goes to one container
     let before = mine(engine.clone(), app.clone()).await;
     std::fs::write(
         dir.path().join("compose.yaml"),
@@ -452,7 +452,9 @@ async fn deploy_redeploy_roll_back_and_down() {
     assert_eq!(out.status.code(), Some(2));
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(
-        stderr.contains("services.web.ports") && stderr.contains("TCP only"),
+        stderr.contains("services.web.ports")
+            && stderr.contains("18080:80/udp is published by the engine")
+            && stderr.contains("one replica"),
         "{stderr}"
     );
     assert_eq!(mine(engine.clone(), app.clone()).await, before);
