@@ -1,10 +1,13 @@
 // The page's one classic script, run before its modules: a module that could not be fetched
-// (a connection dropped while the page loaded) fails the whole page silently, leaving
-// "Loading…". Then the page is loaded once more, and if that fails too, it says why: what
-// each of its modules answers now.
+// (a connection dropped while the page loaded; or the browser saw the host's network change,
+// as it does whenever Docker adds or removes a container's interface, and failed what was in
+// flight: net::ERR_NETWORK_CHANGED) fails the whole page silently, leaving "Loading…". Then
+// the page is loaded again, up to RELOADS times, each after a longer pause (such changes come
+// in bursts), and if that fails too, it says why: what each of its modules answers now.
 "use strict";
 
 const RETRIED = "capstan-dashboard-reloaded";
+const RELOADS = 3;
 
 /** Every module of the page (a test holds this list to the files served). */
 const MODULES = [
@@ -21,13 +24,20 @@ async function answers() {
   return each.filter((a) => !a.endsWith(" 200")).join(", ") || "every module answers 200 now";
 }
 
+let failed = false;
+// a page that loaded whole starts its count of reloads afresh
+window.addEventListener("load", () => {
+  if (!failed) sessionStorage.removeItem(RETRIED);
+});
 // script elements' errors do not bubble: caught on their way down
 document.addEventListener("error", async (ev) => {
   const el = ev.target;
   if (!(el instanceof HTMLScriptElement) || el.type !== "module") return;
-  if (!sessionStorage.getItem(RETRIED)) {
-    sessionStorage.setItem(RETRIED, "1");
-    location.reload();
+  failed = true;
+  const tries = Number(sessionStorage.getItem(RETRIED) || "0");
+  if (tries < RELOADS) {
+    sessionStorage.setItem(RETRIED, String(tries + 1));
+    setTimeout(() => location.reload(), 250 * 2 ** tries);
     return;
   }
   sessionStorage.removeItem(RETRIED);
