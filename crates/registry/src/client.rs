@@ -556,24 +556,7 @@ impl Client {
                         resp.status()
                     )));
                 }
-                let resp = ok(&r, &token_url, resp).await?;
-                let body = resp
-                    .bytes()
-                    .await
-                    .map_err(|e| request_error(&token_url, &e))?;
-                let answer: TokenAnswer =
-                    serde_json::from_slice(&body).map_err(|e| Error::Response {
-                        url: token_url.to_string(),
-                        message: format!("the token answer is not JSON: {e}"),
-                    })?;
-                let token =
-                    answer
-                        .token
-                        .or(answer.access_token)
-                        .ok_or_else(|| Error::Response {
-                            url: token_url.to_string(),
-                            message: "the token answer has neither token nor access_token".into(),
-                        })?;
+                let (token, _) = token(&r, &token_url, resp).await?;
                 format!("Bearer {token}")
             }
             None => {
@@ -649,22 +632,8 @@ impl Client {
                         r.registry
                     )));
                 }
-                let resp = ok(r, &url, resp).await?;
-                let body = resp.bytes().await.map_err(|e| request_error(&url, &e))?;
-                let answer: TokenAnswer =
-                    serde_json::from_slice(&body).map_err(|e| Error::Response {
-                        url: url.to_string(),
-                        message: format!("the token answer is not JSON: {e}"),
-                    })?;
-                let token =
-                    answer
-                        .token
-                        .or(answer.access_token)
-                        .ok_or_else(|| Error::Response {
-                            url: url.to_string(),
-                            message: "the token answer has neither token nor access_token".into(),
-                        })?;
-                let until = token_until(Instant::now(), answer.expires_in);
+                let (token, expires_in) = token(r, &url, resp).await?;
+                let until = token_until(Instant::now(), expires_in);
                 Ok((format!("Bearer {token}"), until))
             }
             None => Err(unauthorized(
@@ -672,6 +641,28 @@ impl Client {
             )),
         }
     }
+}
+
+/// The token a token service answered (`token`, else `access_token`), and its `expires_in`.
+async fn token(
+    r: &Reference,
+    url: &Url,
+    resp: reqwest::Response,
+) -> Result<(String, Option<u64>), Error> {
+    let resp = ok(r, url, resp).await?;
+    let body = resp.bytes().await.map_err(|e| request_error(url, &e))?;
+    let answer: TokenAnswer = serde_json::from_slice(&body).map_err(|e| Error::Response {
+        url: url.to_string(),
+        message: format!("the token answer is not JSON: {e}"),
+    })?;
+    let token = answer
+        .token
+        .or(answer.access_token)
+        .ok_or_else(|| Error::Response {
+            url: url.to_string(),
+            message: "the token answer has neither token nor access_token".into(),
+        })?;
+    Ok((token, answer.expires_in))
 }
 
 fn basic(c: &Credentials) -> String {

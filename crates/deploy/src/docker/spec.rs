@@ -501,6 +501,23 @@ pub fn stops_first(s: &Service) -> Option<String> {
     })
 }
 
+/// A network's or volume's labels: the file's, under capstan's and Compose's
+/// (`com.docker.compose.network` / `.volume` naming it).
+fn object_labels(
+    own: &std::collections::BTreeMap<String, String>,
+    names: &Names,
+    kind: &str,
+    name: &str,
+) -> std::collections::BTreeMap<String, String> {
+    let mut l = own.clone();
+    l.extend(labels(
+        &names.project,
+        None,
+        &[(&format!("com.docker.compose.{kind}"), name.to_owned())],
+    ));
+    l
+}
+
 /// The engine's network for Compose network `network` of `project` (declared or the implicit
 /// `default`): its name, driver and options, internal, attachable, IPv6, address pools, and
 /// the file's labels under capstan's and Compose's.
@@ -512,12 +529,7 @@ pub fn network_spec(project: &Project, network: &str) -> capstan_engine::Network
         .cloned()
         .flatten()
         .unwrap_or_default();
-    let mut l = def.labels.clone();
-    l.extend(labels(
-        &names.project,
-        None,
-        &[("com.docker.compose.network", network.to_owned())],
-    ));
+    let l = object_labels(&def.labels, &names, "network", network);
     capstan_engine::NetworkSpec {
         name: names.network(project, network),
         driver: def.driver.clone(),
@@ -553,12 +565,7 @@ pub fn volume_spec(project: &Project, volume: &str) -> capstan_engine::VolumeSpe
         .cloned()
         .flatten()
         .unwrap_or_default();
-    let mut l = def.labels.clone();
-    l.extend(labels(
-        &names.project,
-        None,
-        &[("com.docker.compose.volume", volume.to_owned())],
-    ));
+    let l = object_labels(&def.labels, &names, "volume", volume);
     capstan_engine::VolumeSpec {
         name: names.volume(project, volume),
         driver: def.driver.clone(),
