@@ -144,12 +144,7 @@ pub fn plan(desired: Desired<'_>, running: &[Replica]) -> Plan {
 
 /// `deploy.replicas`, default 1.
 pub fn replicas_of(service: &Service) -> u32 {
-    service
-        .deploy
-        .as_ref()
-        .and_then(|d| d.replicas)
-        .or(service.scale)
-        .map_or(1, |n| n.clamp(0, i64::from(u32::MAX)) as u32)
+    service.declared_replicas().clamp(0, i64::from(u32::MAX)) as u32
 }
 
 fn plan_service(

@@ -304,15 +304,10 @@ pub fn violations(
                 format!("the host device {} given to the container", path.display()),
             );
         }
-        let reserves = s
-            .deploy
-            .as_ref()
-            .and_then(|d| d.resources.as_ref())
-            .and_then(|r| r.reservations.as_ref())
-            .is_some_and(|r| !r.devices.is_empty());
-        if s.gpus.as_ref().is_some_and(|g| !g.0.is_empty()) || reserves {
+        if !s.device_requests().is_empty() {
+            let from_gpus = s.gpus.as_ref().is_some_and(|g| !g.0.is_empty());
             check(
-                key(if reserves { "deploy" } else { "gpus" }),
+                key(if from_gpus { "gpus" } else { "deploy" }),
                 Feature::Gpus,
                 "devices from the engine's drivers (GPUs) given to the container".into(),
             );

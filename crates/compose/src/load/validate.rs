@@ -218,20 +218,9 @@ fn values(s: &crate::model::Service) -> Result<(), (&'static str, String)> {
             return Err(("devices", format!("{p:?}: permissions are some of r, w, m")));
         }
     }
-    let reserved = s
-        .deploy
-        .as_ref()
-        .and_then(|d| d.resources.as_ref())
-        .and_then(|r| r.reservations.as_ref())
-        .map(|r| r.devices.as_slice())
-        .unwrap_or_default();
-    for (key, r) in s
-        .gpus
-        .iter()
-        .flat_map(|g| &g.0)
-        .map(|r| ("gpus", r))
-        .chain(reserved.iter().map(|r| ("deploy", r)))
-    {
+    let from_gpus = s.gpus.as_ref().map_or(0, |g| g.0.len());
+    for (i, r) in s.device_requests().into_iter().enumerate() {
+        let key = if i < from_gpus { "gpus" } else { "deploy" };
         if let Some(c) = &r.count
             && c != "all"
             && c.parse::<u32>().map_or(true, |n| n == 0)
@@ -369,12 +358,7 @@ pub(super) fn validate(project: &Project, tree: &Node) -> Result<(), Error> {
                 }
             }
             if fixed.iter().any(|a| a.is_some()) {
-                let replicas = s
-                    .deploy
-                    .as_ref()
-                    .and_then(|d| d.replicas)
-                    .or(s.scale)
-                    .unwrap_or(1);
+                let replicas = s.declared_replicas();
                 let stop_first = s
                     .deploy
                     .as_ref()
@@ -458,12 +442,7 @@ pub(super) fn validate(project: &Project, tree: &Node) -> Result<(), Error> {
             .iter()
             .find(|p| p.protocol == "udp" && p.published.is_some())
         {
-            let replicas = s
-                .deploy
-                .as_ref()
-                .and_then(|d| d.replicas)
-                .or(s.scale)
-                .unwrap_or(1);
+            let replicas = s.declared_replicas();
             let published = p.published.as_deref().unwrap_or_default();
             let problem = if published.contains('-') {
                 Some(format!(
@@ -483,12 +462,7 @@ pub(super) fn validate(project: &Project, tree: &Node) -> Result<(), Error> {
             }
         }
         if let Some(c) = &s.container_name {
-            let replicas = s
-                .deploy
-                .as_ref()
-                .and_then(|d| d.replicas)
-                .or(s.scale)
-                .unwrap_or(1);
+            let replicas = s.declared_replicas();
             let ok = c.len() >= 2
                 && c.len() <= 128
                 && c.starts_with(|ch: char| ch.is_ascii_alphanumeric())

@@ -472,6 +472,33 @@ impl PullPolicy {
 }
 
 impl Service {
+    /// The replicas it asks for: `deploy.replicas`, else `scale`, else 1 (the loader refused
+    /// the two saying otherwise).
+    pub fn declared_replicas(&self) -> i64 {
+        self.deploy
+            .as_ref()
+            .and_then(|d| d.replicas)
+            .or(self.scale)
+            .unwrap_or(1)
+    }
+
+    /// What it asks of the engine's device drivers: `gpus`, then
+    /// `deploy.resources.reservations.devices`.
+    pub fn device_requests(&self) -> Vec<&runtime::DeviceRequest> {
+        let reserved = self
+            .deploy
+            .as_ref()
+            .and_then(|d| d.resources.as_ref())
+            .and_then(|r| r.reservations.as_ref())
+            .map(|r| r.devices.as_slice())
+            .unwrap_or_default();
+        self.gpus
+            .iter()
+            .flat_map(|g| &g.0)
+            .chain(reserved)
+            .collect()
+    }
+
     /// The service whose network namespace this one joins (`network_mode: service:NAME`).
     pub fn network_service(&self) -> Option<&str> {
         self.network_mode.as_deref()?.strip_prefix("service:")

@@ -372,18 +372,9 @@ pub fn container_spec(
             )
         })
         .collect();
-    let reserved = s
-        .deploy
-        .as_ref()
-        .and_then(|d| d.resources.as_ref())
-        .and_then(|r| r.reservations.as_ref())
-        .map(|r| r.devices.as_slice())
-        .unwrap_or_default();
     spec.device_requests = s
-        .gpus
-        .iter()
-        .flat_map(|g| &g.0)
-        .chain(reserved)
+        .device_requests()
+        .into_iter()
         .map(|r| capstan_engine::DeviceRequestSpec {
             driver: r.driver.clone(),
             count: r.count.as_deref().map(|c| {
