@@ -55,6 +55,9 @@ pub enum Feature {
     /// `network_mode: host` (the host's network stack) or `container:NAME` (another
     /// container's, outside the app).
     NetworkMode(String),
+    /// A host namespace: `pid`, `ipc` or `uts` of the host, or no user namespace remapping
+    /// (`userns_mode: host`); or joining another container's `pid` or `ipc` namespace.
+    Namespace(String),
     /// A host device (`devices`).
     Device(PathBuf),
     /// Devices from the engine's drivers (`gpus`, device reservations).
@@ -76,6 +79,7 @@ impl std::fmt::Display for Feature {
             Self::NetworkMode(m) => write!(f, "network_mode={m}"),
             Self::Device(p) => write!(f, "device={}", p.display()),
             Self::Gpus => f.write_str("gpus"),
+            Self::Namespace(n) => write!(f, "namespace={n}"),
         }
     }
 }
@@ -99,6 +103,15 @@ impl std::str::FromStr for Feature {
             "oom_score_adj" if value.is_empty() => Self::OomScoreAdj,
             "cpu_rt_runtime" if value.is_empty() => Self::CpuRtRuntime,
             "gpus" if value.is_empty() => Self::Gpus,
+            "namespace" => match need("a namespace")?.as_str() {
+                n @ ("pid=host" | "ipc=host" | "uts=host" | "userns_mode=host"
+                | "pid=container" | "ipc=container") => Self::Namespace(n.to_owned()),
+                n => {
+                    return Err(format!(
+                        "namespace={n}: give pid=host, ipc=host, uts=host, userns_mode=host, pid=container or ipc=container"
+                    ));
+                }
+            },
             "device" => {
                 let path = need("a host device path")?;
                 if !path.starts_with('/') {
@@ -134,7 +147,7 @@ impl std::str::FromStr for Feature {
                     "{text:?} is not a feature: give privileged, bind=PATH, cap_add=CAP, \
                      security_opt=OPT, sysctl=NAME, low_port=PORT, oom_kill_disable, \
                      oom_score_adj, cpu_rt_runtime, network_mode=host|container, \
-                     device=PATH or gpus"
+                     device=PATH, gpus or namespace=KEY=host|container"
                 ));
             }
         })
@@ -294,6 +307,27 @@ pub fn violations(
                 Feature::OomScoreAdj,
                 "a negative OOM score makes the kernel kill host processes before the container"
                     .into(),
+            );
+        }
+        for (k, v) in [
+            ("pid", &s.pid),
+            ("ipc", &s.ipc),
+            ("uts", &s.uts),
+            ("userns_mode", &s.userns_mode),
+        ] {
+            let which = match v.as_deref() {
+                Some("host") => "host",
+                Some(c) if c.starts_with("container:") => "container",
+                _ => continue,
+            };
+            check(
+                key(k),
+                Feature::Namespace(format!("{k}={which}")),
+                if which == "host" {
+                    format!("{k}: host shares the host's namespace with the container")
+                } else {
+                    format!("{k}: joins the namespace of a container outside the app")
+                },
             );
         }
         for d in &s.devices {
@@ -545,6 +579,21 @@ mod tests {
                 "services.web.gpus",
             ),
             (
+                serde_json::json!({"image": "x", "pid": "host"}),
+                "namespace=pid=host",
+                "services.web.pid",
+            ),
+            (
+                serde_json::json!({"image": "x", "ipc": "container:db-1"}),
+                "namespace=ipc=container",
+                "services.web.ipc",
+            ),
+            (
+                serde_json::json!({"image": "x", "userns_mode": "host"}),
+                "namespace=userns_mode=host",
+                "services.web.userns_mode",
+            ),
+            (
                 serde_json::json!({"image": "x", "network_mode": "host"}),
                 "network_mode=host",
                 "services.web.network_mode",
@@ -574,6 +623,7 @@ mod tests {
             "sysctls": {"net.core.somaxconn": "1024", "kernel.shmmax": "1"},
             "security_opt": ["no-new-privileges:true"],
             "oom_score_adj": 500,
+            "ipc": "shareable",
             "oom_kill_disable": false,
             "mem_limit": "64m",
             "cpus": "0.5",
@@ -661,6 +711,7 @@ mod tests {
             "network_mode=container",
             "device=/dev/ttyUSB0",
             "gpus",
+            "namespace=uts=host",
         ] {
             assert_eq!(text.parse::<Feature>().unwrap().to_string(), text);
         }

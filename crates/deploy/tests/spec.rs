@@ -117,6 +117,10 @@ services:
     tty: true
     scale: 2
     attach: false
+    pid: host
+    ipc: shareable
+    uts: host
+    userns_mode: host
     blkio_config:
       weight: 300
       weight_device: [{path: /dev/null, weight: 400}]
@@ -429,6 +433,10 @@ async fn every_key_reaches_the_container() {
         ("DnsSearch", json!(["example.com"])),
         ("DnsOptions", json!(["ndots:2"])),
         ("GroupAdd", json!(["12", "mail"])),
+        ("PidMode", json!("host")),
+        ("IpcMode", json!("shareable")),
+        ("UTSMode", json!("host")),
+        ("UsernsMode", json!("host")),
         (
             "BlkioDeviceReadBps",
             json!([{"Path": "/dev/null", "Rate": 12 << 20}]),

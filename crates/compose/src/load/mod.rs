@@ -69,10 +69,6 @@ const NOT_APPLIED: &[(&str, Why)] = &[
     ("post_start", Why::NotYet),
     ("pre_stop", Why::NotYet),
     ("mac_address", Why::NotYet),
-    ("pid", Why::Host),
-    ("ipc", Why::Host),
-    ("userns_mode", Why::Host),
-    ("uts", Why::Host),
     ("volumes_from", Why::Host),
     ("cgroup_parent", Why::Host),
     ("device_cgroup_rules", Why::Host),
@@ -930,7 +926,11 @@ mod tests {
 
     #[test]
     fn host_level_keys_capstan_does_not_apply_are_refused_not_dropped() {
-        for key in ["ipc: host", "pid: host", "uts: host"] {
+        for key in [
+            "cgroup_parent: /custom",
+            "runtime: runsc",
+            "volumes_from: [other]",
+        ] {
             let text = format!("services:\n  web:\n    image: busybox\n    {key}\n");
             let e = load_text(&text).unwrap_err().to_string();
             let name = key.split(':').next().unwrap();

@@ -461,6 +461,28 @@ pub(super) fn validate(project: &Project, tree: &Node) -> Result<(), Error> {
                 return Err(invalid(&at("ports"), &path("ports"), message));
             }
         }
+        for (key, value, allowed) in [
+            ("pid", &s.pid, &["host"][..]),
+            ("ipc", &s.ipc, &["private", "shareable", "none", "host"][..]),
+            ("uts", &s.uts, &["host"][..]),
+            ("userns_mode", &s.userns_mode, &["host"][..]),
+        ] {
+            let Some(v) = value else { continue };
+            let joins = matches!(key, "pid" | "ipc")
+                && v.strip_prefix("container:").is_some_and(|c| !c.is_empty());
+            if !allowed.contains(&v.as_str()) && !joins {
+                let also = if matches!(key, "pid" | "ipc") {
+                    " or container:NAME"
+                } else {
+                    ""
+                };
+                return Err(invalid(
+                    &at(key),
+                    &path(key),
+                    format!("{v:?} is not {}{also}", allowed.join(", ")),
+                ));
+            }
+        }
         if let Some(c) = &s.container_name {
             let replicas = s.declared_replicas();
             let ok = c.len() >= 2

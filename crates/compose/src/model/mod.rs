@@ -118,6 +118,18 @@ pub struct Service {
     /// namespace) or `container:NAME`, instead of the app's networks.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub network_mode: Option<String>,
+    /// `host` (the host's process namespace) or `container:NAME`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pid: Option<String>,
+    /// `private`, `shareable`, `none`, `host` or `container:NAME`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ipc: Option<String>,
+    /// `host`: the host's hostname and domain name.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub uts: Option<String>,
+    /// `host`: no user namespace remapping for this container.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub userns_mode: Option<String>,
     /// Host devices given to the container.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub devices: Vec<runtime::Device>,

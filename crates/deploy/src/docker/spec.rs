@@ -361,6 +361,10 @@ pub fn container_spec(
     spec.open_stdin = s.stdin_open;
     spec.tty = s.tty;
     spec.storage_opt.clone_from(&s.storage_opt);
+    spec.pid_mode.clone_from(&s.pid);
+    spec.ipc_mode.clone_from(&s.ipc);
+    spec.uts_mode.clone_from(&s.uts);
+    spec.userns_mode.clone_from(&s.userns_mode);
     spec.devices = s
         .devices
         .iter()
