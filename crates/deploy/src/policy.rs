@@ -58,6 +58,12 @@ pub enum Feature {
     /// A host namespace: `pid`, `ipc` or `uts` of the host, or no user namespace remapping
     /// (`userns_mode: host`); or joining another container's `pid` or `ipc` namespace.
     Namespace(String),
+    /// `cgroup_parent`: a cgroup of the host's choosing, outside the engine's.
+    CgroupParent,
+    /// `runtime`: an OCI runtime other than the engine's default.
+    Runtime(String),
+    /// `device_cgroup_rules`: access to host devices by number.
+    DeviceCgroupRules,
     /// A host device (`devices`).
     Device(PathBuf),
     /// Devices from the engine's drivers (`gpus`, device reservations).
@@ -80,6 +86,9 @@ impl std::fmt::Display for Feature {
             Self::Device(p) => write!(f, "device={}", p.display()),
             Self::Gpus => f.write_str("gpus"),
             Self::Namespace(n) => write!(f, "namespace={n}"),
+            Self::CgroupParent => f.write_str("cgroup_parent"),
+            Self::Runtime(r) => write!(f, "runtime={r}"),
+            Self::DeviceCgroupRules => f.write_str("device_cgroup_rules"),
         }
     }
 }
@@ -103,6 +112,9 @@ impl std::str::FromStr for Feature {
             "oom_score_adj" if value.is_empty() => Self::OomScoreAdj,
             "cpu_rt_runtime" if value.is_empty() => Self::CpuRtRuntime,
             "gpus" if value.is_empty() => Self::Gpus,
+            "cgroup_parent" if value.is_empty() => Self::CgroupParent,
+            "device_cgroup_rules" if value.is_empty() => Self::DeviceCgroupRules,
+            "runtime" => Self::Runtime(need("a runtime's name")?),
             "namespace" => match need("a namespace")?.as_str() {
                 n @ ("pid=host" | "ipc=host" | "uts=host" | "userns_mode=host"
                 | "pid=container" | "ipc=container") => Self::Namespace(n.to_owned()),
@@ -147,7 +159,8 @@ impl std::str::FromStr for Feature {
                     "{text:?} is not a feature: give privileged, bind=PATH, cap_add=CAP, \
                      security_opt=OPT, sysctl=NAME, low_port=PORT, oom_kill_disable, \
                      oom_score_adj, cpu_rt_runtime, network_mode=host|container, \
-                     device=PATH, gpus or namespace=KEY=host|container"
+                     device=PATH, gpus, namespace=KEY=host|container, cgroup_parent, \
+                     runtime=NAME or device_cgroup_rules"
                 ));
             }
         })
@@ -328,6 +341,27 @@ pub fn violations(
                 } else {
                     format!("{k}: joins the namespace of a container outside the app")
                 },
+            );
+        }
+        if s.cgroup_parent.is_some() {
+            check(
+                key("cgroup_parent"),
+                Feature::CgroupParent,
+                "cgroup_parent places the container outside the engine's cgroups".into(),
+            );
+        }
+        if let Some(r) = s.runtime.as_deref().filter(|r| *r != "runc") {
+            check(
+                key("runtime"),
+                Feature::Runtime(r.to_owned()),
+                format!("the runtime {r} instead of the engine's runc"),
+            );
+        }
+        if !s.device_cgroup_rules.is_empty() {
+            check(
+                key("device_cgroup_rules"),
+                Feature::DeviceCgroupRules,
+                "device cgroup rules open host devices to the container by number".into(),
             );
         }
         for d in &s.devices {
@@ -589,6 +623,21 @@ mod tests {
                 "services.web.ipc",
             ),
             (
+                serde_json::json!({"image": "x", "runtime": "runsc"}),
+                "runtime=runsc",
+                "services.web.runtime",
+            ),
+            (
+                serde_json::json!({"image": "x", "cgroup_parent": "/custom"}),
+                "cgroup_parent",
+                "services.web.cgroup_parent",
+            ),
+            (
+                serde_json::json!({"image": "x", "device_cgroup_rules": ["c 1:3 mr"]}),
+                "device_cgroup_rules",
+                "services.web.device_cgroup_rules",
+            ),
+            (
                 serde_json::json!({"image": "x", "userns_mode": "host"}),
                 "namespace=userns_mode=host",
                 "services.web.userns_mode",
@@ -712,6 +761,9 @@ mod tests {
             "device=/dev/ttyUSB0",
             "gpus",
             "namespace=uts=host",
+            "cgroup_parent",
+            "runtime=runsc",
+            "device_cgroup_rules",
         ] {
             assert_eq!(text.parse::<Feature>().unwrap().to_string(), text);
         }

@@ -121,6 +121,9 @@ services:
     ipc: shareable
     uts: host
     userns_mode: host
+    cgroup_parent: /capstan-test
+    runtime: runc
+    device_cgroup_rules: ["c 1:3 mr", "b 7:* rw"]
     blkio_config:
       weight: 300
       weight_device: [{path: /dev/null, weight: 400}]
@@ -437,6 +440,9 @@ async fn every_key_reaches_the_container() {
         ("IpcMode", json!("shareable")),
         ("UTSMode", json!("host")),
         ("UsernsMode", json!("host")),
+        ("CgroupParent", json!("/capstan-test")),
+        ("Runtime", json!("runc")),
+        ("DeviceCgroupRules", json!(["c 1:3 mr", "b 7:* rw"])),
         (
             "BlkioDeviceReadBps",
             json!([{"Path": "/dev/null", "Rate": 12 << 20}]),
@@ -544,6 +550,14 @@ async fn every_key_reaches_the_container() {
         .await
         .unwrap_err();
     assert!(e.to_string().contains("storage-opt"), "{e}");
+    // and a runtime it does not have
+    let mut spec = container_spec(&project, "capped", 1, 7, &secrets).unwrap();
+    spec.runtime = Some("capstan-no-such-runtime".into());
+    let e = engine
+        .create_from_spec(&names.container("norun", 1), &spec)
+        .await
+        .unwrap_err();
+    assert!(e.to_string().contains("capstan-no-such-runtime"), "{e}");
 
     for id in created {
         engine.remove_container(&id, true).await.unwrap();

@@ -70,9 +70,6 @@ const NOT_APPLIED: &[(&str, Why)] = &[
     ("pre_stop", Why::NotYet),
     ("mac_address", Why::NotYet),
     ("volumes_from", Why::Host),
-    ("cgroup_parent", Why::Host),
-    ("device_cgroup_rules", Why::Host),
-    ("runtime", Why::Host),
     ("use_api_socket", Why::Host),
     ("isolation", Why::Windows),
     ("credential_spec", Why::Windows),
@@ -926,11 +923,7 @@ mod tests {
 
     #[test]
     fn host_level_keys_capstan_does_not_apply_are_refused_not_dropped() {
-        for key in [
-            "cgroup_parent: /custom",
-            "runtime: runsc",
-            "volumes_from: [other]",
-        ] {
+        for key in ["volumes_from: [other]", "use_api_socket: true"] {
             let text = format!("services:\n  web:\n    image: busybox\n    {key}\n");
             let e = load_text(&text).unwrap_err().to_string();
             let name = key.split(':').next().unwrap();

@@ -483,6 +483,23 @@ pub(super) fn validate(project: &Project, tree: &Node) -> Result<(), Error> {
                 ));
             }
         }
+        for rule in &s.device_cgroup_rules {
+            let parts: Vec<&str> = rule.split_whitespace().collect();
+            let ok = matches!(parts.as_slice(), [kind, numbers, access]
+                if matches!(*kind, "a" | "b" | "c")
+                    && numbers.split_once(':').is_some_and(|(maj, min)| {
+                        [maj, min].iter().all(|n| *n == "*" || n.parse::<u32>().is_ok())
+                    })
+                    && !access.is_empty()
+                    && access.chars().all(|c| "rwm".contains(c)));
+            if !ok {
+                return Err(invalid(
+                    &at("device_cgroup_rules"),
+                    &path("device_cgroup_rules"),
+                    format!("{rule:?} is not TYPE MAJOR:MINOR ACCESS (c 1:3 mr, b 8:* rw)"),
+                ));
+            }
+        }
         if let Some(c) = &s.container_name {
             let replicas = s.declared_replicas();
             let ok = c.len() >= 2

@@ -130,6 +130,19 @@ pub struct Service {
     /// `host`: no user namespace remapping for this container.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub userns_mode: Option<String>,
+    /// The cgroup the container's is made under (instead of the engine's).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cgroup_parent: Option<String>,
+    /// The OCI runtime (`runc`, `runsc`, ...), one the engine knows.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub runtime: Option<String>,
+    /// Device cgroup rules (`c 1:3 mr`).
+    #[serde(
+        default,
+        deserialize_with = "de::list",
+        skip_serializing_if = "Vec::is_empty"
+    )]
+    pub device_cgroup_rules: Vec<String>,
     /// Host devices given to the container.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub devices: Vec<runtime::Device>,

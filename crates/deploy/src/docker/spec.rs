@@ -365,6 +365,9 @@ pub fn container_spec(
     spec.ipc_mode.clone_from(&s.ipc);
     spec.uts_mode.clone_from(&s.uts);
     spec.userns_mode.clone_from(&s.userns_mode);
+    spec.cgroup_parent.clone_from(&s.cgroup_parent);
+    spec.runtime.clone_from(&s.runtime);
+    spec.device_cgroup_rules.clone_from(&s.device_cgroup_rules);
     spec.devices = s
         .devices
         .iter()
