@@ -177,14 +177,14 @@ impl Logins {
             .collect())
     }
 
-    /// Keeps `credentials` for `registry` (replacing what was kept).
+    /// Keeps `credentials` for `registry`, replacing what was kept; whether something was.
     ///
     /// # Errors
     /// The vault cannot be read or written.
-    pub fn save(&self, registry: &str, credentials: &Credentials) -> Result<(), Error> {
+    pub fn save(&self, registry: &str, credentials: &Credentials) -> Result<bool, Error> {
         let _held = self.locked();
         let mut all = self.read()?;
-        all.insert(
+        let replaced = all.insert(
             registry.to_owned(),
             Kept {
                 username: credentials.username.clone(),
@@ -192,7 +192,8 @@ impl Logins {
                 saved_at: Utc::now(),
             },
         );
-        self.write(&all)
+        self.write(&all)?;
+        Ok(replaced.is_some())
     }
 
     /// Forgets what was kept for `registry`; whether anything was.
@@ -253,12 +254,20 @@ mod tests {
         let vault = std::sync::Arc::new(capstan_vault::Vault::open(dir.path()).unwrap());
         let logins = Logins::new(capstan_vault::keyring::Keyring::new(vault, dir.path()));
         assert_eq!(logins.get("ghcr.io").unwrap(), None);
-        logins
-            .save("ghcr.io", &Credentials::new("ci", "s3cret-token"))
-            .unwrap();
+        assert!(
+            !logins
+                .save("ghcr.io", &Credentials::new("ci", "s3cret-token"))
+                .unwrap()
+        );
         logins
             .save("127.0.0.1:5000", &Credentials::new("u", "p"))
             .unwrap();
+        assert!(
+            logins
+                .save("127.0.0.1:5000", &Credentials::new("u", "p2"))
+                .unwrap(),
+            "a second login replaces the first"
+        );
         assert_eq!(
             logins.get("ghcr.io").unwrap(),
             Some(Credentials::new("ci", "s3cret-token"))

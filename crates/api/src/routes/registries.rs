@@ -90,13 +90,10 @@ pub(crate) async fn login(
         .check_login(&registry, &credentials)
         .await
         .map_err(|e| ApiError::new(Code::Failed, format!("{e}; nothing was kept")))?;
-    let existed = logins
-        .list()
-        .map_err(|e| credentials_error(&e))?
-        .iter()
-        .any(|l| l.registry == registry);
-    let saved = tokio::task::spawn_blocking(move || {
-        logins.save(&registry, &credentials).map(|()| registry)
+    let (saved, existed) = tokio::task::spawn_blocking(move || {
+        logins
+            .save(&registry, &credentials)
+            .map(|replaced| (registry, replaced))
     })
     .await
     .map_err(|e| ApiError::new(Code::Internal, e.to_string()))?
