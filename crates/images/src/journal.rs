@@ -125,19 +125,21 @@ impl Journal {
         // event explains. Since 0 on the first start: keep what the engine still remembers.
         let since = resume.unwrap_or(0);
         debug!(since, until = snapshot_end, "replaying held engine events");
-        self.consume(Some(since), Some(snapshot_end), shutdown)
+        self.consume(Some(since), Some(snapshot_end), shutdown, BTreeSet::new())
             .await?;
         if shutdown.is_cancelled() {
             return Ok(());
         }
-        self.reconcile(images, containers, snapshot_start, snapshot_end)
+        let unsettled = self
+            .reconcile(images, containers, snapshot_start, snapshot_end)
             .await?;
         self.status.connected.store(true, Ordering::Relaxed);
         if sessions > 0 {
             self.status.reconnects.fetch_add(1, Ordering::Relaxed);
         }
         info!(host = self.engine.host(), "following engine events");
-        self.consume(Some(snapshot_end), None, shutdown).await?;
+        self.consume(Some(snapshot_end), None, shutdown, unsettled)
+            .await?;
         if shutdown.is_cancelled() {
             Ok(())
         } else {
@@ -146,7 +148,8 @@ impl Journal {
     }
 
     /// Streams events (`since`/`until` as in [`Engine::events`]) and journals them in batches
-    /// until the stream ends or shutdown is asked.
+    /// until the stream ends or shutdown is asked; `unsettled` are images already waiting to be
+    /// settled.
     ///
     /// A thread of its own, with its own runtime and connection, drains the stream into a deep
     /// queue: the engine drops events for a subscriber that does not take them within 100 ms, so
@@ -156,6 +159,7 @@ impl Journal {
         since: Option<i64>,
         until: Option<i64>,
         shutdown: &CancellationToken,
+        unsettled: BTreeSet<String>,
     ) -> Result<(), Error> {
         // its own connection, driven by the reader's own runtime
         let engine = self.engine.detached()?;
@@ -192,7 +196,10 @@ impl Journal {
             warn!(error = %err, "cannot start the event reader thread");
             return Err(Error::StreamEnded);
         }
-        let result = self.drain(&mut rx, shutdown).await;
+        // the replay before a live stream read everything up to where the live one starts
+        let result = self
+            .drain(&mut rx, shutdown, unsettled, since.unwrap_or(0))
+            .await;
         stop.cancel();
         result
     }
@@ -201,13 +208,14 @@ impl Journal {
         &self,
         rx: &mut mpsc::Receiver<Result<RawEvent, capstan_engine::Error>>,
         shutdown: &CancellationToken,
+        mut unsettled: BTreeSet<String>,
+        read_from: i64,
     ) -> Result<(), Error> {
-        let mut unsettled = BTreeSet::new();
         // when the oldest unsettled image became so; settling waits for it to age, not for a
         // quiet stream, so a busy engine cannot starve it
         let mut unsettled_since = tokio::time::Instant::now();
         // engine time of the newest event read so far
-        let mut last_read = 0_i64;
+        let mut last_read = read_from;
         let mut items = Vec::with_capacity(BATCH_EVENTS);
         loop {
             items.clear();

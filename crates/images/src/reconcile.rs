@@ -32,13 +32,17 @@ impl Journal {
     /// store, after every event up to `end` was journaled. Rows an event touched at or after
     /// `start` are left alone: the snapshot may predate that event. Each difference becomes an
     /// inferred event and, for images, an inferred lifecycle entry.
+    ///
+    /// Except for an image the engine tagged within [`UNEXPLAINED_FOR`] of the snapshot: under
+    /// load the engine shows a tag seconds before it stamps the tag's event, which may then come
+    /// after the replay's end. Such images are returned, for the live stream to settle.
     pub(crate) async fn reconcile(
         &self,
         snapshot: Vec<ImageState>,
         live_containers: Vec<Container>,
         start: i64,
         end: i64,
-    ) -> Result<(), Error> {
+    ) -> Result<BTreeSet<String>, Error> {
         let ids: Vec<String> = snapshot.iter().map(|i| i.id.clone()).collect();
         let stored: HashMap<String, ImageRow> = self
             .store
@@ -66,15 +70,25 @@ impl Journal {
             }
             engine_images.push(image);
         }
-        let inferred = self
+        let recent = start - UNEXPLAINED_FOR.as_nanos() as i64;
+        let (inferred, deferred) = self
             .store
             .write(move |tx| {
                 let mut out = Vec::new();
+                let mut deferred = BTreeSet::new();
                 let mut on_engine = BTreeSet::new();
                 for image in &engine_images {
                     on_engine.insert(image.id.clone());
                     let row = images::get(tx, &image.id)?;
                     if row.as_ref().is_none_or(|r| r.last_event_nano < start) {
+                        let tagged = image
+                            .last_tagged
+                            .and_then(|t| t.timestamp_nanos_opt())
+                            .is_some_and(|t| t >= recent);
+                        if tagged && differs(row.as_ref(), Some(image)) {
+                            deferred.insert(image.id.clone());
+                            continue;
+                        }
                         diff_image(tx, &image.id, Some(image), row, end, &mut out)?;
                     }
                 }
@@ -84,7 +98,7 @@ impl Journal {
                     }
                 }
                 diff_containers(tx, &live_containers, start, end, &mut out)?;
-                Ok(out)
+                Ok((out, deferred))
             })
             .await?;
         if !inferred.is_empty() {
@@ -93,8 +107,14 @@ impl Journal {
                 "recorded what changed while the engine was not watched"
             );
         }
+        if !deferred.is_empty() {
+            debug!(
+                images = deferred.len(),
+                "tagged while connecting: settling them once their events had time to come"
+            );
+        }
         self.publish(inferred);
-        Ok(())
+        Ok(deferred)
     }
 
     /// Records as inferred what no event explained for `ids` (a tag moved by a pull,

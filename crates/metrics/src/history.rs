@@ -15,8 +15,12 @@ use capstan_model::Sample;
 use capstan_store::Db;
 use rusqlite::{Connection, Transaction, params};
 
-/// Full resolution is kept this long.
+/// Full resolution is kept this long, for queries.
 pub const RAW_KEEP: Duration = Duration::from_hours(1);
+/// Full-resolution rows stay this much longer than [`RAW_KEEP`], so that a range that starts
+/// "an hour ago" (measured a moment before the query reads) finds its first points, its
+/// range windows' and its lookback's.
+pub const RAW_SLACK: Duration = Duration::from_mins(5);
 /// Minute averages and maxima are kept this long.
 pub const MINUTE_KEEP: Duration = Duration::from_hours(24 * 7);
 
@@ -193,7 +197,7 @@ impl Cache {
         if t - self.pruned >= MINUTE_MS {
             tx.execute(
                 "DELETE FROM raw WHERE t < ?1",
-                [t - RAW_KEEP.as_millis() as i64],
+                [t - (RAW_KEEP + RAW_SLACK).as_millis() as i64],
             )?;
             tx.execute(
                 "DELETE FROM minute WHERE t < ?1",

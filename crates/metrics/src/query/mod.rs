@@ -29,6 +29,11 @@ use eval::Eval;
 /// does not stop it, this does).
 pub const DEADLINE: std::time::Duration = std::time::Duration::from_secs(10);
 
+/// A range that starts this much before the last [`RAW_KEEP`] still reads full resolution: a
+/// chart of "the last hour" measured its start a moment before the query runs, and a new
+/// container's first minutes are only there (the per-minute table has them a minute later).
+const RAW_GRACE: std::time::Duration = std::time::Duration::from_mins(1);
+
 /// Why a query was not answered.
 #[derive(Debug, thiserror::Error)]
 pub enum QueryError {
@@ -256,7 +261,10 @@ impl Query {
         let now = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0, |d| d.as_millis() as i64);
-        let resolution = if step < 60_000 && start >= now - RAW_KEEP.as_millis() as i64 {
+        // "the last hour" as the caller measured it, a moment before `now`: within the grace
+        // it is still the full-resolution table's (which keeps [`RAW_SLACK`] more than that)
+        let recent = now - (RAW_KEEP + RAW_GRACE).as_millis() as i64;
+        let resolution = if step < 60_000 && start >= recent {
             Resolution::Raw
         } else {
             Resolution::Minute
@@ -362,6 +370,34 @@ mod tests {
         assert!(e.to_string().contains("longer step"), "{e}");
         let far = passed + Duration::from_hours(1);
         assert!(q.range_until(&h, (t0, t0 + 60_000, 1000), far).is_ok());
+    }
+
+    #[test]
+    fn the_last_hour_measured_a_moment_ago_is_read_at_full_resolution() {
+        let dir = tempfile::tempdir().unwrap();
+        let h = History::open(&dir.path().join("m.db"), Duration::from_secs(1)).unwrap();
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_millis() as i64;
+        // a container that started seconds ago: raw rows only, no minute rolled up yet
+        for i in 0..5 {
+            h.record(
+                now - 4_000 + i * 1000,
+                &[sample("mem", &[("name", "new")], 7.0)],
+            )
+            .unwrap();
+        }
+        let q = Query::parse("mem").unwrap();
+        // "since=1h" as the API computes it, 40 ms before the query reads
+        let hour = RAW_KEEP.as_millis() as i64;
+        let (resolution, series) = q.range(&h, now - 40 - hour, now, 15_000).unwrap();
+        assert_eq!(resolution, Resolution::Raw);
+        assert_eq!(series.len(), 1, "the new container's series");
+        assert_eq!(series[0].points.last().map(|p| p.1), Some(7.0));
+        // a range older than the grace reads per minute
+        let (resolution, _) = q.range(&h, now - 2 * hour, now, 15_000).unwrap();
+        assert_eq!(resolution, Resolution::Minute);
     }
 
     #[test]
