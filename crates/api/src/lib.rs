@@ -208,6 +208,7 @@ fn protected() -> Routes {
         .get("/api/v1/apps", VIEWER, apps::list_apps)
         .get("/api/v1/proxy", VIEWER, apps::proxy_status)
         .get("/api/v1/logs", VIEWER, logs::search)
+        .get("/api/v1/logs/export", VIEWER, logs::export)
         .get("/api/v1/logs/histogram", VIEWER, logs::histogram)
         .get("/api/v1/logs/stream", VIEWER, logs::stream)
         .get("/api/v1/logs/stats", VIEWER, logs::stats)

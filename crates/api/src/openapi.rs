@@ -62,6 +62,7 @@ use crate::routes;
         routes::apps::down_app,
         routes::apps::rollback_app,
         routes::logs::search,
+        routes::logs::export,
         routes::logs::histogram,
         routes::logs::stream,
         routes::logs::stats,

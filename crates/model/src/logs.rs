@@ -123,10 +123,14 @@ impl Origin {
 /// `GET /api/v1/logs`.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct LogPage {
-    /// Matching lines, newest first.
+    /// Matching lines, newest first (oldest first when asked with `after`).
     pub lines: Vec<LogLine>,
-    /// How many lines matched in all (within the time range).
+    /// How many lines matched in all (within the time range, wherever the page starts).
     pub total: u64,
+    /// The next page's cursor when there are more lines: pass it as `before` (or as `after`,
+    /// when this page was asked with `after`). Absent on the last page.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub next: Option<u64>,
 }
 
 /// `GET /api/v1/logs/histogram`: matching lines counted per time bucket.

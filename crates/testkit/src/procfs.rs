@@ -14,6 +14,12 @@ pub fn rss_kib(pid: u32) -> (u64, u64) {
     (field("VmRSS:"), field("VmHWM:"))
 }
 
+/// Sets a process's peak (`VmHWM`) back to what it holds now, so that the next peak read is
+/// the peak of what it did since (Linux `clear_refs` 5; root, or the process's owner).
+pub fn reset_peak(pid: u32) -> std::io::Result<()> {
+    std::fs::write(format!("/proc/{pid}/clear_refs"), "5")
+}
+
 /// `RssAnon` of a process (its heap and stacks, not the files it maps), in KiB.
 pub fn rss_anon_kib(pid: u32) -> u64 {
     std::fs::read_to_string(format!("/proc/{pid}/status"))

@@ -123,9 +123,8 @@ impl Client {
         &self,
         path: &str,
         body: &B,
-        mut on_line: impl FnMut(&str) -> Result<(), Failure>,
+        on_line: impl FnMut(&str) -> Result<(), Failure>,
     ) -> Result<(), Failure> {
-        use futures_util::StreamExt;
         let mut req = self
             .http
             .post(format!("{}{path}", self.base))
@@ -134,28 +133,7 @@ impl Client {
         if let Some(token) = &self.token {
             req = req.bearer_auth(token);
         }
-        let mut stream = self.check(req).await?.bytes_stream();
-        let mut buf = String::new();
-        while let Some(chunk) = stream.next().await {
-            let chunk = chunk.map_err(|e| {
-                Failure::new(
-                    ExitStatus::Unreachable,
-                    format!("capstan: the daemon's answer broke off: {e}"),
-                )
-            })?;
-            buf.push_str(&String::from_utf8_lossy(&chunk));
-            while let Some(end) = buf.find('\n') {
-                let line: String = buf.drain(..=end).collect();
-                let line = line.trim();
-                if !line.is_empty() {
-                    on_line(line)?;
-                }
-            }
-        }
-        if !buf.trim().is_empty() {
-            on_line(buf.trim())?;
-        }
-        Ok(())
+        read_lines(self.check(req).await?, on_line).await
     }
 
     /// Sends a request; API errors become failures with exit codes.
@@ -217,6 +195,42 @@ impl Client {
 }
 
 /// Reads a Server-Sent Events body and calls `on_data` with each event's `data`.
+/// Calls `on_line` with each non-empty line of a newline-delimited answer as it arrives (a
+/// line split across chunks, even inside a character, is joined first).
+pub async fn read_lines(
+    response: reqwest::Response,
+    mut on_line: impl FnMut(&str) -> Result<(), Failure>,
+) -> Result<(), Failure> {
+    use futures_util::StreamExt;
+    let mut stream = response.bytes_stream();
+    let mut buf: Vec<u8> = Vec::new();
+    let mut each = |bytes: &[u8]| {
+        let line = String::from_utf8_lossy(bytes);
+        let line = line.trim();
+        if line.is_empty() {
+            Ok(())
+        } else {
+            on_line(line)
+        }
+    };
+    while let Some(chunk) = stream.next().await {
+        let chunk = chunk.map_err(|e| {
+            Failure::new(
+                ExitStatus::Unreachable,
+                format!("capstan: the daemon's answer broke off: {e}"),
+            )
+        })?;
+        buf.extend_from_slice(&chunk);
+        let mut start = 0;
+        while let Some(end) = buf[start..].iter().position(|b| *b == b'\n') {
+            each(&buf[start..start + end])?;
+            start += end + 1;
+        }
+        buf.drain(..start);
+    }
+    each(&buf)
+}
+
 pub async fn read_sse(
     response: reqwest::Response,
     mut on_data: impl FnMut(&str) -> Result<(), Failure>,

@@ -20,8 +20,22 @@ pub struct LogsArgs {
     #[arg(long)]
     until: Option<String>,
     /// At most this many lines (the newest).
-    #[arg(long, default_value_t = 100)]
+    #[arg(long, default_value_t = 100, conflicts_with = "all")]
     limit: usize,
+    /// Every matching line, however many, oldest first, streamed as it is read (an export:
+    /// with -o json, one line's JSON per line).
+    #[arg(long, conflicts_with_all = ["follow", "stats"])]
+    all: bool,
+    /// With --all: `asc`, oldest first (the default), or `desc`, newest first.
+    #[arg(long, value_enum, requires = "all")]
+    order: Option<Order>,
+    /// Lines stored after this position (a line's seq), oldest first: the next page, or where
+    /// an export resumes.
+    #[arg(long, conflicts_with_all = ["before", "follow"])]
+    after: Option<u64>,
+    /// Lines stored before this position (a line's seq), newest first: the previous page.
+    #[arg(long, conflicts_with = "follow")]
+    before: Option<u64>,
     /// Keep following: the last --tail matching lines, then new ones as they are stored.
     #[arg(short = 'f', long)]
     follow: bool,
@@ -114,25 +128,115 @@ pub async fn run(args: LogsArgs) -> Result<(), Failure> {
         })
         .await;
     }
+    if args.all {
+        return export(&client, q, args).await;
+    }
     let mut query = vec![("q", q), ("limit", args.limit.to_string())];
     query.extend(args.since.map(|s| ("since", s)));
     query.extend(args.until.map(|u| ("until", u)));
+    query.extend(args.after.map(|a| ("after", a.to_string())));
+    query.extend(args.before.map(|b| ("before", b.to_string())));
     let page: LogPage = client.get("/api/v1/logs", &query).await?;
     if args.out.output == Output::Json {
         return print_json(&page);
     }
-    // oldest first, like a log
-    for line in page.lines.iter().rev() {
+    // oldest first, like a log (a page after a position already is)
+    let ascending = args.after.is_some();
+    let lines: Vec<&LogLine> = if ascending {
+        page.lines.iter().collect()
+    } else {
+        page.lines.iter().rev().collect()
+    };
+    for line in lines {
         println!("{}", show(line));
     }
-    if page.total > page.lines.len() as u64 {
+    if let Some(next) = page.next {
+        let flag = if ascending { "--after" } else { "--before" };
         eprintln!(
-            "({} of {} matching lines; raise --limit or narrow the time range)",
+            "({} of {} matching lines; the next page: {flag} {next}, or every line: --all)",
             page.lines.len(),
             page.total
         );
     }
     Ok(())
+}
+
+/// `--all`: every matching line through `GET /api/v1/logs/export`, written as it arrives.
+async fn export(client: &Client, q: String, args: LogsArgs) -> Result<(), Failure> {
+    use std::io::Write;
+    let newest_first = args.order == Some(Order::Desc);
+    if newest_first && args.after.is_some() {
+        return Err(Failure::new(
+            ExitStatus::Usage,
+            "capstan: --after resumes an oldest-first export; newest first, resume with --before",
+        ));
+    }
+    let order = if newest_first { "desc" } else { "asc" };
+    let mut query = vec![("q", q), ("order", order.to_owned())];
+    query.extend(args.since.map(|s| ("since", s)));
+    query.extend(args.until.map(|u| ("until", u)));
+    query.extend(args.after.map(|a| ("after", a.to_string())));
+    query.extend(args.before.map(|b| ("before", b.to_string())));
+    let response = client.send("/api/v1/logs/export", &query).await?;
+    let stdout = std::io::stdout();
+    let mut out = std::io::BufWriter::new(stdout.lock());
+    let mut last = None;
+    let written = |e: std::io::Error| {
+        // a closed pipe (| head) is the reader's choice, not a failure
+        if e.kind() == std::io::ErrorKind::BrokenPipe {
+            Failure::new(ExitStatus::Success, String::new())
+        } else {
+            Failure::new(
+                ExitStatus::Failure,
+                format!("capstan: cannot write the lines: {e}"),
+            )
+        }
+    };
+    let read = super::client::read_lines(response, |data| {
+        let line: LogLine = serde_json::from_str(data).map_err(|e| {
+            Failure::new(
+                ExitStatus::Failure,
+                format!("capstan: bad log line from the daemon: {e}"),
+            )
+        })?;
+        last = Some(line.seq);
+        match args.out.output {
+            Output::Json => writeln!(out, "{data}"),
+            Output::Table => writeln!(out, "{}", show(&line)),
+        }
+        .map_err(written)
+    })
+    .await;
+    let flushed = out.flush().map_err(written);
+    match read.and(flushed) {
+        Err(f) if f.code == ExitStatus::Success => Ok(()),
+        // where to pick up: an export resumes from a line's position
+        Err(f) => Err(match last {
+            Some(seq) => Failure::new(
+                f.code,
+                format!(
+                    "{}\ncapstan: the export stopped after line {seq}; resume it with --all {}{seq}",
+                    f.message,
+                    if newest_first {
+                        "--order desc --before "
+                    } else {
+                        "--after "
+                    }
+                ),
+            ),
+            None => f,
+        }),
+        Ok(()) => Ok(()),
+    }
+}
+
+/// Which lines an export writes first.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum Order {
+    /// Oldest first.
+    Asc,
+    /// Newest first.
+    Desc,
 }
 
 fn show(line: &LogLine) -> String {

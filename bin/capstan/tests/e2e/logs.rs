@@ -25,7 +25,7 @@ pub(crate) async fn run_container(
 
 /// A daemon collecting the logs of container `name` only (the run's other tests share the
 /// engine).
-async fn only_logs_of(engine: &capstan_engine::Engine, name: &str) -> Daemon {
+pub(crate) async fn only_logs_of(engine: &capstan_engine::Engine, name: &str) -> Daemon {
     Daemon::start_with(
         bin(),
         engine.host(),
@@ -45,7 +45,7 @@ async fn page(daemon: &Daemon, q: &str, limit: usize) -> LogPage {
 }
 
 /// Waits until `q` matches `n` lines (and fails when it matches more).
-async fn wait_for(daemon: &Daemon, q: &str, n: u64, timeout: Duration) {
+pub(crate) async fn wait_for(daemon: &Daemon, q: &str, n: u64, timeout: Duration) {
     let deadline = tokio::time::Instant::now() + timeout;
     loop {
         let p = page(daemon, q, 1).await;

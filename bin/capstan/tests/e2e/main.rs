@@ -13,6 +13,7 @@ mod deploy;
 mod hostile;
 mod journal;
 mod logs;
+mod logs_export;
 mod metrics;
 mod notify;
 mod outage;

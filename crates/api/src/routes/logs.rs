@@ -93,7 +93,36 @@ pub(crate) async fn blocking<T: Send + 'static>(
         })
 }
 
-/// `GET /api/v1/logs?q=QUERY&since=&until=&limit=`: matching lines, newest first.
+/// A line's position, as `before` or `after` takes it.
+fn seq(pairs: &Pairs, name: &str) -> Result<Option<u64>, ApiError> {
+    last(pairs, name)
+        .map(|v| {
+            v.parse::<u64>().map_err(|_| {
+                ApiError::bad_param(
+                    name,
+                    format!("{v:?} is not a line's position (the seq of a line, or a page's next)"),
+                )
+            })
+        })
+        .transpose()
+}
+
+/// Where a page starts: `before` or `after` a line's position, or the newest lines.
+fn cursor(pairs: &Pairs) -> Result<capstan_logs::store::Cursor, ApiError> {
+    use capstan_logs::store::Cursor;
+    match (seq(pairs, "before")?, seq(pairs, "after")?) {
+        (Some(_), Some(_)) => Err(ApiError::bad_param(
+            "after",
+            "give before (older lines, newest first) or after (newer lines, oldest first), not both",
+        )),
+        (Some(before), None) => Ok(Cursor::Before(before)),
+        (None, Some(after)) => Ok(Cursor::After(after)),
+        (None, None) => Ok(Cursor::Newest),
+    }
+}
+
+/// `GET /api/v1/logs?q=QUERY&since=&until=&limit=[&before=|&after=]`: a page of matching
+/// lines, newest first (oldest first `after` a position), and the next page's cursor.
 #[utoipa::path(
     get,
     path = "/api/v1/logs",
@@ -102,25 +131,161 @@ pub(crate) async fn blocking<T: Send + 'static>(
         ("q" = Option<String>, Query, description = "the log query: terms, quoted phrases, field:value, AND/OR/NOT"),
         ("since" = Option<String>, Query, description = "RFC 3339 time or an age"),
         ("until" = Option<String>, Query, description = "RFC 3339 time or an age"),
-        ("limit" = Option<u32>, Query, description = "most lines (default 100)")
+        ("limit" = Option<u32>, Query, description = "most lines (1 to 10000, default 100)"),
+        ("before" = Option<u64>, Query, description = "lines stored before this position (a line's seq, or a page's next), newest first"),
+        ("after" = Option<u64>, Query, description = "lines stored after this position, oldest first")
     ),
     responses(
-        (status = 200, description = "matching lines, newest first", body = LogPage),
-        (status = 400, description = "a bad query; the message gives the position", body = capstan_model::ErrorBody)
+        (status = 200, description = "matching lines, newest first (oldest first with after), their total and the next page's cursor", body = LogPage),
+        (status = 400, description = "a bad query (the message gives the position), or both before and after", body = capstan_model::ErrorBody)
     )
 )]
 pub(crate) async fn search(
     State(state): State<AppState>,
     Query(pairs): Query<Pairs>,
 ) -> Result<Json<LogPage>, ApiError> {
-    params::only(&pairs, &["q", "since", "until", "limit"])?;
+    params::only(&pairs, &["q", "since", "until", "limit", "before", "after"])?;
     let logs = logs(&state)?;
-    let (since, until) = (time(&pairs, "since")?, time(&pairs, "until")?);
+    let span = capstan_logs::store::Span {
+        since: time(&pairs, "since")?,
+        until: time(&pairs, "until")?,
+        upto: None,
+    };
     let limit = number(&pairs, "limit", 100, 10_000)?;
+    let cursor = cursor(&pairs)?;
     let query = compile(&logs.store, &pairs)?;
     let store = Arc::clone(&logs.store);
-    let (lines, total) = blocking(move || store.search(&query, since, until, limit)).await?;
-    Ok(Json(LogPage { lines, total }))
+    let (mut lines, total) = blocking(move || {
+        // one more than asked: whether there is a next page
+        let lines = store.page(&query, span, cursor, limit + 1)?;
+        Ok((lines, store.count(&query, span)?))
+    })
+    .await?;
+    let next = (lines.len() > limit).then(|| {
+        lines.truncate(limit);
+        lines.last().map_or(0, |l| l.seq)
+    });
+    Ok(Json(LogPage { lines, total, next }))
+}
+
+/// Lines an export reads at a time: its memory is a few of these, whatever it exports.
+const EXPORT_BATCH: usize = 1_000;
+
+/// `GET /api/v1/logs/export?q=&since=&until=&order=asc|desc[&after=|&before=]`: every matching
+/// line stored when the export began, as NDJSON (one LogLine per line), oldest first unless
+/// `order=desc`. Read in batches behind a bounded queue: any number of lines in constant
+/// memory, at the pace the client reads.
+#[utoipa::path(
+    get,
+    path = "/api/v1/logs/export",
+    tag = "logs",
+    params(
+        ("q" = Option<String>, Query, description = "the log query"),
+        ("since" = Option<String>, Query, description = "RFC 3339 time or an age"),
+        ("until" = Option<String>, Query, description = "RFC 3339 time or an age"),
+        ("order" = Option<String>, Query, description = "asc (oldest first, the default) or desc (newest first)"),
+        ("after" = Option<u64>, Query, description = "resume an oldest-first export after this line's seq"),
+        ("before" = Option<u64>, Query, description = "resume a newest-first export before this line's seq")
+    ),
+    responses(
+        (status = 200, description = "every matching line, one LogLine JSON per line; a read that fails midway ends the body early (resume after the last seq received)", content_type = "application/x-ndjson", body = capstan_model::LogLine),
+        (status = 400, description = "a bad query, a bad order, or a cursor against the order", body = capstan_model::ErrorBody)
+    )
+)]
+pub(crate) async fn export(
+    State(state): State<AppState>,
+    Query(pairs): Query<Pairs>,
+) -> Result<axum::response::Response, ApiError> {
+    use axum::response::IntoResponse;
+    use capstan_logs::store::Cursor;
+    params::only(&pairs, &["q", "since", "until", "order", "after", "before"])?;
+    let logs = logs(&state)?;
+    let newest_first = match last(&pairs, "order") {
+        None | Some("asc") => false,
+        Some("desc") => true,
+        Some(other) => {
+            return Err(ApiError::bad_param(
+                "order",
+                format!("{other:?} is neither asc (oldest first) nor desc (newest first)"),
+            ));
+        }
+    };
+    let mut cursor = match (cursor(&pairs)?, newest_first) {
+        (Cursor::Newest, false) => Cursor::After(0),
+        (c @ (Cursor::Newest | Cursor::Before(_)), true) | (c @ Cursor::After(_), false) => c,
+        (Cursor::Before(_), false) => {
+            return Err(ApiError::bad_param(
+                "before",
+                "resumes a newest-first export: add order=desc, or resume with after",
+            ));
+        }
+        (Cursor::After(_), true) => {
+            return Err(ApiError::bad_param(
+                "after",
+                "resumes an oldest-first export: drop order=desc, or resume with before",
+            ));
+        }
+    };
+    let span = capstan_logs::store::Span {
+        since: time(&pairs, "since")?,
+        until: time(&pairs, "until")?,
+        // what was stored when the export began: a busy service does not make it endless
+        upto: Some(*logs.committed.borrow()),
+    };
+    let query = compile(&logs.store, &pairs)?;
+    let store = Arc::clone(&logs.store);
+    let shutdown = state.shutdown.clone();
+    // two batches ahead of the client at most
+    let (tx, rx) = mpsc::channel::<Result<axum::body::Bytes, std::io::Error>>(2);
+    // one blocking task for the whole export, which waits for the client between batches:
+    // one thread's allocations, reused batch after batch (a pool thread per batch spreads
+    // them over the allocator's per-thread arenas, and the memory grows with the export)
+    tokio::task::spawn_blocking(move || {
+        let mut out = Vec::new();
+        loop {
+            if shutdown.is_cancelled() {
+                return;
+            }
+            let lines = match store.page(&query, span, cursor, EXPORT_BATCH) {
+                Ok(lines) => lines,
+                Err(e) => {
+                    tracing::error!(error = %e, "log store failed during an export; ending it early");
+                    let _ = tx.blocking_send(Err(std::io::Error::other("log store failed")));
+                    return;
+                }
+            };
+            out.clear();
+            for line in &lines {
+                // a LogLine always serialises
+                if serde_json::to_writer(&mut out, line).is_ok() {
+                    out.push(b'\n');
+                }
+            }
+            if !lines.is_empty()
+                && tx
+                    .blocking_send(Ok(axum::body::Bytes::copy_from_slice(&out)))
+                    .is_err()
+            {
+                return; // the client went away
+            }
+            match lines.last() {
+                Some(last) if lines.len() == EXPORT_BATCH => {
+                    cursor = if newest_first {
+                        Cursor::Before(last.seq)
+                    } else {
+                        Cursor::After(last.seq)
+                    };
+                }
+                _ => return,
+            }
+        }
+    });
+    let body = axum::body::Body::from_stream(ReceiverStream::new(rx));
+    Ok((
+        [(axum::http::header::CONTENT_TYPE, "application/x-ndjson")],
+        body,
+    )
+        .into_response())
 }
 
 /// `GET /api/v1/logs/histogram?q=&since=&until=&buckets=`: counts per time bucket.

@@ -119,6 +119,11 @@ pub(super) fn upgrade_layout(dir: &Path) -> std::io::Result<()> {
     Ok(())
 }
 
+/// Decompressed doc-store blocks (64 KiB, some 500 lines each) each segment keeps: pages of
+/// lines read their blocks in order, so a few suffice, and tantivy's default (100) let an
+/// export of 300,000 lines grow the daemon by some 30 MiB of cached blocks.
+const DOC_BLOCKS_CACHED: usize = 4;
+
 pub(super) fn open_partition(dir: &Path, name: &str) -> Result<Partition, Error> {
     let err = |source| Error::Tantivy {
         dir: dir.display().to_string(),
@@ -128,6 +133,7 @@ pub(super) fn open_partition(dir: &Path, name: &str) -> Result<Partition, Error>
     let reader = index
         .reader_builder()
         .reload_policy(ReloadPolicy::Manual)
+        .doc_store_cache_num_blocks(DOC_BLOCKS_CACHED)
         .try_into()
         .map_err(err)?;
     Ok(Partition {

@@ -29,6 +29,7 @@ use disk::{dir_size, open_partition, upgrade_layout};
 pub use document::Entry;
 pub(crate) use document::Fields;
 use document::{schema, to_doc};
+pub use search::{Cursor, Span};
 
 /// Why the store failed.
 #[derive(Debug, thiserror::Error)]
