@@ -346,6 +346,7 @@ mod tests {
                     events: None,
                     secrets: None,
                     credentials: None,
+                    retiring: Arc::default(),
                 }),
                 dir.path().join("apps"),
                 None,

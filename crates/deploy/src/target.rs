@@ -155,8 +155,16 @@ pub trait Target: Send + Sync + std::fmt::Debug {
     /// how many were still open.
     async fn drain(&self, id: &str, grace: Duration) -> usize;
 
-    /// Stops a replica (with `grace` before it is killed) and removes it.
-    async fn remove(&self, id: &str, grace: Duration);
+    /// Stops a replica (with `grace` before it is killed) and removes it. One already gone is
+    /// no failure.
+    async fn remove(&self, id: &str, grace: Duration) -> Result<(), TargetError>;
+
+    /// Moves a drained replica out of `unit`'s slot, so that its successor takes the slot's
+    /// name now while it stops in the background. A target without names has nothing to do.
+    async fn set_aside(&self, id: &str, unit: Unit<'_>) -> Result<(), TargetError> {
+        let _ = (id, unit);
+        Ok(())
+    }
 
     /// Removes a new replica that failed at once, without waiting.
     async fn discard(&self, id: &str);
@@ -178,6 +186,8 @@ pub trait Target: Send + Sync + std::fmt::Debug {
                 "stopping a replica with requests still open after its grace period"
             );
         }
-        self.remove(id, grace).await;
+        if let Err(e) = self.remove(id, grace).await {
+            tracing::warn!(replica = id, error = %e, "cannot stop and remove a retired replica");
+        }
     }
 }

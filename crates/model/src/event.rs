@@ -83,11 +83,14 @@ pub enum CapstanAction {
     SecurityFinding,
     /// A host security check's finding is gone.
     SecurityResolved,
+    /// A replica a rollout took out of rotation could not be stopped and removed in the
+    /// background (`app`, `release`, `container`, `error`).
+    RetireFailed,
 }
 
 impl CapstanAction {
     /// Every action.
-    pub const ALL: [Self; 17] = [
+    pub const ALL: [Self; 18] = [
         Self::UpdateAvailable,
         Self::UpdateApplied,
         Self::UpdateFailed,
@@ -105,6 +108,7 @@ impl CapstanAction {
         Self::ImageScanned,
         Self::SecurityFinding,
         Self::SecurityResolved,
+        Self::RetireFailed,
     ];
 
     /// The alert actions, in the order an alert moves through them.
@@ -135,6 +139,7 @@ impl CapstanAction {
             Self::ImageScanned => "image_scanned",
             Self::SecurityFinding => "security_finding",
             Self::SecurityResolved => "security_resolved",
+            Self::RetireFailed => "retire_failed",
         }
     }
 

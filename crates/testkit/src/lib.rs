@@ -91,6 +91,13 @@ pub async fn engine() -> Engine {
     engine
 }
 
+/// Whether `c` is one of `app`'s replicas: capstan's app label, and not a replica a rollout
+/// set aside (renamed `<slot>-retiring-<id>`, out of rotation, stopping in the background).
+pub fn replica_of(c: &capstan_model::Container, app: &str) -> bool {
+    c.labels.get("io.capstan.app").map(String::as_str) == Some(app)
+        && !c.name.contains("-retiring-")
+}
+
 /// A name no other test (or earlier run) uses: lowercase, valid as an image repository.
 pub fn unique(prefix: &str) -> String {
     static COUNTER: AtomicU64 = AtomicU64::new(0);

@@ -167,10 +167,12 @@ pub(super) fn start_deploy(
         events: Some(base.live.clone()),
         secrets: Some(secrets.clone()),
         credentials: Some(Arc::clone(&base.registries)),
+        retiring: Arc::default(),
     };
     let mut deployer =
         capstan_deploy::Deployer::new(Arc::new(target), apps, Some(base.live.clone()));
     deployer.secrets = Some(secrets);
+    deployer.ledger = Some(base.store.clone());
     // what an older capstan kept of inline secrets in the ledger, sealed (until then, a release
     // that still holds one is read as it is)
     let sealing = deployer.clone();

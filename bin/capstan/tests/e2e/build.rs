@@ -53,7 +53,7 @@ async fn build_services_are_built_from_the_callers_context() {
         .await
         .unwrap()
         .into_iter()
-        .find(|c| c.labels.get("io.capstan.app") == Some(&app))
+        .find(|c| capstan_testkit::replica_of(c, &app))
         .unwrap();
     assert_eq!(container.image, format!("{app}-web"));
     let logs = capstan_testkit::eventually(

@@ -196,7 +196,7 @@ async fn deploy_redeploy_roll_back_and_down() {
             .await
             .unwrap()
             .into_iter()
-            .filter(|c| c.labels.get("io.capstan.app") == Some(&app))
+            .filter(|c| capstan_testkit::replica_of(c, &app))
             .map(|c| (c.name, c.id, c.state))
             .collect();
         m.sort();

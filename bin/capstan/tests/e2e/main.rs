@@ -23,6 +23,7 @@ mod properties;
 mod proxy;
 mod pulls;
 mod registries;
+mod rollouts;
 mod scan;
 mod secrets;
 mod security;

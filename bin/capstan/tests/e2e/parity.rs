@@ -15,7 +15,7 @@ async fn deploy(daemon: &Daemon, dir: &std::path::Path, app: &str, compose: &str
 async fn replicas(engine: &capstan_engine::Engine, app: &str) -> Vec<serde_json::Value> {
     let mut out = Vec::new();
     for c in engine.list_containers(true).await.unwrap() {
-        if c.labels.get("io.capstan.app").map(String::as_str) == Some(app) {
+        if capstan_testkit::replica_of(&c, app) {
             out.push(engine.inspect_container_json(&c.id).await.unwrap());
         }
     }

@@ -84,7 +84,7 @@ async fn host_level_features_need_an_admins_allowance_per_app() {
             .await
             .unwrap()
             .into_iter()
-            .filter(|c| c.labels.get("io.capstan.app") == Some(&app))
+            .filter(|c| capstan_testkit::replica_of(c, &app))
             .count();
         assert_eq!(made, 0, "{feature}: a refused deploy created containers");
         let (code, _, _) = daemon.cli(&["releases", &app]).await;
@@ -128,7 +128,7 @@ async fn host_level_features_need_an_admins_allowance_per_app() {
             .await
             .unwrap()
             .into_iter()
-            .find(|c| c.labels.get("io.capstan.app") == Some(&app))
+            .find(|c| capstan_testkit::replica_of(c, &app))
             .unwrap()
             .id;
         let inspect = engine.inspect_container_json(&id).await.unwrap();

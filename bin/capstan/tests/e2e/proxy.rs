@@ -114,7 +114,7 @@ async fn rollouts_failed_releases_and_daemon_restarts_drop_no_request() {
     assert_eq!((status, body.as_str()), (200, "v1"));
     // replicas never bind the host port themselves
     for c in engine.list_containers(false).await.unwrap() {
-        if c.labels.get("io.capstan.app") == Some(&name) {
+        if capstan_testkit::replica_of(&c, &name) {
             let json = engine.inspect_container_json(&c.id).await.unwrap();
             let bindings = &json["HostConfig"]["PortBindings"];
             assert!(

@@ -37,7 +37,7 @@ async fn running_id(engine: &capstan_engine::Engine, app: &str) -> String {
         .await
         .unwrap()
         .into_iter()
-        .filter(|c| c.labels.get("io.capstan.app").map(String::as_str) == Some(app))
+        .filter(|c| capstan_testkit::replica_of(c, app))
         .collect();
     assert_eq!(found.len(), 1, "{found:?}");
     found[0].image_id.clone()

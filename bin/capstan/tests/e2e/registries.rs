@@ -54,7 +54,7 @@ async fn created(engine: &capstan_engine::Engine, app: &str) -> (usize, usize) {
         .await
         .unwrap()
         .into_iter()
-        .filter(|c| c.labels.get("io.capstan.app").map(String::as_str) == Some(app))
+        .filter(|c| capstan_testkit::replica_of(c, app))
         .count();
     let (networks, _) = engine
         .labeled_networks_and_volumes("io.capstan.app", app)

@@ -67,7 +67,7 @@ async fn printed_digest(engine: &capstan_engine::Engine, app: &str) -> String {
                 .await
                 .ok()?
                 .into_iter()
-                .find(|c| c.labels.get("io.capstan.app").map(String::as_str) == Some(app))?;
+                .find(|c| capstan_testkit::replica_of(c, app))?;
             let logs = engine.tail_logs(&c.id, 5).await.ok()?;
             logs.split_whitespace()
                 .find(|w| w.len() == 64 && w.chars().all(|c| c.is_ascii_hexdigit()))
@@ -108,7 +108,7 @@ async fn secrets_are_sealed_at_rest_and_in_plain_text_only_on_tmpfs() {
         .await
         .unwrap()
         .into_iter()
-        .find(|c| c.labels.get("io.capstan.app") == Some(&app))
+        .find(|c| capstan_testkit::replica_of(c, &app))
         .unwrap()
         .id;
     let inspect = engine.inspect_container_json(&id).await.unwrap();
@@ -142,7 +142,7 @@ async fn secrets_are_sealed_at_rest_and_in_plain_text_only_on_tmpfs() {
             .await
             .ok()?
             .into_iter()
-            .find(|c| c.labels.get("io.capstan.app") == Some(&app) && c.id != id)
+            .find(|c| capstan_testkit::replica_of(c, &app) && c.id != id)
     })
     .await;
     assert_eq!(printed_digest(&engine, &app).await, digest);

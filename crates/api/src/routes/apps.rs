@@ -696,6 +696,8 @@ pub(crate) async fn list_apps(
                 let mine: Vec<_> = containers
                     .iter()
                     .filter(|c| c.labels.get("io.capstan.app") == Some(&r.app))
+                    // set aside by a rollout, stopping: no longer one of its replicas
+                    .filter(|c| !capstan_deploy::is_retiring(&c.name))
                     .collect();
                 AppSummary {
                     containers: mine.len(),

@@ -97,12 +97,18 @@ pub(crate) async fn blocking<T: Send + 'static>(
 fn seq(pairs: &Pairs, name: &str) -> Result<Option<u64>, ApiError> {
     last(pairs, name)
         .map(|v| {
-            v.parse::<u64>().map_err(|_| {
-                ApiError::bad_param(
-                    name,
-                    format!("{v:?} is not a line's position (the seq of a line, or a page's next)"),
-                )
-            })
+            // positions are int64 in the API's document: nothing past i64::MAX is one
+            v.parse::<i64>()
+                .ok()
+                .and_then(|n| u64::try_from(n).ok())
+                .ok_or_else(|| {
+                    ApiError::bad_param(
+                        name,
+                        format!(
+                            "{v:?} is not a line's position (the seq of a line, or a page's next)"
+                        ),
+                    )
+                })
         })
         .transpose()
 }

@@ -10,7 +10,7 @@ mod route;
 mod spec;
 mod target;
 
-pub use names::{Names, labels};
+pub use names::{Names, is_retiring, labels};
 pub use prepare::must_pull;
 pub use route::{PORTS_LABEL, PortClaim, PortError, RouteError, Router, claims};
 pub use spec::{SecretPaths, container_spec, network_spec, stops_first, udp_bindings, volume_spec};

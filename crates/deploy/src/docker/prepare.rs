@@ -155,7 +155,43 @@ impl DockerTarget {
                 .await
                 .map_err(engine_error(format!("volumes.{vol}")))?;
         }
+        self.remove_left_aside(&app).await;
         Ok(())
+    }
+
+    /// Replicas of `app` a rollout set aside that no background stop holds (the capstan that
+    /// set them aside stopped first): stopped and removed now, in the background, as they
+    /// would have been.
+    async fn remove_left_aside(&self, app: &str) {
+        let Ok(containers) = self.engine.list_containers(true).await else {
+            return;
+        };
+        let left: Vec<String> = {
+            let retiring = self
+                .retiring
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            containers
+                .into_iter()
+                .filter(|c| c.labels.get("io.capstan.app").map(String::as_str) == Some(app))
+                .filter(|c| super::names::is_retiring(&c.name) && !retiring.contains(&c.id))
+                .map(|c| c.id)
+                .collect()
+        };
+        for id in left {
+            tracing::info!(
+                app,
+                container = id,
+                "removing a replica a stopped capstan had set aside"
+            );
+            let target = self.clone();
+            tokio::spawn(async move {
+                let grace = crate::rollout::DEFAULT_GRACE;
+                if let Err(e) = crate::target::Target::remove(&target, &id, grace).await {
+                    tracing::warn!(container = id, error = %e, "cannot remove a replica set aside");
+                }
+            });
+        }
     }
 
     /// Writes configs (0444) under the app's private directory, and keeps secrets sealed

@@ -12,6 +12,8 @@ pub(crate) fn of_app(app: &str, containers: &[Container]) -> Vec<Replica> {
     containers
         .iter()
         .filter(|c| c.labels.get("io.capstan.app").map(String::as_str) == Some(app))
+        // set aside by a rollout and stopping: no longer a replica of its slot
+        .filter(|c| !super::names::is_retiring(&c.name))
         .filter_map(|c| {
             Some(Replica {
                 id: c.id.clone(),

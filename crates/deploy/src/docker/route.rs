@@ -520,17 +520,21 @@ impl Task {
             if running {
                 present.insert(c.id.clone());
             }
-            let status = if running && !self.draining.contains(&c.id) {
-                self.engine
-                    .container_status(&c.id)
-                    .await
-                    .map_err(|source| RouteError::Inspect {
-                        name: c.name.clone(),
-                        source,
-                    })?
-            } else {
-                None
-            };
+            // a replica a rollout set aside never comes back, also after a restart of capstan
+            // forgot that it drained it
+            let status =
+                if running && !self.draining.contains(&c.id) && !super::names::is_retiring(&c.name)
+                {
+                    self.engine
+                        .container_status(&c.id)
+                        .await
+                        .map_err(|source| RouteError::Inspect {
+                            name: c.name.clone(),
+                            source,
+                        })?
+                } else {
+                    None
+                };
             let in_rotation = status.as_ref().filter(|s| {
                 s.state == "running" && s.health.as_deref().is_none_or(|h| h == "healthy")
             });

@@ -34,6 +34,9 @@ pub struct DockerTarget {
     /// Where registry credentials come from for pulls; without it, images are pulled
     /// anonymously.
     pub credentials: Option<std::sync::Arc<capstan_registry::CredentialSource>>,
+    /// The replicas set aside and stopping in the background now (by id): one set aside that
+    /// is not here was left by a capstan that stopped, and the next deploy removes it.
+    pub retiring: std::sync::Arc<std::sync::Mutex<std::collections::HashSet<String>>>,
 }
 
 /// Maps an engine error to the seam's, with what was being done.
@@ -305,10 +308,41 @@ impl Target for DockerTarget {
         }
     }
 
-    async fn remove(&self, id: &str, grace: Duration) {
-        // failures are ignored: it may be gone already
-        let _ = self.engine.stop_container(id, seconds(grace)).await;
-        let _ = self.engine.remove_container_detached(id).await;
+    async fn remove(&self, id: &str, grace: Duration) -> Result<(), TargetError> {
+        let result = async {
+            match self.engine.stop_container(id, seconds(grace)).await {
+                Err(e) if !e.is_not_found() => {
+                    return Err(engine_error(format!("cannot stop {id}"))(e));
+                }
+                _ => {}
+            }
+            // one already gone is no error
+            self.engine
+                .remove_container_detached(id)
+                .await
+                .map_err(engine_error(format!("cannot remove {id}")))
+        }
+        .await;
+        self.retiring
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .remove(id);
+        result
+    }
+
+    async fn set_aside(&self, id: &str, unit: Unit<'_>) -> Result<(), TargetError> {
+        let canonical = Names::of(unit.project).replica(unit.project, unit.service, unit.replica);
+        let aside = super::names::retiring(&canonical, id);
+        self.retiring
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .insert(id.to_owned());
+        self.engine
+            .rename_container(id, &aside)
+            .await
+            .map_err(engine_error(format!(
+                "cannot rename {canonical} to {aside}"
+            )))
     }
 
     async fn discard(&self, id: &str) {

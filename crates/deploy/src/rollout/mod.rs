@@ -10,6 +10,8 @@ mod roll;
 mod service;
 mod steps;
 
+pub(crate) use service::DEFAULT_GRACE;
+
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -40,6 +42,9 @@ pub struct Deployer {
     pub live: Option<broadcast::Sender<Event>>,
     /// Where secrets are kept sealed (none: as plain files under `apps_dir`).
     pub secrets: Option<crate::SecretStore>,
+    /// The journal, where a replica that could not be stopped in the background is recorded
+    /// (with `live`); without it, only the daemon's log says so.
+    pub ledger: Option<capstan_store::Store>,
 }
 
 impl Deployer {
@@ -56,7 +61,43 @@ impl Deployer {
             progress: None,
             live,
             secrets: None,
+            ledger: None,
         }
+    }
+
+    /// Stops and removes a replica `release` of `app` set aside, in the background: the
+    /// rollout goes on meanwhile. A failure is journaled (`retire_failed`) and logged.
+    pub(crate) fn stop_in_background(
+        &self,
+        app: String,
+        release: i64,
+        id: String,
+        grace: std::time::Duration,
+    ) {
+        let target = Arc::clone(&self.target);
+        let (ledger, live) = (self.ledger.clone(), self.live.clone());
+        tokio::spawn(async move {
+            let Err(e) = target.remove(&id, grace).await else {
+                return;
+            };
+            tracing::warn!(app, release, container = id, error = %e, "a replica taken out of rotation could not be stopped and removed");
+            if let (Some(store), Some(live)) = (ledger, live) {
+                let attributes = std::collections::BTreeMap::from([
+                    ("app".to_owned(), app.clone()),
+                    ("release".to_owned(), release.to_string()),
+                    ("container".to_owned(), id),
+                    ("error".to_owned(), e.to_string()),
+                ]);
+                store
+                    .record(
+                        &live,
+                        capstan_model::CapstanAction::RetireFailed,
+                        app,
+                        attributes,
+                    )
+                    .await;
+            }
+        });
     }
 
     /// The same deployer, sending its steps to `progress`.

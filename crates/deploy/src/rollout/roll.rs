@@ -125,7 +125,8 @@ impl<'a> Rollout<'a> {
             }
         }
         for (r, id) in have.iter().filter(|(r, _)| **r > want) {
-            self.retire(id, grace).await;
+            let unit = self.unit(&self.req.project, name, *r, self.release, false);
+            self.set_aside(id, unit, grace).await;
             steps.push(Step::Removed, format!("removed replica {r}"));
         }
         Ok(())
@@ -212,11 +213,13 @@ impl<'a> Rollout<'a> {
                 let unit = self.unit(project, name, r, release, false);
                 return self.launch(unit, service).await.map(drop);
             }
-            // start-first: the new replica runs beside the old one until it is ready
+            // start-first: the new replica runs beside the old one until it is ready; then the
+            // old one leaves rotation and its slot, and stops in the background while the new
+            // one takes its name and the next batch starts
             let unit = self.unit(project, name, r, release, true);
             let id = self.launch(unit, service).await?;
             if let Some(old) = &old {
-                self.retire(old, grace).await;
+                self.set_aside(old, unit, grace).await;
             }
             target
                 .promote(&id, unit)

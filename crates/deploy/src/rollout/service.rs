@@ -13,7 +13,7 @@ use crate::DeployRequest;
 use crate::target::{Replica, Unit};
 
 /// The grace period of a service without `stop_grace_period` (Compose's default).
-const DEFAULT_GRACE: Duration = Duration::from_secs(10);
+pub(crate) const DEFAULT_GRACE: Duration = Duration::from_secs(10);
 
 /// One release being applied: what every service's part shares.
 pub(super) struct Rollout<'a> {
@@ -68,6 +68,36 @@ impl<'a> Rollout<'a> {
         self.deployer.target.retire(id, grace).await;
     }
 
+    /// Drains a replica, moves it out of `unit`'s slot and stops it in the background; where
+    /// it cannot be moved, it is stopped and removed here.
+    pub(super) async fn set_aside(&self, id: &str, unit: Unit<'_>, grace: Duration) {
+        let target = &self.deployer.target;
+        let open = target.drain(id, grace).await;
+        if open > 0 {
+            tracing::warn!(
+                replica = id,
+                open,
+                "stopping a replica with requests still open after its grace period"
+            );
+        }
+        match target.set_aside(id, unit).await {
+            Ok(()) => {
+                self.deployer.stop_in_background(
+                    self.req.app(),
+                    self.release,
+                    id.to_owned(),
+                    grace,
+                );
+            }
+            Err(e) => {
+                tracing::warn!(replica = id, error = %e, "cannot set a replica aside; stopping it first");
+                if let Err(e) = target.remove(id, grace).await {
+                    tracing::warn!(replica = id, error = %e, "cannot stop and remove a retired replica");
+                }
+            }
+        }
+    }
+
     /// Applies `action` to service `name`, whose replicas now are `have` (slot → id).
     pub(super) async fn apply_service(
         &self,
@@ -111,7 +141,8 @@ impl<'a> Rollout<'a> {
         } else {
             if let Action::Scale { to, .. } = action {
                 for (r, id) in have.iter().filter(|(r, _)| **r > to) {
-                    self.retire(id, grace).await;
+                    let unit = self.unit(project, name, *r, self.release, false);
+                    self.set_aside(id, unit, grace).await;
                     steps.push(Step::Removed, format!("removed replica {r}"));
                 }
             }
@@ -154,7 +185,8 @@ impl<'a> Rollout<'a> {
         let start = Instant::now();
         let mut steps = Steps::new(name, self.deployer.progress.clone());
         for r in running.iter().filter(|r| r.service == name) {
-            self.retire(&r.id, DEFAULT_GRACE).await;
+            let unit = self.unit(&self.req.project, name, r.replica, self.release, false);
+            self.set_aside(&r.id, unit, DEFAULT_GRACE).await;
             steps.push(Step::Removed, format!("removed replica {}", r.replica));
         }
         ServiceReport {
