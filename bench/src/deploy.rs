@@ -76,9 +76,47 @@ async fn all_healthy(engine: &Engine, label: &str, value: &str, count: usize) {
 
 /// The engine's floor: `n` containers of the benchmark's kind created and started at once
 /// through the API, until each passed its first healthcheck; then removed.
-async fn engine_floor(engine: &Engine, n: usize, init: bool, round: usize) -> Duration {
+/// With `network`, they join a network of their own (made first, outside the time), as an
+/// app's replicas and Compose's containers do; without, the engine's default bridge.
+async fn engine_floor(
+    engine: &Engine,
+    n: usize,
+    init: bool,
+    network: bool,
+    round: usize,
+) -> Duration {
+    engine_floor_at(engine, n, n, init, network, round).await
+}
+
+/// [`engine_floor`] with at most `at_once` creates and starts in flight.
+async fn engine_floor_at(
+    engine: &Engine,
+    n: usize,
+    at_once: usize,
+    init: bool,
+    network: bool,
+    round: usize,
+) -> Duration {
     use capstan_engine::{ContainerSpec, Healthcheck};
-    let tag = format!("floor-{n}-{round}");
+    use futures_util::StreamExt;
+    let tag = format!("floor-{n}-{at_once}-{network}-{round}");
+    let networks = if network {
+        engine
+            .ensure_network(&capstan_engine::NetworkSpec {
+                name: tag.clone(),
+                ..Default::default()
+            })
+            .await
+            .unwrap();
+        vec![capstan_engine::Attachment {
+            network: tag.clone(),
+            aliases: vec![],
+            ipv4_address: None,
+            ipv6_address: None,
+        }]
+    } else {
+        Vec::new()
+    };
     let spec = ContainerSpec {
         image: "capstan-test/busybox:1".into(),
         cmd: Some(vec!["sleep".into(), "3600".into()]),
@@ -91,10 +129,11 @@ async fn engine_floor(engine: &Engine, n: usize, init: bool, round: usize) -> Du
             retries: Some(3),
             ..Default::default()
         }),
+        networks,
         ..Default::default()
     };
     let start = Instant::now();
-    let ids = futures_util::future::join_all((0..n).map(|i| {
+    let ids: Vec<String> = futures_util::stream::iter((0..n).map(|i| {
         let (spec, name) = (&spec, format!("{tag}-{i}"));
         async move {
             let id = engine.create_from_spec(&name, spec).await.unwrap();
@@ -102,10 +141,16 @@ async fn engine_floor(engine: &Engine, n: usize, init: bool, round: usize) -> Du
             id
         }
     }))
+    .buffer_unordered(at_once)
+    .collect()
     .await;
     all_healthy(engine, "capstan.bench", &tag, n).await;
     let took = start.elapsed();
-    futures_util::future::join_all(ids.iter().map(|id| engine.remove_container(id, true))).await;
+    // detached first: a busy 20.10 engine may keep a removed container's endpoint otherwise
+    futures_util::future::join_all(ids.iter().map(|id| engine.remove_container_detached(id))).await;
+    if network && let Err(e) = engine.remove_network(&tag).await {
+        println!("(network {tag} left behind: {e})");
+    }
     took
 }
 
@@ -118,7 +163,13 @@ fn median(mut values: Vec<Duration>) -> Duration {
 /// Where a deploy's time went, from its report: the slowest service's own seconds (create,
 /// start, health gate) and the rest (CLI, API, checks, plan, images, networks).
 fn breakdown(total: Duration, report: &str) -> String {
-    let report: serde_json::Value = serde_json::from_str(report).unwrap_or_default();
+    // progress lines, then `{"report": ...}`
+    let report: serde_json::Value = report
+        .lines()
+        .rev()
+        .find_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .map(|v| v["report"].clone())
+        .unwrap_or_default();
     let slowest = report["services"]
         .as_array()
         .into_iter()
@@ -222,6 +273,19 @@ async fn main() {
         c
     };
 
+    if std::env::var_os("FLOOR_ONLY").is_some() {
+        for (at_once, network) in [(20, false), (20, true), (8, true), (4, true)] {
+            let mut t = Vec::new();
+            for round in 0..3 {
+                t.push(engine_floor_at(&engine, 20, at_once, true, network, round).await);
+            }
+            println!(
+                "floor with {at_once} at once, own network {network}: {:.2} s",
+                median(t).as_secs_f64()
+            );
+        }
+        return;
+    }
     let mut rounds = Vec::new();
     let mut breakdowns = Vec::new();
     for round in 0..3 {
@@ -245,42 +309,45 @@ async fn main() {
             .current_dir(dir.path())
             .env("DOCKER_HOST", own.host()))
         .await;
-        let floor = engine_floor(&engine, 20, true, round).await;
+        let floor = engine_floor(&engine, 20, true, true, round).await;
+        let bare = engine_floor(&engine, 20, true, false, round).await;
         println!(
-            "round {round}: capstan deploy {:.2}s down {:.2}s | docker-compose up -d + healthy {:.2}s down {:.2}s | engine floor {:.2}s",
+            "round {round}: capstan deploy {:.2}s down {:.2}s | docker-compose up -d + healthy {:.2}s down {:.2}s | engine floor {:.2}s (default bridge {:.2}s)",
             c_up.as_secs_f64(),
             c_down.as_secs_f64(),
             d_up.as_secs_f64(),
             d_down.as_secs_f64(),
-            floor.as_secs_f64()
+            floor.as_secs_f64(),
+            bare.as_secs_f64()
         );
         println!("  capstan: {}", breakdowns[round]);
-        rounds.push((c_up, c_down, d_up, d_down, floor));
+        rounds.push([c_up, c_down, d_up, d_down, floor, bare]);
     }
-    let pick = |f: fn(&(Duration, Duration, Duration, Duration, Duration)) -> Duration| {
-        median(rounds.iter().map(f).collect())
-    };
-    let (cu, cd, du, dd, fl) = (
-        pick(|r| r.0),
-        pick(|r| r.1),
-        pick(|r| r.2),
-        pick(|r| r.3),
-        pick(|r| r.4),
-    );
+    let pick = |i: usize| median(rounds.iter().map(|r| r[i]).collect());
+    let (cu, cd, du, dd, fl, bare) = (pick(0), pick(1), pick(2), pick(3), pick(4), pick(5));
     println!("cold deploy of 20 services with healthchecks (median of 3):");
     println!("  capstan deploy            {:>6.2} s", cu.as_secs_f64());
     println!("  docker-compose + healthy  {:>6.2} s", du.as_secs_f64());
     println!(
-        "  engine floor              {:>6.2} s  (20 created and started at once through the API, until healthy)",
+        "  engine floor              {:>6.2} s  (the same 20 containers on a network of their own, created and started at once through the API, until healthy)",
         fl.as_secs_f64()
+    );
+    println!(
+        "  engine floor, bare        {:>6.2} s  (the same on the engine's default bridge)",
+        bare.as_secs_f64()
     );
     println!(
         "  ratio capstan/compose     {:>6.2}  (target <= 0.7)",
         cu.as_secs_f64() / du.as_secs_f64()
     );
     println!(
-        "  ratio capstan/floor       {:>6.2}  (target <= 1.1)",
-        cu.as_secs_f64() / fl.as_secs_f64()
+        "  ratio capstan/floor       {:>6.2}  (target <= 1.1; {:.2} against the bare floor)",
+        cu.as_secs_f64() / fl.as_secs_f64(),
+        cu.as_secs_f64() / bare.as_secs_f64()
+    );
+    println!(
+        "  ratio compose/floor       {:>6.2}",
+        du.as_secs_f64() / fl.as_secs_f64()
     );
     println!(
         "down: capstan {:.2} s, docker-compose {:.2} s, ratio {:.2}",
@@ -294,7 +361,7 @@ async fn main() {
     // stop_grace_period to stop
     let mut one = Vec::new();
     for round in 0..3 {
-        one.push(engine_floor(&engine, 1, false, round).await);
+        one.push(engine_floor(&engine, 1, false, true, round).await);
     }
     let one = median(one);
     let rolling = "services:\n  web:\n    image: capstan-test/busybox:1\n    command: sleep 3600\n    stop_grace_period: 10s\n    environment: {V: '1'}\n    healthcheck: {test: [\"CMD\", \"true\"], interval: 1s, timeout: 1s, retries: 3}\n    deploy: {replicas: 10, update_config: {parallelism: 1, order: start-first}}\n";

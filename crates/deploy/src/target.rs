@@ -176,8 +176,8 @@ pub trait Target: Send + Sync + std::fmt::Debug {
     /// what was removed.
     async fn down(&self, app: &str, volumes: bool) -> Result<Vec<String>, TargetError>;
 
-    /// Drains and removes a replica: what retiring one means on every target.
-    async fn retire(&self, id: &str, grace: Duration) {
+    /// Drains a replica that is leaving, saying when requests were still open after `grace`.
+    async fn drain_leaving(&self, id: &str, grace: Duration) {
         let open = self.drain(id, grace).await;
         if open > 0 {
             tracing::warn!(
@@ -186,6 +186,11 @@ pub trait Target: Send + Sync + std::fmt::Debug {
                 "stopping a replica with requests still open after its grace period"
             );
         }
+    }
+
+    /// Drains and removes a replica: what retiring one means on every target.
+    async fn retire(&self, id: &str, grace: Duration) {
+        self.drain_leaving(id, grace).await;
         if let Err(e) = self.remove(id, grace).await {
             tracing::warn!(replica = id, error = %e, "cannot stop and remove a retired replica");
         }

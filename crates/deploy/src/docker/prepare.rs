@@ -1,7 +1,7 @@
 //! What a release needs on the engine before its replicas start: the proxy listening on its
 //! published ports, configs and secrets written as files, networks, volumes and images.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::os::unix::fs::DirBuilderExt;
 
 use super::route::claims;
@@ -107,18 +107,35 @@ impl DockerTarget {
                 )));
             }
         }
-        // images next: a pull the registry refuses fails before any file, network or volume
+        // images next: a pull the registry refuses fails before any file, network or volume.
+        // Each image is looked at once, all at once (20 services of one image: one inspect)
+        let images: BTreeSet<&String> = project
+            .services
+            .values()
+            .filter_map(|s| s.image.as_ref())
+            .collect();
+        let looked = futures_util::future::join_all(
+            images
+                .into_iter()
+                .map(|image| async move { (image, self.engine.inspect_image(image).await) }),
+        )
+        .await;
+        let mut present = BTreeMap::new();
+        for (image, state) in looked {
+            present.insert(image.clone(), state.map_err(engine_error(None))?);
+        }
+        let mut pulled = BTreeSet::new();
         for (name, s) in &project.services {
             let Some(image) = &s.image else { continue };
-            let present = self
-                .engine
-                .inspect_image(image)
-                .await
-                .map_err(engine_error(None))?;
-            if must_pull(s, image, present.as_ref(), req.pull, chrono::Utc::now()).map_err(
-                |why| TargetError::Refused(format!("services.{name}.pull_policy: {why}")),
-            )? {
+            if pulled.contains(image) {
+                continue;
+            }
+            let present = present.get(image).and_then(Option::as_ref);
+            if must_pull(s, image, present, req.pull, chrono::Utc::now()).map_err(|why| {
+                TargetError::Refused(format!("services.{name}.pull_policy: {why}"))
+            })? {
                 self.pull_image(image).await?;
+                pulled.insert(image.clone());
             }
         }
         self.materialise(req).map_err(|e| {

@@ -174,19 +174,29 @@ impl Target for DockerTarget {
     }
 
     async fn image_ids(&self, project: &Project) -> Result<BTreeMap<String, String>, TargetError> {
-        let mut ids = BTreeMap::new();
-        for (name, s) in &project.services {
-            if let Some(image) = &s.image
-                && let Some(found) = self
-                    .engine
-                    .inspect_image(image)
-                    .await
-                    .map_err(engine_error(None))?
-            {
-                ids.insert(name.clone(), found.id);
+        // each image once, all at once
+        let images: std::collections::BTreeSet<&String> = project
+            .services
+            .values()
+            .filter_map(|s| s.image.as_ref())
+            .collect();
+        let looked = futures_util::future::join_all(
+            images
+                .into_iter()
+                .map(|image| async move { (image, self.engine.inspect_image(image).await) }),
+        )
+        .await;
+        let mut found = BTreeMap::new();
+        for (image, state) in looked {
+            if let Some(state) = state.map_err(engine_error(None))? {
+                found.insert(image, state.id);
             }
         }
-        Ok(ids)
+        Ok(project
+            .services
+            .iter()
+            .filter_map(|(name, s)| Some((name.clone(), found.get(s.image.as_ref()?)?.clone())))
+            .collect())
     }
 
     async fn pull(&self, image: &str) -> Result<(), TargetError> {

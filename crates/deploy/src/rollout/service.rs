@@ -72,14 +72,7 @@ impl<'a> Rollout<'a> {
     /// it cannot be moved, it is stopped and removed here.
     pub(super) async fn set_aside(&self, id: &str, unit: Unit<'_>, grace: Duration) {
         let target = &self.deployer.target;
-        let open = target.drain(id, grace).await;
-        if open > 0 {
-            tracing::warn!(
-                replica = id,
-                open,
-                "stopping a replica with requests still open after its grace period"
-            );
-        }
+        target.drain_leaving(id, grace).await;
         match target.set_aside(id, unit).await {
             Ok(()) => {
                 self.deployer.stop_in_background(
