@@ -49,6 +49,10 @@ pub struct Config {
     /// The host security checks (`[security] every`, `skip`).
     #[serde(default)]
     pub security: capstan_security::SecurityConfig,
+    /// Where apps may run besides the local engine (`[[targets]]`: `name`, `kind = "swarm"`,
+    /// `docker_host`).
+    #[serde(default)]
+    pub targets: Vec<capstan_deploy::targets::TargetConfig>,
 }
 
 /// `[retention]`: how long the journal's events and the audit log are kept.
@@ -142,6 +146,7 @@ impl Config {
         capstan_notify::check_all(&self.notify)?;
         self.retention.check()?;
         self.security.check()?;
+        capstan_deploy::targets::check(&self.targets).map_err(|e| anyhow::anyhow!("{e}"))?;
         Ok(())
     }
 }

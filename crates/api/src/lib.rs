@@ -84,6 +84,8 @@ pub struct AppState {
     pub registries: Arc<capstan_registry::CredentialSource>,
     /// A registry client, for checking logins.
     pub registry: Arc<capstan_registry::Client>,
+    /// The targets `[[targets]]` names besides the local engine.
+    pub targets: Arc<[capstan_deploy::targets::TargetConfig]>,
 }
 
 /// Failed sign-ins remembered, and the bound on passwords hashed at once (see `signin.rs`).
@@ -183,7 +185,7 @@ impl Routes {
 fn protected() -> Routes {
     use routes::{
         access, alerts, apps, containers, events, images, logs, metrics, policy, registries, scan,
-        security, session,
+        security, session, targets,
     };
     let import_limit = DefaultBodyLimit::max(scan::IMPORT_LIMIT);
     let build_limit = DefaultBodyLimit::max(apps::BUILD_CONTEXT_LIMIT);
@@ -206,6 +208,7 @@ fn protected() -> Routes {
         .get("/api/v1/images/{*key}", VIEWER, images::detail)
         .get("/api/v1/containers", VIEWER, containers::list)
         .get("/api/v1/apps", VIEWER, apps::list_apps)
+        .get("/api/v1/targets", VIEWER, targets::list)
         .get("/api/v1/proxy", VIEWER, apps::proxy_status)
         .get("/api/v1/logs", VIEWER, logs::search)
         .get("/api/v1/logs/export", VIEWER, logs::export)
@@ -370,6 +373,7 @@ mod tests {
                 capstan_scan::VulnDb::open(&dir.path().join("vulndb.db")).unwrap(),
                 dir.path().join("scan"),
             ),
+            targets: Arc::from(Vec::new()),
         })
     }
 

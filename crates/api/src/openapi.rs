@@ -54,6 +54,7 @@ use crate::routes;
         routes::scan::import,
         routes::containers::list,
         routes::apps::list_apps,
+        routes::targets::list,
         routes::apps::proxy_status,
         routes::apps::plan_app,
         routes::apps::deploy_app,

@@ -20,6 +20,7 @@ mod request;
 mod rollout;
 mod secrets;
 pub mod target;
+pub mod targets;
 pub mod telemetry;
 pub mod units;
 

@@ -12,6 +12,7 @@ mod images;
 mod inventory;
 mod logs;
 mod spec;
+mod swarm;
 
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
@@ -27,6 +28,7 @@ pub use spec::{
     Attachment, Blkio, ContainerSpec, DeviceRequestSpec, Healthcheck, IpamPoolSpec, IpamSpec,
     MountSpec, NetworkSpec, VolumeSpec,
 };
+pub use swarm::SwarmNode;
 
 /// Default engine address when `DOCKER_HOST` is not set.
 pub const DEFAULT_HOST: &str = "unix:///var/run/docker.sock";

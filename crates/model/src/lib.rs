@@ -20,6 +20,7 @@ mod notify;
 mod registry;
 mod scan;
 mod security;
+mod target;
 mod text;
 mod time;
 mod units;
@@ -58,6 +59,7 @@ pub use security::{
     CheckStatus, DEFAULT_CAPABILITIES, ObjectKind, SecurityCheck, SecurityFinding, SecurityObject,
     SecurityReport,
 };
+pub use target::{TargetKind, TargetNode, TargetStatus};
 pub use text::excerpt;
 pub use time::{
     format_duration, format_nanos, nanos_to_datetime, parse_retry_after, parse_time_or_ago,

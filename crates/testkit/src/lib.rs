@@ -65,6 +65,14 @@ pub fn docker_tcp() -> String {
     })
 }
 
+/// A manager of the run's three-node Swarm (one manager, two workers, each a host of its own:
+/// `scripts/swarm-ground`), as `unix:///...`.
+pub fn swarm_host() -> String {
+    std::env::var("CAPSTAN_TEST_SWARM_HOST").unwrap_or_else(|_| {
+        panic!("CAPSTAN_TEST_SWARM_HOST is not set: run the tests with scripts/test")
+    })
+}
+
 /// The run's registry (`127.0.0.1:PORT`).
 pub fn registry() -> String {
     std::env::var("CAPSTAN_TEST_REGISTRY").unwrap_or_else(|_| {

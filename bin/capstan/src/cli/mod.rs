@@ -18,6 +18,7 @@ pub mod registries;
 pub mod secrets;
 pub mod security;
 pub mod table;
+pub mod targets;
 pub mod tokens;
 pub mod top;
 pub mod vulndb;

@@ -143,6 +143,7 @@ pub async fn run(opts: ServeOptions) -> Result<()> {
         security: Some(security),
         registries: Arc::clone(&base.registries),
         registry: Arc::clone(&base.registry),
+        targets: file.targets.clone().into(),
     };
     serve_api(&base, state, listen, tls, &token_path).await?;
     base.shutdown.cancel();

@@ -28,6 +28,7 @@ mod scan;
 mod secrets;
 mod security;
 mod sinks;
+mod targets;
 mod updates;
 
 use std::path::Path;

@@ -14,6 +14,7 @@ pub(crate) mod registries;
 pub(crate) mod scan;
 pub(crate) mod security;
 pub(crate) mod session;
+pub(crate) mod targets;
 pub(crate) mod ui;
 
 use crate::{ApiError, Code};
