@@ -5,7 +5,7 @@ use std::collections::BTreeSet;
 use std::time::Duration;
 
 use capstan_engine::Engine;
-use capstan_model::{TargetKind, TargetNode, TargetStatus};
+use capstan_model::{TargetKind, TargetStatus};
 use serde::Deserialize;
 
 /// One `[[targets]]` entry of capstan.toml.
@@ -59,12 +59,12 @@ pub fn check(targets: &[TargetConfig]) -> Result<(), String> {
     Ok(())
 }
 
-/// The local engine as a target: whether it answers, and its version.
-pub async fn probe_local(engine: &Engine) -> TargetStatus {
-    let mut status = TargetStatus {
-        name: LOCAL.to_owned(),
-        kind: TargetKind::Local,
-        endpoint: engine.host().to_owned(),
+/// A target not heard from yet.
+fn unasked(name: &str, kind: TargetKind, endpoint: &str) -> TargetStatus {
+    TargetStatus {
+        name: name.to_owned(),
+        kind,
+        endpoint: endpoint.to_owned(),
         healthy: false,
         error: None,
         engine_versions: Vec::new(),
@@ -73,7 +73,12 @@ pub async fn probe_local(engine: &Engine) -> TargetStatus {
         workers: 0,
         ready: 0,
         leader: None,
-    };
+    }
+}
+
+/// The local engine as a target: whether it answers, and its version.
+pub async fn probe_local(engine: &Engine) -> TargetStatus {
+    let mut status = unasked(LOCAL, TargetKind::Local, engine.host());
     match tokio::time::timeout(PROBE_TIMEOUT, engine.version()).await {
         Ok(Ok(v)) => {
             status.healthy = true;
@@ -87,19 +92,7 @@ pub async fn probe_local(engine: &Engine) -> TargetStatus {
 
 /// A configured target now: a Swarm's manager answers as one, with its nodes.
 pub async fn probe(target: &TargetConfig) -> TargetStatus {
-    let mut status = TargetStatus {
-        name: target.name.clone(),
-        kind: target.kind,
-        endpoint: target.docker_host.clone(),
-        healthy: false,
-        error: None,
-        engine_versions: Vec::new(),
-        nodes: Vec::new(),
-        managers: 0,
-        workers: 0,
-        ready: 0,
-        leader: None,
-    };
+    let mut status = unasked(&target.name, target.kind, &target.docker_host);
     let engine = match Engine::new(Some(&target.docker_host)) {
         Ok(engine) => engine,
         Err(e) => {
@@ -130,19 +123,7 @@ pub async fn probe(target: &TargetConfig) -> TargetStatus {
             let versions: BTreeSet<String> =
                 nodes.iter().map(|n| n.engine_version.clone()).collect();
             status.engine_versions = versions.into_iter().collect();
-            status.nodes = nodes
-                .into_iter()
-                .map(|n| TargetNode {
-                    id: n.id,
-                    hostname: n.hostname,
-                    role: n.role,
-                    state: n.state,
-                    availability: n.availability,
-                    leader: n.leader,
-                    engine_version: n.engine_version,
-                    addr: n.addr,
-                })
-                .collect();
+            status.nodes = nodes;
         }
     }
     status

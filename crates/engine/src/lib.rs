@@ -28,7 +28,6 @@ pub use spec::{
     Attachment, Blkio, ContainerSpec, DeviceRequestSpec, Healthcheck, IpamPoolSpec, IpamSpec,
     MountSpec, NetworkSpec, VolumeSpec,
 };
-pub use swarm::SwarmNode;
 
 /// Default engine address when `DOCKER_HOST` is not set.
 pub const DEFAULT_HOST: &str = "unix:///var/run/docker.sock";

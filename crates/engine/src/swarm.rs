@@ -1,26 +1,9 @@
 //! A Swarm cluster as one of its managers describes it: whether this engine manages one, and
-//! its nodes (role, state, leader, engine version).
+//! its nodes (role, state, leader, engine version) as a target lists them.
+
+use capstan_model::TargetNode;
 
 use crate::{Engine, Error};
-
-/// One node of a Swarm.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct SwarmNode {
-    pub id: String,
-    pub hostname: String,
-    /// `manager` or `worker`.
-    pub role: String,
-    /// `ready`, `down`, `disconnected` or `unknown`.
-    pub state: String,
-    /// `active`, `pause` or `drain`.
-    pub availability: String,
-    /// The managers' leader.
-    pub leader: bool,
-    /// The engine's version, e.g. `20.10.24`.
-    pub engine_version: String,
-    /// The address the node is reached at.
-    pub addr: String,
-}
 
 impl Engine {
     /// Whether this engine is a manager of a Swarm (it can answer for the cluster), and, when
@@ -49,19 +32,19 @@ impl Engine {
     ///
     /// # Errors
     /// [`Error::Api`] when it manages none (the engine says why), [`Error::Unreachable`].
-    pub async fn swarm_nodes(&self) -> Result<Vec<SwarmNode>, Error> {
+    pub async fn swarm_nodes(&self) -> Result<Vec<TargetNode>, Error> {
         let nodes = self
             .client()?
             .list_nodes(None::<bollard::query_parameters::ListNodesOptions>)
             .await
             .map_err(|e| self.classify(e))?;
-        let mut out: Vec<SwarmNode> = nodes
+        let mut out: Vec<TargetNode> = nodes
             .into_iter()
             .map(|n| {
                 let spec = n.spec.unwrap_or_default();
                 let description = n.description.unwrap_or_default();
                 let status = n.status.unwrap_or_default();
-                SwarmNode {
+                TargetNode {
                     id: n.id.unwrap_or_default(),
                     hostname: description.hostname.unwrap_or_default(),
                     role: spec.role.map(|r| r.to_string()).unwrap_or_default(),

@@ -107,23 +107,8 @@ impl DockerTarget {
                 )));
             }
         }
-        // images next: a pull the registry refuses fails before any file, network or volume.
-        // Each image is looked at once, all at once (20 services of one image: one inspect)
-        let images: BTreeSet<&String> = project
-            .services
-            .values()
-            .filter_map(|s| s.image.as_ref())
-            .collect();
-        let looked = futures_util::future::join_all(
-            images
-                .into_iter()
-                .map(|image| async move { (image, self.engine.inspect_image(image).await) }),
-        )
-        .await;
-        let mut present = BTreeMap::new();
-        for (image, state) in looked {
-            present.insert(image.clone(), state.map_err(engine_error(None))?);
-        }
+        // images next: a pull the registry refuses fails before any file, network or volume
+        let present = self.inspect_images(project).await?;
         let mut pulled = BTreeSet::new();
         for (name, s) in &project.services {
             let Some(image) = &s.image else { continue };

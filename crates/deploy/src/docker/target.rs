@@ -39,6 +39,32 @@ pub struct DockerTarget {
     pub retiring: std::sync::Arc<std::sync::Mutex<std::collections::HashSet<String>>>,
 }
 
+impl DockerTarget {
+    /// What the engine has of each image `project`'s services name: each image looked at once,
+    /// all at once (20 services of one image: one inspect, not 20 in a row).
+    pub(super) async fn inspect_images(
+        &self,
+        project: &Project,
+    ) -> Result<BTreeMap<String, Option<capstan_engine::ImageState>>, TargetError> {
+        let images: std::collections::BTreeSet<&String> = project
+            .services
+            .values()
+            .filter_map(|s| s.image.as_ref())
+            .collect();
+        let looked = futures_util::future::join_all(
+            images
+                .into_iter()
+                .map(|image| async move { (image, self.engine.inspect_image(image).await) }),
+        )
+        .await;
+        let mut found = BTreeMap::new();
+        for (image, state) in looked {
+            found.insert(image.clone(), state.map_err(engine_error(None))?);
+        }
+        Ok(found)
+    }
+}
+
 /// Maps an engine error to the seam's, with what was being done.
 pub(super) fn engine_error(
     context: impl Into<Option<String>>,
@@ -174,28 +200,14 @@ impl Target for DockerTarget {
     }
 
     async fn image_ids(&self, project: &Project) -> Result<BTreeMap<String, String>, TargetError> {
-        // each image once, all at once
-        let images: std::collections::BTreeSet<&String> = project
-            .services
-            .values()
-            .filter_map(|s| s.image.as_ref())
-            .collect();
-        let looked = futures_util::future::join_all(
-            images
-                .into_iter()
-                .map(|image| async move { (image, self.engine.inspect_image(image).await) }),
-        )
-        .await;
-        let mut found = BTreeMap::new();
-        for (image, state) in looked {
-            if let Some(state) = state.map_err(engine_error(None))? {
-                found.insert(image, state.id);
-            }
-        }
+        let found = self.inspect_images(project).await?;
         Ok(project
             .services
             .iter()
-            .filter_map(|(name, s)| Some((name.clone(), found.get(s.image.as_ref()?)?.clone())))
+            .filter_map(|(name, s)| {
+                let state = found.get(s.image.as_ref()?)?.as_ref()?;
+                Some((name.clone(), state.id.clone()))
+            })
             .collect())
     }
 
