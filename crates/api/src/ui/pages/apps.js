@@ -27,13 +27,17 @@ export async function appsPage() {
   });
 }
 
-/** An app's containers, by name, linked to their pages, with state and health. */
+/** An app's containers, by name, linked to their pages, with state and health. A replica a
+ * rollout set aside (`<slot>-retiring-<id>`) is out of rotation and stopping: said so. */
 function replicasTable(containers) {
+  const leaving = (c) => /-retiring-[0-9a-f]{12}$/.test(c.name);
   return table(["Service", "Container", "State", "Status", "Image"], containers
     .sort((a, b) => a.name.localeCompare(b.name))
     .map((c) => [c.labels["io.capstan.service"] || "-",
       html`<a href="#/containers/${encodeURIComponent(c.id)}">${c.name}</a>`,
-      html`<span class="${c.state === "running" ? "ok" : "bad"}">${c.state}</span>`,
+      leaving(c) && c.state === "running"
+        ? html`<span class="muted" title="out of rotation, stopping in the background">leaving</span>`
+        : html`<span class="${c.state === "running" ? "ok" : "bad"}">${c.state}</span>`,
       html`<span class="${/unhealthy/.test(c.status) ? "bad" : /healthy/.test(c.status) ? "ok" : ""}">${c.status}</span>`,
       c.image]), "No containers.");
 }
