@@ -101,9 +101,10 @@ free_port() {
   python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1]); s.close()'
 }
 
-# start_registry DIR PORT: Debian's docker-registry (CNCF distribution) on 127.0.0.1:PORT.
+# start_registry DIR PORT [ADDR]: Debian's docker-registry (CNCF distribution) on
+# ADDR:PORT (default 127.0.0.1).
 start_registry() {
-  local dir=$1 port=$2
+  local dir=$1 port=$2 addr=${3:-127.0.0.1}
   stop_pidfile "$dir/pid"
   rm -rf "$dir"; mkdir -p "$dir/storage"
   cat >"$dir/config.yml" <<YAML
@@ -116,12 +117,12 @@ storage:
   delete:
     enabled: true
 http:
-  addr: 127.0.0.1:$port
+  addr: $addr:$port
 YAML
   docker-registry serve "$dir/config.yml" >"$dir/registry.log" 2>&1 &
   echo $! >"$dir/pid"
   local deadline=$((SECONDS + 30))
-  until curl -fsS "http://127.0.0.1:$port/v2/" >/dev/null 2>&1; do
+  until curl -fsS "http://$addr:$port/v2/" >/dev/null 2>&1; do
     [ $SECONDS -lt $deadline ] || { tail -20 "$dir/registry.log" >&2; die "registry did not start"; }
     sleep 0.2
   done

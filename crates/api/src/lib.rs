@@ -86,6 +86,8 @@ pub struct AppState {
     pub registry: Arc<capstan_registry::Client>,
     /// The targets `[[targets]]` names besides the local engine.
     pub targets: Arc<[capstan_deploy::targets::TargetConfig]>,
+    /// A deployer for each of them, by name (`deployer` is the local engine's).
+    pub places: Arc<std::collections::BTreeMap<String, capstan_deploy::Deployer>>,
 }
 
 /// Failed sign-ins remembered, and the bound on passwords hashed at once (see `signin.rs`).
@@ -252,6 +254,7 @@ fn protected() -> Routes {
             apps::build_service.layer(build_limit),
         )
         .get("/api/v1/apps/{app}/releases", VIEWER, apps::list_releases)
+        .get("/api/v1/apps/{app}/replicas", VIEWER, apps::app_replicas)
         .post("/api/v1/apps/{app}/down", OPERATOR, apps::down_app)
         .post("/api/v1/apps/{app}/rollback", OPERATOR, apps::rollback_app)
 }
@@ -374,6 +377,7 @@ mod tests {
                 dir.path().join("scan"),
             ),
             targets: Arc::from(Vec::new()),
+            places: Arc::default(),
         })
     }
 

@@ -60,6 +60,7 @@ use crate::routes;
         routes::apps::deploy_app,
         routes::apps::build_service,
         routes::apps::list_releases,
+        routes::apps::app_replicas,
         routes::apps::down_app,
         routes::apps::rollback_app,
         routes::logs::search,

@@ -102,6 +102,12 @@ impl AutoUpdater {
         let Some(_lock) = self.lock(&u.app, shutdown).await else {
             return;
         };
+        if let Ok(Some(row)) = self.store.current_release(u.app.clone()).await
+            && let Some(target) = crate::target_of(&row)
+        {
+            warn!(app = %u.app, target, "automatic updates apply to apps on the local engine only; deploy the new image with capstan deploy --target");
+            return;
+        }
         let (mut project, ran) = match running_release(&self.store, &u.app).await {
             Ok(Some(p)) => p,
             Ok(None) => {

@@ -129,6 +129,10 @@ impl Healer {
             let Some(current) = self.store.current_release(newest.app.clone()).await? else {
                 continue;
             };
+            // an app on a cluster is kept running by the cluster's orchestrator
+            if crate::target_of(&current).is_some() {
+                continue;
+            }
             let Ok(project) = serde_json::from_str::<Project>(&current.model) else {
                 continue;
             };

@@ -319,6 +319,8 @@ mod tests {
             state: "running".into(),
             exit_code: 0,
             health: None,
+            node: None,
+            endpoints: Vec::new(),
         }
     }
 

@@ -69,6 +69,15 @@ pub fn ran_files(row: &ReleaseRow) -> BTreeMap<String, String> {
         .unwrap_or_default()
 }
 
+/// The target a release ran on, as its source recorded it: `None` for the local engine.
+pub fn target_of(row: &ReleaseRow) -> Option<String> {
+    serde_json::from_str::<serde_json::Value>(&row.source)
+        .ok()?
+        .get("target")?
+        .as_str()
+        .map(str::to_owned)
+}
+
 fn parse_model(row: &ReleaseRow) -> Result<Project, ReleaseError> {
     serde_json::from_str(&row.model).map_err(|e| {
         tracing::error!(app = %row.app, release = row.number, error = %e, "stored release model does not parse");
@@ -264,10 +273,16 @@ impl Deployer {
             serde_json::from_str(&target.images).unwrap_or_default();
         let now = self.target.image_ids(&project).await?;
         for (name, service) in &mut project.services {
-            if let (Some(_), Some(id)) = (&service.image, ran.get(name))
+            if let (Some(image), Some(id)) = (&service.image, ran.get(name))
                 && now.get(name) != Some(id)
             {
-                service.image = Some(id.clone());
+                // a cluster's nodes pull by name and digest; one engine runs an image id
+                service.image = Some(if self.target.orchestrates() {
+                    let name = image.split_once('@').map_or(image.as_str(), |(n, _)| n);
+                    format!("{name}@{id}")
+                } else {
+                    id.clone()
+                });
             }
         }
         let files = self

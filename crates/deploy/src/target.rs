@@ -43,6 +43,11 @@ pub struct Replica {
     pub exit_code: i64,
     /// `healthy`, `unhealthy` or `starting` when it has a healthcheck.
     pub health: Option<String>,
+    /// The node it runs on, on a target of several (a Swarm's hostname).
+    pub node: Option<String>,
+    /// Where it answers on its node, on a target whose replicas publish their own ports:
+    /// `10.0.0.12:30001->80/tcp`.
+    pub endpoints: Vec<String>,
 }
 
 /// One replica to create: which release's definition of which service, in which slot.
@@ -83,6 +88,19 @@ pub struct Status {
     pub health: Option<String>,
     /// The last healthcheck's output.
     pub health_output: Option<String>,
+}
+
+/// How an orchestrating target's work on one service is going.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ServiceProgress {
+    /// Why the orchestrator stopped the service's update by itself (paused it, rolled it
+    /// back), if it did.
+    pub halted: Option<String>,
+    /// Whether its update is still under way (replicas still to replace).
+    pub updating: bool,
+    /// Replicas that failed or were refused: id, the [`crate::desired_hash`] they were made
+    /// from, and why (exit code, the orchestrator's error).
+    pub failed: Vec<(String, String, String)>,
 }
 
 /// Where an app's replicas run. Every method is one step the engine asked for; none decides
@@ -168,6 +186,43 @@ pub trait Target: Send + Sync + std::fmt::Debug {
 
     /// Removes a new replica that failed at once, without waiting.
     async fn discard(&self, id: &str);
+
+    /// Whether this target's own orchestrator places and replaces a service's replicas (a
+    /// Swarm service): the engine then hands it each service's whole definition
+    /// ([`Target::apply_service`]) and gates on what [`Target::observe`] and
+    /// [`Target::service_progress`] show, instead of creating, gating and retiring replicas one
+    /// by one; it still decides what a failure becomes (its own rollback, by applying the
+    /// previous definition). Targets that realise single replicas say `false`.
+    fn orchestrates(&self) -> bool {
+        false
+    }
+
+    /// Makes the target run `unit.service` as `unit.project` defines it in release
+    /// `unit.release` (creating it, or updating it in place: its orchestrator replaces the
+    /// replicas). Returns once the target accepted it; the engine gates on the replicas.
+    async fn apply_service(&self, unit: Unit<'_>) -> Result<(), TargetError> {
+        let _ = unit;
+        Err(TargetError::Refused(
+            "this target realises single replicas, not whole services".into(),
+        ))
+    }
+
+    /// How the orchestrator's work on a service is going (see [`ServiceProgress`]).
+    async fn service_progress(
+        &self,
+        app: &str,
+        service: &str,
+    ) -> Result<ServiceProgress, TargetError> {
+        let _ = (app, service);
+        Ok(ServiceProgress::default())
+    }
+
+    /// Removes a whole service and its replicas (an orchestrating target's part of removing a
+    /// service the model no longer has, or a new one that failed).
+    async fn remove_service(&self, app: &str, service: &str) -> Result<(), TargetError> {
+        let _ = (app, service);
+        Ok(())
+    }
 
     /// Restarts a replica in place.
     async fn restart(&self, id: &str, grace: Duration) -> Result<(), TargetError>;

@@ -11,6 +11,7 @@ mod events;
 mod images;
 mod inventory;
 mod logs;
+mod service;
 mod spec;
 mod swarm;
 
@@ -24,6 +25,7 @@ pub use events::{EVENT_BUFFER, RawEvent};
 pub use images::BuildContext;
 pub use inventory::ImageState;
 pub use logs::LogChunk;
+pub use service::{SwarmService, SwarmServiceSpec, SwarmTask, TaskRestart, UpdatePolicy};
 pub use spec::{
     Attachment, Blkio, ContainerSpec, DeviceRequestSpec, Healthcheck, IpamPoolSpec, IpamSpec,
     MountSpec, NetworkSpec, VolumeSpec,

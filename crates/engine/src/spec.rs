@@ -335,18 +335,18 @@ pub enum MountSpec {
     },
 }
 
-fn opt_vec<T>(v: Vec<T>) -> Option<Vec<T>> {
+pub(crate) fn opt_vec<T>(v: Vec<T>) -> Option<Vec<T>> {
     (!v.is_empty()).then_some(v)
 }
 
-fn opt_map<K: std::hash::Hash + Eq, V>(
+pub(crate) fn opt_map<K: std::hash::Hash + Eq, V>(
     m: impl IntoIterator<Item = (K, V)>,
 ) -> Option<HashMap<K, V>> {
     let m: HashMap<K, V> = m.into_iter().collect();
     (!m.is_empty()).then_some(m)
 }
 
-fn mount(m: &MountSpec) -> Mount {
+pub(crate) fn mount(m: &MountSpec) -> Mount {
     match m {
         MountSpec::Volume {
             source,

@@ -12,9 +12,38 @@ pub struct AppSummary {
     pub result: String,
     /// When it was deployed.
     pub time: DateTime<Utc>,
-    /// Its containers now, and how many of them run.
+    /// Its containers (a cluster's tasks) now, and how many of them run.
     pub containers: usize,
     pub running: usize,
+    /// Where it runs: `local` (the engine capstan runs beside) or a target's name.
+    #[serde(default = "local")]
+    pub target: String,
+}
+
+fn local() -> String {
+    "local".to_owned()
+}
+
+/// One replica of an app as its target shows it (`GET /api/v1/apps/{app}/replicas`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct AppReplica {
+    pub service: String,
+    /// Its slot, from 1.
+    pub replica: u32,
+    /// The target's id for it (a container's or a Swarm task's).
+    pub id: String,
+    pub name: String,
+    /// `running`, `exited`, `created`, ...
+    pub state: String,
+    /// `healthy`, `unhealthy` or `starting` when it has a healthcheck.
+    pub health: Option<String>,
+    /// The node it runs on, on a target of several.
+    pub node: Option<String>,
+    /// The image it runs: an image id on one engine, a digest on a cluster.
+    pub image: String,
+    /// Where it answers on its node (`10.0.0.12:30001->80/tcp`), on a target whose replicas
+    /// publish their own ports.
+    pub endpoints: Vec<String>,
 }
 
 /// One entry of the release ledger.

@@ -33,7 +33,7 @@ pub use alerts::{
     Alert, AlertList, AlertRuleInfo, AlertRules, AlertState, RuleTest, RuleTestInstance,
     is_label_name,
 };
-pub use app::{AppSummary, BuiltImage, Release};
+pub use app::{AppReplica, AppSummary, BuiltImage, Release};
 pub use deploy::{
     Action, Outcome, Plan, Progress, RegistryCheck, ReleaseResult, Report, RolloutLock,
     RolloutLocks, ServicePlan, ServiceReport, Step, Violation,

@@ -73,6 +73,14 @@ pub fn swarm_host() -> String {
     })
 }
 
+/// The registry the Swarm's nodes pull from (`10.217.0.1:5000`, on the test bridge; every
+/// node's engine takes it as an insecure registry).
+pub fn swarm_registry() -> String {
+    std::env::var("CAPSTAN_TEST_SWARM_REGISTRY").unwrap_or_else(|_| {
+        panic!("CAPSTAN_TEST_SWARM_REGISTRY is not set: run the tests with scripts/test")
+    })
+}
+
 /// The run's registry (`127.0.0.1:PORT`).
 pub fn registry() -> String {
     std::env::var("CAPSTAN_TEST_REGISTRY").unwrap_or_else(|_| {

@@ -22,8 +22,28 @@ pub struct DeployArgs {
     /// `never` and `build` services are not pulled).
     #[arg(long)]
     pull: bool,
+    /// Where to run the app: a target of `capstan targets` (default: where the app runs now,
+    /// else the local engine). An app lives on one target.
+    #[arg(long, value_name = "NAME")]
+    target: Option<String>,
     #[command(flatten)]
     out: OutputArgs,
+}
+
+/// `?pull=true&target=NAME`, as a deploy and a plan ask.
+pub(super) fn deploy_query(pull: bool, target: Option<&str>) -> String {
+    let mut pairs = Vec::new();
+    if pull {
+        pairs.push("pull=true".to_owned());
+    }
+    if let Some(t) = target {
+        pairs.push(format!("target={}", super::policy::encoded(t)));
+    }
+    if pairs.is_empty() {
+        String::new()
+    } else {
+        format!("?{}", pairs.join("&"))
+    }
 }
 
 /// Deploys; exit 1 when the release failed or was rolled back.
@@ -45,7 +65,7 @@ pub async fn deploy(args: DeployArgs) -> Result<(), Failure> {
         &client,
         &format!(
             "/api/v1/apps/{app}/deploy{}",
-            if args.pull { "?pull=true" } else { "" }
+            deploy_query(args.pull, args.target.as_deref())
         ),
         &request,
         args.out.output,

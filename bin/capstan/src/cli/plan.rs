@@ -16,6 +16,10 @@ pub struct PlanArgs {
     /// Plan as `capstan deploy --pull` would deploy: every image pulled first.
     #[arg(long)]
     pull: bool,
+    /// Plan for a target of `capstan targets` (default: where the app runs now, else the
+    /// local engine).
+    #[arg(long, value_name = "NAME")]
+    target: Option<String>,
     #[command(flatten)]
     out: OutputArgs,
 }
@@ -37,7 +41,7 @@ pub async fn run(args: PlanArgs) -> Result<(), Failure> {
         .post(
             &format!(
                 "/api/v1/apps/{app}/plan{}",
-                if args.pull { "?pull=true" } else { "" }
+                super::apps::deploy_query(args.pull, args.target.as_deref())
             ),
             &request,
         )

@@ -28,7 +28,7 @@ pub enum PolicyCommand {
 }
 
 /// A query value with everything but letters and digits percent-encoded.
-fn encoded(text: &str) -> String {
+pub(super) fn encoded(text: &str) -> String {
     text.bytes()
         .map(|b| {
             if b.is_ascii_alphanumeric() {

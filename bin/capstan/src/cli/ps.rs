@@ -1,6 +1,6 @@
 //! `capstan ps`.
 
-use capstan_model::ContainerList;
+use capstan_model::{AppReplica, AppSummary, ContainerList};
 use clap::Args;
 
 use super::client::Client;
@@ -29,6 +29,16 @@ pub async fn run(args: PsArgs) -> Result<(), Failure> {
     if let Some(app) = &args.app {
         query.push(("app", app.clone()));
     }
+    if let Some(app) = &args.app {
+        // an app on a cluster: its tasks, with their nodes, as the cluster shows them
+        let apps: Vec<AppSummary> = client.get("/api/v1/apps", &[]).await?;
+        if let Some(on) = apps.iter().find(|a| &a.name == app && a.target != "local") {
+            let replicas: Vec<AppReplica> = client
+                .get(&format!("/api/v1/apps/{app}/replicas"), &[])
+                .await?;
+            return cluster_table(&on.target, &replicas, args.out.output);
+        }
+    }
     let list: ContainerList = client.get("/api/v1/containers", &query).await?;
     if let Some(app) = &args.app {
         let proxy: serde_json::Value = client.get("/api/v1/proxy", &[]).await?;
@@ -53,6 +63,33 @@ pub async fn run(args: PsArgs) -> Result<(), Failure> {
             c.state.clone(),
             c.status.clone(),
             local_time(c.created),
+        ]);
+    }
+    table.print();
+    Ok(())
+}
+
+/// An app's replicas on a cluster (target `target`): service, slot, node, state and health,
+/// the digest each runs, and the host port its node publishes.
+fn cluster_table(target: &str, replicas: &[AppReplica], output: Output) -> Result<(), Failure> {
+    if output == Output::Json {
+        return print_json(&replicas);
+    }
+    println!("on target {target}");
+    let mut table = Table::new(&[
+        "SERVICE", "REPLICA", "NODE", "STATE", "HEALTH", "IMAGE", "TASK", "PORTS",
+    ]);
+    for r in replicas {
+        let digest = r.image.split_once(':').map_or(r.image.as_str(), |(_, h)| h);
+        table.row(vec![
+            r.service.clone(),
+            r.replica.to_string(),
+            r.node.clone().unwrap_or_default(),
+            r.state.clone(),
+            r.health.clone().unwrap_or_default(),
+            digest.get(..12).unwrap_or(digest).to_owned(),
+            short_id(&r.id).to_owned(),
+            r.endpoints.join(", "),
         ]);
     }
     table.print();

@@ -28,6 +28,7 @@ mod scan;
 mod secrets;
 mod security;
 mod sinks;
+mod swarm;
 mod targets;
 mod updates;
 

@@ -33,6 +33,7 @@ pub(crate) struct ComposeFile {
 /// here with no environment and no files beside it.
 async fn request(
     state: &AppState,
+    place: &Place,
     app: &str,
     headers: &HeaderMap,
     body: &axum::body::Bytes,
@@ -111,7 +112,7 @@ async fn request(
         ));
     }
     // a plan refuses what a deploy would
-    state
+    place
         .deployer
         .check(&req)
         .map_err(|e| ApiError::new(Code::BadRequest, e.to_string()))?;
@@ -375,15 +376,20 @@ const PROGRESS_BUFFER: usize = 1024;
 /// one JSON line per step as it happens and the report as the last line (`{"report": ...}`).
 async fn respond(
     state: AppState,
-    app: String,
+    place: Place,
     req: DeployRequest,
     headers: &HeaderMap,
     actor: String,
 ) -> Result<Response, ApiError> {
-    state
+    let app = req.app();
+    place
         .deployer
         .check(&req)
         .map_err(|e| ApiError::new(Code::BadRequest, e.to_string()))?;
+    // a cluster that does not answer is said so before a release is recorded (exit 3)
+    if place.deployer.target.orchestrates() {
+        place.deployer.target.observe(&app).await?;
+    }
     let held = hold(&state, &app)?;
     let streaming = headers
         .get(ACCEPT)
@@ -393,7 +399,7 @@ async fn respond(
     let (done_tx, done_rx) = tokio::sync::oneshot::channel();
     tokio::spawn(async move {
         let _held = held;
-        let result = run_release(&state, &actor, req, Some(tx)).await;
+        let result = run_release(&state, &place, &actor, req, Some(tx)).await;
         let _ = done_tx.send(result);
     });
     if !streaming {
@@ -432,7 +438,8 @@ async fn respond(
     tag = "apps",
     params(
         ("app" = String, Path, description = "the app (Compose project)"),
-        ("pull" = Option<bool>, Query, description = "plan as `capstan deploy --pull` would deploy: every image pulled first")
+        ("pull" = Option<bool>, Query, description = "plan as `capstan deploy --pull` would deploy: every image pulled first"),
+        ("target" = Option<String>, Query, description = "the target to plan for (default: the one the app runs on, else the local engine); a target the app does not run on is refused")
     ),
     request_body(description = "the resolved model as JSON, or a Compose file", content((DeployRequest = "application/json"), (ComposeFile = "application/yaml"))),
     responses(
@@ -449,19 +456,20 @@ pub(crate) async fn plan_app(
 ) -> Result<Json<Plan>, ApiError> {
     check_app(&app)?;
     let pull = pull_flag(&pairs)?;
-    let mut req = request(&state, &app, &headers, &body).await?;
+    let place = place(&state, &app, target_param(&pairs)).await?;
+    let mut req = request(&state, &place, &app, &headers, &body).await?;
     req.pull = pull;
     let previous = capstan_deploy::running_model(&state.store, &app).await?;
-    let mut plan = state.deployer.plan(&req, previous.as_ref()).await?;
+    let mut plan = place.deployer.plan(&req, previous.as_ref()).await?;
     registry_checks(&state, &req, &mut plan).await?;
     // what the policy would refuse of the one who asks for the plan
     plan.violations = policy_violations(&state, &req, who.as_ref()).await?;
     Ok(Json(plan))
 }
 
-/// `?pull=true`, the one query parameter a deploy and a plan take.
+/// `?pull=true`; a deploy and a plan also take `?target=`.
 fn pull_flag(pairs: &Pairs) -> Result<bool, ApiError> {
-    params::only(pairs, &["pull"])?;
+    params::only(pairs, &["pull", "target"])?;
     Ok(params::flag(pairs, "pull")?.unwrap_or(false))
 }
 
@@ -562,7 +570,8 @@ fn hold(state: &AppState, app: &str) -> Result<capstan_model::RolloutLock, ApiEr
     tag = "apps",
     params(
         ("app" = String, Path, description = "the app (Compose project)"),
-        ("pull" = Option<bool>, Query, description = "pull every image first, as pull_policy: always does (a tag pushed again is deployed)")
+        ("pull" = Option<bool>, Query, description = "pull every image first, as pull_policy: always does (a tag pushed again is deployed)"),
+        ("target" = Option<String>, Query, description = "where to run the app, a target of GET /api/v1/targets (default: the one it runs on, else the local engine); an app lives on one target, so another one is refused")
     ),
     request_body(description = "the resolved model as JSON, or a Compose file", content((DeployRequest = "application/json"), (ComposeFile = "application/yaml"))),
     responses(
@@ -580,10 +589,11 @@ pub(crate) async fn deploy_app(
 ) -> Result<Response, ApiError> {
     check_app(&app)?;
     let pull = pull_flag(&pairs)?;
-    let mut req = request(&state, &app, &headers, &body).await?;
+    let place = place(&state, &app, target_param(&pairs)).await?;
+    let mut req = request(&state, &place, &app, &headers, &body).await?;
     req.pull = pull;
     authorize(&state, &app, &req, who.as_ref()).await?;
-    respond(state, app, req, &headers, actor(who)).await
+    respond(state, place, req, &headers, actor(who)).await
 }
 
 /// `POST /api/v1/apps/{app}/rollback[?to=N]`: deploys release N again (default: the last one
@@ -620,13 +630,14 @@ pub(crate) async fn rollback_app(
                 .map_err(|_| ApiError::bad_param("to", format!("{v:?} is not a release number")))
         })
         .transpose()?;
-    let req = state
+    let place = place(&state, &app, None).await?;
+    let req = place
         .deployer
         .rollback_request(&state.store, &app, to)
         .await?;
     // the release rolled back to passes the policy as it stands now, for who asks
     authorize(&state, &app, &req, who.as_ref()).await?;
-    respond(state, app, req, &headers, actor(who)).await
+    respond(state, place, req, &headers, actor(who)).await
 }
 
 /// How the deploy policy sees the caller: an admin, or anyone else.
@@ -663,17 +674,99 @@ async fn authorize(
     Err(ApiError::new(Code::Forbidden, policy::refusal(app, &found)))
 }
 
-/// Records a release, deploys it, records how it ended. The caller holds the app's lock.
+/// Records a release (and the target it runs on), deploys it, records how it ended. The
+/// caller holds the app's lock.
 async fn run_release(
     state: &AppState,
+    place: &Place,
     actor: &str,
-    req: DeployRequest,
+    mut req: DeployRequest,
     progress: Option<tokio::sync::mpsc::Sender<Progress>>,
 ) -> Result<Report, ApiError> {
-    Ok(state
+    if let (Some(target), Some(source)) = (&place.target, req.source.as_object_mut()) {
+        source.insert("target".into(), target.clone().into());
+    }
+    Ok(place
         .deployer
         .release(&state.store, actor, &req, progress)
         .await?)
+}
+
+/// Where an app's releases run: the target and its deployer.
+#[derive(Clone)]
+struct Place {
+    /// `None`: the local engine.
+    target: Option<String>,
+    deployer: capstan_deploy::Deployer,
+}
+
+/// The target app `app` lives on (its newest release's; `None`: the local engine), or
+/// `Err(())` when it lives nowhere now (never deployed, or taken down).
+async fn lives_on(state: &AppState, app: &str) -> Result<Result<Option<String>, ()>, ApiError> {
+    let rows = state.store.releases(app.to_owned()).await?;
+    Ok(match rows.first() {
+        Some(newest) if newest.result != capstan_model::ReleaseResult::Down.as_str() => {
+            Ok(capstan_deploy::target_of(newest))
+        }
+        _ => Err(()),
+    })
+}
+
+/// Where a deploy, plan, rollback or down of `app` runs: the target it lives on, else the one
+/// `asked` (`?target=`), else the local engine. A target it does not live on is refused.
+async fn place(state: &AppState, app: &str, asked: Option<&str>) -> Result<Place, ApiError> {
+    // asked for: `Some(None)` is the local engine
+    let asked: Option<Option<&str>> =
+        asked.map(|t| Some(t).filter(|t| *t != capstan_deploy::targets::LOCAL));
+    if let Some(Some(name)) = asked
+        && !state.places.contains_key(name)
+    {
+        let known: Vec<&str> = std::iter::once(capstan_deploy::targets::LOCAL)
+            .chain(state.places.keys().map(String::as_str))
+            .collect();
+        return Err(ApiError::bad_param(
+            "target",
+            format!(
+                "no target named {name:?} (there are: {}; capstan targets lists them, [[targets]] in capstan.toml adds one)",
+                known.join(", ")
+            ),
+        ));
+    }
+    let target = match (lives_on(state, app).await?, asked) {
+        (Ok(lives), Some(asked)) if lives.as_deref() != asked => {
+            let lives = lives.as_deref().unwrap_or(capstan_deploy::targets::LOCAL);
+            return Err(ApiError::bad_param(
+                "target",
+                format!(
+                    "app {app} runs on target {lives}, and an app lives on one target; to move it, take it down there (capstan down {app}; its volumes stay on {lives}), then deploy it with --target {}",
+                    asked.unwrap_or(capstan_deploy::targets::LOCAL)
+                ),
+            ));
+        }
+        (Ok(lives), _) => lives,
+        (Err(()), asked) => asked.flatten().map(str::to_owned),
+    };
+    let deployer = match &target {
+        None => state.deployer.clone(),
+        Some(name) => state.places.get(name).cloned().ok_or_else(|| {
+            ApiError::new(
+                Code::Conflict,
+                format!(
+                    "app {app} runs on target {name}, which capstan.toml no longer names: add it back to [[targets]] to manage the app"
+                ),
+            )
+        })?,
+    };
+    Ok(Place { target, deployer })
+}
+
+/// `?target=NAME`.
+fn target_param(pairs: &Pairs) -> Option<&str> {
+    pairs
+        .iter()
+        .rev()
+        .find(|(k, _)| k == "target")
+        .map(|(_, v)| v.as_str())
 }
 
 /// `GET /api/v1/apps`.
@@ -690,9 +783,53 @@ pub(crate) async fn list_apps(
 ) -> Result<Json<Vec<AppSummary>>, ApiError> {
     let rows = state.store.apps().await?;
     let containers = state.engine.list_containers(true).await?;
+    // an app on a cluster: its replicas as the cluster shows them, one look per target
+    let mut elsewhere: BTreeMap<String, BTreeMap<String, Vec<capstan_deploy::Replica>>> =
+        BTreeMap::new();
+    let mut placed = BTreeMap::new();
+    for r in &rows {
+        let Some(row) = state
+            .store
+            .releases(r.app.clone())
+            .await?
+            .into_iter()
+            .next()
+        else {
+            continue;
+        };
+        let Some(target) = capstan_deploy::target_of(&row) else {
+            continue;
+        };
+        if !elsewhere.contains_key(&target)
+            && let Some(d) = state.places.get(&target)
+        {
+            let seen = d.target.observe_all().await.unwrap_or_else(|e| {
+                tracing::warn!(target, error = %e, "cannot list an app target's replicas");
+                BTreeMap::new()
+            });
+            elsewhere.insert(target.clone(), seen);
+        }
+        placed.insert(r.app.clone(), target);
+    }
     Ok(Json(
         rows.into_iter()
             .map(|r| {
+                if let Some(target) = placed.get(&r.app) {
+                    let replicas = elsewhere
+                        .get(target)
+                        .and_then(|m| m.get(&r.app))
+                        .cloned()
+                        .unwrap_or_default();
+                    return AppSummary {
+                        containers: replicas.len(),
+                        running: replicas.iter().filter(|x| x.state == "running").count(),
+                        name: r.app,
+                        release: r.number,
+                        result: r.result,
+                        time: nanos_to_datetime(r.created_nano),
+                        target: target.clone(),
+                    };
+                }
                 let mine: Vec<_> = containers
                     .iter()
                     .filter(|c| c.labels.get("io.capstan.app") == Some(&r.app))
@@ -706,6 +843,7 @@ pub(crate) async fn list_apps(
                     release: r.number,
                     result: r.result,
                     time: nanos_to_datetime(r.created_nano),
+                    target: capstan_deploy::targets::LOCAL.to_owned(),
                 }
             })
             .collect(),
@@ -765,6 +903,45 @@ pub(crate) async fn list_releases(
     Ok(Json(rows.into_iter().map(release).collect()))
 }
 
+/// `GET /api/v1/apps/{app}/replicas`: the app's replicas as the target it runs on shows them
+/// (on a cluster: each task with its node and the host ports it publishes there).
+#[utoipa::path(
+    get,
+    path = "/api/v1/apps/{app}/replicas",
+    tag = "apps",
+    params(("app" = String, Path, description = "the app")),
+    responses(
+        (status = 200, description = "its replicas, by service and slot", body = Vec<capstan_model::AppReplica>)
+    )
+)]
+pub(crate) async fn app_replicas(
+    State(state): State<AppState>,
+    Path(app): Path<String>,
+    Query(pairs): Query<Pairs>,
+) -> Result<Json<Vec<capstan_model::AppReplica>>, ApiError> {
+    check_app(&app)?;
+    params::only(&pairs, &[])?;
+    let place = place(&state, &app, None).await?;
+    let mut replicas = place.deployer.target.observe(&app).await?;
+    replicas.sort_by(|a, b| (&a.service, a.replica).cmp(&(&b.service, b.replica)));
+    Ok(Json(
+        replicas
+            .into_iter()
+            .map(|r| capstan_model::AppReplica {
+                service: r.service,
+                replica: r.replica,
+                id: r.id,
+                name: r.name,
+                state: r.state,
+                health: r.health,
+                node: r.node,
+                image: r.image_id,
+                endpoints: r.endpoints,
+            })
+            .collect(),
+    ))
+}
+
 /// `POST /api/v1/apps/{app}/down[?volumes=true]`: removes the app's containers and networks
 /// (and volumes when asked). The ledger stays.
 #[utoipa::path(
@@ -790,7 +967,8 @@ pub(crate) async fn down_app(
     let volumes = params::flag(&pairs, "volumes")?.unwrap_or(false);
     // no deploy and no self-healing while the app goes down
     let _held = hold(&state, &app)?;
-    let removed = state
+    let place = place(&state, &app, None).await?;
+    let removed = place
         .deployer
         .take_down(&state.store, &actor(who), &app, volumes)
         .await?;

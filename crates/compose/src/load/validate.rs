@@ -193,6 +193,60 @@ fn values(s: &crate::model::Service) -> Result<(), (&'static str, String)> {
         s.scale,
         s.deploy.as_ref().and_then(|d| d.replicas),
     )?;
+    let deploy = s.deploy.as_ref();
+    match deploy.and_then(|d| d.mode.as_deref()) {
+        None | Some("replicated") => {}
+        Some("global") => {
+            if deploy.and_then(|d| d.replicas).is_some() || s.scale.is_some() {
+                return Err((
+                    "deploy.mode",
+                    "global runs one replica on every node: take deploy.replicas (or scale) out"
+                        .into(),
+                ));
+            }
+        }
+        Some(other) => {
+            return Err((
+                "deploy.mode",
+                format!("{other:?} is not a mode: replicated or global"),
+            ));
+        }
+    }
+    match deploy.and_then(|d| d.endpoint_mode.as_deref()) {
+        None | Some("dnsrr") => {}
+        Some("vip") => {
+            return Err((
+                "deploy.endpoint_mode",
+                "vip needs the kernel's IPVS, which capstan does not use: capstan's proxy spreads \
+                 requests over the replicas; take it out, or say dnsrr"
+                    .into(),
+            ));
+        }
+        Some(other) => {
+            return Err((
+                "deploy.endpoint_mode",
+                format!("{other:?} is not an endpoint mode: dnsrr"),
+            ));
+        }
+    }
+    if let Some(p) = deploy.and_then(|d| d.placement.as_ref()) {
+        range(
+            "deploy.placement.max_replicas_per_node",
+            p.max_replicas_per_node,
+            1,
+            i64::from(u32::MAX),
+        )?;
+        for c in &p.constraints {
+            if !["==", "!="].iter().any(|op| c.contains(op)) {
+                return Err((
+                    "deploy.placement.constraints",
+                    format!(
+                        "{c:?} is not a constraint: ATTRIBUTE==VALUE or ATTRIBUTE!=VALUE (node.role==worker)"
+                    ),
+                ));
+            }
+        }
+    }
     for d in &s.devices {
         if d.source.contains('=') {
             return Err((

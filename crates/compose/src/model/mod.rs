@@ -39,7 +39,8 @@ pub use objects::{FileObject, FileRef, Ipam, IpamPool, Network, Volume};
 pub use ports::Port;
 pub use runtime::{
     Blkio, BlkioRate, BlkioWeight, Deploy, Device, DeviceRequest, Gpus, Healthcheck, Logging,
-    ResourceSet, Resources, RestartPolicy, Ulimit, UpdateConfig, micros,
+    Placement, PlacementPreference, ResourceSet, Resources, RestartPolicy, Ulimit, UpdateConfig,
+    micros,
 };
 pub use volumes::{BindOptions, ServiceVolume, TmpfsOptions, VolumeOptions};
 
@@ -500,11 +501,19 @@ impl Service {
     /// The replicas it asks for: `deploy.replicas`, else `scale`, else 1 (the loader refused
     /// the two saying otherwise).
     pub fn declared_replicas(&self) -> i64 {
+        if self.is_global() {
+            return 1;
+        }
         self.deploy
             .as_ref()
             .and_then(|d| d.replicas)
             .or(self.scale)
             .unwrap_or(1)
+    }
+
+    /// Whether it runs one replica on every node (`deploy.mode: global`).
+    pub fn is_global(&self) -> bool {
+        self.deploy.as_ref().and_then(|d| d.mode.as_deref()) == Some("global")
     }
 
     /// What it asks of the engine's device drivers: `gpus`, then

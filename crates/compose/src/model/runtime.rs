@@ -73,6 +73,43 @@ pub struct Deploy {
         skip_serializing_if = "BTreeMap::is_empty"
     )]
     pub labels: BTreeMap<String, String>,
+    /// `replicated` (the default) or `global`: one replica on every node of a cluster (on one
+    /// engine, one replica).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mode: Option<String>,
+    /// Where a cluster may place the replicas (one engine has one place: nothing to choose).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub placement: Option<Placement>,
+    /// `dnsrr` (what capstan runs: the name resolves to every replica) or `vip`, which needs
+    /// the kernel's IPVS and is refused.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub endpoint_mode: Option<String>,
+}
+
+/// `deploy.placement:`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Placement {
+    /// `node.role==worker`, `node.labels.zone!=east`, ...
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub constraints: Vec<String>,
+    /// Spread over the values of a node attribute, in order.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub preferences: Vec<PlacementPreference>,
+    #[serde(
+        default,
+        deserialize_with = "de::int_opt",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub max_replicas_per_node: Option<i64>,
+}
+
+/// One placement preference.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PlacementPreference {
+    /// `node.labels.zone`.
+    pub spread: String,
 }
 
 /// `update_config:` / `rollback_config:`.

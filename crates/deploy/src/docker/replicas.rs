@@ -25,6 +25,8 @@ pub(crate) fn of_app(app: &str, containers: &[Container]) -> Vec<Replica> {
                 state: c.state.clone(),
                 exit_code: exit_code(&c.status),
                 health: health(&c.status).map(str::to_owned),
+                node: None,
+                endpoints: Vec::new(),
             })
         })
         .collect()

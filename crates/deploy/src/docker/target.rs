@@ -66,7 +66,7 @@ impl DockerTarget {
 }
 
 /// Maps an engine error to the seam's, with what was being done.
-pub(super) fn engine_error(
+pub(crate) fn engine_error(
     context: impl Into<Option<String>>,
 ) -> impl FnOnce(capstan_engine::Error) -> TargetError {
     let context = context.into();

@@ -69,6 +69,21 @@ impl Gate {
         }
     }
 
+    /// How long the gate waits at most for one replica.
+    pub(super) fn limit(&self) -> Duration {
+        self.limit
+    }
+
+    /// How long a replica without a healthcheck must run.
+    pub(super) fn monitor(&self) -> Duration {
+        self.monitor
+    }
+
+    /// Whether the gate waits on a healthcheck.
+    pub(super) fn has_healthcheck(&self) -> bool {
+        self.healthcheck
+    }
+
     /// Waits until replica `id` (called `name` in messages) passes.
     ///
     /// # Errors

@@ -9,6 +9,7 @@ mod gate;
 mod roll;
 mod service;
 mod steps;
+mod whole;
 
 pub(crate) use service::DEFAULT_GRACE;
 

@@ -122,7 +122,9 @@ impl<'a> Rollout<'a> {
             _ => Vec::new(),
         };
         let mut failure = None;
-        if let Action::Recreate { reasons } = &action {
+        if self.deployer.target.orchestrates() {
+            failure = self.apply_whole(name, &action, &mut steps).await;
+        } else if let Action::Recreate { reasons } = &action {
             steps.push(
                 Step::Rolling,
                 format!("rolling update: {}", reasons.join("; ")),
@@ -177,7 +179,17 @@ impl<'a> Rollout<'a> {
     pub(super) async fn remove_service(&self, name: &str, running: &[Replica]) -> ServiceReport {
         let start = Instant::now();
         let mut steps = Steps::new(name, self.deployer.progress.clone());
-        for r in running.iter().filter(|r| r.service == name) {
+        let target = &self.deployer.target;
+        if target.orchestrates() {
+            match target.remove_service(&self.req.app(), name).await {
+                Ok(()) => steps.push(Step::Removed, format!("removed service {name}")),
+                Err(e) => steps.push(Step::Failed, format!("cannot remove service {name}: {e}")),
+            }
+        }
+        for r in running
+            .iter()
+            .filter(|r| r.service == name && !target.orchestrates())
+        {
             let unit = self.unit(&self.req.project, name, r.replica, self.release, false);
             self.set_aside(&r.id, unit, DEFAULT_GRACE).await;
             steps.push(Step::Removed, format!("removed replica {}", r.replica));

@@ -1,0 +1,417 @@
+//! Apps on a real three-node Swarm (`scripts/swarm-ground`: hosts in network namespaces, each
+//! with its own dockerd, joined by the real tokens, pulling from a registry on the test
+//! bridge): the same Compose file deployed with `--target`, one Swarm service per Compose
+//! service, images pinned by digest, rolled health-gated by capstan and put back by capstan
+//! when a release fails; the app remembers its target. Their names start with `swarm_`: they
+//! run one at a time in their own nextest group.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::time::Duration;
+
+use capstan_engine::{Engine, SwarmTask};
+use capstan_model::Release;
+use capstan_testkit::{Daemon, eventually, free_port, unique};
+
+use crate::bin;
+
+/// A manager of the run's Swarm, and a repository of the Swarm's registry pushed `tags`
+/// (busybox, each tag's image with its own `/marker`, so each has its own digest).
+async fn images(tags: &[&str]) -> (Engine, String) {
+    let manager = Engine::new(Some(&capstan_testkit::swarm_host())).unwrap();
+    manager.negotiate().await.unwrap();
+    let repo = format!(
+        "{}/capt/{}",
+        capstan_testkit::swarm_registry(),
+        unique("web")
+    );
+    for tag in tags {
+        let reference = format!("{repo}:{tag}");
+        manager
+            .import_rootfs(capstan_testkit::rootfs_with_file(Some(tag)), &reference)
+            .await
+            .unwrap();
+        manager.push(&reference, None).await.unwrap();
+    }
+    (manager, repo)
+}
+
+/// A config that names the run's Swarm as target `lab`.
+fn lab() -> String {
+    format!(
+        "[[targets]]\nname = \"lab\"\nkind = \"swarm\"\ndocker_host = \"{}\"\n",
+        capstan_testkit::swarm_host()
+    )
+}
+
+/// Three services: web (4 replicas of `image`, httpd behind a healthcheck that `healthy`
+/// decides), api (no healthcheck: gated on running), db (a named volume).
+fn app(image: &str, healthy: bool) -> String {
+    let check = if healthy {
+        r#"["CMD", "wget", "-q", "-O", "/dev/null", "http://127.0.0.1/"]"#
+    } else {
+        r#"["CMD", "false"]"#
+    };
+    format!(
+        r#"services:
+  web:
+    image: {image}
+    command: ["sh", "-c", "mkdir -p /www; cat /marker > /www/index.html; exec httpd -f -p 80 -h /www"]
+    ports:
+      - "80"
+    healthcheck:
+      test: {check}
+      interval: 1s
+      timeout: 3s
+      retries: 2
+    stop_grace_period: 2s
+    deploy:
+      replicas: 4
+      update_config:
+        parallelism: 2
+        monitor: 1s
+  api:
+    image: {image}
+    command: ["sh", "-c", "exec sleep 100000"]
+    stop_grace_period: 1s
+    depends_on: [db]
+  db:
+    image: {image}
+    command: ["sh", "-c", "echo up > /data/state; exec sleep 100000"]
+    stop_grace_period: 1s
+    volumes:
+      - data:/data
+volumes:
+  data: {{}}
+"#
+    )
+}
+
+/// The tasks the cluster wants running, by Compose service.
+async fn running(manager: &Engine, app: &str) -> BTreeMap<String, Vec<SwarmTask>> {
+    let services = manager
+        .swarm_services("io.capstan.app", Some(app))
+        .await
+        .unwrap();
+    let ids: Vec<String> = services.iter().map(|s| s.id.clone()).collect();
+    let tasks = manager.swarm_tasks(&ids).await.unwrap();
+    let mut out: BTreeMap<String, Vec<SwarmTask>> = BTreeMap::new();
+    for s in &services {
+        let name = s.labels["io.capstan.service"].clone();
+        out.entry(name).or_default().extend(
+            tasks
+                .iter()
+                .filter(|t| t.service_id == s.id && t.desired_state == "running")
+                .cloned(),
+        );
+    }
+    out
+}
+
+/// The digest every running task of `service` runs (panics when they differ).
+fn digest_of(tasks: &BTreeMap<String, Vec<SwarmTask>>, service: &str) -> String {
+    let digests: BTreeSet<&str> = tasks[service]
+        .iter()
+        .map(|t| t.image.split_once('@').map_or("", |(_, d)| d))
+        .collect();
+    assert_eq!(digests.len(), 1, "{service}: {:?}", tasks[service]);
+    (*digests.first().unwrap()).to_owned()
+}
+
+/// What each web replica answers at the endpoint its node published, as the API lists them.
+async fn answers(daemon: &Daemon, app: &str) -> Vec<String> {
+    let replicas: Vec<capstan_model::AppReplica> =
+        daemon.get(&format!("/api/v1/apps/{app}/replicas")).await;
+    let mut out = Vec::new();
+    for r in replicas.iter().filter(|r| r.service == "web") {
+        assert!(
+            r.node
+                .as_deref()
+                .is_some_and(|n| n.starts_with("capt-node")),
+            "{r:?}"
+        );
+        let endpoint = r.endpoints.first().unwrap_or_else(|| panic!("{r:?}"));
+        let addr = endpoint.split_once("->").unwrap().0;
+        let body = reqwest::get(format!("http://{addr}/"))
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        out.push(body.trim().to_owned());
+    }
+    out
+}
+
+async fn deploy(
+    daemon: &Daemon,
+    dir: &std::path::Path,
+    args: &[&str],
+    compose: &str,
+) -> (i32, String) {
+    std::fs::write(dir.join("compose.yaml"), compose).unwrap();
+    let mut all = vec!["deploy"];
+    all.extend_from_slice(args);
+    let (code, out, err) = daemon.cli_in(dir, &all, &[]).await;
+    (code, format!("{out}{err}"))
+}
+
+#[tokio::test]
+async fn swarm_an_app_is_deployed_pinned_rolled_put_back_by_capstan_and_taken_down() {
+    let (manager, repo) = images(&["v1", "v2"]).await;
+    let daemon = Daemon::start_with(bin(), &capstan_testkit::docker_host(), &lab()).await;
+    let dir = tempfile::tempdir().unwrap();
+    let name = unique("sw");
+    let v1 = format!("{repo}:v1");
+    let v2 = format!("{repo}:v2");
+
+    // release 1: three Swarm services, every task running and healthy, pinned by digest
+    let (code, out) = deploy(
+        &daemon,
+        dir.path(),
+        &["-p", &name, "--target", "lab"],
+        &app(&v1, true),
+    )
+    .await;
+    assert_eq!(code, 0, "{out}");
+    let tasks = running(&manager, &name).await;
+    assert_eq!(tasks.keys().collect::<Vec<_>>(), ["api", "db", "web"]);
+    assert_eq!(tasks["web"].len(), 4, "{:?}", tasks["web"]);
+    assert!(
+        tasks.values().flatten().all(|t| t.state == "running"),
+        "{tasks:?}"
+    );
+    assert!(
+        tasks
+            .values()
+            .flatten()
+            .all(|t| t.image.starts_with(&format!("{v1}@sha256:"))),
+        "{tasks:?}"
+    );
+    let nodes: BTreeSet<&str> = tasks["web"].iter().map(|t| t.node_id.as_str()).collect();
+    assert!(
+        nodes.len() >= 2,
+        "web's tasks all on one node: {:?}",
+        tasks["web"]
+    );
+    let d1 = digest_of(&tasks, "web");
+    // each web task publishes port 80 on a port its node picked
+    assert!(
+        tasks["web"]
+            .iter()
+            .all(|t| t.host_ports.iter().any(|(c, h, _)| *c == 80 && *h > 0)),
+        "{:?}",
+        tasks["web"]
+    );
+
+    // `ps` shows the tasks with their nodes, and each answers on the port its node picked
+    let (code, out, err) = daemon.cli(&["ps", &name]).await;
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(
+        out.contains("on target lab") && out.contains("capt-node"),
+        "{out}"
+    );
+    assert_eq!(
+        out.lines().filter(|l| l.starts_with("web")).count(),
+        4,
+        "{out}"
+    );
+    assert_eq!(answers(&daemon, &name).await, ["v1"; 4]);
+
+    // nothing to do now, and the app remembers where it runs: no --target needed
+    std::fs::write(dir.path().join("compose.yaml"), app(&v1, true)).unwrap();
+    let (code, out, err) = daemon
+        .cli_in(dir.path(), &["plan", "-p", &name, "-o", "json"], &[])
+        .await;
+    assert_eq!(code, 0, "{out}{err}");
+    let plan: capstan_model::Plan = serde_json::from_str(&out).unwrap();
+    assert!(
+        plan.services
+            .iter()
+            .all(|s| s.action == capstan_model::Action::Unchanged),
+        "{plan:?}"
+    );
+    let apps: Vec<capstan_model::AppSummary> = daemon.get("/api/v1/apps").await;
+    let mine = apps.iter().find(|a| a.name == name).unwrap();
+    assert_eq!(
+        (mine.target.as_str(), mine.containers, mine.running),
+        ("lab", 6, 6),
+        "{mine:?}"
+    );
+
+    // release 2: web (and the others, same image) roll to v2, health-gated by capstan
+    let (code, out) = deploy(&daemon, dir.path(), &["-p", &name], &app(&v2, true)).await;
+    assert_eq!(code, 0, "{out}");
+    let tasks = running(&manager, &name).await;
+    let d2 = digest_of(&tasks, "web");
+    assert_ne!(d1, d2);
+    assert_eq!(tasks["web"].len(), 4, "{:?}", tasks["web"]);
+    assert!(
+        tasks["web"].iter().all(|t| t.state == "running"),
+        "{tasks:?}"
+    );
+    assert_eq!(answers(&daemon, &name).await, ["v2"; 4]);
+
+    // release 3 never passes its healthcheck: exit 1, and capstan (not Swarm) puts v2 back
+    let (code, out) = deploy(&daemon, dir.path(), &["-p", &name], &app(&v2, false)).await;
+    assert_eq!(code, 1, "{out}");
+    assert!(out.contains("rolled back"), "{out}");
+    let tasks = running(&manager, &name).await;
+    assert_eq!(digest_of(&tasks, "web"), d2);
+    let back = eventually(
+        Duration::from_mins(1),
+        "web back on release 2, running",
+        || {
+            let manager = manager.clone();
+            let name = name.clone();
+            async move {
+                let t = running(&manager, &name).await;
+                (t["web"].len() == 4 && t["web"].iter().all(|t| t.state == "running")).then_some(t)
+            }
+        },
+    )
+    .await;
+    assert_eq!(digest_of(&back, "web"), d2);
+    let releases: Vec<Release> = daemon.get(&format!("/api/v1/apps/{name}/releases")).await;
+    let results: Vec<(i64, &str)> = releases
+        .iter()
+        .map(|r| (r.number, r.result.as_str()))
+        .collect();
+    assert_eq!(
+        results,
+        [(3, "rolled_back"), (2, "succeeded"), (1, "succeeded")]
+    );
+
+    // rollback to release 1: v1's digest again, through the same rollout
+    let (code, out, err) = daemon.cli(&["rollback", &name, "--to", "1"]).await;
+    assert_eq!(code, 0, "{out}{err}");
+    let tasks = running(&manager, &name).await;
+    assert_eq!(digest_of(&tasks, "web"), d1);
+    assert_eq!(digest_of(&tasks, "api"), d1);
+
+    // an app lives on one target: the local engine is refused, saying how to move it
+    let (code, out) = deploy(
+        &daemon,
+        dir.path(),
+        &["-p", &name, "--target", "local"],
+        &app(&v1, true),
+    )
+    .await;
+    assert_eq!(code, 2, "{out}");
+    assert!(
+        out.contains("runs on target lab") && out.contains("capstan down"),
+        "{out}"
+    );
+
+    // down removes every service and network the app made on the cluster
+    let (code, out, err) = daemon.cli(&["down", &name]).await;
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(
+        manager
+            .swarm_services("io.capstan.app", Some(&name))
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    let (networks, _) = manager
+        .labeled_networks_and_volumes("io.capstan.app", &name)
+        .await
+        .unwrap();
+    assert!(networks.is_empty(), "{networks:?}");
+}
+
+#[tokio::test]
+async fn swarm_bad_input_is_refused_before_anything_changes() {
+    let (manager, repo) = images(&["v1"]).await;
+    let dead = format!("tcp://127.0.0.1:{}", free_port());
+    let config = format!(
+        "{}\n[[targets]]\nname = \"gone\"\nkind = \"swarm\"\ndocker_host = \"{dead}\"\n",
+        lab()
+    );
+    let daemon = Daemon::start_with(bin(), &capstan_testkit::docker_host(), &config).await;
+    let dir = tempfile::tempdir().unwrap();
+    let name = unique("swbad");
+    let image = format!("{repo}:v1");
+
+    // a key a Swarm service cannot honour: exit 2 naming file, line and key; nothing made
+    let compose = format!(
+        "services:\n  web:\n    image: {image}\n    command: [\"sleep\", \"1000\"]\n    privileged: true\n"
+    );
+    let (code, out) = deploy(
+        &daemon,
+        dir.path(),
+        &["-p", &name, "--target", "lab"],
+        &compose,
+    )
+    .await;
+    assert_eq!(code, 2, "{out}");
+    assert!(
+        out.contains("compose.yaml:5") && out.contains("services.web.privileged"),
+        "{out}"
+    );
+    assert!(
+        manager
+            .swarm_services("io.capstan.app", Some(&name))
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    let (networks, _) = manager
+        .labeled_networks_and_volumes("io.capstan.app", &name)
+        .await
+        .unwrap();
+    assert!(networks.is_empty(), "{networks:?}");
+    let (code, out, err) = daemon.cli(&["releases", &name]).await;
+    assert_ne!(code, 0, "no release is recorded: {out}{err}");
+
+    // a target nobody configured: exit 2, naming the ones there are
+    let plain =
+        format!("services:\n  web:\n    image: {image}\n    command: [\"sleep\", \"1000\"]\n");
+    let (code, out) = deploy(
+        &daemon,
+        dir.path(),
+        &["-p", &name, "--target", "mars"],
+        &plain,
+    )
+    .await;
+    assert_eq!(code, 2, "{out}");
+    assert!(
+        out.contains("no target named \"mars\"") && out.contains("lab"),
+        "{out}"
+    );
+
+    // a target that does not answer: exit 3, and no release recorded
+    let (code, out) = deploy(
+        &daemon,
+        dir.path(),
+        &["-p", &name, "--target", "gone"],
+        &plain,
+    )
+    .await;
+    assert_eq!(code, 3, "{out}");
+    let (code, out, err) = daemon.cli(&["releases", &name]).await;
+    assert_ne!(code, 0, "no release is recorded: {out}{err}");
+
+    // an image the cluster's registry does not have: refused before any service is made
+    let missing = format!("{repo}:nowhere");
+    let compose =
+        format!("services:\n  web:\n    image: {missing}\n    command: [\"sleep\", \"1000\"]\n");
+    let (code, out) = deploy(
+        &daemon,
+        dir.path(),
+        &["-p", &name, "--target", "lab"],
+        &compose,
+    )
+    .await;
+    assert_ne!(code, 0, "{out}");
+    assert!(
+        out.contains("cannot resolve") && out.contains(&missing),
+        "{out}"
+    );
+    assert!(
+        manager
+            .swarm_services("io.capstan.app", Some(&name))
+            .await
+            .unwrap()
+            .is_empty()
+    );
+}

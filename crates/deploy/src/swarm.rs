@@ -1,0 +1,763 @@
+//! [`SwarmTarget`]: the [`Target`] seam over a Docker Swarm cluster, through one of its
+//! managers. One Compose service is one Swarm service named `<app>_<service>`, made from the
+//! same container specification a replica on one engine is made from
+//! ([`crate::container_spec`]); the cluster places and replaces its tasks, and the rollout
+//! engine gates on them and decides what a failure becomes. Images are pinned by the digest
+//! the manager resolves at deploy time, names resolve to every task (`dnsrr`, no routing mesh),
+//! tasks publish their ports on a host port their node picks.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Mutex;
+use std::time::Duration;
+
+use capstan_compose::Project;
+use capstan_compose::model::Service;
+use capstan_engine::{Engine, SwarmServiceSpec, SwarmTask, TaskRestart, UpdatePolicy};
+use capstan_model::{Event, TargetNode};
+use tokio::sync::broadcast;
+
+use crate::DeployRequest;
+use crate::docker::{SecretPaths, container_spec, engine_error, network_spec};
+use crate::error::TargetError;
+use crate::plan::desired_hash;
+use crate::request::file_digests;
+use crate::target::{Created, Replica, ServiceProgress, Status, Target, Unit};
+
+/// Labels that say which app and service a Swarm service is.
+const APP: &str = "io.capstan.app";
+const SERVICE: &str = "io.capstan.service";
+const SPEC: &str = "io.capstan.spec";
+
+/// How long `down` waits for a removed service's tasks to leave its networks.
+const DOWN_WAIT: Duration = Duration::from_mins(1);
+
+/// An app's replicas as tasks of Swarm services.
+#[derive(Debug)]
+pub struct SwarmTarget {
+    /// The target's name in `[[targets]]`.
+    pub name: String,
+    /// A manager of the cluster.
+    pub engine: Engine,
+    /// App → image reference → the digest the release underway pins it to (resolved once, in
+    /// [`Target::prepare`], so every task of a release runs the same image).
+    pinned: Mutex<BTreeMap<String, BTreeMap<String, String>>>,
+}
+
+impl SwarmTarget {
+    /// The target `name`, through the manager at `engine`.
+    pub fn new(name: impl Into<String>, engine: Engine) -> Self {
+        Self {
+            name: name.into(),
+            engine,
+            pinned: Mutex::default(),
+        }
+    }
+
+    fn pinned_digest(&self, app: &str, image: &str) -> Option<String> {
+        self.pinned
+            .lock()
+            .ok()?
+            .get(app)
+            .and_then(|m| m.get(image))
+            .cloned()
+    }
+
+    /// The digest `image` runs at: its own when pinned in the file, else what the manager
+    /// resolves in its registry now.
+    async fn resolve(&self, service: &str, image: &str) -> Result<String, TargetError> {
+        if let Some((_, digest)) = image.split_once('@') {
+            return Ok(digest.to_owned());
+        }
+        self.engine.registry_digest(image).await.map_err(|e| {
+            if e.is_unreachable() {
+                return engine_error(None)(e);
+            }
+            TargetError::Refused(format!(
+                "services.{service}.image: the Swarm's manager cannot resolve {image} in its \
+                 registry ({e}); every node pulls it from there: push it to a registry the nodes \
+                 reach (with credentials the manager has), then deploy again"
+            ))
+        })
+    }
+
+    /// The app's Swarm services.
+    async fn services_of(
+        &self,
+        app: Option<&str>,
+    ) -> Result<Vec<capstan_engine::SwarmService>, TargetError> {
+        self.engine
+            .swarm_services(APP, app)
+            .await
+            .map_err(engine_error(None))
+    }
+
+    /// The Swarm service of `service` of `app`, if it exists.
+    async fn service_of(
+        &self,
+        app: &str,
+        service: &str,
+    ) -> Result<Option<capstan_engine::SwarmService>, TargetError> {
+        let name = service_name(app, service);
+        Ok(self
+            .services_of(Some(app))
+            .await?
+            .into_iter()
+            .find(|s| s.name == name))
+    }
+
+    /// The replicas (tasks the cluster wants running) of `services`, by app.
+    async fn replicas(
+        &self,
+        services: &[capstan_engine::SwarmService],
+    ) -> Result<BTreeMap<String, Vec<Replica>>, TargetError> {
+        let ids: Vec<String> = services.iter().map(|s| s.id.clone()).collect();
+        let tasks = self
+            .engine
+            .swarm_tasks(&ids)
+            .await
+            .map_err(engine_error(None))?;
+        // which node each task is on, by hostname and address (best effort: a task's node
+        // may have left the cluster)
+        let nodes: BTreeMap<String, TargetNode> = if tasks.is_empty() {
+            BTreeMap::new()
+        } else {
+            self.engine
+                .swarm_nodes()
+                .await
+                .unwrap_or_default()
+                .into_iter()
+                .map(|n| (n.id.clone(), n))
+                .collect()
+        };
+        let mut out: BTreeMap<String, Vec<Replica>> = BTreeMap::new();
+        for s in services {
+            let (Some(app), Some(service)) = (s.labels.get(APP), s.labels.get(SERVICE)) else {
+                continue;
+            };
+            let mut mine: Vec<&SwarmTask> = tasks
+                .iter()
+                .filter(|t| t.service_id == s.id && t.desired_state == "running")
+                .collect();
+            // a global service's tasks have no slot: number them in node order
+            mine.sort_by(|a, b| (a.slot, &a.node_id).cmp(&(b.slot, &b.node_id)));
+            let replicas = out.entry(app.clone()).or_default();
+            for (i, t) in mine.into_iter().enumerate() {
+                let slot = t
+                    .slot
+                    .and_then(|s| u32::try_from(s).ok())
+                    .unwrap_or_else(|| u32::try_from(i + 1).unwrap_or(u32::MAX));
+                replicas.push(replica_of(&s.name, service, slot, t, nodes.get(&t.node_id)));
+            }
+        }
+        Ok(out)
+    }
+}
+
+/// `<app>_<service>`, as `docker stack deploy` names a stack's services.
+pub fn service_name(app: &str, service: &str) -> String {
+    format!("{app}_{service}")
+}
+
+fn replica_of(
+    swarm_name: &str,
+    service: &str,
+    slot: u32,
+    t: &SwarmTask,
+    node: Option<&TargetNode>,
+) -> Replica {
+    // a task is `running` only once its healthcheck passed: `starting` until then
+    let has_check = t.labels.contains_key(HEALTH_LABEL);
+    let (state, health) = match t.state.as_str() {
+        "running" => ("running", has_check.then(|| "healthy".to_owned())),
+        "starting" => ("running", has_check.then(|| "starting".to_owned())),
+        "failed" | "rejected" | "complete" | "shutdown" | "orphaned" | "remove" => ("exited", None),
+        _ => ("created", None),
+    };
+    Replica {
+        id: t.id.clone(),
+        name: format!("{swarm_name}.{slot}"),
+        service: service.to_owned(),
+        replica: slot,
+        spec_hash: t.labels.get(SPEC).cloned().unwrap_or_default(),
+        image_id: t
+            .image
+            .split_once('@')
+            .map(|(_, d)| d.to_owned())
+            .unwrap_or_default(),
+        state: state.to_owned(),
+        exit_code: t.exit_code,
+        health,
+        node: node.map(|n| n.hostname.clone()),
+        endpoints: t
+            .host_ports
+            .iter()
+            .map(|(port, host, protocol)| {
+                let addr = node.map_or("?", |n| n.addr.as_str());
+                format!("{addr}:{host}->{port}/{protocol}")
+            })
+            .collect(),
+    }
+}
+
+/// Put on a task's container when its service has a healthcheck (Swarm holds such a task in
+/// `starting` until it passes).
+const HEALTH_LABEL: &str = "io.capstan.healthcheck";
+
+/// Where a key of a service is written, for messages: `compose.yaml:7:5: ` or nothing.
+fn at(req: &DeployRequest, key: &str) -> String {
+    req.source["positions"][key]
+        .as_str()
+        .map(|p| format!("{p}: "))
+        .unwrap_or_default()
+}
+
+/// The first key of `s` a Swarm service cannot honour, with why.
+fn unhonoured(project: &Project, name: &str, s: &Service) -> Option<(String, String)> {
+    let cannot = |key: &str, why: &str| Some((key.to_owned(), why.to_owned()));
+    if s.build.is_some() {
+        return cannot(
+            "build",
+            "a Swarm's nodes pull every image from a registry: build and push it (capstan build), \
+             then name it in image",
+        );
+    }
+    if s.container_name.is_some() {
+        return cannot(
+            "container_name",
+            "a Swarm names its tasks itself (<app>_<service>.<slot>)",
+        );
+    }
+    if !s.configs.is_empty() || !s.secrets.is_empty() {
+        let key = if s.configs.is_empty() {
+            "secrets"
+        } else {
+            "configs"
+        };
+        return cannot(
+            key,
+            "configs and secrets are not delivered to Swarm tasks by capstan yet; deploy this \
+             app to the local engine for now",
+        );
+    }
+    for (net, cfg) in s.networks.iter().flat_map(|n| n.0.iter()) {
+        if cfg.ipv4_address.is_some() || cfg.ipv6_address.is_some() {
+            return cannot(
+                &format!("networks.{net}.ipv4_address"),
+                "a fixed address belongs to one container, and a Swarm service has many tasks",
+            );
+        }
+    }
+    for (i, p) in s.ports.iter().enumerate() {
+        if p.host_ip.is_some() {
+            return cannot(
+                &format!("ports[{i}]"),
+                "each task publishes its port on its own node, on every address; capstan's proxy \
+                 binds the address: take the address out",
+            );
+        }
+    }
+    for (i, v) in s.volumes.iter().enumerate() {
+        if v.kind == "bind" && v.bind.as_ref().and_then(|b| b.create_host_path) == Some(true) {
+            return cannot(
+                &format!("volumes[{i}].bind.create_host_path"),
+                "a Swarm node does not create a bind mount's source: make it on every node",
+            );
+        }
+    }
+    if s.healthcheck
+        .as_ref()
+        .is_some_and(|h| h.start_interval.is_some())
+    {
+        return cannot(
+            "healthcheck.start_interval",
+            "a Swarm task takes it from engine API 1.44, and this cluster's engines are older",
+        );
+    }
+    match container_spec(project, name, 1, 0, &SecretPaths::default()) {
+        Err(e) => Some((String::new(), e.to_string())),
+        Ok(spec) => spec
+            .swarm_unhonoured()
+            .into_iter()
+            .find(|k| *k != "tmpfs" && *k != "ports")
+            .map(|k| {
+                (
+                    k.to_owned(),
+                    "a Swarm service cannot take it (it reaches into one host, or the cluster's API \
+                     has no place for it)"
+                        .to_owned(),
+                )
+            }),
+    }
+}
+
+/// The Swarm service `unit` describes, its image pinned at `digest`.
+fn swarm_spec(unit: Unit<'_>, digest: &str) -> Result<SwarmServiceSpec, TargetError> {
+    let project = unit.project;
+    let app = project.name.clone().unwrap_or_default();
+    let s = project
+        .services
+        .get(unit.service)
+        .ok_or_else(|| TargetError::Refused(format!("no service {:?}", unit.service)))?;
+    let digests = file_digests(&unit.request.files);
+    let paths = SecretPaths {
+        digests: digests.clone(),
+        ..SecretPaths::default()
+    };
+    let mut container = container_spec(project, unit.service, 1, unit.release, &paths)
+        .map_err(|e| TargetError::Refused(e.to_string()))?;
+    // one template for every task: nothing that differs per release or per replica, or every
+    // release would replace every task
+    for k in [
+        "io.capstan.release",
+        "io.capstan.replica",
+        "com.docker.compose.container-number",
+        crate::PORTS_LABEL,
+    ] {
+        container.labels.remove(k);
+    }
+    if container
+        .healthcheck
+        .as_ref()
+        .is_some_and(|h| h.test.first().map(String::as_str) != Some("NONE"))
+    {
+        container.labels.insert(HEALTH_LABEL.into(), "true".into());
+    }
+    let image = container.image.clone();
+    if !image.contains('@') {
+        container.image = format!("{image}@{digest}");
+    }
+    // Compose's short tmpfs entries become tmpfs mounts, which a task takes
+    for (path, options) in std::mem::take(&mut container.tmpfs) {
+        let size_bytes = options
+            .split(',')
+            .find_map(|o| o.strip_prefix("size="))
+            .and_then(|v| capstan_model::parse_size(v).ok())
+            .and_then(|b| i64::try_from(b).ok());
+        container.mounts.push(capstan_engine::MountSpec::Tmpfs {
+            target: path,
+            size_bytes,
+            mode: None,
+        });
+    }
+    container.port_bindings.clear();
+    container.exposed_ports.clear();
+    let deploy = s.deploy.as_ref();
+    // a cpu reservation is the cluster's to place by, not a relative weight as on one engine
+    let reserved_cpus = deploy
+        .and_then(|d| d.resources.as_ref())
+        .and_then(|r| r.reservations.as_ref())
+        .and_then(|r| r.cpus.as_deref());
+    let mut reserved_nano_cpus = None;
+    if let Some(cpus) = reserved_cpus {
+        if s.cpu_shares.is_none() {
+            container.cpu_shares = None;
+        }
+        reserved_nano_cpus = Some(crate::units::nano_cpus(cpus).map_err(|m| {
+            TargetError::Refused(format!(
+                "services.{}.deploy.resources.reservations.cpus: {m}",
+                unit.service
+            ))
+        })?);
+    }
+    let update = deploy.and_then(|d| d.update_config.as_ref());
+    let duration = |v: Option<&String>| v.and_then(|d| capstan_model::parse_duration_nanos(d).ok());
+    let defaults = UpdatePolicy::default();
+    let policy = UpdatePolicy {
+        parallelism: update
+            .and_then(|u| u.parallelism)
+            .unwrap_or(defaults.parallelism),
+        delay_ns: duration(update.and_then(|u| u.delay.as_ref())).unwrap_or(defaults.delay_ns),
+        start_first: update.and_then(|u| u.order.as_deref()) != Some("stop-first"),
+        monitor_ns: duration(update.and_then(|u| u.monitor.as_ref()))
+            .unwrap_or(defaults.monitor_ns),
+    };
+    let restart = deploy.and_then(|d| d.restart_policy.as_ref());
+    let placement = deploy.and_then(|d| d.placement.as_ref());
+    let mut labels = crate::labels(
+        &app,
+        Some(unit.service),
+        &[
+            ("io.capstan.release", unit.release.to_string()),
+            (SPEC, desired_hash(s, &digests)),
+            ("com.docker.stack.namespace", app.clone()),
+        ],
+    );
+    for (k, v) in deploy.map(|d| &d.labels).into_iter().flatten() {
+        labels.entry(k.clone()).or_insert_with(|| v.clone());
+    }
+    Ok(SwarmServiceSpec {
+        name: service_name(&app, unit.service),
+        labels,
+        container,
+        replicas: (!s.is_global()).then(|| u64::from(crate::plan::replicas_of(s))),
+        update: policy,
+        restart: TaskRestart {
+            condition: restart.and_then(|r| r.condition.clone()),
+            delay_ns: duration(restart.and_then(|r| r.delay.as_ref())),
+            max_attempts: restart.and_then(|r| r.max_attempts),
+            window_ns: duration(restart.and_then(|r| r.window.as_ref())),
+        },
+        constraints: placement.map(|p| p.constraints.clone()).unwrap_or_default(),
+        spread: placement
+            .map(|p| p.preferences.iter().map(|p| p.spread.clone()).collect())
+            .unwrap_or_default(),
+        max_replicas_per_node: placement.and_then(|p| p.max_replicas_per_node),
+        reserved_nano_cpus,
+        reserved_memory_bytes: None,
+        ports: s
+            .ports
+            .iter()
+            .map(|p| (p.target, p.protocol.clone()))
+            .collect(),
+        force: 0,
+    })
+}
+
+fn single_replicas() -> TargetError {
+    TargetError::Refused(
+        "a Swarm target places and replaces whole services; it has no single replicas to handle"
+            .into(),
+    )
+}
+
+#[async_trait::async_trait]
+impl Target for SwarmTarget {
+    fn check(&self, request: &DeployRequest) -> Result<(), TargetError> {
+        let project = &request.project;
+        for (name, s) in &project.services {
+            if let Some((key, why)) = unhonoured(project, name, s) {
+                let path = if key.is_empty() {
+                    format!("services.{name}")
+                } else {
+                    format!("services.{name}.{key}")
+                };
+                let top = key.split(['.', '[']).next().unwrap_or_default();
+                return Err(TargetError::Refused(format!(
+                    "{}{path}: {why}; target {} is a Swarm",
+                    at(request, &format!("services.{name}.{top}")),
+                    self.name
+                )));
+            }
+        }
+        for (net, def) in &project.networks {
+            let driver = def.as_ref().and_then(|d| d.driver.as_deref());
+            if driver.is_some_and(|d| d != "overlay") {
+                return Err(TargetError::Refused(format!(
+                    "networks.{net}.driver: a Swarm service joins overlay networks, which span \
+                     its nodes; take the driver out (target {} is a Swarm)",
+                    self.name
+                )));
+            }
+        }
+        Ok(())
+    }
+
+    async fn prepare(&self, request: &DeployRequest) -> Result<(), TargetError> {
+        let project = &request.project;
+        let app = request.app();
+        self.engine.negotiate().await.map_err(engine_error(None))?;
+        if let Err(why) = self
+            .engine
+            .swarm_manager()
+            .await
+            .map_err(engine_error(None))?
+        {
+            return Err(TargetError::Refused(format!(
+                "target {}: {} is {why}; point its docker_host at a manager",
+                self.name,
+                self.engine.host()
+            )));
+        }
+        let mut pinned = BTreeMap::new();
+        for (name, s) in &project.services {
+            let image = s.image.clone().unwrap_or_default();
+            if pinned.contains_key(&image) {
+                continue;
+            }
+            let digest = self.resolve(name, &image).await?;
+            pinned.insert(image, digest);
+        }
+        if let Ok(mut all) = self.pinned.lock() {
+            all.insert(app.clone(), pinned);
+        }
+        let used: BTreeSet<String> = project
+            .services
+            .values()
+            .flat_map(|s| match &s.networks {
+                Some(n) if !n.0.is_empty() => n.0.keys().cloned().collect(),
+                _ => vec!["default".to_owned()],
+            })
+            .collect();
+        for net in used {
+            let def = project.networks.get(&net).cloned().flatten();
+            if def.as_ref().and_then(|d| d.external) == Some(true) {
+                continue;
+            }
+            let mut spec = network_spec(project, &net);
+            spec.driver = Some("overlay".into());
+            // containers outside the app can join it to debug (docker run --network)
+            spec.attachable = true;
+            self.engine
+                .ensure_network(&spec)
+                .await
+                .map_err(engine_error(format!("networks.{net}")))?;
+        }
+        Ok(())
+    }
+
+    async fn finish(&self, app: &str) {
+        if let Ok(mut all) = self.pinned.lock() {
+            all.remove(app);
+        }
+    }
+
+    async fn observe(&self, app: &str) -> Result<Vec<Replica>, TargetError> {
+        let services = self.services_of(Some(app)).await?;
+        Ok(self
+            .replicas(&services)
+            .await?
+            .remove(app)
+            .unwrap_or_default())
+    }
+
+    async fn observe_all(&self) -> Result<BTreeMap<String, Vec<Replica>>, TargetError> {
+        let services = self.services_of(None).await?;
+        self.replicas(&services).await
+    }
+
+    async fn image_ids(&self, project: &Project) -> Result<BTreeMap<String, String>, TargetError> {
+        let app = project.name.clone().unwrap_or_default();
+        let mut out = BTreeMap::new();
+        let mut seen: BTreeMap<String, String> = BTreeMap::new();
+        for (name, s) in &project.services {
+            let image = s.image.clone().unwrap_or_default();
+            let digest = match (seen.get(&image).cloned(), self.pinned_digest(&app, &image)) {
+                (Some(d), _) | (None, Some(d)) => d,
+                (None, None) => self.resolve(name, &image).await?,
+            };
+            seen.insert(image, digest.clone());
+            out.insert(name.clone(), digest);
+        }
+        Ok(out)
+    }
+
+    async fn pull(&self, _image: &str) -> Result<(), TargetError> {
+        // every node pulls the pinned digest itself
+        Ok(())
+    }
+
+    async fn create(&self, _unit: Unit<'_>) -> Result<Created, TargetError> {
+        Err(single_replicas())
+    }
+
+    async fn start(&self, _id: &str) -> Result<(), TargetError> {
+        Err(single_replicas())
+    }
+
+    async fn status(&self, _id: &str) -> Result<Option<Status>, TargetError> {
+        Err(single_replicas())
+    }
+
+    fn subscribe(&self) -> Option<broadcast::Receiver<Event>> {
+        None
+    }
+
+    fn is_replica_trouble(&self, _event: &Event) -> bool {
+        false
+    }
+
+    async fn last_logs(&self, id: &str, lines: usize) -> String {
+        self.engine
+            .swarm_task_logs(id, lines)
+            .await
+            .unwrap_or_default()
+    }
+
+    async fn admit(&self, _id: &str, _unit: Unit<'_>) {}
+
+    async fn promote(&self, _id: &str, _unit: Unit<'_>) -> Result<(), TargetError> {
+        Err(single_replicas())
+    }
+
+    async fn drain(&self, _id: &str, _grace: Duration) -> usize {
+        0
+    }
+
+    async fn remove(&self, _id: &str, _grace: Duration) -> Result<(), TargetError> {
+        Err(single_replicas())
+    }
+
+    async fn discard(&self, _id: &str) {}
+
+    async fn restart(&self, _id: &str, _grace: Duration) -> Result<(), TargetError> {
+        Err(single_replicas())
+    }
+
+    fn orchestrates(&self) -> bool {
+        true
+    }
+
+    async fn apply_service(&self, unit: Unit<'_>) -> Result<(), TargetError> {
+        let app = unit.project.name.clone().unwrap_or_default();
+        let image = unit
+            .project
+            .services
+            .get(unit.service)
+            .and_then(|s| s.image.clone())
+            .unwrap_or_default();
+        let digest = match self.pinned_digest(&app, &image) {
+            Some(d) => d,
+            None => self.resolve(unit.service, &image).await?,
+        };
+        let mut spec = swarm_spec(unit, &digest)?;
+        let context = format!("cannot apply service {}", spec.name);
+        match self.service_of(&app, unit.service).await? {
+            None => {
+                self.engine
+                    .create_swarm_service(&spec)
+                    .await
+                    .map_err(engine_error(context))?;
+            }
+            Some(existing) => {
+                // the same definition again (a repair): replace the tasks anyway
+                let same = existing.labels.get(SPEC) == spec.labels.get(SPEC)
+                    && existing.replicas == spec.replicas;
+                spec.force = existing.force + u64::from(same);
+                self.engine
+                    .update_swarm_service(&existing.id, existing.version, &spec)
+                    .await
+                    .map_err(engine_error(context))?;
+            }
+        }
+        Ok(())
+    }
+
+    async fn service_progress(
+        &self,
+        app: &str,
+        service: &str,
+    ) -> Result<ServiceProgress, TargetError> {
+        let Some(s) = self.service_of(app, service).await? else {
+            return Ok(ServiceProgress::default());
+        };
+        let tasks = self
+            .engine
+            .swarm_tasks(std::slice::from_ref(&s.id))
+            .await
+            .map_err(engine_error(None))?;
+        let state = s.update_state.as_deref().unwrap_or_default();
+        let halted = (state == "paused" || state.starts_with("rollback")).then(|| {
+            format!(
+                "the Swarm {} the update{}",
+                if state == "paused" {
+                    "paused"
+                } else {
+                    "rolled back"
+                },
+                s.update_message
+                    .as_deref()
+                    .map(|m| format!(" ({m})"))
+                    .unwrap_or_default()
+            )
+        });
+        let failed = tasks
+            .iter()
+            .filter(|t| t.state == "failed" || t.state == "rejected")
+            .map(|t| {
+                let why = match (&t.error, t.exit_code) {
+                    (Some(e), 0) => e.clone(),
+                    (Some(e), code) => format!("{e} (exit code {code})"),
+                    (None, code) => format!("exited with code {code}"),
+                };
+                (
+                    t.id.clone(),
+                    t.labels.get(SPEC).cloned().unwrap_or_default(),
+                    format!("task {} on node {}: {why}", t.id, t.node_id),
+                )
+            })
+            .collect();
+        Ok(ServiceProgress {
+            halted,
+            updating: state == "updating",
+            failed,
+        })
+    }
+
+    async fn remove_service(&self, app: &str, service: &str) -> Result<(), TargetError> {
+        if let Some(s) = self.service_of(app, service).await? {
+            match self.engine.remove_swarm_service(&s.id).await {
+                Err(e) if !e.is_not_found() => return Err(engine_error(None)(e)),
+                _ => {}
+            }
+        }
+        Ok(())
+    }
+
+    async fn down(&self, app: &str, volumes: bool) -> Result<Vec<String>, TargetError> {
+        let services = self.services_of(Some(app)).await?;
+        let mut removed = Vec::new();
+        for s in &services {
+            match self.engine.remove_swarm_service(&s.id).await {
+                Ok(()) => removed.push(s.name.clone()),
+                Err(e) if e.is_not_found() => {}
+                Err(e) => return Err(engine_error(format!("cannot remove {}", s.name))(e)),
+            }
+        }
+        // a network is removed once the last task on it is gone from every node
+        let ids: Vec<String> = services.iter().map(|s| s.id.clone()).collect();
+        let deadline = tokio::time::Instant::now() + DOWN_WAIT;
+        while tokio::time::Instant::now() < deadline {
+            let left = self.engine.swarm_tasks(&ids).await.unwrap_or_default();
+            if left.is_empty() {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(250)).await;
+        }
+        let (networks, vols) = self
+            .engine
+            .labeled_networks_and_volumes(APP, app)
+            .await
+            .map_err(engine_error(None))?;
+        for n in networks {
+            let mut attempts = 0;
+            loop {
+                match self.engine.remove_network(&n).await {
+                    Ok(()) => {
+                        removed.push(n);
+                        break;
+                    }
+                    Err(e) if e.is_not_found() => break,
+                    Err(e) => {
+                        attempts += 1;
+                        if attempts >= 20 {
+                            return Err(engine_error(format!("cannot remove network {n}"))(e));
+                        }
+                        tokio::time::sleep(Duration::from_millis(500)).await;
+                    }
+                }
+            }
+        }
+        // the cluster forgets a removed network at once; the manager lists it until its own
+        // tasks' containers have stopped: `down` is done when it is gone there too
+        while tokio::time::Instant::now() < deadline {
+            let (left, _) = self
+                .engine
+                .labeled_networks_and_volumes(APP, app)
+                .await
+                .map_err(engine_error(None))?;
+            if left.is_empty() {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(250)).await;
+        }
+        if volumes {
+            // the manager's own; each node keeps the volumes its tasks made (see docs/swarm.md)
+            for v in vols {
+                if self.engine.remove_volume(&v).await.is_ok() {
+                    removed.push(v);
+                }
+            }
+        }
+        Ok(removed)
+    }
+}
