@@ -761,3 +761,152 @@ impl Target for SwarmTarget {
         Ok(removed)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn request(yaml: &str) -> DeployRequest {
+        let loaded = capstan_compose::load(&capstan_compose::Options {
+            project_name: Some("shop".into()),
+            working_dir: std::env::temp_dir(),
+            text: Some(yaml.into()),
+            ..Default::default()
+        })
+        .unwrap();
+        DeployRequest {
+            project: loaded.project,
+            files: BTreeMap::new(),
+            source: serde_json::json!({ "positions": loaded.positions }),
+            pull: false,
+        }
+    }
+
+    fn spec_of(yaml: &str, service: &str) -> SwarmServiceSpec {
+        let req = request(yaml);
+        let unit = Unit {
+            request: &req,
+            project: &req.project,
+            service,
+            replica: 0,
+            release: 7,
+            beside: false,
+        };
+        swarm_spec(unit, "sha256:abc").unwrap()
+    }
+
+    #[test]
+    fn a_compose_service_becomes_one_swarm_service_pinned_and_rolled_by_capstans_rules() {
+        let spec = spec_of(
+            "services:\n  web:\n    image: reg:5000/web:1\n    command: [\"httpd\", \"-f\"]\n    \
+             environment: {A: '1'}\n    user: '1000'\n    ports: ['8080:80', '53/udp']\n    \
+             tmpfs: ['/run:size=1m']\n    stop_grace_period: 3s\n    \
+             healthcheck: {test: ['CMD', 'true'], interval: 1s}\n    \
+             deploy:\n      replicas: 3\n      labels: {team: a}\n      \
+             update_config: {parallelism: 2, monitor: 4s}\n      \
+             restart_policy: {condition: on-failure, max_attempts: 5}\n      \
+             resources: {limits: {cpus: '0.5', memory: 64M}, reservations: {cpus: '0.25', memory: 32M}}\n      \
+             placement: {constraints: ['node.role==worker'], preferences: [{spread: node.id}], max_replicas_per_node: 2}\n",
+            "web",
+        );
+        assert_eq!(spec.name, "shop_web");
+        assert_eq!(spec.replicas, Some(3));
+        assert_eq!(spec.container.image, "reg:5000/web:1@sha256:abc");
+        assert_eq!(spec.container.env, ["A=1"]);
+        assert_eq!(spec.container.user.as_deref(), Some("1000"));
+        assert_eq!(spec.container.stop_timeout_secs, Some(3));
+        // one template for every task and release: no per-replica or per-release label
+        assert!(!spec.container.labels.contains_key("io.capstan.release"));
+        assert!(!spec.container.labels.contains_key("io.capstan.replica"));
+        assert_eq!(spec.container.labels[HEALTH_LABEL], "true");
+        assert_eq!(spec.labels["io.capstan.release"], "7");
+        assert_eq!(spec.labels["com.docker.stack.namespace"], "shop");
+        assert_eq!(spec.labels["team"], "a");
+        assert_eq!(
+            spec.update,
+            UpdatePolicy {
+                parallelism: 2,
+                delay_ns: 0,
+                start_first: true,
+                monitor_ns: 4_000_000_000,
+            }
+        );
+        assert_eq!(spec.restart.condition.as_deref(), Some("on-failure"));
+        assert_eq!(spec.restart.max_attempts, Some(5));
+        assert_eq!(spec.container.nano_cpus, Some(500_000_000));
+        assert_eq!(spec.container.memory_bytes, Some(64 * 1024 * 1024));
+        assert_eq!(spec.reserved_nano_cpus, Some(250_000_000));
+        // a cpu reservation places tasks; it is no relative weight here
+        assert_eq!(spec.container.cpu_shares, None);
+        assert_eq!(
+            spec.container.memory_reservation_bytes,
+            Some(32 * 1024 * 1024)
+        );
+        assert_eq!(spec.constraints, ["node.role==worker"]);
+        assert_eq!(spec.spread, ["node.id"]);
+        assert_eq!(spec.max_replicas_per_node, Some(2));
+        assert_eq!(spec.ports, [(80, "tcp".to_owned()), (53, "udp".to_owned())]);
+        assert!(spec.container.tmpfs.is_empty());
+        assert!(
+            spec.container
+                .mounts
+                .contains(&capstan_engine::MountSpec::Tmpfs {
+                    target: "/run".into(),
+                    size_bytes: Some(1024 * 1024),
+                    mode: None,
+                })
+        );
+        assert!(spec.container.swarm_unhonoured().is_empty(), "{spec:?}");
+
+        let global = spec_of(
+            "services:\n  agent:\n    image: a@sha256:def\n    deploy: {mode: global}\n",
+            "agent",
+        );
+        assert_eq!(global.replicas, None);
+        assert_eq!(global.container.image, "a@sha256:def");
+    }
+
+    #[test]
+    fn keys_a_swarm_cannot_honour_are_refused_with_file_line_and_key() {
+        let target = SwarmTarget::new(
+            "lab",
+            Engine::new(Some("unix:///nonexistent/docker.sock")).unwrap(),
+        );
+        for (service, says) in [
+            (
+                "privileged: true",
+                "compose.yaml:4:5: services.web.privileged:",
+            ),
+            ("network_mode: host", "services.web.network_mode:"),
+            ("devices: ['/dev/null']", "services.web.devices:"),
+            ("container_name: one", "services.web.container_name:"),
+            ("pid: host", "services.web.pid:"),
+            ("cpu_shares: 512", "services.web.cpu_shares:"),
+            (
+                "security_opt: ['no-new-privileges']",
+                "services.web.security_opt:",
+            ),
+            ("build: .", "services.web.build:"),
+            ("ports: ['127.0.0.1:80:80']", "services.web.ports[0]:"),
+            (
+                "networks: {front: {ipv4_address: 10.1.0.5}}\n    deploy: {update_config: {order: stop-first}}",
+                "services.web.networks.front.ipv4_address:",
+            ),
+            ("secrets: [key]", "services.web.secrets:"),
+        ] {
+            let yaml = format!(
+                "services:\n  web:\n    image: web:1\n    {service}\nnetworks:\n  front: \
+                 {{ipam: {{config: [{{subnet: 10.1.0.0/24}}]}}}}\nsecrets:\n  key: {{content: x}}\n"
+            );
+            let err = target.check(&request(&yaml)).unwrap_err().to_string();
+            assert!(err.contains(says), "{service}: {err}");
+            assert!(err.contains("target lab is a Swarm"), "{err}");
+        }
+        let bridge =
+            "services:\n  web:\n    image: web:1\nnetworks:\n  default: {driver: bridge}\n";
+        let err = target.check(&request(bridge)).unwrap_err().to_string();
+        assert!(err.contains("networks.default.driver"), "{err}");
+        let fine = "services:\n  web:\n    image: web:1\n    ports: ['80']\n    tmpfs: [/run]\n";
+        assert!(target.check(&request(fine)).is_ok());
+    }
+}

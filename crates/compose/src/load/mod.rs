@@ -671,8 +671,18 @@ fn positions(tree: &Node) -> BTreeMap<String, String> {
 fn service_key_pos(tree: &Node, service: &str, key: &str) -> Pos {
     let services = tree.get("services");
     let svc = services.and_then(|s| s.get(service));
-    svc.and_then(|s| s.key(key))
-        .map(|k| k.pos.clone())
+    // a dotted key (`deploy.resources.limits.cpus`): as deep as the file writes it
+    let mut found = None;
+    let mut node = svc;
+    for part in key.split('.') {
+        let Some(n) = node else { break };
+        match n.key(part) {
+            Some(k) => found = Some(k.pos.clone()),
+            None => break,
+        }
+        node = n.get(part);
+    }
+    found
         .or_else(|| services.and_then(|s| s.key(service)).map(|k| k.pos.clone()))
         .unwrap_or_else(|| tree.pos.clone())
 }
@@ -680,6 +690,45 @@ fn service_key_pos(tree: &Node, service: &str, key: &str) -> Pos {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn deploy_mode_placement_and_endpoint_mode_are_read_and_bad_values_refused_with_their_line() {
+        let ok = load_text(
+            "services:\n  agent:\n    image: a\n    deploy:\n      mode: global\n      \
+             endpoint_mode: dnsrr\n      placement:\n        constraints: [node.role==worker]\n        \
+             preferences: [{spread: node.labels.zone}]\n        max_replicas_per_node: 1\n",
+        )
+        .unwrap();
+        let agent = &ok.project.services["agent"];
+        assert!(agent.is_global());
+        assert_eq!(agent.declared_replicas(), 1);
+        let placement = agent.deploy.as_ref().unwrap().placement.as_ref().unwrap();
+        assert_eq!(placement.constraints, ["node.role==worker"]);
+        assert_eq!(placement.preferences[0].spread, "node.labels.zone");
+        for (deploy, says) in [
+            ("{mode: everywhere}", "deploy.mode"),
+            ("{mode: global, replicas: 2}", "take deploy.replicas"),
+            ("{endpoint_mode: vip}", "IPVS"),
+            (
+                "{placement: {constraints: [node.role]}}",
+                "is not a constraint",
+            ),
+            (
+                "{placement: {max_replicas_per_node: 0}}",
+                "max_replicas_per_node",
+            ),
+        ] {
+            let e = load_text(&format!(
+                "services:\n  web:\n    image: w\n    deploy: {deploy}\n"
+            ))
+            .unwrap_err()
+            .to_string();
+            assert!(
+                e.contains("compose.yaml:4") && e.contains(says),
+                "{deploy}: {e}"
+            );
+        }
+    }
 
     fn load_text(text: &str) -> Result<Loaded, Error> {
         load(&Options {

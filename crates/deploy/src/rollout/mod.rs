@@ -211,6 +211,13 @@ impl Deployer {
             if let Some(why) = self.target.stops_first(s) {
                 plan.notes.push(format!("{name} rolls stop-first: {why}"));
             }
+            let gate = gate::Gate::of(s);
+            if self.target.orchestrates() && !gate.has_healthcheck() {
+                plan.notes.push(format!(
+                    "{name} has no healthcheck: a new replica counts once it has run for {} s (update_config.monitor); give it a healthcheck to gate on its health",
+                    gate.monitor().as_secs_f64()
+                ));
+            }
         }
         Ok((plan, running))
     }
