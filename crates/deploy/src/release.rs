@@ -190,6 +190,11 @@ impl Deployer {
                 serde_json::json!(crate::file_digests(&req.files)),
             );
         }
+        if self.target.orchestrates() {
+            // a cluster gets configs and secrets as objects of its own; what a rollback from
+            // the ledger reads back is kept here, as one engine's deploys keep it
+            self.keep_files(req).await?;
+        }
         let number = store
             .begin_release(new_release(
                 &app,
@@ -235,6 +240,44 @@ impl Deployer {
             )
             .await?;
         Ok(report)
+    }
+
+    /// Keeps `req`'s configs (plain, 0600) and secrets (sealed, each version) under the app's
+    /// directory, where [`Deployer::stored_files_at`] reads them back.
+    async fn keep_files(&self, req: &DeployRequest) -> Result<(), ReleaseError> {
+        let app = req.app();
+        let dir = self.apps_dir.join(&app);
+        let files = req.files.clone();
+        let secrets = self.secrets.clone();
+        let apps = self.apps_dir.clone();
+        tokio::task::spawn_blocking(move || -> std::io::Result<()> {
+            use std::os::unix::fs::DirBuilderExt as _;
+            for (key, content) in &files {
+                let Some((kind, name)) = key.split_once('/') else {
+                    continue;
+                };
+                if name.contains('/') || name.starts_with('.') {
+                    continue;
+                }
+                let bytes = content.bytes().map_err(std::io::Error::other)?;
+                std::fs::DirBuilder::new()
+                    .recursive(true)
+                    .mode(0o700)
+                    .create(dir.join(kind))?;
+                match (kind, &secrets) {
+                    ("secrets", Some(store)) => store.keep(&apps, &app, name, &bytes)?,
+                    ("configs" | "secrets", _) => {
+                        capstan_store::files::replace(&dir.join(kind).join(name), &bytes)?;
+                    }
+                    _ => {}
+                }
+            }
+            Ok(())
+        })
+        .await
+        .map_err(std::io::Error::other)
+        .and_then(|r| r)
+        .map_err(|e| ReleaseError::Keep(format!("configs and secrets of {}: {e}", req.app())))
     }
 
     /// The request that runs release `to` of `app` again (default: the last one that succeeded

@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use capstan_compose::Project;
 use capstan_compose::model::Service;
-use capstan_engine::{Engine, SwarmServiceSpec, SwarmTask, TaskRestart, UpdatePolicy};
+use capstan_engine::{Engine, FileRef, SwarmServiceSpec, SwarmTask, TaskRestart, UpdatePolicy};
 use capstan_model::{Event, TargetNode};
 use tokio::sync::broadcast;
 
@@ -41,6 +41,10 @@ pub struct SwarmTarget {
     /// App → image reference → the digest the release underway pins it to (resolved once, in
     /// [`Target::prepare`], so every task of a release runs the same image).
     pinned: Mutex<BTreeMap<String, BTreeMap<String, String>>>,
+    /// (app, service) → the configs and secrets its tasks had before the last update: what a
+    /// rollback of that update puts back (a secret's content is not kept by capstan to make
+    /// it again).
+    before: Mutex<BTreeMap<(String, String), Files>>,
 }
 
 impl SwarmTarget {
@@ -50,6 +54,7 @@ impl SwarmTarget {
             name: name.into(),
             engine,
             pinned: Mutex::default(),
+            before: Mutex::default(),
         }
     }
 
@@ -153,6 +158,127 @@ impl SwarmTarget {
     }
 }
 
+impl SwarmTarget {
+    /// The configs and secrets `unit`'s service gets: each made in the cluster from the
+    /// request's content unless there (a config named by its content's hash, so a changed file
+    /// is a new object; a secret by the release that made it, so that its name says nothing of
+    /// its content), an external one found by name; when `unit` puts the previous definition
+    /// back, the objects its tasks had before.
+    async fn file_refs(
+        &self,
+        unit: Unit<'_>,
+        restoring: Option<&Files>,
+    ) -> Result<Files, TargetError> {
+        let project = unit.project;
+        let app = project.name.clone().unwrap_or_default();
+        let Some(s) = project.services.get(unit.service) else {
+            return Ok((Vec::new(), Vec::new()));
+        };
+        let mut out = (Vec::new(), Vec::new());
+        for (secret, refs) in [(false, &s.configs), (true, &s.secrets)] {
+            let kind = if secret { "secrets" } else { "configs" };
+            for r in refs {
+                let target = match (&r.target, secret) {
+                    (Some(t), true) => t.clone(),
+                    (Some(t), false) if t.starts_with('/') => t.clone(),
+                    (Some(t), false) => format!("/{t}"),
+                    (None, true) => r.source.clone(),
+                    (None, false) => format!("/{}", r.source),
+                };
+                let before = restoring.and_then(|(configs, secrets)| {
+                    let list = if secret { secrets } else { configs };
+                    list.iter().find(|f| f.target == target).cloned()
+                });
+                let (id, name) = match before {
+                    Some(f) => (f.id, f.name),
+                    None => self.file_object(unit, &app, kind, &r.source).await?,
+                };
+                let file = FileRef {
+                    id,
+                    name,
+                    target,
+                    uid: r.uid.clone().unwrap_or_else(|| "0".into()),
+                    gid: r.gid.clone().unwrap_or_else(|| "0".into()),
+                    mode: r.mode.unwrap_or(0o444),
+                };
+                if secret {
+                    out.1.push(file);
+                } else {
+                    out.0.push(file);
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    /// The id and name of config or secret `source` of `unit`'s project in the cluster.
+    async fn file_object(
+        &self,
+        unit: Unit<'_>,
+        app: &str,
+        kind: &str,
+        source: &str,
+    ) -> Result<(String, String), TargetError> {
+        let secret = kind == "secrets";
+        let one = if secret { "secret" } else { "config" };
+        let objects = if secret {
+            &unit.project.secrets
+        } else {
+            &unit.project.configs
+        };
+        let def = objects.get(source);
+        if def.and_then(|d| d.external) == Some(true) {
+            let name = def
+                .and_then(|d| d.name.clone())
+                .unwrap_or_else(|| source.to_owned());
+            let id = self
+                .engine
+                .swarm_object_id(secret, &name)
+                .await
+                .map_err(engine_error(None))?
+                .ok_or_else(|| {
+                    TargetError::Refused(format!(
+                        "{kind}.{source}: external, and the Swarm has no {one} named {name}: \
+                         make it there first (docker {one} create {name} FILE)"
+                    ))
+                })?;
+            return Ok((id, name));
+        }
+        let content = unit
+            .request
+            .files
+            .get(&format!("{kind}/{source}"))
+            .ok_or_else(|| {
+                TargetError::Refused(format!(
+                    "{kind}.{source}: its content was not sent with the request (deploy the \
+                     Compose file again)"
+                ))
+            })?
+            .bytes()
+            .map_err(|e| TargetError::Refused(format!("{kind}.{source}: {e}")))?;
+        let name = if secret {
+            format!("{app}_{source}_r{}", unit.release)
+        } else {
+            let digest = crate::plan::fnv_hex(&content);
+            format!("{app}_{source}_{}", digest.get(..12).unwrap_or(&digest))
+        };
+        let labels = crate::labels(
+            app,
+            None,
+            &[(&format!("io.capstan.{one}"), source.to_owned())],
+        );
+        let id = self
+            .engine
+            .ensure_swarm_object(secret, &name, &labels, &content)
+            .await
+            .map_err(engine_error(format!("{kind}.{source}")))?;
+        Ok((id, name))
+    }
+}
+
+/// The configs and secrets a service's tasks get.
+type Files = (Vec<FileRef>, Vec<FileRef>);
+
 /// `<app>_<service>`, as `docker stack deploy` names a stack's services.
 pub fn service_name(app: &str, service: &str) -> String {
     format!("{app}_{service}")
@@ -227,18 +353,6 @@ fn unhonoured(project: &Project, name: &str, s: &Service) -> Option<(String, Str
             "a Swarm names its tasks itself (<app>_<service>.<slot>)",
         );
     }
-    if !s.configs.is_empty() || !s.secrets.is_empty() {
-        let key = if s.configs.is_empty() {
-            "secrets"
-        } else {
-            "configs"
-        };
-        return cannot(
-            key,
-            "configs and secrets are not delivered to Swarm tasks by capstan yet; deploy this \
-             app to the local engine for now",
-        );
-    }
     for (net, cfg) in s.networks.iter().flat_map(|n| n.0.iter()) {
         if cfg.ipv4_address.is_some() || cfg.ipv6_address.is_some() {
             return cannot(
@@ -303,8 +417,17 @@ fn swarm_spec(unit: Unit<'_>, digest: &str) -> Result<SwarmServiceSpec, TargetEr
         digests: digests.clone(),
         ..SecretPaths::default()
     };
-    let mut container = container_spec(project, unit.service, 1, unit.release, &paths)
+    // configs and secrets are the cluster's objects, not files bound from this host
+    let mut bare = project.clone();
+    if let Some(b) = bare.services.get_mut(unit.service) {
+        b.configs.clear();
+        b.secrets.clear();
+    }
+    let mut container = container_spec(&bare, unit.service, 1, unit.release, &paths)
         .map_err(|e| TargetError::Refused(e.to_string()))?;
+    container
+        .labels
+        .insert(SPEC.into(), desired_hash(s, &digests));
     // one template for every task: nothing that differs per release or per replica, or every
     // release would replace every task
     for k in [
@@ -410,6 +533,8 @@ fn swarm_spec(unit: Unit<'_>, digest: &str) -> Result<SwarmServiceSpec, TargetEr
             .map(|p| (p.target, p.protocol.clone()))
             .collect(),
         force: 0,
+        configs: Vec::new(),
+        secrets: Vec::new(),
     })
 }
 
@@ -611,7 +736,20 @@ impl Target for SwarmTarget {
         };
         let mut spec = swarm_spec(unit, &digest)?;
         let context = format!("cannot apply service {}", spec.name);
-        match self.service_of(&app, unit.service).await? {
+        let existing = self.service_of(&app, unit.service).await?;
+        let key = (app.clone(), unit.service.to_owned());
+        // the previous release's definition put back after a failed update
+        let restoring = !std::ptr::eq(unit.project, &raw const unit.request.project);
+        let before = if restoring {
+            self.before.lock().ok().and_then(|b| b.get(&key).cloned())
+        } else {
+            None
+        };
+        (spec.configs, spec.secrets) = self.file_refs(unit, before.as_ref()).await?;
+        if let (false, Some(e), Ok(mut b)) = (restoring, &existing, self.before.lock()) {
+            b.insert(key, (e.configs.clone(), e.secrets.clone()));
+        }
+        match existing {
             None => {
                 self.engine
                     .create_swarm_service(&spec)
@@ -892,7 +1030,6 @@ mod tests {
                 "networks: {front: {ipv4_address: 10.1.0.5}}\n    deploy: {update_config: {order: stop-first}}",
                 "services.web.networks.front.ipv4_address:",
             ),
-            ("secrets: [key]", "services.web.secrets:"),
         ] {
             let yaml = format!(
                 "services:\n  web:\n    image: web:1\n    {service}\nnetworks:\n  front: \

@@ -25,7 +25,7 @@ pub use events::{EVENT_BUFFER, RawEvent};
 pub use images::BuildContext;
 pub use inventory::ImageState;
 pub use logs::LogChunk;
-pub use service::{SwarmService, SwarmServiceSpec, SwarmTask, TaskRestart, UpdatePolicy};
+pub use service::{FileRef, SwarmService, SwarmServiceSpec, SwarmTask, TaskRestart, UpdatePolicy};
 pub use spec::{
     Attachment, Blkio, ContainerSpec, DeviceRequestSpec, Healthcheck, IpamPoolSpec, IpamSpec,
     MountSpec, NetworkSpec, VolumeSpec,

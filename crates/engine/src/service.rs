@@ -11,9 +11,10 @@ use bollard::models::{
     HealthConfig, Limit, NetworkAttachmentConfig, ResourceObject, ResourcesUlimits,
     ServiceSpecMode, ServiceSpecModeReplicated, ServiceSpecUpdateConfig,
     ServiceSpecUpdateConfigFailureActionEnum, ServiceSpecUpdateConfigOrderEnum, TaskSpec,
-    TaskSpecContainerSpec, TaskSpecContainerSpecDnsConfig, TaskSpecLogDriver, TaskSpecPlacement,
-    TaskSpecPlacementPreferences, TaskSpecPlacementSpread, TaskSpecResources,
-    TaskSpecRestartPolicy, TaskSpecRestartPolicyConditionEnum,
+    TaskSpecContainerSpec, TaskSpecContainerSpecConfigs, TaskSpecContainerSpecDnsConfig,
+    TaskSpecContainerSpecFile, TaskSpecContainerSpecFile1, TaskSpecContainerSpecSecrets,
+    TaskSpecLogDriver, TaskSpecPlacement, TaskSpecPlacementPreferences, TaskSpecPlacementSpread,
+    TaskSpecResources, TaskSpecRestartPolicy, TaskSpecRestartPolicyConditionEnum,
 };
 
 use crate::spec::{mount, opt_map, opt_vec};
@@ -44,6 +45,23 @@ pub struct SwarmServiceSpec {
     pub ports: Vec<(u16, String)>,
     /// Bumped to replace every task although nothing else changed.
     pub force: u64,
+    /// Swarm configs each task gets as a file.
+    pub configs: Vec<FileRef>,
+    /// Swarm secrets each task gets as a file (on tmpfs, under `/run/secrets`).
+    pub secrets: Vec<FileRef>,
+}
+
+/// A Swarm config or secret a task gets as a file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FileRef {
+    /// The object's id and name.
+    pub id: String,
+    pub name: String,
+    /// Where the file is: a path (a secret's may be a name under `/run/secrets`).
+    pub target: String,
+    pub uid: String,
+    pub gid: String,
+    pub mode: u32,
 }
 
 /// How the cluster replaces a service's tasks on an update. It never rolls back by itself:
@@ -95,6 +113,9 @@ pub struct SwarmService {
     /// `None` when it was never updated.
     pub update_state: Option<String>,
     pub update_message: Option<String>,
+    /// The configs and secrets its tasks get now.
+    pub configs: Vec<FileRef>,
+    pub secrets: Vec<FileRef>,
 }
 
 /// One task of a service.
@@ -234,6 +255,37 @@ impl SwarmServiceSpec {
                         name: Some(name.clone()),
                         soft: Some(*soft),
                         hard: Some(*hard),
+                    })
+                    .collect(),
+            ),
+            configs: opt_vec(
+                self.configs
+                    .iter()
+                    .map(|f| TaskSpecContainerSpecConfigs {
+                        file: Some(TaskSpecContainerSpecFile1 {
+                            name: Some(f.target.clone()),
+                            uid: Some(f.uid.clone()),
+                            gid: Some(f.gid.clone()),
+                            mode: Some(f.mode),
+                        }),
+                        runtime: None,
+                        config_id: Some(f.id.clone()),
+                        config_name: Some(f.name.clone()),
+                    })
+                    .collect(),
+            ),
+            secrets: opt_vec(
+                self.secrets
+                    .iter()
+                    .map(|f| TaskSpecContainerSpecSecrets {
+                        file: Some(TaskSpecContainerSpecFile {
+                            name: Some(f.target.clone()),
+                            uid: Some(f.uid.clone()),
+                            gid: Some(f.gid.clone()),
+                            mode: Some(f.mode),
+                        }),
+                        secret_id: Some(f.id.clone()),
+                        secret_name: Some(f.name.clone()),
                     })
                     .collect(),
             ),
@@ -413,6 +465,43 @@ impl Engine {
             .map(|s| {
                 let spec = s.spec.unwrap_or_default();
                 let status = s.update_status.unwrap_or_default();
+                let container = spec
+                    .task_template
+                    .as_ref()
+                    .and_then(|t| t.container_spec.clone())
+                    .unwrap_or_default();
+                let configs = container
+                    .configs
+                    .unwrap_or_default()
+                    .into_iter()
+                    .map(|c| {
+                        let file = c.file.unwrap_or_default();
+                        FileRef {
+                            id: c.config_id.unwrap_or_default(),
+                            name: c.config_name.unwrap_or_default(),
+                            target: file.name.unwrap_or_default(),
+                            uid: file.uid.unwrap_or_default(),
+                            gid: file.gid.unwrap_or_default(),
+                            mode: file.mode.unwrap_or(0o444),
+                        }
+                    })
+                    .collect();
+                let secrets = container
+                    .secrets
+                    .unwrap_or_default()
+                    .into_iter()
+                    .map(|c| {
+                        let file = c.file.unwrap_or_default();
+                        FileRef {
+                            id: c.secret_id.unwrap_or_default(),
+                            name: c.secret_name.unwrap_or_default(),
+                            target: file.name.unwrap_or_default(),
+                            uid: file.uid.unwrap_or_default(),
+                            gid: file.gid.unwrap_or_default(),
+                            mode: file.mode.unwrap_or(0o444),
+                        }
+                    })
+                    .collect();
                 SwarmService {
                     id: s.id.unwrap_or_default(),
                     name: spec.name.unwrap_or_default(),
@@ -432,6 +521,8 @@ impl Engine {
                         .map(|s| s.to_string())
                         .filter(|s| !s.is_empty()),
                     update_message: status.message,
+                    configs,
+                    secrets,
                 }
             })
             .collect())
@@ -568,6 +659,96 @@ impl Engine {
             .collect::<String>()
             .trim_end()
             .to_owned())
+    }
+
+    /// The id of the Swarm config (`secret` false) or secret named `name`, made with `data`
+    /// and `labels` unless one of that name exists: objects named by their content's hash are
+    /// never changed, only made and removed.
+    ///
+    /// # Errors
+    /// [`Error::Api`] (the manager refuses the object), [`Error::Unreachable`].
+    pub async fn ensure_swarm_object(
+        &self,
+        secret: bool,
+        name: &str,
+        labels: &BTreeMap<String, String>,
+        data: &[u8],
+    ) -> Result<String, Error> {
+        use base64::Engine as _;
+        if let Some(id) = self.swarm_object_id(secret, name).await? {
+            return Ok(id);
+        }
+        let docker = self.client()?;
+        let data = Some(base64::engine::general_purpose::STANDARD.encode(data));
+        let created = if secret {
+            docker
+                .create_secret(bollard::models::SecretSpec {
+                    name: Some(name.to_owned()),
+                    labels: opt_map(labels.clone()),
+                    data,
+                    ..Default::default()
+                })
+                .await
+        } else {
+            docker
+                .create_config(bollard::models::ConfigSpec {
+                    name: Some(name.to_owned()),
+                    labels: opt_map(labels.clone()),
+                    data,
+                    ..Default::default()
+                })
+                .await
+        };
+        match created {
+            Ok(id) => Ok(id.id),
+            // made meanwhile by another deploy of the same content
+            Err(e) => match self.swarm_object_id(secret, name).await? {
+                Some(id) => Ok(id),
+                None => Err(self.classify(e)),
+            },
+        }
+    }
+
+    /// The id of the Swarm config or secret named exactly `name`, if there is one.
+    ///
+    /// # Errors
+    /// [`Error::Api`], [`Error::Unreachable`].
+    pub async fn swarm_object_id(&self, secret: bool, name: &str) -> Result<Option<String>, Error> {
+        let filters = Some(HashMap::from([("name".to_owned(), vec![name.to_owned()])]));
+        let docker = self.client()?;
+        // the name filter matches prefixes: keep the exact one
+        let found: Vec<(String, String)> = if secret {
+            docker
+                .list_secrets(Some(bollard::query_parameters::ListSecretsOptions {
+                    filters,
+                }))
+                .await
+                .map_err(|e| self.classify(e))?
+                .into_iter()
+                .map(|s| {
+                    (
+                        s.id.unwrap_or_default(),
+                        s.spec.and_then(|s| s.name).unwrap_or_default(),
+                    )
+                })
+                .collect()
+        } else {
+            docker
+                .list_configs(Some(bollard::query_parameters::ListConfigsOptions {
+                    filters,
+                }))
+                .await
+                .map_err(|e| self.classify(e))?
+                .into_iter()
+                .map(|s| {
+                    (
+                        s.id.unwrap_or_default(),
+                        s.spec.and_then(|s| s.name).unwrap_or_default(),
+                    )
+                })
+                .collect()
+        };
+        Ok(found.into_iter().find(|(_, n)| n == name).map(|(id, _)| id))
     }
 
     /// The digest the registry names for `image` now, asked by this engine (with its

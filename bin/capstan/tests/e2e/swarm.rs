@@ -45,7 +45,7 @@ fn lab() -> String {
 
 /// Three services: web (4 replicas of `image`, httpd behind a healthcheck that `healthy`
 /// decides), api (no healthcheck: gated on running), db (a named volume).
-fn app(image: &str, healthy: bool) -> String {
+fn app(image: &str, healthy: bool, token: &str) -> String {
     let check = if healthy {
         r#"["CMD", "wget", "-q", "-O", "/dev/null", "http://127.0.0.1/"]"#
     } else {
@@ -69,11 +69,15 @@ fn app(image: &str, healthy: bool) -> String {
       update_config:
         parallelism: 2
         monitor: 1s
+    configs:
+      - source: motd
+        target: /etc/motd
   api:
     image: {image}
-    command: ["sh", "-c", "exec sleep 100000"]
+    command: ["sh", "-c", "echo token=$$(cat /run/secrets/token); exec sleep 100000"]
     stop_grace_period: 1s
     depends_on: [db]
+    secrets: [token]
   db:
     image: {image}
     command: ["sh", "-c", "echo up > /data/state; exec sleep 100000"]
@@ -82,6 +86,12 @@ fn app(image: &str, healthy: bool) -> String {
       - data:/data
 volumes:
   data: {{}}
+configs:
+  motd:
+    content: hello
+secrets:
+  token:
+    content: {token}
 "#
     )
 }
@@ -115,6 +125,22 @@ fn digest_of(tasks: &BTreeMap<String, Vec<SwarmTask>>, service: &str) -> String 
         .collect();
     assert_eq!(digests.len(), 1, "{service}: {:?}", tasks[service]);
     (*digests.first().unwrap()).to_owned()
+}
+
+/// The secret api's task read at its start (its first log line).
+async fn token_of(manager: &Engine, tasks: &BTreeMap<String, Vec<SwarmTask>>) -> String {
+    let id = tasks["api"][0].id.clone();
+    let logs = eventually(Duration::from_secs(30), "api's first log line", || {
+        let (manager, id) = (manager.clone(), id.clone());
+        async move {
+            let logs = manager.swarm_task_logs(&id, 5).await.ok()?;
+            logs.contains("token=").then_some(logs)
+        }
+    })
+    .await;
+    logs.lines()
+        .find_map(|l| l.split_once("token=").map(|(_, t)| t.trim().to_owned()))
+        .unwrap()
 }
 
 /// What each web replica answers at the endpoint its node published, as the API lists them.
@@ -169,7 +195,7 @@ async fn swarm_an_app_is_deployed_pinned_rolled_put_back_by_capstan_and_taken_do
         &daemon,
         dir.path(),
         &["-p", &name, "--target", "lab"],
-        &app(&v1, true),
+        &app(&v1, true, "t1"),
     )
     .await;
     assert_eq!(code, 0, "{out}");
@@ -218,7 +244,7 @@ async fn swarm_an_app_is_deployed_pinned_rolled_put_back_by_capstan_and_taken_do
     assert_eq!(answers(&daemon, &name).await, ["v1"; 4]);
 
     // nothing to do now, and the app remembers where it runs: no --target needed
-    std::fs::write(dir.path().join("compose.yaml"), app(&v1, true)).unwrap();
+    std::fs::write(dir.path().join("compose.yaml"), app(&v1, true, "t1")).unwrap();
     let (code, out, err) = daemon
         .cli_in(dir.path(), &["plan", "-p", &name, "-o", "json"], &[])
         .await;
@@ -239,7 +265,7 @@ async fn swarm_an_app_is_deployed_pinned_rolled_put_back_by_capstan_and_taken_do
     );
 
     // release 2: web (and the others, same image) roll to v2, health-gated by capstan
-    let (code, out) = deploy(&daemon, dir.path(), &["-p", &name], &app(&v2, true)).await;
+    let (code, out) = deploy(&daemon, dir.path(), &["-p", &name], &app(&v2, true, "t1")).await;
     assert_eq!(code, 0, "{out}");
     let tasks = running(&manager, &name).await;
     let d2 = digest_of(&tasks, "web");
@@ -250,9 +276,26 @@ async fn swarm_an_app_is_deployed_pinned_rolled_put_back_by_capstan_and_taken_do
         "{tasks:?}"
     );
     assert_eq!(answers(&daemon, &name).await, ["v2"; 4]);
+    assert_eq!(token_of(&manager, &tasks).await, "t1");
 
-    // release 3 never passes its healthcheck: exit 1, and capstan (not Swarm) puts v2 back
-    let (code, out) = deploy(&daemon, dir.path(), &["-p", &name], &app(&v2, false)).await;
+    // a changed secret rolls only the service that uses it, which reads the new one
+    let (code, out) = deploy(&daemon, dir.path(), &["-p", &name], &app(&v2, true, "t2")).await;
+    assert_eq!(code, 0, "{out}");
+    let after = running(&manager, &name).await;
+    let ids = |t: &BTreeMap<String, Vec<SwarmTask>>, s: &str| -> BTreeSet<String> {
+        t[s].iter().map(|t| t.id.clone()).collect()
+    };
+    assert_eq!(
+        ids(&after, "web"),
+        ids(&tasks, "web"),
+        "web does not use the secret"
+    );
+    assert_eq!(ids(&after, "db"), ids(&tasks, "db"));
+    assert_ne!(ids(&after, "api"), ids(&tasks, "api"));
+    assert_eq!(token_of(&manager, &after).await, "t2");
+
+    // release 4 never passes its healthcheck: exit 1, and capstan (not Swarm) puts v2 back
+    let (code, out) = deploy(&daemon, dir.path(), &["-p", &name], &app(&v2, false, "t2")).await;
     assert_eq!(code, 1, "{out}");
     assert!(out.contains("rolled back"), "{out}");
     let tasks = running(&manager, &name).await;
@@ -278,7 +321,12 @@ async fn swarm_an_app_is_deployed_pinned_rolled_put_back_by_capstan_and_taken_do
         .collect();
     assert_eq!(
         results,
-        [(3, "rolled_back"), (2, "succeeded"), (1, "succeeded")]
+        [
+            (4, "rolled_back"),
+            (3, "succeeded"),
+            (2, "succeeded"),
+            (1, "succeeded")
+        ]
     );
 
     // rollback to release 1: v1's digest again, through the same rollout
@@ -287,13 +335,18 @@ async fn swarm_an_app_is_deployed_pinned_rolled_put_back_by_capstan_and_taken_do
     let tasks = running(&manager, &name).await;
     assert_eq!(digest_of(&tasks, "web"), d1);
     assert_eq!(digest_of(&tasks, "api"), d1);
+    assert_eq!(
+        token_of(&manager, &tasks).await,
+        "t1",
+        "release 1's secret is back"
+    );
 
     // an app lives on one target: the local engine is refused, saying how to move it
     let (code, out) = deploy(
         &daemon,
         dir.path(),
         &["-p", &name, "--target", "local"],
-        &app(&v1, true),
+        &app(&v1, true, "t1"),
     )
     .await;
     assert_eq!(code, 2, "{out}");
