@@ -159,6 +159,40 @@ impl SwarmTarget {
 }
 
 impl SwarmTarget {
+    /// Removes the app's configs and secrets no service of it uses now (`all`: every one):
+    /// a release that failed leaves the ones it made, a changed file the old one. A rollback
+    /// from the ledger makes again what it needs from the contents capstan keeps.
+    async fn prune(&self, app: &str, all: bool) -> Vec<String> {
+        let used: BTreeSet<String> = if all {
+            BTreeSet::new()
+        } else {
+            match self.services_of(Some(app)).await {
+                Ok(services) => services
+                    .iter()
+                    .flat_map(|s| s.configs.iter().chain(&s.secrets))
+                    .map(|f| f.id.clone())
+                    .collect(),
+                // not knowing what is used, nothing goes
+                Err(_) => return Vec::new(),
+            }
+        };
+        let mut removed = Vec::new();
+        for secret in [false, true] {
+            let Ok(objects) = self.engine.swarm_objects(secret, APP, app).await else {
+                continue;
+            };
+            for (id, name) in objects.into_iter().filter(|(id, _)| !used.contains(id)) {
+                match self.engine.remove_swarm_object(secret, &id).await {
+                    Ok(()) => removed.push(name),
+                    Err(e) => {
+                        tracing::debug!(app, object = name, error = %e, "a config or secret stays");
+                    }
+                }
+            }
+        }
+        removed
+    }
+
     /// The configs and secrets `unit`'s service gets: each made in the cluster from the
     /// request's content unless there (a config named by its content's hash, so a changed file
     /// is a new object; a secret by the release that made it, so that its name says nothing of
@@ -634,6 +668,10 @@ impl Target for SwarmTarget {
         if let Ok(mut all) = self.pinned.lock() {
             all.remove(app);
         }
+        if let Ok(mut before) = self.before.lock() {
+            before.retain(|(a, _), _| a != app);
+        }
+        self.prune(app, false).await;
     }
 
     async fn observe(&self, app: &str) -> Result<Vec<Replica>, TargetError> {
@@ -888,6 +926,7 @@ impl Target for SwarmTarget {
             }
             tokio::time::sleep(Duration::from_millis(250)).await;
         }
+        removed.extend(self.prune(app, true).await);
         if volumes {
             // the manager's own; each node keeps the volumes its tasks made (see docs/swarm.md)
             for v in vols {

@@ -709,6 +709,68 @@ impl Engine {
         }
     }
 
+    /// The Swarm configs (`secret` false) or secrets carrying label `key=value`: id and name.
+    ///
+    /// # Errors
+    /// [`Error::Api`], [`Error::Unreachable`].
+    pub async fn swarm_objects(
+        &self,
+        secret: bool,
+        key: &str,
+        value: &str,
+    ) -> Result<Vec<(String, String)>, Error> {
+        let filters = Some(HashMap::from([(
+            "label".to_owned(),
+            vec![format!("{key}={value}")],
+        )]));
+        let docker = self.client()?;
+        Ok(if secret {
+            docker
+                .list_secrets(Some(bollard::query_parameters::ListSecretsOptions {
+                    filters,
+                }))
+                .await
+                .map_err(|e| self.classify(e))?
+                .into_iter()
+                .map(|s| {
+                    (
+                        s.id.unwrap_or_default(),
+                        s.spec.and_then(|s| s.name).unwrap_or_default(),
+                    )
+                })
+                .collect()
+        } else {
+            docker
+                .list_configs(Some(bollard::query_parameters::ListConfigsOptions {
+                    filters,
+                }))
+                .await
+                .map_err(|e| self.classify(e))?
+                .into_iter()
+                .map(|s| {
+                    (
+                        s.id.unwrap_or_default(),
+                        s.spec.and_then(|s| s.name).unwrap_or_default(),
+                    )
+                })
+                .collect()
+        })
+    }
+
+    /// Removes a Swarm config or secret (the manager refuses one a service uses).
+    ///
+    /// # Errors
+    /// [`Error::NotFound`], [`Error::Api`] (in use), [`Error::Unreachable`].
+    pub async fn remove_swarm_object(&self, secret: bool, id: &str) -> Result<(), Error> {
+        let docker = self.client()?;
+        let removed = if secret {
+            docker.delete_secret(id).await
+        } else {
+            docker.delete_config(id).await
+        };
+        removed.map_err(|e| self.classify(e))
+    }
+
     /// The id of the Swarm config or secret named exactly `name`, if there is one.
     ///
     /// # Errors

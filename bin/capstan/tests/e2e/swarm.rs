@@ -293,6 +293,17 @@ async fn swarm_an_app_is_deployed_pinned_rolled_put_back_by_capstan_and_taken_do
     assert_eq!(ids(&after, "db"), ids(&tasks, "db"));
     assert_ne!(ids(&after, "api"), ids(&tasks, "api"));
     assert_eq!(token_of(&manager, &after).await, "t2");
+    // the secret no service uses any more is gone; the config stays, one object
+    let secrets = manager
+        .swarm_objects(true, "io.capstan.app", &name)
+        .await
+        .unwrap();
+    assert_eq!(secrets.len(), 1, "{secrets:?}");
+    let configs = manager
+        .swarm_objects(false, "io.capstan.app", &name)
+        .await
+        .unwrap();
+    assert_eq!(configs.len(), 1, "{configs:?}");
 
     // release 4 never passes its healthcheck: exit 1, and capstan (not Swarm) puts v2 back
     let (code, out) = deploy(&daemon, dir.path(), &["-p", &name], &app(&v2, false, "t2")).await;
@@ -370,6 +381,13 @@ async fn swarm_an_app_is_deployed_pinned_rolled_put_back_by_capstan_and_taken_do
         .await
         .unwrap();
     assert!(networks.is_empty(), "{networks:?}");
+    for secret in [false, true] {
+        let left = manager
+            .swarm_objects(secret, "io.capstan.app", &name)
+            .await
+            .unwrap();
+        assert!(left.is_empty(), "{left:?}");
+    }
 }
 
 #[tokio::test]
