@@ -11,8 +11,8 @@ export async function appsPage() {
   const apps = await api("GET", "/api/v1/apps");
   put($("#main"), html`<h1>Apps</h1>
     <section class="card" aria-labelledby="h-apps"><h2 id="h-apps">Deployed</h2>
-      ${table(["App", "Release", "Result", "Running", "Deployed"], apps.map((a) => [
-        html`<a href="#/apps/${encodeURIComponent(a.name)}">${a.name}</a>`, a.release,
+      ${table(["App", "Target", "Release", "Result", "Running", "Deployed"], apps.map((a) => [
+        html`<a href="#/apps/${encodeURIComponent(a.name)}">${a.name}</a>`, a.target || "local", a.release,
         html`<span class="${resultClass(a.result)}">${a.result}</span>`,
         `${a.running} / ${a.containers}`, when(a.time),
       ]), "No app deployed yet.")}</section>
@@ -42,6 +42,16 @@ function replicasTable(containers) {
       c.image]), "No containers.");
 }
 
+/** An app's replicas on a cluster: each task with its node, state, health and the port its
+ * node publishes. */
+function clusterTable(replicas) {
+  return table(["Service", "Replica", "Node", "State", "Health", "Image", "Endpoints"], replicas.map((r) => [
+    r.service, r.replica, r.node || "-",
+    html`<span class="${r.state === "running" ? "ok" : "bad"}">${r.state}</span>`,
+    html`<span class="${r.health === "healthy" ? "ok" : r.health === "unhealthy" ? "bad" : ""}">${r.health || ""}</span>`,
+    short(r.image), r.endpoints.join(", ")]), "No replicas.");
+}
+
 /** The deploy and rollback forms, for those who may change what runs. */
 function releaseForms(releases, current, options) {
   return html`<section class="card" aria-labelledby="h-deploy" style="grid-column: 1 / -1"><h2 id="h-deploy">Deploy</h2>
@@ -66,17 +76,25 @@ export async function appPage(name) {
   // drawn again after a release: the streams of the drawing before go
   closeStreams();
   const asked = new Date().toISOString();
-  const [releases, containers] = await Promise.all([
+  const [releases, containers, apps] = await Promise.all([
     api("GET", `/api/v1/apps/${encodeURIComponent(name)}/releases`).catch((e) => (e.status === 404 ? [] : Promise.reject(e))),
     api("GET", `/api/v1/containers?all=true&app=${encodeURIComponent(name)}`).catch(() => ({ containers: [] })),
+    api("GET", "/api/v1/apps").catch(() => []),
   ]);
+  still(route);
+  // on a cluster, the replicas are its tasks, each on its node
+  const target = apps.find((a) => a.name === name)?.target || "local";
+  const clustered = target !== "local";
+  const tasks = () => api("GET", `/api/v1/apps/${encodeURIComponent(name)}/replicas`).catch(() => []);
+  const first = clustered ? clusterTable(await tasks()) : replicasTable(containers.containers);
   still(route);
   const current = releases.find((r) => r.result === "succeeded" || r.result === "running") || releases[0];
   const options = (sel) => releases.map((r) => html`<option value="${r.number}" ${r.number === sel && "selected"}>${r.number} · ${r.result} · ${when(r.time)}</option>`);
   put($("#main"), html`<h1>App ${name}</h1>
     <div class="grid">
     <section class="card" aria-labelledby="h-replicas" style="grid-column: 1 / -1"><h2 id="h-replicas">Services and replicas</h2>
-      <div id="replicas">${replicasTable(containers.containers)}</div></section>
+      <p>Target <strong id="app-target">${target}</strong></p>
+      <div id="replicas">${first}</div></section>
     <section class="card" aria-labelledby="h-app-cpu"><h2 id="h-app-cpu">CPU by service</h2><div id="app-cpu">…</div></section>
     <section class="card" aria-labelledby="h-app-mem"><h2 id="h-app-mem">Memory by service</h2><div id="app-mem">…</div></section>
     <section class="card" aria-labelledby="h-releases" style="grid-column: 1 / -1"><h2 id="h-releases">Releases</h2>
@@ -107,9 +125,19 @@ export async function appPage(name) {
     const now = await api("GET", `/api/v1/containers?all=true&app=${encodeURIComponent(name)}`).catch(() => null);
     if (now && $("#replicas")) put($("#replicas"), replicasTable(now.containers));
   });
-  stream(`/api/v1/events/stream?${new URLSearchParams({ type: "container", since: asked })}`, "event", (e) => {
-    if (e.attributes?.["io.capstan.app"] === name) redraw();
-  });
+  if (clustered) {
+    // a cluster's tasks are asked for again while the page shows
+    const again = async () => {
+      if (state.route !== route || !$("#replicas")) return;
+      put($("#replicas"), clusterTable(await tasks()));
+      setTimeout(again, 5000);
+    };
+    setTimeout(again, 5000);
+  } else {
+    stream(`/api/v1/events/stream?${new URLSearchParams({ type: "container", since: asked })}`, "event", (e) => {
+      if (e.attributes?.["io.capstan.app"] === name) redraw();
+    });
+  }
   $("#diff-form")?.addEventListener("submit", (ev) => {
     ev.preventDefault();
     const pick = (id) => releases.find((r) => String(r.number) === $(id).value);

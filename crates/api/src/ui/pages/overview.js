@@ -39,9 +39,9 @@ export async function overview() {
       ${engine.version && `(docker ${engine.version}, api ${engine.api_version})`}</p>
     <p>Journal: ${health.journal?.connected ? "following" : "not connected"}, ${health.journal?.events} events</p>`);
   drawAlerts(alerts.alerts || []);
-  put($("#apps"), table(["App", "Release", "Result", "Running"],
+  put($("#apps"), table(["App", "Target", "Release", "Result", "Running"],
     apps.map((a) => [
-      html`<a href="#/apps/${encodeURIComponent(a.name)}">${a.name}</a>`, a.release,
+      html`<a href="#/apps/${encodeURIComponent(a.name)}">${a.name}</a>`, a.target || "local", a.release,
       html`<span class="${resultClass(a.result)}">${a.result}</span>`,
       `${a.running} / ${a.containers}`,
     ]), "No app deployed yet (capstan deploy -f compose.yaml)."));
