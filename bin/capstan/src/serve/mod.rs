@@ -104,7 +104,7 @@ pub async fn run(opts: ServeOptions) -> Result<()> {
     let rollouts = capstan_model::RolloutLocks::default();
     let (auto_tx, auto_rx) = tokio::sync::mpsc::channel(subsystems::AUTO_UPDATES_QUEUE);
     let images = subsystems::start_images(&base, &file.images, auto_tx)?;
-    let deploy = subsystems::start_deploy(&base, &rollouts, auto_rx)?;
+    let deploy = subsystems::start_deploy(&base, &rollouts, auto_rx, &file.targets)?;
     let scanner = subsystems::start_scan(&base, &file.images)?;
     let metrics = subsystems::start_metrics(&base, &file.metrics)?;
     let security = subsystems::start_security(&base, &file.security).await;
@@ -118,16 +118,6 @@ pub async fn run(opts: ServeOptions) -> Result<()> {
     )?;
     let notify = subsystems::start_notify(&base, &file.notify, &alerts, images.updates.as_ref())?;
 
-    // one rollout engine over every target: a deployer per `[[targets]]` entry, keeping the
-    // same ledger, files and vault as the local engine's
-    let mut places = std::collections::BTreeMap::new();
-    for t in &file.targets {
-        let engine = capstan_engine::Engine::new(Some(&t.docker_host))
-            .map_err(|e| anyhow::anyhow!("targets.{}.docker_host: {e}", t.name))?;
-        let mut d = deploy.deployer.clone();
-        d.target = Arc::new(capstan_deploy::SwarmTarget::new(&t.name, engine));
-        places.insert(t.name.clone(), d);
-    }
     let state = AppState {
         store: base.store.clone(),
         engine: base.engine.clone(),
@@ -154,7 +144,7 @@ pub async fn run(opts: ServeOptions) -> Result<()> {
         registries: Arc::clone(&base.registries),
         registry: Arc::clone(&base.registry),
         targets: file.targets.clone().into(),
-        places: Arc::new(places),
+        places: Arc::new(deploy.places),
     };
     serve_api(&base, state, listen, tls, &token_path).await?;
     base.shutdown.cancel();

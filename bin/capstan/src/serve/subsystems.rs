@@ -139,6 +139,8 @@ pub(super) struct Deploy {
     pub deployer: capstan_deploy::Deployer,
     /// Keeps capstan's proxy in step with the replicas in rotation.
     pub router: capstan_deploy::Router,
+    /// A deployer for each `[[targets]]` entry, by name.
+    pub places: std::collections::BTreeMap<String, capstan_deploy::Deployer>,
 }
 
 /// Deploys on the local engine through capstan's proxy; self-healing and automatic updates
@@ -147,13 +149,25 @@ pub(super) fn start_deploy(
     base: &Base,
     rollouts: &RolloutLocks,
     auto: mpsc::Receiver<AutoUpdate>,
+    targets: &[capstan_deploy::targets::TargetConfig],
 ) -> Result<Deploy> {
+    // the clusters of `[[targets]]`: the proxy routes their apps' ports to their tasks
+    let mut clusters: Vec<(String, Arc<dyn capstan_deploy::Target>)> = Vec::new();
+    for t in targets {
+        let engine = capstan_engine::Engine::new(Some(&t.docker_host))
+            .map_err(|e| anyhow::anyhow!("targets.{}.docker_host: {e}", t.name))?;
+        clusters.push((
+            t.name.clone(),
+            Arc::new(capstan_deploy::SwarmTarget::new(&t.name, engine)),
+        ));
+    }
     let router = capstan_deploy::Router::spawn(
         base.engine.clone(),
         base.store.clone(),
         capstan_proxy::ProxyClient::new(&base.data, Some(data_dir::proxy_launch(&base.data)?)),
         &base.live,
         base.shutdown.clone(),
+        clusters.iter().map(|(_, t)| Arc::clone(t)).collect(),
     );
     let apps = base.data.join("apps");
     let secrets = capstan_deploy::SecretStore {
@@ -203,7 +217,20 @@ pub(super) fn start_deploy(
         base.live.clone(),
     );
     tokio::spawn(auto_updater.run(auto, base.shutdown.clone()));
-    Ok(Deploy { deployer, router })
+    // one rollout engine over every target: each keeps the same ledger, files and vault
+    let places = clusters
+        .into_iter()
+        .map(|(name, target)| {
+            let mut d = deployer.clone();
+            d.target = target;
+            (name, d)
+        })
+        .collect();
+    Ok(Deploy {
+        deployer,
+        router,
+        places,
+    })
 }
 
 /// Vulnerability scans: the advisory database and the per-layer cache, in one file; with

@@ -10,6 +10,7 @@ use std::time::Duration;
 
 use capstan_engine::{Engine, SwarmTask};
 use capstan_model::Release;
+use capstan_testkit::load::{Load, Tally};
 use capstan_testkit::{Daemon, eventually, free_port, unique};
 
 use crate::bin;
@@ -45,7 +46,7 @@ fn lab() -> String {
 
 /// Three services: web (4 replicas of `image`, httpd behind a healthcheck that `healthy`
 /// decides), api (no healthcheck: gated on running), db (a named volume).
-fn app(image: &str, healthy: bool, token: &str) -> String {
+fn app(image: &str, healthy: bool, token: &str, port: u16) -> String {
     let check = if healthy {
         r#"["CMD", "wget", "-q", "-O", "/dev/null", "http://127.0.0.1/"]"#
     } else {
@@ -57,7 +58,7 @@ fn app(image: &str, healthy: bool, token: &str) -> String {
     image: {image}
     command: ["sh", "-c", "mkdir -p /www; cat /marker > /www/index.html; exec httpd -f -p 80 -h /www"]
     ports:
-      - "80"
+      - "{port}:80"
     healthcheck:
       test: {check}
       interval: 1s
@@ -127,6 +128,16 @@ fn digest_of(tasks: &BTreeMap<String, Vec<SwarmTask>>, service: &str) -> String 
     (*digests.first().unwrap()).to_owned()
 }
 
+/// The load's tally once it has sent at least 2,000 requests.
+async fn enough(load: Load) -> Tally {
+    eventually(Duration::from_mins(1), "2,000 requests sent", || {
+        let total = load.tally().total();
+        async move { (total >= 2000).then_some(()) }
+    })
+    .await;
+    load.finish().await
+}
+
 /// The secret api's task read at its start (its first log line).
 async fn token_of(manager: &Engine, tasks: &BTreeMap<String, Vec<SwarmTask>>) -> String {
     let id = tasks["api"][0].id.clone();
@@ -187,6 +198,8 @@ async fn swarm_an_app_is_deployed_pinned_rolled_put_back_by_capstan_and_taken_do
     let daemon = Daemon::start_with(bin(), &capstan_testkit::docker_host(), &lab()).await;
     let dir = tempfile::tempdir().unwrap();
     let name = unique("sw");
+    let port = free_port();
+    let front = format!("127.0.0.1:{port}");
     let v1 = format!("{repo}:v1");
     let v2 = format!("{repo}:v2");
 
@@ -195,7 +208,7 @@ async fn swarm_an_app_is_deployed_pinned_rolled_put_back_by_capstan_and_taken_do
         &daemon,
         dir.path(),
         &["-p", &name, "--target", "lab"],
-        &app(&v1, true, "t1"),
+        &app(&v1, true, "t1", port),
     )
     .await;
     assert_eq!(code, 0, "{out}");
@@ -242,9 +255,18 @@ async fn swarm_an_app_is_deployed_pinned_rolled_put_back_by_capstan_and_taken_do
         "{out}"
     );
     assert_eq!(answers(&daemon, &name).await, ["v1"; 4]);
+    // capstan's proxy serves the Compose port, spreading requests over the healthy tasks
+    eventually(Duration::from_secs(30), "the proxy serving v1", || {
+        let url = format!("http://{front}/");
+        async move {
+            let body = reqwest::get(url).await.ok()?.text().await.ok()?;
+            (body.trim() == "v1").then_some(())
+        }
+    })
+    .await;
 
     // nothing to do now, and the app remembers where it runs: no --target needed
-    std::fs::write(dir.path().join("compose.yaml"), app(&v1, true, "t1")).unwrap();
+    std::fs::write(dir.path().join("compose.yaml"), app(&v1, true, "t1", port)).unwrap();
     let (code, out, err) = daemon
         .cli_in(dir.path(), &["plan", "-p", &name, "-o", "json"], &[])
         .await;
@@ -264,9 +286,33 @@ async fn swarm_an_app_is_deployed_pinned_rolled_put_back_by_capstan_and_taken_do
         "{mine:?}"
     );
 
-    // release 2: web (and the others, same image) roll to v2, health-gated by capstan
-    let (code, out) = deploy(&daemon, dir.path(), &["-p", &name], &app(&v2, true, "t1")).await;
+    // release 2: web (and the others, same image) roll to v2, health-gated by capstan, while
+    // clients (one keep-alive, four opening a connection per request) see no failure
+    let load = Load::start(&front, "/", 4);
+    let (code, out) = deploy(
+        &daemon,
+        dir.path(),
+        &["-p", &name],
+        &app(&v2, true, "t1", port),
+    )
+    .await;
     assert_eq!(code, 0, "{out}");
+    let tally = enough(load).await;
+    assert!(
+        tally.failures.is_empty(),
+        "{:?}",
+        &tally.failures[..tally.failures.len().min(5)]
+    );
+    assert!(
+        tally.bodies.contains_key("v1") && tally.bodies.contains_key("v2"),
+        "{:?}",
+        tally.bodies
+    );
+    println!(
+        "v1 -> v2: {} requests {:?}, 0 failed",
+        tally.total(),
+        tally.bodies
+    );
     let tasks = running(&manager, &name).await;
     let d2 = digest_of(&tasks, "web");
     assert_ne!(d1, d2);
@@ -279,7 +325,13 @@ async fn swarm_an_app_is_deployed_pinned_rolled_put_back_by_capstan_and_taken_do
     assert_eq!(token_of(&manager, &tasks).await, "t1");
 
     // a changed secret rolls only the service that uses it, which reads the new one
-    let (code, out) = deploy(&daemon, dir.path(), &["-p", &name], &app(&v2, true, "t2")).await;
+    let (code, out) = deploy(
+        &daemon,
+        dir.path(),
+        &["-p", &name],
+        &app(&v2, true, "t2", port),
+    )
+    .await;
     assert_eq!(code, 0, "{out}");
     let after = running(&manager, &name).await;
     let ids = |t: &BTreeMap<String, Vec<SwarmTask>>, s: &str| -> BTreeSet<String> {
@@ -306,8 +358,32 @@ async fn swarm_an_app_is_deployed_pinned_rolled_put_back_by_capstan_and_taken_do
     assert_eq!(configs.len(), 1, "{configs:?}");
 
     // release 4 never passes its healthcheck: exit 1, and capstan (not Swarm) puts v2 back
-    let (code, out) = deploy(&daemon, dir.path(), &["-p", &name], &app(&v2, false, "t2")).await;
+    let load = Load::start(&front, "/", 4);
+    let (code, out) = deploy(
+        &daemon,
+        dir.path(),
+        &["-p", &name],
+        &app(&v2, false, "t2", port),
+    )
+    .await;
     assert_eq!(code, 1, "{out}");
+    let tally = enough(load).await;
+    assert!(
+        tally.failures.is_empty(),
+        "{:?}",
+        &tally.failures[..tally.failures.len().min(5)]
+    );
+    assert_eq!(
+        tally.bodies.keys().collect::<Vec<_>>(),
+        ["v2"],
+        "{:?}",
+        tally.bodies
+    );
+    println!(
+        "v4 failed, put back: {} requests {:?}, 0 failed",
+        tally.total(),
+        tally.bodies
+    );
     assert!(out.contains("rolled back"), "{out}");
     let tasks = running(&manager, &name).await;
     assert_eq!(digest_of(&tasks, "web"), d2);
@@ -357,7 +433,7 @@ async fn swarm_an_app_is_deployed_pinned_rolled_put_back_by_capstan_and_taken_do
         &daemon,
         dir.path(),
         &["-p", &name, "--target", "local"],
-        &app(&v1, true, "t1"),
+        &app(&v1, true, "t1", port),
     )
     .await;
     assert_eq!(code, 2, "{out}");

@@ -6,6 +6,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::sync::Arc;
 use std::time::Duration;
 
 use capstan_compose::Project;
@@ -19,6 +20,8 @@ use tokio::sync::{broadcast, mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, warn};
 
+use crate::target::Target;
+
 /// The label that carries a replica's published ports.
 pub const PORTS_LABEL: &str = "io.capstan.ports";
 
@@ -26,6 +29,10 @@ pub const PORTS_LABEL: &str = "io.capstan.ports";
 const PERIOD: Duration = Duration::from_secs(15);
 /// Container events are gathered this long before one recomputation.
 const DEBOUNCE: Duration = Duration::from_millis(100);
+/// How often the table is made again while a cluster's tasks are behind the proxy: a cluster
+/// tells no events here, and a task it stops must leave rotation soon (one that refuses a
+/// connection meanwhile is skipped for the next).
+const CLUSTER_PERIOD: Duration = Duration::from_secs(1);
 
 /// One published port of a service.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -205,6 +212,7 @@ impl Router {
         proxy: ProxyClient,
         live: &broadcast::Sender<Event>,
         shutdown: CancellationToken,
+        clusters: Vec<Arc<dyn Target>>,
     ) -> Self {
         let (tx, rx) = mpsc::channel(64);
         let task = Task {
@@ -216,6 +224,8 @@ impl Router {
             draining: BTreeSet::new(),
             started: false,
             rotating: BTreeSet::new(),
+            clusters,
+            clustered: false,
         };
         tokio::spawn(task.run(rx, live.subscribe(), shutdown));
         Self { tx }
@@ -299,6 +309,11 @@ struct Task {
     started: bool,
     /// Containers in rotation in the last table sent.
     rotating: BTreeSet<String>,
+    /// Targets whose own orchestrator runs replicas that publish a port on their node (a
+    /// Swarm's tasks): their apps' published ports route to those.
+    clusters: Vec<Arc<dyn Target>>,
+    /// Whether the last table routed to a cluster's replicas (made again every second then).
+    clustered: bool,
 }
 
 impl Task {
@@ -314,7 +329,12 @@ impl Task {
         }
         let mut due = Some(tokio::time::Instant::now());
         loop {
-            let wake = due.unwrap_or_else(|| tokio::time::Instant::now() + PERIOD);
+            let period = if self.clustered {
+                CLUSTER_PERIOD
+            } else {
+                PERIOD
+            };
+            let wake = due.unwrap_or_else(|| tokio::time::Instant::now() + period);
             tokio::select! {
                 () = shutdown.cancelled() => return,
                 () = tokio::time::sleep_until(wake) => {
@@ -488,6 +508,59 @@ impl Task {
             .unwrap_or_default())
     }
 
+    /// The routes of apps on a cluster: the ports their newest release publishes, to each
+    /// replica that runs (and is healthy, with a healthcheck) at the port its node published.
+    async fn cluster_routes(
+        &mut self,
+        cluster: &dyn Target,
+        routes: &mut BTreeMap<String, Route>,
+    ) -> Result<(), RouteError> {
+        let seen = match cluster.observe_all().await {
+            Ok(seen) => seen,
+            Err(e) => {
+                warn!(error = %e, "cannot list a cluster's replicas for the proxy; trying again");
+                // its routes stay served with no replica rather than vanishing
+                self.clustered = true;
+                return Ok(());
+            }
+        };
+        for (app, replicas) in seen {
+            let newest = self
+                .store
+                .releases(app.clone())
+                .await
+                .map_err(RouteError::Ledger)?
+                .first()
+                .map(|r| r.number);
+            let Some(number) = newest else { continue };
+            for r in &replicas {
+                let claims = self.released_claims(&app, number, &r.service).await?;
+                let healthy =
+                    r.state == "running" && r.health.as_deref().is_none_or(|h| h == "healthy");
+                for claim in claims {
+                    self.clustered = true;
+                    let key = claim.key(&app, &r.service);
+                    let route = routes.entry(key.clone()).or_insert_with(|| Route {
+                        key,
+                        bind: claim.bind(),
+                        mode: claim.mode,
+                        backends: Vec::new(),
+                    });
+                    if let Some(addr) = healthy
+                        .then(|| published_at(&r.endpoints, claim.target))
+                        .flatten()
+                    {
+                        route.backends.push(Backend {
+                            id: r.id.clone(),
+                            addr,
+                        });
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
     /// The table from the engine: every claimed port, with the replicas in rotation.
     async fn table(&mut self) -> Result<Vec<Route>, RouteError> {
         let containers = self
@@ -559,6 +632,10 @@ impl Task {
                 }
             }
         }
+        self.clustered = false;
+        for cluster in self.clusters.clone() {
+            self.cluster_routes(cluster.as_ref(), &mut routes).await?;
+        }
         for claimed in self.claims.values() {
             for (key, claim) in claimed {
                 routes.entry(key.clone()).or_insert_with(|| Route {
@@ -593,9 +670,32 @@ impl Task {
     }
 }
 
+/// Where a replica publishes container port `target` over TCP, from its endpoints
+/// (`10.0.0.12:30001->80/tcp`).
+fn published_at(endpoints: &[String], target: u16) -> Option<SocketAddr> {
+    endpoints.iter().find_map(|e| {
+        let (addr, inside) = e.split_once("->")?;
+        (inside == format!("{target}/tcp")).then(|| addr.parse().ok())?
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_cluster_replicas_endpoint_is_found_by_its_container_port() {
+        let endpoints = [
+            "10.0.0.12:30001->80/tcp".to_owned(),
+            "10.0.0.12:30002->53/udp".to_owned(),
+        ];
+        assert_eq!(
+            published_at(&endpoints, 80),
+            Some("10.0.0.12:30001".parse().unwrap())
+        );
+        assert_eq!(published_at(&endpoints, 53), None);
+        assert_eq!(published_at(&endpoints, 81), None);
+    }
 
     fn service(yaml: &str) -> Service {
         let dir = tempfile::tempdir().unwrap();
