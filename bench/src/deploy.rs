@@ -13,6 +13,7 @@ use std::fmt::Write as _;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
+use capstan_bench::run;
 use capstan_engine::Engine;
 use capstan_testkit::load::Load;
 use capstan_testkit::{Daemon, OwnEngine};
@@ -26,20 +27,6 @@ fn app(services: usize) -> String {
         );
     }
     y
-}
-
-async fn run(cmd: &mut tokio::process::Command) -> Duration {
-    let start = Instant::now();
-    let out = cmd
-        .output()
-        .await
-        .unwrap_or_else(|e| panic!("cannot run {}: {e}", cmd.as_std().get_program().display()));
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    start.elapsed()
 }
 
 /// Like [`run`], with what the command printed.

@@ -1,6 +1,7 @@
 //! What the benchmarks share: reading their command line, starting their containers.
 
 use std::path::PathBuf;
+use std::time::{Duration, Instant};
 
 /// `BENCH CAPSTAN [--NAME N]`: the capstan binary (default `target/release/capstan`) and the
 /// value of `--name` (`default` when not given).
@@ -56,4 +57,24 @@ pub async fn start_busybox(
         ids.push(id);
     }
     (ids, started.elapsed())
+}
+
+/// Runs `cmd` to its end and returns how long it took.
+///
+/// # Panics
+/// It cannot run, or fails (what it printed is shown).
+#[allow(clippy::expect_used)]
+pub async fn run(cmd: &mut tokio::process::Command) -> Duration {
+    let start = Instant::now();
+    let out = cmd
+        .output()
+        .await
+        .unwrap_or_else(|e| panic!("cannot run {}: {e}", cmd.as_std().get_program().display()));
+    assert!(
+        out.status.success(),
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    start.elapsed()
 }

@@ -10,6 +10,7 @@ use std::fmt::Write as _;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
+use capstan_bench::run;
 use capstan_engine::Engine;
 use capstan_testkit::Daemon;
 
@@ -30,21 +31,6 @@ fn app(services: usize, replicas: usize, image: &str) -> String {
         );
     }
     y
-}
-
-async fn run(cmd: &mut tokio::process::Command) -> Duration {
-    let start = Instant::now();
-    let out = cmd
-        .output()
-        .await
-        .unwrap_or_else(|e| panic!("cannot run {}: {e}", cmd.as_std().get_program().display()));
-    assert!(
-        out.status.success(),
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    start.elapsed()
 }
 
 /// Waits until the services labelled `key=value` number `services`, each with `replicas` tasks
@@ -102,6 +88,26 @@ fn median(mut values: Vec<Duration>) -> Duration {
     values[values.len() / 2]
 }
 
+/// Prints both tools' rounds, medians and the ratio of the medians.
+fn report(title: &str, ours_name: &str, ours: &[Duration], theirs: &[Duration]) {
+    let rounds = |v: &[Duration]| {
+        v.iter()
+            .map(|t| format!("{:.2}", t.as_secs_f64()))
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    let (c, d) = (median(ours.to_vec()), median(theirs.to_vec()));
+    println!(
+        "{title}:\n  {ours_name:<27}{:.2} s  (rounds {})\n  {:<27}{:.2} s  (rounds {})\n  ratio {:.2} (target <= 1.0)",
+        c.as_secs_f64(),
+        rounds(ours),
+        "docker stack deploy + poll",
+        d.as_secs_f64(),
+        rounds(theirs),
+        c.as_secs_f64() / d.as_secs_f64()
+    );
+}
+
 #[tokio::main]
 async fn main() {
     let (capstan, _) = capstan_bench::args("none", 0);
@@ -112,14 +118,7 @@ async fn main() {
         .expect("the Swarm ground is not there: scripts/swarm-ground --keep");
     // two images of distinct digests in the registry the nodes pull from
     let repo = format!("{REGISTRY}/capt/bench");
-    for tag in ["v1", "v2"] {
-        let reference = format!("{repo}:{tag}");
-        manager
-            .import_rootfs(capstan_testkit::rootfs_with_file(Some(tag)), &reference)
-            .await
-            .unwrap();
-        manager.push(&reference, None).await.unwrap();
-    }
+    capstan_testkit::push_versions(&manager, &repo, &["v1", "v2"]).await;
     let config =
         format!("[[targets]]\nname = \"lab\"\nkind = \"swarm\"\ndocker_host = \"{MANAGER}\"\n");
     let daemon = Daemon::start_with(&capstan, MANAGER, &config).await;
@@ -166,21 +165,11 @@ async fn main() {
         run(&mut docker(&["stack", "rm", &name], dir.path())).await;
         gone(&manager, "com.docker.stack.namespace", &name).await;
     }
-    let (c, d) = (median(ours.clone()), median(theirs.clone()));
-    println!(
-        "cold deploy, 10 services on 3 nodes, to converged and healthy (median of 3):\n  \
-         capstan deploy --target   {:.2} s  (rounds {:?})\n  \
-         docker stack deploy + poll {:.2} s  (rounds {:?})\n  ratio {:.2} (target <= 1.0)",
-        c.as_secs_f64(),
-        ours.iter()
-            .map(|t| format!("{:.2}", t.as_secs_f64()))
-            .collect::<Vec<_>>(),
-        d.as_secs_f64(),
-        theirs
-            .iter()
-            .map(|t| format!("{:.2}", t.as_secs_f64()))
-            .collect::<Vec<_>>(),
-        c.as_secs_f64() / d.as_secs_f64()
+    report(
+        "cold deploy, 10 services on 3 nodes, to converged and healthy (median of 3)",
+        "capstan deploy --target",
+        &ours,
+        &theirs,
     );
 
     // a rolling update of 12 replicas, one at a time, start-first
@@ -218,20 +207,10 @@ async fn main() {
         run(&mut docker(&["stack", "rm", &name], dir.path())).await;
         gone(&manager, "com.docker.stack.namespace", &name).await;
     }
-    let (c, d) = (median(ours.clone()), median(theirs.clone()));
-    println!(
-        "rolling update, 12 replicas, parallelism 1, start-first (median of 2):\n  \
-         capstan deploy            {:.2} s  (rounds {:?})\n  \
-         docker stack deploy + poll {:.2} s  (rounds {:?})\n  ratio {:.2} (target <= 1.0)",
-        c.as_secs_f64(),
-        ours.iter()
-            .map(|t| format!("{:.2}", t.as_secs_f64()))
-            .collect::<Vec<_>>(),
-        d.as_secs_f64(),
-        theirs
-            .iter()
-            .map(|t| format!("{:.2}", t.as_secs_f64()))
-            .collect::<Vec<_>>(),
-        c.as_secs_f64() / d.as_secs_f64()
+    report(
+        "rolling update, 12 replicas, parallelism 1, start-first (median of 2)",
+        "capstan deploy",
+        &ours,
+        &theirs,
     );
 }

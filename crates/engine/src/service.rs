@@ -434,6 +434,9 @@ fn global_mode() -> HashMap<(), ()> {
     HashMap::new()
 }
 
+/// A task file's name, uid, gid and mode, as the API answers them.
+type FileTarget = (Option<String>, Option<String>, Option<String>, Option<u32>);
+
 fn nanos(date: Option<&String>) -> i64 {
     date.and_then(|d| chrono::DateTime::parse_from_rfc3339(d).ok())
         .and_then(|t| t.timestamp_nanos_opt())
@@ -470,20 +473,21 @@ impl Engine {
                     .as_ref()
                     .and_then(|t| t.container_spec.clone())
                     .unwrap_or_default();
+                let file_ref = |id: Option<String>, name: Option<String>, f: FileTarget| FileRef {
+                    id: id.unwrap_or_default(),
+                    name: name.unwrap_or_default(),
+                    target: f.0.unwrap_or_default(),
+                    uid: f.1.unwrap_or_default(),
+                    gid: f.2.unwrap_or_default(),
+                    mode: f.3.unwrap_or(0o444),
+                };
                 let configs = container
                     .configs
                     .unwrap_or_default()
                     .into_iter()
                     .map(|c| {
-                        let file = c.file.unwrap_or_default();
-                        FileRef {
-                            id: c.config_id.unwrap_or_default(),
-                            name: c.config_name.unwrap_or_default(),
-                            target: file.name.unwrap_or_default(),
-                            uid: file.uid.unwrap_or_default(),
-                            gid: file.gid.unwrap_or_default(),
-                            mode: file.mode.unwrap_or(0o444),
-                        }
+                        let f = c.file.unwrap_or_default();
+                        file_ref(c.config_id, c.config_name, (f.name, f.uid, f.gid, f.mode))
                     })
                     .collect();
                 let secrets = container
@@ -491,15 +495,8 @@ impl Engine {
                     .unwrap_or_default()
                     .into_iter()
                     .map(|c| {
-                        let file = c.file.unwrap_or_default();
-                        FileRef {
-                            id: c.secret_id.unwrap_or_default(),
-                            name: c.secret_name.unwrap_or_default(),
-                            target: file.name.unwrap_or_default(),
-                            uid: file.uid.unwrap_or_default(),
-                            gid: file.gid.unwrap_or_default(),
-                            mode: file.mode.unwrap_or(0o444),
-                        }
+                        let f = c.file.unwrap_or_default();
+                        file_ref(c.secret_id, c.secret_name, (f.name, f.uid, f.gid, f.mode))
                     })
                     .collect();
                 SwarmService {
@@ -640,25 +637,9 @@ impl Engine {
     /// # Errors
     /// [`Error::NotFound`], [`Error::Unreachable`].
     pub async fn swarm_task_logs(&self, task: &str, lines: usize) -> Result<String, Error> {
-        use futures_util::TryStreamExt;
-        let options = bollard::query_parameters::LogsOptions {
-            stdout: true,
-            stderr: true,
-            tail: lines.to_string(),
-            ..Default::default()
-        };
-        let chunks: Vec<bollard::container::LogOutput> = self
-            .client()?
-            .task_logs(task, Some(options))
-            .try_collect()
+        let docker = self.client()?;
+        self.collect_tail(docker.task_logs(task, Some(crate::spec::tail_options(lines))))
             .await
-            .map_err(|e| self.classify(e))?;
-        Ok(chunks
-            .iter()
-            .map(ToString::to_string)
-            .collect::<String>()
-            .trim_end()
-            .to_owned())
     }
 
     /// The id of the Swarm config (`secret` false) or secret named `name`, made with `data`
@@ -719,11 +700,21 @@ impl Engine {
         key: &str,
         value: &str,
     ) -> Result<Vec<(String, String)>, Error> {
-        let filters = Some(HashMap::from([(
-            "label".to_owned(),
-            vec![format!("{key}={value}")],
-        )]));
+        let filter = ("label".to_owned(), vec![format!("{key}={value}")]);
+        self.list_objects(secret, filter).await
+    }
+
+    /// The configs or secrets matching `filter`: id and name.
+    async fn list_objects(
+        &self,
+        secret: bool,
+        filter: (String, Vec<String>),
+    ) -> Result<Vec<(String, String)>, Error> {
+        let filters = Some(HashMap::from([filter]));
         let docker = self.client()?;
+        let named = |id: Option<String>, name: Option<String>| {
+            (id.unwrap_or_default(), name.unwrap_or_default())
+        };
         Ok(if secret {
             docker
                 .list_secrets(Some(bollard::query_parameters::ListSecretsOptions {
@@ -732,12 +723,7 @@ impl Engine {
                 .await
                 .map_err(|e| self.classify(e))?
                 .into_iter()
-                .map(|s| {
-                    (
-                        s.id.unwrap_or_default(),
-                        s.spec.and_then(|s| s.name).unwrap_or_default(),
-                    )
-                })
+                .map(|s| named(s.id, s.spec.and_then(|s| s.name)))
                 .collect()
         } else {
             docker
@@ -747,12 +733,7 @@ impl Engine {
                 .await
                 .map_err(|e| self.classify(e))?
                 .into_iter()
-                .map(|s| {
-                    (
-                        s.id.unwrap_or_default(),
-                        s.spec.and_then(|s| s.name).unwrap_or_default(),
-                    )
-                })
+                .map(|s| named(s.id, s.spec.and_then(|s| s.name)))
                 .collect()
         })
     }
@@ -776,40 +757,10 @@ impl Engine {
     /// # Errors
     /// [`Error::Api`], [`Error::Unreachable`].
     pub async fn swarm_object_id(&self, secret: bool, name: &str) -> Result<Option<String>, Error> {
-        let filters = Some(HashMap::from([("name".to_owned(), vec![name.to_owned()])]));
-        let docker = self.client()?;
         // the name filter matches prefixes: keep the exact one
-        let found: Vec<(String, String)> = if secret {
-            docker
-                .list_secrets(Some(bollard::query_parameters::ListSecretsOptions {
-                    filters,
-                }))
-                .await
-                .map_err(|e| self.classify(e))?
-                .into_iter()
-                .map(|s| {
-                    (
-                        s.id.unwrap_or_default(),
-                        s.spec.and_then(|s| s.name).unwrap_or_default(),
-                    )
-                })
-                .collect()
-        } else {
-            docker
-                .list_configs(Some(bollard::query_parameters::ListConfigsOptions {
-                    filters,
-                }))
-                .await
-                .map_err(|e| self.classify(e))?
-                .into_iter()
-                .map(|s| {
-                    (
-                        s.id.unwrap_or_default(),
-                        s.spec.and_then(|s| s.name).unwrap_or_default(),
-                    )
-                })
-                .collect()
-        };
+        let found = self
+            .list_objects(secret, ("name".to_owned(), vec![name.to_owned()]))
+            .await?;
         Ok(found.into_iter().find(|(_, n)| n == name).map(|(id, _)| id))
     }
 

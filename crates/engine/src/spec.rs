@@ -335,6 +335,16 @@ pub enum MountSpec {
     },
 }
 
+/// Stdout and stderr, the last `lines` lines.
+pub(crate) fn tail_options(lines: usize) -> bollard::query_parameters::LogsOptions {
+    bollard::query_parameters::LogsOptions {
+        stdout: true,
+        stderr: true,
+        tail: lines.to_string(),
+        ..Default::default()
+    }
+}
+
 pub(crate) fn opt_vec<T>(v: Vec<T>) -> Option<Vec<T>> {
     (!v.is_empty()).then_some(v)
 }
@@ -901,19 +911,21 @@ impl Engine {
     /// # Errors
     /// [`Error::NotFound`], [`Error::Unreachable`].
     pub async fn tail_logs(&self, id: &str, lines: usize) -> Result<String, Error> {
-        use futures_util::TryStreamExt;
-        let options = bollard::query_parameters::LogsOptions {
-            stdout: true,
-            stderr: true,
-            tail: lines.to_string(),
-            ..Default::default()
-        };
-        let chunks: Vec<bollard::container::LogOutput> = self
-            .client()?
-            .logs(id, Some(options))
-            .try_collect()
+        let docker = self.client()?;
+        self.collect_tail(docker.logs(id, Some(tail_options(lines))))
             .await
-            .map_err(|e| self.classify(e))?;
+    }
+
+    /// A log stream's chunks as one text, trailing blank lines cut.
+    pub(crate) async fn collect_tail(
+        &self,
+        stream: impl futures_util::Stream<
+            Item = Result<bollard::container::LogOutput, bollard::errors::Error>,
+        >,
+    ) -> Result<String, Error> {
+        use futures_util::TryStreamExt;
+        let chunks: Vec<bollard::container::LogOutput> =
+            stream.try_collect().await.map_err(|e| self.classify(e))?;
         Ok(chunks
             .iter()
             .map(ToString::to_string)

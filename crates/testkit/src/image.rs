@@ -81,3 +81,16 @@ pub async fn ensure_busybox(engine: &Engine) {
     }
     drop(lock);
 }
+
+/// Pushes `repo:TAG` for each of `tags` through `engine`: busybox with `/marker` holding the
+/// tag, so that each has a digest of its own.
+pub async fn push_versions(engine: &Engine, repo: &str, tags: &[&str]) {
+    for tag in tags {
+        let reference = format!("{repo}:{tag}");
+        engine
+            .import_rootfs(rootfs_with_file(Some(tag)), &reference)
+            .await
+            .unwrap();
+        engine.push(&reference, None).await.unwrap();
+    }
+}

@@ -31,7 +31,7 @@ pub use browser::Browser;
 pub use clickhouse::ClickHouse;
 pub use daemon::{Daemon, serve_refused};
 pub use debian::{DEBIAN, DebianImage, debian_image};
-pub use image::{BUSYBOX, busybox_rootfs, ensure_busybox, rootfs_with_file, tar_of};
+pub use image::{BUSYBOX, busybox_rootfs, ensure_busybox, push_versions, rootfs_with_file, tar_of};
 pub use own_engine::OwnEngine;
 pub use prometheus::Prometheus;
 pub use receiver::{Received, Receiver, receiver};
