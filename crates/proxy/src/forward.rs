@@ -223,6 +223,13 @@ async fn forward(
                 tried.push(backend.id.clone());
                 debug!(route = %route.key(), backend = %backend.addr, error = %e, "replica refused; trying another");
             }
+            // a replica that closed the connection without an answer (stopping, say): a request
+            // that may be sent twice (RFC 9110 9.2.2), whose body is kept, goes to another
+            Err(e) if idempotent(&parts.method) && matches!(body, Outgoing::Kept(_)) => {
+                backend.failed();
+                tried.push(backend.id.clone());
+                debug!(route = %route.key(), backend = %backend.addr, error = %e, "replica failed an idempotent request; trying another");
+            }
             Err(e) => {
                 backend.failed();
                 return answer(
@@ -232,6 +239,20 @@ async fn forward(
             }
         }
     }
+}
+
+/// Whether a request with `method` means the same sent twice as once.
+fn idempotent(method: &hyper::Method) -> bool {
+    use hyper::Method;
+    [
+        Method::GET,
+        Method::HEAD,
+        Method::OPTIONS,
+        Method::TRACE,
+        Method::PUT,
+        Method::DELETE,
+    ]
+    .contains(method)
 }
 
 fn respond(

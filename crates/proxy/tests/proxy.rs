@@ -290,6 +290,70 @@ async fn a_refusing_replica_is_skipped_for_http_and_tcp() {
     }
 }
 
+/// A replica that is going away: it reads each request and closes the connection unanswered.
+async fn hanging_up_backend() -> SocketAddr {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        loop {
+            let (mut stream, _) = listener.accept().await.unwrap();
+            tokio::spawn(async move {
+                let mut buf = [0_u8; 1024];
+                let _ = stream.read(&mut buf).await;
+            });
+        }
+    });
+    addr
+}
+
+#[tokio::test]
+async fn an_idempotent_request_a_replica_drops_goes_to_another_and_a_post_does_not() {
+    let p = proxy().await;
+    let good = http_backend("good").await;
+    let gone = hanging_up_backend().await;
+    let addr = serve(
+        &p,
+        route("app/web/80", Mode::Http, &[("gone", gone), ("good", good)]),
+    )
+    .await;
+    let mut send = connect(addr).await;
+    for _ in 0..4 {
+        assert_eq!(
+            get(&mut send, "/").await,
+            (StatusCode::OK, "good".to_owned())
+        );
+    }
+    let status = p.client.status().await.unwrap();
+    let dropped = status
+        .routes
+        .iter()
+        .flat_map(|r| &r.backends)
+        .find(|b| b.id == "gone")
+        .unwrap();
+    assert!(
+        dropped.failures >= 1,
+        "the dropping replica was tried: {dropped:?}"
+    );
+
+    // a POST may have been acted on: it is not sent again, the client hears it failed
+    let addr = serve(&p, route("app/api/80", Mode::Http, &[("gone", gone)])).await;
+    let stream = TcpStream::connect(addr).await.unwrap();
+    let (mut send, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+        .await
+        .unwrap();
+    tokio::spawn(conn);
+    let resp = send
+        .send_request(
+            Request::post("/")
+                .header("host", "app.test")
+                .body(Full::new(Bytes::from_static(b"x")))
+                .unwrap(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::BAD_GATEWAY);
+}
+
 #[tokio::test]
 async fn a_server_speaks_first_protocol_works_in_auto_mode() {
     let p = proxy().await;
