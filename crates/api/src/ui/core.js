@@ -23,10 +23,22 @@ export async function api(method, path, body) {
   if (method !== "GET" && state.session?.csrf_token) {
     headers["x-csrf-token"] = state.session.csrf_token;
   }
-  const resp = await fetch(path, {
+  const send = () => fetch(path, {
     method, headers, credentials: "same-origin",
     body: body === undefined ? undefined : JSON.stringify(body),
   });
+  // a read the network dropped on its way (the browser saw an interface change: a laptop
+  // changing networks, a VPN coming up) is asked again, twice at most; a change is not
+  let resp;
+  for (let attempt = 0; ; attempt++) {
+    try {
+      resp = await send();
+      break;
+    } catch (e) {
+      if (method !== "GET" || attempt >= 2) throw e;
+      await new Promise((r) => setTimeout(r, 250 * (attempt + 1)));
+    }
+  }
   if (resp.status === 204) return null;
   const data = await resp.json().catch(() => null);
   still(route);
