@@ -142,6 +142,17 @@ async fn nothing_left(manager: &Engine, app: &str) {
     }
 }
 
+/// Runs `release` while clients (one keep-alive, four opening a connection per request) send
+/// requests to `front`: its exit code and output, and what the clients saw.
+async fn under_load(
+    front: &str,
+    release: impl std::future::Future<Output = (i32, String)>,
+) -> (i32, String, Tally) {
+    let load = Load::start(front, "/", 4);
+    let (code, out) = release.await;
+    (code, out, enough(load).await)
+}
+
 /// The load's tally once it has sent at least 2,000 requests, none of which failed.
 async fn enough(load: Load) -> Tally {
     eventually(Duration::from_mins(1), "2,000 requests sent", || {
@@ -310,16 +321,17 @@ async fn swarm_an_app_is_deployed_pinned_rolled_put_back_by_capstan_and_taken_do
 
     // release 2: web (and the others, same image) roll to v2, health-gated by capstan, while
     // clients (one keep-alive, four opening a connection per request) see no failure
-    let load = Load::start(&front, "/", 4);
-    let (code, out) = deploy(
-        &daemon,
-        dir.path(),
-        &["-p", &name],
-        &app(&v2, true, "t1", port),
+    let (code, out, tally) = under_load(
+        &front,
+        deploy(
+            &daemon,
+            dir.path(),
+            &["-p", &name],
+            &app(&v2, true, "t1", port),
+        ),
     )
     .await;
     assert_eq!(code, 0, "{out}");
-    let tally = enough(load).await;
     assert!(
         tally.bodies.contains_key("v1") && tally.bodies.contains_key("v2"),
         "{:?}",
@@ -375,16 +387,17 @@ async fn swarm_an_app_is_deployed_pinned_rolled_put_back_by_capstan_and_taken_do
     assert_eq!(configs.len(), 1, "{configs:?}");
 
     // release 4 never passes its healthcheck: exit 1, and capstan (not Swarm) puts v2 back
-    let load = Load::start(&front, "/", 4);
-    let (code, out) = deploy(
-        &daemon,
-        dir.path(),
-        &["-p", &name],
-        &app(&v2, false, "t2", port),
+    let (code, out, tally) = under_load(
+        &front,
+        deploy(
+            &daemon,
+            dir.path(),
+            &["-p", &name],
+            &app(&v2, false, "t2", port),
+        ),
     )
     .await;
     assert_eq!(code, 1, "{out}");
-    let tally = enough(load).await;
     assert_eq!(
         tally.bodies.keys().collect::<Vec<_>>(),
         ["v2"],
