@@ -181,6 +181,34 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn the_newest_release_is_the_last_begun_however_it_ended() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&dir.path().join("state.db")).unwrap();
+        assert!(store.newest_release("shop".into()).await.unwrap().is_none());
+        let release = |result: &str| ReleaseRow {
+            app: "shop".into(),
+            number: 0,
+            created_nano: 1,
+            actor: "admin".into(),
+            source: "{}".into(),
+            model: "{}".into(),
+            images: "{}".into(),
+            result: result.into(),
+            detail: "{}".into(),
+        };
+        store.begin_release(release("succeeded")).await.unwrap();
+        let second = store.begin_release(release("rolled_back")).await.unwrap();
+        let newest = store.newest_release("shop".into()).await.unwrap().unwrap();
+        assert_eq!(
+            (newest.number, newest.result.as_str()),
+            (second, "rolled_back")
+        );
+        // what runs is the one that succeeded
+        let current = store.current_release("shop".into()).await.unwrap().unwrap();
+        assert_eq!(current.number, second - 1);
+    }
+
+    #[tokio::test]
     async fn an_event_is_stored_once_and_survives_reopening() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("state.db");

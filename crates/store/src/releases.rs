@@ -144,6 +144,19 @@ pub fn current(conn: &Connection, app: &str) -> Result<Option<ReleaseRow>, Error
         .optional()?)
 }
 
+/// The newest release of `app`, however it ended.
+///
+/// # Errors
+/// [`Error::Sqlite`].
+pub fn newest(conn: &Connection, app: &str) -> Result<Option<ReleaseRow>, Error> {
+    Ok(conn
+        .prepare_cached(&format!(
+            "SELECT {COLUMNS} FROM releases WHERE app = ?1 ORDER BY number DESC LIMIT 1"
+        ))?
+        .query_row([app], row)
+        .optional()?)
+}
+
 /// Every app with a release, with its newest release.
 ///
 /// # Errors
@@ -191,6 +204,14 @@ impl Store {
     /// [`Error::Sqlite`].
     pub async fn current_release(&self, app: String) -> Result<Option<ReleaseRow>, Error> {
         self.read(move |c| current(c, &app)).await
+    }
+
+    /// See [`newest`].
+    ///
+    /// # Errors
+    /// [`Error::Sqlite`].
+    pub async fn newest_release(&self, app: String) -> Result<Option<ReleaseRow>, Error> {
+        self.read(move |c| newest(c, &app)).await
     }
 
     /// See [`get`].

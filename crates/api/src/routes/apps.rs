@@ -703,10 +703,9 @@ struct Place {
 /// The target app `app` lives on (its newest release's; `None`: the local engine), or
 /// `Err(())` when it lives nowhere now (never deployed, or taken down).
 async fn lives_on(state: &AppState, app: &str) -> Result<Result<Option<String>, ()>, ApiError> {
-    let rows = state.store.releases(app.to_owned()).await?;
-    Ok(match rows.first() {
+    Ok(match state.store.newest_release(app.to_owned()).await? {
         Some(newest) if newest.result != capstan_model::ReleaseResult::Down.as_str() => {
-            Ok(capstan_deploy::target_of(newest))
+            Ok(capstan_deploy::target_of(&newest))
         }
         _ => Err(()),
     })
@@ -787,17 +786,9 @@ pub(crate) async fn list_apps(
     let mut elsewhere: BTreeMap<String, BTreeMap<String, Vec<capstan_deploy::Replica>>> =
         BTreeMap::new();
     let mut placed = BTreeMap::new();
+    // (each row is the app's newest release, which says where it runs)
     for r in &rows {
-        let Some(row) = state
-            .store
-            .releases(r.app.clone())
-            .await?
-            .into_iter()
-            .next()
-        else {
-            continue;
-        };
-        let Some(target) = capstan_deploy::target_of(&row) else {
+        let Some(target) = capstan_deploy::target_of(r) else {
             continue;
         };
         if !elsewhere.contains_key(&target)

@@ -524,15 +524,22 @@ impl Task {
                 return Ok(());
             }
         };
+        if seen.is_empty() {
+            return Ok(());
+        }
+        // every app's newest release in one read: this runs every second
+        let newest: BTreeMap<String, i64> = self
+            .store
+            .apps()
+            .await
+            .map_err(RouteError::Ledger)?
+            .into_iter()
+            .map(|r| (r.app, r.number))
+            .collect();
         for (app, replicas) in seen {
-            let newest = self
-                .store
-                .releases(app.clone())
-                .await
-                .map_err(RouteError::Ledger)?
-                .first()
-                .map(|r| r.number);
-            let Some(number) = newest else { continue };
+            let Some(&number) = newest.get(&app) else {
+                continue;
+            };
             for r in &replicas {
                 let claims = self.released_claims(&app, number, &r.service).await?;
                 let healthy =
