@@ -251,14 +251,7 @@ async fn main() {
     let daemon = Daemon::start_with(&capstan, &own.host(), "").await;
     let dir = tempfile::tempdir().unwrap();
     std::fs::write(dir.path().join("compose.yaml"), app(20)).unwrap();
-    let cli = |args: &[&str], dir: &Path| {
-        let mut c = tokio::process::Command::new(&capstan);
-        c.args(args)
-            .current_dir(dir)
-            .env("CAPSTAN_URL", &daemon.url)
-            .env("CAPSTAN_TOKEN", &daemon.token);
-        c
-    };
+    let cli = |args: &[&str], dir: &Path| capstan_bench::cli(&capstan, &daemon, args, dir);
 
     if std::env::var_os("FLOOR_ONLY").is_some() {
         for (at_once, network) in [(20, false), (20, true), (8, true), (4, true)] {

@@ -78,3 +78,18 @@ pub async fn run(cmd: &mut tokio::process::Command) -> Duration {
     );
     start.elapsed()
 }
+
+/// `capstan ARGS` in `dir`, talking to `daemon`.
+pub fn cli(
+    capstan: &std::path::Path,
+    daemon: &capstan_testkit::Daemon,
+    args: &[&str],
+    dir: &std::path::Path,
+) -> tokio::process::Command {
+    let mut c = tokio::process::Command::new(capstan);
+    c.args(args)
+        .current_dir(dir)
+        .env("CAPSTAN_URL", &daemon.url)
+        .env("CAPSTAN_TOKEN", &daemon.token);
+    c
+}

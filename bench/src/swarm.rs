@@ -123,14 +123,7 @@ async fn main() {
         format!("[[targets]]\nname = \"lab\"\nkind = \"swarm\"\ndocker_host = \"{MANAGER}\"\n");
     let daemon = Daemon::start_with(&capstan, MANAGER, &config).await;
     let dir = tempfile::tempdir().unwrap();
-    let cli = |args: &[&str], dir: &Path| {
-        let mut c = tokio::process::Command::new(&capstan);
-        c.args(args)
-            .current_dir(dir)
-            .env("CAPSTAN_URL", &daemon.url)
-            .env("CAPSTAN_TOKEN", &daemon.token);
-        c
-    };
+    let cli = |args: &[&str], dir: &Path| capstan_bench::cli(&capstan, &daemon, args, dir);
     let docker = |args: &[&str], dir: &Path| {
         let mut c = tokio::process::Command::new("docker");
         c.arg("-H").arg(MANAGER).args(args).current_dir(dir);
