@@ -25,13 +25,10 @@ impl Engine {
     /// # Errors
     /// [`Error::Unreachable`] or [`Error::Api`].
     pub async fn inspect_image_json(&self, name: &str) -> Result<Option<serde_json::Value>, Error> {
-        match self.client()?.inspect_image(name).await {
-            Ok(i) => encode("image inspect document", i).map(Some),
-            Err(e) => match self.classify(e) {
-                e if e.is_not_found() => Ok(None),
-                e => Err(e),
-            },
-        }
+        self.image_document(name)
+            .await?
+            .map(|i| encode("image inspect document", i))
+            .transpose()
     }
 
     /// Every volume, as the engine lists them (JSON).

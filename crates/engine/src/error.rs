@@ -90,4 +90,10 @@ impl Error {
     pub fn is_not_found(&self) -> bool {
         matches!(self, Self::NotFound { .. })
     }
+
+    /// True for the error dockerd 20.10 gives an image inspect that races the image's removal:
+    /// the image is still in its store, its layers are already gone.
+    pub(crate) fn is_image_being_removed(&self) -> bool {
+        matches!(self, Self::Api { status: 500, message } if message.contains("layer does not exist"))
+    }
 }

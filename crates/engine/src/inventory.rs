@@ -71,16 +71,12 @@ impl Engine {
     /// # Errors
     /// [`Error::Unreachable`] or [`Error::Api`].
     pub async fn image_layers(&self, name: &str) -> Result<Option<(String, Vec<String>)>, Error> {
-        match self.client()?.inspect_image(name).await {
-            Ok(i) => Ok(Some((
+        Ok(self.image_document(name).await?.map(|i| {
+            (
                 i.id.unwrap_or_default(),
                 i.root_fs.and_then(|r| r.layers).unwrap_or_default(),
-            ))),
-            Err(e) => match self.classify(e) {
-                e if e.is_not_found() => Ok(None),
-                e => Err(e),
-            },
-        }
+            )
+        }))
     }
 
     /// Inspects one image by id or reference; `Ok(None)` when the engine does not have it.
@@ -88,35 +84,29 @@ impl Engine {
     /// # Errors
     /// [`Error::Unreachable`] or [`Error::Api`].
     pub async fn inspect_image(&self, name: &str) -> Result<Option<ImageState>, Error> {
-        match self.client()?.inspect_image(name).await {
-            Ok(i) => Ok(Some(ImageState {
-                id: i.id.unwrap_or_default(),
-                repo_tags: real_refs(i.repo_tags.unwrap_or_default()),
-                repo_digests: real_refs(i.repo_digests.unwrap_or_default()),
-                size: i.size.unwrap_or_default(),
-                created: i
-                    .created
-                    .as_deref()
-                    .and_then(|c| DateTime::parse_from_rfc3339(c).ok())
-                    .map(|c| c.with_timezone(&Utc)),
-                layers: Some(
-                    i.root_fs
-                        .and_then(|r| r.layers)
-                        .map_or(0, |l| l.len() as i64),
-                ),
-                last_tagged: i
-                    .metadata
-                    .and_then(|m| m.last_tag_time)
-                    .and_then(|t| DateTime::parse_from_rfc3339(&t).ok())
-                    .map(|t| t.with_timezone(&Utc))
-                    // the engine's zero time for "never"
-                    .filter(|t| t.timestamp() > 0),
-            })),
-            Err(e) => match self.classify(e) {
-                e if e.is_not_found() => Ok(None),
-                e => Err(e),
-            },
-        }
+        Ok(self.image_document(name).await?.map(|i| ImageState {
+            id: i.id.unwrap_or_default(),
+            repo_tags: real_refs(i.repo_tags.unwrap_or_default()),
+            repo_digests: real_refs(i.repo_digests.unwrap_or_default()),
+            size: i.size.unwrap_or_default(),
+            created: i
+                .created
+                .as_deref()
+                .and_then(|c| DateTime::parse_from_rfc3339(c).ok())
+                .map(|c| c.with_timezone(&Utc)),
+            layers: Some(
+                i.root_fs
+                    .and_then(|r| r.layers)
+                    .map_or(0, |l| l.len() as i64),
+            ),
+            last_tagged: i
+                .metadata
+                .and_then(|m| m.last_tag_time)
+                .and_then(|t| DateTime::parse_from_rfc3339(&t).ok())
+                .map(|t| t.with_timezone(&Utc))
+                // the engine's zero time for "never"
+                .filter(|t| t.timestamp() > 0),
+        }))
     }
 
     /// The labels of image `name`; `None` when the engine has no such image.
@@ -127,10 +117,26 @@ impl Engine {
         &self,
         name: &str,
     ) -> Result<Option<std::collections::HashMap<String, String>>, Error> {
+        Ok(self
+            .image_document(name)
+            .await?
+            .map(|i| i.config.and_then(|c| c.labels).unwrap_or_default()))
+    }
+
+    /// The engine's inspect document of image `name`; `Ok(None)` when it does not have it,
+    /// or is deleting it: dockerd 20.10 answers an inspect that races the image's removal
+    /// with a 500 "layer does not exist" (the image is still listed, its layers are gone).
+    ///
+    /// # Errors
+    /// [`Error::Unreachable`] or [`Error::Api`].
+    pub(crate) async fn image_document(
+        &self,
+        name: &str,
+    ) -> Result<Option<bollard::models::ImageInspect>, Error> {
         match self.client()?.inspect_image(name).await {
-            Ok(i) => Ok(Some(i.config.and_then(|c| c.labels).unwrap_or_default())),
+            Ok(i) => Ok(Some(i)),
             Err(e) => match self.classify(e) {
-                e if e.is_not_found() => Ok(None),
+                e if e.is_not_found() || e.is_image_being_removed() => Ok(None),
                 e => Err(e),
             },
         }

@@ -80,9 +80,12 @@ impl Journal {
     pub async fn run(self, shutdown: CancellationToken) {
         let mut backoff = Backoff::new(Duration::from_millis(200), Duration::from_secs(30));
         let mut sessions = 0_u64;
+        // images whose state no event explained yet, carried from one session to the next: a
+        // session that ends must not infer what the next one's replay may still explain
+        let mut unsettled = BTreeSet::new();
         loop {
             let started = Instant::now();
-            let result = self.session(&shutdown, sessions).await;
+            let result = self.session(&shutdown, sessions, &mut unsettled).await;
             self.status.connected.store(false, Ordering::Relaxed);
             if shutdown.is_cancelled() {
                 return;
@@ -113,8 +116,14 @@ impl Journal {
     }
 
     /// One connection: replay what the engine still holds since the last stored event, diff the
-    /// inventory, then follow live events.
-    async fn session(&self, shutdown: &CancellationToken, sessions: u64) -> Result<(), Error> {
+    /// inventory, then follow live events. `unsettled` are images waiting to be settled, kept
+    /// up to date whatever the outcome.
+    async fn session(
+        &self,
+        shutdown: &CancellationToken,
+        sessions: u64,
+        unsettled: &mut BTreeSet<String>,
+    ) -> Result<(), Error> {
         self.engine.negotiate().await?;
         let (resume, _) = self.store.journal_position().await?;
         let snapshot_start = self.engine.now_nanos().await?;
@@ -125,14 +134,15 @@ impl Journal {
         // event explains. Since 0 on the first start: keep what the engine still remembers.
         let since = resume.unwrap_or(0);
         debug!(since, until = snapshot_end, "replaying held engine events");
-        self.consume(Some(since), Some(snapshot_end), shutdown, BTreeSet::new())
+        self.consume(Some(since), Some(snapshot_end), shutdown, unsettled)
             .await?;
         if shutdown.is_cancelled() {
             return Ok(());
         }
-        let unsettled = self
+        let deferred = self
             .reconcile(images, containers, snapshot_start, snapshot_end)
             .await?;
+        unsettled.extend(deferred);
         self.status.connected.store(true, Ordering::Relaxed);
         if sessions > 0 {
             self.status.reconnects.fetch_add(1, Ordering::Relaxed);
@@ -148,8 +158,12 @@ impl Journal {
     }
 
     /// Streams events (`since`/`until` as in [`Engine::events`]) and journals them in batches
-    /// until the stream ends or shutdown is asked; `unsettled` are images already waiting to be
-    /// settled.
+    /// until the stream ends or shutdown is asked; `unsettled` are the images waiting to be
+    /// settled, before and after.
+    ///
+    /// The end of a stream settles nothing: the engine's state runs ahead of a replay's end,
+    /// and a stream that ended is followed by a replay, which may still explain the difference.
+    /// Inferring there, with no confirmation, reported steps the engine did report.
     ///
     /// A thread of its own, with its own runtime and connection, drains the stream into a deep
     /// queue: the engine drops events for a subscriber that does not take them within 100 ms, so
@@ -159,7 +173,7 @@ impl Journal {
         since: Option<i64>,
         until: Option<i64>,
         shutdown: &CancellationToken,
-        unsettled: BTreeSet<String>,
+        unsettled: &mut BTreeSet<String>,
     ) -> Result<(), Error> {
         // its own connection, driven by the reader's own runtime
         let engine = self.engine.detached()?;
@@ -208,7 +222,7 @@ impl Journal {
         &self,
         rx: &mut mpsc::Receiver<Result<RawEvent, capstan_engine::Error>>,
         shutdown: &CancellationToken,
-        mut unsettled: BTreeSet<String>,
+        unsettled: &mut BTreeSet<String>,
         read_from: i64,
     ) -> Result<(), Error> {
         // when the oldest unsettled image became so; settling waits for it to age, not for a
@@ -225,16 +239,13 @@ impl Journal {
                 () = tokio::time::sleep_until(unsettled_since + SETTLE_AFTER), if !unsettled.is_empty() => {
                     // an event not yet read may explain what we would infer: settle checks with
                     // the engine that nothing after `last_read` is pending
-                    unsettled = self.settle(std::mem::take(&mut unsettled), SETTLE_AFTER, Some(last_read)).await?;
+                    *unsettled = self.settle(unsettled.clone(), SETTLE_AFTER, last_read).await?;
                     unsettled_since = tokio::time::Instant::now();
                     continue;
                 }
                 n = rx.recv_many(&mut items, BATCH_EVENTS) => n,
             };
             if received == 0 {
-                if !unsettled.is_empty() {
-                    self.settle(unsettled, Duration::ZERO, None).await?;
-                }
                 return Ok(());
             }
             let mut batch = Vec::with_capacity(items.len());

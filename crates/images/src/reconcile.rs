@@ -121,13 +121,12 @@ impl Journal {
     /// references brought by a load). Images an event touched within `quiet` (engine clock) are
     /// still changing: they stay pending, and are returned.
     ///
-    /// `read` is the engine time of the newest event the live stream has read and journaled, or
-    /// `None` once the stream has ended with everything read. While the stream is live, nothing
+    /// `read` is the engine time of the newest event the stream has read and journaled. Nothing
     /// is inferred unless the engine confirms it has no image event newer than `read` up to the
     /// inspection: a busy engine or a starved reader delivers events seconds late, and a state
     /// seen before its event is read is not unexplained. Everything then stays pending.
     ///
-    /// And while it is live, a difference is inferred only once settling has seen it unchanged,
+    /// And a difference is inferred only once settling has seen it unchanged,
     /// with no event for the image, for [`UNEXPLAINED_FOR`]: a starved engine changes an image's
     /// references before it stamps and sends their event, and a change seen in that gap is not
     /// unexplained either. Only events about the images being settled hold them back: on a
@@ -136,7 +135,7 @@ impl Journal {
         &self,
         ids: BTreeSet<String>,
         quiet: std::time::Duration,
-        read: Option<i64>,
+        read: i64,
     ) -> Result<BTreeSet<String>, Error> {
         let mut states = Vec::with_capacity(ids.len());
         for id in &ids {
@@ -144,35 +143,29 @@ impl Journal {
             states.push((id.clone(), state));
         }
         let now = self.engine.now_nanos().await?;
-        if let Some(read) = read {
-            let unread = self.engine.events_between(read + 1, now).await?;
-            let images: Vec<&RawEvent> = unread.iter().filter(|e| e.kind == "image").collect();
-            let pending = unread.len() >= capstan_engine::EVENT_BUFFER
-                || (!images.is_empty() && {
-                    // only events about these images hold them back: on a shared engine other
-                    // images change all the time, and waiting for a quiet engine would never end
-                    let known = self.known_references(&ids, &states).await?;
-                    images.iter().any(|e| concerns(e, &ids, &known))
-                });
-            if pending {
-                debug!(
-                    unread = unread.len(),
-                    "the event stream is behind the engine: inferring nothing yet"
-                );
-                return Ok(ids);
-            }
+        let unread = self.engine.events_between(read + 1, now).await?;
+        let images: Vec<&RawEvent> = unread.iter().filter(|e| e.kind == "image").collect();
+        let pending = unread.len() >= capstan_engine::EVENT_BUFFER
+            || (!images.is_empty() && {
+                // only events about these images hold them back: on a shared engine other
+                // images change all the time, and waiting for a quiet engine would never end
+                let known = self.known_references(&ids, &states).await?;
+                images.iter().any(|e| concerns(e, &ids, &known))
+            });
+        if pending {
+            debug!(
+                unread = unread.len(),
+                "the event stream is behind the engine: inferring nothing yet"
+            );
+            return Ok(ids);
         }
         let start = now - quiet.as_nanos() as i64;
         let delete_start = now - DELETE_GRACE.as_nanos().max(quiet.as_nanos()) as i64;
-        let confirm = read.is_some();
-        let before = if confirm {
-            self.sightings
-                .lock()
-                .unwrap_or_else(std::sync::PoisonError::into_inner)
-                .clone()
-        } else {
-            Sightings::new()
-        };
+        let before = self
+            .sightings
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone();
         let (inferred, still, seen) = self
             .store
             .write(move |tx| {
@@ -188,7 +181,7 @@ impl Journal {
                         still.insert(id.clone());
                         continue;
                     }
-                    if confirm && differs(row.as_ref(), state.as_ref()) {
+                    if differs(row.as_ref(), state.as_ref()) {
                         let key = (
                             row.as_ref().map_or(0, |r| r.last_event_nano),
                             state
@@ -217,12 +210,10 @@ impl Journal {
                 Ok((out, still, seen))
             })
             .await?;
-        if confirm {
-            *self
-                .sightings
-                .lock()
-                .unwrap_or_else(std::sync::PoisonError::into_inner) = seen;
-        }
+        *self
+            .sightings
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = seen;
         self.publish(inferred);
         Ok(still)
     }

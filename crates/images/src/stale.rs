@@ -35,7 +35,7 @@ fn looks_like_id(text: &str) -> bool {
 }
 
 /// Every running container whose reference names another image on this host than the one it
-/// runs, grouped by reference and running image.
+/// runs, grouped by reference and running image. Replicas a rollout set aside are left out.
 ///
 /// # Errors
 /// The engine cannot be reached.
@@ -43,7 +43,11 @@ pub async fn stale_images(engine: &Engine) -> Result<Vec<StaleImage>, capstan_en
     let containers = engine.list_containers(false).await?;
     let mut images: BTreeMap<String, Option<ImageState>> = BTreeMap::new();
     let mut out: BTreeMap<(String, String), StaleImage> = BTreeMap::new();
-    for mut c in containers {
+    // a replica a rollout set aside is on its way out, not left behind
+    for mut c in containers
+        .into_iter()
+        .filter(|c| !capstan_model::is_retiring(&c.name))
+    {
         // the engine lists a container by its image's id once its reference names another
         // image: the reference it was made from is in its own config
         if looks_like_id(&c.image) {

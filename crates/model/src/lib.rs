@@ -49,7 +49,7 @@ pub use logs::{
     HistogramBucket, LogHistogram, LogLine, LogPage, LogPartition, ORIGIN_FIELDS, Origin,
 };
 pub use metrics::{ContainerStats, MetricSeries, MetricsResult};
-pub use names::{NameError, check_app_name, check_object_name};
+pub use names::{NameError, check_app_name, check_object_name, is_retiring, retiring};
 pub use notify::{NotifyChannel, NotifyChannels};
 pub use registry::{
     CredentialOrigin, RegistryAuth, RegistryLogin, RegistryLoginRequest, RegistryLogins,

@@ -65,6 +65,22 @@ pub fn check_object_name(kind: &'static str, name: &str) -> Result<(), NameError
     })
 }
 
+/// What a replica set aside by a rollout is called while it stops: its slot's name, marked,
+/// and its id's first 12 characters (unique).
+pub fn retiring(canonical: &str, id: &str) -> String {
+    format!("{canonical}{RETIRING}{}", id.get(..12).unwrap_or(id))
+}
+
+/// The mark in the name of a replica set aside ([`retiring`]).
+const RETIRING: &str = "-retiring-";
+
+/// Whether `name` is a replica set aside by a rollout ([`retiring`]): out of rotation, stopping
+/// in the background, no longer part of its app.
+pub fn is_retiring(name: &str) -> bool {
+    name.rsplit_once(RETIRING)
+        .is_some_and(|(_, id)| id.len() == 12 && id.bytes().all(|b| b.is_ascii_hexdigit()))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -111,7 +111,7 @@ pub async fn engine() -> Engine {
 /// set aside (renamed `<slot>-retiring-<id>`, out of rotation, stopping in the background).
 pub fn replica_of(c: &capstan_model::Container, app: &str) -> bool {
     c.labels.get("io.capstan.app").map(String::as_str) == Some(app)
-        && !c.name.contains("-retiring-")
+        && !capstan_model::is_retiring(&c.name)
 }
 
 /// A name no other test (or earlier run) uses: lowercase, valid as an image repository.

@@ -59,7 +59,9 @@ fn write_compose(dir: &std::path::Path, image: &str, policy: Option<&str>) {
         .unwrap_or_default();
     std::fs::write(
         dir.join("compose.yaml"),
-        format!("services:\n  web:\n    image: {image}\n{policy}    command: sleep 3600\n    init: true\n"),
+        // PID 1 ignores SIGTERM: each replaced replica stops in the background for 20 s, so
+        // what is stale is asked while the one `always` replaced still runs
+        format!("services:\n  web:\n    image: {image}\n{policy}    command: sleep 3600\n    stop_grace_period: 20s\n"),
     )
     .unwrap();
 }

@@ -53,20 +53,7 @@ impl Names {
     }
 }
 
-/// What a replica set aside by a rollout is called while it stops: its slot's name, marked,
-/// and its id's first 12 characters (unique).
-pub fn retiring(canonical: &str, id: &str) -> String {
-    format!("{canonical}{RETIRING}{}", id.get(..12).unwrap_or(id))
-}
-
-/// The mark in the name of a replica set aside ([`retiring`]).
-pub const RETIRING: &str = "-retiring-";
-
-/// Whether `name` is a replica set aside by a rollout ([`retiring`]).
-pub fn is_retiring(name: &str) -> bool {
-    name.rsplit_once(RETIRING)
-        .is_some_and(|(_, id)| id.len() == 12 && id.bytes().all(|b| b.is_ascii_hexdigit()))
-}
+pub use capstan_model::{is_retiring, retiring};
 
 /// The labels capstan puts on a container, network or volume of an app: its own and
 /// Compose's, so that other tools recognise them.
