@@ -395,6 +395,11 @@ impl Alerts {
                         .values()
                         .map(|(since, labels)| (labels.clone(), None, Some(*since)))
                         .collect(),
+                    EventKind::NodeDown => seen
+                        .nodes_down
+                        .values()
+                        .map(|(since, labels)| (labels.clone(), None, Some(*since)))
+                        .collect(),
                     EventKind::UpdateFailed => Seen::counted(&seen.update_failed, from),
                     EventKind::RolledBack => Seen::counted(&seen.rolled_back, from),
                 })
@@ -552,9 +557,19 @@ impl Alerts {
             "alert_firing",
             "alert_resolved",
             "alert_flapping",
+            // Swarm: nodes changing state, tasks failing
+            "update",
+            "remove",
+            "failed",
+            "rejected",
         ];
         let filter = EventFilter {
-            kinds: vec!["container".into(), "capstan".into()],
+            kinds: vec![
+                "container".into(),
+                "capstan".into(),
+                "node".into(),
+                "task".into(),
+            ],
             actions: actions.iter().map(|a| (*a).to_owned()).collect(),
             since_nano: Some(since),
             ..EventFilter::default()
@@ -829,5 +844,111 @@ mod tests {
         );
         let test = alerts.test("sick").await.unwrap().unwrap();
         assert!(test.would_fire && test.instances.len() == 2, "{test:?}");
+    }
+
+    fn swarm(
+        kind: &str,
+        action: &str,
+        actor: &str,
+        at_ms: i64,
+        attributes: &[(&str, &str)],
+    ) -> Event {
+        Event {
+            kind: kind.into(),
+            action: action.into(),
+            actor: actor.into(),
+            attributes: attributes
+                .iter()
+                .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+                .collect(),
+            scope: Some("swarm".into()),
+            ..health(actor, action, at_ms, "")
+        }
+    }
+
+    #[tokio::test]
+    async fn a_swarm_node_down_fires_until_it_is_ready_and_failed_tasks_count_as_exits() {
+        let dir = tempfile::tempdir().unwrap();
+        let (alerts, _) = engine(dir.path());
+        for c in crate::builtin() {
+            if c.name == "node_down" || c.name == "restart_loop" {
+                alerts
+                    .add_rule(&RuleConfig {
+                        name: format!("my_{}", c.name),
+                        ..c
+                    })
+                    .unwrap();
+            }
+        }
+        let firing = |alerts: &Alerts| -> Vec<(String, String)> {
+            let mut out: Vec<_> = alerts
+                .alerts()
+                .into_iter()
+                .filter(|a| a.state == AlertState::Firing)
+                .map(|a| {
+                    let who = a.labels.get("node").or(a.labels.get("service")).cloned();
+                    (a.rule, who.unwrap_or_default())
+                })
+                .collect();
+            out.sort();
+            out
+        };
+        let t0 = now_ms();
+        let node = |state: &str, t| {
+            swarm(
+                "node",
+                "update",
+                "n3",
+                t,
+                &[("name", "capt-node3"), ("state.new", state)],
+            )
+        };
+        // an availability change says nothing of the node's state
+        see(
+            &alerts,
+            &swarm(
+                "node",
+                "update",
+                "n3",
+                t0,
+                &[("name", "capt-node3"), ("availability.new", "drain")],
+            ),
+        );
+        see(&alerts, &node("unknown", t0));
+        alerts.evaluate(t0).await;
+        assert_eq!(firing(&alerts), []);
+        see(&alerts, &node("down", t0 + 1_000));
+        alerts.evaluate(t0 + 1_000).await;
+        assert_eq!(
+            firing(&alerts),
+            [("my_node_down".to_owned(), "capt-node3".to_owned())]
+        );
+        see(&alerts, &node("ready", t0 + 2_000));
+        alerts.evaluate(t0 + 2_000).await;
+        assert_eq!(firing(&alerts), []);
+
+        // five failed (or rejected) tasks of one service: a restart loop, as five exits
+        for i in 0..5 {
+            let action = if i == 4 { "rejected" } else { "failed" };
+            see(
+                &alerts,
+                &swarm(
+                    "task",
+                    action,
+                    &format!("t{i}"),
+                    t0 + 3_000 + i,
+                    &[
+                        ("name", &format!("shop_web.{i}")),
+                        ("io.capstan.app", "shop"),
+                        ("io.capstan.service", "web"),
+                    ],
+                ),
+            );
+        }
+        alerts.evaluate(t0 + 4_000).await;
+        assert_eq!(
+            firing(&alerts),
+            [("my_restart_loop".to_owned(), "web".to_owned())]
+        );
     }
 }

@@ -20,7 +20,8 @@ pub struct RuleConfig {
     /// A log query: holds when more than `above` lines match within `window`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub logs: Option<String>,
-    /// An event condition: `oom`, `restart_loop`, `unhealthy`, `update_failed`, `rolled_back`.
+    /// An event condition: `oom`, `restart_loop`, `unhealthy`, `update_failed`, `rolled_back`,
+    /// `node_down`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub event: Option<String>,
     /// A host security condition: holds for each open finding of the host checks at or above
@@ -66,10 +67,12 @@ pub enum EventKind {
     UpdateFailed,
     /// A deploy rolled back.
     RolledBack,
+    /// A Swarm node its managers no longer hear from (for `for`), until it is ready again.
+    NodeDown,
 }
 
 impl EventKind {
-    pub const NAMES: &str = "oom, restart_loop, unhealthy, update_failed, rolled_back";
+    pub const NAMES: &str = "oom, restart_loop, unhealthy, update_failed, rolled_back, node_down";
 
     fn parse(name: &str, restarts: Option<u32>) -> Option<Self> {
         Some(match name {
@@ -80,6 +83,7 @@ impl EventKind {
             "unhealthy" => Self::Unhealthy,
             "update_failed" => Self::UpdateFailed,
             "rolled_back" => Self::RolledBack,
+            "node_down" => Self::NodeDown,
             _ => return None,
         })
     }
@@ -340,6 +344,7 @@ impl Rule {
                 format!("an automatic update failed (within {w})")
             }
             Condition::Event(EventKind::RolledBack) => format!("a deploy rolled back (within {w})"),
+            Condition::Event(EventKind::NodeDown) => "a Swarm node is down".into(),
             Condition::Security(at_least) => {
                 format!("a host security check finds something {at_least} or worse")
             }
@@ -385,6 +390,14 @@ pub fn builtin() -> Vec<RuleConfig> {
             event: Some("unhealthy".into()),
             for_: Some("1m".into()),
             ..rule("unhealthy", "warning", "{{ $labels.name }} is unhealthy")
+        },
+        RuleConfig {
+            event: Some("node_down".into()),
+            ..rule(
+                "node_down",
+                "critical",
+                "Swarm node {{ $labels.node }} is down: its tasks are moved to the others",
+            )
         },
         RuleConfig {
             expr: Some("node_filesystem_avail_bytes / node_filesystem_size_bytes < 0.1".into()),

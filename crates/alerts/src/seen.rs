@@ -26,6 +26,8 @@ pub(crate) struct Seen {
     pub(crate) asked: HashMap<String, i64>,
     /// Unhealthy containers: since when, and their labels.
     pub(crate) unhealthy: HashMap<String, (i64, BTreeMap<String, String>)>,
+    /// Swarm nodes down, by id: since when, and their labels.
+    pub(crate) nodes_down: HashMap<String, (i64, BTreeMap<String, String>)>,
     /// `(ms, labels)` of failed automatic updates.
     pub(crate) update_failed: VecDeque<(i64, BTreeMap<String, String>)>,
     /// `(ms, labels)` of deploys that rolled back.
@@ -92,6 +94,37 @@ impl Seen {
                     self.unhealthy.remove(&e.actor);
                 }
             }
+            // a Swarm task that failed or was rejected is a replica's exit no one asked for
+            ("task", "failed" | "rejected") => {
+                let mut labels = BTreeMap::new();
+                let a = |k: &str| e.attributes.get(k).cloned();
+                if let Some(app) = a("io.capstan.app") {
+                    labels.insert("app".to_owned(), app);
+                }
+                match a("io.capstan.service") {
+                    Some(service) => labels.insert("service".to_owned(), service),
+                    None => labels.insert("name".to_owned(), a("name").unwrap_or_default()),
+                };
+                self.exits.push_back((t, labels));
+            }
+            ("node", _) => match e.attributes.get("state.new").map(String::as_str) {
+                Some("down" | "disconnected") => {
+                    let mut labels = BTreeMap::new();
+                    if let Some(name) = e.attributes.get("name") {
+                        labels.insert("node".to_owned(), name.clone());
+                    }
+                    self.nodes_down
+                        .entry(e.actor.clone())
+                        .or_insert_with(|| (t, labels));
+                }
+                Some("ready") => {
+                    self.nodes_down.remove(&e.actor);
+                }
+                None if e.action == "remove" => {
+                    self.nodes_down.remove(&e.actor);
+                }
+                _ => {}
+            },
             ("capstan", a) => match CapstanAction::parse(a) {
                 Some(CapstanAction::UpdateFailed) => {
                     let mut labels = BTreeMap::new();

@@ -8,7 +8,8 @@ use crate::ApiError;
 /// Query pairs as sent, in order.
 pub(crate) type Pairs = Vec<(String, String)>;
 
-/// Event types the engine reports.
+/// Event types the engine reports, and `capstan` (capstan's own) and `task` (a Swarm task's
+/// failure, which capstan journals: Swarm reports it by no event).
 const EVENT_TYPES: &[&str] = &[
     "builder",
     "capstan",
@@ -21,6 +22,7 @@ const EVENT_TYPES: &[&str] = &[
     "plugin",
     "secret",
     "service",
+    "task",
     "volume",
 ];
 

@@ -101,10 +101,29 @@ impl Engine {
         since: Option<i64>,
         until: Option<i64>,
     ) -> BoxStream<'static, Result<RawEvent, Error>> {
+        self.event_stream(since, until, HashMap::new())
+    }
+
+    /// Streams a Swarm manager's cluster events (`swarm` scope: services, nodes, secrets,
+    /// configs, overlay networks), replaying first what it still holds since `since`.
+    pub fn swarm_events(&self, since: Option<i64>) -> BoxStream<'static, Result<RawEvent, Error>> {
+        self.event_stream(
+            since,
+            None,
+            HashMap::from([("scope".to_owned(), vec!["swarm".to_owned()])]),
+        )
+    }
+
+    fn event_stream(
+        &self,
+        since: Option<i64>,
+        until: Option<i64>,
+        filters: HashMap<String, Vec<String>>,
+    ) -> BoxStream<'static, Result<RawEvent, Error>> {
         let options = EventsOptions {
             since: since.map(engine_timestamp),
             until: until.map(engine_timestamp),
-            filters: Some(HashMap::new()),
+            filters: Some(filters),
         };
         let host = self.host.clone();
         match self.client() {

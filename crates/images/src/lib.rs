@@ -8,6 +8,7 @@
 
 mod apply;
 mod backoff;
+mod cluster;
 mod config;
 mod error;
 mod hooks;
@@ -19,6 +20,7 @@ pub mod watch;
 mod watcher;
 pub mod window;
 
+pub use cluster::ClusterJournal;
 pub use config::{ImagesConfig, RegistryAuth};
 pub use error::Error;
 pub use hooks::pushed_repositories;

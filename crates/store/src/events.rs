@@ -206,7 +206,10 @@ pub fn insert(tx: &Transaction<'_>, e: &NewEvent) -> Result<Option<Event>, Error
 pub fn last_seen_nanos(conn: &Connection) -> Result<Option<i64>, Error> {
     Ok(conn
         .query_row(
-            "SELECT max(time_nano) FROM events WHERE inferred = 0",
+            // a cluster's events come from its managers, on their clocks: they say nothing of
+            // where the local engine's stream stopped
+            "SELECT time_nano FROM events WHERE inferred = 0 AND scope IS NOT 'swarm'
+             ORDER BY time_nano DESC LIMIT 1",
             [],
             |r| r.get(0),
         )

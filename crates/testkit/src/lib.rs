@@ -73,12 +73,58 @@ pub fn swarm_host() -> String {
     })
 }
 
+/// The engine of the run's Swarm node named `hostname` (`capt-nodeN`), as `unix:///...`: for
+/// what a test must see on the node itself, not through a manager.
+pub fn swarm_node_host(hostname: &str) -> String {
+    let n: u8 = hostname
+        .strip_prefix("capt-node")
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("{hostname:?} is not a node of the run's Swarm"));
+    swarm_host().replace("/node1/", &format!("/node{n}/"))
+}
+
 /// The registry the Swarm's nodes pull from (`10.217.0.1:5000`, on the test bridge; every
 /// node's engine takes it as an insecure registry).
 pub fn swarm_registry() -> String {
     std::env::var("CAPSTAN_TEST_SWARM_REGISTRY").unwrap_or_else(|_| {
         panic!("CAPSTAN_TEST_SWARM_REGISTRY is not set: run the tests with scripts/test")
     })
+}
+
+/// Host `node` (1 to 3) of the run's Swarm cut off the others while held: its link to the test
+/// bridge (`capt-swvN`, see `scripts/swarm-ground`) is down, as when a machine loses its
+/// network; put back up when dropped. Its engine and containers keep running, unseen.
+pub struct CutLink {
+    link: String,
+}
+
+impl CutLink {
+    /// Cuts host `node`'s link (needs root, as the run does).
+    pub fn cut(node: u8) -> Self {
+        let link = format!("capt-swv{node}");
+        set_link(&link, "down").unwrap();
+        Self { link }
+    }
+}
+
+impl Drop for CutLink {
+    fn drop(&mut self) {
+        // dropped while a test unwinds too: say it, never panic again
+        if let Err(e) = set_link(&self.link, "up") {
+            eprintln!("{e}");
+        }
+    }
+}
+
+fn set_link(link: &str, state: &str) -> Result<(), String> {
+    match std::process::Command::new("ip")
+        .args(["link", "set", link, state])
+        .status()
+    {
+        Ok(s) if s.success() => Ok(()),
+        Ok(s) => Err(format!("ip link set {link} {state}: {s}")),
+        Err(e) => Err(format!("cannot run ip link set {link} {state}: {e}")),
+    }
 }
 
 /// The run's registry (`127.0.0.1:PORT`).

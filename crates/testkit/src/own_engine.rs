@@ -70,7 +70,7 @@ impl OwnEngine {
             .open(d.join("dockerd.log"))
             .unwrap();
         let path = |p: &str| d.join(p).display().to_string();
-        Command::new("dockerd")
+        let mut child = Command::new("dockerd")
             .args(["--data-root", &path("data"), "--exec-root", &path("exec")])
             .args(["--pidfile", &path("pid"), "-H", &self.host()])
             .args(["--bridge", BRIDGE, "--default-address-pool", POOL])
@@ -79,15 +79,33 @@ impl OwnEngine {
             .spawn()
             .expect("cannot start dockerd: install docker.io (scripts/test does)");
         self.running = true;
-        let host = self.host();
-        crate::eventually(Duration::from_mins(1), "own engine answers /_ping", || {
-            let host = host.clone();
-            async move {
-                let engine = Engine::new(Some(&host)).ok()?;
-                engine.version().await.ok().map(|_| ())
+        let engine = Engine::new(Some(&self.host())).unwrap();
+        let deadline = tokio::time::Instant::now() + Duration::from_mins(1);
+        loop {
+            if engine.version().await.is_ok() {
+                return;
             }
-        })
-        .await;
+            // an engine that gave up, or never answers, says why in its log
+            if let Ok(Some(status)) = child.try_wait() {
+                panic!(
+                    "own engine exited ({status}) before answering:\n{}",
+                    self.log_tail()
+                );
+            }
+            assert!(
+                tokio::time::Instant::now() <= deadline,
+                "own engine did not answer /_ping within 60s:\n{}",
+                self.log_tail()
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    /// The last lines of its dockerd's log.
+    fn log_tail(&self) -> String {
+        let log = std::fs::read_to_string(self.dir.join("dockerd.log")).unwrap_or_default();
+        let lines: Vec<&str> = log.lines().collect();
+        lines[lines.len().saturating_sub(40)..].join("\n")
     }
 
     /// SIGTERM to dockerd; waits until it is gone.

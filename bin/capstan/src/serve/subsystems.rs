@@ -156,6 +156,14 @@ pub(super) fn start_deploy(
     for t in targets {
         let engine = capstan_engine::Engine::new(Some(&t.docker_host))
             .map_err(|e| anyhow::anyhow!("targets.{}.docker_host: {e}", t.name))?;
+        // the cluster's own events, and its tasks' failures, into the journal
+        let journal = capstan_images::ClusterJournal::new(
+            &t.name,
+            engine.clone(),
+            base.store.clone(),
+            base.live.clone(),
+        );
+        tokio::spawn(journal.run(base.shutdown.clone()));
         clusters.push((
             t.name.clone(),
             Arc::new(capstan_deploy::SwarmTarget::new(&t.name, engine)),

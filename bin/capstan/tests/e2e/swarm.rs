@@ -171,13 +171,29 @@ async fn enough(load: Load) -> Tally {
     tally
 }
 
-/// The secret api's task read at its start (its first log line).
+/// The secret api's task read at its start (its first log line), read on the task's node: a
+/// manager's log broker may say a node that came back from a network cut "is not available"
+/// for a while (seen: over 30 s), which is Swarm's, not what these tests look at.
 async fn token_of(manager: &Engine, tasks: &BTreeMap<String, Vec<SwarmTask>>) -> String {
-    let id = tasks["api"][0].id.clone();
+    let task = tasks["api"][0].clone();
+    let node = manager
+        .swarm_nodes()
+        .await
+        .unwrap()
+        .into_iter()
+        .find(|n| n.id == task.node_id)
+        .unwrap_or_else(|| panic!("no node {} for {task:?}", task.node_id));
+    let engine = Engine::new(Some(&capstan_testkit::swarm_node_host(&node.hostname))).unwrap();
     let logs = eventually(Duration::from_secs(30), "api's first log line", || {
-        let (manager, id) = (manager.clone(), id.clone());
+        let (engine, task) = (engine.clone(), task.id.clone());
         async move {
-            let logs = manager.swarm_task_logs(&id, 5).await.ok()?;
+            let container = engine
+                .list_containers(true)
+                .await
+                .ok()?
+                .into_iter()
+                .find(|c| c.labels.get("com.docker.swarm.task.id") == Some(&task))?;
+            let logs = engine.tail_logs(&container.id, 5).await.ok()?;
             logs.contains("token=").then_some(logs)
         }
     })
@@ -410,6 +426,24 @@ async fn swarm_an_app_is_deployed_pinned_rolled_put_back_by_capstan_and_taken_do
         tally.bodies
     );
     assert!(out.contains("rolled back"), "{out}");
+    // Swarm says nothing of a failed task by event: capstan journals each one it sees
+    let failed = eventually(Duration::from_secs(30), "a failed task journaled", || {
+        let (daemon, name) = (&daemon, &name);
+        async move {
+            let events = daemon.all_events("type=task&action=failed").await;
+            events
+                .into_iter()
+                .find(|e| e.attributes.get("io.capstan.app") == Some(name))
+        }
+    })
+    .await;
+    assert_eq!(failed.scope.as_deref(), Some("swarm"));
+    assert!(
+        failed.attributes["name"].starts_with(&format!("{name}_web."))
+            && failed.attributes["node"].starts_with("capt-node")
+            && failed.attributes.contains_key("error"),
+        "{failed:?}"
+    );
     let tasks = running(&manager, &name).await;
     assert_eq!(digest_of(&tasks, "web"), d2);
     let back = eventually(
@@ -557,4 +591,134 @@ async fn swarm_bad_input_is_refused_before_anything_changes() {
             .unwrap()
             .is_empty()
     );
+}
+
+/// A worker that drops off the network, as a machine does: the cluster's own node events are
+/// journaled, the built-in `node_down` alert fires for it and resolves once it is back, and
+/// Swarm runs its tasks on the others meanwhile.
+#[tokio::test]
+async fn swarm_a_node_lost_is_journaled_alerted_and_its_tasks_moved() {
+    let (manager, repo) = images(&["v1"]).await;
+    let config = format!(
+        "{}
+[alerts]
+evaluate_every = \"1s\"\n",
+        lab()
+    );
+    let daemon = Daemon::start_with(bin(), &capstan_testkit::docker_host(), &config).await;
+    let dir = tempfile::tempdir().unwrap();
+    let name = unique("swnode");
+    let compose = format!(
+        r#"services:
+  web:
+    image: {repo}:v1
+    command: ["sh", "-c", "mkdir -p /www; cat /marker > /www/index.html; exec httpd -f -p 80 -h /www"]
+    healthcheck:
+      test: ["CMD", "wget", "-q", "-O", "/dev/null", "http://127.0.0.1/"]
+      interval: 1s
+      retries: 2
+    stop_grace_period: 1s
+    deploy:
+      replicas: 3
+      placement:
+        preferences:
+          - spread: node.id
+"#
+    );
+    let (code, out) = deploy(
+        &daemon,
+        dir.path(),
+        &["-p", &name, "--target", "lab"],
+        &compose,
+    )
+    .await;
+    assert_eq!(code, 0, "{out}");
+    let hostnames: BTreeMap<String, String> = manager
+        .swarm_nodes()
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|n| (n.id, n.hostname))
+        .collect();
+    let tasks = running(&manager, &name).await;
+    // a worker that runs one of web's tasks (the manager is host 1)
+    let lost = ["capt-node3", "capt-node2"]
+        .into_iter()
+        .find(|h| tasks["web"].iter().any(|t| hostnames[&t.node_id] == *h))
+        .unwrap_or_else(|| panic!("no task on a worker: {:?}", tasks["web"]));
+    let host: u8 = lost.trim_start_matches("capt-node").parse().unwrap();
+    // when the node's state became `state` after `after` (ns), as the journal has it
+    let became = |events: &[capstan_model::Event], state: &str, after: i64| {
+        events
+            .iter()
+            .filter(|e| {
+                e.time_nano > after
+                    && e.attributes.get("name").map(String::as_str) == Some(lost)
+                    && e.attributes.get("state.new").map(String::as_str) == Some(state)
+            })
+            .map(|e| e.time_nano)
+            .min()
+    };
+    let cut_at = manager.now_nanos().await.unwrap();
+    let firing = |alerts: &capstan_model::AlertList| {
+        alerts.alerts.iter().any(|a| {
+            a.rule == "node_down"
+                && a.state == capstan_model::AlertState::Firing
+                && a.labels.get("node").map(String::as_str) == Some(lost)
+        })
+    };
+    let down_at = {
+        let _cut = capstan_testkit::CutLink::cut(host);
+        let down_at = eventually(Duration::from_mins(1), "the node's fall journaled", || {
+            let daemon = &daemon;
+            async move { became(&daemon.all_events("type=node").await, "down", cut_at) }
+        })
+        .await;
+        eventually(Duration::from_secs(30), "node_down firing", || async {
+            let alerts: capstan_model::AlertList = daemon.get("/api/v1/alerts").await;
+            firing(&alerts).then_some(())
+        })
+        .await;
+        eventually(
+            Duration::from_mins(1),
+            "web's tasks moved to the others",
+            || {
+                let (manager, name, hostnames) = (&manager, &name, &hostnames);
+                async move {
+                    let t = running(manager, name).await;
+                    (t["web"].len() == 3
+                        && t["web"]
+                            .iter()
+                            .all(|t| t.state == "running" && hostnames[&t.node_id] != lost))
+                    .then_some(())
+                }
+            },
+        )
+        .await;
+        down_at
+    };
+    // back on the network: it rejoins, and the alert resolves
+    let restored_at = manager.now_nanos().await.unwrap();
+    let ready_at = eventually(
+        Duration::from_mins(1),
+        "the node's return journaled",
+        || {
+            let daemon = &daemon;
+            async move { became(&daemon.all_events("type=node").await, "ready", down_at) }
+        },
+    )
+    .await;
+    println!(
+        "{lost} cut: down {:.1}s later; link back: ready {:.1}s later",
+        (down_at - cut_at) as f64 / 1e9,
+        (ready_at - restored_at) as f64 / 1e9
+    );
+    eventually(Duration::from_secs(30), "node_down resolved", || async {
+        let alerts: capstan_model::AlertList = daemon.get("/api/v1/alerts").await;
+        (!firing(&alerts)).then_some(())
+    })
+    .await;
+    let (code, out, err) = daemon.cli(&["down", &name]).await;
+    assert_eq!(code, 0, "{out}{err}");
+    nothing_left(&manager, &name).await;
 }
