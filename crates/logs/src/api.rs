@@ -65,13 +65,29 @@ impl Drop for ApiFollower {
     }
 }
 
+/// What an [`ApiFollower`] follows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Followee {
+    /// A container of the engine.
+    Container,
+    /// A Swarm task, through one of the cluster's managers.
+    Task,
+}
+
 impl ApiFollower {
-    /// Starts following container `id` (`name` for capstan's own log) from `pos`. Needs a
-    /// Tokio runtime.
-    pub fn new(engine: Engine, id: &str, name: &str, pos: Position) -> Self {
+    /// Starts following container or task `id` (`name` for capstan's own log) from `pos`.
+    /// Needs a Tokio runtime.
+    pub fn new(engine: Engine, followee: Followee, id: &str, name: &str, pos: Position) -> Self {
         let (tx, rx) = mpsc::channel(QUEUE);
         let since = pos.api_since;
-        let task = tokio::spawn(follow(engine, id.to_owned(), name.to_owned(), since, tx));
+        let task = tokio::spawn(follow(
+            engine,
+            followee,
+            id.to_owned(),
+            name.to_owned(),
+            since,
+            tx,
+        ));
         Self {
             rx,
             task,
@@ -183,14 +199,25 @@ impl ApiFollower {
     }
 }
 
-/// Streams the container's output into `tx` until the receiver goes or the container does.
-async fn follow(engine: Engine, id: String, name: String, mut since: i64, tx: mpsc::Sender<Item>) {
+/// Streams the container's (or task's) output into `tx` until the receiver goes or the
+/// container does.
+async fn follow(
+    engine: Engine,
+    followee: Followee,
+    id: String,
+    name: String,
+    mut since: i64,
+    tx: mpsc::Sender<Item>,
+) {
     let mut wait = RECONNECT;
     loop {
         if tx.send(Item::Connected(since)).await.is_err() {
             return;
         }
-        let mut stream = engine.follow_logs(&id, since);
+        let mut stream = match followee {
+            Followee::Container => engine.follow_logs(&id, since),
+            Followee::Task => engine.follow_task_logs(&id, since),
+        };
         let mut got = false;
         while let Some(item) = stream.next().await {
             match item {

@@ -15,6 +15,7 @@ use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 
+use crate::api::Followee;
 use crate::origin::Origin;
 use crate::store::{Entry, Store};
 use crate::tail::{Position, Tailer};
@@ -223,7 +224,12 @@ impl Followed {
             "stderr" => Arc::clone(&self.stderr),
             other => Arc::new(self.stdout.with_stream(other)),
         };
-        let cid = &origin.container_id;
+        // a cluster's task is read through a manager: its id stands for its container's
+        let cid = if origin.container_id.is_empty() {
+            &origin.task
+        } else {
+            &origin.container_id
+        };
         Entry {
             // the engine time too: the filesystem gives a deleted file's inode to a new file,
             // whose records then sit at the same offsets (an Elasticsearch sink would refuse
@@ -258,7 +264,21 @@ pub struct Collector {
     losses: Option<tokio::sync::mpsc::Sender<RotatedAway>>,
     /// Counts every followed log's rotations (one inotify instance for all).
     rotations: Option<Arc<crate::rotations::Rotations>>,
+    /// Swarm clusters whose tasks' output is collected too, through a manager.
+    clusters: Vec<Cluster>,
 }
+
+/// A Swarm cluster (a `[[targets]]` entry) whose tasks' output is collected through a manager.
+#[derive(Debug, Clone)]
+pub struct Cluster {
+    /// The target's name.
+    pub target: String,
+    /// One of its managers.
+    pub engine: Engine,
+}
+
+/// The label capstan's services carry (their app).
+const APP_LABEL: &str = "io.capstan.app";
 
 impl std::fmt::Debug for Collector {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -285,7 +305,16 @@ impl Collector {
             committed,
             losses: None,
             rotations: crate::rotations::Rotations::new(),
+            clusters: Vec::new(),
         }
+    }
+
+    /// Collects the output of capstan's tasks on `clusters` too, each through a manager's
+    /// task logs API: every node's tasks, from one place.
+    #[must_use]
+    pub fn with_clusters(mut self, clusters: Vec<Cluster>) -> Self {
+        self.clusters = clusters;
+        self
     }
 
     /// Tells `tx` of every loss to rotation (the daemon journals each as an event).
@@ -320,6 +349,14 @@ impl Collector {
                 last_discovery = Some(Instant::now());
                 if let Err(e) = self.discover(&mut followed, &mut positions).await {
                     debug!(error = %e, "cannot list containers; following the known ones");
+                }
+                for cluster in &self.clusters {
+                    if let Err(e) = self
+                        .discover_tasks(cluster, &mut followed, &mut positions)
+                        .await
+                    {
+                        debug!(target = %cluster.target, error = %e, "cannot list the cluster's tasks; following the known ones");
+                    }
                 }
             }
             // read a round (blocking file I/O)
@@ -474,13 +511,17 @@ impl Collector {
     ) -> Result<(), capstan_engine::Error> {
         let list = self.engine.list_containers(true).await?;
         let present: std::collections::HashSet<&str> = list.iter().map(|c| c.id.as_str()).collect();
+        // (a cluster's tasks are the cluster's to say)
+        let local = |id: &str| !id.starts_with(TASK_KEY);
         for (id, f) in followed.iter_mut() {
-            if !present.contains(id.as_str()) {
+            if local(id) && !present.contains(id.as_str()) {
                 f.gone = true;
             }
         }
         // a container removed while capstan was down: its position goes with it
-        positions.retain(|id, _| present.contains(id.as_str()) || followed.contains_key(id));
+        positions.retain(|id, _| {
+            !local(id) || present.contains(id.as_str()) || followed.contains_key(id)
+        });
         for c in &list {
             if followed.contains_key(&c.id)
                 || !(self.options.containers.is_empty()
@@ -534,41 +575,11 @@ impl Collector {
                     .iter()
                     .filter_map(|k| c.labels.get(k).map(|v| (k.clone(), v.clone())))
                     .collect(),
-                stream: String::new(),
+                ..Origin::default()
             };
-            let rule = self.options.rules.iter().find(|r| {
-                glob(r.app.as_ref(), &source.app)
-                    && glob(r.service.as_ref(), &source.service)
-                    && glob(r.container.as_ref(), &source.container)
-                    && glob(r.image.as_ref(), &source.image)
-            });
-            let parser_spec = c
-                .labels
-                .get("io.capstan.logs.parser")
-                .cloned()
-                .or_else(|| rule.and_then(|r| r.parser.clone()))
-                .unwrap_or_default();
-            let parser = crate::parse::Parser::from_spec(&parser_spec).unwrap_or_else(|e| {
-                warn!(container = %c.name, error = %e, "bad parser; the container's lines stay raw and auto-parsed");
-                crate::parse::Parser::Auto
-            });
-            let multiline = c
-                .labels
-                .get("io.capstan.logs.multiline")
-                .cloned()
-                .or_else(|| rule.and_then(|r| r.multiline.clone()))
-                .and_then(|spec| match crate::multiline::Multiline::from_spec(&spec) {
-                    Ok(m) => Some(
-                        m.with_limits(self.options.max_line, self.options.max_group_lines),
-                    ),
-                    Err(e) => {
-                        warn!(container = %c.name, error = %e, "bad multiline; lines are not joined");
-                        None
-                    }
-                });
             let mut pos = positions.remove(&c.id).unwrap_or_default();
             pos.joiner.max_line = self.options.max_line;
-            debug!(container = %c.name, path, driver, by_file, ?parser, "following log");
+            debug!(container = %c.name, path, driver, by_file, "following log");
             let reader = if by_file {
                 crate::reader::Reader::File(
                     Tailer::new(&PathBuf::from(path), pos).with_rotations(self.rotations.as_ref()),
@@ -576,30 +587,161 @@ impl Collector {
             } else {
                 crate::reader::Reader::Api(crate::api::ApiFollower::new(
                     self.engine.clone(),
+                    Followee::Container,
                     &c.id,
                     &c.name,
                     pos,
                 ))
             };
-            followed.insert(
-                c.id.clone(),
-                Followed {
-                    stdout: Arc::new(source.with_stream("stdout")),
-                    stderr: Arc::new(source.with_stream("stderr")),
-                    parser,
-                    multiline,
-                    reader,
-                    gone: false,
-                    read_error: None,
-                },
-            );
+            let label = |k: &str| c.labels.get(k).cloned();
+            followed.insert(c.id.clone(), self.followed(&label, &source, reader));
         }
         self.stats
             .containers
             .store(followed.len() as u64, Ordering::Relaxed);
         Ok(())
     }
+
+    /// Follows the new tasks of capstan's services on `cluster`, and marks those the cluster
+    /// no longer lists (its task history is short) as gone. A task is followed from its first
+    /// line to its end, through the manager, whatever its node.
+    async fn discover_tasks(
+        &self,
+        cluster: &Cluster,
+        followed: &mut HashMap<String, Followed>,
+        positions: &mut BTreeMap<String, Position>,
+    ) -> Result<(), capstan_engine::Error> {
+        let services = cluster.engine.swarm_services(APP_LABEL, None).await?;
+        let ids: Vec<String> = services.iter().map(|s| s.id.clone()).collect();
+        let tasks = cluster.engine.swarm_tasks(&ids).await?;
+        let prefix = format!("{TASK_KEY}{}:", cluster.target);
+        let key = |task: &str| format!("{prefix}{task}");
+        let present: std::collections::HashSet<String> = tasks.iter().map(|t| key(&t.id)).collect();
+        for (id, f) in followed.iter_mut() {
+            if id.starts_with(&prefix) && !present.contains(id) {
+                f.gone = true;
+            }
+        }
+        positions.retain(|id, _| {
+            !id.starts_with(&prefix) || present.contains(id) || followed.contains_key(id)
+        });
+        // a task that never ran has no output
+        let new: Vec<_> = tasks
+            .iter()
+            .filter(|t| !followed.contains_key(&key(&t.id)))
+            .filter(|t| {
+                !matches!(
+                    t.state.as_str(),
+                    "new" | "pending" | "assigned" | "accepted" | "rejected"
+                )
+            })
+            .collect();
+        if new.is_empty() {
+            return Ok(());
+        }
+        let hostnames: HashMap<String, String> = cluster
+            .engine
+            .swarm_nodes()
+            .await?
+            .into_iter()
+            .map(|n| (n.id, n.hostname))
+            .collect();
+        for t in new {
+            let service = services
+                .iter()
+                .find(|s| s.id == t.service_id)
+                .map_or(t.service_id.as_str(), |s| s.name.as_str());
+            let label = |k: &str| t.labels.get(k).cloned();
+            let node = hostnames
+                .get(&t.node_id)
+                .cloned()
+                .unwrap_or_else(|| t.node_id.clone());
+            let source = Origin {
+                host: node.clone(),
+                // the container's name on its node
+                container: match t.slot {
+                    Some(slot) => format!("{service}.{slot}.{}", t.id),
+                    None => format!("{service}.{}.{}", t.node_id, t.id),
+                },
+                image: t.image.clone(),
+                app: label(APP_LABEL).unwrap_or_default(),
+                service: label("io.capstan.service").unwrap_or_default(),
+                replica: t.slot.and_then(|s| u32::try_from(s).ok()),
+                project: label("com.docker.compose.project").unwrap_or_default(),
+                labels: self
+                    .options
+                    .labels
+                    .iter()
+                    .filter_map(|k| label(k).map(|v| (k.clone(), v)))
+                    .collect(),
+                node,
+                task: t.id.clone(),
+                ..Origin::default()
+            };
+            let id = key(&t.id);
+            let mut pos = positions.remove(&id).unwrap_or_default();
+            pos.joiner.max_line = self.options.max_line;
+            debug!(task = %source.container, node = %source.node, "following a task's log");
+            let reader = crate::reader::Reader::Api(crate::api::ApiFollower::new(
+                cluster.engine.clone(),
+                Followee::Task,
+                &t.id,
+                &source.container,
+                pos,
+            ));
+            followed.insert(id, self.followed(&label, &source, reader));
+        }
+        self.stats
+            .containers
+            .store(followed.len() as u64, Ordering::Relaxed);
+        Ok(())
+    }
+
+    /// A container's (or task's) log as followed: its origin, and the parser and multiline
+    /// joiner its labels (`label`), or else the first matching rule, give it.
+    fn followed(
+        &self,
+        label: &dyn Fn(&str) -> Option<String>,
+        source: &Origin,
+        reader: crate::reader::Reader,
+    ) -> Followed {
+        let rule = self.options.rules.iter().find(|r| {
+            glob(r.app.as_ref(), &source.app)
+                && glob(r.service.as_ref(), &source.service)
+                && glob(r.container.as_ref(), &source.container)
+                && glob(r.image.as_ref(), &source.image)
+        });
+        let parser_spec = label("io.capstan.logs.parser")
+            .or_else(|| rule.and_then(|r| r.parser.clone()))
+            .unwrap_or_default();
+        let parser = crate::parse::Parser::from_spec(&parser_spec).unwrap_or_else(|e| {
+            warn!(container = %source.container, error = %e, "bad parser; the container's lines stay raw and auto-parsed");
+            crate::parse::Parser::Auto
+        });
+        let multiline = label("io.capstan.logs.multiline")
+            .or_else(|| rule.and_then(|r| r.multiline.clone()))
+            .and_then(|spec| match crate::multiline::Multiline::from_spec(&spec) {
+                Ok(m) => Some(m.with_limits(self.options.max_line, self.options.max_group_lines)),
+                Err(e) => {
+                    warn!(container = %source.container, error = %e, "bad multiline; lines are not joined");
+                    None
+                }
+            });
+        Followed {
+            stdout: Arc::new(source.with_stream("stdout")),
+            stderr: Arc::new(source.with_stream("stderr")),
+            parser,
+            multiline,
+            reader,
+            gone: false,
+            read_error: None,
+        }
+    }
 }
+
+/// How the log of a cluster's task is keyed among the followed ones:
+/// `task:<target>:<task id>`.
+const TASK_KEY: &str = "task:";
 
 /// What one round read from every followed container.
 #[derive(Default)]

@@ -20,7 +20,9 @@ pub mod tail;
 pub mod telemetry;
 pub mod upkeep;
 
-pub use collect::{Collector, ContainerLoss, Options, RotatedAway, Rule, Stats, StatsSnapshot};
+pub use collect::{
+    Cluster, Collector, ContainerLoss, Options, RotatedAway, Rule, Stats, StatsSnapshot,
+};
 pub use config::{LogRule, LogsConfig};
 pub use origin::Origin;
 pub use query::LogQuery;

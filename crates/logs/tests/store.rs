@@ -208,6 +208,7 @@ fn a_line_comes_back_whole_and_origin_fields_match_containers_that_came_later() 
             replica: Some(2),
             project: "shop".into(),
             labels: BTreeMap::from([("team".into(), "payments".into())]),
+            ..Origin::default()
         },
         ..LogLine::default()
     };

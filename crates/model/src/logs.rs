@@ -41,7 +41,7 @@ pub struct LogLine {
 }
 
 /// The fields a query can match on an origin (besides `label.NAME`).
-pub const ORIGIN_FIELDS: [&str; 10] = [
+pub const ORIGIN_FIELDS: [&str; 12] = [
     "stream",
     "container_id",
     "container",
@@ -52,6 +52,8 @@ pub const ORIGIN_FIELDS: [&str; 10] = [
     "project",
     "host",
     "replica",
+    "node",
+    "task",
 ];
 
 /// Where a line comes from: host, container, image, Compose and capstan labels, the allowed
@@ -80,6 +82,12 @@ pub struct Origin {
     pub labels: BTreeMap<String, String>,
     /// `stdout` or `stderr`.
     pub stream: String,
+    /// A Swarm task's node (its hostname); empty for a container of the local engine.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub node: String,
+    /// A Swarm task's id; empty for a container of the local engine.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub task: String,
 }
 
 impl Origin {
@@ -105,6 +113,8 @@ impl Origin {
             "service" => &self.service,
             "project" => &self.project,
             "host" => &self.host,
+            "node" => &self.node,
+            "task" => &self.task,
             "replica" => return Some(self.replica.map(|r| r.to_string()).unwrap_or_default()),
             _ => {
                 let label = name.strip_prefix("label.")?;

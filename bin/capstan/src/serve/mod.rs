@@ -100,11 +100,12 @@ pub async fn run(opts: ServeOptions) -> Result<()> {
 
     let journal = subsystems::start_journal(&base);
     subsystems::start_retention(&base, &file.retention);
-    let logs = subsystems::start_logs(&base, &file.logs)?;
+    let clusters = subsystems::cluster_engines(&file.targets)?;
+    let logs = subsystems::start_logs(&base, &file.logs, &clusters)?;
     let rollouts = capstan_model::RolloutLocks::default();
     let (auto_tx, auto_rx) = tokio::sync::mpsc::channel(subsystems::AUTO_UPDATES_QUEUE);
     let images = subsystems::start_images(&base, &file.images, auto_tx)?;
-    let deploy = subsystems::start_deploy(&base, &rollouts, auto_rx, &file.targets)?;
+    let deploy = subsystems::start_deploy(&base, &rollouts, auto_rx, &clusters)?;
     let scanner = subsystems::start_scan(&base, &file.images)?;
     let metrics = subsystems::start_metrics(&base, &file.metrics)?;
     let security = subsystems::start_security(&base, &file.security).await;

@@ -34,9 +34,28 @@ pub(super) struct Logs {
     pub collecting: bool,
 }
 
-/// Logs: every container's lines into the embedded store, its sinks, its retention, and the
-/// journaling of what the engine rotated away before it was read.
-pub(super) fn start_logs(base: &Base, config: &capstan_logs::LogsConfig) -> Result<Logs> {
+/// The engine of each `[[targets]]` entry (one of the cluster's managers), by target name.
+pub(super) fn cluster_engines(
+    targets: &[capstan_deploy::targets::TargetConfig],
+) -> Result<Vec<(String, capstan_engine::Engine)>> {
+    targets
+        .iter()
+        .map(|t| {
+            capstan_engine::Engine::new(Some(&t.docker_host))
+                .map(|e| (t.name.clone(), e))
+                .map_err(|e| anyhow::anyhow!("targets.{}.docker_host: {e}", t.name))
+        })
+        .collect()
+}
+
+/// Logs: every container's lines, and every task's of the `clusters`, into the embedded
+/// store, its sinks, its retention, and the journaling of what the engine rotated away
+/// before it was read.
+pub(super) fn start_logs(
+    base: &Base,
+    config: &capstan_logs::LogsConfig,
+    clusters: &[(String, capstan_engine::Engine)],
+) -> Result<Logs> {
     let store = Arc::new(
         capstan_logs::Store::open(&base.data.join("logs")).context("cannot open the log store")?,
     );
@@ -51,7 +70,16 @@ pub(super) fn start_logs(base: &Base, config: &capstan_logs::LogsConfig) -> Resu
     ));
     let collector =
         capstan_logs::Collector::new(base.engine.clone(), Arc::clone(&store), committed, options)
-            .with_losses(losses);
+            .with_losses(losses)
+            .with_clusters(
+                clusters
+                    .iter()
+                    .map(|(target, engine)| capstan_logs::Cluster {
+                        target: target.clone(),
+                        engine: engine.clone(),
+                    })
+                    .collect(),
+            );
     let stats = collector.stats();
     let collecting = config.collect.unwrap_or(true);
     if collecting {
@@ -149,24 +177,22 @@ pub(super) fn start_deploy(
     base: &Base,
     rollouts: &RolloutLocks,
     auto: mpsc::Receiver<AutoUpdate>,
-    targets: &[capstan_deploy::targets::TargetConfig],
+    targets: &[(String, capstan_engine::Engine)],
 ) -> Result<Deploy> {
     // the clusters of `[[targets]]`: the proxy routes their apps' ports to their tasks
     let mut clusters: Vec<(String, Arc<dyn capstan_deploy::Target>)> = Vec::new();
-    for t in targets {
-        let engine = capstan_engine::Engine::new(Some(&t.docker_host))
-            .map_err(|e| anyhow::anyhow!("targets.{}.docker_host: {e}", t.name))?;
+    for (name, engine) in targets {
         // the cluster's own events, and its tasks' failures, into the journal
         let journal = capstan_images::ClusterJournal::new(
-            &t.name,
+            name,
             engine.clone(),
             base.store.clone(),
             base.live.clone(),
         );
         tokio::spawn(journal.run(base.shutdown.clone()));
         clusters.push((
-            t.name.clone(),
-            Arc::new(capstan_deploy::SwarmTarget::new(&t.name, engine)),
+            name.clone(),
+            Arc::new(capstan_deploy::SwarmTarget::new(name, engine.clone())),
         ));
     }
     let router = capstan_deploy::Router::spawn(

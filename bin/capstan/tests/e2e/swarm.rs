@@ -605,14 +605,14 @@ async fn swarm_a_node_lost_is_journaled_alerted_and_its_tasks_moved() {
 evaluate_every = \"1s\"\n",
         lab()
     );
-    let daemon = Daemon::start_with(bin(), &capstan_testkit::docker_host(), &config).await;
+    let mut daemon = Daemon::start_with(bin(), &capstan_testkit::docker_host(), &config).await;
     let dir = tempfile::tempdir().unwrap();
     let name = unique("swnode");
     let compose = format!(
         r#"services:
   web:
     image: {repo}:v1
-    command: ["sh", "-c", "mkdir -p /www; cat /marker > /www/index.html; exec httpd -f -p 80 -h /www"]
+    command: ["sh", "-c", "echo web-up; mkdir -p /www; cat /marker > /www/index.html; exec httpd -f -p 80 -h /www"]
     healthcheck:
       test: ["CMD", "wget", "-q", "-O", "/dev/null", "http://127.0.0.1/"]
       interval: 1s
@@ -647,6 +647,26 @@ evaluate_every = \"1s\"\n",
         .find(|h| tasks["web"].iter().any(|t| hostnames[&t.node_id] == *h))
         .unwrap_or_else(|| panic!("no task on a worker: {:?}", tasks["web"]));
     let host: u8 = lost.trim_start_matches("capt-node").parse().unwrap();
+
+    // every task's line is collected through the manager, whatever its node, and found by
+    // node and by task
+    let on = |node: &str| {
+        tasks["web"]
+            .iter()
+            .filter(|t| hostnames[&t.node_id] == node)
+            .count() as u64
+    };
+    for node in ["capt-node1", "capt-node2", "capt-node3"] {
+        let q = format!("app:{name} node:{node} web-up");
+        crate::logs::wait_for(&daemon, &q, on(node), Duration::from_secs(30)).await;
+    }
+    let one = &tasks["web"][0];
+    let q = format!("task:{} web-up", one.id);
+    crate::logs::wait_for(&daemon, &q, 1, Duration::from_secs(30)).await;
+    // capstan restarts: it goes on from where it was, repeating nothing (below)
+    daemon.stop().await;
+    daemon.restart().await;
+
     // when the node's state became `state` after `after` (ns), as the journal has it
     let became = |events: &[capstan_model::Event], state: &str, after: i64| {
         events
@@ -695,6 +715,14 @@ evaluate_every = \"1s\"\n",
             },
         )
         .await;
+        // the tasks Swarm started on the others said so once each, and nothing came twice
+        let now = running(&manager, &name).await;
+        let moved = now["web"]
+            .iter()
+            .filter(|t| !tasks["web"].iter().any(|o| o.id == t.id))
+            .count() as u64;
+        let q = format!("app:{name} web-up");
+        crate::logs::wait_for(&daemon, &q, 3 + moved, Duration::from_secs(30)).await;
         down_at
     };
     // back on the network: it rejoins, and the alert resolves
