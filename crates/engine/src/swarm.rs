@@ -28,6 +28,21 @@ impl Engine {
         })
     }
 
+    /// Each node's hostname, by node id.
+    ///
+    /// # Errors
+    /// As [`Engine::swarm_nodes`].
+    pub async fn swarm_hostnames(
+        &self,
+    ) -> Result<std::collections::HashMap<String, String>, Error> {
+        Ok(self
+            .swarm_nodes()
+            .await?
+            .into_iter()
+            .map(|n| (n.id, n.hostname))
+            .collect())
+    }
+
     /// The nodes of the Swarm this engine manages.
     ///
     /// # Errors

@@ -249,21 +249,7 @@ fn apply(
     let mut stored = Vec::new();
     let mut container_end: HashMap<&str, (i64, Option<i64>, Option<&RawEvent>)> = HashMap::new();
     for (e, image_id) in fresh.iter().zip(&touched.image_of) {
-        let Some(event) = events::insert(
-            tx,
-            &NewEvent {
-                time_nano: e.time_nano,
-                identity: e.identity(),
-                kind: e.kind.clone(),
-                action: e.action.clone(),
-                actor: e.actor.clone(),
-                attributes: e.attributes.clone(),
-                scope: e.scope.clone(),
-                image_id: image_id.clone(),
-                inferred: false,
-            },
-        )?
-        else {
+        let Some(event) = events::insert(tx, &reported(e, image_id.clone()))? else {
             continue;
         };
         match (e.kind.as_str(), image_id) {
@@ -580,4 +566,20 @@ pub(crate) fn history(
             event_seq,
         },
     )
+}
+
+/// An event the engine reported, as the journal stores it (about `image_id`, when it is about
+/// an image).
+pub(crate) fn reported(e: &RawEvent, image_id: Option<String>) -> NewEvent {
+    NewEvent {
+        time_nano: e.time_nano,
+        identity: e.identity(),
+        kind: e.kind.clone(),
+        action: e.action.clone(),
+        actor: e.actor.clone(),
+        attributes: e.attributes.clone(),
+        scope: e.scope.clone(),
+        image_id,
+        inferred: false,
+    }
 }

@@ -148,13 +148,7 @@ impl ClusterJournal {
         if failed.is_empty() {
             return Ok(());
         }
-        let hostnames: HashMap<String, String> = self
-            .engine
-            .swarm_nodes()
-            .await?
-            .into_iter()
-            .map(|n| (n.id, n.hostname))
-            .collect();
+        let hostnames = self.engine.swarm_hostnames().await?;
         let events = failed
             .iter()
             .map(|t| task_event(t, names.get(&t.service_id), hostnames.get(&t.node_id)))
@@ -175,15 +169,8 @@ impl ClusterJournal {
                 let mut out = Vec::new();
                 for e in &batch {
                     let new = NewEvent {
-                        time_nano: e.time_nano,
-                        identity: e.identity(),
-                        kind: e.kind.clone(),
-                        action: e.action.clone(),
-                        actor: e.actor.clone(),
-                        attributes: e.attributes.clone(),
                         scope: Some("swarm".to_owned()),
-                        image_id: None,
-                        inferred: false,
+                        ..crate::apply::reported(e, None)
                     };
                     out.extend(events::insert(tx, &new)?);
                 }

@@ -639,13 +639,7 @@ impl Collector {
         if new.is_empty() {
             return Ok(());
         }
-        let hostnames: HashMap<String, String> = cluster
-            .engine
-            .swarm_nodes()
-            .await?
-            .into_iter()
-            .map(|n| (n.id, n.hostname))
-            .collect();
+        let hostnames = cluster.engine.swarm_hostnames().await?;
         for t in new {
             let service = services
                 .iter()
