@@ -22,6 +22,8 @@ use crate::tail::{Position, Tailer};
 
 /// How often the container list is refreshed.
 const DISCOVER_EVERY: Duration = Duration::from_secs(1);
+/// How long a cluster's manager has to list its tasks before collection goes on without it.
+const CLUSTER_DISCOVERY: Duration = Duration::from_secs(2);
 /// How long the collector sleeps when no container wrote anything.
 const IDLE: Duration = Duration::from_millis(200);
 /// Bytes read per container per round: with the commit after each round, this bounds memory.
@@ -351,11 +353,20 @@ impl Collector {
                     debug!(error = %e, "cannot list containers; following the known ones");
                 }
                 for cluster in &self.clusters {
-                    if let Err(e) = self
-                        .discover_tasks(cluster, &mut followed, &mut positions)
-                        .await
-                    {
-                        debug!(target = %cluster.target, error = %e, "cannot list the cluster's tasks; following the known ones");
+                    // a manager that does not answer must not hold up every other log
+                    let found = tokio::time::timeout(
+                        CLUSTER_DISCOVERY,
+                        self.discover_tasks(cluster, &mut followed, &mut positions),
+                    )
+                    .await;
+                    match found {
+                        Ok(Ok(())) => {}
+                        Ok(Err(e)) => {
+                            debug!(target = %cluster.target, error = %e, "cannot list the cluster's tasks; following the known ones");
+                        }
+                        Err(_) => {
+                            debug!(target = %cluster.target, "the cluster's manager does not answer; following the known tasks");
+                        }
                     }
                 }
             }

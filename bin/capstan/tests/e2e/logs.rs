@@ -873,3 +873,38 @@ async fn an_endless_line_is_stored_cut_at_the_cap_within_the_pipelines_memory() 
     assert!(lines[1].raw.bytes().all(|b| b == b'x'));
     engine.remove_container(&id, true).await.unwrap();
 }
+
+/// A Swarm target whose manager takes connections and never answers (a host gone quiet behind
+/// a firewall) must not hold up the rest: the local engine's lines are still collected at once.
+#[tokio::test]
+async fn a_cluster_that_never_answers_holds_up_no_local_line() {
+    let engine = capstan_testkit::engine().await;
+    capstan_testkit::ensure_busybox(&engine).await;
+    // the kernel completes the connections (backlog); nobody ever reads them
+    let mute = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let name = unique("capt-mute");
+    let daemon = Daemon::start_with(
+        bin(),
+        engine.host(),
+        &format!(
+            "[logs]\ncontainers = [\"{name}\"]\n\n[[targets]]\nname = \"quiet\"\nkind = \"swarm\"\ndocker_host = \"tcp://{}\"\n",
+            mute.local_addr().unwrap()
+        ),
+    )
+    .await;
+    let id = run_container(
+        &engine,
+        &name,
+        "for i in 1 2 3; do echo line-$i; done; sleep 600",
+    )
+    .await;
+    wait_for(
+        &daemon,
+        &format!("container:{name} line*"),
+        3,
+        Duration::from_secs(20),
+    )
+    .await;
+    engine.remove_container(&id, true).await.unwrap();
+    drop(mute);
+}
