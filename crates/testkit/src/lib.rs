@@ -83,6 +83,25 @@ pub fn swarm_node_host(hostname: &str) -> String {
     swarm_host().replace("/node1/", &format!("/node{n}/"))
 }
 
+/// Restarts host `node`'s dockerd of the run's Swarm (1: its manager) on the same data, as a
+/// service manager does (`scripts/swarm-ground --restart-node`); returns once it is back in
+/// the Swarm.
+pub async fn restart_swarm_node(node: u8) {
+    let script =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../scripts/swarm-ground");
+    let out = tokio::process::Command::new(&script)
+        .args(["--restart-node", &node.to_string()])
+        .output()
+        .await
+        .unwrap_or_else(|e| panic!("cannot run {}: {e}", script.display()));
+    assert!(
+        out.status.success(),
+        "restarting host {node}: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
 /// The registry the Swarm's nodes pull from (`10.217.0.1:5000`, on the test bridge; every
 /// node's engine takes it as an insecure registry).
 pub fn swarm_registry() -> String {
