@@ -161,9 +161,10 @@ impl Journal {
     /// until the stream ends or shutdown is asked; `unsettled` are the images waiting to be
     /// settled, before and after.
     ///
-    /// The end of a stream settles nothing: the engine's state runs ahead of a replay's end,
-    /// and a stream that ended is followed by a replay, which may still explain the difference.
-    /// Inferring there, with no confirmation, reported steps the engine did report.
+    /// The end of a live stream settles nothing: a replay follows, which may still explain the
+    /// difference. The end of a replay settles only what no event after it concerns: the
+    /// engine's state runs ahead of a replay's end, and inferring there with no confirmation
+    /// reported steps the engine did report.
     ///
     /// A thread of its own, with its own runtime and connection, drains the stream into a deep
     /// queue: the engine drops events for a subscriber that does not take them within 100 ms, so
@@ -212,7 +213,7 @@ impl Journal {
         }
         // the replay before a live stream read everything up to where the live one starts
         let result = self
-            .drain(&mut rx, shutdown, unsettled, since.unwrap_or(0))
+            .drain(&mut rx, shutdown, unsettled, since.unwrap_or(0), until)
             .await;
         stop.cancel();
         result
@@ -224,6 +225,7 @@ impl Journal {
         shutdown: &CancellationToken,
         unsettled: &mut BTreeSet<String>,
         read_from: i64,
+        until: Option<i64>,
     ) -> Result<(), Error> {
         // when the oldest unsettled image became so; settling waits for it to age, not for a
         // quiet stream, so a busy engine cannot starve it
@@ -239,13 +241,28 @@ impl Journal {
                 () = tokio::time::sleep_until(unsettled_since + SETTLE_AFTER), if !unsettled.is_empty() => {
                     // an event not yet read may explain what we would infer: settle checks with
                     // the engine that nothing after `last_read` is pending
-                    *unsettled = self.settle(unsettled.clone(), SETTLE_AFTER, last_read).await?;
+                    *unsettled = self.settle(unsettled.clone(), SETTLE_AFTER, last_read, true).await?;
                     unsettled_since = tokio::time::Instant::now();
                     continue;
                 }
                 n = rx.recv_many(&mut items, BATCH_EVENTS) => n,
             };
             if received == 0 {
+                // a replay read to its end: what no event explained, and no event after its
+                // end concerns, had its events dropped from the engine's short memory (a busy
+                // engine keeps 256): inferred now. The rest waits for the live stream.
+                if let Some(until) = until
+                    && !unsettled.is_empty()
+                {
+                    *unsettled = self
+                        .settle(
+                            unsettled.clone(),
+                            Duration::ZERO,
+                            until.max(last_read),
+                            false,
+                        )
+                        .await?;
+                }
                 return Ok(());
             }
             let mut batch = Vec::with_capacity(items.len());

@@ -126,7 +126,8 @@ impl Journal {
     /// inspection: a busy engine or a starved reader delivers events seconds late, and a state
     /// seen before its event is read is not unexplained. Everything then stays pending.
     ///
-    /// And a difference is inferred only once settling has seen it unchanged,
+    /// And with `wait_unexplained` (while the stream is live) a difference is inferred only
+    /// once settling has seen it unchanged,
     /// with no event for the image, for [`UNEXPLAINED_FOR`]: a starved engine changes an image's
     /// references before it stamps and sends their event, and a change seen in that gap is not
     /// unexplained either. Only events about the images being settled hold them back: on a
@@ -136,6 +137,7 @@ impl Journal {
         ids: BTreeSet<String>,
         quiet: std::time::Duration,
         read: i64,
+        wait_unexplained: bool,
     ) -> Result<BTreeSet<String>, Error> {
         let mut states = Vec::with_capacity(ids.len());
         for id in &ids {
@@ -181,7 +183,7 @@ impl Journal {
                         still.insert(id.clone());
                         continue;
                     }
-                    if differs(row.as_ref(), state.as_ref()) {
+                    if wait_unexplained && differs(row.as_ref(), state.as_ref()) {
                         let key = (
                             row.as_ref().map_or(0, |r| r.last_event_nano),
                             state
@@ -210,10 +212,12 @@ impl Journal {
                 Ok((out, still, seen))
             })
             .await?;
-        *self
-            .sightings
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner) = seen;
+        if wait_unexplained {
+            *self
+                .sightings
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner) = seen;
+        }
         self.publish(inferred);
         Ok(still)
     }
