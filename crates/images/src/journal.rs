@@ -143,6 +143,33 @@ impl Journal {
             .reconcile(images, containers, snapshot_start, snapshot_end)
             .await?;
         unsettled.extend(deferred);
+        // The engine keeps only its last 256 events: when more came after the snapshot while
+        // this connection replayed and reconciled (a busy engine, seconds), the live stream
+        // cannot get them all back, and an image changed then (imported, tagged) would never
+        // be journaled. Every image is then settled: what no event explains is still found.
+        let now = self.engine.now_nanos().await?;
+        let since_snapshot = self.engine.events_between(snapshot_end + 1, now).await?;
+        if since_snapshot.len() >= capstan_engine::EVENT_BUFFER {
+            let images = self.engine.list_images().await?;
+            let unexplained = self
+                .store
+                .read(move |conn| {
+                    let mut out = Vec::new();
+                    for image in images {
+                        let row = capstan_store::images::get(conn, &image.id)?;
+                        if crate::reconcile::differs(row.as_ref(), Some(&image)) {
+                            out.push(image.id);
+                        }
+                    }
+                    Ok(out)
+                })
+                .await?;
+            debug!(
+                images = unexplained.len(),
+                "more events since the snapshot than the engine keeps: settling the images they may have changed"
+            );
+            unsettled.extend(unexplained);
+        }
         self.status.connected.store(true, Ordering::Relaxed);
         if sessions > 0 {
             self.status.reconnects.fetch_add(1, Ordering::Relaxed);

@@ -282,7 +282,7 @@ pub(crate) struct Sighting {
 
 /// Whether the engine's state of an image differs from its row: there or not, or other
 /// references.
-fn differs(row: Option<&ImageRow>, state: Option<&ImageState>) -> bool {
+pub(crate) fn differs(row: Option<&ImageRow>, state: Option<&ImageState>) -> bool {
     let present = row.filter(|r| r.deleted_nano.is_none());
     match (present, state) {
         (None, None) => false,
