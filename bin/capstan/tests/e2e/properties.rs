@@ -292,6 +292,18 @@ async fn made_on_purpose(daemon: &Daemon, off: &Daemon, own: &mut OwnEngine) -> 
         .delete_raw("/api/v1/policy/st-app?feature=privileged")
         .await;
     note("DELETE", "/api/v1/policy/{app}", status);
+    // a scan of an image neither the engine nor its registry has (generated names point at
+    // Docker Hub, which this machine's resolver answers at once or after 10 s)
+    let (status, _) = daemon
+        .post_raw(
+            &format!(
+                "/api/v1/images/scan?image={}/capt/st-none:1",
+                capstan_testkit::registry()
+            ),
+            &serde_json::json!({}),
+        )
+        .await;
+    note("POST", "/api/v1/images/scan", status);
     // a logout of a registry never logged in to, and a login to one that cannot be reached
     // (generated names are rarely registries, and are sent to a loopback port by the hook)
     let (status, _) = daemon.delete_raw("/api/v1/registries/127.0.0.1:9").await;
