@@ -10,6 +10,10 @@
 //! or after `S` were read; a stream resumed at `S` repeats exactly those first, and they are
 //! skipped. A line's id counts the pieces read since the container's first one, so it is the
 //! same whenever the line is read.
+//!
+//! A stream may end before its repeat is over (a Swarm manager answers "node not available"
+//! while its workers reconnect): what it repeated is known already, so the next stream skips
+//! the same pieces again, counted from what was read, never from what the cut stream did.
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -45,7 +49,11 @@ pub struct ApiFollower {
     pos: Position,
     /// Pieces of the stream being read still to skip (they were read before).
     skip: u64,
-    /// Pieces read per stamp second, from `pos.api_since` on.
+    /// Whether the pieces skipped are counted into `seconds`: a stream from the saved
+    /// position repeats what the last run read, which `seconds` does not know yet.
+    recount: bool,
+    /// Pieces read per stamp second, from `pos.api_since` on (complete once a stream from the
+    /// saved position has repeated everything the last run read).
     seconds: BTreeMap<i64, u64>,
 }
 
@@ -79,13 +87,16 @@ impl ApiFollower {
     /// Needs a Tokio runtime.
     pub fn new(engine: Engine, followee: Followee, id: &str, name: &str, pos: Position) -> Self {
         let (tx, rx) = mpsc::channel(QUEUE);
-        let since = pos.api_since;
+        let resume = Resume {
+            since: pos.api_since,
+            seen: pos.api_seen,
+        };
         let task = tokio::spawn(follow(
             engine,
             followee,
             id.to_owned(),
             name.to_owned(),
-            since,
+            resume,
             tx,
         ));
         Self {
@@ -93,6 +104,7 @@ impl ApiFollower {
             task,
             pos: Position { inode: 0, ..pos },
             skip: 0,
+            recount: false,
             seconds: BTreeMap::new(),
         }
     }
@@ -118,14 +130,15 @@ impl ApiFollower {
             };
             match item {
                 Item::Connected(since) => {
-                    // from the saved position, or again later in the same run (from the
-                    // newest second the stream had reached), where `seconds` knows how many
+                    // from the saved position (until a stream has repeated all it knows),
+                    // or from a later second, where `seconds` knows how many were read
                     if since <= self.pos.api_since {
                         self.skip = self.pos.api_seen;
+                        self.recount = true;
                         self.seconds.clear();
                     } else {
-                        let repeated = self.seconds.split_off(&since);
-                        self.skip = repeated.values().sum();
+                        self.skip = self.seconds.range(since..).map(|(_, n)| n).sum();
+                        self.recount = false;
                     }
                 }
                 Item::Chunk(chunk) => {
@@ -160,14 +173,15 @@ impl ApiFollower {
         let time_ns = time.timestamp_nanos_opt().unwrap_or_default();
         let second = time.timestamp();
         let pos = &mut self.pos;
-        if second >= pos.api_since {
-            *self.seconds.entry(second).or_default() += 1;
-        }
         if self.skip > 0 {
             self.skip -= 1;
+            if self.recount && second >= pos.api_since {
+                *self.seconds.entry(second).or_default() += 1;
+            }
             return;
         }
         if second >= pos.api_since {
+            *self.seconds.entry(second).or_default() += 1;
             pos.api_seen += 1;
         }
         // keep the resume point close behind the newest stamp, so a resume repeats little
@@ -199,6 +213,13 @@ impl ApiFollower {
     }
 }
 
+/// Where following resumes: the saved position's second, and how many pieces stamped at or
+/// after it the last run read.
+struct Resume {
+    since: i64,
+    seen: u64,
+}
+
 /// Streams the container's (or task's) output into `tx` until the receiver goes or the
 /// container does.
 async fn follow(
@@ -206,14 +227,22 @@ async fn follow(
     followee: Followee,
     id: String,
     name: String,
-    mut since: i64,
+    resume: Resume,
     tx: mpsc::Sender<Item>,
 ) {
     let mut wait = RECONNECT;
+    let mut since = resume.since;
     loop {
         if tx.send(Item::Connected(since)).await.is_err() {
             return;
         }
+        // a stream from the saved position moves on only once it repeated what the last run
+        // read (the reader counts those per second as they come)
+        let mut repeat = if since == resume.since {
+            resume.seen
+        } else {
+            0
+        };
         let mut stream = match followee {
             Followee::Container => engine.follow_logs(&id, since),
             Followee::Task => engine.follow_task_logs(&id, since),
@@ -222,7 +251,9 @@ async fn follow(
         while let Some(item) = stream.next().await {
             match item {
                 Ok(chunk) => {
-                    if let Some(t) = chunk_seconds(&chunk) {
+                    if repeat > 0 {
+                        repeat -= 1;
+                    } else if let Some(t) = chunk_seconds(&chunk) {
                         since = since.max(t);
                     }
                     got = true;
@@ -287,6 +318,7 @@ mod tests {
             task: tokio::spawn(async {}),
             pos,
             skip: 0,
+            recount: false,
             seconds: BTreeMap::new(),
         };
         (f, tx)
@@ -371,6 +403,65 @@ mod tests {
         // and once more, from the saved position: nothing new
         let (mut f, tx) = follower(f.position().clone());
         replay(&tx, &log, f.position().api_since);
+        assert!(f.read(1 << 20).lines.is_empty());
+    }
+
+    // regression: a Swarm manager restarting answers "node not available" for a while, so
+    // streams ended before repeating anything; the second such stream skipped nothing and the
+    // task's lines were stored twice
+    #[tokio::test]
+    async fn streams_cut_before_their_repeat_is_over_repeat_nothing() {
+        let log = [
+            ("2026-12-02T10:00:00.1Z", "web-up\n"),
+            ("2026-12-02T10:00:00.2Z", "ready\n"),
+            ("2026-12-02T10:00:05.0Z", "a\n"),
+            ("2026-12-02T10:00:05.1Z", "b\n"),
+            ("2026-12-02T10:00:08.0Z", "c\n"),
+            ("2026-12-02T10:00:09.0Z", "d\n"),
+        ];
+        let (mut f, tx) = follower(Position::default());
+        replay(&tx, &log[..4], 0);
+        assert_eq!(texts(&f.read(1 << 20)), ["web-up", "ready", "a", "b"]);
+        // the stream ends; the follow task goes on from the newest second it reached
+        let since = 1_796_205_605;
+        tx.try_send(Item::Ended).unwrap();
+        for _ in 0..3 {
+            // cut at once, then after one repeated piece
+            tx.try_send(Item::Connected(since)).unwrap();
+            tx.try_send(Item::Ended).unwrap();
+            tx.try_send(Item::Connected(since)).unwrap();
+            tx.try_send(Item::Chunk(chunk(log[2].0, log[2].1))).unwrap();
+            tx.try_send(Item::Ended).unwrap();
+            assert!(f.read(1 << 20).lines.is_empty());
+        }
+        replay(&tx, &log, since);
+        assert_eq!(texts(&f.read(1 << 20)), ["c", "d"]);
+
+        // from a saved position: the repeat of what the last run read is cut short, twice
+        let saved = f.position().clone();
+        let (mut f, tx) = follower(saved.clone());
+        let known: Vec<_> = log
+            .iter()
+            .filter(|(stamp, _)| {
+                chrono::DateTime::parse_from_rfc3339(stamp)
+                    .unwrap()
+                    .timestamp()
+                    >= saved.api_since
+            })
+            .collect();
+        assert!(known.len() >= 2, "{known:?}");
+        tx.try_send(Item::Connected(saved.api_since)).unwrap();
+        tx.try_send(Item::Chunk(chunk(known[0].0, known[0].1)))
+            .unwrap();
+        tx.try_send(Item::Ended).unwrap();
+        tx.try_send(Item::Connected(saved.api_since)).unwrap();
+        tx.try_send(Item::Ended).unwrap();
+        assert!(f.read(1 << 20).lines.is_empty());
+        let more = [&log[..], &[("2026-12-02T10:00:09.5Z", "e\n")]].concat();
+        replay(&tx, &more, saved.api_since);
+        assert_eq!(texts(&f.read(1 << 20)), ["e"]);
+        // and later in that run, from the newest second reached
+        replay(&tx, &more, 1_796_205_609);
         assert!(f.read(1 << 20).lines.is_empty());
     }
 }

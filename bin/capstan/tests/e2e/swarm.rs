@@ -747,7 +747,48 @@ evaluate_every = \"1s\"\n",
     })
     .await;
 
+    // the manager's engine restarts (its tasks with it): while its workers reconnect it
+    // answers "node not available" to every task's logs; capstan follows the cluster again,
+    // collects the lines of the tasks Swarm starts again, and repeats none
+    capstan_testkit::restart_swarm_node(1).await;
+    let started = eventually(Duration::from_mins(1), "web running again", || {
+        let (manager, name) = (&manager, &name);
+        async move {
+            let t = running(manager, name).await;
+            (t["web"].len() == 3 && t["web"].iter().all(|t| t.state == "running")).then_some(t)
+        }
+    })
+    .await;
+    let q = format!("app:{name} web-up")
+        .replace(' ', "%20")
+        .replace(':', "%3A");
+    eventually(Duration::from_mins(1), "every running task's line", || {
+        let (daemon, started, q) = (&daemon, &started, &q);
+        async move {
+            let page: capstan_model::LogPage =
+                daemon.get(&format!("/api/v1/logs?q={q}&limit=1000")).await;
+            let mut per_task: BTreeMap<String, usize> = BTreeMap::new();
+            for line in &page.lines {
+                *per_task.entry(line.origin.task.clone()).or_default() += 1;
+            }
+            assert!(
+                per_task.values().all(|n| *n == 1),
+                "a line came twice: {per_task:?}"
+            );
+            started["web"]
+                .iter()
+                .all(|t| per_task.contains_key(&t.id))
+                .then_some(())
+        }
+    })
+    .await;
+
     let (code, out, err) = daemon.cli(&["down", &name]).await;
     assert_eq!(code, 0, "{out}{err}");
     nothing_left(&manager, &name).await;
+    // and nothing came twice while the followers of the tasks taken down ended
+    let page: capstan_model::LogPage = daemon.get(&format!("/api/v1/logs?q={q}&limit=1000")).await;
+    let ids: Vec<&str> = page.lines.iter().map(|l| l.origin.task.as_str()).collect();
+    let unique: std::collections::BTreeSet<&str> = ids.iter().copied().collect();
+    assert_eq!(ids.len(), unique.len(), "a line came twice: {ids:?}");
 }
