@@ -24,7 +24,7 @@ fn screenshots() -> std::path::PathBuf {
 
 /// Screenshots of the page at 1280 and 375 px wide, then back to 1280. At a phone's width the
 /// page must not scroll sideways (wide tables scroll inside their card).
-async fn shoot(client: &Client, page: &str) {
+pub(crate) async fn shoot(client: &Client, page: &str) {
     for (width, height) in [(1280, 900), (375, 812)] {
         client.set_window_size(width, height).await.unwrap();
         tokio::time::sleep(Duration::from_millis(200)).await;
@@ -45,7 +45,7 @@ async fn shoot(client: &Client, page: &str) {
     client.set_window_size(1280, 900).await.unwrap();
 }
 
-async fn text_of(client: &Client, css: &str) -> String {
+pub(crate) async fn text_of(client: &Client, css: &str) -> String {
     match client.find(Locator::Css(css)).await {
         Ok(e) => e.text().await.unwrap_or_default(),
         Err(_) => String::new(),
@@ -54,11 +54,21 @@ async fn text_of(client: &Client, css: &str) -> String {
 
 /// Waits for `css` to show `want`; when it does not, the failure says what the page showed
 /// instead (a page drawn over, an error, a list still loading).
-async fn wait_text(client: &Client, css: &str, want: &str) -> String {
+pub(crate) async fn wait_text(client: &Client, css: &str, want: &str) -> String {
+    wait_shown(client, css, &format!("show {want:?}"), |t| t.contains(want)).await
+}
+
+/// Waits for `css`'s text to be what `good` says (`what`, for the failure).
+pub(crate) async fn wait_shown(
+    client: &Client,
+    css: &str,
+    what: &str,
+    good: impl Fn(&str) -> bool,
+) -> String {
     let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
     loop {
         let t = text_of(client, css).await;
-        if t.contains(want) {
+        if good(&t) {
             return t;
         }
         if tokio::time::Instant::now() >= deadline {
@@ -68,7 +78,7 @@ async fn wait_text(client: &Client, css: &str, want: &str) -> String {
                 .await
                 .unwrap_or_default();
             panic!(
-                "timed out after 30s waiting for {css} to show {want:?}; it shows {t:?}; the page ({hash}) shows:\n{page}"
+                "timed out after 30s waiting for {css} to {what}; it shows {t:?}; the page ({hash}) shows:\n{page}"
             );
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
@@ -276,7 +286,7 @@ async fn sign_in_by_keyboard_see_the_overview_live_and_sign_out() {
 
 /// Waits for an element to be on the page; when it does not come, the failure shows the page
 /// (still loading, an error, another page).
-async fn present(client: &Client, css: &str) {
+pub(crate) async fn present(client: &Client, css: &str) {
     if client.wait().for_element(Locator::Css(css)).await.is_err() {
         let page = client.source().await.unwrap_or_default();
         // what the browser fetched for this page load, and how each fetch ended (a status of
@@ -308,7 +318,19 @@ async fn click(client: &Client, css: &str) {
         .unwrap();
 }
 
-async fn goto(client: &Client, daemon: &Daemon, hash: &str) {
+/// Signs in with the daemon's token (the keyboard way is the first test's).
+pub(crate) async fn sign_in_with_token(client: &Client, daemon: &Daemon) {
+    goto(client, daemon, "").await;
+    present(client, "#signin").await;
+    let field = client.find(Locator::Css("#token")).await.unwrap();
+    field
+        .send_keys(&format!("{}{}", daemon.token, Key::Enter))
+        .await
+        .unwrap();
+    present(client, "#signout").await;
+}
+
+pub(crate) async fn goto(client: &Client, daemon: &Daemon, hash: &str) {
     client
         .goto(&format!("{}/{hash}", daemon.url))
         .await

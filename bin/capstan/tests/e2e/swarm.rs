@@ -648,6 +648,17 @@ evaluate_every = \"1s\"\n",
         .unwrap_or_else(|| panic!("no task on a worker: {:?}", tasks["web"]));
     let host: u8 = lost.trim_start_matches("capt-node").parse().unwrap();
 
+    // the app's page: its target, and each task on its node
+    let browser = capstan_testkit::Browser::start().await;
+    let client = browser.client(1280, 900).await;
+    crate::dashboard::sign_in_with_token(&client, &daemon).await;
+    crate::dashboard::goto(&client, &daemon, &format!("#/apps/{name}")).await;
+    crate::dashboard::wait_text(&client, "#app-target", "lab").await;
+    for t in &tasks["web"] {
+        crate::dashboard::wait_text(&client, "#replicas", &hostnames[&t.node_id]).await;
+    }
+    crate::dashboard::shoot(&client, "swarm-app").await;
+
     // every task's line is collected through the manager, whatever its node, and found by
     // node and by task
     let on = |node: &str| {
@@ -714,6 +725,12 @@ evaluate_every = \"1s\"\n",
                 }
             },
         )
+        .await;
+        // the page, asking again every 5 s, shows them there
+        let what = format!("show 3 tasks running, none on {lost}");
+        crate::dashboard::wait_shown(&client, "#replicas", &what, |t| {
+            !t.contains(lost) && t.matches("running").count() == 3
+        })
         .await;
         // the tasks Swarm started on the others said so once each, and nothing came twice
         let now = running(&manager, &name).await;

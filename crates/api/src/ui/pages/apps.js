@@ -118,8 +118,15 @@ export async function appPage(name) {
     </dialog>`);
   // the services' use of the last hour, drawn when it comes (not holding the page)
   const app = `{app="${name.replace(/["\\]/g, "")}"}`;
-  chartInto($("#app-cpu"), `sum by (service) (rate(container_cpu_usage_seconds_total${app}[1m]))`, "1h", cores);
-  chartInto($("#app-mem"), `sum by (service) (container_memory_working_set_bytes${app})`, "1h", bytes);
+  if (clustered) {
+    // a manager has no statistics of its tasks: each node's engine does
+    for (const id of ["#app-cpu", "#app-mem"]) {
+      put($(id), html`<p class="muted">Not collected for an app on a cluster: a Swarm manager gives no task statistics (see docs/swarm.md).</p>`);
+    }
+  } else {
+    chartInto($("#app-cpu"), `sum by (service) (rate(container_cpu_usage_seconds_total${app}[1m]))`, "1h", cores);
+    chartInto($("#app-mem"), `sum by (service) (container_memory_working_set_bytes${app})`, "1h", bytes);
+  }
   // replicas follow their containers' events: created, started, died, health changed
   const redraw = debounce(async () => {
     const now = await api("GET", `/api/v1/containers?all=true&app=${encodeURIComponent(name)}`).catch(() => null);
