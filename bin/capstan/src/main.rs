@@ -66,6 +66,9 @@ enum Command {
     Policy(cli::policy::PolicyArgs),
     /// List registry credentials, log in to a registry (checked, kept sealed), log out.
     Registries(cli::registries::RegistriesArgs),
+    /// Show an app's git webhook (its URL; its secret, once), set its source, list the last
+    /// deliveries and what came of them.
+    Hooks(cli::hooks::HooksArgs),
     /// List where apps run (the local engine, each Swarm of [[targets]]) and how each is doing.
     Targets(cli::targets::TargetsArgs),
     /// Seal the kept secrets again under new keys (`capstan secrets rotate-key`, capstan stopped).
@@ -208,6 +211,7 @@ fn main() -> ExitCode {
         Command::Tokens(args) => cli::finish(runtime.block_on(cli::tokens::run(args))),
         Command::Policy(args) => cli::finish(runtime.block_on(cli::policy::run(args))),
         Command::Registries(args) => cli::finish(runtime.block_on(cli::registries::run(args))),
+        Command::Hooks(args) => cli::finish(runtime.block_on(cli::hooks::run(args))),
         Command::Targets(args) => cli::finish(runtime.block_on(cli::targets::run(args))),
         Command::Secrets(args) => cli::finish(cli::secrets::run(args)),
         Command::Audit(args) => cli::finish(runtime.block_on(cli::tokens::audit(args))),

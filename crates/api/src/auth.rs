@@ -4,6 +4,7 @@ use axum::http::header::AUTHORIZATION;
 use axum::middleware::Next;
 use axum::response::Response;
 use capstan_model::Role;
+use capstan_pipeline::signature::constant_time_eq;
 
 use crate::{ApiError, AppState, Code};
 
@@ -349,36 +350,21 @@ pub(crate) fn hook_authorized(
     headers: &axum::http::HeaderMap,
     body: &[u8],
 ) -> bool {
-    use hmac::Mac as _;
     if query_secret.is_some_and(|q| constant_time_eq(q.as_bytes(), secret.as_bytes())) {
         return true;
     }
-    let signature = ["x-capstan-signature", "x-hub-signature-256"]
+    let header = |name: &str| {
+        headers
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned)
+    };
+    // an HMAC of the body, in GitHub's or capstan's header (the other forms are git hooks')
+    let signed = ["x-capstan-signature", "x-hub-signature-256"]
         .iter()
-        .find_map(|h| headers.get(*h)?.to_str().ok())
-        .and_then(|v| v.trim().strip_prefix("sha256="))
-        .and_then(|hex| {
-            (0..hex.len())
-                .step_by(2)
-                .map(|i| u8::from_str_radix(hex.get(i..i + 2)?, 16).ok())
-                .collect::<Option<Vec<u8>>>()
-        });
-    let Some(signature) = signature else {
-        return false;
-    };
-    let Ok(mut mac) = hmac::Hmac::<sha2::Sha256>::new_from_slice(secret.as_bytes()) else {
-        return false;
-    };
-    mac.update(body);
-    mac.verify_slice(&signature).is_ok()
-}
-
-/// Compares without an early exit, so timing does not reveal a prefix match.
-fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
-    if a.len() != b.len() {
-        return false;
-    }
-    a.iter().zip(b).fold(0_u8, |acc, (x, y)| acc | (x ^ y)) == 0
+        .any(|h| headers.contains_key(*h));
+    signed
+        && capstan_pipeline::verify(&header, body, secret, chrono::Utc::now().timestamp()).is_ok()
 }
 
 #[cfg(test)]

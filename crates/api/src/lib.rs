@@ -65,6 +65,9 @@ pub struct AppState {
     pub updates: Option<Arc<capstan_images::WatchState>>,
     /// The secret registry webhooks prove they know (`<data>/registry-hook.secret`).
     pub hook_secret: Option<Arc<str>>,
+    /// An app's git webhooks and sources (with capstan serve's vault, where their secrets are
+    /// kept).
+    pub hooks: Option<capstan_pipeline::Hooks>,
     /// Container metrics, when collected.
     pub metrics: Option<Arc<capstan_metrics::Metrics>>,
     /// Their recent history, when kept.
@@ -167,6 +170,15 @@ impl Routes {
         self.add((Method::POST, MethodFilter::POST), path, access, handler)
     }
 
+    fn put<H: Handler<T, AppState>, T: 'static>(
+        self,
+        path: &'static str,
+        access: Access,
+        handler: H,
+    ) -> Self {
+        self.add((Method::PUT, MethodFilter::PUT), path, access, handler)
+    }
+
     fn delete<H: Handler<T, AppState>, T: 'static>(
         self,
         path: &'static str,
@@ -186,8 +198,8 @@ impl Routes {
 /// and testing an alert rule change nothing: a viewer's.
 fn protected() -> Routes {
     use routes::{
-        access, alerts, apps, containers, events, images, logs, metrics, policy, registries, scan,
-        security, session, targets,
+        access, alerts, apps, containers, events, hooks, images, logs, metrics, policy, registries,
+        scan, security, session, targets,
     };
     let import_limit = DefaultBodyLimit::max(scan::IMPORT_LIMIT);
     let build_limit = DefaultBodyLimit::max(apps::BUILD_CONTEXT_LIMIT);
@@ -253,6 +265,10 @@ fn protected() -> Routes {
             OPERATOR,
             apps::build_service.layer(build_limit),
         )
+        .get("/api/v1/apps/{app}/hooks", VIEWER, hooks::info)
+        .post("/api/v1/apps/{app}/hooks", OPERATOR, hooks::new_secret)
+        .put("/api/v1/apps/{app}/source", OPERATOR, hooks::set_source)
+        .delete("/api/v1/apps/{app}/source", OPERATOR, hooks::remove_source)
         .get("/api/v1/apps/{app}/releases", VIEWER, apps::list_releases)
         .get("/api/v1/apps/{app}/replicas", VIEWER, apps::app_replicas)
         .post("/api/v1/apps/{app}/down", OPERATOR, apps::down_app)
@@ -273,6 +289,7 @@ fn open() -> Routes {
             OPEN,
             routes::images::registry_hook,
         )
+        .post("/api/v1/hooks/git/{app}", OPEN, routes::hooks::receive)
 }
 
 /// Every method and path the router serves, as registered.
@@ -361,6 +378,7 @@ mod tests {
             logs: None,
             updates: None,
             hook_secret: None,
+            hooks: None,
             notify: Arc::default(),
             sign_ins: Arc::default(),
             metrics: None,

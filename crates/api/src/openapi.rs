@@ -16,7 +16,7 @@ use crate::routes;
         title = "capstan",
         description = "Deploys Compose apps, journals images, watches registries, collects logs \
                        and metrics, raises alerts. Every route but health, sign-in and the \
-                       registry hook needs a bearer token (`capstan tokens create`) or a session \
+                       registry and git hooks need a bearer token (`capstan tokens create`) or a session \
                        cookie with its `X-CSRF-Token` on changes. Errors are \
                        `{\"error\": {\"code\", \"message\"}}`.",
         license(name = "Apache-2.0")
@@ -48,6 +48,11 @@ use crate::routes;
         routes::images::check_updates,
         routes::images::notify,
         routes::images::registry_hook,
+        routes::hooks::receive,
+        routes::hooks::info,
+        routes::hooks::new_secret,
+        routes::hooks::set_source,
+        routes::hooks::remove_source,
         routes::scan::scan,
         routes::scan::findings,
         routes::scan::status,
@@ -87,6 +92,7 @@ use crate::routes;
         (name = "containers"), (name = "apps", description = "plan, deploy, rollback, releases"),
         (name = "logs"), (name = "metrics"), (name = "alerts"),
         (name = "security", description = "host checks with CIS Docker Benchmark ids"),
+        (name = "pipeline", description = "git webhooks, sources, builds"),
         (name = "meta"),
     )
 )]

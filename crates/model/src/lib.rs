@@ -17,6 +17,7 @@ mod logs;
 mod metrics;
 mod names;
 mod notify;
+mod pipeline;
 mod registry;
 mod scan;
 mod security;
@@ -51,6 +52,7 @@ pub use logs::{
 pub use metrics::{ContainerStats, MetricSeries, MetricsResult};
 pub use names::{NameError, check_app_name, check_object_name, is_retiring, retiring};
 pub use notify::{NotifyChannel, NotifyChannels};
+pub use pipeline::{GitSource, HookDelivery, HookInfo, HookOutcome, HookSecret};
 pub use registry::{
     CredentialOrigin, RegistryAuth, RegistryLogin, RegistryLoginRequest, RegistryLogins,
 };
@@ -102,6 +104,8 @@ pub enum ErrorCode {
     NotFound,
     /// 409: the object is busy (a deploy of the app is running).
     Conflict,
+    /// 413: a body over the route's limit.
+    TooLarge,
     /// 422: the engine could not do what was asked (a build step failed).
     Failed,
     /// 429: too many attempts (failed sign-ins); `Retry-After` says when to try again.
@@ -124,6 +128,7 @@ impl ErrorCode {
             Self::Forbidden => "forbidden",
             Self::NotFound => "not_found",
             Self::Conflict => "conflict",
+            Self::TooLarge => "too_large",
             Self::Failed => "failed",
             Self::TooManyRequests => "too_many_requests",
             Self::EngineUnavailable => "engine_unavailable",
@@ -135,9 +140,11 @@ impl ErrorCode {
     /// How the CLI exits when the daemon answers with this code.
     pub fn exit_status(self) -> ExitStatus {
         match self {
-            Self::BadRequest | Self::NotFound | Self::Unauthorized | Self::Forbidden => {
-                ExitStatus::Usage
-            }
+            Self::BadRequest
+            | Self::NotFound
+            | Self::Unauthorized
+            | Self::Forbidden
+            | Self::TooLarge => ExitStatus::Usage,
             Self::EngineUnavailable => ExitStatus::Unreachable,
             Self::Conflict
             | Self::Failed

@@ -14,6 +14,7 @@ pub mod events;
 pub mod files;
 pub mod images;
 pub mod migrations;
+pub mod pipeline;
 pub mod policy;
 pub mod releases;
 pub mod retention;

@@ -144,6 +144,48 @@ pub(crate) const MIGRATIONS: &[&str] = &[
         finding      TEXT NOT NULL,
         PRIMARY KEY (check_id, object)
      );",
+    // 8: the pipeline: each app's git source, the webhook deliveries it received (a delivery id
+    // is taken once per app), and its builds
+    "CREATE TABLE app_sources (
+        app          TEXT PRIMARY KEY,
+        source       TEXT NOT NULL,
+        updated_nano INTEGER NOT NULL
+     );
+     CREATE TABLE hook_deliveries (
+        seq           INTEGER PRIMARY KEY AUTOINCREMENT,
+        app           TEXT NOT NULL,
+        delivery      TEXT NOT NULL,
+        provider      TEXT NOT NULL,
+        event         TEXT NOT NULL,
+        received_nano INTEGER NOT NULL,
+        outcome       TEXT NOT NULL,
+        reason        TEXT NOT NULL,
+        commit_sha    TEXT NOT NULL DEFAULT '',
+        build         INTEGER
+     );
+     CREATE UNIQUE INDEX hook_deliveries_once ON hook_deliveries (app, delivery)
+        WHERE delivery != '' AND outcome != 'refused';
+     CREATE INDEX hook_deliveries_by_app ON hook_deliveries (app, seq);
+     CREATE TABLE builds (
+        id            INTEGER PRIMARY KEY AUTOINCREMENT,
+        app           TEXT NOT NULL,
+        service       TEXT NOT NULL,
+        branch        TEXT NOT NULL,
+        commit_sha    TEXT NOT NULL,
+        author        TEXT NOT NULL,
+        message       TEXT NOT NULL,
+        status        TEXT NOT NULL,
+        builder       TEXT NOT NULL DEFAULT '',
+        queued_nano   INTEGER NOT NULL,
+        started_nano  INTEGER,
+        finished_nano INTEGER,
+        image         TEXT NOT NULL DEFAULT '',
+        digest        TEXT NOT NULL DEFAULT '',
+        release       INTEGER,
+        error         TEXT NOT NULL DEFAULT '',
+        detail        TEXT NOT NULL DEFAULT '{}'
+     );
+     CREATE INDEX builds_by_app ON builds (app, id);",
 ];
 
 /// Opens (creating) the SQLite database at `path` as every capstan database is opened (WAL

@@ -60,8 +60,11 @@ impl std::fmt::Debug for Vault {
     }
 }
 
-/// `n` random bytes from the kernel.
-fn random<const N: usize>() -> std::io::Result<[u8; N]> {
+/// `N` random bytes from the kernel.
+///
+/// # Errors
+/// `/dev/urandom` cannot be read.
+pub fn random<const N: usize>() -> std::io::Result<[u8; N]> {
     use std::io::Read as _;
     let mut out = [0_u8; N];
     std::fs::File::open("/dev/urandom")?.read_exact(&mut out)?;

@@ -57,6 +57,11 @@ impl Client {
         req
     }
 
+    /// The daemon's URL, as the CLI reaches it.
+    pub fn base(&self) -> &str {
+        &self.base
+    }
+
     /// Sends a request and checks the status; API errors become failures with exit codes.
     pub async fn send(
         &self,
@@ -72,7 +77,28 @@ impl Client {
         path: &str,
         body: &B,
     ) -> Result<T, Failure> {
-        let mut req = self.http.post(format!("{}{path}", self.base)).json(body);
+        self.send_json(reqwest::Method::POST, path, body).await
+    }
+
+    /// PUTs a JSON body and reads a JSON answer.
+    pub async fn put<T: DeserializeOwned, B: serde::Serialize>(
+        &self,
+        path: &str,
+        body: &B,
+    ) -> Result<T, Failure> {
+        self.send_json(reqwest::Method::PUT, path, body).await
+    }
+
+    async fn send_json<T: DeserializeOwned, B: serde::Serialize>(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        body: &B,
+    ) -> Result<T, Failure> {
+        let mut req = self
+            .http
+            .request(method, format!("{}{path}", self.base))
+            .json(body);
         if let Some(token) = &self.token {
             req = req.bearer_auth(token);
         }

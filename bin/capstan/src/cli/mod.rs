@@ -7,6 +7,7 @@ pub mod client;
 pub mod config;
 pub mod events;
 pub mod health;
+pub mod hooks;
 pub mod images;
 pub mod logs;
 pub mod metrics;

@@ -135,6 +135,11 @@ pub async fn run(opts: ServeOptions) -> Result<()> {
         logs: Some(logs.api),
         updates: images.updates,
         hook_secret: images.hook_secret,
+        hooks: Some(capstan_pipeline::Hooks::new(
+            base.store.clone(),
+            base.keyring.clone(),
+            Arc::default(),
+        )),
         notify,
         metrics: metrics.metrics,
         history: metrics.history,

@@ -332,6 +332,40 @@ async fn made_on_purpose(daemon: &Daemon, off: &Daemon, own: &mut OwnEngine) -> 
         .status()
         .as_u16();
     note("POST", "/api/v1/hooks/registry", status);
+    // an app's git hook: a signed body that is no provider's payload, and one too big to read
+    let (status, hook) = daemon
+        .post_raw("/api/v1/apps/st-hooked/hooks", &serde_json::json!({}))
+        .await;
+    assert_eq!(status, 201, "{hook}");
+    let secret = hook["secret"].as_str().unwrap().to_owned();
+    let signed = |body: &[u8]| {
+        format!(
+            "sha256={}",
+            capstan_pipeline::signature::sign_hex(&secret, body)
+        )
+    };
+    let status = http
+        .post(url("/api/v1/hooks/git/st-hooked"))
+        .header("x-hub-signature-256", signed(b"not json"))
+        .header("x-github-event", "push")
+        .body("not json")
+        .send()
+        .await
+        .unwrap()
+        .status()
+        .as_u16();
+    note("POST", "/api/v1/hooks/git/{app}", status);
+    let big = vec![b' '; capstan_pipeline::MAX_BODY + 1];
+    let status = http
+        .post(url("/api/v1/hooks/git/st-hooked"))
+        .header("x-hub-signature-256", signed(&big))
+        .body(big)
+        .send()
+        .await
+        .unwrap()
+        .status()
+        .as_u16();
+    note("POST", "/api/v1/hooks/git/{app}", status);
     // a deploy while the app's first one waits on a slow health check
     let compose = "services:\n  web:\n    image: capstan-test/busybox:1\n    command: [\"sleep\", \"600\"]\n    healthcheck:\n      test: [\"CMD\", \"sh\", \"-c\", \"sleep 3\"]\n      interval: 1s\n      timeout: 10s\n";
     let first = {

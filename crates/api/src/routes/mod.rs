@@ -6,6 +6,7 @@ pub(crate) mod apps;
 pub(crate) mod containers;
 pub(crate) mod events;
 pub(crate) mod health;
+pub(crate) mod hooks;
 pub(crate) mod images;
 pub mod logs;
 pub(crate) mod metrics;

@@ -1,0 +1,94 @@
+//! The pipeline's wire shapes: an app's git source, its webhook and what its deliveries came
+//! to, and its builds.
+
+use serde::{Deserialize, Serialize};
+
+/// Where an app's code is, and what to build from it (`x-capstan.source` in its Compose file,
+/// or `PUT /api/v1/apps/{app}/source`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct GitSource {
+    /// The repository to clone: `https://…`, `http://…`, `ssh://…`, `git@host:path` or a local
+    /// path.
+    pub repository: String,
+    /// The branch whose pushes are built and deployed.
+    #[serde(default = "default_branch")]
+    pub branch: String,
+    /// Paths (globs, from the repository's root) a push must touch to be built; every push
+    /// when empty. `web/**` and `Dockerfile`, say; a directory stands for what is under it.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub paths: Vec<String>,
+    /// The credential to fetch with: `vault:NAME`, a credential capstan keeps (`capstan
+    /// secrets set NAME`) holding `user:token`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub credentials: Option<String>,
+    /// The service built from it; the app's only service with `build:` when not said.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub service: Option<String>,
+}
+
+fn default_branch() -> String {
+    "main".into()
+}
+
+/// One webhook delivery and what came of it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct HookDelivery {
+    /// The provider's delivery id (empty when it sent none, and for a refusal: nothing of a
+    /// refused delivery is read).
+    pub delivery: String,
+    /// `github`, `gitea`, `forgejo`, `gitlab_token`, `gitlab_signed`, `generic`, or `unknown`.
+    pub provider: String,
+    pub event: String,
+    /// RFC 3339 UTC.
+    pub received: String,
+    /// `accepted` (a build was queued), `skipped`, `refused` (its proof did not hold),
+    /// `failed` (its body did not read).
+    pub outcome: String,
+    /// Why it was skipped, refused or failed.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub reason: String,
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub commit: String,
+    /// The build it queued.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub build: Option<i64>,
+}
+
+/// `GET /api/v1/apps/{app}/hooks`: an app's webhook and its last deliveries.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct HookInfo {
+    pub app: String,
+    /// Where providers post (a path of capstan's URL).
+    pub path: String,
+    /// Whether the app has a secret yet (`POST /api/v1/apps/{app}/hooks` makes one).
+    pub has_secret: bool,
+    /// The app's git source, if it has one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub source: Option<GitSource>,
+    /// Newest first.
+    pub deliveries: Vec<HookDelivery>,
+}
+
+/// `POST /api/v1/apps/{app}/hooks`: a new secret, shown this once.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct HookSecret {
+    pub app: String,
+    pub path: String,
+    /// The secret: the HMAC key (GitHub, Gitea, Forgejo, generic), the token (GitLab's secret
+    /// token) and the signing token (GitLab's, already in its `whsec_` form).
+    pub secret: String,
+}
+
+/// `POST /api/v1/hooks/git/{app}`: what came of a delivery.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct HookOutcome {
+    /// `queued`, `skipped`, or `replay` (a delivery id seen before: ignored).
+    pub outcome: String,
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub reason: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub build: Option<i64>,
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub commit: String,
+}
