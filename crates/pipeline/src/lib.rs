@@ -5,6 +5,7 @@
 //! It owns the providers' formats and the decision to build. It must never deploy by itself:
 //! a build ends in a release through `capstan-deploy`'s rollout, as any change does.
 
+pub mod context;
 mod error;
 pub mod hooks;
 pub mod payload;
