@@ -53,6 +53,9 @@ pub struct Config {
     /// `docker_host`).
     #[serde(default)]
     pub targets: Vec<capstan_deploy::targets::TargetConfig>,
+    /// How builds from git pushes run (`[pipeline] builds`, `timeout`, `memory`).
+    #[serde(default)]
+    pub pipeline: capstan_pipeline::PipelineConfig,
 }
 
 /// `[retention]`: how long the journal's events and the audit log are kept.
@@ -147,6 +150,7 @@ impl Config {
         self.retention.check()?;
         self.security.check()?;
         capstan_deploy::targets::check(&self.targets).map_err(|e| anyhow::anyhow!("{e}"))?;
+        self.pipeline.check().map_err(|e| anyhow::anyhow!("{e}"))?;
         Ok(())
     }
 }

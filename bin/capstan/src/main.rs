@@ -69,6 +69,8 @@ enum Command {
     /// Show an app's git webhook (its URL; its secret, once), set its source, list the last
     /// deliveries and what came of them.
     Hooks(cli::hooks::HooksArgs),
+    /// List the builds git pushes queued; show one, print or follow its log, cancel it.
+    Builds(cli::builds::BuildsArgs),
     /// List where apps run (the local engine, each Swarm of [[targets]]) and how each is doing.
     Targets(cli::targets::TargetsArgs),
     /// Seal the kept secrets again under new keys (`capstan secrets rotate-key`, capstan stopped).
@@ -212,6 +214,7 @@ fn main() -> ExitCode {
         Command::Policy(args) => cli::finish(runtime.block_on(cli::policy::run(args))),
         Command::Registries(args) => cli::finish(runtime.block_on(cli::registries::run(args))),
         Command::Hooks(args) => cli::finish(runtime.block_on(cli::hooks::run(args))),
+        Command::Builds(args) => cli::finish(runtime.block_on(cli::builds::run(args))),
         Command::Targets(args) => cli::finish(runtime.block_on(cli::targets::run(args))),
         Command::Secrets(args) => cli::finish(cli::secrets::run(args)),
         Command::Audit(args) => cli::finish(runtime.block_on(cli::tokens::audit(args))),

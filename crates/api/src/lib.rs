@@ -68,6 +68,8 @@ pub struct AppState {
     /// An app's git webhooks and sources (with capstan serve's vault, where their secrets are
     /// kept).
     pub hooks: Option<capstan_pipeline::Hooks>,
+    /// Runs the builds git pushes queue.
+    pub builder: Option<capstan_pipeline::Builder>,
     /// Container metrics, when collected.
     pub metrics: Option<Arc<capstan_metrics::Metrics>>,
     /// Their recent history, when kept.
@@ -198,8 +200,8 @@ impl Routes {
 /// and testing an alert rule change nothing: a viewer's.
 fn protected() -> Routes {
     use routes::{
-        access, alerts, apps, containers, events, hooks, images, logs, metrics, policy, registries,
-        scan, security, session, targets,
+        access, alerts, apps, builds, containers, events, hooks, images, logs, metrics, policy,
+        registries, scan, security, session, targets,
     };
     let import_limit = DefaultBodyLimit::max(scan::IMPORT_LIMIT);
     let build_limit = DefaultBodyLimit::max(apps::BUILD_CONTEXT_LIMIT);
@@ -265,6 +267,9 @@ fn protected() -> Routes {
             OPERATOR,
             apps::build_service.layer(build_limit),
         )
+        .get("/api/v1/builds", VIEWER, builds::list)
+        .get("/api/v1/builds/{id}", VIEWER, builds::one)
+        .post("/api/v1/builds/{id}/cancel", OPERATOR, builds::cancel)
         .get("/api/v1/apps/{app}/hooks", VIEWER, hooks::info)
         .post("/api/v1/apps/{app}/hooks", OPERATOR, hooks::new_secret)
         .put("/api/v1/apps/{app}/source", OPERATOR, hooks::set_source)
@@ -379,6 +384,7 @@ mod tests {
             updates: None,
             hook_secret: None,
             hooks: None,
+            builder: None,
             notify: Arc::default(),
             sign_ins: Arc::default(),
             metrics: None,

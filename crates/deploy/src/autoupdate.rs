@@ -14,12 +14,10 @@ use tokio::sync::{broadcast, mpsc};
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
-use crate::{DeployRequest, Deployer, running_release};
+use crate::Deployer;
 
 /// How long an update waits for its app's rollout lock.
 const LOCK_WAIT: std::time::Duration = std::time::Duration::from_mins(10);
-/// How often it looks again.
-const LOCK_POLL: std::time::Duration = std::time::Duration::from_millis(250);
 
 /// The ledger's actor for releases made by automatic updates.
 pub const ACTOR: &str = "auto-update";
@@ -67,33 +65,17 @@ impl AutoUpdater {
         }
     }
 
-    /// The app's rollout lock, once whoever holds it (a deploy, a rollback, a pass of
-    /// self-healing) lets go: an update found meanwhile is applied after it, not an hour
-    /// later at the next check. `None` at shutdown, or after [`LOCK_WAIT`].
+    /// The app's rollout lock once it is free: an update found meanwhile is applied after
+    /// the deploy that holds it, not an hour later at the next check. `None` at shutdown, or
+    /// after [`LOCK_WAIT`].
     async fn lock(&self, app: &str, shutdown: &CancellationToken) -> Option<RolloutLock> {
-        let deadline = tokio::time::Instant::now() + LOCK_WAIT;
-        let mut said = false;
-        loop {
-            if let Some(lock) = self.locks.hold(app) {
-                return Some(lock);
-            }
-            if !said {
-                info!(
-                    app,
-                    "the app is being deployed or healed; the update waits for it"
-                );
-                said = true;
-            }
-            if tokio::time::Instant::now() >= deadline {
-                warn!(
-                    app,
-                    "the app stayed busy; the update is tried at the next check"
-                );
-                return None;
-            }
-            tokio::select! {
-                () = shutdown.cancelled() => return None,
-                () = tokio::time::sleep(LOCK_POLL) => {}
+        tokio::select! {
+            () = shutdown.cancelled() => None,
+            held = crate::hold_when_free(&self.locks, app, LOCK_WAIT) => {
+                if held.is_none() {
+                    warn!(app, "the app stayed busy; the update is tried at the next check");
+                }
+                held
             }
         }
     }
@@ -108,74 +90,30 @@ impl AutoUpdater {
             warn!(app = %u.app, target, "automatic updates apply to apps on the local engine only; deploy the new image with capstan deploy --target");
             return;
         }
-        let (mut project, ran) = match running_release(&self.store, &u.app).await {
-            Ok(Some(p)) => p,
-            Ok(None) => {
-                warn!(app = %u.app, "no release of the app to update (deployed by capstan?)");
-                return;
-            }
-            Err(e) => {
-                warn!(app = %u.app, error = %e, "cannot read the app's release");
-                return;
-            }
-        };
-        let Some(service) = project.services.get_mut(&u.service) else {
-            warn!(app = %u.app, service = %u.service, "the running release has no such service");
-            return;
-        };
-        if service.image.as_deref() == Some(u.image.as_str()) {
-            return;
-        }
-        let was = service.image.clone().unwrap_or_default();
-        service.image = Some(u.image.clone());
-        info!(app = %u.app, service = %u.service, from = %was, to = %u.image, "applying an image update");
-        if let Err(e) = self.deployer.target.pull(&u.image).await {
-            // the registry or the network, not the candidate: tried again next cycle
-            warn!(image = %u.image, error = %e, "cannot pull the update; tried again next cycle");
-            return;
-        }
-        let files = match self.deployer.stored_files_at(&project, &ran).await {
-            Ok(f) => f,
-            Err(e) => {
-                warn!(app = %u.app, error = %e, "cannot redeploy the app by itself");
-                return;
-            }
-        };
-        let req = DeployRequest {
-            project,
-            files,
+        let change = crate::ImageChange {
+            app: u.app.clone(),
+            service: u.service.clone(),
+            image: u.image.clone(),
+            pull: true,
             source: serde_json::json!({ "auto_update": {
                 "service": u.service,
                 "reference": u.reference,
-                "from": was,
                 "to": u.image,
                 "reason": u.reason,
             }}),
-            pull: false,
+            actor: ACTOR.to_owned(),
         };
-        // the policy as it stands now: an allowance taken back stops the app's updates too
-        let data_dir = self
-            .deployer
-            .apps_dir
-            .parent()
-            .unwrap_or(&self.deployer.apps_dir);
-        match crate::policy::check(&self.store, data_dir, &req, crate::policy::Deployer::Admin)
-            .await
-        {
-            Ok(found) if found.is_empty() => {}
-            Ok(found) => {
-                warn!(app = %u.app, refusal = %crate::policy::refusal(&u.app, &found), "image update not applied");
+        info!(app = %u.app, service = %u.service, to = %u.image, "applying an image update");
+        let report = match self.deployer.redeploy_image(&self.store, &change).await {
+            Ok(Some((report, _was))) => report,
+            Ok(None) => return,
+            Err(e @ crate::RedeployError::Pull { .. }) => {
+                // the registry or the network, not the candidate: tried again next cycle
+                warn!(error = %e, "tried again next cycle");
                 return;
             }
             Err(e) => {
-                warn!(app = %u.app, error = %e, "cannot read the deploy policy; image update not applied");
-                return;
-            }
-        }
-        let report = match self.deployer.release(&self.store, ACTOR, &req, None).await {
-            Ok(r) => r,
-            Err(e) => {
-                warn!(app = %u.app, error = %e, "cannot record the update's release");
+                warn!(app = %u.app, error = %e, "image update not applied");
                 return;
             }
         };

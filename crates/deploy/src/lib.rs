@@ -15,6 +15,7 @@ mod files;
 mod heal;
 pub mod plan;
 pub mod policy;
+mod redeploy;
 mod release;
 mod request;
 mod rollout;
@@ -38,6 +39,7 @@ pub use error::{
 pub use files::FileContent;
 pub use heal::Healer;
 pub use plan::{Desired, desired_hash, plan, spec_hash, start_levels};
+pub use redeploy::{ImageChange, RedeployError, hold_when_free};
 pub use release::{new_release, ran_files, running_model, running_release, target_of};
 pub use request::{DeployRequest, file_digests};
 pub use rollout::Deployer;

@@ -29,6 +29,8 @@ pub struct BuildContext {
     pub labels: std::collections::BTreeMap<String, String>,
     /// Credentials for the registries its `FROM` lines pull from.
     pub credentials: Vec<capstan_model::RegistryAuth>,
+    /// The memory each build step may use, in bytes (none: the engine's default).
+    pub memory: Option<i64>,
 }
 
 /// The engine's form of registry credentials.
@@ -112,7 +114,7 @@ impl Engine {
     async fn finish<T>(
         &self,
         stream: impl futures_util::Stream<Item = Result<T, bollard::errors::Error>>,
-        error_of: impl Fn(T) -> Option<String>,
+        mut error_of: impl FnMut(T) -> Option<String>,
     ) -> Result<(), Error> {
         let mut stream = std::pin::pin!(stream);
         while let Some(item) = stream.next().await {
@@ -182,7 +184,22 @@ impl Engine {
     /// # Errors
     /// [`Error::Api`] with the builder's message when the build fails.
     pub async fn build(&self, context: BuildContext, reference: &str) -> Result<(), Error> {
+        self.build_logged(context, reference, &mut |_| {}).await
+    }
+
+    /// [`Engine::build`], handing each line the builder prints (`Step 2/5 : RUN …`, the
+    /// steps' output) to `line` as it comes.
+    ///
+    /// # Errors
+    /// [`Error::Api`] with the builder's message when the build fails.
+    pub async fn build_logged(
+        &self,
+        context: BuildContext,
+        reference: &str,
+        line: &mut (dyn FnMut(&str) + Send),
+    ) -> Result<(), Error> {
         let options = BuildImageOptions {
+            memory: context.memory.map(|m| i32::try_from(m).unwrap_or(i32::MAX)),
             dockerfile: context.dockerfile,
             t: Some(reference.to_owned()),
             rm: true,
@@ -201,8 +218,15 @@ impl Engine {
         let stream =
             self.client()?
                 .build_image(options, credentials, Some(bollard::body_full(context.tar)));
-        self.finish(stream, |i| i.error_detail.and_then(|d| d.message))
-            .await
+        self.finish(stream, |i| {
+            if let Some(text) = i.stream.as_deref().or(i.status.as_deref()) {
+                for l in text.lines().filter(|l| !l.trim().is_empty()) {
+                    line(l);
+                }
+            }
+            i.error_detail.and_then(|d| d.message)
+        })
+        .await
     }
 
     /// Exports images (by reference, so the archive keeps the tags) as a `docker save` archive.

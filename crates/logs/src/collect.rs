@@ -4,7 +4,7 @@
 //! commit's positions, so every line lands exactly once.
 
 use std::collections::{BTreeMap, HashMap};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
@@ -226,11 +226,15 @@ impl Followed {
             "stderr" => Arc::clone(&self.stderr),
             other => Arc::new(self.stdout.with_stream(other)),
         };
-        // a cluster's task is read through a manager: its id stands for its container's
-        let cid = if origin.container_id.is_empty() {
+        // a cluster's task is read through a manager, a build's log is capstan's: their ids
+        // stand for a container's
+        let build = format!("build{}", origin.build);
+        let cid = if !origin.container_id.is_empty() {
+            &origin.container_id
+        } else if !origin.task.is_empty() {
             &origin.task
         } else {
-            &origin.container_id
+            &build
         };
         Entry {
             // the engine time too: the filesystem gives a deleted file's inode to a new file,
@@ -268,6 +272,8 @@ pub struct Collector {
     rotations: Option<Arc<crate::rotations::Rotations>>,
     /// Swarm clusters whose tasks' output is collected too, through a manager.
     clusters: Vec<Cluster>,
+    /// Where the pipeline writes its builds' logs (`<dir>/<app>/<service>/<id>.log`).
+    build_logs: Option<PathBuf>,
 }
 
 /// A Swarm cluster (a `[[targets]]` entry) whose tasks' output is collected through a manager.
@@ -308,6 +314,7 @@ impl Collector {
             losses: None,
             rotations: crate::rotations::Rotations::new(),
             clusters: Vec::new(),
+            build_logs: None,
         }
     }
 
@@ -316,6 +323,14 @@ impl Collector {
     #[must_use]
     pub fn with_clusters(mut self, clusters: Vec<Cluster>) -> Self {
         self.clusters = clusters;
+        self
+    }
+
+    /// Collects the builds' logs the pipeline writes under `dir` too (as `json-file`
+    /// records), each until its `.done` beside it says the build ended.
+    #[must_use]
+    pub fn with_build_logs(mut self, dir: PathBuf) -> Self {
+        self.build_logs = Some(dir);
         self
     }
 
@@ -336,6 +351,8 @@ impl Collector {
         let mut followed: HashMap<String, Followed> = HashMap::new();
         let mut positions = self.store.checkpoint().positions;
         let mut last_discovery: Option<Instant> = None;
+        // build logs read to their end (their positions stay in `positions`)
+        let mut builds_read: std::collections::HashSet<String> = std::collections::HashSet::new();
         let mut last_commit = Instant::now();
         // lines added to the store and not committed yet
         let mut uncommitted: u64 = 0;
@@ -351,6 +368,9 @@ impl Collector {
                 last_discovery = Some(Instant::now());
                 if let Err(e) = self.discover(&mut followed, &mut positions).await {
                     debug!(error = %e, "cannot list containers; following the known ones");
+                }
+                if let Some(dir) = &self.build_logs {
+                    self.discover_builds(dir, &mut followed, &mut positions, &builds_read);
                 }
                 for cluster in &self.clusters {
                     // a manager that does not answer must not hold up every other log
@@ -404,8 +424,15 @@ impl Collector {
                         }
                     }
                 }
-                // nothing new: forget containers that are gone and fully read
-                followed.retain(|_, f| !f.gone);
+                // nothing new: forget containers that are gone and fully read (a build's log
+                // keeps its position while its file is there: it is not read again)
+                followed.retain(|id, f| {
+                    if f.gone && id.starts_with(BUILD_KEY) {
+                        positions.insert(id.clone(), f.reader.position().clone());
+                        builds_read.insert(id.clone());
+                    }
+                    !f.gone
+                });
                 self.stats
                     .containers
                     .store(followed.len() as u64, Ordering::Relaxed);
@@ -523,7 +550,7 @@ impl Collector {
         let list = self.engine.list_containers(true).await?;
         let present: std::collections::HashSet<&str> = list.iter().map(|c| c.id.as_str()).collect();
         // (a cluster's tasks are the cluster's to say)
-        let local = |id: &str| !id.starts_with(TASK_KEY);
+        let local = |id: &str| !id.starts_with(TASK_KEY) && !id.starts_with(BUILD_KEY);
         for (id, f) in followed.iter_mut() {
             if local(id) && !present.contains(id.as_str()) {
                 f.gone = true;
@@ -702,6 +729,73 @@ impl Collector {
         Ok(())
     }
 
+    /// Follows the build logs under `dir` not read to their end yet; marks those whose build
+    /// ended as gone (read to their end, then forgotten), and forgets the positions of logs
+    /// no longer there.
+    fn discover_builds(
+        &self,
+        dir: &Path,
+        followed: &mut HashMap<String, Followed>,
+        positions: &mut BTreeMap<String, Position>,
+        read: &std::collections::HashSet<String>,
+    ) {
+        let mut present = std::collections::HashSet::new();
+        let apps = std::fs::read_dir(dir).into_iter().flatten().flatten();
+        for app in apps {
+            let services = std::fs::read_dir(app.path())
+                .into_iter()
+                .flatten()
+                .flatten();
+            for service in services {
+                let logs = std::fs::read_dir(service.path())
+                    .into_iter()
+                    .flatten()
+                    .flatten();
+                for log in logs {
+                    let path = log.path();
+                    if path.extension().and_then(|e| e.to_str()) != Some("log") {
+                        continue;
+                    }
+                    let Some(id) = path.file_stem().and_then(|s| s.to_str()) else {
+                        continue;
+                    };
+                    let key = format!("{BUILD_KEY}{id}");
+                    present.insert(key.clone());
+                    let ended = path.with_extension("done").exists();
+                    if let Some(f) = followed.get_mut(&key) {
+                        f.gone |= ended;
+                        continue;
+                    }
+                    if read.contains(&key) {
+                        continue;
+                    }
+                    let app_name = app.file_name().to_string_lossy().into_owned();
+                    let service_name = service.file_name().to_string_lossy().into_owned();
+                    let source = Origin {
+                        host: self.host.clone(),
+                        container: format!("build-{id}"),
+                        app: app_name.clone(),
+                        service: service_name.clone(),
+                        build: id.to_owned(),
+                        ..Origin::default()
+                    };
+                    let mut pos = positions.remove(&key).unwrap_or_default();
+                    pos.joiner.max_line = self.options.max_line;
+                    let reader = crate::reader::Reader::File(Tailer::new(&path, pos));
+                    let label = |k: &str| match k {
+                        "io.capstan.app" => Some(app_name.clone()),
+                        "io.capstan.service" => Some(service_name.clone()),
+                        _ => None,
+                    };
+                    let mut f = self.followed(&label, &source, reader);
+                    f.gone = ended;
+                    followed.insert(key, f);
+                }
+            }
+        }
+        positions.retain(|id, _| !id.starts_with(BUILD_KEY) || present.contains(id));
+    }
+
     /// A container's (or task's) log as followed: its origin, and the parser and multiline
     /// joiner its labels (`label`), or else the first matching rule, give it.
     fn followed(
@@ -743,6 +837,9 @@ impl Collector {
         }
     }
 }
+
+/// How a build's log is keyed among the followed ones: `build:<id>`.
+const BUILD_KEY: &str = "build:";
 
 /// How the log of a cluster's task is keyed among the followed ones:
 /// `task:<target>:<task id>`.

@@ -41,7 +41,7 @@ pub struct LogLine {
 }
 
 /// The fields a query can match on an origin (besides `label.NAME`).
-pub const ORIGIN_FIELDS: [&str; 12] = [
+pub const ORIGIN_FIELDS: [&str; 13] = [
     "stream",
     "container_id",
     "container",
@@ -54,6 +54,7 @@ pub const ORIGIN_FIELDS: [&str; 12] = [
     "replica",
     "node",
     "task",
+    "build",
 ];
 
 /// Where a line comes from: host, container, image, Compose and capstan labels, the allowed
@@ -88,6 +89,9 @@ pub struct Origin {
     /// A Swarm task's id; empty for a container of the local engine.
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub task: String,
+    /// The build whose log this is (the pipeline's); empty for a container's line.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub build: String,
 }
 
 impl Origin {
@@ -115,6 +119,7 @@ impl Origin {
             "host" => &self.host,
             "node" => &self.node,
             "task" => &self.task,
+            "build" => &self.build,
             "replica" => return Some(self.replica.map(|r| r.to_string()).unwrap_or_default()),
             _ => {
                 let label = name.strip_prefix("label.")?;

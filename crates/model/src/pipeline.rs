@@ -25,6 +25,12 @@ pub struct GitSource {
     /// The service built from it; the app's only service with `build:` when not said.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub service: Option<String>,
+    /// The build context, a directory of the repository; its root when not said.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub context: Option<String>,
+    /// The Dockerfile, in the context; `Dockerfile` when not said.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dockerfile: Option<String>,
 }
 
 fn default_branch() -> String {
@@ -91,4 +97,43 @@ pub struct HookOutcome {
     pub build: Option<i64>,
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub commit: String,
+}
+
+/// A build of an app's pushed commit (`GET /api/v1/builds`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct Build {
+    pub id: i64,
+    pub app: String,
+    /// The service built (said once the build knows it).
+    pub service: String,
+    pub branch: String,
+    pub commit: String,
+    pub author: String,
+    pub message: String,
+    /// `queued`, `running`, `succeeded`, `failed`, `cancelled`, `superseded`.
+    pub status: String,
+    /// `classic` or `buildkit`, once it built.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub builder: String,
+    /// RFC 3339 UTC.
+    pub queued: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub started: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub finished: Option<String>,
+    /// The image built (`repo:<commit>`), and its digest once pushed.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub image: String,
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub digest: String,
+    /// The release it became.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub release: Option<i64>,
+    /// Why it failed, or was cancelled or superseded.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub error: String,
+    /// Its steps (`fetch`, `build`, `push`, `deploy`) with their outcomes, the step the
+    /// builder failed at, the last lines of its log on a failure.
+    #[schema(value_type = Object)]
+    pub detail: serde_json::Value,
 }

@@ -212,6 +212,17 @@ fn hmac_sha256(key: &[u8], parts: &[&[u8]]) -> hmac::Hmac<sha2::Sha256> {
     mac
 }
 
+/// Lowercase hex of `bytes`.
+pub(crate) fn hex(bytes: &[u8]) -> String {
+    use std::fmt::Write as _;
+    bytes
+        .iter()
+        .fold(String::with_capacity(bytes.len() * 2), |mut out, b| {
+            let _ = write!(out, "{b:02x}");
+            out
+        })
+}
+
 fn decode_hex(hex: &str) -> Option<Vec<u8>> {
     if !hex.len().is_multiple_of(2) {
         return None;
@@ -233,14 +244,9 @@ pub fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
 /// The hex HMAC-SHA256 of `body` under `secret`, as GitHub, Gitea, Forgejo and the generic
 /// form send it (without GitHub's `sha256=`): for senders, tests and `capstan hooks --test`.
 pub fn sign_hex(secret: &str, body: &[u8]) -> String {
-    use std::fmt::Write as _;
-    let mac = hmac_sha256(secret.as_bytes(), &[body])
+    hex(&hmac_sha256(secret.as_bytes(), &[body])
         .finalize()
-        .into_bytes();
-    mac.iter().fold(String::with_capacity(64), |mut out, b| {
-        let _ = write!(out, "{b:02x}");
-        out
-    })
+        .into_bytes())
 }
 
 /// The Standard Webhooks `v1,<base64>` signature GitLab sends with a signing token.

@@ -136,6 +136,8 @@ mod tests {
             paths: paths.iter().map(|s| (*s).to_owned()).collect(),
             credentials: None,
             service: None,
+            context: None,
+            dockerfile: None,
         }
     }
 

@@ -279,6 +279,29 @@ impl CredentialSource {
         }))
     }
 
+    /// What the engine should send to each registry a Dockerfile's `FROM` lines pull from
+    /// (`args` resolve `${ARG}` in them): the credentials known, one per registry.
+    ///
+    /// # Errors
+    /// As [`CredentialSource::lookup`].
+    pub async fn for_dockerfile(
+        &self,
+        dockerfile: &str,
+        args: &std::collections::BTreeMap<String, String>,
+    ) -> Result<Vec<RegistryAuth>, Error> {
+        let mut registries: Vec<String> = crate::dockerfile_bases(dockerfile, args)
+            .into_iter()
+            .map(|r| r.registry)
+            .collect();
+        registries.sort();
+        registries.dedup();
+        let mut out = Vec::new();
+        for registry in registries {
+            out.extend(self.for_registry(&registry).await?.map(|(auth, _)| auth));
+        }
+        Ok(out)
+    }
+
     /// Docker's config file and its path, when there is one.
     async fn docker_config_file(&self) -> Result<Option<(PathBuf, DockerConfigFile)>, Error> {
         let Some(path) = &self.docker_config else {

@@ -271,7 +271,66 @@ pub fn builds(conn: &Connection, app: Option<&str>, limit: i64) -> Result<Vec<Bu
     Ok(rows.collect::<Result<_, _>>()?)
 }
 
+/// The queued builds, oldest first.
+///
+/// # Errors
+/// [`Error::Sqlite`].
+pub fn queued_builds(conn: &Connection) -> Result<Vec<BuildRow>, Error> {
+    let mut stmt = conn.prepare_cached(&format!(
+        "SELECT {BUILD_COLUMNS} FROM builds WHERE status = 'queued' ORDER BY id"
+    ))?;
+    let rows = stmt.query_map([], build_row)?;
+    Ok(rows.collect::<Result<_, _>>()?)
+}
+
+/// Marks every queued build of `app` older than `newest` superseded; returns their ids.
+///
+/// # Errors
+/// [`Error::Sqlite`].
+pub fn supersede_queued(
+    tx: &Transaction<'_>,
+    app: &str,
+    newest: i64,
+    now_nano: i64,
+) -> Result<Vec<i64>, Error> {
+    let ids: Vec<i64> = {
+        let mut stmt = tx.prepare_cached(
+            "SELECT id FROM builds WHERE app = ?1 AND status = 'queued' AND id < ?2",
+        )?;
+        let rows = stmt.query_map(params![app, newest], |r| r.get(0))?;
+        rows.collect::<Result<_, _>>()?
+    };
+    tx.execute(
+        "UPDATE builds SET status = 'superseded', finished_nano = ?3,
+               error = 'a newer push of the app came (build ' || ?2 || ')'
+             WHERE app = ?1 AND status = 'queued' AND id < ?2",
+        params![app, newest, now_nano],
+    )?;
+    Ok(ids)
+}
+
+/// Marks the builds a stopped capstan left running as failed; returns how many.
+///
+/// # Errors
+/// [`Error::Sqlite`].
+pub fn fail_interrupted(tx: &Transaction<'_>, now_nano: i64) -> Result<usize, Error> {
+    Ok(tx.execute(
+        "UPDATE builds SET status = 'failed', finished_nano = ?1,
+           error = 'capstan stopped while it ran; push again to build it'
+         WHERE status = 'running'",
+        [now_nano],
+    )?)
+}
+
 impl Store {
+    /// [`queued_builds`] on the blocking pool.
+    ///
+    /// # Errors
+    /// [`Error::Sqlite`].
+    pub async fn queued_builds(&self) -> Result<Vec<BuildRow>, Error> {
+        self.read(queued_builds).await
+    }
+
     /// [`deliveries`] on the blocking pool.
     ///
     /// # Errors

@@ -319,6 +319,15 @@ pub async fn releases(args: ReleasesArgs) -> Result<(), Failure> {
             .as_str()
             .map(|c| format!(" @{}", &c[..c.len().min(8)]))
             .unwrap_or_default();
+        // a release a build made names the build and its commit
+        let source = match r.source["build"]["commit"].as_str() {
+            Some(c) => format!(
+                "build {} @{}",
+                r.source["build"]["id"],
+                &c[..c.len().min(12)]
+            ),
+            None => source,
+        };
         table.row(vec![
             r.number.to_string(),
             local_time(r.time),

@@ -31,6 +31,12 @@ pub struct HooksArgs {
     /// With --repository: the service built from it.
     #[arg(long, requires = "repository")]
     pub service: Option<String>,
+    /// With --repository: the build context, a directory of the repository.
+    #[arg(long, requires = "repository")]
+    pub context: Option<String>,
+    /// With --repository: the Dockerfile, in the context.
+    #[arg(long, requires = "repository")]
+    pub dockerfile: Option<String>,
     /// Output format.
     #[arg(short, long, value_enum, default_value_t = Output::Table)]
     pub output: Output,
@@ -46,6 +52,8 @@ pub async fn run(args: HooksArgs) -> Result<(), Failure> {
             paths: args.paths.clone(),
             credentials: args.credentials.clone(),
             service: args.service.clone(),
+            context: args.context.clone(),
+            dockerfile: args.dockerfile.clone(),
         };
         let _: GitSource = client
             .put(&format!("/api/v1/apps/{app}/source"), &source)

@@ -3,6 +3,7 @@
 pub mod alerts;
 pub mod apps;
 pub mod build;
+pub mod builds;
 pub mod client;
 pub mod config;
 pub mod events;

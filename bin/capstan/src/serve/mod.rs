@@ -117,6 +117,7 @@ pub async fn run(opts: ServeOptions) -> Result<()> {
         &rollouts,
         Some(&security),
     )?;
+    let pipeline = subsystems::start_pipeline(&base, &file.pipeline, &deploy, &rollouts);
     let notify = subsystems::start_notify(&base, &file.notify, &alerts, images.updates.as_ref())?;
 
     let state = AppState {
@@ -135,11 +136,8 @@ pub async fn run(opts: ServeOptions) -> Result<()> {
         logs: Some(logs.api),
         updates: images.updates,
         hook_secret: images.hook_secret,
-        hooks: Some(capstan_pipeline::Hooks::new(
-            base.store.clone(),
-            base.keyring.clone(),
-            Arc::default(),
-        )),
+        hooks: Some(pipeline.hooks),
+        builder: Some(pipeline.builder),
         notify,
         metrics: metrics.metrics,
         history: metrics.history,

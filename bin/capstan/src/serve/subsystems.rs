@@ -79,7 +79,8 @@ pub(super) fn start_logs(
                         engine: engine.clone(),
                     })
                     .collect(),
-            );
+            )
+            .with_build_logs(capstan_pipeline::buildlog::logs_dir(&base.data));
     let stats = collector.stats();
     let collecting = config.collect.unwrap_or(true);
     if collecting {
@@ -446,4 +447,42 @@ pub(super) async fn start_security(
         base.shutdown.clone(),
     )
     .await
+}
+
+/// The pipeline: git webhooks and the builds they queue.
+pub(super) struct Pipeline {
+    pub hooks: capstan_pipeline::Hooks,
+    pub builder: capstan_pipeline::Builder,
+}
+
+/// Receives git webhooks and runs the builds they queue, deploying through the apps' own
+/// deployers.
+pub(super) fn start_pipeline(
+    base: &Base,
+    config: &capstan_pipeline::PipelineConfig,
+    deploy: &Deploy,
+    rollouts: &capstan_model::RolloutLocks,
+) -> Pipeline {
+    let queued = Arc::new(tokio::sync::Notify::new());
+    let hooks = capstan_pipeline::Hooks::new(
+        base.store.clone(),
+        base.keyring.clone(),
+        Arc::clone(&queued),
+    );
+    let builder = capstan_pipeline::Builder::new(
+        base.store.clone(),
+        base.engine.clone(),
+        Arc::clone(&base.registries),
+        base.keyring.clone(),
+        capstan_pipeline::Places {
+            local: deploy.deployer.clone(),
+            targets: Arc::new(deploy.places.clone()),
+        },
+        rollouts.clone(),
+        base.data.clone(),
+        config.options(),
+        queued,
+    );
+    tokio::spawn(builder.clone().run(base.shutdown.clone()));
+    Pipeline { hooks, builder }
 }

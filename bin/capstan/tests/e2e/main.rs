@@ -19,6 +19,7 @@ mod metrics;
 mod notify;
 mod outage;
 mod parity;
+mod pipeline;
 mod policy;
 mod properties;
 mod proxy;

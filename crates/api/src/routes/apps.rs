@@ -226,6 +226,7 @@ pub async fn build_service(
         target: one("target").filter(|t| !t.is_empty()),
         labels: capstan_deploy::labels(&app, Some(&service), &[]),
         credentials,
+        memory: None,
     };
     state.engine.build(build, &image).await.map_err(|e| {
         if e.is_unreachable() {
@@ -265,27 +266,16 @@ async fn base_credentials(
     let Some(text) = text else {
         return Ok(Vec::new());
     };
-    let mut registries: Vec<String> = capstan_registry::dockerfile_bases(&text, args)
-        .into_iter()
-        .map(|r| r.registry)
-        .collect();
-    registries.sort();
-    registries.dedup();
-    let mut out = Vec::new();
-    for registry in registries {
-        let found = state
-            .registries
-            .for_registry(&registry)
-            .await
-            .map_err(|e| {
-                ApiError::new(
-                    Code::Failed,
-                    format!("cannot read the credentials for {registry}: {e}"),
-                )
-            })?;
-        out.extend(found.map(|(auth, _)| auth));
-    }
-    Ok(out)
+    state
+        .registries
+        .for_dockerfile(&text, args)
+        .await
+        .map_err(|e| {
+            ApiError::new(
+                Code::Failed,
+                format!("cannot read the credentials of the Dockerfile's base images: {e}"),
+            )
+        })
 }
 
 /// The Dockerfile at `path` inside a context archive, when it is there and is text.

@@ -1,0 +1,313 @@
+//! The pipeline end to end with real parts: a bare repository served by a real `git daemon`,
+//! real `git push`es whose post-receive hook posts a GitHub-format delivery signed with the
+//! app's secret (openssl computes the HMAC, curl sends it), the run's real engine building
+//! and its real registry receiving the image, and the app's rollout serving the new content.
+
+use std::os::unix::fs::PermissionsExt as _;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use capstan_model::{Build, Release};
+use capstan_testkit::{Daemon, eventually, free_port, unique};
+
+use crate::bin;
+
+/// A bare repository served by `git daemon` (fetch and push, on a loopback port), and a
+/// working clone that commits and pushes to it.
+struct Repo {
+    dir: tempfile::TempDir,
+    url: String,
+    _daemon: tokio::process::Child,
+}
+
+fn git(dir: &Path, args: &[&str]) -> String {
+    let out = std::process::Command::new("git")
+        .args(args)
+        .current_dir(dir)
+        .env("GIT_AUTHOR_NAME", "Pat Pusher")
+        .env("GIT_AUTHOR_EMAIL", "pat@example.com")
+        .env("GIT_COMMITTER_NAME", "Pat Pusher")
+        .env("GIT_COMMITTER_EMAIL", "pat@example.com")
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "git {args:?}: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).trim().to_owned()
+}
+
+impl Repo {
+    async fn start() -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        git(
+            dir.path(),
+            &["init", "-q", "--bare", "-b", "main", "shop.git"],
+        );
+        git(dir.path(), &["init", "-q", "-b", "main", "work"]);
+        let port = free_port();
+        let daemon = tokio::process::Command::new("git")
+            .args([
+                "daemon",
+                "--reuseaddr",
+                "--export-all",
+                "--enable=receive-pack",
+                "--listen=127.0.0.1",
+                &format!("--port={port}"),
+                &format!("--base-path={}", dir.path().display()),
+            ])
+            .arg(dir.path())
+            // (its children serve connections: they must not hold the test's output open)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .kill_on_drop(true)
+            .spawn()
+            .unwrap();
+        let url = format!("git://127.0.0.1:{port}/shop.git");
+        eventually(Duration::from_secs(10), "git daemon answering", || async {
+            tokio::net::TcpStream::connect(("127.0.0.1", port))
+                .await
+                .ok()
+                .map(drop)
+        })
+        .await;
+        Self {
+            dir,
+            url,
+            _daemon: daemon,
+        }
+    }
+
+    fn work(&self) -> PathBuf {
+        self.dir.path().join("work")
+    }
+
+    /// Writes `files`, commits them and pushes; the commit's id.
+    fn push(&self, message: &str, files: &[(&str, &str)]) -> String {
+        for (name, text) in files {
+            std::fs::write(self.work().join(name), text).unwrap();
+        }
+        git(&self.work(), &["add", "-A"]);
+        git(&self.work(), &["commit", "-q", "-m", message]);
+        git(&self.work(), &["push", "-q", &self.url, "main"]);
+        git(&self.work(), &["rev-parse", "HEAD"])
+    }
+
+    /// A post-receive hook posting each pushed branch as GitHub does, signed with `secret`.
+    fn hook(&self, url: &str, secret: &str) {
+        let script = format!(
+            r#"#!/bin/sh
+while read old new ref; do
+  message=$(git log -1 --format=%s "$new")
+  body=$(printf '{{"ref":"%s","before":"%s","after":"%s","head_commit":{{"id":"%s","message":"%s","author":{{"name":"Pat Pusher"}}}},"commits":[]}}' "$ref" "$old" "$new" "$new" "$message")
+  sig=$(printf '%s' "$body" | openssl dgst -sha256 -hmac '{secret}' | sed 's/^.*= //')
+  curl -sS -o /dev/null -H 'X-GitHub-Event: push' -H "X-GitHub-Delivery: $new" \
+    -H "X-Hub-Signature-256: sha256=$sig" -H 'Content-Type: application/json' \
+    --data-binary "$body" '{url}'
+done
+"#
+        );
+        let path = self.dir.path().join("shop.git/hooks/post-receive");
+        std::fs::write(&path, script).unwrap();
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).unwrap();
+    }
+}
+
+const DOCKERFILE: &str = "FROM capstan-test/busybox:1
+RUN mkdir -p /www
+COPY index.html /www/index.html
+RUN echo built > /www/built
+CMD [\"httpd\", \"-f\", \"-p\", \"80\", \"-h\", \"/www\"]
+";
+
+fn compose(image: &str, port: u16) -> String {
+    format!(
+        r#"services:
+  web:
+    image: {image}
+    build:
+      context: .
+    ports: ["{port}:80"]
+    healthcheck:
+      test: ["CMD", "wget", "-q", "-O", "/dev/null", "http://127.0.0.1/"]
+      interval: 1s
+      retries: 3
+    stop_grace_period: 1s
+"#
+    )
+}
+
+async fn builds(daemon: &Daemon, app: &str) -> Vec<Build> {
+    daemon.get(&format!("/api/v1/builds?app={app}")).await
+}
+
+/// The build of `commit`, once it ended.
+async fn ended(daemon: &Daemon, app: &str, commit: &str) -> Build {
+    eventually(Duration::from_mins(2), "the build's end", || async {
+        builds(daemon, app)
+            .await
+            .into_iter()
+            .find(|b| b.commit == commit && !matches!(b.status.as_str(), "queued" | "running"))
+    })
+    .await
+}
+
+async fn served(port: u16) -> String {
+    reqwest::get(format!("http://127.0.0.1:{port}/"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap()
+}
+
+#[tokio::test]
+async fn a_git_push_is_built_pushed_deployed_superseded_and_stopped_by_a_failed_step() {
+    let engine = capstan_testkit::engine().await;
+    capstan_testkit::ensure_busybox(&engine).await;
+    // logs collected: the builds' own (no container of the shared engine's)
+    let daemon = Daemon::start_with(
+        bin(),
+        engine.host(),
+        "[logs]\ncontainers = [\"capt-none-*\"]\n",
+    )
+    .await;
+    let repo = Repo::start().await;
+    let app = unique("pipe");
+    let port = free_port();
+    let image = format!("{}/capt/{app}", capstan_testkit::registry());
+
+    // the first release, deployed by hand from a clone
+    repo.push(
+        "first",
+        &[
+            ("Dockerfile", DOCKERFILE),
+            ("index.html", "v1\n"),
+            ("compose.yaml", &compose(&image, port)),
+        ],
+    );
+    let (code, out, err) = daemon
+        .cli_in(&repo.work(), &["deploy", "-p", &app], &[])
+        .await;
+    assert_eq!(code, 0, "{out}{err}");
+    assert_eq!(served(port).await, "v1\n");
+
+    // its source and hook; every push now builds and deploys
+    let (code, out, err) = daemon
+        .cli(&["hooks", &app, "--repository", &repo.url, "-o", "json"])
+        .await;
+    assert_eq!(code, 0, "{out}{err}");
+    let hook: serde_json::Value = serde_json::from_str(&out).unwrap();
+    repo.hook(
+        hook["url"].as_str().unwrap(),
+        hook["secret"].as_str().unwrap(),
+    );
+
+    let v2 = repo.push("serve v2", &[("index.html", "v2\n")]);
+    let built = ended(&daemon, &app, &v2).await;
+    assert_eq!(built.status, "succeeded", "{built:#?}");
+    assert_eq!(
+        (built.author.as_str(), built.message.as_str()),
+        ("Pat Pusher", "serve v2")
+    );
+    assert_eq!(built.builder, "classic");
+    assert!(built.digest.starts_with("sha256:"), "{built:#?}");
+    assert_eq!(served(port).await, "v2\n");
+    // the ledger links commit, build, digest and release
+    let releases: Vec<Release> = daemon.get(&format!("/api/v1/apps/{app}/releases")).await;
+    let newest = &releases[0];
+    assert_eq!(Some(newest.number), built.release);
+    assert_eq!(newest.source["build"]["commit"], v2.as_str());
+    assert_eq!(newest.source["build"]["id"], built.id);
+    assert_eq!(newest.actor, "pipeline");
+    let pinned = newest.model["services"]["web"]["image"].as_str().unwrap();
+    assert_eq!(pinned, format!("{image}:{}@{}", &v2[..12], built.digest));
+    let (code, out, _) = daemon.cli(&["releases", &app]).await;
+    assert_eq!(code, 0);
+    assert!(
+        out.contains(&format!("build {} @{}", built.id, &v2[..12])),
+        "{out}"
+    );
+    // the image is in the registry by that digest
+    let (code, out, err) = daemon.cli(&["hooks", &app]).await;
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("accepted"), "{out}");
+    // its log is stored and searchable like a container's
+    let q = format!("build%3A{}%20Step", built.id);
+    eventually(
+        Duration::from_secs(30),
+        "the build's log stored",
+        || async {
+            let page: capstan_model::LogPage = daemon.get(&format!("/api/v1/logs?q={q}")).await;
+            (page.total >= 5).then_some(())
+        },
+    )
+    .await;
+    let (code, out, err) = daemon.cli(&["builds", "logs", &built.id.to_string()]).await;
+    assert_eq!(code, 0, "{err}");
+    // (the classic builder counts the labels capstan adds as steps too)
+    assert!(
+        out.lines()
+            .any(|l| l.starts_with("Step 3/") && l.ends_with(": COPY index.html /www/index.html")),
+        "{out}"
+    );
+
+    // two pushes at once: the first (a slow build) is superseded, only the second deploys
+    let slow = DOCKERFILE.replace("RUN echo built", "RUN sleep 5 && echo built");
+    let v3 = repo.push("slow v3", &[("Dockerfile", &slow), ("index.html", "v3\n")]);
+    eventually(Duration::from_secs(30), "v3 building", || async {
+        builds(&daemon, &app)
+            .await
+            .into_iter()
+            .find(|b| b.commit == v3 && b.status == "running")
+    })
+    .await;
+    let v4 = repo.push("v4", &[("index.html", "v4\n")]);
+    let third = ended(&daemon, &app, &v3).await;
+    assert_eq!(third.status, "superseded", "{third:#?}");
+    assert_eq!(third.release, None);
+    let fourth = ended(&daemon, &app, &v4).await;
+    assert_eq!(fourth.status, "succeeded", "{fourth:#?}");
+    assert_eq!(served(port).await, "v4\n");
+    let releases: Vec<Release> = daemon.get(&format!("/api/v1/apps/{app}/releases")).await;
+    assert!(
+        releases
+            .iter()
+            .all(|r| r.source["build"]["commit"] != v3.as_str()),
+        "v3 was never deployed"
+    );
+
+    // a Dockerfile that fails at its third step: the record says which and why, nothing is
+    // deployed
+    let broken = DOCKERFILE.replace(
+        "COPY index.html /www/index.html",
+        "RUN echo about to fail && exit 3",
+    );
+    let v5 = repo.push("broken", &[("Dockerfile", &broken), ("index.html", "v5\n")]);
+    let failed = ended(&daemon, &app, &v5).await;
+    assert_eq!(failed.status, "failed", "{failed:#?}");
+    let at = failed.detail["failed_at"].as_str().unwrap_or_default();
+    assert!(
+        at.starts_with("Step 3/") && at.ends_with(": RUN echo about to fail && exit 3"),
+        "{failed:#?}"
+    );
+    assert!(
+        failed.error.contains("returned a non-zero code: 3"),
+        "{}",
+        failed.error
+    );
+    assert_eq!(failed.release, None);
+    let after: Vec<Release> = daemon.get(&format!("/api/v1/apps/{app}/releases")).await;
+    assert_eq!(after.len(), releases.len(), "nothing deployed");
+    assert_eq!(served(port).await, "v4\n");
+    let (code, out, _) = daemon.cli(&["builds", &app]).await;
+    assert_eq!(code, 0);
+    for status in ["succeeded", "superseded", "failed"] {
+        assert!(out.contains(status), "{out}");
+    }
+
+    let (code, _, err) = daemon.cli(&["down", &app]).await;
+    assert_eq!(code, 0, "{err}");
+}
