@@ -322,6 +322,12 @@ impl Daemon {
         status_and_json(req.bearer_auth(&self.token)).await
     }
 
+    /// PUT with the admin token: `(status, body)`.
+    pub async fn put_raw(&self, path: &str, body: &serde_json::Value) -> (u16, serde_json::Value) {
+        let req = self.http.put(format!("{}{path}", self.url)).json(body);
+        status_and_json(req.bearer_auth(&self.token)).await
+    }
+
     /// DELETE with the admin token: `(status, body)`.
     pub async fn delete_raw(&self, path: &str) -> (u16, serde_json::Value) {
         let req = self.http.delete(format!("{}{path}", self.url));

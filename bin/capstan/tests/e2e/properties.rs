@@ -355,6 +355,41 @@ async fn made_on_purpose(daemon: &Daemon, off: &Daemon, own: &mut OwnEngine) -> 
         .status()
         .as_u16();
     note("POST", "/api/v1/hooks/git/{app}", status);
+    // a build that ended (the app was never deployed): cancelling it is a conflict
+    let (status, _) = daemon
+        .put_raw(
+            "/api/v1/apps/st-hooked/source",
+            &serde_json::json!({"repository": "git://127.0.0.1:9/none.git"}),
+        )
+        .await;
+    assert_eq!(status, 200);
+    let push = br#"{"ref":"refs/heads/main","after":"0123456789012345678901234567890123456789","commits":[]}"#;
+    let queued: serde_json::Value = http
+        .post(url("/api/v1/hooks/git/st-hooked"))
+        .header("x-hub-signature-256", signed(push))
+        .header("x-github-event", "push")
+        .body(&push[..])
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let build = queued["build"]
+        .as_i64()
+        .unwrap_or_else(|| panic!("{queued}"));
+    capstan_testkit::eventually(Duration::from_secs(30), "the build's end", || async {
+        let b: capstan_model::Build = daemon.get(&format!("/api/v1/builds/{build}")).await;
+        (b.status == "failed").then_some(())
+    })
+    .await;
+    let (status, _) = daemon
+        .post_raw(
+            &format!("/api/v1/builds/{build}/cancel"),
+            &serde_json::json!({}),
+        )
+        .await;
+    note("POST", "/api/v1/builds/{id}/cancel", status);
     let big = vec![b' '; capstan_pipeline::MAX_BODY + 1];
     let status = http
         .post(url("/api/v1/hooks/git/st-hooked"))
