@@ -20,6 +20,16 @@ fn builder(state: &AppState) -> Result<&Builder, ApiError> {
         .ok_or_else(|| ApiError::new(Code::NotFound, "builds run in capstan serve only"))
 }
 
+/// A build's id from its path: what is no id names no build.
+fn build_id(text: &str) -> Result<i64, ApiError> {
+    text.parse().map_err(|_| {
+        ApiError::new(
+            Code::NotFound,
+            format!("no build {text:?} (capstan builds lists them)"),
+        )
+    })
+}
+
 /// A build as the API shows it.
 pub(crate) fn build(b: BuildRow) -> Build {
     Build {
@@ -74,8 +84,9 @@ pub(crate) async fn list(
 )]
 pub(crate) async fn one(
     State(state): State<AppState>,
-    Path(id): Path<i64>,
+    Path(id): Path<String>,
 ) -> Result<Json<Build>, ApiError> {
+    let id = build_id(&id)?;
     match state.store.build(id).await? {
         Some(b) => Ok(Json(build(b))),
         None => Err(ApiError::new(
@@ -99,8 +110,9 @@ pub(crate) async fn one(
 )]
 pub(crate) async fn cancel(
     State(state): State<AppState>,
-    Path(id): Path<i64>,
+    Path(id): Path<String>,
 ) -> Result<Json<Build>, ApiError> {
+    let id = build_id(&id)?;
     match builder(&state)?.cancel(id).await {
         Ok(b) => Ok(Json(build(b))),
         Err(e @ CancelError::NotFound(_)) => Err(ApiError::new(Code::NotFound, e.to_string())),
