@@ -278,4 +278,28 @@ async fn git_hooks_take_each_provider_signed_and_refuse_bad_input_whole() {
         info.source.unwrap().repository,
         "http://127.0.0.1:9/shop.git"
     );
+
+    // so is one a Compose file names (x-capstan.source): the deploy is refused before anything
+    // runs, and nothing of it is kept
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("compose.yaml"),
+        "x-capstan:\n  source:\n    repository: http://x/y.git\n    credentials: hunter2\nservices:\n  web:\n    image: capstan-test/busybox:1\n",
+    )
+    .unwrap();
+    let other = unique("badsrc");
+    let (code, out, err) = daemon
+        .cli_in(dir.path(), &["deploy", "-p", &other], &[])
+        .await;
+    assert_eq!(code, 2, "{out}{err}");
+    assert!(err.contains("x-capstan.source.credentials"), "{err}");
+    let (status, _) = daemon
+        .get_raw(
+            &format!("/api/v1/apps/{other}/releases"),
+            Some(&daemon.token),
+        )
+        .await;
+    assert_eq!(status, 404);
+    let info: capstan_model::HookInfo = daemon.get(&format!("/api/v1/apps/{other}/hooks")).await;
+    assert!(info.source.is_none());
 }

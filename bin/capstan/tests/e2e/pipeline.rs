@@ -122,9 +122,13 @@ RUN echo built > /www/built
 CMD [\"httpd\", \"-f\", \"-p\", \"80\", \"-h\", \"/www\"]
 ";
 
-fn compose(image: &str, port: u16) -> String {
+fn compose(image: &str, port: u16, repository: &str) -> String {
     format!(
-        r#"services:
+        r#"x-capstan:
+  source:
+    repository: {repository}
+    branch: main
+services:
   web:
     image: {image}
     build:
@@ -185,7 +189,7 @@ async fn a_git_push_is_built_pushed_deployed_superseded_and_stopped_by_a_failed_
         &[
             ("Dockerfile", DOCKERFILE),
             ("index.html", "v1\n"),
-            ("compose.yaml", &compose(&image, port)),
+            ("compose.yaml", &compose(&image, port, &repo.url)),
         ],
     );
     let (code, out, err) = daemon
@@ -194,12 +198,12 @@ async fn a_git_push_is_built_pushed_deployed_superseded_and_stopped_by_a_failed_
     assert_eq!(code, 0, "{out}{err}");
     assert_eq!(served(port).await, "v1\n");
 
-    // its source and hook; every push now builds and deploys
-    let (code, out, err) = daemon
-        .cli(&["hooks", &app, "--repository", &repo.url, "-o", "json"])
-        .await;
+    // its source came with its Compose file (x-capstan.source); its hook: every push now
+    // builds and deploys
+    let (code, out, err) = daemon.cli(&["hooks", &app, "-o", "json"]).await;
     assert_eq!(code, 0, "{out}{err}");
     let hook: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(hook["source"]["repository"], repo.url.as_str(), "{hook}");
     repo.hook(
         hook["url"].as_str().unwrap(),
         hook["secret"].as_str().unwrap(),

@@ -116,7 +116,16 @@ async fn request(
         .deployer
         .check(&req)
         .map_err(|e| ApiError::new(Code::BadRequest, e.to_string()))?;
+    if let Some(source) = git_source(&req) {
+        capstan_pipeline::SourceExt::check(source)
+            .map_err(|e| ApiError::new(Code::BadRequest, format!("x-capstan.{e}")))?;
+    }
     Ok(req)
+}
+
+/// The app's git source its Compose file names (`x-capstan.source`).
+fn git_source(req: &DeployRequest) -> Option<&capstan_model::GitSource> {
+    req.project.capstan.as_ref().and_then(|c| c.source.as_ref())
 }
 
 /// Refuses an app name that could not be deployed (and could climb out of `<data>/apps`).
@@ -583,6 +592,10 @@ pub(crate) async fn deploy_app(
     let mut req = request(&state, &place, &app, &headers, &body).await?;
     req.pull = pull;
     authorize(&state, &app, &req, who.as_ref()).await?;
+    // the source its Compose file names is the app's from now on (checked with the request)
+    if let (Some(source), Some(hooks)) = (git_source(&req), state.hooks.as_ref()) {
+        hooks.set_source(&app, Some(source)).await?;
+    }
     respond(state, place, req, &headers, actor(who)).await
 }
 

@@ -460,6 +460,9 @@ fn interpolate_tree(
     Ok(())
 }
 
+/// capstan's top-level extension: `x-capstan: {source: …}`.
+const CAPSTAN_EXTENSION: &str = "x-capstan";
+
 /// Drops `x-` extensions where the spec allows them, and refuses a service key capstan does not
 /// apply yet ([`NOT_APPLIED`]): dropped, the service would run otherwise than written, and the
 /// deploy policy could not be asked about it.
@@ -467,8 +470,12 @@ fn strip(root: &mut Node) -> Result<(), Error> {
     let Value::Map(entries) = &mut root.value else {
         return Ok(());
     };
-    entries.retain(|(k, _)| !k.name.starts_with("x-"));
+    // capstan's own extension is read (and checked, key by key) as the project's
+    entries.retain(|(k, _)| !k.name.starts_with("x-") || k.name == CAPSTAN_EXTENSION);
     for (section, items) in entries.iter_mut() {
+        if section.name == CAPSTAN_EXTENSION {
+            continue;
+        }
         let Value::Map(items) = &mut items.value else {
             continue;
         };
@@ -968,6 +975,25 @@ mod tests {
             ),
             "{e}"
         );
+    }
+
+    #[test]
+    fn x_capstan_is_read_and_checked_other_extensions_are_dropped() {
+        let loaded = load_text(
+            "x-other: {anything: 1}\nx-capstan:\n  source:\n    repository: https://git.example.com/shop.git\n    paths: [web]\nservices:\n  web:\n    image: busybox\n",
+        )
+        .unwrap();
+        let source = loaded.project.capstan.unwrap().source.unwrap();
+        assert_eq!(source.repository, "https://git.example.com/shop.git");
+        assert_eq!(source.branch, "main");
+        assert_eq!(source.paths, ["web"]);
+        let e = load_text(
+            "x-capstan:\n  source:\n    repository: x\n    brnch: dev\nservices:\n  web:\n    image: busybox\n",
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(e.contains("compose.yaml:4:5"), "{e}");
+        assert!(e.contains("brnch"), "{e}");
     }
 
     #[test]

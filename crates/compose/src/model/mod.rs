@@ -73,6 +73,18 @@ pub struct Project {
     /// Secrets by name.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub secrets: BTreeMap<String, FileObject>,
+    /// capstan's own settings of the app (`x-capstan`).
+    #[serde(default, rename = "x-capstan", skip_serializing_if = "Option::is_none")]
+    pub capstan: Option<CapstanExtension>,
+}
+
+/// `x-capstan`: what capstan does with the app besides running it.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CapstanExtension {
+    /// Where its code is: a push there builds and deploys it (see docs/pipeline.md).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub source: Option<capstan_model::GitSource>,
 }
 
 /// One entry of top-level `include:`: a path, or `{path, env_file, project_directory}`.
