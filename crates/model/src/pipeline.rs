@@ -31,6 +31,10 @@ pub struct GitSource {
     /// The Dockerfile, in the context; `Dockerfile` when not said.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub dockerfile: Option<String>,
+    /// The scan gate: a built image with a finding at or above this severity (offline
+    /// advisories, `capstan vulndb`) is stopped before it is pushed. No gate when not said.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fail_on: Option<crate::Severity>,
 }
 
 fn default_branch() -> String {

@@ -73,6 +73,7 @@ pub struct Builder {
     engine: Engine,
     registries: Arc<CredentialSource>,
     keyring: Keyring,
+    scanner: capstan_scan::Scanner,
     places: Places,
     locks: RolloutLocks,
     data: PathBuf,
@@ -144,6 +145,7 @@ impl Builder {
         engine: Engine,
         registries: Arc<CredentialSource>,
         keyring: Keyring,
+        scanner: capstan_scan::Scanner,
         places: Places,
         locks: RolloutLocks,
         data: PathBuf,
@@ -155,6 +157,7 @@ impl Builder {
             engine,
             registries,
             keyring,
+            scanner,
             places,
             locks,
             data,
@@ -493,6 +496,56 @@ impl Builder {
                 return Ended::failed(e);
             }
             step(detail, "build", "succeeded", "");
+        }
+
+        // the scan gate, before anything leaves this host
+        if let Some(fail_on) = source.fail_on {
+            log.line("stdout", &format!("scanning {reference} (gate: {fail_on})"));
+            let report = match self.scanner.scan(&reference, false).await {
+                Ok(r) => r,
+                Err(e) => {
+                    // not knowing is not passing
+                    let e = format!("cannot scan {reference}: {e}");
+                    step(detail, "scan", "failed", &e);
+                    return Ended::failed(e);
+                }
+            };
+            let stopped: Vec<&capstan_model::Finding> = report
+                .findings
+                .iter()
+                .filter(|f| f.severity >= fail_on)
+                .collect();
+            detail["findings"] = serde_json::to_value(&stopped).unwrap_or_default();
+            if let Some(worst) = stopped.iter().max_by_key(|f| f.severity) {
+                for f in &stopped {
+                    log.line(
+                        "stderr",
+                        &format!(
+                            "{} {} in {} {}",
+                            f.severity, f.advisory, f.package, f.installed
+                        ),
+                    );
+                }
+                let e = format!(
+                    "{} finding(s) at or above {fail_on} (the worst: {} {} in {} {}): stopped before push",
+                    stopped.len(),
+                    worst.severity,
+                    worst.advisory,
+                    worst.package,
+                    worst.installed
+                );
+                step(detail, "scan", "failed", &e);
+                return Ended::failed(e);
+            }
+            step(
+                detail,
+                "scan",
+                "succeeded",
+                &format!(
+                    "{} finding(s), none at or above {fail_on}",
+                    report.findings.len()
+                ),
+            );
         }
 
         // push (a registry-hosted repository), then deploy by digest

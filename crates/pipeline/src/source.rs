@@ -138,6 +138,7 @@ mod tests {
             service: None,
             context: None,
             dockerfile: None,
+            fail_on: None,
         }
     }
 

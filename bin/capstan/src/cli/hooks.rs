@@ -37,6 +37,10 @@ pub struct HooksArgs {
     /// With --repository: the Dockerfile, in the context.
     #[arg(long, requires = "repository")]
     pub dockerfile: Option<String>,
+    /// With --repository: stop a build before its push when its image has a finding at or
+    /// above this severity (low, medium, high, critical).
+    #[arg(long, requires = "repository")]
+    pub fail_on: Option<capstan_model::Severity>,
     /// Output format.
     #[arg(short, long, value_enum, default_value_t = Output::Table)]
     pub output: Output,
@@ -54,6 +58,7 @@ pub async fn run(args: HooksArgs) -> Result<(), Failure> {
             service: args.service.clone(),
             context: args.context.clone(),
             dockerfile: args.dockerfile.clone(),
+            fail_on: args.fail_on,
         };
         let _: GitSource = client
             .put(&format!("/api/v1/apps/{app}/source"), &source)

@@ -117,7 +117,7 @@ pub async fn run(opts: ServeOptions) -> Result<()> {
         &rollouts,
         Some(&security),
     )?;
-    let pipeline = subsystems::start_pipeline(&base, &file.pipeline, &deploy, &rollouts);
+    let pipeline = subsystems::start_pipeline(&base, &file.pipeline, &deploy, &rollouts, &scanner);
     let notify = subsystems::start_notify(&base, &file.notify, &alerts, images.updates.as_ref())?;
 
     let state = AppState {

@@ -462,6 +462,7 @@ pub(super) fn start_pipeline(
     config: &capstan_pipeline::PipelineConfig,
     deploy: &Deploy,
     rollouts: &capstan_model::RolloutLocks,
+    scanner: &capstan_scan::Scanner,
 ) -> Pipeline {
     let queued = Arc::new(tokio::sync::Notify::new());
     let hooks = capstan_pipeline::Hooks::new(
@@ -474,6 +475,7 @@ pub(super) fn start_pipeline(
         base.engine.clone(),
         Arc::clone(&base.registries),
         base.keyring.clone(),
+        scanner.clone(),
         capstan_pipeline::Places {
             local: deploy.deployer.clone(),
             targets: Arc::new(deploy.places.clone()),

@@ -168,7 +168,7 @@ async fn served(port: u16) -> String {
 }
 
 #[tokio::test]
-async fn a_git_push_is_built_pushed_deployed_superseded_and_stopped_by_a_failed_step() {
+async fn a_git_push_is_built_pushed_deployed_and_superseded_failed_or_gated_ones_are_not() {
     let engine = capstan_testkit::engine().await;
     capstan_testkit::ensure_busybox(&engine).await;
     // logs collected: the builds' own (no container of the shared engine's)
@@ -311,6 +311,78 @@ async fn a_git_push_is_built_pushed_deployed_superseded_and_stopped_by_a_failed_
     for status in ["succeeded", "superseded", "failed"] {
         assert!(out.contains(status), "{out}");
     }
+
+    // the scan gate: an image with a HIGH finding from the imported advisories is stopped
+    // before its push, with the findings in its record
+    let debian = capstan_testkit::debian_image(&engine).await;
+    let osv = tempfile::tempdir().unwrap();
+    std::fs::write(
+        osv.path().join("gate.json"),
+        serde_json::json!({
+            "id": "TEST-GATE",
+            "modified": "2026-12-01T00:00:00Z",
+            "summary": "a test advisory the gate stops",
+            "affected": [{
+                "package": {"ecosystem": "Debian:12", "name": "dpkg"},
+                "ranges": [{"type": "ECOSYSTEM", "events": [{"introduced": "0"}, {"fixed": "99:0"}]}],
+            }],
+            "database_specific": {"severity": "HIGH"},
+        })
+        .to_string(),
+    )
+    .unwrap();
+    let (code, _, err) = daemon
+        .cli(&["vulndb", "import", osv.path().to_str().unwrap()])
+        .await;
+    assert_eq!(code, 0, "{err}");
+    let (code, _, err) = daemon
+        .cli(&[
+            "hooks",
+            &app,
+            "--repository",
+            &repo.url,
+            "--fail-on",
+            "high",
+        ])
+        .await;
+    assert_eq!(code, 0, "{err}");
+    let on_debian = format!(
+        "FROM {}\nCOPY index.html /index.html\nCMD [\"sleep\", \"3600\"]\n",
+        debian.reference
+    );
+    let v6 = repo.push(
+        "on debian",
+        &[("Dockerfile", &on_debian), ("index.html", "v6\n")],
+    );
+    let gated = ended(&daemon, &app, &v6).await;
+    assert_eq!(gated.status, "failed", "{gated:#?}");
+    assert!(
+        gated.error.contains("stopped before push"),
+        "{}",
+        gated.error
+    );
+    assert_eq!(
+        gated.detail["findings"][0]["advisory"], "TEST-GATE",
+        "{gated:#?}"
+    );
+    assert!(gated.digest.is_empty());
+    let manifest = reqwest::Client::new()
+        .get(format!(
+            "http://{}/v2/capt/{app}/manifests/{}",
+            capstan_testkit::registry(),
+            &v6[..12]
+        ))
+        .header(
+            "accept",
+            "application/vnd.docker.distribution.manifest.v2+json",
+        )
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(manifest.status(), 404, "nothing pushed");
+    let gated_releases: Vec<Release> = daemon.get(&format!("/api/v1/apps/{app}/releases")).await;
+    assert_eq!(gated_releases.len(), releases.len(), "nothing deployed");
+    assert_eq!(served(port).await, "v4\n");
 
     let (code, _, err) = daemon.cli(&["down", &app]).await;
     assert_eq!(code, 0, "{err}");
