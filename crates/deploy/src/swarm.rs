@@ -197,6 +197,14 @@ impl SwarmTarget {
     }
 }
 
+/// Whether a task's error is one Swarm recovers from by placing the task again, which the
+/// gate then waits for (within the service's monitor window) instead of failing the release:
+/// an overlay's subnet the manager freed and gave to a new network while a node still holds
+/// the old one (seen when apps' networks are removed and made in quick succession).
+fn placed_again(error: &str) -> bool {
+    error.contains("Pool overlaps with other one on this address space")
+}
+
 /// The replicas (tasks the cluster wants running) of `services`, by app.
 fn replicas(
     services: &[capstan_engine::SwarmService],
@@ -902,6 +910,7 @@ impl Target for SwarmTarget {
         let failed = tasks
             .iter()
             .filter(|t| t.state == "failed" || t.state == "rejected")
+            .filter(|t| !t.error.as_deref().is_some_and(placed_again))
             .map(|t| {
                 let why = match (&t.error, t.exit_code) {
                     (Some(e), 0) => e.clone(),
@@ -1007,6 +1016,17 @@ impl Target for SwarmTarget {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    // regression: a task a node rejected for an overlay subnet it still held failed a release
+    // that Swarm went on to place (and run) a moment later
+    #[test]
+    fn a_subnet_a_node_still_holds_is_waited_out_not_a_failure() {
+        assert!(placed_again(
+            "failed to allocate network IP for task: Pool overlaps with other one on this address space"
+        ));
+        assert!(!placed_again("task: non-zero exit (1)"));
+        assert!(!placed_again("No such image: shop/web:2"));
+    }
 
     fn request(yaml: &str) -> DeployRequest {
         let loaded = capstan_compose::load(&capstan_compose::Options {

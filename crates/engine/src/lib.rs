@@ -5,6 +5,7 @@
 //! [`Error`] variants that say what to do next. It must never decide policy: what to record,
 //! retry or alert on belongs to the callers.
 
+mod buildkit;
 mod documents;
 mod error;
 mod events;
@@ -20,6 +21,7 @@ use std::time::Duration;
 
 use bollard::Docker;
 
+pub use buildkit::BuildKitOutcome;
 pub use error::Error;
 pub use events::{EVENT_BUFFER, RawEvent};
 pub use images::BuildContext;

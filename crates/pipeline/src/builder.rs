@@ -29,11 +29,25 @@ pub const ACTOR: &str = "pipeline";
 /// How long a build's deploy waits for the app's rollout lock.
 const LOCK_WAIT: Duration = Duration::from_mins(10);
 
+/// Which builder builds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum BuilderChoice {
+    /// BuildKit where the engine has it (API 1.39 and up), else the classic builder.
+    #[default]
+    Auto,
+    #[serde(rename = "buildkit")]
+    BuildKit,
+    Classic,
+}
+
 /// How builds run.
 #[derive(Debug, Clone)]
 pub struct BuildOptions {
     /// Builds at once on this host.
     pub concurrency: usize,
+    /// Which builder builds.
+    pub builder: BuilderChoice,
     /// The longest a build may take, deploy included.
     pub timeout: Duration,
     /// The memory each build step may use, in bytes.
@@ -44,6 +58,7 @@ impl Default for BuildOptions {
     fn default() -> Self {
         Self {
             concurrency: 1,
+            builder: BuilderChoice::Auto,
             timeout: Duration::from_mins(30),
             memory: Some(2 << 30),
         }
@@ -486,11 +501,19 @@ impl Builder {
             );
             step(detail, "build", "skipped", "the commit's image exists");
         } else {
-            b.builder = "classic".into();
+            let buildkit = match self.options.builder {
+                BuilderChoice::Classic => false,
+                BuilderChoice::BuildKit => true,
+                BuilderChoice::Auto => self.engine.has_buildkit().await.unwrap_or(false),
+            };
+            b.builder = if buildkit { "buildkit" } else { "classic" }.into();
             self.save(b).await;
-            if let Err(e) = self.build(b, &source, &checkout, &reference, log).await {
+            if let Err((e, at)) = self
+                .build(b, &source, &checkout, &reference, buildkit, log)
+                .await
+            {
                 step(detail, "build", "failed", &e);
-                if let Some(at) = failed_step(&log.tail()) {
+                if let Some(at) = at.or_else(|| failed_step(&log.tail())) {
                     detail["failed_at"] = at.into();
                 }
                 return Ended::failed(e);
@@ -665,14 +688,31 @@ impl Builder {
             })
     }
 
+    /// Builds the checkout; on a failure, why and the step it failed at (when the builder
+    /// says).
     async fn build(
         &self,
         b: &BuildRow,
         source: &crate::Source,
         checkout: &std::path::Path,
         reference: &str,
+        buildkit: bool,
         log: &mut BuildLog,
-    ) -> Result<(), String> {
+    ) -> Result<(), (String, Option<String>)> {
+        self.build_with(b, source, checkout, reference, buildkit, log)
+            .await
+            .map_err(|e| (e, None))?
+    }
+
+    async fn build_with(
+        &self,
+        b: &BuildRow,
+        source: &crate::Source,
+        checkout: &std::path::Path,
+        reference: &str,
+        buildkit: bool,
+        log: &mut BuildLog,
+    ) -> Result<Result<(), (String, Option<String>)>, String> {
         let context = match &source.context {
             Some(c) if !c.split('/').any(|s| s == "..") => checkout.join(c.trim_start_matches('/')),
             Some(c) => return Err(format!("source.context: {c:?} leaves the repository")),
@@ -710,11 +750,24 @@ impl Builder {
             credentials,
             memory: self.options.memory,
         };
+        if buildkit {
+            log.line("stdout", &format!("building {reference} (BuildKit)"));
+            let outcome = self
+                .engine
+                .build_buildkit(ctx, reference, &mut |l| log.line("stdout", l))
+                .await
+                .map_err(|e| format!("the engine refused the build: {e}"))?;
+            return Ok(match outcome.error {
+                None => Ok(()),
+                Some(e) => Err((format!("the build failed: {e}"), outcome.failed_step)),
+            });
+        }
         log.line("stdout", &format!("building {reference} (classic builder)"));
-        self.engine
+        Ok(self
+            .engine
             .build_logged(ctx, reference, &mut |l| log.line("stdout", l))
             .await
-            .map_err(|e| format!("the build failed: {e}"))
+            .map_err(|e| (format!("the build failed: {e}"), None)))
     }
 
     /// Pushes `reference` and returns the digest the registry gave it.

@@ -3,7 +3,7 @@
 use capstan_model::{ConfigDuration, ConfigSize};
 use serde::Deserialize;
 
-use crate::builder::BuildOptions;
+use crate::builder::{BuildOptions, BuilderChoice};
 
 /// `[pipeline]`.
 #[derive(Debug, Clone, Default, Deserialize, PartialEq, Eq)]
@@ -12,6 +12,10 @@ pub struct PipelineConfig {
     /// Builds at once on this host (1 by default: a build takes a small host's memory).
     #[serde(default)]
     pub builds: Option<usize>,
+    /// `auto` (BuildKit where the engine has it, else the classic builder), `buildkit` or
+    /// `classic`.
+    #[serde(default)]
+    pub builder: BuilderChoice,
     /// The longest a build may take, its deploy included (`30m` by default).
     #[serde(default)]
     pub timeout: Option<ConfigDuration>,
@@ -46,6 +50,7 @@ impl PipelineConfig {
         let default = BuildOptions::default();
         BuildOptions {
             concurrency: self.builds.unwrap_or(default.concurrency),
+            builder: self.builder,
             timeout: self.timeout.map_or(default.timeout, |t| t.0),
             memory: self.memory.map(|m| m.0 as i64).or(default.memory),
         }
