@@ -450,6 +450,7 @@ impl Builder {
         let short: String = b.commit.chars().take(12).collect();
         let reference = format!("{repo}:{short}");
         b.image.clone_from(&reference);
+        b.detail = detail.to_string();
         self.save(b).await;
 
         // fetch the commit
@@ -507,7 +508,8 @@ impl Builder {
                 BuilderChoice::Auto => self.engine.has_buildkit().await.unwrap_or(false),
             };
             b.builder = if buildkit { "buildkit" } else { "classic" }.into();
-            self.save(b).await;
+            b.detail = detail.to_string();
+        self.save(b).await;
             if let Err((e, at)) = self
                 .build(b, &source, &checkout, &reference, buildkit, log)
                 .await
@@ -594,6 +596,7 @@ impl Builder {
             step(detail, "push", "skipped", "the image has no registry");
             reference.clone()
         };
+        b.detail = detail.to_string();
         self.save(b).await;
         deploying.store(true, Ordering::SeqCst);
         let Some(_lock) = capstan_deploy::hold_when_free(&self.locks, &b.app, LOCK_WAIT).await

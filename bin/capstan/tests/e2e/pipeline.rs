@@ -267,20 +267,41 @@ async fn a_git_push_is_built_pushed_deployed_and_superseded_failed_or_gated_ones
     // two pushes at once: the first (a slow build) is superseded, only the second deploys
     let slow = dockerfile.replace("RUN echo built", "RUN sleep 5 && echo built");
     let v3 = repo.push("slow v3", &[("Dockerfile", &slow), ("index.html", "v3\n")]);
-    eventually(Duration::from_secs(30), "v3 building", || async {
+    let running = eventually(Duration::from_secs(30), "v3 building", || async {
         builds(&daemon, &app)
             .await
             .into_iter()
             .find(|b| b.commit == v3 && b.status == "running")
     })
     .await;
+    // its page in a browser: its log live, and its status as it changes
+    let browser = capstan_testkit::Browser::start().await;
+    let client = browser.client(1280, 900).await;
+    crate::dashboard::sign_in_with_token(&client, &daemon).await;
+    crate::dashboard::goto(&client, &daemon, &format!("#/builds/{}", running.id)).await;
+    crate::dashboard::wait_text(&client, "#build-status", "running").await;
+    crate::dashboard::wait_text(&client, "#build-log", "sleep 5").await;
     let v4 = repo.push("v4", &[("index.html", "v4\n")]);
+    crate::dashboard::wait_text(&client, "#build-status", "superseded").await;
+    crate::dashboard::shoot(&client, "build").await;
     let third = ended(&daemon, &app, &v3).await;
     assert_eq!(third.status, "superseded", "{third:#?}");
     assert_eq!(third.release, None);
     let fourth = ended(&daemon, &app, &v4).await;
     assert_eq!(fourth.status, "succeeded", "{fourth:#?}");
     assert_eq!(served(port).await, "v4\n");
+    // the app's page names each release's build and commit, and lists the deliveries
+    crate::dashboard::goto(&client, &daemon, &format!("#/apps/{app}")).await;
+    crate::dashboard::wait_text(
+        &client,
+        "#main",
+        &format!("build {} @{}", fourth.id, &v4[..12]),
+    )
+    .await;
+    crate::dashboard::wait_text(&client, "#deliveries", "accepted").await;
+    crate::dashboard::goto(&client, &daemon, "#/builds").await;
+    crate::dashboard::wait_text(&client, "#builds", "superseded").await;
+    crate::dashboard::shoot(&client, "builds").await;
     let releases: Vec<Release> = daemon.get(&format!("/api/v1/apps/{app}/releases")).await;
     assert!(
         releases

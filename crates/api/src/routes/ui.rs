@@ -38,6 +38,7 @@ const MODULES: &[(&str, &str, &str)] = assets![
     "pages/access.js",
     "pages/alerts.js",
     "pages/apps.js",
+    "pages/builds.js",
     "pages/containers.js",
     "pages/events.js",
     "pages/images.js",

@@ -7,6 +7,7 @@ import { html, put } from "./html.js";
 import { accessPage } from "./pages/access.js";
 import { alertsPage } from "./pages/alerts.js";
 import { appPage, appsPage } from "./pages/apps.js";
+import { buildPage, buildsPage } from "./pages/builds.js";
 import { containerPage } from "./pages/containers.js";
 import { eventsPage } from "./pages/events.js";
 import { imagePage, imagesPage } from "./pages/images.js";
@@ -33,6 +34,8 @@ function pageOf(page) {
   if (page === "#/logs") return logsPage;
   if (page === "#/apps") return appsPage;
   if (section === "apps" && key) return () => appPage(key);
+  if (page === "#/builds") return buildsPage;
+  if (section === "builds" && key) return () => buildPage(key);
   if (section === "containers" && key) return () => containerPage(key);
   if (page === "#/images") return imagesPage;
   if (section === "images" && key) {

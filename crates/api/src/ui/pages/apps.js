@@ -76,10 +76,11 @@ export async function appPage(name) {
   // drawn again after a release: the streams of the drawing before go
   closeStreams();
   const asked = new Date().toISOString();
-  const [releases, containers, apps] = await Promise.all([
+  const [releases, containers, apps, hook] = await Promise.all([
     api("GET", `/api/v1/apps/${encodeURIComponent(name)}/releases`).catch((e) => (e.status === 404 ? [] : Promise.reject(e))),
     api("GET", `/api/v1/containers?all=true&app=${encodeURIComponent(name)}`).catch(() => ({ containers: [] })),
     api("GET", "/api/v1/apps").catch(() => []),
+    api("GET", `/api/v1/apps/${encodeURIComponent(name)}/hooks`).catch(() => null),
   ]);
   still(route);
   // on a cluster, the replicas are its tasks, each on its node
@@ -98,14 +99,23 @@ export async function appPage(name) {
     <section class="card" aria-labelledby="h-app-cpu"><h2 id="h-app-cpu">CPU by service</h2><div id="app-cpu">…</div></section>
     <section class="card" aria-labelledby="h-app-mem"><h2 id="h-app-mem">Memory by service</h2><div id="app-mem">…</div></section>
     <section class="card" aria-labelledby="h-releases" style="grid-column: 1 / -1"><h2 id="h-releases">Releases</h2>
-      ${table(["#", "Time", "By", "Result", "Images"], releases.map((r) => [r.number, when(r.time), r.actor,
+      ${table(["#", "Time", "By", "Result", "Images", "Source"], releases.map((r) => [r.number, when(r.time), r.actor,
         html`<span class="${resultClass(r.result)}">${r.result}</span>`,
-        Object.entries(r.images || {}).map(([s, i]) => `${s}=${short(i)}`).join(" ")]), "Never deployed.")}
+        Object.entries(r.images || {}).map(([s, i]) => `${s}=${short(i)}`).join(" "),
+        r.source?.build ? html`<a href="#/builds/${r.source.build.id}" class="release-commit">build ${r.source.build.id} @${String(r.source.build.commit).slice(0, 12)}</a>` : ""]), "Never deployed.")}
       ${releases.length > 1 && html`<form id="diff-form" class="row">
         <label>From <select id="diff-from">${options(releases[1].number)}</select></label>
         <label>To <select id="diff-to">${options(releases[0].number)}</select></label>
         <button type="submit" id="diff-show">Compare</button></form><div id="diff"></div>`}
     </section>
+    ${hook && (hook.source || hook.deliveries.length > 0) && html`<section class="card" aria-labelledby="h-hook" style="grid-column: 1 / -1"><h2 id="h-hook">Git webhook</h2>
+      <p>${hook.source ? html`Source <code>${hook.source.repository}</code>, branch <strong>${hook.source.branch}</strong> · ` : ""}<code>${hook.path}</code> ·
+        <a href="#/builds">builds</a></p>
+      <div id="deliveries">${table(["Received", "Provider", "Event", "Outcome", "Commit", "Build", "Why"], hook.deliveries.map((d) => [
+        when(d.received), d.provider, d.event,
+        html`<span class="pill ${d.outcome === "accepted" ? "ok" : d.outcome === "skipped" ? "muted" : "bad"}">${d.outcome}</span>`,
+        html`<code>${d.commit.slice(0, 12)}</code>`, d.build ? html`<a href="#/builds/${d.build}">${d.build}</a>` : "", d.reason]), "No deliveries yet.")}</div>
+    </section>`}
     ${can("operator") && releaseForms(releases, current, options)}
     </div>
     <dialog id="confirm" aria-labelledby="confirm-title">
