@@ -102,6 +102,7 @@ impl AutoUpdater {
                 "reason": u.reason,
             }}),
             actor: ACTOR.to_owned(),
+            as_app: None,
         };
         info!(app = %u.app, service = %u.service, to = %u.image, "applying an image update");
         let report = match self.deployer.redeploy_image(&self.store, &change).await {

@@ -21,6 +21,9 @@ pub struct ImageChange {
     pub source: serde_json::Value,
     /// Who the ledger names.
     pub actor: String,
+    /// Deploy it as another app (a preview: `<app>-<branch>`), with the app's configs and
+    /// secrets and no published port (the app's own are the app's).
+    pub as_app: Option<String>,
 }
 
 /// Why a change was not deployed.
@@ -70,7 +73,7 @@ impl Deployer {
                 service: change.service.clone(),
             });
         };
-        if service.image.as_deref() == Some(change.image.as_str()) {
+        if change.as_app.is_none() && service.image.as_deref() == Some(change.image.as_str()) {
             return Ok(None);
         }
         let was = service.image.clone().unwrap_or_default();
@@ -87,6 +90,12 @@ impl Deployer {
             .stored_files_at(&project, &ran)
             .await
             .map_err(|e| RedeployError::Files(e.to_string()))?;
+        if let Some(other) = &change.as_app {
+            project.name = Some(other.clone());
+            for s in project.services.values_mut() {
+                s.ports.clear();
+            }
+        }
         // the ledger says what it ran before, in the source's own entry
         let mut source = change.source.clone();
         if let Some(entry) = source

@@ -52,7 +52,7 @@ pub use logs::{
 pub use metrics::{ContainerStats, MetricSeries, MetricsResult};
 pub use names::{NameError, check_app_name, check_object_name, is_retiring, retiring};
 pub use notify::{NotifyChannel, NotifyChannels};
-pub use pipeline::{Build, GitSource, HookDelivery, HookInfo, HookOutcome, HookSecret};
+pub use pipeline::{Build, GitSource, HookDelivery, HookInfo, HookOutcome, HookSecret, Previews};
 pub use registry::{
     CredentialOrigin, RegistryAuth, RegistryLogin, RegistryLoginRequest, RegistryLogins,
 };

@@ -35,6 +35,27 @@ pub struct GitSource {
     /// advisories, `capstan vulndb`) is stopped before it is pushed. No gate when not said.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub fail_on: Option<crate::Severity>,
+    /// Previews: a push to another branch (or a pull request) deploys `<app>-<branch>`,
+    /// removed after a while. Off when not said.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub previews: Option<Previews>,
+}
+
+/// `source.previews`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Previews {
+    /// How long a preview runs after its last push (`24h` by default; at least `1s`).
+    #[serde(default = "default_ttl")]
+    pub ttl: String,
+    /// Whether pull requests from forks get previews (they run the fork's code with the app's
+    /// configs and secrets: off by default).
+    #[serde(default)]
+    pub forks: bool,
+}
+
+fn default_ttl() -> String {
+    "24h".into()
 }
 
 fn default_branch() -> String {

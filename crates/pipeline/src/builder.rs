@@ -205,6 +205,7 @@ impl Builder {
             if let Err(e) = self.start_queued().await {
                 warn!(error = %e, "cannot read the queued builds; trying again");
             }
+            self.remove_due_previews().await;
             tokio::select! {
                 () = shutdown.cancelled() => {
                     for r in self.running().values() {
@@ -267,6 +268,70 @@ impl Builder {
         Ok(())
     }
 
+    /// Records (or extends) a preview's life after a push.
+    async fn keep_preview(&self, app: &str, parent: &str, branch: &str, ttl: &str) {
+        let ttl = capstan_model::parse_duration(ttl).unwrap_or(Duration::from_hours(24));
+        let row = capstan_store::pipeline::PreviewRow {
+            app: app.to_owned(),
+            parent: parent.to_owned(),
+            branch: branch.to_owned(),
+            expires_nano: now_nano().saturating_add(ttl.as_nanos() as i64),
+        };
+        if let Err(e) = self
+            .store
+            .write(move |tx| capstan_store::pipeline::set_preview(tx, &row))
+            .await
+        {
+            warn!(app, error = %e, "cannot record the preview's expiry");
+        }
+    }
+
+    /// Takes down the previews whose time is up (or whose branch is gone).
+    async fn remove_due_previews(&self) {
+        let due = match self.store.due_previews(now_nano()).await {
+            Ok(d) => d,
+            Err(e) => {
+                warn!(error = %e, "cannot read the previews");
+                return;
+            }
+        };
+        for p in due {
+            // a preview being built or deployed is left to its build
+            if self.running().values().any(|r| r.app == p.app) {
+                continue;
+            }
+            let Some(_lock) = self.locks.hold(&p.app) else {
+                continue;
+            };
+            let deployer = match self.store.current_release(p.parent.clone()).await {
+                Ok(Some(r)) => match capstan_deploy::target_of(&r) {
+                    None => self.places.local.clone(),
+                    Some(t) => match self.places.targets.get(&t) {
+                        Some(d) => d.clone(),
+                        None => continue,
+                    },
+                },
+                _ => self.places.local.clone(),
+            };
+            match deployer.take_down(&self.store, ACTOR, &p.app, true).await {
+                Ok(_) => {
+                    info!(preview = %p.app, branch = %p.branch, "a preview is removed");
+                    let app = p.app.clone();
+                    if let Err(e) = self
+                        .store
+                        .write(move |tx| capstan_store::pipeline::forget_preview(tx, &app))
+                        .await
+                    {
+                        warn!(preview = %p.app, error = %e, "cannot forget a removed preview");
+                    }
+                }
+                Err(e) => {
+                    warn!(preview = %p.app, error = %e, "cannot remove a preview; trying again");
+                }
+            }
+        }
+    }
+
     fn start(&self, mut b: BuildRow) {
         let stop = CancellationToken::new();
         let why = Arc::new(Mutex::new("cancelled"));
@@ -288,7 +353,7 @@ impl Builder {
             // fails in its first step, and says why there)
             if b.service.is_empty() {
                 b.service = this
-                    .service_of(&b.app)
+                    .service_of(&parent_of(&b))
                     .await
                     .unwrap_or_else(|_| "unknown".into());
             }
@@ -417,8 +482,10 @@ impl Builder {
         log: &mut BuildLog,
         deploying: &AtomicBool,
     ) -> Ended {
-        // what to build, from the app's source and running release
-        let source = match self.store.source(b.app.clone()).await {
+        // what to build, from the app's source and running release (a preview's: its parent's)
+        let parent = parent_of(b);
+        let preview = (parent != b.app).then(|| b.app.clone());
+        let source = match self.store.source(parent.clone()).await {
             Ok(Some(json)) => match serde_json::from_str::<crate::Source>(&json) {
                 Ok(s) => s,
                 Err(e) => return Ended::failed(format!("the app's source does not read: {e}")),
@@ -426,12 +493,11 @@ impl Builder {
             Ok(None) => return Ended::failed("the app has no source any more"),
             Err(e) => return Ended::failed(format!("cannot read the app's source: {e}")),
         };
-        let release = match self.store.current_release(b.app.clone()).await {
+        let release = match self.store.current_release(parent.clone()).await {
             Ok(Some(r)) => r,
             Ok(None) => {
                 return Ended::failed(format!(
-                    "{} was never deployed: deploy it once with capstan deploy, then pushes build and deploy it",
-                    b.app
+                    "{parent} was never deployed: deploy it once with capstan deploy, then pushes build and deploy it"
                 ));
             }
             Err(e) => return Ended::failed(format!("cannot read the app's release: {e}")),
@@ -446,7 +512,7 @@ impl Builder {
         };
         b.service.clone_from(&service);
         let image = project.services[&service].image.clone().unwrap_or_default();
-        let repo = repository_of(&image, &b.app, &service);
+        let repo = repository_of(&image, &parent, &service);
         let short: String = b.commit.chars().take(12).collect();
         let reference = format!("{repo}:{short}");
         b.image.clone_from(&reference);
@@ -509,7 +575,7 @@ impl Builder {
             };
             b.builder = if buildkit { "buildkit" } else { "classic" }.into();
             b.detail = detail.to_string();
-        self.save(b).await;
+            self.save(b).await;
             if let Err((e, at)) = self
                 .build(b, &source, &checkout, &reference, buildkit, log)
                 .await
@@ -612,7 +678,8 @@ impl Builder {
         };
         log.line("stdout", &format!("deploying {pinned}"));
         let change = ImageChange {
-            app: b.app.clone(),
+            app: parent.clone(),
+            as_app: preview.clone(),
             service: service.clone(),
             image: pinned,
             pull: false,
@@ -641,6 +708,19 @@ impl Builder {
             }
             Ok(Some((report, _))) => {
                 b.release = Some(report.release);
+                if report.outcome == Outcome::Succeeded
+                    && let (Some(app), Some(previews)) = (&preview, &source.previews)
+                {
+                    self.keep_preview(app, &parent, &b.branch, &previews.ttl)
+                        .await;
+                    log.line(
+                        "stdout",
+                        &format!(
+                            "the preview {app} runs until {} after its last push",
+                            previews.ttl
+                        ),
+                    );
+                }
                 if report.outcome == Outcome::Succeeded {
                     step(
                         detail,
@@ -802,6 +882,14 @@ impl Builder {
             })
             .ok_or_else(|| format!("the registry gave {reference} no digest"))
     }
+}
+
+/// The app whose source and release a build starts from: its own, or a preview's parent.
+fn parent_of(b: &BuildRow) -> String {
+    serde_json::from_str::<serde_json::Value>(&b.detail)
+        .ok()
+        .and_then(|d| d["preview_of"].as_str().map(str::to_owned))
+        .unwrap_or_else(|| b.app.clone())
 }
 
 /// The app's target, from its release (none: the local engine).

@@ -187,13 +187,17 @@ impl Hooks {
         let source = self.source(app).await?;
         let source_service = source.as_ref().and_then(|s| s.service.clone());
         let decision = match &source {
-            Some(source) => source.decide(&delivery),
+            Some(source) => source.decide(app, &delivery),
             None => Decision::Skip(format!(
                 "{app} has no source: set x-capstan.source in its Compose file, or PUT /api/v1/apps/{app}/source"
             )),
         };
         let (outcome, reason) = match &decision {
             Decision::Build { .. } => ("accepted", String::new()),
+            Decision::Preview { app, .. } => ("accepted", format!("a preview: {app}")),
+            Decision::RemovePreview { app } => {
+                ("accepted", format!("the preview {app} is removed"))
+            }
             Decision::Skip(why) => ("skipped", why.clone()),
         };
         let row = DeliveryRow {
@@ -215,27 +219,42 @@ impl Hooks {
                     Taken::Replay => return Ok(Received::Replay),
                     Taken::New(seq) => seq,
                 };
-                let Decision::Build {
-                    branch,
-                    commit,
-                    author,
-                    message,
-                } = decision
-                else {
-                    return Ok(Received::Skipped(reason));
+                let mut detail =
+                    serde_json::json!({ "delivery": row.delivery, "provider": row.provider });
+                let (of_app, branch, commit, author, message) = match decision {
+                    Decision::Build {
+                        branch,
+                        commit,
+                        author,
+                        message,
+                    } => (app_owned, branch, commit, author, message),
+                    Decision::Preview {
+                        app: preview,
+                        branch,
+                        commit,
+                        author,
+                        message,
+                    } => {
+                        detail["preview_of"] = app_owned.into();
+                        (preview, branch, commit, author, message)
+                    }
+                    Decision::RemovePreview { app: preview } => {
+                        capstan_store::pipeline::expire_preview(tx, &preview, now)?;
+                        return Ok(Received::Skipped(reason));
+                    }
+                    Decision::Skip(_) => return Ok(Received::Skipped(reason)),
                 };
                 let build = capstan_store::pipeline::queue_build(
                     tx,
                     &BuildRow {
-                        app: app_owned,
+                        app: of_app,
                         service: source_service.unwrap_or_default(),
                         branch,
                         commit: commit.clone(),
                         author,
                         message,
                         queued_nano: now,
-                        detail: serde_json::json!({ "delivery": row.delivery, "provider": row.provider })
-                            .to_string(),
+                        detail: detail.to_string(),
                         ..BuildRow::default()
                     },
                 )?;

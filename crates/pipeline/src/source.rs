@@ -18,8 +18,36 @@ pub enum Decision {
         author: String,
         message: String,
     },
+    /// Build this commit of another branch and deploy it as the preview app `app`.
+    Preview {
+        app: String,
+        branch: String,
+        commit: String,
+        author: String,
+        message: String,
+    },
+    /// The preview `app`'s branch is gone (or its pull request closed): remove it.
+    RemovePreview { app: String },
     /// Nothing to build, and why (journaled with the delivery).
     Skip(String),
+}
+
+/// The preview app of `app` for `branch`: `<app>-<branch>`, the branch lowercased, what is not
+/// a letter or digit made `-`, cut to fit an app's name.
+pub fn preview_app(app: &str, branch: &str) -> String {
+    let slug: String = branch
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() {
+                c.to_ascii_lowercase()
+            } else {
+                '-'
+            }
+        })
+        .collect();
+    let mut name = format!("{app}-{}", slug.trim_matches('-'));
+    name.truncate(63);
+    name.trim_end_matches('-').to_owned()
 }
 
 /// What the pipeline does with a source.
@@ -33,7 +61,7 @@ pub trait SourceExt {
     /// What `delivery` asks: a push to the source's branch that touches a watched path is
     /// built; anything else is skipped, with the reason. Pull requests are for previews,
     /// decided by their caller.
-    fn decide(&self, delivery: &Delivery) -> Decision;
+    fn decide(&self, app: &str, delivery: &Delivery) -> Decision;
 }
 
 impl SourceExt for Source {
@@ -48,6 +76,13 @@ impl SourceExt for Source {
             return Err(format!("source.branch: {:?} is not a branch", self.branch));
         }
         watched(self).map(|_| ())?;
+        if let Some(p) = &self.previews {
+            match capstan_model::parse_duration(&p.ttl) {
+                Ok(d) if d >= std::time::Duration::from_secs(1) => {}
+                Ok(_) => return Err("source.previews.ttl: at least 1s".into()),
+                Err(e) => return Err(format!("source.previews.ttl: {e}")),
+            }
+        }
         if let Some(c) = &self.credentials
             && !c.starts_with("vault:")
         {
@@ -58,18 +93,54 @@ impl SourceExt for Source {
         Ok(())
     }
 
-    fn decide(&self, delivery: &Delivery) -> Decision {
-        let Change::Push(push) = &delivery.change else {
-            return Decision::Skip(format!("a {} event builds nothing", delivery.event));
+    fn decide(&self, app: &str, delivery: &Delivery) -> Decision {
+        let previews = self.previews.as_ref();
+        let push = match &delivery.change {
+            Change::Push(p) => p,
+            Change::PullRequest(pr) => {
+                let Some(previews) = previews else {
+                    return Decision::Skip(
+                        "a pull request builds nothing: previews are off".into(),
+                    );
+                };
+                if pr.fork && !previews.forks {
+                    return Decision::Skip(format!(
+                        "pull request {} comes from a fork: previews from forks are off (previews.forks)",
+                        pr.number
+                    ));
+                }
+                let preview = preview_app(app, &pr.branch);
+                return match pr.action.as_str() {
+                    "opened" | "synchronize" | "reopened" => Decision::Preview {
+                        app: preview,
+                        branch: pr.branch.clone(),
+                        commit: pr.commit.clone(),
+                        author: pr.author.clone(),
+                        message: pr.message.clone(),
+                    },
+                    "closed" => Decision::RemovePreview { app: preview },
+                    other => Decision::Skip(format!("a pull request {other} builds nothing")),
+                };
+            }
+            Change::Other => {
+                return Decision::Skip(format!("a {} event builds nothing", delivery.event));
+            }
         };
         if push.branch.is_empty() {
             return Decision::Skip("a tag push builds nothing".into());
         }
-        if push.branch != self.branch {
+        let own = push.branch == self.branch;
+        if !own && previews.is_none() {
             return Decision::Skip(format!("a push to {}, not to {}", push.branch, self.branch));
         }
         if push.commit.is_empty() {
-            return Decision::Skip(format!("the branch {} was deleted", push.branch));
+            return if own {
+                Decision::Skip(format!("the branch {} was deleted", push.branch))
+            } else {
+                Decision::RemovePreview {
+                    app: preview_app(app, &push.branch),
+                }
+            };
         }
         match (watched(self), &push.paths) {
             (Ok(Some(set)), Some(paths)) if !paths.iter().any(|p| set.is_match(p)) => {
@@ -81,11 +152,21 @@ impl SourceExt for Source {
             // a push that cannot say what it touched is built
             _ => {}
         }
-        Decision::Build {
-            branch: push.branch.clone(),
-            commit: push.commit.clone(),
-            author: push.author.clone(),
-            message: push.message.clone(),
+        if own {
+            Decision::Build {
+                branch: push.branch.clone(),
+                commit: push.commit.clone(),
+                author: push.author.clone(),
+                message: push.message.clone(),
+            }
+        } else {
+            Decision::Preview {
+                app: preview_app(app, &push.branch),
+                branch: push.branch.clone(),
+                commit: push.commit.clone(),
+                author: push.author.clone(),
+                message: push.message.clone(),
+            }
         }
     }
 }
@@ -139,6 +220,7 @@ mod tests {
             context: None,
             dockerfile: None,
             fail_on: None,
+            previews: None,
         }
     }
 
@@ -146,27 +228,27 @@ mod tests {
     fn a_push_is_built_on_its_branch_when_it_touches_a_watched_path() {
         let s = source(&["web", "Dockerfile", "*.toml"]);
         assert!(matches!(
-            s.decide(&push("main", Some(&["web/a/b.html"]))),
+            s.decide("shop", &push("main", Some(&["web/a/b.html"]))),
             Decision::Build { .. }
         ));
         assert!(matches!(
-            s.decide(&push("main", Some(&["Dockerfile"]))),
+            s.decide("shop", &push("main", Some(&["Dockerfile"]))),
             Decision::Build { .. }
         ));
         assert!(matches!(
-            s.decide(&push("main", None)),
+            s.decide("shop", &push("main", None)),
             Decision::Build { .. }
         ));
-        let Decision::Skip(why) = s.decide(&push("main", Some(&["docs/x.md"]))) else {
+        let Decision::Skip(why) = s.decide("shop", &push("main", Some(&["docs/x.md"]))) else {
             panic!()
         };
         assert!(why.contains("none of the watched paths"), "{why}");
-        let Decision::Skip(why) = s.decide(&push("dev", Some(&["web/x"]))) else {
+        let Decision::Skip(why) = s.decide("shop", &push("dev", Some(&["web/x"]))) else {
             panic!()
         };
         assert_eq!(why, "a push to dev, not to main");
         assert!(matches!(
-            source(&[]).decide(&push("main", Some(&["x"]))),
+            source(&[]).decide("shop", &push("main", Some(&["x"]))),
             Decision::Build { .. }
         ));
     }

@@ -186,6 +186,13 @@ pub(crate) const MIGRATIONS: &[&str] = &[
         detail        TEXT NOT NULL DEFAULT '{}'
      );
      CREATE INDEX builds_by_app ON builds (app, id);",
+    // 9: the pipeline's preview apps, each removed when it expires
+    "CREATE TABLE previews (
+        app          TEXT PRIMARY KEY,
+        parent       TEXT NOT NULL,
+        branch       TEXT NOT NULL,
+        expires_nano INTEGER NOT NULL
+     );",
 ];
 
 /// Opens (creating) the SQLite database at `path` as every capstan database is opened (WAL

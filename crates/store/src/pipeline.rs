@@ -228,7 +228,8 @@ pub fn queue_build(tx: &Transaction<'_>, b: &BuildRow) -> Result<i64, Error> {
 pub fn update_build(tx: &Transaction<'_>, b: &BuildRow) -> Result<(), Error> {
     tx.execute(
         "UPDATE builds SET status = ?2, builder = ?3, started_nano = ?4, finished_nano = ?5,
-           image = ?6, digest = ?7, release = ?8, error = ?9, detail = ?10 WHERE id = ?1",
+           image = ?6, digest = ?7, release = ?8, error = ?9, detail = ?10, service = ?11
+         WHERE id = ?1",
         params![
             b.id,
             b.status,
@@ -239,7 +240,8 @@ pub fn update_build(tx: &Transaction<'_>, b: &BuildRow) -> Result<(), Error> {
             b.digest,
             b.release,
             b.error,
-            b.detail
+            b.detail,
+            b.service
         ],
     )?;
     Ok(())
@@ -322,7 +324,77 @@ pub fn fail_interrupted(tx: &Transaction<'_>, now_nano: i64) -> Result<usize, Er
     )?)
 }
 
+/// A preview app: its parent, branch and when it is removed.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct PreviewRow {
+    pub app: String,
+    pub parent: String,
+    pub branch: String,
+    pub expires_nano: i64,
+}
+
+/// Records (or extends) a preview.
+///
+/// # Errors
+/// [`Error::Sqlite`].
+pub fn set_preview(tx: &Transaction<'_>, p: &PreviewRow) -> Result<(), Error> {
+    tx.execute(
+        "INSERT INTO previews (app, parent, branch, expires_nano) VALUES (?1, ?2, ?3, ?4)
+         ON CONFLICT (app) DO UPDATE SET expires_nano = ?4",
+        params![p.app, p.parent, p.branch, p.expires_nano],
+    )?;
+    Ok(())
+}
+
+/// Makes a preview due now (its branch is gone, its pull request closed).
+///
+/// # Errors
+/// [`Error::Sqlite`].
+pub fn expire_preview(tx: &Transaction<'_>, app: &str, now_nano: i64) -> Result<(), Error> {
+    tx.execute(
+        "UPDATE previews SET expires_nano = min(expires_nano, ?2) WHERE app = ?1",
+        params![app, now_nano],
+    )?;
+    Ok(())
+}
+
+/// Forgets a preview (it was removed).
+///
+/// # Errors
+/// [`Error::Sqlite`].
+pub fn forget_preview(tx: &Transaction<'_>, app: &str) -> Result<(), Error> {
+    tx.execute("DELETE FROM previews WHERE app = ?1", [app])?;
+    Ok(())
+}
+
+/// The previews due at `now_nano`.
+///
+/// # Errors
+/// [`Error::Sqlite`].
+pub fn due_previews(conn: &Connection, now_nano: i64) -> Result<Vec<PreviewRow>, Error> {
+    let mut stmt = conn.prepare_cached(
+        "SELECT app, parent, branch, expires_nano FROM previews WHERE expires_nano <= ?1",
+    )?;
+    let rows = stmt.query_map([now_nano], |r| {
+        Ok(PreviewRow {
+            app: r.get(0)?,
+            parent: r.get(1)?,
+            branch: r.get(2)?,
+            expires_nano: r.get(3)?,
+        })
+    })?;
+    Ok(rows.collect::<Result<_, _>>()?)
+}
+
 impl Store {
+    /// [`due_previews`] on the blocking pool.
+    ///
+    /// # Errors
+    /// [`Error::Sqlite`].
+    pub async fn due_previews(&self, now_nano: i64) -> Result<Vec<PreviewRow>, Error> {
+        self.read(move |c| due_previews(c, now_nano)).await
+    }
+
     /// [`queued_builds`] on the blocking pool.
     ///
     /// # Errors

@@ -41,6 +41,14 @@ pub struct HooksArgs {
     /// above this severity (low, medium, high, critical).
     #[arg(long, requires = "repository")]
     pub fail_on: Option<capstan_model::Severity>,
+    /// With --repository: a push to another branch (or a pull request) deploys the preview
+    /// app `<app>-<branch>`, removed this long after its last push (`24h`, `30m`).
+    #[arg(long, value_name = "TTL", requires = "repository")]
+    pub previews: Option<String>,
+    /// With --previews: pull requests from forks get previews too (they run the fork's code
+    /// with the app's configs and secrets).
+    #[arg(long, requires = "previews")]
+    pub preview_forks: bool,
     /// Output format.
     #[arg(short, long, value_enum, default_value_t = Output::Table)]
     pub output: Output,
@@ -59,6 +67,10 @@ pub async fn run(args: HooksArgs) -> Result<(), Failure> {
             context: args.context.clone(),
             dockerfile: args.dockerfile.clone(),
             fail_on: args.fail_on,
+            previews: args.previews.clone().map(|ttl| capstan_model::Previews {
+                ttl,
+                forks: args.preview_forks,
+            }),
         };
         let _: GitSource = client
             .put(&format!("/api/v1/apps/{app}/source"), &source)

@@ -95,6 +95,21 @@ impl Repo {
         git(&self.work(), &["rev-parse", "HEAD"])
     }
 
+    /// Commits `files` on `branch` (made from main) and pushes it; the commit's id. The clone
+    /// is back on main after.
+    fn push_branch(&self, branch: &str, message: &str, files: &[(&str, &str)]) -> String {
+        git(&self.work(), &["checkout", "-q", "-B", branch, "main"]);
+        for (name, text) in files {
+            std::fs::write(self.work().join(name), text).unwrap();
+        }
+        git(&self.work(), &["add", "-A"]);
+        git(&self.work(), &["commit", "-q", "-m", message]);
+        git(&self.work(), &["push", "-q", &self.url, branch]);
+        let id = git(&self.work(), &["rev-parse", "HEAD"]);
+        git(&self.work(), &["checkout", "-q", "main"]);
+        id
+    }
+
     /// A post-receive hook posting each pushed branch as GitHub does, signed with `secret`.
     fn hook(&self, url: &str, secret: &str) {
         let script = format!(
@@ -333,6 +348,77 @@ async fn a_git_push_is_built_pushed_deployed_and_superseded_failed_or_gated_ones
     for status in ["succeeded", "superseded", "failed"] {
         assert!(out.contains(status), "{out}");
     }
+
+    // previews: a push to another branch deploys <app>-<branch> (no published port: the
+    // app's own are the app's), removed when its time is up; a fork's pull request is refused
+    let (code, _, err) = daemon
+        .cli(&["hooks", &app, "--repository", &repo.url, "--previews", "8s"])
+        .await;
+    assert_eq!(code, 0, "{err}");
+    let feature = repo.push_branch(
+        "feature/x",
+        "try x",
+        &[("Dockerfile", &dockerfile), ("index.html", "x\n")],
+    );
+    let preview = format!("{app}-feature-x");
+    let built = eventually(Duration::from_mins(2), "the preview's build", || async {
+        builds(&daemon, &preview)
+            .await
+            .into_iter()
+            .find(|b| b.commit == feature && !matches!(b.status.as_str(), "queued" | "running"))
+    })
+    .await;
+    assert_eq!(built.status, "succeeded", "{built:#?}");
+    assert_eq!(built.service, "web");
+    let running = engine.list_containers(false).await.unwrap();
+    assert!(
+        running
+            .iter()
+            .any(|c| capstan_testkit::replica_of(c, &preview)),
+        "the preview runs"
+    );
+    assert_eq!(served(port).await, "v4\n", "the app is untouched");
+    eventually(
+        Duration::from_mins(1),
+        "the preview removed when its time is up",
+        || async {
+            let running = engine.list_containers(true).await.unwrap();
+            (!running
+                .iter()
+                .any(|c| capstan_testkit::replica_of(c, &preview)))
+            .then_some(())
+        },
+    )
+    .await;
+    let mut pr: serde_json::Value = serde_json::from_slice(
+        &std::fs::read(
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+                .join("../../crates/pipeline/fixtures/github-pull-request.json"),
+        )
+        .unwrap(),
+    )
+    .unwrap();
+    pr["pull_request"]["head"]["sha"] = feature.clone().into();
+    let body = pr.to_string();
+    let signature =
+        capstan_pipeline::signature::sign_hex(hook["secret"].as_str().unwrap(), body.as_bytes());
+    let answer: serde_json::Value = reqwest::Client::new()
+        .post(hook["url"].as_str().unwrap())
+        .header("x-github-event", "pull_request")
+        .header("x-github-delivery", unique("pr"))
+        .header("x-hub-signature-256", format!("sha256={signature}"))
+        .body(body)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(answer["outcome"], "skipped", "{answer}");
+    assert!(
+        answer["reason"].as_str().unwrap().contains("fork"),
+        "{answer}"
+    );
 
     // the scan gate: an image with a HIGH finding from the imported advisories is stopped
     // before its push, with the findings in its record
