@@ -81,19 +81,32 @@ pub struct Places {
     pub targets: Arc<BTreeMap<String, Deployer>>,
 }
 
+/// What the builder works with.
+#[derive(Clone)]
+pub struct Setup {
+    pub store: Store,
+    /// The engine that builds (and, for apps on the local engine, runs) the images.
+    pub engine: Engine,
+    /// Credentials for base images and for pushes.
+    pub registries: Arc<CredentialSource>,
+    /// Where sources' git credentials are kept.
+    pub keyring: Keyring,
+    /// The scan gate's scanner.
+    pub scanner: capstan_scan::Scanner,
+    pub places: Places,
+    /// The apps' rollout locks, shared with every deploy.
+    pub locks: RolloutLocks,
+    /// The data dir: `git/` (the caches), `builds/` (logs, work dirs).
+    pub data: PathBuf,
+    pub options: BuildOptions,
+    /// Woken when a build is queued (the hooks' side holds it too).
+    pub queued: Arc<Notify>,
+}
+
 /// Runs the queued builds.
 #[derive(Clone)]
 pub struct Builder {
-    store: Store,
-    engine: Engine,
-    registries: Arc<CredentialSource>,
-    keyring: Keyring,
-    scanner: capstan_scan::Scanner,
-    places: Places,
-    locks: RolloutLocks,
-    data: PathBuf,
-    options: BuildOptions,
-    queued: Arc<Notify>,
+    setup: Setup,
     running: Arc<Mutex<HashMap<i64, Running>>>,
 }
 
@@ -154,30 +167,9 @@ impl Ended {
 }
 
 impl Builder {
-    #[allow(clippy::too_many_arguments)]
-    pub fn new(
-        store: Store,
-        engine: Engine,
-        registries: Arc<CredentialSource>,
-        keyring: Keyring,
-        scanner: capstan_scan::Scanner,
-        places: Places,
-        locks: RolloutLocks,
-        data: PathBuf,
-        options: BuildOptions,
-        queued: Arc<Notify>,
-    ) -> Self {
+    pub fn new(setup: Setup) -> Self {
         Self {
-            store,
-            engine,
-            registries,
-            keyring,
-            scanner,
-            places,
-            locks,
-            data,
-            options,
-            queued,
+            setup,
             running: Arc::default(),
         }
     }
@@ -190,6 +182,7 @@ impl Builder {
     /// recorded as failed at the next start).
     pub async fn run(self, shutdown: CancellationToken) {
         match self
+            .setup
             .store
             .write(|tx| capstan_store::pipeline::fail_interrupted(tx, now_nano()))
             .await
@@ -213,7 +206,7 @@ impl Builder {
                     }
                     return;
                 }
-                () = self.queued.notified() => {}
+                () = self.setup.queued.notified() => {}
                 () = tokio::time::sleep(Duration::from_secs(1)) => {}
             }
         }
@@ -222,7 +215,7 @@ impl Builder {
     /// Supersedes what newer pushes replace, then starts the oldest queued builds there is
     /// room for (one per app at a time).
     async fn start_queued(&self) -> Result<(), capstan_store::Error> {
-        let queued = self.store.queued_builds().await?;
+        let queued = self.setup.store.queued_builds().await?;
         let mut newest: BTreeMap<String, i64> = BTreeMap::new();
         for b in &queued {
             newest.insert(b.app.clone(), b.id);
@@ -230,6 +223,7 @@ impl Builder {
         for (app, id) in &newest {
             let (app2, id2) = (app.clone(), *id);
             let gone = self
+                .setup
                 .store
                 .write(move |tx| {
                     capstan_store::pipeline::supersede_queued(tx, &app2, id2, now_nano())
@@ -257,7 +251,7 @@ impl Builder {
         {
             {
                 let running = self.running();
-                if running.len() >= self.options.concurrency.max(1)
+                if running.len() >= self.setup.options.concurrency.max(1)
                     || running.values().any(|r| r.app == b.app)
                 {
                     continue;
@@ -278,6 +272,7 @@ impl Builder {
             expires_nano: now_nano().saturating_add(ttl.as_nanos() as i64),
         };
         if let Err(e) = self
+            .setup
             .store
             .write(move |tx| capstan_store::pipeline::set_preview(tx, &row))
             .await
@@ -288,7 +283,7 @@ impl Builder {
 
     /// Takes down the previews whose time is up (or whose branch is gone).
     async fn remove_due_previews(&self) {
-        let due = match self.store.due_previews(now_nano()).await {
+        let due = match self.setup.store.due_previews(now_nano()).await {
             Ok(d) => d,
             Err(e) => {
                 warn!(error = %e, "cannot read the previews");
@@ -300,24 +295,28 @@ impl Builder {
             if self.running().values().any(|r| r.app == p.app) {
                 continue;
             }
-            let Some(_lock) = self.locks.hold(&p.app) else {
+            let Some(_lock) = self.setup.locks.hold(&p.app) else {
                 continue;
             };
-            let deployer = match self.store.current_release(p.parent.clone()).await {
+            let deployer = match self.setup.store.current_release(p.parent.clone()).await {
                 Ok(Some(r)) => match capstan_deploy::target_of(&r) {
-                    None => self.places.local.clone(),
-                    Some(t) => match self.places.targets.get(&t) {
+                    None => self.setup.places.local.clone(),
+                    Some(t) => match self.setup.places.targets.get(&t) {
                         Some(d) => d.clone(),
                         None => continue,
                     },
                 },
-                _ => self.places.local.clone(),
+                _ => self.setup.places.local.clone(),
             };
-            match deployer.take_down(&self.store, ACTOR, &p.app, true).await {
+            match deployer
+                .take_down(&self.setup.store, ACTOR, &p.app, true)
+                .await
+            {
                 Ok(_) => {
                     info!(preview = %p.app, branch = %p.branch, "a preview is removed");
                     let app = p.app.clone();
                     if let Err(e) = self
+                        .setup
                         .store
                         .write(move |tx| capstan_store::pipeline::forget_preview(tx, &app))
                         .await
@@ -358,14 +357,14 @@ impl Builder {
                     .unwrap_or_else(|_| "unknown".into());
             }
             this.save(&b).await;
-            let path = log_path(&logs_dir(&this.data), &b.app, &b.service, b.id);
+            let path = log_path(&logs_dir(&this.setup.data), &b.app, &b.service, b.id);
             let mut log = BuildLog::open(path);
             info!(build = b.id, app = %b.app, commit = %b.commit, "build started");
             let ended = tokio::select! {
-                r = tokio::time::timeout(this.options.timeout, this.steps(&mut b, &mut log, &deploying)) => {
+                r = tokio::time::timeout(this.setup.options.timeout, this.steps(&mut b, &mut log, &deploying)) => {
                     r.unwrap_or_else(|_| Ended::failed(format!(
                         "the build took longer than {} s ([pipeline] timeout)",
-                        this.options.timeout.as_secs()
+                        this.setup.options.timeout.as_secs()
                     )))
                 }
                 () = stop.cancelled() => {
@@ -392,17 +391,22 @@ impl Builder {
             info!(build = b.id, app = %b.app, status = %b.status, "build ended");
             let _ = std::fs::remove_dir_all(this.work_dir(b.id));
             this.running().remove(&b.id);
-            this.queued.notify_one();
+            this.setup.queued.notify_one();
         });
     }
 
     fn work_dir(&self, id: i64) -> PathBuf {
-        self.data.join("builds").join("work").join(id.to_string())
+        self.setup
+            .data
+            .join("builds")
+            .join("work")
+            .join(id.to_string())
     }
 
     async fn save(&self, b: &BuildRow) {
         let row = b.clone();
         if let Err(e) = self
+            .setup
             .store
             .write(move |tx| capstan_store::pipeline::update_build(tx, &row))
             .await
@@ -424,7 +428,7 @@ impl Builder {
             *r.why.lock().unwrap_or_else(PoisonError::into_inner) = "cancelled";
             r.stop.cancel();
         }
-        let found = self.store.build(id).await.map_err(|e| {
+        let found = self.setup.store.build(id).await.map_err(|e| {
             warn!(build = id, error = %e, "cannot read a build");
             CancelError::NotFound(id)
         })?;
@@ -450,12 +454,14 @@ impl Builder {
     /// The service the app's builds build, from its source and running release.
     async fn service_of(&self, app: &str) -> Result<String, String> {
         let source = self
+            .setup
             .store
             .source(app.to_owned())
             .await
             .map_err(|e| e.to_string())?
             .and_then(|j| serde_json::from_str::<crate::Source>(&j).ok());
         let release = self
+            .setup
             .store
             .current_release(app.to_owned())
             .await
@@ -485,7 +491,7 @@ impl Builder {
         // what to build, from the app's source and running release (a preview's: its parent's)
         let parent = parent_of(b);
         let preview = (parent != b.app).then(|| b.app.clone());
-        let source = match self.store.source(parent.clone()).await {
+        let source = match self.setup.store.source(parent.clone()).await {
             Ok(Some(json)) => match serde_json::from_str::<crate::Source>(&json) {
                 Ok(s) => s,
                 Err(e) => return Ended::failed(format!("the app's source does not read: {e}")),
@@ -493,7 +499,7 @@ impl Builder {
             Ok(None) => return Ended::failed("the app has no source any more"),
             Err(e) => return Ended::failed(format!("cannot read the app's source: {e}")),
         };
-        let release = match self.store.current_release(parent.clone()).await {
+        let release = match self.setup.store.current_release(parent.clone()).await {
             Ok(Some(r)) => r,
             Ok(None) => {
                 return Ended::failed(format!(
@@ -536,7 +542,7 @@ impl Builder {
         if let Err(e) = std::fs::create_dir_all(&checkout) {
             return Ended::failed(format!("cannot make {}: {e}", checkout.display()));
         }
-        let cache = self.data.join("git");
+        let cache = self.setup.data.join("git");
         let fetched = crate::git::checkout(
             &cache,
             &source.repository,
@@ -555,6 +561,7 @@ impl Builder {
 
         // build, unless the commit's image is here already
         let exists = self
+            .setup
             .engine
             .inspect_image(&reference)
             .await
@@ -568,10 +575,10 @@ impl Builder {
             );
             step(detail, "build", "skipped", "the commit's image exists");
         } else {
-            let buildkit = match self.options.builder {
+            let buildkit = match self.setup.options.builder {
                 BuilderChoice::Classic => false,
                 BuilderChoice::BuildKit => true,
-                BuilderChoice::Auto => self.engine.has_buildkit().await.unwrap_or(false),
+                BuilderChoice::Auto => self.setup.engine.has_buildkit().await.unwrap_or(false),
             };
             b.builder = if buildkit { "buildkit" } else { "classic" }.into();
             b.detail = detail.to_string();
@@ -592,7 +599,7 @@ impl Builder {
         // the scan gate, before anything leaves this host
         if let Some(fail_on) = source.fail_on {
             log.line("stdout", &format!("scanning {reference} (gate: {fail_on})"));
-            let report = match self.scanner.scan(&reference, false).await {
+            let report = match self.setup.scanner.scan(&reference, false).await {
                 Ok(r) => r,
                 Err(e) => {
                     // not knowing is not passing
@@ -656,7 +663,7 @@ impl Builder {
         } else {
             // no registry to push to: the local engine runs it by its tag, and the record
             // keeps the image id
-            if let Ok(Some(i)) = self.engine.inspect_image(&reference).await {
+            if let Ok(Some(i)) = self.setup.engine.inspect_image(&reference).await {
                 b.digest = i.id;
             }
             step(detail, "push", "skipped", "the image has no registry");
@@ -665,13 +672,14 @@ impl Builder {
         b.detail = detail.to_string();
         self.save(b).await;
         deploying.store(true, Ordering::SeqCst);
-        let Some(_lock) = capstan_deploy::hold_when_free(&self.locks, &b.app, LOCK_WAIT).await
+        let Some(_lock) =
+            capstan_deploy::hold_when_free(&self.setup.locks, &b.app, LOCK_WAIT).await
         else {
             return Ended::failed("the app stayed busy (another deploy) for 10 minutes");
         };
         let deployer = match crate_target(&release) {
-            None => self.places.local.clone(),
-            Some(t) => match self.places.targets.get(&t) {
+            None => self.setup.places.local.clone(),
+            Some(t) => match self.setup.places.targets.get(&t) {
                 Some(d) => d.clone(),
                 None => return Ended::failed(format!("the app's target {t} is not configured")),
             },
@@ -693,7 +701,7 @@ impl Builder {
             }}),
             actor: ACTOR.to_owned(),
         };
-        match deployer.redeploy_image(&self.store, &change).await {
+        match deployer.redeploy_image(&self.setup.store, &change).await {
             Ok(None) => {
                 step(
                     detail,
@@ -757,7 +765,7 @@ impl Builder {
             .strip_prefix("vault:")
             .ok_or_else(|| format!("source.credentials: {reference:?} must be vault:NAME"))?
             .to_owned();
-        let keyring = self.keyring.clone();
+        let keyring = self.setup.keyring.clone();
         let n = name.clone();
         let got = tokio::task::spawn_blocking(move || keyring.get(&n))
             .await
@@ -813,6 +821,7 @@ impl Builder {
         let text = std::fs::read_to_string(context.join(&dockerfile)).unwrap_or_default();
         let args = BTreeMap::new();
         let credentials = self
+            .setup
             .registries
             .for_dockerfile(&text, &args)
             .await
@@ -831,11 +840,12 @@ impl Builder {
             target: None,
             labels,
             credentials,
-            memory: self.options.memory,
+            memory: self.setup.options.memory,
         };
         if buildkit {
             log.line("stdout", &format!("building {reference} (BuildKit)"));
             let outcome = self
+                .setup
                 .engine
                 .build_buildkit(ctx, reference, &mut |l| log.line("stdout", l))
                 .await
@@ -847,6 +857,7 @@ impl Builder {
         }
         log.line("stdout", &format!("building {reference} (classic builder)"));
         Ok(self
+            .setup
             .engine
             .build_logged(ctx, reference, &mut |l| log.line("stdout", l))
             .await
@@ -857,16 +868,19 @@ impl Builder {
     async fn push(&self, reference: &str, repo: &str) -> Result<String, String> {
         let registry = repo.split('/').next().unwrap_or_default();
         let auth = self
+            .setup
             .registries
             .for_registry(registry)
             .await
             .map_err(|e| format!("cannot read the credentials for {registry}: {e}"))?
             .map(|(a, _)| a);
-        self.engine
+        self.setup
+            .engine
             .push(reference, auth.as_ref())
             .await
             .map_err(|e| format!("cannot push {reference}: {e}"))?;
         let image = self
+            .setup
             .engine
             .inspect_image(reference)
             .await

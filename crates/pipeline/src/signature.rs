@@ -131,8 +131,7 @@ pub fn verify(
             why: "not a hex HMAC-SHA256".into(),
         })?;
         return if hmac_sha256(secret.as_bytes(), &[body])
-            .verify_slice(&proof)
-            .is_ok()
+            .is_some_and(|m| constant_time_eq(&m, &proof))
         {
             Ok(provider)
         } else {
@@ -181,7 +180,7 @@ fn gitlab_signed(
             ],
         );
         // every candidate is checked, so the time does not say which one matched
-        matched |= mac.verify_slice(&proof).is_ok();
+        matched |= mac.is_some_and(|m| constant_time_eq(&m, &proof));
     }
     if !matched {
         return Err(Refusal::Mismatch("gitlab_signed"));
@@ -202,14 +201,14 @@ fn signing_key(secret: &str) -> Vec<u8> {
         .unwrap_or_else(|| secret.as_bytes().to_vec())
 }
 
-fn hmac_sha256(key: &[u8], parts: &[&[u8]]) -> hmac::Hmac<sha2::Sha256> {
-    // HMAC takes a key of any length
-    let mut mac = <hmac::Hmac<sha2::Sha256> as hmac::digest::KeyInit>::new_from_slice(key)
-        .unwrap_or_else(|_| unreachable!("HMAC accepts every key length"));
+/// The HMAC-SHA256 of `parts` under `key` (`None` never comes: HMAC takes a key of any
+/// length; a caller takes it as no match).
+fn hmac_sha256(key: &[u8], parts: &[&[u8]]) -> Option<[u8; 32]> {
+    let mut mac = <hmac::Hmac<sha2::Sha256> as hmac::digest::KeyInit>::new_from_slice(key).ok()?;
     for p in parts {
         mac.update(p);
     }
-    mac
+    Some(mac.finalize().into_bytes().into())
 }
 
 /// Lowercase hex of `bytes`.
@@ -244,9 +243,9 @@ pub fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
 /// The hex HMAC-SHA256 of `body` under `secret`, as GitHub, Gitea, Forgejo and the generic
 /// form send it (without GitHub's `sha256=`): for senders, tests and `capstan hooks --test`.
 pub fn sign_hex(secret: &str, body: &[u8]) -> String {
-    hex(&hmac_sha256(secret.as_bytes(), &[body])
-        .finalize()
-        .into_bytes())
+    hmac_sha256(secret.as_bytes(), &[body])
+        .map(|m| hex(&m))
+        .unwrap_or_default()
 }
 
 /// The Standard Webhooks `v1,<base64>` signature GitLab sends with a signing token.
@@ -258,7 +257,7 @@ pub fn sign_standard(secret: &str, id: &str, timestamp: i64, body: &[u8]) -> Str
     );
     format!(
         "v1,{}",
-        base64::engine::general_purpose::STANDARD.encode(mac.finalize().into_bytes())
+        base64::engine::general_purpose::STANDARD.encode(mac.unwrap_or_default())
     )
 }
 

@@ -470,21 +470,21 @@ pub(super) fn start_pipeline(
         base.keyring.clone(),
         Arc::clone(&queued),
     );
-    let builder = capstan_pipeline::Builder::new(
-        base.store.clone(),
-        base.engine.clone(),
-        Arc::clone(&base.registries),
-        base.keyring.clone(),
-        scanner.clone(),
-        capstan_pipeline::Places {
+    let builder = capstan_pipeline::Builder::new(capstan_pipeline::builder::Setup {
+        store: base.store.clone(),
+        engine: base.engine.clone(),
+        registries: Arc::clone(&base.registries),
+        keyring: base.keyring.clone(),
+        scanner: scanner.clone(),
+        places: capstan_pipeline::Places {
             local: deploy.deployer.clone(),
             targets: Arc::new(deploy.places.clone()),
         },
-        rollouts.clone(),
-        base.data.clone(),
-        config.options(),
+        locks: rollouts.clone(),
+        data: base.data.clone(),
+        options: config.options(),
         queued,
-    );
+    });
     tokio::spawn(builder.clone().run(base.shutdown.clone()));
     Pipeline { hooks, builder }
 }

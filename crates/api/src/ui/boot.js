@@ -12,7 +12,7 @@ const RELOADS = 3;
 /** Every module of the page (a test holds this list to the files served). */
 const MODULES = [
   "app.js", "core.js", "format.js", "html.js", "release.js", "widgets.js",
-  "pages/access.js", "pages/alerts.js", "pages/apps.js", "pages/containers.js",
+  "pages/access.js", "pages/alerts.js", "pages/apps.js", "pages/builds.js", "pages/containers.js",
   "pages/events.js", "pages/images.js", "pages/logs.js", "pages/metrics.js",
   "pages/overview.js", "pages/security.js", "pages/signin.js",
 ];
