@@ -790,23 +790,14 @@ impl Builder {
         buildkit: bool,
         log: &mut BuildLog,
     ) -> Result<(), (String, Option<String>)> {
-        self.build_with(b, source, checkout, reference, buildkit, log)
-            .await
-            .map_err(|e| (e, None))?
-    }
-
-    async fn build_with(
-        &self,
-        b: &BuildRow,
-        source: &crate::Source,
-        checkout: &std::path::Path,
-        reference: &str,
-        buildkit: bool,
-        log: &mut BuildLog,
-    ) -> Result<Result<(), (String, Option<String>)>, String> {
+        let failed = |e: String| (e, None);
         let context = match &source.context {
             Some(c) if !c.split('/').any(|s| s == "..") => checkout.join(c.trim_start_matches('/')),
-            Some(c) => return Err(format!("source.context: {c:?} leaves the repository")),
+            Some(c) => {
+                return Err(failed(format!(
+                    "source.context: {c:?} leaves the repository"
+                )));
+            }
             None => checkout.to_owned(),
         };
         let dockerfile = source
@@ -816,8 +807,13 @@ impl Builder {
         let (dir, file) = (context.clone(), dockerfile.clone());
         let tar = tokio::task::spawn_blocking(move || crate::context::pack(&dir, &file))
             .await
-            .map_err(|e| e.to_string())?
-            .map_err(|e| format!("cannot pack the build context {}: {e}", context.display()))?;
+            .map_err(|e| failed(e.to_string()))?
+            .map_err(|e| {
+                failed(format!(
+                    "cannot pack the build context {}: {e}",
+                    context.display()
+                ))
+            })?;
         let text = std::fs::read_to_string(context.join(&dockerfile)).unwrap_or_default();
         let args = BTreeMap::new();
         let credentials = self
@@ -825,7 +821,7 @@ impl Builder {
             .registries
             .for_dockerfile(&text, &args)
             .await
-            .map_err(|e| format!("cannot read the base images' credentials: {e}"))?;
+            .map_err(|e| failed(format!("cannot read the base images' credentials: {e}")))?;
         let mut labels = capstan_deploy::labels(&b.app, Some(&b.service), &[]);
         labels.insert("org.opencontainers.image.revision".into(), b.commit.clone());
         labels.insert(
@@ -849,19 +845,18 @@ impl Builder {
                 .engine
                 .build_buildkit(ctx, reference, &mut |l| log.line("stdout", l))
                 .await
-                .map_err(|e| format!("the engine refused the build: {e}"))?;
-            return Ok(match outcome.error {
+                .map_err(|e| failed(format!("the engine refused the build: {e}")))?;
+            return match outcome.error {
                 None => Ok(()),
                 Some(e) => Err((format!("the build failed: {e}"), outcome.failed_step)),
-            });
+            };
         }
         log.line("stdout", &format!("building {reference} (classic builder)"));
-        Ok(self
-            .setup
+        self.setup
             .engine
             .build_logged(ctx, reference, &mut |l| log.line("stdout", l))
             .await
-            .map_err(|e| (format!("the build failed: {e}"), None)))
+            .map_err(|e| failed(format!("the build failed: {e}")))
     }
 
     /// Pushes `reference` and returns the digest the registry gave it.
