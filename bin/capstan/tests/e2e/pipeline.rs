@@ -3,132 +3,12 @@
 //! app's secret (openssl computes the HMAC, curl sends it), the run's real engine building
 //! and its real registry receiving the image, and the app's rollout serving the new content.
 
-use std::os::unix::fs::PermissionsExt as _;
-use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use capstan_model::{Build, Release};
-use capstan_testkit::{Daemon, eventually, free_port, unique};
+use capstan_testkit::{Daemon, GitServer, eventually, free_port, unique};
 
 use crate::bin;
-
-/// A bare repository served by `git daemon` (fetch and push, on a loopback port), and a
-/// working clone that commits and pushes to it.
-struct Repo {
-    dir: tempfile::TempDir,
-    url: String,
-    _daemon: tokio::process::Child,
-}
-
-fn git(dir: &Path, args: &[&str]) -> String {
-    let out = std::process::Command::new("git")
-        .args(args)
-        .current_dir(dir)
-        .env("GIT_AUTHOR_NAME", "Pat Pusher")
-        .env("GIT_AUTHOR_EMAIL", "pat@example.com")
-        .env("GIT_COMMITTER_NAME", "Pat Pusher")
-        .env("GIT_COMMITTER_EMAIL", "pat@example.com")
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "git {args:?}: {}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).trim().to_owned()
-}
-
-impl Repo {
-    async fn start() -> Self {
-        let dir = tempfile::tempdir().unwrap();
-        git(
-            dir.path(),
-            &["init", "-q", "--bare", "-b", "main", "shop.git"],
-        );
-        git(dir.path(), &["init", "-q", "-b", "main", "work"]);
-        let port = free_port();
-        let daemon = tokio::process::Command::new("git")
-            .args([
-                "daemon",
-                "--reuseaddr",
-                "--export-all",
-                "--enable=receive-pack",
-                "--listen=127.0.0.1",
-                &format!("--port={port}"),
-                &format!("--base-path={}", dir.path().display()),
-            ])
-            .arg(dir.path())
-            // (its children serve connections: they must not hold the test's output open)
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null())
-            .kill_on_drop(true)
-            .spawn()
-            .unwrap();
-        let url = format!("git://127.0.0.1:{port}/shop.git");
-        eventually(Duration::from_secs(10), "git daemon answering", || async {
-            tokio::net::TcpStream::connect(("127.0.0.1", port))
-                .await
-                .ok()
-                .map(drop)
-        })
-        .await;
-        Self {
-            dir,
-            url,
-            _daemon: daemon,
-        }
-    }
-
-    fn work(&self) -> PathBuf {
-        self.dir.path().join("work")
-    }
-
-    /// Writes `files`, commits them and pushes; the commit's id.
-    fn push(&self, message: &str, files: &[(&str, &str)]) -> String {
-        for (name, text) in files {
-            std::fs::write(self.work().join(name), text).unwrap();
-        }
-        git(&self.work(), &["add", "-A"]);
-        git(&self.work(), &["commit", "-q", "-m", message]);
-        git(&self.work(), &["push", "-q", &self.url, "main"]);
-        git(&self.work(), &["rev-parse", "HEAD"])
-    }
-
-    /// Commits `files` on `branch` (made from main) and pushes it; the commit's id. The clone
-    /// is back on main after.
-    fn push_branch(&self, branch: &str, message: &str, files: &[(&str, &str)]) -> String {
-        git(&self.work(), &["checkout", "-q", "-B", branch, "main"]);
-        for (name, text) in files {
-            std::fs::write(self.work().join(name), text).unwrap();
-        }
-        git(&self.work(), &["add", "-A"]);
-        git(&self.work(), &["commit", "-q", "-m", message]);
-        git(&self.work(), &["push", "-q", &self.url, branch]);
-        let id = git(&self.work(), &["rev-parse", "HEAD"]);
-        git(&self.work(), &["checkout", "-q", "main"]);
-        id
-    }
-
-    /// A post-receive hook posting each pushed branch as GitHub does, signed with `secret`.
-    fn hook(&self, url: &str, secret: &str) {
-        let script = format!(
-            r#"#!/bin/sh
-while read old new ref; do
-  message=$(git log -1 --format=%s "$new")
-  body=$(printf '{{"ref":"%s","before":"%s","after":"%s","head_commit":{{"id":"%s","message":"%s","author":{{"name":"Pat Pusher"}}}},"commits":[]}}' "$ref" "$old" "$new" "$new" "$message")
-  sig=$(printf '%s' "$body" | openssl dgst -sha256 -hmac '{secret}' | sed 's/^.*= //')
-  curl -sS -o /dev/null -H 'X-GitHub-Event: push' -H "X-GitHub-Delivery: $new" \
-    -H "X-Hub-Signature-256: sha256=$sig" -H 'Content-Type: application/json' \
-    --data-binary "$body" '{url}'
-done
-"#
-        );
-        let path = self.dir.path().join("shop.git/hooks/post-receive");
-        std::fs::write(&path, script).unwrap();
-        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).unwrap();
-    }
-}
 
 /// The app's Dockerfile; `FROM` an image of the run's registry (BuildKit resolves base
 /// images in their registry, never the engine's own store).
@@ -195,7 +75,7 @@ async fn a_git_push_is_built_pushed_deployed_and_superseded_failed_or_gated_ones
         "[logs]\ncontainers = [\"capt-none-*\"]\n",
     )
     .await;
-    let repo = Repo::start().await;
+    let repo = GitServer::start("shop").await;
     let app = unique("pipe");
     let port = free_port();
     let image = format!("{}/capt/{app}", capstan_testkit::registry());
