@@ -270,6 +270,7 @@ fn protected() -> Routes {
         .get("/api/v1/builds", VIEWER, builds::list)
         .get("/api/v1/builds/{id}", VIEWER, builds::one)
         .post("/api/v1/builds/{id}/cancel", OPERATOR, builds::cancel)
+        .post("/api/v1/builds/{id}/retry", OPERATOR, builds::retry)
         .get("/api/v1/apps/{app}/hooks", VIEWER, hooks::info)
         .post("/api/v1/apps/{app}/hooks", OPERATOR, hooks::new_secret)
         .put("/api/v1/apps/{app}/source", OPERATOR, hooks::set_source)

@@ -52,6 +52,7 @@ use crate::routes;
         routes::builds::list,
         routes::builds::one,
         routes::builds::cancel,
+        routes::builds::retry,
         routes::hooks::info,
         routes::hooks::new_secret,
         routes::hooks::set_source,

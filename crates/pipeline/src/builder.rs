@@ -129,6 +129,17 @@ pub enum CancelError {
     Deploying(i64),
 }
 
+/// Why a build cannot be run again.
+#[derive(Debug, thiserror::Error)]
+pub enum RetryError {
+    #[error("no build {0}")]
+    NotFound(i64),
+    #[error("build {id} is {status}: wait for its end, or cancel it (capstan builds cancel {id})")]
+    NotEnded { id: i64, status: String },
+    #[error(transparent)]
+    Store(#[from] capstan_store::Error),
+}
+
 fn now_nano() -> i64 {
     chrono::Utc::now().timestamp_nanos_opt().unwrap_or_default()
 }
@@ -449,6 +460,50 @@ impl Builder {
                 status: b.status,
             }),
         }
+    }
+
+    /// Queues the commit of ended build `id` again, as a new build of the same app (a
+    /// preview's too) that names the one it retries and who asked. Its image is built only if
+    /// it is not here already; it is pushed and deployed like any push's.
+    ///
+    /// # Errors
+    /// A [`RetryError`].
+    pub async fn retry(&self, id: i64, by: &str) -> Result<BuildRow, RetryError> {
+        let Some(old) = self.setup.store.build(id).await? else {
+            return Err(RetryError::NotFound(id));
+        };
+        if matches!(old.status.as_str(), "queued" | "running") {
+            return Err(RetryError::NotEnded {
+                id,
+                status: old.status,
+            });
+        }
+        let was: serde_json::Value = serde_json::from_str(&old.detail).unwrap_or_default();
+        let mut detail = serde_json::json!({ "retry_of": id, "by": by });
+        if let Some(parent) = was.get("preview_of") {
+            detail["preview_of"] = parent.clone();
+        }
+        let mut b = BuildRow {
+            app: old.app,
+            service: old.service,
+            branch: old.branch,
+            commit: old.commit,
+            author: old.author,
+            message: old.message,
+            status: "queued".into(),
+            queued_nano: now_nano(),
+            detail: detail.to_string(),
+            ..BuildRow::default()
+        };
+        let row = b.clone();
+        b.id = self
+            .setup
+            .store
+            .write(move |tx| capstan_store::pipeline::queue_build(tx, &row))
+            .await?;
+        info!(build = b.id, retry_of = id, by, "a build is queued again");
+        self.setup.queued.notify_one();
+        Ok(b)
     }
 
     /// The service the app's builds build, from its source and running release.

@@ -18,7 +18,7 @@ pub mod payload;
 pub mod signature;
 pub mod source;
 
-pub use builder::{BuildOptions, Builder, CancelError, Places};
+pub use builder::{BuildOptions, Builder, CancelError, Places, RetryError};
 pub use config::PipelineConfig;
 pub use error::Error;
 pub use hooks::{Hooks, MAX_BODY, Received};

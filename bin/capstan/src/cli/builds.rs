@@ -1,5 +1,5 @@
-//! `capstan builds`: the builds git pushes queued, their logs (live with -f), and cancelling
-//! one.
+//! `capstan builds`: the builds git pushes queued, their logs (live with -f), cancelling one
+//! and running one again.
 
 use capstan_model::{Build, ExitStatus, LogLine};
 use clap::{Args, Subcommand};
@@ -32,6 +32,9 @@ pub enum BuildsCommand {
     Cancel { id: i64 },
     /// Show one build: its steps, why it failed.
     Show { id: i64 },
+    /// Build, push and deploy an ended build's commit again, as a new build (a failed push or
+    /// deploy retried, or a cancelled build run after all).
+    Retry { id: i64 },
 }
 
 fn ended(status: &str) -> bool {
@@ -53,6 +56,25 @@ pub async fn run(args: BuildsArgs) -> Result<(), Failure> {
                 return print_json(&b);
             }
             println!("build {id} of {}: cancelled", b.app);
+            Ok(())
+        }
+        Some(BuildsCommand::Retry { id }) => {
+            let b: Build = client
+                .post(
+                    &format!("/api/v1/builds/{id}/retry"),
+                    &serde_json::json!({}),
+                )
+                .await?;
+            if args.output == Output::Json {
+                return print_json(&b);
+            }
+            println!(
+                "build {} of {} queued: {} again (capstan builds logs {} -f)",
+                b.id,
+                b.app,
+                b.commit.chars().take(12).collect::<String>(),
+                b.id
+            );
             Ok(())
         }
         Some(BuildsCommand::Show { id }) => {
@@ -115,6 +137,12 @@ fn show(b: &Build) {
     }
     if let Some(r) = b.release {
         println!("release  {r}");
+    }
+    if let Some(of) = b.detail["retry_of"].as_i64() {
+        println!(
+            "retries  build {of} (asked by {})",
+            b.detail["by"].as_str().unwrap_or_default()
+        );
     }
     for s in b.detail["steps"].as_array().into_iter().flatten() {
         println!(

@@ -169,6 +169,15 @@ async fn a_git_push_is_built_pushed_deployed_and_superseded_failed_or_gated_ones
             .find(|b| b.commit == v3 && b.status == "running")
     })
     .await;
+    // a running build cannot be run again; one that is not there neither
+    let (code, _, err) = daemon
+        .cli(&["builds", "retry", &running.id.to_string()])
+        .await;
+    assert_ne!(code, 0);
+    assert!(err.contains("wait for its end"), "{err}");
+    let (code, _, err) = daemon.cli(&["builds", "retry", "999999"]).await;
+    assert_ne!(code, 0);
+    assert!(err.contains("no build 999999"), "{err}");
     // its page in a browser: its log live, and its status as it changes
     let browser = capstan_testkit::Browser::start().await;
     let client = browser.client(1280, 900).await;
@@ -372,6 +381,110 @@ async fn a_git_push_is_built_pushed_deployed_and_superseded_failed_or_gated_ones
     let gated_releases: Vec<Release> = daemon.get(&format!("/api/v1/apps/{app}/releases")).await;
     assert_eq!(gated_releases.len(), releases.len(), "nothing deployed");
     assert_eq!(served(port).await, "v4\n");
+
+    // the superseded v3 wanted after all: run again from its page, it is built, pushed and
+    // deployed as a new build that names the one it retries
+    crate::dashboard::goto(&client, &daemon, &format!("#/builds/{}", third.id)).await;
+    crate::dashboard::wait_text(&client, "#build-status", "superseded").await;
+    // (a hidden button has no text: shown once the page knows the build ended)
+    crate::dashboard::wait_text(&client, "#build-retry", "again").await;
+    client
+        .find(fantoccini::Locator::Css("#build-retry"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    crate::dashboard::wait_text(&client, "#main", &format!("build {} again", third.id)).await;
+    crate::dashboard::wait_text(&client, "#build-status", "succeeded").await;
+    let again = builds(&daemon, &app)
+        .await
+        .into_iter()
+        .find(|b| b.detail["retry_of"] == third.id)
+        .unwrap_or_else(|| panic!("no retry of build {}", third.id));
+    assert_eq!(
+        (again.status.as_str(), again.commit.as_str()),
+        ("succeeded", v3.as_str()),
+        "{again:#?}"
+    );
+    // who asked: the token the browser signed in with, as the ledger names the hand deploy
+    let by_hand = &releases.last().unwrap().actor;
+    assert_eq!(again.detail["by"], by_hand.as_str(), "{again:#?}");
+    assert_eq!(served(port).await, "v3\n");
+
+    let (code, _, err) = daemon.cli(&["down", &app]).await;
+    assert_eq!(code, 0, "{err}");
+}
+
+/// With `builder = "classic"`, the engine's classic builder builds: a base image that exists
+/// only in the engine's own store works (BuildKit would look for it in a registry), the
+/// record says `classic`, the log has the builder's own steps, and a failing step is named
+/// as the classic builder numbers it.
+#[tokio::test]
+async fn the_classic_builder_builds_from_a_local_base_and_names_its_failed_step() {
+    let engine = capstan_testkit::engine().await;
+    capstan_testkit::ensure_busybox(&engine).await;
+    let daemon = Daemon::start_with(
+        bin(),
+        engine.host(),
+        "[logs]\ncontainers = [\"capt-none-*\"]\n\n[pipeline]\nbuilder = \"classic\"\n",
+    )
+    .await;
+    let repo = GitServer::start("classic").await;
+    let app = unique("pipe-classic");
+    let port = free_port();
+    let image = format!("{}/capt/{app}", capstan_testkit::registry());
+    // capstan-test/busybox:1 is made by the engine's import API: in no registry
+    let dockerfile = DOCKERFILE.replace("BASE", capstan_testkit::BUSYBOX);
+    repo.push(
+        "first",
+        &[
+            ("Dockerfile", &dockerfile),
+            ("index.html", "c1\n"),
+            ("compose.yaml", &compose(&image, port, &repo.url)),
+        ],
+    );
+    let (code, out, err) = daemon
+        .cli_in(&repo.work(), &["deploy", "-p", &app], &[])
+        .await;
+    assert_eq!(code, 0, "{out}{err}");
+    let (code, out, err) = daemon.cli(&["hooks", &app, "-o", "json"]).await;
+    assert_eq!(code, 0, "{out}{err}");
+    let hook: serde_json::Value = serde_json::from_str(&out).unwrap();
+    repo.hook(
+        hook["url"].as_str().unwrap(),
+        hook["secret"].as_str().unwrap(),
+    );
+
+    let c2 = repo.push("serve c2", &[("index.html", "c2\n")]);
+    let built = ended(&daemon, &app, &c2).await;
+    assert_eq!(built.status, "succeeded", "{built:#?}");
+    assert_eq!(built.builder, "classic");
+    assert!(built.digest.starts_with("sha256:"), "{built:#?}");
+    assert_eq!(served(port).await, "c2\n");
+    let (code, out, err) = daemon.cli(&["builds", "logs", &built.id.to_string()]).await;
+    assert_eq!(code, 0, "{err}");
+    assert!(
+        out.lines()
+            .any(|l| l.contains("COPY index.html /www/index.html") && l.contains("Step 3/")),
+        "{out}"
+    );
+
+    let broken = dockerfile.replace(
+        "COPY index.html /www/index.html",
+        "RUN echo about to fail && exit 4",
+    );
+    let c3 = repo.push("broken", &[("Dockerfile", &broken)]);
+    let failed = ended(&daemon, &app, &c3).await;
+    assert_eq!(failed.status, "failed", "{failed:#?}");
+    assert_eq!(failed.builder, "classic");
+    let at = failed.detail["failed_at"].as_str().unwrap_or_default();
+    assert!(
+        at.starts_with("Step 3/") && at.ends_with("RUN echo about to fail && exit 4"),
+        "{failed:#?}"
+    );
+    assert_eq!(failed.release, None);
+    assert_eq!(served(port).await, "c2\n", "nothing deployed");
 
     let (code, _, err) = daemon.cli(&["down", &app]).await;
     assert_eq!(code, 0, "{err}");

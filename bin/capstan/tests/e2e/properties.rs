@@ -390,6 +390,67 @@ async fn made_on_purpose(daemon: &Daemon, off: &Daemon, own: &mut OwnEngine) -> 
         )
         .await;
     note("POST", "/api/v1/builds/{id}/cancel", status);
+    // running it again queues its commit anew; a build that runs still (the app deployed, its
+    // fetch held by a server that never answers) cannot be run again yet
+    let (status, again) = daemon
+        .post_raw(
+            &format!("/api/v1/builds/{build}/retry"),
+            &serde_json::json!({}),
+        )
+        .await;
+    assert_eq!(again["detail"]["retry_of"], build, "{again}");
+    note("POST", "/api/v1/builds/{id}/retry", status);
+    let (status, said) = daemon
+        .post_text(
+            "/api/v1/apps/st-hooked/deploy",
+            "application/yaml",
+            "services:\n  web:\n    image: capstan-test/busybox:1\n    command: [\"sleep\", \"600\"]\n".to_owned(),
+        )
+        .await;
+    assert_eq!(status, 200, "{said}");
+    let silent = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let (status, _) = daemon
+        .put_raw(
+            "/api/v1/apps/st-hooked/source",
+            &serde_json::json!({"repository": format!("git://{}/none.git", silent.local_addr().unwrap())}),
+        )
+        .await;
+    assert_eq!(status, 200);
+    let push = br#"{"ref":"refs/heads/main","after":"1123456789012345678901234567890123456789","commits":[]}"#;
+    let queued: serde_json::Value = http
+        .post(url("/api/v1/hooks/git/st-hooked"))
+        .header("x-hub-signature-256", signed(push))
+        .header("x-github-event", "push")
+        .body(&push[..])
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let held = queued["build"]
+        .as_i64()
+        .unwrap_or_else(|| panic!("{queued}"));
+    capstan_testkit::eventually(Duration::from_secs(30), "the build's fetch", || async {
+        let b: capstan_model::Build = daemon.get(&format!("/api/v1/builds/{held}")).await;
+        (b.status == "running").then_some(())
+    })
+    .await;
+    let (status, _) = daemon
+        .post_raw(
+            &format!("/api/v1/builds/{held}/retry"),
+            &serde_json::json!({}),
+        )
+        .await;
+    note("POST", "/api/v1/builds/{id}/retry", status);
+    let (status, _) = daemon
+        .post_raw(
+            &format!("/api/v1/builds/{held}/cancel"),
+            &serde_json::json!({}),
+        )
+        .await;
+    assert_eq!(status, 200, "a running build is cancelled");
+    drop(silent);
     let big = vec![b' '; capstan_pipeline::MAX_BODY + 1];
     let status = http
         .post(url("/api/v1/hooks/git/st-hooked"))

@@ -547,7 +547,7 @@ fn short_digest(digest: &str) -> &str {
 }
 
 /// The ledger's actor: the name of the token that asked.
-fn actor(who: Option<Extension<Principal>>) -> String {
+pub(crate) fn actor(who: Option<Extension<Principal>>) -> String {
     who.map_or_else(|| "admin".to_owned(), |w| w.0.name)
 }
 

@@ -1,9 +1,10 @@
-//! Builds of pushed commits: listed, read, cancelled.
+//! Builds of pushed commits: listed, read, cancelled, run again.
 
+use axum::Extension;
 use axum::Json;
 use axum::extract::{Path, Query, State};
 use capstan_model::Build;
-use capstan_pipeline::{Builder, CancelError};
+use capstan_pipeline::{Builder, CancelError, RetryError};
 use capstan_store::pipeline::BuildRow;
 
 use crate::AppState;
@@ -117,5 +118,36 @@ pub(crate) async fn cancel(
         Ok(b) => Ok(Json(build(b))),
         Err(e @ CancelError::NotFound(_)) => Err(ApiError::new(Code::NotFound, e.to_string())),
         Err(e) => Err(ApiError::new(Code::Conflict, e.to_string())),
+    }
+}
+
+/// `POST /api/v1/builds/{id}/retry`: queues an ended build's commit again, as a new build that
+/// names the one it retries (its image is built only if it is not there already).
+#[utoipa::path(
+    post,
+    path = "/api/v1/builds/{id}/retry",
+    tag = "pipeline",
+    params(("id" = i64, Path, description = "the ended build")),
+    responses(
+        (status = 201, description = "the new build, queued", body = Build),
+        (status = 404, description = "no such build", body = capstan_model::ErrorBody),
+        (status = 409, description = "it is queued or running still", body = capstan_model::ErrorBody)
+    )
+)]
+pub(crate) async fn retry(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    who: Option<Extension<crate::auth::Principal>>,
+) -> Result<(axum::http::StatusCode, Json<Build>), ApiError> {
+    let id = build_id(&id)?;
+    let by = crate::routes::apps::actor(who);
+    match builder(&state)?.retry(id, &by).await {
+        Ok(b) => Ok((axum::http::StatusCode::CREATED, Json(build(b)))),
+        Err(e @ RetryError::NotFound(_)) => Err(ApiError::new(
+            Code::NotFound,
+            format!("{e} (capstan builds lists them)"),
+        )),
+        Err(e @ RetryError::NotEnded { .. }) => Err(ApiError::new(Code::Conflict, e.to_string())),
+        Err(RetryError::Store(e)) => Err(e.into()),
     }
 }

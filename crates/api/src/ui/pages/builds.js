@@ -1,5 +1,5 @@
-// Builds: what git pushes queued, each build's steps and its log, live while it runs, and
-// cancelling one (operators).
+// Builds: what git pushes queued, each build's steps and its log, live while it runs,
+// cancelling one and running an ended one again (operators).
 
 import { $, api, can, stream } from "../core.js";
 import { when } from "../format.js";
@@ -34,12 +34,27 @@ export async function buildPage(id) {
         ${b.release ? html` · release ${b.release}` : ""} ${b.image ? html` · <code>${b.image}</code>` : ""}</p>
       <p id="build-error" class="error">${b.error}</p>
       <div id="build-steps">${table(["Step", "Outcome", "Note", "Time"], (b.detail.steps || []).map((s) => [s.step, s.outcome, s.note, when(s.time)]), "Not started yet.")}</div>
-      ${can("operator") && !ended(b.status) && html`<button type="button" id="build-cancel" class="secondary">Cancel the build</button>`}
+      ${b.detail.retry_of ? html`<p>Runs <a href="#/builds/${b.detail.retry_of}">build ${b.detail.retry_of}</a> again, asked by ${b.detail.by}.</p>` : ""}
+      ${can("operator") && html`<button type="button" id="build-cancel" class="secondary">Cancel the build</button>
+        <button type="button" id="build-retry" class="secondary">Build, push and deploy this commit again</button>`}
       <p id="build-said" role="status" aria-live="polite"></p>
     </section>
     <section class="card" aria-labelledby="h-build-log" style="grid-column: 1 / -1"><h2 id="h-build-log">Log</h2>
       <pre id="build-log" class="log" tabindex="0" aria-label="the build's log"></pre></section>
     </div>`);
+  const buttons = (status) => {
+    if ($("#build-cancel")) $("#build-cancel").hidden = ended(status);
+    if ($("#build-retry")) $("#build-retry").hidden = !ended(status);
+  };
+  buttons(b.status);
+  $("#build-retry")?.addEventListener("click", async () => {
+    try {
+      const next = await api("POST", `/api/v1/builds/${b.id}/retry`);
+      location.hash = `#/builds/${next.id}`;
+    } catch (e) {
+      $("#build-said").textContent = e.message;
+    }
+  });
   $("#build-cancel")?.addEventListener("click", async () => {
     try {
       await api("POST", `/api/v1/builds/${b.id}/cancel`);
@@ -61,8 +76,8 @@ export async function buildPage(id) {
     put($("#build-status"), statusPill(now.status));
     $("#build-error").textContent = now.error;
     put($("#build-steps"), table(["Step", "Outcome", "Note", "Time"], (now.detail.steps || []).map((s) => [s.step, s.outcome, s.note, when(s.time)]), "Not started yet."));
-    if (ended(now.status)) $("#build-cancel")?.remove();
-    else setTimeout(again, 1000);
+    buttons(now.status);
+    if (!ended(now.status)) setTimeout(again, 1000);
   };
   if (!ended(b.status)) setTimeout(again, 1000);
 }
