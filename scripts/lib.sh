@@ -20,21 +20,24 @@ ensure_packages() {
   DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 }
 
-# The schemathesis release the API property tests run (PyPI).
+# The PyPI tools the tests run: schemathesis (the API property tests) and kubernetes-validate
+# (the Kubernetes renders, validated offline against the API's schemas).
 SCHEMATHESIS_VERSION=4.32.5
+KUBERNETES_VALIDATE_VERSION=1.37.0
 
-# ensure_schemathesis DIR: schemathesis $SCHEMATHESIS_VERSION in a virtualenv of its own at DIR
+# ensure_pypi_tool DIR PACKAGE VERSION WHY: PACKAGE==VERSION in a virtualenv of its own at DIR
 # (installed from PyPI once; kept outside the clone, like the build directory).
-ensure_schemathesis() {
-  local dir=$1
-  if "$dir/bin/schemathesis" --version 2>/dev/null | grep -q " $SCHEMATHESIS_VERSION\$"; then
+ensure_pypi_tool() {
+  local dir=$1 want="$2==$3" why=$4
+  if [ "$(cat "$dir/.installed" 2>/dev/null)" = "$want" ]; then
     return 0
   fi
-  log "installing schemathesis $SCHEMATHESIS_VERSION into $dir"
+  log "installing $want into $dir"
   rm -rf "$dir"
   python3 -m venv "$dir"
-  "$dir/bin/pip" install -q --disable-pip-version-check "schemathesis==$SCHEMATHESIS_VERSION" \
-    || die "cannot install schemathesis from PyPI (the API property tests need it)"
+  "$dir/bin/pip" install -q --disable-pip-version-check "$want" \
+    || die "cannot install $want from PyPI ($why)"
+  echo "$want" >"$dir/.installed"
 }
 
 # wait_for_socket SOCK SECONDS: true once the engine at SOCK answers /_ping.

@@ -1,0 +1,11 @@
+//! Kubernetes for capstan. The resolved Compose model becomes typed Kubernetes objects
+//! ([`render()`]): a Deployment (a StatefulSet for a single replica with a named volume, a
+//! DaemonSet for `mode: global`) and Services per Compose service, ConfigMaps and Secrets named
+//! by their content, PersistentVolumeClaims for named volumes. What a cluster cannot honour is
+//! refused with the key that asks for it ([`Refusal`]) before anything is applied.
+
+mod names;
+mod render;
+
+pub use names::{dns_label, object_name};
+pub use render::{Input, Object, Options, Publish, Refusal, render};
