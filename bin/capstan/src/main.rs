@@ -71,7 +71,8 @@ enum Command {
     Hooks(cli::hooks::HooksArgs),
     /// List the builds git pushes queued; show one, print or follow its log, cancel it.
     Builds(cli::builds::BuildsArgs),
-    /// List where apps run (the local engine, each Swarm of [[targets]]) and how each is doing.
+    /// List where apps run (the local engine, each Swarm and Kubernetes cluster of [[targets]])
+    /// and how each is doing.
     Targets(cli::targets::TargetsArgs),
     /// Seal the kept secrets again under new keys (`capstan secrets rotate-key`, capstan stopped).
     Secrets(cli::secrets::SecretsArgs),
@@ -89,6 +90,8 @@ enum Command {
     Config(cli::config::ConfigArgs),
     /// Show what a deploy of Compose files would change, and why (changes nothing).
     Plan(cli::plan::PlanArgs),
+    /// Print the objects a Kubernetes target would get for Compose files (touches nothing).
+    Render(cli::render::RenderArgs),
     /// Deploy Compose files as a new release (health-gated; rolls back by itself on failure).
     Deploy(cli::apps::DeployArgs),
     /// List deployed apps.
@@ -222,6 +225,7 @@ fn main() -> ExitCode {
         Command::Vulndb(args) => cli::finish(runtime.block_on(cli::vulndb::run(args))),
         Command::Security(args) => cli::finish(runtime.block_on(cli::security::run(args))),
         Command::Plan(args) => cli::finish(runtime.block_on(cli::plan::run(args))),
+        Command::Render(args) => cli::finish(runtime.block_on(cli::render::run(args))),
         Command::Deploy(args) => cli::finish(runtime.block_on(cli::apps::deploy(args))),
         Command::Apps(args) => cli::finish(runtime.block_on(cli::apps::apps(args))),
         Command::Releases(args) => cli::finish(runtime.block_on(cli::apps::releases(args))),

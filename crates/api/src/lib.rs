@@ -261,6 +261,7 @@ fn protected() -> Routes {
             alerts::test_rule,
         )
         .post("/api/v1/apps/{app}/plan", VIEWER, apps::plan_app)
+        .post("/api/v1/apps/{app}/render", VIEWER, apps::render_app)
         .post("/api/v1/apps/{app}/deploy", OPERATOR, apps::deploy_app)
         .post(
             "/api/v1/apps/{app}/build/{service}",

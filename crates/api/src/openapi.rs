@@ -66,6 +66,7 @@ use crate::routes;
         routes::targets::list,
         routes::apps::proxy_status,
         routes::apps::plan_app,
+        routes::apps::render_app,
         routes::apps::deploy_app,
         routes::apps::build_service,
         routes::apps::list_releases,

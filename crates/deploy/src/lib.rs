@@ -41,7 +41,7 @@ pub use heal::Healer;
 pub use plan::{Desired, desired_hash, plan, spec_hash, start_levels};
 pub use redeploy::{ImageChange, RedeployError, hold_when_free};
 pub use release::{new_release, ran_files, running_model, running_release, target_of};
-pub use request::{DeployRequest, file_digests};
+pub use request::{DeployRequest, file_digests, position_of};
 pub use rollout::Deployer;
 pub use secrets::{SecretStore, sealed_items};
 pub use swarm::SwarmTarget;

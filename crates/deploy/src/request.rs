@@ -156,3 +156,17 @@ pub fn file_digests(files: &BTreeMap<String, FileContent>) -> BTreeMap<String, S
         .map(|(k, v)| (k.clone(), fnv_hex(&v.bytes().unwrap_or_default())))
         .collect()
 }
+
+/// Where `key` (`services.web.ports[0].host_ip`) is written, from the positions the CLI sent
+/// with the request (`source.positions`): the key's own, else its nearest parent's.
+pub fn position_of(source: &serde_json::Value, key: &str) -> Option<String> {
+    let positions = source.get("positions")?;
+    let mut k = key;
+    loop {
+        if let Some(p) = positions.get(k).and_then(serde_json::Value::as_str) {
+            return Some(p.to_owned());
+        }
+        let cut = k.rfind(['.', '['])?;
+        k = &k[..cut];
+    }
+}

@@ -9,15 +9,35 @@ use capstan_model::{TargetKind, TargetStatus};
 use serde::Deserialize;
 
 /// One `[[targets]]` entry of capstan.toml.
-#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, Deserialize, PartialEq, Eq)]
 #[serde(deny_unknown_fields)]
 pub struct TargetConfig {
     /// What `--target` and the API call it.
     pub name: String,
-    /// `swarm`.
+    /// `swarm` or `kubernetes`.
     pub kind: TargetKind,
-    /// A manager's engine: `unix:///path` or `tcp://host:port`.
+    /// Swarm: a manager's engine, `unix:///path` or `tcp://host:port`.
+    #[serde(default)]
     pub docker_host: String,
+    /// Kubernetes: the kubeconfig file (default: `$KUBECONFIG`, then `~/.kube/config`).
+    #[serde(default)]
+    pub kubeconfig: Option<std::path::PathBuf>,
+    /// Kubernetes: the kubeconfig's context (default: its current one).
+    #[serde(default)]
+    pub context: Option<String>,
+    /// Kubernetes: the namespace apps go in (default: the context's, then `default`).
+    #[serde(default)]
+    pub namespace: Option<String>,
+    /// Kubernetes: how published ports are offered, `loadbalancer` (default) or `nodeport`.
+    #[serde(default)]
+    pub publish: Option<String>,
+    /// Kubernetes: a named volume's claim when the volume gives no size (default `1Gi`).
+    #[serde(default)]
+    pub volume_size: Option<String>,
+    /// Kubernetes: how long a rollout may go without progress before it is rolled back
+    /// (default `10m`).
+    #[serde(default)]
+    pub progress_deadline: Option<String>,
 }
 
 /// The name of the engine `[docker]` gives: the default target, which `[[targets]]` cannot
@@ -25,7 +45,7 @@ pub struct TargetConfig {
 pub const LOCAL: &str = "local";
 
 /// How long a target has to answer before it is shown as not answering.
-const PROBE_TIMEOUT: Duration = Duration::from_secs(5);
+pub const PROBE_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// Checks `[[targets]]`: names (unique, not `local`), kinds, engine addresses.
 ///
@@ -48,19 +68,79 @@ pub fn check(targets: &[TargetConfig]) -> Result<(), String> {
                 t.name
             ));
         }
-        if t.kind == TargetKind::Local {
+        match t.kind {
+            TargetKind::Local => {
+                return Err(format!(
+                    "{at}.kind: `local` is the engine in [docker]; a target is another place: kind = \"swarm\" or \"kubernetes\""
+                ));
+            }
+            TargetKind::Swarm => {
+                if t.docker_host.is_empty() {
+                    return Err(format!(
+                        "{at}.docker_host: a Swarm target is reached through a manager's engine: docker_host = \"tcp://manager:2375\""
+                    ));
+                }
+                Engine::new(Some(&t.docker_host)).map_err(|e| {
+                    format!("{at}.docker_host: {e} (unix:///path or tcp://host:port)")
+                })?;
+                let kube = [
+                    ("kubeconfig", t.kubeconfig.is_some()),
+                    ("context", t.context.is_some()),
+                    ("namespace", t.namespace.is_some()),
+                    ("publish", t.publish.is_some()),
+                    ("volume_size", t.volume_size.is_some()),
+                    ("progress_deadline", t.progress_deadline.is_some()),
+                ];
+                if let Some((key, _)) = kube.iter().find(|(_, set)| *set) {
+                    return Err(format!(
+                        "{at}.{key}: a Kubernetes target's setting, and this target is a Swarm"
+                    ));
+                }
+            }
+            TargetKind::Kubernetes => check_kubernetes(&at, t)?,
+        }
+    }
+    Ok(())
+}
+
+fn check_kubernetes(at: &str, t: &TargetConfig) -> Result<(), String> {
+    if !t.docker_host.is_empty() {
+        return Err(format!(
+            "{at}.docker_host: a Kubernetes target is reached through its kubeconfig (kubeconfig, context, namespace), not an engine"
+        ));
+    }
+    if let Some(ns) = &t.namespace {
+        let ok = !ns.is_empty()
+            && ns.len() <= 63
+            && ns
+                .bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+            && !ns.starts_with('-')
+            && !ns.ends_with('-');
+        if !ok {
             return Err(format!(
-                "{at}.kind: `local` is the engine in [docker]; a target is another place: kind = \"swarm\""
+                "{at}.namespace: {ns:?} is no namespace name (lowercase letters, digits and '-', at most 63)"
             ));
         }
-        Engine::new(Some(&t.docker_host))
-            .map_err(|e| format!("{at}.docker_host: {e} (unix:///path or tcp://host:port)"))?;
+    }
+    if let Some(p) = &t.publish
+        && !matches!(p.as_str(), "loadbalancer" | "nodeport")
+    {
+        return Err(format!(
+            "{at}.publish: {p:?}: published ports are offered as a `loadbalancer` or a `nodeport`"
+        ));
+    }
+    if let Some(d) = &t.progress_deadline {
+        capstan_model::parse_duration(d).map_err(|e| format!("{at}.progress_deadline: {e}"))?;
+    }
+    if let Some(v) = &t.volume_size {
+        capstan_model::parse_size(v).map_err(|e| format!("{at}.volume_size: {e}"))?;
     }
     Ok(())
 }
 
 /// A target not heard from yet.
-fn unasked(name: &str, kind: TargetKind, endpoint: &str) -> TargetStatus {
+pub fn unasked(name: &str, kind: TargetKind, endpoint: &str) -> TargetStatus {
     TargetStatus {
         name: name.to_owned(),
         kind,
@@ -129,7 +209,7 @@ pub async fn probe(target: &TargetConfig) -> TargetStatus {
     status
 }
 
-fn silent(host: &str) -> String {
+pub fn silent(host: &str) -> String {
     format!(
         "{host} did not answer within {} s (is its engine running, and the address right?)",
         PROBE_TIMEOUT.as_secs()
@@ -145,6 +225,7 @@ mod tests {
             name: name.into(),
             kind,
             docker_host: host.into(),
+            ..TargetConfig::default()
         }
     }
 
@@ -152,6 +233,12 @@ mod tests {
     fn bad_targets_are_refused_naming_the_entry_and_key() {
         let ok = target("lab", TargetKind::Swarm, "tcp://10.0.0.1:2375");
         assert_eq!(check(std::slice::from_ref(&ok)), Ok(()));
+        let kube = TargetConfig {
+            namespace: Some("apps".into()),
+            publish: Some("nodeport".into()),
+            ..target("k8s", TargetKind::Kubernetes, "")
+        };
+        assert_eq!(check(&[ok.clone(), kube]), Ok(()));
         for (targets, says) in [
             (
                 vec![target("local", TargetKind::Swarm, "tcp://a:1")],
@@ -172,6 +259,42 @@ mod tests {
             (
                 vec![target("lab", TargetKind::Swarm, "ssh://lab")],
                 "targets[0].docker_host:",
+            ),
+            (
+                vec![target("lab", TargetKind::Swarm, "")],
+                "targets[0].docker_host: a Swarm target",
+            ),
+            (
+                vec![TargetConfig {
+                    namespace: Some("apps".into()),
+                    ..target("lab", TargetKind::Swarm, "tcp://a:1")
+                }],
+                "targets[0].namespace: a Kubernetes target's setting",
+            ),
+            (
+                vec![target("k", TargetKind::Kubernetes, "tcp://a:1")],
+                "targets[0].docker_host: a Kubernetes target",
+            ),
+            (
+                vec![TargetConfig {
+                    namespace: Some("Apps_1".into()),
+                    ..target("k", TargetKind::Kubernetes, "")
+                }],
+                "targets[0].namespace:",
+            ),
+            (
+                vec![TargetConfig {
+                    publish: Some("ingress".into()),
+                    ..target("k", TargetKind::Kubernetes, "")
+                }],
+                "targets[0].publish:",
+            ),
+            (
+                vec![TargetConfig {
+                    progress_deadline: Some("soon".into()),
+                    ..target("k", TargetKind::Kubernetes, "")
+                }],
+                "targets[0].progress_deadline:",
             ),
         ] {
             let err = check(&targets).unwrap_err();

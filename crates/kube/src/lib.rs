@@ -2,10 +2,13 @@
 //! ([`render()`]): a Deployment (a StatefulSet for a single replica with a named volume, a
 //! DaemonSet for `mode: global`) and Services per Compose service, ConfigMaps and Secrets named
 //! by their content, PersistentVolumeClaims for named volumes. What a cluster cannot honour is
-//! refused with the key that asks for it ([`Refusal`]) before anything is applied.
+//! refused with the key that asks for it ([`Refusal`]) before anything is applied. A target's
+//! cluster is reached through its kubeconfig context ([`Cluster`]).
 
+mod cluster;
 mod names;
 mod render;
 
+pub use cluster::{Cluster, ClusterError, options, probe};
 pub use names::{dns_label, object_name};
 pub use render::{Input, Object, Options, Publish, Refusal, render};

@@ -1,16 +1,20 @@
-//! Targets: where apps run (the local engine, or a Swarm cluster through one of its managers),
-//! and how each one is doing.
+//! Targets: where apps run (the local engine, a Swarm cluster through one of its managers, a
+//! Kubernetes cluster through its API server), and how each one is doing.
 
 use serde::{Deserialize, Serialize};
 
 /// What kind of place a target is.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum TargetKind {
     /// The engine capstan serves from (`[docker]`): the default target, always there.
+    #[default]
     Local,
     /// A Docker Swarm cluster, reached through one of its managers.
     Swarm,
+    /// A Kubernetes cluster, reached through its API server (a kubeconfig context) in one
+    /// namespace.
+    Kubernetes,
 }
 
 impl TargetKind {
@@ -19,6 +23,7 @@ impl TargetKind {
         match self {
             Self::Local => "local",
             Self::Swarm => "swarm",
+            Self::Kubernetes => "kubernetes",
         }
     }
 }
@@ -29,14 +34,15 @@ pub struct TargetStatus {
     /// `local`, or the name `[[targets]]` gives it.
     pub name: String,
     pub kind: TargetKind,
-    /// The engine address capstan talks to (a Swarm's: one of its managers).
+    /// The engine address capstan talks to (a Swarm's: one of its managers; a Kubernetes
+    /// cluster's: its API server, context and namespace).
     pub endpoint: String,
     /// Whether it answered, as its kind needs (a Swarm target: as a manager).
     pub healthy: bool,
     /// Why not, and what to do.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
-    /// The engine versions it runs, each once.
+    /// The engine versions it runs, each once (a Kubernetes cluster: its API server's).
     #[serde(default)]
     pub engine_versions: Vec<String>,
     /// A Swarm's nodes (the local target lists none).

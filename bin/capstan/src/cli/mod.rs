@@ -17,6 +17,7 @@ pub mod plan;
 pub mod policy;
 pub mod ps;
 pub mod registries;
+pub mod render;
 pub mod secrets;
 pub mod security;
 pub mod table;

@@ -34,12 +34,13 @@ pub(super) struct Logs {
     pub collecting: bool,
 }
 
-/// The engine of each `[[targets]]` entry (one of the cluster's managers), by target name.
+/// The engine of each Swarm of `[[targets]]` (one of the cluster's managers), by target name.
 pub(super) fn cluster_engines(
     targets: &[capstan_deploy::targets::TargetConfig],
 ) -> Result<Vec<(String, capstan_engine::Engine)>> {
     targets
         .iter()
+        .filter(|t| t.kind == capstan_model::TargetKind::Swarm)
         .map(|t| {
             capstan_engine::Engine::new(Some(&t.docker_host))
                 .map(|e| (t.name.clone(), e))

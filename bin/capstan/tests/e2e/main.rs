@@ -13,6 +13,7 @@ mod deploy;
 mod hooks;
 mod hostile;
 mod journal;
+mod kubernetes;
 mod logs;
 mod logs_export;
 mod metrics;

@@ -38,6 +38,23 @@ async fn request(
     headers: &HeaderMap,
     body: &axum::body::Bytes,
 ) -> Result<DeployRequest, ApiError> {
+    let req = read_request(state, app, headers, body).await?;
+    // a plan refuses what a deploy would
+    place
+        .deployer
+        .check(&req)
+        .map_err(|e| ApiError::new(Code::BadRequest, e.to_string()))?;
+    Ok(req)
+}
+
+/// The request in the body (JSON, or a Compose file), its placeholders of running values
+/// filled in, checked as every target needs it.
+async fn read_request(
+    state: &AppState,
+    app: &str,
+    headers: &HeaderMap,
+    body: &axum::body::Bytes,
+) -> Result<DeployRequest, ApiError> {
     let yaml = headers
         .get(CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
@@ -111,11 +128,6 @@ async fn request(
             "the model defines no services; to remove an app and its containers, use `capstan down APP`",
         ));
     }
-    // a plan refuses what a deploy would
-    place
-        .deployer
-        .check(&req)
-        .map_err(|e| ApiError::new(Code::BadRequest, e.to_string()))?;
     if let Some(source) = git_source(&req) {
         capstan_pipeline::SourceExt::check(source)
             .map_err(|e| ApiError::new(Code::BadRequest, format!("x-capstan.{e}")))?;
@@ -466,6 +478,99 @@ pub(crate) async fn plan_app(
     Ok(Json(plan))
 }
 
+/// `POST /api/v1/apps/{app}/render?target=NAME`: the objects a Kubernetes target would get
+/// for the model, without asking the cluster anything (Secrets without their values). What
+/// the cluster cannot honour is refused (400) naming the file, line and key.
+#[utoipa::path(
+    post,
+    path = "/api/v1/apps/{app}/render",
+    tag = "apps",
+    params(
+        ("app" = String, Path, description = "the app (Compose project)"),
+        ("target" = String, Query, description = "the Kubernetes target of `[[targets]]` to render for")
+    ),
+    request_body(description = "the resolved model as JSON, or a Compose file", content((DeployRequest = "application/json"), (ComposeFile = "application/yaml"))),
+    responses(
+        (status = 200, description = "the objects, in the order they are applied", body = Vec<KubernetesObject>),
+        (status = 400, description = "no such Kubernetes target, or a key the cluster cannot honour", body = capstan_model::ErrorBody)
+    )
+)]
+pub(crate) async fn render_app(
+    State(state): State<AppState>,
+    Path(app): Path<String>,
+    Query(pairs): Query<Pairs>,
+    headers: HeaderMap,
+    body: axum::body::Bytes,
+) -> Result<Json<Vec<KubernetesObject>>, ApiError> {
+    check_app(&app)?;
+    params::only(&pairs, &["target"])?;
+    let Some(name) = params::last(&pairs, "target") else {
+        return Err(ApiError::bad_param(
+            "target",
+            "name the Kubernetes target to render for (?target=NAME; capstan targets lists them)",
+        ));
+    };
+    let Some(target) = state.targets.iter().find(|t| t.name == name) else {
+        return Err(ApiError::bad_param(
+            "target",
+            format!(
+                "no target named {name:?} (capstan targets lists them; [[targets]] in capstan.toml adds one)"
+            ),
+        ));
+    };
+    if target.kind != capstan_model::TargetKind::Kubernetes {
+        return Err(ApiError::bad_param(
+            "target",
+            format!(
+                "target {name} is a {}: capstan renders manifests for Kubernetes targets",
+                target.kind.as_str()
+            ),
+        ));
+    }
+    let req = read_request(&state, &app, &headers, &body).await?;
+    // the namespace: the target's, else its context's (read from the kubeconfig, the cluster
+    // not asked), else `default`
+    let namespace = match &target.namespace {
+        Some(ns) => ns.clone(),
+        None => capstan_kube::Cluster::connect(target)
+            .await
+            .map_or_else(|_| "default".to_owned(), |c| c.namespace),
+    };
+    let none = std::collections::BTreeMap::new();
+    let objects = capstan_kube::render(
+        &capstan_kube::Input {
+            project: &req.project,
+            files: &req.files,
+            images: &none,
+            release: None,
+            spec_hashes: &none,
+            redact: true,
+        },
+        &capstan_kube::options(target, &namespace),
+    )
+    .map_err(|r| {
+        let at = capstan_deploy::position_of(&req.source, &r.key)
+            .map(|p| format!("{p}: "))
+            .unwrap_or_default();
+        ApiError::new(
+            Code::BadRequest,
+            format!("{at}{r}; target {name} is a Kubernetes cluster"),
+        )
+    })?;
+    Ok(Json(
+        objects
+            .iter()
+            .map(|o| KubernetesObject(o.to_value()))
+            .collect(),
+    ))
+}
+
+/// A Kubernetes object, as the API takes it (`apiVersion`, `kind`, `metadata`, `spec`...).
+#[derive(serde::Serialize, utoipa::ToSchema)]
+#[serde(transparent)]
+#[schema(value_type = Object)]
+pub(crate) struct KubernetesObject(serde_json::Value);
+
 /// `?pull=true`; a deploy and a plan also take `?target=`.
 fn pull_flag(pairs: &Pairs) -> Result<bool, ApiError> {
     params::only(pairs, &["pull", "target"])?;
@@ -723,6 +828,18 @@ async fn place(state: &AppState, app: &str, asked: Option<&str>) -> Result<Place
     if let Some(Some(name)) = asked
         && !state.places.contains_key(name)
     {
+        if state
+            .targets
+            .iter()
+            .any(|t| t.name == name && t.kind == capstan_model::TargetKind::Kubernetes)
+        {
+            return Err(ApiError::bad_param(
+                "target",
+                format!(
+                    "target {name} is a Kubernetes cluster, and capstan does not deploy to one yet: `capstan render -f compose.yaml --target {name}` prints the objects it would apply"
+                ),
+            ));
+        }
         let known: Vec<&str> = std::iter::once(capstan_deploy::targets::LOCAL)
             .chain(state.places.keys().map(String::as_str))
             .collect();

@@ -9,7 +9,8 @@ use crate::params::{self, Pairs};
 use crate::{ApiError, AppState};
 
 /// `GET /api/v1/targets`: the local engine first, then each configured target, with whether it
-/// answers as its kind needs and, for a Swarm, its nodes (role, state, leader, engine version).
+/// answers as its kind needs and, for a Swarm, its nodes (role, state, leader, engine version),
+/// for a Kubernetes cluster, its API server's version.
 /// A target that does not answer within 5 s is listed as such, with why.
 #[utoipa::path(
     get,
@@ -25,8 +26,12 @@ pub(crate) async fn list(
 ) -> Result<Json<Vec<TargetStatus>>, ApiError> {
     params::only(&pairs, &[])?;
     let local = capstan_deploy::targets::probe_local(&state.engine);
-    let others =
-        futures_util::future::join_all(state.targets.iter().map(capstan_deploy::targets::probe));
+    let others = futures_util::future::join_all(state.targets.iter().map(|t| async move {
+        match t.kind {
+            capstan_model::TargetKind::Kubernetes => capstan_kube::probe(t).await,
+            _ => capstan_deploy::targets::probe(t).await,
+        }
+    }));
     let (local, others) = tokio::join!(local, others);
     Ok(Json(std::iter::once(local).chain(others).collect()))
 }
