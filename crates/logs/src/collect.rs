@@ -226,13 +226,15 @@ impl Followed {
             "stderr" => Arc::clone(&self.stderr),
             other => Arc::new(self.stdout.with_stream(other)),
         };
-        // a cluster's task is read through a manager, a build's log is capstan's: their ids
-        // stand for a container's
+        // a cluster's task is read through a manager, a pod's log on its node, a build's log
+        // is capstan's: their ids stand for a container's (the inode tells files apart)
         let build = format!("build{}", origin.build);
         let cid = if !origin.container_id.is_empty() {
             &origin.container_id
         } else if !origin.task.is_empty() {
             &origin.task
+        } else if !origin.pod.is_empty() {
+            &origin.pod
         } else {
             &build
         };
@@ -274,6 +276,8 @@ pub struct Collector {
     clusters: Vec<Cluster>,
     /// Where the pipeline writes its builds' logs (`<dir>/<app>/<service>/<id>.log`).
     build_logs: Option<PathBuf>,
+    /// A Kubernetes node's pod logs (`<dir>/<namespace>_<pod>_<uid>/<container>/<N>.log`).
+    pod_logs: Option<PathBuf>,
 }
 
 /// A Swarm cluster (a `[[targets]]` entry) whose tasks' output is collected through a manager.
@@ -315,6 +319,7 @@ impl Collector {
             rotations: crate::rotations::Rotations::new(),
             clusters: Vec::new(),
             build_logs: None,
+            pod_logs: None,
         }
     }
 
@@ -323,6 +328,15 @@ impl Collector {
     #[must_use]
     pub fn with_clusters(mut self, clusters: Vec<Cluster>) -> Self {
         self.clusters = clusters;
+        self
+    }
+
+    /// Collects the CRI logs of a Kubernetes node's pods under `dir` too (the kubelet's
+    /// `/var/log/pods`): each container instance's `<N>.log` and its rotations, until its
+    /// file is gone.
+    #[must_use]
+    pub fn with_pod_logs(mut self, dir: PathBuf) -> Self {
+        self.pod_logs = Some(dir);
         self
     }
 
@@ -371,6 +385,9 @@ impl Collector {
                 }
                 if let Some(dir) = &self.build_logs {
                     self.discover_builds(dir, &mut followed, &mut positions, &builds_read);
+                }
+                if let Some(dir) = &self.pod_logs {
+                    self.discover_pods(dir, &mut followed, &mut positions);
                 }
                 for cluster in &self.clusters {
                     // a manager that does not answer must not hold up every other log
@@ -550,7 +567,9 @@ impl Collector {
         let list = self.engine.list_containers(true).await?;
         let present: std::collections::HashSet<&str> = list.iter().map(|c| c.id.as_str()).collect();
         // (a cluster's tasks are the cluster's to say)
-        let local = |id: &str| !id.starts_with(TASK_KEY) && !id.starts_with(BUILD_KEY);
+        let local = |id: &str| {
+            !id.starts_with(TASK_KEY) && !id.starts_with(BUILD_KEY) && !id.starts_with(POD_KEY)
+        };
         for (id, f) in followed.iter_mut() {
             if local(id) && !present.contains(id.as_str()) {
                 f.gone = true;
@@ -796,6 +815,75 @@ impl Collector {
         positions.retain(|id, _| !id.starts_with(BUILD_KEY) || present.contains(id));
     }
 
+    /// Follows the CRI logs under `dir` (`<namespace>_<pod>_<uid>/<container>/<N>.log`, one
+    /// file per instance of a container, `N` its restarts); marks those whose file is gone
+    /// (read to their end, then forgotten), and forgets their positions.
+    fn discover_pods(
+        &self,
+        dir: &Path,
+        followed: &mut HashMap<String, Followed>,
+        positions: &mut BTreeMap<String, Position>,
+    ) {
+        let mut present = std::collections::HashSet::new();
+        for pod_dir in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+            let pod_name = pod_dir.file_name().to_string_lossy().into_owned();
+            // <namespace>_<pod>_<uid>: neither a namespace nor a pod name has `_`
+            let mut parts = pod_name.splitn(3, '_');
+            let (Some(namespace), Some(pod), Some(uid)) =
+                (parts.next(), parts.next(), parts.next())
+            else {
+                continue;
+            };
+            let containers = std::fs::read_dir(pod_dir.path())
+                .into_iter()
+                .flatten()
+                .flatten();
+            for container in containers {
+                let container_name = container.file_name().to_string_lossy().into_owned();
+                let logs = std::fs::read_dir(container.path())
+                    .into_iter()
+                    .flatten()
+                    .flatten();
+                for log in logs {
+                    let file = log.file_name().to_string_lossy().into_owned();
+                    let Some(instance) = file
+                        .strip_suffix(".log")
+                        .filter(|n| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()))
+                    else {
+                        continue;
+                    };
+                    let key = format!("{POD_KEY}{uid}/{container_name}/{instance}");
+                    present.insert(key.clone());
+                    if followed.contains_key(&key) {
+                        continue;
+                    }
+                    let source = Origin {
+                        host: self.host.clone(),
+                        container: container_name.clone(),
+                        namespace: namespace.to_owned(),
+                        pod: pod.to_owned(),
+                        ..Origin::default()
+                    };
+                    let mut pos = positions.remove(&key).unwrap_or_default();
+                    pos.joiner.max_line = self.options.max_line;
+                    let reader = crate::reader::Reader::File(
+                        Tailer::new(&log.path(), pos)
+                            .with_format(crate::tail::Format::Cri)
+                            .with_rotations(self.rotations.as_ref()),
+                    );
+                    let f = self.followed(&|_| None, &source, reader);
+                    followed.insert(key, f);
+                }
+            }
+        }
+        for (key, f) in followed.iter_mut() {
+            if key.starts_with(POD_KEY) && !present.contains(key) {
+                f.gone = true;
+            }
+        }
+        positions.retain(|id, _| !id.starts_with(POD_KEY) || present.contains(id));
+    }
+
     /// A container's (or task's) log as followed: its origin, and the parser and multiline
     /// joiner its labels (`label`), or else the first matching rule, give it.
     fn followed(
@@ -837,6 +925,10 @@ impl Collector {
         }
     }
 }
+
+/// How a pod's container log is keyed among the followed ones:
+/// `pod:<pod uid>/<container>/<instance>`.
+const POD_KEY: &str = "pod:";
 
 /// How a build's log is keyed among the followed ones: `build:<id>`.
 const BUILD_KEY: &str = "build:";

@@ -61,6 +61,10 @@ pub struct LogsConfig {
     /// elasticsearch, loki or http; see docs/logs.md).
     #[serde(default)]
     pub sinks: Vec<crate::sinks::SinkConfig>,
+    /// A Kubernetes node's pod logs (`/var/log/pods` as the kubelet writes them): every
+    /// container's CRI log under it is collected too (capstan as a DaemonSet sets it).
+    #[serde(default)]
+    pub pods: Option<std::path::PathBuf>,
 }
 
 /// `[[logs.rules]]`: which containers get which parser and multiline joiner.

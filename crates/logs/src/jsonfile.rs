@@ -63,6 +63,16 @@ fn engine_time(s: &str) -> Option<i64> {
     secs.checked_mul(1_000_000_000)?.checked_add(nanos)
 }
 
+/// An RFC 3339 time in ns since the epoch: the engine's UTC form read fast, any other offset
+/// through a general parser.
+pub fn time_ns(text: &str) -> Option<i64> {
+    engine_time(text).or_else(|| {
+        chrono::DateTime::parse_from_rfc3339(text)
+            .ok()
+            .and_then(|t| t.timestamp_nanos_opt())
+    })
+}
+
 /// A whole line, joined from its pieces.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Line {
@@ -107,8 +117,8 @@ pub struct Joiner {
 
 /// Why a record could not be read.
 #[derive(Debug, thiserror::Error)]
-#[error("not a json-file record: {0}")]
-pub struct BadRecord(String);
+#[error("not a log record: {0}")]
+pub struct BadRecord(pub String);
 
 impl Joiner {
     /// Feeds one record (one line of the file, without its `\n`) found at `offset`; returns
@@ -131,12 +141,7 @@ impl Joiner {
         offset: u64,
     ) -> Result<(i64, Option<Line>), BadRecord> {
         let r: Record = serde_json::from_slice(record).map_err(|e| BadRecord(e.to_string()))?;
-        let time_ns = engine_time(&r.time)
-            .or_else(|| {
-                chrono::DateTime::parse_from_rfc3339(&r.time)
-                    .ok()
-                    .and_then(|t| t.timestamp_nanos_opt())
-            })
+        let time_ns = time_ns(&r.time)
             .ok_or_else(|| BadRecord(format!("time {:?} is not RFC 3339", r.time)))?;
         Ok((time_ns, self.piece(&r.stream, time_ns, &r.log, offset)))
     }

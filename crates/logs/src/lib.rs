@@ -1,5 +1,5 @@
 //! The log job: every line of every container, read from the engine's `json-file` logs (or
-//! its logs API for other drivers and remote engines), stored exactly once in an embedded,
+//! its logs API for other drivers and remote engines, or a Kubernetes node's CRI logs), stored exactly once in an embedded,
 //! time-partitioned tantivy store, searchable with a small query language, followed live, and
 //! shipped at-least-once by sinks with cursors of their own. It never saves a read position
 //! before the lines it covers are durable, and never serves HTTP itself.
@@ -7,6 +7,7 @@
 pub mod api;
 mod collect;
 pub mod config;
+pub mod cri;
 pub mod jsonfile;
 pub mod multiline;
 pub mod origin;
@@ -27,4 +28,4 @@ pub use config::{LogRule, LogsConfig};
 pub use origin::Origin;
 pub use query::LogQuery;
 pub use store::{Checkpoint, Entry, PartitionMeta, Store};
-pub use tail::{Position, Tailer};
+pub use tail::{Format, Position, Tailer};

@@ -41,7 +41,7 @@ pub struct LogLine {
 }
 
 /// The fields a query can match on an origin (besides `label.NAME`).
-pub const ORIGIN_FIELDS: [&str; 13] = [
+pub const ORIGIN_FIELDS: [&str; 15] = [
     "stream",
     "container_id",
     "container",
@@ -55,6 +55,8 @@ pub const ORIGIN_FIELDS: [&str; 13] = [
     "node",
     "task",
     "build",
+    "namespace",
+    "pod",
 ];
 
 /// Where a line comes from: host, container, image, Compose and capstan labels, the allowed
@@ -92,6 +94,12 @@ pub struct Origin {
     /// The build whose log this is (the pipeline's); empty for a container's line.
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub build: String,
+    /// A Kubernetes pod's namespace (a line read from a node's CRI logs).
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub namespace: String,
+    /// A Kubernetes pod's name.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub pod: String,
 }
 
 impl Origin {
@@ -120,6 +128,8 @@ impl Origin {
             "node" => &self.node,
             "task" => &self.task,
             "build" => &self.build,
+            "namespace" => &self.namespace,
+            "pod" => &self.pod,
             "replica" => return Some(self.replica.map(|r| r.to_string()).unwrap_or_default()),
             _ => {
                 let label = name.strip_prefix("label.")?;

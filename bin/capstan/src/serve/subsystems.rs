@@ -82,6 +82,10 @@ pub(super) fn start_logs(
                     .collect(),
             )
             .with_build_logs(capstan_pipeline::buildlog::logs_dir(&base.data));
+    let collector = match &config.pods {
+        Some(dir) => collector.with_pod_logs(dir.clone()),
+        None => collector,
+    };
     let stats = collector.stats();
     let collecting = config.collect.unwrap_or(true);
     if collecting {

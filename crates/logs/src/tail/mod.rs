@@ -1,7 +1,9 @@
-//! Following one container's `json-file` log: read what is new, and when the engine rotates the
-//! file (renames it to `.1`, `.2`, ... and starts a new one), finish the old file through the
-//! open descriptor, then go on with the next newer one, found by inode. A position (inode and
-//! offset after the last whole record) says where to resume after a restart.
+//! Following one container's log file: read what is new, and when the writer rotates the file
+//! (the engine's `json-file` renames it to `.1`, `.2`, ...; the kubelet renames a CRI log to
+//! `.<time>`; either may compress rotated files to `.gz`) and starts a new one, finish the old
+//! file through the open descriptor, then go on with the next newer one, found by inode. A
+//! position (inode and offset after the last whole record) says where to resume after a
+//! restart.
 
 use std::collections::BTreeMap;
 use std::fs::File;
@@ -76,10 +78,23 @@ pub struct Batch {
     pub more: bool,
 }
 
+/// What a log file's records are, and how its rotated files are named.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum Format {
+    /// The engine's `json-file`: JSON records; rotated to `path.1`, `path.2`, ... (`.N.gz`
+    /// compressed).
+    #[default]
+    JsonFile,
+    /// The kubelet's CRI logs (`<time> <stream> <F|P> <text>`); rotated to
+    /// `path.<YYYYMMDD-hhmmss>` (`.gz` compressed, all but the newest).
+    Cri,
+}
+
 /// Follows one log file and its rotations.
 #[derive(Debug)]
 pub struct Tailer {
     path: PathBuf,
+    format: Format,
     file: Option<Source>,
     pos: Position,
     /// Bytes after the last whole record (a record being written).
@@ -110,6 +125,7 @@ impl Tailer {
     pub fn new(path: &Path, pos: Position) -> Self {
         Self {
             path: path.to_owned(),
+            format: Format::JsonFile,
             file: None,
             pos,
             partial: Vec::new(),
@@ -122,6 +138,13 @@ impl Tailer {
             watch: None,
             generation: None,
         }
+    }
+
+    /// Reads `format`'s records and rotated files (the default is the engine's json-file).
+    #[must_use]
+    pub fn with_format(mut self, format: Format) -> Self {
+        self.format = format;
+        self
     }
 
     /// Counts the engine's rotations through `rotations` (see [`crate::rotations`]), so files
@@ -150,6 +173,9 @@ impl Tailer {
     /// `compress`, the engine gzips rotated files to `path.1.gz`, ...: the plain file is
     /// taken while both are there (it is removed once its copy is whole).
     fn chain(&self) -> Vec<(PathBuf, u64)> {
+        if self.format == Format::Cri {
+            return self.cri_chain();
+        }
         let mut out = Vec::new();
         for i in 0.. {
             let p = if i == 0 {
@@ -177,6 +203,55 @@ impl Tailer {
             }
             if i > 1000 {
                 break;
+            }
+        }
+        out
+    }
+
+    /// The kubelet's files: `path`, then `path.<YYYYMMDD-hhmmss>[.gz]`, newest first (the
+    /// names sort by their time). A plain file is taken while its compressed copy is being
+    /// written.
+    fn cri_chain(&self) -> Vec<(PathBuf, u64)> {
+        let mut out = Vec::new();
+        match std::fs::metadata(&self.path) {
+            Ok(m) => out.push((self.path.clone(), m.ino())),
+            Err(_) => return out,
+        }
+        let (Some(dir), Some(name)) = (
+            self.path.parent(),
+            self.path.file_name().and_then(|n| n.to_str()),
+        ) else {
+            return out;
+        };
+        let prefix = format!("{name}.");
+        let mut rotated: BTreeMap<String, (PathBuf, bool)> = BTreeMap::new();
+        for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+            let file = entry.file_name();
+            let Some(rest) = file.to_str().and_then(|f| f.strip_prefix(&prefix)) else {
+                continue;
+            };
+            let (stamp, gz) = rest
+                .strip_suffix(".gz")
+                .map_or((rest, false), |s| (s, true));
+            let is_stamp = stamp.len() == 15
+                && stamp.bytes().enumerate().all(|(i, b)| {
+                    if i == 8 {
+                        b == b'-'
+                    } else {
+                        b.is_ascii_digit()
+                    }
+                });
+            if !is_stamp {
+                continue;
+            }
+            let keep = rotated.get(stamp).is_none_or(|(_, had_gz)| *had_gz && !gz);
+            if keep {
+                rotated.insert(stamp.to_owned(), (entry.path(), gz));
+            }
+        }
+        for (path, _) in rotated.into_values().rev() {
+            if let Ok(m) = std::fs::metadata(&path) {
+                out.push((path, m.ino()));
             }
         }
         out
@@ -223,39 +298,57 @@ impl Tailer {
 
     /// Opens the file to read next: the one at the position's inode, else the oldest kept.
     fn open(&mut self, batch: &mut Batch) -> std::io::Result<bool> {
-        let (chain, newest) = self.chain_with_generation();
-        if chain.is_empty() {
-            return Ok(false);
-        }
+        let (mut chain, mut newest) = self.chain_with_generation();
         // the file of the position, unless its inode went to another file (the record that
-        // ends at the position is not the last one read)
-        let found = chain
-            .iter()
-            .position(|(_, ino)| *ino == self.pos.inode)
-            .filter(|i| chain.get(*i).is_some_and(|(p, _)| self.continues_in(p)));
-        // not found: the oldest file kept that holds a record not read yet
-        let at = found.or_else(|| self.oldest_unread(&chain));
+        // ends at the position is not the last one read); a file renamed by a rotation between
+        // the listing and the look at its records is listed again before it counts as gone
+        let mut found = None;
+        for _ in 0..3 {
+            if chain.is_empty() {
+                return Ok(false);
+            }
+            let at = chain.iter().position(|(_, ino)| *ino == self.pos.inode);
+            found = at.filter(|i| chain.get(*i).is_some_and(|(p, _)| self.continues_in(p)));
+            if found.is_some() || at.is_none() {
+                break;
+            }
+            (chain, newest) = self.chain_with_generation();
+        }
+        // not found: its copy under another name and inode (the writer compressed it: reading
+        // goes on there, at its end too, from where the next newer file follows), else the
+        // oldest file kept that holds a record not read yet
+        let copy = if found.is_none() && self.pos.inode != 0 {
+            chain.iter().position(|(p, _)| self.continues_in(p))
+        } else {
+            None
+        };
+        let at = found.or(copy).or_else(|| self.oldest_unread(&chain));
         let Some((path, inode)) = at.and_then(|i| chain.get(i)).cloned() else {
             return Ok(false);
         };
         let generation = newest.zip(at).map(|(g, i)| g.older(i));
-        let mut offset = 0;
-        if found.is_some() {
-            offset = self.pos.offset;
-        } else if self.pos.inode != 0 {
-            if is_gz(&path) && self.continues_in(&path) {
-                // the engine compressed the file being read: go on in its copy
-                offset = self.pos.offset;
-            } else {
-                // the file we were reading is gone with whatever was left in it, and maybe
-                // more files after it
-                let (files, lines) = self.estimate_before(&path);
-                batch.lost_files += files.max(1);
-                batch.lost_lines += lines;
-                self.pos.joiner.reset();
-            }
+        let continued = found.is_some() || copy.is_some();
+        let offset = if continued { self.pos.offset } else { 0 };
+        // opened by inode: a rotation may have given the name to a newer file since it was
+        // listed (reading that one at this offset would skip its start); the next round lists
+        // again
+        let file = match File::open(&path) {
+            Ok(f) => f,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(false),
+            Err(e) => return Err(e),
+        };
+        if file.metadata()?.ino() != inode {
+            return Ok(false);
         }
-        let file = Source::open(&path, offset)?;
+        if !continued && self.pos.inode != 0 {
+            // the file we were reading is gone with whatever was left in it, and maybe more
+            // files after it
+            let (files, lines) = self.estimate_before(&path);
+            batch.lost_files += files.max(1);
+            batch.lost_lines += lines;
+            self.pos.joiner.reset();
+        }
+        let file = Source::open_at(file, &path, offset)?;
         self.start_file(file, inode, offset, generation);
         self.partial.clear();
         Ok(true)
@@ -315,7 +408,10 @@ impl Tailer {
             self.pos.offset += (nl + 1) as u64;
             self.file_records += 1;
             self.file_record_bytes += (nl + 1) as u64;
-            let fed = self.pos.joiner.feed_timed(record, offset);
+            let fed = match self.format {
+                Format::JsonFile => self.pos.joiner.feed_timed(record, offset),
+                Format::Cri => crate::cri::feed(&mut self.pos.joiner, record, offset),
+            };
             self.pos.record_ns = fed.as_ref().map_or(0, |(t, _)| *t);
             match fed.map(|(_, line)| line) {
                 Ok(Some(line)) => {

@@ -33,7 +33,12 @@ impl Source {
 
     /// `path` opened at `offset` (of its uncompressed bytes).
     pub(super) fn open(path: &Path, offset: u64) -> std::io::Result<Self> {
-        let mut source = Self::from_file(File::open(path)?, path);
+        Self::open_at(File::open(path)?, path, offset)
+    }
+
+    /// `file` (opened from `path`) at `offset` (of its uncompressed bytes).
+    pub(super) fn open_at(file: File, path: &Path, offset: u64) -> std::io::Result<Self> {
+        let mut source = Self::from_file(file, path);
         match &mut source {
             Self::Plain(file) => {
                 file.seek(SeekFrom::Start(offset))?;
@@ -116,8 +121,18 @@ pub(super) fn gz_last_time(path: &Path) -> Option<i64> {
     last_record_time(&all)
 }
 
-/// The engine time of a json-file record, read without decoding the whole record.
+/// The time of a record, read without decoding it whole: a json-file record is a JSON object,
+/// a CRI record starts with its time.
 pub(super) fn record_time(record: &[u8]) -> Option<i64> {
+    if record.first() == Some(&b'{') {
+        json_record_time(record)
+    } else {
+        crate::cri::record_time(record)
+    }
+}
+
+/// The engine time of a json-file record, read without decoding the whole record.
+fn json_record_time(record: &[u8]) -> Option<i64> {
     const KEY: &[u8] = b"\"time\":\"";
     let at = record.windows(KEY.len()).rposition(|w| w == KEY)? + KEY.len();
     let end = record[at..].iter().position(|b| *b == b'"')? + at;
