@@ -908,3 +908,100 @@ async fn a_cluster_that_never_answers_holds_up_no_local_line() {
     engine.remove_container(&id, true).await.unwrap();
     drop(mute);
 }
+
+/// A Kubernetes node's pod logs (`[logs] pods`), written by a test kubelet in the CRI format
+/// and rotation naming (1 MiB files, ten kept, all rotated files but the newest gzipped), some
+/// lines cut in partial records: a flood of 200,000 lines with capstan killed -9 in the
+/// middle lands exactly once, each line with its namespace, pod and container.
+#[tokio::test]
+async fn a_pod_log_flood_with_rotations_lands_exactly_once_across_kill_9() {
+    let engine = capstan_testkit::engine().await;
+    let pods = tempfile::tempdir().unwrap();
+    let pod = unique("web");
+    let mut daemon = Daemon::start_with(
+        bin(),
+        engine.host(),
+        &format!(
+            "[logs]\ncontainers = [\"capt-none-*\"]\npods = \"{}\"\n",
+            pods.path().display()
+        ),
+    )
+    .await;
+    let dir = pods.path().to_owned();
+    let pod_name = pod.clone();
+    let writer = tokio::task::spawn_blocking(move || {
+        let mut log = capstan_testkit::KubeletLog::new(
+            &dir,
+            ("shop", &pod_name, "0c1d2e3f"),
+            "web",
+            1024 * 1024,
+            10,
+        );
+        for i in 0..200_000 {
+            if i % 5000 == 1 {
+                let text = format!("cri flood line {i} {}", "y".repeat(200));
+                let (a, b) = text.split_at(120);
+                log.pieces("stdout", &[a, b]);
+            } else {
+                log.line("stdout", &format!("cri flood line {i}"));
+            }
+            if i % 50 == 0 {
+                // about 40,000 lines a second: the ten files hold the few seconds capstan
+                // is away
+                #[allow(clippy::disallowed_methods)]
+                std::thread::sleep(Duration::from_millis(1));
+            }
+        }
+        log.rotations()
+    });
+    let q = format!("pod:{pod}");
+    let (read, stored) =
+        capstan_testkit::eventually(Duration::from_mins(2), "part of the flood read", || async {
+            let stats: serde_json::Value = daemon.get("/api/v1/logs/stats").await;
+            let p = &stats["pipeline"];
+            let read = p["lines_read"].as_u64().unwrap_or_default();
+            let stored = p["lines_stored"].as_u64().unwrap_or_default();
+            (stored > 0 || read >= 100_000).then_some((read, stored))
+        })
+        .await;
+    daemon.kill9().await;
+    eprintln!("killed with {read} of 200000 lines read, {stored} stored");
+    assert!(
+        read < 200_000,
+        "the kill came after the whole flood was read"
+    );
+    daemon.restart().await;
+    let rotations = writer.await.unwrap();
+    assert!(rotations >= 5, "the flood rotated {rotations} times");
+    wait_for(&daemon, &q, 200_000, Duration::from_mins(5)).await;
+    for probe in [
+        "\"cri flood line 0\"",
+        "\"cri flood line 5001\"",
+        "\"cri flood line 123456\"",
+        "\"cri flood line 199999\"",
+    ] {
+        assert_eq!(
+            page(&daemon, &format!("{q} {probe}"), 5).await.total,
+            1,
+            "{probe}"
+        );
+    }
+    let one = page(&daemon, &format!("{q} \"cri flood line 5001\""), 1).await;
+    let line = &one.lines[0];
+    assert_eq!(
+        line.raw.len(),
+        "cri flood line 5001 ".len() + 200,
+        "rejoined"
+    );
+    assert_eq!(
+        (
+            line.origin.namespace.as_str(),
+            line.origin.pod.as_str(),
+            line.origin.container.as_str()
+        ),
+        ("shop", pod.as_str(), "web")
+    );
+    let stats: serde_json::Value = daemon.get("/api/v1/logs/stats").await;
+    assert_eq!(stats["pipeline"]["bad_records"], 0, "{stats}");
+    stays_at(&daemon, &q, 200_000).await;
+}
