@@ -220,6 +220,29 @@ async fn lines_are_stored_once_rejoined_and_searchable() {
     stays_at(&daemon, &container, 13).await;
 }
 
+/// Kills capstan -9 in the middle of a 200,000-line flood and starts it again: once the first
+/// part is stored (committed every 2 s under a flood), with more read and not committed and
+/// more still coming; or, should reading outrun the first commit, once `most` is read and none
+/// stored.
+async fn kill_9_mid_flood(daemon: &mut Daemon, most: u64) {
+    let (read, stored) =
+        capstan_testkit::eventually(Duration::from_mins(2), "part of the flood read", || async {
+            let stats: serde_json::Value = daemon.get("/api/v1/logs/stats").await;
+            let p = &stats["pipeline"];
+            let read = p["lines_read"].as_u64().unwrap_or_default();
+            let stored = p["lines_stored"].as_u64().unwrap_or_default();
+            (stored > 0 || read >= most).then_some((read, stored))
+        })
+        .await;
+    daemon.kill9().await;
+    eprintln!("killed with {read} of 200000 lines read, {stored} stored");
+    assert!(
+        read < 200_000,
+        "the kill came after the whole flood was read"
+    );
+    daemon.restart().await;
+}
+
 #[tokio::test]
 async fn a_flood_lands_exactly_once_across_kill_9() {
     let engine = capstan_testkit::engine().await;
@@ -232,25 +255,7 @@ async fn a_flood_lands_exactly_once_across_kill_9() {
     )
     .await;
     let container = format!("container:{name}");
-    // kill -9 once the first part is stored (committed every 2 s under a flood), with more
-    // read and not committed, and more still coming; or, should reading outrun the first
-    // commit, once most is read and none stored
-    let (read, stored) =
-        capstan_testkit::eventually(Duration::from_mins(2), "part of the flood read", || async {
-            let stats: serde_json::Value = daemon.get("/api/v1/logs/stats").await;
-            let p = &stats["pipeline"];
-            let read = p["lines_read"].as_u64().unwrap_or_default();
-            let stored = p["lines_stored"].as_u64().unwrap_or_default();
-            (stored > 0 || read >= 150_000).then_some((read, stored))
-        })
-        .await;
-    daemon.kill9().await;
-    eprintln!("killed with {read} of 200000 lines read, {stored} stored");
-    assert!(
-        read < 200_000,
-        "the kill came after the whole flood was read"
-    );
-    daemon.restart().await;
+    kill_9_mid_flood(&mut daemon, 150_000).await;
     wait_for(&daemon, &container, 200_000, Duration::from_mins(5)).await;
     for probe in [
         "\"flood line 0\"",
@@ -955,22 +960,7 @@ async fn a_pod_log_flood_with_rotations_lands_exactly_once_across_kill_9() {
         log.rotations()
     });
     let q = format!("pod:{pod}");
-    let (read, stored) =
-        capstan_testkit::eventually(Duration::from_mins(2), "part of the flood read", || async {
-            let stats: serde_json::Value = daemon.get("/api/v1/logs/stats").await;
-            let p = &stats["pipeline"];
-            let read = p["lines_read"].as_u64().unwrap_or_default();
-            let stored = p["lines_stored"].as_u64().unwrap_or_default();
-            (stored > 0 || read >= 100_000).then_some((read, stored))
-        })
-        .await;
-    daemon.kill9().await;
-    eprintln!("killed with {read} of 200000 lines read, {stored} stored");
-    assert!(
-        read < 200_000,
-        "the kill came after the whole flood was read"
-    );
-    daemon.restart().await;
+    kill_9_mid_flood(&mut daemon, 100_000).await;
     let rotations = writer.await.unwrap();
     assert!(rotations >= 5, "the flood rotated {rotations} times");
     wait_for(&daemon, &q, 200_000, Duration::from_mins(5)).await;

@@ -203,6 +203,46 @@ async fn schemathesis_finds_no_server_error_and_no_answer_off_the_document_own_e
     );
 }
 
+/// The build a signed push of `commit` to st-hooked queues, its source set to `repository`
+/// first, once it is `status`.
+async fn pushed(
+    daemon: &Daemon,
+    http: &reqwest::Client,
+    (hook_url, signed): (&str, &dyn Fn(&[u8]) -> String),
+    repository: &str,
+    commit: &str,
+    status: &str,
+) -> i64 {
+    let (code, _) = daemon
+        .put_raw(
+            "/api/v1/apps/st-hooked/source",
+            &serde_json::json!({ "repository": repository }),
+        )
+        .await;
+    assert_eq!(code, 200);
+    let push = format!(r#"{{"ref":"refs/heads/main","after":"{commit}","commits":[]}}"#);
+    let queued: serde_json::Value = http
+        .post(hook_url)
+        .header("x-hub-signature-256", signed(push.as_bytes()))
+        .header("x-github-event", "push")
+        .body(push)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let build = queued["build"]
+        .as_i64()
+        .unwrap_or_else(|| panic!("{queued}"));
+    capstan_testkit::eventually(Duration::from_secs(30), "the build's state", || async {
+        let b: capstan_model::Build = daemon.get(&format!("/api/v1/builds/{build}")).await;
+        (b.status == status).then_some(())
+    })
+    .await;
+    build
+}
+
 /// The error answers generated requests cannot reach, each made on purpose: a signed-in
 /// change without its CSRF token, a built-in rule's removal, an allowance that is not there, a
 /// registry never logged in to and one that cannot be reached, a
@@ -356,32 +396,15 @@ async fn made_on_purpose(daemon: &Daemon, off: &Daemon, own: &mut OwnEngine) -> 
         .as_u16();
     note("POST", "/api/v1/hooks/git/{app}", status);
     // a build that ended (the app was never deployed): cancelling it is a conflict
-    let (status, _) = daemon
-        .put_raw(
-            "/api/v1/apps/st-hooked/source",
-            &serde_json::json!({"repository": "git://127.0.0.1:9/none.git"}),
-        )
-        .await;
-    assert_eq!(status, 200);
-    let push = br#"{"ref":"refs/heads/main","after":"0123456789012345678901234567890123456789","commits":[]}"#;
-    let queued: serde_json::Value = http
-        .post(url("/api/v1/hooks/git/st-hooked"))
-        .header("x-hub-signature-256", signed(push))
-        .header("x-github-event", "push")
-        .body(&push[..])
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let build = queued["build"]
-        .as_i64()
-        .unwrap_or_else(|| panic!("{queued}"));
-    capstan_testkit::eventually(Duration::from_secs(30), "the build's end", || async {
-        let b: capstan_model::Build = daemon.get(&format!("/api/v1/builds/{build}")).await;
-        (b.status == "failed").then_some(())
-    })
+    let hook_url = url("/api/v1/hooks/git/st-hooked");
+    let build = pushed(
+        &daemon,
+        &http,
+        (&hook_url, &signed),
+        "git://127.0.0.1:9/none.git",
+        "0123456789012345678901234567890123456789",
+        "failed",
+    )
     .await;
     let (status, _) = daemon
         .post_raw(
@@ -409,32 +432,14 @@ async fn made_on_purpose(daemon: &Daemon, off: &Daemon, own: &mut OwnEngine) -> 
         .await;
     assert_eq!(status, 200, "{said}");
     let silent = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let (status, _) = daemon
-        .put_raw(
-            "/api/v1/apps/st-hooked/source",
-            &serde_json::json!({"repository": format!("git://{}/none.git", silent.local_addr().unwrap())}),
-        )
-        .await;
-    assert_eq!(status, 200);
-    let push = br#"{"ref":"refs/heads/main","after":"1123456789012345678901234567890123456789","commits":[]}"#;
-    let queued: serde_json::Value = http
-        .post(url("/api/v1/hooks/git/st-hooked"))
-        .header("x-hub-signature-256", signed(push))
-        .header("x-github-event", "push")
-        .body(&push[..])
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let held = queued["build"]
-        .as_i64()
-        .unwrap_or_else(|| panic!("{queued}"));
-    capstan_testkit::eventually(Duration::from_secs(30), "the build's fetch", || async {
-        let b: capstan_model::Build = daemon.get(&format!("/api/v1/builds/{held}")).await;
-        (b.status == "running").then_some(())
-    })
+    let held = pushed(
+        &daemon,
+        &http,
+        (&hook_url, &signed),
+        &format!("git://{}/none.git", silent.local_addr().unwrap()),
+        "1123456789012345678901234567890123456789",
+        "running",
+    )
     .await;
     let (status, _) = daemon
         .post_raw(
