@@ -203,12 +203,15 @@ async fn schemathesis_finds_no_server_error_and_no_answer_off_the_document_own_e
     );
 }
 
+/// Signs a delivery's body with the app's hook secret (the signature header's value).
+type Signer<'a> = &'a dyn Fn(&[u8]) -> String;
+
 /// The build a signed push of `commit` to st-hooked queues, its source set to `repository`
 /// first, once it is `status`.
 async fn pushed(
     daemon: &Daemon,
     http: &reqwest::Client,
-    (hook_url, signed): (&str, &dyn Fn(&[u8]) -> String),
+    (hook_url, signed): (&str, Signer<'_>),
     repository: &str,
     commit: &str,
     status: &str,
@@ -398,7 +401,7 @@ async fn made_on_purpose(daemon: &Daemon, off: &Daemon, own: &mut OwnEngine) -> 
     // a build that ended (the app was never deployed): cancelling it is a conflict
     let hook_url = url("/api/v1/hooks/git/st-hooked");
     let build = pushed(
-        &daemon,
+        daemon,
         &http,
         (&hook_url, &signed),
         "git://127.0.0.1:9/none.git",
@@ -433,7 +436,7 @@ async fn made_on_purpose(daemon: &Daemon, off: &Daemon, own: &mut OwnEngine) -> 
     assert_eq!(status, 200, "{said}");
     let silent = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let held = pushed(
-        &daemon,
+        daemon,
         &http,
         (&hook_url, &signed),
         &format!("git://{}/none.git", silent.local_addr().unwrap()),
