@@ -298,6 +298,11 @@ async fn made_on_purpose(daemon: &Daemon, off: &Daemon, own: &mut OwnEngine) -> 
         ),
         (
             "POST",
+            "/api/v1/apps/st-app/render",
+            "/api/v1/apps/{app}/render",
+        ),
+        (
+            "POST",
             "/api/v1/alerts/rules/oom/test",
             "/api/v1/alerts/rules/{name}/test",
         ),
