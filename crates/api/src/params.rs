@@ -8,8 +8,9 @@ use crate::ApiError;
 /// Query pairs as sent, in order.
 pub(crate) type Pairs = Vec<(String, String)>;
 
-/// Event types the engine reports, and `capstan` (capstan's own) and `task` (a Swarm task's
-/// failure, which capstan journals: Swarm reports it by no event).
+/// Event types the engine reports, and `capstan` (capstan's own), `task` (a Swarm task's
+/// failure, which capstan journals: Swarm reports it by no event) and `pod` (what a Kubernetes
+/// target's containers run, and their failed pulls).
 const EVENT_TYPES: &[&str] = &[
     "builder",
     "capstan",
@@ -20,6 +21,7 @@ const EVENT_TYPES: &[&str] = &[
     "network",
     "node",
     "plugin",
+    "pod",
     "secret",
     "service",
     "task",

@@ -6,9 +6,12 @@
 //! cluster is reached through its kubeconfig context ([`Cluster`]).
 
 mod cluster;
+mod journal;
 mod names;
+pub mod pods;
 mod render;
 
 pub use cluster::{Cluster, ClusterError, options, probe};
+pub use journal::PodJournal;
 pub use names::{dns_label, object_name};
 pub use render::{Input, Object, Options, Publish, Refusal, render};

@@ -1,6 +1,8 @@
 //! A Kubernetes API server's wire format, not a cluster: no API server can run on this
 //! machine, so tests talk to this HTTP server, which answers as the API documents it (its
-//! example responses) and records every request it receives for the test to check.
+//! example responses) and records every request it receives for the test to check. Beyond
+//! `/version`, a test scripts the answers it needs (a pod list, a watch stream, a 410) in the
+//! order they are asked for.
 
 use std::sync::{Arc, Mutex};
 
@@ -12,7 +14,18 @@ use axum::response::IntoResponse;
 #[derive(Debug, Clone)]
 pub struct Seen {
     pub path: String,
+    /// The query string (`watch=true&resourceVersion=100&...`), empty when none.
+    pub query: String,
     pub authorization: Option<String>,
+}
+
+/// A scripted answer: to the next request for `path` that is (`watch`) or is not a watch.
+#[derive(Debug, Clone)]
+struct Reply {
+    path: String,
+    watch: bool,
+    status: u16,
+    body: String,
 }
 
 /// The API server of a test: answers `/version` with the documented example, or with the
@@ -20,6 +33,7 @@ pub struct Seen {
 pub struct KubeApi {
     pub url: String,
     seen: Arc<Mutex<Vec<Seen>>>,
+    script: Arc<Mutex<Vec<Reply>>>,
 }
 
 const VERSION: &str = r#"{
@@ -41,17 +55,32 @@ impl KubeApi {
     /// answers.
     pub async fn start(forbid: bool) -> Self {
         let seen: Arc<Mutex<Vec<Seen>>> = Arc::default();
-        let log = Arc::clone(&seen);
+        let script: Arc<Mutex<Vec<Reply>>> = Arc::default();
+        let (log, replies) = (Arc::clone(&seen), Arc::clone(&script));
         let app = Router::new().fallback(move |uri: Uri, headers: HeaderMap| {
-            let log = Arc::clone(&log);
+            let (log, replies) = (Arc::clone(&log), Arc::clone(&replies));
             async move {
+                let query = uri.query().unwrap_or_default().to_owned();
+                let watch = query.split('&').any(|p| p == "watch=true");
                 log.lock().unwrap().push(Seen {
                     path: uri.path().to_owned(),
+                    query,
                     authorization: headers
                         .get("authorization")
                         .map(|v| v.to_str().unwrap().to_owned()),
                 });
                 let json = [("content-type", "application/json")];
+                let scripted = {
+                    let mut replies = replies.lock().unwrap();
+                    replies
+                        .iter()
+                        .position(|r| r.path == uri.path() && r.watch == watch)
+                        .map(|i| replies.remove(i))
+                };
+                if let Some(r) = scripted {
+                    let status = StatusCode::from_u16(r.status).unwrap();
+                    return (status, json, r.body).into_response();
+                }
                 match (uri.path(), forbid) {
                     ("/version", false) => (StatusCode::OK, json, VERSION).into_response(),
                     (_, true) => (StatusCode::FORBIDDEN, json, FORBIDDEN).into_response(),
@@ -62,11 +91,22 @@ impl KubeApi {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let url = format!("http://{}", listener.local_addr().unwrap());
         tokio::spawn(async move { axum::serve(listener, app).await });
-        Self { url, seen }
+        Self { url, seen, script }
     }
 }
 
 impl KubeApi {
+    /// Answers the next request for `path` (a watch, with `watch`) with `status` and `body`
+    /// (a watch stream: one JSON event per line, the stream ending with the body).
+    pub fn reply(&self, path: &str, watch: bool, status: u16, body: impl Into<String>) {
+        self.script.lock().unwrap().push(Reply {
+            path: path.to_owned(),
+            watch,
+            status,
+            body: body.into(),
+        });
+    }
+
     /// The requests it received, in order.
     pub fn seen(&self) -> Vec<Seen> {
         self.seen.lock().unwrap().clone()

@@ -49,6 +49,19 @@ pub(super) fn cluster_engines(
         .collect()
 }
 
+/// The image journal of each Kubernetes target's pods (what each container runs, by digest;
+/// the pulls that fail).
+pub(super) fn start_pod_journals(base: &Base, targets: &[capstan_deploy::targets::TargetConfig]) {
+    for t in targets
+        .iter()
+        .filter(|t| t.kind == capstan_model::TargetKind::Kubernetes)
+    {
+        let journal =
+            capstan_kube::PodJournal::new(t.clone(), base.store.clone(), base.live.clone());
+        tokio::spawn(journal.run(base.shutdown.clone()));
+    }
+}
+
 /// Logs: every container's lines, and every task's of the `clusters`, into the embedded
 /// store, its sinks, its retention, and the journaling of what the engine rotated away
 /// before it was read.

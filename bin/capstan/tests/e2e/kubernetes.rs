@@ -56,7 +56,14 @@ async fn a_kubernetes_target_is_listed_rendered_for_and_refuses_what_it_cannot_r
         out.contains("kubernetes") && out.contains("v1.28.3"),
         "{out}"
     );
-    let asked = api.seen().len();
+    // what the target is asked besides its pods (which the image journal follows)
+    let asked_of = |api: &KubeApi| {
+        api.seen()
+            .iter()
+            .filter(|s| !s.path.ends_with("/pods"))
+            .count()
+    };
+    let asked = asked_of(&api);
 
     // render: the objects, in the context's namespace, the Secret without its value
     let app = tempfile::tempdir().unwrap();
@@ -103,11 +110,7 @@ async fn a_kubernetes_target_is_listed_rendered_for_and_refuses_what_it_cannot_r
             "Service"
         ]
     );
-    assert_eq!(
-        api.seen().len(),
-        asked,
-        "rendering asked the cluster nothing"
-    );
+    assert_eq!(asked_of(&api), asked, "rendering asked the cluster nothing");
 
     // what the cluster cannot honour: refused with where it is written, exit 2
     std::fs::write(
@@ -139,7 +142,7 @@ async fn a_kubernetes_target_is_listed_rendered_for_and_refuses_what_it_cannot_r
         .await;
     assert_eq!(code, 2, "{err}");
     assert!(err.contains("capstan render"), "{err}");
-    assert_eq!(api.seen().len(), asked, "nothing was sent to the cluster");
+    assert_eq!(asked_of(&api), asked, "nothing was sent to the cluster");
 }
 
 #[tokio::test]
@@ -165,4 +168,102 @@ async fn bad_kubernetes_target_settings_stop_serve_naming_the_key() {
         let err = serve_refused(bin(), config).await;
         assert!(err.contains(says), "{config}: {err}");
     }
+}
+
+/// A pod of the wire-format server's namespace `apps`, one container `web`.
+fn pod(name: &str, uid: &str, state: &serde_json::Value) -> serde_json::Value {
+    serde_json::json!({
+        "apiVersion": "v1", "kind": "Pod",
+        "metadata": {"name": name, "namespace": "apps", "uid": uid, "resourceVersion": "90",
+            "creationTimestamp": "2026-12-05T09:59:00Z"},
+        "spec": {"nodeName": "node-1", "containers": [{"name": "web", "image": "reg.example.com/web:1"}]},
+        "status": {"phase": "Running", "containerStatuses": [state]},
+    })
+}
+
+/// The pods' list the server answers: web-1 runs the image by digest, web-2 cannot pull.
+fn pod_list(digest: &str) -> String {
+    serde_json::json!({
+        "apiVersion": "v1", "kind": "PodList", "metadata": {"resourceVersion": "100"},
+        "items": [
+            pod("web-1", "u1", &serde_json::json!({"name": "web", "image": "reg.example.com/web:1",
+                "imageID": digest, "ready": true, "restartCount": 0,
+                "state": {"running": {"startedAt": "2026-12-05T10:00:00Z"}}})),
+            pod("web-2", "u2", &serde_json::json!({"name": "web", "image": "reg.example.com/web:1",
+                "imageID": "", "ready": false, "restartCount": 0,
+                "state": {"waiting": {"reason": "ErrImagePull", "message": "401 Unauthorized"}}})),
+        ],
+    })
+    .to_string()
+}
+
+#[tokio::test]
+async fn a_kubernetes_targets_pods_are_journaled_by_digest_once_across_a_restart() {
+    let engine = capstan_testkit::engine().await;
+    let api = KubeApi::start(false).await;
+    let dir = tempfile::tempdir().unwrap();
+    let config = format!(
+        "[logs]\ncollect = false\n\n[[targets]]\nname = \"k8s\"\nkind = \"kubernetes\"\nkubeconfig = \"{}\"\ncontext = \"lab\"\n",
+        api.kubeconfig(dir.path()).display()
+    );
+    let digest = format!("reg.example.com/web@sha256:{}", "c".repeat(64));
+    let pods = "/api/v1/namespaces/apps/pods";
+    api.reply(pods, false, 200, pod_list(&digest));
+    let mut daemon = Daemon::start_with(bin(), engine.host(), &config).await;
+    let journaled = capstan_testkit::eventually(
+        std::time::Duration::from_secs(30),
+        "the pods journaled",
+        || async {
+            let events = daemon.all_events("type=pod").await;
+            (events.len() >= 2).then_some(events)
+        },
+    )
+    .await;
+    assert_eq!(journaled.len(), 2, "{journaled:#?}");
+    let running = journaled
+        .iter()
+        .find(|e| e.action == "image_running")
+        .unwrap();
+    assert_eq!(running.actor, "apps/web-1/web");
+    assert_eq!(running.image_id.as_deref(), Some(digest.as_str()));
+    assert_eq!(running.attributes["target"], "k8s");
+    assert_eq!(running.attributes["node"], "node-1");
+    assert_eq!(running.attributes["image"], "reg.example.com/web:1");
+    assert_eq!(
+        running.time.to_rfc3339(),
+        "2026-12-05T10:00:00+00:00",
+        "the container's start"
+    );
+    let failed = journaled
+        .iter()
+        .find(|e| e.action == "image_pull_failed")
+        .unwrap();
+    assert_eq!(failed.actor, "apps/web-2/web");
+    assert_eq!(failed.attributes["reason"], "ErrImagePull");
+    assert_eq!(failed.attributes["message"], "401 Unauthorized");
+    assert_eq!(failed.scope.as_deref(), Some("kubernetes"));
+
+    // capstan restarts and lists the same pods again: nothing is journaled twice
+    let lists = |api: &KubeApi| {
+        api.seen()
+            .iter()
+            .filter(|s| s.path == pods && !s.query.contains("watch=true"))
+            .count()
+    };
+    let before = lists(&api);
+    api.reply(pods, false, 200, pod_list(&digest));
+    daemon.stop().await;
+    daemon.restart().await;
+    capstan_testkit::eventually(
+        std::time::Duration::from_secs(30),
+        "the pods listed again",
+        || async { (lists(&api) > before).then_some(()) },
+    )
+    .await;
+    tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+    assert_eq!(
+        daemon.all_events("type=pod").await.len(),
+        2,
+        "journaled once"
+    );
 }
