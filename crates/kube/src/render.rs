@@ -1356,8 +1356,6 @@ fn services(
         spec: Some(ServiceSpec {
             selector: Some(selector(app, name)),
             cluster_ip: headless.then(|| "None".to_owned()),
-            // a headless Service of a StatefulSet resolves its pods before they are ready
-            publish_not_ready_addresses: None,
             ports: (!ports.is_empty()).then(|| {
                 ports
                     .iter()
