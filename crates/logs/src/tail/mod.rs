@@ -434,9 +434,10 @@ impl Tailer {
     /// At the end of the current file: moves to the next newer one when the engine rotated.
     fn next_file(&mut self, batch: &mut Batch) -> std::io::Result<bool> {
         let current = self.pos.inode;
-        // the common case, every round for every idle container: still the live file (the
-        // kernel's count is asked only when moving on)
-        if self.chain().first().is_some_and(|(_, ino)| *ino == current) {
+        // the common case, every round for every idle container: still the live file, told by
+        // one stat of its name (the rotated files are listed, and the kernel's count asked,
+        // only when moving on)
+        if std::fs::metadata(&self.path).is_ok_and(|m| m.ino() == current) {
             // wait for more, unless it was cut short under us
             return self.truncated(batch);
         }
