@@ -38,6 +38,27 @@ impl PodJournal {
     /// Follows the target until `shutdown`, connecting again with backoff while its API
     /// server does not answer.
     pub async fn run(self, shutdown: CancellationToken) {
+        // changes are journaled as they are seen, not when a watch (minutes long) ends
+        let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<PodChange>();
+        let this = std::sync::Arc::new(self);
+        let writer = std::sync::Arc::clone(&this);
+        tokio::spawn(async move {
+            while let Some(first) = rx.recv().await {
+                let mut changes = vec![first];
+                while let Ok(more) = rx.try_recv() {
+                    changes.push(more);
+                }
+                writer.journal(changes).await;
+            }
+        });
+        this.follow(tx, shutdown).await;
+    }
+
+    async fn follow(
+        &self,
+        tx: tokio::sync::mpsc::UnboundedSender<PodChange>,
+        shutdown: CancellationToken,
+    ) {
         let mut delay = Duration::from_millis(200);
         let mut images = PodImages::default();
         let mut watch: Option<PodWatch> = None;
@@ -52,13 +73,13 @@ impl PodJournal {
                 }
             }
             if let Some(w) = watch.as_mut() {
-                let mut changes = Vec::new();
-                let mut collect = |c| changes.push(c);
+                let mut collect = |c| {
+                    let _ = tx.send(c);
+                };
                 let followed = tokio::select! {
                     () = shutdown.cancelled() => return,
                     r = w.follow(&mut images, &mut collect) => r,
                 };
-                self.journal(changes).await;
                 match followed {
                     Ok(Ended::Closed) => {
                         debug!(target = %self.target.name, "the pods' watch ended; watching again");

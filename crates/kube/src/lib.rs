@@ -10,8 +10,10 @@ mod journal;
 mod names;
 pub mod pods;
 mod render;
+mod target;
 
 pub use cluster::{Cluster, ClusterError, options, probe};
 pub use journal::PodJournal;
 pub use names::{dns_label, object_name};
 pub use render::{Input, Object, Options, Publish, Refusal, render};
+pub use target::{FIELD_MANAGER, KubernetesTarget, RBAC};

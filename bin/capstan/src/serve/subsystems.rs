@@ -197,6 +197,7 @@ pub(super) fn start_deploy(
     rollouts: &RolloutLocks,
     auto: mpsc::Receiver<AutoUpdate>,
     targets: &[(String, capstan_engine::Engine)],
+    kubernetes: &[capstan_deploy::targets::TargetConfig],
 ) -> Result<Deploy> {
     // the clusters of `[[targets]]`: the proxy routes their apps' ports to their tasks
     let mut clusters: Vec<(String, Arc<dyn capstan_deploy::Target>)> = Vec::new();
@@ -270,6 +271,19 @@ pub(super) fn start_deploy(
         base.live.clone(),
     );
     tokio::spawn(auto_updater.run(auto, base.shutdown.clone()));
+    // a Kubernetes cluster serves its published ports itself (its Services)
+    for t in kubernetes
+        .iter()
+        .filter(|t| t.kind == capstan_model::TargetKind::Kubernetes)
+    {
+        clusters.push((
+            t.name.clone(),
+            Arc::new(capstan_kube::KubernetesTarget::new(
+                t.clone(),
+                Arc::clone(&base.registry),
+            )),
+        ));
+    }
     // one rollout engine over every target: each keeps the same ledger, files and vault
     let places = clusters
         .into_iter()

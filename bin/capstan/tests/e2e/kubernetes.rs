@@ -4,7 +4,13 @@
 //! kubeconfig context and listed with the API server's version; `capstan render` prints the
 //! objects the cluster would get without asking the cluster anything (no Secret value shown);
 //! a key the cluster cannot honour is refused with file:line and exit 2; bad target settings
-//! stop `capstan serve` with the entry and key.
+//! stop `capstan serve` with the entry and key; the scenario of `kubernetes_scenario` (deploy,
+//! rolling update, a crash-looping release rolled back, rollback from the ledger, down) runs on
+//! the server's stand-ins for the controllers and the kubelet, and every request it made was
+//! an apply as capstan, strictly valid, and a verb the RBAC capstan asks for grants; an
+//! unreachable API server is exit 3, a forbidden verb exit 1 naming it.
+
+use std::fmt::Write as _;
 
 use capstan_model::{TargetKind, TargetStatus};
 use capstan_testkit::{Daemon, KubeApi, serve_refused};
@@ -125,8 +131,14 @@ async fn a_kubernetes_target_is_listed_rendered_for_and_refuses_what_it_cannot_r
     assert!(err.contains("compose.yaml:5"), "{err}");
     assert!(err.contains("services.web.pid"), "{err}");
     assert!(err.contains("own namespaces"), "{err}");
-    // no such target, a target of another kind, and a deploy (which a Kubernetes target does
-    // not take yet: it says so and what to do instead)
+    // a deploy of it: refused the same way before anything is sent
+    let (code, _, err) = daemon
+        .cli_in(app.path(), &["deploy", "--target", "k8s"], &[])
+        .await;
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("compose.yaml:5"), "{err}");
+    assert!(err.contains("services.web.pid"), "{err}");
+    // no such target, and a target of another kind
     let (code, _, err) = daemon
         .cli_in(app.path(), &["render", "--target", "nowhere"], &[])
         .await;
@@ -136,12 +148,6 @@ async fn a_kubernetes_target_is_listed_rendered_for_and_refuses_what_it_cannot_r
         .cli_in(app.path(), &["render", "--target", "local"], &[])
         .await;
     assert_eq!(code, 2, "{err}");
-    std::fs::write(app.path().join("compose.yaml"), COMPOSE).unwrap();
-    let (code, _, err) = daemon
-        .cli_in(app.path(), &["deploy", "--target", "k8s"], &[])
-        .await;
-    assert_eq!(code, 2, "{err}");
-    assert!(err.contains("capstan render"), "{err}");
     assert_eq!(asked_of(&api), asked, "nothing was sent to the cluster");
 }
 
@@ -266,4 +272,187 @@ async fn a_kubernetes_targets_pods_are_journaled_by_digest_once_across_a_restart
         2,
         "journaled once"
     );
+}
+
+/// The request's verb as RBAC names it, and its group and resource (`pods/log`).
+fn verb_of(seen: &capstan_testkit::KubeRequest) -> (String, String, String) {
+    let parts: Vec<&str> = seen.path.trim_start_matches('/').split('/').collect();
+    let at = parts.iter().position(|p| *p == "namespaces").unwrap();
+    let group = if parts[0] == "apis" { parts[1] } else { "" };
+    let mut resource = parts[at + 2].to_owned();
+    if let Some(sub) = parts.get(at + 4) {
+        resource = format!("{resource}/{sub}");
+    }
+    let named = parts.get(at + 3).is_some();
+    let verb = match (seen.method.as_str(), named) {
+        ("GET", false) if seen.query.contains("watch=true") => "watch",
+        ("GET", false) => "list",
+        ("GET", true) => "get",
+        ("PATCH", _) => "patch",
+        ("DELETE", _) => "delete",
+        (m, _) => panic!("{m} {}: capstan sends no such request", seen.path),
+    };
+    (verb.to_owned(), group.to_owned(), resource)
+}
+
+#[tokio::test]
+async fn the_scenario_on_the_wire_format_server() {
+    let engine = capstan_testkit::engine().await;
+    let api = KubeApi::cluster().await;
+    let dir = tempfile::tempdir().unwrap();
+    let place = crate::kubernetes_scenario::Place {
+        kubeconfig: api.kubeconfig(dir.path()),
+        context: "lab".into(),
+        namespace: "apps".into(),
+        registry: capstan_testkit::registry(),
+    };
+    let app = crate::kubernetes_scenario::run(bin(), engine.host(), &place).await;
+
+    // every write was a server-side apply as capstan, forced over other managers' fields
+    let applied = api.applied();
+    assert!(applied.len() >= 10, "{applied:#?}");
+    for a in &applied {
+        assert_eq!(a.content_type, "application/apply-patch+yaml", "{}", a.path);
+        assert!(
+            a.query.contains("fieldManager=capstan"),
+            "{}: {}",
+            a.path,
+            a.query
+        );
+        assert!(a.query.contains("force=true"), "{}: {}", a.path, a.query);
+    }
+    // ... of strictly valid objects
+    let bodies = tempfile::tempdir().unwrap();
+    let files: Vec<std::path::PathBuf> = applied
+        .iter()
+        .enumerate()
+        .map(|(i, a)| {
+            let path = bodies.path().join(format!("{i}.json"));
+            std::fs::write(&path, a.body.to_string()).unwrap();
+            path
+        })
+        .collect();
+    let validate = std::env::var("CAPSTAN_TEST_KUBERNETES_VALIDATE").expect(
+        "CAPSTAN_TEST_KUBERNETES_VALIDATE is not set: run the tests with scripts/test, which installs kubernetes-validate",
+    );
+    let out = std::process::Command::new(validate)
+        .args(["--strict", "--quiet", "-k", "1.28.0"])
+        .args(&files)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // ... and every request one the RBAC capstan documents grants
+    for seen in api.seen().iter().filter(|s| s.path != "/version") {
+        let (verb, group, resource) = verb_of(seen);
+        let granted = capstan_kube::RBAC
+            .iter()
+            .any(|(g, r, verbs)| *g == group && *r == resource && verbs.contains(&verb.as_str()));
+        assert!(
+            granted,
+            "{verb} {group}/{resource} ({}) is not in capstan_kube::RBAC",
+            seen.path
+        );
+    }
+    // nothing of the app is left but what other apps have
+    assert!(
+        api.objects(
+            "/apis/apps/v1/namespaces/apps/deployments",
+            &format!("io.capstan.app={app}")
+        )
+        .is_empty()
+    );
+    assert!(
+        api.objects(
+            "/api/v1/namespaces/apps/configmaps",
+            &format!("io.capstan.app={app}")
+        )
+        .is_empty()
+    );
+}
+
+const SMALL: &str = "name: NAME
+services:
+  web:
+    image: IMAGE
+    command: [\"sh\", \"-c\", \"exec sleep 1000000\"]
+    deploy:
+      update_config:
+        monitor: 1s
+";
+
+#[tokio::test]
+async fn a_cluster_that_cannot_be_reached_is_exit_3_and_a_forbidden_verb_exit_1_naming_it() {
+    let engine = capstan_testkit::engine().await;
+    let image = format!("{}/kbad", capstan_testkit::registry());
+    capstan_testkit::push_versions(&engine, &image, &["1"]).await;
+    let compose = SMALL.replace("IMAGE", &format!("{image}:1"));
+    let dir = tempfile::tempdir().unwrap();
+    // no API server at that address; one whose RBAC grants nothing; one where another field
+    // manager (kubectl) wrote the app's Deployment
+    for d in ["gone", "forbid", "taken"] {
+        std::fs::create_dir_all(dir.path().join(d)).unwrap();
+    }
+    let gone = capstan_testkit::kubeconfig(
+        &dir.path().join("gone"),
+        &format!("http://127.0.0.1:{}", capstan_testkit::free_port()),
+    );
+    let forbidding = KubeApi::start(true).await;
+    let taken = KubeApi::cluster().await;
+    let forbid = forbidding.kubeconfig(&dir.path().join("forbid"));
+    let other = taken.kubeconfig(&dir.path().join("taken"));
+    let mut config = String::from("[logs]\ncollect = false\n");
+    for (name, path) in [("gone", &gone), ("forbid", &forbid), ("taken", &other)] {
+        let _ = write!(
+            config,
+            "\n[[targets]]\nname = \"{name}\"\nkind = \"kubernetes\"\nkubeconfig = \"{}\"\ncontext = \"lab\"\n",
+            path.display()
+        );
+    }
+    let daemon = Daemon::start_with(bin(), engine.host(), &config).await;
+    let app = tempfile::tempdir().unwrap();
+    let deploy = |target: &'static str, name: &'static str| {
+        let compose = compose.replace("NAME", name);
+        let dir = app.path().to_owned();
+        let daemon = &daemon;
+        async move {
+            std::fs::write(dir.join("compose.yaml"), compose).unwrap();
+            daemon
+                .cli_in(&dir, &["deploy", "--target", target], &[])
+                .await
+        }
+    };
+    let (code, out, err) = deploy("gone", "kgone").await;
+    assert_eq!(code, 3, "{out}{err}");
+    assert!(err.contains("cannot reach the API server"), "{err}");
+    let (code, out, err) = deploy("forbid", "kforbid").await;
+    assert_eq!(code, 1, "{out}{err}");
+    assert!(
+        err.contains("cannot list resource \"deployments\" in API group \"apps\""),
+        "{err}"
+    );
+    assert!(err.contains("capstan render-self"), "{err}");
+
+    taken.seed(
+        "/apis/apps/v1/namespaces/apps/deployments/ktaken-web",
+        "kubectl",
+        serde_json::json!({"apiVersion": "apps/v1", "kind": "Deployment",
+            "metadata": {"name": "ktaken-web", "namespace": "apps", "labels": {"made-by": "hand"}},
+            "spec": {"replicas": 5, "selector": {"matchLabels": {"io.capstan.app": "ktaken", "io.capstan.service": "web"}},
+                     "template": {"metadata": {"labels": {"io.capstan.app": "ktaken", "io.capstan.service": "web"}},
+                                  "spec": {"containers": [{"name": "web", "image": "busybox"}]}}}}),
+    );
+    let (code, out, err) = deploy("taken", "ktaken").await;
+    assert_eq!(code, 0, "{out}{err}");
+    let now = taken.objects(
+        "/apis/apps/v1/namespaces/apps/deployments",
+        "io.capstan.app=ktaken",
+    );
+    assert_eq!(now.len(), 1);
+    assert_eq!(now[0]["metadata"]["managedFields"][0]["manager"], "capstan");
+    assert_eq!(now[0]["spec"]["replicas"], 1);
 }

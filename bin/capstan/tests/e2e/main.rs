@@ -14,6 +14,7 @@ mod hooks;
 mod hostile;
 mod journal;
 mod kubernetes;
+mod kubernetes_scenario;
 mod logs;
 mod logs_export;
 mod metrics;

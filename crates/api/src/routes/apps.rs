@@ -828,18 +828,6 @@ async fn place(state: &AppState, app: &str, asked: Option<&str>) -> Result<Place
     if let Some(Some(name)) = asked
         && !state.places.contains_key(name)
     {
-        if state
-            .targets
-            .iter()
-            .any(|t| t.name == name && t.kind == capstan_model::TargetKind::Kubernetes)
-        {
-            return Err(ApiError::bad_param(
-                "target",
-                format!(
-                    "target {name} is a Kubernetes cluster, and capstan does not deploy to one yet: `capstan render -f compose.yaml --target {name}` prints the objects it would apply"
-                ),
-            ));
-        }
         let known: Vec<&str> = std::iter::once(capstan_deploy::targets::LOCAL)
             .chain(state.places.keys().map(String::as_str))
             .collect();

@@ -1,0 +1,263 @@
+//! The Kubernetes scenario, one code for two places: the suite runs it on the wire-format
+//! server (`kubernetes::the_scenario_on_the_wire_format_server`: the API's documented wire
+//! format, with stand-ins for the controllers and the kubelet; not a cluster), and
+//! `scripts/test-kubernetes KUBECONFIG REGISTRY` runs it on a real cluster (the `cluster` test
+//! target, which the suite never builds). Through the real CLI and daemon: an app of a
+//! Deployment (two replicas, a ConfigMap, a readiness probe) and a StatefulSet (a claim) is
+//! deployed, updated, given a release that crash-loops (rolled back by capstan, exit 1, the
+//! pod's reason and last log lines), rolled back to release 1, its pods' digests journaled,
+//! and taken down (its claim kept, then removed with `--volumes`).
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use capstan_model::{AppReplica, Event, Release};
+use capstan_testkit::Daemon;
+use k8s_openapi::api::core::v1::PersistentVolumeClaim;
+
+/// Where the scenario runs.
+pub struct Place {
+    pub kubeconfig: PathBuf,
+    pub context: String,
+    pub namespace: String,
+    /// Where its images are pushed; the cluster's nodes pull from it.
+    pub registry: String,
+}
+
+fn compose(app: &str, image: &str, web: &str, script: &str) -> String {
+    format!(
+        "name: {app}
+services:
+  web:
+    image: {image}:{web}
+    command: [\"sh\", \"-c\", \"{script}\"]
+    configs:
+      - source: motd
+        target: /etc/motd
+    healthcheck:
+      test: [\"CMD\", \"true\"]
+      interval: 1s
+    deploy:
+      replicas: 2
+      update_config:
+        order: start-first
+  db:
+    image: {image}:1
+    command: [\"sh\", \"-c\", \"echo db up; exec sleep 1000000\"]
+    volumes: [\"data:/data\"]
+    deploy:
+      update_config:
+        monitor: 1s
+configs:
+  motd:
+    file: ./motd.txt
+volumes:
+  data: {{}}
+"
+    )
+}
+
+async fn deploy(daemon: &Daemon, dir: &Path, text: &str, motd: &str) -> (i32, String) {
+    std::fs::write(dir.join("compose.yaml"), text).unwrap();
+    std::fs::write(dir.join("motd.txt"), motd).unwrap();
+    let (code, out, err) = daemon
+        .cli_in(dir, &["deploy", "--target", "k8s"], &[])
+        .await;
+    (code, format!("{out}{err}"))
+}
+
+async fn replicas(daemon: &Daemon, app: &str) -> Vec<AppReplica> {
+    let (code, out, err) = daemon.cli(&["ps", app, "-o", "json"]).await;
+    assert_eq!(code, 0, "{err}");
+    serde_json::from_str(&out).unwrap()
+}
+
+/// The digest every replica of `service` runs (they all run one).
+async fn digest_of(daemon: &Daemon, app: &str, service: &str) -> String {
+    let all = replicas(daemon, app).await;
+    let of: Vec<&AppReplica> = all.iter().filter(|r| r.service == service).collect();
+    assert!(!of.is_empty(), "no replica of {service}: {all:#?}");
+    assert!(
+        of.iter()
+            .all(|r| r.image == of[0].image && r.state == "running"),
+        "{all:#?}"
+    );
+    of[0].image.clone()
+}
+
+async fn claims(place: &Place, app: &str) -> Vec<String> {
+    let target = capstan_deploy::targets::TargetConfig {
+        name: "scenario".into(),
+        kind: capstan_model::TargetKind::Kubernetes,
+        kubeconfig: Some(place.kubeconfig.clone()),
+        context: Some(place.context.clone()),
+        namespace: Some(place.namespace.clone()),
+        ..capstan_deploy::targets::TargetConfig::default()
+    };
+    let cluster = capstan_kube::Cluster::connect(&target).await.unwrap();
+    let api: kube::Api<PersistentVolumeClaim> =
+        kube::Api::namespaced(cluster.client.clone(), &cluster.namespace);
+    api.list(&kube::api::ListParams::default().labels(&format!("io.capstan.app={app}")))
+        .await
+        .unwrap()
+        .items
+        .into_iter()
+        .filter_map(|c| c.metadata.name)
+        .collect()
+}
+
+/// The scenario at `place`, the daemon on `docker_host` (which pushes the images).
+pub async fn run(bin: &Path, docker_host: &str, place: &Place) -> String {
+    let engine = capstan_engine::Engine::new(Some(docker_host)).unwrap();
+    let app = capstan_testkit::unique("kscn");
+    let image = format!("{}/{app}", place.registry);
+    capstan_testkit::push_versions(&engine, &image, &["1", "2"]).await;
+    let config = format!(
+        "[logs]\ncollect = false\n\n[[targets]]\nname = \"k8s\"\nkind = \"kubernetes\"\nkubeconfig = \"{}\"\ncontext = \"{}\"\nnamespace = \"{}\"\nprogress_deadline = \"60s\"\n",
+        place.kubeconfig.display(),
+        place.context,
+        place.namespace
+    );
+    let daemon = Daemon::start_with(bin, docker_host, &config).await;
+    let dir = tempfile::tempdir().unwrap();
+    let serve = |v: &str| format!("echo serving {v}; exec sleep 1000000");
+
+    // release 1
+    let (code, out, _) = daemon
+        .cli_in(dir.path(), &["targets", "-o", "json"], &[])
+        .await;
+    assert_eq!(code, 0, "{out}");
+    let (code, out) = deploy(
+        &daemon,
+        dir.path(),
+        &compose(&app, &image, "1", &serve("1")),
+        "hello 1\n",
+    )
+    .await;
+    assert_eq!(code, 0, "release 1: {out}");
+    let running = replicas(&daemon, &app).await;
+    assert_eq!(running.iter().filter(|r| r.service == "web").count(), 2);
+    assert!(
+        running
+            .iter()
+            .filter(|r| r.service == "web")
+            .all(|r| r.health.as_deref() == Some("healthy")),
+        "{running:#?}"
+    );
+    let v1 = digest_of(&daemon, &app, "web").await;
+    let db = digest_of(&daemon, &app, "db").await;
+
+    // release 2: a new image and a new config; a rolling update
+    let (code, out) = deploy(
+        &daemon,
+        dir.path(),
+        &compose(&app, &image, "2", &serve("2")),
+        "hello 2\n",
+    )
+    .await;
+    assert_eq!(code, 0, "release 2: {out}");
+    let v2 = digest_of(&daemon, &app, "web").await;
+    assert_ne!(v1, v2, "release 2 runs image 2");
+    assert_eq!(
+        digest_of(&daemon, &app, "db").await,
+        db,
+        "db did not change"
+    );
+
+    // release 3 crash-loops: capstan puts release 2 back and says why
+    let (code, out) = deploy(
+        &daemon,
+        dir.path(),
+        &compose(
+            &app,
+            &image,
+            "1",
+            "echo boom: DATABASE_URL is not set; exit 3",
+        ),
+        "hello 2\n",
+    )
+    .await;
+    assert_eq!(code, 1, "release 3 must fail: {out}");
+    for want in [
+        "CrashLoopBackOff",
+        "last exit code 3",
+        "boom: DATABASE_URL is not set",
+        "back on the previous release",
+    ] {
+        assert!(out.contains(want), "{want:?} in: {out}");
+    }
+    assert_eq!(digest_of(&daemon, &app, "web").await, v2, "release 2 again");
+
+    // back to release 1 from the ledger
+    let (code, out, err) = daemon.cli(&["rollback", &app, "--to", "1"]).await;
+    assert_eq!(code, 0, "{out}{err}");
+    assert_eq!(digest_of(&daemon, &app, "web").await, v1, "release 1 again");
+    let (code, out, _) = daemon.cli(&["releases", &app, "-o", "json"]).await;
+    assert_eq!(code, 0);
+    let releases: Vec<Release> = serde_json::from_str(&out).unwrap();
+    let results: Vec<(i64, &str)> = releases
+        .iter()
+        .map(|r| (r.number, r.result.as_str()))
+        .collect();
+    for want in [
+        (1, "succeeded"),
+        (2, "succeeded"),
+        (3, "rolled_back"),
+        (4, "succeeded"),
+    ] {
+        assert!(results.contains(&want), "{want:?} in {results:?}");
+    }
+
+    // what each pod ran, journaled by digest
+    let ran = |events: &[Event], d: &str| {
+        events.iter().any(|e| {
+            e.action == "image_running"
+                && e.actor.contains(&format!("/{app}-web-"))
+                && e.image_id.as_deref().is_some_and(|i| i.ends_with(d))
+        })
+    };
+    let deadline = std::time::Instant::now() + Duration::from_mins(1);
+    let journaled = loop {
+        let events = daemon.all_events("type=pod").await;
+        if (ran(&events, &v1) && ran(&events, &v2)) || std::time::Instant::now() > deadline {
+            break events;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    assert!(
+        ran(&journaled, &v1) && ran(&journaled, &v2),
+        "web's pods running {v1} and {v2} journaled: {journaled:#?}\n{}",
+        daemon.log()
+    );
+    assert!(
+        journaled
+            .iter()
+            .all(|e| e.attributes.get("target").map(String::as_str) == Some("k8s")),
+        "{journaled:#?}"
+    );
+
+    // down: everything but the claim; then the claim too
+    let claim = format!("{app}-data");
+    let (code, out, err) = daemon.cli(&["down", &app]).await;
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(replicas(&daemon, &app).await.is_empty());
+    assert_eq!(
+        claims(place, &app).await,
+        std::slice::from_ref(&claim),
+        "the claim stays"
+    );
+    // deployed again, the app finds its claim; taken down with its volumes, the claim goes
+    let (code, out) = deploy(
+        &daemon,
+        dir.path(),
+        &compose(&app, &image, "1", &serve("1")),
+        "hello 1\n",
+    )
+    .await;
+    assert_eq!(code, 0, "deployed again: {out}");
+    let (code, out, err) = daemon.cli(&["down", &app, "--volumes"]).await;
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(out.contains(&claim), "{out}");
+    assert!(claims(place, &app).await.is_empty());
+    app
+}
