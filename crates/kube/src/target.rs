@@ -635,7 +635,12 @@ fn pod_failure(pod: &Pod) -> Option<String> {
 
 /// Why the cluster stopped a Deployment's rollout by itself, if it did.
 fn deployment_halted(d: &Deployment) -> Option<String> {
-    let conditions = d.status.as_ref()?.conditions.as_ref()?;
+    let status = d.status.as_ref()?;
+    // conditions of a spec the controller has not seen yet are the previous rollout's
+    if status.observed_generation < d.metadata.generation {
+        return None;
+    }
+    let conditions = status.conditions.as_ref()?;
     for c in conditions {
         let message = c.message.as_deref().unwrap_or_default();
         if c.type_ == "Progressing"
@@ -1103,6 +1108,11 @@ mod tests {
         assert!(halted.contains("has timed out progressing"), "{halted}");
         assert!(halted.contains("progressDeadlineSeconds 30"), "{halted}");
         assert!(deployment_updating(&d));
+        // applied again, not yet seen by the controller: the old condition says nothing
+        let mut again = d.clone();
+        again.metadata.generation = Some(3);
+        assert_eq!(deployment_halted(&again), None);
+        assert!(deployment_updating(&again));
         let done: Deployment = serde_json::from_value(serde_json::json!({
             "metadata": {"name": "shop-web", "generation": 2},
             "spec": {"replicas": 2, "selector": {}, "template": {}},

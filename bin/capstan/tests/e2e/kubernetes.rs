@@ -302,7 +302,7 @@ async fn the_scenario_on_the_wire_format_server() {
     let dir = tempfile::tempdir().unwrap();
     let place = crate::kubernetes_scenario::Place {
         kubeconfig: api.kubeconfig(dir.path()),
-        context: "lab".into(),
+        context: Some("lab".into()),
         namespace: "apps".into(),
         registry: capstan_testkit::registry(),
     };

@@ -5,7 +5,8 @@
 //! target, which the suite never builds). Through the real CLI and daemon: an app of a
 //! Deployment (two replicas, a ConfigMap, a readiness probe) and a StatefulSet (a claim) is
 //! deployed, updated, given a release that crash-loops (rolled back by capstan, exit 1, the
-//! pod's reason and last log lines), rolled back to release 1, its pods' digests journaled,
+//! pod's reason and last log lines) and one that never becomes ready (the cluster marks it
+//! stalled after the target's `progress_deadline`; rolled back), rolled back to release 1, its pods' digests journaled,
 //! and taken down (its claim kept, then removed with `--volumes`).
 
 use std::path::{Path, PathBuf};
@@ -18,13 +19,18 @@ use k8s_openapi::api::core::v1::PersistentVolumeClaim;
 /// Where the scenario runs.
 pub struct Place {
     pub kubeconfig: PathBuf,
-    pub context: String,
+    /// The kubeconfig's context (none: its current one).
+    pub context: Option<String>,
     pub namespace: String,
     /// Where its images are pushed; the cluster's nodes pull from it.
     pub registry: String,
 }
 
 fn compose(app: &str, image: &str, web: &str, script: &str) -> String {
+    with_check(app, image, web, script, "true")
+}
+
+fn with_check(app: &str, image: &str, web: &str, script: &str, check: &str) -> String {
     format!(
         "name: {app}
 services:
@@ -35,7 +41,7 @@ services:
       - source: motd
         target: /etc/motd
     healthcheck:
-      test: [\"CMD\", \"true\"]
+      test: [\"CMD\", \"{check}\"]
       interval: 1s
     deploy:
       replicas: 2
@@ -90,7 +96,7 @@ async fn claims(place: &Place, app: &str) -> Vec<String> {
         name: "scenario".into(),
         kind: capstan_model::TargetKind::Kubernetes,
         kubeconfig: Some(place.kubeconfig.clone()),
-        context: Some(place.context.clone()),
+        context: place.context.clone(),
         namespace: Some(place.namespace.clone()),
         ..capstan_deploy::targets::TargetConfig::default()
     };
@@ -113,10 +119,14 @@ pub async fn run(bin: &Path, docker_host: &str, place: &Place) -> String {
     let image = format!("{}/{app}", place.registry);
     capstan_testkit::push_versions(&engine, &image, &["1", "2"]).await;
     let config = format!(
-        "[logs]\ncollect = false\n\n[[targets]]\nname = \"k8s\"\nkind = \"kubernetes\"\nkubeconfig = \"{}\"\ncontext = \"{}\"\nnamespace = \"{}\"\nprogress_deadline = \"60s\"\n",
+        "[logs]\ncollect = false\n\n[[targets]]\nname = \"k8s\"\nkind = \"kubernetes\"\nkubeconfig = \"{}\"\nnamespace = \"{}\"\nprogress_deadline = \"20s\"\n{}",
         place.kubeconfig.display(),
-        place.context,
-        place.namespace
+        place.namespace,
+        place
+            .context
+            .as_ref()
+            .map(|c| format!("context = \"{c}\"\n"))
+            .unwrap_or_default()
     );
     let daemon = Daemon::start_with(bin, docker_host, &config).await;
     let dir = tempfile::tempdir().unwrap();
@@ -188,6 +198,23 @@ pub async fn run(bin: &Path, docker_host: &str, place: &Place) -> String {
     }
     assert_eq!(digest_of(&daemon, &app, "web").await, v2, "release 2 again");
 
+    // release 4 never becomes ready: the cluster marks it stalled (progress_deadline), or its
+    // health gate runs out; release 2 again
+    let (code, out) = deploy(
+        &daemon,
+        dir.path(),
+        &with_check(&app, &image, "1", &serve("4"), "false"),
+        "hello 2\n",
+    )
+    .await;
+    assert_eq!(code, 1, "release 4 must fail: {out}");
+    assert!(
+        out.contains("timed out progressing") || out.contains("passed their health gate"),
+        "{out}"
+    );
+    assert!(out.contains("back on the previous release"), "{out}");
+    assert_eq!(digest_of(&daemon, &app, "web").await, v2, "release 2 again");
+
     // back to release 1 from the ledger
     let (code, out, err) = daemon.cli(&["rollback", &app, "--to", "1"]).await;
     assert_eq!(code, 0, "{out}{err}");
@@ -203,7 +230,8 @@ pub async fn run(bin: &Path, docker_host: &str, place: &Place) -> String {
         (1, "succeeded"),
         (2, "succeeded"),
         (3, "rolled_back"),
-        (4, "succeeded"),
+        (4, "rolled_back"),
+        (5, "succeeded"),
     ] {
         assert!(results.contains(&want), "{want:?} in {results:?}");
     }
