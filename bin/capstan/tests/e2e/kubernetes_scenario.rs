@@ -137,6 +137,9 @@ pub async fn run(bin: &Path, docker_host: &str, place: &Place) -> String {
         .cli_in(dir.path(), &["targets", "-o", "json"], &[])
         .await;
     assert_eq!(code, 0, "{out}");
+    let targets: Vec<capstan_model::TargetStatus> = serde_json::from_str(&out).unwrap();
+    let k8s = targets.iter().find(|t| t.name == "k8s").unwrap();
+    assert!(k8s.healthy, "the cluster answers: {k8s:?}");
     let (code, out) = deploy(
         &daemon,
         dir.path(),
