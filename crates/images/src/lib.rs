@@ -26,4 +26,7 @@ pub use error::Error;
 pub use hooks::pushed_repositories;
 pub use journal::{Journal, JournalStatus};
 pub use stale::stale_images;
-pub use watcher::{AUTO_LABEL, POLICY_LABEL, WINDOW_LABEL, WatchConfig, WatchState, Watcher};
+pub use watcher::{
+    AUTO_LABEL, POLICY_LABEL, RunningContainer, RunsElsewhere, WINDOW_LABEL, WatchConfig,
+    WatchState, Watcher,
+};

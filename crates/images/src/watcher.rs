@@ -34,6 +34,31 @@ pub const AUTO_LABEL: &str = "io.capstan.update.auto";
 /// When automatic updates may run: `MIN HOUR DAY MONTH WEEKDAY DURATION` (see [`Window`]).
 pub const WINDOW_LABEL: &str = "io.capstan.update.window";
 
+/// A running container as the watcher watches it, wherever it runs.
+#[derive(Debug, Clone)]
+pub struct RunningContainer {
+    /// How the update list names it (a cluster's: `target/namespace/pod/container`).
+    pub name: String,
+    /// The reference it was made from (`repo:tag`, `repo:tag@digest`).
+    pub image: String,
+    /// `repo@sha256:...`: the digests its image has in registries.
+    pub repo_digests: Vec<String>,
+    /// Its labels (a pod's labels and annotations): the update policy's.
+    pub labels: BTreeMap<String, String>,
+    /// On this engine (its updates may be applied automatically).
+    pub local: bool,
+}
+
+/// A place besides this engine whose running containers' images are watched (a Kubernetes
+/// target's pods).
+#[async_trait::async_trait]
+pub trait RunsElsewhere: Send + Sync + std::fmt::Debug {
+    /// Its name, for messages.
+    fn name(&self) -> &str;
+    /// What runs there now.
+    async fn running(&self) -> Result<Vec<RunningContainer>, String>;
+}
+
 /// What a watched image's containers ask of automatic updating.
 #[derive(Debug, Clone)]
 struct Auto {
@@ -153,6 +178,8 @@ pub struct Watcher {
     state: Arc<WatchState>,
     /// Where updates of services that apply them themselves go (the deploy engine).
     auto: Option<mpsc::Sender<AutoUpdate>>,
+    /// Places besides this engine whose images are watched too.
+    elsewhere: Vec<Arc<dyn RunsElsewhere>>,
 }
 
 /// What an update offers: a newer tag's digest and the tag's new content, either or both.
@@ -195,7 +222,15 @@ impl Watcher {
             config,
             state,
             auto: None,
+            elsewhere: Vec::new(),
         }
+    }
+
+    /// Watches the images of what runs at `place` too.
+    #[must_use]
+    pub fn watching(mut self, place: Arc<dyn RunsElsewhere>) -> Self {
+        self.elsewhere.push(place);
+        self
     }
 
     /// Hands the updates of services labelled `io.capstan.update.auto=true` to `to`.
@@ -224,17 +259,19 @@ impl Watcher {
         }
     }
 
-    /// The running containers' images and the configured refs.
+    /// The running containers' images (this engine's, and every other place's) and the
+    /// configured refs.
     async fn targets(&self) -> Vec<Watched> {
         let mut out: HashMap<String, Watched> = HashMap::new();
-        let containers = match self.engine.list_containers(false).await {
-            Ok(c) => c,
-            Err(e) => {
-                warn!(error = %e, "cannot list containers to watch their images");
-                Vec::new()
+        let mut running = self.engine_containers().await;
+        for place in &self.elsewhere {
+            match place.running().await {
+                Ok(more) => running.extend(more),
+                Err(e) => {
+                    warn!(place = place.name(), error = %e, "cannot list what runs there to watch its images");
+                }
             }
-        };
-        let mut digests: HashMap<String, Vec<String>> = HashMap::new();
+        }
         let wanted = |name: &str| {
             self.config.containers.is_empty()
                 || self
@@ -246,15 +283,15 @@ impl Watcher {
                         None => p == name,
                     })
         };
-        for c in containers {
+        for c in running {
             if c.image.starts_with("sha256:") || !wanted(&c.name) {
                 continue;
             }
             let Ok(mut reference) = Reference::parse(&c.image) else {
                 continue;
             };
-            // `repo:tag@digest` (how an automatic update pins what it deployed): the tag is
-            // what is followed, the digest what runs
+            // `repo:tag@digest` (how an automatic update or a cluster pins what it deployed):
+            // the tag is what is followed, the digest what runs
             let pinned = reference
                 .tag
                 .is_some()
@@ -268,15 +305,8 @@ impl Watcher {
                     Policy::Digest
                 }
             };
-            if !digests.contains_key(&c.image_id) {
-                let found = match self.engine.inspect_image(&c.image_id).await {
-                    Ok(Some(i)) => i.repo_digests,
-                    _ => Vec::new(),
-                };
-                digests.insert(c.image_id.clone(), found);
-            }
             let running = pinned.or_else(|| {
-                digests[&c.image_id].iter().find_map(|d| {
+                c.repo_digests.iter().find_map(|d| {
                     let r = Reference::parse(d).ok()?;
                     (r.registry == reference.registry && r.repository == reference.repository)
                         .then_some(r.digest)
@@ -289,11 +319,9 @@ impl Watcher {
                 continue;
             }
             let k = key(&reference.to_string(), running.as_deref());
-            let auto = c
-                .labels
-                .get(AUTO_LABEL)
-                .is_some_and(|v| v == "true")
-                .then(|| Auto {
+            // automatic updates go through this engine's deployer: a cluster's are offered
+            let auto =
+                (c.local && c.labels.get(AUTO_LABEL).is_some_and(|v| v == "true")).then(|| Auto {
                     service: c
                         .labels
                         .get("io.capstan.app")
@@ -333,6 +361,36 @@ impl Watcher {
             });
         }
         out.into_values().collect()
+    }
+
+    /// This engine's running containers, with the digests their images have in registries.
+    async fn engine_containers(&self) -> Vec<RunningContainer> {
+        let containers = match self.engine.list_containers(false).await {
+            Ok(c) => c,
+            Err(e) => {
+                warn!(error = %e, "cannot list containers to watch their images");
+                return Vec::new();
+            }
+        };
+        let mut digests: HashMap<String, Vec<String>> = HashMap::new();
+        let mut out = Vec::new();
+        for c in containers {
+            if !digests.contains_key(&c.image_id) {
+                let found = match self.engine.inspect_image(&c.image_id).await {
+                    Ok(Some(i)) => i.repo_digests,
+                    _ => Vec::new(),
+                };
+                digests.insert(c.image_id.clone(), found);
+            }
+            out.push(RunningContainer {
+                name: c.name,
+                image: c.image,
+                repo_digests: digests[&c.image_id].clone(),
+                labels: c.labels,
+                local: true,
+            });
+        }
+        out
     }
 
     async fn cycle(&self) {

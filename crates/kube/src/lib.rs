@@ -9,6 +9,7 @@ mod cluster;
 mod journal;
 mod names;
 pub mod pods;
+pub use pods::TargetPods;
 mod render;
 mod target;
 

@@ -253,3 +253,86 @@ impl PodWatch {
         }
     }
 }
+
+/// A Kubernetes target's running containers, for the registry watcher: every pod of its
+/// namespace, each container named `target/namespace/pod/container`, with the digest the
+/// kubelet reports it runs and the pod's labels and annotations (a Compose service's labels are
+/// its pods' annotations: `io.capstan.update` chooses the policy there too).
+#[derive(Debug)]
+pub struct TargetPods {
+    target: capstan_deploy::targets::TargetConfig,
+    cluster: tokio::sync::OnceCell<Cluster>,
+}
+
+impl TargetPods {
+    pub fn new(target: capstan_deploy::targets::TargetConfig) -> Self {
+        Self {
+            target,
+            cluster: tokio::sync::OnceCell::new(),
+        }
+    }
+}
+
+/// `docker-pullable://repo@sha256:...` (dockershim) or `repo@sha256:...` (containerd), as a
+/// registry's digest reference; nothing for an image id only a node knows.
+fn pulled_as(image_id: &str) -> Option<String> {
+    let bare = image_id
+        .strip_prefix("docker-pullable://")
+        .unwrap_or(image_id);
+    bare.contains('@').then(|| bare.to_owned())
+}
+
+#[async_trait::async_trait]
+impl capstan_images::RunsElsewhere for TargetPods {
+    fn name(&self) -> &str {
+        &self.target.name
+    }
+
+    async fn running(&self) -> Result<Vec<capstan_images::RunningContainer>, String> {
+        let cluster = self
+            .cluster
+            .get_or_try_init(|| Cluster::connect(&self.target))
+            .await
+            .map_err(|e| e.to_string())?;
+        let api: Api<Pod> = Api::namespaced(cluster.client.clone(), &cluster.namespace);
+        let pods = api
+            .list(&ListParams::default())
+            .await
+            .map_err(|e| ClusterError::from_kube("list pods", &cluster.server, e).to_string())?;
+        let mut out = Vec::new();
+        for pod in pods.items {
+            let meta = &pod.metadata;
+            let mut labels: std::collections::BTreeMap<String, String> =
+                meta.labels.clone().unwrap_or_default();
+            labels.extend(meta.annotations.clone().unwrap_or_default());
+            let statuses = pod
+                .status
+                .as_ref()
+                .and_then(|s| s.container_statuses.clone())
+                .unwrap_or_default();
+            for c in pod.spec.iter().flat_map(|s| s.containers.iter()) {
+                let running = statuses
+                    .iter()
+                    .find(|s| s.name == c.name)
+                    .filter(|s| s.state.as_ref().is_some_and(|st| st.running.is_some()));
+                let Some(status) = running else {
+                    continue;
+                };
+                out.push(capstan_images::RunningContainer {
+                    name: format!(
+                        "{}/{}/{}/{}",
+                        self.target.name,
+                        cluster.namespace,
+                        meta.name.as_deref().unwrap_or_default(),
+                        c.name
+                    ),
+                    image: c.image.clone().unwrap_or_default(),
+                    repo_digests: pulled_as(&status.image_id).into_iter().collect(),
+                    labels: labels.clone(),
+                    local: false,
+                });
+            }
+        }
+        Ok(out)
+    }
+}

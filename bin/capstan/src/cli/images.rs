@@ -18,6 +18,10 @@ pub struct ImagesArgs {
     /// Include deleted images (kept with their history).
     #[arg(short = 'a', long)]
     all: bool,
+    /// The images a Kubernetes target's pods were seen running (by digest), instead of this
+    /// engine's.
+    #[arg(long, value_name = "NAME")]
+    target: Option<String>,
     #[command(flatten)]
     out: OutputArgs,
 }
@@ -78,19 +82,43 @@ pub async fn run(args: ImagesArgs) -> Result<(), Failure> {
             Some(image) if !running => scan(&client, &image, refresh, fail_on, out.output).await,
             _ => scan_running(&client, fail_on, out.output).await,
         },
-        None => list(&client, args.all, args.out.output).await,
+        None => list(&client, args.all, args.target, args.out.output).await,
     }
 }
 
-async fn list(client: &Client, all: bool, output: Output) -> Result<(), Failure> {
-    let query = if all {
-        vec![("all", "true".to_owned())]
-    } else {
-        Vec::new()
-    };
+async fn list(
+    client: &Client,
+    all: bool,
+    target: Option<String>,
+    output: Output,
+) -> Result<(), Failure> {
+    let mut query = Vec::new();
+    if all {
+        query.push(("all", "true".to_owned()));
+    }
+    let on_cluster = target.is_some();
+    if let Some(t) = target {
+        query.push(("target", t));
+    }
     let list: ImageList = client.get("/api/v1/images", &query).await?;
     if output == Output::Json {
         return print_json(&list);
+    }
+    if on_cluster {
+        // what the cluster's pods ran: by digest, with the references that named it
+        let mut table = Table::new(&["DIGEST", "REFERENCES", "PODS", "FIRST SEEN", "LAST SEEN"]);
+        for i in &list.images {
+            let digest = i.id.split_once(':').map_or(i.id.as_str(), |(_, h)| h);
+            table.row(vec![
+                digest.get(..12).unwrap_or(digest).to_owned(),
+                i.repo_tags.join(", "),
+                i.containers.to_string(),
+                local_time(i.first_seen),
+                local_time(i.last_seen),
+            ]);
+        }
+        table.print();
+        return Ok(());
     }
     let mut table = Table::new(&[
         "IMAGE ID",

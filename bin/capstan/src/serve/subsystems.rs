@@ -150,6 +150,7 @@ pub(super) fn start_images(
     base: &Base,
     config: &capstan_images::ImagesConfig,
     auto: mpsc::Sender<AutoUpdate>,
+    targets: &[capstan_deploy::targets::TargetConfig],
 ) -> Result<Images> {
     if !config.watch.unwrap_or(true) {
         info!("registry watching is off ([images] watch = false)");
@@ -166,6 +167,13 @@ pub(super) fn start_images(
         config.watch_config(&base.data)?,
     )
     .with_auto_updates(auto);
+    // the images Kubernetes targets' pods run, offered as this engine's are
+    let watcher = targets
+        .iter()
+        .filter(|t| t.kind == capstan_model::TargetKind::Kubernetes)
+        .fold(watcher, |w, t| {
+            w.watching(Arc::new(capstan_kube::TargetPods::new(t.clone())))
+        });
     let updates = watcher.state();
     tokio::spawn(watcher.run(base.shutdown.clone()));
     let secret = data_dir::ensure_credential(

@@ -6,7 +6,8 @@
 //! Deployment (two replicas, a ConfigMap, a readiness probe) and a StatefulSet (a claim) is
 //! deployed, updated, given a release that crash-loops (rolled back by capstan, exit 1, the
 //! pod's reason and last log lines) and one that never becomes ready (the cluster marks it
-//! stalled after the target's `progress_deadline`; rolled back), rolled back to release 1, its pods' digests journaled,
+//! stalled after the target's `progress_deadline`; rolled back), rolled back to release 1, its
+//! pods' digests journaled and listed (`images --target`), its image watched for updates,
 //! and taken down (its claim kept, then removed with `--volumes`).
 
 use std::path::{Path, PathBuf};
@@ -40,6 +41,8 @@ services:
     configs:
       - source: motd
         target: /etc/motd
+    labels:
+      io.capstan.update: major
     healthcheck:
       test: [\"CMD\", \"{check}\"]
       interval: 1s
@@ -48,7 +51,7 @@ services:
       update_config:
         order: start-first
   db:
-    image: {image}:1
+    image: {image}:2
     command: [\"sh\", \"-c\", \"echo db up; exec sleep 1000000\"]
     volumes: [\"data:/data\"]
     deploy:
@@ -119,7 +122,7 @@ pub async fn run(bin: &Path, docker_host: &str, place: &Place) -> String {
     let image = format!("{}/{app}", place.registry);
     capstan_testkit::push_versions(&engine, &image, &["1", "2"]).await;
     let config = format!(
-        "[logs]\ncollect = false\n\n[[targets]]\nname = \"k8s\"\nkind = \"kubernetes\"\nkubeconfig = \"{}\"\nnamespace = \"{}\"\nprogress_deadline = \"20s\"\n{}",
+        "[logs]\ncollect = false\n\n[images]\nwatch = true\nfirst_check_after = \"1h\"\n\n[[targets]]\nname = \"k8s\"\nkind = \"kubernetes\"\nkubeconfig = \"{}\"\nnamespace = \"{}\"\nprogress_deadline = \"20s\"\n{}",
         place.kubeconfig.display(),
         place.namespace,
         place
@@ -159,6 +162,30 @@ pub async fn run(bin: &Path, docker_host: &str, place: &Place) -> String {
     );
     let v1 = digest_of(&daemon, &app, "web").await;
     let db = digest_of(&daemon, &app, "db").await;
+
+    // the registry watcher covers the cluster's pods: web runs 1, the registry has 2
+    let (code, out, err) = daemon
+        .cli(&["images", "updates", "--check-now", "-o", "json"])
+        .await;
+    assert_eq!(code, 0, "{err}");
+    let updates: capstan_model::ImageUpdates = serde_json::from_str(&out).unwrap();
+    let web = updates
+        .updates
+        .iter()
+        .find(|u| {
+            u.reference == format!("{image}:1")
+                && u.containers
+                    .iter()
+                    .any(|c| c.starts_with(&format!("k8s/{}/{app}-web-", place.namespace)))
+        })
+        .unwrap_or_else(|| panic!("web's image watched: {updates:#?}"));
+    assert_eq!(web.running.as_deref(), Some(v1.as_str()), "{web:#?}");
+    assert_eq!(web.policy, "major", "{web:#?}");
+    assert_eq!(
+        web.candidate.as_ref().map(|c| c.tag.as_str()),
+        Some("2"),
+        "{web:#?}"
+    );
 
     // release 2: a new image and a new config; a rolling update
     let (code, out) = deploy(
@@ -266,6 +293,25 @@ pub async fn run(bin: &Path, docker_host: &str, place: &Place) -> String {
             .all(|e| e.attributes.get("target").map(String::as_str) == Some("k8s")),
         "{journaled:#?}"
     );
+
+    // the images the cluster ran, by digest, with the references that named them
+    let (code, out, err) = daemon
+        .cli(&["images", "--target", "k8s", "-o", "json"])
+        .await;
+    assert_eq!(code, 0, "{err}");
+    let ran: capstan_model::ImageList = serde_json::from_str(&out).unwrap();
+    for (digest, tag) in [(&v1, "1"), (&v2, "2")] {
+        let i = ran
+            .images
+            .iter()
+            .find(|i| i.id == *digest)
+            .unwrap_or_else(|| panic!("{digest} in {ran:#?}"));
+        assert!(i.repo_tags.contains(&format!("{image}:{tag}")), "{i:#?}");
+        assert!(i.containers >= 2, "two pods of web ran it: {i:#?}");
+    }
+    let (code, _, err) = daemon.cli(&["images", "--target", "nowhere"]).await;
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("no target named"), "{err}");
 
     // down: everything but the claim; then the claim too
     let claim = format!("{app}-data");

@@ -5,7 +5,7 @@ use capstan_model::{ImageDetail, ImageList, ImageUpdates};
 use crate::params::{self, Pairs};
 use crate::{ApiError, AppState, Code};
 
-/// `GET /api/v1/images[?all=true][&reference=SUBSTRING][&dangling=true|false]`.
+/// `GET /api/v1/images[?all=true][&reference=SUBSTRING][&dangling=true|false][&target=NAME]`.
 #[utoipa::path(
     get,
     path = "/api/v1/images",
@@ -13,25 +13,34 @@ use crate::{ApiError, AppState, Code};
     params(
         ("all" = Option<bool>, Query, description = "also deleted images"),
         ("reference" = Option<String>, Query, description = "a substring of a reference"),
-        ("dangling" = Option<bool>, Query, description = "only images without (or with) a tag")
+        ("dangling" = Option<bool>, Query, description = "only images without (or with) a tag"),
+        ("target" = Option<String>, Query, description = "the images a Kubernetes target's pods were seen running (by digest), instead of this engine's")
     ),
     responses(
-        (status = 200, description = "OK", body = ImageList)
+        (status = 200, description = "OK", body = ImageList),
+        (status = 400, description = "no such target, or one whose images are its nodes' engines'", body = capstan_model::ErrorBody)
     )
 )]
 pub(crate) async fn list(
     State(state): State<AppState>,
     Query(pairs): Query<Pairs>,
 ) -> Result<Json<ImageList>, ApiError> {
-    params::only(&pairs, &["all", "reference", "dangling"])?;
+    params::only(&pairs, &["all", "reference", "dangling", "target"])?;
     let all = params::flag(&pairs, "all")?.unwrap_or(false);
     let dangling = params::flag(&pairs, "dangling")?;
-    let reference = pairs
-        .iter()
-        .rev()
-        .find(|(k, _)| k == "reference")
-        .map(|(_, v)| v.clone());
-    let mut images = state.store.images(all).await?;
+    let last = |key: &str| {
+        pairs
+            .iter()
+            .rev()
+            .find(|(k, _)| k == key)
+            .map(|(_, v)| v.clone())
+    };
+    let reference = last("reference");
+    let mut images = match last("target") {
+        None => state.store.images(all).await?,
+        Some(t) if t == capstan_deploy::targets::LOCAL => state.store.images(all).await?,
+        Some(t) => cluster_images(&state, &t).await?,
+    };
     images.retain(|i| {
         dangling.is_none_or(|d| i.repo_tags.is_empty() == d)
             && reference
@@ -214,4 +223,88 @@ pub(crate) async fn registry_hook(
         axum::http::StatusCode::ACCEPTED,
         Json(capstan_model::HookAccepted { repositories }),
     ))
+}
+
+/// The images the pods of Kubernetes target `name` were seen running, by digest, from the image
+/// journal (`pod` events): newest first seen first.
+async fn cluster_images(
+    state: &AppState,
+    name: &str,
+) -> Result<Vec<capstan_model::Image>, ApiError> {
+    use std::collections::{BTreeMap, BTreeSet};
+    match state.targets.iter().find(|t| t.name == name) {
+        Some(t) if t.kind == capstan_model::TargetKind::Kubernetes => {}
+        Some(_) => {
+            return Err(ApiError::bad_param(
+                "target",
+                format!(
+                    "target {name} is a Swarm: its images are on its nodes' engines (capstan targets --nodes lists them); --target lists a Kubernetes target's"
+                ),
+            ));
+        }
+        None => {
+            return Err(ApiError::bad_param(
+                "target",
+                format!("no target named {name:?} (capstan targets lists them)"),
+            ));
+        }
+    }
+    let filter = capstan_store::EventFilter {
+        kinds: vec!["pod".into()],
+        actions: vec!["image_running".into()],
+        ..capstan_store::EventFilter::default()
+    };
+    let events = state.store.events(filter, 100_000).await?;
+    // by digest: the references that ran it, the pods, when first and last seen
+    let mut by: BTreeMap<String, (BTreeSet<String>, BTreeSet<String>, capstan_model::Image)> =
+        BTreeMap::new();
+    for e in events
+        .iter()
+        .filter(|e| e.attributes.get("target").map(String::as_str) == Some(name))
+    {
+        let Some(ran) = e.image_id.as_deref() else {
+            continue;
+        };
+        let digest = ran.rsplit_once('@').map_or(ran, |(_, d)| d).to_owned();
+        let entry = by.entry(digest.clone()).or_insert_with(|| {
+            (
+                BTreeSet::new(),
+                BTreeSet::new(),
+                capstan_model::Image {
+                    id: digest,
+                    repo_tags: Vec::new(),
+                    repo_digests: Vec::new(),
+                    size: 0,
+                    created: None,
+                    layers: 0,
+                    containers: 0,
+                    first_seen: e.time,
+                    last_seen: e.time,
+                    deleted: None,
+                },
+            )
+        });
+        if let Some(image) = e.attributes.get("image") {
+            // what the pod's spec named, without the digest capstan pins it at
+            let named = image.split_once('@').map_or(image.as_str(), |(n, _)| n);
+            entry.0.insert(named.to_owned());
+        }
+        entry.1.insert(e.actor.clone());
+        let image = &mut entry.2;
+        if !image.repo_digests.iter().any(|d| d == ran) {
+            image.repo_digests.push(ran.to_owned());
+        }
+        image.first_seen = image.first_seen.min(e.time);
+        image.last_seen = image.last_seen.max(e.time);
+    }
+    let mut out: Vec<capstan_model::Image> = by
+        .into_values()
+        .map(|(tags, pods, mut image)| {
+            image.repo_tags = tags.into_iter().collect();
+            image.containers = i64::try_from(pods.len()).unwrap_or(i64::MAX);
+            image
+        })
+        .collect();
+    out.sort_by_key(|i| std::cmp::Reverse(i.first_seen));
+    Ok(out)
 }
