@@ -5,7 +5,11 @@ use std::path::Path;
 
 #[test]
 fn every_corpus_and_every_crash_found_replays_without_a_panic() {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../fuzz");
+    let root = Path::new(
+        &std::env::var("CARGO_MANIFEST_DIR")
+            .expect("cargo and nextest set CARGO_MANIFEST_DIR when tests run"),
+    )
+    .join("../../fuzz");
     let mut replayed = 0;
     for (name, target) in capstan_fuzzing::TARGETS {
         let mut inputs = 0;

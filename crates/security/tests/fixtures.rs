@@ -14,14 +14,21 @@ use capstan_security::{CHECKS, DaemonSetup, Snapshot, assess, docs, read};
 const ENGINE: &str = "unix:///var/tmp/capstan-rec/docker.sock";
 
 fn fixture(name: &str) -> serde_json::Value {
-    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("tests/fixtures")
-        .join(name);
+    let path = Path::new(
+        &std::env::var("CARGO_MANIFEST_DIR")
+            .expect("cargo and nextest set CARGO_MANIFEST_DIR when tests run"),
+    )
+    .join("tests/fixtures")
+    .join(name);
     serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap()
 }
 
 fn recorded() -> Snapshot {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures");
+    let dir = Path::new(
+        &std::env::var("CARGO_MANIFEST_DIR")
+            .expect("cargo and nextest set CARGO_MANIFEST_DIR when tests run"),
+    )
+    .join("tests/fixtures");
     let mut containers = Vec::new();
     let mut names: Vec<_> = std::fs::read_dir(&dir)
         .unwrap()

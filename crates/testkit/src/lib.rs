@@ -94,8 +94,11 @@ pub fn swarm_node_host(hostname: &str) -> String {
 /// service manager does (`scripts/swarm-ground --restart-node`); returns once it is back in
 /// the Swarm.
 pub async fn restart_swarm_node(node: u8) {
-    let script =
-        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../scripts/swarm-ground");
+    let script = std::path::Path::new(
+        &std::env::var("CARGO_MANIFEST_DIR")
+            .expect("cargo and nextest set CARGO_MANIFEST_DIR when tests run"),
+    )
+    .join("../../scripts/swarm-ground");
     let out = tokio::process::Command::new(&script)
         .args(["--restart-node", &node.to_string()])
         .output()

@@ -11,9 +11,12 @@ use capstan_testkit::{Daemon, unique};
 use crate::bin;
 
 fn fixture(name: &str) -> Vec<u8> {
-    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../../crates/pipeline/fixtures")
-        .join(name);
+    let path = std::path::Path::new(
+        &std::env::var("CARGO_MANIFEST_DIR")
+            .expect("cargo and nextest set CARGO_MANIFEST_DIR when tests run"),
+    )
+    .join("../../crates/pipeline/fixtures")
+    .join(name);
     std::fs::read(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
 }
 

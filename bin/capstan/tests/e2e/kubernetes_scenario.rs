@@ -187,7 +187,35 @@ pub async fn run(bin: &Path, docker_host: &str, place: &Place) -> String {
         "{web:#?}"
     );
 
-    // release 2: a new image and a new config; a rolling update
+    // release 2: a new image and a new config; planned first (nothing applied), then a
+    // rolling update
+    std::fs::write(
+        dir.path().join("compose.yaml"),
+        compose(&app, &image, "2", &serve("2")),
+    )
+    .unwrap();
+    std::fs::write(dir.path().join("motd.txt"), "hello 2\n").unwrap();
+    let (code, out, err) = daemon
+        .cli_in(dir.path(), &["plan", "-o", "json"], &[])
+        .await;
+    assert_eq!(code, 0, "{err}");
+    let plan: capstan_model::Plan = serde_json::from_str(&out).unwrap();
+    let action = |name: &str| {
+        plan.services
+            .iter()
+            .find(|s| s.service == name)
+            .map_or_else(|| panic!("{name} in {plan:#?}"), |s| s.action.clone())
+    };
+    assert!(
+        matches!(action("web"), capstan_model::Action::Recreate { .. }),
+        "{plan:#?}"
+    );
+    assert_eq!(action("db"), capstan_model::Action::Unchanged, "{plan:#?}");
+    assert_eq!(
+        digest_of(&daemon, &app, "web").await,
+        v1,
+        "a plan changes nothing"
+    );
     let (code, out) = deploy(
         &daemon,
         dir.path(),
@@ -196,6 +224,7 @@ pub async fn run(bin: &Path, docker_host: &str, place: &Place) -> String {
     )
     .await;
     assert_eq!(code, 0, "release 2: {out}");
+    assert!(out.contains("rolling update"), "the progress steps: {out}");
     let v2 = digest_of(&daemon, &app, "web").await;
     assert_ne!(v1, v2, "release 2 runs image 2");
     assert_eq!(

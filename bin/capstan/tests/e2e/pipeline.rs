@@ -281,8 +281,11 @@ async fn a_git_push_is_built_pushed_deployed_and_superseded_failed_or_gated_ones
     .await;
     let mut pr: serde_json::Value = serde_json::from_slice(
         &std::fs::read(
-            std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
-                .join("../../crates/pipeline/fixtures/github-pull-request.json"),
+            std::path::Path::new(
+                &std::env::var("CARGO_MANIFEST_DIR")
+                    .expect("cargo and nextest set CARGO_MANIFEST_DIR when tests run"),
+            )
+            .join("../../crates/pipeline/fixtures/github-pull-request.json"),
         )
         .unwrap(),
     )

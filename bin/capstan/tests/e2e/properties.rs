@@ -41,7 +41,11 @@ async fn schemathesis(
     });
     let report = tempfile::tempdir().unwrap();
     let statuses = report.path().join("statuses.ndjson");
-    let hooks = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/e2e/schemathesis");
+    let hooks = Path::new(
+        &std::env::var("CARGO_MANIFEST_DIR")
+            .expect("cargo and nextest set CARGO_MANIFEST_DIR when tests run"),
+    )
+    .join("tests/e2e/schemathesis");
     let out = tokio::process::Command::new(&exe)
         .current_dir(report.path())
         .env("SCHEMATHESIS_HOOKS", "capstan_statuses")

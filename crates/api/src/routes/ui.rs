@@ -90,7 +90,11 @@ mod tests {
 
     /// The files under `src/ui`, as served paths.
     fn on_disk() -> Vec<String> {
-        let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("src/ui");
+        let root = std::path::Path::new(
+            &std::env::var("CARGO_MANIFEST_DIR")
+                .expect("cargo and nextest set CARGO_MANIFEST_DIR when tests run"),
+        )
+        .join("src/ui");
         let mut found = Vec::new();
         let mut dirs = vec![root.clone()];
         while let Some(dir) = dirs.pop() {

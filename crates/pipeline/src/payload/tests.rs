@@ -10,9 +10,12 @@ fn header(pairs: &'static [(&'static str, &'static str)]) -> impl Fn(&str) -> Op
 }
 
 fn fixture(name: &str) -> Vec<u8> {
-    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("fixtures")
-        .join(name);
+    let path = std::path::Path::new(
+        &std::env::var("CARGO_MANIFEST_DIR")
+            .expect("cargo and nextest set CARGO_MANIFEST_DIR when tests run"),
+    )
+    .join("fixtures")
+    .join(name);
     std::fs::read(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
 }
 
