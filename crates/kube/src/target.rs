@@ -895,14 +895,29 @@ impl Target for KubernetesTarget {
         let key = (app.clone(), unit.service.to_owned());
         // the previous release's definition put back after a failed update
         let restoring = !std::ptr::eq(unit.project, &raw const unit.request.project);
-        let mut objects: Vec<Object> = self
+        let saved = if restoring {
+            self.before.lock().ok().and_then(|b| b.get(&key).cloned())
+        } else {
+            None
+        };
+        let rendered = self
             .objects(c, unit.request, unit.project, Some(unit.release))
-            .await?
-            .into_iter()
-            .filter(|o| of_service(o, unit.service))
-            .collect();
+            .await;
+        let whole = rendered.is_ok();
+        let mut objects: Vec<Object> = match (rendered, &saved) {
+            (Ok(all), _) => all
+                .into_iter()
+                .filter(|o| of_service(o, unit.service))
+                .collect(),
+            // the previous model may name a config this release's request no longer carries:
+            // the workload as it ran is what goes back, with the Services as they are
+            (Err(e), Some(_)) => {
+                tracing::debug!(service = unit.service, error = %e, "the previous release's Services stay as they are");
+                Vec::new()
+            }
+            (Err(e), None) => return Err(e),
+        };
         if restoring {
-            let saved = self.before.lock().ok().and_then(|b| b.get(&key).cloned());
             if let Some(saved) = saved {
                 // the workload exactly as it ran (its image, its ConfigMaps and Secrets), under
                 // the identity the engine's gate looks for
@@ -933,9 +948,11 @@ impl Target for KubernetesTarget {
         self.changed();
         applied?;
         // a workload of another kind (a volume added: a StatefulSet now), a public Service no
-        // port needs
-        self.delete_service_objects(c, &app, Some(unit.service), &keep)
-            .await?;
+        // port needs (known only when the whole service was rendered)
+        if whole {
+            self.delete_service_objects(c, &app, Some(unit.service), &keep)
+                .await?;
+        }
         Ok(())
     }
 
