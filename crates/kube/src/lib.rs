@@ -9,7 +9,7 @@ mod cluster;
 mod journal;
 mod names;
 pub mod pods;
-pub use pods::TargetPods;
+pub use pods::{ApiPodLabels, TargetPods};
 mod render;
 mod target;
 

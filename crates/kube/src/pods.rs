@@ -336,3 +336,42 @@ impl capstan_images::RunsElsewhere for TargetPods {
         Ok(out)
     }
 }
+
+/// A pod's labels and annotations from a Kubernetes target's API, for the log collector.
+#[derive(Debug)]
+pub struct ApiPodLabels {
+    target: capstan_deploy::targets::TargetConfig,
+    cluster: tokio::sync::OnceCell<Cluster>,
+}
+
+impl ApiPodLabels {
+    pub fn new(target: capstan_deploy::targets::TargetConfig) -> Self {
+        Self {
+            target,
+            cluster: tokio::sync::OnceCell::new(),
+        }
+    }
+}
+
+#[async_trait::async_trait]
+impl capstan_logs::PodLabels for ApiPodLabels {
+    async fn labels(
+        &self,
+        namespace: &str,
+        pod: &str,
+    ) -> Result<std::collections::BTreeMap<String, String>, String> {
+        let cluster = self
+            .cluster
+            .get_or_try_init(|| Cluster::connect(&self.target))
+            .await
+            .map_err(|e| e.to_string())?;
+        let api: Api<Pod> = Api::namespaced(cluster.client.clone(), namespace);
+        let pod = api.get(pod).await.map_err(|e| {
+            ClusterError::from_kube(&format!("get pod {namespace}/{pod}"), &cluster.server, e)
+                .to_string()
+        })?;
+        let mut labels = pod.metadata.labels.unwrap_or_default();
+        labels.extend(pod.metadata.annotations.unwrap_or_default());
+        Ok(labels)
+    }
+}

@@ -278,7 +278,24 @@ pub struct Collector {
     build_logs: Option<PathBuf>,
     /// A Kubernetes node's pod logs (`<dir>/<namespace>_<pod>_<uid>/<container>/<N>.log`).
     pod_logs: Option<PathBuf>,
+    /// Where a pod's labels and annotations are asked for (its cluster's API).
+    pod_labels: Option<Arc<dyn PodLabels>>,
 }
+
+/// A pod's labels and annotations, from its cluster's API: the allowlisted ones go onto its
+/// lines (as a container's labels do), and `io.capstan.logs.parser` / `.multiline` choose its
+/// parser and joiner.
+#[async_trait::async_trait]
+pub trait PodLabels: Send + Sync + std::fmt::Debug {
+    /// The labels and annotations of pod `pod` in `namespace` (annotations win).
+    ///
+    /// # Errors
+    /// The cluster did not say: the pod's lines carry none.
+    async fn labels(&self, namespace: &str, pod: &str) -> Result<BTreeMap<String, String>, String>;
+}
+
+/// How long the API is given to say a new pod's labels before its lines go on without them.
+const POD_LABELS_WITHIN: Duration = Duration::from_secs(2);
 
 /// A Swarm cluster (a `[[targets]]` entry) whose tasks' output is collected through a manager.
 #[derive(Debug, Clone)]
@@ -320,7 +337,15 @@ impl Collector {
             clusters: Vec::new(),
             build_logs: None,
             pod_logs: None,
+            pod_labels: None,
         }
+    }
+
+    /// Asks `labels` for each new pod's labels and annotations.
+    #[must_use]
+    pub fn with_pod_labels(mut self, labels: Arc<dyn PodLabels>) -> Self {
+        self.pod_labels = Some(labels);
+        self
     }
 
     /// Collects the output of capstan's tasks on `clusters` too, each through a manager's
@@ -374,6 +399,8 @@ impl Collector {
             containers = positions.len(),
             "log collection resumes from the last commit"
         );
+        // pod uid → its labels and annotations, asked once
+        let mut pods_labels: HashMap<String, BTreeMap<String, String>> = HashMap::new();
         loop {
             if shutdown.is_cancelled() {
                 return;
@@ -387,7 +414,8 @@ impl Collector {
                     self.discover_builds(dir, &mut followed, &mut positions, &builds_read);
                 }
                 if let Some(dir) = &self.pod_logs {
-                    self.discover_pods(dir, &mut followed, &mut positions);
+                    self.discover_pods(dir, &mut followed, &mut positions, &mut pods_labels)
+                        .await;
                 }
                 for cluster in &self.clusters {
                     // a manager that does not answer must not hold up every other log
@@ -818,12 +846,36 @@ impl Collector {
     /// Follows the CRI logs under `dir` (`<namespace>_<pod>_<uid>/<container>/<N>.log`, one
     /// file per instance of a container, `N` its restarts); marks those whose file is gone
     /// (read to their end, then forgotten), and forgets their positions.
-    fn discover_pods(
+    async fn discover_pods(
         &self,
         dir: &Path,
         followed: &mut HashMap<String, Followed>,
         positions: &mut BTreeMap<String, Position>,
+        labels_of: &mut HashMap<String, BTreeMap<String, String>>,
     ) {
+        // the new pods' labels, asked all at once: one slow answer holds up no other log
+        // longer than POD_LABELS_WITHIN
+        if self.pod_labels.is_some() {
+            let new: Vec<(String, String, String)> = std::fs::read_dir(dir)
+                .into_iter()
+                .flatten()
+                .flatten()
+                .filter_map(|d| {
+                    let name = d.file_name().to_string_lossy().into_owned();
+                    let mut parts = name.splitn(3, '_');
+                    let (ns, pod, uid) = (parts.next()?, parts.next()?, parts.next()?);
+                    (!labels_of.contains_key(uid))
+                        .then(|| (ns.to_owned(), pod.to_owned(), uid.to_owned()))
+                })
+                .collect();
+            let asked = futures_util::future::join_all(
+                new.iter().map(|(ns, pod, _)| self.pod_labels_of(ns, pod)),
+            )
+            .await;
+            for ((_, _, uid), labels) in new.into_iter().zip(asked) {
+                labels_of.insert(uid, labels);
+            }
+        }
         let mut present = std::collections::HashSet::new();
         for pod_dir in std::fs::read_dir(dir).into_iter().flatten().flatten() {
             let pod_name = pod_dir.file_name().to_string_lossy().into_owned();
@@ -857,11 +909,18 @@ impl Collector {
                     if followed.contains_key(&key) {
                         continue;
                     }
+                    let pod_labels = labels_of.get(uid).cloned().unwrap_or_default();
                     let source = Origin {
                         host: self.host.clone(),
                         container: container_name.clone(),
                         namespace: namespace.to_owned(),
                         pod: pod.to_owned(),
+                        labels: self
+                            .options
+                            .labels
+                            .iter()
+                            .filter_map(|k| pod_labels.get(k).map(|v| (k.clone(), v.clone())))
+                            .collect(),
                         ..Origin::default()
                     };
                     let mut pos = positions.remove(&key).unwrap_or_default();
@@ -871,11 +930,18 @@ impl Collector {
                             .with_format(crate::tail::Format::Cri)
                             .with_rotations(self.rotations.as_ref()),
                     );
-                    let f = self.followed(&|_| None, &source, reader);
+                    let f = self.followed(&|k| pod_labels.get(k).cloned(), &source, reader);
                     followed.insert(key, f);
                 }
             }
         }
+        // a pod gone from the node is not asked about again
+        let dirs: std::collections::HashSet<String> = present
+            .iter()
+            .filter_map(|k| k.strip_prefix(POD_KEY)?.split('/').next())
+            .map(str::to_owned)
+            .collect();
+        labels_of.retain(|uid, _| dirs.contains(uid));
         for (key, f) in followed.iter_mut() {
             if key.starts_with(POD_KEY) && !present.contains(key) {
                 f.gone = true;
@@ -886,6 +952,29 @@ impl Collector {
 
     /// A container's (or task's) log as followed: its origin, and the parser and multiline
     /// joiner its labels (`label`), or else the first matching rule, give it.
+    /// A pod's labels and annotations as its cluster says them, or none (no cluster to ask,
+    /// or no answer in time).
+    async fn pod_labels_of(&self, namespace: &str, pod: &str) -> BTreeMap<String, String> {
+        let Some(asker) = &self.pod_labels else {
+            return BTreeMap::new();
+        };
+        match tokio::time::timeout(POD_LABELS_WITHIN, asker.labels(namespace, pod)).await {
+            Ok(Ok(labels)) => labels,
+            Ok(Err(e)) => {
+                warn!(namespace, pod, error = %e, "cannot ask the cluster for a pod's labels; its lines go on without them");
+                BTreeMap::new()
+            }
+            Err(_) => {
+                warn!(
+                    namespace,
+                    pod,
+                    "the cluster did not say a pod's labels within 2 s; its lines go on without them"
+                );
+                BTreeMap::new()
+            }
+        }
+    }
+
     fn followed(
         &self,
         label: &dyn Fn(&str) -> Option<String>,

@@ -65,6 +65,11 @@ pub struct LogsConfig {
     /// container's CRI log under it is collected too (capstan as a DaemonSet sets it).
     #[serde(default)]
     pub pods: Option<std::path::PathBuf>,
+    /// The Kubernetes target (a `[[targets]]` name) whose API says the pods' labels and
+    /// annotations: the allowlisted labels (`labels`) go onto their lines, and
+    /// `io.capstan.logs.parser` / `.multiline` annotations choose their parser.
+    #[serde(default)]
+    pub pod_labels_from: Option<String>,
 }
 
 /// `[[logs.rules]]`: which containers get which parser and multiline joiner.

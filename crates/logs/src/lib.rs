@@ -22,7 +22,7 @@ pub mod telemetry;
 pub mod upkeep;
 
 pub use collect::{
-    Cluster, Collector, ContainerLoss, Options, RotatedAway, Rule, Stats, StatsSnapshot,
+    Cluster, Collector, ContainerLoss, Options, PodLabels, RotatedAway, Rule, Stats, StatsSnapshot,
 };
 pub use config::{LogRule, LogsConfig};
 pub use origin::Origin;

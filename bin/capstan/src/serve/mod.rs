@@ -102,7 +102,7 @@ pub async fn run(opts: ServeOptions) -> Result<()> {
     subsystems::start_retention(&base, &file.retention);
     let clusters = subsystems::cluster_engines(&file.targets)?;
     subsystems::start_pod_journals(&base, &file.targets);
-    let logs = subsystems::start_logs(&base, &file.logs, &clusters)?;
+    let logs = subsystems::start_logs(&base, &file.logs, &clusters, &file.targets)?;
     let rollouts = capstan_model::RolloutLocks::default();
     let (auto_tx, auto_rx) = tokio::sync::mpsc::channel(subsystems::AUTO_UPDATES_QUEUE);
     let images = subsystems::start_images(&base, &file.images, auto_tx, &file.targets)?;

@@ -69,6 +69,7 @@ pub(super) fn start_logs(
     base: &Base,
     config: &capstan_logs::LogsConfig,
     clusters: &[(String, capstan_engine::Engine)],
+    targets: &[capstan_deploy::targets::TargetConfig],
 ) -> Result<Logs> {
     let store = Arc::new(
         capstan_logs::Store::open(&base.data.join("logs")).context("cannot open the log store")?,
@@ -98,6 +99,20 @@ pub(super) fn start_logs(
     let collector = match &config.pods {
         Some(dir) => collector.with_pod_logs(dir.clone()),
         None => collector,
+    };
+    let collector = match &config.pod_labels_from {
+        None => collector,
+        Some(name) => {
+            let target = targets
+                .iter()
+                .find(|t| &t.name == name && t.kind == capstan_model::TargetKind::Kubernetes)
+                .ok_or_else(|| {
+                    anyhow::anyhow!(
+                        "logs.pod_labels_from: no Kubernetes target named {name:?} in [[targets]] (it names the cluster whose API says the pods' labels)"
+                    )
+                })?;
+            collector.with_pod_labels(Arc::new(capstan_kube::ApiPodLabels::new(target.clone())))
+        }
     };
     let stats = collector.stats();
     let collecting = config.collect.unwrap_or(true);

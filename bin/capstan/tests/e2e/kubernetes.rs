@@ -170,6 +170,10 @@ async fn bad_kubernetes_target_settings_stop_serve_naming_the_key() {
             "[[targets]]\nname = \"s\"\nkind = \"swarm\"\n",
             "targets[0].docker_host",
         ),
+        (
+            "[logs]\npod_labels_from = \"s\"\n\n[[targets]]\nname = \"s\"\nkind = \"swarm\"\ndocker_host = \"tcp://127.0.0.1:1\"\n",
+            "logs.pod_labels_from: no Kubernetes target named \"s\"",
+        ),
     ] {
         let err = serve_refused(bin(), config).await;
         assert!(err.contains(says), "{config}: {err}");

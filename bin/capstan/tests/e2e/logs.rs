@@ -995,3 +995,75 @@ async fn a_pod_log_flood_with_rotations_lands_exactly_once_across_kill_9() {
     assert_eq!(stats["pipeline"]["bad_records"], 0, "{stats}");
     stays_at(&daemon, &q, 200_000).await;
 }
+
+// The pods' labels come from a wire-format server (no API server runs on this machine): it
+// answers `GET /api/v1/namespaces/NS/pods/NAME` with the pod the test seeded there.
+#[tokio::test]
+async fn a_pods_labels_from_its_clusters_api_go_onto_its_lines_and_choose_its_parser() {
+    let engine = capstan_testkit::engine().await;
+    let api = capstan_testkit::KubeApi::cluster().await;
+    let kube = tempfile::tempdir().unwrap();
+    let pods = tempfile::tempdir().unwrap();
+    let pod = unique("pay");
+    api.seed(
+        &format!("/api/v1/namespaces/shop/pods/{pod}"),
+        "kubelet",
+        serde_json::json!({"apiVersion": "v1", "kind": "Pod",
+            "metadata": {"name": pod, "namespace": "shop", "uid": "7a7b7c7d",
+                "labels": {"team": "payments", "tier": "backend"},
+                "annotations": {"io.capstan.logs.parser": "grok:%{LOGLEVEL:level} %{GREEDYDATA:msg}"}},
+            "spec": {"containers": [{"name": "api", "image": "shop/api:1"}]}}),
+    );
+    let config = format!(
+        "[logs]\ncontainers = [\"capt-none-*\"]\npods = \"{}\"\nlabels = [\"team\"]\npod_labels_from = \"k8s\"\n\n[[targets]]\nname = \"k8s\"\nkind = \"kubernetes\"\nkubeconfig = \"{}\"\ncontext = \"lab\"\n",
+        pods.path().display(),
+        api.kubeconfig(kube.path()).display()
+    );
+    let daemon = Daemon::start_with(bin(), engine.host(), &config).await;
+    let mut log = capstan_testkit::KubeletLog::new(
+        pods.path(),
+        ("shop", &pod, "7a7b7c7d"),
+        "api",
+        1024 * 1024,
+        5,
+    );
+    log.line("stdout", "INFO charging card");
+    log.line("stderr", "ERROR card declined");
+    // a pod the cluster does not know: its lines come without labels, and are not held up
+    let mut stray = capstan_testkit::KubeletLog::new(
+        pods.path(),
+        ("shop", "gone-1", "9e9e9e9e"),
+        "api",
+        1024 * 1024,
+        5,
+    );
+    stray.line("stdout", "INFO from a pod the cluster forgot");
+    let q = format!("pod:{pod}");
+    wait_for(&daemon, &q, 2, Duration::from_secs(30)).await;
+    wait_for(&daemon, "pod:gone-1", 1, Duration::from_secs(30)).await;
+    // the allowlisted label is on the lines, the other not
+    let labelled = page(&daemon, &format!("{q} label.team:payments"), 10).await;
+    assert_eq!(labelled.total, 2, "{labelled:#?}");
+    assert_eq!(
+        labelled.lines[0].origin.labels.get("tier"),
+        None,
+        "tier is not allowlisted"
+    );
+    // the annotation chose the parser
+    let errors = page(&daemon, &format!("{q} level:error"), 10).await;
+    assert_eq!(errors.total, 1, "{errors:#?}");
+    assert_eq!(errors.lines[0].message, "card declined");
+    assert_eq!(
+        page(&daemon, "pod:gone-1 label.team:payments", 10)
+            .await
+            .total,
+        0
+    );
+    // asked once per pod, whatever its lines
+    let asked = api
+        .seen()
+        .iter()
+        .filter(|s| s.path == format!("/api/v1/namespaces/shop/pods/{pod}"))
+        .count();
+    assert_eq!(asked, 1);
+}
