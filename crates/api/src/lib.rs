@@ -91,6 +91,8 @@ pub struct AppState {
     pub registry: Arc<capstan_registry::Client>,
     /// The targets `[[targets]]` names besides the local engine.
     pub targets: Arc<[capstan_deploy::targets::TargetConfig]>,
+    /// Whether this host has a Docker engine (`[docker] enabled`).
+    pub engine_on: bool,
     /// A deployer for each of them, by name (`deployer` is the local engine's).
     pub places: Arc<std::collections::BTreeMap<String, capstan_deploy::Deployer>>,
 }
@@ -403,6 +405,7 @@ mod tests {
                 dir.path().join("scan"),
             ),
             targets: Arc::from(Vec::new()),
+            engine_on: true,
             places: Arc::default(),
         })
     }

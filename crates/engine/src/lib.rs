@@ -44,6 +44,10 @@ pub struct EngineConfig {
     /// local socket.
     #[serde(default)]
     pub host: Option<String>,
+    /// `false`: this host has no Docker engine (capstan as a Kubernetes node's agent, reading
+    /// its pods' logs): nothing that asks an engine runs. Default true.
+    #[serde(default)]
+    pub enabled: Option<bool>,
 }
 
 /// How long a single request may take before it is abandoned (streams are not limited).

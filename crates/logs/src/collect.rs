@@ -280,6 +280,8 @@ pub struct Collector {
     pod_logs: Option<PathBuf>,
     /// Where a pod's labels and annotations are asked for (its cluster's API).
     pod_labels: Option<Arc<dyn PodLabels>>,
+    /// Whether the engine's containers are collected (no engine on a node agent).
+    engine_containers: bool,
 }
 
 /// A pod's labels and annotations, from its cluster's API: the allowlisted ones go onto its
@@ -338,7 +340,15 @@ impl Collector {
             build_logs: None,
             pod_logs: None,
             pod_labels: None,
+            engine_containers: true,
         }
+    }
+
+    /// Collects no engine's containers: there is none (a Kubernetes node's agent).
+    #[must_use]
+    pub fn without_engine(mut self) -> Self {
+        self.engine_containers = false;
+        self
     }
 
     /// Asks `labels` for each new pod's labels and annotations.
@@ -407,7 +417,9 @@ impl Collector {
             }
             if last_discovery.is_none_or(|t| t.elapsed() >= DISCOVER_EVERY) {
                 last_discovery = Some(Instant::now());
-                if let Err(e) = self.discover(&mut followed, &mut positions).await {
+                if self.engine_containers
+                    && let Err(e) = self.discover(&mut followed, &mut positions).await
+                {
                     debug!(error = %e, "cannot list containers; following the known ones");
                 }
                 if let Some(dir) = &self.build_logs {

@@ -45,6 +45,8 @@ struct Base {
     store: Store,
     /// The engine.
     engine: Engine,
+    /// Whether there is one (`[docker] enabled`): without one, nothing that asks it runs.
+    engine_on: bool,
     /// The journal's live events (everything stored, as it is stored).
     live: broadcast::Sender<Event>,
     /// Cancelled when the daemon stops.
@@ -91,6 +93,7 @@ pub async fn run(opts: ServeOptions) -> Result<()> {
         registry,
         store: Store::open(&data.join("state.db"))?,
         engine: Engine::new(host.as_deref())?,
+        engine_on: file.docker.enabled.unwrap_or(true),
         live: broadcast::channel(LIVE_BUFFER).0,
         shutdown: CancellationToken::new(),
         data,
@@ -116,7 +119,7 @@ pub async fn run(opts: ServeOptions) -> Result<()> {
         metrics.history.clone(),
         logs.collecting.then(|| Arc::clone(&logs.api.store)),
         &rollouts,
-        Some(&security),
+        security.as_ref(),
     )?;
     let pipeline = subsystems::start_pipeline(&base, &file.pipeline, &deploy, &rollouts, &scanner);
     let notify = subsystems::start_notify(&base, &file.notify, &alerts, images.updates.as_ref())?;
@@ -133,7 +136,7 @@ pub async fn run(opts: ServeOptions) -> Result<()> {
         apps_dir: base.data.join("apps"),
         deploying: rollouts,
         deployer: deploy.deployer,
-        router: Some(deploy.router),
+        router: deploy.router,
         logs: Some(logs.api),
         updates: images.updates,
         hook_secret: images.hook_secret,
@@ -145,11 +148,12 @@ pub async fn run(opts: ServeOptions) -> Result<()> {
         alerts: Some(alerts),
         scanner,
         sign_ins: Arc::default(),
-        security: Some(security),
+        security,
         registries: Arc::clone(&base.registries),
         registry: Arc::clone(&base.registry),
         targets: file.targets.clone().into(),
         places: Arc::new(deploy.places),
+        engine_on: base.engine_on,
     };
     serve_api(&base, state, listen, tls, &token_path).await?;
     base.shutdown.cancel();
@@ -173,7 +177,11 @@ async fn serve_api(
     if !addr.ip().is_loopback() {
         warn!(%addr, "the API listens beyond loopback; every route but health needs the token");
     }
-    let engine = base.engine.host();
+    let engine = if base.engine_on {
+        base.engine.host()
+    } else {
+        "none: [docker] enabled = false"
+    };
     info!(%addr, data = %base.data.display(), engine, "capstan serving");
     // one line on stdout for people and scripts
     let scheme = if tls.is_some() { "https" } else { "http" };

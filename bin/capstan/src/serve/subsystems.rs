@@ -22,6 +22,13 @@ pub(super) fn start_journal(base: &Base) -> JournalHandle {
     let journal =
         capstan_images::Journal::new(base.engine.clone(), base.store.clone(), base.live.clone());
     let status = journal.status();
+    if !base.engine_on {
+        info!("no engine events to journal ([docker] enabled = false)");
+        return JournalHandle {
+            status,
+            task: tokio::spawn(async {}),
+        };
+    }
     let task = tokio::spawn(journal.run(base.shutdown.clone()));
     JournalHandle { status, task }
 }
@@ -100,6 +107,11 @@ pub(super) fn start_logs(
         Some(dir) => collector.with_pod_logs(dir.clone()),
         None => collector,
     };
+    let collector = if base.engine_on {
+        collector
+    } else {
+        collector.without_engine()
+    };
     let collector = match &config.pod_labels_from {
         None => collector,
         Some(name) => {
@@ -167,6 +179,13 @@ pub(super) fn start_images(
     auto: mpsc::Sender<AutoUpdate>,
     targets: &[capstan_deploy::targets::TargetConfig],
 ) -> Result<Images> {
+    if !base.engine_on {
+        info!("registry watching is off: no engine ([docker] enabled = false)");
+        return Ok(Images {
+            updates: None,
+            hook_secret: None,
+        });
+    }
     if !config.watch.unwrap_or(true) {
         info!("registry watching is off ([images] watch = false)");
         return Ok(Images {
@@ -207,8 +226,8 @@ pub(super) fn start_images(
 pub(super) struct Deploy {
     /// Runs releases, rollbacks and downs.
     pub deployer: capstan_deploy::Deployer,
-    /// Keeps capstan's proxy in step with the replicas in rotation.
-    pub router: capstan_deploy::Router,
+    /// Keeps capstan's proxy in step with the replicas in rotation (none without an engine).
+    pub router: Option<capstan_deploy::Router>,
     /// A deployer for each `[[targets]]` entry, by name.
     pub places: std::collections::BTreeMap<String, capstan_deploy::Deployer>,
 }
@@ -238,14 +257,18 @@ pub(super) fn start_deploy(
             Arc::new(capstan_deploy::SwarmTarget::new(name, engine.clone())),
         ));
     }
-    let router = capstan_deploy::Router::spawn(
-        base.engine.clone(),
-        base.store.clone(),
-        capstan_proxy::ProxyClient::new(&base.data, Some(data_dir::proxy_launch(&base.data)?)),
-        &base.live,
-        base.shutdown.clone(),
-        clusters.iter().map(|(_, t)| Arc::clone(t)).collect(),
-    );
+    let router = if base.engine_on {
+        Some(capstan_deploy::Router::spawn(
+            base.engine.clone(),
+            base.store.clone(),
+            capstan_proxy::ProxyClient::new(&base.data, Some(data_dir::proxy_launch(&base.data)?)),
+            &base.live,
+            base.shutdown.clone(),
+            clusters.iter().map(|(_, t)| Arc::clone(t)).collect(),
+        ))
+    } else {
+        None
+    };
     let apps = base.data.join("apps");
     let secrets = capstan_deploy::SecretStore {
         vault: base.vault.clone(),
@@ -254,7 +277,7 @@ pub(super) fn start_deploy(
     let target = capstan_deploy::DockerTarget {
         engine: base.engine.clone(),
         apps_dir: apps.clone(),
-        router: Some(router.clone()),
+        router: router.clone(),
         events: Some(base.live.clone()),
         secrets: Some(secrets.clone()),
         credentials: Some(Arc::clone(&base.registries)),
@@ -286,14 +309,19 @@ pub(super) fn start_deploy(
         rollouts.clone(),
         base.live.clone(),
     );
-    tokio::spawn(healer.run(base.shutdown.clone()));
+    // without an engine, there is nothing here to heal or update
+    if base.engine_on {
+        tokio::spawn(healer.run(base.shutdown.clone()));
+    }
     let auto_updater = capstan_deploy::AutoUpdater::new(
         deployer.clone(),
         base.store.clone(),
         rollouts.clone(),
         base.live.clone(),
     );
-    tokio::spawn(auto_updater.run(auto, base.shutdown.clone()));
+    if base.engine_on {
+        tokio::spawn(auto_updater.run(auto, base.shutdown.clone()));
+    }
     // a Kubernetes cluster serves its published ports itself (its Services)
     for t in kubernetes
         .iter()
@@ -359,7 +387,10 @@ pub(super) fn start_metrics(
     base: &Base,
     config: &capstan_metrics::MetricsConfig,
 ) -> Result<Metrics> {
-    if !config.collect.unwrap_or(true) {
+    if !config.collect.unwrap_or(true) || !base.engine_on {
+        if !base.engine_on {
+            info!("container metrics are off: no engine ([docker] enabled = false)");
+        }
         return Ok(Metrics {
             metrics: None,
             history: None,
@@ -493,15 +524,20 @@ pub(super) fn start_retention(base: &Base, config: &crate::config::RetentionConf
 pub(super) async fn start_security(
     base: &Base,
     config: &capstan_security::SecurityConfig,
-) -> capstan_security::Security {
-    capstan_security::monitor::start(
+) -> Option<capstan_security::Security> {
+    if !base.engine_on {
+        info!("the security checks are off: no engine ([docker] enabled = false)");
+        return None;
+    }
+    let started = capstan_security::monitor::start(
         base.engine.clone(),
         base.store.clone(),
         base.live.clone(),
         config,
         base.shutdown.clone(),
     )
-    .await
+    .await;
+    Some(started)
 }
 
 /// The pipeline: git webhooks and the builds they queue.

@@ -1067,3 +1067,57 @@ async fn a_pods_labels_from_its_clusters_api_go_onto_its_lines_and_choose_its_pa
         .count();
     assert_eq!(asked, 1);
 }
+
+#[tokio::test]
+async fn a_node_agent_without_an_engine_collects_its_pods_logs_and_asks_no_engine() {
+    let pods = tempfile::tempdir().unwrap();
+    let run = tempfile::tempdir().unwrap();
+    // nothing listens there: were it asked, the log would say so
+    let nowhere = format!("unix://{}/docker.sock", run.path().display());
+    let daemon = Daemon::start_with(
+        bin(),
+        &nowhere,
+        &format!(
+            "[docker]\nenabled = false\n\n[logs]\npods = \"{}\"\n",
+            pods.path().display()
+        ),
+    )
+    .await;
+    let health = daemon.health().await;
+    assert_eq!(health.status, "ok", "{health:?}");
+    assert!(
+        health
+            .engine
+            .error
+            .as_deref()
+            .is_some_and(|e| e.contains("without a Docker engine")),
+        "{health:?}"
+    );
+    let pod = unique("agent");
+    let mut log = capstan_testkit::KubeletLog::new(
+        pods.path(),
+        ("kube-system", &pod, "1f2e3d4c"),
+        "proxy",
+        1024 * 1024,
+        5,
+    );
+    for i in 0..100 {
+        log.line("stdout", &format!("agent line {i}"));
+    }
+    wait_for(&daemon, &format!("pod:{pod}"), 100, Duration::from_secs(30)).await;
+    // a deploy needs a target: there is no engine here to run it on
+    let app = tempfile::tempdir().unwrap();
+    std::fs::write(
+        app.path().join("compose.yaml"),
+        "services:\n  web:\n    image: busybox\n",
+    )
+    .unwrap();
+    let (code, _, err) = daemon.cli_in(app.path(), &["deploy"], &[]).await;
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("without a Docker engine"), "{err}");
+    let said = daemon.log();
+    assert!(
+        !said.contains("cannot reach docker engine") && !said.contains("lost the engine"),
+        "nothing asked the engine:\n{said}"
+    );
+}

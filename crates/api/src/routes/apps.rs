@@ -854,6 +854,12 @@ async fn place(state: &AppState, app: &str, asked: Option<&str>) -> Result<Place
         (Err(()), asked) => asked.flatten().map(str::to_owned),
     };
     let deployer = match &target {
+        None if !state.engine_on => {
+            return Err(ApiError::bad_param(
+                "target",
+                "this capstan runs without a Docker engine ([docker] enabled = false): name a target of [[targets]] (--target NAME)",
+            ));
+        }
         None => state.deployer.clone(),
         Some(name) => state.places.get(name).cloned().ok_or_else(|| {
             ApiError::new(

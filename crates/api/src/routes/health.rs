@@ -21,6 +21,31 @@ const PING_TIMEOUT: Duration = Duration::from_secs(3);
 )]
 pub(crate) async fn health(State(state): State<AppState>) -> Result<Json<Health>, ApiError> {
     let host = state.engine.host().to_owned();
+    let (last, events) = state.store.journal_position().await?;
+    let journal = JournalHealth {
+        connected: state.journal.connected(),
+        events,
+        last_event: last.map(nanos_to_datetime),
+        reconnects: state.journal.reconnects(),
+    };
+    if !state.engine_on {
+        // a node agent: there is no engine to be unreachable
+        return Ok(Json(Health {
+            status: "ok".to_owned(),
+            version: env!("CARGO_PKG_VERSION").to_owned(),
+            engine: EngineHealth {
+                host: String::new(),
+                reachable: false,
+                version: None,
+                api_version: None,
+                error: Some(
+                    "this capstan runs without a Docker engine ([docker] enabled = false): it collects the pod logs of its node"
+                        .to_owned(),
+                ),
+            },
+            journal,
+        }));
+    }
     let engine = match tokio::time::timeout(PING_TIMEOUT, state.engine.version()).await {
         Ok(Ok(v)) => EngineHealth {
             host,
@@ -49,16 +74,10 @@ pub(crate) async fn health(State(state): State<AppState>) -> Result<Json<Health>
             api_version: None,
         },
     };
-    let (last, events) = state.store.journal_position().await?;
     Ok(Json(Health {
         status: if engine.reachable { "ok" } else { "degraded" }.to_owned(),
         version: env!("CARGO_PKG_VERSION").to_owned(),
         engine,
-        journal: JournalHealth {
-            connected: state.journal.connected(),
-            events,
-            last_event: last.map(nanos_to_datetime),
-            reconnects: state.journal.reconnects(),
-        },
+        journal,
     }))
 }
