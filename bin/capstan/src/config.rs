@@ -150,6 +150,18 @@ impl Config {
         self.retention.check()?;
         self.security.check()?;
         capstan_deploy::targets::check(&self.targets).map_err(|e| anyhow::anyhow!("{e}"))?;
+        if let Some(name) = &self.logs.pod_labels_from
+            && name != capstan_kube::IN_CLUSTER
+            && !self
+                .targets
+                .iter()
+                .any(|t| &t.name == name && t.kind == capstan_model::TargetKind::Kubernetes)
+        {
+            anyhow::bail!(
+                "logs.pod_labels_from: no Kubernetes target named {name:?} in [[targets]] (it names the cluster whose API says the pods' labels; \"{}\": the cluster capstan runs in)",
+                capstan_kube::IN_CLUSTER
+            );
+        }
         self.pipeline.check().map_err(|e| anyhow::anyhow!("{e}"))?;
         Ok(())
     }

@@ -92,6 +92,9 @@ enum Command {
     Plan(cli::plan::PlanArgs),
     /// Print the objects a Kubernetes target would get for Compose files (touches nothing).
     Render(cli::render::RenderArgs),
+    /// Print capstan's own objects for a Kubernetes target: the node agent (a DaemonSet
+    /// collecting every node's pod logs) and the deployer's Role (apply with kubectl)
+    RenderSelf(cli::render_self::RenderSelfArgs),
     /// Deploy Compose files as a new release (health-gated; rolls back by itself on failure).
     Deploy(cli::apps::DeployArgs),
     /// List deployed apps.
@@ -226,6 +229,7 @@ fn main() -> ExitCode {
         Command::Security(args) => cli::finish(runtime.block_on(cli::security::run(args))),
         Command::Plan(args) => cli::finish(runtime.block_on(cli::plan::run(args))),
         Command::Render(args) => cli::finish(runtime.block_on(cli::render::run(args))),
+        Command::RenderSelf(args) => cli::finish(runtime.block_on(cli::render_self::run(args))),
         Command::Deploy(args) => cli::finish(runtime.block_on(cli::apps::deploy(args))),
         Command::Apps(args) => cli::finish(runtime.block_on(cli::apps::apps(args))),
         Command::Releases(args) => cli::finish(runtime.block_on(cli::apps::releases(args))),

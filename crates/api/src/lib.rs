@@ -227,6 +227,7 @@ fn protected() -> Routes {
         .get("/api/v1/containers", VIEWER, containers::list)
         .get("/api/v1/apps", VIEWER, apps::list_apps)
         .get("/api/v1/targets", VIEWER, targets::list)
+        .get("/api/v1/targets/{name}/self", VIEWER, targets::render_self)
         .get("/api/v1/proxy", VIEWER, apps::proxy_status)
         .get("/api/v1/logs", VIEWER, logs::search)
         .get("/api/v1/logs/export", VIEWER, logs::export)

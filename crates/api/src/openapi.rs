@@ -64,6 +64,7 @@ use crate::routes;
         routes::containers::list,
         routes::apps::list_apps,
         routes::targets::list,
+        routes::targets::render_self,
         routes::apps::proxy_status,
         routes::apps::plan_app,
         routes::apps::render_app,

@@ -6,6 +6,9 @@ use capstan_model::{TargetKind, TargetStatus};
 
 use crate::render::{Options, Publish};
 
+/// The name that means the cluster capstan runs in, through its pod's ServiceAccount.
+pub const IN_CLUSTER: &str = "in-cluster";
+
 /// What went wrong talking to a cluster.
 #[derive(Debug, thiserror::Error)]
 pub enum ClusterError {
@@ -93,6 +96,15 @@ impl Cluster {
         // the client's TLS takes the process's crypto provider; a process that links more
         // than one (a test harness does) has none until one is chosen: capstan's is aws-lc-rs
         let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
+        if t.kubeconfig.is_none()
+            && t.context.is_none()
+            && (t.name == IN_CLUSTER || std::env::var_os("KUBECONFIG").is_none())
+            && std::env::var_os("KUBERNETES_SERVICE_HOST").is_some()
+            && let Ok(config) = kube::Config::incluster()
+        {
+            // in a pod, with no kubeconfig named: its ServiceAccount
+            return Self::from_config(t, config);
+        }
         let file = match &t.kubeconfig {
             Some(path) => kube::config::Kubeconfig::read_from(path).map_err(|e| {
                 ClusterError::Config(format!(
@@ -127,6 +139,10 @@ impl Cluster {
                     chain(&e)
                 ))
             })?;
+        Self::from_config(t, config)
+    }
+
+    fn from_config(t: &TargetConfig, config: kube::Config) -> Result<Self, ClusterError> {
         let namespace = t
             .namespace
             .clone()

@@ -5,6 +5,7 @@
 //! refused with the key that asks for it ([`Refusal`]) before anything is applied. A target's
 //! cluster is reached through its kubeconfig context ([`Cluster`]).
 
+mod agent;
 mod cluster;
 mod journal;
 mod names;
@@ -13,7 +14,8 @@ pub use pods::{ApiPodLabels, TargetPods};
 mod render;
 mod target;
 
-pub use cluster::{Cluster, ClusterError, options, probe};
+pub use agent::{AGENT, DEPLOYER, SelfOptions, agent_config, render_self};
+pub use cluster::{Cluster, ClusterError, IN_CLUSTER, options, probe};
 pub use journal::PodJournal;
 pub use names::{dns_label, object_name};
 pub use render::{Input, Object, Options, Publish, Refusal, render};

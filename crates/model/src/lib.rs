@@ -197,9 +197,15 @@ pub fn error_chain(e: &dyn std::error::Error) -> String {
     message
 }
 
-/// This machine's host name (the kernel's), as logs and notifications name it; empty when it
-/// cannot be read.
+/// This machine's host name, as logs and notifications name it: `$CAPSTAN_HOST` when set, else
+/// the kernel's; empty when it cannot be read.
 pub fn host_name() -> String {
+    // set where the kernel's name is not the host's (a node agent's pod: its node's name)
+    if let Ok(h) = std::env::var("CAPSTAN_HOST")
+        && !h.trim().is_empty()
+    {
+        return h.trim().to_owned();
+    }
     std::fs::read_to_string("/proc/sys/kernel/hostname")
         .map(|h| h.trim().to_owned())
         .unwrap_or_default()

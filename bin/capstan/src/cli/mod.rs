@@ -18,6 +18,7 @@ pub mod policy;
 pub mod ps;
 pub mod registries;
 pub mod render;
+pub mod render_self;
 pub mod secrets;
 pub mod security;
 pub mod table;

@@ -115,15 +115,18 @@ pub(super) fn start_logs(
     let collector = match &config.pod_labels_from {
         None => collector,
         Some(name) => {
+            // a [[targets]] entry, else (the config's check allows no other name) the cluster
+            // capstan runs in, through its pod's ServiceAccount
             let target = targets
                 .iter()
                 .find(|t| &t.name == name && t.kind == capstan_model::TargetKind::Kubernetes)
-                .ok_or_else(|| {
-                    anyhow::anyhow!(
-                        "logs.pod_labels_from: no Kubernetes target named {name:?} in [[targets]] (it names the cluster whose API says the pods' labels)"
-                    )
-                })?;
-            collector.with_pod_labels(Arc::new(capstan_kube::ApiPodLabels::new(target.clone())))
+                .cloned()
+                .unwrap_or_else(|| capstan_deploy::targets::TargetConfig {
+                    name: name.clone(),
+                    kind: capstan_model::TargetKind::Kubernetes,
+                    ..capstan_deploy::targets::TargetConfig::default()
+                });
+            collector.with_pod_labels(Arc::new(capstan_kube::ApiPodLabels::new(target)))
         }
     };
     let stats = collector.stats();

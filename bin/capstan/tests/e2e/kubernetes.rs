@@ -460,3 +460,133 @@ async fn a_cluster_that_cannot_be_reached_is_exit_3_and_a_forbidden_verb_exit_1_
     assert_eq!(now[0]["metadata"]["managedFields"][0]["manager"], "capstan");
     assert_eq!(now[0]["spec"]["replicas"], 1);
 }
+
+#[tokio::test]
+async fn render_self_prints_the_node_agent_and_the_deployers_role_strictly_valid() {
+    let engine = capstan_testkit::engine().await;
+    let api = KubeApi::start(false).await;
+    let dir = tempfile::tempdir().unwrap();
+    let config = format!(
+        "[[targets]]\nname = \"k8s\"\nkind = \"kubernetes\"\nkubeconfig = \"{}\"\ncontext = \"lab\"\n",
+        api.kubeconfig(dir.path()).display()
+    );
+    let daemon = Daemon::start_with(bin(), engine.host(), &config).await;
+    let image = "registry.example.com/capstan:0.1.0";
+    let (code, out, err) = daemon
+        .cli(&[
+            "render-self",
+            "--target",
+            "k8s",
+            "--image",
+            image,
+            "-o",
+            "json",
+        ])
+        .await;
+    assert_eq!(code, 0, "{err}");
+    let objects: Vec<serde_json::Value> = serde_json::from_str(&out).unwrap();
+    let kinds: Vec<&str> = objects
+        .iter()
+        .map(|o| o["kind"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        kinds,
+        [
+            "ServiceAccount",
+            "Role",
+            "RoleBinding",
+            "ServiceAccount",
+            "ClusterRole",
+            "ClusterRoleBinding",
+            "ConfigMap",
+            "DaemonSet"
+        ]
+    );
+    // strictly valid, for the oldest and the newest Kubernetes the validator knows
+    let files = tempfile::tempdir().unwrap();
+    let paths: Vec<std::path::PathBuf> = objects
+        .iter()
+        .enumerate()
+        .map(|(i, o)| {
+            let p = files.path().join(format!("{i}.json"));
+            std::fs::write(&p, o.to_string()).unwrap();
+            p
+        })
+        .collect();
+    let validate = std::env::var("CAPSTAN_TEST_KUBERNETES_VALIDATE").expect(
+        "CAPSTAN_TEST_KUBERNETES_VALIDATE is not set: run the tests with scripts/test, which installs kubernetes-validate",
+    );
+    for version in ["1.28.0", "1.37.0"] {
+        let out = std::process::Command::new(&validate)
+            .args(["--strict", "--quiet", "-k", version])
+            .args(&paths)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{version}: {}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    // the deployer's Role is exactly what capstan asks of a namespace; the agent reads pods
+    let role = &objects[1];
+    assert_eq!(role["metadata"]["namespace"], "apps");
+    let rules = role["rules"].as_array().unwrap();
+    assert_eq!(rules.len(), capstan_kube::RBAC.len());
+    for ((group, resource, verbs), rule) in capstan_kube::RBAC.iter().zip(rules) {
+        assert_eq!(rule["apiGroups"][0], *group);
+        assert_eq!(rule["resources"][0], *resource);
+        assert_eq!(rule["verbs"], serde_json::json!(verbs));
+    }
+    assert_eq!(
+        objects[4]["rules"],
+        serde_json::json!([{"apiGroups": [""], "resources": ["pods"], "verbs": ["get"]}])
+    );
+    let pod = &objects[7]["spec"]["template"]["spec"];
+    assert_eq!(pod["serviceAccountName"], "capstan-node");
+    assert_eq!(pod["containers"][0]["image"], image);
+    let logs = pod["containers"][0]["volumeMounts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|m| m["mountPath"] == "/var/log/pods")
+        .unwrap();
+    assert_eq!(logs["readOnly"], true);
+    // the agent's capstan.toml is one capstan serves with, without an engine
+    let toml = objects[6]["data"]["capstan.toml"].as_str().unwrap();
+    assert_eq!(toml, capstan_kube::agent_config());
+    let pods = tempfile::tempdir().unwrap();
+    let agent = Daemon::start_with(
+        bin(),
+        "unix:///nonexistent/docker.sock",
+        &toml.replace("/var/log/pods", &pods.path().display().to_string()),
+    )
+    .await;
+    assert_eq!(agent.health().await.status, "ok");
+    // as YAML, to pipe into kubectl
+    let (code, out, _) = daemon
+        .cli(&["render-self", "--target", "k8s", "--image", image])
+        .await;
+    assert_eq!(code, 0);
+    assert!(
+        out.contains("kind: DaemonSet") && out.contains("kubectl apply"),
+        "{out}"
+    );
+    // bad input
+    for (args, says) in [
+        (
+            ["render-self", "--target", "nowhere", "--image", image],
+            "no target named",
+        ),
+        (
+            ["render-self", "--target", "k8s", "--image", "Not An Image"],
+            "image",
+        ),
+        (["render-self", "--target", "k8s", "--image", ""], "image"),
+    ] {
+        let (code, _, err) = daemon.cli(&args).await;
+        assert_eq!(code, 2, "{args:?}: {err}");
+        assert!(err.contains(says), "{args:?}: {err}");
+    }
+}

@@ -510,32 +510,8 @@ pub(crate) async fn render_app(
             "name the Kubernetes target to render for (?target=NAME; capstan targets lists them)",
         ));
     };
-    let Some(target) = state.targets.iter().find(|t| t.name == name) else {
-        return Err(ApiError::bad_param(
-            "target",
-            format!(
-                "no target named {name:?} (capstan targets lists them; [[targets]] in capstan.toml adds one)"
-            ),
-        ));
-    };
-    if target.kind != capstan_model::TargetKind::Kubernetes {
-        return Err(ApiError::bad_param(
-            "target",
-            format!(
-                "target {name} is a {}: capstan renders manifests for Kubernetes targets",
-                target.kind.as_str()
-            ),
-        ));
-    }
+    let (target, namespace) = kubernetes_target(&state, name).await?;
     let req = read_request(&state, &app, &headers, &body).await?;
-    // the namespace: the target's, else its context's (read from the kubeconfig, the cluster
-    // not asked), else `default`
-    let namespace = match &target.namespace {
-        Some(ns) => ns.clone(),
-        None => capstan_kube::Cluster::connect(target)
-            .await
-            .map_or_else(|_| "default".to_owned(), |c| c.namespace),
-    };
     let none = std::collections::BTreeMap::new();
     let objects = capstan_kube::render(
         &capstan_kube::Input {
@@ -565,11 +541,43 @@ pub(crate) async fn render_app(
     ))
 }
 
+/// The Kubernetes target `name` and the namespace it renders into: the target's, else its
+/// context's (read from the kubeconfig, the cluster not asked), else `default`.
+pub(crate) async fn kubernetes_target<'a>(
+    state: &'a AppState,
+    name: &str,
+) -> Result<(&'a capstan_deploy::targets::TargetConfig, String), ApiError> {
+    let Some(target) = state.targets.iter().find(|t| t.name == name) else {
+        return Err(ApiError::bad_param(
+            "target",
+            format!(
+                "no target named {name:?} (capstan targets lists them; [[targets]] in capstan.toml adds one)"
+            ),
+        ));
+    };
+    if target.kind != capstan_model::TargetKind::Kubernetes {
+        return Err(ApiError::bad_param(
+            "target",
+            format!(
+                "target {name} is a {}: capstan renders manifests for Kubernetes targets",
+                target.kind.as_str()
+            ),
+        ));
+    }
+    let namespace = match &target.namespace {
+        Some(ns) => ns.clone(),
+        None => capstan_kube::Cluster::connect(target)
+            .await
+            .map_or_else(|_| "default".to_owned(), |c| c.namespace),
+    };
+    Ok((target, namespace))
+}
+
 /// A Kubernetes object, as the API takes it (`apiVersion`, `kind`, `metadata`, `spec`...).
 #[derive(serde::Serialize, utoipa::ToSchema)]
 #[serde(transparent)]
 #[schema(value_type = Object)]
-pub(crate) struct KubernetesObject(serde_json::Value);
+pub(crate) struct KubernetesObject(pub(crate) serde_json::Value);
 
 /// `?pull=true`; a deploy and a plan also take `?target=`.
 fn pull_flag(pairs: &Pairs) -> Result<bool, ApiError> {

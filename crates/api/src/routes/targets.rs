@@ -35,3 +35,49 @@ pub(crate) async fn list(
     let (local, others) = tokio::join!(local, others);
     Ok(Json(std::iter::once(local).chain(others).collect()))
 }
+
+/// `GET /api/v1/targets/{name}/self?image=IMAGE`: capstan's own objects for Kubernetes target
+/// `name` (`capstan render-self`): the node agent's DaemonSet with its ServiceAccount,
+/// ClusterRole and config, and the deployer's ServiceAccount and Role.
+#[utoipa::path(
+    get,
+    path = "/api/v1/targets/{name}/self",
+    tag = "apps",
+    params(
+        ("name" = String, Path, description = "a Kubernetes target of `[[targets]]`"),
+        ("image" = String, Query, description = "capstan's image, which every node pulls")
+    ),
+    responses(
+        (status = 200, description = "the objects, in the order they are applied", body = Vec<crate::routes::apps::KubernetesObject>),
+        (status = 400, description = "no such Kubernetes target, or no image", body = capstan_model::ErrorBody)
+    )
+)]
+pub(crate) async fn render_self(
+    State(state): State<AppState>,
+    axum::extract::Path(name): axum::extract::Path<String>,
+    Query(pairs): Query<Pairs>,
+) -> Result<Json<Vec<crate::routes::apps::KubernetesObject>>, ApiError> {
+    params::only(&pairs, &["image"])?;
+    let image = params::last(&pairs, "image")
+        .filter(|i| !i.trim().is_empty())
+        .ok_or_else(|| {
+            ApiError::bad_param(
+                "image",
+                "name capstan's image, which every node pulls (?image=registry.example.com/capstan:VERSION; docs/kubernetes.md says how to build one)",
+            )
+        })?;
+    if let Err(e) = capstan_registry::Reference::parse(image) {
+        return Err(ApiError::bad_param("image", format!("{image}: {e}")));
+    }
+    let (_, namespace) = crate::routes::apps::kubernetes_target(&state, &name).await?;
+    let objects = capstan_kube::render_self(&capstan_kube::SelfOptions {
+        namespace,
+        image: image.to_owned(),
+    });
+    Ok(Json(
+        objects
+            .into_iter()
+            .map(crate::routes::apps::KubernetesObject)
+            .collect(),
+    ))
+}

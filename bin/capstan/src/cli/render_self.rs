@@ -1,0 +1,42 @@
+//! `capstan render-self`: capstan's own objects for a Kubernetes target (the node agent's
+//! DaemonSet that collects every node's pod logs, the deployer's Role), printed as YAML
+//! documents (or JSON) to apply with `kubectl apply -f -`.
+
+use clap::Args;
+
+use super::client::Client;
+use super::{Failure, print_json};
+use crate::{Output, OutputArgs};
+
+#[derive(Debug, Args)]
+pub struct RenderSelfArgs {
+    /// The Kubernetes target of `capstan targets` (its namespace).
+    #[arg(long, value_name = "NAME")]
+    target: String,
+    /// capstan's image, which every node pulls (registry.example.com/capstan:VERSION).
+    #[arg(long, value_name = "IMAGE")]
+    image: String,
+    #[command(flatten)]
+    out: OutputArgs,
+}
+
+pub async fn run(args: RenderSelfArgs) -> Result<(), Failure> {
+    let client = Client::from_env()?;
+    let objects: Vec<serde_json::Value> = client
+        .get(
+            &format!("/api/v1/targets/{}/self", args.target),
+            &[("image", args.image.clone())],
+        )
+        .await?;
+    if args.out.output == Output::Json {
+        return print_json(&objects);
+    }
+    println!(
+        "# capstan on target {}: the node agent (a DaemonSet collecting every node's pod logs) and the deployer's Role; kubectl apply -f -",
+        args.target
+    );
+    for o in &objects {
+        print!("---\n{}", capstan_compose::to_yaml(o));
+    }
+    Ok(())
+}
