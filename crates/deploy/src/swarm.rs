@@ -14,15 +14,14 @@ use std::time::Duration;
 use capstan_compose::Project;
 use capstan_compose::model::Service;
 use capstan_engine::{Engine, FileRef, SwarmServiceSpec, SwarmTask, TaskRestart, UpdatePolicy};
-use capstan_model::{Event, TargetNode};
-use tokio::sync::broadcast;
+use capstan_model::TargetNode;
 
 use crate::DeployRequest;
 use crate::docker::{SecretPaths, container_spec, engine_error, network_spec};
 use crate::error::TargetError;
 use crate::plan::desired_hash;
 use crate::request::file_digests;
-use crate::target::{Created, Replica, ServiceProgress, Status, Target, Unit};
+use crate::target::{Replica, ServiceProgress, Target, Unit};
 
 /// Labels that say which app and service a Swarm service is.
 const APP: &str = "io.capstan.app";
@@ -407,7 +406,10 @@ fn replica_of(
     let has_check = t.labels.contains_key(HEALTH_LABEL);
     let (state, health) = match t.state.as_str() {
         "running" => ("running", has_check.then(|| "healthy".to_owned())),
-        "starting" => ("running", has_check.then(|| "starting".to_owned())),
+        // with a healthcheck: running, its check not passed yet; without, it is not running
+        // yet and falls to `created` below (counted as running, it passed a gate on a task
+        // still being started)
+        "starting" if has_check => ("running", Some("starting".to_owned())),
         "failed" | "rejected" | "complete" | "shutdown" | "orphaned" | "remove" => ("exited", None),
         _ => ("created", None),
     };
@@ -650,13 +652,6 @@ fn swarm_spec(unit: Unit<'_>, digest: &str) -> Result<SwarmServiceSpec, TargetEr
     })
 }
 
-fn single_replicas() -> TargetError {
-    TargetError::Refused(
-        "a Swarm target places and replaces whole services; it has no single replicas to handle"
-            .into(),
-    )
-}
-
 #[async_trait::async_trait]
 impl Target for SwarmTarget {
     fn check(&self, request: &DeployRequest) -> Result<(), TargetError> {
@@ -786,51 +781,11 @@ impl Target for SwarmTarget {
         Ok(())
     }
 
-    async fn create(&self, _unit: Unit<'_>) -> Result<Created, TargetError> {
-        Err(single_replicas())
-    }
-
-    async fn start(&self, _id: &str) -> Result<(), TargetError> {
-        Err(single_replicas())
-    }
-
-    async fn status(&self, _id: &str) -> Result<Option<Status>, TargetError> {
-        Err(single_replicas())
-    }
-
-    fn subscribe(&self) -> Option<broadcast::Receiver<Event>> {
-        None
-    }
-
-    fn is_replica_trouble(&self, _event: &Event) -> bool {
-        false
-    }
-
     async fn last_logs(&self, id: &str, lines: usize) -> String {
         self.engine
             .swarm_task_logs(id, lines)
             .await
             .unwrap_or_default()
-    }
-
-    async fn admit(&self, _id: &str, _unit: Unit<'_>) {}
-
-    async fn promote(&self, _id: &str, _unit: Unit<'_>) -> Result<(), TargetError> {
-        Err(single_replicas())
-    }
-
-    async fn drain(&self, _id: &str, _grace: Duration) -> usize {
-        0
-    }
-
-    async fn remove(&self, _id: &str, _grace: Duration) -> Result<(), TargetError> {
-        Err(single_replicas())
-    }
-
-    async fn discard(&self, _id: &str) {}
-
-    async fn restart(&self, _id: &str, _grace: Duration) -> Result<(), TargetError> {
-        Err(single_replicas())
     }
 
     fn orchestrates(&self) -> bool {
@@ -1016,6 +971,35 @@ impl Target for SwarmTarget {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    // regression: a task of a service without a healthcheck, still `starting` (its container
+    // being started), counted as running and passed the gate before it ran (seen in the
+    // suite under load: the test found the task `starting` after a successful deploy)
+    #[test]
+    fn a_starting_task_runs_only_once_started_unless_its_healthcheck_is_what_it_waits_for() {
+        let task = |labels: &[(&str, &str)]| SwarmTask {
+            id: "t1".into(),
+            service_id: "s1".into(),
+            slot: Some(1),
+            node_id: "n1".into(),
+            desired_state: "running".into(),
+            state: "starting".into(),
+            error: None,
+            exit_code: 0,
+            image: "r/web:1@sha256:a".into(),
+            labels: labels
+                .iter()
+                .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+                .collect(),
+            since_nanos: 0,
+            host_ports: Vec::new(),
+        };
+        let plain = replica_of("shop_api", "api", 1, &task(&[]), None);
+        assert_eq!((plain.state.as_str(), plain.health), ("created", None));
+        let checked = replica_of("shop_api", "api", 1, &task(&[(HEALTH_LABEL, "true")]), None);
+        assert_eq!(checked.state, "running");
+        assert_eq!(checked.health.as_deref(), Some("starting"));
+    }
 
     // regression: a task a node rejected for an overlay subnet it still held failed a release
     // that Swarm went on to place (and run) a moment later

@@ -103,8 +103,20 @@ pub struct ServiceProgress {
     pub failed: Vec<(String, String, String)>,
 }
 
+/// What a target that places and replaces whole services (an orchestrator: see
+/// [`Target::orchestrates`]) answers when asked to handle one replica.
+fn whole_services() -> TargetError {
+    TargetError::Refused(
+        "this target places and replaces whole services; it has no single replicas to handle"
+            .into(),
+    )
+}
+
 /// Where an app's replicas run. Every method is one step the engine asked for; none decides
-/// what happens next. Methods that only clean up are best effort and say nothing.
+/// what happens next. Methods that only clean up are best effort and say nothing. The
+/// single-replica steps (`create`, `start`, `status`, `admit`, `promote`, `drain`, `remove`,
+/// `discard`, `restart`) default to refusing: an orchestrating target is never asked them, and
+/// a target that realises single replicas implements every one.
 #[async_trait::async_trait]
 pub trait Target: Send + Sync + std::fmt::Debug {
     /// Checks what this target cannot run in `request`, before anything changes (a published
@@ -142,40 +154,65 @@ pub trait Target: Send + Sync + std::fmt::Debug {
     async fn pull(&self, image: &str) -> Result<(), TargetError>;
 
     /// Creates (not starts) the replica `unit` describes.
-    async fn create(&self, unit: Unit<'_>) -> Result<Created, TargetError>;
+    async fn create(&self, unit: Unit<'_>) -> Result<Created, TargetError> {
+        let _ = unit;
+        Err(whole_services())
+    }
 
     /// Starts a created replica.
-    async fn start(&self, id: &str) -> Result<(), TargetError>;
+    async fn start(&self, id: &str) -> Result<(), TargetError> {
+        let _ = id;
+        Err(whole_services())
+    }
 
     /// A replica's state; `None` when it is gone.
-    async fn status(&self, id: &str) -> Result<Option<Status>, TargetError>;
+    async fn status(&self, id: &str) -> Result<Option<Status>, TargetError> {
+        let _ = id;
+        Err(whole_services())
+    }
 
     /// A stream of the target's events (an [`Event`]'s `actor` is a replica id): health gates
     /// wake on them instead of polling. `None` when the target has none.
-    fn subscribe(&self) -> Option<broadcast::Receiver<Event>>;
+    fn subscribe(&self) -> Option<broadcast::Receiver<Event>> {
+        None
+    }
 
     /// Whether `event` may mean a replica of an app died, vanished or turned unhealthy
     /// (self-healing looks again).
-    fn is_replica_trouble(&self, event: &Event) -> bool;
+    fn is_replica_trouble(&self, event: &Event) -> bool {
+        let _ = event;
+        false
+    }
 
     /// The replica's last log lines, for a failure's message; empty when there are none.
     async fn last_logs(&self, id: &str, lines: usize) -> String;
 
     /// Puts a replica of `unit` that passed its health gate in rotation (where it serves
     /// published ports). A failure is logged: the target keeps trying by itself.
-    async fn admit(&self, id: &str, unit: Unit<'_>);
+    async fn admit(&self, id: &str, unit: Unit<'_>) {
+        let _ = (id, unit);
+    }
 
     /// Puts a replica created [`Unit::beside`] in its slot's place (the replica it replaced is
     /// gone by now).
-    async fn promote(&self, id: &str, unit: Unit<'_>) -> Result<(), TargetError>;
+    async fn promote(&self, id: &str, unit: Unit<'_>) -> Result<(), TargetError> {
+        let _ = (id, unit);
+        Err(whole_services())
+    }
 
     /// Takes a replica out of rotation and waits up to `grace` for its open requests; returns
     /// how many were still open.
-    async fn drain(&self, id: &str, grace: Duration) -> usize;
+    async fn drain(&self, id: &str, grace: Duration) -> usize {
+        let _ = (id, grace);
+        0
+    }
 
     /// Stops a replica (with `grace` before it is killed) and removes it. One already gone is
     /// no failure.
-    async fn remove(&self, id: &str, grace: Duration) -> Result<(), TargetError>;
+    async fn remove(&self, id: &str, grace: Duration) -> Result<(), TargetError> {
+        let _ = (id, grace);
+        Err(whole_services())
+    }
 
     /// Moves a drained replica out of `unit`'s slot, so that its successor takes the slot's
     /// name now while it stops in the background. A target without names has nothing to do.
@@ -185,7 +222,9 @@ pub trait Target: Send + Sync + std::fmt::Debug {
     }
 
     /// Removes a new replica that failed at once, without waiting.
-    async fn discard(&self, id: &str);
+    async fn discard(&self, id: &str) {
+        let _ = id;
+    }
 
     /// Whether this target's own orchestrator places and replaces a service's replicas (a
     /// Swarm service): the engine then hands it each service's whole definition
@@ -225,7 +264,10 @@ pub trait Target: Send + Sync + std::fmt::Debug {
     }
 
     /// Restarts a replica in place.
-    async fn restart(&self, id: &str, grace: Duration) -> Result<(), TargetError>;
+    async fn restart(&self, id: &str, grace: Duration) -> Result<(), TargetError> {
+        let _ = (id, grace);
+        Err(whole_services())
+    }
 
     /// Removes everything `app` made on the target (with `volumes`, its data too) and returns
     /// what was removed.

@@ -13,10 +13,9 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use capstan_compose::Project;
-use capstan_deploy::target::{Created, Replica, ServiceProgress, Status, Target, Unit};
+use capstan_deploy::target::{Replica, ServiceProgress, Target, Unit};
 use capstan_deploy::targets::TargetConfig;
 use capstan_deploy::{DeployRequest, TargetError, desired_hash, file_digests};
-use capstan_model::Event;
 use k8s_openapi::NamespaceResourceScope;
 use k8s_openapi::api::apps::v1::{DaemonSet, Deployment, StatefulSet};
 use k8s_openapi::api::core::v1::{
@@ -25,7 +24,6 @@ use k8s_openapi::api::core::v1::{
 use kube::api::{Api, DeleteParams, ListParams, LogParams, Patch, PatchParams};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
-use tokio::sync::broadcast;
 
 use crate::cluster::{Cluster, ClusterError, options};
 use crate::render::{Input, Object, render};
@@ -697,13 +695,6 @@ fn daemonset_updating(d: &DaemonSet) -> bool {
         || s.number_available.unwrap_or(0) < s.desired_number_scheduled
 }
 
-fn single_replicas() -> TargetError {
-    TargetError::Refused(
-        "a Kubernetes target places and replaces whole workloads; it has no single replicas to handle"
-            .into(),
-    )
-}
-
 /// Whether `o` belongs to `service`'s part of the app (its workload and Services).
 fn of_service(o: &Object, service: &str) -> bool {
     let v = o.to_value();
@@ -823,26 +814,6 @@ impl Target for KubernetesTarget {
         Ok(())
     }
 
-    async fn create(&self, _unit: Unit<'_>) -> Result<Created, TargetError> {
-        Err(single_replicas())
-    }
-
-    async fn start(&self, _id: &str) -> Result<(), TargetError> {
-        Err(single_replicas())
-    }
-
-    async fn status(&self, _id: &str) -> Result<Option<Status>, TargetError> {
-        Err(single_replicas())
-    }
-
-    fn subscribe(&self) -> Option<broadcast::Receiver<Event>> {
-        None
-    }
-
-    fn is_replica_trouble(&self, _event: &Event) -> bool {
-        false
-    }
-
     async fn last_logs(&self, id: &str, lines: usize) -> String {
         let Ok(c) = self.cluster().await else {
             return String::new();
@@ -863,26 +834,6 @@ impl Target for KubernetesTarget {
             }
         }
         String::new()
-    }
-
-    async fn admit(&self, _id: &str, _unit: Unit<'_>) {}
-
-    async fn promote(&self, _id: &str, _unit: Unit<'_>) -> Result<(), TargetError> {
-        Err(single_replicas())
-    }
-
-    async fn drain(&self, _id: &str, _grace: Duration) -> usize {
-        0
-    }
-
-    async fn remove(&self, _id: &str, _grace: Duration) -> Result<(), TargetError> {
-        Err(single_replicas())
-    }
-
-    async fn discard(&self, _id: &str) {}
-
-    async fn restart(&self, _id: &str, _grace: Duration) -> Result<(), TargetError> {
-        Err(single_replicas())
     }
 
     fn orchestrates(&self) -> bool {

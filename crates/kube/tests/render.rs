@@ -86,14 +86,6 @@ fn yaml(objects: &[Object]) -> String {
     out
 }
 
-fn validator() -> String {
-    std::env::var("CAPSTAN_TEST_KUBERNETES_VALIDATE").unwrap_or_else(|_| {
-        panic!(
-            "CAPSTAN_TEST_KUBERNETES_VALIDATE is not set: run the tests with scripts/test, which installs kubernetes-validate"
-        )
-    })
-}
-
 const CORPUS: &[(&str, Publish)] = &[
     ("shop.yaml", Publish::LoadBalancer),
     ("agent.yaml", Publish::NodePort),
@@ -103,7 +95,6 @@ const CORPUS: &[(&str, Publish)] = &[
 #[test]
 fn each_corpus_file_renders_its_golden_manifests_and_they_validate_strictly() {
     let update = std::env::var_os("CAPSTAN_UPDATE_GOLDEN").is_some();
-    let validate = validator();
     for (file, publish) in CORPUS {
         let req = request(&dir().join("corpus"), file);
         let options = Options {
@@ -130,17 +121,7 @@ fn each_corpus_file_renders_its_golden_manifests_and_they_validate_strictly() {
             golden.display()
         );
         for version in ["1.28.0", "1.37.0"] {
-            let out = std::process::Command::new(&validate)
-                .args(["--strict", "--quiet", "-k", version])
-                .arg(&golden)
-                .output()
-                .unwrap();
-            assert!(
-                out.status.success(),
-                "{file} against Kubernetes {version}:\n{}{}",
-                String::from_utf8_lossy(&out.stdout),
-                String::from_utf8_lossy(&out.stderr)
-            );
+            capstan_testkit::kubernetes_validate_files(std::slice::from_ref(&golden), version);
         }
         holds_together(file, &objects);
     }

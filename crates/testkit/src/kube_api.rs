@@ -336,3 +336,40 @@ current-context: other
     .unwrap();
     path
 }
+
+/// Validates `files` (Kubernetes objects as JSON or YAML) with PyPI's `kubernetes-validate
+/// --strict` against Kubernetes `version` (scripts/test installs it and sets
+/// `CAPSTAN_TEST_KUBERNETES_VALIDATE`); panics with what it said when one is not valid.
+pub fn kubernetes_validate_files(files: &[std::path::PathBuf], version: &str) {
+    let validate = std::env::var("CAPSTAN_TEST_KUBERNETES_VALIDATE").expect(
+        "CAPSTAN_TEST_KUBERNETES_VALIDATE is not set: run the tests with scripts/test, which installs kubernetes-validate",
+    );
+    let out = std::process::Command::new(validate)
+        .args(["--strict", "--quiet", "-k", version])
+        .args(files)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "not valid for Kubernetes {version}:\n{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// [`kubernetes_validate_files`] for `objects`, against each of `versions`.
+pub fn kubernetes_validate(objects: &[serde_json::Value], versions: &[&str]) {
+    let dir = tempfile::tempdir().unwrap();
+    let files: Vec<std::path::PathBuf> = objects
+        .iter()
+        .enumerate()
+        .map(|(i, o)| {
+            let path = dir.path().join(format!("{i}.json"));
+            std::fs::write(&path, o.to_string()).unwrap();
+            path
+        })
+        .collect();
+    for version in versions {
+        kubernetes_validate_files(&files, version);
+    }
+}

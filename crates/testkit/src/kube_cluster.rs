@@ -532,14 +532,7 @@ impl State {
             usize::try_from(w["spec"]["replicas"].as_u64().unwrap_or(1)).unwrap_or(1)
         };
         let uid = w["metadata"]["uid"].clone();
-        let mine: Vec<Value> = self
-            .objects
-            .iter()
-            .filter(|((c, _), o)| {
-                *c == pods_at && o["metadata"]["ownerReferences"][0]["uid"] == uid
-            })
-            .map(|(_, o)| o.clone())
-            .collect();
+        let mine = self.owned(&pods_at, &uid);
         let is_new = |p: &Value| p["metadata"]["labels"]["pod-template-hash"] == json!(hash);
         let ready = |p: &Value| p["status"]["conditions"][1]["status"] == json!("True");
         let new: Vec<&Value> = mine.iter().filter(|p| is_new(p)).collect();
@@ -604,14 +597,7 @@ impl State {
             self.logs.remove(&n);
         }
         // the workload's status, from its pods now
-        let pods: Vec<Value> = self
-            .objects
-            .iter()
-            .filter(|((c, _), o)| {
-                *c == pods_at && o["metadata"]["ownerReferences"][0]["uid"] == uid
-            })
-            .map(|(_, o)| o.clone())
-            .collect();
+        let pods = self.owned(&pods_at, &uid);
         let total = pods.len();
         let updated = pods.iter().filter(|p| is_new(p)).count();
         let ready_all = pods.iter().filter(|p| ready(p)).count();
@@ -654,6 +640,17 @@ impl State {
             w["status"] = status;
             self.put(collection, name, w);
         }
+    }
+
+    /// The pods at `pods_at` the workload of `uid` owns.
+    fn owned(&self, pods_at: &str, uid: &Value) -> Vec<Value> {
+        self.objects
+            .iter()
+            .filter(|((c, _), o)| {
+                c == pods_at && o["metadata"]["ownerReferences"][0]["uid"] == *uid
+            })
+            .map(|(_, o)| o.clone())
+            .collect()
     }
 
     /// A new pod of workload `w`, pending.

@@ -37,7 +37,10 @@ pub use daemon::{Daemon, serve_refused};
 pub use debian::{DEBIAN, DebianImage, debian_image};
 pub use git::{GitServer, git};
 pub use image::{BUSYBOX, busybox_rootfs, ensure_busybox, push_versions, rootfs_with_file, tar_of};
-pub use kube_api::{Applied, KubeApi, Seen as KubeRequest, kubeconfig};
+pub use kube_api::{
+    Applied, KubeApi, Seen as KubeRequest, kubeconfig, kubernetes_validate,
+    kubernetes_validate_files,
+};
 pub use kubelet::KubeletLog;
 pub use own_engine::OwnEngine;
 pub use prometheus::Prometheus;

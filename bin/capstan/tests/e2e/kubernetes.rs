@@ -326,30 +326,8 @@ async fn the_scenario_on_the_wire_format_server() {
         assert!(a.query.contains("force=true"), "{}: {}", a.path, a.query);
     }
     // ... of strictly valid objects
-    let bodies = tempfile::tempdir().unwrap();
-    let files: Vec<std::path::PathBuf> = applied
-        .iter()
-        .enumerate()
-        .map(|(i, a)| {
-            let path = bodies.path().join(format!("{i}.json"));
-            std::fs::write(&path, a.body.to_string()).unwrap();
-            path
-        })
-        .collect();
-    let validate = std::env::var("CAPSTAN_TEST_KUBERNETES_VALIDATE").expect(
-        "CAPSTAN_TEST_KUBERNETES_VALIDATE is not set: run the tests with scripts/test, which installs kubernetes-validate",
-    );
-    let out = std::process::Command::new(validate)
-        .args(["--strict", "--quiet", "-k", "1.28.0"])
-        .args(&files)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let bodies: Vec<serde_json::Value> = applied.iter().map(|a| a.body.clone()).collect();
+    capstan_testkit::kubernetes_validate(&bodies, &["1.28.0"]);
     // ... and every request one the RBAC capstan documents grants
     for seen in api.seen().iter().filter(|s| s.path != "/version") {
         let (verb, group, resource) = verb_of(seen);
@@ -503,32 +481,7 @@ async fn render_self_prints_the_node_agent_and_the_deployers_role_strictly_valid
         ]
     );
     // strictly valid, for the oldest and the newest Kubernetes the validator knows
-    let files = tempfile::tempdir().unwrap();
-    let paths: Vec<std::path::PathBuf> = objects
-        .iter()
-        .enumerate()
-        .map(|(i, o)| {
-            let p = files.path().join(format!("{i}.json"));
-            std::fs::write(&p, o.to_string()).unwrap();
-            p
-        })
-        .collect();
-    let validate = std::env::var("CAPSTAN_TEST_KUBERNETES_VALIDATE").expect(
-        "CAPSTAN_TEST_KUBERNETES_VALIDATE is not set: run the tests with scripts/test, which installs kubernetes-validate",
-    );
-    for version in ["1.28.0", "1.37.0"] {
-        let out = std::process::Command::new(&validate)
-            .args(["--strict", "--quiet", "-k", version])
-            .args(&paths)
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "{version}: {}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        );
-    }
+    capstan_testkit::kubernetes_validate(&objects, &["1.28.0", "1.37.0"]);
     // the deployer's Role is exactly what capstan asks of a namespace; the agent reads pods
     let role = &objects[1];
     assert_eq!(role["metadata"]["namespace"], "apps");

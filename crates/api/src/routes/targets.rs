@@ -49,7 +49,8 @@ pub(crate) async fn list(
     ),
     responses(
         (status = 200, description = "the objects, in the order they are applied", body = Vec<crate::routes::apps::KubernetesObject>),
-        (status = 400, description = "no such Kubernetes target, or no image", body = capstan_model::ErrorBody)
+        (status = 400, description = "a target that is no Kubernetes cluster, or no image", body = capstan_model::ErrorBody),
+        (status = 404, description = "no such target", body = capstan_model::ErrorBody)
     )
 )]
 pub(crate) async fn render_self(
@@ -58,6 +59,14 @@ pub(crate) async fn render_self(
     Query(pairs): Query<Pairs>,
 ) -> Result<Json<Vec<crate::routes::apps::KubernetesObject>>, ApiError> {
     params::only(&pairs, &["image"])?;
+    if !state.targets.iter().any(|t| t.name == name) {
+        return Err(ApiError::new(
+            crate::Code::NotFound,
+            format!(
+                "no target named {name:?} (capstan targets lists them; [[targets]] in capstan.toml adds one)"
+            ),
+        ));
+    }
     let image = params::last(&pairs, "image")
         .filter(|i| !i.trim().is_empty())
         .ok_or_else(|| {
