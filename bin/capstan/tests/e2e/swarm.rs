@@ -20,6 +20,25 @@ use crate::bin;
 async fn images(tags: &[&str]) -> (Engine, String) {
     let manager = Engine::new(Some(&capstan_testkit::swarm_host())).unwrap();
     manager.negotiate().await.unwrap();
+    // every node back and placing tasks: a test before may have cut one off or restarted the
+    // manager (its workers reconnect some seconds later), and a Swarm places every task of a
+    // service on the nodes it sees ready (seen: all four of web's on one node)
+    capstan_testkit::eventually(
+        std::time::Duration::from_mins(1),
+        "every Swarm node ready and active",
+        || {
+            let manager = &manager;
+            async move {
+                let nodes = manager.swarm_nodes().await.ok()?;
+                (nodes.len() >= 3
+                    && nodes
+                        .iter()
+                        .all(|n| n.state == "ready" && n.availability == "active"))
+                .then_some(())
+            }
+        },
+    )
+    .await;
     let repo = format!(
         "{}/capt/{}",
         capstan_testkit::swarm_registry(),
