@@ -13,6 +13,7 @@ pub mod docker;
 mod error;
 mod files;
 mod heal;
+mod pins;
 pub mod plan;
 pub mod policy;
 mod redeploy;
@@ -38,6 +39,7 @@ pub use error::{
 };
 pub use files::FileContent;
 pub use heal::Healer;
+pub use pins::{Pins, Resolve};
 pub use plan::{Desired, desired_hash, plan, spec_hash, start_levels};
 pub use redeploy::{ImageChange, RedeployError, hold_when_free};
 pub use release::{new_release, ran_files, running_model, running_release, target_of};

@@ -38,9 +38,9 @@ pub struct SwarmTarget {
     pub name: String,
     /// A manager of the cluster.
     pub engine: Engine,
-    /// App → image reference → the digest the release underway pins it to (resolved once, in
+    /// The digests the releases underway pin their images to (resolved once, in
     /// [`Target::prepare`], so every task of a release runs the same image).
-    pinned: Mutex<BTreeMap<String, BTreeMap<String, String>>>,
+    pins: crate::Pins,
     /// (app, service) → the configs and secrets its tasks had before the last update: what a
     /// rollback of that update puts back (a secret's content is not kept by capstan to make
     /// it again).
@@ -76,7 +76,7 @@ impl SwarmTarget {
         Self {
             name: name.into(),
             engine,
-            pinned: Mutex::default(),
+            pins: crate::Pins::default(),
             before: Mutex::default(),
             looks: Mutex::default(),
             changes: AtomicU64::new(0),
@@ -116,16 +116,10 @@ impl SwarmTarget {
     fn changed(&self) {
         self.changes.fetch_add(1, Ordering::SeqCst);
     }
+}
 
-    fn pinned_digest(&self, app: &str, image: &str) -> Option<String> {
-        self.pinned
-            .lock()
-            .ok()?
-            .get(app)
-            .and_then(|m| m.get(image))
-            .cloned()
-    }
-
+#[async_trait::async_trait]
+impl crate::Resolve for SwarmTarget {
     /// The digest `image` runs at: its own when pinned in the file, else what the manager
     /// resolves in its registry now.
     async fn resolve(&self, service: &str, image: &str) -> Result<String, TargetError> {
@@ -143,7 +137,9 @@ impl SwarmTarget {
             ))
         })
     }
+}
 
+impl SwarmTarget {
     /// The app's Swarm services.
     async fn services_of(
         &self,
@@ -686,7 +682,6 @@ impl Target for SwarmTarget {
 
     async fn prepare(&self, request: &DeployRequest) -> Result<(), TargetError> {
         let project = &request.project;
-        let app = request.app();
         self.engine.negotiate().await.map_err(engine_error(None))?;
         if let Err(why) = self
             .engine
@@ -700,18 +695,7 @@ impl Target for SwarmTarget {
                 self.engine.host()
             )));
         }
-        let mut pinned = BTreeMap::new();
-        for (name, s) in &project.services {
-            let image = s.image.clone().unwrap_or_default();
-            if pinned.contains_key(&image) {
-                continue;
-            }
-            let digest = self.resolve(name, &image).await?;
-            pinned.insert(image, digest);
-        }
-        if let Ok(mut all) = self.pinned.lock() {
-            all.insert(app.clone(), pinned);
-        }
+        self.pins.pin(project, self).await?;
         let used: BTreeSet<String> = project
             .services
             .values()
@@ -738,9 +722,7 @@ impl Target for SwarmTarget {
     }
 
     async fn finish(&self, app: &str) {
-        if let Ok(mut all) = self.pinned.lock() {
-            all.remove(app);
-        }
+        self.pins.forget(app);
         if let Ok(mut before) = self.before.lock() {
             before.retain(|(a, _), _| a != app);
         }
@@ -761,19 +743,7 @@ impl Target for SwarmTarget {
     }
 
     async fn image_ids(&self, project: &Project) -> Result<BTreeMap<String, String>, TargetError> {
-        let app = project.name.clone().unwrap_or_default();
-        let mut out = BTreeMap::new();
-        let mut seen: BTreeMap<String, String> = BTreeMap::new();
-        for (name, s) in &project.services {
-            let image = s.image.clone().unwrap_or_default();
-            let digest = match (seen.get(&image).cloned(), self.pinned_digest(&app, &image)) {
-                (Some(d), _) | (None, Some(d)) => d,
-                (None, None) => self.resolve(name, &image).await?,
-            };
-            seen.insert(image, digest.clone());
-            out.insert(name.clone(), digest);
-        }
-        Ok(out)
+        self.pins.image_ids(project, self).await
     }
 
     async fn pull(&self, _image: &str) -> Result<(), TargetError> {
@@ -800,10 +770,7 @@ impl Target for SwarmTarget {
             .get(unit.service)
             .and_then(|s| s.image.clone())
             .unwrap_or_default();
-        let digest = match self.pinned_digest(&app, &image) {
-            Some(d) => d,
-            None => self.resolve(unit.service, &image).await?,
-        };
+        let digest = self.pins.digest(&app, unit.service, &image, self).await?;
         let mut spec = swarm_spec(unit, &digest)?;
         let context = format!("cannot apply service {}", spec.name);
         let existing = self.service_of(&app, unit.service).await?;

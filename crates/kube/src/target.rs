@@ -101,8 +101,8 @@ pub struct KubernetesTarget {
     cluster: tokio::sync::OnceCell<Cluster>,
     /// Where images are resolved to the digest they are pinned at.
     registry: Arc<capstan_registry::Client>,
-    /// App → image reference → the digest the release underway pins it to.
-    pinned: Mutex<BTreeMap<String, BTreeMap<String, String>>>,
+    /// The digests the releases underway pin their images to.
+    pins: capstan_deploy::Pins,
     /// (app, service) → its workload as it was before the last update: what a rollback of
     /// that update applies again (its ConfigMaps and Secrets stay until the release ends).
     before: Mutex<BTreeMap<(String, String), serde_json::Value>>,
@@ -153,7 +153,7 @@ impl KubernetesTarget {
             config,
             cluster: tokio::sync::OnceCell::new(),
             registry,
-            pinned: Mutex::default(),
+            pins: capstan_deploy::Pins::default(),
             before: Mutex::default(),
             looks: Mutex::default(),
             changes: AtomicU64::new(0),
@@ -207,16 +207,10 @@ impl KubernetesTarget {
         }
         Ok(look)
     }
+}
 
-    fn pinned_digest(&self, app: &str, image: &str) -> Option<String> {
-        self.pinned
-            .lock()
-            .ok()?
-            .get(app)
-            .and_then(|m| m.get(image))
-            .cloned()
-    }
-
+#[async_trait::async_trait]
+impl capstan_deploy::Resolve for KubernetesTarget {
     /// The digest `image` runs at: its own when pinned in the file, else what its registry
     /// says now.
     async fn resolve(&self, service: &str, image: &str) -> Result<String, TargetError> {
@@ -235,7 +229,9 @@ impl KubernetesTarget {
                 ))
             })
     }
+}
 
+impl KubernetesTarget {
     /// The objects of `project` as this target renders them, images pinned.
     async fn objects(
         &self,
@@ -248,10 +244,7 @@ impl KubernetesTarget {
         let mut images = BTreeMap::new();
         for (name, s) in &project.services {
             let image = s.image.clone().unwrap_or_default();
-            let digest = match self.pinned_digest(&app, &image) {
-                Some(d) => d,
-                None => self.resolve(name, &image).await?,
-            };
+            let digest = self.pins.digest(&app, name, &image, self).await?;
             let base = image.split_once('@').map_or(image.as_str(), |(b, _)| b);
             images.insert(name.clone(), format!("{base}@{digest}"));
         }
@@ -745,19 +738,8 @@ impl Target for KubernetesTarget {
 
     async fn prepare(&self, request: &DeployRequest) -> Result<(), TargetError> {
         let project = &request.project;
-        let app = request.app();
         let c = self.cluster().await?;
-        let mut pinned = BTreeMap::new();
-        for (name, s) in &project.services {
-            let image = s.image.clone().unwrap_or_default();
-            if let std::collections::btree_map::Entry::Vacant(e) = pinned.entry(image) {
-                let digest = self.resolve(name, e.key()).await?;
-                e.insert(digest);
-            }
-        }
-        if let Ok(mut all) = self.pinned.lock() {
-            all.insert(app.clone(), pinned);
-        }
+        self.pins.pin(project, self).await?;
         // what the workloads mount comes first: content-named, so none of it changes what runs
         for o in self.objects(c, request, project, None).await? {
             if matches!(
@@ -772,9 +754,7 @@ impl Target for KubernetesTarget {
     }
 
     async fn finish(&self, app: &str) {
-        if let Ok(mut all) = self.pinned.lock() {
-            all.remove(app);
-        }
+        self.pins.forget(app);
         if let Ok(mut before) = self.before.lock() {
             before.retain(|(a, _), _| a != app);
         }
@@ -794,19 +774,7 @@ impl Target for KubernetesTarget {
     }
 
     async fn image_ids(&self, project: &Project) -> Result<BTreeMap<String, String>, TargetError> {
-        let app = project.name.clone().unwrap_or_default();
-        let mut out = BTreeMap::new();
-        let mut seen: BTreeMap<String, String> = BTreeMap::new();
-        for (name, s) in &project.services {
-            let image = s.image.clone().unwrap_or_default();
-            let digest = match (seen.get(&image).cloned(), self.pinned_digest(&app, &image)) {
-                (Some(d), _) | (None, Some(d)) => d,
-                (None, None) => self.resolve(name, &image).await?,
-            };
-            seen.insert(image, digest.clone());
-            out.insert(name.clone(), digest);
-        }
-        Ok(out)
+        self.pins.image_ids(project, self).await
     }
 
     async fn pull(&self, _image: &str) -> Result<(), TargetError> {
