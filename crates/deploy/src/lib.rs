@@ -13,6 +13,7 @@ pub mod docker;
 mod error;
 mod files;
 mod heal;
+mod looks;
 mod pins;
 pub mod plan;
 pub mod policy;
@@ -39,6 +40,7 @@ pub use error::{
 };
 pub use files::FileContent;
 pub use heal::Healer;
+pub use looks::Looks;
 pub use pins::{Pins, Resolve};
 pub use plan::{Desired, desired_hash, plan, spec_hash, start_levels};
 pub use redeploy::{ImageChange, RedeployError, hold_when_free};

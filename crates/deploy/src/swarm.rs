@@ -7,7 +7,6 @@
 //! tasks publish their ports on a host port their node picks.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -45,16 +44,9 @@ pub struct SwarmTarget {
     /// rollback of that update puts back (a secret's content is not kept by capstan to make
     /// it again).
     before: Mutex<BTreeMap<(String, String), Files>>,
-    /// App → the last look at what the cluster runs of it, and the count of changes made
-    /// through this target when it was taken (see [`SwarmTarget::look`]).
-    looks: Mutex<Looks>,
-    /// Changes made through this target (applied, removed services): a look taken before one
-    /// is never used after it.
-    changes: AtomicU64,
+    /// What the cluster runs of each app, as last looked at (see [`SwarmTarget::look`]).
+    looks: crate::Looks<Look>,
 }
-
-/// App → (changes made when taken, when, the look).
-type Looks = BTreeMap<String, (u64, std::time::Instant, Arc<Look>)>;
 
 /// What the cluster runs of one app, as one look read it.
 #[derive(Debug, Default)]
@@ -65,11 +57,6 @@ struct Look {
     nodes: BTreeMap<String, TargetNode>,
 }
 
-/// How long a look serves every gate that asks (each asks every 100 ms): ten services
-/// rolling at once each looked at the same services, tasks and nodes, 250 requests a second
-/// to a manager that shares the machine with its nodes; now about 33.
-const LOOK_FRESH: Duration = Duration::from_millis(90);
-
 impl SwarmTarget {
     /// The target `name`, through the manager at `engine`.
     pub fn new(name: impl Into<String>, engine: Engine) -> Self {
@@ -78,43 +65,29 @@ impl SwarmTarget {
             engine,
             pins: crate::Pins::default(),
             before: Mutex::default(),
-            looks: Mutex::default(),
-            changes: AtomicU64::new(0),
+            looks: crate::Looks::default(),
         }
     }
 
-    /// What the cluster runs of `app`: the look another caller took within [`LOOK_FRESH`] when
+    /// What the cluster runs of `app`: the look another caller took within [`crate::looks::FRESH`] when
     /// nothing changed through this target since, else a new one.
     async fn look(&self, app: &str) -> Result<Arc<Look>, TargetError> {
-        let changes = self.changes.load(Ordering::SeqCst);
-        let cached = self.looks.lock().ok().and_then(|l| l.get(app).cloned());
-        if let Some((c, at, look)) = cached
-            && c == changes
-            && at.elapsed() < LOOK_FRESH
-        {
-            return Ok(look);
-        }
-        let services = self.services_of(Some(app)).await?;
-        let (tasks, nodes) = self.tasks_and_nodes(&services).await?;
-        let look = Arc::new(Look {
-            services,
-            tasks,
-            nodes,
-        });
-        if let Ok(mut looks) = self.looks.lock()
-            && self.changes.load(Ordering::SeqCst) == changes
-        {
-            looks.insert(
-                app.to_owned(),
-                (changes, std::time::Instant::now(), Arc::clone(&look)),
-            );
-        }
-        Ok(look)
+        self.looks
+            .of(app, || async {
+                let services = self.services_of(Some(app)).await?;
+                let (tasks, nodes) = self.tasks_and_nodes(&services).await?;
+                Ok(Look {
+                    services,
+                    tasks,
+                    nodes,
+                })
+            })
+            .await
     }
 
     /// Something changed through this target: no earlier look is used again.
     fn changed(&self) {
-        self.changes.fetch_add(1, Ordering::SeqCst);
+        self.looks.changed();
     }
 }
 

@@ -8,7 +8,6 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::Debug;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -35,8 +34,6 @@ const SPEC: &str = "io.capstan.spec";
 pub const FIELD_MANAGER: &str = "capstan";
 /// How long `down` waits for the app's pods to be gone.
 const DOWN_WAIT: Duration = Duration::from_mins(1);
-/// How long a look serves every gate that asks (each asks every 100 ms).
-const LOOK_FRESH: Duration = Duration::from_millis(90);
 
 /// What capstan asks of a target's namespace, as RBAC grants it: (API group, resource,
 /// verbs). Server-side apply is `patch`, and `create` for an object not there yet; the pods'
@@ -106,10 +103,8 @@ pub struct KubernetesTarget {
     /// (app, service) → its workload as it was before the last update: what a rollback of
     /// that update applies again (its ConfigMaps and Secrets stay until the release ends).
     before: Mutex<BTreeMap<(String, String), serde_json::Value>>,
-    /// App → the last look at its workloads and pods.
-    looks: Mutex<Looks>,
-    /// Changes made through this target: a look taken before one is never used after it.
-    changes: AtomicU64,
+    /// Each app's workloads and pods, as last looked at.
+    looks: capstan_deploy::Looks<Look>,
 }
 
 impl Debug for KubernetesTarget {
@@ -119,9 +114,6 @@ impl Debug for KubernetesTarget {
             .finish_non_exhaustive()
     }
 }
-
-/// App → (changes made when taken, when, the look).
-type Looks = BTreeMap<String, (u64, std::time::Instant, Arc<Look>)>;
 
 /// What the cluster runs of one app, as one look read it.
 #[derive(Debug, Default)]
@@ -155,8 +147,7 @@ impl KubernetesTarget {
             registry,
             pins: capstan_deploy::Pins::default(),
             before: Mutex::default(),
-            looks: Mutex::default(),
-            changes: AtomicU64::new(0),
+            looks: capstan_deploy::Looks::default(),
         }
     }
 
@@ -175,37 +166,24 @@ impl KubernetesTarget {
     }
 
     fn changed(&self) {
-        self.changes.fetch_add(1, Ordering::SeqCst);
+        self.looks.changed();
     }
 
-    /// What the cluster runs of `app`: another caller's look within [`LOOK_FRESH`] when nothing
+    /// What the cluster runs of `app`: another caller's look within 90 ms when nothing
     /// changed through this target since, else a new one.
     async fn look(&self, app: &str) -> Result<Arc<Look>, TargetError> {
-        let changes = self.changes.load(Ordering::SeqCst);
-        let cached = self.looks.lock().ok().and_then(|l| l.get(app).cloned());
-        if let Some((c, at, look)) = cached
-            && c == changes
-            && at.elapsed() < LOOK_FRESH
-        {
-            return Ok(look);
-        }
-        let c = self.cluster().await?;
-        let by = selector(app, None);
-        let look = Arc::new(Look {
-            deployments: list::<Deployment>(c, &by).await?,
-            statefulsets: list::<StatefulSet>(c, &by).await?,
-            daemonsets: list::<DaemonSet>(c, &by).await?,
-            pods: list::<Pod>(c, &by).await?,
-        });
-        if let Ok(mut looks) = self.looks.lock()
-            && self.changes.load(Ordering::SeqCst) == changes
-        {
-            looks.insert(
-                app.to_owned(),
-                (changes, std::time::Instant::now(), Arc::clone(&look)),
-            );
-        }
-        Ok(look)
+        self.looks
+            .of(app, || async {
+                let c = self.cluster().await?;
+                let by = selector(app, None);
+                Ok(Look {
+                    deployments: list::<Deployment>(c, &by).await?,
+                    statefulsets: list::<StatefulSet>(c, &by).await?,
+                    daemonsets: list::<DaemonSet>(c, &by).await?,
+                    pods: list::<Pod>(c, &by).await?,
+                })
+            })
+            .await
     }
 }
 

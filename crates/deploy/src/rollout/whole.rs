@@ -18,7 +18,7 @@ use crate::plan::{desired_hash, replicas_of};
 use crate::request::file_digests;
 
 /// How often the gate looks at the orchestrator's replicas (a target shares one look among
-/// the gates that ask at once: see the Swarm target's `LOOK_FRESH`).
+/// the gates that ask at once: see `crate::Looks`).
 const LOOK_EVERY: Duration = Duration::from_millis(100);
 /// Time a cluster takes to schedule and pull, over a replica's own gate.
 const SCHEDULING: Duration = Duration::from_mins(1);
