@@ -111,8 +111,9 @@ impl From<capstan_deploy::TargetError> for ApiError {
             }
             TargetError::Refused(m) => Self::new(Code::BadRequest, m),
             e @ TargetError::Failed { .. } => {
-                tracing::warn!(error = %e, "engine request failed");
-                Self::new(Code::Internal, format!("engine request failed: {e}"))
+                // an engine's or a cluster's: the error says which and what it refused
+                tracing::warn!(error = %e, "a target's request failed");
+                Self::new(Code::Internal, format!("the target refused or failed: {e}"))
             }
         }
     }
