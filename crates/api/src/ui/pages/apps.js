@@ -169,19 +169,26 @@ export async function appPage(name) {
     const outcome = await streamRelease(`/api/v1/apps/${encodeURIComponent(name)}/deploy`, $("#compose").value, "application/yaml");
     await refreshReplicas(name, outcome);
   });
+  const dialog = $("#confirm");
   $("#rollback-form")?.addEventListener("submit", (ev) => {
     ev.preventDefault();
     const to = $("#rollback-to").value;
-    const dialog = $("#confirm");
     $("#confirm-text").textContent = `${name} goes back to release ${to}: its services are replaced, health-gated, one replica at a time.`;
+    dialog.dataset.to = to;
     dialog.returnValue = "";
     dialog.showModal();
     $("#confirm-cancel").focus();
-    dialog.addEventListener("close", async () => {
-      if (dialog.returnValue !== "ok") { $("#rollback").focus(); return; }
-      const outcome = await streamRelease(`/api/v1/apps/${encodeURIComponent(name)}/rollback?to=${encodeURIComponent(to)}`, undefined);
-      await refreshReplicas(name, outcome);
-    }, { once: true });
+  });
+  // one handler for every closing: the close event of a Cancel is dispatched a moment later,
+  // and may arrive after Roll back opened the dialog again. A listener added per opening took
+  // that stale event and was gone, and the confirmed rollback never ran; a close that arrives
+  // while the dialog is open is not this opening's
+  dialog?.addEventListener("close", async () => {
+    if (dialog.open) return;
+    if (dialog.returnValue !== "ok") { $("#rollback").focus(); return; }
+    const to = dialog.dataset.to;
+    const outcome = await streamRelease(`/api/v1/apps/${encodeURIComponent(name)}/rollback?to=${encodeURIComponent(to)}`, undefined);
+    await refreshReplicas(name, outcome);
   });
 }
 
