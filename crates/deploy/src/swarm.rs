@@ -749,7 +749,7 @@ impl Target for SwarmTarget {
         let existing = self.service_of(&app, unit.service).await?;
         let key = (app.clone(), unit.service.to_owned());
         // the previous release's definition put back after a failed update
-        let restoring = !std::ptr::eq(unit.project, &raw const unit.request.project);
+        let restoring = unit.restoring();
         let before = if restoring {
             self.before.lock().ok().and_then(|b| b.get(&key).cloned())
         } else {

@@ -68,6 +68,14 @@ pub struct Unit<'a> {
     pub beside: bool,
 }
 
+impl Unit<'_> {
+    /// Whether it puts the previous release's definition back (a rollback of a failed
+    /// update: its model is not the request's).
+    pub fn restoring(&self) -> bool {
+        !std::ptr::eq(self.project, &raw const self.request.project)
+    }
+}
+
 /// A replica a target created.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Created {

@@ -791,7 +791,7 @@ impl Target for KubernetesTarget {
         let app = unit.project.name.clone().unwrap_or_default();
         let key = (app.clone(), unit.service.to_owned());
         // the previous release's definition put back after a failed update
-        let restoring = !std::ptr::eq(unit.project, &raw const unit.request.project);
+        let restoring = unit.restoring();
         let saved = if restoring {
             self.before.lock().ok().and_then(|b| b.get(&key).cloned())
         } else {

@@ -33,14 +33,27 @@ pub async fn run(args: RenderArgs) -> Result<(), Failure> {
             &request,
         )
         .await?;
-    if args.out.output == Output::Json {
+    print_manifests(
+        &objects,
+        &format!(
+            "# {app} for target {}: images are pinned by digest and Secrets filled in when capstan applies them",
+            args.target
+        ),
+        args.out.output,
+    )
+}
+
+/// Kubernetes objects as JSON, or as YAML documents under a `header` comment.
+pub(crate) fn print_manifests(
+    objects: &[serde_json::Value],
+    header: &str,
+    output: Output,
+) -> Result<(), Failure> {
+    if output == Output::Json {
         return print_json(&objects);
     }
-    println!(
-        "# {app} for target {}: images are pinned by digest and Secrets filled in when capstan applies them",
-        args.target
-    );
-    for o in &objects {
+    println!("{header}");
+    for o in objects {
         print!("---\n{}", capstan_compose::to_yaml(o));
     }
     Ok(())

@@ -4,9 +4,9 @@
 
 use clap::Args;
 
+use super::Failure;
 use super::client::Client;
-use super::{Failure, print_json};
-use crate::{Output, OutputArgs};
+use crate::OutputArgs;
 
 #[derive(Debug, Args)]
 pub struct RenderSelfArgs {
@@ -28,15 +28,12 @@ pub async fn run(args: RenderSelfArgs) -> Result<(), Failure> {
             &[("image", args.image.clone())],
         )
         .await?;
-    if args.out.output == Output::Json {
-        return print_json(&objects);
-    }
-    println!(
-        "# capstan on target {}: the node agent (a DaemonSet collecting every node's pod logs) and the deployer's Role; kubectl apply -f -",
-        args.target
-    );
-    for o in &objects {
-        print!("---\n{}", capstan_compose::to_yaml(o));
-    }
-    Ok(())
+    super::render::print_manifests(
+        &objects,
+        &format!(
+            "# capstan on target {}: the node agent (a DaemonSet collecting every node's pod logs) and the deployer's Role; kubectl apply -f -",
+            args.target
+        ),
+        args.out.output,
+    )
 }
