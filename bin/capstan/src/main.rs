@@ -11,9 +11,13 @@ use std::process::ExitCode;
 use capstan_model::ExitStatus;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
+/// The version and the commit it was built from (`bin/capstan/build.rs`).
+pub(crate) const VERSION: &str =
+    concat!(env!("CARGO_PKG_VERSION"), " (", env!("CAPSTAN_COMMIT"), ")");
+
 /// capstan runs a fleet of containers by itself.
 #[derive(Debug, Parser)]
-#[command(name = "capstan", version, about, propagate_version = true)]
+#[command(name = "capstan", version = VERSION, about, propagate_version = true)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -246,6 +250,8 @@ fn init_tracing() {
     tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
+        // colours for a terminal; plain text for journald, `docker logs` and files
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
 }
 

@@ -93,6 +93,8 @@ pub struct AppState {
     pub targets: Arc<[capstan_deploy::targets::TargetConfig]>,
     /// Whether this host has a Docker engine (`[docker] enabled`).
     pub engine_on: bool,
+    /// capstan's version and the commit it was built from, as the health endpoint tells it.
+    pub version: &'static str,
     /// A deployer for each of them, by name (`deployer` is the local engine's).
     pub places: Arc<std::collections::BTreeMap<String, capstan_deploy::Deployer>>,
 }
@@ -407,6 +409,7 @@ mod tests {
             ),
             targets: Arc::from(Vec::new()),
             engine_on: true,
+            version: "0.0.0 (test)",
             places: Arc::default(),
         })
     }

@@ -103,7 +103,12 @@ pub fn render_self(o: &SelfOptions) -> Vec<Value> {
                                  "--data", "/var/lib/capstan"],
                         // lines say the node they were read on, not the agent's pod
                         "env": [{"name": "CAPSTAN_HOST",
-                                 "valueFrom": {"fieldRef": {"fieldPath": "spec.nodeName"}}}],
+                                 "valueFrom": {"fieldRef": {"fieldPath": "spec.nodeName"}}},
+                                // secrets go on a tmpfs: the root filesystem is read-only,
+                                // and every pod has /dev/shm
+                                {"name": "CAPSTAN_RUN_DIR", "value": "/dev/shm/capstan"},
+                                // the CLI run in the pod (kubectl exec) finds the token here
+                                {"name": "CAPSTAN_DATA", "value": "/var/lib/capstan"}],
                         "resources": {"requests": {"cpu": "50m", "memory": "64Mi"},
                                       "limits": {"memory": "512Mi"}},
                         // root reads the kubelet's root-owned files; nothing else is allowed

@@ -12,6 +12,8 @@ pub struct Daemon {
     bin: PathBuf,
     docker_host: String,
     child: Option<Child>,
+    /// The container it runs in, when it runs from capstan's image ([`Daemon::in_container`]).
+    container: Option<String>,
     data: PathBuf,
     _data_guard: Option<tempfile::TempDir>,
     /// Set in the daemon's environment (over `DOCKER_CONFIG`, which points at nothing unless
@@ -70,6 +72,18 @@ impl Daemon {
         prepare: impl FnOnce(&Path),
         env: &[(&str, &str)],
     ) -> Self {
+        let mut d = Self::unstarted(bin, docker_host, config);
+        prepare(&d.data);
+        d.env = env
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect();
+        d.spawn(None).await;
+        d
+    }
+
+    /// A fresh data dir and its config, nothing running yet.
+    fn unstarted(bin: &Path, docker_host: &str, config: &str) -> Self {
         let mut config = if config.contains("[images]") {
             config.to_owned()
         } else {
@@ -92,23 +106,71 @@ impl Daemon {
         let mut config_path = data.clone().into_os_string();
         config_path.push(".toml");
         std::fs::write(&config_path, &config).unwrap();
-        prepare(&data);
-        let mut d = Self {
+        Self {
             bin: bin.to_owned(),
             docker_host: docker_host.to_owned(),
             child: None,
+            container: None,
             data,
             _data_guard: Some(guard),
-            env: env
-                .iter()
-                .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
-                .collect(),
+            env: Vec::new(),
             url: String::new(),
             token: String::new(),
             http: reqwest::Client::new(),
-        };
-        d.spawn(None).await;
-        d
+        }
+    }
+
+    /// capstan from its container image (`scripts/image`), run on the engine at `docker_host`
+    /// (`unix://`) the way docs/install.md says: the engine's socket, its containers' log
+    /// directory and the cgroup hierarchy mounted, the host's network, the data dir a bind
+    /// mount (a fresh one here, where the test reads the admin token). `bin` runs the CLI.
+    pub async fn in_container(bin: &Path, docker_host: &str, image: &str, config: &str) -> Self {
+        let mut d = Self::unstarted(bin, docker_host, config);
+        let socket = docker_host
+            .strip_prefix("unix://")
+            .expect("the image test mounts the engine's unix socket");
+        let root = docker(docker_host, &["info", "--format", "{{.DockerRootDir}}"]);
+        let containers = format!("{}/containers", root.trim());
+        let port = crate::free_port();
+        let listen = format!("127.0.0.1:{port}");
+        let name = crate::unique("capstan-image");
+        let mut args = vec!["run", "-d", "--name", &name, "--network", "host"];
+        let mounts = [
+            format!("{socket}:/var/run/docker.sock"),
+            format!("{containers}:{containers}:ro"),
+            "/sys/fs/cgroup:/sys/fs/cgroup:ro".to_owned(),
+            format!("{}:/var/lib/capstan", d.data.display()),
+            format!("{}:/etc/capstan/capstan.toml:ro", d.config_path().display()),
+        ];
+        for m in &mounts {
+            args.extend(["-v", m.as_str()]);
+        }
+        args.extend([image, "serve", "--listen", &listen]);
+        args.extend(["--config", "/etc/capstan/capstan.toml"]);
+        let id = docker(docker_host, &args).trim().to_owned();
+        d.container = Some(id);
+        d.url = format!("http://{listen}");
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+        loop {
+            if let Ok(token) = std::fs::read_to_string(d.data.join("admin.token")) {
+                token.trim().clone_into(&mut d.token);
+                let health = d
+                    .http
+                    .get(format!("{}/api/v1/health", d.url))
+                    .bearer_auth(&d.token)
+                    .send()
+                    .await;
+                if health.is_ok_and(|r| r.status().is_success()) {
+                    return d;
+                }
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "capstan's image did not serve within 30 s; its log: {}",
+                d.log()
+            );
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
     }
 
     /// Starts (again) on the same data dir; `listen` keeps the old address when given.
@@ -190,7 +252,10 @@ impl Daemon {
 
     /// The daemon's log so far (for failure messages).
     pub fn log(&self) -> String {
-        std::fs::read_to_string(self.log_path()).unwrap_or_default()
+        match &self.container {
+            Some(id) => docker(&self.docker_host, &["logs", id]),
+            None => std::fs::read_to_string(self.log_path()).unwrap_or_default(),
+        }
     }
 
     /// The listen address (`127.0.0.1:PORT`).
@@ -402,6 +467,15 @@ impl Drop for Daemon {
     /// Its config goes with it, and its log too unless the test failed (the log is where to
     /// look then); the data dir goes with its guard.
     fn drop(&mut self) {
+        if let Some(id) = &self.container {
+            if std::thread::panicking() {
+                eprintln!("capstan's container log:\n{}", self.log());
+            }
+            let _ = std::process::Command::new("docker")
+                .args(["rm", "-f", id])
+                .env("DOCKER_HOST", &self.docker_host)
+                .output();
+        }
         if let Some(pid) = self.proxy_pid() {
             let _ = std::process::Command::new("kill")
                 .args(["-TERM", &pid.to_string()])
@@ -438,4 +512,26 @@ pub async fn serve_refused(bin: &Path, config: &str) -> String {
     let err = String::from_utf8_lossy(&out.stderr).into_owned();
     assert_eq!(out.status.code(), Some(2), "bad input: {err}");
     err
+}
+
+/// Runs the docker CLI against `host` and fails the test when it fails: its standard output
+/// (with its standard error for `logs`).
+pub fn docker(host: &str, args: &[&str]) -> String {
+    let out = std::process::Command::new("docker")
+        .args(args)
+        .env("DOCKER_HOST", host)
+        .output()
+        .expect("cannot run the docker CLI (scripts/test installs docker.io)");
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        out.status.success() || args.first() == Some(&"logs"),
+        "docker {}: {stderr}",
+        args.join(" ")
+    );
+    if args.first() == Some(&"logs") {
+        format!("{stdout}{stderr}")
+    } else {
+        stdout
+    }
 }

@@ -6,7 +6,8 @@ use super::client::Client;
 use super::{Failure, local_time, print_json};
 use crate::{Output, OutputArgs};
 
-/// Prints health; exits 3 with the engine's message when the engine cannot be reached.
+/// Prints health; exits 3 with the engine's message when the engine cannot be reached (a
+/// node agent, which has none by design, is healthy).
 pub async fn run(args: OutputArgs) -> Result<(), Failure> {
     let client = Client::from_env()?;
     let health: Health = client.get("/api/v1/health", &[]).await?;
@@ -15,6 +16,11 @@ pub async fn run(args: OutputArgs) -> Result<(), Failure> {
     } else {
         let e = &health.engine;
         println!("status    {}", health.status);
+        // a node agent runs without an engine, and says why
+        if e.host.is_empty() {
+            println!("engine    none: {}", e.error.as_deref().unwrap_or("?"));
+            return Ok(());
+        }
         println!(
             "engine    {} {}",
             e.host,
@@ -42,7 +48,7 @@ pub async fn run(args: OutputArgs) -> Result<(), Failure> {
         );
     }
     match health.engine.error {
-        Some(err) if !health.engine.reachable => Err(Failure::new(
+        Some(err) if !health.engine.reachable && health.status != "ok" => Err(Failure::new(
             ExitStatus::Unreachable,
             format!("capstan: {err}"),
         )),

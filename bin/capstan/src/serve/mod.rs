@@ -154,6 +154,7 @@ pub async fn run(opts: ServeOptions) -> Result<()> {
         targets: file.targets.clone().into(),
         places: Arc::new(deploy.places),
         engine_on: base.engine_on,
+        version: crate::VERSION,
     };
     serve_api(&base, state, listen, tls, &token_path).await?;
     base.shutdown.cancel();

@@ -66,7 +66,7 @@ volumes:
     )
 }
 
-async fn deploy(daemon: &Daemon, dir: &Path, text: &str, motd: &str) -> (i32, String) {
+pub async fn deploy(daemon: &Daemon, dir: &Path, text: &str, motd: &str) -> (i32, String) {
     std::fs::write(dir.join("compose.yaml"), text).unwrap();
     std::fs::write(dir.join("motd.txt"), motd).unwrap();
     let (code, out, err) = daemon
@@ -115,14 +115,10 @@ async fn claims(place: &Place, app: &str) -> Vec<String> {
         .collect()
 }
 
-/// The scenario at `place`, the daemon on `docker_host` (which pushes the images).
-pub async fn run(bin: &Path, docker_host: &str, place: &Place) -> String {
-    let engine = capstan_engine::Engine::new(Some(docker_host)).unwrap();
-    let app = capstan_testkit::unique("kscn");
-    let image = format!("{}/{app}", place.registry);
-    capstan_testkit::push_versions(&engine, &image, &["1", "2"]).await;
-    let config = format!(
-        "[logs]\ncollect = false\n\n[images]\nwatch = true\nfirst_check_after = \"1h\"\n\n[[targets]]\nname = \"k8s\"\nkind = \"kubernetes\"\nkubeconfig = \"{}\"\nnamespace = \"{}\"\nprogress_deadline = \"20s\"\n{}",
+/// The `[[targets]]` entry of `place`, named `k8s`.
+pub fn target_config(place: &Place) -> String {
+    format!(
+        "[[targets]]\nname = \"k8s\"\nkind = \"kubernetes\"\nkubeconfig = \"{}\"\nnamespace = \"{}\"\nprogress_deadline = \"20s\"\n{}",
         place.kubeconfig.display(),
         place.namespace,
         place
@@ -130,6 +126,18 @@ pub async fn run(bin: &Path, docker_host: &str, place: &Place) -> String {
             .as_ref()
             .map(|c| format!("context = \"{c}\"\n"))
             .unwrap_or_default()
+    )
+}
+
+/// The scenario at `place`, the daemon on `docker_host` (which pushes the images).
+pub async fn run(bin: &Path, docker_host: &str, place: &Place) -> String {
+    let engine = capstan_engine::Engine::new(Some(docker_host)).unwrap();
+    let app = capstan_testkit::unique("kscn");
+    let image = format!("{}/{app}", place.registry);
+    capstan_testkit::push_versions(&engine, &image, &["1", "2"]).await;
+    let config = format!(
+        "[logs]\ncollect = false\n\n[images]\nwatch = true\nfirst_check_after = \"1h\"\n\n{}",
+        target_config(place)
     );
     let daemon = Daemon::start_with(bin, docker_host, &config).await;
     let dir = tempfile::tempdir().unwrap();

@@ -12,6 +12,7 @@ mod dashboard;
 mod deploy;
 mod hooks;
 mod hostile;
+mod image;
 mod journal;
 mod kubernetes;
 mod kubernetes_scenario;

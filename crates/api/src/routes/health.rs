@@ -32,7 +32,7 @@ pub(crate) async fn health(State(state): State<AppState>) -> Result<Json<Health>
         // a node agent: there is no engine to be unreachable
         return Ok(Json(Health {
             status: "ok".to_owned(),
-            version: env!("CARGO_PKG_VERSION").to_owned(),
+            version: state.version.to_owned(),
             engine: EngineHealth {
                 host: String::new(),
                 reachable: false,
@@ -76,7 +76,7 @@ pub(crate) async fn health(State(state): State<AppState>) -> Result<Json<Health>
     };
     Ok(Json(Health {
         status: if engine.reachable { "ok" } else { "degraded" }.to_owned(),
-        version: env!("CARGO_PKG_VERSION").to_owned(),
+        version: state.version.to_owned(),
         engine,
         journal,
     }))

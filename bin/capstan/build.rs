@@ -1,0 +1,42 @@
+//! Names the commit capstan was built from, for `capstan --version` and the health endpoint:
+//! `CAPSTAN_COMMIT` when the builder sets it (a packager building from a tarball), else what git
+//! says about the checkout, else "unknown".
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+fn git(dir: &Path, args: &[&str]) -> Option<String> {
+    let out = Command::new("git")
+        .arg("-C")
+        .arg(dir)
+        .args(args)
+        .output()
+        .ok()?;
+    let text = String::from_utf8(out.stdout).ok()?;
+    (out.status.success() && !text.trim().is_empty()).then(|| text.trim().to_owned())
+}
+
+fn main() {
+    println!("cargo:rerun-if-env-changed=CAPSTAN_COMMIT");
+    let dir = PathBuf::from(std::env::var_os("CARGO_MANIFEST_DIR").unwrap_or_default());
+    let commit = std::env::var("CAPSTAN_COMMIT").ok().or_else(|| {
+        let commit = git(&dir, &["rev-parse", "--short=12", "HEAD"])?;
+        // rebuilt when HEAD moves: the files git keeps it in (only those that exist: cargo
+        // would rerun the script on every build for one that does not)
+        if let Some(git_dir) = git(&dir, &["rev-parse", "--absolute-git-dir"]) {
+            let git_dir = PathBuf::from(git_dir);
+            let mut watched = vec![git_dir.join("HEAD"), git_dir.join("packed-refs")];
+            if let Some(name) = git(&dir, &["symbolic-ref", "-q", "HEAD"]) {
+                watched.push(git_dir.join(name));
+            }
+            for path in watched.iter().filter(|p| p.exists()) {
+                println!("cargo:rerun-if-changed={}", path.display());
+            }
+        }
+        Some(commit)
+    });
+    println!(
+        "cargo:rustc-env=CAPSTAN_COMMIT={}",
+        commit.as_deref().unwrap_or("unknown")
+    );
+}
