@@ -1,7 +1,8 @@
 //! Automatic updates (label `io.capstan.update.auto=true`): the watcher hands over an update it
 //! found; the service's image is pulled by digest and the app's running release is deployed
 //! again with only that service's image changed, pinned (`repo:tag@digest`), through the same
-//! health-gated rollout as any deploy. A rollout that fails rolls back by itself: the service
+//! health-gated rollout as any deploy, where the app runs (the local engine, or the Swarm or
+//! Kubernetes target its release names, whose nodes pull the digest themselves). A rollout that fails rolls back by itself: the service
 //! keeps its previous digest, and the journal's `update_failed` event marks the candidate bad,
 //! so the watcher does not offer it again (a newer one it does). Success is journaled as
 //! `update_applied`. Both reach the notification channels.
@@ -25,6 +26,8 @@ pub const ACTOR: &str = "auto-update";
 /// Applies the updates the watcher hands over, one at a time.
 pub struct AutoUpdater {
     deployer: Deployer,
+    /// The deployer of each target of `[[targets]]`: an app deployed there is updated there.
+    places: BTreeMap<String, Deployer>,
     store: Store,
     locks: RolloutLocks,
     live: broadcast::Sender<Event>,
@@ -45,10 +48,18 @@ impl AutoUpdater {
     ) -> Self {
         Self {
             deployer,
+            places: BTreeMap::new(),
             store,
             locks,
             live,
         }
+    }
+
+    /// Updates the apps deployed to the targets of `places` through their deployers.
+    #[must_use]
+    pub fn with_places(mut self, places: BTreeMap<String, Deployer>) -> Self {
+        self.places = places;
+        self
     }
 
     /// Applies what arrives on `updates` until `shutdown`.
@@ -84,12 +95,20 @@ impl AutoUpdater {
         let Some(_lock) = self.lock(&u.app, shutdown).await else {
             return;
         };
-        if let Ok(Some(row)) = self.store.current_release(u.app.clone()).await
-            && let Some(target) = crate::target_of(&row)
-        {
-            warn!(app = %u.app, target, "automatic updates apply to apps on the local engine only; deploy the new image with capstan deploy --target");
-            return;
-        }
+        // where the app runs now: its running release says
+        let deployer = match self.store.current_release(u.app.clone()).await {
+            Ok(Some(row)) => match crate::target_of(&row) {
+                None => &self.deployer,
+                Some(target) => match self.places.get(&target) {
+                    Some(d) => d,
+                    None => {
+                        warn!(app = %u.app, target, "the app runs on a target capstan.toml no longer names; its update is not applied");
+                        return;
+                    }
+                },
+            },
+            _ => &self.deployer,
+        };
         let change = crate::ImageChange {
             app: u.app.clone(),
             service: u.service.clone(),
@@ -105,7 +124,7 @@ impl AutoUpdater {
             as_app: None,
         };
         info!(app = %u.app, service = %u.service, to = %u.image, "applying an image update");
-        let report = match self.deployer.redeploy_image(&self.store, &change).await {
+        let report = match deployer.redeploy_image(&self.store, &change).await {
             Ok(Some((report, _was))) => report,
             Ok(None) => return,
             Err(e @ crate::RedeployError::Pull { .. }) => {

@@ -185,6 +185,9 @@ impl Deployer {
         if let Some(map) = source.as_object_mut() {
             // where keys were written served the policy's refusals; the ledger keeps no copy
             map.remove("positions");
+            if let Some(place) = &self.place {
+                map.insert("target".into(), place.clone().into());
+            }
             map.insert(
                 "digests".into(),
                 serde_json::json!(crate::file_digests(&req.files)),

@@ -45,8 +45,6 @@ pub struct RunningContainer {
     pub repo_digests: Vec<String>,
     /// Its labels (a pod's labels and annotations): the update policy's.
     pub labels: BTreeMap<String, String>,
-    /// On this engine (its updates may be applied automatically).
-    pub local: bool,
 }
 
 /// A place besides this engine whose running containers' images are watched (a Kubernetes
@@ -319,9 +317,13 @@ impl Watcher {
                 continue;
             }
             let k = key(&reference.to_string(), running.as_deref());
-            // automatic updates go through this engine's deployer: a cluster's are offered
-            let auto =
-                (c.local && c.labels.get(AUTO_LABEL).is_some_and(|v| v == "true")).then(|| Auto {
+            // applied where the app runs (its release names the place): a container of this
+            // engine, or a cluster's pod capstan deployed (its labels name the app and service)
+            let auto = c
+                .labels
+                .get(AUTO_LABEL)
+                .is_some_and(|v| v == "true")
+                .then(|| Auto {
                     service: c
                         .labels
                         .get("io.capstan.app")
@@ -387,7 +389,6 @@ impl Watcher {
                 image: c.image,
                 repo_digests: digests[&c.image_id].clone(),
                 labels: c.labels,
-                local: true,
             });
         }
         out

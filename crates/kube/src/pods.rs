@@ -329,7 +329,6 @@ impl capstan_images::RunsElsewhere for TargetPods {
                     image: c.image.clone().unwrap_or_default(),
                     repo_digests: pulled_as(&status.image_id).into_iter().collect(),
                     labels: labels.clone(),
-                    local: false,
                 });
             }
         }

@@ -316,15 +316,6 @@ pub(super) fn start_deploy(
     if base.engine_on {
         tokio::spawn(healer.run(base.shutdown.clone()));
     }
-    let auto_updater = capstan_deploy::AutoUpdater::new(
-        deployer.clone(),
-        base.store.clone(),
-        rollouts.clone(),
-        base.live.clone(),
-    );
-    if base.engine_on {
-        tokio::spawn(auto_updater.run(auto, base.shutdown.clone()));
-    }
     // a Kubernetes cluster serves its published ports itself (its Services)
     for t in kubernetes
         .iter()
@@ -344,9 +335,20 @@ pub(super) fn start_deploy(
         .map(|(name, target)| {
             let mut d = deployer.clone();
             d.target = target;
+            d.place = Some(name.clone());
             (name, d)
         })
-        .collect();
+        .collect::<std::collections::BTreeMap<_, _>>();
+    let auto_updater = capstan_deploy::AutoUpdater::new(
+        deployer.clone(),
+        base.store.clone(),
+        rollouts.clone(),
+        base.live.clone(),
+    )
+    .with_places(places.clone());
+    if base.engine_on {
+        tokio::spawn(auto_updater.run(auto, base.shutdown.clone()));
+    }
     Ok(Deploy {
         deployer,
         router,

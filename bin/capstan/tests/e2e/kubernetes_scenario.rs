@@ -14,7 +14,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use capstan_model::{AppReplica, Event, Release};
-use capstan_testkit::Daemon;
+use capstan_testkit::{Daemon, eventually};
 use k8s_openapi::api::core::v1::PersistentVolumeClaim;
 
 /// Where the scenario runs.
@@ -92,6 +92,13 @@ async fn digest_of(daemon: &Daemon, app: &str, service: &str) -> String {
         "{all:#?}"
     );
     of[0].image.clone()
+}
+
+/// The app's ledger, newest first.
+async fn releases(daemon: &Daemon, app: &str) -> Vec<Release> {
+    let (code, out, err) = daemon.cli(&["releases", app, "-o", "json"]).await;
+    assert_eq!(code, 0, "{err}");
+    serde_json::from_str(&out).unwrap()
 }
 
 async fn claims(place: &Place, app: &str) -> Vec<String> {
@@ -289,10 +296,8 @@ pub async fn run(bin: &Path, docker_host: &str, place: &Place) -> String {
     let (code, out, err) = daemon.cli(&["rollback", &app, "--to", "1"]).await;
     assert_eq!(code, 0, "{out}{err}");
     assert_eq!(digest_of(&daemon, &app, "web").await, v1, "release 1 again");
-    let (code, out, _) = daemon.cli(&["releases", &app, "-o", "json"]).await;
-    assert_eq!(code, 0);
-    let releases: Vec<Release> = serde_json::from_str(&out).unwrap();
-    let results: Vec<(i64, &str)> = releases
+    let ledger = releases(&daemon, &app).await;
+    let results: Vec<(i64, &str)> = ledger
         .iter()
         .map(|r| (r.number, r.result.as_str()))
         .collect();
@@ -304,6 +309,10 @@ pub async fn run(bin: &Path, docker_host: &str, place: &Place) -> String {
         (5, "succeeded"),
     ] {
         assert!(results.contains(&want), "{want:?} in {results:?}");
+    }
+    // every release says where it ran, the rollback's too: what deploys the app next goes there
+    for r in &ledger {
+        assert_eq!(r.source["target"], "k8s", "{r:#?}");
     }
 
     // what each pod ran, journaled by digest
@@ -363,15 +372,55 @@ pub async fn run(bin: &Path, docker_host: &str, place: &Place) -> String {
         std::slice::from_ref(&claim),
         "the claim stays"
     );
-    // deployed again, the app finds its claim; taken down with its volumes, the claim goes
-    let (code, out) = deploy(
-        &daemon,
-        dir.path(),
-        &compose(&app, &image, "1", &serve("1")),
-        "hello 1\n",
+    // deployed again, the app finds its claim; web now updates itself: the registry watcher
+    // finds tag 2 for the cluster's pods and hands it to the target's deployer, which rolls
+    // it out as a release of its own, on the cluster
+    let auto = compose(&app, &image, "1", &serve("1")).replace(
+        "io.capstan.update: major",
+        "io.capstan.update: major\n      io.capstan.update.auto: \"true\"",
+    );
+    let (code, out) = deploy(&daemon, dir.path(), &auto, "hello 1\n").await;
+    assert_eq!(code, 0, "deployed again: {out}");
+    let deployed = releases(&daemon, &app).await[0].number;
+    let (code, _, err) = daemon
+        .cli(&["images", "updates", "--check-now", "-o", "json"])
+        .await;
+    assert_eq!(code, 0, "{err}");
+    let self_updated = eventually(
+        Duration::from_mins(2),
+        "web updated itself",
+        || async {
+            let r = releases(&daemon, &app).await;
+            (r[0].number == deployed + 1 && r[0].result != "running").then_some(r)
+        },
     )
     .await;
-    assert_eq!(code, 0, "deployed again: {out}");
+    assert_eq!(
+        self_updated[0].result, "succeeded",
+        "{:#?}",
+        self_updated[0]
+    );
+    assert_eq!(self_updated[0].actor, "auto-update");
+    assert_eq!(
+        self_updated[0].source["target"], "k8s",
+        "{:#?}",
+        self_updated[0]
+    );
+    assert_eq!(
+        self_updated[0].source["auto_update"]["from"],
+        format!("{image}:1"),
+        "{:#?}",
+        self_updated[0]
+    );
+    assert_eq!(digest_of(&daemon, &app, "web").await, v2);
+    let applied = daemon
+        .all_events("type=capstan&action=update_applied")
+        .await;
+    assert!(
+        applied.iter().any(|e| e.attributes.get("app") == Some(&app)
+            && e.attributes.get("tag").map(String::as_str) == Some("2")),
+        "{applied:#?}"
+    );
     let (code, out, err) = daemon.cli(&["down", &app, "--volumes"]).await;
     assert_eq!(code, 0, "{out}{err}");
     assert!(out.contains(&claim), "{out}");

@@ -790,29 +790,25 @@ async fn authorize(
     Err(ApiError::new(Code::Forbidden, policy::refusal(app, &found)))
 }
 
-/// Records a release (and the target it runs on), deploys it, records how it ended. The
-/// caller holds the app's lock.
+/// Records a release (the deployer records the target it runs on), deploys it, records how it
+/// ended. The caller holds the app's lock.
 async fn run_release(
     state: &AppState,
     place: &Place,
     actor: &str,
-    mut req: DeployRequest,
+    req: DeployRequest,
     progress: Option<tokio::sync::mpsc::Sender<Progress>>,
 ) -> Result<Report, ApiError> {
-    if let (Some(target), Some(source)) = (&place.target, req.source.as_object_mut()) {
-        source.insert("target".into(), target.clone().into());
-    }
     Ok(place
         .deployer
         .release(&state.store, actor, &req, progress)
         .await?)
 }
 
-/// Where an app's releases run: the target and its deployer.
+/// Where an app's releases run: the deployer of its target (`deployer.place`, `None` for the
+/// local engine).
 #[derive(Clone)]
 struct Place {
-    /// `None`: the local engine.
-    target: Option<String>,
     deployer: capstan_deploy::Deployer,
 }
 
@@ -878,7 +874,7 @@ async fn place(state: &AppState, app: &str, asked: Option<&str>) -> Result<Place
             )
         })?,
     };
-    Ok(Place { target, deployer })
+    Ok(Place { deployer })
 }
 
 /// `?target=NAME`.

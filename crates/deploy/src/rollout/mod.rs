@@ -46,6 +46,10 @@ pub struct Deployer {
     /// The journal, where a replica that could not be stopped in the background is recorded
     /// (with `live`); without it, only the daemon's log says so.
     pub ledger: Option<capstan_store::Store>,
+    /// The target's name in `[[targets]]`; `None` for the local engine. Every release it makes
+    /// records it (`source.target`), so what deploys the app next (a deploy, a rollback, an
+    /// automatic update, a build) goes to the same place.
+    pub place: Option<String>,
 }
 
 impl Deployer {
@@ -63,6 +67,7 @@ impl Deployer {
             live,
             secrets: None,
             ledger: None,
+            place: None,
         }
     }
 
