@@ -386,14 +386,10 @@ pub async fn run(bin: &Path, docker_host: &str, place: &Place) -> String {
         .cli(&["images", "updates", "--check-now", "-o", "json"])
         .await;
     assert_eq!(code, 0, "{err}");
-    let self_updated = eventually(
-        Duration::from_mins(2),
-        "web updated itself",
-        || async {
-            let r = releases(&daemon, &app).await;
-            (r[0].number == deployed + 1 && r[0].result != "running").then_some(r)
-        },
-    )
+    let self_updated = eventually(Duration::from_mins(2), "web updated itself", || async {
+        let r = releases(&daemon, &app).await;
+        (r[0].number == deployed + 1 && r[0].result != "running").then_some(r)
+    })
     .await;
     assert_eq!(
         self_updated[0].result, "succeeded",
