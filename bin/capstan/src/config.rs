@@ -56,6 +56,19 @@ pub struct Config {
     /// How builds from git pushes run (`[pipeline] builds`, `timeout`, `memory`).
     #[serde(default)]
     pub pipeline: capstan_pipeline::PipelineConfig,
+    /// The fleet's hub (`[fleet] listen`): where agents connect.
+    #[serde(default)]
+    pub fleet: FleetConfig,
+}
+
+/// `[fleet]`: this capstan as the hub of a fleet (docs/fleet.md).
+#[derive(Debug, Clone, Default, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct FleetConfig {
+    /// Where agents connect (mutually authenticated TLS 1.3; agents dial out, the hub never
+    /// does). Nothing listens unless set.
+    #[serde(default)]
+    pub listen: Option<SocketAddr>,
 }
 
 /// `[retention]`: how long the journal's events and the audit log are kept.

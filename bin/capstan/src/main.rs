@@ -40,6 +40,32 @@ enum Command {
         #[arg(long)]
         docker_host: Option<String>,
     },
+    /// Run as a host of a fleet: what `serve` runs here, plus a link to the hub (dialed out;
+    /// the hub never connects to the host). The first start joins with a token from
+    /// `capstan hosts join-token` on the hub; later starts reconnect by themselves.
+    Agent {
+        /// The hub's fleet address (`https://HOST:PORT`, its `[fleet] listen`); first start only.
+        #[arg(long, requires = "token")]
+        join: Option<String>,
+        /// The join token (`capstan hosts join-token` on the hub); first start only.
+        #[arg(long, requires = "join")]
+        token: Option<String>,
+        /// The host's name in the fleet (default: its host name).
+        #[arg(long)]
+        name: Option<String>,
+        /// Config file (capstan.toml).
+        #[arg(long)]
+        config: Option<PathBuf>,
+        /// Data directory (as for serve).
+        #[arg(long)]
+        data: Option<PathBuf>,
+        /// Address to serve the local API on (default 127.0.0.1:7878).
+        #[arg(long)]
+        listen: Option<SocketAddr>,
+        /// Docker engine address (as for serve).
+        #[arg(long)]
+        docker_host: Option<String>,
+    },
     /// Run the proxy for published ports (the daemon starts it and re-adopts it; it outlives
     /// the daemon so restarting the daemon drops no connection).
     Proxy {
@@ -65,6 +91,8 @@ enum Command {
     Alerts(cli::alerts::AlertsArgs),
     /// List, create and revoke API tokens with roles (viewer, operator, admin).
     Tokens(cli::tokens::TokensArgs),
+    /// List the fleet's hosts (on the hub), make join tokens, remove a host
+    Hosts(cli::hosts::HostsArgs),
     /// Show and change the deploy policy: host-level features (bind mounts, privileged,
     /// capabilities) allowed per app.
     Policy(cli::policy::PolicyArgs),
@@ -158,48 +186,23 @@ fn main() -> ExitCode {
             data,
             listen,
             docker_host,
-        } => {
-            init_tracing();
-            let usage = |err: anyhow::Error| {
-                eprintln!("capstan: {err:#}");
-                ExitCode::from(ExitStatus::Usage.code())
-            };
-            let file = match config.as_deref().map(config::Config::read).transpose() {
-                Ok(file) => file.unwrap_or_default(),
-                Err(err) => return usage(err),
-            };
-            // the vault opens before the config is checked: it may name credentials kept there
-            let data = data
-                .or(file.data.clone())
-                .unwrap_or_else(config::default_data_dir);
-            let opened = match serve::open(&data) {
-                Ok(opened) => opened,
-                Err(err) => {
-                    eprintln!("capstan: {err:#}");
-                    return ExitCode::from(ExitStatus::Failure.code());
-                }
-            };
-            if let Err(err) = file.check() {
-                let place = config
-                    .as_deref()
-                    .map(|p| format!("invalid config file {}: ", p.display()))
-                    .unwrap_or_default();
-                return usage(anyhow::anyhow!("{place}{err:#}"));
-            }
-            let opts = serve::ServeOptions {
-                file,
-                data: opened,
-                listen,
-                docker_host,
-            };
-            match runtime.block_on(serve::run(opts)) {
-                Ok(()) => ExitCode::SUCCESS,
-                Err(err) => {
-                    eprintln!("capstan: {err:#}");
-                    ExitCode::from(ExitStatus::Failure.code())
-                }
-            }
-        }
+        } => daemon(&runtime, config.as_deref(), data, listen, docker_host, None),
+        Command::Agent {
+            join,
+            token,
+            name,
+            config,
+            data,
+            listen,
+            docker_host,
+        } => daemon(
+            &runtime,
+            config.as_deref(),
+            data,
+            listen,
+            docker_host,
+            Some(AgentArgs { join, token, name }),
+        ),
         Command::Proxy { data } => {
             init_tracing();
             let data = data.unwrap_or_else(config::default_data_dir);
@@ -221,6 +224,7 @@ fn main() -> ExitCode {
         Command::Metrics(args) => cli::finish(runtime.block_on(cli::metrics::run(args))),
         Command::Alerts(args) => cli::finish(runtime.block_on(cli::alerts::run(args))),
         Command::Tokens(args) => cli::finish(runtime.block_on(cli::tokens::run(args))),
+        Command::Hosts(args) => cli::finish(runtime.block_on(cli::hosts::run(args))),
         Command::Policy(args) => cli::finish(runtime.block_on(cli::policy::run(args))),
         Command::Registries(args) => cli::finish(runtime.block_on(cli::registries::run(args))),
         Command::Hooks(args) => cli::finish(runtime.block_on(cli::hooks::run(args))),
@@ -241,6 +245,120 @@ fn main() -> ExitCode {
         Command::Rollback(args) => cli::finish(runtime.block_on(cli::apps::rollback(args))),
         // handled above: it needs no runtime and no daemon
         Command::Config(_) => ExitCode::SUCCESS,
+    }
+}
+
+/// `capstan agent`'s own flags.
+struct AgentArgs {
+    join: Option<String>,
+    token: Option<String>,
+    name: Option<String>,
+}
+
+/// `capstan serve`, and `capstan agent` (`agent`: joined to a hub first when it has not been).
+fn daemon(
+    runtime: &tokio::runtime::Runtime,
+    config: Option<&std::path::Path>,
+    data: Option<PathBuf>,
+    listen: Option<SocketAddr>,
+    docker_host: Option<String>,
+    agent: Option<AgentArgs>,
+) -> ExitCode {
+    init_tracing();
+    let usage = |err: anyhow::Error| {
+        eprintln!("capstan: {err:#}");
+        ExitCode::from(ExitStatus::Usage.code())
+    };
+    let file = match config.map(config::Config::read).transpose() {
+        Ok(file) => file.unwrap_or_default(),
+        Err(err) => return usage(err),
+    };
+    // the vault opens before the config is checked: it may name credentials kept there
+    let data = data
+        .or(file.data.clone())
+        .unwrap_or_else(config::default_data_dir);
+    let opened = match serve::open(&data) {
+        Ok(opened) => opened,
+        Err(err) => {
+            eprintln!("capstan: {err:#}");
+            return ExitCode::from(ExitStatus::Failure.code());
+        }
+    };
+    if let Err(err) = file.check() {
+        let place = config
+            .map(|p| format!("invalid config file {}: ", p.display()))
+            .unwrap_or_default();
+        return usage(anyhow::anyhow!("{place}{err:#}"));
+    }
+    let agent = match agent
+        .map(|a| runtime.block_on(joined_hub(&data, a)))
+        .transpose()
+    {
+        Ok(agent) => agent,
+        Err(failure) => return cli::finish(Err(failure)),
+    };
+    let opts = serve::ServeOptions {
+        file,
+        data: opened,
+        listen,
+        docker_host,
+        agent,
+    };
+    match runtime.block_on(serve::run(opts)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => {
+            eprintln!("capstan: {err:#}");
+            ExitCode::from(ExitStatus::Failure.code())
+        }
+    }
+}
+
+/// The hub this host joined (`<data>/fleet/hub.json`), joining it first with `--join` and
+/// `--token` when it has not.
+async fn joined_hub(
+    data: &std::path::Path,
+    args: AgentArgs,
+) -> Result<(capstan_fleet::Joined, capstan_fleet::Identity), cli::Failure> {
+    let failure = |code: ExitStatus, e: &dyn std::fmt::Display| {
+        cli::Failure::new(code, format!("capstan agent: {e}"))
+    };
+    let dir = data.join("fleet");
+    let identity = capstan_fleet::Identity::load_or_create(&dir.join("host"), "capstan-host")
+        .map_err(|e| failure(ExitStatus::Failure, &e))?;
+    let kept = capstan_fleet::Joined::load(&dir).map_err(|e| failure(ExitStatus::Failure, &e))?;
+    match (kept, args.join, args.token) {
+        (Some(joined), join, _) => {
+            if join.is_some_and(|url| url != joined.url) {
+                return Err(failure(
+                    ExitStatus::Usage,
+                    &format!(
+                        "this host is in the fleet of {} as {}; to move it, remove {} there and its data dir's fleet/hub.json here",
+                        joined.url, joined.name, joined.name
+                    ),
+                ));
+            }
+            Ok((joined, identity))
+        }
+        (None, Some(url), Some(token)) => {
+            let token = capstan_fleet::JoinToken::parse(&token)
+                .map_err(|e| failure(ExitStatus::Usage, &e))?;
+            let name = args.name.unwrap_or_else(capstan_model::host_name);
+            let joined = capstan_fleet::join(&url, &token, &name, &identity, &dir)
+                .await
+                .map_err(|e| {
+                    let code = match e {
+                        capstan_fleet::AgentError::Unreachable { .. } => ExitStatus::Unreachable,
+                        _ => ExitStatus::Usage,
+                    };
+                    failure(code, &e)
+                })?;
+            eprintln!("joined the fleet of {url} as {}", joined.name);
+            Ok((joined, identity))
+        }
+        (None, _, _) => Err(failure(
+            ExitStatus::Usage,
+            &"this host has not joined a fleet: capstan agent --join https://HUB:PORT --token TOKEN (a token from `capstan hosts join-token` on the hub)",
+        )),
     }
 }
 

@@ -95,6 +95,8 @@ pub struct AppState {
     pub engine_on: bool,
     /// capstan's version and the commit it was built from, as the health endpoint tells it.
     pub version: &'static str,
+    /// The fleet's hub (`[fleet] listen`); `None`: this capstan is not one.
+    pub hub: Option<capstan_fleet::Hub>,
     /// A deployer for each of them, by name (`deployer` is the local engine's).
     pub places: Arc<std::collections::BTreeMap<String, capstan_deploy::Deployer>>,
 }
@@ -204,8 +206,8 @@ impl Routes {
 /// and testing an alert rule change nothing: a viewer's.
 fn protected() -> Routes {
     use routes::{
-        access, alerts, apps, builds, containers, events, hooks, images, logs, metrics, policy,
-        registries, scan, security, session, targets,
+        access, alerts, apps, builds, containers, events, hooks, hosts, images, logs, metrics,
+        policy, registries, scan, security, session, targets,
     };
     let import_limit = DefaultBodyLimit::max(scan::IMPORT_LIMIT);
     let build_limit = DefaultBodyLimit::max(apps::BUILD_CONTEXT_LIMIT);
@@ -230,6 +232,9 @@ fn protected() -> Routes {
         .get("/api/v1/apps", VIEWER, apps::list_apps)
         .get("/api/v1/targets", VIEWER, targets::list)
         .get("/api/v1/targets/{name}/self", VIEWER, targets::render_self)
+        .get("/api/v1/hosts", VIEWER, hosts::list)
+        .post("/api/v1/hosts/join-tokens", ADMIN, hosts::join_token)
+        .delete("/api/v1/hosts/{name}", ADMIN, hosts::remove)
         .get("/api/v1/proxy", VIEWER, apps::proxy_status)
         .get("/api/v1/logs", VIEWER, logs::search)
         .get("/api/v1/logs/export", VIEWER, logs::export)
@@ -410,6 +415,7 @@ mod tests {
             targets: Arc::from(Vec::new()),
             engine_on: true,
             version: "0.0.0 (test)",
+            hub: None,
             places: Arc::default(),
         })
     }

@@ -65,6 +65,9 @@ use crate::routes;
         routes::apps::list_apps,
         routes::targets::list,
         routes::targets::render_self,
+        routes::hosts::list,
+        routes::hosts::join_token,
+        routes::hosts::remove,
         routes::apps::proxy_status,
         routes::apps::plan_app,
         routes::apps::render_app,
@@ -99,6 +102,7 @@ use crate::routes;
         (name = "logs"), (name = "metrics"), (name = "alerts"),
         (name = "security", description = "host checks with CIS Docker Benchmark ids"),
         (name = "pipeline", description = "git webhooks, sources, builds"),
+        (name = "hosts", description = "the fleet: joined hosts, join tokens"),
         (name = "meta"),
     )
 )]

@@ -11,6 +11,7 @@ mod app;
 mod deploy;
 mod event;
 mod exposition;
+mod fleet;
 mod health;
 mod image;
 mod logs;
@@ -41,6 +42,7 @@ pub use deploy::{
 };
 pub use event::{CapstanAction, Event, EventPage, EventType};
 pub use exposition::{Exposition, Sample};
+pub use fleet::{FleetHost, JoinTokenIssued, NewJoinToken};
 pub use health::{EngineHealth, Health, JournalHealth};
 pub use image::{
     AutoUpdate, Container, ContainerList, HistoryEntry, HookAccepted, Image, ImageDetail,

@@ -12,6 +12,7 @@ mod db;
 mod error;
 pub mod events;
 pub mod files;
+pub mod fleet;
 pub mod images;
 pub mod migrations;
 pub mod pipeline;

@@ -193,6 +193,26 @@ pub(crate) const MIGRATIONS: &[&str] = &[
         branch       TEXT NOT NULL,
         expires_nano INTEGER NOT NULL
      );",
+    // 10: the fleet: joined hosts (each known by its key's fingerprint) and one-time join tokens
+    "CREATE TABLE hosts (
+        name              TEXT PRIMARY KEY,
+        fingerprint       TEXT NOT NULL UNIQUE,
+        labels            TEXT NOT NULL DEFAULT '{}',
+        joined_nano       INTEGER NOT NULL,
+        last_contact_nano INTEGER,
+        engine            TEXT NOT NULL DEFAULT '',
+        address           TEXT NOT NULL DEFAULT ''
+     );
+     CREATE TABLE join_tokens (
+        id           TEXT PRIMARY KEY,
+        hash         TEXT NOT NULL,
+        labels       TEXT NOT NULL DEFAULT '{}',
+        created_nano INTEGER NOT NULL,
+        created_by   TEXT NOT NULL,
+        expires_nano INTEGER NOT NULL,
+        used_nano    INTEGER,
+        used_by      TEXT
+     );",
 ];
 
 /// Opens (creating) the SQLite database at `path` as every capstan database is opened (WAL

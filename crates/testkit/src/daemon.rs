@@ -14,6 +14,8 @@ pub struct Daemon {
     child: Option<Child>,
     /// The container it runs in, when it runs from capstan's image ([`Daemon::in_container`]).
     container: Option<String>,
+    /// `capstan agent`'s own flags when it runs as a fleet host ([`Daemon::start_agent`]).
+    agent: Option<Vec<String>>,
     data: PathBuf,
     _data_guard: Option<tempfile::TempDir>,
     /// Set in the daemon's environment (over `DOCKER_CONFIG`, which points at nothing unless
@@ -111,6 +113,7 @@ impl Daemon {
             docker_host: docker_host.to_owned(),
             child: None,
             container: None,
+            agent: None,
             data,
             _data_guard: Some(guard),
             env: Vec::new(),
@@ -118,6 +121,15 @@ impl Daemon {
             token: String::new(),
             http: reqwest::Client::new(),
         }
+    }
+
+    /// `capstan agent` (a fleet host) with `flags` (`--join URL --token T --name N`), `config`
+    /// as for [`Daemon::start_with`]; it serves its local API as `serve` does.
+    pub async fn start_agent(bin: &Path, docker_host: &str, config: &str, flags: &[&str]) -> Self {
+        let mut d = Self::unstarted(bin, docker_host, config);
+        d.agent = Some(flags.iter().map(|f| (*f).to_owned()).collect());
+        d.spawn(None).await;
+        d
     }
 
     /// capstan from its container image (`scripts/image`), run on the engine at `docker_host`
@@ -182,13 +194,11 @@ impl Daemon {
             .open(self.log_path())
             .unwrap();
         let mut child = Command::new(&self.bin)
-            .args([
-                "serve",
-                "--listen",
-                &listen,
-                "--docker-host",
-                &self.docker_host,
-            ])
+            .args(match &self.agent {
+                Some(flags) => [&["agent".to_owned()][..], flags].concat(),
+                None => vec!["serve".to_owned()],
+            })
+            .args(["--listen", &listen, "--docker-host", &self.docker_host])
             .arg("--data")
             .arg(&self.data)
             .arg("--config")

@@ -9,6 +9,7 @@ pub mod config;
 pub mod events;
 pub mod health;
 pub mod hooks;
+pub mod hosts;
 pub mod images;
 pub mod logs;
 pub mod metrics;

@@ -32,6 +32,8 @@ pub struct ServeOptions {
     pub data: Opened,
     pub listen: Option<SocketAddr>,
     pub docker_host: Option<String>,
+    /// Run as a fleet host (`capstan agent`): keep the link to the hub it joined.
+    pub agent: Option<(capstan_fleet::Joined, capstan_fleet::Identity)>,
 }
 
 /// Live events buffered for slow stream clients before they fall back to the store.
@@ -123,6 +125,10 @@ pub async fn run(opts: ServeOptions) -> Result<()> {
     )?;
     let pipeline = subsystems::start_pipeline(&base, &file.pipeline, &deploy, &rollouts, &scanner);
     let notify = subsystems::start_notify(&base, &file.notify, &alerts, images.updates.as_ref())?;
+    let hub = subsystems::start_hub(&base, &file.fleet).await?;
+    if let Some((joined, identity)) = opts.agent {
+        subsystems::start_link(&base, joined, identity);
+    }
 
     let state = AppState {
         store: base.store.clone(),
@@ -155,6 +161,7 @@ pub async fn run(opts: ServeOptions) -> Result<()> {
         places: Arc::new(deploy.places),
         engine_on: base.engine_on,
         version: crate::VERSION,
+        hub,
     };
     serve_api(&base, state, listen, tls, &token_path).await?;
     base.shutdown.cancel();

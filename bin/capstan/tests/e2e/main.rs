@@ -10,6 +10,7 @@ mod api;
 mod build;
 mod dashboard;
 mod deploy;
+mod fleet;
 mod hooks;
 mod hostile;
 mod image;

@@ -8,6 +8,7 @@ pub(crate) mod containers;
 pub(crate) mod events;
 pub(crate) mod health;
 pub(crate) mod hooks;
+pub(crate) mod hosts;
 pub(crate) mod images;
 pub mod logs;
 pub(crate) mod metrics;

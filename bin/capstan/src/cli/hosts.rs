@@ -1,0 +1,109 @@
+//! `capstan hosts`: the fleet's hosts on the hub (list, join tokens, remove).
+
+use std::collections::BTreeMap;
+
+use capstan_model::{ExitStatus, FleetHost, JoinTokenIssued, NewJoinToken};
+use clap::{Args, Subcommand};
+
+use super::client::Client;
+use super::table::Table;
+use super::{Failure, local_time, print_json};
+use crate::Output;
+
+#[derive(Debug, Args)]
+pub struct HostsArgs {
+    #[command(subcommand)]
+    pub command: Option<HostsCommand>,
+    /// Output format.
+    #[arg(short, long, value_enum, default_value_t = Output::Table)]
+    pub output: Output,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum HostsCommand {
+    /// Make a one-time join token pinning this hub's key (printed this once): give it to
+    /// `capstan agent --join URL --token TOKEN` on the new host.
+    JoinToken {
+        /// A label the host gets (KEY=VALUE, repeatable).
+        #[arg(long = "labels", value_name = "KEY=VALUE", value_delimiter = ',')]
+        labels: Vec<String>,
+        /// How long the token may be used (default 1h, at most 7d).
+        #[arg(long)]
+        ttl: Option<String>,
+        #[arg(short, long, value_enum, default_value_t = Output::Table)]
+        output: Output,
+    },
+    /// Remove a host: its key is refused from now on and its connection cut at once.
+    Remove { name: String },
+}
+
+pub async fn run(args: HostsArgs) -> Result<(), Failure> {
+    let client = Client::from_env()?;
+    match args.command {
+        Some(HostsCommand::JoinToken {
+            labels,
+            ttl,
+            output,
+        }) => {
+            let mut map = BTreeMap::new();
+            for l in labels {
+                let Some((k, v)) = l.split_once('=') else {
+                    return Err(Failure::new(
+                        ExitStatus::Usage,
+                        format!("capstan: --labels {l:?}: a label is KEY=VALUE"),
+                    ));
+                };
+                map.insert(k.to_owned(), v.to_owned());
+            }
+            let issued: JoinTokenIssued = client
+                .post(
+                    "/api/v1/hosts/join-tokens",
+                    &NewJoinToken { labels: map, ttl },
+                )
+                .await?;
+            if output == Output::Json {
+                return print_json(&issued);
+            }
+            println!("{}", issued.token);
+            eprintln!(
+                "join token for one host, until {} (hub key {}): keep it now, it is not shown again",
+                local_time(issued.expires),
+                issued.hub_fingerprint
+            );
+            Ok(())
+        }
+        Some(HostsCommand::Remove { name }) => {
+            client.delete(&format!("/api/v1/hosts/{name}")).await?;
+            println!("host {name} removed; its connection is cut");
+            Ok(())
+        }
+        None => {
+            let hosts: Vec<FleetHost> = client.get("/api/v1/hosts", &[]).await?;
+            if args.output == Output::Json {
+                return print_json(&hosts);
+            }
+            let mut table = Table::new(&[
+                "NAME",
+                "STATE",
+                "LABELS",
+                "ENGINE",
+                "LAST CONTACT",
+                "ADDRESS",
+            ]);
+            for h in &hosts {
+                let labels: Vec<String> =
+                    h.labels.iter().map(|(k, v)| format!("{k}={v}")).collect();
+                table.row(vec![
+                    h.name.clone(),
+                    h.state.clone(),
+                    labels.join(","),
+                    h.engine.clone(),
+                    h.last_contact.map_or_else(|| "-".to_owned(), local_time),
+                    h.address.clone(),
+                ]);
+            }
+            table.print();
+            Ok(())
+        }
+    }
+}

@@ -1,0 +1,173 @@
+//! The fleet's membership on this machine's loopback: a hub (`[fleet] listen`) and agents
+//! (`capstan agent`, each a full daemon with its own data dir and key), through the real CLI.
+//! A join token lets one host in, once, before it expires, and only into the hub whose key it
+//! pins; a removed host is cut off at once and stops dialing, and goes on working by itself.
+
+use std::time::Duration;
+
+use capstan_model::FleetHost;
+use capstan_testkit::{Daemon, eventually, free_port};
+
+use crate::bin;
+
+const QUIET: &str = "[logs]\ncollect = false\n";
+
+async fn token(hub: &Daemon, args: &[&str]) -> String {
+    let mut all = vec!["hosts", "join-token"];
+    all.extend_from_slice(args);
+    let (code, out, err) = hub.cli(&all).await;
+    assert_eq!(code, 0, "{err}");
+    out.trim().to_owned()
+}
+
+async fn hosts(hub: &Daemon) -> Vec<FleetHost> {
+    let (code, out, err) = hub.cli(&["hosts", "-o", "json"]).await;
+    assert_eq!(code, 0, "{err}");
+    serde_json::from_str(&out).unwrap()
+}
+
+/// `capstan agent` that is expected to refuse to start: `(exit code, stderr)`.
+async fn refused_agent(url: &str, token: &str) -> (i32, String) {
+    let data = tempfile::tempdir().unwrap();
+    let out = tokio::time::timeout(
+        Duration::from_secs(30),
+        tokio::process::Command::new(bin())
+            .args([
+                "agent", "--join", url, "--token", token, "--name", "refused",
+            ])
+            .arg("--data")
+            .arg(data.path())
+            .args([
+                "--listen",
+                "127.0.0.1:0",
+                "--docker-host",
+                "unix:///nonexistent.sock",
+            ])
+            .output(),
+    )
+    .await
+    .expect("a refused agent exits at once")
+    .unwrap();
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[tokio::test]
+async fn hosts_join_once_with_a_token_pinning_the_hubs_key_and_a_removed_one_is_cut_off() {
+    let engine = capstan_testkit::engine().await;
+    let port = free_port();
+    let url = format!("https://127.0.0.1:{port}");
+    let hub = Daemon::start_with(
+        bin(),
+        engine.host(),
+        &format!("{QUIET}[fleet]\nlisten = \"127.0.0.1:{port}\"\n"),
+    )
+    .await;
+
+    // a host joins with a token carrying labels; the hub lists it connected
+    let first = token(&hub, &["--labels", "env=test,zone=a"]).await;
+    let one = Daemon::start_agent(
+        bin(),
+        engine.host(),
+        QUIET,
+        &["--join", &url, "--token", &first, "--name", "host-1"],
+    )
+    .await;
+    let listed = eventually(Duration::from_secs(20), "host-1 connected", || async {
+        let h = hosts(&hub).await;
+        (h.len() == 1 && h[0].state == "connected" && h[0].engine.starts_with("docker "))
+            .then_some(h)
+    })
+    .await;
+    assert_eq!(listed[0].name, "host-1");
+    assert_eq!(listed[0].labels["env"], "test");
+    assert_eq!(listed[0].labels["zone"], "a");
+    assert!(listed[0].fingerprint.starts_with("sha256:"));
+    assert!(listed[0].address.starts_with("127.0.0.1:"), "{listed:?}");
+
+    // the same token again: used up
+    let (code, err) = refused_agent(&url, &first).await;
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("used already (by host host-1)"), "{err}");
+
+    // a token whose pinned key is not the hub's: the agent refuses the hub before sending it,
+    // so the token is still good for the real hub afterwards
+    let second = token(&hub, &[]).await;
+    let mut parts: Vec<String> = second.split('.').map(str::to_owned).collect();
+    parts[1] = parts[1].chars().rev().collect();
+    let (code, err) = refused_agent(&url, &parts.join(".")).await;
+    assert_eq!(code, 2, "{err}");
+    assert!(
+        err.contains("not the hub the join token was made on"),
+        "{err}"
+    );
+    let two = Daemon::start_agent(
+        bin(),
+        engine.host(),
+        QUIET,
+        &["--join", &url, "--token", &second, "--name", "host-2"],
+    )
+    .await;
+    eventually(Duration::from_secs(20), "host-2 connected", || async {
+        let h = hosts(&hub).await;
+        (h.len() == 2 && h.iter().all(|h| h.state == "connected")).then_some(())
+    })
+    .await;
+
+    // expired, malformed, no hub there, bad asks: each refused with exit 2 (3: unreachable)
+    let short = token(&hub, &["--ttl", "1s"]).await;
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let (code, err) = refused_agent(&url, &short).await;
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("expired"), "{err}");
+    let (code, err) = refused_agent(&url, "capstan-join-1.nonsense").await;
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("malformed"), "{err}");
+    let spare = token(&hub, &[]).await;
+    let (code, err) = refused_agent(&format!("https://127.0.0.1:{}", free_port()), &spare).await;
+    assert_eq!(code, 3, "{err}");
+    assert!(err.contains("cannot reach the hub"), "{err}");
+    let (code, err) = refused_agent("http://127.0.0.1:1", &spare).await;
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("https://HOST:PORT"), "{err}");
+    for bad in [["--ttl", "0s"], ["--ttl", "30d"], ["--labels", "novalue"]] {
+        let (code, _, err) = hub.cli(&["hosts", "join-token", bad[0], bad[1]]).await;
+        assert_eq!(code, 2, "{bad:?}: {err}");
+    }
+    let (code, _, err) = hub.cli(&["hosts", "remove", "no-such-host"]).await;
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("no host named no-such-host"), "{err}");
+    // an agent is no hub
+    let (code, _, err) = one.cli(&["hosts"]).await;
+    assert_ne!(code, 0);
+    assert!(err.contains("[fleet] listen"), "{err}");
+
+    // removed: cut off at once, refused when it dials again, stops dialing; it goes on alone
+    let (code, _, err) = hub.cli(&["hosts", "remove", "host-1"]).await;
+    assert_eq!(code, 0, "{err}");
+    let left = hosts(&hub).await;
+    assert_eq!(left.len(), 1);
+    assert_eq!(left[0].name, "host-2");
+    eventually(
+        Duration::from_secs(20),
+        "host-1 stopped dialing",
+        || async {
+            one.log()
+                .contains("this host stopped dialing the hub")
+                .then_some(())
+        },
+    )
+    .await;
+    let log = one.log();
+    assert!(log.contains("the hub closed the connection"), "{log}");
+    assert!(log.contains("not a member of the fleet"), "{log}");
+    assert_eq!(one.health().await.status, "ok");
+    assert_eq!(
+        hosts(&hub).await[0].state,
+        "connected",
+        "host-2 is not affected"
+    );
+    drop(two);
+}

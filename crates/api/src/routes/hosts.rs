@@ -1,0 +1,136 @@
+//! The fleet's hosts: list, join tokens, remove (docs/fleet.md).
+
+use axum::Json;
+use axum::extract::{Path, Query, State};
+use axum::http::StatusCode;
+use capstan_model::{FleetHost, JoinTokenIssued, NewJoinToken};
+
+use crate::auth::random_hex;
+use crate::params::{self, Pairs};
+use crate::{ApiError, AppState, Code};
+
+/// A join token lives this long unless asked otherwise.
+const TOKEN_TTL: &str = "1h";
+/// ... and at most this long.
+const TOKEN_TTL_MAX: std::time::Duration = std::time::Duration::from_hours(24 * 7);
+
+fn hub(state: &AppState) -> Result<&capstan_fleet::Hub, ApiError> {
+    state.hub.as_ref().ok_or_else(|| {
+        ApiError::new(
+            Code::Conflict,
+            "this capstan is not a fleet hub: set [fleet] listen = \"ADDR:PORT\" in capstan.toml (where agents connect) and restart it",
+        )
+    })
+}
+
+/// Every host that joined, and whether its agent is connected.
+#[utoipa::path(
+    get,
+    path = "/api/v1/hosts",
+    tag = "hosts",
+    responses(
+        (status = 200, description = "the fleet's hosts, by name", body = Vec<FleetHost>),
+        (status = 409, description = "this capstan is not a hub", body = capstan_model::ErrorBody)
+    )
+)]
+pub(crate) async fn list(
+    State(state): State<AppState>,
+    Query(pairs): Query<Pairs>,
+) -> Result<Json<Vec<FleetHost>>, ApiError> {
+    params::only(&pairs, &[])?;
+    Ok(Json(hub(&state)?.hosts().await?))
+}
+
+/// A one-time join token pinning this hub's key; shown only here.
+#[utoipa::path(
+    post,
+    path = "/api/v1/hosts/join-tokens",
+    tag = "hosts",
+    request_body = NewJoinToken,
+    responses(
+        (status = 201, description = "the token; its secret is shown only here", body = JoinTokenIssued),
+        (status = 400, description = "a bad label or ttl", body = capstan_model::ErrorBody),
+        (status = 409, description = "this capstan is not a hub", body = capstan_model::ErrorBody)
+    )
+)]
+pub(crate) async fn join_token(
+    State(state): State<AppState>,
+    axum::Extension(who): axum::Extension<crate::auth::Principal>,
+    body: axum::body::Bytes,
+) -> Result<(StatusCode, Json<JoinTokenIssued>), ApiError> {
+    let new: NewJoinToken = if body.is_empty() {
+        NewJoinToken::default()
+    } else {
+        serde_json::from_slice(&body).map_err(|e| {
+            ApiError::new(
+                Code::BadRequest,
+                format!(
+                    "join token: {e} (send {{\"labels\": {{\"env\": \"prod\"}}, \"ttl\": \"1h\"}})"
+                ),
+            )
+        })?
+    };
+    for (k, v) in &new.labels {
+        if k.is_empty() || k.len() > 63 || v.len() > 253 || k.chars().any(char::is_whitespace) {
+            return Err(ApiError::bad_param(
+                "labels",
+                format!(
+                    "{k:?}={v:?}: a label is KEY=VALUE, a key of 1 to 63 characters without spaces"
+                ),
+            ));
+        }
+    }
+    let ttl_text = new.ttl.as_deref().unwrap_or(TOKEN_TTL);
+    let ttl = capstan_model::parse_duration(ttl_text)
+        .map_err(|e| ApiError::bad_param("ttl", e.to_string()))?;
+    if ttl.is_zero() || ttl > TOKEN_TTL_MAX {
+        return Err(ApiError::bad_param(
+            "ttl",
+            format!("{ttl_text}: a join token lives between 1s and 7d"),
+        ));
+    }
+    let hub = hub(&state)?;
+    let expires_nano =
+        crate::routes::now_nanos() + i64::try_from(ttl.as_nanos()).unwrap_or(i64::MAX);
+    let token = hub
+        .issue(
+            (random_hex(8)?, random_hex(32)?),
+            &new.labels,
+            expires_nano,
+            &who.name,
+        )
+        .await?;
+    Ok((
+        StatusCode::CREATED,
+        Json(JoinTokenIssued {
+            token: token.to_text(),
+            hub_fingerprint: hub.fingerprint(),
+            expires: chrono::DateTime::from_timestamp_nanos(expires_nano),
+            labels: new.labels,
+        }),
+    ))
+}
+
+/// Removes a host: its key is refused from now on and its connections are cut at once.
+#[utoipa::path(
+    delete,
+    path = "/api/v1/hosts/{name}",
+    tag = "hosts",
+    params(("name" = String, Path, description = "the host")),
+    responses(
+        (status = 200, description = "the host, as it was", body = FleetHost),
+        (status = 404, description = "no such host", body = capstan_model::ErrorBody),
+        (status = 409, description = "this capstan is not a hub", body = capstan_model::ErrorBody)
+    )
+)]
+pub(crate) async fn remove(
+    State(state): State<AppState>,
+    Path(name): Path<String>,
+) -> Result<Json<FleetHost>, ApiError> {
+    hub(&state)?.remove(&name).await?.map(Json).ok_or_else(|| {
+        ApiError::new(
+            Code::NotFound,
+            format!("no host named {name} in the fleet (capstan hosts lists them)"),
+        )
+    })
+}

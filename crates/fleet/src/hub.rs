@@ -1,0 +1,422 @@
+//! The hub's side: a listener for agents (`[fleet] listen`), the hosts it knows, the join tokens
+//! it hands out, and the connections it can cut at once.
+
+use std::collections::{BTreeMap, HashMap};
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::routing::post;
+use axum::{Extension, Json, Router};
+use capstan_model::FleetHost;
+use capstan_store::Store;
+use capstan_store::fleet::{HostRow, JoinRefused};
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use serde::{Deserialize, Serialize};
+use tokio::net::TcpListener;
+use tokio_rustls::TlsAcceptor;
+use tokio_util::sync::CancellationToken;
+use tracing::{debug, info, warn};
+
+use crate::identity::{Identity, fingerprint};
+use crate::token::JoinToken;
+
+/// A client that has not finished its handshake by then is dropped.
+const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// `[fleet]` of the hub's capstan.toml.
+#[derive(Debug, Clone)]
+pub struct HubConfig {
+    /// Where agents connect (nothing listens unless configured).
+    pub listen: SocketAddr,
+}
+
+/// The hub: its identity, its hosts and their live connections.
+#[derive(Clone)]
+pub struct Hub {
+    inner: Arc<Inner>,
+}
+
+impl std::fmt::Debug for Hub {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Hub")
+            .field("fingerprint", &self.inner.identity.fingerprint())
+            .finish_non_exhaustive()
+    }
+}
+
+struct Inner {
+    store: Store,
+    identity: Identity,
+    /// Fingerprint → the connections presenting it (an id each, and what cuts it).
+    live: Mutex<HashMap<String, Vec<(u64, CancellationToken)>>>,
+    next: AtomicU64,
+}
+
+/// The peer of a connection, as its handshake proved it.
+#[derive(Debug, Clone)]
+struct Peer {
+    fingerprint: String,
+    address: SocketAddr,
+    conn: u64,
+}
+
+/// An error as the agent reads it: `{"error": {"code", "message"}}`.
+#[derive(Debug, Serialize, Deserialize)]
+pub(crate) struct WireError {
+    pub error: WireErrorBody,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+pub(crate) struct WireErrorBody {
+    pub code: String,
+    pub message: String,
+}
+
+type Refusal = (StatusCode, Json<WireError>);
+
+fn refuse(status: StatusCode, code: &str, message: impl Into<String>) -> Refusal {
+    (
+        status,
+        Json(WireError {
+            error: WireErrorBody {
+                code: code.to_owned(),
+                message: message.into(),
+            },
+        }),
+    )
+}
+
+fn internal(e: &capstan_store::Error) -> Refusal {
+    warn!(error = %e, "the hub's store failed");
+    refuse(
+        StatusCode::INTERNAL_SERVER_ERROR,
+        "internal",
+        "the hub cannot read or write its store; try again",
+    )
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+pub(crate) struct JoinRequest {
+    pub token: String,
+    pub name: String,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+pub(crate) struct Welcome {
+    pub name: String,
+    pub labels: BTreeMap<String, String>,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+pub(crate) struct Hello {
+    pub engine: String,
+}
+
+fn now_nanos() -> i64 {
+    let d = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default();
+    i64::try_from(d.as_nanos()).unwrap_or(i64::MAX)
+}
+
+fn host_of(row: HostRow, connected: bool) -> FleetHost {
+    let at = |n: i64| chrono::DateTime::<chrono::Utc>::from_timestamp_nanos(n);
+    FleetHost {
+        labels: serde_json::from_str(&row.labels).unwrap_or_default(),
+        state: if connected { "connected" } else { "away" }.to_owned(),
+        engine: row.engine,
+        address: row.address,
+        joined: at(row.joined_nano),
+        last_contact: row.last_contact_nano.map(at),
+        fingerprint: row.fingerprint,
+        name: row.name,
+    }
+}
+
+impl Hub {
+    /// The hub of `store`, known to agents by `identity`.
+    pub fn new(store: Store, identity: Identity) -> Self {
+        Self {
+            inner: Arc::new(Inner {
+                store,
+                identity,
+                live: Mutex::new(HashMap::new()),
+                next: AtomicU64::new(0),
+            }),
+        }
+    }
+
+    /// `sha256:<hex>` of the hub's certificate: what join tokens pin.
+    pub fn fingerprint(&self) -> String {
+        self.inner.identity.fingerprint()
+    }
+
+    /// A new one-time join token (`id`, `secret` random, from the caller), good until
+    /// `expires_nano`, giving the host `labels`.
+    ///
+    /// # Errors
+    /// The store's.
+    pub async fn issue(
+        &self,
+        (id, secret): (String, String),
+        labels: &BTreeMap<String, String>,
+        expires_nano: i64,
+        by: &str,
+    ) -> Result<JoinToken, capstan_store::Error> {
+        let token = JoinToken::new(&self.fingerprint(), id, secret);
+        let row = capstan_store::fleet::JoinTokenRow {
+            id: token.id.clone(),
+            hash: token.hash(),
+            labels: serde_json::to_string(labels).unwrap_or_else(|_| "{}".into()),
+            created_nano: now_nanos(),
+            created_by: by.to_owned(),
+            expires_nano,
+            used_nano: None,
+            used_by: None,
+        };
+        self.inner
+            .store
+            .write(move |tx| capstan_store::fleet::add_join_token(tx, &row))
+            .await?;
+        Ok(token)
+    }
+
+    fn connected(&self, fingerprint: &str) -> bool {
+        self.inner
+            .live
+            .lock()
+            .is_ok_and(|l| l.get(fingerprint).is_some_and(|c| !c.is_empty()))
+    }
+
+    /// Every host, with whether its agent is connected now.
+    ///
+    /// # Errors
+    /// The store's.
+    pub async fn hosts(&self) -> Result<Vec<FleetHost>, capstan_store::Error> {
+        let rows = self.inner.store.read(capstan_store::fleet::hosts).await?;
+        Ok(rows
+            .into_iter()
+            .map(|r| {
+                let connected = self.connected(&r.fingerprint);
+                host_of(r, connected)
+            })
+            .collect())
+    }
+
+    /// Removes the host `name` and cuts its connections at once; `None` when there is none.
+    ///
+    /// # Errors
+    /// The store's.
+    pub async fn remove(&self, name: &str) -> Result<Option<FleetHost>, capstan_store::Error> {
+        let owned = name.to_owned();
+        let Some(row) = self
+            .inner
+            .store
+            .write(move |tx| capstan_store::fleet::remove_host(tx, &owned))
+            .await?
+        else {
+            return Ok(None);
+        };
+        let cut = self
+            .inner
+            .live
+            .lock()
+            .ok()
+            .and_then(|mut l| l.remove(&row.fingerprint))
+            .unwrap_or_default();
+        for (_, token) in &cut {
+            token.cancel();
+        }
+        info!(host = %row.name, connections = cut.len(), "host removed; its connections cut");
+        Ok(Some(host_of(row, false)))
+    }
+
+    /// Accepts agents on `listener` until `shutdown`.
+    pub async fn serve(self, listener: TcpListener, shutdown: CancellationToken) {
+        let config = match crate::tls::hub_config(&self.inner.identity) {
+            Ok(c) => Arc::new(c),
+            Err(e) => {
+                warn!(error = %e, "the fleet listener cannot start");
+                return;
+            }
+        };
+        let acceptor = TlsAcceptor::from(config);
+        loop {
+            let (tcp, address) = tokio::select! {
+                () = shutdown.cancelled() => return,
+                accepted = listener.accept() => match accepted {
+                    Ok(a) => a,
+                    Err(e) => {
+                        warn!(error = %e, "the fleet listener cannot accept; trying again");
+                        tokio::time::sleep(Duration::from_millis(100)).await;
+                        continue;
+                    }
+                },
+            };
+            let hub = self.clone();
+            let acceptor = acceptor.clone();
+            let shutdown = shutdown.clone();
+            tokio::spawn(async move {
+                let tls = match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(tcp)).await
+                {
+                    Ok(Ok(tls)) => tls,
+                    Ok(Err(e)) => {
+                        debug!(%address, error = %e, "a fleet handshake failed");
+                        return;
+                    }
+                    Err(_) => return,
+                };
+                let Some(cert) = tls.get_ref().1.peer_certificates().and_then(|c| c.first()) else {
+                    return;
+                };
+                let fingerprint = fingerprint(cert);
+                hub.connection(tls, fingerprint, address, shutdown).await;
+            });
+        }
+    }
+
+    /// Serves one agent's connection until it ends, the hub stops, or its host is removed.
+    async fn connection(
+        &self,
+        tls: tokio_rustls::server::TlsStream<tokio::net::TcpStream>,
+        fingerprint: String,
+        address: SocketAddr,
+        shutdown: CancellationToken,
+    ) {
+        let conn = self.inner.next.fetch_add(1, Ordering::Relaxed);
+        let cut = shutdown.child_token();
+        if let Ok(mut live) = self.inner.live.lock() {
+            live.entry(fingerprint.clone())
+                .or_default()
+                .push((conn, cut.clone()));
+        }
+        let peer = Peer {
+            fingerprint: fingerprint.clone(),
+            address,
+            conn,
+        };
+        let app = Router::new()
+            .route("/fleet/v1/join", post(join))
+            .route("/fleet/v1/hello", post(hello))
+            .layer(Extension(peer))
+            .with_state(self.clone());
+        let service = hyper_util::service::TowerToHyperService::new(app);
+        let serving = hyper::server::conn::http2::Builder::new(TokioExecutor::new())
+            .serve_connection(TokioIo::new(tls), service);
+        tokio::select! {
+            r = serving => if let Err(e) = r {
+                debug!(%address, error = %e, "a fleet connection ended");
+            },
+            // dropping the connection closes it: the host's next byte finds it gone
+            () = cut.cancelled() => debug!(%address, "a fleet connection cut"),
+        }
+        if let Ok(mut live) = self.inner.live.lock()
+            && let Some(c) = live.get_mut(&fingerprint)
+        {
+            c.retain(|(id, _)| *id != conn);
+            if c.is_empty() {
+                live.remove(&fingerprint);
+            }
+        }
+    }
+
+    /// The host the peer's key belongs to, or the refusal an unknown key gets.
+    async fn known(&self, peer: &Peer) -> Result<HostRow, Refusal> {
+        let fp = peer.fingerprint.clone();
+        match self
+            .inner
+            .store
+            .read(move |c| capstan_store::fleet::host_by_fingerprint(c, &fp))
+            .await
+        {
+            Ok(Some(row)) => Ok(row),
+            Ok(None) => Err(refuse(
+                StatusCode::FORBIDDEN,
+                "not_a_member",
+                "this host is not a member of the fleet (never joined, or removed): join it with a new token from `capstan hosts join-token`",
+            )),
+            Err(e) => Err(internal(&e)),
+        }
+    }
+}
+
+async fn join(
+    State(hub): State<Hub>,
+    Extension(peer): Extension<Peer>,
+    Json(req): Json<JoinRequest>,
+) -> Result<Json<Welcome>, Refusal> {
+    let token = JoinToken::parse(&req.token)
+        .map_err(|e| refuse(StatusCode::BAD_REQUEST, "bad_token", e.to_string()))?;
+    if capstan_model::check_object_name("host", &req.name).is_err() {
+        return Err(refuse(
+            StatusCode::BAD_REQUEST,
+            "bad_name",
+            format!(
+                "{:?} cannot name a host: lowercase letters, digits and '-', at most 63 (set --name)",
+                req.name
+            ),
+        ));
+    }
+    let (id, hash) = (token.id.clone(), token.hash());
+    let (name, fp) = (req.name.clone(), peer.fingerprint.clone());
+    let joined = hub
+        .inner
+        .store
+        .write(move |tx| capstan_store::fleet::join(tx, (&id, &hash), &name, &fp, now_nanos()))
+        .await
+        .map_err(|e| internal(&e))?;
+    match joined {
+        Ok(row) => {
+            info!(host = %row.name, address = %peer.address, fingerprint = %row.fingerprint, "a host joined the fleet");
+            Ok(Json(Welcome {
+                labels: serde_json::from_str(&row.labels).unwrap_or_default(),
+                name: row.name,
+            }))
+        }
+        Err(refused) => {
+            let message = match refused {
+                JoinRefused::UnknownToken => {
+                    "the hub knows no such join token: make one with `capstan hosts join-token`"
+                        .to_owned()
+                }
+                JoinRefused::Used(by) => format!(
+                    "the join token was used already (by host {by}); a token lets one host in: make another with `capstan hosts join-token`"
+                ),
+                JoinRefused::Expired => {
+                    "the join token expired: make another with `capstan hosts join-token`"
+                        .to_owned()
+                }
+                JoinRefused::NameTaken => format!(
+                    "a host named {} is in the fleet with another key: pick another name (--name), or remove it first (`capstan hosts remove {}`)",
+                    req.name, req.name
+                ),
+            };
+            warn!(address = %peer.address, name = %req.name, reason = %message, "a join was refused");
+            Err(refuse(StatusCode::FORBIDDEN, "join_refused", message))
+        }
+    }
+}
+
+async fn hello(
+    State(hub): State<Hub>,
+    Extension(peer): Extension<Peer>,
+    Json(req): Json<Hello>,
+) -> Result<Json<Welcome>, Refusal> {
+    let row = hub.known(&peer).await?;
+    let (fp, address) = (peer.fingerprint.clone(), peer.address.to_string());
+    let engine = req.engine;
+    hub.inner
+        .store
+        .write(move |tx| capstan_store::fleet::contact(tx, &fp, now_nanos(), &engine, &address))
+        .await
+        .map_err(|e| internal(&e))?;
+    debug!(host = %row.name, conn = peer.conn, "hello");
+    Ok(Json(Welcome {
+        labels: serde_json::from_str(&row.labels).unwrap_or_default(),
+        name: row.name,
+    }))
+}

@@ -1,0 +1,21 @@
+//! The fleet: one capstan (the hub) and the hosts that joined it, each running `capstan agent`.
+//!
+//! Agents dial out; the hub never reaches a host. Every connection is TLS 1.3 with both keys
+//! pinned: the agent checks the hub's certificate against the fingerprint its join token
+//! carries (no trust on first use), and the hub knows each host by its own certificate's
+//! fingerprint, made at the agent's first start. Over it runs HTTP/2 (hyper): each request is a
+//! stream of the one multiplexed connection. Why this and not SSH or Noise: docs/fleet.md.
+
+mod agent;
+mod hub;
+mod identity;
+mod tls;
+mod token;
+
+pub use agent::{AgentError, Joined, join, run_link};
+pub use hub::{Hub, HubConfig};
+pub use identity::{Identity, fingerprint};
+pub use token::{JoinToken, TokenError};
+
+/// The SNI name the agent sends and the hub's certificate carries (the key is what is checked).
+const HUB_NAME: &str = "capstan-hub";

@@ -1,0 +1,226 @@
+//! The fleet's hosts (a name, the fingerprint of the key it proves at every connection, its
+//! labels, when it last spoke) and the one-time join tokens that let a host in (only the
+//! SHA-256 of each token's secret is kept).
+
+use rusqlite::{Connection, OptionalExtension, Row, Transaction, params};
+
+use crate::Error;
+
+/// A joined host as stored.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HostRow {
+    pub name: String,
+    /// `sha256:<hex>` of the host's certificate.
+    pub fingerprint: String,
+    /// JSON object of its labels.
+    pub labels: String,
+    pub joined_nano: i64,
+    pub last_contact_nano: Option<i64>,
+    /// The engine it reported (`docker 20.10.24, api 1.41`).
+    pub engine: String,
+    /// Where its last connection came from.
+    pub address: String,
+}
+
+const HOST_COLUMNS: &str =
+    "name, fingerprint, labels, joined_nano, last_contact_nano, engine, address";
+
+fn host(r: &Row<'_>) -> rusqlite::Result<HostRow> {
+    Ok(HostRow {
+        name: r.get(0)?,
+        fingerprint: r.get(1)?,
+        labels: r.get(2)?,
+        joined_nano: r.get(3)?,
+        last_contact_nano: r.get(4)?,
+        engine: r.get(5)?,
+        address: r.get(6)?,
+    })
+}
+
+/// Every host, by name.
+///
+/// # Errors
+/// [`Error::Sqlite`].
+pub fn hosts(conn: &Connection) -> Result<Vec<HostRow>, Error> {
+    let mut stmt = conn.prepare(&format!("SELECT {HOST_COLUMNS} FROM hosts ORDER BY name"))?;
+    let rows = stmt.query_map([], host)?;
+    Ok(rows.collect::<Result<_, _>>()?)
+}
+
+/// The host whose key has `fingerprint`.
+///
+/// # Errors
+/// [`Error::Sqlite`].
+pub fn host_by_fingerprint(conn: &Connection, fingerprint: &str) -> Result<Option<HostRow>, Error> {
+    Ok(conn
+        .query_row(
+            &format!("SELECT {HOST_COLUMNS} FROM hosts WHERE fingerprint = ?1"),
+            [fingerprint],
+            host,
+        )
+        .optional()?)
+}
+
+/// Records that the host of `fingerprint` spoke (from `address`, reporting `engine`).
+///
+/// # Errors
+/// [`Error::Sqlite`].
+pub fn contact(
+    tx: &Transaction<'_>,
+    fingerprint: &str,
+    now_nano: i64,
+    engine: &str,
+    address: &str,
+) -> Result<bool, Error> {
+    let n = tx.execute(
+        "UPDATE hosts SET last_contact_nano = ?2, engine = ?3, address = ?4 WHERE fingerprint = ?1",
+        params![fingerprint, now_nano, engine, address],
+    )?;
+    Ok(n == 1)
+}
+
+/// Removes the host `name`: its key is refused from now on. `Ok(None)` when there is none.
+///
+/// # Errors
+/// [`Error::Sqlite`].
+pub fn remove_host(tx: &Transaction<'_>, name: &str) -> Result<Option<HostRow>, Error> {
+    let row = tx
+        .query_row(
+            &format!("SELECT {HOST_COLUMNS} FROM hosts WHERE name = ?1"),
+            [name],
+            host,
+        )
+        .optional()?;
+    tx.execute("DELETE FROM hosts WHERE name = ?1", [name])?;
+    Ok(row)
+}
+
+/// A join token as stored.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct JoinTokenRow {
+    /// The public part of the token: finds the row.
+    pub id: String,
+    /// Hex SHA-256 of its secret.
+    pub hash: String,
+    /// JSON object: the labels the host gets.
+    pub labels: String,
+    pub created_nano: i64,
+    pub created_by: String,
+    pub expires_nano: i64,
+    pub used_nano: Option<i64>,
+    pub used_by: Option<String>,
+}
+
+/// Adds a join token.
+///
+/// # Errors
+/// [`Error::Sqlite`].
+pub fn add_join_token(tx: &Transaction<'_>, row: &JoinTokenRow) -> Result<(), Error> {
+    tx.execute(
+        "INSERT INTO join_tokens (id, hash, labels, created_nano, created_by, expires_nano)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+        params![
+            row.id,
+            row.hash,
+            row.labels,
+            row.created_nano,
+            row.created_by,
+            row.expires_nano
+        ],
+    )?;
+    Ok(())
+}
+
+/// Why a join was refused.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum JoinRefused {
+    /// No token has that id, or its secret is not that one.
+    UnknownToken,
+    /// Used already (by that host).
+    Used(String),
+    Expired,
+    /// Another key holds the name.
+    NameTaken,
+}
+
+/// Joins the host `name` with key `fingerprint` on the token `id` whose secret hashes to
+/// `hash`, in one transaction: the token is used up and the host added (or, for a key that
+/// was a host already, given the new labels). The labels the token carries win.
+///
+/// # Errors
+/// [`Error::Sqlite`].
+pub fn join(
+    tx: &Transaction<'_>,
+    (id, hash): (&str, &str),
+    name: &str,
+    fingerprint: &str,
+    now_nano: i64,
+) -> Result<Result<HostRow, JoinRefused>, Error> {
+    let token = tx
+        .query_row(
+            "SELECT id, hash, labels, created_nano, created_by, expires_nano, used_nano, used_by
+             FROM join_tokens WHERE id = ?1",
+            [id],
+            |r| {
+                Ok(JoinTokenRow {
+                    id: r.get(0)?,
+                    hash: r.get(1)?,
+                    labels: r.get(2)?,
+                    created_nano: r.get(3)?,
+                    created_by: r.get(4)?,
+                    expires_nano: r.get(5)?,
+                    used_nano: r.get(6)?,
+                    used_by: r.get(7)?,
+                })
+            },
+        )
+        .optional()?;
+    let Some(token) = token.filter(|t| t.hash == hash) else {
+        return Ok(Err(JoinRefused::UnknownToken));
+    };
+    if token.used_nano.is_some() {
+        return Ok(Err(JoinRefused::Used(token.used_by.unwrap_or_default())));
+    }
+    if token.expires_nano <= now_nano {
+        return Ok(Err(JoinRefused::Expired));
+    }
+    let labels = token.labels;
+    let holder: Option<String> = tx
+        .query_row(
+            "SELECT fingerprint FROM hosts WHERE name = ?1",
+            [name],
+            |r| r.get(0),
+        )
+        .optional()?;
+    if holder.as_deref().is_some_and(|f| f != fingerprint) {
+        return Ok(Err(JoinRefused::NameTaken));
+    }
+    tx.execute(
+        "UPDATE join_tokens SET used_nano = ?2, used_by = ?3 WHERE id = ?1",
+        params![id, now_nano, name],
+    )?;
+    // a key joining again (after a remove, under a new token) keeps nothing of before
+    tx.execute("DELETE FROM hosts WHERE fingerprint = ?1", [fingerprint])?;
+    let row = HostRow {
+        name: name.to_owned(),
+        fingerprint: fingerprint.to_owned(),
+        labels,
+        joined_nano: now_nano,
+        last_contact_nano: Some(now_nano),
+        engine: String::new(),
+        address: String::new(),
+    };
+    tx.execute(
+        &format!("INSERT INTO hosts ({HOST_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)"),
+        params![
+            row.name,
+            row.fingerprint,
+            row.labels,
+            row.joined_nano,
+            row.last_contact_nano,
+            row.engine,
+            row.address
+        ],
+    )?;
+    Ok(Ok(row))
+}
