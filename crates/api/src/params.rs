@@ -88,10 +88,10 @@ pub(crate) struct EventParams {
 }
 
 pub(crate) const EVENT_LIST_PARAMS: &[&str] = &[
-    "type", "action", "image", "actor", "since", "until", "inferred", "cursor", "limit",
+    "type", "action", "image", "actor", "since", "until", "inferred", "host", "cursor", "limit",
 ];
 pub(crate) const EVENT_STREAM_PARAMS: &[&str] = &[
-    "type", "action", "image", "actor", "since", "until", "inferred",
+    "type", "action", "image", "actor", "since", "until", "inferred", "host",
 ];
 
 /// The event filters as the OpenAPI document lists them (handlers read the raw pairs
@@ -114,6 +114,8 @@ pub(crate) struct EventFilterDoc {
     until: Option<String>,
     /// only inferred (true) or only reported (false) events
     inferred: Option<bool>,
+    /// the fleet host they happened on; `local`: the hub's own
+    host: Option<String>,
 }
 
 /// Paging, as the OpenAPI document lists it.
@@ -179,6 +181,7 @@ pub(crate) fn events(pairs: &Pairs, allowed: &[&str]) -> Result<EventParams, Api
         after_seq: None,
         cursor,
         inferred: flag(pairs, "inferred")?,
+        host: last(pairs, "host").map(str::to_owned),
     };
     if let (Some(s), Some(u)) = (filter.since_nano, filter.until_nano)
         && s > u

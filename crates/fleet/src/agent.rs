@@ -17,12 +17,16 @@ use tokio_rustls::rustls::pki_types::ServerName;
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
-use crate::hub::{Hello, JoinRequest, Welcome, WireError};
+use crate::hub::{EventBatch, Hello, JoinRequest, Taken, Welcome, WireError};
 use crate::identity::Identity;
 use crate::token::JoinToken;
 
 /// How often a connected agent says hello.
 const HELLO_EVERY: Duration = Duration::from_secs(5);
+/// How long a caught-up agent waits before it looks for new records again.
+const IDLE: Duration = Duration::from_millis(250);
+/// The most records of a stream sent in one call.
+const BATCH: usize = 1000;
 /// A connection (TCP, TLS, HTTP/2) that takes longer is given up.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 /// The longest wait between reconnects.
@@ -234,15 +238,18 @@ pub async fn join(
     Ok(joined)
 }
 
-/// Keeps the link to the hub until `shutdown`: connects, says hello every few seconds with
-/// `engine()` (what the host's engine is), reconnects with backoff when the connection drops.
-/// Returns the hub's refusal when the host was removed: it is not a member any more.
+/// Keeps the link to the hub until `shutdown`: connects, ships the host's journal from where
+/// the hub's cursor says (each batch answered only after the hub's durable commit, so a batch
+/// whose answer is lost is sent again and skipped there), says hello every few seconds with
+/// `engine()` (what the host's engine is), and reconnects with backoff when the connection
+/// drops. Returns the hub's refusal when the host was removed: it is not a member any more.
 ///
 /// # Errors
 /// [`AgentError::Refused`] (removed), [`AgentError::WrongHub`] (another key at the URL).
 pub async fn run_link<F, Fut>(
     joined: Joined,
     identity: Identity,
+    store: capstan_store::Store,
     engine: F,
     shutdown: CancellationToken,
 ) -> Result<(), AgentError>
@@ -258,28 +265,12 @@ where
         match connect(&joined.url, &identity, &joined.hub).await {
             Ok(mut conn) => {
                 info!(hub = %joined.url, "connected to the hub");
-                loop {
-                    let hello = Hello {
-                        engine: engine().await,
-                    };
-                    match conn
-                        .call::<_, Welcome>(&joined.url, "/fleet/v1/hello", &hello)
-                        .await
-                    {
-                        Ok(_) => backoff = Duration::from_secs(1),
-                        Err(e @ AgentError::Refused(_)) => return Err(e),
-                        Err(e) => {
-                            warn!(error = %e, "the link to the hub dropped; reconnecting");
-                            break;
-                        }
-                    }
-                    tokio::select! {
-                        () = shutdown.cancelled() => return Ok(()),
-                        () = conn.ended.cancelled() => {
-                            warn!(hub = %joined.url, "the hub closed the connection; reconnecting");
-                            break;
-                        }
-                        () = tokio::time::sleep(HELLO_EVERY) => {}
+                match connected(&mut conn, &joined, &store, &engine, &shutdown).await {
+                    Ok(()) => return Ok(()),
+                    Err(e @ AgentError::Refused(_)) => return Err(e),
+                    Err(e) => {
+                        warn!(error = %e, "the link to the hub dropped; reconnecting");
+                        backoff = Duration::from_secs(1);
                     }
                 }
             }
@@ -291,5 +282,71 @@ where
             () = tokio::time::sleep(backoff) => {}
         }
         backoff = (backoff * 2).min(BACKOFF_MAX);
+    }
+}
+
+/// One connection's life: hello, then ship and say hello again in turn until it ends
+/// (`Err`) or `shutdown` (`Ok`).
+async fn connected<F, Fut>(
+    conn: &mut Connection,
+    joined: &Joined,
+    store: &capstan_store::Store,
+    engine: &F,
+    shutdown: &CancellationToken,
+) -> Result<(), AgentError>
+where
+    F: Fn() -> Fut + Send,
+    Fut: std::future::Future<Output = String> + Send,
+{
+    let url = joined.url.as_str();
+    let welcome: Welcome = conn
+        .call(
+            url,
+            "/fleet/v1/hello",
+            &Hello {
+                engine: engine().await,
+            },
+        )
+        .await?;
+    let mut cursor = welcome.cursors.get("events").copied().unwrap_or(0);
+    info!(events = cursor, "the hub's cursors");
+    let mut hello_at = tokio::time::Instant::now() + HELLO_EVERY;
+    loop {
+        let batch = store
+            .read(move |c| capstan_store::events::own_after(c, cursor, BATCH))
+            .await
+            .map_err(|e| AgentError::Usage(format!("cannot read this host's journal: {e}")))?;
+        let shipped = !batch.is_empty();
+        if shipped {
+            let taken: Taken = conn
+                .call(url, "/fleet/v1/events", &EventBatch { events: batch })
+                .await?;
+            cursor = taken.cursor;
+        }
+        if tokio::time::Instant::now() >= hello_at {
+            let _: Welcome = conn
+                .call(
+                    url,
+                    "/fleet/v1/hello",
+                    &Hello {
+                        engine: engine().await,
+                    },
+                )
+                .await?;
+            hello_at = tokio::time::Instant::now() + HELLO_EVERY;
+        }
+        if shipped {
+            continue;
+        }
+        tokio::select! {
+            () = shutdown.cancelled() => return Ok(()),
+            () = conn.ended.cancelled() => {
+                return Err(AgentError::Unreachable {
+                    url: url.to_owned(),
+                    error: "the hub closed the connection".to_owned(),
+                });
+            }
+            () = tokio::time::sleep(IDLE) => {}
+        }
     }
 }

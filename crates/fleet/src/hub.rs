@@ -109,6 +109,21 @@ pub(crate) struct JoinRequest {
 pub(crate) struct Welcome {
     pub name: String,
     pub labels: BTreeMap<String, String>,
+    /// Stream → how far the hub has durably taken it: where the agent resumes.
+    #[serde(default)]
+    pub cursors: BTreeMap<String, i64>,
+}
+
+/// A batch of the host's journal, oldest first.
+#[derive(Debug, Serialize, Deserialize)]
+pub(crate) struct EventBatch {
+    pub events: Vec<capstan_model::Event>,
+}
+
+/// The stream's cursor after the hub's commit.
+#[derive(Debug, Serialize, Deserialize)]
+pub(crate) struct Taken {
+    pub cursor: i64,
 }
 
 #[derive(Debug, Serialize, Deserialize)]
@@ -302,6 +317,7 @@ impl Hub {
         let app = Router::new()
             .route("/fleet/v1/join", post(join))
             .route("/fleet/v1/hello", post(hello))
+            .route("/fleet/v1/events", post(events))
             .layer(Extension(peer))
             .with_state(self.clone());
         let service = hyper_util::service::TowerToHyperService::new(app);
@@ -375,6 +391,7 @@ async fn join(
             Ok(Json(Welcome {
                 labels: serde_json::from_str(&row.labels).unwrap_or_default(),
                 name: row.name,
+                cursors: BTreeMap::new(),
             }))
         }
         Err(refused) => {
@@ -415,8 +432,35 @@ async fn hello(
         .await
         .map_err(|e| internal(&e))?;
     debug!(host = %row.name, conn = peer.conn, "hello");
+    let fp = peer.fingerprint.clone();
+    let events = hub
+        .inner
+        .store
+        .read(move |c| capstan_store::fleet::cursor(c, &fp, "events"))
+        .await
+        .map_err(|e| internal(&e))?;
     Ok(Json(Welcome {
         labels: serde_json::from_str(&row.labels).unwrap_or_default(),
         name: row.name,
+        cursors: BTreeMap::from([("events".to_owned(), events)]),
     }))
+}
+
+/// A batch of the host's journal: journaled with `host`, and the cursor moved, in one durable
+/// commit; only then is the cursor answered.
+async fn events(
+    State(hub): State<Hub>,
+    Extension(peer): Extension<Peer>,
+    Json(batch): Json<EventBatch>,
+) -> Result<Json<Taken>, Refusal> {
+    let row = hub.known(&peer).await?;
+    let (name, fp) = (row.name, peer.fingerprint.clone());
+    let (cursor, taken) = hub
+        .inner
+        .store
+        .write_synced(move |tx| capstan_store::fleet::take_events(tx, (&name, &fp), &batch.events))
+        .await
+        .map_err(|e| internal(&e))?;
+    debug!(host = %peer.fingerprint, cursor, taken = taken.len(), "events taken");
+    Ok(Json(Taken { cursor }))
 }

@@ -102,6 +102,13 @@ pub struct EventFilter {
     pub cursor: Option<Cursor>,
     /// Inferred ones only (`Some(true)`), seen ones only (`Some(false)`).
     pub inferred: Option<bool>,
+    /// The fleet host they happened on (their `host` attribute); `local`: this capstan's own.
+    pub host: Option<String>,
+}
+
+/// An event's fleet host: its `host` attribute, `local` without one.
+fn host_of(e: &Event) -> &str {
+    e.attributes.get("host").map_or("local", String::as_str)
 }
 
 impl EventFilter {
@@ -122,6 +129,7 @@ impl EventFilter {
             && self.until_nano.is_none_or(|u| e.time_nano <= u)
             && self.after_seq.is_none_or(|s| e.seq > s)
             && self.inferred.is_none_or(|i| e.inferred == i)
+            && self.host.as_deref().is_none_or(|h| host_of(e) == h)
     }
 }
 
@@ -206,9 +214,10 @@ pub fn insert(tx: &Transaction<'_>, e: &NewEvent) -> Result<Option<Event>, Error
 pub fn last_seen_nanos(conn: &Connection) -> Result<Option<i64>, Error> {
     Ok(conn
         .query_row(
-            // a cluster's events come from its managers, on their clocks: they say nothing of
-            // where the local engine's stream stopped
-            "SELECT time_nano FROM events WHERE inferred = 0 AND scope IS NOT 'swarm'
+            // a cluster's events come from its managers, a fleet host's from its agent, on
+            // their clocks: they say nothing of where the local engine's stream stopped
+            "SELECT time_nano FROM events
+             WHERE inferred = 0 AND (scope IS NULL OR scope NOT IN ('swarm', 'host'))
              ORDER BY time_nano DESC LIMIT 1",
             [],
             |r| r.get(0),
@@ -261,6 +270,10 @@ pub fn list(conn: &Connection, filter: &EventFilter, limit: usize) -> Result<Vec
         sql.push_str(" AND inferred = ?");
         args.push(Value::Integer(i64::from(i)));
     }
+    if let Some(h) = &filter.host {
+        sql.push_str(" AND coalesce(json_extract(attributes, '$.host'), 'local') = ?");
+        args.push(Value::Text(h.clone()));
+    }
     if let Some(c) = filter.cursor {
         sql.push_str(" AND (time_nano < ? OR (time_nano = ? AND seq < ?))");
         args.extend([c.time_nano, c.time_nano, c.seq].map(Value::Integer));
@@ -286,6 +299,7 @@ pub fn last_assignment(
         .prepare_cached(
             "SELECT image_id FROM events
              WHERE type = 'image' AND image_id IS NOT NULL AND inferred = 0 AND time_nano <= ?1
+               AND (scope IS NULL OR scope != 'host')
                AND ((action = 'tag' AND json_extract(attributes, '$.name') IN (?2, ?3))
                  OR (action IN ('pull', 'push') AND actor IN (?2, ?3)))
              ORDER BY time_nano DESC, seq DESC LIMIT 1",
@@ -318,6 +332,23 @@ pub fn after_seq(
     args.extend(actions.iter().cloned().map(Value::Text));
     args.push(Value::Integer(limit as i64));
     query(conn, &sql, args)
+}
+
+/// This journal's own events (not those fleet hosts sent) after `seq`, oldest first, at most
+/// `limit`: what an agent ships to its hub next.
+///
+/// # Errors
+/// [`Error::Sqlite`], [`Error::Json`].
+pub fn own_after(conn: &Connection, seq: i64, limit: usize) -> Result<Vec<Event>, Error> {
+    let sql = format!(
+        "SELECT {COLUMNS} FROM events WHERE seq > ? AND (scope IS NULL OR scope != 'host')
+         ORDER BY seq LIMIT ?"
+    );
+    query(
+        conn,
+        &sql,
+        vec![Value::Integer(seq), Value::Integer(limit as i64)],
+    )
 }
 
 /// The newest sequence number (0 for an empty journal).

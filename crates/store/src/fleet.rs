@@ -224,3 +224,81 @@ pub fn join(
     )?;
     Ok(Ok(row))
 }
+
+/// How far the hub has taken the `stream` of the host with key `fingerprint` (0: nothing yet).
+///
+/// # Errors
+/// [`Error::Sqlite`].
+pub fn cursor(conn: &Connection, fingerprint: &str, stream: &str) -> Result<i64, Error> {
+    Ok(conn
+        .query_row(
+            "SELECT position FROM stream_cursors WHERE fingerprint = ?1 AND stream = ?2",
+            [fingerprint, stream],
+            |r| r.get(0),
+        )
+        .optional()?
+        .unwrap_or(0))
+}
+
+fn set_cursor(
+    tx: &Transaction<'_>,
+    fingerprint: &str,
+    stream: &str,
+    position: i64,
+) -> Result<(), Error> {
+    tx.execute(
+        "INSERT INTO stream_cursors (fingerprint, stream, position) VALUES (?1, ?2, ?3)
+         ON CONFLICT (fingerprint, stream) DO UPDATE SET position = excluded.position",
+        params![fingerprint, stream, position],
+    )?;
+    Ok(())
+}
+
+/// Journals the events host `host` (key `fingerprint`) sent, in the transaction that moves its
+/// cursor: those at or before the cursor (sent again after an answer was lost) are skipped, so
+/// each is journaled once. Each gets the attribute `host` and scope `host`. Returns the cursor
+/// and the events journaled.
+///
+/// # Errors
+/// [`Error::Sqlite`].
+pub fn take_events(
+    tx: &Transaction<'_>,
+    (host, fingerprint): (&str, &str),
+    events: &[capstan_model::Event],
+) -> Result<(i64, Vec<capstan_model::Event>), Error> {
+    let from = cursor(tx, fingerprint, "events")?;
+    let mut at = from;
+    let mut taken = Vec::new();
+    for e in events.iter().filter(|e| e.seq > from) {
+        let mut attributes = e.attributes.clone();
+        attributes.insert("host".to_owned(), host.to_owned());
+        let new = crate::NewEvent {
+            time_nano: e.time_nano,
+            // another host's event of the same time is another event
+            identity: host_identity(host, e.seq),
+            kind: e.kind.as_str().to_owned(),
+            action: e.action.clone(),
+            actor: e.actor.clone(),
+            attributes,
+            scope: Some("host".to_owned()),
+            image_id: e.image_id.clone(),
+            inferred: e.inferred,
+        };
+        if let Some(stored) = crate::events::insert(tx, &new)? {
+            taken.push(stored);
+        }
+        at = e.seq;
+    }
+    set_cursor(tx, fingerprint, "events", at)?;
+    Ok((at, taken))
+}
+
+/// A journal identity for `host`'s event `seq`: unique across hosts (FNV-1a).
+fn host_identity(host: &str, seq: i64) -> i64 {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for b in host.bytes().chain(seq.to_le_bytes()) {
+        h ^= u64::from(b);
+        h = h.wrapping_mul(0x0100_0000_01b3);
+    }
+    i64::from_ne_bytes(h.to_ne_bytes())
+}

@@ -212,6 +212,14 @@ pub(crate) const MIGRATIONS: &[&str] = &[
         expires_nano INTEGER NOT NULL,
         used_nano    INTEGER,
         used_by      TEXT
+     );
+     -- how far the hub has durably taken each host's stream (by the host's key: a host that
+     -- joins again with the same key resumes where it was)
+     CREATE TABLE stream_cursors (
+        fingerprint TEXT NOT NULL,
+        stream      TEXT NOT NULL,
+        position    INTEGER NOT NULL,
+        PRIMARY KEY (fingerprint, stream)
      );",
 ];
 

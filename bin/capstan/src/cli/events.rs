@@ -28,6 +28,9 @@ pub struct EventsArgs {
     /// Up to this time (same forms as --since).
     #[arg(long, value_name = "DUR|TIME")]
     until: Option<String>,
+    /// Only events of this fleet host (`local`: the hub's own).
+    #[arg(long)]
+    host: Option<String>,
     /// Most events to show (newest kept).
     #[arg(long, default_value_t = 100)]
     limit: usize,
@@ -43,6 +46,7 @@ pub async fn run(args: EventsArgs) -> Result<(), Failure> {
     query.extend(args.image.iter().map(|i| ("image", i.clone())));
     query.extend(args.since.iter().map(|s| ("since", s.clone())));
     query.extend(args.until.iter().map(|u| ("until", u.clone())));
+    query.extend(args.host.iter().map(|h| ("host", h.clone())));
     if args.follow {
         return follow(&client, query, args.out.output).await;
     }

@@ -618,6 +618,7 @@ pub(super) fn start_link(
     let engine = base.engine.clone();
     let engine_on = base.engine_on;
     let shutdown = base.shutdown.clone();
+    let store = base.store.clone();
     tokio::spawn(async move {
         let hub = joined.url.clone();
         let described = move || {
@@ -632,7 +633,8 @@ pub(super) fn start_link(
                 }
             }
         };
-        if let Err(e) = capstan_fleet::run_link(joined, identity, described, shutdown).await {
+        if let Err(e) = capstan_fleet::run_link(joined, identity, store, described, shutdown).await
+        {
             warn!(hub = %hub, error = %e, "this host stopped dialing the hub; it goes on by itself (join it again with a new token)");
         }
     });
