@@ -17,7 +17,7 @@ use tokio_rustls::rustls::pki_types::ServerName;
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
-use crate::hub::{EventBatch, Hello, JoinRequest, Taken, Welcome, WireError};
+use crate::hub::{EventBatch, Hello, JoinRequest, LineBatch, Taken, Welcome, WireError};
 use crate::identity::Identity;
 use crate::token::JoinToken;
 
@@ -27,6 +27,8 @@ const HELLO_EVERY: Duration = Duration::from_secs(5);
 const IDLE: Duration = Duration::from_millis(250);
 /// The most records of a stream sent in one call.
 const BATCH: usize = 1000;
+/// The most bytes of log lines sent in one call (at least one line is).
+const BATCH_BYTES: usize = 4 * 1024 * 1024;
 /// A connection (TCP, TLS, HTTP/2) that takes longer is given up.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 /// The longest wait between reconnects.
@@ -249,7 +251,7 @@ pub async fn join(
 pub async fn run_link<F, Fut>(
     joined: Joined,
     identity: Identity,
-    store: capstan_store::Store,
+    (store, logs): (capstan_store::Store, Option<Arc<dyn crate::LogOutbox>>),
     engine: F,
     shutdown: CancellationToken,
 ) -> Result<(), AgentError>
@@ -265,7 +267,8 @@ where
         match connect(&joined.url, &identity, &joined.hub).await {
             Ok(mut conn) => {
                 info!(hub = %joined.url, "connected to the hub");
-                match connected(&mut conn, &joined, &store, &engine, &shutdown).await {
+                let sources = (&store, logs.as_deref());
+                match connected(&mut conn, &joined, sources, &engine, &shutdown).await {
                     Ok(()) => return Ok(()),
                     Err(e @ AgentError::Refused(_)) => return Err(e),
                     Err(e) => {
@@ -290,7 +293,7 @@ where
 async fn connected<F, Fut>(
     conn: &mut Connection,
     joined: &Joined,
-    store: &capstan_store::Store,
+    (store, logs): (&capstan_store::Store, Option<&dyn crate::LogOutbox>),
     engine: &F,
     shutdown: &CancellationToken,
 ) -> Result<(), AgentError>
@@ -309,19 +312,48 @@ where
         )
         .await?;
     let mut cursor = welcome.cursors.get("events").copied().unwrap_or(0);
-    info!(events = cursor, "the hub's cursors");
+    // a hub that keeps no logs has no cursor for them: none are sent
+    let mut lines_at = welcome
+        .cursors
+        .get("logs")
+        .and_then(|c| u64::try_from(*c).ok());
+    let logs = logs.filter(|_| lines_at.is_some());
+    info!(events = cursor, logs = ?lines_at, "the hub's cursors");
     let mut hello_at = tokio::time::Instant::now() + HELLO_EVERY;
     loop {
         let batch = store
             .read(move |c| capstan_store::events::own_after(c, cursor, BATCH))
             .await
             .map_err(|e| AgentError::Usage(format!("cannot read this host's journal: {e}")))?;
-        let shipped = !batch.is_empty();
+        let mut shipped = !batch.is_empty();
         if shipped {
             let taken: Taken = conn
                 .call(url, "/fleet/v1/events", &EventBatch { events: batch })
                 .await?;
             cursor = taken.cursor;
+        }
+        if let (Some(outbox), Some(at)) = (logs, lines_at) {
+            let mut lines = outbox
+                .after(at, BATCH)
+                .await
+                .map_err(|e| AgentError::Usage(format!("cannot read this host's logs: {e}")))?;
+            let mut bytes = 0;
+            let keep = lines
+                .iter()
+                .take_while(|l| {
+                    bytes += l.raw.len() + 256;
+                    bytes <= BATCH_BYTES
+                })
+                .count()
+                .max(1);
+            lines.truncate(keep);
+            if let Some(last) = lines.last().map(|l| l.seq) {
+                shipped = true;
+                let taken: Taken = conn
+                    .call(url, "/fleet/v1/logs", &LineBatch { last, lines })
+                    .await?;
+                lines_at = u64::try_from(taken.cursor).ok();
+            }
         }
         if tokio::time::Instant::now() >= hello_at {
             let _: Welcome = conn

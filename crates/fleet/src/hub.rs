@@ -24,6 +24,9 @@ use tracing::{debug, info, warn};
 use crate::identity::{Identity, fingerprint};
 use crate::token::JoinToken;
 
+/// The largest batch a host may send.
+const BODY_LIMIT: usize = 64 * 1024 * 1024;
+
 /// A client that has not finished its handshake by then is dropped.
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -51,6 +54,8 @@ impl std::fmt::Debug for Hub {
 struct Inner {
     store: Store,
     identity: Identity,
+    /// Where hosts' log lines go (the hub's log store), when it keeps logs.
+    logs: Option<Arc<dyn crate::LogInbox>>,
     /// Fingerprint → the connections presenting it (an id each, and what cuts it).
     live: Mutex<HashMap<String, Vec<(u64, CancellationToken)>>>,
     next: AtomicU64,
@@ -120,6 +125,14 @@ pub(crate) struct EventBatch {
     pub events: Vec<capstan_model::Event>,
 }
 
+/// A batch of the host's log lines, oldest first; `last` is the host's sequence number of the
+/// last of them.
+#[derive(Debug, Serialize, Deserialize)]
+pub(crate) struct LineBatch {
+    pub last: u64,
+    pub lines: Vec<capstan_model::LogLine>,
+}
+
 /// The stream's cursor after the hub's commit.
 #[derive(Debug, Serialize, Deserialize)]
 pub(crate) struct Taken {
@@ -153,12 +166,14 @@ fn host_of(row: HostRow, connected: bool) -> FleetHost {
 }
 
 impl Hub {
-    /// The hub of `store`, known to agents by `identity`.
-    pub fn new(store: Store, identity: Identity) -> Self {
+    /// The hub of `store`, known to agents by `identity`, keeping hosts' log lines in `logs`
+    /// (none: it keeps no logs).
+    pub fn new(store: Store, identity: Identity, logs: Option<Arc<dyn crate::LogInbox>>) -> Self {
         Self {
             inner: Arc::new(Inner {
                 store,
                 identity,
+                logs,
                 live: Mutex::new(HashMap::new()),
                 next: AtomicU64::new(0),
             }),
@@ -318,6 +333,9 @@ impl Hub {
             .route("/fleet/v1/join", post(join))
             .route("/fleet/v1/hello", post(hello))
             .route("/fleet/v1/events", post(events))
+            .route("/fleet/v1/logs", post(logs))
+            // a batch of long lines is larger than axum's default
+            .layer(axum::extract::DefaultBodyLimit::max(BODY_LIMIT))
             .layer(Extension(peer))
             .with_state(self.clone());
         let service = hyper_util::service::TowerToHyperService::new(app);
@@ -439,10 +457,46 @@ async fn hello(
         .read(move |c| capstan_store::fleet::cursor(c, &fp, "events"))
         .await
         .map_err(|e| internal(&e))?;
+    let mut cursors = BTreeMap::from([("events".to_owned(), events)]);
+    if let Some(logs) = &hub.inner.logs {
+        let at = logs.cursor(&peer.fingerprint);
+        cursors.insert("logs".to_owned(), i64::try_from(at).unwrap_or(i64::MAX));
+    }
     Ok(Json(Welcome {
         labels: serde_json::from_str(&row.labels).unwrap_or_default(),
         name: row.name,
-        cursors: BTreeMap::from([("events".to_owned(), events)]),
+        cursors,
+    }))
+}
+
+/// A batch of the host's log lines: stored with `host`, and the cursor moved, in one commit of
+/// the log store; only then is the cursor answered.
+async fn logs(
+    State(hub): State<Hub>,
+    Extension(peer): Extension<Peer>,
+    Json(batch): Json<LineBatch>,
+) -> Result<Json<Taken>, Refusal> {
+    let row = hub.known(&peer).await?;
+    let Some(inbox) = &hub.inner.logs else {
+        return Err(refuse(
+            StatusCode::CONFLICT,
+            "no_logs",
+            "the hub keeps no logs ([logs] collect = false there)",
+        ));
+    };
+    let cursor = inbox
+        .take(&peer.fingerprint, &row.name, batch.last, batch.lines)
+        .await
+        .map_err(|e| {
+            warn!(host = %row.name, error = %e, "cannot store a host's log lines");
+            refuse(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "internal",
+                "the hub cannot store log lines now; try again",
+            )
+        })?;
+    Ok(Json(Taken {
+        cursor: i64::try_from(cursor).unwrap_or(i64::MAX),
     }))
 }
 

@@ -405,6 +405,9 @@ impl Collector {
         let mut last_commit = Instant::now();
         // lines added to the store and not committed yet
         let mut uncommitted: u64 = 0;
+        // the store's rollbacks when the first of them was added: another writer's failure
+        // (a fleet host's lines, `Store::append_remote`) drops them too, and they are read again
+        let mut since_rollbacks = self.store.rollbacks();
         info!(
             containers = positions.len(),
             "log collection resumes from the last commit"
@@ -469,7 +472,13 @@ impl Collector {
             if entries.is_empty() {
                 if uncommitted > 0 {
                     let store = Arc::clone(&self.store);
-                    match tokio::task::spawn_blocking(move || store.commit()).await {
+                    let done = tokio::task::spawn_blocking(move || store.commit()).await;
+                    if self.store.rollbacks() != since_rollbacks {
+                        self.store.discard();
+                        self.rewind(&mut followed, &mut positions, &mut uncommitted);
+                        continue;
+                    }
+                    match done {
                         Ok(Ok(Some(seq))) => {
                             self.committed(seq, &mut uncommitted);
                             last_commit = Instant::now();
@@ -522,12 +531,21 @@ impl Collector {
             // segments are what the index writer and its merges pay for
             let due = !more || last_commit.elapsed() >= COMMIT_EVERY;
             let count = entries.len() as u64;
+            if uncommitted == 0 {
+                since_rollbacks = self.store.rollbacks();
+            }
             let result = tokio::task::spawn_blocking(move || {
                 store.add(entries, positions_now, now)?;
                 if due { store.commit() } else { Ok(None) }
             })
             .await;
             match result {
+                // another writer's failure dropped lines added before these: all of them go,
+                // and are read again from the last commit
+                Ok(Ok(_)) if self.store.rollbacks() != since_rollbacks => {
+                    self.store.discard();
+                    self.rewind(&mut followed, &mut positions, &mut uncommitted);
+                }
                 Ok(Ok(committed)) => {
                     uncommitted += count;
                     self.stats
@@ -595,7 +613,14 @@ impl Collector {
         self.stats
             .lines_stored
             .fetch_add(std::mem::take(uncommitted), Ordering::Relaxed);
-        self.committed.send_replace(seq);
+        // (another writer may have told of a later commit already)
+        self.committed.send_if_modified(|at| {
+            let newer = seq > *at;
+            if newer {
+                *at = seq;
+            }
+            newer
+        });
     }
 
     /// Follows new containers and marks removed ones.

@@ -369,3 +369,57 @@ fn the_newest_lines_come_first_across_segments() {
         [15, 12, 11, 10, 7, 6, 5, 2, 1]
     );
 }
+
+/// A fleet host's lines are committed with its cursor, beside the collector's own lines and
+/// positions (neither takes the other's away): a batch sent again is not stored twice, the
+/// cursor survives a reopening, and lines the collector added and had not committed yet are
+/// committed with them.
+#[test]
+fn a_hosts_lines_are_committed_once_with_its_cursor_beside_the_collectors_positions() {
+    let dir = tempfile::tempdir().unwrap();
+    let pos = |offset| {
+        BTreeMap::from([(
+            "c".to_owned(),
+            Position {
+                inode: 7,
+                offset,
+                ..Position::default()
+            },
+        )])
+    };
+    {
+        let store = Store::open(dir.path()).unwrap();
+        store
+            .add(sample()[..1].to_vec(), pos(10), 10 * HOUR)
+            .unwrap();
+        let (cursor, seq) = store
+            .append_remote("sha256:h1", 40, sample()[1..3].to_vec(), 10 * HOUR)
+            .unwrap();
+        assert_eq!(
+            (cursor, seq),
+            (40, Some(3)),
+            "the collector's line went first"
+        );
+        let cp = store.checkpoint();
+        assert_eq!(
+            (cp.seq, cp.positions["c"].offset, cp.remote["sha256:h1"]),
+            (3, 10, 40)
+        );
+        // the same batch again (its answer was lost): nothing stored
+        let again = store
+            .append_remote("sha256:h1", 40, sample()[1..3].to_vec(), 10 * HOUR)
+            .unwrap();
+        assert_eq!(again, (40, None));
+        // the collector's next commit keeps the host's cursor
+        store
+            .append(sample()[3..].to_vec(), pos(20), 10 * HOUR)
+            .unwrap();
+        assert_eq!(store.rollbacks(), 0);
+    }
+    let store = Store::open(dir.path()).unwrap();
+    let cp = store.checkpoint();
+    assert_eq!((cp.seq, cp.positions["c"].offset), (5, 20));
+    assert_eq!(store.remote_cursor("sha256:h1"), 40);
+    assert_eq!(store.remote_cursor("sha256:other"), 0);
+    assert_eq!(texts(&store, "").len(), 5, "every line once");
+}

@@ -4,6 +4,7 @@
 //! returning its handles), and serves the API over them. It decides nothing itself.
 
 mod data_dir;
+mod fleet;
 mod subsystems;
 
 use std::net::SocketAddr;
@@ -125,9 +126,9 @@ pub async fn run(opts: ServeOptions) -> Result<()> {
     )?;
     let pipeline = subsystems::start_pipeline(&base, &file.pipeline, &deploy, &rollouts, &scanner);
     let notify = subsystems::start_notify(&base, &file.notify, &alerts, images.updates.as_ref())?;
-    let hub = subsystems::start_hub(&base, &file.fleet).await?;
+    let hub = fleet::start_hub(&base, &file.fleet, &logs).await?;
     if let Some((joined, identity)) = opts.agent {
-        subsystems::start_link(&base, joined, identity);
+        fleet::start_link(&base, &logs, joined, identity)?;
     }
 
     let state = AppState {

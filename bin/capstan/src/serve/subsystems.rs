@@ -37,6 +37,8 @@ pub(super) fn start_journal(base: &Base) -> JournalHandle {
 pub(super) struct Logs {
     /// The store, statistics and sinks the API serves.
     pub api: capstan_api::LogsState,
+    /// Told the last sequence number of every commit (the collector's, a fleet host's).
+    pub committed: tokio::sync::watch::Sender<u64>,
     /// Whether lines are collected at all (`[logs] collect`).
     pub collecting: bool,
 }
@@ -90,19 +92,23 @@ pub(super) fn start_logs(
         base.live.clone(),
         lost_rx,
     ));
-    let collector =
-        capstan_logs::Collector::new(base.engine.clone(), Arc::clone(&store), committed, options)
-            .with_losses(losses)
-            .with_clusters(
-                clusters
-                    .iter()
-                    .map(|(target, engine)| capstan_logs::Cluster {
-                        target: target.clone(),
-                        engine: engine.clone(),
-                    })
-                    .collect(),
-            )
-            .with_build_logs(capstan_pipeline::buildlog::logs_dir(&base.data));
+    let collector = capstan_logs::Collector::new(
+        base.engine.clone(),
+        Arc::clone(&store),
+        committed.clone(),
+        options,
+    )
+    .with_losses(losses)
+    .with_clusters(
+        clusters
+            .iter()
+            .map(|(target, engine)| capstan_logs::Cluster {
+                target: target.clone(),
+                engine: engine.clone(),
+            })
+            .collect(),
+    )
+    .with_build_logs(capstan_pipeline::buildlog::logs_dir(&base.data));
     let collector = match &config.pods {
         Some(dir) => collector.with_pod_logs(dir.clone()),
         None => collector,
@@ -163,6 +169,7 @@ pub(super) fn start_logs(
             sinks,
             tails: Arc::new(tokio::sync::Semaphore::new(capstan_api::MAX_TAILS)),
         },
+        committed,
         collecting,
     })
 }
@@ -583,59 +590,4 @@ pub(super) fn start_pipeline(
     });
     tokio::spawn(builder.clone().run(base.shutdown.clone()));
     Pipeline { hooks, builder }
-}
-
-/// The fleet's hub, when `[fleet] listen` says where agents connect: its identity (made at
-/// first start under `<data>/fleet/hub`) and its listener.
-pub(super) async fn start_hub(
-    base: &Base,
-    fleet: &crate::config::FleetConfig,
-) -> Result<Option<capstan_fleet::Hub>> {
-    let Some(listen) = fleet.listen else {
-        return Ok(None);
-    };
-    let identity =
-        capstan_fleet::Identity::load_or_create(&base.data.join("fleet/hub"), "capstan-hub")
-            .map_err(|e| anyhow::anyhow!("the fleet hub's key: {e}"))?;
-    let listener = tokio::net::TcpListener::bind(listen)
-        .await
-        .with_context(|| {
-            format!("fleet.listen: cannot listen on {listen} (is another program using it?)")
-        })?;
-    let hub = capstan_fleet::Hub::new(base.store.clone(), identity);
-    info!(addr = %listener.local_addr()?, fingerprint = %hub.fingerprint(), "the fleet hub listens for agents");
-    tokio::spawn(hub.clone().serve(listener, base.shutdown.clone()));
-    Ok(Some(hub))
-}
-
-/// A fleet host's link to its hub (`capstan agent`): hello with the engine's version every few
-/// seconds, reconnecting as needed. A host the hub removed stops dialing and goes on by itself.
-pub(super) fn start_link(
-    base: &Base,
-    joined: capstan_fleet::Joined,
-    identity: capstan_fleet::Identity,
-) {
-    let engine = base.engine.clone();
-    let engine_on = base.engine_on;
-    let shutdown = base.shutdown.clone();
-    let store = base.store.clone();
-    tokio::spawn(async move {
-        let hub = joined.url.clone();
-        let described = move || {
-            let engine = engine.clone();
-            async move {
-                if !engine_on {
-                    return "none".to_owned();
-                }
-                match engine.version().await {
-                    Ok(v) => format!("docker {}, api {}", v.version, v.api_version),
-                    Err(e) => format!("unreachable: {e}"),
-                }
-            }
-        };
-        if let Err(e) = capstan_fleet::run_link(joined, identity, store, described, shutdown).await
-        {
-            warn!(hub = %hub, error = %e, "this host stopped dialing the hub; it goes on by itself (join it again with a new token)");
-        }
-    });
 }

@@ -271,3 +271,87 @@ async fn a_hosts_journal_reaches_the_hub_once_across_the_hub_killed() {
         let _ = engine.remove_image(n, false).await;
     }
 }
+
+/// A flood on a host reaches the hub's log store whole, each line once, with `host:` on it:
+/// the hub is down while the host collects it, and killed -9 again while it is being shipped
+/// (a batch and the host's cursor are committed together; the host resumes from the cursor).
+#[tokio::test]
+async fn a_hosts_flood_is_searchable_on_the_hub_once_across_the_hub_killed_twice() {
+    let engine = capstan_testkit::engine().await;
+    capstan_testkit::ensure_busybox(&engine).await;
+    let port = free_port();
+    let url = format!("https://127.0.0.1:{port}");
+    let mut hub = Daemon::start_with(
+        bin(),
+        engine.host(),
+        &format!("{QUIET}[fleet]\nlisten = \"127.0.0.1:{port}\"\n"),
+    )
+    .await;
+    let first = token(&hub, &[]).await;
+    let name = capstan_testkit::unique("fleet-flood");
+    let agent = Daemon::start_agent(
+        bin(),
+        engine.host(),
+        &format!("[logs]\ncontainers = [\"{name}\"]\n"),
+        &["--join", &url, "--token", &first, "--name", "host-l"],
+    )
+    .await;
+    eventually(Duration::from_secs(20), "host-l connected", || async {
+        let h = hosts(&hub).await;
+        (h.len() == 1 && h[0].state == "connected").then_some(())
+    })
+    .await;
+
+    // the hub goes away; the host collects a flood meanwhile
+    hub.kill9().await;
+    let id = crate::logs::run_container(
+        &engine,
+        &name,
+        "i=0; while [ $i -lt 20000 ]; do echo \"fleet-flood-line $i\"; i=$((i+1)); done; exec sleep 3600",
+    )
+    .await;
+    crate::logs::wait_for(&agent, "fleet-flood-line", 20_000, Duration::from_mins(2)).await;
+
+    // back, and killed again as soon as the first lines are there
+    hub.restart().await;
+    let q = "host:host-l fleet-flood-line";
+    eventually(
+        Duration::from_mins(1),
+        "the first lines on the hub",
+        || async {
+            let page: capstan_model::LogPage = hub
+                .get(&format!(
+                    "/api/v1/logs?q={}&limit=1",
+                    q.replace(' ', "%20").replace(':', "%3A")
+                ))
+                .await;
+            (page.total > 0).then_some(())
+        },
+    )
+    .await;
+    hub.kill9().await;
+    hub.restart().await;
+    crate::logs::wait_for(&hub, q, 20_000, Duration::from_mins(2)).await;
+
+    // each line once, with the host's name
+    let (code, out, err) = hub.cli(&["logs", "--all", "-o", "json", q]).await;
+    assert_eq!(code, 0, "{err}");
+    let mut numbers: Vec<u32> = out
+        .lines()
+        .map(|l| {
+            let line: serde_json::Value = serde_json::from_str(l).unwrap();
+            assert_eq!(line["host"], "host-l", "{line}");
+            line["raw"]
+                .as_str()
+                .unwrap()
+                .rsplit(' ')
+                .next()
+                .unwrap()
+                .parse()
+                .unwrap()
+        })
+        .collect();
+    numbers.sort_unstable();
+    assert_eq!(numbers, (0..20_000).collect::<Vec<_>>(), "every line once");
+    engine.remove_container(&id, true).await.unwrap();
+}

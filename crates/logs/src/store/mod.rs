@@ -65,6 +65,10 @@ pub struct Checkpoint {
     pub seq: u64,
     pub positions: BTreeMap<String, Position>,
     pub meta: PartitionMeta,
+    /// How far the lines other capstans sent are stored (a fleet host's key → the last of its
+    /// own sequence numbers stored here): committed with those lines, so each is stored once.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub remote: BTreeMap<String, u64>,
 }
 
 struct Partition {
@@ -88,6 +92,9 @@ struct Inner {
     origins: Origins,
     /// The origins of the lines added since the last commit (no segment shows them yet).
     pending_origins: std::collections::HashSet<u64>,
+    /// How many times what was added was dropped (a writer that did not add it learns of it:
+    /// [`Store::rollbacks`]).
+    rollbacks: u64,
 }
 
 /// The store. Its methods block (tantivy is synchronous): call them from a blocking task.
@@ -172,6 +179,7 @@ impl Store {
                 pending: None,
                 origins,
                 pending_origins: std::collections::HashSet::new(),
+                rollbacks: 0,
             }),
             writer_memory: std::sync::atomic::AtomicUsize::new(WRITER_MEMORY),
         })
@@ -310,8 +318,8 @@ impl Store {
             writer.set_merge_policy(Box::new(policy));
             inner.writer = Some((name.to_owned(), writer));
         }
-        let (mut seq, mut meta) = match &inner.pending {
-            Some(p) => (p.seq, p.meta.clone()),
+        let (mut seq, mut meta, remote) = match &inner.pending {
+            Some(p) => (p.seq, p.meta.clone(), p.remote.clone()),
             None => (
                 inner.checkpoint.seq,
                 inner
@@ -320,6 +328,7 @@ impl Store {
                     .find(|p| p.name == name)
                     .map(|p| p.meta.clone())
                     .unwrap_or_default(),
+                inner.checkpoint.remote.clone(),
             ),
         };
         let f = self.f;
@@ -362,6 +371,7 @@ impl Store {
             seq,
             positions,
             meta,
+            remote,
         });
         Ok(seq)
     }
@@ -405,8 +415,78 @@ impl Store {
         Ok(())
     }
 
+    /// Stores the lines another capstan sent (a fleet host, `key`), up to `last`, its own
+    /// sequence number of the last of them, and commits them with that cursor, together with
+    /// whatever this capstan's collector added meanwhile. A batch at or before the cursor (sent
+    /// again after an answer was lost) is not stored again. Returns the cursor, and the last
+    /// sequence number committed when something was.
+    ///
+    /// # Errors
+    /// The index cannot be written or committed; nothing of the batch is then stored (and what
+    /// the collector had added is dropped with it: it reads it again, [`Store::rollbacks`]).
+    pub fn append_remote(
+        &self,
+        key: &str,
+        last: u64,
+        lines: Vec<Entry>,
+        now_ns: i64,
+    ) -> Result<(u64, Option<u64>), Error> {
+        let name = format!("p{}", now_ns.div_euclid(3_600_000_000_000));
+        let mut inner = self.lock();
+        let at = inner
+            .pending
+            .as_ref()
+            .unwrap_or(&inner.checkpoint)
+            .remote
+            .get(key)
+            .copied()
+            .unwrap_or(0);
+        if last <= at {
+            return Ok((at, None));
+        }
+        let positions = inner
+            .pending
+            .as_ref()
+            .unwrap_or(&inner.checkpoint)
+            .positions
+            .clone();
+        let result = self
+            .add_locked(&mut inner, &name, lines, positions)
+            .and_then(|seq| {
+                if let Some(p) = inner.pending.as_mut() {
+                    p.remote.insert(key.to_owned(), last);
+                }
+                self.commit_locked(&mut inner).map(|()| seq)
+            });
+        match result {
+            Ok(seq) => Ok((last, Some(seq))),
+            Err(e) => {
+                Self::rollback(&mut inner);
+                Err(e)
+            }
+        }
+    }
+
+    /// Drops what was added since the last commit (a writer that learnt, from
+    /// [`Store::rollbacks`], that part of it was dropped already, before it reads it again).
+    pub fn discard(&self) {
+        Self::rollback(&mut self.lock());
+    }
+
+    /// How far the lines of fleet host `key` are stored (0: none yet).
+    pub fn remote_cursor(&self, key: &str) -> u64 {
+        self.lock().checkpoint.remote.get(key).copied().unwrap_or(0)
+    }
+
+    /// How many times what was added was dropped: a writer whose added lines may have gone
+    /// with another writer's failure compares it before and after its commit.
+    pub fn rollbacks(&self) -> u64 {
+        self.lock().rollbacks
+    }
+
     /// Drops what was added since the last commit.
     fn rollback(inner: &mut Inner) {
+        inner.rollbacks += 1;
         inner.pending = None;
         inner.pending_origins.clear();
         if let Some((_, writer)) = inner.writer.as_mut() {

@@ -1,0 +1,166 @@
+//! The fleet in the daemon: the hub's listener (`[fleet] listen`) taking hosts' journals and
+//! log lines into this capstan's stores, and a host's link (`capstan agent`) shipping its own.
+
+use std::sync::Arc;
+
+use anyhow::{Context, Result};
+use capstan_model::LogLine;
+use tracing::{info, warn};
+
+use super::Base;
+use super::subsystems::Logs;
+
+/// The hub's log store, taking hosts' lines.
+struct HubLogs {
+    store: Arc<capstan_logs::Store>,
+    committed: tokio::sync::watch::Sender<u64>,
+}
+
+#[async_trait::async_trait]
+impl capstan_fleet::LogInbox for HubLogs {
+    fn cursor(&self, key: &str) -> u64 {
+        self.store.remote_cursor(key)
+    }
+
+    async fn take(
+        &self,
+        key: &str,
+        host: &str,
+        last: u64,
+        lines: Vec<LogLine>,
+    ) -> Result<u64, String> {
+        // the lines say the host they were written on, as its fleet knows it
+        let mut origins: std::collections::HashMap<
+            capstan_model::Origin,
+            Arc<capstan_model::Origin>,
+        > = std::collections::HashMap::new();
+        let entries: Vec<capstan_logs::Entry> = lines
+            .into_iter()
+            .map(|mut l| {
+                host.clone_into(&mut l.origin.host);
+                let origin = Arc::clone(
+                    origins
+                        .entry(l.origin.clone())
+                        .or_insert_with(|| Arc::new(l.origin.clone())),
+                );
+                let mut e = capstan_logs::Entry::from(l);
+                e.origin = origin;
+                e
+            })
+            .collect();
+        let store = Arc::clone(&self.store);
+        let key = key.to_owned();
+        let now = chrono::Utc::now().timestamp_nanos_opt().unwrap_or_default();
+        let (cursor, committed) =
+            tokio::task::spawn_blocking(move || store.append_remote(&key, last, entries, now))
+                .await
+                .map_err(|e| e.to_string())?
+                .map_err(|e| e.to_string())?;
+        if let Some(seq) = committed {
+            self.committed.send_if_modified(|at| {
+                let newer = seq > *at;
+                if newer {
+                    *at = seq;
+                }
+                newer
+            });
+        }
+        Ok(cursor)
+    }
+}
+
+/// A host's log store, read for shipping.
+struct HostLogs {
+    store: Arc<capstan_logs::Store>,
+    everything: capstan_logs::LogQuery,
+}
+
+#[async_trait::async_trait]
+impl capstan_fleet::LogOutbox for HostLogs {
+    async fn after(&self, seq: u64, limit: usize) -> Result<Vec<LogLine>, String> {
+        let store = Arc::clone(&self.store);
+        let query = self.everything.clone();
+        tokio::task::spawn_blocking(move || store.after(seq, &query, limit))
+            .await
+            .map_err(|e| e.to_string())?
+            .map_err(|e| e.to_string())
+    }
+}
+
+/// The fleet's hub, when `[fleet] listen` says where agents connect: its identity (made at
+/// first start under `<data>/fleet/hub`) and its listener. Hosts' lines go into this capstan's
+/// log store when it keeps logs.
+pub(super) async fn start_hub(
+    base: &Base,
+    fleet: &crate::config::FleetConfig,
+    logs: &Logs,
+) -> Result<Option<capstan_fleet::Hub>> {
+    let Some(listen) = fleet.listen else {
+        return Ok(None);
+    };
+    let identity =
+        capstan_fleet::Identity::load_or_create(&base.data.join("fleet/hub"), "capstan-hub")
+            .map_err(|e| anyhow::anyhow!("the fleet hub's key: {e}"))?;
+    let listener = tokio::net::TcpListener::bind(listen)
+        .await
+        .with_context(|| {
+            format!("fleet.listen: cannot listen on {listen} (is another program using it?)")
+        })?;
+    let inbox: Arc<dyn capstan_fleet::LogInbox> = Arc::new(HubLogs {
+        store: Arc::clone(&logs.api.store),
+        committed: logs.committed.clone(),
+    });
+    let hub = capstan_fleet::Hub::new(base.store.clone(), identity, Some(inbox));
+    info!(addr = %listener.local_addr()?, fingerprint = %hub.fingerprint(), "the fleet hub listens for agents");
+    tokio::spawn(hub.clone().serve(listener, base.shutdown.clone()));
+    Ok(Some(hub))
+}
+
+/// A fleet host's link to its hub (`capstan agent`): its journal and (when it collects them)
+/// its log lines shipped from the hub's cursors, hello with the engine's version every few
+/// seconds, reconnecting as needed. A host the hub removed stops dialing and goes on by itself.
+pub(super) fn start_link(
+    base: &Base,
+    logs: &Logs,
+    joined: capstan_fleet::Joined,
+    identity: capstan_fleet::Identity,
+) -> Result<()> {
+    let engine = base.engine.clone();
+    let engine_on = base.engine_on;
+    let shutdown = base.shutdown.clone();
+    let store = base.store.clone();
+    let outbox: Option<Arc<dyn capstan_fleet::LogOutbox>> = if logs.collecting {
+        let everything = logs
+            .api
+            .store
+            .compile("")
+            .map_err(|e| anyhow::anyhow!("the log query of everything: {e}"))?;
+        Some(Arc::new(HostLogs {
+            store: Arc::clone(&logs.api.store),
+            everything,
+        }))
+    } else {
+        None
+    };
+    tokio::spawn(async move {
+        let hub = joined.url.clone();
+        let described = move || {
+            let engine = engine.clone();
+            async move {
+                if !engine_on {
+                    return "none".to_owned();
+                }
+                match engine.version().await {
+                    Ok(v) => format!("docker {}, api {}", v.version, v.api_version),
+                    Err(e) => format!("unreachable: {e}"),
+                }
+            }
+        };
+        if let Err(e) =
+            capstan_fleet::run_link(joined, identity, (store, outbox), described, shutdown).await
+        {
+            warn!(hub = %hub, error = %e, "this host stopped dialing the hub; it goes on by itself (join it again with a new token)");
+        }
+    });
+    Ok(())
+}
