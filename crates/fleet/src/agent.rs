@@ -17,7 +17,9 @@ use tokio_rustls::rustls::pki_types::ServerName;
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
-use crate::hub::{EventBatch, Hello, JoinRequest, LineBatch, Taken, Welcome, WireError};
+use crate::hub::{
+    EventBatch, Hello, JoinRequest, LineBatch, SweepBatch, Taken, Welcome, WireError,
+};
 use crate::identity::Identity;
 use crate::token::JoinToken;
 
@@ -27,6 +29,8 @@ const HELLO_EVERY: Duration = Duration::from_secs(5);
 const IDLE: Duration = Duration::from_millis(250);
 /// The most records of a stream sent in one call.
 const BATCH: usize = 1000;
+/// The most metric sweeps sent in one call.
+const SWEEPS: usize = 100;
 /// The most bytes of log lines sent in one call (at least one line is).
 const BATCH_BYTES: usize = 4 * 1024 * 1024;
 /// A connection (TCP, TLS, HTTP/2) that takes longer is given up.
@@ -251,7 +255,7 @@ pub async fn join(
 pub async fn run_link<F, Fut>(
     joined: Joined,
     identity: Identity,
-    (store, logs): (capstan_store::Store, Option<Arc<dyn crate::LogOutbox>>),
+    (store, outboxes): (capstan_store::Store, crate::Outboxes),
     engine: F,
     shutdown: CancellationToken,
 ) -> Result<(), AgentError>
@@ -267,7 +271,7 @@ where
         match connect(&joined.url, &identity, &joined.hub).await {
             Ok(mut conn) => {
                 info!(hub = %joined.url, "connected to the hub");
-                let sources = (&store, logs.as_deref());
+                let sources = (&store, &outboxes);
                 match connected(&mut conn, &joined, sources, &engine, &shutdown).await {
                     Ok(()) => return Ok(()),
                     Err(e @ AgentError::Refused(_)) => return Err(e),
@@ -293,7 +297,7 @@ where
 async fn connected<F, Fut>(
     conn: &mut Connection,
     joined: &Joined,
-    (store, logs): (&capstan_store::Store, Option<&dyn crate::LogOutbox>),
+    (store, outboxes): (&capstan_store::Store, &crate::Outboxes),
     engine: &F,
     shutdown: &CancellationToken,
 ) -> Result<(), AgentError>
@@ -317,8 +321,10 @@ where
         .cursors
         .get("logs")
         .and_then(|c| u64::try_from(*c).ok());
-    let logs = logs.filter(|_| lines_at.is_some());
-    info!(events = cursor, logs = ?lines_at, "the hub's cursors");
+    let logs = outboxes.logs.as_deref().filter(|_| lines_at.is_some());
+    let mut swept_at = welcome.cursors.get("metrics").copied();
+    let metrics = outboxes.metrics.as_deref().filter(|_| swept_at.is_some());
+    info!(events = cursor, logs = ?lines_at, metrics = ?swept_at, "the hub's cursors");
     let mut hello_at = tokio::time::Instant::now() + HELLO_EVERY;
     loop {
         let batch = store
@@ -353,6 +359,19 @@ where
                     .call(url, "/fleet/v1/logs", &LineBatch { last, lines })
                     .await?;
                 lines_at = u64::try_from(taken.cursor).ok();
+            }
+        }
+        if let (Some(outbox), Some(at)) = (metrics, swept_at) {
+            let sweeps = outbox
+                .after(at, SWEEPS)
+                .await
+                .map_err(|e| AgentError::Usage(format!("cannot read this host's metrics: {e}")))?;
+            if !sweeps.is_empty() {
+                shipped = true;
+                let taken: Taken = conn
+                    .call(url, "/fleet/v1/metrics", &SweepBatch { sweeps })
+                    .await?;
+                swept_at = Some(taken.cursor);
             }
         }
         if tokio::time::Instant::now() >= hello_at {

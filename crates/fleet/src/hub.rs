@@ -54,8 +54,8 @@ impl std::fmt::Debug for Hub {
 struct Inner {
     store: Store,
     identity: Identity,
-    /// Where hosts' log lines go (the hub's log store), when it keeps logs.
-    logs: Option<Arc<dyn crate::LogInbox>>,
+    /// Where hosts' log lines and metrics go (the hub's stores), when it keeps them.
+    inboxes: crate::Inboxes,
     /// Fingerprint → the connections presenting it (an id each, and what cuts it).
     live: Mutex<HashMap<String, Vec<(u64, CancellationToken)>>>,
     next: AtomicU64,
@@ -133,6 +133,12 @@ pub(crate) struct LineBatch {
     pub lines: Vec<capstan_model::LogLine>,
 }
 
+/// A batch of the host's metric sweeps, oldest first.
+#[derive(Debug, Serialize, Deserialize)]
+pub(crate) struct SweepBatch {
+    pub sweeps: Vec<crate::Sweep>,
+}
+
 /// The stream's cursor after the hub's commit.
 #[derive(Debug, Serialize, Deserialize)]
 pub(crate) struct Taken {
@@ -166,14 +172,14 @@ fn host_of(row: HostRow, connected: bool) -> FleetHost {
 }
 
 impl Hub {
-    /// The hub of `store`, known to agents by `identity`, keeping hosts' log lines in `logs`
-    /// (none: it keeps no logs).
-    pub fn new(store: Store, identity: Identity, logs: Option<Arc<dyn crate::LogInbox>>) -> Self {
+    /// The hub of `store`, known to agents by `identity`, keeping hosts' log lines and
+    /// metrics in `inboxes`.
+    pub fn new(store: Store, identity: Identity, inboxes: crate::Inboxes) -> Self {
         Self {
             inner: Arc::new(Inner {
                 store,
                 identity,
-                logs,
+                inboxes,
                 live: Mutex::new(HashMap::new()),
                 next: AtomicU64::new(0),
             }),
@@ -334,6 +340,7 @@ impl Hub {
             .route("/fleet/v1/hello", post(hello))
             .route("/fleet/v1/events", post(events))
             .route("/fleet/v1/logs", post(logs))
+            .route("/fleet/v1/metrics", post(metrics))
             // a batch of long lines is larger than axum's default
             .layer(axum::extract::DefaultBodyLimit::max(BODY_LIMIT))
             .layer(Extension(peer))
@@ -458,9 +465,20 @@ async fn hello(
         .await
         .map_err(|e| internal(&e))?;
     let mut cursors = BTreeMap::from([("events".to_owned(), events)]);
-    if let Some(logs) = &hub.inner.logs {
+    if let Some(logs) = &hub.inner.inboxes.logs {
         let at = logs.cursor(&peer.fingerprint);
         cursors.insert("logs".to_owned(), i64::try_from(at).unwrap_or(i64::MAX));
+    }
+    if let Some(metrics) = &hub.inner.inboxes.metrics {
+        let at = metrics.cursor(&peer.fingerprint).await.map_err(|e| {
+            warn!(error = %e, "cannot read a host's metrics cursor");
+            refuse(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "internal",
+                "the hub cannot read its metrics history; try again",
+            )
+        })?;
+        cursors.insert("metrics".to_owned(), at);
     }
     Ok(Json(Welcome {
         labels: serde_json::from_str(&row.labels).unwrap_or_default(),
@@ -477,7 +495,7 @@ async fn logs(
     Json(batch): Json<LineBatch>,
 ) -> Result<Json<Taken>, Refusal> {
     let row = hub.known(&peer).await?;
-    let Some(inbox) = &hub.inner.logs else {
+    let Some(inbox) = &hub.inner.inboxes.logs else {
         return Err(refuse(
             StatusCode::CONFLICT,
             "no_logs",
@@ -516,5 +534,34 @@ async fn events(
         .await
         .map_err(|e| internal(&e))?;
     debug!(host = %peer.fingerprint, cursor, taken = taken.len(), "events taken");
+    Ok(Json(Taken { cursor }))
+}
+
+/// A batch of the host's metric sweeps: kept with `host`, and the cursor moved, in one
+/// transaction of the metrics history; only then is the cursor answered.
+async fn metrics(
+    State(hub): State<Hub>,
+    Extension(peer): Extension<Peer>,
+    Json(batch): Json<SweepBatch>,
+) -> Result<Json<Taken>, Refusal> {
+    let row = hub.known(&peer).await?;
+    let Some(inbox) = &hub.inner.inboxes.metrics else {
+        return Err(refuse(
+            StatusCode::CONFLICT,
+            "no_metrics",
+            "the hub keeps no metrics history ([metrics] collect = false there)",
+        ));
+    };
+    let cursor = inbox
+        .take(&peer.fingerprint, &row.name, batch.sweeps)
+        .await
+        .map_err(|e| {
+            warn!(host = %row.name, error = %e, "cannot keep a host's metrics");
+            refuse(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "internal",
+                "the hub cannot keep metrics now; try again",
+            )
+        })?;
     Ok(Json(Taken { cursor }))
 }

@@ -16,7 +16,7 @@ mod token;
 pub use agent::{AgentError, Joined, join, run_link};
 pub use hub::{Hub, HubConfig};
 pub use identity::{Identity, fingerprint};
-pub use streams::{LogInbox, LogOutbox};
+pub use streams::{Inboxes, LogInbox, LogOutbox, MetricsInbox, MetricsOutbox, Outboxes, Sweep};
 pub use token::{JoinToken, TokenError};
 
 /// The SNI name the agent sends and the hub's certificate carries (the key is what is checked).

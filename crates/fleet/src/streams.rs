@@ -1,7 +1,9 @@
 //! Where a stream's records come from on a host, and where they go on the hub, for the streams
 //! whose stores live in other crates (the log store): the daemon plugs its stores in.
 
-use capstan_model::LogLine;
+use std::sync::Arc;
+
+use capstan_model::{LogLine, Sample};
 
 /// The hub's log store, as the fleet takes hosts' lines into it.
 #[async_trait::async_trait]
@@ -32,4 +34,48 @@ pub trait LogOutbox: Send + Sync {
     /// # Errors
     /// The store failed.
     async fn after(&self, seq: u64, limit: usize) -> Result<Vec<LogLine>, String>;
+}
+
+/// A sweep of metrics: its time (unix ms) and samples.
+pub type Sweep = (i64, Vec<Sample>);
+
+/// The hub's metrics history, as the fleet takes hosts' sweeps into it.
+#[async_trait::async_trait]
+pub trait MetricsInbox: Send + Sync {
+    /// How far the sweeps of the host with key `key` are kept (the time of its last, unix ms).
+    ///
+    /// # Errors
+    /// The history failed.
+    async fn cursor(&self, key: &str) -> Result<i64, String>;
+
+    /// Keeps `sweeps` of host `host` (key `key`), each sample labelled `host`, with the cursor
+    /// moved in the same transaction; returns the cursor.
+    ///
+    /// # Errors
+    /// The history failed: nothing of the batch is kept.
+    async fn take(&self, key: &str, host: &str, sweeps: Vec<Sweep>) -> Result<i64, String>;
+}
+
+/// A host's metrics history, as the agent reads what to ship.
+#[async_trait::async_trait]
+pub trait MetricsOutbox: Send + Sync {
+    /// The host's own sweeps after `t` (unix ms), oldest first, at most `limit`.
+    ///
+    /// # Errors
+    /// The history failed.
+    async fn after(&self, t: i64, limit: usize) -> Result<Vec<Sweep>, String>;
+}
+
+/// Where the hub keeps what hosts send besides their journals (none: not kept there).
+#[derive(Clone, Default)]
+pub struct Inboxes {
+    pub logs: Option<Arc<dyn LogInbox>>,
+    pub metrics: Option<Arc<dyn MetricsInbox>>,
+}
+
+/// What a host ships besides its journal (none: not collected there).
+#[derive(Clone, Default)]
+pub struct Outboxes {
+    pub logs: Option<Arc<dyn LogOutbox>>,
+    pub metrics: Option<Arc<dyn MetricsOutbox>>,
 }

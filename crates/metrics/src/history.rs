@@ -13,7 +13,7 @@ use std::time::Duration;
 
 use capstan_model::Sample;
 use capstan_store::Db;
-use rusqlite::{Connection, Transaction, params};
+use rusqlite::{Connection, OptionalExtension as _, Transaction, params};
 
 /// Full resolution is kept this long, for queries.
 pub const RAW_KEEP: Duration = Duration::from_hours(1);
@@ -37,6 +37,8 @@ const MIGRATIONS: &[&str] = &[
          last_seen INTEGER NOT NULL, UNIQUE (name, labels));
      CREATE TABLE IF NOT EXISTS raw (t INTEGER PRIMARY KEY, data BLOB NOT NULL);
      CREATE TABLE IF NOT EXISTS minute (t INTEGER PRIMARY KEY, data BLOB NOT NULL);",
+    // 2: how far each fleet host's sweeps are kept here (the time of its last one, unix ms)
+    "CREATE TABLE remote_cursors (key TEXT PRIMARY KEY, t INTEGER NOT NULL);",
 ];
 
 /// Why the history could not be read or written.
@@ -142,6 +144,18 @@ impl Cache {
         t: i64,
         samples: &[Sample],
     ) -> Result<(), rusqlite::Error> {
+        let data = self.encode(tx, t, samples)?;
+        merge_raw(tx, t, &data)?;
+        self.advance(tx, t, &data)
+    }
+
+    /// A sweep's samples as `(series id, value)` pairs, numbering series it has not seen.
+    fn encode(
+        &mut self,
+        tx: &Transaction<'_>,
+        t: i64,
+        samples: &[Sample],
+    ) -> Result<Vec<u8>, rusqlite::Error> {
         let mut data = Vec::with_capacity(samples.len() * 10);
         for s in samples {
             if !s.value.is_finite() {
@@ -173,10 +187,17 @@ impl Cache {
             put_varint(&mut data, id);
             data.extend_from_slice(&s.value.to_le_bytes());
         }
-        tx.execute(
-            "INSERT OR REPLACE INTO raw (t, data) VALUES (?1, ?2)",
-            params![t, data],
-        )?;
+        Ok(data)
+    }
+
+    /// Rolls up the minutes a sweep at `t` completes and drops what is past its keep; `data`'s
+    /// series are fresh.
+    fn advance(
+        &mut self,
+        tx: &Transaction<'_>,
+        t: i64,
+        data: &[u8],
+    ) -> Result<(), rusqlite::Error> {
         // every minute before this sweep's is complete
         let current = t - t.rem_euclid(MINUTE_MS);
         if self.rolled < current - MINUTE_MS {
@@ -206,7 +227,7 @@ impl Cache {
             // series seen this sweep are fresh; the others age out with the minute table
             let seen: Vec<u32> = {
                 let mut ids = Vec::new();
-                let mut rest = data.as_slice();
+                let mut rest = data;
                 while let Some((id, tail)) = get_varint(rest) {
                     ids.push(id);
                     rest = tail.get(8..).unwrap_or_default();
@@ -311,6 +332,129 @@ impl History {
             .collect())
     }
 
+    /// Keeps the sweeps fleet host `host` (key `key`) sent, oldest first, each sample labelled
+    /// `host`, in the transaction that moves its cursor: sweeps at or before the cursor (sent
+    /// again after an answer was lost) are skipped. A sweep of a minute already rolled up rolls
+    /// it up again. Returns the cursor (the time of its last sweep kept, unix ms).
+    ///
+    /// # Errors
+    /// The file cannot be written; nothing of the batch is kept then.
+    pub fn record_remote(
+        &self,
+        key: &str,
+        host: &str,
+        sweeps: &[(i64, Vec<Sample>)],
+    ) -> Result<i64, Error> {
+        let mut cache = self.cache.lock().unwrap_or_else(PoisonError::into_inner);
+        let written = self.db.write(|tx| {
+            let mut at: i64 = tx
+                .query_row("SELECT t FROM remote_cursors WHERE key = ?1", [key], |r| {
+                    r.get(0)
+                })
+                .optional()?
+                .unwrap_or(0);
+            let from = at;
+            let mut seen = Vec::new();
+            for (t, samples) in sweeps.iter().filter(|(t, _)| *t > from) {
+                let labelled: Vec<Sample> = samples
+                    .iter()
+                    .map(|s| {
+                        let mut labels: Vec<(String, String)> = s
+                            .labels
+                            .iter()
+                            .filter(|(k, _)| k != "host")
+                            .cloned()
+                            .collect();
+                        labels.push(("host".to_owned(), host.to_owned()));
+                        labels.sort();
+                        Sample {
+                            name: s.name.clone(),
+                            labels,
+                            value: s.value,
+                        }
+                    })
+                    .collect();
+                let data = cache.encode(tx, *t, &labelled)?;
+                merge_raw(tx, *t, &data)?;
+                let minute = t - t.rem_euclid(MINUTE_MS);
+                if minute <= cache.rolled {
+                    roll_up(tx, minute, &cache.keys)?;
+                }
+                seen.extend_from_slice(&data);
+                at = at.max(*t);
+            }
+            if !seen.is_empty() {
+                cache.advance(tx, at, &seen)?;
+            }
+            tx.execute(
+                "INSERT INTO remote_cursors (key, t) VALUES (?1, ?2)
+                 ON CONFLICT (key) DO UPDATE SET t = excluded.t",
+                params![key, at],
+            )?;
+            Ok(at)
+        });
+        if written.is_err()
+            && let Ok(fresh) = self.db.read(Cache::load)
+        {
+            *cache = fresh;
+        }
+        written.map_err(self.db())
+    }
+
+    /// How far fleet host `key`'s sweeps are kept (unix ms; 0: none yet).
+    ///
+    /// # Errors
+    /// The file cannot be read.
+    pub fn remote_cursor(&self, key: &str) -> Result<i64, Error> {
+        self.db
+            .read(|conn| {
+                conn.query_row("SELECT t FROM remote_cursors WHERE key = ?1", [key], |r| {
+                    r.get(0)
+                })
+                .optional()
+            })
+            .map(Option::unwrap_or_default)
+            .map_err(self.db())
+    }
+
+    /// This capstan's own sweeps after `t` (unix ms), oldest first, at most `limit`: what a
+    /// fleet host ships to its hub next.
+    ///
+    /// # Errors
+    /// The file cannot be read.
+    pub fn sweeps_after(&self, t: i64, limit: usize) -> Result<Vec<(i64, Vec<Sample>)>, Error> {
+        let cache = self.cache.lock().unwrap_or_else(PoisonError::into_inner);
+        self.db
+            .read(|conn| {
+                let mut stmt = conn
+                    .prepare_cached("SELECT t, data FROM raw WHERE t > ?1 ORDER BY t LIMIT ?2")?;
+                let mut rows = stmt.query(params![t, limit as i64])?;
+                let mut out = Vec::new();
+                while let Some(row) = rows.next()? {
+                    let t: i64 = row.get(0)?;
+                    let data = row.get_ref(1)?.as_blob().unwrap_or_default();
+                    let mut samples = Vec::new();
+                    let mut rest = data;
+                    while let Some((id, tail)) = get_varint(rest) {
+                        // (a hub's fleet hosts' samples, labelled `host`, are theirs)
+                        if let (Some(key), Some(value)) = (cache.keys.get(&id), f64_at(tail, 0))
+                            && !key.labels.iter().any(|(k, _)| k == "host")
+                        {
+                            samples.push(Sample {
+                                name: key.name.clone(),
+                                labels: key.labels.clone(),
+                                value,
+                            });
+                        }
+                        rest = tail.get(8..).unwrap_or_default();
+                    }
+                    out.push((t, samples));
+                }
+                Ok(out)
+            })
+            .map_err(self.db())
+    }
+
     /// The oldest sweep still at full resolution (unix ms).
     pub fn raw_since(&self) -> Result<Option<i64>, Error> {
         self.db
@@ -360,6 +504,21 @@ fn points(
         }
     }
     Ok(out)
+}
+
+/// Adds `data` to the sweep row at `t`: a fleet host's sweep and this capstan's may fall on
+/// the same millisecond, and neither replaces the other.
+fn merge_raw(tx: &Transaction<'_>, t: i64, data: &[u8]) -> Result<(), rusqlite::Error> {
+    let mut row: Vec<u8> = tx
+        .query_row("SELECT data FROM raw WHERE t = ?1", [t], |r| r.get(0))
+        .optional()?
+        .unwrap_or_default();
+    row.extend_from_slice(data);
+    tx.execute(
+        "INSERT OR REPLACE INTO raw (t, data) VALUES (?1, ?2)",
+        params![t, row],
+    )?;
+    Ok(())
 }
 
 /// A counter's name, by Prometheus' convention.
@@ -481,6 +640,63 @@ mod tests {
             vec![(t0, 5.0), (t0 + MINUTE_MS, 11.0)],
             "a counter's minute is its last value"
         );
+    }
+
+    /// A fleet host's sweeps are kept with its `host` label once (a batch sent again is
+    /// skipped), beside this capstan's own sweep of the same millisecond; one of a minute
+    /// already rolled up rolls it up again; the host reads back only what it swept itself.
+    #[test]
+    fn a_hosts_sweeps_are_kept_once_labelled_beside_the_hubs_own() {
+        let dir = tempfile::tempdir().unwrap();
+        let h = History::open(&dir.path().join("metrics.db"), Duration::from_secs(10)).unwrap();
+        let t0 = 1_800_000_000_000_i64 - 1_800_000_000_000_i64.rem_euclid(MINUTE_MS);
+        h.record(t0, &[sample("mem", "hub", 1.0)]).unwrap();
+        // the hub's next minute rolls up the first
+        h.record(t0 + MINUTE_MS, &[sample("mem", "hub", 1.0)])
+            .unwrap();
+        let sweeps = vec![
+            (t0, vec![sample("mem", "web", 4.0)]),
+            (t0 + 30_000, vec![sample("mem", "web", 8.0)]),
+        ];
+        assert_eq!(
+            h.record_remote("sha256:h1", "h1", &sweeps).unwrap(),
+            t0 + 30_000
+        );
+        assert_eq!(
+            h.record_remote("sha256:h1", "h1", &sweeps).unwrap(),
+            t0 + 30_000
+        );
+        assert_eq!(h.remote_cursor("sha256:h1").unwrap(), t0 + 30_000);
+        let all = |_: &SeriesKey| true;
+        let raw = h.read(t0, t0 + 200_000, Resolution::Raw, &all).unwrap();
+        let web = raw
+            .iter()
+            .find(|p| p.key.labels.contains(&("name".into(), "web".into())))
+            .unwrap();
+        assert!(
+            web.key.labels.contains(&("host".into(), "h1".into())),
+            "{:?}",
+            web.key
+        );
+        assert_eq!(web.points, vec![(t0, 4.0), (t0 + 30_000, 8.0)], "once each");
+        let hub = raw
+            .iter()
+            .find(|p| p.key.labels.contains(&("name".into(), "hub".into())))
+            .unwrap();
+        assert_eq!(
+            hub.points.len(),
+            2,
+            "the hub's sweep at the same time stays"
+        );
+        let minutes = h.read(t0, t0, Resolution::Minute, &all).unwrap();
+        let web = minutes
+            .iter()
+            .find(|p| p.key.labels.contains(&("name".into(), "web".into())))
+            .unwrap();
+        assert_eq!(web.points, vec![(t0, 6.0)], "the rolled-up minute again");
+        // a host's own sweeps, for shipping: the hub's here (no remote ones exist on a host)
+        let own = h.sweeps_after(0, 10).unwrap();
+        assert_eq!(own.first().map(|(t, _)| *t), Some(t0));
     }
 
     #[test]

@@ -9,7 +9,7 @@ use std::fmt::Write;
 pub struct Exposition(String, Option<Vec<Sample>>);
 
 /// One sample, as the history keeps it: labels sorted by name.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct Sample {
     pub name: String,
     pub labels: Vec<(String, String)>,

@@ -87,6 +87,47 @@ impl capstan_fleet::LogOutbox for HostLogs {
     }
 }
 
+/// The hub's metrics history, taking hosts' sweeps.
+struct HubMetrics(Arc<capstan_metrics::History>);
+
+#[async_trait::async_trait]
+impl capstan_fleet::MetricsInbox for HubMetrics {
+    async fn cursor(&self, key: &str) -> Result<i64, String> {
+        let (history, key) = (Arc::clone(&self.0), key.to_owned());
+        tokio::task::spawn_blocking(move || history.remote_cursor(&key))
+            .await
+            .map_err(|e| e.to_string())?
+            .map_err(|e| e.to_string())
+    }
+
+    async fn take(
+        &self,
+        key: &str,
+        host: &str,
+        sweeps: Vec<capstan_fleet::Sweep>,
+    ) -> Result<i64, String> {
+        let (history, key, host) = (Arc::clone(&self.0), key.to_owned(), host.to_owned());
+        tokio::task::spawn_blocking(move || history.record_remote(&key, &host, &sweeps))
+            .await
+            .map_err(|e| e.to_string())?
+            .map_err(|e| e.to_string())
+    }
+}
+
+/// A host's metrics history, read for shipping.
+struct HostMetrics(Arc<capstan_metrics::History>);
+
+#[async_trait::async_trait]
+impl capstan_fleet::MetricsOutbox for HostMetrics {
+    async fn after(&self, t: i64, limit: usize) -> Result<Vec<capstan_fleet::Sweep>, String> {
+        let history = Arc::clone(&self.0);
+        tokio::task::spawn_blocking(move || history.sweeps_after(t, limit))
+            .await
+            .map_err(|e| e.to_string())?
+            .map_err(|e| e.to_string())
+    }
+}
+
 /// The fleet's hub, when `[fleet] listen` says where agents connect: its identity (made at
 /// first start under `<data>/fleet/hub`) and its listener. Hosts' lines go into this capstan's
 /// log store when it keeps logs.
@@ -94,6 +135,7 @@ pub(super) async fn start_hub(
     base: &Base,
     fleet: &crate::config::FleetConfig,
     logs: &Logs,
+    history: Option<&Arc<capstan_metrics::History>>,
 ) -> Result<Option<capstan_fleet::Hub>> {
     let Some(listen) = fleet.listen else {
         return Ok(None);
@@ -106,11 +148,15 @@ pub(super) async fn start_hub(
         .with_context(|| {
             format!("fleet.listen: cannot listen on {listen} (is another program using it?)")
         })?;
-    let inbox: Arc<dyn capstan_fleet::LogInbox> = Arc::new(HubLogs {
-        store: Arc::clone(&logs.api.store),
-        committed: logs.committed.clone(),
-    });
-    let hub = capstan_fleet::Hub::new(base.store.clone(), identity, Some(inbox));
+    let inboxes = capstan_fleet::Inboxes {
+        logs: Some(Arc::new(HubLogs {
+            store: Arc::clone(&logs.api.store),
+            committed: logs.committed.clone(),
+        })),
+        metrics: history
+            .map(|h| Arc::new(HubMetrics(Arc::clone(h))) as Arc<dyn capstan_fleet::MetricsInbox>),
+    };
+    let hub = capstan_fleet::Hub::new(base.store.clone(), identity, inboxes);
     info!(addr = %listener.local_addr()?, fingerprint = %hub.fingerprint(), "the fleet hub listens for agents");
     tokio::spawn(hub.clone().serve(listener, base.shutdown.clone()));
     Ok(Some(hub))
@@ -121,7 +167,7 @@ pub(super) async fn start_hub(
 /// seconds, reconnecting as needed. A host the hub removed stops dialing and goes on by itself.
 pub(super) fn start_link(
     base: &Base,
-    logs: &Logs,
+    (logs, history): (&Logs, Option<&Arc<capstan_metrics::History>>),
     joined: capstan_fleet::Joined,
     identity: capstan_fleet::Identity,
 ) -> Result<()> {
@@ -129,19 +175,21 @@ pub(super) fn start_link(
     let engine_on = base.engine_on;
     let shutdown = base.shutdown.clone();
     let store = base.store.clone();
-    let outbox: Option<Arc<dyn capstan_fleet::LogOutbox>> = if logs.collecting {
+    let mut outboxes = capstan_fleet::Outboxes::default();
+    if logs.collecting {
         let everything = logs
             .api
             .store
             .compile("")
             .map_err(|e| anyhow::anyhow!("the log query of everything: {e}"))?;
-        Some(Arc::new(HostLogs {
+        outboxes.logs = Some(Arc::new(HostLogs {
             store: Arc::clone(&logs.api.store),
             everything,
-        }))
-    } else {
-        None
-    };
+        }));
+    }
+    if let Some(h) = history {
+        outboxes.metrics = Some(Arc::new(HostMetrics(Arc::clone(h))));
+    }
     tokio::spawn(async move {
         let hub = joined.url.clone();
         let described = move || {
@@ -157,7 +205,7 @@ pub(super) fn start_link(
             }
         };
         if let Err(e) =
-            capstan_fleet::run_link(joined, identity, (store, outbox), described, shutdown).await
+            capstan_fleet::run_link(joined, identity, (store, outboxes), described, shutdown).await
         {
             warn!(hub = %hub, error = %e, "this host stopped dialing the hub; it goes on by itself (join it again with a new token)");
         }

@@ -114,7 +114,7 @@ pub async fn run(opts: ServeOptions) -> Result<()> {
     let images = subsystems::start_images(&base, &file.images, auto_tx, &file.targets)?;
     let deploy = subsystems::start_deploy(&base, &rollouts, auto_rx, &clusters, &file.targets)?;
     let scanner = subsystems::start_scan(&base, &file.images)?;
-    let metrics = subsystems::start_metrics(&base, &file.metrics)?;
+    let metrics = subsystems::start_metrics(&base, &file.metrics, file.fleet.listen.is_some())?;
     let security = subsystems::start_security(&base, &file.security).await;
     let alerts = subsystems::start_alerts(
         &base,
@@ -126,9 +126,9 @@ pub async fn run(opts: ServeOptions) -> Result<()> {
     )?;
     let pipeline = subsystems::start_pipeline(&base, &file.pipeline, &deploy, &rollouts, &scanner);
     let notify = subsystems::start_notify(&base, &file.notify, &alerts, images.updates.as_ref())?;
-    let hub = fleet::start_hub(&base, &file.fleet, &logs).await?;
+    let hub = fleet::start_hub(&base, &file.fleet, &logs, metrics.history.as_ref()).await?;
     if let Some((joined, identity)) = opts.agent {
-        fleet::start_link(&base, &logs, joined, identity)?;
+        fleet::start_link(&base, (&logs, metrics.history.as_ref()), joined, identity)?;
     }
 
     let state = AppState {

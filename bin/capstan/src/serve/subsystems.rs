@@ -394,28 +394,37 @@ pub(super) struct Metrics {
     pub history: Option<Arc<capstan_metrics::History>>,
 }
 
-/// Container metrics from cgroups (or the engine's stats), and their history.
+/// Container metrics from cgroups (or the engine's stats), and their history; a fleet's hub
+/// (`hub`) keeps a history for its hosts' metrics even when it collects none of its own.
 pub(super) fn start_metrics(
     base: &Base,
     config: &capstan_metrics::MetricsConfig,
+    hub: bool,
 ) -> Result<Metrics> {
+    let mut collector = config.collector()?;
+    let keep = config.history.unwrap_or(true);
+    let open = |interval| -> Result<Option<Arc<capstan_metrics::History>>> {
+        let kept = capstan_metrics::History::open(&base.data.join("metrics.db"), interval)
+            .map_err(|e| anyhow::anyhow!("{e}"))?;
+        Ok(Some(Arc::new(kept)))
+    };
     if !config.collect.unwrap_or(true) || !base.engine_on {
         if !base.engine_on {
             info!("container metrics are off: no engine ([docker] enabled = false)");
         }
         return Ok(Metrics {
             metrics: None,
-            history: None,
+            history: if hub && keep {
+                open(collector.interval)?
+            } else {
+                None
+            },
         });
     }
     let metrics = Arc::new(capstan_metrics::Metrics::default());
-    let mut collector = config.collector()?;
     let mut history = None;
-    if config.history.unwrap_or(true) {
-        let kept =
-            capstan_metrics::History::open(&base.data.join("metrics.db"), collector.interval)
-                .map_err(|e| anyhow::anyhow!("{e}"))?;
-        history = Some(Arc::new(kept));
+    if keep {
+        history = open(collector.interval)?;
         collector.history.clone_from(&history);
     }
     tokio::spawn(Arc::clone(&metrics).run(

@@ -355,3 +355,57 @@ async fn a_hosts_flood_is_searchable_on_the_hub_once_across_the_hub_killed_twice
     assert_eq!(numbers, (0..20_000).collect::<Vec<_>>(), "every line once");
     engine.remove_container(&id, true).await.unwrap();
 }
+
+/// A host's metrics reach the hub's history with its `host` label, and an alert rule there,
+/// over every host, fires for the host whose container breaches it, naming the host. The hub
+/// collects no metrics of its own here: what fires is the host's.
+#[tokio::test]
+async fn a_metric_rule_on_the_hub_fires_for_the_host_that_breaches_it() {
+    let engine = capstan_testkit::engine().await;
+    capstan_testkit::ensure_busybox(&engine).await;
+    let port = free_port();
+    let url = format!("https://127.0.0.1:{port}");
+    let name = capstan_testkit::unique("fleet-busy");
+    let hub = Daemon::start_with(
+        bin(),
+        engine.host(),
+        &format!(
+            "{QUIET}[metrics]\ncollect = false\n\n[fleet]\nlisten = \"127.0.0.1:{port}\"\n\n\
+             [[alerts.rules]]\nname = \"host-busy\"\n\
+             expr = 'container_memory_working_set_bytes{{name=\"{name}\"}} > 0'\nfor = \"2s\"\n"
+        ),
+    )
+    .await;
+    let first = token(&hub, &[]).await;
+    let _agent = Daemon::start_agent(
+        bin(),
+        engine.host(),
+        &format!("{QUIET}[metrics]\ninterval = \"1s\"\n"),
+        &["--join", &url, "--token", &first, "--name", "host-m"],
+    )
+    .await;
+    let id = crate::logs::run_container(&engine, &name, "exec sleep 3600").await;
+    let fired = eventually(
+        Duration::from_secs(90),
+        "host-busy firing for host-m",
+        || async {
+            let page: capstan_model::EventPage = hub.get("/api/v1/alerts/history?limit=1000").await;
+            page.events.into_iter().find(|e| {
+                e.actor == "host-busy"
+                    && e.action == "alert_firing"
+                    && e.attributes.get("host").map(String::as_str) == Some("host-m")
+            })
+        },
+    )
+    .await;
+    assert_eq!(fired.attributes["name"], name, "{fired:?}");
+    // the series, queried on the hub, carry the host
+    let result: capstan_model::MetricsResult = hub
+        .get(&format!(
+            "/api/v1/metrics/query?query=container_memory_working_set_bytes%7Bname%3D%22{name}%22%7D"
+        ))
+        .await;
+    let series = serde_json::to_value(&result).unwrap();
+    assert!(series.to_string().contains("host-m"), "{series}");
+    engine.remove_container(&id, true).await.unwrap();
+}
