@@ -35,6 +35,8 @@ const SWEEPS: usize = 100;
 const BATCH_BYTES: usize = 4 * 1024 * 1024;
 /// A connection (TCP, TLS, HTTP/2) that takes longer is given up.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+/// A call the hub has not answered by then is given up (the connection with it).
+const CALL_TIMEOUT: Duration = Duration::from_mins(1);
 /// The longest wait between reconnects.
 const BACKOFF_MAX: Duration = Duration::from_secs(30);
 
@@ -148,7 +150,13 @@ async fn connect(url: &str, identity: &Identity, hub: &str) -> Result<Connection
                     _ => unreachable(format!("TLS: {e}")),
                 }
             })?;
+        // pings find a hub gone without a word (a partition, a machine lost): the connection
+        // ends, and the agent dials again
         let (send, conn) = hyper::client::conn::http2::Builder::new(TokioExecutor::new())
+            .timer(hyper_util::rt::TokioTimer::new())
+            .keep_alive_interval(crate::KEEPALIVE)
+            .keep_alive_timeout(crate::KEEPALIVE)
+            .keep_alive_while_idle(true)
             .handshake(TokioIo::new(tls))
             .await
             .map_err(|e| unreachable(format!("HTTP/2: {e}")))?;
@@ -182,22 +190,28 @@ impl Connection {
             .header("content-type", "application/json")
             .body(Full::new(Bytes::from(bytes)))
             .map_err(|e| AgentError::Usage(e.to_string()))?;
-        self.send
-            .ready()
+        let exchange = async {
+            self.send
+                .ready()
+                .await
+                .map_err(|e| unreachable(e.to_string()))?;
+            let resp = self
+                .send
+                .send_request(req)
+                .await
+                .map_err(|e| unreachable(e.to_string()))?;
+            let status = resp.status();
+            let body = resp
+                .into_body()
+                .collect()
+                .await
+                .map_err(|e| unreachable(e.to_string()))?
+                .to_bytes();
+            Ok::<_, AgentError>((status, body))
+        };
+        let (status, body) = tokio::time::timeout(CALL_TIMEOUT, exchange)
             .await
-            .map_err(|e| unreachable(e.to_string()))?;
-        let resp = self
-            .send
-            .send_request(req)
-            .await
-            .map_err(|e| unreachable(e.to_string()))?;
-        let status = resp.status();
-        let body = resp
-            .into_body()
-            .collect()
-            .await
-            .map_err(|e| unreachable(e.to_string()))?
-            .to_bytes();
+            .map_err(|_| unreachable(format!("no answer within {CALL_TIMEOUT:?}")))??;
         if status == StatusCode::OK {
             return serde_json::from_slice(&body)
                 .map_err(|e| unreachable(format!("an answer that does not parse: {e}")));

@@ -346,7 +346,11 @@ impl Hub {
             .layer(Extension(peer))
             .with_state(self.clone());
         let service = hyper_util::service::TowerToHyperService::new(app);
+        // pings find an agent gone without a word: it is shown away, not connected
         let serving = hyper::server::conn::http2::Builder::new(TokioExecutor::new())
+            .timer(hyper_util::rt::TokioTimer::new())
+            .keep_alive_interval(crate::KEEPALIVE)
+            .keep_alive_timeout(crate::KEEPALIVE)
             .serve_connection(TokioIo::new(tls), service);
         tokio::select! {
             r = serving => if let Err(e) = r {

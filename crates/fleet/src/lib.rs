@@ -19,5 +19,9 @@ pub use identity::{Identity, fingerprint};
 pub use streams::{Inboxes, LogInbox, LogOutbox, MetricsInbox, MetricsOutbox, Outboxes, Sweep};
 pub use token::{JoinToken, TokenError};
 
+/// How often each side pings the other over an idle connection, and how long it waits for the
+/// answer before it takes the connection for dead.
+const KEEPALIVE: std::time::Duration = std::time::Duration::from_secs(10);
+
 /// The SNI name the agent sends and the hub's certificate carries (the key is what is checked).
 const HUB_NAME: &str = "capstan-hub";

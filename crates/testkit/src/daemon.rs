@@ -16,6 +16,9 @@ pub struct Daemon {
     container: Option<String>,
     /// `capstan agent`'s own flags when it runs as a fleet host ([`Daemon::start_agent`]).
     agent: Option<Vec<String>>,
+    /// The network namespace it runs in and the address it listens on there (a host of the
+    /// run's three: [`Daemon::start_agent_on`]).
+    netns: Option<(String, String)>,
     data: PathBuf,
     _data_guard: Option<tempfile::TempDir>,
     /// Set in the daemon's environment (over `DOCKER_CONFIG`, which points at nothing unless
@@ -114,6 +117,7 @@ impl Daemon {
             child: None,
             container: None,
             agent: None,
+            netns: None,
             data,
             _data_guard: Some(guard),
             env: Vec::new(),
@@ -128,6 +132,18 @@ impl Daemon {
     pub async fn start_agent(bin: &Path, docker_host: &str, config: &str, flags: &[&str]) -> Self {
         let mut d = Self::unstarted(bin, docker_host, config);
         d.agent = Some(flags.iter().map(|f| (*f).to_owned()).collect());
+        d.spawn(None).await;
+        d
+    }
+
+    /// `capstan agent` on host `node` (1 to 3) of the run's three hosts (`scripts/swarm-ground`):
+    /// in its network namespace, against its engine, its API on its address on the test bridge
+    /// (`10.217.0.1N`, which the test reaches while the host's link is up).
+    pub async fn start_agent_on(node: u8, bin: &Path, config: &str, flags: &[&str]) -> Self {
+        let engine = crate::swarm_node_host(&format!("capt-node{node}"));
+        let mut d = Self::unstarted(bin, &engine, config);
+        d.agent = Some(flags.iter().map(|f| (*f).to_owned()).collect());
+        d.netns = Some((format!("capt-swn{node}"), format!("10.217.0.1{node}")));
         d.spawn(None).await;
         d
     }
@@ -187,13 +203,26 @@ impl Daemon {
 
     /// Starts (again) on the same data dir; `listen` keeps the old address when given.
     async fn spawn(&mut self, listen: Option<String>) {
-        let listen = listen.unwrap_or_else(|| "127.0.0.1:0".to_owned());
+        let ip = self
+            .netns
+            .as_ref()
+            .map_or("127.0.0.1", |(_, ip)| ip.as_str());
+        let listen = listen.unwrap_or_else(|| format!("{ip}:0"));
         let log = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
             .open(self.log_path())
             .unwrap();
-        let mut child = Command::new(&self.bin)
+        // nsenter execs the binary: the child is capstan itself
+        let mut command = match &self.netns {
+            Some((ns, _)) => {
+                let mut c = Command::new("nsenter");
+                c.arg(format!("--net=/run/netns/{ns}")).arg(&self.bin);
+                c
+            }
+            None => Command::new(&self.bin),
+        };
+        let mut child = command
             .args(match &self.agent {
                 Some(flags) => [&["agent".to_owned()][..], flags].concat(),
                 None => vec!["serve".to_owned()],

@@ -409,3 +409,125 @@ async fn a_metric_rule_on_the_hub_fires_for_the_host_that_breaches_it() {
     assert!(series.to_string().contains("host-m"), "{series}");
     engine.remove_container(&id, true).await.unwrap();
 }
+
+/// Two of the run's three hosts (each a network namespace with its own dockerd,
+/// `scripts/swarm-ground`) join a hub on the test bridge. Both are cut off for 20 s, during
+/// which host 2 floods 20,000 lines and host 3 journals 300 image events, and the hub is
+/// killed -9 and started again. Once the links are back, every line is searchable on the hub
+/// once with `host:host-2`, and every event is there once with `host=host-3`.
+#[tokio::test]
+async fn fleet_hosts_lose_nothing_across_a_partition_and_the_hub_killed() {
+    const IMAGE: &str = "capt-swarm/busybox:1";
+    let port = free_port();
+    let url = format!("https://10.217.0.1:{port}");
+    let mut hub = Daemon::start_with(
+        bin(),
+        &capstan_testkit::docker_host(),
+        &format!("{QUIET}[fleet]\nlisten = \"10.217.0.1:{port}\"\n"),
+    )
+    .await;
+    let name = capstan_testkit::unique("fleet-part");
+    let (t2, t3) = (token(&hub, &[]).await, token(&hub, &[]).await);
+    let two = Daemon::start_agent_on(
+        2,
+        bin(),
+        &format!("[logs]\ncontainers = [\"{name}\"]\n"),
+        &["--join", &url, "--token", &t2, "--name", "host-2"],
+    )
+    .await;
+    let _three = Daemon::start_agent_on(
+        3,
+        bin(),
+        QUIET,
+        &["--join", &url, "--token", &t3, "--name", "host-3"],
+    )
+    .await;
+    eventually(Duration::from_secs(30), "both hosts connected", || async {
+        let h = hosts(&hub).await;
+        (h.len() == 2 && h.iter().all(|h| h.state == "connected")).then_some(())
+    })
+    .await;
+    let engine2 =
+        capstan_engine::Engine::new(Some(&capstan_testkit::swarm_node_host("capt-node2"))).unwrap();
+    let engine3 =
+        capstan_engine::Engine::new(Some(&capstan_testkit::swarm_node_host("capt-node3"))).unwrap();
+
+    // cut off: host 2 floods, host 3 journals, the hub dies and comes back
+    let cut_at = tokio::time::Instant::now();
+    let cuts = (
+        capstan_testkit::CutLink::cut(2),
+        capstan_testkit::CutLink::cut(3),
+    );
+    let id = engine2
+        .create_container(
+            &name,
+            IMAGE,
+            &[
+                "sh",
+                "-c",
+                "i=0; while [ $i -lt 20000 ]; do echo \"fleet-part-line $i\"; i=$((i+1)); done; exec sleep 3600",
+            ],
+            std::collections::HashMap::new(),
+        )
+        .await
+        .unwrap();
+    engine2.start_container(&id).await.unwrap();
+    let prefix = capstan_testkit::unique("capt-fleet-part");
+    let names: Vec<String> = (0..300).map(|i| format!("{prefix}:{i}")).collect();
+    for n in &names {
+        engine3.tag(IMAGE, n).await.unwrap();
+    }
+    hub.kill9().await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    hub.restart().await;
+    tokio::time::sleep_until(cut_at + Duration::from_secs(20)).await;
+    drop(cuts);
+
+    // back: each line and each event once
+    let q = "host:host-2 fleet-part-line";
+    crate::logs::wait_for(&hub, q, 20_000, Duration::from_mins(2)).await;
+    let (code, out, err) = hub.cli(&["logs", "--all", "-o", "json", q]).await;
+    assert_eq!(code, 0, "{err}");
+    let mut numbers: Vec<u32> = out
+        .lines()
+        .map(|l| {
+            let line: serde_json::Value = serde_json::from_str(l).unwrap();
+            line["raw"]
+                .as_str()
+                .unwrap()
+                .rsplit(' ')
+                .next()
+                .unwrap()
+                .parse()
+                .unwrap()
+        })
+        .collect();
+    numbers.sort_unstable();
+    assert_eq!(numbers, (0..20_000).collect::<Vec<_>>(), "every line once");
+    let arrived = eventually(Duration::from_mins(1), "300 events of host-3", || async {
+        let got = tagged(&hub.all_events("type=image&host=host-3").await, &prefix);
+        assert!(
+            got.len() <= 300,
+            "more than host-3 journaled: {}",
+            got.len()
+        );
+        (got.len() == 300).then_some(got)
+    })
+    .await;
+    let mut want = names.clone();
+    want.sort();
+    assert_eq!(arrived, want, "each event once");
+    assert_eq!(
+        hosts(&hub)
+            .await
+            .iter()
+            .filter(|h| h.state == "connected")
+            .count(),
+        2
+    );
+    engine2.remove_container(&id, true).await.unwrap();
+    for n in &names {
+        let _ = engine3.remove_image(n, false).await;
+    }
+    drop(two);
+}
