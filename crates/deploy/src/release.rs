@@ -207,10 +207,14 @@ impl Deployer {
                 ReleaseResult::Running,
             ))
             .await?;
-        let report = self
-            .with_progress(progress)
-            .deploy(req, previous.as_ref(), number)
-            .await;
+        let report = match self.target.run_release(req, number, progress.clone()).await {
+            Some(report) => report,
+            None => {
+                self.with_progress(progress)
+                    .deploy(req, previous.as_ref(), number)
+                    .await
+            }
+        };
         // what each service ran; a target that stopped answering leaves it empty
         let images = self
             .target

@@ -15,8 +15,8 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use capstan_compose::Project;
-use capstan_model::Event;
-use tokio::sync::broadcast;
+use capstan_model::{Event, Report};
+use tokio::sync::{broadcast, mpsc};
 
 use crate::DeployRequest;
 use crate::error::TargetError;
@@ -242,6 +242,20 @@ pub trait Target: Send + Sync + std::fmt::Debug {
     /// previous definition). Targets that realise single replicas say `false`.
     fn orchestrates(&self) -> bool {
         false
+    }
+
+    /// Runs release `release` of `request` whole, elsewhere (a fleet host's agent runs its own
+    /// rollout and answers with its report), sending its steps to `progress`; `None`: the
+    /// rollout engine runs it here, through this target's other methods. The ledger stays
+    /// where the release began.
+    async fn run_release(
+        &self,
+        request: &DeployRequest,
+        release: i64,
+        progress: Option<mpsc::Sender<capstan_model::Progress>>,
+    ) -> Option<Report> {
+        let _ = (request, release, progress);
+        None
     }
 
     /// Makes the target run `unit.service` as `unit.project` defines it in release

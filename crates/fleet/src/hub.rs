@@ -56,6 +56,8 @@ struct Inner {
     identity: Identity,
     /// Where hosts' log lines and metrics go (the hub's stores), when it keeps them.
     inboxes: crate::Inboxes,
+    /// Commands for hosts, and who waits for their ends.
+    queue: crate::commands::Queue,
     /// Fingerprint → the connections presenting it (an id each, and what cuts it).
     live: Mutex<HashMap<String, Vec<(u64, CancellationToken)>>>,
     next: AtomicU64,
@@ -180,6 +182,7 @@ impl Hub {
                 store,
                 identity,
                 inboxes,
+                queue: crate::commands::Queue::default(),
                 live: Mutex::new(HashMap::new()),
                 next: AtomicU64::new(0),
             }),
@@ -221,7 +224,24 @@ impl Hub {
         Ok(token)
     }
 
-    fn connected(&self, fingerprint: &str) -> bool {
+    pub(crate) fn queue(&self) -> &crate::commands::Queue {
+        &self.inner.queue
+    }
+
+    /// The key of the host named `name`, if it is in the fleet.
+    ///
+    /// # Errors
+    /// The store's.
+    pub async fn host_key(&self, name: &str) -> Result<Option<String>, capstan_store::Error> {
+        let name = name.to_owned();
+        let rows = self.inner.store.read(capstan_store::fleet::hosts).await?;
+        Ok(rows
+            .into_iter()
+            .find(|r| r.name == name)
+            .map(|r| r.fingerprint))
+    }
+
+    pub(crate) fn connected(&self, fingerprint: &str) -> bool {
         self.inner
             .live
             .lock()
@@ -341,6 +361,9 @@ impl Hub {
             .route("/fleet/v1/events", post(events))
             .route("/fleet/v1/logs", post(logs))
             .route("/fleet/v1/metrics", post(metrics))
+            .route("/fleet/v1/commands/next", post(next_command))
+            .route("/fleet/v1/commands/step", post(command_step))
+            .route("/fleet/v1/commands/done", post(command_done))
             // a batch of long lines is larger than axum's default
             .layer(axum::extract::DefaultBodyLimit::max(BODY_LIMIT))
             .layer(Extension(peer))
@@ -568,4 +591,68 @@ async fn metrics(
             )
         })?;
     Ok(Json(Taken { cursor }))
+}
+
+/// The host's next command (`null` when none came within the poll's wait).
+#[derive(Debug, Serialize, Deserialize)]
+pub(crate) struct NextCommand {
+    pub command: Option<crate::commands::Command>,
+}
+
+/// An empty request or answer.
+#[derive(Debug, Default, Serialize, Deserialize)]
+pub(crate) struct Nothing {}
+
+/// A long poll for the host's next command.
+async fn next_command(
+    State(hub): State<Hub>,
+    Extension(peer): Extension<Peer>,
+    Json(_): Json<Nothing>,
+) -> Result<Json<NextCommand>, Refusal> {
+    hub.known(&peer).await?;
+    let command = hub
+        .inner
+        .queue
+        .next(&peer.fingerprint, crate::host::POLL_WAIT)
+        .await;
+    Ok(Json(NextCommand { command }))
+}
+
+/// A step of a command under way, for whoever waits.
+async fn command_step(
+    State(hub): State<Hub>,
+    Extension(peer): Extension<Peer>,
+    Json(step): Json<crate::commands::Step>,
+) -> Result<Json<Nothing>, Refusal> {
+    hub.known(&peer).await?;
+    hub.inner.queue.step(step).await;
+    Ok(Json(Nothing {}))
+}
+
+/// A command's end: to its caller, who records the release; with no caller left (the hub
+/// restarted meanwhile), the release is recorded here. Sent again, it records the same.
+async fn command_done(
+    State(hub): State<Hub>,
+    Extension(peer): Extension<Peer>,
+    Json(done): Json<crate::commands::Done>,
+) -> Result<Json<Nothing>, Refusal> {
+    let row = hub.known(&peer).await?;
+    info!(host = %row.name, app = %done.report.app, release = done.release, outcome = ?done.report.outcome, "a host's release ended");
+    if let Some(done) = hub.inner.queue.done(done) {
+        let result = done.report.outcome.result().as_str().to_owned();
+        let images = serde_json::to_string(&done.images).unwrap_or_default();
+        let report = serde_json::to_string(&done.report).unwrap_or_default();
+        hub.inner
+            .store
+            .finish_release(
+                done.report.app.clone(),
+                done.release,
+                result,
+                images,
+                report,
+            )
+            .await
+            .map_err(|e| internal(&e))?;
+    }
+    Ok(Json(Nothing {}))
 }

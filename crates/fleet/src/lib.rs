@@ -7,6 +7,8 @@
 //! stream of the one multiplexed connection. Why this and not SSH or Noise: docs/fleet.md.
 
 mod agent;
+mod commands;
+mod host;
 mod hub;
 mod identity;
 mod streams;
@@ -14,9 +16,13 @@ mod tls;
 mod token;
 
 pub use agent::{AgentError, Joined, join, run_link};
+pub use commands::{Command, Done, Op};
+pub use host::{HostTarget, host_target};
 pub use hub::{Hub, HubConfig};
 pub use identity::{Identity, fingerprint};
-pub use streams::{Inboxes, LogInbox, LogOutbox, MetricsInbox, MetricsOutbox, Outboxes, Sweep};
+pub use streams::{
+    HostOps, Inboxes, LogInbox, LogOutbox, MetricsInbox, MetricsOutbox, Outboxes, Sweep,
+};
 pub use token::{JoinToken, TokenError};
 
 /// How often each side pings the other over an idle connection, and how long it waits for the

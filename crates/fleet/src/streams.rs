@@ -73,9 +73,36 @@ pub struct Inboxes {
     pub metrics: Option<Arc<dyn MetricsInbox>>,
 }
 
-/// What a host ships besides its journal (none: not collected there).
+/// What a host runs for its hub (a release of an app, through its own rollout engine).
+#[async_trait::async_trait]
+pub trait HostOps: Send + Sync {
+    /// Runs `request` as a release here, its steps sent to `progress`; its report, and the
+    /// image id each service ran.
+    ///
+    /// # Errors
+    /// The release could not be run at all (the ledger, the policy, a lock): why.
+    async fn deploy(
+        &self,
+        request: capstan_deploy::DeployRequest,
+        pull: bool,
+        progress: tokio::sync::mpsc::Sender<capstan_model::Progress>,
+    ) -> Result<
+        (
+            capstan_model::Report,
+            std::collections::BTreeMap<String, String>,
+        ),
+        String,
+    >;
+}
+
+/// What a host ships besides its journal (none: not collected there), and what it runs for
+/// its hub.
 #[derive(Clone, Default)]
 pub struct Outboxes {
     pub logs: Option<Arc<dyn LogOutbox>>,
     pub metrics: Option<Arc<dyn MetricsOutbox>>,
+    /// Its operations (none: it takes no commands).
+    pub ops: Option<Arc<dyn HostOps>>,
+    /// Where the ends of commands wait until the hub has them (`<data>/fleet/done`).
+    pub done_dir: Option<std::path::PathBuf>,
 }

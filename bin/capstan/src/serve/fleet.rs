@@ -128,6 +128,53 @@ impl capstan_fleet::MetricsOutbox for HostMetrics {
     }
 }
 
+/// What a host runs for its hub: a release of an app through its own rollout engine, under
+/// the app's rollout lock, recorded in its own ledger too.
+struct HostOps {
+    deployer: capstan_deploy::Deployer,
+    store: capstan_store::Store,
+    locks: capstan_model::RolloutLocks,
+}
+
+/// How long a release from the hub waits for the app's lock here.
+const LOCK_WAIT: std::time::Duration = std::time::Duration::from_mins(10);
+
+#[async_trait::async_trait]
+impl capstan_fleet::HostOps for HostOps {
+    async fn deploy(
+        &self,
+        mut request: capstan_deploy::DeployRequest,
+        pull: bool,
+        progress: tokio::sync::mpsc::Sender<capstan_model::Progress>,
+    ) -> Result<
+        (
+            capstan_model::Report,
+            std::collections::BTreeMap<String, String>,
+        ),
+        String,
+    > {
+        let app = request.app();
+        let _lock = capstan_deploy::hold_when_free(&self.locks, &app, LOCK_WAIT)
+            .await
+            .ok_or_else(|| format!("{app} stayed busy on the host (a deploy or a healing pass)"))?;
+        request.pull = pull;
+        let report = self
+            .deployer
+            .release(&self.store, "hub", &request, Some(progress))
+            .await
+            .map_err(|e| e.to_string())?;
+        let images = self
+            .store
+            .current_release(app)
+            .await
+            .ok()
+            .flatten()
+            .and_then(|row| serde_json::from_str(&row.images).ok())
+            .unwrap_or_default();
+        Ok((report, images))
+    }
+}
+
 /// The fleet's hub, when `[fleet] listen` says where agents connect: its identity (made at
 /// first start under `<data>/fleet/hub`) and its listener. Hosts' lines go into this capstan's
 /// log store when it keeps logs.
@@ -168,6 +215,7 @@ pub(super) async fn start_hub(
 pub(super) fn start_link(
     base: &Base,
     (logs, history): (&Logs, Option<&Arc<capstan_metrics::History>>),
+    (deployer, locks): (&capstan_deploy::Deployer, &capstan_model::RolloutLocks),
     joined: capstan_fleet::Joined,
     identity: capstan_fleet::Identity,
 ) -> Result<()> {
@@ -189,6 +237,14 @@ pub(super) fn start_link(
     }
     if let Some(h) = history {
         outboxes.metrics = Some(Arc::new(HostMetrics(Arc::clone(h))));
+    }
+    if base.engine_on {
+        outboxes.ops = Some(Arc::new(HostOps {
+            deployer: deployer.clone(),
+            store: base.store.clone(),
+            locks: locks.clone(),
+        }));
+        outboxes.done_dir = Some(base.data.join("fleet/done"));
     }
     tokio::spawn(async move {
         let hub = joined.url.clone();

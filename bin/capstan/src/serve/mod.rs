@@ -128,7 +128,13 @@ pub async fn run(opts: ServeOptions) -> Result<()> {
     let notify = subsystems::start_notify(&base, &file.notify, &alerts, images.updates.as_ref())?;
     let hub = fleet::start_hub(&base, &file.fleet, &logs, metrics.history.as_ref()).await?;
     if let Some((joined, identity)) = opts.agent {
-        fleet::start_link(&base, (&logs, metrics.history.as_ref()), joined, identity)?;
+        fleet::start_link(
+            &base,
+            (&logs, metrics.history.as_ref()),
+            (&deploy.deployer, &rollouts),
+            joined,
+            identity,
+        )?;
     }
 
     let state = AppState {

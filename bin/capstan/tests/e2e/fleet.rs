@@ -531,3 +531,134 @@ async fn fleet_hosts_lose_nothing_across_a_partition_and_the_hub_killed() {
     }
     drop(two);
 }
+
+/// The ledger of `app` on `daemon`, newest first.
+async fn releases(daemon: &Daemon, app: &str) -> Vec<capstan_model::Release> {
+    let (code, out, err) = daemon.cli(&["releases", app, "-o", "json"]).await;
+    assert_eq!(code, 0, "{err}");
+    serde_json::from_str(&out).unwrap()
+}
+
+/// An app deployed from the hub to a host (the run's host 2, in its namespace): the host's
+/// agent runs the rollout, the hub keeps the ledger. A release whose health gate is still
+/// waiting when the host is cut off for 25 s (long enough for both sides to take the
+/// connection for dead) finishes on the host by itself, and the hub's ledger has its result
+/// once the host is back. A deploy to a host that is down is refused (exit 3) with nothing
+/// recorded, and an unknown host name is exit 2.
+#[tokio::test]
+async fn fleet_an_app_deployed_to_a_host_finishes_there_across_a_cut() {
+    let port = free_port();
+    let url = format!("https://10.217.0.1:{port}");
+    let hub = Daemon::start_with(
+        bin(),
+        &capstan_testkit::docker_host(),
+        &format!("{QUIET}[fleet]\nlisten = \"10.217.0.1:{port}\"\n"),
+    )
+    .await;
+    let t = token(&hub, &[]).await;
+    let mut two = Daemon::start_agent_on(
+        2,
+        bin(),
+        QUIET,
+        &["--join", &url, "--token", &t, "--name", "host-2"],
+    )
+    .await;
+    eventually(Duration::from_secs(30), "host-2 connected", || async {
+        let h = hosts(&hub).await;
+        (h.len() == 1 && h[0].state == "connected").then_some(())
+    })
+    .await;
+    let app = capstan_testkit::unique("fleet-app");
+    let dir = tempfile::tempdir().unwrap();
+    let compose = |script: &str, check: &str| {
+        format!(
+            "name: {app}\nservices:\n  web:\n    image: capt-swarm/busybox:1\n    command: [\"sh\", \"-c\", \"{script}\"]\n    healthcheck:\n      test: [\"CMD\", \"sh\", \"-c\", \"{check}\"]\n      interval: 1s\n      retries: 30\n"
+        )
+    };
+
+    // release 1, from the hub: run on the host, recorded on the hub
+    std::fs::write(
+        dir.path().join("compose.yaml"),
+        compose("echo one; exec sleep 3600", "true"),
+    )
+    .unwrap();
+    let (code, out, err) = hub
+        .cli_in(dir.path(), &["deploy", "--target", "host-2"], &[])
+        .await;
+    assert_eq!(code, 0, "{out}{err}");
+    let ledger = releases(&hub, &app).await;
+    assert_eq!(ledger.len(), 1);
+    assert_eq!(ledger[0].result, "succeeded", "{:#?}", ledger[0]);
+    assert_eq!(ledger[0].source["target"], "host-2");
+    let on_host = two.cli(&["ps", &app, "-o", "json"]).await;
+    assert!(on_host.1.contains("\"running\""), "{on_host:?}");
+
+    // release 2 becomes healthy ~8 s after it starts; the host is cut off meanwhile
+    std::fs::write(
+        dir.path().join("compose.yaml"),
+        compose("sleep 8; touch /ready; exec sleep 3600", "test -f /ready"),
+    )
+    .unwrap();
+    let deploying = {
+        let (hub_url, token) = (hub.url.clone(), hub.token.clone());
+        let dir = dir.path().to_owned();
+        tokio::spawn(async move {
+            tokio::process::Command::new(bin())
+                .args(["deploy", "--target", "host-2"])
+                .current_dir(dir)
+                .env("CAPSTAN_URL", hub_url)
+                .env("CAPSTAN_TOKEN", token)
+                .output()
+                .await
+                .unwrap()
+        })
+    };
+    eventually(Duration::from_secs(20), "release 2 under way", || async {
+        let r = releases(&hub, &app).await;
+        (r.len() == 2 && r[0].result == "running").then_some(())
+    })
+    .await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    {
+        let _cut = capstan_testkit::CutLink::cut(2);
+        tokio::time::sleep(Duration::from_secs(25)).await;
+        assert_eq!(
+            releases(&hub, &app).await[0].result,
+            "running",
+            "the hub cannot know yet"
+        );
+    }
+    let out = tokio::time::timeout(Duration::from_mins(2), deploying)
+        .await
+        .expect("the deploy returns once the host reports")
+        .unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let ledger = releases(&hub, &app).await;
+    assert_eq!(ledger[0].number, 2);
+    assert_eq!(ledger[0].result, "succeeded", "{:#?}", ledger[0]);
+
+    // bad input: an unknown host; a host that is down (nothing recorded)
+    let (code, _, err) = hub
+        .cli_in(dir.path(), &["deploy", "--target", "no-such-host"], &[])
+        .await;
+    assert_eq!(code, 2, "{err}");
+    let (code, _, err) = two.cli(&["down", &app]).await;
+    assert_eq!(code, 0, "{err}");
+    two.kill9().await;
+    eventually(Duration::from_secs(30), "host-2 away", || async {
+        (hosts(&hub).await[0].state == "away").then_some(())
+    })
+    .await;
+    let (code, _, err) = hub
+        .cli_in(dir.path(), &["deploy", "--target", "host-2"], &[])
+        .await;
+    assert_eq!(code, 3, "{err}");
+    assert!(err.contains("host host-2 is not connected"), "{err}");
+    assert_eq!(releases(&hub, &app).await.len(), 2, "nothing recorded");
+}

@@ -831,6 +831,7 @@ async fn place(state: &AppState, app: &str, asked: Option<&str>) -> Result<Place
         asked.map(|t| Some(t).filter(|t| *t != capstan_deploy::targets::LOCAL));
     if let Some(Some(name)) = asked
         && !state.places.contains_key(name)
+        && fleet_host(state, name).await?.is_none()
     {
         let known: Vec<&str> = std::iter::once(capstan_deploy::targets::LOCAL)
             .chain(state.places.keys().map(String::as_str))
@@ -865,16 +866,47 @@ async fn place(state: &AppState, app: &str, asked: Option<&str>) -> Result<Place
             ));
         }
         None => state.deployer.clone(),
-        Some(name) => state.places.get(name).cloned().ok_or_else(|| {
-            ApiError::new(
-                Code::Conflict,
-                format!(
-                    "app {app} runs on target {name}, which capstan.toml no longer names: add it back to [[targets]] to manage the app"
-                ),
-            )
-        })?,
+        Some(name) => match state.places.get(name) {
+            Some(d) => d.clone(),
+            None => match fleet_host(state, name).await? {
+                Some(host) => {
+                    if !host.connected() {
+                        return Err(ApiError::new(
+                            Code::EngineUnavailable,
+                            format!(
+                                "host {name} is not connected to the hub (its agent is down or cut off; capstan hosts shows its last contact): nothing was sent, try again once it is back"
+                            ),
+                        ));
+                    }
+                    // the hub keeps the ledger; the host's agent runs the rollout
+                    let mut d = state.deployer.clone();
+                    d.target = host;
+                    d.place = Some(name.clone());
+                    d
+                }
+                None => {
+                    return Err(ApiError::new(
+                        Code::Conflict,
+                        format!(
+                            "app {app} runs on target {name}, which capstan.toml no longer names and is no host of the fleet: add it back to [[targets]] (or join the host again) to manage the app"
+                        ),
+                    ));
+                }
+            },
+        },
     };
     Ok(Place { deployer })
+}
+
+/// The fleet host named `name`, when this capstan is a hub and it is one of its hosts.
+async fn fleet_host(
+    state: &AppState,
+    name: &str,
+) -> Result<Option<std::sync::Arc<capstan_fleet::HostTarget>>, ApiError> {
+    match &state.hub {
+        Some(hub) => Ok(capstan_fleet::host_target(hub, name).await?),
+        None => Ok(None),
+    }
 }
 
 /// `?target=NAME`.

@@ -1,0 +1,162 @@
+//! A fleet host as a target of the hub's deploys (`deploy --target NAME`): the hub keeps the
+//! ledger; the host's agent runs the release with its own rollout engine and answers with its
+//! report ([`crate::commands`]).
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use capstan_compose::Project;
+use capstan_deploy::{DeployRequest, Replica, Target, TargetError};
+use capstan_model::{Outcome, Progress, Report};
+use tokio::sync::mpsc;
+
+use crate::commands::{Command, Op};
+use crate::hub::Hub;
+
+/// A joined host, as the hub's rollout engine sees it.
+#[derive(Debug)]
+pub struct HostTarget {
+    hub: Hub,
+    name: String,
+    key: String,
+    /// App → service → the image id it ran, from the host's last report.
+    images: Mutex<BTreeMap<String, BTreeMap<String, String>>>,
+}
+
+fn not_here(what: &str) -> TargetError {
+    TargetError::Refused(format!(
+        "{what} of an app on a fleet host is not done from the hub yet: run it on the host (its own capstan CLI)"
+    ))
+}
+
+impl HostTarget {
+    pub(crate) fn new(hub: Hub, name: String, key: String) -> Self {
+        Self {
+            hub,
+            name,
+            key,
+            images: Mutex::new(BTreeMap::new()),
+        }
+    }
+
+    /// Whether the host's agent is connected now.
+    pub fn connected(&self) -> bool {
+        self.hub.connected(&self.key)
+    }
+
+    /// The host's name in the fleet.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+}
+
+/// A command id: unique on this hub.
+fn command_id() -> String {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static N: AtomicU64 = AtomicU64::new(0);
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default()
+        .as_nanos();
+    format!("{nanos:x}-{}", N.fetch_add(1, Ordering::Relaxed))
+}
+
+#[async_trait::async_trait]
+impl Target for HostTarget {
+    fn check(&self, _request: &DeployRequest) -> Result<(), TargetError> {
+        // the host's agent checks the model against its own engine when it runs the release
+        Ok(())
+    }
+
+    async fn prepare(&self, _request: &DeployRequest) -> Result<(), TargetError> {
+        Ok(())
+    }
+
+    async fn finish(&self, _app: &str) {}
+
+    async fn observe(&self, _app: &str) -> Result<Vec<Replica>, TargetError> {
+        Err(not_here("listing the replicas"))
+    }
+
+    async fn observe_all(&self) -> Result<BTreeMap<String, Vec<Replica>>, TargetError> {
+        Ok(BTreeMap::new())
+    }
+
+    async fn image_ids(&self, project: &Project) -> Result<BTreeMap<String, String>, TargetError> {
+        let app = project.name.clone().unwrap_or_default();
+        Ok(self
+            .images
+            .lock()
+            .ok()
+            .and_then(|m| m.get(&app).cloned())
+            .unwrap_or_default())
+    }
+
+    async fn pull(&self, _image: &str) -> Result<(), TargetError> {
+        Ok(())
+    }
+
+    async fn last_logs(&self, _id: &str, _lines: usize) -> String {
+        String::new()
+    }
+
+    async fn down(&self, _app: &str, _volumes: bool) -> Result<Vec<String>, TargetError> {
+        Err(not_here("taking down"))
+    }
+
+    async fn run_release(
+        &self,
+        request: &DeployRequest,
+        release: i64,
+        progress: Option<mpsc::Sender<Progress>>,
+    ) -> Option<Report> {
+        let app = request.app();
+        let command = Command {
+            id: command_id(),
+            release,
+            op: Op::Deploy {
+                request: request.clone(),
+                pull: request.pull,
+            },
+        };
+        let id = command.id.clone();
+        let done = self.hub.queue().push(&self.key, command, progress);
+        // however long the host is away: it finishes the release by itself and reports it
+        // when it is back (the hub, restarted meanwhile, records it then without this caller)
+        let answer = done.await;
+        self.hub.queue().forget(&id);
+        Some(match answer {
+            Ok(done) => {
+                if let Ok(mut images) = self.images.lock() {
+                    images.insert(app, done.images);
+                }
+                done.report
+            }
+            Err(_) => Report {
+                app,
+                release,
+                outcome: Outcome::Failed,
+                services: Vec::new(),
+                error: Some(format!(
+                    "the hub stopped waiting for host {}; its report is recorded when it arrives",
+                    self.name
+                )),
+            },
+        })
+    }
+}
+
+/// How long a connected host may take to pick a command up (it polls at once when idle).
+pub(crate) const POLL_WAIT: Duration = Duration::from_secs(20);
+
+/// The target of a joined host, if `name` is one.
+pub async fn host_target(
+    hub: &Hub,
+    name: &str,
+) -> Result<Option<Arc<HostTarget>>, capstan_store::Error> {
+    Ok(hub
+        .host_key(name)
+        .await?
+        .map(|key| Arc::new(HostTarget::new(hub.clone(), name.to_owned(), key))))
+}
