@@ -66,6 +66,28 @@ enum Command {
         #[arg(long)]
         docker_host: Option<String>,
     },
+    /// Simulated fleet hosts against a hub, for the hub-cost benchmark (bench/src/fleet.rs).
+    #[command(hide = true)]
+    FleetLoad {
+        /// The hub's fleet address (`https://HOST:PORT`).
+        #[arg(long)]
+        join: String,
+        /// A file of join tokens, one per line: one simulated host each.
+        #[arg(long)]
+        tokens: PathBuf,
+        /// Where each host keeps its identity and join.
+        #[arg(long)]
+        dir: PathBuf,
+        /// Log lines a second, per host.
+        #[arg(long, default_value_t = 100)]
+        lines_per_second: u32,
+        /// Containers per host.
+        #[arg(long, default_value_t = 50)]
+        containers: u32,
+        /// How often each host sends its containers' metrics (`0s`: never).
+        #[arg(long, default_value = "10s")]
+        metrics_every: String,
+    },
     /// Run the proxy for published ports (the daemon starts it and re-adopts it; it outlives
     /// the daemon so restarting the daemon drops no connection).
     Proxy {
@@ -203,6 +225,59 @@ fn main() -> ExitCode {
             docker_host,
             Some(AgentArgs { join, token, name }),
         ),
+        Command::FleetLoad {
+            join,
+            tokens,
+            dir,
+            lines_per_second,
+            containers,
+            metrics_every,
+        } => {
+            init_tracing();
+            let every = if metrics_every == "0s" {
+                Ok(std::time::Duration::ZERO)
+            } else {
+                capstan_model::parse_duration(&metrics_every)
+            };
+            let (every, tokens) = match (every, std::fs::read_to_string(&tokens)) {
+                (Ok(every), Ok(text)) => (
+                    every,
+                    text.lines()
+                        .map(str::trim)
+                        .filter(|l| !l.is_empty())
+                        .map(str::to_owned)
+                        .collect(),
+                ),
+                (Err(e), _) => {
+                    eprintln!("capstan fleet-load: --metrics-every: {e}");
+                    return ExitCode::from(ExitStatus::Usage.code());
+                }
+                (_, Err(e)) => {
+                    eprintln!("capstan fleet-load: {}: {e}", tokens.display());
+                    return ExitCode::from(ExitStatus::Usage.code());
+                }
+            };
+            let load = capstan_fleet::Load {
+                url: join,
+                tokens,
+                dir,
+                lines_per_second,
+                containers,
+                metrics_every: every,
+            };
+            let shutdown = tokio_util::sync::CancellationToken::new();
+            runtime.spawn(capstan_process::stop_on_signals(
+                shutdown.clone(),
+                "stopping the simulated hosts",
+            ));
+            match runtime.block_on(capstan_fleet::run_load(load, shutdown)) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    eprintln!("capstan fleet-load: {e}");
+                    ExitCode::from(ExitStatus::Usage.code())
+                }
+            }
+        }
         Command::Proxy { data } => {
             init_tracing();
             let data = data.unwrap_or_else(config::default_data_dir);

@@ -115,13 +115,17 @@ fn address(url: &str) -> Result<String, AgentError> {
 
 /// One HTTP/2 connection to the hub (clones share it: each call is a stream of its own).
 #[derive(Clone)]
-struct Connection {
+pub(crate) struct Connection {
     send: SendRequest<Full<Bytes>>,
     /// Cancelled when the connection ends.
     ended: CancellationToken,
 }
 
-async fn connect(url: &str, identity: &Identity, hub: &str) -> Result<Connection, AgentError> {
+pub(crate) async fn connect(
+    url: &str,
+    identity: &Identity,
+    hub: &str,
+) -> Result<Connection, AgentError> {
     let addr = address(url)?;
     let unreachable = |error: String| AgentError::Unreachable {
         url: url.to_owned(),
@@ -176,7 +180,7 @@ async fn connect(url: &str, identity: &Identity, hub: &str) -> Result<Connection
 
 impl Connection {
     /// POSTs `body` to `path`; the hub's refusal is [`AgentError::Refused`].
-    async fn call<B: Serialize, R: serde::de::DeserializeOwned>(
+    pub(crate) async fn call<B: Serialize, R: serde::de::DeserializeOwned>(
         &mut self,
         url: &str,
         path: &str,

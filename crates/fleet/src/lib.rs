@@ -11,6 +11,7 @@ mod commands;
 mod host;
 mod hub;
 mod identity;
+mod load;
 mod streams;
 mod tls;
 mod token;
@@ -20,6 +21,7 @@ pub use commands::{Command, Done, Op};
 pub use host::{HostTarget, host_target};
 pub use hub::{Hub, HubConfig};
 pub use identity::{Identity, fingerprint};
+pub use load::{Load, run as run_load};
 pub use streams::{
     HostOps, Inboxes, LogInbox, LogOutbox, MetricsInbox, MetricsOutbox, Outboxes, Sweep,
 };

@@ -98,11 +98,15 @@ fn cases(output: &str) -> String {
 async fn schemathesis_finds_no_server_error_and_no_answer_off_the_document_own_engine() {
     let mut own = OwnEngine::start().await;
     let _engine = own.engine().await;
-    // the built-in alert rules on (a test daemon has them off unless it says `[alerts]`)
+    // the built-in alert rules on (a test daemon has them off unless it says `[alerts]`); a
+    // fleet hub (its hosts' routes answer)
     let daemon = Daemon::start_with(
         bin(),
         &own.host(),
-        "[images]\nwatch = true\n[alerts]\ndefaults = true\n",
+        &format!(
+            "[images]\nwatch = true\n[alerts]\ndefaults = true\n[fleet]\nlisten = \"127.0.0.1:{}\"\n",
+            capstan_testkit::free_port()
+        ),
     )
     .await;
     // the admin runs last: its stateful phase lists the tokens and revokes them (as it may)
@@ -129,7 +133,8 @@ async fn schemathesis_finds_no_server_error_and_no_answer_off_the_document_own_e
         }
         seen.insert(role.clone(), statuses);
     }
-    // what config can turn off answers 404 then: a daemon with metrics and watching off
+    // what config can turn off answers 404 (409 for a capstan that is no fleet hub) then: a
+    // daemon with metrics and watching off, and no `[fleet]`
     let off = Daemon::start_with(
         bin(),
         &own.host(),
@@ -141,7 +146,7 @@ async fn schemathesis_finds_no_server_error_and_no_answer_off_the_document_own_e
         "admin, parts off",
         &off.token,
         10,
-        "^/api/v1/(metrics|images/updates|hooks/registry)",
+        "^/api/v1/(metrics|images/updates|hooks/registry|hosts)",
     )
     .await;
     if !ok {

@@ -58,18 +58,14 @@ pub(crate) async fn join_token(
     axum::Extension(who): axum::Extension<crate::auth::Principal>,
     body: axum::body::Bytes,
 ) -> Result<(StatusCode, Json<JoinTokenIssued>), ApiError> {
-    let new: NewJoinToken = if body.is_empty() {
-        NewJoinToken::default()
-    } else {
-        serde_json::from_slice(&body).map_err(|e| {
-            ApiError::new(
-                Code::BadRequest,
-                format!(
-                    "join token: {e} (send {{\"labels\": {{\"env\": \"prod\"}}, \"ttl\": \"1h\"}})"
-                ),
-            )
-        })?
-    };
+    let new: NewJoinToken = serde_json::from_slice(&body).map_err(|e| {
+        ApiError::new(
+            Code::BadRequest,
+            format!(
+                "join token: {e} (send {{\"labels\": {{\"env\": \"prod\"}}, \"ttl\": \"1h\"}}, or {{}})"
+            ),
+        )
+    })?;
     for (k, v) in &new.labels {
         if k.is_empty() || k.len() > 63 || v.len() > 253 || k.chars().any(char::is_whitespace) {
             return Err(ApiError::bad_param(
