@@ -392,13 +392,19 @@ fn a_hosts_lines_are_committed_once_with_its_cursor_beside_the_collectors_positi
         store
             .add(sample()[..1].to_vec(), pos(10), 10 * HOUR)
             .unwrap();
-        let (cursor, seq) = store
-            .append_remote("sha256:h1", 40, sample()[1..3].to_vec(), 10 * HOUR)
+        let (cursors, seq) = store
+            .append_remote(
+                vec![
+                    ("sha256:h1".to_owned(), 40, sample()[1..2].to_vec()),
+                    ("sha256:h2".to_owned(), 7, sample()[2..3].to_vec()),
+                ],
+                10 * HOUR,
+            )
             .unwrap();
         assert_eq!(
-            (cursor, seq),
-            (40, Some(3)),
-            "the collector's line went first"
+            (cursors, seq),
+            (vec![40, 7], Some(3)),
+            "the collector's line went first; both hosts' in one commit"
         );
         let cp = store.checkpoint();
         assert_eq!(
@@ -407,9 +413,12 @@ fn a_hosts_lines_are_committed_once_with_its_cursor_beside_the_collectors_positi
         );
         // the same batch again (its answer was lost): nothing stored
         let again = store
-            .append_remote("sha256:h1", 40, sample()[1..3].to_vec(), 10 * HOUR)
+            .append_remote(
+                vec![("sha256:h1".to_owned(), 40, sample()[1..2].to_vec())],
+                10 * HOUR,
+            )
             .unwrap();
-        assert_eq!(again, (40, None));
+        assert_eq!(again, (vec![40], None));
         // the collector's next commit keeps the host's cursor
         store
             .append(sample()[3..].to_vec(), pos(20), 10 * HOUR)
@@ -420,6 +429,7 @@ fn a_hosts_lines_are_committed_once_with_its_cursor_beside_the_collectors_positi
     let cp = store.checkpoint();
     assert_eq!((cp.seq, cp.positions["c"].offset), (5, 20));
     assert_eq!(store.remote_cursor("sha256:h1"), 40);
+    assert_eq!(store.remote_cursor("sha256:h2"), 7);
     assert_eq!(store.remote_cursor("sha256:other"), 0);
     assert_eq!(texts(&store, "").len(), 5, "every line once");
 }

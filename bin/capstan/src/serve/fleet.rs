@@ -10,10 +10,82 @@ use tracing::{info, warn};
 use super::Base;
 use super::subsystems::Logs;
 
-/// The hub's log store, taking hosts' lines.
+/// One host's batch on its way into the hub's log store, and where its cursor goes.
+struct Arriving {
+    key: String,
+    last: u64,
+    entries: Vec<capstan_logs::Entry>,
+    reply: tokio::sync::oneshot::Sender<Result<u64, String>>,
+}
+
+/// The most lines one commit takes from the batches waiting.
+const GROUP_LINES: usize = 50_000;
+
+/// The hub's log store, taking hosts' lines: every batch that arrives while a commit runs goes
+/// into the next one (one commit for many hosts, each answered once it is durable).
 struct HubLogs {
     store: Arc<capstan_logs::Store>,
+    arriving: tokio::sync::mpsc::Sender<Arriving>,
+}
+
+impl HubLogs {
+    fn start(store: Arc<capstan_logs::Store>, committed: tokio::sync::watch::Sender<u64>) -> Self {
+        let (arriving, rx) = tokio::sync::mpsc::channel(1024);
+        tokio::spawn(commit_groups(Arc::clone(&store), committed, rx));
+        Self { store, arriving }
+    }
+}
+
+/// Commits what arrives, in groups, until every sender is gone.
+async fn commit_groups(
+    store: Arc<capstan_logs::Store>,
     committed: tokio::sync::watch::Sender<u64>,
+    mut rx: tokio::sync::mpsc::Receiver<Arriving>,
+) {
+    while let Some(first) = rx.recv().await {
+        let mut lines = first.entries.len();
+        let mut group = vec![first];
+        while lines < GROUP_LINES {
+            let Ok(more) = rx.try_recv() else { break };
+            lines += more.entries.len();
+            group.push(more);
+        }
+        let (batches, replies): (Vec<_>, Vec<_>) = group
+            .into_iter()
+            .map(|a| ((a.key, a.last, a.entries), a.reply))
+            .unzip();
+        let store = Arc::clone(&store);
+        let now = chrono::Utc::now().timestamp_nanos_opt().unwrap_or_default();
+        let result = tokio::task::spawn_blocking(move || store.append_remote(batches, now)).await;
+        match result {
+            Ok(Ok((cursors, seq))) => {
+                if let Some(seq) = seq {
+                    committed.send_if_modified(|at| {
+                        let newer = seq > *at;
+                        if newer {
+                            *at = seq;
+                        }
+                        newer
+                    });
+                }
+                for (reply, cursor) in replies.into_iter().zip(cursors) {
+                    let _ = reply.send(Ok(cursor));
+                }
+            }
+            Ok(Err(e)) => {
+                let e = e.to_string();
+                for reply in replies {
+                    let _ = reply.send(Err(e.clone()));
+                }
+            }
+            Err(e) => {
+                let e = e.to_string();
+                for reply in replies {
+                    let _ = reply.send(Err(e.clone()));
+                }
+            }
+        }
+    }
 }
 
 #[async_trait::async_trait]
@@ -48,24 +120,19 @@ impl capstan_fleet::LogInbox for HubLogs {
                 e
             })
             .collect();
-        let store = Arc::clone(&self.store);
-        let key = key.to_owned();
-        let now = chrono::Utc::now().timestamp_nanos_opt().unwrap_or_default();
-        let (cursor, committed) =
-            tokio::task::spawn_blocking(move || store.append_remote(&key, last, entries, now))
-                .await
-                .map_err(|e| e.to_string())?
-                .map_err(|e| e.to_string())?;
-        if let Some(seq) = committed {
-            self.committed.send_if_modified(|at| {
-                let newer = seq > *at;
-                if newer {
-                    *at = seq;
-                }
-                newer
-            });
-        }
-        Ok(cursor)
+        let (reply, answer) = tokio::sync::oneshot::channel();
+        self.arriving
+            .send(Arriving {
+                key: key.to_owned(),
+                last,
+                entries,
+                reply,
+            })
+            .await
+            .map_err(|_| "the hub's log store is stopping".to_owned())?;
+        answer
+            .await
+            .map_err(|_| "the hub's log store is stopping".to_owned())?
     }
 }
 
@@ -196,10 +263,10 @@ pub(super) async fn start_hub(
             format!("fleet.listen: cannot listen on {listen} (is another program using it?)")
         })?;
     let inboxes = capstan_fleet::Inboxes {
-        logs: Some(Arc::new(HubLogs {
-            store: Arc::clone(&logs.api.store),
-            committed: logs.committed.clone(),
-        })),
+        logs: Some(Arc::new(HubLogs::start(
+            Arc::clone(&logs.api.store),
+            logs.committed.clone(),
+        ))),
         metrics: history
             .map(|h| Arc::new(HubMetrics(Arc::clone(h))) as Arc<dyn capstan_fleet::MetricsInbox>),
     };

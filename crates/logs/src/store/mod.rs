@@ -415,51 +415,65 @@ impl Store {
         Ok(())
     }
 
-    /// Stores the lines another capstan sent (a fleet host, `key`), up to `last`, its own
-    /// sequence number of the last of them, and commits them with that cursor, together with
-    /// whatever this capstan's collector added meanwhile. A batch at or before the cursor (sent
-    /// again after an answer was lost) is not stored again. Returns the cursor, and the last
-    /// sequence number committed when something was.
+    /// Stores the lines other capstans sent (fleet hosts: `(key, last, lines)`, `last` the
+    /// host's own sequence number of the last of its lines), and commits them once with each
+    /// host's cursor, together with whatever this capstan's collector added meanwhile. A batch
+    /// at or before its host's cursor (sent again after an answer was lost) is not stored
+    /// again. Returns each host's cursor, in the order given, and the last sequence number
+    /// committed when something was.
     ///
     /// # Errors
-    /// The index cannot be written or committed; nothing of the batch is then stored (and what
-    /// the collector had added is dropped with it: it reads it again, [`Store::rollbacks`]).
+    /// The index cannot be written or committed; nothing of the batches is then stored (and
+    /// what the collector had added is dropped with it: it reads it again,
+    /// [`Store::rollbacks`]).
     pub fn append_remote(
         &self,
-        key: &str,
-        last: u64,
-        lines: Vec<Entry>,
+        batches: Vec<(String, u64, Vec<Entry>)>,
         now_ns: i64,
-    ) -> Result<(u64, Option<u64>), Error> {
+    ) -> Result<(Vec<u64>, Option<u64>), Error> {
         let name = format!("p{}", now_ns.div_euclid(3_600_000_000_000));
         let mut inner = self.lock();
-        let at = inner
-            .pending
-            .as_ref()
-            .unwrap_or(&inner.checkpoint)
-            .remote
-            .get(key)
-            .copied()
-            .unwrap_or(0);
-        if last <= at {
-            return Ok((at, None));
-        }
-        let positions = inner
-            .pending
-            .as_ref()
-            .unwrap_or(&inner.checkpoint)
-            .positions
-            .clone();
-        let result = self
-            .add_locked(&mut inner, &name, lines, positions)
-            .and_then(|seq| {
-                if let Some(p) = inner.pending.as_mut() {
-                    p.remote.insert(key.to_owned(), last);
+        let mut cursors = Vec::with_capacity(batches.len());
+        let mut last_seq = None;
+        let mut result = Ok(());
+        for (key, last, lines) in batches {
+            let at = inner
+                .pending
+                .as_ref()
+                .unwrap_or(&inner.checkpoint)
+                .remote
+                .get(&key)
+                .copied()
+                .unwrap_or(0);
+            if last <= at {
+                cursors.push(at);
+                continue;
+            }
+            let positions = inner
+                .pending
+                .as_ref()
+                .unwrap_or(&inner.checkpoint)
+                .positions
+                .clone();
+            match self.add_locked(&mut inner, &name, lines, positions) {
+                Ok(seq) => {
+                    if let Some(p) = inner.pending.as_mut() {
+                        p.remote.insert(key, last);
+                    }
+                    last_seq = Some(seq);
+                    cursors.push(last);
                 }
-                self.commit_locked(&mut inner).map(|()| seq)
-            });
+                Err(e) => {
+                    result = Err(e);
+                    break;
+                }
+            }
+        }
+        if result.is_ok() && last_seq.is_some() {
+            result = self.commit_locked(&mut inner);
+        }
         match result {
-            Ok(seq) => Ok((last, Some(seq))),
+            Ok(()) => Ok((cursors, last_seq)),
             Err(e) => {
                 Self::rollback(&mut inner);
                 Err(e)
