@@ -15,6 +15,23 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 pub(crate) const VERSION: &str =
     concat!(env!("CARGO_PKG_VERSION"), " (", env!("CAPSTAN_COMMIT"), ")");
 
+/// What `serve` and `agent` run with.
+#[derive(Debug, Args)]
+struct DaemonArgs {
+    /// Config file (capstan.toml).
+    #[arg(long)]
+    config: Option<PathBuf>,
+    /// Data directory (default: $CAPSTAN_DATA, /var/lib/capstan as root, else ~/.local/share/capstan).
+    #[arg(long)]
+    data: Option<PathBuf>,
+    /// Address to serve the API on (default 127.0.0.1:7878).
+    #[arg(long)]
+    listen: Option<SocketAddr>,
+    /// Docker engine address (default: $DOCKER_HOST, else unix:///var/run/docker.sock).
+    #[arg(long)]
+    docker_host: Option<String>,
+}
+
 /// capstan runs a fleet of containers by itself.
 #[derive(Debug, Parser)]
 #[command(name = "capstan", version = VERSION, about, propagate_version = true)]
@@ -26,20 +43,7 @@ struct Cli {
 #[derive(Debug, Subcommand)]
 enum Command {
     /// Run the daemon: journal the engine's events and serve the API.
-    Serve {
-        /// Config file (capstan.toml).
-        #[arg(long)]
-        config: Option<PathBuf>,
-        /// Data directory (default: $CAPSTAN_DATA, /var/lib/capstan as root, else ~/.local/share/capstan).
-        #[arg(long)]
-        data: Option<PathBuf>,
-        /// Address to serve the API on (default 127.0.0.1:7878).
-        #[arg(long)]
-        listen: Option<SocketAddr>,
-        /// Docker engine address (default: $DOCKER_HOST, else unix:///var/run/docker.sock).
-        #[arg(long)]
-        docker_host: Option<String>,
-    },
+    Serve(DaemonArgs),
     /// Run as a host of a fleet: what `serve` runs here, plus a link to the hub (dialed out;
     /// the hub never connects to the host). The first start joins with a token from
     /// `capstan hosts join-token` on the hub; later starts reconnect by themselves.
@@ -53,18 +57,8 @@ enum Command {
         /// The host's name in the fleet (default: its host name).
         #[arg(long)]
         name: Option<String>,
-        /// Config file (capstan.toml).
-        #[arg(long)]
-        config: Option<PathBuf>,
-        /// Data directory (as for serve).
-        #[arg(long)]
-        data: Option<PathBuf>,
-        /// Address to serve the local API on (default 127.0.0.1:7878).
-        #[arg(long)]
-        listen: Option<SocketAddr>,
-        /// Docker engine address (as for serve).
-        #[arg(long)]
-        docker_host: Option<String>,
+        #[command(flatten)]
+        daemon: DaemonArgs,
     },
     /// Simulated fleet hosts against a hub, for the hub-cost benchmark (bench/src/fleet.rs).
     #[command(hide = true)]
@@ -203,28 +197,13 @@ fn main() -> ExitCode {
         }
     };
     match cli.command {
-        Command::Serve {
-            config,
-            data,
-            listen,
-            docker_host,
-        } => daemon(&runtime, config.as_deref(), data, listen, docker_host, None),
+        Command::Serve(daemon_args) => daemon(&runtime, daemon_args, None),
         Command::Agent {
             join,
             token,
             name,
-            config,
-            data,
-            listen,
-            docker_host,
-        } => daemon(
-            &runtime,
-            config.as_deref(),
-            data,
-            listen,
-            docker_host,
-            Some(AgentArgs { join, token, name }),
-        ),
+            daemon: daemon_args,
+        } => daemon(&runtime, daemon_args, Some(AgentArgs { join, token, name })),
         Command::FleetLoad {
             join,
             tokens,
@@ -333,12 +312,16 @@ struct AgentArgs {
 /// `capstan serve`, and `capstan agent` (`agent`: joined to a hub first when it has not been).
 fn daemon(
     runtime: &tokio::runtime::Runtime,
-    config: Option<&std::path::Path>,
-    data: Option<PathBuf>,
-    listen: Option<SocketAddr>,
-    docker_host: Option<String>,
+    args: DaemonArgs,
     agent: Option<AgentArgs>,
 ) -> ExitCode {
+    let DaemonArgs {
+        config,
+        data,
+        listen,
+        docker_host,
+    } = args;
+    let config = config.as_deref();
     init_tracing();
     let usage = |err: anyhow::Error| {
         eprintln!("capstan: {err:#}");

@@ -150,15 +150,7 @@ async fn the_node_agent_stores_every_pod_line_once() {
     assert_eq!(code, 0, "{err}");
     let objects: Vec<serde_json::Value> = serde_json::from_str(&out).unwrap();
 
-    let target = capstan_deploy::targets::TargetConfig {
-        name: "agent".into(),
-        kind: capstan_model::TargetKind::Kubernetes,
-        kubeconfig: Some(place.kubeconfig.clone()),
-        context: place.context.clone(),
-        namespace: Some(place.namespace.clone()),
-        ..capstan_deploy::targets::TargetConfig::default()
-    };
-    let cluster = capstan_kube::Cluster::connect(&target).await.unwrap();
+    let cluster = kubernetes_scenario::cluster(&place).await;
     let client = cluster.client.clone();
     apply_or_delete(&client, &place.namespace, &objects, false).await;
     let sets: Api<DaemonSet> = Api::namespaced(client.clone(), &place.namespace);

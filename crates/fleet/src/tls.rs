@@ -25,6 +25,33 @@ fn provider() -> Arc<CryptoProvider> {
 /// HTTP/2 only, over TLS 1.3 only.
 const ALPN: &[u8] = b"h2";
 
+/// Both sides speak TLS 1.3 only.
+fn tls12_refused() -> Result<HandshakeSignatureValid, Error> {
+    Err(Error::General("the fleet speaks TLS 1.3 only".into()))
+}
+
+/// Whether the peer holds the key of `cert`: its handshake signature checks out.
+fn holds_key(
+    provider: &CryptoProvider,
+    message: &[u8],
+    cert: &CertificateDer<'_>,
+    dss: &DigitallySignedStruct,
+) -> Result<HandshakeSignatureValid, Error> {
+    verify_tls13_signature(
+        message,
+        cert,
+        dss,
+        &provider.signature_verification_algorithms,
+    )
+}
+
+/// The signature schemes the provider checks.
+fn schemes(provider: &CryptoProvider) -> Vec<SignatureScheme> {
+    provider
+        .signature_verification_algorithms
+        .supported_schemes()
+}
+
 /// The hub's certificate must be the one the token pins.
 #[derive(Debug)]
 struct PinnedHub {
@@ -58,7 +85,7 @@ impl ServerCertVerifier for PinnedHub {
         _cert: &CertificateDer<'_>,
         _dss: &DigitallySignedStruct,
     ) -> Result<HandshakeSignatureValid, Error> {
-        Err(Error::General("the fleet speaks TLS 1.3 only".into()))
+        tls12_refused()
     }
 
     fn verify_tls13_signature(
@@ -67,18 +94,11 @@ impl ServerCertVerifier for PinnedHub {
         cert: &CertificateDer<'_>,
         dss: &DigitallySignedStruct,
     ) -> Result<HandshakeSignatureValid, Error> {
-        verify_tls13_signature(
-            message,
-            cert,
-            dss,
-            &self.provider.signature_verification_algorithms,
-        )
+        holds_key(&self.provider, message, cert, dss)
     }
 
     fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        self.provider
-            .signature_verification_algorithms
-            .supported_schemes()
+        schemes(&self.provider)
     }
 }
 
@@ -109,7 +129,7 @@ impl ClientCertVerifier for AnyHostKey {
         _cert: &CertificateDer<'_>,
         _dss: &DigitallySignedStruct,
     ) -> Result<HandshakeSignatureValid, Error> {
-        Err(Error::General("the fleet speaks TLS 1.3 only".into()))
+        tls12_refused()
     }
 
     fn verify_tls13_signature(
@@ -118,18 +138,11 @@ impl ClientCertVerifier for AnyHostKey {
         cert: &CertificateDer<'_>,
         dss: &DigitallySignedStruct,
     ) -> Result<HandshakeSignatureValid, Error> {
-        verify_tls13_signature(
-            message,
-            cert,
-            dss,
-            &self.provider.signature_verification_algorithms,
-        )
+        holds_key(&self.provider, message, cert, dss)
     }
 
     fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        self.provider
-            .signature_verification_algorithms
-            .supported_schemes()
+        schemes(&self.provider)
     }
 }
 

@@ -26,6 +26,28 @@ async fn hosts(hub: &Daemon) -> Vec<FleetHost> {
     serde_json::from_str(&out).unwrap()
 }
 
+/// A hub (`[fleet] listen` on `ip`, a free port; `extra` config besides) against `engine`,
+/// and its fleet address.
+async fn hub_on(engine: &str, ip: &str, extra: &str) -> (Daemon, String) {
+    let port = free_port();
+    let hub = Daemon::start_with(
+        bin(),
+        engine,
+        &format!("{QUIET}{extra}\n[fleet]\nlisten = \"{ip}:{port}\"\n"),
+    )
+    .await;
+    (hub, format!("https://{ip}:{port}"))
+}
+
+/// Waits until the hub lists `n` hosts, every one connected.
+async fn all_connected(hub: &Daemon, n: usize) {
+    eventually(Duration::from_secs(30), "every host connected", || async {
+        let h = hosts(hub).await;
+        (h.len() == n && h.iter().all(|h| h.state == "connected")).then_some(())
+    })
+    .await;
+}
+
 /// `capstan agent` that is expected to refuse to start: `(exit code, stderr)`.
 async fn refused_agent(url: &str, token: &str) -> (i32, String) {
     let data = tempfile::tempdir().unwrap();
@@ -57,14 +79,7 @@ async fn refused_agent(url: &str, token: &str) -> (i32, String) {
 #[tokio::test]
 async fn hosts_join_once_with_a_token_pinning_the_hubs_key_and_a_removed_one_is_cut_off() {
     let engine = capstan_testkit::engine().await;
-    let port = free_port();
-    let url = format!("https://127.0.0.1:{port}");
-    let hub = Daemon::start_with(
-        bin(),
-        engine.host(),
-        &format!("{QUIET}[fleet]\nlisten = \"127.0.0.1:{port}\"\n"),
-    )
-    .await;
+    let (hub, url) = hub_on(engine.host(), "127.0.0.1", "").await;
 
     // a host joins with a token carrying labels; the hub lists it connected
     let first = token(&hub, &["--labels", "env=test,zone=a"]).await;
@@ -110,11 +125,7 @@ async fn hosts_join_once_with_a_token_pinning_the_hubs_key_and_a_removed_one_is_
         &["--join", &url, "--token", &second, "--name", "host-2"],
     )
     .await;
-    eventually(Duration::from_secs(20), "host-2 connected", || async {
-        let h = hosts(&hub).await;
-        (h.len() == 2 && h.iter().all(|h| h.state == "connected")).then_some(())
-    })
-    .await;
+    all_connected(&hub, 2).await;
 
     // expired, malformed, no hub there, bad asks: each refused with exit 2 (3: unreachable)
     let short = token(&hub, &["--ttl", "1s"]).await;
@@ -198,14 +209,7 @@ async fn from_host(hub: &Daemon, prefix: &str) -> Vec<String> {
 async fn a_hosts_journal_reaches_the_hub_once_across_the_hub_killed() {
     let engine = capstan_testkit::engine().await;
     capstan_testkit::ensure_busybox(&engine).await;
-    let port = free_port();
-    let url = format!("https://127.0.0.1:{port}");
-    let mut hub = Daemon::start_with(
-        bin(),
-        engine.host(),
-        &format!("{QUIET}[fleet]\nlisten = \"127.0.0.1:{port}\"\n"),
-    )
-    .await;
+    let (mut hub, url) = hub_on(engine.host(), "127.0.0.1", "").await;
     let first = token(&hub, &[]).await;
     let agent = Daemon::start_agent(
         bin(),
@@ -279,14 +283,7 @@ async fn a_hosts_journal_reaches_the_hub_once_across_the_hub_killed() {
 async fn a_hosts_flood_is_searchable_on_the_hub_once_across_the_hub_killed_twice() {
     let engine = capstan_testkit::engine().await;
     capstan_testkit::ensure_busybox(&engine).await;
-    let port = free_port();
-    let url = format!("https://127.0.0.1:{port}");
-    let mut hub = Daemon::start_with(
-        bin(),
-        engine.host(),
-        &format!("{QUIET}[fleet]\nlisten = \"127.0.0.1:{port}\"\n"),
-    )
-    .await;
+    let (mut hub, url) = hub_on(engine.host(), "127.0.0.1", "").await;
     let first = token(&hub, &[]).await;
     let name = capstan_testkit::unique("fleet-flood");
     let agent = Daemon::start_agent(
@@ -296,11 +293,7 @@ async fn a_hosts_flood_is_searchable_on_the_hub_once_across_the_hub_killed_twice
         &["--join", &url, "--token", &first, "--name", "host-l"],
     )
     .await;
-    eventually(Duration::from_secs(20), "host-l connected", || async {
-        let h = hosts(&hub).await;
-        (h.len() == 1 && h[0].state == "connected").then_some(())
-    })
-    .await;
+    all_connected(&hub, 1).await;
 
     // the hub goes away; the host collects a flood meanwhile
     hub.kill9().await;
@@ -336,23 +329,9 @@ async fn a_hosts_flood_is_searchable_on_the_hub_once_across_the_hub_killed_twice
     // each line once, with the host's name
     let (code, out, err) = hub.cli(&["logs", "--all", "-o", "json", q]).await;
     assert_eq!(code, 0, "{err}");
-    let mut numbers: Vec<u32> = out
-        .lines()
-        .map(|l| {
-            let line: serde_json::Value = serde_json::from_str(l).unwrap();
-            assert_eq!(line["host"], "host-l", "{line}");
-            line["raw"]
-                .as_str()
-                .unwrap()
-                .rsplit(' ')
-                .next()
-                .unwrap()
-                .parse()
-                .unwrap()
-        })
-        .collect();
-    numbers.sort_unstable();
-    assert_eq!(numbers, (0..20_000).collect::<Vec<_>>(), "every line once");
+    crate::logs::assert_each_once(&out, 20_000, |line| {
+        assert_eq!(line["host"], "host-l", "{line}");
+    });
     engine.remove_container(&id, true).await.unwrap();
 }
 
@@ -363,15 +342,12 @@ async fn a_hosts_flood_is_searchable_on_the_hub_once_across_the_hub_killed_twice
 async fn a_metric_rule_on_the_hub_fires_for_the_host_that_breaches_it() {
     let engine = capstan_testkit::engine().await;
     capstan_testkit::ensure_busybox(&engine).await;
-    let port = free_port();
-    let url = format!("https://127.0.0.1:{port}");
     let name = capstan_testkit::unique("fleet-busy");
-    let hub = Daemon::start_with(
-        bin(),
+    let (hub, url) = hub_on(
         engine.host(),
+        "127.0.0.1",
         &format!(
-            "{QUIET}[metrics]\ncollect = false\n\n[fleet]\nlisten = \"127.0.0.1:{port}\"\n\n\
-             [[alerts.rules]]\nname = \"host-busy\"\n\
+            "[metrics]\ncollect = false\n\n[[alerts.rules]]\nname = \"host-busy\"\n\
              expr = 'container_memory_working_set_bytes{{name=\"{name}\"}} > 0'\nfor = \"2s\"\n"
         ),
     )
@@ -418,14 +394,7 @@ async fn a_metric_rule_on_the_hub_fires_for_the_host_that_breaches_it() {
 #[tokio::test]
 async fn fleet_hosts_lose_nothing_across_a_partition_and_the_hub_killed() {
     const IMAGE: &str = "capt-swarm/busybox:1";
-    let port = free_port();
-    let url = format!("https://10.217.0.1:{port}");
-    let mut hub = Daemon::start_with(
-        bin(),
-        &capstan_testkit::docker_host(),
-        &format!("{QUIET}[fleet]\nlisten = \"10.217.0.1:{port}\"\n"),
-    )
-    .await;
+    let (mut hub, url) = hub_on(&capstan_testkit::docker_host(), "10.217.0.1", "").await;
     let name = capstan_testkit::unique("fleet-part");
     let (t2, t3) = (token(&hub, &[]).await, token(&hub, &[]).await);
     let two = Daemon::start_agent_on(
@@ -442,11 +411,7 @@ async fn fleet_hosts_lose_nothing_across_a_partition_and_the_hub_killed() {
         &["--join", &url, "--token", &t3, "--name", "host-3"],
     )
     .await;
-    eventually(Duration::from_secs(30), "both hosts connected", || async {
-        let h = hosts(&hub).await;
-        (h.len() == 2 && h.iter().all(|h| h.state == "connected")).then_some(())
-    })
-    .await;
+    all_connected(&hub, 2).await;
     let engine2 =
         capstan_engine::Engine::new(Some(&capstan_testkit::swarm_node_host("capt-node2"))).unwrap();
     let engine3 =
@@ -488,22 +453,9 @@ async fn fleet_hosts_lose_nothing_across_a_partition_and_the_hub_killed() {
     crate::logs::wait_for(&hub, q, 20_000, Duration::from_mins(2)).await;
     let (code, out, err) = hub.cli(&["logs", "--all", "-o", "json", q]).await;
     assert_eq!(code, 0, "{err}");
-    let mut numbers: Vec<u32> = out
-        .lines()
-        .map(|l| {
-            let line: serde_json::Value = serde_json::from_str(l).unwrap();
-            line["raw"]
-                .as_str()
-                .unwrap()
-                .rsplit(' ')
-                .next()
-                .unwrap()
-                .parse()
-                .unwrap()
-        })
-        .collect();
-    numbers.sort_unstable();
-    assert_eq!(numbers, (0..20_000).collect::<Vec<_>>(), "every line once");
+    crate::logs::assert_each_once(&out, 20_000, |line| {
+        assert_eq!(line["host"], "host-2", "{line}");
+    });
     let arrived = eventually(Duration::from_mins(1), "300 events of host-3", || async {
         let got = tagged(&hub.all_events("type=image&host=host-3").await, &prefix);
         assert!(
@@ -547,14 +499,7 @@ async fn releases(daemon: &Daemon, app: &str) -> Vec<capstan_model::Release> {
 /// recorded, and an unknown host name is exit 2.
 #[tokio::test]
 async fn fleet_an_app_deployed_to_a_host_finishes_there_across_a_cut() {
-    let port = free_port();
-    let url = format!("https://10.217.0.1:{port}");
-    let hub = Daemon::start_with(
-        bin(),
-        &capstan_testkit::docker_host(),
-        &format!("{QUIET}[fleet]\nlisten = \"10.217.0.1:{port}\"\n"),
-    )
-    .await;
+    let (hub, url) = hub_on(&capstan_testkit::docker_host(), "10.217.0.1", "").await;
     let t = token(&hub, &[]).await;
     let mut two = Daemon::start_agent_on(
         2,
@@ -563,11 +508,7 @@ async fn fleet_an_app_deployed_to_a_host_finishes_there_across_a_cut() {
         &["--join", &url, "--token", &t, "--name", "host-2"],
     )
     .await;
-    eventually(Duration::from_secs(30), "host-2 connected", || async {
-        let h = hosts(&hub).await;
-        (h.len() == 1 && h[0].state == "connected").then_some(())
-    })
-    .await;
+    all_connected(&hub, 1).await;
     let app = capstan_testkit::unique("fleet-app");
     let dir = tempfile::tempdir().unwrap();
     let compose = |script: &str, check: &str| {

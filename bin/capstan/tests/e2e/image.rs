@@ -252,7 +252,7 @@ async fn the_node_agent_runs_from_the_image_as_render_self_specifies_it() {
 
     // the CLI inside the agent's container, as `kubectl exec ds/capstan-node -- capstan logs`
     let search = || {
-        let out = capstan_testkit::docker(
+        capstan_testkit::docker(
             &host,
             &[
                 "exec",
@@ -264,19 +264,17 @@ async fn the_node_agent_runs_from_the_image_as_render_self_specifies_it() {
                 "json",
                 "\"agent-image-line\"",
             ],
-        );
-        out.lines()
-            .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
-            .collect::<Vec<_>>()
+        )
     };
     let wait_for = |n: usize| {
         eventually(
             Duration::from_secs(30),
             "the agent's lines",
             move || async move {
-                let lines = search();
-                assert!(lines.len() <= n, "more lines than written: {}", lines.len());
-                (lines.len() == n).then_some(lines)
+                let out = search();
+                let lines = out.lines().count();
+                assert!(lines <= n, "more lines than written: {lines}");
+                (lines == n).then_some(out)
             },
         )
     };
@@ -289,26 +287,13 @@ async fn the_node_agent_runs_from_the_image_as_render_self_specifies_it() {
         "the test meant to rotate: {}",
         log.rotations()
     );
-    let lines = wait_for(1500).await;
-    let mut numbers: Vec<u32> = lines
-        .iter()
-        .map(|l| {
-            assert_eq!(l["namespace"], "apps", "{l}");
-            assert_eq!(l["pod"], "web-1", "{l}");
-            assert_eq!(l["container"], "web", "{l}");
-            assert_eq!(l["host"], "node-7", "{l}");
-            l["raw"]
-                .as_str()
-                .unwrap()
-                .rsplit(' ')
-                .next()
-                .unwrap()
-                .parse()
-                .unwrap()
-        })
-        .collect();
-    numbers.sort_unstable();
-    assert_eq!(numbers, (0..1500).collect::<Vec<_>>(), "every line once");
+    let out = wait_for(1500).await;
+    crate::logs::assert_each_once(&out, 1500, |l| {
+        assert_eq!(l["namespace"], "apps", "{l}");
+        assert_eq!(l["pod"], "web-1", "{l}");
+        assert_eq!(l["container"], "web", "{l}");
+        assert_eq!(l["host"], "node-7", "{l}");
+    });
     let health =
         capstan_testkit::docker(&host, &["exec", &name, "capstan", "health", "-o", "json"]);
     let health: serde_json::Value = serde_json::from_str(&health).unwrap();

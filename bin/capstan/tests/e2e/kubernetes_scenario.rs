@@ -101,7 +101,8 @@ async fn releases(daemon: &Daemon, app: &str) -> Vec<Release> {
     serde_json::from_str(&out).unwrap()
 }
 
-async fn claims(place: &Place, app: &str) -> Vec<String> {
+/// The cluster of `place`, as the test reaches it (beside capstan).
+pub async fn cluster(place: &Place) -> capstan_kube::Cluster {
     let target = capstan_deploy::targets::TargetConfig {
         name: "scenario".into(),
         kind: capstan_model::TargetKind::Kubernetes,
@@ -110,7 +111,11 @@ async fn claims(place: &Place, app: &str) -> Vec<String> {
         namespace: Some(place.namespace.clone()),
         ..capstan_deploy::targets::TargetConfig::default()
     };
-    let cluster = capstan_kube::Cluster::connect(&target).await.unwrap();
+    capstan_kube::Cluster::connect(&target).await.unwrap()
+}
+
+async fn claims(place: &Place, app: &str) -> Vec<String> {
+    let cluster = cluster(place).await;
     let api: kube::Api<PersistentVolumeClaim> =
         kube::Api::namespaced(cluster.client.clone(), &cluster.namespace);
     api.list(&kube::api::ListParams::default().labels(&format!("io.capstan.app={app}")))

@@ -74,6 +74,22 @@ pub(crate) async fn wait_for(daemon: &Daemon, q: &str, n: u64, timeout: Duration
     }
 }
 
+/// Asserts that `lines` (as `capstan logs -o json` prints them, a line each) end with the
+/// numbers 0 to `n - 1`, each once; `check` looks at each line too.
+pub(crate) fn assert_each_once(lines: &str, n: u32, check: impl Fn(&serde_json::Value)) {
+    let mut numbers: Vec<u32> = lines
+        .lines()
+        .map(|l| {
+            let line: serde_json::Value = serde_json::from_str(l).unwrap();
+            check(&line);
+            let raw = line["raw"].as_str().unwrap();
+            raw.rsplit(' ').next().unwrap().parse().unwrap()
+        })
+        .collect();
+    numbers.sort_unstable();
+    assert_eq!(numbers, (0..n).collect::<Vec<_>>(), "every line once");
+}
+
 /// A container running `script` whose json-file rotates at 1 MiB, keeping 3 files.
 async fn create_rotating(engine: &capstan_engine::Engine, name: &str, script: &str) -> String {
     create_logging(
