@@ -480,7 +480,30 @@ async fn run_command(
     dir: std::path::PathBuf,
     command: crate::commands::Command,
 ) {
-    let crate::commands::Op::Deploy { request, pull } = command.op;
+    let (request, pull) = match command.op {
+        crate::commands::Op::Deploy { request, pull } => (*request, pull),
+        crate::commands::Op::Down { app, volumes } => {
+            let (outcome, error, removed) = match ops.down(app.clone(), volumes).await {
+                Ok(removed) => (capstan_model::Outcome::Succeeded, None, removed),
+                Err(e) => (capstan_model::Outcome::Failed, Some(e), Vec::new()),
+            };
+            let done = crate::commands::Done {
+                id: command.id.clone(),
+                release: command.release,
+                report: capstan_model::Report {
+                    app,
+                    release: command.release,
+                    outcome,
+                    services: Vec::new(),
+                    error,
+                },
+                images: std::collections::BTreeMap::new(),
+                removed,
+            };
+            finish_command(&conn, &url, &dir, &done).await;
+            return;
+        }
+    };
     let app = request.app();
     let (tx, mut rx) = tokio::sync::mpsc::channel::<capstan_model::Progress>(64);
     let id = command.id.clone();
@@ -525,12 +548,18 @@ async fn run_command(
             ..report
         },
         images,
+        removed: Vec::new(),
     };
-    info!(id = %done.id, outcome = ?done.report.outcome, "the release ended; reporting it to the hub");
-    if let Err(e) = keep_done(&dir, &done) {
-        warn!(error = %e, "cannot keep the release's report until the hub has it");
+    finish_command(&conn, &url, &dir, &done).await;
+}
+
+/// Keeps `done` until the hub has it, and tries to deliver it now.
+async fn finish_command(conn: &Connection, url: &str, dir: &Path, done: &crate::commands::Done) {
+    info!(id = %done.id, outcome = ?done.report.outcome, "a command ended; reporting it to the hub");
+    if let Err(e) = keep_done(dir, done) {
+        warn!(error = %e, "cannot keep the command's report until the hub has it");
     }
-    let _ = deliver_done(&conn, &url, &dir).await;
+    let _ = deliver_done(conn, url, dir).await;
 }
 
 /// Keeps `done` in `dir` (written whole, then renamed) until the hub has it.

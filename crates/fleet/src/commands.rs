@@ -1,6 +1,6 @@
 //! What the hub asks of a host, and how the answers come back: the only operations an agent
-//! takes from its hub (a release of an app, run by its own rollout engine), never a proxy to
-//! its Docker API. The hub queues a command for the host; the agent takes it on its next long
+//! takes from its hub (a release of an app, run by its own rollout engine; an app taken down),
+//! never a proxy to its Docker API. The hub queues a command for the host; the agent takes it on its next long
 //! poll, runs it by itself (a link that drops meanwhile does not stop it), sends its steps while
 //! it can, and its report once it is done, also after a partition or a restart of either side.
 
@@ -28,11 +28,13 @@ pub struct Command {
 pub enum Op {
     /// A release of an app: the request as the hub's API took it (its files with it).
     Deploy {
-        request: DeployRequest,
+        request: Box<DeployRequest>,
         /// Pull every image first.
         #[serde(default)]
         pull: bool,
     },
+    /// An app taken down (its volumes too with `volumes`).
+    Down { app: String, volumes: bool },
 }
 
 /// A command's end, as the agent reports it.
@@ -44,6 +46,9 @@ pub struct Done {
     /// Service → the image id it ran.
     #[serde(default)]
     pub images: BTreeMap<String, String>,
+    /// What a `down` removed.
+    #[serde(default)]
+    pub removed: Vec<String>,
 }
 
 /// A step of a command under way.

@@ -101,8 +101,23 @@ impl Target for HostTarget {
         String::new()
     }
 
-    async fn down(&self, _app: &str, _volumes: bool) -> Result<Vec<String>, TargetError> {
-        Err(not_here("taking down"))
+    async fn down(&self, app: &str, volumes: bool) -> Result<Vec<String>, TargetError> {
+        let op = Op::Down {
+            app: app.to_owned(),
+            volumes,
+        };
+        let failed = |source: String| TargetError::Failed {
+            context: Some(format!("taking {app} down on host {}", self.name)),
+            source: source.into(),
+        };
+        let done = self
+            .ask(op, 0, None)
+            .await
+            .ok_or_else(|| failed("the hub stopped waiting for the host".to_owned()))?;
+        match done.report.error {
+            Some(e) if done.report.outcome != Outcome::Succeeded => Err(failed(e)),
+            _ => Ok(done.removed),
+        }
     }
 
     async fn run_release(
@@ -112,28 +127,18 @@ impl Target for HostTarget {
         progress: Option<mpsc::Sender<Progress>>,
     ) -> Option<Report> {
         let app = request.app();
-        let command = Command {
-            id: command_id(),
-            release,
-            op: Op::Deploy {
-                request: request.clone(),
-                pull: request.pull,
-            },
+        let op = Op::Deploy {
+            request: Box::new(request.clone()),
+            pull: request.pull,
         };
-        let id = command.id.clone();
-        let done = self.hub.queue().push(&self.key, command, progress);
-        // however long the host is away: it finishes the release by itself and reports it
-        // when it is back (the hub, restarted meanwhile, records it then without this caller)
-        let answer = done.await;
-        self.hub.queue().forget(&id);
-        Some(match answer {
-            Ok(done) => {
+        Some(match self.ask(op, release, progress).await {
+            Some(done) => {
                 if let Ok(mut images) = self.images.lock() {
                     images.insert(app, done.images);
                 }
                 done.report
             }
-            Err(_) => Report {
+            None => Report {
                 app,
                 release,
                 outcome: Outcome::Failed,
@@ -144,6 +149,29 @@ impl Target for HostTarget {
                 )),
             },
         })
+    }
+}
+
+impl HostTarget {
+    /// Queues `op` for the host and waits for its end, however long the host is away: it
+    /// finishes by itself and reports when it is back (a hub restarted meanwhile records a
+    /// release's end without this caller). `None` when the hub stopped waiting.
+    async fn ask(
+        &self,
+        op: Op,
+        release: i64,
+        progress: Option<mpsc::Sender<Progress>>,
+    ) -> Option<crate::commands::Done> {
+        let command = Command {
+            id: command_id(),
+            release,
+            op,
+        };
+        let id = command.id.clone();
+        let done = self.hub.queue().push(&self.key, command, progress);
+        let answer = done.await;
+        self.hub.queue().forget(&id);
+        answer.ok()
     }
 }
 

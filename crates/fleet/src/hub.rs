@@ -638,7 +638,10 @@ async fn command_done(
 ) -> Result<Json<Nothing>, Refusal> {
     let row = hub.known(&peer).await?;
     info!(host = %row.name, app = %done.report.app, release = done.release, outcome = ?done.report.outcome, "a host's release ended");
-    if let Some(done) = hub.inner.queue.done(done) {
+    // (a down's end records nothing: its ledger entry was written before it was asked)
+    if let Some(done) = hub.inner.queue.done(done)
+        && done.release > 0
+    {
         let result = done.report.outcome.result().as_str().to_owned();
         let images = serde_json::to_string(&done.images).unwrap_or_default();
         let report = serde_json::to_string(&done.report).unwrap_or_default();

@@ -93,6 +93,12 @@ pub trait HostOps: Send + Sync {
         ),
         String,
     >;
+
+    /// Takes `app` down here (its volumes too with `volumes`): what was removed.
+    ///
+    /// # Errors
+    /// Why it could not be.
+    async fn down(&self, app: String, volumes: bool) -> Result<Vec<String>, String>;
 }
 
 /// What a host ships besides its journal (none: not collected there), and what it runs for

@@ -240,6 +240,16 @@ impl capstan_fleet::HostOps for HostOps {
             .unwrap_or_default();
         Ok((report, images))
     }
+
+    async fn down(&self, app: String, volumes: bool) -> Result<Vec<String>, String> {
+        let _lock = capstan_deploy::hold_when_free(&self.locks, &app, LOCK_WAIT)
+            .await
+            .ok_or_else(|| format!("{app} stayed busy on the host (a deploy or a healing pass)"))?;
+        self.deployer
+            .take_down(&self.store, "hub", &app, volumes)
+            .await
+            .map_err(|e| e.to_string())
+    }
 }
 
 /// The fleet's hub, when `[fleet] listen` says where agents connect: its identity (made at

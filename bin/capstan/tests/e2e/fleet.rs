@@ -495,8 +495,9 @@ async fn releases(daemon: &Daemon, app: &str) -> Vec<capstan_model::Release> {
 /// agent runs the rollout, the hub keeps the ledger. A release whose health gate is still
 /// waiting when the host is cut off for 25 s (long enough for both sides to take the
 /// connection for dead) finishes on the host by itself, and the hub's ledger has its result
-/// once the host is back. A deploy to a host that is down is refused (exit 3) with nothing
-/// recorded, and an unknown host name is exit 2.
+/// once the host is back. Taken down from the hub, the app goes from the host. A deploy to a
+/// host that is down is refused (exit 3) with nothing recorded, and an unknown host name is
+/// exit 2.
 #[tokio::test]
 async fn fleet_an_app_deployed_to_a_host_finishes_there_across_a_cut() {
     let (hub, url) = hub_on(&capstan_testkit::docker_host(), "10.217.0.1", "").await;
@@ -589,8 +590,14 @@ async fn fleet_an_app_deployed_to_a_host_finishes_there_across_a_cut() {
         .cli_in(dir.path(), &["deploy", "--target", "no-such-host"], &[])
         .await;
     assert_eq!(code, 2, "{err}");
-    let (code, _, err) = two.cli(&["down", &app]).await;
+    // taken down from the hub: on the host, by its agent
+    let (code, out, err) = hub.cli(&["down", &app]).await;
     assert_eq!(code, 0, "{err}");
+    assert!(out.contains(&format!("{app}-web-1")), "{out}");
+    let (code, out, _) = two.cli(&["ps", &app, "-o", "json"]).await;
+    assert!(code != 0 || !out.contains("\"running\""), "{out}");
+    let ledger = releases(&hub, &app).await;
+    assert_eq!(ledger[0].result, "down", "{:#?}", ledger[0]);
     two.kill9().await;
     eventually(Duration::from_secs(30), "host-2 away", || async {
         (hosts(&hub).await[0].state == "away").then_some(())
@@ -601,5 +608,5 @@ async fn fleet_an_app_deployed_to_a_host_finishes_there_across_a_cut() {
         .await;
     assert_eq!(code, 3, "{err}");
     assert!(err.contains("host host-2 is not connected"), "{err}");
-    assert_eq!(releases(&hub, &app).await.len(), 2, "nothing recorded");
+    assert_eq!(releases(&hub, &app).await.len(), 3, "nothing recorded");
 }
