@@ -21,13 +21,17 @@ fn main() {
     let dir = PathBuf::from(std::env::var_os("CARGO_MANIFEST_DIR").unwrap_or_default());
     let commit = std::env::var("CAPSTAN_COMMIT").ok().or_else(|| {
         let commit = git(&dir, &["rev-parse", "--short=12", "HEAD"])?;
-        // rebuilt when HEAD moves: the files git keeps it in (only those that exist: cargo
-        // would rerun the script on every build for one that does not)
+        // rebuilt when HEAD moves: where git keeps it (only paths that exist: cargo would rerun
+        // the script on every build for one that does not)
         if let Some(git_dir) = git(&dir, &["rev-parse", "--absolute-git-dir"]) {
             let git_dir = PathBuf::from(git_dir);
             let mut watched = vec![git_dir.join("HEAD"), git_dir.join("packed-refs")];
+            // the branch's directory, not its file: a branch packed when this ran gets its
+            // file at the next commit, which a watch on the file would miss (cargo scans a
+            // directory for any change)
             if let Some(name) = git(&dir, &["symbolic-ref", "-q", "HEAD"]) {
-                watched.push(git_dir.join(name));
+                let branch = git_dir.join(name);
+                watched.extend(branch.parent().map(std::path::Path::to_path_buf));
             }
             for path in watched.iter().filter(|p| p.exists()) {
                 println!("cargo:rerun-if-changed={}", path.display());
