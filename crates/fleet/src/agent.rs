@@ -325,15 +325,7 @@ where
     Fut: std::future::Future<Output = String> + Send,
 {
     let url = joined.url.as_str();
-    let welcome: Welcome = conn
-        .call(
-            url,
-            "/fleet/v1/hello",
-            &Hello {
-                engine: engine().await,
-            },
-        )
-        .await?;
+    let welcome = hello(conn, url, engine).await?;
     let mut cursor = welcome.cursors.get("events").copied().unwrap_or(0);
     // a hub that keeps no logs has no cursor for them: none are sent
     let mut lines_at = welcome
@@ -409,15 +401,7 @@ where
             }
         }
         if tokio::time::Instant::now() >= hello_at {
-            let _: Welcome = conn
-                .call(
-                    url,
-                    "/fleet/v1/hello",
-                    &Hello {
-                        engine: engine().await,
-                    },
-                )
-                .await?;
+            hello(conn, url, engine).await?;
             hello_at = tokio::time::Instant::now() + HELLO_EVERY;
         }
         if shipped {
@@ -434,6 +418,19 @@ where
             () = tokio::time::sleep(IDLE) => {}
         }
     }
+}
+
+/// Says hello with what the host's engine is (`engine()`): the hub's cursors and the host's
+/// labels in answer.
+async fn hello<F, Fut>(conn: &mut Connection, url: &str, engine: &F) -> Result<Welcome, AgentError>
+where
+    F: Fn() -> Fut + Send,
+    Fut: std::future::Future<Output = String> + Send,
+{
+    let hello = Hello {
+        engine: engine().await,
+    };
+    conn.call(url, "/fleet/v1/hello", &hello).await
 }
 
 /// Aborts a task when dropped (the command poll of a connection that ended).
