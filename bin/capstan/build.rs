@@ -33,8 +33,15 @@ fn main() {
                 let branch = git_dir.join(name);
                 watched.extend(branch.parent().map(std::path::Path::to_path_buf));
             }
+            // relative to this package where it can be: two checkouts sharing a target
+            // directory share this script's unit, and an absolute path would watch the
+            // other checkout's git (cargo resolves a relative one against the package)
+            let root = dir.ancestors().nth(2).map(Path::to_path_buf);
             for path in watched.iter().filter(|p| p.exists()) {
-                println!("cargo:rerun-if-changed={}", path.display());
+                match root.as_deref().and_then(|r| path.strip_prefix(r).ok()) {
+                    Some(rest) => println!("cargo:rerun-if-changed=../../{}", rest.display()),
+                    None => println!("cargo:rerun-if-changed={}", path.display()),
+                }
             }
         }
         Some(commit)
