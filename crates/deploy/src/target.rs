@@ -23,7 +23,7 @@ use crate::error::TargetError;
 
 /// A replica as the target shows it: which app, service and slot it fills, what it was made
 /// from and how it is doing.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Replica {
     /// The target's id for it (a container id on Docker).
     pub id: String,

@@ -282,6 +282,10 @@ where
     F: Fn() -> Fut + Send,
     Fut: std::future::Future<Output = String> + Send,
 {
+    // what this agent was running for the hub when it stopped runs again
+    if let Some(r) = outboxes.runner() {
+        r.resume();
+    }
     let mut backoff = Duration::from_secs(1);
     loop {
         if shutdown.is_cancelled() {
@@ -339,19 +343,14 @@ where
     let mut hello_at = tokio::time::Instant::now() + HELLO_EVERY;
     // commands: a long poll of their own on this connection, each run to its end whatever
     // becomes of the connection
-    let polling = outboxes
-        .ops
+    let runner = outboxes.runner();
+    let polling = runner
         .clone()
-        .zip(outboxes.done_dir.clone())
-        .map(|(ops, dir)| {
-            let conn = conn.clone();
-            let url = url.to_owned();
-            tokio::spawn(poll_commands(conn, url, ops, dir))
-        });
+        .map(|r| tokio::spawn(r.poll(conn.clone(), url.to_owned())));
     let _stop_polling = AbortOnDrop(polling);
     loop {
-        if let Some(dir) = &outboxes.done_dir {
-            deliver_done(conn, url, dir).await?;
+        if let Some(r) = &runner {
+            r.deliver(conn, url).await?;
         }
         let batch = store
             .read(move |c| capstan_store::events::own_after(c, cursor, BATCH))
@@ -442,157 +441,4 @@ impl Drop for AbortOnDrop {
             t.abort();
         }
     }
-}
-
-/// Takes the hub's commands on `conn` until it ends; each runs on a task of its own, which
-/// outlives the connection.
-async fn poll_commands(
-    mut conn: Connection,
-    url: String,
-    ops: Arc<dyn crate::HostOps>,
-    dir: std::path::PathBuf,
-) {
-    loop {
-        let next: Result<crate::hub::NextCommand, _> = conn
-            .call(&url, "/fleet/v1/commands/next", &crate::hub::Nothing {})
-            .await;
-        let command = match next {
-            Ok(n) => n.command,
-            Err(_) => return,
-        };
-        if let Some(command) = command {
-            info!(id = %command.id, release = command.release, "the hub asks for a release");
-            let (conn, url, ops, dir) = (conn.clone(), url.clone(), Arc::clone(&ops), dir.clone());
-            tokio::spawn(run_command(conn, url, ops, dir, command));
-        }
-    }
-}
-
-/// Runs `command` here, its steps sent to the hub while the connection lasts; its end kept
-/// in `dir` until the hub has it.
-async fn run_command(
-    conn: Connection,
-    url: String,
-    ops: Arc<dyn crate::HostOps>,
-    dir: std::path::PathBuf,
-    command: crate::commands::Command,
-) {
-    let (request, pull) = match command.op {
-        crate::commands::Op::Deploy { request, pull } => (*request, pull),
-        crate::commands::Op::Down { app, volumes } => {
-            let (outcome, error, removed) = match ops.down(app.clone(), volumes).await {
-                Ok(removed) => (capstan_model::Outcome::Succeeded, None, removed),
-                Err(e) => (capstan_model::Outcome::Failed, Some(e), Vec::new()),
-            };
-            let done = crate::commands::Done {
-                id: command.id.clone(),
-                release: command.release,
-                report: capstan_model::Report {
-                    app,
-                    release: command.release,
-                    outcome,
-                    services: Vec::new(),
-                    error,
-                },
-                images: std::collections::BTreeMap::new(),
-                removed,
-            };
-            finish_command(&conn, &url, &dir, &done).await;
-            return;
-        }
-    };
-    let app = request.app();
-    let (tx, mut rx) = tokio::sync::mpsc::channel::<capstan_model::Progress>(64);
-    let id = command.id.clone();
-    let steps_url = url.clone();
-    let mut steps_conn = conn.clone();
-    // best effort: a step the hub does not get is only a line less on its screen
-    let forward = tokio::spawn(async move {
-        let mut alive = true;
-        while let Some(progress) = rx.recv().await {
-            if alive {
-                let step = crate::commands::Step {
-                    id: id.clone(),
-                    progress,
-                };
-                alive = steps_conn
-                    .call::<_, crate::hub::Nothing>(&steps_url, "/fleet/v1/commands/step", &step)
-                    .await
-                    .is_ok();
-            }
-        }
-    });
-    let (report, images) = match ops.deploy(request, pull, tx).await {
-        Ok(done) => done,
-        Err(e) => (
-            capstan_model::Report {
-                app,
-                release: command.release,
-                outcome: capstan_model::Outcome::Failed,
-                services: Vec::new(),
-                error: Some(e),
-            },
-            std::collections::BTreeMap::new(),
-        ),
-    };
-    let _ = forward.await;
-    let done = crate::commands::Done {
-        id: command.id.clone(),
-        // the hub's number, not this host's own ledger's
-        release: command.release,
-        report: capstan_model::Report {
-            release: command.release,
-            ..report
-        },
-        images,
-        removed: Vec::new(),
-    };
-    finish_command(&conn, &url, &dir, &done).await;
-}
-
-/// Keeps `done` until the hub has it, and tries to deliver it now.
-async fn finish_command(conn: &Connection, url: &str, dir: &Path, done: &crate::commands::Done) {
-    info!(id = %done.id, outcome = ?done.report.outcome, "a command ended; reporting it to the hub");
-    if let Err(e) = keep_done(dir, done) {
-        warn!(error = %e, "cannot keep the command's report until the hub has it");
-    }
-    let _ = deliver_done(conn, url, dir).await;
-}
-
-/// Keeps `done` in `dir` (written whole, then renamed) until the hub has it.
-fn keep_done(dir: &Path, done: &crate::commands::Done) -> Result<(), String> {
-    std::fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
-    let path = dir.join(format!("{}.json", done.id));
-    let tmp = path.with_extension("tmp");
-    let bytes = serde_json::to_vec(done).map_err(|e| e.to_string())?;
-    std::fs::write(&tmp, bytes)
-        .and_then(|()| std::fs::rename(&tmp, &path))
-        .map_err(|e| format!("{}: {e}", path.display()))
-}
-
-/// Sends every end kept in `dir` to the hub, forgetting each the hub took.
-async fn deliver_done(conn: &Connection, url: &str, dir: &Path) -> Result<(), AgentError> {
-    let Ok(entries) = std::fs::read_dir(dir) else {
-        return Ok(());
-    };
-    let mut conn = conn.clone();
-    for entry in entries.flatten() {
-        let path = entry.path();
-        if path.extension().is_none_or(|e| e != "json") {
-            continue;
-        }
-        let Ok(done) = std::fs::read(&path)
-            .map_err(|e| e.to_string())
-            .and_then(|b| {
-                serde_json::from_slice::<crate::commands::Done>(&b).map_err(|e| e.to_string())
-            })
-        else {
-            warn!(path = %path.display(), "a kept report does not read; left there");
-            continue;
-        };
-        conn.call::<_, crate::hub::Nothing>(url, "/fleet/v1/commands/done", &done)
-            .await?;
-        let _ = std::fs::remove_file(&path);
-    }
-    Ok(())
 }

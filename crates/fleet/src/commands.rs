@@ -35,6 +35,18 @@ pub enum Op {
     },
     /// An app taken down (its volumes too with `volumes`).
     Down { app: String, volumes: bool },
+    /// The app's replicas here, as they are now (read only; not kept: asked again when lost).
+    Observe { app: String },
+}
+
+impl Op {
+    /// The app it is about.
+    pub fn app(&self) -> &str {
+        match self {
+            Self::Deploy { request, .. } => request.project.name.as_deref().unwrap_or_default(),
+            Self::Down { app, .. } | Self::Observe { app } => app,
+        }
+    }
 }
 
 /// A command's end, as the agent reports it.
@@ -49,6 +61,9 @@ pub struct Done {
     /// What a `down` removed.
     #[serde(default)]
     pub removed: Vec<String>,
+    /// What an `observe` found.
+    #[serde(default)]
+    pub replicas: Vec<capstan_deploy::Replica>,
 }
 
 /// A step of a command under way.
@@ -64,10 +79,19 @@ struct Waiter {
     done: oneshot::Sender<Done>,
 }
 
-/// The hub's queue of commands per host (by key) and the callers waiting for their ends.
+/// A command kept for a host until it reports the end: offered once on each of the host's
+/// connections (at least once in all; the agent runs an id once).
+struct Pending {
+    command: Command,
+    /// The connection it was last offered on.
+    offered_on: Option<u64>,
+}
+
+/// The hub's commands per host (by key), as its store keeps them, and the callers waiting for
+/// their ends.
 #[derive(Default)]
 pub(crate) struct Queue {
-    queued: Mutex<HashMap<String, VecDeque<Command>>>,
+    queued: Mutex<HashMap<String, VecDeque<Pending>>>,
     /// Woken when a host's queue gets a command.
     ready: Mutex<HashMap<String, std::sync::Arc<Notify>>>,
     waiting: Mutex<HashMap<String, Waiter>>,
@@ -82,37 +106,52 @@ impl Queue {
         std::sync::Arc::clone(ready.entry(key.to_owned()).or_default())
     }
 
-    /// Queues `command` for the host of `key`; its end arrives on the receiver.
-    pub(crate) fn push(
+    /// Offers `command` (already kept in the store) to the host of `key`.
+    pub(crate) fn offer(&self, key: &str, command: Command) {
+        if let Ok(mut q) = self.queued.lock() {
+            q.entry(key.to_owned()).or_default().push_back(Pending {
+                command,
+                offered_on: None,
+            });
+        }
+        self.notify(key).notify_one();
+    }
+
+    /// Waits for the end of command `id`; its steps go to `progress` meanwhile.
+    pub(crate) fn wait(
         &self,
-        key: &str,
-        command: Command,
+        id: &str,
         progress: Option<mpsc::Sender<Progress>>,
     ) -> oneshot::Receiver<Done> {
         let (done, rx) = oneshot::channel();
         if let Ok(mut w) = self.waiting.lock() {
-            w.insert(command.id.clone(), Waiter { progress, done });
+            w.insert(id.to_owned(), Waiter { progress, done });
         }
-        if let Ok(mut q) = self.queued.lock() {
-            q.entry(key.to_owned()).or_default().push_back(command);
-        }
-        self.notify(key).notify_one();
         rx
     }
 
-    /// The host's next command, waiting up to `wait` for one.
-    pub(crate) async fn next(&self, key: &str, wait: std::time::Duration) -> Option<Command> {
+    /// The host's next command not yet offered on its connection `conn`, waiting up to `wait`
+    /// for one.
+    pub(crate) async fn next(
+        &self,
+        key: &str,
+        conn: u64,
+        wait: std::time::Duration,
+    ) -> Option<Command> {
         let notify = self.notify(key);
         let deadline = tokio::time::Instant::now() + wait;
         loop {
             let notified = notify.notified();
-            if let Some(c) = self
-                .queued
-                .lock()
-                .ok()
-                .and_then(|mut q| q.get_mut(key).and_then(VecDeque::pop_front))
-            {
-                return Some(c);
+            let found = self.queued.lock().ok().and_then(|mut q| {
+                let pending = q
+                    .get_mut(key)?
+                    .iter_mut()
+                    .find(|p| p.offered_on != Some(conn))?;
+                pending.offered_on = Some(conn);
+                Some(pending.command.clone())
+            });
+            if found.is_some() {
+                return found;
             }
             if tokio::time::timeout_at(deadline, notified).await.is_err() {
                 return None;
@@ -132,24 +171,53 @@ impl Queue {
         }
     }
 
-    /// A command's end, to whoever waits for it (and records the release); back when no one
-    /// does (the hub restarted meanwhile: the caller records it).
-    pub(crate) fn done(&self, done: Done) -> Option<Done> {
+    /// A command's end (the store has recorded it): the command is no longer offered, and
+    /// whoever waits for it hears of it.
+    pub(crate) fn done(&self, done: Done) {
+        if let Ok(mut q) = self.queued.lock() {
+            for pending in q.values_mut() {
+                pending.retain(|p| p.command.id != done.id);
+            }
+        }
         let waiter = self
             .waiting
             .lock()
             .ok()
             .and_then(|mut w| w.remove(&done.id));
-        match waiter {
-            Some(w) => w.done.send(done).err(),
-            None => Some(done),
+        if let Some(w) = waiter {
+            let _ = w.done.send(done);
         }
     }
 
-    /// Forgets a command no one waits for any more (its caller went away).
+    /// Forgets who waited for `id` (its caller went away); the command stays offered.
     pub(crate) fn forget(&self, id: &str) {
         if let Ok(mut w) = self.waiting.lock() {
             w.remove(id);
+        }
+    }
+
+    /// Stops offering command `id` to the host of `key`.
+    pub(crate) fn withdraw(&self, key: &str, id: &str) {
+        if let Ok(mut q) = self.queued.lock()
+            && let Some(pending) = q.get_mut(key)
+        {
+            pending.retain(|p| p.command.id != id);
+        }
+    }
+
+    /// Stops offering the commands of the host of `key` (it was removed).
+    pub(crate) fn drop_host(&self, key: &str) {
+        let dropped = self
+            .queued
+            .lock()
+            .ok()
+            .and_then(|mut q| q.remove(key))
+            .unwrap_or_default();
+        // their callers hear that no end will come
+        if let Ok(mut w) = self.waiting.lock() {
+            for p in dropped {
+                w.remove(&p.command.id);
+            }
         }
     }
 }

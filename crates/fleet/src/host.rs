@@ -24,12 +24,6 @@ pub struct HostTarget {
     images: Mutex<BTreeMap<String, BTreeMap<String, String>>>,
 }
 
-fn not_here(what: &str) -> TargetError {
-    TargetError::Refused(format!(
-        "{what} of an app on a fleet host is not done from the hub yet: run it on the host (its own capstan CLI)"
-    ))
-}
-
 impl HostTarget {
     pub(crate) fn new(hub: Hub, name: String, key: String) -> Self {
         Self {
@@ -75,8 +69,36 @@ impl Target for HostTarget {
 
     async fn finish(&self, _app: &str) {}
 
-    async fn observe(&self, _app: &str) -> Result<Vec<Replica>, TargetError> {
-        Err(not_here("listing the replicas"))
+    async fn observe(&self, app: &str) -> Result<Vec<Replica>, TargetError> {
+        let context = Some(format!("listing {app}'s replicas on host {}", self.name));
+        if !self.connected() {
+            return Err(TargetError::Unreachable {
+                context,
+                source:
+                    "its agent is not connected to the hub (capstan hosts shows its last contact)"
+                        .into(),
+            });
+        }
+        let command = Command {
+            id: command_id(),
+            release: 0,
+            op: Op::Observe {
+                app: app.to_owned(),
+            },
+        };
+        let Some(done) = self.hub.ask_now(&self.key, command, OBSERVE_WAIT).await else {
+            return Err(TargetError::Unreachable {
+                context,
+                source: format!("its agent did not answer within {OBSERVE_WAIT:?}").into(),
+            });
+        };
+        match done.report.outcome {
+            Outcome::Succeeded => Ok(done.replicas),
+            _ => Err(TargetError::Failed {
+                context,
+                source: done.report.error.unwrap_or_default().into(),
+            }),
+        }
     }
 
     async fn observe_all(&self) -> Result<BTreeMap<String, Vec<Replica>>, TargetError> {
@@ -85,6 +107,16 @@ impl Target for HostTarget {
 
     async fn image_ids(&self, project: &Project) -> Result<BTreeMap<String, String>, TargetError> {
         let app = project.name.clone().unwrap_or_default();
+        // what runs there now, else what its last release reported
+        if let Ok(mut replicas) = self.observe(&app).await
+            && !replicas.is_empty()
+        {
+            replicas.sort_by_key(|r| std::cmp::Reverse(r.replica));
+            return Ok(replicas
+                .into_iter()
+                .map(|r| (r.service, r.image_id))
+                .collect());
+        }
         Ok(self
             .images
             .lock()
@@ -110,10 +142,7 @@ impl Target for HostTarget {
             context: Some(format!("taking {app} down on host {}", self.name)),
             source: source.into(),
         };
-        let done = self
-            .ask(op, 0, None)
-            .await
-            .ok_or_else(|| failed("the hub stopped waiting for the host".to_owned()))?;
+        let done = self.ask(op, 0, None).await.map_err(failed)?;
         match done.report.error {
             Some(e) if done.report.outcome != Outcome::Succeeded => Err(failed(e)),
             _ => Ok(done.removed),
@@ -132,20 +161,19 @@ impl Target for HostTarget {
             pull: request.pull,
         };
         Some(match self.ask(op, release, progress).await {
-            Some(done) => {
+            Ok(done) => {
                 if let Ok(mut images) = self.images.lock() {
                     images.insert(app, done.images);
                 }
                 done.report
             }
-            None => Report {
+            Err(e) => Report {
                 app,
                 release,
                 outcome: Outcome::Failed,
                 services: Vec::new(),
                 error: Some(format!(
-                    "the hub stopped waiting for host {}; its report is recorded when it arrives",
-                    self.name
+                    "{e}; the host's report is recorded when it arrives"
                 )),
             },
         })
@@ -155,25 +183,37 @@ impl Target for HostTarget {
 impl HostTarget {
     /// Queues `op` for the host and waits for its end, however long the host is away: it
     /// finishes by itself and reports when it is back (a hub restarted meanwhile records a
-    /// release's end without this caller). `None` when the hub stopped waiting.
+    /// release's end without this caller). An error when the hub stopped waiting.
     async fn ask(
         &self,
         op: Op,
         release: i64,
         progress: Option<mpsc::Sender<Progress>>,
-    ) -> Option<crate::commands::Done> {
+    ) -> Result<crate::commands::Done, String> {
         let command = Command {
             id: command_id(),
             release,
             op,
         };
         let id = command.id.clone();
-        let done = self.hub.queue().push(&self.key, command, progress);
+        let done = self
+            .hub
+            .enqueue(&self.key, command, progress)
+            .await
+            .map_err(|e| format!("cannot keep the command for host {}: {e}", self.name))?;
         let answer = done.await;
-        self.hub.queue().forget(&id);
-        answer.ok()
+        self.hub.stop_waiting(&id);
+        answer.map_err(|_| {
+            format!(
+                "host {} was removed from the fleet, or the hub is stopping, before it reported the end",
+                self.name
+            )
+        })
     }
 }
+
+/// How long a connected host may take to say what runs there.
+const OBSERVE_WAIT: Duration = Duration::from_secs(15);
 
 /// How long a connected host may take to pick a command up (it polls at once when idle).
 pub(crate) const POLL_WAIT: Duration = Duration::from_secs(20);

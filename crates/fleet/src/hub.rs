@@ -224,8 +224,82 @@ impl Hub {
         Ok(token)
     }
 
-    pub(crate) fn queue(&self) -> &crate::commands::Queue {
-        &self.inner.queue
+    /// Keeps `command` for the host of `key` until it reports the end (a hub restarted
+    /// meanwhile offers it again), and offers it; the end arrives on the receiver, the steps
+    /// on `progress`.
+    ///
+    /// # Errors
+    /// The store's: nothing was offered.
+    pub(crate) async fn enqueue(
+        &self,
+        key: &str,
+        command: crate::commands::Command,
+        progress: Option<tokio::sync::mpsc::Sender<capstan_model::Progress>>,
+    ) -> Result<tokio::sync::oneshot::Receiver<crate::commands::Done>, capstan_store::Error> {
+        let row = capstan_store::fleet::CommandRow {
+            id: command.id.clone(),
+            fingerprint: key.to_owned(),
+            app: command.op.app().to_owned(),
+            release: command.release,
+            op: serde_json::to_string(&command.op)?,
+            queued_nano: now_nanos(),
+        };
+        self.inner
+            .store
+            .write(move |tx| capstan_store::fleet::add_command(tx, &row))
+            .await?;
+        let done = self.inner.queue.wait(&command.id, progress);
+        self.inner.queue.offer(key, command);
+        Ok(done)
+    }
+
+    /// Offers `command` to the connected host of `key` without keeping it (a read: asked again
+    /// when lost), and waits up to `wait` for its end.
+    pub(crate) async fn ask_now(
+        &self,
+        key: &str,
+        command: crate::commands::Command,
+        wait: Duration,
+    ) -> Option<crate::commands::Done> {
+        let id = command.id.clone();
+        let done = self.inner.queue.wait(&id, None);
+        self.inner.queue.offer(key, command);
+        let answer = tokio::time::timeout(wait, done).await;
+        self.inner.queue.forget(&id);
+        self.inner.queue.withdraw(key, &id);
+        answer.ok().and_then(Result::ok)
+    }
+
+    /// Forgets who waited for command `id` (the command stays offered until its end).
+    pub(crate) fn stop_waiting(&self, id: &str) {
+        self.inner.queue.forget(id);
+    }
+
+    /// Offers again the commands the store keeps (their hosts have not reported their ends:
+    /// this hub restarted meanwhile).
+    async fn restore_commands(&self) {
+        let rows = match self.inner.store.read(capstan_store::fleet::commands).await {
+            Ok(rows) => rows,
+            Err(e) => {
+                warn!(error = %e, "cannot read the commands kept for hosts; they are offered after the next restart");
+                return;
+            }
+        };
+        for row in rows {
+            match serde_json::from_str(&row.op) {
+                Ok(op) => self.inner.queue.offer(
+                    &row.fingerprint,
+                    crate::commands::Command {
+                        id: row.id,
+                        release: row.release,
+                        op,
+                    },
+                ),
+                Err(e) => {
+                    warn!(id = %row.id, error = %e, "a command kept for a host is unreadable; skipped");
+                }
+            }
+        }
     }
 
     /// The key of the host named `name`, if it is in the fleet.
@@ -287,12 +361,14 @@ impl Hub {
         for (_, token) in &cut {
             token.cancel();
         }
+        self.inner.queue.drop_host(&row.fingerprint);
         info!(host = %row.name, connections = cut.len(), "host removed; its connections cut");
         Ok(Some(host_of(row, false)))
     }
 
     /// Accepts agents on `listener` until `shutdown`.
     pub async fn serve(self, listener: TcpListener, shutdown: CancellationToken) {
+        self.restore_commands().await;
         let config = match crate::tls::hub_config(&self.inner.identity) {
             Ok(c) => Arc::new(c),
             Err(e) => {
@@ -613,7 +689,7 @@ async fn next_command(
     let command = hub
         .inner
         .queue
-        .next(&peer.fingerprint, crate::host::POLL_WAIT)
+        .next(&peer.fingerprint, peer.conn, crate::host::POLL_WAIT)
         .await;
     Ok(Json(NextCommand { command }))
 }
@@ -629,33 +705,34 @@ async fn command_step(
     Ok(Json(Nothing {}))
 }
 
-/// A command's end: to its caller, who records the release; with no caller left (the hub
-/// restarted meanwhile), the release is recorded here. Sent again, it records the same.
+/// A command's end: recorded (the release's outcome, when it ran one) and the command
+/// forgotten, in one transaction, then told to its caller if one still waits (the hub may have
+/// restarted meanwhile). Sent again, it records the same.
 async fn command_done(
     State(hub): State<Hub>,
     Extension(peer): Extension<Peer>,
     Json(done): Json<crate::commands::Done>,
 ) -> Result<Json<Nothing>, Refusal> {
     let row = hub.known(&peer).await?;
-    info!(host = %row.name, app = %done.report.app, release = done.release, outcome = ?done.report.outcome, "a host's release ended");
-    // (a down's end records nothing: its ledger entry was written before it was asked)
-    if let Some(done) = hub.inner.queue.done(done)
-        && done.release > 0
-    {
-        let result = done.report.outcome.result().as_str().to_owned();
-        let images = serde_json::to_string(&done.images).unwrap_or_default();
-        let report = serde_json::to_string(&done.report).unwrap_or_default();
-        hub.inner
-            .store
-            .finish_release(
-                done.report.app.clone(),
-                done.release,
-                result,
-                images,
-                report,
-            )
-            .await
-            .map_err(|e| internal(&e))?;
+    if done.release > 0 {
+        info!(host = %row.name, app = %done.report.app, release = done.release, outcome = ?done.report.outcome, "a host's release ended");
+    } else {
+        debug!(host = %row.name, app = %done.report.app, outcome = ?done.report.outcome, "a host's command ended");
     }
+    // (a down's end records nothing: its ledger entry was written before it was asked)
+    let end = (done.release > 0).then(|| capstan_store::fleet::CommandEnd {
+        app: done.report.app.clone(),
+        release: done.release,
+        result: done.report.outcome.result().as_str().to_owned(),
+        images: serde_json::to_string(&done.images).unwrap_or_default(),
+        report: serde_json::to_string(&done.report).unwrap_or_default(),
+    });
+    let id = done.id.clone();
+    hub.inner
+        .store
+        .write(move |tx| capstan_store::fleet::end_command(tx, &id, end.as_ref()))
+        .await
+        .map_err(|e| internal(&e))?;
+    hub.inner.queue.done(done);
     Ok(Json(Nothing {}))
 }

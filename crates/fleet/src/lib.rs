@@ -12,6 +12,7 @@ mod host;
 mod hub;
 mod identity;
 mod load;
+mod runner;
 mod streams;
 mod tls;
 mod token;

@@ -99,6 +99,12 @@ pub trait HostOps: Send + Sync {
     /// # Errors
     /// Why it could not be.
     async fn down(&self, app: String, volumes: bool) -> Result<Vec<String>, String>;
+
+    /// The replicas of `app` here, as they are now.
+    ///
+    /// # Errors
+    /// The engine's.
+    async fn observe(&self, app: String) -> Result<Vec<capstan_deploy::Replica>, String>;
 }
 
 /// What a host ships besides its journal (none: not collected there), and what it runs for
@@ -109,6 +115,15 @@ pub struct Outboxes {
     pub metrics: Option<Arc<dyn MetricsOutbox>>,
     /// Its operations (none: it takes no commands).
     pub ops: Option<Arc<dyn HostOps>>,
-    /// Where the ends of commands wait until the hub has them (`<data>/fleet/done`).
-    pub done_dir: Option<std::path::PathBuf>,
+    /// Where the hub's commands are kept from when they are taken until the hub has their
+    /// ends (`<data>/fleet/commands`).
+    pub commands_dir: Option<std::path::PathBuf>,
+}
+
+impl Outboxes {
+    /// What runs the hub's commands here, when this host takes any.
+    pub(crate) fn runner(&self) -> Option<crate::runner::Runner> {
+        let (ops, dir) = self.ops.clone().zip(self.commands_dir.as_ref())?;
+        Some(crate::runner::Runner::new(ops, dir))
+    }
 }

@@ -92,6 +92,23 @@ pub fn remove_host(tx: &Transaction<'_>, name: &str) -> Result<Option<HostRow>, 
         )
         .optional()?;
     tx.execute("DELETE FROM hosts WHERE name = ?1", [name])?;
+    if let Some(row) = &row {
+        // what it was asked and never reported: its releases failed, with why
+        let error =
+            format!("host {name} was removed from the fleet before it reported this release's end");
+        tx.execute(
+            "UPDATE releases SET result = 'failed',
+                detail = json_object('app', app, 'release', number, 'outcome', 'failed',
+                                     'services', json_array(), 'error', ?2)
+             WHERE result = 'running' AND EXISTS (SELECT 1 FROM fleet_commands c
+                WHERE c.fingerprint = ?1 AND c.app = releases.app AND c.release = releases.number)",
+            params![row.fingerprint, error],
+        )?;
+        tx.execute(
+            "DELETE FROM fleet_commands WHERE fingerprint = ?1",
+            [&row.fingerprint],
+        )?;
+    }
     Ok(row)
 }
 
@@ -301,4 +318,87 @@ fn host_identity(host: &str, seq: i64) -> i64 {
         h = h.wrapping_mul(0x0100_0000_01b3);
     }
     i64::from_ne_bytes(h.to_ne_bytes())
+}
+
+/// A command the hub queued for a host and the host has not reported the end of.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CommandRow {
+    pub id: String,
+    /// The host's key.
+    pub fingerprint: String,
+    pub app: String,
+    /// The hub's release number it runs (0: none, a down).
+    pub release: i64,
+    /// JSON of the operation.
+    pub op: String,
+    pub queued_nano: i64,
+}
+
+/// Keeps a command for a host until its end is reported.
+///
+/// # Errors
+/// [`Error::Sqlite`].
+pub fn add_command(tx: &Transaction<'_>, row: &CommandRow) -> Result<(), Error> {
+    tx.execute(
+        "INSERT INTO fleet_commands (id, fingerprint, app, release, op, queued_nano)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+        params![
+            row.id,
+            row.fingerprint,
+            row.app,
+            row.release,
+            row.op,
+            row.queued_nano
+        ],
+    )?;
+    Ok(())
+}
+
+/// Every command whose end no host reported yet, oldest first.
+///
+/// # Errors
+/// [`Error::Sqlite`].
+pub fn commands(conn: &Connection) -> Result<Vec<CommandRow>, Error> {
+    let mut stmt = conn.prepare(
+        "SELECT id, fingerprint, app, release, op, queued_nano FROM fleet_commands
+         ORDER BY queued_nano, id",
+    )?;
+    let rows = stmt.query_map([], |r| {
+        Ok(CommandRow {
+            id: r.get(0)?,
+            fingerprint: r.get(1)?,
+            app: r.get(2)?,
+            release: r.get(3)?,
+            op: r.get(4)?,
+            queued_nano: r.get(5)?,
+        })
+    })?;
+    Ok(rows.collect::<Result<_, _>>()?)
+}
+
+/// How a host says a command ended: the release it ran (app, number, result, images, report).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CommandEnd {
+    pub app: String,
+    pub release: i64,
+    pub result: String,
+    pub images: String,
+    pub report: String,
+}
+
+/// Records the end of command `id` (its release's outcome, when it ran one) and forgets the
+/// command, in one transaction: reported again, it records the same. Returns whether the
+/// command was still kept.
+///
+/// # Errors
+/// [`Error::Sqlite`].
+pub fn end_command(
+    tx: &Transaction<'_>,
+    id: &str,
+    end: Option<&CommandEnd>,
+) -> Result<bool, Error> {
+    if let Some(e) = end {
+        crate::releases::finish(tx, &e.app, e.release, &e.result, &e.images, &e.report)?;
+    }
+    Ok(tx.execute("DELETE FROM fleet_commands WHERE id = ?1", [id])? == 1)
 }

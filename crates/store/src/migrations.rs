@@ -221,6 +221,16 @@ pub(crate) const MIGRATIONS: &[&str] = &[
         position    INTEGER NOT NULL,
         PRIMARY KEY (fingerprint, stream)
      );",
+    // 11: the hub's commands for hosts, kept until the host reports their end (a hub restarted
+    // meanwhile offers them again; the agent runs each id once)
+    "CREATE TABLE fleet_commands (
+        id          TEXT PRIMARY KEY,
+        fingerprint TEXT NOT NULL,
+        app         TEXT NOT NULL,
+        release     INTEGER NOT NULL,
+        op          TEXT NOT NULL,
+        queued_nano INTEGER NOT NULL
+     );",
 ];
 
 /// Opens (creating) the SQLite database at `path` as every capstan database is opened (WAL

@@ -250,6 +250,14 @@ impl capstan_fleet::HostOps for HostOps {
             .await
             .map_err(|e| e.to_string())
     }
+
+    async fn observe(&self, app: String) -> Result<Vec<capstan_deploy::Replica>, String> {
+        self.deployer
+            .target
+            .observe(&app)
+            .await
+            .map_err(|e| e.to_string())
+    }
 }
 
 /// The fleet's hub, when `[fleet] listen` says where agents connect: its identity (made at
@@ -321,7 +329,7 @@ pub(super) fn start_link(
             store: base.store.clone(),
             locks: locks.clone(),
         }));
-        outboxes.done_dir = Some(base.data.join("fleet/done"));
+        outboxes.commands_dir = Some(base.data.join("fleet/commands"));
     }
     tokio::spawn(async move {
         let hub = joined.url.clone();

@@ -495,12 +495,15 @@ async fn releases(daemon: &Daemon, app: &str) -> Vec<capstan_model::Release> {
 /// agent runs the rollout, the hub keeps the ledger. A release whose health gate is still
 /// waiting when the host is cut off for 25 s (long enough for both sides to take the
 /// connection for dead) finishes on the host by itself, and the hub's ledger has its result
-/// once the host is back. Taken down from the hub, the app goes from the host. A deploy to a
+/// once the host is back. Its replicas are listed and it is rolled back from the hub. A
+/// command queued while the host is cut off survives the hub killed -9; a release the agent
+/// was running when it was killed -9 runs again when it starts. Taken down from the hub, the
+/// app goes from the host. A deploy to a
 /// host that is down is refused (exit 3) with nothing recorded, and an unknown host name is
 /// exit 2.
 #[tokio::test]
 async fn fleet_an_app_deployed_to_a_host_finishes_there_across_a_cut() {
-    let (hub, url) = hub_on(&capstan_testkit::docker_host(), "10.217.0.1", "").await;
+    let (mut hub, url) = hub_on(&capstan_testkit::docker_host(), "10.217.0.1", "").await;
     let t = token(&hub, &[]).await;
     let mut two = Daemon::start_agent_on(
         2,
@@ -534,6 +537,13 @@ async fn fleet_an_app_deployed_to_a_host_finishes_there_across_a_cut() {
     assert_eq!(ledger[0].source["target"], "host-2");
     let on_host = two.cli(&["ps", &app, "-o", "json"]).await;
     assert!(on_host.1.contains("\"running\""), "{on_host:?}");
+    // what runs there, asked from the hub: the host's agent answers
+    let (code, out, err) = hub.cli(&["ps", &app, "-o", "json"]).await;
+    assert_eq!(code, 0, "{err}");
+    assert!(
+        out.contains("\"running\"") && out.contains(&format!("{app}-web-1")),
+        "{out}"
+    );
 
     // release 2 becomes healthy ~8 s after it starts; the host is cut off meanwhile
     std::fs::write(
@@ -541,20 +551,7 @@ async fn fleet_an_app_deployed_to_a_host_finishes_there_across_a_cut() {
         compose("sleep 8; touch /ready; exec sleep 3600", "test -f /ready"),
     )
     .unwrap();
-    let deploying = {
-        let (hub_url, token) = (hub.url.clone(), hub.token.clone());
-        let dir = dir.path().to_owned();
-        tokio::spawn(async move {
-            tokio::process::Command::new(bin())
-                .args(["deploy", "--target", "host-2"])
-                .current_dir(dir)
-                .env("CAPSTAN_URL", hub_url)
-                .env("CAPSTAN_TOKEN", token)
-                .output()
-                .await
-                .unwrap()
-        })
-    };
+    let deploying = deploy_in_background(&hub, dir.path());
     eventually(Duration::from_secs(20), "release 2 under way", || async {
         let r = releases(&hub, &app).await;
         (r.len() == 2 && r[0].result == "running").then_some(())
@@ -585,6 +582,79 @@ async fn fleet_an_app_deployed_to_a_host_finishes_there_across_a_cut() {
     assert_eq!(ledger[0].number, 2);
     assert_eq!(ledger[0].result, "succeeded", "{:#?}", ledger[0]);
 
+    // rolled back from the hub: release 1 again, on the host
+    let (code, out, err) = hub.cli(&["rollback", &app]).await;
+    assert_eq!(code, 0, "{out}{err}");
+    let ledger = releases(&hub, &app).await;
+    assert_eq!(ledger[0].number, 3);
+    assert_eq!(ledger[0].result, "succeeded", "{:#?}", ledger[0]);
+    assert_eq!(ledger[0].source["rollback_to"], 1);
+    assert_eq!(ledger[0].source["target"], "host-2");
+
+    // a deploy queued while the host is cut off, the hub killed -9 meanwhile: the hub kept
+    // the command, offers it again once restarted, and records its end
+    std::fs::write(
+        dir.path().join("compose.yaml"),
+        compose("echo four; exec sleep 3600", "true"),
+    )
+    .unwrap();
+    {
+        let _cut = capstan_testkit::CutLink::cut(2);
+        let queued = deploy_in_background(&hub, dir.path());
+        eventually(Duration::from_secs(20), "release 4 queued", || async {
+            let r = releases(&hub, &app).await;
+            (r[0].number == 4 && r[0].result == "running").then_some(())
+        })
+        .await;
+        hub.kill9().await;
+        let _ = queued.await;
+        hub.restart().await;
+    }
+    eventually(
+        Duration::from_secs(90),
+        "release 4 run and recorded",
+        || async {
+            let r = releases(&hub, &app).await;
+            (r[0].number == 4 && r[0].result == "succeeded").then_some(())
+        },
+    )
+    .await;
+    all_connected(&hub, 1).await;
+
+    // the agent killed -9 during a release: started again, it runs the release again and
+    // reports it; the caller on the hub waited through it
+    std::fs::write(
+        dir.path().join("compose.yaml"),
+        compose("sleep 6; touch /ready; exec sleep 3600", "test -f /ready"),
+    )
+    .unwrap();
+    let deploying = deploy_in_background(&hub, dir.path());
+    eventually(
+        Duration::from_secs(20),
+        "release 5 under way on the host",
+        || async {
+            let r = releases(&two, &app).await;
+            (r[0].result == "running").then_some(())
+        },
+    )
+    .await;
+    two.kill9().await;
+    two.restart().await;
+    let out = tokio::time::timeout(Duration::from_mins(2), deploying)
+        .await
+        .expect("the deploy returns once the host reports")
+        .unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let ledger = releases(&hub, &app).await;
+    assert_eq!(ledger[0].number, 5);
+    assert_eq!(ledger[0].result, "succeeded", "{:#?}", ledger[0]);
+
     // bad input: an unknown host; a host that is down (nothing recorded)
     let (code, _, err) = hub
         .cli_in(dir.path(), &["deploy", "--target", "no-such-host"], &[])
@@ -608,5 +678,24 @@ async fn fleet_an_app_deployed_to_a_host_finishes_there_across_a_cut() {
         .await;
     assert_eq!(code, 3, "{err}");
     assert!(err.contains("host host-2 is not connected"), "{err}");
-    assert_eq!(releases(&hub, &app).await.len(), 3, "nothing recorded");
+    assert_eq!(releases(&hub, &app).await.len(), 6, "nothing recorded");
+}
+
+/// `capstan deploy --target host-2` in `dir` against `hub`, on a task of its own.
+fn deploy_in_background(
+    hub: &Daemon,
+    dir: &std::path::Path,
+) -> tokio::task::JoinHandle<std::process::Output> {
+    let (hub_url, token) = (hub.url.clone(), hub.token.clone());
+    let dir = dir.to_owned();
+    tokio::spawn(async move {
+        tokio::process::Command::new(bin())
+            .args(["deploy", "--target", "host-2"])
+            .current_dir(dir)
+            .env("CAPSTAN_URL", hub_url)
+            .env("CAPSTAN_TOKEN", token)
+            .output()
+            .await
+            .unwrap()
+    })
 }
