@@ -1,6 +1,7 @@
 //! The agent's side: join once with a token, then keep one connection to the hub, saying hello
 //! every few seconds, reconnecting with backoff when it drops. A removed host stops dialing.
 
+use std::collections::BTreeMap;
 use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
@@ -329,7 +330,9 @@ where
     Fut: std::future::Future<Output = String> + Send,
 {
     let url = joined.url.as_str();
-    let welcome = hello(conn, url, engine).await?;
+    // per stream: how old the oldest record the hub had not taken was at the last pass
+    let mut lag = BTreeMap::from([("events".to_owned(), 0.0)]);
+    let welcome = hello(conn, url, engine, &lag).await?;
     let mut cursor = welcome.cursors.get("events").copied().unwrap_or(0);
     // a hub that keeps no logs has no cursor for them: none are sent
     let mut lines_at = welcome
@@ -356,6 +359,10 @@ where
             .read(move |c| capstan_store::events::own_after(c, cursor, BATCH))
             .await
             .map_err(|e| AgentError::Usage(format!("cannot read this host's journal: {e}")))?;
+        lag.insert(
+            "events".to_owned(),
+            behind(batch.first().map(|e| e.time_nano)),
+        );
         let mut shipped = !batch.is_empty();
         if shipped {
             let taken: Taken = conn
@@ -378,6 +385,10 @@ where
                 .count()
                 .max(1);
             lines.truncate(keep);
+            lag.insert(
+                "logs".to_owned(),
+                behind(lines.first().map(|l| l.time_nano)),
+            );
             if let Some(last) = lines.last().map(|l| l.seq) {
                 shipped = true;
                 let taken: Taken = conn
@@ -391,6 +402,8 @@ where
                 .after(at, SWEEPS)
                 .await
                 .map_err(|e| AgentError::Usage(format!("cannot read this host's metrics: {e}")))?;
+            let oldest = sweeps.first().map(|s| s.0.saturating_mul(1_000_000));
+            lag.insert("metrics".to_owned(), behind(oldest));
             if !sweeps.is_empty() {
                 shipped = true;
                 let taken: Taken = conn
@@ -400,7 +413,7 @@ where
             }
         }
         if tokio::time::Instant::now() >= hello_at {
-            hello(conn, url, engine).await?;
+            hello(conn, url, engine, &lag).await?;
             hello_at = tokio::time::Instant::now() + HELLO_EVERY;
         }
         if shipped {
@@ -421,15 +434,29 @@ where
 
 /// Says hello with what the host's engine is (`engine()`): the hub's cursors and the host's
 /// labels in answer.
-async fn hello<F, Fut>(conn: &mut Connection, url: &str, engine: &F) -> Result<Welcome, AgentError>
+async fn hello<F, Fut>(
+    conn: &mut Connection,
+    url: &str,
+    engine: &F,
+    lag: &BTreeMap<String, f64>,
+) -> Result<Welcome, AgentError>
 where
     F: Fn() -> Fut + Send,
     Fut: std::future::Future<Output = String> + Send,
 {
     let hello = Hello {
         engine: engine().await,
+        lag: lag.clone(),
     };
     conn.call(url, "/fleet/v1/hello", &hello).await
+}
+
+/// Seconds since `oldest` (unix ns), the oldest record not shipped yet; 0 with none.
+fn behind(oldest: Option<i64>) -> f64 {
+    let now = chrono::Utc::now().timestamp_nanos_opt().unwrap_or(i64::MAX);
+    oldest.map_or(0.0, |t| {
+        (now.saturating_sub(t).max(0) / 1_000_000) as f64 / 1000.0
+    })
 }
 
 /// Aborts a task when dropped (the command poll of a connection that ended).

@@ -61,6 +61,8 @@ struct Inner {
     /// Fingerprint → the connections presenting it (an id each, and what cuts it).
     live: Mutex<HashMap<String, Vec<(u64, CancellationToken)>>>,
     next: AtomicU64,
+    /// Fingerprint → each stream's lag, as its last hello said.
+    lags: Mutex<HashMap<String, BTreeMap<String, f64>>>,
 }
 
 /// The peer of a connection, as its handshake proved it.
@@ -150,6 +152,10 @@ pub(crate) struct Taken {
 #[derive(Debug, Serialize, Deserialize)]
 pub(crate) struct Hello {
     pub engine: String,
+    /// Per stream: seconds since the oldest record the hub had not taken at the agent's last
+    /// pass (0: caught up).
+    #[serde(default)]
+    pub lag: BTreeMap<String, f64>,
 }
 
 fn now_nanos() -> i64 {
@@ -170,6 +176,10 @@ fn host_of(row: HostRow, connected: bool) -> FleetHost {
         last_contact: row.last_contact_nano.map(at),
         fingerprint: row.fingerprint,
         name: row.name,
+        lag: BTreeMap::new(),
+        load1: None,
+        containers: None,
+        alerts: Vec::new(),
     }
 }
 
@@ -185,6 +195,7 @@ impl Hub {
                 queue: crate::commands::Queue::default(),
                 live: Mutex::new(HashMap::new()),
                 next: AtomicU64::new(0),
+                lags: Mutex::new(HashMap::new()),
             }),
         }
     }
@@ -332,7 +343,17 @@ impl Hub {
             .into_iter()
             .map(|r| {
                 let connected = self.connected(&r.fingerprint);
-                host_of(r, connected)
+                let lag = self
+                    .inner
+                    .lags
+                    .lock()
+                    .ok()
+                    .and_then(|l| l.get(&r.fingerprint).cloned())
+                    .unwrap_or_default();
+                FleetHost {
+                    lag,
+                    ..host_of(r, connected)
+                }
             })
             .collect())
     }
@@ -554,6 +575,9 @@ async fn hello(
     let row = hub.known(&peer).await?;
     let (fp, address) = (peer.fingerprint.clone(), peer.address.to_string());
     let engine = req.engine;
+    if let Ok(mut lags) = hub.inner.lags.lock() {
+        lags.insert(peer.fingerprint.clone(), req.lag);
+    }
     hub.inner
         .store
         .write(move |tx| capstan_store::fleet::contact(tx, &fp, now_nanos(), &engine, &address))

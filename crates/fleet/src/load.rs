@@ -102,6 +102,7 @@ async fn simulate(
     let mut conn = connect(url, identity, &joined.hub).await?;
     let hello = Hello {
         engine: "simulated".to_owned(),
+        lag: std::collections::BTreeMap::new(),
     };
     let welcome: Welcome = conn.call(url, "/fleet/v1/hello", &hello).await?;
     let mut seq = welcome

@@ -6,7 +6,7 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
 /// `GET /api/v1/hosts`: a host that joined the hub.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct FleetHost {
     pub name: String,
     pub labels: BTreeMap<String, String>,
@@ -20,6 +20,21 @@ pub struct FleetHost {
     pub last_contact: Option<DateTime<Utc>>,
     /// `sha256:<hex>` of its key's certificate: what the hub knows it by.
     pub fingerprint: String,
+    /// Per stream (`events`, `logs`, `metrics`): how many seconds behind the hub was, as the
+    /// agent's last hello said: the age of the oldest record the hub had not taken (0: caught
+    /// up). Empty until the agent says hello after the hub started.
+    #[serde(default)]
+    pub lag: BTreeMap<String, f64>,
+    /// Its 1-minute load average, as the metrics it shipped last say (none: it ships none,
+    /// or none lately).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub load1: Option<f64>,
+    /// How many of its containers those metrics measure.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub containers: Option<u64>,
+    /// The alert rules firing for it now (those whose labels name it as `host`).
+    #[serde(default)]
+    pub alerts: Vec<String>,
 }
 
 /// `POST /api/v1/hosts/join-tokens`: what the token is to carry.

@@ -88,18 +88,39 @@ pub async fn run(args: HostsArgs) -> Result<(), Failure> {
                 "LABELS",
                 "ENGINE",
                 "LAST CONTACT",
-                "ADDRESS",
+                "LAG",
+                "LOAD",
+                "CONTAINERS",
+                "ALERTS",
             ]);
             for h in &hosts {
                 let labels: Vec<String> =
                     h.labels.iter().map(|(k, v)| format!("{k}={v}")).collect();
+                let lag: Vec<String> = h
+                    .lag
+                    .iter()
+                    .map(|(stream, s)| format!("{stream} {s:.1}s"))
+                    .collect();
                 table.row(vec![
                     h.name.clone(),
                     h.state.clone(),
                     labels.join(","),
                     h.engine.clone(),
                     h.last_contact.map_or_else(|| "-".to_owned(), local_time),
-                    h.address.clone(),
+                    if lag.is_empty() {
+                        "-".to_owned()
+                    } else {
+                        lag.join(", ")
+                    },
+                    h.load1
+                        .map_or_else(|| "-".to_owned(), |l| format!("{l:.2}")),
+                    h.containers
+                        .map_or_else(|| "-".to_owned(), |n| n.to_string()),
+                    if h.alerts.is_empty() {
+                        "-".to_owned()
+                    } else {
+                        h.alerts.join(",")
+                    },
                 ]);
             }
             table.print();

@@ -307,7 +307,7 @@ pub(crate) async fn present(client: &Client, css: &str) {
     }
 }
 
-async fn click(client: &Client, css: &str) {
+pub(crate) async fn click(client: &Client, css: &str) {
     client
         .wait()
         .for_element(Locator::Css(css))

@@ -699,3 +699,79 @@ fn deploy_in_background(
             .unwrap()
     })
 }
+
+/// The hub's dashboard: the Hosts page (in the navigation only on a hub) shows each host with
+/// its labels, state, how far behind each stream is, its load and containers from the metrics
+/// it ships; an admin makes a join token there that lets a second host in, and removes that
+/// host, which is cut off at once.
+#[tokio::test]
+async fn the_hosts_page_shows_each_host_and_an_admin_joins_and_removes_one() {
+    use crate::dashboard::{click, shoot, sign_in_with_token, text_of, wait_text};
+    let engine = capstan_testkit::docker_host();
+    let metrics = "[metrics]\ninterval = \"1s\"\n";
+    let (hub, url) = hub_on(&engine, "127.0.0.1", metrics).await;
+    let t = token(&hub, &["--labels", "zone=a"]).await;
+    let agent_config = format!("{QUIET}{metrics}");
+    let _one = Daemon::start_agent(
+        bin(),
+        &engine,
+        &agent_config,
+        &["--join", &url, "--token", &t, "--name", "edge-1"],
+    )
+    .await;
+    all_connected(&hub, 1).await;
+    // a container of its own on the host, measured there
+    let docker = capstan_testkit::engine().await;
+    capstan_testkit::ensure_busybox(&docker).await;
+    let name = capstan_testkit::unique("capt-edge");
+    let id = crate::logs::run_container(&docker, &name, "exec sleep 300").await;
+    eventually(
+        Duration::from_mins(1),
+        "edge-1's metrics on the hub",
+        || async {
+            let h = hosts(&hub).await;
+            (h[0].load1.is_some()
+                && h[0].containers.is_some_and(|n| n >= 1)
+                && h[0].lag.contains_key("metrics"))
+            .then_some(())
+        },
+    )
+    .await;
+
+    let browser = capstan_testkit::Browser::start().await;
+    let client = browser.client(1280, 900).await;
+    sign_in_with_token(&client, &hub).await;
+    click(&client, "#nav-hosts").await;
+    wait_text(&client, "#hosts", "edge-1").await;
+    for want in ["connected", "zone=a", "metrics ", "events "] {
+        wait_text(&client, "#hosts", want).await;
+    }
+    shoot(&client, "hosts").await;
+
+    // a join token made on the page lets a second host in
+    click(&client, "#join-form button").await;
+    let shown = wait_text(&client, "#join-token", "capstan-join-1.").await;
+    let second = shown.lines().next().unwrap().trim().to_owned();
+    let _two = Daemon::start_agent(
+        bin(),
+        &engine,
+        &agent_config,
+        &["--join", &url, "--token", &second, "--name", "edge-2"],
+    )
+    .await;
+    all_connected(&hub, 2).await;
+    client.refresh().await.unwrap();
+    wait_text(&client, "#hosts", "edge-2").await;
+
+    // removed from the page: cut off at once
+    click(&client, "button[data-remove='edge-2']").await;
+    client.accept_alert().await.unwrap();
+    wait_text(&client, "#hosts-said", "Removed edge-2").await;
+    let left = hosts(&hub).await;
+    assert_eq!(
+        left.iter().map(|h| h.name.as_str()).collect::<Vec<_>>(),
+        ["edge-1"]
+    );
+    assert!(!text_of(&client, "#hosts").await.contains("edge-2"));
+    docker.remove_container(&id, true).await.unwrap();
+}

@@ -1,5 +1,7 @@
 //! The fleet's hosts: list, join tokens, remove (docs/fleet.md).
 
+use std::collections::BTreeMap;
+
 use axum::Json;
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
@@ -38,7 +40,53 @@ pub(crate) async fn list(
     Query(pairs): Query<Pairs>,
 ) -> Result<Json<Vec<FleetHost>>, ApiError> {
     params::only(&pairs, &[])?;
-    Ok(Json(hub(&state)?.hosts().await?))
+    let mut hosts = hub(&state)?.hosts().await?;
+    // how each is doing, from what the hub keeps of it: its metrics and the alerts on them
+    if let Some(history) = state.history.clone() {
+        let per_host = tokio::task::spawn_blocking(move || {
+            let now = chrono::Utc::now().timestamp_millis();
+            let by_host = |text: &str| -> BTreeMap<String, f64> {
+                capstan_metrics::Query::parse(text)
+                    .ok()
+                    .and_then(|q| q.instant(&history, now).ok())
+                    .unwrap_or_default()
+                    .into_iter()
+                    .filter_map(|(labels, v)| Some((labels.get("host")?.clone(), v)))
+                    .collect()
+            };
+            (
+                by_host("node_load1"),
+                by_host("count by (host) (container_memory_working_set_bytes)"),
+            )
+        })
+        .await;
+        if let Ok((load, containers)) = per_host {
+            for h in &mut hosts {
+                h.load1 = load.get(&h.name).copied();
+                // a host that ships metrics and measures no container runs none
+                h.containers = match (containers.get(&h.name), h.load1) {
+                    (Some(n), _) => Some(n.max(0.0).round() as u64),
+                    (None, Some(_)) => Some(0),
+                    (None, None) => None,
+                };
+            }
+        }
+    }
+    if let Some(alerts) = &state.alerts {
+        let firing = alerts.alerts();
+        for h in &mut hosts {
+            h.alerts = firing
+                .iter()
+                .filter(|a| {
+                    a.state == capstan_model::AlertState::Firing
+                        && a.labels.get("host") == Some(&h.name)
+                })
+                .map(|a| a.rule.clone())
+                .collect();
+            h.alerts.dedup();
+        }
+    }
+    Ok(Json(hosts))
 }
 
 /// A one-time join token pinning this hub's key; shown only here.

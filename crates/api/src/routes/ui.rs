@@ -41,6 +41,7 @@ const MODULES: &[(&str, &str, &str)] = assets![
     "pages/builds.js",
     "pages/containers.js",
     "pages/events.js",
+    "pages/hosts.js",
     "pages/images.js",
     "pages/logs.js",
     "pages/metrics.js",

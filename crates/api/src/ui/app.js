@@ -10,6 +10,7 @@ import { appPage, appsPage } from "./pages/apps.js";
 import { buildPage, buildsPage } from "./pages/builds.js";
 import { containerPage } from "./pages/containers.js";
 import { eventsPage } from "./pages/events.js";
+import { hostsPage } from "./pages/hosts.js";
 import { imagePage, imagesPage } from "./pages/images.js";
 import { logsPage } from "./pages/logs.js";
 import { metricsPage } from "./pages/metrics.js";
@@ -42,6 +43,7 @@ function pageOf(page) {
     return () => imagePage(page.slice("#/images/".length).split("/").map(decodeURIComponent).join("/"));
   }
   if (page === "#/metrics") return metricsPage;
+  if (page === "#/hosts") return hostsPage;
   if (page === "#/security") return securityPage;
   if (page === "#/access" && can("admin")) return accessPage;
   return overview;

@@ -13,7 +13,7 @@ export function table(headers, rows, empty) {
 
 function eventRow(e) {
   const detail = Object.entries(e.attributes || {})
-    .filter(([k]) => ["name", "image", "app", "service", "rule", "reference", "check", "severity"].includes(k))
+    .filter(([k]) => ["host", "name", "image", "app", "service", "rule", "reference", "check", "severity"].includes(k))
     .map(([k, v]) => `${k}=${v}`).join(" ");
   return [when(e.time), e.type, e.action, e.actor.slice(0, 40), detail];
 }
@@ -60,7 +60,10 @@ export function logRow(l) {
     to: new Date(t + 30000).toISOString(),
   });
   return [when(l.time),
-    html`<a href="#/containers/${encodeURIComponent(l.container_id)}" class="to-container">${l.container}</a> <span class="muted">${l.stream}</span>`,
+    // a fleet host's container is that host's: its page is there
+    state.fleetHosts?.has(l.host)
+      ? html`<span class="host">${l.host}</span>/${l.container} <span class="muted">${l.stream}</span>`
+      : html`<a href="#/containers/${encodeURIComponent(l.container_id)}" class="to-container">${l.container}</a> <span class="muted">${l.stream}</span>`,
     level,
     html`<code>${l.message || l.raw}</code> <a href="#/logs?${around}" class="context" title="the lines around it">context</a>`];
 }

@@ -1,16 +1,23 @@
 // Apps: the list, and an app's page (replicas live, its services' use, releases and their
 // differences, deploying and rolling back with the rollout's steps shown as they come).
 
-import { $, api, can, closeStreams, debounce, state, still, stream } from "../core.js";
+import { $, api, can, closeStreams, debounce, hashParams, state, still, stream } from "../core.js";
 import { bytes, cores, resultClass, short, when } from "../format.js";
 import { html, put } from "../html.js";
 import { renderDiff, streamRelease } from "../release.js";
 import { chartInto, table } from "../widgets.js";
 
 export async function appsPage() {
-  const apps = await api("GET", "/api/v1/apps");
+  const all = await api("GET", "/api/v1/apps");
+  // where they run: a target of [[targets]] or a fleet host (`#/apps?target=NAME`)
+  const targets = [...new Set(all.map((a) => a.target || "local"))].sort();
+  const only = hashParams().get("target");
+  const apps = all.filter((a) => !only || (a.target || "local") === only);
   put($("#main"), html`<h1>Apps</h1>
     <section class="card" aria-labelledby="h-apps"><h2 id="h-apps">Deployed</h2>
+      ${targets.length > 1 && html`<p>Where: <select id="apps-target" aria-label="target or host">
+        <option value="">everywhere</option>
+        ${targets.map((t) => html`<option ${only === t && "selected"}>${t}</option>`)}</select></p>`}
       ${table(["App", "Target", "Release", "Result", "Running", "Deployed"], apps.map((a) => [
         html`<a href="#/apps/${encodeURIComponent(a.name)}">${a.name}</a>`, a.target || "local", a.release,
         html`<span class="${resultClass(a.result)}">${a.result}</span>`,
@@ -21,6 +28,9 @@ export async function appsPage() {
         <label>Name <input id="new-name" required pattern="[a-z0-9][a-z0-9_-]*" placeholder="my-app"></label>
         <button type="submit">Continue</button>
       </form></section>`}`);
+  $("#apps-target")?.addEventListener("change", (ev) => {
+    location.hash = ev.target.value ? `#/apps?${new URLSearchParams({ target: ev.target.value })}` : "#/apps";
+  });
   $("#new-app")?.addEventListener("submit", (ev) => {
     ev.preventDefault();
     location.hash = `#/apps/${encodeURIComponent($("#new-name").value.trim())}`;

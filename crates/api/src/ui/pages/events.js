@@ -1,4 +1,4 @@
-// Events: the journal filtered by type, action, image and age, newest first, live.
+// Events: the journal filtered by type, action, image, fleet host and age, newest first, live.
 
 import { $, api, hashParams } from "../core.js";
 import { html, put } from "../html.js";
@@ -14,6 +14,7 @@ export async function eventsPage() {
       </select></label>
       <label>Action <input name="action" id="f-action" value="${params.get("action") || ""}" placeholder="tag, die, alert_firing…"></label>
       <label>Image <input name="image" id="f-image" value="${params.get("image") || ""}" placeholder="id, reference or digest"></label>
+      <label>Host <input name="host" id="f-host" value="${params.get("host") || ""}" placeholder="a fleet host"></label>
       <label>Since <select name="since" id="f-since">
         ${["15m", "1h", "6h", "1d", "7d"].map((d) =>
           html`<option ${(params.get("since") || "1h") === d && "selected"}>${d}</option>`)}
@@ -22,18 +23,18 @@ export async function eventsPage() {
     </form>
     <section class="card" aria-labelledby="h-list"><h2 id="h-list">Newest first</h2><div id="events">…</div></section>`);
   const query = new URLSearchParams({ limit: "200", since: params.get("since") || "1h" });
-  for (const k of ["type", "action", "image"]) if (params.get(k)) query.set(k, params.get(k));
+  for (const k of ["type", "action", "image", "host"]) if (params.get(k)) query.set(k, params.get(k));
   $("#event-filter").addEventListener("submit", (ev) => {
     ev.preventDefault();
     const f = ev.target;
     const next = new URLSearchParams();
-    for (const k of ["type", "action", "image", "since"]) if (f[k].value) next.set(k, f[k].value.trim());
+    for (const k of ["type", "action", "image", "host", "since"]) if (f[k].value) next.set(k, f[k].value.trim());
     location.hash = `#/events?${next}`;
   });
   const asked = new Date().toISOString();
   const page = await api("GET", `/api/v1/events?${query}`);
   renderEvents(page.events || [], 200);
   const live = new URLSearchParams();
-  for (const k of ["type", "action", "image"]) if (params.get(k)) live.set(k, params.get(k));
+  for (const k of ["type", "action", "image", "host"]) if (params.get(k)) live.set(k, params.get(k));
   follow(`/api/v1/events/stream?${live}`, 200, asked);
 }

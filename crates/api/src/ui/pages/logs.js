@@ -6,7 +6,7 @@ import { when } from "../format.js";
 import { html, put } from "../html.js";
 import { bars, logRow, table, term } from "../widgets.js";
 
-const FACETS = ["service", "container", "level", "stream", "image"];
+const FACETS = ["host", "service", "container", "level", "stream", "image"];
 
 /** Counts per value of the main fields over the lines shown; each adds its term to the query. */
 function facets(lines) {

@@ -10,6 +10,19 @@ export function signedIn(session) {
   $("#signout").hidden = !session;
   // what a role cannot do is not offered (the API refuses it anyway)
   $("#nav-access").hidden = !can("admin");
+  $("#nav-hosts").hidden = true;
+  state.fleetHosts = null;
+  if (session) {
+    // a fleet's hub has hosts to show (asked aside: whichever page is drawn meanwhile stays)
+    fetch("/api/v1/hosts", { credentials: "same-origin", headers: { accept: "application/json" } })
+      .then((r) => (r.ok ? r.json() : null))
+      .then((hosts) => {
+        if (!hosts || state.session !== session) return;
+        state.fleetHosts = new Set(hosts.map((h) => h.name));
+        $("#nav-hosts").hidden = false;
+      })
+      .catch(() => null);
+  }
 }
 
 /** The sign-in form, with `message` above; `then` draws the page once signed in. */
