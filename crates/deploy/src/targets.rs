@@ -98,6 +98,11 @@ pub fn check(targets: &[TargetConfig]) -> Result<(), String> {
                 }
             }
             TargetKind::Kubernetes => check_kubernetes(&at, t)?,
+            TargetKind::Host => {
+                return Err(format!(
+                    "{at}.kind: a Docker host joins the fleet with `capstan agent --join` (docs/fleet.md) and is then a target by its name; an engine over SSH or TLS without an agent is not supported yet"
+                ));
+            }
         }
     }
     Ok(())
@@ -295,6 +300,10 @@ mod tests {
                     ..target("k", TargetKind::Kubernetes, "")
                 }],
                 "targets[0].progress_deadline:",
+            ),
+            (
+                vec![target("edge", TargetKind::Host, "ssh://edge")],
+                "targets[0].kind: a Docker host joins the fleet with `capstan agent --join`",
             ),
         ] {
             let err = check(&targets).unwrap_err();

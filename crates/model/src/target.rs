@@ -15,6 +15,8 @@ pub enum TargetKind {
     /// A Kubernetes cluster, reached through its API server (a kubeconfig context) in one
     /// namespace.
     Kubernetes,
+    /// A Docker host of the fleet, whose agent dialed this hub (`capstan hosts`).
+    Host,
 }
 
 impl TargetKind {
@@ -24,6 +26,7 @@ impl TargetKind {
             Self::Local => "local",
             Self::Swarm => "swarm",
             Self::Kubernetes => "kubernetes",
+            Self::Host => "host",
         }
     }
 }

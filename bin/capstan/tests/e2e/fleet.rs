@@ -101,6 +101,17 @@ async fn hosts_join_once_with_a_token_pinning_the_hubs_key_and_a_removed_one_is_
     assert_eq!(listed[0].labels["zone"], "a");
     assert!(listed[0].fingerprint.starts_with("sha256:"));
     assert!(listed[0].address.starts_with("127.0.0.1:"), "{listed:?}");
+    // a joined host is a target by its name
+    let (code, out, err) = hub.cli(&["targets", "-o", "json"]).await;
+    assert_eq!(code, 0, "{err}");
+    let targets: Vec<capstan_model::TargetStatus> = serde_json::from_str(&out).unwrap();
+    let host = targets
+        .iter()
+        .find(|t| t.name == "host-1")
+        .expect("host-1 listed");
+    assert_eq!(host.kind, capstan_model::TargetKind::Host);
+    assert!(host.healthy, "{host:?}");
+    assert!(host.engine_versions[0].starts_with("docker "), "{host:?}");
 
     // the same token again: used up
     let (code, err) = refused_agent(&url, &first).await;

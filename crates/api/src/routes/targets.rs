@@ -8,7 +8,8 @@ use capstan_model::TargetStatus;
 use crate::params::{self, Pairs};
 use crate::{ApiError, AppState};
 
-/// `GET /api/v1/targets`: the local engine first, then each configured target, with whether it
+/// `GET /api/v1/targets`: the local engine first, then each configured target, then (on a
+/// fleet's hub) each joined host, with whether it
 /// answers as its kind needs and, for a Swarm, its nodes (role, state, leader, engine version),
 /// for a Kubernetes cluster, its API server's version.
 /// A target that does not answer within 5 s is listed as such, with why.
@@ -33,7 +34,29 @@ pub(crate) async fn list(
         }
     }));
     let (local, others) = tokio::join!(local, others);
-    Ok(Json(std::iter::once(local).chain(others).collect()))
+    // a hub's hosts: each a target by its name, healthy while its agent is connected
+    let hosts = match &state.hub {
+        Some(hub) => hub.hosts().await?,
+        None => Vec::new(),
+    };
+    let hosts = hosts.into_iter().map(|h| {
+        let connected = h.state == "connected";
+        let mut status =
+            capstan_deploy::targets::unasked(&h.name, capstan_model::TargetKind::Host, &h.address);
+        status.healthy = connected;
+        status.error = (!connected).then(|| {
+            format!(
+                "its agent is not connected to this hub (last contact {}): deploys to it are refused until it is back",
+                h.last_contact
+                    .map_or_else(|| "never".to_owned(), |t| t.to_rfc3339())
+            )
+        });
+        status.engine_versions = Some(h.engine).filter(|e| !e.is_empty()).into_iter().collect();
+        status
+    });
+    Ok(Json(
+        std::iter::once(local).chain(others).chain(hosts).collect(),
+    ))
 }
 
 /// `GET /api/v1/targets/{name}/self?image=IMAGE`: capstan's own objects for Kubernetes target
