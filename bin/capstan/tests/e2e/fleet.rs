@@ -578,20 +578,7 @@ async fn fleet_an_app_deployed_to_a_host_finishes_there_across_a_cut() {
             "the hub cannot know yet"
         );
     }
-    let out = tokio::time::timeout(Duration::from_mins(2), deploying)
-        .await
-        .expect("the deploy returns once the host reports")
-        .unwrap();
-    assert_eq!(
-        out.status.code(),
-        Some(0),
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let ledger = releases(&hub, &app).await;
-    assert_eq!(ledger[0].number, 2);
-    assert_eq!(ledger[0].result, "succeeded", "{:#?}", ledger[0]);
+    returns_succeeded(&hub, &app, deploying, 2).await;
 
     // rolled back from the hub: release 1 again, on the host
     let (code, out, err) = hub.cli(&["rollback", &app]).await;
@@ -651,20 +638,7 @@ async fn fleet_an_app_deployed_to_a_host_finishes_there_across_a_cut() {
     .await;
     two.kill9().await;
     two.restart().await;
-    let out = tokio::time::timeout(Duration::from_mins(2), deploying)
-        .await
-        .expect("the deploy returns once the host reports")
-        .unwrap();
-    assert_eq!(
-        out.status.code(),
-        Some(0),
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let ledger = releases(&hub, &app).await;
-    assert_eq!(ledger[0].number, 5);
-    assert_eq!(ledger[0].result, "succeeded", "{:#?}", ledger[0]);
+    returns_succeeded(&hub, &app, deploying, 5).await;
 
     // bad input: an unknown host; a host that is down (nothing recorded)
     let (code, _, err) = hub
@@ -690,6 +664,31 @@ async fn fleet_an_app_deployed_to_a_host_finishes_there_across_a_cut() {
     assert_eq!(code, 3, "{err}");
     assert!(err.contains("host host-2 is not connected"), "{err}");
     assert_eq!(releases(&hub, &app).await.len(), 6, "nothing recorded");
+}
+
+/// Waits for a deploy of [`deploy_in_background`] to return (once the host reported), and
+/// checks that it did so with success and that the hub's ledger says release `number`
+/// succeeded.
+async fn returns_succeeded(
+    hub: &Daemon,
+    app: &str,
+    deploying: tokio::task::JoinHandle<std::process::Output>,
+    number: i64,
+) {
+    let out = tokio::time::timeout(Duration::from_mins(2), deploying)
+        .await
+        .expect("the deploy returns once the host reports")
+        .unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let ledger = releases(hub, app).await;
+    assert_eq!(ledger[0].number, number);
+    assert_eq!(ledger[0].result, "succeeded", "{:#?}", ledger[0]);
 }
 
 /// `capstan deploy --target host-2` in `dir` against `hub`, on a task of its own.
