@@ -13,7 +13,7 @@ const RELOADS = 3;
 const MODULES = [
   "app.js", "core.js", "format.js", "html.js", "release.js", "widgets.js",
   "pages/access.js", "pages/alerts.js", "pages/apps.js", "pages/builds.js", "pages/containers.js",
-  "pages/events.js", "pages/images.js", "pages/logs.js", "pages/metrics.js",
+  "pages/events.js", "pages/hosts.js", "pages/images.js", "pages/logs.js", "pages/metrics.js",
   "pages/overview.js", "pages/security.js", "pages/signin.js",
 ];
 
