@@ -163,6 +163,17 @@ impl Config {
         self.retention.check()?;
         self.security.check()?;
         capstan_deploy::targets::check(&self.targets).map_err(|e| anyhow::anyhow!("{e}"))?;
+        if let Some(t) = self
+            .targets
+            .iter()
+            .find(|t| t.kind == capstan_model::TargetKind::Host)
+            && self.fleet.listen.is_none()
+        {
+            anyhow::bail!(
+                "targets.{}: a host without an agent is run as a host of this capstan's fleet: set [fleet] listen (e.g. \"127.0.0.1:7879\") too",
+                t.name
+            );
+        }
         if let Some(name) = &self.logs.pod_labels_from
             && name != capstan_kube::IN_CLUSTER
             && !self

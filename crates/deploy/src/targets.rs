@@ -16,9 +16,20 @@ pub struct TargetConfig {
     pub name: String,
     /// `swarm` or `kubernetes`.
     pub kind: TargetKind,
-    /// Swarm: a manager's engine, `unix:///path` or `tcp://host:port`.
+    /// Swarm: a manager's engine, `unix:///path` or `tcp://host:port`. Host: the engine,
+    /// `ssh://[user@]host[:port]` or `tcp://host:port` with `tls_dir`.
     #[serde(default)]
     pub docker_host: String,
+    /// Host, `tcp://`: the directory of `ca.pem`, `cert.pem` and `key.pem` (client TLS, the
+    /// engine's certificate checked against `ca.pem`).
+    #[serde(default)]
+    pub tls_dir: Option<std::path::PathBuf>,
+    /// Host, `ssh://`: the known-hosts file its key must be in (default: ssh's own).
+    #[serde(default)]
+    pub known_hosts: Option<std::path::PathBuf>,
+    /// Host, `ssh://`: the private key to sign in with (default: ssh's own and its agent's).
+    #[serde(default)]
+    pub identity: Option<std::path::PathBuf>,
     /// Kubernetes: the kubeconfig file (default: `$KUBECONFIG`, then `~/.kube/config`).
     #[serde(default)]
     pub kubeconfig: Option<std::path::PathBuf>,
@@ -80,32 +91,78 @@ pub fn check(targets: &[TargetConfig]) -> Result<(), String> {
                         "{at}.docker_host: a Swarm target is reached through a manager's engine: docker_host = \"tcp://manager:2375\""
                     ));
                 }
+                if t.docker_host.starts_with("ssh://") {
+                    return Err(format!(
+                        "{at}.docker_host: a Swarm manager is reached at unix:///path or tcp://host:port"
+                    ));
+                }
                 Engine::new(Some(&t.docker_host)).map_err(|e| {
                     format!("{at}.docker_host: {e} (unix:///path or tcp://host:port)")
                 })?;
-                let kube = [
-                    ("kubeconfig", t.kubeconfig.is_some()),
-                    ("context", t.context.is_some()),
-                    ("namespace", t.namespace.is_some()),
-                    ("publish", t.publish.is_some()),
-                    ("volume_size", t.volume_size.is_some()),
-                    ("progress_deadline", t.progress_deadline.is_some()),
-                ];
-                if let Some((key, _)) = kube.iter().find(|(_, set)| *set) {
+                if let Some(key) = t.kubernetes_setting() {
                     return Err(format!(
                         "{at}.{key}: a Kubernetes target's setting, and this target is a Swarm"
                     ));
                 }
             }
             TargetKind::Kubernetes => check_kubernetes(&at, t)?,
-            TargetKind::Host => {
-                return Err(format!(
-                    "{at}.kind: a Docker host joins the fleet with `capstan agent --join` (docs/fleet.md) and is then a target by its name; an engine over SSH or TLS without an agent is not supported yet"
-                ));
-            }
+            TargetKind::Host => check_host(&at, t)?,
         }
     }
     Ok(())
+}
+
+impl TargetConfig {
+    /// How a host's engine is reached: its TLS files or ssh's known hosts and key.
+    pub fn remote(&self) -> capstan_engine::RemoteConfig {
+        capstan_engine::RemoteConfig {
+            tls_dir: self.tls_dir.clone(),
+            known_hosts: self.known_hosts.clone(),
+            identity: self.identity.clone(),
+        }
+    }
+
+    /// The settings only a Kubernetes target takes that are set here.
+    fn kubernetes_setting(&self) -> Option<&'static str> {
+        [
+            ("kubeconfig", self.kubeconfig.is_some()),
+            ("context", self.context.is_some()),
+            ("namespace", self.namespace.is_some()),
+            ("publish", self.publish.is_some()),
+            ("volume_size", self.volume_size.is_some()),
+            ("progress_deadline", self.progress_deadline.is_some()),
+        ]
+        .into_iter()
+        .find_map(|(key, set)| set.then_some(key))
+    }
+}
+
+/// A Docker host without an agent: its engine over ssh, or over tcp with TLS both ways.
+fn check_host(at: &str, t: &TargetConfig) -> Result<(), String> {
+    if t.docker_host.is_empty() {
+        return Err(format!(
+            "{at}.docker_host: a host without an agent is reached through its engine: docker_host = \"ssh://user@host\" (or \"tcp://host:2376\" with tls_dir); a host that runs `capstan agent --join` needs no [[targets]] entry"
+        ));
+    }
+    if t.docker_host.starts_with("tcp://") && t.tls_dir.is_none() {
+        return Err(format!(
+            "{at}.tls_dir: an engine's plain tcp port lets anyone who reaches it run anything as root there: give tls_dir (ca.pem, cert.pem, key.pem), or use ssh://"
+        ));
+    }
+    if !t.docker_host.starts_with("tcp://") && !t.docker_host.starts_with("ssh://") {
+        return Err(format!(
+            "{at}.docker_host: {:?}: a host is ssh://[user@]host[:port] or tcp://host:port (with tls_dir)",
+            t.docker_host
+        ));
+    }
+    if let Some(key) = t.kubernetes_setting() {
+        return Err(format!(
+            "{at}.{key}: a Kubernetes target's setting, and this target is a host"
+        ));
+    }
+    Engine::with_remote(Some(&t.docker_host), t.remote())
+        .map(drop)
+        .map_err(|e| format!("{at}: {e}"))
 }
 
 fn check_kubernetes(at: &str, t: &TargetConfig) -> Result<(), String> {
@@ -302,8 +359,42 @@ mod tests {
                 "targets[0].progress_deadline:",
             ),
             (
-                vec![target("edge", TargetKind::Host, "ssh://edge")],
-                "targets[0].kind: a Docker host joins the fleet with `capstan agent --join`",
+                vec![target("edge", TargetKind::Host, "")],
+                "targets[0].docker_host: a host without an agent",
+            ),
+            (
+                vec![target("edge", TargetKind::Host, "tcp://10.0.0.5:2375")],
+                "targets[0].tls_dir: an engine's plain tcp port",
+            ),
+            (
+                vec![target("edge", TargetKind::Host, "unix:///run/docker.sock")],
+                "targets[0].docker_host: \"unix:///run/docker.sock\": a host is",
+            ),
+            (
+                vec![target("edge", TargetKind::Host, "ssh://-oProxyCommand=x")],
+                "targets[0]: docker host",
+            ),
+            (
+                vec![TargetConfig {
+                    tls_dir: Some("/nonexistent".into()),
+                    ..target("edge", TargetKind::Host, "tcp://10.0.0.5:2376")
+                }],
+                "/nonexistent/ca.pem is not there",
+            ),
+            (
+                vec![TargetConfig {
+                    known_hosts: Some("/nonexistent".into()),
+                    tls_dir: Some("/nonexistent".into()),
+                    ..target("edge", TargetKind::Host, "tcp://10.0.0.5:2376")
+                }],
+                "known_hosts: a setting of ssh:// engines",
+            ),
+            (
+                vec![TargetConfig {
+                    namespace: Some("apps".into()),
+                    ..target("edge", TargetKind::Host, "ssh://edge")
+                }],
+                "targets[0].namespace: a Kubernetes target's setting, and this target is a host",
             ),
         ] {
             let err = check(&targets).unwrap_err();

@@ -2,10 +2,20 @@
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
     /// The address has a scheme capstan does not speak.
-    #[error("unsupported docker host {host:?}: use unix:///path/to/docker.sock or tcp://host:port")]
+    #[error(
+        "unsupported docker host {host:?}: use unix:///path/to/docker.sock, tcp://host:port or ssh://[user@]host[:port]"
+    )]
     BadHost {
         /// The address as given.
         host: String,
+    },
+    /// How an engine on another machine is reached does not fit its address.
+    #[error("docker host {host:?}: {reason}")]
+    BadRemote {
+        /// The address as given.
+        host: String,
+        /// What is wrong, naming the setting.
+        reason: String,
     },
     /// bollard rejected the address.
     #[error("invalid docker host {host:?}: {source}")]
@@ -51,6 +61,22 @@ pub enum Error {
     },
 }
 
+/// An error's text with its causes' (a failed connection says why only down its chain: a
+/// certificate refused, a connection refused).
+fn with_causes(err: &dyn std::error::Error) -> String {
+    let mut text = err.to_string();
+    let mut cause = err.source();
+    while let Some(c) = cause {
+        let said = c.to_string();
+        if !text.contains(&said) {
+            text.push_str(": ");
+            text.push_str(&said);
+        }
+        cause = c.source();
+    }
+    text
+}
+
 impl Error {
     pub(crate) fn from_bollard(host: &str, err: bollard::errors::Error) -> Self {
         use bollard::errors::Error as B;
@@ -76,7 +102,7 @@ impl Error {
             },
             other => Self::Unreachable {
                 host: host.to_owned(),
-                reason: other.to_string(),
+                reason: with_causes(&other),
             },
         }
     }

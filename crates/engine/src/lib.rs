@@ -1,7 +1,7 @@
 //! The engine layer: the only code in capstan that talks to a Docker engine.
 //!
-//! It owns the connection (`DOCKER_HOST` over unix sockets or tcp, API version negotiated with
-//! the engine), turns the engine's payloads into capstan's plain types, and maps failures to
+//! It owns the connection (`DOCKER_HOST` over unix sockets, tcp, TLS or ssh, API version
+//! negotiated with the engine), turns the engine's payloads into capstan's plain types, and maps failures to
 //! [`Error`] variants that say what to do next. It must never decide policy: what to record,
 //! retry or alert on belongs to the callers.
 
@@ -12,6 +12,7 @@ mod events;
 mod images;
 mod inventory;
 mod logs;
+mod remote;
 mod service;
 mod spec;
 mod swarm;
@@ -27,6 +28,7 @@ pub use events::{EVENT_BUFFER, RawEvent};
 pub use images::BuildContext;
 pub use inventory::ImageState;
 pub use logs::LogChunk;
+pub use remote::RemoteConfig;
 pub use service::{FileRef, SwarmService, SwarmServiceSpec, SwarmTask, TaskRestart, UpdatePolicy};
 pub use spec::{
     Attachment, Blkio, ContainerSpec, DeviceRequestSpec, Healthcheck, IpamPoolSpec, IpamSpec,
@@ -48,6 +50,26 @@ pub struct EngineConfig {
     /// its pods' logs): nothing that asks an engine runs. Default true.
     #[serde(default)]
     pub enabled: Option<bool>,
+    /// `tcp://` with TLS: the directory of `ca.pem`, `cert.pem` and `key.pem`.
+    #[serde(default)]
+    pub tls_dir: Option<std::path::PathBuf>,
+    /// `ssh://`: the known-hosts file the host's key must be in (default: ssh's own).
+    #[serde(default)]
+    pub known_hosts: Option<std::path::PathBuf>,
+    /// `ssh://`: the private key to sign in with (default: ssh's own and its agent's).
+    #[serde(default)]
+    pub identity: Option<std::path::PathBuf>,
+}
+
+impl EngineConfig {
+    /// How the engine is reached when it is on another machine.
+    pub fn remote(&self) -> RemoteConfig {
+        RemoteConfig {
+            tls_dir: self.tls_dir.clone(),
+            known_hosts: self.known_hosts.clone(),
+            identity: self.identity.clone(),
+        }
+    }
 }
 
 /// How long a single request may take before it is abandoned (streams are not limited).
@@ -60,6 +82,10 @@ pub struct Engine {
     /// must start (and wait) before the engine does.
     docker: Arc<OnceLock<Docker>>,
     host: String,
+    /// How an engine on another machine is reached (TLS files, ssh's known hosts and key).
+    remote: Arc<RemoteConfig>,
+    /// An ssh engine's socket on this machine, served from first use.
+    bridge: Arc<OnceLock<remote::Bridge>>,
 }
 
 impl std::fmt::Debug for Engine {
@@ -80,28 +106,43 @@ pub struct EngineVersion {
 }
 
 impl Engine {
-    /// Creates a client for `host` (`unix:///path`, `tcp://host:port` or `http://host:port`);
-    /// `None` means `DOCKER_HOST`, else [`DEFAULT_HOST`]. Does not contact the engine; call
-    /// [`Engine::negotiate`] before use.
+    /// Creates a client for `host` (`unix:///path`, `tcp://host:port`, `http://host:port` or
+    /// `ssh://[user@]host[:port]`); `None` means `DOCKER_HOST`, else [`DEFAULT_HOST`]. Does not
+    /// contact the engine; call [`Engine::negotiate`] before use.
     ///
     /// # Errors
     /// [`Error::BadHost`] when the address has a scheme capstan does not speak.
     pub fn new(host: Option<&str>) -> Result<Self, Error> {
+        Self::with_remote(host, RemoteConfig::default())
+    }
+
+    /// As [`Engine::new`], for an engine on another machine reached as `remote` says (TLS
+    /// files for `tcp://`; known hosts and key for `ssh://`).
+    ///
+    /// # Errors
+    /// [`Error::BadHost`] when the address has a scheme capstan does not speak, or `remote`
+    /// does not fit it.
+    pub fn with_remote(host: Option<&str>, remote: RemoteConfig) -> Result<Self, Error> {
         let host = host
             .map(str::to_owned)
             .or_else(|| std::env::var("DOCKER_HOST").ok().filter(|h| !h.is_empty()))
             .unwrap_or_else(|| DEFAULT_HOST.to_owned());
-        if !["unix://", "tcp://", "http://"]
+        if !["unix://", "tcp://", "http://", "ssh://"]
             .iter()
             .any(|scheme| host.starts_with(scheme))
         {
             return Err(Error::BadHost { host });
         }
+        if let Err(reason) = remote.check(&host) {
+            return Err(Error::BadRemote { host, reason });
+        }
         let engine = Self {
             docker: Arc::default(),
             host,
+            remote: Arc::new(remote),
+            bridge: Arc::default(),
         };
-        if !engine.host.starts_with("unix://") {
+        if !engine.host.starts_with("unix://") && !engine.host.starts_with("ssh://") {
             // nothing to wait for: a bad tcp address is bad input now
             engine.client()?;
         }
@@ -128,6 +169,14 @@ impl Engine {
                 });
             }
             Docker::connect_with_unix(host, timeout, version)
+        } else if host.starts_with("ssh://") {
+            let socket = format!("unix://{}", self.bridge()?.socket.display());
+            Docker::connect_with_unix(&socket, timeout, version)
+        } else if let Some(dir) = &self.remote.tls_dir {
+            // a process that links more than one crypto provider has none until one is chosen
+            let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
+            let [ca, cert, key] = remote::TLS_FILES.map(|f| dir.join(f));
+            Docker::connect_with_ssl(host, &key, &cert, &ca, timeout, version)
         } else {
             let url = host.replacen("tcp://", "http://", 1);
             Docker::connect_with_http(&url, timeout, version)
@@ -149,12 +198,31 @@ impl Engine {
         Ok(Self {
             docker: Arc::new(OnceLock::from(docker)),
             host: self.host.clone(),
+            remote: Arc::clone(&self.remote),
+            bridge: Arc::clone(&self.bridge),
         })
     }
 
     /// The engine address this handle talks to.
     pub fn host(&self) -> &str {
         &self.host
+    }
+
+    /// Whether the engine runs on this machine (a unix socket or loopback): its files, cgroups
+    /// and published ports are this machine's. An ssh or TLS engine is another machine's.
+    pub fn is_local(&self) -> bool {
+        let host = self.host.as_str();
+        host.starts_with("unix://")
+            || host.starts_with("npipe://")
+            || [
+                "tcp://127.",
+                "tcp://localhost",
+                "tcp://[::1]",
+                "http://127.",
+                "http://localhost",
+            ]
+            .iter()
+            .any(|p| host.starts_with(p))
     }
 
     /// Agrees on the API version with the engine (the lower of the engine's and bollard's).
@@ -213,8 +281,33 @@ impl Engine {
             })
     }
 
-    /// Turns a bollard error into ours, naming the host.
+    /// Turns a bollard error into ours, naming the host (and, for an ssh engine, what ssh
+    /// said when its last session failed: a host key refused, a login denied).
     fn classify(&self, err: bollard::errors::Error) -> Error {
-        Error::from_bollard(&self.host, err)
+        match (
+            Error::from_bollard(&self.host, err),
+            self.bridge.get().and_then(remote::Bridge::last_error),
+        ) {
+            (Error::Unreachable { host, reason }, Some(said)) => Error::Unreachable {
+                host,
+                reason: format!("{reason}; {said}"),
+            },
+            (e, _) => e,
+        }
+    }
+
+    /// An ssh engine's socket here, served from the first call on (on the caller's runtime).
+    fn bridge(&self) -> Result<&remote::Bridge, Error> {
+        if let Some(b) = self.bridge.get() {
+            return Ok(b);
+        }
+        if tokio::runtime::Handle::try_current().is_err() {
+            return Err(Error::Unreachable {
+                host: self.host.clone(),
+                reason: "an ssh engine is reached from capstan's runtime only".to_owned(),
+            });
+        }
+        let bridge = remote::Bridge::start(&self.host, &self.remote)?;
+        Ok(self.bridge.get_or_init(|| bridge))
     }
 }

@@ -235,6 +235,32 @@ impl Hub {
         Ok(token)
     }
 
+    /// Enrolls host `name` with key `fingerprint` and `labels`, without a token: a host whose
+    /// agent this hub runs itself (its engine reached over ssh or TLS; its key made here).
+    /// `Ok(Err(why))` when another key holds the name.
+    ///
+    /// # Errors
+    /// The store's.
+    pub async fn enroll(
+        &self,
+        name: &str,
+        fingerprint: &str,
+        labels: &BTreeMap<String, String>,
+    ) -> Result<Result<(), String>, capstan_store::Error> {
+        let (owned, fp) = (name.to_owned(), fingerprint.to_owned());
+        let labels = serde_json::to_string(labels)?;
+        let done = self
+            .inner
+            .store
+            .write(move |tx| capstan_store::fleet::enroll(tx, &owned, &fp, &labels, now_nanos()))
+            .await?;
+        Ok(done.map(drop).map_err(|_| {
+            format!(
+                "a host named {name} is in the fleet with another key (an agent joined under that name): give this target another name, or remove that host (`capstan hosts remove {name}`)"
+            )
+        }))
+    }
+
     /// Keeps `command` for the host of `key` until it reports the end (a hub restarted
     /// meanwhile offers it again), and offers it; the end arrives on the receiver, the steps
     /// on `progress`.

@@ -670,6 +670,7 @@ impl Collector {
             let by_file = driver == "json-file"
                 && !path.is_empty()
                 && !self.options.api_only
+                && self.engine.is_local()
                 && std::fs::File::open(path).is_ok();
             let label = |k: &str| c.labels.get(k).cloned().unwrap_or_default();
             let source = Origin {

@@ -172,7 +172,7 @@ impl Metrics {
         mut events: broadcast::Receiver<Event>,
         shutdown: CancellationToken,
     ) {
-        let local = is_local(engine.host());
+        let local = engine.is_local();
         let cgroups = match config.source {
             Source::Engine => None,
             Source::Auto if !local => None,
@@ -282,23 +282,31 @@ impl Metrics {
                 }
             }
             if let Some(history) = &config.history {
-                self.keep_sweep(history, &config.proc_root).await;
+                // this machine's load is the engine host's only when the engine runs here
+                let host_figures = local.then_some(config.proc_root.as_path());
+                self.keep_sweep(history, host_figures).await;
             }
         }
     }
 
-    /// Adds the latest sweep and the host's figures now to the history.
+    /// Adds the latest sweep and (read under `proc_root`) the host's figures now to the
+    /// history.
     async fn keep_sweep(
         self: &Arc<Self>,
         history: &Arc<crate::History>,
-        proc_root: &std::path::Path,
+        proc_root: Option<&std::path::Path>,
     ) {
-        let (me, history, proc_root) =
-            (Arc::clone(self), Arc::clone(history), proc_root.to_owned());
+        let (me, history, proc_root) = (
+            Arc::clone(self),
+            Arc::clone(history),
+            proc_root.map(std::path::Path::to_owned),
+        );
         let kept = tokio::task::spawn_blocking(move || {
             let mut capture = Exposition::capture();
             me.render(&mut capture);
-            crate::render_host(&mut capture, &proc_root);
+            if let Some(proc_root) = &proc_root {
+                crate::render_host(&mut capture, proc_root);
+            }
             let t = (now() * 1000.0) as i64;
             history.record(t, &capture.into_samples())
         })
@@ -534,21 +542,6 @@ fn stats_between(first: &ContainerSample, last: &ContainerSample) -> ContainerSt
         from: time(first.at),
         to: time(last.at),
     }
-}
-
-/// The engine is on this host: a unix socket, or TCP to loopback.
-fn is_local(host: &str) -> bool {
-    host.starts_with("unix://")
-        || host.starts_with("npipe://")
-        || [
-            "tcp://127.",
-            "tcp://localhost",
-            "tcp://[::1]",
-            "http://127.",
-            "http://localhost",
-        ]
-        .iter()
-        .any(|p| host.starts_with(p))
 }
 
 /// Each container's cgroup files and `net/dev`, in one blocking task.

@@ -201,15 +201,7 @@ pub fn join(
     if token.expires_nano <= now_nano {
         return Ok(Err(JoinRefused::Expired));
     }
-    let labels = token.labels;
-    let holder: Option<String> = tx
-        .query_row(
-            "SELECT fingerprint FROM hosts WHERE name = ?1",
-            [name],
-            |r| r.get(0),
-        )
-        .optional()?;
-    if holder.as_deref().is_some_and(|f| f != fingerprint) {
+    if holder(tx, name)?.is_some_and(|f| f != fingerprint) {
         return Ok(Err(JoinRefused::NameTaken));
     }
     tx.execute(
@@ -218,10 +210,67 @@ pub fn join(
     )?;
     // a key joining again (after a remove, under a new token) keeps nothing of before
     tx.execute("DELETE FROM hosts WHERE fingerprint = ?1", [fingerprint])?;
+    Ok(Ok(admit(tx, name, fingerprint, &token.labels, now_nano)?))
+}
+
+/// Enrolls host `name` with key `fingerprint` without a token: a host whose agent the hub runs
+/// itself (its engine reached over ssh or TLS), its key made by the hub. One that holds the
+/// name with that key already is kept as it is (its cursors with it), with `labels`.
+///
+/// # Errors
+/// [`Error::Sqlite`].
+pub fn enroll(
+    tx: &Transaction<'_>,
+    name: &str,
+    fingerprint: &str,
+    labels: &str,
+    now_nano: i64,
+) -> Result<Result<HostRow, JoinRefused>, Error> {
+    match holder(tx, name)? {
+        Some(f) if f != fingerprint => Ok(Err(JoinRefused::NameTaken)),
+        Some(_) => {
+            tx.execute(
+                "UPDATE hosts SET labels = ?2 WHERE name = ?1",
+                params![name, labels],
+            )?;
+            Ok(tx
+                .query_row(
+                    &format!("SELECT {HOST_COLUMNS} FROM hosts WHERE name = ?1"),
+                    [name],
+                    host,
+                )
+                .map(Ok)?)
+        }
+        None => {
+            tx.execute("DELETE FROM hosts WHERE fingerprint = ?1", [fingerprint])?;
+            Ok(Ok(admit(tx, name, fingerprint, labels, now_nano)?))
+        }
+    }
+}
+
+/// The key that holds the name `name`, if one does.
+fn holder(tx: &Transaction<'_>, name: &str) -> Result<Option<String>, Error> {
+    Ok(tx
+        .query_row(
+            "SELECT fingerprint FROM hosts WHERE name = ?1",
+            [name],
+            |r| r.get(0),
+        )
+        .optional()?)
+}
+
+/// Adds host `name` with key `fingerprint` and `labels`, joined now.
+fn admit(
+    tx: &Transaction<'_>,
+    name: &str,
+    fingerprint: &str,
+    labels: &str,
+    now_nano: i64,
+) -> Result<HostRow, Error> {
     let row = HostRow {
         name: name.to_owned(),
         fingerprint: fingerprint.to_owned(),
-        labels,
+        labels: labels.to_owned(),
         joined_nano: now_nano,
         last_contact_nano: Some(now_nano),
         engine: String::new(),
@@ -239,7 +288,7 @@ pub fn join(
             row.address
         ],
     )?;
-    Ok(Ok(row))
+    Ok(row)
 }
 
 /// How far the hub has taken the `stream` of the host with key `fingerprint` (0: nothing yet).

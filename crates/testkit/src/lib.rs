@@ -93,6 +93,18 @@ pub fn swarm_node_host(hostname: &str) -> String {
     swarm_host().replace("/node1/", &format!("/node{n}/"))
 }
 
+/// A client's TLS directory (`ca.pem`, `cert.pem`, `key.pem`) for the run's Swarm hosts'
+/// engines, which also listen on `tcp://10.217.0.1N:2376` for clients their CA signed
+/// (`scripts/swarm-ground` makes them).
+pub fn swarm_tls_dir() -> std::path::PathBuf {
+    let host = swarm_host();
+    let sock = std::path::Path::new(host.trim_start_matches("unix://"));
+    sock.parent()
+        .and_then(std::path::Path::parent)
+        .unwrap_or_else(|| panic!("{host} is not a node's socket of the run's Swarm"))
+        .join("tls/client")
+}
+
 /// Restarts host `node`'s dockerd of the run's Swarm (1: its manager) on the same data, as a
 /// service manager does (`scripts/swarm-ground --restart-node`); returns once it is back in
 /// the Swarm.

@@ -5,6 +5,7 @@
 
 mod data_dir;
 mod fleet;
+mod remote_hosts;
 mod subsystems;
 
 use std::net::SocketAddr;
@@ -95,7 +96,7 @@ pub async fn run(opts: ServeOptions) -> Result<()> {
         registries,
         registry,
         store: Store::open(&data.join("state.db"))?,
-        engine: Engine::new(host.as_deref())?,
+        engine: Engine::with_remote(host.as_deref(), file.docker.remote())?,
         engine_on: file.docker.enabled.unwrap_or(true),
         live: broadcast::channel(LIVE_BUFFER).0,
         shutdown: CancellationToken::new(),
@@ -127,6 +128,9 @@ pub async fn run(opts: ServeOptions) -> Result<()> {
     let pipeline = subsystems::start_pipeline(&base, &file.pipeline, &deploy, &rollouts, &scanner);
     let notify = subsystems::start_notify(&base, &file.notify, &alerts, images.updates.as_ref())?;
     let hub = fleet::start_hub(&base, &file.fleet, &logs, metrics.history.as_ref()).await?;
+    if let (Some(hub), Some(listen)) = (&hub, file.fleet.listen) {
+        remote_hosts::start(&base, hub, listen, &file.targets).await?;
+    }
     if let Some((joined, identity)) = opts.agent {
         fleet::start_link(
             &base,

@@ -267,7 +267,8 @@ pub(super) fn start_deploy(
             Arc::new(capstan_deploy::SwarmTarget::new(name, engine.clone())),
         ));
     }
-    let router = if base.engine_on {
+    // capstan's proxy serves published ports on the engine's machine: this one's
+    let router = if base.engine_on && base.engine.is_local() {
         Some(capstan_deploy::Router::spawn(
             base.engine.clone(),
             base.store.clone(),

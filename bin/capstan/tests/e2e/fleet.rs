@@ -785,3 +785,273 @@ async fn the_hosts_page_shows_each_host_and_an_admin_joins_and_removes_one() {
     assert!(!text_of(&client, "#hosts").await.contains("edge-2"));
     docker.remove_container(&id, true).await.unwrap();
 }
+
+/// An OpenSSH server in host `node`'s network namespace, on port 2222, whose sessions reach
+/// that host's dockerd (`SetEnv DOCKER_HOST`): the test makes its host key and a client key
+/// that it authorizes. Stopped when dropped.
+struct Sshd {
+    dir: tempfile::TempDir,
+    child: std::process::Child,
+    address: String,
+}
+
+impl Drop for Sshd {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Sshd {
+    fn start(node: u8) -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path();
+        let keygen = |file: &str| {
+            let ok = std::process::Command::new("ssh-keygen")
+                .args(["-q", "-t", "ed25519", "-N", "", "-f"])
+                .arg(d.join(file))
+                .status()
+                .unwrap();
+            assert!(ok.success(), "ssh-keygen {file}");
+        };
+        keygen("host_key");
+        keygen("client_key");
+        keygen("other_host_key");
+        std::fs::copy(d.join("client_key.pub"), d.join("authorized_keys")).unwrap();
+        let ip = format!("10.217.0.1{node}");
+        let known = |key: &str| {
+            let public = std::fs::read_to_string(d.join(key)).unwrap();
+            let mut fields = public.split_whitespace();
+            format!(
+                "[{ip}]:2222 {} {}\n",
+                fields.next().unwrap(),
+                fields.next().unwrap()
+            )
+        };
+        std::fs::write(d.join("known_hosts"), known("host_key.pub")).unwrap();
+        // a known-hosts file that pins another key: the host must be refused
+        std::fs::write(d.join("wrong_known_hosts"), known("other_host_key.pub")).unwrap();
+        let engine = capstan_testkit::swarm_node_host(&format!("capt-node{node}"));
+        std::fs::write(
+            d.join("sshd_config"),
+            format!(
+                "Port 2222\nListenAddress {ip}\nHostKey {hk}\nAuthorizedKeysFile {ak}\n\
+                 PasswordAuthentication no\nKbdInteractiveAuthentication no\n\
+                 PermitRootLogin prohibit-password\nUsePAM no\nStrictModes no\n\
+                 PidFile {pid}\nSetEnv DOCKER_HOST={engine}\n",
+                hk = d.join("host_key").display(),
+                ak = d.join("authorized_keys").display(),
+                pid = d.join("sshd.pid").display(),
+            ),
+        )
+        .unwrap();
+        // sshd's privilege separation needs its directory
+        std::fs::create_dir_all("/run/sshd").unwrap();
+        let child = std::process::Command::new("nsenter")
+            .arg(format!("--net=/run/netns/capt-swn{node}"))
+            .args(["/usr/sbin/sshd", "-D", "-e", "-f"])
+            .arg(d.join("sshd_config"))
+            .stdout(std::process::Stdio::null())
+            .stderr(std::fs::File::create(d.join("sshd.log")).unwrap())
+            .spawn()
+            .unwrap();
+        Self {
+            dir,
+            child,
+            address: format!("ssh://root@{ip}:2222"),
+        }
+    }
+
+    fn path(&self, file: &str) -> String {
+        self.dir.path().join(file).display().to_string()
+    }
+}
+
+/// Hosts without an agent, reached over ssh by an agent the hub runs itself: one whose key is
+/// in the known-hosts file joins the fleet, takes an app deployed from the hub (its container
+/// on that host's engine), and ships its journal and its logs (through the engine's API) with
+/// `host`; one whose key is not is refused, saying why; a published port is refused there,
+/// saying what is lost without an agent.
+#[tokio::test]
+async fn fleet_a_host_without_an_agent_is_reached_over_ssh_with_its_key_checked() {
+    let sshd = Sshd::start(1);
+    let target = |name: &str, known: &str| {
+        format!(
+            "[[targets]]\nname = \"{name}\"\nkind = \"host\"\ndocker_host = \"{}\"\nknown_hosts = \"{}\"\nidentity = \"{}\"\n",
+            sshd.address,
+            sshd.path(known),
+            sshd.path("client_key"),
+        )
+    };
+    let extra = format!(
+        "{}{}",
+        target("edge-ssh", "known_hosts"),
+        target("edge-forged", "wrong_known_hosts")
+    );
+    let (hub, _) = hub_on(&capstan_testkit::docker_host(), "127.0.0.1", &extra).await;
+    let listed = eventually(Duration::from_mins(1), "edge-ssh connected", || async {
+        let h = hosts(&hub).await;
+        let ssh = h.iter().find(|h| h.name == "edge-ssh")?;
+        let forged = h.iter().find(|h| h.name == "edge-forged")?;
+        (ssh.state == "connected"
+            && ssh.engine.starts_with("docker ")
+            && forged.engine.starts_with("unreachable"))
+        .then_some(h)
+    })
+    .await;
+    let forged = listed.iter().find(|h| h.name == "edge-forged").unwrap();
+    assert!(
+        forged.engine.contains("Host key verification failed"),
+        "{forged:?}\n{}",
+        std::fs::read_to_string(sshd.path("sshd.log")).unwrap_or_default()
+    );
+
+    // an app deployed from the hub runs on that host's engine
+    let app = capstan_testkit::unique("fleet-ssh");
+    let marker = format!("{app}-says-hello");
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("compose.yaml"),
+        format!(
+            "name: {app}\nservices:\n  web:\n    image: capt-swarm/busybox:1\n    command: [\"sh\", \"-c\", \"echo {marker}; exec sleep 3600\"]\n"
+        ),
+    )
+    .unwrap();
+    let (code, out, err) = hub
+        .cli_in(dir.path(), &["deploy", "--target", "edge-ssh"], &[])
+        .await;
+    assert_eq!(code, 0, "{out}{err}");
+    let node = capstan_testkit::swarm_node_host("capt-node1");
+    let names = capstan_testkit::docker(&node, &["ps", "--format", "{{.Names}}"]);
+    assert!(names.contains(&format!("{app}-web-1")), "{names}");
+
+    // its journal and its lines reach the hub with `host`
+    let q = format!("host:edge-ssh {marker}");
+    crate::logs::wait_for(&hub, &q, 1, Duration::from_mins(1)).await;
+    eventually(
+        Duration::from_secs(30),
+        "the container's start journaled",
+        || async {
+            let events = hub
+                .all_events("host=edge-ssh&type=container&action=start")
+                .await;
+            events
+                .iter()
+                .any(|e| e.attributes.get("name") == Some(&format!("{app}-web-1")))
+                .then_some(())
+        },
+    )
+    .await;
+
+    // what needs an agent on the host is refused there, saying so
+    std::fs::write(
+        dir.path().join("compose.yaml"),
+        format!(
+            "name: {app}\nservices:\n  web:\n    image: capt-swarm/busybox:1\n    command: [\"sleep\", \"3600\"]\n    ports: [\"18080:80\"]\n"
+        ),
+    )
+    .unwrap();
+    let (code, out, err) = hub
+        .cli_in(dir.path(), &["deploy", "--target", "edge-ssh"], &[])
+        .await;
+    assert_ne!(code, 0, "{out}");
+    assert!(
+        format!("{out}{err}").contains("published ports are served by capstan's proxy"),
+        "{out}{err}"
+    );
+
+    let (code, _, err) = hub.cli(&["down", &app]).await;
+    assert_eq!(code, 0, "{err}");
+    let names = capstan_testkit::docker(&node, &["ps", "-a", "--format", "{{.Names}}"]);
+    assert!(!names.contains(&format!("{app}-web-1")), "{names}");
+}
+
+/// A host without an agent reached over tcp with TLS both ways (the run's hosts' engines
+/// listen on :2376 for clients their CA signed): with the CA that signed its engine's
+/// certificate it joins the fleet and takes an app deployed from the hub, its lines on the hub
+/// with `host`; with another CA its engine is not trusted, and the hub says so.
+#[tokio::test]
+async fn fleet_a_host_without_an_agent_is_reached_over_tls_with_client_certificates() {
+    let good = capstan_testkit::swarm_tls_dir();
+    // the same client certificate, but a CA that did not sign the engine's
+    let other = tempfile::tempdir().unwrap();
+    for f in ["cert.pem", "key.pem"] {
+        std::fs::copy(good.join(f), other.path().join(f)).unwrap();
+    }
+    let made = std::process::Command::new("openssl")
+        .args([
+            "req",
+            "-x509",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:P-256",
+        ])
+        .args(["-nodes", "-days", "1", "-subj", "/CN=another-ca", "-keyout"])
+        .arg(other.path().join("ca-key.pem"))
+        .arg("-out")
+        .arg(other.path().join("ca.pem"))
+        .output()
+        .unwrap();
+    assert!(made.status.success(), "{made:?}");
+    let target = |name: &str, dir: &std::path::Path| {
+        format!(
+            "[[targets]]\nname = \"{name}\"\nkind = \"host\"\ndocker_host = \"tcp://10.217.0.13:2376\"\ntls_dir = \"{}\"\n",
+            dir.display()
+        )
+    };
+    let extra = format!(
+        "{}{}",
+        target("edge-tls", &good),
+        target("edge-untrusted", other.path())
+    );
+    let (hub, _) = hub_on(&capstan_testkit::docker_host(), "127.0.0.1", &extra).await;
+    let listed = eventually(Duration::from_mins(1), "edge-tls connected", || async {
+        let h = hosts(&hub).await;
+        let tls = h.iter().find(|h| h.name == "edge-tls")?;
+        let untrusted = h.iter().find(|h| h.name == "edge-untrusted")?;
+        (tls.state == "connected"
+            && tls.engine.starts_with("docker ")
+            && untrusted.engine.starts_with("unreachable"))
+        .then_some(h)
+    })
+    .await;
+    let untrusted = listed.iter().find(|h| h.name == "edge-untrusted").unwrap();
+    assert!(
+        untrusted.engine.to_lowercase().contains("certificate"),
+        "{untrusted:?}"
+    );
+    let (code, out, err) = hub.cli(&["targets", "-o", "json"]).await;
+    assert_eq!(code, 0, "{err}");
+    let targets: Vec<capstan_model::TargetStatus> = serde_json::from_str(&out).unwrap();
+    let status = |name: &str| targets.iter().find(|t| t.name == name).unwrap().clone();
+    assert!(status("edge-tls").healthy, "{out}");
+    assert!(!status("edge-untrusted").healthy, "{out}");
+
+    let app = capstan_testkit::unique("fleet-tls");
+    let marker = format!("{app}-says-hello");
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("compose.yaml"),
+        format!(
+            "name: {app}\nservices:\n  web:\n    image: capt-swarm/busybox:1\n    command: [\"sh\", \"-c\", \"echo {marker}; exec sleep 3600\"]\n"
+        ),
+    )
+    .unwrap();
+    let (code, out, err) = hub
+        .cli_in(dir.path(), &["deploy", "--target", "edge-tls"], &[])
+        .await;
+    assert_eq!(code, 0, "{out}{err}");
+    let node = capstan_testkit::swarm_node_host("capt-node3");
+    let names = capstan_testkit::docker(&node, &["ps", "--format", "{{.Names}}"]);
+    assert!(names.contains(&format!("{app}-web-1")), "{names}");
+    crate::logs::wait_for(
+        &hub,
+        &format!("host:edge-tls {marker}"),
+        1,
+        Duration::from_mins(1),
+    )
+    .await;
+    let (code, _, err) = hub.cli(&["down", &app]).await;
+    assert_eq!(code, 0, "{err}");
+}

@@ -27,7 +27,12 @@ pub(crate) async fn list(
 ) -> Result<Json<Vec<TargetStatus>>, ApiError> {
     params::only(&pairs, &[])?;
     let local = capstan_deploy::targets::probe_local(&state.engine);
-    let others = futures_util::future::join_all(state.targets.iter().map(|t| async move {
+    // (a host of [[targets]] is a host of the fleet: listed with them)
+    let configured = state
+        .targets
+        .iter()
+        .filter(|t| t.kind != capstan_model::TargetKind::Host);
+    let others = futures_util::future::join_all(configured.map(|t| async move {
         match t.kind {
             capstan_model::TargetKind::Kubernetes => capstan_kube::probe(t).await,
             _ => capstan_deploy::targets::probe(t).await,
@@ -40,18 +45,24 @@ pub(crate) async fn list(
         None => Vec::new(),
     };
     let hosts = hosts.into_iter().map(|h| {
-        let connected = h.state == "connected";
         let mut status =
             capstan_deploy::targets::unasked(&h.name, capstan_model::TargetKind::Host, &h.address);
-        status.healthy = connected;
-        status.error = (!connected).then(|| {
-            format!(
+        status.error = if h.state == "connected" {
+            // (an agent the hub runs for a host without one: its engine over ssh or TLS)
+            h.engine
+                .strip_prefix("unreachable: ")
+                .map(|why| format!("its agent cannot reach its engine: {why}"))
+        } else {
+            Some(format!(
                 "its agent is not connected to this hub (last contact {}): deploys to it are refused until it is back",
                 h.last_contact
                     .map_or_else(|| "never".to_owned(), |t| t.to_rfc3339())
-            )
-        });
-        status.engine_versions = Some(h.engine).filter(|e| !e.is_empty()).into_iter().collect();
+            ))
+        };
+        status.healthy = status.error.is_none();
+        if status.healthy && !h.engine.is_empty() {
+            status.engine_versions = vec![h.engine];
+        }
         status
     });
     Ok(Json(

@@ -166,7 +166,37 @@ impl DockerTarget {
 impl Target for DockerTarget {
     fn check(&self, request: &DeployRequest) -> Result<(), TargetError> {
         for (name, s) in &request.project.services {
-            claims(s).map_err(|e| TargetError::Refused(format!("services.{name}.ports: {e}")))?;
+            let published = claims(s)
+                .map_err(|e| TargetError::Refused(format!("services.{name}.ports: {e}")))?;
+            if self.engine.is_local() {
+                continue;
+            }
+            // an engine on another machine (a host without an agent): what lives on this
+            // machine does not reach it
+            let without_agent = |key: &str, what: &str| {
+                TargetError::Refused(format!(
+                    "services.{name}.{key}: {what}, and this engine is on another machine ({}) with no capstan agent there: run `capstan agent --join` on that host to have them",
+                    self.engine.host()
+                ))
+            };
+            if !published.is_empty() {
+                return Err(without_agent(
+                    "ports",
+                    "published ports are served by capstan's proxy on the engine's machine",
+                ));
+            }
+            if !s.secrets.is_empty() {
+                return Err(without_agent(
+                    "secrets",
+                    "secrets are placed in files on the engine's machine",
+                ));
+            }
+            if !s.configs.is_empty() {
+                return Err(without_agent(
+                    "configs",
+                    "configs are placed in files on the engine's machine",
+                ));
+            }
         }
         Ok(())
     }

@@ -1,0 +1,361 @@
+//! Engines on other machines, reached without an agent there.
+//!
+//! - `ssh://[user@]host[:port]`: through the system `ssh` (the user's keys, agent and
+//!   `~/.ssh/config`), as the Docker CLI does it: each connection runs `docker system
+//!   dial-stdio` on the host. Host keys are checked (`StrictHostKeyChecking=yes`): a host whose
+//!   key is not in the known-hosts file is refused, never added. capstan serves a private unix
+//!   socket that stands for the engine; each connection to it is one `ssh` session, multiplexed
+//!   over one master connection (`ControlMaster`), so every part of capstan that speaks to a
+//!   unix engine speaks to this one unchanged.
+//! - `tcp://host:port` with a TLS directory (`ca.pem`, `cert.pem`, `key.pem`, as
+//!   `DOCKER_CERT_PATH` holds them): the engine's certificate is checked against `ca.pem` and
+//!   this client presents its own, as `dockerd --tlsverify` requires.
+
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+
+use tokio::io::AsyncReadExt as _;
+use tokio::process::Command;
+use tracing::{debug, warn};
+
+use crate::Error;
+
+/// How capstan reaches an engine on another machine (`[docker]`, or a `[[targets]]` host).
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RemoteConfig {
+    /// `tcp://`: the directory of `ca.pem`, `cert.pem` and `key.pem`.
+    #[serde(default)]
+    pub tls_dir: Option<PathBuf>,
+    /// `ssh://`: the known-hosts file the host's key must be in (default: ssh's own,
+    /// `~/.ssh/known_hosts`).
+    #[serde(default)]
+    pub known_hosts: Option<PathBuf>,
+    /// `ssh://`: the private key to sign in with (default: ssh's own and the agent's).
+    #[serde(default)]
+    pub identity: Option<PathBuf>,
+}
+
+impl RemoteConfig {
+    /// Refuses settings that do not fit `host`, or files that are not there.
+    ///
+    /// # Errors
+    /// What is wrong, naming the setting.
+    pub fn check(&self, host: &str) -> Result<(), String> {
+        let ssh = host.starts_with("ssh://");
+        if ssh {
+            SshAddress::parse(host)?;
+            if self.tls_dir.is_some() {
+                return Err("tls_dir: an ssh:// engine is reached through ssh, not TLS".into());
+            }
+        } else if self.known_hosts.is_some() || self.identity.is_some() {
+            let key = if self.known_hosts.is_some() {
+                "known_hosts"
+            } else {
+                "identity"
+            };
+            return Err(format!("{key}: a setting of ssh:// engines"));
+        }
+        if let Some(dir) = &self.tls_dir {
+            for f in TLS_FILES {
+                let path = dir.join(f);
+                if !path.is_file() {
+                    return Err(format!(
+                        "tls_dir: {} is not there (the directory holds ca.pem, cert.pem and key.pem, as DOCKER_CERT_PATH does)",
+                        path.display()
+                    ));
+                }
+            }
+        }
+        for (key, path) in [
+            ("known_hosts", &self.known_hosts),
+            ("identity", &self.identity),
+        ] {
+            if let Some(p) = path
+                && !p.is_file()
+            {
+                return Err(format!("{key}: {} is not there", p.display()));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// The files of a TLS directory.
+pub(crate) const TLS_FILES: [&str; 3] = ["ca.pem", "cert.pem", "key.pem"];
+
+/// `ssh://[user@]host[:port]`, taken apart.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct SshAddress {
+    /// `user@host` or `host`.
+    pub destination: String,
+    pub port: Option<u16>,
+}
+
+impl SshAddress {
+    pub(crate) fn parse(url: &str) -> Result<Self, String> {
+        let bad = |why: &str| {
+            format!(
+                "{url:?}: {why} (an ssh engine is ssh://[user@]host[:port], as DOCKER_HOST spells it)"
+            )
+        };
+        let rest = url
+            .strip_prefix("ssh://")
+            .ok_or_else(|| bad("not ssh://"))?;
+        let rest = rest.strip_suffix('/').unwrap_or(rest);
+        if rest.is_empty() || rest.contains(['/', '?', '#', ' ']) || rest.starts_with('-') {
+            return Err(bad("no path, query or option goes there"));
+        }
+        let (user, hostport) = match rest.rsplit_once('@') {
+            Some((u, h)) if !u.is_empty() => (Some(u), h),
+            Some(_) => return Err(bad("an empty user")),
+            None => (None, rest),
+        };
+        let (host, port) = match hostport.rsplit_once(':') {
+            Some((h, p)) if !h.contains(':') || h.starts_with('[') => (
+                h,
+                Some(p.parse::<u16>().map_err(|_| bad("the port is no number"))?),
+            ),
+            _ => (hostport, None),
+        };
+        let host = host.trim_start_matches('[').trim_end_matches(']');
+        if host.is_empty() || host.starts_with('-') {
+            return Err(bad("no host"));
+        }
+        Ok(Self {
+            destination: user.map_or_else(|| host.to_owned(), |u| format!("{u}@{host}")),
+            port,
+        })
+    }
+}
+
+/// The private socket standing for an ssh engine, and what ssh said last when it failed.
+#[derive(Debug)]
+pub(crate) struct Bridge {
+    pub socket: PathBuf,
+    dir: PathBuf,
+    last_error: Arc<Mutex<Option<String>>>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for Bridge {
+    fn drop(&mut self) {
+        self.task.abort();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+impl Bridge {
+    /// Serves a socket for the engine at `url` (on the runtime of the caller), in a private
+    /// directory of its own.
+    pub(crate) fn start(url: &str, remote: &RemoteConfig) -> Result<Self, Error> {
+        let address = SshAddress::parse(url).map_err(|reason| Error::Unreachable {
+            host: url.to_owned(),
+            reason,
+        })?;
+        let dir = private_dir().map_err(|e| Error::Unreachable {
+            host: url.to_owned(),
+            reason: format!("cannot make the ssh bridge's directory: {e}"),
+        })?;
+        let socket = dir.join("engine.sock");
+        let listener = tokio::net::UnixListener::bind(&socket).map_err(|e| Error::Unreachable {
+            host: url.to_owned(),
+            reason: format!("cannot serve the ssh bridge at {}: {e}", socket.display()),
+        })?;
+        let args = ssh_args(&address, remote, &dir);
+        let last_error = Arc::new(Mutex::new(None));
+        let errors = Arc::clone(&last_error);
+        let host = url.to_owned();
+        let task = tokio::spawn(async move {
+            loop {
+                let Ok((conn, _)) = listener.accept().await else {
+                    continue;
+                };
+                tokio::spawn(carry(conn, args.clone(), Arc::clone(&errors), host.clone()));
+            }
+        });
+        Ok(Self {
+            socket,
+            dir,
+            last_error,
+            task,
+        })
+    }
+
+    /// What ssh said the last time a session failed (a host key refused, a login denied).
+    pub(crate) fn last_error(&self) -> Option<String> {
+        self.last_error.lock().ok().and_then(|e| e.clone())
+    }
+}
+
+/// A directory only this user reads, for the bridge's socket and ssh's control socket (short:
+/// a unix socket's path has room for about 100 bytes).
+fn private_dir() -> std::io::Result<PathBuf> {
+    use std::os::unix::fs::DirBuilderExt as _;
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static N: AtomicU64 = AtomicU64::new(0);
+    let dir = std::env::temp_dir().join(format!(
+        "capstan-ssh-{}-{}",
+        std::process::id(),
+        N.fetch_add(1, Ordering::Relaxed)
+    ));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::DirBuilder::new().mode(0o700).create(&dir)?;
+    Ok(dir)
+}
+
+/// The `ssh` command line for one session: no prompt ever (a question would hang capstan), the
+/// host's key checked and never learnt, one master connection for every session.
+fn ssh_args(address: &SshAddress, remote: &RemoteConfig, dir: &Path) -> Vec<String> {
+    let mut args: Vec<String> = [
+        "-T",
+        "-o",
+        "BatchMode=yes",
+        "-o",
+        "StrictHostKeyChecking=yes",
+        "-o",
+        "ConnectTimeout=10",
+        "-o",
+        "ServerAliveInterval=10",
+        "-o",
+        "ServerAliveCountMax=3",
+        "-o",
+        "ControlMaster=auto",
+        "-o",
+        "ControlPersist=60",
+        "-o",
+        "LogLevel=ERROR",
+    ]
+    .iter()
+    .map(|s| (*s).to_owned())
+    .collect();
+    args.push("-o".into());
+    args.push(format!("ControlPath={}/cm-%C", dir.display()));
+    if let Some(k) = &remote.known_hosts {
+        args.push("-o".into());
+        args.push(format!("UserKnownHostsFile={}", k.display()));
+    }
+    if let Some(i) = &remote.identity {
+        args.extend(["-o".into(), "IdentitiesOnly=yes".into(), "-i".into()]);
+        args.push(i.display().to_string());
+    }
+    if let Some(p) = address.port {
+        args.push("-p".into());
+        args.push(p.to_string());
+    }
+    args.push("--".into());
+    args.push(address.destination.clone());
+    args.extend(["docker", "system", "dial-stdio"].map(str::to_owned));
+    args
+}
+
+/// Carries one connection of the socket through one ssh session to the engine.
+async fn carry(
+    mut conn: tokio::net::UnixStream,
+    args: Vec<String>,
+    errors: Arc<Mutex<Option<String>>>,
+    host: String,
+) {
+    let spawned = Command::new("ssh")
+        .args(&args)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn();
+    let mut child = match spawned {
+        Ok(c) => c,
+        Err(e) => {
+            let said = format!("cannot run ssh: {e} (install the OpenSSH client)");
+            warn!(%host, error = %said, "the ssh bridge cannot reach the engine");
+            if let Ok(mut last) = errors.lock() {
+                *last = Some(said);
+            }
+            return;
+        }
+    };
+    let (Some(stdin), Some(stdout), Some(mut stderr)) =
+        (child.stdin.take(), child.stdout.take(), child.stderr.take())
+    else {
+        return;
+    };
+    // what ssh says goes to the log when the session fails; at most a few KiB are kept
+    let said = tokio::spawn(async move {
+        let mut text = Vec::new();
+        let _ = (&mut stderr).take(4096).read_to_end(&mut text).await;
+        String::from_utf8_lossy(&text).trim().to_owned()
+    });
+    let mut session = tokio::io::join(stdout, stdin);
+    let carried = tokio::io::copy_bidirectional(&mut conn, &mut session).await;
+    drop(session);
+    let status = child.wait().await;
+    let text = said.await.unwrap_or_default();
+    match status {
+        Ok(s) if s.success() => {
+            // it works again: an old failure says nothing about the next one
+            if let Ok(mut last) = errors.lock() {
+                *last = None;
+            }
+        }
+        Ok(s) => {
+            let line = text.lines().last().unwrap_or_default().to_owned();
+            let said = if line.is_empty() {
+                format!("ssh exited with {s}")
+            } else {
+                format!("ssh: {line}")
+            };
+            warn!(%host, error = %said, "an ssh session to the engine failed");
+            if let Ok(mut last) = errors.lock() {
+                *last = Some(said);
+            }
+        }
+        Err(e) => debug!(%host, error = %e, ?carried, "an ssh session ended"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ssh_addresses_are_taken_apart_and_options_never_pass() {
+        let a = SshAddress::parse("ssh://deploy@10.0.0.5:2222").unwrap();
+        assert_eq!(a.destination, "deploy@10.0.0.5");
+        assert_eq!(a.port, Some(2222));
+        let a = SshAddress::parse("ssh://edge").unwrap();
+        assert_eq!((a.destination.as_str(), a.port), ("edge", None));
+        let a = SshAddress::parse("ssh://root@[fd00::1]:22").unwrap();
+        assert_eq!((a.destination.as_str(), a.port), ("root@fd00::1", Some(22)));
+        for bad in [
+            "ssh://",
+            "ssh://-oProxyCommand=x",
+            "ssh://@host",
+            "ssh://host/path",
+            "ssh://host:port",
+            "ssh://a b",
+            "tcp://host",
+        ] {
+            assert!(SshAddress::parse(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn the_command_line_checks_host_keys_and_asks_nothing() {
+        let remote = RemoteConfig {
+            known_hosts: Some("/etc/capstan/known_hosts".into()),
+            identity: Some("/etc/capstan/id".into()),
+            ..RemoteConfig::default()
+        };
+        let a = SshAddress::parse("ssh://root@h:2222").unwrap();
+        let args = ssh_args(&a, &remote, Path::new("/tmp/x")).join(" ");
+        for want in [
+            "BatchMode=yes",
+            "StrictHostKeyChecking=yes",
+            "UserKnownHostsFile=/etc/capstan/known_hosts",
+            "IdentitiesOnly=yes -i /etc/capstan/id",
+            "-p 2222 -- root@h docker system dial-stdio",
+        ] {
+            assert!(args.contains(want), "{want} in {args}");
+        }
+    }
+}
