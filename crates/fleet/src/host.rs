@@ -3,7 +3,7 @@
 //! report ([`crate::commands`]).
 
 use std::collections::BTreeMap;
-use std::sync::{Arc, Mutex};
+use std::sync::Mutex;
 use std::time::Duration;
 
 use capstan_compose::Project;
@@ -22,6 +22,9 @@ pub struct HostTarget {
     key: String,
     /// App → service → the image id it ran, from the host's last report.
     images: Mutex<BTreeMap<String, BTreeMap<String, String>>>,
+    /// The engine of a host without an agent (its agent runs on the hub's machine): what
+    /// needs capstan on the host is refused here, before anything is recorded.
+    agentless: Option<String>,
 }
 
 impl HostTarget {
@@ -31,7 +34,16 @@ impl HostTarget {
             name,
             key,
             images: Mutex::new(BTreeMap::new()),
+            agentless: None,
         }
+    }
+
+    /// This host has no agent of its own: its engine, at `engine`, is reached from the hub's
+    /// machine.
+    #[must_use]
+    pub fn without_agent(mut self, engine: &str) -> Self {
+        self.agentless = Some(engine.to_owned());
+        self
     }
 
     /// Whether the host's agent is connected now.
@@ -58,9 +70,13 @@ fn command_id() -> String {
 
 #[async_trait::async_trait]
 impl Target for HostTarget {
-    fn check(&self, _request: &DeployRequest) -> Result<(), TargetError> {
-        // the host's agent checks the model against its own engine when it runs the release
-        Ok(())
+    fn check(&self, request: &DeployRequest) -> Result<(), TargetError> {
+        // the host's agent checks the model against its own engine when it runs the release;
+        // what a host without one cannot have is refused now
+        match &self.agentless {
+            Some(engine) => capstan_deploy::needs_no_agent(request, engine),
+            None => Ok(()),
+        }
     }
 
     async fn prepare(&self, _request: &DeployRequest) -> Result<(), TargetError> {
@@ -222,9 +238,9 @@ pub(crate) const POLL_WAIT: Duration = Duration::from_secs(20);
 pub async fn host_target(
     hub: &Hub,
     name: &str,
-) -> Result<Option<Arc<HostTarget>>, capstan_store::Error> {
+) -> Result<Option<HostTarget>, capstan_store::Error> {
     Ok(hub
         .host_key(name)
         .await?
-        .map(|key| Arc::new(HostTarget::new(hub.clone(), name.to_owned(), key))))
+        .map(|key| HostTarget::new(hub.clone(), name.to_owned(), key)))
 }

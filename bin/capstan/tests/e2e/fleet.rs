@@ -870,8 +870,8 @@ impl Sshd {
 /// Hosts without an agent, reached over ssh by an agent the hub runs itself: one whose key is
 /// in the known-hosts file joins the fleet, takes an app deployed from the hub (its container
 /// on that host's engine), and ships its journal and its logs (through the engine's API) with
-/// `host`; one whose key is not is refused, saying why; a published port is refused there,
-/// saying what is lost without an agent.
+/// `host`; one whose key is not is refused, saying why; a published port is refused on the
+/// hub before anything is recorded, saying what is lost without an agent.
 #[tokio::test]
 async fn fleet_a_host_without_an_agent_is_reached_over_ssh_with_its_key_checked() {
     let sshd = Sshd::start(1);
@@ -954,11 +954,12 @@ async fn fleet_a_host_without_an_agent_is_reached_over_ssh_with_its_key_checked(
     let (code, out, err) = hub
         .cli_in(dir.path(), &["deploy", "--target", "edge-ssh"], &[])
         .await;
-    assert_ne!(code, 0, "{out}");
+    assert_eq!(code, 2, "{out}{err}");
     assert!(
-        format!("{out}{err}").contains("published ports are served by capstan's proxy"),
-        "{out}{err}"
+        err.contains("published ports are served by capstan's proxy"),
+        "{err}"
     );
+    assert_eq!(releases(&hub, &app).await.len(), 1, "nothing recorded");
 
     let (code, _, err) = hub.cli(&["down", &app]).await;
     assert_eq!(code, 0, "{err}");

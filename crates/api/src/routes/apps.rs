@@ -903,10 +903,22 @@ async fn fleet_host(
     state: &AppState,
     name: &str,
 ) -> Result<Option<std::sync::Arc<capstan_fleet::HostTarget>>, ApiError> {
-    match &state.hub {
-        Some(hub) => Ok(capstan_fleet::host_target(hub, name).await?),
-        None => Ok(None),
-    }
+    let Some(hub) = &state.hub else {
+        return Ok(None);
+    };
+    let Some(host) = capstan_fleet::host_target(hub, name).await? else {
+        return Ok(None);
+    };
+    // a host of [[targets]]: its agent runs on this machine, its engine is over there
+    let host = match state
+        .targets
+        .iter()
+        .find(|t| t.name == name && t.kind == capstan_model::TargetKind::Host)
+    {
+        Some(t) => host.without_agent(&t.docker_host),
+        None => host,
+    };
+    Ok(Some(std::sync::Arc::new(host)))
 }
 
 /// `?target=NAME`.

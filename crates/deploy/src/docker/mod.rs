@@ -15,4 +15,4 @@ pub use prepare::must_pull;
 pub use route::{PORTS_LABEL, PortClaim, PortError, RouteError, Router, claims};
 pub use spec::{SecretPaths, container_spec, network_spec, stops_first, udp_bindings, volume_spec};
 pub(crate) use target::engine_error;
-pub use target::{DockerTarget, pull_image};
+pub use target::{DockerTarget, needs_no_agent, pull_image};

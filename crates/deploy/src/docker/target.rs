@@ -162,43 +162,53 @@ impl DockerTarget {
     }
 }
 
+/// Refuses what a request needs of capstan on the engine's machine when the engine at
+/// `engine` is on another machine with no capstan there (a host without an agent): capstan's
+/// proxy for published ports, and files for secrets and configs.
+///
+/// # Errors
+/// [`TargetError::Refused`] naming the service and key, and what to do.
+pub fn needs_no_agent(request: &DeployRequest, engine: &str) -> Result<(), TargetError> {
+    for (name, s) in &request.project.services {
+        let refused = |key: &str, what: &str| {
+            Err(TargetError::Refused(format!(
+                "services.{name}.{key}: {what}, and this engine is on another machine ({engine}) with no capstan agent there: run `capstan agent --join` on that host to have them"
+            )))
+        };
+        if !claims(s).unwrap_or_default().is_empty() {
+            return refused(
+                "ports",
+                "published ports are served by capstan's proxy on the engine's machine",
+            );
+        }
+        if !s.secrets.is_empty() {
+            return refused(
+                "secrets",
+                "secrets are placed in files on the engine's machine",
+            );
+        }
+        if !s.configs.is_empty() {
+            return refused(
+                "configs",
+                "configs are placed in files on the engine's machine",
+            );
+        }
+    }
+    Ok(())
+}
+
 #[async_trait::async_trait]
 impl Target for DockerTarget {
     fn check(&self, request: &DeployRequest) -> Result<(), TargetError> {
         for (name, s) in &request.project.services {
-            let published = claims(s)
-                .map_err(|e| TargetError::Refused(format!("services.{name}.ports: {e}")))?;
-            if self.engine.is_local() {
-                continue;
-            }
-            // an engine on another machine (a host without an agent): what lives on this
-            // machine does not reach it
-            let without_agent = |key: &str, what: &str| {
-                TargetError::Refused(format!(
-                    "services.{name}.{key}: {what}, and this engine is on another machine ({}) with no capstan agent there: run `capstan agent --join` on that host to have them",
-                    self.engine.host()
-                ))
-            };
-            if !published.is_empty() {
-                return Err(without_agent(
-                    "ports",
-                    "published ports are served by capstan's proxy on the engine's machine",
-                ));
-            }
-            if !s.secrets.is_empty() {
-                return Err(without_agent(
-                    "secrets",
-                    "secrets are placed in files on the engine's machine",
-                ));
-            }
-            if !s.configs.is_empty() {
-                return Err(without_agent(
-                    "configs",
-                    "configs are placed in files on the engine's machine",
-                ));
-            }
+            claims(s).map_err(|e| TargetError::Refused(format!("services.{name}.ports: {e}")))?;
         }
-        Ok(())
+        if self.engine.is_local() {
+            Ok(())
+        } else {
+            // an engine on another machine (a host without an agent)
+            needs_no_agent(request, self.engine.host())
+        }
     }
 
     async fn prepare(&self, request: &DeployRequest) -> Result<(), TargetError> {
