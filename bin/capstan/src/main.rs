@@ -51,8 +51,14 @@ enum Command {
         /// The hub's fleet address (`https://HOST:PORT`, its `[fleet] listen`); first start only.
         #[arg(long, requires = "token")]
         join: Option<String>,
-        /// The join token (`capstan hosts join-token` on the hub); first start only.
-        #[arg(long, requires = "join")]
+        /// The join token (`capstan hosts join-token` on the hub); first start only. Also read
+        /// from CAPSTAN_JOIN_TOKEN (a Secret's, in a Kubernetes DaemonSet).
+        #[arg(
+            long,
+            requires = "join",
+            env = "CAPSTAN_JOIN_TOKEN",
+            hide_env_values = true
+        )]
         token: Option<String>,
         /// The host's name in the fleet (default: its host name).
         #[arg(long)]

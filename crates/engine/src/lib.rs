@@ -170,7 +170,16 @@ impl Engine {
             }
             Docker::connect_with_unix(host, timeout, version)
         } else if host.starts_with("ssh://") {
-            let socket = format!("unix://{}", self.bridge()?.socket.display());
+            let bridge = self.bridge()?;
+            if !bridge.socket.exists() {
+                return Err(Error::Unreachable {
+                    host: host.clone(),
+                    reason: bridge
+                        .last_error()
+                        .unwrap_or_else(|| "the ssh link to the host is not up yet".to_owned()),
+                });
+            }
+            let socket = format!("unix://{}", bridge.socket.display());
             Docker::connect_with_unix(&socket, timeout, version)
         } else if let Some(dir) = &self.remote.tls_dir {
             // a process that links more than one crypto provider has none until one is chosen

@@ -4,17 +4,17 @@
 //!   `~/.ssh/config`), as the Docker CLI does it: each connection runs `docker system
 //!   dial-stdio` on the host. Host keys are checked (`StrictHostKeyChecking=yes`): a host whose
 //!   key is not in the known-hosts file is refused, never added. capstan serves a private unix
-//!   socket that stands for the engine; each connection to it is one `ssh` session, multiplexed
-//!   over one master connection (`ControlMaster`), so every part of capstan that speaks to a
-//!   unix engine speaks to this one unchanged.
+//!   socket that stands for the engine; each connection to it is one `ssh` connection of its
+//!   own, as the Docker CLI makes them (not sessions multiplexed over one: sshd caps those at
+//!   `MaxSessions`, 10 by default, and capstan holds a stream per container it follows), so
+//!   every part of capstan that speaks to a unix engine speaks to this one unchanged.
 //! - `tcp://host:port` with a TLS directory (`ca.pem`, `cert.pem`, `key.pem`, as
 //!   `DOCKER_CERT_PATH` holds them): the engine's certificate is checked against `ca.pem` and
 //!   this client presents its own, as `dockerd --tlsverify` requires.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 
-use tokio::io::AsyncReadExt as _;
 use tokio::process::Command;
 use tracing::{debug, warn};
 
@@ -140,6 +140,7 @@ pub(crate) struct Bridge {
 
 impl Drop for Bridge {
     fn drop(&mut self) {
+        // (the ssh it runs is killed with its task: kill_on_drop)
         self.task.abort();
         let _ = std::fs::remove_dir_all(&self.dir);
     }
@@ -158,22 +159,16 @@ impl Bridge {
             reason: format!("cannot make the ssh bridge's directory: {e}"),
         })?;
         let socket = dir.join("engine.sock");
-        let listener = tokio::net::UnixListener::bind(&socket).map_err(|e| Error::Unreachable {
-            host: url.to_owned(),
-            reason: format!("cannot serve the ssh bridge at {}: {e}", socket.display()),
-        })?;
-        let args = ssh_args(&address, remote, &dir);
         let last_error = Arc::new(Mutex::new(None));
-        let errors = Arc::clone(&last_error);
-        let host = url.to_owned();
-        let task = tokio::spawn(async move {
-            loop {
-                let Ok((conn, _)) = listener.accept().await else {
-                    continue;
-                };
-                tokio::spawn(carry(conn, args.clone(), Arc::clone(&errors), host.clone()));
-            }
-        });
+        let task = tokio::spawn(forward(
+            Ssh {
+                options: ssh_options(remote),
+                address,
+            },
+            socket.clone(),
+            Arc::clone(&last_error),
+            url.to_owned(),
+        ));
         Ok(Self {
             socket,
             dir,
@@ -182,14 +177,14 @@ impl Bridge {
         })
     }
 
-    /// What ssh said the last time a session failed (a host key refused, a login denied).
+    /// What ssh said the last time it failed (a host key refused, a login denied).
     pub(crate) fn last_error(&self) -> Option<String> {
         self.last_error.lock().ok().and_then(|e| e.clone())
     }
 }
 
-/// A directory only this user reads, for the bridge's socket and ssh's control socket (short:
-/// a unix socket's path has room for about 100 bytes).
+/// A directory only this user reads, for the bridge's socket (short: a unix socket's path has
+/// room for about 100 bytes).
 fn private_dir() -> std::io::Result<PathBuf> {
     use std::os::unix::fs::DirBuilderExt as _;
     use std::sync::atomic::{AtomicU64, Ordering};
@@ -204,9 +199,33 @@ fn private_dir() -> std::io::Result<PathBuf> {
     Ok(dir)
 }
 
-/// The `ssh` command line for one session: no prompt ever (a question would hang capstan), the
-/// host's key checked and never learnt, one master connection for every session.
-fn ssh_args(address: &SshAddress, remote: &RemoteConfig, dir: &Path) -> Vec<String> {
+/// How `ssh` is run for one host.
+#[derive(Debug, Clone)]
+struct Ssh {
+    options: Vec<String>,
+    address: SshAddress,
+}
+
+impl Ssh {
+    /// `ssh` with the options, `extra`, then the destination and `command`.
+    fn command(&self, extra: &[String], command: &[&str]) -> Command {
+        let mut c = Command::new("ssh");
+        c.args(&self.options).args(extra);
+        if let Some(p) = self.address.port {
+            c.arg("-p").arg(p.to_string());
+        }
+        c.arg("--").arg(&self.address.destination).args(command);
+        c.stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .kill_on_drop(true);
+        c
+    }
+}
+
+/// The options of every `ssh` run: no prompt ever (a question would hang capstan), the host's
+/// key checked and never learnt, a dead link found within 30 s.
+fn ssh_options(remote: &RemoteConfig) -> Vec<String> {
     let mut args: Vec<String> = [
         "-T",
         "-o",
@@ -220,17 +239,11 @@ fn ssh_args(address: &SshAddress, remote: &RemoteConfig, dir: &Path) -> Vec<Stri
         "-o",
         "ServerAliveCountMax=3",
         "-o",
-        "ControlMaster=auto",
-        "-o",
-        "ControlPersist=60",
-        "-o",
         "LogLevel=ERROR",
     ]
     .iter()
     .map(|s| (*s).to_owned())
     .collect();
-    args.push("-o".into());
-    args.push(format!("ControlPath={}/cm-%C", dir.display()));
     if let Some(k) = &remote.known_hosts {
         args.push("-o".into());
         args.push(format!("UserKnownHostsFile={}", k.display()));
@@ -239,78 +252,109 @@ fn ssh_args(address: &SshAddress, remote: &RemoteConfig, dir: &Path) -> Vec<Stri
         args.extend(["-o".into(), "IdentitiesOnly=yes".into(), "-i".into()]);
         args.push(i.display().to_string());
     }
-    if let Some(p) = address.port {
-        args.push("-p".into());
-        args.push(p.to_string());
-    }
-    args.push("--".into());
-    args.push(address.destination.clone());
-    args.extend(["docker", "system", "dial-stdio"].map(str::to_owned));
     args
 }
 
-/// Carries one connection of the socket through one ssh session to the engine.
-async fn carry(
-    mut conn: tokio::net::UnixStream,
-    args: Vec<String>,
-    errors: Arc<Mutex<Option<String>>>,
-    host: String,
-) {
-    let spawned = Command::new("ssh")
-        .args(&args)
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .kill_on_drop(true)
-        .spawn();
-    let mut child = match spawned {
-        Ok(c) => c,
-        Err(e) => {
-            let said = format!("cannot run ssh: {e} (install the OpenSSH client)");
-            warn!(%host, error = %said, "the ssh bridge cannot reach the engine");
-            if let Ok(mut last) = errors.lock() {
-                *last = Some(said);
-            }
-            return;
+/// The longest wait before ssh is run again after it failed.
+const BACKOFF_MAX: std::time::Duration = std::time::Duration::from_secs(30);
+
+/// Keeps the engine's socket forwarded to `socket` until dropped: asks the host where its
+/// engine listens (`DOCKER_HOST` as its logins see it, else the default socket), then holds one
+/// ssh connection forwarding every connection to `socket` to it (ssh channels of their own,
+/// which sshd does not cap as it caps sessions), and connects again, after a wait that
+/// doubles, whenever that ends.
+async fn forward(ssh: Ssh, socket: PathBuf, errors: Arc<Mutex<Option<String>>>, host: String) {
+    let record = |said: Option<String>| {
+        if let Ok(mut last) = errors.lock() {
+            *last = said;
         }
     };
-    let (Some(stdin), Some(stdout), Some(mut stderr)) =
-        (child.stdin.take(), child.stdout.take(), child.stderr.take())
-    else {
-        return;
-    };
-    // what ssh says goes to the log when the session fails; at most a few KiB are kept
-    let said = tokio::spawn(async move {
-        let mut text = Vec::new();
-        let _ = (&mut stderr).take(4096).read_to_end(&mut text).await;
-        String::from_utf8_lossy(&text).trim().to_owned()
-    });
-    let mut session = tokio::io::join(stdout, stdin);
-    let carried = tokio::io::copy_bidirectional(&mut conn, &mut session).await;
-    drop(session);
-    let status = child.wait().await;
-    let text = said.await.unwrap_or_default();
-    match status {
-        Ok(s) if s.success() => {
-            // it works again: an old failure says nothing about the next one
-            if let Ok(mut last) = errors.lock() {
-                *last = None;
+    let mut backoff = std::time::Duration::from_secs(1);
+    loop {
+        let started = tokio::time::Instant::now();
+        match engine_address(&ssh).await {
+            Ok(target) => {
+                let _ = std::fs::remove_file(&socket);
+                let bind = format!("{}:{target}", socket.display());
+                let extra: Vec<String> = [
+                    "-N",
+                    "-o",
+                    "ExitOnForwardFailure=yes",
+                    "-o",
+                    "StreamLocalBindUnlink=yes",
+                    "-o",
+                    "StreamLocalBindMask=0177",
+                    "-L",
+                    &bind,
+                ]
+                .map(str::to_owned)
+                .to_vec();
+                match run(ssh.command(&extra, &[]), |_| record(None)).await {
+                    Ok(_) => {}
+                    Err(said) => {
+                        warn!(%host, error = %said, "the ssh link to the engine failed; connecting again");
+                        record(Some(said));
+                    }
+                }
+            }
+            Err(said) => {
+                warn!(%host, error = %said, "cannot ask the host where its engine is");
+                record(Some(said));
             }
         }
-        Ok(s) => {
-            let line = text.lines().last().unwrap_or_default().to_owned();
-            let said = if line.is_empty() {
-                format!("ssh exited with {s}")
-            } else {
-                format!("ssh: {line}")
-            };
-            warn!(%host, error = %said, "an ssh session to the engine failed");
-            if let Ok(mut last) = errors.lock() {
-                *last = Some(said);
-            }
+        if started.elapsed() > BACKOFF_MAX * 2 {
+            backoff = std::time::Duration::from_secs(1);
         }
-        Err(e) => debug!(%host, error = %e, ?carried, "an ssh session ended"),
+        tokio::time::sleep(backoff).await;
+        backoff = (backoff * 2).min(BACKOFF_MAX);
     }
+}
+
+/// Where the host's engine listens, as a forward's target: the path of its unix socket, or
+/// `host:port` of a tcp one.
+async fn engine_address(ssh: &Ssh) -> Result<String, String> {
+    let out = run(
+        ssh.command(
+            &[],
+            &["printf '%s' \"${DOCKER_HOST:-unix:///var/run/docker.sock}\""],
+        ),
+        |_| {},
+    )
+    .await?;
+    let said = out.trim();
+    if let Some(path) = said.strip_prefix("unix://") {
+        Ok(path.to_owned())
+    } else if let Some(hostport) = said.strip_prefix("tcp://") {
+        Ok(hostport.trim_end_matches('/').to_owned())
+    } else {
+        Err(format!(
+            "the host's DOCKER_HOST is {said:?}: a unix:// or tcp:// engine is forwarded"
+        ))
+    }
+}
+
+/// Runs `command` to its end: its output, or what it said on stderr when it failed.
+/// `started` is called once it runs.
+async fn run(mut command: Command, started: impl FnOnce(u32)) -> Result<String, String> {
+    let child = command
+        .spawn()
+        .map_err(|e| format!("cannot run ssh: {e} (install the OpenSSH client)"))?;
+    started(child.id().unwrap_or_default());
+    let out = child
+        .wait_with_output()
+        .await
+        .map_err(|e| format!("ssh: {e}"))?;
+    if out.status.success() {
+        return Ok(String::from_utf8_lossy(&out.stdout).into_owned());
+    }
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let line = stderr.trim().lines().last().unwrap_or_default().trim();
+    debug!(status = %out.status, stderr = %stderr.trim(), "ssh failed");
+    Err(if line.is_empty() {
+        format!("ssh exited with {}", out.status)
+    } else {
+        format!("ssh: {line}")
+    })
 }
 
 #[cfg(test)]
@@ -346,14 +390,23 @@ mod tests {
             identity: Some("/etc/capstan/id".into()),
             ..RemoteConfig::default()
         };
-        let a = SshAddress::parse("ssh://root@h:2222").unwrap();
-        let args = ssh_args(&a, &remote, Path::new("/tmp/x")).join(" ");
+        let ssh = Ssh {
+            options: ssh_options(&remote),
+            address: SshAddress::parse("ssh://root@h:2222").unwrap(),
+        };
+        let c = ssh.command(&["-N".into()], &["true"]);
+        let args: Vec<String> = c
+            .as_std()
+            .get_args()
+            .map(|a| a.to_string_lossy().into_owned())
+            .collect();
+        let args = args.join(" ");
         for want in [
             "BatchMode=yes",
             "StrictHostKeyChecking=yes",
             "UserKnownHostsFile=/etc/capstan/known_hosts",
             "IdentitiesOnly=yes -i /etc/capstan/id",
-            "-p 2222 -- root@h docker system dial-stdio",
+            "-N -p 2222 -- root@h true",
         ] {
             assert!(args.contains(want), "{want} in {args}");
         }

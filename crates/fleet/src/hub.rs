@@ -205,15 +205,15 @@ impl Hub {
         self.inner.identity.fingerprint()
     }
 
-    /// A new one-time join token (`id`, `secret` random, from the caller), good until
-    /// `expires_nano`, giving the host `labels`.
+    /// A new join token (`id`, `secret` random, from the caller) that lets `uses` hosts in
+    /// (each once) until `expires_nano`, giving each `labels`.
     ///
     /// # Errors
     /// The store's.
     pub async fn issue(
         &self,
         (id, secret): (String, String),
-        labels: &BTreeMap<String, String>,
+        (labels, uses): (&BTreeMap<String, String>, u32),
         expires_nano: i64,
         by: &str,
     ) -> Result<JoinToken, capstan_store::Error> {
@@ -227,6 +227,8 @@ impl Hub {
             expires_nano,
             used_nano: None,
             used_by: None,
+            uses: i64::from(uses),
+            used: 0,
         };
         self.inner
             .store

@@ -15,7 +15,14 @@ pub struct SelfOptions {
     pub namespace: String,
     /// capstan's image, which every node pulls.
     pub image: String,
+    /// A fleet hub's address (`https://HOST:PORT`): each node's agent joins it (its name the
+    /// node's) with the token of the Secret [`JOIN_SECRET`], and ships what it collects there.
+    pub join: Option<String>,
 }
+
+/// The Secret whose `token` key holds the join token every node's agent joins the hub with
+/// (`capstan hosts join-token --uses N`).
+pub const JOIN_SECRET: &str = "capstan-join";
 
 /// The node agent's name (its DaemonSet, ServiceAccount, ClusterRole, ConfigMap).
 pub const AGENT: &str = "capstan-node";
@@ -60,6 +67,29 @@ labels = [\"app.kubernetes.io/name\", \"app.kubernetes.io/instance\", \"io.capst
 /// The objects, in the order they are applied.
 pub fn render_self(o: &SelfOptions) -> Vec<Value> {
     let ns = o.namespace.as_str();
+    let mut args = vec![
+        json!("serve"),
+        json!("--config"),
+        json!("/etc/capstan/capstan.toml"),
+        json!("--data"),
+        json!("/var/lib/capstan"),
+    ];
+    // lines say the node they were read on, not the agent's pod
+    let mut env = vec![
+        json!({"name": "CAPSTAN_HOST", "valueFrom": {"fieldRef": {"fieldPath": "spec.nodeName"}}}),
+        // secrets go on a tmpfs: the root filesystem is read-only, and every pod has /dev/shm
+        json!({"name": "CAPSTAN_RUN_DIR", "value": "/dev/shm/capstan"}),
+        // the CLI run in the pod (kubectl exec) finds the token here
+        json!({"name": "CAPSTAN_DATA", "value": "/var/lib/capstan"}),
+    ];
+    if let Some(hub) = &o.join {
+        // a host of the fleet, named after its node; its key kept on the node (the data
+        // volume), so a new pod is the same host and the token is needed once per node
+        args[0] = json!("agent");
+        args.extend([json!("--join"), json!(hub)]);
+        env.push(json!({"name": "CAPSTAN_JOIN_TOKEN",
+            "valueFrom": {"secretKeyRef": {"name": JOIN_SECRET, "key": "token"}}}));
+    }
     let rules: Vec<Value> = RBAC
         .iter()
         .map(|(group, resource, verbs)| {
@@ -99,16 +129,8 @@ pub fn render_self(o: &SelfOptions) -> Vec<Value> {
                     "containers": [{
                         "name": "capstan",
                         "image": o.image,
-                        "args": ["serve", "--config", "/etc/capstan/capstan.toml",
-                                 "--data", "/var/lib/capstan"],
-                        // lines say the node they were read on, not the agent's pod
-                        "env": [{"name": "CAPSTAN_HOST",
-                                 "valueFrom": {"fieldRef": {"fieldPath": "spec.nodeName"}}},
-                                // secrets go on a tmpfs: the root filesystem is read-only,
-                                // and every pod has /dev/shm
-                                {"name": "CAPSTAN_RUN_DIR", "value": "/dev/shm/capstan"},
-                                // the CLI run in the pod (kubectl exec) finds the token here
-                                {"name": "CAPSTAN_DATA", "value": "/var/lib/capstan"}],
+                        "args": args,
+                        "env": env,
                         "resources": {"requests": {"cpu": "50m", "memory": "64Mi"},
                                       "limits": {"memory": "512Mi"}},
                         // root reads the kubelet's root-owned files; nothing else is allowed

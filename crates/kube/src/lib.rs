@@ -14,7 +14,7 @@ pub use pods::{ApiPodLabels, TargetPods};
 mod render;
 mod target;
 
-pub use agent::{AGENT, DEPLOYER, SelfOptions, agent_config, render_self};
+pub use agent::{AGENT, DEPLOYER, JOIN_SECRET, SelfOptions, agent_config, render_self};
 pub use cluster::{Cluster, ClusterError, IN_CLUSTER, options, probe};
 pub use journal::PodJournal;
 pub use names::{dns_label, object_name};

@@ -47,6 +47,10 @@ pub struct NewJoinToken {
     /// How long it may be used (`10m`, `1h`; default `1h`, at most `7d`).
     #[serde(default)]
     pub ttl: Option<String>,
+    /// How many hosts it lets in, each once (default 1; at most 1000): a Kubernetes
+    /// DaemonSet's nodes join with one token from a Secret.
+    #[serde(default)]
+    pub uses: Option<u32>,
 }
 
 /// A join token, shown once.
@@ -58,4 +62,6 @@ pub struct JoinTokenIssued {
     pub hub_fingerprint: String,
     pub expires: DateTime<Utc>,
     pub labels: BTreeMap<String, String>,
+    /// How many hosts it lets in.
+    pub uses: u32,
 }

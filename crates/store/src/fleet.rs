@@ -124,8 +124,12 @@ pub struct JoinTokenRow {
     pub created_nano: i64,
     pub created_by: String,
     pub expires_nano: i64,
+    /// When it was last used, and by which host.
     pub used_nano: Option<i64>,
     pub used_by: Option<String>,
+    /// How many hosts it lets in (1 unless asked), and how many it did.
+    pub uses: i64,
+    pub used: i64,
 }
 
 /// Adds a join token.
@@ -134,15 +138,16 @@ pub struct JoinTokenRow {
 /// [`Error::Sqlite`].
 pub fn add_join_token(tx: &Transaction<'_>, row: &JoinTokenRow) -> Result<(), Error> {
     tx.execute(
-        "INSERT INTO join_tokens (id, hash, labels, created_nano, created_by, expires_nano)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+        "INSERT INTO join_tokens (id, hash, labels, created_nano, created_by, expires_nano, uses)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
         params![
             row.id,
             row.hash,
             row.labels,
             row.created_nano,
             row.created_by,
-            row.expires_nano
+            row.expires_nano,
+            row.uses
         ],
     )?;
     Ok(())
@@ -153,7 +158,7 @@ pub fn add_join_token(tx: &Transaction<'_>, row: &JoinTokenRow) -> Result<(), Er
 pub enum JoinRefused {
     /// No token has that id, or its secret is not that one.
     UnknownToken,
-    /// Used already (by that host).
+    /// Used already, as many times as it lets hosts in (last by that host).
     Used(String),
     Expired,
     /// Another key holds the name.
@@ -175,7 +180,8 @@ pub fn join(
 ) -> Result<Result<HostRow, JoinRefused>, Error> {
     let token = tx
         .query_row(
-            "SELECT id, hash, labels, created_nano, created_by, expires_nano, used_nano, used_by
+            "SELECT id, hash, labels, created_nano, created_by, expires_nano, used_nano, used_by,
+                    uses, used
              FROM join_tokens WHERE id = ?1",
             [id],
             |r| {
@@ -188,6 +194,8 @@ pub fn join(
                     expires_nano: r.get(5)?,
                     used_nano: r.get(6)?,
                     used_by: r.get(7)?,
+                    uses: r.get(8)?,
+                    used: r.get(9)?,
                 })
             },
         )
@@ -195,7 +203,7 @@ pub fn join(
     let Some(token) = token.filter(|t| t.hash == hash) else {
         return Ok(Err(JoinRefused::UnknownToken));
     };
-    if token.used_nano.is_some() {
+    if token.used >= token.uses {
         return Ok(Err(JoinRefused::Used(token.used_by.unwrap_or_default())));
     }
     if token.expires_nano <= now_nano {
@@ -205,7 +213,7 @@ pub fn join(
         return Ok(Err(JoinRefused::NameTaken));
     }
     tx.execute(
-        "UPDATE join_tokens SET used_nano = ?2, used_by = ?3 WHERE id = ?1",
+        "UPDATE join_tokens SET used_nano = ?2, used_by = ?3, used = used + 1 WHERE id = ?1",
         params![id, now_nano, name],
     )?;
     // a key joining again (after a remove, under a new token) keeps nothing of before

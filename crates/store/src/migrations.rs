@@ -231,6 +231,10 @@ pub(crate) const MIGRATIONS: &[&str] = &[
         op          TEXT NOT NULL,
         queued_nano INTEGER NOT NULL
      );",
+    // 12: a join token good for several hosts (a DaemonSet's nodes): how many, how many joined
+    "ALTER TABLE join_tokens ADD COLUMN uses INTEGER NOT NULL DEFAULT 1;
+     ALTER TABLE join_tokens ADD COLUMN used INTEGER NOT NULL DEFAULT 0;
+     UPDATE join_tokens SET used = 1 WHERE used_nano IS NOT NULL;",
 ];
 
 /// Opens (creating) the SQLite database at `path` as every capstan database is opened (WAL

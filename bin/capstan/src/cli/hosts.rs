@@ -21,8 +21,8 @@ pub struct HostsArgs {
 
 #[derive(Debug, Subcommand)]
 pub enum HostsCommand {
-    /// Make a one-time join token pinning this hub's key (printed this once): give it to
-    /// `capstan agent --join URL --token TOKEN` on the new host.
+    /// Make a join token pinning this hub's key (printed this once; for one host unless
+    /// --uses): give it to `capstan agent --join URL --token TOKEN` on the new host.
     JoinToken {
         /// A label the host gets (KEY=VALUE, repeatable).
         #[arg(long = "labels", value_name = "KEY=VALUE", value_delimiter = ',')]
@@ -30,6 +30,10 @@ pub enum HostsCommand {
         /// How long the token may be used (default 1h, at most 7d).
         #[arg(long)]
         ttl: Option<String>,
+        /// How many hosts it lets in, each once (default 1): a Kubernetes DaemonSet's nodes
+        /// join with one token (capstan render-self --join).
+        #[arg(long)]
+        uses: Option<u32>,
         #[arg(short, long, value_enum, default_value_t = Output::Table)]
         output: Output,
     },
@@ -43,6 +47,7 @@ pub async fn run(args: HostsArgs) -> Result<(), Failure> {
         Some(HostsCommand::JoinToken {
             labels,
             ttl,
+            uses,
             output,
         }) => {
             let mut map = BTreeMap::new();
@@ -58,15 +63,24 @@ pub async fn run(args: HostsArgs) -> Result<(), Failure> {
             let issued: JoinTokenIssued = client
                 .post(
                     "/api/v1/hosts/join-tokens",
-                    &NewJoinToken { labels: map, ttl },
+                    &NewJoinToken {
+                        labels: map,
+                        ttl,
+                        uses,
+                    },
                 )
                 .await?;
             if output == Output::Json {
                 return print_json(&issued);
             }
             println!("{}", issued.token);
+            let hosts = if issued.uses == 1 {
+                "one host".to_owned()
+            } else {
+                format!("{} hosts", issued.uses)
+            };
             eprintln!(
-                "join token for one host, until {} (hub key {}): keep it now, it is not shown again",
+                "join token for {hosts}, until {} (hub key {}): keep it now, it is not shown again",
                 local_time(issued.expires),
                 issued.hub_fingerprint
             );

@@ -875,6 +875,25 @@ impl Sshd {
 #[tokio::test]
 async fn fleet_a_host_without_an_agent_is_reached_over_ssh_with_its_key_checked() {
     let sshd = Sshd::start(1);
+    // more containers than sshd lets one connection multiplex sessions (MaxSessions 10): the
+    // agent follows each one's log through the engine, a connection each
+    let node = capstan_testkit::swarm_node_host("capt-node1");
+    let busy = capstan_testkit::unique("fleet-ssh-busy");
+    for i in 0..12 {
+        capstan_testkit::docker(
+            &node,
+            &[
+                "run",
+                "-d",
+                "--name",
+                &format!("{busy}-{i}"),
+                "capt-swarm/busybox:1",
+                "sh",
+                "-c",
+                "while true; do echo busy; sleep 1; done",
+            ],
+        );
+    }
     let target = |name: &str, known: &str| {
         format!(
             "[[targets]]\nname = \"{name}\"\nkind = \"host\"\ndocker_host = \"{}\"\nknown_hosts = \"{}\"\nidentity = \"{}\"\n",
@@ -921,13 +940,30 @@ async fn fleet_a_host_without_an_agent_is_reached_over_ssh_with_its_key_checked(
         .cli_in(dir.path(), &["deploy", "--target", "edge-ssh"], &[])
         .await;
     assert_eq!(code, 0, "{out}{err}");
-    let node = capstan_testkit::swarm_node_host("capt-node1");
     let names = capstan_testkit::docker(&node, &["ps", "--format", "{{.Names}}"]);
     assert!(names.contains(&format!("{app}-web-1")), "{names}");
 
     // its journal and its lines reach the hub with `host`
     let q = format!("host:edge-ssh {marker}");
     crate::logs::wait_for(&hub, &q, 1, Duration::from_mins(1)).await;
+    // and every busy container's, each through a connection of its own
+    eventually(
+        Duration::from_mins(1),
+        "every busy container's lines",
+        || async {
+            let page: capstan_model::LogPage = hub
+                .get("/api/v1/logs?q=host%3Aedge-ssh%20busy&limit=1000")
+                .await;
+            let seen: std::collections::BTreeSet<&str> = page
+                .lines
+                .iter()
+                .map(|l| l.origin.container.as_str())
+                .filter(|c| c.starts_with(&busy))
+                .collect();
+            (seen.len() == 12).then_some(())
+        },
+    )
+    .await;
     eventually(
         Duration::from_secs(30),
         "the container's start journaled",
@@ -965,6 +1001,9 @@ async fn fleet_a_host_without_an_agent_is_reached_over_ssh_with_its_key_checked(
     assert_eq!(code, 0, "{err}");
     let names = capstan_testkit::docker(&node, &["ps", "-a", "--format", "{{.Names}}"]);
     assert!(!names.contains(&format!("{app}-web-1")), "{names}");
+    for i in 0..12 {
+        capstan_testkit::docker(&node, &["rm", "-f", &format!("{busy}-{i}")]);
+    }
 }
 
 /// A host without an agent reached over tcp with TLS both ways (the run's hosts' engines

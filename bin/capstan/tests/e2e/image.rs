@@ -148,105 +148,18 @@ async fn the_node_agent_runs_from_the_image_as_render_self_specifies_it() {
     let objects = capstan_kube::render_self(&capstan_kube::SelfOptions {
         namespace: "apps".into(),
         image: tag.clone(),
+        join: None,
     });
-    let set = objects.iter().find(|o| o["kind"] == "DaemonSet").unwrap();
-    let pod = &set["spec"]["template"]["spec"];
-    let container = &pod["containers"][0];
-    assert_eq!(container["image"], tag.as_str());
-
-    let dir = tempfile::tempdir().unwrap();
-    let pods = dir.path().join("pods");
-    let data = dir.path().join("data");
-    let config = dir.path().join("config");
-    let tmp = dir.path().join("tmp");
-    for d in [&pods, &data, &config, &tmp] {
-        std::fs::create_dir_all(d).unwrap();
-    }
-    let config_map = objects.iter().find(|o| o["kind"] == "ConfigMap").unwrap();
-    for (file, text) in config_map["data"].as_object().unwrap() {
-        let text: Vec<&str> = text
-            .as_str()
-            .unwrap()
-            .lines()
-            .filter(|l| !l.starts_with("pod_labels_from"))
-            .collect();
-        let text = text.join("\n") + "\n";
-        std::fs::write(config.join(file), text).unwrap();
-    }
+    let node = NodeDirs::new(&objects);
     let uid = "4d1f7a52-0000-4000-8000-000000000001";
     let mut log =
-        capstan_testkit::KubeletLog::new(&pods, ("apps", "web-1", uid), "web", 16 * 1024, 5);
+        capstan_testkit::KubeletLog::new(&node.pods, ("apps", "web-1", uid), "web", 16 * 1024, 5);
     for i in 0..500 {
         log.line("stdout", &format!("agent-image-line {i}"));
     }
 
     let name = unique("capstan-node");
-    let mut args: Vec<String> = ["run", "-d", "--name", &name].map(str::to_owned).to_vec();
-    for e in container["env"].as_array().unwrap() {
-        let value = match e["value"].as_str() {
-            Some(v) => v.to_owned(),
-            None => {
-                assert_eq!(
-                    e["valueFrom"]["fieldRef"]["fieldPath"], "spec.nodeName",
-                    "{e}"
-                );
-                "node-7".to_owned()
-            }
-        };
-        args.extend([
-            "-e".into(),
-            format!("{}={value}", e["name"].as_str().unwrap()),
-        ]);
-    }
-    let security = &container["securityContext"];
-    args.extend(["--user".into(), security["runAsUser"].to_string()]);
-    assert_eq!(security["readOnlyRootFilesystem"], true);
-    args.push("--read-only".into());
-    assert_eq!(security["allowPrivilegeEscalation"], false);
-    args.extend(["--security-opt".into(), "no-new-privileges".into()]);
-    assert_eq!(security["capabilities"]["drop"], serde_json::json!(["ALL"]));
-    args.extend(["--cap-drop".into(), "ALL".into()]);
-    let memory = container["resources"]["limits"]["memory"].as_str().unwrap();
-    args.extend([
-        "--memory".into(),
-        memory.trim_end_matches("Mi").to_owned() + "m",
-    ]);
-    for m in container["volumeMounts"].as_array().unwrap() {
-        let volume = pod["volumes"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .find(|v| v["name"] == m["name"])
-            .unwrap();
-        // each of the pod's volumes, a directory of the test's
-        let source = if volume["hostPath"]["path"] == "/var/log/pods" {
-            &pods
-        } else if volume.get("hostPath").is_some() {
-            &data
-        } else if volume.get("configMap").is_some() {
-            &config
-        } else {
-            assert!(volume.get("emptyDir").is_some(), "{volume}");
-            &tmp
-        };
-        let ro = if m["readOnly"] == true { ":ro" } else { "" };
-        args.extend([
-            "-v".into(),
-            format!(
-                "{}:{}{ro}",
-                source.display(),
-                m["mountPath"].as_str().unwrap()
-            ),
-        ]);
-    }
-    args.push(tag.clone());
-    args.extend(
-        container["args"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|a| a.as_str().unwrap().to_owned()),
-    );
+    let args = run_args(&objects, &tag, &name, &node, &[]);
     let host = engine.host().to_owned();
     let args: Vec<&str> = args.iter().map(String::as_str).collect();
     capstan_testkit::docker(&host, &args);
@@ -306,6 +219,224 @@ async fn the_node_agent_runs_from_the_image_as_render_self_specifies_it() {
     drop(gone);
     // the other image test built the same image (same binary, same content): only this
     // tag goes, not the image under it
+    let _ = engine.remove_image(&tag, false).await;
+}
+
+/// The directories of a node the agent's volumes stand for (its pod logs, its data dir, its
+/// config from the rendered ConfigMap, its tmp), made by the test. No API server here: the
+/// config's `pod_labels_from` line is left out.
+struct NodeDirs {
+    _dir: tempfile::TempDir,
+    pods: std::path::PathBuf,
+    data: std::path::PathBuf,
+    config: std::path::PathBuf,
+    tmp: std::path::PathBuf,
+}
+
+impl NodeDirs {
+    fn new(objects: &[serde_json::Value]) -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let [pods, data, config, tmp] = ["pods", "data", "config", "tmp"].map(|d| {
+            let p = dir.path().join(d);
+            std::fs::create_dir_all(&p).unwrap();
+            p
+        });
+        let config_map = objects.iter().find(|o| o["kind"] == "ConfigMap").unwrap();
+        for (file, text) in config_map["data"].as_object().unwrap() {
+            let text: Vec<&str> = text
+                .as_str()
+                .unwrap()
+                .lines()
+                .filter(|l| !l.starts_with("pod_labels_from"))
+                .collect();
+            let text = text.join("\n") + "\n";
+            std::fs::write(config.join(file), text).unwrap();
+        }
+        Self {
+            _dir: dir,
+            pods,
+            data,
+            config,
+            tmp,
+        }
+    }
+}
+
+/// `docker run` arguments for the DaemonSet's container exactly as rendered (its args, env
+/// with the node named node-7 and each Secret's key from `secrets`, security context, memory
+/// limit and mounts onto `node`'s directories), named `name`, from image `tag`.
+fn run_args(
+    objects: &[serde_json::Value],
+    tag: &str,
+    name: &str,
+    node: &NodeDirs,
+    secrets: &[(&str, &str)],
+) -> Vec<String> {
+    let set = objects.iter().find(|o| o["kind"] == "DaemonSet").unwrap();
+    let pod = &set["spec"]["template"]["spec"];
+    let container = &pod["containers"][0];
+    assert_eq!(container["image"], tag);
+    let mut args: Vec<String> = ["run", "-d", "--name", name].map(str::to_owned).to_vec();
+    for e in container["env"].as_array().unwrap() {
+        let value = match (e["value"].as_str(), &e["valueFrom"]) {
+            (Some(v), _) => v.to_owned(),
+            (None, from) if from.get("secretKeyRef").is_some() => {
+                let key = &from["secretKeyRef"];
+                let (_, v) = secrets
+                    .iter()
+                    .find(|(s, _)| key["name"] == *s && key["key"] == "token")
+                    .unwrap_or_else(|| panic!("no secret for {e}"));
+                (*v).to_owned()
+            }
+            (None, from) => {
+                assert_eq!(from["fieldRef"]["fieldPath"], "spec.nodeName", "{e}");
+                "node-7".to_owned()
+            }
+        };
+        args.extend([
+            "-e".into(),
+            format!("{}={value}", e["name"].as_str().unwrap()),
+        ]);
+    }
+    let security = &container["securityContext"];
+    args.extend(["--user".into(), security["runAsUser"].to_string()]);
+    assert_eq!(security["readOnlyRootFilesystem"], true);
+    args.push("--read-only".into());
+    assert_eq!(security["allowPrivilegeEscalation"], false);
+    args.extend(["--security-opt".into(), "no-new-privileges".into()]);
+    assert_eq!(security["capabilities"]["drop"], serde_json::json!(["ALL"]));
+    args.extend(["--cap-drop".into(), "ALL".into()]);
+    let memory = container["resources"]["limits"]["memory"].as_str().unwrap();
+    args.extend([
+        "--memory".into(),
+        memory.trim_end_matches("Mi").to_owned() + "m",
+    ]);
+    for m in container["volumeMounts"].as_array().unwrap() {
+        let volume = pod["volumes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|v| v["name"] == m["name"])
+            .unwrap();
+        // each of the pod's volumes, a directory of the test's
+        let source = if volume["hostPath"]["path"] == "/var/log/pods" {
+            &node.pods
+        } else if volume.get("hostPath").is_some() {
+            &node.data
+        } else if volume.get("configMap").is_some() {
+            &node.config
+        } else {
+            assert!(volume.get("emptyDir").is_some(), "{volume}");
+            &node.tmp
+        };
+        let ro = if m["readOnly"] == true { ":ro" } else { "" };
+        args.extend([
+            "-v".into(),
+            format!(
+                "{}:{}{ro}",
+                source.display(),
+                m["mountPath"].as_str().unwrap()
+            ),
+        ]);
+    }
+    args.push(tag.to_owned());
+    args.extend(
+        container["args"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|a| a.as_str().unwrap().to_owned()),
+    );
+    args
+}
+
+/// The node agent as render-self specifies it with `--join`: a hub on this machine's loopback
+/// (the container shares the host's network here, as a pod reaches the hub through the
+/// cluster's), a join token for two hosts in the Secret the DaemonSet names. The agent joins
+/// as its node (node-7), and its pods' lines are searchable on the hub once with `host`.
+#[tokio::test]
+async fn the_node_agent_joins_the_hub_render_self_names_and_ships_its_pods_lines() {
+    let engine = capstan_testkit::engine().await;
+    let tag = build_image(&engine).await;
+    let port = capstan_testkit::free_port();
+    let hub = capstan_testkit::Daemon::start_with(
+        crate::bin(),
+        engine.host(),
+        &format!("[logs]\ncollect = false\n[fleet]\nlisten = \"127.0.0.1:{port}\"\n"),
+    )
+    .await;
+    let (code, token, err) = hub
+        .cli(&[
+            "hosts",
+            "join-token",
+            "--uses",
+            "2",
+            "--labels",
+            "cluster=lab",
+        ])
+        .await;
+    assert_eq!(code, 0, "{err}");
+    assert!(err.contains("for 2 hosts"), "{err}");
+    let objects = capstan_kube::render_self(&capstan_kube::SelfOptions {
+        namespace: "apps".into(),
+        image: tag.clone(),
+        join: Some(format!("https://127.0.0.1:{port}")),
+    });
+    let node = NodeDirs::new(&objects);
+    let mut log = capstan_testkit::KubeletLog::new(
+        &node.pods,
+        ("apps", "api-1", "4d1f7a52-0000-4000-8000-000000000002"),
+        "api",
+        16 * 1024,
+        5,
+    );
+    for i in 0..300 {
+        log.line("stdout", &format!("joined-agent-line {i}"));
+    }
+    let name = unique("capstan-node");
+    let mut args = run_args(
+        &objects,
+        &tag,
+        &name,
+        &node,
+        &[(capstan_kube::JOIN_SECRET, token.trim())],
+    );
+    args.insert(2, "--network=host".to_owned());
+    let host = engine.host().to_owned();
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    capstan_testkit::docker(&host, &args);
+    let _gone = RemoveOnDrop(host.clone(), name.clone());
+
+    let listed = eventually(Duration::from_mins(1), "node-7 joined", || async {
+        let hosts: Vec<capstan_model::FleetHost> = hub.get("/api/v1/hosts").await;
+        hosts
+            .into_iter()
+            .find(|h| h.name == "node-7" && h.state == "connected")
+    })
+    .await;
+    assert_eq!(listed.labels["cluster"], "lab");
+    assert_eq!(listed.engine, "none");
+    crate::logs::wait_for(
+        &hub,
+        "host:node-7 joined-agent-line",
+        300,
+        Duration::from_mins(1),
+    )
+    .await;
+    let (code, out, err) = hub
+        .cli(&[
+            "logs",
+            "--all",
+            "-o",
+            "json",
+            "host:node-7 joined-agent-line",
+        ])
+        .await;
+    assert_eq!(code, 0, "{err}");
+    crate::logs::assert_each_once(&out, 300, |l| {
+        assert_eq!(l["pod"], "api-1", "{l}");
+        assert_eq!(l["namespace"], "apps", "{l}");
+    });
     let _ = engine.remove_image(&tag, false).await;
 }
 

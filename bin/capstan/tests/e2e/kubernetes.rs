@@ -526,7 +526,60 @@ async fn render_self_prints_the_node_agent_and_the_deployers_role_strictly_valid
         out.contains("kind: DaemonSet") && out.contains("kubectl apply"),
         "{out}"
     );
+    // joined to a fleet's hub: each node's agent joins with the Secret's token, strictly valid
+    let (code, out, err) = daemon
+        .cli(&[
+            "render-self",
+            "--target",
+            "k8s",
+            "--image",
+            image,
+            "--join",
+            "https://hub.example.net:7879",
+            "-o",
+            "json",
+        ])
+        .await;
+    assert_eq!(code, 0, "{err}");
+    let joined: Vec<serde_json::Value> = serde_json::from_str(&out).unwrap();
+    capstan_testkit::kubernetes_validate(&joined, &["1.28.0", "1.37.0"]);
+    let container = &joined[7]["spec"]["template"]["spec"]["containers"][0];
+    assert_eq!(
+        container["args"],
+        serde_json::json!([
+            "agent",
+            "--config",
+            "/etc/capstan/capstan.toml",
+            "--data",
+            "/var/lib/capstan",
+            "--join",
+            "https://hub.example.net:7879"
+        ])
+    );
+    let token = container["env"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["name"] == "CAPSTAN_JOIN_TOKEN")
+        .unwrap();
+    assert_eq!(
+        token["valueFrom"]["secretKeyRef"],
+        serde_json::json!({"name": capstan_kube::JOIN_SECRET, "key": "token"})
+    );
     // bad input
+    let (code, _, err) = daemon
+        .cli(&[
+            "render-self",
+            "--target",
+            "k8s",
+            "--image",
+            image,
+            "--join",
+            "http://hub:7879",
+        ])
+        .await;
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("https://HOST:PORT"), "{err}");
     for (args, says) in [
         (
             ["render-self", "--target", "nowhere", "--image", image],

@@ -15,6 +15,8 @@ use crate::{ApiError, AppState, Code};
 const TOKEN_TTL: &str = "1h";
 /// ... and at most this long.
 const TOKEN_TTL_MAX: std::time::Duration = std::time::Duration::from_hours(24 * 7);
+/// The most hosts one token lets in.
+const TOKEN_USES_MAX: u32 = 1000;
 
 fn hub(state: &AppState) -> Result<&capstan_fleet::Hub, ApiError> {
     state.hub.as_ref().ok_or_else(|| {
@@ -110,7 +112,7 @@ pub(crate) async fn join_token(
         ApiError::new(
             Code::BadRequest,
             format!(
-                "join token: {e} (send {{\"labels\": {{\"env\": \"prod\"}}, \"ttl\": \"1h\"}}, or {{}})"
+                "join token: {e} (send {{\"labels\": {{\"env\": \"prod\"}}, \"ttl\": \"1h\", \"uses\": 1}}, or {{}})"
             ),
         )
     })?;
@@ -133,13 +135,20 @@ pub(crate) async fn join_token(
             format!("{ttl_text}: a join token lives between 1s and 7d"),
         ));
     }
+    let uses = new.uses.unwrap_or(1);
+    if !(1..=TOKEN_USES_MAX).contains(&uses) {
+        return Err(ApiError::bad_param(
+            "uses",
+            format!("{uses}: a join token lets 1 to {TOKEN_USES_MAX} hosts in"),
+        ));
+    }
     let hub = hub(&state)?;
     let expires_nano =
         crate::routes::now_nanos() + i64::try_from(ttl.as_nanos()).unwrap_or(i64::MAX);
     let token = hub
         .issue(
             (random_hex(8)?, random_hex(32)?),
-            &new.labels,
+            (&new.labels, uses),
             expires_nano,
             &who.name,
         )
@@ -151,6 +160,7 @@ pub(crate) async fn join_token(
             hub_fingerprint: hub.fingerprint(),
             expires: chrono::DateTime::from_timestamp_nanos(expires_nano),
             labels: new.labels,
+            uses,
         }),
     ))
 }

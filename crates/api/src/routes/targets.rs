@@ -79,7 +79,8 @@ pub(crate) async fn list(
     tag = "apps",
     params(
         ("name" = String, Path, description = "a Kubernetes target of `[[targets]]`"),
-        ("image" = String, Query, description = "capstan's image, which every node pulls")
+        ("image" = String, Query, description = "capstan's image, which every node pulls"),
+        ("join" = Option<String>, Query, description = "a fleet hub's https://HOST:PORT: each node's agent joins it with the token of the Secret capstan-join")
     ),
     responses(
         (status = 200, description = "the objects, in the order they are applied", body = Vec<crate::routes::apps::KubernetesObject>),
@@ -92,7 +93,7 @@ pub(crate) async fn render_self(
     axum::extract::Path(name): axum::extract::Path<String>,
     Query(pairs): Query<Pairs>,
 ) -> Result<Json<Vec<crate::routes::apps::KubernetesObject>>, ApiError> {
-    params::only(&pairs, &["image"])?;
+    params::only(&pairs, &["image", "join"])?;
     if !state.targets.iter().any(|t| t.name == name) {
         return Err(ApiError::new(
             crate::Code::NotFound,
@@ -113,9 +114,19 @@ pub(crate) async fn render_self(
         return Err(ApiError::bad_param("image", format!("{image}: {e}")));
     }
     let (_, namespace) = crate::routes::apps::kubernetes_target(&state, &name).await?;
+    let join = params::last(&pairs, "join").filter(|j| !j.trim().is_empty());
+    if let Some(j) = join
+        && (!j.starts_with("https://") || j.contains(char::is_whitespace))
+    {
+        return Err(ApiError::bad_param(
+            "join",
+            format!("{j:?}: the hub's fleet address is https://HOST:PORT (its [fleet] listen)"),
+        ));
+    }
     let objects = capstan_kube::render_self(&capstan_kube::SelfOptions {
         namespace,
         image: image.to_owned(),
+        join: join.map(str::to_owned),
     });
     Ok(Json(
         objects
