@@ -63,6 +63,10 @@ enum Command {
         /// The host's name in the fleet (default: its host name).
         #[arg(long)]
         name: Option<String>,
+        /// Stop when the process that started this one is gone (a hub runs agents for hosts
+        /// without one with this).
+        #[arg(long, hide = true)]
+        exit_with_parent: bool,
         #[command(flatten)]
         daemon: DaemonArgs,
     },
@@ -208,8 +212,18 @@ fn main() -> ExitCode {
             join,
             token,
             name,
+            exit_with_parent,
             daemon: daemon_args,
-        } => daemon(&runtime, daemon_args, Some(AgentArgs { join, token, name })),
+        } => daemon(
+            &runtime,
+            daemon_args,
+            Some(AgentArgs {
+                join,
+                token,
+                name,
+                exit_with_parent,
+            }),
+        ),
         Command::FleetLoad {
             join,
             tokens,
@@ -313,6 +327,7 @@ struct AgentArgs {
     join: Option<String>,
     token: Option<String>,
     name: Option<String>,
+    exit_with_parent: bool,
 }
 
 /// `capstan serve`, and `capstan agent` (`agent`: joined to a hub first when it has not been).
@@ -354,6 +369,7 @@ fn daemon(
             .unwrap_or_default();
         return usage(anyhow::anyhow!("{place}{err:#}"));
     }
+    let exit_with_parent = agent.as_ref().is_some_and(|a| a.exit_with_parent);
     let agent = match agent
         .map(|a| runtime.block_on(joined_hub(&data, a)))
         .transpose()
@@ -367,6 +383,7 @@ fn daemon(
         listen,
         docker_host,
         agent,
+        exit_with_parent,
     };
     match runtime.block_on(serve::run(opts)) {
         Ok(()) => ExitCode::SUCCESS,

@@ -72,6 +72,9 @@ impl EngineConfig {
     }
 }
 
+/// Held while an ssh engine's bridge is made (see [`Engine::bridge`]).
+static BRIDGE_STARTING: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
 /// How long a single request may take before it is abandoned (streams are not limited).
 const REQUEST_TIMEOUT: Duration = Duration::from_mins(2);
 
@@ -315,6 +318,14 @@ impl Engine {
                 host: self.host.clone(),
                 reason: "an ssh engine is reached from capstan's runtime only".to_owned(),
             });
+        }
+        // one bridge per engine: the first callers race for it at start, and a second one would
+        // be one more ssh connection opening (sshd drops them past `MaxStartups`)
+        let _one = BRIDGE_STARTING
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if let Some(b) = self.bridge.get() {
+            return Ok(b);
         }
         let bridge = remote::Bridge::start(&self.host, &self.remote)?;
         Ok(self.bridge.get_or_init(|| bridge))

@@ -36,6 +36,9 @@ pub struct ServeOptions {
     pub docker_host: Option<String>,
     /// Run as a fleet host (`capstan agent`): keep the link to the hub it joined.
     pub agent: Option<(capstan_fleet::Joined, capstan_fleet::Identity)>,
+    /// Stop when the process that started this one is gone (an agent a hub runs for a host
+    /// without one: a hub killed -9 leaves none behind).
+    pub exit_with_parent: bool,
 }
 
 /// Live events buffered for slow stream clients before they fall back to the store.
@@ -105,6 +108,9 @@ pub async fn run(opts: ServeOptions) -> Result<()> {
         keyring: opened.keyring.clone(),
     };
 
+    if opts.exit_with_parent {
+        tokio::spawn(exit_with_parent(base.shutdown.clone()));
+    }
     let journal = subsystems::start_journal(&base);
     subsystems::start_retention(&base, &file.retention);
     let clusters = subsystems::cluster_engines(&file.targets)?;
@@ -179,6 +185,26 @@ pub async fn run(opts: ServeOptions) -> Result<()> {
     journal.stopped().await;
     info!("capstan stopped");
     Ok(())
+}
+
+/// Stops capstan (`shutdown`) once the process that started it is gone: it is then the child
+/// of another (init, a subreaper), which is checked every second.
+async fn exit_with_parent(shutdown: CancellationToken) {
+    let parent = std::os::unix::process::parent_id();
+    loop {
+        tokio::select! {
+            () = shutdown.cancelled() => return,
+            () = tokio::time::sleep(std::time::Duration::from_secs(1)) => {}
+        }
+        if std::os::unix::process::parent_id() != parent {
+            warn!(
+                parent,
+                "the process that started this capstan is gone: stopping"
+            );
+            shutdown.cancel();
+            return;
+        }
+    }
 }
 
 /// Serves the API until SIGTERM or SIGINT.

@@ -161,6 +161,8 @@ async fn supervise(
             .arg("--config")
             .arg(&config)
             .args(["--listen", "127.0.0.1:0"])
+            // a hub killed -9 leaves no agent behind, still dialing the host
+            .arg("--exit-with-parent")
             .stdin(std::process::Stdio::null())
             .kill_on_drop(true);
         if let Ok(log) = log {

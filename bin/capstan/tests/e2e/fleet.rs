@@ -1009,7 +1009,8 @@ async fn fleet_a_host_without_an_agent_is_reached_over_ssh_with_its_key_checked(
 /// A host without an agent reached over tcp with TLS both ways (the run's hosts' engines
 /// listen on :2376 for clients their CA signed): with the CA that signed its engine's
 /// certificate it joins the fleet and takes an app deployed from the hub, its lines on the hub
-/// with `host`; with another CA its engine is not trusted, and the hub says so.
+/// with `host`; with another CA its engine is not trusted, and the hub says so. The agents the
+/// hub runs stop when it is killed -9.
 #[tokio::test]
 async fn fleet_a_host_without_an_agent_is_reached_over_tls_with_client_certificates() {
     let good = capstan_testkit::swarm_tls_dir();
@@ -1045,7 +1046,7 @@ async fn fleet_a_host_without_an_agent_is_reached_over_tls_with_client_certifica
         target("edge-tls", &good),
         target("edge-untrusted", other.path())
     );
-    let (hub, _) = hub_on(&capstan_testkit::docker_host(), "127.0.0.1", &extra).await;
+    let (mut hub, _) = hub_on(&capstan_testkit::docker_host(), "127.0.0.1", &extra).await;
     let listed = eventually(Duration::from_mins(1), "edge-tls connected", || async {
         let h = hosts(&hub).await;
         let tls = h.iter().find(|h| h.name == "edge-tls")?;
@@ -1094,4 +1095,21 @@ async fn fleet_a_host_without_an_agent_is_reached_over_tls_with_client_certifica
     .await;
     let (code, _, err) = hub.cli(&["down", &app]).await;
     assert_eq!(code, 0, "{err}");
+
+    // the agents the hub ran go with it, even killed -9: none is left dialing the hosts
+    let hosts_dir = hub.data_dir().join("hosts").display().to_string();
+    let running = || {
+        std::process::Command::new("pgrep")
+            .args(["-f", &hosts_dir])
+            .output()
+            .unwrap()
+            .status
+            .success()
+    };
+    assert!(running(), "the hub runs its hosts' agents");
+    hub.kill9().await;
+    eventually(Duration::from_secs(15), "its agents gone", || async {
+        (!running()).then_some(())
+    })
+    .await;
 }

@@ -411,7 +411,7 @@ async fn the_node_agent_joins_the_hub_render_self_names_and_ships_its_pods_lines
         let hosts: Vec<capstan_model::FleetHost> = hub.get("/api/v1/hosts").await;
         hosts
             .into_iter()
-            .find(|h| h.name == "node-7" && h.state == "connected")
+            .find(|h| h.name == "node-7" && h.state == "connected" && !h.engine.is_empty())
     })
     .await;
     assert_eq!(listed.labels["cluster"], "lab");
