@@ -786,6 +786,32 @@ async fn the_hosts_page_shows_each_host_and_an_admin_joins_and_removes_one() {
     docker.remove_container(&id, true).await.unwrap();
 }
 
+/// Deploys from `hub` to `target` an app whose one replica says hello and sleeps, and checks
+/// that it runs on the engine at `node`: the app, what it says, and its directory.
+async fn deploy_hello(
+    hub: &Daemon,
+    target: &str,
+    node: &str,
+) -> (String, String, tempfile::TempDir) {
+    let app = capstan_testkit::unique(&format!("fleet-{target}"));
+    let marker = format!("{app}-says-hello");
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("compose.yaml"),
+        format!(
+            "name: {app}\nservices:\n  web:\n    image: capt-swarm/busybox:1\n    command: [\"sh\", \"-c\", \"echo {marker}; exec sleep 3600\"]\n"
+        ),
+    )
+    .unwrap();
+    let (code, out, err) = hub
+        .cli_in(dir.path(), &["deploy", "--target", target], &[])
+        .await;
+    assert_eq!(code, 0, "{out}{err}");
+    let names = capstan_testkit::docker(node, &["ps", "--format", "{{.Names}}"]);
+    assert!(names.contains(&format!("{app}-web-1")), "{names}");
+    (app, marker, dir)
+}
+
 /// An OpenSSH server in host `node`'s network namespace, on port 2222, whose sessions reach
 /// that host's dockerd (`SetEnv DOCKER_HOST`): the test makes its host key and a client key
 /// that it authorizes. Stopped when dropped.
@@ -926,22 +952,7 @@ async fn fleet_a_host_without_an_agent_is_reached_over_ssh_with_its_key_checked(
     );
 
     // an app deployed from the hub runs on that host's engine
-    let app = capstan_testkit::unique("fleet-ssh");
-    let marker = format!("{app}-says-hello");
-    let dir = tempfile::tempdir().unwrap();
-    std::fs::write(
-        dir.path().join("compose.yaml"),
-        format!(
-            "name: {app}\nservices:\n  web:\n    image: capt-swarm/busybox:1\n    command: [\"sh\", \"-c\", \"echo {marker}; exec sleep 3600\"]\n"
-        ),
-    )
-    .unwrap();
-    let (code, out, err) = hub
-        .cli_in(dir.path(), &["deploy", "--target", "edge-ssh"], &[])
-        .await;
-    assert_eq!(code, 0, "{out}{err}");
-    let names = capstan_testkit::docker(&node, &["ps", "--format", "{{.Names}}"]);
-    assert!(names.contains(&format!("{app}-web-1")), "{names}");
+    let (app, marker, dir) = deploy_hello(&hub, "edge-ssh", &node).await;
 
     // its journal and its lines reach the hub with `host`
     let q = format!("host:edge-ssh {marker}");
@@ -1069,23 +1080,8 @@ async fn fleet_a_host_without_an_agent_is_reached_over_tls_with_client_certifica
     assert!(status("edge-tls").healthy, "{out}");
     assert!(!status("edge-untrusted").healthy, "{out}");
 
-    let app = capstan_testkit::unique("fleet-tls");
-    let marker = format!("{app}-says-hello");
-    let dir = tempfile::tempdir().unwrap();
-    std::fs::write(
-        dir.path().join("compose.yaml"),
-        format!(
-            "name: {app}\nservices:\n  web:\n    image: capt-swarm/busybox:1\n    command: [\"sh\", \"-c\", \"echo {marker}; exec sleep 3600\"]\n"
-        ),
-    )
-    .unwrap();
-    let (code, out, err) = hub
-        .cli_in(dir.path(), &["deploy", "--target", "edge-tls"], &[])
-        .await;
-    assert_eq!(code, 0, "{out}{err}");
     let node = capstan_testkit::swarm_node_host("capt-node3");
-    let names = capstan_testkit::docker(&node, &["ps", "--format", "{{.Names}}"]);
-    assert!(names.contains(&format!("{app}-web-1")), "{names}");
+    let (app, marker, _dir) = deploy_hello(&hub, "edge-tls", &node).await;
     crate::logs::wait_for(
         &hub,
         &format!("host:edge-tls {marker}"),
