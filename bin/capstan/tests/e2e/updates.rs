@@ -259,8 +259,15 @@ pub(crate) async fn push_version_as(
     broken: bool,
     auth: Option<&capstan_model::RegistryAuth>,
 ) {
+    // the repository is in the image too: tests that build the same version in another
+    // repository would otherwise share the build cache's image, and one test's removal could
+    // take it from under the other's build ("unable to find image sha256:…")
+    let repository = image
+        .rsplit_once(':')
+        .filter(|(_, tag)| !tag.contains('/'))
+        .map_or(image, |(repository, _)| repository);
     let dockerfile = format!(
-        "FROM {BUSYBOX}\nLABEL capstan.test.version=\"{version}\"\n{}",
+        "FROM {BUSYBOX}\nLABEL capstan.test.version=\"{version}\" capstan.test.repository=\"{repository}\"\n{}",
         if broken { "COPY bad /bad\n" } else { "" }
     );
     let context = capstan_engine::BuildContext {
