@@ -130,3 +130,16 @@ YAML
     sleep 0.2
   done
 }
+
+# cargo-deb, the packager of scripts/package-deb (installed from crates.io once, into cargo's
+# bin directory).
+CARGO_DEB_VERSION=3.8.0
+
+ensure_cargo_deb() {
+  if cargo deb --version 2>/dev/null | grep -qF "$CARGO_DEB_VERSION"; then
+    return 0
+  fi
+  log "installing cargo-deb $CARGO_DEB_VERSION from crates.io"
+  cargo install -q --locked --version "$CARGO_DEB_VERSION" cargo-deb \
+    || die "cannot install cargo-deb $CARGO_DEB_VERSION from crates.io (needed to build the .deb)"
+}

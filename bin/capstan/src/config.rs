@@ -212,6 +212,33 @@ pub fn default_data_dir() -> PathBuf {
 mod tests {
     use super::*;
 
+    /// The package's /etc/capstan/capstan.toml: as shipped, and with every example line taken
+    /// out of its comment (each names a real key with a value it accepts).
+    #[test]
+    fn the_packaged_config_reads_as_shipped_and_with_every_example_on() {
+        let shipped = include_str!("../../../packaging/deb/capstan.toml");
+        let c = Config::parse(shipped).unwrap();
+        assert_eq!(c.listen, Some("127.0.0.1:7878".parse().unwrap()));
+        assert_eq!(c.data.as_deref(), Some(Path::new("/var/lib/capstan")));
+        let examples: String = shipped
+            .lines()
+            .filter_map(|l| {
+                let l = l.strip_prefix("# ").unwrap_or(l);
+                let example = l.starts_with('[')
+                    || l.split_once(" = ").is_some_and(|(key, _)| {
+                        key.bytes().all(|b| b.is_ascii_lowercase() || b == b'_')
+                    });
+                example.then(|| format!("{l}\n"))
+            })
+            .collect();
+        let all = Config::structure(&examples).unwrap();
+        assert!(
+            all.tls.is_some() && all.fleet.listen.is_some(),
+            "{examples}"
+        );
+        assert_eq!(all.logs.max_bytes(), 10 * 1024 * 1024 * 1024);
+    }
+
     #[test]
     fn the_logs_section_is_checked() {
         let c = Config::parse("[logs]\nretention = \"3d\"\nmax_size = \"512MiB\"\n").unwrap();

@@ -49,7 +49,8 @@ enum Command {
     /// `capstan hosts join-token` on the hub; later starts reconnect by themselves.
     Agent {
         /// The hub's fleet address (`https://HOST:PORT`, its `[fleet] listen`); first start only.
-        #[arg(long, requires = "token")]
+        /// Also read from CAPSTAN_JOIN (the package's /etc/capstan/agent.env sets both).
+        #[arg(long, requires = "token", env = "CAPSTAN_JOIN")]
         join: Option<String>,
         /// The join token (`capstan hosts join-token` on the hub); first start only. Also read
         /// from CAPSTAN_JOIN_TOKEN (a Secret's, in a Kubernetes DaemonSet).
@@ -98,6 +99,10 @@ enum Command {
         /// Data directory of the daemon it serves (same default as `serve`).
         #[arg(long)]
         data: Option<PathBuf>,
+        /// Stop the running proxy of that data dir instead (it lets open connections
+        /// finish); a package's removal runs this.
+        #[arg(long)]
+        stop: bool,
     },
     /// Show the journal of engine events.
     Events(cli::events::EventsArgs),
@@ -163,6 +168,16 @@ enum Command {
     Down(cli::apps::DownArgs),
     /// Deploy an earlier release again, with the image digests it ran.
     Rollback(cli::apps::RollbackArgs),
+    /// Change how many replicas services run (`capstan scale APP web=3`): a release of its own.
+    Scale(cli::apps::ScaleArgs),
+    /// Stop an app's replicas (all, a service's, or one); they stay stopped: self-healing
+    /// leaves them until `capstan start` or the app's next release.
+    Stop(cli::apps::OperateArgs),
+    /// Start stopped replicas, each waited on through its health gate.
+    Start(cli::apps::OperateArgs),
+    /// Restart replicas one at a time: each out of rotation, drained, restarted, and back once
+    /// it is healthy before the next.
+    Restart(cli::apps::OperateArgs),
 }
 
 /// How to print.
@@ -277,7 +292,22 @@ fn main() -> ExitCode {
                 }
             }
         }
-        Command::Proxy { data } => {
+        Command::Proxy { data, stop: true } => {
+            let data = data.unwrap_or_else(config::default_data_dir);
+            let client = capstan_proxy::ProxyClient::new(&data, None);
+            match runtime.block_on(client.stop()) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(capstan_proxy::Error::NotRunning) => {
+                    eprintln!("capstan proxy: no proxy runs for {}", data.display());
+                    ExitCode::SUCCESS
+                }
+                Err(err) => {
+                    eprintln!("capstan proxy: cannot stop it: {err}");
+                    ExitCode::from(ExitStatus::Failure.code())
+                }
+            }
+        }
+        Command::Proxy { data, stop: false } => {
             init_tracing();
             let data = data.unwrap_or_else(config::default_data_dir);
             match runtime.block_on(capstan_proxy::run(&data)) {
@@ -317,6 +347,12 @@ fn main() -> ExitCode {
         Command::Releases(args) => cli::finish(runtime.block_on(cli::apps::releases(args))),
         Command::Down(args) => cli::finish(runtime.block_on(cli::apps::down(args))),
         Command::Rollback(args) => cli::finish(runtime.block_on(cli::apps::rollback(args))),
+        Command::Scale(args) => cli::finish(runtime.block_on(cli::apps::scale(args))),
+        Command::Stop(args) => cli::finish(runtime.block_on(cli::apps::operate("stop", args))),
+        Command::Start(args) => cli::finish(runtime.block_on(cli::apps::operate("start", args))),
+        Command::Restart(args) => {
+            cli::finish(runtime.block_on(cli::apps::operate("restart", args)))
+        }
         // handled above: it needs no runtime and no daemon
         Command::Config(_) => ExitCode::SUCCESS,
     }

@@ -94,10 +94,24 @@ impl From<capstan_deploy::ReleaseError> for ApiError {
             ReleaseError::Store(e) => e.into(),
             ReleaseError::Target(e) => e.into(),
             ReleaseError::NotFound(m) => Self::new(Code::NotFound, m),
+            ReleaseError::BadScale(m) => Self::new(Code::BadRequest, m),
             e @ ReleaseError::Unusable { .. } => Self::new(Code::BadRequest, e.to_string()),
             e @ (ReleaseError::Model(_) | ReleaseError::Keep(_)) => {
                 Self::new(Code::Internal, e.to_string())
             }
+        }
+    }
+}
+
+impl From<capstan_deploy::OperateError> for ApiError {
+    fn from(err: capstan_deploy::OperateError) -> Self {
+        use capstan_deploy::OperateError;
+        match err {
+            OperateError::NotFound(m) => Self::new(Code::NotFound, m),
+            OperateError::Refused(m) => Self::new(Code::Conflict, m),
+            e @ OperateError::NotBack { .. } => Self::new(Code::Failed, e.to_string()),
+            OperateError::Target(e) => e.into(),
+            OperateError::Store(e) => e.into(),
         }
     }
 }

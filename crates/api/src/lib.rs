@@ -290,6 +290,10 @@ fn protected() -> Routes {
         .get("/api/v1/apps/{app}/replicas", VIEWER, apps::app_replicas)
         .post("/api/v1/apps/{app}/down", OPERATOR, apps::down_app)
         .post("/api/v1/apps/{app}/rollback", OPERATOR, apps::rollback_app)
+        .post("/api/v1/apps/{app}/scale", OPERATOR, apps::scale_app)
+        .post("/api/v1/apps/{app}/stop", OPERATOR, apps::stop_app)
+        .post("/api/v1/apps/{app}/start", OPERATOR, apps::start_app)
+        .post("/api/v1/apps/{app}/restart", OPERATOR, apps::restart_app)
 }
 
 /// The routes open to all: health, sign-in, the dashboard's assets, the OpenAPI document and the

@@ -60,6 +60,9 @@ pub enum ReleaseError {
     /// The release asked for is not in the ledger (a rollback's target).
     #[error("{0}")]
     NotFound(String),
+    /// A scale the app cannot take (a service it does not have); nothing changed.
+    #[error("{0}")]
+    BadScale(String),
     /// The release cannot be deployed again as it was (a file it used is gone).
     #[error("release {release}: {source}; deploy its Compose file instead")]
     Unusable {

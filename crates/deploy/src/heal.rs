@@ -138,6 +138,8 @@ impl Healer {
             };
             let app = newest.app.clone();
             let replicas = observed.remove(&app).unwrap_or_default();
+            // what an operator stopped stays stopped (`capstan start` ends it)
+            let stopped = self.store.stopped(app.clone()).await?;
             let mut req: Option<DeployRequest> = None;
             for (name, service) in &project.services {
                 let want = replicas_of(service);
@@ -148,6 +150,9 @@ impl Healer {
                     .collect();
                 let mut broken = Vec::new();
                 for r in 1..=want {
+                    if stopped.iter().any(|s| s.covers(name, r)) {
+                        continue;
+                    }
                     let replica = have
                         .get(&r)
                         .and_then(|id| replicas.iter().find(|c| &c.id == id));

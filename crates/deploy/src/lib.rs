@@ -14,6 +14,7 @@ mod error;
 mod files;
 mod heal;
 mod looks;
+mod operate;
 mod pins;
 pub mod plan;
 pub mod policy;
@@ -41,6 +42,7 @@ pub use error::{
 pub use files::FileContent;
 pub use heal::Healer;
 pub use looks::Looks;
+pub use operate::{OperateError, Operation};
 pub use pins::{Pins, Resolve};
 pub use plan::{Desired, desired_hash, plan, spec_hash, start_levels};
 pub use redeploy::{ImageChange, RedeployError, hold_when_free};

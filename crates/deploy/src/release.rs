@@ -207,6 +207,11 @@ impl Deployer {
                 ReleaseResult::Running,
             ))
             .await?;
+        // a release starts what it deploys: deliberate stops end with it
+        let of_app = app.clone();
+        store
+            .write(move |tx| capstan_store::stopped::start(tx, &of_app, None, None))
+            .await?;
         let report = match self.target.run_release(req, number, progress.clone()).await {
             Some(report) => report,
             None => {
@@ -317,10 +322,79 @@ impl Deployer {
                     ))
                 })?,
         };
-        let mut project = parse_model(target)?;
+        self.again(
+            target,
+            serde_json::json!({ "rollback_to": target.number }),
+            |_| Ok(()),
+        )
+        .await
+    }
+
+    /// The request that runs the running release of `app` again with each service of `counts`
+    /// at that many replicas (a release of its own, through the same rollout; the ledger's
+    /// source says `{"scale": {"web": {"from": 1, "to": 3}}}`), with the image ids it runs.
+    ///
+    /// # Errors
+    /// [`ReleaseError::NotFound`] when the app runs no release, [`ReleaseError::BadScale`] for
+    /// a service it does not have or one that runs on every node, and the store's and the
+    /// target's.
+    pub async fn scale_request(
+        &self,
+        store: &Store,
+        app: &str,
+        counts: &BTreeMap<String, u32>,
+    ) -> Result<DeployRequest, ReleaseError> {
+        let Some(running) = store.current_release(app.to_owned()).await? else {
+            return Err(ReleaseError::NotFound(format!(
+                "app {app:?} runs no release to scale (capstan apps lists them; deploy it first)"
+            )));
+        };
+        if counts.is_empty() {
+            return Err(ReleaseError::BadScale(
+                "say which service and how many replicas: capstan scale APP SERVICE=N".into(),
+            ));
+        }
+        let mut changes = serde_json::Map::new();
+        self.again(&running, serde_json::Value::Null, |project| {
+            for (name, want) in counts {
+                let Some(service) = project.services.get_mut(name) else {
+                    let have: Vec<&str> = project.services.keys().map(String::as_str).collect();
+                    return Err(ReleaseError::BadScale(format!(
+                        "app {app} has no service {name:?} (it has: {})",
+                        have.join(", ")
+                    )));
+                };
+                if service.is_global() {
+                    return Err(ReleaseError::BadScale(format!(
+                        "service {name} runs one replica on every node (deploy.mode: global) and cannot be scaled"
+                    )));
+                }
+                let from = crate::plan::replicas_of(service);
+                service.scale = None;
+                service.deploy.get_or_insert_with(Default::default).replicas = Some(i64::from(*want));
+                changes.insert(name.clone(), serde_json::json!({ "from": from, "to": want }));
+            }
+            Ok(())
+        })
+        .await
+        .map(|mut req| {
+            req.source = serde_json::json!({ "scale": changes });
+            req
+        })
+    }
+
+    /// The request that runs release `row` again, changed by `change`, with the image ids it
+    /// ran where its tags have moved on since, and the configs and secrets kept for it.
+    async fn again(
+        &self,
+        row: &ReleaseRow,
+        source: serde_json::Value,
+        change: impl FnOnce(&mut Project) -> Result<(), ReleaseError>,
+    ) -> Result<DeployRequest, ReleaseError> {
+        let mut project = parse_model(row)?;
+        change(&mut project)?;
         // the exact images it ran: pin one whose tag has moved on since
-        let ran: BTreeMap<String, String> =
-            serde_json::from_str(&target.images).unwrap_or_default();
+        let ran: BTreeMap<String, String> = serde_json::from_str(&row.images).unwrap_or_default();
         let now = self.target.image_ids(&project).await?;
         for (name, service) in &mut project.services {
             if let (Some(image), Some(id)) = (&service.image, ran.get(name))
@@ -336,16 +410,16 @@ impl Deployer {
             }
         }
         let files = self
-            .stored_files_at(&project, &ran_files(target))
+            .stored_files_at(&project, &ran_files(row))
             .await
             .map_err(|source| ReleaseError::Unusable {
-                release: target.number,
+                release: row.number,
                 source,
             })?;
         Ok(DeployRequest {
             project,
             files,
-            source: serde_json::json!({ "rollback_to": target.number }),
+            source,
             pull: false,
         })
     }

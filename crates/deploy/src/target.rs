@@ -291,6 +291,16 @@ pub trait Target: Send + Sync + std::fmt::Debug {
         Err(whole_services())
     }
 
+    /// Stops a replica (with `grace` before it is killed) and keeps it, out of rotation.
+    async fn stop(&self, id: &str, grace: Duration) -> Result<(), TargetError> {
+        let _ = (id, grace);
+        Err(whole_services())
+    }
+
+    /// Looks again at which replicas serve published ports (one started again by hand and
+    /// past its checks goes back in rotation).
+    async fn rotate(&self) {}
+
     /// Removes everything `app` made on the target (with `volumes`, its data too) and returns
     /// what was removed.
     async fn down(&self, app: &str, volumes: bool) -> Result<Vec<String>, TargetError>;

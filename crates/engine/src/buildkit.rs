@@ -180,7 +180,7 @@ fn fields(buf: &[u8]) -> Vec<(u64, Field<'_>)> {
 }
 
 /// The engine's address as a socket to dial.
-enum Dial {
+pub(crate) enum Dial {
     Unix(String),
     Tcp(String),
 }
@@ -201,7 +201,7 @@ impl Engine {
         Ok(newer && self.dial().is_some())
     }
 
-    fn dial(&self) -> Option<Dial> {
+    pub(crate) fn dial(&self) -> Option<Dial> {
         let host = self.host();
         if let Some(path) = host.strip_prefix("unix://") {
             return Some(Dial::Unix(path.to_owned()));

@@ -353,3 +353,27 @@ mod tests {
         assert_eq!(ReleaseResult::parse("exploded"), None);
     }
 }
+
+/// What `capstan stop`, `start` or `restart` did to an app's replicas.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq, utoipa::ToSchema)]
+pub struct Operated {
+    pub app: String,
+    /// `stop`, `start` or `restart`.
+    pub operation: String,
+    /// Each replica it acted on, in the order it did.
+    pub replicas: Vec<OperatedReplica>,
+}
+
+/// One replica `capstan stop`, `start` or `restart` acted on.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq, utoipa::ToSchema)]
+pub struct OperatedReplica {
+    pub service: String,
+    pub replica: u32,
+    /// Its container's name.
+    pub name: String,
+    /// What it is now: `running`, `exited`, ...
+    pub state: String,
+    /// What was done: `stopped`, `started`, `restarted`, or `already stopped` / `already
+    /// running`.
+    pub done: String,
+}

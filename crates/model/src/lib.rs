@@ -37,8 +37,8 @@ pub use alerts::{
 };
 pub use app::{AppReplica, AppSummary, BuiltImage, Release};
 pub use deploy::{
-    Action, Outcome, Plan, Progress, RegistryCheck, ReleaseResult, Report, RolloutLock,
-    RolloutLocks, ServicePlan, ServiceReport, Step, Violation,
+    Action, Operated, OperatedReplica, Outcome, Plan, Progress, RegistryCheck, ReleaseResult,
+    Report, RolloutLock, RolloutLocks, ServicePlan, ServiceReport, Step, Violation,
 };
 pub use event::{CapstanAction, Event, EventPage, EventType};
 pub use exposition::{Exposition, Sample};

@@ -20,6 +20,7 @@ pub mod policy;
 pub mod releases;
 pub mod retention;
 pub mod security;
+pub mod stopped;
 
 use std::path::Path;
 use std::sync::{Arc, Mutex};

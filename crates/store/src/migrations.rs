@@ -235,6 +235,16 @@ pub(crate) const MIGRATIONS: &[&str] = &[
     "ALTER TABLE join_tokens ADD COLUMN uses INTEGER NOT NULL DEFAULT 1;
      ALTER TABLE join_tokens ADD COLUMN used INTEGER NOT NULL DEFAULT 0;
      UPDATE join_tokens SET used = 1 WHERE used_nano IS NOT NULL;",
+    // 13: replicas stopped on purpose (`capstan stop`): self-healing leaves them stopped until
+    // `capstan start` or the app's next release. Replica 0 is the whole service.
+    "CREATE TABLE stopped (
+         app TEXT NOT NULL,
+         service TEXT NOT NULL,
+         replica INTEGER NOT NULL,
+         stopped_by TEXT NOT NULL,
+         time_nano INTEGER NOT NULL,
+         PRIMARY KEY (app, service, replica)
+     );",
 ];
 
 /// Opens (creating) the SQLite database at `path` as every capstan database is opened (WAL

@@ -92,6 +92,25 @@ fn dpkg_status(tarball: &Path) -> String {
     panic!("{} has no var/lib/dpkg/status", tarball.display());
 }
 
+/// A Debian root filesystem (the same minbase) unpacked into `dir`, to `chroot` into.
+pub async fn debian_root(dir: &Path) {
+    let tarball = tokio::task::spawn_blocking(ensure_tarball).await.unwrap();
+    let out = tokio::process::Command::new("tar")
+        .arg("-C")
+        .arg(dir)
+        .arg("-xf")
+        .arg(&tarball)
+        .output()
+        .await
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "cannot unpack {}: {}",
+        tarball.display(),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
 /// Imports [`DEBIAN`] unless the engine has it (building the tarball first if need be).
 pub async fn debian_image(engine: &Engine) -> DebianImage {
     let tarball = tokio::task::spawn_blocking(ensure_tarball).await.unwrap();

@@ -268,6 +268,97 @@ pub async fn rollback(args: RollbackArgs) -> Result<(), Failure> {
     show(&args.app, &report, args.out.output)
 }
 
+#[derive(Debug, Args)]
+pub struct ScaleArgs {
+    /// The app.
+    app: String,
+    /// The replicas each service runs from now on (`web=3`; `web=0` stops its replicas).
+    #[arg(required = true, value_name = "SERVICE=N", value_parser = service_count)]
+    counts: Vec<(String, u32)>,
+    #[command(flatten)]
+    out: OutputArgs,
+}
+
+/// `SERVICE=N`.
+fn service_count(text: &str) -> Result<(String, u32), String> {
+    let (service, n) = text
+        .split_once('=')
+        .ok_or_else(|| format!("{text:?}: say SERVICE=N, e.g. web=3"))?;
+    let n = n
+        .parse::<u32>()
+        .map_err(|_| format!("{text:?}: {n:?} is not a number of replicas"))?;
+    if service.is_empty() {
+        return Err(format!("{text:?}: name the service before the ="));
+    }
+    Ok((service.to_owned(), n))
+}
+
+/// Runs the app's running release again with new replica counts: a release of its own, through
+/// the same rollout; exit 1 unless it succeeded.
+pub async fn scale(args: ScaleArgs) -> Result<(), Failure> {
+    let client = Client::from_env()?;
+    let replicas: std::collections::BTreeMap<String, u32> = args.counts.into_iter().collect();
+    let report = follow(
+        &client,
+        &format!("/api/v1/apps/{}/scale", args.app),
+        &serde_json::json!({ "replicas": replicas }),
+        args.out.output,
+    )
+    .await?;
+    show(&args.app, &report, args.out.output)
+}
+
+#[derive(Debug, Args)]
+pub struct OperateArgs {
+    /// The app.
+    app: String,
+    /// Only this service's replicas (default: every service's).
+    service: Option<String>,
+    /// Only this replica of the service (from 1).
+    #[arg(long, requires = "service")]
+    replica: Option<u32>,
+    #[command(flatten)]
+    out: OutputArgs,
+}
+
+/// `capstan stop|start|restart APP [SERVICE] [--replica N]`: prints what each replica is now.
+pub async fn operate(operation: &str, args: OperateArgs) -> Result<(), Failure> {
+    let client = Client::from_env()?;
+    let mut query = Vec::new();
+    if let Some(s) = &args.service {
+        query.push(format!("service={}", super::policy::encoded(s)));
+    }
+    if let Some(n) = args.replica {
+        query.push(format!("replica={n}"));
+    }
+    let mut path = format!("/api/v1/apps/{}/{operation}", args.app);
+    if !query.is_empty() {
+        path = format!("{path}?{}", query.join("&"));
+    }
+    let done: capstan_model::Operated = client.post(&path, &serde_json::json!({})).await?;
+    if args.out.output == Output::Json {
+        return print_json(&done);
+    }
+    let mut table = Table::new(&["SERVICE", "REPLICA", "CONTAINER", "STATE", "DONE"]);
+    for r in &done.replicas {
+        table.row(vec![
+            r.service.clone(),
+            r.replica.to_string(),
+            r.name.clone(),
+            r.state.clone(),
+            r.done.clone(),
+        ]);
+    }
+    table.print();
+    if done.replicas.is_empty() {
+        eprintln!(
+            "no replica of {} matched (capstan ps {} lists them)",
+            done.app, done.app
+        );
+    }
+    Ok(())
+}
+
 pub async fn apps(args: OutputArgs) -> Result<(), Failure> {
     let client = Client::from_env()?;
     let apps: Vec<AppSummary> = client.get("/api/v1/apps", &[]).await?;

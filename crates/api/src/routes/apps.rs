@@ -756,6 +756,183 @@ pub(crate) async fn rollback_app(
     respond(state, place, req, &headers, actor(who)).await
 }
 
+/// What `POST /api/v1/apps/{app}/scale` takes: the replicas each named service runs from now
+/// on.
+#[derive(Debug, serde::Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct ScaleRequest {
+    /// Replicas by service (`{"web": 3}`); `0` stops a service's replicas and keeps the service.
+    #[schema(value_type = std::collections::BTreeMap<String, u32>)]
+    pub(crate) replicas: std::collections::BTreeMap<String, u32>,
+}
+
+/// The most replicas one scale may ask of a service.
+const MAX_REPLICAS: u32 = 1000;
+
+/// `POST /api/v1/apps/{app}/scale`: runs the running release again with services at new
+/// replica counts: a release of its own in the ledger, through the same rollout.
+#[utoipa::path(
+    post,
+    path = "/api/v1/apps/{app}/scale",
+    tag = "apps",
+    params(("app" = String, Path, description = "the app")),
+    request_body = ScaleRequest,
+    responses(
+        (status = 200, description = "the release's report (or NDJSON progress, as for deploy)", body = capstan_model::Report),
+        (status = 400, description = "a service the app does not have, a global one, or a count over 1000", body = capstan_model::ErrorBody),
+        (status = 404, description = "the app runs no release", body = capstan_model::ErrorBody),
+        (status = 409, description = "a deploy of this app is under way", body = capstan_model::ErrorBody)
+    )
+)]
+pub(crate) async fn scale_app(
+    State(state): State<AppState>,
+    Path(app): Path<String>,
+    who: Option<Extension<Principal>>,
+    headers: HeaderMap,
+    body: axum::body::Bytes,
+) -> Result<Response, ApiError> {
+    check_app(&app)?;
+    let asked: ScaleRequest = serde_json::from_slice(&body).map_err(|e| {
+        ApiError::new(
+            Code::BadRequest,
+            format!("scale: {e} (send {{\"replicas\": {{\"web\": 3}}}})"),
+        )
+    })?;
+    if let Some((service, n)) = asked.replicas.iter().find(|(_, n)| **n > MAX_REPLICAS) {
+        return Err(ApiError::new(
+            Code::BadRequest,
+            format!("replicas.{service}: {n} is more than {MAX_REPLICAS} replicas"),
+        ));
+    }
+    let place = place(&state, &app, None).await?;
+    let req = place
+        .deployer
+        .scale_request(&state.store, &app, &asked.replicas)
+        .await?;
+    authorize(&state, &app, &req, who.as_ref()).await?;
+    respond(state, place, req, &headers, actor(who)).await
+}
+
+/// `?service=` and `?replica=` of a stop, start or restart.
+fn operated_on(pairs: &Pairs) -> Result<(Option<&str>, Option<u32>), ApiError> {
+    params::only(pairs, &["service", "replica"])?;
+    let service = params::last(pairs, "service");
+    let replica = params::last(pairs, "replica")
+        .map(|v| {
+            v.parse::<u32>().map_err(|_| {
+                ApiError::bad_param("replica", format!("{v:?} is not a replica number"))
+            })
+        })
+        .transpose()?;
+    if replica.is_some() && service.is_none() {
+        return Err(ApiError::bad_param(
+            "replica",
+            "a replica is a service's: say ?service= too",
+        ));
+    }
+    Ok((service, replica))
+}
+
+/// Stops, starts or restarts replicas of `app` (the app's lock held meanwhile).
+async fn operate(
+    state: AppState,
+    app: String,
+    pairs: &Pairs,
+    who: Option<Extension<Principal>>,
+    operation: capstan_deploy::Operation,
+) -> Result<Json<capstan_model::Operated>, ApiError> {
+    check_app(&app)?;
+    let (service, replica) = operated_on(pairs)?;
+    let place = place(&state, &app, None).await?;
+    let _lock = hold(&state, &app)?;
+    Ok(Json(
+        place
+            .deployer
+            .operate(&state.store, &actor(who), &app, operation, service, replica)
+            .await?,
+    ))
+}
+
+/// `POST /api/v1/apps/{app}/stop[?service=S[&replica=N]]`: stops replicas, which then stay
+/// stopped: self-healing leaves them until a start or the app's next release.
+#[utoipa::path(
+    post,
+    path = "/api/v1/apps/{app}/stop",
+    tag = "apps",
+    params(
+        ("app" = String, Path, description = "the app"),
+        ("service" = Option<String>, Query, description = "only this service's replicas"),
+        ("replica" = Option<u32>, Query, description = "only this replica of the service (from 1)")
+    ),
+    responses(
+        (status = 200, description = "what each replica is now", body = capstan_model::Operated),
+        (status = 404, description = "no such app, service or replica: nothing was done", body = capstan_model::ErrorBody),
+        (status = 409, description = "a deploy of this app is under way, or the app runs on another target", body = capstan_model::ErrorBody)
+    )
+)]
+pub(crate) async fn stop_app(
+    State(state): State<AppState>,
+    Path(app): Path<String>,
+    Query(pairs): Query<Pairs>,
+    who: Option<Extension<Principal>>,
+) -> Result<Json<capstan_model::Operated>, ApiError> {
+    operate(state, app, &pairs, who, capstan_deploy::Operation::Stop).await
+}
+
+/// `POST /api/v1/apps/{app}/start[?service=S[&replica=N]]`: starts stopped replicas (ending
+/// their deliberate stop), each waited on through its health gate.
+#[utoipa::path(
+    post,
+    path = "/api/v1/apps/{app}/start",
+    tag = "apps",
+    params(
+        ("app" = String, Path, description = "the app"),
+        ("service" = Option<String>, Query, description = "only this service's replicas"),
+        ("replica" = Option<u32>, Query, description = "only this replica of the service (from 1)")
+    ),
+    responses(
+        (status = 200, description = "what each replica is now", body = capstan_model::Operated),
+        (status = 404, description = "no such app, service or replica: nothing was done", body = capstan_model::ErrorBody),
+        (status = 409, description = "a deploy of this app is under way, or the app runs on another target", body = capstan_model::ErrorBody),
+        (status = 422, description = "a replica did not pass its health gate (the ones before it were started)", body = capstan_model::ErrorBody)
+    )
+)]
+pub(crate) async fn start_app(
+    State(state): State<AppState>,
+    Path(app): Path<String>,
+    Query(pairs): Query<Pairs>,
+    who: Option<Extension<Principal>>,
+) -> Result<Json<capstan_model::Operated>, ApiError> {
+    operate(state, app, &pairs, who, capstan_deploy::Operation::Start).await
+}
+
+/// `POST /api/v1/apps/{app}/restart[?service=S[&replica=N]]`: a rolling restart, one replica
+/// at a time: out of rotation, drained, restarted, and back once it passes its health gate.
+#[utoipa::path(
+    post,
+    path = "/api/v1/apps/{app}/restart",
+    tag = "apps",
+    params(
+        ("app" = String, Path, description = "the app"),
+        ("service" = Option<String>, Query, description = "only this service's replicas"),
+        ("replica" = Option<u32>, Query, description = "only this replica of the service (from 1)")
+    ),
+    responses(
+        (status = 200, description = "what each replica is now", body = capstan_model::Operated),
+        (status = 404, description = "no such app, service or replica: nothing was done", body = capstan_model::ErrorBody),
+        (status = 409, description = "a deploy of this app is under way, or the app runs on another target", body = capstan_model::ErrorBody),
+        (status = 422, description = "a replica did not come back (the ones before it were restarted, the rest left alone)", body = capstan_model::ErrorBody)
+    )
+)]
+pub(crate) async fn restart_app(
+    State(state): State<AppState>,
+    Path(app): Path<String>,
+    Query(pairs): Query<Pairs>,
+    who: Option<Extension<Principal>>,
+) -> Result<Json<capstan_model::Operated>, ApiError> {
+    operate(state, app, &pairs, who, capstan_deploy::Operation::Restart).await
+}
+
 /// How the deploy policy sees the caller: an admin, or anyone else.
 fn policy_role(who: Option<&Extension<Principal>>) -> policy::Deployer {
     // no principal: the admin token through a test router without the middleware

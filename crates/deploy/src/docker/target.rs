@@ -419,6 +419,24 @@ impl Target for DockerTarget {
             .map_err(engine_error(None))
     }
 
+    async fn stop(&self, id: &str, grace: Duration) -> Result<(), TargetError> {
+        self.engine
+            .stop_container(id, seconds(grace))
+            .await
+            .map_err(engine_error(format!("cannot stop {id}")))?;
+        // stopped, it leaves the router's drained set: started again, it may come back
+        self.rotate().await;
+        Ok(())
+    }
+
+    async fn rotate(&self) {
+        if let Some(router) = &self.router
+            && let Err(e) = router.sync().await
+        {
+            tracing::warn!(error = %e, "cannot update the proxy's table yet; the router retries");
+        }
+    }
+
     async fn down(&self, app: &str, volumes: bool) -> Result<Vec<String>, TargetError> {
         self.take_down(app, volumes)
             .await

@@ -22,7 +22,7 @@ const LONGEST_MONITOR: Duration = Duration::from_hours(24);
 
 /// A service's health gate.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub(super) struct Gate {
+pub(crate) struct Gate {
     /// Whether the service has a healthcheck the gate waits on.
     healthcheck: bool,
     /// How long a replica without one must run.
@@ -34,7 +34,7 @@ pub(super) struct Gate {
 impl Gate {
     /// The gate of `service`: its healthcheck's timings (interval + timeout per retry, after
     /// the start period) or `update_config.monitor`.
-    pub(super) fn of(service: &Service) -> Self {
+    pub(crate) fn of(service: &Service) -> Self {
         let monitor = update_setting(service, |u| u.monitor.clone())
             .and_then(|m| capstan_model::parse_duration_nanos(&m).ok())
             .map_or(DEFAULT_MONITOR, nanos)
@@ -88,7 +88,12 @@ impl Gate {
     ///
     /// # Errors
     /// Why it did not: it exited, turned unhealthy, vanished or took too long.
-    async fn wait(&self, target: &dyn Target, id: &str, name: &str) -> Result<(), GateError> {
+    pub(crate) async fn wait(
+        &self,
+        target: &dyn Target,
+        id: &str,
+        name: &str,
+    ) -> Result<(), GateError> {
         let deadline = Instant::now() + self.limit;
         let mut running_since: Option<Instant> = None;
         // subscribed before the first look, so no event between the two is missed

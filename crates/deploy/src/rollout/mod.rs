@@ -5,9 +5,9 @@
 //! otherwise) and roll back by themselves when a batch fails; retired replicas are drained
 //! first. Every step is reported as it happens (NDJSON progress) and in the final report.
 
-mod gate;
+pub(crate) mod gate;
 mod roll;
-mod service;
+pub(crate) mod service;
 mod steps;
 mod whole;
 

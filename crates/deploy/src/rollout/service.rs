@@ -33,7 +33,7 @@ pub(super) fn update_setting<T>(
 }
 
 /// `stop_grace_period`, in whole seconds as engines take it.
-pub(super) fn grace_of(service: &Service) -> Duration {
+pub(crate) fn grace_of(service: &Service) -> Duration {
     service
         .stop_grace_period
         .as_deref()

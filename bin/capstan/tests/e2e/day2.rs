@@ -1,0 +1,258 @@
+//! Day-two commands on a deployed app, through the real CLI against the real engine: `scale`
+//! is a release of its own in the ledger; `stop` keeps a service stopped across self-healing
+//! (which does restart another service's replica stopped behind capstan's back in the same
+//! pass); `start` brings it back; `restart` restarts each replica in place, one at a time;
+//! wrong names and numbers are refused with exit 2 and nothing changed; a viewer may do none
+//! of it (403), and each change is in the audit log.
+
+use std::time::Duration;
+
+use capstan_model::{Operated, Release};
+use capstan_testkit::{Daemon, eventually, unique};
+
+use crate::bin;
+
+/// A worker with one replica and a web service, both `restart: always` (so that self-healing
+/// would start an exited replica again).
+const APP: &str = "services:\n  web:\n    image: capstan-test/busybox:1\n    command: [\"sleep\", \"3600\"]\n    init: true\n    restart: always\n    stop_grace_period: 1s\n  worker:\n    image: capstan-test/busybox:1\n    command: [\"sleep\", \"3600\"]\n    init: true\n    restart: always\n    stop_grace_period: 1s\n";
+
+async fn releases(daemon: &Daemon, app: &str) -> Vec<Release> {
+    let (code, out, err) = daemon.cli(&["releases", app, "-o", "json"]).await;
+    assert_eq!(code, 0, "{err}");
+    serde_json::from_str(&out).unwrap()
+}
+
+/// The app's replicas of `service` on the engine: (name, state), by name.
+async fn replicas(
+    engine: &capstan_engine::Engine,
+    app: &str,
+    service: &str,
+) -> Vec<(String, String)> {
+    let mut found: Vec<(String, String)> = engine
+        .list_containers(true)
+        .await
+        .unwrap()
+        .into_iter()
+        .filter(|c| {
+            capstan_testkit::replica_of(c, app)
+                && c.labels.get("io.capstan.service").map(String::as_str) == Some(service)
+        })
+        .map(|c| (c.name, c.state))
+        .collect();
+    found.sort();
+    found
+}
+
+/// The app's `heal` events in the journal.
+async fn heals(daemon: &Daemon, app: &str) -> Vec<capstan_model::Event> {
+    daemon
+        .all_events("type=capstan&action=heal")
+        .await
+        .into_iter()
+        .filter(|e| e.attributes.get("app").map(String::as_str) == Some(app))
+        .collect()
+}
+
+fn operated(out: &str) -> Operated {
+    serde_json::from_str(out).unwrap_or_else(|e| panic!("{e}: {out}"))
+}
+
+#[tokio::test]
+async fn scale_is_a_release_a_stopped_service_stays_stopped_and_restart_goes_one_by_one() {
+    let engine = capstan_testkit::engine().await;
+    capstan_testkit::ensure_busybox(&engine).await;
+    let daemon = Daemon::start(bin(), engine.host()).await;
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("compose.yaml"), APP).unwrap();
+    let app = unique("capt-day2");
+    let (code, _, err) = daemon
+        .cli_in(
+            dir.path(),
+            &["deploy", "-f", "compose.yaml", "-p", &app],
+            &[],
+        )
+        .await;
+    assert_eq!(code, 0, "{err}");
+
+    // scale up and down: each a release whose source says what changed
+    for (to, from, number) in [(3, 1, 2), (2, 3, 3)] {
+        let (code, out, err) = daemon
+            .cli(&["scale", &app, &format!("web={to}"), "-o", "json"])
+            .await;
+        assert_eq!(code, 0, "{out}{err}");
+        let ledger = releases(&daemon, &app).await;
+        assert_eq!(ledger.len(), number, "{ledger:?}");
+        assert_eq!(ledger[0].result, "succeeded");
+        assert_eq!(
+            ledger[0].source["scale"]["web"],
+            serde_json::json!({"from": from, "to": to}),
+            "{:?}",
+            ledger[0].source
+        );
+        let web = replicas(&engine, &app, "web").await;
+        assert_eq!(web.len(), to as usize, "{web:?}");
+        assert!(web.iter().all(|(_, s)| s == "running"), "{web:?}");
+    }
+
+    // bad input: exit 2, and the ledger is as it was
+    for (args, says) in [
+        (vec!["scale", &app, "nope=2"], "no service \"nope\""),
+        (vec!["scale", &app, "web=many"], "not a number of replicas"),
+        (vec!["scale", &app, "web=1001"], "more than 1000"),
+        (vec!["scale", "capt-day2-none", "web=1"], "runs no release"),
+        (vec!["stop", &app, "nope"], "no service \"nope\""),
+        (
+            vec!["stop", &app, "web", "--replica", "3"],
+            "there is no replica 3",
+        ),
+        (
+            vec!["restart", &app, "web", "--replica", "0"],
+            "there is no replica 0",
+        ),
+    ] {
+        let (code, out, err) = daemon.cli(&args).await;
+        assert_eq!(code, 2, "{args:?}: {out}{err}");
+        assert!(err.contains(says), "{args:?}: {err}");
+    }
+    assert_eq!(releases(&daemon, &app).await.len(), 3);
+
+    // a viewer may look, not change: 403, nothing stopped
+    let (_, body) = daemon
+        .post_raw(
+            "/api/v1/tokens",
+            &serde_json::json!({"name": unique("day2-viewer"), "role": "viewer"}),
+        )
+        .await;
+    let viewer = body["token"].as_str().unwrap().to_owned();
+    let http = reqwest::Client::new();
+    for path in ["stop", "start", "restart", "scale"] {
+        let status = http
+            .post(format!("{}/api/v1/apps/{app}/{path}", daemon.url))
+            .bearer_auth(&viewer)
+            .json(&serde_json::json!({"replicas": {"web": 1}}))
+            .send()
+            .await
+            .unwrap()
+            .status();
+        assert_eq!(status, 403, "{path}");
+    }
+
+    // stop the web service: both replicas stop and stay stopped
+    let (code, out, err) = daemon.cli(&["stop", &app, "web", "-o", "json"]).await;
+    assert_eq!(code, 0, "{err}");
+    let stopped = operated(&out);
+    assert_eq!(stopped.replicas.len(), 2, "{stopped:?}");
+    assert!(
+        stopped
+            .replicas
+            .iter()
+            .all(|r| r.done == "stopped" && r.state == "exited"),
+        "{stopped:?}"
+    );
+    // the worker's container stopped behind capstan's back: self-healing starts it again,
+    // and the pass that does so leaves the stopped web service alone
+    let worker = replicas(&engine, &app, "worker").await;
+    capstan_testkit::docker(engine.host(), &["stop", "-t", "1", &worker[0].0]);
+    let healed = eventually(Duration::from_mins(1), "the worker healed", || async {
+        let healed = heals(&daemon, &app).await;
+        (!healed.is_empty()).then_some(healed)
+    })
+    .await;
+    assert!(
+        healed.iter().all(|e| e.attributes["service"] == "worker"),
+        "{healed:?}"
+    );
+    // and one more pass (every 10 s) for good measure
+    tokio::time::sleep(Duration::from_secs(12)).await;
+    let web = replicas(&engine, &app, "web").await;
+    assert!(
+        web.iter().all(|(_, s)| s == "exited"),
+        "healed back: {web:?}"
+    );
+    let healed = heals(&daemon, &app).await;
+    assert!(
+        healed.iter().all(|e| e.attributes["service"] == "worker"),
+        "{healed:?}"
+    );
+
+    // start one replica of the stopped service: the other stays stopped
+    let (code, out, err) = daemon
+        .cli(&["start", &app, "web", "--replica", "2", "-o", "json"])
+        .await;
+    assert_eq!(code, 0, "{err}");
+    let started = operated(&out);
+    assert_eq!(started.replicas.len(), 1);
+    assert_eq!(
+        (
+            started.replicas[0].replica,
+            started.replicas[0].state.as_str()
+        ),
+        (2, "running")
+    );
+    let (code, out, err) = daemon.cli(&["start", &app, "-o", "json"]).await;
+    assert_eq!(code, 0, "{err}");
+    let all = operated(&out);
+    let done: Vec<(&str, u32, &str)> = all
+        .replicas
+        .iter()
+        .map(|r| (r.service.as_str(), r.replica, r.done.as_str()))
+        .collect();
+    assert_eq!(
+        done,
+        vec![
+            ("web", 1, "started"),
+            ("web", 2, "already running"),
+            ("worker", 1, "already running")
+        ]
+    );
+
+    // a rolling restart: same containers, each started again, one after the other
+    let started_at = |name: &str| {
+        capstan_testkit::docker(
+            engine.host(),
+            &["inspect", "-f", "{{.State.StartedAt}}", name],
+        )
+        .trim()
+        .to_owned()
+    };
+    let web = replicas(&engine, &app, "web").await;
+    let before: Vec<String> = web.iter().map(|(n, _)| started_at(n)).collect();
+    let (code, out, err) = daemon.cli(&["restart", &app, "web", "-o", "json"]).await;
+    assert_eq!(code, 0, "{err}");
+    let restarted = operated(&out);
+    assert_eq!(restarted.replicas.len(), 2);
+    assert!(
+        restarted
+            .replicas
+            .iter()
+            .all(|r| r.done == "restarted" && r.state == "running")
+    );
+    let after: Vec<String> = web.iter().map(|(n, _)| started_at(n)).collect();
+    assert!(
+        before[0] != after[0] && before[1] != after[1],
+        "{before:?} {after:?}"
+    );
+    // one by one: the second started after the first was back
+    assert!(after[0] < after[1], "{after:?}");
+
+    // a release ends a deliberate stop: stopped again, then scaled, it runs
+    let (code, _, err) = daemon.cli(&["stop", &app, "worker"]).await;
+    assert_eq!(code, 0, "{err}");
+    let (code, _, err) = daemon.cli(&["scale", &app, "worker=2"]).await;
+    assert_eq!(code, 0, "{err}");
+    let worker = replicas(&engine, &app, "worker").await;
+    assert_eq!(worker.len(), 2, "{worker:?}");
+    assert!(worker.iter().all(|(_, s)| s == "running"), "{worker:?}");
+
+    // the audit log names each change
+    let (code, out, err) = daemon.cli(&["audit", "-o", "json"]).await;
+    assert_eq!(code, 0, "{err}");
+    for op in ["stop", "start", "restart", "scale"] {
+        assert!(
+            out.contains(&format!("/api/v1/apps/{app}/{op}")),
+            "{op} is not audited: {out}"
+        );
+    }
+    let (code, _, err) = daemon.cli(&["down", &app]).await;
+    assert_eq!(code, 0, "{err}");
+}
