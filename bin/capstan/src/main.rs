@@ -178,6 +178,9 @@ enum Command {
     /// Restart replicas one at a time: each out of rotation, drained, restarted, and back once
     /// it is healthy before the next.
     Restart(cli::apps::OperateArgs),
+    /// Run a command in a replica (`capstan exec APP SERVICE -it -- sh`); its exit code is
+    /// capstan's.
+    Exec(cli::exec::ExecArgs),
 }
 
 /// How to print.
@@ -350,6 +353,14 @@ fn main() -> ExitCode {
         Command::Scale(args) => cli::finish(runtime.block_on(cli::apps::scale(args))),
         Command::Stop(args) => cli::finish(runtime.block_on(cli::apps::operate("stop", args))),
         Command::Start(args) => cli::finish(runtime.block_on(cli::apps::operate("start", args))),
+        Command::Exec(args) => match runtime.block_on(cli::exec::run(args)) {
+            Ok(code) => {
+                let _ = std::io::Write::flush(&mut std::io::stdout());
+                // now: a thread may still wait on the terminal's input
+                std::process::exit(code)
+            }
+            Err(failure) => cli::finish(Err(failure)),
+        },
         Command::Restart(args) => {
             cli::finish(runtime.block_on(cli::apps::operate("restart", args)))
         }

@@ -170,6 +170,10 @@ pub(crate) fn remote_of(extensions: &axum::http::Extensions) -> String {
         .map_or_else(|| "-".to_owned(), |c| c.0.0.to_string())
 }
 
+/// How a signed-in page's WebSocket carries the session's CSRF token: a subprotocol it
+/// offers, `capstan.csrf.<token>` (the server picks its own protocol, never this one).
+pub(crate) const CSRF_PROTOCOL_PREFIX: &str = "capstan.csrf.";
+
 /// Who a session cookie belongs to; a changing request must carry the session's CSRF token in
 /// `X-CSRF-Token` (a cross-site form cannot read it).
 async fn from_session(
@@ -205,9 +209,18 @@ async fn from_session(
             ));
         }
     }
+    // a browser cannot set headers on a WebSocket: it offers the token as a subprotocol
+    let offered = headers
+        .get(axum::http::header::SEC_WEBSOCKET_PROTOCOL)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| {
+            v.split(',')
+                .find_map(|p| p.trim().strip_prefix(CSRF_PROTOCOL_PREFIX))
+        });
     let sent = headers
         .get("x-csrf-token")
         .and_then(|v| v.to_str().ok())
+        .or(offered)
         .unwrap_or_default();
     let csrf_ok = reads || constant_time_eq(sent.as_bytes(), session.csrf.as_bytes());
     Ok((
@@ -237,7 +250,13 @@ pub(crate) async fn require_token(
         .map(str::trim)
         .map(str::to_owned);
     let method = request.method().clone();
-    let reads = method == Method::GET || method == Method::HEAD || method == Method::OPTIONS;
+    // a WebSocket (a terminal) acts: it is checked and audited as a change
+    let upgrade = request
+        .headers()
+        .get(axum::http::header::UPGRADE)
+        .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"websocket"));
+    let reads =
+        !upgrade && (method == Method::GET || method == Method::HEAD || method == Method::OPTIONS);
     let (principal, csrf_ok) = match presented {
         Some(token) => (identify(&state, &token).await?, true),
         None => match cookie(request.headers(), SESSION_COOKIE) {

@@ -294,6 +294,7 @@ fn protected() -> Routes {
         .post("/api/v1/apps/{app}/stop", OPERATOR, apps::stop_app)
         .post("/api/v1/apps/{app}/start", OPERATOR, apps::start_app)
         .post("/api/v1/apps/{app}/restart", OPERATOR, apps::restart_app)
+        .get("/api/v1/apps/{app}/exec", OPERATOR, routes::exec::exec)
 }
 
 /// The routes open to all: health, sign-in, the dashboard's assets, the OpenAPI document and the

@@ -81,6 +81,7 @@ use crate::routes;
         routes::apps::stop_app,
         routes::apps::start_app,
         routes::apps::restart_app,
+        routes::exec::exec,
         routes::logs::search,
         routes::logs::export,
         routes::logs::histogram,

@@ -383,6 +383,26 @@ impl Deployer {
         })
     }
 
+    /// The request that runs the running release of `app` again as it is (what the deploy
+    /// policy is asked about an app as it runs).
+    ///
+    /// # Errors
+    /// [`ReleaseError::NotFound`] when the app runs no release, and the store's and the
+    /// target's.
+    pub async fn running_request(
+        &self,
+        store: &Store,
+        app: &str,
+    ) -> Result<DeployRequest, ReleaseError> {
+        let Some(running) = store.current_release(app.to_owned()).await? else {
+            return Err(ReleaseError::NotFound(format!(
+                "app {app:?} runs no release (capstan apps lists them)"
+            )));
+        };
+        self.again(&running, serde_json::Value::Null, |_| Ok(()))
+            .await
+    }
+
     /// The request that runs release `row` again, changed by `change`, with the image ids it
     /// ran where its tags have moved on since, and the configs and secrets kept for it.
     async fn again(

@@ -177,6 +177,60 @@ impl Client {
         if response.status().is_success() {
             return Ok(response);
         }
+        Err(self.failure(response).await)
+    }
+
+    /// Opens a WebSocket on `path` (subprotocol `protocol`): the connection, switched.
+    pub async fn websocket(
+        &self,
+        path: &str,
+        query: &[(&str, String)],
+        protocol: &str,
+    ) -> Result<reqwest::Upgraded, Failure> {
+        let key = tokio_tungstenite::tungstenite::handshake::client::generate_key();
+        let request = self
+            .request(path, query)
+            .header("connection", "Upgrade")
+            .header("upgrade", "websocket")
+            .header("sec-websocket-version", "13")
+            .header("sec-websocket-key", &key)
+            .header("sec-websocket-protocol", protocol);
+        let response = request.send().await.map_err(|e| {
+            if e.is_connect() || e.is_timeout() {
+                self.unreachable()
+            } else {
+                Failure::new(
+                    ExitStatus::Unreachable,
+                    format!("capstan daemon at {} failed to answer: {e}", self.base),
+                )
+            }
+        })?;
+        if response.status() != reqwest::StatusCode::SWITCHING_PROTOCOLS {
+            return Err(self.failure(response).await);
+        }
+        let accepted = response
+            .headers()
+            .get("sec-websocket-accept")
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or_default()
+            .to_owned();
+        if accepted != tokio_tungstenite::tungstenite::handshake::derive_accept_key(key.as_bytes())
+        {
+            return Err(Failure::new(
+                ExitStatus::Failure,
+                "capstan: the daemon's WebSocket answer does not match the request (a proxy in between?)",
+            ));
+        }
+        response.upgrade().await.map_err(|e| {
+            Failure::new(
+                ExitStatus::Unreachable,
+                format!("capstan: the daemon did not switch to the WebSocket: {e}"),
+            )
+        })
+    }
+
+    /// The failure an error answer stands for.
+    async fn failure(&self, response: reqwest::Response) -> Failure {
         let status = response.status();
         let body: Option<ErrorBody> = response.json().await.ok();
         let (code, message) = body.map_or_else(
@@ -188,10 +242,7 @@ impl Client {
         } else {
             ""
         };
-        Err(Failure::new(
-            code.exit_status(),
-            format!("capstan: {message}{hint}"),
-        ))
+        Failure::new(code.exit_status(), format!("capstan: {message}{hint}"))
     }
 
     /// GETs a JSON document.

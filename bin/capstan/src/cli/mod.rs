@@ -7,6 +7,7 @@ pub mod builds;
 pub mod client;
 pub mod config;
 pub mod events;
+pub mod exec;
 pub mod health;
 pub mod hooks;
 pub mod hosts;

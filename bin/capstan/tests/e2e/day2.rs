@@ -256,3 +256,200 @@ async fn scale_is_a_release_a_stopped_service_stays_stopped_and_restart_goes_one
     let (code, _, err) = daemon.cli(&["down", &app]).await;
     assert_eq!(code, 0, "{err}");
 }
+
+/// `capstan exec` under `script`, which gives it a pseudo-terminal: `input` is typed once the
+/// output shows `after`; the exit code and everything it printed.
+async fn exec_in_pty(daemon: &Daemon, args: &str, after: &str, input: &str) -> (i32, String) {
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+    let mut child = tokio::process::Command::new("script")
+        .args(["-q", "-e", "-c"])
+        .arg(format!("{} {args}", bin().display()))
+        .arg("/dev/null")
+        .env("CAPSTAN_URL", &daemon.url)
+        .env("CAPSTAN_TOKEN", &daemon.token)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let mut stdout = child.stdout.take().unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    let mut seen = Vec::new();
+    let mut buf = [0_u8; 4096];
+    // the prompt comes without a newline: it must show before any input is typed
+    tokio::time::timeout(Duration::from_secs(30), async {
+        while !String::from_utf8_lossy(&seen).contains(after) {
+            let n = stdout.read(&mut buf).await.unwrap();
+            assert!(
+                n > 0,
+                "the output ended before {after:?}: {}",
+                String::from_utf8_lossy(&seen)
+            );
+            seen.extend_from_slice(&buf[..n]);
+        }
+    })
+    .await
+    .unwrap_or_else(|_| panic!("no {after:?} in: {}", String::from_utf8_lossy(&seen)));
+    stdin.write_all(input.as_bytes()).await.unwrap();
+    stdin.flush().await.unwrap();
+    stdout.read_to_end(&mut seen).await.unwrap();
+    let status = child.wait().await.unwrap();
+    (
+        status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&seen).into_owned(),
+    )
+}
+
+#[tokio::test]
+async fn exec_passes_output_input_and_exit_codes_through_and_a_terminal_unbuffered() {
+    let engine = capstan_testkit::engine().await;
+    capstan_testkit::ensure_busybox(&engine).await;
+    let daemon = Daemon::start(bin(), engine.host()).await;
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("compose.yaml"),
+        "services:\n  web:\n    image: capstan-test/busybox:1\n    command: [\"sleep\", \"3600\"]\n    init: true\n",
+    )
+    .unwrap();
+    // a host directory bound in: an admin's deploy, past what an operator may deploy
+    std::fs::write(
+        dir.path().join("privileged.yaml"),
+        format!(
+            "services:\n  root:\n    image: capstan-test/busybox:1\n    command: [\"sleep\", \"3600\"]\n    init: true\n    volumes: [\"{}:/data:ro\"]\n",
+            dir.path().display()
+        ),
+    )
+    .unwrap();
+    let (app, host_app) = (unique("capt-exec"), unique("capt-exec-root"));
+    for (file, name) in [("compose.yaml", &app), ("privileged.yaml", &host_app)] {
+        let (code, _, err) = daemon
+            .cli_in(dir.path(), &["deploy", "-f", file, "-p", name], &[])
+            .await;
+        assert_eq!(code, 0, "{err}");
+    }
+
+    // stdout and stderr apart, and the exit code passed through
+    let (code, out, err) = daemon
+        .cli(&[
+            "exec",
+            &app,
+            "web",
+            "--",
+            "sh",
+            "-c",
+            "echo out; echo err >&2; exit 3",
+        ])
+        .await;
+    assert_eq!((code, out.as_str(), err.as_str()), (3, "out\n", "err\n"));
+    // input from a pipe, to its end
+    let (code, out, err) = daemon
+        .cli_with_input(
+            &["exec", "-i", &app, "web", "--", "busybox", "wc", "-l"],
+            "a\nb\nc\n",
+        )
+        .await;
+    assert_eq!((code, out.trim()), (0, "3"), "{err}");
+    // a command that is not there: the engine's code for it
+    let (code, out, err) = daemon
+        .cli(&["exec", &app, "web", "--", "no-such-command"])
+        .await;
+    assert!(matches!(code, 126 | 127), "{code}: {out}{err}");
+
+    // a terminal: a prompt without a newline shows at once, the input is echoed by the
+    // terminal, the command sees a tty
+    let (code, out) = exec_in_pty(
+        &daemon,
+        &format!(
+            "exec -it {app} web -- sh -c 'busybox tty; printf \"ready> \"; read x; echo got:$x; exit 5'"
+        ),
+        "ready> ",
+        "abc\r",
+    )
+    .await;
+    assert_eq!(code, 5, "{out}");
+    assert!(out.contains("/dev/pts/"), "{out}");
+    assert!(out.contains("got:abc"), "{out}");
+    // -t without a terminal is refused
+    let (code, _, err) = daemon.cli(&["exec", "-t", &app, "web", "--", "true"]).await;
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("-t needs a terminal"), "{err}");
+
+    // bad input: exit 2, with what there is
+    let (code, _, err) = daemon
+        .cli(&["exec", &app, "web", "--replica", "5", "--", "true"])
+        .await;
+    assert_eq!(code, 2, "{err}");
+    assert!(
+        err.contains("no replica 5 of service \"web\" (it has: web 1)"),
+        "{err}"
+    );
+    let (code, _, err) = daemon
+        .cli(&["exec", "capt-exec-none", "web", "--", "true"])
+        .await;
+    assert_eq!(code, 2, "{err}");
+
+    // roles: a viewer may not; an operator may not into an app the policy keeps for admins
+    let token = |role: &'static str| {
+        let daemon = &daemon;
+        async move {
+            let (_, body) = daemon
+                .post_raw(
+                    "/api/v1/tokens",
+                    &serde_json::json!({"name": unique(&format!("exec-{role}")), "role": role}),
+                )
+                .await;
+            body["token"].as_str().unwrap().to_owned()
+        }
+    };
+    let (viewer, operator) = (token("viewer").await, token("operator").await);
+    let as_who = |token: String, app: String| {
+        let daemon = &daemon;
+        async move {
+            daemon
+                .cli_in(
+                    std::path::Path::new("."),
+                    &[
+                        "exec",
+                        &app,
+                        if app.contains("root") { "root" } else { "web" },
+                        "--",
+                        "busybox",
+                        "id",
+                        "-u",
+                    ],
+                    &[("CAPSTAN_TOKEN", &token)],
+                )
+                .await
+        }
+    };
+    let (code, _, err) = as_who(viewer, app.clone()).await;
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("needs the operator role"), "{err}");
+    let (code, out, err) = as_who(operator.clone(), app.clone()).await;
+    assert_eq!((code, out.trim()), (0, "0"), "{err}");
+    let (code, _, err) = as_who(operator, host_app.clone()).await;
+    assert_eq!(code, 2, "{err}");
+    assert!(
+        err.contains("needs an admin") && err.contains("services.root.volumes: a bind mount"),
+        "{err}"
+    );
+    let (code, out, err) = daemon
+        .cli(&["exec", &host_app, "root", "--", "busybox", "id", "-u"])
+        .await;
+    assert_eq!((code, out.trim()), (0, "0"), "an admin may: {err}");
+
+    // each exec is in the audit log, command and all
+    let (code, out, err) = daemon.cli(&["audit", "-o", "json"]).await;
+    assert_eq!(code, 0, "{err}");
+    assert!(
+        out.contains(&format!(
+            "/api/v1/apps/{app}/exec?service=web&replica=1&cmd=sh&cmd=-c"
+        )),
+        "{out}"
+    );
+    for name in [&app, &host_app] {
+        let (code, _, err) = daemon.cli(&["down", name]).await;
+        assert_eq!(code, 0, "{err}");
+    }
+}

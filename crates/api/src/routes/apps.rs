@@ -141,7 +141,7 @@ fn git_source(req: &DeployRequest) -> Option<&capstan_model::GitSource> {
 }
 
 /// Refuses an app name that could not be deployed (and could climb out of `<data>/apps`).
-fn check_app(app: &str) -> Result<(), ApiError> {
+pub(super) fn check_app(app: &str) -> Result<(), ApiError> {
     capstan_model::check_app_name(app).map_err(|e| ApiError::bad_param("app", e.to_string()))
 }
 
@@ -934,7 +934,7 @@ pub(crate) async fn restart_app(
 }
 
 /// How the deploy policy sees the caller: an admin, or anyone else.
-fn policy_role(who: Option<&Extension<Principal>>) -> policy::Deployer {
+pub(super) fn policy_role(who: Option<&Extension<Principal>>) -> policy::Deployer {
     // no principal: the admin token through a test router without the middleware
     if who.is_none_or(|w| w.role >= capstan_model::Role::Admin) {
         policy::Deployer::Admin
@@ -944,7 +944,7 @@ fn policy_role(who: Option<&Extension<Principal>>) -> policy::Deployer {
 }
 
 /// What the deploy policy finds in `req` for the caller.
-async fn policy_violations(
+pub(super) async fn policy_violations(
     state: &AppState,
     req: &DeployRequest,
     who: Option<&Extension<Principal>>,
@@ -985,8 +985,8 @@ async fn run_release(
 /// Where an app's releases run: the deployer of its target (`deployer.place`, `None` for the
 /// local engine).
 #[derive(Clone)]
-struct Place {
-    deployer: capstan_deploy::Deployer,
+pub(super) struct Place {
+    pub(super) deployer: capstan_deploy::Deployer,
 }
 
 /// The target app `app` lives on (its newest release's; `None`: the local engine), or
@@ -1002,7 +1002,11 @@ async fn lives_on(state: &AppState, app: &str) -> Result<Result<Option<String>, 
 
 /// Where a deploy, plan, rollback or down of `app` runs: the target it lives on, else the one
 /// `asked` (`?target=`), else the local engine. A target it does not live on is refused.
-async fn place(state: &AppState, app: &str, asked: Option<&str>) -> Result<Place, ApiError> {
+pub(super) async fn place(
+    state: &AppState,
+    app: &str,
+    asked: Option<&str>,
+) -> Result<Place, ApiError> {
     // asked for: `Some(None)` is the local engine
     let asked: Option<Option<&str>> =
         asked.map(|t| Some(t).filter(|t| *t != capstan_deploy::targets::LOCAL));

@@ -6,6 +6,7 @@ pub(crate) mod apps;
 pub(crate) mod builds;
 pub(crate) mod containers;
 pub(crate) mod events;
+pub(crate) mod exec;
 pub(crate) mod health;
 pub(crate) mod hooks;
 pub(crate) mod hosts;
