@@ -453,3 +453,150 @@ async fn exec_passes_output_input_and_exit_codes_through_and_a_terminal_unbuffer
         assert_eq!(code, 0, "{err}");
     }
 }
+
+/// The exec WebSocket's upgrade, signed in with `cookie`, offering `protocols`: the status.
+async fn upgrade_status(daemon: &Daemon, path: &str, cookie: &str, protocols: &str) -> u16 {
+    reqwest::Client::new()
+        .get(format!("{}{path}", daemon.url))
+        .header("cookie", cookie)
+        .header("connection", "Upgrade")
+        .header("upgrade", "websocket")
+        .header("sec-websocket-version", "13")
+        .header("sec-websocket-key", "dGhlIHNhbXBsZSBub25jZQ==")
+        .header("sec-websocket-protocol", protocols)
+        .send()
+        .await
+        .unwrap()
+        .status()
+        .as_u16()
+}
+
+#[tokio::test]
+async fn the_container_page_has_a_terminal_for_operators_and_a_page_without_csrf_gets_none() {
+    use crate::dashboard::{click, goto, present, shoot, sign_in_with_token, text_of, wait_text};
+    use fantoccini::Locator;
+    use fantoccini::key::Key;
+    let engine = capstan_testkit::engine().await;
+    capstan_testkit::ensure_busybox(&engine).await;
+    let daemon = Daemon::start(bin(), engine.host()).await;
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("compose.yaml"),
+        "services:\n  web:\n    image: capstan-test/busybox:1\n    command: [\"sleep\", \"3600\"]\n    init: true\n",
+    )
+    .unwrap();
+    let app = unique("capt-term");
+    let (code, _, err) = daemon
+        .cli_in(
+            dir.path(),
+            &["deploy", "-f", "compose.yaml", "-p", &app],
+            &[],
+        )
+        .await;
+    assert_eq!(code, 0, "{err}");
+    let (web, _) = replicas(&engine, &app, "web").await.remove(0);
+
+    let browser = capstan_testkit::Browser::start().await;
+    let client = browser.client(1280, 900).await;
+    sign_in_with_token(&client, &daemon).await;
+    goto(&client, &daemon, &format!("#/containers/{web}")).await;
+    present(&client, "#term-form").await;
+    click(&client, "#term-form button[type=submit]").await;
+    wait_text(&client, "#term-status", "Connected: sh").await;
+    // typed into the terminal (its input is xterm's textarea), run in the replica
+    let typing = client
+        .find(Locator::Css(".xterm-helper-textarea"))
+        .await
+        .unwrap();
+    typing
+        .send_keys(&format!("echo capstan-$((6*7)){}", Key::Enter))
+        .await
+        .unwrap();
+    wait_text(&client, "#term", "capstan-42").await;
+    shoot(&client, "terminal").await;
+    let typing = client
+        .find(Locator::Css(".xterm-helper-textarea"))
+        .await
+        .unwrap();
+    typing
+        .send_keys(&format!("exit 3{}", Key::Enter))
+        .await
+        .unwrap();
+    wait_text(&client, "#term-status", "Exited with code 3").await;
+
+    // a viewer's page has no terminal
+    let (_, body) = daemon
+        .post_raw(
+            "/api/v1/tokens",
+            &serde_json::json!({"name": unique("term-viewer"), "role": "viewer"}),
+        )
+        .await;
+    let viewer = body["token"].as_str().unwrap().to_owned();
+    client.delete_all_cookies().await.unwrap();
+    goto(&client, &daemon, "").await;
+    present(&client, "#signin").await;
+    client
+        .find(Locator::Css("#token"))
+        .await
+        .unwrap()
+        .send_keys(&format!("{viewer}{}", Key::Enter))
+        .await
+        .unwrap();
+    present(&client, "#signout").await;
+    goto(&client, &daemon, &format!("#/containers/{web}")).await;
+    present(&client, "#h-clogs").await;
+    assert!(
+        client.find(Locator::Css("#term-form")).await.is_err(),
+        "a viewer is offered a terminal: {}",
+        text_of(&client, "#main").await
+    );
+
+    // the WebSocket itself: a signed-in page must offer the session's CSRF token
+    let signed: serde_json::Value = {
+        let http = reqwest::Client::new();
+        let r = http
+            .post(format!("{}/api/v1/session", daemon.url))
+            .json(&serde_json::json!({"token": daemon.token}))
+            .send()
+            .await
+            .unwrap();
+        let cookie = r
+            .headers()
+            .get_all("set-cookie")
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .find_map(|v| {
+                v.split(';')
+                    .next()
+                    .filter(|c| c.starts_with("capstan_session="))
+            })
+            .unwrap()
+            .to_owned();
+        let mut body: serde_json::Value = r.json().await.unwrap();
+        body["cookie"] = cookie.into();
+        body
+    };
+    let cookie = signed["cookie"].as_str().unwrap();
+    let csrf = signed["csrf_token"].as_str().unwrap();
+    let path = format!("/api/v1/apps/{app}/exec?service=web&cmd=true");
+    assert_eq!(
+        upgrade_status(&daemon, &path, cookie, "capstan.exec").await,
+        403
+    );
+    assert_eq!(
+        upgrade_status(&daemon, &path, cookie, "capstan.exec, capstan.csrf.wrong").await,
+        403
+    );
+    assert_eq!(
+        upgrade_status(
+            &daemon,
+            &path,
+            cookie,
+            &format!("capstan.exec, capstan.csrf.{csrf}")
+        )
+        .await,
+        101
+    );
+    let (code, _, err) = daemon.cli(&["down", &app]).await;
+    assert_eq!(code, 0, "{err}");
+}

@@ -23,7 +23,7 @@ macro_rules! assets {
 }
 
 /// The page's style.
-const STYLE: &[(&str, &str, &str)] = assets![CSS: "style.css"];
+const STYLE: &[(&str, &str, &str)] = assets![CSS: "style.css", "vendor/xterm.css"];
 
 /// The page's modules.
 const MODULES: &[(&str, &str, &str)] = assets![
@@ -48,7 +48,12 @@ const MODULES: &[(&str, &str, &str)] = assets![
     "pages/overview.js",
     "pages/security.js",
     "pages/signin.js",
+    "pages/terminal.js",
 ];
+
+/// Third-party files the page loads when it needs them (ui/vendor/README.md): the terminal
+/// component. Not modules, and not held to the page's own rules.
+const VENDORED: &[(&str, &str, &str)] = assets![JS: "vendor/xterm.js"];
 
 const POLICY: &str = "default-src 'none'; script-src 'self'; style-src 'self' 'unsafe-inline'; \
                       connect-src 'self'; img-src 'self' data:; base-uri 'none'; form-action 'self'; \
@@ -74,7 +79,7 @@ pub(crate) async fn index() -> Response {
 
 /// Every file the page loads besides itself.
 fn assets() -> impl Iterator<Item = &'static (&'static str, &'static str, &'static str)> {
-    STYLE.iter().chain(MODULES)
+    STYLE.iter().chain(MODULES).chain(VENDORED)
 }
 
 /// `/ui/<path>`: one of the embedded files, or 404.
@@ -103,7 +108,10 @@ mod tests {
                 let path = entry.unwrap().path();
                 if path.is_dir() {
                     dirs.push(path);
-                } else if path.file_name().is_some_and(|n| n != "index.html") {
+                } else if path.file_name().is_some_and(|n| n != "index.html")
+                    // what is vendored says where it comes from, and under which licence
+                    && !path.extension().is_some_and(|e| e == "md" || e == "LICENSE")
+                {
                     let rel = path.strip_prefix(&root).unwrap();
                     found.push(rel.to_string_lossy().replace('\\', "/"));
                 }

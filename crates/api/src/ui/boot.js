@@ -14,7 +14,7 @@ const MODULES = [
   "app.js", "core.js", "format.js", "html.js", "release.js", "widgets.js",
   "pages/access.js", "pages/alerts.js", "pages/apps.js", "pages/builds.js", "pages/containers.js",
   "pages/events.js", "pages/hosts.js", "pages/images.js", "pages/logs.js", "pages/metrics.js",
-  "pages/overview.js", "pages/security.js", "pages/signin.js",
+  "pages/overview.js", "pages/security.js", "pages/signin.js", "pages/terminal.js",
 ];
 
 /** What fetching each module answers, for the message. */

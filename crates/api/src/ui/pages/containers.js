@@ -4,6 +4,7 @@ import { $, api, debounce, state, still, stream } from "../core.js";
 import { bytes, cores, perSecond, short, when } from "../format.js";
 import { html, put } from "../html.js";
 import { chartInto, follow, logRow, renderEvents, table } from "../widgets.js";
+import { terminalCard } from "./terminal.js";
 
 function missing(id) {
   put($("#main"), html`<h1>Container</h1><p class="error" role="alert">No container ${id} (it may have been removed; its logs stay searchable).</p>
@@ -36,7 +37,13 @@ export async function containerPage(id) {
     <section class="card" aria-labelledby="h-net"><h2 id="h-net">Network received</h2><div id="chart-net">…</div></section>
     <section class="card" aria-labelledby="h-clogs" style="grid-column: 1 / -1"><h2 id="h-clogs">Logs (live)</h2><div id="lines">…</div></section>
     <section class="card" aria-labelledby="h-cevents" style="grid-column: 1 / -1"><h2 id="h-cevents">Events</h2><div id="events">…</div></section>
+    <div id="terminal" style="grid-column: 1 / -1; min-width: 0"></div>
     </div>`);
+  // a replica of an app that runs: operators get a terminal into it
+  const replica = Number(c.labels["io.capstan.replica"]);
+  if (app && c.state === "running" && replica > 0) {
+    terminalCard($("#terminal"), app, c.labels["io.capstan.service"], replica);
+  }
   const q = `container_id:${c.id}`;
   const asked = new Date().toISOString();
   const [page, events] = await Promise.all([
