@@ -153,6 +153,7 @@ impl Config {
         }
         self.logs.check()?;
         self.images.watch_config(Path::new("/"))?;
+        self.images.prune_schedule()?;
         self.images.credential_source(None)?;
         self.metrics.collector()?;
         self.alerts.rules().map_err(|e| anyhow::anyhow!("{e}"))?;

@@ -97,6 +97,8 @@ pub struct AppState {
     pub version: &'static str,
     /// The fleet's hub (`[fleet] listen`); `None`: this capstan is not one.
     pub hub: Option<capstan_fleet::Hub>,
+    /// What `capstan images prune` keeps by default (`[images] prune_keep`, `build_cache`).
+    pub prune: capstan_images::PruneSchedule,
     /// A deployer for each of them, by name (`deployer` is the local engine's).
     pub places: Arc<std::collections::BTreeMap<String, capstan_deploy::Deployer>>,
 }
@@ -291,6 +293,7 @@ fn protected() -> Routes {
         .post("/api/v1/apps/{app}/down", OPERATOR, apps::down_app)
         .post("/api/v1/apps/{app}/rollback", OPERATOR, apps::rollback_app)
         .post("/api/v1/apps/{app}/scale", OPERATOR, apps::scale_app)
+        .post("/api/v1/images/prune", OPERATOR, routes::images::prune)
         .post("/api/v1/apps/{app}/stop", OPERATOR, apps::stop_app)
         .post("/api/v1/apps/{app}/start", OPERATOR, apps::start_app)
         .post("/api/v1/apps/{app}/restart", OPERATOR, apps::restart_app)
@@ -421,6 +424,9 @@ mod tests {
             engine_on: true,
             version: "0.0.0 (test)",
             hub: None,
+            prune: capstan_images::ImagesConfig::default()
+                .prune_schedule()
+                .expect("the default prune schedule holds"),
             places: Arc::default(),
         })
     }

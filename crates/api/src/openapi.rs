@@ -82,6 +82,7 @@ use crate::routes;
         routes::apps::start_app,
         routes::apps::restart_app,
         routes::exec::exec,
+        routes::images::prune,
         routes::logs::search,
         routes::logs::export,
         routes::logs::histogram,

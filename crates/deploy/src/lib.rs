@@ -18,6 +18,7 @@ mod operate;
 mod pins;
 pub mod plan;
 pub mod policy;
+pub mod prune;
 mod redeploy;
 mod release;
 mod request;

@@ -349,7 +349,7 @@ impl Engine {
 }
 
 /// Sends `request` on a fresh HTTP/1 connection over `stream`.
-async fn send<S>(
+pub(crate) async fn send<S>(
     stream: S,
     request: hyper::Request<http_body_util::Full<Bytes>>,
 ) -> Result<hyper::Response<hyper::body::Incoming>, String>

@@ -47,6 +47,61 @@ pub struct ImagesConfig {
     /// Scan every image the engine pulls against the advisory database (default false).
     #[serde(default)]
     pub scan_on_pull: Option<bool>,
+    /// Remove the images capstan deployed or built that no app's last `prune_keep` releases
+    /// and no container use, every `prune_every` (default true).
+    #[serde(default)]
+    pub prune: Option<bool>,
+    /// Each app's latest releases whose images a prune keeps (default 3, at least 1).
+    #[serde(default)]
+    pub prune_keep: Option<u32>,
+    /// Between scheduled prunes (default `24h`, at least `1m`).
+    #[serde(default)]
+    pub prune_every: Option<ConfigDuration>,
+    /// The most the engine's build cache may keep; a prune removes the least recently used
+    /// beyond it (default `10GiB`).
+    #[serde(default)]
+    pub build_cache: Option<capstan_model::ConfigSize>,
+}
+
+/// Each app's latest releases whose images a prune keeps, by default.
+pub const DEFAULT_PRUNE_KEEP: u32 = 3;
+/// Between scheduled prunes, by default.
+const DEFAULT_PRUNE_EVERY: Duration = Duration::from_hours(24);
+/// The build cache's bound, by default.
+const DEFAULT_BUILD_CACHE: u64 = 10 * 1024 * 1024 * 1024;
+
+/// How scheduled prunes run (`[images] prune…`, `build_cache`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PruneSchedule {
+    /// `None`: no scheduled prune.
+    pub every: Option<Duration>,
+    pub keep: u32,
+    pub build_cache: u64,
+}
+
+impl ImagesConfig {
+    /// The prune schedule, checked.
+    ///
+    /// # Errors
+    /// A keep of 0 or a period under a minute, naming the key.
+    pub fn prune_schedule(&self) -> Result<PruneSchedule, ConfigError> {
+        let keep = self.prune_keep.unwrap_or(DEFAULT_PRUNE_KEEP);
+        if keep == 0 {
+            return Err(ConfigError::new(
+                "images.prune_keep",
+                "at least 1: the running release's images always stay",
+            ));
+        }
+        let every = self.prune_every.map_or(DEFAULT_PRUNE_EVERY, |d| d.0);
+        if every < SHORTEST_EVERY {
+            return Err(ConfigError::new("images.prune_every", "at least 1m"));
+        }
+        Ok(PruneSchedule {
+            every: self.prune.unwrap_or(true).then_some(every),
+            keep,
+            build_cache: self.build_cache.map_or(DEFAULT_BUILD_CACHE, |s| s.0),
+        })
+    }
 }
 
 /// `[[images.registries]]`

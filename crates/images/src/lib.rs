@@ -21,7 +21,7 @@ mod watcher;
 pub mod window;
 
 pub use cluster::ClusterJournal;
-pub use config::{ImagesConfig, RegistryAuth};
+pub use config::{DEFAULT_PRUNE_KEEP, ImagesConfig, PruneSchedule, RegistryAuth};
 pub use error::Error;
 pub use hooks::pushed_repositories;
 pub use journal::{Journal, JournalStatus};

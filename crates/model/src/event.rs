@@ -86,11 +86,14 @@ pub enum CapstanAction {
     /// A replica a rollout took out of rotation could not be stopped and removed in the
     /// background (`app`, `release`, `container`, `error`).
     RetireFailed,
+    /// An image capstan deployed or built, used by none of its app's last releases nor any
+    /// container, was removed (`capstan images prune`, or its schedule).
+    ImagePruned,
 }
 
 impl CapstanAction {
     /// Every action.
-    pub const ALL: [Self; 18] = [
+    pub const ALL: [Self; 19] = [
         Self::UpdateAvailable,
         Self::UpdateApplied,
         Self::UpdateFailed,
@@ -109,6 +112,7 @@ impl CapstanAction {
         Self::SecurityFinding,
         Self::SecurityResolved,
         Self::RetireFailed,
+        Self::ImagePruned,
     ];
 
     /// The alert actions, in the order an alert moves through them.
@@ -140,6 +144,7 @@ impl CapstanAction {
             Self::SecurityFinding => "security_finding",
             Self::SecurityResolved => "security_resolved",
             Self::RetireFailed => "retire_failed",
+            Self::ImagePruned => "image_pruned",
         }
     }
 

@@ -284,3 +284,34 @@ pub struct StaleImage {
 pub struct HookAccepted {
     pub repositories: Vec<String>,
 }
+
+/// What `capstan images prune` removed, or would (a dry run), and what it left and why.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq, utoipa::ToSchema)]
+pub struct PruneReport {
+    /// Nothing was removed: this is what would be.
+    pub dry_run: bool,
+    /// How many of each app's latest releases keep their images.
+    pub keep: u32,
+    /// Removed (or, in a dry run, to be).
+    pub removed: Vec<PrunedImage>,
+    /// capstan's images it left, each with why (tagged by someone else, a removal that failed).
+    pub left: Vec<PrunedImage>,
+    /// Bytes the removed images held.
+    pub reclaimed: i64,
+    /// Bytes the build cache gave back (`[images] build_cache`).
+    pub build_cache_reclaimed: i64,
+}
+
+/// One image `capstan images prune` looked at.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq, utoipa::ToSchema)]
+pub struct PrunedImage {
+    pub id: String,
+    /// Its tags.
+    pub tags: Vec<String>,
+    pub size: i64,
+    /// The apps whose releases (or builds) ran it.
+    pub apps: Vec<String>,
+    /// Why it was left (empty for a removed one).
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub reason: String,
+}

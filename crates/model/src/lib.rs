@@ -46,7 +46,8 @@ pub use fleet::{FleetHost, JoinTokenIssued, NewJoinToken};
 pub use health::{EngineHealth, Health, JournalHealth};
 pub use image::{
     AutoUpdate, Container, ContainerList, HistoryEntry, HookAccepted, Image, ImageDetail,
-    ImageList, ImageUpdate, ImageUpdates, Lifecycle, StaleImage, UpdateCandidate,
+    ImageList, ImageUpdate, ImageUpdates, Lifecycle, PruneReport, PrunedImage, StaleImage,
+    UpdateCandidate,
 };
 pub use logs::{
     HistogramBucket, LogHistogram, LogLine, LogPage, LogPartition, ORIGIN_FIELDS, Origin,

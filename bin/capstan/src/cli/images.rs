@@ -63,6 +63,19 @@ enum ImagesCommand {
         #[command(flatten)]
         out: OutputArgs,
     },
+    /// Remove the images capstan deployed or built that none of their app's last releases
+    /// and no container use (images capstan did not bring are never touched); trim the build
+    /// cache.
+    Prune {
+        /// Each app's latest releases whose images stay (default: [images] prune_keep, 3).
+        #[arg(long)]
+        keep: Option<u32>,
+        /// Say what would go; remove nothing.
+        #[arg(long)]
+        dry_run: bool,
+        #[command(flatten)]
+        out: OutputArgs,
+    },
 }
 
 pub async fn run(args: ImagesArgs) -> Result<(), Failure> {
@@ -82,8 +95,68 @@ pub async fn run(args: ImagesArgs) -> Result<(), Failure> {
             Some(image) if !running => scan(&client, &image, refresh, fail_on, out.output).await,
             _ => scan_running(&client, fail_on, out.output).await,
         },
+        Some(ImagesCommand::Prune { keep, dry_run, out }) => {
+            prune(&client, keep, dry_run, out.output).await
+        }
         None => list(&client, args.all, args.target, args.out.output).await,
     }
+}
+
+async fn prune(
+    client: &Client,
+    keep: Option<u32>,
+    dry_run: bool,
+    output: Output,
+) -> Result<(), Failure> {
+    let mut query = Vec::new();
+    if let Some(n) = keep {
+        query.push(format!("keep={n}"));
+    }
+    if dry_run {
+        query.push("dry_run=true".to_owned());
+    }
+    let path = if query.is_empty() {
+        "/api/v1/images/prune".to_owned()
+    } else {
+        format!("/api/v1/images/prune?{}", query.join("&"))
+    };
+    let report: capstan_model::PruneReport = client.post(&path, &serde_json::json!({})).await?;
+    if output == Output::Json {
+        return print_json(&report);
+    }
+    let mut table = Table::new(&["IMAGE", "TAGS", "SIZE", "APPS", "DONE"]);
+    let done = if report.dry_run {
+        "would remove"
+    } else {
+        "removed"
+    };
+    for (image, what) in report
+        .removed
+        .iter()
+        .map(|i| (i, done))
+        .chain(report.left.iter().map(|i| (i, "left")))
+    {
+        table.row(vec![
+            short_id(&image.id).to_owned(),
+            image.tags.join(", "),
+            human_size(image.size),
+            image.apps.join(", "),
+            if image.reason.is_empty() {
+                what.to_owned()
+            } else {
+                format!("{what}: {}", image.reason)
+            },
+        ]);
+    }
+    table.print();
+    println!(
+        "{} image(s) {done}, {} (each app's last {} releases keep theirs); build cache: {} given back",
+        report.removed.len(),
+        human_size(report.reclaimed),
+        report.keep,
+        human_size(report.build_cache_reclaimed)
+    );
+    Ok(())
 }
 
 async fn list(

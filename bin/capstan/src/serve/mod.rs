@@ -123,6 +123,8 @@ pub async fn run(opts: ServeOptions) -> Result<()> {
     let scanner = subsystems::start_scan(&base, &file.images)?;
     let metrics = subsystems::start_metrics(&base, &file.metrics, file.fleet.listen.is_some())?;
     let security = subsystems::start_security(&base, &file.security).await;
+    let prune = file.images.prune_schedule()?;
+    subsystems::start_prunes(&base, prune);
     let alerts = subsystems::start_alerts(
         &base,
         &file.alerts,
@@ -179,6 +181,7 @@ pub async fn run(opts: ServeOptions) -> Result<()> {
         engine_on: base.engine_on,
         version: crate::VERSION,
         hub,
+        prune,
     };
     serve_api(&base, state, listen, tls, &token_path).await?;
     base.shutdown.cancel();

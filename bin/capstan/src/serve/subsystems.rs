@@ -562,6 +562,44 @@ pub(super) async fn start_security(
     Some(started)
 }
 
+/// Scheduled prunes of the images capstan brought and nothing keeps (`[images] prune…`): the
+/// first a period after start, then every period.
+pub(super) fn start_prunes(base: &Base, schedule: capstan_images::PruneSchedule) {
+    let Some(every) = schedule.every.filter(|_| base.engine_on) else {
+        info!("scheduled image prunes are off");
+        return;
+    };
+    let (engine, store, live, shutdown) = (
+        base.engine.clone(),
+        base.store.clone(),
+        base.live.clone(),
+        base.shutdown.clone(),
+    );
+    tokio::spawn(async move {
+        loop {
+            tokio::select! {
+                () = shutdown.cancelled() => return,
+                () = tokio::time::sleep(every) => {}
+            }
+            let options = capstan_deploy::prune::PruneOptions {
+                keep: schedule.keep,
+                dry_run: false,
+                build_cache: Some(schedule.build_cache),
+            };
+            match capstan_deploy::prune::prune(&engine, &store, &live, options).await {
+                Ok(r) => info!(
+                    removed = r.removed.len(),
+                    reclaimed = r.reclaimed,
+                    build_cache = r.build_cache_reclaimed,
+                    left = r.left.len(),
+                    "scheduled image prune"
+                ),
+                Err(e) => warn!(error = %e, "scheduled image prune failed; trying again next time"),
+            }
+        }
+    });
+}
+
 /// The pipeline: git webhooks and the builds they queue.
 pub(super) struct Pipeline {
     pub hooks: capstan_pipeline::Hooks,

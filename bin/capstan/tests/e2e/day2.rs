@@ -600,3 +600,135 @@ async fn the_container_page_has_a_terminal_for_operators_and_a_page_without_csrf
     let (code, _, err) = daemon.cli(&["down", &app]).await;
     assert_eq!(code, 0, "{err}");
 }
+
+#[tokio::test]
+async fn prune_removes_only_old_images_capstan_brought_and_a_deploy_pulls_one_back() {
+    let engine = capstan_testkit::engine().await;
+    capstan_testkit::ensure_busybox(&engine).await;
+    let registry =
+        capstan_testkit::Registry::start(capstan_testkit::RegistryOptions::default()).await;
+    let daemon = Daemon::start(bin(), engine.host()).await;
+    let repo = format!("{}/{}", registry.host(), unique("capt-prune"));
+    let app = unique("capt-prune");
+    let dir = tempfile::tempdir().unwrap();
+    let mut ids = Vec::new();
+    // five releases, each on an image of its own from the registry
+    for v in 1..=5 {
+        let image = format!("{repo}:v{v}");
+        crate::updates::push_version_as(&engine, &image, &format!("{v}.0"), false, None).await;
+        ids.push(engine.inspect_image(&image).await.unwrap().unwrap().id);
+        std::fs::write(
+            dir.path().join("compose.yaml"),
+            format!("services:\n  web:\n    image: {image}\n    command: [\"sleep\", \"3600\"]\n    init: true\n"),
+        )
+        .unwrap();
+        let (code, _, err) = daemon
+            .cli_in(
+                dir.path(),
+                &["deploy", "-f", "compose.yaml", "-p", &app],
+                &[],
+            )
+            .await;
+        assert_eq!(code, 0, "{err}");
+    }
+    // v2 is also someone else's; an image capstan never deployed is nobody's business
+    let theirs = format!("{}:kept", unique("capt-theirs"));
+    engine.tag(&ids[1], &theirs).await.unwrap();
+    let mine = format!("{}:1", unique("capt-mine"));
+    engine.tag(capstan_testkit::BUSYBOX, &mine).await.unwrap();
+
+    // a dry run says what would go and removes nothing
+    let (code, out, err) = daemon
+        .cli(&["images", "prune", "--keep", "2", "--dry-run", "-o", "json"])
+        .await;
+    assert_eq!(code, 0, "{err}");
+    let dry: capstan_model::PruneReport = serde_json::from_str(&out).unwrap();
+    let removed: Vec<&str> = dry.removed.iter().map(|i| i.id.as_str()).collect();
+    assert_eq!(removed.len(), 2, "{dry:?}");
+    assert!(
+        removed.contains(&ids[0].as_str()) && removed.contains(&ids[2].as_str()),
+        "{dry:?}"
+    );
+    assert_eq!(dry.left.len(), 1, "{dry:?}");
+    assert_eq!(dry.left[0].id, ids[1]);
+    assert!(dry.left[0].reason.contains(&theirs), "{dry:?}");
+    assert!(engine.inspect_image(&ids[0]).await.unwrap().is_some());
+
+    // bad input: exit 2, nothing removed
+    let (code, _, err) = daemon.cli(&["images", "prune", "--keep", "0"]).await;
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("keep at least 1"), "{err}");
+
+    // the prune: v1 and v3 go, journaled; the last two releases', v2 (tagged by another) and
+    // the image capstan never deployed stay
+    let (code, out, err) = daemon
+        .cli(&["images", "prune", "--keep", "2", "-o", "json"])
+        .await;
+    assert_eq!(code, 0, "{err}");
+    let done: capstan_model::PruneReport = serde_json::from_str(&out).unwrap();
+    assert_eq!(done.removed.len(), 2, "{done:?}");
+    assert!(done.reclaimed > 0);
+    for (i, gone) in [(0, true), (1, false), (2, true), (3, false), (4, false)] {
+        assert_eq!(
+            engine.inspect_image(&ids[i]).await.unwrap().is_none(),
+            gone,
+            "v{}",
+            i + 1
+        );
+    }
+    assert!(engine.inspect_image(&mine).await.unwrap().is_some());
+    assert!(
+        engine
+            .inspect_image(capstan_testkit::BUSYBOX)
+            .await
+            .unwrap()
+            .is_some()
+    );
+    let journaled: Vec<String> = daemon
+        .all_events("type=capstan&action=image_pruned")
+        .await
+        .into_iter()
+        .filter(|e| e.attributes.get("apps").is_some_and(|a| a.contains(&app)))
+        .map(|e| e.actor)
+        .collect();
+    assert_eq!(journaled.len(), 2, "{journaled:?}");
+    assert!(journaled.contains(&ids[0]) && journaled.contains(&ids[2]));
+    // nothing more to do
+    let (code, out, err) = daemon
+        .cli(&["images", "prune", "--keep", "2", "-o", "json"])
+        .await;
+    assert_eq!(code, 0, "{err}");
+    let again: capstan_model::PruneReport = serde_json::from_str(&out).unwrap();
+    assert!(
+        again.removed.iter().all(|i| !i.apps.contains(&app)),
+        "{again:?}"
+    );
+
+    // deployed again, a pruned image comes back from its registry
+    std::fs::write(
+        dir.path().join("compose.yaml"),
+        format!("services:\n  web:\n    image: {repo}:v1\n    command: [\"sleep\", \"3600\"]\n    init: true\n"),
+    )
+    .unwrap();
+    let (code, _, err) = daemon
+        .cli_in(
+            dir.path(),
+            &["deploy", "-f", "compose.yaml", "-p", &app],
+            &[],
+        )
+        .await;
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(
+        engine
+            .inspect_image(&format!("{repo}:v1"))
+            .await
+            .unwrap()
+            .unwrap()
+            .id,
+        ids[0]
+    );
+    let (code, _, err) = daemon.cli(&["down", &app]).await;
+    assert_eq!(code, 0, "{err}");
+    let _ = engine.remove_image(&theirs, true).await;
+    let _ = engine.remove_image(&mine, false).await;
+}

@@ -308,3 +308,58 @@ async fn cluster_images(
     out.sort_by_key(|i| std::cmp::Reverse(i.first_seen));
     Ok(out)
 }
+
+/// `POST /api/v1/images/prune[?keep=N][&dry_run=true]`: removes the images capstan deployed
+/// or built that none of their app's last N releases (default `[images] prune_keep`, 3) and
+/// no container use, each journaled; images capstan did not bring are never touched. The
+/// build cache is brought under `[images] build_cache`.
+#[utoipa::path(
+    post,
+    path = "/api/v1/images/prune",
+    tag = "images",
+    params(
+        ("keep" = Option<u32>, Query, description = "each app's latest releases whose images stay (at least 1)"),
+        ("dry_run" = Option<bool>, Query, description = "say what would go; remove nothing")
+    ),
+    responses(
+        (status = 200, description = "what was removed (or would be) and what was left, and why", body = capstan_model::PruneReport),
+        (status = 400, description = "a keep of 0 or not a number", body = capstan_model::ErrorBody)
+    )
+)]
+pub(crate) async fn prune(
+    State(state): State<AppState>,
+    Query(pairs): Query<Pairs>,
+) -> Result<Json<capstan_model::PruneReport>, ApiError> {
+    params::only(&pairs, &["keep", "dry_run"])?;
+    let keep = match params::last(&pairs, "keep") {
+        None => state.prune.keep,
+        Some(v) => match v.parse::<u32>() {
+            Ok(n) if n >= 1 => n,
+            _ => {
+                return Err(ApiError::bad_param(
+                    "keep",
+                    format!("{v:?}: keep at least 1 release's images (the running one's)"),
+                ));
+            }
+        },
+    };
+    let dry_run = params::flag(&pairs, "dry_run")?.unwrap_or(false);
+    if !state.engine_on {
+        return Err(ApiError::new(
+            Code::Conflict,
+            "this capstan runs without a Docker engine ([docker] enabled = false): it has no images to prune",
+        ));
+    }
+    let options = capstan_deploy::prune::PruneOptions {
+        keep,
+        dry_run,
+        build_cache: Some(state.prune.build_cache),
+    };
+    let report = capstan_deploy::prune::prune(&state.engine, &state.store, &state.live, options)
+        .await
+        .map_err(|e| match e {
+            capstan_deploy::prune::PruneError::Store(e) => ApiError::from(e),
+            capstan_deploy::prune::PruneError::Engine(e) => ApiError::from(e),
+        })?;
+    Ok(Json(report))
+}
