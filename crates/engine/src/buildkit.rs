@@ -271,36 +271,13 @@ impl Engine {
                 status: 0,
                 message: e.to_string(),
             })?;
-        let response = match self.dial() {
-            Some(Dial::Unix(path)) => {
-                let stream = tokio::net::UnixStream::connect(&path)
-                    .await
-                    .map_err(|e| unreachable(e.to_string()))?;
-                send(stream, request).await
-            }
-            Some(Dial::Tcp(addr)) => {
-                let stream = tokio::net::TcpStream::connect(&addr)
-                    .await
-                    .map_err(|e| unreachable(e.to_string()))?;
-                send(stream, request).await
-            }
-            None => return Err(unreachable("BuildKit needs a unix or tcp engine".into())),
+        let Some(response) = self.raw(request, false).await? else {
+            return Err(unreachable("BuildKit needs a unix or tcp engine".into()));
+        };
+        if response.status().as_u16() != 200 {
+            return Err(api_error(response).await);
         }
-        .map_err(unreachable)?;
-        let status = response.status().as_u16();
         let mut body = response.into_body();
-        if status != 200 {
-            let bytes = body
-                .collect()
-                .await
-                .map(http_body_util::Collected::to_bytes)
-                .unwrap_or_default();
-            let message = serde_json::from_slice::<serde_json::Value>(&bytes)
-                .ok()
-                .and_then(|v| v["message"].as_str().map(str::to_owned))
-                .unwrap_or_else(|| String::from_utf8_lossy(&bytes).into_owned());
-            return Err(Error::Api { status, message });
-        }
         let mut progress = Progress::default();
         let mut pending: Vec<u8> = Vec::new();
         while let Some(frame) = body.frame().await {
@@ -348,10 +325,63 @@ impl Engine {
     }
 }
 
+impl Engine {
+    /// Sends `request` to the engine on an HTTP/1 connection of its own, kept for an upgrade
+    /// when `upgrades` (what bollard does not do as capstan needs: BuildKit's progress, an
+    /// exec's raw stream, a build cache prune by `keep-storage`). `Ok(None)`: the engine is on
+    /// neither a unix socket nor plain tcp.
+    ///
+    /// # Errors
+    /// [`Error::Unreachable`].
+    pub(crate) async fn raw(
+        &self,
+        request: hyper::Request<http_body_util::Full<Bytes>>,
+        upgrades: bool,
+    ) -> Result<Option<hyper::Response<hyper::body::Incoming>>, Error> {
+        let unreachable = |reason: String| Error::Unreachable {
+            host: self.host().to_owned(),
+            reason,
+        };
+        let response = match self.dial() {
+            Some(Dial::Unix(path)) => {
+                let stream = tokio::net::UnixStream::connect(&path)
+                    .await
+                    .map_err(|e| unreachable(e.to_string()))?;
+                send(stream, request, upgrades).await
+            }
+            Some(Dial::Tcp(addr)) => {
+                let stream = tokio::net::TcpStream::connect(&addr)
+                    .await
+                    .map_err(|e| unreachable(e.to_string()))?;
+                send(stream, request, upgrades).await
+            }
+            None => return Ok(None),
+        };
+        response.map(Some).map_err(unreachable)
+    }
+}
+
+/// The engine's error answer `response` as an [`Error::Api`], with the message its JSON says.
+pub(crate) async fn api_error(response: hyper::Response<hyper::body::Incoming>) -> Error {
+    let status = response.status().as_u16();
+    let bytes = response
+        .into_body()
+        .collect()
+        .await
+        .map(http_body_util::Collected::to_bytes)
+        .unwrap_or_default();
+    let message = serde_json::from_slice::<serde_json::Value>(&bytes)
+        .ok()
+        .and_then(|v| v["message"].as_str().map(str::to_owned))
+        .unwrap_or_else(|| String::from_utf8_lossy(&bytes).into_owned());
+    Error::Api { status, message }
+}
+
 /// Sends `request` on a fresh HTTP/1 connection over `stream`.
-pub(crate) async fn send<S>(
+async fn send<S>(
     stream: S,
     request: hyper::Request<http_body_util::Full<Bytes>>,
+    upgrades: bool,
 ) -> Result<hyper::Response<hyper::body::Incoming>, String>
 where
     S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
@@ -361,7 +391,11 @@ where
             .await
             .map_err(|e| e.to_string())?;
     tokio::spawn(async move {
-        let _ = connection.await;
+        let _ = if upgrades {
+            connection.with_upgrades().await
+        } else {
+            connection.await
+        };
     });
     sender
         .send_request(request)

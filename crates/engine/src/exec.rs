@@ -8,7 +8,6 @@ use bollard::models::ExecConfig;
 use bytes::{Buf as _, Bytes, BytesMut};
 use hyper_util::rt::TokioIo;
 
-use crate::buildkit::Dial;
 use crate::{Engine, Error};
 
 /// A started exec: its id (to resize it and read its exit code) and the connection its input
@@ -83,10 +82,6 @@ impl Engine {
             )
             .await
             .map_err(|e| self.classify(e))?;
-        let unreachable = |reason: String| Error::Unreachable {
-            host: self.host().to_owned(),
-            reason,
-        };
         let body = serde_json::json!({ "Detach": false, "Tty": tty }).to_string();
         let request = hyper::Request::post(format!("/exec/{}/start", created.id))
             .header("host", "docker")
@@ -98,40 +93,17 @@ impl Engine {
                 status: 0,
                 message: e.to_string(),
             })?;
-        let response = match self.dial() {
-            Some(Dial::Unix(path)) => {
-                let stream = tokio::net::UnixStream::connect(&path)
-                    .await
-                    .map_err(|e| unreachable(e.to_string()))?;
-                upgrade(stream, request).await
-            }
-            Some(Dial::Tcp(addr)) => {
-                let stream = tokio::net::TcpStream::connect(&addr)
-                    .await
-                    .map_err(|e| unreachable(e.to_string()))?;
-                upgrade(stream, request).await
-            }
-            None => {
-                return Err(unreachable(
-                    "running a command needs the engine on a unix socket or plain tcp (an ssh or TLS engine's host can run `capstan exec` itself)".into(),
-                ));
-            }
-        }
-        .map_err(unreachable)?;
-        let status = response.status().as_u16();
-        if status != 101 {
-            use http_body_util::BodyExt as _;
-            let bytes = response
-                .into_body()
-                .collect()
-                .await
-                .map(http_body_util::Collected::to_bytes)
-                .unwrap_or_default();
-            let message = serde_json::from_slice::<serde_json::Value>(&bytes)
-                .ok()
-                .and_then(|v| v["message"].as_str().map(str::to_owned))
-                .unwrap_or_else(|| String::from_utf8_lossy(&bytes).into_owned());
-            return Err(Error::Api { status, message });
+        let unreachable = |reason: String| Error::Unreachable {
+            host: self.host().to_owned(),
+            reason,
+        };
+        let Some(response) = self.raw(request, true).await? else {
+            return Err(unreachable(
+                "running a command needs the engine on a unix socket or plain tcp (an ssh or TLS engine's host can run `capstan exec` itself)".into(),
+            ));
+        };
+        if response.status().as_u16() != 101 {
+            return Err(crate::buildkit::api_error(response).await);
         }
         let upgraded = hyper::upgrade::on(response)
             .await
@@ -176,27 +148,6 @@ impl Engine {
             inspected.exit_code
         })
     }
-}
-
-/// Sends `request` on a fresh HTTP/1 connection over `stream`, keeping the connection for an
-/// upgrade.
-async fn upgrade<S>(
-    stream: S,
-    request: hyper::Request<http_body_util::Full<Bytes>>,
-) -> Result<hyper::Response<hyper::body::Incoming>, String>
-where
-    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
-{
-    let (mut sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
-        .await
-        .map_err(|e| e.to_string())?;
-    tokio::spawn(async move {
-        let _ = connection.with_upgrades().await;
-    });
-    sender
-        .send_request(request)
-        .await
-        .map_err(|e| e.to_string())
 }
 
 #[cfg(test)]

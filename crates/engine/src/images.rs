@@ -347,10 +347,6 @@ impl Engine {
     /// is left alone: `Ok(0)`).
     pub async fn prune_build_cache(&self, keep: u64) -> Result<i64, Error> {
         use http_body_util::BodyExt as _;
-        let unreachable = |reason: String| Error::Unreachable {
-            host: self.host().to_owned(),
-            reason,
-        };
         let request = hyper::Request::post(format!("/build/prune?keep-storage={keep}"))
             .header("host", "docker")
             .body(http_body_util::Full::new(Bytes::new()))
@@ -358,23 +354,12 @@ impl Engine {
                 status: 0,
                 message: e.to_string(),
             })?;
-        let response = match self.dial() {
-            Some(crate::buildkit::Dial::Unix(path)) => {
-                let stream = tokio::net::UnixStream::connect(&path)
-                    .await
-                    .map_err(|e| unreachable(e.to_string()))?;
-                crate::buildkit::send(stream, request).await
-            }
-            Some(crate::buildkit::Dial::Tcp(addr)) => {
-                let stream = tokio::net::TcpStream::connect(&addr)
-                    .await
-                    .map_err(|e| unreachable(e.to_string()))?;
-                crate::buildkit::send(stream, request).await
-            }
-            None => return Ok(0),
+        let Some(response) = self.raw(request, false).await? else {
+            return Ok(0);
+        };
+        if response.status().as_u16() != 200 {
+            return Err(crate::buildkit::api_error(response).await);
         }
-        .map_err(unreachable)?;
-        let status = response.status().as_u16();
         let body = response
             .into_body()
             .collect()
@@ -382,15 +367,6 @@ impl Engine {
             .map(http_body_util::Collected::to_bytes)
             .unwrap_or_default();
         let said: serde_json::Value = serde_json::from_slice(&body).unwrap_or_default();
-        if status != 200 {
-            return Err(Error::Api {
-                status,
-                message: said["message"].as_str().map_or_else(
-                    || String::from_utf8_lossy(&body).into_owned(),
-                    str::to_owned,
-                ),
-            });
-        }
         Ok(said["SpaceReclaimed"].as_i64().unwrap_or(0))
     }
 }

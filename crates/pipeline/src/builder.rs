@@ -432,13 +432,17 @@ impl Builder {
     /// A [`CancelError`]; the store's own errors as `NotFound` are not hidden: they are
     /// logged.
     pub async fn cancel(&self, id: i64) -> Result<BuildRow, CancelError> {
-        if let Some(r) = self.running().get(&id) {
-            if r.deploying.load(Ordering::SeqCst) {
+        let stopped = match self.running().get(&id) {
+            Some(r) if r.deploying.load(Ordering::SeqCst) => {
                 return Err(CancelError::Deploying(id));
             }
-            *r.why.lock().unwrap_or_else(PoisonError::into_inner) = "cancelled";
-            r.stop.cancel();
-        }
+            Some(r) => {
+                *r.why.lock().unwrap_or_else(PoisonError::into_inner) = "cancelled";
+                r.stop.cancel();
+                true
+            }
+            None => false,
+        };
         let found = self.setup.store.build(id).await.map_err(|e| {
             warn!(build = id, error = %e, "cannot read a build");
             CancelError::NotFound(id)
@@ -455,6 +459,8 @@ impl Builder {
                 Ok(b)
             }
             "running" => Ok(b),
+            // it stopped at this word, and its task recorded so before the record was read
+            _ if stopped => Ok(b),
             _ => Err(CancelError::Finished {
                 id,
                 status: b.status,

@@ -164,16 +164,7 @@ impl Client {
 
     /// Sends a request; API errors become failures with exit codes.
     async fn check(&self, request: reqwest::RequestBuilder) -> Result<reqwest::Response, Failure> {
-        let response = request.send().await.map_err(|e| {
-            if e.is_connect() || e.is_timeout() {
-                self.unreachable()
-            } else {
-                Failure::new(
-                    ExitStatus::Unreachable,
-                    format!("capstan daemon at {} failed to answer: {e}", self.base),
-                )
-            }
-        })?;
+        let response = request.send().await.map_err(|e| self.unanswered(&e))?;
         if response.status().is_success() {
             return Ok(response);
         }
@@ -195,16 +186,7 @@ impl Client {
             .header("sec-websocket-version", "13")
             .header("sec-websocket-key", &key)
             .header("sec-websocket-protocol", protocol);
-        let response = request.send().await.map_err(|e| {
-            if e.is_connect() || e.is_timeout() {
-                self.unreachable()
-            } else {
-                Failure::new(
-                    ExitStatus::Unreachable,
-                    format!("capstan daemon at {} failed to answer: {e}", self.base),
-                )
-            }
-        })?;
+        let response = request.send().await.map_err(|e| self.unanswered(&e))?;
         if response.status() != reqwest::StatusCode::SWITCHING_PROTOCOLS {
             return Err(self.failure(response).await);
         }
@@ -227,6 +209,18 @@ impl Client {
                 format!("capstan: the daemon did not switch to the WebSocket: {e}"),
             )
         })
+    }
+
+    /// The failure a request that got no answer stands for.
+    fn unanswered(&self, e: &reqwest::Error) -> Failure {
+        if e.is_connect() || e.is_timeout() {
+            self.unreachable()
+        } else {
+            Failure::new(
+                ExitStatus::Unreachable,
+                format!("capstan daemon at {} failed to answer: {e}", self.base),
+            )
+        }
     }
 
     /// The failure an error answer stands for.

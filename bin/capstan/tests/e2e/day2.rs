@@ -16,6 +16,44 @@ use crate::bin;
 /// would start an exited replica again).
 const APP: &str = "services:\n  web:\n    image: capstan-test/busybox:1\n    command: [\"sleep\", \"3600\"]\n    init: true\n    restart: always\n    stop_grace_period: 1s\n  worker:\n    image: capstan-test/busybox:1\n    command: [\"sleep\", \"3600\"]\n    init: true\n    restart: always\n    stop_grace_period: 1s\n";
 
+/// Writes `compose` as `compose.yaml` in `dir` and deploys it as `app` (exit 0 asserted).
+async fn deploy(daemon: &Daemon, dir: &std::path::Path, app: &str, compose: &str) {
+    std::fs::write(dir.join("compose.yaml"), compose).unwrap();
+    let (code, _, err) = daemon
+        .cli_in(dir, &["deploy", "-f", "compose.yaml", "-p", app], &[])
+        .await;
+    assert_eq!(code, 0, "{err}");
+}
+
+/// Signs in to `daemon` with `token` over the API: the session's cookie and CSRF token.
+pub(crate) async fn session(daemon: &Daemon, token: &str) -> (String, String) {
+    let r = reqwest::Client::new()
+        .post(format!("{}/api/v1/session", daemon.url))
+        .json(&serde_json::json!({ "token": token }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let cookie = r
+        .headers()
+        .get_all("set-cookie")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .find_map(|v| {
+            v.split(';')
+                .next()
+                .filter(|c| c.starts_with("capstan_session="))
+        })
+        .unwrap()
+        .to_owned();
+    let body: serde_json::Value = r.json().await.unwrap();
+    (cookie, body["csrf_token"].as_str().unwrap().to_owned())
+}
+
+/// One service, `web`, sleeping.
+const WEB: &str = "services:\n  web:\n    image: capstan-test/busybox:1\n    command: [\"sleep\", \"3600\"]\n    init: true\n";
+const BUSYBOX_IMAGE: &str = "capstan-test/busybox:1";
+
 async fn releases(daemon: &Daemon, app: &str) -> Vec<Release> {
     let (code, out, err) = daemon.cli(&["releases", app, "-o", "json"]).await;
     assert_eq!(code, 0, "{err}");
@@ -63,16 +101,8 @@ async fn scale_is_a_release_a_stopped_service_stays_stopped_and_restart_goes_one
     capstan_testkit::ensure_busybox(&engine).await;
     let daemon = Daemon::start(bin(), engine.host()).await;
     let dir = tempfile::tempdir().unwrap();
-    std::fs::write(dir.path().join("compose.yaml"), APP).unwrap();
     let app = unique("capt-day2");
-    let (code, _, err) = daemon
-        .cli_in(
-            dir.path(),
-            &["deploy", "-f", "compose.yaml", "-p", &app],
-            &[],
-        )
-        .await;
-    assert_eq!(code, 0, "{err}");
+    deploy(&daemon, dir.path(), &app, APP).await;
 
     // scale up and down: each a release whose source says what changed
     for (to, from, number) in [(3, 1, 2), (2, 3, 3)] {
@@ -307,27 +337,14 @@ async fn exec_passes_output_input_and_exit_codes_through_and_a_terminal_unbuffer
     capstan_testkit::ensure_busybox(&engine).await;
     let daemon = Daemon::start(bin(), engine.host()).await;
     let dir = tempfile::tempdir().unwrap();
-    std::fs::write(
-        dir.path().join("compose.yaml"),
-        "services:\n  web:\n    image: capstan-test/busybox:1\n    command: [\"sleep\", \"3600\"]\n    init: true\n",
-    )
-    .unwrap();
-    // a host directory bound in: an admin's deploy, past what an operator may deploy
-    std::fs::write(
-        dir.path().join("privileged.yaml"),
-        format!(
-            "services:\n  root:\n    image: capstan-test/busybox:1\n    command: [\"sleep\", \"3600\"]\n    init: true\n    volumes: [\"{}:/data:ro\"]\n",
-            dir.path().display()
-        ),
-    )
-    .unwrap();
     let (app, host_app) = (unique("capt-exec"), unique("capt-exec-root"));
-    for (file, name) in [("compose.yaml", &app), ("privileged.yaml", &host_app)] {
-        let (code, _, err) = daemon
-            .cli_in(dir.path(), &["deploy", "-f", file, "-p", name], &[])
-            .await;
-        assert_eq!(code, 0, "{err}");
-    }
+    deploy(&daemon, dir.path(), &app, WEB).await;
+    // a host directory bound in: an admin's deploy, past what an operator may deploy
+    let bound = format!(
+        "services:\n  root:\n    image: capstan-test/busybox:1\n    command: [\"sleep\", \"3600\"]\n    init: true\n    volumes: [\"{}:/data:ro\"]\n",
+        dir.path().display()
+    );
+    deploy(&daemon, dir.path(), &host_app, &bound).await;
 
     // stdout and stderr apart, and the exit code passed through
     let (code, out, err) = daemon
@@ -480,20 +497,8 @@ async fn the_container_page_has_a_terminal_for_operators_and_a_page_without_csrf
     capstan_testkit::ensure_busybox(&engine).await;
     let daemon = Daemon::start(bin(), engine.host()).await;
     let dir = tempfile::tempdir().unwrap();
-    std::fs::write(
-        dir.path().join("compose.yaml"),
-        "services:\n  web:\n    image: capstan-test/busybox:1\n    command: [\"sleep\", \"3600\"]\n    init: true\n",
-    )
-    .unwrap();
     let app = unique("capt-term");
-    let (code, _, err) = daemon
-        .cli_in(
-            dir.path(),
-            &["deploy", "-f", "compose.yaml", "-p", &app],
-            &[],
-        )
-        .await;
-    assert_eq!(code, 0, "{err}");
+    deploy(&daemon, dir.path(), &app, WEB).await;
     let (web, _) = replicas(&engine, &app, "web").await.remove(0);
 
     let browser = capstan_testkit::Browser::start().await;
@@ -552,32 +557,8 @@ async fn the_container_page_has_a_terminal_for_operators_and_a_page_without_csrf
     );
 
     // the WebSocket itself: a signed-in page must offer the session's CSRF token
-    let signed: serde_json::Value = {
-        let http = reqwest::Client::new();
-        let r = http
-            .post(format!("{}/api/v1/session", daemon.url))
-            .json(&serde_json::json!({"token": daemon.token}))
-            .send()
-            .await
-            .unwrap();
-        let cookie = r
-            .headers()
-            .get_all("set-cookie")
-            .iter()
-            .filter_map(|v| v.to_str().ok())
-            .find_map(|v| {
-                v.split(';')
-                    .next()
-                    .filter(|c| c.starts_with("capstan_session="))
-            })
-            .unwrap()
-            .to_owned();
-        let mut body: serde_json::Value = r.json().await.unwrap();
-        body["cookie"] = cookie.into();
-        body
-    };
-    let cookie = signed["cookie"].as_str().unwrap();
-    let csrf = signed["csrf_token"].as_str().unwrap();
+    let (cookie, csrf) = session(&daemon, &daemon.token).await;
+    let (cookie, csrf) = (cookie.as_str(), csrf.as_str());
     let path = format!("/api/v1/apps/{app}/exec?service=web&cmd=true");
     assert_eq!(
         upgrade_status(&daemon, &path, cookie, "capstan.exec").await,
@@ -617,19 +598,13 @@ async fn prune_removes_only_old_images_capstan_brought_and_a_deploy_pulls_one_ba
         let image = format!("{repo}:v{v}");
         crate::updates::push_version_as(&engine, &image, &format!("{v}.0"), false, None).await;
         ids.push(engine.inspect_image(&image).await.unwrap().unwrap().id);
-        std::fs::write(
-            dir.path().join("compose.yaml"),
-            format!("services:\n  web:\n    image: {image}\n    command: [\"sleep\", \"3600\"]\n    init: true\n"),
+        deploy(
+            &daemon,
+            dir.path(),
+            &app,
+            &WEB.replace(BUSYBOX_IMAGE, &image),
         )
-        .unwrap();
-        let (code, _, err) = daemon
-            .cli_in(
-                dir.path(),
-                &["deploy", "-f", "compose.yaml", "-p", &app],
-                &[],
-            )
-            .await;
-        assert_eq!(code, 0, "{err}");
+        .await;
     }
     // v2 is also someone else's; an image capstan never deployed is nobody's business
     let theirs = format!("{}:kept", unique("capt-theirs"));
@@ -705,19 +680,8 @@ async fn prune_removes_only_old_images_capstan_brought_and_a_deploy_pulls_one_ba
     );
 
     // deployed again, a pruned image comes back from its registry
-    std::fs::write(
-        dir.path().join("compose.yaml"),
-        format!("services:\n  web:\n    image: {repo}:v1\n    command: [\"sleep\", \"3600\"]\n    init: true\n"),
-    )
-    .unwrap();
-    let (code, _, err) = daemon
-        .cli_in(
-            dir.path(),
-            &["deploy", "-f", "compose.yaml", "-p", &app],
-            &[],
-        )
-        .await;
-    assert_eq!(code, 0, "{err}");
+    let v1 = format!("{repo}:v1");
+    deploy(&daemon, dir.path(), &app, &WEB.replace(BUSYBOX_IMAGE, &v1)).await;
     assert_eq!(
         engine
             .inspect_image(&format!("{repo}:v1"))

@@ -255,6 +255,156 @@ async fn pushed(
     build
 }
 
+/// The exec WebSocket's upgrade of `path` with `token`: the status it answers.
+async fn upgrade(daemon: &Daemon, path: &str, token: &str) -> u16 {
+    reqwest::Client::new()
+        .get(format!("{}{path}", daemon.url))
+        .bearer_auth(token)
+        .header("connection", "Upgrade")
+        .header("upgrade", "websocket")
+        .header("sec-websocket-version", "13")
+        .header("sec-websocket-key", "dGhlIHNhbXBsZSBub25jZQ==")
+        .header("sec-websocket-protocol", "capstan.exec")
+        .send()
+        .await
+        .unwrap()
+        .status()
+        .as_u16()
+}
+
+/// The day-two routes' answers generated requests cannot reach (st-slow has a release by now,
+/// deployed from `compose`): each waits its turn while a deploy runs (409), a replica that
+/// does not come back (422), an exec into a replica that is not there or not running, and an
+/// operator's into an app the policy keeps for admins.
+async fn day_two(daemon: &Daemon, compose: &str, note: &mut impl FnMut(&str, &str, u16)) {
+    let post = |path: String, body: serde_json::Value| async move {
+        daemon.post_raw(&path, &body).await.0
+    };
+    // while a deploy of st-slow waits on its health check, what else changes it waits: 409
+    let changed = compose.replace(
+        "    command:",
+        "    environment: {ROUND: \"2\"}\n    command:",
+    );
+    let deploying = {
+        let (url, token) = (
+            format!("{}/api/v1/apps/st-slow/deploy", daemon.url),
+            daemon.token.clone(),
+        );
+        tokio::spawn(async move {
+            reqwest::Client::new()
+                .post(url)
+                .bearer_auth(token)
+                .header("content-type", "application/yaml")
+                .body(changed)
+                .send()
+                .await
+                .map(|r| r.status().as_u16())
+        })
+    };
+    capstan_testkit::eventually(Duration::from_secs(30), "release 2's replica", || async {
+        let list: capstan_model::ContainerList =
+            daemon.get("/api/v1/containers?all=true&app=st-slow").await;
+        list.containers
+            .iter()
+            .any(|c| c.labels.get("io.capstan.release").map(String::as_str) == Some("2"))
+            .then_some(())
+    })
+    .await;
+    let one = serde_json::json!({"replicas": {"web": 1}});
+    note(
+        "POST",
+        "/api/v1/apps/{app}/scale",
+        post("/api/v1/apps/st-slow/scale".into(), one.clone()).await,
+    );
+    for op in ["stop", "start", "restart"] {
+        let status = post(format!("/api/v1/apps/st-slow/{op}"), serde_json::json!({})).await;
+        note("POST", &format!("/api/v1/apps/{{app}}/{op}"), status);
+    }
+    assert_eq!(
+        deploying.await.unwrap().ok(),
+        Some(200),
+        "release 2 of st-slow"
+    );
+    // what the app does not have: 400 and 404
+    let unknown = serde_json::json!({"replicas": {"nope": 1}});
+    note(
+        "POST",
+        "/api/v1/apps/{app}/scale",
+        post("/api/v1/apps/st-slow/scale".into(), unknown).await,
+    );
+    note(
+        "POST",
+        "/api/v1/apps/{app}/scale",
+        post("/api/v1/apps/st-none/scale".into(), one).await,
+    );
+    for op in ["stop", "start", "restart"] {
+        let status = post(
+            format!("/api/v1/apps/st-slow/{op}?service=nope"),
+            serde_json::json!({}),
+        )
+        .await;
+        note("POST", &format!("/api/v1/apps/{{app}}/{op}"), status);
+    }
+    let (status, _) = daemon
+        .post_raw("/api/v1/images/prune?keep=0", &serde_json::json!({}))
+        .await;
+    note("POST", "/api/v1/images/prune", status);
+    // a replica that exits once it has run before: restarted or started, it does not come back
+    let dies = "services:\n  web:\n    image: capstan-test/busybox:1\n    command: [\"sh\", \"-c\", \"[ -f /ran ] && exit 1; echo > /ran; exec sleep 600\"]\n";
+    let (status, said) = daemon
+        .post_text(
+            "/api/v1/apps/st-dies/deploy",
+            "application/yaml",
+            dies.to_owned(),
+        )
+        .await;
+    assert_eq!(status, 200, "{said}");
+    let restarted = post("/api/v1/apps/st-dies/restart".into(), serde_json::json!({})).await;
+    note("POST", "/api/v1/apps/{app}/restart", restarted);
+    let started = post("/api/v1/apps/st-dies/start".into(), serde_json::json!({})).await;
+    note("POST", "/api/v1/apps/{app}/start", started);
+    // exec: a replica that is not there (404), one that is not running (409)
+    let path = "/api/v1/apps/{app}/exec";
+    let status = upgrade(
+        daemon,
+        "/api/v1/apps/st-slow/exec?service=web&replica=9&cmd=true",
+        &daemon.token,
+    )
+    .await;
+    note("GET", path, status);
+    let status = upgrade(
+        daemon,
+        "/api/v1/apps/st-dies/exec?service=web&cmd=true",
+        &daemon.token,
+    )
+    .await;
+    note("GET", path, status);
+    // an operator, into an app with a host directory bound in (an admin's deploy): 403
+    let dir = tempfile::tempdir().unwrap();
+    let bound = format!(
+        "services:\n  web:\n    image: capstan-test/busybox:1\n    command: [\"sleep\", \"600\"]\n    volumes: [\"{}:/data:ro\"]\n",
+        dir.path().display()
+    );
+    let (status, said) = daemon
+        .post_text("/api/v1/apps/st-bound/deploy", "application/yaml", bound)
+        .await;
+    assert_eq!(status, 200, "{said}");
+    let (_, body) = daemon
+        .post_raw(
+            "/api/v1/tokens",
+            &serde_json::json!({"name": capstan_testkit::unique("st-ops"), "role": "operator"}),
+        )
+        .await;
+    let operator = body["token"].as_str().unwrap().to_owned();
+    let status = upgrade(
+        daemon,
+        "/api/v1/apps/st-bound/exec?service=web&cmd=true",
+        &operator,
+    )
+    .await;
+    note("GET", path, status);
+}
+
 /// The error answers generated requests cannot reach, each made on purpose: a signed-in
 /// change without its CSRF token, a built-in rule's removal, an allowance that is not there, a
 /// registry never logged in to and one that cannot be reached, a
@@ -280,25 +430,7 @@ async fn made_on_purpose(daemon: &Daemon, off: &Daemon, own: &mut OwnEngine) -> 
         )
         .await;
     let viewer: CreatedToken = serde_json::from_value(body).unwrap();
-    let signed = http
-        .post(session_url("/api/v1/session"))
-        .json(&serde_json::json!({"token": viewer.token}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(signed.status(), 200);
-    let cookie = signed
-        .headers()
-        .get_all("set-cookie")
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .find_map(|v| {
-            v.split(';')
-                .next()
-                .filter(|c| c.starts_with("capstan_session="))
-        })
-        .unwrap()
-        .to_owned();
+    let (cookie, _) = crate::day2::session(off, &viewer.token).await;
     for (method, path, template) in [
         (
             "POST",
@@ -531,6 +663,7 @@ async fn made_on_purpose(daemon: &Daemon, off: &Daemon, own: &mut OwnEngine) -> 
         .await;
     note("POST", "/api/v1/apps/{app}/deploy", second);
     assert_eq!(first.await.unwrap().ok(), Some(200), "the first deploy");
+    day_two(daemon, compose, &mut note).await;
     // failed sign-ins until the next must wait (the generated ones reach six for one name only
     // now and then); last of the sign-ins: this address waits from now on
     let mut status = 0;

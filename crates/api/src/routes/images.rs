@@ -309,6 +309,9 @@ async fn cluster_images(
     Ok(out)
 }
 
+/// The most releases a prune may be asked to keep per app.
+const MAX_KEEP: u32 = 1000;
+
 /// `POST /api/v1/images/prune[?keep=N][&dry_run=true]`: removes the images capstan deployed
 /// or built that none of their app's last N releases (default `[images] prune_keep`, 3) and
 /// no container use, each journaled; images capstan did not bring are never touched. The
@@ -318,7 +321,7 @@ async fn cluster_images(
     path = "/api/v1/images/prune",
     tag = "images",
     params(
-        ("keep" = Option<u32>, Query, description = "each app's latest releases whose images stay (at least 1)"),
+        ("keep" = Option<u32>, Query, minimum = 1, maximum = 1000, description = "each app's latest releases whose images stay (1 to 1000)"),
         ("dry_run" = Option<bool>, Query, description = "say what would go; remove nothing")
     ),
     responses(
@@ -334,11 +337,13 @@ pub(crate) async fn prune(
     let keep = match params::last(&pairs, "keep") {
         None => state.prune.keep,
         Some(v) => match v.parse::<u32>() {
-            Ok(n) if n >= 1 => n,
+            Ok(n) if (1..=MAX_KEEP).contains(&n) => n,
             _ => {
                 return Err(ApiError::bad_param(
                     "keep",
-                    format!("{v:?}: keep at least 1 release's images (the running one's)"),
+                    format!(
+                        "{v:?}: keep at least 1 release's images (the running one's), at most {MAX_KEEP}"
+                    ),
                 ));
             }
         },
