@@ -58,6 +58,19 @@ pub(crate) fn flag(pairs: &Pairs, name: &str) -> Result<Option<bool>, ApiError> 
     }
 }
 
+/// A number parameter that fits `T`; absent is `None`.
+pub(crate) fn number<T: std::str::FromStr>(
+    pairs: &Pairs,
+    name: &str,
+) -> Result<Option<T>, ApiError> {
+    last(pairs, name)
+        .map(|v| {
+            v.parse::<T>()
+                .map_err(|_| ApiError::bad_param(name, format!("{v:?} is not a number that fits")))
+        })
+        .transpose()
+}
+
 /// The last value given for `name`.
 pub(crate) fn last<'a>(pairs: &'a Pairs, name: &str) -> Option<&'a str> {
     pairs

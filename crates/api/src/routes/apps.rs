@@ -817,13 +817,7 @@ pub(crate) async fn scale_app(
 fn operated_on(pairs: &Pairs) -> Result<(Option<&str>, Option<u32>), ApiError> {
     params::only(pairs, &["service", "replica"])?;
     let service = params::last(pairs, "service");
-    let replica = params::last(pairs, "replica")
-        .map(|v| {
-            v.parse::<u32>().map_err(|_| {
-                ApiError::bad_param("replica", format!("{v:?} is not a replica number"))
-            })
-        })
-        .transpose()?;
+    let replica = params::number::<u32>(pairs, "replica")?;
     if replica.is_some() && service.is_none() {
         return Err(ApiError::bad_param(
             "replica",

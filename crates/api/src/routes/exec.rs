@@ -42,16 +42,6 @@ struct Control {
     eof: bool,
 }
 
-/// A number parameter that fits `T`.
-fn number<T: std::str::FromStr>(pairs: &Pairs, name: &str) -> Result<Option<T>, ApiError> {
-    params::last(pairs, name)
-        .map(|v| {
-            v.parse::<T>()
-                .map_err(|_| ApiError::bad_param(name, format!("{v:?} is not a number")))
-        })
-        .transpose()
-}
-
 /// `GET /api/v1/apps/{app}/exec?service=S[&replica=N]&cmd=…[&cmd=…][&tty=true][&cols=C&rows=R]`
 /// upgraded to a WebSocket: runs the command in the replica (default 1).
 #[utoipa::path(
@@ -90,7 +80,7 @@ pub(crate) async fn exec(
     let service = params::last(&pairs, "service")
         .ok_or_else(|| ApiError::bad_param("service", "name the service to run the command in"))?
         .to_owned();
-    let replica = number::<u32>(&pairs, "replica")?.unwrap_or(1);
+    let replica = params::number::<u32>(&pairs, "replica")?.unwrap_or(1);
     let cmd: Vec<String> = pairs
         .iter()
         .filter(|(k, _)| k == "cmd")
@@ -107,8 +97,8 @@ pub(crate) async fn exec(
     }
     let tty = params::flag(&pairs, "tty")?.unwrap_or(false);
     let size = match (
-        number::<u16>(&pairs, "cols")?,
-        number::<u16>(&pairs, "rows")?,
+        params::number::<u16>(&pairs, "cols")?,
+        params::number::<u16>(&pairs, "rows")?,
     ) {
         (Some(c), Some(r)) if c > 0 && r > 0 => Some((c, r)),
         (None, None) => None,
