@@ -95,6 +95,9 @@ impl Browser {
                     "--disable-dev-shm-usage",
                     format!("--window-size={width},{height}"),
                     format!("--log-net-log={}", net_log.display()),
+                    // the profile beside the logs: how its processes are found when the driver
+                    // goes (killing chromedriver leaves the Chromium it started running)
+                    format!("--user-data-dir={}", profile_of(net_log).display()),
                 ],
             },
         });
@@ -105,9 +108,21 @@ impl Browser {
     }
 }
 
+/// The Chromium profile of the session whose network log is `net_log`.
+fn profile_of(net_log: &std::path::Path) -> std::path::PathBuf {
+    net_log.with_file_name("profile")
+}
+
 impl Drop for Browser {
-    /// A failing test keeps chromedriver's log and Chromium's network log, and says where.
+    /// Every Chromium this driver started goes with it (a session a test never closed would
+    /// keep running, and a run's leftovers slow every later test). A failing test keeps
+    /// chromedriver's log and Chromium's network log, and says where.
     fn drop(&mut self) {
+        let _ = std::process::Command::new("pkill")
+            .arg("-KILL")
+            .arg("-f")
+            .arg(profile_of(&self.net_log()))
+            .status();
         if std::thread::panicking() {
             let dir = tempfile::Builder::new()
                 .prefix("capt-chromedriver-kept-")

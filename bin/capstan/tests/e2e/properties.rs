@@ -483,29 +483,41 @@ async fn made_on_purpose(daemon: &Daemon, off: &Daemon, own: &mut OwnEngine) -> 
             let takes_query = op["parameters"]
                 .as_array()
                 .is_some_and(|ps| ps.iter().any(|p| p["in"] == "query"));
-            if !takes_query || op["responses"].get("400").is_none() {
+            if op["responses"].get("400").is_none() {
                 continue;
             }
             let method = method.to_uppercase();
-            let status = http
-                .request(
-                    method.parse().unwrap(),
-                    url(&format!("{filled}?st-unknown=1")),
-                )
-                .bearer_auth(&daemon.token)
-                .header("content-type", "application/json")
-                .body("{}")
-                .send()
-                .await
-                .unwrap()
-                .status()
-                .as_u16();
-            note(&method, path, status);
+            // and a name no app may have (upper case, a space), refused for what it is
+            let mut asked = Vec::new();
+            if takes_query {
+                asked.push(format!("{filled}?st-unknown=1"));
+            }
+            if path.contains("{app}") {
+                asked.push(filled.replacen("st-none", "Bad%20Name", 1));
+            }
+            for asked in asked {
+                let status = http
+                    .request(method.parse().unwrap(), url(&asked))
+                    .bearer_auth(&daemon.token)
+                    .header("content-type", "application/json")
+                    .body("{}")
+                    .send()
+                    .await
+                    .unwrap()
+                    .status()
+                    .as_u16();
+                note(&method, path, status);
+            }
         }
     }
-    // a token that is not there
+    // a token that is not there, and one whose name is taken
     let (status, _) = daemon.delete_raw("/api/v1/tokens/st-no-such-token").await;
     note("DELETE", "/api/v1/tokens/{name}", status);
+    let named = serde_json::json!({"name": capstan_testkit::unique("st-taken"), "role": "viewer"});
+    let (first, _) = daemon.post_raw("/api/v1/tokens", &named).await;
+    assert_eq!(first, 201);
+    let (status, _) = daemon.post_raw("/api/v1/tokens", &named).await;
+    note("POST", "/api/v1/tokens", status);
     // a built-in rule is the daemon's, not the API's
     let (status, _) = daemon.delete_raw("/api/v1/alerts/rules/oom").await;
     note("DELETE", "/api/v1/alerts/rules/{name}", status);
