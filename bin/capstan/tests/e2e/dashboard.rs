@@ -307,15 +307,19 @@ pub(crate) async fn present(client: &Client, css: &str) {
     }
 }
 
+/// Clicks `css` once it is on the page and shown (a page may draw an element before it
+/// reveals it, as the navigation does a hub's Hosts link once it knows it is one).
 pub(crate) async fn click(client: &Client, css: &str) {
-    client
-        .wait()
-        .for_element(Locator::Css(css))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
+    let element = client.wait().for_element(Locator::Css(css)).await.unwrap();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    while !element.is_displayed().await.unwrap_or(false) {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "{css} is on the page but not shown after 30 s"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    element.click().await.unwrap();
 }
 
 /// Signs in with the daemon's token (the keyboard way is the first test's).
