@@ -255,6 +255,28 @@ async fn pushed(
     build
 }
 
+/// A deploy of `compose` as `app` sent in the background: its status once it ends.
+fn deploy_in_background(
+    daemon: &Daemon,
+    app: &str,
+    compose: String,
+) -> tokio::task::JoinHandle<reqwest::Result<u16>> {
+    let (url, token) = (
+        format!("{}/api/v1/apps/{app}/deploy", daemon.url),
+        daemon.token.clone(),
+    );
+    tokio::spawn(async move {
+        reqwest::Client::new()
+            .post(url)
+            .bearer_auth(token)
+            .header("content-type", "application/yaml")
+            .body(compose)
+            .send()
+            .await
+            .map(|r| r.status().as_u16())
+    })
+}
+
 /// The exec WebSocket's upgrade of `path` with `token`: the status it answers.
 async fn upgrade(daemon: &Daemon, path: &str, token: &str) -> u16 {
     reqwest::Client::new()
@@ -285,22 +307,7 @@ async fn day_two(daemon: &Daemon, compose: &str, note: &mut impl FnMut(&str, &st
         "    command:",
         "    environment: {ROUND: \"2\"}\n    command:",
     );
-    let deploying = {
-        let (url, token) = (
-            format!("{}/api/v1/apps/st-slow/deploy", daemon.url),
-            daemon.token.clone(),
-        );
-        tokio::spawn(async move {
-            reqwest::Client::new()
-                .post(url)
-                .bearer_auth(token)
-                .header("content-type", "application/yaml")
-                .body(changed)
-                .send()
-                .await
-                .map(|r| r.status().as_u16())
-        })
-    };
+    let deploying = deploy_in_background(daemon, "st-slow", changed);
     capstan_testkit::eventually(Duration::from_secs(30), "release 2's replica", || async {
         let list: capstan_model::ContainerList =
             daemon.get("/api/v1/containers?all=true&app=st-slow").await;
@@ -691,19 +698,7 @@ async fn made_on_purpose(daemon: &Daemon, off: &Daemon, own: &mut OwnEngine) -> 
     note("POST", "/api/v1/hooks/git/{app}", status);
     // a deploy while the app's first one waits on a slow health check
     let compose = "services:\n  web:\n    image: capstan-test/busybox:1\n    command: [\"sleep\", \"600\"]\n    healthcheck:\n      test: [\"CMD\", \"sh\", \"-c\", \"sleep 3\"]\n      interval: 1s\n      timeout: 10s\n";
-    let first = {
-        let (url, token) = (url("/api/v1/apps/st-slow/deploy"), daemon.token.clone());
-        tokio::spawn(async move {
-            reqwest::Client::new()
-                .post(url)
-                .bearer_auth(token)
-                .header("content-type", "application/yaml")
-                .body(compose)
-                .send()
-                .await
-                .map(|r| r.status().as_u16())
-        })
-    };
+    let first = deploy_in_background(daemon, "st-slow", compose.to_owned());
     // its replica made, the first deploy holds the app while the check takes its 3 s
     capstan_testkit::eventually(Duration::from_secs(30), "the app's replica", || async {
         let list: capstan_model::ContainerList =
