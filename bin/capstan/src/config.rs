@@ -59,6 +59,62 @@ pub struct Config {
     /// The fleet's hub (`[fleet] listen`): where agents connect.
     #[serde(default)]
     pub fleet: FleetConfig,
+    /// The ports every app's host names share, and certificates given as files (`[proxy]`).
+    #[serde(default)]
+    pub proxy: ProxyConfig,
+    /// Where certificates for host names come from (`[acme]`).
+    #[serde(default)]
+    pub acme: capstan_acme::AcmeConfig,
+}
+
+/// `[proxy]`: the shared HTTP and HTTPS ports of apps' host names (docs/domains.md).
+#[derive(Debug, Clone, Default, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct ProxyConfig {
+    /// Plain HTTP (`127.0.0.1:80` unless given; `"off"` for none). Bound only while an app
+    /// has a host name. ACME's HTTP-01 needs it reachable on port 80 from the internet:
+    /// `0.0.0.0:80`.
+    #[serde(default)]
+    pub http: Option<String>,
+    /// HTTPS (`127.0.0.1:443` unless given; `"off"` for none).
+    #[serde(default)]
+    pub https: Option<String>,
+    /// Certificates to serve for the names they hold, instead of asking ACME.
+    #[serde(default)]
+    pub certificates: Vec<capstan_acme::CertificateFile>,
+}
+
+impl ProxyConfig {
+    /// The shared ports: (HTTP, HTTPS).
+    pub fn ports(&self) -> Result<(Option<SocketAddr>, Option<SocketAddr>)> {
+        let port = |key: &str, value: Option<&str>, default: &str| -> Result<Option<SocketAddr>> {
+            match value.unwrap_or(default) {
+                "off" => Ok(None),
+                text => text.parse().map(Some).map_err(|_| {
+                    anyhow::anyhow!(
+                        "proxy.{key}: {text:?} is not an address (\"0.0.0.0:{}\", or \"off\")",
+                        &default[10..]
+                    )
+                }),
+            }
+        };
+        Ok((
+            port("http", self.http.as_deref(), "127.0.0.1:80")?,
+            port("https", self.https.as_deref(), "127.0.0.1:443")?,
+        ))
+    }
+
+    /// The certificate files, read and checked.
+    pub fn certificates(&self) -> Result<Vec<capstan_acme::Stored>> {
+        self.certificates
+            .iter()
+            .enumerate()
+            .map(|(i, f)| {
+                capstan_acme::read_file_certificate(&format!("proxy.certificates[{i}]"), f)
+                    .map_err(|e| anyhow::anyhow!("{e}"))
+            })
+            .collect()
+    }
 }
 
 /// `[fleet]`: this capstan as the hub of a fleet (docs/fleet.md).
@@ -188,6 +244,9 @@ impl Config {
             );
         }
         self.pipeline.check().map_err(|e| anyhow::anyhow!("{e}"))?;
+        self.proxy.ports()?;
+        self.proxy.certificates()?;
+        self.acme.check().map_err(|e| anyhow::anyhow!("{e}"))?;
         Ok(())
     }
 }

@@ -400,6 +400,12 @@ impl Alerts {
                         .values()
                         .map(|(since, labels)| (labels.clone(), None, Some(*since)))
                         .collect(),
+                    EventKind::CertificateFailed => seen
+                        .still_failing
+                        .iter()
+                        .filter(|((action, _), _)| *action == CapstanAction::CertificateFailed)
+                        .map(|(_, (since, labels))| (labels.clone(), None, Some(*since)))
+                        .collect(),
                     EventKind::UpdateFailed => Seen::counted(&seen.update_failed, from),
                     EventKind::RolledBack => Seen::counted(&seen.rolled_back, from),
                 })

@@ -23,7 +23,8 @@ pub use rule::{Condition, EventKind, Rule, RuleConfig, Source, builtin, render};
 #[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct AlertsConfig {
-    /// The built-in rules (`oom`, `restart_loop`, `unhealthy`, `node_down`, `disk_almost_full`); default
+    /// The built-in rules (`oom`, `restart_loop`, `unhealthy`, `node_down`, `certificate_failed`,
+    /// `disk_almost_full`); default
     /// true.
     #[serde(default)]
     pub defaults: Option<bool>,

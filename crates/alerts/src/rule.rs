@@ -69,10 +69,13 @@ pub enum EventKind {
     RolledBack,
     /// A Swarm node its managers no longer hear from (for `for`), until it is ready again.
     NodeDown,
+    /// An app's certificate the ACME server did not issue, until it does.
+    CertificateFailed,
 }
 
 impl EventKind {
-    pub const NAMES: &str = "oom, restart_loop, unhealthy, update_failed, rolled_back, node_down";
+    pub const NAMES: &str =
+        "oom, restart_loop, unhealthy, update_failed, rolled_back, node_down, certificate_failed";
 
     fn parse(name: &str, restarts: Option<u32>) -> Option<Self> {
         Some(match name {
@@ -84,6 +87,7 @@ impl EventKind {
             "update_failed" => Self::UpdateFailed,
             "rolled_back" => Self::RolledBack,
             "node_down" => Self::NodeDown,
+            "certificate_failed" => Self::CertificateFailed,
             _ => return None,
         })
     }
@@ -345,6 +349,9 @@ impl Rule {
             }
             Condition::Event(EventKind::RolledBack) => format!("a deploy rolled back (within {w})"),
             Condition::Event(EventKind::NodeDown) => "a Swarm node is down".into(),
+            Condition::Event(EventKind::CertificateFailed) => {
+                "an app's certificate is not issued".into()
+            }
             Condition::Security(at_least) => {
                 format!("a host security check finds something {at_least} or worse")
             }
@@ -397,6 +404,14 @@ pub fn builtin() -> Vec<RuleConfig> {
                 "node_down",
                 "critical",
                 "Swarm node {{ $labels.node }} is down: its tasks are moved to the others",
+            )
+        },
+        RuleConfig {
+            event: Some("certificate_failed".into()),
+            ..rule(
+                "certificate_failed",
+                "warning",
+                "{{ $labels.app }} has no certificate for {{ $labels.names }}: served over plain HTTP until the ACME server issues one",
             )
         },
         RuleConfig {

@@ -28,6 +28,9 @@ pub(crate) struct Seen {
     pub(crate) unhealthy: HashMap<String, (i64, BTreeMap<String, String>)>,
     /// Swarm nodes down, by id: since when, and their labels.
     pub(crate) nodes_down: HashMap<String, (i64, BTreeMap<String, String>)>,
+    /// Work that fails until it succeeds again (an app's certificate), by kind and what it is
+    /// for: since when, and its labels.
+    pub(crate) still_failing: HashMap<(CapstanAction, String), (i64, BTreeMap<String, String>)>,
     /// `(ms, labels)` of failed automatic updates.
     pub(crate) update_failed: VecDeque<(i64, BTreeMap<String, String>)>,
     /// `(ms, labels)` of deploys that rolled back.
@@ -55,6 +58,12 @@ pub(crate) fn container_labels(e: &Event) -> BTreeMap<String, String> {
         out.insert("service".into(), s);
     }
     out
+}
+
+/// Which certificate an event is about: its app and challenge.
+fn certificate_of(e: &Event) -> String {
+    let a = |k: &str| e.attributes.get(k).map_or("", String::as_str);
+    format!("{}/{}", a("app"), a("challenge"))
 }
 
 impl Seen {
@@ -134,6 +143,22 @@ impl Seen {
                         }
                     }
                     self.update_failed.push_back((t, labels));
+                }
+                Some(CapstanAction::CertificateFailed) => {
+                    let mut labels = BTreeMap::new();
+                    for k in ["app", "names", "challenge"] {
+                        if let Some(v) = e.attributes.get(k) {
+                            labels.insert(k.to_owned(), v.clone());
+                        }
+                    }
+                    let of = certificate_of(e);
+                    self.still_failing
+                        .entry((CapstanAction::CertificateFailed, of))
+                        .or_insert_with(|| (t, labels));
+                }
+                Some(CapstanAction::CertificateIssued) => {
+                    self.still_failing
+                        .remove(&(CapstanAction::CertificateFailed, certificate_of(e)));
                 }
                 Some(CapstanAction::ReleaseRolledBack) => {
                     let app = e.attributes.get("app").cloned().unwrap_or_default();

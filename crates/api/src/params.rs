@@ -1,4 +1,5 @@
-//! Strict query-string parsing: unknown parameters and malformed values are rejected by name.
+//! Strict parsing of what a request sends: unknown query parameters and malformed values are
+//! rejected by name, and a body is the JSON object its document says.
 
 use capstan_store::{Cursor, EventFilter};
 use chrono::Utc;
@@ -31,6 +32,16 @@ const EVENT_TYPES: &[&str] = &[
 /// Default and largest page sizes.
 const DEFAULT_LIMIT: usize = 100;
 const MAX_LIMIT: usize = 1000;
+
+/// A request body read as `T`, which must be a JSON object: serde reads a struct from an array
+/// too (its fields in order), which no document of ours allows. The error is serde's (or says
+/// the body is no object), for the caller to put in its own words.
+pub(crate) fn json_object<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, String> {
+    match body.iter().find(|b| !b.is_ascii_whitespace()) {
+        Some(b'{') | None => serde_json::from_slice(body).map_err(|e| e.to_string()),
+        Some(_) => Err("the body is not a JSON object".to_owned()),
+    }
+}
 
 /// Rejects any parameter not in `allowed`.
 pub(crate) fn only(pairs: &Pairs, allowed: &[&str]) -> Result<(), ApiError> {
@@ -254,5 +265,33 @@ mod tests {
         }
         // a stream has no pages
         assert!(events(&pairs(&[("cursor", "1.1")]), EVENT_STREAM_PARAMS).is_err());
+    }
+
+    #[test]
+    fn a_body_is_an_object_even_where_every_field_has_a_default() {
+        #[derive(serde::Deserialize, Debug, Default, PartialEq)]
+        #[serde(deny_unknown_fields)]
+        struct Asked {
+            #[serde(default)]
+            uses: Option<u32>,
+        }
+        // serde alone takes both arrays, which the document does not allow
+        assert!(serde_json::from_slice::<Asked>(b"[]").is_ok());
+        for array in [&b"[]"[..], b" [2]", b"null", b"\"x\""] {
+            let err = json_object::<Asked>(array).unwrap_err();
+            assert!(err.contains("not a JSON object"), "{err}");
+        }
+        assert_eq!(json_object::<Asked>(b" {}"), Ok(Asked::default()));
+        assert_eq!(
+            json_object::<Asked>(b"{\"uses\": 2}").unwrap().uses,
+            Some(2)
+        );
+        // an empty body and unknown fields keep serde's words
+        assert!(json_object::<Asked>(b"").unwrap_err().contains("EOF"));
+        assert!(
+            json_object::<Asked>(b"{\"use\": 2}")
+                .unwrap_err()
+                .contains("unknown field")
+        );
     }
 }

@@ -15,6 +15,7 @@ mod load;
 mod merge;
 pub mod model;
 mod node;
+pub mod routes;
 
 pub use emit::to_yaml;
 pub use error::{Error, Warning};

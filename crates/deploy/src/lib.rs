@@ -33,8 +33,9 @@ pub mod units;
 pub use autoupdate::AutoUpdater;
 pub use capstan_model::{Action, Outcome, Plan, Progress, Report, ServicePlan, ServiceReport};
 pub use docker::{
-    DockerTarget, Names, PORTS_LABEL, PortClaim, Router, SecretPaths, claims, container_spec,
-    is_retiring, labels, must_pull, needs_no_agent, network_spec, pull_image, volume_spec,
+    DockerTarget, EdgeConfig, EdgeLink, Names, PORTS_LABEL, PortClaim, Router, SecretPaths,
+    WantedNames, claims, container_spec, is_retiring, labels, must_pull, needs_no_agent,
+    network_spec, pull_image, volume_spec,
 };
 pub use error::{
     CheckError, Error, FileGone, GateError, HealError, LaunchError, ReleaseError, RequestError,

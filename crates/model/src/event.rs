@@ -89,11 +89,17 @@ pub enum CapstanAction {
     /// An image capstan deployed or built, used by none of its app's last releases nor any
     /// container, was removed (`capstan images prune`, or its schedule).
     ImagePruned,
+    /// A certificate for an app's host names was issued or renewed (`app`, `names`,
+    /// `challenge`, `not_after`).
+    CertificateIssued,
+    /// The ACME server did not issue an app's certificate (`app`, `names`, `challenge`,
+    /// `error`): its names stay on plain HTTP, and it is tried again.
+    CertificateFailed,
 }
 
 impl CapstanAction {
     /// Every action.
-    pub const ALL: [Self; 19] = [
+    pub const ALL: [Self; 21] = [
         Self::UpdateAvailable,
         Self::UpdateApplied,
         Self::UpdateFailed,
@@ -113,6 +119,8 @@ impl CapstanAction {
         Self::SecurityResolved,
         Self::RetireFailed,
         Self::ImagePruned,
+        Self::CertificateIssued,
+        Self::CertificateFailed,
     ];
 
     /// The alert actions, in the order an alert moves through them.
@@ -145,6 +153,8 @@ impl CapstanAction {
             Self::SecurityResolved => "security_resolved",
             Self::RetireFailed => "retire_failed",
             Self::ImagePruned => "image_pruned",
+            Self::CertificateIssued => "certificate_issued",
+            Self::CertificateFailed => "certificate_failed",
         }
     }
 

@@ -12,7 +12,7 @@ use tokio::net::UnixStream;
 use tracing::info;
 
 use crate::Error;
-use crate::protocol::{Request, Response, Route, Status};
+use crate::protocol::{Challenges, Edge, Request, Response, Route, Site, Status};
 use crate::server::Paths;
 
 /// How long a newly started proxy may take to answer.
@@ -53,8 +53,42 @@ impl ProxyClient {
         &self,
         routes: Vec<Route>,
     ) -> Result<(Status, BTreeMap<String, String>), Error> {
-        let resp = self.call(&Request::Apply { routes }, CALL_TIMEOUT).await?;
+        self.apply_all(routes, Vec::new(), Edge::default()).await
+    }
+
+    /// [`Self::apply`] with host names on the shared ports, which `edge` says where to bind
+    /// and which certificates to serve.
+    ///
+    /// # Errors
+    /// As [`Self::apply`].
+    pub async fn apply_all(
+        &self,
+        routes: Vec<Route>,
+        sites: Vec<Site>,
+        edge: Edge,
+    ) -> Result<(Status, BTreeMap<String, String>), Error> {
+        let resp = self
+            .call(
+                &Request::Apply {
+                    routes,
+                    sites,
+                    edge,
+                },
+                CALL_TIMEOUT,
+            )
+            .await?;
         Ok((resp.status.unwrap_or_default(), resp.errors))
+    }
+
+    /// Replaces the ACME challenges the proxy answers (starting it when none runs: a challenge
+    /// can come before any app is served).
+    ///
+    /// # Errors
+    /// A transport error.
+    pub async fn challenges(&self, open: Challenges) -> Result<(), Error> {
+        self.call(&Request::Challenges(open), CALL_TIMEOUT)
+            .await
+            .map(drop)
     }
 
     /// Waits until none of `ids` has a connection or request open, up to `timeout`; returns how

@@ -127,7 +127,7 @@ async fn http(
 ) {
     let service = hyper::service::service_fn(move |req| {
         let route = Arc::clone(&route);
-        async move { Ok::<_, Infallible>(forward(&route, req, peer).await) }
+        async move { Ok::<_, Infallible>(forward(&route, req, peer, &Via::PLAIN).await) }
     });
     // a client that sends no whole request head within the timeout, the first or the next on
     // a kept-alive connection, is disconnected: an idle connection is not held for ever
@@ -166,10 +166,28 @@ impl Outgoing {
     }
 }
 
-async fn forward(
+/// How a request came, and what to change on its way.
+pub(crate) struct Via<'a> {
+    /// `http` or `https`, for `X-Forwarded-Proto`.
+    pub proto: &'static str,
+    /// A path prefix to cut off.
+    pub strip: Option<&'a str>,
+}
+
+impl Via<'_> {
+    /// A published port's request: plain HTTP, as sent.
+    pub const PLAIN: Via<'static> = Via {
+        proto: "http",
+        strip: None,
+    };
+}
+
+/// Sends one request to the route's replicas, round-robin, another when one refuses.
+pub(crate) async fn forward(
     route: &RouteState,
     mut req: Request<Incoming>,
     peer: SocketAddr,
+    via: &Via<'_>,
 ) -> Response<ProxyBody> {
     let upgrade = wants_upgrade(req.headers());
     let client_upgrade = upgrade.then(|| hyper::upgrade::on(&mut req));
@@ -187,13 +205,23 @@ async fn forward(
         _ => Outgoing::Streamed(Some(body)),
     };
     let mut headers = parts.headers.clone();
+    // HTTP/2 names the host in the request's authority; the replica speaks HTTP/1.1
+    if !headers.contains_key(header::HOST)
+        && let Some(host) = parts
+            .uri
+            .authority()
+            .and_then(|a| HeaderValue::from_str(a.as_str()).ok())
+    {
+        headers.insert(header::HOST, host);
+    }
     strip_hop_by_hop(&mut headers, upgrade);
-    add_forwarded(&mut headers, peer);
-    let path = parts
-        .uri
-        .path_and_query()
-        .map_or("/", |p| p.as_str())
-        .to_owned();
+    add_forwarded(&mut headers, peer, via.proto);
+    let full_path = parts.uri.path_and_query().map_or("/", |p| p.as_str());
+    let path = match via.strip.and_then(|prefix| full_path.strip_prefix(prefix)) {
+        Some(rest) if rest.starts_with('/') => rest.to_owned(),
+        Some(rest) => format!("/{rest}"),
+        None => full_path.to_owned(),
+    };
     let mut tried = Vec::new();
     loop {
         let Some(backend) = route.pick(&tried).await else {
@@ -294,8 +322,15 @@ fn empty() -> ProxyBody {
         .boxed()
 }
 
+/// A body of `text`.
+pub(crate) fn full(text: String) -> ProxyBody {
+    Full::new(Bytes::from(text))
+        .map_err(|never: Infallible| match never {})
+        .boxed()
+}
+
 /// A response the proxy makes itself.
-fn answer(status: StatusCode, message: &str) -> Response<ProxyBody> {
+pub(crate) fn answer(status: StatusCode, message: &str) -> Response<ProxyBody> {
     let mut resp = Response::new(
         Full::new(Bytes::from(format!("capstan proxy: {message}\n")))
             .map_err(|never: Infallible| match never {})
@@ -355,7 +390,7 @@ fn strip_hop_by_hop(headers: &mut HeaderMap, upgrade: bool) {
 /// Says who the client is. capstan's proxy is the edge: what a client sends in these headers is
 /// its own claim (a forged `X-Forwarded-For: 10.0.0.1` would pass an app's allow-list), so each
 /// is replaced by what the proxy saw, never appended to.
-fn add_forwarded(headers: &mut HeaderMap, peer: SocketAddr) {
+fn add_forwarded(headers: &mut HeaderMap, peer: SocketAddr, proto: &'static str) {
     for forged in [
         "forwarded",
         "x-forwarded-for",
@@ -369,7 +404,7 @@ fn add_forwarded(headers: &mut HeaderMap, peer: SocketAddr) {
         headers.insert("x-forwarded-for", ip.clone());
         headers.insert("x-real-ip", ip);
     }
-    headers.insert("x-forwarded-proto", HeaderValue::from_static("http"));
+    headers.insert("x-forwarded-proto", HeaderValue::from_static(proto));
     if let Some(host) = headers.get(header::HOST).cloned() {
         headers.insert("x-forwarded-host", host);
     }
@@ -503,6 +538,7 @@ mod tests {
         add_forwarded(
             &mut h,
             "127.0.0.1:4000".parse().unwrap_or_else(|_| unreachable!()),
+            "http",
         );
         assert_eq!(h["x-forwarded-for"], "127.0.0.1");
         assert_eq!(h["x-real-ip"], "127.0.0.1");

@@ -10,13 +10,16 @@
 //! alone; the next daemon re-adopts it.
 
 mod client;
+mod edge;
 mod forward;
 pub mod protocol;
 mod server;
 mod table;
 
 pub use client::{Launch, ProxyClient};
-pub use protocol::{Backend, BackendStatus, Mode, Route, RouteStatus, Status};
+pub use protocol::{
+    Backend, BackendStatus, Certificate, Challenges, Edge, Mode, Route, RouteStatus, Site, Status,
+};
 pub use server::{Paths, run};
 
 /// What went wrong talking to or running the proxy.
@@ -40,4 +43,14 @@ pub enum Error {
         #[source]
         source: std::io::Error,
     },
+}
+
+/// Whether `c` can be served: its chain and key are PEM, and the key is the certificate's.
+///
+/// # Errors
+/// What is wrong with it, in words.
+pub fn check_certificate(c: &Certificate) -> Result<(), String> {
+    edge::certified(c)?
+        .keys_match()
+        .map_err(|e| format!("the key is not the certificate's: {e}"))
 }

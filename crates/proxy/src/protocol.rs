@@ -43,13 +43,86 @@ pub struct Backend {
     pub addr: SocketAddr,
 }
 
+/// A host name and path prefix served on the shared HTTP and HTTPS ports.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Site {
+    /// Stable identity (`app/service/port/host/path`).
+    pub key: String,
+    /// Lowercase, without a port.
+    pub host: String,
+    /// The prefix (`/` for all); the longest that matches a request wins.
+    pub path: String,
+    /// The prefix is cut off before the request goes on.
+    #[serde(default)]
+    pub strip_prefix: bool,
+    /// Plain HTTP answers with a redirect to HTTPS (a certificate is served for the host).
+    #[serde(default)]
+    pub redirect: bool,
+    /// The replicas in rotation, in a stable order.
+    pub backends: Vec<Backend>,
+}
+
+/// The ports every app's host names share, and the certificates served on them.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Edge {
+    /// Plain HTTP (and ACME's HTTP-01 challenges).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub http: Option<SocketAddr>,
+    /// TLS, HTTP/2 and HTTP/1.1 (and ACME's TLS-ALPN-01 challenges).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub https: Option<SocketAddr>,
+    /// Served by name (SNI).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub certificates: Vec<Certificate>,
+}
+
+/// A certificate chain and its key, PEM.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Certificate {
+    /// The names it is served for.
+    pub names: Vec<String>,
+    /// The leaf first, then the intermediates.
+    pub chain_pem: String,
+    pub key_pem: String,
+}
+
+impl std::fmt::Debug for Certificate {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Certificate")
+            .field("names", &self.names)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The answers to ACME's challenges that are open now.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Challenges {
+    /// HTTP-01: token → key authorization, answered at
+    /// `/.well-known/acme-challenge/<token>` on the HTTP port.
+    #[serde(default)]
+    pub http01: BTreeMap<String, String>,
+    /// TLS-ALPN-01: host → the challenge certificate (RFC 8737), served to a client that
+    /// asks for `acme-tls/1`.
+    #[serde(default)]
+    pub tls_alpn01: BTreeMap<String, Certificate>,
+}
+
 /// A request to the proxy.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(tag = "op", rename_all = "snake_case")]
 pub enum Request {
     /// Replace the whole table. A route whose new address cannot be bound is left out and its
     /// reason answered in `errors`; the others are served.
-    Apply { routes: Vec<Route> },
+    Apply {
+        routes: Vec<Route>,
+        #[serde(default)]
+        sites: Vec<Site>,
+        /// Where the shared ports listen (none: not at all).
+        #[serde(default)]
+        edge: Edge,
+    },
+    /// Replace the open ACME challenges.
+    Challenges(Challenges),
     /// Wait until none of these backends has an open connection or request in flight, up to
     /// `timeout_ms`; answers how many are still open.
     WaitIdle { ids: Vec<String>, timeout_ms: u64 },
@@ -83,6 +156,19 @@ pub struct Status {
     /// RFC 3339.
     pub started: String,
     pub routes: Vec<RouteStatus>,
+    /// Host names on the shared ports (their `local` is the HTTP port's, or the HTTPS one's).
+    #[serde(default)]
+    pub sites: Vec<RouteStatus>,
+    /// The shared ports as bound.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<String>)]
+    pub http: Option<SocketAddr>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<String>)]
+    pub https: Option<SocketAddr>,
+    /// The names a certificate is served for.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub certified: Vec<String>,
 }
 
 /// One route as the proxy serves it.

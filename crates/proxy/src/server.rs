@@ -15,8 +15,9 @@ use tokio_util::task::TaskTracker;
 use tracing::{info, warn};
 
 use crate::Error;
-use crate::protocol::{Request, Response, Route, Status};
-use crate::table::{Listening, RouteState, Table};
+use crate::edge::SiteEntry;
+use crate::protocol::{Edge, Mode, Request, Response, Route, Site, Status};
+use crate::table::{Listening, RouteState, SharedPort, Table};
 
 /// How long open connections may take to finish when the proxy stops.
 const STOP_DRAIN: Duration = Duration::from_secs(30);
@@ -41,6 +42,10 @@ impl Paths {
 
 struct Proxy {
     table: Mutex<Table>,
+    /// What the shared ports serve.
+    edge: Arc<crate::edge::Shared>,
+    /// The connections the shared ports hold, in all and by client address.
+    edge_limits: Arc<capstan_process::limits::ConnLimiter>,
     /// Cancelled when the proxy stops: HTTP connections finish their request and close.
     stopping: CancellationToken,
     connections: TaskTracker,
@@ -77,6 +82,10 @@ pub async fn run(data: &Path) -> Result<(), Error> {
     let fds = capstan_process::limits::raise_fd_limit();
     let proxy = Arc::new(Proxy {
         table: Mutex::new(Table::default()),
+        edge: Arc::default(),
+        edge_limits: Arc::new(capstan_process::limits::ConnLimiter::new(
+            capstan_process::limits::ConnCaps::from_fd_limit(),
+        )),
         stopping: CancellationToken::new(),
         connections: TaskTracker::new(),
         started: chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
@@ -105,6 +114,12 @@ pub async fn run(data: &Path) -> Result<(), Error> {
         let mut table = proxy.table.lock().unwrap_or_else(PoisonError::into_inner);
         for (_, l) in table.listening.drain() {
             l.accept.abort();
+        }
+        for port in [table.http.take(), table.https.take()]
+            .into_iter()
+            .flatten()
+        {
+            port.accept.abort();
         }
     }
     let _ = std::fs::remove_file(&paths.socket);
@@ -147,7 +162,11 @@ async fn serve_control(proxy: Arc<Proxy>, stream: UnixStream) {
 
 async fn handle(proxy: &Arc<Proxy>, req: Request) -> Response {
     match req {
-        Request::Apply { routes } => match apply(proxy, &routes) {
+        Request::Apply {
+            routes,
+            sites,
+            edge,
+        } => match apply(proxy, &routes, &sites, &edge) {
             Ok(errors) => Response {
                 ok: true,
                 status: Some(status(proxy)),
@@ -183,6 +202,16 @@ async fn handle(proxy: &Arc<Proxy>, req: Request) -> Response {
                 ..Response::default()
             }
         }
+        Request::Challenges(open) => match proxy.edge.set_challenges(&open) {
+            Ok(()) => Response {
+                ok: true,
+                ..Response::default()
+            },
+            Err(e) => Response {
+                error: Some(format!("a TLS-ALPN-01 challenge certificate: {e}")),
+                ..Response::default()
+            },
+        },
         Request::Status => Response {
             ok: true,
             status: Some(status(proxy)),
@@ -199,15 +228,16 @@ async fn handle(proxy: &Arc<Proxy>, req: Request) -> Response {
 }
 
 fn status(proxy: &Proxy) -> Status {
+    let table = proxy.table.lock().unwrap_or_else(PoisonError::into_inner);
     Status {
         pid: std::process::id(),
         version: env!("CARGO_PKG_VERSION").to_owned(),
         started: proxy.started.clone(),
-        routes: proxy
-            .table
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .status(),
+        routes: table.status(),
+        sites: table.site_status(),
+        http: table.http.as_ref().map(|p| p.local),
+        https: table.https.as_ref().map(|p| p.local),
+        certified: proxy.edge.certified(),
     }
 }
 
@@ -222,8 +252,15 @@ fn identity(r: &Route) -> String {
 }
 
 /// Replaces the table. A route whose new address cannot be bound is left out and reported
-/// (by key); every other route is served, so one bad port never stalls the rest.
-fn apply(proxy: &Arc<Proxy>, routes: &[Route]) -> Result<BTreeMap<String, String>, String> {
+/// (by key), as is a shared port that cannot be bound (`edge:http`, `edge:https`) and a
+/// certificate that cannot be read (`certificate:<name>`); everything else is served, so one
+/// bad port never stalls the rest.
+fn apply(
+    proxy: &Arc<Proxy>,
+    routes: &[Route],
+    sites: &[Site],
+    edge: &Edge,
+) -> Result<BTreeMap<String, String>, String> {
     let mut wanted = std::collections::HashMap::new();
     for r in routes {
         if let Some(other) = wanted.insert(identity(r), &r.key) {
@@ -284,8 +321,96 @@ fn apply(proxy: &Arc<Proxy>, routes: &[Route]) -> Result<BTreeMap<String, String
             },
         );
     }
+    apply_edge(proxy, &mut table, sites, edge, &mut errors);
     table.prune();
     Ok(errors)
+}
+
+/// The shared ports, their host names and certificates.
+fn apply_edge(
+    proxy: &Arc<Proxy>,
+    table: &mut Table,
+    sites: &[Site],
+    edge: &Edge,
+    errors: &mut BTreeMap<String, String>,
+) {
+    for (name, asked, tls) in [("http", edge.http, false), ("https", edge.https, true)] {
+        let slot = if tls {
+            &mut table.https
+        } else {
+            &mut table.http
+        };
+        if slot.as_ref().map(|p| p.asked) == asked {
+            continue;
+        }
+        if let Some(old) = slot.take() {
+            old.accept.abort();
+            info!(port = name, addr = %old.local, "stopped listening");
+        }
+        let Some(asked) = asked else { continue };
+        let acceptor = match tls
+            .then(|| crate::edge::tls_config(&proxy.edge))
+            .transpose()
+        {
+            Ok(config) => config.map(tokio_rustls::TlsAcceptor::from),
+            Err(e) => {
+                errors.insert(format!("edge:{name}"), format!("TLS: {e}"));
+                continue;
+            }
+        };
+        match std::net::TcpListener::bind(asked).and_then(|l| l.set_nonblocking(true).map(|()| l)) {
+            Ok(listener) => {
+                let local = listener.local_addr().unwrap_or(asked);
+                let accept = crate::edge::spawn_accept(
+                    listener,
+                    acceptor,
+                    Arc::clone(&proxy.edge),
+                    Arc::clone(&proxy.edge_limits),
+                    proxy.stopping.clone(),
+                    proxy.connections.clone(),
+                );
+                info!(port = name, addr = %local, "listening");
+                *slot = Some(SharedPort {
+                    asked,
+                    local,
+                    accept,
+                });
+            }
+            Err(e) => {
+                warn!(port = name, addr = %asked, error = %e, "cannot listen");
+                errors.insert(
+                    format!("edge:{name}"),
+                    format!("cannot listen on {asked}: {e}"),
+                );
+            }
+        }
+    }
+    let mut entries = Vec::new();
+    let mut kept = std::collections::HashMap::new();
+    for site in sites {
+        let config = table.config_with(&site.key, Mode::Http, &site.backends);
+        let route = match table.sites.get(&site.key) {
+            Some(route) => {
+                route.config.send_replace(config);
+                Arc::clone(route)
+            }
+            None => Arc::new(RouteState::new(config)),
+        };
+        kept.insert(site.key.clone(), Arc::clone(&route));
+        entries.push(Arc::new(SiteEntry {
+            host: site.host.to_ascii_lowercase(),
+            path: site.path.clone(),
+            strip_prefix: site.strip_prefix,
+            redirect: site.redirect,
+            route,
+        }));
+    }
+    table.sites = kept;
+    let https_port = table.https.as_ref().map(|p| p.local.port());
+    for (name, e) in proxy.edge.set(entries, &edge.certificates, https_port) {
+        warn!(name = %name, error = %e, "cannot serve a certificate");
+        errors.insert(format!("certificate:{name}"), e);
+    }
 }
 
 fn spawn_accept(

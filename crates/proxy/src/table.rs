@@ -191,10 +191,23 @@ pub(crate) struct Listening {
     pub accept: tokio::task::AbortHandle,
 }
 
-/// The whole table: listening sockets by identity (see `server::identity`), backends by id.
+/// One of the shared ports, bound.
+pub(crate) struct SharedPort {
+    /// The address asked for.
+    pub asked: SocketAddr,
+    pub local: SocketAddr,
+    pub accept: tokio::task::AbortHandle,
+}
+
+/// The whole table: listening sockets by identity (see `server::identity`), host names by key,
+/// backends by id.
 #[derive(Default)]
 pub(crate) struct Table {
     pub listening: HashMap<String, Listening>,
+    /// Host names' routes by key (their counters live as long as the key).
+    pub sites: HashMap<String, Arc<RouteState>>,
+    pub http: Option<SharedPort>,
+    pub https: Option<SharedPort>,
     pub backends: HashMap<String, Arc<BackendState>>,
 }
 
@@ -216,8 +229,10 @@ impl Table {
         let used: std::collections::HashSet<String> = self
             .listening
             .values()
-            .flat_map(|l| {
-                l.route
+            .map(|l| &l.route)
+            .chain(self.sites.values())
+            .flat_map(|route| {
+                route
                     .config
                     .borrow()
                     .backends
@@ -259,12 +274,42 @@ impl Table {
         routes
     }
 
+    /// The host names' routes, each at the shared port it is reached on (HTTPS when bound).
+    pub fn site_status(&self) -> Vec<RouteStatus> {
+        let Some(local) = self.https.as_ref().or(self.http.as_ref()).map(|p| p.local) else {
+            return Vec::new();
+        };
+        let mut sites: Vec<RouteStatus> = self
+            .sites
+            .values()
+            .map(|route| {
+                let config = route.config.borrow();
+                RouteStatus {
+                    key: config.key.to_string(),
+                    local,
+                    mode: Mode::Http,
+                    connections: route.connections.load(Ordering::Relaxed),
+                    open: 0,
+                    refused: 0,
+                    backends: config.backends.iter().map(|b| b.status()).collect(),
+                }
+            })
+            .collect();
+        sites.sort_by(|a, b| a.key.cmp(&b.key));
+        sites
+    }
+
     /// The config a route should have now.
     pub fn config_of(&mut self, route: &Route) -> RouteConfig {
+        self.config_with(&route.key, route.mode, &route.backends)
+    }
+
+    /// The config of `key` forwarding in `mode` to `backends`.
+    pub fn config_with(&mut self, key: &str, mode: Mode, backends: &[Backend]) -> RouteConfig {
         RouteConfig {
-            key: Arc::from(route.key.as_str()),
-            mode: route.mode,
-            backends: route.backends.iter().map(|b| self.backend(b)).collect(),
+            key: Arc::from(key),
+            mode,
+            backends: backends.iter().map(|b| self.backend(b)).collect(),
         }
     }
 }

@@ -530,3 +530,205 @@ async fn one_proxy_per_data_dir_and_stop_ends_it() {
         Err(capstan_proxy::Error::NotRunning)
     ));
 }
+
+/// An HTTP/1 server answering `NAME PATH PROTO HOST` (what reached it, and how).
+async fn echo_backend(name: &'static str) -> SocketAddr {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        loop {
+            let (stream, _) = listener.accept().await.unwrap();
+            tokio::spawn(async move {
+                let service =
+                    hyper::service::service_fn(move |req: Request<Incoming>| async move {
+                        let header = |h: &str| {
+                            req.headers()
+                                .get(h)
+                                .map(|v| v.to_str().unwrap().to_owned())
+                                .unwrap_or_default()
+                        };
+                        let text = format!(
+                            "{name} {} {} {}",
+                            req.uri(),
+                            header("x-forwarded-proto"),
+                            header("host")
+                        );
+                        Ok::<_, Infallible>(Response::new(Full::new(Bytes::from(text))))
+                    });
+                let _ = hyper::server::conn::http1::Builder::new()
+                    .serve_connection(TokioIo::new(stream), service)
+                    .await;
+            });
+        }
+    });
+    addr
+}
+
+fn site(key: &str, host: &str, path: &str, backends: &[(&str, SocketAddr)]) -> capstan_proxy::Site {
+    capstan_proxy::Site {
+        key: key.into(),
+        host: host.into(),
+        path: path.into(),
+        strip_prefix: false,
+        redirect: false,
+        backends: backends
+            .iter()
+            .map(|(id, addr)| Backend {
+                id: (*id).into(),
+                addr: *addr,
+            })
+            .collect(),
+    }
+}
+
+#[tokio::test]
+async fn host_names_share_the_http_and_https_ports_with_http2_redirects_and_challenges() {
+    let p = proxy().await;
+    let (web, api) = (echo_backend("web").await, echo_backend("api").await);
+    let key = rcgen::KeyPair::generate().unwrap();
+    let cert = rcgen::CertificateParams::new(vec!["shop.test".to_owned()])
+        .unwrap()
+        .self_signed(&key)
+        .unwrap();
+    let mut api_site = site(
+        "shop/api/8080/shop.test/api",
+        "shop.test",
+        "/api",
+        &[("a1", api)],
+    );
+    api_site.strip_prefix = true;
+    let mut web_site = site("shop/web/80/shop.test/", "shop.test", "/", &[("w1", web)]);
+    web_site.redirect = true;
+    let plain = site("blog/web/80/blog.test/", "blog.test", "/", &[("b1", web)]);
+    let edge = capstan_proxy::Edge {
+        http: Some("127.0.0.1:0".parse().unwrap()),
+        https: Some("127.0.0.1:0".parse().unwrap()),
+        certificates: vec![capstan_proxy::Certificate {
+            names: vec!["shop.test".into()],
+            chain_pem: cert.pem(),
+            key_pem: key.serialize_pem(),
+        }],
+    };
+    let (status, errors) = p
+        .client
+        .apply_all(Vec::new(), vec![web_site, api_site, plain], edge.clone())
+        .await
+        .unwrap();
+    assert!(errors.is_empty(), "{errors:?}");
+    let (http, https) = (status.http.unwrap(), status.https.unwrap());
+    assert_eq!(status.certified, ["shop.test"]);
+    assert_eq!(status.sites.len(), 3, "{status:?}");
+
+    let client = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .resolve("shop.test", https)
+        .resolve("blog.test", http)
+        .resolve("nowhere.test", http)
+        .tls_certs_only([reqwest::Certificate::from_pem(cert.pem().as_bytes()).unwrap()])
+        .build()
+        .unwrap();
+    // HTTPS by name, HTTP/2 offered and taken; the longest prefix wins, and is cut off
+    let resp = client
+        .get(format!("https://shop.test:{}/api/items?x=1", https.port()))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.version(), reqwest::Version::HTTP_2);
+    let body = resp.text().await.unwrap();
+    assert_eq!(
+        body,
+        format!("api /items?x=1 https shop.test:{}", https.port())
+    );
+    let body = client
+        .get(format!("https://shop.test:{}/apix", https.port()))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(body.starts_with("web /apix https"), "{body}");
+    // plain HTTP: a name with a certificate redirects (keeping path and query), one without
+    // is served
+    let plain_get = |host: &'static str, path: &'static str| {
+        let client = reqwest::Client::builder()
+            .redirect(reqwest::redirect::Policy::none())
+            .build()
+            .unwrap();
+        async move {
+            client
+                .get(format!("http://{http}{path}"))
+                .header("host", host)
+                .send()
+                .await
+                .unwrap()
+        }
+    };
+    let resp = plain_get("shop.test", "/cart?id=2").await;
+    assert_eq!(resp.status(), 308);
+    assert_eq!(
+        resp.headers()["location"],
+        format!("https://shop.test:{}/cart?id=2", https.port()).as_str()
+    );
+    let resp = plain_get("blog.test:80", "/post").await;
+    assert_eq!(resp.status(), 200);
+    assert!(
+        resp.text()
+            .await
+            .unwrap()
+            .starts_with("web /post http blog.test")
+    );
+    // a name nothing serves: 404, naming nothing that is served
+    let resp = plain_get("nowhere.test", "/").await;
+    assert_eq!(resp.status(), 404);
+    let body = resp.text().await.unwrap();
+    assert!(!body.contains("shop") && !body.contains("blog"), "{body}");
+    // a TLS client asking for a name without a certificate gets no handshake
+    let err = client
+        .get(format!("https://nowhere.test:{}/", https.port()))
+        .send()
+        .await;
+    assert!(err.is_err());
+    // HTTP-01: the proxy answers what the daemon says, on the HTTP port of any name
+    p.client
+        .challenges(capstan_proxy::Challenges {
+            http01: [("tok123".to_owned(), "tok123.thumb".to_owned())].into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    let resp = plain_get("new.test", "/.well-known/acme-challenge/tok123").await;
+    assert_eq!(resp.status(), 200);
+    assert_eq!(resp.text().await.unwrap(), "tok123.thumb");
+    let resp = plain_get("new.test", "/.well-known/acme-challenge/other").await;
+    assert_eq!(resp.status(), 404);
+    // a certificate that cannot be read is reported by name, the rest still served
+    let mut broken = edge;
+    broken.certificates.push(capstan_proxy::Certificate {
+        names: vec!["bad.test".into()],
+        chain_pem: "not pem".into(),
+        key_pem: String::new(),
+    });
+    let (_, errors) = p
+        .client
+        .apply_all(
+            Vec::new(),
+            vec![site(
+                "shop/web/80/shop.test/",
+                "shop.test",
+                "/",
+                &[("w1", web)],
+            )],
+            broken,
+        )
+        .await
+        .unwrap();
+    assert!(errors.contains_key("certificate:bad.test"), "{errors:?}");
+    let resp = client
+        .get(format!("https://shop.test:{}/", https.port()))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    drop(p);
+}

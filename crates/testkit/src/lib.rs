@@ -197,6 +197,69 @@ pub async fn engine() -> Engine {
     engine
 }
 
+/// The host's address on `engine`'s default bridge: where a container, or a build's `RUN`,
+/// reaches a listener of the test.
+pub async fn bridge_gateway(engine: &Engine) -> std::net::IpAddr {
+    let networks = engine.networks_json().await.unwrap();
+    let bridge = networks
+        .iter()
+        .find(|n| n["Name"] == "bridge")
+        .expect("the test engine has a default bridge network");
+    bridge["IPAM"]["Config"][0]["Gateway"]
+        .as_str()
+        .and_then(|g| g.parse().ok())
+        .unwrap_or_else(|| panic!("no gateway on the engine's bridge: {bridge}"))
+}
+
+/// An HTTP listener a container reaches (on the engine's bridge) that answers nobody until the
+/// test opens it: a build step that fetches it (`RUN wget -q -O- URL`) runs exactly as long as
+/// the test needs, whatever the machine's speed.
+pub struct Gate {
+    /// `http://<gateway>:<port>/`
+    pub url: String,
+    open: tokio::sync::watch::Sender<bool>,
+}
+
+impl Gate {
+    pub async fn start(engine: &Engine) -> Self {
+        let listener = tokio::net::TcpListener::bind((bridge_gateway(engine).await, 0))
+            .await
+            .unwrap();
+        let url = format!("http://{}/", listener.local_addr().unwrap());
+        let (open, opened) = tokio::sync::watch::channel(false);
+        tokio::spawn(async move {
+            while let Ok((mut conn, _)) = listener.accept().await {
+                let mut opened = opened.clone();
+                tokio::spawn(async move {
+                    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+                    // the request read whole first: a socket closed on unread data is reset,
+                    // and the answer with it
+                    let mut request = Vec::new();
+                    let mut buf = [0u8; 1024];
+                    while !request.windows(4).any(|w| w == b"\r\n\r\n") {
+                        match conn.read(&mut buf).await {
+                            Ok(0) | Err(_) => return,
+                            Ok(n) => request.extend_from_slice(&buf[..n]),
+                        }
+                    }
+                    if opened.wait_for(|open| *open).await.is_ok() {
+                        let _ = conn
+                            .write_all(b"HTTP/1.0 200 OK\r\ncontent-length: 5\r\n\r\nopen\n")
+                            .await;
+                        let _ = conn.shutdown().await;
+                    }
+                });
+            }
+        });
+        Self { url, open }
+    }
+
+    /// Answers every request held and every later one.
+    pub fn open(&self) {
+        self.open.send_replace(true);
+    }
+}
+
 /// Whether `c` is one of `app`'s replicas: capstan's app label, and not a replica a rollout
 /// set aside (renamed `<slot>-retiring-<id>`, out of rotation, stopping in the background).
 pub fn replica_of(c: &capstan_model::Container, app: &str) -> bool {

@@ -119,7 +119,13 @@ pub async fn run(opts: ServeOptions) -> Result<()> {
     let rollouts = capstan_model::RolloutLocks::default();
     let (auto_tx, auto_rx) = tokio::sync::mpsc::channel(subsystems::AUTO_UPDATES_QUEUE);
     let images = subsystems::start_images(&base, &file.images, auto_tx, &file.targets)?;
-    let deploy = subsystems::start_deploy(&base, &rollouts, auto_rx, &clusters, &file.targets)?;
+    let deploy = subsystems::start_deploy(
+        &base,
+        &rollouts,
+        auto_rx,
+        &clusters,
+        (&file.targets, &file.proxy, &file.acme),
+    )?;
     let scanner = subsystems::start_scan(&base, &file.images)?;
     let metrics = subsystems::start_metrics(&base, &file.metrics, file.fleet.listen.is_some())?;
     let security = subsystems::start_security(&base, &file.security).await;

@@ -249,7 +249,11 @@ pub(super) fn start_deploy(
     rollouts: &RolloutLocks,
     auto: mpsc::Receiver<AutoUpdate>,
     targets: &[(String, capstan_engine::Engine)],
-    kubernetes: &[capstan_deploy::targets::TargetConfig],
+    (kubernetes, proxy, acme): (
+        &[capstan_deploy::targets::TargetConfig],
+        &crate::config::ProxyConfig,
+        &capstan_acme::AcmeConfig,
+    ),
 ) -> Result<Deploy> {
     // the clusters of `[[targets]]`: the proxy routes their apps' ports to their tasks
     let mut clusters: Vec<(String, Arc<dyn capstan_deploy::Target>)> = Vec::new();
@@ -269,13 +273,32 @@ pub(super) fn start_deploy(
     }
     // capstan's proxy serves published ports on the engine's machine: this one's
     let router = if base.engine_on && base.engine.is_local() {
+        let client =
+            capstan_proxy::ProxyClient::new(&base.data, Some(data_dir::proxy_launch(&base.data)?));
+        // host names: the shared ports, and their certificates from files and ACME
+        let (http, https) = proxy.ports()?;
+        let edge = capstan_acme::start(
+            capstan_acme::Setup {
+                data: base.data.clone(),
+                acme: acme.check().map_err(|e| anyhow::anyhow!("{e}"))?,
+                files: proxy.certificates()?,
+                http,
+                https,
+                proxy: client.clone(),
+                store: base.store.clone(),
+                live: base.live.clone(),
+            },
+            base.shutdown.clone(),
+        )
+        .context("cannot make the certificates' directory")?;
         Some(capstan_deploy::Router::spawn(
             base.engine.clone(),
             base.store.clone(),
-            capstan_proxy::ProxyClient::new(&base.data, Some(data_dir::proxy_launch(&base.data)?)),
+            client,
             &base.live,
             base.shutdown.clone(),
             clusters.iter().map(|(_, t)| Arc::clone(t)).collect(),
+            edge,
         ))
     } else {
         None

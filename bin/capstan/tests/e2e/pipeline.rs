@@ -159,8 +159,13 @@ async fn a_git_push_is_built_pushed_deployed_and_superseded_failed_or_gated_ones
         "{out}"
     );
 
-    // two pushes at once: the first (a slow build) is superseded, only the second deploys
-    let slow = dockerfile.replace("RUN echo built", "RUN sleep 5 && echo built");
+    // two pushes at once: the first (a slow build: its step waits on the test) is superseded,
+    // only the second deploys
+    let gate = capstan_testkit::Gate::start(&engine).await;
+    let slow = dockerfile.replace(
+        "RUN echo built",
+        &format!("RUN wget -q -O- {} && echo built", gate.url),
+    );
     let v3 = repo.push("slow v3", &[("Dockerfile", &slow), ("index.html", "v3\n")]);
     let running = eventually(Duration::from_secs(30), "v3 building", || async {
         builds(&daemon, &app)
@@ -184,9 +189,11 @@ async fn a_git_push_is_built_pushed_deployed_and_superseded_failed_or_gated_ones
     crate::dashboard::sign_in_with_token(&client, &daemon).await;
     crate::dashboard::goto(&client, &daemon, &format!("#/builds/{}", running.id)).await;
     crate::dashboard::wait_text(&client, "#build-status", "running").await;
-    crate::dashboard::wait_text(&client, "#build-log", "sleep 5").await;
+    crate::dashboard::wait_text(&client, "#build-log", "wget").await;
     let v4 = repo.push("v4", &[("index.html", "v4\n")]);
     crate::dashboard::wait_text(&client, "#build-status", "superseded").await;
+    // v4 (the same Dockerfile) goes on, and so does v3's retry below
+    gate.open();
     crate::dashboard::shoot(&client, "build").await;
     let third = ended(&daemon, &app, &v3).await;
     assert_eq!(third.status, "superseded", "{third:#?}");

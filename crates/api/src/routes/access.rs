@@ -84,7 +84,7 @@ pub(crate) async fn create(
     Extension(who): Extension<Principal>,
     body: axum::body::Bytes,
 ) -> Result<(StatusCode, Json<CreatedToken>), ApiError> {
-    let new: NewToken = serde_json::from_slice(&body).map_err(|e| {
+    let new: NewToken = crate::params::json_object(&body).map_err(|e| {
         ApiError::new(
             Code::BadRequest,
             format!("token: {e} (send {{\"name\": \"ci\", \"role\": \"viewer|operator|admin\"}})"),

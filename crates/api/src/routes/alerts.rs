@@ -98,7 +98,7 @@ pub(crate) async fn add_rule(
     State(state): State<AppState>,
     body: axum::body::Bytes,
 ) -> Result<(StatusCode, Json<AlertRules>), ApiError> {
-    let config: capstan_alerts::RuleConfig = serde_json::from_slice(&body)
+    let config: capstan_alerts::RuleConfig = crate::params::json_object(&body)
         .map_err(|e| ApiError::new(Code::BadRequest, format!("rule: {e}")))?;
     let engine = alerts(&state)?;
     engine.add_rule(&config)?;

@@ -64,7 +64,7 @@ async fn read_request(
     let (mut req, sealed) = if yaml {
         compose_request(state, app, body, running.as_ref())?
     } else {
-        let mut req: DeployRequest = serde_json::from_slice(body).map_err(|e| {
+        let mut req: DeployRequest = crate::params::json_object(body).map_err(|e| {
             ApiError::bad_param(
                 "body",
                 format!(
@@ -73,6 +73,9 @@ async fn read_request(
             )
         })?;
         let sealed = crate::redact::restore(&mut req.project, running.as_ref())?;
+        // host names as the CLI completes them: a client of its own is held to the same
+        capstan_compose::routes::resolve(&mut req.project)
+            .map_err(|e| ApiError::bad_param("body", e.to_string()))?;
         for (key, o) in req
             .project
             .configs
@@ -792,7 +795,7 @@ pub(crate) async fn scale_app(
     body: axum::body::Bytes,
 ) -> Result<Response, ApiError> {
     check_app(&app)?;
-    let asked: ScaleRequest = serde_json::from_slice(&body).map_err(|e| {
+    let asked: ScaleRequest = crate::params::json_object(&body).map_err(|e| {
         ApiError::new(
             Code::BadRequest,
             format!("scale: {e} (send {{\"replicas\": {{\"web\": 3}}}})"),

@@ -203,7 +203,7 @@ pub(crate) async fn set_source(
     body: axum::body::Bytes,
 ) -> Result<Json<GitSource>, ApiError> {
     check_app(&app)?;
-    let source: GitSource = serde_json::from_slice(&body).map_err(|e| {
+    let source: GitSource = crate::params::json_object(&body).map_err(|e| {
         ApiError::new(
             Code::BadRequest,
             format!("source: {e} (send {{\"repository\": \"https://…\", \"branch\": \"main\"}})"),

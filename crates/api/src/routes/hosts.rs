@@ -108,7 +108,7 @@ pub(crate) async fn join_token(
     axum::Extension(who): axum::Extension<crate::auth::Principal>,
     body: axum::body::Bytes,
 ) -> Result<(StatusCode, Json<JoinTokenIssued>), ApiError> {
-    let new: NewJoinToken = serde_json::from_slice(&body).map_err(|e| {
+    let new: NewJoinToken = crate::params::json_object(&body).map_err(|e| {
         ApiError::new(
             Code::BadRequest,
             format!(

@@ -68,7 +68,7 @@ pub(crate) async fn allow(
     body: axum::body::Bytes,
 ) -> Result<(StatusCode, Json<Allowance>), ApiError> {
     capstan_model::check_app_name(&app).map_err(|e| ApiError::bad_param("app", e.to_string()))?;
-    let asked: NewAllowance = serde_json::from_slice(&body).map_err(|e| {
+    let asked: NewAllowance = crate::params::json_object(&body).map_err(|e| {
         ApiError::new(
             Code::BadRequest,
             format!("policy: {e} (send {{\"feature\": \"privileged\"}})"),

@@ -66,7 +66,7 @@ pub(crate) async fn login(
     body: axum::body::Bytes,
 ) -> Result<(StatusCode, Json<RegistryLogin>), ApiError> {
     let registry = registry(&name)?;
-    let asked: RegistryLoginRequest = serde_json::from_slice(&body).map_err(|e| {
+    let asked: RegistryLoginRequest = crate::params::json_object(&body).map_err(|e| {
         ApiError::new(
             Code::BadRequest,
             format!("login: {e} (send {{\"username\": \"...\", \"password\": \"...\"}})"),

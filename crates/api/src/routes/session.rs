@@ -74,7 +74,7 @@ pub(crate) async fn sign_in(
     let body = axum::body::to_bytes(request.into_body(), 64 * 1024)
         .await
         .map_err(|e| ApiError::new(Code::BadRequest, format!("sign-in: {e}")))?;
-    let asked: SignIn = serde_json::from_slice(&body).map_err(|e| {
+    let asked: SignIn = crate::params::json_object(&body).map_err(|e| {
         ApiError::new(
             Code::BadRequest,
             format!("sign-in: {e} (send {{\"username\", \"password\"}} or {{\"token\"}})"),
@@ -358,7 +358,7 @@ pub(crate) async fn put_user(
     Extension(by): Extension<Principal>,
     body: axum::body::Bytes,
 ) -> Result<(StatusCode, Json<User>), ApiError> {
-    let new: NewUser = serde_json::from_slice(&body).map_err(|e| {
+    let new: NewUser = crate::params::json_object(&body).map_err(|e| {
         ApiError::new(
             Code::BadRequest,
             format!("user: {e} (send {{\"name\", \"role\", \"password\"}})"),

@@ -404,6 +404,15 @@ fn load_at(opts: &Options, depth: usize) -> Result<Loaded, Error> {
         opts.text.is_none(),
     )?;
     validate(&project, &tree)?;
+    crate::routes::resolve(&mut project).map_err(|e| {
+        let pos = match e.path.strip_prefix("services.") {
+            Some(rest) => service_key_pos(&tree, rest.split('.').next().unwrap_or(""), "labels"),
+            None => tree
+                .key(CAPSTAN_EXTENSION)
+                .map_or_else(|| tree.pos.clone(), |k| k.pos.clone()),
+        };
+        invalid(&pos, &e.path, e.message)
+    })?;
     let mut positions = positions(&tree);
     for (k, v) in included_positions {
         positions.entry(k).or_insert(v);

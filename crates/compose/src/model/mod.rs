@@ -85,6 +85,49 @@ pub struct CapstanExtension {
     /// Where its code is: a push there builds and deploys it (see docs/pipeline.md).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub source: Option<capstan_model::GitSource>,
+    /// Host names (and path prefixes) its services answer on, on the ports 80 and 443 that
+    /// capstan's proxy shares among apps; see [`HttpRoute`] and docs/domains.md.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub routes: Vec<HttpRoute>,
+}
+
+/// One `x-capstan.routes` entry (or a service's `io.capstan.route.*` labels): requests for
+/// `host` whose path starts with `path` go to `service`'s replicas in rotation, at `port`.
+/// After loading, `service` and `port` are always set.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HttpRoute {
+    /// The host name clients ask for (`shop.example.com`), without a port.
+    pub host: String,
+    /// The path prefix, `/` unless given; the longest prefix that matches a request wins.
+    #[serde(default = "root_path")]
+    pub path: String,
+    /// Whether the prefix is cut off before the request goes on (`/api/items` reaches the
+    /// service as `/items`).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub strip_prefix: bool,
+    /// The service (the app's only service unless given).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub service: Option<String>,
+    /// The container port (the service's only published or exposed port, else 80).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub port: Option<u16>,
+    /// `auto` (default): served over HTTPS with a certificate from the files capstan.toml
+    /// names, else from ACME; `off`: HTTP only.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tls: Option<String>,
+    /// How ACME checks the name is ours: `http-01` or `tls-alpn-01` (default: `[acme]
+    /// challenge`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub challenge: Option<String>,
+    /// Whether plain HTTP answers with a redirect to HTTPS once a certificate is served
+    /// (default true).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub redirect: Option<bool>,
+}
+
+fn root_path() -> String {
+    "/".to_owned()
 }
 
 /// One entry of top-level `include:`: a path, or `{path, env_file, project_directory}`.

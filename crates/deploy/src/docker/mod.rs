@@ -12,7 +12,10 @@ mod target;
 
 pub use names::{Names, is_retiring, labels};
 pub use prepare::must_pull;
-pub use route::{PORTS_LABEL, PortClaim, PortError, RouteError, Router, claims};
+pub use route::{
+    EdgeConfig, EdgeLink, PORTS_LABEL, PortClaim, PortError, RouteError, Router, WantedNames,
+    claims,
+};
 pub use spec::{SecretPaths, container_spec, network_spec, stops_first, udp_bindings, volume_spec};
 pub(crate) use target::engine_error;
 pub use target::{DockerTarget, needs_no_agent, pull_image};

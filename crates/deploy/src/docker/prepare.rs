@@ -79,14 +79,19 @@ impl DockerTarget {
                 published.insert(name.clone(), c);
             }
         }
+        let hosts = project
+            .capstan
+            .as_ref()
+            .map(|c| c.routes.as_slice())
+            .unwrap_or_default();
         match &self.router {
             Some(router) => router
-                .claim(&app, &published)
+                .claim(&app, &published, hosts)
                 .await
                 .map_err(|e| TargetError::Refused(e.to_string()))?,
-            None if !published.is_empty() => {
+            None if !published.is_empty() || !hosts.is_empty() => {
                 return Err(TargetError::Refused(
-                    "published ports need capstan's proxy, which only runs under `capstan serve`"
+                    "published ports and host names need capstan's proxy, which only runs under `capstan serve`"
                         .into(),
                 ));
             }

@@ -10,13 +10,13 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use capstan_compose::Project;
-use capstan_compose::model::Service;
+use capstan_compose::model::{HttpRoute, Service};
 use capstan_engine::Engine;
 use capstan_model::Event;
-use capstan_proxy::{Backend, Mode, ProxyClient, Route, Status};
+use capstan_proxy::{Backend, Certificate, Edge, Mode, ProxyClient, Route, Site, Status};
 use capstan_store::Store;
 use serde::{Deserialize, Serialize};
-use tokio::sync::{broadcast, mpsc, oneshot};
+use tokio::sync::{broadcast, mpsc, oneshot, watch};
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, warn};
 
@@ -173,6 +173,20 @@ pub enum RouteError {
         key: String,
         owner: String,
     },
+    /// Another app routes the host name and path.
+    #[error(
+        "{host}{path} is already routed to {owner}; pick another host name or path, or take it from {owner} first"
+    )]
+    HostTaken {
+        host: String,
+        path: String,
+        owner: String,
+    },
+    /// Host names need the shared ports, and none is configured.
+    #[error(
+        "routes need capstan's shared HTTP and HTTPS ports, and [proxy] http and https are both off in capstan.toml"
+    )]
+    NoEdge,
     /// The proxy cannot listen on these ports (`route: reason` each).
     #[error(
         "{} (another program listens there; stop it or pick another host port)",
@@ -187,6 +201,7 @@ enum Command {
     Claim {
         app: String,
         routes: Vec<(String, PortClaim)>,
+        sites: Vec<Site>,
         reply: oneshot::Sender<Result<(), RouteError>>,
     },
     Unclaim(String),
@@ -198,10 +213,45 @@ enum Command {
     Status(oneshot::Sender<Option<Status>>),
 }
 
+/// The shared ports and their certificates, as the daemon configures and obtains them.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct EdgeConfig {
+    /// The HTTP port every app's host names share (`[proxy] http`).
+    pub http: Option<SocketAddr>,
+    /// The HTTPS port (`[proxy] https`).
+    pub https: Option<SocketAddr>,
+    /// The certificates there are, from files and from ACME.
+    pub certificates: Vec<Certificate>,
+    /// The names the files capstan.toml names cover: ACME is never asked for those.
+    pub from_files: BTreeSet<String>,
+}
+
+/// Host names that want a certificate from ACME: by app and challenge (`None`: the
+/// configured default), the names one certificate is to cover.
+pub type WantedNames = BTreeMap<(String, Option<String>), BTreeSet<String>>;
+
 /// A handle on the router task: cheap to clone, shared by deploys and the self-healing loop.
 #[derive(Debug, Clone)]
 pub struct Router {
     tx: mpsc::Sender<Command>,
+}
+
+/// What the router reads and tells besides the engine: the shared ports' configuration and
+/// certificates (read), and the host names that want a certificate (told).
+#[derive(Debug, Clone)]
+pub struct EdgeLink {
+    pub config: watch::Receiver<EdgeConfig>,
+    pub wanted: watch::Sender<WantedNames>,
+}
+
+impl Default for EdgeLink {
+    /// No shared ports.
+    fn default() -> Self {
+        Self {
+            config: watch::channel(EdgeConfig::default()).1,
+            wanted: watch::channel(WantedNames::new()).0,
+        }
+    }
 }
 
 impl Router {
@@ -213,6 +263,7 @@ impl Router {
         live: &broadcast::Sender<Event>,
         shutdown: CancellationToken,
         clusters: Vec<Arc<dyn Target>>,
+        edge: EdgeLink,
     ) -> Self {
         let (tx, rx) = mpsc::channel(64);
         let task = Task {
@@ -220,7 +271,9 @@ impl Router {
             store,
             ledger: BTreeMap::new(),
             proxy,
+            edge,
             claims: BTreeMap::new(),
+            site_claims: BTreeMap::new(),
             draining: BTreeSet::new(),
             started: false,
             rotating: BTreeSet::new(),
@@ -256,14 +309,17 @@ impl Router {
         &self,
         app: &str,
         services: &BTreeMap<String, Vec<PortClaim>>,
+        hosts: &[HttpRoute],
     ) -> Result<(), RouteError> {
         let routes = services
             .iter()
             .flat_map(|(s, cs)| cs.iter().map(move |c| (c.key(app, s), c.clone())))
             .collect();
+        let sites = hosts.iter().map(|r| site(app, r)).collect();
         self.ask(|reply| Command::Claim {
             app: app.to_owned(),
             routes,
+            sites,
             reply,
         })
         .await
@@ -298,11 +354,15 @@ struct Task {
     /// Where the ports each release publishes are read: a container's labels say which app,
     /// service and release it belongs to, never which ports it may take.
     store: Store,
-    /// Ports per service of each release read from the ledger (a release never changes).
-    ledger: BTreeMap<(String, i64), BTreeMap<String, Vec<PortClaim>>>,
+    /// Ports per service and routes of each release read from the ledger (a release never
+    /// changes).
+    ledger: BTreeMap<(String, i64), Released>,
     proxy: ProxyClient,
+    edge: EdgeLink,
     /// Ports of deploys in progress, by app: held even while no container claims them yet.
     claims: BTreeMap<String, Vec<(String, PortClaim)>>,
+    /// Host names of deploys in progress, by app (no backends).
+    site_claims: BTreeMap<String, Vec<Site>>,
     /// Containers being drained: out of rotation until they are gone.
     draining: BTreeSet<String>,
     /// Whether a proxy was needed once (before that, none is started for an empty table).
@@ -328,6 +388,7 @@ impl Task {
             self.started = true;
         }
         let mut due = Some(tokio::time::Instant::now());
+        let mut edge = self.edge.config.clone();
         loop {
             let period = if self.clustered {
                 CLUSTER_PERIOD
@@ -347,6 +408,11 @@ impl Task {
                     None => return,
                     Some(c) => self.command(c).await,
                 },
+                // new certificates: served (and redirected to) at once
+                Ok(()) = edge.changed() => {
+                    edge.borrow_and_update();
+                    due.get_or_insert_with(tokio::time::Instant::now);
+                }
                 event = events.recv() => {
                     let relevant = match &event {
                         Ok(e) => e.kind == "container"
@@ -369,12 +435,19 @@ impl Task {
             Command::Sync(reply) => {
                 let _ = reply.send(self.sync().await);
             }
-            Command::Claim { app, routes, reply } => {
-                let result = self.claim(&app, routes).await;
+            Command::Claim {
+                app,
+                routes,
+                sites,
+                reply,
+            } => {
+                let result = self.claim(&app, routes, sites).await;
                 let _ = reply.send(result);
             }
             Command::Unclaim(app) => {
-                if self.claims.remove(&app).is_some()
+                let ports = self.claims.remove(&app).is_some();
+                let hosts = self.site_claims.remove(&app).is_some();
+                if (ports || hosts)
                     && let Err(e) = self.sync().await
                 {
                     warn!(error = %e, "cannot update the proxy; trying again later");
@@ -410,12 +483,40 @@ impl Task {
         &mut self,
         app: &str,
         routes: Vec<(String, PortClaim)>,
+        sites: Vec<Site>,
     ) -> Result<(), RouteError> {
-        if routes.is_empty() {
+        if routes.is_empty() && sites.is_empty() {
             self.claims.remove(app);
+            self.site_claims.remove(app);
             return Ok(());
         }
-        let table = self.table().await?;
+        let (table, served, _) = self.table().await?;
+        let mine = format!("{app}/");
+        for wanted in &sites {
+            if let Some(other) = served
+                .iter()
+                .chain(self.site_claims.values().flatten())
+                .find(|s| {
+                    !s.key.starts_with(&mine) && s.host == wanted.host && s.path == wanted.path
+                })
+            {
+                return Err(RouteError::HostTaken {
+                    host: wanted.host.clone(),
+                    path: if wanted.path == "/" {
+                        String::new()
+                    } else {
+                        wanted.path.clone()
+                    },
+                    owner: owner(&other.key),
+                });
+            }
+        }
+        if !sites.is_empty() {
+            let edge = self.edge.config.borrow();
+            if edge.http.is_none() && edge.https.is_none() {
+                return Err(RouteError::NoEdge);
+            }
+        }
         for (key, claim) in &routes {
             let bind = claim.bind();
             if let Some(other) = table.iter().find(|r| {
@@ -433,8 +534,12 @@ impl Task {
                 });
             }
         }
-        let keys: Vec<String> = routes.iter().map(|(k, _)| k.clone()).collect();
+        let mut keys: Vec<String> = routes.iter().map(|(k, _)| k.clone()).collect();
+        if !sites.is_empty() {
+            keys.extend(["edge:http".to_owned(), "edge:https".to_owned()]);
+        }
         self.claims.insert(app.to_owned(), routes);
+        self.site_claims.insert(app.to_owned(), sites);
         match self.sync_reporting().await {
             Ok(errors) => {
                 let mine: Vec<String> = keys
@@ -445,11 +550,13 @@ impl Task {
                     return Ok(());
                 }
                 self.claims.remove(app);
+                self.site_claims.remove(app);
                 let _ = self.sync().await;
                 Err(RouteError::Busy(mine))
             }
             Err(e) => {
                 self.claims.remove(app);
+                self.site_claims.remove(app);
                 Err(e)
             }
         }
@@ -460,51 +567,98 @@ impl Task {
     }
 
     async fn sync_reporting(&mut self) -> Result<BTreeMap<String, String>, RouteError> {
-        let table = self.table().await?;
-        if table.is_empty() && !self.started {
+        let (table, mut sites, wanted) = self.table().await?;
+        self.want_certificates(wanted);
+        if table.is_empty() && sites.is_empty() && !self.started {
             return Ok(BTreeMap::new());
         }
         self.started = true;
-        let (_, errors) = self.proxy.apply(table).await?;
+        let config = self.edge.config.borrow().clone();
+        // plain HTTP redirects to HTTPS where a certificate is served (and the route wants it)
+        let certified: BTreeSet<&str> = config
+            .certificates
+            .iter()
+            .flat_map(|c| c.names.iter().map(String::as_str))
+            .collect();
+        for s in &mut sites {
+            s.redirect =
+                s.redirect && config.https.is_some() && certified.contains(s.host.as_str());
+        }
+        // the shared ports are bound while some app has a host name
+        let edge = if sites.is_empty() {
+            Edge::default()
+        } else {
+            Edge {
+                http: config.http,
+                https: config.https,
+                certificates: config.certificates,
+            }
+        };
+        let (_, errors) = self.proxy.apply_all(table, sites, edge).await?;
         for (key, e) in &errors {
             warn!(route = %key, error = %e, "the proxy cannot publish this port");
         }
         Ok(errors)
     }
 
-    /// The ports `service` of `app`'s release `number` publishes, as the ledger recorded the
-    /// release (none for a release the ledger does not have: a container made outside capstan
-    /// that wears its labels takes no port).
+    /// Tells which host names want a certificate from ACME: those of the routes served with
+    /// `tls: auto` that no file capstan.toml names covers.
+    fn want_certificates(&self, mut wanted: WantedNames) {
+        {
+            let config = self.edge.config.borrow();
+            for names in wanted.values_mut() {
+                names.retain(|n| !config.from_files.contains(n));
+            }
+        }
+        wanted.retain(|_, names| !names.is_empty());
+        self.edge.wanted.send_if_modified(|old| {
+            let changed = *old != wanted;
+            *old = wanted;
+            changed
+        });
+    }
+
+    /// What `app`'s release `number` publishes and routes, as the ledger recorded the release
+    /// (nothing for a release the ledger does not have: a container made outside capstan that
+    /// wears its labels takes no port and no host name).
+    async fn released(&mut self, app: &str, number: i64) -> Result<Released, RouteError> {
+        let key = (app.to_owned(), number);
+        if let Some(known) = self.ledger.get(&key) {
+            return Ok(known.clone());
+        }
+        let row = self
+            .store
+            .release(app.to_owned(), number)
+            .await
+            .map_err(RouteError::Ledger)?;
+        // a release not (yet) in the ledger publishes nothing, and is looked up again
+        let Some(model) = row.and_then(|r| serde_json::from_str::<Project>(&r.model).ok()) else {
+            return Ok(Released::default());
+        };
+        let released = Released {
+            ports: model
+                .services
+                .iter()
+                .filter_map(|(name, s)| Some((name.clone(), claims(s).ok()?)))
+                .collect(),
+            routes: model.capstan.map(|c| c.routes).unwrap_or_default(),
+        };
+        self.ledger.insert(key, released.clone());
+        Ok(released)
+    }
+
+    /// The ports `service` of `app`'s release `number` publishes.
     async fn released_claims(
         &mut self,
         app: &str,
         number: i64,
         service: &str,
     ) -> Result<Vec<PortClaim>, RouteError> {
-        let key = (app.to_owned(), number);
-        if !self.ledger.contains_key(&key) {
-            let row = self
-                .store
-                .release(app.to_owned(), number)
-                .await
-                .map_err(RouteError::Ledger)?;
-            // a release not (yet) in the ledger publishes nothing, and is looked up again
-            let Some(model) = row.and_then(|r| serde_json::from_str::<Project>(&r.model).ok())
-            else {
-                return Ok(Vec::new());
-            };
-            let per_service = model
-                .services
-                .iter()
-                .filter_map(|(name, s)| Some((name.clone(), claims(s).ok()?)))
-                .collect();
-            self.ledger.insert(key.clone(), per_service);
-        }
         Ok(self
-            .ledger
-            .get(&key)
-            .and_then(|m| m.get(service))
-            .cloned()
+            .released(app, number)
+            .await?
+            .ports
+            .remove(service)
             .unwrap_or_default())
     }
 
@@ -568,18 +722,21 @@ impl Task {
         Ok(())
     }
 
-    /// The table from the engine: every claimed port, with the replicas in rotation.
-    async fn table(&mut self) -> Result<Vec<Route>, RouteError> {
+    /// The table from the engine: every claimed port and host name, with the replicas in
+    /// rotation.
+    async fn table(&mut self) -> Result<(Vec<Route>, Vec<Site>, WantedNames), RouteError> {
         let containers = self
             .engine
             .list_containers(true)
             .await
             .map_err(RouteError::List)?;
         let mut routes: BTreeMap<String, Route> = BTreeMap::new();
+        let mut sites: BTreeMap<String, Site> = BTreeMap::new();
+        let mut wanting = WantedNames::new();
         let mut present = BTreeSet::new();
         let mut mine: Vec<_> = containers
             .iter()
-            .filter(|c| c.labels.contains_key(PORTS_LABEL))
+            .filter(|c| c.labels.contains_key("io.capstan.release"))
             .collect();
         mine.sort_by(|a, b| a.name.cmp(&b.name));
         for c in mine {
@@ -592,8 +749,14 @@ impl Task {
             ) else {
                 continue;
             };
-            let claims = self.released_claims(app, release, service).await?;
-            if claims.is_empty() {
+            let released = self.released(app, release).await?;
+            let claims = released.ports.get(service).cloned().unwrap_or_default();
+            let hosts: Vec<&HttpRoute> = released
+                .routes
+                .iter()
+                .filter(|r| r.service.as_deref() == Some(service.as_str()))
+                .collect();
+            if claims.is_empty() && hosts.is_empty() {
                 continue;
             }
             let running = c.state == "running";
@@ -618,6 +781,11 @@ impl Task {
             let in_rotation = status.as_ref().filter(|s| {
                 s.state == "running" && s.health.as_deref().is_none_or(|h| h == "healthy")
             });
+            let ip = in_rotation.and_then(|s| {
+                s.addresses
+                    .values()
+                    .find_map(|ip| ip.parse::<IpAddr>().ok())
+            });
             for claim in claims {
                 let key = claim.key(app, service);
                 let route = routes.entry(key.clone()).or_insert_with(|| Route {
@@ -626,15 +794,26 @@ impl Task {
                     mode: claim.mode,
                     backends: Vec::new(),
                 });
-                if let Some(s) = in_rotation
-                    && let Some(ip) = s
-                        .addresses
-                        .values()
-                        .find_map(|ip| ip.parse::<IpAddr>().ok())
-                {
+                if let Some(ip) = ip {
                     route.backends.push(Backend {
                         id: c.id.clone(),
                         addr: SocketAddr::new(ip, claim.target),
+                    });
+                }
+            }
+            for r in hosts {
+                if r.tls.as_deref() != Some("off") {
+                    wanting
+                        .entry((app.clone(), r.challenge.clone()))
+                        .or_default()
+                        .insert(r.host.clone());
+                }
+                let wanted = site(app, r);
+                let entry = sites.entry(wanted.key.clone()).or_insert(wanted);
+                if let (Some(ip), Some(port)) = (ip, r.port) {
+                    entry.backends.push(Backend {
+                        id: c.id.clone(),
+                        addr: SocketAddr::new(ip, port),
                     });
                 }
             }
@@ -653,6 +832,25 @@ impl Task {
                 });
             }
         }
+        for claimed in self.site_claims.values() {
+            for s in claimed {
+                sites.entry(s.key.clone()).or_insert_with(|| s.clone());
+            }
+        }
+        // two apps on one host name and path (an older release still running): the first
+        // keeps it
+        let mut hosts_taken = BTreeSet::new();
+        let sites: Vec<Site> = sites
+            .into_values()
+            .filter(|s| {
+                if hosts_taken.insert((s.host.clone(), s.path.clone())) {
+                    true
+                } else {
+                    warn!(route = %s.key, host = %s.host, "another app already routes this host name and path; skipping");
+                    false
+                }
+            })
+            .collect();
         // a container that stopped is drained for good
         self.draining.retain(|id| present.contains(id));
         // two apps on one address (made by hand): the first keeps it
@@ -668,12 +866,40 @@ impl Task {
                 }
             })
             .collect();
-        debug!(?routes, "proxy table");
+        debug!(?routes, ?sites, "proxy table");
         self.rotating = routes
             .iter()
-            .flat_map(|r| r.backends.iter().map(|b| b.id.clone()))
+            .flat_map(|r| r.backends.iter())
+            .chain(sites.iter().flat_map(|s| s.backends.iter()))
+            .map(|b| b.id.clone())
             .collect();
-        Ok(routes)
+        Ok((routes, sites, wanting))
+    }
+}
+
+/// What a release publishes and routes.
+#[derive(Debug, Clone, Default)]
+struct Released {
+    ports: BTreeMap<String, Vec<PortClaim>>,
+    routes: Vec<HttpRoute>,
+}
+
+/// The proxy's site for one of `app`'s routes (no backends yet); `redirect` as the route
+/// asks, before the router knows whether a certificate is served.
+fn site(app: &str, r: &HttpRoute) -> Site {
+    let service = r.service.as_deref().unwrap_or_default();
+    Site {
+        key: format!(
+            "{app}/{service}/{}/{}{}",
+            r.port.unwrap_or(80),
+            r.host,
+            r.path
+        ),
+        host: r.host.clone(),
+        path: r.path.clone(),
+        strip_prefix: r.strip_prefix,
+        redirect: r.tls.as_deref() != Some("off") && r.redirect.unwrap_or(true),
+        backends: Vec::new(),
     }
 }
 
