@@ -65,6 +65,9 @@ pub struct Config {
     /// Where certificates for host names come from (`[acme]`).
     #[serde(default)]
     pub acme: capstan_acme::AcmeConfig,
+    /// The restic repository apps' volumes are backed up into (`[backups]`).
+    #[serde(default)]
+    pub backups: capstan_backup::BackupsConfig,
 }
 
 /// `[proxy]`: the shared HTTP and HTTPS ports of apps' host names (docs/domains.md).
@@ -247,6 +250,9 @@ impl Config {
         self.proxy.ports()?;
         self.proxy.certificates()?;
         self.acme.check().map_err(|e| anyhow::anyhow!("{e}"))?;
+        self.backups
+            .restic(Path::new("/"))
+            .map_err(|e| anyhow::anyhow!("{e}"))?;
         Ok(())
     }
 }

@@ -170,6 +170,12 @@ enum Command {
     Rollback(cli::apps::RollbackArgs),
     /// Change how many replicas services run (`capstan scale APP web=3`): a release of its own.
     Scale(cli::apps::ScaleArgs),
+    /// Back an app's named volumes up now into the restic repository of [backups].
+    Backup(cli::backups::BackupArgs),
+    /// List an app's backup snapshots, newest first.
+    Backups(cli::backups::BackupsArgs),
+    /// Put a snapshot back into its volume (the services that mount it stopped meanwhile).
+    Restore(cli::backups::RestoreArgs),
     /// Stop an app's replicas (all, a service's, or one); they stay stopped: self-healing
     /// leaves them until `capstan start` or the app's next release.
     Stop(cli::apps::OperateArgs),
@@ -351,6 +357,9 @@ fn main() -> ExitCode {
         Command::Down(args) => cli::finish(runtime.block_on(cli::apps::down(args))),
         Command::Rollback(args) => cli::finish(runtime.block_on(cli::apps::rollback(args))),
         Command::Scale(args) => cli::finish(runtime.block_on(cli::apps::scale(args))),
+        Command::Backup(args) => cli::finish(runtime.block_on(cli::backups::backup(args))),
+        Command::Backups(args) => cli::finish(runtime.block_on(cli::backups::list(args))),
+        Command::Restore(args) => cli::finish(runtime.block_on(cli::backups::restore(args))),
         Command::Stop(args) => cli::finish(runtime.block_on(cli::apps::operate("stop", args))),
         Command::Start(args) => cli::finish(runtime.block_on(cli::apps::operate("start", args))),
         Command::Exec(args) => match runtime.block_on(cli::exec::run(args)) {

@@ -139,7 +139,7 @@ impl Task {
                 continue;
             }
             let names: Vec<String> = names.iter().cloned().collect();
-            self.obtain(&key, &names).await;
+            self.obtain(&key, &names, wanted).await;
             if let Some((_, at)) = self.failing.get(&key) {
                 next = next.min(at.saturating_duration_since(Instant::now()));
             }
@@ -147,7 +147,9 @@ impl Task {
         next
     }
 
-    async fn obtain(&mut self, key: &Key, names: &[String]) {
+    /// Issues `key`'s certificate for `names`, hands it to the router at once (not after the
+    /// other certificates of this pass), then journals it.
+    async fn obtain(&mut self, key: &Key, names: &[String], wanted: &WantedNames) {
         let (app, challenge) = key;
         let renewal = self.issued.contains_key(key);
         let result = self.try_obtain(names, *challenge).await;
@@ -168,6 +170,7 @@ impl Task {
                 self.issued.insert(key.clone(), stored);
                 self.fresh.insert(key.clone(), Instant::now());
                 self.failing.remove(key);
+                self.publish(wanted);
                 self.record(CapstanAction::CertificateIssued, attributes)
                     .await;
             }

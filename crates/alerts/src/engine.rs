@@ -400,12 +400,18 @@ impl Alerts {
                         .values()
                         .map(|(since, labels)| (labels.clone(), None, Some(*since)))
                         .collect(),
-                    EventKind::CertificateFailed => seen
-                        .still_failing
-                        .iter()
-                        .filter(|((action, _), _)| *action == CapstanAction::CertificateFailed)
-                        .map(|(_, (since, labels))| (labels.clone(), None, Some(*since)))
-                        .collect(),
+                    EventKind::CertificateFailed | EventKind::BackupFailed => {
+                        let action = if *kind == EventKind::BackupFailed {
+                            CapstanAction::BackupFailed
+                        } else {
+                            CapstanAction::CertificateFailed
+                        };
+                        seen.still_failing
+                            .iter()
+                            .filter(|((a, _), _)| *a == action)
+                            .map(|(_, (since, labels))| (labels.clone(), None, Some(*since)))
+                            .collect()
+                    }
                     EventKind::UpdateFailed => Seen::counted(&seen.update_failed, from),
                     EventKind::RolledBack => Seen::counted(&seen.rolled_back, from),
                 })

@@ -71,11 +71,12 @@ pub enum EventKind {
     NodeDown,
     /// An app's certificate the ACME server did not issue, until it does.
     CertificateFailed,
+    /// An app whose latest backup failed, until one succeeds.
+    BackupFailed,
 }
 
 impl EventKind {
-    pub const NAMES: &str =
-        "oom, restart_loop, unhealthy, update_failed, rolled_back, node_down, certificate_failed";
+    pub const NAMES: &str = "oom, restart_loop, unhealthy, update_failed, rolled_back, node_down, certificate_failed, backup_failed";
 
     fn parse(name: &str, restarts: Option<u32>) -> Option<Self> {
         Some(match name {
@@ -88,6 +89,7 @@ impl EventKind {
             "rolled_back" => Self::RolledBack,
             "node_down" => Self::NodeDown,
             "certificate_failed" => Self::CertificateFailed,
+            "backup_failed" => Self::BackupFailed,
             _ => return None,
         })
     }
@@ -352,6 +354,7 @@ impl Rule {
             Condition::Event(EventKind::CertificateFailed) => {
                 "an app's certificate is not issued".into()
             }
+            Condition::Event(EventKind::BackupFailed) => "an app's latest backup failed".into(),
             Condition::Security(at_least) => {
                 format!("a host security check finds something {at_least} or worse")
             }
@@ -412,6 +415,14 @@ pub fn builtin() -> Vec<RuleConfig> {
                 "certificate_failed",
                 "warning",
                 "{{ $labels.app }} has no certificate for {{ $labels.names }}: served over plain HTTP until the ACME server issues one",
+            )
+        },
+        RuleConfig {
+            event: Some("backup_failed".into()),
+            ..rule(
+                "backup_failed",
+                "critical",
+                "{{ $labels.app }}'s latest backup failed: its data is not protected until one succeeds",
             )
         },
         RuleConfig {

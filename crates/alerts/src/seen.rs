@@ -156,6 +156,17 @@ impl Seen {
                         .entry((CapstanAction::CertificateFailed, of))
                         .or_insert_with(|| (t, labels));
                 }
+                Some(CapstanAction::BackupFailed) => {
+                    let app = e.attributes.get("app").cloned().unwrap_or_default();
+                    self.still_failing
+                        .entry((CapstanAction::BackupFailed, app.clone()))
+                        .or_insert_with(|| (t, BTreeMap::from([("app".to_owned(), app)])));
+                }
+                Some(CapstanAction::BackupTaken) => {
+                    let app = e.attributes.get("app").cloned().unwrap_or_default();
+                    self.still_failing
+                        .remove(&(CapstanAction::BackupFailed, app));
+                }
                 Some(CapstanAction::CertificateIssued) => {
                     self.still_failing
                         .remove(&(CapstanAction::CertificateFailed, certificate_of(e)));

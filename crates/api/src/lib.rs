@@ -101,6 +101,8 @@ pub struct AppState {
     pub prune: capstan_images::PruneSchedule,
     /// A deployer for each of them, by name (`deployer` is the local engine's).
     pub places: Arc<std::collections::BTreeMap<String, capstan_deploy::Deployer>>,
+    /// Backups of apps' volumes (`[backups]`), when configured.
+    pub backups: Option<capstan_backup::Backups>,
 }
 
 /// Failed sign-ins remembered, and the bound on passwords hashed at once (see `signin.rs`).
@@ -298,6 +300,17 @@ fn protected() -> Routes {
         .post("/api/v1/apps/{app}/start", OPERATOR, apps::start_app)
         .post("/api/v1/apps/{app}/restart", OPERATOR, apps::restart_app)
         .get("/api/v1/apps/{app}/exec", OPERATOR, routes::exec::exec)
+        .get("/api/v1/apps/{app}/backups", VIEWER, routes::backups::list)
+        .post(
+            "/api/v1/apps/{app}/backups",
+            OPERATOR,
+            routes::backups::take,
+        )
+        .post(
+            "/api/v1/apps/{app}/restore",
+            OPERATOR,
+            routes::backups::restore,
+        )
 }
 
 /// The routes open to all: health, sign-in, the dashboard's assets, the OpenAPI document and the
@@ -428,6 +441,7 @@ mod tests {
                 .prune_schedule()
                 .expect("the default prune schedule holds"),
             places: Arc::default(),
+            backups: None,
         })
     }
 

@@ -82,6 +82,9 @@ use crate::routes;
         routes::apps::start_app,
         routes::apps::restart_app,
         routes::exec::exec,
+        routes::backups::list,
+        routes::backups::take,
+        routes::backups::restore,
         routes::images::prune,
         routes::logs::search,
         routes::logs::export,
@@ -108,6 +111,7 @@ use crate::routes;
         (name = "logs"), (name = "metrics"), (name = "alerts"),
         (name = "security", description = "host checks with CIS Docker Benchmark ids"),
         (name = "pipeline", description = "git webhooks, sources, builds"),
+        (name = "backups", description = "apps' volumes into a restic repository"),
         (name = "hosts", description = "the fleet: joined hosts, join tokens"),
         (name = "meta"),
     )

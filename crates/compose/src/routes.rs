@@ -47,6 +47,7 @@ pub fn resolve(project: &mut Project) -> Result<(), RouteError> {
             .routes
             .extend(from_labels);
     }
+    check_backups(project)?;
     let Some(ext) = project.capstan.as_mut() else {
         return Ok(());
     };
@@ -98,6 +99,56 @@ pub fn resolve(project: &mut Project) -> Result<(), RouteError> {
                     "{}{} is routed twice in this app; one route per host and path",
                     route.host, route.path
                 ),
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// Checks `x-capstan.backups`: volumes the app declares, commands of services it has, a
+/// schedule and retention that mean something.
+fn check_backups(project: &Project) -> Result<(), RouteError> {
+    let Some(b) = project.capstan.as_ref().and_then(|c| c.backups.as_ref()) else {
+        return Ok(());
+    };
+    for v in &b.volumes {
+        if !project.volumes.contains_key(v) {
+            return Err(error(
+                "x-capstan.backups.volumes",
+                format!("{v:?} is not declared under top-level `volumes:`"),
+            ));
+        }
+    }
+    if let Some(every) = &b.every {
+        let d = capstan_model::parse_duration(every)
+            .map_err(|e| error("x-capstan.backups.every", e.to_string()))?;
+        if d.is_zero() {
+            return Err(error("x-capstan.backups.every", "say how often: 24h, 6h"));
+        }
+    }
+    for (key, n) in [
+        ("keep_last", b.keep_last),
+        ("keep_daily", b.keep_daily),
+        ("keep_weekly", b.keep_weekly),
+    ] {
+        if n == Some(0) {
+            return Err(error(
+                format!("x-capstan.backups.{key}"),
+                "0 would keep nothing: at least 1 (or leave it out to keep all)",
+            ));
+        }
+    }
+    for (i, hook) in b.before.iter().enumerate() {
+        if !project.services.contains_key(&hook.service) {
+            return Err(error(
+                format!("x-capstan.backups.before[{i}].service"),
+                format!("no service named {:?}", hook.service),
+            ));
+        }
+        if hook.command.is_empty() {
+            return Err(error(
+                format!("x-capstan.backups.before[{i}].command"),
+                "a command to run, as a list: [\"sh\", \"-c\", \"...\"]",
             ));
         }
     }
@@ -305,6 +356,25 @@ mod tests {
                 .to_string()
                 .contains("name the one")
         );
+        for (backups, expected) in [
+            ("{volumes: [logs]}", "backups.volumes"),
+            ("{every: soon}", "backups.every"),
+            ("{keep_daily: 0}", "backups.keep_daily"),
+            (
+                "{before: [{service: db, command: [\"true\"]}]}",
+                "before[0].service",
+            ),
+            (
+                "{before: [{service: web, command: []}]}",
+                "before[0].command",
+            ),
+        ] {
+            let mut p = project(&format!(
+                "x-capstan:\n  backups: {backups}\nservices:\n  web:\n    image: x\nvolumes:\n  data: {{}}\n"
+            ));
+            let err = resolve(&mut p).unwrap_err().to_string();
+            assert!(err.contains(expected), "{backups}: {err}");
+        }
         let mut label = project(
             "services:\n  web:\n    image: x\n    labels:\n      io.capstan.route.hots: a.example.com\n",
         );

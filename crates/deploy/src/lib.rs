@@ -53,4 +53,4 @@ pub use request::{DeployRequest, file_digests, position_of};
 pub use rollout::Deployer;
 pub use secrets::{SecretStore, sealed_items};
 pub use swarm::SwarmTarget;
-pub use target::{Replica, ServiceProgress, Target};
+pub use target::{Replica, ServiceProgress, Target, refuse_routes};

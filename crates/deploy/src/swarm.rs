@@ -624,6 +624,7 @@ fn swarm_spec(unit: Unit<'_>, digest: &str) -> Result<SwarmServiceSpec, TargetEr
 #[async_trait::async_trait]
 impl Target for SwarmTarget {
     fn check(&self, request: &DeployRequest) -> Result<(), TargetError> {
+        crate::target::refuse_routes(request, &format!("target {} (a Swarm)", self.name))?;
         let project = &request.project;
         for (name, s) in &project.services {
             if let Some((key, why)) = unhonoured(project, name, s) {

@@ -111,6 +111,26 @@ pub struct ServiceProgress {
     pub failed: Vec<(String, String, String)>,
 }
 
+/// Refuses host names (`x-capstan.routes`) on a target whose replicas capstan's proxy does
+/// not serve (a Swarm, a Kubernetes cluster), naming the target.
+///
+/// # Errors
+/// [`TargetError::Refused`] when the app routes a host name.
+pub fn refuse_routes(request: &DeployRequest, target: &str) -> Result<(), TargetError> {
+    match request
+        .project
+        .capstan
+        .as_ref()
+        .and_then(|c| c.routes.first())
+    {
+        Some(r) => Err(TargetError::Refused(format!(
+            "x-capstan.routes: {} is a host name for capstan's proxy, which serves the apps of its own engine and fleet hosts; {target} does not take them yet (publish a port there, or deploy the app to the local engine or a fleet host)",
+            r.host
+        ))),
+        None => Ok(()),
+    }
+}
+
 /// What a target that places and replaces whole services (an orchestrator: see
 /// [`Target::orchestrates`]) answers when asked to handle one replica.
 fn whole_services() -> TargetError {

@@ -148,6 +148,46 @@ impl Engine {
             inspected.exit_code
         })
     }
+
+    /// Runs `cmd` in container `id` without a terminal or input, to its end: its exit code
+    /// and the last 4 KiB of what it wrote (both streams).
+    ///
+    /// # Errors
+    /// [`Error::Api`], [`Error::Unreachable`].
+    pub async fn exec_to_end(&self, id: &str, cmd: &[String]) -> Result<(i64, String), Error> {
+        use tokio::io::AsyncReadExt as _;
+        const KEPT: usize = 4096;
+        let mut exec = self.exec(id, cmd, false, None).await?;
+        let mut frames = BytesMut::new();
+        let mut output = Vec::new();
+        let mut buf = [0_u8; 8192];
+        loop {
+            let n = exec.io.read(&mut buf).await.unwrap_or(0);
+            if n == 0 {
+                break;
+            }
+            frames.extend_from_slice(&buf[..n]);
+            while let Some(frame) = demux(&mut frames) {
+                output.extend_from_slice(&frame.data);
+                if output.len() > 2 * KEPT {
+                    output.drain(..output.len() - KEPT);
+                }
+            }
+        }
+        let start = output.len().saturating_sub(KEPT);
+        let text = String::from_utf8_lossy(&output[start..]).into_owned();
+        // the stream ends a moment before the engine records the exit
+        for _ in 0..100 {
+            if let Some(code) = self.exec_exit_code(&exec.id).await? {
+                return Ok((code, text));
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+        Err(Error::Api {
+            status: 0,
+            message: format!("the engine did not say how `{}` ended", cmd.join(" ")),
+        })
+    }
 }
 
 #[cfg(test)]

@@ -678,6 +678,7 @@ fn of_service(o: &Object, service: &str) -> bool {
 #[async_trait::async_trait]
 impl Target for KubernetesTarget {
     fn check(&self, request: &DeployRequest) -> Result<(), TargetError> {
+        capstan_deploy::refuse_routes(request, "a Kubernetes target")?;
         let namespace = self
             .config
             .namespace

@@ -95,11 +95,17 @@ pub enum CapstanAction {
     /// The ACME server did not issue an app's certificate (`app`, `names`, `challenge`,
     /// `error`): its names stay on plain HTTP, and it is tried again.
     CertificateFailed,
+    /// An app's volumes were backed up (`app`, `volumes`, `snapshots`, `scheduled`).
+    BackupTaken,
+    /// An app's backup failed (`app`, `error`, `scheduled`).
+    BackupFailed,
+    /// A snapshot was restored into an app's volume (`app`, `volume`, `snapshot`).
+    BackupRestored,
 }
 
 impl CapstanAction {
     /// Every action.
-    pub const ALL: [Self; 21] = [
+    pub const ALL: [Self; 24] = [
         Self::UpdateAvailable,
         Self::UpdateApplied,
         Self::UpdateFailed,
@@ -121,6 +127,9 @@ impl CapstanAction {
         Self::ImagePruned,
         Self::CertificateIssued,
         Self::CertificateFailed,
+        Self::BackupTaken,
+        Self::BackupFailed,
+        Self::BackupRestored,
     ];
 
     /// The alert actions, in the order an alert moves through them.
@@ -155,6 +164,9 @@ impl CapstanAction {
             Self::ImagePruned => "image_pruned",
             Self::CertificateIssued => "certificate_issued",
             Self::CertificateFailed => "certificate_failed",
+            Self::BackupTaken => "backup_taken",
+            Self::BackupFailed => "backup_failed",
+            Self::BackupRestored => "backup_restored",
         }
     }
 

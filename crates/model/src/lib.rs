@@ -8,6 +8,7 @@
 mod access;
 mod alerts;
 mod app;
+mod backup;
 mod deploy;
 mod event;
 mod exposition;
@@ -36,6 +37,7 @@ pub use alerts::{
     is_label_name,
 };
 pub use app::{AppReplica, AppSummary, BuiltImage, Release};
+pub use backup::{BackupReport, RestoreReport, RestoreRequest, Snapshot};
 pub use deploy::{
     Action, Operated, OperatedReplica, Outcome, Plan, Progress, RegistryCheck, ReleaseResult,
     Report, RolloutLock, RolloutLocks, ServicePlan, ServiceReport, Step, Violation,

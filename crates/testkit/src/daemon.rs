@@ -87,22 +87,15 @@ impl Daemon {
         d
     }
 
+    /// Replaces its capstan.toml (taken at the next [`Self::restart`]), with the same defaults
+    /// as [`Self::start_with`].
+    pub fn set_config(&self, config: &str) {
+        std::fs::write(self.config_path(), with_defaults(config)).unwrap();
+    }
+
     /// A fresh data dir and its config, nothing running yet.
     fn unstarted(bin: &Path, docker_host: &str, config: &str) -> Self {
-        let mut config = if config.contains("[images]") {
-            config.to_owned()
-        } else {
-            format!("{config}\n[images]\nwatch = false\n")
-        };
-        // the same for metrics: every daemon collecting every container of the shared engine
-        // would load it for all the others
-        if !config.contains("[metrics]") {
-            config.push_str("\n[metrics]\ncollect = false\n");
-        }
-        // and for the built-in alert rules: another test's OOM or restart loop is not this one's
-        if !config.contains("[alerts") {
-            config.push_str("\n[alerts]\ndefaults = false\n");
-        }
+        let config = with_defaults(config);
         let guard = tempfile::Builder::new()
             .prefix("capstan-test-data-")
             .tempdir_in(std::env::temp_dir())
@@ -573,4 +566,24 @@ pub fn docker(host: &str, args: &[&str]) -> String {
     } else {
         stdout
     }
+}
+
+/// `config` with what a test daemon has unless it says: no registry watching, no metrics, no
+/// built-in alert rules.
+fn with_defaults(config: &str) -> String {
+    let mut config = if config.contains("[images]") {
+        config.to_owned()
+    } else {
+        format!("{config}\n[images]\nwatch = false\n")
+    };
+    // the same for metrics: every daemon collecting every container of the shared engine
+    // would load it for all the others
+    if !config.contains("[metrics]") {
+        config.push_str("\n[metrics]\ncollect = false\n");
+    }
+    // and for the built-in alert rules: another test's OOM or restart loop is not this one's
+    if !config.contains("[alerts") {
+        config.push_str("\n[alerts]\ndefaults = false\n");
+    }
+    config
 }

@@ -19,11 +19,13 @@ mod kube_cluster;
 mod kubelet;
 pub mod load;
 mod own_engine;
+mod pebble;
 pub mod procfs;
 mod prometheus;
 mod receiver;
 mod registry;
 mod smtp;
+mod sshd;
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
@@ -43,12 +45,14 @@ pub use kube_api::{
 };
 pub use kubelet::KubeletLog;
 pub use own_engine::OwnEngine;
+pub use pebble::Pebble;
 pub use prometheus::Prometheus;
 pub use receiver::{Received, Receiver, receiver};
 pub use registry::{
     OCI_INDEX, OCI_MANIFEST, Registry, RegistryOptions, Request as RegistryRequest, sha256,
 };
 pub use smtp::Smtp;
+pub use sshd::Sshd;
 
 /// A free TCP port on 127.0.0.1 (free when asked; bind it soon).
 pub fn free_port() -> u16 {

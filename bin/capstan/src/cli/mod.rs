@@ -2,6 +2,7 @@
 
 pub mod alerts;
 pub mod apps;
+pub mod backups;
 pub mod build;
 pub mod builds;
 pub mod client;

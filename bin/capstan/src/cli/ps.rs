@@ -97,31 +97,49 @@ fn cluster_table(target: &str, replicas: &[AppReplica], output: Output) -> Resul
 }
 
 /// One app's replicas: service, replica, state and health, and where the proxy publishes them
-/// (`127.0.0.1:8080->80`; in brackets while the replica is out of rotation).
+/// (`127.0.0.1:8080->80`, `https://shop.example.com/->80`; in brackets while the replica is out
+/// of rotation).
 fn app_table(
     app: &str,
     list: &ContainerList,
     proxy: &serde_json::Value,
     output: Output,
 ) -> Result<(), Failure> {
-    let routes = proxy["proxy"]["routes"]
+    let list_of = |key: &str| proxy["proxy"][key].as_array().cloned().unwrap_or_default();
+    let (routes, sites) = (list_of("routes"), list_of("sites"));
+    let certified: Vec<&str> = proxy["proxy"]["certified"]
         .as_array()
-        .cloned()
+        .map(|names| names.iter().filter_map(|n| n.as_str()).collect())
         .unwrap_or_default();
+    // a published port: `127.0.0.1:8080->80`; a host name: `https://shop.example.com/api->80`
+    let shown = |r: &serde_json::Value, site: bool| -> String {
+        let mut parts = r["key"].as_str().unwrap_or_default().splitn(4, '/');
+        let target = parts.nth(2).unwrap_or_default();
+        if site {
+            let at = parts.next().unwrap_or_default();
+            let host = at.split('/').next().unwrap_or_default();
+            let scheme = if certified.contains(&host) {
+                "https"
+            } else {
+                "http"
+            };
+            format!("{scheme}://{at}->{target}")
+        } else {
+            format!("{}->{target}", r["local"].as_str().unwrap_or_default())
+        }
+    };
     let ports_of = |service: &str, id: &str| -> Vec<String> {
         routes
             .iter()
-            .filter(|r| {
+            .map(|r| (r, false))
+            .chain(sites.iter().map(|r| (r, true)))
+            .filter(|(r, _)| {
                 r["key"]
                     .as_str()
                     .is_some_and(|k| k.starts_with(&format!("{app}/{service}/")))
             })
-            .map(|r| {
-                let target = r["key"]
-                    .as_str()
-                    .and_then(|k| k.split('/').nth(2))
-                    .unwrap_or_default();
-                let published = format!("{}->{target}", r["local"].as_str().unwrap_or_default());
+            .map(|(r, site)| {
+                let published = shown(r, site);
                 let in_rotation = r["backends"]
                     .as_array()
                     .is_some_and(|b| b.iter().any(|b| b["id"] == id));

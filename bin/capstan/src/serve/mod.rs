@@ -130,6 +130,20 @@ pub async fn run(opts: ServeOptions) -> Result<()> {
     let metrics = subsystems::start_metrics(&base, &file.metrics, file.fleet.listen.is_some())?;
     let security = subsystems::start_security(&base, &file.security).await;
     let prune = file.images.prune_schedule()?;
+    // backups of apps' volumes ([backups]), on their schedules too
+    let backups = file
+        .backups
+        .restic(&base.data)
+        .map_err(|e| anyhow::anyhow!("{e}"))?
+        .map(|restic| capstan_backup::Backups {
+            restic: Some(restic),
+            engine: base.engine.clone(),
+            store: base.store.clone(),
+            live: base.live.clone(),
+        });
+    if let Some(b) = &backups {
+        capstan_backup::start_schedule(b.clone(), base.shutdown.clone());
+    }
     subsystems::start_prunes(&base, prune);
     let alerts = subsystems::start_alerts(
         &base,
@@ -188,6 +202,7 @@ pub async fn run(opts: ServeOptions) -> Result<()> {
         version: crate::VERSION,
         hub,
         prune,
+        backups,
     };
     serve_api(&base, state, listen, tls, &token_path).await?;
     base.shutdown.cancel();

@@ -812,87 +812,6 @@ async fn deploy_hello(
     (app, marker, dir)
 }
 
-/// An OpenSSH server in host `node`'s network namespace, on port 2222, whose sessions reach
-/// that host's dockerd (`SetEnv DOCKER_HOST`): the test makes its host key and a client key
-/// that it authorizes. Stopped when dropped.
-struct Sshd {
-    dir: tempfile::TempDir,
-    child: std::process::Child,
-    address: String,
-}
-
-impl Drop for Sshd {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-impl Sshd {
-    fn start(node: u8) -> Self {
-        let dir = tempfile::tempdir().unwrap();
-        let d = dir.path();
-        let keygen = |file: &str| {
-            let ok = std::process::Command::new("ssh-keygen")
-                .args(["-q", "-t", "ed25519", "-N", "", "-f"])
-                .arg(d.join(file))
-                .status()
-                .unwrap();
-            assert!(ok.success(), "ssh-keygen {file}");
-        };
-        keygen("host_key");
-        keygen("client_key");
-        keygen("other_host_key");
-        std::fs::copy(d.join("client_key.pub"), d.join("authorized_keys")).unwrap();
-        let ip = format!("10.217.0.1{node}");
-        let known = |key: &str| {
-            let public = std::fs::read_to_string(d.join(key)).unwrap();
-            let mut fields = public.split_whitespace();
-            format!(
-                "[{ip}]:2222 {} {}\n",
-                fields.next().unwrap(),
-                fields.next().unwrap()
-            )
-        };
-        std::fs::write(d.join("known_hosts"), known("host_key.pub")).unwrap();
-        // a known-hosts file that pins another key: the host must be refused
-        std::fs::write(d.join("wrong_known_hosts"), known("other_host_key.pub")).unwrap();
-        let engine = capstan_testkit::swarm_node_host(&format!("capt-node{node}"));
-        std::fs::write(
-            d.join("sshd_config"),
-            format!(
-                "Port 2222\nListenAddress {ip}\nHostKey {hk}\nAuthorizedKeysFile {ak}\n\
-                 PasswordAuthentication no\nKbdInteractiveAuthentication no\n\
-                 PermitRootLogin prohibit-password\nUsePAM no\nStrictModes no\n\
-                 PidFile {pid}\nSetEnv DOCKER_HOST={engine}\n",
-                hk = d.join("host_key").display(),
-                ak = d.join("authorized_keys").display(),
-                pid = d.join("sshd.pid").display(),
-            ),
-        )
-        .unwrap();
-        // sshd's privilege separation needs its directory
-        std::fs::create_dir_all("/run/sshd").unwrap();
-        let child = std::process::Command::new("nsenter")
-            .arg(format!("--net=/run/netns/capt-swn{node}"))
-            .args(["/usr/sbin/sshd", "-D", "-e", "-f"])
-            .arg(d.join("sshd_config"))
-            .stdout(std::process::Stdio::null())
-            .stderr(std::fs::File::create(d.join("sshd.log")).unwrap())
-            .spawn()
-            .unwrap();
-        Self {
-            dir,
-            child,
-            address: format!("ssh://root@{ip}:2222"),
-        }
-    }
-
-    fn path(&self, file: &str) -> String {
-        self.dir.path().join(file).display().to_string()
-    }
-}
-
 /// Hosts without an agent, reached over ssh by an agent the hub runs itself: one whose key is
 /// in the known-hosts file joins the fleet, takes an app deployed from the hub (its container
 /// on that host's engine), and ships its journal and its logs (through the engine's API) with
@@ -900,10 +819,16 @@ impl Sshd {
 /// hub before anything is recorded, saying what is lost without an agent.
 #[tokio::test]
 async fn fleet_a_host_without_an_agent_is_reached_over_ssh_with_its_key_checked() {
-    let sshd = Sshd::start(1);
+    // an OpenSSH server in host 1's network namespace, whose sessions reach its dockerd
+    let node = capstan_testkit::swarm_node_host("capt-node1");
+    let sshd = capstan_testkit::Sshd::start(
+        "10.217.0.11",
+        2222,
+        Some("/run/netns/capt-swn1"),
+        &[("DOCKER_HOST", &node)],
+    );
     // more containers than sshd lets one connection multiplex sessions (MaxSessions 10): the
     // agent follows each one's log through the engine, a connection each
-    let node = capstan_testkit::swarm_node_host("capt-node1");
     let busy = capstan_testkit::unique("fleet-ssh-busy");
     for i in 0..12 {
         capstan_testkit::docker(

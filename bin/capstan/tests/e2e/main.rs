@@ -7,10 +7,12 @@
 mod access;
 mod alerts;
 mod api;
+mod backups;
 mod build;
 mod dashboard;
 mod day2;
 mod deploy;
+mod domains;
 mod fleet;
 mod hooks;
 mod hostile;

@@ -99,13 +99,18 @@ async fn schemathesis_finds_no_server_error_and_no_answer_off_the_document_own_e
     let mut own = OwnEngine::start().await;
     let _engine = own.engine().await;
     // the built-in alert rules on (a test daemon has them off unless it says `[alerts]`); a
-    // fleet hub (its hosts' routes answer)
+    // fleet hub (its hosts' routes answer); a backup repository restic cannot make (its
+    // failures answer as documented)
+    let password = tempfile::NamedTempFile::new().unwrap();
+    std::fs::write(password.path(), "st-password\n").unwrap();
     let daemon = Daemon::start_with(
         bin(),
         &own.host(),
         &format!(
-            "[images]\nwatch = true\n[alerts]\ndefaults = true\n[fleet]\nlisten = \"127.0.0.1:{}\"\n",
-            capstan_testkit::free_port()
+            "[images]\nwatch = true\n[alerts]\ndefaults = true\n[fleet]\nlisten = \"127.0.0.1:{}\"\n\
+             [backups]\nrepository = \"/proc/capstan-none/repo\"\npassword_file = \"{}\"\n",
+            capstan_testkit::free_port(),
+            password.path().display()
         ),
     )
     .await;
@@ -146,7 +151,7 @@ async fn schemathesis_finds_no_server_error_and_no_answer_off_the_document_own_e
         "admin, parts off",
         &off.token,
         10,
-        "^/api/v1/(metrics|images/updates|hooks/registry|hosts)",
+        "^/api/v1/(metrics|images/updates|hooks/registry|hosts|apps/[^/]+/(backups|restore))",
     )
     .await;
     if !ok {

@@ -44,6 +44,16 @@ async fn request(
         .deployer
         .check(&req)
         .map_err(|e| ApiError::new(Code::BadRequest, e.to_string()))?;
+    // a host name another app serves here, before anything is recorded
+    if place.deployer.place.is_none()
+        && let Some(router) = &state.router
+        && let Some(ext) = &req.project.capstan
+    {
+        router
+            .check_hosts(app, &ext.routes)
+            .await
+            .map_err(|e| ApiError::new(Code::BadRequest, e.to_string()))?;
+    }
     Ok(req)
 }
 
@@ -668,7 +678,7 @@ pub(crate) fn actor(who: Option<Extension<Principal>>) -> String {
 }
 
 /// Takes the per-app lock (one deploy, rollback or down at a time; self-healing waits).
-fn hold(state: &AppState, app: &str) -> Result<capstan_model::RolloutLock, ApiError> {
+pub(super) fn hold(state: &AppState, app: &str) -> Result<capstan_model::RolloutLock, ApiError> {
     state.deploying.hold(app).ok_or_else(|| {
         ApiError::new(
             Code::Conflict,

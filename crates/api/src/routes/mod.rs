@@ -3,6 +3,7 @@
 pub(crate) mod access;
 pub(crate) mod alerts;
 pub(crate) mod apps;
+pub(crate) mod backups;
 pub(crate) mod builds;
 pub(crate) mod containers;
 pub(crate) mod events;

@@ -89,6 +89,42 @@ pub struct CapstanExtension {
     /// capstan's proxy shares among apps; see [`HttpRoute`] and docs/domains.md.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub routes: Vec<HttpRoute>,
+    /// What of its named volumes is backed up, when, and how long snapshots are kept; see
+    /// [`BackupPolicy`] and docs/backups.md.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub backups: Option<BackupPolicy>,
+}
+
+/// `x-capstan.backups`: an app's volumes into the restic repository of `[backups]`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BackupPolicy {
+    /// The named volumes (every one the app declares unless given).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub volumes: Vec<String>,
+    /// How often a backup is taken by itself (`24h`); only when asked unless given.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub every: Option<String>,
+    /// Snapshots kept after each backup: the newest `keep_last`, one a day for `keep_daily`
+    /// days, one a week for `keep_weekly` weeks (restic's `forget`); all unless one is given.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub keep_last: Option<u32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub keep_daily: Option<u32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub keep_weekly: Option<u32>,
+    /// Commands run in a replica of a service before the snapshot (a database's dump into its
+    /// volume): a command that fails fails the backup.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub before: Vec<BackupHook>,
+}
+
+/// A command run in a service's replica 1 before a backup.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BackupHook {
+    pub service: String,
+    pub command: Vec<String>,
 }
 
 /// One `x-capstan.routes` entry (or a service's `io.capstan.route.*` labels): requests for

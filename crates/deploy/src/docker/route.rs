@@ -205,6 +205,12 @@ enum Command {
         reply: oneshot::Sender<Result<(), RouteError>>,
     },
     Unclaim(String),
+    /// Whether another app serves one of these host names and paths (read only).
+    Taken {
+        app: String,
+        sites: Vec<Site>,
+        reply: oneshot::Sender<Result<(), RouteError>>,
+    },
     Drain {
         ids: Vec<String>,
         timeout: Duration,
@@ -319,6 +325,25 @@ impl Router {
         self.ask(|reply| Command::Claim {
             app: app.to_owned(),
             routes,
+            sites,
+            reply,
+        })
+        .await
+        .unwrap_or(Err(RouteError::Stopping))
+    }
+
+    /// Refuses host names and paths another app serves (or is deploying), before a deploy
+    /// records anything; the deploy's claim checks again when it starts.
+    ///
+    /// # Errors
+    /// [`RouteError::HostTaken`], or the table cannot be computed.
+    pub async fn check_hosts(&self, app: &str, hosts: &[HttpRoute]) -> Result<(), RouteError> {
+        if hosts.is_empty() {
+            return Ok(());
+        }
+        let sites = hosts.iter().map(|r| site(app, r)).collect();
+        self.ask(|reply| Command::Taken {
+            app: app.to_owned(),
             sites,
             reply,
         })
@@ -444,6 +469,13 @@ impl Task {
                 let result = self.claim(&app, routes, sites).await;
                 let _ = reply.send(result);
             }
+            Command::Taken { app, sites, reply } => {
+                let result = match self.table().await {
+                    Ok((_, served, _)) => self.hosts_free(&app, &sites, &served),
+                    Err(e) => Err(e),
+                };
+                let _ = reply.send(result);
+            }
             Command::Unclaim(app) => {
                 let ports = self.claims.remove(&app).is_some();
                 let hosts = self.site_claims.remove(&app).is_some();
@@ -491,26 +523,7 @@ impl Task {
             return Ok(());
         }
         let (table, served, _) = self.table().await?;
-        let mine = format!("{app}/");
-        for wanted in &sites {
-            if let Some(other) = served
-                .iter()
-                .chain(self.site_claims.values().flatten())
-                .find(|s| {
-                    !s.key.starts_with(&mine) && s.host == wanted.host && s.path == wanted.path
-                })
-            {
-                return Err(RouteError::HostTaken {
-                    host: wanted.host.clone(),
-                    path: if wanted.path == "/" {
-                        String::new()
-                    } else {
-                        wanted.path.clone()
-                    },
-                    owner: owner(&other.key),
-                });
-            }
-        }
+        self.hosts_free(app, &sites, &served)?;
         if !sites.is_empty() {
             let edge = self.edge.config.borrow();
             if edge.http.is_none() && edge.https.is_none() {
@@ -560,6 +573,31 @@ impl Task {
                 Err(e)
             }
         }
+    }
+
+    /// Refuses `sites` of `app` that another app serves (in `served`) or is deploying.
+    fn hosts_free(&self, app: &str, sites: &[Site], served: &[Site]) -> Result<(), RouteError> {
+        let mine = format!("{app}/");
+        for wanted in sites {
+            if let Some(other) = served
+                .iter()
+                .chain(self.site_claims.values().flatten())
+                .find(|s| {
+                    !s.key.starts_with(&mine) && s.host == wanted.host && s.path == wanted.path
+                })
+            {
+                return Err(RouteError::HostTaken {
+                    host: wanted.host.clone(),
+                    path: if wanted.path == "/" {
+                        String::new()
+                    } else {
+                        wanted.path.clone()
+                    },
+                    owner: owner(&other.key),
+                });
+            }
+        }
+        Ok(())
     }
 
     async fn sync(&mut self) -> Result<(), RouteError> {
