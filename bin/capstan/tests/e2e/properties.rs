@@ -375,6 +375,24 @@ async fn day_two(daemon: &Daemon, compose: &str, note: &mut impl FnMut(&str, &st
     note("POST", "/api/v1/apps/{app}/restart", restarted);
     let started = post("/api/v1/apps/st-dies/start".into(), serde_json::json!({})).await;
     note("POST", "/api/v1/apps/{app}/start", started);
+    // a backup and a restore of a running app, the repository one restic cannot make: 422
+    let kept = "services:\n  db:\n    image: capstan-test/busybox:1\n    command: [\"sleep\", \"600\"]\n    volumes: [\"data:/data\"]\nvolumes:\n  data: {}\n";
+    let (status, said) = daemon
+        .post_text(
+            "/api/v1/apps/st-kept/deploy",
+            "application/yaml",
+            kept.to_owned(),
+        )
+        .await;
+    assert_eq!(status, 200, "{said}");
+    let backed = post("/api/v1/apps/st-kept/backups".into(), serde_json::json!({})).await;
+    note("POST", "/api/v1/apps/{app}/backups", backed);
+    let restored = post(
+        "/api/v1/apps/st-kept/restore".into(),
+        serde_json::json!({"snapshot": "0123abcd"}),
+    )
+    .await;
+    note("POST", "/api/v1/apps/{app}/restore", restored);
     // exec: a replica that is not there (404), one that is not running (409)
     let path = "/api/v1/apps/{app}/exec";
     let status = upgrade(
