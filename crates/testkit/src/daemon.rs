@@ -568,6 +568,25 @@ pub fn docker(host: &str, args: &[&str]) -> String {
     }
 }
 
+/// Keeps credential `name` = `value` sealed in data dir `data`, as an installer would (`capstan
+/// secrets set NAME --data DATA`, the value on its standard input): for
+/// [`Daemon::start_prepared`].
+pub fn keep_credential(bin: &Path, data: &Path, name: &str, value: &str) {
+    use std::io::Write as _;
+    let mut set = std::process::Command::new(bin)
+        .args(["secrets", "set", name, "--data"])
+        .arg(data)
+        .stdin(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    set.stdin
+        .take()
+        .unwrap()
+        .write_all(format!("{value}\n").as_bytes())
+        .unwrap();
+    assert!(set.wait().unwrap().success(), "capstan secrets set {name}");
+}
+
 /// `config` with what a test daemon has unless it says: no registry watching, no metrics, no
 /// built-in alert rules.
 fn with_defaults(config: &str) -> String {

@@ -35,7 +35,7 @@ use capstan_engine::Engine;
 pub use alertmanager::Alertmanager;
 pub use browser::Browser;
 pub use clickhouse::ClickHouse;
-pub use daemon::{Daemon, docker, serve_refused};
+pub use daemon::{Daemon, docker, keep_credential, serve_refused};
 pub use debian::{DEBIAN, DebianImage, debian_image, debian_root};
 pub use git::{GitServer, git};
 pub use image::{BUSYBOX, busybox_rootfs, ensure_busybox, push_versions, rootfs_with_file, tar_of};

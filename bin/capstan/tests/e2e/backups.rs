@@ -108,21 +108,7 @@ async fn volumes_are_backed_up_and_restored_identical_locally_and_over_sftp_on_a
         bin(),
         engine.host(),
         &config(&local.display().to_string(), None),
-        |data| {
-            use std::io::Write as _;
-            let mut set = std::process::Command::new(bin())
-                .args(["secrets", "set", "restic", "--data"])
-                .arg(data)
-                .stdin(std::process::Stdio::piped())
-                .spawn()
-                .unwrap();
-            set.stdin
-                .take()
-                .unwrap()
-                .write_all(b"restic-s3cret\n")
-                .unwrap();
-            assert!(set.wait().unwrap().success());
-        },
+        |data| capstan_testkit::keep_credential(bin(), data, "restic", "restic-s3cret"),
     )
     .await;
     let dir = tempfile::tempdir().unwrap();

@@ -105,19 +105,7 @@ url = "{am}"
     );
     // the SMTP password is kept sealed in the vault, as an installer would keep it
     let mut daemon = Daemon::start_prepared(bin(), engine.host(), &config, |data| {
-        use std::io::Write as _;
-        let mut set = std::process::Command::new(bin())
-            .args(["secrets", "set", "smtp", "--data"])
-            .arg(data)
-            .stdin(std::process::Stdio::piped())
-            .spawn()
-            .unwrap();
-        set.stdin
-            .take()
-            .unwrap()
-            .write_all(b"mail-s3cret\n")
-            .unwrap();
-        assert!(set.wait().unwrap().success());
+        capstan_testkit::keep_credential(bin(), data, "smtp", "mail-s3cret");
         assert!(data.join("credentials/smtp.sealed").exists());
     })
     .await;
