@@ -29,17 +29,17 @@ volumes:
     )
 }
 
+/// Runs `script` in the app's replica: what it printed.
+fn sh(host: &str, container: &str, script: &str) -> String {
+    docker(host, &["exec", container, "sh", "-c", script])
+}
+
 /// A checksum of every file under /data in the app's replica, and how many there are.
 fn checksum(host: &str, container: &str) -> String {
-    docker(
+    sh(
         host,
-        &[
-            "exec",
-            container,
-            "sh",
-            "-c",
-            "cd /data && find . -type f | sort | xargs md5sum | md5sum && find . -type f | wc -l",
-        ],
+        container,
+        "cd /data && find . -type f | sort | xargs md5sum | md5sum && find . -type f | wc -l",
     )
 }
 
@@ -72,15 +72,10 @@ async fn round_trip(daemon: &Daemon, host: &str, app: &str, container: &str) {
     let id = backup(daemon, app).await;
     let before = checksum(host, container);
     assert!(before.trim_end().ends_with("10001"), "{before}");
-    docker(
+    sh(
         host,
-        &[
-            "exec",
-            container,
-            "sh",
-            "-c",
-            "rm -rf /data/files /data/dump.sql && echo stray > /data/stray",
-        ],
+        container,
+        "rm -rf /data/files /data/dump.sql && echo stray > /data/stray",
     );
     assert_ne!(checksum(host, container), before);
     let (code, out, err) = daemon.cli(&["restore", app, "--snapshot", &id]).await;
@@ -115,15 +110,10 @@ async fn volumes_are_backed_up_and_restored_identical_locally_and_over_sftp_on_a
     let name = unique("capt-bk");
     deploy(&daemon, dir.path(), &name, &app("")).await;
     let container = format!("{name}-db-1");
-    docker(
+    sh(
         &host,
-        &[
-            "exec",
-            &container,
-            "sh",
-            "-c",
-            "mkdir -p /data/files && cd /data/files && i=0; while [ $i -lt 10000 ]; do echo row $i > f$i; i=$((i+1)); done",
-        ],
+        &container,
+        "mkdir -p /data/files && cd /data/files && i=0; while [ $i -lt 10000 ]; do echo row $i > f$i; i=$((i+1)); done",
     );
 
     // a local repository (made on first use)

@@ -282,6 +282,18 @@ fn deploy_in_background(
     })
 }
 
+/// Deploys `compose` as `app`, to its end.
+async fn deployed(daemon: &Daemon, app: &str, compose: &str) {
+    let (status, said) = daemon
+        .post_text(
+            &format!("/api/v1/apps/{app}/deploy"),
+            "application/yaml",
+            compose.to_owned(),
+        )
+        .await;
+    assert_eq!(status, 200, "{said}");
+}
+
 /// The exec WebSocket's upgrade of `path` with `token`: the status it answers.
 async fn upgrade(daemon: &Daemon, path: &str, token: &str) -> u16 {
     reqwest::Client::new()
@@ -363,28 +375,14 @@ async fn day_two(daemon: &Daemon, compose: &str, note: &mut impl FnMut(&str, &st
     note("POST", "/api/v1/images/prune", status);
     // a replica that exits once it has run before: restarted or started, it does not come back
     let dies = "services:\n  web:\n    image: capstan-test/busybox:1\n    command: [\"sh\", \"-c\", \"[ -f /ran ] && exit 1; echo > /ran; exec sleep 600\"]\n";
-    let (status, said) = daemon
-        .post_text(
-            "/api/v1/apps/st-dies/deploy",
-            "application/yaml",
-            dies.to_owned(),
-        )
-        .await;
-    assert_eq!(status, 200, "{said}");
+    deployed(daemon, "st-dies", dies).await;
     let restarted = post("/api/v1/apps/st-dies/restart".into(), serde_json::json!({})).await;
     note("POST", "/api/v1/apps/{app}/restart", restarted);
     let started = post("/api/v1/apps/st-dies/start".into(), serde_json::json!({})).await;
     note("POST", "/api/v1/apps/{app}/start", started);
     // a backup and a restore of a running app, the repository one restic cannot make: 422
     let kept = "services:\n  db:\n    image: capstan-test/busybox:1\n    command: [\"sleep\", \"600\"]\n    volumes: [\"data:/data\"]\nvolumes:\n  data: {}\n";
-    let (status, said) = daemon
-        .post_text(
-            "/api/v1/apps/st-kept/deploy",
-            "application/yaml",
-            kept.to_owned(),
-        )
-        .await;
-    assert_eq!(status, 200, "{said}");
+    deployed(daemon, "st-kept", kept).await;
     let backed = post("/api/v1/apps/st-kept/backups".into(), serde_json::json!({})).await;
     note("POST", "/api/v1/apps/{app}/backups", backed);
     let restored = post(
@@ -415,10 +413,7 @@ async fn day_two(daemon: &Daemon, compose: &str, note: &mut impl FnMut(&str, &st
         "services:\n  web:\n    image: capstan-test/busybox:1\n    command: [\"sleep\", \"600\"]\n    volumes: [\"{}:/data:ro\"]\n",
         dir.path().display()
     );
-    let (status, said) = daemon
-        .post_text("/api/v1/apps/st-bound/deploy", "application/yaml", bound)
-        .await;
-    assert_eq!(status, 200, "{said}");
+    deployed(daemon, "st-bound", &bound).await;
     let (_, body) = daemon
         .post_raw(
             "/api/v1/tokens",

@@ -250,16 +250,6 @@ pub struct EdgeLink {
     pub wanted: watch::Sender<WantedNames>,
 }
 
-impl Default for EdgeLink {
-    /// No shared ports.
-    fn default() -> Self {
-        Self {
-            config: watch::channel(EdgeConfig::default()).1,
-            wanted: watch::channel(WantedNames::new()).0,
-        }
-    }
-}
-
 impl Router {
     /// Starts the router; it runs until `shutdown` (the proxy keeps running after that).
     pub fn spawn(
