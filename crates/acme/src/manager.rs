@@ -64,7 +64,7 @@ pub fn start(setup: Setup, shutdown: CancellationToken) -> std::io::Result<EdgeL
     let certs = certs_dir(&setup.data)?;
     let (config, config_rx) = watch::channel(EdgeConfig::default());
     let (wanted, wanted_rx) = watch::channel(WantedNames::new());
-    let task = Task {
+    let mut task = Task {
         setup,
         certs,
         account: None,
@@ -73,7 +73,10 @@ pub fn start(setup: Setup, shutdown: CancellationToken) -> std::io::Result<EdgeL
         failing: BTreeMap::new(),
         config,
     };
-    task.publish(&WantedNames::new());
+    // what was issued before is served from the first table on, before the router says which
+    // names it wants (a restarted daemon must not take a certificate from the proxy)
+    task.load_all();
+    task.publish(None);
     tokio::spawn(task.run(wanted_rx, shutdown));
     Ok(EdgeLink {
         config: config_rx,
@@ -83,14 +86,41 @@ pub fn start(setup: Setup, shutdown: CancellationToken) -> std::io::Result<EdgeL
 
 impl Task {
     async fn run(mut self, mut wanted: watch::Receiver<WantedNames>, shutdown: CancellationToken) {
+        // until the router's first table, nothing is known to be unwanted
+        let told = tokio::select! {
+            () = shutdown.cancelled() => return,
+            changed = wanted.changed() => changed.is_ok(),
+        };
+        if !told {
+            return;
+        }
         loop {
             let names = wanted.borrow_and_update().clone();
             let next = self.pass(&names).await;
-            self.publish(&names);
+            self.publish(Some(&names));
             tokio::select! {
                 () = shutdown.cancelled() => return,
                 changed = wanted.changed() => if changed.is_err() { return },
                 () = tokio::time::sleep(next) => {}
+            }
+        }
+    }
+
+    /// Every certificate kept in `<data>/certs/<app>.<challenge>/`.
+    fn load_all(&mut self) {
+        let Ok(entries) = std::fs::read_dir(&self.certs) else {
+            return;
+        };
+        for entry in entries.flatten() {
+            let name = entry.file_name().to_string_lossy().into_owned();
+            let Some((app, challenge)) = name
+                .rsplit_once('.')
+                .and_then(|(app, c)| Some((app.to_owned(), Challenge::parse(c)?)))
+            else {
+                continue;
+            };
+            if let Some(stored) = load(&entry.path()) {
+                self.issued.insert((app, challenge), stored);
             }
         }
     }
@@ -100,8 +130,9 @@ impl Task {
     }
 
     /// The certificate each wanted group should have, issued where due; returns how long
-    /// until the next one is due.
+    /// until the next one is due. What is kept is served before anything is asked of ACME.
     async fn pass(&mut self, wanted: &WantedNames) -> Duration {
+        self.publish(Some(wanted));
         let mut next = CHECK_EVERY;
         for ((app, challenge), names) in wanted {
             let challenge = challenge
@@ -170,7 +201,7 @@ impl Task {
                 self.issued.insert(key.clone(), stored);
                 self.fresh.insert(key.clone(), Instant::now());
                 self.failing.remove(key);
-                self.publish(wanted);
+                self.publish(Some(wanted));
                 self.record(CapstanAction::CertificateIssued, attributes)
                     .await;
             }
@@ -209,8 +240,8 @@ impl Task {
     }
 
     /// Tells the router the shared ports and the certificates to serve: the files', and the
-    /// issued ones of the names wanted now.
-    fn publish(&self, wanted: &WantedNames) {
+    /// issued ones of the names wanted now (all of them, before the router has said).
+    fn publish(&self, wanted: Option<&WantedNames>) {
         let mut certificates: Vec<capstan_proxy::Certificate> =
             self.setup.files.iter().map(Stored::for_proxy).collect();
         let from_files = self
@@ -220,12 +251,21 @@ impl Task {
             .flat_map(|s| s.names.iter().cloned())
             .collect();
         let now = Utc::now();
-        for (app, challenge) in wanted.keys() {
-            let challenge = challenge
-                .as_deref()
-                .and_then(Challenge::parse)
-                .unwrap_or(self.setup.acme.challenge);
-            if let Some(s) = self.issued.get(&(app.clone(), challenge))
+        let keys: Vec<Key> = match wanted {
+            Some(w) => w
+                .keys()
+                .map(|(app, challenge)| {
+                    let challenge = challenge
+                        .as_deref()
+                        .and_then(Challenge::parse)
+                        .unwrap_or(self.setup.acme.challenge);
+                    (app.clone(), challenge)
+                })
+                .collect(),
+            None => self.issued.keys().cloned().collect(),
+        };
+        for key in keys {
+            if let Some(s) = self.issued.get(&key)
                 && s.not_after > now
             {
                 certificates.push(s.for_proxy());
